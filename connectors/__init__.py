@@ -1,0 +1,1 @@
+"""CRM connector plugins and what they share (protocol, registry, HTTP layer)."""

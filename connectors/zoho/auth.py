@@ -1,0 +1,152 @@
+"""Zoho OAuth: refresh-token grant, a token cache, and an httpx.Auth that retries once.
+
+zoho-crm.md §1: `POST {accounts-server}/oauth/v2/token` (grant_type=refresh_token)
+returns access_token, api_domain and expires_in (seconds; legacy responses put
+milliseconds in expires_in and seconds in expires_in_sec). Failures come back
+as HTTP 200 with an `error` key (invalid_code, invalid_client); the token
+endpoint's throttle is HTTP 400 "Access Denied ... too many requests". Every
+API call then goes to the returned api_domain with `Authorization:
+Zoho-oauthtoken <token>`; an expired token answers 401 INVALID_TOKEN.
+"""
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from connectors.http import json_body
+from core.errors import AuthError, RateLimited, TransientError
+
+ACCOUNTS_SERVERS = {  # zoho-crm.md §1, per-DC hosts
+    "com": "https://accounts.zoho.com",
+    "eu": "https://accounts.zoho.eu",
+    "in": "https://accounts.zoho.in",
+    "com.au": "https://accounts.zoho.com.au",
+    "jp": "https://accounts.zoho.jp",
+    "com.cn": "https://accounts.zoho.com.cn",
+    "ca": "https://accounts.zohocloud.ca",
+    "sa": "https://accounts.zoho.sa",
+}
+EXPIRY_MARGIN = 60.0  # seconds before expiry at which a token is refreshed
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str
+    api_domain: str
+    expires_at: float  # time.monotonic()
+
+    @property
+    def fresh(self) -> bool:
+        return time.monotonic() < self.expires_at - EXPIRY_MARGIN
+
+
+# Tokens outlive one sync run: a refresh token may mint at most 10 access tokens
+# per 10 minutes (zoho-crm.md §1), so they are cached per process.
+_CACHE: dict[str, Token] = {}
+
+
+def parse_token_response(response: httpx.Response) -> Token:
+    """Read a token response, or raise AuthError / RateLimited with a clear message."""
+    if response.status_code >= 500:
+        raise TransientError(f"Zoho accounts server answered HTTP {response.status_code}")
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise TransientError("Zoho accounts server sent an unexpected body")
+    error = body.get("error")
+    if error:
+        description = str(body.get("error_description", ""))
+        if "too many requests" in description.lower() or error == "Access Denied":
+            raise RateLimited("Zoho accounts server: too many token requests", retry_after=60)
+        if error == "invalid_code":
+            raise AuthError(
+                "Zoho rejected the refresh token (invalid_code): it was revoked or mistyped; "
+                "generate a new refresh token and update the connection's secrets"
+            )
+        if error == "invalid_client":
+            raise AuthError(
+                "Zoho rejected the client (invalid_client): check client_id, client_secret "
+                "and that `dc` names the data centre where the client was registered"
+            )
+        raise AuthError(f"Zoho token request failed: {error}")
+    if "access_token" not in body or response.status_code != 200:
+        raise AuthError(f"Zoho token request failed with HTTP {response.status_code}")
+    if "expires_in_sec" in body:
+        ttl = float(body["expires_in_sec"])
+    else:
+        ttl = float(body.get("expires_in", 3600))
+        if ttl > 86_400:  # legacy: milliseconds
+            ttl /= 1000
+    return Token(
+        access_token=str(body["access_token"]),
+        api_domain=str(body.get("api_domain") or "https://www.zohoapis.com").rstrip("/"),
+        expires_at=time.monotonic() + ttl,
+    )
+
+
+class ZohoAuth(httpx.Auth):
+    """Adds the Zoho-oauthtoken header; on 401 INVALID_TOKEN refreshes once and retries."""
+
+    requires_response_body = True
+
+    def __init__(
+        self, token_url: str, client_id: str, client_secret: str, refresh_token: str
+    ) -> None:
+        self.token_url = token_url
+        self.form = {
+            "grant_type": "refresh_token",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "refresh_token": refresh_token,
+        }
+        digest = hashlib.sha256(f"{client_id}\0{refresh_token}".encode()).hexdigest()
+        self._key = f"{token_url}|{digest}"
+        self.lock = asyncio.Lock()
+
+    @property
+    def token(self) -> Token | None:
+        token = _CACHE.get(self._key)
+        return token if token and token.fresh else None
+
+    def refresh_request(self) -> httpx.Request:
+        # Form body, not the query string: secrets must never appear in URLs or logs.
+        return httpx.Request("POST", self.token_url, data=self.form)
+
+    def store(self, response: httpx.Response) -> Token:
+        token = parse_token_response(response)
+        _CACHE[self._key] = token
+        return token
+
+    def forget(self) -> None:
+        _CACHE.pop(self._key, None)
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = self.token
+        if token is None:
+            async with self.lock:
+                token = self.token
+                if token is None:
+                    token = self.store((yield self.refresh_request()))
+        request.headers["Authorization"] = f"Zoho-oauthtoken {token.access_token}"
+        response = yield request
+        if response.status_code == 401 and _error_code(response) == "INVALID_TOKEN":
+            async with self.lock:
+                current = _CACHE.get(self._key)
+                if current is None or current.access_token == token.access_token:
+                    current = self.store((yield self.refresh_request()))
+            request.headers["Authorization"] = f"Zoho-oauthtoken {current.access_token}"
+            yield request
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None

@@ -1,0 +1,140 @@
+"""Zoho records -> normalized records. Pure functions.
+
+zoho-crm.md §2: ids are strings, dates "YYYY-MM-DD", datetimes ISO-8601 with the
+org's offset (tolerating a trailing Z), lookups {"name","id"} and the owner
+lookup {"name","id","email"}, empty values null. §8: Amount is in the record's
+currency and amount_home = Amount / Exchange_Rate; single-currency orgs have no
+Currency or Exchange_Rate (rate 1). §4: won/lost come from forecast_type.
+"""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
+from core.types import as_utc
+
+CATEGORY = {"Open": "open", "Closed Won": "won", "Closed Lost": "lost"}
+
+
+def decimal(value: Any) -> Decimal | None:
+    """A JSON number as the decimal it was written as (str() of a float is its shortest form)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError("boolean where a number was expected")
+    return Decimal(str(value))
+
+
+def timestamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+def day(value: Any) -> date | None:
+    return date.fromisoformat(str(value)[:10]) if value else None
+
+
+def _lookup(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _email(value: Any) -> str | None:
+    return str(value).strip().lower() if value else None
+
+
+def user(raw: dict[str, Any]) -> UserRecord:
+    name = raw.get("full_name") or " ".join(
+        p for p in (raw.get("first_name"), raw.get("last_name")) if p
+    )
+    role = _lookup(raw.get("role")).get("name")
+    return UserRecord(
+        remote_id=str(raw["id"]),
+        name=str(name or raw.get("email") or raw["id"]),
+        email=_email(raw.get("email")),
+        active=raw.get("status") == "active",
+        role=role,
+        team=role,  # Zoho roles are the sales hierarchy; the role is the rep's team
+        remote_modified_at=timestamp(raw.get("Modified_Time")),
+        raw=raw,
+    )
+
+
+def stage(
+    pipeline: dict[str, Any], entry: dict[str, Any], probabilities: dict[str, Decimal | None]
+) -> StageRecord:
+    name = str(entry.get("display_value") or entry.get("actual_value"))
+    forecast_type = entry.get("forecast_type") or "Open"
+    return StageRecord(
+        remote_id=f"{pipeline.get('id')}:{entry.get('id')}",
+        name=name,
+        category=CATEGORY.get(str(forecast_type), "open"),
+        pipeline=pipeline.get("display_value"),
+        sort_order=int(entry.get("sequence_number") or 0),
+        probability=decimal(entry.get("probability", probabilities.get(name))),
+        raw={"pipeline_id": pipeline.get("id"), **entry},
+    )
+
+
+def account(raw: dict[str, Any]) -> AccountRecord:
+    owner = _lookup(raw.get("Owner"))
+    return AccountRecord(
+        remote_id=str(raw["id"]),
+        name=str(raw.get("Account_Name") or ""),
+        industry=raw.get("Industry"),
+        owner_remote_id=owner.get("id"),
+        owner_email=_email(owner.get("email")),
+        owner_name=owner.get("name"),
+        remote_created_at=timestamp(raw.get("Created_Time")),
+        remote_modified_at=timestamp(raw.get("Modified_Time")),
+        raw=raw,
+    )
+
+
+def deal(
+    raw: dict[str, Any],
+    stages: dict[tuple[str | None, str], StageRecord],
+    home_currency: str | None,
+) -> DealRecord:
+    owner = _lookup(raw.get("Owner"))
+    account_ref = _lookup(raw.get("Account_Name"))
+    amount = decimal(raw.get("Amount"))
+    rate = decimal(raw.get("Exchange_Rate")) or Decimal(1)
+    stage_name = str(raw.get("Stage") or "")
+    pipeline = raw.get("Pipeline")
+    if isinstance(pipeline, dict):
+        pipeline = pipeline.get("name")
+    meta = stages.get((pipeline, stage_name)) or stages.get((None, stage_name))
+    probability = decimal(raw.get("Probability"))
+    if probability is None and meta is not None:
+        probability = meta.probability
+    return DealRecord(
+        remote_id=str(raw["id"]),
+        name=str(raw.get("Deal_Name") or ""),
+        amount=amount,
+        currency=raw.get("Currency") or home_currency,
+        exchange_rate=rate,
+        amount_home=None if amount is None else amount / rate,
+        stage=stage_name or None,
+        stage_remote_id=meta.remote_id if meta else None,
+        status=meta.category if meta else "open",
+        probability=probability,
+        close_date=day(raw.get("Closing_Date")),
+        remote_created_at=timestamp(raw.get("Created_Time")),
+        remote_modified_at=timestamp(raw.get("Modified_Time")),
+        owner_remote_id=owner.get("id"),
+        owner_email=_email(owner.get("email")),
+        owner_name=owner.get("name"),
+        account_remote_id=account_ref.get("id"),
+        account_name=account_ref.get("name"),
+        pipeline=pipeline,
+        raw=raw,
+    )
+
+
+def deletion(entity: str, raw: dict[str, Any]) -> Deletion:
+    deleted_at = timestamp(raw.get("deleted_time"))
+    if deleted_at is None:
+        raise ValueError("deleted record without deleted_time")
+    return Deletion(entity=entity, remote_id=str(raw["id"]), deleted_at=deleted_at)

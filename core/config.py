@@ -1,0 +1,64 @@
+"""Settings, read from the environment (prefix CRMSYNC_)."""
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Embedded mode (the default) needs none of it."""
+
+    model_config = SettingsConfigDict(env_prefix="CRMSYNC_", extra="ignore")
+
+    database_url: str = "sqlite:///./crmsync.db"
+    redis_url: str | None = None
+    secret_key: str | None = None
+    reporting_currency: str | None = None
+    timezone: str = "UTC"
+    fiscal_year_start_month: int = 1
+    public_url: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("fiscal_year_start_month")
+    @classmethod
+    def _month(cls, value: int) -> int:
+        if not 1 <= value <= 12:
+            raise ValueError("fiscal_year_start_month must be 1..12")
+        return value
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError("reporting_currency must be a 3-letter ISO code")
+        return value.upper()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        """The file of an embedded SQLite database, or None for another database."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[-1]
+        return None if path in ("", ":memory:") else Path(path)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

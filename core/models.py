@@ -1,0 +1,181 @@
+"""The normalized store (DESIGN.md section 3) as SQLModel tables.
+
+Every synced row carries connection_id, remote_id, raw, remote_modified_at,
+first_seen_at, last_synced_at and deleted_at; (connection_id, remote_id) is unique.
+Timestamps are aware UTC (UTCDateTime). Money uses ScaledDecimal so sums are exact everywhere.
+"""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from core.types import DecimalText, Money, Percent, UTCDateTime, utcnow
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _json() -> Any:
+    return Field(default=None, sa_type=JSONType)
+
+
+def _now() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def _ts() -> Any:
+    return Field(default=None, sa_type=UTCDateTime)
+
+
+class Connection(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=40)
+    name: str = Field(max_length=200, unique=True)
+    config: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    secrets_encrypted: str = ""
+    home_currency: str | None = Field(default=None, max_length=3)
+    status: str = Field(default="active", max_length=20)
+    last_error: str | None = None
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    last_synced_at: datetime | None = _ts()
+
+
+class SyncedRow(SQLModel):
+    """Columns every synced row has."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
+    remote_id: str = Field(max_length=100)
+    raw: dict[str, Any] | None = _json()
+    remote_modified_at: datetime | None = _ts()
+    first_seen_at: datetime = _now()
+    last_synced_at: datetime = _now()
+    deleted_at: datetime | None = _ts()
+
+
+class User(SyncedRow, table=True):
+    __tablename__ = "crm_user"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "remote_id"),
+        Index("ix_crm_user_email", "email"),
+    )
+    name: str = ""
+    email: str | None = Field(default=None, max_length=320)
+    active: bool = True
+    role: str | None = None
+    team: str | None = None
+
+
+class Account(SyncedRow, table=True):
+    __table_args__ = (
+        UniqueConstraint("connection_id", "remote_id"),
+        Index("ix_account_modified", "connection_id", "remote_modified_at"),
+    )
+    name: str = ""
+    industry: str | None = None
+    owner_remote_id: str | None = None
+    owner_email: str | None = Field(default=None, max_length=320)
+    owner_name: str | None = None
+    remote_created_at: datetime | None = _ts()
+
+
+class Stage(SyncedRow, table=True):
+    __table_args__ = (UniqueConstraint("connection_id", "remote_id"),)
+    pipeline: str | None = None
+    name: str = ""
+    sort_order: int = 0
+    probability: Decimal | None = Field(default=None, sa_type=Percent)
+    category: str = Field(default="open", max_length=10)
+
+
+class Deal(SyncedRow, table=True):
+    __table_args__ = (
+        UniqueConstraint("connection_id", "remote_id"),
+        Index("ix_deal_close", "close_date", "status"),
+        Index("ix_deal_owner_close", "owner_email", "close_date"),
+        Index("ix_deal_modified", "connection_id", "remote_modified_at"),
+    )
+    name: str = ""
+    amount: Decimal | None = Field(default=None, sa_type=Money)
+    currency: str | None = Field(default=None, max_length=3)
+    exchange_rate: Decimal | None = Field(default=None, sa_type=DecimalText)
+    amount_home: Decimal | None = Field(default=None, sa_type=Money)
+    stage: str | None = None
+    stage_remote_id: str | None = None
+    status: str = Field(default="open", max_length=10)
+    probability: Decimal | None = Field(default=None, sa_type=Percent)
+    close_date: date | None = None
+    remote_created_at: datetime | None = _ts()
+    owner_remote_id: str | None = None
+    owner_email: str | None = Field(default=None, max_length=320)
+    owner_name: str | None = None
+    account_remote_id: str | None = None
+    account_name: str | None = None
+    pipeline: str | None = None
+
+
+class DealStageChange(SQLModel, table=True):
+    __tablename__ = "deal_stage_change"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "deal_remote_id", "changed_at", "to_stage"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE", index=True)
+    deal_remote_id: str = Field(max_length=100)
+    from_stage: str | None = None
+    to_stage: str | None = None
+    changed_at: datetime = Field(sa_type=UTCDateTime)
+    source: str = Field(default="sync", max_length=10)
+
+
+class SyncState(SQLModel, table=True):
+    __tablename__ = "sync_state"
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE", primary_key=True)
+    stream: str = Field(primary_key=True, max_length=40)
+    cursor: dict[str, Any] | None = _json()
+    updated_at: datetime = _now()
+
+
+class SyncRun(SQLModel, table=True):
+    __tablename__ = "sync_run"
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE", index=True)
+    mode: str = Field(max_length=12)
+    status: str = Field(default="queued", max_length=12)
+    created_at: datetime = _now()
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    counts: dict[str, Any] | None = _json()
+    api_calls: int = 0
+    error: str | None = None
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    key_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    scopes: str = "read"
+    created_at: datetime = _now()
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class FxRate(SQLModel, table=True):
+    __tablename__ = "fx_rate"
+    code: str = Field(primary_key=True, max_length=3)
+    rate_to_reporting: Decimal = Field(sa_type=DecimalText)
+    updated_at: datetime = _now()
+
+
+SYNCED_TABLES: dict[str, type[SyncedRow]] = {
+    "users": User,
+    "stages": Stage,
+    "accounts": Account,
+    "deals": Deal,
+}

@@ -1,0 +1,117 @@
+"""Normalized records and the source protocol the sync engine drives.
+
+Connectors map vendor JSON to these records; core/sync.py writes them to the store.
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+STREAMS = ("users", "stages", "accounts", "deals", "deletions")
+
+
+@dataclass(slots=True)
+class UserRecord:
+    remote_id: str
+    name: str
+    email: str | None
+    active: bool = True
+    role: str | None = None
+    team: str | None = None
+    remote_modified_at: datetime | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class StageRecord:
+    remote_id: str
+    name: str
+    category: str  # open | won | lost, from vendor metadata
+    pipeline: str | None = None
+    sort_order: int = 0
+    probability: Decimal | None = None
+    remote_modified_at: datetime | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class AccountRecord:
+    remote_id: str
+    name: str
+    industry: str | None = None
+    owner_remote_id: str | None = None
+    owner_email: str | None = None
+    owner_name: str | None = None
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+    deleted_at: datetime | None = None  # a vendor record that arrives already voided
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class DealRecord:
+    remote_id: str
+    name: str
+    amount: Decimal | None = None
+    currency: str | None = None
+    exchange_rate: Decimal | None = None
+    amount_home: Decimal | None = None
+    stage: str | None = None
+    stage_remote_id: str | None = None
+    status: str = "open"  # open | won | lost
+    probability: Decimal | None = None
+    close_date: date | None = None
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+    owner_remote_id: str | None = None
+    owner_email: str | None = None
+    owner_name: str | None = None
+    account_remote_id: str | None = None
+    account_name: str | None = None
+    pipeline: str | None = None
+    deleted_at: datetime | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Deletion:
+    """A record the vendor reports as deleted: becomes a tombstone."""
+
+    entity: str  # accounts | deals
+    remote_id: str
+    deleted_at: datetime
+
+
+Record = UserRecord | StageRecord | AccountRecord | DealRecord
+
+
+@dataclass(slots=True)
+class Page:
+    """One vendor page, mapped. `cursor` is the stream state to commit with it."""
+
+    records: list[Any] = field(default_factory=list)
+    deletions: list[Deletion] = field(default_factory=list)
+    cursor: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class SourceInfo:
+    """What a source says about the account it reads (checked before a sync)."""
+
+    home_currency: str | None
+    organization: str | None = None
+
+
+class Source(Protocol):
+    """What the sync engine needs from a connector (connectors/base.py extends it)."""
+
+    @property
+    def api_calls(self) -> int: ...
+
+    async def check(self) -> SourceInfo: ...
+
+    def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        """Pages of `stream` from `cursor` (None: from the beginning), oldest change first."""
+        ...

@@ -1,0 +1,205 @@
+"""Writes to the normalized store: set-based upserts, tombstones, cursors, run rows.
+
+Every function takes the caller's session and never commits: the caller owns
+the transaction, so a page of upserts and its cursor commit together.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, case, func, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from core.models import SYNCED_TABLES, Deal, DealStageChange, SyncedRow, SyncRun, SyncState
+from core.records import Deletion
+from core.types import utcnow
+
+_NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
+
+
+def _insert(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _row(record: Any, columns: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in columns}
+
+
+def upsert_records(
+    session: Session,
+    *,
+    stream: str,
+    connection_id: int,
+    records: Sequence[Any],
+    now: datetime | None = None,
+) -> int:
+    """INSERT ... ON CONFLICT (connection_id, remote_id) DO UPDATE for a whole page.
+
+    A record seen alive clears its tombstone; a record that arrives already
+    voided (record.deleted_at set) keeps the first tombstone time.
+    Deals whose stage changed are recorded in deal_stage_change first.
+    """
+    if not records:
+        return 0
+    model = SYNCED_TABLES[stream]
+    table = _table(model)
+    now = now or utcnow()
+    unique: dict[str, Any] = {r.remote_id: r for r in records}  # last copy of an id wins
+    if model is Deal:
+        record_stage_changes(session, connection_id=connection_id, deals=list(unique.values()))
+    fields = [f for f in unique[next(iter(unique))].__slots__ if f in table.c]
+    rows = []
+    for record in unique.values():
+        row = _row(record, fields)
+        row.update(connection_id=connection_id, first_seen_at=now, last_synced_at=now)
+        row.setdefault("deleted_at", None)
+        rows.append(row)
+    stmt = _insert(session, table).values(rows)
+    updates = {c: stmt.excluded[c] for c in rows[0] if c not in _NEVER_UPDATED}
+    updates["deleted_at"] = _keep_first_tombstone(table, stmt.excluded)
+    stmt = stmt.on_conflict_do_update(index_elements=["connection_id", "remote_id"], set_=updates)
+    session.execute(stmt)
+    return len(rows)
+
+
+def _keep_first_tombstone(table: Table, excluded: Any) -> Any:
+    return case(
+        (excluded.deleted_at.is_(None), None),
+        else_=func.coalesce(table.c.deleted_at, excluded.deleted_at),
+    )
+
+
+def record_stage_changes(
+    session: Session, *, connection_id: int, deals: Sequence[Any], source: str = "sync"
+) -> int:
+    """Store a deal_stage_change for every known deal whose stage differs from the store's."""
+    ids = [d.remote_id for d in deals]
+    table = _table(Deal)
+    current = dict(
+        session.execute(
+            select(table.c.remote_id, table.c.stage).where(
+                table.c.connection_id == connection_id, table.c.remote_id.in_(ids)
+            )
+        ).tuples()
+    )
+    changes = [
+        {
+            "connection_id": connection_id,
+            "deal_remote_id": d.remote_id,
+            "from_stage": current[d.remote_id],
+            "to_stage": d.stage,
+            "changed_at": d.remote_modified_at or utcnow(),
+            "source": source,
+        }
+        for d in deals
+        if d.remote_id in current and current[d.remote_id] != d.stage
+    ]
+    if changes:
+        stmt = _insert(session, _table(DealStageChange)).values(changes).on_conflict_do_nothing()
+        session.execute(stmt)
+    return len(changes)
+
+
+def apply_deletions(session: Session, *, connection_id: int, deletions: Sequence[Deletion]) -> int:
+    """Tombstone deleted records that the store knows and that were not changed since.
+
+    A record modified after its deletion time was restored, so it stays alive.
+    """
+    count = 0
+    for deletion in deletions:
+        table = _table(SYNCED_TABLES[deletion.entity])
+        result = session.execute(
+            update(table)
+            .where(
+                table.c.connection_id == connection_id,
+                table.c.remote_id == deletion.remote_id,
+                table.c.deleted_at.is_(None),
+                or_(
+                    table.c.remote_modified_at.is_(None),
+                    table.c.remote_modified_at <= deletion.deleted_at,
+                ),
+            )
+            .values(deleted_at=deletion.deleted_at)
+        )
+        count += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    return count
+
+
+def tombstone_unseen(
+    session: Session, *, stream: str, connection_id: int, since: datetime, now: datetime
+) -> int:
+    """After a complete full read: tombstone rows the read did not touch."""
+    table = _table(SYNCED_TABLES[stream])
+    result = session.execute(
+        update(table)
+        .where(
+            and_(
+                table.c.connection_id == connection_id,
+                table.c.deleted_at.is_(None),
+                table.c.last_synced_at < since,
+            )
+        )
+        .values(deleted_at=now)
+    )
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+
+
+def get_state(session: Session, *, connection_id: int, stream: str) -> dict[str, Any]:
+    row = session.get(SyncState, (connection_id, stream))
+    return dict(row.cursor or {}) if row else {}
+
+
+def set_state(session: Session, *, connection_id: int, stream: str, state: dict[str, Any]) -> None:
+    stmt = _insert(session, _table(SyncState)).values(
+        connection_id=connection_id, stream=stream, cursor=state, updated_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["connection_id", "stream"],
+        set_={"cursor": stmt.excluded.cursor, "updated_at": stmt.excluded.updated_at},
+    )
+    session.execute(stmt)
+
+
+def update_run(session: Session, run_id: int, **values: Any) -> None:
+    table = _table(SyncRun)
+    session.execute(update(table).where(table.c.id == run_id).values(**values))
+
+
+__all__ = [
+    "SyncedRow",
+    "active_run",
+    "apply_deletions",
+    "create_run",
+    "get_state",
+    "record_stage_changes",
+    "set_state",
+    "tombstone_unseen",
+    "update_run",
+    "upsert_records",
+]
+
+
+def create_run(session: Session, *, connection_id: int, mode: str) -> SyncRun:
+    """A queued sync_run row (flushed, so it has its id)."""
+    run = SyncRun(connection_id=connection_id, mode=mode, status="queued", counts={})
+    session.add(run)
+    session.flush()
+    return run
+
+
+def active_run(session: Session, *, connection_id: int) -> SyncRun | None:
+    """The queued or running sync of a connection, if there is one."""
+    return session.exec(
+        select(SyncRun)
+        .where(SyncRun.connection_id == connection_id, SyncRun.status.in_(("queued", "running")))  # type: ignore[attr-defined]
+        .order_by(SyncRun.id.desc())  # type: ignore[union-attr]
+    ).first()

@@ -1,0 +1,240 @@
+"""The sync engine: drives a Source into the store, page by page (DESIGN.md section 4).
+
+- Each page's upserts, tombstones, cursor and run counters commit in one
+  transaction, so a crash resumes from the last committed page.
+- Streams run concurrently (the source's ApiClient caps requests in flight);
+  a bounded queue per stream lets the next page download while one is written.
+- A full sync reads everything and then tombstones rows it did not see; an
+  interrupted full sync resumes from its cursor and still tombstones correctly.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from core import store
+from core.db import session_scope
+from core.errors import AuthError, SourceError
+from core.models import Connection
+from core.records import STREAMS, Page, Source
+from core.types import utcnow
+
+log = logging.getLogger("crmsync.sync")
+
+TOMBSTONE_ON_FULL = ("users", "stages", "accounts", "deals")
+
+
+@dataclass
+class StreamCounts:
+    fetched: int = 0
+    upserted: int = 0
+    deleted: int = 0
+
+
+ProgressFn = Callable[[str, StreamCounts, bool], None]
+"""Called after each page: (stream, counts so far, stream finished)."""
+
+
+class SyncEngine:
+    """One sync run of one connection."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: Source,
+        *,
+        connection_id: int,
+        run_id: int,
+        mode: str,
+        streams: tuple[str, ...] = STREAMS,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        if mode not in ("full", "incremental"):
+            raise ValueError(f"mode must be full or incremental, not {mode!r}")
+        self.engine = engine
+        self.source = source
+        self.connection_id = connection_id
+        self.run_id = run_id
+        self.mode = mode
+        self.streams = streams
+        self.progress = progress
+        self.counts = {s: StreamCounts() for s in streams}
+        self.started_at = utcnow()
+        self._write_lock = asyncio.Lock()
+
+    async def run(self) -> dict[str, Any]:
+        """Run every stream; record the outcome on the run and the connection."""
+        await self._db(self._mark_started)
+        try:
+            info = await self.source.check()
+            await self._db(self._set_home_currency, info.home_currency)
+            async with asyncio.TaskGroup() as group:
+                for stream in self.streams:
+                    group.create_task(self._sync_stream(stream))
+        except BaseException as exc:
+            error = _unwrap(exc)
+            await self._db(self._mark_failed, error)
+            if isinstance(error, Exception):
+                raise error from None
+            raise
+        await self._db(self._mark_succeeded)
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        return {s: asdict(c) for s, c in self.counts.items()}
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        async with self._write_lock:
+            return await asyncio.to_thread(fn, *args)
+
+    async def _sync_stream(self, stream: str) -> None:
+        state = await self._db(self._load_state, stream)
+        full_since: str | None = state.get("full_started_at")
+        if self.mode == "full" and not full_since:
+            full_since, cursor = self.started_at.isoformat(), None
+        else:
+            cursor = state.get("cursor")
+        queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=2)
+
+        async def produce() -> None:
+            try:
+                async for page in self.source.read(stream, cursor):
+                    await queue.put(page)
+                await queue.put(None)
+            except BaseException as exc:  # handed to the consumer, which re-raises
+                await queue.put(exc)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                await self._db(self._write_page, stream, item, full_since)
+                self._report(stream, done=False)
+            if self.mode == "full" and full_since:
+                await self._db(self._finish_full, stream, datetime.fromisoformat(full_since))
+        finally:
+            producer.cancel()
+        self._report(stream, done=True)
+
+    def _report(self, stream: str, *, done: bool) -> None:
+        if self.progress:
+            self.progress(stream, self.counts[stream], done)
+
+    # -- database work (runs in a thread, one transaction each) ----------------
+
+    def _load_state(self, stream: str) -> dict[str, Any]:
+        with session_scope(self.engine) as session:
+            return store.get_state(session, connection_id=self.connection_id, stream=stream)
+
+    def _write_page(self, stream: str, page: Page, full_since: str | None) -> None:
+        counts = self.counts[stream]
+        with session_scope(self.engine) as session:
+            upserted = store.upsert_records(
+                session, stream=stream, connection_id=self.connection_id, records=page.records
+            )
+            deleted = store.apply_deletions(
+                session, connection_id=self.connection_id, deletions=page.deletions
+            )
+            if page.cursor is not None:
+                state = {"cursor": page.cursor, "full_started_at": full_since}
+                store.set_state(
+                    session, connection_id=self.connection_id, stream=stream, state=state
+                )
+            counts.fetched += len(page.records) + len(page.deletions)
+            counts.upserted += upserted
+            counts.deleted += deleted
+            store.update_run(
+                session, self.run_id, counts=self.summary(), api_calls=self.source.api_calls
+            )
+
+    def _finish_full(self, stream: str, since: datetime) -> None:
+        with session_scope(self.engine) as session:
+            state = store.get_state(session, connection_id=self.connection_id, stream=stream)
+            state["full_started_at"] = None
+            store.set_state(session, connection_id=self.connection_id, stream=stream, state=state)
+            if stream in TOMBSTONE_ON_FULL:
+                self.counts[stream].deleted += store.tombstone_unseen(
+                    session,
+                    stream=stream,
+                    connection_id=self.connection_id,
+                    since=since,
+                    now=utcnow(),
+                )
+            store.update_run(session, self.run_id, counts=self.summary())
+
+    def _mark_started(self) -> None:
+        with session_scope(self.engine) as session:
+            store.update_run(
+                session,
+                self.run_id,
+                status="running",
+                started_at=self.started_at,
+                counts=self.summary(),
+                error=None,
+            )
+
+    def _set_home_currency(self, currency: str | None) -> None:
+        with session_scope(self.engine) as session:
+            connection = session.get(Connection, self.connection_id)
+            if connection and currency and connection.home_currency != currency:
+                connection.home_currency = currency
+
+    def _mark_succeeded(self) -> None:
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            store.update_run(
+                session,
+                self.run_id,
+                status="succeeded",
+                finished_at=now,
+                counts=self.summary(),
+                api_calls=self.source.api_calls,
+            )
+            connection = session.get(Connection, self.connection_id)
+            if connection:
+                connection.status, connection.last_error = "active", None
+                connection.last_synced_at = now
+
+    def _mark_failed(self, error: BaseException) -> None:
+        message = _describe(error)
+        with session_scope(self.engine) as session:
+            store.update_run(
+                session,
+                self.run_id,
+                status="failed",
+                finished_at=utcnow(),
+                counts=self.summary(),
+                api_calls=self.source.api_calls,
+                error=message,
+            )
+            connection = session.get(Connection, self.connection_id)
+            if connection:
+                connection.status = "needs_reauth" if isinstance(error, AuthError) else "error"
+                connection.last_error = message
+        log.warning(
+            "sync failed",
+            extra={"connection_id": self.connection_id, "run_id": self.run_id, "error": message},
+        )
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups from the TaskGroup."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, AuthError):
+        return f"authorization failed: {error}. Re-enter the connection's credentials."
+    if isinstance(error, SourceError):
+        return str(error)
+    if isinstance(error, asyncio.CancelledError):
+        return "the sync was cancelled"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,92 @@
+"""Shared fixtures: real databases (SQLite file and the machine's PostgreSQL).
+
+PostgreSQL is not optional: a test that needs it fails when it is down
+(start it with the command in README.md), it is never skipped.
+"""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from core.db import make_engine, upgrade
+from core.models import SQLModel
+
+PG_ADMIN_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_TEST_DB = "crmsync_test"
+
+
+def _truncate_all(engine: Engine) -> None:
+    names = ", ".join(
+        f'"{t.name}"' for t in SQLModel.metadata.sorted_tables
+    )
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    admin = make_engine(PG_ADMIN_URL)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {PG_TEST_DB}"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable ({exc}); start it: "
+                    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+    finally:
+        admin.dispose()
+    url = make_url(PG_ADMIN_URL).set(database=PG_TEST_DB).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    _truncate_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite:///{tmp_path / 'crmsync.db'}"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Run the test once on each database; the database is fresh and migrated."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'crmsync.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+    else:
+        url = request.getfixturevalue("pg_url")
+        engine = make_engine(url)
+        _truncate_all(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on each database in turn (see db_url)."""
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
