@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -84,13 +85,10 @@ def record_stage_changes(
     """Store a deal_stage_change for every known deal whose stage differs from the store's."""
     ids = [d.remote_id for d in deals]
     table = _table(Deal)
-    current = dict(
-        session.execute(
-            select(table.c.remote_id, table.c.stage).where(
-                table.c.connection_id == connection_id, table.c.remote_id.in_(ids)
-            )
-        ).tuples()
+    query = sa_select(table.c.remote_id, table.c.stage).where(
+        table.c.connection_id == connection_id, table.c.remote_id.in_(ids)
     )
+    current = {remote_id: stage for remote_id, stage in session.execute(query).all()}
     changes = [
         {
             "connection_id": connection_id,

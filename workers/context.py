@@ -18,3 +18,18 @@ class JobContext:
     transport: httpx.AsyncBaseTransport | None = None
     """Tests and the demo may route CRM calls to an in-process sandbox."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    http_timeout: float = 30.0
+
+
+def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobContext:
+    """Engine, secret box and job context for these settings.
+
+    An embedded SQLite database is upgraded to the latest schema on the spot.
+    """
+    from core.db import make_engine, upgrade
+    from core.security import secret_box
+
+    engine = make_engine(settings.database_url)
+    if migrate_sqlite and settings.is_sqlite:
+        upgrade(engine)
+    return JobContext(settings=settings, engine=engine, secrets=secret_box(settings))

@@ -41,7 +41,7 @@ async def sync_connection(
                 session, run_id, status="failed", finished_at=utcnow(), error=f"cannot start: {exc}"
             )
         raise
-    async with build_client(transport=ctx.transport) as client:
+    async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
         source = cls(config_model, secrets_model, api)
         engine = SyncEngine(

@@ -91,8 +91,6 @@ def parse_token_response(response: httpx.Response) -> Token:
 class ZohoAuth(httpx.Auth):
     """Adds the Zoho-oauthtoken header; on 401 INVALID_TOKEN refreshes once and retries."""
 
-    requires_response_body = True
-
     def __init__(
         self, token_url: str, client_id: str, client_secret: str, refresh_token: str
     ) -> None:
@@ -132,16 +130,21 @@ class ZohoAuth(httpx.Auth):
             async with self.lock:
                 token = self.token
                 if token is None:
-                    token = self.store((yield self.refresh_request()))
+                    token = self.store(await _read((yield self.refresh_request())))
         request.headers["Authorization"] = f"Zoho-oauthtoken {token.access_token}"
-        response = yield request
+        response = await _read((yield request))
         if response.status_code == 401 and _error_code(response) == "INVALID_TOKEN":
             async with self.lock:
                 current = _CACHE.get(self._key)
                 if current is None or current.access_token == token.access_token:
-                    current = self.store((yield self.refresh_request()))
+                    current = self.store(await _read((yield self.refresh_request())))
             request.headers["Authorization"] = f"Zoho-oauthtoken {current.access_token}"
             yield request
+
+
+async def _read(response: httpx.Response) -> httpx.Response:
+    await response.aread()  # overriding async_auth_flow skips httpx's own read
+    return response
 
 
 def _error_code(response: httpx.Response) -> str | None:

@@ -1,0 +1,192 @@
+"""Read side of the store: record filters, keyset pagination and chunked iteration.
+
+Rows come back as plain dicts of Python values (Decimal, datetime, date), in the
+column order of ROW_COLUMNS; the caller chooses how to render them (JSON, CSV).
+Pagination is keyset on the primary key, so pages never lose or repeat a row.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, Select, func, select
+from sqlmodel import Session
+
+from core.models import SYNCED_TABLES, Connection, SyncedRow, SyncRun
+from core.types import as_utc
+
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": ("id", "connection_id", "remote_id", "name", "email", "active", "team", "deleted"),
+    "accounts": (
+        "id", "connection_id", "remote_id", "name", "industry", "owner_email", "owner_name",
+        "remote_created_at", "remote_modified_at", "deleted",
+    ),
+    "stages": (
+        "id", "connection_id", "remote_id", "pipeline", "name", "sort_order", "probability",
+        "category", "deleted",
+    ),
+    "deals": (
+        "id", "connection_id", "remote_id", "name", "amount", "currency", "amount_home",
+        "stage", "status", "probability", "close_date", "remote_created_at",
+        "remote_modified_at", "owner_email", "owner_name", "account_remote_id",
+        "account_name", "pipeline", "deleted",
+    ),
+}
+SYNC_RUN_COLUMNS = (
+    "id", "connection_id", "mode", "status", "started_at", "finished_at", "counts",
+    "api_calls", "error",
+)
+DEAL_STATUSES = ("open", "won", "lost")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed")
+
+RowFn = Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilters:
+    """Filters of the record lists. A filter a stream does not have is an error."""
+
+    connection_id: int | None = None
+    owner_email: str | None = None
+    status: str | None = None
+    modified_since: datetime | None = None
+    close_from: date | None = None
+    close_to: date | None = None
+    include_deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A query ready to page: `stmt` without ORDER BY, `key` the keyset column.
+
+    `to_row` turns a result row into a dict that holds the key as "id".
+    """
+
+    stmt: Select[Any]
+    key: Any
+    to_row: RowFn
+    descending: bool = False
+
+
+def records_listing(stream: str, filters: RecordFilters) -> Listing:
+    """Rows of users, accounts, stages or deals matching `filters`."""
+    model = SYNCED_TABLES[stream]
+    columns = [c for c in ROW_COLUMNS[stream] if c != "deleted"]
+    stmt = select(*(getattr(model, c) for c in columns), model.deleted_at)
+    stmt = stmt.where(*_conditions(stream, model, filters))
+
+    def to_row(row: Any) -> dict[str, Any]:
+        values = dict(zip(columns, row, strict=False))
+        values["deleted"] = row[-1] is not None
+        return values
+
+    return Listing(stmt, model.id, to_row)
+
+
+def _conditions(stream: str, model: type[SyncedRow], f: RecordFilters) -> list[Any]:
+    conditions: list[ColumnElement[bool]] = []
+    if f.connection_id is not None:
+        conditions.append(model.connection_id == f.connection_id)
+    if not f.include_deleted:
+        conditions.append(model.deleted_at.is_(None))  # type: ignore[union-attr]
+    if f.modified_since is not None:
+        conditions.append(model.remote_modified_at >= as_utc(f.modified_since))  # type: ignore[operator]
+    if f.owner_email is not None:
+        column = getattr(model, "email" if stream == "users" else "owner_email", None)
+        _require(column is not None, "owner_email", stream)
+        conditions.append(func.lower(column) == f.owner_email.strip().lower())
+    deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
+    for name, value in deal_only.items():
+        _require(value is None or stream == "deals", name, stream)
+    if stream == "deals":
+        deal: Any = model
+        if f.status is not None:
+            if f.status not in DEAL_STATUSES:
+                raise ValueError(f"status must be one of {', '.join(DEAL_STATUSES)}")
+            conditions.append(deal.status == f.status)
+        if f.close_from is not None:
+            conditions.append(deal.close_date >= f.close_from)
+        if f.close_to is not None:
+            conditions.append(deal.close_date <= f.close_to)
+    return conditions
+
+
+def _require(ok: bool, name: str, stream: str) -> None:
+    if not ok:
+        raise ValueError(f"{stream} cannot be filtered by {name}")
+
+
+def sync_runs_listing(*, connection_id: int | None = None, status: str | None = None) -> Listing:
+    """Sync runs, newest first."""
+    stmt: Select[Any] = select(SyncRun)
+    if connection_id is not None:
+        stmt = stmt.where(SyncRun.connection_id == connection_id)
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}")
+        stmt = stmt.where(SyncRun.status == status)
+    return Listing(stmt, SyncRun.id, sync_run_row, descending=True)
+
+
+def sync_run_row(run: Any) -> dict[str, Any]:
+    """The public shape of a sync run (a SyncRun, or a result row holding one)."""
+    if not isinstance(run, SyncRun):
+        run = run[0]
+    return {name: getattr(run, name) for name in SYNC_RUN_COLUMNS}
+
+
+def connections_listing() -> Listing:
+    """Connections, oldest first, as all their columns (the caller hides the secrets)."""
+    return Listing(select(Connection), Connection.id, lambda row: row[0].model_dump())
+
+
+def _ordered(listing: Listing, after: int | None) -> Select[Any]:
+    stmt, key = listing.stmt, listing.key
+    if after is not None:
+        stmt = stmt.where(key < after if listing.descending else key > after)
+    return stmt.order_by(key.desc() if listing.descending else key.asc())
+
+
+def fetch_page(
+    session: Session, listing: Listing, *, after: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page after the keyset position `after`, and the position of the next page (or None)."""
+    raw_rows: Sequence[Any] = session.execute(_ordered(listing, after).limit(limit + 1)).all()
+    rows = [listing.to_row(r) for r in raw_rows[:limit]]
+    if len(raw_rows) <= limit:
+        return rows, None
+    return rows, int(rows[-1]["id"])
+
+
+def iter_rows(engine: Engine, listing: Listing, *, chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every matching row, read in keyset chunks of `chunk_size`.
+
+    Memory stays constant, and no connection is held between chunks, so a slow
+    reader of a long export does not pin a pooled connection.
+    """
+    after: int | None = None
+    while True:
+        with Session(engine) as session:
+            raw_rows = session.execute(_ordered(listing, after).limit(chunk_size)).all()
+            rows = [listing.to_row(r) for r in raw_rows]
+        yield from rows
+        if len(raw_rows) < chunk_size:
+            return
+        after = int(rows[-1]["id"])
+
+
+__all__ = [
+    "DEAL_STATUSES",
+    "ROW_COLUMNS",
+    "RUN_STATUSES",
+    "SYNC_RUN_COLUMNS",
+    "Listing",
+    "RecordFilters",
+    "connections_listing",
+    "fetch_page",
+    "iter_rows",
+    "records_listing",
+    "sync_run_row",
+    "sync_runs_listing",
+]

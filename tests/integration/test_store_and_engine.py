@@ -1,0 +1,166 @@
+"""The store's upserts and the sync engine, on SQLite and PostgreSQL (no CRM involved)."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from core import store
+from core.db import session_scope
+from core.errors import AuthError
+from core.models import Connection, Deal, DealStageChange, SyncRun, SyncState
+from core.records import DealRecord, Deletion, Page, SourceInfo
+from core.sync import SyncEngine
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def deal(i: int, stage: str = "Proposal", minutes: int = 0, **kw: Any) -> DealRecord:
+    return DealRecord(remote_id=str(i), name=f"D{i}", amount=Decimal("100.10"),
+                      amount_home=Decimal("100.10"), currency="USD", exchange_rate=Decimal(1),
+                      stage=stage, close_date=date(2025, 3, 1),
+                      remote_modified_at=T0 + timedelta(minutes=minutes),
+                      raw={"id": str(i)}, **kw)
+
+
+@pytest.fixture
+def connection_id(engine) -> int:
+    with session_scope(engine) as session:
+        c = Connection(provider="zoho", name="c1", config={})
+        session.add(c)
+        session.flush()
+        return int(c.id or 0)
+
+
+def test_upsert_is_idempotent_exact_and_records_stage_changes(engine, connection_id):
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1), deal(2)])
+    with session_scope(engine) as session:  # same page again, one deal moved on
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1, stage="Closed Won", minutes=5), deal(2)])
+    with session_scope(engine) as session:
+        rows = session.scalars(select(Deal).order_by(Deal.remote_id)).all()
+        assert [(r.remote_id, r.stage) for r in rows] == [("1", "Closed Won"), ("2", "Proposal")]
+        assert rows[0].amount == Decimal("100.1000")
+        total = session.scalar(select(func.sum(Deal.amount)))
+        assert total == Decimal("200.2")
+        change = session.scalars(select(DealStageChange)).one()
+        assert (change.from_stage, change.to_stage) == ("Proposal", "Closed Won")
+        assert change.changed_at == T0 + timedelta(minutes=5)
+        assert rows[0].first_seen_at <= rows[0].last_synced_at
+
+
+def test_deletions_tombstone_but_never_a_restored_record(engine, connection_id):
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1), deal(2, minutes=60)])
+        n = store.apply_deletions(session, connection_id=connection_id, deletions=[
+            Deletion("deals", "1", T0 + timedelta(minutes=30)),
+            Deletion("deals", "2", T0 + timedelta(minutes=30)),  # modified after: restored
+            Deletion("deals", "404", T0),  # never seen: nothing to do
+        ])
+        assert n == 1
+    with session_scope(engine) as session:
+        alive = {r.remote_id: r.deleted_at for r in session.scalars(select(Deal))}
+        assert alive == {"1": T0 + timedelta(minutes=30), "2": None}
+
+
+class ListSource:
+    """A connector stand-in serving fixed pages (the engine's contract, not our store)."""
+
+    def __init__(self, pages: dict[str, list[Page]], fail_on: str | None = None) -> None:
+        self.pages = pages
+        self.fail_on = fail_on
+        self.cursors: dict[str, Any] = {}
+
+    @property
+    def api_calls(self) -> int:
+        return sum(len(p) for p in self.pages.values())
+
+    async def check(self) -> SourceInfo:
+        if self.fail_on == "check":
+            raise AuthError("token revoked")
+        return SourceInfo(home_currency="EUR")
+
+    async def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        self.cursors[stream] = cursor
+        for i, page in enumerate(self.pages.get(stream, [])):
+            if self.fail_on == stream and i == 1:
+                raise RuntimeError("boom")
+            yield page
+
+
+def new_run(engine, connection_id: int, mode: str) -> int:
+    with session_scope(engine) as session:
+        return int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
+
+
+async def test_engine_commits_each_page_with_its_cursor_and_resumes(engine, connection_id):
+    pages = {"deals": [Page(records=[deal(1)], cursor={"modified_since": "a"}),
+                       Page(records=[deal(2)], cursor={"modified_since": "b"}),
+                       Page(records=[deal(3)], cursor={"modified_since": "c"})]}
+    source = ListSource(pages, fail_on="deals")
+    run_id = new_run(engine, connection_id, "incremental")
+    with pytest.raises(RuntimeError, match="boom"):
+        await SyncEngine(engine, source, connection_id=connection_id, run_id=run_id,
+                         mode="incremental", streams=("deals",)).run()
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Deal)) == 1
+        state = session.get(SyncState, (connection_id, "deals"))
+        assert state is not None and state.cursor == {"cursor": {"modified_since": "a"},
+                                                      "full_started_at": None}
+        run = session.get(SyncRun, run_id)
+        assert run is not None and run.status == "failed" and "boom" in (run.error or "")
+        assert session.get(Connection, connection_id).status == "error"  # type: ignore[union-attr]
+
+    source = ListSource({"deals": pages["deals"][1:]})
+    run_id = new_run(engine, connection_id, "incremental")
+    summary = await SyncEngine(engine, source, connection_id=connection_id, run_id=run_id,
+                               mode="incremental", streams=("deals",)).run()
+    assert source.cursors["deals"] == {"modified_since": "a"}  # resumed from the commit
+    assert summary["deals"] == {"fetched": 2, "upserted": 2, "deleted": 0}
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Deal)) == 3
+        run = session.get(SyncRun, run_id)
+        assert run is not None and run.status == "succeeded" and run.counts == summary
+        connection = session.get(Connection, connection_id)
+        assert connection is not None and connection.status == "active"
+        assert connection.home_currency == "EUR"
+
+
+async def test_full_sync_tombstones_unseen_rows_even_after_an_interruption(engine,
+                                                                           connection_id):
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1), deal(2), deal(3)])
+    pages = [Page(records=[deal(1)], cursor={"m": 1}), Page(records=[deal(2)], cursor={"m": 2})]
+    run_id = new_run(engine, connection_id, "full")
+    with pytest.raises(RuntimeError):
+        await SyncEngine(engine, ListSource({"deals": pages}, fail_on="deals"),
+                         connection_id=connection_id, run_id=run_id, mode="full",
+                         streams=("deals",)).run()
+    with session_scope(engine) as session:  # interrupted: nothing tombstoned yet
+        assert session.scalar(select(func.count()).where(Deal.deleted_at.is_not(None))) == 0
+    source = ListSource({"deals": pages[1:]})
+    run_id = new_run(engine, connection_id, "full")
+    await SyncEngine(engine, source, connection_id=connection_id, run_id=run_id, mode="full",
+                     streams=("deals",)).run()
+    assert source.cursors["deals"] == {"m": 1}  # the full read resumed, not restarted
+    with session_scope(engine) as session:
+        gone = session.scalars(select(Deal.remote_id).where(Deal.deleted_at.is_not(None))).all()
+        assert gone == ["3"]
+
+
+async def test_auth_failure_marks_needs_reauth(engine, connection_id):
+    run_id = new_run(engine, connection_id, "incremental")
+    with pytest.raises(AuthError):
+        await SyncEngine(engine, ListSource({}, fail_on="check"), connection_id=connection_id,
+                         run_id=run_id, mode="incremental").run()
+    with session_scope(engine) as session:
+        connection = session.get(Connection, connection_id)
+        assert connection is not None and connection.status == "needs_reauth"
+        assert "Re-enter" in (connection.last_error or "")
