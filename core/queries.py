@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, func, select
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
+from sqlmodel import Session, col
 
-from core.models import SYNCED_TABLES, Connection, SyncedRow, SyncRun
+from core.models import SYNCED_TABLES, ApiKey, Connection, SyncRun
 from core.types import as_utc
 
 ROW_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -71,44 +71,43 @@ class Listing:
 
 def records_listing(stream: str, filters: RecordFilters) -> Listing:
     """Rows of users, accounts, stages or deals matching `filters`."""
-    model = SYNCED_TABLES[stream]
+    table: Table = SYNCED_TABLES[stream].__table__  # type: ignore[attr-defined]
     columns = [c for c in ROW_COLUMNS[stream] if c != "deleted"]
-    stmt = select(*(getattr(model, c) for c in columns), model.deleted_at)
-    stmt = stmt.where(*_conditions(stream, model, filters))
+    stmt = select(*(table.c[c] for c in columns), table.c.deleted_at)
+    stmt = stmt.where(*_conditions(stream, table, filters))
 
     def to_row(row: Any) -> dict[str, Any]:
         values = dict(zip(columns, row, strict=False))
         values["deleted"] = row[-1] is not None
         return values
 
-    return Listing(stmt, model.id, to_row)
+    return Listing(stmt, table.c.id, to_row)
 
 
-def _conditions(stream: str, model: type[SyncedRow], f: RecordFilters) -> list[Any]:
+def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnElement[bool]]:
+    c = table.c
     conditions: list[ColumnElement[bool]] = []
     if f.connection_id is not None:
-        conditions.append(model.connection_id == f.connection_id)
+        conditions.append(c.connection_id == f.connection_id)
     if not f.include_deleted:
-        conditions.append(model.deleted_at.is_(None))  # type: ignore[union-attr]
+        conditions.append(c.deleted_at.is_(None))
     if f.modified_since is not None:
-        conditions.append(model.remote_modified_at >= as_utc(f.modified_since))  # type: ignore[operator]
+        conditions.append(c.remote_modified_at >= as_utc(f.modified_since))
     if f.owner_email is not None:
-        column = getattr(model, "email" if stream == "users" else "owner_email", None)
+        column = c.get("email" if stream == "users" else "owner_email")
         _require(column is not None, "owner_email", stream)
         conditions.append(func.lower(column) == f.owner_email.strip().lower())
     deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
     for name, value in deal_only.items():
         _require(value is None or stream == "deals", name, stream)
-    if stream == "deals":
-        deal: Any = model
-        if f.status is not None:
-            if f.status not in DEAL_STATUSES:
-                raise ValueError(f"status must be one of {', '.join(DEAL_STATUSES)}")
-            conditions.append(deal.status == f.status)
-        if f.close_from is not None:
-            conditions.append(deal.close_date >= f.close_from)
-        if f.close_to is not None:
-            conditions.append(deal.close_date <= f.close_to)
+    if f.status is not None:
+        if f.status not in DEAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(DEAL_STATUSES)}")
+        conditions.append(c.status == f.status)
+    if f.close_from is not None:
+        conditions.append(c.close_date >= f.close_from)
+    if f.close_to is not None:
+        conditions.append(c.close_date <= f.close_to)
     return conditions
 
 
@@ -121,11 +120,11 @@ def sync_runs_listing(*, connection_id: int | None = None, status: str | None = 
     """Sync runs, newest first."""
     stmt: Select[Any] = select(SyncRun)
     if connection_id is not None:
-        stmt = stmt.where(SyncRun.connection_id == connection_id)
+        stmt = stmt.where(col(SyncRun.connection_id) == connection_id)
     if status is not None:
         if status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}")
-        stmt = stmt.where(SyncRun.status == status)
+        stmt = stmt.where(col(SyncRun.status) == status)
     return Listing(stmt, SyncRun.id, sync_run_row, descending=True)
 
 
@@ -139,6 +138,11 @@ def sync_run_row(run: Any) -> dict[str, Any]:
 def connections_listing() -> Listing:
     """Connections, oldest first, as all their columns (the caller hides the secrets)."""
     return Listing(select(Connection), Connection.id, lambda row: row[0].model_dump())
+
+
+def api_keys_listing() -> Listing:
+    """API keys, oldest first, without their hashes."""
+    return Listing(select(ApiKey), ApiKey.id, lambda row: row[0].model_dump(exclude={"key_hash"}))
 
 
 def _ordered(listing: Listing, after: int | None) -> Select[Any]:
@@ -159,7 +163,9 @@ def fetch_page(
     return rows, int(rows[-1]["id"])
 
 
-def iter_rows(engine: Engine, listing: Listing, *, chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
+def iter_rows(
+    engine: Engine, listing: Listing, *, chunk_size: int = 1000
+) -> Iterator[dict[str, Any]]:
     """Every matching row, read in keyset chunks of `chunk_size`.
 
     Memory stays constant, and no connection is held between chunks, so a slow
@@ -183,6 +189,7 @@ __all__ = [
     "SYNC_RUN_COLUMNS",
     "Listing",
     "RecordFilters",
+    "api_keys_listing",
     "connections_listing",
     "fetch_page",
     "iter_rows",

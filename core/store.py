@@ -88,7 +88,7 @@ def record_stage_changes(
     query = sa_select(table.c.remote_id, table.c.stage).where(
         table.c.connection_id == connection_id, table.c.remote_id.in_(ids)
     )
-    current = {remote_id: stage for remote_id, stage in session.execute(query).all()}
+    current: dict[str, str | None] = dict(session.execute(query).tuples().all())
     changes = [
         {
             "connection_id": connection_id,

@@ -79,9 +79,7 @@ class SyncEngine:
         except BaseException as exc:
             error = _unwrap(exc)
             await self._db(self._mark_failed, error)
-            if isinstance(error, Exception):
-                raise error from None
-            raise
+            raise error from None
         await self._db(self._mark_succeeded)
         return self.summary()
 

@@ -15,7 +15,7 @@ from core.db import make_engine, upgrade
 from core.models import SQLModel
 
 PG_ADMIN_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PG_TEST_DB = "crmsync_test"
+PG_TEST_DB = f"crmsync_test_{os.getpid()}"  # concurrent test runs never collide
 
 
 def _truncate_all(engine: Engine) -> None:
@@ -27,8 +27,8 @@ def _truncate_all(engine: Engine) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A fresh, migrated PostgreSQL database for this test session."""
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session (dropped at its end)."""
     admin = make_engine(PG_ADMIN_URL)
     try:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -43,7 +43,11 @@ def pg_url() -> str:
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    return url
+    yield url
+    admin = make_engine(PG_ADMIN_URL)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
+    admin.dispose()
 
 
 @pytest.fixture

@@ -89,7 +89,8 @@ def mount_metadata(router: respx.MockRouter) -> None:
             "Deal_Name", "Amount", "Currency", "Exchange_Rate", "Pipeline",
             "Probability", "Closing_Date", "Owner", "Account_Name", "Created_Time",
             "Modified_Time")] + [{"api_name": "Stage", "pick_list_values": [
-                {"display_value": "Closed Won", "probability": 100, "forecast_type": "Closed Won"}]}]}))
+                {"display_value": "Closed Won", "probability": 100,
+                 "forecast_type": "Closed Won"}]}]}))
     router.get(f"{API}/crm/v8/settings/layouts").mock(return_value=httpx.Response(200, json={
         "layouts": [{"id": "9", "name": "Standard"}]}))
     router.get(f"{API}/crm/v8/settings/pipeline").mock(return_value=httpx.Response(200, json={
@@ -126,7 +127,7 @@ async def test_pages_past_2000_records_with_page_token_in_modified_order(respx_m
     deals += [deal(i, modified(5000)) for i in range(2000, 2450)]
     fake = FakeZoho(deals)
     respx_mock.get(f"{API}/crm/v8/Deals").mock(side_effect=fake.list)
-    pages, connector = await collect("deals")
+    pages, _ = await collect("deals")
     ids = [r.remote_id for p in pages for r in p.records]
     assert len(ids) == 2450 and len(set(ids)) == 2450
     assert all("page" not in r.url.params for r in fake.requests[1:])  # page_token after p1

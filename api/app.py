@@ -1,0 +1,90 @@
+"""The FastAPI application: create_app() and its lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api import errors
+from api.deps import JobQueue
+from api.routes import connections, health, keys, records, sync_runs
+from core.config import Settings, get_settings
+from core.db import MIGRATIONS, upgrade
+from workers.context import JobContext, build_context
+from workers.runner import InProcessRunner
+
+API_PREFIX = "/api/v1"
+
+
+class SchemaNotCurrent(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None, *, ctx: JobContext | None = None) -> FastAPI:
+    """The API. `ctx` (tests, demo) supplies the engine, secrets and CRM transport to use."""
+    settings = settings or (ctx.settings if ctx else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        job_ctx = ctx or build_context(settings, migrate_sqlite=False)
+        try:
+            prepare_database(job_ctx.engine)
+            runner = await build_jobs(job_ctx, settings)
+            app.state.settings = settings
+            app.state.engine = job_ctx.engine
+            app.state.secrets = job_ctx.secrets
+            app.state.ctx = job_ctx
+            app.state.jobs = runner
+            try:
+                yield
+            finally:
+                await runner.close()
+        finally:
+            if ctx is None:
+                job_ctx.engine.dispose()
+
+    app = FastAPI(
+        title="crmsync",
+        version="0.1.0",
+        summary="CRM data (users, accounts, stages, deals) synced into one store.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    for module in (connections, sync_runs, records, keys):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app
+
+
+async def build_jobs(ctx: JobContext, settings: Settings) -> JobQueue:
+    """Jobs go to arq workers through Redis when settings.redis_url is set, else they run
+    in-process (the embedded default)."""
+    if settings.redis_url:
+        from workers.queue import ArqRunner
+
+        return await ArqRunner.connect(ctx, settings.redis_url)
+    return InProcessRunner(ctx)
+
+
+def prepare_database(engine: Engine) -> None:
+    """Embedded SQLite is migrated automatically; another database must already be current."""
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    current, head = schema_revisions(engine)
+    if current != head:
+        raise SchemaNotCurrent(
+            f"the database schema is at revision {', '.join(sorted(current)) or 'none'} but "
+            f"this crmsync needs {', '.join(sorted(head))}: run `crmsync db upgrade` first"
+        )
+
+
+def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
+    """(the database's current Alembic heads, the heads this code ships)."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, set(script.get_heads())

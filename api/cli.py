@@ -1,0 +1,224 @@
+"""The `crmsync` command line (DESIGN.md section 8)."""
+
+import asyncio
+import json
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import func, select
+
+from core import store
+from core.config import Settings, get_settings
+from core.db import make_engine, session_scope, upgrade
+from core.models import ApiKey, Connection, Deal, User
+from core.records import STREAMS
+from core.security import hash_api_key, new_api_key, parse_scopes
+from core.sync import StreamCounts
+from workers.context import JobContext, build_context
+from workers.jobs import sync_connection
+
+app = typer.Typer(help="crmsync: CRM sync, sales metrics and goals.", no_args_is_help=True,
+                  add_completion=False)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+connections_app = typer.Typer(help="Manage CRM connections.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Run a simulated CRM.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(connections_app, name="connections")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(sandbox_app, name="sandbox")
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        raise fail(f"invalid CRMSYNC_ settings: {exc}") from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations."""
+    settings = _settings()
+    upgrade(make_engine(settings.database_url))
+    console.print("database is up to date")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    scope: Annotated[list[str], typer.Option(help="read, write or admin (repeatable).")],
+) -> None:
+    """Create an API key and print only the key."""
+    try:
+        scopes = parse_scopes(scope)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    ctx = build_context(_settings())
+    print(create_api_key(ctx, name, scopes))
+
+
+def create_api_key(ctx: JobContext, name: str, scopes: list[str]) -> str:
+    key = new_api_key()
+    with session_scope(ctx.engine) as session:
+        session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8],
+                           scopes=",".join(scopes)))
+    return key
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"{what} must look like key=value, not {item!r}")
+        out[key] = value
+    return out
+
+
+@connections_app.command("add")
+def connections_add(
+    provider: Annotated[str, typer.Argument(help="zoho")],
+    name: Annotated[str, typer.Option(help="A unique name for the connection.")],
+    config: Annotated[list[str] | None, typer.Option(help="key=value (repeatable).")] = None,
+    secret: Annotated[list[str] | None, typer.Option(help="key=value (repeatable).")] = None,
+) -> None:
+    """Add a connection and print it as JSON (secrets are never printed)."""
+    from api.connections import ConnectionInput, create_connection
+
+    ctx = build_context(_settings())
+    payload = ConnectionInput(provider=provider, name=name, config=_pairs(config or [], "config"),
+                              secrets=_pairs(secret or [], "secret"))
+    try:
+        with session_scope(ctx.engine) as session:
+            public = create_connection(session, ctx.secrets, payload)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print_json(json.dumps(public, default=str))
+
+
+@app.command("sync")
+def sync(
+    connection: Annotated[int | None, typer.Option(help="Connection id (default: all).")] = None,
+    full: Annotated[bool, typer.Option(help="Read everything and tombstone what is gone.")] = False,
+) -> None:
+    """Run a sync now, with a progress bar per stream."""
+    ctx = build_context(_settings())
+    with session_scope(ctx.engine) as session:
+        ids = [c.id for c in session.scalars(select(Connection).order_by(Connection.id))
+               if connection is None or c.id == connection]
+    if not ids:
+        raise fail("no such connection; add one with `crmsync connections add`")
+    failed = False
+    for connection_id in ids:
+        failed |= not asyncio.run(run_sync_with_progress(ctx, int(connection_id or 0), full))
+    if failed:
+        raise typer.Exit(code=1)
+
+
+async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool) -> bool:
+    """Sync one connection showing rich progress; True when it succeeded."""
+    mode = "full" if full else "incremental"
+    with session_scope(ctx.engine) as session:
+        if store.active_run(session, connection_id=connection_id):
+            err.print(f"connection {connection_id} is already syncing")
+            return False
+        run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
+    columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(),
+               TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks = {s: progress.add_task(s, total=None, counts="") for s in STREAMS}
+
+        def report(stream: str, counts: StreamCounts, done: bool) -> None:
+            text = f"{counts.fetched:>7,} read {counts.upserted:>7,} saved {counts.deleted:>5,} del"
+            progress.update(tasks[stream], counts=text,
+                            **({"total": 1, "completed": 1} if done else {}))
+
+        try:
+            await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode,
+                                  progress=report)
+        except Exception as exc:  # noqa: BLE001 - the message is for the user
+            err.print(f"[red]sync of connection {connection_id} failed:[/red] {exc}")
+            return False
+    return True
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the API (jobs run in-process when no Redis is configured)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run an arq worker for the jobs queued on CRMSYNC_REDIS_URL."""
+    from arq import run_worker
+    from arq.connections import RedisSettings
+
+    from workers.settings import WorkerSettings
+
+    settings = _settings()
+    if not settings.redis_url:
+        raise fail("set CRMSYNC_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
+    run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))
+
+
+@sandbox_app.command("zoho")
+def sandbox_zoho(
+    port: Annotated[int, typer.Option()] = 8400,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    seed: Annotated[int, typer.Option()] = 42,
+    deals: Annotated[int, typer.Option()] = 2500,
+    latency: Annotated[float, typer.Option(help="Seconds added to every call.")] = 0.0,
+) -> None:
+    """A simulated Zoho CRM org speaking Zoho's API v8 wire format."""
+    from connectors.zoho import sandbox
+
+    console.print(f"Zoho sandbox on http://{host}:{port} (seed {seed}, {deals:,} deals). "
+                  f"Connect with --config accounts_url=http://{host}:{port} and the secrets "
+                  "client_id=sandbox-client-id client_secret=sandbox-client-secret "
+                  "refresh_token=sandbox-refresh-token")
+    sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency)
+
+
+def _summary(ctx: JobContext, connection_id: int) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        alive = Deal.deleted_at.is_(None)  # type: ignore[union-attr]
+        reps = session.scalar(select(func.count()).select_from(User).where(
+            User.connection_id == connection_id, User.active, User.deleted_at.is_(None)))  # type: ignore[union-attr]
+        from core.models import Account
+
+        accounts = session.scalar(select(func.count()).select_from(Account).where(
+            Account.connection_id == connection_id, Account.deleted_at.is_(None)))  # type: ignore[union-attr]
+        deals = session.scalar(select(func.count()).select_from(Deal).where(
+            Deal.connection_id == connection_id, alive))
+        won = session.scalar(select(func.sum(Deal.amount_home)).where(
+            Deal.connection_id == connection_id, alive, Deal.status == "won"))
+        currency = session.get(Connection, connection_id)
+        return {"reps": reps, "accounts": accounts, "deals": deals,
+                "won": won or Decimal(0), "currency": currency.home_currency if currency else ""}
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

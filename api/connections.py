@@ -1,0 +1,164 @@
+"""Connection settings, shared by the HTTP routes and the command line.
+
+Config and secrets are validated by the provider's connector (connectors.registry);
+secrets are sealed with the SecretBox and never returned, only their names
+(`secrets_set`). Functions flush and never commit: the caller owns the transaction.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from connectors.registry import UnknownProvider, get_connector, validate_settings
+from core.models import Connection
+from core.security import SecretBox
+from core.types import utcnow
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ConnectionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(min_length=1, max_length=40, examples=["zoho"])
+    name: Name
+    config: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, Any] = Field(default_factory=dict, description="Write-only.")
+
+
+class ConnectionPatch(BaseModel):
+    """Given keys of `config` and `secrets` are merged into the stored ones (null removes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    config: dict[str, Any] | None = None
+    secrets: dict[str, Any] | None = Field(default=None, description="Write-only.")
+
+
+class ConnectionPublic(BaseModel):
+    id: int
+    provider: str
+    name: str
+    config: dict[str, Any]
+    secrets_set: list[str]
+    home_currency: str | None
+    status: str
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_synced_at: datetime | None
+
+
+class InvalidSettings(ValueError):
+    """Bad provider, config or secrets. `errors` are pydantic-style, without input values."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors
+        ))
+
+
+class NameTaken(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a connection named {name!r} already exists")
+
+
+def create_connection(session: Session, box: SecretBox, payload: ConnectionInput) -> dict[str, Any]:
+    """Add a connection; returns its public JSON. Raises InvalidSettings or NameTaken."""
+    config, secrets = validated(payload.provider, payload.config, payload.secrets)
+    _ensure_name_free(session, payload.name)
+    connection = Connection(provider=payload.provider, name=payload.name, config=config,
+                            secrets_encrypted=box.seal(secrets))
+    session.add(connection)
+    _flush(session, payload.name)
+    return public_connection(connection.model_dump(), box)
+
+
+def update_connection(
+    session: Session, box: SecretBox, connection: Connection, patch: ConnectionPatch
+) -> dict[str, Any]:
+    """Rename and/or merge settings, re-validated as a whole; returns the public JSON."""
+    if patch.name is not None and patch.name != connection.name:
+        _ensure_name_free(session, patch.name)
+        connection.name = patch.name
+    if patch.config is not None or patch.secrets is not None:
+        config = _merge(connection.config, patch.config)
+        secrets = _merge(_open(box, connection.secrets_encrypted), patch.secrets)
+        config, secrets = validated(connection.provider, config, secrets)
+        connection.config = config
+        connection.secrets_encrypted = box.seal(secrets)
+        if patch.secrets and connection.status == "needs_reauth":
+            connection.status = "active"  # new credentials: the next sync tries them
+    connection.updated_at = utcnow()
+    session.add(connection)
+    _flush(session, connection.name)
+    return public_connection(connection.model_dump(), box)
+
+
+def validated(
+    provider: str, config: dict[str, Any], secrets: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Config and secrets as the provider's models accept them (defaults filled in)."""
+    try:
+        config_model, secrets_model = validate_settings(provider, config, secrets)
+    except UnknownProvider as exc:
+        error = {"type": "value_error", "loc": ("provider",), "msg": str(exc)}
+        raise InvalidSettings([error]) from None
+    except ValidationError as exc:
+        part = "config" if exc.title == get_connector(provider).config_model.__name__ else "secrets"
+        errors = exc.errors(include_input=False, include_url=False)
+        raise InvalidSettings([{**e, "loc": (part, *e["loc"])} for e in errors]) from None
+    return config_model.model_dump(mode="json"), _plain(secrets_model)
+
+
+def public_connection(row: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """A connection's columns as the API shows them: secret names only."""
+    secrets = _open(box, row.get("secrets_encrypted") or "")
+    names = sorted(k for k, v in secrets.items() if v not in (None, ""))
+    data = {k: v for k, v in row.items() if k != "secrets_encrypted"}
+    return ConnectionPublic.model_validate({**data, "secrets_set": names}).model_dump(mode="json")
+
+
+def _plain(model: BaseModel) -> dict[str, Any]:
+    """The model's values as JSON types, secret values revealed (for sealing only)."""
+    values, as_json = model.model_dump(), model.model_dump(mode="json")
+    return {
+        key: value.get_secret_value() if isinstance(value, SecretStr) else as_json[key]
+        for key, value in values.items()
+        if value is not None
+    }
+
+
+def _merge(stored: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:
+    merged = dict(stored)
+    for key, value in (patch or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _open(box: SecretBox, sealed: str) -> dict[str, Any]:
+    try:
+        return box.open(sealed)
+    except ValueError:  # sealed under another key: they must be entered again
+        return {}
+
+
+def _ensure_name_free(session: Session, name: str) -> None:
+    if session.exec(select(Connection.id).where(Connection.name == name)).first() is not None:
+        raise NameTaken(name)
+
+
+def _flush(session: Session, name: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent request took the name
+        session.rollback()
+        raise NameTaken(name) from None

@@ -1,0 +1,141 @@
+"""Every error is JSON: {"error": {"code": "...", "message": "..."}}; never a stack trace.
+
+Validation messages name the field and what is allowed; they never repeat the
+value that was sent (it may be a secret).
+"""
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("crmsync.api")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(HTTPException):
+    """An HTTP error with a machine-readable code."""
+
+    def __init__(
+        self, status_code: int, message: str, *, code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code, message, headers)
+        self.code = code or CODES.get(status_code, "error")
+
+
+def invalid(field: str, message: str) -> RequestValidationError:
+    """A 422 about one query parameter, shaped like FastAPI's own validation errors."""
+    return RequestValidationError([{"type": "value_error", "loc": ("query", field),
+                                    "msg": message}])
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def describe_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Readable (field, message) pairs of pydantic errors, without the input values."""
+    details = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ())]
+        where = loc[0] if loc else "body"
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:] if err.get("type") != "json_invalid" else []
+        field = ".".join(loc) or "body"
+        message = str(err.get("msg", "invalid"))
+        kind = err.get("type")
+        if kind == "json_invalid":
+            message = f"is not valid JSON ({err.get('ctx', {}).get('error', 'malformed')})"
+        elif kind == "extra_forbidden":
+            message = f"is not a known {'parameter' if where == 'query' else 'field'}"
+        elif kind == "value_error":
+            message = message.removeprefix("Value error, ")
+        elif kind == "missing":
+            message = "is required"
+        elif kind == "model_attributes_type" and field == "body":
+            message = "must be a JSON object"
+        details.append({"field": field, "message": message})
+    return details
+
+
+def validation_response(details: list[dict[str, str]]) -> JSONResponse:
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return JSONResponse(error_body("validation_error", message, details=details), 422)
+
+
+async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return validation_response(describe_errors(exc.errors()))
+
+
+async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = getattr(exc, "code", None) or CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+
+class CatchAllMiddleware:
+    """Turns an unhandled exception into a 500 JSON error (logged once, without a trace
+    in the response). Outermost layer inside Starlette's own error middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"),
+                      scope.get("path"), exc_info=_safe(exc))
+            if started:  # too late for a clean error: the server closes the connection
+                raise
+            body = json.dumps(error_body("internal_error", "internal server error")).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+
+def _safe(exc: Exception) -> Exception | bool:
+    """The exception for the log, unless its text may carry input values (pydantic)."""
+    return False if isinstance(exc, ValidationError) else exc
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_middleware(CatchAllMiddleware)

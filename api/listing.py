@@ -1,0 +1,173 @@
+"""The shared shape of list endpoints: a JSON page or a CSV stream of every row.
+
+JSON is written by a small encoder that renders Decimal as an exact number
+literal (never a string, never through float), timestamps as ISO-8601 UTC with
+`Z` and dates as YYYY-MM-DD.
+"""
+
+import base64
+import binascii
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from api.errors import invalid
+from core.queries import Listing, fetch_page, iter_rows
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+CURSOR_PREFIX = b"k1:"
+CSV_BATCH = 500
+
+PublicFn = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ListParams(BaseModel):
+    """Query parameters every list takes. Unknown parameters are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(100, ge=1, le=1000, description="Rows per page (JSON only).")
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` streams every matching row (limit and cursor do not apply); "
+        "so does `Accept: text/csv`.",
+    )
+
+
+class ApiJSON(Response):
+    """JSON with exact Decimals and `Z` timestamps."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode()
+
+
+def dumps(value: Any) -> str:
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out)
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif isinstance(value, bool):
+        out.append("true" if value else "false")
+    elif isinstance(value, str):
+        out.append(_encode_str(value))
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, Decimal):
+        out.append(format(value, "f") if value.is_finite() else "null")
+    elif isinstance(value, float):
+        out.append(repr(value) if math.isfinite(value) else "null")
+    elif isinstance(value, date):
+        out.append(f'"{scalar_text(value)}"')
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            out.append(("," if i else "") + _encode_str(str(key)) + ":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif isinstance(value, BaseModel):
+        _encode(value.model_dump(), out)
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def scalar_text(value: Any) -> str:
+    """A value as CSV text: the same rendering as JSON, without quotes."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else ""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return str(value.astimezone(UTC).isoformat()).replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return dumps(value)
+    return str(value)
+
+
+def encode_cursor(after: int) -> str:
+    return base64.urlsafe_b64encode(CURSOR_PREFIX + str(after).encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:  # absent, or empty as templated URLs send it: the first page
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if raw.startswith(CURSOR_PREFIX) and raw[len(CURSOR_PREFIX):].isdigit():
+            return int(raw[len(CURSOR_PREFIX):])
+    except (binascii.Error, ValueError):
+        pass
+    raise invalid("cursor", "is not a cursor this list returned; pass next_cursor as given")
+
+
+def wants_csv(request: Request, params: ListParams) -> bool:
+    if params.format is not None:
+        return params.format == "csv"
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+def list_response(
+    request: Request,
+    session: Session,
+    params: ListParams,
+    listing: Listing,
+    *,
+    name: str,
+    columns: Iterable[str],
+    public: PublicFn | None = None,
+) -> Response:
+    """A page of `listing` as {"data", "next_cursor"}, or every row as CSV."""
+    after = decode_cursor(params.cursor)
+    shape = public or (lambda row: row)
+    if wants_csv(request, params):
+        rows = iter_rows(request.app.state.engine, listing)
+        return StreamingResponse(
+            csv_stream((shape(r) for r in rows), tuple(columns)),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    page, next_after = fetch_page(session, listing, after=after, limit=params.limit)
+    next_cursor = encode_cursor(next_after) if next_after is not None else None
+    return ApiJSON({"data": [shape(r) for r in page], "next_cursor": next_cursor})
+
+
+def csv_stream(rows: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> Iterator[str]:
+    """CSV text in batches of rows: header first, the same columns as the JSON rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for count, row in enumerate(rows, start=1):
+        writer.writerow([scalar_text(row.get(c)) for c in columns])
+        if count % CSV_BATCH == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,119 @@
+"""Connections to CRMs (admin). Secrets are write-only: responses name them, never show them."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.connections import (
+    ConnectionInput,
+    ConnectionPatch,
+    ConnectionPublic,
+    InvalidSettings,
+    NameTaken,
+    create_connection,
+    public_connection,
+    update_connection,
+)
+from api.deps import JobsDep, SecretBoxDep, SessionDep, require
+from api.errors import ApiError
+from api.listing import ListParams, list_response
+from core.models import Connection
+from core.queries import connections_listing
+
+router = APIRouter(
+    prefix="/connections", tags=["connections"], dependencies=[Depends(require("admin"))]
+)
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["incremental", "full"] = "incremental"
+
+
+class SyncAccepted(BaseModel):
+    run_id: int
+
+
+class ConnectionPage(BaseModel):
+    data: list[ConnectionPublic]
+    next_cursor: str | None
+
+
+@router.post("", status_code=201, response_model=ConnectionPublic)
+def add_connection(body: ConnectionInput, session: SessionDep, box: SecretBoxDep) -> Any:
+    with _translated(session):
+        public = create_connection(session, box, body)
+        session.commit()
+    return public
+
+
+@router.get("", response_model=ConnectionPage, summary="List connections")
+def list_connections(
+    request: Request, params: Annotated[ListParams, Query()], session: SessionDep,
+    box: SecretBoxDep,
+) -> Response:
+    return list_response(
+        request, session, params, connections_listing(), name="connections",
+        columns=ConnectionPublic.model_fields, public=lambda row: public_connection(row, box),
+    )
+
+
+@router.get("/{connection_id}", response_model=ConnectionPublic)
+def get_connection(connection_id: int, session: SessionDep, box: SecretBoxDep) -> Any:
+    return public_connection(get_or_404(session, connection_id).model_dump(), box)
+
+
+@router.patch("/{connection_id}", response_model=ConnectionPublic)
+def patch_connection(
+    connection_id: int, body: ConnectionPatch, session: SessionDep, box: SecretBoxDep
+) -> Any:
+    connection = get_or_404(session, connection_id)
+    with _translated(session):
+        public = update_connection(session, box, connection, body)
+        session.commit()
+    return public
+
+
+@router.delete("/{connection_id}", status_code=204, summary="Delete a connection and its data")
+def delete_connection(connection_id: int, session: SessionDep) -> Response:
+    session.delete(get_or_404(session, connection_id))  # synced rows go by ON DELETE CASCADE
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/{connection_id}/sync", status_code=202, response_model=SyncAccepted)
+async def start_sync(
+    connection_id: int, session: SessionDep, jobs: JobsDep, body: SyncRequest | None = None
+) -> SyncAccepted:
+    await run_in_threadpool(get_or_404, session, connection_id)
+    run_id = await jobs.enqueue_sync(connection_id, (body or SyncRequest()).mode)
+    return SyncAccepted(run_id=run_id)
+
+
+def get_or_404(session: Session, connection_id: int) -> Connection:
+    connection = session.get(Connection, connection_id)
+    if connection is None:
+        raise ApiError(404, f"connection {connection_id} does not exist")
+    return connection
+
+
+@contextmanager
+def _translated(session: Session) -> Iterator[None]:
+    """Maps the service's errors to HTTP: bad settings 422, a taken name 409."""
+    try:
+        yield
+    except InvalidSettings as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors]
+        raise RequestValidationError(errors) from None
+    except (NameTaken, IntegrityError) as exc:
+        session.rollback()
+        message = str(exc) if isinstance(exc, NameTaken) else "the name is already taken"
+        raise ApiError(409, message) from None

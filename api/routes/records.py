@@ -1,0 +1,160 @@
+"""Synced records: users (reps), accounts, stages and deals, with filters."""
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from api.deps import SessionDep, require
+from api.errors import ApiError, invalid
+from api.listing import ListParams, list_response
+from core.queries import ROW_COLUMNS, RecordFilters, records_listing
+
+router = APIRouter(tags=["records"], dependencies=[Depends(require("read"))])
+
+
+class RecordParams(ListParams):
+    connection_id: int | None = None
+    modified_since: datetime | None = Field(
+        None, description="remote_modified_at >= this (ISO date or datetime; naive is UTC)."
+    )
+    include_deleted: bool = Field(False, description="Include tombstoned rows.")
+
+
+class OwnedParams(RecordParams):
+    owner_email: str | None = Field(None, max_length=320, description="Case-insensitive.")
+
+
+class DealParams(OwnedParams):
+    status: Literal["open", "won", "lost"] | None = None
+    close_from: date | None = Field(None, description="close_date >= this (inclusive).")
+    close_to: date | None = Field(None, description="close_date <= this (inclusive).")
+
+
+class UserRow(BaseModel):
+    id: int
+    connection_id: int
+    remote_id: str
+    name: str
+    email: str | None
+    active: bool
+    team: str | None
+    deleted: bool
+
+
+class AccountRow(BaseModel):
+    id: int
+    connection_id: int
+    remote_id: str
+    name: str
+    industry: str | None
+    owner_email: str | None
+    owner_name: str | None
+    remote_created_at: datetime | None
+    remote_modified_at: datetime | None
+    deleted: bool
+
+
+class StageRow(BaseModel):
+    id: int
+    connection_id: int
+    remote_id: str
+    pipeline: str | None
+    name: str
+    sort_order: int
+    probability: float | None
+    category: Literal["open", "won", "lost"]
+    deleted: bool
+
+
+class DealRow(BaseModel):
+    id: int
+    connection_id: int
+    remote_id: str
+    name: str
+    amount: float | None = Field(description="Exact decimal number.")
+    currency: str | None
+    amount_home: float | None = Field(description="In the connection's home currency.")
+    stage: str | None
+    status: Literal["open", "won", "lost"]
+    probability: float | None
+    close_date: date | None
+    remote_created_at: datetime | None
+    remote_modified_at: datetime | None
+    owner_email: str | None
+    owner_name: str | None
+    account_remote_id: str | None
+    account_name: str | None
+    pipeline: str | None
+    deleted: bool
+
+
+class UserPage(BaseModel):
+    data: list[UserRow]
+    next_cursor: str | None
+
+
+class AccountPage(BaseModel):
+    data: list[AccountRow]
+    next_cursor: str | None
+
+
+class StagePage(BaseModel):
+    data: list[StageRow]
+    next_cursor: str | None
+
+
+class DealPage(BaseModel):
+    data: list[DealRow]
+    next_cursor: str | None
+
+
+ROW_MODELS: dict[str, type[BaseModel]] = {
+    "users": UserRow, "accounts": AccountRow, "stages": StageRow, "deals": DealRow,
+}
+
+
+def _records(stream: str, request: Request, session: Session, params: RecordParams) -> Response:
+    filters = RecordFilters(**{
+        name: getattr(params, name)
+        for name in RecordFilters.__dataclass_fields__
+        if name in type(params).model_fields
+    })
+    if filters.close_from and filters.close_to and filters.close_from > filters.close_to:
+        raise invalid("close_from", "must not be after close_to")
+    try:
+        listing = records_listing(stream, filters)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    return list_response(request, session, params, listing, name=stream,
+                         columns=ROW_COLUMNS[stream])
+
+
+@router.get("/users", response_model=UserPage, summary="Sales reps (owner_email matches email)")
+def list_users(
+    request: Request, params: Annotated[OwnedParams, Query()], session: SessionDep
+) -> Response:
+    return _records("users", request, session, params)
+
+
+@router.get("/accounts", response_model=AccountPage, summary="Accounts")
+def list_accounts(
+    request: Request, params: Annotated[OwnedParams, Query()], session: SessionDep
+) -> Response:
+    return _records("accounts", request, session, params)
+
+
+@router.get("/stages", response_model=StagePage, summary="Pipeline stages")
+def list_stages(
+    request: Request, params: Annotated[RecordParams, Query()], session: SessionDep
+) -> Response:
+    return _records("stages", request, session, params)
+
+
+@router.get("/deals", response_model=DealPage, summary="Deals")
+def list_deals(
+    request: Request, params: Annotated[DealParams, Query()], session: SessionDep
+) -> Response:
+    return _records("deals", request, session, params)

@@ -1,0 +1,179 @@
+"""Sync benchmark (issue M1): full and incremental Zoho syncs from the sandbox.
+
+Run: python -m tests.bench.sync_bench [--deals 100000] [--db sqlite,postgresql]
+                                      [--latency-deals 20000]
+
+For each database it starts the Zoho sandbox in its own process (zero latency),
+runs a full sync of N deals and N/10 accounts in a fresh child process, and
+prints deals/s, API calls against the minimum and the child's peak memory
+(measured at N/5 and N, to show memory does not grow with N). Then 1% of the
+deals change and an incremental sync prints its API calls. Last, with 200 ms
+of latency per call, it compares the full sync's wall time with the time the
+deals stream alone needs (ceil(N/200) calls x 200 ms).
+"""
+
+import argparse
+import asyncio
+import math
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import httpx
+
+PG_URL = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# token, currencies, org, fields x2, layouts, pipeline, users, deleted x2 (+ check() in deals)
+METADATA_CALLS = 12
+
+
+def start_sandbox(deals: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
+    from connectors.sandbox.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "sandbox", "zoho", "--port", str(port),
+         "--deals", str(deals), "--seed", "1", "--latency", str(latency)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_sandbox/stats", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the sandbox did not start")
+
+
+def fresh_database(kind: str) -> str:
+    from sqlalchemy import text
+
+    from core.db import make_engine, upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    else:
+        admin = make_engine(PG_URL)
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS crmsync_bench WITH (FORCE)"))
+            conn.execute(text("CREATE DATABASE crmsync_bench"))
+        admin.dispose()
+        url = PG_URL.rsplit("/", 1)[0] + "/crmsync_bench"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
+               out: "mp.Queue[dict[str, Any]]") -> None:
+    """One sync in a fresh process, so its peak memory is its own."""
+    from cryptography.fernet import Fernet
+
+    from core import store
+    from core.config import Settings
+    from core.db import make_engine, session_scope
+    from core.models import Connection, SyncRun
+    from core.security import SecretBox
+    from workers.context import JobContext
+    from workers.jobs import sync_connection
+
+    key = os.environ.setdefault("BENCH_KEY", Fernet.generate_key().decode())
+    engine = make_engine(url)
+    ctx = JobContext(settings=Settings(database_url=url, secret_key=key), engine=engine,
+                     secrets=SecretBox(key))
+    with session_scope(engine) as session:
+        if connection_id is None:
+            connection = Connection(provider="zoho", name="bench",
+                                    config={"accounts_url": sandbox},
+                                    secrets_encrypted=ctx.secrets.seal({
+                                        "client_id": "sandbox-client-id",
+                                        "client_secret": "sandbox-client-secret",
+                                        "refresh_token": "sandbox-refresh-token"}))
+            session.add(connection)
+            session.flush()
+            connection_id = int(connection.id or 0)
+        run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
+    started = time.perf_counter()
+    summary = asyncio.run(sync_connection(ctx, connection_id=connection_id, run_id=run_id,
+                                          mode=mode))
+    elapsed = time.perf_counter() - started
+    with session_scope(engine) as session:
+        run = session.get(SyncRun, run_id)
+        api_calls = run.api_calls if run else -1
+    out.put({"connection_id": connection_id, "seconds": elapsed, "summary": summary,
+             "api_calls": api_calls,
+             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def run_child(url: str, sandbox: str, mode: str, connection_id: int | None) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out: mp.Queue[dict[str, Any]] = ctx.Queue()
+    proc = ctx.Process(target=child_sync, args=(url, sandbox, mode, connection_id, out))
+    proc.start()
+    result = out.get(timeout=3600)
+    proc.join()
+    return result
+
+
+def full_and_incremental(kind: str, deals: int) -> None:
+    accounts = max(20, deals // 10)
+    proc, sandbox = start_sandbox(deals, 0.0)
+    try:
+        url = fresh_database(kind)
+        full = run_child(url, sandbox, "full", None)
+        minimum = math.ceil(deals / 200) + math.ceil(accounts / 200)
+        print(f"{kind:<10} full  {deals:>7,} deals + {accounts:>6,} accounts: "
+              f"{full['seconds']:7.1f} s  {deals / full['seconds']:8,.0f} deals/s  "
+              f"api_calls {full['api_calls']} (records minimum {minimum}, "
+              f"+{METADATA_CALLS} metadata = {minimum + METADATA_CALLS}, "
+              f"{100 * (full['api_calls'] / (minimum + METADATA_CALLS) - 1):+.1f}%)  "
+              f"peak RSS {full['peak_rss_mb']:.0f} MB")
+        httpx.post(f"{sandbox}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2},
+                   timeout=60).raise_for_status()
+        inc = run_child(url, sandbox, "incremental", full["connection_id"])
+        changed = inc["summary"]["deals"]["fetched"]
+        print(f"{kind:<10} incremental after 1% changed: {inc['seconds']:6.2f} s  "
+              f"api_calls {inc['api_calls']}  deal records read {changed:,}  "
+              f"tombstones {inc['summary']['deletions']['deleted']}")
+    finally:
+        proc.kill()
+
+
+def latency_case(kind: str, deals: int, latency: float) -> None:
+    proc, sandbox = start_sandbox(deals, latency)
+    try:
+        url = fresh_database(kind)
+        full = run_child(url, sandbox, "full", None)
+        alone = math.ceil(deals / 200) * latency
+        print(f"{kind:<10} full with {latency * 1000:.0f} ms latency, {deals:,} deals: "
+              f"{full['seconds']:.1f} s wall; deals stream alone {alone:.1f} s "
+              f"({full['seconds'] / alone:.2f}x)")
+    finally:
+        proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deals", type=int, default=100_000)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--latency-deals", type=int, default=20_000)
+    parser.add_argument("--latency", type=float, default=0.2)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    for kind in args.db.split(","):
+        for n in sorted({max(1000, args.deals // 5), args.deals}):
+            full_and_incremental(kind, n)
+        if args.latency_deals:
+            latency_case(kind, args.latency_deals, args.latency)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Helpers for end-to-end tests against the Zoho sandbox over real HTTP."""
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from connectors.http import RetryPolicy
+from connectors.sandbox.dataset import Company
+from connectors.zoho import auth as zoho_auth
+from core.config import Settings
+from core.db import session_scope
+from core.models import Account, Connection, Deal
+from core.security import SecretBox
+from workers.context import JobContext
+from workers.jobs import sync_connection
+
+SANDBOX_SECRETS = {
+    "client_id": "sandbox-client-id",
+    "client_secret": "sandbox-client-secret",
+    "refresh_token": "sandbox-refresh-token",
+}
+FAST_RETRY = RetryPolicy(attempts=8, initial_wait=0.01, max_wait=0.2)
+
+
+def make_context(engine: Engine, url: str) -> JobContext:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    return JobContext(settings=Settings(database_url=url, secret_key=key), engine=engine,
+                      secrets=SecretBox(key), retry=FAST_RETRY)
+
+
+def add_connection(ctx: JobContext, sandbox_url: str, name: str = "zoho sandbox") -> int:
+    zoho_auth._CACHE.clear()
+    with session_scope(ctx.engine) as session:
+        connection = Connection(provider="zoho", name=name,
+                                config={"accounts_url": sandbox_url},
+                                secrets_encrypted=ctx.secrets.seal(SANDBOX_SECRETS))
+        session.add(connection)
+        session.flush()
+        return int(connection.id or 0)
+
+
+async def sync(ctx: JobContext, connection_id: int, mode: str) -> int:
+    from core import store
+
+    with session_scope(ctx.engine) as session:
+        run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
+    await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode)
+    return run_id
+
+
+def expected_deals(company: Company) -> dict[str, dict[str, Any]]:
+    out = {}
+    for deal in company.deals.values():
+        stage = company.stage_by_id[deal.stage_id]
+        owner = company.rep_by_id[deal.owner_id]
+        out[deal.id] = {
+            "name": deal.name,
+            "amount": deal.amount,
+            "currency": deal.currency,
+            "exchange_rate": deal.exchange_rate,
+            "amount_home": (deal.amount / deal.exchange_rate).quantize(Decimal("0.0001")),
+            "stage": stage.name,
+            "pipeline_stage": (stage.pipeline, stage.name),
+            "status": stage.category,
+            "probability": Decimal(deal.probability),
+            "close_date": deal.close_date,
+            "remote_created_at": deal.created_at,
+            "remote_modified_at": deal.modified_at,
+            "owner_email": owner.email,
+            "account_remote_id": deal.account_id,
+        }
+    return out
+
+
+def stored_deals(engine: Engine, connection_id: int) -> dict[str, dict[str, Any]]:
+    with session_scope(engine) as session:
+        rows = session.scalars(select(Deal).where(Deal.connection_id == connection_id,
+                                                  Deal.deleted_at.is_(None)))  # type: ignore[union-attr]
+        return {
+            d.remote_id: {
+                "name": d.name, "amount": d.amount, "currency": d.currency,
+                "exchange_rate": d.exchange_rate, "amount_home": d.amount_home,
+                "stage": d.stage, "pipeline_stage": ((d.pipeline or "").split(" (")[0], d.stage), "status": d.status,
+                "probability": d.probability, "close_date": d.close_date,
+                "remote_created_at": d.remote_created_at,
+                "remote_modified_at": d.remote_modified_at, "owner_email": d.owner_email,
+                "account_remote_id": d.account_remote_id,
+            }
+            for d in rows
+        }
+
+
+def expected_accounts(company: Company) -> dict[str, dict[str, Any]]:
+    return {
+        a.id: {"name": a.name, "industry": a.industry,
+               "owner_email": company.rep_by_id[a.owner_id].email,
+               "remote_created_at": a.created_at, "remote_modified_at": a.modified_at}
+        for a in company.accounts.values()
+    }
+
+
+def stored_accounts(engine: Engine, connection_id: int) -> dict[str, dict[str, Any]]:
+    with session_scope(engine) as session:
+        rows = session.scalars(select(Account).where(
+            Account.connection_id == connection_id, Account.deleted_at.is_(None)))  # type: ignore[union-attr]
+        return {
+            a.remote_id: {"name": a.name, "industry": a.industry, "owner_email": a.owner_email,
+                          "remote_created_at": a.remote_created_at,
+                          "remote_modified_at": a.remote_modified_at}
+            for a in rows
+        }
+
+
+def assert_store_equals_sandbox(engine: Engine, connection_id: int, company: Company) -> None:
+    want, got = expected_deals(company), stored_deals(engine, connection_id)
+    assert set(got) == set(want), (
+        f"missing {len(set(want) - set(got))}, extra {len(set(got) - set(want))}")
+    diffs = [(i, k, got[i][k], v) for i, row in want.items() for k, v in row.items()
+             if got[i][k] != v]
+    assert not diffs, diffs[:5]
+    want_a, got_a = expected_accounts(company), stored_accounts(engine, connection_id)
+    assert set(got_a) == set(want_a)
+    diffs = [(i, k, got_a[i][k], v) for i, row in want_a.items() for k, v in row.items()
+             if got_a[i][k] != v]
+    assert not diffs, diffs[:5]
