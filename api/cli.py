@@ -3,17 +3,18 @@
 import asyncio
 import json
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlmodel import col
 
 from core import store
 from core.config import Settings, get_settings
 from core.db import make_engine, session_scope, upgrade
-from core.models import ApiKey, Connection, Deal, User
+from core.models import ApiKey, Connection
 from core.records import STREAMS
 from core.security import hash_api_key, new_api_key, parse_scopes
 from core.sync import StreamCounts
@@ -115,7 +116,7 @@ def sync(
     """Run a sync now, with a progress bar per stream."""
     ctx = build_context(_settings())
     with session_scope(ctx.engine) as session:
-        ids = [c.id for c in session.scalars(select(Connection).order_by(Connection.id))
+        ids = [c.id for c in session.scalars(select(Connection))
                if connection is None or c.id == connection]
     if not ids:
         raise fail("no such connection; add one with `crmsync connections add`")
@@ -141,13 +142,15 @@ async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool
 
         def report(stream: str, counts: StreamCounts, done: bool) -> None:
             text = f"{counts.fetched:>7,} read {counts.upserted:>7,} saved {counts.deleted:>5,} del"
-            progress.update(tasks[stream], counts=text,
-                            **({"total": 1, "completed": 1} if done else {}))
+            if done:
+                progress.update(tasks[stream], counts=text, total=1, completed=1)
+            else:
+                progress.update(tasks[stream], counts=text)
 
         try:
             await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode,
                                   progress=report)
-        except Exception as exc:  # noqa: BLE001 - the message is for the user
+        except Exception as exc:  # the message is for the user
             err.print(f"[red]sync of connection {connection_id} failed:[/red] {exc}")
             return False
     return True
@@ -177,7 +180,7 @@ def worker() -> None:
     settings = _settings()
     if not settings.redis_url:
         raise fail("set CRMSYNC_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
-    run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))
+    run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))  # type: ignore[arg-type]
 
 
 @sandbox_app.command("zoho")
@@ -198,22 +201,93 @@ def sandbox_zoho(
     sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency)
 
 
-def _summary(ctx: JobContext, connection_id: int) -> dict[str, Any]:
-    with session_scope(ctx.engine) as session:
-        alive = Deal.deleted_at.is_(None)  # type: ignore[union-attr]
-        reps = session.scalar(select(func.count()).select_from(User).where(
-            User.connection_id == connection_id, User.active, User.deleted_at.is_(None)))  # type: ignore[union-attr]
-        from core.models import Account
+DEMO_NAME = "Zoho CRM (sandbox)"
 
-        accounts = session.scalar(select(func.count()).select_from(Account).where(
-            Account.connection_id == connection_id, Account.deleted_at.is_(None)))  # type: ignore[union-attr]
-        deals = session.scalar(select(func.count()).select_from(Deal).where(
-            Deal.connection_id == connection_id, alive))
-        won = session.scalar(select(func.sum(Deal.amount_home)).where(
-            Deal.connection_id == connection_id, alive, Deal.status == "won"))
-        currency = session.get(Connection, connection_id)
-        return {"reps": reps, "accounts": accounts, "deals": deals,
-                "won": won or Decimal(0), "currency": currency.home_currency if currency else ""}
+
+@app.command("demo")
+def demo(
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Exit after the sync.")] = False,
+    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    deals: Annotated[int, typer.Option(help="Deals in the simulated org.")] = 2500,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated company.")] = 42,
+) -> None:
+    """The whole product on this machine: a simulated Zoho CRM, a sync, the API."""
+    from connectors.sandbox.server import BackgroundServer
+    from connectors.zoho import sandbox
+
+    settings = _settings()
+    ctx = build_context(settings)
+    console.rule("[bold]crmsync demo")
+    console.print(f"store: {settings.database_url}")
+    server = BackgroundServer(sandbox.create_app(seed=seed, deals=deals)).start()
+    console.print(f"simulated Zoho CRM org on {server.url} ({deals:,} deals, seed {seed})")
+    try:
+        connection_id = _demo_connection(ctx, server.url)
+        console.print(f"connection {connection_id}: {DEMO_NAME}; full sync:")
+        if not asyncio.run(run_sync_with_progress(ctx, connection_id, full=True)):
+            raise typer.Exit(code=1)
+        _print_summary(ctx, connection_id)
+        key = create_api_key(ctx, "demo admin", ["admin"])
+        base = f"http://127.0.0.1:{port}"
+        console.print(f"\nadmin API key (shown once): [bold]{key}[/bold]\n")
+        for call in (f"{base}/api/v1/users", f"{base}/api/v1/deals?status=won&limit=5",
+                     f"{base}/api/v1/deals?format=csv"):
+            print(f"curl -H 'Authorization: Bearer {key}' '{call}'")
+        console.print(f"\nAPI docs: {base}/docs")
+        if no_serve:
+            return
+        import uvicorn
+
+        from api.app import create_app
+
+        console.print(f"serving the API on {base} (Ctrl+C stops)")
+        uvicorn.run(create_app(settings, ctx=ctx), host="127.0.0.1", port=port,
+                    log_level="warning")
+    finally:
+        server.stop()
+
+
+def _demo_connection(ctx: JobContext, sandbox_url: str) -> int:
+    """The demo's connection, pointed at this run's sandbox port."""
+    from api.connections import (
+        ConnectionInput,
+        ConnectionPatch,
+        create_connection,
+        update_connection,
+    )
+
+    secrets = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
+               "refresh_token": "sandbox-refresh-token"}
+    config = {"accounts_url": sandbox_url}
+    with session_scope(ctx.engine) as session:
+        existing = session.scalars(
+            select(Connection).where(col(Connection.name) == DEMO_NAME)).first()
+        if existing is None:
+            public = create_connection(session, ctx.secrets, ConnectionInput(
+                provider="zoho", name=DEMO_NAME, config=config, secrets=secrets))
+        else:
+            public = update_connection(session, ctx.secrets, existing,
+                                       ConnectionPatch(config=config, secrets=secrets))
+        return int(public["id"])
+
+
+def _print_summary(ctx: JobContext, connection_id: int) -> None:
+    from rich.table import Table
+
+    from core.queries import store_summary
+
+    with session_scope(ctx.engine) as session:
+        numbers = store_summary(session, connection_id)
+        connection = session.get(Connection, connection_id)
+        currency = connection.home_currency if connection else ""
+    table = Table(title="synced into the store", show_header=False)
+    table.add_row("active reps", f"{numbers['reps']:,}")
+    table.add_row("accounts", f"{numbers['accounts']:,}")
+    table.add_row("deals", f"{numbers['deals']:,}")
+    table.add_row("won deals", f"{numbers['won_deals']:,}")
+    won = numbers["won_amount"] or Decimal(0)
+    table.add_row("won amount", f"{won:,.2f} {currency}")
+    console.print(table)
 
 
 def main() -> None:

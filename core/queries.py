@@ -71,7 +71,7 @@ class Listing:
 
 def records_listing(stream: str, filters: RecordFilters) -> Listing:
     """Rows of users, accounts, stages or deals matching `filters`."""
-    table: Table = SYNCED_TABLES[stream].__table__  # type: ignore[attr-defined]
+    table = _table(stream)
     columns = [c for c in ROW_COLUMNS[stream] if c != "deleted"]
     stmt = select(*(table.c[c] for c in columns), table.c.deleted_at)
     stmt = stmt.where(*_conditions(stream, table, filters))
@@ -197,3 +197,29 @@ __all__ = [
     "sync_run_row",
     "sync_runs_listing",
 ]
+
+
+def _table(stream: str) -> Table:
+    table: Table = SYNCED_TABLES[stream].__table__  # type: ignore[attr-defined]
+    return table
+
+
+def store_summary(session: Session, connection_id: int) -> dict[str, Any]:
+    """Active reps, live accounts and deals, and won amount (home currency) of a connection."""
+    users, accounts, deals = (_table(s) for s in ("users", "accounts", "deals"))
+
+    def count(table: Any, *where: ColumnElement[bool]) -> int:
+        query = select(func.count()).select_from(table).where(
+            table.c.connection_id == connection_id, table.c.deleted_at.is_(None), *where)
+        return int(session.execute(query).scalar_one())
+
+    won = session.execute(select(func.sum(deals.c.amount_home)).where(
+        deals.c.connection_id == connection_id, deals.c.deleted_at.is_(None),
+        deals.c.status == "won")).scalar_one()
+    return {
+        "reps": count(users, users.c.active.is_(True)),
+        "accounts": count(accounts),
+        "deals": count(deals),
+        "won_deals": count(deals, deals.c.status == "won"),
+        "won_amount": won,
+    }

@@ -34,7 +34,7 @@ def pg_url() -> Iterator[str]:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
             conn.execute(text(f"CREATE DATABASE {PG_TEST_DB}"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable ({exc}); start it: "
                     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
     finally:

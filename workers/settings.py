@@ -29,7 +29,9 @@ async def sync_job(ctx: dict[str, Any], connection_id: int, run_id: int, mode: s
 
 
 class WorkerSettings:
-    functions = [func(sync_job, name="sync_connection", max_tries=1, timeout=6 * 3600)]
+    functions = [  # noqa: RUF012 - arq reads plain class attributes
+        func(sync_job, name="sync_connection", max_tries=1, timeout=6 * 3600),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     max_jobs = 10

@@ -83,7 +83,8 @@ def stored_deals(engine: Engine, connection_id: int) -> dict[str, dict[str, Any]
             d.remote_id: {
                 "name": d.name, "amount": d.amount, "currency": d.currency,
                 "exchange_rate": d.exchange_rate, "amount_home": d.amount_home,
-                "stage": d.stage, "pipeline_stage": ((d.pipeline or "").split(" (")[0], d.stage), "status": d.status,
+                "stage": d.stage, "status": d.status,
+                "pipeline_stage": ((d.pipeline or "").split(" (")[0], d.stage),
                 "probability": d.probability, "close_date": d.close_date,
                 "remote_created_at": d.remote_created_at,
                 "remote_modified_at": d.remote_modified_at, "owner_email": d.owner_email,
