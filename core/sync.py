@@ -11,7 +11,7 @@
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from core.types import utcnow
 log = logging.getLogger("crmsync.sync")
 
 TOMBSTONE_ON_FULL = ("users", "stages", "accounts", "deals")
+ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown tenfold since
 
 
 @dataclass
@@ -34,6 +35,10 @@ class StreamCounts:
     fetched: int = 0
     upserted: int = 0
     deleted: int = 0
+    pages: int = field(default=0, repr=False)
+
+    def public(self) -> dict[str, int]:
+        return {"fetched": self.fetched, "upserted": self.upserted, "deleted": self.deleted}
 
 
 ProgressFn = Callable[[str, StreamCounts, bool], None]
@@ -84,7 +89,7 @@ class SyncEngine:
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        return {s: asdict(c) for s, c in self.counts.items()}
+        return {s: c.public() for s, c in self.counts.items()}
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         async with self._write_lock:
@@ -144,6 +149,9 @@ class SyncEngine:
                 store.set_state(
                     session, connection_id=self.connection_id, stream=stream, state=state
                 )
+            counts.pages += 1
+            if counts.pages in ANALYZE_AFTER_PAGES and page.records:
+                store.refresh_statistics(session, stream=stream)
             counts.fetched += len(page.records) + len(page.deletions)
             counts.upserted += upserted
             counts.deleted += deleted
