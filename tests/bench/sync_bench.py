@@ -62,11 +62,12 @@ def fresh_database(kind: str) -> str:
         url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     else:
         admin = make_engine(PG_URL)
+        name = f"crmsync_bench_{os.getpid()}"
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS crmsync_bench WITH (FORCE)"))
-            conn.execute(text("CREATE DATABASE crmsync_bench"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
         admin.dispose()
-        url = PG_URL.rsplit("/", 1)[0] + "/crmsync_bench"
+        url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
