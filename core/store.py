@@ -6,8 +6,8 @@ the transaction, so a page of upserts and its cursor commit together.
 
 import json
 from collections.abc import Sequence
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Column, MetaData, Table, and_, case, func, or_, text, update
