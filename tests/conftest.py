@@ -6,6 +6,7 @@ PostgreSQL is not optional: a test that needs it fails when it is down
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -94,3 +95,22 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+REDIS_URL = os.environ.get("CRMSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+async def redis_url() -> Any:
+    """A Redis database of its own, emptied before and after (Redis must be up)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.flushdb()
+    except Exception as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is not usable ({exc}); start it: redis-server "
+                    '--daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no')
+    yield REDIS_URL
+    await client.flushdb()
+    await client.aclose()

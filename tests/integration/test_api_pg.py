@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import os
 from decimal import Decimal
 
 import httpx
@@ -24,7 +23,6 @@ from tests.api_support import SECRET, ZOHO_SECRETS, add_connection, make_key, ru
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = pytest.mark.integration
-REDIS_URL = os.environ.get("CRMSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ZOHO = {"provider": "zoho", "name": "Zoho", "config": {"dc": "com"}, "secrets": ZOHO_SECRETS}
 
 
@@ -172,18 +170,6 @@ async def test_sync_through_the_api_serves_the_sandbox_company(engine):
         assert [r["remote_id"] for r in table] == [d["remote_id"] for d in deals]
         connection = (await api.get(f"/api/v1/connections/{cid}")).json()
         assert connection["last_synced_at"] and connection["home_currency"]
-
-
-@pytest.fixture
-async def redis_url():
-    """A Redis database of its own, emptied before and after (Redis must be up)."""
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    await client.flushdb()
-    yield REDIS_URL
-    await client.flushdb()
-    await client.aclose()
 
 
 async def test_with_redis_syncs_are_queued_for_the_workers(pg_url, pg_engine, redis_url):

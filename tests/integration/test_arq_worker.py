@@ -1,11 +1,7 @@
 """The same sync job under arq: queued through Redis by the API, run by a real worker."""
 
-import os
-
-import pytest
 from arq.connections import RedisSettings
 from arq.worker import Worker
-from redis.asyncio import Redis
 from sqlalchemy import select
 
 from connectors.sandbox.dataset import generate_company
@@ -17,24 +13,13 @@ from tests.integration.zoho_helpers import add_connection, assert_store_equals_s
 from workers.queue import ArqRunner
 from workers.settings import WorkerSettings
 
-REDIS_URL = os.environ.get("CRMSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
-
-@pytest.fixture
-async def redis():
-    client = Redis.from_url(REDIS_URL)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
-
-
-async def test_a_worker_runs_the_queued_sync_into_postgresql(pg_engine, pg_url, redis):
+async def test_a_worker_runs_the_queued_sync_into_postgresql(pg_engine, pg_url, redis_url):
     company = generate_company(seed=3, deals=600, accounts=60)
     with BackgroundServer(create_app(company)) as sandbox:
         ctx = make_context(pg_engine, pg_url)
         connection_id = add_connection(ctx, sandbox.url)
-        runner = await ArqRunner.connect(ctx, REDIS_URL)
+        runner = await ArqRunner.connect(ctx, redis_url)
         run_id = await runner.enqueue_sync(connection_id, "full")
         assert await runner.enqueue_sync(connection_id, "full") == run_id  # no second sync
 
@@ -42,7 +27,7 @@ async def test_a_worker_runs_the_queued_sync_into_postgresql(pg_engine, pg_url, 
             worker_ctx["job"] = ctx
 
         worker = Worker(functions=WorkerSettings.functions, on_startup=startup,
-                        redis_settings=RedisSettings.from_dsn(REDIS_URL), burst=True,
+                        redis_settings=RedisSettings.from_dsn(redis_url), burst=True,
                         poll_delay=0, handle_signals=False)
         await worker.main()
         await worker.close()
