@@ -6,13 +6,13 @@ the vendor sends it. A per-connection semaphore caps requests in flight.
 """
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -84,7 +84,7 @@ def raise_for_transient(response: httpx.Response) -> None:
 def json_body(response: httpx.Response) -> Any:
     """The JSON body; a truncated or garbled body is transient (the call is retried)."""
     try:
-        return json.loads(response.content)
+        return orjson.loads(response.content)
     except ValueError as exc:
         raise TransientError(
             f"unreadable JSON body from {response.request.url.host} "

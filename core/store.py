@@ -4,13 +4,26 @@ Every function takes the caller's session and never commits: the caller owns
 the transaction, so a page of upserts and its cursor commit together.
 """
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, Column, MetaData, Table, and_, case, func, or_, text, update
+import orjson
+from sqlalchemy import (
+    JSON,
+    Column,
+    MetaData,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    text,
+    true,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -49,7 +62,8 @@ def upsert_records(
 
     A record seen alive clears its tombstone; a record that arrives already
     voided (record.deleted_at set) keeps the first tombstone time.
-    Deals whose stage changed are recorded in deal_stage_change first.
+    Deals whose stage changed are recorded in deal_stage_change first. The page is
+    loaded into a temporary table and merged with one INSERT ... SELECT.
     """
     if not records:
         return 0
@@ -57,8 +71,6 @@ def upsert_records(
     table = _table(model)
     now = now or utcnow()
     unique: dict[str, Any] = {r.remote_id: r for r in records}  # last copy of an id wins
-    if model is Deal:
-        record_stage_changes(session, connection_id=connection_id, deals=list(unique.values()))
     fields = [f for f in unique[next(iter(unique))].__slots__ if f in table.c]
     rows = []
     for record in unique.values():
@@ -67,12 +79,11 @@ def upsert_records(
         row.setdefault("deleted_at", None)
         rows.append(row)
     columns = tuple(rows[0])
-    if session.get_bind().dialect.name == "postgresql":
-        _copy_to_load_table(session, table, columns, rows)
-        stmt = pg_insert(table).from_select(columns, sa_select(*_load_table(table, columns).c))
-        session.execute(_on_conflict_update(stmt, table, columns))
-    else:  # executemany: compiled once (cached)
-        session.execute(_on_conflict_update(sqlite_insert(table), table, columns), rows)
+    load = _fill_load_table(session, table, columns, rows)
+    if model is Deal:
+        _record_stage_changes(session, load, source="sync", now=now)
+    stmt = _insert(session, table).from_select(columns, sa_select(*load.c).where(true()))
+    session.execute(_on_conflict_update(stmt, table, columns))
     return len(rows)
 
 
@@ -84,29 +95,34 @@ def _on_conflict_update(stmt: Any, table: Table, columns: tuple[str, ...]) -> An
 
 @lru_cache(maxsize=32)
 def _load_table(table: Table, columns: tuple[str, ...]) -> Table:
-    """A session-local temporary table with the page's columns (PostgreSQL).
+    """The session-local temporary table a page is loaded into before it is merged.
 
     Cached, so that statements built on it hit SQLAlchemy's compiled cache."""
     return Table(f"load_{table.name}", MetaData(),
                  *(Column(c, table.c[c].type) for c in columns))
 
 
-def _copy_to_load_table(session: Session, table: Table, columns: tuple[str, ...],
-                        rows: list[dict[str, Any]]) -> None:
-    """COPY a page into a temporary table: one round trip instead of one per row.
+def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
+                     rows: list[dict[str, Any]]) -> Table:
+    """Put a page into its temporary load table (created on first use per connection).
 
-    The table is emptied at every commit (ON COMMIT DELETE ROWS) and lives as long
-    as the pooled connection.
+    PostgreSQL gets the rows by COPY (one round trip instead of one per row);
+    SQLite, in-process, by executemany.
     """
     load = _load_table(table, columns)
     names = ", ".join(columns)
-    session.execute(text(
-        f"CREATE TEMP TABLE IF NOT EXISTS {load.name} ON COMMIT DELETE ROWS AS "
-        f"SELECT {names} FROM {table.name} WITH NO DATA"
-    ))
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {load.name} AS "
+                             f"SELECT {names} FROM {table.name} LIMIT 0"))
+        session.execute(load.delete())
+        session.execute(load.insert(), rows)
+        return load
+    # Emptied by every commit (a truncate, so no dead rows pile up in a long sync).
+    session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {load.name} ON COMMIT DELETE ROWS "
+                         f"AS SELECT {names} FROM {table.name} WITH NO DATA"))
     dialect = session.get_bind().dialect
     processors = [
-        json.dumps if isinstance(table.c[c].type, JSON) else table.c[c].type.bind_processor(dialect)
+        _json_text if isinstance(table.c[c].type, JSON) else table.c[c].type.bind_processor(dialect)
         for c in columns
     ]
     dbapi = session.connection().connection.driver_connection
@@ -117,6 +133,26 @@ def _copy_to_load_table(session: Session, table: Table, columns: tuple[str, ...]
                 value if proc is None or value is None else proc(value)
                 for proc, value in zip(processors, row.values(), strict=True)
             ])
+    return load
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _record_stage_changes(session: Session, load: Table, *, source: str, now: datetime) -> None:
+    """A deal_stage_change for every loaded deal the store has in another stage."""
+    deal = _table(Deal)
+    moved = (
+        sa_select(deal.c.connection_id, deal.c.remote_id, deal.c.stage, load.c.stage,
+                  func.coalesce(load.c.remote_modified_at, now), literal(source))
+        .join_from(load, deal, and_(deal.c.connection_id == load.c.connection_id,
+                                    deal.c.remote_id == load.c.remote_id))
+        .where(deal.c.stage.is_distinct_from(load.c.stage))
+    )
+    columns = ["connection_id", "deal_remote_id", "from_stage", "to_stage", "changed_at", "source"]
+    stmt = _insert(session, _table(DealStageChange)).from_select(columns, moved)
+    session.execute(stmt.on_conflict_do_nothing())
 
 
 def _keep_first_tombstone(table: Table, excluded: Any) -> Any:
@@ -124,34 +160,6 @@ def _keep_first_tombstone(table: Table, excluded: Any) -> Any:
         (excluded.deleted_at.is_(None), None),
         else_=func.coalesce(table.c.deleted_at, excluded.deleted_at),
     )
-
-
-def record_stage_changes(
-    session: Session, *, connection_id: int, deals: Sequence[Any], source: str = "sync"
-) -> int:
-    """Store a deal_stage_change for every known deal whose stage differs from the store's."""
-    ids = [d.remote_id for d in deals]
-    table = _table(Deal)
-    query = sa_select(table.c.remote_id, table.c.stage).where(
-        table.c.connection_id == connection_id, table.c.remote_id.in_(ids)
-    )
-    current: dict[str, str | None] = dict(session.execute(query).tuples().all())
-    changes = [
-        {
-            "connection_id": connection_id,
-            "deal_remote_id": d.remote_id,
-            "from_stage": current[d.remote_id],
-            "to_stage": d.stage,
-            "changed_at": d.remote_modified_at or utcnow(),
-            "source": source,
-        }
-        for d in deals
-        if d.remote_id in current and current[d.remote_id] != d.stage
-    ]
-    if changes:
-        stmt = _insert(session, _table(DealStageChange)).values(changes).on_conflict_do_nothing()
-        session.execute(stmt)
-    return len(changes)
 
 
 def apply_deletions(session: Session, *, connection_id: int, deletions: Sequence[Deletion]) -> int:
@@ -198,6 +206,16 @@ def tombstone_unseen(
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
+def skip_commit_flush(session: Session) -> None:
+    """Let this transaction commit without waiting for its WAL flush (PostgreSQL).
+
+    Safe for sync pages: a page and its cursor commit together, so if the database
+    loses the last few commits in a crash, it loses their cursors too, and the next
+    sync reads those pages again."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 def refresh_statistics(session: Session, *, stream: str) -> None:
     """ANALYZE a table that grew a lot (PostgreSQL). Without fresh statistics, the
     lookups of a first sync into an empty table turn into sequential scans."""
@@ -232,9 +250,9 @@ __all__ = [
     "apply_deletions",
     "create_run",
     "get_state",
-    "record_stage_changes",
     "refresh_statistics",
     "set_state",
+    "skip_commit_flush",
     "tombstone_unseen",
     "update_run",
     "upsert_records",

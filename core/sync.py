@@ -138,6 +138,7 @@ class SyncEngine:
     def _write_page(self, stream: str, page: Page, full_since: str | None) -> None:
         counts = self.counts[stream]
         with session_scope(self.engine) as session:
+            store.skip_commit_flush(session)
             upserted = store.upsert_records(
                 session, stream=stream, connection_id=self.connection_id, records=page.records
             )
