@@ -4,9 +4,9 @@ Every function takes the caller's session and never commits: the caller owns
 the transaction, so a page of upserts and its cursor commit together.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
 from core.models import SYNCED_TABLES, Deal, DealStageChange, SyncedRow, SyncRun, SyncState
@@ -121,19 +122,27 @@ def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
     session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {load.name} ON COMMIT DELETE ROWS "
                          f"AS SELECT {names} FROM {table.name} WITH NO DATA"))
     dialect = session.get_bind().dialect
-    processors = [
-        _json_text if isinstance(table.c[c].type, JSON) else table.c[c].type.bind_processor(dialect)
-        for c in columns
-    ]
+    converters = [_copy_converter(table.c[c].type, dialect) for c in columns]
     dbapi = session.connection().connection.driver_connection
     assert dbapi is not None
     with dbapi.cursor() as cursor, cursor.copy(f"COPY {load.name} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([
-                value if proc is None or value is None else proc(value)
-                for proc, value in zip(processors, row.values(), strict=True)
+                value if convert is None or value is None else convert(value)
+                for convert, value in zip(converters, row.values(), strict=True)
             ])
     return load
+
+
+def _copy_converter(column_type: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """How a value is written by COPY: what the column type would bind, minus overhead."""
+    if isinstance(column_type, JSON):
+        return _json_text
+    if isinstance(column_type, TypeDecorator) and (
+        type(column_type).process_bind_param is not TypeDecorator.process_bind_param
+    ):
+        return partial(column_type.process_bind_param, dialect=dialect)
+    return column_type.bind_processor(dialect)  # type: ignore[no-any-return]
 
 
 def _json_text(value: Any) -> str:

@@ -90,6 +90,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def as_utc(value: datetime) -> datetime:
     """The same instant as an aware UTC datetime (naive means UTC)."""
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
