@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from api import errors
 from api.deps import JobQueue
-from api.routes import connections, health, keys, records, sync_runs
+from api.routes import connections, fx, health, keys, metrics, records, sync_runs
 from core.config import Settings, get_settings
 from core.db import MIGRATIONS, upgrade
 from workers.context import JobContext, build_context
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     )
     errors.install(app)
     app.include_router(health.router)
-    for module in (connections, sync_runs, records, keys):
+    for module in (connections, sync_runs, records, keys, fx, metrics):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

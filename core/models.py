@@ -74,6 +74,7 @@ class Account(SyncedRow, table=True):
     __table_args__ = (
         UniqueConstraint("connection_id", "remote_id"),
         Index("ix_account_modified", "connection_id", "remote_modified_at"),
+        Index("ix_account_created", "created_date"),
     )
     name: str = ""
     industry: str | None = None
@@ -81,6 +82,7 @@ class Account(SyncedRow, table=True):
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
     remote_created_at: datetime | None = _ts()
+    created_date: date | None = None  # remote_created_at's date in the store's zone (localdates)
 
 
 class Stage(SyncedRow, table=True):
@@ -110,6 +112,7 @@ class Deal(SyncedRow, table=True):
     probability: Decimal | None = Field(default=None, sa_type=Percent)
     close_date: date | None = None
     remote_created_at: datetime | None = _ts()
+    created_date: date | None = None  # remote_created_at's date in the store's zone (localdates)
     owner_remote_id: str | None = None
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
@@ -171,6 +174,14 @@ class FxRate(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=3)
     rate_to_reporting: Decimal = Field(sa_type=DecimalText)
     updated_at: datetime = _now()
+
+
+class StoreMeta(SQLModel, table=True):
+    """Facts about the store itself, e.g. the time zone its created_date columns are in."""
+
+    __tablename__ = "store_meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)
 
 
 SYNCED_TABLES: dict[str, type[SyncedRow]] = {

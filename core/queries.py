@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, func, literal, select
 from sqlmodel import Session, col
 
 from core.models import SYNCED_TABLES, ApiKey, Connection, SyncRun
@@ -96,7 +96,8 @@ def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnEleme
     if f.owner_email is not None:
         column = c.get("email" if stream == "users" else "owner_email")
         _require(column is not None, "owner_email", stream)
-        conditions.append(func.lower(column) == f.owner_email.strip().lower())
+        assert column is not None
+        conditions.append(column == literal(f.owner_email.strip().lower()))  # stored lower
     deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
     for name, value in deal_only.items():
         _require(value is None or stream == "deals", name, stream)

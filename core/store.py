@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import (
@@ -30,11 +31,21 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
-from core.models import SYNCED_TABLES, Deal, DealStageChange, SyncedRow, SyncRun, SyncState
+from core.localdates import local_date, stored_zone
+from core.models import (
+    SYNCED_TABLES,
+    Account,
+    Deal,
+    DealStageChange,
+    SyncedRow,
+    SyncRun,
+    SyncState,
+)
 from core.records import Deletion
 from core.types import utcnow
 
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
+_EMAIL_COLUMNS = {"email", "owner_email"}
 
 
 def _insert(session: Session, table: Table) -> Any:
@@ -73,10 +84,16 @@ def upsert_records(
     now = now or utcnow()
     unique: dict[str, Any] = {r.remote_id: r for r in records}  # last copy of an id wins
     fields = [f for f in unique[next(iter(unique))].__slots__ if f in table.c]
+    zone = ZoneInfo(stored_zone(session, lock="share")) if model in (Deal, Account) else None
     rows = []
+    emails = [f for f in fields if f in _EMAIL_COLUMNS]
     for record in unique.values():
         row = _row(record, fields)
+        for name in emails:  # people are unified across connections by lower-cased email
+            row[name] = row[name].strip().lower() if row[name] else None
         row.update(connection_id=connection_id, first_seen_at=now, last_synced_at=now)
+        if zone is not None:  # the local calendar date, see core.localdates
+            row["created_date"] = local_date(record.remote_created_at, zone)
         row.setdefault("deleted_at", None)
         rows.append(row)
     columns = tuple(rows[0])

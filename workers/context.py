@@ -29,7 +29,8 @@ def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobCont
     from core.db import make_engine, upgrade
     from core.security import secret_box
 
+    secrets = secret_box(settings)  # first: it fails fast when the key is missing
     engine = make_engine(settings.database_url)
     if migrate_sqlite and settings.is_sqlite:
         upgrade(engine)
-    return JobContext(settings=settings, engine=engine, secrets=secret_box(settings))
+    return JobContext(settings=settings, engine=engine, secrets=secrets)

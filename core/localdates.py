@@ -1,0 +1,87 @@
+"""Calendar dates of creation times in CRMSYNC_TIMEZONE, identical on SQLite and PostgreSQL.
+
+Design: SQLite has no time zones, so "the date of remote_created_at in the configured
+zone" is not computed by the database at query time. Instead deal.created_date and
+account.created_date are stored, computed in Python (zoneinfo) when rows are written
+(core.store.upsert_records), in the zone recorded in store_meta
+('created_date_timezone'). Metrics then compare plain DATE columns, which both
+databases handle the same way, and the column can be indexed.
+
+When CRMSYNC_TIMEZONE changes, ensure_zone() (called by the metrics before they read)
+recomputes every stored created_date in the new zone and records it, in one
+transaction that locks the store_meta row on PostgreSQL. Writers read the zone from
+store_meta, never from their own settings, so rows are always in the recorded zone.
+"""
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlmodel import Session
+
+from core.models import Account, Deal, StoreMeta
+from core.types import as_utc
+
+ZONE_KEY = "created_date_timezone"
+BATCH = 5000
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def local_date(value: datetime | None, zone: ZoneInfo) -> date | None:
+    """The calendar date of an instant in `zone` (naive means UTC)."""
+    return None if value is None else as_utc(value).astimezone(zone).date()
+
+
+def stored_zone(session: Session, *, lock: str | None = None) -> str:
+    """The zone the stored created_date columns are in (UTC when never recorded).
+
+    lock="share" (writers) or "update" (ensure_zone) locks the store_meta row on
+    PostgreSQL until the transaction ends, so a page written in the old zone and a
+    recomputation never interleave. SQLite serializes writers by itself.
+    """
+    meta = _table(StoreMeta)
+    stmt = select(meta.c.value).where(meta.c.key == ZONE_KEY)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(read=lock == "share")
+    value = session.execute(stmt).scalar_one_or_none()
+    return str(value) if value else "UTC"
+
+
+def ensure_zone(session: Session, zone_name: str) -> bool:
+    """Recompute every created_date when the store's zone is not `zone_name`.
+
+    Returns True when it recomputed. The caller owns (and commits) the transaction.
+    """
+    if stored_zone(session) == zone_name:
+        return False
+    if stored_zone(session, lock="update") == zone_name:  # another process just did it
+        return False
+    zone = ZoneInfo(zone_name)
+    for model in (Deal, Account):
+        _recompute(session, _table(model), zone)
+    meta = session.get(StoreMeta, ZONE_KEY)
+    if meta is None:
+        session.add(StoreMeta(key=ZONE_KEY, value=zone_name))
+    else:
+        meta.value = zone_name
+    session.flush()
+    return True
+
+
+def _recompute(session: Session, table: Table, zone: ZoneInfo) -> None:
+    rows = session.execute(
+        select(table.c.id, table.c.remote_created_at)
+        .where(table.c.remote_created_at.is_not(None))
+    ).all()
+    stmt = (update(table).where(table.c.id == bindparam("row_id"))
+            .values(created_date=bindparam("new_date")))
+    for i in range(0, len(rows), BATCH):
+        session.connection().execute(stmt, [
+            {"row_id": row_id, "new_date": local_date(created, zone)}
+            for row_id, created in rows[i:i + BATCH]
+        ])

@@ -1,0 +1,132 @@
+"""Routes: /metrics/summary (shape, 422s, missing FX rate) and /fx-rates."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from core import store
+from core.db import session_scope
+from core.models import Connection
+from core.records import DealRecord, UserRecord
+from tests.api_support import make_key, running_api
+
+URL = "/api/v1/metrics/summary"
+PERIOD = {"start": "2025-01-01", "end": "2025-03-31"}
+
+
+@pytest.fixture
+async def api(sqlite_engine):
+    async with running_api(sqlite_engine) as api:
+        with session_scope(sqlite_engine) as session:
+            us = Connection(provider="zoho", name="us", home_currency="USD")
+            eu = Connection(provider="zoho", name="eu", home_currency="EUR")
+            session.add_all([us, eu])
+            session.flush()
+            store.upsert_records(session, stream="users", connection_id=us.id, records=[
+                UserRecord("u1", "Ann", "ann@x.com")])
+            store.upsert_records(session, stream="deals", connection_id=us.id, records=[
+                DealRecord("d1", "D1", amount_home=Decimal("100.10"), status="won",
+                           close_date=date(2025, 2, 1), owner_email="ann@x.com",
+                           remote_created_at=datetime(2025, 1, 22, 12, tzinfo=UTC))])
+            store.upsert_records(session, stream="deals", connection_id=eu.id, records=[
+                DealRecord("e1", "E1", amount_home=Decimal("10"), status="won",
+                           close_date=date(2025, 3, 1), owner_email="ANN@x.com")])
+        yield api
+
+
+async def test_missing_rate_is_a_422_naming_the_currency_then_works(api):
+    response = await api.get(URL, params=PERIOD)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "missing_fx_rate" and "no FX rate for EUR" in error["message"]
+    put = await api.client.put("/api/v1/fx-rates/eur", json={"rate_to_reporting": 1.5})
+    assert put.status_code == 200, put.text
+    response = await api.get(URL, params={**PERIOD, "group_by": "owner"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["start"], body["end"], body["currency"], body["group_by"]) == (
+        "2025-01-01", "2025-03-31", "USD", "owner")
+    assert body["data"] == [{
+        "owner_email": "ann@x.com", "owner_name": "Ann", "bookings": 115.1, "deals_won": 2,
+        "deals_lost": 0, "win_rate": 1.0, "avg_deal_size": 57.55, "sales_cycle_days": 10.0,
+        "open_pipeline": 0, "weighted_pipeline": 0, "forecast": 115.1, "new_accounts": 0,
+        "goal": None, "attainment": None}]
+    assert '"bookings":115.10,' in response.text  # exact decimal literal, 2 places
+    assert body["total"] == {k: v for k, v in body["data"][0].items()
+                             if k not in ("owner_email", "owner_name")}
+
+
+async def test_timestamps_are_taken_as_their_date(api):
+    await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": "2"})
+    response = await api.get(URL, params={"start": "2025-02-01T00:00:00.000Z",
+                                          "end": "2025-02-28T23:59:59+01:00"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["start"], body["end"], body["total"]["bookings"]) == (
+        "2025-02-01", "2025-02-28", 100.1)
+    by_connection = (await api.get(URL, params={**PERIOD, "group_by": "connection"})).json()
+    assert [(r["connection_name"], r["bookings"]) for r in by_connection["data"]] == [
+        ("us", 100.1), ("eu", 20)]
+
+
+@pytest.mark.parametrize("params,field,message", [
+    ({"start": "2025-03-01", "end": "2025-01-01"}, None, "start must not be after end"),
+    ({"start": "2010-01-01", "end": "2025-01-01"}, None, "must not exceed 10 years"),
+    ({**PERIOD, "group_by": "rep"}, "group_by", "must be one of owner, connection, none"),
+    ({"start": "2025-13-01", "end": "2025-12-31"}, "start", "must be a date (YYYY-MM-DD)"),
+    ({"start": "yesterday", "end": "2025-12-31"}, "start", "ISO-8601 timestamp"),
+    ({"end": "2025-12-31"}, "start", "is required"),
+    ({**PERIOD, "colour": "red"}, "colour", "is not a known parameter"),
+])
+async def test_bad_parameters_are_422s_saying_what_is_allowed(api, params, field, message):
+    response = await api.get(URL, params=params)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert message in error["message"]
+    if field:
+        assert error["details"][0]["field"] == field
+
+
+async def test_metrics_need_a_key_with_read_scope(api):
+    response = await api.client.get(URL, params=PERIOD, headers={"Authorization": "Bearer x"})
+    assert response.status_code == 401
+
+
+async def test_fx_rates_put_and_get(api):
+    read = {"Authorization": f"Bearer {make_key(api.engine, 'read')}"}
+    write = {"Authorization": f"Bearer {make_key(api.engine, 'write')}"}
+    url = "/api/v1/fx-rates"
+    assert (await api.client.put(f"{url}/EUR", json={"rate_to_reporting": 1},
+                                 headers=read)).status_code == 403
+    first = await api.client.put(f"{url}/eur", json={"rate_to_reporting": 1.0825},
+                                 headers=write)
+    assert first.status_code == 200, first.text
+    assert first.json()["code"] == "EUR" and '"rate_to_reporting":1.0825,' in first.text
+    again = await api.client.put(f"{url}/EUR", json={"rate_to_reporting": "1.09"},
+                                 headers=write)
+    assert again.json()["rate_to_reporting"] == 1.09
+    await api.client.put(f"{url}/CNY", json={"rate_to_reporting": 0.14}, headers=write)
+    listed = await api.client.get(url, headers=read)
+    assert listed.status_code == 200
+    body = listed.json()
+    assert body["reporting_currency"] == "USD" and body["next_cursor"] is None
+    assert [(r["code"], r["rate_to_reporting"]) for r in body["data"]] == [
+        ("CNY", 0.14), ("EUR", 1.09)]
+
+
+@pytest.mark.parametrize("code,body,field", [
+    ("EUR", {"rate_to_reporting": 0}, "rate_to_reporting"),
+    ("EUR", {"rate_to_reporting": -1.5}, "rate_to_reporting"),
+    ("EUR", {"rate_to_reporting": "abc"}, "rate_to_reporting"),
+    ("EUR", {"rate_to_reporting": "NaN"}, "rate_to_reporting"),
+    ("EUR", {}, "rate_to_reporting"),
+    ("EUR", {"rate_to_reporting": 1, "extra": 1}, "extra"),
+    ("EURO", {"rate_to_reporting": 1}, "code"),
+    ("E1R", {"rate_to_reporting": 1}, "code"),
+])
+async def test_bad_fx_rates_are_422s_and_change_nothing(api, code, body, field):
+    response = await api.client.put(f"/api/v1/fx-rates/{code}", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+    assert (await api.get("/api/v1/fx-rates")).json()["data"] == []
