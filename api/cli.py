@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import logging
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated
 
@@ -150,7 +152,7 @@ async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool
         try:
             await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode,
                                   progress=report)
-        except Exception as exc:  # the message is for the user
+        except Exception as exc:  # the run row has the error too
             err.print(f"[red]sync of connection {connection_id} failed:[/red] {exc}")
             return False
     return True
@@ -230,8 +232,10 @@ def demo(
         key = create_api_key(ctx, "demo admin", ["admin"])
         base = f"http://127.0.0.1:{port}"
         console.print(f"\nadmin API key (shown once): [bold]{key}[/bold]\n")
+        q_start, q_end = _this_quarter()
         for call in (f"{base}/api/v1/users", f"{base}/api/v1/deals?status=won&limit=5",
-                     f"{base}/api/v1/deals?format=csv"):
+                     f"{base}/api/v1/deals?format=csv",
+                     f"{base}/api/v1/metrics/summary?start={q_start}&end={q_end}&group_by=owner"):
             print(f"curl -H 'Authorization: Bearer {key}' '{call}'")
         console.print(f"\nAPI docs: {base}/docs")
         if no_serve:
@@ -245,6 +249,13 @@ def demo(
                     log_level="warning")
     finally:
         server.stop()
+
+
+def _this_quarter() -> tuple[date, date]:
+    today = date.today()
+    first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    after = date(first.year + (first.month == 10), (first.month + 2) % 12 + 1, 1)
+    return first, after - timedelta(days=1)
 
 
 def _demo_connection(ctx: JobContext, sandbox_url: str) -> int:
@@ -291,6 +302,8 @@ def _print_summary(ctx: JobContext, connection_id: int) -> None:
 
 
 def main() -> None:
+    # Commands report failures themselves; the log shows only what they do not.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     app()
 
 

@@ -224,10 +224,9 @@ class SyncEngine:
             if connection:
                 connection.status = "needs_reauth" if isinstance(error, AuthError) else "error"
                 connection.last_error = message
-        log.warning(
-            "sync failed",
-            extra={"connection_id": self.connection_id, "run_id": self.run_id, "error": message},
-        )
+        log.warning("sync of connection %s failed (run %s): %s", self.connection_id,
+                    self.run_id, message,
+                    extra={"connection_id": self.connection_id, "run_id": self.run_id})
 
 
 def _unwrap(exc: BaseException) -> BaseException:
