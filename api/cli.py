@@ -18,7 +18,7 @@ from core.config import Settings, get_settings
 from core.db import make_engine, session_scope, upgrade
 from core.models import ApiKey, Connection
 from core.records import STREAMS
-from core.security import hash_api_key, new_api_key, parse_scopes
+from core.security import hash_api_key, new_api_key, parse_scopes, secret_box
 from core.sync import StreamCounts
 from workers.context import JobContext, build_context
 from workers.jobs import sync_connection
@@ -168,7 +168,12 @@ def serve(
 
     from api.app import create_app
 
-    uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")
+    settings = _settings()
+    try:
+        secret_box(settings)  # fail here, with the fix, rather than inside the server
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 @app.command("worker")

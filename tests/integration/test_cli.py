@@ -64,3 +64,13 @@ def test_connections_add_prints_the_connection_without_secrets(tmp_path):
     assert connection["provider"] == "zoho" and connection["config"]["dc"] == "eu"
     assert connection["secrets_set"] == ["client_id", "client_secret", "refresh_token"]
     assert "TOPSECRET123" not in done.stdout
+
+
+def test_serve_without_a_secret_key_on_postgresql_says_what_to_do(tmp_path):
+    env_url = "postgresql://postgres@127.0.0.1:5432/test"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
+    env["CRMSYNC_DATABASE_URL"] = env_url
+    done = subprocess.run([sys.executable, "-m", "api.cli", "serve"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "CRMSYNC_SECRET_KEY must be set" in done.stderr
