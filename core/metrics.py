@@ -15,18 +15,33 @@ amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Table, and_, case, cast, func, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    Label,
+    Table,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlmodel import Session
 
 from core.config import Settings
 from core.currency import PRECISION, Converter, converter
 from core.localdates import ensure_zone
-from core.models import Account, Connection, Deal, User
+from core.models import Account, Connection, Deal, Stage, User
+from core.queries import Listing, RecordFilters, records_listing
 from core.types import Money
 
 GROUP_BY = ("owner", "connection", "none")
@@ -34,6 +49,12 @@ METRICS = ("bookings", "deals_won", "deals_lost", "win_rate", "avg_deal_size",
            "sales_cycle_days", "open_pipeline", "weighted_pipeline", "forecast",
            "new_accounts", "goal", "attainment")
 MAX_RANGE_DAYS = 3653  # ten years, leap days included
+# The deals behind each deal metric (drill-down): the statuses that metric reads.
+DRILL_STATUSES: dict[str, tuple[str, ...]] = {
+    "bookings": ("won",), "deals_won": ("won",), "avg_deal_size": ("won",),
+    "sales_cycle_days": ("won",), "deals_lost": ("lost",), "win_rate": ("won", "lost"),
+    "open_pipeline": ("open",), "weighted_pipeline": ("open",), "forecast": ("won", "open"),
+}
 
 Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
 
@@ -43,7 +64,8 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-DEAL, ACCOUNT, CONNECTION, USER = (_table(m) for m in (Deal, Account, Connection, User))
+DEAL, ACCOUNT, CONNECTION, USER, STAGE = (
+    _table(m) for m in (Deal, Account, Connection, User, Stage))
 
 
 @dataclass
@@ -74,6 +96,10 @@ class _Acc:
 def validate(start: date, end: date, group_by: str) -> None:
     if group_by not in GROUP_BY:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
+    validate_range(start, end)
+
+
+def validate_range(start: date, end: date) -> None:
     if start > end:
         raise ValueError("start must not be after end")
     if (end - start).days >= MAX_RANGE_DAYS:
@@ -121,7 +147,7 @@ def _keyed(group_by: str, key: Any, name: str | None) -> dict[str, Any]:
     return {"connection_id": key, "connection_name": name}
 
 
-def _key(group_by: str, table: Table) -> list[ColumnElement[Any]]:
+def _key(group_by: str, table: Table) -> list[Label[Any]]:
     if group_by == "owner":
         return [func.lower(table.c.owner_email).label("key")]
     if group_by == "connection":
@@ -129,8 +155,10 @@ def _key(group_by: str, table: Table) -> list[ColumnElement[Any]]:
     return []
 
 
-def _row_key(row: Any, keys: list[ColumnElement[Any]]) -> Any:
-    return row.key if keys else None
+def _row_key(row: Any, keys: list[Label[Any]]) -> Any:
+    """None without keys, the value of a single key, else the tuple of the keys' values."""
+    values = tuple(row._mapping[k.name] for k in keys)
+    return values[0] if len(values) == 1 else (values or None)
 
 
 def _deals_in_period(start: date, end: date, connection_id: int | None) -> ColumnElement[bool]:
@@ -143,10 +171,15 @@ def _deals_in_period(start: date, end: date, connection_id: int | None) -> Colum
 
 def _days(session: Session) -> ColumnElement[Any]:
     """close_date - created_date in whole days (both are plain dates)."""
+    return _date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
+
+
+def _date_diff(session: Session, later: ColumnElement[Any],
+               earlier: ColumnElement[Any]) -> ColumnElement[Any]:
+    """later - earlier in whole days, for plain dates, on SQLite and PostgreSQL alike."""
     if session.get_bind().dialect.name == "sqlite":
-        return cast(func.julianday(DEAL.c.close_date) - func.julianday(DEAL.c.created_date),
-                    Integer)
-    return DEAL.c.close_date - DEAL.c.created_date
+        return cast(func.julianday(later) - func.julianday(earlier), Integer)
+    return later - earlier
 
 
 def _name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
@@ -154,7 +187,7 @@ def _name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
         names[key] = name
 
 
-def _closed_deals(session: Session, keys: list[ColumnElement[Any]], start: date, end: date,
+def _closed_deals(session: Session, keys: list[Label[Any]], start: date, end: date,
                   connection_id: int | None, accs: dict[Any, _Acc],
                   names: dict[Any, str | None]) -> None:
     won = DEAL.c.status == "won"
@@ -182,7 +215,7 @@ def _closed_deals(session: Session, keys: list[ColumnElement[Any]], start: date,
         _name(names, _row_key(row, keys), row.name)
 
 
-def _open_deals(session: Session, keys: list[ColumnElement[Any]], start: date, end: date,
+def _open_deals(session: Session, keys: list[Label[Any]], start: date, end: date,
                 connection_id: int | None, accs: dict[Any, _Acc],
                 names: dict[Any, str | None]) -> None:
     stmt = (
@@ -197,14 +230,20 @@ def _open_deals(session: Session, keys: list[ColumnElement[Any]], start: date, e
     for row in session.execute(stmt):
         acc = accs[_row_key(row, keys)]
         acc.open_pipeline.append((row.currency, row.amount))
-        if row.amount is not None and row.probability:  # no probability weighs nothing
-            with localcontext() as ctx:
-                ctx.prec = PRECISION
-                acc.weighted.append((row.currency, row.amount * row.probability / 100))
+        acc.weighted.append((row.currency, _weighted(row.amount, row.probability)))
         _name(names, _row_key(row, keys), row.name)
 
 
-def _new_accounts(session: Session, keys: list[ColumnElement[Any]], start: date, end: date,
+def _weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
+    """amount x probability / 100, exactly; no amount or no probability weighs nothing."""
+    if amount is None or not probability:
+        return Decimal(0)
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        return amount * probability / 100
+
+
+def _new_accounts(session: Session, keys: list[Label[Any]], start: date, end: date,
                   connection_id: int | None, accs: dict[Any, _Acc],
                   names: dict[Any, str | None]) -> None:
     conditions: list[ColumnElement[bool]] = [ACCOUNT.c.deleted_at.is_(None),
@@ -277,3 +316,198 @@ def _round(value: Decimal, places: int) -> Decimal:
 def _ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
     return None if denominator == 0 else _round(numerator / denominator, places)
 
+
+
+def drill_down(metric: str, *, start: date, end: date, owner_email: str | None = None,
+               connection_id: int | None = None) -> Listing:
+    """The deals behind `metric` for the period (and owner, connection): deal rows, paged.
+
+    The same conditions as summary(): not deleted, close_date in [start, end], the
+    statuses the metric reads; sales_cycle_days only the won deals with a created date.
+    Raises ValueError for bad parameters.
+    """
+    if metric not in DRILL_STATUSES:
+        raise ValueError(f"metric must be one of {', '.join(DRILL_STATUSES)}")
+    validate_range(start, end)
+    conditions = [_deals_in_period(start, end, connection_id),
+                  DEAL.c.status.in_(DRILL_STATUSES[metric])]
+    if owner_email is not None:
+        # stored lower-cased (core.store), so the owner index serves this
+        conditions.append(DEAL.c.owner_email == owner_email.strip().lower())
+    if metric == "sales_cycle_days":
+        conditions.append(DEAL.c.created_date.is_not(None))
+    listing = records_listing("deals", RecordFilters(include_deleted=True))
+    return replace(listing, stmt=listing.stmt.where(*conditions))
+
+
+_StageKey = tuple[int, str | None, int | None, str | None]  # connection, pipeline, order, name
+PIPELINE_COLUMNS = ("connection_id", "pipeline", "stage", "sort_order", "count", "amount",
+                    "weighted_amount")
+
+
+def pipeline(session: Session, *, connection_id: int | None = None,
+             settings: Settings) -> dict[str, Any]:
+    """Open deals now (any close date), by stage in stage order: {"currency","data":[row...]}.
+
+    A deal's stage is its stage record (deal.stage_remote_id) when known, else the names on
+    the deal (sorted after the known stages). Every open stage that is not deleted gets a
+    row, zeros when it holds no deal. Amounts are in the reporting currency, weighted by
+    each deal's probability as in weighted_pipeline. Raises CurrencyError for a missing rate.
+    """
+    conv = converter(session, settings)
+    stage_join = and_(STAGE.c.connection_id == DEAL.c.connection_id,
+                      STAGE.c.remote_id == DEAL.c.stage_remote_id)
+    line = func.coalesce(STAGE.c.pipeline, DEAL.c.pipeline)
+    name = func.coalesce(STAGE.c.name, DEAL.c.stage)
+    conditions: list[ColumnElement[bool]] = [DEAL.c.deleted_at.is_(None), DEAL.c.status == "open"]
+    if connection_id is not None:
+        conditions.append(DEAL.c.connection_id == connection_id)
+    stmt = (
+        select(DEAL.c.connection_id.label("connection_id"), line.label("pipeline"),
+               STAGE.c.sort_order.label("sort_order"), name.label("stage"),
+               CONNECTION.c.home_currency.label("currency"),
+               DEAL.c.probability.label("probability"), func.count().label("n"),
+               type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"))
+        .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
+        .outerjoin(STAGE, stage_join)
+        .where(*conditions)
+        .group_by(DEAL.c.connection_id, line, STAGE.c.sort_order, name,
+                  CONNECTION.c.home_currency, DEAL.c.probability)
+    )
+    groups: dict[_StageKey, tuple[list[int], Amounts, Amounts]] = {}
+    stages = select(STAGE.c.connection_id, STAGE.c.pipeline, STAGE.c.sort_order,
+                    STAGE.c.name).where(STAGE.c.deleted_at.is_(None),
+                                        STAGE.c.category == "open")
+    if connection_id is not None:
+        stages = stages.where(STAGE.c.connection_id == connection_id)
+    for cid, line_name, rank, stage_name in session.execute(stages):
+        groups.setdefault((cid, line_name, rank, stage_name), ([0], [], []))
+    for row in session.execute(stmt):
+        count, amounts, weighted = groups.setdefault(
+            (row.connection_id, row.pipeline, row.sort_order, row.stage), ([0], [], []))
+        count[0] += int(row.n)
+        amounts.append((row.currency, row.amount))
+        weighted.append((row.currency, _weighted(row.amount, row.probability)))
+
+    def order(key: _StageKey) -> tuple[Any, ...]:
+        cid, line_name, sort_order, stage_name = key
+        return (cid, line_name is None, line_name or "", sort_order is None, sort_order or 0,
+                stage_name or "")
+
+    data = [{"connection_id": key[0], "pipeline": key[1], "stage": key[3],
+             "sort_order": key[2], "count": count[0],
+             "amount": _round(conv.total(amounts), 2),
+             "weighted_amount": _round(conv.total(weighted), 2)}
+            for key in sorted(groups, key=order)
+            for count, amounts, weighted in [groups[key]]]
+    return {"currency": conv.reporting, "data": data}
+
+
+INTERVALS = ("week", "month", "quarter")
+SERIES_METRICS = tuple(m for m in METRICS if m not in ("goal", "attainment"))
+SERIES_GROUP_BY = ("none", "owner")
+EPOCH = date(1, 1, 1)  # a Monday: weeks are counted from it, so every week starts on Monday
+
+
+def validate_series(metric: str, interval: str, start: date, end: date, group_by: str) -> None:
+    if metric not in SERIES_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(SERIES_METRICS)}")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
+    if group_by not in SERIES_GROUP_BY:
+        raise ValueError(f"group_by must be one of {', '.join(SERIES_GROUP_BY)}")
+    validate_range(start, end)
+
+
+def timeseries(
+    session: Session, *, metric: str, interval: str, start: date, end: date,
+    group_by: str = "none", connection_id: int | None = None, settings: Settings,
+) -> dict[str, Any]:
+    """One row per period (and owner) of [start, end], empty periods included.
+
+    {"metric","interval","start","end","currency","group_by","data":[{"period_start",
+    "period_end",["owner_email","owner_name",]"value"}...]}, ordered by period then owner.
+    The first and last periods count only the days inside [start, end]. The same queries
+    as summary(), each also grouped by a period number computed in SQL from the date
+    (close_date; created_date for new_accounts), so a row's value is exactly what
+    summary() gives for that period. group_by=owner has the owners summary() lists.
+    May recompute stored created dates (core.localdates): the caller commits.
+    """
+    validate_series(metric, interval, start, end, group_by)
+    ensure_zone(session, settings.timezone)
+    conv = converter(session, settings)
+    shift = settings.fiscal_year_start_month - 1
+    accs: dict[Any, _Acc] = defaultdict(_Acc)
+    names: dict[Any, str | None] = {}
+    deal_keys = [*_key(group_by, DEAL),
+                 _period_key(session, DEAL.c.close_date, interval, shift).label("period")]
+    _closed_deals(session, deal_keys, start, end, connection_id, accs, names)
+    _open_deals(session, deal_keys, start, end, connection_id, accs, names)
+    account_keys = [*_key(group_by, ACCOUNT),
+                    _period_key(session, ACCOUNT.c.created_date, interval, shift).label("period")]
+    _new_accounts(session, account_keys, start, end, connection_id, accs, names)
+    periods = _periods(interval, shift, start, end)
+
+    def value(key: Any) -> Any:
+        return _finish(accs.get(key) or _Acc(), conv)[metric]
+
+    data: list[dict[str, Any]] = []
+    if group_by == "none":
+        data = [{"period_start": first, "period_end": last, "value": value(number)}
+                for number, first, last in periods]
+    else:
+        owner_names: dict[Any, str | None] = {}
+        for (owner, _), name in names.items():
+            _name(owner_names, owner, name)
+        reps: dict[Any, _Acc] = defaultdict(_Acc, {owner: _Acc() for owner, _ in accs})
+        _reps(session, connection_id, reps, owner_names)
+        owners = sorted(reps, key=lambda k: (k is None, k))
+        data = [{"period_start": first, "period_end": last, "owner_email": owner,
+                 "owner_name": owner_names.get(owner), "value": value((owner, number))}
+                for number, first, last in periods for owner in owners]
+    return {"metric": metric, "interval": interval, "start": start, "end": end,
+            "currency": conv.reporting, "group_by": group_by, "data": data}
+
+
+def _period_key(session: Session, column: ColumnElement[Any], interval: str,
+                shift: int) -> ColumnElement[Any]:
+    """The period number of a date column, in integer arithmetic both databases share.
+
+    week: whole weeks since EPOCH; month: year x 12 + month - 1; quarter: (month number -
+    shift) / 3, shift = fiscal year start month - 1. All operands are non-negative, so
+    integer division floors on SQLite and PostgreSQL alike.
+    """
+    if interval == "week":
+        return _date_diff(session, column, literal(EPOCH, Date)) // 7
+    month = cast(extract("year", column), Integer) * 12 + cast(extract("month", column),
+                                                                Integer) - 1
+    return month if interval == "month" else (month - shift) // 3
+
+
+def _period_number(interval: str, shift: int, day: date) -> int:
+    """_period_key in Python."""
+    if interval == "week":
+        return (day.toordinal() - 1) // 7
+    month = day.year * 12 + day.month - 1
+    return month if interval == "month" else (month - shift) // 3
+
+
+def _period_start(interval: str, shift: int, number: int) -> date:
+    if interval == "week":
+        return date.fromordinal(number * 7 + 1)
+    month = number if interval == "month" else number * 3 + shift
+    return date(month // 12, month % 12 + 1, 1)
+
+
+def _periods(interval: str, shift: int, start: date, end: date) -> list[tuple[int, date, date]]:
+    """(number, first day, last day) of every period that overlaps [start, end]."""
+    first, last = (_period_number(interval, shift, d) for d in (start, end))
+    out = []
+    for number in range(first, last + 1):
+        try:
+            after = _period_start(interval, shift, number + 1)
+            period_end = date.fromordinal(after.toordinal() - 1)
+        except ValueError:  # the period that ends the calendar (year 9999)
+            period_end = date.max
+        out.append((number, _period_start(interval, shift, number), period_end))
+    return out

@@ -2,16 +2,32 @@
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import ApiError, invalid
-from api.listing import ApiJSON
+from api.listing import ApiJSON, ListParams, csv_stream, list_response
+from api.routes.records import DealPage
 from core.currency import CurrencyError
-from core.metrics import GROUP_BY, summary, validate
+from core.metrics import (
+    DRILL_STATUSES,
+    GROUP_BY,
+    INTERVALS,
+    PIPELINE_COLUMNS,
+    SERIES_GROUP_BY,
+    SERIES_METRICS,
+    drill_down,
+    pipeline,
+    summary,
+    timeseries,
+    validate,
+    validate_series,
+)
+from core.queries import ROW_COLUMNS
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require("read"))])
 
@@ -86,4 +102,138 @@ def get_summary(
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
     session.commit()  # created dates may have been recomputed for a new time zone
+    return ApiJSON(result)
+
+
+class DrillParams(ListParams):
+    metric: str = Field(description=f"One of {', '.join(DRILL_STATUSES)}.")
+    start: str = Field(description=DATE_HELP)
+    end: str = Field(description=DATE_HELP)
+    owner_email: str | None = Field(None, max_length=320, description="Case-insensitive.")
+    connection_id: int | None = None
+
+
+@router.get("/metrics/deals", response_model=DealPage,
+            summary="The deals behind a metric (drill-down), paged or CSV")
+def get_drill_down(
+    request: Request, params: Annotated[DrillParams, Query()], session: SessionDep
+) -> Response:
+    start, end = parse_day("start", params.start), parse_day("end", params.end)
+    if params.metric not in DRILL_STATUSES:
+        raise invalid("metric", f"must be one of {', '.join(DRILL_STATUSES)}")
+    try:
+        listing = drill_down(params.metric, start=start, end=end,
+                             owner_email=params.owner_email, connection_id=params.connection_id)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    return list_response(request, session, params, listing, name=f"deals-{params.metric}",
+                         columns=ROW_COLUMNS["deals"])
+
+
+class PipelineParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connection_id: int | None = None
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` answers CSV; so does `Accept: text/csv`.")
+
+
+class PipelineRow(BaseModel):
+    connection_id: int
+    pipeline: str | None
+    stage: str | None
+    sort_order: int | None
+    count: int
+    amount: Decimal
+    weighted_amount: Decimal
+
+
+class Pipeline(BaseModel):
+    currency: str | None
+    data: list[PipelineRow]
+
+
+def _csv_wanted(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+@router.get("/metrics/pipeline", response_model=Pipeline,
+            summary="Open deals now, by stage in stage order")
+def get_pipeline(
+    request: Request, params: Annotated[PipelineParams, Query()], session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    try:
+        result = pipeline(session, connection_id=params.connection_id, settings=settings)
+    except CurrencyError as exc:
+        raise ApiError(422, str(exc), code="missing_fx_rate") from None
+    if _csv_wanted(request, params.format):
+        return StreamingResponse(
+            csv_stream(result["data"], PIPELINE_COLUMNS), media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="pipeline.csv"'})
+    return ApiJSON(result)
+
+
+class SeriesParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(description=f"One of {', '.join(SERIES_METRICS)}.")
+    interval: str = Field(description="week (Monday to Sunday), month or quarter (fiscal, "
+                          "from CRMSYNC_FISCAL_YEAR_START_MONTH).")
+    start: str = Field(description=DATE_HELP)
+    end: str = Field(description=DATE_HELP)
+    group_by: str = Field("none", description="owner or none.")
+    connection_id: int | None = None
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` answers CSV; so does `Accept: text/csv`.")
+
+
+class SeriesRow(BaseModel):
+    period_start: date
+    period_end: date
+    owner_email: str | None = None
+    owner_name: str | None = None
+    value: Decimal | None
+
+
+class Series(BaseModel):
+    metric: str
+    interval: str
+    start: date
+    end: date
+    currency: str | None
+    group_by: str
+    data: list[SeriesRow]
+
+
+@router.get("/metrics/timeseries", response_model=Series,
+            summary="One metric per period (and owner), empty periods included")
+def get_timeseries(
+    request: Request, params: Annotated[SeriesParams, Query()], session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    start, end = parse_day("start", params.start), parse_day("end", params.end)
+    allowed = {"metric": SERIES_METRICS, "interval": INTERVALS, "group_by": SERIES_GROUP_BY}
+    for name, values in allowed.items():
+        if getattr(params, name) not in values:
+            raise invalid(name, f"must be one of {', '.join(values)}")
+    try:
+        validate_series(params.metric, params.interval, start, end, params.group_by)
+        result = timeseries(session, metric=params.metric, interval=params.interval,
+                            start=start, end=end, group_by=params.group_by,
+                            connection_id=params.connection_id, settings=settings)
+    except CurrencyError as exc:
+        raise ApiError(422, str(exc), code="missing_fx_rate") from None
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    session.commit()  # created dates may have been recomputed for a new time zone
+    if _csv_wanted(request, params.format):
+        columns = ("period_start", "period_end",
+                   *(("owner_email", "owner_name") if params.group_by == "owner" else ()),
+                   "value")
+        return StreamingResponse(
+            csv_stream(result["data"], columns), media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="timeseries.csv"'})
     return ApiJSON(result)

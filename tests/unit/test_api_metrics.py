@@ -8,7 +8,7 @@ import pytest
 from core import store
 from core.db import session_scope
 from core.models import Connection
-from core.records import DealRecord, UserRecord
+from core.records import DealRecord, StageRecord, UserRecord
 from tests.api_support import make_key, running_api
 
 URL = "/api/v1/metrics/summary"
@@ -130,3 +130,134 @@ async def test_bad_fx_rates_are_422s_and_change_nothing(api, code, body, field):
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["field"] == field
     assert (await api.get("/api/v1/fx-rates")).json()["data"] == []
+
+
+DEALS_URL = "/api/v1/metrics/deals"
+
+
+async def test_drill_down_pages_and_csv(api):
+    # no FX rate is needed: the rows are in their connection's home currency
+    first = await api.get(DEALS_URL, params={**PERIOD, "metric": "bookings", "limit": 1})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert [r["remote_id"] for r in body["data"]] == ["d1"] and body["next_cursor"]
+    assert body["data"][0]["amount_home"] == 100.1 and body["data"][0]["deleted"] is False
+    rows = await api.all_pages(DEALS_URL, **PERIOD, metric="deals_won", limit=1,
+                               owner_email="ANN@X.COM")
+    assert [r["remote_id"] for r in rows] == ["d1", "e1"]
+    assert (await api.get(DEALS_URL, params={**PERIOD, "metric": "deals_lost"})).json() == {
+        "data": [], "next_cursor": None}
+    csv = await api.get(DEALS_URL, params={"start": "2025-02-01T00:00:00Z", "end": "2025-03-31",
+                                           "metric": "forecast", "format": "csv"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.splitlines()
+    assert lines[0].startswith("id,connection_id,remote_id,name,amount,currency,amount_home,")
+    assert [line.split(",")[2] for line in lines[1:]] == ["d1", "e1"]
+    assert ",100.1,,won,,2025-02-01," in lines[1]  # exact amount_home; no stage
+
+
+@pytest.mark.parametrize("params,field,message", [
+    ({**PERIOD}, "metric", "is required"),
+    ({**PERIOD, "metric": "new_accounts"}, "metric", "must be one of bookings, deals_won"),
+    ({"start": "2025-03-01", "end": "2025-01-01", "metric": "bookings"}, None,
+     "start must not be after end"),
+    ({"start": "2010-01-01", "end": "2025-01-01", "metric": "bookings"}, None,
+     "must not exceed 10 years"),
+    ({"start": "2025-02-30", "end": "2025-03-01", "metric": "bookings"}, "start",
+     "must be a date (YYYY-MM-DD)"),
+    ({**PERIOD, "metric": "bookings", "limit": 0}, "limit", ""),
+    ({**PERIOD, "metric": "bookings", "cursor": "zzz"}, "cursor", "is not a cursor"),
+    ({**PERIOD, "metric": "bookings", "group_by": "owner"}, "group_by",
+     "is not a known parameter"),
+])
+async def test_drill_down_bad_parameters(api, params, field, message):
+    response = await api.get(DEALS_URL, params=params)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert message in error["message"]
+    if field:
+        assert error["details"][0]["field"] == field
+
+
+async def test_pipeline_json_csv_and_422s(api):
+    url = "/api/v1/metrics/pipeline"
+    with session_scope(api.engine) as session:
+        store.upsert_records(session, stream="stages", connection_id=1, records=[
+            StageRecord("s1", "Qualify", "open", sort_order=1),
+            StageRecord("s2", "Won", "won", sort_order=9)])
+        store.upsert_records(session, stream="deals", connection_id=1, records=[
+            DealRecord("o1", "O1", amount_home=Decimal("80.5"), status="open",
+                       stage="Qualify", stage_remote_id="s1", probability=Decimal("50"))])
+        store.upsert_records(session, stream="deals", connection_id=2, records=[
+            DealRecord("o2", "O2", amount_home=Decimal("10"), status="open")])
+    missing = await api.get(url)
+    assert missing.status_code == 422 and missing.json()["error"]["code"] == "missing_fx_rate"
+    us_only = await api.get(url, params={"connection_id": 1})
+    assert us_only.status_code == 200, us_only.text
+    assert us_only.json() == {"currency": "USD", "data": [
+        {"connection_id": 1, "pipeline": None, "stage": "Qualify", "sort_order": 1, "count": 1,
+         "amount": 80.5, "weighted_amount": 40.25}]}
+    await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": "1.5"})
+    csv = await api.get(url, headers={"Accept": "text/csv"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines() == [
+        "connection_id,pipeline,stage,sort_order,count,amount,weighted_amount",
+        "1,,Qualify,1,1,80.50,40.25",
+        "2,,,,1,15.00,0.00"]
+    for params, field in [({"format": "xml"}, "format"), ({"start": "2025-01-01"}, "start"),
+                          ({"connection_id": "x"}, "connection_id")]:
+        bad = await api.get(url, params=params)
+        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == field
+
+
+SERIES_URL = "/api/v1/metrics/timeseries"
+
+
+async def test_timeseries_json_and_csv(api):
+    await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": "1.5"})
+    params = {"metric": "bookings", "interval": "month", "start": "2025-01-01",
+              "end": "2025-03-31T12:00:00Z"}
+    response = await api.get(SERIES_URL, params=params)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "metric": "bookings", "interval": "month", "start": "2025-01-01", "end": "2025-03-31",
+        "currency": "USD", "group_by": "none", "data": [
+            {"period_start": "2025-01-01", "period_end": "2025-01-31", "value": 0},
+            {"period_start": "2025-02-01", "period_end": "2025-02-28", "value": 100.1},
+            {"period_start": "2025-03-01", "period_end": "2025-03-31", "value": 15}]}
+    csv = await api.get(SERIES_URL, params={**params, "group_by": "owner", "format": "csv",
+                                            "interval": "quarter"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines() == ["period_start,period_end,owner_email,owner_name,value",
+                                     "2025-01-01,2025-03-31,ann@x.com,Ann,115.10"]
+    win_rate = await api.get(SERIES_URL, params={**params, "metric": "win_rate",
+                                                  "interval": "week", "end": "2025-01-12"})
+    assert [(r["period_start"], r["value"]) for r in win_rate.json()["data"]] == [
+        ("2024-12-30", None), ("2025-01-06", None)]  # Mondays; no deal closed: null
+
+
+@pytest.mark.parametrize("params,field,message", [
+    ({"metric": "goal"}, "metric", "must be one of bookings, deals_won"),
+    ({"interval": "day"}, "interval", "must be one of week, month, quarter"),
+    ({"group_by": "connection"}, "group_by", "must be one of none, owner"),
+    ({"start": "2025-04-01"}, None, "start must not be after end"),
+    ({"start": "2010-01-01"}, None, "must not exceed 10 years"),
+    ({"end": "31/03/2025"}, "end", "must be a date (YYYY-MM-DD)"),
+    ({"format": "xlsx"}, "format", ""),
+    ({"owner_email": "ann@x.com"}, "owner_email", "is not a known parameter"),
+])
+async def test_timeseries_bad_parameters(api, params, field, message):
+    base = {"metric": "bookings", "interval": "month", **PERIOD}
+    response = await api.get(SERIES_URL, params={**base, **params})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert message in error["message"]
+    if field:
+        assert error["details"][0]["field"] == field
+
+
+async def test_timeseries_missing_rate_is_a_422(api):
+    response = await api.get(SERIES_URL, params={"metric": "deals_won", "interval": "month",
+                                                 **PERIOD})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "missing_fx_rate"

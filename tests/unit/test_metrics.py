@@ -16,8 +16,9 @@ from core import store
 from core.config import Settings
 from core.currency import CurrencyError, set_rate
 from core.db import session_scope
-from core.metrics import summary
+from core.metrics import drill_down, summary
 from core.models import Connection, FxRate
+from core.queries import ROW_COLUMNS, fetch_page
 from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
 
 NY = Settings(timezone="America/New_York", reporting_currency="USD")
@@ -237,3 +238,231 @@ def test_writes_after_a_zone_change_use_the_new_zone(data):
                  created="2025-01-11T04:50:00")])  # Jan 10, 23:50 in New York
     gus = run(engine)["data"][-1]
     assert (gus["owner_email"], gus["sales_cycle_days"]) == ("gus@x.com", D("10.00"))
+
+
+# --- drill-down: the deals behind each number --------------------------------------------
+
+def drill(engine, metric, **params):
+    with session_scope(engine) as session:
+        listing = drill_down(metric, **{**Q1, **params})
+        rows, after = fetch_page(session, listing, after=None, limit=1000)
+    assert after is None
+    return rows
+
+
+def recompute(rows, metric, c2):
+    """A metric from its drill-down rows alone, in plain Python (EUR is 1.1 USD)."""
+    from decimal import ROUND_HALF_UP
+    from zoneinfo import ZoneInfo
+
+    from core.localdates import local_date
+
+    def usd(r):
+        return r["amount_home"] * (D("1.1") if r["connection_id"] == c2 else 1)
+
+    def rnd(value, places):
+        return value.quantize(D(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+    won = [r for r in rows if r["status"] == "won"]
+    lost = [r for r in rows if r["status"] == "lost"]
+    open_ = [r for r in rows if r["status"] == "open"]
+    bookings = sum((usd(r) for r in won), D(0))
+    weighted = sum((usd(r) * (r["probability"] or 0) / 100 for r in open_), D(0))
+    zone = ZoneInfo("America/New_York")
+    days = [(r["close_date"] - local_date(r["remote_created_at"], zone)).days
+            for r in won if r["remote_created_at"]]
+    value = {
+        "bookings": rnd(bookings, 2), "deals_won": len(won), "deals_lost": len(lost),
+        "win_rate": rnd(D(len(won)) / len(rows), 4) if rows else None,
+        "avg_deal_size": rnd(bookings / len(won), 2) if won else None,
+        "sales_cycle_days": rnd(D(sum(days)) / len(days), 2) if days else None,
+        "open_pipeline": rnd(sum((usd(r) for r in open_), D(0)), 2),
+        "weighted_pipeline": rnd(weighted, 2), "forecast": rnd(bookings + weighted, 2),
+    }
+    return value[metric]
+
+
+DRILLED = ["bookings", "deals_won", "deals_lost", "win_rate", "avg_deal_size",
+           "sales_cycle_days", "open_pipeline", "weighted_pipeline", "forecast"]
+
+
+@pytest.mark.parametrize("metric", DRILLED)
+def test_drill_down_adds_up_to_the_summary(data, metric):
+    engine, _, c2 = data
+    result = run(engine)
+    assert recompute(drill(engine, metric), metric, c2) == result["total"][metric]
+    for row in result["data"]:
+        rows = drill(engine, metric, owner_email=row["owner_email"].upper())
+        assert {r["owner_email"] for r in rows} <= {row["owner_email"]}
+        assert recompute(rows, metric, c2) == row[metric], row["owner_email"]
+    by_connection = run(engine, group_by="connection")["data"]
+    for row in by_connection:
+        rows = drill(engine, metric, connection_id=row["connection_id"])
+        assert recompute(rows, metric, c2) == row[metric]
+
+
+@pytest.mark.parametrize("metric,params,expected", [
+    ("bookings", {}, ["D1", "D3", "E1"]),  # not D5 (deleted) nor D6 (after the period)
+    ("deals_lost", {}, ["D2", "D7"]),
+    ("win_rate", {"owner_email": "ann@x.com"}, ["D1", "D2", "E1"]),
+    ("sales_cycle_days", {}, ["D1", "D3", "E1"]),
+    ("open_pipeline", {}, ["D4", "E2"]),
+    ("forecast", {"owner_email": "Bob@X.com"}, ["D3", "D4", "E2"]),
+    ("forecast", {"end": date(2025, 1, 31)}, ["D1"]),
+])
+def test_drill_down_rows(data, metric, params, expected):
+    engine, _, _ = data
+    rows = drill(engine, metric, **params)
+    assert [r["remote_id"] for r in rows] == expected  # in id order (keyset)
+    assert tuple(rows[0]) == ROW_COLUMNS["deals"]
+    assert not any(r["deleted"] for r in rows)
+
+
+@pytest.mark.parametrize("metric,params,message", [
+    ("new_accounts", {}, "metric must be one of bookings, deals_won"),
+    ("bookings", {"start": date(2025, 4, 1)}, "start must not be after end"),
+    ("bookings", {"start": date(2015, 1, 1)}, "must not exceed 10 years"),
+])
+def test_drill_down_bad_parameters(data, metric, params, message):
+    engine, _, _ = data
+    with pytest.raises(ValueError, match=message):
+        drill(engine, metric, **params)
+
+
+# --- pipeline: open deals now, by stage ---------------------------------------------------
+
+def test_pipeline_by_stage_in_stage_order(data):
+    from core.metrics import pipeline
+
+    engine, c1, c2 = data
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="stages", connection_id=c1, records=[
+            StageRecord("s4", "Proposal", "open", sort_order=2, probability=D("50")),
+            StageRecord("s5", "Discovery", "open", pipeline="Enterprise", sort_order=1)])
+        store.upsert_records(session, stream="deals", connection_id=c1, records=[
+            DealRecord("P1", "P1", amount_home=D("200"), status="open", stage="Prospecting",
+                       stage_remote_id="s1", probability=D("10"), close_date=date(2026, 1, 1)),
+            DealRecord("P2", "P2", amount_home=D("50"), status="open", stage="Prospecting",
+                       stage_remote_id="s1"),  # no probability: weighs nothing, no close date
+            DealRecord("P3", "P3", amount_home=D("999"), status="open", stage="Proposal",
+                       stage_remote_id="s4", probability=D("50")),  # deleted below
+            DealRecord("P4", "P4", amount_home=D("300"), status="open", stage="Discovery",
+                       stage_remote_id="s5", probability=D("40"), pipeline="Enterprise")])
+        store.apply_deletions(session, connection_id=c1, deletions=[
+            Deletion("deals", "P3", ts("2025-06-01T00:00:00"))])
+
+    def row(cid, line, stage, order, count, amount, weighted):
+        return {"connection_id": cid, "pipeline": line, "stage": stage, "sort_order": order,
+                "count": count, "amount": D(amount), "weighted_amount": D(weighted)}
+
+    eu = row(c2, None, "open", None, 1, "110.01", "36.30")  # 100.01 EUR, 33%
+    with session_scope(engine) as session:
+        result = pipeline(session, settings=NY)
+        assert result == {"currency": "USD", "data": [
+            row(c1, "Enterprise", "Discovery", 1, 1, "300.00", "120.00"),
+            row(c1, None, "Prospecting", 0, 2, "250.00", "20.00"),
+            row(c1, None, "Proposal", 2, 0, "0.00", "0.00"),  # an open stage with no deal
+            row(c1, None, "open", None, 1, "1000.00", "250.00"),  # D4: no stage record
+            eu]}
+        assert pipeline(session, settings=NY, connection_id=c2)["data"] == [eu]
+        session.delete(session.get(FxRate, "EUR"))
+        session.flush()
+        with pytest.raises(CurrencyError, match="EUR"):
+            pipeline(session, settings=NY)
+
+
+# --- timeseries: one row per period (and owner) -------------------------------------------
+
+def series(engine, settings=NY, **params):
+    from core.metrics import timeseries
+
+    with session_scope(engine) as session:
+        result = timeseries(session, settings=settings, **{**Q1, "group_by": "none", **params})
+    return [(r["period_start"], r["period_end"], *([r["owner_email"]] if "owner_email" in r
+                                                    else []), r["value"]) for r in result["data"]]
+
+
+def test_timeseries_months_include_empty_periods(data):
+    engine, _, _ = data
+    assert series(engine, metric="bookings", interval="month", start=date(2024, 12, 15),
+                  end=date(2025, 4, 10)) == [
+        (date(2024, 12, 1), date(2024, 12, 31), D("0.00")),  # nothing happened
+        (date(2025, 1, 1), date(2025, 1, 31), D("1000.00")),
+        (date(2025, 2, 1), date(2025, 2, 28), D("333.33")),  # not D5 (deleted)
+        (date(2025, 3, 1), date(2025, 3, 31), D("220.00")),  # 200 EUR
+        (date(2025, 4, 1), date(2025, 4, 30), D("700.00"))]  # D6 on Apr 2 (up to Apr 10)
+    assert [v for *_, v in series(engine, metric="sales_cycle_days", interval="month")] == [
+        D("10.00"), D("14.00"), D("29.00")]  # D1 created 23:50 Jan 10 in New York
+
+
+def test_timeseries_weeks_start_on_monday(data):
+    engine, _, _ = data
+    weeks = {"interval": "week", "start": date(2025, 1, 15), "end": date(2025, 2, 16)}
+    assert series(engine, metric="deals_won", **weeks) == [
+        (date(2025, 1, 13), date(2025, 1, 19), 0),
+        (date(2025, 1, 20), date(2025, 1, 26), 1),  # D1 on Monday Jan 20
+        (date(2025, 1, 27), date(2025, 2, 2), 0),  # D5 on Sunday Feb 2 is deleted
+        (date(2025, 2, 3), date(2025, 2, 9), 0),
+        (date(2025, 2, 10), date(2025, 2, 16), 1)]  # D3 on Saturday Feb 15
+    assert [v for *_, v in series(engine, metric="win_rate", **weeks)] == [
+        None, D("1.0000"), D("0.0000"), None, D("1.0000")]  # D2 lost on Feb 1
+
+
+def test_timeseries_quarters_honour_the_fiscal_year(data):
+    engine, _, _ = data
+    assert series(engine, metric="bookings", interval="quarter", end=date(2025, 6, 30)) == [
+        (date(2025, 1, 1), date(2025, 3, 31), D("1553.33")),
+        (date(2025, 4, 1), date(2025, 6, 30), D("700.00"))]
+    february = Settings(timezone="America/New_York", reporting_currency="USD",
+                        fiscal_year_start_month=2)
+    assert series(engine, february, metric="bookings", interval="quarter",
+                  end=date(2025, 4, 30)) == [
+        (date(2024, 11, 1), date(2025, 1, 31), D("1000.00")),
+        (date(2025, 2, 1), date(2025, 4, 30), D("1253.33"))]  # D3 + E1 + D6
+
+
+def test_timeseries_by_owner_has_every_owner_in_every_period(data):
+    engine, _, _ = data
+    rows = series(engine, metric="new_accounts", interval="month", group_by="owner")
+    owners = ["ann@x.com", "bob@x.com", "cat@x.com", "eve@x.com", "gus@x.com"]
+    counts = {(date(2025, 2, 1), "bob@x.com"): 1,  # A2 (A5 is deleted)
+              (date(2025, 3, 1), "ann@x.com"): 1,  # A4: 22:00 Mar 31 in New York
+              (date(2025, 3, 1), "eve@x.com"): 1}  # A3
+    assert [(first, owner, value) for first, _, owner, value in rows] == [
+        (first, owner, counts.get((first, owner), 0))
+        for first in (date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)) for owner in owners]
+
+
+@pytest.mark.parametrize("interval", ["week", "month", "quarter"])
+def test_timeseries_values_equal_the_summary_of_each_period(data, interval):
+    from core.metrics import SERIES_METRICS
+
+    engine, _, _ = data
+    span = {"start": date(2024, 12, 20), "end": date(2025, 4, 5), "interval": interval}
+    periods: dict = {}
+    for metric in SERIES_METRICS:
+        for group_by in ("none", "owner"):
+            for first, last, *owner, value in series(engine, metric=metric, group_by=group_by,
+                                                     **span):
+                if (first, group_by) not in periods:
+                    periods[first, group_by] = run(engine, start=max(first, span["start"]),
+                                                   end=min(last, span["end"]), group_by=group_by)
+                period = periods[first, group_by]
+                rows = {r.get("owner_email"): r for r in period["data"]}
+                # an owner with nothing in this period (but some in the range) has zeros
+                expected = (rows.get(owner[0], ZERO)[metric] if owner
+                            else period["total"][metric])
+                assert value == expected, (metric, first, owner)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"metric": "goal"}, "metric must be one of bookings"),
+    ({"interval": "day"}, "interval must be one of week, month, quarter"),
+    ({"group_by": "connection"}, "group_by must be one of none, owner"),
+    ({"start": date(2025, 4, 1)}, "start must not be after end"),
+    ({"start": date(2015, 1, 1)}, "must not exceed 10 years"),
+])
+def test_timeseries_bad_parameters(data, params, message):
+    engine, _, _ = data
+    with pytest.raises(ValueError, match=message):
+        series(engine, **{"metric": "bookings", "interval": "month", **params})
