@@ -141,6 +141,39 @@ def summary(
             "data": data, "total": total_row}
 
 
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "owner": ("owner_email", "owner_name"), "connection": ("connection_id", "connection_name"),
+    "none": ()}
+
+
+def sort_fields(group_by: str) -> tuple[str, ...]:
+    """The fields a summary of `group_by` can be sorted by: its key columns, then the metrics."""
+    return (*KEY_COLUMNS[group_by], *METRICS)
+
+
+def sort_rows(rows: list[dict[str, Any]], sort: str, group_by: str) -> list[dict[str, Any]]:
+    """`rows` (in key order) sorted by `sort`: a field, `-field` for descending.
+
+    Nulls come last in both directions; rows with equal values keep their key order.
+    Text sorts case-insensitively. Raises ValueError naming the allowed fields.
+    """
+    name = sort.strip()
+    descending = name.startswith("-")
+    name = name.removeprefix("-").removeprefix("+").strip()
+    allowed = sort_fields(group_by)
+    if name not in allowed:
+        raise ValueError(f"sort must be one of {', '.join(allowed)}, "
+                         "with a leading - for descending")
+
+    def value(row: dict[str, Any]) -> Any:
+        item = row.get(name)
+        return (item.casefold(), item) if isinstance(item, str) else item
+
+    present = [row for row in rows if row.get(name) is not None]
+    missing = [row for row in rows if row.get(name) is None]
+    return sorted(present, key=value, reverse=descending) + missing  # sorted() is stable
+
+
 def _keyed(group_by: str, key: Any, name: str | None) -> dict[str, Any]:
     if group_by == "owner":
         return {"owner_email": key, "owner_name": name}

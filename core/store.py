@@ -138,6 +138,9 @@ def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
     # Emptied by every commit (a truncate, so no dead rows pile up in a long sync).
     session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {load.name} ON COMMIT DELETE ROWS "
                          f"AS SELECT {names} FROM {table.name} WITH NO DATA"))
+    # A second page of the same stream in the same transaction must not merge the first
+    # page's rows again (that would undo tombstones set in between): empty it first.
+    session.execute(load.delete())
     dialect = session.get_bind().dialect
     converters = [_copy_converter(table.c[c].type, dialect) for c in columns]
     dbapi = session.connection().connection.driver_connection

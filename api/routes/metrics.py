@@ -17,11 +17,15 @@ from core.metrics import (
     DRILL_STATUSES,
     GROUP_BY,
     INTERVALS,
+    KEY_COLUMNS,
+    METRICS,
     PIPELINE_COLUMNS,
     SERIES_GROUP_BY,
     SERIES_METRICS,
     drill_down,
     pipeline,
+    sort_fields,
+    sort_rows,
     summary,
     timeseries,
     validate,
@@ -41,6 +45,14 @@ class SummaryParams(BaseModel):
     end: str = Field(description=DATE_HELP)
     group_by: str = Field("none", description="owner, connection or none.")
     connection_id: int | None = None
+    sort: str | None = Field(
+        None, max_length=64,
+        description="A metric or a key column of the rows (owner_email, owner_name, "
+        "connection_id, connection_name), `-` first for descending, e.g. `-attainment`. "
+        "Nulls last either way; ties keep key order. Default: key order.")
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` answers CSV (the rows, then the total row); so does "
+        "`Accept: text/csv`.")
 
 
 class MetricValues(BaseModel):
@@ -84,14 +96,23 @@ def parse_day(name: str, value: str) -> date:
         raise invalid(name, "must be a date (YYYY-MM-DD) or an ISO-8601 timestamp") from None
 
 
+SUMMARY_ROW_TYPE = "row_type"  # first CSV column: "data" for a row, "total" for the total
+
+
 @router.get("/metrics/summary", response_model=Summary,
             summary="Leaderboard and team total for a period")
 def get_summary(
-    params: Annotated[SummaryParams, Query()], session: SessionDep, settings: SettingsDep
-) -> ApiJSON:
+    request: Request, params: Annotated[SummaryParams, Query()], session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
     start, end = parse_day("start", params.start), parse_day("end", params.end)
     if params.group_by not in GROUP_BY:
         raise invalid("group_by", f"must be one of {', '.join(GROUP_BY)}")
+    if params.sort is not None:
+        field = params.sort.strip().removeprefix("-").removeprefix("+").strip()
+        if field not in sort_fields(params.group_by):
+            raise invalid("sort", f"must be one of {', '.join(sort_fields(params.group_by))}"
+                          " (for this group_by), with a leading - for descending")
     try:
         validate(start, end, params.group_by)
         result: dict[str, Any] = summary(
@@ -102,6 +123,15 @@ def get_summary(
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
     session.commit()  # created dates may have been recomputed for a new time zone
+    if params.sort is not None:
+        result["data"] = sort_rows(result["data"], params.sort, params.group_by)
+    if _csv_wanted(request, params.format):
+        columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS)
+        rows = [*({SUMMARY_ROW_TYPE: "data", **row} for row in result["data"]),
+                {SUMMARY_ROW_TYPE: "total", **result["total"]}]
+        return StreamingResponse(
+            csv_stream(rows, columns), media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="summary.csv"'})
     return ApiJSON(result)
 
 

@@ -69,6 +69,24 @@ def test_deletions_tombstone_but_never_a_restored_record(engine, connection_id):
         assert alive == {"1": T0 + timedelta(minutes=30), "2": None}
 
 
+def test_pages_of_one_stream_in_one_transaction_never_merge_twice(engine, connection_id):
+    # PostgreSQL's load table is emptied only by a commit: a second page in the same
+    # transaction once merged the first page again, undoing the tombstone set in between
+    # (and failing outright when both pages held the same id).
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1)])
+        store.apply_deletions(session, connection_id=connection_id,
+                              deletions=[Deletion("deals", "1", T0 + timedelta(minutes=30))])
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(2)])
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(2, stage="Won", minutes=1)])
+    with session_scope(engine) as session:
+        rows = {r.remote_id: (r.deleted_at, r.stage) for r in session.scalars(select(Deal))}
+        assert rows == {"1": (T0 + timedelta(minutes=30), "Proposal"), "2": (None, "Won")}
+
+
 class ListSource:
     """A connector stand-in serving fixed pages (the engine's contract, not our store)."""
 

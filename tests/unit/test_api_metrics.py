@@ -261,3 +261,97 @@ async def test_timeseries_missing_rate_is_a_422(api):
                                                  **PERIOD})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "missing_fx_rate"
+
+
+@pytest.fixture
+async def team(api):
+    """ann (two won deals), bob (active, nothing), cat (one lost), dan (one won, no name)."""
+    with session_scope(api.engine) as session:
+        store.upsert_records(session, stream="users", connection_id=1, records=[
+            UserRecord("u2", "bob", "bob@x.com"), UserRecord("u3", "Cat", "cat@x.com")])
+        store.upsert_records(session, stream="deals", connection_id=1, records=[
+            DealRecord("c1", "C1", amount_home=Decimal("5"), status="lost",
+                       close_date=date(2025, 2, 1), owner_email="cat@x.com"),
+            DealRecord("n1", "N1", amount_home=Decimal("40"), status="won",
+                       close_date=date(2025, 2, 1), owner_email="dan@x.com")])
+    await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": "1.5"})
+    return api
+
+
+async def _order(api, **params):
+    response = await api.get(URL, params={**PERIOD, "group_by": "owner", **params})
+    assert response.status_code == 200, response.text
+    return [row["owner_email"] for row in response.json()["data"]]
+
+
+async def test_summary_sort(team):
+    # key order without sort; nulls last both ways; ties keep key order
+    assert await _order(team) == ["ann@x.com", "bob@x.com", "cat@x.com", "dan@x.com"]
+    assert await _order(team, sort="-win_rate") == [
+        "ann@x.com", "dan@x.com", "cat@x.com", "bob@x.com"]  # 1, 1, 0, null
+    assert await _order(team, sort="win_rate") == [
+        "cat@x.com", "ann@x.com", "dan@x.com", "bob@x.com"]
+    assert await _order(team, sort="-bookings") == [
+        "ann@x.com", "dan@x.com", "bob@x.com", "cat@x.com"]  # 115.1, 40, 0, 0
+    assert await _order(team, sort="bookings") == [
+        "bob@x.com", "cat@x.com", "dan@x.com", "ann@x.com"]
+    assert await _order(team, sort="-attainment") == [  # every goal is null for now
+        "ann@x.com", "bob@x.com", "cat@x.com", "dan@x.com"]
+    # names case-insensitively (Ann, bob, Cat), the nameless owner last either way
+    assert await _order(team, sort="-owner_name") == [
+        "cat@x.com", "bob@x.com", "ann@x.com", "dan@x.com"]
+    assert await _order(team, sort="owner_name") == [
+        "ann@x.com", "bob@x.com", "cat@x.com", "dan@x.com"]
+    assert await _order(team, sort="-owner_email") == [
+        "dan@x.com", "cat@x.com", "bob@x.com", "ann@x.com"]
+    body = (await team.get(URL, params={**PERIOD, "group_by": "connection",
+                                        "sort": "-connection_name"})).json()
+    assert [r["connection_name"] for r in body["data"]] == ["us", "eu"]
+    assert body["total"]["bookings"] == 155.1  # sorting never changes the total
+
+
+@pytest.mark.parametrize("group_by,sort,allowed", [
+    ("owner", "-rank", "must be one of owner_email, owner_name, bookings, deals_won,"),
+    ("owner", "connection_name", "must be one of owner_email, owner_name, bookings,"),
+    ("connection", "owner_email", "must be one of connection_id, connection_name, bookings,"),
+    ("none", "owner_email", "must be one of bookings, deals_won, deals_lost, win_rate,"),
+    ("owner", "", "goal, attainment (for this group_by), with a leading - for descending"),
+])
+async def test_summary_unknown_sort_is_a_422_listing_the_fields(team, group_by, sort, allowed):
+    response = await team.get(URL, params={**PERIOD, "group_by": group_by, "sort": sort})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["details"][0]["field"] == "sort" and allowed in error["message"]
+
+
+async def test_summary_csv(team):
+    response = await team.get(URL, params={**PERIOD, "group_by": "owner", "format": "csv",
+                                           "sort": "-bookings"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.text.splitlines() == [
+        "row_type,owner_email,owner_name,bookings,deals_won,deals_lost,win_rate,avg_deal_size,"
+        "sales_cycle_days,open_pipeline,weighted_pipeline,forecast,new_accounts,goal,attainment",
+        "data,ann@x.com,Ann,115.10,2,0,1.0000,57.55,10.00,0.00,0.00,115.10,0,,",
+        "data,dan@x.com,,40.00,1,0,1.0000,40.00,,0.00,0.00,40.00,0,,",
+        "data,bob@x.com,bob,0.00,0,0,,,,0.00,0.00,0.00,0,,",
+        "data,cat@x.com,Cat,0.00,0,1,0.0000,,,0.00,0.00,0.00,0,,",
+        "total,,,155.10,3,1,0.7500,51.70,10.00,0.00,0.00,155.10,0,,"]
+    by_header = await team.get(URL, params={**PERIOD, "group_by": "none"},
+                               headers={"Accept": "text/csv"})
+    assert by_header.headers["content-type"].startswith("text/csv")
+    lines = by_header.text.splitlines()
+    assert lines[0].startswith("row_type,bookings,deals_won,")
+    assert [line.split(",")[:2] for line in lines[1:]] == [["data", "155.10"],
+                                                           ["total", "155.10"]]
+    connection = await team.get(URL, params={**PERIOD, "group_by": "connection",
+                                             "format": "csv"})
+    assert [line.split(",")[:4] for line in connection.text.splitlines()] == [
+        ["row_type", "connection_id", "connection_name", "bookings"],
+        ["data", "1", "us", "140.10"], ["data", "2", "eu", "15.00"],
+        ["total", "", "", "155.10"]]
+    as_json = await team.get(URL, params={**PERIOD, "format": "json"},
+                             headers={"Accept": "text/csv"})  # format wins over Accept
+    assert as_json.json()["total"]["deals_won"] == 3
+    bad = await team.get(URL, params={**PERIOD, "format": "xlsx"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "format"
