@@ -1,0 +1,313 @@
+"""Metrics benchmark (issue M2): API latency of the metrics at a million deals.
+
+Run: python -m tests.bench.metrics_bench [--deals 1000000] [--sqlite-deals N]
+                                         [--db postgresql,sqlite] [--requests 30]
+
+For each database it creates a fresh store (PostgreSQL: a database of its own named
+with the pid; SQLite: a temporary file), runs the migrations and loads, directly
+(PostgreSQL COPY; SQLite executemany in one transaction), not through a CRM:
+3 connections with home currencies USD, EUR and GBP (USD reports; fx_rate holds EUR
+and GBP so every metric converts), 100 reps spread over them, 5 stages each, N/10
+accounts and N deals whose close dates spread over the 3 years 2023-2025 (won 45%,
+lost 35%, open 20%), with created dates in the store's zone (Europe/Berlin), as
+core.store would write them. Then ANALYZE, the API under uvicorn in a thread, a read
+API key, and sequential HTTP requests (warm-up first) whose p50/p95 are printed.
+"""
+
+import argparse
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+PG_URL = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ZONE = "Europe/Berlin"
+FIRST_DAY, LAST_DAY = date(2023, 1, 1), date(2025, 12, 31)
+OWNERS = 100
+CONNECTIONS = (("crm-usd", "zoho", "USD"), ("crm-eur", "pipedrive", "EUR"),
+               ("crm-gbp", "hubspot", "GBP"))
+FX = {"EUR": "1.0850", "GBP": "1.2700"}
+# remote_id, name, sort order, probability (x100), category
+STAGES = (("s1", "Qualification", 1, 1000, "open"), ("s2", "Proposal", 2, 4000, "open"),
+          ("s3", "Negotiation", 3, 7000, "open"), ("s4", "Closed Won", 4, 10000, "won"),
+          ("s5", "Closed Lost", 5, 0, "lost"))
+SCALE = 10_000  # Money: integer ten-thousandths (core.types.ScaledDecimal(4))
+QUARTER = ("2025-10-01", "2025-12-31")
+ALL = (FIRST_DAY.isoformat(), LAST_DAY.isoformat())
+
+DEAL_COLUMNS = ("connection_id", "remote_id", "remote_modified_at", "first_seen_at",
+                "last_synced_at", "name", "amount", "currency", "exchange_rate", "amount_home",
+                "stage", "stage_remote_id", "status", "probability", "close_date",
+                "remote_created_at", "created_date", "owner_remote_id", "owner_email",
+                "owner_name", "account_remote_id", "account_name", "pipeline")
+ACCOUNT_COLUMNS = ("connection_id", "remote_id", "remote_modified_at", "first_seen_at",
+                   "last_synced_at", "name", "industry", "owner_remote_id", "owner_email",
+                   "owner_name", "remote_created_at", "created_date")
+USER_COLUMNS = ("connection_id", "remote_id", "first_seen_at", "last_synced_at", "name",
+                "email", "active")
+STAGE_COLUMNS = ("connection_id", "remote_id", "first_seen_at", "last_synced_at", "pipeline",
+                 "name", "sort_order", "probability", "category")
+
+
+def owner(i: int) -> tuple[int, str, str, str]:
+    """(connection id, remote id, email, name) of rep i; reps are spread over connections."""
+    return i % len(CONNECTIONS) + 1, f"u{i}", f"rep{i:03d}@example.com", f"Rep {i:03d}"
+
+
+class Stamp:
+    """Timestamps as each database's driver takes them as text."""
+
+    def __init__(self, kind: str) -> None:
+        self.suffix = "+00" if kind == "postgresql" else ""
+
+    def __call__(self, value: datetime) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f") + self.suffix
+
+
+def deal_rows(n: int, kind: str, seed: int = 1) -> Iterator[tuple[Any, ...]]:
+    rnd = random.Random(seed)
+    zone = ZoneInfo(ZONE)
+    stamp = Stamp(kind)
+    now = stamp(datetime(2026, 1, 1, tzinfo=UTC))
+    span = (LAST_DAY - FIRST_DAY).days + 1
+    accounts = max(20, n // 10)
+    for i in range(n):
+        cid, owner_rid, email, owner_name = owner(rnd.randrange(OWNERS))
+        currency = CONNECTIONS[cid - 1][2]
+        close = FIRST_DAY + timedelta(days=rnd.randrange(span))
+        created = (datetime(close.year, close.month, close.day, tzinfo=UTC)
+                   - timedelta(days=rnd.randrange(180), minutes=rnd.randrange(1440)))
+        roll = rnd.random()
+        stage = STAGES[3] if roll < 0.45 else STAGES[4] if roll < 0.80 else \
+            STAGES[rnd.randrange(3)]
+        amount = rnd.randrange(500, 200_000) * SCALE + rnd.randrange(100) * 100
+        account = rnd.randrange(accounts)
+        yield (cid, f"d{i}", now, now, now, f"Deal {i}", amount, currency, "1", amount,
+               stage[1], stage[0], stage[4], stage[3], close.isoformat(), stamp(created),
+               created.astimezone(zone).date().isoformat(), owner_rid, email, owner_name,
+               f"a{account}", f"Account {account}", "default")
+
+
+def account_rows(n: int, kind: str, seed: int = 2) -> Iterator[tuple[Any, ...]]:
+    rnd = random.Random(seed)
+    zone = ZoneInfo(ZONE)
+    stamp = Stamp(kind)
+    now = stamp(datetime(2026, 1, 1, tzinfo=UTC))
+    span = (LAST_DAY - FIRST_DAY).days * 1440
+    for i in range(n):
+        cid, owner_rid, email, owner_name = owner(rnd.randrange(OWNERS))
+        created = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(minutes=rnd.randrange(span))
+        yield (cid, f"a{i}", now, now, now, f"Account {i}", "Software", owner_rid, email,
+               owner_name, stamp(created), created.astimezone(zone).date().isoformat())
+
+
+def small_rows(kind: str) -> dict[str, list[tuple[Any, ...]]]:
+    now = Stamp(kind)(datetime(2026, 1, 1, tzinfo=UTC))
+    users = [(cid, rid, now, now, name, email, True)
+             for cid, rid, email, name in map(owner, range(OWNERS))]
+    stages = [(cid, rid, now, now, "default", name, order, prob, category)
+              for cid in range(1, len(CONNECTIONS) + 1)
+              for rid, name, order, prob, category in STAGES]
+    return {"crm_user": users, "stage": stages}
+
+
+def fresh_database(kind: str) -> str:
+    from sqlalchemy import text
+
+    from core.db import make_engine, upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    else:
+        admin = make_engine(PG_URL)
+        name = f"crmsync_metrics_bench_{os.getpid()}"
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy import text
+
+    from core.db import make_engine
+
+    if url.startswith("sqlite"):
+        return
+    admin = make_engine(PG_URL)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)"))
+    admin.dispose()
+
+
+def load(url: str, kind: str, deals: int) -> str:
+    """Load the dataset; returns a read API key."""
+    from sqlalchemy import text
+
+    from core.db import make_engine, session_scope
+    from core.models import ApiKey, Connection, FxRate, StoreMeta
+    from core.security import hash_api_key, new_api_key
+
+    engine = make_engine(url)
+    key = new_api_key()
+    with session_scope(engine) as session:
+        for name, provider, currency in CONNECTIONS:
+            session.add(Connection(name=name, provider=provider, home_currency=currency))
+            session.flush()
+        for code, rate in FX.items():
+            session.add(FxRate(code=code, rate_to_reporting=Decimal(rate)))
+        meta = session.get(StoreMeta, "created_date_timezone")
+        if meta is None:
+            session.add(StoreMeta(key="created_date_timezone", value=ZONE))
+        else:
+            meta.value = ZONE
+        session.add(ApiKey(name="bench", key_hash=hash_api_key(key), prefix=key[:12],
+                           scopes="read"))
+    tables = {**small_rows(kind), "account": account_rows(max(20, deals // 10), kind),
+              "deal": deal_rows(deals, kind)}
+    columns = {"crm_user": USER_COLUMNS, "stage": STAGE_COLUMNS, "account": ACCOUNT_COLUMNS,
+               "deal": DEAL_COLUMNS}
+    raw = engine.raw_connection()
+    try:
+        dbapi: Any = raw.driver_connection
+        if kind == "postgresql":
+            with dbapi.cursor() as cur:
+                for table, rows in tables.items():
+                    cols = ", ".join(columns[table])
+                    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                        batch: list[str] = []
+                        for row in rows:
+                            batch.append("\t".join(r"\N" if v is None else str(v) for v in row))
+                            if len(batch) == 10_000:
+                                copy.write("\n".join(batch) + "\n")
+                                batch.clear()
+                        if batch:
+                            copy.write("\n".join(batch) + "\n")
+            dbapi.commit()
+        else:
+            assert isinstance(dbapi, sqlite3.Connection)
+            dbapi.execute("BEGIN")
+            for table, rows in tables.items():
+                names = columns[table]
+                dbapi.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES "
+                    f"({', '.join('?' * len(names))})", rows)
+            dbapi.commit()
+    finally:
+        raw.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE" if kind == "postgresql" else "ANALYZE"))
+    engine.dispose()
+    return key
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.4999)))
+    return ordered[rank - 1]
+
+
+QUERIES: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("summary by owner, 1 quarter", "/api/v1/metrics/summary",
+     {"start": QUARTER[0], "end": QUARTER[1], "group_by": "owner"}),
+    ("summary by owner, 3 years", "/api/v1/metrics/summary",
+     {"start": ALL[0], "end": ALL[1], "group_by": "owner"}),
+    ("timeseries bookings/month, 3 years", "/api/v1/metrics/timeseries",
+     {"metric": "bookings", "interval": "month", "start": ALL[0], "end": ALL[1]}),
+    ("timeseries bookings/month by owner, 3y", "/api/v1/metrics/timeseries",
+     {"metric": "bookings", "interval": "month", "start": ALL[0], "end": ALL[1],
+      "group_by": "owner"}),
+    ("drill-down bookings, 1 quarter, page 1", "/api/v1/metrics/deals",
+     {"metric": "bookings", "start": QUARTER[0], "end": QUARTER[1]}),
+)
+
+
+def measure(url: str, key: str, requests: int, warmup: int) -> list[tuple[str, float, float]]:
+    from api.app import create_app
+    from connectors.sandbox.server import BackgroundServer
+    from core.config import Settings
+
+    settings = Settings(database_url=url, secret_key=os.environ["BENCH_KEY"], timezone=ZONE)
+    results = []
+    with BackgroundServer(create_app(settings)) as server, \
+            httpx.Client(base_url=server.url, timeout=120,
+                         headers={"Authorization": f"Bearer {key}"}) as client:
+        for label, path, params in QUERIES:
+            times = []
+            for i in range(warmup + requests):
+                started = time.perf_counter()
+                response = client.get(path, params=params)
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(f"{label}: {response.status_code} {response.text[:500]}")
+                if i >= warmup:
+                    times.append(elapsed * 1000)
+            results.append((label, statistics.median(times), percentile(times, 95)))
+        check = client.get("/api/v1/metrics/summary",
+                           params={"start": ALL[0], "end": ALL[1], "group_by": "owner"}).json()
+        total = check["total"]
+        print(f"  check: 3-year total deals_won {total['deals_won']:,}, deals_lost "
+              f"{total['deals_lost']:,}, bookings {total['bookings']} {check['currency']}, "
+              f"{len(check['data'])} owner rows")
+    return results
+
+
+def bench(kind: str, deals: int, requests: int, warmup: int, keep: bool) -> None:
+    url = fresh_database(kind)
+    try:
+        started = time.perf_counter()
+        key = load(url, kind, deals)
+        elapsed = time.perf_counter() - started
+        print(f"{kind}: loaded {deals:,} deals + {max(20, deals // 10):,} accounts, "
+              f"{OWNERS} reps, {len(CONNECTIONS)} connections in {elapsed:.1f} s "
+              f"({deals / elapsed:,.0f} deals/s, ANALYZE included)")
+        results = measure(url, key, requests, warmup)
+        print(f"  {'query':<42} {'p50 ms':>8} {'p95 ms':>8}  target p95 <= 100 ms")
+        for label, p50, p95 in results:
+            print(f"  {label:<42} {p50:8.1f} {p95:8.1f}  {'ok' if p95 <= 100 else 'MISSED'}")
+    finally:
+        if keep:
+            print(f"  kept: {url}")
+        else:
+            drop_database(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deals", type=int, default=1_000_000)
+    parser.add_argument("--sqlite-deals", type=int, default=None,
+                        help="deals for SQLite (default: --deals)")
+    parser.add_argument("--db", default="postgresql,sqlite")
+    parser.add_argument("--requests", type=int, default=30, help="timed requests per query")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the databases (EXPLAIN)")
+    args = parser.parse_args()
+    from cryptography.fernet import Fernet
+
+    os.environ.setdefault("BENCH_KEY", Fernet.generate_key().decode())
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
+          f"sequential requests: {args.warmup} warm-up + {args.requests} timed per query")
+    for kind in args.db.split(","):
+        n = args.deals if kind == "postgresql" else (args.sqlite_deals or args.deals)
+        bench(kind, n, args.requests, args.warmup, args.keep)
+
+
+if __name__ == "__main__":
+    main()
