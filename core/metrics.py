@@ -182,7 +182,7 @@ def _keyed(group_by: str, key: Any, name: str | None) -> dict[str, Any]:
 
 def _key(group_by: str, table: Table) -> list[Label[Any]]:
     if group_by == "owner":
-        return [func.lower(table.c.owner_email).label("key")]
+        return [table.c.owner_email.label("key")]  # stored lower-cased (core.store)
     if group_by == "connection":
         return [table.c.connection_id.label("key")]
     return []
@@ -293,7 +293,7 @@ def _new_accounts(session: Session, keys: list[Label[Any]], start: date, end: da
 def _reps(session: Session, connection_id: int | None, accs: dict[Any, _Acc],
           names: dict[Any, str | None]) -> None:
     """Every active rep gets a row; reps' names win over the names on deals."""
-    email = func.lower(USER.c.email)
+    email = USER.c.email  # stored lower-cased (core.store)
     conditions: list[ColumnElement[bool]] = [USER.c.deleted_at.is_(None),
                                              USER.c.email.is_not(None)]
     if connection_id is not None:
