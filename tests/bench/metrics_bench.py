@@ -20,7 +20,6 @@ import random
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -30,7 +29,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-PG_URL = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.bench.common import PG_URL, fresh_database
+
 ZONE = "Europe/Berlin"
 FIRST_DAY, LAST_DAY = date(2023, 1, 1), date(2025, 12, 31)
 OWNERS = 100
@@ -119,27 +119,6 @@ def small_rows(kind: str) -> dict[str, list[tuple[Any, ...]]]:
               for cid in range(1, len(CONNECTIONS) + 1)
               for rid, name, order, prob, category in STAGES]
     return {"crm_user": users, "stage": stages}
-
-
-def fresh_database(kind: str) -> str:
-    from sqlalchemy import text
-
-    from core.db import make_engine, upgrade
-
-    if kind == "sqlite":
-        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    else:
-        admin = make_engine(PG_URL)
-        name = f"crmsync_metrics_bench_{os.getpid()}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def drop_database(url: str) -> None:
@@ -269,7 +248,7 @@ def measure(url: str, key: str, requests: int, warmup: int) -> list[tuple[str, f
 
 
 def bench(kind: str, deals: int, requests: int, warmup: int, keep: bool) -> None:
-    url = fresh_database(kind)
+    url = fresh_database(kind, "crmsync_metrics_bench")
     try:
         started = time.perf_counter()
         key = load(url, kind, deals)

@@ -21,13 +21,13 @@ import queue
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 import httpx
 
-PG_URL = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.bench.common import fresh_database
+
 # token, org currencies, org, fields of Deals and Accounts, layouts, pipeline, users,
 # deleted Deals and deleted Accounts
 METADATA_CALLS = 10
@@ -51,27 +51,6 @@ def start_sandbox(deals: int, latency: float) -> tuple[subprocess.Popen[bytes], 
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("the sandbox did not start")
-
-
-def fresh_database(kind: str) -> str:
-    from sqlalchemy import text
-
-    from core.db import make_engine, upgrade
-
-    if kind == "sqlite":
-        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    else:
-        admin = make_engine(PG_URL)
-        name = f"crmsync_bench_{os.getpid()}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
@@ -130,7 +109,7 @@ def full_and_incremental(kind: str, deals: int) -> None:
     accounts = max(20, deals // 10)
     proc, sandbox = start_sandbox(deals, 0.0)
     try:
-        url = fresh_database(kind)
+        url = fresh_database(kind, "crmsync_bench")
         full = run_child(url, sandbox, "full", None)
         minimum = math.ceil(deals / 200) + math.ceil(accounts / 200)
         print(f"{kind:<10} full  {deals:>7,} deals + {accounts:>6,} accounts: "
@@ -153,7 +132,7 @@ def full_and_incremental(kind: str, deals: int) -> None:
 def latency_case(kind: str, deals: int, latency: float) -> None:
     proc, sandbox = start_sandbox(deals, latency)
     try:
-        url = fresh_database(kind)
+        url = fresh_database(kind, "crmsync_bench")
         full = run_child(url, sandbox, "full", None)
         alone = math.ceil(deals / 200) * latency
         print(f"{kind:<10} full with {latency * 1000:.0f} ms latency, {deals:,} deals: "
