@@ -190,3 +190,12 @@ SYNCED_TABLES: dict[str, type[SyncedRow]] = {
     "accounts": Account,
     "deals": Deal,
 }
+
+
+# --- goals (M3): Goal, GoalPush; migration 0003 ---
+
+
+# --- webhooks and CRM notification channels (M5); migration 0004 ---
+
+
+# --- metric rollups (M2); migration 0005 ---

@@ -97,7 +97,10 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-REDIS_URL = os.environ.get("CRMSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A database number per process, so concurrent test runs rarely share one (db 0 is left alone).
+REDIS_URL = os.environ.get(
+    "CRMSYNC_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
+)
 
 
 @pytest.fixture
