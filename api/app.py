@@ -10,7 +10,18 @@ from sqlalchemy import Engine
 
 from api import errors
 from api.deps import JobQueue
-from api.routes import connections, fx, health, keys, metrics, records, sync_runs
+from api.routes import (
+    connections,
+    fx,
+    goals,
+    health,
+    keys,
+    metrics,
+    ops,
+    records,
+    sync_runs,
+    webhooks,
+)
 from core.config import Settings, get_settings
 from core.db import MIGRATIONS, upgrade
 from workers.context import JobContext, build_context
@@ -23,8 +34,12 @@ class SchemaNotCurrent(RuntimeError):
     pass
 
 
-def create_app(settings: Settings | None = None, *, ctx: JobContext | None = None) -> FastAPI:
-    """The API. `ctx` (tests, demo) supplies the engine, secrets and CRM transport to use."""
+def create_app(settings: Settings | None = None, *, ctx: JobContext | None = None,
+               schedule: bool = False) -> FastAPI:
+    """The API. `ctx` (tests, demo) supplies the engine, secrets and CRM transport to use.
+
+    `schedule` (crmsync serve): without Redis, run the sync schedule in-process too.
+    """
     settings = settings or (ctx.settings if ctx else get_settings())
 
     @asynccontextmanager
@@ -33,6 +48,8 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
         try:
             prepare_database(job_ctx.engine)
             runner = await build_jobs(job_ctx, settings)
+            if schedule and isinstance(runner, InProcessRunner):
+                runner.start_scheduler()
             app.state.settings = settings
             app.state.engine = job_ctx.engine
             app.state.secrets = job_ctx.secrets
@@ -54,7 +71,8 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     )
     errors.install(app)
     app.include_router(health.router)
-    for module in (connections, sync_runs, records, keys, fx, metrics):
+    app.include_router(ops.router)
+    for module in (connections, sync_runs, records, keys, fx, metrics, webhooks, goals):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

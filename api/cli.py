@@ -5,7 +5,8 @@ import json
 import logging
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,7 +17,8 @@ from sqlmodel import col
 from core import store
 from core.config import Settings, get_settings
 from core.db import make_engine, session_scope, upgrade
-from core.models import ApiKey, Connection
+from core.logs import configure_logging
+from core.models import ApiKey, Connection, User
 from core.records import STREAMS
 from core.security import hash_api_key, new_api_key, parse_scopes, secret_box
 from core.sync import StreamCounts
@@ -33,6 +35,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(connections_app, name="connections")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(sandbox_app, name="sandbox")
+goals_app = typer.Typer(help="Sales goals: import from CSV, push to the CRMs.",
+                        no_args_is_help=True)
+app.add_typer(goals_app, name="goals")
 console = Console()
 err = Console(stderr=True)
 
@@ -173,7 +178,8 @@ def serve(
         secret_box(settings)  # fail here, with the fix, rather than inside the server
     except ValueError as exc:
         raise fail(str(exc)) from None
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    configure_logging(settings)
+    uvicorn.run(create_app(settings, schedule=True), host=host, port=port, log_config=None)
 
 
 @app.command("worker")
@@ -187,6 +193,7 @@ def worker() -> None:
     settings = _settings()
     if not settings.redis_url:
         raise fail("set CRMSYNC_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
+    configure_logging(settings)
     run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))  # type: ignore[arg-type]
 
 
@@ -208,7 +215,92 @@ def sandbox_zoho(
     sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency)
 
 
+@sandbox_app.command("fxiaoke")
+def sandbox_fxiaoke(
+    port: Annotated[int, typer.Option()] = 8410,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    seed: Annotated[int, typer.Option()] = 42,
+    deals: Annotated[int, typer.Option()] = 2500,
+    latency: Annotated[float, typer.Option(help="Seconds added to every call.")] = 0.0,
+    callback_url: Annotated[str | None, typer.Option(
+        help="Where to POST signed, encrypted CRM callbacks when data changes.")] = None,
+) -> None:
+    """A simulated Fxiaoke (纷享销客) tenant speaking the Open API wire format."""
+    from connectors.fxiaoke import sandbox
+
+    console.print(f"Fxiaoke sandbox on http://{host}:{port} (seed {seed}, {deals:,} deals). "
+                  f"Connect with --config base_url=http://{host}:{port} "
+                  "--config admin_mobile=13800130000 and the secrets "
+                  f"app_id={sandbox.SANDBOX_APP_ID} app_secret={sandbox.SANDBOX_APP_SECRET} "
+                  f"permanent_code={sandbox.SANDBOX_PERMANENT_CODE} "
+                  f"aes_key={sandbox.SANDBOX_AES_KEY}")
+    sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency,
+                  callback_url=callback_url)
+
+
+@goals_app.command("import")
+def goals_import(
+    file: Annotated[Path, typer.Argument(help="CSV with the columns owner_email, metric, "
+                                         "period_start, period_end, target.")],
+) -> None:
+    """Create or update goals from a CSV file; a file with a bad row imports nothing."""
+    from core import goals
+
+    settings = _settings()
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot read {file} as UTF-8 text ({type(exc).__name__})") from None
+    ctx = build_context(settings)
+    try:
+        with session_scope(ctx.engine) as session:
+            done = goals.import_goals(session, text, settings)
+    except goals.ImportInvalid as exc:
+        for row in exc.rows:
+            err.print(f"line {row['line']}: {row['field']}: {row['message']}")
+        raise fail(str(exc)) from None
+    console.print(f"goals: {done['created']} created, {done['updated']} updated, "
+                  f"{done['unchanged']} unchanged")
+
+
+@goals_app.command("push")
+def goals_push(
+    connection: Annotated[int | None, typer.Option(help="Connection id (default: all).")] = None,
+) -> None:
+    """Push goals to the CRMs now and print what happened to each."""
+    from core.errors import ConfigError
+    from workers.jobs import push_goals
+
+    ctx = build_context(_settings())
+    try:
+        result = asyncio.run(push_goals(ctx, connection_id=connection))
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    _print_push(result)
+    if any(r["status"] == "error" for r in result["results"]):
+        raise typer.Exit(code=1)
+
+
+def _print_push(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="goal push")
+    for column in ("goal", "connection", "status", "CRM record", "error"):
+        table.add_column(column)
+    for row in result["results"]:
+        table.add_row(str(row["goal_id"]), str(row["connection_id"]), row["status"],
+                      row["remote_id"] or "", row["error"] or "")
+    console.print(table)
+    for item in result["connections"]:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(item["counts"].items()))
+        console.print(f"connection {item['connection_id']}: {counts or 'no goals'}")
+        if item["error"]:
+            err.print(f"[red]connection {item['connection_id']}:[/red] {item['error']}")
+
+
 DEMO_NAME = "Zoho CRM (sandbox)"
+DEMO_FXIAOKE = "Fxiaoke CRM (sandbox)"
+SHARED_REPS = slice(1, 4)  # reps who sell in both CRMs (same emails): one owner in metrics
 
 
 @app.command("demo")
@@ -218,7 +310,10 @@ def demo(
     deals: Annotated[int, typer.Option(help="Deals in the simulated org.")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed of the simulated company.")] = 42,
 ) -> None:
-    """The whole product on this machine: a simulated Zoho CRM, a sync, the API."""
+    """The whole product on this machine: simulated Zoho CRM and Fxiaoke tenants (some reps
+    work in both), a sync of each, goals pushed into both, the API."""
+    from connectors.fxiaoke import sandbox as fx_sandbox
+    from connectors.sandbox.dataset import generate_company
     from connectors.sandbox.server import BackgroundServer
     from connectors.zoho import sandbox
 
@@ -226,21 +321,36 @@ def demo(
     ctx = build_context(settings)
     console.rule("[bold]crmsync demo")
     console.print(f"store: {settings.database_url}")
-    server = BackgroundServer(sandbox.create_app(seed=seed, deals=deals)).start()
+    company = generate_company(seed=seed, deals=deals)
+    shared = company.reps[SHARED_REPS]
+    china = generate_company(seed=seed + 1, deals=deals // 2, shared_reps=[
+        (r.first_name, r.last_name) for r in shared])
+    server = BackgroundServer(sandbox.create_app(company)).start()
+    fx_app = fx_sandbox.create_app(china)
+    fx_server = BackgroundServer(fx_app).start()
     console.print(f"simulated Zoho CRM org on {server.url} ({deals:,} deals, seed {seed})")
+    console.print(f"simulated Fxiaoke tenant on {fx_server.url} ({deals // 2:,} deals, seed "
+                  f"{seed + 1}); in both CRMs: {', '.join(r.full_name for r in shared)}")
     try:
-        connection_id = _demo_connection(ctx, server.url)
-        console.print(f"connection {connection_id}: {DEMO_NAME}; full sync:")
-        if not asyncio.run(run_sync_with_progress(ctx, connection_id, full=True)):
-            raise typer.Exit(code=1)
-        _print_summary(ctx, connection_id)
+        connections = [
+            (_demo_connection(ctx, server.url), DEMO_NAME),
+            (_demo_connection(ctx, fx_server.url, provider="fxiaoke"), DEMO_FXIAOKE),
+        ]
+        for connection_id, name in connections:
+            console.print(f"connection {connection_id}: {name}; full sync:")
+            if not asyncio.run(run_sync_with_progress(ctx, connection_id, full=True)):
+                raise typer.Exit(code=1)
+            _print_summary(ctx, connection_id)
+        _demo_fx_rates(ctx, settings, company.currencies)
+        _demo_goals(ctx, settings)
         key = create_api_key(ctx, "demo admin", ["admin"])
         base = f"http://127.0.0.1:{port}"
         console.print(f"\nadmin API key (shown once): [bold]{key}[/bold]\n")
         q_start, q_end = _this_quarter()
         for call in (f"{base}/api/v1/users", f"{base}/api/v1/deals?status=won&limit=5",
                      f"{base}/api/v1/deals?format=csv",
-                     f"{base}/api/v1/metrics/summary?start={q_start}&end={q_end}&group_by=owner"):
+                     f"{base}/api/v1/metrics/summary?start={q_start}&end={q_end}"
+                     "&group_by=owner&sort=-attainment"):
             print(f"curl -H 'Authorization: Bearer {key}' '{call}'")
         console.print(f"\nAPI docs: {base}/docs")
         if no_serve:
@@ -249,11 +359,73 @@ def demo(
 
         from api.app import create_app
 
+        # Live changes: the Fxiaoke tenant calls back (signed, encrypted) when data changes.
+        fx_app.state.fxiaoke.callback_url = (
+            f"{base}/api/v1/webhooks/fxiaoke/{connections[1][0]}")
         console.print(f"serving the API on {base} (Ctrl+C stops)")
-        uvicorn.run(create_app(settings, ctx=ctx), host="127.0.0.1", port=port,
+        uvicorn.run(create_app(settings, ctx=ctx, schedule=True), host="127.0.0.1", port=port,
                     log_level="warning")
     finally:
+        fx_server.stop()
         server.stop()
+
+
+def _demo_fx_rates(ctx: JobContext, settings: Settings, rates: dict[str, Decimal]) -> None:
+    """The sandbox company's rates into the FX table (home-currency units per 1 of each), so
+    the Fxiaoke tenant's CNY reports in the Zoho org's currency. Rates set before are kept."""
+    from core import currency
+
+    with session_scope(ctx.engine) as session:
+        reporting = currency.reporting_currency(session, settings)
+        known = {r.code for r in currency.list_rates(session)}
+        if reporting not in rates:
+            return
+        for code, per_home in rates.items():
+            if code != reporting and code not in known:
+                currency.set_rate(session, code, (rates[reporting] / per_home).quantize(
+                    Decimal("1e-10")))
+
+
+def _demo_goals(ctx: JobContext, settings: Settings) -> None:
+    """This quarter's bookings goal for every active rep (last quarter's bookings + 10%,
+    rounded up to 1,000), pushed into the sandbox's Sales_Goals module; the leaderboard."""
+    from rich.table import Table
+
+    from core import goals, metrics
+    from workers.jobs import push_goals
+
+    start, end = _this_quarter()
+    last_end = start - timedelta(days=1)
+    with session_scope(ctx.engine) as session:
+        last = metrics.summary(session, start=date(last_end.year, last_end.month - 2, 1),
+                               end=last_end, group_by="owner", settings=settings)
+        active = {u.email for u in session.scalars(select(User).where(
+            col(User.active), col(User.deleted_at).is_(None))) if u.email}
+    lines = ["owner_email,metric,period_start,period_end,target"]
+    for row in last["data"]:
+        if row["owner_email"] in active:
+            target = max(Decimal(10_000), -(-row["bookings"] * Decimal("1.1") // 1000) * 1000)
+            lines.append(f"{row['owner_email']},bookings,{start},{end},{target:f}")
+    with session_scope(ctx.engine) as session:
+        done = goals.import_goals(session, "\n".join(lines), settings)
+    pushed = asyncio.run(push_goals(ctx))
+    counts = "; ".join(f"connection {item['connection_id']}: " + ", ".join(
+        f"{n} {s}" for s, n in sorted(item["counts"].items())) for item in pushed["connections"])
+    console.print(f"\ngoals for {start} to {end}: {done['created']} new, {done['updated']} "
+                  f"changed, {done['unchanged']} as before; pushed to the CRMs' goal objects: "
+                  f"{counts}")
+    with session_scope(ctx.engine) as session:
+        board = metrics.summary(session, start=start, end=end, group_by="owner",
+                                settings=settings)
+    table = Table(title=f"leaderboard {start} to {end} ({board['currency']})")
+    for column in ("rep", "bookings", "goal", "attainment"):
+        table.add_column(column, justify="left" if column == "rep" else "right")
+    for row in metrics.sort_rows(board["data"], "-attainment", "owner"):
+        if row["goal"] is not None:
+            share = f"{row['attainment'] * 100:.1f} %" if row["attainment"] is not None else ""
+            table.add_row(row["owner_name"] or row["owner_email"], f"{row['bookings']:,.2f}",
+                          f"{row['goal']:,.2f}", share)
+    console.print(table)
 
 
 def _this_quarter() -> tuple[date, date]:
@@ -263,24 +435,31 @@ def _this_quarter() -> tuple[date, date]:
     return first, after - timedelta(days=1)
 
 
-def _demo_connection(ctx: JobContext, sandbox_url: str) -> int:
-    """The demo's connection, pointed at this run's sandbox port."""
+def _demo_connection(ctx: JobContext, sandbox_url: str, provider: str = "zoho") -> int:
+    """The demo's connection to a sandbox, pointed at this run's sandbox port."""
     from api.connections import (
         ConnectionInput,
         ConnectionPatch,
         create_connection,
         update_connection,
     )
+    from connectors.fxiaoke import sandbox as fx
 
+    name = DEMO_NAME
     secrets = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
                "refresh_token": "sandbox-refresh-token"}
-    config = {"accounts_url": sandbox_url}
+    config: dict[str, Any] = {"accounts_url": sandbox_url}
+    if provider == "fxiaoke":
+        name = DEMO_FXIAOKE
+        secrets = {"app_id": fx.SANDBOX_APP_ID, "app_secret": fx.SANDBOX_APP_SECRET,
+                   "permanent_code": fx.SANDBOX_PERMANENT_CODE, "aes_key": fx.SANDBOX_AES_KEY}
+        config = {"base_url": sandbox_url, "admin_mobile": "13800130000"}  # the manager
     with session_scope(ctx.engine) as session:
         existing = session.scalars(
-            select(Connection).where(col(Connection.name) == DEMO_NAME)).first()
+            select(Connection).where(col(Connection.name) == name)).first()
         if existing is None:
             public = create_connection(session, ctx.secrets, ConnectionInput(
-                provider="zoho", name=DEMO_NAME, config=config, secrets=secrets))
+                provider=provider, name=name, config=config, secrets=secrets))
         else:
             public = update_connection(session, ctx.secrets, existing,
                                        ConnectionPatch(config=config, secrets=secrets))

@@ -4,8 +4,9 @@ A connector is built per sync run from a connection's validated config and
 secrets, and an ApiClient (connectors/http.py) that it never builds itself.
 """
 
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar, Protocol
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -16,7 +17,10 @@ from core.records import (
     AccountRecord,
     DealRecord,
     Deletion,
+    GoalDeletion,
+    GoalOut,
     Page,
+    PushResult,
     SourceInfo,
     StageRecord,
     UserRecord,
@@ -31,13 +35,22 @@ __all__ = [
     "Connector",
     "DealRecord",
     "Deletion",
+    "GoalDeletion",
+    "GoalOut",
+    "GoalPusher",
     "Page",
+    "PushResult",
     "RateLimited",
     "SourceError",
     "SourceInfo",
     "StageRecord",
     "TransientError",
     "UserRecord",
+    "WebhookIntake",
+    "WebhookReceiver",
+    "WebhookRejected",
+    "WebhookRequest",
+    "WebhookSecrets",
 ]
 
 
@@ -65,3 +78,89 @@ class Connector(Protocol):
     def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         """Pages of a stream (users, stages, accounts, deals, deletions) from a cursor."""
         ...
+
+
+# -- webhooks (DESIGN.md section 7: POST /webhooks/{provider}/{connection_id}) ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A vendor callback as it arrived: raw body (size-checked already), headers, query."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSecrets:
+    """What a connector may check a callback against: the connection's decrypted secrets
+    and its notification channels (channel id -> verification token)."""
+
+    secrets: Mapping[str, Any]
+    channels: Mapping[str, str]
+
+
+@dataclass(slots=True)
+class WebhookIntake:
+    """Verified events, each `(dedupe_key, payload)`, and the exact answer to send back
+    (some vendors want an acknowledgement body of their own)."""
+
+    events: list[tuple[str, dict[str, Any]]]
+    body: bytes = b'{"status":"ok"}'
+    content_type: str = "application/json"
+    delivery: str | None = None
+    """For vendors that retry an event with a fresh signature (Fxiaoke): a fingerprint of
+    this exact delivery. A delivery stored before is a replay: refused with 409, nothing
+    stored. A new delivery of a stored event is acknowledged and stores nothing new."""
+
+
+class WebhookRejected(Exception):
+    """A callback that must not be stored: bad JSON (400), bad shape (422), failed
+    verification (401/403). The message is safe to return (it never repeats secrets)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@runtime_checkable
+class WebhookReceiver(Protocol):
+    """The optional webhook capability of a connector (checked with isinstance on the class)."""
+
+    @classmethod
+    def parse_webhook(cls, request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
+        """Verify a callback and split it into events. Raises WebhookRejected. Pure: no I/O."""
+        ...
+
+    async def resolve_webhook_events(
+        self, payloads: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[str, Page]]:
+        """The store changes stored events stand for, as (stream, page) pairs: re-read
+        records from the CRM (current state) and deletions to tombstone."""
+        ...
+
+
+@runtime_checkable
+class GoalPusher(Protocol):
+    """Optional connector capability: write sales goals into the CRM (DESIGN.md §3, §7).
+
+    core.goals decides what to send (goals new or changed since their last push) and
+    what to delete; the connector only talks to its CRM. Provider-neutral contract:
+
+    - `goals`: upsert each one, found by `GoalOut.key` (stable for the goal's life), so
+      pushing an edited goal updates the CRM record made for it and never duplicates it.
+      The rep is `owner_remote_id` (that CRM's user id; None for a company-wide goal).
+    - `deletions`: delete the CRM records `GoalDeletion.remote_id`; a record already gone
+      counts as deleted.
+    - Return one PushResult per goal and per deletion, by goal_id: status `inserted` or
+      `updated` with the CRM record's `remote_id`, `deleted`, or `error` with the vendor's
+      code and message for that record. Batch in the vendor's largest size; read each
+      element's own result, not only the HTTP status.
+    - Raise core.errors.ConfigError when the CRM cannot hold goals at all (say how to set
+      it up), AuthError for credentials; transient errors are retried by the ApiClient.
+    """
+
+    async def push_goals(
+        self, goals: Sequence[GoalOut], deletions: Sequence[GoalDeletion]
+    ) -> list[PushResult]: ...

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
@@ -21,6 +22,29 @@ class Settings(BaseSettings):
     fiscal_year_start_month: int = 1
     public_url: str | None = None
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    nightly_sync_hour: int | None = 2
+    """Local hour (CRMSYNC_TIMEZONE) of the nightly full sync; unset (empty) turns it off."""
+    job_retry_seconds: float = 30.0
+    """First back-off of a sync job that failed transiently; doubles per try."""
+    job_lease_seconds: int = 60
+    """A killed worker's sync job is picked up again this long after its last sign of life."""
+
+    @field_validator("nightly_sync_hour", mode="before")
+    @classmethod
+    def _hour(cls, value: Any) -> Any:
+        if value in ("", "none", "off"):
+            return None
+        if value is not None and not 0 <= int(value) <= 23:
+            raise ValueError("nightly_sync_hour must be 0..23, or empty to turn it off")
+        return value
+
+    @field_validator("job_retry_seconds", "job_lease_seconds")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
 
     @field_validator("timezone")
     @classmethod

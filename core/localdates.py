@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import ColumnElement, Integer, Table, bindparam, cast, func, select, update
 from sqlmodel import Session
 
 from core.models import Account, Deal, StoreMeta
@@ -64,6 +64,9 @@ def ensure_zone(session: Session, zone_name: str) -> bool:
     zone = ZoneInfo(zone_name)
     for model in (Deal, Account):
         _recompute(session, _table(model), zone)
+    from core import rollups  # (it uses date_diff from here)
+
+    rollups.invalidate(session)  # their sales-cycle days and account months moved
     meta = session.get(StoreMeta, ZONE_KEY)
     if meta is None:
         session.add(StoreMeta(key=ZONE_KEY, value=zone_name))
@@ -85,3 +88,11 @@ def _recompute(session: Session, table: Table, zone: ZoneInfo) -> None:
             {"row_id": row_id, "new_date": local_date(created, zone)}
             for row_id, created in rows[i:i + BATCH]
         ])
+
+
+def date_diff(session: Session, later: ColumnElement[Any],
+              earlier: ColumnElement[Any]) -> ColumnElement[Any]:
+    """later - earlier in whole days, for plain dates, on SQLite and PostgreSQL alike."""
+    if session.get_bind().dialect.name == "sqlite":
+        return cast(func.julianday(later) - func.julianday(earlier), Integer)
+    return later - earlier

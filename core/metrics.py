@@ -15,6 +15,7 @@ amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
 """
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -39,9 +40,11 @@ from sqlmodel import Session
 
 from core.config import Settings
 from core.currency import PRECISION, Converter, converter
-from core.localdates import ensure_zone
-from core.models import Account, Connection, Deal, Stage, User
+from core.goals import attainment, goal_targets
+from core.localdates import date_diff, ensure_zone
+from core.models import Account, AccountMonth, Connection, Deal, DealMonth, Stage, User
 from core.queries import Listing, RecordFilters, records_listing
+from core.rollups import clean_months, date_ranges, full_months, in_ranges
 from core.types import Money
 
 GROUP_BY = ("owner", "connection", "none")
@@ -64,8 +67,41 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-DEAL, ACCOUNT, CONNECTION, USER, STAGE = (
-    _table(m) for m in (Deal, Account, Connection, User, Stage))
+DEAL, ACCOUNT, CONNECTION, USER, STAGE, DEAL_MONTH, ACCOUNT_MONTH = (
+    _table(m) for m in (Deal, Account, Connection, User, Stage, DealMonth, AccountMonth))
+KeysFn = Callable[[Table], list[Label[Any]]]  # a query's group keys, for a deal/rollup table
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What a metric query reads: the deals (accounts) in `ranges` of dates, and the
+    monthly rollups (core.rollups) of the clean `months`; together exactly [start, end]."""
+
+    ranges: list[tuple[date, date]]
+    months: list[int]
+    connection_id: int | None
+
+    def raw(self, table: Table, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+        """Conditions on the live rows of `table` whose `column` is in the ranges."""
+        conditions: list[ColumnElement[bool]] = [table.c.deleted_at.is_(None),
+                                                 in_ranges(column, self.ranges)]
+        if self.connection_id is not None:
+            conditions.append(table.c.connection_id == self.connection_id)
+        return conditions
+
+    def rolled(self, table: Table) -> list[ColumnElement[bool]]:
+        """Conditions on the rollup rows of the months."""
+        conditions: list[ColumnElement[bool]] = [table.c.month.in_(self.months)]
+        if self.connection_id is not None:
+            conditions.append(table.c.connection_id == self.connection_id)
+        return conditions
+
+
+def _scope(session: Session, start: date, end: date, connection_id: int | None,
+           *, monthly: bool = True) -> _Scope:
+    """Clean whole months from the rollups (when `monthly`), the rest from the rows."""
+    months = clean_months(session, full_months(start, end)) if monthly else []
+    return _Scope(date_ranges(start, end, months), months, connection_id)
 
 
 @dataclass
@@ -120,22 +156,30 @@ def summary(
     conv = converter(session, settings)
     accs: dict[Any, _Acc] = defaultdict(_Acc)
     names: dict[Any, str | None] = {}
-    deal_key = _key(group_by, DEAL)
-    _closed_deals(session, deal_key, start, end, connection_id, accs, names)
-    _open_deals(session, deal_key, start, end, connection_id, accs, names)
-    _new_accounts(session, _key(group_by, ACCOUNT), start, end, connection_id, accs, names)
+    scope = _scope(session, start, end, connection_id)
+
+    def keys(table: Table) -> list[Label[Any]]:
+        return _key(group_by, table)
+
+    _closed_deals(session, keys, scope, accs, names)
+    _open_deals(session, keys, scope, accs, names)
+    _new_accounts(session, keys, scope, accs, names)
+    targets = goal_targets(session, start=start, end=end)  # core.goals: bookings goals
     if group_by == "owner":
+        for owner in targets.by_owner:
+            accs.setdefault(owner, _Acc())  # an owner with a goal in the period has a row
         _reps(session, connection_id, accs, names)
     elif group_by == "connection":
         _connections(session, connection_id, accs, names)
     total = _Acc()
     for acc in accs.values():
         total.add(acc)
-    total_row = _finish(total, conv)
+    total_row = _finish(total, conv, targets.total())
     if group_by == "none":
         data = [dict(total_row)]
     else:
-        data = [_keyed(group_by, key, names.get(key)) | _finish(accs[key], conv)
+        data = [_keyed(group_by, key, names.get(key))
+                | _finish(accs[key], conv, targets.row(group_by, key))
                 for key in sorted(accs, key=lambda k: (k is None, k))]
     return {"start": start, "end": end, "currency": conv.reporting, "group_by": group_by,
             "data": data, "total": total_row}
@@ -189,9 +233,11 @@ def _key(group_by: str, table: Table) -> list[Label[Any]]:
 
 
 def _row_key(row: Any, keys: list[Label[Any]]) -> Any:
-    """None without keys, the value of a single key, else the tuple of the keys' values."""
-    values = tuple(row._mapping[k.name] for k in keys)
-    return values[0] if len(values) == 1 else (values or None)
+    """None without keys, the value of a single key, else the tuple of the keys' values
+    (the keys are the first columns of every select here)."""
+    if len(keys) == 1:
+        return row[0]
+    return tuple(row[:len(keys)]) or None
 
 
 def _deals_in_period(start: date, end: date, connection_id: int | None) -> ColumnElement[bool]:
@@ -204,15 +250,7 @@ def _deals_in_period(start: date, end: date, connection_id: int | None) -> Colum
 
 def _days(session: Session) -> ColumnElement[Any]:
     """close_date - created_date in whole days (both are plain dates)."""
-    return _date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
-
-
-def _date_diff(session: Session, later: ColumnElement[Any],
-               earlier: ColumnElement[Any]) -> ColumnElement[Any]:
-    """later - earlier in whole days, for plain dates, on SQLite and PostgreSQL alike."""
-    if session.get_bind().dialect.name == "sqlite":
-        return cast(func.julianday(later) - func.julianday(earlier), Integer)
-    return later - earlier
+    return date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
 
 
 def _name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
@@ -220,51 +258,81 @@ def _name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
         names[key] = name
 
 
-def _closed_deals(session: Session, keys: list[Label[Any]], start: date, end: date,
-                  connection_id: int | None, accs: dict[Any, _Acc],
+def _closed_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _Acc],
                   names: dict[Any, str | None]) -> None:
-    won = DEAL.c.status == "won"
-    timed = and_(won, DEAL.c.created_date.is_not(None))
-    stmt = (
-        select(*keys, CONNECTION.c.home_currency.label("currency"),
-               type_coerce(func.sum(case((won, DEAL.c.amount_home))), Money).label("bookings"),
-               func.sum(case((won, 1), else_=0)).label("won"),
-               func.sum(case((DEAL.c.status == "lost", 1), else_=0)).label("lost"),
-               func.sum(case((timed, _days(session)))).label("days"),
-               func.sum(case((timed, 1), else_=0)).label("timed"),
-               func.max(DEAL.c.owner_name).label("name"))
-        .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
-        .where(_deals_in_period(start, end, connection_id),
-               DEAL.c.status.in_(("won", "lost")))
-        .group_by(*keys, CONNECTION.c.home_currency)
-    )
-    for row in session.execute(stmt):
-        acc = accs[_row_key(row, keys)]
-        acc.bookings.append((row.currency, row.bookings))
-        acc.deals_won += int(row.won or 0)
-        acc.deals_lost += int(row.lost or 0)
-        acc.cycle_days += int(row.days or 0)
-        acc.cycle_deals += int(row.timed or 0)
-        _name(names, _row_key(row, keys), row.name)
+    stmts = []
+    if scope.ranges:
+        won = DEAL.c.status == "won"
+        timed = and_(won, DEAL.c.created_date.is_not(None))
+        key = keys(DEAL)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   type_coerce(func.sum(case((won, DEAL.c.amount_home))), Money).label("bookings"),
+                   func.sum(case((won, 1), else_=0)).label("won"),
+                   func.sum(case((DEAL.c.status == "lost", 1), else_=0)).label("lost"),
+                   func.sum(case((timed, _days(session)))).label("days"),
+                   func.sum(case((timed, 1), else_=0)).label("timed"),
+                   func.max(DEAL.c.owner_name).label("name"))
+            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
+            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status.in_(("won", "lost")))
+            .group_by(*key, CONNECTION.c.home_currency))))
+    if scope.months:
+        rolled = DEAL_MONTH
+        won = rolled.c.status == "won"
+        key = keys(rolled)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   type_coerce(func.sum(case((won, rolled.c.amount))), Money).label("bookings"),
+                   func.sum(case((won, rolled.c.deals), else_=0)).label("won"),
+                   func.sum(case((rolled.c.status == "lost", rolled.c.deals), else_=0))
+                   .label("lost"),
+                   func.sum(case((won, rolled.c.cycle_days))).label("days"),
+                   func.sum(case((won, rolled.c.cycle_deals), else_=0)).label("timed"),
+                   func.max(rolled.c.owner_name).label("name"))
+            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
+            .where(*scope.rolled(rolled), rolled.c.status.in_(("won", "lost")))
+            .group_by(*key, CONNECTION.c.home_currency))))
+    for key, stmt in stmts:
+        for row in session.execute(stmt):
+            acc = accs[_row_key(row, key)]
+            acc.bookings.append((row.currency, row.bookings))
+            acc.deals_won += int(row.won or 0)
+            acc.deals_lost += int(row.lost or 0)
+            acc.cycle_days += int(row.days or 0)
+            acc.cycle_deals += int(row.timed or 0)
+            _name(names, _row_key(row, key), row.name)
 
 
-def _open_deals(session: Session, keys: list[Label[Any]], start: date, end: date,
-                connection_id: int | None, accs: dict[Any, _Acc],
+def _open_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _Acc],
                 names: dict[Any, str | None]) -> None:
-    stmt = (
-        select(*keys, CONNECTION.c.home_currency.label("currency"),
-               DEAL.c.probability.label("probability"),
-               type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"),
-               func.max(DEAL.c.owner_name).label("name"))
-        .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
-        .where(_deals_in_period(start, end, connection_id), DEAL.c.status == "open")
-        .group_by(*keys, CONNECTION.c.home_currency, DEAL.c.probability)
-    )
-    for row in session.execute(stmt):
-        acc = accs[_row_key(row, keys)]
-        acc.open_pipeline.append((row.currency, row.amount))
-        acc.weighted.append((row.currency, _weighted(row.amount, row.probability)))
-        _name(names, _row_key(row, keys), row.name)
+    stmts = []
+    if scope.ranges:
+        key = keys(DEAL)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   DEAL.c.probability.label("probability"),
+                   type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"),
+                   func.max(DEAL.c.owner_name).label("name"))
+            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
+            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status == "open")
+            .group_by(*key, CONNECTION.c.home_currency, DEAL.c.probability))))
+    if scope.months:
+        rolled = DEAL_MONTH
+        key = keys(rolled)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   rolled.c.probability.label("probability"),
+                   type_coerce(func.sum(rolled.c.amount), Money).label("amount"),
+                   func.max(rolled.c.owner_name).label("name"))
+            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
+            .where(*scope.rolled(rolled), rolled.c.status == "open")
+            .group_by(*key, CONNECTION.c.home_currency, rolled.c.probability))))
+    for key, stmt in stmts:
+        for row in session.execute(stmt):
+            acc = accs[_row_key(row, key)]
+            acc.open_pipeline.append((row.currency, row.amount))
+            acc.weighted.append((row.currency, _weighted(row.amount, row.probability)))
+            _name(names, _row_key(row, key), row.name)
 
 
 def _weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
@@ -276,18 +344,23 @@ def _weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
         return amount * probability / 100
 
 
-def _new_accounts(session: Session, keys: list[Label[Any]], start: date, end: date,
-                  connection_id: int | None, accs: dict[Any, _Acc],
+def _new_accounts(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _Acc],
                   names: dict[Any, str | None]) -> None:
-    conditions: list[ColumnElement[bool]] = [ACCOUNT.c.deleted_at.is_(None),
-                                             ACCOUNT.c.created_date.between(start, end)]
-    if connection_id is not None:
-        conditions.append(ACCOUNT.c.connection_id == connection_id)
-    stmt = (select(*keys, func.count().label("n"), func.max(ACCOUNT.c.owner_name).label("name"))
-            .where(*conditions).group_by(*keys))
-    for row in session.execute(stmt):
-        accs[_row_key(row, keys)].new_accounts += int(row.n)
-        _name(names, _row_key(row, keys), row.name)
+    stmts = []
+    if scope.ranges:
+        key = keys(ACCOUNT)
+        stmts.append((key, select(*key, func.count().label("n"),
+                                  func.max(ACCOUNT.c.owner_name).label("name"))
+                      .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date)).group_by(*key)))
+    if scope.months:
+        key = keys(ACCOUNT_MONTH)
+        stmts.append((key, select(*key, func.sum(ACCOUNT_MONTH.c.accounts).label("n"),
+                                  func.max(ACCOUNT_MONTH.c.owner_name).label("name"))
+                      .where(*scope.rolled(ACCOUNT_MONTH)).group_by(*key)))
+    for key, stmt in stmts:
+        for row in session.execute(stmt):
+            accs[_row_key(row, key)].new_accounts += int(row.n or 0)
+            _name(names, _row_key(row, key), row.name)
 
 
 def _reps(session: Session, connection_id: int | None, accs: dict[Any, _Acc],
@@ -319,8 +392,8 @@ def _connections(session: Session, connection_id: int | None, accs: dict[Any, _A
         names[cid] = name
 
 
-def _finish(acc: _Acc, conv: Converter) -> dict[str, Any]:
-    """The metrics of one row, converted, rounded at the very end."""
+def _finish(acc: _Acc, conv: Converter, goal: Decimal | None = None) -> dict[str, Any]:
+    """The metrics of one row, converted, rounded at the very end; `goal` from core.goals."""
     bookings = conv.total(acc.bookings)
     weighted = conv.total(acc.weighted)
     closed = acc.deals_won + acc.deals_lost
@@ -337,8 +410,8 @@ def _finish(acc: _Acc, conv: Converter) -> dict[str, Any]:
             "weighted_pipeline": _round(weighted, 2),
             "forecast": _round(bookings + weighted, 2),
             "new_accounts": acc.new_accounts,
-            "goal": None,
-            "attainment": None,
+            "goal": None if goal is None else _round(goal, 2),
+            "attainment": attainment(bookings, goal),  # core.goals: bookings / goal
         }
 
 
@@ -437,6 +510,15 @@ def pipeline(session: Session, *, connection_id: int | None = None,
 
 
 INTERVALS = ("week", "month", "quarter")
+_Part = Callable[[Session, KeysFn, _Scope, dict[Any, _Acc], dict[Any, str | None]], None]
+_CLOSED: tuple[_Part, ...] = (_closed_deals,)
+# The queries a series metric reads (summary reads them all).
+SERIES_PARTS: dict[str, tuple[_Part, ...]] = {
+    **dict.fromkeys(("bookings", "deals_won", "deals_lost", "win_rate", "avg_deal_size",
+                     "sales_cycle_days"), _CLOSED),
+    "open_pipeline": (_open_deals,), "weighted_pipeline": (_open_deals,),
+    "forecast": (_closed_deals, _open_deals), "new_accounts": (_new_accounts,)}
+ALL_PARTS: tuple[_Part, ...] = (_closed_deals, _open_deals, _new_accounts)
 SERIES_METRICS = tuple(m for m in METRICS if m not in ("goal", "attainment"))
 SERIES_GROUP_BY = ("none", "owner")
 EPOCH = date(1, 1, 1)  # a Monday: weeks are counted from it, so every week starts on Monday
@@ -472,13 +554,21 @@ def timeseries(
     shift = settings.fiscal_year_start_month - 1
     accs: dict[Any, _Acc] = defaultdict(_Acc)
     names: dict[Any, str | None] = {}
-    deal_keys = [*_key(group_by, DEAL),
-                 _period_key(session, DEAL.c.close_date, interval, shift).label("period")]
-    _closed_deals(session, deal_keys, start, end, connection_id, accs, names)
-    _open_deals(session, deal_keys, start, end, connection_id, accs, names)
-    account_keys = [*_key(group_by, ACCOUNT),
-                    _period_key(session, ACCOUNT.c.created_date, interval, shift).label("period")]
-    _new_accounts(session, account_keys, start, end, connection_id, accs, names)
+    # Weeks do not fall into months: only months and quarters read the monthly rollups.
+    scope = _scope(session, start, end, connection_id, monthly=interval != "week")
+
+    def keys(table: Table) -> list[Label[Any]]:
+        if table in (DEAL_MONTH, ACCOUNT_MONTH):
+            month = table.c.month
+            period = month if interval == "month" else (month - shift) // 3
+        else:
+            column = table.c.close_date if table is DEAL else table.c.created_date
+            period = _period_key(session, column, interval, shift)
+        return [*_key(group_by, table), period.label("period")]
+
+    # By owner, every part runs: an owner with any activity in the range gets a row.
+    for part in SERIES_PARTS[metric] if group_by == "none" else ALL_PARTS:
+        part(session, keys, scope, accs, names)
     periods = _periods(interval, shift, start, end)
 
     def value(key: Any) -> Any:
@@ -511,7 +601,7 @@ def _period_key(session: Session, column: ColumnElement[Any], interval: str,
     integer division floors on SQLite and PostgreSQL alike.
     """
     if interval == "week":
-        return _date_diff(session, column, literal(EPOCH, Date)) // 7
+        return date_diff(session, column, literal(EPOCH, Date)) // 7
     month = cast(extract("year", column), Integer) * 12 + cast(extract("month", column),
                                                                 Integer) - 1
     return month if interval == "month" else (month - shift) // 3

@@ -193,9 +193,129 @@ SYNCED_TABLES: dict[str, type[SyncedRow]] = {
 
 
 # --- goals (M3): Goal, GoalPush; migration 0003 ---
+class Goal(SQLModel, table=True):
+    """A sales goal (core.goals). Deletion is a tombstone until every CRM copy is deleted.
+
+    target is Money for both metrics: an amount in `currency` (the reporting currency) for
+    bookings, a whole number of deals for deals_won (currency null). live_key is
+    "owner|metric|start|end" while the goal is live and NULL once deleted, so the unique
+    constraint allows one live goal per owner, metric and period on SQLite and PostgreSQL.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_email: str | None = Field(default=None, max_length=320, index=True)
+    metric: str = Field(max_length=20)
+    period_start: date
+    period_end: date
+    target: Decimal = Field(sa_type=Money)
+    currency: str | None = Field(default=None, max_length=3)
+    live_key: str | None = Field(default=None, max_length=400, unique=True)
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    deleted_at: datetime | None = _ts()
+
+
+class GoalPush(SQLModel, table=True):
+    """What the last push of a goal did on one connection (its copy in that CRM)."""
+
+    __tablename__ = "goal_push"
+    goal_id: int = Field(foreign_key="goal.id", ondelete="CASCADE", primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE",
+                               primary_key=True)
+    remote_id: str | None = Field(default=None, max_length=100)
+    pushed_hash: str | None = Field(default=None, max_length=64)
+    pushed_at: datetime | None = _ts()
+    status: str = Field(max_length=10)  # inserted|updated|unchanged|skipped|error|deleted
+    error: str | None = None
+
 
 
 # --- webhooks and CRM notification channels (M5); migration 0004 ---
 
 
+class WebhookEvent(SQLModel, table=True):
+    """A vendor callback as received: stored before the answer, processed by a job."""
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "dedupe_key"),
+        Index("ix_webhook_event_pending", "connection_id", "status"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
+    provider: str = Field(max_length=40)
+    dedupe_key: str = Field(max_length=128)
+    payload: dict[str, Any] | None = _json()
+    status: str = Field(default="received", max_length=10)  # received | processed | failed
+    attempts: int = 0
+    error: str | None = None
+    received_at: datetime = _now()
+    claimed_at: datetime | None = _ts()  # a job is working on it (a lease)
+    processed_at: datetime | None = _ts()
+
+
+class NotificationChannel(SQLModel, table=True):
+    """A CRM-side subscription (Zoho actions/watch) that calls our webhook route."""
+
+    __tablename__ = "notification_channel"
+    __table_args__ = (UniqueConstraint("connection_id", "channel_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE", index=True)
+    channel_id: str = Field(max_length=40)
+    token_encrypted: str  # SecretBox-sealed {"token": ...}
+    events: list[str] = Field(default_factory=list, sa_type=JSONType)
+    notify_url: str
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = _now()
+    renewed_at: datetime = _now()
+
+
 # --- metric rollups (M2); migration 0005 ---
+
+
+class DealMonth(SQLModel, table=True):
+    """Live deals per month of close_date (year x 12 + month - 1), connection, owner,
+    status and, for open deals, probability (core.rollups)."""
+
+    __tablename__ = "deal_month"
+    __table_args__ = (Index("ix_deal_month", "month", "connection_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    month: int
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
+    owner_email: str | None = Field(default=None, max_length=320)
+    owner_name: str | None = None
+    status: str = Field(max_length=10)
+    probability: Decimal | None = Field(default=None, sa_type=Percent)
+    deals: int = 0
+    amount: Decimal | None = Field(default=None, sa_type=Money)
+    cycle_days: int = 0
+    cycle_deals: int = 0
+
+
+class AccountMonth(SQLModel, table=True):
+    """Live accounts per month of created_date, connection and owner (core.rollups)."""
+
+    __tablename__ = "account_month"
+    __table_args__ = (Index("ix_account_month", "month", "connection_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    month: int
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
+    owner_email: str | None = Field(default=None, max_length=320)
+    owner_name: str | None = None
+    accounts: int = 0
+
+
+class RollupMonth(SQLModel, table=True):
+    """A month whose rollups were built (core.rollups)."""
+
+    __tablename__ = "rollup_month"
+    month: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    built_at: datetime = _now()
+
+
+class RollupDirty(SQLModel, table=True):
+    """A month a write touched since its rollups were built (append-only; core.rollups)."""
+
+    __tablename__ = "rollup_dirty"
+    id: int | None = Field(default=None, primary_key=True)
+    month: int = Field(index=True)

@@ -115,3 +115,48 @@ class Source(Protocol):
     def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         """Pages of `stream` from `cursor` (None: from the beginning), oldest change first."""
         ...
+
+
+# --- goal push (M3): what core.goals hands a connector's push_goals, and what comes back ---
+GOAL_METRICS = ("bookings", "deals_won")
+
+
+@dataclass(slots=True)
+class GoalOut:
+    """A live goal as one CRM connection should hold it (connectors.base.GoalPusher).
+
+    `key` is stable for the goal's life (edits keep it), so a CRM record found by it is
+    updated, never duplicated. `owner_remote_id` is the owner's user id in that CRM
+    (None for a company-wide goal). `target` is an amount in `currency` for bookings,
+    a whole number of deals for deals_won (currency None).
+    """
+
+    goal_id: int
+    key: str
+    owner_email: str | None
+    owner_remote_id: str | None
+    owner_name: str | None
+    metric: str  # one of GOAL_METRICS
+    period_start: date
+    period_end: date
+    target: Decimal
+    currency: str | None
+
+
+@dataclass(slots=True)
+class GoalDeletion:
+    """A deleted goal whose copy in the CRM (`remote_id`) must be deleted."""
+
+    goal_id: int
+    key: str
+    remote_id: str
+
+
+@dataclass(slots=True)
+class PushResult:
+    """What happened to one goal in one CRM: status inserted, updated, deleted or error."""
+
+    goal_id: int
+    status: str
+    remote_id: str | None = None
+    error: str | None = None

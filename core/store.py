@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     MetaData,
     Table,
     and_,
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
+from core import rollups
 from core.localdates import local_date, stored_zone
 from core.models import (
     SYNCED_TABLES,
@@ -98,11 +100,25 @@ def upsert_records(
         rows.append(row)
     columns = tuple(rows[0])
     load = _fill_load_table(session, table, columns, rows)
+    before = [rollups.page_marks(model, load)]
     if model is Deal:
-        _record_stage_changes(session, load, source="sync", now=now)
+        before.append(_stage_changes(session, load, source="sync", now=now))
     stmt = _insert(session, table).from_select(columns, sa_select(*load.c).where(true()))
-    session.execute(_on_conflict_update(stmt, table, columns))
+    _execute_after(session, _on_conflict_update(stmt, table, columns),
+                   [s for s in before if s is not None])
     return len(rows)
+
+
+def _execute_after(session: Session, stmt: Any, first: list[Any]) -> None:
+    """Run the statements `first`, then `stmt`; all of them see the rows as they were
+    before `stmt`. On PostgreSQL in one statement, one round trip: data-modifying CTEs
+    share the main statement's snapshot."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(stmt.add_cte(*(s.cte(f"before_{i}") for i, s in enumerate(first))))
+        return
+    for statement in first:
+        session.execute(statement)
+    session.execute(stmt)
 
 
 def _on_conflict_update(stmt: Any, table: Table, columns: tuple[str, ...]) -> Any:
@@ -135,12 +151,12 @@ def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
         session.execute(load.delete())
         session.execute(load.insert(), rows)
         return load
-    # Emptied by every commit (a truncate, so no dead rows pile up in a long sync).
+    # Emptied by every commit (a truncate, so no dead rows pile up in a long sync). A second
+    # page of the same stream in the same transaction must not merge the first page's rows
+    # again (that would undo tombstones set in between): empty it first. One round trip.
     session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {load.name} ON COMMIT DELETE ROWS "
-                         f"AS SELECT {names} FROM {table.name} WITH NO DATA"))
-    # A second page of the same stream in the same transaction must not merge the first
-    # page's rows again (that would undo tombstones set in between): empty it first.
-    session.execute(load.delete())
+                         f"AS SELECT {names} FROM {table.name} WITH NO DATA; "
+                         f"DELETE FROM {load.name}"))
     dialect = session.get_bind().dialect
     converters = [_copy_converter(table.c[c].type, dialect) for c in columns]
     dbapi = session.connection().connection.driver_connection
@@ -169,8 +185,9 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _record_stage_changes(session: Session, load: Table, *, source: str, now: datetime) -> None:
-    """A deal_stage_change for every loaded deal the store has in another stage."""
+def _stage_changes(session: Session, load: Table, *, source: str, now: datetime) -> Any:
+    """The insert of a deal_stage_change for every loaded deal the store has in another
+    stage (run before the page is merged)."""
     deal = _table(Deal)
     moved = (
         sa_select(deal.c.connection_id, deal.c.remote_id, deal.c.stage, load.c.stage,
@@ -181,7 +198,7 @@ def _record_stage_changes(session: Session, load: Table, *, source: str, now: da
     )
     columns = ["connection_id", "deal_remote_id", "from_stage", "to_stage", "changed_at", "source"]
     stmt = _insert(session, _table(DealStageChange)).from_select(columns, moved)
-    session.execute(stmt.on_conflict_do_nothing())
+    return stmt.on_conflict_do_nothing()
 
 
 def _keep_first_tombstone(table: Table, excluded: Any) -> Any:
@@ -198,20 +215,19 @@ def apply_deletions(session: Session, *, connection_id: int, deletions: Sequence
     """
     count = 0
     for deletion in deletions:
-        table = _table(SYNCED_TABLES[deletion.entity])
-        result = session.execute(
-            update(table)
-            .where(
-                table.c.connection_id == connection_id,
-                table.c.remote_id == deletion.remote_id,
-                table.c.deleted_at.is_(None),
-                or_(
-                    table.c.remote_modified_at.is_(None),
-                    table.c.remote_modified_at <= deletion.deleted_at,
-                ),
-            )
-            .values(deleted_at=deletion.deleted_at)
+        model = SYNCED_TABLES[deletion.entity]
+        table = _table(model)
+        where = (
+            table.c.connection_id == connection_id,
+            table.c.remote_id == deletion.remote_id,
+            table.c.deleted_at.is_(None),
+            or_(
+                table.c.remote_modified_at.is_(None),
+                table.c.remote_modified_at <= deletion.deleted_at,
+            ),
         )
+        rollups.mark_rows(session, model, *where)
+        result = session.execute(update(table).where(*where).values(deleted_at=deletion.deleted_at))
         count += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
     return count
 
@@ -220,29 +236,28 @@ def tombstone_unseen(
     session: Session, *, stream: str, connection_id: int, since: datetime, now: datetime
 ) -> int:
     """After a complete full read: tombstone rows the read did not touch."""
-    table = _table(SYNCED_TABLES[stream])
-    result = session.execute(
-        update(table)
-        .where(
-            and_(
-                table.c.connection_id == connection_id,
-                table.c.deleted_at.is_(None),
-                table.c.last_synced_at < since,
-            )
-        )
-        .values(deleted_at=now)
+    model = SYNCED_TABLES[stream]
+    table = _table(model)
+    unseen = and_(
+        table.c.connection_id == connection_id,
+        table.c.deleted_at.is_(None),
+        table.c.last_synced_at < since,
     )
+    rollups.mark_rows(session, model, unseen)
+    result = session.execute(update(table).where(unseen).values(deleted_at=now))
     return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
-def skip_commit_flush(session: Session) -> None:
-    """Let this transaction commit without waiting for its WAL flush (PostgreSQL).
+def fast_commits(connection: Connection, on: bool) -> None:
+    """Let this connection's commits return without waiting for their WAL flush
+    (PostgreSQL; `on=False` restores the default before it goes back to the pool).
 
     Safe for sync pages: a page and its cursor commit together, so if the database
     loses the last few commits in a crash, it loses their cursors too, and the next
     sync reads those pages again."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = off"))
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET synchronous_commit = {'off' if on else 'DEFAULT'}")
+        connection.commit()
 
 
 def refresh_statistics(session: Session, *, stream: str) -> None:
@@ -278,10 +293,10 @@ __all__ = [
     "active_run",
     "apply_deletions",
     "create_run",
+    "fast_commits",
     "get_state",
     "refresh_statistics",
     "set_state",
-    "skip_commit_flush",
     "tombstone_unseen",
     "update_run",
     "upsert_records",

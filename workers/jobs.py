@@ -3,11 +3,15 @@
 import logging
 from typing import Any
 
+from sqlalchemy import select
+from sqlmodel import col
+
+from connectors.base import GoalPusher, PushResult, WebhookReceiver
 from connectors.http import ApiClient, build_client
 from connectors.registry import get_connector
-from core import store
+from core import goals, store, webhooks
 from core.db import session_scope
-from core.errors import ConfigError
+from core.errors import AuthError, ConfigError, SourceError, TransientError
 from core.models import Connection
 from core.sync import ProgressFn, SyncEngine
 from core.types import utcnow
@@ -59,3 +63,273 @@ async def sync_connection(
             extra={"connection_id": connection_id, "run_id": run_id, "api_calls": api.api_calls},
         )
         return summary
+
+
+# -- retries of the sync job (both runners) ------------------------------------------------
+
+SYNC_MAX_TRIES = 5
+MAX_BACKOFF_SECONDS = 900.0
+
+
+class RetryLater(Exception):
+    """A try of the sync job failed transiently: run it again after `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:.1f}s")
+        self.delay = delay
+
+
+def retry_delay(ctx: JobContext, error: BaseException, attempt: int) -> float | None:
+    """Seconds to wait before the next try, or None when the job must fail now.
+
+    Transient errors (5xx, timeouts, throttling, the network) retry with exponential
+    back-off, honouring the vendor's Retry-After; auth and config errors never do.
+    """
+    if not isinstance(error, TransientError) or attempt >= SYNC_MAX_TRIES:
+        return None
+    backoff = ctx.settings.job_retry_seconds * float(2 ** (attempt - 1))
+    return min(max(backoff, error.retry_after or 0.0), MAX_BACKOFF_SECONDS)
+
+
+async def sync_job_attempt(
+    ctx: JobContext, *, connection_id: int, run_id: int, mode: str, attempt: int
+) -> dict[str, Any]:
+    """One try of the sync job, under either runner.
+
+    A transient failure with tries left puts the run back to queued and raises
+    RetryLater; any other failure, or the last try, leaves the run failed with the
+    error and the connection's status and last_error saying what the admin must do.
+    """
+    try:
+        return await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode)
+    except Exception as exc:
+        delay = retry_delay(ctx, exc, attempt)
+        note = _record_failure(ctx, connection_id, run_id, exc, attempt, delay)
+        log.warning(note, extra={"connection_id": connection_id, "run_id": run_id,
+                                 "attempt": attempt})
+        if delay is not None:
+            raise RetryLater(delay) from exc
+        raise
+
+
+def _record_failure(ctx: JobContext, connection_id: int, run_id: int, error: BaseException,
+                    attempt: int, delay: float | None) -> str:
+    if delay is not None:
+        note = (f"try {attempt} of {SYNC_MAX_TRIES} failed ({error}); "
+                f"retrying in {delay:.0f}s")
+    elif isinstance(error, AuthError):
+        note = (f"authorization failed: {error}. Re-enter the connection's credentials "
+                f"(PATCH /api/v1/connections/{connection_id} with new secrets).")
+    elif isinstance(error, ConfigError):
+        note = (f"configuration problem: {error}. Fix the connection's config "
+                f"(PATCH /api/v1/connections/{connection_id}) or the CRM setting it names; "
+                "the next scheduled sync tries again.")
+    elif isinstance(error, TransientError):
+        note = (f"{error}: gave up after {attempt} tries. The next scheduled sync tries again; "
+                "if this persists, check that the CRM is reachable and within its API limits.")
+    else:
+        note = (f"{type(error).__name__}: {error}. The next scheduled sync tries again; "
+                f"if this persists, report it with the worker log of run {run_id}.")
+    with session_scope(ctx.engine) as session:
+        if delay is not None:
+            store.update_run(session, run_id, status="queued", finished_at=None, error=note)
+        else:
+            store.update_run(session, run_id, status="failed", finished_at=utcnow(), error=note)
+        connection = session.get(Connection, connection_id)
+        if connection is not None:
+            connection.status = "needs_reauth" if isinstance(error, AuthError) else "error"
+            connection.last_error = note
+    return note
+
+
+# -- webhooks and CRM notification channels (M5; core/webhooks.py, docs/webhooks.md) -------
+
+
+def _open_connection(ctx: JobContext, connection_id: int) -> tuple[Connection, Any]:
+    with session_scope(ctx.engine) as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            raise ConfigError(f"connection {connection_id} does not exist")
+        secrets = ctx.secrets.open(connection.secrets_encrypted)
+    cls = get_connector(connection.provider)
+    return connection, (cls, cls.config_model.model_validate(connection.config),
+                        cls.secrets_model.model_validate(secrets))
+
+
+async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
+    """Process every pending webhook event of a connection, a batch at a time.
+
+    The connector turns events into current CRM state (re-reads, tombstones); records,
+    the events' processed mark and a sync_run (mode webhook) commit together, so a
+    crash re-processes a batch (idempotent) and never loses one. Returns events processed.
+    """
+    _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+    done = 0
+    async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
+        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
+        source = cls(config, secrets, api)
+        if not isinstance(source, WebhookReceiver):
+            raise ConfigError(f"provider {cls.name!r} does not take webhooks")
+        while True:
+            with session_scope(ctx.engine) as session:
+                batch = webhooks.claim(session, connection_id=connection_id)
+            if not batch:
+                return done
+            started, calls = utcnow(), api.api_calls
+            ids = [e.id for e in batch]
+            try:
+                changes = await source.resolve_webhook_events([e.payload for e in batch])
+            except BaseException as exc:  # cancelled too: the events go back to pending
+                error = str(exc) or type(exc).__name__
+                with session_scope(ctx.engine) as session:
+                    webhooks.release(session, ids, error)
+                    webhooks.record_run(session, connection_id=connection_id, started_at=started,
+                                        counts={}, api_calls=api.api_calls - calls, error=error)
+                raise
+            with session_scope(ctx.engine) as session:
+                counts = webhooks.apply_changes(session, connection_id=connection_id,
+                                                changes=changes)
+                webhooks.mark_processed(session, ids)
+                webhooks.record_run(session, connection_id=connection_id, started_at=started,
+                                    counts={"events": len(ids), **counts},
+                                    api_calls=api.api_calls - calls)
+            done += len(ids)
+            if len(ids) < webhooks.BATCH:  # later events come with a job of their own
+                return done
+
+
+async def process_pending_webhooks(ctx: JobContext) -> int:
+    """Process webhook events nobody is working on (their job failed or was lost, or a
+    claim's lease ran out), for every connection. For a schedule (every minute)."""
+    with session_scope(ctx.engine) as session:
+        connection_ids = webhooks.pending_connections(session)
+    done = 0
+    for connection_id in connection_ids:
+        try:
+            done += await process_webhook_event(ctx, connection_id=connection_id)
+        except Exception as exc:  # recorded on the events and a failed webhook run
+            log.warning("webhook events of connection %s still pending: %s", connection_id,
+                        exc, extra={"connection_id": connection_id})
+    return done
+
+
+async def renew_channels(ctx: JobContext) -> dict[str, int]:
+    """Subscribe every Zoho connection to notifications, and renew channels before they
+    expire (zoho-crm.md §5: at most a week). Needs CRMSYNC_PUBLIC_URL; a no-op without it."""
+    from connectors.zoho import notifications as zoho
+
+    public_url = ctx.settings.public_url
+    result = {"subscribed": 0, "renewed": 0, "unchanged": 0, "failed": 0}
+    if not public_url:
+        return result
+    with session_scope(ctx.engine) as session:
+        ids = list(session.scalars(select(Connection.id).where(  # type: ignore[call-overload]
+            Connection.provider == "zoho", Connection.status != "needs_reauth")))
+    for connection_id in ids:
+        url = f"{public_url.rstrip('/')}/api/v1/webhooks/zoho/{connection_id}"
+        try:
+            result[await _renew_zoho(ctx, int(connection_id), url, zoho)] += 1
+        except Exception as exc:  # one connection's failure does not stop the others
+            result["failed"] += 1
+            log.warning("notification channel of connection %s not renewed: %s",
+                        connection_id, exc, extra={"connection_id": connection_id})
+    return result
+
+
+async def _renew_zoho(ctx: JobContext, connection_id: int, url: str, zoho: Any) -> str:
+    _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+    with session_scope(ctx.engine) as session:
+        channels = webhooks.channels_of(session, connection_id=connection_id)
+        tokens = webhooks.channel_tokens(session, ctx.secrets, connection_id=connection_id)
+    now = utcnow()
+    current = next((c for c in channels if c.notify_url == url and c.expires_at > now), None)
+    if current is not None and current.expires_at - now > zoho.RENEW_WITHIN:
+        return "unchanged"
+    async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
+        source = cls(config, secrets, ApiClient(client, max_in_flight=1, retry=ctx.retry))
+        if current is not None:
+            sub = zoho.Subscription(current.channel_id, tokens[current.channel_id], url,
+                                    now + zoho.EXPIRY)
+            try:
+                outcome, expires = "renewed", await zoho.renew(source, sub)
+            except SourceError:  # the CRM forgot the channel: subscribe a new one
+                current = None
+        if current is None:
+            sub = zoho.Subscription(zoho.new_channel_id(), zoho.new_token(), url,
+                                    now + zoho.EXPIRY)
+            outcome, expires = "subscribed", await zoho.subscribe(source, sub)
+        stale_ids = [c.channel_id for c in channels if c.channel_id != sub.channel_id]
+        if stale_ids:  # e.g. CRMSYNC_PUBLIC_URL changed: stop the old channel calling
+            try:
+                await zoho.unsubscribe(source, stale_ids)
+            except SourceError as exc:
+                log.info("old notification channels not removed: %s", exc)
+    with session_scope(ctx.engine) as session:
+        for stale in channels:
+            if stale.channel_id != sub.channel_id:
+                webhooks.delete_channel(session, connection_id=connection_id,
+                                        channel_id=stale.channel_id)
+        webhooks.save_channel(session, ctx.secrets, connection_id=connection_id,
+                              channel_id=sub.channel_id, token=sub.token, events=sub.events,
+                              notify_url=url, expires_at=expires)
+    return outcome
+
+
+# -- goal push (M3; core/goals.py, docs/goals.md) -------------------------------------------
+
+
+async def push_goals(ctx: JobContext, *, connection_id: int | None = None) -> dict[str, Any]:
+    """Push goals to every connection (or one); {"connections": [...], "results": [...]}.
+
+    core.goals plans what each connection needs (new or changed goals, deletions); the
+    connector's push_goals (connectors.base.GoalPusher) talks to the CRM; each goal's
+    outcome is stored on its goal_push row and returned. A connection whose CRM fails as a
+    whole (module missing, credentials) reports that error on each of its goals.
+    """
+    with session_scope(ctx.engine) as session:
+        stmt = select(col(Connection.id)).order_by(col(Connection.id))
+        if connection_id is not None:
+            stmt = stmt.where(col(Connection.id) == connection_id)
+        ids = [int(i or 0) for i in session.scalars(stmt)]
+    if connection_id is not None and not ids:
+        raise ConfigError(f"connection {connection_id} does not exist")
+    connections, results = [], []
+    for cid in ids:
+        outcome = await _push_connection(ctx, cid)
+        results += outcome.pop("results")
+        connections.append(outcome)
+    return {"connections": connections, "results": results}
+
+
+async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any]:
+    with session_scope(ctx.engine) as session:
+        plan = goals.plan_push(session, connection_id)
+    error: str | None = None
+    pushed: list[PushResult] = []
+    try:
+        _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+    except (ConfigError, ValueError, LookupError) as exc:
+        error, pushed = str(exc), goals.failed(plan, f"cannot connect: {exc}")
+    else:
+        can_push = isinstance(cls, GoalPusher)  # (not narrowing cls: it is a class)
+        if not can_push:
+            reason = f"provider {cls.name!r} cannot take goals yet"
+            pushed = [PushResult(g, "skipped", None, reason) for g in plan.hashes]
+        elif plan.goals or plan.deletions:
+            async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
+                api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
+                try:
+                    pushed = await cls(config, secrets, api).push_goals(plan.goals,
+                                                                        plan.deletions)
+                except SourceError as exc:
+                    error, pushed = str(exc), goals.failed(plan, str(exc))
+    with session_scope(ctx.engine) as session:
+        results = goals.record_push(session, plan, pushed)
+    if error:
+        log.warning("goal push to connection %s failed: %s", connection_id, error,
+                    extra={"connection_id": connection_id})
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result["status"]] = counts.get(result["status"], 0) + 1
+    return {"connection_id": connection_id, "error": error, "counts": counts,
+            "results": results}

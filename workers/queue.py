@@ -4,6 +4,10 @@ A connection never syncs twice at the same time: the arq job id is
 `sync:{connection_id}`, and a queued or running run is returned instead of a new one.
 """
 
+import time
+from datetime import UTC, datetime
+from typing import Any
+
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job, JobStatus
@@ -12,20 +16,33 @@ from core import store
 from core.db import session_scope
 from workers.context import JobContext
 
+PUSH_WAIT_SECONDS = 120.0  # how long the API waits for a worker's goal push
+WEBHOOK_WINDOW = 1.0  # seconds of webhook intake that one processing job covers
+
 
 class ArqRunner:
     def __init__(self, ctx: JobContext, redis: ArqRedis) -> None:
         self.ctx = ctx
         self.redis = redis
+        self._webhook_windows: dict[int, int] = {}  # connection id -> last window enqueued
 
     @classmethod
     async def connect(cls, ctx: JobContext, redis_url: str) -> "ArqRunner":
         return cls(ctx, await create_pool(RedisSettings.from_dsn(redis_url)))
 
     async def enqueue_sync(self, connection_id: int, mode: str) -> int:
+        # One decision at a time per connection across API replicas and schedulers, so
+        # a race never leaves a second (failed) run behind.
+        async with self.redis.lock(f"crmsync:enqueue:{connection_id}", timeout=30,
+                                   blocking_timeout=30):
+            return await self._enqueue_sync(connection_id, mode)
+
+    async def _enqueue_sync(self, connection_id: int, mode: str) -> int:
         job_id = f"sync:{connection_id}"
         status = await Job(job_id, self.redis).status()
         busy = status in (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)
+        if busy and (info := await Job(job_id, self.redis).info()) is not None:
+            return int(info.args[1])  # that job's run: queued, running, retrying or finishing
         with session_scope(self.ctx.engine) as session:
             active = store.active_run(session, connection_id=connection_id)
             if active is not None and busy:
@@ -43,6 +60,38 @@ class ArqRunner:
                 store.update_run(session, run_id, status="failed",
                                  error="another sync of this connection was queued first")
         return run_id
+
+    async def enqueue_webhooks(self, connection_id: int) -> None:
+        """Have a worker process the connection's pending webhook events soon.
+
+        Requests in one WEBHOOK_WINDOW share one job, deferred to the window's end: it
+        starts after every event that asked for it was committed, so none is missed."""
+        window = int(time.time() / WEBHOOK_WINDOW) + 1
+        if self._webhook_windows.get(connection_id) == window:
+            return  # this process asked for that job already
+        self._webhook_windows[connection_id] = window
+        try:
+            await self.redis.enqueue_job(
+                "process_webhook_event", connection_id,
+                _job_id=f"webhook:{connection_id}:{window}",
+                _defer_until=datetime.fromtimestamp(window * WEBHOOK_WINDOW + 0.01, UTC))
+        except BaseException:
+            self._webhook_windows.pop(connection_id, None)  # the next request asks again
+            raise
+
+    async def enqueue_push_goals(self, connection_id: int | None = None,
+                                 timeout: float = PUSH_WAIT_SECONDS) -> dict[str, Any]:
+        """Queue the goal push (one per target at a time) and wait for a worker's result.
+
+        Raises TimeoutError when no worker finished it in `timeout` seconds (it stays queued).
+        """
+        job_id = f"push_goals:{connection_id if connection_id is not None else 'all'}"
+        if await Job(job_id, self.redis).status() is JobStatus.complete:
+            await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
+        job = await self.redis.enqueue_job("push_goals", connection_id, _job_id=job_id)
+        result: dict[str, Any] = await (job or Job(job_id, self.redis)).result(
+            timeout=timeout, poll_delay=0.2)  # joins a push that is already queued
+        return result
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -6,11 +6,13 @@ is queued or running returns that run.
 
 import asyncio
 import logging
+from typing import Any
 
 from core import store
 from core.db import session_scope
 from workers.context import JobContext
-from workers.jobs import sync_connection
+from workers.jobs import RetryLater, process_webhook_event, push_goals, sync_job_attempt
+from workers.schedule import TICK_SECONDS, run_scheduler
 
 log = logging.getLogger("crmsync.runner")
 
@@ -20,6 +22,10 @@ class InProcessRunner:
         self.ctx = ctx
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._webhooks: dict[int, asyncio.Task[None]] = {}  # connection id -> drain task
+        self._webhooks_due: set[int] = set()
+        self._goal_push = asyncio.Lock()  # one goal push at a time
 
     async def enqueue_sync(self, connection_id: int, mode: str) -> int:
         """Queue a sync of the connection; returns the run id (an existing one if busy)."""
@@ -44,16 +50,60 @@ class InProcessRunner:
             return run_id
 
     async def _run(self, connection_id: int, run_id: int, mode: str) -> None:
-        try:
-            await sync_connection(self.ctx, connection_id=connection_id, run_id=run_id, mode=mode)
-        except Exception:  # the run row and the connection status carry the error
-            log.info("sync job ended with an error", extra={"run_id": run_id})
+        """The sync job with the same tries and back-off as under arq."""
+        attempt = 1
+        while True:
+            try:
+                await sync_job_attempt(self.ctx, connection_id=connection_id, run_id=run_id,
+                                       mode=mode, attempt=attempt)
+                return
+            except RetryLater as retry:
+                await asyncio.sleep(retry.delay)
+                attempt += 1
+            except Exception:  # the run row and the connection status carry the error
+                log.info("sync job ended with an error",
+                         extra={"connection_id": connection_id, "run_id": run_id})
+                return
+
+    def start_scheduler(self, every: float = TICK_SECONDS) -> None:
+        """Queue scheduled syncs every `every` seconds until close() (`crmsync serve`)."""
+        self._scheduler = asyncio.create_task(run_scheduler(self.ctx, self, every),
+                                              name="scheduler")
+
+    async def enqueue_webhooks(self, connection_id: int) -> None:
+        """Process the connection's pending webhook events soon (one drain task per
+        connection; a request during a drain makes it go round once more)."""
+        self._webhooks_due.add(connection_id)
+        task = self._webhooks.get(connection_id)
+        if task is None or task.done():
+            self._webhooks[connection_id] = asyncio.create_task(
+                self._drain_webhooks(connection_id), name=f"webhooks:{connection_id}")
+
+    async def _drain_webhooks(self, connection_id: int) -> None:
+        while connection_id in self._webhooks_due:
+            self._webhooks_due.discard(connection_id)
+            try:
+                await process_webhook_event(self.ctx, connection_id=connection_id)
+            except Exception as exc:  # the events stay pending; the next request retries
+                log.warning("webhook processing of connection %s failed: %s", connection_id,
+                            exc, extra={"connection_id": connection_id})
+                return
+
+    async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]:
+        """Run the goal push (workers.jobs.push_goals) now and answer its result."""
+        async with self._goal_push:
+            return await push_goals(self.ctx, connection_id=connection_id)
 
     async def wait_idle(self) -> None:
         """Wait for every queued job (tests, CLI)."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        while any(not t.done() for t in (*self._tasks.values(), *self._webhooks.values())):
+            await asyncio.gather(*self._tasks.values(), *self._webhooks.values(),
+                                 return_exceptions=True)
 
     async def close(self) -> None:
-        for task in self._tasks.values():
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        for task in (*self._tasks.values(), *self._webhooks.values()):
             task.cancel()
         await self.wait_idle()

@@ -4,33 +4,97 @@ arq reads this class's own attributes (never inherited ones), so it stays flat.
 `crmsync worker` passes redis_settings from CRMSYNC_REDIS_URL.
 """
 
+import asyncio
 from typing import Any
 
-from arq.worker import func
+from arq.cron import cron
+from arq.worker import Retry, func
 
 from core.config import get_settings
+from workers import heartbeat
 from workers.context import JobContext, build_context
-from workers.jobs import sync_connection
+from workers.jobs import (
+    SYNC_MAX_TRIES,
+    RetryLater,
+    process_pending_webhooks,
+    process_webhook_event,
+    push_goals,
+    renew_channels,
+    sync_job_attempt,
+)
+from workers.schedule import enqueue_due_syncs
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["job"] = build_context(get_settings(), migrate_sqlite=False)
+    ctx["heartbeat"] = heartbeat.start(ctx["redis"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     job: JobContext = ctx["job"]
+    if "heartbeat" in ctx:
+        ctx["heartbeat"].cancel()
     job.engine.dispose()
 
 
 async def sync_job(ctx: dict[str, Any], connection_id: int, run_id: int, mode: str) -> Any:
-    """arq entry point of workers.jobs.sync_connection."""
-    return await sync_connection(ctx["job"], connection_id=connection_id, run_id=run_id,
-                                 mode=mode)
+    """arq entry point of the sync job: transient failures come back with back-off (Retry)."""
+    job: JobContext = ctx["job"]
+    lease = asyncio.create_task(heartbeat.keep_lease(ctx["redis"], ctx["job_id"],
+                                                     job.settings.job_lease_seconds))
+    try:
+        return await sync_job_attempt(job, connection_id=connection_id, run_id=run_id,
+                                      mode=mode, attempt=ctx.get("job_try", 1))
+    except RetryLater as retry:
+        raise Retry(defer=retry.delay) from None
+    finally:
+        lease.cancel()
+
+
+async def schedule_tick(ctx: dict[str, Any]) -> None:
+    """Queue the due syncs (workers.schedule); arq runs each minute's tick on one worker."""
+    from workers.queue import ArqRunner
+
+    job: JobContext = ctx["job"]
+    await enqueue_due_syncs(job, ArqRunner(job, ctx["redis"]))
+
+
+async def webhook_job(ctx: dict[str, Any], connection_id: int) -> int:
+    """arq entry point of workers.jobs.process_webhook_event (events left pending on an
+    error are taken by the connection's next webhook job)."""
+    return await process_webhook_event(ctx["job"], connection_id=connection_id)
+
+
+async def renew_channels_job(ctx: dict[str, Any]) -> dict[str, int]:
+    """arq entry point of workers.jobs.renew_channels (for a cron schedule, e.g. hourly)."""
+    return await renew_channels(ctx["job"])
+
+
+async def pending_webhooks_job(ctx: dict[str, Any]) -> int:
+    """arq entry point of workers.jobs.process_pending_webhooks (for a cron, every minute)."""
+    return await process_pending_webhooks(ctx["job"])
+
+
+async def push_goals_job(ctx: dict[str, Any], connection_id: int | None) -> dict[str, Any]:
+    """arq entry point of workers.jobs.push_goals (the API waits for its result)."""
+    return await push_goals(ctx["job"], connection_id=connection_id)
 
 
 class WorkerSettings:
     functions = [  # noqa: RUF012 - arq reads plain class attributes
-        func(sync_job, name="sync_connection", max_tries=1, timeout=6 * 3600),
+        func(sync_job, name="sync_connection", max_tries=SYNC_MAX_TRIES, timeout=6 * 3600),
+        func(webhook_job, name="process_webhook_event", max_tries=1, timeout=600,
+             keep_result=0),
+        func(renew_channels_job, name="renew_channels", max_tries=1, timeout=600),
+        func(pending_webhooks_job, name="process_pending_webhooks", max_tries=1, timeout=600),
+        func(push_goals_job, name="push_goals", max_tries=1, timeout=600),
+    ]
+    cron_jobs = [  # noqa: RUF012
+        cron(schedule_tick, name="schedule_syncs", second=0, unique=True, timeout=300,
+             max_tries=1),
+        # hourly: subscribes new connections and renews channels well before they expire
+        cron(renew_channels_job, name="renew_channels_hourly", minute=7, second=30,
+             unique=True, timeout=600, max_tries=1),
     ]
     on_startup = startup
     on_shutdown = shutdown

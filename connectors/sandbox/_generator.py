@@ -35,20 +35,25 @@ _ONE = Decimal("1")
 
 
 def build(*, seed: int, deals: int, accounts: int | None, reps: int, months: int, today: date,
-          pipelines: tuple[str, ...]) -> Company:
+          pipelines: tuple[str, ...], shared: tuple[tuple[str, str], ...] = ()) -> Company:
     if deals < 0 or reps < 3 or months < 1 or (accounts is not None and accounts < 1):
         raise ValueError("need deals >= 0, reps >= 3, months >= 1 and accounts >= 1")
     unknown = [p for p in pipelines if p not in vocab.PIPELINE_STAGES]
     if unknown or not pipelines:
         raise ValueError(f"pipelines must be among {sorted(vocab.PIPELINE_STAGES)}")
+    if len(set(shared)) != len(shared) or len(shared) > reps - 2:
+        raise ValueError("shared_reps: distinct names, at most reps - 2 of them (the manager "
+                         "and the rep who left are never shared)")
     kwargs: dict[str, Any] = {"seed": seed, "deals": deals, "accounts": accounts, "reps": reps,
                               "months": months, "today": today, "pipelines": pipelines}
+    if shared:
+        kwargs["shared_reps"] = shared
     rng = random.Random(seed)
     end = epoch_seconds(datetime.combine(today, time(), UTC))  # every stamp falls before this
     start = end - round(months * 30.44) * 86_400
     gen = _Generator(rng, start, end)
     company = Company(stages=_make_stages(pipelines), generated_with=kwargs)
-    company.reps = gen.reps(reps)
+    company.reps = gen.reps(reps, shared)
     company.refresh()
     with no_gc():
         account_list, doomed = gen.accounts(
@@ -96,9 +101,15 @@ class _Generator:
         self.rng, self.start, self.end = rng, start, end
         self.left_at = (start + end) // 2  # when the inactive rep left
 
-    def reps(self, count: int) -> list[Rep]:
+    def reps(self, count: int, shared: tuple[tuple[str, str], ...] = ()) -> list[Rep]:
         rng = self.rng
-        names = rng.sample([(f, n) for f in vocab.FIRST_NAMES for n in vocab.LAST_NAMES], count)
+        pool = [(f, n) for f in vocab.FIRST_NAMES for n in vocab.LAST_NAMES]
+        names = rng.sample(pool, count)
+        if shared:  # reps 1..n are the shared people; no extra draws, so the rest is as before
+            own = [n for n in names if n not in shared]
+            spare = [n for n in pool if n not in shared and n not in names]
+            own += spare[:count - len(own)]
+            names = [own[0], *shared, *own[1:]][:count]
         reps: list[Rep] = []
         for i, (first, last) in enumerate(names):
             joined = self.start - rng.randint(30, 700) * 86_400 + rng.randint(0, 86_399)

@@ -468,7 +468,8 @@ def _positive(value: Any, what: str, *, allow_zero: bool = False) -> Decimal:
 # ---- generation ------------------------------------------------------------------------------
 def generate_company(seed: int = 42, deals: int = 2500, accounts: int | None = None,
                      reps: int = 12, months: int = 18, today: date | None = None,
-                     pipelines: Sequence[str] = ("Standard", "Renewals")) -> Company:
+                     pipelines: Sequence[str] = ("Standard", "Renewals"),
+                     shared_reps: Sequence[tuple[str, str]] = ()) -> Company:
     """A deterministic company for `seed` and `today` (default: the real date).
 
     :param deals: deals generated (a few of them end up deleted)
@@ -476,8 +477,12 @@ def generate_company(seed: int = 42, deals: int = 2500, accounts: int | None = N
     :param reps: sales reps including the manager (at least 3)
     :param months: how far back the deals go from `today`
     :param pipelines: among "Standard" and "Renewals"
+    :param shared_reps: (first, last) names of people who also work in another company's
+        CRM (e.g. `[(r.first_name, r.last_name) for r in other.reps[1:4]]`): they are reps
+        1..n here, active sellers with the same emails. Empty: the company as before.
     """
     from connectors.sandbox._generator import build  # the steps live apart from the model
 
     return build(seed=seed, deals=deals, accounts=accounts, reps=reps, months=months,
-                 today=today or date.today(), pipelines=tuple(pipelines))
+                 today=today or date.today(), pipelines=tuple(pipelines),
+                 shared=tuple((str(f), str(n)) for f, n in shared_reps))

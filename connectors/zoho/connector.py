@@ -2,16 +2,27 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connectors.base import ApiClient, Page, SourceInfo, StageRecord
+from connectors.base import (
+    ApiClient,
+    GoalDeletion,
+    GoalOut,
+    Page,
+    PushResult,
+    SourceInfo,
+    StageRecord,
+    WebhookIntake,
+    WebhookRequest,
+    WebhookSecrets,
+)
 from connectors.http import json_body, raise_for_transient
-from connectors.zoho import mapping
+from connectors.zoho import mapping, notifications
 from connectors.zoho.auth import ACCOUNTS_SERVERS, ZohoAuth
 from core.errors import AuthError, ConfigError, SourceError
 
@@ -136,6 +147,32 @@ class ZohoConnector:
         return await self.api.send(
             "GET", url, _parse, params=params, headers=headers, auth=self.auth
         )
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any other call to {api_domain}/crm/v8{path} (notifications, §5)."""
+        url = f"{await self._api_domain()}/crm/v8{path}"
+        return await self.api.send(method, url, _parse, auth=self.auth, **kwargs)
+
+    # -- webhooks (§5, connectors/zoho/notifications.py) -----------------------
+
+    @classmethod
+    def parse_webhook(cls, request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
+        return notifications.parse(request, known)
+
+    async def resolve_webhook_events(
+        self, payloads: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[str, Page]]:
+        return await notifications.resolve(self, payloads)
+
+    # -- goal push (§9, connectors/zoho/goals.py; connectors.base.GoalPusher) ---
+
+    async def push_goals(
+        self, goals: Sequence[GoalOut], deletions: Sequence[GoalDeletion]
+    ) -> list[PushResult]:
+        """Goals into the custom module `goals_module` via upsert; deletions by id."""
+        from connectors.zoho import goals as zoho_goals  # it imports this module
+
+        return await zoho_goals.push_goals(self, goals, deletions)
 
     # -- metadata -------------------------------------------------------------
 

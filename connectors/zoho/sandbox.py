@@ -7,8 +7,8 @@ api_domain (`/crm/v8/...`). Behaviour follows ../shared/research/zoho-crm.md
 
 Room for later: a custom module such as `Sales_Goals` is one more `ModuleSpec`
 in `MODULES` backed by its own store on `ZohoState`, plus a
-`POST /crm/v8/{module}/upsert` route; `/crm/v8/actions/watch` channels would
-live on `ZohoState` and be fed by `Company.listeners`.
+`POST /crm/v8/{module}/upsert` route. Notifications (`/crm/v8/actions/watch`,
+§5) live in connectors/zoho/sandbox_watch.py, fed by `Company.listeners`.
 """
 
 import copy
@@ -44,6 +44,7 @@ from connectors.sandbox.dataset import (
 from connectors.sandbox.faults import Harness, HarnessMiddleware
 from connectors.sandbox.paging import PageTokenStore, TokenState, Window
 from connectors.sandbox.zoho_wire import MODULES, ModuleSpec, Wire, user_json
+from connectors.zoho import sandbox_watch
 
 API = "/crm/v8"
 MAX_PER_PAGE = 200  # §2 and §3: default and max 200
@@ -152,11 +153,12 @@ class ZohoState:
     def reset(self) -> None:
         """Back to the initial data (a new `company` object); faults, counters and page tokens
         cleared; access tokens stay valid."""
-        params = self.company.generated_with
+        params, listeners = self.company.generated_with, self.company.listeners
         if params is not None:
             self.company = generate_company(**params)
         else:
             self.company = copy.deepcopy(self._snapshot or self.company)
+        self.company.listeners[:] = listeners  # notifications (sandbox_watch) keep firing
         self.wire = Wire(self.company, self.tz)
         self.harness.faults.clear()
         self.harness.reset_counters()
@@ -580,8 +582,13 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
                latency: float = 0.0, concurrency_limit: int | None = 10,
                org_timezone: str = "America/New_York", hang_seconds: float = 30.0,
                token_grant_limit: int = 10, token_grant_window: float = 600.0,
-               credits_per_day: int | None = None) -> Starlette:
-    """A Zoho CRM sandbox app; its state is `app.state.zoho` (a ZohoState)."""
+               credits_per_day: int | None = None,
+               goals_module: str | None = "Sales_Goals") -> Starlette:
+    """A Zoho CRM sandbox app; its state is `app.state.zoho` (a ZohoState).
+
+    `goals_module`: the goals custom module (§9), None for an org without it."""
+    from connectors.zoho.sandbox_goals import GoalsModule, goal_routes  # imports this module
+
     harness = Harness(latency=latency, concurrency_limit=concurrency_limit,
                       hang_seconds=hang_seconds, uncapped_prefixes=("/oauth/",))
     state = ZohoState(
@@ -590,6 +597,7 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         token_ttl=token_ttl, tz=ZoneInfo(org_timezone), harness=harness,
         token_grant_limit=token_grant_limit, token_grant_window=token_grant_window,
         credits_per_day=credits_per_day)
+    goals = GoalsModule(goals_module) if goals_module else None
     routes = [
         *control_routes(state),
         Route("/oauth/v2/token", token_endpoint, methods=["POST"]),
@@ -599,7 +607,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         Route(f"{API}/settings/layouts", authenticated(layouts), methods=["GET"]),
         Route(f"{API}/settings/pipeline", authenticated(pipelines), methods=["GET"]),
         Route(f"{API}/settings/fields", authenticated(fields_meta), methods=["GET"]),
-        # Later: Route(f"{API}/actions/watch", ...) and Route(f"{API}/{{module}}/upsert", ...).
+        *goal_routes(state, goals),  # §9: the goals custom module (sandbox_goals.py)
+        *sandbox_watch.watch_routes(API, authenticated),  # §5 notifications
         Route(f"{API}/{{module}}/deleted", authenticated(list_deleted), methods=["GET"]),
         Route(f"{API}/{{module}}/{{record_id}}", authenticated(get_record), methods=["GET"]),
         Route(f"{API}/{{module}}", authenticated(list_records), methods=["GET"]),
@@ -610,6 +619,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         exception_handlers={404: _not_found_handler, 405: _not_found_handler},
     )
     app.state.zoho = state
+    app.state.zoho_goals = goals
+    app.state.zoho_watch = sandbox_watch.attach(state)
     return app
 
 

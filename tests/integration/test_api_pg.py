@@ -108,7 +108,7 @@ async def test_auth_and_health(api):
     assert (await api.get("/api/v1/connections", headers=headers)).status_code == 403
     assert (await api.get("/api/v1/deals", headers={"Authorization": "Bearer x"})
             ).status_code == 401
-    assert (await api.get("/health")).json() == {"status": "ok", "database": "ok"}
+    assert (await api.get("/health")).json()["database"] == "ok"
 
 
 async def test_postgres_startup_builds_its_own_context(pg_url, pg_engine):

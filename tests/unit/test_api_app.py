@@ -61,7 +61,9 @@ async def test_embedded_sqlite_is_migrated_and_keyed_on_startup(tmp_path):
         key = make_key(app.state.engine, "read")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:
-            assert (await client.get("/health")).json() == {"status": "ok", "database": "ok"}
+            assert (await client.get("/health")).json() == {
+                "status": "ok", "database": "ok", "redis": "not configured",
+                "worker": {"status": "in-process"}}
             response = await client.get("/api/v1/deals",
                                         headers={"Authorization": f"Bearer {key}"})
             assert response.json() == {"data": [], "next_cursor": None}

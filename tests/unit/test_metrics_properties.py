@@ -5,9 +5,11 @@ CNY; deals with amounts of up to 2 decimals, random statuses, probabilities, clo
 dates, creation times a few minutes either side of local midnight; deleted deals,
 accounts and reps; owners whose emails differ in case across the connections) are
 written through core.store, exactly as a sync writes them, on SQLite and on
-PostgreSQL. The reference below works on the generated values only: exact fractions,
-the local creation dates as generated (never read back from the store), rounding half
-up once at the end.
+PostgreSQL. Half the examples build the monthly rollups (core.rollups) between the
+upserts and the deletions, and stretch the period to whole months, so the metrics read
+clean months from the rollups, dirty ones from the deals. The reference below works on
+the generated values only: exact fractions, the local creation dates as generated
+(never read back from the store), rounding half up once at the end.
 """
 
 from collections import defaultdict
@@ -23,10 +25,11 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import SQLModel
 
-from core import store
+from core import rollups, store
 from core.config import Settings
 from core.currency import set_rate
 from core.db import session_scope
+from core.localdates import ensure_zone
 from core.metrics import summary
 from core.models import Connection, StoreMeta
 from core.records import AccountRecord, DealRecord, Deletion, UserRecord
@@ -88,6 +91,7 @@ class Dataset:
     start: date
     end: date
     only_connection: int | None  # 0 or 1: the connection_id filter
+    rolled: bool  # build the rollups after the upserts, before the deletions
 
 
 def _created() -> st.SearchStrategy[tuple[date, int] | None]:
@@ -114,6 +118,9 @@ users_strategy = st.builds(
 @st.composite
 def datasets(draw: Any) -> Dataset:
     start, end = sorted((draw(days), draw(days)))
+    rolled = draw(st.booleans())
+    if rolled and draw(st.booleans()):  # whole months, which the rollups can serve
+        start, end = start.replace(day=1), date(2025, end.month + 1, 1) - timedelta(days=1)
     rates = {code: Decimal(draw(st.integers(1, 10**6))) / 10**4 for code in ("EUR", "CNY")}
     return Dataset(
         zone=draw(st.sampled_from(ZONES)),
@@ -121,7 +128,8 @@ def datasets(draw: Any) -> Dataset:
         rates=rates, deals=draw(st.lists(deals_strategy, max_size=14)),
         accounts=draw(st.lists(accounts_strategy, max_size=5)),
         users=draw(st.lists(users_strategy, max_size=5)),
-        start=start, end=end, only_connection=draw(st.sampled_from((None, None, 0, 1))))
+        start=start, end=end, only_connection=draw(st.sampled_from((None, None, 0, 1))),
+        rolled=rolled)
 
 
 def _utc(created: tuple[date, int] | None, zone: str) -> datetime | None:
@@ -270,6 +278,16 @@ def _load(engine: Any, data: Dataset) -> list[int]:
                 AccountRecord(rid, rid, owner_email=a.owner, owner_name=a.owner_name,
                               remote_created_at=_utc(a.created, data.zone))
                 for rid, a in accounts])
+    if data.rolled:
+        with session_scope(engine) as session:
+            ensure_zone(session, data.zone)  # else summary() recomputes and drops them
+        rollups.refresh(engine)
+    with session_scope(engine) as session:
+        for index, cid in enumerate(ids):
+            users = [(f"u{i}", u) for i, u in enumerate(data.users) if u.connection == index]
+            deals = [(f"d{i}", d) for i, d in enumerate(data.deals) if d.connection == index]
+            accounts = [(f"a{i}", a) for i, a in enumerate(data.accounts)
+                        if a.connection == index]
             store.apply_deletions(session, connection_id=cid, deletions=[
                 Deletion(entity, rid, gone)
                 for entity, rows in (("users", users), ("deals", deals), ("accounts", accounts))
@@ -277,7 +295,7 @@ def _load(engine: Any, data: Dataset) -> list[int]:
     return ids
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=datasets())
 def test_summary_equals_the_reference(engine, data):

@@ -1,11 +1,19 @@
-"""monthly metric rollups kept by the sync (M2)
+"""monthly metric rollups kept by the sync (M2): deal_month, account_month, rollup_month,
+rollup_dirty (core.rollups)
 
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-27 09:50:00
+
+The tables start empty: until the first refresh (after the next sync) metrics read the
+deals themselves, as before.
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -14,8 +22,53 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    text = sqlmodel.sql.sqltypes.AutoString
+    op.create_table(
+        'deal_month',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('month', sa.Integer(), nullable=False),
+        sa.Column('connection_id', sa.Integer(), nullable=False),
+        sa.Column('owner_email', text(length=320), nullable=True),
+        sa.Column('owner_name', text(), nullable=True),
+        sa.Column('status', text(length=10), nullable=False),
+        sa.Column('probability', sa.BigInteger(), nullable=True),
+        sa.Column('deals', sa.Integer(), nullable=False),
+        sa.Column('amount', sa.BigInteger(), nullable=True),
+        sa.Column('cycle_days', sa.Integer(), nullable=False),
+        sa.Column('cycle_deals', sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(['connection_id'], ['connection.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_deal_month', 'deal_month', ['month', 'connection_id'])
+    op.create_table(
+        'account_month',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('month', sa.Integer(), nullable=False),
+        sa.Column('connection_id', sa.Integer(), nullable=False),
+        sa.Column('owner_email', text(length=320), nullable=True),
+        sa.Column('owner_name', text(), nullable=True),
+        sa.Column('accounts', sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(['connection_id'], ['connection.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_account_month', 'account_month', ['month', 'connection_id'])
+    op.create_table(
+        'rollup_month',
+        sa.Column('month', sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column('built_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('month'),
+    )
+    op.create_table(
+        'rollup_dirty',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('month', sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_rollup_dirty_month', 'rollup_dirty', ['month'])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('rollup_dirty')
+    op.drop_table('rollup_month')
+    op.drop_table('account_month')
+    op.drop_table('deal_month')

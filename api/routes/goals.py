@@ -1,0 +1,291 @@
+"""Sales goals: CRUD, CSV import and push to the CRMs (docs/goals.md). Thin over core.goals."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.deps import SessionDep, SettingsDep, require
+from api.errors import ApiError, error_body, validation_response
+from api.listing import ApiJSON, ListParams, csv_stream, decode_cursor, encode_cursor, wants_csv
+from api.routes.connections import get_or_404
+from core import goals
+from core.config import Settings
+from core.currency import CurrencyError
+from core.queries import fetch_page, iter_rows
+
+router = APIRouter(tags=["goals"])
+READ, WRITE = Depends(require("read")), Depends(require("write"))
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel")
+
+
+class GoalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner_email: str | None = Field(None, max_length=320, description=(
+        "A synced rep's email (case-insensitive); null or empty for a company-wide goal."))
+    metric: str = Field(description="bookings or deals_won.")
+    period_start: date
+    period_end: date = Field(description="Inclusive.")
+    target: Decimal = Field(allow_inf_nan=False, max_digits=30, description=(
+        "bookings: an amount in the reporting currency (2 places); deals_won: a count."))
+    currency: str | None = Field(None, max_length=3, description=(
+        "The reporting currency (the default); deals_won goals take none."))
+
+
+class GoalPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner_email: str | None = Field(None, max_length=320)
+    metric: str | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    target: Decimal | None = Field(None, allow_inf_nan=False, max_digits=30)
+    currency: str | None = Field(None, max_length=3)
+
+
+class PushStatus(BaseModel):
+    connection_id: int
+    status: Literal["inserted", "updated", "unchanged", "skipped", "error", "deleted"]
+    remote_id: str | None
+    pushed_at: datetime | None
+    error: str | None
+
+
+class GoalPublic(BaseModel):
+    id: int
+    owner_email: str | None
+    owner_name: str | None
+    metric: str
+    period_start: date
+    period_end: date
+    target: Decimal
+    currency: str | None
+    actual: Decimal = Field(description="Bookings (reporting currency) or deals won so far.")
+    attainment: Decimal | None = Field(description="actual / target, 4 places.")
+    push: list[PushStatus]
+    created_at: datetime
+    updated_at: datetime
+
+
+class GoalPage(BaseModel):
+    data: list[GoalPublic]
+    next_cursor: str | None
+
+
+class GoalParams(ListParams):
+    owner_email: str | None = Field(None, max_length=320, description="Case-insensitive.")
+    company: bool = Field(False, description="Only company-wide goals (no owner).")
+    metric: Literal["bookings", "deals_won"] | None = None
+    start: date | None = Field(None, description="Goals whose period starts on or after.")
+    end: date | None = Field(None, description="Goals whose period ends on or before.")
+
+
+class PushRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connection_id: int | None = Field(None, description="Only this connection (default: all).")
+
+
+class ImportResult(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    goal_ids: list[int]
+
+
+class PushOutcome(BaseModel):
+    goal_id: int
+    connection_id: int
+    status: Literal["inserted", "updated", "unchanged", "skipped", "error", "deleted"]
+    remote_id: str | None
+    error: str | None
+
+
+class ConnectionPush(BaseModel):
+    connection_id: int
+    error: str | None = Field(description="Why the whole connection failed, if it did.")
+    counts: dict[str, int]
+
+
+class PushAnswer(BaseModel):
+    connections: list[ConnectionPush]
+    results: list[PushOutcome]
+
+
+IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}, "example": (
+        "owner_email,metric,period_start,period_end,target\n"
+        "ann@example.com,bookings,2025-04-01,2025-06-30,120000\n")},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"}}}}}}}
+
+
+class GoalJobs(Protocol):
+    async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]: ...
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, goals.GoalConflict):
+        return ApiError(409, str(exc).split(": ", 1)[-1])
+    if isinstance(exc, goals.GoalNotFound):
+        return ApiError(404, str(exc))
+    if isinstance(exc, CurrencyError):
+        return ApiError(422, str(exc), code="missing_fx_rate")
+    return exc
+
+
+def _answer(session: Session, settings: Settings, goal: Any, status: int = 200) -> Response:
+    row = goals.goal_rows(session, [goal], settings)[0]
+    return ApiJSON(row, status_code=status)
+
+
+def _write(session: Session, settings: Settings, action: Any, status: int = 200) -> Response:
+    """Run a core write, commit, answer the goal; core errors as 404/409/422."""
+    try:
+        goal = action()
+        session.commit()
+        return _answer(session, settings, goal, status)
+    except goals.GoalConflict as exc:
+        session.rollback()
+        raise _translate(exc) from None
+    except goals.GoalError as exc:
+        session.rollback()
+        return validation_response(exc.details)
+    except IntegrityError:  # a concurrent request created the same goal first
+        session.rollback()
+        raise ApiError(409, "a goal for this owner, metric and period already exists") from None
+    except (goals.GoalNotFound, CurrencyError) as exc:
+        session.rollback()
+        raise _translate(exc) from None
+
+
+@router.post("/goals", status_code=201, response_model=GoalPublic, dependencies=[WRITE],
+             summary="Set a goal")
+def create_goal(body: GoalCreate, session: SessionDep, settings: SettingsDep) -> Response:
+    data = goals.GoalInput(**body.model_dump())
+    return _write(session, settings, lambda: goals.create_goal(session, data, settings), 201)
+
+
+@router.get("/goals", response_model=GoalPage, dependencies=[READ],
+            summary="Goals with actual, attainment and push status")
+def list_goals(request: Request, params: Annotated[GoalParams, Query()], session: SessionDep,
+               settings: SettingsDep) -> Response:
+    listing = goals.goals_listing(owner_email=params.owner_email, company=params.company,
+                                  metric=params.metric, start=params.start, end=params.end)
+    try:
+        if wants_csv(request, params):
+            rows = list(iter_rows(request.app.state.engine, listing))
+            data = goals.goal_rows(session, rows, settings)
+            return StreamingResponse(
+                csv_stream(data, goals.COLUMNS), media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="goals.csv"'})
+        page, after = fetch_page(session, listing, after=decode_cursor(params.cursor),
+                                 limit=params.limit)
+        data = goals.goal_rows(session, page, settings)
+    except CurrencyError as exc:
+        raise _translate(exc) from None
+    return ApiJSON({"data": data, "next_cursor": encode_cursor(after) if after else None})
+
+
+@router.get("/goals/{goal_id}", response_model=GoalPublic, dependencies=[READ])
+def get_goal(goal_id: int, session: SessionDep, settings: SettingsDep) -> Response:
+    try:
+        return _answer(session, settings, goals.get_goal(session, goal_id))
+    except (goals.GoalNotFound, CurrencyError) as exc:
+        raise _translate(exc) from None
+
+
+@router.patch("/goals/{goal_id}", response_model=GoalPublic, dependencies=[WRITE])
+def patch_goal(goal_id: int, body: GoalPatch, session: SessionDep,
+               settings: SettingsDep) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("metric", "period_start", "period_end", "target"):
+        if name in changes and changes[name] is None:
+            return validation_response([{"field": name, "message": "must not be null"}])
+    return _write(session, settings,
+                  lambda: goals.update_goal(session, goal_id, changes, settings))
+
+
+@router.delete("/goals/{goal_id}", status_code=204, dependencies=[WRITE],
+               summary="Delete a goal (its CRM copies are deleted on the next push)")
+def delete_goal(goal_id: int, session: SessionDep) -> Response:
+    try:
+        goals.delete_goal(session, goal_id)
+    except goals.GoalNotFound as exc:
+        raise _translate(exc) from None
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/goals/import", dependencies=[WRITE], response_model=ImportResult,
+             summary="Import goals from a CSV file", openapi_extra=IMPORT_BODY)
+async def import_csv(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Body: the CSV (Content-Type: text/csv), or the multipart field `file`. Columns
+    owner_email, metric, period_start, period_end, target (currency optional). All rows are
+    checked first; a bad file imports nothing and lists every bad row by line number."""
+    text = await _csv_text(request)
+    try:
+        result = await run_in_threadpool(_import, session, text, settings)
+    except goals.ImportInvalid as exc:
+        return ApiJSON(error_body("validation_error", str(exc), rows=exc.rows),
+                       status_code=422)
+    except IntegrityError:  # a concurrent request created one of the goals first
+        raise ApiError(409, "another request changed these goals at the same time; "
+                       "import the file again") from None
+    return ApiJSON(result)
+
+
+def _import(session: Session, text: str, settings: Settings) -> dict[str, Any]:
+    try:
+        result = goals.import_goals(session, text, settings)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return result
+
+
+async def _csv_text(request: Request) -> str:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "the multipart field `file` (the CSV file) is missing")
+        raw = await upload.read(MAX_IMPORT_BYTES + 1)
+    elif kind in CSV_TYPES:
+        raw = await request.body()
+    else:
+        raise ApiError(415, "send the CSV as the body with Content-Type: text/csv, "
+                       "or as the multipart/form-data field `file`")
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise ApiError(413, f"the file exceeds {MAX_IMPORT_BYTES // 1024 // 1024} MB")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(422, "the file is not UTF-8 text: save it as CSV UTF-8") from None
+
+
+@router.post("/goals/push", dependencies=[WRITE], response_model=PushAnswer,
+             summary="Push goals to every connection (or one): per-goal results")
+async def push(request: Request, session: SessionDep,
+               body: PushRequest | None = None) -> Response:
+    connection_id = body.connection_id if body else None
+    if connection_id is not None:
+        await run_in_threadpool(get_or_404, session, connection_id)
+    jobs: GoalJobs = request.app.state.jobs
+    try:
+        result = await jobs.enqueue_push_goals(connection_id)
+    except TimeoutError:
+        raise ApiError(503, "no worker finished the goal push in time; it stays queued: "
+                       "check that `crmsync worker` runs, then GET /api/v1/goals") from None
+    return ApiJSON(result)

@@ -1,0 +1,245 @@
+"""Fxiaoke records -> normalized records. Pure functions (fxiaoke.md, cited as §n).
+
+§2/§3: times are epoch milliseconds, close_date is a day at 00:00 Asia/Shanghai
+in ms, amounts are strings ("21739535.00"), owner is a list of openUserIds,
+`__r` fields carry display values, null fields are left out. Won/lost come from
+the describe API's option labels (赢单 / 输单), never from option codes. A record
+with life_status "invalid" (作废) or is_deleted is a tombstone.
+
+Where the research marks a form unverified, these functions accept both forms
+(numbers or numeric strings for times, a list or a bare id for owner, fields
+as a dict or a list in describe).
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.fxiaoke.wire import LOST_LABELS, WON_LABELS, from_ms, ms_day
+from core.errors import SourceError
+from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
+
+
+@dataclass
+class Directory:
+    """What deals and accounts need to name their owners: users by openUserId."""
+
+    users: dict[str, UserRecord] = field(default_factory=dict)
+
+
+@dataclass
+class DealMeta:
+    """From describe: stages by sales_stage code, outcome category by sales_status value."""
+
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+
+
+def category(label: Any) -> str:
+    text = str(label or "").strip()
+    if text in WON_LABELS:
+        return "won"
+    if text in LOST_LABELS:
+        return "lost"
+    return "open"
+
+
+def money(value: Any, what: str, record_id: Any) -> Decimal | None:
+    """An amount as sent (a string; a JSON number is tolerated), exactly, never a float."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise SourceError(f"Fxiaoke record {record_id}: {what} is a boolean, not an amount")
+    try:
+        number = Decimal(str(value).strip().replace(",", ""))
+    except InvalidOperation:
+        raise SourceError(f"Fxiaoke record {record_id}: {what} {value!r} is not a number") from None
+    if not number.is_finite():
+        raise SourceError(f"Fxiaoke record {record_id}: {what} {value!r} is not a number")
+    return number
+
+
+def moment(value: Any) -> datetime | None:
+    """An epoch-ms time (a number, or digits in a string) as aware UTC."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("-").isdigit():
+            return None
+        value = int(text)
+    return from_ms(value)
+
+
+def day(value: Any) -> date | None:
+    """close_date: epoch ms of 00:00 Asia/Shanghai (§3); "YYYY-MM-DD" tolerated."""
+    if isinstance(value, str) and len(value) >= 10 and value[4:5] == "-":
+        return date.fromisoformat(value[:10])
+    instant = moment(value)
+    return None if instant is None else ms_day(int(instant.timestamp() * 1000))
+
+
+def first_id(value: Any) -> str | None:
+    """owner / created_by: a list of ids (§3); a bare id tolerated."""
+    if isinstance(value, list):
+        return str(value[0]) if value else None
+    return str(value) if value not in (None, "") else None
+
+
+def is_tombstone(raw: dict[str, Any]) -> bool:
+    deleted = raw.get("is_deleted")
+    return raw.get("life_status") == "invalid" or deleted is True or str(deleted) == "true"
+
+
+def _deleted_at(raw: dict[str, Any]) -> datetime | None:
+    if not is_tombstone(raw):
+        return None
+    # The void is the record's last change; last_modified_time is when it happened.
+    return moment(raw.get("last_modified_time")) or moment(raw.get("create_time"))
+
+
+def _display(value: Any) -> str | None:
+    """A `__r` companion: a string, or an object with a name."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return str(value) if value not in (None, "") else None
+
+
+# ---- directory (§3) --------------------------------------------------------------------------
+def departments(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rows = body.get("departments") or []
+    return {str(d["id"]): d for d in rows if isinstance(d, dict) and d.get("id") is not None}
+
+
+def root_departments(depts: dict[str, dict[str, Any]]) -> list[str]:
+    """Departments without a parent in the list (0 in the SDK, 999999 in real data)."""
+    roots = [i for i, d in depts.items() if str(d.get("parentId") or "0") not in depts]
+    return roots or ["999999"]
+
+
+def user(raw: dict[str, Any], depts: dict[str, dict[str, Any]]) -> UserRecord:
+    main = raw.get("mainDepartmentId")
+    if main is None and raw.get("departmentIds"):
+        main = raw["departmentIds"][0]
+    team = depts.get(str(main), {}).get("name") if main is not None else None
+    email = raw.get("email")
+    return UserRecord(
+        remote_id=str(raw["openUserId"]),
+        name=str(raw.get("name") or raw.get("nickName") or raw["openUserId"]),
+        email=str(email).strip().lower() if email else None,
+        active=not bool(raw.get("isStop")),
+        role=raw.get("position") or None,
+        team=team,
+        raw=raw,
+    )
+
+
+# ---- describe (§2) ---------------------------------------------------------------------------
+def describe_fields(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The object's fields by api name, wherever the response nests them."""
+    found_data = body.get("data")
+    data: dict[str, Any] = found_data if isinstance(found_data, dict) else {}
+    for holder in (data.get("describe"), data.get("objectDescribe"), data,
+                   body.get("describe"), body):
+        if isinstance(holder, dict) and "fields" in holder:
+            found = holder["fields"]
+            if isinstance(found, dict):
+                return {str(k): v for k, v in found.items() if isinstance(v, dict)}
+            if isinstance(found, list):
+                return {str(f.get("api_name")): f for f in found if isinstance(f, dict)}
+    return {}
+
+
+def _options(fields: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    options = fields.get(name, {}).get("options") or []
+    return [o for o in options if isinstance(o, dict) and o.get("value") is not None]
+
+
+def deal_meta(fields: dict[str, dict[str, Any]]) -> DealMeta:
+    """Stages from sales_stage's options, grouped into pipelines by the sales process options'
+    child_options; outcomes from sales_status's labels (the old OpportunityObj: `status`)."""
+    pipeline_of: dict[str, str] = {}
+    for process in _options(fields, "sales_process_id"):
+        for child in process.get("child_options") or []:
+            for code in (child or {}).get("sales_stage") or []:
+                pipeline_of[str(code)] = str(process.get("label") or process["value"])
+    meta = DealMeta()
+    order: dict[str | None, int] = {}
+    for option in _options(fields, "sales_stage"):
+        code = str(option["value"])
+        pipeline = pipeline_of.get(code)
+        order[pipeline] = order.get(pipeline, 0) + 1
+        probability = option.get("probability")
+        meta.stages[code] = StageRecord(
+            remote_id=code,
+            name=str(option.get("label") or code),
+            category=category(option.get("label")),
+            pipeline=pipeline,
+            sort_order=order[pipeline],
+            probability=None if probability is None else Decimal(str(probability)),
+            raw=option,
+        )
+    for option in _options(fields, "sales_status") or _options(fields, "status"):
+        meta.status[str(option["value"])] = category(option.get("label"))
+    return meta
+
+
+# ---- records (§3) ----------------------------------------------------------------------------
+def account(raw: dict[str, Any], directory: Directory) -> AccountRecord:
+    owner_id = first_id(raw.get("owner"))
+    owner = directory.users.get(owner_id or "")
+    return AccountRecord(
+        remote_id=str(raw["_id"]),
+        name=str(raw.get("name") or ""),
+        industry=_display(raw.get("industry_level1__r")) or raw.get("industry_level1"),
+        owner_remote_id=owner_id,
+        owner_email=owner.email if owner else None,
+        owner_name=_display(raw.get("owner__r")) or (owner.name if owner else None),
+        remote_created_at=moment(raw.get("create_time")),
+        remote_modified_at=moment(raw.get("last_modified_time")),
+        deleted_at=_deleted_at(raw),
+        raw=raw,
+    )
+
+
+def deal(raw: dict[str, Any], meta: DealMeta, directory: Directory,
+         currency: str) -> DealRecord:
+    record_id = raw["_id"]
+    amount = money(raw.get("amount", raw.get("expected_deal_amount")), "amount", record_id)
+    code = raw.get("sales_stage")
+    stage = meta.stages.get(str(code)) if code is not None else None
+    status_code = raw.get("sales_status", raw.get("status"))
+    status_label = raw.get("sales_status__r", raw.get("status__r"))
+    if status_label:  # the record's own label first, then describe's label for its code
+        status = category(status_label)
+    elif status_code is not None and str(status_code) in meta.status:
+        status = meta.status[str(status_code)]
+    else:
+        status = stage.category if stage else "open"
+    owner_id = first_id(raw.get("owner"))
+    owner = directory.users.get(owner_id or "")
+    probability = raw.get("probability")
+    return DealRecord(
+        remote_id=str(record_id),
+        name=str(raw.get("name") or ""),
+        amount=amount,
+        currency=currency,
+        exchange_rate=Decimal(1),
+        amount_home=amount,
+        stage=_display(raw.get("sales_stage__r")) or (stage.name if stage else None),
+        stage_remote_id=stage.remote_id if stage else None,
+        status=status,
+        probability=money(probability, "probability", record_id),
+        close_date=day(raw.get("close_date")),
+        remote_created_at=moment(raw.get("create_time")),
+        remote_modified_at=moment(raw.get("last_modified_time")),
+        owner_remote_id=owner_id,
+        owner_email=owner.email if owner else None,
+        owner_name=_display(raw.get("owner__r")) or (owner.name if owner else None),
+        account_remote_id=first_id(raw.get("account_id")),
+        account_name=_display(raw.get("account_id__r")),
+        pipeline=_display(raw.get("sales_process_id__r")) or (stage.pipeline if stage else None),
+        deleted_at=_deleted_at(raw),
+        raw=raw,
+    )

@@ -1,0 +1,119 @@
+"""Fxiaoke CRM data-change callbacks at POST /api/v1/webhooks/fxiaoke/{connection_id}.
+
+fxiaoke.md §5: the platform POSTs {signature, timestamp, nonce, messageId, retryTimes?,
+enterpriseAccount, encryptedContent}, signed with SHA-1 over those fields and the app's
+aesKey, the content AES-256-CBC encrypted with it. It expects a signed, encrypted
+"success" acknowledgement, and retries (counting retryTimes) until it gets one.
+
+- Verification and decryption: connectors.fxiaoke.callbacks (checked against the
+  official demo's test vector). Bad JSON 400; missing or ill-typed fields 422; a
+  signature that does not match the connection's aes_key 401; content that does not
+  decrypt or lacks apiName/dataId after a good signature 422. Nothing is stored.
+- One event per messageId (the dedupe key). The delivery fingerprint is the signature:
+  a retry (new retryTimes, timestamp, nonce, so a new signature) of a stored message is
+  acknowledged with success so the platform stops retrying, and stores nothing new;
+  the very same signed body again is a replay and gets 409 (api/routes/webhooks.py).
+- The content names only the record (§5: no field values), so the job re-reads each
+  record with /cgi/crm/v2/data/get; a record that is gone (10006) becomes a tombstone,
+  a voided one (life_status "invalid") maps to one like in a sync.
+"""
+
+import hmac
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from connectors.base import Page, WebhookIntake, WebhookRejected, WebhookRequest, WebhookSecrets
+from connectors.fxiaoke import callbacks
+from connectors.fxiaoke.wire import BAD_PARAMETER
+from core.records import Deletion
+
+if TYPE_CHECKING:
+    from connectors.fxiaoke.connector import FxiaokeConnector
+
+_TEXT_FIELDS = ("signature", "nonce", "messageId", "enterpriseAccount", "encryptedContent")
+MAX_MESSAGE_ID = 200  # guess: the demo's ids are 33 characters
+
+
+def parse(request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
+    """Verify and decrypt one callback; the event, the acknowledgement and the fingerprint."""
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise WebhookRejected(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise WebhookRejected(422, "the body must be a JSON object")
+    missing = [n for n in (*_TEXT_FIELDS, "timestamp") if body.get(n) in (None, "")]
+    if missing:
+        raise WebhookRejected(422, f"the callback lacks {', '.join(missing)}")
+    if not all(isinstance(body[n], str) for n in _TEXT_FIELDS):
+        raise WebhookRejected(422, f"{', '.join(_TEXT_FIELDS)} must be strings")
+    for name in ("timestamp", "retryTimes"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise WebhookRejected(422, f"{name} must be an integer")
+    if len(body["messageId"]) > MAX_MESSAGE_ID:
+        raise WebhookRejected(422, f"messageId is over {MAX_MESSAGE_ID} characters")
+    aes_key = str(known.secrets.get("aes_key") or "")
+    if not aes_key:
+        raise WebhookRejected(401, "this connection has no aes_key: set the secret aes_key "
+                                   "to the callback aesKey of the Fxiaoke app")
+    signature = callbacks.callback_signature(body, aes_key)
+    if not _same(signature, body["signature"].lower()):
+        raise WebhookRejected(401, "the callback signature does not match this connection's "
+                                   "aes_key (forged, altered, or the key changed)")
+    try:
+        event = callbacks.verify(body, aes_key)
+    except callbacks.CallbackError as exc:  # signed, yet unreadable: say why
+        raise WebhookRejected(422, str(exc)) from None
+    payload = {"messageId": body["messageId"], "eventType": event.event_type,
+               "apiName": event.api_name, "dataId": event.data_id,
+               "timestamp": event.timestamp if isinstance(event.timestamp, int)
+               else body["timestamp"]}
+    ack = callbacks.acknowledgement(aes_key)
+    return WebhookIntake(events=[(body["messageId"], payload)], body=orjson.dumps(ack),
+                         delivery=signature)
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+async def resolve(connector: "FxiaokeConnector",
+                  payloads: Sequence[Mapping[str, Any]]) -> list[tuple[str, Page]]:
+    """Current state of every notified account and deal (one /data/get each, §2)."""
+    from connectors.fxiaoke.connector import FxiaokeError
+
+    streams = {"AccountObj": "accounts", connector.config.opportunity_object: "deals"}
+    wanted: dict[tuple[str, str], datetime] = {}
+    for payload in payloads:
+        api_name = str(payload.get("apiName") or "")
+        if api_name not in streams:
+            continue  # an object crmsync does not sync (e.g. the goals object)
+        key = (api_name, str(payload.get("dataId") or ""))
+        when = _moment(payload.get("timestamp"))
+        wanted[key] = max(wanted.get(key, when), when)
+    records: dict[str, list[Any]] = {"accounts": [], "deals": []}
+    tombstones: list[Deletion] = []
+    for (api_name, data_id), when in wanted.items():
+        stream = streams[api_name]
+        try:
+            raw = await connector.get_record(api_name, data_id)
+        except FxiaokeError as exc:
+            if exc.code != BAD_PARAMETER:
+                raise
+            tombstones.append(Deletion(stream, data_id, when))  # purged (§4 /data/delete)
+            continue
+        records[stream].append(await connector.record_for(api_name, raw))
+    out = [(stream, Page(records=rows)) for stream, rows in records.items() if rows]
+    if tombstones:
+        out.append(("deletions", Page(deletions=tombstones)))
+    return out
+
+
+def _moment(value: Any) -> datetime:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return datetime.now(UTC)

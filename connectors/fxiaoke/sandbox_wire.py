@@ -1,0 +1,361 @@
+"""How the Fxiaoke sandbox renders the synthetic company, and its query engine.
+
+Follows fxiaoke.md (§n): `_id` 24-hex, openUserId `FSUID_<32 hex>`, times in epoch
+ms, close_date 00:00 Asia/Shanghai in ms, amounts as strings, owner lists with
+`__r` companions, life_status / is_deleted, null fields left out (§2). Where the
+research has no form, the choice is marked "guess".
+"""
+
+import hashlib
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.fxiaoke.wire import OPERATORS, SALES_STATUS_OPTIONS, day_ms, to_ms
+from connectors.sandbox import _vocab as vocab
+from connectors.sandbox.dataset import Account, Company, Deal, Rep, StageDef
+
+ROOT_DEPARTMENT = 999999  # §3: real data shows 999999 as the parent of top departments
+MODIFIED = "last_modified_time"
+_CENT = Decimal("0.01")
+_STATUS_OF = {"open": "1", "won": "2", "lost": "3"}  # guess beyond "2" = 赢单 (§3)
+_STATUS_LABEL = dict(SALES_STATUS_OPTIONS)
+INDUSTRY_CODES = {name: str(i + 1) for i, name in enumerate(vocab.INDUSTRIES)}
+
+
+class QueryError(Exception):
+    """A rejected query: errorCode and message in the vendor's words where known."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def hex_id(record_id: str) -> str:
+    """Dataset ids (19-digit numbers) as 24-hex ids, in the same order (§3: ObjectId-like)."""
+    return f"{int(record_id):024x}"
+
+
+def dataset_id(value: str) -> str | None:
+    try:
+        return str(int(value, 16)) if len(value) == 24 else None
+    except ValueError:
+        return None
+
+
+def open_user_id(rep: Rep) -> str:
+    return "FSUID_" + hashlib.md5(rep.id.encode()).hexdigest().upper()  # §1.1 ID format
+
+
+@dataclass(frozen=True)
+class FxStage:
+    code: str
+    label: str
+    process_id: str
+    pipeline: str
+
+
+@dataclass
+class Tenant:
+    """The company seen as one Fxiaoke tenant: directory, stage codes, currency."""
+
+    company: Company
+    currency: str = "CNY"
+    employee: dict[str, str] = field(default_factory=dict)  # rep id -> employee id ("1000")
+    fsuid: dict[str, str] = field(default_factory=dict)  # rep id -> FSUID_...
+    rep_of: dict[str, Rep] = field(default_factory=dict)  # FSUID_... -> rep
+    department: dict[str, int] = field(default_factory=dict)  # team -> department id
+    processes: dict[str, str] = field(default_factory=dict)  # pipeline -> process _id
+    stages: list[FxStage] = field(default_factory=list)
+    stage_of: dict[str, FxStage] = field(default_factory=dict)  # dataset stage id -> FxStage
+
+    def __post_init__(self) -> None:
+        company = self.company
+        for i, rep in enumerate(company.reps):
+            self.employee[rep.id] = str(1000 + i)
+            self.fsuid[rep.id] = open_user_id(rep)
+            self.rep_of[self.fsuid[rep.id]] = rep
+            self.department.setdefault(rep.team, 1001 + len(self.department))
+        # guess: stage codes run on across sales processes, so one select holds them all;
+        # a process ends in the two outcome stages 赢单 / 输单 (§3 real record: 5 = 贏單).
+        for pipeline in company.pipelines():
+            self.processes[pipeline] = hashlib.md5(pipeline.encode()).hexdigest()[:24]
+            own = [s for s in company.stages if s.pipeline == pipeline]
+            outcome: dict[str, FxStage] = {}
+            for stage in own:
+                if stage.category == "open":
+                    fx = self._add_stage(stage.name, pipeline)
+                else:
+                    label = "赢单" if stage.category == "won" else "输单"
+                    fx = outcome.get(label) or self._add_stage(label, pipeline)
+                    outcome[label] = fx
+                self.stage_of[stage.id] = fx
+
+    def _add_stage(self, label: str, pipeline: str) -> FxStage:
+        fx = FxStage(str(len(self.stages) + 1), label, self.processes[pipeline], pipeline)
+        self.stages.append(fx)
+        return fx
+
+    def amount(self, deal: Deal) -> Decimal:
+        """The deal's value in the tenant currency (the dataset keeps other currencies)."""
+        home = deal.amount / deal.exchange_rate
+        rate = Decimal(1) if self.currency == self.company.home_currency else \
+            self.company.currencies[self.currency]
+        return (home * rate).quantize(_CENT)
+
+    # ---- directory (§3) ---------------------------------------------------------------------
+    def departments(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = [{"id": ROOT_DEPARTMENT, "name": self.company.name,
+                                       "isStop": False, "order": 0}]
+        rows += [{"id": dept, "name": team, "parentId": ROOT_DEPARTMENT, "isStop": False,
+                  "order": i + 1} for i, (team, dept) in enumerate(self.department.items())]
+        return rows
+
+    def user(self, rep: Rep) -> dict[str, Any]:
+        index = int(self.employee[rep.id]) - 1000
+        dept = self.department[rep.team]
+        manager = self.company.manager
+        row: dict[str, Any] = {
+            "openUserId": self.fsuid[rep.id], "name": rep.full_name, "nickName": rep.first_name,
+            "isStop": not rep.active, "email": rep.email, "mobile": f"1380013{index:04d}",
+            "position": rep.role, "departmentIds": [dept], "mainDepartmentId": dept,
+            "employeeNumber": f"E{index + 1:04d}", "createTime": to_ms(rep.created_at),
+        }
+        if rep is not manager:
+            row["leaderId"] = self.fsuid[manager.id]
+        return row
+
+    def owner(self, rep_id: str) -> dict[str, Any]:
+        rep = self.company.rep_by_id[rep_id]
+        dept = str(self.department[rep.team])
+        return {"owner": [self.fsuid[rep_id]],
+                "owner__r": {"id": self.employee[rep_id], "name": rep.full_name, "dept": dept},
+                "owner_department_id": dept, "data_own_department": [dept]}
+
+    # ---- records (§3) -----------------------------------------------------------------------
+    def account_row(self, account: Account, voided_at: int | None,
+                    names: dict[str, str]) -> dict[str, Any]:
+        row: dict[str, Any] = {"_id": hex_id(account.id), "name": account.name,
+                               **self.owner(account.owner_id)}
+        if account.industry:
+            row["industry_level1"] = INDUSTRY_CODES.get(account.industry, "0")
+            row["industry_level1__r"] = account.industry
+        row.update(self._system(account.owner_id, account.created_at, account.modified_at,
+                                voided_at, "AccountObj"))
+        names[account.id] = account.name
+        return row
+
+    def deal_row(self, deal: Deal, voided_at: int | None,
+                 account_names: dict[str, str]) -> dict[str, Any]:
+        stage: StageDef = self.company.stage_by_id[deal.stage_id]
+        fx = self.stage_of[stage.id]
+        amount = self.amount(deal)
+        row: dict[str, Any] = {
+            "_id": hex_id(deal.id), "name": deal.name, "amount": f"{amount:.2f}",
+            "close_date": day_ms(deal.close_date),
+            "sales_process_id": fx.process_id, "sales_process_id__r": fx.pipeline,
+            "sales_stage": fx.code, "sales_stage__r": fx.label,
+            "sales_status": _STATUS_OF[stage.category],
+            "sales_status__r": _STATUS_LABEL[_STATUS_OF[stage.category]],
+            "probability": deal.probability,
+            "probability_amount": f"{(amount * deal.probability / 100).quantize(_CENT):.2f}",
+            "stg_changed_time": to_ms(deal.history[-1].changed_at if deal.history
+                                      else deal.created_at),
+            **self.owner(deal.owner_id),
+        }
+        if deal.account_id is not None:  # §2: null fields are left out
+            row["account_id"] = hex_id(deal.account_id)
+            if deal.account_id in account_names:
+                row["account_id__r"] = account_names[deal.account_id]
+        row.update(self._system(deal.owner_id, deal.created_at, deal.modified_at, voided_at,
+                                "NewOpportunityObj"))
+        return row
+
+    def _system(self, owner_id: str, created: Any, modified: Any, voided_at: int | None,
+                api_name: str) -> dict[str, Any]:
+        manager = self.fsuid[self.company.manager.id]
+        return {"created_by": [self.fsuid[owner_id]], "create_time": to_ms(created),
+                "last_modified_by": [manager],
+                MODIFIED: to_ms(modified) if voided_at is None else voided_at,
+                "life_status": "normal" if voided_at is None else "invalid",
+                "lock_status": "0", "is_deleted": False, "record_type": "default__c",
+                "object_describe_api_name": api_name}
+
+    # ---- describe (§2; nesting under data.describe is a guess) -------------------------------
+    def describe(self, api_name: str) -> dict[str, Any]:
+        system: dict[str, dict[str, Any]] = {
+            "_id": {"type": "text", "label": "ID"},
+            "name": {"type": "text", "label": "名称", "is_required": True},
+            "owner": {"type": "employee", "label": "负责人", "is_required": True},
+            "create_time": {"type": "date_time", "label": "创建时间"},
+            MODIFIED: {"type": "date_time", "label": "最后修改时间"},
+            "life_status": {"type": "select_one", "label": "生命状态", "options": [
+                {"value": "normal", "label": "正常"}, {"value": "invalid", "label": "作废"}]},
+            "is_deleted": {"type": "true_or_false", "label": "is_deleted"},
+        }
+        if api_name == "AccountObj":
+            fields: dict[str, dict[str, Any]] = {**system, "industry_level1": {
+                "type": "select_one", "label": "行业", "options": [
+                    {"value": code, "label": name} for name, code in INDUSTRY_CODES.items()]}}
+        else:
+            fields = {**system,
+                      "amount": {"type": "currency", "label": "商机金额"},
+                      "close_date": {"type": "date", "label": "预计成交日期"},
+                      "account_id": {"type": "object_reference", "label": "客户名称",
+                                     "target_api_name": "AccountObj"},
+                      "probability": {"type": "percentile", "label": "赢率"},
+                      "sales_process_id": {"type": "select_one", "label": "销售流程", "options": [
+                          {"value": pid, "label": pipeline, "child_options": [{"sales_stage": [
+                              s.code for s in self.stages if s.process_id == pid]}]}
+                          for pipeline, pid in self.processes.items()]},
+                      "sales_stage": {"type": "select_one", "label": "商机阶段", "options": [
+                          {"value": s.code, "label": s.label} for s in self.stages]},
+                      "sales_status": {"type": "select_one", "label": "阶段状态", "options": [
+                          {"value": v, "label": lbl} for v, lbl in SALES_STATUS_OPTIONS]}}
+        return {"api_name": api_name, "fields": {k: {"api_name": k, **v}
+                                                 for k, v in fields.items()}}
+
+
+# ---- the query engine (§2) -------------------------------------------------------------------
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float | Decimal):
+        return Decimal(str(value))
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _compare(value: Any, other: Any) -> int | None:
+    """-1/0/1 for comparable values (numbers numerically, else as text); None if absent."""
+    if value is None or other is None:
+        return None
+    a, b = _number(value), _number(other)
+    if a is not None and b is not None:
+        return (a > b) - (a < b)
+    x, y = str(value), str(other)
+    return (x > y) - (x < y)
+
+
+def _values(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _eq(value: Any, other: Any) -> bool:
+    return any(_compare(v, other) == 0 for v in _values(value))
+
+
+def matches(row: dict[str, Any], name: str, operator: str, wanted: list[Any]) -> bool:
+    value = row.get(name)
+    first = wanted[0] if wanted else None
+    if operator in ("IS", "ISN"):
+        empty = value in (None, "", [])
+        return empty if operator == "IS" else not empty
+    if operator in ("EQ", "N"):
+        return _eq(value, first) == (operator == "EQ")
+    if operator in ("GT", "GTE", "LT", "LTE"):
+        order = _compare(value, first)
+        return order is not None and {"GT": order > 0, "GTE": order >= 0, "LT": order < 0,
+                                      "LTE": order <= 0}[operator]
+    if operator in ("IN", "NIN", "HASANYOF", "NHASANYOF"):
+        hit = any(_eq(value, w) for w in wanted)
+        return hit == (operator in ("IN", "HASANYOF"))
+    if operator in ("BETWEEN", "NBETWEEN"):
+        low, high = (_compare(value, wanted[0]), _compare(value, wanted[1]))
+        inside = low is not None and high is not None and low >= 0 and high <= 0
+        return inside == (operator == "BETWEEN")
+    text, needle = ("" if value is None else str(value)), str(first or "")
+    return {"LIKE": needle in text, "NLIKE": needle not in text, "CONTAINS": needle in text,
+            "STARTWITH": text.startswith(needle), "ENDWITH": text.endswith(needle)}[operator]
+
+
+def parse_filters(raw: Any) -> list[tuple[str, str, list[Any]]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise QueryError(10006, "filters must be a list")
+    parsed = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("field_name"), str):
+            raise QueryError(10006, "each filter needs field_name, operator and field_values")
+        operator = item.get("operator")
+        if operator not in OPERATORS:  # §2: unknown operators (e.g. NEQ) are rejected
+            raise QueryError(10006, f"unsupported operator {operator!r}")
+        values = item.get("field_values")
+        if not isinstance(values, list):  # §2: field_values is always a list
+            raise QueryError(10006, "field_values must be a list")
+        if operator in ("BETWEEN", "NBETWEEN") and len(values) != 2:
+            raise QueryError(10006, f"{operator} needs two field_values")
+        if operator not in ("IS", "ISN") and not values:
+            raise QueryError(10006, f"{operator} needs field_values")
+        parsed.append((item["field_name"], operator, values))
+    return parsed
+
+
+def parse_orders(raw: Any) -> list[tuple[str, bool]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("fieldName"), str) for o in raw):
+        raise QueryError(10006, "orders must be a list of {fieldName, isAsc}")
+    return [(o["fieldName"], o.get("isAsc", True) is not False) for o in raw]
+
+
+@dataclass
+class Table:
+    """Rows of one object sorted by (last_modified_time, _id): the connector's usual order."""
+
+    rows: list[dict[str, Any]]
+    keys: list[tuple[int, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows.sort(key=lambda r: (r.get(MODIFIED, 0), r["_id"]))
+        self.keys = [(r.get(MODIFIED, 0), r["_id"]) for r in self.rows]
+
+    def select(self, filters: list[tuple[str, str, list[Any]]],
+               orders: list[tuple[str, bool]]) -> Sequence[dict[str, Any]]:
+        lo, hi, rest = 0, len(self.rows), []
+        for name, operator, values in filters:  # narrow by the time index first
+            bound = _number(values[0]) if values else None
+            if name != MODIFIED or bound is None or bound != bound.to_integral_value() or \
+                    operator not in ("EQ", "GT", "GTE", "LT", "LTE"):
+                rest.append((name, operator, values))
+                continue
+            first, last = (int(bound), ""), (int(bound), "\uffff")
+            if operator in ("GTE", "EQ"):
+                lo = max(lo, bisect_left(self.keys, first))
+            if operator == "GT":
+                lo = max(lo, bisect_right(self.keys, last))
+            if operator in ("LTE", "EQ"):
+                hi = min(hi, bisect_right(self.keys, last))
+            if operator == "LT":
+                hi = min(hi, bisect_left(self.keys, first))
+        chosen: Sequence[dict[str, Any]] = self.rows[lo:hi] if lo < hi else []
+        for name, operator, values in rest:
+            chosen = [r for r in chosen if matches(r, name, operator, values)]
+        if orders and orders[:2] not in ([(MODIFIED, True), ("_id", True)], [(MODIFIED, True)]):
+            chosen = list(chosen)
+            for name, ascending in reversed(orders):  # stable sorts, last key first
+                chosen.sort(key=_sort_key(name), reverse=not ascending)
+        return chosen
+
+
+def _sort_key(name: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    def key(row: dict[str, Any]) -> tuple[int, Any]:
+        value = row.get(name)
+        if value is None:
+            return (0, "")
+        number = _number(value)
+        return (1, number) if number is not None else (2, str(value))
+
+    return key
+
+
+def project(row: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    if not fields:
+        return row
+    return {k: row[k] for k in ("_id", *fields) if k in row}

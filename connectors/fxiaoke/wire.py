@@ -1,0 +1,73 @@
+"""Fxiaoke wire constants shared by the connector and the sandbox (fxiaoke.md, cited as §n)."""
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+DEFAULT_BASE_URL = "https://open.fxiaoke.com"
+CLOUD_HOSTS = (  # §1.2: the tenant's cloud decides the host
+    "https://open.fxiaoke.com",
+    "https://open-hwcloud.fxiaoke.com",
+    "https://open-ale.fxiaoke.com",
+    "https://open-hws.fxiaoke.com",
+    "https://open-ksc.sharecrm.com",
+    "https://open-na.sharecrm.com",
+)
+
+TOKEN_PATH = "/cgi/corpAccessToken/get/V2"  # §1.1
+USER_BY_MOBILE_PATH = "/cgi/user/getByMobile"  # §1.1
+DEPARTMENT_LIST_PATH = "/cgi/department/list"  # §3
+USER_LIST_PATH = "/cgi/user/list"  # §3
+DESCRIBE_PATH = "/cgi/crm/v2/object/describe"  # §2
+QUERY_PATH = "/cgi/crm/v2/data/query"  # §2: standard (…Obj) objects
+CUSTOM_QUERY_PATH = "/cgi/crm/custom/v2/data/query"  # §2: custom (…__c) objects
+
+MAX_LIMIT = 100  # §2 recommendation: limit <= 100
+MAX_OFFSET = 10_000  # §2: larger offsets fail with 10013 "offset out of range 10000"
+OPERATORS = frozenset({  # §2 (k8scat/fxiaoke object.go plus the transcription's two)
+    "EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN",
+    "BETWEEN", "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF",
+})
+
+# §6 error codes (always HTTP 200, branch on errorCode only)
+OK = 0
+BUSY_CODES = frozenset({-1, -2})
+BAD_PARAMETER = 10006
+MISSING_TOKEN = 10013  # also "offset out of range 10000"
+CALL_LIMIT = 14001  # 100 calls per 20 s per interface
+APP_TOKEN_EXPIRED = 20005
+TOKEN_EXPIRED = 20016
+CORP_NOT_FOUND = 20017
+PERMISSION_CODES = frozenset({15003, 20014, 20020, 20021, 20022, 20023})
+DAILY_QUOTA = 30002
+NO_QUOTA = 30003
+PER_SECOND_LIMIT = 30004
+SERVICE_ERROR = 50009
+
+CALLS_PER_WINDOW = 100  # §6: per interface
+WINDOW_SECONDS = 20.0
+
+TENANT_TZ = ZoneInfo("Asia/Shanghai")  # §3: close_date is a day at 00:00 +08:00
+WON_LABELS = frozenset({"赢单", "贏單"})  # §3: map outcomes from describe labels
+LOST_LABELS = frozenset({"输单", "輸單", "无效", "無效"})  # 无效 (void) closes without a win
+
+SALES_STATUS_OPTIONS = (  # §3: only "2" = 赢单 observed; the other codes are a guess
+    ("1", "进行中"), ("2", "赢单"), ("3", "输单"), ("4", "无效"),
+)
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(value: int | float) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def day_ms(day: date) -> int:
+    """A calendar day as Fxiaoke sends it: 00:00 in Asia/Shanghai, in ms (§3)."""
+    return to_ms(datetime(day.year, day.month, day.day, tzinfo=TENANT_TZ))
+
+
+def ms_day(value: int | float) -> date:
+    """The Asia/Shanghai calendar day of an epoch-ms instant."""
+    return from_ms(value).astimezone(TENANT_TZ).date()

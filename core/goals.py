@@ -1,0 +1,612 @@
+"""Sales goals: validation, CRUD, CSV import, attainment, and push orchestration.
+
+A goal is (owner_email or None for the whole company, metric, period_start,
+period_end, target). Targets of `bookings` goals are amounts in the reporting currency
+(2 decimals); targets of `deals_won` goals are whole numbers of deals (currency None).
+At most one live goal per owner, metric and period (Goal.live_key is unique).
+
+Deleting a goal tombstones it (deleted_at): the next push deletes its copies in the
+CRMs, then its push rows say `deleted`. Reads never show deleted goals.
+
+Pushing: plan_push() decides, per connection, which goals to send (new or changed
+since the last successful push, by content hash), which to skip (the owner is not a
+user of that CRM; unchanged), and which CRM copies to delete; a connector's
+push_goals (connectors.base.GoalPusher) does the calls; record_push() stores the
+outcome. The worker job (workers.jobs.push_goals) wires the three together.
+
+Every function takes the caller's session and never commits.
+"""
+
+import csv
+import hashlib
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, type_coerce
+from sqlmodel import Session
+
+from core.config import Settings
+from core.currency import Converter, converter, reporting_currency
+from core.models import Connection, Deal, Goal, GoalPush, User
+from core.queries import Listing
+from core.records import GOAL_METRICS, GoalDeletion, GoalOut, PushResult
+from core.types import Money, utcnow
+
+METRICS = GOAL_METRICS
+PUSH_STATUSES = ("inserted", "updated", "unchanged", "skipped", "error", "deleted")
+MAX_TARGET = Decimal("1e13")  # 15 significant digits with cents: exact through any JSON parser
+MAX_PERIOD_DAYS = 3653
+MAX_IMPORT_ROWS = 10_000
+IMPORT_COLUMNS = ("owner_email", "metric", "period_start", "period_end", "target")
+OPTIONAL_COLUMNS = ("currency",)
+COLUMNS = ("id", "owner_email", "owner_name", "metric", "period_start", "period_end", "target",
+           "currency", "actual", "attainment", "push", "created_at", "updated_at")
+_CENT = Decimal("0.01")
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+GOAL, PUSH, DEAL, USER, CONNECTION = (_table(m) for m in (Goal, GoalPush, Deal, User, Connection))
+Details = list[dict[str, str]]
+
+
+class GoalError(ValueError):
+    """Invalid goal input; `details` name each field and what is wrong (a 422)."""
+
+    def __init__(self, details: Details) -> None:
+        super().__init__("; ".join(f"{d['field']}: {d['message']}" for d in details))
+        self.details = details
+
+
+class GoalConflict(GoalError):
+    """A live goal for the same owner, metric and period exists (a 409)."""
+
+
+class GoalNotFound(LookupError):
+    pass
+
+
+class ImportInvalid(ValueError):
+    """Some CSV rows are bad; nothing was written. `rows`: line, field, message."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        n = len({r["line"] for r in rows})
+        super().__init__(f"{n} line{'s' if n != 1 else ''} of the file "
+                         f"{'are' if n != 1 else 'is'} invalid; nothing was imported")
+        self.rows = rows
+
+
+@dataclass(frozen=True)
+class GoalInput:
+    owner_email: str | None
+    metric: str
+    period_start: date
+    period_end: date
+    target: Decimal
+    currency: str | None = None
+
+
+# ---- validation -------------------------------------------------------------------------
+
+def known_owners(session: Session, emails: Iterable[str | None]) -> set[str]:
+    """Those of `emails` (lower-cased) that are synced users of some connection."""
+    wanted = {e for e in emails if e}
+    if not wanted:
+        return set()
+    stmt = select(USER.c.email).where(USER.c.email.in_(wanted),
+                                      USER.c.deleted_at.is_(None)).distinct()
+    return {str(e) for e in session.execute(stmt).scalars()}
+
+
+def normalize_owner(owner: str | None) -> str | None:
+    owner = (owner or "").strip().lower()
+    return owner or None
+
+
+def _check(data: GoalInput, owners: set[str], reporting: str | None) -> tuple[
+        Details, GoalInput]:
+    """Field errors of `data` (owner, metric, period, target, currency), and it normalized."""
+    errors: Details = []
+    owner = normalize_owner(data.owner_email)
+    if owner is not None and owner not in owners:
+        errors.append({"field": "owner_email", "message": f"{owner} is not a synced user of "
+                       "any connection; sync first, or leave it empty for a company goal"})
+    if data.metric not in METRICS:
+        errors.append({"field": "metric", "message": f"must be one of {', '.join(METRICS)}"})
+    if data.period_end < data.period_start:
+        errors.append({"field": "period_end", "message": "must not be before period_start"})
+    elif (data.period_end - data.period_start).days >= MAX_PERIOD_DAYS:
+        errors.append({"field": "period_end", "message": "a period must not exceed 10 years"})
+    target = data.target
+    problem = _target_problem(data.metric, target)
+    if problem:
+        errors.append({"field": "target", "message": problem})
+    currency = (data.currency or "").strip().upper() or None
+    if data.metric == "deals_won":
+        if currency is not None:
+            errors.append({"field": "currency", "message": "deals_won goals count deals and "
+                           "take no currency"})
+    elif currency is not None and reporting is not None and currency != reporting:
+        errors.append({"field": "currency", "message": f"goals are in the reporting currency "
+                       f"{reporting}; leave it empty or give {reporting}"})
+    elif currency is not None and not (len(currency) == 3 and currency.isalpha()):
+        errors.append({"field": "currency", "message": "must be a 3-letter ISO code"})
+    elif currency is None:
+        currency = reporting
+    if target.is_finite() and 0 < target < MAX_TARGET:
+        target = target.quantize(_CENT)
+    clean = GoalInput(owner, data.metric, data.period_start, data.period_end, target, currency)
+    return errors, clean
+
+
+def _target_problem(metric: str, target: Decimal) -> str | None:
+    if not target.is_finite() or target <= 0:
+        return "must be a positive number"
+    if target >= MAX_TARGET:
+        return f"must be below {MAX_TARGET:f}"
+    if metric == "deals_won" and target != target.to_integral_value():
+        return "deals_won targets are whole numbers"
+    if target != target.quantize(_CENT, rounding=ROUND_HALF_UP):
+        return "must have at most 2 decimal places"
+    return None
+
+
+def _live_key(data: GoalInput) -> str:
+    return f"{data.owner_email or ''}|{data.metric}|{data.period_start}|{data.period_end}"
+
+
+def _live(session: Session, key: str) -> Goal | None:
+    stmt = select(Goal).where(GOAL.c.live_key == key)
+    return session.execute(stmt).scalars().first()
+
+
+def _duplicate(existing: Goal) -> GoalConflict:
+    who = existing.owner_email or "the company"
+    return GoalConflict([{"field": "period_start", "message": (
+        f"goal {existing.id} already sets {existing.metric} for {who} from "
+        f"{existing.period_start} to {existing.period_end}; change that goal instead")}])
+
+
+def _validated(session: Session, data: GoalInput, settings: Settings,
+               current_owner: str | None = None) -> GoalInput:
+    """`current_owner` (an update) stays valid even if the CRM no longer lists that rep."""
+    owners = known_owners(session, [normalize_owner(data.owner_email)])
+    errors, clean = _check(data, owners | {current_owner} if current_owner else owners,
+                           reporting_currency(session, settings))
+    if errors:
+        raise GoalError(errors)
+    return clean
+
+
+# ---- CRUD -------------------------------------------------------------------------------
+
+def create_goal(session: Session, data: GoalInput, settings: Settings) -> Goal:
+    """Validate and add a goal. Raises GoalError (422) or GoalConflict (409)."""
+    clean = _validated(session, data, settings)
+    existing = _live(session, _live_key(clean))
+    if existing is not None:
+        raise _duplicate(existing)
+    goal = Goal(owner_email=clean.owner_email, metric=clean.metric,
+                period_start=clean.period_start, period_end=clean.period_end,
+                target=clean.target, currency=clean.currency, live_key=_live_key(clean))
+    session.add(goal)
+    session.flush()
+    return goal
+
+
+def get_goal(session: Session, goal_id: int) -> Goal:
+    goal = session.get(Goal, goal_id)
+    if goal is None or goal.deleted_at is not None:
+        raise GoalNotFound(f"goal {goal_id} does not exist")
+    return goal
+
+
+def update_goal(session: Session, goal_id: int, changes: dict[str, Any],
+                settings: Settings) -> Goal:
+    """Apply `changes` (any of GoalInput's fields) and validate the result as a whole."""
+    goal = get_goal(session, goal_id)
+    merged: dict[str, Any] = {"owner_email": goal.owner_email, "metric": goal.metric,
+              "period_start": goal.period_start, "period_end": goal.period_end,
+              "target": goal.target, "currency": None if "metric" in changes else goal.currency}
+    merged.update(changes)
+    clean = _validated(session, GoalInput(**merged), settings, goal.owner_email)
+    existing = _live(session, _live_key(clean))
+    if existing is not None and existing.id != goal.id:
+        raise _duplicate(existing)
+    for name in ("owner_email", "metric", "period_start", "period_end", "target", "currency"):
+        setattr(goal, name, getattr(clean, name))
+    goal.live_key = _live_key(clean)
+    goal.updated_at = utcnow()
+    session.add(goal)
+    session.flush()
+    return goal
+
+
+def delete_goal(session: Session, goal_id: int) -> None:
+    """Tombstone the goal; the next push deletes its copies in the CRMs."""
+    goal = get_goal(session, goal_id)
+    goal.deleted_at = goal.updated_at = utcnow()
+    goal.live_key = None
+    session.add(goal)
+    session.flush()
+
+
+def goals_listing(*, owner_email: str | None = None, company: bool = False,
+                  metric: str | None = None, start: date | None = None,
+                  end: date | None = None) -> Listing:
+    """Live goals, oldest first: of one owner (or company-wide ones), of a metric, and whose
+    period lies inside [start, end]. Rows are Goal objects' columns (see goal_rows)."""
+    conditions: list[ColumnElement[bool]] = [GOAL.c.deleted_at.is_(None)]
+    if owner_email is not None:
+        conditions.append(GOAL.c.owner_email == normalize_owner(owner_email))
+    if company:
+        conditions.append(GOAL.c.owner_email.is_(None))
+    if metric is not None:
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}")
+        conditions.append(GOAL.c.metric == metric)
+    if start is not None:
+        conditions.append(GOAL.c.period_start >= start)
+    if end is not None:
+        conditions.append(GOAL.c.period_end <= end)
+    stmt: Select[Any] = select(GOAL).where(*conditions)
+    return Listing(stmt, GOAL.c.id, lambda row: dict(row._mapping))
+
+
+# ---- reads with actual, attainment and push status -----------------------------------------
+
+def goal_rows(session: Session, goals: Sequence[Goal | dict[str, Any]],
+              settings: Settings) -> list[dict[str, Any]]:
+    """The public rows of `goals`: their fields plus owner_name, actual, attainment and
+    push (per connection). Actuals are summed in SQL; raises CurrencyError for a missing
+    FX rate."""
+    items = [g if isinstance(g, dict) else g.model_dump() for g in goals]
+    ids = [int(g["id"]) for g in items]
+    conv = converter(session, settings)
+    actuals = _actuals(session, ids, conv)
+    names = _owner_names(session, [g["owner_email"] for g in items])
+    pushes = _pushes(session, ids)
+    rows = []
+    for g in items:
+        exact = actuals.get(g["id"], Decimal(0) if g["metric"] == "bookings" else 0)
+        actual = exact.quantize(_CENT, rounding=ROUND_HALF_UP) if isinstance(
+            exact, Decimal) else exact  # rounded only at the end (DESIGN.md §5)
+        rows.append({
+            "id": g["id"], "owner_email": g["owner_email"],
+            "owner_name": names.get(g["owner_email"]), "metric": g["metric"],
+            "period_start": g["period_start"], "period_end": g["period_end"],
+            "target": _target(g["metric"], g["target"]), "currency": g["currency"],
+            "actual": actual, "attainment": attainment(Decimal(exact), g["target"]),
+            "push": pushes.get(g["id"], []),
+            "created_at": g["created_at"], "updated_at": g["updated_at"]})
+    return rows
+
+
+def _target(metric: str, target: Decimal) -> Decimal:
+    return target.quantize(Decimal(1) if metric == "deals_won" else _CENT)
+
+
+def attainment(actual: Decimal, goal: Decimal | None) -> Decimal | None:
+    """actual / goal to 4 places (half up); None when goal is None or 0 (DESIGN.md §5)."""
+    if goal is None or goal == 0:
+        return None
+    return (actual / goal).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
+def _actuals(session: Session, ids: list[int], conv: Converter) -> dict[int, Any]:
+    """Per goal: won deals of its owner (all owners for a company goal) closed in its period:
+    bookings in the reporting currency (exact) or the count, one grouped query."""
+    if not ids:
+        return {}
+    won_in_period = and_(
+        DEAL.c.deleted_at.is_(None), DEAL.c.status == "won",
+        DEAL.c.close_date >= GOAL.c.period_start, DEAL.c.close_date <= GOAL.c.period_end,
+        or_(GOAL.c.owner_email.is_(None), DEAL.c.owner_email == GOAL.c.owner_email))
+    stmt = (select(GOAL.c.id, GOAL.c.metric, CONNECTION.c.home_currency.label("currency"),
+                   type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"),
+                   func.count(DEAL.c.id).label("n"))
+            .select_from(GOAL.join(DEAL, won_in_period)
+                         .join(CONNECTION, CONNECTION.c.id == DEAL.c.connection_id))
+            .where(GOAL.c.id.in_(ids))
+            .group_by(GOAL.c.id, GOAL.c.metric, CONNECTION.c.home_currency))
+    amounts: dict[int, list[tuple[str | None, Decimal | None]]] = defaultdict(list)
+    counts: dict[int, int] = defaultdict(int)
+    metrics: dict[int, str] = {}
+    for row in session.execute(stmt):
+        amounts[row.id].append((row.currency, row.amount))
+        counts[row.id] += int(row.n)
+        metrics[row.id] = row.metric
+    return {gid: conv.total(amounts[gid]) if metric == "bookings" else counts[gid]
+            for gid, metric in metrics.items()}
+
+
+def _owner_names(session: Session, emails: Iterable[str | None]) -> dict[str, str]:
+    wanted = {e for e in emails if e}
+    if not wanted:
+        return {}
+    stmt = (select(USER.c.email, func.max(USER.c.name))
+            .where(USER.c.email.in_(wanted), USER.c.deleted_at.is_(None))
+            .group_by(USER.c.email))
+    return {str(email): str(name) for email, name in session.execute(stmt) if name}
+
+
+def _pushes(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if not ids:
+        return out
+    stmt = select(GoalPush).where(PUSH.c.goal_id.in_(ids)).order_by(
+        PUSH.c.goal_id, PUSH.c.connection_id)
+    for push in session.execute(stmt).scalars():
+        out[push.goal_id].append({
+            "connection_id": push.connection_id, "status": push.status,
+            "remote_id": push.remote_id, "pushed_at": push.pushed_at, "error": push.error})
+    return out
+
+
+# ---- leaderboard (core.metrics summary: goal and attainment) -------------------------------
+
+@dataclass(frozen=True)
+class GoalTargets:
+    """Bookings goals whose period lies inside a summary's [start, end] (DESIGN.md §5)."""
+
+    by_owner: dict[str, Decimal] = field(default_factory=dict)
+    company: Decimal | None = None
+
+    def row(self, group_by: str, key: Any) -> Decimal | None:
+        """The goal of a summary row (None for group_by=connection rows)."""
+        if group_by == "owner":
+            return self.by_owner.get(key) if key is not None else None
+        if group_by == "none":
+            return self.total()
+        return None
+
+    def total(self) -> Decimal | None:
+        """Company-wide goals when there are any, else the sum of the owners' goals."""
+        if self.company is not None:
+            return self.company
+        return sum(self.by_owner.values(), Decimal(0)) if self.by_owner else None
+
+
+def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
+    """Sum of target per owner (None: company-wide) of live bookings goals in [start, end]."""
+    stmt = (select(GOAL.c.owner_email, type_coerce(func.sum(GOAL.c.target), Money))
+            .where(GOAL.c.deleted_at.is_(None), GOAL.c.metric == "bookings",
+                   GOAL.c.period_start >= start, GOAL.c.period_end <= end)
+            .group_by(GOAL.c.owner_email))
+    by_owner: dict[str, Decimal] = {}
+    company = None
+    for owner, total in session.execute(stmt):
+        if owner is None:
+            company = total
+        else:
+            by_owner[owner] = total
+    return GoalTargets(by_owner, company)
+
+
+# ---- CSV import -------------------------------------------------------------------------
+
+def import_goals(session: Session, text: str, settings: Settings) -> dict[str, Any]:
+    """Create or update the goals of a CSV file (columns IMPORT_COLUMNS, optional currency).
+
+    Every row is checked before anything is written; any bad row raises ImportInvalid
+    listing every bad row by its line number (the header is line 1). A row whose owner,
+    metric and period match a live goal updates that goal's target.
+    """
+    parsed, errors = _parse_csv(text)
+    owners = known_owners(session, (normalize_owner(r.owner_email) for _, r in parsed))
+    reporting = reporting_currency(session, settings)
+    seen: dict[str, int] = {}
+    clean_rows: list[GoalInput] = []
+    for line, data in parsed:
+        problems, clean = _check(data, owners, reporting)
+        errors += [{"line": line, **p} for p in problems]
+        key = _live_key(clean)
+        if not problems and key in seen:
+            errors.append({"line": line, "field": "period_start",
+                           "message": f"repeats the owner, metric and period of line "
+                                      f"{seen[key]}"})
+        seen.setdefault(key, line)
+        clean_rows.append(clean)
+    if errors:
+        raise ImportInvalid(sorted(errors, key=lambda e: e["line"]))
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    ids = []
+    for clean in clean_rows:
+        existing = _live(session, _live_key(clean))
+        if existing is None:
+            goal = create_goal(session, clean, settings)
+            counts["created"] += 1
+        elif existing.target == clean.target and existing.currency == clean.currency:
+            goal = existing
+            counts["unchanged"] += 1
+        else:
+            goal = update_goal(session, int(existing.id or 0),
+                               {"target": clean.target, "currency": clean.currency}, settings)
+            counts["updated"] += 1
+        ids.append(int(goal.id or 0))
+    return {**counts, "goal_ids": ids}
+
+
+def _parse_csv(text: str) -> tuple[list[tuple[int, GoalInput]], list[dict[str, Any]]]:
+    """(line, input) of every well-formed row, and the errors of the others."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        return [], [{"line": 1, "field": "header", "message": "the file is empty; its first "
+                     f"line must name the columns {', '.join(IMPORT_COLUMNS)}"}]
+    except csv.Error as exc:
+        return [], [{"line": 1, "field": "header", "message": f"not CSV ({exc})"}]
+    missing = [c for c in IMPORT_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in IMPORT_COLUMNS + OPTIONAL_COLUMNS]
+    if missing or unknown or len(set(header)) != len(header):
+        parts = [f"missing {', '.join(missing)}" if missing else "",
+                 f"unknown {', '.join(unknown)}" if unknown else "",
+                 "a repeated column" if len(set(header)) != len(header) else ""]
+        return [], [{"line": 1, "field": "header", "message": "; ".join(p for p in parts if p)
+                     + f" (columns: {', '.join(IMPORT_COLUMNS + OPTIONAL_COLUMNS)})"}]
+    rows: list[tuple[int, GoalInput]] = []
+    errors: list[dict[str, Any]] = []
+    line = reader.line_num + 1
+    try:
+        for record in reader:
+            start_line, line = line, reader.line_num + 1
+            if not any(v.strip() for v in record):
+                continue
+            if len(rows) + len(errors) >= MAX_IMPORT_ROWS:
+                errors.append({"line": start_line, "field": "file",
+                               "message": f"at most {MAX_IMPORT_ROWS} rows per file"})
+                break
+            item, problems = _row(header, record)
+            if item is None:
+                errors += [{"line": start_line, **p} for p in problems]
+            else:
+                rows.append((start_line, item))
+    except csv.Error as exc:
+        errors.append({"line": line, "field": "file", "message": f"not CSV ({exc})"})
+    return rows, errors
+
+
+def _row(header: list[str], record: list[str]) -> tuple[GoalInput | None, Details]:
+    if len(record) != len(header):
+        return None, [{"field": "row", "message": f"has {len(record)} values; the header "
+                       f"names {len(header)} columns"}]
+    values = {name: value.strip() for name, value in zip(header, record, strict=True)}
+    problems: Details = []
+    days: dict[str, date] = {}
+    for name in ("period_start", "period_end"):
+        try:
+            days[name] = date.fromisoformat(values[name])
+        except ValueError:
+            problems.append({"field": name, "message": "must be a date (YYYY-MM-DD)"})
+    try:
+        target = Decimal(values["target"].replace(",", "").replace("_", ""))
+    except InvalidOperation:
+        problems.append({"field": "target", "message": "must be a number"})
+        target = Decimal(0)
+    if problems:
+        return None, problems
+    return GoalInput(values["owner_email"] or None, values["metric"], days["period_start"],
+                     days["period_end"], target, values.get("currency") or None), []
+
+
+# ---- push orchestration -----------------------------------------------------------------
+
+def goal_key(goal_id: int) -> str:
+    """The goal's stable key in the CRMs (Zoho: Goal_Key): edits update the same record."""
+    return f"crmsync-goal-{goal_id}"
+
+
+def content_hash(goal: GoalOut) -> str:
+    parts = (goal.key, goal.owner_remote_id, goal.owner_name, goal.metric,
+             goal.period_start.isoformat(), goal.period_end.isoformat(),
+             format(goal.target.normalize(), "f"), goal.currency)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+@dataclass
+class PushPlan:
+    """What to do on one connection: send `goals`, delete `deletions`; `decided` needs no call."""
+
+    connection_id: int
+    goals: list[GoalOut] = field(default_factory=list)
+    deletions: list[GoalDeletion] = field(default_factory=list)
+    decided: list[PushResult] = field(default_factory=list)
+    hashes: dict[int, str] = field(default_factory=dict)
+
+
+def plan_push(session: Session, connection_id: int) -> PushPlan:
+    """Live goals that are new or changed since their last successful push to this
+    connection (or pushed before the connection was edited); goals whose owner is no user
+    there are skipped with that reason; copies of deleted goals are to be deleted."""
+    plan = PushPlan(connection_id)
+    connection = session.get(Connection, connection_id)
+    edited = connection.updated_at if connection else None  # may point at another org now
+    users: dict[str, tuple[str, str]] = {}
+    stmt = (select(USER.c.email, USER.c.remote_id, USER.c.name, USER.c.active)
+            .where(USER.c.connection_id == connection_id, USER.c.deleted_at.is_(None),
+                   USER.c.email.is_not(None))
+            .order_by(USER.c.active, USER.c.id))  # an active user wins over an inactive one
+    for email, remote_id, name, _active in session.execute(stmt):
+        users[str(email)] = (str(remote_id), str(name or email))
+    pushes = {p.goal_id: p for p in session.execute(
+        select(GoalPush).where(PUSH.c.connection_id == connection_id)).scalars()}
+    live = session.execute(select(Goal).where(GOAL.c.deleted_at.is_(None))
+                           .order_by(GOAL.c.id)).scalars()
+    for goal in live:
+        gid = int(goal.id or 0)
+        previous = pushes.get(gid)
+        if goal.owner_email is not None and goal.owner_email not in users:
+            if previous is not None and previous.remote_id and previous.status in (
+                    "inserted", "updated", "unchanged"):  # reassigned: its old record goes
+                plan.deletions.append(GoalDeletion(gid, goal_key(gid), previous.remote_id))
+            else:
+                plan.decided.append(PushResult(
+                    gid, "skipped", previous.remote_id if previous else None,
+                    f"{goal.owner_email} is not a user of this CRM"))
+            continue
+        remote_id, name = users.get(goal.owner_email or "", (None, None))
+        out = GoalOut(gid, goal_key(gid), goal.owner_email, remote_id, name, goal.metric,
+                      goal.period_start, goal.period_end, goal.target, goal.currency)
+        digest = content_hash(out)
+        if previous is not None and previous.pushed_hash == digest and previous.status in (
+                "inserted", "updated", "unchanged") and _after(previous.pushed_at, edited):
+            plan.decided.append(PushResult(gid, "unchanged", previous.remote_id))
+            continue
+        plan.goals.append(out)
+        plan.hashes[gid] = digest
+    gone = (select(GoalPush).join(Goal, GOAL.c.id == PUSH.c.goal_id)
+            .where(PUSH.c.connection_id == connection_id, GOAL.c.deleted_at.is_not(None),
+                   PUSH.c.remote_id.is_not(None), PUSH.c.status != "deleted")
+            .order_by(PUSH.c.goal_id))
+    for push in session.execute(gone).scalars():
+        plan.deletions.append(GoalDeletion(push.goal_id, goal_key(push.goal_id),
+                                           str(push.remote_id)))
+    return plan
+
+
+def _after(pushed_at: Any, edited: Any) -> bool:
+    return pushed_at is not None and (edited is None or pushed_at >= edited)
+
+
+def failed(plan: PushPlan, message: str) -> list[PushResult]:
+    """Every call of the plan failed with `message` (module missing, auth, ...)."""
+    ids = [g.goal_id for g in plan.goals] + [d.goal_id for d in plan.deletions]
+    return [PushResult(gid, "error", None, message) for gid in ids]
+
+
+def record_push(session: Session, plan: PushPlan,
+                results: Sequence[PushResult]) -> list[dict[str, Any]]:
+    """Store each goal's outcome on the plan's connection; the per-goal results as dicts."""
+    now = utcnow()
+    by_goal = {r.goal_id: r for r in results}
+    expected = [g.goal_id for g in plan.goals] + [d.goal_id for d in plan.deletions]
+    outcome = list(plan.decided)
+    outcome += [by_goal.get(gid) or PushResult(gid, "error", None, "the CRM returned no "
+                                               "result for this goal") for gid in expected]
+    out = []
+    for result in outcome:
+        push = session.get(GoalPush, (result.goal_id, plan.connection_id)) or GoalPush(
+            goal_id=result.goal_id, connection_id=plan.connection_id, status=result.status)
+        push.status, push.error = result.status, result.error
+        if result.status in ("inserted", "updated"):
+            push.remote_id = result.remote_id or push.remote_id
+            push.pushed_hash, push.pushed_at = plan.hashes.get(result.goal_id), now
+        elif result.status == "deleted":
+            push.pushed_hash, push.pushed_at = None, now
+        elif result.status != "unchanged":  # skipped, error: send again next time
+            push.pushed_hash = None
+        session.add(push)
+        out.append({"goal_id": result.goal_id, "connection_id": plan.connection_id,
+                    "status": result.status, "remote_id": push.remote_id,
+                    "error": result.error})
+    session.flush()
+    return sorted(out, key=lambda r: r["goal_id"])

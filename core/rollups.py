@@ -1,0 +1,277 @@
+"""Monthly rollups of deals and accounts, so metrics over long ranges read thousands of
+pre-aggregated rows instead of a million deals (issue M2's latency target).
+
+What is stored (core.models): deal_month holds, per calendar month of close_date,
+connection, owner, status and (for open deals) probability, the count, the exact sum of
+amount_home, the summed sales-cycle days and max(owner_name) of the live deals;
+account_month the live accounts per month of created_date, connection and owner.
+
+Exactness: a month's rollup is used only while it is *clean*: rollup_month has the month
+(it was built) and rollup_dirty has no entry for it. Every write of core.store appends
+the months it touches to rollup_dirty in the writer's own transaction (old and new
+months; append-only, so writers never wait on each other or on a refresh). Metrics read
+clean months from the rollups and everything else (edge days of a range, dirty months)
+from the deals themselves, so a number is always the definition's, rollups or not.
+Rows written around core.store (tests loading data directly) are never in a built
+month unless refresh() runs afterwards.
+
+refresh() rebuilds the dirty months (every month the first time, or after the store's
+time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
+after each sync. On PostgreSQL it runs in one REPEATABLE READ transaction that first
+locks rollup_month against other refreshes: what it reads and the dirty entries it
+deletes belong to one snapshot, so a write committed meanwhile keeps its dirty entry and
+its month stays dirty until the next refresh. SQLite has one writer at a time.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Insert,
+    Integer,
+    Select,
+    Table,
+    and_,
+    case,
+    cast,
+    delete,
+    extract,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    type_coerce,
+    union,
+)
+from sqlmodel import Session
+
+from core.localdates import date_diff
+from core.models import Account, AccountMonth, Deal, DealMonth, RollupDirty, RollupMonth, StoreMeta
+from core.types import Money, utcnow
+
+BUILT_KEY = "rollups_built"
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+DEAL, ACCOUNT, DEAL_MONTH, ACCOUNT_MONTH = (
+    _table(m) for m in (Deal, Account, DealMonth, AccountMonth))
+ROLLUP_MONTH, ROLLUP_DIRTY, META = (_table(m) for m in (RollupMonth, RollupDirty, StoreMeta))
+# The date each rollup is keyed by.
+DATE_COLUMN = {"deal": DEAL.c.close_date, "account": ACCOUNT.c.created_date}
+
+
+# -- months ---------------------------------------------------------------------------
+
+def month_number(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """year x 12 + month - 1 of a date column, in SQL both databases share."""
+    return (cast(extract("year", column), Integer) * 12
+            + cast(extract("month", column), Integer) - 1)
+
+
+def month_of(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def month_first(number: int) -> date:
+    return date(number // 12, number % 12 + 1, 1)
+
+
+def month_last(number: int) -> date:
+    if number // 12 == 9999 and number % 12 == 11:
+        return date.max
+    return month_first(number + 1) - timedelta(days=1)
+
+
+def full_months(start: date, end: date) -> range:
+    """The months that lie entirely inside [start, end]."""
+    first = month_of(start) + (start.day != 1)
+    last = month_of(end) - (end != month_last(month_of(end)))
+    return range(first, last + 1)
+
+
+def date_ranges(start: date, end: date, months: Sequence[int]) -> list[tuple[date, date]]:
+    """[start, end] without the (sorted, full) months given, as date ranges."""
+    ranges: list[tuple[date, date]] = []
+    cursor = start
+    for number in months:
+        first = month_first(number)
+        if cursor < first:
+            ranges.append((cursor, first - timedelta(days=1)))
+        if month_last(number) == date.max:
+            return ranges
+        cursor = month_last(number) + timedelta(days=1)
+    if cursor <= end:
+        ranges.append((cursor, end))
+    return ranges
+
+
+def in_ranges(column: ColumnElement[Any],
+              ranges: Sequence[tuple[date, date]]) -> ColumnElement[bool]:
+    return or_(*(column.between(a, b) for a, b in ranges))
+
+
+def clean_months(session: Session, months: range) -> list[int]:
+    """The months of `months` whose rollups are built and not dirty, ascending."""
+    if not months:
+        return []
+    dirty = select(ROLLUP_DIRTY.c.month).where(ROLLUP_DIRTY.c.month.between(
+        months.start, months.stop - 1))
+    stmt = (select(ROLLUP_MONTH.c.month)
+            .where(ROLLUP_MONTH.c.month.between(months.start, months.stop - 1),
+                   ROLLUP_MONTH.c.month.not_in(dirty))
+            .order_by(ROLLUP_MONTH.c.month))
+    return list(session.scalars(stmt))
+
+
+# -- writers mark what they touch (core.store calls these in its transaction) ---------
+
+def dirty_marks(months: Select[Any]) -> Insert:
+    """INSERT INTO rollup_dirty the months a one-column select yields (nulls ignored)."""
+    sub = months.subquery()
+    column = sub.c[0]
+    return insert(ROLLUP_DIRTY).from_select(
+        ["month"], select(column).where(column.is_not(None)).distinct())
+
+
+def page_marks(model: type[Any], load: Table) -> Insert | None:
+    """The dirty marks of a page about to be merged from `load` (None for tables without
+    rollups): the months of the stored rows it replaces, and its own. core.store runs it
+    before the merge, or with it in one statement (so it sees the rows as they were)."""
+    kind = _kind(model)
+    if kind is None:
+        return None
+    table = _table(model)
+    column = DATE_COLUMN[kind].name
+    old = (select(month_number(table.c[column]).label("m"))
+           .join_from(load, table, and_(table.c.connection_id == load.c.connection_id,
+                                        table.c.remote_id == load.c.remote_id)))
+    new = select(month_number(load.c[column]).label("m"))
+    return dirty_marks(union(old, new))  # type: ignore[arg-type]
+
+
+def mark_rows(session: Session, model: type[Any], *where: ColumnElement[bool]) -> None:
+    """The months of the stored rows matching `where` (about to be tombstoned)."""
+    kind = _kind(model)
+    if kind is not None:
+        table = _table(model)
+        session.execute(dirty_marks(
+            select(month_number(table.c[DATE_COLUMN[kind].name])).where(*where)))
+
+
+def _kind(model: type[Any]) -> str | None:
+    return "deal" if model is Deal else "account" if model is Account else None
+
+
+def invalidate(session: Session) -> None:
+    """Every rollup is stale (the created dates were recomputed): the next refresh
+    rebuilds them all; until then metrics read the deals."""
+    session.execute(delete(ROLLUP_MONTH))
+    session.execute(delete(META).where(META.c.key == BUILT_KEY))
+
+
+# -- refresh ---------------------------------------------------------------------------
+
+def refresh(engine: Engine) -> int:
+    """Rebuild dirty (or never built) months; returns how many months it rebuilt."""
+    postgres = engine.dialect.name == "postgresql"
+    if postgres:
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    with Session(engine) as session:
+        if postgres:  # before the snapshot is taken (first query): one refresh at a time
+            session.execute(text("LOCK TABLE rollup_month IN SHARE ROW EXCLUSIVE MODE"))
+        built = session.get(StoreMeta, BUILT_KEY) is not None
+        if built:
+            months = sorted(set(session.scalars(select(ROLLUP_DIRTY.c.month).distinct())))
+            if not months:
+                return 0
+        else:
+            months = _data_span(session)
+        _rebuild(session, months)
+        if not built:
+            session.add(StoreMeta(key=BUILT_KEY, value=utcnow().isoformat()))
+        session.commit()
+        return len(months)
+
+
+def _data_span(session: Session) -> list[int]:
+    """Every month from the first to the last one holding a deal or an account."""
+    lows, highs = [], []
+    for column in DATE_COLUMN.values():
+        low, high = session.execute(select(func.min(column), func.max(column))).one()
+        if low is not None:
+            lows.append(low)
+            highs.append(high)
+    if not lows:
+        return []
+    return list(range(month_of(min(lows)), month_of(max(highs)) + 1))
+
+
+def _rebuild(session: Session, months: list[int]) -> None:
+    for chunk in _chunks(months, 240):
+        ranges = _month_ranges(chunk)
+        session.execute(delete(DEAL_MONTH).where(DEAL_MONTH.c.month.in_(chunk)))
+        session.execute(delete(ACCOUNT_MONTH).where(ACCOUNT_MONTH.c.month.in_(chunk)))
+        session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
+        session.execute(delete(ROLLUP_DIRTY).where(ROLLUP_DIRTY.c.month.in_(chunk)))
+        session.execute(_deal_rollup(session, ranges))
+        session.execute(_account_rollup(ranges))
+        now = utcnow()
+        session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now} for m in chunk])
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _month_ranges(months: list[int]) -> list[tuple[date, date]]:
+    """Sorted months as the fewest date ranges (consecutive months merge)."""
+    ranges: list[tuple[date, date]] = []
+    for number in months:
+        first, last = month_first(number), month_last(number)
+        if ranges and ranges[-1][1] + timedelta(days=1) == first:
+            ranges[-1] = (ranges[-1][0], last)
+        else:
+            ranges.append((first, last))
+    return ranges
+
+
+def _deal_rollup(session: Session, ranges: list[tuple[date, date]]) -> Any:
+    timed = DEAL.c.created_date.is_not(None)
+    days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
+    probability = case((DEAL.c.status == "open", DEAL.c.probability))
+    month = month_number(DEAL.c.close_date)
+    rows = (
+        select(month.label("month"), DEAL.c.connection_id, DEAL.c.owner_email,
+               DEAL.c.status, probability.label("probability"),
+               func.max(DEAL.c.owner_name), func.count(),
+               type_coerce(func.sum(DEAL.c.amount_home), Money),
+               func.coalesce(func.sum(case((timed, days))), 0),
+               func.sum(case((timed, 1), else_=0)))
+        .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges))
+        .group_by(month, DEAL.c.connection_id, DEAL.c.owner_email, DEAL.c.status, probability)
+    )
+    return insert(DEAL_MONTH).from_select(
+        ["month", "connection_id", "owner_email", "status", "probability", "owner_name",
+         "deals", "amount", "cycle_days", "cycle_deals"], rows)
+
+
+def _account_rollup(ranges: list[tuple[date, date]]) -> Any:
+    month = month_number(ACCOUNT.c.created_date)
+    rows = (
+        select(month.label("month"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_email,
+               func.max(ACCOUNT.c.owner_name), func.count())
+        .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges))
+        .group_by(month, ACCOUNT.c.connection_id, ACCOUNT.c.owner_email)
+    )
+    return insert(ACCOUNT_MONTH).from_select(
+        ["month", "connection_id", "owner_email", "owner_name", "accounts"], rows)
+

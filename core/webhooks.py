@@ -1,0 +1,248 @@
+"""Webhook events and CRM notification channels in the store (DESIGN.md sections 3 and 7).
+
+Intake stores each verified event once per (connection, dedupe key), before the HTTP
+answer. A job claims pending events (a lease, so two workers never take the same
+event), applies what they stand for and marks them processed in one transaction.
+Functions take the caller's session and never commit.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from core import store
+from core.models import SYNCED_TABLES, NotificationChannel, SyncRun, WebhookEvent
+from core.records import Page
+from core.security import SecretBox
+from core.types import utcnow
+
+MAX_BODY = 1024 * 1024  # 1 MB: larger callbacks are refused with 413
+LEASE = timedelta(minutes=5)  # a claimed event is taken again after this (its worker died)
+MAX_ATTEMPTS = 5  # then the event is marked failed and left for a person to look at
+BATCH = 500
+_LOCK_SPACE = 0x5EB0 << 32  # pg_advisory_xact_lock keys of webhook batches
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def store_events(
+    session: Session, *, connection_id: int, provider: str,
+    events: Sequence[tuple[str, dict[str, Any]]], now: datetime | None = None,
+) -> int:
+    """Insert events, skipping dedupe keys the connection already has; returns how many are new."""
+    if not events:
+        return 0
+    now = now or utcnow()
+    rows = [{"connection_id": connection_id, "provider": provider, "dedupe_key": key,
+             "payload": payload, "status": "received", "attempts": 0, "received_at": now}
+            for key, payload in dict(events).items()]
+    table = _table(WebhookEvent)
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    stmt = insert.values(rows).on_conflict_do_nothing(
+        index_elements=["connection_id", "dedupe_key"]).returning(table.c.id)
+    return len(session.execute(stmt).all())
+
+
+DELIVERIES = "_deliveries"  # payload key: fingerprints of the deliveries of an event
+MAX_DELIVERIES = 50  # kept per event (a vendor retries a few times)
+
+
+def store_delivery(
+    session: Session, *, connection_id: int, provider: str,
+    events: Sequence[tuple[str, dict[str, Any]]], delivery: str, now: datetime | None = None,
+) -> bool:
+    """Store the events of one fingerprinted delivery (a vendor that retries with a fresh
+    signature). False, storing nothing, when this delivery was stored before (a replay);
+    a new delivery of a stored event only adds its fingerprint to that event."""
+    table = _table(WebhookEvent)
+    keys = [key for key, _ in events]
+    stmt = (select(table.c.id, table.c.dedupe_key, table.c.payload)
+            .where(table.c.connection_id == connection_id, table.c.dedupe_key.in_(keys))
+            .order_by(table.c.id).with_for_update())
+    stored = list(session.execute(stmt))
+    if any(delivery in (row.payload or {}).get(DELIVERIES, []) for row in stored):
+        return False
+    for row in stored:
+        seen = [*(row.payload or {}).get(DELIVERIES, []), delivery][-MAX_DELIVERIES:]
+        session.execute(update(table).where(table.c.id == row.id).values(
+            payload={**(row.payload or {}), DELIVERIES: seen}))
+    known = {row.dedupe_key for row in stored}
+    store_events(session, connection_id=connection_id, provider=provider, now=now,
+                 events=[(key, {**payload, DELIVERIES: [delivery]})
+                         for key, payload in events if key not in known])
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    payload: dict[str, Any]
+
+
+def claim(session: Session, *, connection_id: int, limit: int = BATCH,
+          now: datetime | None = None) -> list[Claimed]:
+    """Take up to `limit` pending events of a connection, oldest first (attempts + 1).
+
+    PostgreSQL skips rows another transaction is claiming (FOR UPDATE SKIP LOCKED);
+    SQLite serializes writers anyway."""
+    now = now or utcnow()
+    table = _table(WebhookEvent)
+    pending = (
+        select(table.c.id)
+        .where(table.c.connection_id == connection_id, table.c.status == "received",
+               or_(table.c.claimed_at.is_(None), table.c.claimed_at < now - LEASE))
+        .order_by(table.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (update(table).where(table.c.id.in_(pending.scalar_subquery()))
+            .values(claimed_at=now, attempts=table.c.attempts + 1)
+            .returning(table.c.id, table.c.payload))
+    rows = sorted(session.execute(stmt).all())
+    return [Claimed(int(row.id), dict(row.payload or {})) for row in rows]
+
+
+def pending_connections(session: Session, *, now: datetime | None = None) -> list[int]:
+    """Connections with events waiting (not claimed, or their lease ran out)."""
+    now = now or utcnow()
+    table = _table(WebhookEvent)
+    stmt = select(table.c.connection_id).distinct().where(
+        table.c.status == "received",
+        or_(table.c.claimed_at.is_(None), table.c.claimed_at < now - LEASE))
+    return sorted(int(c) for c in session.scalars(stmt))
+
+
+def apply_changes(session: Session, *, connection_id: int,
+                  changes: Sequence[tuple[str, Page]]) -> dict[str, dict[str, int]]:
+    """Write re-read records and tombstones; a record older than the stored one is skipped,
+    so a late, stale notification never rolls a record back."""
+    if session.get_bind().dialect.name == "postgresql":  # one batch per connection at a time
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": _LOCK_SPACE + connection_id})
+    counts: dict[str, dict[str, int]] = {}
+    for stream, page in changes:
+        entry = counts.setdefault(stream, {"fetched": 0, "upserted": 0, "deleted": 0})
+        entry["fetched"] += len(page.records) + len(page.deletions)
+        records = _not_older(session, stream, connection_id, page.records)
+        entry["upserted"] += store.upsert_records(
+            session, stream=stream, connection_id=connection_id, records=records)
+        entry["deleted"] += store.apply_deletions(
+            session, connection_id=connection_id, deletions=page.deletions)
+    return counts
+
+
+def _not_older(session: Session, stream: str, connection_id: int,
+               records: Sequence[Any]) -> list[Any]:
+    if not records or stream not in SYNCED_TABLES:
+        return list(records)
+    table = _table(SYNCED_TABLES[stream])
+    stmt = (select(table.c.remote_id, table.c.remote_modified_at)
+            .where(table.c.connection_id == connection_id,
+                   table.c.remote_id.in_([r.remote_id for r in records]))
+            .order_by(table.c.remote_id)
+            .with_for_update())  # PostgreSQL: concurrent jobs on one row take turns
+    stored = {row.remote_id: row.remote_modified_at for row in session.execute(stmt)}
+    return [r for r in records
+            if stored.get(r.remote_id) is None or r.remote_modified_at is None
+            or r.remote_modified_at >= stored[r.remote_id]]
+
+
+def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> None:
+    table = _table(WebhookEvent)
+    session.execute(update(table).where(table.c.id.in_(ids)).values(
+        status="processed", processed_at=now or utcnow(), error=None, claimed_at=None))
+
+
+def release(session: Session, ids: Sequence[int], error: str) -> None:
+    """After a failed attempt: pending again, or failed for good after MAX_ATTEMPTS."""
+    table = _table(WebhookEvent)
+    base = update(table).where(table.c.id.in_(ids))
+    session.execute(base.where(table.c.attempts >= MAX_ATTEMPTS).values(
+        status="failed", error=error, claimed_at=None))
+    session.execute(base.where(table.c.attempts < MAX_ATTEMPTS).values(
+        error=error, claimed_at=None))
+
+
+def record_run(session: Session, *, connection_id: int, started_at: datetime,
+               counts: dict[str, Any], api_calls: int, error: str | None = None) -> int:
+    """A finished sync_run of mode webhook for one processed batch."""
+    run = SyncRun(connection_id=connection_id, mode="webhook",
+                  status="failed" if error else "succeeded", started_at=started_at,
+                  finished_at=utcnow(), counts=counts, api_calls=api_calls, error=error)
+    session.add(run)
+    session.flush()
+    return int(run.id or 0)
+
+
+# ---- notification channels --------------------------------------------------------------------
+
+
+def channel_tokens(session: Session, box: SecretBox, *, connection_id: int) -> dict[str, str]:
+    """channel_id -> token of a connection's channels (decrypted), for verifying callbacks."""
+    table = _table(NotificationChannel)
+    rows = session.execute(select(table.c.channel_id, table.c.token_encrypted)
+                           .where(table.c.connection_id == connection_id))
+    return {row.channel_id: str(box.open(row.token_encrypted).get("token", "")) for row in rows}
+
+
+def channels_of(session: Session, *, connection_id: int) -> list[NotificationChannel]:
+    table = _table(NotificationChannel)
+    stmt = select(NotificationChannel).where(table.c.connection_id == connection_id)
+    return list(session.scalars(stmt))
+
+
+def save_channel(
+    session: Session, box: SecretBox, *, connection_id: int, channel_id: str, token: str,
+    events: Sequence[str], notify_url: str, expires_at: datetime,
+) -> NotificationChannel:
+    """Add or update a channel; the token is sealed with the SecretBox."""
+    table = _table(NotificationChannel)
+    channel = session.scalars(select(NotificationChannel).where(
+        table.c.connection_id == connection_id, table.c.channel_id == channel_id)).first()
+    now = utcnow()
+    if channel is None:
+        channel = NotificationChannel(connection_id=connection_id, channel_id=channel_id,
+                                      token_encrypted="", notify_url=notify_url,
+                                      expires_at=expires_at, created_at=now)
+    channel.token_encrypted = box.seal({"token": token})
+    channel.events, channel.notify_url = list(events), notify_url
+    channel.expires_at, channel.renewed_at = expires_at, now
+    session.add(channel)
+    session.flush()
+    return channel
+
+
+def delete_channel(session: Session, *, connection_id: int, channel_id: str) -> None:
+    table = _table(NotificationChannel)
+    session.execute(table.delete().where(table.c.connection_id == connection_id,
+                                         table.c.channel_id == channel_id))
+
+
+__all__ = [
+    "BATCH",
+    "LEASE",
+    "MAX_ATTEMPTS",
+    "MAX_BODY",
+    "Claimed",
+    "apply_changes",
+    "channel_tokens",
+    "channels_of",
+    "claim",
+    "delete_channel",
+    "mark_processed",
+    "pending_connections",
+    "record_run",
+    "release",
+    "save_channel",
+    "store_delivery",
+    "store_events",
+]

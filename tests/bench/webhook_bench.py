@@ -1,0 +1,231 @@
+"""Webhook intake benchmark (issue M5): Zoho notifications into the API under uvicorn.
+
+Run: python -m tests.bench.webhook_bench [--events 10000] [--concurrency 32]
+
+Starts, each in its own process: the Zoho sandbox, the API under uvicorn (PostgreSQL,
+jobs queued on Redis) and an arq worker (`crmsync worker`) that processes the events
+while they arrive. This process then POSTs `--events` documented notification bodies
+(5% of them redelivered twice) from `--concurrency` connections and prints events
+accepted and persisted per second, latency percentiles, and how long the worker needed
+to process them all. Target: at least 1,000 events/s with p99 under 100 ms.
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+from sqlalchemy import func, select, text
+
+from tests.bench.common import fresh_database
+
+TOKEN = "bench-token-" + "x" * 30
+CHANNEL = "1000000099001"
+# Database 0: the tests' Redis fixture flushes databases 1-15 (that would drop queued jobs).
+REDIS_URL = os.environ.get("CRMSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not start")
+
+
+def serve_api(port: int) -> None:
+    """Child process: the API under uvicorn, settings from the environment."""
+    import uvicorn
+
+    from api.app import create_app
+    from core.config import get_settings
+
+    uvicorn.run(create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False)
+
+
+def prepare(db_url: str, sandbox_url: str, key: str) -> int:
+    from connectors.zoho import auth as zoho_auth
+    from core import webhooks
+    from core.db import make_engine, session_scope
+    from core.models import Connection
+    from core.security import SecretBox
+    from tests.integration.zoho_helpers import SANDBOX_SECRETS
+
+    zoho_auth._CACHE.clear()
+    box, engine = SecretBox(key), make_engine(db_url)
+    with session_scope(engine) as session:
+        connection = Connection(  # synced just now: no scheduled sync during the bench
+            provider="zoho", name="bench", last_synced_at=datetime.now(UTC),
+            config={"accounts_url": sandbox_url, "sync_interval_minutes": 1440},
+            secrets_encrypted=box.seal(SANDBOX_SECRETS))
+        session.add(connection)
+        session.flush()
+        connection_id = int(connection.id or 0)
+        webhooks.save_channel(session, box, connection_id=connection_id, channel_id=CHANNEL,
+                              token=TOKEN, events=["Deals.all"], notify_url="http://bench",
+                              expires_at=datetime.now(UTC) + timedelta(days=7))
+    engine.dispose()
+    return connection_id
+
+
+def bodies(n: int, deal_ids: list[str]) -> list[bytes]:
+    import orjson
+
+    rng = random.Random(1)
+    base = int(time.time() * 1000)
+    out = []
+    for i in range(n):
+        ids = rng.sample(deal_ids, rng.choice((1, 1, 1, 2, 5)))
+        operation = "delete" if i % 50 == 0 else "update"
+        out.append(orjson.dumps({
+            "server_time": base + i, "query_params": {}, "module": "Deals",
+            "resource_uri": "https://www.zohoapis.com/crm/v2/Deals", "ids": ids,
+            "affected_fields": [], "operation": operation, "channel_id": CHANNEL,
+            "token": TOKEN}))
+    dupes = [out[i] for i in rng.sample(range(n), n // 20)]  # redeliveries
+    return out + dupes
+
+
+async def fire(url: str, payloads: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+    """POST every payload over `concurrency` keep-alive connections; (wall s, latencies).
+
+    A minimal HTTP/1.1 client on asyncio streams: httpx costs the load generator more CPU
+    per request than the API spends, on the same two cores."""
+    target = httpx.URL(url)
+    latencies: list[float] = []
+    todo = list(reversed(payloads))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        head = (f"POST {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}\r\n"
+                "Content-Type: application/json\r\nContent-Length: ")
+        while todo:
+            body = todo.pop()
+            started = time.perf_counter()
+            writer.write(f"{head}{len(body)}\r\n\r\n".encode() + body)
+            status = (await reader.readline()).split(b" ", 2)[1]
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            answer = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if status != b"200":
+                raise RuntimeError(f"HTTP {status.decode()}: {answer.decode()}")
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(q * 10) - 1] * 1000
+
+
+def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
+    from connectors.sandbox.dataset import generate_company
+    from connectors.sandbox.server import free_port
+    from core.db import make_engine
+    from core.models import WebhookEvent
+
+    db_url = fresh_database("postgresql", "crmsync_webhook_bench")
+    key = Fernet.generate_key().decode()
+    sandbox_port, api_port = free_port(), free_port()
+    env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": REDIS_URL,
+           "CRMSYNC_SECRET_KEY": key, "CRMSYNC_LOG_LEVEL": "WARNING"}
+    procs = [subprocess.Popen([sys.executable, "-m", "api.cli", "sandbox", "zoho", "--port",
+                               str(sandbox_port), "--deals", str(deals), "--seed", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        wait_for(f"{sandbox_url}/_sandbox/stats", procs[0])
+        connection_id = prepare(db_url, sandbox_url, key)
+        procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
+                                       "--serve-api", str(api_port)], env=env))
+        log = open(os.environ.get("CRMSYNC_BENCH_WORKER_LOG", os.devnull), "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env,
+                                      stdout=log, stderr=log))
+        wait_for(f"http://127.0.0.1:{api_port}/health", procs[1])
+        deal_ids = sorted(generate_company(seed=1, deals=deals).deals)
+        payloads = bodies(events, deal_ids)
+        url = f"http://127.0.0.1:{api_port}/api/v1/webhooks/zoho/{connection_id}"
+        api_cpu, own_cpu = cpu_seconds(procs[1].pid), time.process_time()
+        wall, latencies = asyncio.run(fire(url, payloads, concurrency))
+        api_cpu, own_cpu = cpu_seconds(procs[1].pid) - api_cpu, time.process_time() - own_cpu
+        engine = make_engine(db_url)
+        with engine.connect() as conn:
+            stored = conn.scalar(select(func.count()).select_from(WebhookEvent))
+        drain_started = time.perf_counter()
+        while True:
+            with engine.connect() as conn:
+                left = conn.scalar(text("SELECT count(*) FROM webhook_event "
+                                        "WHERE status = 'received'"))
+            if not left or time.perf_counter() - drain_started > 300:
+                break
+            time.sleep(0.2)
+        drain = time.perf_counter() - drain_started
+        worker_cpu = cpu_seconds(procs[2].pid)
+        with engine.connect() as conn:
+            processed = conn.scalar(text("SELECT count(*) FROM webhook_event "
+                                         "WHERE status = 'processed'"))
+            runs, calls = conn.execute(text("SELECT count(*), coalesce(sum(api_calls), 0) "
+                                            "FROM sync_run WHERE mode = 'webhook'")).one()
+        engine.dispose()
+        return {"requests": len(payloads), "unique": events, "stored": stored,
+                "processed": processed, "wall_s": wall, "accepted_per_s": len(payloads) / wall,
+                "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99),
+                "max_ms": max(latencies) * 1000, "drain_after_intake_s": drain,
+                "webhook_runs": runs, "api_calls": calls,
+                "api_cpu_ms_per_request": api_cpu * 1000 / len(payloads),
+                "worker_cpu_ms_per_event": worker_cpu * 1000 / events,
+                "load_generator_cpu_ms_per_request": own_cpu * 1000 / len(payloads),
+                "load_average_1m": os.getloadavg()[0]}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--deals", type=int, default=5_000)
+    parser.add_argument("--serve-api", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_api:
+        serve_api(args.serve_api)
+        return
+    result = run(args.events, args.concurrency, args.deals)
+    print(f"webhook intake, PostgreSQL + Redis (arq worker running), {os.cpu_count()} cores")
+    for name, value in result.items():
+        print(f"  {name:34} {value:,.1f}" if isinstance(value, float) else
+              f"  {name:34} {value:,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""`crmsync demo`: two CRMs, one team. The Zoho and Fxiaoke sandboxes share some reps (same
+emails); both are synced, those reps are one owner in the metrics, goals go into both CRMs."""
+
+import re
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from connectors.sandbox.dataset import generate_company
+from core.db import make_engine, session_scope
+from core.models import Connection, GoalPush, SyncRun, User
+from tests.api_support import running_api
+from tests.integration.test_cli import crmsync
+
+
+def test_shared_reps_keep_other_seeds_unchanged():
+    today = date(2025, 6, 1)
+    zoho = generate_company(seed=42, deals=100, today=today)
+    alone = generate_company(seed=43, deals=100, today=today)
+    names = [(r.first_name, r.last_name) for r in zoho.reps[1:4]]
+    both = generate_company(seed=43, deals=100, today=today, shared_reps=names)
+    assert [r.email for r in generate_company(seed=43, deals=100, today=today).reps] == [
+        r.email for r in alone.reps]  # no shared reps: as before
+    shared = {r.email for r in zoho.reps} & {r.email for r in both.reps}
+    assert shared == {r.email for r in zoho.reps[1:4]}
+    assert all(r.active and r.role == "Sales Rep" for r in both.reps[1:4])
+    assert len({r.email for r in both.reps}) == len(both.reps)
+    assert len(both.deals) == len(alone.deals)
+    assert both.generated_with is not None
+    assert generate_company(**both.generated_with).reps[1].email == both.reps[1].email
+
+
+async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path):
+    done = crmsync(tmp_path, "demo", "--no-serve", "--deals", "400", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Fxiaoke CRM (sandbox)" in done.stdout and "Zoho CRM (sandbox)" in done.stdout
+    assert re.search(r"connection 1: \d+ inserted.*connection 2: \d+ inserted",
+                     done.stdout.replace("\n", " "))
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'crmsync.db'}")
+    with session_scope(engine) as session:
+        connections = {c.provider: int(c.id or 0) for c in session.scalars(select(Connection))}
+        runs = {(r.connection_id, r.status) for r in session.scalars(select(SyncRun))}
+        users = list(session.scalars(select(User).where(User.deleted_at.is_(None))))  # type: ignore[union-attr]
+        pushes = list(session.scalars(select(GoalPush)))
+    assert set(connections) == {"zoho", "fxiaoke"}
+    assert runs == {(connections["zoho"], "succeeded"), (connections["fxiaoke"], "succeeded")}
+    by_email: dict[str, set[int]] = {}
+    for user in users:
+        by_email.setdefault(str(user.email), set()).add(user.connection_id)
+    in_both = sorted(e for e, ids in by_email.items() if len(ids) == 2)
+    assert len(in_both) == 3
+
+    # goals pushed into both CRMs: a record id from each vendor (Zoho: digits, Fxiaoke: hex)
+    inserted = {(p.connection_id, p.goal_id): p.remote_id for p in pushes
+                if p.status == "inserted"}
+    for provider, pattern in (("zoho", r"\d+"), ("fxiaoke", r"[0-9a-f]{24}")):
+        ids = [r for (c, _), r in inserted.items() if c == connections[provider]]
+        assert ids and all(re.fullmatch(pattern, str(r)) for r in ids), (provider, ids)
+    shared_goals = {g for (c, g) in inserted if c == connections["fxiaoke"]} & {
+        g for (c, g) in inserted if c == connections["zoho"]}
+    assert shared_goals  # the shared reps' goals went into both CRMs
+
+    async with running_api(engine) as api:
+        params = {"start": "2020-01-01", "end": "2030-12-31", "group_by": "owner"}
+        board = await api.get("/api/v1/metrics/summary", params=params)
+        assert board.status_code == 200, board.text
+        per_crm = {}
+        for provider, cid in connections.items():
+            response = await api.get("/api/v1/metrics/summary",
+                                     params={**params, "connection_id": cid})
+            assert response.status_code == 200, response.text
+            per_crm[provider] = {r["owner_email"]: r for r in response.json()["data"]}
+        rows = board.json()["data"]
+        for email in in_both:
+            [row] = [r for r in rows if r["owner_email"] == email]  # once, not per CRM
+            zoho, fx = per_crm["zoho"][email], per_crm["fxiaoke"][email]
+            assert zoho["bookings"] > 0 and fx["bookings"] > 0
+            total = Decimal(str(zoho["bookings"])) + Decimal(str(fx["bookings"]))
+            assert abs(Decimal(str(row["bookings"])) - total) <= Decimal("0.02")
+            assert row["deals_won"] == zoho["deals_won"] + fx["deals_won"]
+    engine.dispose()

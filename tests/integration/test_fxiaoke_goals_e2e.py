@@ -1,0 +1,102 @@
+"""Goals end to end into Fxiaoke: the sandbox over real HTTP, synced through the API, goals
+imported and pushed into its object_SalesGoal__c (fxiaoke.md §4), on SQLite and PostgreSQL."""
+
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.fxiaoke import auth as fx_auth
+from connectors.fxiaoke import connector as fx_connector
+from connectors.fxiaoke.sandbox import GOALS_OBJECT
+from connectors.fxiaoke.wire import day_ms
+from connectors.sandbox.dataset import generate_company
+from tests.api_support import running_api
+from tests.integration.test_fxiaoke_sync_e2e import SECRETS, serve, state_of
+
+Q = ("2025-04-01", "2025-06-30")
+
+
+@pytest.fixture(autouse=True)
+def fast_budget(monkeypatch):
+    """§6's per-interface budget on a 1 s window, so tests need not wait 20 s."""
+    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(100, 1.0))
+    fx_connector._RECENT.clear()
+    fx_auth.clear_cache()
+
+
+async def connect_and_sync(api: Any, url: str) -> int:
+    created = await api.client.post("/api/v1/connections", json={
+        "provider": "fxiaoke", "name": "fxiaoke sandbox",
+        "config": {"base_url": url, "admin_mobile": "13800130000"}, "secrets": SECRETS})
+    assert created.status_code == 201, created.text
+    connection_id = int(created.json()["id"])
+    assert (await api.client.post(f"/api/v1/connections/{connection_id}/sync",
+                                  json={"mode": "full"})).status_code == 202
+    await api.app.state.jobs.wait_idle()
+    return connection_id
+
+
+async def push(api: Any) -> dict[str, Any]:
+    response = await api.client.post("/api/v1/goals/push", json=None)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def test_import_push_again_edit_delete_reach_the_goals_object(engine):
+    company = generate_company(seed=11, deals=300, reps=5, today=date(2025, 6, 15))
+    with serve(company) as server:
+        state = state_of(server)
+        async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
+            await connect_and_sync(api, server.url)
+            reps = {r.email: r for r in company.reps if r.active}
+            lines = ["owner_email,metric,period_start,period_end,target"]
+            lines += [f"{email},bookings,{Q[0]},{Q[1]},{10_000 * (i + 1)}.5"
+                      for i, email in enumerate(sorted(reps))]
+            lines.append(f",deals_won,{Q[0]},{Q[1]},25")
+            imported = await api.client.post("/api/v1/goals/import",
+                                             content="\n".join(lines).encode(),
+                                             headers={"Content-Type": "text/csv"})
+            assert imported.status_code == 200, imported.text
+
+            first = await push(api)
+            assert {r["status"] for r in first["results"]} == {"inserted"}, first
+            goals = {g["id"]: g for g in (await api.get("/api/v1/goals")).json()["data"]}
+            rows = state.custom[GOALS_OBJECT]
+            by_key = {r["external_id__c"]: r for r in rows.values()}
+            assert len(rows) == len(by_key) == len(goals) == len(reps) + 1  # each goal once
+            for goal in goals.values():
+                crm = by_key[f"crmsync-goal-{goal['id']}"]
+                assert crm["period__c"] == day_ms(date(2025, 4, 1))
+                assert crm["period_type__c"] == "quarter" and crm["life_status"] == "normal"
+                assert crm["target_amount__c"] == f"{float(goal['target']):.2f}"
+                assert goal["push"][0]["remote_id"] == crm["_id"]
+                if goal["owner_email"]:
+                    fsuid = state.tenant.fsuid[reps[goal["owner_email"]].id]
+                    assert crm["employee__c"] == [fsuid] == crm["owner"]
+                    assert crm["metric__c"] == "bookings"
+                else:
+                    assert "employee__c" not in crm and crm["metric__c"] == "deals_won"
+            snapshot = {i: dict(r) for i, r in rows.items()}
+
+            second = await push(api)  # idempotent: nothing sent, nothing duplicated
+            assert {r["status"] for r in second["results"]} == {"unchanged"}
+            assert {i: dict(r) for i, r in rows.items()} == snapshot
+
+            edited, removed = sorted(g for g in goals if goals[g]["owner_email"])[:2]
+            assert (await api.client.patch(f"/api/v1/goals/{edited}",
+                                           json={"target": "12345.67"})).status_code == 200
+            assert (await api.client.delete(f"/api/v1/goals/{removed}")).status_code == 204
+            third = await push(api)
+            assert {r["goal_id"]: r["status"] for r in third["results"]
+                    if r["status"] != "unchanged"} == {edited: "updated", removed: "deleted"}
+            assert len(rows) == len(snapshot)  # no new record
+            edited_row = by_key[f"crmsync-goal-{edited}"]
+            assert rows[edited_row["_id"]]["target_amount__c"] == "12345.67"
+            gone = rows[by_key[f"crmsync-goal-{removed}"]["_id"]]
+            assert gone["life_status"] == "invalid"  # voided (作废), still visible
+
+            fourth = await push(api)
+            assert {r["status"] for r in fourth["results"]} == {"unchanged"}

@@ -1,0 +1,38 @@
+"""`crmsync goals ...` and the demo's goals, as a user runs them (own process, fresh directory)."""
+
+import re
+
+from tests.integration.test_cli import crmsync
+
+
+def test_demo_sets_and_pushes_goals_then_the_goals_commands(tmp_path):
+    demo = crmsync(tmp_path, "demo", "--no-serve", "--deals", "300")
+    assert demo.returncode == 0, demo.stderr
+    found = re.search(r"goals for (\S+) to (\S+): (\d+) new.*Sales_Goals: (\d+) inserted",
+                      demo.stdout.replace("\n", " "))
+    assert found is not None, demo.stdout
+    assert found.group(3) == found.group(4) != "0"  # every rep's goal reached the CRM
+    assert "leaderboard" in demo.stdout and "attainment" in demo.stdout
+
+    again = crmsync(tmp_path, "goals", "push")  # nothing changed: no CRM call is needed
+    assert again.returncode == 0, again.stderr
+    assert f"{found.group(3)} unchanged" in again.stdout
+
+    start, end = found.group(1), found.group(2)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("owner_email,metric,period_start,period_end,target\n"
+                   f"nobody@example.com,bookings,{start},{end},100\n"
+                   f",bookings,{end},{start},100\n")
+    done = crmsync(tmp_path, "goals", "import", str(bad))
+    assert done.returncode == 2
+    assert "line 2: owner_email" in done.stderr and "line 3: period_end" in done.stderr
+    assert "nothing was imported" in done.stderr
+
+    good = tmp_path / "good.csv"
+    good.write_text("owner_email,metric,period_start,period_end,target\n"
+                    f",deals_won,{start},{end},40\n")
+    done = crmsync(tmp_path, "goals", "import", str(good))
+    assert done.returncode == 0, done.stderr
+    assert "1 created, 0 updated, 0 unchanged" in done.stdout
+    missing = crmsync(tmp_path, "goals", "import", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

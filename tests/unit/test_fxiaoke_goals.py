@@ -1,0 +1,250 @@
+"""Goal push to Fxiaoke (fxiaoke.md §4): respx-faked Fxiaoke, and the sandbox goals object."""
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets
+from connectors.fxiaoke import auth as fx_auth
+from connectors.fxiaoke import connector as fx_connector
+from connectors.fxiaoke.goals import period_type, record, setup_message
+from connectors.fxiaoke.wire import day_ms
+from connectors.http import ApiClient, RetryPolicy, build_client
+from core.errors import AuthError, ConfigError
+from core.records import GoalDeletion, GoalOut
+
+BASE = "https://open.fxiaoke.com"
+CUSTOM = f"{BASE}/cgi/crm/custom/v2/data"
+ADMIN = "FSUID_F8E5C73533927249281F06800BC975AA"
+REP = "FSUID_0123456789ABCDEF0123456789ABCDEF"
+FAST = RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.01)
+SECRETS = {"app_id": "FSAID_demo", "app_secret": "s3cret-app-secret",
+           "permanent_code": "perm-code-123"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch):
+    fx_auth.clear_cache()
+    fx_connector._RECENT.clear()
+    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(100, 0.05))
+    yield
+    fx_auth.clear_cache()
+
+
+def goal(i: int, *, rep: str | None = REP, metric: str = "bookings", target: str = "500000.10",
+         start: date = date(2025, 4, 1), end: date = date(2025, 6, 30)) -> GoalOut:
+    return GoalOut(i, f"crmsync-goal-{i}", "wang.wu@example.cn" if rep else None, rep,
+                   "王五" if rep else None, metric, start, end, Decimal(target),
+                   "CNY" if metric == "bookings" else None)
+
+
+def body_of(request: httpx.Request) -> dict[str, Any]:
+    return json.loads(request.content)
+
+
+class FakeGoals:
+    """The goals object as §4 describes it: query by external_id__c, create, update, invalid."""
+
+    def __init__(self, router: respx.Router) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, list[dict[str, Any]]] = {}  # path suffix -> queued bodies
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        router.post(f"{BASE}/cgi/corpAccessToken/get/V2").respond(json={
+            "errorCode": 0, "corpAccessToken": "tok-1", "corpId": "FSCID_demo",
+            "expiresIn": 7200})
+        for name in ("query", "create", "update", "invalid", "get"):
+            router.post(f"{CUSTOM}/{name}").mock(side_effect=self._handler(name))
+
+    def _handler(self, name: str):
+        def handle(request: httpx.Request) -> httpx.Response:
+            body = body_of(request)
+            assert body["corpAccessToken"] == "tok-1" and body["currentOpenUserId"] == ADMIN
+            self.calls.append((name, body))
+            queued = self.errors.get(name)
+            if queued:
+                return httpx.Response(200, json=queued.pop(0))
+            return httpx.Response(200, json=getattr(self, name)(body["data"]))
+        return handle
+
+    def query(self, data: dict[str, Any]) -> dict[str, Any]:
+        [flt] = data["search_query_info"]["filters"]
+        assert (flt["field_name"], flt["operator"]) == ("external_id__c", "IN")
+        rows = [r for r in self.rows.values() if r["external_id__c"] in flt["field_values"]]
+        return {"errorCode": 0, "errorMessage": "OK", "data": {"dataList": rows}}
+
+    def create(self, data: dict[str, Any]) -> dict[str, Any]:
+        row = dict(data["object_data"])
+        row["_id"] = f"{len(self.rows) + 1:024x}"
+        row["life_status"] = "normal"
+        self.rows[row["_id"]] = row
+        return {"errorCode": 0, "errorMessage": "OK", "dataId": row["_id"]}
+
+    def update(self, data: dict[str, Any]) -> dict[str, Any]:
+        values = data["object_data"]
+        assert "owner" not in values  # §4: owner only through changeOwner
+        self.rows[values["_id"]].update(values)
+        return {"errorCode": 0, "errorMessage": "OK", "dataId": values["_id"]}
+
+    def invalid(self, data: dict[str, Any]) -> dict[str, Any]:
+        row = self.rows.get(data["object_data_id"])
+        if row is None or row["life_status"] == "invalid":
+            return {"errorCode": 10006, "errorMessage": "数据不存在或已作废"}
+        row["life_status"] = "invalid"
+        return {"errorCode": 0, "errorMessage": "OK"}
+
+    def get(self, data: dict[str, Any]) -> dict[str, Any]:
+        row = self.rows.get(data["objectDataId"])
+        if row is None:
+            return {"errorCode": 10006, "errorMessage": "数据不存在"}
+        return {"errorCode": 0, "errorMessage": "OK", "data": row}
+
+
+async def push(goals: list[GoalOut], deletions: list[GoalDeletion] | None = None,
+               **config: Any) -> list[Any]:
+    async with build_client() as client:
+        connector = FxiaokeConnector(
+            FxiaokeConfig.model_validate({"base_url": BASE, "current_open_user_id": ADMIN,
+                                          **config}),
+            FxiaokeSecrets.model_validate(SECRETS), ApiClient(client, retry=FAST))
+        return await connector.push_goals(goals, deletions or [])
+
+
+def test_a_goal_becomes_an_object_data_in_the_vendor_formats():
+    data = record(goal(7), "object_SalesGoal__c")
+    assert data == {
+        "dataObjectApiName": "object_SalesGoal__c", "name": "王五 - Bookings - 2025-Q2",
+        "period__c": day_ms(date(2025, 4, 1)), "period_type__c": "quarter",
+        "target_amount__c": "500000.10", "metric__c": "bookings",
+        "external_id__c": "crmsync-goal-7", "employee__c": [REP]}
+    company = record(goal(8, rep=None, metric="deals_won", target="25"), "object_SalesGoal__c")
+    assert "employee__c" not in company and company["target_amount__c"] == "25"
+    assert period_type(goal(1, start=date(2025, 1, 1), end=date(2025, 12, 31))) == "year"
+    assert period_type(goal(1, start=date(2025, 2, 1), end=date(2025, 2, 28))) == "month"
+    assert period_type(goal(1, start=date(2025, 2, 1), end=date(2025, 4, 30))) == "quarter"
+    assert period_type(goal(1, start=date(2025, 2, 3), end=date(2025, 4, 30))) is None
+
+
+@respx.mock
+async def test_create_then_update_the_same_record_found_by_external_id():
+    fake = FakeGoals(respx.mock)
+    first = await push([goal(1), goal(2, rep=None, metric="deals_won", target="25")])
+    assert [(r.goal_id, r.status) for r in first] == [(1, "inserted"), (2, "inserted")]
+    created = [body for name, body in fake.calls if name == "create"]
+    assert created[0]["triggerWorkFlow"] is False and created[0]["triggerApprovalFlow"] is False
+    assert created[0]["data"]["object_data"]["owner"] == [REP]
+    assert created[1]["data"]["object_data"]["owner"] == [ADMIN]  # company goal: acting user
+    ids = {r.goal_id: r.remote_id for r in first}
+    assert set(ids.values()) == set(fake.rows)
+
+    again = await push([goal(1, target="600000")])  # edited: the same record, no duplicate
+    assert [(r.status, r.remote_id) for r in again] == [("updated", ids[1])]
+    [update] = [body for name, body in fake.calls if name == "update"]
+    values = update["data"]["object_data"]
+    assert values["_id"] == ids[1] and values["dataObjectApiName"] == "object_SalesGoal__c"
+    assert len(fake.rows) == 2 and fake.rows[ids[1]]["target_amount__c"] == "600000"
+    assert sum(1 for name, _ in fake.calls if name == "query") == 2  # one per 100 goals
+
+
+@respx.mock
+async def test_each_write_reads_its_own_error_code():
+    fake = FakeGoals(respx.mock)
+    fake.errors["create"] = [{"errorCode": 10006, "errorMessage": "字段target_amount__c必须是数字"}]
+    results = await push([goal(1), goal(2)])
+    by_id = {r.goal_id: r for r in results}
+    statuses = sorted(r.status for r in results)
+    assert statuses == ["error", "inserted"]
+    failed = next(r for r in by_id.values() if r.status == "error")
+    assert "10006" in (failed.error or "") and "target_amount__c" in (failed.error or "")
+    assert len(fake.rows) == 1
+    odd = await push([goal(3, start=date(2025, 4, 2))])  # not a calendar period: not sent
+    assert odd[0].status == "error" and "period_type__c" in (odd[0].error or "")
+
+
+@respx.mock
+async def test_a_rate_limit_pauses_then_succeeds():
+    fake = FakeGoals(respx.mock)
+    fake.errors["create"] = [{"errorCode": 14001, "errorMessage": "调用次数超过限制"}]
+    results = await push([goal(1)])
+    assert [r.status for r in results] == ["inserted"]
+    assert [name for name, _ in fake.calls].count("create") == 2
+    assert len(fake.rows) == 1
+
+
+@respx.mock
+async def test_deletions_void_the_record_and_a_voided_or_gone_one_counts_as_deleted():
+    fake = FakeGoals(respx.mock)
+    [made] = await push([goal(1)])
+    assert made.remote_id is not None
+    gone = GoalDeletion(1, "crmsync-goal-1", made.remote_id)
+    missing = GoalDeletion(2, "crmsync-goal-2", "f" * 24)
+    results = await push([], [gone, missing])
+    assert [(r.goal_id, r.status) for r in results] == [(1, "deleted"), (2, "deleted")]
+    assert fake.rows[made.remote_id]["life_status"] == "invalid"  # voided, not purged
+    assert [(r.status) for r in await push([], [gone])] == ["deleted"]  # idempotent
+    fake.errors["invalid"] = [{"errorCode": 10006, "errorMessage": "数据已被锁定"}]
+    fake.rows[made.remote_id]["life_status"] = "normal"  # refused, and still there: an error
+    [locked] = await push([], [gone])
+    assert locked.status == "error" and "10006" in (locked.error or "")
+
+
+@respx.mock
+async def test_a_goal_whose_record_was_voided_in_the_crm_says_what_to_do():
+    fake = FakeGoals(respx.mock)
+    [made] = await push([goal(1)])
+    fake.rows[str(made.remote_id)]["life_status"] = "invalid"
+    [result] = await push([goal(1, target="1")])
+    assert result.status == "error" and "voided" in (result.error or "")
+
+
+@respx.mock
+async def test_a_missing_goals_object_is_a_config_error_with_setup_steps():
+    fake = FakeGoals(respx.mock)
+    fake.errors["query"] = [{"errorCode": 10006, "errorMessage": "对象object_Goal__c不存在"}]
+    respx.post(f"{BASE}/cgi/crm/v2/object/describe").respond(
+        json={"errorCode": 10006, "errorMessage": "对象不存在"})
+    with pytest.raises(ConfigError) as caught:
+        await push([goal(1)], goals_object="object_Goal__c")
+    assert str(caught.value) == setup_message("object_Goal__c")
+    assert "external_id__c" in str(caught.value)
+
+
+@respx.mock
+async def test_a_permission_error_stops_the_push():
+    fake = FakeGoals(respx.mock)
+    fake.errors["query"] = [{"errorCode": 20014, "errorMessage": "无权限"}]
+    with pytest.raises(AuthError):
+        await push([goal(1)])
+
+
+async def test_the_sandbox_object_checks_formats_and_voids():
+    from connectors.fxiaoke.sandbox import GOALS_OBJECT, create_app
+    from connectors.fxiaoke.sandbox_wire import open_user_id
+    from connectors.sandbox.dataset import generate_company
+
+    company = generate_company(seed=3, deals=50, reps=4, today=date(2025, 6, 15))
+    app = create_app(company)
+    rep = company.reps[1]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        connector = FxiaokeConnector(
+            FxiaokeConfig.model_validate({"base_url": BASE,
+                                          "current_open_user_id": open_user_id(rep)}),
+            FxiaokeSecrets.model_validate({"app_id": "FSAID_sandbox0001",
+                                           "app_secret": "sandbox-app-secret",
+                                           "permanent_code": "sandbox-permanent-code"}),
+            ApiClient(client, retry=FAST))
+        out = GoalOut(1, "crmsync-goal-1", rep.email, open_user_id(rep), rep.full_name,
+                      "bookings", date(2025, 4, 1), date(2025, 6, 30), Decimal("1000.5"), "CNY")
+        [made] = await connector.push_goals([out], [])
+        rows = app.state.fxiaoke.custom[GOALS_OBJECT]
+        assert made.status == "inserted" and rows[str(made.remote_id)]["target_amount__c"] == \
+            "1000.50"
+        [again] = await connector.push_goals([out], [])
+        assert (again.status, again.remote_id) == ("updated", made.remote_id) and len(rows) == 1
+        [gone] = await connector.push_goals([], [GoalDeletion(1, out.key, str(made.remote_id))])
+        assert gone.status == "deleted" and rows[str(made.remote_id)]["life_status"] == "invalid"

@@ -1,0 +1,151 @@
+"""POST /api/v1/webhooks/fxiaoke/{id}: Fxiaoke's signed, encrypted callbacks (fxiaoke.md §5),
+on SQLite and PostgreSQL. Good ones are stored once per messageId and answered with the
+signed, encrypted "success"; a retry is acknowledged, a replay refused; bad ones store nothing."""
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from connectors.fxiaoke import callbacks
+from core.db import session_scope
+from core.models import Connection, WebhookEvent
+from tests.api_support import running_api
+
+AES_KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+OTHER_KEY = base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
+URL = "/api/v1/webhooks/fxiaoke/{}"
+EVENT = {"tenantId": 691413, "eventType": "update", "apiName": "NewOpportunityObj",
+         "dataId": "5f9cd4e6e4400e0001217faa", "timestamp": 1604644208525,
+         "messageId": "AC11291700002A9F00000608C038697A0"}
+
+
+def callback(key: str = AES_KEY, *, retry: int | None = None, nonce: str = "mi3wrpKNnq4YdIZC",
+             event: dict[str, Any] | None = None) -> dict[str, Any]:
+    event = event or EVENT
+    return callbacks.build_callback(event, key, enterprise_account="gxcxkj",
+                                    message_id=event["messageId"], retry_times=retry,
+                                    timestamp=1604644770244, nonce=nonce)
+
+
+def stored(engine) -> list[WebhookEvent]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(WebhookEvent)))
+
+
+@pytest.fixture
+async def api(engine):
+    async with running_api(engine) as api:
+        secrets = {"app_id": "FSAID_x", "app_secret": "app-secret-never-echoed",
+                   "permanent_code": "perm", "aes_key": AES_KEY}
+        with session_scope(engine) as session:
+            connection = Connection(provider="fxiaoke", name="fx", config={
+                "current_open_user_id": "FSUID_ADMIN"},
+                secrets_encrypted=api.app.state.secrets.seal(secrets))
+            session.add(connection)
+            session.flush()
+            connection_id = int(connection.id or 0)
+        api.client.headers.pop("Authorization")  # vendors send no API key
+        yield api, connection_id
+
+
+async def post(api, connection_id: int, body: Any) -> Any:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return await api[0].client.post(URL.format(connection_id), content=content,
+                                    headers={"Content-Type": "application/json"})
+
+
+async def test_a_signed_callback_is_stored_and_acknowledged_with_a_signed_success(api, engine):
+    response = await post(api, api[1], callback())
+    assert response.status_code == 200, response.text
+    assert callbacks.read_acknowledgement(response.json(), AES_KEY) == "success"
+    [event] = stored(engine)
+    assert (event.connection_id, event.provider) == (api[1], "fxiaoke")
+    assert event.dedupe_key == EVENT["messageId"]
+    assert event.payload is not None
+    assert {k: event.payload[k] for k in ("eventType", "apiName", "dataId")} == {
+        "eventType": "update", "apiName": "NewOpportunityObj", "dataId": EVENT["dataId"]}
+    assert AES_KEY not in orjson.dumps(event.payload).decode()
+
+
+async def test_a_retry_is_acknowledged_and_stores_nothing_new(api, engine):
+    assert (await post(api, api[1], callback())).status_code == 200
+    for attempt in (1, 2):  # §5: the platform retries, counting retryTimes (new signature)
+        retry = await post(api, api[1], callback(retry=attempt, nonce=f"n{attempt}"))
+        assert retry.status_code == 200, retry.text
+        assert callbacks.read_acknowledgement(retry.json(), AES_KEY) == "success"
+    [event] = stored(engine)
+    assert event.payload is not None and len(event.payload["_deliveries"]) == 3
+
+
+@pytest.mark.parametrize("first_retry", [None, 1])
+async def test_a_replayed_callback_is_409_and_stores_nothing(api, engine, first_retry):
+    body = callback(retry=first_retry)
+    assert (await post(api, api[1], body)).status_code == 200
+    before = [(e.id, e.payload, e.status) for e in stored(engine)]
+    replay = await post(api, api[1], body)  # the very same signed body again
+    assert replay.status_code == 409, replay.text
+    assert replay.json()["error"]["message"].startswith("this callback was received before")
+    assert [(e.id, e.payload, e.status) for e in stored(engine)] == before
+
+
+def _tampered() -> dict[str, Any]:
+    body = callback()
+    body["encryptedContent"] = callbacks.encrypt(orjson.dumps(
+        {**EVENT, "dataId": "evil"}).decode(), AES_KEY)
+    return body
+
+
+def _signed_garbage() -> dict[str, Any]:
+    body = callback()
+    body["encryptedContent"] = callbacks.encrypt("not json", AES_KEY)
+    body["signature"] = callbacks.callback_signature(body, AES_KEY)
+    return body
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b'{"signature": ', 400),
+    (b"[]", 422),
+    ({k: v for k, v in callback().items() if k != "nonce"}, 422),
+    ({**callback(), "retryTimes": "1"}, 422),
+    ({**callback(), "timestamp": "soon"}, 422),
+    (callback(OTHER_KEY), 401),  # signed with another key (forged)
+    ({**callback(), "signature": "0" * 40}, 401),
+    (_tampered(), 401),  # content swapped after signing
+    ({**callback(retry=1), "retryTimes": 2}, 401),  # retryTimes is signed
+    (_signed_garbage(), 422),
+])
+async def test_bad_callbacks_get_a_4xx_and_store_nothing(api, engine, body, status):
+    response = await post(api, api[1], body)
+    assert response.status_code == status, response.text
+    assert AES_KEY not in response.text and "app-secret" not in response.text
+    assert stored(engine) == []
+
+
+async def test_a_connection_without_an_aes_key_refuses_callbacks(api, engine):
+    with session_scope(engine) as session:
+        connection = session.get(Connection, api[1])
+        assert connection is not None
+        connection.secrets_encrypted = api[0].app.state.secrets.seal(
+            {"app_id": "a", "app_secret": "b", "permanent_code": "c"})
+    api[0].app.state.webhook_known = {}
+    response = await post(api, api[1], callback())
+    assert response.status_code == 401 and "aes_key" in response.text
+    assert stored(engine) == []
+
+
+def test_the_official_demo_vector_is_accepted():
+    """fxiaoke.md §5 [VER]: the demo's published body and key (no database)."""
+    from connectors.base import WebhookRequest, WebhookSecrets
+    from connectors.fxiaoke.notifications import parse
+    from tests.unit.test_fxiaoke_callbacks import DEMO_KEY, VECTOR
+
+    intake = parse(WebhookRequest(orjson.dumps(VECTOR), {}, {}),
+                   WebhookSecrets({"aes_key": DEMO_KEY}, {}))
+    assert intake.delivery == VECTOR["signature"]
+    [(key, payload)] = intake.events
+    assert key == VECTOR["messageId"] == payload["messageId"]
+    assert (payload["apiName"], payload["dataId"]) == ("AccountObj", "5f9cd4e6e4400e0001217faa")
+    assert callbacks.read_acknowledgement(orjson.loads(intake.body), DEMO_KEY) == "success"

@@ -1,0 +1,149 @@
+"""Monthly rollups (core.rollups): the metrics read clean months from them and give
+exactly what the deals give, after every kind of write, on SQLite and PostgreSQL."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from core import rollups, store
+from core.config import Settings
+from core.db import session_scope
+from core.localdates import ensure_zone
+from core.metrics import summary, timeseries
+from core.models import Connection, DealMonth, RollupDirty
+from core.records import AccountRecord, DealRecord, Deletion
+
+SETTINGS = Settings(timezone="Europe/Berlin", reporting_currency="EUR")
+Q1 = (date(2025, 1, 1), date(2025, 3, 31))
+
+
+def _deal(rid: str, close: date, status: str, amount: str, owner: str = "ann@x.com",
+          probability: str | None = None) -> DealRecord:
+    return DealRecord(rid, f"deal {rid}", amount=Decimal(amount), amount_home=Decimal(amount),
+                      currency="EUR", status=status, close_date=close,
+                      probability=Decimal(probability) if probability else None,
+                      remote_created_at=datetime(2024, 12, 31, 23, 30, tzinfo=UTC),
+                      remote_modified_at=datetime(2025, 1, 1, tzinfo=UTC),
+                      owner_email=owner, owner_name=owner.split("@")[0].title())
+
+
+DEALS = [
+    _deal("d1", date(2025, 1, 10), "won", "1000.10"),
+    _deal("d2", date(2025, 1, 31), "lost", "500"),
+    _deal("d3", date(2025, 2, 1), "won", "250.25", owner="BOB@x.com"),
+    _deal("d4", date(2025, 2, 14), "open", "999.99", probability="33.33"),
+    _deal("d5", date(2025, 3, 31), "open", "100", owner="bob@x.com", probability="50"),
+    _deal("d6", date(2025, 3, 15), "won", "0.01"),
+]
+
+
+def _load(engine) -> int:
+    with session_scope(engine) as session:
+        connection = Connection(provider="zoho", name="crm", home_currency="EUR")
+        session.add(connection)
+        session.flush()
+        cid = int(connection.id or 0)
+        ensure_zone(session, SETTINGS.timezone)
+        store.upsert_records(session, stream="deals", connection_id=cid, records=DEALS)
+        store.upsert_records(session, stream="accounts", connection_id=cid, records=[
+            AccountRecord("a1", "Acme", owner_email="ann@x.com",
+                          remote_created_at=datetime(2025, 1, 31, 23, 30, tzinfo=UTC))])
+    return cid
+
+
+def _numbers(engine, start: date = Q1[0], end: date = Q1[1]) -> list[object]:
+    with session_scope(engine) as session:
+        out: list[object] = [summary(session, start=start, end=end, group_by=g,
+                                     settings=SETTINGS) for g in ("owner", "none")]
+        for interval in ("month", "quarter", "week"):
+            out.append(timeseries(session, metric="bookings", interval=interval, start=start,
+                                  end=end, group_by="owner", settings=SETTINGS))
+            out.append(timeseries(session, metric="weighted_pipeline", interval=interval,
+                                  start=start, end=end, settings=SETTINGS))
+    return out
+
+
+def _clean(engine) -> list[int]:
+    with session_scope(engine) as session:
+        return rollups.clean_months(session, rollups.full_months(*Q1))
+
+
+JAN, FEB, MAR = (rollups.month_of(date(2025, m, 1)) for m in (1, 2, 3))
+
+
+def test_rollups_serve_clean_months_with_the_same_numbers(engine):
+    _load(engine)
+    from_deals = _numbers(engine)
+    assert _clean(engine) == []  # never built: everything is read from the deals
+    assert rollups.refresh(engine) == 3  # the whole span, the first time
+    assert _clean(engine) == [JAN, FEB, MAR]
+    assert _numbers(engine) == from_deals
+    assert _numbers(engine, date(2025, 1, 15), date(2025, 3, 2)) == _numbers_raw(
+        engine, date(2025, 1, 15), date(2025, 3, 2))
+    assert rollups.refresh(engine) == 3  # the months _numbers_raw marked
+    assert rollups.refresh(engine) == 0  # nothing dirty
+
+
+def _numbers_raw(engine, start: date, end: date) -> list[object]:
+    """The same numbers with every rollup marked dirty (read from the deals)."""
+    with session_scope(engine) as session:
+        session.add_all(RollupDirty(month=m) for m in (JAN, FEB, MAR))
+    return _numbers(engine, start, end)
+
+
+def test_every_write_marks_its_months_until_the_next_refresh(engine):
+    cid = _load(engine)
+    rollups.refresh(engine)
+    # an edit that moves a deal from January to March and changes its amount
+    moved = _deal("d1", date(2025, 3, 20), "won", "1200")
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[moved])
+    assert _clean(engine) == [FEB]
+    after_edit = _numbers(engine)
+    assert after_edit[1]["total"]["bookings"] == Decimal("1450.26")  # type: ignore[index]
+    rollups.refresh(engine)
+    assert _clean(engine) == [JAN, FEB, MAR]
+    assert _numbers(engine) == after_edit
+
+    with session_scope(engine) as session:  # a vendor deletion
+        store.apply_deletions(session, connection_id=cid, deletions=[
+            Deletion("deals", "d3", datetime(2025, 6, 1, tzinfo=UTC))])
+    assert _clean(engine) == [JAN, MAR]
+    after_delete = _numbers(engine)
+    assert after_delete[1]["total"]["bookings"] == Decimal("1200.01")  # type: ignore[index]
+    rollups.refresh(engine)
+    assert _numbers(engine) == after_delete
+
+    with session_scope(engine) as session:  # a full sync that no longer sees anything
+        store.tombstone_unseen(session, stream="deals", connection_id=cid,
+                               since=datetime(2100, 1, 1, tzinfo=UTC), now=datetime.now(UTC))
+    assert _clean(engine) == []
+    rollups.refresh(engine)
+    total = _numbers(engine)[1]["total"]  # type: ignore[index]
+    assert (total["bookings"], total["deals_lost"], total["new_accounts"]) == (0, 0, 1)
+
+
+def test_a_new_time_zone_drops_every_rollup_until_rebuilt(engine):
+    _load(engine)
+    rollups.refresh(engine)
+    berlin = _numbers(engine)
+    utc = Settings(timezone="UTC", reporting_currency="EUR")
+    with session_scope(engine) as session:
+        summary(session, start=Q1[0], end=Q1[1], group_by="none", settings=utc)
+    assert _clean(engine) == []
+    assert rollups.refresh(engine) == 3
+    with session_scope(engine) as session:  # back to Berlin: equal to before
+        ensure_zone(session, SETTINGS.timezone)
+    rollups.refresh(engine)
+    assert _numbers(engine) == berlin
+
+
+def test_deleting_a_connection_deletes_its_rollups(engine):
+    cid = _load(engine)
+    rollups.refresh(engine)
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(DealMonth)) > 0
+        session.delete(session.get(Connection, cid))
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(DealMonth)) == 0
