@@ -27,6 +27,14 @@ class JobQueue(Protocol):
         """Queue a sync of the connection; returns the sync_run id."""
         ...
 
+    async def enqueue_webhooks(self, connection_id: int) -> None:
+        """Have the connection's stored webhook events processed."""
+        ...
+
+    async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]:
+        """Push goals (to one connection or all) as a job; returns the per-goal results."""
+        ...
+
     async def close(self) -> None:
         """Stop (on shutdown)."""
         ...

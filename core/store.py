@@ -71,12 +71,14 @@ def upsert_records(
     connection_id: int,
     records: Sequence[Any],
     now: datetime | None = None,
+    source: str = "sync",
 ) -> int:
     """INSERT ... ON CONFLICT (connection_id, remote_id) DO UPDATE for a whole page.
 
     A record seen alive clears its tombstone; a record that arrives already
     voided (record.deleted_at set) keeps the first tombstone time.
-    Deals whose stage changed are recorded in deal_stage_change first. The page is
+    Deals whose stage changed are recorded in deal_stage_change (with `source`: sync or
+    webhook), as seen before the merge. The page is
     loaded into a temporary table and merged with one INSERT ... SELECT.
     """
     if not records:
@@ -102,7 +104,7 @@ def upsert_records(
     load = _fill_load_table(session, table, columns, rows)
     before = [rollups.page_marks(model, load)]
     if model is Deal:
-        before.append(_stage_changes(session, load, source="sync", now=now))
+        before.append(_stage_changes(session, load, source=source, now=now))
     stmt = _insert(session, table).from_select(columns, sa_select(*load.c).where(true()))
     _execute_after(session, _on_conflict_update(stmt, table, columns),
                    [s for s in before if s is not None])

@@ -134,7 +134,8 @@ def apply_changes(session: Session, *, connection_id: int,
         entry["fetched"] += len(page.records) + len(page.deletions)
         records = _not_older(session, stream, connection_id, page.records)
         entry["upserted"] += store.upsert_records(
-            session, stream=stream, connection_id=connection_id, records=records)
+            session, stream=stream, connection_id=connection_id, records=records,
+            source="webhook")
         entry["deleted"] += store.apply_deletions(
             session, connection_id=connection_id, deletions=page.deletions)
     return counts

@@ -1,5 +1,6 @@
 """Job functions. The same functions run under the in-process runner and under arq."""
 
+import asyncio
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlmodel import col
 from connectors.base import GoalPusher, PushResult, WebhookReceiver
 from connectors.http import ApiClient, build_client
 from connectors.registry import get_connector
-from core import goals, store, webhooks
+from core import goal_push, rollups, store, webhooks
 from core.db import session_scope
 from core.errors import AuthError, ConfigError, SourceError, TransientError
 from core.models import Connection
@@ -164,6 +165,18 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     crash re-processes a batch (idempotent) and never loses one. Returns events processed.
     """
     _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+    try:
+        return await _process_webhook_batches(ctx, connection_id, cls, config, secrets)
+    finally:  # the months the events touched (core.rollups); exact without it, only slower
+        try:
+            await asyncio.to_thread(rollups.refresh, ctx.engine)
+        except Exception:
+            log.exception("refreshing the metric rollups failed",
+                          extra={"connection_id": connection_id})
+
+
+async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any, config: Any,
+                                   secrets: Any) -> int:
     done = 0
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
@@ -275,7 +288,7 @@ async def _renew_zoho(ctx: JobContext, connection_id: int, url: str, zoho: Any) 
     return outcome
 
 
-# -- goal push (M3; core/goals.py, docs/goals.md) -------------------------------------------
+# -- goal push (M3; core/goal_push.py, docs/goals.md) -------------------------------------------
 
 
 async def push_goals(ctx: JobContext, *, connection_id: int | None = None) -> dict[str, Any]:
@@ -303,13 +316,13 @@ async def push_goals(ctx: JobContext, *, connection_id: int | None = None) -> di
 
 async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        plan = goals.plan_push(session, connection_id)
+        plan = goal_push.plan_push(session, connection_id)
     error: str | None = None
     pushed: list[PushResult] = []
     try:
         _, (cls, config, secrets) = _open_connection(ctx, connection_id)
     except (ConfigError, ValueError, LookupError) as exc:
-        error, pushed = str(exc), goals.failed(plan, f"cannot connect: {exc}")
+        error, pushed = str(exc), goal_push.failed(plan, f"cannot connect: {exc}")
     else:
         can_push = isinstance(cls, GoalPusher)  # (not narrowing cls: it is a class)
         if not can_push:
@@ -322,9 +335,9 @@ async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any
                     pushed = await cls(config, secrets, api).push_goals(plan.goals,
                                                                         plan.deletions)
                 except SourceError as exc:
-                    error, pushed = str(exc), goals.failed(plan, str(exc))
+                    error, pushed = str(exc), goal_push.failed(plan, str(exc))
     with session_scope(ctx.engine) as session:
-        results = goals.record_push(session, plan, pushed)
+        results = goal_push.record_push(session, plan, pushed)
     if error:
         log.warning("goal push to connection %s failed: %s", connection_id, error,
                     extra={"connection_id": connection_id})

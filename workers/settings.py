@@ -95,6 +95,9 @@ class WorkerSettings:
         # hourly: subscribes new connections and renews channels well before they expire
         cron(renew_channels_job, name="renew_channels_hourly", minute=7, second=30,
              unique=True, timeout=600, max_tries=1),
+        # every minute: webhook events whose job failed or was lost (a Redis restart...)
+        cron(pending_webhooks_job, name="process_pending_webhooks_minutely", second=30,
+             unique=True, timeout=600, max_tries=1),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -12,7 +12,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import SessionDep, SettingsDep, require
+from api.deps import JobQueue, SessionDep, SettingsDep, require
 from api.errors import ApiError, error_body, validation_response
 from api.listing import ApiJSON, ListParams, csv_stream, decode_cursor, encode_cursor, wants_csv
 from api.routes.connections import get_or_404
@@ -127,10 +127,6 @@ IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
         "ann@example.com,bookings,2025-04-01,2025-06-30,120000\n")},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary"}}}}}}}
-
-
-class GoalJobs(Protocol):
-    async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]: ...
 
 
 def _translate(exc: Exception) -> Exception:
@@ -282,7 +278,7 @@ async def push(request: Request, session: SessionDep,
     connection_id = body.connection_id if body else None
     if connection_id is not None:
         await run_in_threadpool(get_or_404, session, connection_id)
-    jobs: GoalJobs = request.app.state.jobs
+    jobs: JobQueue = request.app.state.jobs
     try:
         result = await jobs.enqueue_push_goals(connection_id)
     except TimeoutError:

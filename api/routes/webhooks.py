@@ -8,12 +8,13 @@ and processed by a job.
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import JobQueue
 from api.errors import ApiError
 from connectors.base import (
     WebhookIntake,
@@ -30,10 +31,6 @@ from core.models import Connection
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 KNOWN_TTL = 10.0  # seconds a connection's channels and secrets are cached for verifying
 WRITE_BATCH = 500  # events of concurrent callbacks stored in one transaction
-
-
-class WebhookJobs(Protocol):
-    async def enqueue_webhooks(self, connection_id: int) -> None: ...
 
 
 @router.post(
@@ -54,7 +51,7 @@ async def receive_webhook(provider: str, connection_id: int, request: Request) -
         await _writer(state).store(connection_id, provider, intake.events)
     elif not await run_in_threadpool(_store_delivery, state, connection_id, provider, intake):
         raise ApiError(409, "this callback was received before (a replay); nothing was stored")
-    jobs: WebhookJobs = state.jobs
+    jobs: JobQueue = state.jobs
     await jobs.enqueue_webhooks(connection_id)
     return Response(intake.body, media_type=intake.content_type)
 
@@ -90,8 +87,7 @@ async def _verify(state: Any, provider: str, connection_id: int,
         known = cache[connection_id] = await run_in_threadpool(_load, state, connection_id)
     assert known is not None
     if known.provider != provider:
-        if known.provider is None:
-            cache.pop(connection_id, None)  # misses are not cached
+        cache.pop(connection_id, None)  # misses are not cached
         raise not_found
     try:
         return cls.parse_webhook(wire, known.secrets)

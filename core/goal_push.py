@@ -1,0 +1,135 @@
+"""Pushing goals into the CRMs: what to send to a connection, and what came of it.
+
+plan_push() decides, per connection, which goals to send (new or changed since the last
+successful push, by content hash), which to skip (the owner is not a user of that CRM;
+unchanged), and which CRM copies to delete; a connector's push_goals
+(connectors.base.GoalPusher) makes the calls; record_push() stores each goal's outcome
+(goal_push rows). The worker job (workers.jobs.push_goals) wires the three together.
+
+Every function takes the caller's session and never commits.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from core.goals import GOAL, PUSH, USER
+from core.models import Connection, Goal, GoalPush
+from core.records import GoalDeletion, GoalOut, PushResult
+from core.types import utcnow
+
+
+def goal_key(goal_id: int) -> str:
+    """The goal's stable key in the CRMs (Zoho: Goal_Key): edits update the same record."""
+    return f"crmsync-goal-{goal_id}"
+
+
+def content_hash(goal: GoalOut) -> str:
+    parts = (goal.key, goal.owner_remote_id, goal.owner_name, goal.metric,
+             goal.period_start.isoformat(), goal.period_end.isoformat(),
+             format(goal.target.normalize(), "f"), goal.currency)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+@dataclass
+class PushPlan:
+    """What to do on one connection: send `goals`, delete `deletions`; `decided` needs no call."""
+
+    connection_id: int
+    goals: list[GoalOut] = field(default_factory=list)
+    deletions: list[GoalDeletion] = field(default_factory=list)
+    decided: list[PushResult] = field(default_factory=list)
+    hashes: dict[int, str] = field(default_factory=dict)
+
+
+def plan_push(session: Session, connection_id: int) -> PushPlan:
+    """Live goals that are new or changed since their last successful push to this
+    connection (or pushed before the connection was edited); goals whose owner is no user
+    there are skipped with that reason; copies of deleted goals are to be deleted."""
+    plan = PushPlan(connection_id)
+    connection = session.get(Connection, connection_id)
+    edited = connection.updated_at if connection else None  # may point at another org now
+    users: dict[str, tuple[str, str]] = {}
+    stmt = (select(USER.c.email, USER.c.remote_id, USER.c.name, USER.c.active)
+            .where(USER.c.connection_id == connection_id, USER.c.deleted_at.is_(None),
+                   USER.c.email.is_not(None))
+            .order_by(USER.c.active, USER.c.id))  # an active user wins over an inactive one
+    for email, remote_id, name, _active in session.execute(stmt):
+        users[str(email)] = (str(remote_id), str(name or email))
+    pushes = {p.goal_id: p for p in session.execute(
+        select(GoalPush).where(PUSH.c.connection_id == connection_id)).scalars()}
+    live = session.execute(select(Goal).where(GOAL.c.deleted_at.is_(None))
+                           .order_by(GOAL.c.id)).scalars()
+    for goal in live:
+        gid = int(goal.id or 0)
+        previous = pushes.get(gid)
+        if goal.owner_email is not None and goal.owner_email not in users:
+            if previous is not None and previous.remote_id and previous.status in (
+                    "inserted", "updated", "unchanged"):  # reassigned: its old record goes
+                plan.deletions.append(GoalDeletion(gid, goal_key(gid), previous.remote_id))
+            else:
+                plan.decided.append(PushResult(
+                    gid, "skipped", previous.remote_id if previous else None,
+                    f"{goal.owner_email} is not a user of this CRM"))
+            continue
+        remote_id, name = users.get(goal.owner_email or "", (None, None))
+        out = GoalOut(gid, goal_key(gid), goal.owner_email, remote_id, name, goal.metric,
+                      goal.period_start, goal.period_end, goal.target, goal.currency)
+        digest = content_hash(out)
+        if previous is not None and previous.pushed_hash == digest and previous.status in (
+                "inserted", "updated", "unchanged") and _after(previous.pushed_at, edited):
+            plan.decided.append(PushResult(gid, "unchanged", previous.remote_id))
+            continue
+        plan.goals.append(out)
+        plan.hashes[gid] = digest
+    gone = (select(GoalPush).join(Goal, GOAL.c.id == PUSH.c.goal_id)
+            .where(PUSH.c.connection_id == connection_id, GOAL.c.deleted_at.is_not(None),
+                   PUSH.c.remote_id.is_not(None), PUSH.c.status != "deleted")
+            .order_by(PUSH.c.goal_id))
+    for push in session.execute(gone).scalars():
+        plan.deletions.append(GoalDeletion(push.goal_id, goal_key(push.goal_id),
+                                           str(push.remote_id)))
+    return plan
+
+
+def _after(pushed_at: Any, edited: Any) -> bool:
+    return pushed_at is not None and (edited is None or pushed_at >= edited)
+
+
+def failed(plan: PushPlan, message: str) -> list[PushResult]:
+    """Every call of the plan failed with `message` (module missing, auth, ...)."""
+    ids = [g.goal_id for g in plan.goals] + [d.goal_id for d in plan.deletions]
+    return [PushResult(gid, "error", None, message) for gid in ids]
+
+
+def record_push(session: Session, plan: PushPlan,
+                results: Sequence[PushResult]) -> list[dict[str, Any]]:
+    """Store each goal's outcome on the plan's connection; the per-goal results as dicts."""
+    now = utcnow()
+    by_goal = {r.goal_id: r for r in results}
+    expected = [g.goal_id for g in plan.goals] + [d.goal_id for d in plan.deletions]
+    outcome = list(plan.decided)
+    outcome += [by_goal.get(gid) or PushResult(gid, "error", None, "the CRM returned no "
+                                               "result for this goal") for gid in expected]
+    out = []
+    for result in outcome:
+        push = session.get(GoalPush, (result.goal_id, plan.connection_id)) or GoalPush(
+            goal_id=result.goal_id, connection_id=plan.connection_id, status=result.status)
+        push.status, push.error = result.status, result.error
+        if result.status in ("inserted", "updated"):
+            push.remote_id = result.remote_id or push.remote_id
+            push.pushed_hash, push.pushed_at = plan.hashes.get(result.goal_id), now
+        elif result.status == "deleted":
+            push.pushed_hash, push.pushed_at = None, now
+        elif result.status != "unchanged":  # skipped, error: send again next time
+            push.pushed_hash = None
+        session.add(push)
+        out.append({"goal_id": result.goal_id, "connection_id": plan.connection_id,
+                    "status": result.status, "remote_id": push.remote_id,
+                    "error": result.error})
+    session.flush()
+    return sorted(out, key=lambda r: r["goal_id"])
