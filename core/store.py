@@ -124,8 +124,17 @@ def _execute_after(session: Session, stmt: Any, first: list[Any]) -> None:
 
 
 def _on_conflict_update(stmt: Any, table: Table, columns: tuple[str, ...]) -> Any:
-    updates = {c: stmt.excluded[c] for c in columns if c not in _NEVER_UPDATED}
-    updates["deleted_at"] = _keep_first_tombstone(table, stmt.excluded)
+    """Update a stored row only with a version at least as new as its own: a sync page
+    read before a webhook wrote a newer version never rolls that row back. A row seen but
+    kept still gets last_synced_at (a full sync saw it: it must not be tombstoned)."""
+    excluded = stmt.excluded
+    newer = or_(table.c.remote_modified_at.is_(None), excluded.remote_modified_at.is_(None),
+                excluded.remote_modified_at >= table.c.remote_modified_at)
+    updates: dict[str, Any] = {c: case((newer, excluded[c]), else_=table.c[c])
+                               for c in columns if c not in _NEVER_UPDATED}
+    updates["deleted_at"] = case((newer, _keep_first_tombstone(table, excluded)),
+                                 else_=table.c.deleted_at)
+    updates["last_synced_at"] = excluded.last_synced_at
     return stmt.on_conflict_do_update(index_elements=["connection_id", "remote_id"], set_=updates)
 
 
@@ -196,7 +205,9 @@ def _stage_changes(session: Session, load: Table, *, source: str, now: datetime)
                   func.coalesce(load.c.remote_modified_at, now), literal(source))
         .join_from(load, deal, and_(deal.c.connection_id == load.c.connection_id,
                                     deal.c.remote_id == load.c.remote_id))
-        .where(deal.c.stage.is_distinct_from(load.c.stage))
+        .where(deal.c.stage.is_distinct_from(load.c.stage),
+               or_(deal.c.remote_modified_at.is_(None), load.c.remote_modified_at.is_(None),
+                   load.c.remote_modified_at >= deal.c.remote_modified_at))  # not an old copy
     )
     columns = ["connection_id", "deal_remote_id", "from_stage", "to_stage", "changed_at", "source"]
     stmt = _insert(session, _table(DealStageChange)).from_select(columns, moved)

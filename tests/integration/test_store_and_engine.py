@@ -54,6 +54,34 @@ def test_upsert_is_idempotent_exact_and_records_stage_changes(engine, connection
         assert rows[0].first_seen_at <= rows[0].last_synced_at
 
 
+def test_an_older_copy_never_rolls_a_row_back_but_counts_as_seen(engine, connection_id):
+    """A sync page read before a webhook stored a newer version arrives after it."""
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1, stage="Closed Won", minutes=10)],
+                             source="webhook")
+    seen_from = datetime.now(UTC)
+    with session_scope(engine) as session:  # the older copy, as a full sync read it
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1, stage="Proposal", minutes=5), deal(2)])
+        assert store.tombstone_unseen(session, stream="deals", connection_id=connection_id,
+                                      since=seen_from, now=datetime.now(UTC)) == 0
+    with session_scope(engine) as session:
+        rows = {r.remote_id: r for r in session.scalars(select(Deal))}
+        assert rows["1"].stage == "Closed Won"
+        assert rows["1"].remote_modified_at == T0 + timedelta(minutes=10)
+        assert rows["1"].deleted_at is None and rows["2"].deleted_at is None
+        assert session.scalars(select(DealStageChange)).all() == []
+    with session_scope(engine) as session:  # the same version again: still applied
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1, stage="Lost", minutes=10)])
+    with session_scope(engine) as session:
+        assert session.scalars(select(Deal.stage).where(Deal.remote_id == "1")).one() == "Lost"
+        change = session.scalars(select(DealStageChange)).one()
+        assert (change.from_stage, change.to_stage, change.source) == (
+            "Closed Won", "Lost", "sync")
+
+
 def test_deletions_tombstone_but_never_a_restored_record(engine, connection_id):
     with session_scope(engine) as session:
         store.upsert_records(session, stream="deals", connection_id=connection_id,
