@@ -518,7 +518,26 @@ SERIES_PARTS: dict[str, tuple[_Part, ...]] = {
                      "sales_cycle_days"), _CLOSED),
     "open_pipeline": (_open_deals,), "weighted_pipeline": (_open_deals,),
     "forecast": (_closed_deals, _open_deals), "new_accounts": (_new_accounts,)}
-ALL_PARTS: tuple[_Part, ...] = (_closed_deals, _open_deals, _new_accounts)
+
+
+def _owners(session: Session, scope: _Scope, accs: dict[Any, _Acc],
+            names: dict[Any, str | None]) -> None:
+    """A row for every owner of a deal (any status) or a new account in the scope."""
+    stmts = []
+    if scope.ranges:
+        stmts += [select(DEAL.c.owner_email, func.max(DEAL.c.owner_name))
+                  .where(*scope.raw(DEAL, DEAL.c.close_date)).group_by(DEAL.c.owner_email),
+                  select(ACCOUNT.c.owner_email, func.max(ACCOUNT.c.owner_name))
+                  .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date))
+                  .group_by(ACCOUNT.c.owner_email)]
+    if scope.months:
+        stmts += [select(table.c.owner_email, func.max(table.c.owner_name))
+                  .where(*scope.rolled(table)).group_by(table.c.owner_email)
+                  for table in (DEAL_MONTH, ACCOUNT_MONTH)]
+    for stmt in stmts:
+        for owner, name in session.execute(stmt):
+            accs.setdefault(owner, _Acc())
+            _name(names, owner, name)
 SERIES_METRICS = tuple(m for m in METRICS if m not in ("goal", "attainment"))
 SERIES_GROUP_BY = ("none", "owner")
 EPOCH = date(1, 1, 1)  # a Monday: weeks are counted from it, so every week starts on Monday
@@ -566,23 +585,24 @@ def timeseries(
             period = _period_key(session, column, interval, shift)
         return [*_key(group_by, table), period.label("period")]
 
-    # By owner, every part runs: an owner with any activity in the range gets a row.
-    for part in SERIES_PARTS[metric] if group_by == "none" else ALL_PARTS:
+    for part in SERIES_PARTS[metric]:
         part(session, keys, scope, accs, names)
     periods = _periods(interval, shift, start, end)
+    nothing = _finish(_Acc(), conv)[metric]
 
     def value(key: Any) -> Any:
-        return _finish(accs.get(key) or _Acc(), conv)[metric]
+        acc = accs.get(key)
+        return nothing if acc is None else _finish(acc, conv)[metric]
 
     data: list[dict[str, Any]] = []
     if group_by == "none":
         data = [{"period_start": first, "period_end": last, "value": value(number)}
                 for number, first, last in periods]
     else:
+        # the owners summary() lists: any deal or new account in the range, active reps
         owner_names: dict[Any, str | None] = {}
-        for (owner, _), name in names.items():
-            _name(owner_names, owner, name)
-        reps: dict[Any, _Acc] = defaultdict(_Acc, {owner: _Acc() for owner, _ in accs})
+        reps: dict[Any, _Acc] = defaultdict(_Acc)
+        _owners(session, scope, reps, owner_names)
         _reps(session, connection_id, reps, owner_names)
         owners = sorted(reps, key=lambda k: (k is None, k))
         data = [{"period_start": first, "period_end": last, "owner_email": owner,

@@ -147,3 +147,23 @@ def test_deleting_a_connection_deletes_its_rollups(engine):
         session.delete(session.get(Connection, cid))
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(DealMonth)) == 0
+
+
+def test_series_by_owner_list_the_summary_owners_whatever_the_metric(engine):
+    cid = _load(engine)
+    with session_scope(engine) as session:  # an owner with only an open deal in April
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("d9", date(2025, 4, 2), "open", "10", owner="cy@x.com", probability="10")])
+    for built in (False, True):
+        if built:
+            rollups.refresh(engine)
+        with session_scope(engine) as session:
+            start, end = date(2025, 1, 1), date(2025, 4, 30)
+            owners = {row["owner_email"] for row in summary(
+                session, start=start, end=end, group_by="owner", settings=SETTINGS)["data"]}
+            assert owners == {"ann@x.com", "bob@x.com", "cy@x.com"}
+            for metric in ("bookings", "new_accounts", "open_pipeline"):
+                series = timeseries(session, metric=metric, interval="month", start=start,
+                                    end=end, group_by="owner", settings=SETTINGS)["data"]
+                assert {row["owner_email"] for row in series} == owners, metric
+                assert len(series) == 4 * len(owners)
