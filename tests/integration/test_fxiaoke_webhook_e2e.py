@@ -33,7 +33,7 @@ from tests.integration.test_fxiaoke_sync_e2e import (
     serve,
     state_of,
 )
-from tests.integration.test_fxiaoke_sync_e2e import fast_budget as fast_budget  # noqa: F401
+from tests.integration.test_fxiaoke_sync_e2e import fast_budget as fast_budget
 from tests.integration.test_webhook_e2e import arq_worker, setup  # noqa: F401
 from tests.integration.zoho_helpers import FAST_RETRY, sync
 from workers.context import JobContext
