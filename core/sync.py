@@ -11,8 +11,8 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -171,16 +171,10 @@ class SyncEngine:
                 self._connection.close()
                 self._connection = None
 
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        """A transaction on the run's connection: committed on success, else rolled back."""
-        with Session(bind=self._connection, expire_on_commit=False) as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+    def _session(self) -> AbstractContextManager[Session]:
+        """A transaction on the run's connection."""
+        assert self._connection is not None
+        return session_scope(self._connection)
 
     def _load_state(self, stream: str) -> dict[str, Any]:
         with self._session() as session:
