@@ -42,9 +42,19 @@ from core.config import Settings
 from core.currency import PRECISION, Converter, converter
 from core.goals import attainment, goal_targets
 from core.localdates import date_diff, ensure_zone
-from core.models import Account, AccountMonth, Connection, Deal, DealMonth, Stage, User
+from core.models import (
+    Account,
+    AccountDay,
+    AccountMonth,
+    Connection,
+    Deal,
+    DealDay,
+    DealMonth,
+    Stage,
+    User,
+)
 from core.queries import Listing, RecordFilters, records_listing
-from core.rollups import clean_months, date_ranges, full_months, in_ranges
+from core.rollups import clean_months, in_ranges, merged, month_first, month_last, segments
 from core.types import Money
 
 GROUP_BY = ("owner", "connection", "none")
@@ -67,31 +77,43 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-DEAL, ACCOUNT, CONNECTION, USER, STAGE, DEAL_MONTH, ACCOUNT_MONTH = (
-    _table(m) for m in (Deal, Account, Connection, User, Stage, DealMonth, AccountMonth))
+DEAL, ACCOUNT, CONNECTION, USER, STAGE = (
+    _table(m) for m in (Deal, Account, Connection, User, Stage))
+DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
+    _table(m) for m in (DealMonth, AccountMonth, DealDay, AccountDay))
 KeysFn = Callable[[Table], list[Label[Any]]]  # a query's group keys, for a deal/rollup table
 
 
 @dataclass(frozen=True)
 class _Scope:
-    """What a metric query reads: the deals (accounts) in `ranges` of dates, and the
-    monthly rollups (core.rollups) of the clean `months`; together exactly [start, end]."""
+    """What a metric query reads, together exactly [start, end]: the deals (accounts) in
+    `ranges` of dates (months with writes since their rollups were built), the monthly
+    rollups (core.rollups) of the clean whole `months`, and the daily rollups of the
+    clean `days` (parts of months)."""
 
     ranges: list[tuple[date, date]]
     months: list[int]
+    days: list[tuple[date, date]]
     connection_id: int | None
 
     def raw(self, table: Table, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Conditions on the live rows of `table` whose `column` is in the ranges."""
         conditions: list[ColumnElement[bool]] = [table.c.deleted_at.is_(None),
                                                  in_ranges(column, self.ranges)]
-        if self.connection_id is not None:
-            conditions.append(table.c.connection_id == self.connection_id)
-        return conditions
+        return self._of_connection(table, conditions)
 
-    def rolled(self, table: Table) -> list[ColumnElement[bool]]:
-        """Conditions on the rollup rows of the months."""
-        conditions: list[ColumnElement[bool]] = [table.c.month.in_(self.months)]
+    def rollups(self, monthly: Table, daily: Table) -> list[tuple[Table, list[Any]]]:
+        """(rollup table, conditions on its rows) for the months and the days."""
+        out = []
+        if self.months:
+            out.append((monthly, self._of_connection(monthly, [
+                monthly.c.month.in_(self.months)])))
+        if self.days:
+            out.append((daily, self._of_connection(daily, [in_ranges(daily.c.day,
+                                                                     self.days)])))
+        return out
+
+    def _of_connection(self, table: Table, conditions: list[Any]) -> list[Any]:
         if self.connection_id is not None:
             conditions.append(table.c.connection_id == self.connection_id)
         return conditions
@@ -99,9 +121,19 @@ class _Scope:
 
 def _scope(session: Session, start: date, end: date, connection_id: int | None,
            *, monthly: bool = True) -> _Scope:
-    """Clean whole months from the rollups (when `monthly`), the rest from the rows."""
-    months = clean_months(session, full_months(start, end)) if monthly else []
-    return _Scope(date_ranges(start, end, months), months, connection_id)
+    """Clean whole months from the monthly rollups (when `monthly`), other clean days
+    from the daily rollups, the rest from the rows themselves."""
+    parts = segments(start, end)
+    clean = clean_months(session, range(parts[0][0], parts[-1][0] + 1))
+    months, days, ranges = [], [], []
+    for number, first, last in parts:
+        if number not in clean:
+            ranges.append((first, last))
+        elif monthly and (first, last) == (month_first(number), month_last(number)):
+            months.append(number)
+        else:
+            days.append((first, last))
+    return _Scope(merged(ranges), months, merged(days), connection_id)
 
 
 @dataclass
@@ -276,8 +308,7 @@ def _closed_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any,
             .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
             .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status.in_(("won", "lost")))
             .group_by(*key, CONNECTION.c.home_currency))))
-    if scope.months:
-        rolled = DEAL_MONTH
+    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
         won = rolled.c.status == "won"
         key = keys(rolled)
         stmts.append((key, (
@@ -290,7 +321,7 @@ def _closed_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any,
                    func.sum(case((won, rolled.c.cycle_deals), else_=0)).label("timed"),
                    func.max(rolled.c.owner_name).label("name"))
             .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
-            .where(*scope.rolled(rolled), rolled.c.status.in_(("won", "lost")))
+            .where(*conditions, rolled.c.status.in_(("won", "lost")))
             .group_by(*key, CONNECTION.c.home_currency))))
     for key, stmt in stmts:
         for row in session.execute(stmt):
@@ -316,8 +347,7 @@ def _open_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _
             .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
             .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status == "open")
             .group_by(*key, CONNECTION.c.home_currency, DEAL.c.probability))))
-    if scope.months:
-        rolled = DEAL_MONTH
+    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
         key = keys(rolled)
         stmts.append((key, (
             select(*key, CONNECTION.c.home_currency.label("currency"),
@@ -325,7 +355,7 @@ def _open_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _
                    type_coerce(func.sum(rolled.c.amount), Money).label("amount"),
                    func.max(rolled.c.owner_name).label("name"))
             .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
-            .where(*scope.rolled(rolled), rolled.c.status == "open")
+            .where(*conditions, rolled.c.status == "open")
             .group_by(*key, CONNECTION.c.home_currency, rolled.c.probability))))
     for key, stmt in stmts:
         for row in session.execute(stmt):
@@ -352,11 +382,11 @@ def _new_accounts(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any,
         stmts.append((key, select(*key, func.count().label("n"),
                                   func.max(ACCOUNT.c.owner_name).label("name"))
                       .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date)).group_by(*key)))
-    if scope.months:
-        key = keys(ACCOUNT_MONTH)
-        stmts.append((key, select(*key, func.sum(ACCOUNT_MONTH.c.accounts).label("n"),
-                                  func.max(ACCOUNT_MONTH.c.owner_name).label("name"))
-                      .where(*scope.rolled(ACCOUNT_MONTH)).group_by(*key)))
+    for rolled, conditions in scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY):
+        key = keys(rolled)
+        stmts.append((key, select(*key, func.sum(rolled.c.accounts).label("n"),
+                                  func.max(rolled.c.owner_name).label("name"))
+                      .where(*conditions).group_by(*key)))
     for key, stmt in stmts:
         for row in session.execute(stmt):
             accs[_row_key(row, key)].new_accounts += int(row.n or 0)
@@ -530,10 +560,10 @@ def _owners(session: Session, scope: _Scope, accs: dict[Any, _Acc],
                   select(ACCOUNT.c.owner_email, func.max(ACCOUNT.c.owner_name))
                   .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date))
                   .group_by(ACCOUNT.c.owner_email)]
-    if scope.months:
-        stmts += [select(table.c.owner_email, func.max(table.c.owner_name))
-                  .where(*scope.rolled(table)).group_by(table.c.owner_email)
-                  for table in (DEAL_MONTH, ACCOUNT_MONTH)]
+    stmts += [select(table.c.owner_email, func.max(table.c.owner_name))
+              .where(*conditions).group_by(table.c.owner_email)
+              for table, conditions in (*scope.rollups(DEAL_MONTH, DEAL_DAY),
+                                        *scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY))]
     for stmt in stmts:
         for owner, name in session.execute(stmt):
             accs.setdefault(owner, _Acc())
@@ -573,7 +603,7 @@ def timeseries(
     shift = settings.fiscal_year_start_month - 1
     accs: dict[Any, _Acc] = defaultdict(_Acc)
     names: dict[Any, str | None] = {}
-    # Weeks do not fall into months: only months and quarters read the monthly rollups.
+    # Weeks do not fall into months: they read the daily rollups.
     scope = _scope(session, start, end, connection_id, monthly=interval != "week")
 
     def keys(table: Table) -> list[Label[Any]]:
@@ -581,8 +611,8 @@ def timeseries(
             month = table.c.month
             period = month if interval == "month" else (month - shift) // 3
         else:
-            column = table.c.close_date if table is DEAL else table.c.created_date
-            period = _period_key(session, column, interval, shift)
+            date_column = {DEAL: "close_date", ACCOUNT: "created_date"}.get(table, "day")
+            period = _period_key(session, table.c[date_column], interval, shift)
         return [*_key(group_by, table), period.label("period")]
 
     for part in SERIES_PARTS[metric]:

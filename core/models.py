@@ -273,14 +273,11 @@ class NotificationChannel(SQLModel, table=True):
 # --- metric rollups (M2); migration 0005 ---
 
 
-class DealMonth(SQLModel, table=True):
-    """Live deals per month of close_date (year x 12 + month - 1), connection, owner,
-    status and, for open deals, probability (core.rollups)."""
+class DealRollup(SQLModel):
+    """Live deals of one connection, owner, status and (open deals) probability, summed
+    (core.rollups): per month of close_date (deal_month) and per day (deal_day)."""
 
-    __tablename__ = "deal_month"
-    __table_args__ = (Index("ix_deal_month", "month", "connection_id"),)
     id: int | None = Field(default=None, primary_key=True)
-    month: int
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
@@ -292,17 +289,39 @@ class DealMonth(SQLModel, table=True):
     cycle_deals: int = 0
 
 
-class AccountMonth(SQLModel, table=True):
-    """Live accounts per month of created_date, connection and owner (core.rollups)."""
+class DealMonth(DealRollup, table=True):
+    __tablename__ = "deal_month"
+    __table_args__ = (Index("ix_deal_month", "month", "connection_id"),)
+    month: int  # year x 12 + month - 1
 
-    __tablename__ = "account_month"
-    __table_args__ = (Index("ix_account_month", "month", "connection_id"),)
+
+class DealDay(DealRollup, table=True):
+    __tablename__ = "deal_day"
+    __table_args__ = (Index("ix_deal_day", "day", "connection_id"),)
+    day: date
+
+
+class AccountRollup(SQLModel):
+    """Live accounts of one connection and owner, counted (core.rollups): per month of
+    created_date (account_month) and per day (account_day)."""
+
     id: int | None = Field(default=None, primary_key=True)
-    month: int
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
     accounts: int = 0
+
+
+class AccountMonth(AccountRollup, table=True):
+    __tablename__ = "account_month"
+    __table_args__ = (Index("ix_account_month", "month", "connection_id"),)
+    month: int
+
+
+class AccountDay(AccountRollup, table=True):
+    __tablename__ = "account_day"
+    __table_args__ = (Index("ix_account_day", "day", "connection_id"),)
+    day: date
 
 
 class RollupMonth(SQLModel, table=True):

@@ -4,7 +4,9 @@ pre-aggregated rows instead of a million deals (issue M2's latency target).
 What is stored (core.models): deal_month holds, per calendar month of close_date,
 connection, owner, status and (for open deals) probability, the count, the exact sum of
 amount_home, the summed sales-cycle days and max(owner_name) of the live deals;
-account_month the live accounts per month of created_date, connection and owner.
+account_month the live accounts per month of created_date, connection and owner;
+deal_day and account_day the same per day, for the parts of a range that do not cover
+a whole month (and for weeks).
 
 Exactness: a month's rollup is used only while it is *clean*: rollup_month has the month
 (it was built) and rollup_dirty has no entry for it. Every write of core.store appends
@@ -50,7 +52,17 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from core.localdates import date_diff
-from core.models import Account, AccountMonth, Deal, DealMonth, RollupDirty, RollupMonth, StoreMeta
+from core.models import (
+    Account,
+    AccountDay,
+    AccountMonth,
+    Deal,
+    DealDay,
+    DealMonth,
+    RollupDirty,
+    RollupMonth,
+    StoreMeta,
+)
 from core.types import Money, utcnow
 
 BUILT_KEY = "rollups_built"
@@ -61,8 +73,9 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
-DEAL, ACCOUNT, DEAL_MONTH, ACCOUNT_MONTH = (
-    _table(m) for m in (Deal, Account, DealMonth, AccountMonth))
+DEAL, ACCOUNT, DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
+    _table(m) for m in (Deal, Account, DealMonth, AccountMonth, DealDay, AccountDay))
+ROLLUP_TABLES = (DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY)
 ROLLUP_MONTH, ROLLUP_DIRTY, META = (_table(m) for m in (RollupMonth, RollupDirty, StoreMeta))
 # The date each rollup is keyed by.
 DATE_COLUMN = {"deal": DEAL.c.close_date, "account": ACCOUNT.c.created_date}
@@ -90,27 +103,23 @@ def month_last(number: int) -> date:
     return month_first(number + 1) - timedelta(days=1)
 
 
-def full_months(start: date, end: date) -> range:
-    """The months that lie entirely inside [start, end]."""
-    first = month_of(start) + (start.day != 1)
-    last = month_of(end) - (end != month_last(month_of(end)))
-    return range(first, last + 1)
+def segments(start: date, end: date) -> list[tuple[int, date, date]]:
+    """(month, first day, last day) of [start, end] cut at month boundaries."""
+    out = []
+    for number in range(month_of(start), month_of(end) + 1):
+        out.append((number, max(start, month_first(number)), min(end, month_last(number))))
+    return out
 
 
-def date_ranges(start: date, end: date, months: Sequence[int]) -> list[tuple[date, date]]:
-    """[start, end] without the (sorted, full) months given, as date ranges."""
-    ranges: list[tuple[date, date]] = []
-    cursor = start
-    for number in months:
-        first = month_first(number)
-        if cursor < first:
-            ranges.append((cursor, first - timedelta(days=1)))
-        if month_last(number) == date.max:
-            return ranges
-        cursor = month_last(number) + timedelta(days=1)
-    if cursor <= end:
-        ranges.append((cursor, end))
-    return ranges
+def merged(ranges: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:
+    """Sorted date ranges with adjacent ones joined."""
+    out: list[tuple[date, date]] = []
+    for first, last in ranges:
+        if out and out[-1][1] < date.max and out[-1][1] + timedelta(days=1) == first:
+            out[-1] = (out[-1][0], last)
+        else:
+            out.append((first, last))
+    return out
 
 
 def in_ranges(column: ColumnElement[Any],
@@ -118,17 +127,17 @@ def in_ranges(column: ColumnElement[Any],
     return or_(*(column.between(a, b) for a, b in ranges))
 
 
-def clean_months(session: Session, months: range) -> list[int]:
-    """The months of `months` whose rollups are built and not dirty, ascending."""
+def clean_months(session: Session, months: range) -> set[int]:
+    """The months of `months` whose rollups are built and not dirty."""
     if not months:
-        return []
+        return set()
     dirty = select(ROLLUP_DIRTY.c.month).where(ROLLUP_DIRTY.c.month.between(
         months.start, months.stop - 1))
     stmt = (select(ROLLUP_MONTH.c.month)
             .where(ROLLUP_MONTH.c.month.between(months.start, months.stop - 1),
                    ROLLUP_MONTH.c.month.not_in(dirty))
-            .order_by(ROLLUP_MONTH.c.month))
-    return list(session.scalars(stmt))
+            )
+    return set(session.scalars(stmt))
 
 
 # -- writers mark what they touch (core.store calls these in its transaction) ---------
@@ -217,12 +226,15 @@ def _data_span(session: Session) -> list[int]:
 def _rebuild(session: Session, months: list[int]) -> None:
     for chunk in _chunks(months, 240):
         ranges = _month_ranges(chunk)
-        session.execute(delete(DEAL_MONTH).where(DEAL_MONTH.c.month.in_(chunk)))
-        session.execute(delete(ACCOUNT_MONTH).where(ACCOUNT_MONTH.c.month.in_(chunk)))
+        for table in (DEAL_MONTH, ACCOUNT_MONTH):
+            session.execute(delete(table).where(table.c.month.in_(chunk)))
+        for table in (DEAL_DAY, ACCOUNT_DAY):
+            session.execute(delete(table).where(in_ranges(table.c.day, ranges)))
         session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
         session.execute(delete(ROLLUP_DIRTY).where(ROLLUP_DIRTY.c.month.in_(chunk)))
-        session.execute(_deal_rollup(session, ranges))
-        session.execute(_account_rollup(ranges))
+        for monthly in (True, False):
+            session.execute(_deal_rollup(session, ranges, monthly=monthly))
+            session.execute(_account_rollup(ranges, monthly=monthly))
         now = utcnow()
         session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now} for m in chunk])
 
@@ -234,44 +246,39 @@ def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
 
 def _month_ranges(months: list[int]) -> list[tuple[date, date]]:
     """Sorted months as the fewest date ranges (consecutive months merge)."""
-    ranges: list[tuple[date, date]] = []
-    for number in months:
-        first, last = month_first(number), month_last(number)
-        if ranges and ranges[-1][1] + timedelta(days=1) == first:
-            ranges[-1] = (ranges[-1][0], last)
-        else:
-            ranges.append((first, last))
-    return ranges
+    return merged((month_first(number), month_last(number)) for number in months)
 
 
-def _deal_rollup(session: Session, ranges: list[tuple[date, date]]) -> Any:
+def _deal_rollup(session: Session, ranges: list[tuple[date, date]], *, monthly: bool) -> Any:
     timed = DEAL.c.created_date.is_not(None)
     days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == "open", DEAL.c.probability))
-    month = month_number(DEAL.c.close_date)
+    period = month_number(DEAL.c.close_date) if monthly else DEAL.c.close_date
     rows = (
-        select(month.label("month"), DEAL.c.connection_id, DEAL.c.owner_email,
+        select(period.label("period"), DEAL.c.connection_id, DEAL.c.owner_email,
                DEAL.c.status, probability.label("probability"),
                func.max(DEAL.c.owner_name), func.count(),
                type_coerce(func.sum(DEAL.c.amount_home), Money),
                func.coalesce(func.sum(case((timed, days))), 0),
                func.sum(case((timed, 1), else_=0)))
         .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges))
-        .group_by(month, DEAL.c.connection_id, DEAL.c.owner_email, DEAL.c.status, probability)
+        .group_by(period, DEAL.c.connection_id, DEAL.c.owner_email, DEAL.c.status,
+                  probability)
     )
-    return insert(DEAL_MONTH).from_select(
-        ["month", "connection_id", "owner_email", "status", "probability", "owner_name",
-         "deals", "amount", "cycle_days", "cycle_deals"], rows)
+    return insert(DEAL_MONTH if monthly else DEAL_DAY).from_select(
+        ["month" if monthly else "day", "connection_id", "owner_email", "status",
+         "probability", "owner_name", "deals", "amount", "cycle_days", "cycle_deals"], rows)
 
 
-def _account_rollup(ranges: list[tuple[date, date]]) -> Any:
-    month = month_number(ACCOUNT.c.created_date)
+def _account_rollup(ranges: list[tuple[date, date]], *, monthly: bool) -> Any:
+    period = month_number(ACCOUNT.c.created_date) if monthly else ACCOUNT.c.created_date
     rows = (
-        select(month.label("month"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_email,
+        select(period.label("period"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_email,
                func.max(ACCOUNT.c.owner_name), func.count())
         .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges))
-        .group_by(month, ACCOUNT.c.connection_id, ACCOUNT.c.owner_email)
+        .group_by(period, ACCOUNT.c.connection_id, ACCOUNT.c.owner_email)
     )
-    return insert(ACCOUNT_MONTH).from_select(
-        ["month", "connection_id", "owner_email", "owner_name", "accounts"], rows)
+    return insert(ACCOUNT_MONTH if monthly else ACCOUNT_DAY).from_select(
+        ["month" if monthly else "day", "connection_id", "owner_email", "owner_name",
+         "accounts"], rows)
 

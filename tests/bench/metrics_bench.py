@@ -226,6 +226,8 @@ QUERIES: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("timeseries bookings/month by owner, 3y", "/api/v1/metrics/timeseries",
      {"metric": "bookings", "interval": "month", "start": ALL[0], "end": ALL[1],
       "group_by": "owner"}),
+    ("timeseries bookings/week, 2025", "/api/v1/metrics/timeseries",
+     {"metric": "bookings", "interval": "week", "start": "2025-01-01", "end": "2025-12-31"}),
     ("summary by owner, 2023-11-15..2025-02-14", "/api/v1/metrics/summary",
      {"start": "2023-11-15", "end": "2025-02-14", "group_by": "owner"}),
     ("drill-down bookings, 1 quarter, page 1", "/api/v1/metrics/deals",

@@ -1,5 +1,5 @@
-"""monthly metric rollups kept by the sync (M2): deal_month, account_month, rollup_month,
-rollup_dirty (core.rollups)
+"""metric rollups kept by the sync (M2): deal_month, deal_day, account_month, account_day,
+rollup_month, rollup_dirty (core.rollups)
 
 Revision ID: 0005
 Revises: 0004
@@ -23,35 +23,39 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     text = sqlmodel.sql.sqltypes.AutoString
-    op.create_table(
-        'deal_month',
-        sa.Column('id', sa.Integer(), nullable=False),
-        sa.Column('month', sa.Integer(), nullable=False),
-        sa.Column('connection_id', sa.Integer(), nullable=False),
-        sa.Column('owner_email', text(length=320), nullable=True),
-        sa.Column('owner_name', text(), nullable=True),
-        sa.Column('status', text(length=10), nullable=False),
-        sa.Column('probability', sa.BigInteger(), nullable=True),
-        sa.Column('deals', sa.Integer(), nullable=False),
-        sa.Column('amount', sa.BigInteger(), nullable=True),
-        sa.Column('cycle_days', sa.Integer(), nullable=False),
-        sa.Column('cycle_deals', sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(['connection_id'], ['connection.id'], ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('id'),
-    )
-    op.create_index('ix_deal_month', 'deal_month', ['month', 'connection_id'])
-    op.create_table(
-        'account_month',
-        sa.Column('id', sa.Integer(), nullable=False),
-        sa.Column('month', sa.Integer(), nullable=False),
-        sa.Column('connection_id', sa.Integer(), nullable=False),
-        sa.Column('owner_email', text(length=320), nullable=True),
-        sa.Column('owner_name', text(), nullable=True),
-        sa.Column('accounts', sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(['connection_id'], ['connection.id'], ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('id'),
-    )
-    op.create_index('ix_account_month', 'account_month', ['month', 'connection_id'])
+    for name, period in (('deal_month', sa.Integer()), ('deal_day', sa.Date())):
+        key = 'month' if name.endswith('month') else 'day'
+        op.create_table(
+            name,
+            sa.Column('id', sa.Integer(), nullable=False),
+            sa.Column('connection_id', sa.Integer(), nullable=False),
+            sa.Column('owner_email', text(length=320), nullable=True),
+            sa.Column('owner_name', text(), nullable=True),
+            sa.Column('status', text(length=10), nullable=False),
+            sa.Column('probability', sa.BigInteger(), nullable=True),
+            sa.Column('deals', sa.Integer(), nullable=False),
+            sa.Column('amount', sa.BigInteger(), nullable=True),
+            sa.Column('cycle_days', sa.Integer(), nullable=False),
+            sa.Column('cycle_deals', sa.Integer(), nullable=False),
+            sa.Column(key, period, nullable=False),
+            sa.ForeignKeyConstraint(['connection_id'], ['connection.id'], ondelete='CASCADE'),
+            sa.PrimaryKeyConstraint('id'),
+        )
+        op.create_index(f'ix_{name}', name, [key, 'connection_id'])
+    for name, period in (('account_month', sa.Integer()), ('account_day', sa.Date())):
+        key = 'month' if name.endswith('month') else 'day'
+        op.create_table(
+            name,
+            sa.Column('id', sa.Integer(), nullable=False),
+            sa.Column('connection_id', sa.Integer(), nullable=False),
+            sa.Column('owner_email', text(length=320), nullable=True),
+            sa.Column('owner_name', text(), nullable=True),
+            sa.Column('accounts', sa.Integer(), nullable=False),
+            sa.Column(key, period, nullable=False),
+            sa.ForeignKeyConstraint(['connection_id'], ['connection.id'], ondelete='CASCADE'),
+            sa.PrimaryKeyConstraint('id'),
+        )
+        op.create_index(f'ix_{name}', name, [key, 'connection_id'])
     op.create_table(
         'rollup_month',
         sa.Column('month', sa.Integer(), autoincrement=False, nullable=False),
@@ -68,7 +72,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('rollup_dirty')
-    op.drop_table('rollup_month')
-    op.drop_table('account_month')
-    op.drop_table('deal_month')
+    for name in ('rollup_dirty', 'rollup_month', 'account_day', 'account_month', 'deal_day',
+                 'deal_month'):
+        op.drop_table(name)
