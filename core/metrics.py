@@ -1,24 +1,14 @@
-"""Sales metrics (DESIGN.md section 5), computed in SQL with GROUP BY.
+"""Sales metrics (DESIGN.md section 5): the summary (leaderboard), drill-down, pipeline
+and timeseries, computed in SQL with GROUP BY from the parts in core.aggregates.
 
-A few set-based queries, each grouped by the row key (lower-cased owner email, or
-connection id, or nothing) and by the connection's home currency:
-
-- closed deals (won/lost) in the period: bookings, counts, summed sales-cycle days;
-- open deals in the period, also grouped by probability, so the weighted pipeline is
-  sum(probability x sum(amount)) / 100: exact, and no int64 product can overflow;
-- accounts created in the period (their stored local created_date);
-- reps (crm_user) for names and for the rows of active reps.
-
-Sums are exact (ScaledDecimal integers); each per-currency sum is converted with the FX
-table in Python Decimal (core.currency) and everything is rounded only at the end:
-amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
+Sums are exact; each per-currency sum is converted with the FX table and rounded only
+at the end: amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
 """
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +18,6 @@ from sqlalchemy import (
     Label,
     Table,
     and_,
-    case,
     cast,
     extract,
     func,
@@ -38,23 +27,22 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from core.config import Settings
-from core.currency import PRECISION, Converter, converter
-from core.goals import attainment, goal_targets
-from core.localdates import date_diff, ensure_zone
-from core.models import (
-    Account,
-    AccountDay,
-    AccountMonth,
-    Connection,
-    Deal,
-    DealDay,
-    DealMonth,
-    Stage,
-    User,
+from core import aggregates as agg
+from core.aggregates import (
+    ACCOUNT,
+    ACCOUNT_MONTH,
+    CONNECTION,
+    DEAL,
+    DEAL_MONTH,
+    STAGE,
+    Amounts,
+    KeysFn,
 )
+from core.config import Settings
+from core.currency import converter
+from core.goals import goal_targets
+from core.localdates import date_diff, ensure_zone
 from core.queries import Listing, RecordFilters, records_listing
-from core.rollups import clean_months, in_ranges, merged, month_first, month_last, segments
 from core.types import Money
 
 GROUP_BY = ("owner", "connection", "none")
@@ -68,98 +56,6 @@ DRILL_STATUSES: dict[str, tuple[str, ...]] = {
     "sales_cycle_days": ("won",), "deals_lost": ("lost",), "win_rate": ("won", "lost"),
     "open_pipeline": ("open",), "weighted_pipeline": ("open",), "forecast": ("won", "open"),
 }
-
-Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
-
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-DEAL, ACCOUNT, CONNECTION, USER, STAGE = (
-    _table(m) for m in (Deal, Account, Connection, User, Stage))
-DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
-    _table(m) for m in (DealMonth, AccountMonth, DealDay, AccountDay))
-KeysFn = Callable[[Table], list[Label[Any]]]  # a query's group keys, for a deal/rollup table
-
-
-@dataclass(frozen=True)
-class _Scope:
-    """What a metric query reads, together exactly [start, end]: the deals (accounts) in
-    `ranges` of dates (months with writes since their rollups were built), the monthly
-    rollups (core.rollups) of the clean whole `months`, and the daily rollups of the
-    clean `days` (parts of months)."""
-
-    ranges: list[tuple[date, date]]
-    months: list[int]
-    days: list[tuple[date, date]]
-    connection_id: int | None
-
-    def raw(self, table: Table, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
-        """Conditions on the live rows of `table` whose `column` is in the ranges."""
-        conditions: list[ColumnElement[bool]] = [table.c.deleted_at.is_(None),
-                                                 in_ranges(column, self.ranges)]
-        return self._of_connection(table, conditions)
-
-    def rollups(self, monthly: Table, daily: Table) -> list[tuple[Table, list[Any]]]:
-        """(rollup table, conditions on its rows) for the months and the days."""
-        out = []
-        if self.months:
-            out.append((monthly, self._of_connection(monthly, [
-                monthly.c.month.in_(self.months)])))
-        if self.days:
-            out.append((daily, self._of_connection(daily, [in_ranges(daily.c.day,
-                                                                     self.days)])))
-        return out
-
-    def _of_connection(self, table: Table, conditions: list[Any]) -> list[Any]:
-        if self.connection_id is not None:
-            conditions.append(table.c.connection_id == self.connection_id)
-        return conditions
-
-
-def _scope(session: Session, start: date, end: date, connection_id: int | None,
-           *, monthly: bool = True) -> _Scope:
-    """Clean whole months from the monthly rollups (when `monthly`), other clean days
-    from the daily rollups, the rest from the rows themselves."""
-    parts = segments(start, end)
-    clean = clean_months(session, range(parts[0][0], parts[-1][0] + 1))
-    months, days, ranges = [], [], []
-    for number, first, last in parts:
-        if number not in clean:
-            ranges.append((first, last))
-        elif monthly and (first, last) == (month_first(number), month_last(number)):
-            months.append(number)
-        else:
-            days.append((first, last))
-    return _Scope(merged(ranges), months, merged(days), connection_id)
-
-
-@dataclass
-class _Acc:
-    """The exact, unconverted ingredients of one row's metrics."""
-
-    bookings: Amounts = field(default_factory=list)
-    deals_won: int = 0
-    deals_lost: int = 0
-    cycle_days: int = 0
-    cycle_deals: int = 0
-    open_pipeline: Amounts = field(default_factory=list)
-    weighted: Amounts = field(default_factory=list)
-    new_accounts: int = 0
-    active: bool = False
-
-    def add(self, other: "_Acc") -> None:
-        self.bookings += other.bookings
-        self.deals_won += other.deals_won
-        self.deals_lost += other.deals_lost
-        self.cycle_days += other.cycle_days
-        self.cycle_deals += other.cycle_deals
-        self.open_pipeline += other.open_pipeline
-        self.weighted += other.weighted
-        self.new_accounts += other.new_accounts
-
 
 def validate(start: date, end: date, group_by: str) -> None:
     if group_by not in GROUP_BY:
@@ -186,32 +82,32 @@ def summary(
     validate(start, end, group_by)
     ensure_zone(session, settings.timezone)
     conv = converter(session, settings)
-    accs: dict[Any, _Acc] = defaultdict(_Acc)
+    accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
-    scope = _scope(session, start, end, connection_id)
+    scope = agg.scope(session, start, end, connection_id)
 
     def keys(table: Table) -> list[Label[Any]]:
-        return _key(group_by, table)
+        return agg.group_key(group_by, table)
 
-    _closed_deals(session, keys, scope, accs, names)
-    _open_deals(session, keys, scope, accs, names)
-    _new_accounts(session, keys, scope, accs, names)
+    agg.closed_deals(session, keys, scope, accs, names)
+    agg.open_deals(session, keys, scope, accs, names)
+    agg.new_accounts(session, keys, scope, accs, names)
     targets = goal_targets(session, start=start, end=end)  # core.goals: bookings goals
     if group_by == "owner":
         for owner in targets.by_owner:
-            accs.setdefault(owner, _Acc())  # an owner with a goal in the period has a row
-        _reps(session, connection_id, accs, names)
+            accs.setdefault(owner, agg.Acc())  # an owner with a goal in the period has a row
+        agg.reps(session, connection_id, accs, names)
     elif group_by == "connection":
-        _connections(session, connection_id, accs, names)
-    total = _Acc()
+        agg.connection_rows(session, connection_id, accs, names)
+    total = agg.Acc()
     for acc in accs.values():
         total.add(acc)
-    total_row = _finish(total, conv, targets.total())
+    total_row = agg.finish(total, conv, targets.total())
     if group_by == "none":
         data = [dict(total_row)]
     else:
         data = [_keyed(group_by, key, names.get(key))
-                | _finish(accs[key], conv, targets.row(group_by, key))
+                | agg.finish(accs[key], conv, targets.row(group_by, key))
                 for key in sorted(accs, key=lambda k: (k is None, k))]
     return {"start": start, "end": end, "currency": conv.reporting, "group_by": group_by,
             "data": data, "total": total_row}
@@ -256,202 +152,12 @@ def _keyed(group_by: str, key: Any, name: str | None) -> dict[str, Any]:
     return {"connection_id": key, "connection_name": name}
 
 
-def _key(group_by: str, table: Table) -> list[Label[Any]]:
-    if group_by == "owner":
-        return [table.c.owner_email.label("key")]  # stored lower-cased (core.store)
-    if group_by == "connection":
-        return [table.c.connection_id.label("key")]
-    return []
-
-
-def _row_key(row: Any, keys: list[Label[Any]]) -> Any:
-    """None without keys, the value of a single key, else the tuple of the keys' values
-    (the keys are the first columns of every select here)."""
-    if len(keys) == 1:
-        return row[0]
-    return tuple(row[:len(keys)]) or None
-
-
 def _deals_in_period(start: date, end: date, connection_id: int | None) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = [DEAL.c.deleted_at.is_(None),
                                              DEAL.c.close_date.between(start, end)]
     if connection_id is not None:
         conditions.append(DEAL.c.connection_id == connection_id)
     return and_(*conditions)
-
-
-def _days(session: Session) -> ColumnElement[Any]:
-    """close_date - created_date in whole days (both are plain dates)."""
-    return date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
-
-
-def _name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
-    if name and not names.get(key):
-        names[key] = name
-
-
-def _closed_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _Acc],
-                  names: dict[Any, str | None]) -> None:
-    stmts = []
-    if scope.ranges:
-        won = DEAL.c.status == "won"
-        timed = and_(won, DEAL.c.created_date.is_not(None))
-        key = keys(DEAL)
-        stmts.append((key, (
-            select(*key, CONNECTION.c.home_currency.label("currency"),
-                   type_coerce(func.sum(case((won, DEAL.c.amount_home))), Money).label("bookings"),
-                   func.sum(case((won, 1), else_=0)).label("won"),
-                   func.sum(case((DEAL.c.status == "lost", 1), else_=0)).label("lost"),
-                   func.sum(case((timed, _days(session)))).label("days"),
-                   func.sum(case((timed, 1), else_=0)).label("timed"),
-                   func.max(DEAL.c.owner_name).label("name"))
-            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
-            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status.in_(("won", "lost")))
-            .group_by(*key, CONNECTION.c.home_currency))))
-    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
-        won = rolled.c.status == "won"
-        key = keys(rolled)
-        stmts.append((key, (
-            select(*key, CONNECTION.c.home_currency.label("currency"),
-                   type_coerce(func.sum(case((won, rolled.c.amount))), Money).label("bookings"),
-                   func.sum(case((won, rolled.c.deals), else_=0)).label("won"),
-                   func.sum(case((rolled.c.status == "lost", rolled.c.deals), else_=0))
-                   .label("lost"),
-                   func.sum(case((won, rolled.c.cycle_days))).label("days"),
-                   func.sum(case((won, rolled.c.cycle_deals), else_=0)).label("timed"),
-                   func.max(rolled.c.owner_name).label("name"))
-            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
-            .where(*conditions, rolled.c.status.in_(("won", "lost")))
-            .group_by(*key, CONNECTION.c.home_currency))))
-    for key, stmt in stmts:
-        for row in session.execute(stmt):
-            acc = accs[_row_key(row, key)]
-            acc.bookings.append((row.currency, row.bookings))
-            acc.deals_won += int(row.won or 0)
-            acc.deals_lost += int(row.lost or 0)
-            acc.cycle_days += int(row.days or 0)
-            acc.cycle_deals += int(row.timed or 0)
-            _name(names, _row_key(row, key), row.name)
-
-
-def _open_deals(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _Acc],
-                names: dict[Any, str | None]) -> None:
-    stmts = []
-    if scope.ranges:
-        key = keys(DEAL)
-        stmts.append((key, (
-            select(*key, CONNECTION.c.home_currency.label("currency"),
-                   DEAL.c.probability.label("probability"),
-                   type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"),
-                   func.max(DEAL.c.owner_name).label("name"))
-            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
-            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status == "open")
-            .group_by(*key, CONNECTION.c.home_currency, DEAL.c.probability))))
-    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
-        key = keys(rolled)
-        stmts.append((key, (
-            select(*key, CONNECTION.c.home_currency.label("currency"),
-                   rolled.c.probability.label("probability"),
-                   type_coerce(func.sum(rolled.c.amount), Money).label("amount"),
-                   func.max(rolled.c.owner_name).label("name"))
-            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
-            .where(*conditions, rolled.c.status == "open")
-            .group_by(*key, CONNECTION.c.home_currency, rolled.c.probability))))
-    for key, stmt in stmts:
-        for row in session.execute(stmt):
-            acc = accs[_row_key(row, key)]
-            acc.open_pipeline.append((row.currency, row.amount))
-            acc.weighted.append((row.currency, _weighted(row.amount, row.probability)))
-            _name(names, _row_key(row, key), row.name)
-
-
-def _weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
-    """amount x probability / 100, exactly; no amount or no probability weighs nothing."""
-    if amount is None or not probability:
-        return Decimal(0)
-    with localcontext() as ctx:
-        ctx.prec = PRECISION
-        return amount * probability / 100
-
-
-def _new_accounts(session: Session, keys: KeysFn, scope: _Scope, accs: dict[Any, _Acc],
-                  names: dict[Any, str | None]) -> None:
-    stmts = []
-    if scope.ranges:
-        key = keys(ACCOUNT)
-        stmts.append((key, select(*key, func.count().label("n"),
-                                  func.max(ACCOUNT.c.owner_name).label("name"))
-                      .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date)).group_by(*key)))
-    for rolled, conditions in scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY):
-        key = keys(rolled)
-        stmts.append((key, select(*key, func.sum(rolled.c.accounts).label("n"),
-                                  func.max(rolled.c.owner_name).label("name"))
-                      .where(*conditions).group_by(*key)))
-    for key, stmt in stmts:
-        for row in session.execute(stmt):
-            accs[_row_key(row, key)].new_accounts += int(row.n or 0)
-            _name(names, _row_key(row, key), row.name)
-
-
-def _reps(session: Session, connection_id: int | None, accs: dict[Any, _Acc],
-          names: dict[Any, str | None]) -> None:
-    """Every active rep gets a row; reps' names win over the names on deals."""
-    email = USER.c.email  # stored lower-cased (core.store)
-    conditions: list[ColumnElement[bool]] = [USER.c.deleted_at.is_(None),
-                                             USER.c.email.is_not(None)]
-    if connection_id is not None:
-        conditions.append(USER.c.connection_id == connection_id)
-    stmt = (select(email.label("key"), func.max(USER.c.name).label("name"),
-                   func.max(case((USER.c.active, 1), else_=0)).label("active"))
-            .where(*conditions).group_by(email))
-    for row in session.execute(stmt):
-        if row.active:
-            accs[row.key].active = True
-        if row.key in accs and row.name:
-            names[row.key] = row.name
-
-
-def _connections(session: Session, connection_id: int | None, accs: dict[Any, _Acc],
-                 names: dict[Any, str | None]) -> None:
-    """Every connection gets a row."""
-    stmt = select(CONNECTION.c.id, CONNECTION.c.name)
-    if connection_id is not None:
-        stmt = stmt.where(CONNECTION.c.id == connection_id)
-    for cid, name in session.execute(stmt):
-        accs[cid].active = True
-        names[cid] = name
-
-
-def _finish(acc: _Acc, conv: Converter, goal: Decimal | None = None) -> dict[str, Any]:
-    """The metrics of one row, converted, rounded at the very end; `goal` from core.goals."""
-    bookings = conv.total(acc.bookings)
-    weighted = conv.total(acc.weighted)
-    closed = acc.deals_won + acc.deals_lost
-    with localcontext() as ctx:
-        ctx.prec = PRECISION
-        return {
-            "bookings": _round(bookings, 2),
-            "deals_won": acc.deals_won,
-            "deals_lost": acc.deals_lost,
-            "win_rate": _ratio(Decimal(acc.deals_won), closed, 4),
-            "avg_deal_size": _ratio(bookings, acc.deals_won, 2),
-            "sales_cycle_days": _ratio(Decimal(acc.cycle_days), acc.cycle_deals, 2),
-            "open_pipeline": _round(conv.total(acc.open_pipeline), 2),
-            "weighted_pipeline": _round(weighted, 2),
-            "forecast": _round(bookings + weighted, 2),
-            "new_accounts": acc.new_accounts,
-            "goal": None if goal is None else _round(goal, 2),
-            "attainment": attainment(bookings, goal),  # core.goals: bookings / goal
-        }
-
-
-def _round(value: Decimal, places: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-
-
-def _ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
-    return None if denominator == 0 else _round(numerator / denominator, places)
-
 
 
 def drill_down(metric: str, *, start: date, end: date, owner_email: str | None = None,
@@ -523,7 +229,7 @@ def pipeline(session: Session, *, connection_id: int | None = None,
             (row.connection_id, row.pipeline, row.sort_order, row.stage), ([0], [], []))
         count[0] += int(row.n)
         amounts.append((row.currency, row.amount))
-        weighted.append((row.currency, _weighted(row.amount, row.probability)))
+        weighted.append((row.currency, agg.weighted(row.amount, row.probability)))
 
     def order(key: _StageKey) -> tuple[Any, ...]:
         cid, line_name, sort_order, stage_name = key
@@ -532,42 +238,24 @@ def pipeline(session: Session, *, connection_id: int | None = None,
 
     data = [{"connection_id": key[0], "pipeline": key[1], "stage": key[3],
              "sort_order": key[2], "count": count[0],
-             "amount": _round(conv.total(amounts), 2),
-             "weighted_amount": _round(conv.total(weighted), 2)}
+             "amount": agg.round_half_up(conv.total(amounts), 2),
+             "weighted_amount": agg.round_half_up(conv.total(weighted), 2)}
             for key in sorted(groups, key=order)
             for count, amounts, weighted in [groups[key]]]
     return {"currency": conv.reporting, "data": data}
 
 
 INTERVALS = ("week", "month", "quarter")
-_Part = Callable[[Session, KeysFn, _Scope, dict[Any, _Acc], dict[Any, str | None]], None]
-_CLOSED: tuple[_Part, ...] = (_closed_deals,)
+_Part = Callable[[Session, KeysFn, agg.Scope, dict[Any, agg.Acc], dict[Any, str | None]], None]
+_CLOSED: tuple[_Part, ...] = (agg.closed_deals,)
 # The queries a series metric reads (summary reads them all).
 SERIES_PARTS: dict[str, tuple[_Part, ...]] = {
     **dict.fromkeys(("bookings", "deals_won", "deals_lost", "win_rate", "avg_deal_size",
                      "sales_cycle_days"), _CLOSED),
-    "open_pipeline": (_open_deals,), "weighted_pipeline": (_open_deals,),
-    "forecast": (_closed_deals, _open_deals), "new_accounts": (_new_accounts,)}
+    "open_pipeline": (agg.open_deals,), "weighted_pipeline": (agg.open_deals,),
+    "forecast": (agg.closed_deals, agg.open_deals), "new_accounts": (agg.new_accounts,)}
 
 
-def _owners(session: Session, scope: _Scope, accs: dict[Any, _Acc],
-            names: dict[Any, str | None]) -> None:
-    """A row for every owner of a deal (any status) or a new account in the scope."""
-    stmts = []
-    if scope.ranges:
-        stmts += [select(DEAL.c.owner_email, func.max(DEAL.c.owner_name))
-                  .where(*scope.raw(DEAL, DEAL.c.close_date)).group_by(DEAL.c.owner_email),
-                  select(ACCOUNT.c.owner_email, func.max(ACCOUNT.c.owner_name))
-                  .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date))
-                  .group_by(ACCOUNT.c.owner_email)]
-    stmts += [select(table.c.owner_email, func.max(table.c.owner_name))
-              .where(*conditions).group_by(table.c.owner_email)
-              for table, conditions in (*scope.rollups(DEAL_MONTH, DEAL_DAY),
-                                        *scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY))]
-    for stmt in stmts:
-        for owner, name in session.execute(stmt):
-            accs.setdefault(owner, _Acc())
-            _name(names, owner, name)
 SERIES_METRICS = tuple(m for m in METRICS if m not in ("goal", "attainment"))
 SERIES_GROUP_BY = ("none", "owner")
 EPOCH = date(1, 1, 1)  # a Monday: weeks are counted from it, so every week starts on Monday
@@ -601,10 +289,10 @@ def timeseries(
     ensure_zone(session, settings.timezone)
     conv = converter(session, settings)
     shift = settings.fiscal_year_start_month - 1
-    accs: dict[Any, _Acc] = defaultdict(_Acc)
+    accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
     # Weeks do not fall into months: they read the daily rollups.
-    scope = _scope(session, start, end, connection_id, monthly=interval != "week")
+    scope = agg.scope(session, start, end, connection_id, monthly=interval != "week")
 
     def keys(table: Table) -> list[Label[Any]]:
         if table in (DEAL_MONTH, ACCOUNT_MONTH):
@@ -613,16 +301,16 @@ def timeseries(
         else:
             date_column = {DEAL: "close_date", ACCOUNT: "created_date"}.get(table, "day")
             period = _period_key(session, table.c[date_column], interval, shift)
-        return [*_key(group_by, table), period.label("period")]
+        return [*agg.group_key(group_by, table), period.label("period")]
 
     for part in SERIES_PARTS[metric]:
         part(session, keys, scope, accs, names)
     periods = _periods(interval, shift, start, end)
-    nothing = _finish(_Acc(), conv)[metric]
+    nothing = agg.finish(agg.Acc(), conv)[metric]
 
     def value(key: Any) -> Any:
         acc = accs.get(key)
-        return nothing if acc is None else _finish(acc, conv)[metric]
+        return nothing if acc is None else agg.finish(acc, conv)[metric]
 
     data: list[dict[str, Any]] = []
     if group_by == "none":
@@ -631,9 +319,9 @@ def timeseries(
     else:
         # the owners summary() lists: any deal or new account in the range, active reps
         owner_names: dict[Any, str | None] = {}
-        reps: dict[Any, _Acc] = defaultdict(_Acc)
-        _owners(session, scope, reps, owner_names)
-        _reps(session, connection_id, reps, owner_names)
+        reps: dict[Any, agg.Acc] = defaultdict(agg.Acc)
+        agg.owners(session, scope, reps, owner_names)
+        agg.reps(session, connection_id, reps, owner_names)
         owners = sorted(reps, key=lambda k: (k is None, k))
         data = [{"period_start": first, "period_end": last, "owner_email": owner,
                  "owner_name": owner_names.get(owner), "value": value((owner, number))}

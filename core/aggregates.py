@@ -1,0 +1,344 @@
+"""The exact ingredients of the sales metrics, summed in SQL (used by core.metrics).
+
+A few set-based queries ("parts"), each grouped by the caller's keys (lower-cased owner
+email, connection id, a period, or nothing) and by the connection's home currency:
+
+- closed deals (won/lost): bookings, counts, summed sales-cycle days;
+- open deals, also grouped by probability, so the weighted pipeline is
+  sum(probability x sum(amount)) / 100: exact, and no int64 product can overflow;
+- accounts created (their stored local created_date);
+- reps (crm_user) for names and for the rows of active reps.
+
+Each part reads what a Scope says: the rows themselves for some date ranges, the monthly
+and daily rollups (core.rollups) for the rest. Sums are exact (ScaledDecimal integers);
+each per-currency sum is converted with the FX table in Python Decimal (core.currency)
+and finish() rounds only at the end: amounts to 2 decimals, rates and ratios to 4, days
+to 2 (half up).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
+
+from sqlalchemy import ColumnElement, Label, Table, and_, case, func, select, type_coerce
+from sqlmodel import Session
+
+from core.currency import PRECISION, Converter
+from core.goals import attainment
+from core.localdates import date_diff
+from core.models import (
+    Account,
+    AccountDay,
+    AccountMonth,
+    Connection,
+    Deal,
+    DealDay,
+    DealMonth,
+    Stage,
+    User,
+)
+from core.rollups import clean_months, in_ranges, merged, month_first, month_last, segments
+from core.types import Money
+
+Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+DEAL, ACCOUNT, CONNECTION, USER, STAGE = (
+    _table(m) for m in (Deal, Account, Connection, User, Stage))
+DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
+    _table(m) for m in (DealMonth, AccountMonth, DealDay, AccountDay))
+KeysFn = Callable[[Table], list[Label[Any]]]  # a query's group keys, for a deal/rollup table
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a metric query reads, together exactly [start, end]: the deals (accounts) in
+    `ranges` of dates (months with writes since their rollups were built), the monthly
+    rollups (core.rollups) of the clean whole `months`, and the daily rollups of the
+    clean `days` (parts of months)."""
+
+    ranges: list[tuple[date, date]]
+    months: list[int]
+    days: list[tuple[date, date]]
+    connection_id: int | None
+
+    def raw(self, table: Table, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+        """Conditions on the live rows of `table` whose `column` is in the ranges."""
+        conditions: list[ColumnElement[bool]] = [table.c.deleted_at.is_(None),
+                                                 in_ranges(column, self.ranges)]
+        return self._of_connection(table, conditions)
+
+    def rollups(self, monthly: Table, daily: Table) -> list[tuple[Table, list[Any]]]:
+        """(rollup table, conditions on its rows) for the months and the days."""
+        out = []
+        if self.months:
+            out.append((monthly, self._of_connection(monthly, [
+                monthly.c.month.in_(self.months)])))
+        if self.days:
+            out.append((daily, self._of_connection(daily, [in_ranges(daily.c.day,
+                                                                     self.days)])))
+        return out
+
+    def _of_connection(self, table: Table, conditions: list[Any]) -> list[Any]:
+        if self.connection_id is not None:
+            conditions.append(table.c.connection_id == self.connection_id)
+        return conditions
+
+
+def scope(session: Session, start: date, end: date, connection_id: int | None,
+           *, monthly: bool = True) -> Scope:
+    """Clean whole months from the monthly rollups (when `monthly`), other clean days
+    from the daily rollups, the rest from the rows themselves."""
+    parts = segments(start, end)
+    clean = clean_months(session, range(parts[0][0], parts[-1][0] + 1))
+    months, days, ranges = [], [], []
+    for number, first, last in parts:
+        if number not in clean:
+            ranges.append((first, last))
+        elif monthly and (first, last) == (month_first(number), month_last(number)):
+            months.append(number)
+        else:
+            days.append((first, last))
+    return Scope(merged(ranges), months, merged(days), connection_id)
+
+
+@dataclass
+class Acc:
+    """The exact, unconverted ingredients of one row's metrics."""
+
+    bookings: Amounts = field(default_factory=list)
+    deals_won: int = 0
+    deals_lost: int = 0
+    cycle_days: int = 0
+    cycle_deals: int = 0
+    open_pipeline: Amounts = field(default_factory=list)
+    weighted: Amounts = field(default_factory=list)
+    new_accounts: int = 0
+    active: bool = False
+
+    def add(self, other: "Acc") -> None:
+        self.bookings += other.bookings
+        self.deals_won += other.deals_won
+        self.deals_lost += other.deals_lost
+        self.cycle_days += other.cycle_days
+        self.cycle_deals += other.cycle_deals
+        self.open_pipeline += other.open_pipeline
+        self.weighted += other.weighted
+        self.new_accounts += other.new_accounts
+
+
+def group_key(group_by: str, table: Table) -> list[Label[Any]]:
+    if group_by == "owner":
+        return [table.c.owner_email.label("key")]  # stored lower-cased (core.store)
+    if group_by == "connection":
+        return [table.c.connection_id.label("key")]
+    return []
+
+
+def row_key(row: Any, keys: list[Label[Any]]) -> Any:
+    """None without keys, the value of a single key, else the tuple of the keys' values
+    (the keys are the first columns of every select here)."""
+    if len(keys) == 1:
+        return row[0]
+    return tuple(row[:len(keys)]) or None
+
+
+def cycle_days(session: Session) -> ColumnElement[Any]:
+    """close_date - created_date in whole days (both are plain dates)."""
+    return date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
+
+
+def keep_name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
+    if name and not names.get(key):
+        names[key] = name
+
+
+def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
+                  names: dict[Any, str | None]) -> None:
+    stmts = []
+    if scope.ranges:
+        won = DEAL.c.status == "won"
+        timed = and_(won, DEAL.c.created_date.is_not(None))
+        key = keys(DEAL)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   type_coerce(func.sum(case((won, DEAL.c.amount_home))), Money).label("bookings"),
+                   func.sum(case((won, 1), else_=0)).label("won"),
+                   func.sum(case((DEAL.c.status == "lost", 1), else_=0)).label("lost"),
+                   func.sum(case((timed, cycle_days(session)))).label("days"),
+                   func.sum(case((timed, 1), else_=0)).label("timed"),
+                   func.max(DEAL.c.owner_name).label("name"))
+            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
+            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status.in_(("won", "lost")))
+            .group_by(*key, CONNECTION.c.home_currency))))
+    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
+        won = rolled.c.status == "won"
+        key = keys(rolled)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   type_coerce(func.sum(case((won, rolled.c.amount))), Money).label("bookings"),
+                   func.sum(case((won, rolled.c.deals), else_=0)).label("won"),
+                   func.sum(case((rolled.c.status == "lost", rolled.c.deals), else_=0))
+                   .label("lost"),
+                   func.sum(case((won, rolled.c.cycle_days))).label("days"),
+                   func.sum(case((won, rolled.c.cycle_deals), else_=0)).label("timed"),
+                   func.max(rolled.c.owner_name).label("name"))
+            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
+            .where(*conditions, rolled.c.status.in_(("won", "lost")))
+            .group_by(*key, CONNECTION.c.home_currency))))
+    for key, stmt in stmts:
+        for row in session.execute(stmt):
+            acc = accs[row_key(row, key)]
+            acc.bookings.append((row.currency, row.bookings))
+            acc.deals_won += int(row.won or 0)
+            acc.deals_lost += int(row.lost or 0)
+            acc.cycle_days += int(row.days or 0)
+            acc.cycle_deals += int(row.timed or 0)
+            keep_name(names, row_key(row, key), row.name)
+
+
+def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
+                names: dict[Any, str | None]) -> None:
+    stmts = []
+    if scope.ranges:
+        key = keys(DEAL)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   DEAL.c.probability.label("probability"),
+                   type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"),
+                   func.max(DEAL.c.owner_name).label("name"))
+            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
+            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status == "open")
+            .group_by(*key, CONNECTION.c.home_currency, DEAL.c.probability))))
+    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
+        key = keys(rolled)
+        stmts.append((key, (
+            select(*key, CONNECTION.c.home_currency.label("currency"),
+                   rolled.c.probability.label("probability"),
+                   type_coerce(func.sum(rolled.c.amount), Money).label("amount"),
+                   func.max(rolled.c.owner_name).label("name"))
+            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
+            .where(*conditions, rolled.c.status == "open")
+            .group_by(*key, CONNECTION.c.home_currency, rolled.c.probability))))
+    for key, stmt in stmts:
+        for row in session.execute(stmt):
+            acc = accs[row_key(row, key)]
+            acc.open_pipeline.append((row.currency, row.amount))
+            acc.weighted.append((row.currency, weighted(row.amount, row.probability)))
+            keep_name(names, row_key(row, key), row.name)
+
+
+def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
+    """amount x probability / 100, exactly; no amount or no probability weighs nothing."""
+    if amount is None or not probability:
+        return Decimal(0)
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        return amount * probability / 100
+
+
+def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
+                  names: dict[Any, str | None]) -> None:
+    stmts = []
+    if scope.ranges:
+        key = keys(ACCOUNT)
+        stmts.append((key, select(*key, func.count().label("n"),
+                                  func.max(ACCOUNT.c.owner_name).label("name"))
+                      .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date)).group_by(*key)))
+    for rolled, conditions in scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY):
+        key = keys(rolled)
+        stmts.append((key, select(*key, func.sum(rolled.c.accounts).label("n"),
+                                  func.max(rolled.c.owner_name).label("name"))
+                      .where(*conditions).group_by(*key)))
+    for key, stmt in stmts:
+        for row in session.execute(stmt):
+            accs[row_key(row, key)].new_accounts += int(row.n or 0)
+            keep_name(names, row_key(row, key), row.name)
+
+
+def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc],
+          names: dict[Any, str | None]) -> None:
+    """Every active rep gets a row; reps' names win over the names on deals."""
+    email = USER.c.email  # stored lower-cased (core.store)
+    conditions: list[ColumnElement[bool]] = [USER.c.deleted_at.is_(None),
+                                             USER.c.email.is_not(None)]
+    if connection_id is not None:
+        conditions.append(USER.c.connection_id == connection_id)
+    stmt = (select(email.label("key"), func.max(USER.c.name).label("name"),
+                   func.max(case((USER.c.active, 1), else_=0)).label("active"))
+            .where(*conditions).group_by(email))
+    for row in session.execute(stmt):
+        if row.active:
+            accs[row.key].active = True
+        if row.key in accs and row.name:
+            names[row.key] = row.name
+
+
+def connection_rows(session: Session, connection_id: int | None, accs: dict[Any, Acc],
+                 names: dict[Any, str | None]) -> None:
+    """Every connection gets a row."""
+    stmt = select(CONNECTION.c.id, CONNECTION.c.name)
+    if connection_id is not None:
+        stmt = stmt.where(CONNECTION.c.id == connection_id)
+    for cid, name in session.execute(stmt):
+        accs[cid].active = True
+        names[cid] = name
+
+
+def finish(acc: Acc, conv: Converter, goal: Decimal | None = None) -> dict[str, Any]:
+    """The metrics of one row, converted, rounded at the very end; `goal` from core.goals."""
+    bookings = conv.total(acc.bookings)
+    weighted = conv.total(acc.weighted)
+    closed = acc.deals_won + acc.deals_lost
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        return {
+            "bookings": round_half_up(bookings, 2),
+            "deals_won": acc.deals_won,
+            "deals_lost": acc.deals_lost,
+            "win_rate": ratio(Decimal(acc.deals_won), closed, 4),
+            "avg_deal_size": ratio(bookings, acc.deals_won, 2),
+            "sales_cycle_days": ratio(Decimal(acc.cycle_days), acc.cycle_deals, 2),
+            "open_pipeline": round_half_up(conv.total(acc.open_pipeline), 2),
+            "weighted_pipeline": round_half_up(weighted, 2),
+            "forecast": round_half_up(bookings + weighted, 2),
+            "new_accounts": acc.new_accounts,
+            "goal": None if goal is None else round_half_up(goal, 2),
+            "attainment": attainment(bookings, goal),  # core.goals: bookings / goal
+        }
+
+
+def round_half_up(value: Decimal, places: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
+    return None if denominator == 0 else round_half_up(numerator / denominator, places)
+
+
+
+def owners(session: Session, scope: Scope, accs: dict[Any, Acc],
+            names: dict[Any, str | None]) -> None:
+    """A row for every owner of a deal (any status) or a new account in the scope."""
+    stmts = []
+    if scope.ranges:
+        stmts += [select(DEAL.c.owner_email, func.max(DEAL.c.owner_name))
+                  .where(*scope.raw(DEAL, DEAL.c.close_date)).group_by(DEAL.c.owner_email),
+                  select(ACCOUNT.c.owner_email, func.max(ACCOUNT.c.owner_name))
+                  .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date))
+                  .group_by(ACCOUNT.c.owner_email)]
+    stmts += [select(table.c.owner_email, func.max(table.c.owner_name))
+              .where(*conditions).group_by(table.c.owner_email)
+              for table, conditions in (*scope.rollups(DEAL_MONTH, DEAL_DAY),
+                                        *scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY))]
+    for stmt in stmts:
+        for owner, name in session.execute(stmt):
+            accs.setdefault(owner, Acc())
+            keep_name(names, owner, name)
