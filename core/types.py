@@ -99,3 +99,10 @@ def as_utc(value: datetime) -> datetime:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def from_epoch_ms(value: Any) -> datetime:
+    """The instant of epoch milliseconds a vendor sent (an int); now when it sent none."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return utcnow()

@@ -20,7 +20,7 @@ aesKey, the content AES-256-CBC encrypted with it. It expects a signed, encrypte
 
 import hmac
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -29,6 +29,7 @@ from connectors.base import Page, WebhookIntake, WebhookRejected, WebhookRequest
 from connectors.fxiaoke import callbacks
 from connectors.fxiaoke.wire import BAD_PARAMETER
 from core.records import Deletion
+from core.types import from_epoch_ms
 
 if TYPE_CHECKING:
     from connectors.fxiaoke.connector import FxiaokeConnector
@@ -93,7 +94,7 @@ async def resolve(connector: "FxiaokeConnector",
         if api_name not in streams:
             continue  # an object crmsync does not sync (e.g. the goals object)
         key = (api_name, str(payload.get("dataId") or ""))
-        when = _moment(payload.get("timestamp"))
+        when = from_epoch_ms(payload.get("timestamp"))
         wanted[key] = max(wanted.get(key, when), when)
     records: dict[str, list[Any]] = {"accounts": [], "deals": []}
     tombstones: list[Deletion] = []
@@ -112,8 +113,3 @@ async def resolve(connector: "FxiaokeConnector",
         out.append(("deletions", Page(deletions=tombstones)))
     return out
 
-
-def _moment(value: Any) -> datetime:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)
-    return datetime.now(UTC)

@@ -30,6 +30,7 @@ from connectors.base import (
 from connectors.zoho import mapping
 from core.errors import SourceError
 from core.records import Deletion
+from core.types import from_epoch_ms
 
 if TYPE_CHECKING:
     from connectors.zoho.connector import ZohoConnector
@@ -162,7 +163,7 @@ async def resolve(connector: "ZohoConnector",
         module = payload.get("module")
         if module not in MODULES:
             continue  # a module we do not sync
-        when = _server_time(payload.get("server_time"))
+        when = from_epoch_ms(payload.get("server_time"))
         for record_id in payload.get("ids") or []:
             wanted[module][str(record_id)] = None
             if payload.get("operation") == "delete":
@@ -183,11 +184,6 @@ async def resolve(connector: "ZohoConnector",
         out.append(("deletions", Page(deletions=tombstones)))
     return out
 
-
-def _server_time(value: Any) -> datetime:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
