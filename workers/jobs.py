@@ -211,6 +211,13 @@ async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any
                 return done
 
 
+async def refresh_rollups(ctx: JobContext) -> int:
+    """Rebuild the metric rollups of months written since (core.rollups): syncs and webhook
+    jobs do it when they finish; the schedule does it too, so months left dirty (a failed
+    refresh, a changed time zone) are fast again within a minute. Returns months rebuilt."""
+    return await asyncio.to_thread(rollups.refresh, ctx.engine)
+
+
 async def process_pending_webhooks(ctx: JobContext) -> int:
     """Process webhook events nobody is working on (their job failed or was lost, or a
     claim's lease ran out), for every connection. For a schedule (every minute)."""

@@ -150,15 +150,16 @@ async def enqueue_due_syncs(
 
 async def run_scheduler(ctx: JobContext, jobs: SyncQueue, every: float = TICK_SECONDS) -> None:
     """The in-process scheduler of the embedded default: a tick every `every` seconds that
-    queues due syncs and takes webhook events left pending, and CRM notification channels
-    renewed every RENEW_CHANNELS_EVERY (as the arq crons do)."""
-    from workers.jobs import process_pending_webhooks, renew_channels
+    queues due syncs, takes webhook events left pending and rebuilds dirty metric rollups,
+    and CRM notification channels renewed every RENEW_CHANNELS_EVERY (as the arq crons do)."""
+    from workers.jobs import process_pending_webhooks, refresh_rollups, renew_channels
 
     renewed_at: datetime | None = None
     while True:
         try:
             await enqueue_due_syncs(ctx, jobs)
             await process_pending_webhooks(ctx)
+            await refresh_rollups(ctx)
             if renewed_at is None or utcnow() - renewed_at >= RENEW_CHANNELS_EVERY:
                 renewed_at = utcnow()
                 await renew_channels(ctx)

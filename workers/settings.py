@@ -19,6 +19,7 @@ from workers.jobs import (
     process_pending_webhooks,
     process_webhook_event,
     push_goals,
+    refresh_rollups,
     renew_channels,
     sync_job_attempt,
 )
@@ -75,6 +76,11 @@ async def pending_webhooks_job(ctx: dict[str, Any]) -> int:
     return await process_pending_webhooks(ctx["job"])
 
 
+async def refresh_rollups_job(ctx: dict[str, Any]) -> int:
+    """arq entry point of workers.jobs.refresh_rollups (a cron, every minute)."""
+    return await refresh_rollups(ctx["job"])
+
+
 async def push_goals_job(ctx: dict[str, Any], connection_id: int | None) -> dict[str, Any]:
     """arq entry point of workers.jobs.push_goals (the API waits for its result)."""
     return await push_goals(ctx["job"], connection_id=connection_id)
@@ -98,6 +104,9 @@ class WorkerSettings:
         # every minute: webhook events whose job failed or was lost (a Redis restart...)
         cron(pending_webhooks_job, name="process_pending_webhooks_minutely", second=30,
              unique=True, timeout=600, max_tries=1),
+        # every minute: metric rollups of months left dirty (core.rollups)
+        cron(refresh_rollups_job, name="refresh_rollups_minutely", second=45, unique=True,
+             timeout=600, max_tries=1),
     ]
     on_startup = startup
     on_shutdown = shutdown

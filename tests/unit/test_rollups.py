@@ -167,3 +167,21 @@ def test_series_by_owner_list_the_summary_owners_whatever_the_metric(engine):
                                     end=end, group_by="owner", settings=SETTINGS)["data"]
                 assert {row["owner_email"] for row in series} == owners, metric
                 assert len(series) == 4 * len(owners)
+
+
+async def test_the_scheduled_refresh_rebuilds_what_a_time_zone_change_dropped(engine):
+    from cryptography.fernet import Fernet
+
+    from core.security import SecretBox
+    from workers.context import JobContext
+    from workers.jobs import refresh_rollups
+
+    _load(engine)
+    ctx = JobContext(settings=SETTINGS, engine=engine, secrets=SecretBox(Fernet.generate_key()))
+    assert await refresh_rollups(ctx) == 3
+    with session_scope(engine) as session:
+        ensure_zone(session, "Asia/Tokyo")
+    assert _clean(engine) == []
+    assert await refresh_rollups(ctx) == 3
+    assert _clean(engine) == [JAN, FEB, MAR]
+    assert await refresh_rollups(ctx) == 0
