@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlmodel import Session
 
 from core import rollups, store
 from core.config import Settings
@@ -185,3 +186,25 @@ async def test_the_scheduled_refresh_rebuilds_what_a_time_zone_change_dropped(en
     assert await refresh_rollups(ctx) == 3
     assert _clean(engine) == [JAN, FEB, MAR]
     assert await refresh_rollups(ctx) == 0
+
+
+def test_a_write_committed_during_a_refresh_keeps_its_month_dirty(pg_engine):
+    """PostgreSQL, where writers never wait for a refresh: the refresh's snapshot does not
+    see a write still in flight, so it must not clear that write's mark either."""
+    cid = _load(pg_engine)
+    rollups.refresh(pg_engine)
+    with session_scope(pg_engine) as session:  # March is dirty: a committed write
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("d5", date(2025, 3, 31), "won", "100", owner="bob@x.com")])
+    with Session(pg_engine) as writer:  # another page, in flight
+        store.upsert_records(writer, stream="deals", connection_id=cid, records=[
+            _deal("d6", date(2025, 3, 15), "won", "5000")])
+        writer.flush()
+        assert rollups.refresh(pg_engine) == 1  # March, without waiting for the writer
+        writer.commit()
+    assert _clean(pg_engine) == [JAN, FEB]
+    bookings = _numbers(pg_engine)[1]["total"]["bookings"]  # type: ignore[index]
+    assert bookings == Decimal("6350.35")  # d1 1000.10 + d3 250.25 + d5 100 + d6 5000
+    assert rollups.refresh(pg_engine) == 1
+    assert _clean(pg_engine) == [JAN, FEB, MAR]
+    assert _numbers(pg_engine)[1]["total"]["bookings"] == bookings  # type: ignore[index]
