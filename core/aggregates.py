@@ -294,25 +294,38 @@ def connection_rows(session: Session, connection_id: int | None, accs: dict[Any,
 
 def finish(acc: Acc, conv: Converter, goal: Decimal | None = None) -> dict[str, Any]:
     """The metrics of one row, converted, rounded at the very end; `goal` from core.goals."""
-    bookings = conv.total(acc.bookings)
-    weighted = conv.total(acc.weighted)
-    closed = acc.deals_won + acc.deals_lost
     with localcontext() as ctx:
         ctx.prec = PRECISION
-        return {
-            "bookings": round_half_up(bookings, 2),
-            "deals_won": acc.deals_won,
-            "deals_lost": acc.deals_lost,
-            "win_rate": ratio(Decimal(acc.deals_won), closed, 4),
-            "avg_deal_size": ratio(bookings, acc.deals_won, 2),
-            "sales_cycle_days": ratio(Decimal(acc.cycle_days), acc.cycle_deals, 2),
-            "open_pipeline": round_half_up(conv.total(acc.open_pipeline), 2),
-            "weighted_pipeline": round_half_up(weighted, 2),
-            "forecast": round_half_up(bookings + weighted, 2),
-            "new_accounts": acc.new_accounts,
-            "goal": None if goal is None else round_half_up(goal, 2),
-            "attainment": attainment(bookings, goal),  # core.goals: bookings / goal
-        }
+        row = {name: value(acc, conv) for name, value in DEFINITIONS.items()}
+        row["goal"] = None if goal is None else round_half_up(goal, 2)
+        row["attainment"] = attainment(conv.total(acc.bookings), goal)  # bookings / goal
+        return row
+
+
+def finish_one(acc: Acc, conv: Converter, metric: str) -> Any:
+    """One metric of finish() (a series needs one per row), computed the same way."""
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        return DEFINITIONS[metric](acc, conv)
+
+
+def _forecast(acc: Acc, conv: Converter) -> Decimal:
+    return round_half_up(conv.total(acc.bookings) + conv.total(acc.weighted), 2)
+
+
+# DESIGN.md section 5, from a row's exact ingredients (goal and attainment: finish()).
+DEFINITIONS: dict[str, Callable[[Acc, Converter], Any]] = {
+    "bookings": lambda a, c: round_half_up(c.total(a.bookings), 2),
+    "deals_won": lambda a, _c: a.deals_won,
+    "deals_lost": lambda a, _c: a.deals_lost,
+    "win_rate": lambda a, _c: ratio(Decimal(a.deals_won), a.deals_won + a.deals_lost, 4),
+    "avg_deal_size": lambda a, c: ratio(c.total(a.bookings), a.deals_won, 2),
+    "sales_cycle_days": lambda a, _c: ratio(Decimal(a.cycle_days), a.cycle_deals, 2),
+    "open_pipeline": lambda a, c: round_half_up(c.total(a.open_pipeline), 2),
+    "weighted_pipeline": lambda a, c: round_half_up(c.total(a.weighted), 2),
+    "forecast": _forecast,
+    "new_accounts": lambda a, _c: a.new_accounts,
+}
 
 
 def round_half_up(value: Decimal, places: int) -> Decimal:

@@ -306,11 +306,11 @@ def timeseries(
     for part in SERIES_PARTS[metric]:
         part(session, keys, scope, accs, names)
     periods = _periods(interval, shift, start, end)
-    nothing = agg.finish(agg.Acc(), conv)[metric]
+    nothing = agg.finish_one(agg.Acc(), conv, metric)
 
     def value(key: Any) -> Any:
         acc = accs.get(key)
-        return nothing if acc is None else agg.finish(acc, conv)[metric]
+        return nothing if acc is None else agg.finish_one(acc, conv, metric)
 
     data: list[dict[str, Any]] = []
     if group_by == "none":
