@@ -128,10 +128,19 @@ def decode_cursor(cursor: str | None) -> int | None:
     raise invalid("cursor", "is not a cursor this list returned; pass next_cursor as given")
 
 
-def wants_csv(request: Request, params: ListParams) -> bool:
-    if params.format is not None:
-        return params.format == "csv"
+def wants_csv(request: Request, fmt: str | None) -> bool:
+    """CSV when `format=csv`, or when no format is given and the client accepts text/csv."""
+    if fmt is not None:
+        return fmt == "csv"
     return "text/csv" in request.headers.get("accept", "").lower()
+
+
+def csv_response(rows: Iterable[dict[str, Any]], columns: Iterable[str], *,
+                 name: str) -> StreamingResponse:
+    """`rows` streamed as a CSV attachment named `name`.csv."""
+    return StreamingResponse(
+        csv_stream(rows, tuple(columns)), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
 def list_response(
@@ -147,13 +156,9 @@ def list_response(
     """A page of `listing` as {"data", "next_cursor"}, or every row as CSV."""
     after = decode_cursor(params.cursor)
     shape = public or (lambda row: row)
-    if wants_csv(request, params):
+    if wants_csv(request, params.format):
         rows = iter_rows(request.app.state.engine, listing)
-        return StreamingResponse(
-            csv_stream((shape(r) for r in rows), tuple(columns)),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
+        return csv_response((shape(r) for r in rows), columns, name=name)
     page, next_after = fetch_page(session, listing, after=after, limit=params.limit)
     next_cursor = encode_cursor(next_after) if next_after is not None else None
     return ApiJSON({"data": [shape(r) for r in page], "next_cursor": next_cursor})

@@ -5,7 +5,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -14,7 +13,14 @@ from starlette.datastructures import UploadFile
 
 from api.deps import JobQueue, SessionDep, SettingsDep, require
 from api.errors import ApiError, error_body, validation_response
-from api.listing import ApiJSON, ListParams, csv_stream, decode_cursor, encode_cursor, wants_csv
+from api.listing import (
+    ApiJSON,
+    ListParams,
+    csv_response,
+    decode_cursor,
+    encode_cursor,
+    wants_csv,
+)
 from api.routes.connections import get_or_404
 from core import goals
 from core.config import Settings
@@ -178,12 +184,10 @@ def list_goals(request: Request, params: Annotated[GoalParams, Query()], session
     listing = goals.goals_listing(owner_email=params.owner_email, company=params.company,
                                   metric=params.metric, start=params.start, end=params.end)
     try:
-        if wants_csv(request, params):
+        if wants_csv(request, params.format):
             rows = list(iter_rows(request.app.state.engine, listing))
             data = goals.goal_rows(session, rows, settings)
-            return StreamingResponse(
-                csv_stream(data, goals.COLUMNS), media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": 'attachment; filename="goals.csv"'})
+            return csv_response(data, goals.COLUMNS, name="goals")
         page, after = fetch_page(session, listing, after=decode_cursor(params.cursor),
                                  limit=params.limit)
         data = goals.goal_rows(session, page, settings)

@@ -1,16 +1,17 @@
 """Unified sales metrics (DESIGN.md sections 5 and 7)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import ApiError, invalid
-from api.listing import ApiJSON, ListParams, csv_stream, list_response
+from api.listing import ApiJSON, ListParams, csv_response, list_response, wants_csv
 from api.routes.records import DealPage
 from core.currency import CurrencyError
 from core.metrics import (
@@ -86,6 +87,26 @@ class Summary(BaseModel):
     total: MetricValues
 
 
+def _period(params: Any) -> tuple[date, date]:
+    return parse_day("start", params.start), parse_day("end", params.end)
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...], hint: str = "") -> None:
+    if value not in allowed:
+        raise invalid(name, f"must be one of {', '.join(allowed)}{hint}")
+
+
+@contextmanager
+def _metric_errors() -> Iterator[None]:
+    """core.metrics errors as 422s: a missing FX rate (its own code), bad parameters."""
+    try:
+        yield
+    except CurrencyError as exc:
+        raise ApiError(422, str(exc), code="missing_fx_rate") from None
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
 def parse_day(name: str, value: str) -> date:
     """A date, or the date part of an ISO timestamp (as written, not shifted)."""
     text = value.strip()
@@ -105,33 +126,25 @@ def get_summary(
     request: Request, params: Annotated[SummaryParams, Query()], session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    start, end = parse_day("start", params.start), parse_day("end", params.end)
-    if params.group_by not in GROUP_BY:
-        raise invalid("group_by", f"must be one of {', '.join(GROUP_BY)}")
+    start, end = _period(params)
+    _one_of("group_by", params.group_by, GROUP_BY)
     if params.sort is not None:
         field = params.sort.strip().removeprefix("-").removeprefix("+").strip()
-        if field not in sort_fields(params.group_by):
-            raise invalid("sort", f"must be one of {', '.join(sort_fields(params.group_by))}"
-                          " (for this group_by), with a leading - for descending")
-    try:
+        _one_of("sort", field, sort_fields(params.group_by),
+                " (for this group_by), with a leading - for descending")
+    with _metric_errors():
         validate(start, end, params.group_by)
         result: dict[str, Any] = summary(
             session, start=start, end=end, group_by=params.group_by,
             connection_id=params.connection_id, settings=settings)
-    except CurrencyError as exc:
-        raise ApiError(422, str(exc), code="missing_fx_rate") from None
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from None
     session.commit()  # created dates may have been recomputed for a new time zone
     if params.sort is not None:
         result["data"] = sort_rows(result["data"], params.sort, params.group_by)
-    if _csv_wanted(request, params.format):
+    if wants_csv(request, params.format):
         columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS)
         rows = [*({SUMMARY_ROW_TYPE: "data", **row} for row in result["data"]),
                 {SUMMARY_ROW_TYPE: "total", **result["total"]}]
-        return StreamingResponse(
-            csv_stream(rows, columns), media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="summary.csv"'})
+        return csv_response(rows, columns, name="summary")
     return ApiJSON(result)
 
 
@@ -148,14 +161,11 @@ class DrillParams(ListParams):
 def get_drill_down(
     request: Request, params: Annotated[DrillParams, Query()], session: SessionDep
 ) -> Response:
-    start, end = parse_day("start", params.start), parse_day("end", params.end)
-    if params.metric not in DRILL_STATUSES:
-        raise invalid("metric", f"must be one of {', '.join(DRILL_STATUSES)}")
-    try:
+    start, end = _period(params)
+    _one_of("metric", params.metric, tuple(DRILL_STATUSES))
+    with _metric_errors():
         listing = drill_down(params.metric, start=start, end=end,
                              owner_email=params.owner_email, connection_id=params.connection_id)
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from None
     return list_response(request, session, params, listing, name=f"deals-{params.metric}",
                          columns=ROW_COLUMNS["deals"])
 
@@ -183,26 +193,16 @@ class Pipeline(BaseModel):
     data: list[PipelineRow]
 
 
-def _csv_wanted(request: Request, fmt: str | None) -> bool:
-    if fmt is not None:
-        return fmt == "csv"
-    return "text/csv" in request.headers.get("accept", "").lower()
-
-
 @router.get("/metrics/pipeline", response_model=Pipeline,
             summary="Open deals now, by stage in stage order")
 def get_pipeline(
     request: Request, params: Annotated[PipelineParams, Query()], session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    try:
+    with _metric_errors():
         result = pipeline(session, connection_id=params.connection_id, settings=settings)
-    except CurrencyError as exc:
-        raise ApiError(422, str(exc), code="missing_fx_rate") from None
-    if _csv_wanted(request, params.format):
-        return StreamingResponse(
-            csv_stream(result["data"], PIPELINE_COLUMNS), media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="pipeline.csv"'})
+    if wants_csv(request, params.format):
+        return csv_response(result["data"], PIPELINE_COLUMNS, name="pipeline")
     return ApiJSON(result)
 
 
@@ -244,26 +244,19 @@ def get_timeseries(
     request: Request, params: Annotated[SeriesParams, Query()], session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    start, end = parse_day("start", params.start), parse_day("end", params.end)
+    start, end = _period(params)
     allowed = {"metric": SERIES_METRICS, "interval": INTERVALS, "group_by": SERIES_GROUP_BY}
     for name, values in allowed.items():
-        if getattr(params, name) not in values:
-            raise invalid(name, f"must be one of {', '.join(values)}")
-    try:
+        _one_of(name, getattr(params, name), values)
+    with _metric_errors():
         validate_series(params.metric, params.interval, start, end, params.group_by)
         result = timeseries(session, metric=params.metric, interval=params.interval,
                             start=start, end=end, group_by=params.group_by,
                             connection_id=params.connection_id, settings=settings)
-    except CurrencyError as exc:
-        raise ApiError(422, str(exc), code="missing_fx_rate") from None
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from None
     session.commit()  # created dates may have been recomputed for a new time zone
-    if _csv_wanted(request, params.format):
+    if wants_csv(request, params.format):
         columns = ("period_start", "period_end",
                    *(("owner_email", "owner_name") if params.group_by == "owner" else ()),
                    "value")
-        return StreamingResponse(
-            csv_stream(result["data"], columns), media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="timeseries.csv"'})
+        return csv_response(result["data"], columns, name="timeseries")
     return ApiJSON(result)
