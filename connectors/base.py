@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import orjson
 from pydantic import BaseModel
 
 from connectors.http import ApiClient
@@ -90,6 +91,16 @@ class WebhookRequest:
     body: bytes
     headers: Mapping[str, str]
     query: Mapping[str, str]
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object; WebhookRejected 400 (not JSON) or 422 (not an object)."""
+        try:
+            body = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            raise WebhookRejected(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise WebhookRejected(422, "the body must be a JSON object")
+        return body
 
 
 @dataclass(frozen=True, slots=True)

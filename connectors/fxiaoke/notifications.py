@@ -40,12 +40,7 @@ MAX_MESSAGE_ID = 200  # guess: the demo's ids are 33 characters
 
 def parse(request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
     """Verify and decrypt one callback; the event, the acknowledgement and the fingerprint."""
-    try:
-        body = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        raise WebhookRejected(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise WebhookRejected(422, "the body must be a JSON object")
+    body = request.json_object()
     missing = [n for n in (*_TEXT_FIELDS, "timestamp") if body.get(n) in (None, "")]
     if missing:
         raise WebhookRejected(422, f"the callback lacks {', '.join(missing)}")

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from connectors.base import (
     Page,
     StageRecord,
@@ -118,12 +116,7 @@ async def unsubscribe(connector: "ZohoConnector", channel_ids: Sequence[str]) ->
 
 def parse(request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
     """Verify a Zoho notification and turn it into one event (token never stored)."""
-    try:
-        body = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        raise WebhookRejected(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise WebhookRejected(422, "the body must be a JSON object")
+    body = request.json_object()
     channel_id, token = str(body.get("channel_id") or ""), body.get("token")
     if not _verified(channel_id, token if isinstance(token, str) else "", known.channels):
         raise WebhookRejected(401, "unknown channel_id or wrong token for this connection")
