@@ -22,7 +22,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import ColumnElement, Label, Table, and_, case, func, select, type_coerce
+from sqlalchemy import ColumnElement, Label, Table, case, func, literal, select, type_coerce
 from sqlmodel import Session
 
 from core.currency import PRECISION, Converter
@@ -58,6 +58,19 @@ KeysFn = Callable[[Table], list[Label[Any]]]  # a query's group keys, for a deal
 
 
 @dataclass(frozen=True)
+class Source:
+    """A table a part sums (the deals or accounts themselves, or a rollup), the conditions
+    on its rows, and what one of its rows counts for."""
+
+    table: Table
+    conditions: list[Any]
+    count: ColumnElement[Any]  # records a row stands for
+    amount: ColumnElement[Any] | None = None  # their exact amount_home
+    cycle_days: ColumnElement[Any] | None = None  # their summed sales-cycle days
+    cycle_deals: ColumnElement[Any] | None = None  # how many of them have a cycle
+
+
+@dataclass(frozen=True)
 class Scope:
     """What a metric query reads, together exactly [start, end]: the deals (accounts) in
     `ranges` of dates (months with writes since their rollups were built), the monthly
@@ -69,13 +82,35 @@ class Scope:
     days: list[tuple[date, date]]
     connection_id: int | None
 
-    def raw(self, table: Table, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    def deal_sources(self, session: Session) -> list["Source"]:
+        """Where the deals of this scope are: the rows in the ranges, the rollups."""
+        out = []
+        if self.ranges:
+            timed = DEAL.c.created_date.is_not(None)
+            out.append(Source(DEAL, self._raw(DEAL, DEAL.c.close_date), count=literal(1),
+                              amount=DEAL.c.amount_home,
+                              cycle_days=case((timed, cycle_days(session))),
+                              cycle_deals=case((timed, 1), else_=0)))
+        return out + [Source(table, conditions, count=table.c.deals, amount=table.c.amount,
+                             cycle_days=table.c.cycle_days, cycle_deals=table.c.cycle_deals)
+                      for table, conditions in self._rollups(DEAL_MONTH, DEAL_DAY)]
+
+    def account_sources(self) -> list["Source"]:
+        """Where the new accounts of this scope are (count: accounts per row)."""
+        out = []
+        if self.ranges:
+            out.append(Source(ACCOUNT, self._raw(ACCOUNT, ACCOUNT.c.created_date),
+                              count=literal(1)))
+        return out + [Source(table, conditions, count=table.c.accounts)
+                      for table, conditions in self._rollups(ACCOUNT_MONTH, ACCOUNT_DAY)]
+
+    def _raw(self, table: Table, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Conditions on the live rows of `table` whose `column` is in the ranges."""
         conditions: list[ColumnElement[bool]] = [table.c.deleted_at.is_(None),
                                                  in_ranges(column, self.ranges)]
         return self._of_connection(table, conditions)
 
-    def rollups(self, monthly: Table, daily: Table) -> list[tuple[Table, list[Any]]]:
+    def _rollups(self, monthly: Table, daily: Table) -> list[tuple[Table, list[Any]]]:
         """(rollup table, conditions on its rows) for the months and the days."""
         out = []
         if self.months:
@@ -161,39 +196,21 @@ def keep_name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
 
 
 def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
-                  names: dict[Any, str | None]) -> None:
-    stmts = []
-    if scope.ranges:
-        won = DEAL.c.status == "won"
-        timed = and_(won, DEAL.c.created_date.is_not(None))
-        key = keys(DEAL)
-        stmts.append((key, (
+                 names: dict[Any, str | None]) -> None:
+    for source in scope.deal_sources(session):
+        table, key = source.table, keys(source.table)
+        won, lost = table.c.status == "won", table.c.status == "lost"
+        stmt = (
             select(*key, CONNECTION.c.home_currency.label("currency"),
-                   type_coerce(func.sum(case((won, DEAL.c.amount_home))), Money).label("bookings"),
-                   func.sum(case((won, 1), else_=0)).label("won"),
-                   func.sum(case((DEAL.c.status == "lost", 1), else_=0)).label("lost"),
-                   func.sum(case((timed, cycle_days(session)))).label("days"),
-                   func.sum(case((timed, 1), else_=0)).label("timed"),
-                   func.max(DEAL.c.owner_name).label("name"))
-            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
-            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status.in_(("won", "lost")))
-            .group_by(*key, CONNECTION.c.home_currency))))
-    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
-        won = rolled.c.status == "won"
-        key = keys(rolled)
-        stmts.append((key, (
-            select(*key, CONNECTION.c.home_currency.label("currency"),
-                   type_coerce(func.sum(case((won, rolled.c.amount))), Money).label("bookings"),
-                   func.sum(case((won, rolled.c.deals), else_=0)).label("won"),
-                   func.sum(case((rolled.c.status == "lost", rolled.c.deals), else_=0))
-                   .label("lost"),
-                   func.sum(case((won, rolled.c.cycle_days))).label("days"),
-                   func.sum(case((won, rolled.c.cycle_deals), else_=0)).label("timed"),
-                   func.max(rolled.c.owner_name).label("name"))
-            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
-            .where(*conditions, rolled.c.status.in_(("won", "lost")))
-            .group_by(*key, CONNECTION.c.home_currency))))
-    for key, stmt in stmts:
+                   type_coerce(func.sum(case((won, source.amount))), Money).label("bookings"),
+                   func.sum(case((won, source.count), else_=0)).label("won"),
+                   func.sum(case((lost, source.count), else_=0)).label("lost"),
+                   func.sum(case((won, source.cycle_days))).label("days"),
+                   func.sum(case((won, source.cycle_deals), else_=0)).label("timed"),
+                   func.max(table.c.owner_name).label("name"))
+            .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
+            .where(*source.conditions, table.c.status.in_(("won", "lost")))
+            .group_by(*key, CONNECTION.c.home_currency))
         for row in session.execute(stmt):
             acc = accs[row_key(row, key)]
             acc.bookings.append((row.currency, row.bookings))
@@ -205,29 +222,17 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
 
 
 def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
-                names: dict[Any, str | None]) -> None:
-    stmts = []
-    if scope.ranges:
-        key = keys(DEAL)
-        stmts.append((key, (
+               names: dict[Any, str | None]) -> None:
+    for source in scope.deal_sources(session):
+        table, key = source.table, keys(source.table)
+        stmt = (
             select(*key, CONNECTION.c.home_currency.label("currency"),
-                   DEAL.c.probability.label("probability"),
-                   type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"),
-                   func.max(DEAL.c.owner_name).label("name"))
-            .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
-            .where(*scope.raw(DEAL, DEAL.c.close_date), DEAL.c.status == "open")
-            .group_by(*key, CONNECTION.c.home_currency, DEAL.c.probability))))
-    for rolled, conditions in scope.rollups(DEAL_MONTH, DEAL_DAY):
-        key = keys(rolled)
-        stmts.append((key, (
-            select(*key, CONNECTION.c.home_currency.label("currency"),
-                   rolled.c.probability.label("probability"),
-                   type_coerce(func.sum(rolled.c.amount), Money).label("amount"),
-                   func.max(rolled.c.owner_name).label("name"))
-            .join_from(rolled, CONNECTION, rolled.c.connection_id == CONNECTION.c.id)
-            .where(*conditions, rolled.c.status == "open")
-            .group_by(*key, CONNECTION.c.home_currency, rolled.c.probability))))
-    for key, stmt in stmts:
+                   table.c.probability.label("probability"),
+                   type_coerce(func.sum(source.amount), Money).label("amount"),
+                   func.max(table.c.owner_name).label("name"))
+            .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
+            .where(*source.conditions, table.c.status == "open")
+            .group_by(*key, CONNECTION.c.home_currency, table.c.probability))
         for row in session.execute(stmt):
             acc = accs[row_key(row, key)]
             acc.open_pipeline.append((row.currency, row.amount))
@@ -245,19 +250,12 @@ def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
 
 
 def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
-                  names: dict[Any, str | None]) -> None:
-    stmts = []
-    if scope.ranges:
-        key = keys(ACCOUNT)
-        stmts.append((key, select(*key, func.count().label("n"),
-                                  func.max(ACCOUNT.c.owner_name).label("name"))
-                      .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date)).group_by(*key)))
-    for rolled, conditions in scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY):
-        key = keys(rolled)
-        stmts.append((key, select(*key, func.sum(rolled.c.accounts).label("n"),
-                                  func.max(rolled.c.owner_name).label("name"))
-                      .where(*conditions).group_by(*key)))
-    for key, stmt in stmts:
+                 names: dict[Any, str | None]) -> None:
+    for source in scope.account_sources():
+        table, key = source.table, keys(source.table)
+        stmt = (select(*key, func.sum(source.count).label("n"),
+                       func.max(table.c.owner_name).label("name"))
+                .where(*source.conditions).group_by(*key))
         for row in session.execute(stmt):
             accs[row_key(row, key)].new_accounts += int(row.n or 0)
             keep_name(names, row_key(row, key), row.name)
@@ -338,20 +336,12 @@ def ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
 
 
 def owners(session: Session, scope: Scope, accs: dict[Any, Acc],
-            names: dict[Any, str | None]) -> None:
+           names: dict[Any, str | None]) -> None:
     """A row for every owner of a deal (any status) or a new account in the scope."""
-    stmts = []
-    if scope.ranges:
-        stmts += [select(DEAL.c.owner_email, func.max(DEAL.c.owner_name))
-                  .where(*scope.raw(DEAL, DEAL.c.close_date)).group_by(DEAL.c.owner_email),
-                  select(ACCOUNT.c.owner_email, func.max(ACCOUNT.c.owner_name))
-                  .where(*scope.raw(ACCOUNT, ACCOUNT.c.created_date))
-                  .group_by(ACCOUNT.c.owner_email)]
-    stmts += [select(table.c.owner_email, func.max(table.c.owner_name))
-              .where(*conditions).group_by(table.c.owner_email)
-              for table, conditions in (*scope.rollups(DEAL_MONTH, DEAL_DAY),
-                                        *scope.rollups(ACCOUNT_MONTH, ACCOUNT_DAY))]
-    for stmt in stmts:
+    for source in (*scope.deal_sources(session), *scope.account_sources()):
+        table = source.table
+        stmt = (select(table.c.owner_email, func.max(table.c.owner_name))
+                .where(*source.conditions).group_by(table.c.owner_email))
         for owner, name in session.execute(stmt):
             accs.setdefault(owner, Acc())
             keep_name(names, owner, name)
