@@ -80,6 +80,8 @@ def upsert_records(
     Deals whose stage changed are recorded in deal_stage_change (with `source`: sync or
     webhook), as seen before the merge. The page is
     loaded into a temporary table and merged with one INSERT ... SELECT.
+    Returns the number of records merged; a copy older than the stored row is counted (it
+    was seen: last_synced_at) but does not replace it (see _on_conflict_update).
     """
     if not records:
         return 0

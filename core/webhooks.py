@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core import store
-from core.models import SYNCED_TABLES, NotificationChannel, SyncRun, WebhookEvent
+from core.models import NotificationChannel, SyncRun, WebhookEvent
 from core.records import Page
 from core.security import SecretBox
 from core.types import utcnow
@@ -123,8 +123,8 @@ def pending_connections(session: Session, *, now: datetime | None = None) -> lis
 
 def apply_changes(session: Session, *, connection_id: int,
                   changes: Sequence[tuple[str, Page]]) -> dict[str, dict[str, int]]:
-    """Write re-read records and tombstones; a record older than the stored one is skipped,
-    so a late, stale notification never rolls a record back."""
+    """Write re-read records and tombstones. A late, stale copy never rolls a record back:
+    core.store only replaces a row with a version at least as new as its own."""
     if session.get_bind().dialect.name == "postgresql":  # one batch per connection at a time
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                         {"key": _LOCK_SPACE + connection_id})
@@ -132,29 +132,12 @@ def apply_changes(session: Session, *, connection_id: int,
     for stream, page in changes:
         entry = counts.setdefault(stream, {"fetched": 0, "upserted": 0, "deleted": 0})
         entry["fetched"] += len(page.records) + len(page.deletions)
-        records = _not_older(session, stream, connection_id, page.records)
         entry["upserted"] += store.upsert_records(
-            session, stream=stream, connection_id=connection_id, records=records,
+            session, stream=stream, connection_id=connection_id, records=page.records,
             source="webhook")
         entry["deleted"] += store.apply_deletions(
             session, connection_id=connection_id, deletions=page.deletions)
     return counts
-
-
-def _not_older(session: Session, stream: str, connection_id: int,
-               records: Sequence[Any]) -> list[Any]:
-    if not records or stream not in SYNCED_TABLES:
-        return list(records)
-    table = _table(SYNCED_TABLES[stream])
-    stmt = (select(table.c.remote_id, table.c.remote_modified_at)
-            .where(table.c.connection_id == connection_id,
-                   table.c.remote_id.in_([r.remote_id for r in records]))
-            .order_by(table.c.remote_id)
-            .with_for_update())  # PostgreSQL: concurrent jobs on one row take turns
-    stored = {row.remote_id: row.remote_modified_at for row in session.execute(stmt)}
-    return [r for r in records
-            if stored.get(r.remote_id) is None or r.remote_modified_at is None
-            or r.remote_modified_at >= stored[r.remote_id]]
 
 
 def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> None:
