@@ -113,6 +113,13 @@ def connections_add(
     except ValueError as exc:
         raise fail(str(exc)) from None
     console.print_json(json.dumps(public, default=str))
+    if ctx.settings.public_url:  # notifications from now on, not from the next renewal
+        from workers.jobs import renew_channels
+
+        outcome = asyncio.run(renew_channels(ctx, connection_id=int(public["id"])))
+        if outcome["failed"]:
+            typer.echo("CRM notifications not subscribed yet (see the log); the hourly "
+                       "renewal tries again.", err=True)
 
 
 @app.command("sync")

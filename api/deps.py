@@ -31,6 +31,10 @@ class JobQueue(Protocol):
         """Have the connection's stored webhook events processed."""
         ...
 
+    async def enqueue_channels(self, connection_id: int) -> None:
+        """Subscribe the connection to its CRM's notifications (or renew) soon."""
+        ...
+
     async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]:
         """Push goals (to one connection or all) as a job; returns the per-goal results."""
         ...

@@ -64,6 +64,15 @@ class Converter:
             ctx.prec = PRECISION
             return amount * self.rate(code)
 
+    def exchange(self, amount: Decimal, code: str, into: str) -> Decimal:
+        """`amount` in currency `code` as currency `into`, through the reporting currency,
+        exactly (no rounding). Raises CurrencyError naming a missing rate."""
+        if code.upper() == into.upper():
+            return amount
+        with localcontext() as ctx:
+            ctx.prec = PRECISION
+            return self.convert(code, amount) / self.rate(into)
+
     def total(self, amounts: Iterable[tuple[str | None, Decimal | None]]) -> Decimal:
         with localcontext() as ctx:
             ctx.prec = PRECISION

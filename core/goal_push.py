@@ -12,15 +12,20 @@ Every function takes the caller's session and never commits.
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
 
+from core.config import Settings
+from core.currency import Converter, CurrencyError, converter
 from core.goals import GOAL, PUSH, USER
 from core.models import Connection, Goal, GoalPush
 from core.records import GoalDeletion, GoalOut, PushResult
 from core.types import utcnow
+
+CENT = Decimal("0.01")
 
 
 def goal_key(goal_id: int) -> str:
@@ -46,13 +51,18 @@ class PushPlan:
     hashes: dict[int, str] = field(default_factory=dict)
 
 
-def plan_push(session: Session, connection_id: int) -> PushPlan:
+def plan_push(session: Session, connection_id: int, settings: Settings) -> PushPlan:
     """Live goals that are new or changed since their last successful push to this
     connection (or pushed before the connection was edited); goals whose owner is no user
-    there are skipped with that reason; copies of deleted goals are to be deleted."""
+    there are skipped with that reason; copies of deleted goals are to be deleted.
+
+    A bookings target goes out in the connection's home currency (the currency its CRM
+    holds amounts in), converted with the FX table when the goal's currency differs."""
     plan = PushPlan(connection_id)
     connection = session.get(Connection, connection_id)
     edited = connection.updated_at if connection else None  # may point at another org now
+    home = (connection.home_currency or "").upper() or None if connection else None
+    conv = converter(session, settings)
     users: dict[str, tuple[str, str]] = {}
     stmt = (select(USER.c.email, USER.c.remote_id, USER.c.name, USER.c.active)
             .where(USER.c.connection_id == connection_id, USER.c.deleted_at.is_(None),
@@ -77,8 +87,14 @@ def plan_push(session: Session, connection_id: int) -> PushPlan:
                     f"{goal.owner_email} is not a user of this CRM"))
             continue
         remote_id, name = users.get(goal.owner_email or "", (None, None))
+        try:
+            target, currency = in_home_currency(conv, goal, home)
+        except CurrencyError as exc:
+            plan.decided.append(PushResult(gid, "error", previous.remote_id if previous
+                                           else None, str(exc)))
+            continue
         out = GoalOut(gid, goal_key(gid), goal.owner_email, remote_id, name, goal.metric,
-                      goal.period_start, goal.period_end, goal.target, goal.currency)
+                      goal.period_start, goal.period_end, target, currency)
         digest = content_hash(out)
         if previous is not None and previous.pushed_hash == digest and previous.status in (
                 "inserted", "updated", "unchanged") and _after(previous.pushed_at, edited):
@@ -94,6 +110,22 @@ def plan_push(session: Session, connection_id: int) -> PushPlan:
         plan.deletions.append(GoalDeletion(push.goal_id, goal_key(push.goal_id),
                                            str(push.remote_id)))
     return plan
+
+
+def in_home_currency(conv: Converter, goal: Goal,
+                     home: str | None) -> tuple[Decimal, str | None]:
+    """A goal's target and currency as the connection's CRM holds it: a bookings target
+    in the CRM's home currency (rounded half-up to cents), never a number in one currency
+    labelled with another; a deals_won target as it is."""
+    if goal.metric != "bookings" or goal.currency is None:
+        return goal.target, goal.currency
+    if home is None:
+        raise CurrencyError("the CRM's home currency is not known yet: sync the connection "
+                            "first, then push again")
+    if goal.currency.upper() == home:
+        return goal.target, home
+    amount = conv.exchange(goal.target, goal.currency, home)
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP), home
 
 
 def _after(pushed_at: Any, edited: Any) -> bool:

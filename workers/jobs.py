@@ -233,9 +233,11 @@ async def process_pending_webhooks(ctx: JobContext) -> int:
     return done
 
 
-async def renew_channels(ctx: JobContext) -> dict[str, int]:
-    """Subscribe every Zoho connection to notifications, and renew channels before they
-    expire (zoho-crm.md §5: at most a week). Needs CRMSYNC_PUBLIC_URL; a no-op without it."""
+async def renew_channels(ctx: JobContext, connection_id: int | None = None) -> dict[str, int]:
+    """Subscribe every Zoho connection (or the one given) to notifications, and renew
+    channels before they expire (zoho-crm.md §5: at most a week). Needs
+    CRMSYNC_PUBLIC_URL; a no-op without it. The API queues it for one connection as soon
+    as the connection is created or its settings change; a schedule runs it hourly."""
     from connectors.zoho import notifications as zoho
 
     public_url = ctx.settings.public_url
@@ -243,16 +245,19 @@ async def renew_channels(ctx: JobContext) -> dict[str, int]:
     if not public_url:
         return result
     with session_scope(ctx.engine) as session:
-        ids = list(session.scalars(select(Connection.id).where(  # type: ignore[call-overload]
-            Connection.provider == "zoho", Connection.status != "needs_reauth")))
-    for connection_id in ids:
-        url = f"{public_url.rstrip('/')}/api/v1/webhooks/zoho/{connection_id}"
+        stmt = select(col(Connection.id)).where(
+            col(Connection.provider) == "zoho", col(Connection.status) != "needs_reauth")
+        if connection_id is not None:
+            stmt = stmt.where(col(Connection.id) == connection_id)
+        ids = list(session.scalars(stmt))
+    for cid in ids:
+        url = f"{public_url.rstrip('/')}/api/v1/webhooks/zoho/{cid}"
         try:
-            result[await _renew_zoho(ctx, int(connection_id), url, zoho)] += 1
+            result[await _renew_zoho(ctx, int(cid), url, zoho)] += 1
         except Exception as exc:  # one connection's failure does not stop the others
             result["failed"] += 1
             log.warning("notification channel of connection %s not renewed: %s",
-                        connection_id, exc, extra={"connection_id": connection_id})
+                        cid, exc, extra={"connection_id": cid})
     return result
 
 
@@ -323,7 +328,7 @@ async def push_goals(ctx: JobContext, *, connection_id: int | None = None) -> di
 
 async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        plan = goal_push.plan_push(session, connection_id)
+        plan = goal_push.plan_push(session, connection_id, ctx.settings)
     error: str | None = None
     pushed: list[PushResult] = []
     try:

@@ -79,6 +79,12 @@ class ArqRunner:
             self._webhook_windows.pop(connection_id, None)  # the next request asks again
             raise
 
+    async def enqueue_channels(self, connection_id: int) -> None:
+        """Have a worker subscribe the connection to notifications now (one job at a time
+        per connection: a request while one is queued joins it)."""
+        await self.redis.enqueue_job("renew_channels", connection_id,
+                                     _job_id=f"channels:{connection_id}")
+
     async def enqueue_push_goals(self, connection_id: int | None = None,
                                  timeout: float = PUSH_WAIT_SECONDS) -> dict[str, Any]:
         """Queue the goal push (one per target at a time) and wait for a worker's result.

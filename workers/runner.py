@@ -11,7 +11,13 @@ from typing import Any
 from core import store
 from core.db import session_scope
 from workers.context import JobContext
-from workers.jobs import RetryLater, process_webhook_event, push_goals, sync_job_attempt
+from workers.jobs import (
+    RetryLater,
+    process_webhook_event,
+    push_goals,
+    renew_channels,
+    sync_job_attempt,
+)
 from workers.schedule import TICK_SECONDS, run_scheduler
 
 log = logging.getLogger("crmsync.runner")
@@ -26,6 +32,7 @@ class InProcessRunner:
         self._webhooks: dict[int, asyncio.Task[None]] = {}  # connection id -> drain task
         self._webhooks_due: set[int] = set()
         self._goal_push = asyncio.Lock()  # one goal push at a time
+        self._channels: dict[int, asyncio.Task[Any]] = {}  # connection id -> subscribe task
 
     async def enqueue_sync(self, connection_id: int, mode: str) -> int:
         """Queue a sync of the connection; returns the run id (an existing one if busy)."""
@@ -89,6 +96,15 @@ class InProcessRunner:
                             exc, extra={"connection_id": connection_id})
                 return
 
+    async def enqueue_channels(self, connection_id: int) -> None:
+        """Subscribe the connection to notifications now (workers.jobs.renew_channels)."""
+        task = self._channels.get(connection_id)
+        if task is not None and not task.done():
+            await asyncio.gather(task, return_exceptions=True)  # a change since: go again
+        self._channels[connection_id] = asyncio.create_task(
+            renew_channels(self.ctx, connection_id=connection_id),
+            name=f"channels:{connection_id}")
+
     async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]:
         """Run the goal push (workers.jobs.push_goals) now and answer its result."""
         async with self._goal_push:
@@ -96,14 +112,16 @@ class InProcessRunner:
 
     async def wait_idle(self) -> None:
         """Wait for every queued job (tests, CLI)."""
-        while any(not t.done() for t in (*self._tasks.values(), *self._webhooks.values())):
-            await asyncio.gather(*self._tasks.values(), *self._webhooks.values(),
-                                 return_exceptions=True)
+        while any(not t.done() for t in self._jobs()):
+            await asyncio.gather(*self._jobs(), return_exceptions=True)
+
+    def _jobs(self) -> list["asyncio.Task[Any]"]:
+        return [*self._tasks.values(), *self._webhooks.values(), *self._channels.values()]
 
     async def close(self) -> None:
         if self._scheduler is not None:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
-        for task in (*self._tasks.values(), *self._webhooks.values()):
+        for task in self._jobs():
             task.cancel()
         await self.wait_idle()

@@ -66,9 +66,11 @@ async def webhook_job(ctx: dict[str, Any], connection_id: int) -> int:
     return await process_webhook_event(ctx["job"], connection_id=connection_id)
 
 
-async def renew_channels_job(ctx: dict[str, Any]) -> dict[str, int]:
-    """arq entry point of workers.jobs.renew_channels (for a cron schedule, e.g. hourly)."""
-    return await renew_channels(ctx["job"])
+async def renew_channels_job(ctx: dict[str, Any],
+                             connection_id: int | None = None) -> dict[str, int]:
+    """arq entry point of workers.jobs.renew_channels (hourly for every connection; queued
+    by the API for one connection when it is created or its settings change)."""
+    return await renew_channels(ctx["job"], connection_id=connection_id)
 
 
 async def pending_webhooks_job(ctx: dict[str, Any]) -> int:
@@ -91,7 +93,8 @@ class WorkerSettings:
         func(sync_job, name="sync_connection", max_tries=SYNC_MAX_TRIES, timeout=6 * 3600),
         func(webhook_job, name="process_webhook_event", max_tries=1, timeout=600,
              keep_result=0),
-        func(renew_channels_job, name="renew_channels", max_tries=1, timeout=600),
+        func(renew_channels_job, name="renew_channels", max_tries=1, timeout=600,
+             keep_result=0),
         func(pending_webhooks_job, name="process_pending_webhooks", max_tries=1, timeout=600),
         func(push_goals_job, name="push_goals", max_tries=1, timeout=600),
     ]

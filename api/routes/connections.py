@@ -21,7 +21,7 @@ from api.connections import (
     public_connection,
     update_connection,
 )
-from api.deps import JobsDep, SecretBoxDep, SessionDep, require
+from api.deps import JobsDep, SecretBoxDep, SessionDep, SettingsDep, require
 from api.errors import ApiError
 from api.listing import ListParams, list_response
 from core.models import Connection
@@ -48,10 +48,16 @@ class ConnectionPage(BaseModel):
 
 
 @router.post("", status_code=201, response_model=ConnectionPublic)
-def add_connection(body: ConnectionInput, session: SessionDep, box: SecretBoxDep) -> Any:
-    with _translated(session):
-        public = create_connection(session, box, body)
-        session.commit()
+async def add_connection(body: ConnectionInput, session: SessionDep, box: SecretBoxDep,
+                         jobs: JobsDep, settings: SettingsDep) -> Any:
+    def add() -> dict[str, Any]:
+        with _translated(session):
+            public = create_connection(session, box, body)
+            session.commit()
+        return public
+
+    public = await run_in_threadpool(add)
+    await _subscribe(jobs, settings, public["id"])
     return public
 
 
@@ -72,14 +78,28 @@ def get_connection(connection_id: int, session: SessionDep, box: SecretBoxDep) -
 
 
 @router.patch("/{connection_id}", response_model=ConnectionPublic)
-def patch_connection(
-    connection_id: int, body: ConnectionPatch, session: SessionDep, box: SecretBoxDep
+async def patch_connection(
+    connection_id: int, body: ConnectionPatch, session: SessionDep, box: SecretBoxDep,
+    jobs: JobsDep, settings: SettingsDep,
 ) -> Any:
-    connection = get_or_404(session, connection_id)
-    with _translated(session):
-        public = update_connection(session, box, connection, body)
-        session.commit()
+    def patch() -> dict[str, Any]:
+        connection = get_or_404(session, connection_id)
+        with _translated(session):
+            public = update_connection(session, box, connection, body)
+            session.commit()
+        return public
+
+    public = await run_in_threadpool(patch)
+    if body.config is not None or body.secrets is not None:  # maybe another org now
+        await _subscribe(jobs, settings, connection_id)
     return public
+
+
+async def _subscribe(jobs: JobsDep, settings: SettingsDep, connection_id: int) -> None:
+    """Subscribe a new or changed connection to its CRM's notifications at once (with
+    CRMSYNC_PUBLIC_URL set) instead of at the next hourly renewal."""
+    if settings.public_url:
+        await jobs.enqueue_channels(connection_id)
 
 
 @router.delete("/{connection_id}", status_code=204, summary="Delete a connection and its data")
