@@ -249,11 +249,11 @@ async def renew_channels(ctx: JobContext, connection_id: int | None = None) -> d
             col(Connection.provider) == "zoho", col(Connection.status) != "needs_reauth")
         if connection_id is not None:
             stmt = stmt.where(col(Connection.id) == connection_id)
-        ids = list(session.scalars(stmt))
+        ids = [int(i or 0) for i in session.scalars(stmt)]
     for cid in ids:
         url = f"{public_url.rstrip('/')}/api/v1/webhooks/zoho/{cid}"
         try:
-            result[await _renew_zoho(ctx, int(cid), url, zoho)] += 1
+            result[await _renew_zoho(ctx, cid, url, zoho)] += 1
         except Exception as exc:  # one connection's failure does not stop the others
             result["failed"] += 1
             log.warning("notification channel of connection %s not renewed: %s",
