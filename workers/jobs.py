@@ -10,7 +10,7 @@ from sqlmodel import col
 from connectors.base import GoalPusher, PushResult, WebhookReceiver
 from connectors.http import ApiClient, build_client
 from connectors.registry import get_connector
-from core import goal_push, rollups, store, webhooks
+from core import goal_push, localdates, rollups, store, webhooks
 from core.db import session_scope
 from core.errors import AuthError, ConfigError, SourceError, TransientError
 from core.models import Connection
@@ -46,6 +46,7 @@ async def sync_connection(
                 session, run_id, status="failed", finished_at=utcnow(), error=f"cannot start: {exc}"
             )
         raise
+    await asyncio.to_thread(apply_zone, ctx)
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
         source = cls(config_model, secrets_model, api)
@@ -165,6 +166,7 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     crash re-processes a batch (idempotent) and never loses one. Returns events processed.
     """
     _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+    await asyncio.to_thread(apply_zone, ctx)
     try:
         return await _process_webhook_batches(ctx, connection_id, cls, config, secrets)
     finally:  # the months the events touched (core.rollups); exact without it, only slower
@@ -214,8 +216,19 @@ async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any
 async def refresh_rollups(ctx: JobContext) -> int:
     """Rebuild the metric rollups of months written since (core.rollups): syncs and webhook
     jobs do it when they finish; the schedule does it too, so months left dirty (a failed
-    refresh, a changed time zone) are fast again within a minute. Returns months rebuilt."""
+    refresh, a changed time zone) are fast again within a minute. Returns months rebuilt.
+    A changed CRMSYNC_TIMEZONE is applied here first, in the background (apply_zone)."""
+    await asyncio.to_thread(apply_zone, ctx)
     return await asyncio.to_thread(rollups.refresh, ctx.engine)
+
+
+def apply_zone(ctx: JobContext) -> None:
+    """Put the store's created dates in CRMSYNC_TIMEZONE before anything writes
+    (core.localdates): on a new store this only records the zone, so the first sync
+    writes its rows and builds its rollups in the right zone and the first metrics read
+    finds nothing to redo; after a zone change it recomputes once, off the request path."""
+    with session_scope(ctx.engine) as session:
+        localdates.ensure_zone(session, ctx.settings.timezone)
 
 
 async def process_pending_webhooks(ctx: JobContext) -> int:
