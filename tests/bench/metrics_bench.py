@@ -2,6 +2,7 @@
 
 Run: python -m tests.bench.metrics_bench [--deals 1000000] [--sqlite-deals N]
                                          [--db postgresql,sqlite] [--requests 30]
+     python -m tests.bench.metrics_bench --after-sync 300000 [--db postgresql]
 
 For each database it creates a fresh store (PostgreSQL: a database of its own named
 with the pid; SQLite: a temporary file), runs the migrations and loads, directly
@@ -13,6 +14,10 @@ lost 35%, open 20%), with created dates in the store's zone (Europe/Berlin), as
 core.store would write them. Then ANALYZE, the monthly rollups built as a sync
 builds them after it wrote (core.rollups.refresh, timed), the API under uvicorn in a thread, a read
 API key, and sequential HTTP requests (warm-up first) whose p50/p95 are printed.
+
+--after-sync N instead syncs N deals from the Zoho sandbox (in a child process, with
+CRMSYNC_TIMEZONE set, as a first sync of a new deployment) and measures the dashboard's
+shapes at once, then again after the scheduled rollup job: the two should match.
 """
 
 import argparse
@@ -235,7 +240,9 @@ QUERIES: tuple[tuple[str, str, dict[str, str]], ...] = (
 )
 
 
-def measure(url: str, key: str, requests: int, warmup: int) -> list[tuple[str, float, float]]:
+def measure(url: str, key: str, requests: int, warmup: int,
+            queries: tuple[tuple[str, str, dict[str, str]], ...] = QUERIES,
+            ) -> list[tuple[str, float, float]]:
     from api.app import create_app
     from connectors.sandbox.server import BackgroundServer
     from core.config import Settings
@@ -245,7 +252,7 @@ def measure(url: str, key: str, requests: int, warmup: int) -> list[tuple[str, f
     with BackgroundServer(create_app(settings)) as server, \
             httpx.Client(base_url=server.url, timeout=120,
                          headers={"Authorization": f"Bearer {key}"}) as client:
-        for label, path, params in QUERIES:
+        for label, path, params in queries:
             times = []
             for i in range(warmup + requests):
                 started = time.perf_counter()
@@ -256,10 +263,9 @@ def measure(url: str, key: str, requests: int, warmup: int) -> list[tuple[str, f
                 if i >= warmup:
                     times.append(elapsed * 1000)
             results.append((label, statistics.median(times), percentile(times, 95)))
-        check = client.get("/api/v1/metrics/summary",
-                           params={"start": ALL[0], "end": ALL[1], "group_by": "owner"}).json()
+        check = client.get(queries[1][1], params=queries[1][2]).json()
         total = check["total"]
-        print(f"  check: 3-year total deals_won {total['deals_won']:,}, deals_lost "
+        print(f"  check: {queries[1][0]}: total deals_won {total['deals_won']:,}, deals_lost "
               f"{total['deals_lost']:,}, bookings {total['bookings']} {check['currency']}, "
               f"{len(check['data'])} owner rows")
     return results
@@ -286,6 +292,78 @@ def bench(kind: str, deals: int, requests: int, warmup: int, keep: bool) -> None
             drop_database(url)
 
 
+def recent_queries(today: date) -> tuple[tuple[str, str, dict[str, str]], ...]:
+    """The dashboard's shapes over the sandbox's data (the 18 months before today)."""
+    quarter = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    last_q = (quarter - timedelta(days=1)).replace(day=1)
+    last_q = date(last_q.year, 3 * ((last_q.month - 1) // 3) + 1, 1)
+    span = (date(today.year - 1, today.month, 1) - timedelta(days=184)).isoformat()
+    return (
+        ("summary by owner, last quarter", "/api/v1/metrics/summary",
+         {"start": last_q.isoformat(), "end": (quarter - timedelta(days=1)).isoformat(),
+          "group_by": "owner"}),
+        ("summary by owner, 18 months", "/api/v1/metrics/summary",
+         {"start": span, "end": today.isoformat(), "group_by": "owner"}),
+        ("timeseries bookings/month, 18 months", "/api/v1/metrics/timeseries",
+         {"metric": "bookings", "interval": "month", "start": span, "end": today.isoformat()}),
+        ("timeseries bookings/month by owner", "/api/v1/metrics/timeseries",
+         {"metric": "bookings", "interval": "month", "start": span, "end": today.isoformat(),
+          "group_by": "owner"}),
+        ("timeseries bookings/week, 1 year", "/api/v1/metrics/timeseries",
+         {"metric": "bookings", "interval": "week",
+          "start": (today - timedelta(days=365)).isoformat(), "end": today.isoformat()}),
+        ("drill-down bookings, last quarter, page 1", "/api/v1/metrics/deals",
+         {"metric": "bookings", "start": last_q.isoformat(),
+          "end": (quarter - timedelta(days=1)).isoformat()}),
+    )
+
+
+def after_sync(kind: str, deals: int, requests: int, warmup: int) -> None:
+    """Issue F1 item 15: a first sync through the Zoho sandbox (CRMSYNC_TIMEZONE=ZONE),
+    then the metrics measured at once, and again after the scheduled rollup job ran."""
+    import asyncio
+
+    from core.db import make_engine, session_scope
+    from core.models import ApiKey
+    from core.security import hash_api_key, new_api_key
+    from tests.bench.sync_bench import run_child, start_sandbox
+
+    os.environ["BENCH_TZ"] = ZONE
+    proc, sandbox = start_sandbox(deals, 0.0)
+    url = fresh_database(kind, "crmsync_metrics_bench")
+    try:
+        full = run_child(url, sandbox, "full", None)
+        print(f"{kind}: first sync of {deals:,} deals from the Zoho sandbox in "
+              f"{full['seconds']:.1f} s (CRMSYNC_TIMEZONE={ZONE}); measured at once:")
+        key = new_api_key()
+        engine = make_engine(url)
+        with session_scope(engine) as session:
+            session.add(ApiKey(name="bench", key_hash=hash_api_key(key), prefix=key[:12],
+                               scopes="read"))
+        queries = recent_queries(date.today())
+        at_once = measure(url, key, requests, warmup, queries)
+        from core.config import Settings
+        from core.security import SecretBox
+        from workers.context import JobContext
+        from workers.jobs import refresh_rollups
+
+        ctx = JobContext(settings=Settings(database_url=url, secret_key=os.environ["BENCH_KEY"],
+                                           timezone=ZONE), engine=engine,
+                         secrets=SecretBox(os.environ["BENCH_KEY"]))
+        started = time.perf_counter()
+        months = asyncio.run(refresh_rollups(ctx))
+        print(f"  scheduled rollup job afterwards: {months} months rebuilt in "
+              f"{time.perf_counter() - started:.2f} s; measured again:")
+        later = measure(url, key, requests, warmup, queries)
+        engine.dispose()
+        print(f"  {'query':<42} {'at once p50/p95':>16} {'later p50/p95':>16}")
+        for (label, p50, p95), (_, l50, l95) in zip(at_once, later, strict=True):
+            print(f"  {label:<42} {p50:7.1f}/{p95:7.1f} {l50:7.1f}/{l95:7.1f}")
+    finally:
+        proc.kill()
+        drop_database(url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -296,6 +374,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30, help="timed requests per query")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the databases (EXPLAIN)")
+    parser.add_argument("--after-sync", type=int, default=0, metavar="DEALS",
+                        help="instead: sync DEALS deals from the Zoho sandbox, then measure "
+                             "at once and after the scheduled rollup job")
     args = parser.parse_args()
     from cryptography.fernet import Fernet
 
@@ -303,6 +384,9 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
           f"sequential requests: {args.warmup} warm-up + {args.requests} timed per query")
     for kind in args.db.split(","):
+        if args.after_sync:
+            after_sync(kind, args.after_sync, args.requests, args.warmup)
+            continue
         n = args.deals if kind == "postgresql" else (args.sqlite_deals or args.deals)
         bench(kind, n, args.requests, args.warmup, args.keep)
 

@@ -66,8 +66,9 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
 
     key = os.environ["BENCH_KEY"]  # set by main(), inherited by every child
     engine = make_engine(url)
-    ctx = JobContext(settings=Settings(database_url=url, secret_key=key), engine=engine,
-                     secrets=SecretBox(key))
+    zone = os.environ.get("BENCH_TZ", "UTC")  # CRMSYNC_TIMEZONE of the syncing process
+    ctx = JobContext(settings=Settings(database_url=url, secret_key=key, timezone=zone),
+                     engine=engine, secrets=SecretBox(key))
     with session_scope(engine) as session:
         if connection_id is None:
             connection = Connection(provider="zoho", name="bench",
