@@ -7,17 +7,33 @@ account.created_date are stored, computed in Python (zoneinfo) when rows are wri
 ('created_date_timezone'). Metrics then compare plain DATE columns, which both
 databases handle the same way, and the column can be indexed.
 
-When CRMSYNC_TIMEZONE changes, ensure_zone() (called by the metrics before they read)
-recomputes every stored created_date in the new zone and records it, in one
+ensure_zone() records CRMSYNC_TIMEZONE before anything writes (the start of every sync
+and webhook job, and the scheduled rollup job; on a new store that only records it),
+and after a change recomputes every stored created_date in the new zone, in one
 transaction that locks the store_meta row on PostgreSQL. Writers read the zone from
 store_meta, never from their own settings, so rows are always in the recorded zone.
+
+A metrics read never recomputes. Until the background job has applied a new zone,
+read_zone() makes the read compute each date from remote_created_at in the new zone
+(created_date(); PostgreSQL's timezone(), a registered function on SQLite) and skip
+the rollups, which were built in the old zone: exact, only slower, meanwhile.
 """
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Integer, Table, bindparam, cast, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    Table,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
 from sqlmodel import Session
 
 from core.models import Account, Deal, StoreMeta
@@ -88,6 +104,40 @@ def _recompute(session: Session, table: Table, zone: ZoneInfo) -> None:
             {"row_id": row_id, "new_date": local_date(created, zone)}
             for row_id, created in rows[i:i + BATCH]
         ])
+
+
+PENDING = "crmsync_zone_pending"  # Session.info key: the zone a read must compute dates in
+SQLITE_LOCAL_DATE = "crmsync_local_date"
+
+
+def read_zone(session: Session, zone_name: str) -> None:
+    """Before a metrics read: when the stored dates are not in `zone_name` yet (a change
+    the background job has not applied), this session's reads compute them instead."""
+    session.info[PENDING] = None if stored_zone(session) == zone_name else zone_name
+
+
+def zone_pending(session: Session) -> bool:
+    """Whether this session's reads compute dates (and so must not use the rollups)."""
+    return session.info.get(PENDING) is not None
+
+
+def created_date(session: Session, table: Table) -> ColumnElement[Any]:
+    """The local creation date of `table`'s rows: the stored column, or, while a new zone
+    is pending (read_zone), the date of remote_created_at in that zone computed by SQL."""
+    zone = session.info.get(PENDING)
+    if zone is None:
+        return table.c.created_date
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone(zone, table.c.remote_created_at), Date)
+    return func.crmsync_local_date(table.c.remote_created_at, zone, type_=Date)
+
+
+def sqlite_local_date(value: str | None, zone_name: str) -> str | None:
+    """SQLite function crmsync_local_date(stored UTC timestamp, zone): 'YYYY-MM-DD'."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(zone_name)).date().isoformat()
 
 
 def date_diff(session: Session, later: ColumnElement[Any],
