@@ -10,6 +10,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 STREAMS = ("users", "stages", "accounts", "deals", "deletions")
+# Webhooks: a connector's resolve_webhook_events answers ("unresolved", Page(records=[(event
+# payload, error), ...])) for events whose record it could not read; core.webhooks leaves
+# those events pending with the error instead of marking them processed.
+UNRESOLVED = "unresolved"
 
 
 @dataclass(slots=True)
@@ -22,6 +26,7 @@ class UserRecord:
     team: str | None = None
     remote_modified_at: datetime | None = None
     raw: dict[str, Any] | None = None
+    mobile: str | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +107,9 @@ class SourceInfo:
 
     home_currency: str | None
     organization: str | None = None
+    # Problems that do not stop a sync but mean it may miss data (e.g. the acting user
+    # cannot see every record); the sync engine shows them on the connection.
+    warnings: list[str] = field(default_factory=list)
 
 
 class Source(Protocol):

@@ -78,6 +78,7 @@ class SyncEngine:
         self._write_lock = asyncio.Lock()
         self._connection: DbConnection | None = None
         self._counts_written = 0.0
+        self._warnings: list[str] = []
 
     async def run(self) -> dict[str, Any]:
         """Run every stream; record the outcome on the run and the connection."""
@@ -91,6 +92,7 @@ class SyncEngine:
         await self._db(self._mark_started)
         try:
             info = await self.source.check()
+            self._warnings = info.warnings
             await self._db(self._set_home_currency, info.home_currency)
             async with asyncio.TaskGroup() as group:
                 for stream in self.streams:
@@ -250,9 +252,10 @@ class SyncEngine:
                 api_calls=self.source.api_calls,
             )
             connection = session.get(Connection, self.connection_id)
-            if connection:
-                connection.status, connection.last_error = "active", None
-                connection.last_synced_at = now
+            if connection:  # a source's warnings (SourceInfo.warnings) stay visible there
+                connection.status, connection.last_synced_at = "active", now
+                connection.last_error = "; ".join(f"warning: {w}" for w in self._warnings) \
+                    or None
 
     def _mark_failed(self, error: BaseException) -> None:
         message = _describe(error)

@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from core import store
 from core.models import NotificationChannel, SyncRun, WebhookEvent
-from core.records import Page
+from core.records import UNRESOLVED, Page
 from core.security import SecretBox
 from core.types import utcnow
 
@@ -124,12 +124,17 @@ def pending_connections(session: Session, *, now: datetime | None = None) -> lis
 def apply_changes(session: Session, *, connection_id: int,
                   changes: Sequence[tuple[str, Page]]) -> dict[str, dict[str, int]]:
     """Write re-read records and tombstones. A late, stale copy never rolls a record back:
-    core.store only replaces a row with a version at least as new as its own."""
+    core.store only replaces a row with a version at least as new as its own.
+    Events the connector could not resolve (UNRESOLVED) are released with their error, so
+    mark_processed leaves them pending (or failed after MAX_ATTEMPTS)."""
     if session.get_bind().dialect.name == "postgresql":  # one batch per connection at a time
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                         {"key": _LOCK_SPACE + connection_id})
     counts: dict[str, dict[str, int]] = {}
     for stream, page in changes:
+        if stream == UNRESOLVED:
+            counts[UNRESOLVED] = {"events": _keep_pending(session, connection_id, page.records)}
+            continue
         entry = counts.setdefault(stream, {"fetched": 0, "upserted": 0, "deleted": 0})
         entry["fetched"] += len(page.records) + len(page.deletions)
         entry["upserted"] += store.upsert_records(
@@ -140,9 +145,26 @@ def apply_changes(session: Session, *, connection_id: int,
     return counts
 
 
-def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> None:
+def _keep_pending(session: Session, connection_id: int,
+                  unresolved: Sequence[tuple[Any, str]]) -> int:
+    """Release the claimed events whose payload the connector reported unresolved."""
     table = _table(WebhookEvent)
-    session.execute(update(table).where(table.c.id.in_(ids)).values(
+    claimed = session.execute(select(table.c.id, table.c.payload).where(
+        table.c.connection_id == connection_id, table.c.status == "received",
+        table.c.claimed_at.is_not(None))).all()
+    kept = 0
+    for payload, error in unresolved:
+        ids = [row.id for row in claimed if row.payload == dict(payload)]
+        release(session, ids, error)
+        kept += len(ids)
+    return kept
+
+
+def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> None:
+    """Events of a batch done (not those released in the meantime: see apply_changes)."""
+    table = _table(WebhookEvent)
+    session.execute(update(table).where(table.c.id.in_(ids),
+                                        table.c.claimed_at.is_not(None)).values(
         status="processed", processed_at=now or utcnow(), error=None, claimed_at=None))
 
 

@@ -4,14 +4,12 @@
 HTTP 200 with errorCode 0, corpAccessToken, corpId and expiresIn (seconds, at most
 7200). The official demo caches the token until expiresIn - 180 s; 20016 means the
 token is gone or expired: drop it and fetch a new one. The token endpoint allows
-10 calls a minute and no concurrent calls (§1.2), so one token is cached per process
-and shared by every job of the connection, and only one request for it runs at once.
+10 calls a minute and no concurrent calls (§1.2), so one token is cached and shared by
+every job of the connection (per process, or with Redis by every process: SharedLimits),
+and only one request for it runs at once (under the limits' lock).
 """
 
-import asyncio
 import hashlib
-import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +24,7 @@ from connectors.fxiaoke.wire import (
     PERMISSION_CODES,
     TOKEN_PATH,
 )
-from connectors.http import ApiClient, json_body, raise_for_transient
+from connectors.http import LOCAL_LIMITS, ApiClient, json_body, raise_for_transient
 from core.errors import AuthError, ConfigError, RateLimited, TransientError
 
 EXPIRY_MARGIN = 180.0  # §1.1: the official demo refreshes 180 s before expiry
@@ -36,17 +34,10 @@ EXPIRY_MARGIN = 180.0  # §1.1: the official demo refreshes 180 s before expiry
 class Token:
     value: str
     corp_id: str
-    expires_at: float  # time.monotonic()
+    lifetime: float = 0.0  # seconds it stays usable from when it was issued (cache TTL)
 
-    @property
-    def fresh(self) -> bool:
-        return time.monotonic() < self.expires_at
-
-
-# Per process: every job of a connection in this process shares one token (see docs).
-_CACHE: dict[str, Token] = {}
-_LOCKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]" = (
-    weakref.WeakKeyDictionary())
+    def dump(self) -> dict[str, Any]:
+        return {"value": self.value, "corp_id": self.corp_id}
 
 
 def parse_token(response: httpx.Response) -> Token:
@@ -70,8 +61,7 @@ def parse_token(response: httpx.Response) -> Token:
         raise AuthError(f"Fxiaoke refused the token request (errorCode {code}: {message}); {hint}")
     ttl = float(body.get("expiresIn") or 7200)
     margin = EXPIRY_MARGIN if ttl > 2 * EXPIRY_MARGIN else ttl / 2
-    return Token(str(body["corpAccessToken"]), str(body.get("corpId") or ""),
-                 time.monotonic() + ttl - margin)
+    return Token(str(body["corpAccessToken"]), str(body.get("corpId") or ""), ttl - margin)
 
 
 def _code(body: dict[str, Any]) -> int | None:
@@ -82,37 +72,42 @@ def _code(body: dict[str, Any]) -> int | None:
 
 
 class TokenManager:
-    """The connection's cached token; fetches one at a time, refreshes on demand."""
+    """The connection's cached token (in the ApiClient's SharedLimits, under a hash of the
+    credentials and host); fetches one at a time, refreshes on demand."""
 
     def __init__(self, base_url: str, app_id: str, app_secret: str, permanent_code: str) -> None:
         self.url = f"{base_url}{TOKEN_PATH}"
         self._body = {"appId": app_id, "appSecret": app_secret, "permanentCode": permanent_code}
-        digest = hashlib.sha256(f"{app_id}\0{permanent_code}\0{app_secret}".encode()).hexdigest()
-        self.key = f"{base_url}|{digest}"
+        digest = hashlib.sha256(
+            f"{base_url}\0{app_id}\0{permanent_code}\0{app_secret}".encode()).hexdigest()
+        self.key = f"fxiaoke:{digest}"
 
-    def _lock(self) -> asyncio.Lock:
-        locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
-        return locks.setdefault(self.key, asyncio.Lock())
+    async def _cached(self, api: ApiClient) -> Token | None:
+        value = await api.limits.get_token(self.key)
+        try:
+            return Token(str(value["value"]), str(value["corp_id"])) if value else None
+        except KeyError:
+            return None
 
     async def get(self, api: ApiClient) -> Token:
-        token = _CACHE.get(self.key)
-        if token is not None and token.fresh:
+        token = await self._cached(api)
+        if token is not None:
             return token
-        async with self._lock():  # §1.2: no concurrent token calls
-            token = _CACHE.get(self.key)
-            if token is None or not token.fresh:
+        async with api.limits.lock(self.key):  # §1.2: no concurrent token calls
+            token = await self._cached(api)
+            if token is None:
                 token = await api.send("POST", self.url, parse_token, json=self._body)
-                _CACHE[self.key] = token
+                await api.limits.put_token(self.key, token.dump(), token.lifetime)
         return token
 
-    def forget(self, token: Token) -> None:
+    async def forget(self, api: ApiClient, token: Token) -> None:
         """Drop `token` after a 20016, unless another task already replaced it."""
-        if _CACHE.get(self.key) == token:
-            del _CACHE[self.key]
+        await api.limits.drop_token(self.key, token.dump())
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
+    """Forget the tokens cached in this process (tests)."""
+    LOCAL_LIMITS.tokens.clear()
 
 
 __all__ = ["Token", "TokenManager", "clear_cache", "parse_token"]

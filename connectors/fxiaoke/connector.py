@@ -9,8 +9,7 @@ oldest change first, with a keyset on (last_modified_time, _id) and offset 0
 
 import asyncio
 import logging
-import time
-from collections import deque
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -50,10 +49,11 @@ from connectors.fxiaoke.wire import (
     QUERY_PATH,
     SERVICE_ERROR,
     TOKEN_EXPIRED,
+    TOKEN_INVALID,
     USER_BY_MOBILE_PATH,
     USER_LIST_PATH,
 )
-from connectors.http import json_body, raise_for_transient
+from connectors.http import LOCAL_LIMITS, json_body, raise_for_transient
 from core.errors import AuthError, ConfigError, RateLimited, SourceError, TransientError
 
 log = logging.getLogger("crmsync.fxiaoke")
@@ -65,27 +65,20 @@ MODIFIED = "last_modified_time"
 
 @dataclass
 class RateBudget:
-    """§6: 100 calls per 20 s per interface. Kept per process (see docs/fxiaoke.md)."""
+    """§6: 100 calls per 20 s per interface, kept in the ApiClient's SharedLimits: per
+    process, or with Redis for every process of the connection together (docs/fxiaoke.md)."""
 
     calls: int = 100
     window: float = 20.0
 
 
 RATE = RateBudget()
-_RECENT: dict[str, deque[float]] = {}
+_RECENT = LOCAL_LIMITS.recent  # the in-process budget's call times (tests clear it)
 
 
-async def _take_slot(key: str) -> None:
-    """Wait until one more call on this interface stays within the per-process budget."""
-    while True:
-        recent = _RECENT.setdefault(key, deque())
-        now = time.monotonic()
-        while recent and recent[0] <= now - RATE.window:
-            recent.popleft()
-        if len(recent) < RATE.calls:
-            recent.append(now)
-            return
-        await asyncio.sleep(max(0.01, recent[0] + RATE.window - now))
+async def _take_slot(api: ApiClient, key: str) -> None:
+    """Wait until one more call on this interface stays within the budget."""
+    await api.limits.take(key, RATE.calls, RATE.window)
 
 
 class FxiaokeConfig(BaseModel):
@@ -103,8 +96,25 @@ class FxiaokeConfig(BaseModel):
     opportunity_object: Literal["NewOpportunityObj", "OpportunityObj"] = "NewOpportunityObj"
     goals_object: str = Field(default="object_SalesGoal__c",
                               pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+    goals_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="API names of goals-object fields not labelled as docs/fxiaoke.md says, "
+                    "e.g. {\"target\": \"field_rU4l5__c\"}")
     home_currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     sync_interval_minutes: int = Field(default=15, ge=1, le=1440)
+
+    @field_validator("goals_fields")
+    @classmethod
+    def _goal_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        from connectors.fxiaoke.goals import FIELDS
+
+        unknown = sorted(set(value) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"goals_fields keys must be among {sorted(FIELDS)}, not {unknown}")
+        bad = [v for v in value.values() if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,79}", v)]
+        if bad:
+            raise ValueError(f"goals_fields values must be field API names, not {bad}")
+        return value
 
     @model_validator(mode="after")
     def _acting_user(self) -> "FxiaokeConfig":
@@ -188,7 +198,7 @@ def parse(response: httpx.Response) -> dict[str, Any]:
     text = f"Fxiaoke errorCode {code} on {where}: {body.get('errorMessage') or ''}".rstrip(": ")
     if code in BUSY_CODES or code == SERVICE_ERROR:
         raise TransientError(text)
-    if code in (TOKEN_EXPIRED, APP_TOKEN_EXPIRED):
+    if code in (TOKEN_EXPIRED, APP_TOKEN_EXPIRED, TOKEN_INVALID):
         raise _TokenExpired(text)
     if code == CALL_LIMIT:
         raise _Throttled(text, RATE.window)
@@ -240,14 +250,14 @@ class FxiaokeConnector:
             if crm:
                 body["currentOpenUserId"] = await self.open_user_id()
             body.update(payload)
-            await _take_slot(f"{self.tokens.key}|{path}")
+            await _take_slot(self.api, f"{self.tokens.key}|{path}")
             try:
                 return await self.api.send("POST", self.config.api_base + path, parse, json=body)
-            except _TokenExpired:
-                self.tokens.forget(token)
+            except _TokenExpired as exc:  # 20016 / 11014: refresh once
+                await self.tokens.forget(self.api, token)
                 if refreshed:
                     raise AuthError("Fxiaoke rejected a freshly issued corpAccessToken "
-                                    "(errorCode 20016); check the app's credentials") from None
+                                    f"({exc}); check the app's credentials") from None
                 refreshed = True
             except _Throttled as exc:
                 pauses += 1
@@ -277,12 +287,38 @@ class FxiaokeConnector:
     # -- metadata -------------------------------------------------------------
 
     async def check(self) -> SourceInfo:
-        """Authenticate, find the acting user and describe the opportunity object."""
+        """Authenticate, find the acting user, describe the opportunity object, and warn
+        when the acting user cannot see the whole company."""
         token = await self.tokens.get(self.api)
-        await self.open_user_id()
+        user = await self.open_user_id()
         await self.meta()
         return SourceInfo(home_currency=self.config.home_currency,
-                          organization=token.corp_id or None)
+                          organization=token.corp_id or None,
+                          warnings=await self._visibility_warnings(user))
+
+    async def _visibility_warnings(self, user: str) -> list[str]:
+        """§1.1: every call runs with the data permissions of currentOpenUserId, and Fxiaoke
+        has no Open API call that names a user's role, so check what the user sees: a user
+        without all-data permission sees only their own and their subordinates' records.
+        When employees outside that team exist and none of their deals or accounts are
+        visible, say so (at most two queries of one row)."""
+        users = (await self.directory()).users
+        team, grew = {user}, True
+        while grew:  # the acting user and everyone below them (leaderId)
+            below = {i for i, u in users.items() if (u.raw or {}).get("leaderId") in team}
+            grew, team = not below <= team, team | below
+        others = sorted(i for i in users if i not in team)
+        if not others:
+            return []
+        owned_by_others = [{"field_name": "owner", "operator": "IN", "field_values": others}]
+        for api_name in (self.config.opportunity_object, "AccountObj"):
+            if await self.query(api_name, owned_by_others, [], limit=1):
+                return []
+        return [f"the acting user {user} sees no deal or account owned by the "
+                f"{len(others)} employees outside their own team: Fxiaoke runs every call "
+                "with that user's data permissions, so records may be missing. Set "
+                "current_open_user_id (or admin_mobile) to a CRM administrator, or give "
+                "this user the all-data (全公司) permission on accounts and opportunities."]
 
     def meta(self) -> "asyncio.Task[mapping.DealMeta]":
         if self._meta is None:
@@ -414,7 +450,7 @@ class FxiaokeConnector:
                                                "objectDataId": data_id}})
         record = body.get("data")
         if not isinstance(record, dict) or not record.get("_id"):
-            raise SourceError(f"Fxiaoke returned no {api_name} record {data_id}")
+            raise FxiaokeError(f"Fxiaoke returned no {api_name} record {data_id}", None)
         return record
 
     async def record_for(self, api_name: str, raw: dict[str, Any]) -> Any:
@@ -451,11 +487,12 @@ class FxiaokeConnector:
         return await fx_goals.push_goals(self, goals, deletions)
 
     async def query(self, api_name: str, filters: list[dict[str, Any]],
-                    orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                    orders: list[dict[str, Any]], limit: int = MAX_LIMIT
+                    ) -> list[dict[str, Any]]:
         """One page of /data/query (§2); mixed key casing is the vendor's."""
         path = CUSTOM_QUERY_PATH if api_name.endswith("__c") else QUERY_PATH
         data = {"dataObjectApiName": api_name, "find_explicit_total_num": False,
-                "search_query_info": {"limit": MAX_LIMIT, "offset": 0, "filters": filters,
+                "search_query_info": {"limit": limit, "offset": 0, "filters": filters,
                                       "orders": orders}}
         body = await self.call(path, {"data": data})
         found = body.get("data")

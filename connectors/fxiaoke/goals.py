@@ -4,7 +4,7 @@ Fxiaoke's own goal objects (GoalValueObj and its rules) are not known to be writ
 through the Open API (fxiaoke.md §4: "treat write-back as unverified"), so goals go to
 a custom object (config `goals_object`, default object_SalesGoal__c) with the fields
 of §4's fallback. Fxiaoke has no idempotency keys (§4), so each goal is found again by
-its unique `external_id__c` (core.goals' stable key) with one /data/query per 100 goals:
+its unique external-ID field (core.goals' stable key) with one /data/query per 100 goals:
 a found record is updated (`_id` and `dataObjectApiName` inside object_data, §4), a
 missing one created. A deleted goal's record is voided with /data/invalid (§4: the
 first step of a delete; a voided record stays visible as 作废 and stops counting).
@@ -13,6 +13,7 @@ Every write is its own call and its own errorCode (§0): one bad goal fails alon
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,29 +24,83 @@ from core.records import GoalDeletion, GoalOut, PushResult
 if TYPE_CHECKING:
     from connectors.fxiaoke.connector import FxiaokeConnector
 
-KEY_FIELD = "external_id__c"
 METRIC_LABELS = {"bookings": "Bookings", "deals_won": "Deals Won"}
-FIELDS = (  # (API name, field type in Fxiaoke's object designer, what it holds) — §4
-    ("name", "主属性 (text)", "rep, metric and period, readable"),
-    ("period__c", "日期 (date)", "first day of the period"),
-    ("period_type__c", "单选 (select): month, quarter, year", "length of the period"),
-    ("employee__c", "人员 (employee)", "the rep (empty for a company goal)"),
-    ("department__c", "部门 (department)", "left empty by crmsync"),
-    ("target_amount__c", "金额 (currency)", "the target (a number of deals for deals_won)"),
-    ("metric__c", "单选 (select): bookings, deals_won", "what the target counts"),
-    (KEY_FIELD, "单行文本 (text), unique", "crmsync's goal key"),
-)
+# Fields the admin creates, found by label through describe (their API names are generated,
+# field_xxxxx__c, and so are select option codes). logical name -> (field type, labels
+# accepted, the old fixed API name also accepted). Config goals_fields overrides by API name.
+FIELDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "period": ("日期 (date)", ("Period", "周期"), "period__c"),
+    "period_type": ("单选 (select) with options Month, Quarter, Year",
+                    ("Period type", "周期类型"), "period_type__c"),
+    "employee": ("人员 (employee)", ("Employee", "员工"), "employee__c"),
+    "target": ("金额 (currency)", ("Target", "目标"), "target_amount__c"),
+    "metric": ("单选 (select) with options Bookings, Deals won", ("Metric", "指标"),
+               "metric__c"),
+    "external_id": ("单行文本 (text), unique", ("External ID", "外部ID"), "external_id__c"),
+}
+OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {  # our value -> option labels accepted
+    "period_type": {"month": ("Month", "月"), "quarter": ("Quarter", "季度"),
+                    "year": ("Year", "年")},
+    "metric": {"bookings": ("Bookings", "成交额"), "deals_won": ("Deals won", "赢单数")},
+}
 NAME_LENGTH = 100  # guess: a custom object's name (主属性) holds 100 characters
 
 
-def setup_message(api_name: str) -> str:
-    """What an admin must create when the goals object is missing."""
-    fields = "; ".join(f"{name} ({kind})" for name, kind, _ in FIELDS)
-    return (f"Fxiaoke has no object with the API name {api_name!r}. Create a custom object "
-            f"in the CRM admin console (对象管理 > 新建自定义对象) with the API name "
-            f"{api_name} and the fields {fields}, and give the app's acting user "
-            "(current_open_user_id) edit rights on it. Or set the connection's config "
-            "goals_object to the API name of the object you use for goals.")
+@dataclass
+class Schema:
+    """The goals object as describe shows it: API names and option codes."""
+
+    fields: dict[str, str]
+    options: dict[str, dict[str, str]]
+    currency: bool  # the object has mc_currency (a multi-currency tenant)
+
+
+def setup_message(api_name: str, missing: str | None = None) -> str:
+    """What an admin must create (the object, or the one field missing)."""
+    steps = "; ".join(f"{labels[0]} ({kind})" for kind, labels, _ in FIELDS.values())
+    what = (f"The Fxiaoke goals object {api_name} has no field labelled {missing!r}"
+            if missing else f"Fxiaoke has no object with the API name {api_name!r}")
+    return (f"{what}. In the CRM admin console (对象管理 > 新建自定义对象) the object "
+            f"{api_name} needs the fields {steps} (labels in English or Chinese; their "
+            "generated API names are found by label), and the app's acting user "
+            "(current_open_user_id) needs edit rights on it. Or set config goals_object, "
+            "and goals_fields (e.g. {\"target\": \"field_x__c\"}) for fields labelled "
+            "otherwise.")
+
+
+def _norm(text: Any) -> str:
+    return str(text or "").strip().casefold()
+
+
+def schema(described: dict[str, dict[str, Any]], api_name: str,
+           overrides: dict[str, str]) -> Schema:
+    """Find each logical field by config override, then by label, then by its old name."""
+    by_label = {_norm(f.get("label")): name for name, f in described.items()}
+    fields: dict[str, str] = {}
+    for key, (_, labels, old) in FIELDS.items():
+        found = overrides.get(key) or next(
+            (by_label[_norm(lbl)] for lbl in labels if _norm(lbl) in by_label), None) or \
+            (old if old in described else None)
+        if found is None or found not in described:
+            raise ConfigError(setup_message(api_name, overrides.get(key) or labels[0]))
+        fields[key] = found
+    options: dict[str, dict[str, str]] = {}
+    for key, wanted in OPTIONS.items():
+        field_label = str(described[fields[key]].get("label") or fields[key])
+        codes = {_norm(o.get("label")): str(o["value"])
+                 for o in described[fields[key]].get("options") or []
+                 if isinstance(o, dict) and o.get("value") is not None}
+        codes.update({_norm(v): v for v in list(codes.values())})  # old option values
+        options[key] = {}
+        for value, labels in wanted.items():
+            code = next((codes[_norm(lbl)] for lbl in (value, *labels) if _norm(lbl) in codes),
+                        None)
+            if code is None:
+                raise ConfigError(f"The Fxiaoke goals field {field_label!r} has no option "
+                                  f"labelled {labels[0]!r}; add it. "
+                                  + setup_message(api_name))
+            options[key][value] = code
+    return Schema(fields, options, "mc_currency" in described)
 
 
 def _paths(api_name: str) -> str:
@@ -73,23 +128,28 @@ def _label(goal: GoalOut, kind: str) -> str:
     return f"{start.isoformat()} to {goal.period_end.isoformat()}"
 
 
-def record(goal: GoalOut, api_name: str) -> dict[str, Any]:
+def record(goal: GoalOut, api_name: str, found: Schema) -> dict[str, Any]:
     """The object_data of a goal (§4 formats: amounts as strings, dates as ms, employee
-    fields as lists, selects as option values). Without `owner`: see push_goals."""
+    fields as lists, selects as option codes). Without `owner`: see push_goals.
+    A bookings target arrives in the connection's home currency (core.goal_push); a
+    multi-currency tenant's record says so in mc_currency, others take the number only."""
     kind = period_type(goal)
     assert kind is not None
     who = goal.owner_name or goal.owner_email or "Company"
+    f = found.fields
     data: dict[str, Any] = {
         "dataObjectApiName": api_name,
         "name": f"{who} - {METRIC_LABELS[goal.metric]} - {_label(goal, kind)}"[:NAME_LENGTH],
-        "period__c": day_ms(goal.period_start),  # §3: a day is 00:00 +08:00 in ms
-        "period_type__c": kind,
-        "target_amount__c": f"{goal.target:f}",
-        "metric__c": goal.metric,
-        KEY_FIELD: goal.key,
+        f["period"]: day_ms(goal.period_start),  # §3: a day is 00:00 +08:00 in ms
+        f["period_type"]: found.options["period_type"][kind],
+        f["target"]: f"{goal.target:f}",
+        f["metric"]: found.options["metric"][goal.metric],
+        f["external_id"]: goal.key,
     }
     if goal.owner_remote_id:
-        data["employee__c"] = [goal.owner_remote_id]
+        data[f["employee"]] = [goal.owner_remote_id]
+    if found.currency and goal.currency:
+        data["mc_currency"] = goal.currency
     return data
 
 
@@ -107,63 +167,65 @@ async def push_goals(connector: "FxiaokeConnector", goals: Sequence[GoalOut],
                 f"(period_type__c); this goal runs {goal.period_start} to {goal.period_end}")))
         else:
             sendable.append(goal)
+    found = await _schema(connector, api_name) if sendable else None
     for start in range(0, len(sendable), MAX_LIMIT):
+        assert found is not None
         chunk = sendable[start:start + MAX_LIMIT]
-        found = await _find(connector, api_name, [g.key for g in chunk])
-        results += await asyncio.gather(*(_upsert(connector, api_name, g, found.get(g.key))
-                                          for g in chunk))
+        rows = await _find(connector, api_name, found, [g.key for g in chunk])
+        results += await asyncio.gather(*(_upsert(connector, api_name, found, g,
+                                                  rows.get(g.key)) for g in chunk))
     results += await asyncio.gather(*(_void_record(connector, api_name, d) for d in deletions))
     return results
 
 
-async def _find(connector: "FxiaokeConnector", api_name: str,
-                keys: list[str]) -> dict[str, dict[str, Any]]:
-    """The records already made for these keys, by key (a live one wins over a voided one)."""
+async def _schema(connector: "FxiaokeConnector", api_name: str) -> Schema:
+    """Describe the goals object (one call per push) and find its fields by label."""
     from connectors.fxiaoke.connector import FxiaokeError
-
-    filters = [{"field_name": KEY_FIELD, "operator": "IN", "field_values": keys}]
-    try:
-        rows = await connector.query(api_name, filters, [{"fieldName": "_id", "isAsc": True}])
-    except FxiaokeError as exc:
-        if exc.code == BAD_PARAMETER and not await _object_exists(connector, api_name):
-            raise ConfigError(setup_message(api_name)) from None
-        raise
-    found: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        key = str(row.get(KEY_FIELD) or "")
-        if key and (key not in found or _voided(found[key])):
-            found[key] = row
-    return found
-
-
-async def _object_exists(connector: "FxiaokeConnector", api_name: str) -> bool:
-    from connectors.fxiaoke.connector import FxiaokeError
+    from connectors.fxiaoke.mapping import describe_fields
 
     try:
-        await connector.call(DESCRIBE_PATH, {"apiName": api_name, "includeDetail": False})
+        body = await connector.call(DESCRIBE_PATH, {"apiName": api_name, "includeDetail": True})
     except FxiaokeError as exc:
         if exc.code == BAD_PARAMETER:
-            return False
+            raise ConfigError(setup_message(api_name)) from None
         raise
-    return True
+    return schema(describe_fields(body), api_name, connector.config.goals_fields)
+
+
+async def _find(connector: "FxiaokeConnector", api_name: str, found: Schema,
+                keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The records already made for these keys, by key (a live one wins over a voided one)."""
+    key_field = found.fields["external_id"]
+    filters = [{"field_name": key_field, "operator": "IN", "field_values": keys}]
+    rows = await connector.query(api_name, filters, [{"fieldName": "_id", "isAsc": True}])
+    by_key: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = str(row.get(key_field) or "")
+        if key and (key not in by_key or _voided(by_key[key])):
+            by_key[key] = row
+    return by_key
 
 
 def _voided(row: dict[str, Any]) -> bool:
     return row.get("life_status") == "invalid" or row.get("is_deleted") is True
 
 
-async def _upsert(connector: "FxiaokeConnector", api_name: str, goal: GoalOut,
+async def _upsert(connector: "FxiaokeConnector", api_name: str, found: Schema, goal: GoalOut,
                   existing: dict[str, Any] | None) -> PushResult:
     from connectors.fxiaoke.connector import FxiaokeError
 
-    data = record(goal, api_name)
-    trigger = {"triggerWorkFlow": False, "triggerApprovalFlow": False}  # §4: machine writes
+    data = record(goal, api_name, found)
+    # Machine writes trigger no workflow: triggerWorkFlow (and on create
+    # triggerApprovalFlow) are top-level parameters next to `data`, default true
+    # (https://developer.fxiaoke.com/openapi_v2/en/object/CustomCapabilities/CustomObj/update.html;
+    # the update page documents triggerWorkFlow only).
     try:
         if existing is None:
             # §4: owner is required on create and cannot be changed by /update later.
             data["owner"] = [goal.owner_remote_id or await connector.open_user_id()]
-            body = await connector.call(f"{_paths(api_name)}/create",
-                                        {**trigger, "data": {"object_data": data}})
+            body = await connector.call(f"{_paths(api_name)}/create", {
+                "triggerWorkFlow": False, "triggerApprovalFlow": False,
+                "data": {"object_data": data}})
             return PushResult(goal.goal_id, "inserted", str(body.get("dataId") or "") or None)
         remote_id = str(existing["_id"])
         if _voided(existing):
@@ -172,7 +234,7 @@ async def _upsert(connector: "FxiaokeConnector", api_name: str, goal: GoalOut,
                 "restore it there, or delete it for good, then push again"))
         data["_id"] = remote_id  # §4: _id and dataObjectApiName inside object_data
         await connector.call(f"{_paths(api_name)}/update",
-                             {**trigger, "data": {"object_data": data}})
+                             {"triggerWorkFlow": False, "data": {"object_data": data}})
         return PushResult(goal.goal_id, "updated", remote_id)
     except FxiaokeError as exc:
         return PushResult(goal.goal_id, "error", str(existing["_id"]) if existing else None,

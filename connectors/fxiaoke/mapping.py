@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.fxiaoke.wire import LOST_LABELS, WON_LABELS, from_ms, ms_day
+from connectors.fxiaoke.wire import LOST_LABELS, NOT_LIVE_STATUSES, WON_LABELS, from_ms, ms_day
 from core.errors import SourceError
 from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
 
@@ -30,14 +30,22 @@ class Directory:
 
 @dataclass
 class DealMeta:
-    """From describe: stages by sales_stage code, outcome category by sales_status value."""
+    """From describe: stages by remote id ("<sales_process_id>:<sales_stage>"), outcome
+    category by sales_status value, and whether the tenant is multi-currency."""
 
     stages: dict[str, StageRecord] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    multi_currency: bool = False
+
+
+def stage_id(process: Any, code: Any) -> str:
+    """§3: sales_stage is a position inside its sales_process_id, so a stage is keyed by
+    both (a deal of another process with the same code is in another stage)."""
+    return f"{process}:{code}" if process not in (None, "") else str(code)
 
 
 def category(label: Any) -> str:
-    text = str(label or "").strip()
+    text = str(label or "").strip().casefold()
     if text in WON_LABELS:
         return "won"
     if text in LOST_LABELS:
@@ -88,8 +96,10 @@ def first_id(value: Any) -> str | None:
 
 
 def is_tombstone(raw: dict[str, Any]) -> bool:
+    """Voided (invalid), never effective (ineffective) or deleted: see wire.NOT_LIVE_STATUSES."""
     deleted = raw.get("is_deleted")
-    return raw.get("life_status") == "invalid" or deleted is True or str(deleted) == "true"
+    return raw.get("life_status") in NOT_LIVE_STATUSES or deleted is True or \
+        str(deleted) == "true"
 
 
 def _deleted_at(raw: dict[str, Any]) -> datetime | None:
@@ -123,11 +133,12 @@ def user(raw: dict[str, Any], depts: dict[str, dict[str, Any]]) -> UserRecord:
     if main is None and raw.get("departmentIds"):
         main = raw["departmentIds"][0]
     team = depts.get(str(main), {}).get("name") if main is not None else None
-    email = raw.get("email")
+    email, mobile = raw.get("email"), str(raw.get("mobile") or "").strip()
     return UserRecord(
         remote_id=str(raw["openUserId"]),
         name=str(raw.get("name") or raw.get("nickName") or raw["openUserId"]),
         email=str(email).strip().lower() if email else None,
+        mobile=mobile or None,  # §3 userList: many reps have a mobile and no email
         active=not bool(raw.get("isStop")),
         role=raw.get("position") or None,
         team=team,
@@ -157,32 +168,51 @@ def _options(fields: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any
 
 
 def deal_meta(fields: dict[str, dict[str, Any]]) -> DealMeta:
-    """Stages from sales_stage's options, grouped into pipelines by the sales process options'
-    child_options; outcomes from sales_status's labels (the old OpportunityObj: `status`)."""
-    pipeline_of: dict[str, str] = {}
+    """Stages per sales process, outcomes from sales_status's labels (OpportunityObj: status).
+
+    §3: sales_stage is a position inside a sales process, so each sales_process_id option
+    lists its own stages in its child_options, in order: either stage options
+    ({value, label, probability}, the cascade shape of the official demo's describe,
+    openfxiaoke/demo utils/Test.java) or {"sales_stage": [codes]} naming options of the
+    sales_stage field. Codes overlap between processes; a stage is (process, code).
+    Describe: https://developer.fxiaoke.com/openapi_v2/common/system/object-describe/describe.html
+    """
+    flat = {str(o["value"]): o for o in _options(fields, "sales_stage")}
+    meta = DealMeta(multi_currency="mc_currency" in fields)
+    placed: set[str] = set()
     for process in _options(fields, "sales_process_id"):
+        pid, name = str(process["value"]), str(process.get("label") or process["value"])
         for child in process.get("child_options") or []:
-            for code in (child or {}).get("sales_stage") or []:
-                pipeline_of[str(code)] = str(process.get("label") or process["value"])
-    meta = DealMeta()
-    order: dict[str | None, int] = {}
-    for option in _options(fields, "sales_stage"):
-        code = str(option["value"])
-        pipeline = pipeline_of.get(code)
-        order[pipeline] = order.get(pipeline, 0) + 1
-        probability = option.get("probability")
-        meta.stages[code] = StageRecord(
-            remote_id=code,
-            name=str(option.get("label") or code),
-            category=category(option.get("label")),
-            pipeline=pipeline,
-            sort_order=order[pipeline],
-            probability=None if probability is None else Decimal(str(probability)),
-            raw=option,
-        )
+            if not isinstance(child, dict):
+                continue
+            options = [child] if child.get("value") is not None else \
+                [flat.get(str(c), {"value": c}) for c in child.get("sales_stage") or []]
+            for option in options:
+                placed.add(str(option["value"]))
+                _add_stage(meta, pid, name, option)
+    for code, option in flat.items():  # stages of no known process (e.g. OpportunityObj)
+        if code not in placed:
+            _add_stage(meta, None, None, option)
     for option in _options(fields, "sales_status") or _options(fields, "status"):
         meta.status[str(option["value"])] = category(option.get("label"))
     return meta
+
+
+def _add_stage(meta: DealMeta, process: str | None, pipeline: str | None,
+               option: dict[str, Any]) -> None:
+    code = str(option["value"])
+    probability = option.get("probability")
+    order = 1 + sum(1 for s in meta.stages.values() if s.pipeline == pipeline)
+    remote_id = stage_id(process, code)
+    meta.stages[remote_id] = StageRecord(
+        remote_id=remote_id,
+        name=str(option.get("label") or code),
+        category=category(option.get("label")),
+        pipeline=pipeline,
+        sort_order=order,
+        probability=None if probability in (None, "") else Decimal(str(probability)),
+        raw=option,
+    )
 
 
 # ---- records (§3) ----------------------------------------------------------------------------
@@ -205,10 +235,14 @@ def account(raw: dict[str, Any], directory: Directory) -> AccountRecord:
 
 def deal(raw: dict[str, Any], meta: DealMeta, directory: Directory,
          currency: str) -> DealRecord:
+    """`currency` is the tenant's (home) currency. A multi-currency tenant's records carry
+    mc_currency (the deal's currency) and mc_exchange_rate; see _in_home."""
     record_id = raw["_id"]
     amount = money(raw.get("amount", raw.get("expected_deal_amount")), "amount", record_id)
+    deal_currency, rate, amount_home = _in_home(raw, amount, currency)
     code = raw.get("sales_stage")
-    stage = meta.stages.get(str(code)) if code is not None else None
+    stage = meta.stages.get(stage_id(raw.get("sales_process_id"), code)) \
+        if code is not None else None
     status_code = raw.get("sales_status", raw.get("status"))
     status_label = raw.get("sales_status__r", raw.get("status__r"))
     if status_label:  # the record's own label first, then describe's label for its code
@@ -224,9 +258,9 @@ def deal(raw: dict[str, Any], meta: DealMeta, directory: Directory,
         remote_id=str(record_id),
         name=str(raw.get("name") or ""),
         amount=amount,
-        currency=currency,
-        exchange_rate=Decimal(1),
-        amount_home=amount,
+        currency=deal_currency,
+        exchange_rate=rate,
+        amount_home=amount_home,
         stage=_display(raw.get("sales_stage__r")) or (stage.name if stage else None),
         stage_remote_id=stage.remote_id if stage else None,
         status=status,
@@ -243,3 +277,23 @@ def deal(raw: dict[str, Any], meta: DealMeta, directory: Directory,
         deleted_at=_deleted_at(raw),
         raw=raw,
     )
+
+
+def _in_home(raw: dict[str, Any], amount: Decimal | None,
+             home: str) -> tuple[str, Decimal, Decimal | None]:
+    """(currency, exchange rate, amount in the home currency) of a deal.
+
+    A multi-currency tenant (describe shows mc_currency) stores each amount in the record's
+    own currency `mc_currency`, with `mc_exchange_rate` = units of the tenant's functional
+    currency (`mc_functional_currency`) per one unit of the record's currency [INF: the
+    public docs do not spell the direction out; this is the convention of the CRM's
+    multi-currency settings, 1 原币 = rate 本位币], so amount_home = amount x rate (Zoho's
+    rate runs the other way and divides). Records without mc_currency are in `home`."""
+    currency = str(raw.get("mc_currency") or "").strip().upper()
+    if not currency or currency == home:
+        return home, Decimal(1), amount
+    rate = money(raw.get("mc_exchange_rate"), "mc_exchange_rate", raw.get("_id"))
+    if rate is None or rate <= 0:
+        raise SourceError(f"Fxiaoke record {raw.get('_id')} is in {currency} without a "
+                          "usable mc_exchange_rate")
+    return currency, rate, None if amount is None else amount * rate

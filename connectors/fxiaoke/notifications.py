@@ -14,21 +14,24 @@ aesKey, the content AES-256-CBC encrypted with it. It expects a signed, encrypte
   acknowledged with success so the platform stops retrying, and stores nothing new;
   the very same signed body again is a replay and gets 409 (api/routes/webhooks.py).
 - The content names only the record (§5: no field values), so the job re-reads each
-  record with /cgi/crm/v2/data/get; a record that is gone (10006) becomes a tombstone,
-  a voided one (life_status "invalid") maps to one like in a sync.
+  record with /cgi/crm/v2/data/get and maps it like a sync (a voided one, life_status
+  "invalid", becomes a tombstone). A re-read that fails never deletes anything: 10006 is
+  the generic parameter / unknown-path code of the global code table
+  (https://developer.fxiaoke.com/openapi_v2/start/guide/codes.html), not "not found".
+  Only an explicit `delete` event whose record cannot be read tombstones it; any other
+  event whose record cannot be read stays pending with the error (core.webhooks) and the
+  next sync reconciles the record, while the batch's other events complete.
 """
 
 import hmac
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from connectors.base import Page, WebhookIntake, WebhookRejected, WebhookRequest, WebhookSecrets
 from connectors.fxiaoke import callbacks
-from connectors.fxiaoke.wire import BAD_PARAMETER
-from core.records import Deletion
+from core.records import UNRESOLVED, Deletion
 from core.types import from_epoch_ms
 
 if TYPE_CHECKING:
@@ -83,28 +86,32 @@ async def resolve(connector: "FxiaokeConnector",
     from connectors.fxiaoke.connector import FxiaokeError
 
     streams = {"AccountObj": "accounts", connector.config.opportunity_object: "deals"}
-    wanted: dict[tuple[str, str], datetime] = {}
+    wanted: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for payload in payloads:
         api_name = str(payload.get("apiName") or "")
-        if api_name not in streams:
-            continue  # an object crmsync does not sync (e.g. the goals object)
-        key = (api_name, str(payload.get("dataId") or ""))
-        when = from_epoch_ms(payload.get("timestamp"))
-        wanted[key] = max(wanted.get(key, when), when)
+        if api_name in streams:  # else an object crmsync does not sync (e.g. the goals)
+            wanted.setdefault((api_name, str(payload.get("dataId") or "")), []).append(payload)
     records: dict[str, list[Any]] = {"accounts": [], "deals": []}
     tombstones: list[Deletion] = []
-    for (api_name, data_id), when in wanted.items():
+    unresolved: list[tuple[Mapping[str, Any], str]] = []
+    for (api_name, data_id), events in wanted.items():
         stream = streams[api_name]
         try:
             raw = await connector.get_record(api_name, data_id)
-        except FxiaokeError as exc:
-            if exc.code != BAD_PARAMETER:
-                raise
-            tombstones.append(Deletion(stream, data_id, when))  # purged (§4 /data/delete)
+        except FxiaokeError as exc:  # this record's own errorCode; others stop the batch
+            deletes = [e for e in events if e.get("eventType") == "delete"]
+            if deletes:  # §4 /data/delete: the record is gone for good
+                when = max(from_epoch_ms(e.get("timestamp")) for e in deletes)
+                tombstones.append(Deletion(stream, data_id, when))
+            else:
+                error = (f"could not read Fxiaoke {api_name} {data_id} ({exc}); left for the "
+                         "next sync to reconcile")
+                unresolved += [(e, error) for e in events]
             continue
         records[stream].append(await connector.record_for(api_name, raw))
     out = [(stream, Page(records=rows)) for stream, rows in records.items() if rows]
     if tombstones:
         out.append(("deletions", Page(deletions=tombstones)))
+    if unresolved:
+        out.append((UNRESOLVED, Page(records=unresolved)))
     return out
-

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -61,6 +61,7 @@ from connectors.fxiaoke.wire import (
     QUERY_PATH,
     TENANT_TZ,
     TOKEN_EXPIRED,
+    TOKEN_INVALID,
     TOKEN_PATH,
     USER_BY_MOBILE_PATH,
     USER_LIST_PATH,
@@ -86,18 +87,24 @@ SANDBOX_PERMANENT_CODE = "sandbox-permanent-code"
 SANDBOX_AES_KEY = "c2FuZGJveC1mc2lkZS1hZXMta2V5LTMyLWJ5dGVzISE="  # base64 of 32 bytes
 STANDARD = {"AccountObj": "accounts", "NewOpportunityObj": "deals"}
 GOALS_OBJECT = "object_SalesGoal__c"
-# §4 fallback goals object: field -> (type, options)
-GOAL_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "name": ("text", ()),
-    "period__c": ("date", ()),
-    "period_type__c": ("select_one", ("month", "quarter", "year")),
-    "employee__c": ("employee", ()),
-    "department__c": ("department", ()),
-    "target_amount__c": ("currency", ()),
-    "metric__c": ("select_one", ("bookings", "deals_won")),
-    "external_id__c": ("text", ()),
-    "owner": ("employee", ()),
+# §4 fallback goals object as an admin really gets it: fields created in the object
+# designer receive generated API names (field_xxxxx__c, §3: custom fields look like
+# field_rU4l5__c in a real record) and select options generated codes; only the labels
+# are the admin's. API name -> (type, label, options as (code, label)).
+GOAL_FIELDS: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
+    "name": ("text", "名称", ()),
+    "field_p3Rk1__c": ("date", "Period", ()),
+    "field_t7Lq2__c": ("select_one", "Period type", (
+        ("option1", "Month"), ("9eL1m3kQz", "Quarter"), ("a8Hw2pX0c", "Year"))),
+    "field_e2Mn4__c": ("employee", "Employee", ()),
+    "field_d5Hs6__c": ("department", "Department", ()),
+    "field_rU4l5__c": ("currency", "Target", ()),
+    "field_m8Kc7__c": ("select_one", "Metric", (
+        ("option1", "Bookings"), ("Jx0b7R2sd", "Deals won"))),
+    "field_x9Wd3__c": ("text", "External ID", ()),
+    "owner": ("employee", "负责人", ()),
 }
+GOAL_KEY_FIELD = "field_x9Wd3__c"  # the unique text field
 SYSTEM_FIELDS = frozenset({"_id", "dataObjectApiName", "create_time", MODIFIED, "created_by",
                            "last_modified_by", "life_status", "is_deleted", "lock_status",
                            "record_type", "object_describe_api_name"})
@@ -153,6 +160,10 @@ class FxiaokeState:
     voided: dict[str, tuple[Deal | Account, int]] = field(default_factory=dict)
     purged: set[str] = field(default_factory=set)
     callback_log: list[dict[str, Any]] = field(default_factory=list)
+    language: str = "zh-CN"  # describe's labels (sandbox_wire.LANGUAGES)
+    multi_currency: bool = False  # mc_currency / mc_exchange_rate on deals and goals
+    revoked: set[str] = field(default_factory=set)  # tokens answered with 11014
+    workflow_runs: int = 0  # custom-object writes that triggered the object's workflows
     tenant: Tenant = field(init=False, repr=False)
     _known: dict[str, Deal | Account] = field(default_factory=dict, repr=False)
     _snapshot: Company | None = field(default=None, repr=False)
@@ -166,7 +177,7 @@ class FxiaokeState:
         self._attach()
 
     def _attach(self) -> None:
-        self.tenant = Tenant(self.company, self.currency)
+        self.tenant = Tenant(self.company, self.currency, self.language, self.multi_currency)
         self._known = {**self.company.deals, **self.company.accounts}
         self.voided.clear()
         self.purged.clear()
@@ -322,6 +333,8 @@ class FxiaokeState:
         token = body.get("corpAccessToken")
         if not token:
             raise FxError(MISSING_TOKEN, "corpAccessToken不能为空")  # §6 10013
+        if str(token) in self.revoked:  # 11014 参数corpAccessToken不合法 (§6 code table)
+            raise FxError(TOKEN_INVALID, "参数corpAccessToken不合法")
         expiry = self.tokens.get(str(token))
         if expiry is None or expiry <= time.time():
             self.tokens.pop(str(token), None)
@@ -354,6 +367,31 @@ class FxiaokeState:
         if rep is None or not rep.active:
             raise FxError(BAD_PARAMETER, "currentOpenUserId参数错误")
         return str(user)
+
+    def revoke_tokens(self) -> None:
+        """Tokens the platform stops accepting (answered 11014, not 20016)."""
+        self.revoked |= set(self.tokens)
+        self.tokens.clear()
+
+    def visible(self, body: dict[str, Any], rows: Sequence[dict[str, Any]]
+                ) -> Sequence[dict[str, Any]]:
+        """§1.1: a call runs with the acting user's data permissions. The CRM admin (the
+        manager here) sees the whole company; anyone else sees the records they own and
+        those of their subordinates (leaderId), the CRM's default data scope."""
+        user = str(body.get("currentOpenUserId"))
+        if user == self.tenant.fsuid[self.company.manager.id]:
+            return rows
+        team = {user} | {self.tenant.fsuid[r.id] for r in self.company.reps
+                         if self.tenant.user(r).get("leaderId") == user}
+        return [r for r in rows if set(r.get("owner") or ()) & team]
+
+    def goal_fields(self) -> dict[str, tuple[str, str, tuple[tuple[str, str], ...]]]:
+        """The goals object's fields; a multi-currency tenant's objects carry mc_currency."""
+        if not self.multi_currency:
+            return GOAL_FIELDS
+        codes = sorted({self.currency, *self.company.currencies})
+        return {**GOAL_FIELDS, "mc_currency": ("select_one", "币种",
+                                               tuple((c, c) for c in codes))}
 
 
 def _hex(record_id: str) -> str:
@@ -496,6 +534,8 @@ async def _query(body: dict[str, Any], state: FxiaokeState, *, custom: bool) -> 
                                    and all(isinstance(f, str) for f in fields)):
         raise FxError(BAD_PARAMETER, "fieldProjection must be a list of field names")
     chosen = state.table(api_name).select(filters, orders)
+    if not custom:
+        chosen = state.visible(body, chosen)
     page = [project(r, fields) for r in chosen[offset:offset + limit]]
     total = len(chosen) if data.get("find_explicit_total_num") is True else 0  # §2
     return _ok(data={"dataList": page, "total": total, "offset": offset, "limit": limit})
@@ -514,10 +554,10 @@ async def describe(body: dict[str, Any], state: FxiaokeState) -> Response:
     if api_name in STANDARD:
         return _ok(data={"describe": state.tenant.describe(api_name)})
     if api_name == GOALS_OBJECT:
-        fields = {name: {"api_name": name, "type": kind, "label": name,
-                         **({"options": [{"value": o, "label": o} for o in options]}
+        fields = {name: {"api_name": name, "type": kind, "label": label,
+                         **({"options": [{"value": c, "label": lbl} for c, lbl in options]}
                             if options else {})}
-                  for name, (kind, options) in GOAL_FIELDS.items()}
+                  for name, (kind, label, options) in state.goal_fields().items()}
         return _ok(data={"describe": {"api_name": api_name, "fields": fields}})
     raise FxError(BAD_PARAMETER, f"对象{api_name or '(空)'}不存在")
 
@@ -528,9 +568,10 @@ async def get_record(body: dict[str, Any], state: FxiaokeState) -> Response:
     if name not in STANDARD and name != GOALS_OBJECT:
         raise FxError(BAD_PARAMETER, f"对象{name or '(空)'}不存在")
     wanted = str(data.get("objectDataId") or "")
-    row = next((r for r in state.table(name).rows if r["_id"] == wanted), None)
-    if row is None:
-        raise FxError(BAD_PARAMETER, "数据不存在")  # guess: code for a missing record
+    rows = [r for r in state.table(name).rows if r["_id"] == wanted]
+    row = next(iter(rows if name == GOALS_OBJECT else state.visible(body, rows)), None)
+    if row is None:  # guess: the generic 10006 (§6), for a missing or hidden record alike
+        raise FxError(BAD_PARAMETER, "数据不存在或没有权限")
     return _ok(data=row)
 
 
@@ -581,9 +622,11 @@ def _check_goal_fields(values: dict[str, Any], state: FxiaokeState) -> dict[str,
     for name, value in values.items():
         if name in SYSTEM_FIELDS:
             continue
-        if name not in GOAL_FIELDS:
+        known = state.goal_fields()
+        if name not in known:
             raise FxError(BAD_PARAMETER, f"字段{name}不存在")
-        kind, options = GOAL_FIELDS[name]
+        kind, _, choices = known[name]
+        options = [code for code, _ in choices]
         if value is None:
             continue
         if kind == "currency":  # §4 [INF]: amounts as strings (numbers tolerated)
@@ -617,12 +660,21 @@ def _object_data(body: dict[str, Any]) -> dict[str, Any]:
 
 def _unique_external_id(state: FxiaokeState, api_name: str, values: dict[str, Any],
                         own_id: str | None) -> None:
-    ext = values.get("external_id__c")
+    ext = values.get(GOAL_KEY_FIELD)
     if ext is None:
         return
     for row in state.custom.get(api_name, {}).values():
-        if row.get("external_id__c") == ext and row["_id"] != own_id:
-            raise FxError(BAD_PARAMETER, f"external_id__c {ext!r} 已存在")  # unique field
+        if row.get(GOAL_KEY_FIELD) == ext and row["_id"] != own_id:
+            raise FxError(BAD_PARAMETER, f"{GOAL_KEY_FIELD} {ext!r} 已存在")  # unique field
+
+
+def _run_workflows(body: dict[str, Any], state: FxiaokeState) -> None:
+    """triggerWorkFlow is a top-level parameter next to `data`, default true (the custom
+    object create/update pages, e.g.
+    https://developer.fxiaoke.com/openapi_v2/en/object/CustomCapabilities/CustomObj/update.html);
+    placed anywhere else it is not read (inside object_data it is an unknown field)."""
+    if body.get("triggerWorkFlow") is not False:
+        state.workflow_runs += 1
 
 
 async def create_custom(body: dict[str, Any], state: FxiaokeState) -> Response:
@@ -645,6 +697,7 @@ async def create_custom(body: dict[str, Any], state: FxiaokeState) -> Response:
            "object_describe_api_name": api_name}
     state.custom.setdefault(api_name, {})[record_id] = row
     state._custom_version += 1
+    _run_workflows(body, state)
     state.notify("add", api_name, record_id)
     return _ok(dataId=record_id)
 
@@ -668,6 +721,7 @@ async def update_custom(body: dict[str, Any], state: FxiaokeState) -> Response:
     row[MODIFIED] = max(int(time.time() * 1000), row[MODIFIED] + 1)
     row["last_modified_by"] = [body["currentOpenUserId"]]
     state._custom_version += 1
+    _run_workflows(body, state)
     state.notify("update", api_name, row["_id"])
     return _ok(dataId=row["_id"])
 
@@ -733,7 +787,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
                hang_seconds: float = 30.0, calls_per_window: int = 100,
                window: float = 20.0, daily_quota: int | None = None,
                token_ttl: int = 7200, callback_url: str | None = None,
-               currency: str = "CNY") -> Starlette:
+               currency: str = "CNY", language: str = "zh-CN",
+               multi_currency: bool = False) -> Starlette:
     """A Fxiaoke sandbox app; its state is `app.state.fxiaoke` (a FxiaokeState)."""
     harness = Harness(latency=latency, concurrency_limit=concurrency_limit,
                       hang_seconds=hang_seconds, uncapped_prefixes=(TOKEN_PATH,))
@@ -741,7 +796,7 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         company=company if company is not None else generate_company(seed=seed, deals=deals),
         harness=harness, calls_per_window=calls_per_window, window=window,
         daily_quota=daily_quota, token_ttl=token_ttl, callback_url=callback_url,
-        currency=currency)
+        currency=currency, language=language, multi_currency=multi_currency)
     crm: list[tuple[str, Handler]] = [
         (DESCRIBE_PATH, describe),
         (QUERY_PATH, query_standard),
@@ -786,5 +841,6 @@ def serve(host: str = "127.0.0.1", port: int = 8720, **create_app_kwargs: Any) -
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
-__all__ = ["SANDBOX_AES_KEY", "SANDBOX_APP_ID", "SANDBOX_APP_SECRET", "SANDBOX_PERMANENT_CODE",
+__all__ = ["GOAL_FIELDS", "GOAL_KEY_FIELD", "SANDBOX_AES_KEY", "SANDBOX_APP_ID",
+           "SANDBOX_APP_SECRET", "SANDBOX_PERMANENT_CODE",
            "FxiaokeState", "create_app", "serve"]

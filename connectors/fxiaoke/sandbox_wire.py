@@ -21,7 +21,13 @@ ROOT_DEPARTMENT = 999999  # §3: real data shows 999999 as the parent of top dep
 MODIFIED = "last_modified_time"
 _CENT = Decimal("0.01")
 _STATUS_OF = {"open": "1", "won": "2", "lost": "3"}  # guess beyond "2" = 赢单 (§3)
-_STATUS_LABEL = dict(SALES_STATUS_OPTIONS)
+# Describe labels follow the tenant's language (§3: a real traditional-Chinese tenant shows
+# 贏單): sales_status options (1-4) and the two outcome stages, per language.
+LANGUAGES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "zh-CN": (tuple(label for _, label in SALES_STATUS_OPTIONS), "赢单", "输单"),
+    "zh-TW": (("進行中", "贏單", "輸單", "無效"), "贏單", "輸單"),
+    "en": (("In Progress", "Won", "Lost", "Invalid"), "Won", "Lost"),
+}
 INDUSTRY_CODES = {name: str(i + 1) for i, name in enumerate(vocab.INDUSTRIES)}
 
 
@@ -51,10 +57,11 @@ def open_user_id(rep: Rep) -> str:
 
 @dataclass(frozen=True)
 class FxStage:
-    code: str
+    code: str  # §3: a position inside its sales process; processes reuse codes
     label: str
     process_id: str
     pipeline: str
+    probability: int
 
 
 @dataclass
@@ -63,6 +70,8 @@ class Tenant:
 
     company: Company
     currency: str = "CNY"
+    language: str = "zh-CN"  # the labels describe answers in (LANGUAGES)
+    multi_currency: bool = False  # deals in their own currency with mc_* fields
     employee: dict[str, str] = field(default_factory=dict)  # rep id -> employee id ("1000")
     fsuid: dict[str, str] = field(default_factory=dict)  # rep id -> FSUID_...
     rep_of: dict[str, Rep] = field(default_factory=dict)  # FSUID_... -> rep
@@ -78,32 +87,48 @@ class Tenant:
             self.fsuid[rep.id] = open_user_id(rep)
             self.rep_of[self.fsuid[rep.id]] = rep
             self.department.setdefault(rep.team, 1001 + len(self.department))
-        # guess: stage codes run on across sales processes, so one select holds them all;
-        # a process ends in the two outcome stages 赢单 / 输单 (§3 real record: 5 = 贏單).
+        # §3: sales_stage is a position inside its sales process (the real record: stage
+        # "5" of 5 = 贏單, currentStageIndex / totalStageCount), so every process numbers
+        # its stages from 1 and codes overlap between processes; a process ends in the two
+        # outcome stages won / lost.
+        _, won, lost = LANGUAGES[self.language]
         for pipeline in company.pipelines():
             self.processes[pipeline] = hashlib.md5(pipeline.encode()).hexdigest()[:24]
             own = [s for s in company.stages if s.pipeline == pipeline]
             outcome: dict[str, FxStage] = {}
             for stage in own:
-                if stage.category == "open":
-                    fx = self._add_stage(stage.name, pipeline)
-                else:
-                    label = "赢单" if stage.category == "won" else "输单"
-                    fx = outcome.get(label) or self._add_stage(label, pipeline)
+                label = stage.name if stage.category == "open" else \
+                    won if stage.category == "won" else lost
+                fx = outcome.get(label) or self._add_stage(label, pipeline, stage.probability)
+                if stage.category != "open":
                     outcome[label] = fx
                 self.stage_of[stage.id] = fx
 
-    def _add_stage(self, label: str, pipeline: str) -> FxStage:
-        fx = FxStage(str(len(self.stages) + 1), label, self.processes[pipeline], pipeline)
+    def _add_stage(self, label: str, pipeline: str, probability: int) -> FxStage:
+        position = 1 + sum(1 for s in self.stages if s.pipeline == pipeline)
+        fx = FxStage(str(position), label, self.processes[pipeline], pipeline, probability)
         self.stages.append(fx)
         return fx
 
-    def amount(self, deal: Deal) -> Decimal:
-        """The deal's value in the tenant currency (the dataset keeps other currencies)."""
-        home = deal.amount / deal.exchange_rate
+    def deal_money(self, deal: Deal) -> dict[str, Any]:
+        """amount in the tenant currency; in multi-currency mode the deal's own amount and
+        currency with mc_exchange_rate = tenant-currency units per one deal-currency unit
+        (connectors.fxiaoke.mapping._in_home states the convention)."""
+        if not self.multi_currency or deal.currency == self.currency:
+            return {"amount": f"{self.amount(deal):.2f}"}
+        rate = (self.amount_of(Decimal(1) / deal.exchange_rate)).quantize(Decimal("0.000001"))
+        return {"amount": f"{deal.amount.quantize(_CENT):.2f}", "mc_currency": deal.currency,
+                "mc_exchange_rate": f"{rate}", "mc_functional_currency": self.currency}
+
+    def amount_of(self, home: Decimal) -> Decimal:
+        """An amount in the dataset's home currency, in the tenant's currency."""
         rate = Decimal(1) if self.currency == self.company.home_currency else \
             self.company.currencies[self.currency]
-        return (home * rate).quantize(_CENT)
+        return home * rate
+
+    def amount(self, deal: Deal) -> Decimal:
+        """The deal's value in the tenant currency (the dataset keeps other currencies)."""
+        return self.amount_of(deal.amount / deal.exchange_rate).quantize(_CENT)
 
     # ---- directory (§3) ---------------------------------------------------------------------
     def departments(self) -> list[dict[str, Any]]:
@@ -117,12 +142,17 @@ class Tenant:
         index = int(self.employee[rep.id]) - 1000
         dept = self.department[rep.team]
         manager = self.company.manager
+        # Many Fxiaoke reps have a mobile and no email: the last two reps have none.
+        email = None if index >= len(self.company.reps) - 2 and rep is not manager \
+            else rep.email
         row: dict[str, Any] = {
             "openUserId": self.fsuid[rep.id], "name": rep.full_name, "nickName": rep.first_name,
-            "isStop": not rep.active, "email": rep.email, "mobile": f"1380013{index:04d}",
+            "isStop": not rep.active, "mobile": f"1380013{index:04d}",
             "position": rep.role, "departmentIds": [dept], "mainDepartmentId": dept,
             "employeeNumber": f"E{index + 1:04d}", "createTime": to_ms(rep.created_at),
         }
+        if email:  # §2: empty fields are left out
+            row["email"] = email
         if rep is not manager:
             row["leaderId"] = self.fsuid[manager.id]
         return row
@@ -153,12 +183,12 @@ class Tenant:
         fx = self.stage_of[stage.id]
         amount = self.amount(deal)
         row: dict[str, Any] = {
-            "_id": hex_id(deal.id), "name": deal.name, "amount": f"{amount:.2f}",
+            "_id": hex_id(deal.id), "name": deal.name, **self.deal_money(deal),
             "close_date": day_ms(deal.close_date),
             "sales_process_id": fx.process_id, "sales_process_id__r": fx.pipeline,
             "sales_stage": fx.code, "sales_stage__r": fx.label,
             "sales_status": _STATUS_OF[stage.category],
-            "sales_status__r": _STATUS_LABEL[_STATUS_OF[stage.category]],
+            "sales_status__r": LANGUAGES[self.language][0][int(_STATUS_OF[stage.category]) - 1],
             "probability": deal.probability,
             "probability_amount": f"{(amount * deal.probability / 100).quantize(_CENT):.2f}",
             "stg_changed_time": to_ms(deal.history[-1].changed_at if deal.history
@@ -206,14 +236,27 @@ class Tenant:
                       "account_id": {"type": "object_reference", "label": "客户名称",
                                      "target_api_name": "AccountObj"},
                       "probability": {"type": "percentile", "label": "赢率"},
+                      # each process lists its own stages, in order, as cascade options
+                      # (value, label: the official demo's child_options shape) with their
+                      # probability; sales_stage itself only holds the positions.
                       "sales_process_id": {"type": "select_one", "label": "销售流程", "options": [
-                          {"value": pid, "label": pipeline, "child_options": [{"sales_stage": [
-                              s.code for s in self.stages if s.process_id == pid]}]}
+                          {"value": pid, "label": pipeline, "child_options": [
+                              {"value": s.code, "label": s.label, "probability": s.probability}
+                              for s in self.stages if s.process_id == pid]}
                           for pipeline, pid in self.processes.items()]},
                       "sales_stage": {"type": "select_one", "label": "商机阶段", "options": [
-                          {"value": s.code, "label": s.label} for s in self.stages]},
+                          {"value": c, "label": f"阶段{c}"}
+                          for c in sorted({s.code for s in self.stages}, key=int)]},
                       "sales_status": {"type": "select_one", "label": "阶段状态", "options": [
-                          {"value": v, "label": lbl} for v, lbl in SALES_STATUS_OPTIONS]}}
+                          {"value": str(i + 1), "label": lbl}
+                          for i, lbl in enumerate(LANGUAGES[self.language][0])]}}
+            if self.multi_currency:
+                codes = sorted({self.currency, *self.company.currencies})
+                fields.update({
+                    "mc_currency": {"type": "select_one", "label": "币种", "options": [
+                        {"value": c, "label": c} for c in codes]},
+                    "mc_exchange_rate": {"type": "number", "label": "汇率"},
+                    "mc_functional_currency": {"type": "text", "label": "本位币"}})
         return {"api_name": api_name, "fields": {k: {"api_name": k, **v}
                                                  for k, v in fields.items()}}
 

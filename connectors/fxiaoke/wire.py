@@ -36,6 +36,10 @@ MISSING_TOKEN = 10013  # also "offset out of range 10000"
 CALL_LIMIT = 14001  # 100 calls per 20 s per interface
 APP_TOKEN_EXPIRED = 20005
 TOKEN_EXPIRED = 20016
+# 11014 参数corpAccessToken不合法 (the global code table,
+# https://developer.fxiaoke.com/openapi_v2/start/guide/codes.html): a token the server no
+# longer accepts; refreshed like 20016.
+TOKEN_INVALID = 11014
 CORP_NOT_FOUND = 20017
 PERMISSION_CODES = frozenset({15003, 20014, 20020, 20021, 20022, 20023})
 DAILY_QUOTA = 30002
@@ -47,8 +51,18 @@ CALLS_PER_WINDOW = 100  # §6: per interface
 WINDOW_SECONDS = 20.0
 
 TENANT_TZ = ZoneInfo("Asia/Shanghai")  # §3: close_date is a day at 00:00 +08:00
-WON_LABELS = frozenset({"赢单", "贏單"})  # §3: map outcomes from describe labels
-LOST_LABELS = frozenset({"输单", "輸單", "无效", "無效"})  # 无效 (void) closes without a win
+# §3: outcomes come from describe's labels, which follow the tenant's language: simplified
+# Chinese, traditional Chinese (the real record in §3 shows 贏單) or English. Compared
+# case-insensitively. 无效 (void) closes without a win.
+WON_LABELS = frozenset({"赢单", "贏單", "won", "win", "closed won"})
+LOST_LABELS = frozenset({"输单", "輸單", "无效", "無效", "lost", "lose", "closed lost",
+                         "invalid"})
+# life_status (§3: normal and invalid seen; ineffective, under_review, in_change inferred).
+# Not live: invalid (作废, voided) and ineffective (未生效: created but never took effect,
+# e.g. its creation approval was refused); they become tombstones until they turn normal.
+# Live: normal, under_review (审核中: an approval is running on a real record), in_change
+# (变更中), and any status not known here.
+NOT_LIVE_STATUSES = frozenset({"invalid", "ineffective"})
 
 SALES_STATUS_OPTIONS = (  # §3: only "2" = 赢单 observed; the other codes are a guess
     ("1", "进行中"), ("2", "赢单"), ("3", "输单"), ("4", "无效"),

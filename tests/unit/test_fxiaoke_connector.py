@@ -1,6 +1,8 @@
 """Fxiaoke connector against respx-faked Fxiaoke responses (fxiaoke.md shapes)."""
 
 import itertools
+import json
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -175,7 +177,7 @@ async def test_a_token_rejected_twice_is_an_auth_error():
 @respx.mock
 async def test_a_short_lived_token_is_refetched_when_it_expires(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(fx_auth.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the token cache's clock
     token = respx.post(f"{BASE}/cgi/corpAccessToken/get/V2").mock(
         side_effect=lambda r: token_ok(r, expires=7200))
     respx.post(f"{BASE}/cgi/crm/v2/data/query").mock(side_effect=FakeFx([]).query)
@@ -339,8 +341,8 @@ def test_stages_and_outcomes_come_from_describe_labels():
     m = meta()
     assert {s.remote_id: (s.name, s.category, s.pipeline, s.sort_order)
             for s in m.stages.values()} == {
-        "1": ("初步接洽", "open", "建案销售流程", 1), "5": ("贏單", "won", "建案销售流程", 2),
-        "6": ("输单", "lost", "建案销售流程", 3)}
+        "p1:1": ("初步接洽", "open", "建案销售流程", 1),
+        "p1:5": ("贏單", "won", "建案销售流程", 2), "p1:6": ("输单", "lost", "建案销售流程", 3)}
     assert m.status == {"1": "open", "7": "won", "2": "lost"}
     # sales_status "2" is 输单 in this tenant: the label decides, never the code
     raw = deal(1, 5, sales_status="2")
@@ -356,7 +358,7 @@ def test_a_real_record_maps_exactly():
     assert record.amount == Decimal("21739535.07") and isinstance(record.amount, Decimal)
     assert record.amount_home == record.amount and record.currency == "CNY"
     assert record.exchange_rate == 1
-    assert (record.status, record.stage, record.stage_remote_id) == ("won", "贏單", "5")
+    assert (record.status, record.stage, record.stage_remote_id) == ("won", "贏單", "p1:5")
     assert record.probability == Decimal(100)
     assert record.owner_remote_id == REP and record.owner_email == "wang.wu@example.cn"
     assert record.owner_name == "王五" and record.account_name == "建案"
@@ -486,3 +488,81 @@ async def test_one_record_is_fetched_and_mapped_against_the_sandbox():
     with pytest.raises(ConfigError):
         await connector.record_for("ContactObj", raw)
     await api.client.aclose()
+
+
+# ---- issue 10: what real tenants show -------------------------------------------------------
+TWO_PROCESSES = {"data": {"describe": {"fields": {
+    # §3: sales_stage is a position inside its process; each process lists its own stages
+    "sales_process_id": {"options": [
+        {"value": "pa", "label": "新客户流程", "child_options": [
+            {"value": "1", "label": "初步接洽", "probability": 10},
+            {"value": "2", "label": "方案报价", "probability": 60},
+            {"value": "3", "label": "赢单", "probability": 100}]},
+        {"value": "pb", "label": "续约流程", "child_options": [
+            {"value": "1", "label": "续约洽谈", "probability": 50},
+            {"value": "2", "label": "Closed Lost", "probability": 0}]}]},
+    "sales_stage": {"options": [{"value": c, "label": f"阶段{c}"} for c in "123"]},
+}}}}
+
+
+def test_stages_are_keyed_by_process_with_each_process_order_and_probability():
+    m = mapping.deal_meta(mapping.describe_fields(TWO_PROCESSES))
+    assert {s.remote_id: (s.name, s.category, s.pipeline, s.sort_order, s.probability)
+            for s in m.stages.values()} == {
+        "pa:1": ("初步接洽", "open", "新客户流程", 1, 10),
+        "pa:2": ("方案报价", "open", "新客户流程", 2, 60),
+        "pa:3": ("赢单", "won", "新客户流程", 3, 100),
+        "pb:1": ("续约洽谈", "open", "续约流程", 1, 50),
+        "pb:2": ("Closed Lost", "lost", "续约流程", 2, 0)}
+    raw = deal(1, 5, sales_process_id="pb", sales_process_id__r="续约流程", sales_stage="2")
+    del raw["sales_stage__r"], raw["sales_status__r"], raw["sales_status"]
+    record = mapping.deal(raw, m, users(), "CNY")
+    assert (record.stage_remote_id, record.stage, record.status, record.pipeline) == (
+        "pb:2", "Closed Lost", "lost", "续约流程")
+
+
+@pytest.mark.parametrize(("won", "lost"), [("赢单", "输单"), ("贏單", "輸單"), ("Won", "Lost"),
+                                           ("WON", "closed lost")])
+def test_outcome_labels_in_simplified_traditional_chinese_and_english(won, lost):
+    m = mapping.deal_meta({"sales_status": {"options": [
+        {"value": "a", "label": "In progress"}, {"value": "b", "label": won},
+        {"value": "c", "label": lost}]}})
+    assert m.status == {"a": "open", "b": "won", "c": "lost"}
+
+
+@pytest.mark.parametrize(("status", "live"), [("normal", True), ("under_review", True),
+                                              ("in_change", True), ("ineffective", False),
+                                              ("invalid", False)])
+def test_life_statuses_that_count_as_live(status, live):
+    record = mapping.deal(deal(1, 1_700_000_000_000, life_status=status), meta(), users(), "CNY")
+    assert (record.deleted_at is None) == live
+
+
+def test_a_multi_currency_deal_is_converted_with_its_exchange_rate():
+    raw = deal(1, 5, amount="1000.00", mc_currency="USD", mc_exchange_rate="7.125",
+               mc_functional_currency="CNY")
+    record = mapping.deal(raw, meta(), users(), "CNY")
+    assert (record.currency, record.exchange_rate, record.amount, record.amount_home) == (
+        "USD", Decimal("7.125"), Decimal("1000.00"), Decimal("7125.00000"))
+    home = mapping.deal(deal(2, 5, mc_currency="CNY", mc_exchange_rate="1"), meta(), users(),
+                        "CNY")
+    assert (home.currency, home.amount_home) == ("CNY", home.amount)
+    with pytest.raises(SourceError, match="mc_exchange_rate"):
+        mapping.deal(deal(3, 5, mc_currency="USD"), meta(), users(), "CNY")
+
+
+def test_users_carry_their_mobile_when_they_have_no_email():
+    rep = mapping.user({"openUserId": REP, "name": "王五", "mobile": " 13800138000 "}, {})
+    assert (rep.email, rep.mobile) == (None, "13800138000")
+
+
+@respx.mock
+async def test_token_error_11014_refreshes_like_20016():
+    respx.post(f"{BASE}/cgi/corpAccessToken/get/V2").mock(side_effect=token_ok)
+    query = respx.post(f"{BASE}/cgi/crm/v2/data/query").mock(side_effect=[
+        httpx.Response(200, json={"errorCode": 11014, "errorMessage": "参数corpAccessToken不合法"}),
+        httpx.Response(200, json={"errorCode": 0, "data": {"dataList": []}})])
+    connector, _ = make()
+    assert await connector.query("AccountObj", [], []) == []
+    sent = [json.loads(c.request.content)["corpAccessToken"] for c in query.calls]
+    assert len(sent) == 2 and sent[0] != sent[1]

@@ -12,7 +12,7 @@ import respx
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets
 from connectors.fxiaoke import auth as fx_auth
 from connectors.fxiaoke import connector as fx_connector
-from connectors.fxiaoke.goals import period_type, record, setup_message
+from connectors.fxiaoke.goals import period_type, record, schema, setup_message
 from connectors.fxiaoke.wire import day_ms
 from connectors.http import ApiClient, RetryPolicy, build_client
 from core.errors import AuthError, ConfigError
@@ -47,6 +47,17 @@ def body_of(request: httpx.Request) -> dict[str, Any]:
     return json.loads(request.content)
 
 
+# A goals object whose admin kept §4's API names; fields are still found by label.
+OLD_FIELDS: dict[str, Any] = {
+    "name": {"label": "Name"}, "period__c": {"label": "Period"},
+    "period_type__c": {"label": "Period type", "options": [
+        {"value": v, "label": v.title()} for v in ("month", "quarter", "year")]},
+    "employee__c": {"label": "Employee"}, "target_amount__c": {"label": "Target"},
+    "metric__c": {"label": "指标", "options": [{"value": "bookings", "label": "成交额"},
+                                               {"value": "deals_won", "label": "赢单数"}]},
+    "external_id__c": {"label": "External ID"}}
+
+
 class FakeGoals:
     """The goals object as §4 describes it: query by external_id__c, create, update, invalid."""
 
@@ -59,6 +70,8 @@ class FakeGoals:
             "expiresIn": 7200})
         for name in ("query", "create", "update", "invalid", "get"):
             router.post(f"{CUSTOM}/{name}").mock(side_effect=self._handler(name))
+        self.describe = router.post(f"{BASE}/cgi/crm/v2/object/describe").respond(json={
+            "errorCode": 0, "data": {"describe": {"fields": OLD_FIELDS}}})
 
     def _handler(self, name: str):
         def handle(request: httpx.Request) -> httpx.Response:
@@ -115,13 +128,15 @@ async def push(goals: list[GoalOut], deletions: list[GoalDeletion] | None = None
 
 
 def test_a_goal_becomes_an_object_data_in_the_vendor_formats():
-    data = record(goal(7), "object_SalesGoal__c")
+    found = schema(OLD_FIELDS, "object_SalesGoal__c", {})
+    data = record(goal(7), "object_SalesGoal__c", found)
     assert data == {
         "dataObjectApiName": "object_SalesGoal__c", "name": "王五 - Bookings - 2025-Q2",
         "period__c": day_ms(date(2025, 4, 1)), "period_type__c": "quarter",
         "target_amount__c": "500000.10", "metric__c": "bookings",
         "external_id__c": "crmsync-goal-7", "employee__c": [REP]}
-    company = record(goal(8, rep=None, metric="deals_won", target="25"), "object_SalesGoal__c")
+    company = record(goal(8, rep=None, metric="deals_won", target="25"), "object_SalesGoal__c",
+                     found)
     assert "employee__c" not in company and company["target_amount__c"] == "25"
     assert period_type(goal(1, start=date(2025, 1, 1), end=date(2025, 12, 31))) == "year"
     assert period_type(goal(1, start=date(2025, 2, 1), end=date(2025, 2, 28))) == "month"
@@ -144,6 +159,8 @@ async def test_create_then_update_the_same_record_found_by_external_id():
     again = await push([goal(1, target="600000")])  # edited: the same record, no duplicate
     assert [(r.status, r.remote_id) for r in again] == [("updated", ids[1])]
     [update] = [body for name, body in fake.calls if name == "update"]
+    # the update page documents triggerWorkFlow only, top-level next to data
+    assert update["triggerWorkFlow"] is False and "triggerApprovalFlow" not in update
     values = update["data"]["object_data"]
     assert values["_id"] == ids[1] and values["dataObjectApiName"] == "object_SalesGoal__c"
     assert len(fake.rows) == 2 and fake.rows[ids[1]]["target_amount__c"] == "600000"
@@ -204,13 +221,29 @@ async def test_a_goal_whose_record_was_voided_in_the_crm_says_what_to_do():
 @respx.mock
 async def test_a_missing_goals_object_is_a_config_error_with_setup_steps():
     fake = FakeGoals(respx.mock)
-    fake.errors["query"] = [{"errorCode": 10006, "errorMessage": "对象object_Goal__c不存在"}]
-    respx.post(f"{BASE}/cgi/crm/v2/object/describe").respond(
-        json={"errorCode": 10006, "errorMessage": "对象不存在"})
+    fake.describe.respond(json={"errorCode": 10006, "errorMessage": "对象不存在"})
     with pytest.raises(ConfigError) as caught:
         await push([goal(1)], goals_object="object_Goal__c")
     assert str(caught.value) == setup_message("object_Goal__c")
-    assert "external_id__c" in str(caught.value)
+    assert "External ID" in str(caught.value) and not fake.calls
+
+
+@respx.mock
+async def test_a_missing_field_is_refused_naming_its_label_and_config_overrides_it():
+    fake = FakeGoals(respx.mock)
+    fields = {k: v for k, v in OLD_FIELDS.items() if k != "target_amount__c"}
+    fields["field_rU4l5__c"] = {"label": "年度目标"}  # labelled otherwise
+    fake.describe.respond(json={"errorCode": 0, "data": {"describe": {"fields": fields}}})
+    with pytest.raises(ConfigError, match="no field labelled 'Target'") as caught:
+        await push([goal(1)])
+    assert "goals_fields" in str(caught.value) and not fake.calls
+    [made] = await push([goal(1)], goals_fields={"target": "field_rU4l5__c"})
+    assert made.status == "inserted"
+    assert fake.rows[str(made.remote_id)]["field_rU4l5__c"] == "500000.10"
+    fields["metric__c"] = {"label": "Metric", "options": [{"value": "x1", "label": "Bookings"}]}
+    fake.describe.respond(json={"errorCode": 0, "data": {"describe": {"fields": fields}}})
+    with pytest.raises(ConfigError, match="'Metric' has no option labelled 'Deals won'"):
+        await push([goal(1)], goals_fields={"target": "field_rU4l5__c"})
 
 
 @respx.mock
@@ -242,9 +275,36 @@ async def test_the_sandbox_object_checks_formats_and_voids():
                       "bookings", date(2025, 4, 1), date(2025, 6, 30), Decimal("1000.5"), "CNY")
         [made] = await connector.push_goals([out], [])
         rows = app.state.fxiaoke.custom[GOALS_OBJECT]
-        assert made.status == "inserted" and rows[str(made.remote_id)]["target_amount__c"] == \
-            "1000.50"
+        # generated API names and option codes, found by label
+        row = rows[str(made.remote_id)]
+        assert made.status == "inserted" and row["field_rU4l5__c"] == "1000.50"
+        assert (row["field_t7Lq2__c"], row["field_m8Kc7__c"]) == ("9eL1m3kQz", "option1")
+        assert "mc_currency" not in row and app.state.fxiaoke.workflow_runs == 0
         [again] = await connector.push_goals([out], [])
         assert (again.status, again.remote_id) == ("updated", made.remote_id) and len(rows) == 1
         [gone] = await connector.push_goals([], [GoalDeletion(1, out.key, str(made.remote_id))])
         assert gone.status == "deleted" and rows[str(made.remote_id)]["life_status"] == "invalid"
+        assert app.state.fxiaoke.workflow_runs == 0  # triggerWorkFlow: false where documented
+
+
+async def test_a_multi_currency_tenant_gets_the_goal_currency_on_the_record():
+    from connectors.fxiaoke.sandbox import GOALS_OBJECT, create_app
+    from connectors.fxiaoke.sandbox_wire import open_user_id
+    from connectors.sandbox.dataset import generate_company
+
+    company = generate_company(seed=3, deals=50, reps=4, today=date(2025, 6, 15))
+    app = create_app(company, multi_currency=True)
+    rep = company.reps[1]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+        connector = FxiaokeConnector(
+            FxiaokeConfig.model_validate({"base_url": BASE,
+                                          "current_open_user_id": open_user_id(rep)}),
+            FxiaokeSecrets.model_validate({"app_id": "FSAID_sandbox0001",
+                                           "app_secret": "sandbox-app-secret",
+                                           "permanent_code": "sandbox-permanent-code"}),
+            ApiClient(c, retry=FAST))
+        out = GoalOut(1, "crmsync-goal-1", rep.email, open_user_id(rep), rep.full_name,
+                      "bookings", date(2025, 4, 1), date(2025, 6, 30), Decimal("1000.5"), "CNY")
+        [made] = await connector.push_goals([out], [])
+    row = app.state.fxiaoke.custom[GOALS_OBJECT][str(made.remote_id)]
+    assert (row["mc_currency"], row["field_rU4l5__c"]) == ("CNY", "1000.50")
