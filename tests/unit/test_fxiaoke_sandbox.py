@@ -228,10 +228,15 @@ async def test_describe_gives_outcome_labels_and_stages(make):
                           includeDetail=True)
     fields = body["data"]["describe"]["fields"]
     assert {o["label"] for o in fields["sales_status"]["options"]} >= {"赢单", "输单"}
-    stages = {o["value"]: o["label"] for o in fields["sales_stage"]["options"]}
+    positions = {o["value"] for o in fields["sales_stage"]["options"]}
     processes = fields["sales_process_id"]["options"]
-    assert sorted(c for p in processes for c in p["child_options"][0]["sales_stage"]) == \
-        sorted(stages)
+    assert len(processes) == 2  # two sales processes whose stage codes overlap (§3)
+    per_process = [[c["value"] for c in p["child_options"]] for p in processes]
+    assert all(codes == [str(i + 1) for i in range(len(codes))] for codes in per_process)
+    assert set(per_process[0]) & set(per_process[1]) and \
+        {c for codes in per_process for c in codes} == positions
+    assert [c["label"] for c in processes[1]["child_options"]][-2:] == ["赢单", "输单"]
+    assert all(isinstance(c["probability"], int) for p in processes for c in p["child_options"])
     unknown = await api.call("/cgi/crm/v2/object/describe", apiName="NoSuchObj")
     assert unknown["errorCode"] == 10006
 
@@ -243,7 +248,10 @@ async def test_directory_apis(make):
     assert root["id"] == 999999 and all(d.get("parentId", 999999) == 999999 for d in depts)
     top = await api.call("/cgi/user/list", departmentId=999999, fetchChild=True)
     assert len(top["userList"]) == len(api.state.company.reps)
-    assert {u["email"] for u in top["userList"]} == {r.email for r in api.state.company.reps}
+    reps = api.state.company.reps
+    # many Fxiaoke reps have only a mobile: the last two here have no email
+    assert {u.get("email") for u in top["userList"]} == {r.email for r in reps[:-2]} | {None}
+    assert all(u["mobile"] for u in top["userList"])
     alone = await api.call("/cgi/user/list", departmentId=999999, fetchChild=False)
     assert alone["userList"] == []
     assert (await api.call("/cgi/user/list"))["errorCode"] == 10006
@@ -300,9 +308,9 @@ async def test_harness_faults_speak_error_codes_with_http_200(make):
 def goal(api: Api, **extra: Any) -> dict[str, Any]:
     rep = api.state.company.reps[1]
     return {"dataObjectApiName": "object_SalesGoal__c", "name": "Q3 bookings",
-            "period__c": 1751299200000, "period_type__c": "quarter",
-            "employee__c": [api.state.tenant.fsuid[rep.id]], "target_amount__c": "150000.00",
-            "metric__c": "bookings", "external_id__c": "goal-1",
+            "field_p3Rk1__c": 1751299200000, "field_t7Lq2__c": "9eL1m3kQz",
+            "field_e2Mn4__c": [api.state.tenant.fsuid[rep.id]], "field_rU4l5__c": "150000.00",
+            "field_m8Kc7__c": "option1", "field_x9Wd3__c": "goal-1",
             "owner": [api.state.tenant.fsuid[rep.id]], **extra}
 
 
@@ -312,21 +320,21 @@ async def test_custom_object_create_update_and_query(make):
                              data={"object_data": goal(api), "details": {}})
     assert created["errorCode"] == 0 and created["dataId"]
     duplicate = await api.call(f"{CUSTOM}/create", data={"object_data": goal(api)})
-    assert duplicate["errorCode"] == 10006  # external_id__c is unique
+    assert duplicate["errorCode"] == 10006  # field_x9Wd3__c is unique
     updated = await api.call(f"{CUSTOM}/update", data={"object_data": {
         "_id": created["dataId"], "dataObjectApiName": "object_SalesGoal__c",
-        "target_amount__c": 175000}})
+        "field_rU4l5__c": 175000}})
     assert updated["errorCode"] == 0
     rows = (await api.query("object_SalesGoal__c", path=f"{CUSTOM}/query", filters=[
-        {"field_name": "external_id__c", "operator": "EQ", "field_values": ["goal-1"]}]))
+        {"field_name": "field_x9Wd3__c", "operator": "EQ", "field_values": ["goal-1"]}]))
     [row] = rows["data"]["dataList"]
-    assert row["target_amount__c"] == "175000.00" and row["period_type__c"] == "quarter"
+    assert row["field_rU4l5__c"] == "175000.00" and row["field_t7Lq2__c"] == "9eL1m3kQz"
     wrong_path = await api.query("object_SalesGoal__c")
     assert wrong_path["errorCode"] == 10006  # §2: __c objects use the custom path
 
 
 @pytest.mark.parametrize("object_data, message", [
-    ({"target_amount__c": 1}, "NullPointerException"),  # §4: _id outside object_data
+    ({"field_rU4l5__c": 1}, "NullPointerException"),  # §4: _id outside object_data
     ({"_id": "nope", "dataObjectApiName": "object_SalesGoal__c"}, "不存在"),
 ])
 async def test_custom_updates_need_id_and_api_name_inside_object_data(make, object_data,
@@ -337,8 +345,8 @@ async def test_custom_updates_need_id_and_api_name_inside_object_data(make, obje
 
 
 @pytest.mark.parametrize("bad", [
-    {"period_type__c": "week"}, {"target_amount__c": "lots"}, {"period__c": "2025-07-01"},
-    {"employee__c": "FSUID_X"}, {"unknown__c": 1}, {"owner": []},
+    {"field_t7Lq2__c": "week"}, {"field_rU4l5__c": "lots"}, {"field_p3Rk1__c": "2025-07-01"},
+    {"field_e2Mn4__c": "FSUID_X"}, {"unknown__c": 1}, {"owner": []},
 ])
 async def test_custom_object_field_validation(make, bad):
     api = await make()
@@ -417,3 +425,42 @@ def test_every_documented_operator(name, operator, values, expected):
     from connectors.fxiaoke.sandbox_wire import matches
 
     assert matches(ROW, name, operator, values) is expected
+
+
+async def test_an_invalidated_token_answers_11014(make):
+    api = await make()
+    api.state.revoke_tokens()
+    body = await api.query()
+    assert body["errorCode"] == 11014  # 参数corpAccessToken不合法, not 20016
+
+
+async def test_a_non_admin_acting_user_sees_only_their_own_records(make):
+    api = await make()
+    rep = api.state.company.reps[1]
+    api.auth["currentOpenUserId"] = api.state.tenant.fsuid[rep.id]
+    rows = (await api.query())["data"]["dataList"]
+    assert rows and all(r["owner"] == [api.state.tenant.fsuid[rep.id]] for r in rows)
+    other = next(d for d in api.state.company.deals.values() if d.owner_id != rep.id)
+    hidden = await api.call("/cgi/crm/v2/data/get", data={
+        "dataObjectApiName": "NewOpportunityObj", "objectDataId": hex_id(other.id)})
+    assert hidden["errorCode"] == 10006
+
+
+@pytest.mark.parametrize(("language", "won"), [("zh-TW", "贏單"), ("en", "Won")])
+async def test_describe_labels_follow_the_tenant_language(make, language, won):
+    api = await make(language=language)
+    body = await api.call("/cgi/crm/v2/object/describe", apiName="NewOpportunityObj")
+    fields = body["data"]["describe"]["fields"]
+    assert won in {o["label"] for o in fields["sales_status"]["options"]}
+
+
+async def test_multi_currency_deals_carry_their_currency_and_rate(make):
+    api = await make(multi_currency=True)
+    rows = (await api.query())["data"]["dataList"]
+    foreign = [r for r in rows if "mc_currency" in r]
+    assert foreign and all(r["mc_functional_currency"] == "CNY" for r in foreign)
+    deal = api.state.company.deals[str(int(foreign[0]["_id"], 16))]
+    home = Decimal(foreign[0]["amount"]) * Decimal(foreign[0]["mc_exchange_rate"])
+    assert abs(home - api.state.tenant.amount(deal)) < 1
+    body = await api.call("/cgi/crm/v2/object/describe", apiName="NewOpportunityObj")
+    assert "mc_currency" in body["data"]["describe"]["fields"]
