@@ -211,6 +211,8 @@ def sandbox_zoho(
     seed: Annotated[int, typer.Option()] = 42,
     deals: Annotated[int, typer.Option()] = 2500,
     latency: Annotated[float, typer.Option(help="Seconds added to every call.")] = 0.0,
+    one_currency: Annotated[bool, typer.Option(
+        "--one-currency", help="An org without multi-currency (below Enterprise).")] = False,
 ) -> None:
     """A simulated Zoho CRM org speaking Zoho's API v8 wire format."""
     from connectors.zoho import sandbox
@@ -219,7 +221,8 @@ def sandbox_zoho(
                   f"Connect with --config accounts_url=http://{host}:{port} and the secrets "
                   "client_id=sandbox-client-id client_secret=sandbox-client-secret "
                   "refresh_token=sandbox-refresh-token")
-    sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency)
+    sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency,
+                  multi_currency=not one_currency)
 
 
 @sandbox_app.command("fxiaoke")
@@ -316,6 +319,8 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
     deals: Annotated[int, typer.Option(help="Deals in the simulated org.")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed of the simulated company.")] = 42,
+    zoho_one_currency: Annotated[bool, typer.Option(
+        "--zoho-one-currency", help="The Zoho org without multi-currency.")] = False,
 ) -> None:
     """The whole product on this machine: simulated Zoho CRM and Fxiaoke tenants (some reps
     work in both), a sync of each, goals pushed into both, the API."""
@@ -332,7 +337,9 @@ def demo(
     shared = company.reps[SHARED_REPS]
     china = generate_company(seed=seed + 1, deals=deals // 2, shared_reps=[
         (r.first_name, r.last_name) for r in shared])
-    server = BackgroundServer(sandbox.create_app(company)).start()
+    rates = dict(company.currencies)  # before a one-currency org converts the company
+    server = BackgroundServer(sandbox.create_app(
+        company, multi_currency=not zoho_one_currency)).start()
     fx_app = fx_sandbox.create_app(china)
     fx_server = BackgroundServer(fx_app).start()
     console.print(f"simulated Zoho CRM org on {server.url} ({deals:,} deals, seed {seed})")
@@ -348,7 +355,7 @@ def demo(
             if not asyncio.run(run_sync_with_progress(ctx, connection_id, full=True)):
                 raise typer.Exit(code=1)
             _print_summary(ctx, connection_id)
-        _demo_fx_rates(ctx, settings, company.currencies)
+        _demo_fx_rates(ctx, settings, rates)
         _demo_goals(ctx, settings)
         key = create_api_key(ctx, "demo admin", ["admin"])
         base = f"http://127.0.0.1:{port}"

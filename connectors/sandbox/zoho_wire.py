@@ -30,6 +30,21 @@ LEAD_SOURCES = ("Advertisement", "Cold Call", "Employee Referral", "Partner", "T
 ACCOUNT_TYPES = ("Analyst", "Competitor", "Customer", "Distributor", "Integrator", "Investor",
                  "Partner", "Press", "Prospect", "Reseller", "Vendor")
 LAYOUT = "Standard"
+# A stage whose display_value an admin renamed keeps Zoho's own actual_value, as in
+# zoho/crm-oas v8.0/pipeline/operations/getPipelines/examples/response-200-
+# pipelinegetresponse (display "Identify Decision Makers", actual "Id. Decision Makers";
+# "Closed Lost to Competition" is an actual value there). Picklist metadata
+# (https://www.zoho.com/crm/developer/docs/api/v8/field-meta.html) and pipeline maps carry
+# both. Records carry the actual value: guess (Zoho documents no record sample with such a
+# stage; third-party samples show Deals with "Stage": "Id. Decision Makers").
+ACTUAL_VALUES = {"Closed-Lost to Competition": "Closed Lost to Competition"}
+# Fields a record has only in a multi-currency org (zoho-crm research §8;
+# https://www.zoho.com/crm/developer/docs/api/v8/enable-multi-currency.html).
+CURRENCY_FIELDS = ("Currency", "Exchange_Rate")
+
+
+def actual_value(stage_name: str) -> str:
+    return ACTUAL_VALUES.get(stage_name, stage_name)
 
 
 @dataclass(frozen=True)
@@ -72,7 +87,8 @@ def _stage_values(wire: "Wire") -> list[dict[str, Any]]:
     for i, stage in enumerate(wire.company.stages):
         forecast_type, category, category_id = FORECAST[stage.category]
         values.append({
-            "display_value": stage.name, "actual_value": stage.name, "id": stage.id,
+            "display_value": stage.name, "actual_value": actual_value(stage.name),
+            "id": stage.id,
             "sequence_number": i + 1, "type": "used", "probability": stage.probability,
             "forecast_type": forecast_type,
             "forecast_category": {"name": category, "id": str(category_id)}})
@@ -111,7 +127,8 @@ DEALS = ModuleSpec("Deals", "Deal", "deals", str(ORG_PREFIX + 131), str(ORG_PREF
     FieldSpec("Currency", "picklist", lambda _w, d: d.currency,
               picklist=lambda w: _values(sorted(w.company.currencies), 91_100)),
     FieldSpec("Exchange_Rate", "double", lambda _w, d: float(d.exchange_rate)),
-    FieldSpec("Stage", "picklist", lambda w, d: w.stages[d.stage_id].name, mandatory=True,
+    FieldSpec("Stage", "picklist", lambda w, d: actual_value(w.stages[d.stage_id].name),
+              mandatory=True,
               picklist=_stage_values),
     FieldSpec("Pipeline", "picklist", lambda w, d: w.pipeline_name(w.stages[d.stage_id].pipeline),
               mandatory=True,
@@ -168,8 +185,8 @@ class Wire:
     company: Company
     tz: ZoneInfo
 
-    def __init__(self, company: Company, tz: ZoneInfo) -> None:
-        self.company, self.tz = company, tz
+    def __init__(self, company: Company, tz: ZoneInfo, multi_currency: bool = True) -> None:
+        self.company, self.tz, self.multi_currency = company, tz, multi_currency
         self._dt: dict[int, str] = {}
         self._offsets: dict[int, tuple[int, str]] = {}
         self._reps: dict[str, Rep] | None = None  # the rep_by_id the caches below were built on
@@ -260,6 +277,12 @@ class Wire:
         return out
 
     # ---- metadata --------------------------------------------------------------------------
+    def fields(self, spec: ModuleSpec) -> tuple[FieldSpec, ...]:
+        """The module's fields in this org: no Currency or Exchange_Rate without multi-currency."""
+        if self.multi_currency:
+            return spec.fields
+        return tuple(f for f in spec.fields if f.api_name not in CURRENCY_FIELDS)
+
     def field_meta(self, spec: ModuleSpec, f: FieldSpec) -> dict[str, Any]:
         """§4: api_name, data_type, json_type, pick_list_values, lookup, currency ..."""
         index = spec.fields.index(f)
@@ -294,7 +317,7 @@ class Wire:
             "sections": [{"display_label": f"{spec.singular} Information",
                           "api_name": f"{spec.singular} Information", "sequence_number": 1,
                           "fields": [{"api_name": f.api_name, "display_label": f.label}
-                                     for f in spec.fields]}],
+                                     for f in self.fields(spec)]}],
         }
 
     def pipelines(self) -> list[dict[str, Any]]:
@@ -304,7 +327,8 @@ class Wire:
             maps = []
             for stage in (s for s in self.company.stages if s.pipeline == name):
                 forecast_type, category, category_id = FORECAST[stage.category]
-                maps.append({"display_value": stage.name, "actual_value": stage.name,
+                maps.append({"display_value": stage.name,
+                             "actual_value": actual_value(stage.name),
                              "sequence_number": stage.order, "id": stage.id,
                              "forecast_type": forecast_type,
                              "forecast_category": {"name": category, "id": str(category_id)}})
@@ -322,7 +346,7 @@ class Wire:
             "domain_name": f"org{ORG_PREFIX // 10**12}", "time_zone": self.tz.key,
             "iso_code": home, "currency_symbol": vocab.CURRENCY_SYMBOLS.get(home, home),
             "currency": f"{vocab.CURRENCY_NAMES.get(home, home)} - {home}",
-            "currency_locale": "en_US", "mc_status": len(company.currencies) > 1,
+            "currency_locale": "en_US", "mc_status": self.multi_currency,
             "country_code": "US", "country": "United States", "phone": None, "mobile": None,
             "website": f"https://www.{company.domain}", "employee_count": str(len(company.reps)),
             "type": "production",

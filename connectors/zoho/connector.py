@@ -62,12 +62,20 @@ ACCOUNT_FIELDS = (
 AUTH_CODES = {"INVALID_TOKEN", "AUTHENTICATION_FAILURE", "OAUTH_SCOPE_MISMATCH"}
 CONFIG_CODES = {"INVALID_MODULE", "NO_PERMISSION", "FEATURE_NOT_SUPPORTED", "FEATURE_NOT_ENABLED"}
 RESTART_CODES = {"PAGINATION_LIMIT_EXCEEDED", "EXPIRED_VALUE"}  # §2: restart from the cursor
+# Orgs without multi-currency (below Enterprise) answer GET /org/currencies with HTTP 403
+# CURRENCIES_NOT_ENABLED (zoho/crm-oas v8.0/currencies/operations/getCurrencies, example
+# response-403-currenciesnotenabled); their records have no Currency or Exchange_Rate.
+NO_CURRENCIES = "CURRENCIES_NOT_ENABLED"
+# The success statuses Zoho's v8 endpoints document (zoho/crm-oas v8.0: e.g. 201 for
+# createNotifications and createRecords, 202 in notifications.json, 207 for a batch with
+# some failures, whose per-element status the caller reads; 204/304 mean "no content").
+SUCCESS = (200, 201, 202, 207)
 
 
 class ZohoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dc: Literal["com", "eu", "in", "com.au", "jp", "com.cn", "ca", "sa"] = "com"
+    dc: Literal["com", "us", "eu", "in", "com.au", "jp", "com.cn", "ca", "sa", "uk", "ae"] = "com"
     accounts_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$",
@@ -78,7 +86,8 @@ class ZohoConfig(BaseModel):
 
     @property
     def token_url(self) -> str:
-        base = (self.accounts_url or ACCOUNTS_SERVERS[self.dc]).rstrip("/")
+        dc = "com" if self.dc == "us" else self.dc  # Zoho's own name for .com is "us"
+        base = (self.accounts_url or ACCOUNTS_SERVERS[dc]).rstrip("/")
         return f"{base}/oauth/v2/token"
 
 
@@ -119,6 +128,7 @@ class ZohoConnector:
             secrets.refresh_token.get_secret_value(),
         )
         self.home_currency: str | None = None
+        self.multi_currency: bool | None = None  # known after check()
         self._fields: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
         self._stages: asyncio.Task[list[StageRecord]] | None = None
 
@@ -177,14 +187,21 @@ class ZohoConnector:
     # -- metadata -------------------------------------------------------------
 
     async def check(self) -> SourceInfo:
-        """Authenticate and read the home currency (§8: the currency with is_base)."""
-        body = await self.get("/org/currencies")
+        """Authenticate and read the home currency (§8: the currency with is_base; an org
+        without multi-currency answers CURRENCIES_NOT_ENABLED: its /org `iso_code` is home)."""
+        try:
+            body = await self.get("/org/currencies")
+        except _ZohoError as exc:
+            if exc.code != NO_CURRENCIES:
+                raise
+            body = None
         currencies = (body or {}).get("currencies") or []
         home = next((c.get("iso_code") for c in currencies if c.get("is_base")), None)
         org = await self.get("/org")
         org_info = ((org or {}).get("org") or [{}])[0]
         home = home or org_info.get("iso_code") or org_info.get("currency")
         self.home_currency = home
+        self.multi_currency = bool(currencies)
         return SourceInfo(home_currency=home, organization=org_info.get("company_name"))
 
     def _module_fields(self, module: str) -> "asyncio.Task[list[dict[str, Any]]]":
@@ -287,10 +304,7 @@ class ZohoConnector:
 
     async def _read_deals(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         fields = await self._field_names("Deals", DEAL_FIELDS)
-        stage_map: dict[tuple[str | None, str], StageRecord] = {}
-        for s in await self.stages():
-            stage_map[(s.pipeline, s.name)] = s
-            stage_map.setdefault((None, s.name), s)
+        stage_map = mapping.stage_lookup(await self.stages())
         if self.home_currency is None:
             await self.check()
         async for raws, state in self._walk("Deals", fields, cursor):
@@ -389,19 +403,28 @@ class _ZohoError(SourceError):
 
 
 def _parse(response: httpx.Response) -> Any:
-    """Map a Zoho API response to data or an error (§7 envelope, §2 204/304)."""
+    """Map a Zoho API response to data or an error (§7 envelope, §2 204/304).
+
+    Every documented success status returns the body (SUCCESS); a 207 holds one result per
+    element, which the caller reads (notifications._granted_expiry, goals._elements)."""
     if response.status_code in (204, 304):
         return None
     raise_for_transient(response)
     body = json_body(response)
-    if response.status_code == 200:
+    if response.status_code in SUCCESS:
         return body
-    code = str(body.get("code")) if isinstance(body, dict) else f"HTTP {response.status_code}"
-    message = body.get("message", "") if isinstance(body, dict) else ""
+    error = body if isinstance(body, dict) else {}
+    for key in ("watch", "data"):  # batch endpoints put the error inside the element list
+        items = error.get(key)
+        if "code" not in error and isinstance(items, list) and items and \
+                isinstance(items[0], dict):
+            error = items[0]
+    code = str(error.get("code")) if error.get("code") else f"HTTP {response.status_code}"
+    message = error.get("message", "")
     text = f"Zoho {code}: {message} ({response.request.method} {response.request.url.path})"
     if response.status_code == 401 or code in AUTH_CODES:
         raise AuthError(f"Zoho refused the access token ({code}): {message}")
-    if code in CONFIG_CODES or response.status_code == 403:
+    if code in CONFIG_CODES or (response.status_code == 403 and code != NO_CURRENCIES):
         raise ConfigError(text)
     raise _ZohoError(code, text)
 

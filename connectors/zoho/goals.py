@@ -50,9 +50,11 @@ async def push_goals(connector: "ZohoConnector", goals: Sequence[GoalOut],
                      deletions: Sequence[GoalDeletion]) -> list[PushResult]:
     """Upsert `goals` and delete `deletions` in the goals module, 100 per call."""
     module = connector.config.goals_module
+    if goals and connector.multi_currency is None:
+        await connector.check()
     results: list[PushResult] = []
     for chunk in _chunks(goals):
-        body = json.dumps({"data": [record(g) for g in chunk],
+        body = json.dumps({"data": [record(g, bool(connector.multi_currency)) for g in chunk],
                            "duplicate_check_fields": ["Goal_Key"], "trigger": []},
                           default=_number)
         elements = await _send(
@@ -78,10 +80,16 @@ async def _send(connector: "ZohoConnector", method: str, path: str,
     return await connector.api.send(method, url, parse, auth=connector.auth, **kwargs)
 
 
-def record(goal: GoalOut) -> dict[str, Any]:
-    """The module record of a goal (§9 field names)."""
+def record(goal: GoalOut, multi_currency: bool = False) -> dict[str, Any]:
+    """The module record of a goal (§9 field names).
+
+    In a multi-currency org every record has a `Currency` (ISO code) and its currency fields
+    are in it (https://www.zoho.com/crm/developer/docs/api/v8/enable-multi-currency.html):
+    a bookings target is sent with its currency (core.goal_push gives the connection's home
+    currency). A one-currency org has no such field and rejects it, so it is never sent."""
     who = goal.owner_name or goal.owner_email or "Company"
     name = f"{who} - {METRIC_LABELS[goal.metric]} - {period_label(goal)}"
+    currency = {"Currency": goal.currency} if multi_currency and goal.currency else {}
     return {
         "Name": name[:NAME_LENGTH],
         "Goal_Key": goal.key,
@@ -90,6 +98,7 @@ def record(goal: GoalOut) -> dict[str, Any]:
         "Period_End": goal.period_end.isoformat(),
         "Target_Amount": goal.target,
         "Metric": METRIC_LABELS[goal.metric],
+        **currency,
     }
 
 

@@ -77,6 +77,21 @@ def stage(
     )
 
 
+def stage_lookup(stages: list[StageRecord]) -> dict[tuple[str | None, str], StageRecord]:
+    """Stages by (pipeline, value) and (None, value), for both of a pipeline map's values.
+
+    A stage's `display_value` (what users see, our stage name) and `actual_value` may differ
+    (zoho/crm-oas v8.0/pipeline/operations/getPipelines/examples/response-200-
+    pipelinegetresponse: display "Identify Decision Makers", actual "Id. Decision Makers");
+    a record's Stage may carry either, so a deal matches on both."""
+    found: dict[tuple[str | None, str], StageRecord] = {}
+    for s in stages:
+        for value in dict.fromkeys((s.name, str((s.raw or {}).get("actual_value") or s.name))):
+            found[(s.pipeline, value)] = s
+            found.setdefault((None, value), s)
+    return found
+
+
 def account(raw: dict[str, Any]) -> AccountRecord:
     owner = _lookup(raw.get("Owner"))
     return AccountRecord(
@@ -116,7 +131,7 @@ def deal(
         currency=raw.get("Currency") or home_currency,
         exchange_rate=rate,
         amount_home=None if amount is None else amount / rate,
-        stage=stage_name or None,
+        stage=meta.name if meta else stage_name or None,
         stage_remote_id=meta.remote_id if meta else None,
         status=meta.category if meta else "open",
         probability=probability,

@@ -76,6 +76,10 @@ def _watch_body(sub: Subscription) -> dict[str, Any]:
         "channel_expiry": zoho_time(sub.expires_at),
         "token": sub.token,
         "notify_url": sub.notify_url,
+        # Actions on related records (a deal added under an account, a note on a deal) would
+        # notify the parent too: a re-read and API credits for nothing we sync (field
+        # notify_on_related_action, zoho/crm-oas v8.0/notifications/notifications.yaml).
+        "notify_on_related_action": False,
     }]}
 
 
@@ -200,10 +204,7 @@ async def _metadata(connector: "ZohoConnector") -> _Meta:
         return cached[1]
     fields = {"Deals": await connector._field_names("Deals", DEAL_FIELDS),
               "Accounts": await connector._field_names("Accounts", ACCOUNT_FIELDS)}
-    stages: dict[tuple[str | None, str], StageRecord] = {}
-    for s in await connector.stages():
-        stages[(s.pipeline, s.name)] = s
-        stages.setdefault((None, s.name), s)
+    stages = mapping.stage_lookup(await connector.stages())
     if connector.home_currency is None:
         await connector.check()
     meta = _Meta(fields, stages, connector.home_currency)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -122,6 +123,7 @@ class ZohoState:
     token_grant_window: float = 600.0
     credits_per_day: int | None = None  # §7: optional 24 h credit budget
     pagination_cap: int = PAGE_TOKEN_CAP
+    multi_currency: bool = True  # False: an org below Enterprise (one currency, §8)
     page_tokens: PageTokenStore = field(default_factory=PageTokenStore)
     tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry (epoch)
     grants: deque[float] = field(default_factory=deque)  # monotonic times of recent grants
@@ -132,9 +134,11 @@ class ZohoState:
     _filtered: dict[tuple[Any, ...], Window[Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.multi_currency:
+            one_currency(self.company)
         if self.company.generated_with is None:
             self._snapshot = copy.deepcopy(self.company)
-        self.wire = Wire(self.company, self.tz)
+        self.wire = Wire(self.company, self.tz, self.multi_currency)
 
     # ---- harness hooks (connectors.sandbox.faults.ErrorBodies) ----------------------------
     def too_many_requests(self) -> tuple[int, dict[str, Any]]:
@@ -159,7 +163,9 @@ class ZohoState:
         else:
             self.company = copy.deepcopy(self._snapshot or self.company)
         self.company.listeners[:] = listeners  # notifications (sandbox_watch) keep firing
-        self.wire = Wire(self.company, self.tz)
+        if not self.multi_currency:
+            one_currency(self.company)
+        self.wire = Wire(self.company, self.tz, self.multi_currency)
         self.harness.faults.clear()
         self.harness.reset_counters()
         self.page_tokens.clear()
@@ -242,6 +248,17 @@ class ZohoState:
                      if r.modified_at.timestamp() >= since]
             self._filtered[key] = Window([k for k, _ in pairs], [r for _, r in pairs])
         return self._filtered[key]
+
+
+def one_currency(company: Company) -> None:
+    """The company as an org without multi-currency holds it: every amount in the home
+    currency (converted at the deal's own rate, to the cent), one currency in the org."""
+    home, cent = company.home_currency, Decimal("0.01")
+    for deal in company.deals.values():
+        if deal.currency != home or deal.exchange_rate != 1:
+            deal.amount = (deal.amount / deal.exchange_rate).quantize(cent)
+        deal.currency, deal.exchange_rate = home, Decimal(1)
+    company.currencies = {home: Decimal(1)}
 
 
 def _state(request: Request) -> ZohoState:
@@ -343,19 +360,22 @@ def _since(request: Request) -> int | None:
     return math.ceil(moment.timestamp())  # records carry whole seconds
 
 
-def _fields(request: Request, spec: ModuleSpec, *, required: bool) -> list[Any]:
+def _fields(request: Request, state: ZohoState, spec: ModuleSpec, *,
+            required: bool) -> list[Any]:
+    """The requested fields this org's module has (one-currency orgs lack Currency, §8)."""
+    state_fields = state.wire.fields(spec)
     raw = request.query_params.get("fields")
     if raw is None or not raw.strip():
         if required:
             raise _missing("fields")  # §2: mandatory when listing
-        return list(spec.fields)
+        return list(state_fields)
     names = [n.strip() for n in raw.split(",") if n.strip()]
     if len(names) > MAX_FIELDS:  # §2: more than 50 -> LIMIT_EXCEEDED
         raise ZohoError(400, "LIMIT_EXCEEDED", "fields limit exceeded",
                         {"limit": MAX_FIELDS, "param_name": "fields"})
     # guess: unknown API names are skipped, not rejected (only known fields come back)
     wanted = dict.fromkeys(names)
-    return [f for f in spec.fields if f.api_name in wanted]
+    return [f for f in state_fields if f.api_name in wanted]
 
 
 def _ids(request: Request) -> list[str] | None:
@@ -412,7 +432,7 @@ def _resume(state: ZohoState, token: str, binding: tuple[tuple[str, str], ...]) 
 async def list_records(request: Request, state: ZohoState) -> Response:
     """GET /crm/v8/{module}: fields, paging (page / page_token), sorting, If-Modified-Since."""
     spec = state.module(request.path_params["module"])
-    fields = _fields(request, spec, required=True)
+    fields = _fields(request, state, spec, required=True)
     per_page = min(_int(request, "per_page", MAX_PER_PAGE), MAX_PER_PAGE)  # guess: capped
     sort_by = _choice(request, "sort_by", "id", list(SORTABLE))
     sort_order = _choice(request, "sort_order", "desc", ["asc", "desc"])
@@ -461,7 +481,7 @@ async def get_record(request: Request, state: ZohoState) -> Response:
     record_id = request.path_params["record_id"]
     if not record_id.isdigit():
         raise _invalid("id", "the id given seems to be invalid")
-    fields = _fields(request, spec, required=False)
+    fields = _fields(request, state, spec, required=False)
     pool: dict[str, Any] = (state.company.deals if spec.entity == "deals"
                             else state.company.accounts)
     record = pool.get(record_id)
@@ -531,6 +551,9 @@ async def org_info(_: Request, state: ZohoState) -> Response:
 
 
 async def currencies(_: Request, state: ZohoState) -> Response:
+    if not state.multi_currency:  # zoho/crm-oas v8.0/currencies/operations/getCurrencies,
+        # example response-403-currenciesnotenabled
+        raise ZohoError(403, "CURRENCIES_NOT_ENABLED", "Multi currency is not enabled")
     return _json({"currencies": state.wire.currencies()})  # §8
 
 
@@ -551,7 +574,7 @@ async def layouts(request: Request, state: ZohoState) -> Response:
 
 async def fields_meta(request: Request, state: ZohoState) -> Response:
     spec = _settings_module(request)
-    return _json({"fields": [state.wire.field_meta(spec, f) for f in spec.fields]})
+    return _json({"fields": [state.wire.field_meta(spec, f) for f in state.wire.fields(spec)]})
 
 
 async def pipelines(request: Request, state: ZohoState) -> Response:
@@ -583,10 +606,14 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
                org_timezone: str = "America/New_York", hang_seconds: float = 30.0,
                token_grant_limit: int = 10, token_grant_window: float = 600.0,
                credits_per_day: int | None = None,
-               goals_module: str | None = "Sales_Goals") -> Starlette:
+               goals_module: str | None = "Sales_Goals",
+               multi_currency: bool = True) -> Starlette:
     """A Zoho CRM sandbox app; its state is `app.state.zoho` (a ZohoState).
 
-    `goals_module`: the goals custom module (§9), None for an org without it."""
+    `goals_module`: the goals custom module (§9), None for an org without it.
+    `multi_currency`: False for an org without multi-currency (below Enterprise, §8): every
+    amount in the home currency (the company is converted in place), no Currency or
+    Exchange_Rate fields, and /org/currencies answers 403 CURRENCIES_NOT_ENABLED."""
     from connectors.zoho.sandbox_goals import GoalsModule, goal_routes  # imports this module
 
     harness = Harness(latency=latency, concurrency_limit=concurrency_limit,
@@ -596,7 +623,7 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         client_id=client_id, client_secret=client_secret, refresh_token=refresh_token,
         token_ttl=token_ttl, tz=ZoneInfo(org_timezone), harness=harness,
         token_grant_limit=token_grant_limit, token_grant_window=token_grant_window,
-        credits_per_day=credits_per_day)
+        credits_per_day=credits_per_day, multi_currency=multi_currency)
     goals = GoalsModule(goals_module) if goals_module else None
     routes = [
         *control_routes(state),

@@ -39,6 +39,10 @@ MAX_RECORDS = 100  # §9: at most 100 records per upsert call
 METRICS = ("Bookings", "Deals Won")  # the Metric picklist's values
 FIELDS = ("Name", "Goal_Key", "Sales_Rep", "Period_Start", "Period_End", "Target_Amount",
           "Metric", "Owner")
+# A multi-currency org adds Currency (ISO code, the home currency unless given) to every
+# module with currency fields (https://www.zoho.com/crm/developer/docs/api/v8/
+# enable-multi-currency.html); a one-currency org has no such field.
+CURRENCY = "Currency"
 UNIQUE = ("Goal_Key",)  # "Do not allow duplicate values" (§9); Name is the default check
 TEXT_LIMIT = 120  # guess: single-line fields hold 120 characters (Goal_Key: 255)
 
@@ -84,7 +88,7 @@ def goal_routes(state: ZohoState, module: GoalsModule | None) -> list[Route]:
         name = request.path_params["module"]
         if module is None or name.lower() != module.api_name.lower():
             return await list_records(request, zoho)
-        return _list(module, request)
+        return _list(module, request, zoho)
 
     async def control(request: Request) -> Response:
         if module is not None and request.method == "DELETE":
@@ -132,7 +136,9 @@ def _upsert(state: ZohoState, module: GoalsModule, body: Any) -> Response:
 
 
 def _status(elements: list[dict[str, Any]]) -> int:
-    """guess (§9 mentions 207 for partial batches): 200 all good, 400 all bad, else 207."""
+    """200 all good, 400 all bad, else 207 (zoho/crm-oas v8.0/record/operations/
+    upsertRecords and deleteRecords: examples response-200-success, response-207-
+    mixedresults, response-400-multipleerrors)."""
     ok = sum(e["status"] == "success" for e in elements)
     return 200 if ok == len(elements) else 400 if ok == 0 else 207
 
@@ -141,6 +147,10 @@ def _error(code: str, message: str, api_name: str, index: int, **extra: Any) -> 
     path = f"$.data[{index}]" + (f".{api_name}" if api_name else "")
     return {"code": code, "details": {"api_name": api_name, "json_path": path, **extra},
             "message": message, "status": "error"}
+
+
+def _fields(state: ZohoState) -> tuple[str, ...]:
+    return (*FIELDS, CURRENCY) if state.multi_currency else FIELDS
 
 
 def _upsert_one(state: ZohoState, module: GoalsModule, item: Any, i: int,
@@ -166,8 +176,11 @@ def _upsert_one(state: ZohoState, module: GoalsModule, item: Any, i: int,
     if existing is None:
         if not item.get("Name"):
             return _error("MANDATORY_NOT_FOUND", "required field not found", "Name", i)
+        defaults: dict[str, Any] = {f: None for f in _fields(state) if f != "Owner"}
+        if state.multi_currency:
+            defaults[CURRENCY] = state.company.home_currency
         record = {"id": module.new_id(), "Owner": {**user, "email": manager.email},
-                  **{f: None for f in FIELDS if f != "Owner"}, **values,
+                  **defaults, **values,
                   "Created_Time": now, "Modified_Time": now}
         module.records[record["id"]] = record
         return {"code": "SUCCESS", "duplicate_field": None, "action": "insert",
@@ -184,9 +197,12 @@ def _upsert_one(state: ZohoState, module: GoalsModule, item: Any, i: int,
 
 def _validate(state: ZohoState, item: dict[str, Any], i: int) -> dict[str, Any] | None:
     """The first error of one record (§7: details.api_name, json_path, expected type)."""
+    known = _fields(state)
     for name, value in item.items():
-        if name not in FIELDS and name != "id":
-            return _error("INVALID_DATA", "invalid field", name, i)  # guess
+        if name not in known and name != "id":  # e.g. Currency in a one-currency org; the
+            # element as in zoho/crm-oas v8.0/record/operations/upsertRecords/examples/
+            # response-207-mixedresults (INVALID_DATA, details api_name and json_path)
+            return _error("INVALID_DATA", "invalid data", name, i)
         if name in ("Name", "Goal_Key") and value is not None and (
                 not isinstance(value, str) or len(value) > (255 if name == "Goal_Key"
                                                             else TEXT_LIMIT)):
@@ -206,6 +222,9 @@ def _validate(state: ZohoState, item: dict[str, Any], i: int) -> dict[str, Any] 
                             or str(rep.get("id")) not in state.company.rep_by_id):
         return _error("INVALID_DATA", "the related id given seems to be invalid", "Sales_Rep",
                       i)
+    currency = item.get(CURRENCY)
+    if CURRENCY in item and currency not in state.company.currencies:  # active ISO codes only
+        return _error("INVALID_DATA", "invalid data", CURRENCY, i)
     metric = item.get("Metric")
     if metric is not None and metric not in METRICS:  # a restricted picklist
         return _error("INVALID_DATA", "invalid data", "Metric", i)
@@ -230,21 +249,22 @@ def _delete(module: GoalsModule, request: Request) -> Response:
     elements = []
     for record_id in ids:
         if module.records.pop(record_id, None) is None:
+            # zoho/crm-oas v8.0/record/operations/deleteRecords/examples/
+            # response-207-mixedresults
             elements.append({"code": "INVALID_DATA", "details": {"id": record_id},
-                             "message": "the related id given seems to be invalid",
-                             "status": "error"})
+                             "message": "record not deleted", "status": "error"})
         else:
             elements.append({"code": "SUCCESS", "details": {"id": record_id},
                              "message": "record deleted", "status": "success"})
     return _json({"data": elements}, _status(elements))
 
 
-def _list(module: GoalsModule, request: Request) -> Response:
+def _list(module: GoalsModule, request: Request, state: ZohoState) -> Response:
     """§2: `fields` is mandatory; page/per_page up to 200; 204 when there is nothing."""
     raw = request.query_params.get("fields")
     if not raw or not raw.strip():
         raise _missing("fields")
-    wanted = [f.strip() for f in raw.split(",") if f.strip() in FIELDS]
+    wanted = [f.strip() for f in raw.split(",") if f.strip() in _fields(state)]
     per_page = min(_int(request, "per_page", MAX_PER_PAGE), MAX_PER_PAGE)
     page = _int(request, "page", 1)
     rows = sorted(module.records.values(), key=lambda r: r["id"], reverse=True)  # §2: id desc

@@ -6,6 +6,15 @@ omitted or further it defaults to 1 hour. When data changes (control API or data
 mutations, through `Company.listeners`), the documented body is POSTed to each live
 channel's `notify_url`, asynchronously, with the channel's token. Where Zoho documents
 nothing the choice is marked "guess".
+
+Answers follow zoho/crm-oas v8.0/notifications: POST (createNotifications) 201 when every
+channel was created, 207 with one success or error element per channel when some were not,
+400 when none was; PATCH (updateNotificationInfo) and PUT (updateNotificationDetails) 200;
+DELETE 200 with one element per channel and module (disableNotifications, example
+response-200-sample). A channel with `notify_on_related_action` (true unless sent false)
+is also notified when a record related to one of its module's records changes: here, an
+Accounts channel hears of its accounts' deals (guess: Zoho documents the flag, not the
+body; the sandbox sends operation "update" with the parent's id).
 """
 
 import asyncio
@@ -47,6 +56,7 @@ class Channel:
     token: str | None
     notify_url: str
     expires_at: float  # epoch seconds
+    notify_on_related_action: bool = True
 
 
 @dataclass
@@ -60,6 +70,8 @@ class Watch:
     seed: int = 0
     clock: Callable[[], datetime] | None = None
     """The org's notion of now (server_time); the wall clock when unset."""
+    parents: Callable[[str, list[str]], list[str]] | None = None
+    """The Accounts a change of (entity, ids) is a related action of (their deals' accounts)."""
     sent: int = 0
     failed: int = 0
     queued: int = 0
@@ -92,20 +104,26 @@ class Watch:
         if module is None or operation not in EVENT_OF:
             return
         wanted = {f"{module}.all", f"{module}.{EVENT_OF[operation]}"}
+        parents = self.parents(entity, ids) if self.parents else []
         for channel in self.live():
-            if not wanted.intersection(channel.events):
-                continue
-            for start in range(0, len(ids), IDS_PER_CALL):
-                body = {"server_time": self._server_time(),
-                        "query_params": dict(parse_qsl(urlsplit(channel.notify_url).query)),
-                        "module": module,
-                        "resource_uri": f"https://www.zohoapis.com/crm/v2/{module}",
-                        "ids": ids[start:start + IDS_PER_CALL], "affected_fields": [],
-                        "operation": operation, "channel_id": channel.channel_id,
-                        "token": channel.token}
-                copies = 2 if self._rng.random() < self.duplicate_rate else 1
-                for _ in range(copies):
-                    self._put(channel.notify_url, body)
+            if wanted.intersection(channel.events):
+                self._notify(channel, module, operation, ids)
+            if parents and channel.notify_on_related_action and \
+                    {"Accounts.all", "Accounts.edit"}.intersection(channel.events):
+                self._notify(channel, "Accounts", "update", parents)
+
+    def _notify(self, channel: Channel, module: str, operation: str, ids: list[str]) -> None:
+        for start in range(0, len(ids), IDS_PER_CALL):
+            body = {"server_time": self._server_time(),
+                    "query_params": dict(parse_qsl(urlsplit(channel.notify_url).query)),
+                    "module": module,
+                    "resource_uri": f"https://www.zohoapis.com/crm/v2/{module}",
+                    "ids": ids[start:start + IDS_PER_CALL], "affected_fields": [],
+                    "operation": operation, "channel_id": channel.channel_id,
+                    "token": channel.token}
+            copies = 2 if self._rng.random() < self.duplicate_rate else 1
+            for _ in range(copies):
+                self._put(channel.notify_url, body)
 
     def _server_time(self) -> int:
         """§5: epoch milliseconds, on the same clock as the records' Modified_Time."""
@@ -182,16 +200,27 @@ async def _dispatch(request: Request, state: "ZohoState") -> Response:
         if request.method == "DELETE":
             return _unsubscribe(watch, request)
         items = await _items(request)
-        if request.method == "PATCH":
-            return _json(_answer(state, [_patch(watch, i) for i in items],
-                                 "Successfully updated the subscribe details"))
-        channels = [_channel(item, None) for item in items]  # POST subscribes, PUT replaces
-        for channel in channels:
-            watch.channels[channel.channel_id] = channel
-        return _json(_answer(state, channels,
-                             "Successfully subscribed for actions-watch of the given module"))
     except ZohoError as exc:
         return exc.response()
+    results: list[dict[str, Any]] = []
+    for index, item in enumerate(items):  # one result per channel, in order
+        try:
+            if request.method == "PATCH":
+                channel = _patch(watch, item)
+                message = "Successfully updated the subscribe details"
+            else:  # POST subscribes, PUT replaces
+                channel = _channel(item, None)
+                watch.channels[channel.channel_id] = channel
+                message = "Successfully subscribed for actions-watch of the given module"
+            results.append(_answer(state, channel, message))
+        except ZohoError as exc:
+            body = exc.body()
+            body["details"] = {**body["details"], "json_path": f"$.watch[{index}]"}
+            results.append(body)
+    ok = sum(r["status"] == "success" for r in results)
+    status = (201 if request.method == "POST" else 200) if ok == len(results) else \
+        400 if ok == 0 else 207
+    return _json({"watch": results}, status)
 
 
 async def _items(request: Request) -> list[dict[str, Any]]:
@@ -220,6 +249,10 @@ def _channel(item: dict[str, Any], current: Channel | None) -> Channel:
         module, _, operation = str(event).partition(".")
         if module not in MODULE_NAMES.values() or operation not in OPERATIONS:
             raise _invalid("events", f"invalid event {event!r}")
+    related = item.get("notify_on_related_action",
+                       current.notify_on_related_action if current else True)
+    if not isinstance(related, bool):
+        raise _invalid("notify_on_related_action", expected_data_type="boolean")
     token = item.get("token", current.token if current else None)
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
         raise _invalid("token", f"the token must be at most {MAX_TOKEN} characters")  # §5
@@ -227,7 +260,7 @@ def _channel(item: dict[str, Any], current: Channel | None) -> Channel:
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
         raise _missing("notify_url") if url is None else _invalid("notify_url")
     return Channel(channel_id, [str(e) for e in events], token, url,
-                   _expiry(item.get("channel_expiry")))
+                   _expiry(item.get("channel_expiry")), related)
 
 
 def _expiry(raw: Any) -> float:
@@ -266,18 +299,21 @@ def _patch(watch: Watch, item: dict[str, Any]) -> Channel:
     return updated
 
 
-def _answer(state: "ZohoState", channels: list[Channel],
-            message: str) -> dict[str, Any]:
-    """§5 subscribe response shape: details.events[] per module of each channel."""
-    return {"watch": [{
+def _answer(state: "ZohoState", c: Channel, message: str) -> dict[str, Any]:
+    """One channel's result (crm-oas createNotifications example response-201-sample):
+    details.events[] per module of the channel."""
+    return {
         "code": "SUCCESS", "status": "success", "message": message,
         "details": {"events": [
             {"channel_expiry": state.wire.dt_epoch(c.expires_at),
-             "resource_uri": f"https://www.zohoapis.com/crm/v2/{module}",
+             "resource_uri": f"https://www.zohoapis.com/crm/v8/{module}",
              "resource_id": _module_id(module), "resource_name": module,
              "channel_id": c.channel_id}
-            for module in dict.fromkeys(e.partition(".")[0] for e in c.events)]}}
-        for c in channels]}
+            for module in _modules(c)]}}
+
+
+def _modules(channel: Channel) -> list[str]:
+    return list(dict.fromkeys(e.partition(".")[0] for e in channel.events))
 
 
 def _module_id(module: str) -> str:
@@ -293,6 +329,7 @@ def _list(watch: Watch, state: "ZohoState") -> Response:
     return _json({"watch": [
         {"channel_id": c.channel_id, "events": c.events, "token": c.token,
          "notify_url": c.notify_url, "channel_expiry": state.wire.dt_epoch(c.expires_at),
+         "notify_on_related_action": c.notify_on_related_action,
          "resource_name": c.events[0].partition(".")[0]} for c in live]})
 
 
@@ -304,16 +341,22 @@ def _unsubscribe(watch: Watch, request: Request) -> Response:
         raise _missing("channel_ids")
     ids = [i.strip() for i in raw.split(",") if i.strip()]
     removed = [watch.channels.pop(i) for i in ids if i in watch.channels]
+    # crm-oas disableNotifications example response-200-sample: one element per channel
+    # and module.
     return _json({"watch": [{
-        "code": "SUCCESS", "status": "success",
-        "message": "Successfully unsubscribed actions-watch of the given module",
-        "details": {"events": [{"channel_id": c.channel_id,
-                                "resource_name": c.events[0].partition(".")[0] if c.events
-                                else None} for c in removed]}}]})
+        "code": "SUCCESS",
+        "details": {"resource_uri": f"https://www.zohoapis.com/crm/v8/{module}",
+                    "resource_id": _module_id(module), "channel_id": c.channel_id},
+        "message": "Successfully un-subscribed from actions-watch", "status": "success"}
+        for c in removed for module in _modules(c)]})
 
 
 def attach(state: "ZohoState") -> Watch:
     """A Watch fed by the org's data changes (re-attached when the sandbox resets)."""
-    watch = Watch(clock=lambda: state.company.latest)
+    def parents(entity: str, ids: list[str]) -> list[str]:
+        deals = state.company.deals if entity == "deals" else {}
+        return sorted({d.account_id for i in ids if (d := deals.get(i)) and d.account_id})
+
+    watch = Watch(clock=lambda: state.company.latest, parents=parents)
     state.company.listeners.append(watch.on_change)
     return watch

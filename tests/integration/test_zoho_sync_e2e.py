@@ -1,6 +1,11 @@
-"""Zoho end to end: the sandbox over real HTTP, synced into SQLite and PostgreSQL."""
+"""Zoho end to end: the sandbox over real HTTP, synced into SQLite and PostgreSQL.
+
+Every sandbox-backed test runs against both kinds of org: with multi-currency (Enterprise
+and above) and without it (one currency, /org/currencies answers CURRENCIES_NOT_ENABLED).
+"""
 
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
 import pytest
@@ -28,9 +33,14 @@ def company():
     return generate_company(seed=7, deals=2300, accounts=250)
 
 
+@pytest.fixture(params=[True, False], ids=["multi-currency", "one-currency"])
+def multi(request) -> bool:
+    return bool(request.param)
+
+
 @pytest.fixture
-def sandbox(company):
-    app = create_app(company, concurrency_limit=6)
+def sandbox(company, multi):
+    app = create_app(company, concurrency_limit=6, multi_currency=multi)  # converts `company`
     with BackgroundServer(app) as server:
         yield server
 
@@ -42,7 +52,8 @@ def run_row(engine, run_id: int) -> SyncRun:
         return run
 
 
-async def test_full_then_incremental_reproduces_the_sandbox(engine, db_url, company, sandbox):
+async def test_full_then_incremental_reproduces_the_sandbox(engine, db_url, company, sandbox,
+                                                            multi):
     ctx = make_context(engine, db_url)
     connection_id = add_connection(ctx, sandbox.url)
 
@@ -62,7 +73,7 @@ async def test_full_then_incremental_reproduces_the_sandbox(engine, db_url, comp
                          moved.stage_id].pipeline)
     company.edit_deal(moved.id, stage_id=new_stage.id)
     company.edit_deal(deals[1], amount="12345.67")
-    company.add_deal(name="Fresh deal", amount="999.99", currency="EUR")
+    company.add_deal(name="Fresh deal", amount="999.99", currency="EUR" if multi else None)
     company.delete_deal(deals[2])
     account_id = sorted(company.accounts)[0]
     company.delete_account(account_id)
@@ -83,8 +94,8 @@ async def test_full_then_incremental_reproduces_the_sandbox(engine, db_url, comp
         assert connection is not None and connection.home_currency == company.home_currency
 
 
-async def test_faults_mid_sync_converge_to_an_exact_copy(engine, db_url, company):
-    app = create_app(company, concurrency_limit=3, hang_seconds=3)
+async def test_faults_mid_sync_converge_to_an_exact_copy(engine, db_url, company, multi):
+    app = create_app(company, concurrency_limit=3, hang_seconds=3, multi_currency=multi)
     with BackgroundServer(app) as server:
         ctx = make_context(engine, db_url)
         ctx.http_timeout = 1.0
@@ -134,6 +145,32 @@ async def test_a_crash_mid_sync_resumes_without_loss_or_duplicates(engine, db_ur
         total = session.scalar(select(func.count()).select_from(Deal).where(
             Deal.connection_id == connection_id))
     assert total == len(company.deals)  # nothing duplicated
+
+
+async def test_metrics_answer_exactly_from_the_synced_org(engine, db_url, company, sandbox,
+                                                          multi):
+    """Bookings and counts over the whole history equal the sandbox's own figures: in a
+    one-currency org amount_home is Amount, to the cent."""
+    from core import metrics
+
+    ctx = make_context(engine, db_url)
+    connection_id = add_connection(ctx, sandbox.url)
+    await sync(ctx, connection_id, "full")
+    deals = list(company.deals.values())
+    start, end = min(d.close_date for d in deals), max(d.close_date for d in deals)
+    category = {d.id: company.stage_by_id[d.stage_id].category for d in deals}
+    won = [d for d in deals if category[d.id] == "won"]
+    home = sum(((d.amount / d.exchange_rate).quantize(Decimal("0.0001")) for d in won),
+               Decimal(0))
+    with session_scope(engine) as session:
+        total = metrics.summary(session, start=start, end=end, group_by="none",
+                                connection_id=connection_id, settings=ctx.settings)["total"]
+    assert Decimal(str(total["bookings"])) == home.quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert total["deals_won"] == len(won)
+    assert total["deals_lost"] == sum(category[d.id] == "lost" for d in deals)
+    if not multi:
+        assert all(d.currency == company.home_currency for d in deals)
+        assert Decimal(str(total["bookings"])) == sum((d.amount for d in won), Decimal(0))
 
 
 async def test_full_sync_tombstones_records_the_crm_no_longer_has(engine, db_url, company,

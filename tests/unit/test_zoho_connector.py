@@ -285,3 +285,63 @@ async def test_config_validation():
         ZohoConfig(dc="mars")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         ZohoSecrets(client_id="a", client_secret=" ", refresh_token="r")
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+async def test_an_org_without_multi_currency_syncs_in_its_home_currency(respx_mock):
+    """GET /org/currencies answers 403 CURRENCIES_NOT_ENABLED below Enterprise (zoho/crm-oas
+    getCurrencies example response-403-currenciesnotenabled) and deals have no Currency or
+    Exchange_Rate: home currency from /org iso_code, amount_home = Amount."""
+    mount_metadata(respx_mock)
+    respx_mock.get(f"{API}/crm/v8/org/currencies").mock(return_value=httpx.Response(403, json={
+        "code": "CURRENCIES_NOT_ENABLED", "details": {},
+        "message": "Multi currency is not enabled", "status": "error"}))
+    respx_mock.get(f"{API}/crm/v8/org").mock(return_value=httpx.Response(200, json={
+        "org": [{"company_name": "Acme", "iso_code": "INR", "currency": "Indian Rupee - INR",
+                 "mc_status": False}]}))
+    respx_mock.get(f"{API}/crm/v8/settings/fields").mock(return_value=httpx.Response(200, json={
+        "fields": [{"api_name": n} for n in ("Deal_Name", "Amount", "Stage", "Closing_Date",
+                                             "Owner", "Modified_Time")]}))
+    one = deal(1, modified(0))
+    del one["Currency"], one["Exchange_Rate"]
+    fake = FakeZoho([one])
+    respx_mock.get(f"{API}/crm/v8/Deals").mock(side_effect=fake.list)
+    pages, connector = await collect("deals")
+    [record] = pages[0].records
+    assert (record.currency, record.exchange_rate) == ("INR", Decimal(1))
+    assert record.amount == record.amount_home == Decimal(710)
+    asked = fake.requests[0].url.params["fields"].split(",")
+    assert "Amount" in asked and not {"Currency", "Exchange_Rate"} & set(asked)
+    assert connector.home_currency == "INR" and connector.multi_currency is False
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+async def test_a_deal_matches_its_stage_on_display_or_actual_value(respx_mock):
+    """v8 pipeline maps may differ in display and actual value (crm-oas getPipelines example
+    response-200-pipelinegetresponse: "Identify Decision Makers" / "Id. Decision Makers")."""
+    mount_metadata(respx_mock)
+    respx_mock.get(f"{API}/crm/v8/settings/pipeline").mock(return_value=httpx.Response(
+        200, json={"pipeline": [{"display_value": "Standard (Standard)", "id": "P1", "maps": [
+            {"display_value": "Identify Decision Makers", "actual_value": "Id. Decision Makers",
+             "sequence_number": 3, "id": "S3", "forecast_type": "Open"},
+            {"display_value": "Lost (competition)", "actual_value": "Closed Lost to Competition",
+             "sequence_number": 8, "id": "S8", "forecast_type": "Closed Lost"}]}]}))
+    fake = FakeZoho([deal(1, modified(0), Stage="Id. Decision Makers"),
+                     deal(2, modified(1), Stage="Identify Decision Makers"),
+                     deal(3, modified(2), Stage="Closed Lost to Competition")])
+    respx_mock.get(f"{API}/crm/v8/Deals").mock(side_effect=fake.list)
+    pages, _ = await collect("deals")
+    got = [(r.stage, r.stage_remote_id, r.status) for r in pages[0].records]
+    assert got == [("Identify Decision Makers", "P1:S3", "open"),
+                   ("Identify Decision Makers", "P1:S3", "open"),
+                   ("Lost (competition)", "P1:S8", "lost")]
+
+
+def test_every_data_centre_has_its_accounts_server():
+    """https://www.zoho.com/accounts/protocol/oauth/multi-dc.html (and CN, AE)."""
+    servers = {dc: ZohoConfig(dc=dc).token_url for dc in (  # type: ignore[arg-type]
+        "com", "us", "eu", "in", "com.au", "jp", "com.cn", "ca", "sa", "uk", "ae")}
+    assert servers["us"] == servers["com"] == "https://accounts.zoho.com/oauth/v2/token"
+    assert servers["uk"] == "https://accounts.zoho.uk/oauth/v2/token"
+    assert servers["ca"] == "https://accounts.zohocloud.ca/oauth/v2/token"
+    assert len(set(servers.values())) == 10

@@ -60,10 +60,25 @@ async def push(goals: list[GoalOut], deletions: list[GoalDeletion] | None = None
         return await connector.push_goals(goals, deletions or []), connector
 
 
+NOT_ENABLED = {"code": "CURRENCIES_NOT_ENABLED", "details": {},
+               "message": "Multi currency is not enabled", "status": "error"}
+
+
+def org(router: respx.MockRouter, *, multi: bool) -> None:
+    """An org with multi-currency (EUR home, USD too) or without it (403, crm-oas example)."""
+    router.get(f"{API}/crm/v8/org/currencies").mock(return_value=httpx.Response(
+        200, json={"currencies": [{"iso_code": "EUR", "is_base": True},
+                                  {"iso_code": "USD", "is_base": False}]}) if multi
+        else httpx.Response(403, json=NOT_ENABLED))
+    router.get(f"{API}/crm/v8/org").mock(return_value=httpx.Response(200, json={
+        "org": [{"company_name": "Acme", "iso_code": "EUR" if multi else "USD"}]}))
+
+
 @pytest.fixture
 def zoho(respx_mock):
     respx_mock.post(f"{ACCOUNTS}/oauth/v2/token").mock(return_value=httpx.Response(200, json={
         "access_token": "tok", "api_domain": API, "token_type": "Bearer", "expires_in": 3600}))
+    org(respx_mock, multi=False)
     return respx_mock
 
 
@@ -94,6 +109,75 @@ async def test_upsert_sends_the_section_9_body_and_reads_each_element(zoho):
         "Target_Amount": 500000.1, "Metric": "Bookings"}
     assert body["data"][1]["Sales_Rep"] is None and body["data"][1]["Target_Amount"] == 12
     assert body["data"][1]["Name"] == "Company - Deals Won - 2025-Q2"
+
+
+async def test_a_multi_currency_org_gets_the_target_with_its_currency(respx_mock):
+    respx_mock.post(f"{ACCOUNTS}/oauth/v2/token").mock(return_value=httpx.Response(200, json={
+        "access_token": "tok", "api_domain": API, "token_type": "Bearer", "expires_in": 3600}))
+    org(respx_mock, multi=True)
+    route = respx_mock.post(UPSERT).mock(return_value=httpx.Response(200, json={"data": [
+        inserted(1), inserted(2)]}))
+    eur = GoalOut(1, "k1", None, None, None, "bookings", date(2025, 4, 1), date(2025, 6, 30),
+                  Decimal("9200"), "EUR")
+    results, connector = await push([eur, goal(2, metric="deals_won", target="3")])
+    assert [r.status for r in results] == ["inserted", "inserted"]
+    data = sent(route)["data"]
+    assert (data[0]["Currency"], data[0]["Target_Amount"]) == ("EUR", 9200)
+    assert "Currency" not in data[1]  # a count of deals has no currency
+    assert connector.home_currency == "EUR" and connector.multi_currency is True
+
+
+async def test_a_one_currency_org_never_gets_a_currency_field(zoho):
+    route = zoho.post(UPSERT).mock(return_value=httpx.Response(200, json={"data": [
+        inserted(1)]}))
+    results, connector = await push([goal(1)])
+    assert results[0].status == "inserted"
+    assert "Currency" not in sent(route)["data"][0]
+    assert connector.home_currency == "USD" and connector.multi_currency is False
+
+
+async def test_sandbox_goals_currency_follows_the_org(company):
+    """Multi-currency org: Currency stored (home by default, unknown codes refused); a
+    one-currency org refuses the field itself, as Zoho does for a field it lacks."""
+    app, client, auth = await sandbox(company)
+    answer = await client.post("/crm/v8/Sales_Goals/upsert", headers=auth, json={"data": [
+        item("a", None, Currency="EUR"), item("b", None), item("c", None, Currency="XXX")]})
+    assert answer.status_code == 207
+    assert [e["status"] for e in answer.json()["data"]] == ["success", "success", "error"]
+    assert answer.json()["data"][2]["details"]["api_name"] == "Currency"
+    assert sorted(r["Currency"] for r in goal_records(app)) == ["EUR", company.home_currency]
+    await client.aclose()
+
+    one = generate_company(seed=5, deals=60, reps=4)
+    app, client, auth = await sandbox(one, multi_currency=False)
+    refused = await client.post("/crm/v8/Sales_Goals/upsert", headers=auth, json={"data": [
+        item("a", None, Currency="USD")]})
+    assert refused.status_code == 400
+    assert refused.json()["data"] == [{"code": "INVALID_DATA", "message": "invalid data",
+                                       "status": "error", "details": {
+                                           "api_name": "Currency",
+                                           "json_path": "$.data[0].Currency"}}]
+    ok = await client.post("/crm/v8/Sales_Goals/upsert", headers=auth, json={"data": [
+        item("a", None)]})
+    assert ok.status_code == 200 and "Currency" not in goal_records(app)[0]
+    await client.aclose()
+
+
+async def test_goals_push_into_either_kind_of_sandbox_org(company):
+    """The connector against the sandbox: Currency only where the org has it."""
+    for multi in (True, False):
+        app = create_app(generate_company(seed=5, deals=60, reps=4), multi_currency=multi)
+        async with build_client(transport=httpx.ASGITransport(app=app)) as client:
+            zoho_auth._CACHE.clear()
+            connector = ZohoConnector(
+                ZohoConfig(accounts_url="http://sandbox.test"), ZohoSecrets(
+                    client_id="sandbox-client-id", client_secret="sandbox-client-secret",
+                    refresh_token="sandbox-refresh-token"), ApiClient(client, retry=FAST))
+            results = await connector.push_goals([goal(1, rep=None)], [])
+        assert results[0].status == "inserted", results[0].error
+        stored = goal_records(app)[0]
+        assert stored.get("Currency") == ("USD" if multi else None)
+        assert ("Currency" in stored) is multi
 
 
 async def test_an_all_failed_batch_is_read_per_element_too(zoho):
@@ -139,7 +223,7 @@ async def test_429_then_success_is_retried(zoho):
         httpx.Response(200, json={"data": [inserted(1)]})])
     results, connector = await push([goal(1)])
     assert route.call_count == 2 and results[0].status == "inserted"
-    assert connector.api_calls == 3  # token + 429 + success
+    assert connector.api_calls == 5  # token + currencies + org + 429 + success
 
 
 async def test_an_auth_failure_is_an_auth_error(zoho):

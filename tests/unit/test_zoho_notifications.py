@@ -3,6 +3,7 @@ re-reading notified ids, and the renew_channels job on SQLite."""
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -44,9 +45,10 @@ def token_ok(request: httpx.Request) -> httpx.Response:
 
 
 def watch_ok(request: httpx.Request) -> httpx.Response:
-    """§5 subscribe response, granting what was asked."""
+    """§5 subscribe response, granting what was asked; POST answers 201 Created (zoho/crm-oas
+    v8.0/notifications createNotifications, example response-201-sample), PATCH 200."""
     item = json.loads(request.content)["watch"][0]
-    return httpx.Response(200, json={"watch": [{
+    return httpx.Response(201 if request.method == "POST" else 200, json={"watch": [{
         "code": "SUCCESS", "status": "success", "message": "Successfully subscribed",
         "details": {"events": [{"channel_expiry": item["channel_expiry"],
                                 "resource_name": "Deals", "channel_id": item["channel_id"]}]}}]})
@@ -75,6 +77,7 @@ async def test_subscribe_posts_the_documented_body_and_reads_the_granted_expiry(
     assert sent["events"] == ["Deals.all", "Accounts.all"]
     assert sent["channel_id"] == "1000000068002" and sent["notify_url"] == sub.notify_url
     assert len(sent["token"]) <= 50  # §5
+    assert sent["notify_on_related_action"] is False  # no re-reads for related records
     expiry = datetime.fromisoformat(sent["channel_expiry"])
     assert expiry <= datetime.now(UTC) + timedelta(days=7)  # §5: at most a week
     assert abs((granted - wanted).total_seconds()) < 1
@@ -171,6 +174,33 @@ async def test_resolve_rereads_ids_and_tombstones_only_deletes_it_no_longer_find
     [gone] = streams["deletions"].deletions
     assert (gone.entity, gone.remote_id) == ("deals", "3")
     assert gone.deleted_at == datetime.fromtimestamp(2, UTC)
+
+
+async def test_resolve_in_a_one_currency_org_asks_only_for_fields_it_has():
+    """CURRENCIES_NOT_ENABLED (HTTP 403, crm-oas getCurrencies example) is not an error: the
+    home currency is /org's iso_code, Currency and Exchange_Rate are never asked for."""
+    fields = [{"api_name": n} for n in ("Deal_Name", "Amount", "Stage", "Owner",
+                                        "Modified_Time", "Closing_Date")]
+    deal = {"id": "1", "Deal_Name": "One", "Amount": 1250.5, "Stage": "Qualification",
+            "Modified_Time": "2025-05-20T09:02:11+08:00",
+            "Owner": {"id": "u", "name": "U", "email": "u@example.com"}}
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(f"{ACCOUNTS}/oauth/v2/token").mock(side_effect=token_ok)
+        mock.get(f"{API}/crm/v8/settings/fields").respond(200, json={"fields": fields})
+        mock.get(f"{API}/crm/v8/settings/layouts").respond(200, json={"layouts": []})
+        mock.get(f"{API}/crm/v8/org/currencies").respond(403, json={
+            "code": "CURRENCIES_NOT_ENABLED", "details": {},
+            "message": "Multi currency is not enabled", "status": "error"})
+        mock.get(f"{API}/crm/v8/org").respond(200, json={"org": [{"iso_code": "GBP"}]})
+        deals = mock.get(f"{API}/crm/v8/Deals").respond(200, json={"data": [deal]})
+        async with build_client() as client:
+            changes = await notifications.resolve(connector(client), [
+                {"module": "Deals", "operation": "update", "ids": ["1"], "server_time": 1}])
+    asked = deals.calls.last.request.url.params["fields"].split(",")
+    assert "Deal_Name" in asked and not {"Currency", "Exchange_Rate"} & set(asked)
+    [record] = dict(changes)["deals"].records
+    assert (record.currency, record.amount, record.amount_home) == (
+        "GBP", Decimal("1250.5"), Decimal("1250.5"))
 
 
 async def test_resolve_reads_at_most_100_ids_per_call():

@@ -56,7 +56,7 @@ async def test_subscribe_answers_as_documented_and_caps_expiry(sandbox):
     _, client, _ = sandbox
     in_three_days = datetime.now(UTC) + timedelta(days=3)
     response = await client.post(WATCH, json=watch(channel_expiry=in_three_days.isoformat()))
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text  # crm-oas createNotifications
     body = response.json()
     item = body["watch"][0]
     assert (item["code"], item["status"]) == ("SUCCESS", "success")
@@ -82,8 +82,19 @@ async def test_subscribe_rejects_bad_channels(sandbox, item):
     _, client, _ = sandbox
     response = await client.post(WATCH, json=watch(**item))
     assert response.status_code == 400
-    assert response.json()["status"] == "error"
+    (element,) = response.json()["watch"]  # one error element per channel
+    assert element["status"] == "error" and element["details"]["json_path"] == "$.watch[0]"
     assert (await client.get(WATCH)).status_code == 204  # nothing subscribed
+
+
+async def test_subscribe_with_some_bad_channels_is_a_207_read_per_channel(sandbox):
+    _, client, _ = sandbox
+    good = watch()["watch"][0]
+    response = await client.post(WATCH, json={"watch": [good, {**good, "channel_id": "abc"}]})
+    assert response.status_code == 207
+    assert [e["status"] for e in response.json()["watch"]] == ["success", "error"]
+    assert [c["channel_id"] for c in (await client.get(WATCH)).json()["watch"]] == [
+        "1000000068002"]
 
 
 async def test_watch_needs_a_token(sandbox):
@@ -112,6 +123,11 @@ async def test_list_renew_disable_and_delete(sandbox):
     assert unknown.status_code == 400
     deleted = await client.delete(WATCH, params={"channel_ids": "1000000068002"})
     assert deleted.status_code == 200
+    assert deleted.json()["watch"] == [{  # crm-oas disableNotifications response-200-sample
+        "code": "SUCCESS", "details": {
+            "resource_uri": "https://www.zohoapis.com/crm/v8/Deals",
+            "resource_id": "4970762000000000131", "channel_id": "1000000068002"},
+        "message": "Successfully un-subscribed from actions-watch", "status": "success"}]
     assert (await client.get(WATCH)).status_code == 204
 
 
@@ -158,3 +174,22 @@ async def test_reset_keeps_notifications_firing(sandbox):
     await client.post("/_sandbox/deals", json={"name": "N", "amount": 5})
     await settle(app)
     assert [b["operation"] for b in received] == ["insert"]
+
+
+@pytest.mark.parametrize("related", [True, False, None])
+async def test_related_actions_notify_only_channels_that_ask(sandbox, related):
+    """A deal change is a related action of its account: an Accounts channel hears of it
+    unless it subscribed with notify_on_related_action false (true when not sent)."""
+    app, client, received = sandbox
+    item = {"events": ["Accounts.all"]}
+    if related is not None:
+        item["notify_on_related_action"] = related
+    assert (await client.post(WATCH, json=watch(**item))).status_code == 201
+    listed = (await client.get(WATCH)).json()["watch"][0]
+    assert listed["notify_on_related_action"] is (related is not False)
+    company = app.state.zoho.company
+    deal = company.deals[sorted(company.deals)[0]]
+    await client.patch(f"/_sandbox/deals/{deal.id}", json={"amount": 99})
+    await settle(app)
+    expected = [] if related is False else [("Accounts", "update", [deal.account_id])]
+    assert [(b["module"], b["operation"], b["ids"]) for b in received] == expected

@@ -5,6 +5,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from connectors.sandbox import Company, generate_company
+from connectors.sandbox.zoho_wire import MODULES
 from connectors.zoho.sandbox import create_app
 
 CREDENTIALS = {"grant_type": "refresh_token", "client_id": "sandbox-client-id",
@@ -526,3 +528,45 @@ async def test_control_mutate_reset_and_stats(api: Api) -> None:
     assert reset["deals"] == before and api.state.company.deals.keys() == small().deals.keys()
     assert (await api.client.get("/_sandbox/stats")).json()["total_calls"] == 0
     assert (await api.get("/crm/v8/org")).status_code == 200  # logins survive a reset
+
+
+async def test_an_org_without_multi_currency(make_api):
+    """Below Enterprise (§8): one currency, amounts in it, no Currency or Exchange_Rate
+    fields, /org/currencies 403 CURRENCIES_NOT_ENABLED (crm-oas getCurrencies example)."""
+    multi = small()
+    company = small()
+    api = await make_api(company, multi_currency=False)
+    answer = await api.get("/crm/v8/org/currencies")
+    assert answer.status_code == 403
+    assert answer.json() == {"code": "CURRENCIES_NOT_ENABLED", "details": {},
+                             "message": "Multi currency is not enabled", "status": "error"}
+    org = (await api.get("/crm/v8/org")).json()["org"][0]
+    assert (org["iso_code"], org["mc_status"]) == (company.home_currency, False)
+    fields = (await api.get("/crm/v8/settings/fields", module="Deals")).json()["fields"]
+    names = {f["api_name"] for f in fields}
+    assert "Amount" in names and not {"Currency", "Exchange_Rate"} & names
+    rows = (await api.deals(per_page=200)).json()["data"]
+    assert rows and all("Currency" not in r and "Exchange_Rate" not in r for r in rows)
+    for row in rows:  # each amount is the multi-currency org's, in the home currency
+        deal = multi.deals[row["id"]]
+        assert row["Amount"] == float((deal.amount / deal.exchange_rate).quantize(
+            Decimal("0.01")))
+    edit = await api.client.patch(f"/_sandbox/deals/{rows[0]['id']}", json={"currency": "EUR"})
+    assert edit.status_code == 400  # the org has no other currency
+    await api.client.post("/_sandbox/reset")
+    assert {d.currency for d in api.state.company.deals.values()} == {company.home_currency}
+
+
+async def test_records_carry_a_renamed_stage_by_its_actual_value(make_api):
+    api = await make_api(small())
+    pipelines = (await api.get("/crm/v8/settings/pipeline",
+                               layout_id=MODULES["deals"].layout_id)).json()
+    renamed = [m for p in pipelines["pipeline"] for m in p["maps"]
+               if m["display_value"] != m["actual_value"]]
+    assert [(m["display_value"], m["actual_value"], m["forecast_type"]) for m in renamed] == [
+        ("Closed-Lost to Competition", "Closed Lost to Competition", "Closed Lost")]
+    stage = next(s for s in api.state.company.stages if s.name == "Closed-Lost to Competition")
+    ids = [d.id for d in api.state.company.deals.values() if d.stage_id == stage.id]
+    assert ids
+    rows = (await api.deals(ids=",".join(ids[:100]))).json()["data"]
+    assert {r["Stage"] for r in rows} == {"Closed Lost to Competition"}
