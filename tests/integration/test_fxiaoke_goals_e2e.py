@@ -51,7 +51,8 @@ async def test_import_push_again_edit_delete_reach_the_goals_object(engine):
         state = state_of(server)
         async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
             await connect_and_sync(api, server.url)
-            reps = {r.email: r for r in company.reps if r.active}
+            reps = {r.email: r for r in company.reps  # reps with an email in Fxiaoke
+                    if r.active and state.tenant.user(r).get("email")}
             lines = ["owner_email,metric,period_start,period_end,target"]
             lines += [f"{email},bookings,{Q[0]},{Q[1]},{10_000 * (i + 1)}.5"
                       for i, email in enumerate(sorted(reps))]
@@ -65,20 +66,20 @@ async def test_import_push_again_edit_delete_reach_the_goals_object(engine):
             assert {r["status"] for r in first["results"]} == {"inserted"}, first
             goals = {g["id"]: g for g in (await api.get("/api/v1/goals")).json()["data"]}
             rows = state.custom[GOALS_OBJECT]
-            by_key = {r["external_id__c"]: r for r in rows.values()}
+            by_key = {r["field_x9Wd3__c"]: r for r in rows.values()}
             assert len(rows) == len(by_key) == len(goals) == len(reps) + 1  # each goal once
             for goal in goals.values():
                 crm = by_key[f"crmsync-goal-{goal['id']}"]
-                assert crm["period__c"] == day_ms(date(2025, 4, 1))
-                assert crm["period_type__c"] == "quarter" and crm["life_status"] == "normal"
-                assert crm["target_amount__c"] == f"{float(goal['target']):.2f}"
+                assert crm["field_p3Rk1__c"] == day_ms(date(2025, 4, 1))
+                assert crm["field_t7Lq2__c"] == "9eL1m3kQz" and crm["life_status"] == "normal"
+                assert crm["field_rU4l5__c"] == f"{float(goal['target']):.2f}"
                 assert goal["push"][0]["remote_id"] == crm["_id"]
                 if goal["owner_email"]:
                     fsuid = state.tenant.fsuid[reps[goal["owner_email"]].id]
-                    assert crm["employee__c"] == [fsuid] == crm["owner"]
-                    assert crm["metric__c"] == "bookings"
+                    assert crm["field_e2Mn4__c"] == [fsuid] == crm["owner"]
+                    assert crm["field_m8Kc7__c"] == "option1"
                 else:
-                    assert "employee__c" not in crm and crm["metric__c"] == "deals_won"
+                    assert "field_e2Mn4__c" not in crm and crm["field_m8Kc7__c"] == "Jx0b7R2sd"
             snapshot = {i: dict(r) for i, r in rows.items()}
 
             second = await push(api)  # idempotent: nothing sent, nothing duplicated
@@ -94,7 +95,7 @@ async def test_import_push_again_edit_delete_reach_the_goals_object(engine):
                     if r["status"] != "unchanged"} == {edited: "updated", removed: "deleted"}
             assert len(rows) == len(snapshot)  # no new record
             edited_row = by_key[f"crmsync-goal-{edited}"]
-            assert rows[edited_row["_id"]]["target_amount__c"] == "12345.67"
+            assert rows[edited_row["_id"]]["field_rU4l5__c"] == "12345.67"
             gone = rows[by_key[f"crmsync-goal-{removed}"]["_id"]]
             assert gone["life_status"] == "invalid"  # voided (作废), still visible
 

@@ -100,7 +100,7 @@ def expected(state: FxiaokeState) -> tuple[dict[str, dict[str, Any]], dict[str, 
             "probability": Decimal(deal.probability), "close_date": deal.close_date,
             "remote_created_at": deal.created_at,
             "remote_modified_at": deal.modified_at if at is None else _ms(at),
-            "owner_email": owner.email, "owner_name": owner.full_name,
+            "owner_email": tenant.user(owner).get("email"), "owner_name": owner.full_name,
             "account_remote_id": hex_id(deal.account_id) if deal.account_id else None,
             "account_name": names.get(deal.account_id or ""),
             "pipeline": stage.pipeline, "deleted_at": None if at is None else _ms(at),
@@ -109,7 +109,8 @@ def expected(state: FxiaokeState) -> tuple[dict[str, dict[str, Any]], dict[str, 
         assert isinstance(account, Account)
         owner = company.rep_by_id[account.owner_id]
         accounts[hex_id(account.id)] = {
-            "name": account.name, "industry": account.industry, "owner_email": owner.email,
+            "name": account.name, "industry": account.industry,
+            "owner_email": tenant.user(owner).get("email"),
             "owner_name": owner.full_name, "remote_created_at": account.created_at,
             "remote_modified_at": account.modified_at if at is None else _ms(at),
             "deleted_at": None if at is None else _ms(at),
