@@ -2,14 +2,22 @@
 
 Transient failures (HTTP 429 and 5xx, timeouts, dropped connections, truncated
 bodies) retry with exponential backoff and jitter, honouring Retry-After where
-the vendor sends it. A per-connection semaphore caps requests in flight.
+the vendor sends it. A per-connection cap limits requests in flight.
+
+Vendor budgets (the in-flight cap, per-interface call rates, access tokens) go
+through SharedLimits: LocalLimits keeps them in this process (embedded mode); with
+Redis, workers.limits.RedisLimits shares them between every process.
 """
 
 import asyncio
-from collections.abc import Callable
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -92,12 +100,94 @@ def json_body(response: httpx.Response) -> Any:
         ) from exc
 
 
+class SharedLimits(Protocol):
+    """Vendor budgets shared by every ApiClient of a connection: in this process
+    (LocalLimits) or, with Redis, across processes (workers.limits.RedisLimits).
+
+    Keys are derived from a connection's identity and never contain secrets; token
+    values are small JSON-able dicts (RedisLimits stores them encrypted)."""
+
+    def slot(self, key: str, limit: int) -> AbstractAsyncContextManager[None]:
+        """Hold one of `limit` concurrent slots of `key` (waits for a free one)."""
+        ...
+
+    async def take(self, key: str, limit: int, window: float) -> None:
+        """Wait until one more call fits `limit` calls per sliding `window` seconds."""
+        ...
+
+    def lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        """A short exclusive lock, e.g. so only one process refreshes a token."""
+        ...
+
+    async def get_token(self, key: str) -> dict[str, Any] | None: ...
+
+    async def put_token(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        """Cache `value` for `ttl` seconds (nothing is cached when ttl <= 0)."""
+        ...
+
+    async def drop_token(self, key: str, value: dict[str, Any]) -> None:
+        """Forget the cached token if it is still `value` (not one another task put since)."""
+        ...
+
+
+class LocalLimits:
+    """SharedLimits within one process (the embedded mode, and the default)."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, tuple[float, dict[str, Any]]] = {}  # key -> (expiry, value)
+        self.recent: dict[str, deque[float]] = {}  # key -> monotonic times of recent calls
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Any]] = (
+            weakref.WeakKeyDictionary())
+
+    def _per_loop(self) -> dict[Any, Any]:  # asyncio primitives belong to one event loop
+        return self._loops.setdefault(asyncio.get_running_loop(), {})
+
+    @asynccontextmanager
+    async def slot(self, key: str, limit: int) -> AsyncIterator[None]:
+        semaphore = self._per_loop().setdefault(("slot", key, limit), asyncio.Semaphore(limit))
+        async with semaphore:
+            yield
+
+    async def take(self, key: str, limit: int, window: float) -> None:
+        recent = self.recent.setdefault(key, deque())
+        while True:
+            now = time.monotonic()
+            while recent and recent[0] <= now - window:
+                recent.popleft()
+            if len(recent) < limit:
+                recent.append(now)
+                return
+            await asyncio.sleep(max(0.01, recent[0] + window - now))
+
+    @asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        async with self._per_loop().setdefault(("lock", key), asyncio.Lock()):
+            yield
+
+    async def get_token(self, key: str) -> dict[str, Any] | None:
+        expiry, value = self.tokens.get(key, (0.0, None))
+        return value if value is not None and time.monotonic() < expiry else None
+
+    async def put_token(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        if ttl > 0:
+            self.tokens[key] = (time.monotonic() + ttl, value)
+
+    async def drop_token(self, key: str, value: dict[str, Any]) -> None:
+        if key in self.tokens and self.tokens[key][1] == value:
+            del self.tokens[key]
+
+
+LOCAL_LIMITS = LocalLimits()
+"""The process's own budgets: tokens outlive one sync run, so there is one per process."""
+
+
 class ApiClient:
     """A connection's HTTP session: shared client, in-flight cap, retries, call count.
 
-    One ApiClient serves every stream of one sync run, so the cap holds for the
-    connection as a whole. `api_calls` counts every request sent, token calls
-    and retries included.
+    The in-flight cap is held in `limits` under `key` (the connection): every
+    ApiClient of the connection shares it, across processes with RedisLimits.
+    Without a key the cap is this ApiClient's own. `api_calls` counts every
+    request sent, token calls and retries included.
     """
 
     def __init__(
@@ -106,12 +196,20 @@ class ApiClient:
         *,
         max_in_flight: int = 5,
         retry: RetryPolicy | None = None,
+        limits: SharedLimits | None = None,
+        key: str | None = None,
     ) -> None:
         self.client = client
         self.retry = retry or RetryPolicy()
         self.api_calls = 0
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self.limits: SharedLimits = limits or LOCAL_LIMITS
+        self.max_in_flight = max_in_flight
+        self.key = f"inflight:{key}" if key else ""
+        self._own = asyncio.Semaphore(max_in_flight)  # used when there is no key
         client.event_hooks.setdefault("request", []).append(self._count)
+
+    def _slot(self) -> AbstractAsyncContextManager[Any]:
+        return self.limits.slot(self.key, self.max_in_flight) if self.key else self._own
 
     async def _count(self, request: httpx.Request) -> None:
         self.api_calls += 1
@@ -130,11 +228,15 @@ class ApiClient:
         method: str,
         url: str,
         parse: Callable[[httpx.Response], T],
+        *,
+        capped: bool = True,
         **kwargs: Any,
     ) -> T:
         """Send a request and parse its response, retrying transient failures.
 
         `parse` raises TransientError to retry, another SourceError to stop.
+        `capped=False` (token endpoints, outside the vendor's API concurrency) skips
+        the in-flight cap, so a token refresh never waits for requests that wait for it.
         """
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
@@ -145,7 +247,10 @@ class ApiClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    async with self._slots:
+                    if capped:
+                        async with self._slot():
+                            response = await self.client.request(method, url, **kwargs)
+                    else:
                         response = await self.client.request(method, url, **kwargs)
                     return parse(response)
         except httpx.TransportError as exc:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import Engine
 
-from connectors.http import RetryPolicy
+from connectors.http import LOCAL_LIMITS, RetryPolicy, SharedLimits
 from core.config import Settings
 from core.security import SecretBox
 
@@ -19,12 +19,16 @@ class JobContext:
     """Tests and the demo may route CRM calls to an in-process sandbox."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     http_timeout: float = 30.0
+    limits: SharedLimits = LOCAL_LIMITS
+    """Vendor budgets and token caches: this process's own (embedded), or shared by every
+    process through Redis (workers.limits.RedisLimits) when CRMSYNC_REDIS_URL is set."""
 
 
 def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobContext:
     """Engine, secret box and job context for these settings.
 
-    An embedded SQLite database is upgraded to the latest schema on the spot.
+    An embedded SQLite database is upgraded to the latest schema on the spot. With
+    Redis, vendor budgets and tokens are shared by every process (workers.limits).
     """
     from core.db import make_engine, upgrade
     from core.security import secret_box
@@ -33,4 +37,10 @@ def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobCont
     engine = make_engine(settings.database_url)
     if migrate_sqlite and settings.is_sqlite:
         upgrade(engine)
-    return JobContext(settings=settings, engine=engine, secrets=secrets)
+    context = JobContext(settings=settings, engine=engine, secrets=secrets)
+    if settings.redis_url:
+        from workers.limits import RedisLimits
+
+        context.limits = RedisLimits(settings.redis_url, secrets,
+                                     lease=max(120.0, 4 * context.http_timeout))
+    return context

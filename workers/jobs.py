@@ -48,7 +48,8 @@ async def sync_connection(
         raise
     await asyncio.to_thread(apply_zone, ctx)
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
+        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
+                        limits=ctx.limits, key=f"connection:{connection_id}")
         source = cls(config_model, secrets_model, api)
         engine = SyncEngine(
             ctx.engine,
@@ -181,7 +182,8 @@ async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any
                                    secrets: Any) -> int:
     done = 0
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
+        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
+                        limits=ctx.limits, key=f"connection:{connection_id}")
         source = cls(config, secrets, api)
         if not isinstance(source, WebhookReceiver):
             raise ConfigError(f"provider {cls.name!r} does not take webhooks")
@@ -284,7 +286,9 @@ async def _renew_zoho(ctx: JobContext, connection_id: int, url: str, zoho: Any) 
     if current is not None and current.expires_at - now > zoho.RENEW_WITHIN:
         return "unchanged"
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-        source = cls(config, secrets, ApiClient(client, max_in_flight=1, retry=ctx.retry))
+        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
+                        limits=ctx.limits, key=f"connection:{connection_id}")
+        source = cls(config, secrets, api)
         if current is not None:
             sub = zoho.Subscription(current.channel_id, tokens[current.channel_id], url,
                                     now + zoho.EXPIRY)
@@ -355,7 +359,8 @@ async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any
             pushed = [PushResult(g, "skipped", None, reason) for g in plan.hashes]
         elif plan.goals or plan.deletions:
             async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-                api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry)
+                api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
+                                limits=ctx.limits, key=f"connection:{connection_id}")
                 try:
                     pushed = await cls(config, secrets, api).push_goals(plan.goals,
                                                                         plan.deletions)

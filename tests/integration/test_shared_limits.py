@@ -1,0 +1,249 @@
+"""Vendor budgets shared through the machine's real Redis (workers.limits.RedisLimits).
+
+The end-to-end tests run two separate processes (two "workers") syncing one connection
+at once, each built the way `crmsync worker` builds its jobs (build_context with
+CRMSYNC_REDIS_URL), against a sandbox that answers 429 / 14001 when they exceed the
+vendor's budget together, and counts token calls.
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from connectors.fxiaoke import sandbox as fx_sandbox
+from connectors.fxiaoke.wire import QUERY_PATH, TOKEN_PATH
+from connectors.sandbox.dataset import generate_company
+from connectors.sandbox.server import BackgroundServer
+from connectors.zoho import sandbox as zoho_sandbox
+from core.security import SecretBox
+from workers.limits import PREFIX, RedisLimits
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def box() -> SecretBox:
+    return SecretBox(Fernet.generate_key())
+
+
+# -- the primitives, between two instances (as two processes would hold them) ---------------
+
+
+async def test_the_in_flight_cap_holds_across_processes(redis_url):
+    a, b = RedisLimits(redis_url, box()), RedisLimits(redis_url, box())
+    inside, most = [0], [0]
+
+    async def call(limits: RedisLimits) -> None:
+        async with limits.slot("inflight:connection:1", 3):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            await asyncio.sleep(0.02)
+            inside[0] -= 1
+
+    await asyncio.gather(*(call(a if i % 2 else b) for i in range(20)))
+    assert most[0] == 3
+    assert await a.redis.zcard(PREFIX + "inflight:connection:1") == 0  # all released
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_killed_process_holds_its_slot_only_until_the_lease_ends(redis_url):
+    dead, alive = RedisLimits(redis_url, box(), lease=0.5), RedisLimits(redis_url, box())
+    held = dead.slot("inflight:c", 1)  # (kept referenced: never released, as if killed)
+    await held.__aenter__()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with alive.slot("inflight:c", 1):
+        waited = loop.time() - start
+    assert 0.4 <= waited < 2.0
+    await dead.aclose()
+    await alive.aclose()
+
+
+async def test_the_call_budget_holds_across_processes(redis_url):
+    a, b = RedisLimits(redis_url, box()), RedisLimits(redis_url, box())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    times: list[float] = []
+
+    async def call(limits: RedisLimits) -> None:
+        await limits.take("fxiaoke:abc|/cgi/crm/v2/data/query", 5, 0.5)
+        times.append(loop.time() - start)
+
+    await asyncio.gather(*(call(a if i % 2 else b) for i in range(12)))
+    times.sort()
+    assert times[4] < 0.25 and times[5] >= 0.45 and times[10] >= 0.95
+    assert all(later - earlier >= 0.45 for earlier, later in zip(times, times[5:], strict=False))
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_one_lock_holder_at_a_time_and_a_dead_holder_expires(redis_url):
+    a, b = RedisLimits(redis_url, box()), RedisLimits(redis_url, box(), lock_ttl=0.4)
+    inside, most = [0], [0]
+
+    async def work(limits: RedisLimits) -> None:
+        async with limits.lock("zoho:abc"):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            await asyncio.sleep(0.01)
+            inside[0] -= 1
+
+    await asyncio.gather(*(work(a if i % 2 else b) for i in range(6)))
+    assert most[0] == 1
+    held = b.lock("zoho:dead")  # the holder dies (kept referenced: never released)
+    await held.__aenter__()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with a.lock("zoho:dead"):
+        assert 0.3 <= loop.time() - start < 2.0
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_tokens_are_encrypted_expire_and_are_shared(redis_url):
+    key = Fernet.generate_key()
+    a, b = RedisLimits(redis_url, SecretBox(key)), RedisLimits(redis_url, SecretBox(key))
+    value = {"access_token": "1000.secret-access-token", "api_domain": "https://x"}
+    await a.put_token("zoho:abc", value, 30)
+    assert await b.get_token("zoho:abc") == value
+    raw = await a.redis.get(PREFIX + "token:zoho:abc")
+    assert raw is not None and b"secret-access-token" not in raw
+    assert 0 < await a.redis.pttl(PREFIX + "token:zoho:abc") <= 30_000
+    other = RedisLimits(redis_url, box())  # another CRMSYNC_SECRET_KEY cannot read it
+    assert await other.get_token("zoho:abc") is None
+    await b.drop_token("zoho:abc", {"access_token": "an older one", "api_domain": "https://x"})
+    assert await a.get_token("zoho:abc") == value  # replaced meanwhile: kept
+    await b.drop_token("zoho:abc", value)
+    assert await a.get_token("zoho:abc") is None
+    await a.put_token("zoho:abc", value, 0.05)
+    await asyncio.sleep(0.1)
+    assert await b.get_token("zoho:abc") is None
+    for limits in (a, b, other):
+        await limits.aclose()
+
+
+# -- two worker processes on one connection -----------------------------------------------------
+
+
+async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
+                 budget: str) -> dict[str, Any]:
+    """One worker process: build_context as `crmsync worker` does, then sync connection 1."""
+    from connectors.fxiaoke import connector as fx_connector
+    from connectors.http import RetryPolicy
+    from core import store
+    from core.config import Settings
+    from core.db import session_scope
+    from core.models import Connection, SyncRun
+    from workers.context import build_context
+    from workers.jobs import sync_connection
+
+    calls, window = budget.split("/")
+    fx_connector.RATE = fx_connector.RateBudget(int(calls), float(window))
+    ctx = build_context(Settings(database_url=f"sqlite:///{db}", redis_url=redis_url,
+                                 secret_key=key))
+    ctx.retry = RetryPolicy(attempts=8, initial_wait=0.05, max_wait=0.5)
+    if provider == "zoho":
+        config: dict[str, Any] = {"accounts_url": url}
+        secrets = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
+                   "refresh_token": "sandbox-refresh-token"}
+    else:
+        config = {"base_url": url, "admin_mobile": "13800130000"}
+        secrets = {"app_id": fx_sandbox.SANDBOX_APP_ID,
+                   "app_secret": fx_sandbox.SANDBOX_APP_SECRET,
+                   "permanent_code": fx_sandbox.SANDBOX_PERMANENT_CODE}
+    with session_scope(ctx.engine) as session:
+        connection = Connection(provider=provider, name="shared", config=config,
+                                secrets_encrypted=ctx.secrets.seal(secrets))
+        session.add(connection)
+        session.flush()
+        connection_id = int(connection.id or 0)
+        run_id = int(store.create_run(session, connection_id=connection_id, mode="full").id or 0)
+    redis = Redis.from_url(redis_url)
+    await redis.incr("test:ready")
+    for _ in range(6000):  # start together with the other one
+        if int(await redis.get("test:ready") or 0) >= 2:
+            break
+        await asyncio.sleep(0.005)
+    await redis.aclose()
+    await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode="full")
+    await ctx.limits.aclose()  # type: ignore[attr-defined]
+    with session_scope(ctx.engine) as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        return {"connection_id": connection_id, "status": run.status, "error": run.error,
+                "api_calls": run.api_calls}
+
+
+def _run_two_workers(tmp_path: Path, provider: str, url: str, redis_url: str,
+                     budget: str = "100/20") -> list[dict[str, Any]]:
+    key = Fernet.generate_key().decode()
+    env = {**os.environ, "CRMSYNC_LOG_LEVEL": "WARNING"}
+    children = [subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.test_shared_limits", provider, url, redis_url,
+         str(tmp_path / f"worker{i}.db"), key, budget],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=240)
+        assert child.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+async def _keys_all_expire(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    keys = await redis.keys(PREFIX + "*")
+    assert keys  # the workers did share their budgets here
+    assert all([await redis.pttl(k) > 0 for k in keys]), keys
+    assert not any(b"sandbox" in k or b"secret" in k or b"perm" in k for k in keys), keys
+    await redis.aclose()
+
+
+async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(redis_url, tmp_path):
+    cap = 5  # ZohoConnector.max_in_flight; the sandbox answers 429 above it (§7)
+    app = zoho_sandbox.create_app(generate_company(seed=5, deals=1200, accounts=150),
+                                  latency=0.03, concurrency_limit=cap)
+    state = app.state.zoho
+    with BackgroundServer(app) as server:
+        results = await asyncio.to_thread(_run_two_workers, tmp_path, "zoho", server.url,
+                                          redis_url)
+    assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
+    assert state.harness.served["429"] == 0
+    assert state.harness.max_in_flight == cap  # both used the cap, never more together
+    assert state.token_grants == 1  # one refresh for both processes (§1 grant limit)
+    await _keys_all_expire(redis_url)
+
+
+async def test_two_workers_on_one_fxiaoke_connection_share_its_budget_and_token(
+        redis_url, tmp_path):
+    # §6's 100 calls per 20 s per interface, scaled down to 6 per second so the test is short
+    # (the workers keep 6 per 1.2 s: request times at the sandbox jitter by milliseconds).
+    app = fx_sandbox.create_app(generate_company(seed=5, deals=500, accounts=150),
+                                calls_per_window=6, window=1.0)
+    state = app.state.fxiaoke
+    start = time.monotonic()
+    with BackgroundServer(app) as server:
+        results = await asyncio.to_thread(_run_two_workers, tmp_path, "fxiaoke", server.url,
+                                          redis_url, "6/1.2")
+    assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
+    queries = state.harness.calls[QUERY_PATH]
+    assert queries > 6  # more than one window's worth together
+    assert state.harness.served["14001"] == 0
+    assert state.harness.calls[TOKEN_PATH] == 1  # one token for both processes
+    assert time.monotonic() - start >= (queries // 6 - 1) * 1.2  # they waited for each other
+    await _keys_all_expire(redis_url)
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(_child(*sys.argv[1:7]))))

@@ -1,0 +1,147 @@
+"""Vendor budgets shared through Redis by every crmsync process (connectors.http.SharedLimits).
+
+With CRMSYNC_REDIS_URL set, API replicas, workers and `crmsync sync` share one in-flight
+cap per connection, one call budget per vendor interface and one access token per
+credentials, so together they stay within what the vendor allows (zoho-crm.md §1, §7;
+fxiaoke.md §1.2, §6). Each check is one Lua script (atomic) timed by the Redis server's
+clock. Every key expires: a process killed mid-call leaks its in-flight slot for at most
+`lease` seconds and a refresh lock for at most `lock_ttl`. Keys carry hashes, never
+secrets; token values are encrypted with the app's SecretBox (CRMSYNC_SECRET_KEY).
+"""
+
+import asyncio
+import secrets
+import weakref
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from core.security import SecretBox
+
+PREFIX = "crmsync:limits:"
+
+# KEYS[1] slots (zset member -> lease end, ms); ARGV limit, lease ms, member. 1 if taken.
+_SLOT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] calls (zset member -> time, us); ARGV limit, window us, member.
+# 0 if the call fits (and is recorded), else the microseconds until the oldest call leaves.
+_TAKE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+
+# Delete KEYS[1] only if it still holds ARGV[1] (a lock's owner, a token's ciphertext).
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisLimits:
+    """connectors.http.SharedLimits in Redis: the same budgets for every process."""
+
+    def __init__(self, url: str, box: SecretBox, *, lease: float = 120.0,
+                 lock_ttl: float = 60.0, poll: float = 0.02) -> None:
+        self.url, self.box = url, box
+        self.lease, self.lock_ttl, self.poll = lease, lock_ttl, poll
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+            weakref.WeakKeyDictionary())
+
+    @property
+    def redis(self) -> Redis:
+        """This event loop's client (a redis.asyncio connection belongs to one loop)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = Redis.from_url(self.url)
+        return client
+
+    async def _eval(self, script: str, key: str, *args: str | int | bytes) -> Any:
+        values = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
+        pending = self.redis.eval(script, 1, key, *values)
+        return await cast(Awaitable[Any], pending)
+
+    async def aclose(self) -> None:
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    @asynccontextmanager
+    async def slot(self, key: str, limit: int) -> AsyncIterator[None]:
+        name, member = PREFIX + key, secrets.token_hex(8)
+        lease_ms = int(self.lease * 1000)
+        while True:  # polled: slots free up in milliseconds, and a lease may just run out
+            if await self._eval(_SLOT, name, limit, lease_ms, member):
+                break
+            await asyncio.sleep(self.poll)
+        try:
+            yield
+        finally:
+            await self.redis.zrem(name, member)
+
+    async def take(self, key: str, limit: int, window: float) -> None:
+        name, member = PREFIX + "rate:" + key, secrets.token_hex(8)
+        while True:
+            wait = int(await self._eval(_TAKE, name, limit, int(window * 1e6), member))
+            if not wait:
+                return
+            await asyncio.sleep(max(self.poll, wait / 1e6))
+
+    @asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        name, owner = PREFIX + "lock:" + key, secrets.token_hex(8)
+        while True:
+            if await self.redis.set(name, owner, nx=True, px=int(self.lock_ttl * 1000)):
+                break
+            await asyncio.sleep(self.poll)
+        try:
+            yield
+        finally:
+            await self._eval(_DELETE_IF, name, owner)
+
+    async def get_token(self, key: str) -> dict[str, Any] | None:
+        sealed = await self.redis.get(PREFIX + "token:" + key)
+        if sealed is None:
+            return None
+        try:
+            return self.box.open(sealed.decode())
+        except ValueError:  # sealed with another CRMSYNC_SECRET_KEY: fetch a new token
+            return None
+
+    async def put_token(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        if ttl > 0:
+            await self.redis.set(PREFIX + "token:" + key, self.box.seal(value),
+                                 px=max(1, int(ttl * 1000)))
+
+    async def drop_token(self, key: str, value: dict[str, Any]) -> None:
+        name = PREFIX + "token:" + key
+        sealed = await self.redis.get(name)
+        if sealed is not None and self._opens_to(sealed, value):
+            await self._eval(_DELETE_IF, name, sealed)
+
+    def _opens_to(self, sealed: bytes, value: dict[str, Any]) -> bool:
+        try:
+            return self.box.open(sealed.decode()) == value
+        except ValueError:
+            return True  # unreadable here: drop it as well
