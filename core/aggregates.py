@@ -1,13 +1,14 @@
 """The exact ingredients of the sales metrics, summed in SQL (used by core.metrics).
 
-A few set-based queries ("parts"), each grouped by the caller's keys (lower-cased owner
-email, connection id, a period, or nothing) and by the connection's home currency:
+A few set-based queries ("parts"), each grouped by the caller's keys (the owner's person,
+core.people; connection id, a period, or nothing) and by the connection's home currency:
 
 - closed deals (won/lost): bookings, counts, summed sales-cycle days;
 - open deals, also grouped by probability, so the weighted pipeline is
   sum(probability x sum(amount)) / 100: exact, and no int64 product can overflow;
 - accounts created (their stored local created_date);
-- reps (crm_user) for names and for the rows of active reps.
+- reps (crm_user) for the rows of active reps (their people); owner_columns() names a
+  person's row by the person's email and name.
 
 Each part reads what a Scope says: the rows themselves for some date ranges, the monthly
 and daily rollups (core.rollups) for the rest. Sums are exact (ScaledDecimal integers);
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Label, Table, case, func, literal, select, type_coerce
 from sqlmodel import Session
 
+from core import people
 from core.currency import PRECISION, Converter
 from core.goals import attainment
 from core.localdates import date_diff
@@ -171,7 +173,7 @@ class Acc:
 
 def group_key(group_by: str, table: Table) -> list[Label[Any]]:
     if group_by == "owner":
-        return [table.c.owner_email.label("key")]  # stored lower-cased (core.store)
+        return [table.c.owner_person_id.label("key")]  # the owner's person (core.people)
     if group_by == "connection":
         return [table.c.connection_id.label("key")]
     return []
@@ -261,22 +263,37 @@ def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
             keep_name(names, row_key(row, key), row.name)
 
 
-def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc],
-          names: dict[Any, str | None]) -> None:
-    """Every active rep gets a row; reps' names win over the names on deals."""
-    email = USER.c.email  # stored lower-cased (core.store)
-    conditions: list[ColumnElement[bool]] = [USER.c.deleted_at.is_(None),
-                                             USER.c.email.is_not(None)]
+def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc]) -> None:
+    """Every person with an active rep (a live, active crm_user) gets a row."""
+    conditions: list[ColumnElement[bool]] = [USER.c.deleted_at.is_(None), USER.c.active,
+                                             USER.c.person_id.is_not(None)]
     if connection_id is not None:
         conditions.append(USER.c.connection_id == connection_id)
-    stmt = (select(email.label("key"), func.max(USER.c.name).label("name"),
-                   func.max(case((USER.c.active, 1), else_=0)).label("active"))
-            .where(*conditions).group_by(email))
-    for row in session.execute(stmt):
-        if row.active:
-            accs[row.key].active = True
-        if row.key in accs and row.name:
-            names[row.key] = row.name
+    for (key,) in session.execute(select(USER.c.person_id).where(*conditions).distinct()):
+        accs[key].active = True
+
+
+def owner_columns(session: Session, keys: Any,
+                  names: dict[Any, str | None]) -> dict[Any, dict[str, Any]]:
+    """The key columns of owner rows: person_id, owner_email and owner_name (the person's;
+    the name on the records where the person has none, and for the row of no owner)."""
+    labels = people.labels(session, keys)
+    out = {}
+    for key in keys:
+        email, name = labels.get(key, (None, None))
+        out[key] = {"person_id": key, "owner_email": email,
+                    "owner_name": name or names.get(key)}
+    return out
+
+
+def owner_order(columns: dict[Any, dict[str, Any]]) -> list[Any]:
+    """Owner keys in row order: by email, then people without email by name, then by id;
+    the row of deals without an owner last."""
+    def order(key: Any) -> tuple[Any, ...]:
+        row = columns[key]
+        email, name = row["owner_email"], row["owner_name"] or ""
+        return (key is None, email is None, email or "", name.casefold(), name, key or 0)
+    return sorted(columns, key=order)
 
 
 def connection_rows(session: Session, connection_id: int | None, accs: dict[Any, Acc],
@@ -340,8 +357,8 @@ def owners(session: Session, scope: Scope, accs: dict[Any, Acc],
     """A row for every owner of a deal (any status) or a new account in the scope."""
     for source in (*scope.deal_sources(session), *scope.account_sources()):
         table = source.table
-        stmt = (select(table.c.owner_email, func.max(table.c.owner_name))
-                .where(*source.conditions).group_by(table.c.owner_email))
+        stmt = (select(table.c.owner_person_id, func.max(table.c.owner_name))
+                .where(*source.conditions).group_by(table.c.owner_person_id))
         for owner, name in session.execute(stmt):
             accs.setdefault(owner, Acc())
             keep_name(names, owner, name)

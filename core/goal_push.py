@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from core import people
 from core.config import Settings
 from core.currency import Converter, CurrencyError, converter
 from core.goals import GOAL, PUSH, USER
@@ -63,13 +64,14 @@ def plan_push(session: Session, connection_id: int, settings: Settings) -> PushP
     edited = connection.updated_at if connection else None  # may point at another org now
     home = (connection.home_currency or "").upper() or None if connection else None
     conv = converter(session, settings)
-    users: dict[str, tuple[str, str]] = {}
-    stmt = (select(USER.c.email, USER.c.remote_id, USER.c.name, USER.c.active)
+    users: dict[int, tuple[str, str]] = {}  # the goal's person -> its user here (core.people)
+    stmt = (select(USER.c.person_id, USER.c.remote_id, USER.c.name, USER.c.active)
             .where(USER.c.connection_id == connection_id, USER.c.deleted_at.is_(None),
-                   USER.c.email.is_not(None))
+                   USER.c.person_id.is_not(None))
             .order_by(USER.c.active, USER.c.id))  # an active user wins over an inactive one
-    for email, remote_id, name, _active in session.execute(stmt):
-        users[str(email)] = (str(remote_id), str(name or email))
+    for person_id, remote_id, name, _active in session.execute(stmt):
+        users[int(person_id)] = (str(remote_id), str(name or remote_id))
+    owners = people.labels(session, session.scalars(select(GOAL.c.person_id).distinct()))
     pushes = {p.goal_id: p for p in session.execute(
         select(GoalPush).where(PUSH.c.connection_id == connection_id)).scalars()}
     live = session.execute(select(Goal).where(GOAL.c.deleted_at.is_(None))
@@ -77,23 +79,24 @@ def plan_push(session: Session, connection_id: int, settings: Settings) -> PushP
     for goal in live:
         gid = int(goal.id or 0)
         previous = pushes.get(gid)
-        if goal.owner_email is not None and goal.owner_email not in users:
+        email, who = owners.get(goal.person_id or 0, (None, f"person {goal.person_id}"))
+        if goal.person_id is not None and goal.person_id not in users:
             if previous is not None and previous.remote_id and previous.status in (
                     "inserted", "updated", "unchanged"):  # reassigned: its old record goes
                 plan.deletions.append(GoalDeletion(gid, goal_key(gid), previous.remote_id))
             else:
                 plan.decided.append(PushResult(
                     gid, "skipped", previous.remote_id if previous else None,
-                    f"{goal.owner_email} is not a user of this CRM"))
+                    f"{email or who} is not a user of this CRM"))
             continue
-        remote_id, name = users.get(goal.owner_email or "", (None, None))
+        remote_id, name = users.get(goal.person_id or 0, (None, None))
         try:
             target, currency = in_home_currency(conv, goal, home)
         except CurrencyError as exc:
             plan.decided.append(PushResult(gid, "error", previous.remote_id if previous
                                            else None, str(exc)))
             continue
-        out = GoalOut(gid, goal_key(gid), goal.owner_email, remote_id, name, goal.metric,
+        out = GoalOut(gid, goal_key(gid), email, remote_id, name, goal.metric,
                       goal.period_start, goal.period_end, target, currency)
         digest = content_hash(out)
         if previous is not None and previous.pushed_hash == digest and previous.status in (

@@ -1,9 +1,11 @@
 """Sales goals: validation, CRUD, CSV import and attainment.
 
-A goal is (owner_email or None for the whole company, metric, period_start,
-period_end, target). Targets of `bookings` goals are amounts in the reporting currency
-(2 decimals); targets of `deals_won` goals are whole numbers of deals (currency None).
-At most one live goal per owner, metric and period (Goal.live_key is unique).
+A goal is (a person, core.people, or None for the whole company; metric, period_start,
+period_end, target). The person is given by person_id or by owner_email (the person with
+that email, or of a synced user with it). Targets of `bookings` goals are amounts in the
+reporting currency (2 decimals); targets of `deals_won` goals are whole numbers of deals
+(currency None). At most one live goal per person, metric and period (Goal.live_key is
+unique).
 
 Deleting a goal tombstones it (deleted_at): the next push deletes its copies in the
 CRMs, then its push rows say `deleted`. Reads never show deleted goals.
@@ -16,7 +18,7 @@ Every function takes the caller's session and never commits.
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -25,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, type_coerce
 from sqlmodel import Session
 
+from core import people
 from core.config import Settings
 from core.currency import Converter, converter, reporting_currency
 from core.models import Connection, Deal, Goal, GoalPush, User
@@ -37,11 +40,14 @@ PUSH_STATUSES = ("inserted", "updated", "unchanged", "skipped", "error", "delete
 MAX_TARGET = Decimal("1e13")  # 15 significant digits with cents: exact through any JSON parser
 MAX_PERIOD_DAYS = 3653
 MAX_IMPORT_ROWS = 10_000
-IMPORT_COLUMNS = ("owner_email", "metric", "period_start", "period_end", "target")
+IMPORT_COLUMNS = ("metric", "period_start", "period_end", "target")
+OWNER_COLUMNS = ("owner_email", "person_id")  # at least one of them (both empty: the company)
 OPTIONAL_COLUMNS = ("currency",)
-COLUMNS = ("id", "owner_email", "owner_name", "metric", "period_start", "period_end", "target",
-           "currency", "actual", "attainment", "push", "created_at", "updated_at")
+COLUMNS = ("id", "person_id", "owner_email", "owner_name", "metric", "period_start",
+           "period_end", "target", "currency", "actual", "attainment", "push", "created_at",
+           "updated_at")
 _CENT = Decimal("0.01")
+_REQUIRED = ("owner_email|person_id", *IMPORT_COLUMNS)
 
 
 def _table(model: type[Any]) -> Table:
@@ -81,39 +87,37 @@ class ImportInvalid(ValueError):
 
 @dataclass(frozen=True)
 class GoalInput:
+    """A goal as given: its person by person_id or owner_email (neither: the company)."""
+
     owner_email: str | None
     metric: str
     period_start: date
     period_end: date
     target: Decimal
     currency: str | None = None
+    person_id: int | None = None
 
 
 # ---- validation -------------------------------------------------------------------------
 
-def known_owners(session: Session, emails: Iterable[str | None]) -> set[str]:
-    """Those of `emails` (lower-cased) that are synced users of some connection."""
-    wanted = {e for e in emails if e}
-    if not wanted:
-        return set()
-    stmt = select(USER.c.email).where(USER.c.email.in_(wanted),
-                                      USER.c.deleted_at.is_(None)).distinct()
-    return {str(e) for e in session.execute(stmt).scalars()}
+Owner = int | None | people.PersonError  # a resolved person, the company, or why not
 
 
-def normalize_owner(owner: str | None) -> str | None:
-    owner = (owner or "").strip().lower()
-    return owner or None
+def _owner(session: Session, data: GoalInput) -> Owner:
+    try:
+        return people.resolve(session, person_id=data.person_id, email=data.owner_email)
+    except people.PersonError as exc:
+        return exc
 
 
-def _check(data: GoalInput, owners: set[str], reporting: str | None) -> tuple[
+def _check(data: GoalInput, owner: Owner, reporting: str | None) -> tuple[
         Details, GoalInput]:
-    """Field errors of `data` (owner, metric, period, target, currency), and it normalized."""
+    """Field errors of `data` (owner, metric, period, target, currency), and it normalized
+    (person_id resolved)."""
     errors: Details = []
-    owner = normalize_owner(data.owner_email)
-    if owner is not None and owner not in owners:
-        errors.append({"field": "owner_email", "message": f"{owner} is not a synced user of "
-                       "any connection; sync first, or leave it empty for a company goal"})
+    if isinstance(owner, people.PersonError):
+        errors.append({"field": owner.field, "message": owner.message})
+        owner = None
     if data.metric not in METRICS:
         errors.append({"field": "metric", "message": f"must be one of {', '.join(METRICS)}"})
     if data.period_end < data.period_start:
@@ -138,7 +142,8 @@ def _check(data: GoalInput, owners: set[str], reporting: str | None) -> tuple[
         currency = reporting
     if target.is_finite() and 0 < target < MAX_TARGET:
         target = target.quantize(_CENT)
-    clean = GoalInput(owner, data.metric, data.period_start, data.period_end, target, currency)
+    clean = GoalInput(people.normalize_email(data.owner_email), data.metric,
+                      data.period_start, data.period_end, target, currency, owner)
     return errors, clean
 
 
@@ -155,7 +160,7 @@ def _target_problem(metric: str, target: Decimal) -> str | None:
 
 
 def _live_key(data: GoalInput) -> str:
-    return f"{data.owner_email or ''}|{data.metric}|{data.period_start}|{data.period_end}"
+    return Goal.live_key_of(data.person_id, data.metric, data.period_start, data.period_end)
 
 
 def _live(session: Session, key: str) -> Goal | None:
@@ -163,19 +168,22 @@ def _live(session: Session, key: str) -> Goal | None:
     return session.execute(stmt).scalars().first()
 
 
-def _duplicate(existing: Goal) -> GoalConflict:
-    who = existing.owner_email or "the company"
+def _duplicate(session: Session, existing: Goal) -> GoalConflict:
+    who = _who(session, existing.person_id)
     return GoalConflict([{"field": "period_start", "message": (
         f"goal {existing.id} already sets {existing.metric} for {who} from "
         f"{existing.period_start} to {existing.period_end}; change that goal instead")}])
 
 
-def _validated(session: Session, data: GoalInput, settings: Settings,
-               current_owner: str | None = None) -> GoalInput:
-    """`current_owner` (an update) stays valid even if the CRM no longer lists that rep."""
-    owners = known_owners(session, [normalize_owner(data.owner_email)])
-    errors, clean = _check(data, owners | {current_owner} if current_owner else owners,
-                           reporting_currency(session, settings))
+def _who(session: Session, person_id: int | None) -> str:
+    if person_id is None:
+        return "the company"
+    email, name = people.labels(session, [person_id]).get(person_id, (None, ""))
+    return email or name or f"person {person_id}"
+
+
+def _validated(session: Session, data: GoalInput, settings: Settings) -> GoalInput:
+    errors, clean = _check(data, _owner(session, data), reporting_currency(session, settings))
     if errors:
         raise GoalError(errors)
     return clean
@@ -188,8 +196,8 @@ def create_goal(session: Session, data: GoalInput, settings: Settings) -> Goal:
     clean = _validated(session, data, settings)
     existing = _live(session, _live_key(clean))
     if existing is not None:
-        raise _duplicate(existing)
-    goal = Goal(owner_email=clean.owner_email, metric=clean.metric,
+        raise _duplicate(session, existing)
+    goal = Goal(person_id=clean.person_id, metric=clean.metric,
                 period_start=clean.period_start, period_end=clean.period_end,
                 target=clean.target, currency=clean.currency, live_key=_live_key(clean))
     session.add(goal)
@@ -206,17 +214,21 @@ def get_goal(session: Session, goal_id: int) -> Goal:
 
 def update_goal(session: Session, goal_id: int, changes: dict[str, Any],
                 settings: Settings) -> Goal:
-    """Apply `changes` (any of GoalInput's fields) and validate the result as a whole."""
+    """Apply `changes` (any of GoalInput's fields) and validate the result as a whole.
+    A new owner_email without person_id names the goal's person by email."""
     goal = get_goal(session, goal_id)
-    merged: dict[str, Any] = {"owner_email": goal.owner_email, "metric": goal.metric,
+    merged: dict[str, Any] = {"person_id": goal.person_id, "owner_email": None,
+              "metric": goal.metric,
               "period_start": goal.period_start, "period_end": goal.period_end,
               "target": goal.target, "currency": None if "metric" in changes else goal.currency}
+    if "owner_email" in changes and "person_id" not in changes:
+        merged["person_id"] = None
     merged.update(changes)
-    clean = _validated(session, GoalInput(**merged), settings, goal.owner_email)
+    clean = _validated(session, GoalInput(**merged), settings)
     existing = _live(session, _live_key(clean))
     if existing is not None and existing.id != goal.id:
-        raise _duplicate(existing)
-    for name in ("owner_email", "metric", "period_start", "period_end", "target", "currency"):
+        raise _duplicate(session, existing)
+    for name in ("person_id", "metric", "period_start", "period_end", "target", "currency"):
         setattr(goal, name, getattr(clean, name))
     goal.live_key = _live_key(clean)
     goal.updated_at = utcnow()
@@ -234,16 +246,20 @@ def delete_goal(session: Session, goal_id: int) -> None:
     session.flush()
 
 
-def goals_listing(*, owner_email: str | None = None, company: bool = False,
-                  metric: str | None = None, start: date | None = None,
+def goals_listing(*, owner_email: str | None = None, person_id: int | None = None,
+                  company: bool = False, metric: str | None = None, start: date | None = None,
                   end: date | None = None) -> Listing:
-    """Live goals, oldest first: of one owner (or company-wide ones), of a metric, and whose
-    period lies inside [start, end]. Rows are Goal objects' columns (see goal_rows)."""
+    """Live goals, oldest first: of one person (by id, or by email: core.people) or
+    company-wide ones, of a metric, and whose period lies inside [start, end]. Rows are Goal
+    objects' columns (see goal_rows)."""
     conditions: list[ColumnElement[bool]] = [GOAL.c.deleted_at.is_(None)]
     if owner_email is not None:
-        conditions.append(GOAL.c.owner_email == normalize_owner(owner_email))
+        conditions.append(GOAL.c.person_id == people.person_of_email_expr(
+            people.normalize_email(owner_email) or ""))
+    if person_id is not None:
+        conditions.append(GOAL.c.person_id == person_id)
     if company:
-        conditions.append(GOAL.c.owner_email.is_(None))
+        conditions.append(GOAL.c.person_id.is_(None))
     if metric is not None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}")
@@ -260,23 +276,24 @@ def goals_listing(*, owner_email: str | None = None, company: bool = False,
 
 def goal_rows(session: Session, goals: Sequence[Goal | dict[str, Any]],
               settings: Settings) -> list[dict[str, Any]]:
-    """The public rows of `goals`: their fields plus owner_name, actual, attainment and
-    push (per connection). Actuals are summed in SQL; raises CurrencyError for a missing
-    FX rate."""
+    """The public rows of `goals`: their fields plus owner_email and owner_name (the
+    person's), actual, attainment and push (per connection). Actuals are summed in SQL;
+    raises CurrencyError for a missing FX rate."""
     items = [g if isinstance(g, dict) else g.model_dump() for g in goals]
     ids = [int(g["id"]) for g in items]
     conv = converter(session, settings)
     actuals = _actuals(session, ids, conv)
-    names = _owner_names(session, [g["owner_email"] for g in items])
+    names = people.labels(session, [g["person_id"] for g in items])
     pushes = _pushes(session, ids)
     rows = []
     for g in items:
         exact = actuals.get(g["id"], Decimal(0) if g["metric"] == "bookings" else 0)
         actual = exact.quantize(_CENT, rounding=ROUND_HALF_UP) if isinstance(
             exact, Decimal) else exact  # rounded only at the end (DESIGN.md §5)
+        email, name = names.get(g["person_id"], (None, None))
         rows.append({
-            "id": g["id"], "owner_email": g["owner_email"],
-            "owner_name": names.get(g["owner_email"]), "metric": g["metric"],
+            "id": g["id"], "person_id": g["person_id"], "owner_email": email,
+            "owner_name": name or None, "metric": g["metric"],
             "period_start": g["period_start"], "period_end": g["period_end"],
             "target": _target(g["metric"], g["target"]), "currency": g["currency"],
             "actual": actual, "attainment": attainment(Decimal(exact), g["target"]),
@@ -297,14 +314,14 @@ def attainment(actual: Decimal, goal: Decimal | None) -> Decimal | None:
 
 
 def _actuals(session: Session, ids: list[int], conv: Converter) -> dict[int, Any]:
-    """Per goal: won deals of its owner (all owners for a company goal) closed in its period:
+    """Per goal: won deals of its person (everyone's for a company goal) closed in its period:
     bookings in the reporting currency (exact) or the count, one grouped query."""
     if not ids:
         return {}
     won_in_period = and_(
         DEAL.c.deleted_at.is_(None), DEAL.c.status == "won",
         DEAL.c.close_date >= GOAL.c.period_start, DEAL.c.close_date <= GOAL.c.period_end,
-        or_(GOAL.c.owner_email.is_(None), DEAL.c.owner_email == GOAL.c.owner_email))
+        or_(GOAL.c.person_id.is_(None), DEAL.c.owner_person_id == GOAL.c.person_id))
     stmt = (select(GOAL.c.id, GOAL.c.metric, CONNECTION.c.home_currency.label("currency"),
                    type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"),
                    func.count(DEAL.c.id).label("n"))
@@ -321,16 +338,6 @@ def _actuals(session: Session, ids: list[int], conv: Converter) -> dict[int, Any
         metrics[row.id] = row.metric
     return {gid: conv.total(amounts[gid]) if metric == "bookings" else counts[gid]
             for gid, metric in metrics.items()}
-
-
-def _owner_names(session: Session, emails: Iterable[str | None]) -> dict[str, str]:
-    wanted = {e for e in emails if e}
-    if not wanted:
-        return {}
-    stmt = (select(USER.c.email, func.max(USER.c.name))
-            .where(USER.c.email.in_(wanted), USER.c.deleted_at.is_(None))
-            .group_by(USER.c.email))
-    return {str(email): str(name) for email, name in session.execute(stmt) if name}
 
 
 def _pushes(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -352,7 +359,7 @@ def _pushes(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]
 class GoalTargets:
     """Bookings goals whose period lies inside a summary's [start, end] (DESIGN.md §5)."""
 
-    by_owner: dict[str, Decimal] = field(default_factory=dict)
+    by_owner: dict[int, Decimal] = field(default_factory=dict)  # by person id
     company: Decimal | None = None
 
     def row(self, group_by: str, key: Any) -> Decimal | None:
@@ -371,12 +378,12 @@ class GoalTargets:
 
 
 def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
-    """Sum of target per owner (None: company-wide) of live bookings goals in [start, end]."""
-    stmt = (select(GOAL.c.owner_email, type_coerce(func.sum(GOAL.c.target), Money))
+    """Sum of target per person (None: company-wide) of live bookings goals in [start, end]."""
+    stmt = (select(GOAL.c.person_id, type_coerce(func.sum(GOAL.c.target), Money))
             .where(GOAL.c.deleted_at.is_(None), GOAL.c.metric == "bookings",
                    GOAL.c.period_start >= start, GOAL.c.period_end <= end)
-            .group_by(GOAL.c.owner_email))
-    by_owner: dict[str, Decimal] = {}
+            .group_by(GOAL.c.person_id))
+    by_owner: dict[int, Decimal] = {}
     company = None
     for owner, total in session.execute(stmt):
         if owner is None:
@@ -389,24 +396,28 @@ def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
 # ---- CSV import -------------------------------------------------------------------------
 
 def import_goals(session: Session, text: str, settings: Settings) -> dict[str, Any]:
-    """Create or update the goals of a CSV file (columns IMPORT_COLUMNS, optional currency).
+    """Create or update the goals of a CSV file (columns IMPORT_COLUMNS, owner_email or
+    person_id or both, optional currency).
 
     Every row is checked before anything is written; any bad row raises ImportInvalid
-    listing every bad row by its line number (the header is line 1). A row whose owner,
+    listing every bad row by its line number (the header is line 1). A row whose person,
     metric and period match a live goal updates that goal's target.
     """
     parsed, errors = _parse_csv(text)
-    owners = known_owners(session, (normalize_owner(r.owner_email) for _, r in parsed))
+    owners: dict[tuple[int | None, str | None], Owner] = {}
     reporting = reporting_currency(session, settings)
     seen: dict[str, int] = {}
     clean_rows: list[GoalInput] = []
     for line, data in parsed:
-        problems, clean = _check(data, owners, reporting)
+        who = (data.person_id, people.normalize_email(data.owner_email))
+        if who not in owners:
+            owners[who] = _owner(session, data)
+        problems, clean = _check(data, owners[who], reporting)
         errors += [{"line": line, **p} for p in problems]
         key = _live_key(clean)
         if not problems and key in seen:
             errors.append({"line": line, "field": "period_start",
-                           "message": f"repeats the owner, metric and period of line "
+                           "message": f"repeats the person, metric and period of line "
                                       f"{seen[key]}"})
         seen.setdefault(key, line)
         clean_rows.append(clean)
@@ -437,17 +448,19 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, GoalInput]], list[dict[str, A
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         return [], [{"line": 1, "field": "header", "message": "the file is empty; its first "
-                     f"line must name the columns {', '.join(IMPORT_COLUMNS)}"}]
+                     f"line must name the columns {', '.join(_REQUIRED)}"}]
     except csv.Error as exc:
         return [], [{"line": 1, "field": "header", "message": f"not CSV ({exc})"}]
     missing = [c for c in IMPORT_COLUMNS if c not in header]
-    unknown = [c for c in header if c not in IMPORT_COLUMNS + OPTIONAL_COLUMNS]
+    if not any(c in header for c in OWNER_COLUMNS):
+        missing.insert(0, " or ".join(OWNER_COLUMNS))
+    unknown = [c for c in header if c not in OWNER_COLUMNS + IMPORT_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown or len(set(header)) != len(header):
         parts = [f"missing {', '.join(missing)}" if missing else "",
                  f"unknown {', '.join(unknown)}" if unknown else "",
                  "a repeated column" if len(set(header)) != len(header) else ""]
         return [], [{"line": 1, "field": "header", "message": "; ".join(p for p in parts if p)
-                     + f" (columns: {', '.join(IMPORT_COLUMNS + OPTIONAL_COLUMNS)})"}]
+                     + f" (columns: {', '.join(_REQUIRED + OPTIONAL_COLUMNS)})"}]
     rows: list[tuple[int, GoalInput]] = []
     errors: list[dict[str, Any]] = []
     line = reader.line_num + 1
@@ -487,7 +500,11 @@ def _row(header: list[str], record: list[str]) -> tuple[GoalInput | None, Detail
     except InvalidOperation:
         problems.append({"field": "target", "message": "must be a number"})
         target = Decimal(0)
+    person = values.get("person_id") or ""
+    if person and not person.isdigit():
+        problems.append({"field": "person_id", "message": "must be a person's id (a number)"})
     if problems:
         return None, problems
-    return GoalInput(values["owner_email"] or None, values["metric"], days["period_start"],
-                     days["period_end"], target, values.get("currency") or None), []
+    return GoalInput(values.get("owner_email") or None, values["metric"],
+                     days["period_start"], days["period_end"], target,
+                     values.get("currency") or None, int(person) if person else None), []

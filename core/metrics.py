@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from core import aggregates as agg
+from core import people
 from core.aggregates import (
     ACCOUNT,
     ACCOUNT_MONTH,
@@ -96,7 +97,7 @@ def summary(
     if group_by == "owner":
         for owner in targets.by_owner:
             accs.setdefault(owner, agg.Acc())  # an owner with a goal in the period has a row
-        agg.reps(session, connection_id, accs, names)
+        agg.reps(session, connection_id, accs)
     elif group_by == "connection":
         agg.connection_rows(session, connection_id, accs, names)
     total = agg.Acc()
@@ -105,8 +106,12 @@ def summary(
     total_row = agg.finish(total, conv, targets.total())
     if group_by == "none":
         data = [dict(total_row)]
+    elif group_by == "owner":
+        owners = agg.owner_columns(session, list(accs), names)
+        data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
+                for key in agg.owner_order(owners)]
     else:
-        data = [_keyed(group_by, key, names.get(key))
+        data = [{"connection_id": key, "connection_name": names.get(key)}
                 | agg.finish(accs[key], conv, targets.row(group_by, key))
                 for key in sorted(accs, key=lambda k: (k is None, k))]
     return {"start": start, "end": end, "currency": conv.reporting, "group_by": group_by,
@@ -114,8 +119,8 @@ def summary(
 
 
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "owner": ("owner_email", "owner_name"), "connection": ("connection_id", "connection_name"),
-    "none": ()}
+    "owner": ("person_id", "owner_email", "owner_name"),
+    "connection": ("connection_id", "connection_name"), "none": ()}
 
 
 def sort_fields(group_by: str) -> tuple[str, ...]:
@@ -146,12 +151,6 @@ def sort_rows(rows: list[dict[str, Any]], sort: str, group_by: str) -> list[dict
     return sorted(present, key=value, reverse=descending) + missing  # sorted() is stable
 
 
-def _keyed(group_by: str, key: Any, name: str | None) -> dict[str, Any]:
-    if group_by == "owner":
-        return {"owner_email": key, "owner_name": name}
-    return {"connection_id": key, "connection_name": name}
-
-
 def _deals_in_period(start: date, end: date, connection_id: int | None) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = [DEAL.c.deleted_at.is_(None),
                                              DEAL.c.close_date.between(start, end)]
@@ -161,11 +160,13 @@ def _deals_in_period(start: date, end: date, connection_id: int | None) -> Colum
 
 
 def drill_down(metric: str, *, start: date, end: date, owner_email: str | None = None,
-               connection_id: int | None = None) -> Listing:
+               person_id: int | None = None, connection_id: int | None = None) -> Listing:
     """The deals behind `metric` for the period (and owner, connection): deal rows, paged.
 
     The same conditions as summary(): not deleted, close_date in [start, end], the
     statuses the metric reads; sales_cycle_days only the won deals with a created date.
+    The owner is a person: `person_id`, or the person of `owner_email`
+    (core.people.person_of_email; no deals when it names nobody).
     Raises ValueError for bad parameters.
     """
     if metric not in DRILL_STATUSES:
@@ -173,9 +174,11 @@ def drill_down(metric: str, *, start: date, end: date, owner_email: str | None =
     validate_range(start, end)
     conditions = [_deals_in_period(start, end, connection_id),
                   DEAL.c.status.in_(DRILL_STATUSES[metric])]
+    if person_id is not None:
+        conditions.append(DEAL.c.owner_person_id == person_id)  # the owner index serves this
     if owner_email is not None:
-        # stored lower-cased (core.store), so the owner index serves this
-        conditions.append(DEAL.c.owner_email == owner_email.strip().lower())
+        conditions.append(DEAL.c.owner_person_id == people.person_of_email_expr(
+            people.normalize_email(owner_email) or ""))
     if metric == "sales_cycle_days":
         conditions.append(DEAL.c.created_date.is_not(None))
     listing = records_listing("deals", RecordFilters(include_deleted=True))
@@ -278,7 +281,8 @@ def timeseries(
     """One row per period (and owner) of [start, end], empty periods included.
 
     {"metric","interval","start","end","currency","group_by","data":[{"period_start",
-    "period_end",["owner_email","owner_name",]"value"}...]}, ordered by period then owner.
+    "period_end",["person_id","owner_email","owner_name",]"value"}...]}, ordered by period
+    then owner (in the summary's owner order).
     The first and last periods count only the days inside [start, end]. The same queries
     as summary(), each also grouped by a period number computed in SQL from the date
     (close_date; created_date for new_accounts), so a row's value is exactly what
@@ -321,11 +325,11 @@ def timeseries(
         owner_names: dict[Any, str | None] = {}
         reps: dict[Any, agg.Acc] = defaultdict(agg.Acc)
         agg.owners(session, scope, reps, owner_names)
-        agg.reps(session, connection_id, reps, owner_names)
-        owners = sorted(reps, key=lambda k: (k is None, k))
-        data = [{"period_start": first, "period_end": last, "owner_email": owner,
-                 "owner_name": owner_names.get(owner), "value": value((owner, number))}
-                for number, first, last in periods for owner in owners]
+        agg.reps(session, connection_id, reps)
+        columns = agg.owner_columns(session, list(reps), owner_names)
+        data = [{"period_start": first, "period_end": last, **columns[owner],
+                 "value": value((owner, number))}
+                for number, first, last in periods for owner in agg.owner_order(columns)]
     return {"metric": metric, "interval": interval, "start": start, "end": end,
             "currency": conv.reporting, "group_by": group_by, "data": data}
 

@@ -57,17 +57,41 @@ class SyncedRow(SQLModel):
     deleted_at: datetime | None = _ts()
 
 
+class Person(SQLModel, table=True):
+    """One human, whatever CRMs they are in (core.people; DESIGN.md section 11).
+
+    email is lower-cased and unique, mobile normalized (core.people.normalize_mobile).
+    name, email and mobile come from the first CRM user (or deal owner) of the person and
+    change only by hand; team follows the CRM users' team unless team_set_by_hand."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = ""
+    email: str | None = Field(default=None, max_length=320, unique=True)
+    mobile: str | None = Field(default=None, max_length=40, index=True)
+    team: str | None = None
+    team_set_by_hand: bool = False
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+
+
 class User(SyncedRow, table=True):
     __tablename__ = "crm_user"
     __table_args__ = (
         UniqueConstraint("connection_id", "remote_id"),
         Index("ix_crm_user_email", "email"),
+        Index("ix_crm_user_mobile", "mobile"),
     )
     name: str = ""
     email: str | None = Field(default=None, max_length=320)
     active: bool = True
     role: str | None = None
     team: str | None = None
+    mobile: str | None = Field(default=None, max_length=40)  # normalized (core.people)
+    # The person this user is (core.people): set right after the user is first stored, and
+    # how: email | mobile (matched automatically), new (a person of its own), hand (mapped
+    # by an admin; syncs never change it).
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    person_match: str | None = Field(default=None, max_length=10)
 
 
 class Account(SyncedRow, table=True):
@@ -75,12 +99,14 @@ class Account(SyncedRow, table=True):
         UniqueConstraint("connection_id", "remote_id"),
         Index("ix_account_modified", "connection_id", "remote_modified_at"),
         Index("ix_account_created", "created_date"),
+        Index("ix_account_person", "owner_person_id"),
     )
     name: str = ""
     industry: str | None = None
     owner_remote_id: str | None = None
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
+    owner_person_id: int | None = Field(default=None, foreign_key="person.id")  # core.people
     remote_created_at: datetime | None = _ts()
     created_date: date | None = None  # remote_created_at's date in the store's zone (localdates)
 
@@ -98,7 +124,7 @@ class Deal(SyncedRow, table=True):
     __table_args__ = (
         UniqueConstraint("connection_id", "remote_id"),
         Index("ix_deal_close", "close_date", "status"),
-        Index("ix_deal_owner_close", "owner_email", "close_date"),
+        Index("ix_deal_person_close", "owner_person_id", "close_date"),
         Index("ix_deal_modified", "connection_id", "remote_modified_at"),
     )
     name: str = ""
@@ -116,6 +142,7 @@ class Deal(SyncedRow, table=True):
     owner_remote_id: str | None = None
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
+    owner_person_id: int | None = Field(default=None, foreign_key="person.id")  # core.people
     account_remote_id: str | None = None
     account_name: str | None = None
     pipeline: str | None = None
@@ -194,16 +221,18 @@ SYNCED_TABLES: dict[str, type[SyncedRow]] = {
 
 # --- goals (M3): Goal, GoalPush; migration 0003 ---
 class Goal(SQLModel, table=True):
-    """A sales goal (core.goals). Deletion is a tombstone until every CRM copy is deleted.
+    """A sales goal (core.goals) of a person (None: the whole company). Deletion is a
+    tombstone until every CRM copy is deleted.
 
     target is Money for both metrics: an amount in `currency` (the reporting currency) for
     bookings, a whole number of deals for deals_won (currency null). live_key is
-    "owner|metric|start|end" while the goal is live and NULL once deleted, so the unique
-    constraint allows one live goal per owner, metric and period on SQLite and PostgreSQL.
+    "person_id|metric|start|end" (live_key_of) while the goal is live and NULL once deleted,
+    so the unique constraint allows one live goal per person, metric and period on SQLite
+    and PostgreSQL.
     """
 
     id: int | None = Field(default=None, primary_key=True)
-    owner_email: str | None = Field(default=None, max_length=320, index=True)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     metric: str = Field(max_length=20)
     period_start: date
     period_end: date
@@ -213,6 +242,10 @@ class Goal(SQLModel, table=True):
     created_at: datetime = _now()
     updated_at: datetime = _now()
     deleted_at: datetime | None = _ts()
+
+    @staticmethod
+    def live_key_of(person_id: int | None, metric: str, start: date, end: date) -> str:
+        return f"{person_id or ''}|{metric}|{start}|{end}"
 
 
 class GoalPush(SQLModel, table=True):
@@ -274,12 +307,12 @@ class NotificationChannel(SQLModel, table=True):
 
 
 class DealRollup(SQLModel):
-    """Live deals of one connection, owner, status and (open deals) probability, summed
-    (core.rollups): per month of close_date (deal_month) and per day (deal_day)."""
+    """Live deals of one connection, owner (person), status and (open deals) probability,
+    summed (core.rollups): per month of close_date (deal_month) and per day (deal_day)."""
 
     id: int | None = Field(default=None, primary_key=True)
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
-    owner_email: str | None = Field(default=None, max_length=320)
+    owner_person_id: int | None = None
     owner_name: str | None = None
     status: str = Field(max_length=10)
     probability: Decimal | None = Field(default=None, sa_type=Percent)
@@ -302,12 +335,12 @@ class DealDay(DealRollup, table=True):
 
 
 class AccountRollup(SQLModel):
-    """Live accounts of one connection and owner, counted (core.rollups): per month of
-    created_date (account_month) and per day (account_day)."""
+    """Live accounts of one connection and owner (person), counted (core.rollups): per
+    month of created_date (account_month) and per day (account_day)."""
 
     id: int | None = Field(default=None, primary_key=True)
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
-    owner_email: str | None = Field(default=None, max_length=320)
+    owner_person_id: int | None = None
     owner_name: str | None = None
     accounts: int = 0
 

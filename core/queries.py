@@ -20,7 +20,7 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("id", "connection_id", "remote_id", "name", "email", "active", "team", "deleted"),
     "accounts": (
         "id", "connection_id", "remote_id", "name", "industry", "owner_email", "owner_name",
-        "remote_created_at", "remote_modified_at", "deleted",
+        "owner_person_id", "remote_created_at", "remote_modified_at", "deleted",
     ),
     "stages": (
         "id", "connection_id", "remote_id", "pipeline", "name", "sort_order", "probability",
@@ -29,7 +29,7 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "deals": (
         "id", "connection_id", "remote_id", "name", "amount", "currency", "amount_home",
         "stage", "status", "probability", "close_date", "remote_created_at",
-        "remote_modified_at", "owner_email", "owner_name", "account_remote_id",
+        "remote_modified_at", "owner_email", "owner_name", "owner_person_id", "account_remote_id",
         "account_name", "pipeline", "deleted",
     ),
 }
@@ -49,6 +49,7 @@ class RecordFilters:
 
     connection_id: int | None = None
     owner_email: str | None = None
+    owner_person_id: int | None = None
     status: str | None = None
     modified_since: datetime | None = None
     close_from: date | None = None
@@ -98,6 +99,9 @@ def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnEleme
         _require(column is not None, "owner_email", stream)
         assert column is not None
         conditions.append(column == literal(f.owner_email.strip().lower()))  # stored lower
+    if f.owner_person_id is not None:
+        _require("owner_person_id" in c, "owner_person_id", stream)
+        conditions.append(c.owner_person_id == f.owner_person_id)
     deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
     for name, value in deal_only.items():
         _require(value is None or stream == "deals", name, stream)

@@ -2,20 +2,21 @@
 pre-aggregated rows instead of a million deals (issue M2's latency target).
 
 What is stored (core.models): deal_month holds, per calendar month of close_date,
-connection, owner, status and (for open deals) probability, the count, the exact sum of
-amount_home, the summed sales-cycle days and max(owner_name) of the live deals;
-account_month the live accounts per month of created_date, connection and owner;
-deal_day and account_day the same per day, for the parts of a range that do not cover
-a whole month (and for weeks).
+connection, owner (owner_person_id, core.people), status and (for open deals)
+probability, the count, the exact sum of amount_home, the summed sales-cycle days and
+max(owner_name) of the live deals; account_month the live accounts per month of
+created_date, connection and owner; deal_day and account_day the same per day, for the
+parts of a range that do not cover a whole month (and for weeks).
 
 Exactness: a month's rollup is used only while it is *clean*: rollup_month has the month
 (it was built) and rollup_dirty has no entry for it. Every write of core.store appends
 the months it touches to rollup_dirty in the writer's own transaction (old and new
-months; append-only, so writers never wait on each other or on a refresh). Metrics read
-clean months from the rollups and everything else (edge days of a range, dirty months)
-from the deals themselves, so a number is always the definition's, rollups or not.
-Rows written around core.store (tests loading data directly) are never in a built
-month unless refresh() runs afterwards.
+months; core.people marks the months of the rows whose owner person it re-sets; append-
+only, so writers never wait on each other or on a refresh). Metrics read clean months
+from the rollups and everything else (edge days of a range, dirty months) from the deals
+themselves, so a number is always the definition's, rollups or not. Rows written around
+core.store (tests loading data directly) are never in a built month unless refresh()
+runs afterwards.
 
 refresh() rebuilds the dirty months (every month the first time, or after the store's
 time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
@@ -51,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from core.localdates import date_diff
+from core.localdates import date_diff, zone_pending
 from core.models import (
     Account,
     AccountDay,
@@ -128,8 +129,9 @@ def in_ranges(column: ColumnElement[Any],
 
 
 def clean_months(session: Session, months: range) -> set[int]:
-    """The months of `months` whose rollups are built and not dirty."""
-    if not months:
+    """The months of `months` whose rollups are built and not dirty (none while a new
+    time zone is pending: the rollups were built in the old one, core.localdates)."""
+    if not months or zone_pending(session):
         return set()
     dirty = select(ROLLUP_DIRTY.c.month).where(ROLLUP_DIRTY.c.month.between(
         months.start, months.stop - 1))
@@ -255,30 +257,30 @@ def _deal_rollup(session: Session, ranges: list[tuple[date, date]], *, monthly: 
     probability = case((DEAL.c.status == "open", DEAL.c.probability))
     period = month_number(DEAL.c.close_date) if monthly else DEAL.c.close_date
     rows = (
-        select(period.label("period"), DEAL.c.connection_id, DEAL.c.owner_email,
+        select(period.label("period"), DEAL.c.connection_id, DEAL.c.owner_person_id,
                DEAL.c.status, probability.label("probability"),
                func.max(DEAL.c.owner_name), func.count(),
                type_coerce(func.sum(DEAL.c.amount_home), Money),
                func.coalesce(func.sum(case((timed, days))), 0),
                func.sum(case((timed, 1), else_=0)))
         .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges))
-        .group_by(period, DEAL.c.connection_id, DEAL.c.owner_email, DEAL.c.status,
+        .group_by(period, DEAL.c.connection_id, DEAL.c.owner_person_id, DEAL.c.status,
                   probability)
     )
     return insert(DEAL_MONTH if monthly else DEAL_DAY).from_select(
-        ["month" if monthly else "day", "connection_id", "owner_email", "status",
+        ["month" if monthly else "day", "connection_id", "owner_person_id", "status",
          "probability", "owner_name", "deals", "amount", "cycle_days", "cycle_deals"], rows)
 
 
 def _account_rollup(ranges: list[tuple[date, date]], *, monthly: bool) -> Any:
     period = month_number(ACCOUNT.c.created_date) if monthly else ACCOUNT.c.created_date
     rows = (
-        select(period.label("period"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_email,
+        select(period.label("period"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
         .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges))
-        .group_by(period, ACCOUNT.c.connection_id, ACCOUNT.c.owner_email)
+        .group_by(period, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
     )
     return insert(ACCOUNT_MONTH if monthly else ACCOUNT_DAY).from_select(
-        ["month" if monthly else "day", "connection_id", "owner_email", "owner_name",
+        ["month" if monthly else "day", "connection_id", "owner_person_id", "owner_name",
          "accounts"], rows)
 

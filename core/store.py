@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
-from core import rollups
+from core import people, rollups
 from core.localdates import local_date, stored_zone
 from core.models import (
     SYNCED_TABLES,
@@ -42,6 +42,7 @@ from core.models import (
     SyncedRow,
     SyncRun,
     SyncState,
+    User,
 )
 from core.records import Deletion
 from core.types import utcnow
@@ -79,7 +80,9 @@ def upsert_records(
     voided (record.deleted_at set) keeps the first tombstone time.
     Deals whose stage changed are recorded in deal_stage_change (with `source`: sync or
     webhook), as seen before the merge. The page is
-    loaded into a temporary table and merged with one INSERT ... SELECT.
+    loaded into a temporary table and merged with one INSERT ... SELECT, which also sets
+    deals' and accounts' owner_person_id (core.people.owner_person). A users page is
+    followed by core.people.after_users_page (new users get their person).
     Returns the number of records merged; a copy older than the stored row is counted (it
     was seen: last_synced_at) but does not replace it (see _on_conflict_update).
     """
@@ -95,8 +98,10 @@ def upsert_records(
     emails = [f for f in fields if f in _EMAIL_COLUMNS]
     for record in unique.values():
         row = _row(record, fields)
-        for name in emails:  # people are unified across connections by lower-cased email
+        for name in emails:  # people are matched across connections by lower-cased email
             row[name] = row[name].strip().lower() if row[name] else None
+        if "mobile" in row:  # and then by mobile number
+            row["mobile"] = people.normalize_mobile(row["mobile"])
         row.update(connection_id=connection_id, first_seen_at=now, last_synced_at=now)
         if zone is not None:  # the local calendar date, see core.localdates
             row["created_date"] = local_date(record.remote_created_at, zone)
@@ -107,9 +112,16 @@ def upsert_records(
     before = [rollups.page_marks(model, load)]
     if model is Deal:
         before.append(_stage_changes(session, load, source=source, now=now))
-    stmt = _insert(session, table).from_select(columns, sa_select(*load.c).where(true()))
+    selected: list[Any] = list(load.c)
+    if model in (Deal, Account):  # set-based: index lookups in the merge statement itself
+        people.ensure_owner_persons(session, load)
+        selected.append(people.owner_person(load).label("owner_person_id"))
+        columns += ("owner_person_id",)
+    stmt = _insert(session, table).from_select(columns, sa_select(*selected).where(true()))
     _execute_after(session, _on_conflict_update(stmt, table, columns),
                    [s for s in before if s is not None])
+    if model is User:
+        people.after_users_page(session, connection_id=connection_id, remote_ids=list(unique))
     return len(rows)
 
 
