@@ -9,16 +9,14 @@ API call then goes to the returned api_domain with `Authorization:
 Zoho-oauthtoken <token>`; an expired token answers 401 INVALID_TOKEN.
 """
 
-import asyncio
 import hashlib
-import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from connectors.http import json_body
+from connectors.http import LOCAL_LIMITS, ApiClient, SharedLimits, json_body
 from core.errors import AuthError, RateLimited, TransientError
 
 ACCOUNTS_SERVERS = {  # zoho-crm.md §1, per-DC hosts
@@ -30,9 +28,6 @@ ACCOUNTS_SERVERS = {  # zoho-crm.md §1, per-DC hosts
     "com.cn": "https://accounts.zoho.com.cn",
     "ca": "https://accounts.zohocloud.ca",
     "sa": "https://accounts.zoho.sa",
-    "uk": "https://accounts.zoho.uk",  # https://www.zoho.com/accounts/protocol/oauth/multi-dc.html
-    # https://www.zoho.com/workdrive/developer/docs/api/v1/getting-started-multi-dc-support.html
-    "ae": "https://accounts.zoho.ae",
 }
 EXPIRY_MARGIN = 60.0  # seconds before expiry at which a token is refreshed
 
@@ -41,16 +36,16 @@ EXPIRY_MARGIN = 60.0  # seconds before expiry at which a token is refreshed
 class Token:
     access_token: str
     api_domain: str
-    expires_at: float  # time.monotonic()
+    lifetime: float = 0.0  # seconds it stays usable from when it was issued (cache TTL)
 
-    @property
-    def fresh(self) -> bool:
-        return time.monotonic() < self.expires_at - EXPIRY_MARGIN
+    def dump(self) -> dict[str, Any]:
+        return {"access_token": self.access_token, "api_domain": self.api_domain}
 
 
-# Tokens outlive one sync run: a refresh token may mint at most 10 access tokens
-# per 10 minutes (zoho-crm.md §1), so they are cached per process.
-_CACHE: dict[str, Token] = {}
+# Tokens outlive one sync run: a refresh token may mint at most 10 access tokens per
+# 10 minutes and the token endpoint throttles bursts (zoho-crm.md §1), so they are cached
+# in SharedLimits: per process (LocalLimits), or with Redis for every process at once.
+_CACHE = LOCAL_LIMITS.tokens  # the in-process cache (tests clear it)
 
 
 def parse_token_response(response: httpx.Response) -> Token:
@@ -87,15 +82,21 @@ def parse_token_response(response: httpx.Response) -> Token:
     return Token(
         access_token=str(body["access_token"]),
         api_domain=str(body.get("api_domain") or "https://www.zohoapis.com").rstrip("/"),
-        expires_at=time.monotonic() + ttl,
+        lifetime=ttl - EXPIRY_MARGIN,
     )
 
 
 class ZohoAuth(httpx.Auth):
-    """Adds the Zoho-oauthtoken header; on 401 INVALID_TOKEN refreshes once and retries."""
+    """Adds the Zoho-oauthtoken header; on 401 INVALID_TOKEN refreshes once and retries.
+
+    The token lives in `limits` under a hash of the token URL, client and refresh token
+    (never the secrets themselves); one refresh runs at a time under its lock, and the
+    others then read the new token (across processes with RedisLimits).
+    """
 
     def __init__(
-        self, token_url: str, client_id: str, client_secret: str, refresh_token: str
+        self, token_url: str, client_id: str, client_secret: str, refresh_token: str,
+        limits: SharedLimits | None = None,
     ) -> None:
         self.token_url = token_url
         self.form = {
@@ -104,43 +105,57 @@ class ZohoAuth(httpx.Auth):
             "client_secret": client_secret,
             "refresh_token": refresh_token,
         }
-        digest = hashlib.sha256(f"{client_id}\0{refresh_token}".encode()).hexdigest()
-        self._key = f"{token_url}|{digest}"
-        self.lock = asyncio.Lock()
+        self.limits = limits or LOCAL_LIMITS
+        digest = hashlib.sha256(f"{token_url}\0{client_id}\0{refresh_token}".encode())
+        self._key = f"zoho:{digest.hexdigest()}"
 
-    @property
-    def token(self) -> Token | None:
-        token = _CACHE.get(self._key)
-        return token if token and token.fresh else None
+    async def current(self) -> Token | None:
+        """The cached token, if any is still fresh."""
+        value = await self.limits.get_token(self._key)
+        try:
+            return Token(str(value["access_token"]), str(value["api_domain"])) if value else None
+        except KeyError:
+            return None
+
+    async def save(self, token: Token) -> Token:
+        await self.limits.put_token(self._key, token.dump(), token.lifetime)
+        return token
+
+    async def get(self, api: ApiClient) -> Token:
+        """The cached token, or a fresh one from the token endpoint (one refresh at a time)."""
+        token = await self.current()
+        if token is None:
+            async with self.limits.lock(self._key):
+                token = await self.current()
+                if token is None:
+                    token = await self.save(await api.send(
+                        "POST", self.token_url, parse_token_response, capped=False,
+                        data=self.form))
+        return token
 
     def refresh_request(self) -> httpx.Request:
         # Form body, not the query string: secrets must never appear in URLs or logs.
         return httpx.Request("POST", self.token_url, data=self.form)
 
-    def store(self, response: httpx.Response) -> Token:
-        token = parse_token_response(response)
-        _CACHE[self._key] = token
-        return token
-
-    def forget(self) -> None:
-        _CACHE.pop(self._key, None)
-
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = self.token
+        token = await self.current()
         if token is None:
-            async with self.lock:
-                token = self.token
+            async with self.limits.lock(self._key):
+                token = await self.current()
                 if token is None:
-                    token = self.store(await _read((yield self.refresh_request())))
+                    response = await _read((yield self.refresh_request()))
+                    token = await self.save(parse_token_response(response))
         request.headers["Authorization"] = f"Zoho-oauthtoken {token.access_token}"
         response = await _read((yield request))
         if response.status_code == 401 and _error_code(response) == "INVALID_TOKEN":
-            async with self.lock:
-                current = _CACHE.get(self._key)
+            async with self.limits.lock(self._key):
+                current = await self.current()
                 if current is None or current.access_token == token.access_token:
-                    current = self.store(await _read((yield self.refresh_request())))
+                    await self.limits.drop_token(self._key, token.dump())
+                    response = await _read((yield self.refresh_request()))
+                    current = await self.save(parse_token_response(response))
             request.headers["Authorization"] = f"Zoho-oauthtoken {current.access_token}"
             yield request
 

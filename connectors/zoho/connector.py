@@ -126,6 +126,7 @@ class ZohoConnector:
             secrets.client_id.get_secret_value(),
             secrets.client_secret.get_secret_value(),
             secrets.refresh_token.get_secret_value(),
+            api.limits,
         )
         self.home_currency: str | None = None
         self.multi_currency: bool | None = None  # known after check()
@@ -139,14 +140,7 @@ class ZohoConnector:
     # -- HTTP -----------------------------------------------------------------
 
     async def _api_domain(self) -> str:
-        token = self.auth.token
-        if token is None:
-            async with self.auth.lock:
-                token = self.auth.token or await self.api.send(
-                    "POST", self.auth.token_url, self.auth.store, data=self.auth.form
-                )
-        assert token is not None
-        return token.api_domain
+        return (await self.auth.get(self.api)).api_domain
 
     async def get(
         self, path: str, params: dict[str, Any] | None = None, since: str | None = None
