@@ -28,6 +28,9 @@ ACCOUNTS_SERVERS = {  # zoho-crm.md §1, per-DC hosts
     "com.cn": "https://accounts.zoho.com.cn",
     "ca": "https://accounts.zohocloud.ca",
     "sa": "https://accounts.zoho.sa",
+    "uk": "https://accounts.zoho.uk",  # https://www.zoho.com/accounts/protocol/oauth/multi-dc.html
+    # https://www.zoho.com/workdrive/developer/docs/api/v1/getting-started-multi-dc-support.html
+    "ae": "https://accounts.zoho.ae",
 }
 EXPIRY_MARGIN = 60.0  # seconds before expiry at which a token is refreshed
 
