@@ -566,3 +566,25 @@ async def test_token_error_11014_refreshes_like_20016():
     assert await connector.query("AccountObj", [], []) == []
     sent = [json.loads(c.request.content)["corpAccessToken"] for c in query.calls]
     assert len(sent) == 2 and sent[0] != sent[1]
+
+
+async def test_check_warns_when_the_acting_user_cannot_see_the_whole_company():
+    from connectors.fxiaoke.sandbox import create_app
+    from connectors.fxiaoke.sandbox_wire import open_user_id
+    from connectors.sandbox.dataset import generate_company
+
+    company = generate_company(seed=3, deals=60, reps=4, today=date(2025, 6, 15))
+    app = create_app(company)
+    secrets = FxiaokeSecrets.model_validate({"app_id": "FSAID_sandbox0001",
+                                             "app_secret": "sandbox-app-secret",
+                                             "permanent_code": "sandbox-permanent-code"})
+    found = {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+        for who in (company.manager, company.reps[1]):
+            connector = FxiaokeConnector(FxiaokeConfig.model_validate(
+                {"base_url": BASE, "current_open_user_id": open_user_id(who)}), secrets,
+                ApiClient(c, retry=FAST))
+            found[who.id] = (await connector.check()).warnings
+    assert found[company.manager.id] == []  # the admin sees everyone's records
+    [warning] = found[company.reps[1].id]  # a rep sees their own only (the sandbox's rule)
+    assert open_user_id(company.reps[1]) in warning and "administrator" in warning

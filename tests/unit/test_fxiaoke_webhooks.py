@@ -3,15 +3,19 @@ on SQLite and PostgreSQL. Good ones are stored once per messageId and answered w
 signed, encrypted "success"; a retry is acknowledged, a replay refused; bad ones store nothing."""
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import respx
 from sqlalchemy import select
 
 from connectors.fxiaoke import callbacks
 from core.db import session_scope
 from core.models import Connection, WebhookEvent
+from core.security import SecretBox
 from tests.api_support import running_api
 
 AES_KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -149,3 +153,70 @@ def test_the_official_demo_vector_is_accepted():
     assert key == VECTOR["messageId"] == payload["messageId"]
     assert (payload["apiName"], payload["dataId"]) == ("AccountObj", "5f9cd4e6e4400e0001217faa")
     assert callbacks.read_acknowledgement(orjson.loads(intake.body), DEMO_KEY) == "success"
+
+
+# ---- issue 10 item 8: a failed re-read never deletes ----------------------------------------
+FX = "https://open.fxiaoke.com"
+
+
+@respx.mock
+async def test_a_failed_re_read_stays_pending_and_never_tombstones_a_live_deal(engine, db_url):
+    from cryptography.fernet import Fernet
+
+    from connectors.fxiaoke import auth as fx_auth
+    from connectors.http import RetryPolicy
+    from core.config import Settings
+    from core.models import Deal
+    from core.records import DealRecord
+    from core.store import upsert_records
+    from core.webhooks import store_events
+    from workers.context import JobContext
+    from workers.jobs import process_webhook_event
+
+    fx_auth.clear_cache()
+    key = Fernet.generate_key().decode()
+    ctx = JobContext(settings=Settings(database_url=db_url, secret_key=key), engine=engine,
+                     secrets=SecretBox(key), retry=RetryPolicy(attempts=1, initial_wait=0.001,
+                                                               max_wait=0.01))
+    live, purged, fine = "a" * 24, "b" * 24, "c" * 24
+    with session_scope(engine) as session:
+        row = Connection(provider="fxiaoke", name="f", config={"current_open_user_id": "FSUID_A"},
+                         secrets_encrypted=ctx.secrets.seal({
+                             "app_id": "FSAID_x", "app_secret": "s", "permanent_code": "p"}))
+        session.add(row)
+        session.flush()
+        cid = int(row.id or 0)
+        upsert_records(session, stream="deals", connection_id=cid, records=[
+            DealRecord(remote_id=i, name=i, remote_modified_at=datetime(2025, 1, 1, tzinfo=UTC))
+            for i in (live, purged)])
+        store_events(session, connection_id=cid, provider="fxiaoke", events=[
+            (f"m{i}", {"messageId": f"m{i}", "eventType": event, "apiName": "NewOpportunityObj",
+                       "dataId": data_id, "timestamp": 1_750_000_000_000})
+            for i, (event, data_id) in enumerate([("update", live), ("delete", purged),
+                                                  ("update", fine)])])
+    respx.post(f"{FX}/cgi/corpAccessToken/get/V2").respond(json={
+        "errorCode": 0, "corpAccessToken": "t", "corpId": "FSCID_x", "expiresIn": 7200})
+    respx.post(f"{FX}/cgi/department/list").respond(json={"errorCode": 0, "departments": []})
+    respx.post(f"{FX}/cgi/user/list").respond(json={"errorCode": 0, "userList": []})
+    respx.post(f"{FX}/cgi/crm/v2/object/describe").respond(json={
+        "errorCode": 0, "data": {"describe": {"fields": {"name": {}}}}})
+
+    def get(request: httpx.Request) -> httpx.Response:
+        wanted = orjson.loads(request.content)["data"]["objectDataId"]
+        if wanted == fine:
+            return httpx.Response(200, json={"errorCode": 0, "data": {
+                "_id": fine, "name": "Fine", "last_modified_time": 1_750_000_000_000}})
+        # 10006: the generic parameter error of the code table, not "not found"
+        return httpx.Response(200, json={"errorCode": 10006, "errorMessage": "参数错误"})
+
+    respx.post(f"{FX}/cgi/crm/v2/data/get").mock(side_effect=get)
+    assert await process_webhook_event(ctx, connection_id=cid) == 3
+    with session_scope(engine) as session:
+        deals = {d.remote_id: d.deleted_at for d in session.scalars(select(Deal))}
+        status = {e.dedupe_key: (e.status, e.error) for e in session.scalars(
+            select(WebhookEvent).where(WebhookEvent.connection_id == cid))}
+    assert deals[live] is None  # a failed re-read never deletes a live deal
+    assert deals[purged] is not None and deals[fine] is None  # explicit delete; the others go on
+    assert status["m1"] == ("processed", None) and status["m2"] == ("processed", None)
+    assert status["m0"][0] == "received" and "10006" in (status["m0"][1] or "")
+    fx_auth.clear_cache()
