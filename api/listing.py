@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -27,6 +28,8 @@ from core.queries import Listing, fetch_page, iter_rows
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 CURSOR_PREFIX = b"k1:"
 CSV_BATCH = 500
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 PublicFn = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -112,6 +115,21 @@ def scalar_text(value: Any) -> str:
     return str(value)
 
 
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell that a spreadsheet cannot run as a formula (OWASP CSV injection).
+
+    Text (a str value: names, emails, stages...) starting with = + - @, a tab or a CR is
+    prefixed with a single quote, unless the whole text is a plain number such as "-12.5"
+    (which a spreadsheet reads as that number, never as a formula). Numbers, dates,
+    timestamps and booleans are typed values and are written unchanged (-12.5 stays -12.5).
+    """
+    text = scalar_text(value)
+    if isinstance(value, str) and text.startswith(FORMULA_TRIGGERS) \
+            and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def encode_cursor(after: int) -> str:
     return base64.urlsafe_b64encode(CURSOR_PREFIX + str(after).encode()).rstrip(b"=").decode()
 
@@ -170,7 +188,7 @@ def csv_stream(rows: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> Iter
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     for count, row in enumerate(rows, start=1):
-        writer.writerow([scalar_text(row.get(c)) for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
         if count % CSV_BATCH == 0:
             yield buffer.getvalue()
             buffer.seek(0)
