@@ -129,6 +129,10 @@ class SharedLimits(Protocol):
         """Forget the cached token if it is still `value` (not one another task put since)."""
         ...
 
+    async def aclose(self) -> None:
+        """Release this event loop's connections (process shutdown)."""
+        ...
+
 
 class LocalLimits:
     """SharedLimits within one process (the embedded mode, and the default)."""
@@ -175,6 +179,9 @@ class LocalLimits:
     async def drop_token(self, key: str, value: dict[str, Any]) -> None:
         if key in self.tokens and self.tokens[key][1] == value:
             del self.tokens[key]
+
+    async def aclose(self) -> None:
+        pass
 
 
 LOCAL_LIMITS = LocalLimits()

@@ -35,6 +35,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     job: JobContext = ctx["job"]
     if "heartbeat" in ctx:
         ctx["heartbeat"].cancel()
+    await job.limits.aclose()
     job.engine.dispose()
 
 

@@ -176,7 +176,7 @@ async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
         await asyncio.sleep(0.005)
     await redis.aclose()
     await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode="full")
-    await ctx.limits.aclose()  # type: ignore[attr-defined]
+    await ctx.limits.aclose()
     with session_scope(ctx.engine) as session:
         run = session.get(SyncRun, run_id)
         assert run is not None
