@@ -82,7 +82,8 @@ async def test_the_call_budget_holds_across_processes(redis_url):
     await asyncio.gather(*(call(a if i % 2 else b) for i in range(12)))
     times.sort()
     assert times[4] < 0.25 and times[5] >= 0.45 and times[10] >= 0.95
-    assert all(later - earlier >= 0.45 for earlier, later in zip(times, times[5:], strict=False))
+    # no 6 calls within one window (seen from here, so give or take a scheduling delay)
+    assert all(later - earlier >= 0.4 for earlier, later in zip(times, times[5:], strict=False))
     await a.aclose()
     await b.aclose()
 
