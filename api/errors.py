@@ -136,6 +136,11 @@ def _safe(exc: Exception) -> Exception | bool:
 
 
 def install(app: FastAPI) -> None:
+    """JSON errors, the catch-all 500, and the request body limits (api.limits: a 413
+    before anything is parsed), outermost."""
+    from api.limits import BodyLimitMiddleware
+
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(BodyLimitMiddleware)

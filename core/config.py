@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     """First back-off of a sync job that failed transiently; doubles per try."""
     job_lease_seconds: int = 60
     """A killed worker's sync job is picked up again this long after its last sign of life."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body the API reads (bytes); goal imports (5 MB) and webhooks (1 MB)
+    have their own caps. Larger bodies get 413 before anything is parsed."""
 
     @field_validator("nightly_sync_hour", mode="before")
     @classmethod
@@ -39,7 +42,7 @@ class Settings(BaseSettings):
             raise ValueError("nightly_sync_hour must be 0..23, or empty to turn it off")
         return value
 
-    @field_validator("job_retry_seconds", "job_lease_seconds")
+    @field_validator("job_retry_seconds", "job_lease_seconds", "max_body_bytes")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
