@@ -90,6 +90,12 @@ def zoho():
             "access_token": "tok", "api_domain": API, "expires_in": 3600}))
         router.post(UPSERT).mock(side_effect=fake.upsert)
         router.delete(f"{API}/crm/v8/Sales_Goals").mock(side_effect=fake.delete)
+        # the push reads whether the org has multi-currency (its goal records then carry
+        # Currency): a multi-currency org, as zoho/crm-oas getCurrencies' 200 example
+        router.get(f"{API}/crm/v8/org/currencies").mock(return_value=httpx.Response(
+            200, json={"currencies": [{"iso_code": "USD", "is_base": True}]}))
+        router.get(f"{API}/crm/v8/org").mock(return_value=httpx.Response(
+            200, json={"org": [{"iso_code": "USD", "company_name": "Acme"}]}))
         yield router, fake
 
 
