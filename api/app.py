@@ -18,6 +18,7 @@ from api.routes import (
     keys,
     metrics,
     ops,
+    people,
     records,
     sync_runs,
     webhooks,
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ops.router)
-    for module in (connections, sync_runs, records, keys, fx, metrics, webhooks, goals):
+    for module in (connections, sync_runs, records, keys, fx, metrics, webhooks, goals,
+                   people):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

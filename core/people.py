@@ -441,14 +441,18 @@ def find_user(session: Session, *, user_id: int | None = None,
     return found
 
 
-def map_user(session: Session, person_id: int, user: User) -> None:
-    """Make `user` one of the person's users, by hand (syncs keep it). The user's old
+def map_user(session: Session, person_id: int, *, user_id: int | None = None,
+             connection_id: int | None = None, remote_id: str | None = None) -> None:
+    """Make a CRM user (find_user) one of the person's users, by hand (syncs keep it).
+    PersonNotFound for an unknown person, PersonError for an unknown user. The user's old
     person, when it has no users left, is merged into this one: its deals, accounts and
     goals move here, this person takes its email and mobile where it has none, and it is
     deleted. PersonConflict (nothing changed) when a goal of the old person has the metric
     and period of a live goal of this one."""
     if session.get(Person, person_id) is None:
         raise PersonNotFound(f"person {person_id} does not exist")
+    user = find_user(session, user_id=user_id, connection_id=connection_id,
+                     remote_id=remote_id)
     old = user.person_id
     user_id = int(user.id or 0)
     left = session.execute(select(func.count()).where(

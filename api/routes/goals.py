@@ -15,6 +15,7 @@ from api.deps import JobQueue, SessionDep, SettingsDep, require
 from api.errors import ApiError, error_body, validation_response
 from api.listing import (
     ApiJSON,
+    Id,
     ListParams,
     csv_response,
     decode_cursor,
@@ -36,8 +37,10 @@ CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-ex
 class GoalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    person_id: Id | None = Field(None, description="The person (GET /people) the goal is for.")
     owner_email: str | None = Field(None, max_length=320, description=(
-        "A synced rep's email (case-insensitive); null or empty for a company-wide goal."))
+        "Or the email of the person or of one of their CRM users (case-insensitive); "
+        "neither: a company-wide goal."))
     metric: str = Field(description="bookings or deals_won.")
     period_start: date
     period_end: date = Field(description="Inclusive.")
@@ -50,6 +53,7 @@ class GoalCreate(BaseModel):
 class GoalPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    person_id: Id | None = None
     owner_email: str | None = Field(None, max_length=320)
     metric: str | None = None
     period_start: date | None = None
@@ -68,6 +72,7 @@ class PushStatus(BaseModel):
 
 class GoalPublic(BaseModel):
     id: int
+    person_id: int | None
     owner_email: str | None
     owner_name: str | None
     metric: str
@@ -88,6 +93,7 @@ class GoalPage(BaseModel):
 
 
 class GoalParams(ListParams):
+    person_id: Id | None = None
     owner_email: str | None = Field(None, max_length=320, description="Case-insensitive.")
     company: bool = Field(False, description="Only company-wide goals (no owner).")
     metric: Literal["bookings", "deals_won"] | None = None
@@ -98,7 +104,7 @@ class GoalParams(ListParams):
 class PushRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    connection_id: int | None = Field(None, description="Only this connection (default: all).")
+    connection_id: Id | None = Field(None, description="Only this connection (default: all).")
 
 
 class ImportResult(BaseModel):
@@ -129,8 +135,9 @@ class PushAnswer(BaseModel):
 
 IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "text/csv": {"schema": {"type": "string"}, "example": (
-        "owner_email,metric,period_start,period_end,target\n"
-        "ann@example.com,bookings,2025-04-01,2025-06-30,120000\n")},
+        "owner_email,person_id,metric,period_start,period_end,target\n"
+        "ann@example.com,,bookings,2025-04-01,2025-06-30,120000\n"
+        ",17,bookings,2025-04-01,2025-06-30,90000\n")},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary"}}}}}}}
 
@@ -181,7 +188,8 @@ def create_goal(body: GoalCreate, session: SessionDep, settings: SettingsDep) ->
             summary="Goals with actual, attainment and push status")
 def list_goals(request: Request, params: Annotated[GoalParams, Query()], session: SessionDep,
                settings: SettingsDep) -> Response:
-    listing = goals.goals_listing(owner_email=params.owner_email, company=params.company,
+    listing = goals.goals_listing(owner_email=params.owner_email, person_id=params.person_id,
+                                  company=params.company,
                                   metric=params.metric, start=params.start, end=params.end)
     try:
         if wants_csv(request, params.format):
@@ -197,7 +205,7 @@ def list_goals(request: Request, params: Annotated[GoalParams, Query()], session
 
 
 @router.get("/goals/{goal_id}", response_model=GoalPublic, dependencies=[READ])
-def get_goal(goal_id: int, session: SessionDep, settings: SettingsDep) -> Response:
+def get_goal(goal_id: Id, session: SessionDep, settings: SettingsDep) -> Response:
     try:
         return _answer(session, settings, goals.get_goal(session, goal_id))
     except (goals.GoalNotFound, CurrencyError) as exc:
@@ -205,7 +213,7 @@ def get_goal(goal_id: int, session: SessionDep, settings: SettingsDep) -> Respon
 
 
 @router.patch("/goals/{goal_id}", response_model=GoalPublic, dependencies=[WRITE])
-def patch_goal(goal_id: int, body: GoalPatch, session: SessionDep,
+def patch_goal(goal_id: Id, body: GoalPatch, session: SessionDep,
                settings: SettingsDep) -> Response:
     changes = body.model_dump(exclude_unset=True)
     for name in ("metric", "period_start", "period_end", "target"):
@@ -217,7 +225,7 @@ def patch_goal(goal_id: int, body: GoalPatch, session: SessionDep,
 
 @router.delete("/goals/{goal_id}", status_code=204, dependencies=[WRITE],
                summary="Delete a goal (its CRM copies are deleted on the next push)")
-def delete_goal(goal_id: int, session: SessionDep) -> Response:
+def delete_goal(goal_id: Id, session: SessionDep) -> Response:
     try:
         goals.delete_goal(session, goal_id)
     except goals.GoalNotFound as exc:
@@ -230,7 +238,8 @@ def delete_goal(goal_id: int, session: SessionDep) -> Response:
              summary="Import goals from a CSV file", openapi_extra=IMPORT_BODY)
 async def import_csv(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Body: the CSV (Content-Type: text/csv), or the multipart field `file`. Columns
-    owner_email, metric, period_start, period_end, target (currency optional). All rows are
+    owner_email or person_id (or both), metric, period_start, period_end, target (currency
+    optional). All rows are
     checked first; a bad file imports nothing and lists every bad row by line number."""
     text = await _csv_text(request)
     try:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import ApiError, invalid
-from api.listing import ApiJSON, ListParams, csv_response, list_response, wants_csv
+from api.listing import ApiJSON, Id, ListParams, csv_response, list_response, wants_csv
 from api.routes.records import DealPage
 from core.currency import CurrencyError
 from core.metrics import (
@@ -45,12 +45,12 @@ class SummaryParams(BaseModel):
     start: str = Field(description=DATE_HELP)
     end: str = Field(description=DATE_HELP)
     group_by: str = Field("none", description="owner, connection or none.")
-    connection_id: int | None = None
+    connection_id: Id | None = None
     sort: str | None = Field(
         None, max_length=64,
-        description="A metric or a key column of the rows (owner_email, owner_name, "
-        "connection_id, connection_name), `-` first for descending, e.g. `-attainment`. "
-        "Nulls last either way; ties keep key order. Default: key order.")
+        description="A metric or a key column of the rows (person_id, owner_email, "
+        "owner_name, connection_id, connection_name), `-` first for descending, e.g. "
+        "`-attainment`. Nulls last either way; ties keep key order. Default: key order.")
     format: Literal["json", "csv"] | None = Field(
         None, description="`csv` answers CSV (the rows, then the total row); so does "
         "`Accept: text/csv`.")
@@ -72,6 +72,7 @@ class MetricValues(BaseModel):
 
 
 class SummaryRow(MetricValues):
+    person_id: int | None = None
     owner_email: str | None = None
     owner_name: str | None = None
     connection_id: int | None = None
@@ -152,8 +153,10 @@ class DrillParams(ListParams):
     metric: str = Field(description=f"One of {', '.join(DRILL_STATUSES)}.")
     start: str = Field(description=DATE_HELP)
     end: str = Field(description=DATE_HELP)
-    owner_email: str | None = Field(None, max_length=320, description="Case-insensitive.")
-    connection_id: int | None = None
+    person_id: Id | None = Field(None, description="The owner row's person_id.")
+    owner_email: str | None = Field(None, max_length=320, description=(
+        "Or an email of the person (case-insensitive)."))
+    connection_id: Id | None = None
 
 
 @router.get("/metrics/deals", response_model=DealPage,
@@ -164,7 +167,7 @@ def get_drill_down(
     start, end = _period(params)
     _one_of("metric", params.metric, tuple(DRILL_STATUSES))
     with _metric_errors():
-        listing = drill_down(params.metric, start=start, end=end,
+        listing = drill_down(params.metric, start=start, end=end, person_id=params.person_id,
                              owner_email=params.owner_email, connection_id=params.connection_id)
     return list_response(request, session, params, listing, name=f"deals-{params.metric}",
                          columns=ROW_COLUMNS["deals"])
@@ -173,7 +176,7 @@ def get_drill_down(
 class PipelineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    connection_id: int | None = None
+    connection_id: Id | None = None
     format: Literal["json", "csv"] | None = Field(
         None, description="`csv` answers CSV; so does `Accept: text/csv`.")
 
@@ -215,7 +218,7 @@ class SeriesParams(BaseModel):
     start: str = Field(description=DATE_HELP)
     end: str = Field(description=DATE_HELP)
     group_by: str = Field("none", description="owner or none.")
-    connection_id: int | None = None
+    connection_id: Id | None = None
     format: Literal["json", "csv"] | None = Field(
         None, description="`csv` answers CSV; so does `Accept: text/csv`.")
 
@@ -223,6 +226,7 @@ class SeriesParams(BaseModel):
 class SeriesRow(BaseModel):
     period_start: date
     period_end: date
+    person_id: int | None = None
     owner_email: str | None = None
     owner_name: str | None = None
     value: Decimal | None
@@ -256,7 +260,7 @@ def get_timeseries(
     session.commit()  # created dates may have been recomputed for a new time zone
     if wants_csv(request, params.format):
         columns = ("period_start", "period_end",
-                   *(("owner_email", "owner_name") if params.group_by == "owner" else ()),
+                   *(KEY_COLUMNS["owner"] if params.group_by == "owner" else ()),
                    "value")
         return csv_response(result["data"], columns, name="timeseries")
     return ApiJSON(result)

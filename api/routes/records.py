@@ -9,15 +9,15 @@ from sqlmodel import Session
 
 from api.deps import SessionDep, require
 from api.errors import ApiError, invalid
-from api.listing import ListParams, list_response
+from api.listing import Id, ListParams, UtcDatetime, list_response
 from core.queries import ROW_COLUMNS, RecordFilters, records_listing
 
 router = APIRouter(tags=["records"], dependencies=[Depends(require("read"))])
 
 
 class RecordParams(ListParams):
-    connection_id: int | None = None
-    modified_since: datetime | None = Field(
+    connection_id: Id | None = None
+    modified_since: UtcDatetime | None = Field(
         None, description="remote_modified_at >= this (ISO date or datetime; naive is UTC)."
     )
     include_deleted: bool = Field(False, description="Include tombstoned rows.")
@@ -27,7 +27,11 @@ class OwnedParams(RecordParams):
     owner_email: str | None = Field(None, max_length=320, description="Case-insensitive.")
 
 
-class DealParams(OwnedParams):
+class PersonOwnedParams(OwnedParams):
+    owner_person_id: Id | None = Field(None, description="The owner's person (GET /people).")
+
+
+class DealParams(PersonOwnedParams):
     status: Literal["open", "won", "lost"] | None = None
     close_from: date | None = Field(None, description="close_date >= this (inclusive).")
     close_to: date | None = Field(None, description="close_date <= this (inclusive).")
@@ -52,6 +56,7 @@ class AccountRow(BaseModel):
     industry: str | None
     owner_email: str | None
     owner_name: str | None
+    owner_person_id: int | None
     remote_created_at: datetime | None
     remote_modified_at: datetime | None
     deleted: bool
@@ -85,6 +90,7 @@ class DealRow(BaseModel):
     remote_modified_at: datetime | None
     owner_email: str | None
     owner_name: str | None
+    owner_person_id: int | None
     account_remote_id: str | None
     account_name: str | None
     pipeline: str | None
@@ -141,7 +147,7 @@ def list_users(
 
 @router.get("/accounts", response_model=AccountPage, summary="Accounts")
 def list_accounts(
-    request: Request, params: Annotated[OwnedParams, Query()], session: SessionDep
+    request: Request, params: Annotated[PersonOwnedParams, Query()], session: SessionDep
 ) -> Response:
     return _records("accounts", request, session, params)
 

@@ -117,21 +117,37 @@ ZERO = metrics("0.00", 0, 0, None, None, None, "0.00", "0.00", "0.00", 0)
 TOTAL = metrics("1553.33", 3, 2, "0.6000", "517.78", "17.67", "1110.01", "286.30", "1839.63", 3)
 
 
+def person_of(engine, connection_id: int, remote_id: str) -> int:
+    """The person a CRM user belongs to (core.people)."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT person_id FROM crm_user WHERE connection_id = :c AND remote_id = :r"),
+            {"c": connection_id, "r": remote_id}).scalar_one())
+
+
 def test_by_owner(data):
-    engine, _, _ = data
+    engine, c1, c2 = data
     result = run(engine)
     assert (result["start"], result["end"], result["currency"], result["group_by"]) == (
         date(2025, 1, 1), date(2025, 3, 31), "USD", "owner")
+    ann = person_of(engine, c1, "u1")
+    assert person_of(engine, c2, "z1") == ann  # one person in both CRMs (email)
     assert result["data"] == [
-        {"owner_email": "ann@x.com", "owner_name": "Ann Lee",
+        # the person's name: the first of their users' (u1)
+        {"person_id": ann, "owner_email": "ann@x.com", "owner_name": "Ann",
          **metrics("1220.00", 2, 1, "0.6667", "610.00", "19.50", "0.00", "0.00", "1220.00", 1)},
-        {"owner_email": "bob@x.com", "owner_name": "Bob",
-         **metrics("333.33", 1, 0, "1.0000", "333.33", "14.00", "1110.01", "286.30",
-                   "619.63", 1)},
-        {"owner_email": "cat@x.com", "owner_name": "Cat",  # inactive, but has a deal
+        {"person_id": person_of(engine, c1, "u2"), "owner_email": "bob@x.com",
+         "owner_name": "Bob", **metrics("333.33", 1, 0, "1.0000", "333.33", "14.00", "1110.01",
+                                        "286.30", "619.63", 1)},
+        {"person_id": person_of(engine, c1, "u3"), "owner_email": "cat@x.com",
+         "owner_name": "Cat",  # inactive, but has a deal
          **metrics("0.00", 0, 1, "0.0000", None, None, "0.00", "0.00", "0.00", 0)},
-        {"owner_email": "eve@x.com", "owner_name": "Eve", **{**ZERO, "new_accounts": 1}},
-        {"owner_email": "gus@x.com", "owner_name": "Gus", **ZERO},  # active, no activity
+        {"person_id": person_of(engine, c1, "u4"), "owner_email": "eve@x.com",
+         "owner_name": "Eve", **{**ZERO, "new_accounts": 1}},
+        {"person_id": person_of(engine, c1, "u6"), "owner_email": "gus@x.com",
+         "owner_name": "Gus", **ZERO},  # active, no activity
     ]
     assert result["total"] == TOTAL
 

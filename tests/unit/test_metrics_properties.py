@@ -3,13 +3,17 @@
 Random small datasets (two connections whose home currencies are among USD, EUR and
 CNY; deals with amounts of up to 2 decimals, random statuses, probabilities, close
 dates, creation times a few minutes either side of local midnight; deleted deals,
-accounts and reps; owners whose emails differ in case across the connections) are
+accounts and reps; owners whose emails differ in case across the connections, deals
+owned through a rep's id, reps without email) are
 written through core.store, exactly as a sync writes them, on SQLite and on
 PostgreSQL. Half the examples build the monthly rollups (core.rollups) between the
 upserts and the deletions, and stretch the period to whole months, so the metrics read
 clean months from the rollups, dirty ones from the deals. The reference below works on
 the generated values only: exact fractions, the local creation dates as generated
-(never read back from the store), rounding half up once at the end.
+(never read back from the store), rounding half up once at the end. Its owners are people
+as docs/people.md defines them: one per lower-cased email (whichever CRM, rep or record
+it comes from), one for each rep without email, and the owner of a deal owned through a
+rep's id is that rep's person.
 """
 
 from collections import defaultdict
@@ -60,6 +64,7 @@ class GenDeal:
     owner: str | None
     owner_name: str | None
     deleted: bool
+    owner_user: int | None = None  # owned through this rep's id (when in the same CRM)
 
 
 @dataclass
@@ -103,7 +108,8 @@ deals_strategy = st.builds(
     status=st.sampled_from(("open", "won", "lost")), probability=probability,
     close=st.one_of(st.none(), days), created=_created(),
     owner=st.sampled_from(EMAILS), owner_name=st.sampled_from(NAMES),
-    deleted=st.sampled_from((False, False, False, True)))
+    deleted=st.sampled_from((False, False, False, True)),
+    owner_user=st.one_of(st.none(), st.integers(0, 4)))
 accounts_strategy = st.builds(
     GenAccount, connection=st.integers(0, 1), created=_created(),
     owner=st.sampled_from(EMAILS), owner_name=st.sampled_from(NAMES),
@@ -166,6 +172,33 @@ def _counts(data: Dataset, c: int) -> bool:
     return data.only_connection is None or data.only_connection == c
 
 
+Key = tuple[str, Any] | None  # ("email", lower-cased) or ("rep", index); None: no owner
+
+
+def _rep(data: Dataset, d: GenDeal) -> GenUser | None:
+    """The rep a deal is owned through (its id), if that rep is in the deal's CRM."""
+    if d.owner_user is None or d.owner_user >= len(data.users):
+        return None
+    user = data.users[d.owner_user]
+    return user if user.connection == d.connection else None
+
+
+def _user_key(data: Dataset, index: int) -> Key:
+    email = data.users[index].email
+    return ("email", email.lower()) if email else ("rep", index)
+
+
+def _email_key(email: str | None) -> Key:
+    return ("email", email.lower()) if email else None
+
+
+def _deal_key(data: Dataset, d: GenDeal) -> Key:
+    if _rep(data, d) is not None:
+        assert d.owner_user is not None
+        return _user_key(data, d.owner_user)
+    return _email_key(d.owner)
+
+
 def _add_deal(data: Dataset, d: GenDeal, acc: dict[str, Any]) -> None:
     assert d.close is not None
     amount = Fraction(d.amount or 0) * _rate(data, d.connection)
@@ -185,27 +218,23 @@ def reference(data: Dataset, group_by: str) -> dict[str, Any]:
     """Section 5 by hand: {"data": [row...], "total": {...}}, rows in key order."""
     zero: dict[str, Any] = {"bookings": Fraction(0), "won": 0, "lost": 0, "cycle": [],
                             "open": Fraction(0), "weighted": Fraction(0), "accounts": 0}
-    rows: dict[Any, dict[str, Any]] = defaultdict(lambda: {**zero, "cycle": []})
+    rows: dict[Key, dict[str, Any]] = defaultdict(lambda: {**zero, "cycle": []})
     total: dict[str, Any] = {**zero, "cycle": []}
-
-    def key(email: str | None) -> str | None:
-        return email.lower() if email else None
-
     for d in data.deals:
         if d.deleted or not _counts(data, d.connection) or d.close is None \
                 or not data.start <= d.close <= data.end:
             continue
-        for acc in (rows[key(d.owner)], total):
+        for acc in (rows[_deal_key(data, d)], total):
             _add_deal(data, d, acc)
     for a in data.accounts:
         if a.deleted or not _counts(data, a.connection) or a.created is None:
             continue
         if data.start <= _local_date(a.created, data.zone) <= data.end:
-            rows[key(a.owner)]["accounts"] += 1
+            rows[_email_key(a.owner)]["accounts"] += 1
             total["accounts"] += 1
-    for u in data.users:
-        if u.active and not u.deleted and u.email and _counts(data, u.connection):
-            rows[key(u.email)]  # an active rep gets a row of zeros
+    for i, u in enumerate(data.users):
+        if u.active and not u.deleted and _counts(data, u.connection):
+            rows[_user_key(data, i)]  # an active rep's person gets a row of zeros
 
     def finish(acc: dict[str, Any]) -> dict[str, Any]:
         won, lost, cycle = acc["won"], acc["lost"], acc["cycle"]
@@ -223,22 +252,25 @@ def reference(data: Dataset, group_by: str) -> dict[str, Any]:
     total_row = finish(total)
     if group_by == "none":
         return {"data": [total_row], "total": total_row}
-    ordered = sorted(rows, key=lambda k: (k is None, k or ""))
-    return {"data": [{"owner_email": k, **finish(rows[k])} for k in ordered],
-            "total": total_row}
+    return {"rows": {k: finish(v) for k, v in rows.items()}, "total": total_row}
 
 
-def _names(data: Dataset) -> dict[str | None, set[str | None]]:
-    """The names an owner's row may show: its reps' (the greatest), else any on its records."""
-    reps: dict[str | None, set[str]] = defaultdict(set)
-    for u in data.users:
-        if not u.deleted and u.email and _counts(data, u.connection):
-            reps[u.email.lower()].add(u.name)
-    seen: dict[str | None, set[str | None]] = defaultdict(lambda: {None})
-    for r in (*data.deals, *data.accounts):
-        if r.owner_name and _counts(data, r.connection):
-            seen[r.owner.lower() if r.owner else None].add(r.owner_name)
-    return {**seen, **{k: {max(v)} for k, v in reps.items()}}
+def _names(data: Dataset) -> dict[Key, set[str | None]]:
+    """The names an owner's row may show: a person's name is the first name it was given
+    (by one of its reps, or by the records of an owner email: their owner name or else the
+    email); the row of no owner shows a name on its records, if any."""
+    names: dict[Key, set[str | None]] = defaultdict(set)
+    for i, u in enumerate(data.users):
+        names[_user_key(data, i)].add(u.name)
+    for d in data.deals:
+        names[_deal_key(data, d)].add(d.owner_name)
+    for a in data.accounts:
+        names[_email_key(a.owner)].add(a.owner_name)
+    for key in names:
+        if key is not None and key[0] == "email":
+            names[key].add(key[1])
+    names[None].add(None)
+    return names
 
 
 # ---------------------------------------------------------------------------- the store
@@ -272,7 +304,9 @@ def _load(engine: Any, data: Dataset) -> list[int]:
                 DealRecord(rid, rid, amount=d.amount, amount_home=d.amount,
                            currency=data.homes[index], status=d.status,
                            probability=d.probability, close_date=d.close,
-                           remote_created_at=_utc(d.created, data.zone), owner_email=d.owner,
+                           remote_created_at=_utc(d.created, data.zone),
+                           owner_remote_id=f"u{d.owner_user}" if _rep(data, d) else None,
+                           owner_email=rep.email if (rep := _rep(data, d)) else d.owner,
                            owner_name=d.owner_name) for rid, d in deals])
             store.upsert_records(session, stream="accounts", connection_id=cid, records=[
                 AccountRecord(rid, rid, owner_email=a.owner, owner_name=a.owner_name,
@@ -313,7 +347,19 @@ def test_summary_equals_the_reference(engine, data):
             if group_by == "none":
                 assert result["data"] == expected["data"]
                 continue
-            got_names = {row["owner_email"]: row.pop("owner_name") for row in result["data"]}
-            assert result["data"] == expected["data"]
-            for owner, name in got_names.items():
-                assert name in names.get(owner, {None}), (owner, name)
+            rows = expected["rows"]
+            # people without email: matched to the reference's reps by their metrics
+            anonymous = sorted(repr(v) for k, v in rows.items() if k and k[0] == "rep")
+            got_anonymous = []
+            for row in result["data"]:
+                person, email, name = (row.pop(c) for c in ("person_id", "owner_email",
+                                                            "owner_name"))
+                if person is not None and email is None:
+                    got_anonymous.append(repr(row))
+                    continue
+                key = ("email", email) if email else None
+                assert (person is None) == (key is None), row
+                assert row == rows[key], key
+                assert name in names[key], (key, name)
+            assert sorted(got_anonymous) == anonymous
+            assert len(result["data"]) == len(rows)
