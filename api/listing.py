@@ -9,17 +9,19 @@ import base64
 import binascii
 import csv
 import io
+import itertools
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from api.errors import invalid
@@ -33,6 +35,25 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 PublicFn = Callable[[dict[str, Any]], dict[str, Any]]
 
+MAX_ID = 2**31 - 1  # every id column is an INTEGER (PostgreSQL: 4 bytes, signed)
+Id = Annotated[int, Ge(1), Le(MAX_ID)]
+"""A row id in a path, a query or a body: 1 to 2^31-1, the range of the id columns; other
+values are a 422, never an integer overflow in the database (a 500)."""
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the supported range: years 1 to 9999 in UTC") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+"""An ISO date or datetime (naive is UTC), as UTC; one that is not in years 1..9999 once in
+UTC (0001-01-01T00:00+05:00, 9999-12-31T23:00-05:00) is a 422."""
+
 
 class ListParams(BaseModel):
     """Query parameters every list takes. Unknown parameters are refused (422)."""
@@ -40,7 +61,8 @@ class ListParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(100, ge=1, le=1000, description="Rows per page (JSON only).")
-    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+    cursor: str | None = Field(None, max_length=64,
+                               description="`next_cursor` of the previous page.")
     format: Literal["json", "csv"] | None = Field(
         None, description="`csv` streams every matching row (limit and cursor do not apply); "
         "so does `Accept: text/csv`.",
@@ -139,8 +161,10 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if raw.startswith(CURSOR_PREFIX) and raw[len(CURSOR_PREFIX):].isdigit():
-            return int(raw[len(CURSOR_PREFIX):])
+        digits = raw[len(CURSOR_PREFIX):]
+        if raw.startswith(CURSOR_PREFIX) and digits.isdigit() and len(digits) <= 10 \
+                and 1 <= int(digits) <= MAX_ID:
+            return int(digits)
     except (binascii.Error, ValueError):
         pass
     raise invalid("cursor", "is not a cursor this list returned; pass next_cursor as given")
@@ -155,9 +179,17 @@ def wants_csv(request: Request, fmt: str | None) -> bool:
 
 def csv_response(rows: Iterable[dict[str, Any]], columns: Iterable[str], *,
                  name: str) -> StreamingResponse:
-    """`rows` streamed as a CSV attachment named `name`.csv."""
+    """`rows` streamed as a CSV attachment named `name`.csv.
+
+    The first row is read before the answer starts, so a query that fails is an ordinary
+    error answer, not a stream cut short after the header.
+    """
+    remaining = iter(rows)
+    first = next(remaining, None)
+    if first is not None:
+        remaining = itertools.chain((first,), remaining)
     return StreamingResponse(
-        csv_stream(rows, tuple(columns)), media_type="text/csv; charset=utf-8",
+        csv_stream(remaining, tuple(columns)), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 

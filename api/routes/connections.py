@@ -23,7 +23,7 @@ from api.connections import (
 )
 from api.deps import JobsDep, SecretBoxDep, SessionDep, SettingsDep, require
 from api.errors import ApiError
-from api.listing import ListParams, list_response
+from api.listing import Id, ListParams, list_response
 from core.models import Connection
 from core.queries import connections_listing
 
@@ -73,13 +73,13 @@ def list_connections(
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic)
-def get_connection(connection_id: int, session: SessionDep, box: SecretBoxDep) -> Any:
+def get_connection(connection_id: Id, session: SessionDep, box: SecretBoxDep) -> Any:
     return public_connection(get_or_404(session, connection_id).model_dump(), box)
 
 
 @router.patch("/{connection_id}", response_model=ConnectionPublic)
 async def patch_connection(
-    connection_id: int, body: ConnectionPatch, session: SessionDep, box: SecretBoxDep,
+    connection_id: Id, body: ConnectionPatch, session: SessionDep, box: SecretBoxDep,
     jobs: JobsDep, settings: SettingsDep,
 ) -> Any:
     def patch() -> dict[str, Any]:
@@ -103,7 +103,7 @@ async def _subscribe(jobs: JobsDep, settings: SettingsDep, connection_id: int) -
 
 
 @router.delete("/{connection_id}", status_code=204, summary="Delete a connection and its data")
-def delete_connection(connection_id: int, session: SessionDep) -> Response:
+def delete_connection(connection_id: Id, session: SessionDep) -> Response:
     session.delete(get_or_404(session, connection_id))  # synced rows go by ON DELETE CASCADE
     session.commit()
     return Response(status_code=204)
@@ -111,7 +111,7 @@ def delete_connection(connection_id: int, session: SessionDep) -> Response:
 
 @router.post("/{connection_id}/sync", status_code=202, response_model=SyncAccepted)
 async def start_sync(
-    connection_id: int, session: SessionDep, jobs: JobsDep, body: SyncRequest | None = None
+    connection_id: Id, session: SessionDep, jobs: JobsDep, body: SyncRequest | None = None
 ) -> SyncAccepted:
     await run_in_threadpool(get_or_404, session, connection_id)
     run_id = await jobs.enqueue_sync(connection_id, (body or SyncRequest()).mode)

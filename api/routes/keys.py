@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from api.deps import SessionDep, require
 from api.errors import ApiError
-from api.listing import ListParams, list_response
+from api.listing import Id, ListParams, list_response
 from core.models import ApiKey
 from core.queries import api_keys_listing
 from core.security import hash_api_key, new_api_key, parse_scopes
@@ -69,7 +69,7 @@ def list_keys(
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key")
-def revoke_key(key_id: int, session: SessionDep) -> Response:
+def revoke_key(key_id: Id, session: SessionDep) -> Response:
     row = session.get(ApiKey, key_id)
     if row is None:
         raise ApiError(404, f"API key {key_id} does not exist")

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from api.deps import SessionDep, require
 from api.errors import ApiError
-from api.listing import ApiJSON, ListParams, list_response
+from api.listing import ApiJSON, Id, ListParams, list_response
 from api.routes.connections import get_or_404
 from core.models import SyncRun
 from core.queries import SYNC_RUN_COLUMNS, sync_run_row, sync_runs_listing
@@ -38,7 +38,7 @@ class SyncRunParams(ListParams):
 
 
 class AllSyncRunParams(SyncRunParams):
-    connection_id: int | None = None
+    connection_id: Id | None = None
 
 
 @router.get("/sync-runs", response_model=SyncRunPage, summary="Recent sync runs, newest first")
@@ -51,7 +51,7 @@ def list_sync_runs(
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunPublic)
-def get_sync_run(run_id: int, session: SessionDep) -> Response:
+def get_sync_run(run_id: Id, session: SessionDep) -> Response:
     run = session.get(SyncRun, run_id)
     if run is None:
         raise ApiError(404, f"sync run {run_id} does not exist")
@@ -61,7 +61,7 @@ def get_sync_run(run_id: int, session: SessionDep) -> Response:
 @router.get("/connections/{connection_id}/sync-runs", response_model=SyncRunPage,
             summary="Sync runs of a connection, newest first")
 def list_connection_sync_runs(
-    connection_id: int, request: Request, params: Annotated[SyncRunParams, Query()],
+    connection_id: Id, request: Request, params: Annotated[SyncRunParams, Query()],
     session: SessionDep,
 ) -> Response:
     get_or_404(session, connection_id)

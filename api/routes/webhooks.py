@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobQueue
 from api.errors import ApiError
+from api.listing import Id
 from connectors.base import (
     WebhookIntake,
     WebhookReceiver,
@@ -41,7 +42,7 @@ WRITE_BATCH = 500  # events of concurrent callbacks stored in one transaction
                409: {"description": "a replayed callback (vendors that sign each delivery)"},
                413: {"description": "body over 1 MB"}},
 )
-async def receive_webhook(provider: str, connection_id: int, request: Request) -> Response:
+async def receive_webhook(provider: str, connection_id: Id, request: Request) -> Response:
     body = await _read_body(request)
     wire = WebhookRequest(body=body, headers=dict(request.headers),
                           query=dict(request.query_params))
