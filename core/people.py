@@ -134,7 +134,8 @@ def owner_person(source: Any) -> ColumnElement[Any]:
 
 def ensure_owner_persons(session: Session, load: Table) -> None:
     """Before a page of deals or accounts is merged from `load`: a person for each owner
-    email that no person, user or user's person has (named by the page's owner name)."""
+    email that no person, user or user's person has (named by the page's owner name, if
+    any)."""
     email = load.c.owner_email
     unknown = and_(
         email.is_not(None),
@@ -144,7 +145,7 @@ def ensure_owner_persons(session: Session, load: Table) -> None:
                         USER.c.person_id.is_not(None)),
         ~exists().where(USER.c.email == email, USER.c.deleted_at.is_(None)))
     now = utcnow()
-    rows = (select(func.coalesce(func.max(load.c.owner_name), email), email,
+    rows = (select(func.coalesce(func.max(load.c.owner_name), ""), email,
                    literal(now, PERSON.c.created_at.type), literal(now, PERSON.c.updated_at.type))
             .where(unknown).group_by(email))
     stmt = _insert(session, PERSON).from_select(

@@ -48,13 +48,14 @@ async def test_missing_rate_is_a_422_naming_the_currency_then_works(api):
     assert (body["start"], body["end"], body["currency"], body["group_by"]) == (
         "2025-01-01", "2025-03-31", "USD", "owner")
     assert body["data"] == [{
-        "owner_email": "ann@x.com", "owner_name": "Ann", "bookings": 115.1, "deals_won": 2,
+        "person_id": 1, "owner_email": "ann@x.com", "owner_name": "Ann", "bookings": 115.1,
+        "deals_won": 2,
         "deals_lost": 0, "win_rate": 1.0, "avg_deal_size": 57.55, "sales_cycle_days": 10.0,
         "open_pipeline": 0, "weighted_pipeline": 0, "forecast": 115.1, "new_accounts": 0,
         "goal": None, "attainment": None}]
     assert '"bookings":115.10,' in response.text  # exact decimal literal, 2 places
     assert body["total"] == {k: v for k, v in body["data"][0].items()
-                             if k not in ("owner_email", "owner_name")}
+                             if k not in ("person_id", "owner_email", "owner_name")}
 
 
 async def test_timestamps_are_taken_as_their_date(api):
@@ -228,8 +229,9 @@ async def test_timeseries_json_and_csv(api):
     csv = await api.get(SERIES_URL, params={**params, "group_by": "owner", "format": "csv",
                                             "interval": "quarter"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-    assert csv.text.splitlines() == ["period_start,period_end,owner_email,owner_name,value",
-                                     "2025-01-01,2025-03-31,ann@x.com,Ann,115.10"]
+    assert csv.text.splitlines() == [
+        "period_start,period_end,person_id,owner_email,owner_name,value",
+        "2025-01-01,2025-03-31,1,ann@x.com,Ann,115.10"]
     win_rate = await api.get(SERIES_URL, params={**params, "metric": "win_rate",
                                                   "interval": "week", "end": "2025-01-12"})
     assert [(r["period_start"], r["value"]) for r in win_rate.json()["data"]] == [
@@ -315,8 +317,8 @@ async def test_summary_sort(team):
 
 
 @pytest.mark.parametrize("group_by,sort,allowed", [
-    ("owner", "-rank", "must be one of owner_email, owner_name, bookings, deals_won,"),
-    ("owner", "connection_name", "must be one of owner_email, owner_name, bookings,"),
+    ("owner", "-rank", "must be one of person_id, owner_email, owner_name, bookings,"),
+    ("owner", "connection_name", "must be one of person_id, owner_email, owner_name,"),
     ("connection", "owner_email", "must be one of connection_id, connection_name, bookings,"),
     ("none", "owner_email", "must be one of bookings, deals_won, deals_lost, win_rate,"),
     ("owner", "", "goal, attainment (for this group_by), with a leading - for descending"),
@@ -334,13 +336,14 @@ async def test_summary_csv(team):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
     assert response.text.splitlines() == [
-        "row_type,owner_email,owner_name,bookings,deals_won,deals_lost,win_rate,avg_deal_size,"
-        "sales_cycle_days,open_pipeline,weighted_pipeline,forecast,new_accounts,goal,attainment",
-        "data,ann@x.com,Ann,115.10,2,0,1.0000,57.55,10.00,0.00,0.00,115.10,0,,",
-        "data,dan@x.com,,40.00,1,0,1.0000,40.00,,0.00,0.00,40.00,0,,",
-        "data,bob@x.com,bob,0.00,0,0,,,,0.00,0.00,0.00,0,,",
-        "data,cat@x.com,Cat,0.00,0,1,0.0000,,,0.00,0.00,0.00,0,,",
-        "total,,,155.10,3,1,0.7500,51.70,10.00,0.00,0.00,155.10,0,,"]
+        "row_type,person_id,owner_email,owner_name,bookings,deals_won,deals_lost,win_rate,"
+        "avg_deal_size,sales_cycle_days,open_pipeline,weighted_pipeline,forecast,new_accounts,"
+        "goal,attainment",
+        "data,1,ann@x.com,Ann,115.10,2,0,1.0000,57.55,10.00,0.00,0.00,115.10,0,,",
+        "data,4,dan@x.com,,40.00,1,0,1.0000,40.00,,0.00,0.00,40.00,0,,",  # a deal's owner
+        "data,2,bob@x.com,bob,0.00,0,0,,,,0.00,0.00,0.00,0,,",
+        "data,3,cat@x.com,Cat,0.00,0,1,0.0000,,,0.00,0.00,0.00,0,,",
+        "total,,,,155.10,3,1,0.7500,51.70,10.00,0.00,0.00,155.10,0,,"]
     by_header = await team.get(URL, params={**PERIOD, "group_by": "none"},
                                headers={"Accept": "text/csv"})
     assert by_header.headers["content-type"].startswith("text/csv")

@@ -55,8 +55,10 @@ async def test_deal_values_are_typed_json(api):
         "amount": 1001.25, "currency": "EUR", "amount_home": 500.625, "stage": "Closed Won",
         "status": "won", "probability": 100, "close_date": "2025-01-02",
         "remote_created_at": "2024-12-22T00:00:00Z", "remote_modified_at": "2025-01-01T01:00:00Z",
-        "owner_email": "bob@example.com", "owner_name": "Bob Roy", "account_remote_id": "a1",
-        "account_name": "Account 1", "pipeline": "Standard", "deleted": False,
+        "owner_email": "bob@example.com", "owner_name": "Bob Roy",
+        "owner_person_id": 2,  # Bob's person (the second rep)
+        "account_remote_id": "a1", "account_name": "Account 1", "pipeline": "Standard",
+        "deleted": False,
     }
     assert '"amount":1001.25,' in response.text  # a number literal, not a string
 

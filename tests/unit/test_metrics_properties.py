@@ -257,8 +257,8 @@ def reference(data: Dataset, group_by: str) -> dict[str, Any]:
 
 def _names(data: Dataset) -> dict[Key, set[str | None]]:
     """The names an owner's row may show: a person's name is the first name it was given
-    (by one of its reps, or by the records of an owner email: their owner name or else the
-    email); the row of no owner shows a name on its records, if any."""
+    (by one of its reps, or by the records of an owner email: their owner name, if any);
+    the row of no owner shows a name on its records, if any."""
     names: dict[Key, set[str | None]] = defaultdict(set)
     for i, u in enumerate(data.users):
         names[_user_key(data, i)].add(u.name)
@@ -267,9 +267,7 @@ def _names(data: Dataset) -> dict[Key, set[str | None]]:
     for a in data.accounts:
         names[_email_key(a.owner)].add(a.owner_name)
     for key in names:
-        if key is not None and key[0] == "email":
-            names[key].add(key[1])
-    names[None].add(None)
+        names[key].add(None)
     return names
 
 
