@@ -58,6 +58,7 @@ def user(raw: dict[str, Any]) -> UserRecord:
         team=role,  # Zoho roles are the sales hierarchy; the role is the rep's team
         remote_modified_at=timestamp(raw.get("Modified_Time")),
         raw=raw,
+        mobile=raw.get("mobile") or raw.get("phone") or None,  # core.people normalizes it
     )
 
 
