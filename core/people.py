@@ -328,7 +328,8 @@ def unmatched_listing() -> Listing:
     somebody = exists().where(
         PERSON.c.id != USER.c.person_id,
         ~exists().where(candidate.c.person_id == PERSON.c.id,
-                        candidate.c.connection_id == USER.c.connection_id))
+                        candidate.c.connection_id == USER.c.connection_id
+                        ).correlate(PERSON, USER))
     stmt: Select[Any] = select(*(USER.c[c] for c in UNMATCHED_COLUMNS)).where(
         USER.c.deleted_at.is_(None), USER.c.person_match == "new", alone, somebody)
     return Listing(stmt, USER.c.id, lambda row: dict(row._mapping))
@@ -423,6 +424,7 @@ def update_person(session: Session, person_id: int, changes: dict[str, Any]) -> 
     session.flush()
     if "team" in changes and person.team is None:
         refresh_teams(session, [person_id])
+        session.expire(person)
 
 
 def find_user(session: Session, *, user_id: int | None = None,
