@@ -171,7 +171,7 @@ def test_mapping_refuses_a_merge_whose_goals_clash_and_changes_nothing(crms):
 
 
 def test_team_from_the_crm_unless_set_by_hand(crms):
-    engine, zoho, fx = crms
+    engine, zoho, _ = crms
     ann, _ = person(engine, zoho, "z1")
     bob, _ = person(engine, zoho, "z2")
     with session_scope(engine) as session:
