@@ -87,7 +87,8 @@ def plan_push(session: Session, connection_id: int, settings: Settings) -> PushP
             else:
                 plan.decided.append(PushResult(
                     gid, "skipped", previous.remote_id if previous else None,
-                    f"{email or who} is not a user of this CRM"))
+                    f"{email or who or f'person {goal.person_id}'} is not a user of this "
+                    "CRM"))
             continue
         remote_id, name = users.get(goal.person_id or 0, (None, None))
         try:
