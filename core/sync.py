@@ -119,8 +119,17 @@ class SyncEngine:
         return {s: c.public() for s, c in self.counts.items()}
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn` in a thread, one at a time, on the run's connection. A cancelled caller
+        (a sibling stream failed) still waits for the thread: a write cannot be stopped
+        half way, and the connection must not be used again, or closed and returned to
+        the pool, while that transaction is still open."""
         async with self._write_lock:
-            return await asyncio.to_thread(fn, *args)
+            work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait([work])
+                raise
 
     async def _sync_stream(self, stream: str) -> None:
         state = await self._db(self._load_state, stream)
