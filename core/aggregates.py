@@ -29,7 +29,7 @@ from sqlmodel import Session
 from core import people
 from core.currency import PRECISION, Converter
 from core.goals import attainment
-from core.localdates import date_diff
+from core.localdates import created_date, date_diff
 from core.models import (
     Account,
     AccountDay,
@@ -97,11 +97,11 @@ class Scope:
                              cycle_days=table.c.cycle_days, cycle_deals=table.c.cycle_deals)
                       for table, conditions in self._rollups(DEAL_MONTH, DEAL_DAY)]
 
-    def account_sources(self) -> list["Source"]:
+    def account_sources(self, session: Session) -> list["Source"]:
         """Where the new accounts of this scope are (count: accounts per row)."""
         out = []
         if self.ranges:
-            out.append(Source(ACCOUNT, self._raw(ACCOUNT, ACCOUNT.c.created_date),
+            out.append(Source(ACCOUNT, self._raw(ACCOUNT, created_date(session, ACCOUNT)),
                               count=literal(1)))
         return out + [Source(table, conditions, count=table.c.accounts)
                       for table, conditions in self._rollups(ACCOUNT_MONTH, ACCOUNT_DAY)]
@@ -188,8 +188,8 @@ def row_key(row: Any, keys: list[Label[Any]]) -> Any:
 
 
 def cycle_days(session: Session) -> ColumnElement[Any]:
-    """close_date - created_date in whole days (both are plain dates)."""
-    return date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
+    """close_date - created_date in whole days (both are plain dates; core.localdates)."""
+    return date_diff(session, DEAL.c.close_date, created_date(session, DEAL))
 
 
 def keep_name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
@@ -253,7 +253,7 @@ def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
 
 def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
                  names: dict[Any, str | None]) -> None:
-    for source in scope.account_sources():
+    for source in scope.account_sources(session):
         table, key = source.table, keys(source.table)
         stmt = (select(*key, func.sum(source.count).label("n"),
                        func.max(table.c.owner_name).label("name"))
@@ -355,7 +355,7 @@ def ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
 def owners(session: Session, scope: Scope, accs: dict[Any, Acc],
            names: dict[Any, str | None]) -> None:
     """A row for every owner of a deal (any status) or a new account in the scope."""
-    for source in (*scope.deal_sources(session), *scope.account_sources()):
+    for source in (*scope.deal_sources(session), *scope.account_sources(session)):
         table = source.table
         stmt = (select(table.c.owner_person_id, func.max(table.c.owner_name))
                 .where(*source.conditions).group_by(table.c.owner_person_id))

@@ -42,7 +42,7 @@ from core.aggregates import (
 from core.config import Settings
 from core.currency import converter
 from core.goals import goal_targets
-from core.localdates import date_diff, ensure_zone
+from core.localdates import created_date, date_diff, read_zone
 from core.queries import Listing, RecordFilters, records_listing
 from core.types import Money
 
@@ -77,11 +77,11 @@ def summary(
 ) -> dict[str, Any]:
     """{"start","end","currency","group_by","data":[row...],"total":{...}}.
 
-    May recompute stored created dates first (core.localdates): the caller commits.
+    Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (core.localdates).
     Raises ValueError for bad parameters and core.currency.CurrencyError for a missing rate.
     """
     validate(start, end, group_by)
-    ensure_zone(session, settings.timezone)
+    read_zone(session, settings.timezone)
     conv = converter(session, settings)
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
@@ -287,10 +287,10 @@ def timeseries(
     as summary(), each also grouped by a period number computed in SQL from the date
     (close_date; created_date for new_accounts), so a row's value is exactly what
     summary() gives for that period. group_by=owner has the owners summary() lists.
-    May recompute stored created dates (core.localdates): the caller commits.
+    Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (core.localdates).
     """
     validate_series(metric, interval, start, end, group_by)
-    ensure_zone(session, settings.timezone)
+    read_zone(session, settings.timezone)
     conv = converter(session, settings)
     shift = settings.fiscal_year_start_month - 1
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
@@ -303,8 +303,9 @@ def timeseries(
             month = table.c.month
             period = month if interval == "month" else (month - shift) // 3
         else:
-            date_column = {DEAL: "close_date", ACCOUNT: "created_date"}.get(table, "day")
-            period = _period_key(session, table.c[date_column], interval, shift)
+            column = (table.c.close_date if table is DEAL else created_date(session, table)
+                      if table is ACCOUNT else table.c.day)
+            period = _period_key(session, column, interval, shift)
         return [*agg.group_key(group_by, table), period.label("period")]
 
     for part in SERIES_PARTS[metric]:

@@ -130,10 +130,17 @@ def test_a_new_time_zone_drops_every_rollup_until_rebuilt(engine):
     rollups.refresh(engine)
     berlin = _numbers(engine)
     utc = Settings(timezone="UTC", reporting_currency="EUR")
-    with session_scope(engine) as session:
-        summary(session, start=Q1[0], end=Q1[1], group_by="none", settings=utc)
+    kept = _clean(engine)
+    with session_scope(engine) as session:  # a read in the new zone changes nothing...
+        pending = summary(session, start=Q1[0], end=Q1[1], group_by="none", settings=utc)
+    assert _clean(engine) == kept != []
+    with session_scope(engine) as session:  # ...the background job applies it
+        assert ensure_zone(session, "UTC") is True
     assert _clean(engine) == []
     assert rollups.refresh(engine) == 3
+    with session_scope(engine) as session:  # the numbers read before the job were right
+        assert summary(session, start=Q1[0], end=Q1[1], group_by="none",
+                       settings=utc) == pending
     with session_scope(engine) as session:  # back to Berlin: equal to before
         ensure_zone(session, SETTINGS.timezone)
     rollups.refresh(engine)
