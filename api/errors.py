@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -97,6 +98,33 @@ async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
 
 
+# PostgreSQL SQLSTATEs of a value the database cannot take (out of range, not storable):
+# always the request's data, so a 422, not a 500.
+UNSTORABLE = {"22003", "22008", "22007", "22P05", "22021", "22001"}
+
+
+def unstorable(exc: BaseException) -> bool:
+    """Whether an error means "this input value cannot be stored or compared" (an integer
+    or date out of range, a NUL character in text), in PostgreSQL, SQLite or Python."""
+    if isinstance(exc, OverflowError):  # SQLite's integer binding, date arithmetic
+        return True
+    if not isinstance(exc, DataError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) in UNSTORABLE or "NUL (0x00)" in str(orig)
+
+
+async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
+    if not unstorable(exc):
+        raise exc
+    log.warning("refused a value the database cannot store on %s %s", request.method,
+                request.url.path)
+    return JSONResponse(error_body(
+        "validation_error", "a parameter or field holds a value out of the range the "
+        "database stores (an id, a number or a date too large or too small) or a NUL "
+        "character", details=[]), 422)
+
+
 class CatchAllMiddleware:
     """Turns an unhandled exception into a 500 JSON error (logged once, without a trace
     in the response). Outermost layer inside Starlette's own error middleware."""
@@ -142,5 +170,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(DataError, _on_data_error)
+    app.add_exception_handler(OverflowError, _on_data_error)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(BodyLimitMiddleware)

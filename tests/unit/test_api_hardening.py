@@ -199,3 +199,22 @@ async def test_a_query_that_fails_is_a_500_envelope_not_a_broken_csv(api, monkey
     assert response.status_code == 500
     assert response.json() == {"error": {"code": "internal_error",
                                          "message": "internal server error"}}
+
+
+@pytest.mark.parametrize(("method", "url", "body"), [
+    ("GET", "/api/v1/deals?owner_email=a%00b", None),
+    ("GET", "/api/v1/goals?owner_email=a%00b", None),
+    ("GET", "/api/v1/metrics/deals?metric=won&" + PERIOD + "&owner_email=a%00b", None),
+    ("POST", "/api/v1/api-keys", {"name": "a\u0000b"}),
+    ("GET", f"/api/v1/people/{BIG}", None),  # a route without the bounded id type
+])
+async def test_values_the_database_cannot_store_are_422(api, method, url, body):
+    """The backstop for any route: PostgreSQL's "out of range" and NUL-in-text errors are the
+    request's data, so a 422 envelope (SQLite stores them: there the answer is a 2xx/4xx)."""
+    response = await api.client.request(method, url, json=body)
+    assert response.status_code < 500, response.text
+    if "people" in url:
+        assert response.status_code == 422
+    if response.status_code == 422:
+        assert response.json()["error"]["code"] == "validation_error"
+        assert "a\x00b" not in response.text and BIG not in response.text
