@@ -27,7 +27,7 @@ READ, ADMIN = Depends(require("read")), Depends(require("admin"))
 CSV_COLUMNS = (*people.PERSON_COLUMNS, "users")
 
 
-class PersonUser(BaseModel):
+class CrmUser(BaseModel):
     id: int
     connection_id: int
     remote_id: str
@@ -36,6 +36,9 @@ class PersonUser(BaseModel):
     mobile: str | None
     active: bool
     team: str | None
+
+
+class PersonUser(CrmUser):
     person_match: Literal["email", "mobile", "new", "hand"] | None = Field(
         description="How the user was matched to this person (hand: mapped by an admin).")
     deleted: bool
@@ -58,15 +61,7 @@ class PersonPage(BaseModel):
     next_cursor: str | None
 
 
-class UnmatchedUser(BaseModel):
-    id: int
-    connection_id: int
-    remote_id: str
-    name: str
-    email: str | None
-    mobile: str | None
-    active: bool
-    team: str | None
+class UnmatchedUser(CrmUser):
     person_id: int = Field(description="The person of its own the user is in.")
 
 
