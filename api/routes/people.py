@@ -12,6 +12,7 @@ from api.deps import SessionDep, require
 from api.errors import ApiError, validation_response
 from api.listing import (
     ApiJSON,
+    Id,
     ListParams,
     csv_response,
     decode_cursor,
@@ -83,8 +84,8 @@ class PersonPatch(BaseModel):
 class MapUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: int | None = Field(None, description="The CRM user's id (GET /users).")
-    connection_id: int | None = Field(None, description="Or its connection and remote id.")
+    user_id: Id | None = Field(None, description="The CRM user's id (GET /users).")
+    connection_id: Id | None = Field(None, description="Or its connection and remote id.")
     remote_id: str | None = Field(None, max_length=100)
 
     @model_validator(mode="after")
@@ -147,7 +148,7 @@ def list_unmatched(request: Request, params: Annotated[ListParams, Query()],
 
 
 @router.get("/people/{person_id}", response_model=PersonPublic, dependencies=[READ])
-def get_person(person_id: int, session: SessionDep) -> Response:
+def get_person(person_id: Id, session: SessionDep) -> Response:
     try:
         return ApiJSON(people.get_person(session, person_id))
     except people.PersonNotFound as exc:
@@ -156,7 +157,7 @@ def get_person(person_id: int, session: SessionDep) -> Response:
 
 @router.patch("/people/{person_id}", response_model=PersonPublic, dependencies=[ADMIN],
               summary="Change a person's name, email, mobile or team")
-def patch_person(person_id: int, body: PersonPatch, session: SessionDep) -> Response:
+def patch_person(person_id: Id, body: PersonPatch, session: SessionDep) -> Response:
     changes = body.model_dump(exclude_unset=True)
     return _change(session, person_id,
                    lambda: people.update_person(session, person_id, changes))
@@ -164,7 +165,7 @@ def patch_person(person_id: int, body: PersonPatch, session: SessionDep) -> Resp
 
 @router.post("/people/{person_id}/users", response_model=PersonPublic, dependencies=[ADMIN],
              summary="Map a CRM user to this person (kept across syncs)")
-def map_user(person_id: int, body: MapUser, session: SessionDep) -> Response:
+def map_user(person_id: Id, body: MapUser, session: SessionDep) -> Response:
     return _change(session, person_id, lambda: people.map_user(
         session, person_id, user_id=body.user_id, connection_id=body.connection_id,
         remote_id=body.remote_id))

@@ -51,7 +51,7 @@ async def test_create_returns_201_without_secrets(api):
 
 @pytest.mark.parametrize(("body", "field", "words"), [
     ({**ZOHO, "provider": "salesforce"}, "provider", "unknown provider 'salesforce'"),
-    ({**ZOHO, "config": {"dc": "mars"}}, "config.dc", "'com', 'eu'"),
+    ({**ZOHO, "config": {"dc": "mars"}}, "config.dc", "'com', 'us', 'eu'"),
     ({**ZOHO, "config": {"dc": "eu", "colour": "red"}}, "config.colour", "not a known field"),
     ({**ZOHO, "config": {"sync_interval_minutes": "often"}}, "config.sync_interval_minutes",
      "integer"),
