@@ -13,6 +13,13 @@ verified against the demo's published test vector:
   32 bytes, IV = their first 16 bytes, base64 encoded;
 - the reply is {timestamp, nonce, encryptedResult = AES("success"),
   signature = sha1_hex(timestamp + nonce + encryptedResult + aesKey)}.
+
+Because the signature is a plain concatenation, characters can move between adjacent
+fields (messageId / enterpriseAccount, timestamp / nonce, retryTimes) without changing
+it. So the messageId inside the encrypted content must equal the outer one (the
+content cannot be edited without the key), the receiver dedupes on that decrypted
+messageId, and the outer timestamp (the delivery time: the demo's retry carries one
+~9 minutes after its event's) must be within FRESHNESS_MS of the receiver's clock.
 """
 
 import base64
@@ -29,11 +36,17 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 SUCCESS = "success"
+FRESHNESS_MS = 5 * 60 * 1000  # our window, either side: Fxiaoke documents none
 _SIGNED_FIELDS = ("timestamp", "nonce", "messageId", "enterpriseAccount", "encryptedContent")
 
 
 class CallbackError(ValueError):
     """A callback that cannot be trusted or read. The message never contains the key."""
+
+
+class CallbackForged(CallbackError):
+    """Signed, yet not a genuine delivery: signed fields that disagree with the encrypted
+    content, or a timestamp outside the freshness window (a replay)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class CallbackEvent:
     event_type: str  # "update" seen (§5); add / invalid / delete presumed [INF]
     api_name: str
     data_id: str
-    message_id: str | None
+    message_id: str  # from the content, equal to the signed one: the event's identity
     timestamp: int | None  # ms
     tenant_id: Any
     raw: dict[str, Any]
@@ -122,17 +135,29 @@ def verify(body: Any, aes_key: str) -> CallbackEvent:
         raise CallbackError("the decrypted content is not JSON") from None
     if not isinstance(event, dict) or not event.get("dataId") or not event.get("apiName"):
         raise CallbackError("the decrypted content lacks apiName or dataId")
-    if event.get("messageId") not in (None, body["messageId"]):
-        raise CallbackError("the decrypted messageId differs from the signed one")
+    if event.get("messageId") != body["messageId"]:
+        raise CallbackForged("the messageId inside the encrypted content differs from the "
+                             "signed messageId (fields shifted after signing)")
     return CallbackEvent(
         event_type=str(event.get("eventType") or ""),
         api_name=str(event["apiName"]),
         data_id=str(event["dataId"]),
-        message_id=event.get("messageId"),
+        message_id=str(event["messageId"]),
         timestamp=event.get("timestamp"),
         tenant_id=event.get("tenantId"),
         raw=event,
     )
+
+
+def check_fresh(timestamp: int, now_ms: int | None = None) -> None:
+    """CallbackForged unless `timestamp` (ms) is within FRESHNESS_MS of now, either side."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if abs(now - timestamp) > FRESHNESS_MS:
+        raise CallbackForged(
+            f"the callback timestamp is {abs(now - timestamp) // 1000} s "
+            f"{'behind' if timestamp < now else 'ahead of'} this server's clock; callbacks more "
+            f"than {FRESHNESS_MS // 60000} minutes either side are refused (a replay, or a "
+            "wrong clock here)")
 
 
 def acknowledgement(

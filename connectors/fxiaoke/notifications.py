@@ -9,10 +9,15 @@ aesKey, the content AES-256-CBC encrypted with it. It expects a signed, encrypte
   official demo's test vector). Bad JSON 400; missing or ill-typed fields 422; a
   signature that does not match the connection's aes_key 401; content that does not
   decrypt or lacks apiName/dataId after a good signature 422. Nothing is stored.
-- One event per messageId (the dedupe key). The delivery fingerprint is the signature:
-  a retry (new retryTimes, timestamp, nonce, so a new signature) of a stored message is
-  acknowledged with success so the platform stops retrying, and stores nothing new;
-  the very same signed body again is a replay and gets 409 (api/routes/webhooks.py).
+- Replays (callbacks.py): the signature is a plain concatenation, so characters can move
+  between adjacent fields without changing it. A messageId inside the content that
+  differs from the signed one, or a timestamp more than callbacks.FRESHNESS_MS from this
+  server's clock, is 401 and stores nothing.
+- One event per decrypted messageId (the dedupe key). The delivery fingerprint is the
+  signature: a retry (new retryTimes, timestamp, nonce, so a new signature) of a stored
+  message is acknowledged with success so the platform stops retrying, and stores
+  nothing new; the very same signed body again, or one with characters shifted between
+  its fields (same signature), is a replay and gets 409 (api/routes/webhooks.py).
 - The content names only the record (§5: no field values), so the job re-reads each
   record with /cgi/crm/v2/data/get and maps it like a sync (a voided one, life_status
   "invalid", becomes a tombstone). A re-read that fails never deletes anything: 10006 is
@@ -41,7 +46,8 @@ _TEXT_FIELDS = ("signature", "nonce", "messageId", "enterpriseAccount", "encrypt
 MAX_MESSAGE_ID = 200  # guess: the demo's ids are 33 characters
 
 
-def parse(request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
+def parse(request: WebhookRequest, known: WebhookSecrets,
+          now_ms: int | None = None) -> WebhookIntake:
     """Verify and decrypt one callback; the event, the acknowledgement and the fingerprint."""
     body = request.json_object()
     missing = [n for n in (*_TEXT_FIELDS, "timestamp") if body.get(n) in (None, "")]
@@ -64,15 +70,18 @@ def parse(request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
         raise WebhookRejected(401, "the callback signature does not match this connection's "
                                    "aes_key (forged, altered, or the key changed)")
     try:
+        callbacks.check_fresh(body["timestamp"], now_ms)
         event = callbacks.verify(body, aes_key)
+    except callbacks.CallbackForged as exc:  # shifted fields or an old delivery
+        raise WebhookRejected(401, str(exc)) from None
     except callbacks.CallbackError as exc:  # signed, yet unreadable: say why
         raise WebhookRejected(422, str(exc)) from None
-    payload = {"messageId": body["messageId"], "eventType": event.event_type,
+    payload = {"messageId": event.message_id, "eventType": event.event_type,
                "apiName": event.api_name, "dataId": event.data_id,
                "timestamp": event.timestamp if isinstance(event.timestamp, int)
                else body["timestamp"]}
     ack = callbacks.acknowledgement(aes_key)
-    return WebhookIntake(events=[(body["messageId"], payload)], body=orjson.dumps(ack),
+    return WebhookIntake(events=[(event.message_id, payload)], body=orjson.dumps(ack),
                          delivery=signature)
 
 

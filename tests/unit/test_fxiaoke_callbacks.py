@@ -125,3 +125,48 @@ def test_build_callback_round_trips_with_and_without_retry_times():
                                         message_id=PLAIN["messageId"], retry_times=retry)  # type: ignore[arg-type]
         assert ("retryTimes" in body) == (retry is not None)
         assert callbacks.verify(body, DEMO_KEY).raw == PLAIN
+
+
+# ---- replays: fields shifted under the same signature, old deliveries --------------------
+def _shifted(body: dict, moved: int = 2) -> dict:
+    """The last characters of messageId moved to the front of enterpriseAccount: the
+    concatenation, hence the signature, is unchanged."""
+    cut = len(body["messageId"]) - moved
+    return {**body, "messageId": body["messageId"][:cut],
+            "enterpriseAccount": body["messageId"][cut:] + body["enterpriseAccount"]}
+
+
+def test_fields_shifted_under_the_same_signature_are_refused():
+    body = callbacks.build_callback(PLAIN, DEMO_KEY, enterprise_account="gxcxkj",
+                                    message_id=str(PLAIN["messageId"]))
+    callbacks.verify(body, DEMO_KEY)
+    shifted = _shifted(body)
+    assert callbacks.callback_signature(shifted, DEMO_KEY) == body["signature"]
+    with pytest.raises(callbacks.CallbackForged, match="messageId inside"):
+        callbacks.verify(shifted, DEMO_KEY)
+
+
+def test_content_without_a_message_id_is_refused():
+    content = {k: v for k, v in PLAIN.items() if k != "messageId"}
+    body = callbacks.build_callback(content, DEMO_KEY, enterprise_account="gxcxkj",
+                                    message_id="M1")
+    with pytest.raises(callbacks.CallbackForged, match="messageId inside"):
+        callbacks.verify(body, DEMO_KEY)
+
+
+@pytest.mark.parametrize(("offset_ms", "fresh"), [
+    (0, True), (-callbacks.FRESHNESS_MS, True), (callbacks.FRESHNESS_MS, True),
+    (-callbacks.FRESHNESS_MS - 1, False), (callbacks.FRESHNESS_MS + 1, False),
+])
+def test_the_freshness_window_is_five_minutes_either_side(offset_ms, fresh):
+    now = 1_764_900_000_000
+    if fresh:
+        callbacks.check_fresh(now + offset_ms, now)
+    else:
+        with pytest.raises(callbacks.CallbackForged, match="5 minutes"):
+            callbacks.check_fresh(now + offset_ms, now)
+
+
+def test_a_2001_timestamp_is_stale_against_the_real_clock():
+    with pytest.raises(callbacks.CallbackForged, match="behind this server's clock"):
+        callbacks.check_fresh(978_307_200_000)  # 2001-01-01

@@ -3,6 +3,7 @@ on SQLite and PostgreSQL. Good ones are stored once per messageId and answered w
 signed, encrypted "success"; a retry is acknowledged, a replay refused; bad ones store nothing."""
 
 import base64
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,11 +28,13 @@ EVENT = {"tenantId": 691413, "eventType": "update", "apiName": "NewOpportunityOb
 
 
 def callback(key: str = AES_KEY, *, retry: int | None = None, nonce: str = "mi3wrpKNnq4YdIZC",
-             event: dict[str, Any] | None = None) -> dict[str, Any]:
+             event: dict[str, Any] | None = None, age_ms: int = 0,
+             message_id: str | None = None) -> dict[str, Any]:
     event = event or EVENT
     return callbacks.build_callback(event, key, enterprise_account="gxcxkj",
-                                    message_id=event["messageId"], retry_times=retry,
-                                    timestamp=1604644770244, nonce=nonce)
+                                    message_id=message_id or event["messageId"],
+                                    retry_times=retry, nonce=nonce,
+                                    timestamp=int(time.time() * 1000) - age_ms)
 
 
 def stored(engine) -> list[WebhookEvent]:
@@ -128,6 +131,54 @@ async def test_bad_callbacks_get_a_4xx_and_store_nothing(api, engine, body, stat
     assert stored(engine) == []
 
 
+def _shifted() -> dict[str, Any]:
+    """Two characters of messageId moved into enterpriseAccount: the same signature."""
+    body = callback()
+    return {**body, "messageId": body["messageId"][:-2],
+            "enterpriseAccount": body["messageId"][-2:] + body["enterpriseAccount"]}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (_shifted(), "messageId inside the encrypted content differs"),
+    (callback(event={k: v for k, v in EVENT.items() if k != "messageId"},
+              message_id="AC11291700002A9F00000608C038697A0"), "messageId inside"),
+    (callback(age_ms=int((datetime.now(UTC) - datetime(2001, 1, 1, tzinfo=UTC))
+                         .total_seconds() * 1000)), "behind this server's clock"),
+    (callback(age_ms=6 * 60 * 1000), "5 minutes either side"),
+    (callback(age_ms=-6 * 60 * 1000), "ahead of this server's clock"),
+])
+async def test_shifted_fields_and_stale_callbacks_are_refused(api, engine, body, message):
+    response = await post(api, api[1], body)
+    assert response.status_code == 401, response.text
+    assert message in response.json()["error"]["message"]
+    assert stored(engine) == []
+
+
+async def test_a_shifted_replay_of_a_stored_callback_is_409(api, engine):
+    """retryTimes moved into enterpriseAccount: same signature and messageId, a replay."""
+    body = callback(retry=1)
+    assert (await post(api, api[1], body)).status_code == 200
+    before = [(e.id, e.payload) for e in stored(engine)]
+    moved = {k: v for k, v in body.items() if k != "retryTimes"}
+    moved["enterpriseAccount"] = "1" + body["enterpriseAccount"]
+    assert callbacks.callback_signature(moved, AES_KEY) == body["signature"]
+    response = await post(api, api[1], moved)
+    assert response.status_code == 409, response.text
+    assert [(e.id, e.payload) for e in stored(engine)] == before
+
+
+async def test_a_late_retry_with_a_fresh_timestamp_is_acknowledged(api, engine):
+    """The outer timestamp is the delivery's: an event hours old, retried now, is taken."""
+    old_event = {**EVENT, "timestamp": int(time.time() * 1000) - 3 * 3600 * 1000}
+    assert (await post(api, api[1], callback(event=old_event, age_ms=4 * 60 * 1000))
+            ).status_code == 200
+    retry = await post(api, api[1], callback(event=old_event, retry=3, nonce="late"))
+    assert retry.status_code == 200, retry.text
+    assert callbacks.read_acknowledgement(retry.json(), AES_KEY) == "success"
+    [event] = stored(engine)
+    assert event.payload is not None and len(event.payload["_deliveries"]) == 2
+
+
 async def test_a_connection_without_an_aes_key_refuses_callbacks(api, engine):
     with session_scope(engine) as session:
         connection = session.get(Connection, api[1])
@@ -147,7 +198,7 @@ def test_the_official_demo_vector_is_accepted():
     from tests.unit.test_fxiaoke_callbacks import DEMO_KEY, VECTOR
 
     intake = parse(WebhookRequest(orjson.dumps(VECTOR), {}, {}),
-                   WebhookSecrets({"aes_key": DEMO_KEY}, {}))
+                   WebhookSecrets({"aes_key": DEMO_KEY}, {}), now_ms=VECTOR["timestamp"] + 1000)
     assert intake.delivery == VECTOR["signature"]
     [(key, payload)] = intake.events
     assert key == VECTOR["messageId"] == payload["messageId"]
