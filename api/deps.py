@@ -82,7 +82,7 @@ def _unauthorized(message: str) -> ApiError:
 
 
 def require(scope: str) -> Callable[..., Any]:
-    """A dependency that admits an API key holding `scope` (admin > write > read)."""
+    """A dependency that admits an API key holding `scope` (admin > push > write > read)."""
 
     def check(
         engine: EngineDep,

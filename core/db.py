@@ -1,7 +1,8 @@
 """Engine and session factories, and migrations (Alembic, in core/migrations)."""
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -36,6 +37,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(
         url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"}, **kwargs
     )
+
+
+def _create_private(path: Path) -> None:
+    """Create the embedded database file readable by its owner only (0600) before SQLite
+    opens it (its -wal and -shm files take the same mode); an existing file is left alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,13 +74,18 @@ def session_scope(bind: Engine | Connection) -> Iterator[Session]:
             raise
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations up to `revision` on this engine."""
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Run the Alembic migrations up to `revision` on this engine; returns the revision
+    before and after (None: no schema)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    return before, after

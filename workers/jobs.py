@@ -36,7 +36,8 @@ async def sync_connection(
             if connection is None:
                 raise ConfigError(f"connection {connection_id} does not exist")
             provider, config = connection.provider, dict(connection.config)
-            secrets = ctx.secrets.open(connection.secrets_encrypted)
+            secrets = ctx.secrets.open(connection.secrets_encrypted,
+                                   f"connection {connection.id} ({connection.name})")
         cls = get_connector(provider)
         config_model = cls.config_model.model_validate(config)
         secrets_model = cls.secrets_model.model_validate(secrets)
@@ -49,7 +50,7 @@ async def sync_connection(
     await asyncio.to_thread(apply_zone, ctx)
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        limits=ctx.limits, key=f"connection:{connection_id}")
+                        endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
         source = cls(config_model, secrets_model, api)
         engine = SyncEngine(
             ctx.engine,
@@ -153,7 +154,8 @@ def _open_connection(ctx: JobContext, connection_id: int) -> tuple[Connection, A
         connection = session.get(Connection, connection_id)
         if connection is None:
             raise ConfigError(f"connection {connection_id} does not exist")
-        secrets = ctx.secrets.open(connection.secrets_encrypted)
+        secrets = ctx.secrets.open(connection.secrets_encrypted,
+                                   f"connection {connection.id} ({connection.name})")
     cls = get_connector(connection.provider)
     return connection, (cls, cls.config_model.model_validate(connection.config),
                         cls.secrets_model.model_validate(secrets))
@@ -183,7 +185,7 @@ async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any
     done = 0
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        limits=ctx.limits, key=f"connection:{connection_id}")
+                        endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
         source = cls(config, secrets, api)
         if not isinstance(source, WebhookReceiver):
             raise ConfigError(f"provider {cls.name!r} does not take webhooks")
@@ -287,7 +289,7 @@ async def _renew_zoho(ctx: JobContext, connection_id: int, url: str, zoho: Any) 
         return "unchanged"
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        limits=ctx.limits, key=f"connection:{connection_id}")
+                        endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
         source = cls(config, secrets, api)
         if current is not None:
             sub = zoho.Subscription(current.channel_id, tokens[current.channel_id], url,
@@ -360,7 +362,7 @@ async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any
         elif plan.goals or plan.deletions:
             async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
                 api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                                limits=ctx.limits, key=f"connection:{connection_id}")
+                                endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
                 try:
                     pushed = await cls(config, secrets, api).push_goals(plan.goals,
                                                                         plan.deletions)

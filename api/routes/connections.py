@@ -24,8 +24,10 @@ from api.connections import (
 from api.deps import JobsDep, SecretBoxDep, SessionDep, SettingsDep, require
 from api.errors import ApiError
 from api.listing import Id, ListParams, list_response
+from connectors.endpoints import EndpointPolicy
 from core.models import Connection
 from core.queries import connections_listing
+from core.security import SecretsUnreadable
 
 router = APIRouter(
     prefix="/connections", tags=["connections"], dependencies=[Depends(require("admin"))]
@@ -52,7 +54,8 @@ async def add_connection(body: ConnectionInput, session: SessionDep, box: Secret
                          jobs: JobsDep, settings: SettingsDep) -> Any:
     def add() -> dict[str, Any]:
         with _translated(session):
-            public = create_connection(session, box, body)
+            public = create_connection(
+                session, box, body, endpoints=EndpointPolicy.parse(settings.allow_endpoints))
             session.commit()
         return public
 
@@ -85,7 +88,9 @@ async def patch_connection(
     def patch() -> dict[str, Any]:
         connection = get_or_404(session, connection_id)
         with _translated(session):
-            public = update_connection(session, box, connection, body)
+            public = update_connection(
+                session, box, connection, body,
+                endpoints=EndpointPolicy.parse(settings.allow_endpoints))
             session.commit()
         return public
 
@@ -133,6 +138,8 @@ def _translated(session: Session) -> Iterator[None]:
     except InvalidSettings as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors]
         raise RequestValidationError(errors) from None
+    except SecretsUnreadable as exc:
+        raise ApiError(409, str(exc)) from None
     except (NameTaken, IntegrityError) as exc:
         session.rollback()
         message = str(exc) if isinstance(exc, NameTaken) else "the name is already taken"

@@ -22,7 +22,8 @@ class ApiKeyCreate(BaseModel):
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     scopes: list[str] = Field(
-        default_factory=lambda: ["read"], description="read, write, admin (admin > write > read)"
+        default_factory=lambda: ["read"],
+        description="read, write, push, admin (admin > push > write > read)",
     )
 
     @field_validator("scopes")
