@@ -2,32 +2,59 @@
 
 Each line is one JSON object: ts, level, logger, message, and the context the
 code passed in `extra` (connection_id, run_id, api_calls, ...). A last-line
-filter masks anything that looks like a credential (OAuth tokens and client
-secrets in URLs or bodies, Authorization headers, passwords in database URLs),
-so a library that logs a request URL cannot leak one.
+filter masks anything that looks like a credential, so a library that logs a
+request URL cannot leak one: the value of every secret name (KNOWN_SECRET_NAMES
+plus the fields of each connector's secrets model, given to configure_logging)
+after `=` or `:` in URLs, query strings, JSON bodies and escaped JSON, in snake
+case, kebab case or camelCase; Authorization header values; crmsync API keys
+(`csk_...`); passwords in database URLs.
 """
 
 import json
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from core.config import Settings
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-_SECRET_PATTERNS = (
-    # key=value / "key": "value" for the credential names the CRMs use
-    re.compile(r"""(?i)((?:refresh_token|access_token|client_secret|app_secret|permanent_code|"""
-               r"""password|secret|aes_key)["']?\s*[=:]\s*["']?)[^&\s"',}]+"""),
+KNOWN_SECRET_NAMES = frozenset({"token", "secret", "password", "secret_key", "api_key"})
+"""Secret names besides the connectors' secrets models: the tokens connectors obtain
+(`access_token`, `corpAccessToken`), channel tokens, client secrets, our own keys. A
+name also matches its camelCase and kebab-case forms and any longer name ending in it
+(`refresh_token`, `corpAccessToken`, `appSecret`, `x-api-key`)."""
+_FIXED_PATTERNS = (
     re.compile(r"(?i)((?:Bearer|Zoho-oauthtoken)\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(csk_)[A-Za-z0-9_-]+"),  # crmsync API keys, wherever they appear
     re.compile(r"(://[^/\s:@]+:)[^@/\s]+(@)"),  # user:password@host
 )
+_names: set[str] = set(KNOWN_SECRET_NAMES)
+_by_name: re.Pattern[str] | None = None
 NOISY = ("httpx", "httpcore")  # request lines carry OAuth query strings
+
+
+def add_secret_names(names: Iterable[str]) -> None:
+    """Mask these names too (the fields of connectors' secrets models). Identifiers
+    (`client_id`, `app_id`) stay readable: they are not secret on their own."""
+    global _by_name
+    _names.update(n.lower() for n in names if n and not n.lower().endswith("_id"))
+    _by_name = None
+
+
+def _name_pattern() -> re.Pattern[str]:
+    global _by_name
+    if _by_name is None:  # longest first; "_" in a name also matches "-" or nothing
+        names = sorted(_names, key=len, reverse=True)
+        alternatives = "|".join(re.escape(n).replace("_", "[_-]?") for n in names)
+        _by_name = re.compile(  # key, optional (escaped) quote, = or :, optional quote
+            rf"""(?i)((?:{alternatives})\\?["']?\s*[=:]\s*\\?["']?)[^&\s"'\\,;}}\]]+""")
+    return _by_name
 
 
 def redact(text: str) -> str:
     """`text` with every credential-looking value replaced by ***."""
-    for pattern in _SECRET_PATTERNS:
+    for pattern in (*_FIXED_PATTERNS, _name_pattern()):
         text = pattern.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.lastindex == 2
                                                            else ""), text)
     return text
@@ -54,8 +81,10 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def configure_logging(settings: Settings) -> None:
-    """Route every logger (ours, uvicorn's, arq's) to stderr in CRMSYNC_LOG_FORMAT."""
+def configure_logging(settings: Settings, secret_names: Iterable[str] = ()) -> None:
+    """Route every logger (ours, uvicorn's, arq's) to stderr in CRMSYNC_LOG_FORMAT, masking
+    `secret_names` (connectors.registry.secret_field_names()) besides the known ones."""
+    add_secret_names(secret_names)
     handler = logging.StreamHandler()
     if settings.log_format == "json":
         formatter: logging.Formatter = JsonFormatter()
