@@ -2,10 +2,14 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api import errors
@@ -29,6 +33,8 @@ from workers.context import JobContext, build_context
 from workers.runner import InProcessRunner
 
 API_PREFIX = "/api/v1"
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_URL = "/static"
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -69,7 +75,10 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
         version="0.1.0",
         summary="CRM data (users, accounts, stages, deals) synced into one store.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ops.router)
@@ -77,6 +86,28 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
                    people):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc (ReDoc) from the copies in api/static (no CDN: the
+    pages work offline and where public CDNs are blocked)."""
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=str(app.openapi_url), title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{STATIC_URL}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{STATIC_URL}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{STATIC_URL}/swagger-ui/favicon-32x32.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=str(app.openapi_url), title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{STATIC_URL}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{STATIC_URL}/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False)
 
 
 async def build_jobs(ctx: JobContext, settings: Settings) -> JobQueue:
