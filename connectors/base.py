@@ -81,7 +81,7 @@ class Connector(Protocol):
         ...
 
 
-# -- webhooks (DESIGN.md section 7: POST /webhooks/{provider}/{connection_id}) ----------------
+# -- webhooks (docs/webhooks.md: POST /webhooks/{provider}/{connection_id}) ----------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,7 @@ class WebhookReceiver(Protocol):
 
 @runtime_checkable
 class GoalPusher(Protocol):
-    """Optional connector capability: write sales goals into the CRM (DESIGN.md §3, §7).
+    """Optional connector capability: write sales goals into the CRM (docs/goals.md).
 
     core.goals decides what to send (goals new or changed since their last push) and
     what to delete; the connector only talks to its CRM. Provider-neutral contract:

@@ -328,7 +328,7 @@ def _forecast(acc: Acc, conv: Converter) -> Decimal:
     return round_half_up(conv.total(acc.bookings) + conv.total(acc.weighted), 2)
 
 
-# DESIGN.md section 5, from a row's exact ingredients (goal and attainment: finish()).
+# docs/metrics.md, from a row's exact ingredients (goal and attainment: finish()).
 DEFINITIONS: dict[str, Callable[[Acc, Converter], Any]] = {
     "bookings": lambda a, c: round_half_up(c.total(a.bookings), 2),
     "deals_won": lambda a, _c: a.deals_won,

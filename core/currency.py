@@ -1,4 +1,4 @@
-"""Home and reporting currencies (DESIGN.md section 6).
+"""Home and reporting currencies (docs/metrics.md).
 
 Amounts are summed in SQL per home currency (exact: ScaledDecimal integers), then each
 sum is converted here with the FX table in Python Decimal. fx_rate.rate_to_reporting is

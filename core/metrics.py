@@ -1,4 +1,4 @@
-"""Sales metrics (DESIGN.md section 5): the summary (leaderboard), drill-down, pipeline
+"""Sales metrics (docs/metrics.md): the summary (leaderboard), drill-down, pipeline
 and timeseries, computed in SQL with GROUP BY from the parts in core.aggregates.
 
 Sums are exact; each per-currency sum is converted with the FX table and rounded only

@@ -1,4 +1,4 @@
-"""The normalized store (DESIGN.md section 3) as SQLModel tables.
+"""The normalized store as SQLModel tables.
 
 Every synced row carries connection_id, remote_id, raw, remote_modified_at,
 first_seen_at, last_synced_at and deleted_at; (connection_id, remote_id) is unique.
@@ -58,7 +58,7 @@ class SyncedRow(SQLModel):
 
 
 class Person(SQLModel, table=True):
-    """One human, whatever CRMs they are in (core.people; DESIGN.md section 11).
+    """One human, whatever CRMs they are in (core.people; docs/people.md).
 
     email is lower-cased and unique, mobile normalized (core.people.normalize_mobile).
     name, email and mobile come from the first CRM user (or deal owner) of the person and

@@ -1,4 +1,4 @@
-"""People (DESIGN.md section 11): one human, whatever CRMs they are in.
+"""People (docs/people.md): one human, whatever CRMs they are in.
 
 Every CRM user (crm_user) belongs to exactly one person. Right after a users page is
 stored (core.store), each user without a person is matched automatically:

@@ -1,4 +1,4 @@
-"""The sync engine: drives a Source into the store, page by page (DESIGN.md section 4).
+"""The sync engine: drives a Source into the store, page by page (docs/sync.md).
 
 - Each page's upserts, tombstones, cursor and run counters commit in one
   transaction, so a crash resumes from the last committed page.

@@ -1,4 +1,4 @@
-"""Webhook events and CRM notification channels in the store (DESIGN.md sections 3 and 7).
+"""Webhook events and CRM notification channels in the store (docs/webhooks.md).
 
 Intake stores each verified event once per (connection, dedupe key), before the HTTP
 answer. A job claims pending events (a lease, so two workers never take the same

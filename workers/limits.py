@@ -2,9 +2,9 @@
 
 With CRMSYNC_REDIS_URL set, API replicas, workers and `crmsync sync` share one in-flight
 cap per connection, one call budget per vendor interface and one access token per
-credentials, so together they stay within what the vendor allows (zoho-crm.md §1, §7;
-fxiaoke.md §1.2, §6). Each check is one Lua script (atomic) timed by the Redis server's
-clock. Every key expires: a process killed mid-call leaks its in-flight slot for at most
+credentials, so together they stay within what the vendor allows (docs/vendors/zoho.md §1, §7;
+docs/vendors/fxiaoke.md §1.2, §6). Each check is one Lua script (atomic) timed by the Redis
+server's clock. Every key expires: a process killed mid-call leaks its in-flight slot for at most
 `lease` seconds and a refresh lock for at most `lock_ttl`. Keys carry hashes, never
 secrets; token values are encrypted with the app's SecretBox (CRMSYNC_SECRET_KEY).
 """

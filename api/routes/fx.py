@@ -1,4 +1,4 @@
-"""FX rates into the reporting currency (DESIGN.md section 6)."""
+"""FX rates into the reporting currency (docs/metrics.md, currencies)."""
 
 from datetime import datetime
 from decimal import Decimal

@@ -1,7 +1,7 @@
 """Fxiaoke CRM data-change callbacks: signature, AES content, signed acknowledgement.
 
 Pure functions, shared by the receiver (the webhook route, later) and the sandbox
-that sends callbacks. Everything follows fxiaoke.md §5 (official demo
+that sends callbacks. Everything follows docs/vendors/fxiaoke.md §5 (official demo
 `fsxiaoke/open-fxiaoke-demo`: EventCallbackController.java, SignUtil.java),
 verified against the demo's published test vector:
 

@@ -1,7 +1,7 @@
 """Goal push into Fxiaoke: a custom object, written with /custom/v2/data/create and /update.
 
 Fxiaoke's own goal objects (GoalValueObj and its rules) are not known to be writable
-through the Open API (fxiaoke.md §4: "treat write-back as unverified"), so goals go to
+through the Open API (docs/vendors/fxiaoke.md §4: "treat write-back as unverified"), so goals go to
 a custom object (config `goals_object`, default object_SalesGoal__c) with the fields
 of §4's fallback. Fxiaoke has no idempotency keys (§4), so each goal is found again by
 its unique external-ID field (core.goals' stable key) with one /data/query per 100 goals:

@@ -1,4 +1,4 @@
-"""Fxiaoke records -> normalized records. Pure functions (fxiaoke.md, cited as §n).
+"""Fxiaoke records -> normalized records. Pure functions (docs/vendors/fxiaoke.md, cited as §n).
 
 §2/§3: times are epoch milliseconds, close_date is a day at 00:00 Asia/Shanghai
 in ms, amounts are strings ("21739535.00"), owner is a list of openUserIds,
@@ -6,7 +6,7 @@ in ms, amounts are strings ("21739535.00"), owner is a list of openUserIds,
 the describe API's option labels (赢单 / 输单), never from option codes. A record
 with life_status "invalid" (作废) or is_deleted is a tombstone.
 
-Where the research marks a form unverified, these functions accept both forms
+Where the vendor notes mark a form unverified, these functions accept both forms
 (numbers or numeric strings for times, a list or a bare id for owner, fields
 as a dict or a list in describe).
 """

@@ -1,6 +1,6 @@
 """Fxiaoke CRM data-change callbacks at POST /api/v1/webhooks/fxiaoke/{connection_id}.
 
-fxiaoke.md §5: the platform POSTs {signature, timestamp, nonce, messageId, retryTimes?,
+docs/vendors/fxiaoke.md §5: the platform POSTs {signature, timestamp, nonce, messageId, retryTimes?,
 enterpriseAccount, encryptedContent}, signed with SHA-1 over those fields and the app's
 aesKey, the content AES-256-CBC encrypted with it. It expects a signed, encrypted
 "success" acknowledgement, and retries (counting retryTimes) until it gets one.

@@ -1,7 +1,7 @@
 """A simulated Fxiaoke (纷享销客) tenant speaking the Open API wire format.
 
-Behaviour follows ../shared/research/fxiaoke.md (cited as §n); where the research
-has no answer, the choice is marked "guess" and kept strict. Every call is a JSON
+Behaviour follows docs/vendors/fxiaoke.md (cited as §n); where the notes
+have no answer, the choice is marked "guess" and kept strict. Every call is a JSON
 POST answered with HTTP 200; errors are `{"errorCode": n, "errorMessage": ...}`.
 The synthetic company (connectors.sandbox.dataset) is the tenant's data; the neutral
 control API lives under /_sandbox, plus /_sandbox/fxiaoke for callbacks and quotas.

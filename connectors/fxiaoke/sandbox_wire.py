@@ -1,9 +1,9 @@
 """How the Fxiaoke sandbox renders the synthetic company, and its query engine.
 
-Follows fxiaoke.md (§n): `_id` 24-hex, openUserId `FSUID_<32 hex>`, times in epoch
+Follows docs/vendors/fxiaoke.md (§n): `_id` 24-hex, openUserId `FSUID_<32 hex>`, times in epoch
 ms, close_date 00:00 Asia/Shanghai in ms, amounts as strings, owner lists with
 `__r` companions, life_status / is_deleted, null fields left out (§2). Where the
-research has no form, the choice is marked "guess".
+notes give no form, the choice is marked "guess".
 """
 
 import hashlib

@@ -1,4 +1,7 @@
-"""Fxiaoke wire constants shared by the connector and the sandbox (fxiaoke.md, cited as §n)."""
+"""Fxiaoke wire constants shared by the connector and the sandbox.
+
+Cited as §n of docs/vendors/fxiaoke.md.
+"""
 
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo

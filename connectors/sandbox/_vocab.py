@@ -9,7 +9,7 @@ COMPANY_NAME = "Acme Demo Inc."
 EMAIL_DOMAIN = "acme-demo.com"
 HOME_CURRENCY = "USD"
 
-# Units of the currency per 1 unit of the home currency (zoho-crm.md §8 convention).
+# Units of the currency per 1 unit of the home currency (docs/vendors/zoho.md §8 convention).
 CURRENCY_RATES: dict[str, Decimal] = {
     "USD": Decimal("1"),
     "EUR": Decimal("0.92"),

@@ -1,6 +1,6 @@
 """How the Zoho sandbox renders the neutral company: record, user, org and metadata JSON.
 
-Shapes follow ../shared/research/zoho-crm.md (§n below): ids as strings,
+Shapes follow docs/vendors/zoho.md (§n below): ids as strings,
 datetimes in the org's offset without milliseconds, dates YYYY-MM-DD, lookups
 `{"name","id"}`, owners `{"name","id","email"}`, nulls for empty values.
 """
@@ -38,7 +38,7 @@ LAYOUT = "Standard"
 # both. Records carry the actual value: guess (Zoho documents no record sample with such a
 # stage; third-party samples show Deals with "Stage": "Id. Decision Makers").
 ACTUAL_VALUES = {"Closed-Lost to Competition": "Closed Lost to Competition"}
-# Fields a record has only in a multi-currency org (zoho-crm research §8;
+# Fields a record has only in a multi-currency org (docs/vendors/zoho.md §8;
 # https://www.zoho.com/crm/developer/docs/api/v8/enable-multi-currency.html).
 CURRENCY_FIELDS = ("Currency", "Exchange_Rate")
 

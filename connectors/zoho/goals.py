@@ -1,4 +1,4 @@
-"""Goal push into Zoho CRM: a custom module, written with upsert (zoho-crm.md §9).
+"""Goal push into Zoho CRM: a custom module, written with upsert (docs/vendors/zoho.md §9).
 
 Zoho has no goals or forecast-target API (§9), so goals live in a custom module
 (`goals_module`, default Sales_Goals) with the fields below; `Goal_Key` holds

@@ -1,6 +1,6 @@
 """Zoho records -> normalized records. Pure functions.
 
-zoho-crm.md §2: ids are strings, dates "YYYY-MM-DD", datetimes ISO-8601 with the
+docs/vendors/zoho.md §2: ids are strings, dates "YYYY-MM-DD", datetimes ISO-8601 with the
 org's offset (tolerating a trailing Z), lookups {"name","id"} and the owner
 lookup {"name","id","email"}, empty values null. §8: Amount is in the record's
 currency and amount_home = Amount / Exchange_Rate; single-currency orgs have no

@@ -1,4 +1,5 @@
-"""Zoho CRM notifications (zoho-crm.md §5): subscribe/renew channels, verify and resolve callbacks.
+"""Zoho CRM notifications (docs/vendors/zoho.md §5): subscribe/renew channels, verify and
+resolve callbacks.
 
 - `POST /crm/v8/actions/watch` subscribes a channel: events `{Module}.{create|edit|delete|all}`,
   a `token` of at most 50 characters, `channel_expiry` at most one week ahead (omitted or

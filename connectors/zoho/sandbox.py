@@ -1,7 +1,7 @@
 """A simulated Zoho CRM org speaking the v8 wire format, over the synthetic company.
 
 One ASGI app plays both hosts: the accounts server (`/oauth/v2/token`) and the
-api_domain (`/crm/v8/...`). Behaviour follows ../shared/research/zoho-crm.md
+api_domain (`/crm/v8/...`). Behaviour follows docs/vendors/zoho.md
 (cited as §n in comments); where Zoho documents nothing, the guess is marked
 "guess". The neutral control API lives under `/_sandbox` (connectors.sandbox.control).
 

@@ -1,4 +1,4 @@
-"""The Zoho sandbox's goals custom module (zoho-crm.md §9): upsert, list, delete by ids.
+"""The Zoho sandbox's goals custom module (docs/vendors/zoho.md §9): upsert, list, delete by ids.
 
 The module (default Sales_Goals) has the fields §9 lists: Name (the default mandatory
 field of a custom module), Goal_Key (unique text), Sales_Rep (User lookup),

@@ -1,6 +1,6 @@
 """The Zoho sandbox's notifications: `/crm/v8/actions/watch` and the calls it makes back.
 
-Follows zoho-crm.md §5: channels subscribe to `{Module}.{create|edit|delete|all}`; a
+Follows docs/vendors/zoho.md §5: channels subscribe to `{Module}.{create|edit|delete|all}`; a
 `token` holds at most 50 characters; `channel_expiry` at most a week ahead, and when
 omitted or further it defaults to 1 hour. When data changes (control API or dataset
 mutations, through `Company.listeners`), the documented body is POSTed to each live

@@ -1,5 +1,6 @@
 """Goals end to end into Fxiaoke: the sandbox over real HTTP, synced through the API, goals
-imported and pushed into its object_SalesGoal__c (fxiaoke.md §4), on SQLite and PostgreSQL."""
+imported and pushed into its object_SalesGoal__c (docs/vendors/fxiaoke.md §4), on SQLite and
+PostgreSQL."""
 
 from datetime import date
 from typing import Any

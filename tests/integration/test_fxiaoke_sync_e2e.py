@@ -43,7 +43,8 @@ ACCOUNT_FIELDS = ("name", "industry", "owner_email", "owner_name", "remote_creat
 
 @pytest.fixture(autouse=True)
 def fast_budget(monkeypatch):
-    """The per-interface budget of §6 on a 1 s window, so tests need not wait 20 s."""
+    """The per-interface budget (docs/vendors/fxiaoke.md §6) on a 1 s window, so tests need
+    not wait 20 s."""
     monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(100, 1.0))
     fx_connector._RECENT.clear()
     fx_auth.clear_cache()

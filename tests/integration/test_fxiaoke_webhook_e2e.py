@@ -1,6 +1,7 @@
-"""Fxiaoke callbacks end to end, over real HTTP (fxiaoke.md §5): the sandbox fires a signed,
-encrypted callback to our API (under uvicorn) when a deal changes; the job re-reads the deal
-with /data/get and the store has it within seconds. A forged callback gets 401, stores nothing.
+"""Fxiaoke callbacks end to end, over real HTTP (docs/vendors/fxiaoke.md §5): the sandbox
+fires a signed, encrypted callback to our API (under uvicorn) when a deal changes; the job
+re-reads the deal with /data/get and the store has it within seconds. A forged callback
+gets 401, stores nothing.
 
 Twice: the embedded default (SQLite, in-process jobs) and PostgreSQL + Redis with an arq worker.
 """

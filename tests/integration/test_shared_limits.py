@@ -212,7 +212,7 @@ async def _keys_all_expire(redis_url: str) -> None:
 
 
 async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(redis_url, tmp_path):
-    cap = 5  # ZohoConnector.max_in_flight; the sandbox answers 429 above it (§7)
+    cap = 5  # ZohoConnector.max_in_flight; 429 above it (docs/vendors/zoho.md §7)
     app = zoho_sandbox.create_app(generate_company(seed=5, deals=1200, accounts=150),
                                   latency=0.03, concurrency_limit=cap)
     state = app.state.zoho
@@ -222,13 +222,13 @@ async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(redis_
     assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
     assert state.harness.served["429"] == 0
     assert state.harness.max_in_flight == cap  # both used the cap, never more together
-    assert state.token_grants == 1  # one refresh for both processes (§1 grant limit)
+    assert state.token_grants == 1  # one refresh for both (docs/vendors/zoho.md §1)
     await _keys_all_expire(redis_url)
 
 
 async def test_two_workers_on_one_fxiaoke_connection_share_its_budget_and_token(
         redis_url, tmp_path):
-    # §6's 100 calls per 20 s per interface, scaled down to 6 per second so the test is short
+    # docs/vendors/fxiaoke.md §6: 100 calls per 20 s per interface, scaled down to 6 per second
     # (the workers keep 6 per 1.5 s: under a loaded CI machine a request can reach the
     # sandbox a few hundred milliseconds after its slot was taken).
     app = fx_sandbox.create_app(generate_company(seed=5, deals=500, accounts=150),

@@ -1,4 +1,4 @@
-"""renew_channels against the Zoho sandbox over real HTTP (zoho-crm.md §5), on SQLite and
+"""renew_channels against the Zoho sandbox over real HTTP (docs/vendors/zoho.md §5), on SQLite and
 PostgreSQL: subscribe, expiry at most a week, renewal before expiry, re-subscribe when the
 CRM forgot the channel."""
 

@@ -1,4 +1,4 @@
-"""Dependency direction (DESIGN.md section 1): core imports none of api, workers, connectors;
+"""Dependency direction (README.md, Layout): core imports none of api, workers, connectors;
 connectors import only core's records, errors and types."""
 
 import ast

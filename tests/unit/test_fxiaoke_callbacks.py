@@ -1,4 +1,5 @@
-"""Fxiaoke CRM callback crypto against the official demo's published test vector (fxiaoke.md §5)."""
+"""Fxiaoke CRM callback crypto against the official demo's published test vector
+(docs/vendors/fxiaoke.md §5)."""
 
 import base64
 import hashlib
@@ -10,7 +11,7 @@ from connectors.fxiaoke import callbacks
 from connectors.fxiaoke.callbacks import CallbackError
 
 # fsxiaoke/open-fxiaoke-demo: EventCallbackController.java (aesKey) and
-# EventCallbackControllerTest.java (the body), verified in fxiaoke.md §5.
+# EventCallbackControllerTest.java (the body), verified in docs/vendors/fxiaoke.md §5.
 DEMO_KEY = "O0YjM0EDOygzNykzMzUjLwUTN3MjL5ADN1QjM5gTM0A="
 VECTOR = {
     "signature": "4d7c6742d8efed705054fe895ee487df738c8c50",

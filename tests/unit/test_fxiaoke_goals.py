@@ -1,4 +1,5 @@
-"""Goal push to Fxiaoke (fxiaoke.md §4): respx-faked Fxiaoke, and the sandbox goals object."""
+"""Goal push to Fxiaoke (docs/vendors/fxiaoke.md §4): respx-faked Fxiaoke, and the sandbox
+goals object."""
 
 import json
 from datetime import date

@@ -1,4 +1,5 @@
-"""The Fxiaoke sandbox against fxiaoke.md: token, errorCodes, query rules, records, writes."""
+"""The Fxiaoke sandbox against docs/vendors/fxiaoke.md: token, errorCodes, query rules,
+records, writes."""
 
 import re
 from collections.abc import AsyncIterator

@@ -1,6 +1,7 @@
-"""POST /api/v1/webhooks/fxiaoke/{id}: Fxiaoke's signed, encrypted callbacks (fxiaoke.md §5),
-on SQLite and PostgreSQL. Good ones are stored once per messageId and answered with the
-signed, encrypted "success"; a retry is acknowledged, a replay refused; bad ones store nothing."""
+"""POST /api/v1/webhooks/fxiaoke/{id}: Fxiaoke's signed, encrypted callbacks
+(docs/vendors/fxiaoke.md §5), on SQLite and PostgreSQL. Good ones are stored once per
+messageId and answered with the signed, encrypted "success"; a retry is acknowledged, a
+replay refused; bad ones store nothing."""
 
 import base64
 import time
@@ -192,7 +193,7 @@ async def test_a_connection_without_an_aes_key_refuses_callbacks(api, engine):
 
 
 def test_the_official_demo_vector_is_accepted():
-    """fxiaoke.md §5 [VER]: the demo's published body and key (no database)."""
+    """docs/vendors/fxiaoke.md §5 [VER]: the demo's published body and key (no database)."""
     from connectors.base import WebhookRequest, WebhookSecrets
     from connectors.fxiaoke.notifications import parse
     from tests.unit.test_fxiaoke_callbacks import DEMO_KEY, VECTOR

@@ -53,7 +53,8 @@ def add_goal(engine, owner: str | None, metric: str = "bookings", target: str = 
 
 
 class FakeModule:
-    """Zoho's upsert by Goal_Key and delete by ids, answering §9 element envelopes."""
+    """Zoho's upsert by Goal_Key and delete by ids, answering element envelopes
+    (docs/vendors/zoho.md §9)."""
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}

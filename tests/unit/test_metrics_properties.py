@@ -1,4 +1,4 @@
-"""Property tests: core.metrics.summary against a plain-Python reference of DESIGN.md section 5.
+"""Property tests: core.metrics.summary against a plain-Python reference of docs/metrics.md.
 
 Random small datasets (two connections whose home currencies are among USD, EUR and
 CNY; deals with amounts of up to 2 decimals, random statuses, probabilities, close

@@ -1,4 +1,4 @@
-"""Zoho connector against respx-faked Zoho responses (zoho-crm.md shapes)."""
+"""Zoho connector against respx-faked Zoho responses (docs/vendors/zoho.md shapes)."""
 
 import itertools
 from datetime import UTC, datetime, timedelta

@@ -1,4 +1,4 @@
-"""Zoho notifications (zoho-crm.md §5): subscribe/renew against respx, callback parsing,
+"""Zoho notifications (docs/vendors/zoho.md §5): subscribe/renew against respx, callback parsing,
 re-reading notified ids, and the renew_channels job on SQLite."""
 
 import json

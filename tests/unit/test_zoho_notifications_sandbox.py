@@ -1,4 +1,5 @@
-"""The Zoho sandbox's /crm/v8/actions/watch against zoho-crm.md §5, and the calls it makes."""
+"""The Zoho sandbox's /crm/v8/actions/watch against docs/vendors/zoho.md §5, and the calls it
+makes."""
 
 import asyncio
 import json

@@ -1,4 +1,5 @@
-"""The Zoho CRM sandbox against zoho-crm.md: OAuth, records paging, errors, faults, control API."""
+"""The Zoho CRM sandbox against docs/vendors/zoho.md: OAuth, records paging, errors, faults,
+control API."""
 
 import asyncio
 import json

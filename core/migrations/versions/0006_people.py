@@ -1,4 +1,4 @@
-"""people (DESIGN.md section 11): person; crm_user.person_id, person_match, mobile;
+"""people (docs/people.md): person; crm_user.person_id, person_match, mobile;
 owner_person_id on deal and account; goal.person_id instead of goal.owner_email; rollups
 keyed by owner_person_id
 
