@@ -52,6 +52,7 @@ MAX_PER_PAGE = 200  # §2 and §3: default and max 200
 MAX_FIELDS = 50  # §2: at most 50 API names in `fields`
 MAX_IDS = 100  # guess: the v8 OAS caps the users `ids` list at 100; records alike
 DISCRETE_LIMIT = 2000  # §2: only the first 2,000 records through `page`
+GRANT_SCOPE = "ZohoCRM.modules.ALL,ZohoCRM.settings.ALL,ZohoCRM.users.READ,ZohoCRM.org.READ"
 PAGE_TOKEN_CAP = 100_000  # §2: page_token reaches up to 100,000 records
 SORTABLE: dict[str, SortField] = {  # §2: sort_by takes only these three
     "id": "id", "Created_Time": "created_at", "Modified_Time": "modified_at"}
@@ -129,6 +130,7 @@ class ZohoState:
     grants: deque[float] = field(default_factory=deque)  # monotonic times of recent grants
     credits: deque[float] = field(default_factory=deque)
     token_grants: int = 0
+    grant_codes: dict[str, tuple[float, str]] = field(default_factory=dict)  # -> expiry, scope
     wire: Wire = field(init=False, repr=False)
     _snapshot: Company | None = field(default=None, repr=False)
     _filtered: dict[tuple[Any, ...], Window[Any]] = field(default_factory=dict, repr=False)
@@ -279,12 +281,15 @@ async def token_endpoint(request: Request) -> Response:
     body = await request.body()
     if body:
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    if params.get("grant_type") != "refresh_token":
+    grant = params.get("grant_type")
+    if grant not in ("refresh_token", "authorization_code"):
         return _json({"error": "unsupported_grant_type"})  # guess, in the §1 style (HTTP 200)
     client_ok = secrets.compare_digest(params.get("client_id", ""), state.client_id)
     secret_ok = secrets.compare_digest(params.get("client_secret", ""), state.client_secret)
     if not (client_ok and secret_ok):
         return _json({"error": "invalid_client"})  # §1: HTTP 200 with an error key
+    if grant == "authorization_code":
+        return _exchange_code(request, state, params.get("code", ""))
     if not secrets.compare_digest(params.get("refresh_token", ""), state.refresh_token):
         return _json({"error": "invalid_code"})  # §1: HTTP 200 with an error key
     now = time.monotonic()
@@ -302,6 +307,45 @@ async def token_endpoint(request: Request) -> Response:
         "token_type": "Bearer",
         "expires_in": state.token_ttl,  # §1: seconds (legacy ms form not reproduced)
     })
+
+
+def _exchange_code(request: Request, state: ZohoState, code: str) -> Response:
+    """The Self Client authorization-code grant: a code made in the API console (here: POST
+    /_sandbox/grant-codes) is exchanged once, before it expires, for an access token and
+    the refresh token (https://www.zoho.com/accounts/protocol/oauth/self-client/
+    authorization-code-flow.html; https://www.zoho.com/crm/developer/docs/api/v8/
+    access-refresh.html). A code that is unknown, expired or already used answers
+    {"error": "invalid_code"}, HTTP 200 like every token error (§1)."""
+    expiry = state.grant_codes.pop(code, None)  # single use, even when it has expired
+    if expiry is None or expiry[0] <= time.monotonic():
+        return _json({"error": "invalid_code"})
+    return _json({
+        "access_token": state.mint_token(),
+        "refresh_token": state.refresh_token,
+        "scope": " ".join(s.strip() for s in expiry[1].split(",") if s.strip()),  # §1
+        "api_domain": str(request.base_url).rstrip("/"),
+        "token_type": "Bearer",
+        "expires_in": state.token_ttl,
+    })
+
+
+async def new_grant_code(request: Request) -> Response:
+    """POST /_sandbox/grant-codes {"scope"?, "expires_in"? (seconds, default 180)}: what the
+    API console's Self Client > Generate Code does (default lifetime 3 minutes; the console
+    offers 3 to 10). Answers 201 {"code", "expires_in", "scope"}."""
+    state = _state(request)
+    try:
+        body = json.loads(await request.body() or b"{}")
+        scope = str(body.get("scope", GRANT_SCOPE))
+        ttl = float(body.get("expires_in", 180))
+        if not (0 < ttl <= 600) or not scope.strip():
+            raise ValueError
+    except (ValueError, TypeError, AttributeError):
+        return _json({"error": "body: {\"scope\": non-empty text, \"expires_in\": "
+                               "seconds, more than 0 and at most 600}"}, 400)
+    code = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+    state.grant_codes[code] = (time.monotonic() + ttl, scope)
+    return _json({"code": code, "expires_in": ttl, "scope": scope}, 201)
 
 
 Endpoint = Callable[[Request, ZohoState], Awaitable[Response]]
@@ -628,6 +672,7 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
     routes = [
         *control_routes(state),
         Route("/oauth/v2/token", token_endpoint, methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/grant-codes", new_grant_code, methods=["POST"]),
         Route(f"{API}/users", authenticated(list_users), methods=["GET"]),
         Route(f"{API}/org", authenticated(org_info), methods=["GET"]),
         Route(f"{API}/org/currencies", authenticated(currencies), methods=["GET"]),
