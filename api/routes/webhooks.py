@@ -8,6 +8,7 @@ and processed by a job.
 import asyncio
 import time
 from dataclasses import dataclass
+from math import ceil
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -24,6 +25,7 @@ from connectors.base import (
     WebhookRequest,
     WebhookSecrets,
 )
+from connectors.http import LocalLimits
 from connectors.registry import UnknownProvider, get_connector
 from core import webhooks
 from core.db import session_scope
@@ -31,6 +33,9 @@ from core.models import Connection
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 KNOWN_TTL = 10.0  # seconds a connection's channels and secrets are cached for verifying
+RELOAD_EVERY = 1.0  # seconds: a connection's secrets are read and decrypted at most this often
+ADMIT_WAIT = 0.25  # seconds a callback over the shared (Redis) rate waits before a 429
+MAX_CACHED = 10_000  # connections (and unknown ids) cached per API process
 WRITE_BATCH = 500  # events of concurrent callbacks stored in one transaction
 
 
@@ -40,7 +45,8 @@ WRITE_BATCH = 500  # events of concurrent callbacks stored in one transaction
     responses={400: {"description": "malformed body"}, 401: {"description": "not verified"},
                404: {"description": "no such connection for this provider"},
                409: {"description": "a replayed callback (vendors that sign each delivery)"},
-               413: {"description": "body over 1 MB"}},
+               413: {"description": "body over 1 MB"},
+               429: {"description": "over the connection's callbacks per second (Retry-After)"}},
 )
 async def receive_webhook(provider: str, connection_id: Id, request: Request) -> Response:
     body = await _read_body(request)
@@ -73,7 +79,13 @@ async def _read_body(request: Request) -> bytes:
 
 async def _verify(state: Any, provider: str, connection_id: int,
                   wire: WebhookRequest) -> WebhookIntake:
-    """The connector's verdict on a callback, against the connection's channels and secrets."""
+    """The connector's verdict on a callback, against the connection's channels and secrets.
+
+    They are cached for KNOWN_TTL seconds. A callback the cache refuses (a new channel,
+    new secrets, a new connection?) is checked once more against a reload, but a
+    connection is reloaded (read and decrypted) at most once per RELOAD_EVERY seconds:
+    refused callbacks wait for the next reload (a second at most) and share it, so a
+    storm of forged callbacks costs one reload a second."""
     not_found = ApiError(404, f"there is no {provider} connection {connection_id}")
     try:
         cls = get_connector(provider)
@@ -81,35 +93,111 @@ async def _verify(state: Any, provider: str, connection_id: int,
         raise not_found from None
     if not isinstance(cls, WebhookReceiver):
         raise ApiError(404, f"provider {provider!r} does not take webhooks")
-    cache = _cache(state)
-    known = cache.get(connection_id)
-    fresh = known is None or time.monotonic() - known.loaded_at > KNOWN_TTL
-    if fresh:
-        known = cache[connection_id] = await run_in_threadpool(_load, state, connection_id)
-    assert known is not None
+    started = time.monotonic()
+    known = await _known(state, connection_id)
+    if known.provider != provider and known.loaded_at < started:
+        known = await _known(state, connection_id, newer_than=known)
     if known.provider != provider:
-        cache.pop(connection_id, None)  # misses are not cached
         raise not_found
+    await _admit(state, connection_id)
     try:
         return cls.parse_webhook(wire, known.secrets)
     except WebhookRejected as exc:
-        if fresh:
-            raise ApiError(exc.status, str(exc)) from None
-        cache.pop(connection_id, None)  # a new channel or new secrets? check once more
-        return await _verify(state, provider, connection_id, wire)
+        rejected = exc
+    if known.loaded_at < started:  # checked against an older load: once more
+        known = await _known(state, connection_id, newer_than=known)
+        if known.provider != provider:
+            raise not_found
+        try:
+            return cls.parse_webhook(wire, known.secrets)
+        except WebhookRejected as exc:
+            rejected = exc
+    raise ApiError(rejected.status, str(rejected)) from None
+
+
+async def _known(state: Any, connection_id: int, newer_than: "_Known | None" = None) -> "_Known":
+    """The cached channels and secrets (loaded within KNOWN_TTL), or with `newer_than`
+    a load newer than that one. A connection is loaded at most once per RELOAD_EVERY
+    seconds, and concurrent callers share one load."""
+    cached = _cache(state).get(connection_id)
+    now = time.monotonic()
+    if cached is not None and (cached.loaded_at > newer_than.loaded_at if newer_than
+                               else now - cached.loaded_at <= KNOWN_TTL):
+        return cached
+    loads: dict[int, asyncio.Future[_Known]] = _per_process(state, "webhook_loads")
+    loading = loads.get(connection_id)
+    if loading is None:
+        delay = 0.0 if cached is None else max(0.0, cached.loaded_at + RELOAD_EVERY - now)
+        loading = loads[connection_id] = asyncio.ensure_future(
+            _reload(state, connection_id, delay))
+    return await asyncio.shield(loading)
+
+
+async def _reload(state: Any, connection_id: int, delay: float) -> "_Known":
+    try:
+        await asyncio.sleep(delay)
+        known = await run_in_threadpool(_load, state, connection_id)
+        cache = _cache(state)
+        if connection_id not in cache and len(cache) >= MAX_CACHED:
+            _prune(cache)
+        cache[connection_id] = known
+        return known
+    finally:
+        _per_process(state, "webhook_loads").pop(connection_id, None)
+
+
+def _prune(cache: "dict[int, _Known]") -> None:
+    """Room in a full cache: expired entries first, then misses, then everything."""
+    now = time.monotonic()
+    for drop in (lambda k: now - k.loaded_at > KNOWN_TTL, lambda k: k.provider is None):
+        for connection_id in [c for c, k in cache.items() if drop(k)]:
+            del cache[connection_id]
+        if len(cache) < MAX_CACHED:
+            return
+    cache.clear()
+
+
+async def _admit(state: Any, connection_id: int) -> None:
+    """429 with Retry-After when the connection is over CRMSYNC_WEBHOOK_RATE_PER_SECOND:
+    a token bucket in this process, or with Redis a budget every API process shares."""
+    rate: int = state.settings.webhook_rate_per_second
+    limits = getattr(state.ctx, "limits", None)
+    if limits is None or isinstance(limits, LocalLimits):
+        buckets: dict[int, tuple[float, float]] = _per_process(state, "webhook_buckets")
+        now = time.monotonic()
+        tokens, at = buckets.get(connection_id, (float(rate), now))
+        tokens = min(float(rate), tokens + (now - at) * rate)
+        buckets[connection_id] = (tokens - 1 if tokens >= 1 else tokens, now)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
+    else:
+        try:  # a slot of the shared one-second window, waiting for it briefly
+            await asyncio.wait_for(limits.take(f"webhooks:{connection_id}", rate, 1.0),
+                                   ADMIT_WAIT)
+            wait = 0.0
+        except TimeoutError:
+            wait = 1.0
+    if wait:
+        raise ApiError(429, f"connection {connection_id} is over its {rate} callbacks per "
+                            "second; retry later", headers={"Retry-After": str(ceil(wait))})
 
 
 def _cache(state: Any) -> "dict[int, _Known]":
-    cache: dict[int, _Known] | None = getattr(state, "webhook_known", None)
-    if cache is None:
-        cache = state.webhook_known = {}
-    return cache
+    return _per_process(state, "webhook_known")
+
+
+def _per_process(state: Any, name: str) -> dict[Any, Any]:
+    """A dict kept on the app's state (this API process), made on first use."""
+    value: dict[Any, Any] | None = getattr(state, name, None)
+    if value is None:
+        value = {}
+        setattr(state, name, value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class _Known:
-    """What callbacks of a connection are verified against, cached for KNOWN_TTL seconds
-    (a callback that fails against the cache is checked again against the database)."""
+    """What callbacks of a connection are verified against (provider None: no such
+    connection), cached for KNOWN_TTL seconds and reloaded at most every RELOAD_EVERY."""
 
     provider: str | None
     secrets: WebhookSecrets
