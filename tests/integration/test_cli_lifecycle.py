@@ -62,8 +62,8 @@ def test_connection_lifecycle_against_the_sandbox(tmp_path, zoho):
     added = run(tmp_path, "connections", "add", "zoho", "--name", "Zoho",
                 "--config", f"accounts_url={zoho.url}", "--secrets-file", "secrets.json", env=env)
     assert added.returncode == 0, added.stderr
-    assert "organization: Acme" in added.stdout and "home currency: USD" in added.stdout
-    created = json.loads(added.stdout[added.stdout.index("{"):])
+    assert "organization: Acme" in added.stderr and "home currency: USD" in added.stderr
+    created = json.loads(added.stdout)  # stdout stays the connection's JSON
     assert created["secrets_set"] == ["client_id", "client_secret", "refresh_token"]
     cid = str(created["id"])
     assert (tmp_path / "crmsync.db").stat().st_mode & 0o777 == 0o600
