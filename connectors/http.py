@@ -29,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from connectors.endpoints import EndpointPolicy
 from core.errors import RateLimited, SourceError, TransientError
 from core.types import utcnow
 
@@ -194,7 +195,8 @@ class ApiClient:
     The in-flight cap is held in `limits` under `key` (the connection): every
     ApiClient of the connection shares it, across processes with RedisLimits.
     Without a key the cap is this ApiClient's own. `api_calls` counts every
-    request sent, token calls and retries included.
+    request sent, token calls and retries included. `endpoints` is where the connector
+    may send credentials (connectors/endpoints.py; the vendors' own hosts by default).
     """
 
     def __init__(
@@ -205,8 +207,10 @@ class ApiClient:
         retry: RetryPolicy | None = None,
         limits: SharedLimits | None = None,
         key: str | None = None,
+        endpoints: EndpointPolicy | None = None,
     ) -> None:
         self.client = client
+        self.endpoints = endpoints or EndpointPolicy()
         self.retry = retry or RetryPolicy()
         self.api_calls = 0
         self.limits: SharedLimits = limits or LOCAL_LIMITS

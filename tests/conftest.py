@@ -15,6 +15,11 @@ from sqlalchemy.engine import make_url
 from core.db import make_engine, upgrade
 from core.models import SQLModel
 
+# The sandboxes the tests run (real servers on 127.0.0.1, in-process apps under these
+# names) may receive credentials: the operator setting a deployment with sandboxes needs.
+SANDBOX_ENDPOINTS = "127.0.0.1,sandbox,sandbox.test,zoho.test,fx.test"
+os.environ["CRMSYNC_ALLOW_ENDPOINTS"] = SANDBOX_ENDPOINTS  # every Settings() of the suite
+
 PG_ADMIN_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PG_TEST_DB = f"crmsync_test_{os.getpid()}"  # concurrent test runs never collide
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import Engine
 
+from connectors.endpoints import EndpointPolicy
 from connectors.http import LOCAL_LIMITS, RetryPolicy, SharedLimits
 from core.config import Settings
 from core.security import SecretBox
@@ -23,6 +24,12 @@ class JobContext:
     """Vendor budgets and token caches: this process's own (embedded), or shared by every
     process through Redis (workers.limits.RedisLimits) when CRMSYNC_REDIS_URL is set."""
 
+    @property
+    def endpoints(self) -> EndpointPolicy:
+        """Where connectors may send credentials: the vendors' hosts and
+        CRMSYNC_ALLOW_ENDPOINTS (connectors/endpoints.py)."""
+        return EndpointPolicy.parse(self.settings.allow_endpoints)
+
 
 def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobContext:
     """Engine, secret box and job context for these settings.
@@ -38,6 +45,7 @@ def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobCont
     if migrate_sqlite and settings.is_sqlite:
         upgrade(engine)
     context = JobContext(settings=settings, engine=engine, secrets=secrets)
+    context.endpoints  # noqa: B018  (a bad CRMSYNC_ALLOW_ENDPOINTS fails here, at startup)
     if settings.redis_url:
         from workers.limits import RedisLimits
 
