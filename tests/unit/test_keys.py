@@ -110,7 +110,8 @@ def test_unreadable_secrets_are_an_error_not_an_empty_dict(engine):
         connection = session.get(Connection, connection_id)
         assert connection is not None
         with pytest.raises(SecretsUnreadable, match="enter the secrets again"):
-            update_connection(session, wrong, connection, ConnectionPatch(config={"dc": "com"}))
+            update_connection(session, wrong, connection,
+                              ConnectionPatch(config={"goals_module": "Goals"}))
         # entering them again is the way out
         public = update_connection(session, wrong, connection,
                                    ConnectionPatch(secrets=ZOHO_SECRETS))
@@ -123,7 +124,7 @@ async def test_api_shows_unreadable_secrets_and_refuses_a_patch_with_409(sqlite_
         shown = (await api.get(f"/api/v1/connections/{connection_id}")).json()
         assert shown["secrets_set"] == [] and "cannot be decrypted" in shown["last_error"]
         response = await api.client.patch(f"/api/v1/connections/{connection_id}",
-                                          json={"config": {"dc": "com"}})
+                                          json={"config": {"goals_module": "Goals"}})
         assert response.status_code == 409
         assert "Zoho EU" in response.json()["error"]["message"]
 
