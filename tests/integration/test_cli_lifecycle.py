@@ -150,6 +150,16 @@ def test_keys_rotate_reencrypts_with_the_first_key(tmp_path):
     assert stale["secrets_set"] == [] and "cannot be decrypted" in stale["last_error"]
 
 
+def test_a_lost_key_file_is_not_replaced_by_a_new_key(tmp_path):
+    added = run(tmp_path, "connections", "add", "zoho", "--name", "Z", "--no-check",
+                "--secrets-file", "-", stdin=json.dumps({**SECRETS, "refresh_token": REFRESH}))
+    assert added.returncode == 0, added.stderr
+    (tmp_path / "crmsync.db.key").unlink()
+    line = one_line_error(run(tmp_path, "connections", "list"))
+    assert "crmsync.db.key is missing" in line
+    assert not (tmp_path / "crmsync.db.key").exists()
+
+
 def test_db_upgrade_says_what_it_applied(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'crmsync.db'}")
     upgrade(engine, "0005")
