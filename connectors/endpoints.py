@@ -142,7 +142,7 @@ class EndpointPolicy:
         if resolve and self._verdict(host, port) is None:
             try:
                 infos: Any = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:  # UnicodeError: not an IDNA name
                 infos = exc
             self._record(host, port, infos)
         if resolve:
@@ -155,7 +155,7 @@ class EndpointPolicy:
             try:
                 infos: Any = await asyncio.get_running_loop().getaddrinfo(
                     host, port, type=socket.SOCK_STREAM)
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:  # UnicodeError: not an IDNA name
                 infos = exc
             self._record(host, port, infos)
         if resolve:
@@ -165,11 +165,11 @@ class EndpointPolicy:
         """(host, port, whether its addresses must be checked); raises if not allowed."""
         try:
             parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
+            host = _normal_host(parsed.host)  # IDNA is decoded here
+        except (httpx.InvalidURL, TypeError, UnicodeError):
             raise EndpointRefused(f"{url!r} is not a URL") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+        if parsed.scheme not in ("http", "https") or not host:
             raise EndpointRefused(f"{url!r} is not an http(s) URL")
-        host = _normal_host(parsed.host)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         shown = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
         if any(e.explicit and e.matches(host, port) for e in self.entries):
@@ -192,7 +192,7 @@ class EndpointPolicy:
         return error if time.monotonic() < expiry else None
 
     def _record(self, host: str, port: int, infos: Any) -> None:
-        if isinstance(infos, OSError):
+        if isinstance(infos, (OSError, UnicodeError)):
             error = f"{host} cannot be resolved ({type(infos).__name__}); it is not allowed"
         else:
             bad = [str(i[4][0]) for i in infos if _unsafe(str(i[4][0]))]

@@ -104,6 +104,10 @@ def test_a_wildcard_allows_public_addresses_and_only_subdomains():
     assert "cannot be resolved" in refused(EndpointPolicy.parse("*.invalid"),
                                            "https://nowhere.invalid/")
     refused(EndpointPolicy.parse("*.crm.example"), "https://crm.example/")  # not a subdomain
+    for odd in ("http://a..b/", "http://xn--zz.com/", f"http://{'a' * 300}.com/"):
+        refused(EndpointPolicy.parse("*"), odd)  # not a URL, or not resolvable
+    for loopback in ("http://0x7f.1/", "http://2130706433/", "http://017700000001/"):
+        assert "127.0.0.1" in refused(EndpointPolicy.parse("*"), loopback)
 
 
 def test_a_name_with_any_private_address_is_refused(monkeypatch):
