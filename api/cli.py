@@ -1,8 +1,11 @@
-"""The `crmsync` command line (DESIGN.md section 8)."""
+"""The `crmsync` command line (README.md lists its commands)."""
 
 import asyncio
 import json
 import logging
+import os
+import socket
+import sys
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,15 +15,17 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
-from sqlmodel import col
+from sqlmodel import Session, col
 
+from connectors.registry import secret_field_names
+from connectors.zoho.cli import build_app as zoho_app
 from core import store
 from core.config import Settings, get_settings
 from core.db import make_engine, session_scope, upgrade
 from core.logs import configure_logging
 from core.models import ApiKey, Connection, User
 from core.records import STREAMS
-from core.security import hash_api_key, new_api_key, parse_scopes, secret_box
+from core.security import hash_api_key, new_api_key, parse_scopes, rotate_secrets
 from core.sync import StreamCounts
 from workers.context import JobContext, build_context
 from workers.jobs import sync_connection
@@ -41,8 +46,10 @@ app.add_typer(goals_app, name="goals")
 people_app = typer.Typer(help="People: who each CRM user is (docs/people.md).",
                          no_args_is_help=True)
 app.add_typer(people_app, name="people")
+keys_app = typer.Typer(help="The secret keys (CRMSYNC_SECRET_KEY).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
 
 
 def fail(message: str) -> typer.Exit:
@@ -51,32 +58,124 @@ def fail(message: str) -> typer.Exit:
 
 
 def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as exc:
-        raise fail(f"invalid CRMSYNC_ settings: {exc}") from None
+    return get_settings()  # a bad setting is reported by main() in one line
+
+
+def _context(settings: Settings | None = None) -> JobContext:
+    """The job context, after checking what every command needs: the secret key, a
+    reachable database with the current schema (embedded SQLite is migrated on the spot)
+    and, when configured, a reachable Redis."""
+    from api.app import prepare_database
+
+    settings = settings or _settings()
+    _refuse_lost_key_file(settings)
+    ctx = build_context(settings)
+    if not ctx.settings.is_sqlite:
+        prepare_database(ctx.engine)
+    if ctx.settings.redis_url:
+        from redis import Redis
+
+        client = Redis.from_url(ctx.settings.redis_url, socket_connect_timeout=3,
+                                socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    return ctx
+
+
+def _refuse_lost_key_file(settings: Settings) -> None:
+    """An embedded database holding encrypted secrets whose generated key file is gone:
+    stop, rather than generate a new key that cannot read them."""
+    import sqlite3
+
+    path = settings.sqlite_path()
+    if settings.secret_key or path is None or not path.exists():
+        return
+    key_file = path.with_name(path.name + ".key")
+    if key_file.exists():
+        return
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            sealed = db.execute("SELECT 1 FROM connection WHERE secrets_encrypted != '' "
+                                "LIMIT 1").fetchone()
+        except sqlite3.Error:  # no schema yet
+            sealed = None
+    if sealed:
+        raise fail(f"the key file {key_file} is missing but {path} holds encrypted secrets: "
+                   "restore the key file, or set CRMSYNC_SECRET_KEY to that key")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the database migrations."""
-    settings = _settings()
-    upgrade(make_engine(settings.database_url))
-    console.print("database is up to date")
+    """Apply the database migrations and say which."""
+    before, after = upgrade(make_engine(_settings().database_url))
+    if before == after:
+        console.print(f"database already at {after}")
+    else:
+        console.print(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored secret with the first key of CRMSYNC_SECRET_KEY (all keys
+    listed there decrypt), in one transaction; then the other keys can be removed."""
+    ctx = _context()
+    with session_scope(ctx.engine) as session:
+        counts = rotate_secrets(session, ctx.secrets)
+    console.print("re-encrypted with the first key: " + ", ".join(
+        f"{n} {kind}" for kind, n in counts.items()))
 
 
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Option(help="What the key is for.")],
-    scope: Annotated[list[str], typer.Option(help="read, write or admin (repeatable).")],
+    scope: Annotated[list[str], typer.Option(
+        help="read, write, push or admin (repeatable; admin > push > write > read).")],
 ) -> None:
     """Create an API key and print only the key."""
     try:
         scopes = parse_scopes(scope)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    ctx = build_context(_settings())
+    ctx = _context()
     print(create_api_key(ctx, name, scopes))
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """API keys (name, prefix, scopes, last use; never the keys themselves)."""
+    from rich.table import Table
+
+    ctx = _context()
+    table = Table(title="API keys")
+    for column in ("id", "name", "prefix", "scopes", "created", "last used", "revoked"):
+        table.add_column(column)
+    with session_scope(ctx.engine) as session:
+        for key in session.scalars(select(ApiKey).order_by(col(ApiKey.id))):
+            table.add_row(str(key.id), key.name, key.prefix, key.scopes, _when(key.created_at),
+                          _when(key.last_used_at), _when(key.revoked_at))
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (apikey list).")]
+                  ) -> None:
+    """Revoke an API key: it is refused from now on."""
+    from core.types import utcnow
+
+    ctx = _context()
+    with session_scope(ctx.engine) as session:
+        key = session.get(ApiKey, key_id)
+        if key is None:
+            raise fail(f"API key {key_id} does not exist; see `crmsync apikey list`")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+    console.print(f"API key {key_id} ({key.name}) is revoked")
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
 
 
 def create_api_key(ctx: JobContext, name: str, scopes: list[str]) -> str:
@@ -97,32 +196,237 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
-@connections_app.command("add")
-def connections_add(
-    provider: Annotated[str, typer.Argument(help="zoho")],
-    name: Annotated[str, typer.Option(help="A unique name for the connection.")],
-    config: Annotated[list[str] | None, typer.Option(help="key=value (repeatable).")] = None,
-    secret: Annotated[list[str] | None, typer.Option(help="key=value (repeatable).")] = None,
-) -> None:
-    """Add a connection and print it as JSON (secrets are never printed)."""
-    from api.connections import ConnectionInput, create_connection
+SECRET_HELP = ("key=value (repeatable). Command-line arguments are visible to other users "
+               "of this machine (ps) and stay in shell history: prefer --secrets-file or "
+               "CRMSYNC_SECRET_<NAME> variables.")
+SECRETS_FILE_HELP = "A JSON object of secrets, or - to read it from standard input."
+CHECK_TIMEOUT = 10.0  # seconds; a check makes one attempt per call, never a retry loop
 
-    ctx = build_context(_settings())
-    payload = ConnectionInput(provider=provider, name=name, config=_pairs(config or [], "config"),
-                              secrets=_pairs(secret or [], "secret"))
+
+def _secrets(provider: str | None, secret: list[str] | None,
+             secrets_file: str | None) -> dict[str, Any]:
+    """Secrets from CRMSYNC_SECRET_<NAME> (for `provider`'s secret names), then the JSON
+    file (or standard input), then --secret key=value: later sources win."""
+    from connectors.registry import UnknownProvider, get_connector
+
+    out: dict[str, Any] = {}
+    if provider is not None:
+        try:
+            names = list(get_connector(provider).secrets_model.model_fields)
+        except UnknownProvider:
+            names = []
+        out = {n: os.environ[f"CRMSYNC_SECRET_{n.upper()}"] for n in names
+               if os.environ.get(f"CRMSYNC_SECRET_{n.upper()}")}
+    if secrets_file is not None:
+        where = "standard input" if secrets_file == "-" else secrets_file
+        try:
+            text = sys.stdin.read() if secrets_file == "-" else Path(secrets_file).read_text(
+                encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"cannot read the secrets file {where} ({type(exc).__name__})") from None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise fail(f"the secrets in {where} must be a JSON object such as "
+                       '{"client_id": "...", "client_secret": "..."}')
+        out.update(data)
+    out.update(_pairs(secret or [], "secret"))
+    return out
+
+
+def _endpoints(settings: Settings) -> Any:
+    from connectors.endpoints import EndpointPolicy
+
+    return EndpointPolicy.parse(settings.allow_endpoints)
+
+
+def _check(ctx: JobContext, provider: str, config: dict[str, Any],
+           secrets: dict[str, Any], key: str, *, saving: bool = False) -> Any:
+    """Authenticate and read the organization with the connector's check(): one attempt
+    per call and a short timeout, so an unreachable CRM fails in seconds. Returns the
+    SourceInfo; a failure is one line naming the host and the reason."""
+    from connectors.http import ApiClient, RetryPolicy, build_client
+    from connectors.registry import get_connector
+    from core.errors import SourceError
+
+    cls = get_connector(provider)
+
+    async def run() -> Any:
+        async with build_client(transport=ctx.transport, timeout=CHECK_TIMEOUT) as client:
+            api = ApiClient(client, max_in_flight=cls.max_in_flight,
+                            retry=RetryPolicy(attempts=1), limits=ctx.limits,
+                            key=f"check:{key}", endpoints=_endpoints(ctx.settings))
+            source = cls(cls.config_model.model_validate(config),
+                         cls.secrets_model.model_validate(secrets), api)
+            return await source.check()
+
     try:
-        with session_scope(ctx.engine) as session:
-            public = create_connection(session, ctx.secrets, payload)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    console.print_json(json.dumps(public, default=str))
-    if ctx.settings.public_url:  # notifications from now on, not from the next renewal
+        return asyncio.run(run())
+    except SourceError as exc:
+        cause = f" ({exc.__cause__})" if exc.__cause__ and str(exc.__cause__) else ""
+        unsaved = "; nothing was saved (--no-check saves without checking)" if saving else ""
+        raise fail(f"the CRM check failed: {exc}{cause}{unsaved}") from None
+
+
+def _print_check(info: Any, out: Console = console) -> None:
+    """What the check found (add and update print it on stderr: their stdout is JSON)."""
+    out.print(f"organization: {info.organization or '(not named)'}")
+    out.print(f"home currency: {info.home_currency or '(unknown)'}")
+    for warning in info.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _connection(session: Session, connection_id: int) -> Connection:
+    connection = session.get(Connection, connection_id)
+    if connection is None:
+        raise fail(f"connection {connection_id} does not exist; see `crmsync connections list`")
+    return connection
+
+
+def _subscribe(ctx: JobContext, connection_id: int) -> None:
+    """With CRMSYNC_PUBLIC_URL, subscribe to the CRM's notifications now (not at the next
+    hourly renewal)."""
+    if ctx.settings.public_url:
         from workers.jobs import renew_channels
 
-        outcome = asyncio.run(renew_channels(ctx, connection_id=int(public["id"])))
+        outcome = asyncio.run(renew_channels(ctx, connection_id=connection_id))
         if outcome["failed"]:
             typer.echo("CRM notifications not subscribed yet (see the log); the hourly "
                        "renewal tries again.", err=True)
+
+
+@connections_app.command("add")
+def connections_add(
+    provider: Annotated[str, typer.Argument(help="zoho or fxiaoke")],
+    name: Annotated[str, typer.Option(help="A unique name for the connection.")],
+    config: Annotated[list[str] | None, typer.Option(help="key=value (repeatable).")] = None,
+    secret: Annotated[list[str] | None, typer.Option(help=SECRET_HELP)] = None,
+    secrets_file: Annotated[str | None, typer.Option(help=SECRETS_FILE_HELP)] = None,
+    check: Annotated[bool, typer.Option(
+        help="Authenticate and read the organization before saving.")] = True,
+) -> None:
+    """Add a connection and print it as JSON (secrets are never printed). Secrets come
+    from CRMSYNC_SECRET_<NAME> variables, --secrets-file and --secret."""
+    from api.connections import ConnectionInput, create_connection, validated
+
+    ctx = _context()
+    payload = ConnectionInput(provider=provider, name=name, config=_pairs(config or [], "config"),
+                              secrets=_secrets(provider, secret, secrets_file))
+    endpoints = _endpoints(ctx.settings)
+    try:
+        if check:  # validated first: the secrets only go to an allowed host
+            cfg, secrets = validated(provider, payload.config, payload.secrets, endpoints)
+            _print_check(_check(ctx, provider, cfg, secrets, f"new:{name}", saving=True), err)
+        with session_scope(ctx.engine) as session:
+            public = create_connection(session, ctx.secrets, payload, endpoints=endpoints)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print_json(json.dumps(public, default=str))
+    _subscribe(ctx, int(public["id"]))
+
+
+app.add_typer(zoho_app(connections_add), name="zoho")  # zoho exchange-code: docs/zoho.md
+
+
+@connections_app.command("list")
+def connections_list() -> None:
+    """Connections: provider, name, status, secrets set, last sync and error."""
+    from rich.table import Table
+
+    from api.connections import public_connection
+
+    ctx = _context()
+    table = Table(title="connections")
+    for column in ("id", "provider", "name", "status", "secrets set", "last sync", "error"):
+        table.add_column(column)
+    with session_scope(ctx.engine) as session:
+        for connection in session.scalars(select(Connection).order_by(col(Connection.id))):
+            row = public_connection(connection.model_dump(), ctx.secrets)
+            table.add_row(str(row["id"]), row["provider"], row["name"], row["status"],
+                          ", ".join(row["secrets_set"]), _when(connection.last_synced_at),
+                          row["last_error"] or "")
+    console.print(table)
+
+
+@connections_app.command("show")
+def connections_show(connection_id: Annotated[int, typer.Argument(help="The connection's id.")]
+                     ) -> None:
+    """A connection as JSON (the names of its secrets, never their values)."""
+    from api.connections import public_connection
+
+    ctx = _context()
+    with session_scope(ctx.engine) as session:
+        public = public_connection(_connection(session, connection_id).model_dump(), ctx.secrets)
+    console.print_json(json.dumps(public, default=str))
+
+
+@connections_app.command("update")
+def connections_update(
+    connection_id: Annotated[int, typer.Argument(help="The connection's id.")],
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    config: Annotated[list[str] | None, typer.Option(help="key=value (repeatable).")] = None,
+    secret: Annotated[list[str] | None, typer.Option(help=SECRET_HELP)] = None,
+    secrets_file: Annotated[str | None, typer.Option(help=SECRETS_FILE_HELP)] = None,
+    check: Annotated[bool, typer.Option(
+        help="Authenticate and read the organization with the new settings.")] = True,
+) -> None:
+    """Rename a connection or change config and secrets (given keys are merged into the
+    stored ones); prints it as JSON. New settings are checked against the CRM first."""
+    from api.connections import ConnectionPatch, update_connection
+
+    ctx = _context()
+    secrets = _secrets(None, secret, secrets_file)
+    patch = ConnectionPatch(name=name, config=_pairs(config, "config") if config else None,
+                            secrets=secrets or None)
+    endpoints = _endpoints(ctx.settings)
+    try:
+        with session_scope(ctx.engine) as session:
+            connection = _connection(session, connection_id)
+            public = update_connection(session, ctx.secrets, connection, patch,
+                                       endpoints=endpoints)
+            if check and (patch.config is not None or patch.secrets is not None):
+                # before the commit: a failed check leaves the connection as it was
+                _print_check(_check(ctx, connection.provider, connection.config,
+                                    ctx.secrets.open(connection.secrets_encrypted),
+                                    str(connection_id), saving=True), err)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print_json(json.dumps(public, default=str))
+    if patch.config is not None or patch.secrets is not None:  # maybe another org now
+        _subscribe(ctx, connection_id)
+
+
+@connections_app.command("delete")
+def connections_delete(
+    connection_id: Annotated[int, typer.Argument(help="The connection's id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a connection and everything synced from it."""
+    ctx = _context()
+    with session_scope(ctx.engine) as session:
+        name = _connection(session, connection_id).name
+    if not yes and not typer.confirm(
+            f"delete connection {connection_id} ({name}) and all its synced data?"):
+        raise fail("nothing deleted")
+    with session_scope(ctx.engine) as session:
+        session.delete(_connection(session, connection_id))  # synced rows: ON DELETE CASCADE
+    console.print(f"connection {connection_id} ({name}) deleted")
+
+
+@connections_app.command("test")
+def connections_test(connection_id: Annotated[int, typer.Argument(help="The connection's id.")]
+                     ) -> None:
+    """Authenticate with the stored credentials and read the organization: prints the
+    organization, home currency and any warnings."""
+    ctx = _context()
+    with session_scope(ctx.engine) as session:
+        connection = _connection(session, connection_id)
+        secrets = ctx.secrets.open(connection.secrets_encrypted,
+                                   f"connection {connection.id} ({connection.name})")
+        provider, config = connection.provider, dict(connection.config)
+    _print_check(_check(ctx, provider, config, secrets, str(connection_id)))
 
 
 @app.command("sync")
@@ -131,7 +435,7 @@ def sync(
     full: Annotated[bool, typer.Option(help="Read everything and tombstone what is gone.")] = False,
 ) -> None:
     """Run a sync now, with a progress bar per stream."""
-    ctx = build_context(_settings())
+    ctx = _context()
     with session_scope(ctx.engine) as session:
         ids = [c.id for c in session.scalars(select(Connection))
                if connection is None or c.id == connection]
@@ -184,11 +488,8 @@ def serve(
     from api.app import create_app
 
     settings = _settings()
-    try:
-        secret_box(settings)  # fail here, with the fix, rather than inside the server
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    configure_logging(settings)
+    _context(settings).engine.dispose()  # key, database, schema, Redis: fail here, not inside
+    configure_logging(settings, secret_field_names())
     uvicorn.run(create_app(settings, schedule=True), host=host, port=port, log_config=None)
 
 
@@ -203,7 +504,8 @@ def worker() -> None:
     settings = _settings()
     if not settings.redis_url:
         raise fail("set CRMSYNC_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
-    configure_logging(settings)
+    _context(settings).engine.dispose()
+    configure_logging(settings, secret_field_names())
     run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))  # type: ignore[arg-type]
 
 
@@ -223,7 +525,8 @@ def sandbox_zoho(
     console.print(f"Zoho sandbox on http://{host}:{port} (seed {seed}, {deals:,} deals). "
                   f"Connect with --config accounts_url=http://{host}:{port} and the secrets "
                   "client_id=sandbox-client-id client_secret=sandbox-client-secret "
-                  "refresh_token=sandbox-refresh-token")
+                  "refresh_token=sandbox-refresh-token, with "
+                  f"CRMSYNC_ALLOW_ENDPOINTS={host}:{port} set for crmsync")
     sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency,
                   multi_currency=not one_currency)
 
@@ -246,25 +549,27 @@ def sandbox_fxiaoke(
                   "--config admin_mobile=13800130000 and the secrets "
                   f"app_id={sandbox.SANDBOX_APP_ID} app_secret={sandbox.SANDBOX_APP_SECRET} "
                   f"permanent_code={sandbox.SANDBOX_PERMANENT_CODE} "
-                  f"aes_key={sandbox.SANDBOX_AES_KEY}")
+                  f"aes_key={sandbox.SANDBOX_AES_KEY}, with "
+                  f"CRMSYNC_ALLOW_ENDPOINTS={host}:{port} set for crmsync")
     sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency,
                   callback_url=callback_url)
 
 
 @goals_app.command("import")
 def goals_import(
-    file: Annotated[Path, typer.Argument(help="CSV with the columns owner_email, metric, "
-                                         "period_start, period_end, target.")],
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8 or GB18030/GBK) or .xlsx with the "
+                                         "columns owner_email, metric, period_start, "
+                                         "period_end, target.")],
 ) -> None:
     """Create or update goals from a CSV file; a file with a bad row imports nothing."""
     from core import goals
 
     settings = _settings()
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"cannot read {file} as UTF-8 text ({type(exc).__name__})") from None
-    ctx = build_context(settings)
+        text = file.read_bytes()  # CSV (UTF-8 or GB18030/GBK) or .xlsx
+    except OSError as exc:
+        raise fail(f"cannot read {file} ({type(exc).__name__})") from None
+    ctx = _context(settings)
     try:
         with session_scope(ctx.engine) as session:
             done = goals.import_goals(session, text, settings)
@@ -284,7 +589,7 @@ def goals_push(
     from core.errors import ConfigError
     from workers.jobs import push_goals
 
-    ctx = build_context(_settings())
+    ctx = _context()
     try:
         result = asyncio.run(push_goals(ctx, connection_id=connection))
     except ConfigError as exc:
@@ -327,7 +632,7 @@ def people_list(
     from core import people
     from core.queries import iter_rows
 
-    ctx = build_context(_settings())
+    ctx = _context()
     if unmatched:
         table = Table(title="unmatched CRM users")
         for column in ("user", "connection", "remote id", "name", "email", "mobile", "person"):
@@ -362,7 +667,7 @@ def people_map(
 
     if (user is None) == (connection is None or not remote_id):
         raise fail("give --user, or --connection and --remote-id")
-    ctx = build_context(_settings())
+    ctx = _context()
     try:
         with session_scope(ctx.engine) as session:
             people.map_user(session, person_id, user_id=user, connection_id=connection,
@@ -376,7 +681,8 @@ def people_map(
 @app.command("demo")
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Exit after the sync.")] = False,
-    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    port: Annotated[int, typer.Option(
+        help="Port of the API on 127.0.0.1 (0: any free port).")] = 8000,
     deals: Annotated[int, typer.Option(help="Deals in the simulated org.")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed of the simulated company.")] = 42,
     zoho_one_currency: Annotated[bool, typer.Option(
@@ -389,8 +695,10 @@ def demo(
     from connectors.sandbox.server import BackgroundServer
     from connectors.zoho import sandbox
 
+    listener = _listen("127.0.0.1", port)  # before anything: the curls must reach this port
+    port = listener.getsockname()[1]
     settings = _settings()
-    ctx = build_context(settings)
+    ctx = _context(settings)
     console.rule("[bold]crmsync demo")
     console.print(f"store: {settings.database_url}")
     company = generate_company(seed=seed, deals=deals)
@@ -402,6 +710,9 @@ def demo(
         company, multi_currency=not zoho_one_currency)).start()
     fx_app = fx_sandbox.create_app(china)
     fx_server = BackgroundServer(fx_app).start()
+    settings.allow_endpoints = ",".join(  # the sandboxes may receive the demo's credentials
+        filter(None, (settings.allow_endpoints, f"{server.host}:{server.port}",
+                      f"{fx_server.host}:{fx_server.port}")))
     console.print(f"simulated Zoho CRM org on {server.url} ({deals:,} deals, seed {seed})")
     console.print(f"simulated Fxiaoke tenant on {fx_server.url} ({deals // 2:,} deals, seed "
                   f"{seed + 1}); in both CRMs: {', '.join(r.full_name for r in shared)}")
@@ -437,11 +748,27 @@ def demo(
         fx_app.state.fxiaoke.callback_url = (
             f"{base}/api/v1/webhooks/fxiaoke/{connections[1][0]}")
         console.print(f"serving the API on {base} (Ctrl+C stops)")
-        uvicorn.run(create_app(settings, ctx=ctx, schedule=True), host="127.0.0.1", port=port,
-                    log_level="warning")
+        uvicorn.Server(uvicorn.Config(create_app(settings, ctx=ctx, schedule=True),
+                                      log_level="warning")).run(sockets=[listener])
     finally:
+        listener.close()
         fx_server.stop()
         server.stop()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (0: a free port), or one line saying the port is
+    taken."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        raise fail(f"port {port} on {host} is not free ({exc.strerror}): stop what uses it, "
+                   "or pass --port with another port (--port 0 picks a free one)") from None
+    return listener
 
 
 def _demo_fx_rates(ctx: JobContext, settings: Settings, rates: dict[str, Decimal]) -> None:
@@ -533,10 +860,12 @@ def _demo_connection(ctx: JobContext, sandbox_url: str, provider: str = "zoho") 
             select(Connection).where(col(Connection.name) == name)).first()
         if existing is None:
             public = create_connection(session, ctx.secrets, ConnectionInput(
-                provider=provider, name=name, config=config, secrets=secrets))
+                provider=provider, name=name, config=config, secrets=secrets),
+                endpoints=ctx.endpoints)
         else:
             public = update_connection(session, ctx.secrets, existing,
-                                       ConnectionPatch(config=config, secrets=secrets))
+                                       ConnectionPatch(config=config, secrets=secrets),
+                                       endpoints=ctx.endpoints)
         return int(public["id"])
 
 
@@ -560,9 +889,78 @@ def _print_summary(ctx: JobContext, connection_id: int) -> None:
 
 
 def main() -> None:
-    # Commands report failures themselves; the log shows only what they do not.
+    """The console script: every failure is one line on stderr and exit code 2 (commands
+    report their own failures; this boundary catches the rest, never a traceback)."""
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except Exception as exc:  # the boundary: one line, no traceback
+        err.print(f"[red]error:[/red] {describe_failure(exc)}", markup=True, highlight=False)
+        sys.exit(2)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line saying what went wrong and what to do, without secrets."""
+    from pydantic import ValidationError
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+    from api.app import SchemaNotCurrent
+
+    settings = _safe_settings()
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"invalid setting CRMSYNC_{str(e['loc'][0]).upper()}: "
+                         f"{e['msg'].removeprefix('Value error, ')}"
+                         if e["loc"] else f"invalid settings: {e['msg']}"
+                         for e in exc.errors(include_input=False, include_url=False))
+    if isinstance(exc, SchemaNotCurrent):
+        return str(exc)
+    if isinstance(exc, DBAPIError):
+        reason = _first_line(str(exc.orig))
+        if "does not exist" in reason and "relation" in reason:
+            return ("the database has no crmsync schema (or an older one): "
+                    "run `crmsync db upgrade` first")
+        return f"cannot use the database {_database(settings)}: {reason}"
+    if isinstance(exc, NoSuchModuleError | ModuleNotFoundError):
+        return (f"the database URL {_database(settings)} is not supported: use "
+                "sqlite:///path/to/file.db or postgresql://user:password@host:5432/name")
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error on {_database(settings)}: {_first_line(str(exc))}"
+    if isinstance(exc, RedisError):
+        redis = _redacted(settings.redis_url) if settings and settings.redis_url else "Redis"
+        return f"cannot reach Redis at {redis}: {_first_line(str(exc))}"
+    if isinstance(exc, OSError):
+        path = settings.sqlite_path() if settings else None
+        where = f"the database file {path}" if path else (exc.filename or "a file")
+        return f"cannot create or open {where}: {exc.strerror or _first_line(str(exc))}" + (
+            f" ({exc.filename})" if path and exc.filename else "")
+    if isinstance(exc, ValueError):  # our own messages say what to do
+        return _first_line(str(exc))
+    return f"{type(exc).__name__}: {_first_line(str(exc))}"
+
+
+def _safe_settings() -> Settings | None:
+    try:
+        return get_settings()
+    except Exception:
+        return None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no details"
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
+def _database(settings: Settings | None) -> str:
+    return _redacted(settings.database_url) if settings else "CRMSYNC_DATABASE_URL"
 
 
 if __name__ == "__main__":

@@ -12,9 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from connectors.registry import UnknownProvider, get_connector, validate_settings
+from connectors.endpoints import EndpointPolicy, EndpointRefused
+from connectors.registry import (
+    UnknownProvider,
+    check_endpoints,
+    credential_keys,
+    get_connector,
+    validate_settings,
+)
 from core.models import Connection
-from core.security import SecretBox
+from core.security import SecretBox, SecretsUnreadable
 from core.types import utcnow
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -68,9 +75,12 @@ class NameTaken(ValueError):
         super().__init__(f"a connection named {name!r} already exists")
 
 
-def create_connection(session: Session, box: SecretBox, payload: ConnectionInput) -> dict[str, Any]:
-    """Add a connection; returns its public JSON. Raises InvalidSettings or NameTaken."""
-    config, secrets = validated(payload.provider, payload.config, payload.secrets)
+def create_connection(session: Session, box: SecretBox, payload: ConnectionInput, *,
+                      endpoints: EndpointPolicy | None = None) -> dict[str, Any]:
+    """Add a connection; returns its public JSON. Raises InvalidSettings or NameTaken.
+    `endpoints` decides where secrets may go (CRMSYNC_ALLOW_ENDPOINTS; vendors only by
+    default)."""
+    config, secrets = validated(payload.provider, payload.config, payload.secrets, endpoints)
     _ensure_name_free(session, payload.name)
     connection = Connection(provider=payload.provider, name=payload.name, config=config,
                             secrets_encrypted=box.seal(secrets))
@@ -80,16 +90,25 @@ def create_connection(session: Session, box: SecretBox, payload: ConnectionInput
 
 
 def update_connection(
-    session: Session, box: SecretBox, connection: Connection, patch: ConnectionPatch
+    session: Session, box: SecretBox, connection: Connection, patch: ConnectionPatch, *,
+    endpoints: EndpointPolicy | None = None,
 ) -> dict[str, Any]:
-    """Rename and/or merge settings, re-validated as a whole; returns the public JSON."""
+    """Rename and/or merge settings, re-validated as a whole; returns the public JSON.
+
+    When a config key that decides where the secrets go changes (the connector's
+    `credential_keys`), the stored secrets are dropped: the patch must give them all."""
     if patch.name is not None and patch.name != connection.name:
         _ensure_name_free(session, patch.name)
         connection.name = patch.name
     if patch.config is not None or patch.secrets is not None:
         config = _merge(connection.config, patch.config)
-        secrets = _merge(_open(box, connection.secrets_encrypted), patch.secrets)
-        config, secrets = validated(connection.provider, config, secrets)
+        moved = [key for key in sorted(credential_keys(connection.provider))
+                 if config.get(key) != connection.config.get(key)]
+        stored = _stored_secrets(box, connection, patch)  # unreadable: an error either way
+        secrets = _merge({} if moved else stored, patch.secrets)
+        if moved:
+            _require_secrets(connection.provider, secrets, moved)
+        config, secrets = validated(connection.provider, config, secrets, endpoints)
         connection.config = config
         connection.secrets_encrypted = box.seal(secrets)
         if patch.secrets and connection.status == "needs_reauth":
@@ -101,9 +120,11 @@ def update_connection(
 
 
 def validated(
-    provider: str, config: dict[str, Any], secrets: dict[str, Any]
+    provider: str, config: dict[str, Any], secrets: dict[str, Any],
+    endpoints: EndpointPolicy | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Config and secrets as the provider's models accept them (defaults filled in)."""
+    """Config and secrets as the provider's models accept them (defaults filled in), the
+    URLs that receive the secrets allowed by `endpoints` (vendors only by default)."""
     try:
         config_model, secrets_model = validate_settings(provider, config, secrets)
     except UnknownProvider as exc:
@@ -113,14 +134,34 @@ def validated(
         part = "config" if exc.title == get_connector(provider).config_model.__name__ else "secrets"
         errors = exc.errors(include_input=False, include_url=False)
         raise InvalidSettings([{**e, "loc": (part, *e["loc"])} for e in errors]) from None
+    try:
+        check_endpoints(config_model, endpoints or EndpointPolicy())
+    except EndpointRefused as exc:
+        raise InvalidSettings([{"type": "value_error", "loc": ("config",), "msg": str(exc)}]
+                              ) from None
     return config_model.model_dump(mode="json"), _plain(secrets_model)
+
+
+def _require_secrets(provider: str, secrets: dict[str, Any], moved: list[str]) -> None:
+    """InvalidSettings naming every required secret this patch did not give again."""
+    fields = get_connector(provider).secrets_model.model_fields
+    missing = [name for name, field in fields.items()
+               if field.is_required() and secrets.get(name) in (None, "")]
+    reason = (f"is required again: config.{moved[0]} changed, so the stored secrets were "
+              "dropped; give every secret in the same request")
+    if missing:
+        raise InvalidSettings([{"type": "value_error", "loc": ("secrets", name), "msg": reason}
+                               for name in missing])
 
 
 def public_connection(row: dict[str, Any], box: SecretBox) -> dict[str, Any]:
     """A connection's columns as the API shows them: secret names only."""
-    secrets = _open(box, row.get("secrets_encrypted") or "")
-    names = sorted(k for k, v in secrets.items() if v not in (None, ""))
     data = {k: v for k, v in row.items() if k != "secrets_encrypted"}
+    try:
+        secrets = box.open(row.get("secrets_encrypted") or "", owner_of(row))
+    except SecretsUnreadable as exc:  # shown, never taken for "no secrets"
+        secrets, data["last_error"] = {}, str(exc)
+    names = sorted(k for k, v in secrets.items() if v not in (None, ""))
     return ConnectionPublic.model_validate({**data, "secrets_set": names}).model_dump(mode="json")
 
 
@@ -144,10 +185,20 @@ def _merge(stored: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, An
     return merged
 
 
-def _open(box: SecretBox, sealed: str) -> dict[str, Any]:
+def owner_of(row: dict[str, Any]) -> str:
+    """How errors name a connection: `connection 3 (Zoho EU)`."""
+    return f"connection {row.get('id')} ({row.get('name')})"
+
+
+def _stored_secrets(box: SecretBox, connection: Connection,
+                    patch: ConnectionPatch) -> dict[str, Any]:
+    """The stored secrets; when no key decrypts them, SecretsUnreadable, unless this
+    patch enters secrets again (then only the given ones count)."""
     try:
-        return box.open(sealed)
-    except ValueError:  # sealed under another key: they must be entered again
+        return box.open(connection.secrets_encrypted, owner_of(connection.model_dump()))
+    except SecretsUnreadable:
+        if not patch.secrets:
+            raise
         return {}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connectors.base import Connector
+from connectors.endpoints import Endpoint, EndpointPolicy
 
 GROUP = "crmsync.connectors"
 
@@ -55,11 +56,36 @@ def validate_settings(
     return cls.config_model.model_validate(config), cls.secrets_model.model_validate(secrets)
 
 
+def secret_field_names() -> frozenset[str]:
+    """The field names of every registered connector's secrets model (for log masking)."""
+    return frozenset(name for cls in load_connectors().values()
+                     for name in cls.secrets_model.model_fields)
+
+
+def credential_keys(provider: str) -> frozenset[str]:
+    """Config keys that decide where the provider's secrets are sent (`credential_keys` of
+    its config model): when one changes, the stored secrets must be given again."""
+    keys: frozenset[str] = getattr(get_connector(provider).config_model, "credential_keys",
+                                   frozenset())
+    return keys
+
+
+def check_endpoints(config: BaseModel, policy: EndpointPolicy) -> None:
+    """Raise EndpointRefused unless every URL the config sends secrets to is allowed
+    (the config model's `credential_endpoints()`, if it has any)."""
+    endpoints: list[Endpoint] = getattr(config, "credential_endpoints", list)()
+    for endpoint in endpoints:
+        policy.check(endpoint.url, endpoint.vendor)
+
+
 __all__ = [
     "GROUP",
     "UnknownProvider",
     "ValidationError",
+    "check_endpoints",
+    "credential_keys",
     "get_connector",
     "load_connectors",
+    "secret_field_names",
     "validate_settings",
 ]

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     """Largest request body the API reads (bytes); goal imports (5 MB) and webhooks (1 MB)
     have their own caps. Larger bodies get 413 before anything is parsed."""
+    allow_endpoints: str = ""
+    """Hosts besides the CRM vendors' own that may receive CRM credentials (sandboxes,
+    private clouds): comma-separated `host`, `host:port`, `[ipv6]:port`, `*.domain` or
+    `*`. Loopback, private and link-local addresses need the host listed explicitly."""
+
+    webhook_rate_per_second: int = 2000
+    """Callbacks one connection may send per second (a token bucket of as many, per API
+    process; shared by every API process through Redis when CRMSYNC_REDIS_URL is set).
+    More get 429 with Retry-After, and the vendor retries."""
 
     @field_validator("nightly_sync_hour", mode="before")
     @classmethod
@@ -42,11 +51,21 @@ class Settings(BaseSettings):
             raise ValueError("nightly_sync_hour must be 0..23, or empty to turn it off")
         return value
 
-    @field_validator("job_retry_seconds", "job_lease_seconds", "max_body_bytes")
+    @field_validator("job_retry_seconds", "job_lease_seconds", "max_body_bytes",
+                     "webhook_rate_per_second")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be greater than 0")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("only sqlite:///path/to/file.db and "
+                             "postgresql://user:password@host:5432/name are supported")
         return value
 
     @field_validator("timezone")

@@ -18,9 +18,9 @@ Every function takes the caller's session and never commits.
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -289,7 +289,7 @@ def goal_rows(session: Session, goals: Sequence[Goal | dict[str, Any]],
     for g in items:
         exact = actuals.get(g["id"], Decimal(0) if g["metric"] == "bookings" else 0)
         actual = exact.quantize(_CENT, rounding=ROUND_HALF_UP) if isinstance(
-            exact, Decimal) else exact  # rounded only at the end (DESIGN.md §5)
+            exact, Decimal) else exact  # rounded only at the end (docs/metrics.md)
         email, name = names.get(g["person_id"], (None, None))
         rows.append({
             "id": g["id"], "person_id": g["person_id"], "owner_email": email,
@@ -307,7 +307,7 @@ def _target(metric: str, target: Decimal) -> Decimal:
 
 
 def attainment(actual: Decimal, goal: Decimal | None) -> Decimal | None:
-    """actual / goal to 4 places (half up); None when goal is None or 0 (DESIGN.md §5)."""
+    """actual / goal to 4 places (half up); None when goal is None or 0 (docs/metrics.md)."""
     if goal is None or goal == 0:
         return None
     return (actual / goal).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
@@ -357,7 +357,7 @@ def _pushes(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class GoalTargets:
-    """Bookings goals whose period lies inside a summary's [start, end] (DESIGN.md §5)."""
+    """Bookings goals whose period lies inside a summary's [start, end] (docs/metrics.md)."""
 
     by_owner: dict[int, Decimal] = field(default_factory=dict)  # by person id
     company: Decimal | None = None
@@ -395,9 +395,10 @@ def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
 
 # ---- CSV import -------------------------------------------------------------------------
 
-def import_goals(session: Session, text: str, settings: Settings) -> dict[str, Any]:
+def import_goals(session: Session, text: str | bytes, settings: Settings) -> dict[str, Any]:
     """Create or update the goals of a CSV file (columns IMPORT_COLUMNS, owner_email or
-    person_id or both, optional currency).
+    person_id or both, optional currency). Bytes may be CSV in UTF-8 or GB18030/GBK
+    (decode_text) or an .xlsx workbook (its first sheet); str is CSV text.
 
     Every row is checked before anything is written; any bad row raises ImportInvalid
     listing every bad row by its line number (the header is line 1). A row whose person,
@@ -441,16 +442,93 @@ def import_goals(session: Session, text: str, settings: Settings) -> dict[str, A
     return {**counts, "goal_ids": ids}
 
 
-def _parse_csv(text: str) -> tuple[list[tuple[int, GoalInput]], list[dict[str, Any]]]:
-    """(line, input) of every well-formed row, and the errors of the others."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+XLSX_MAGIC = b"PK\x03\x04"  # an .xlsx workbook is a zip file
+
+
+class _Unreadable(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def decode_text(raw: bytes) -> str:
+    """A CSV file's bytes as text: UTF-8 (with or without a BOM: Excel's "CSV UTF-8"), else
+    GB18030 (a superset of GBK and GB2312: what Excel and WPS save as "CSV" on a Chinese
+    Windows). ValueError when it is neither."""
     try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        raise ValueError("the file is not UTF-8 or GB18030/GBK text: save it as "
+                         "CSV UTF-8 or as an Excel workbook (.xlsx)") from None
+
+
+def _records(source: str | bytes) -> Iterator[tuple[int, list[str]]]:
+    """(line number, values) of every row of a CSV text, CSV bytes or .xlsx workbook."""
+    if isinstance(source, bytes):
+        if source.startswith(XLSX_MAGIC):
+            yield from _xlsx_records(source)
+            return
+        try:
+            source = decode_text(source)
+        except ValueError as exc:
+            raise _Unreadable(1, str(exc)) from None
+    reader = csv.reader(io.StringIO(source.removeprefix("\ufeff")))
+    line = 1
+    try:
+        for record in reader:
+            yield line, record
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise _Unreadable(line, f"not CSV ({exc})") from None
+
+
+def _xlsx_records(raw: bytes) -> Iterator[tuple[int, list[str]]]:
+    """The first sheet's rows (row 1 is the header), cells as the text a CSV would hold;
+    rows are cut or padded with empty cells to the header's width where those are empty."""
+    from openpyxl import load_workbook
+
+    line, width = 1, 0
+    try:
+        book = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+        try:
+            for line, row in enumerate(book.worksheets[0].iter_rows(values_only=True), 1):
+                values = [_cell_text(v) for v in row]
+                while len(values) > width and not values[-1]:  # trailing empty cells
+                    values.pop()
+                width = width or len(values)
+                yield line, values + [""] * (width - len(values))
+        finally:
+            book.close()
+    except Exception as exc:  # zip, XML and openpyxl errors alike
+        raise _Unreadable(line, f"not a readable Excel workbook ({type(exc).__name__})") \
+            from None
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):  # a date cell
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _parse_csv(source: str | bytes) -> tuple[list[tuple[int, GoalInput]], list[dict[str, Any]]]:
+    """(line, input) of every well-formed row, and the errors of the others."""
+    records = _records(source)
+    try:
+        first = next(records, None)
+    except _Unreadable as exc:
+        return [], [{"line": exc.line, "field": "header", "message": str(exc)}]
+    if first is None:
         return [], [{"line": 1, "field": "header", "message": "the file is empty; its first "
                      f"line must name the columns {', '.join(_REQUIRED)}"}]
-    except csv.Error as exc:
-        return [], [{"line": 1, "field": "header", "message": f"not CSV ({exc})"}]
+    header = [h.strip().lower() for h in first[1]]
     missing = [c for c in IMPORT_COLUMNS if c not in header]
     if not any(c in header for c in OWNER_COLUMNS):
         missing.insert(0, " or ".join(OWNER_COLUMNS))
@@ -463,10 +541,8 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, GoalInput]], list[dict[str, A
                      + f" (columns: {', '.join(_REQUIRED + OPTIONAL_COLUMNS)})"}]
     rows: list[tuple[int, GoalInput]] = []
     errors: list[dict[str, Any]] = []
-    line = reader.line_num + 1
     try:
-        for record in reader:
-            start_line, line = line, reader.line_num + 1
+        for start_line, record in records:
             if not any(v.strip() for v in record):
                 continue
             if len(rows) + len(errors) >= MAX_IMPORT_ROWS:
@@ -478,8 +554,8 @@ def _parse_csv(text: str) -> tuple[list[tuple[int, GoalInput]], list[dict[str, A
                 errors += [{"line": start_line, **p} for p in problems]
             else:
                 rows.append((start_line, item))
-    except csv.Error as exc:
-        errors.append({"line": line, "field": "file", "message": f"not CSV ({exc})"})
+    except _Unreadable as exc:
+        errors.append({"line": exc.line, "field": "file", "message": str(exc)})
     return rows, errors
 
 

@@ -50,7 +50,8 @@ async def sync_connection(
     await asyncio.to_thread(apply_zone, ctx)
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
+                        limits=ctx.limits, key=f"connection:{connection_id}",
+                        endpoints=ctx.endpoints)
         source = cls(config_model, secrets_model, api)
         engine = SyncEngine(
             ctx.engine,
@@ -185,7 +186,8 @@ async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any
     done = 0
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
+                        limits=ctx.limits, key=f"connection:{connection_id}",
+                        endpoints=ctx.endpoints)
         source = cls(config, secrets, api)
         if not isinstance(source, WebhookReceiver):
             raise ConfigError(f"provider {cls.name!r} does not take webhooks")
@@ -252,7 +254,7 @@ async def process_pending_webhooks(ctx: JobContext) -> int:
 
 async def renew_channels(ctx: JobContext, connection_id: int | None = None) -> dict[str, int]:
     """Subscribe every Zoho connection (or the one given) to notifications, and renew
-    channels before they expire (zoho-crm.md §5: at most a week). Needs
+    channels before they expire (docs/vendors/zoho.md §5: at most a week). Needs
     CRMSYNC_PUBLIC_URL; a no-op without it. The API queues it for one connection as soon
     as the connection is created or its settings change; a schedule runs it hourly."""
     from connectors.zoho import notifications as zoho
@@ -289,7 +291,8 @@ async def _renew_zoho(ctx: JobContext, connection_id: int, url: str, zoho: Any) 
         return "unchanged"
     async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
         api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
+                        limits=ctx.limits, key=f"connection:{connection_id}",
+                        endpoints=ctx.endpoints)
         source = cls(config, secrets, api)
         if current is not None:
             sub = zoho.Subscription(current.channel_id, tokens[current.channel_id], url,
@@ -362,7 +365,8 @@ async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any
         elif plan.goals or plan.deletions:
             async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
                 api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                                endpoints=ctx.endpoints, limits=ctx.limits, key=f"connection:{connection_id}")
+                                limits=ctx.limits, key=f"connection:{connection_id}",
+                                endpoints=ctx.endpoints)
                 try:
                     pushed = await cls(config, secrets, api).push_goals(plan.goals,
                                                                         plan.deletions)

@@ -31,7 +31,8 @@ from core.queries import fetch_page, iter_rows
 router = APIRouter(tags=["goals"])
 READ, WRITE = Depends(require("read")), Depends(require("write"))
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
-CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel")
+CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel",
+             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 class GoalCreate(BaseModel):
@@ -195,7 +196,7 @@ def list_goals(request: Request, params: Annotated[GoalParams, Query()], session
         if wants_csv(request, params.format):
             rows = list(iter_rows(request.app.state.engine, listing))
             data = goals.goal_rows(session, rows, settings)
-            return csv_response(data, goals.COLUMNS, name="goals")
+            return csv_response(data, goals.COLUMNS, name="goals", fmt=params.format)
         page, after = fetch_page(session, listing, after=decode_cursor(params.cursor),
                                  limit=params.limit)
         data = goals.goal_rows(session, page, settings)
@@ -253,7 +254,7 @@ async def import_csv(request: Request, session: SessionDep, settings: SettingsDe
     return ApiJSON(result)
 
 
-def _import(session: Session, text: str, settings: Settings) -> dict[str, Any]:
+def _import(session: Session, text: bytes, settings: Settings) -> dict[str, Any]:
     try:
         result = goals.import_goals(session, text, settings)
         session.commit()
@@ -263,7 +264,7 @@ def _import(session: Session, text: str, settings: Settings) -> dict[str, Any]:
     return result
 
 
-async def _csv_text(request: Request) -> str:
+async def _csv_text(request: Request) -> bytes:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         form = await request.form()
@@ -278,13 +279,10 @@ async def _csv_text(request: Request) -> str:
                        "or as the multipart/form-data field `file`")
     if len(raw) > MAX_IMPORT_BYTES:
         raise ApiError(413, f"the file exceeds {MAX_IMPORT_BYTES // 1024 // 1024} MB")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ApiError(422, "the file is not UTF-8 text: save it as CSV UTF-8") from None
+    return raw  # CSV in UTF-8 or GB18030, or .xlsx: core.goals.import_goals decodes it
 
 
-@router.post("/goals/push", dependencies=[WRITE], response_model=PushAnswer,
+@router.post("/goals/push", dependencies=[Depends(require("push"))], response_model=PushAnswer,
              summary="Push goals to every connection (or one): per-goal results")
 async def push(request: Request, session: SessionDep,
                body: PushRequest | None = None) -> Response:

@@ -1,17 +1,26 @@
-"""Unified sales metrics (DESIGN.md sections 5 and 7)."""
+"""Unified sales metrics (docs/metrics.md)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import ApiError, invalid
-from api.listing import ApiJSON, Id, ListParams, csv_response, list_response, wants_csv
+from api.listing import (
+    EXPORT_FORMATS_HELP,
+    ApiJSON,
+    ExportFormat,
+    Id,
+    ListParams,
+    csv_response,
+    list_response,
+    wants_csv,
+)
 from api.routes.records import DealPage
 from core.currency import CurrencyError
 from core.metrics import (
@@ -51,9 +60,9 @@ class SummaryParams(BaseModel):
         description="A metric or a key column of the rows (person_id, owner_email, "
         "owner_name, connection_id, connection_name), `-` first for descending, e.g. "
         "`-attainment`. Nulls last either way; ties keep key order. Default: key order.")
-    format: Literal["json", "csv"] | None = Field(
+    format: ExportFormat | None = Field(
         None, description="`csv` answers CSV (the rows, then the total row); so does "
-        "`Accept: text/csv`.")
+        "`Accept: text/csv`. " + EXPORT_FORMATS_HELP)
 
 
 class MetricValues(BaseModel):
@@ -145,7 +154,8 @@ def get_summary(
         columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS)
         rows = [*({SUMMARY_ROW_TYPE: "data", **row} for row in result["data"]),
                 {SUMMARY_ROW_TYPE: "total", **result["total"]}]
-        return csv_response(rows, columns, name="summary")
+        return csv_response(rows, columns, name="summary",
+                            fmt=params.format)
     return ApiJSON(result)
 
 
@@ -177,8 +187,8 @@ class PipelineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     connection_id: Id | None = None
-    format: Literal["json", "csv"] | None = Field(
-        None, description="`csv` answers CSV; so does `Accept: text/csv`.")
+    format: ExportFormat | None = Field(
+        None, description="`csv` answers CSV; so does `Accept: text/csv`. " + EXPORT_FORMATS_HELP)
 
 
 class PipelineRow(BaseModel):
@@ -205,7 +215,8 @@ def get_pipeline(
     with _metric_errors():
         result = pipeline(session, connection_id=params.connection_id, settings=settings)
     if wants_csv(request, params.format):
-        return csv_response(result["data"], PIPELINE_COLUMNS, name="pipeline")
+        return csv_response(result["data"], PIPELINE_COLUMNS, name="pipeline",
+                            fmt=params.format)
     return ApiJSON(result)
 
 
@@ -219,8 +230,8 @@ class SeriesParams(BaseModel):
     end: str = Field(description=DATE_HELP)
     group_by: str = Field("none", description="owner or none.")
     connection_id: Id | None = None
-    format: Literal["json", "csv"] | None = Field(
-        None, description="`csv` answers CSV; so does `Accept: text/csv`.")
+    format: ExportFormat | None = Field(
+        None, description="`csv` answers CSV; so does `Accept: text/csv`. " + EXPORT_FORMATS_HELP)
 
 
 class SeriesRow(BaseModel):
@@ -262,5 +273,6 @@ def get_timeseries(
         columns = ("period_start", "period_end",
                    *(KEY_COLUMNS["owner"] if params.group_by == "owner" else ()),
                    "value")
-        return csv_response(result["data"], columns, name="timeseries")
+        return csv_response(result["data"], columns, name="timeseries",
+                            fmt=params.format)
     return ApiJSON(result)

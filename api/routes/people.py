@@ -1,4 +1,4 @@
-"""People (DESIGN.md section 11; docs/people.md): who each CRM user is. Thin over core.people."""
+"""People (docs/people.md): who each CRM user is. Thin over core.people."""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -132,7 +132,7 @@ def list_people(request: Request, params: Annotated[ListParams, Query()],
     listing = people.people_listing()
     if wants_csv(request, params.format):  # users as a JSON array in one cell
         rows = people.with_users(session, list(iter_rows(request.app.state.engine, listing)))
-        return csv_response(rows, CSV_COLUMNS, name="people")
+        return csv_response(rows, CSV_COLUMNS, name="people", fmt=params.format)
     page, after = fetch_page(session, listing, after=decode_cursor(params.cursor),
                              limit=params.limit)
     return ApiJSON({"data": people.with_users(session, page),

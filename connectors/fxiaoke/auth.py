@@ -1,4 +1,5 @@
-"""Fxiaoke corpAccessToken: the legacy body-style token every SDK uses (fxiaoke.md §1.1).
+"""Fxiaoke corpAccessToken: the legacy body-style token every SDK uses
+(docs/vendors/fxiaoke.md §1.1).
 
 `POST {base}/cgi/corpAccessToken/get/V2 {appId, appSecret, permanentCode}` answers
 HTTP 200 with errorCode 0, corpAccessToken, corpId and expiresIn (seconds, at most
@@ -27,6 +28,10 @@ from connectors.fxiaoke.wire import (
 from connectors.http import LOCAL_LIMITS, ApiClient, json_body, raise_for_transient
 from core.errors import AuthError, ConfigError, RateLimited, TransientError
 
+# docs/vendors/fxiaoke.md §1.2: the open API hosts of every Fxiaoke cloud. Credentials and tokens go
+# nowhere else unless the operator allows it (connectors/endpoints.py).
+HOSTS = ("open.fxiaoke.com", "open-hwcloud.fxiaoke.com", "open-ale.fxiaoke.com",
+         "open-hws.fxiaoke.com", "open-ksc.sharecrm.com", "open-na.sharecrm.com")
 EXPIRY_MARGIN = 180.0  # §1.1: the official demo refreshes 180 s before expiry
 
 
@@ -90,6 +95,9 @@ class TokenManager:
             return None
 
     async def get(self, api: ApiClient) -> Token:
+        """The token, fetched when needed; the host is checked first (every data call goes
+        through here, so the token never reaches a host that is not allowed either)."""
+        await api.endpoints.acheck(self.url, HOSTS)
         token = await self._cached(api)
         if token is not None:
             return token

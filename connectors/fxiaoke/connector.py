@@ -1,4 +1,4 @@
-"""Fxiaoke (纷享销客 / ShareCRM) connector. Every behaviour cites fxiaoke.md (§n).
+"""Fxiaoke (纷享销客 / ShareCRM) connector. Every behaviour cites docs/vendors/fxiaoke.md (§n).
 
 Every call is a JSON POST; business errors arrive as HTTP 200 with errorCode != 0,
 so responses are classified by errorCode only (§0, §6). CRM objects are read
@@ -28,8 +28,9 @@ from connectors.base import (
     WebhookRequest,
     WebhookSecrets,
 )
+from connectors.endpoints import Endpoint
 from connectors.fxiaoke import mapping
-from connectors.fxiaoke.auth import Token, TokenManager
+from connectors.fxiaoke.auth import HOSTS, Token, TokenManager
 from connectors.fxiaoke.callbacks import CallbackError, key_bytes
 from connectors.fxiaoke.wire import (
     APP_TOKEN_EXPIRED,
@@ -50,6 +51,7 @@ from connectors.fxiaoke.wire import (
     SERVICE_ERROR,
     TOKEN_EXPIRED,
     TOKEN_INVALID,
+    TOKEN_PATH,
     USER_BY_MOBILE_PATH,
     USER_LIST_PATH,
 )
@@ -83,6 +85,9 @@ async def _take_slot(api: ApiClient, key: str) -> None:
 
 class FxiaokeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    credential_keys: ClassVar[frozenset[str]] = frozenset({"base_url"})
+    """Keys that decide where the secrets go: changing one drops the stored secrets."""
 
     base_url: str = Field(
         default=DEFAULT_BASE_URL,
@@ -126,6 +131,10 @@ class FxiaokeConfig(BaseModel):
     @property
     def api_base(self) -> str:
         return self.base_url.rstrip("/")
+
+    def credential_endpoints(self) -> list[Endpoint]:
+        """The URLs the secrets are sent to (checked when the connection is saved)."""
+        return [Endpoint(f"{self.api_base}{TOKEN_PATH}", HOSTS)]
 
 
 class FxiaokeSecrets(BaseModel):

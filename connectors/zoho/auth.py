@@ -1,6 +1,6 @@
 """Zoho OAuth: refresh-token grant, a token cache, and an httpx.Auth that retries once.
 
-zoho-crm.md §1: `POST {accounts-server}/oauth/v2/token` (grant_type=refresh_token)
+docs/vendors/zoho.md §1: `POST {accounts-server}/oauth/v2/token` (grant_type=refresh_token)
 returns access_token, api_domain and expires_in (seconds; legacy responses put
 milliseconds in expires_in and seconds in expires_in_sec). Failures come back
 as HTTP 200 with an `error` key (invalid_code, invalid_client); the token
@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 
+from connectors.endpoints import EndpointPolicy
 from connectors.http import LOCAL_LIMITS, ApiClient, SharedLimits, json_body
 from core.errors import AuthError, RateLimited, TransientError
 
-ACCOUNTS_SERVERS = {  # zoho-crm.md §1, per-DC hosts
+ACCOUNTS_SERVERS = {  # docs/vendors/zoho.md §1, per-DC hosts
     "com": "https://accounts.zoho.com",
     "eu": "https://accounts.zoho.eu",
     "in": "https://accounts.zoho.in",
@@ -32,6 +33,13 @@ ACCOUNTS_SERVERS = {  # zoho-crm.md §1, per-DC hosts
     # https://www.zoho.com/workdrive/developer/docs/api/v1/getting-started-multi-dc-support.html
     "ae": "https://accounts.zoho.ae",
 }
+# Where credentials and tokens may go (connectors/endpoints.py): the accounts servers
+# above, and the API domains of every data centre (docs/vendors/zoho.md §1: www., sandbox.,
+# developer. and content.zohoapis.{dc}; the bare zohoapis.{dc} answers too).
+ACCOUNTS_HOSTS = tuple(str(httpx.URL(url).host) for url in ACCOUNTS_SERVERS.values())
+API_HOSTS = tuple(host for tld in ("com", "eu", "in", "com.au", "jp", "com.cn", "ca", "sa",
+                                   "uk", "ae")
+                  for host in (f"zohoapis.{tld}", f"*.zohoapis.{tld}"))
 EXPIRY_MARGIN = 60.0  # seconds before expiry at which a token is refreshed
 
 
@@ -46,7 +54,7 @@ class Token:
 
 
 # Tokens outlive one sync run: a refresh token may mint at most 10 access tokens per
-# 10 minutes and the token endpoint throttles bursts (zoho-crm.md §1), so they are cached
+# 10 minutes and the token endpoint throttles bursts (docs/vendors/zoho.md §1), so they are cached
 # in SharedLimits: per process (LocalLimits), or with Redis for every process at once.
 _CACHE = LOCAL_LIMITS.tokens  # the in-process cache (tests clear it)
 
@@ -94,14 +102,17 @@ class ZohoAuth(httpx.Auth):
 
     The token lives in `limits` under a hash of the token URL, client and refresh token
     (never the secrets themselves); one refresh runs at a time under its lock, and the
-    others then read the new token (across processes with RedisLimits).
+    others then read the new token (across processes with RedisLimits). `endpoints`
+    checks the token URL before every token request and the token's api_domain before
+    it is used (get), so credentials and tokens only reach allowed hosts.
     """
 
     def __init__(
         self, token_url: str, client_id: str, client_secret: str, refresh_token: str,
-        limits: SharedLimits | None = None,
+        limits: SharedLimits | None = None, endpoints: EndpointPolicy | None = None,
     ) -> None:
         self.token_url = token_url
+        self.endpoints = endpoints or EndpointPolicy()
         self.form = {
             "grant_type": "refresh_token",
             "client_id": client_id,
@@ -131,13 +142,16 @@ class ZohoAuth(httpx.Auth):
             async with self.limits.lock(self._key):
                 token = await self.current()
                 if token is None:
+                    await self.endpoints.acheck(self.token_url, ACCOUNTS_HOSTS)
                     token = await self.save(await api.send(
                         "POST", self.token_url, parse_token_response, capped=False,
                         data=self.form))
+        await self.endpoints.acheck(token.api_domain, API_HOSTS)  # before the token goes there
         return token
 
-    def refresh_request(self) -> httpx.Request:
+    async def refresh_request(self) -> httpx.Request:
         # Form body, not the query string: secrets must never appear in URLs or logs.
+        await self.endpoints.acheck(self.token_url, ACCOUNTS_HOSTS)
         return httpx.Request("POST", self.token_url, data=self.form)
 
     async def async_auth_flow(
@@ -148,7 +162,7 @@ class ZohoAuth(httpx.Auth):
             async with self.limits.lock(self._key):
                 token = await self.current()
                 if token is None:
-                    response = await _read((yield self.refresh_request()))
+                    response = await _read((yield await self.refresh_request()))
                     token = await self.save(parse_token_response(response))
         request.headers["Authorization"] = f"Zoho-oauthtoken {token.access_token}"
         response = await _read((yield request))
@@ -157,7 +171,7 @@ class ZohoAuth(httpx.Auth):
                 current = await self.current()
                 if current is None or current.access_token == token.access_token:
                     await self.limits.drop_token(self._key, token.dump())
-                    response = await _read((yield self.refresh_request()))
+                    response = await _read((yield await self.refresh_request()))
                     current = await self.save(parse_token_response(response))
             request.headers["Authorization"] = f"Zoho-oauthtoken {current.access_token}"
             yield request

@@ -1,4 +1,4 @@
-"""Zoho CRM connector (API v8). Every behaviour cites zoho-crm.md."""
+"""Zoho CRM connector (API v8). Every behaviour cites docs/vendors/zoho.md (§n)."""
 
 import asyncio
 import logging
@@ -21,9 +21,10 @@ from connectors.base import (
     WebhookRequest,
     WebhookSecrets,
 )
+from connectors.endpoints import Endpoint
 from connectors.http import json_body, raise_for_transient
 from connectors.zoho import mapping, notifications
-from connectors.zoho.auth import ACCOUNTS_SERVERS, ZohoAuth
+from connectors.zoho.auth import ACCOUNTS_HOSTS, ACCOUNTS_SERVERS, ZohoAuth
 from core.errors import AuthError, ConfigError, SourceError
 
 log = logging.getLogger("crmsync.zoho")
@@ -75,6 +76,9 @@ SUCCESS = (200, 201, 202, 207)
 class ZohoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    credential_keys: ClassVar[frozenset[str]] = frozenset({"dc", "accounts_url"})
+    """Keys that decide where the secrets go: changing one drops the stored secrets."""
+
     dc: Literal["com", "us", "eu", "in", "com.au", "jp", "com.cn", "ca", "sa", "uk", "ae"] = "com"
     accounts_url: str | None = Field(
         default=None,
@@ -89,6 +93,10 @@ class ZohoConfig(BaseModel):
         dc = "com" if self.dc == "us" else self.dc  # Zoho's own name for .com is "us"
         base = (self.accounts_url or ACCOUNTS_SERVERS[dc]).rstrip("/")
         return f"{base}/oauth/v2/token"
+
+    def credential_endpoints(self) -> list[Endpoint]:
+        """The URLs the secrets are sent to (checked when the connection is saved)."""
+        return [Endpoint(self.token_url, ACCOUNTS_HOSTS)]
 
 
 class ZohoSecrets(BaseModel):
@@ -127,6 +135,7 @@ class ZohoConnector:
             secrets.client_secret.get_secret_value(),
             secrets.refresh_token.get_secret_value(),
             api.limits,
+            api.endpoints,
         )
         self.home_currency: str | None = None
         self.multi_currency: bool | None = None  # known after check()

@@ -1,5 +1,5 @@
-"""The contract every connector keeps with the sync engine (connectors/base.py, DESIGN.md
-section 4), checked the same way for each first-party connector against its own sandbox.
+"""The contract every connector keeps with the sync engine (connectors/base.py,
+docs/sync.md), checked the same way for each first-party connector against its own sandbox.
 
 A new CRM plugin adds one Case below and passes this suite before its own tests matter:
 registered under its name, credentials checked with the home currency, every stream read
@@ -27,6 +27,7 @@ from connectors.base import (
     StageRecord,
     UserRecord,
 )
+from connectors.endpoints import EndpointPolicy
 from connectors.fxiaoke import auth as fx_auth
 from connectors.fxiaoke import connector as fx_connector
 from connectors.fxiaoke import sandbox as fx_sandbox
@@ -35,6 +36,7 @@ from connectors.registry import get_connector
 from connectors.sandbox.dataset import generate_company
 from connectors.zoho import auth as zoho_auth
 from connectors.zoho import sandbox as zoho_sandbox
+from tests.conftest import SANDBOX_ENDPOINTS
 
 SANDBOX = "http://sandbox.test"
 RECORD_TYPES = {"users": UserRecord, "stages": StageRecord, "accounts": AccountRecord,
@@ -80,7 +82,8 @@ def connector(case: Case, app: Any) -> Any:
     cls = get_connector(case.provider)
     client = build_client(transport=httpx.ASGITransport(app=app), timeout=10)
     api = ApiClient(client, max_in_flight=cls.max_in_flight,
-                    retry=RetryPolicy(attempts=5, initial_wait=0.01, max_wait=0.1))
+                    retry=RetryPolicy(attempts=5, initial_wait=0.01, max_wait=0.1),
+                    endpoints=EndpointPolicy.parse(SANDBOX_ENDPOINTS))
     return cls(cls.config_model.model_validate(case.config),
                cls.secrets_model.model_validate(case.secrets), api)
 

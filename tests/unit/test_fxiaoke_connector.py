@@ -1,4 +1,4 @@
-"""Fxiaoke connector against respx-faked Fxiaoke responses (fxiaoke.md shapes)."""
+"""Fxiaoke connector against respx-faked Fxiaoke responses (docs/vendors/fxiaoke.md shapes)."""
 
 import itertools
 import json
@@ -12,11 +12,13 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from connectors.endpoints import EndpointPolicy
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets, mapping
 from connectors.fxiaoke import auth as fx_auth
 from connectors.fxiaoke import connector as fx_connector
 from connectors.http import ApiClient, RetryPolicy, build_client
 from core.errors import AuthError, ConfigError, SourceError
+from tests.conftest import SANDBOX_ENDPOINTS
 
 BASE = "https://open-hwcloud.fxiaoke.com"
 FAST = RetryPolicy(attempts=5, initial_wait=0.001, max_wait=0.01)
@@ -471,7 +473,8 @@ async def test_one_record_is_fetched_and_mapped_against_the_sandbox():
 
     company = generate_company(seed=3, deals=200, accounts=30)
     app = create_app(company)
-    api = ApiClient(build_client(transport=httpx.ASGITransport(app=app)), retry=FAST)
+    api = ApiClient(build_client(transport=httpx.ASGITransport(app=app)), retry=FAST,
+                    endpoints=EndpointPolicy.parse(SANDBOX_ENDPOINTS))
     connector = FxiaokeConnector(
         FxiaokeConfig(base_url="http://fx.test", admin_mobile="13800130000"),
         FxiaokeSecrets(app_id=SANDBOX_APP_ID, app_secret=SANDBOX_APP_SECRET,  # type: ignore[arg-type]

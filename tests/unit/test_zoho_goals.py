@@ -1,4 +1,5 @@
-"""Goal push to Zoho (zoho-crm.md §9) against respx-faked Zoho, and the sandbox's goals module."""
+"""Goal push to Zoho (docs/vendors/zoho.md §9) against respx-faked Zoho, and the sandbox's
+goals module."""
 
 import json
 from datetime import date
@@ -9,6 +10,7 @@ import httpx
 import pytest
 import respx
 
+from connectors.endpoints import EndpointPolicy
 from connectors.http import ApiClient, RetryPolicy, build_client
 from connectors.sandbox.dataset import generate_company
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
@@ -18,6 +20,7 @@ from connectors.zoho.sandbox import create_app
 from connectors.zoho.sandbox_goals import goal_records
 from core.errors import AuthError, ConfigError
 from core.records import GoalDeletion, GoalOut
+from tests.conftest import SANDBOX_ENDPOINTS
 
 ACCOUNTS = "https://accounts.zoho.eu"
 API = "https://www.zohoapis.eu"
@@ -172,7 +175,8 @@ async def test_goals_push_into_either_kind_of_sandbox_org(company):
             connector = ZohoConnector(
                 ZohoConfig(accounts_url="http://sandbox.test"), ZohoSecrets(
                     client_id="sandbox-client-id", client_secret="sandbox-client-secret",
-                    refresh_token="sandbox-refresh-token"), ApiClient(client, retry=FAST))
+                    refresh_token="sandbox-refresh-token"),
+                ApiClient(client, retry=FAST, endpoints=EndpointPolicy.parse(SANDBOX_ENDPOINTS)))
             results = await connector.push_goals([goal(1, rep=None)], [])
         assert results[0].status == "inserted", results[0].error
         stored = goal_records(app)[0]
