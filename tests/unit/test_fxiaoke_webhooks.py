@@ -113,20 +113,21 @@ def _signed_garbage() -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    (b'{"signature": ', 400),
-    (b"[]", 422),
-    ({k: v for k, v in callback().items() if k != "nonce"}, 422),
-    ({**callback(), "retryTimes": "1"}, 422),
-    ({**callback(), "timestamp": "soon"}, 422),
-    (callback(OTHER_KEY), 401),  # signed with another key (forged)
-    ({**callback(), "signature": "0" * 40}, 401),
-    (_tampered(), 401),  # content swapped after signing
-    ({**callback(retry=1), "retryTimes": 2}, 401),  # retryTimes is signed
-    (_signed_garbage(), 422),
+# Bodies are made when a test runs (callbacks carry the current time, refused when stale).
+@pytest.mark.parametrize(("make", "status"), [
+    (lambda: b'{"signature": ', 400),
+    (lambda: b"[]", 422),
+    (lambda: {k: v for k, v in callback().items() if k != "nonce"}, 422),
+    (lambda: {**callback(), "retryTimes": "1"}, 422),
+    (lambda: {**callback(), "timestamp": "soon"}, 422),
+    (lambda: callback(OTHER_KEY), 401),  # signed with another key (forged)
+    (lambda: {**callback(), "signature": "0" * 40}, 401),
+    (_tampered, 401),  # content swapped after signing
+    (lambda: {**callback(retry=1), "retryTimes": 2}, 401),  # retryTimes is signed
+    (_signed_garbage, 422),
 ])
-async def test_bad_callbacks_get_a_4xx_and_store_nothing(api, engine, body, status):
-    response = await post(api, api[1], body)
+async def test_bad_callbacks_get_a_4xx_and_store_nothing(api, engine, make, status):
+    response = await post(api, api[1], make())
     assert response.status_code == status, response.text
     assert AES_KEY not in response.text and "app-secret" not in response.text
     assert stored(engine) == []
@@ -139,17 +140,17 @@ def _shifted() -> dict[str, Any]:
             "enterpriseAccount": body["messageId"][-2:] + body["enterpriseAccount"]}
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (_shifted(), "messageId inside the encrypted content differs"),
-    (callback(event={k: v for k, v in EVENT.items() if k != "messageId"},
-              message_id="AC11291700002A9F00000608C038697A0"), "messageId inside"),
-    (callback(age_ms=int((datetime.now(UTC) - datetime(2001, 1, 1, tzinfo=UTC))
-                         .total_seconds() * 1000)), "behind this server's clock"),
-    (callback(age_ms=6 * 60 * 1000), "5 minutes either side"),
-    (callback(age_ms=-6 * 60 * 1000), "ahead of this server's clock"),
+@pytest.mark.parametrize(("make", "message"), [
+    (_shifted, "messageId inside the encrypted content differs"),
+    (lambda: callback(event={k: v for k, v in EVENT.items() if k != "messageId"},
+                      message_id="AC11291700002A9F00000608C038697A0"), "messageId inside"),
+    (lambda: callback(age_ms=int((datetime.now(UTC) - datetime(2001, 1, 1, tzinfo=UTC))
+                                 .total_seconds() * 1000)), "behind this server's clock"),
+    (lambda: callback(age_ms=6 * 60 * 1000), "5 minutes either side"),
+    (lambda: callback(age_ms=-6 * 60 * 1000), "ahead of this server's clock"),
 ])
-async def test_shifted_fields_and_stale_callbacks_are_refused(api, engine, body, message):
-    response = await post(api, api[1], body)
+async def test_shifted_fields_and_stale_callbacks_are_refused(api, engine, make, message):
+    response = await post(api, api[1], make())
     assert response.status_code == 401, response.text
     assert message in response.json()["error"]["message"]
     assert stored(engine) == []
