@@ -1,6 +1,7 @@
 """The `crmsync` command line (README.md lists its commands)."""
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -9,7 +10,7 @@ import sys
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -17,8 +18,14 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from connectors.registry import secret_field_names
-from connectors.zoho.cli import build_app as zoho_app
+from connectors.base import CommandLine, Sandbox, SandboxOption
+from connectors.registry import (
+    get_connector,
+    providers,
+    providers_with,
+    sandboxes,
+    secret_field_names,
+)
 from core import store
 from core.config import Settings, get_settings
 from core.db import make_engine, session_scope, upgrade
@@ -299,7 +306,7 @@ def _subscribe(ctx: JobContext, connection_id: int) -> None:
 
 @connections_app.command("add")
 def connections_add(
-    provider: Annotated[str, typer.Argument(help="zoho or fxiaoke")],
+    provider: Annotated[str, typer.Argument(help="The CRM: " + ", ".join(providers()) + ".")],
     name: Annotated[str, typer.Option(help="A unique name for the connection.")],
     config: Annotated[list[str] | None, typer.Option(help="key=value (repeatable).")] = None,
     secret: Annotated[list[str] | None, typer.Option(help=SECRET_HELP)] = None,
@@ -327,7 +334,9 @@ def connections_add(
     _subscribe(ctx, int(public["id"]))
 
 
-app.add_typer(zoho_app(connections_add), name="zoho")  # zoho exchange-code: docs/zoho.md
+for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<provider>.md)
+    _commands = cast(CommandLine, get_connector(_provider))
+    app.add_typer(_commands.command_line(connections_add), name=_provider)
 
 
 @connections_app.command("list")
@@ -509,50 +518,64 @@ def worker() -> None:
     run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))  # type: ignore[arg-type]
 
 
-@sandbox_app.command("zoho")
-def sandbox_zoho(
-    port: Annotated[int, typer.Option()] = 8400,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    seed: Annotated[int, typer.Option()] = 42,
-    deals: Annotated[int, typer.Option()] = 2500,
-    latency: Annotated[float, typer.Option(help="Seconds added to every call.")] = 0.0,
-    one_currency: Annotated[bool, typer.Option(
-        "--one-currency", help="An org without multi-currency (below Enterprise).")] = False,
-) -> None:
-    """A simulated Zoho CRM org speaking Zoho's API v8 wire format."""
-    from connectors.zoho import sandbox
-
-    console.print(f"Zoho sandbox on http://{host}:{port} (seed {seed}, {deals:,} deals). "
-                  f"Connect with --config accounts_url=http://{host}:{port} and the secrets "
-                  "client_id=sandbox-client-id client_secret=sandbox-client-secret "
-                  "refresh_token=sandbox-refresh-token, with "
-                  f"CRMSYNC_ALLOW_ENDPOINTS={host}:{port} set for crmsync")
-    sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency,
-                  multi_currency=not one_currency)
+def _option_parameter(name: str, option: SandboxOption) -> inspect.Parameter:
+    """A typer option for a sandbox option (a flag for bool, else a value)."""
+    kind: Any = option.kind if option.kind is bool or option.default is not None \
+        else option.kind | None
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option.default,
+                             annotation=Annotated[kind, typer.Option(f"--{name.replace('_', '-')}",
+                                                                     help=option.help)])
 
 
-@sandbox_app.command("fxiaoke")
-def sandbox_fxiaoke(
-    port: Annotated[int, typer.Option()] = 8410,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    seed: Annotated[int, typer.Option()] = 42,
-    deals: Annotated[int, typer.Option()] = 2500,
-    latency: Annotated[float, typer.Option(help="Seconds added to every call.")] = 0.0,
-    callback_url: Annotated[str | None, typer.Option(
-        help="Where to POST signed, encrypted CRM callbacks when data changes.")] = None,
-) -> None:
-    """A simulated Fxiaoke (纷享销客) tenant speaking the Open API wire format."""
-    from connectors.fxiaoke import sandbox
+def _with_parameters(function: Any, extra: list[inspect.Parameter]) -> Any:
+    """`function` (taking **options) with `extra` typer options in its signature."""
+    base = [p for p in inspect.signature(function, eval_str=True).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    function.__signature__ = inspect.Signature(base + extra)
+    function.__annotations__ = {**{p.name: p.annotation for p in base + extra},
+                                "return": None}
+    return function
 
-    console.print(f"Fxiaoke sandbox on http://{host}:{port} (seed {seed}, {deals:,} deals). "
-                  f"Connect with --config base_url=http://{host}:{port} "
-                  "--config admin_mobile=13800130000 and the secrets "
-                  f"app_id={sandbox.SANDBOX_APP_ID} app_secret={sandbox.SANDBOX_APP_SECRET} "
-                  f"permanent_code={sandbox.SANDBOX_PERMANENT_CODE} "
-                  f"aes_key={sandbox.SANDBOX_AES_KEY}, with "
-                  f"CRMSYNC_ALLOW_ENDPOINTS={host}:{port} set for crmsync")
-    sandbox.serve(host=host, port=port, seed=seed, deals=deals, latency=latency,
-                  callback_url=callback_url)
+
+def sandbox_connect_hint(sandbox: Sandbox, host: str, port: int) -> str:
+    """How to connect crmsync to a sandbox on host:port."""
+    url = f"http://{host}:{port}"
+    config = " ".join(f"--config {k}={v}" for k, v in sandbox.config(url).items())
+    secrets = " ".join(f"{k}={v}" for k, v in sandbox.secrets.items())
+    return (f"Connect with {config} and the secrets {secrets}, with "
+            f"CRMSYNC_ALLOW_ENDPOINTS={host}:{port} set for crmsync")
+
+
+def _sandbox_command(provider: str, sandbox: Sandbox) -> Any:
+    def command(
+        port: Annotated[int, typer.Option()] = sandbox.default_port,
+        host: Annotated[str, typer.Option()] = "127.0.0.1",
+        seed: Annotated[int, typer.Option()] = 42,
+        deals: Annotated[int, typer.Option()] = 2500,
+        latency: Annotated[float, typer.Option(help="Seconds added to every call.")] = 0.0,
+        **options: Any,
+    ) -> None:
+        import gc
+
+        import uvicorn
+
+        kwargs: dict[str, Any] = {}
+        for option in sandbox.options:
+            kwargs.update(option.apply(options[option.name.replace("-", "_")]))
+        console.print(f"{sandbox.title} on http://{host}:{port} (seed {seed}, {deals:,} "
+                      f"deals). {sandbox_connect_hint(sandbox, host, port)}")
+        app = sandbox.create_app(None, seed=seed, deals=deals, latency=latency, **kwargs)
+        gc.freeze()  # the dataset is long-lived: keep the collector from rescanning it
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+    command.__doc__ = sandbox.title[0].upper() + sandbox.title[1:] + "."
+    command.__name__ = f"sandbox_{provider}"
+    return _with_parameters(command, [_option_parameter(o.name.replace("-", "_"), o)
+                                      for o in sandbox.options])
+
+
+for _provider, _sandbox in sandboxes().items():
+    sandbox_app.command(_provider)(_sandbox_command(_provider, _sandbox))
 
 
 @goals_app.command("import")
@@ -616,8 +639,6 @@ def _print_push(result: dict[str, Any]) -> None:
             err.print(f"[red]connection {item['connection_id']}:[/red] {item['error']}")
 
 
-DEMO_NAME = "Zoho CRM (sandbox)"
-DEMO_FXIAOKE = "Fxiaoke CRM (sandbox)"
 SHARED_REPS = slice(1, 4)  # reps who sell in both CRMs (same emails): one owner in metrics
 
 
@@ -678,22 +699,18 @@ def people_map(
     console.print_json(json.dumps(person, default=str))
 
 
-@app.command("demo")
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Exit after the sync.")] = False,
     port: Annotated[int, typer.Option(
         help="Port of the API on 127.0.0.1 (0: any free port).")] = 8000,
     deals: Annotated[int, typer.Option(help="Deals in the simulated org.")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed of the simulated company.")] = 42,
-    zoho_one_currency: Annotated[bool, typer.Option(
-        "--zoho-one-currency", help="The Zoho org without multi-currency.")] = False,
+    **sandbox_options: Any,
 ) -> None:
-    """The whole product on this machine: simulated Zoho CRM and Fxiaoke tenants (some reps
-    work in both), a sync of each, goals pushed into both, the API."""
-    from connectors.fxiaoke import sandbox as fx_sandbox
+    """The whole product on this machine: a simulated tenant of every CRM with a sandbox
+    (some reps work in all of them), a sync of each, goals pushed into each, the API."""
     from connectors.sandbox.dataset import generate_company
     from connectors.sandbox.server import BackgroundServer
-    from connectors.zoho import sandbox
 
     listener = _listen("127.0.0.1", port)  # before anything: the curls must reach this port
     port = listener.getsockname()[1]
@@ -703,26 +720,30 @@ def demo(
     console.print(f"store: {settings.database_url}")
     company = generate_company(seed=seed, deals=deals)
     shared = company.reps[SHARED_REPS]
-    china = generate_company(seed=seed + 1, deals=deals // 2, shared_reps=[
-        (r.first_name, r.last_name) for r in shared])
     rates = dict(company.currencies)  # before a one-currency org converts the company
-    server = BackgroundServer(sandbox.create_app(
-        company, multi_currency=not zoho_one_currency)).start()
-    fx_app = fx_sandbox.create_app(china)
-    fx_server = BackgroundServer(fx_app).start()
-    settings.allow_endpoints = ",".join(  # the sandboxes may receive the demo's credentials
-        filter(None, (settings.allow_endpoints, f"{server.host}:{server.port}",
-                      f"{fx_server.host}:{fx_server.port}")))
-    console.print(f"simulated Zoho CRM org on {server.url} ({deals:,} deals, seed {seed})")
-    console.print(f"simulated Fxiaoke tenant on {fx_server.url} ({deals // 2:,} deals, seed "
-                  f"{seed + 1}); in both CRMs: {', '.join(r.full_name for r in shared)}")
+    started: list[tuple[str, Sandbox, Any, BackgroundServer]] = []
     try:
-        connections = [
-            (_demo_connection(ctx, server.url), DEMO_NAME),
-            (_demo_connection(ctx, fx_server.url, provider="fxiaoke"), DEMO_FXIAOKE),
-        ]
-        for connection_id, name in connections:
-            console.print(f"connection {connection_id}: {name}; full sync:")
+        for i, (provider, sandbox) in enumerate(sandboxes().items()):
+            # the first CRM's company is the home one; the others share some of its reps
+            tenant = company if i == 0 else generate_company(
+                seed=seed + i, deals=deals // 2,
+                shared_reps=[(r.first_name, r.last_name) for r in shared])
+            kwargs: dict[str, Any] = {}
+            for option in sandbox.options:
+                if option.demo:
+                    kwargs.update(option.apply(sandbox_options[_demo_option(provider, option)]))
+            sandbox_app_ = sandbox.create_app(tenant, **kwargs)
+            server = BackgroundServer(sandbox_app_).start()
+            started.append((provider, sandbox, sandbox_app_, server))
+            settings.allow_endpoints = ",".join(  # the sandbox may receive the credentials
+                filter(None, (settings.allow_endpoints, f"{server.host}:{server.port}")))
+            console.print(f"{sandbox.demo_name} on {server.url} "
+                          f"({deals if i == 0 else deals // 2:,} deals, seed {seed + i})")
+        console.print(f"in every CRM: {', '.join(r.full_name for r in shared)}")
+        connections = [(provider, _demo_connection(ctx, provider, server.url), sandbox)
+                       for provider, sandbox, _, server in started]
+        for _, connection_id, sandbox in connections:
+            console.print(f"connection {connection_id}: {sandbox.demo_name}; full sync:")
             if not asyncio.run(run_sync_with_progress(ctx, connection_id, full=True)):
                 raise typer.Exit(code=1)
             _print_summary(ctx, connection_id)
@@ -744,16 +765,29 @@ def demo(
 
         from api.app import create_app
 
-        # Live changes: the Fxiaoke tenant calls back (signed, encrypted) when data changes.
-        fx_app.state.fxiaoke.callback_url = (
-            f"{base}/api/v1/webhooks/fxiaoke/{connections[1][0]}")
+        # Live changes: sandboxes that push callbacks without a subscription call the API.
+        for (provider, connection_id, _), (_, sandbox, running, _) in zip(
+                connections, started, strict=True):
+            if sandbox.set_callback_url is not None:
+                sandbox.set_callback_url(
+                    running, f"{base}/api/v1/webhooks/{provider}/{connection_id}")
         console.print(f"serving the API on {base} (Ctrl+C stops)")
         uvicorn.Server(uvicorn.Config(create_app(settings, ctx=ctx, schedule=True),
                                       log_level="warning")).run(sockets=[listener])
     finally:
         listener.close()
-        fx_server.stop()
-        server.stop()
+        for *_, server in reversed(started):
+            server.stop()
+
+
+def _demo_option(provider: str, option: SandboxOption) -> str:
+    """The demo's parameter for a sandbox option: `--<provider>-<name>`."""
+    return f"{provider}_{option.name}".replace("-", "_")
+
+
+app.command("demo")(_with_parameters(demo, [
+    _option_parameter(_demo_option(provider, option), option)
+    for provider, sandbox in sandboxes().items() for option in sandbox.options if option.demo]))
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -836,25 +870,17 @@ def _this_quarter() -> tuple[date, date]:
     return first, after - timedelta(days=1)
 
 
-def _demo_connection(ctx: JobContext, sandbox_url: str, provider: str = "zoho") -> int:
-    """The demo's connection to a sandbox, pointed at this run's sandbox port."""
+def _demo_connection(ctx: JobContext, provider: str, sandbox_url: str) -> int:
+    """The demo's connection to a provider's sandbox, pointed at this run's sandbox port."""
     from api.connections import (
         ConnectionInput,
         ConnectionPatch,
         create_connection,
         update_connection,
     )
-    from connectors.fxiaoke import sandbox as fx
 
-    name = DEMO_NAME
-    secrets = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
-               "refresh_token": "sandbox-refresh-token"}
-    config: dict[str, Any] = {"accounts_url": sandbox_url}
-    if provider == "fxiaoke":
-        name = DEMO_FXIAOKE
-        secrets = {"app_id": fx.SANDBOX_APP_ID, "app_secret": fx.SANDBOX_APP_SECRET,
-                   "permanent_code": fx.SANDBOX_PERMANENT_CODE, "aes_key": fx.SANDBOX_AES_KEY}
-        config = {"base_url": sandbox_url, "admin_mobile": "13800130000"}  # the manager
+    sandbox = sandboxes()[provider]
+    name, config, secrets = sandbox.demo_name, sandbox.config(sandbox_url), dict(sandbox.secrets)
     with session_scope(ctx.engine) as session:
         existing = session.scalars(
             select(Connection).where(col(Connection.name) == name)).first()

@@ -18,6 +18,7 @@ from connectors.registry import (
     check_endpoints,
     credential_keys,
     get_connector,
+    providers,
     validate_settings,
 )
 from core.models import Connection
@@ -30,7 +31,8 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 class ConnectionInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: str = Field(min_length=1, max_length=40, examples=["zoho"])
+    provider: str = Field(min_length=1, max_length=40, examples=providers(),
+                          description="A registered provider (docs/connectors.md).")
     name: Name
     config: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, Any] = Field(default_factory=dict, description="Write-only.")

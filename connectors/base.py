@@ -1,11 +1,25 @@
-"""The Connector protocol every CRM plugin implements, and the types it shares.
+"""The Connector protocol every CRM plugin implements, its optional capabilities, and the
+types they share (docs/connectors.md).
 
 A connector is built per sync run from a connection's validated config and
 secrets, and an ApiClient (connectors/http.py) that it never builds itself.
+
+Capabilities, each declared by the connector class and checked by the registry when it
+loads (connectors/registry.py):
+
+- streams (required): `Connector`, reading users, stages, accounts, deals and deletions;
+- webhooks: `WebhookReceiver`, verifying callbacks and resolving their events;
+- channels: `NotificationChannels`, subscribing, renewing and removing the CRM-side
+  subscriptions that call the webhook route;
+- goals: `GoalPusher`, writing sales goals into the CRM;
+- sandbox: a `Sandbox` object in the class attribute `sandbox`: a simulated CRM for the
+  command line, the demo and the contract suite;
+- commands: `CommandLine`, extra `crmsync <provider> ...` commands (credential helpers).
 """
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import orjson
@@ -32,6 +46,8 @@ __all__ = [
     "AccountRecord",
     "ApiClient",
     "AuthError",
+    "Channel",
+    "CommandLine",
     "ConfigError",
     "Connector",
     "DealRecord",
@@ -39,9 +55,12 @@ __all__ = [
     "GoalDeletion",
     "GoalOut",
     "GoalPusher",
+    "NotificationChannels",
     "Page",
     "PushResult",
     "RateLimited",
+    "Sandbox",
+    "SandboxOption",
     "SourceError",
     "SourceInfo",
     "StageRecord",
@@ -175,3 +194,101 @@ class GoalPusher(Protocol):
     async def push_goals(
         self, goals: Sequence[GoalOut], deletions: Sequence[GoalDeletion]
     ) -> list[PushResult]: ...
+
+
+# -- notification channels (docs/webhooks.md, "Renewal") ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A CRM-side subscription that calls `notify_url` (our webhook route) when records
+    change. `token` is what the CRM sends back with each notification (stored encrypted,
+    handed to `parse_webhook` in WebhookSecrets.channels)."""
+
+    channel_id: str
+    token: str
+    notify_url: str
+    expires_at: datetime
+    events: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class NotificationChannels(Protocol):
+    """Optional connector capability: CRM notifications that must be subscribed and renewed
+    (Zoho's actions/watch). The workers' `renew_channels` job calls these for every
+    connection of the provider when CRMSYNC_PUBLIC_URL is set: as soon as a connection is
+    created or changed, then hourly. A channel whose `expires_at` is nearer than
+    `channel_renew_within` is renewed; one the CRM no longer knows is subscribed anew;
+    channels to an old URL are unsubscribed."""
+
+    channel_renew_within: ClassVar[timedelta]
+    """Renew a channel once it expires sooner than this (more than the hourly check)."""
+
+    async def subscribe_channel(self, notify_url: str) -> Channel:
+        """Subscribe a new channel calling `notify_url`; the channel as the CRM granted it."""
+        ...
+
+    async def renew_channel(self, channel: Channel) -> Channel:
+        """Extend a channel; the channel as renewed. Raises SourceError when the CRM no
+        longer knows it (the job then subscribes a new one)."""
+        ...
+
+    async def unsubscribe_channels(self, channel_ids: Sequence[str]) -> None:
+        """Stop these channels calling us. Raises SourceError when the CRM refuses."""
+        ...
+
+
+# -- sandbox (connectors/sandbox/: the provider-neutral kit) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxOption:
+    """A command-line option of a sandbox (`crmsync sandbox <provider> --<name>`), turned
+    into keyword arguments of its app factory by `apply`. `demo=True` also offers it on
+    `crmsync demo` as `--<provider>-<name>`."""
+
+    name: str
+    help: str
+    default: bool | int | float | str | None = False
+    kind: type = bool
+    apply: Callable[[Any], dict[str, Any]] = lambda _: {}
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A connector's simulated CRM (its `sandbox` class attribute), used by `crmsync
+    sandbox <provider>`, `crmsync demo` and the contract suite (tests/contract/).
+
+    `create_app(company, **options)` builds the ASGI app for a synthetic company
+    (connectors.sandbox.dataset.Company, or None for one made from `seed` and `deals`
+    keyword arguments); `config(url)` and `secrets` are what a connection to a sandbox on
+    `url` uses. `set_callback_url(app, url)` (vendors that push callbacks without a
+    subscription) tells a running app where to send them."""
+
+    title: str
+    """What it simulates, for people: "a simulated Example CRM org"."""
+    create_app: Callable[..., Any]
+    config: Callable[[str], dict[str, Any]]
+    secrets: Mapping[str, str]
+    demo_name: str
+    """The name of the demo's connection to it."""
+    default_port: int = 8400
+    options: tuple[SandboxOption, ...] = ()
+    demo_rank: int = 100
+    """The demo starts sandboxes in this order; the first one's company is the home one
+    (its currency and FX rates); the others share some of its reps."""
+    set_callback_url: Callable[[Any, str], None] | None = None
+    notes: str = ""
+    """Anything else a person connecting to it must know (printed by the command line)."""
+
+
+@runtime_checkable
+class CommandLine(Protocol):
+    """Optional connector capability: commands under `crmsync <provider>` (e.g. turning a
+    grant code into a refresh token). `add_connection` is `crmsync connections add`."""
+
+    @classmethod
+    def command_line(cls, add_connection: Callable[..., None]) -> Any:
+        """A typer.Typer with the provider's commands."""
+        ...

@@ -1,42 +1,134 @@
-"""Connector discovery through the entry-point group `crmsync.connectors`.
+"""Connector discovery through the entry-point group `crmsync.connectors`, and the
+capabilities each connector declares (connectors/base.py, docs/connectors.md).
 
-First-party connectors register the same way as third-party ones. A connector
-that fails to load fails startup: we ship them, so a broken one is a bug.
+First-party connectors register the same way as third-party ones. A connector that
+fails to load, or declares a capability only in part, fails startup with a message
+saying what is missing: we ship them, so a broken one is a bug.
 """
 
+import inspect
+from collections.abc import Iterable
+from datetime import timedelta
 from functools import lru_cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.base import Connector
+from connectors.base import Connector, Sandbox
 from connectors.endpoints import Endpoint, EndpointPolicy
 
 GROUP = "crmsync.connectors"
+
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "streams": ("check", "read", "api_calls"),
+    "webhooks": ("parse_webhook", "resolve_webhook_events"),
+    "channels": ("channel_renew_within", "subscribe_channel", "renew_channel",
+                 "unsubscribe_channels"),
+    "goals": ("push_goals",),
+    "sandbox": ("sandbox",),
+    "commands": ("command_line",),
+}
+"""Each capability and the class members that declare it (connectors/base.py): all of
+them, or none."""
 
 
 class UnknownProvider(LookupError):
     pass
 
 
+class InvalidConnector(RuntimeError):
+    """A registered connector that does not keep the protocol; the message says why."""
+
+
 @lru_cache
 def load_connectors() -> dict[str, type[Connector]]:
-    found: dict[str, type[Connector]] = {}
-    for ep in entry_points(group=GROUP):
-        cls = ep.load()
-        if getattr(cls, "name", None) != ep.name:
-            raise RuntimeError(
-                f"connector {ep.value} is registered as {ep.name!r} "
-                f"but names itself {getattr(cls, 'name', None)!r}"
-            )
-        found[ep.name] = cls
+    found = load_entry_points(entry_points(group=GROUP))
     if not found:
         raise RuntimeError(
             "no connectors registered: install crmsync (pip install -e .) so that "
             f"its entry points in group {GROUP!r} exist"
         )
     return found
+
+
+def load_entry_points(eps: Iterable[EntryPoint]) -> dict[str, type[Connector]]:
+    """Load and check each entry point's connector class; InvalidConnector if one is
+    broken."""
+    found: dict[str, type[Connector]] = {}
+    for ep in eps:
+        cls = ep.load()
+        check_connector(ep.name, cls, origin=ep.value)
+        found[ep.name] = cls
+    return found
+
+
+def check_connector(name: str, cls: Any, origin: str = "") -> frozenset[str]:
+    """Check that `cls` keeps the Connector protocol and declares each capability whole;
+    its capabilities, or InvalidConnector naming what is wrong."""
+    where = f"connector {origin or getattr(cls, '__qualname__', cls)!s} (registered as {name!r})"
+    if not inspect.isclass(cls):
+        raise InvalidConnector(f"{where} is not a class")
+    if getattr(cls, "name", None) != name:
+        raise InvalidConnector(f"{where} names itself {getattr(cls, 'name', None)!r}")
+    problems = []
+    for model in ("config_model", "secrets_model"):
+        value = getattr(cls, model, None)
+        if not (inspect.isclass(value) and issubclass(value, BaseModel)):
+            problems.append(f"{model} must be a pydantic model class")
+    limit = getattr(cls, "max_in_flight", None)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        problems.append("max_in_flight must be an int of at least 1")
+    found = set()
+    for capability, members in CAPABILITIES.items():
+        present = [m for m in members if hasattr(cls, m)]
+        if capability == "streams" or present:
+            missing = [m for m in members if m not in present]
+            if missing:
+                problems.append(f"declares {capability} without {', '.join(missing)}")
+            else:
+                found.add(capability)
+    for method in ("check", "read", "resolve_webhook_events", "subscribe_channel",
+                   "renew_channel", "unsubscribe_channels", "push_goals"):
+        if hasattr(cls, method) and not callable(getattr(cls, method)):
+            problems.append(f"{method} must be a method")
+    renew = getattr(cls, "channel_renew_within", None)
+    if renew is not None and not (isinstance(renew, timedelta) and renew > timedelta(hours=1)):
+        problems.append("channel_renew_within must be a timedelta over an hour (the renewal "
+                        "job runs hourly)")
+    sandbox = getattr(cls, "sandbox", None)
+    if sandbox is not None and not isinstance(sandbox, Sandbox):
+        problems.append("sandbox must be a connectors.base.Sandbox")
+    if problems:
+        raise InvalidConnector(f"{where}: " + "; ".join(problems))
+    return frozenset(found)
+
+
+def providers() -> list[str]:
+    """Every registered provider, sorted."""
+    return sorted(load_connectors())
+
+
+def capabilities(provider: str) -> frozenset[str]:
+    """The capabilities `provider` declares (keys of CAPABILITIES)."""
+    return check_connector(provider, get_connector(provider))
+
+
+def providers_with(capability: str) -> list[str]:
+    """Registered providers that declare `capability`, sorted."""
+    return [p for p in providers() if capability in capabilities(p)]
+
+
+def sandbox_of(provider: str) -> Sandbox | None:
+    """The sandbox `provider` declares, or None."""
+    sandbox: Sandbox | None = getattr(get_connector(provider), "sandbox", None)
+    return sandbox
+
+
+def sandboxes() -> dict[str, Sandbox]:
+    """Every declared sandbox by provider, in the demo's order (demo_rank, then name)."""
+    found = {p: s for p in providers() if (s := sandbox_of(p)) is not None}
+    return dict(sorted(found.items(), key=lambda item: (item[1].demo_rank, item[0])))
 
 
 def get_connector(provider: str) -> type[Connector]:
@@ -79,13 +171,22 @@ def check_endpoints(config: BaseModel, policy: EndpointPolicy) -> None:
 
 
 __all__ = [
+    "CAPABILITIES",
     "GROUP",
+    "InvalidConnector",
     "UnknownProvider",
     "ValidationError",
+    "capabilities",
+    "check_connector",
     "check_endpoints",
     "credential_keys",
     "get_connector",
     "load_connectors",
+    "load_entry_points",
+    "providers",
+    "providers_with",
+    "sandbox_of",
+    "sandboxes",
     "secret_field_names",
     "validate_settings",
 ]

@@ -25,7 +25,8 @@ KNOWN_SECRET_NAMES = frozenset({"token", "secret", "password", "secret_key", "ap
 name also matches its camelCase and kebab-case forms and any longer name ending in it
 (`refresh_token`, `corpAccessToken`, `appSecret`, `x-api-key`)."""
 _FIXED_PATTERNS = (
-    re.compile(r"(?i)((?:Bearer|Zoho-oauthtoken)\s+)[A-Za-z0-9._~+/=-]+"),
+    # Authorization schemes: Bearer, and vendors' own `<Vendor>-oauthtoken` schemes
+    re.compile(r"(?i)((?:Bearer|[A-Za-z]+-oauthtoken)\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(csk_)[A-Za-z0-9_-]+"),  # crmsync API keys, wherever they appear
     re.compile(r"(://[^/\s:@]+:)[^@/\s]+(@)"),  # user:password@host
 )

@@ -7,15 +7,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
-from connectors.base import GoalPusher, PushResult, WebhookReceiver
-from connectors.http import ApiClient, build_client
-from connectors.registry import get_connector
+from connectors.base import (
+    Channel,
+    GoalPusher,
+    NotificationChannels,
+    PushResult,
+    WebhookReceiver,
+)
+from connectors.registry import capabilities, providers_with
 from core import goal_push, localdates, rollups, store, webhooks
 from core.db import session_scope
 from core.errors import AuthError, ConfigError, SourceError, TransientError
 from core.models import Connection
 from core.sync import ProgressFn, SyncEngine
 from core.types import utcnow
+from workers.connect import LoadedConnection, load_connection, open_connector
 from workers.context import JobContext
 
 log = logging.getLogger("crmsync.jobs")
@@ -31,16 +37,7 @@ async def sync_connection(
 ) -> dict[str, Any]:
     """Sync one connection into the store; the run row records the outcome."""
     try:
-        with session_scope(ctx.engine) as session:
-            connection = session.get(Connection, connection_id)
-            if connection is None:
-                raise ConfigError(f"connection {connection_id} does not exist")
-            provider, config = connection.provider, dict(connection.config)
-            secrets = ctx.secrets.open(connection.secrets_encrypted,
-                                   f"connection {connection.id} ({connection.name})")
-        cls = get_connector(provider)
-        config_model = cls.config_model.model_validate(config)
-        secrets_model = cls.secrets_model.model_validate(secrets)
+        loaded = load_connection(ctx, connection_id)
     except (ConfigError, ValueError, LookupError) as exc:
         with session_scope(ctx.engine) as session:
             store.update_run(
@@ -48,11 +45,7 @@ async def sync_connection(
             )
         raise
     await asyncio.to_thread(apply_zone, ctx)
-    async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        limits=ctx.limits, key=f"connection:{connection_id}",
-                        endpoints=ctx.endpoints)
-        source = cls(config_model, secrets_model, api)
+    async with open_connector(ctx, loaded) as source:
         engine = SyncEngine(
             ctx.engine,
             source,
@@ -65,7 +58,8 @@ async def sync_connection(
         summary = await engine.run()
         log.info(
             "sync finished",
-            extra={"connection_id": connection_id, "run_id": run_id, "api_calls": api.api_calls},
+            extra={"connection_id": connection_id, "run_id": run_id,
+                   "api_calls": source.api_calls},
         )
         return summary
 
@@ -150,18 +144,6 @@ def _record_failure(ctx: JobContext, connection_id: int, run_id: int, error: Bas
 # -- webhooks and CRM notification channels (M5; core/webhooks.py, docs/webhooks.md) -------
 
 
-def _open_connection(ctx: JobContext, connection_id: int) -> tuple[Connection, Any]:
-    with session_scope(ctx.engine) as session:
-        connection = session.get(Connection, connection_id)
-        if connection is None:
-            raise ConfigError(f"connection {connection_id} does not exist")
-        secrets = ctx.secrets.open(connection.secrets_encrypted,
-                                   f"connection {connection.id} ({connection.name})")
-    cls = get_connector(connection.provider)
-    return connection, (cls, cls.config_model.model_validate(connection.config),
-                        cls.secrets_model.model_validate(secrets))
-
-
 async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     """Process every pending webhook event of a connection, a batch at a time.
 
@@ -169,10 +151,10 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     the events' processed mark and a sync_run (mode webhook) commit together, so a
     crash re-processes a batch (idempotent) and never loses one. Returns events processed.
     """
-    _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+    loaded = load_connection(ctx, connection_id)
     await asyncio.to_thread(apply_zone, ctx)
     try:
-        return await _process_webhook_batches(ctx, connection_id, cls, config, secrets)
+        return await _process_webhook_batches(ctx, loaded)
     finally:  # the months the events touched (core.rollups); exact without it, only slower
         try:
             await asyncio.to_thread(rollups.refresh, ctx.engine)
@@ -181,22 +163,17 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
                           extra={"connection_id": connection_id})
 
 
-async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any, config: Any,
-                                   secrets: Any) -> int:
-    done = 0
-    async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        limits=ctx.limits, key=f"connection:{connection_id}",
-                        endpoints=ctx.endpoints)
-        source = cls(config, secrets, api)
+async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection) -> int:
+    done, connection_id = 0, loaded.connection_id
+    async with open_connector(ctx, loaded) as source:
         if not isinstance(source, WebhookReceiver):
-            raise ConfigError(f"provider {cls.name!r} does not take webhooks")
+            raise ConfigError(f"provider {loaded.provider!r} does not take webhooks")
         while True:
             with session_scope(ctx.engine) as session:
                 batch = webhooks.claim(session, connection_id=connection_id)
             if not batch:
                 return done
-            started, calls = utcnow(), api.api_calls
+            started, calls = utcnow(), source.api_calls
             ids = [e.id for e in batch]
             try:
                 changes = await source.resolve_webhook_events([e.payload for e in batch])
@@ -205,7 +182,7 @@ async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any
                 with session_scope(ctx.engine) as session:
                     webhooks.release(session, ids, error)
                     webhooks.record_run(session, connection_id=connection_id, started_at=started,
-                                        counts={}, api_calls=api.api_calls - calls, error=error)
+                                        counts={}, api_calls=source.api_calls - calls, error=error)
                 raise
             with session_scope(ctx.engine) as session:
                 counts = webhooks.apply_changes(session, connection_id=connection_id,
@@ -213,7 +190,7 @@ async def _process_webhook_batches(ctx: JobContext, connection_id: int, cls: Any
                 webhooks.mark_processed(session, ids)
                 webhooks.record_run(session, connection_id=connection_id, started_at=started,
                                     counts={"events": len(ids), **counts},
-                                    api_calls=api.api_calls - calls)
+                                    api_calls=source.api_calls - calls)
             done += len(ids)
             if len(ids) < webhooks.BATCH:  # later events come with a job of their own
                 return done
@@ -253,26 +230,27 @@ async def process_pending_webhooks(ctx: JobContext) -> int:
 
 
 async def renew_channels(ctx: JobContext, connection_id: int | None = None) -> dict[str, int]:
-    """Subscribe every Zoho connection (or the one given) to notifications, and renew
-    channels before they expire (docs/vendors/zoho.md §5: at most a week). Needs
-    CRMSYNC_PUBLIC_URL; a no-op without it. The API queues it for one connection as soon
-    as the connection is created or its settings change; a schedule runs it hourly."""
-    from connectors.zoho import notifications as zoho
-
+    """Subscribe every connection whose provider declares notification channels
+    (connectors.base.NotificationChannels), or the one given, and renew channels before
+    they expire (the provider's `channel_renew_within`). Needs CRMSYNC_PUBLIC_URL; a no-op
+    without it. The API queues it for one connection as soon as the connection is created
+    or its settings change; a schedule runs it hourly."""
     public_url = ctx.settings.public_url
     result = {"subscribed": 0, "renewed": 0, "unchanged": 0, "failed": 0}
-    if not public_url:
+    with_channels = providers_with("channels")
+    if not public_url or not with_channels:
         return result
     with session_scope(ctx.engine) as session:
-        stmt = select(col(Connection.id)).where(
-            col(Connection.provider) == "zoho", col(Connection.status) != "needs_reauth")
+        stmt = select(col(Connection.id), col(Connection.provider)).where(
+            col(Connection.provider).in_(with_channels),
+            col(Connection.status) != "needs_reauth")
         if connection_id is not None:
             stmt = stmt.where(col(Connection.id) == connection_id)
-        ids = [int(i or 0) for i in session.scalars(stmt)]
-    for cid in ids:
-        url = f"{public_url.rstrip('/')}/api/v1/webhooks/zoho/{cid}"
+        found = [(int(i or 0), str(p)) for i, p in session.execute(stmt)]
+    for cid, provider in found:
+        url = f"{public_url.rstrip('/')}/api/v1/webhooks/{provider}/{cid}"
         try:
-            result[await _renew_zoho(ctx, cid, url, zoho)] += 1
+            result[await _renew_channel(ctx, cid, url)] += 1
         except Exception as exc:  # one connection's failure does not stop the others
             result["failed"] += 1
             log.warning("notification channel of connection %s not renewed: %s",
@@ -280,45 +258,44 @@ async def renew_channels(ctx: JobContext, connection_id: int | None = None) -> d
     return result
 
 
-async def _renew_zoho(ctx: JobContext, connection_id: int, url: str, zoho: Any) -> str:
-    _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+async def _renew_channel(ctx: JobContext, connection_id: int, url: str) -> str:
+    loaded = load_connection(ctx, connection_id)
     with session_scope(ctx.engine) as session:
-        channels = webhooks.channels_of(session, connection_id=connection_id)
+        stored = webhooks.channels_of(session, connection_id=connection_id)
         tokens = webhooks.channel_tokens(session, ctx.secrets, connection_id=connection_id)
     now = utcnow()
-    current = next((c for c in channels if c.notify_url == url and c.expires_at > now), None)
-    if current is not None and current.expires_at - now > zoho.RENEW_WITHIN:
+    current = next((c for c in stored if c.notify_url == url and c.expires_at > now), None)
+    renew_within = getattr(loaded.cls, "channel_renew_within", None)
+    if current is not None and renew_within and current.expires_at - now > renew_within:
         return "unchanged"
-    async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-        api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                        limits=ctx.limits, key=f"connection:{connection_id}",
-                        endpoints=ctx.endpoints)
-        source = cls(config, secrets, api)
+    async with open_connector(ctx, loaded) as source:
+        if not isinstance(source, NotificationChannels):
+            raise ConfigError(f"provider {loaded.provider!r} has no notification channels")
+        channel: Channel | None = None
         if current is not None:
-            sub = zoho.Subscription(current.channel_id, tokens[current.channel_id], url,
-                                    now + zoho.EXPIRY)
             try:
-                outcome, expires = "renewed", await zoho.renew(source, sub)
+                outcome, channel = "renewed", await source.renew_channel(Channel(
+                    current.channel_id, tokens[current.channel_id], url, current.expires_at,
+                    tuple(current.events or ())))
             except SourceError:  # the CRM forgot the channel: subscribe a new one
-                current = None
-        if current is None:
-            sub = zoho.Subscription(zoho.new_channel_id(), zoho.new_token(), url,
-                                    now + zoho.EXPIRY)
-            outcome, expires = "subscribed", await zoho.subscribe(source, sub)
-        stale_ids = [c.channel_id for c in channels if c.channel_id != sub.channel_id]
+                channel = None
+        if channel is None:
+            outcome, channel = "subscribed", await source.subscribe_channel(url)
+        stale_ids = [c.channel_id for c in stored if c.channel_id != channel.channel_id]
         if stale_ids:  # e.g. CRMSYNC_PUBLIC_URL changed: stop the old channel calling
             try:
-                await zoho.unsubscribe(source, stale_ids)
+                await source.unsubscribe_channels(stale_ids)
             except SourceError as exc:
                 log.info("old notification channels not removed: %s", exc)
     with session_scope(ctx.engine) as session:
-        for stale in channels:
-            if stale.channel_id != sub.channel_id:
+        for stale in stored:
+            if stale.channel_id != channel.channel_id:
                 webhooks.delete_channel(session, connection_id=connection_id,
                                         channel_id=stale.channel_id)
         webhooks.save_channel(session, ctx.secrets, connection_id=connection_id,
-                              channel_id=sub.channel_id, token=sub.token, events=sub.events,
-                              notify_url=url, expires_at=expires)
+                              channel_id=channel.channel_id, token=channel.token,
+                              events=channel.events, notify_url=url,
+                              expires_at=channel.expires_at)
     return outcome
 
 
@@ -354,22 +331,18 @@ async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any
     error: str | None = None
     pushed: list[PushResult] = []
     try:
-        _, (cls, config, secrets) = _open_connection(ctx, connection_id)
+        loaded = load_connection(ctx, connection_id)
     except (ConfigError, ValueError, LookupError) as exc:
         error, pushed = str(exc), goal_push.failed(plan, f"cannot connect: {exc}")
     else:
-        can_push = isinstance(cls, GoalPusher)  # (not narrowing cls: it is a class)
-        if not can_push:
-            reason = f"provider {cls.name!r} cannot take goals yet"
+        if "goals" not in capabilities(loaded.provider):
+            reason = f"provider {loaded.provider!r} cannot take goals yet"
             pushed = [PushResult(g, "skipped", None, reason) for g in plan.hashes]
         elif plan.goals or plan.deletions:
-            async with build_client(transport=ctx.transport, timeout=ctx.http_timeout) as client:
-                api = ApiClient(client, max_in_flight=cls.max_in_flight, retry=ctx.retry,
-                                limits=ctx.limits, key=f"connection:{connection_id}",
-                                endpoints=ctx.endpoints)
+            async with open_connector(ctx, loaded) as source:
+                assert isinstance(source, GoalPusher)  # its class declares goals
                 try:
-                    pushed = await cls(config, secrets, api).push_goals(plan.goals,
-                                                                        plan.deletions)
+                    pushed = await source.push_goals(plan.goals, plan.deletions)
                 except SourceError as exc:
                     error, pushed = str(exc), goal_push.failed(plan, str(exc))
     with session_scope(ctx.engine) as session:

@@ -34,7 +34,7 @@ log = logging.getLogger("crmsync.schedule")
 
 DEFAULT_INTERVAL_MINUTES = 15
 TICK_SECONDS = 60.0
-RENEW_CHANNELS_EVERY = timedelta(hours=1)  # Zoho channels: a week at most (docs/vendors/zoho.md §5)
+RENEW_CHANNELS_EVERY = timedelta(hours=1)  # under every channel_renew_within (registry checks)
 WAITING_FOR_ADMIN = frozenset({"needs_reauth"})
 
 

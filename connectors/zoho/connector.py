@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -11,10 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from connectors.base import (
     ApiClient,
+    Channel,
     GoalDeletion,
     GoalOut,
     Page,
     PushResult,
+    Sandbox,
+    SandboxOption,
     SourceInfo,
     StageRecord,
     WebhookIntake,
@@ -24,7 +27,9 @@ from connectors.base import (
 from connectors.endpoints import Endpoint
 from connectors.http import json_body, raise_for_transient
 from connectors.zoho import mapping, notifications
+from connectors.zoho import sandbox as zoho_sandbox
 from connectors.zoho.auth import ACCOUNTS_HOSTS, ACCOUNTS_SERVERS, ZohoAuth
+from connectors.zoho.cli import build_app as build_command_line
 from core.errors import AuthError, ConfigError, SourceError
 
 log = logging.getLogger("crmsync.zoho")
@@ -125,6 +130,21 @@ class ZohoConnector:
     config_model: ClassVar[type[BaseModel]] = ZohoConfig
     secrets_model: ClassVar[type[BaseModel]] = ZohoSecrets
     max_in_flight: ClassVar[int] = 5  # §7: Free edition concurrency; higher editions allow more
+    channel_renew_within: ClassVar[timedelta] = notifications.RENEW_WITHIN  # §5
+    sandbox: ClassVar[Sandbox] = Sandbox(
+        title="a simulated Zoho CRM org speaking Zoho's API v8 wire format",
+        create_app=zoho_sandbox.create_app,
+        config=lambda url: {"accounts_url": url},
+        secrets={"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
+                 "refresh_token": "sandbox-refresh-token"},
+        demo_name="Zoho CRM (sandbox)",
+        default_port=8400,
+        demo_rank=0,
+        options=(SandboxOption(
+            "one-currency", "An org without multi-currency (below Enterprise, §8).",
+            default=False, kind=bool, apply=lambda on: {"multi_currency": not on},
+            demo=True),),
+    )
 
     def __init__(self, config: ZohoConfig, secrets: ZohoSecrets, api: ApiClient) -> None:
         self.config = config
@@ -176,6 +196,23 @@ class ZohoConnector:
         self, payloads: Sequence[Mapping[str, Any]]
     ) -> list[tuple[str, Page]]:
         return await notifications.resolve(self, payloads)
+
+    # -- notification channels (§5; connectors.base.NotificationChannels) ------
+
+    async def subscribe_channel(self, notify_url: str) -> Channel:
+        return await notifications.subscribe_channel(self, notify_url)
+
+    async def renew_channel(self, channel: Channel) -> Channel:
+        return await notifications.renew_channel(self, channel)
+
+    async def unsubscribe_channels(self, channel_ids: Sequence[str]) -> None:
+        await notifications.unsubscribe(self, channel_ids)
+
+    # -- command line (connectors/zoho/cli.py: crmsync zoho exchange-code) -----
+
+    @classmethod
+    def command_line(cls, add_connection: Callable[..., None]) -> Any:
+        return build_command_line(add_connection)
 
     # -- goal push (§9, connectors/zoho/goals.py; connectors.base.GoalPusher) ---
 

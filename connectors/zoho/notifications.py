@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import (
+    Channel,
     Page,
     StageRecord,
     WebhookIntake,
@@ -29,7 +30,7 @@ from connectors.base import (
 from connectors.zoho import mapping
 from core.errors import SourceError
 from core.records import Deletion
-from core.types import from_epoch_ms
+from core.types import from_epoch_ms, utcnow
 
 if TYPE_CHECKING:
     from connectors.zoho.connector import ZohoConnector
@@ -114,6 +115,22 @@ async def unsubscribe(connector: "ZohoConnector", channel_ids: Sequence[str]) ->
     """DELETE /actions/watch?channel_ids=..."""
     await connector.call("DELETE", "/actions/watch",
                          params={"channel_ids": ",".join(channel_ids)})
+
+
+async def subscribe_channel(connector: "ZohoConnector", notify_url: str) -> Channel:
+    """A new channel (fresh id and token) calling `notify_url` (connectors.base
+    NotificationChannels)."""
+    sub = Subscription(new_channel_id(), new_token(), notify_url, utcnow() + EXPIRY)
+    expires = await subscribe(connector, sub)
+    return Channel(sub.channel_id, sub.token, notify_url, expires, sub.events)
+
+
+async def renew_channel(connector: "ZohoConnector", channel: Channel) -> Channel:
+    """The channel renewed for another EXPIRY; SourceError when Zoho no longer knows it."""
+    sub = Subscription(channel.channel_id, channel.token, channel.notify_url,
+                       utcnow() + EXPIRY)
+    expires = await renew(connector, sub)
+    return Channel(sub.channel_id, sub.token, sub.notify_url, expires, sub.events)
 
 
 # ---- callbacks --------------------------------------------------------------------------------

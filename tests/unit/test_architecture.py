@@ -2,6 +2,7 @@
 connectors import only core's records, errors and types."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,86 @@ def test_only_connectors_http_builds_async_clients():
             if "AsyncClient(" in path.read_text():
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+# -- no module outside connectors/<provider>/ names a provider (docs/connectors.md) ---------
+
+NEUTRAL = ("api", "core", "workers", "connectors/sandbox")
+"""Packages that must work for any registered connector; plus connectors/*.py."""
+NAMED_BY_FILE = {"connectors/sandbox/zoho_wire.py"}
+"""Provider-specific files still in the neutral kit: issue 12 item 5 moves them into their
+provider's package (connectors/<provider>/sandbox/); until then only their file name may
+say whose they are (their code holds no provider string or import, checked below)."""
+
+
+def neutral_modules() -> list[Path]:
+    paths = [p for package in NEUTRAL for p in (ROOT / package).rglob("*.py")]
+    return sorted(paths + list((ROOT / "connectors").glob("*.py")))
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    """ids of the strings that are statements of their own: docstrings of modules, classes
+    and functions, and attribute docstrings (a string under an assignment). They document;
+    no code can read them."""
+    return {id(node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)}
+
+
+def provider_mentions(source: str, filename: str, names: list[str]) -> list[str]:
+    """Imports of a provider's package and string literals naming a provider (a whole word,
+    any case; f-string parts included). Docstrings and comments may cite a vendor."""
+    tree = ast.parse(source, filename=filename)
+    skip = docstrings(tree)
+    words = re.compile(r"(?i)(?<![A-Za-z0-9])(" + "|".join(map(re.escape, names)) +
+                       r")(?![A-Za-z0-9])")
+    found = []
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [f"{node.module or ''}.{a.name}" for a in node.names]
+        for module in modules:
+            if set(module.split(".")) & set(names):
+                found.append(f"line {node.lineno}: import {module}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in skip and words.search(node.value):
+            found.append(f"line {node.lineno}: {node.value[:60]!r}")
+    return found
+
+
+def test_no_module_outside_a_providers_package_names_a_provider():
+    from connectors.registry import providers
+
+    names = providers()
+    assert names  # the rule means something only with providers registered
+    offenders = {}
+    for path in neutral_modules():
+        mentions = provider_mentions(path.read_text(), str(path), names)
+        if mentions:
+            offenders[str(path.relative_to(ROOT))] = mentions
+    assert offenders == {}
+
+
+def test_only_the_files_waiting_to_move_are_named_after_a_provider():
+    from connectors.registry import providers
+
+    named = {str(p.relative_to(ROOT)) for p in neutral_modules()
+             if set(re.split(r"[_.]", p.name)) & set(providers())}
+    assert named == NAMED_BY_FILE  # moved one? take it off NAMED_BY_FILE
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from connectors.acme import sandbox\n", ["line 1: import connectors.acme.sandbox"]),
+    ("from connectors import acme\n", ["line 1: import connectors.acme"]),
+    ("import connectors.acme.auth as a\n", ["line 1: import connectors.acme.auth"]),
+    ("X = {'provider': 'acme'}\n", ["line 1: 'acme'"]),
+    ("def f(p):\n    return f'/webhooks/Acme/{p}'\n", ["line 2: '/webhooks/Acme/'"]),
+    ('"""Acme CRM: docs may cite a vendor."""\n# so may comments: acme\nX = "acmesync"\n', []),
+    ("def f():\n    'Acme, in a docstring.'\n    return 'tacme acmesync'\n", []),
+    ("class C:\n    x = 1\n    'Acme, documenting x.'\n    y = 'acme_goals'\n",
+     ["line 4: 'acme_goals'"]),
+])
+def test_the_provider_rule_catches_imports_and_literals(source, expected):
+    assert provider_mentions(source, "example.py", ["acme"]) == expected
