@@ -1,15 +1,20 @@
-"""The contract every connector keeps with the sync engine (connectors/base.py,
-docs/sync.md), checked the same way for each first-party connector against its own sandbox.
+"""The contract every connector keeps with the sync engine, the webhook route and goal
+push (connectors/base.py, docs/connectors.md), checked the same way for every registered
+connector against the sandbox it declares (tests/contract/conftest.py builds the cases
+from the registry: a new connector gets this suite by registering).
 
-A new CRM plugin adds one Case below and passes this suite before its own tests matter:
-registered under its name, credentials checked with the home currency, every stream read
-page by page with JSON cursors, normalized records (decimals, aware times, open|won|lost
-from metadata), resumable from any committed cursor without losing a record, and an
-incremental read from the last cursor that reads only the overlap.
+Registered under its name with checked models; credentials checked with the home
+currency; every stream read page by page with JSON cursors; normalized records
+(decimals, aware times, open|won|lost from metadata); resumable from any committed
+cursor without losing a record; an incremental read from the last cursor reads only
+the overlap; a deletion in the CRM reaches a later read as a tombstone; and where
+declared: callbacks verified, a forged one refused, events resolved to current records;
+notification channels subscribed, renewed and removed; goals inserted, updated in
+place and deleted.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+import time
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,75 +22,32 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from connectors.base import (
     STREAMS,
     AccountRecord,
-    ApiClient,
+    Channel,
     DealRecord,
+    GoalDeletion,
+    GoalOut,
     Page,
     StageRecord,
     UserRecord,
+    WebhookRejected,
+    WebhookRequest,
+    WebhookSecrets,
 )
-from connectors.endpoints import EndpointPolicy
-from connectors.fxiaoke import auth as fx_auth
-from connectors.fxiaoke import connector as fx_connector
-from connectors.fxiaoke import sandbox as fx_sandbox
-from connectors.http import RetryPolicy, build_client
-from connectors.registry import get_connector
-from connectors.sandbox.dataset import generate_company
-from connectors.zoho import auth as zoho_auth
-from connectors.zoho import sandbox as zoho_sandbox
-from tests.conftest import SANDBOX_ENDPOINTS
+from connectors.registry import CAPABILITIES, get_connector
+from connectors.sandbox.server import BackgroundServer
+from core.errors import SourceError
+from tests.contract.conftest import Case
 
-SANDBOX = "http://sandbox.test"
 RECORD_TYPES = {"users": UserRecord, "stages": StageRecord, "accounts": AccountRecord,
                 "deals": DealRecord}
-
-
-@dataclass(frozen=True)
-class Case:
-    provider: str
-    make_app: Callable[..., Any]
-    config: dict[str, Any]
-    secrets: dict[str, str]
-
-
-CASES = {
-    "zoho": Case("zoho", zoho_sandbox.create_app, {"accounts_url": SANDBOX},
-                 {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
-                  "refresh_token": "sandbox-refresh-token"}),
-    "fxiaoke": Case("fxiaoke", fx_sandbox.create_app,
-                    {"base_url": SANDBOX, "admin_mobile": "13800130000"},
-                    {"app_id": fx_sandbox.SANDBOX_APP_ID,
-                     "app_secret": fx_sandbox.SANDBOX_APP_SECRET,
-                     "permanent_code": fx_sandbox.SANDBOX_PERMANENT_CODE,
-                     "aes_key": fx_sandbox.SANDBOX_AES_KEY}),
-}
-
-
-@pytest.fixture(params=sorted(CASES))
-def case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Case:
-    zoho_auth._CACHE.clear()  # tokens are cached per process, per credentials
-    fx_auth.clear_cache()
-    fx_connector._RECENT.clear()
-    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(1000, 1.0))
-    return CASES[request.param]
-
-
-@pytest.fixture
-def app(case: Case) -> Any:
-    return case.make_app(generate_company(seed=5, deals=450, accounts=250))
-
-
-def connector(case: Case, app: Any) -> Any:
-    cls = get_connector(case.provider)
-    client = build_client(transport=httpx.ASGITransport(app=app), timeout=10)
-    api = ApiClient(client, max_in_flight=cls.max_in_flight,
-                    retry=RetryPolicy(attempts=5, initial_wait=0.01, max_wait=0.1),
-                    endpoints=EndpointPolicy.parse(SANDBOX_ENDPOINTS))
-    return cls(cls.config_model.model_validate(case.config),
-               cls.secrets_model.model_validate(case.secrets), api)
 
 
 async def pages(source: Any, stream: str, cursor: dict[str, Any] | None) -> list[Page]:
@@ -96,20 +58,34 @@ def ids(collected: list[Page]) -> set[str]:
     return {record.remote_id for page in collected for record in page.records}
 
 
-def test_the_connector_is_registered_with_its_models(case):
+def deleted(collected: list[Page], entity: str) -> set[str]:
+    """Tombstones of `entity`: Deletions, and records that come with their deleted_at."""
+    return {d.remote_id for page in collected for d in page.deletions if d.entity == entity} | {
+        r.remote_id for page in collected for r in page.records
+        if getattr(r, "deleted_at", None) is not None and entity == _entity(r)}
+
+
+def _entity(record: Any) -> str:
+    return "deals" if isinstance(record, DealRecord) else "accounts"
+
+
+def test_the_connector_is_registered_with_its_models(case: Case):
     cls = get_connector(case.provider)
     assert cls.name == case.provider
     assert cls.max_in_flight >= 1
-    config = cls.config_model.model_validate({**case.config, "sync_interval_minutes": 30})
+    assert {"streams", "sandbox"} <= case.capabilities <= set(CAPABILITIES)
+    config = cls.config_model.model_validate({**case.sandbox.config("http://sandbox.test"),
+                                              "sync_interval_minutes": 30})
     assert config.sync_interval_minutes == 30  # type: ignore[attr-defined]
     with pytest.raises(ValueError):
-        cls.config_model.model_validate({**case.config, "sync_interval_minutes": 0})
+        cls.config_model.model_validate({**case.sandbox.config("http://sandbox.test"),
+                                         "sync_interval_minutes": 0})
     with pytest.raises(ValueError):
         cls.secrets_model.model_validate({})
 
 
 async def test_check_reports_the_home_currency_and_counts_its_calls(case, app):
-    source = connector(case, app)
+    source = case.connector(app)
     info = await source.check()
     assert info.home_currency is not None and len(info.home_currency) == 3
     assert info.home_currency == info.home_currency.upper()
@@ -117,7 +93,7 @@ async def test_check_reports_the_home_currency_and_counts_its_calls(case, app):
 
 
 async def test_every_stream_reads_normalized_records_with_json_cursors(case, app):
-    source = connector(case, app)
+    source = case.connector(app)
     await source.check()
     for stream in STREAMS:  # (metadata read by check() may be reused: no call needed)
         collected = await pages(source, stream, None)
@@ -150,7 +126,7 @@ async def test_every_stream_reads_normalized_records_with_json_cursors(case, app
 
 
 async def test_resuming_from_any_committed_cursor_loses_nothing(case, app):
-    source = connector(case, app)
+    source = case.connector(app)
     await source.check()
     for stream in ("accounts", "deals"):
         full = await pages(source, stream, None)
@@ -164,7 +140,7 @@ async def test_resuming_from_any_committed_cursor_loses_nothing(case, app):
 
 
 async def test_an_incremental_read_from_the_last_cursor_reads_only_the_overlap(case, app):
-    source = connector(case, app)
+    source = case.connector(app)
     await source.check()
     for stream in ("accounts", "deals"):
         full = await pages(source, stream, None)
@@ -172,3 +148,141 @@ async def test_an_incremental_read_from_the_last_cursor_reads_only_the_overlap(c
         again = await pages(source, stream, last)
         assert len(ids(again)) < len(ids(full)) / 2, stream
         assert ids(again) <= ids(full), stream
+
+
+def last_cursor(collected: list[Page]) -> dict[str, Any] | None:
+    cursors = [p.cursor for p in collected if p.cursor is not None]
+    return cursors[-1] if cursors else None
+
+
+async def test_a_deal_deleted_in_the_crm_reaches_a_later_read_as_a_tombstone(
+        case, app, company):
+    source = case.connector(app)
+    await source.check()
+    deals, gone = await pages(source, "deals", None), await pages(source, "deletions", None)
+    known = deleted(deals, "deals") | deleted(gone, "deals")
+    victim = sorted(company.deals)[7]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://sandbox.test") as control:
+        response = await control.delete(f"/_sandbox/deals/{victim}")
+    assert response.status_code == 200, response.text
+    later = [*await pages(source, "deals", last_cursor(deals)),
+             *await pages(source, "deletions", last_cursor(gone))]
+    tombstones = (deleted(later, "deals") - known)
+    assert len(tombstones) == 1, tombstones  # the deleted deal, and nothing else
+    assert tombstones <= ids(deals)  # a deal the full read had
+
+
+# -- webhooks, where declared ----------------------------------------------------------------
+
+
+class Receiver:
+    """Our webhook route in miniature, on a real port: each callback parsed by the
+    connector (as api/routes/webhooks.py does) and answered with the intake's body."""
+
+    def __init__(self, case: Case, channels: dict[str, str]) -> None:
+        self.case, self.channels = case, channels
+        self.intakes: list[Any] = []
+        self.app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
+
+    async def hook(self, request: Request) -> Response:
+        webhook = WebhookRequest(await request.body(), dict(request.headers),
+                                 dict(request.query_params))
+        try:
+            intake = self.case.cls.parse_webhook(webhook, WebhookSecrets(
+                dict(self.case.sandbox.secrets), dict(self.channels)))
+        except WebhookRejected as exc:
+            return Response(str(exc), status_code=exc.status)
+        self.intakes.append((webhook, intake))
+        return Response(intake.body, media_type=intake.content_type)
+
+
+async def wait_for(condition: Any, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "no callback arrived"
+        await asyncio.sleep(0.05)
+
+
+async def test_callbacks_are_verified_and_resolve_to_current_records(case, company):
+    if "webhooks" not in case.capabilities:
+        pytest.skip(f"{case.provider} declares no webhooks")
+    app = case.sandbox.create_app(company)
+    channels: dict[str, str] = {}
+    receiver = Receiver(case, channels)
+    with BackgroundServer(receiver.app) as hook, BackgroundServer(app) as crm:
+        source = case.connector(app, crm.url, over_http=True)
+        await source.check()
+        before = await pages(source, "deals", None)
+        if "channels" in case.capabilities:
+            channel = await source.subscribe_channel(f"{hook.url}/hook")
+            channels[channel.channel_id] = channel.token
+        elif case.sandbox.set_callback_url is not None:
+            case.sandbox.set_callback_url(app, f"{hook.url}/hook")
+        else:
+            pytest.fail("webhooks without channels need Sandbox.set_callback_url")
+        deal_id = sorted(company.deals)[3]
+        async with httpx.AsyncClient(base_url=crm.url) as control:
+            response = await control.patch(f"/_sandbox/deals/{deal_id}",
+                                           json={"amount": "4321.09"})
+            assert response.status_code == 200, response.text
+            await wait_for(lambda: receiver.intakes)
+            webhook, intake = receiver.intakes[0]
+            assert intake.events and all(isinstance(key, str) and key
+                                         for key, _ in intake.events)
+            with pytest.raises(WebhookRejected) as refused:  # nothing to verify it against
+                case.cls.parse_webhook(webhook, WebhookSecrets({}, {}))
+            assert refused.value.status in (401, 403)
+            changes = await source.resolve_webhook_events([p for _, p in intake.events])
+            current = {r.remote_id: r for p in await pages(source, "deals", last_cursor(before))
+                       for r in p.records}
+    records = [r for stream, page in changes if stream == "deals" for r in page.records]
+    assert records and all(isinstance(r, DealRecord) for r in records)
+    assert {r.remote_id for r in records} <= ids(before)
+    for record in records:  # the CRM's current state, as an incremental read sees it
+        assert (record.amount, record.status) == (current[record.remote_id].amount,
+                                                  current[record.remote_id].status)
+
+
+async def test_notification_channels_subscribe_renew_and_unsubscribe(case, company):
+    if "channels" not in case.capabilities:
+        pytest.skip(f"{case.provider} declares no notification channels")
+    app = case.sandbox.create_app(company)
+    source = case.connector(app)
+    first = await source.subscribe_channel("http://127.0.0.1:9/hook")
+    assert isinstance(first, Channel) and first.channel_id and first.token
+    assert first.expires_at.utcoffset() is not None
+    assert first.expires_at - datetime.now(first.expires_at.tzinfo) > \
+        case.cls.channel_renew_within
+    renewed = await source.renew_channel(first)
+    assert (renewed.channel_id, renewed.token) == (first.channel_id, first.token)
+    assert renewed.expires_at >= first.expires_at
+    await source.unsubscribe_channels([first.channel_id])
+    with pytest.raises(SourceError):  # the CRM no longer knows it: the job subscribes anew
+        await source.renew_channel(first)
+
+
+# -- goal push, where declared -----------------------------------------------------------------
+
+
+async def test_goals_are_inserted_updated_in_place_and_deleted(case, app):
+    if "goals" not in case.capabilities:
+        pytest.skip(f"{case.provider} declares no goal push")
+    source = case.connector(app)
+    info = await source.check()
+    rep = next(r for p in await pages(source, "users", None) for r in p.records
+               if r.email and r.active)
+    goal = GoalOut(1, "contract-goal-1", rep.email, rep.remote_id, rep.name, "bookings",
+                   date(2026, 1, 1), date(2026, 3, 31), Decimal("50000.00"),
+                   info.home_currency)
+    company_goal = GoalOut(2, "contract-goal-2", None, None, None, "deals_won",
+                           date(2026, 1, 1), date(2026, 3, 31), Decimal(12), None)
+    made = {r.goal_id: r for r in await source.push_goals([goal, company_goal], [])}
+    assert {g: r.status for g, r in made.items()} == {1: "inserted", 2: "inserted"}, made
+    assert made[1].remote_id and made[2].remote_id and made[1].remote_id != made[2].remote_id
+    goal.target = Decimal("60000.00")
+    [edited] = await source.push_goals([goal], [])
+    assert (edited.status, edited.remote_id) == ("updated", made[1].remote_id), edited
+    gone = await source.push_goals([], [GoalDeletion(2, "contract-goal-2",
+                                                     str(made[2].remote_id))])
+    assert [(r.goal_id, r.status) for r in gone] == [(2, "deleted")], gone
