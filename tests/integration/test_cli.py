@@ -5,8 +5,13 @@ import os
 import re
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
+
+from connectors.registry import sandboxes
+from connectors.sandbox.server import free_port
 
 
 def crmsync(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -74,3 +79,40 @@ def test_serve_without_a_secret_key_on_postgresql_says_what_to_do(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "CRMSYNC_SECRET_KEY must be set" in done.stderr
+
+
+def test_every_registered_sandbox_is_a_command_with_its_options(tmp_path):
+    declared = sandboxes()
+    listed = crmsync(tmp_path, "sandbox", "--help")
+    assert listed.returncode == 0, listed.stderr
+    assert set(declared) <= set(re.findall(r"│ (\w+)\s{2,}", listed.stdout)), listed.stdout
+    demo = crmsync(tmp_path, "demo", "--help")
+    for provider, sandbox in declared.items():
+        shown = crmsync(tmp_path, "sandbox", provider, "--help")
+        assert shown.returncode == 0, shown.stderr
+        assert f"[default: {sandbox.default_port}]" in shown.stdout
+        for option in sandbox.options:
+            assert f"--{option.name}" in shown.stdout
+            assert (f"--{provider}-{option.name}" in demo.stdout) == option.demo
+    assert "--zoho-one-currency" in demo.stdout  # kept from before the registry built it
+
+
+def test_a_sandbox_command_serves_its_sandbox(tmp_path):
+    for provider in sandboxes():
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "sandbox", provider, "--port", str(port),
+             "--deals", "50"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+        try:
+            stats = None
+            for _ in range(300):
+                try:
+                    stats = httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            assert stats is not None and stats.status_code == 200, provider
+        finally:
+            process.terminate()
+            out, _ = process.communicate(timeout=10)
+        assert f"127.0.0.1:{port}" in out and "CRMSYNC_ALLOW_ENDPOINTS" in out, out
