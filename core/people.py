@@ -136,16 +136,21 @@ def ensure_owner_persons(session: Session, load: Table) -> None:
     """Before a page of deals or accounts is merged from `load`: a person for each owner
     email that no person, user or user's person has (named by the page's owner name, if
     any)."""
-    email = load.c.owner_email
+    # the page's few distinct owners first, so the lookups run per owner, not per row
+    owners = (select(load.c.connection_id, load.c.owner_remote_id, load.c.owner_email,
+                     func.max(load.c.owner_name).label("owner_name"))
+              .where(load.c.owner_email.is_not(None))
+              .group_by(load.c.connection_id, load.c.owner_remote_id, load.c.owner_email)
+              .subquery())
+    email = owners.c.owner_email
     unknown = and_(
-        email.is_not(None),
         ~exists().where(PERSON.c.email == email),
-        ~exists().where(USER.c.connection_id == load.c.connection_id,
-                        USER.c.remote_id == load.c.owner_remote_id,
+        ~exists().where(USER.c.connection_id == owners.c.connection_id,
+                        USER.c.remote_id == owners.c.owner_remote_id,
                         USER.c.person_id.is_not(None)),
         ~exists().where(USER.c.email == email, USER.c.deleted_at.is_(None)))
     now = utcnow()
-    rows = (select(func.coalesce(func.max(load.c.owner_name), ""), email,
+    rows = (select(func.coalesce(func.max(owners.c.owner_name), ""), email,
                    literal(now, PERSON.c.created_at.type), literal(now, PERSON.c.updated_at.type))
             .where(unknown).group_by(email))
     stmt = _insert(session, PERSON).from_select(

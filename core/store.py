@@ -73,8 +73,14 @@ def upsert_records(
     records: Sequence[Any],
     now: datetime | None = None,
     source: str = "sync",
+    owners_known: set[tuple[Any, Any]] | None = None,
 ) -> int:
     """INSERT ... ON CONFLICT (connection_id, remote_id) DO UPDATE for a whole page.
+
+    `owners_known` (a sync run keeps one across its pages): the (owner remote id, owner
+    email) pairs whose person an earlier page of the run made sure of; a page of deals or
+    accounts whose owners are all in it skips core.people.ensure_owner_persons (one
+    statement a page saved on the hot path).
 
     A record seen alive clears its tombstone; a record that arrives already
     voided (record.deleted_at set) keeps the first tombstone time.
@@ -114,7 +120,11 @@ def upsert_records(
         before.append(_stage_changes(session, load, source=source, now=now))
     selected: list[Any] = list(load.c)
     if model in (Deal, Account):  # set-based: index lookups in the merge statement itself
-        people.ensure_owner_persons(session, load)
+        owners = {(row["owner_remote_id"], row["owner_email"]) for row in rows}
+        if owners_known is None or not owners <= owners_known:
+            people.ensure_owner_persons(session, load)
+            if owners_known is not None:
+                owners_known |= owners
         selected.append(people.owner_person(load).label("owner_person_id"))
         columns += ("owner_person_id",)
     stmt = _insert(session, table).from_select(columns, sa_select(*selected).where(true()))

@@ -79,6 +79,7 @@ class SyncEngine:
         self._connection: DbConnection | None = None
         self._counts_written = 0.0
         self._warnings: list[str] = []
+        self._owners_known: set[tuple[Any, Any]] = set()  # core.store.upsert_records
 
     async def run(self) -> dict[str, Any]:
         """Run every stream; record the outcome on the run and the connection."""
@@ -195,7 +196,8 @@ class SyncEngine:
         counts = self.counts[stream]
         with self._session() as session:
             upserted = store.upsert_records(
-                session, stream=stream, connection_id=self.connection_id, records=page.records
+                session, stream=stream, connection_id=self.connection_id, records=page.records,
+                owners_known=self._owners_known,
             )
             deleted = store.apply_deletions(
                 session, connection_id=self.connection_id, deletions=page.deletions
