@@ -155,7 +155,8 @@ def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
     key = Fernet.generate_key().decode()
     sandbox_port, api_port = free_port(), free_port()
     env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": REDIS_URL,
-           "CRMSYNC_SECRET_KEY": key, "CRMSYNC_LOG_LEVEL": "WARNING"}
+           "CRMSYNC_SECRET_KEY": key, "CRMSYNC_LOG_LEVEL": "WARNING",
+           "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1"}  # the local sandbox
     procs = [subprocess.Popen([sys.executable, "-m", "api.cli", "sandbox", "zoho", "--port",
                                str(sandbox_port), "--deals", str(deals), "--seed", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
