@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from connectors import registry
 from connectors.base import (
     STREAMS,
     AccountRecord,
@@ -204,9 +205,8 @@ async def wait_for(condition: Any, seconds: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("case", registry.providers_with("webhooks"), indirect=True)
 async def test_callbacks_are_verified_and_resolve_to_current_records(case, company):
-    if "webhooks" not in case.capabilities:
-        pytest.skip(f"{case.provider} declares no webhooks")
     app = case.sandbox.create_app(company)
     channels: dict[str, str] = {}
     receiver = Receiver(case, channels)
@@ -244,9 +244,8 @@ async def test_callbacks_are_verified_and_resolve_to_current_records(case, compa
                                                   current[record.remote_id].status)
 
 
+@pytest.mark.parametrize("case", registry.providers_with("channels"), indirect=True)
 async def test_notification_channels_subscribe_renew_and_unsubscribe(case, company):
-    if "channels" not in case.capabilities:
-        pytest.skip(f"{case.provider} declares no notification channels")
     app = case.sandbox.create_app(company)
     source = case.connector(app)
     first = await source.subscribe_channel("http://127.0.0.1:9/hook")
@@ -265,9 +264,8 @@ async def test_notification_channels_subscribe_renew_and_unsubscribe(case, compa
 # -- goal push, where declared -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("case", registry.providers_with("goals"), indirect=True)
 async def test_goals_are_inserted_updated_in_place_and_deleted(case, app):
-    if "goals" not in case.capabilities:
-        pytest.skip(f"{case.provider} declares no goal push")
     source = case.connector(app)
     info = await source.check()
     rep = next(r for p in await pages(source, "users", None) for r in p.records
