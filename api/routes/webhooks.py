@@ -25,7 +25,6 @@ from connectors.base import (
     WebhookRequest,
     WebhookSecrets,
 )
-from connectors.http import LocalLimits
 from connectors.registry import UnknownProvider, get_connector
 from core import webhooks
 from core.db import session_scope
@@ -34,7 +33,6 @@ from core.models import Connection
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 KNOWN_TTL = 10.0  # seconds a connection's channels and secrets are cached for verifying
 RELOAD_EVERY = 1.0  # seconds: a connection's secrets are read and decrypted at most this often
-ADMIT_WAIT = 0.25  # seconds a callback over the shared (Redis) rate waits before a 429
 MAX_CACHED = 10_000  # connections (and unknown ids) cached per API process
 WRITE_BATCH = 500  # events of concurrent callbacks stored in one transaction
 
@@ -158,25 +156,17 @@ def _prune(cache: "dict[int, _Known]") -> None:
 
 
 async def _admit(state: Any, connection_id: int) -> None:
-    """429 with Retry-After when the connection is over CRMSYNC_WEBHOOK_RATE_PER_SECOND:
-    a token bucket in this process, or with Redis a budget every API process shares."""
+    """429 with Retry-After when the connection is over CRMSYNC_WEBHOOK_RATE_PER_SECOND in
+    this API process: a token bucket per connection, in memory (no Redis round trip on
+    the intake path; with N API replicas a connection may send N times the rate)."""
     rate: int = state.settings.webhook_rate_per_second
-    limits = getattr(state.ctx, "limits", None)
-    if limits is None or isinstance(limits, LocalLimits):
-        buckets: dict[int, tuple[float, float]] = _per_process(state, "webhook_buckets")
-        now = time.monotonic()
-        tokens, at = buckets.get(connection_id, (float(rate), now))
-        tokens = min(float(rate), tokens + (now - at) * rate)
-        buckets[connection_id] = (tokens - 1 if tokens >= 1 else tokens, now)
-        wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
-    else:
-        try:  # a slot of the shared one-second window, waiting for it briefly
-            await asyncio.wait_for(limits.take(f"webhooks:{connection_id}", rate, 1.0),
-                                   ADMIT_WAIT)
-            wait = 0.0
-        except TimeoutError:
-            wait = 1.0
-    if wait:
+    buckets: dict[int, tuple[float, float]] = _per_process(state, "webhook_buckets")
+    now = time.monotonic()
+    tokens, at = buckets.get(connection_id, (float(rate), now))
+    tokens = min(float(rate), tokens + (now - at) * rate)
+    buckets[connection_id] = (tokens - 1 if tokens >= 1 else tokens, now)
+    if tokens < 1:
+        wait = (1 - tokens) / rate
         raise ApiError(429, f"connection {connection_id} is over its {rate} callbacks per "
                             "second; retry later", headers={"Retry-After": str(ceil(wait))})
 

@@ -1,7 +1,7 @@
 """Webhook intake under load: a storm of forged callbacks reads and decrypts a connection's
 secrets at most once a second, and each connection is held to
-CRMSYNC_WEBHOOK_RATE_PER_SECOND (429 with Retry-After, then it recovers), in one API
-process or, through Redis, across several."""
+CRMSYNC_WEBHOOK_RATE_PER_SECOND (429 with Retry-After, then it recovers), per API
+process."""
 
 import asyncio
 import time
@@ -17,7 +17,6 @@ from core.db import session_scope
 from core.models import Connection, WebhookEvent
 from tests.api_support import Api, running_api
 from tests.unit.test_fxiaoke_webhooks import AES_KEY, EVENT, OTHER_KEY, callback
-from workers.limits import RedisLimits
 
 URL = "/api/v1/webhooks/fxiaoke/{}"
 
@@ -117,25 +116,17 @@ async def test_over_the_rate_a_connection_gets_429_and_then_recovers(api):
     assert "MSG000005" in stored(api)
 
 
-async def test_with_redis_the_rate_is_shared_by_every_api_process(engine, redis_url):
+async def test_each_api_process_keeps_its_own_bucket(engine):
+    """The intake rate costs no round trip: a bucket per connection in each API process
+    (with N replicas a connection may send N times the rate; docs/webhooks.md)."""
     async with running_api(engine) as first, running_api(engine) as second:
         for api in (first, second):
             api.client.headers.pop("Authorization")
-            rate(api, 4)
-            api.app.state.ctx.limits = RedisLimits(redis_url, api.app.state.secrets)
+            rate(api, 2)
         second.app.state.secrets = second.app.state.ctx.secrets = first.app.state.secrets
         connection_id = add_fxiaoke(first)
-        try:
-            for n, api in enumerate((first, second, first, second)):
-                assert (await post(api, connection_id, message(n))).status_code == 200
-            start = time.monotonic()
-            refused = await post(second, connection_id, message(4))
+        for n, api in enumerate((first, first, second, second)):
+            assert (await post(api, connection_id, message(n))).status_code == 200
+        for n, api in enumerate((first, second), start=4):
+            refused = await post(api, connection_id, message(n))
             assert refused.status_code == 429, refused.text
-            assert refused.headers["Retry-After"] == "1"
-            assert time.monotonic() - start < 1.0  # waited briefly, not for the window
-            await asyncio.sleep(1.0)
-            assert (await post(first, connection_id, message(4))).status_code == 200
-        finally:
-            for api in (first, second):
-                await api.app.state.ctx.limits.aclose()
-        assert len(stored(first)) == 5
