@@ -5,7 +5,9 @@ PostgreSQL is not optional: a test that needs it fails when it is down
 """
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,10 +71,30 @@ def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     return f"sqlite:///{tmp_path / 'crmsync.db'}"
 
 
-@pytest.fixture
-def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(sqlite_url)
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per test session; each test gets a copy of it (a copy
+    takes a millisecond, running the migrations about 130 ms)."""
+    path = tmp_path_factory.mktemp("template") / "crmsync.db"
+    engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
+    with engine.connect() as conn:  # everything in the main file, no -wal beside it
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def migrated_sqlite(template: Path, directory: Path) -> str:
+    """A fresh migrated SQLite database in `directory` (a copy of the template)."""
+    target = directory / "crmsync.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str, sqlite_template: Path) -> Iterator[Engine]:
+    url = migrated_sqlite(sqlite_template, Path(make_url(sqlite_url).database or "").parent)
+    engine = make_engine(url)
     yield engine
     engine.dispose()
 
@@ -81,11 +103,7 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
 def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Run the test once on each database; the database is fresh and migrated."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'crmsync.db'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
+        yield migrated_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
     else:
         url = request.getfixturevalue("pg_url")
         engine = make_engine(url)
