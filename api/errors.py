@@ -125,6 +125,20 @@ async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
         "character", details=[]), 422)
 
 
+class StartTracking:
+    """An ASGI send that remembers whether the response has started (after that, an
+    error can no longer be answered with a clean JSON response)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class CatchAllMiddleware:
     """Turns an unhandled exception into a 500 JSON error (logged once, without a trace
     in the response). Outermost layer inside Starlette's own error middleware."""
@@ -136,20 +150,13 @@ class CatchAllMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracking = StartTracking(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracking)
         except Exception as exc:
             log.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"),
                       scope.get("path"), exc_info=_safe(exc))
-            if started:  # too late for a clean error: the server closes the connection
+            if tracking.started:  # too late for a clean error: the server closes the connection
                 raise
             body = json.dumps(error_body("internal_error", "internal server error")).encode()
             await send({"type": "http.response.start", "status": 500,

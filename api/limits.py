@@ -14,7 +14,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, error_body
+from api.errors import ApiError, StartTracking, error_body
 from core import webhooks
 from core.config import Settings
 
@@ -69,7 +69,6 @@ class BodyLimitMiddleware:
         if declared is not None and declared > cap:
             await _refuse(send, cap)
             return
-        started = False
         received = 0
 
         async def counting_receive() -> Message:
@@ -81,16 +80,11 @@ class BodyLimitMiddleware:
                     raise PayloadTooLarge(cap)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracking = StartTracking(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, tracking)
         except PayloadTooLarge:
-            if started:
+            if tracking.started:
                 raise
             await _refuse(send, cap)
 

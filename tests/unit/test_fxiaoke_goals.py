@@ -263,15 +263,8 @@ async def test_the_sandbox_object_checks_formats_and_voids():
     company = generate_company(seed=3, deals=50, reps=4, today=date(2025, 6, 15))
     app = create_app(company)
     rep = company.reps[1]
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        connector = FxiaokeConnector(
-            FxiaokeConfig.model_validate({"base_url": BASE,
-                                          "current_open_user_id": open_user_id(rep)}),
-            FxiaokeSecrets.model_validate({"app_id": "FSAID_sandbox0001",
-                                           "app_secret": "sandbox-app-secret",
-                                           "permanent_code": "sandbox-permanent-code"}),
-            ApiClient(client, retry=FAST))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
+        connector = sandbox_connector(c, open_user_id(rep))
         out = GoalOut(1, "crmsync-goal-1", rep.email, open_user_id(rep), rep.full_name,
                       "bookings", date(2025, 4, 1), date(2025, 6, 30), Decimal("1000.5"), "CNY")
         [made] = await connector.push_goals([out], [])
@@ -297,15 +290,19 @@ async def test_a_multi_currency_tenant_gets_the_goal_currency_on_the_record():
     app = create_app(company, multi_currency=True)
     rep = company.reps[1]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
-        connector = FxiaokeConnector(
-            FxiaokeConfig.model_validate({"base_url": BASE,
-                                          "current_open_user_id": open_user_id(rep)}),
-            FxiaokeSecrets.model_validate({"app_id": "FSAID_sandbox0001",
-                                           "app_secret": "sandbox-app-secret",
-                                           "permanent_code": "sandbox-permanent-code"}),
-            ApiClient(c, retry=FAST))
+        connector = sandbox_connector(c, open_user_id(rep))
         out = GoalOut(1, "crmsync-goal-1", rep.email, open_user_id(rep), rep.full_name,
                       "bookings", date(2025, 4, 1), date(2025, 6, 30), Decimal("1000.5"), "CNY")
         [made] = await connector.push_goals([out], [])
     row = app.state.fxiaoke.custom[GOALS_OBJECT][str(made.remote_id)]
     assert (row["mc_currency"], row["field_rU4l5__c"]) == ("CNY", "1000.50")
+
+
+def sandbox_connector(client: httpx.AsyncClient, acting_user: str) -> FxiaokeConnector:
+    """The connector on the sandbox tenant (its documented demo credentials)."""
+    return FxiaokeConnector(
+        FxiaokeConfig.model_validate({"base_url": BASE, "current_open_user_id": acting_user}),
+        FxiaokeSecrets.model_validate({"app_id": "FSAID_sandbox0001",
+                                       "app_secret": "sandbox-app-secret",
+                                       "permanent_code": "sandbox-permanent-code"}),
+        ApiClient(client, retry=FAST))
