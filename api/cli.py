@@ -585,7 +585,7 @@ def goals_import(
                                          "period_end, target.")],
 ) -> None:
     """Create or update goals from a CSV file; a file with a bad row imports nothing."""
-    from core import goals
+    from core.goals import targets as goals
 
     settings = _settings()
     try:
@@ -808,7 +808,7 @@ def _listen(host: str, port: int) -> socket.socket:
 def _demo_fx_rates(ctx: JobContext, settings: Settings, rates: dict[str, Decimal]) -> None:
     """The sandbox company's rates into the FX table (home-currency units per 1 of each), so
     the Fxiaoke tenant's CNY reports in the Zoho org's currency. Rates set before are kept."""
-    from core import currency
+    from core.metrics import currency
 
     with session_scope(ctx.engine) as session:
         reporting = currency.reporting_currency(session, settings)
@@ -826,7 +826,8 @@ def _demo_goals(ctx: JobContext, settings: Settings) -> None:
     rounded up to 1,000), pushed into the sandbox's Sales_Goals module; the leaderboard."""
     from rich.table import Table
 
-    from core import goals, metrics
+    from core.goals import targets as goals
+    from core.metrics import definitions as metrics
     from workers.jobs import push_goals
 
     start, end = _this_quarter()

@@ -54,7 +54,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-    from core.localdates import SQLITE_LOCAL_DATE, sqlite_local_date
+    from core.metrics.localdates import SQLITE_LOCAL_DATE, sqlite_local_date
 
     dbapi_connection.create_function(SQLITE_LOCAL_DATE, 2, sqlite_local_date,
                                      deterministic=True)

@@ -308,7 +308,7 @@ class NotificationChannel(SQLModel, table=True):
 
 class DealRollup(SQLModel):
     """Live deals of one connection, owner (person), status and (open deals) probability,
-    summed (core.rollups): per month of close_date (deal_month) and per day (deal_day)."""
+    summed (core.metrics.rollups): per month of close_date (deal_month) and per day (deal_day)."""
 
     id: int | None = Field(default=None, primary_key=True)
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
@@ -335,7 +335,7 @@ class DealDay(DealRollup, table=True):
 
 
 class AccountRollup(SQLModel):
-    """Live accounts of one connection and owner (person), counted (core.rollups): per
+    """Live accounts of one connection and owner (person), counted (core.metrics.rollups): per
     month of created_date (account_month) and per day (account_day)."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -358,7 +358,7 @@ class AccountDay(AccountRollup, table=True):
 
 
 class RollupMonth(SQLModel, table=True):
-    """A month whose rollups were built (core.rollups)."""
+    """A month whose rollups were built (core.metrics.rollups)."""
 
     __tablename__ = "rollup_month"
     month: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
@@ -366,7 +366,7 @@ class RollupMonth(SQLModel, table=True):
 
 
 class RollupDirty(SQLModel, table=True):
-    """A month a write touched since its rollups were built (append-only; core.rollups)."""
+    """A month a write touched since its rollups were built (append-only; core.metrics.rollups)."""
 
     __tablename__ = "rollup_dirty"
     id: int | None = Field(default=None, primary_key=True)

@@ -49,7 +49,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from core import rollups
+from core.metrics import rollups
 from core.models import Account, Deal, Goal, Person, User
 from core.queries import Listing
 from core.types import utcnow

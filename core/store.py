@@ -32,8 +32,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
-from core import people, rollups
-from core.localdates import local_date, stored_zone
+from core import people
+from core.metrics import rollups
+from core.metrics.localdates import local_date, stored_zone
 from core.models import (
     SYNCED_TABLES,
     Account,
@@ -109,7 +110,7 @@ def upsert_records(
         if "mobile" in row:  # and then by mobile number
             row["mobile"] = people.normalize_mobile(row["mobile"])
         row.update(connection_id=connection_id, first_seen_at=now, last_synced_at=now)
-        if zone is not None:  # the local calendar date, see core.localdates
+        if zone is not None:  # the local calendar date, see core.metrics.localdates
             row["created_date"] = local_date(record.remote_created_at, zone)
         row.setdefault("deleted_at", None)
         rows.append(row)

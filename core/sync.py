@@ -21,9 +21,10 @@ from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from core import rollups, store
+from core import store
 from core.db import session_scope
 from core.errors import AuthError, SourceError
+from core.metrics import rollups
 from core.models import Connection
 from core.records import STREAMS, Page, Source
 from core.types import utcnow
@@ -108,7 +109,7 @@ class SyncEngine:
         return self.summary()
 
     async def _refresh_rollups(self) -> None:
-        """Rebuild the months this sync touched (core.rollups); metrics stay exact without
+        """Rebuild the months this sync touched (core.metrics.rollups); metrics stay exact without
         it, only slower, so a failure is logged and the sync's outcome stands."""
         try:
             await self._db(rollups.refresh, self.engine)

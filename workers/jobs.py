@@ -15,9 +15,11 @@ from connectors.base import (
     WebhookReceiver,
 )
 from connectors.registry import capabilities, providers_with
-from core import goal_push, localdates, rollups, store, webhooks
+from core import store, webhooks
 from core.db import session_scope
 from core.errors import AuthError, ConfigError, SourceError, TransientError
+from core.goals import push as goal_push
+from core.metrics import rollups, zone
 from core.models import Connection
 from core.sync import ProgressFn, SyncEngine
 from core.types import utcnow
@@ -155,7 +157,7 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     await asyncio.to_thread(apply_zone, ctx)
     try:
         return await _process_webhook_batches(ctx, loaded)
-    finally:  # the months the events touched (core.rollups); exact without it, only slower
+    finally:  # the months the events touched (core.metrics.rollups); exact without it, slower
         try:
             await asyncio.to_thread(rollups.refresh, ctx.engine)
         except Exception:
@@ -197,7 +199,7 @@ async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection) ->
 
 
 async def refresh_rollups(ctx: JobContext) -> int:
-    """Rebuild the metric rollups of months written since (core.rollups): syncs and webhook
+    """Rebuild the metric rollups of months written since (core.metrics.rollups): syncs and webhook
     jobs do it when they finish; the schedule does it too, so months left dirty (a failed
     refresh, a changed time zone) are fast again within a minute. Returns months rebuilt.
     A changed CRMSYNC_TIMEZONE is applied here first, in the background (apply_zone)."""
@@ -207,11 +209,11 @@ async def refresh_rollups(ctx: JobContext) -> int:
 
 def apply_zone(ctx: JobContext) -> None:
     """Put the store's created dates in CRMSYNC_TIMEZONE before anything writes
-    (core.localdates): on a new store this only records the zone, so the first sync
+    (core.metrics.zone): on a new store this only records the zone, so the first sync
     writes its rows and builds its rollups in the right zone and the first metrics read
     finds nothing to redo; after a zone change it recomputes once, off the request path."""
     with session_scope(ctx.engine) as session:
-        localdates.ensure_zone(session, ctx.settings.timezone)
+        zone.ensure_zone(session, ctx.settings.timezone)
 
 
 async def process_pending_webhooks(ctx: JobContext) -> int:
@@ -299,7 +301,7 @@ async def _renew_channel(ctx: JobContext, connection_id: int, url: str) -> str:
     return outcome
 
 
-# -- goal push (M3; core/goal_push.py, docs/goals.md) -------------------------------------------
+# -- goal push (M3; core/goals/push.py, docs/goals.md) -------------------------------------------
 
 
 async def push_goals(ctx: JobContext, *, connection_id: int | None = None) -> dict[str, Any]:

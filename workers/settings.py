@@ -108,7 +108,7 @@ class WorkerSettings:
         # every minute: webhook events whose job failed or was lost (a Redis restart...)
         cron(pending_webhooks_job, name="process_pending_webhooks_minutely", second=30,
              unique=True, timeout=600, max_tries=1),
-        # every minute: metric rollups of months left dirty (core.rollups)
+        # every minute: metric rollups of months left dirty (core.metrics.rollups)
         cron(refresh_rollups_job, name="refresh_rollups_minutely", second=45, unique=True,
              timeout=600, max_tries=1),
     ]

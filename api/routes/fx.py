@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep, require
 from api.listing import ApiJSON
-from core.currency import list_rates, reporting_currency, set_rate
+from core.metrics.currency import list_rates, reporting_currency, set_rate
 from core.models import FxRate
 
 router = APIRouter(tags=["fx"])

@@ -23,9 +23,9 @@ from api.listing import (
     wants_csv,
 )
 from api.routes.connections import get_or_404
-from core import goals
 from core.config import Settings
-from core.currency import CurrencyError
+from core.goals import targets as goals
+from core.metrics.currency import CurrencyError
 from core.queries import fetch_page, iter_rows
 
 router = APIRouter(tags=["goals"])

@@ -22,8 +22,8 @@ from api.listing import (
     wants_csv,
 )
 from api.routes.records import DealPage
-from core.currency import CurrencyError
-from core.metrics import (
+from core.metrics.currency import CurrencyError
+from core.metrics.definitions import (
     DRILL_STATUSES,
     GROUP_BY,
     INTERVALS,

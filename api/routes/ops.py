@@ -1,6 +1,6 @@
 """GET /ops/prometheus: crmsync's metrics in the Prometheus text format (read scope).
 
-Figures come from the database at scrape time (core.telemetry), so scraping any
+Figures come from the database at scrape time (core.prometheus), so scraping any
 one API replica covers the work of every worker.
 """
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from api.deps import SessionDep, require
-from core.telemetry import CONTENT_TYPE, prometheus_text
+from core.prometheus import CONTENT_TYPE, prometheus_text
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(require("read"))])
 

@@ -131,7 +131,7 @@ def _label(goal: GoalOut, kind: str) -> str:
 def record(goal: GoalOut, api_name: str, found: Schema) -> dict[str, Any]:
     """The object_data of a goal (§4 formats: amounts as strings, dates as ms, employee
     fields as lists, selects as option codes). Without `owner`: see push_goals.
-    A bookings target arrives in the connection's home currency (core.goal_push); a
+    A bookings target arrives in the connection's home currency (core.goals.push); a
     multi-currency tenant's record says so in mc_currency, others take the number only."""
     kind = period_type(goal)
     assert kind is not None

@@ -85,7 +85,7 @@ def record(goal: GoalOut, multi_currency: bool = False) -> dict[str, Any]:
 
     In a multi-currency org every record has a `Currency` (ISO code) and its currency fields
     are in it (https://www.zoho.com/crm/developer/docs/api/v8/enable-multi-currency.html):
-    a bookings target is sent with its currency (core.goal_push gives the connection's home
+    a bookings target is sent with its currency (core.goals.push gives the connection's home
     currency). A one-currency org has no such field and rejects it, so it is never sent."""
     who = goal.owner_name or goal.owner_email or "Company"
     name = f"{who} - {METRIC_LABELS[goal.metric]} - {period_label(goal)}"

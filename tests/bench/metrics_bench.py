@@ -12,7 +12,8 @@ and GBP so every metric converts), 100 reps spread over them, 5 stages each, N/1
 accounts and N deals whose close dates spread over the 3 years 2023-2025 (won 45%,
 lost 35%, open 20%), with created dates in the store's zone (Europe/Berlin), as
 core.store would write them. Then ANALYZE, the monthly rollups built as a sync
-builds them after it wrote (core.rollups.refresh, timed), the API under uvicorn in a thread, a read
+builds them after it wrote (core.metrics.rollups.refresh, timed), the API under uvicorn
+in a thread, a read
 API key, and sequential HTTP requests (warm-up first) whose p50/p95 are printed.
 
 --after-sync N instead syncs N deals from the Zoho sandbox (in a child process, with
@@ -202,9 +203,9 @@ def load(url: str, kind: str, deals: int) -> str:
 
 
 def build_rollups(url: str) -> float:
-    """What a sync does after writing: core.rollups.refresh; returns the seconds it took."""
-    from core import rollups
+    """What a sync does after writing: core.metrics.rollups.refresh; returns the seconds it took."""
     from core.db import make_engine
+    from core.metrics import rollups
 
     engine = make_engine(url)
     started = time.perf_counter()

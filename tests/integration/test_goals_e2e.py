@@ -127,9 +127,9 @@ async def test_a_missing_module_tells_the_admin_how_to_create_it(engine, company
 
 
 async def test_the_push_runs_on_an_arq_worker(pg_engine, pg_url, redis_url, company):
-    from core import goals
     from core.config import Settings
     from core.db import session_scope
+    from core.goals import targets as goals
     from tests.integration.zoho_helpers import sync
 
     app = create_app(company)

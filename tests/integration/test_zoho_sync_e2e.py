@@ -151,7 +151,7 @@ async def test_metrics_answer_exactly_from_the_synced_org(engine, db_url, compan
                                                           multi):
     """Bookings and counts over the whole history equal the sandbox's own figures: in a
     one-currency org amount_home is Amount, to the cent."""
-    from core import metrics
+    from core.metrics import definitions as metrics
 
     ctx = make_context(engine, db_url)
     connection_id = add_connection(ctx, sandbox.url)

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from connectors.sandbox.dataset import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
-from core import localdates, rollups
 from core.config import Settings
 from core.db import session_scope
+from core.metrics import localdates, rollups, zone
 from core.models import Account, Deal, RollupDirty, RollupMonth
 from core.security import SecretBox
 from tests.integration.zoho_helpers import FAST_RETRY, add_connection, sync
@@ -58,7 +58,7 @@ async def test_first_sync_writes_in_the_configured_zone(engine, db_url):
         built = session.scalar(select(func.count()).select_from(RollupMonth))
         dirty = session.scalar(select(func.count()).select_from(RollupDirty))
         # the first metrics read has nothing to redo: no recomputation, rollups kept
-        assert localdates.ensure_zone(session, ZONE) is False
+        assert zone.ensure_zone(session, ZONE) is False
         assert rollups.clean_months(session, range(0, 10**6)), "rollups were thrown away"
     assert built and dirty == 0
     assert wrong_dates(engine, ZONE) == 0

@@ -7,10 +7,12 @@ Both databases."""
 from datetime import date
 from decimal import Decimal
 
-from core import currency, goals, store
+from core import store
 from core.config import Settings
 from core.db import session_scope
-from core.goal_push import plan_push
+from core.goals import targets as goals
+from core.goals.push import plan_push
+from core.metrics import currency
 from core.models import Connection
 from core.records import UserRecord
 

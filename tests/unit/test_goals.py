@@ -293,8 +293,8 @@ async def test_leaderboard_goal_and_attainment(api):
 
 
 def test_target_and_period_edges_in_core(engine):
-    from core import goals
     from core.config import Settings
+    from core.goals import targets as goals
 
     seed(engine)
     settings = Settings(database_url="sqlite://", reporting_currency="USD")

@@ -11,9 +11,10 @@ import pytest
 import respx
 
 from connectors.zoho import auth as zoho_auth
-from core import goals, store
+from core import store
 from core.config import Settings
 from core.db import session_scope
+from core.goals import targets as goals
 from core.models import Connection, GoalPush
 from core.records import UserRecord
 from tests.integration.zoho_helpers import make_context

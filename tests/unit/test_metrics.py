@@ -14,9 +14,9 @@ from sqlmodel import SQLModel
 
 from core import store
 from core.config import Settings
-from core.currency import CurrencyError, set_rate
 from core.db import session_scope
-from core.metrics import drill_down, summary
+from core.metrics.currency import CurrencyError, set_rate
+from core.metrics.definitions import drill_down, summary
 from core.models import Connection, FxRate
 from core.queries import ROW_COLUMNS, fetch_page
 from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
@@ -224,7 +224,7 @@ def test_migration_0002_fills_created_dates_in_utc(tmp_path):
     from sqlalchemy import text
 
     from core.db import make_engine, upgrade
-    from core.localdates import stored_zone
+    from core.metrics.localdates import stored_zone
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     upgrade(engine, "0001")
@@ -271,7 +271,7 @@ def recompute(rows, metric, c2):
     from decimal import ROUND_HALF_UP
     from zoneinfo import ZoneInfo
 
-    from core.localdates import local_date
+    from core.metrics.localdates import local_date
 
     def usd(r):
         return r["amount_home"] * (D("1.1") if r["connection_id"] == c2 else 1)
@@ -348,7 +348,7 @@ def test_drill_down_bad_parameters(data, metric, params, message):
 # --- pipeline: open deals now, by stage ---------------------------------------------------
 
 def test_pipeline_by_stage_in_stage_order(data):
-    from core.metrics import pipeline
+    from core.metrics.definitions import pipeline
 
     engine, c1, c2 = data
     with session_scope(engine) as session:
@@ -390,7 +390,7 @@ def test_pipeline_by_stage_in_stage_order(data):
 # --- timeseries: one row per period (and owner) -------------------------------------------
 
 def series(engine, settings=NY, **params):
-    from core.metrics import timeseries
+    from core.metrics.definitions import timeseries
 
     with session_scope(engine) as session:
         result = timeseries(session, settings=settings, **{**Q1, "group_by": "none", **params})
@@ -451,7 +451,7 @@ def test_timeseries_by_owner_has_every_owner_in_every_period(data):
 
 @pytest.mark.parametrize("interval", ["week", "month", "quarter"])
 def test_timeseries_values_equal_the_summary_of_each_period(data, interval):
-    from core.metrics import SERIES_METRICS
+    from core.metrics.definitions import SERIES_METRICS
 
     engine, _, _ = data
     span = {"start": date(2024, 12, 20), "end": date(2025, 4, 5), "interval": interval}

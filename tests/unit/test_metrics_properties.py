@@ -6,7 +6,7 @@ dates, creation times a few minutes either side of local midnight; deleted deals
 accounts and reps; owners whose emails differ in case across the connections, deals
 owned through a rep's id, reps without email) are
 written through core.store, exactly as a sync writes them, on SQLite and on
-PostgreSQL. Half the examples build the monthly rollups (core.rollups) between the
+PostgreSQL. Half the examples build the monthly rollups (core.metrics.rollups) between the
 upserts and the deletions, and stretch the period to whole months, so the metrics read
 clean months from the rollups, dirty ones from the deals. The reference below works on
 the generated values only: exact fractions, the local creation dates as generated
@@ -29,12 +29,13 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import SQLModel
 
-from core import rollups, store
+from core import store
 from core.config import Settings
-from core.currency import set_rate
 from core.db import session_scope
-from core.localdates import ensure_zone
-from core.metrics import summary
+from core.metrics import rollups
+from core.metrics.currency import set_rate
+from core.metrics.definitions import summary
+from core.metrics.zone import ensure_zone
 from core.models import Connection, StoreMeta
 from core.records import AccountRecord, DealRecord, Deletion, UserRecord
 

@@ -8,12 +8,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from core import people, rollups, store
+from core import people, store
 from core.config import Settings
 from core.db import session_scope
-from core.goal_push import plan_push
-from core.goals import GoalError, GoalInput, create_goal, goal_rows
-from core.metrics import drill_down, summary
+from core.goals.push import plan_push
+from core.goals.targets import GoalError, GoalInput, create_goal, goal_rows
+from core.metrics import rollups
+from core.metrics.definitions import drill_down, summary
 from core.models import Connection, Person, RollupDirty
 from core.queries import fetch_page
 from core.records import DealRecord, UserRecord

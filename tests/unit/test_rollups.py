@@ -1,4 +1,4 @@
-"""Monthly rollups (core.rollups): the metrics read clean months from them and give
+"""Monthly rollups (core.metrics.rollups): the metrics read clean months from them and give
 exactly what the deals give, after every kind of write, on SQLite and PostgreSQL."""
 
 from datetime import UTC, date, datetime
@@ -7,11 +7,12 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from core import rollups, store
+from core import store
 from core.config import Settings
 from core.db import session_scope
-from core.localdates import ensure_zone
-from core.metrics import summary, timeseries
+from core.metrics import rollups
+from core.metrics.definitions import summary, timeseries
+from core.metrics.zone import ensure_zone
 from core.models import Connection, DealMonth, RollupDirty
 from core.records import AccountRecord, DealRecord, Deletion
 

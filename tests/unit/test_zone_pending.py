@@ -5,9 +5,11 @@ same numbers after the background job. Both databases."""
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from core import localdates, metrics, rollups, store
+from core import store
 from core.config import Settings
 from core.db import session_scope
+from core.metrics import definitions as metrics
+from core.metrics import localdates, rollups, zone
 from core.models import Connection
 from core.records import AccountRecord, DealRecord, UserRecord
 
@@ -66,7 +68,7 @@ def test_a_pending_zone_is_read_exactly_without_recomputing(engine):
         assert rollups.clean_months(session, range(0, 10**6))  # nor threw rollups away
 
     with session_scope(engine) as session:  # the background job (workers.jobs.apply_zone)
-        assert localdates.ensure_zone(session, TOKYO) is True
+        assert zone.ensure_zone(session, TOKYO) is True
     rollups.refresh(engine)
     assert read(engine, TOKYO) == (q1, q2)
 

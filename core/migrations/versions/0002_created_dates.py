@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-27 08:40:00
 
 Existing rows get their created_date in UTC and store_meta records that zone;
-core.localdates recomputes every row when CRMSYNC_TIMEZONE differs.
+core.metrics.localdates recomputes every row when CRMSYNC_TIMEZONE differs.
 """
 
 from collections.abc import Sequence

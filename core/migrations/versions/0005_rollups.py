@@ -1,5 +1,5 @@
 """metric rollups kept by the sync (M2): deal_month, deal_day, account_month, account_day,
-rollup_month, rollup_dirty (core.rollups)
+rollup_month, rollup_dirty (core.metrics.rollups)
 
 Revision ID: 0005
 Revises: 0004

@@ -10,7 +10,7 @@ unique).
 Deleting a goal tombstones it (deleted_at): the next push deletes its copies in the
 CRMs, then its push rows say `deleted`. Reads never show deleted goals.
 
-Pushing goals into the CRMs is core/goal_push.py.
+Pushing goals into the CRMs is core/goals/push.py.
 
 Every function takes the caller's session and never commits.
 """
@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from core import people
 from core.config import Settings
-from core.currency import Converter, converter, reporting_currency
+from core.metrics.currency import Converter, converter, reporting_currency
 from core.models import Connection, Deal, Goal, GoalPush, User
 from core.queries import Listing
 from core.records import GOAL_METRICS

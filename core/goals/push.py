@@ -20,8 +20,8 @@ from sqlmodel import Session
 
 from core import people
 from core.config import Settings
-from core.currency import Converter, CurrencyError, converter
-from core.goals import GOAL, PUSH, USER
+from core.goals.targets import GOAL, PUSH, USER
+from core.metrics.currency import Converter, CurrencyError, converter
 from core.models import Connection, Goal, GoalPush
 from core.records import GoalDeletion, GoalOut, PushResult
 from core.types import utcnow

@@ -7,9 +7,9 @@ account.created_date are stored, computed in Python (zoneinfo) when rows are wri
 ('created_date_timezone'). Metrics then compare plain DATE columns, which both
 databases handle the same way, and the column can be indexed.
 
-ensure_zone() records CRMSYNC_TIMEZONE before anything writes (the start of every sync
-and webhook job, and the scheduled rollup job; on a new store that only records it),
-and after a change recomputes every stored created_date in the new zone, in one
+core.metrics.zone.ensure_zone() records CRMSYNC_TIMEZONE before anything writes (the
+start of every sync and webhook job, and the scheduled rollup job; on a new store that
+only records it), and after a change recomputes every stored created_date in the new zone, in one
 transaction that locks the store_meta row on PostgreSQL. Writers read the zone from
 store_meta, never from their own settings, so rows are always in the recorded zone.
 
@@ -28,19 +28,16 @@ from sqlalchemy import (
     Date,
     Integer,
     Table,
-    bindparam,
     cast,
     func,
     select,
-    update,
 )
 from sqlmodel import Session
 
-from core.models import Account, Deal, StoreMeta
+from core.models import StoreMeta
 from core.types import as_utc
 
 ZONE_KEY = "created_date_timezone"
-BATCH = 5000
 
 
 def _table(model: type[Any]) -> Table:
@@ -66,44 +63,6 @@ def stored_zone(session: Session, *, lock: str | None = None) -> str:
         stmt = stmt.with_for_update(read=lock == "share")
     value = session.execute(stmt).scalar_one_or_none()
     return str(value) if value else "UTC"
-
-
-def ensure_zone(session: Session, zone_name: str) -> bool:
-    """Recompute every created_date when the store's zone is not `zone_name`.
-
-    Returns True when it recomputed. The caller owns (and commits) the transaction.
-    """
-    if stored_zone(session) == zone_name:
-        return False
-    if stored_zone(session, lock="update") == zone_name:  # another process just did it
-        return False
-    zone = ZoneInfo(zone_name)
-    for model in (Deal, Account):
-        _recompute(session, _table(model), zone)
-    from core import rollups  # (it uses date_diff from here)
-
-    rollups.invalidate(session)  # their sales-cycle days and account months moved
-    meta = session.get(StoreMeta, ZONE_KEY)
-    if meta is None:
-        session.add(StoreMeta(key=ZONE_KEY, value=zone_name))
-    else:
-        meta.value = zone_name
-    session.flush()
-    return True
-
-
-def _recompute(session: Session, table: Table, zone: ZoneInfo) -> None:
-    rows = session.execute(
-        select(table.c.id, table.c.remote_created_at)
-        .where(table.c.remote_created_at.is_not(None))
-    ).all()
-    stmt = (update(table).where(table.c.id == bindparam("row_id"))
-            .values(created_date=bindparam("new_date")))
-    for i in range(0, len(rows), BATCH):
-        session.connection().execute(stmt, [
-            {"row_id": row_id, "new_date": local_date(created, zone)}
-            for row_id, created in rows[i:i + BATCH]
-        ])
 
 
 PENDING = "crmsync_zone_pending"  # Session.info key: the zone a read must compute dates in

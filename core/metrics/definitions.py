@@ -1,5 +1,5 @@
 """Sales metrics (docs/metrics.md): the summary (leaderboard), drill-down, pipeline
-and timeseries, computed in SQL with GROUP BY from the parts in core.aggregates.
+and timeseries, computed in SQL with GROUP BY from the parts in core.metrics.aggregates.
 
 Sums are exact; each per-currency sum is converted with the FX table and rounded only
 at the end: amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
@@ -27,9 +27,11 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from core import aggregates as agg
 from core import people
-from core.aggregates import (
+from core.config import Settings
+from core.goals.targets import goal_targets
+from core.metrics import aggregates as agg
+from core.metrics.aggregates import (
     ACCOUNT,
     ACCOUNT_MONTH,
     CONNECTION,
@@ -39,10 +41,8 @@ from core.aggregates import (
     Amounts,
     KeysFn,
 )
-from core.config import Settings
-from core.currency import converter
-from core.goals import goal_targets
-from core.localdates import created_date, date_diff, read_zone
+from core.metrics.currency import converter
+from core.metrics.localdates import created_date, date_diff, read_zone
 from core.queries import Listing, RecordFilters, records_listing
 from core.types import Money
 
@@ -77,8 +77,8 @@ def summary(
 ) -> dict[str, Any]:
     """{"start","end","currency","group_by","data":[row...],"total":{...}}.
 
-    Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (core.localdates).
-    Raises ValueError for bad parameters and core.currency.CurrencyError for a missing rate.
+    Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
+    Raises ValueError for bad parameters and currency.CurrencyError for a missing rate.
     """
     validate(start, end, group_by)
     read_zone(session, settings.timezone)
@@ -287,7 +287,7 @@ def timeseries(
     as summary(), each also grouped by a period number computed in SQL from the date
     (close_date; created_date for new_accounts), so a row's value is exactly what
     summary() gives for that period. group_by=owner has the owners summary() lists.
-    Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (core.localdates).
+    Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     """
     validate_series(metric, interval, start, end, group_by)
     read_zone(session, settings.timezone)

@@ -11,8 +11,8 @@ core.people; connection id, a period, or nothing) and by the connection's home c
   person's row by the person's email and name.
 
 Each part reads what a Scope says: the rows themselves for some date ranges, the monthly
-and daily rollups (core.rollups) for the rest. Sums are exact (ScaledDecimal integers);
-each per-currency sum is converted with the FX table in Python Decimal (core.currency)
+and daily rollups (core.metrics.rollups) for the rest. Sums are exact (ScaledDecimal integers);
+each per-currency sum is converted with the FX table in Python Decimal (core.metrics.currency)
 and finish() rounds only at the end: amounts to 2 decimals, rates and ratios to 4, days
 to 2 (half up).
 """
@@ -27,9 +27,10 @@ from sqlalchemy import ColumnElement, Label, Table, case, func, literal, select,
 from sqlmodel import Session
 
 from core import people
-from core.currency import PRECISION, Converter
-from core.goals import attainment
-from core.localdates import created_date, date_diff
+from core.goals.targets import attainment
+from core.metrics.currency import PRECISION, Converter
+from core.metrics.localdates import created_date, date_diff
+from core.metrics.rollups import clean_months, in_ranges, merged, month_first, month_last, segments
 from core.models import (
     Account,
     AccountDay,
@@ -41,7 +42,6 @@ from core.models import (
     Stage,
     User,
 )
-from core.rollups import clean_months, in_ranges, merged, month_first, month_last, segments
 from core.types import Money
 
 Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
@@ -76,7 +76,7 @@ class Source:
 class Scope:
     """What a metric query reads, together exactly [start, end]: the deals (accounts) in
     `ranges` of dates (months with writes since their rollups were built), the monthly
-    rollups (core.rollups) of the clean whole `months`, and the daily rollups of the
+    rollups (core.metrics.rollups) of the clean whole `months`, and the daily rollups of the
     clean `days` (parts of months)."""
 
     ranges: list[tuple[date, date]]
@@ -188,7 +188,7 @@ def row_key(row: Any, keys: list[Label[Any]]) -> Any:
 
 
 def cycle_days(session: Session) -> ColumnElement[Any]:
-    """close_date - created_date in whole days (both are plain dates; core.localdates)."""
+    """close_date - created_date in whole days (both are plain dates; core.metrics.localdates)."""
     return date_diff(session, DEAL.c.close_date, created_date(session, DEAL))
 
 

@@ -52,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from core.localdates import date_diff, zone_pending
+from core.metrics.localdates import date_diff, zone_pending
 from core.models import (
     Account,
     AccountDay,
@@ -130,7 +130,7 @@ def in_ranges(column: ColumnElement[Any],
 
 def clean_months(session: Session, months: range) -> set[int]:
     """The months of `months` whose rollups are built and not dirty (none while a new
-    time zone is pending: the rollups were built in the old one, core.localdates)."""
+    time zone is pending: the rollups were built in the old one, core.metrics.localdates)."""
     if not months or zone_pending(session):
         return set()
     dirty = select(ROLLUP_DIRTY.c.month).where(ROLLUP_DIRTY.c.month.between(

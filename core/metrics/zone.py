@@ -1,0 +1,59 @@
+"""Changing the store's time zone (CRMSYNC_TIMEZONE): every stored created_date is
+recomputed in the new zone and the rollups built in the old one are dropped
+(core.metrics.localdates explains the design)."""
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlmodel import Session
+
+from core.metrics import rollups
+from core.metrics.localdates import ZONE_KEY, local_date, stored_zone
+from core.models import Account, Deal, StoreMeta
+
+BATCH = 5000
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def ensure_zone(session: Session, zone_name: str) -> bool:
+    """Recompute every created_date when the store's zone is not `zone_name`.
+
+    Returns True when it recomputed. The caller owns (and commits) the transaction.
+    """
+    if stored_zone(session) == zone_name:
+        return False
+    if stored_zone(session, lock="update") == zone_name:  # another process just did it
+        return False
+    zone = ZoneInfo(zone_name)
+    for model in (Deal, Account):
+        _recompute(session, _table(model), zone)
+    rollups.invalidate(session)  # their sales-cycle days and account months moved
+    meta = session.get(StoreMeta, ZONE_KEY)
+    if meta is None:
+        session.add(StoreMeta(key=ZONE_KEY, value=zone_name))
+    else:
+        meta.value = zone_name
+    session.flush()
+    return True
+
+
+def _recompute(session: Session, table: Table, zone: ZoneInfo) -> None:
+    rows = session.execute(
+        select(table.c.id, table.c.remote_created_at)
+        .where(table.c.remote_created_at.is_not(None))
+    ).all()
+    stmt = (update(table).where(table.c.id == bindparam("row_id"))
+            .values(created_date=bindparam("new_date")))
+    for i in range(0, len(rows), BATCH):
+        session.connection().execute(stmt, [
+            {"row_id": row_id, "new_date": local_date(created, zone)}
+            for row_id, created in rows[i:i + BATCH]
+        ])
+
+
+__all__ = ["ensure_zone"]
