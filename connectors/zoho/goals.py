@@ -12,16 +12,14 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from connectors.http import json_body, raise_for_transient
+from connectors.zoho.client import ZohoClient, parse_response
 from core.errors import ConfigError, SourceError
 from core.records import GoalDeletion, GoalOut, PushResult
-
-if TYPE_CHECKING:
-    from connectors.zoho.connector import ZohoConnector
 
 BATCH = 100  # §9: at most 100 records per upsert call; delete takes 100 ids (guess: same)
 METRIC_LABELS = {"bookings": "Bookings", "deals_won": "Deals Won"}  # the Metric picklist
@@ -46,7 +44,7 @@ def setup_message(module: str) -> str:
             "goals_module to the API name of the module you use for goals.")
 
 
-async def push_goals(connector: "ZohoConnector", goals: Sequence[GoalOut],
+async def push_goals(connector: ZohoClient, goals: Sequence[GoalOut],
                      deletions: Sequence[GoalDeletion]) -> list[PushResult]:
     """Upsert `goals` and delete `deletions` in the goals module, 100 per call."""
     module = connector.config.goals_module
@@ -72,11 +70,11 @@ async def push_goals(connector: "ZohoConnector", goals: Sequence[GoalOut],
     return results
 
 
-async def _send(connector: "ZohoConnector", method: str, path: str,
+async def _send(connector: ZohoClient, method: str, path: str,
                 parse: Callable[[httpx.Response], list[dict[str, Any]]],
                 **kwargs: Any) -> list[dict[str, Any]]:
     """{method} {api_domain}/crm/v8{path} with the connector's auth, cap and retries."""
-    url = f"{await connector._api_domain()}/crm/v8{path}"
+    url = f"{await connector.api_domain()}/crm/v8{path}"
     return await connector.api.send(method, url, parse, auth=connector.auth, **kwargs)
 
 
@@ -143,9 +141,7 @@ def _elements(module: str) -> Callable[[httpx.Response], list[dict[str, Any]]]:
             return [e for e in body["data"] if isinstance(e, dict)]
         if isinstance(body, dict) and body.get("code") == "INVALID_MODULE":
             raise ConfigError(setup_message(module))
-        from connectors.zoho.connector import _parse
-
-        _parse(response)  # raises AuthError, ConfigError or a SourceError naming the code
+        parse_response(response)  # raises AuthError, ConfigError or a SourceError naming the code
         raise SourceError(f"Zoho {module}: unexpected answer (HTTP {response.status_code})")
 
     return parse

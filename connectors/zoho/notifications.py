@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connectors.base import (
     Channel,
@@ -28,12 +28,10 @@ from connectors.base import (
     WebhookSecrets,
 )
 from connectors.zoho import mapping
+from connectors.zoho.client import ACCOUNT_FIELDS, DEAL_FIELDS, ZohoClient
 from core.errors import SourceError
 from core.records import Deletion
 from core.types import from_epoch_ms, utcnow
-
-if TYPE_CHECKING:
-    from connectors.zoho.connector import ZohoConnector
 
 EVENTS = ("Deals.all", "Accounts.all")
 MODULES = {"Deals": "deals", "Accounts": "accounts"}
@@ -99,25 +97,25 @@ def _granted_expiry(body: Any, wanted: datetime) -> datetime:
     return wanted
 
 
-async def subscribe(connector: "ZohoConnector", sub: Subscription) -> datetime:
+async def subscribe(connector: ZohoClient, sub: Subscription) -> datetime:
     """POST /actions/watch; returns the expiry Zoho granted."""
     body = await connector.call("POST", "/actions/watch", json=_watch_body(sub))
     return _granted_expiry(body, sub.expires_at)
 
 
-async def renew(connector: "ZohoConnector", sub: Subscription) -> datetime:
+async def renew(connector: ZohoClient, sub: Subscription) -> datetime:
     """PATCH /actions/watch with a new channel_expiry (§5: renew with PATCH on a schedule)."""
     body = await connector.call("PATCH", "/actions/watch", json=_watch_body(sub))
     return _granted_expiry(body, sub.expires_at)
 
 
-async def unsubscribe(connector: "ZohoConnector", channel_ids: Sequence[str]) -> None:
+async def unsubscribe(connector: ZohoClient, channel_ids: Sequence[str]) -> None:
     """DELETE /actions/watch?channel_ids=..."""
     await connector.call("DELETE", "/actions/watch",
                          params={"channel_ids": ",".join(channel_ids)})
 
 
-async def subscribe_channel(connector: "ZohoConnector", notify_url: str) -> Channel:
+async def subscribe_channel(connector: ZohoClient, notify_url: str) -> Channel:
     """A new channel (fresh id and token) calling `notify_url` (connectors.base
     NotificationChannels)."""
     sub = Subscription(new_channel_id(), new_token(), notify_url, utcnow() + EXPIRY)
@@ -125,7 +123,7 @@ async def subscribe_channel(connector: "ZohoConnector", notify_url: str) -> Chan
     return Channel(sub.channel_id, sub.token, notify_url, expires, sub.events)
 
 
-async def renew_channel(connector: "ZohoConnector", channel: Channel) -> Channel:
+async def renew_channel(connector: ZohoClient, channel: Channel) -> Channel:
     """The channel renewed for another EXPIRY; SourceError when Zoho no longer knows it."""
     sub = Subscription(channel.channel_id, channel.token, channel.notify_url,
                        utcnow() + EXPIRY)
@@ -169,7 +167,7 @@ def _verified(channel_id: str, token: str, channels: Mapping[str, str]) -> bool:
     return ok
 
 
-async def resolve(connector: "ZohoConnector",
+async def resolve(connector: ZohoClient,
                   payloads: Sequence[Mapping[str, Any]]) -> list[tuple[str, Page]]:
     """Current state of every notified id; a `delete` whose id is gone becomes a tombstone."""
     wanted: dict[str, dict[str, None]] = {m: {} for m in MODULES}
@@ -208,20 +206,18 @@ class _Meta:
     home_currency: str | None
 
 
-async def _metadata(connector: "ZohoConnector") -> _Meta:
+async def _metadata(connector: ZohoClient) -> _Meta:
     """Field lists, stages and home currency, reused for META_TTL by the webhook batches of
     one org in this process (a batch a second would otherwise spend most of its API calls,
     and the org's daily credits (§7), on metadata)."""
-    from connectors.zoho.connector import ACCOUNT_FIELDS, DEAL_FIELDS
-
     form = connector.auth.form
     key = hashlib.sha256("\0".join((connector.auth.token_url, form["client_id"],
                                      form["refresh_token"])).encode()).hexdigest()
     cached = _META.get(key)
     if cached is not None and time.monotonic() < cached[0]:
         return cached[1]
-    fields = {"Deals": await connector._field_names("Deals", DEAL_FIELDS),
-              "Accounts": await connector._field_names("Accounts", ACCOUNT_FIELDS)}
+    fields = {"Deals": await connector.field_names("Deals", DEAL_FIELDS),
+              "Accounts": await connector.field_names("Accounts", ACCOUNT_FIELDS)}
     stages = mapping.stage_lookup(await connector.stages())
     if connector.home_currency is None:
         await connector.check()
@@ -230,7 +226,7 @@ async def _metadata(connector: "ZohoConnector") -> _Meta:
     return meta
 
 
-async def _read_ids(connector: "ZohoConnector", module: str, ids: list[str],
+async def _read_ids(connector: ZohoClient, module: str, ids: list[str],
                     meta: _Meta) -> list[dict[str, Any]]:
     """GET /{Module}?ids=... (at most 100 per call); 204 means none of them exist (§2)."""
     found: list[dict[str, Any]] = []
