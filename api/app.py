@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from api import errors
 from api.deps import JobQueue
+from api.limits import BodyLimitMiddleware
 from api.routes import (
     connections,
     fx,
@@ -30,6 +31,7 @@ from api.routes import (
 from core.config import Settings, get_settings
 from core.db import MIGRATIONS, upgrade
 from workers.context import JobContext, build_context
+from workers.queue import ArqRunner
 from workers.runner import InProcessRunner
 
 API_PREFIX = "/api/v1"
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     )
     install_docs(app)
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware)  # outermost: a 413 before anything is parsed
     app.include_router(health.router)
     app.include_router(ops.router)
     for module in (connections, sync_runs, records, keys, fx, metrics, webhooks, goals,
@@ -114,8 +117,6 @@ async def build_jobs(ctx: JobContext, settings: Settings) -> JobQueue:
     """Jobs go to arq workers through Redis when settings.redis_url is set, else they run
     in-process (the embedded default)."""
     if settings.redis_url:
-        from workers.queue import ArqRunner
-
         return await ArqRunner.connect(ctx, settings.redis_url)
     return InProcessRunner(ctx)
 

@@ -171,13 +171,9 @@ def _safe(exc: Exception) -> Exception | bool:
 
 
 def install(app: FastAPI) -> None:
-    """JSON errors, the catch-all 500, and the request body limits (api.limits: a 413
-    before anything is parsed), outermost."""
-    from api.limits import BodyLimitMiddleware
-
+    """JSON errors and the catch-all 500 (api.app adds the body limits outside it)."""
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(DataError, _on_data_error)
     app.add_exception_handler(OverflowError, _on_data_error)
     app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(BodyLimitMiddleware)

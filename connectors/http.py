@@ -4,9 +4,10 @@ Transient failures (HTTP 429 and 5xx, timeouts, dropped connections, truncated
 bodies) retry with exponential backoff and jitter, honouring Retry-After where
 the vendor sends it. A per-connection cap limits requests in flight.
 
-Vendor budgets (the in-flight cap, per-interface call rates, access tokens) go
-through SharedLimits: LocalLimits keeps them in this process (embedded mode); with
-Redis, workers.limits.RedisLimits shares them between every process.
+Per-process vendor state (the in-flight cap, per-interface call rates, access tokens,
+metadata caches) lives in one SharedLimits object held by the job context: LocalLimits
+keeps it in this process (embedded mode); with Redis, workers.limits.RedisLimits shares
+the budgets and tokens between every process. Nothing of it is a module global.
 """
 
 import asyncio
@@ -101,12 +102,31 @@ def json_body(response: httpx.Response) -> Any:
         ) from exc
 
 
+class Memo:
+    """A small cache of values that expire (vendor metadata: field lists, stages), kept in
+    this process; keys never contain secrets."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> Any:
+        """The value stored under `key`, or None when there is none or it expired."""
+        expiry, value = self._values.get(key, (0.0, None))
+        return value if time.monotonic() < expiry else None
+
+    def put(self, key: str, value: Any, ttl: float) -> None:
+        self._values[key] = (time.monotonic() + ttl, value)
+
+
 class SharedLimits(Protocol):
-    """Vendor budgets shared by every ApiClient of a connection: in this process
-    (LocalLimits) or, with Redis, across processes (workers.limits.RedisLimits).
+    """The vendor state shared by every ApiClient of a connection: budgets and tokens in
+    this process (LocalLimits) or, with Redis, across processes (workers.limits.RedisLimits),
+    and `memo`, this process's metadata cache.
 
     Keys are derived from a connection's identity and never contain secrets; token
     values are small JSON-able dicts (RedisLimits stores them encrypted)."""
+
+    memo: Memo
 
     def slot(self, key: str, limit: int) -> AbstractAsyncContextManager[None]:
         """Hold one of `limit` concurrent slots of `key` (waits for a free one)."""
@@ -139,6 +159,7 @@ class LocalLimits:
     """SharedLimits within one process (the embedded mode, and the default)."""
 
     def __init__(self) -> None:
+        self.memo = Memo()
         self.tokens: dict[str, tuple[float, dict[str, Any]]] = {}  # key -> (expiry, value)
         self.recent: dict[str, deque[float]] = {}  # key -> monotonic times of recent calls
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Any]] = (
@@ -185,16 +206,13 @@ class LocalLimits:
         pass
 
 
-LOCAL_LIMITS = LocalLimits()
-"""The process's own budgets: tokens outlive one sync run, so there is one per process."""
-
-
 class ApiClient:
     """A connection's HTTP session: shared client, in-flight cap, retries, call count.
 
     The in-flight cap is held in `limits` under `key` (the connection): every
     ApiClient of the connection shares it, across processes with RedisLimits.
-    Without a key the cap is this ApiClient's own. `api_calls` counts every
+    Without a key the cap is this ApiClient's own; without `limits` (a one-off check, a
+    test) so are the budgets and tokens. `api_calls` counts every
     request sent, token calls and retries included. `endpoints` is where the connector
     may send credentials (connectors/endpoints.py; the vendors' own hosts by default).
     """
@@ -213,7 +231,7 @@ class ApiClient:
         self.endpoints = endpoints or EndpointPolicy()
         self.retry = retry or RetryPolicy()
         self.api_calls = 0
-        self.limits: SharedLimits = limits or LOCAL_LIMITS
+        self.limits: SharedLimits = limits or LocalLimits()
         self.max_in_flight = max_in_flight
         self.key = f"inflight:{key}" if key else ""
         self._own = asyncio.Semaphore(max_in_flight)  # used when there is no key

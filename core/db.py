@@ -10,6 +10,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from core.metrics.localdates import SQLITE_LOCAL_DATE, sqlite_local_date
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -54,8 +56,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-    from core.metrics.localdates import SQLITE_LOCAL_DATE, sqlite_local_date
-
     dbapi_connection.create_function(SQLITE_LOCAL_DATE, 2, sqlite_local_date,
                                      deterministic=True)
 

@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlmodel import Session, select
 
 from core.config import Settings
+from core.models import Connection, NotificationChannel
 
 SCOPES = ("read", "write", "push", "admin")
 """A ladder: each scope covers the ones before it (push writes goals into the CRMs)."""
@@ -97,8 +98,6 @@ def rotate_secrets(session: Session, box: SecretBox) -> dict[str, int]:
     """Re-encrypt every stored secret with the first key of CRMSYNC_SECRET_KEY, in the
     caller's transaction. Raises SecretsUnreadable naming the first row no key opens
     (then nothing is changed once the caller rolls back). Returns counts per kind."""
-    from core.models import Connection, NotificationChannel
-
     counts = {"connections": 0, "notification channels": 0}
     for connection in session.exec(select(Connection).order_by(Connection.id)):  # type: ignore[arg-type]
         if connection.secrets_encrypted:

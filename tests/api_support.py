@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from connectors.http import RetryPolicy
-from connectors.zoho import auth as zoho_auth
 from core import store
 from core.config import Settings
 from core.db import session_scope
@@ -73,7 +72,6 @@ async def running_api(
     engine: Engine, transport: httpx.AsyncBaseTransport | None = None
 ) -> AsyncIterator[Api]:
     """The app with its lifespan running, and a client holding an admin key."""
-    zoho_auth._CACHE.clear()
     secret_key = Fernet.generate_key().decode()
     url = engine.url.render_as_string(hide_password=False)
     settings = Settings(database_url=url, secret_key=secret_key, redis_url=None)

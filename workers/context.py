@@ -6,9 +6,11 @@ import httpx
 from sqlalchemy import Engine
 
 from connectors.endpoints import EndpointPolicy
-from connectors.http import LOCAL_LIMITS, RetryPolicy, SharedLimits
+from connectors.http import LocalLimits, RetryPolicy, SharedLimits
 from core.config import Settings
-from core.security import SecretBox
+from core.db import make_engine, upgrade
+from core.security import SecretBox, secret_box
+from workers.limits import RedisLimits
 
 
 @dataclass
@@ -20,9 +22,11 @@ class JobContext:
     """Tests and the demo may route CRM calls to an in-process sandbox."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     http_timeout: float = 30.0
-    limits: SharedLimits = LOCAL_LIMITS
-    """Vendor budgets and token caches: this process's own (embedded), or shared by every
-    process through Redis (workers.limits.RedisLimits) when CRMSYNC_REDIS_URL is set."""
+    limits: SharedLimits = field(default_factory=LocalLimits)
+    """The process's vendor state: budgets and tokens, this process's own (embedded) or
+    shared by every process through Redis (workers.limits.RedisLimits) when
+    CRMSYNC_REDIS_URL is set, and metadata caches (`limits.memo`). One per context, so
+    one per process; nothing of it is a module global."""
 
     @property
     def endpoints(self) -> EndpointPolicy:
@@ -37,9 +41,6 @@ def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobCont
     An embedded SQLite database is upgraded to the latest schema on the spot. With
     Redis, vendor budgets and tokens are shared by every process (workers.limits).
     """
-    from core.db import make_engine, upgrade
-    from core.security import secret_box
-
     secrets = secret_box(settings)  # first: it fails fast when the key is missing
     engine = make_engine(settings.database_url)
     if migrate_sqlite and settings.is_sqlite:
@@ -47,8 +48,6 @@ def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobCont
     context = JobContext(settings=settings, engine=engine, secrets=secrets)
     context.endpoints  # noqa: B018  (a bad CRMSYNC_ALLOW_ENDPOINTS fails here, at startup)
     if settings.redis_url:
-        from workers.limits import RedisLimits
-
         context.limits = RedisLimits(settings.redis_url, secrets,
                                      lease=max(120.0, 4 * context.http_timeout))
     return context

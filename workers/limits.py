@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from connectors.http import Memo
 from core.security import SecretBox
 
 PREFIX = "crmsync:limits:"
@@ -64,6 +65,7 @@ class RedisLimits:
     def __init__(self, url: str, box: SecretBox, *, lease: float = 120.0,
                  lock_ttl: float = 60.0, poll: float = 0.02) -> None:
         self.url, self.box = url, box
+        self.memo = Memo()  # metadata stays per process: it holds live objects
         self.lease, self.lock_ttl, self.poll = lease, lock_ttl, poll
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
             weakref.WeakKeyDictionary())

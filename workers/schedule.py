@@ -29,6 +29,7 @@ from core.db import session_scope
 from core.models import Connection, SyncRun
 from core.types import as_utc, utcnow
 from workers.context import JobContext
+from workers.jobs import process_pending_webhooks, refresh_rollups, renew_channels
 
 log = logging.getLogger("crmsync.schedule")
 
@@ -152,8 +153,6 @@ async def run_scheduler(ctx: JobContext, jobs: SyncQueue, every: float = TICK_SE
     """The in-process scheduler of the embedded default: a tick every `every` seconds that
     queues due syncs, takes webhook events left pending and rebuilds dirty metric rollups,
     and CRM notification channels renewed every RENEW_CHANNELS_EVERY (as the arq crons do)."""
-    from workers.jobs import process_pending_webhooks, refresh_rollups, renew_channels
-
     renewed_at: datetime | None = None
     while True:
         try:

@@ -23,6 +23,7 @@ from workers.jobs import (
     renew_channels,
     sync_job_attempt,
 )
+from workers.queue import ArqRunner
 from workers.schedule import enqueue_due_syncs
 
 
@@ -55,8 +56,6 @@ async def sync_job(ctx: dict[str, Any], connection_id: int, run_id: int, mode: s
 
 async def schedule_tick(ctx: dict[str, Any]) -> None:
     """Queue the due syncs (workers.schedule); arq runs each minute's tick on one worker."""
-    from workers.queue import ArqRunner
-
     job: JobContext = ctx["job"]
     await enqueue_due_syncs(job, ArqRunner(job, ctx["redis"]))
 

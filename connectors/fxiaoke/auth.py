@@ -25,7 +25,7 @@ from connectors.fxiaoke.wire import (
     PERMISSION_CODES,
     TOKEN_PATH,
 )
-from connectors.http import LOCAL_LIMITS, ApiClient, json_body, raise_for_transient
+from connectors.http import ApiClient, json_body, raise_for_transient
 from core.errors import AuthError, ConfigError, RateLimited, TransientError
 
 # docs/vendors/fxiaoke.md §1.2: the open API hosts of every Fxiaoke cloud. Credentials and tokens go
@@ -113,9 +113,4 @@ class TokenManager:
         await api.limits.drop_token(self.key, token.dump())
 
 
-def clear_cache() -> None:
-    """Forget the tokens cached in this process (tests)."""
-    LOCAL_LIMITS.tokens.clear()
-
-
-__all__ = ["Token", "TokenManager", "clear_cache", "parse_token"]
+__all__ = ["Token", "TokenManager", "parse_token"]

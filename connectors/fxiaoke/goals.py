@@ -15,29 +15,21 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connectors.fxiaoke.wire import BAD_PARAMETER, DESCRIBE_PATH, MAX_LIMIT, day_ms
+from connectors.fxiaoke.client import FxiaokeClient, FxiaokeError
+from connectors.fxiaoke.mapping import describe_fields
+from connectors.fxiaoke.wire import (
+    BAD_PARAMETER,
+    DESCRIBE_PATH,
+    GOAL_OBJECT_FIELDS,
+    MAX_LIMIT,
+    day_ms,
+)
 from core.errors import ConfigError
 from core.records import GoalDeletion, GoalOut, PushResult
 
-if TYPE_CHECKING:
-    from connectors.fxiaoke.connector import FxiaokeConnector
-
 METRIC_LABELS = {"bookings": "Bookings", "deals_won": "Deals Won"}
-# Fields the admin creates, found by label through describe (their API names are generated,
-# field_xxxxx__c, and so are select option codes). logical name -> (field type, labels
-# accepted, the old fixed API name also accepted). Config goals_fields overrides by API name.
-FIELDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "period": ("日期 (date)", ("Period", "周期"), "period__c"),
-    "period_type": ("单选 (select) with options Month, Quarter, Year",
-                    ("Period type", "周期类型"), "period_type__c"),
-    "employee": ("人员 (employee)", ("Employee", "员工"), "employee__c"),
-    "target": ("金额 (currency)", ("Target", "目标"), "target_amount__c"),
-    "metric": ("单选 (select) with options Bookings, Deals won", ("Metric", "指标"),
-               "metric__c"),
-    "external_id": ("单行文本 (text), unique", ("External ID", "外部ID"), "external_id__c"),
-}
 OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {  # our value -> option labels accepted
     "period_type": {"month": ("Month", "月"), "quarter": ("Quarter", "季度"),
                     "year": ("Year", "年")},
@@ -57,7 +49,7 @@ class Schema:
 
 def setup_message(api_name: str, missing: str | None = None) -> str:
     """What an admin must create (the object, or the one field missing)."""
-    steps = "; ".join(f"{labels[0]} ({kind})" for kind, labels, _ in FIELDS.values())
+    steps = "; ".join(f"{labels[0]} ({kind})" for kind, labels, _ in GOAL_OBJECT_FIELDS.values())
     what = (f"The Fxiaoke goals object {api_name} has no field labelled {missing!r}"
             if missing else f"Fxiaoke has no object with the API name {api_name!r}")
     return (f"{what}. In the CRM admin console (对象管理 > 新建自定义对象) the object "
@@ -77,7 +69,7 @@ def schema(described: dict[str, dict[str, Any]], api_name: str,
     """Find each logical field by config override, then by label, then by its old name."""
     by_label = {_norm(f.get("label")): name for name, f in described.items()}
     fields: dict[str, str] = {}
-    for key, (_, labels, old) in FIELDS.items():
+    for key, (_, labels, old) in GOAL_OBJECT_FIELDS.items():
         found = overrides.get(key) or next(
             (by_label[_norm(lbl)] for lbl in labels if _norm(lbl) in by_label), None) or \
             (old if old in described else None)
@@ -153,7 +145,7 @@ def record(goal: GoalOut, api_name: str, found: Schema) -> dict[str, Any]:
     return data
 
 
-async def push_goals(connector: "FxiaokeConnector", goals: Sequence[GoalOut],
+async def push_goals(connector: FxiaokeClient, goals: Sequence[GoalOut],
                      deletions: Sequence[GoalDeletion]) -> list[PushResult]:
     """Create or update `goals` in the goals object and void `deletions`
     (connectors.base.GoalPusher)."""
@@ -178,11 +170,8 @@ async def push_goals(connector: "FxiaokeConnector", goals: Sequence[GoalOut],
     return results
 
 
-async def _schema(connector: "FxiaokeConnector", api_name: str) -> Schema:
+async def _schema(connector: FxiaokeClient, api_name: str) -> Schema:
     """Describe the goals object (one call per push) and find its fields by label."""
-    from connectors.fxiaoke.connector import FxiaokeError
-    from connectors.fxiaoke.mapping import describe_fields
-
     try:
         body = await connector.call(DESCRIBE_PATH, {"apiName": api_name, "includeDetail": True})
     except FxiaokeError as exc:
@@ -192,7 +181,7 @@ async def _schema(connector: "FxiaokeConnector", api_name: str) -> Schema:
     return schema(describe_fields(body), api_name, connector.config.goals_fields)
 
 
-async def _find(connector: "FxiaokeConnector", api_name: str, found: Schema,
+async def _find(connector: FxiaokeClient, api_name: str, found: Schema,
                 keys: list[str]) -> dict[str, dict[str, Any]]:
     """The records already made for these keys, by key (a live one wins over a voided one)."""
     key_field = found.fields["external_id"]
@@ -210,10 +199,8 @@ def _voided(row: dict[str, Any]) -> bool:
     return row.get("life_status") == "invalid" or row.get("is_deleted") is True
 
 
-async def _upsert(connector: "FxiaokeConnector", api_name: str, found: Schema, goal: GoalOut,
+async def _upsert(connector: FxiaokeClient, api_name: str, found: Schema, goal: GoalOut,
                   existing: dict[str, Any] | None) -> PushResult:
-    from connectors.fxiaoke.connector import FxiaokeError
-
     data = record(goal, api_name, found)
     # Machine writes trigger no workflow: triggerWorkFlow (and on create
     # triggerApprovalFlow) are top-level parameters next to `data`, default true
@@ -241,11 +228,9 @@ async def _upsert(connector: "FxiaokeConnector", api_name: str, found: Schema, g
                           str(exc))
 
 
-async def _void_record(connector: "FxiaokeConnector", api_name: str,
+async def _void_record(connector: FxiaokeClient, api_name: str,
                        deletion: GoalDeletion) -> PushResult:
     """§4 /data/invalid; a record already voided or gone counts as deleted."""
-    from connectors.fxiaoke.connector import FxiaokeError
-
     try:
         await connector.call(f"{_paths(api_name)}/invalid", {"data": {
             "dataObjectApiName": api_name, "object_data_id": deletion.remote_id}})
@@ -256,10 +241,8 @@ async def _void_record(connector: "FxiaokeConnector", api_name: str,
     return PushResult(deletion.goal_id, "deleted", deletion.remote_id)
 
 
-async def _gone(connector: "FxiaokeConnector", api_name: str, remote_id: str) -> bool:
+async def _gone(connector: FxiaokeClient, api_name: str, remote_id: str) -> bool:
     """Whether a record is voided or no longer exists (/data/get answers 10006 for it)."""
-    from connectors.fxiaoke.connector import FxiaokeError
-
     try:
         row = await connector.get_record(api_name, remote_id)
     except FxiaokeError as exc:

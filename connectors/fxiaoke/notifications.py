@@ -30,17 +30,15 @@ aesKey, the content AES-256-CBC encrypted with it. It expects a signed, encrypte
 
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from connectors.base import Page, WebhookIntake, WebhookRejected, WebhookRequest, WebhookSecrets
 from connectors.fxiaoke import callbacks
+from connectors.fxiaoke.client import FxiaokeClient, FxiaokeError
 from core.records import UNRESOLVED, Deletion
 from core.types import from_epoch_ms
-
-if TYPE_CHECKING:
-    from connectors.fxiaoke.connector import FxiaokeConnector
 
 _TEXT_FIELDS = ("signature", "nonce", "messageId", "enterpriseAccount", "encryptedContent")
 MAX_MESSAGE_ID = 200  # guess: the demo's ids are 33 characters
@@ -89,11 +87,9 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-async def resolve(connector: "FxiaokeConnector",
+async def resolve(connector: FxiaokeClient,
                   payloads: Sequence[Mapping[str, Any]]) -> list[tuple[str, Page]]:
     """Current state of every notified account and deal (one /data/get each, §2)."""
-    from connectors.fxiaoke.connector import FxiaokeError
-
     streams = {"AccountObj": "accounts", connector.config.opportunity_object: "deals"}
     wanted: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for payload in payloads:

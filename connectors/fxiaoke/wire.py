@@ -88,3 +88,17 @@ def day_ms(day: date) -> int:
 def ms_day(value: int | float) -> date:
     """The Asia/Shanghai calendar day of an epoch-ms instant."""
     return from_ms(value).astimezone(TENANT_TZ).date()
+
+# Fields the admin creates, found by label through describe (their API names are generated,
+# field_xxxxx__c, and so are select option codes). logical name -> (field type, labels
+# accepted, the old fixed API name also accepted). Config goals_fields overrides by API name.
+GOAL_OBJECT_FIELDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "period": ("日期 (date)", ("Period", "周期"), "period__c"),
+    "period_type": ("单选 (select) with options Month, Quarter, Year",
+                    ("Period type", "周期类型"), "period_type__c"),
+    "employee": ("人员 (employee)", ("Employee", "员工"), "employee__c"),
+    "target": ("金额 (currency)", ("Target", "目标"), "target_amount__c"),
+    "metric": ("单选 (select) with options Bookings, Deals won", ("Metric", "指标"),
+               "metric__c"),
+    "external_id": ("单行文本 (text), unique", ("External ID", "外部ID"), "external_id__c"),
+}

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from connectors.endpoints import EndpointPolicy
-from connectors.http import LOCAL_LIMITS, ApiClient, SharedLimits, json_body
+from connectors.http import ApiClient, LocalLimits, SharedLimits, json_body
 from core.errors import AuthError, RateLimited, TransientError
 
 ACCOUNTS_SERVERS = {  # docs/vendors/zoho.md §1, per-DC hosts
@@ -55,8 +55,8 @@ class Token:
 
 # Tokens outlive one sync run: a refresh token may mint at most 10 access tokens per
 # 10 minutes and the token endpoint throttles bursts (docs/vendors/zoho.md §1), so they are cached
-# in SharedLimits: per process (LocalLimits), or with Redis for every process at once.
-_CACHE = LOCAL_LIMITS.tokens  # the in-process cache (tests clear it)
+# in the job context's SharedLimits: per process (LocalLimits), or with Redis for every
+# process at once.
 
 
 def parse_token_response(response: httpx.Response) -> Token:
@@ -119,7 +119,7 @@ class ZohoAuth(httpx.Auth):
             "client_secret": client_secret,
             "refresh_token": refresh_token,
         }
-        self.limits = limits or LOCAL_LIMITS
+        self.limits = limits or LocalLimits()
         digest = hashlib.sha256(f"{token_url}\0{client_id}\0{refresh_token}".encode())
         self._key = f"zoho:{digest.hexdigest()}"
 

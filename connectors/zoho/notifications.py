@@ -12,7 +12,6 @@ resolve callbacks.
 
 import hashlib
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,6 @@ EXPIRY = MAX_EXPIRY - timedelta(hours=1)  # what we ask for: safely inside the w
 RENEW_WITHIN = timedelta(days=2)  # renew channels that expire sooner than this
 MAX_IDS = 100  # GET /{Module}?ids= takes at most 100 ids per call
 META_TTL = 900.0  # seconds webhook batches reuse an org's field lists, stages and currency
-_META: dict[str, tuple[float, "_Meta"]] = {}
 
 
 def new_token() -> str:
@@ -211,18 +209,19 @@ async def _metadata(connector: ZohoClient) -> _Meta:
     one org in this process (a batch a second would otherwise spend most of its API calls,
     and the org's daily credits (§7), on metadata)."""
     form = connector.auth.form
-    key = hashlib.sha256("\0".join((connector.auth.token_url, form["client_id"],
-                                     form["refresh_token"])).encode()).hexdigest()
-    cached = _META.get(key)
-    if cached is not None and time.monotonic() < cached[0]:
-        return cached[1]
+    digest = hashlib.sha256("\0".join((connector.auth.token_url, form["client_id"],
+                                        form["refresh_token"])).encode()).hexdigest()
+    key = f"zoho-meta:{digest}"
+    cached: _Meta | None = connector.api.limits.memo.get(key)
+    if cached is not None:
+        return cached
     fields = {"Deals": await connector.field_names("Deals", DEAL_FIELDS),
               "Accounts": await connector.field_names("Accounts", ACCOUNT_FIELDS)}
     stages = mapping.stage_lookup(await connector.stages())
     if connector.home_currency is None:
         await connector.check()
     meta = _Meta(fields, stages, connector.home_currency)
-    _META[key] = (time.monotonic() + META_TTL, meta)
+    connector.api.limits.memo.put(key, meta, META_TTL)
     return meta
 
 

@@ -58,14 +58,12 @@ def serve_api(port: int) -> None:
 
 
 def prepare(db_url: str, sandbox_url: str, key: str) -> int:
-    from connectors.zoho import auth as zoho_auth
     from core import webhooks
     from core.db import make_engine, session_scope
     from core.models import Connection
     from core.security import SecretBox
     from tests.integration.zoho_helpers import SANDBOX_SECRETS
 
-    zoho_auth._CACHE.clear()
     box, engine = SecretBox(key), make_engine(db_url)
     with session_scope(engine) as session:
         connection = Connection(  # synced just now: no scheduled sync during the bench

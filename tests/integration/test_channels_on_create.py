@@ -17,7 +17,6 @@ from sqlalchemy import Engine, select
 from api.app import create_app as create_api
 from connectors.sandbox.dataset import generate_company
 from connectors.sandbox.server import BackgroundServer, free_port
-from connectors.zoho import auth as zoho_auth
 from connectors.zoho.sandbox import create_app as create_sandbox
 from core.config import Settings
 from core.db import session_scope
@@ -48,7 +47,6 @@ def channels(engine: Engine) -> list[NotificationChannel]:
 
 async def test_new_connection_is_subscribed_and_edits_flow_within_seconds(setup):  # noqa: F811
     _, engine, db_url, redis_url = setup
-    zoho_auth._CACHE.clear()
     company = generate_company(seed=3, deals=60, accounts=20)
     sandbox_app = create_sandbox(company)
     watch = sandbox_app.state.zoho_watch

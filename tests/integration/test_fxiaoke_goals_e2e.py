@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.fxiaoke import auth as fx_auth
-from connectors.fxiaoke import connector as fx_connector
+from connectors.fxiaoke import client as fx_client
 from connectors.fxiaoke.sandbox import GOALS_OBJECT
 from connectors.fxiaoke.wire import day_ms
 from connectors.sandbox.dataset import generate_company
@@ -22,9 +21,7 @@ Q = ("2025-04-01", "2025-06-30")
 @pytest.fixture(autouse=True)
 def fast_budget(monkeypatch):
     """§6's per-interface budget on a 1 s window, so tests need not wait 20 s."""
-    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(100, 1.0))
-    fx_connector._RECENT.clear()
-    fx_auth.clear_cache()
+    monkeypatch.setattr(fx_client, "RATE", fx_client.RateBudget(100, 1.0))
 
 
 async def connect_and_sync(api: Any, url: str) -> int:

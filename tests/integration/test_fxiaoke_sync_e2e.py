@@ -11,9 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors.fxiaoke import auth as fx_auth
 from connectors.fxiaoke import callbacks
-from connectors.fxiaoke import connector as fx_connector
+from connectors.fxiaoke import client as fx_client
 from connectors.fxiaoke.sandbox import (
     SANDBOX_AES_KEY,
     SANDBOX_APP_ID,
@@ -45,9 +44,7 @@ ACCOUNT_FIELDS = ("name", "industry", "owner_email", "owner_name", "remote_creat
 def fast_budget(monkeypatch):
     """The per-interface budget (docs/vendors/fxiaoke.md §6) on a 1 s window, so tests need
     not wait 20 s."""
-    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(100, 1.0))
-    fx_connector._RECENT.clear()
-    fx_auth.clear_cache()
+    monkeypatch.setattr(fx_client, "RATE", fx_client.RateBudget(100, 1.0))
 
 
 def serve(company: Company, **kwargs: Any) -> BackgroundServer:
@@ -254,7 +251,7 @@ async def test_voided_then_purged_between_syncs_needs_a_full_sync(engine, db_url
 async def test_rate_limits_and_busy_errors_pause_and_converge(engine, db_url, company,
                                                               monkeypatch):
     # the connector's own budget is off: the sandbox's 14001 must pause it, not fail it
-    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(10_000, 0.5))
+    monkeypatch.setattr(fx_client, "RATE", fx_client.RateBudget(10_000, 0.5))
     with serve(company, calls_per_window=5, window=0.5, concurrency_limit=3) as server:
         for fault in ({"kind": "500", "count": 3, "path": "/cgi/crm/v2/data/query",
                        "after": 2},
@@ -276,7 +273,7 @@ async def test_daily_quota_stops_the_sync_and_the_next_one_resumes(engine, db_ur
         state = state_of(server)
         ctx = make_context(engine, db_url)
         connection_id = add_connection(ctx, server.url)
-        with pytest.raises(fx_connector.QuotaExhausted):
+        with pytest.raises(fx_client.QuotaExhausted):
             await sync(ctx, connection_id, "full")
         with session_scope(engine) as session:
             run = session.scalars(select(SyncRun)).one()

@@ -139,7 +139,7 @@ async def test_tokens_are_encrypted_expire_and_are_shared(redis_url):
 async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
                  budget: str) -> dict[str, Any]:
     """One worker process: build_context as `crmsync worker` does, then sync connection 1."""
-    from connectors.fxiaoke import connector as fx_connector
+    from connectors.fxiaoke import client as fx_client
     from connectors.http import RetryPolicy
     from core import store
     from core.config import Settings
@@ -149,7 +149,7 @@ async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
     from workers.jobs import sync_connection
 
     calls, window = budget.split("/")
-    fx_connector.RATE = fx_connector.RateBudget(int(calls), float(window))
+    fx_client.RATE = fx_client.RateBudget(int(calls), float(window))
     ctx = build_context(Settings(database_url=f"sqlite:///{db}", redis_url=redis_url,
                                  secret_key=key))
     ctx.retry = RetryPolicy(attempts=8, initial_wait=0.05, max_wait=0.5)

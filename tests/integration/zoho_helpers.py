@@ -7,7 +7,6 @@ from sqlalchemy import Engine, select
 
 from connectors.http import RetryPolicy
 from connectors.sandbox.dataset import Company
-from connectors.zoho import auth as zoho_auth
 from core.config import Settings
 from core.db import session_scope
 from core.models import Account, Connection, Deal
@@ -32,7 +31,6 @@ def make_context(engine: Engine, url: str) -> JobContext:
 
 
 def add_connection(ctx: JobContext, sandbox_url: str, name: str = "zoho sandbox") -> int:
-    zoho_auth._CACHE.clear()
     with session_scope(ctx.engine) as session:
         connection = Connection(provider="zoho", name=name,
                                 config={"accounts_url": sandbox_url},

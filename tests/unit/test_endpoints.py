@@ -19,7 +19,6 @@ from sqlmodel import Session
 
 from connectors.endpoints import EndpointPolicy, EndpointRefused
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets
-from connectors.fxiaoke import auth as fx_auth
 from connectors.fxiaoke.sandbox import SANDBOX_AES_KEY
 from connectors.http import ApiClient, RetryPolicy, build_client
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
@@ -38,15 +37,6 @@ FX_SECRETS = {"app_id": "FSAID_1", "app_secret": "fx-app-secret-41",
               "permanent_code": "fx-permanent-code-52", "aes_key": SANDBOX_AES_KEY}
 FXIAOKE = {"provider": "fxiaoke", "name": "Fx", "secrets": FX_SECRETS,
            "config": {"admin_mobile": "13800130000"}}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    zoho_auth._CACHE.clear()
-    fx_auth.clear_cache()
-    yield
-    zoho_auth._CACHE.clear()
-    fx_auth.clear_cache()
 
 
 def refused(policy: EndpointPolicy, url: str, vendor: tuple[str, ...] = ACCOUNTS_HOSTS) -> str:

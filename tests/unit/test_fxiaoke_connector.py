@@ -14,9 +14,8 @@ from pydantic import ValidationError
 
 from connectors.endpoints import EndpointPolicy
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets, mapping
-from connectors.fxiaoke import auth as fx_auth
-from connectors.fxiaoke import connector as fx_connector
-from connectors.http import ApiClient, RetryPolicy, build_client
+from connectors.fxiaoke import client as fx_client
+from connectors.http import ApiClient, LocalLimits, RetryPolicy, build_client
 from core.errors import AuthError, ConfigError, SourceError
 from tests.conftest import SANDBOX_ENDPOINTS
 
@@ -30,11 +29,8 @@ SECRETS = {"app_id": "FSAID_demo", "app_secret": "s3cret-app-secret",
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
-    fx_auth.clear_cache()
-    fx_connector._RECENT.clear()
-    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(100, 0.05))
+    monkeypatch.setattr(fx_client, "RATE", fx_client.RateBudget(100, 0.05))
     yield
-    fx_auth.clear_cache()
 
 
 _tokens = itertools.count()
@@ -123,8 +119,9 @@ def directory(router: respx.Router) -> None:
     router.post(f"{BASE}/cgi/crm/v2/object/describe").respond(json=DESCRIBE)
 
 
-def make(**config: Any) -> tuple[FxiaokeConnector, ApiClient]:
-    api = ApiClient(build_client(), max_in_flight=4, retry=FAST)
+def make(limits: LocalLimits | None = None,
+         **config: Any) -> tuple[FxiaokeConnector, ApiClient]:
+    api = ApiClient(build_client(), max_in_flight=4, retry=FAST, limits=limits)
     cfg = FxiaokeConfig.model_validate({"base_url": BASE, "current_open_user_id": ADMIN,
                                         **config})
     return FxiaokeConnector(cfg, FxiaokeSecrets.model_validate(SECRETS), api), api
@@ -146,10 +143,11 @@ async def test_the_token_is_cached_until_expiry_minus_the_margin_and_shared():
     fake = FakeFx([deal(1, 1000)])
     respx.post(f"{BASE}/cgi/crm/v2/data/query").mock(side_effect=fake.query)
     directory(respx)
-    first, api = make()
+    limits = LocalLimits()  # the process's, held by its job context
+    first, api = make(limits)
     await pages(first, "deals")
     assert token.call_count == 1
-    second, _ = make()  # another job of the same connection shares the cached token
+    second, _ = make(limits)  # another job of the same connection shares the cached token
     await second.query("AccountObj", [], [])
     assert token.call_count == 1
     await api.client.aclose()
@@ -277,28 +275,28 @@ async def test_busy_codes_retry_and_14001_pauses_then_resumes():
     respx.post(f"{BASE}/cgi/crm/v2/data/query").mock(side_effect=fake.query)
     connector, _ = make()
     slept: list[float] = []
-    real_sleep = fx_connector.asyncio.sleep
+    real_sleep = fx_client.asyncio.sleep
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
         await real_sleep(0)
 
-    fx_connector.asyncio.sleep = sleep  # type: ignore[assignment]
+    fx_client.asyncio.sleep = sleep  # type: ignore[assignment]
     try:
         rows = await connector.query("NewOpportunityObj", [], [])
     finally:
-        fx_connector.asyncio.sleep = real_sleep  # type: ignore[assignment]
+        fx_client.asyncio.sleep = real_sleep  # type: ignore[assignment]
     assert len(rows) == 1 and len(fake.queries) == 5
-    assert fx_connector.RATE.window in slept and 1.0 in slept  # 14001: a window; 30004: 1 s
+    assert fx_client.RATE.window in slept and 1.0 in slept  # 14001: a window; 30004: 1 s
 
 
 @respx.mock
 async def test_the_client_keeps_to_100_calls_per_window_per_interface():
     respx.post(f"{BASE}/cgi/corpAccessToken/get/V2").mock(side_effect=token_ok)
     respx.post(f"{BASE}/cgi/crm/v2/data/query").mock(side_effect=FakeFx([]).query)
-    fx_connector.RATE = fx_connector.RateBudget(3, 0.3)
+    fx_client.RATE = fx_client.RateBudget(3, 0.3)
     connector, _ = make()
-    loop = fx_connector.asyncio.get_running_loop()
+    loop = fx_client.asyncio.get_running_loop()
     start = loop.time()
     for _ in range(7):
         await connector.query("AccountObj", [], [])

@@ -11,8 +11,7 @@ import pytest
 import respx
 
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets
-from connectors.fxiaoke import auth as fx_auth
-from connectors.fxiaoke import connector as fx_connector
+from connectors.fxiaoke import client as fx_client
 from connectors.fxiaoke.goals import period_type, record, schema, setup_message
 from connectors.fxiaoke.wire import day_ms
 from connectors.http import ApiClient, RetryPolicy, build_client
@@ -30,11 +29,8 @@ SECRETS = {"app_id": "FSAID_demo", "app_secret": "s3cret-app-secret",
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
-    fx_auth.clear_cache()
-    fx_connector._RECENT.clear()
-    monkeypatch.setattr(fx_connector, "RATE", fx_connector.RateBudget(100, 0.05))
+    monkeypatch.setattr(fx_client, "RATE", fx_client.RateBudget(100, 0.05))
     yield
-    fx_auth.clear_cache()
 
 
 def goal(i: int, *, rep: str | None = REP, metric: str = "bookings", target: str = "500000.10",

@@ -216,7 +216,6 @@ FX = "https://open.fxiaoke.com"
 async def test_a_failed_re_read_stays_pending_and_never_tombstones_a_live_deal(engine, db_url):
     from cryptography.fernet import Fernet
 
-    from connectors.fxiaoke import auth as fx_auth
     from connectors.http import RetryPolicy
     from core.config import Settings
     from core.models import Deal
@@ -226,7 +225,6 @@ async def test_a_failed_re_read_stays_pending_and_never_tombstones_a_live_deal(e
     from workers.context import JobContext
     from workers.jobs import process_webhook_event
 
-    fx_auth.clear_cache()
     key = Fernet.generate_key().decode()
     ctx = JobContext(settings=Settings(database_url=db_url, secret_key=key), engine=engine,
                      secrets=SecretBox(key), retry=RetryPolicy(attempts=1, initial_wait=0.001,
@@ -272,4 +270,3 @@ async def test_a_failed_re_read_stays_pending_and_never_tombstones_a_live_deal(e
     assert deals[purged] is not None and deals[fine] is None  # explicit delete; the others go on
     assert status["m1"] == ("processed", None) and status["m2"] == ("processed", None)
     assert status["m0"][0] == "received" and "10006" in (status["m0"][1] or "")
-    fx_auth.clear_cache()

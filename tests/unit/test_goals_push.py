@@ -10,7 +10,6 @@ import httpx
 import pytest
 import respx
 
-from connectors.zoho import auth as zoho_auth
 from core import store
 from core.config import Settings
 from core.db import session_scope
@@ -28,7 +27,6 @@ SETTINGS = Settings(database_url="sqlite://", reporting_currency="USD")
 
 @pytest.fixture
 def ctx(engine, db_url):
-    zoho_auth._CACHE.clear()
     ctx = make_context(engine, db_url)
     secrets = {"client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}
     with session_scope(engine) as session:
@@ -43,7 +41,6 @@ def ctx(engine, db_url):
             store.upsert_records(session, stream="users", connection_id=connection.id,
                                  records=[UserRecord(*u) for u in users])
     yield ctx
-    zoho_auth._CACHE.clear()
 
 
 def add_goal(engine, owner: str | None, metric: str = "bookings", target: str = "1000") -> int:

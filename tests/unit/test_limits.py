@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.http import LOCAL_LIMITS, ApiClient, LocalLimits, RetryPolicy, build_client
+from connectors.http import ApiClient, LocalLimits, RetryPolicy, build_client
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
 
 FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.01)
@@ -120,7 +120,7 @@ async def test_the_lock_lets_one_task_in_at_a_time():
 
 @respx.mock
 async def test_two_zoho_clients_of_one_process_refresh_the_token_once():
-    LOCAL_LIMITS.tokens.clear()
+    limits = LocalLimits()  # the process's own, held by its job context
     token = respx.post("https://accounts.zoho.eu/oauth/v2/token").respond(json={
         "access_token": "tok", "api_domain": "https://www.zohoapis.eu", "expires_in": 3600})
     respx.get("https://www.zohoapis.eu/crm/v8/org").respond(json={"org": [{}]})
@@ -129,13 +129,11 @@ async def test_two_zoho_clients_of_one_process_refresh_the_token_once():
 
     async def one() -> None:
         async with build_client() as client:
-            api = ApiClient(client, retry=FAST, key="connection:1")
+            api = ApiClient(client, retry=FAST, key="connection:1", limits=limits)
             await asyncio.gather(*(ZohoConnector(config, secrets, api).get("/org")
                                    for _ in range(3)))
 
-    try:
-        await asyncio.gather(one(), one())
-        assert token.call_count == 1
-        assert all("secret" not in key and "refresh" not in key for key in LOCAL_LIMITS.tokens)
-    finally:
-        LOCAL_LIMITS.tokens.clear()
+    await asyncio.gather(one(), one())
+    assert token.call_count == 1
+    assert limits.tokens and all("secret" not in key and "refresh" not in key
+                                 for key in limits.tokens)

@@ -12,8 +12,6 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from connectors.http import RetryPolicy
-from connectors.zoho import auth as zoho_auth
-from connectors.zoho import notifications
 from core import webhooks
 from core.config import Settings
 from core.db import session_scope
@@ -27,15 +25,6 @@ T0 = datetime(2025, 5, 1, tzinfo=UTC)
 ACCOUNTS = "https://accounts.zoho.eu"
 API = "https://www.zohoapis.eu"
 DELETED_MS = int((T0 + timedelta(days=1)).timestamp() * 1000)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_token_cache():
-    zoho_auth._CACHE.clear()
-    notifications._META.clear()
-    yield
-    zoho_auth._CACHE.clear()
-    notifications._META.clear()
 
 
 @pytest.fixture

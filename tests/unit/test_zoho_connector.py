@@ -11,19 +11,11 @@ import respx
 
 from connectors.http import ApiClient, RetryPolicy, build_client
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
-from connectors.zoho import auth as zoho_auth
 from core.errors import AuthError
 
 ACCOUNTS = "https://accounts.zoho.eu"
 API = "https://www.zohoapis.eu"
 FAST = RetryPolicy(attempts=5, initial_wait=0.001, max_wait=0.01)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_token_cache():
-    zoho_auth._CACHE.clear()
-    yield
-    zoho_auth._CACHE.clear()
 
 
 _grants = itertools.count()

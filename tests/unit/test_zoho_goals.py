@@ -14,7 +14,6 @@ from connectors.endpoints import EndpointPolicy
 from connectors.http import ApiClient, RetryPolicy, build_client
 from connectors.sandbox.dataset import generate_company
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
-from connectors.zoho import auth as zoho_auth
 from connectors.zoho.goals import period_label, record
 from connectors.zoho.sandbox import create_app
 from connectors.zoho.sandbox_goals import goal_records
@@ -26,13 +25,6 @@ ACCOUNTS = "https://accounts.zoho.eu"
 API = "https://www.zohoapis.eu"
 UPSERT = f"{API}/crm/v8/Sales_Goals/upsert"
 FAST = RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.01)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_token_cache():
-    zoho_auth._CACHE.clear()
-    yield
-    zoho_auth._CACHE.clear()
 
 
 def goal(i: int, *, rep: str | None = "77", metric: str = "bookings",
@@ -171,7 +163,6 @@ async def test_goals_push_into_either_kind_of_sandbox_org(company):
     for multi in (True, False):
         app = create_app(generate_company(seed=5, deals=60, reps=4), multi_currency=multi)
         async with build_client(transport=httpx.ASGITransport(app=app)) as client:
-            zoho_auth._CACHE.clear()
             connector = ZohoConnector(
                 ZohoConfig(accounts_url="http://sandbox.test"), ZohoSecrets(
                     client_id="sandbox-client-id", client_secret="sandbox-client-secret",

@@ -14,9 +14,8 @@ from cryptography.fernet import Fernet
 from sqlmodel import select
 
 from connectors.base import WebhookRejected, WebhookRequest, WebhookSecrets
-from connectors.http import ApiClient, RetryPolicy, build_client
+from connectors.http import ApiClient, LocalLimits, RetryPolicy, build_client
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets, notifications
-from connectors.zoho import auth as zoho_auth
 from core.config import Settings
 from core.db import session_scope
 from core.models import Connection, NotificationChannel
@@ -28,15 +27,6 @@ ACCOUNTS = "https://accounts.zoho.eu"
 API = "https://www.zohoapis.eu"
 FAST = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.01)
 PUBLIC = "https://crmsync.example.com"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_token_cache():
-    zoho_auth._CACHE.clear()
-    notifications._META.clear()
-    yield
-    zoho_auth._CACHE.clear()
-    notifications._META.clear()
 
 
 def token_ok(request: httpx.Request) -> httpx.Response:
@@ -54,10 +44,10 @@ def watch_ok(request: httpx.Request) -> httpx.Response:
                                 "resource_name": "Deals", "channel_id": item["channel_id"]}]}}]})
 
 
-def connector(client: httpx.AsyncClient) -> ZohoConnector:
+def connector(client: httpx.AsyncClient, limits: LocalLimits | None = None) -> ZohoConnector:
     return ZohoConnector(ZohoConfig(dc="eu"), ZohoSecrets(client_id="c", client_secret="s",
                                                           refresh_token="r"),
-                         ApiClient(client, retry=FAST))
+                         ApiClient(client, retry=FAST, limits=limits))
 
 
 # ---- subscribe / renew (respx) ---------------------------------------------------------------
@@ -308,8 +298,9 @@ async def test_batches_of_one_org_reuse_its_metadata():
         mock.get(f"{API}/crm/v8/org/currencies").respond(200, json={"currencies": []})
         mock.get(f"{API}/crm/v8/org").respond(200, json={"org": [{}]})
         deals = mock.get(f"{API}/crm/v8/Deals").respond(204)
+        limits = LocalLimits()  # the process's, held by its job context
         for _ in range(3):  # three jobs, each with its own connector
             async with build_client() as client:
-                await notifications.resolve(connector(client), [payload])
+                await notifications.resolve(connector(client, limits), [payload])
     assert deals.call_count == 3
     assert fields.call_count == 2  # Deals and Accounts, once
