@@ -23,7 +23,7 @@ from connectors.fxiaoke.sandbox import (
     create_app,
 )
 from connectors.fxiaoke.sandbox_wire import hex_id
-from connectors.sandbox.dataset import Account, Company, Deal, generate_company
+from connectors.sandbox import Account, Company, Deal, generate_company
 from connectors.sandbox.server import BackgroundServer
 from core.db import session_scope
 from core.models import Account as StoredAccount

@@ -11,7 +11,7 @@ from arq.connections import RedisSettings
 from arq.jobs import Job, JobStatus
 from arq.worker import Worker
 
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
 from connectors.zoho.sandbox_goals import goal_records

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from connectors.fxiaoke import sandbox as fx_sandbox
 from connectors.fxiaoke.wire import QUERY_PATH, TOKEN_PATH
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho import sandbox as zoho_sandbox
 from core.security import SecretBox

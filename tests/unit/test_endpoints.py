@@ -333,7 +333,7 @@ def test_connections_add_refuses_a_host_in_one_line(tmp_path):
 
 async def test_a_stored_connection_to_a_host_not_allowed_fails_its_sync_unsent(sqlite_engine,
                                                                               sqlite_url):
-    from connectors.sandbox.dataset import generate_company
+    from connectors.sandbox import generate_company
     from connectors.sandbox.server import BackgroundServer
     from connectors.zoho.sandbox import create_app
     from core.config import Settings

@@ -574,7 +574,7 @@ async def test_token_error_11014_refreshes_like_20016():
 async def test_check_warns_when_the_acting_user_cannot_see_the_whole_company():
     from connectors.fxiaoke.sandbox import create_app
     from connectors.fxiaoke.sandbox_wire import open_user_id
-    from connectors.sandbox.dataset import generate_company
+    from connectors.sandbox import generate_company
 
     company = generate_company(seed=3, deals=60, reps=4, today=date(2025, 6, 15))
     app = create_app(company)

@@ -12,7 +12,7 @@ import respx
 
 from connectors.endpoints import EndpointPolicy
 from connectors.http import ApiClient, RetryPolicy, build_client
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
 from connectors.zoho import auth as zoho_auth
 from connectors.zoho.goals import period_label, record
