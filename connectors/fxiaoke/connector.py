@@ -24,7 +24,6 @@ from connectors.base import (
     Page,
     PushResult,
     Sandbox,
-    SandboxOption,
     SourceInfo,
     WebhookIntake,
     WebhookRequest,
@@ -32,9 +31,9 @@ from connectors.base import (
 )
 from connectors.endpoints import Endpoint
 from connectors.fxiaoke import mapping
-from connectors.fxiaoke import sandbox as fx_sandbox
 from connectors.fxiaoke.auth import HOSTS, Token, TokenManager
 from connectors.fxiaoke.callbacks import CallbackError, key_bytes
+from connectors.fxiaoke.sandbox import SANDBOX
 from connectors.fxiaoke.wire import (
     APP_TOKEN_EXPIRED,
     BUSY_CODES,
@@ -236,22 +235,7 @@ class FxiaokeConnector:
     config_model: ClassVar[type[BaseModel]] = FxiaokeConfig
     secrets_model: ClassVar[type[BaseModel]] = FxiaokeSecrets
     max_in_flight: ClassVar[int] = 4
-    sandbox: ClassVar[Sandbox] = Sandbox(
-        title="a simulated Fxiaoke (纷享销客) tenant speaking the Open API wire format",
-        create_app=fx_sandbox.create_app,
-        config=lambda url: {"base_url": url, "admin_mobile": "13800130000"},  # the manager
-        secrets={"app_id": fx_sandbox.SANDBOX_APP_ID,
-                 "app_secret": fx_sandbox.SANDBOX_APP_SECRET,
-                 "permanent_code": fx_sandbox.SANDBOX_PERMANENT_CODE,
-                 "aes_key": fx_sandbox.SANDBOX_AES_KEY},
-        demo_name="Fxiaoke CRM (sandbox)",
-        default_port=8410,
-        demo_rank=1,
-        options=(SandboxOption(
-            "callback-url", "Where to POST signed, encrypted CRM callbacks when data changes.",
-            default=None, kind=str, apply=lambda url: {"callback_url": url}),),
-        set_callback_url=lambda app, url: setattr(app.state.fxiaoke, "callback_url", url),
-    )
+    sandbox: ClassVar[Sandbox] = SANDBOX
 
     def __init__(self, config: FxiaokeConfig, secrets: FxiaokeSecrets, api: ApiClient) -> None:
         self.config = config

@@ -17,7 +17,6 @@ from connectors.base import (
     Page,
     PushResult,
     Sandbox,
-    SandboxOption,
     SourceInfo,
     StageRecord,
     WebhookIntake,
@@ -27,9 +26,9 @@ from connectors.base import (
 from connectors.endpoints import Endpoint
 from connectors.http import json_body, raise_for_transient
 from connectors.zoho import mapping, notifications
-from connectors.zoho import sandbox as zoho_sandbox
 from connectors.zoho.auth import ACCOUNTS_HOSTS, ACCOUNTS_SERVERS, ZohoAuth
 from connectors.zoho.cli import build_app as build_command_line
+from connectors.zoho.sandbox import SANDBOX
 from core.errors import AuthError, ConfigError, SourceError
 
 log = logging.getLogger("crmsync.zoho")
@@ -131,20 +130,7 @@ class ZohoConnector:
     secrets_model: ClassVar[type[BaseModel]] = ZohoSecrets
     max_in_flight: ClassVar[int] = 5  # §7: Free edition concurrency; higher editions allow more
     channel_renew_within: ClassVar[timedelta] = notifications.RENEW_WITHIN  # §5
-    sandbox: ClassVar[Sandbox] = Sandbox(
-        title="a simulated Zoho CRM org speaking Zoho's API v8 wire format",
-        create_app=zoho_sandbox.create_app,
-        config=lambda url: {"accounts_url": url},
-        secrets={"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
-                 "refresh_token": "sandbox-refresh-token"},
-        demo_name="Zoho CRM (sandbox)",
-        default_port=8400,
-        demo_rank=0,
-        options=(SandboxOption(
-            "one-currency", "An org without multi-currency (below Enterprise, §8).",
-            default=False, kind=bool, apply=lambda on: {"multi_currency": not on},
-            demo=True),),
-    )
+    sandbox: ClassVar[Sandbox] = SANDBOX
 
     def __init__(self, config: ZohoConfig, secrets: ZohoSecrets, api: ApiClient) -> None:
         self.config = config

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.fxiaoke import auth as fx_auth
 from connectors.fxiaoke import connector as fx_connector
-from connectors.fxiaoke.sandbox import GOALS_OBJECT
+from connectors.fxiaoke.sandbox.wire import GOALS_OBJECT
 from connectors.fxiaoke.wire import day_ms
 from connectors.sandbox import generate_company
 from tests.api_support import running_api

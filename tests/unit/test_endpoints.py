@@ -20,7 +20,7 @@ from sqlmodel import Session
 from connectors.endpoints import EndpointPolicy, EndpointRefused
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets
 from connectors.fxiaoke import auth as fx_auth
-from connectors.fxiaoke.sandbox import SANDBOX_AES_KEY
+from connectors.fxiaoke.sandbox.state import SANDBOX_AES_KEY
 from connectors.http import ApiClient, RetryPolicy, build_client
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
 from connectors.zoho import auth as zoho_auth

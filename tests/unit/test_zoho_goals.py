@@ -17,7 +17,7 @@ from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
 from connectors.zoho import auth as zoho_auth
 from connectors.zoho.goals import period_label, record
 from connectors.zoho.sandbox import create_app
-from connectors.zoho.sandbox_goals import goal_records
+from connectors.zoho.sandbox.goals import goal_records
 from core.errors import AuthError, ConfigError
 from core.records import GoalDeletion, GoalOut
 from tests.conftest import SANDBOX_ENDPOINTS
