@@ -16,7 +16,6 @@ from connectors.zoho.sandbox.state import ZohoState, state_of
 GRANT_SCOPE = "ZohoCRM.modules.ALL,ZohoCRM.settings.ALL,ZohoCRM.users.READ,ZohoCRM.org.READ"
 
 
-# ---- OAuth (§1) ---------------------------------------------------------------------------
 async def token_endpoint(request: Request) -> Response:
     """POST /oauth/v2/token; parameters in the query string or a form body (§1: both work)."""
     state = state_of(request)
