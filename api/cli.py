@@ -709,7 +709,7 @@ def demo(
 ) -> None:
     """The whole product on this machine: a simulated tenant of every CRM with a sandbox
     (some reps work in all of them), a sync of each, goals pushed into each, the API."""
-    from connectors.sandbox.dataset import generate_company
+    from connectors.sandbox import generate_company
     from connectors.sandbox.server import BackgroundServer
 
     listener = _listen("127.0.0.1", port)  # before anything: the curls must reach this port

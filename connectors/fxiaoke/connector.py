@@ -19,15 +19,14 @@ from connectors.base import (
     Page,
     PushResult,
     Sandbox,
-    SandboxOption,
     WebhookIntake,
     WebhookRequest,
     WebhookSecrets,
 )
 from connectors.fxiaoke import mapping, notifications
-from connectors.fxiaoke import sandbox as fx_sandbox
 from connectors.fxiaoke.client import FxiaokeClient, FxiaokeConfig, FxiaokeSecrets
 from connectors.fxiaoke.goals import push_goals as goals_push
+from connectors.fxiaoke.sandbox import SANDBOX
 from connectors.fxiaoke.wire import (
     MAX_LIMIT,
 )
@@ -46,22 +45,7 @@ class FxiaokeConnector(FxiaokeClient):
     config_model: ClassVar[type[BaseModel]] = FxiaokeConfig
     secrets_model: ClassVar[type[BaseModel]] = FxiaokeSecrets
     max_in_flight: ClassVar[int] = 4
-    sandbox: ClassVar[Sandbox] = Sandbox(
-        title="a simulated Fxiaoke (纷享销客) tenant speaking the Open API wire format",
-        create_app=fx_sandbox.create_app,
-        config=lambda url: {"base_url": url, "admin_mobile": "13800130000"},  # the manager
-        secrets={"app_id": fx_sandbox.SANDBOX_APP_ID,
-                 "app_secret": fx_sandbox.SANDBOX_APP_SECRET,
-                 "permanent_code": fx_sandbox.SANDBOX_PERMANENT_CODE,
-                 "aes_key": fx_sandbox.SANDBOX_AES_KEY},
-        demo_name="Fxiaoke CRM (sandbox)",
-        default_port=8410,
-        demo_rank=1,
-        options=(SandboxOption(
-            "callback-url", "Where to POST signed, encrypted CRM callbacks when data changes.",
-            default=None, kind=str, apply=lambda url: {"callback_url": url}),),
-        set_callback_url=lambda app, url: setattr(app.state.fxiaoke, "callback_url", url),
-    )
+    sandbox: ClassVar[Sandbox] = SANDBOX
 
     # -- streams --------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from connectors.sandbox.dataset import (
     Rep,
     StageDef,
     StageMove,
-    generate_company,
 )
+from connectors.sandbox.generator import generate_company
 
 __all__ = [
     "Account",

@@ -1,7 +1,7 @@
 """A provider-neutral synthetic company: reps, accounts, stages, deals and deletions.
 
-`generate_company()` is deterministic for a seed (and `today`); `Company` holds
-the records plus the mutations the sandboxes' control APIs and the tests use.
+`Company` holds the records plus the mutations the sandboxes' control APIs and the tests
+use; connectors.sandbox.generator.generate_company() makes one.
 Every datetime is timezone-aware UTC with whole seconds; every mutation stamps
 `modified_at` with `Company.now()`, which never goes backwards.
 """
@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
-from connectors.sandbox import _vocab as vocab
+from connectors.sandbox import vocab
 from connectors.sandbox.paging import Key, SortedIndex
 
 Entity = Literal["deals", "accounts"]
@@ -464,25 +464,3 @@ def _positive(value: Any, what: str, *, allow_zero: bool = False) -> Decimal:
                          "number")
     return number
 
-
-# ---- generation ------------------------------------------------------------------------------
-def generate_company(seed: int = 42, deals: int = 2500, accounts: int | None = None,
-                     reps: int = 12, months: int = 18, today: date | None = None,
-                     pipelines: Sequence[str] = ("Standard", "Renewals"),
-                     shared_reps: Sequence[tuple[str, str]] = ()) -> Company:
-    """A deterministic company for `seed` and `today` (default: the real date).
-
-    :param deals: deals generated (a few of them end up deleted)
-    :param accounts: default deals // 10, at least 20
-    :param reps: sales reps including the manager (at least 3)
-    :param months: how far back the deals go from `today`
-    :param pipelines: among "Standard" and "Renewals"
-    :param shared_reps: (first, last) names of people who also work in another company's
-        CRM (e.g. `[(r.first_name, r.last_name) for r in other.reps[1:4]]`): they are reps
-        1..n here, active sellers with the same emails. Empty: the company as before.
-    """
-    from connectors.sandbox._generator import build  # the steps live apart from the model
-
-    return build(seed=seed, deals=deals, accounts=accounts, reps=reps, months=months,
-                 today=today or date.today(), pipelines=tuple(pipelines),
-                 shared=tuple((str(f), str(n)) for f, n in shared_reps))

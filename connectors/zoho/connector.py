@@ -14,13 +14,11 @@ from connectors.base import (
     Page,
     PushResult,
     Sandbox,
-    SandboxOption,
     WebhookIntake,
     WebhookRequest,
     WebhookSecrets,
 )
 from connectors.zoho import mapping, notifications
-from connectors.zoho import sandbox as zoho_sandbox
 from connectors.zoho.cli import build_app as build_command_line
 from connectors.zoho.client import (
     ACCOUNT_FIELDS,
@@ -31,6 +29,7 @@ from connectors.zoho.client import (
     ZohoSecrets,
 )
 from connectors.zoho.goals import push_goals as goals_push
+from connectors.zoho.sandbox import SANDBOX
 from core.errors import ConfigError, SourceError
 
 log = logging.getLogger("crmsync.zoho")
@@ -50,20 +49,7 @@ class ZohoConnector(ZohoClient):
     secrets_model: ClassVar[type[BaseModel]] = ZohoSecrets
     max_in_flight: ClassVar[int] = 5  # §7: Free edition concurrency; higher editions allow more
     channel_renew_within: ClassVar[timedelta] = notifications.RENEW_WITHIN  # §5
-    sandbox: ClassVar[Sandbox] = Sandbox(
-        title="a simulated Zoho CRM org speaking Zoho's API v8 wire format",
-        create_app=zoho_sandbox.create_app,
-        config=lambda url: {"accounts_url": url},
-        secrets={"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
-                 "refresh_token": "sandbox-refresh-token"},
-        demo_name="Zoho CRM (sandbox)",
-        default_port=8400,
-        demo_rank=0,
-        options=(SandboxOption(
-            "one-currency", "An org without multi-currency (below Enterprise, §8).",
-            default=False, kind=bool, apply=lambda on: {"multi_currency": not on},
-            demo=True),),
-    )
+    sandbox: ClassVar[Sandbox] = SANDBOX
 
     # -- webhooks (§5, connectors/zoho/notifications.py) -----------------------
 

@@ -144,7 +144,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
-    from connectors.sandbox.dataset import generate_company
+    from connectors.sandbox import generate_company
     from connectors.sandbox.server import free_port
     from core.db import make_engine
     from core.models import WebhookEvent

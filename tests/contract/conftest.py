@@ -12,7 +12,7 @@ from connectors import registry
 from connectors.base import ApiClient, Sandbox
 from connectors.endpoints import EndpointPolicy
 from connectors.http import LocalLimits, RetryPolicy, build_client
-from connectors.sandbox.dataset import Company, generate_company
+from connectors.sandbox import Company, generate_company
 from tests.conftest import SANDBOX_ENDPOINTS
 
 SANDBOX = "http://sandbox.test"

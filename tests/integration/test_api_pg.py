@@ -145,7 +145,7 @@ async def test_postgres_must_be_migrated_before_serving(empty_pg_url):
 
 
 async def test_sync_through_the_api_serves_the_sandbox_company(engine):
-    from connectors.sandbox.dataset import generate_company
+    from connectors.sandbox import generate_company
     from connectors.zoho.sandbox import create_app as zoho_sandbox
 
     company = generate_company(seed=11, deals=450, accounts=60)

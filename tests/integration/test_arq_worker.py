@@ -4,7 +4,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 from sqlalchemy import select
 
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
 from core.db import session_scope

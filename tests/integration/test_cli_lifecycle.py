@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer, free_port
 from connectors.zoho import sandbox
 from core.db import make_engine, upgrade

@@ -17,7 +17,7 @@ from arq.jobs import Job, JobStatus
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
 from core.db import session_scope

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from core.db import make_engine, session_scope
 from core.models import Connection, GoalPush, SyncRun, User
 from tests.api_support import running_api

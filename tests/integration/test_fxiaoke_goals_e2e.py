@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from connectors.fxiaoke import client as fx_client
-from connectors.fxiaoke.sandbox import GOALS_OBJECT
+from connectors.fxiaoke.sandbox.wire import GOALS_OBJECT
 from connectors.fxiaoke.wire import day_ms
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from tests.api_support import running_api
 from tests.integration.test_fxiaoke_sync_e2e import SECRETS, serve, state_of
 

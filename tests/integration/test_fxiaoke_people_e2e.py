@@ -7,8 +7,8 @@ from datetime import date
 
 import httpx
 
-from connectors.fxiaoke.sandbox import GOALS_OBJECT
-from connectors.sandbox.dataset import generate_company
+from connectors.fxiaoke.sandbox.wire import GOALS_OBJECT
+from connectors.sandbox import generate_company
 from tests.api_support import running_api
 from tests.integration.test_fxiaoke_goals_e2e import (  # noqa: F401 (fixture)
     Q,

@@ -13,16 +13,16 @@ from starlette.routing import Route
 
 from connectors.fxiaoke import callbacks
 from connectors.fxiaoke import client as fx_client
-from connectors.fxiaoke.sandbox import (
+from connectors.fxiaoke.sandbox import create_app
+from connectors.fxiaoke.sandbox.state import (
     SANDBOX_AES_KEY,
     SANDBOX_APP_ID,
     SANDBOX_APP_SECRET,
     SANDBOX_PERMANENT_CODE,
     FxiaokeState,
-    create_app,
 )
-from connectors.fxiaoke.sandbox_wire import hex_id
-from connectors.sandbox.dataset import Account, Company, Deal, generate_company
+from connectors.fxiaoke.sandbox.wire import hex_id
+from connectors.sandbox import Account, Company, Deal, generate_company
 from connectors.sandbox.server import BackgroundServer
 from core.db import session_scope
 from core.models import Account as StoredAccount

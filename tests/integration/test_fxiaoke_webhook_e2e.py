@@ -18,8 +18,8 @@ from sqlalchemy import Engine, func, select
 
 from api.app import create_app as create_api
 from connectors.fxiaoke import callbacks
-from connectors.fxiaoke.sandbox_wire import hex_id
-from connectors.sandbox.dataset import generate_company
+from connectors.fxiaoke.sandbox.wire import hex_id
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer, free_port
 from core.config import Settings
 from core.db import session_scope

@@ -11,10 +11,10 @@ from arq.connections import RedisSettings
 from arq.jobs import Job, JobStatus
 from arq.worker import Worker
 
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
-from connectors.zoho.sandbox_goals import goal_records
+from connectors.zoho.sandbox.goals import goal_records
 from tests.api_support import running_api
 from tests.integration.zoho_helpers import SANDBOX_SECRETS, add_connection, make_context
 from workers.queue import ArqRunner

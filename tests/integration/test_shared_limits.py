@@ -20,8 +20,13 @@ from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from connectors.fxiaoke import sandbox as fx_sandbox
+from connectors.fxiaoke.sandbox.state import (
+    SANDBOX_APP_ID,
+    SANDBOX_APP_SECRET,
+    SANDBOX_PERMANENT_CODE,
+)
 from connectors.fxiaoke.wire import QUERY_PATH, TOKEN_PATH
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho import sandbox as zoho_sandbox
 from core.security import SecretBox
@@ -159,9 +164,8 @@ async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
                    "refresh_token": "sandbox-refresh-token"}
     else:
         config = {"base_url": url, "admin_mobile": "13800130000"}
-        secrets = {"app_id": fx_sandbox.SANDBOX_APP_ID,
-                   "app_secret": fx_sandbox.SANDBOX_APP_SECRET,
-                   "permanent_code": fx_sandbox.SANDBOX_PERMANENT_CODE}
+        secrets = {"app_id": SANDBOX_APP_ID, "app_secret": SANDBOX_APP_SECRET,
+                   "permanent_code": SANDBOX_PERMANENT_CODE}
     with session_scope(ctx.engine) as session:
         connection = Connection(provider=provider, name="shared", config=config,
                                 secrets_encrypted=ctx.secrets.seal(secrets))

@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select
 
 from api.app import create_app as create_api
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer, free_port
 from connectors.zoho.sandbox import create_app as create_sandbox
 from core.config import Settings

@@ -16,7 +16,7 @@ from arq.worker import Worker
 from sqlalchemy import select
 
 from connectors.http import RetryPolicy
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
 from core import webhooks

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from api.app import create_app
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer, free_port
 from connectors.zoho.sandbox import create_app as zoho_sandbox
 from core.config import Settings

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
 from core.db import session_scope

@@ -53,10 +53,6 @@ def test_only_connectors_http_builds_async_clients():
 
 NEUTRAL = ("api", "core", "workers", "connectors/sandbox")
 """Packages that must work for any registered connector; plus connectors/*.py."""
-NAMED_BY_FILE = {"connectors/sandbox/zoho_wire.py"}
-"""Provider-specific files still in the neutral kit: issue 12 item 5 moves them into their
-provider's package (connectors/<provider>/sandbox/); until then only their file name may
-say whose they are (their code holds no provider string or import, checked below)."""
 
 
 def neutral_modules() -> list[Path]:
@@ -109,12 +105,14 @@ def test_no_module_outside_a_providers_package_names_a_provider():
     assert offenders == {}
 
 
-def test_only_the_files_waiting_to_move_are_named_after_a_provider():
+def test_no_neutral_module_is_named_after_a_provider():
+    """A provider's files live in its package (connectors/<provider>/, its sandbox in
+    connectors/<provider>/sandbox/), never in the neutral ones."""
     from connectors.registry import providers
 
-    named = {str(p.relative_to(ROOT)) for p in neutral_modules()
-             if set(re.split(r"[_.]", p.name)) & set(providers())}
-    assert named == NAMED_BY_FILE  # moved one? take it off NAMED_BY_FILE
+    named = [str(p.relative_to(ROOT)) for p in neutral_modules()
+             if set(re.split(r"[_.]", p.name)) & set(providers())]
+    assert named == []
 
 
 @pytest.mark.parametrize("source, expected", [

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from connectors.endpoints import EndpointPolicy, EndpointRefused
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets
-from connectors.fxiaoke.sandbox import SANDBOX_AES_KEY
+from connectors.fxiaoke.sandbox.state import SANDBOX_AES_KEY
 from connectors.http import ApiClient, RetryPolicy, build_client
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
 from connectors.zoho import auth as zoho_auth
@@ -323,7 +323,7 @@ def test_connections_add_refuses_a_host_in_one_line(tmp_path):
 
 async def test_a_stored_connection_to_a_host_not_allowed_fails_its_sync_unsent(sqlite_engine,
                                                                               sqlite_url):
-    from connectors.sandbox.dataset import generate_company
+    from connectors.sandbox import generate_company
     from connectors.sandbox.server import BackgroundServer
     from connectors.zoho.sandbox import create_app
     from core.config import Settings

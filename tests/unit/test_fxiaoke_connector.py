@@ -460,13 +460,13 @@ async def test_the_older_opportunity_object_is_selectable():
 
 
 async def test_one_record_is_fetched_and_mapped_against_the_sandbox():
-    from connectors.fxiaoke.sandbox import (
+    from connectors.fxiaoke.sandbox import create_app
+    from connectors.fxiaoke.sandbox.state import (
         SANDBOX_APP_ID,
         SANDBOX_APP_SECRET,
         SANDBOX_PERMANENT_CODE,
-        create_app,
     )
-    from connectors.fxiaoke.sandbox_wire import hex_id
+    from connectors.fxiaoke.sandbox.wire import hex_id
     from connectors.sandbox import generate_company
 
     company = generate_company(seed=3, deals=200, accounts=30)
@@ -571,8 +571,8 @@ async def test_token_error_11014_refreshes_like_20016():
 
 async def test_check_warns_when_the_acting_user_cannot_see_the_whole_company():
     from connectors.fxiaoke.sandbox import create_app
-    from connectors.fxiaoke.sandbox_wire import open_user_id
-    from connectors.sandbox.dataset import generate_company
+    from connectors.fxiaoke.sandbox.wire import open_user_id
+    from connectors.sandbox import generate_company
 
     company = generate_company(seed=3, deals=60, reps=4, today=date(2025, 6, 15))
     app = create_app(company)

@@ -252,9 +252,9 @@ async def test_a_permission_error_stops_the_push():
 
 
 async def test_the_sandbox_object_checks_formats_and_voids():
-    from connectors.fxiaoke.sandbox import GOALS_OBJECT, create_app
-    from connectors.fxiaoke.sandbox_wire import open_user_id
-    from connectors.sandbox.dataset import generate_company
+    from connectors.fxiaoke.sandbox import create_app
+    from connectors.fxiaoke.sandbox.wire import GOALS_OBJECT, open_user_id
+    from connectors.sandbox import generate_company
 
     company = generate_company(seed=3, deals=50, reps=4, today=date(2025, 6, 15))
     app = create_app(company)
@@ -278,9 +278,9 @@ async def test_the_sandbox_object_checks_formats_and_voids():
 
 
 async def test_a_multi_currency_tenant_gets_the_goal_currency_on_the_record():
-    from connectors.fxiaoke.sandbox import GOALS_OBJECT, create_app
-    from connectors.fxiaoke.sandbox_wire import open_user_id
-    from connectors.sandbox.dataset import generate_company
+    from connectors.fxiaoke.sandbox import create_app
+    from connectors.fxiaoke.sandbox.wire import GOALS_OBJECT, open_user_id
+    from connectors.sandbox import generate_company
 
     company = generate_company(seed=3, deals=50, reps=4, today=date(2025, 6, 15))
     app = create_app(company, multi_currency=True)

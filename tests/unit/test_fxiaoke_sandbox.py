@@ -11,15 +11,15 @@ import pytest
 import pytest_asyncio
 
 from connectors.fxiaoke import callbacks
-from connectors.fxiaoke.sandbox import (
+from connectors.fxiaoke.sandbox import create_app
+from connectors.fxiaoke.sandbox.state import (
     SANDBOX_AES_KEY,
     SANDBOX_APP_ID,
     SANDBOX_APP_SECRET,
     SANDBOX_PERMANENT_CODE,
     FxiaokeState,
-    create_app,
 )
-from connectors.fxiaoke.sandbox_wire import hex_id
+from connectors.fxiaoke.sandbox.wire import hex_id
 from connectors.fxiaoke.wire import TENANT_TZ, from_ms
 from connectors.sandbox import Company, generate_company
 
@@ -423,7 +423,7 @@ ROW = {"_id": "a1", "name": "华东大客户", "amount": "150.50", "owner": ["FS
     ("owner", "NHASANYOF", ["FSUID_C"], True), ("missing", "GT", [1], False),
 ])
 def test_every_documented_operator(name, operator, values, expected):
-    from connectors.fxiaoke.sandbox_wire import matches
+    from connectors.fxiaoke.sandbox.wire import matches
 
     assert matches(ROW, name, operator, values) is expected
 

@@ -12,11 +12,11 @@ import respx
 
 from connectors.endpoints import EndpointPolicy
 from connectors.http import ApiClient, RetryPolicy, build_client
-from connectors.sandbox.dataset import generate_company
+from connectors.sandbox import generate_company
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
 from connectors.zoho.goals import period_label, record
 from connectors.zoho.sandbox import create_app
-from connectors.zoho.sandbox_goals import goal_records
+from connectors.zoho.sandbox.goals import goal_records
 from core.errors import AuthError, ConfigError
 from core.records import GoalDeletion, GoalOut
 from tests.conftest import SANDBOX_ENDPOINTS

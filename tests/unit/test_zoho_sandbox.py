@@ -15,8 +15,8 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from connectors.sandbox import Company, generate_company
-from connectors.sandbox.zoho_wire import MODULES
 from connectors.zoho.sandbox import create_app
+from connectors.zoho.sandbox.wire import MODULES
 
 CREDENTIALS = {"grant_type": "refresh_token", "client_id": "sandbox-client-id",
                "client_secret": "sandbox-client-secret",

@@ -17,14 +17,6 @@ CURRENCY_RATES: dict[str, Decimal] = {
     "CNY": Decimal("7.10"),
     "JPY": Decimal("150.25"),
 }
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CNY": "CN¥", "JPY": "¥"}
-CURRENCY_NAMES = {
-    "USD": "US Dollar",
-    "EUR": "Euro",
-    "GBP": "Pound Sterling",
-    "CNY": "Chinese Yuan",
-    "JPY": "Japanese Yen",
-}
 # Share of deals booked in each currency (most in the home currency).
 CURRENCY_WEIGHTS = {"USD": 70, "EUR": 12, "GBP": 8, "CNY": 6, "JPY": 4}
 

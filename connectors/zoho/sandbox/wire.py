@@ -12,9 +12,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.sandbox import _vocab as vocab
+from connectors.sandbox import vocab
 from connectors.sandbox.dataset import ORG_PREFIX, Company, Deal, Entity, Rep, StageDef
 
+API = "/crm/v8"  # the api_domain's path prefix: API v8
 _CENT = Decimal("0.01")
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 FORECAST = {  # §4: won/lost come from forecast_type, never from names
@@ -29,6 +30,15 @@ LEAD_SOURCES = ("Advertisement", "Cold Call", "Employee Referral", "Partner", "T
                 "Web Download", "Seminar Partner")
 ACCOUNT_TYPES = ("Analyst", "Competitor", "Customer", "Distributor", "Integrator", "Investor",
                  "Partner", "Press", "Prospect", "Reseller", "Vendor")
+# How the org shows its currencies (org, currencies and each record's `$currency_symbol`).
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CNY": "CN¥", "JPY": "¥"}
+CURRENCY_NAMES = {
+    "USD": "US Dollar",
+    "EUR": "Euro",
+    "GBP": "Pound Sterling",
+    "CNY": "Chinese Yuan",
+    "JPY": "Japanese Yen",
+}
 LAYOUT = "Standard"
 # A stage whose display_value an admin renamed keeps Zoho's own actual_value, as in
 # zoho/crm-oas v8.0/pipeline/operations/getPipelines/examples/response-200-
@@ -262,7 +272,7 @@ class Wire:
     def records(self, records: list[Any], fields: list[FieldSpec]) -> list[dict[str, Any]]:
         """Only the requested fields plus id and the `$` meta keys (§2); the hot path."""
         renderers = [(f.api_name, f.render) for f in fields]
-        symbols, home = vocab.CURRENCY_SYMBOLS, self.company.home_currency
+        symbols, home = CURRENCY_SYMBOLS, self.company.home_currency
         out = []
         for record in records:
             row: dict[str, Any] = {"id": record.id}
@@ -344,8 +354,8 @@ class Wire:
             "id": str(ORG_PREFIX + 1), "company_name": company.name, "alias": None,
             "primary_email": manager.email, "primary_zuid": self.zuid(manager),
             "domain_name": f"org{ORG_PREFIX // 10**12}", "time_zone": self.tz.key,
-            "iso_code": home, "currency_symbol": vocab.CURRENCY_SYMBOLS.get(home, home),
-            "currency": f"{vocab.CURRENCY_NAMES.get(home, home)} - {home}",
+            "iso_code": home, "currency_symbol": CURRENCY_SYMBOLS.get(home, home),
+            "currency": f"{CURRENCY_NAMES.get(home, home)} - {home}",
             "currency_locale": "en_US", "mc_status": self.multi_currency,
             "country_code": "US", "country": "United States", "phone": None, "mobile": None,
             "website": f"https://www.{company.domain}", "employee_count": str(len(company.reps)),
@@ -362,8 +372,8 @@ class Wire:
         for i, (code, rate) in enumerate(self.company.currencies.items()):
             result.append({
                 "id": str(ORG_PREFIX + 95_001 + i), "iso_code": code,
-                "name": f"{vocab.CURRENCY_NAMES.get(code, code)} - {code}",
-                "symbol": vocab.CURRENCY_SYMBOLS.get(code, code), "prefix_symbol": True,
+                "name": f"{CURRENCY_NAMES.get(code, code)} - {code}",
+                "symbol": CURRENCY_SYMBOLS.get(code, code), "prefix_symbol": True,
                 "is_base": code == self.company.home_currency, "is_active": True,
                 "exchange_rate": f"{rate:.9f}",
                 "format": {"decimal_separator": "Period", "thousand_separator": "Comma",

@@ -21,19 +21,11 @@ from starlette.routing import Route
 
 from connectors.sandbox.control import PREFIX as CONTROL_PREFIX
 from connectors.sandbox.dataset import ORG_PREFIX
-from connectors.zoho.sandbox import (
-    API,
-    MAX_IDS,
-    MAX_PER_PAGE,
-    RESERVED,
-    ZohoError,
-    ZohoState,
-    _int,
-    _json,
-    _missing,
-    authenticated,
-    list_records,
-)
+from connectors.zoho.sandbox.auth import authenticated
+from connectors.zoho.sandbox.errors import ZohoError, json_response, missing
+from connectors.zoho.sandbox.records import MAX_IDS, MAX_PER_PAGE, int_param, list_records
+from connectors.zoho.sandbox.state import RESERVED, ZohoState
+from connectors.zoho.sandbox.wire import API
 
 MAX_RECORDS = 100  # §9: at most 100 records per upsert call
 METRICS = ("Bookings", "Deals Won")  # the Metric picklist's values
@@ -132,7 +124,7 @@ def _upsert(state: ZohoState, module: GoalsModule, body: Any) -> Response:
                          "json_path": "$.duplicate_check_fields"})
     elements = [_upsert_one(state, module, item, i, checks)
                 for i, item in enumerate(body["data"])]
-    return _json({"data": elements}, _status(elements))
+    return json_response({"data": elements}, _status(elements))
 
 
 def _status(elements: list[dict[str, Any]]) -> int:
@@ -241,7 +233,7 @@ def _is_date(value: Any) -> bool:
 def _delete(module: GoalsModule, request: Request) -> Response:
     raw = request.query_params.get("ids")
     if not raw:
-        raise _missing("ids")
+        raise missing("ids")
     ids = [i.strip() for i in raw.split(",") if i.strip()]
     if len(ids) > MAX_IDS:
         raise ZohoError(400, "LIMIT_EXCEEDED", "ids limit exceeded",
@@ -256,22 +248,22 @@ def _delete(module: GoalsModule, request: Request) -> Response:
         else:
             elements.append({"code": "SUCCESS", "details": {"id": record_id},
                              "message": "record deleted", "status": "success"})
-    return _json({"data": elements}, _status(elements))
+    return json_response({"data": elements}, _status(elements))
 
 
 def _list(module: GoalsModule, request: Request, state: ZohoState) -> Response:
     """§2: `fields` is mandatory; page/per_page up to 200; 204 when there is nothing."""
     raw = request.query_params.get("fields")
     if not raw or not raw.strip():
-        raise _missing("fields")
+        raise missing("fields")
     wanted = [f.strip() for f in raw.split(",") if f.strip() in _fields(state)]
-    per_page = min(_int(request, "per_page", MAX_PER_PAGE), MAX_PER_PAGE)
-    page = _int(request, "page", 1)
+    per_page = min(int_param(request, "per_page", MAX_PER_PAGE), MAX_PER_PAGE)
+    page = int_param(request, "page", 1)
     rows = sorted(module.records.values(), key=lambda r: r["id"], reverse=True)  # §2: id desc
     chunk = rows[(page - 1) * per_page:page * per_page]
     if not chunk:
         return Response(None, 204)
     data = [{"id": r["id"], **{f: r.get(f) for f in wanted}} for r in chunk]
-    return _json({"data": data, "info": {"per_page": per_page, "count": len(data),
-                                         "page": page,
-                                         "more_records": page * per_page < len(rows)}})
+    return json_response({"data": data, "info": {"per_page": per_page, "count": len(data),
+                                                 "page": page,
+                                                 "more_records": page * per_page < len(rows)}})

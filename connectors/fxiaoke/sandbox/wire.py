@@ -14,11 +14,31 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.fxiaoke.wire import OPERATORS, SALES_STATUS_OPTIONS, day_ms, to_ms
-from connectors.sandbox import _vocab as vocab
+from connectors.sandbox import vocab
 from connectors.sandbox.dataset import Account, Company, Deal, Rep, StageDef
 
 ROOT_DEPARTMENT = 999999  # §3: real data shows 999999 as the parent of top departments
 MODIFIED = "last_modified_time"
+STANDARD = {"AccountObj": "accounts", "NewOpportunityObj": "deals"}  # API name -> entity
+GOALS_OBJECT = "object_SalesGoal__c"
+# §4 fallback goals object as an admin really gets it: fields created in the object
+# designer receive generated API names (field_xxxxx__c, §3: custom fields look like
+# field_rU4l5__c in a real record) and select options generated codes; only the labels
+# are the admin's. API name -> (type, label, options as (code, label)).
+GOAL_FIELDS: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
+    "name": ("text", "名称", ()),
+    "field_p3Rk1__c": ("date", "Period", ()),
+    "field_t7Lq2__c": ("select_one", "Period type", (
+        ("option1", "Month"), ("9eL1m3kQz", "Quarter"), ("a8Hw2pX0c", "Year"))),
+    "field_e2Mn4__c": ("employee", "Employee", ()),
+    "field_d5Hs6__c": ("department", "Department", ()),
+    "field_rU4l5__c": ("currency", "Target", ()),
+    "field_m8Kc7__c": ("select_one", "Metric", (
+        ("option1", "Bookings"), ("Jx0b7R2sd", "Deals won"))),
+    "field_x9Wd3__c": ("text", "External ID", ()),
+    "owner": ("employee", "负责人", ()),
+}
+GOAL_KEY_FIELD = "field_x9Wd3__c"  # the unique text field
 _CENT = Decimal("0.01")
 _STATUS_OF = {"open": "1", "won": "2", "lost": "3"}  # guess beyond "2" = 赢单 (§3)
 # Describe labels follow the tenant's language (§3: a real traditional-Chinese tenant shows

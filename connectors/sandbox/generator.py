@@ -1,4 +1,4 @@
-"""How generate_company() builds the synthetic company, in one seeded random stream.
+"""generate_company(): the synthetic company, built in one seeded random stream.
 
 Runs of 280-500 deals share one modified second (a mass update), most accounts
 arrive in import batches sharing one created second, some deals and accounts are
@@ -8,12 +8,13 @@ already deleted: the awkward cases a sync must get right are always present.
 import random
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import accumulate
 from typing import Any
 
-from connectors.sandbox import _vocab as vocab
+from connectors.sandbox import vocab
 from connectors.sandbox.dataset import (
     ID_BASE,
     ORG_PREFIX,
@@ -34,8 +35,28 @@ _EPOCH = date(1970, 1, 1)
 _ONE = Decimal("1")
 
 
-def build(*, seed: int, deals: int, accounts: int | None, reps: int, months: int, today: date,
-          pipelines: tuple[str, ...], shared: tuple[tuple[str, str], ...] = ()) -> Company:
+def generate_company(seed: int = 42, deals: int = 2500, accounts: int | None = None,
+                     reps: int = 12, months: int = 18, today: date | None = None,
+                     pipelines: Sequence[str] = ("Standard", "Renewals"),
+                     shared_reps: Sequence[tuple[str, str]] = ()) -> Company:
+    """A deterministic company for `seed` and `today` (default: the real date).
+
+    :param deals: deals generated (a few of them end up deleted)
+    :param accounts: default deals // 10, at least 20
+    :param reps: sales reps including the manager (at least 3)
+    :param months: how far back the deals go from `today`
+    :param pipelines: among "Standard" and "Renewals"
+    :param shared_reps: (first, last) names of people who also work in another company's
+        CRM (e.g. `[(r.first_name, r.last_name) for r in other.reps[1:4]]`): they are reps
+        1..n here, active sellers with the same emails. Empty: the company as before.
+    """
+    return _build(seed=seed, deals=deals, accounts=accounts, reps=reps, months=months,
+                  today=today or date.today(), pipelines=tuple(pipelines),
+                  shared=tuple((str(f), str(n)) for f, n in shared_reps))
+
+
+def _build(*, seed: int, deals: int, accounts: int | None, reps: int, months: int, today: date,
+           pipelines: tuple[str, ...], shared: tuple[tuple[str, str], ...] = ()) -> Company:
     if deals < 0 or reps < 3 or months < 1 or (accounts is not None and accounts < 1):
         raise ValueError("need deals >= 0, reps >= 3, months >= 1 and accounts >= 1")
     unknown = [p for p in pipelines if p not in vocab.PIPELINE_STAGES]

@@ -21,10 +21,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -33,9 +33,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors.http import build_client
-
-if TYPE_CHECKING:
-    from connectors.zoho.sandbox import ZohoState
+from connectors.zoho.sandbox.auth import authenticated
+from connectors.zoho.sandbox.errors import ZohoError, empty, invalid, json_response, missing
+from connectors.zoho.sandbox.state import ZohoState
+from connectors.zoho.sandbox.wire import API
 
 log = logging.getLogger("crmsync.sandbox.zoho.watch")
 
@@ -176,11 +177,8 @@ class Watch:
 
 # ---- /crm/v8/actions/watch ------------------------------------------------------------------
 
-Handler = Callable[[Request, "ZohoState"], Awaitable[Response]]
-
-
-def watch_routes(api: str, authenticated: Callable[[Handler], Any]) -> list[Route]:
-    return [Route(f"{api}/actions/watch", authenticated(_dispatch),
+def watch_routes() -> list[Route]:
+    return [Route(f"{API}/actions/watch", authenticated(_dispatch),
                   methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
 
 
@@ -190,9 +188,7 @@ def _watch(request: Request) -> Watch:
     return watch
 
 
-async def _dispatch(request: Request, state: "ZohoState") -> Response:
-    from connectors.zoho.sandbox import ZohoError, _json
-
+async def _dispatch(request: Request, state: ZohoState) -> Response:
     watch = _watch(request)
     try:
         if request.method == "GET":
@@ -220,74 +216,66 @@ async def _dispatch(request: Request, state: "ZohoState") -> Response:
     ok = sum(r["status"] == "success" for r in results)
     status = (201 if request.method == "POST" else 200) if ok == len(results) else \
         400 if ok == 0 else 207
-    return _json({"watch": results}, status)
+    return json_response({"watch": results}, status)
 
 
 async def _items(request: Request) -> list[dict[str, Any]]:
-    from connectors.zoho.sandbox import ZohoError, _invalid
-
     try:
         body = await request.json()
     except ValueError:
         raise ZohoError(400, "INVALID_DATA", "body is not a valid JSON") from None  # guess
     items = body.get("watch") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-        raise _invalid("watch", "the watch list is missing or empty")
+        raise invalid("watch", "the watch list is missing or empty")
     return items
 
 
 def _channel(item: dict[str, Any], current: Channel | None) -> Channel:
-    from connectors.zoho.sandbox import _invalid, _missing
-
     channel_id = str(item.get("channel_id", "")) if current is None else current.channel_id
     if not channel_id.isdigit():  # §5: a long, sent as a string
-        raise _invalid("channel_id")
+        raise invalid("channel_id")
     events = item.get("events", current.events if current else None)
     if not isinstance(events, list) or not events:
-        raise _missing("events")
+        raise missing("events")
     for event in events:
         module, _, operation = str(event).partition(".")
         if module not in MODULE_NAMES.values() or operation not in OPERATIONS:
-            raise _invalid("events", f"invalid event {event!r}")
+            raise invalid("events", f"invalid event {event!r}")
     related = item.get("notify_on_related_action",
                        current.notify_on_related_action if current else True)
     if not isinstance(related, bool):
-        raise _invalid("notify_on_related_action", expected_data_type="boolean")
+        raise invalid("notify_on_related_action", expected_data_type="boolean")
     token = item.get("token", current.token if current else None)
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
-        raise _invalid("token", f"the token must be at most {MAX_TOKEN} characters")  # §5
+        raise invalid("token", f"the token must be at most {MAX_TOKEN} characters")  # §5
     url = item.get("notify_url", current.notify_url if current else None)
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-        raise _missing("notify_url") if url is None else _invalid("notify_url")
+        raise missing("notify_url") if url is None else invalid("notify_url")
     return Channel(channel_id, [str(e) for e in events], token, url,
                    _expiry(item.get("channel_expiry")), related)
 
 
 def _expiry(raw: Any) -> float:
     """§5: at most a week ahead; omitted or further away -> 1 hour."""
-    from connectors.zoho.sandbox import _invalid
-
     now = time.time()
     if raw is None:
         return now + DEFAULT_EXPIRY
     try:
         moment = datetime.fromisoformat(str(raw))
     except ValueError:
-        raise _invalid("channel_expiry") from None
+        raise invalid("channel_expiry") from None
     if moment.tzinfo is None:
-        raise _invalid("channel_expiry")
+        raise invalid("channel_expiry")
     at = moment.timestamp()
     if at <= now:
-        raise _invalid("channel_expiry", "the channel_expiry is in the past")  # guess
+        raise invalid("channel_expiry", "the channel_expiry is in the past")  # guess
     return now + DEFAULT_EXPIRY if at - now > MAX_EXPIRY else at
 
 
 def _patch(watch: Watch, item: dict[str, Any]) -> Channel:
-    from connectors.zoho.sandbox import _invalid
-
     current = watch.channels.get(str(item.get("channel_id", "")))
     if current is None or current.expires_at <= time.time():
-        raise _invalid("channel_id", "the channel_id given seems to be invalid")  # guess
+        raise invalid("channel_id", "the channel_id given seems to be invalid")  # guess
     if item.get("_delete_events"):  # §5: PATCH with _delete_events disables events
         gone = set(item.get("events") or [])
         current.events = [e for e in current.events if e not in gone]
@@ -299,7 +287,7 @@ def _patch(watch: Watch, item: dict[str, Any]) -> Channel:
     return updated
 
 
-def _answer(state: "ZohoState", c: Channel, message: str) -> dict[str, Any]:
+def _answer(state: ZohoState, c: Channel, message: str) -> dict[str, Any]:
     """One channel's result (crm-oas createNotifications example response-201-sample):
     details.events[] per module of the channel."""
     return {
@@ -320,13 +308,11 @@ def _module_id(module: str) -> str:
     return "4970762000000000131" if module == "Deals" else "4970762000000000129"  # guess
 
 
-def _list(watch: Watch, state: "ZohoState") -> Response:
-    from connectors.zoho.sandbox import _empty, _json
-
+def _list(watch: Watch, state: ZohoState) -> Response:
     live = watch.live()
     if not live:
-        return _empty(204)  # guess: no channels, no content (as for empty lists, §2)
-    return _json({"watch": [
+        return empty(204)  # guess: no channels, no content (as for empty lists, §2)
+    return json_response({"watch": [
         {"channel_id": c.channel_id, "events": c.events, "token": c.token,
          "notify_url": c.notify_url, "channel_expiry": state.wire.dt_epoch(c.expires_at),
          "notify_on_related_action": c.notify_on_related_action,
@@ -334,16 +320,14 @@ def _list(watch: Watch, state: "ZohoState") -> Response:
 
 
 def _unsubscribe(watch: Watch, request: Request) -> Response:
-    from connectors.zoho.sandbox import _json, _missing
-
     raw = request.query_params.get("channel_ids")
     if not raw:
-        raise _missing("channel_ids")
+        raise missing("channel_ids")
     ids = [i.strip() for i in raw.split(",") if i.strip()]
     removed = [watch.channels.pop(i) for i in ids if i in watch.channels]
     # crm-oas disableNotifications example response-200-sample: one element per channel
     # and module.
-    return _json({"watch": [{
+    return json_response({"watch": [{
         "code": "SUCCESS",
         "details": {"resource_uri": f"https://www.zohoapis.com/crm/v8/{module}",
                     "resource_id": _module_id(module), "channel_id": c.channel_id},
@@ -351,7 +335,7 @@ def _unsubscribe(watch: Watch, request: Request) -> Response:
         for c in removed for module in _modules(c)]})
 
 
-def attach(state: "ZohoState") -> Watch:
+def attach(state: ZohoState) -> Watch:
     """A Watch fed by the org's data changes (re-attached when the sandbox resets)."""
     def parents(entity: str, ids: list[str]) -> list[str]:
         deals = state.company.deals if entity == "deals" else {}
