@@ -1,4 +1,4 @@
-"""What the commands print through: the consoles, one-line failures, timestamps."""
+"""The consoles the commands print on, one-line failures and timestamps."""
 
 from typing import Any
 
