@@ -56,9 +56,9 @@ class AcmeConnector(AcmeClient):
     async def _walk(self, path: str, stamped: str, cursor: dict[str, Any]
                     ) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
         """Rows oldest change first, page after page (`next_cursor`), each with the
-        stream's cursor: the newest `stamped` time read so far. A read from a cursor
-        starts one second before it (an overlap: rows sharing that second are read
-        again, never lost)."""
+        stream's cursor: the newest `stamped` time read so far (stamps compare as text,
+        acmecrm/wire.py). A read from a cursor starts one second before it (an overlap:
+        rows sharing that second are read again, never lost)."""
         newest: str | None = cursor.get("since")
         params: dict[str, Any] = {"limit": PAGE_SIZE}
         if newest:

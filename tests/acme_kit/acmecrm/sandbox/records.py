@@ -52,6 +52,7 @@ async def deleted(request: Request, state: AcmeState) -> Response:
 
 def _page(request: Request, state: AcmeState, window: Window[T],
           to_json: Callable[[T], dict[str, Any]]) -> Response:
+    """The page of `window` the query asks for; a cursor is bound to its path and `since`."""
     query = request.query_params
     since, token = query.get("since"), query.get("cursor")
     try:
