@@ -23,7 +23,7 @@ from connectors.registry import (
 )
 from core.models import Connection
 from core.security import SecretBox, SecretsUnreadable
-from core.types import utcnow
+from core.types import ConnectionStatus, utcnow
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -113,8 +113,8 @@ def update_connection(
         config, secrets = validated(connection.provider, config, secrets, endpoints)
         connection.config = config
         connection.secrets_encrypted = box.seal(secrets)
-        if patch.secrets and connection.status == "needs_reauth":
-            connection.status = "active"  # new credentials: the next sync tries them
+        if patch.secrets and connection.status == ConnectionStatus.NEEDS_REAUTH:
+            connection.status = ConnectionStatus.ACTIVE  # new credentials: the next sync tries them
     connection.updated_at = utcnow()
     session.add(connection)
     _flush(session, connection.name)

@@ -36,7 +36,7 @@ import orjson
 
 from connectors.base import Page, WebhookIntake, WebhookRejected, WebhookRequest, WebhookSecrets
 from connectors.fxiaoke import callbacks
-from core.records import UNRESOLVED, Deletion
+from core.records import UNRESOLVED, DeletedEntity, Deletion
 from core.types import from_epoch_ms
 
 if TYPE_CHECKING:
@@ -94,7 +94,8 @@ async def resolve(connector: "FxiaokeConnector",
     """Current state of every notified account and deal (one /data/get each, §2)."""
     from connectors.fxiaoke.connector import FxiaokeError
 
-    streams = {"AccountObj": "accounts", connector.config.opportunity_object: "deals"}
+    streams: dict[str, DeletedEntity] = {"AccountObj": "accounts",
+                                        connector.config.opportunity_object: "deals"}
     wanted: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for payload in payloads:
         api_name = str(payload.get("apiName") or "")
@@ -122,5 +123,5 @@ async def resolve(connector: "FxiaokeConnector",
     if tombstones:
         out.append(("deletions", Page(deletions=tombstones)))
     if unresolved:
-        out.append((UNRESOLVED, Page(records=unresolved)))
+        out.append((UNRESOLVED, Page(unresolved=unresolved)))
     return out
