@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from api.schemas import Answer
 from connectors.endpoints import EndpointPolicy, EndpointRefused
 from connectors.registry import (
     UnknownProvider,
@@ -48,14 +49,14 @@ class ConnectionPatch(BaseModel):
     secrets: dict[str, Any] | None = Field(default=None, description="Write-only.")
 
 
-class ConnectionPublic(BaseModel):
+class ConnectionPublic(Answer):
     id: int
     provider: str
     name: str
     config: dict[str, Any]
     secrets_set: list[str]
     home_currency: str | None
-    status: str
+    status: ConnectionStatus
     last_error: str | None
     created_at: datetime
     updated_at: datetime
