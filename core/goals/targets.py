@@ -33,7 +33,7 @@ from core.metrics.currency import Converter, converter, reporting_currency
 from core.models import Connection, Deal, Goal, GoalPush, User
 from core.queries import Listing
 from core.records import GOAL_METRICS
-from core.types import GoalMetric, Money, utcnow
+from core.types import DealStatus, GoalMetric, Money, utcnow
 
 METRICS = GOAL_METRICS
 MAX_TARGET = Decimal("1e13")  # 15 significant digits with cents: exact through any JSON parser
@@ -318,7 +318,7 @@ def _actuals(session: Session, ids: list[int], conv: Converter) -> dict[int, Any
     if not ids:
         return {}
     won_in_period = and_(
-        DEAL.c.deleted_at.is_(None), DEAL.c.status == "won",
+        DEAL.c.deleted_at.is_(None), DEAL.c.status == DealStatus.WON,
         DEAL.c.close_date >= GOAL.c.period_start, DEAL.c.close_date <= GOAL.c.period_end,
         or_(GOAL.c.person_id.is_(None), DEAL.c.owner_person_id == GOAL.c.person_id))
     stmt = (select(GOAL.c.id, GOAL.c.metric, CONNECTION.c.home_currency.label("currency"),
