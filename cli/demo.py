@@ -163,7 +163,7 @@ def _demo_goals(ctx: JobContext, settings: Settings) -> None:
     last_end = start - timedelta(days=1)
     with session_scope(ctx.engine) as session:
         last = metrics.summary(session, start=date(last_end.year, last_end.month - 2, 1),
-                               end=last_end, group_by="owner", settings=settings)
+                               end=last_end, group_by=metrics.GroupBy.OWNER, settings=settings)
         active = {u.email for u in session.scalars(select(User).where(
             col(User.active), col(User.deleted_at).is_(None))) if u.email}
     lines = ["owner_email,metric,period_start,period_end,target"]
@@ -180,12 +180,12 @@ def _demo_goals(ctx: JobContext, settings: Settings) -> None:
                   f"changed, {done['unchanged']} as before; pushed to the CRMs' goal objects: "
                   f"{counts}")
     with session_scope(ctx.engine) as session:
-        board = metrics.summary(session, start=start, end=end, group_by="owner",
+        board = metrics.summary(session, start=start, end=end, group_by=metrics.GroupBy.OWNER,
                                 settings=settings)
     table = Table(title=f"leaderboard {start} to {end} ({board['currency']})")
     for column in ("rep", "bookings", "goal", "attainment"):
         table.add_column(column, justify="left" if column == "rep" else "right")
-    for row in metrics.sort_rows(board["data"], "-attainment", "owner"):
+    for row in metrics.sort_rows(board["data"], "-attainment", metrics.GroupBy.OWNER):
         if row["goal"] is not None:
             share = f"{row['attainment'] * 100:.1f} %" if row["attainment"] is not None else ""
             table.add_row(row["owner_name"] or row["owner_email"], f"{row['bookings']:,.2f}",

@@ -21,6 +21,7 @@ from core.logs import configure_logging
 from core.models import Connection
 from core.records import STREAMS
 from core.sync import StreamCounts
+from core.types import Stream, SyncMode
 from workers.context import JobContext
 from workers.jobs import sync_connection
 from workers.settings import WorkerSettings
@@ -46,7 +47,7 @@ def sync(
 
 async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool) -> bool:
     """Sync one connection showing rich progress; True when it succeeded."""
-    mode = "full" if full else "incremental"
+    mode = SyncMode.FULL if full else SyncMode.INCREMENTAL
     with session_scope(ctx.engine) as session:
         if store.active_run(session, connection_id=connection_id):
             err.print(f"connection {connection_id} is already syncing")
@@ -57,7 +58,7 @@ async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool
     with Progress(*columns, console=console, transient=False) as progress:
         tasks = {s: progress.add_task(s, total=None, counts="") for s in STREAMS}
 
-        def report(stream: str, counts: StreamCounts, done: bool) -> None:
+        def report(stream: Stream, counts: StreamCounts, done: bool) -> None:
             text = f"{counts.fetched:>7,} read {counts.upserted:>7,} saved {counts.deleted:>5,} del"
             if done:
                 progress.update(tasks[stream], counts=text, total=1, completed=1)
