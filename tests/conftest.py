@@ -1,11 +1,16 @@
-"""Shared fixtures: real databases (SQLite file and the machine's PostgreSQL).
+"""Shared fixtures: real databases (SQLite file and the machine's PostgreSQL), Redis.
+
+tests/unit needs no server; tests/integration (marked `integration`) uses PostgreSQL and
+Redis, subprocesses and servers on 127.0.0.1.
 
 PostgreSQL is not optional: a test that needs it fails when it is down
 (start it with the command in README.md), it is never skipped.
 """
 
+import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +31,27 @@ PG_ADMIN_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql://postgres@127.
 PG_TEST_DB = f"crmsync_test_{os.getpid()}"  # concurrent test runs never collide
 
 
-def _truncate_all(engine: Engine) -> None:
-    names = ", ".join(
-        f'"{t.name}"' for t in SQLModel.metadata.sorted_tables
-    )
+UNIT = Path(__file__).parent / "unit"
+# Every fixture on PostgreSQL or Redis depends on one of these.
+SERVER_FIXTURES = frozenset({"pg_url", "db_url", "redis_url"})
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """tests/unit runs without database servers: a test there that asks for one fails."""
+    servers = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+    if servers and UNIT in item.path.parents:
+        pytest.fail(f"a unit test needs no {', '.join(sorted(servers))}: move it to "
+                    "tests/integration", pytrace=False)
+
+
+def _empty_all(engine: Engine) -> None:
+    """Every table emptied and every id sequence restarted, in one round trip: DELETE on
+    the few rows a test wrote takes milliseconds, TRUNCATE of every table over half a second."""
+    tables = reversed(SQLModel.metadata.sorted_tables)  # rows that others refer to go last
+    deletes = "; ".join(f'DELETE FROM "{t.name}"' for t in tables)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql(f"{deletes}; SELECT setval(oid, 1, false) FROM pg_class "
+                             "WHERE relkind = 'S'")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +81,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine = make_engine(pg_url)
-    _truncate_all(engine)
+    _empty_all(engine)
     yield engine
     engine.dispose()
 
@@ -107,7 +127,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
     else:
         url = request.getfixturevalue("pg_url")
         engine = make_engine(url)
-        _truncate_all(engine)
+        _empty_all(engine)
         engine.dispose()
         yield url
 
@@ -120,23 +140,35 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-# A database number per process, so concurrent test runs rarely share one (db 0 is left alone).
-REDIS_URL = os.environ.get(
-    "CRMSYNC_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
-)
+@pytest.fixture(scope="session")
+def redis_db_url() -> Iterator[str]:
+    """A Redis database (1..15; 0 is left alone) that no other test process on this machine
+    uses meanwhile: each number has a lock file, held for the session."""
+    if url := os.environ.get("CRMSYNC_TEST_REDIS_URL"):
+        yield url
+        return
+    for number in range(1, 16):
+        with (Path(tempfile.gettempdir()) / f"crmsync-test-redis-{number}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield f"redis://127.0.0.1:6379/{number}"
+            return
+    pytest.fail("other test processes hold every Redis database 1..15; set CRMSYNC_TEST_REDIS_URL")
 
 
 @pytest.fixture
-async def redis_url() -> Any:
+async def redis_url(redis_db_url: str) -> Any:
     """A Redis database of its own, emptied before and after (Redis must be up)."""
     from redis.asyncio import Redis
 
-    client = Redis.from_url(REDIS_URL)
+    client = Redis.from_url(redis_db_url)
     try:
         await client.flushdb()
     except Exception as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not usable ({exc}); start it: redis-server "
+        pytest.fail(f"Redis at {redis_db_url} is not usable ({exc}); start it: redis-server "
                     '--daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no')
-    yield REDIS_URL
+    yield redis_db_url
     await client.flushdb()
     await client.aclose()

@@ -22,7 +22,6 @@ from core.records import DealRecord
 from tests.api_support import SECRET, ZOHO_SECRETS, add_connection, make_key, running_api, seed
 from tests.conftest import PG_ADMIN_URL
 
-pytestmark = pytest.mark.integration
 ZOHO = {"provider": "zoho", "name": "Zoho", "config": {"dc": "com"}, "secrets": ZOHO_SECRETS}
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from core.db import session_scope
 from core.models import Connection, WebhookEvent
 from tests.api_support import Api, running_api
-from tests.unit.test_fxiaoke_webhooks import AES_KEY, EVENT, OTHER_KEY, callback
+from tests.integration.test_fxiaoke_webhooks import AES_KEY, EVENT, OTHER_KEY, callback
 
 URL = "/api/v1/webhooks/fxiaoke/{}"
 
