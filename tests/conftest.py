@@ -1,7 +1,7 @@
 """Shared fixtures: real databases (SQLite file and the machine's PostgreSQL), Redis.
 
-tests/unit needs no server; tests/integration (marked `integration`) uses PostgreSQL and
-Redis, subprocesses and servers on 127.0.0.1.
+tests/unit and tests/contract need no server; tests/integration (marked `integration`) uses
+PostgreSQL and Redis.
 
 PostgreSQL is not optional: a test that needs it fails when it is down
 (start it with the command in README.md), it is never skipped.
@@ -32,17 +32,18 @@ PG_ADMIN_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql://postgres@127.
 SLOTS = 15  # test processes at once on one machine (Redis databases 1..15; 0 is left alone)
 
 
-UNIT = Path(__file__).parent / "unit"
+SERVERLESS = (Path(__file__).parent / "unit", Path(__file__).parent / "contract")
 # Every fixture on PostgreSQL or Redis depends on one of these.
 SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "redis_url"})
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """tests/unit runs without database servers: a test there that asks for one fails."""
+    """tests/unit and tests/contract run without database servers: a test there that asks
+    for one fails."""
     servers = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
-    if servers and UNIT in item.path.parents:
-        pytest.fail(f"a unit test needs no {', '.join(sorted(servers))}: move it to "
-                    "tests/integration", pytrace=False)
+    if servers and any(tier in item.path.parents for tier in SERVERLESS):
+        pytest.fail(f"{item.path.parent.name} tests need no {', '.join(sorted(servers))}: "
+                    "move this one to tests/integration", pytrace=False)
 
 
 def _empty_all(engine: Engine) -> None:
