@@ -31,7 +31,6 @@ os.environ["CRMSYNC_ALLOW_ENDPOINTS"] = SANDBOX_ENDPOINTS  # every Settings() of
 PG_ADMIN_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SLOTS = 15  # test processes at once on one machine (Redis databases 1..15; 0 is left alone)
 
-
 SERVERLESS = (Path(__file__).parent / "unit", Path(__file__).parent / "contract")
 # Every fixture on PostgreSQL or Redis depends on one of these.
 SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "redis_url"})
