@@ -1,11 +1,17 @@
-"""Shared fixtures: real databases (SQLite file and the machine's PostgreSQL).
+"""Shared fixtures: real databases (SQLite file and the machine's PostgreSQL), Redis.
+
+tests/unit and tests/contract need no server; tests/integration (marked `integration`) uses
+PostgreSQL and Redis.
 
 PostgreSQL is not optional: a test that needs it fails when it is down
 (start it with the command in README.md), it is never skipped.
 """
 
+import fcntl
+import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from core.db import make_engine, upgrade
+from core.db import MIGRATIONS, make_engine, upgrade
 from core.models import SQLModel
 
 # The sandboxes the tests run (real servers on 127.0.0.1, in-process apps under these
@@ -23,45 +29,108 @@ SANDBOX_ENDPOINTS = "127.0.0.1,sandbox,sandbox.test,zoho.test,fx.test"
 os.environ["CRMSYNC_ALLOW_ENDPOINTS"] = SANDBOX_ENDPOINTS  # every Settings() of the suite
 
 PG_ADMIN_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PG_TEST_DB = f"crmsync_test_{os.getpid()}"  # concurrent test runs never collide
+SLOTS = 15  # test processes at once on one machine (Redis databases 1..15; 0 is left alone)
+
+SERVERLESS = (Path(__file__).parent / "unit", Path(__file__).parent / "contract")
+# Every fixture on PostgreSQL or Redis depends on one of these.
+SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "redis_url"})
 
 
-def _truncate_all(engine: Engine) -> None:
-    names = ", ".join(
-        f'"{t.name}"' for t in SQLModel.metadata.sorted_tables
-    )
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """tests/unit and tests/contract run without database servers: a test there that asks
+    for one fails."""
+    servers = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+    if servers and any(tier in item.path.parents for tier in SERVERLESS):
+        pytest.fail(f"{item.path.parent.name} tests need no {', '.join(sorted(servers))}: "
+                    "move this one to tests/integration", pytrace=False)
+
+
+def _empty_all(engine: Engine) -> None:
+    """Every table emptied and every id sequence restarted, in one round trip: DELETE on
+    the few rows a test wrote takes milliseconds, TRUNCATE of every table over half a second."""
+    tables = reversed(SQLModel.metadata.sorted_tables)  # rows that others refer to go last
+    deletes = "; ".join(f'DELETE FROM "{t.name}"' for t in tables)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql(f"{deletes}; SELECT setval(oid, 1, false) FROM pg_class "
+                             "WHERE relkind = 'S'")
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session (dropped at its end)."""
+def slot() -> Iterator[int]:
+    """A number 1..SLOTS that no other test process on this machine holds meanwhile (a lock
+    file each, held for the session): it names this process's Redis database and its
+    PostgreSQL databases, so parallel workers and concurrent runs never share one."""
+    numbers = [*range(1, SLOTS + 1), 1 + os.getpid() % SLOTS]  # every one held: wait
+    for attempt, number in enumerate(numbers):
+        with (Path(tempfile.gettempdir()) / f"crmsync-test-{number}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if attempt < SLOTS else 0))
+            except BlockingIOError:
+                continue
+            yield number
+            return
+
+
+def _admin(statement: str) -> Any:
+    """Run one statement on the admin database; returns its first value, if any."""
     admin = make_engine(PG_ADMIN_URL)
     try:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {PG_TEST_DB}"))
+            result = conn.execute(text(statement))
+            return result.scalar() if result.returns_rows else None
     except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable ({exc}); start it: "
                     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
     finally:
         admin.dispose()
-    url = make_url(PG_ADMIN_URL).set(database=PG_TEST_DB).render_as_string(hide_password=False)
+
+
+def _pg_database(name: str) -> str:
+    """The URL of database `name`, created if missing. Test databases are kept between runs
+    (DROP DATABASE waits for a checkpoint, seconds on a busy machine); their commits do not
+    wait for the disk."""
+    if not _admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+        _admin(f"CREATE DATABASE {name}")
+        _admin(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _migrations_digest() -> str:
+    files = sorted(p for p in MIGRATIONS.rglob("*") if p.is_file() and p.suffix != ".pyc")
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def pg_url(slot: int) -> str:
+    """This process's migrated PostgreSQL database, crmsync_test_<slot>; rebuilt when the
+    migrations changed since it was built (the database's comment records their digest)."""
+    name, digest = f"crmsync_test_{slot}", _migrations_digest()
+    comment = (f"SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+               f"WHERE datname = '{name}'")
+    if _admin(comment) != digest:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        engine = make_engine(_pg_database(name))
+        upgrade(engine)
+        engine.dispose()
+        _admin(f"COMMENT ON DATABASE {name} IS '{digest}'")
+    return _pg_database(name)
+
+
+@pytest.fixture
+def empty_pg_url(slot: int) -> str:
+    """A PostgreSQL database with nothing in it (no migration ran), crmsync_test_<slot>_empty."""
+    url = _pg_database(f"crmsync_test_{slot}_empty")
     engine = make_engine(url)
-    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     engine.dispose()
-    yield url
-    admin = make_engine(PG_ADMIN_URL)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
-    admin.dispose()
+    return url
 
 
 @pytest.fixture
 def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine = make_engine(pg_url)
-    _truncate_all(engine)
+    _empty_all(engine)
     yield engine
     engine.dispose()
 
@@ -107,7 +176,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
     else:
         url = request.getfixturevalue("pg_url")
         engine = make_engine(url)
-        _truncate_all(engine)
+        _empty_all(engine)
         engine.dispose()
         yield url
 
@@ -120,23 +189,18 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-# A database number per process, so concurrent test runs rarely share one (db 0 is left alone).
-REDIS_URL = os.environ.get(
-    "CRMSYNC_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
-)
-
-
 @pytest.fixture
-async def redis_url() -> Any:
+async def redis_url(slot: int) -> Any:
     """A Redis database of its own, emptied before and after (Redis must be up)."""
     from redis.asyncio import Redis
 
-    client = Redis.from_url(REDIS_URL)
+    redis_db_url = os.environ.get("CRMSYNC_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{slot}")
+    client = Redis.from_url(redis_db_url)
     try:
         await client.flushdb()
     except Exception as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not usable ({exc}); start it: redis-server "
+        pytest.fail(f"Redis at {redis_db_url} is not usable ({exc}); start it: redis-server "
                     '--daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no')
-    yield REDIS_URL
+    yield redis_db_url
     await client.flushdb()
     await client.aclose()

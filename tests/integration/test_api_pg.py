@@ -8,21 +8,18 @@ from decimal import Decimal
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from api.app import SchemaNotCurrent, create_app
 from core import store
 from core.config import Settings
-from core.db import make_engine, session_scope
+from core.db import session_scope
 from core.models import Deal
 from core.queries import ROW_COLUMNS
 from core.records import DealRecord
 from tests.api_support import SECRET, ZOHO_SECRETS, add_connection, make_key, running_api, seed
-from tests.conftest import PG_ADMIN_URL
 
-pytestmark = pytest.mark.integration
 ZOHO = {"provider": "zoho", "name": "Zoho", "config": {"dc": "com"}, "secrets": ZOHO_SECRETS}
 
 
@@ -121,19 +118,6 @@ async def test_postgres_startup_builds_its_own_context(pg_url, pg_engine):
                                      headers={"Authorization": f"Bearer {key}"}) as client:
             created = await client.post("/api/v1/connections", json=ZOHO)
             assert created.status_code == 201
-
-
-@pytest.fixture
-def empty_pg_url():
-    name = "crmsync_test_unmigrated"
-    admin = make_engine(PG_ADMIN_URL)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 async def test_postgres_must_be_migrated_before_serving(empty_pg_url):

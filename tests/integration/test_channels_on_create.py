@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select
 
@@ -26,8 +25,6 @@ from tests.api_support import make_key
 from tests.integration.test_webhook_e2e import arq_worker, setup  # noqa: F401 (fixture)
 from tests.integration.zoho_helpers import FAST_RETRY, SANDBOX_SECRETS
 from workers.context import JobContext
-
-pytestmark = pytest.mark.integration
 
 
 async def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any:

@@ -9,19 +9,15 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer, free_port
 from connectors.zoho import sandbox
 from core.db import make_engine, upgrade
-from tests.conftest import PG_ADMIN_URL
 
 CRMSYNC = shutil.which("crmsync")
 SECRETS = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}
@@ -171,18 +167,6 @@ def test_db_upgrade_says_what_it_applied(tmp_path):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     assert "upgraded from empty to 0006" in run(fresh, "db", "upgrade").stdout
-
-
-@pytest.fixture
-def empty_pg_url():
-    name = f"crmsync_cli_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(PG_ADMIN_URL)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 KEY = Fernet.generate_key().decode()

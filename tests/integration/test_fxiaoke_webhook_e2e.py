@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select
 
@@ -39,7 +38,6 @@ from tests.integration.test_webhook_e2e import arq_worker, setup  # noqa: F401
 from tests.integration.zoho_helpers import FAST_RETRY, sync
 from workers.context import JobContext
 
-pytestmark = pytest.mark.integration
 ATTACKER_KEY = base64.b64encode(b"fake-key-of-an-attacker-32-bytes").decode()
 
 

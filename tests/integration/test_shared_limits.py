@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
@@ -33,8 +32,6 @@ from core.security import SecretBox
 from workers.limits import PREFIX, RedisLimits
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
-
 
 def box() -> SecretBox:
     return SecretBox(Fernet.generate_key())

@@ -19,7 +19,6 @@ from tests.integration.zoho_helpers import FAST_RETRY, add_connection
 from workers.context import JobContext
 from workers.jobs import renew_channels
 
-pytestmark = pytest.mark.integration
 PUBLIC = "https://crmsync.example.com"
 
 

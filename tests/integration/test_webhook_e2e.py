@@ -36,8 +36,6 @@ from workers.context import JobContext
 from workers.jobs import renew_channels
 from workers.settings import WorkerSettings
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(params=["embedded", "arq"])
 def setup(request: pytest.FixtureRequest) -> tuple[str, Engine, str, str | None]:

@@ -9,7 +9,6 @@ Now the sync records the zone first, so its rows and rollups are already right.
 
 from zoneinfo import ZoneInfo
 
-import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
@@ -25,7 +24,6 @@ from tests.integration.zoho_helpers import FAST_RETRY, add_connection, sync
 from workers.context import JobContext
 from workers.jobs import refresh_rollups
 
-pytestmark = pytest.mark.integration
 ZONE = "Asia/Shanghai"
 
 
