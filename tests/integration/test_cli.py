@@ -22,7 +22,9 @@ def crmsync(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedP
 
 
 def test_demo_on_a_fresh_directory_syncs_and_prints_a_key_and_calls(tmp_path):
-    done = crmsync(tmp_path, "demo", "--no-serve", "--deals", "400")
+    # --port 0: the demo holds its port while it runs; 8000 may be taken (a parallel test,
+    # a developer's demo)
+    done = crmsync(tmp_path, "demo", "--no-serve", "--port", "0", "--deals", "400")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "full sync" in out and "synced into the store" in out
@@ -32,7 +34,8 @@ def test_demo_on_a_fresh_directory_syncs_and_prints_a_key_and_calls(tmp_path):
     assert (tmp_path / "crmsync.db").exists()
     assert oct((tmp_path / "crmsync.db.key").stat().st_mode & 0o777) == "0o600"
 
-    again = crmsync(tmp_path, "demo", "--no-serve", "--deals", "400")  # reuses the store
+    again = crmsync(tmp_path, "demo", "--no-serve", "--port", "0",
+                    "--deals", "400")  # reuses the store
     assert again.returncode == 0, again.stderr
 
     missing = crmsync(tmp_path, "sync", "--connection", "99")

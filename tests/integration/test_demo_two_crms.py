@@ -32,7 +32,9 @@ def test_shared_reps_keep_other_seeds_unchanged():
 
 
 async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path):
-    done = crmsync(tmp_path, "demo", "--no-serve", "--deals", "400", timeout=300)
+    # --port 0: 8000 may be taken (a parallel test, a developer's demo)
+    done = crmsync(tmp_path, "demo", "--no-serve", "--port", "0", "--deals", "400",
+                   timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Fxiaoke CRM (sandbox)" in done.stdout and "Zoho CRM (sandbox)" in done.stdout
     assert re.search(r"connection 1:\s+\d+\s+inserted.*connection 2:\s+\d+\s+inserted",

@@ -6,7 +6,8 @@ from tests.integration.test_cli import crmsync
 
 
 def test_demo_sets_and_pushes_goals_then_the_goals_commands(tmp_path):
-    demo = crmsync(tmp_path, "demo", "--no-serve", "--deals", "300")
+    # --port 0: 8000 may be taken (a parallel test, a developer's demo)
+    demo = crmsync(tmp_path, "demo", "--no-serve", "--port", "0", "--deals", "300")
     assert demo.returncode == 0, demo.stderr
     out = re.sub(r"\s+", " ", demo.stdout)
     found = re.search(r"goals for (\S+) to (\S+): (\d+) new", out)

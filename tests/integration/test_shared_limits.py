@@ -214,8 +214,10 @@ async def _keys_all_expire(redis_url: str) -> None:
 
 async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(redis_url, tmp_path):
     cap = 5  # ZohoConnector.max_in_flight; 429 above it (docs/vendors/zoho.md §7)
+    # latency: the two workers' requests overlap up to the cap even on a busy machine
+    # (with 0.03 s they fell short there)
     app = zoho_sandbox.create_app(generate_company(seed=5, deals=1200, accounts=150),
-                                  latency=0.03, concurrency_limit=cap)
+                                  latency=0.1, concurrency_limit=cap)
     state = app.state.zoho
     with BackgroundServer(app) as server:
         results = await asyncio.to_thread(_run_two_workers, tmp_path, "zoho", server.url,
