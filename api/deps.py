@@ -17,7 +17,7 @@ from core.security import SecretBox, has_scope, hash_api_key
 from core.types import utcnow
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer csk_...`")
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer csk_...`")
 
 
 class JobQueue(Protocol):
@@ -81,27 +81,33 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def check_key(engine: Engine, credentials: HTTPAuthorizationCredentials | None,
+              scope: str) -> ApiKey:
+    """The API key of `credentials` if it holds `scope`; 401 or 403 otherwise."""
+    if credentials is None:
+        raise _unauthorized("an API key is required: send Authorization: Bearer <key>")
+    with session_scope(engine) as session:  # its own short transaction
+        key = session.exec(
+            select(ApiKey).where(ApiKey.key_hash == hash_api_key(credentials.credentials))
+        ).first()
+        if key is None or key.revoked_at is not None:
+            raise _unauthorized("the API key is unknown or revoked")
+        if not has_scope(key.scopes, scope):
+            raise ApiError(403, f"this API key lacks the {scope!r} scope")
+        now = utcnow()
+        if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+            key.last_used_at = now
+        return key
+
+
 def require(scope: str) -> Callable[..., Any]:
     """A dependency that admits an API key holding `scope` (admin > push > write > read)."""
 
     def check(
         engine: EngineDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> ApiKey:
-        if credentials is None:
-            raise _unauthorized("an API key is required: send Authorization: Bearer <key>")
-        with session_scope(engine) as session:  # its own short transaction
-            key = session.exec(
-                select(ApiKey).where(ApiKey.key_hash == hash_api_key(credentials.credentials))
-            ).first()
-            if key is None or key.revoked_at is not None:
-                raise _unauthorized("the API key is unknown or revoked")
-            if not has_scope(key.scopes, scope):
-                raise ApiError(403, f"this API key lacks the {scope!r} scope")
-            now = utcnow()
-            if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-                key.last_used_at = now
-            return key
+        return check_key(engine, credentials, scope)
 
     check.__name__ = f"require_{scope}"
     return check
