@@ -3,9 +3,10 @@
 
 An API key sees everything its scope allows. A signed-in user acts with their role:
 admin as an admin key; manager as a push key (goals set and pushed) limited to the
-people of their teams (or everyone); rep as a read key limited to their own person. A request with the session
-cookie that changes anything must carry the session's CSRF token in X-CSRF-Token (the
-dashboard's pages do), so another site cannot make a signed-in browser act.
+people of their teams (or everyone); rep as a read key limited to their own person.
+A request with the session cookie that changes anything must carry the session's CSRF
+token in X-CSRF-Token (the dashboard's pages do), so another site cannot make a
+signed-in browser act.
 """
 
 from dataclasses import dataclass
