@@ -3,6 +3,7 @@ ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api api
+COPY cli cli
 COPY core core
 COPY connectors connectors
 COPY workers workers

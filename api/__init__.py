@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI) and the command line."""
+"""The HTTP API (FastAPI)."""
 
 from api.app import create_app
 

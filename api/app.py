@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from api import errors
 from api.deps import JobQueue
+from api.errors import ERRORS
 from api.limits import BodyLimitMiddleware
 from api.routes import (
     connections,
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        responses=ERRORS,
     )
     install_docs(app)
     errors.install(app)
@@ -96,7 +98,7 @@ def install_docs(app: FastAPI) -> None:
     pages work offline and where public CDNs are blocked)."""
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=str(app.openapi_url), title=f"{app.title} - Swagger UI",
@@ -104,7 +106,7 @@ def install_docs(app: FastAPI) -> None:
             swagger_css_url=f"{STATIC_URL}/swagger-ui/swagger-ui.css",
             swagger_favicon_url=f"{STATIC_URL}/swagger-ui/favicon-32x32.png")
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False, response_class=HTMLResponse)
     def redoc() -> HTMLResponse:
         return get_redoc_html(
             openapi_url=str(app.openapi_url), title=f"{app.title} - ReDoc",

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from api.schemas import Answer
 from connectors.endpoints import EndpointPolicy, EndpointRefused
 from connectors.registry import (
     UnknownProvider,
@@ -23,7 +24,7 @@ from connectors.registry import (
 )
 from core.models import Connection
 from core.security import SecretBox, SecretsUnreadable
-from core.types import utcnow
+from core.types import ConnectionStatus, utcnow
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -48,14 +49,14 @@ class ConnectionPatch(BaseModel):
     secrets: dict[str, Any] | None = Field(default=None, description="Write-only.")
 
 
-class ConnectionPublic(BaseModel):
+class ConnectionPublic(Answer):
     id: int
     provider: str
     name: str
     config: dict[str, Any]
     secrets_set: list[str]
     home_currency: str | None
-    status: str
+    status: ConnectionStatus
     last_error: str | None
     created_at: datetime
     updated_at: datetime
@@ -113,8 +114,8 @@ def update_connection(
         config, secrets = validated(connection.provider, config, secrets, endpoints)
         connection.config = config
         connection.secrets_encrypted = box.seal(secrets)
-        if patch.secrets and connection.status == "needs_reauth":
-            connection.status = "active"  # new credentials: the next sync tries them
+        if patch.secrets and connection.status == ConnectionStatus.NEEDS_REAUTH:
+            connection.status = ConnectionStatus.ACTIVE  # new credentials: the next sync tries them
     connection.updated_at = utcnow()
     session.add(connection)
     _flush(session, connection.name)

@@ -14,7 +14,7 @@ from core.config import Settings
 from core.db import session_scope
 from core.models import ApiKey
 from core.security import SecretBox, has_scope, hash_api_key
-from core.types import utcnow
+from core.types import SyncMode, utcnow
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer csk_...`")
@@ -23,7 +23,7 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 class JobQueue(Protocol):
     """What the API needs from a job runner (in-process now; arq when Redis is set)."""
 
-    async def enqueue_sync(self, connection_id: int, mode: str) -> int:
+    async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         """Queue a sync of the connection; returns the sync_run id."""
         ...
 

@@ -6,16 +6,19 @@ value that was sent (it may be a secret).
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.schemas import Answer
 
 log = logging.getLogger("crmsync.api")
 
@@ -56,6 +59,35 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+class FieldError(Answer):
+    field: str
+    message: str
+
+
+class RowError(FieldError):
+    line: int = Field(description="The line of the file (the header is line 1).")
+
+
+class ErrorInfo(Answer):
+    code: str = Field(description="Machine-readable: validation_error, not_found, ...")
+    message: str
+    details: list[FieldError] = Field(default_factory=list, description=(
+        "validation_error: each field and what is wrong with it."))
+    rows: list[RowError] = Field(default_factory=list, description=(
+        "A goal import's bad rows."))
+
+
+class ErrorBody(Answer):
+    error: ErrorInfo
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (("4XX", "The request cannot be served (the error says why)."),
+                                ("5XX", "The service failed or is unavailable."))}
+"""Every route's error answers, for the OpenAPI."""
+
+
 def describe_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Readable (field, message) pairs of pydantic errors, without the input values."""
     details = []
@@ -73,6 +105,9 @@ def describe_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
             message = f"is not a known {'parameter' if where == 'query' else 'field'}"
         elif kind == "value_error":
             message = message.removeprefix("Value error, ")
+        elif kind in ("enum", "literal_error"):  # pydantic quotes the allowed values
+            allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            message = f"must be one of {', '.join(allowed)}"
         elif kind == "missing":
             message = "is required"
         elif kind == "model_attributes_type" and field == "body":

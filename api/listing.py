@@ -42,6 +42,10 @@ EXPORT_FORMATS_HELP = ("`excel-csv`: the same CSV with a UTF-8 byte order mark, 
                        "reads Chinese and other non-ASCII text right; `xlsx`: an Excel "
                        "workbook with the same columns.")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FILES: dict[int | str, dict[str, Any]] = {200: {"content": {
+    "text/csv": {"schema": {"type": "string"}},
+    XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
+"""The other answers of a route that takes `format` (csv_response), for the OpenAPI."""
 FILE_CHUNK = 64 * 1024
 
 MAX_ID = 2**31 - 1  # every id column is an INTEGER (PostgreSQL: 4 bytes, signed)

@@ -13,7 +13,22 @@ from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from core.types import DecimalText, Money, Percent, UTCDateTime, utcnow
+from core.types import (
+    ConnectionStatus,
+    DealStatus,
+    DecimalText,
+    EnumText,
+    GoalMetric,
+    Money,
+    Percent,
+    PersonMatch,
+    PushStatus,
+    RunStatus,
+    SyncMode,
+    UTCDateTime,
+    WebhookStatus,
+    utcnow,
+)
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -37,7 +52,8 @@ class Connection(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     secrets_encrypted: str = ""
     home_currency: str | None = Field(default=None, max_length=3)
-    status: str = Field(default="active", max_length=20)
+    status: ConnectionStatus = Field(default=ConnectionStatus.ACTIVE,
+                                     sa_type=EnumText(ConnectionStatus, 20))
     last_error: str | None = None
     created_at: datetime = _now()
     updated_at: datetime = _now()
@@ -91,7 +107,7 @@ class User(SyncedRow, table=True):
     # how: email | mobile (matched automatically), new (a person of its own), hand (mapped
     # by an admin; syncs never change it).
     person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
-    person_match: str | None = Field(default=None, max_length=10)
+    person_match: PersonMatch | None = Field(default=None, sa_type=EnumText(PersonMatch, 10))
 
 
 class Account(SyncedRow, table=True):
@@ -117,7 +133,7 @@ class Stage(SyncedRow, table=True):
     name: str = ""
     sort_order: int = 0
     probability: Decimal | None = Field(default=None, sa_type=Percent)
-    category: str = Field(default="open", max_length=10)
+    category: DealStatus = Field(default=DealStatus.OPEN, sa_type=EnumText(DealStatus, 10))
 
 
 class Deal(SyncedRow, table=True):
@@ -134,7 +150,7 @@ class Deal(SyncedRow, table=True):
     amount_home: Decimal | None = Field(default=None, sa_type=Money)
     stage: str | None = None
     stage_remote_id: str | None = None
-    status: str = Field(default="open", max_length=10)
+    status: DealStatus = Field(default=DealStatus.OPEN, sa_type=EnumText(DealStatus, 10))
     probability: Decimal | None = Field(default=None, sa_type=Percent)
     close_date: date | None = None
     remote_created_at: datetime | None = _ts()
@@ -174,8 +190,8 @@ class SyncRun(SQLModel, table=True):
     __tablename__ = "sync_run"
     id: int | None = Field(default=None, primary_key=True)
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE", index=True)
-    mode: str = Field(max_length=12)
-    status: str = Field(default="queued", max_length=12)
+    mode: SyncMode = Field(sa_type=EnumText(SyncMode, 12))
+    status: RunStatus = Field(default=RunStatus.QUEUED, sa_type=EnumText(RunStatus, 12))
     created_at: datetime = _now()
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
@@ -288,7 +304,7 @@ class Goal(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
-    metric: str = Field(max_length=20)
+    metric: GoalMetric = Field(sa_type=EnumText(GoalMetric, 20))
     period_start: date
     period_end: date
     target: Decimal = Field(sa_type=Money)
@@ -313,7 +329,7 @@ class GoalPush(SQLModel, table=True):
     remote_id: str | None = Field(default=None, max_length=100)
     pushed_hash: str | None = Field(default=None, max_length=64)
     pushed_at: datetime | None = _ts()
-    status: str = Field(max_length=10)  # inserted|updated|unchanged|skipped|error|deleted
+    status: PushStatus = Field(sa_type=EnumText(PushStatus, 10))
     error: str | None = None
 
 
@@ -334,7 +350,8 @@ class WebhookEvent(SQLModel, table=True):
     provider: str = Field(max_length=40)
     dedupe_key: str = Field(max_length=128)
     payload: dict[str, Any] | None = _json()
-    status: str = Field(default="received", max_length=10)  # received | processed | failed
+    status: WebhookStatus = Field(default=WebhookStatus.RECEIVED,
+                                  sa_type=EnumText(WebhookStatus, 10))
     attempts: int = 0
     error: str | None = None
     received_at: datetime = _now()
@@ -369,7 +386,7 @@ class DealRollup(SQLModel):
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
     owner_person_id: int | None = None
     owner_name: str | None = None
-    status: str = Field(max_length=10)
+    status: DealStatus = Field(sa_type=EnumText(DealStatus, 10))
     probability: Decimal | None = Field(default=None, sa_type=Percent)
     deals: int = 0
     amount: Decimal | None = Field(default=None, sa_type=Money)

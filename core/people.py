@@ -52,10 +52,9 @@ from sqlmodel import Session
 from core.metrics import rollups
 from core.models import Account, Deal, Goal, Person, User
 from core.queries import Listing
-from core.types import utcnow
+from core.types import PersonMatch, utcnow
 
 MIN_MOBILE_DIGITS = 5
-MATCHES = ("email", "mobile", "new", "hand")
 PERSON_COLUMNS = ("id", "name", "email", "mobile", "team", "team_set_by_hand", "created_at",
                   "updated_at")
 USER_COLUMNS = ("id", "connection_id", "remote_id", "name", "email", "mobile", "active",
@@ -229,9 +228,9 @@ def _persons_by(session: Session, column: str, values: set[str]) -> dict[str, se
 
 
 def _match(session: Session, user: Any, by_email: dict[str, set[int]],
-           by_mobile: dict[str, set[int]]) -> tuple[int, str]:
+           by_mobile: dict[str, set[int]]) -> tuple[int, PersonMatch]:
     if user.email and by_email.get(user.email):
-        return min(by_email[user.email]), "email"
+        return min(by_email[user.email]), PersonMatch.EMAIL
     candidates = by_mobile.get(user.mobile or "", set())
     if user.mobile and len(candidates) == 1:
         person_id = next(iter(candidates))
@@ -243,7 +242,7 @@ def _match(session: Session, user: Any, by_email: dict[str, set[int]],
                     PERSON.c.id == person_id, PERSON.c.email.is_(None),
                     ~exists().where(PERSON.c.email == user.email)).values(email=user.email))
                 by_email[user.email].add(person_id)
-            return person_id, "mobile"
+            return person_id, PersonMatch.MOBILE
     person_id, how = _new_person(session, user)
     if user.email:
         by_email[user.email].add(person_id)
@@ -252,8 +251,8 @@ def _match(session: Session, user: Any, by_email: dict[str, set[int]],
     return person_id, how
 
 
-def _new_person(session: Session, user: Any) -> tuple[int, str]:
-    """A person made from `user`; ("email") the one a concurrent writer made first."""
+def _new_person(session: Session, user: Any) -> tuple[int, PersonMatch]:
+    """A person made from `user`; (email) the one a concurrent writer made first."""
     now = utcnow()
     stmt = _insert(session, PERSON).values(
         name=user.name or user.email or "", email=user.email, mobile=user.mobile,
@@ -262,9 +261,9 @@ def _new_person(session: Session, user: Any) -> tuple[int, str]:
         stmt = stmt.on_conflict_do_nothing(index_elements=["email"])
     created = session.execute(stmt.returning(PERSON.c.id)).scalar()
     if created is not None:
-        return int(created), "new"
+        return int(created), PersonMatch.NEW
     return int(session.execute(select(PERSON.c.id).where(
-        PERSON.c.email == user.email)).scalar_one()), "email"
+        PERSON.c.email == user.email)).scalar_one()), PersonMatch.EMAIL
 
 
 def refresh_teams(session: Session, person_ids: Select[Any] | Sequence[int]) -> None:
@@ -336,7 +335,7 @@ def unmatched_listing() -> Listing:
                         candidate.c.connection_id == USER.c.connection_id
                         ).correlate(PERSON, USER))
     stmt: Select[Any] = select(*(USER.c[c] for c in UNMATCHED_COLUMNS)).where(
-        USER.c.deleted_at.is_(None), USER.c.person_match == "new", alone, somebody)
+        USER.c.deleted_at.is_(None), USER.c.person_match == PersonMatch.NEW, alone, somebody)
     return Listing(stmt, USER.c.id, lambda row: dict(row._mapping))
 
 
@@ -469,7 +468,7 @@ def map_user(session: Session, person_id: int, *, user_id: int | None = None,
     if merging:
         _check_goals(session, int(old or 0), person_id)
     session.execute(update(USER).where(USER.c.id == user_id).values(
-        person_id=person_id, person_match="hand"))
+        person_id=person_id, person_match=PersonMatch.HAND))
     session.expire(user)
     relink(session, user_ids=[user_id])
     if merging:

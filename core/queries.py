@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Engine, Select, Table, func, literal, sele
 from sqlmodel import Session, col
 
 from core.models import SYNCED_TABLES, ApiKey, Connection, SyncRun
-from core.types import as_utc
+from core.types import DealStatus, RunStatus, as_utc
 
 ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("id", "connection_id", "remote_id", "name", "email", "active", "team", "deleted"),
@@ -37,8 +37,8 @@ SYNC_RUN_COLUMNS = (
     "id", "connection_id", "mode", "status", "started_at", "finished_at", "counts",
     "api_calls", "error",
 )
-DEAL_STATUSES = ("open", "won", "lost")
-RUN_STATUSES = ("queued", "running", "succeeded", "failed")
+DEAL_STATUSES = tuple(DealStatus)
+RUN_STATUSES = tuple(RunStatus)
 
 RowFn = Callable[[Any], dict[str, Any]]
 
@@ -50,7 +50,7 @@ class RecordFilters:
     connection_id: int | None = None
     owner_email: str | None = None
     owner_person_id: int | None = None
-    status: str | None = None
+    status: DealStatus | None = None
     modified_since: datetime | None = None
     close_from: date | None = None
     close_to: date | None = None
@@ -121,7 +121,8 @@ def _require(ok: bool, name: str, stream: str) -> None:
         raise ValueError(f"{stream} cannot be filtered by {name}")
 
 
-def sync_runs_listing(*, connection_id: int | None = None, status: str | None = None) -> Listing:
+def sync_runs_listing(*, connection_id: int | None = None,
+                      status: RunStatus | None = None) -> Listing:
     """Sync runs, newest first."""
     stmt: Select[Any] = select(SyncRun)
     if connection_id is not None:
@@ -220,11 +221,11 @@ def store_summary(session: Session, connection_id: int) -> dict[str, Any]:
 
     won = session.execute(select(func.sum(deals.c.amount_home)).where(
         deals.c.connection_id == connection_id, deals.c.deleted_at.is_(None),
-        deals.c.status == "won")).scalar_one()
+        deals.c.status == DealStatus.WON)).scalar_one()
     return {
         "reps": count(users, users.c.active.is_(True)),
         "accounts": count(accounts),
         "deals": count(deals),
-        "won_deals": count(deals, deals.c.status == "won"),
+        "won_deals": count(deals, deals.c.status == DealStatus.WON),
         "won_amount": won,
     }

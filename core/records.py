@@ -3,14 +3,16 @@
 Connectors map vendor JSON to these records; core/sync.py writes them to the store.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-STREAMS = ("users", "stages", "accounts", "deals", "deletions")
-# Webhooks: a connector's resolve_webhook_events answers ("unresolved", Page(records=[(event
+from core.types import DealStatus, GoalMetric, PushStatus, Stream
+
+STREAMS = tuple(Stream)
+# Webhooks: a connector's resolve_webhook_events answers ("unresolved", Page(unresolved=[(event
 # payload, error), ...])) for events whose record it could not read; core.webhooks leaves
 # those events pending with the error instead of marking them processed.
 UNRESOLVED = "unresolved"
@@ -33,7 +35,7 @@ class UserRecord:
 class StageRecord:
     remote_id: str
     name: str
-    category: str  # open | won | lost, from vendor metadata
+    category: DealStatus  # from vendor metadata
     pipeline: str | None = None
     sort_order: int = 0
     probability: Decimal | None = None
@@ -65,7 +67,7 @@ class DealRecord:
     amount_home: Decimal | None = None
     stage: str | None = None
     stage_remote_id: str | None = None
-    status: str = "open"  # open | won | lost
+    status: DealStatus = DealStatus.OPEN
     probability: Decimal | None = None
     close_date: date | None = None
     remote_created_at: datetime | None = None
@@ -80,25 +82,32 @@ class DealRecord:
     raw: dict[str, Any] | None = None
 
 
+DeletedEntity = Literal["accounts", "deals"]
+
+
 @dataclass(slots=True)
 class Deletion:
     """A record the vendor reports as deleted: becomes a tombstone."""
 
-    entity: str  # accounts | deals
+    entity: DeletedEntity
     remote_id: str
     deleted_at: datetime
 
 
 Record = UserRecord | StageRecord | AccountRecord | DealRecord
+Unresolved = tuple[Mapping[str, Any], str]
+"""A webhook event whose record could not be read, and why (see UNRESOLVED)."""
 
 
 @dataclass(slots=True)
 class Page:
-    """One vendor page, mapped. `cursor` is the stream state to commit with it."""
+    """One vendor page, mapped: records of one stream. `cursor` is the stream state to
+    commit with it."""
 
-    records: list[Any] = field(default_factory=list)
-    deletions: list[Deletion] = field(default_factory=list)
+    records: Sequence[Record] = field(default_factory=list)
+    deletions: Sequence[Deletion] = field(default_factory=list)
     cursor: dict[str, Any] | None = None
+    unresolved: Sequence[Unresolved] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -120,13 +129,13 @@ class Source(Protocol):
 
     async def check(self) -> SourceInfo: ...
 
-    def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+    def read(self, stream: Stream, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         """Pages of `stream` from `cursor` (None: from the beginning), oldest change first."""
         ...
 
 
 # --- goal push (M3): what core.goals hands a connector's push_goals, and what comes back ---
-GOAL_METRICS = ("bookings", "deals_won")
+GOAL_METRICS = tuple(GoalMetric)
 
 
 @dataclass(slots=True)
@@ -144,7 +153,7 @@ class GoalOut:
     owner_email: str | None
     owner_remote_id: str | None
     owner_name: str | None
-    metric: str  # one of GOAL_METRICS
+    metric: GoalMetric
     period_start: date
     period_end: date
     target: Decimal
@@ -162,9 +171,10 @@ class GoalDeletion:
 
 @dataclass(slots=True)
 class PushResult:
-    """What happened to one goal in one CRM: status inserted, updated, deleted or error."""
+    """What happened to one goal in one CRM: a connector answers inserted, updated, deleted
+    or error; core.goals.push also decides unchanged and skipped."""
 
     goal_id: int
-    status: str
+    status: PushStatus
     remote_id: str | None = None
     error: str | None = None

@@ -46,7 +46,7 @@ from core.models import (
     User,
 )
 from core.records import Deletion
-from core.types import utcnow
+from core.types import RunStatus, SyncMode, utcnow
 
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
 _EMAIL_COLUMNS = {"email", "owner_email"}
@@ -341,9 +341,9 @@ __all__ = [
 ]
 
 
-def create_run(session: Session, *, connection_id: int, mode: str) -> SyncRun:
+def create_run(session: Session, *, connection_id: int, mode: SyncMode) -> SyncRun:
     """A queued sync_run row (flushed, so it has its id)."""
-    run = SyncRun(connection_id=connection_id, mode=mode, status="queued", counts={})
+    run = SyncRun(connection_id=connection_id, mode=mode, status=RunStatus.QUEUED, counts={})
     session.add(run)
     session.flush()
     return run
@@ -353,6 +353,7 @@ def active_run(session: Session, *, connection_id: int) -> SyncRun | None:
     """The queued or running sync of a connection, if there is one."""
     return session.exec(
         select(SyncRun)
-        .where(SyncRun.connection_id == connection_id, SyncRun.status.in_(("queued", "running")))  # type: ignore[attr-defined]
+        .where(SyncRun.connection_id == connection_id,
+               SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)))  # type: ignore[attr-defined]
         .order_by(SyncRun.id.desc())  # type: ignore[union-attr]
     ).first()

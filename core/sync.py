@@ -27,11 +27,11 @@ from core.errors import AuthError, SourceError
 from core.metrics import rollups
 from core.models import Connection
 from core.records import STREAMS, Page, Source
-from core.types import utcnow
+from core.types import ConnectionStatus, RunStatus, Stream, SyncMode, utcnow
 
 log = logging.getLogger("crmsync.sync")
 
-TOMBSTONE_ON_FULL = ("users", "stages", "accounts", "deals")
+TOMBSTONE_ON_FULL = (Stream.USERS, Stream.STAGES, Stream.ACCOUNTS, Stream.DEALS)
 ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown tenfold since
 COUNTS_EVERY = 1.0  # seconds between writes of the run's running counts
 
@@ -47,7 +47,7 @@ class StreamCounts:
         return {"fetched": self.fetched, "upserted": self.upserted, "deleted": self.deleted}
 
 
-ProgressFn = Callable[[str, StreamCounts, bool], None]
+ProgressFn = Callable[[Stream, StreamCounts, bool], None]
 """Called after each page: (stream, counts so far, stream finished)."""
 
 
@@ -61,11 +61,11 @@ class SyncEngine:
         *,
         connection_id: int,
         run_id: int,
-        mode: str,
-        streams: tuple[str, ...] = STREAMS,
+        mode: SyncMode,
+        streams: tuple[Stream, ...] = STREAMS,
         progress: ProgressFn | None = None,
     ) -> None:
-        if mode not in ("full", "incremental"):
+        if mode not in (SyncMode.FULL, SyncMode.INCREMENTAL):
             raise ValueError(f"mode must be full or incremental, not {mode!r}")
         self.engine = engine
         self.source = source
@@ -133,10 +133,10 @@ class SyncEngine:
                 await asyncio.wait([work])
                 raise
 
-    async def _sync_stream(self, stream: str) -> None:
+    async def _sync_stream(self, stream: Stream) -> None:
         state = await self._db(self._load_state, stream)
         full_since: str | None = state.get("full_started_at")
-        if self.mode == "full" and not full_since:
+        if self.mode == SyncMode.FULL and not full_since:
             full_since, cursor = self.started_at.isoformat(), None
         else:
             cursor = state.get("cursor")
@@ -157,13 +157,13 @@ class SyncEngine:
                     raise item
                 await self._db(self._write_page, stream, item, full_since)
                 self._report(stream, done=False)
-            if self.mode == "full" and full_since:
+            if self.mode == SyncMode.FULL and full_since:
                 await self._db(self._finish_full, stream, datetime.fromisoformat(full_since))
         finally:
             producer.cancel()
         self._report(stream, done=True)
 
-    def _report(self, stream: str, *, done: bool) -> None:
+    def _report(self, stream: Stream, *, done: bool) -> None:
         if self.progress:
             self.progress(stream, self.counts[stream], done)
 
@@ -193,7 +193,7 @@ class SyncEngine:
         with self._session() as session:
             return store.get_state(session, connection_id=self.connection_id, stream=stream)
 
-    def _write_page(self, stream: str, page: Page, full_since: str | None) -> None:
+    def _write_page(self, stream: Stream, page: Page, full_since: str | None) -> None:
         counts = self.counts[stream]
         with self._session() as session:
             upserted = store.upsert_records(
@@ -220,7 +220,7 @@ class SyncEngine:
                 )
                 self._counts_written = time.monotonic()
 
-    def _finish_full(self, stream: str, since: datetime) -> None:
+    def _finish_full(self, stream: Stream, since: datetime) -> None:
         with self._session() as session:
             state = store.get_state(session, connection_id=self.connection_id, stream=stream)
             state["full_started_at"] = None
@@ -240,7 +240,7 @@ class SyncEngine:
             store.update_run(
                 session,
                 self.run_id,
-                status="running",
+                status=RunStatus.RUNNING,
                 started_at=self.started_at,
                 counts=self.summary(),
                 error=None,
@@ -258,14 +258,14 @@ class SyncEngine:
             store.update_run(
                 session,
                 self.run_id,
-                status="succeeded",
+                status=RunStatus.SUCCEEDED,
                 finished_at=now,
                 counts=self.summary(),
                 api_calls=self.source.api_calls,
             )
             connection = session.get(Connection, self.connection_id)
             if connection:  # a source's warnings (SourceInfo.warnings) stay visible there
-                connection.status, connection.last_synced_at = "active", now
+                connection.status, connection.last_synced_at = ConnectionStatus.ACTIVE, now
                 connection.last_error = "; ".join(f"warning: {w}" for w in self._warnings) \
                     or None
 
@@ -275,7 +275,7 @@ class SyncEngine:
             store.update_run(
                 session,
                 self.run_id,
-                status="failed",
+                status=RunStatus.FAILED,
                 finished_at=utcnow(),
                 counts=self.summary(),
                 api_calls=self.source.api_calls,
@@ -283,7 +283,8 @@ class SyncEngine:
             )
             connection = session.get(Connection, self.connection_id)
             if connection:
-                connection.status = "needs_reauth" if isinstance(error, AuthError) else "error"
+                connection.status = (ConnectionStatus.NEEDS_REAUTH if isinstance(error, AuthError)
+                                     else ConnectionStatus.ERROR)
                 connection.last_error = message
         log.warning("sync of connection %s failed (run %s): %s", self.connection_id,
                     self.run_id, message,

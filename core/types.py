@@ -1,12 +1,113 @@
-"""Column types shared by the store: exact decimals on every database."""
+"""Types shared by the store and the code: column types (exact decimals, aware UTC
+timestamps) and the closed sets of values the store's text columns hold.
+
+Convention: a closed set of values is a StrEnum when its values are stored, iterated or
+shown in the OpenAPI (its members are the strings themselves: they compare equal to
+them and serialize as them), a Literal for a small internal union.
+"""
 
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+
+class Stream(StrEnum):
+    """What a source reads (core.records.Source.read), in this order."""
+
+    USERS = "users"
+    STAGES = "stages"
+    ACCOUNTS = "accounts"
+    DEALS = "deals"
+    DELETIONS = "deletions"
+
+
+class DealStatus(StrEnum):
+    """A deal's status, and a stage's category."""
+
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"  # the credentials were refused: an admin must give new ones
+    ERROR = "error"  # the last sync failed otherwise
+
+
+class SyncMode(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    WEBHOOK = "webhook"  # a processed batch of webhook events (core.webhooks.record_run)
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class WebhookStatus(StrEnum):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class GoalMetric(StrEnum):
+    BOOKINGS = "bookings"
+    DEALS_WON = "deals_won"
+
+
+class PushStatus(StrEnum):
+    """What the last push of a goal did on one connection (core.goals.push)."""
+
+    INSERTED = "inserted"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    ERROR = "error"
+    DELETED = "deleted"
+
+
+class PersonMatch(StrEnum):
+    """How a CRM user was matched to its person (core.people); hand: mapped by an admin."""
+
+    EMAIL = "email"
+    MOBILE = "mobile"
+    NEW = "new"
+    HAND = "hand"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A StrEnum kept as its value in a VARCHAR (no database enum type: a new value needs
+    no migration), read back as the enum."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+        self.length = length
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+    @property
+    def python_type(self) -> type[E]:
+        return self.enum
 
 
 class ScaledDecimal(TypeDecorator[Decimal]):

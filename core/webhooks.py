@@ -18,9 +18,9 @@ from sqlmodel import Session
 
 from core import store
 from core.models import NotificationChannel, SyncRun, WebhookEvent
-from core.records import UNRESOLVED, Page
+from core.records import UNRESOLVED, Page, Unresolved
 from core.security import SecretBox
-from core.types import utcnow
+from core.types import RunStatus, SyncMode, WebhookStatus, utcnow
 
 MAX_BODY = 1024 * 1024  # 1 MB: larger callbacks are refused with 413
 LEASE = timedelta(minutes=5)  # a claimed event is taken again after this (its worker died)
@@ -43,7 +43,8 @@ def store_events(
         return 0
     now = now or utcnow()
     rows = [{"connection_id": connection_id, "provider": provider, "dedupe_key": key,
-             "payload": payload, "status": "received", "attempts": 0, "received_at": now}
+             "payload": payload, "status": WebhookStatus.RECEIVED, "attempts": 0,
+             "received_at": now}
             for key, payload in dict(events).items()]
     table = _table(WebhookEvent)
     dialect = session.get_bind().dialect.name
@@ -99,7 +100,7 @@ def claim(session: Session, *, connection_id: int, limit: int = BATCH,
     table = _table(WebhookEvent)
     pending = (
         select(table.c.id)
-        .where(table.c.connection_id == connection_id, table.c.status == "received",
+        .where(table.c.connection_id == connection_id, table.c.status == WebhookStatus.RECEIVED,
                or_(table.c.claimed_at.is_(None), table.c.claimed_at < now - LEASE))
         .order_by(table.c.id).limit(limit)
         .with_for_update(skip_locked=True)
@@ -116,7 +117,7 @@ def pending_connections(session: Session, *, now: datetime | None = None) -> lis
     now = now or utcnow()
     table = _table(WebhookEvent)
     stmt = select(table.c.connection_id).distinct().where(
-        table.c.status == "received",
+        table.c.status == WebhookStatus.RECEIVED,
         or_(table.c.claimed_at.is_(None), table.c.claimed_at < now - LEASE))
     return sorted(int(c) for c in session.scalars(stmt))
 
@@ -133,7 +134,7 @@ def apply_changes(session: Session, *, connection_id: int,
     counts: dict[str, dict[str, int]] = {}
     for stream, page in changes:
         if stream == UNRESOLVED:
-            counts[UNRESOLVED] = {"events": _keep_pending(session, connection_id, page.records)}
+            counts[UNRESOLVED] = {"events": _keep_pending(session, connection_id, page.unresolved)}
             continue
         entry = counts.setdefault(stream, {"fetched": 0, "upserted": 0, "deleted": 0})
         entry["fetched"] += len(page.records) + len(page.deletions)
@@ -146,11 +147,11 @@ def apply_changes(session: Session, *, connection_id: int,
 
 
 def _keep_pending(session: Session, connection_id: int,
-                  unresolved: Sequence[tuple[Any, str]]) -> int:
+                  unresolved: Sequence[Unresolved]) -> int:
     """Release the claimed events whose payload the connector reported unresolved."""
     table = _table(WebhookEvent)
     claimed = session.execute(select(table.c.id, table.c.payload).where(
-        table.c.connection_id == connection_id, table.c.status == "received",
+        table.c.connection_id == connection_id, table.c.status == WebhookStatus.RECEIVED,
         table.c.claimed_at.is_not(None))).all()
     kept = 0
     for payload, error in unresolved:
@@ -165,7 +166,7 @@ def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None
     table = _table(WebhookEvent)
     session.execute(update(table).where(table.c.id.in_(ids),
                                         table.c.claimed_at.is_not(None)).values(
-        status="processed", processed_at=now or utcnow(), error=None, claimed_at=None))
+        status=WebhookStatus.PROCESSED, processed_at=now or utcnow(), error=None, claimed_at=None))
 
 
 def release(session: Session, ids: Sequence[int], error: str) -> None:
@@ -173,7 +174,7 @@ def release(session: Session, ids: Sequence[int], error: str) -> None:
     table = _table(WebhookEvent)
     base = update(table).where(table.c.id.in_(ids))
     session.execute(base.where(table.c.attempts >= MAX_ATTEMPTS).values(
-        status="failed", error=error, claimed_at=None))
+        status=WebhookStatus.FAILED, error=error, claimed_at=None))
     session.execute(base.where(table.c.attempts < MAX_ATTEMPTS).values(
         error=error, claimed_at=None))
 
@@ -181,8 +182,8 @@ def release(session: Session, ids: Sequence[int], error: str) -> None:
 def record_run(session: Session, *, connection_id: int, started_at: datetime,
                counts: dict[str, Any], api_calls: int, error: str | None = None) -> int:
     """A finished sync_run of mode webhook for one processed batch."""
-    run = SyncRun(connection_id=connection_id, mode="webhook",
-                  status="failed" if error else "succeeded", started_at=started_at,
+    run = SyncRun(connection_id=connection_id, mode=SyncMode.WEBHOOK,
+                  status=RunStatus.FAILED if error else RunStatus.SUCCEEDED, started_at=started_at,
                   finished_at=utcnow(), counts=counts, api_calls=api_calls, error=error)
     session.add(run)
     session.flush()

@@ -22,7 +22,7 @@ from core.goals import push as goal_push
 from core.metrics import rollups, zone
 from core.models import Connection
 from core.sync import ProgressFn, SyncEngine
-from core.types import utcnow
+from core.types import ConnectionStatus, PushStatus, RunStatus, SyncMode, utcnow
 from workers.connect import LoadedConnection, load_connection, open_connector
 from workers.context import JobContext
 
@@ -34,7 +34,7 @@ async def sync_connection(
     *,
     connection_id: int,
     run_id: int,
-    mode: str,
+    mode: SyncMode,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Sync one connection into the store; the run row records the outcome."""
@@ -43,7 +43,8 @@ async def sync_connection(
     except (ConfigError, ValueError, LookupError) as exc:
         with session_scope(ctx.engine) as session:
             store.update_run(
-                session, run_id, status="failed", finished_at=utcnow(), error=f"cannot start: {exc}"
+                session, run_id, status=RunStatus.FAILED, finished_at=utcnow(),
+                error=f"cannot start: {exc}"
             )
         raise
     await asyncio.to_thread(apply_zone, ctx)
@@ -93,7 +94,7 @@ def retry_delay(ctx: JobContext, error: BaseException, attempt: int) -> float | 
 
 
 async def sync_job_attempt(
-    ctx: JobContext, *, connection_id: int, run_id: int, mode: str, attempt: int
+    ctx: JobContext, *, connection_id: int, run_id: int, mode: SyncMode, attempt: int
 ) -> dict[str, Any]:
     """One try of the sync job, under either runner.
 
@@ -133,12 +134,14 @@ def _record_failure(ctx: JobContext, connection_id: int, run_id: int, error: Bas
                 f"if this persists, report it with the worker log of run {run_id}.")
     with session_scope(ctx.engine) as session:
         if delay is not None:
-            store.update_run(session, run_id, status="queued", finished_at=None, error=note)
+            store.update_run(session, run_id, status=RunStatus.QUEUED, finished_at=None, error=note)
         else:
-            store.update_run(session, run_id, status="failed", finished_at=utcnow(), error=note)
+            store.update_run(session, run_id, status=RunStatus.FAILED, finished_at=utcnow(),
+                             error=note)
         connection = session.get(Connection, connection_id)
         if connection is not None:
-            connection.status = "needs_reauth" if isinstance(error, AuthError) else "error"
+            connection.status = (ConnectionStatus.NEEDS_REAUTH if isinstance(error, AuthError)
+                                 else ConnectionStatus.ERROR)
             connection.last_error = note
     return note
 
@@ -245,7 +248,7 @@ async def renew_channels(ctx: JobContext, connection_id: int | None = None) -> d
     with session_scope(ctx.engine) as session:
         stmt = select(col(Connection.id), col(Connection.provider)).where(
             col(Connection.provider).in_(with_channels),
-            col(Connection.status) != "needs_reauth")
+            col(Connection.status) != ConnectionStatus.NEEDS_REAUTH)
         if connection_id is not None:
             stmt = stmt.where(col(Connection.id) == connection_id)
         found = [(int(i or 0), str(p)) for i, p in session.execute(stmt)]
@@ -339,7 +342,7 @@ async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any
     else:
         if "goals" not in capabilities(loaded.provider):
             reason = f"provider {loaded.provider!r} cannot take goals yet"
-            pushed = [PushResult(g, "skipped", None, reason) for g in plan.hashes]
+            pushed = [PushResult(g, PushStatus.SKIPPED, None, reason) for g in plan.hashes]
         elif plan.goals or plan.deletions:
             async with open_connector(ctx, loaded) as source:
                 assert isinstance(source, GoalPusher)  # its class declares goals

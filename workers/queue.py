@@ -14,6 +14,7 @@ from arq.jobs import Job, JobStatus
 
 from core import store
 from core.db import session_scope
+from core.types import RunStatus, SyncMode
 from workers.context import JobContext
 
 PUSH_WAIT_SECONDS = 120.0  # how long the API waits for a worker's goal push
@@ -30,14 +31,14 @@ class ArqRunner:
     async def connect(cls, ctx: JobContext, redis_url: str) -> "ArqRunner":
         return cls(ctx, await create_pool(RedisSettings.from_dsn(redis_url)))
 
-    async def enqueue_sync(self, connection_id: int, mode: str) -> int:
+    async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         # One decision at a time per connection across API replicas and schedulers, so
         # a race never leaves a second (failed) run behind.
         async with self.redis.lock(f"crmsync:enqueue:{connection_id}", timeout=30,
                                    blocking_timeout=30):
             return await self._enqueue_sync(connection_id, mode)
 
-    async def _enqueue_sync(self, connection_id: int, mode: str) -> int:
+    async def _enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         job_id = f"sync:{connection_id}"
         status = await Job(job_id, self.redis).status()
         busy = status in (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)
@@ -48,7 +49,7 @@ class ArqRunner:
             if active is not None and busy:
                 return int(active.id or 0)
             if active is not None:  # its worker died before finishing it
-                store.update_run(session, int(active.id or 0), status="failed",
+                store.update_run(session, int(active.id or 0), status=RunStatus.FAILED,
                                  error="interrupted: the worker running it stopped")
             run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
         if status is JobStatus.complete:
@@ -57,7 +58,7 @@ class ArqRunner:
                                            _job_id=job_id)
         if job is None:  # lost a race with another API replica: that run stands
             with session_scope(self.ctx.engine) as session:
-                store.update_run(session, run_id, status="failed",
+                store.update_run(session, run_id, status=RunStatus.FAILED,
                                  error="another sync of this connection was queued first")
         return run_id
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from core import store
 from core.db import session_scope
+from core.types import RunStatus, SyncMode
 from workers.context import JobContext
 from workers.jobs import (
     RetryLater,
@@ -34,7 +35,7 @@ class InProcessRunner:
         self._goal_push = asyncio.Lock()  # one goal push at a time
         self._channels: dict[int, asyncio.Task[Any]] = {}  # connection id -> subscribe task
 
-    async def enqueue_sync(self, connection_id: int, mode: str) -> int:
+    async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         """Queue a sync of the connection; returns the run id (an existing one if busy)."""
         async with self._lock:
             task = self._tasks.get(connection_id)
@@ -46,7 +47,7 @@ class InProcessRunner:
                     store.update_run(
                         session,
                         int(active.id or 0),
-                        status="failed",
+                        status=RunStatus.FAILED,
                         error="interrupted: the process running it stopped",
                     )
                 run = store.create_run(session, connection_id=connection_id, mode=mode)
@@ -56,7 +57,7 @@ class InProcessRunner:
             )
             return run_id
 
-    async def _run(self, connection_id: int, run_id: int, mode: str) -> None:
+    async def _run(self, connection_id: int, run_id: int, mode: SyncMode) -> None:
         """The sync job with the same tries and back-off as under arq."""
         attempt = 1
         while True:

@@ -27,7 +27,7 @@ from sqlmodel import Session, col
 
 from core.db import session_scope
 from core.models import Connection, SyncRun
-from core.types import as_utc, utcnow
+from core.types import ConnectionStatus, RunStatus, SyncMode, as_utc, utcnow
 from workers.context import JobContext
 from workers.jobs import process_pending_webhooks, refresh_rollups, renew_channels
 
@@ -36,11 +36,11 @@ log = logging.getLogger("crmsync.schedule")
 DEFAULT_INTERVAL_MINUTES = 15
 TICK_SECONDS = 60.0
 RENEW_CHANNELS_EVERY = timedelta(hours=1)  # under every channel_renew_within (registry checks)
-WAITING_FOR_ADMIN = frozenset({"needs_reauth"})
+WAITING_FOR_ADMIN = frozenset({ConnectionStatus.NEEDS_REAUTH})
 
 
 class SyncQueue(Protocol):
-    async def enqueue_sync(self, connection_id: int, mode: str) -> int: ...
+    async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ConnectionSchedule:
     """What the schedule needs to know about one connection."""
 
     connection_id: int
-    status: str
+    status: ConnectionStatus
     interval: timedelta
     last_run_at: datetime | None  # the newest full or incremental run was queued then
     last_full_at: datetime | None  # the newest full run that succeeded was queued then
@@ -76,23 +76,24 @@ def nightly_boundary(now: datetime, hour: int, zone: str) -> datetime:
     return boundary
 
 
-def due_mode(s: ConnectionSchedule, now: datetime, nightly: datetime | None) -> str | None:
-    """"full", "incremental" or None (not due) for one connection at `now`."""
+def due_mode(s: ConnectionSchedule, now: datetime,
+             nightly: datetime | None) -> SyncMode | None:
+    """full, incremental or None (not due) for one connection at `now`."""
     if s.status in WAITING_FOR_ADMIN:
         return None
     if s.last_run_at is None:
-        return "full"
+        return SyncMode.FULL
     if now - s.last_run_at < s.interval:
         return None
     if nightly is not None and (s.last_full_at is None or s.last_full_at < nightly):
-        return "full"
-    return "incremental"
+        return SyncMode.FULL
+    return SyncMode.INCREMENTAL
 
 
 def due_syncs(
     schedules: Iterable[ConnectionSchedule], now: datetime, *, nightly_hour: int | None,
     zone: str,
-) -> list[tuple[int, str]]:
+) -> list[tuple[int, SyncMode]]:
     """(connection_id, mode) of every connection due at `now`."""
     nightly = nightly_boundary(now, nightly_hour, zone) if nightly_hour is not None else None
     out = []
@@ -104,12 +105,13 @@ def due_syncs(
 
 
 def load_schedules(session: Session) -> list[ConnectionSchedule]:
-    scheduled = col(SyncRun.mode).in_(("full", "incremental"))
+    scheduled = col(SyncRun.mode).in_((SyncMode.FULL, SyncMode.INCREMENTAL))
     run_of = col(SyncRun.connection_id)
     last_run = (select(run_of, func.max(col(SyncRun.created_at)).label("at"))
                 .where(scheduled).group_by(run_of).subquery())
     last_full = (select(run_of, func.max(col(SyncRun.created_at)).label("at"))
-                 .where(col(SyncRun.mode) == "full", col(SyncRun.status) == "succeeded")
+                 .where(col(SyncRun.mode) == SyncMode.FULL,
+                        col(SyncRun.status) == RunStatus.SUCCEEDED)
                  .group_by(run_of).subquery())
     rows = session.execute(
         select(col(Connection.id), col(Connection.status), col(Connection.config),
@@ -130,11 +132,11 @@ def _aware(value: datetime | str | None) -> datetime | None:
 
 async def enqueue_due_syncs(
     ctx: JobContext, jobs: SyncQueue, now: datetime | None = None
-) -> list[tuple[int, str, int]]:
+) -> list[tuple[int, SyncMode, int]]:
     """Queue every due sync; returns (connection_id, mode, run_id) of each."""
     now = now or utcnow()
 
-    def due() -> list[tuple[int, str]]:
+    def due() -> list[tuple[int, SyncMode]]:
         with session_scope(ctx.engine) as session:
             return due_syncs(load_schedules(session), now,
                              nightly_hour=ctx.settings.nightly_sync_hour,

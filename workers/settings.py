@@ -11,6 +11,7 @@ from arq.cron import cron
 from arq.worker import Retry, func
 
 from core.config import get_settings
+from core.types import SyncMode
 from workers import heartbeat
 from workers.context import JobContext, build_context
 from workers.jobs import (
@@ -47,7 +48,7 @@ async def sync_job(ctx: dict[str, Any], connection_id: int, run_id: int, mode: s
                                                      job.settings.job_lease_seconds))
     try:
         return await sync_job_attempt(job, connection_id=connection_id, run_id=run_id,
-                                      mode=mode, attempt=ctx.get("job_try", 1))
+                                      mode=SyncMode(mode), attempt=ctx.get("job_try", 1))
     except RetryLater as retry:
         raise Retry(defer=retry.delay) from None
     finally:

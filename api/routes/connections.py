@@ -23,11 +23,13 @@ from api.connections import (
 )
 from api.deps import JobsDep, SecretBoxDep, SessionDep, SettingsDep, require
 from api.errors import ApiError
-from api.listing import Id, ListParams, list_response
+from api.listing import FILES, Id, ListParams, list_response
+from api.schemas import Answer
 from connectors.endpoints import EndpointPolicy
 from core.models import Connection
 from core.queries import connections_listing
 from core.security import SecretsUnreadable
+from core.types import SyncMode
 
 router = APIRouter(
     prefix="/connections", tags=["connections"], dependencies=[Depends(require("admin"))]
@@ -37,14 +39,14 @@ router = APIRouter(
 class SyncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["incremental", "full"] = "incremental"
+    mode: Literal[SyncMode.INCREMENTAL, SyncMode.FULL] = SyncMode.INCREMENTAL
 
 
-class SyncAccepted(BaseModel):
+class SyncAccepted(Answer):
     run_id: int
 
 
-class ConnectionPage(BaseModel):
+class ConnectionPage(Answer):
     data: list[ConnectionPublic]
     next_cursor: str | None
 
@@ -64,7 +66,7 @@ async def add_connection(body: ConnectionInput, session: SessionDep, box: Secret
     return public
 
 
-@router.get("", response_model=ConnectionPage, summary="List connections")
+@router.get("", response_model=ConnectionPage, responses=FILES, summary="List connections")
 def list_connections(
     request: Request, params: Annotated[ListParams, Query()], session: SessionDep,
     box: SecretBoxDep,

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep, require
 from api.listing import ApiJSON
+from api.schemas import Answer, Number
 from core.metrics.currency import list_rates, reporting_currency, set_rate
 from core.models import FxRate
 
@@ -28,13 +29,13 @@ class RateIn(BaseModel):
     )
 
 
-class RateOut(BaseModel):
+class RateOut(Answer):
     code: str
-    rate_to_reporting: float = Field(description="Exact decimal number.")
+    rate_to_reporting: Number = Field(description="Exact decimal number.")
     updated_at: datetime
 
 
-class RateList(BaseModel):
+class RateList(Answer):
     reporting_currency: str | None
     data: list[RateOut]
     next_cursor: str | None

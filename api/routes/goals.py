@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from api.deps import JobQueue, SessionDep, SettingsDep, require
 from api.errors import ApiError, error_body, validation_response
 from api.listing import (
+    FILES,
     ApiJSON,
     Id,
     ListParams,
@@ -23,10 +24,12 @@ from api.listing import (
     wants_csv,
 )
 from api.routes.connections import get_or_404
+from api.schemas import Answer, Number
 from core.config import Settings
 from core.goals import targets as goals
 from core.metrics.currency import CurrencyError
 from core.queries import fetch_page, iter_rows
+from core.types import GoalMetric, PushStatus
 
 router = APIRouter(tags=["goals"])
 READ, WRITE = Depends(require("read")), Depends(require("write"))
@@ -42,7 +45,7 @@ class GoalCreate(BaseModel):
     owner_email: str | None = Field(None, max_length=320, description=(
         "Or the email of the person or of one of their CRM users (case-insensitive); "
         "neither: a company-wide goal."))
-    metric: str = Field(description="bookings or deals_won.")
+    metric: GoalMetric
     period_start: date
     period_end: date = Field(description="Inclusive.")
     target: Decimal = Field(allow_inf_nan=False, max_digits=30, description=(
@@ -56,39 +59,41 @@ class GoalPatch(BaseModel):
 
     person_id: Id | None = None
     owner_email: str | None = Field(None, max_length=320)
-    metric: str | None = None
+    metric: GoalMetric | None = None
     period_start: date | None = None
     period_end: date | None = None
     target: Decimal | None = Field(None, allow_inf_nan=False, max_digits=30)
     currency: str | None = Field(None, max_length=3)
 
 
-class PushStatus(BaseModel):
+class PushState(Answer):
+    """The goal's copy in one connection's CRM, as its last push left it."""
+
     connection_id: int
-    status: Literal["inserted", "updated", "unchanged", "skipped", "error", "deleted"]
+    status: PushStatus
     remote_id: str | None
     pushed_at: datetime | None
     error: str | None
 
 
-class GoalPublic(BaseModel):
+class GoalPublic(Answer):
     id: int
     person_id: int | None
     owner_email: str | None
     owner_name: str | None
-    metric: str
+    metric: GoalMetric
     period_start: date
     period_end: date
-    target: Decimal
+    target: Number
     currency: str | None
-    actual: Decimal = Field(description="Bookings (reporting currency) or deals won so far.")
-    attainment: Decimal | None = Field(description="actual / target, 4 places.")
-    push: list[PushStatus]
+    actual: Number = Field(description="Bookings (reporting currency) or deals won so far.")
+    attainment: Number | None = Field(description="actual / target, 4 places.")
+    push: list[PushState]
     created_at: datetime
     updated_at: datetime
 
 
-class GoalPage(BaseModel):
+class GoalPage(Answer):
     data: list[GoalPublic]
     next_cursor: str | None
 
@@ -97,7 +102,7 @@ class GoalParams(ListParams):
     person_id: Id | None = None
     owner_email: str | None = Field(None, max_length=320, description="Case-insensitive.")
     company: bool = Field(False, description="Only company-wide goals (no owner).")
-    metric: Literal["bookings", "deals_won"] | None = None
+    metric: GoalMetric | None = None
     start: date | None = Field(None, description="Goals whose period starts on or after.")
     end: date | None = Field(None, description="Goals whose period ends on or before.")
 
@@ -108,28 +113,28 @@ class PushRequest(BaseModel):
     connection_id: Id | None = Field(None, description="Only this connection (default: all).")
 
 
-class ImportResult(BaseModel):
+class ImportResult(Answer):
     created: int
     updated: int
     unchanged: int
     goal_ids: list[int]
 
 
-class PushOutcome(BaseModel):
+class PushOutcome(Answer):
     goal_id: int
     connection_id: int
-    status: Literal["inserted", "updated", "unchanged", "skipped", "error", "deleted"]
+    status: PushStatus
     remote_id: str | None
     error: str | None
 
 
-class ConnectionPush(BaseModel):
+class ConnectionPush(Answer):
     connection_id: int
     error: str | None = Field(description="Why the whole connection failed, if it did.")
-    counts: dict[str, int]
+    counts: dict[PushStatus, int]
 
 
-class PushAnswer(BaseModel):
+class PushAnswer(Answer):
     connections: list[ConnectionPush]
     results: list[PushOutcome]
 
@@ -185,7 +190,7 @@ def create_goal(body: GoalCreate, session: SessionDep, settings: SettingsDep) ->
     return _write(session, settings, lambda: goals.create_goal(session, data, settings), 201)
 
 
-@router.get("/goals", response_model=GoalPage, dependencies=[READ],
+@router.get("/goals", response_model=GoalPage, responses=FILES, dependencies=[READ],
             summary="Goals with actual, attainment and push status")
 def list_goals(request: Request, params: Annotated[GoalParams, Query()], session: SessionDep,
                settings: SettingsDep) -> Response:

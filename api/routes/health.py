@@ -7,19 +7,38 @@ serves, but syncs do not run).
 """
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep
+from api.schemas import Answer
 from workers.heartbeat import read_heartbeat
 from workers.queue import ArqRunner
 
 router = APIRouter(tags=["health"])
 REDIS_TIMEOUT = 2.0
+
+
+class WorkerHealth(Answer):
+    """in-process: jobs run in the API (no Redis); unknown: Redis does not answer; else the
+    arq workers' last heartbeat (workers.heartbeat)."""
+
+    status: Literal["ok", "stale", "missing", "unknown", "in-process"]
+    last_heartbeat: str | None = None
+    age_seconds: float | None = None
+    worker: str | None = None
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded", "unavailable"]
+    database: str = Field(description="ok, or error: and why.")
+    redis: str = Field(description="ok, not configured, or error: and why.")
+    worker: WorkerHealth
 
 
 def _reason(exc: Exception, *secrets: str | None) -> str:
@@ -40,8 +59,9 @@ def _database(engine: Engine) -> str:
     return "ok"
 
 
-@router.get("/health", summary="Database, Redis and worker heartbeat")
-async def health(request: Request, engine: EngineDep) -> Any:
+@router.get("/health", summary="Database, Redis and worker heartbeat", response_model=Health,
+            responses={503: {"model": Health, "description": "The database does not answer."}})
+async def health(request: Request, engine: EngineDep) -> JSONResponse:
     database = await run_in_threadpool(_database, engine)
     body: dict[str, Any] = {"status": "ok" if database == "ok" else "unavailable",
                             "database": database}
@@ -61,6 +81,4 @@ async def health(request: Request, engine: EngineDep) -> Any:
     else:
         body["redis"] = "not configured"
         body["worker"] = {"status": "in-process"}
-    if body["status"] == "unavailable":
-        return JSONResponse(body, 503)
-    return body
+    return JSONResponse(body, 503 if body["status"] == "unavailable" else 200)

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from api.deps import SessionDep, require
 from api.errors import ApiError
-from api.listing import Id, ListParams, list_response
+from api.listing import FILES, Id, ListParams, list_response
+from api.schemas import Answer
 from core.models import ApiKey
 from core.queries import api_keys_listing
 from core.security import hash_api_key, new_api_key, parse_scopes
@@ -32,7 +33,7 @@ class ApiKeyCreate(BaseModel):
         return parse_scopes(value)
 
 
-class ApiKeyPublic(BaseModel):
+class ApiKeyPublic(Answer):
     id: int
     name: str
     prefix: str
@@ -44,6 +45,11 @@ class ApiKeyPublic(BaseModel):
 
 class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="Shown once; store it now.")
+
+
+class ApiKeyPage(Answer):
+    data: list[ApiKeyPublic]
+    next_cursor: str | None
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +67,8 @@ def create_key(body: ApiKeyCreate, session: SessionDep) -> ApiKeyCreated:
     return ApiKeyCreated(**_public(row.model_dump()), key=key)
 
 
-@router.get("", response_model=None, summary="List API keys (never the keys themselves)")
+@router.get("", response_model=ApiKeyPage, responses=FILES,
+            summary="List API keys (never the keys themselves)")
 def list_keys(
     request: Request, params: Annotated[ListParams, Query()], session: SessionDep
 ) -> Response:

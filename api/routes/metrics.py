@@ -3,16 +3,16 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import ApiError, invalid
 from api.listing import (
     EXPORT_FORMATS_HELP,
+    FILES,
     ApiJSON,
     ExportFormat,
     Id,
@@ -22,16 +22,18 @@ from api.listing import (
     wants_csv,
 )
 from api.routes.records import DealPage
+from api.schemas import Answer, Number
 from core.metrics.currency import CurrencyError
 from core.metrics.definitions import (
-    DRILL_STATUSES,
-    GROUP_BY,
-    INTERVALS,
     KEY_COLUMNS,
     METRICS,
     PIPELINE_COLUMNS,
-    SERIES_GROUP_BY,
-    SERIES_METRICS,
+    SORT_FIELDS,
+    DrillMetric,
+    GroupBy,
+    Interval,
+    SeriesGroupBy,
+    SeriesMetric,
     drill_down,
     pipeline,
     sort_fields,
@@ -46,6 +48,10 @@ from core.queries import ROW_COLUMNS
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require("read"))])
 
 DATE_HELP = "YYYY-MM-DD, or an ISO-8601 timestamp (its date is taken). Inclusive."
+SortKey = Annotated[str, WithJsonSchema({"type": "string", "enum": [
+    *SORT_FIELDS, *(f"-{name}" for name in SORT_FIELDS)]})]
+"""A summary's sort (core.metrics.definitions.sort_rows); which fields a group_by allows is
+checked by the route, so the message can name them."""
 
 
 class SummaryParams(BaseModel):
@@ -53,9 +59,9 @@ class SummaryParams(BaseModel):
 
     start: str = Field(description=DATE_HELP)
     end: str = Field(description=DATE_HELP)
-    group_by: str = Field("none", description="owner, connection or none.")
+    group_by: GroupBy = GroupBy.NONE
     connection_id: Id | None = None
-    sort: str | None = Field(
+    sort: SortKey | None = Field(
         None, max_length=64,
         description="A metric or a key column of the rows (person_id, owner_email, "
         "owner_name, connection_id, connection_name), `-` first for descending, e.g. "
@@ -65,19 +71,19 @@ class SummaryParams(BaseModel):
         "`Accept: text/csv`. " + EXPORT_FORMATS_HELP)
 
 
-class MetricValues(BaseModel):
-    bookings: Decimal
+class MetricValues(Answer):
+    bookings: Number
     deals_won: int
     deals_lost: int
-    win_rate: Decimal | None
-    avg_deal_size: Decimal | None
-    sales_cycle_days: Decimal | None
-    open_pipeline: Decimal
-    weighted_pipeline: Decimal
-    forecast: Decimal
+    win_rate: Number | None
+    avg_deal_size: Number | None
+    sales_cycle_days: Number | None
+    open_pipeline: Number
+    weighted_pipeline: Number
+    forecast: Number
     new_accounts: int
-    goal: Decimal | None
-    attainment: Decimal | None
+    goal: Number | None
+    attainment: Number | None
 
 
 class SummaryRow(MetricValues):
@@ -88,11 +94,11 @@ class SummaryRow(MetricValues):
     connection_name: str | None = None
 
 
-class Summary(BaseModel):
+class Summary(Answer):
     start: date
     end: date
     currency: str | None
-    group_by: str
+    group_by: GroupBy
     data: list[SummaryRow]
     total: MetricValues
 
@@ -130,14 +136,13 @@ def parse_day(name: str, value: str) -> date:
 SUMMARY_ROW_TYPE = "row_type"  # first CSV column: "data" for a row, "total" for the total
 
 
-@router.get("/metrics/summary", response_model=Summary,
+@router.get("/metrics/summary", response_model=Summary, responses=FILES,
             summary="Leaderboard and team total for a period")
 def get_summary(
     request: Request, params: Annotated[SummaryParams, Query()], session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
     start, end = _period(params)
-    _one_of("group_by", params.group_by, GROUP_BY)
     if params.sort is not None:
         field = params.sort.strip().removeprefix("-").removeprefix("+").strip()
         _one_of("sort", field, sort_fields(params.group_by),
@@ -160,7 +165,7 @@ def get_summary(
 
 
 class DrillParams(ListParams):
-    metric: str = Field(description=f"One of {', '.join(DRILL_STATUSES)}.")
+    metric: DrillMetric
     start: str = Field(description=DATE_HELP)
     end: str = Field(description=DATE_HELP)
     person_id: Id | None = Field(None, description="The owner row's person_id.")
@@ -169,13 +174,12 @@ class DrillParams(ListParams):
     connection_id: Id | None = None
 
 
-@router.get("/metrics/deals", response_model=DealPage,
+@router.get("/metrics/deals", response_model=DealPage, responses=FILES,
             summary="The deals behind a metric (drill-down), paged or CSV")
 def get_drill_down(
     request: Request, params: Annotated[DrillParams, Query()], session: SessionDep
 ) -> Response:
     start, end = _period(params)
-    _one_of("metric", params.metric, tuple(DRILL_STATUSES))
     with _metric_errors():
         listing = drill_down(params.metric, start=start, end=end, person_id=params.person_id,
                              owner_email=params.owner_email, connection_id=params.connection_id)
@@ -191,22 +195,22 @@ class PipelineParams(BaseModel):
         None, description="`csv` answers CSV; so does `Accept: text/csv`. " + EXPORT_FORMATS_HELP)
 
 
-class PipelineRow(BaseModel):
+class PipelineRow(Answer):
     connection_id: int
     pipeline: str | None
     stage: str | None
     sort_order: int | None
     count: int
-    amount: Decimal
-    weighted_amount: Decimal
+    amount: Number
+    weighted_amount: Number
 
 
-class Pipeline(BaseModel):
+class Pipeline(Answer):
     currency: str | None
     data: list[PipelineRow]
 
 
-@router.get("/metrics/pipeline", response_model=Pipeline,
+@router.get("/metrics/pipeline", response_model=Pipeline, responses=FILES,
             summary="Open deals now, by stage in stage order")
 def get_pipeline(
     request: Request, params: Annotated[PipelineParams, Query()], session: SessionDep,
@@ -223,46 +227,43 @@ def get_pipeline(
 class SeriesParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = Field(description=f"One of {', '.join(SERIES_METRICS)}.")
-    interval: str = Field(description="week (Monday to Sunday), month or quarter (fiscal, "
-                          "from CRMSYNC_FISCAL_YEAR_START_MONTH).")
+    metric: SeriesMetric
+    interval: Interval = Field(description="week (Monday to Sunday), month or quarter "
+                               "(fiscal, from CRMSYNC_FISCAL_YEAR_START_MONTH).")
     start: str = Field(description=DATE_HELP)
     end: str = Field(description=DATE_HELP)
-    group_by: str = Field("none", description="owner or none.")
+    group_by: SeriesGroupBy = SeriesGroupBy.NONE
     connection_id: Id | None = None
     format: ExportFormat | None = Field(
         None, description="`csv` answers CSV; so does `Accept: text/csv`. " + EXPORT_FORMATS_HELP)
 
 
-class SeriesRow(BaseModel):
+class SeriesRow(Answer):
     period_start: date
     period_end: date
     person_id: int | None = None
     owner_email: str | None = None
     owner_name: str | None = None
-    value: Decimal | None
+    value: Number | None
 
 
-class Series(BaseModel):
-    metric: str
-    interval: str
+class Series(Answer):
+    metric: SeriesMetric
+    interval: Interval
     start: date
     end: date
     currency: str | None
-    group_by: str
+    group_by: SeriesGroupBy
     data: list[SeriesRow]
 
 
-@router.get("/metrics/timeseries", response_model=Series,
+@router.get("/metrics/timeseries", response_model=Series, responses=FILES,
             summary="One metric per period (and owner), empty periods included")
 def get_timeseries(
     request: Request, params: Annotated[SeriesParams, Query()], session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
     start, end = _period(params)
-    allowed = {"metric": SERIES_METRICS, "interval": INTERVALS, "group_by": SERIES_GROUP_BY}
-    for name, values in allowed.items():
-        _one_of(name, getattr(params, name), values)
     with _metric_errors():
         validate_series(params.metric, params.interval, start, end, params.group_by)
         result = timeseries(session, metric=params.metric, interval=params.interval,
@@ -271,7 +272,8 @@ def get_timeseries(
     session.commit()  # created dates may have been recomputed for a new time zone
     if wants_csv(request, params.format):
         columns = ("period_start", "period_end",
-                   *(KEY_COLUMNS["owner"] if params.group_by == "owner" else ()),
+                   *(KEY_COLUMNS[GroupBy.OWNER] if params.group_by == SeriesGroupBy.OWNER
+                     else ()),
                    "value")
         return csv_response(result["data"], columns, name="timeseries",
                             fmt=params.format)

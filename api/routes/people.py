@@ -1,7 +1,7 @@
 """People (docs/people.md): who each CRM user is. Thin over core.people."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,6 +11,7 @@ from sqlmodel import Session
 from api.deps import SessionDep, require
 from api.errors import ApiError, validation_response
 from api.listing import (
+    FILES,
     ApiJSON,
     Id,
     ListParams,
@@ -20,15 +21,17 @@ from api.listing import (
     list_response,
     wants_csv,
 )
+from api.schemas import Answer
 from core import people
 from core.queries import fetch_page, iter_rows
+from core.types import PersonMatch
 
 router = APIRouter(tags=["people"])
 READ, ADMIN = Depends(require("read")), Depends(require("admin"))
 CSV_COLUMNS = (*people.PERSON_COLUMNS, "users")
 
 
-class CrmUser(BaseModel):
+class CrmUser(Answer):
     id: int
     connection_id: int
     remote_id: str
@@ -40,12 +43,12 @@ class CrmUser(BaseModel):
 
 
 class PersonUser(CrmUser):
-    person_match: Literal["email", "mobile", "new", "hand"] | None = Field(
+    person_match: PersonMatch | None = Field(
         description="How the user was matched to this person (hand: mapped by an admin).")
     deleted: bool
 
 
-class PersonPublic(BaseModel):
+class PersonPublic(Answer):
     id: int
     name: str
     email: str | None
@@ -57,7 +60,7 @@ class PersonPublic(BaseModel):
     users: list[PersonUser]
 
 
-class PersonPage(BaseModel):
+class PersonPage(Answer):
     data: list[PersonPublic]
     next_cursor: str | None
 
@@ -66,7 +69,7 @@ class UnmatchedUser(CrmUser):
     person_id: int = Field(description="The person of its own the user is in.")
 
 
-class UnmatchedPage(BaseModel):
+class UnmatchedPage(Answer):
     data: list[UnmatchedUser]
     next_cursor: str | None
 
@@ -125,7 +128,7 @@ def _change(session: Session, person_id: int, action: Any) -> Response:
     return ApiJSON(people.get_person(session, person_id))
 
 
-@router.get("/people", response_model=PersonPage, dependencies=[READ],
+@router.get("/people", response_model=PersonPage, responses=FILES, dependencies=[READ],
             summary="People, each with their CRM users")
 def list_people(request: Request, params: Annotated[ListParams, Query()],
                 session: SessionDep) -> Response:
@@ -139,7 +142,8 @@ def list_people(request: Request, params: Annotated[ListParams, Query()],
                     "next_cursor": encode_cursor(after) if after is not None else None})
 
 
-@router.get("/people/unmatched", response_model=UnmatchedPage, dependencies=[READ],
+@router.get("/people/unmatched", response_model=UnmatchedPage, responses=FILES,
+            dependencies=[READ],
             summary="CRM users no rule matched to anyone (to map by hand)")
 def list_unmatched(request: Request, params: Annotated[ListParams, Query()],
                    session: SessionDep) -> Response:

@@ -1,7 +1,7 @@
 """Synced records: users (reps), accounts, stages and deals, with filters."""
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -9,8 +9,10 @@ from sqlmodel import Session
 
 from api.deps import SessionDep, require
 from api.errors import ApiError, invalid
-from api.listing import Id, ListParams, UtcDatetime, list_response
+from api.listing import FILES, Id, ListParams, UtcDatetime, list_response
+from api.schemas import Answer, Number
 from core.queries import ROW_COLUMNS, RecordFilters, records_listing
+from core.types import DealStatus
 
 router = APIRouter(tags=["records"], dependencies=[Depends(require("read"))])
 
@@ -32,12 +34,12 @@ class PersonOwnedParams(OwnedParams):
 
 
 class DealParams(PersonOwnedParams):
-    status: Literal["open", "won", "lost"] | None = None
+    status: DealStatus | None = None
     close_from: date | None = Field(None, description="close_date >= this (inclusive).")
     close_to: date | None = Field(None, description="close_date <= this (inclusive).")
 
 
-class UserRow(BaseModel):
+class UserRow(Answer):
     id: int
     connection_id: int
     remote_id: str
@@ -48,7 +50,7 @@ class UserRow(BaseModel):
     deleted: bool
 
 
-class AccountRow(BaseModel):
+class AccountRow(Answer):
     id: int
     connection_id: int
     remote_id: str
@@ -62,29 +64,29 @@ class AccountRow(BaseModel):
     deleted: bool
 
 
-class StageRow(BaseModel):
+class StageRow(Answer):
     id: int
     connection_id: int
     remote_id: str
     pipeline: str | None
     name: str
     sort_order: int
-    probability: float | None
-    category: Literal["open", "won", "lost"]
+    probability: Number | None
+    category: DealStatus
     deleted: bool
 
 
-class DealRow(BaseModel):
+class DealRow(Answer):
     id: int
     connection_id: int
     remote_id: str
     name: str
-    amount: float | None = Field(description="Exact decimal number.")
+    amount: Number | None = Field(description="Exact decimal number.")
     currency: str | None
-    amount_home: float | None = Field(description="In the connection's home currency.")
+    amount_home: Number | None = Field(description="In the connection's home currency.")
     stage: str | None
-    status: Literal["open", "won", "lost"]
-    probability: float | None
+    status: DealStatus
+    probability: Number | None
     close_date: date | None
     remote_created_at: datetime | None
     remote_modified_at: datetime | None
@@ -97,22 +99,22 @@ class DealRow(BaseModel):
     deleted: bool
 
 
-class UserPage(BaseModel):
+class UserPage(Answer):
     data: list[UserRow]
     next_cursor: str | None
 
 
-class AccountPage(BaseModel):
+class AccountPage(Answer):
     data: list[AccountRow]
     next_cursor: str | None
 
 
-class StagePage(BaseModel):
+class StagePage(Answer):
     data: list[StageRow]
     next_cursor: str | None
 
 
-class DealPage(BaseModel):
+class DealPage(Answer):
     data: list[DealRow]
     next_cursor: str | None
 
@@ -138,28 +140,29 @@ def _records(stream: str, request: Request, session: Session, params: RecordPara
                          columns=ROW_COLUMNS[stream])
 
 
-@router.get("/users", response_model=UserPage, summary="Sales reps (owner_email matches email)")
+@router.get("/users", response_model=UserPage, responses=FILES,
+            summary="Sales reps (owner_email matches email)")
 def list_users(
     request: Request, params: Annotated[OwnedParams, Query()], session: SessionDep
 ) -> Response:
     return _records("users", request, session, params)
 
 
-@router.get("/accounts", response_model=AccountPage, summary="Accounts")
+@router.get("/accounts", response_model=AccountPage, responses=FILES, summary="Accounts")
 def list_accounts(
     request: Request, params: Annotated[PersonOwnedParams, Query()], session: SessionDep
 ) -> Response:
     return _records("accounts", request, session, params)
 
 
-@router.get("/stages", response_model=StagePage, summary="Pipeline stages")
+@router.get("/stages", response_model=StagePage, responses=FILES, summary="Pipeline stages")
 def list_stages(
     request: Request, params: Annotated[RecordParams, Query()], session: SessionDep
 ) -> Response:
     return _records("stages", request, session, params)
 
 
-@router.get("/deals", response_model=DealPage, summary="Deals")
+@router.get("/deals", response_model=DealPage, responses=FILES, summary="Deals")
 def list_deals(
     request: Request, params: Annotated[DealParams, Query()], session: SessionDep
 ) -> Response:

@@ -1,26 +1,27 @@
 """Sync runs: what each sync did (status, per-stream counts, api_calls, error)."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel
 
 from api.deps import SessionDep, require
 from api.errors import ApiError
-from api.listing import ApiJSON, Id, ListParams, list_response
+from api.listing import FILES, ApiJSON, Id, ListParams, list_response
 from api.routes.connections import get_or_404
+from api.schemas import Answer
 from core.models import SyncRun
 from core.queries import SYNC_RUN_COLUMNS, sync_run_row, sync_runs_listing
+from core.types import RunStatus, SyncMode
 
 router = APIRouter(tags=["sync runs"], dependencies=[Depends(require("admin"))])
 
 
-class SyncRunPublic(BaseModel):
+class SyncRunPublic(Answer):
     id: int
     connection_id: int
-    mode: str
-    status: str
+    mode: SyncMode
+    status: RunStatus
     started_at: datetime | None
     finished_at: datetime | None
     counts: dict[str, Any] | None
@@ -28,20 +29,21 @@ class SyncRunPublic(BaseModel):
     error: str | None
 
 
-class SyncRunPage(BaseModel):
+class SyncRunPage(Answer):
     data: list[SyncRunPublic]
     next_cursor: str | None
 
 
 class SyncRunParams(ListParams):
-    status: Literal["queued", "running", "succeeded", "failed"] | None = None
+    status: RunStatus | None = None
 
 
 class AllSyncRunParams(SyncRunParams):
     connection_id: Id | None = None
 
 
-@router.get("/sync-runs", response_model=SyncRunPage, summary="Recent sync runs, newest first")
+@router.get("/sync-runs", response_model=SyncRunPage, responses=FILES,
+            summary="Recent sync runs, newest first")
 def list_sync_runs(
     request: Request, params: Annotated[AllSyncRunParams, Query()], session: SessionDep
 ) -> Response:
@@ -59,7 +61,7 @@ def get_sync_run(run_id: Id, session: SessionDep) -> Response:
 
 
 @router.get("/connections/{connection_id}/sync-runs", response_model=SyncRunPage,
-            summary="Sync runs of a connection, newest first")
+            responses=FILES, summary="Sync runs of a connection, newest first")
 def list_connection_sync_runs(
     connection_id: Id, request: Request, params: Annotated[SyncRunParams, Query()],
     session: SessionDep,

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobQueue
-from api.errors import ApiError
+from api.errors import ApiError, ErrorBody
 from api.listing import Id
 from connectors.base import (
     WebhookIntake,
@@ -40,11 +40,14 @@ WRITE_BATCH = 500  # events of concurrent callbacks stored in one transaction
 @router.post(
     "/{provider}/{connection_id}",
     summary="A CRM vendor's callback",
-    responses={400: {"description": "malformed body"}, 401: {"description": "not verified"},
-               404: {"description": "no such connection for this provider"},
-               409: {"description": "a replayed callback (vendors that sign each delivery)"},
-               413: {"description": "body over 1 MB"},
-               429: {"description": "over the connection's callbacks per second (Retry-After)"}},
+    responses={
+        200: {"description": "The acknowledgement the vendor expects (its own JSON)."},
+        **{status: {"model": ErrorBody, "description": text} for status, text in (
+            (400, "malformed body"), (401, "not verified"),
+            (404, "no such connection for this provider"),
+            (409, "a replayed callback (vendors that sign each delivery)"),
+            (413, "body over 1 MB"),
+            (429, "over the connection's callbacks per second (Retry-After)"))}},
 )
 async def receive_webhook(provider: str, connection_id: Id, request: Request) -> Response:
     body = await _read_body(request)

@@ -28,6 +28,7 @@ from connectors.fxiaoke.wire import (
 )
 from core.errors import ConfigError
 from core.records import GoalDeletion, GoalOut, PushResult
+from core.types import PushStatus
 
 METRIC_LABELS = {"bookings": "Bookings", "deals_won": "Deals Won"}
 OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {  # our value -> option labels accepted
@@ -154,7 +155,7 @@ async def push_goals(connector: FxiaokeClient, goals: Sequence[GoalOut],
     sendable = []
     for goal in goals:
         if period_type(goal) is None:
-            results.append(PushResult(goal.goal_id, "error", None, (
+            results.append(PushResult(goal.goal_id, PushStatus.ERROR, None, (
                 f"Fxiaoke's goal object holds calendar months, quarters and years "
                 f"(period_type__c); this goal runs {goal.period_start} to {goal.period_end}")))
         else:
@@ -213,19 +214,20 @@ async def _upsert(connector: FxiaokeClient, api_name: str, found: Schema, goal: 
             body = await connector.call(f"{_paths(api_name)}/create", {
                 "triggerWorkFlow": False, "triggerApprovalFlow": False,
                 "data": {"object_data": data}})
-            return PushResult(goal.goal_id, "inserted", str(body.get("dataId") or "") or None)
+            return PushResult(goal.goal_id, PushStatus.INSERTED,
+                              str(body.get("dataId") or "") or None)
         remote_id = str(existing["_id"])
         if _voided(existing):
-            return PushResult(goal.goal_id, "error", remote_id, (
+            return PushResult(goal.goal_id, PushStatus.ERROR, remote_id, (
                 f"the Fxiaoke record {remote_id} of this goal was voided (作废) in the CRM; "
                 "restore it there, or delete it for good, then push again"))
         data["_id"] = remote_id  # §4: _id and dataObjectApiName inside object_data
         await connector.call(f"{_paths(api_name)}/update",
                              {"triggerWorkFlow": False, "data": {"object_data": data}})
-        return PushResult(goal.goal_id, "updated", remote_id)
+        return PushResult(goal.goal_id, PushStatus.UPDATED, remote_id)
     except FxiaokeError as exc:
-        return PushResult(goal.goal_id, "error", str(existing["_id"]) if existing else None,
-                          str(exc))
+        return PushResult(goal.goal_id, PushStatus.ERROR,
+                          str(existing["_id"]) if existing else None, str(exc))
 
 
 async def _void_record(connector: FxiaokeClient, api_name: str,
@@ -236,9 +238,9 @@ async def _void_record(connector: FxiaokeClient, api_name: str,
             "dataObjectApiName": api_name, "object_data_id": deletion.remote_id}})
     except FxiaokeError as exc:
         if exc.code == BAD_PARAMETER and await _gone(connector, api_name, deletion.remote_id):
-            return PushResult(deletion.goal_id, "deleted", deletion.remote_id)
-        return PushResult(deletion.goal_id, "error", deletion.remote_id, str(exc))
-    return PushResult(deletion.goal_id, "deleted", deletion.remote_id)
+            return PushResult(deletion.goal_id, PushStatus.DELETED, deletion.remote_id)
+        return PushResult(deletion.goal_id, PushStatus.ERROR, deletion.remote_id, str(exc))
+    return PushResult(deletion.goal_id, PushStatus.DELETED, deletion.remote_id)
 
 
 async def _gone(connector: FxiaokeClient, api_name: str, remote_id: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from connectors.fxiaoke.wire import LOST_LABELS, NOT_LIVE_STATUSES, WON_LABELS, from_ms, ms_day
 from core.errors import SourceError
 from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
+from core.types import DealStatus
 
 
 @dataclass
@@ -34,7 +35,7 @@ class DealMeta:
     category by sales_status value, and whether the tenant is multi-currency."""
 
     stages: dict[str, StageRecord] = field(default_factory=dict)
-    status: dict[str, str] = field(default_factory=dict)
+    status: dict[str, DealStatus] = field(default_factory=dict)
     multi_currency: bool = False
 
 
@@ -44,13 +45,13 @@ def stage_id(process: Any, code: Any) -> str:
     return f"{process}:{code}" if process not in (None, "") else str(code)
 
 
-def category(label: Any) -> str:
+def category(label: Any) -> DealStatus:
     text = str(label or "").strip().casefold()
     if text in WON_LABELS:
-        return "won"
+        return DealStatus.WON
     if text in LOST_LABELS:
-        return "lost"
-    return "open"
+        return DealStatus.LOST
+    return DealStatus.OPEN
 
 
 def money(value: Any, what: str, record_id: Any) -> Decimal | None:
@@ -250,7 +251,7 @@ def deal(raw: dict[str, Any], meta: DealMeta, directory: Directory,
     elif status_code is not None and str(status_code) in meta.status:
         status = meta.status[str(status_code)]
     else:
-        status = stage.category if stage else "open"
+        status = stage.category if stage else DealStatus.OPEN
     owner_id = first_id(raw.get("owner"))
     owner = directory.users.get(owner_id or "")
     probability = raw.get("probability")

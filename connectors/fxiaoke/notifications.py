@@ -37,7 +37,7 @@ import orjson
 from connectors.base import Page, WebhookIntake, WebhookRejected, WebhookRequest, WebhookSecrets
 from connectors.fxiaoke import callbacks
 from connectors.fxiaoke.client import FxiaokeClient, FxiaokeError
-from core.records import UNRESOLVED, Deletion
+from core.records import UNRESOLVED, DeletedEntity, Deletion
 from core.types import from_epoch_ms
 
 _TEXT_FIELDS = ("signature", "nonce", "messageId", "enterpriseAccount", "encryptedContent")
@@ -90,7 +90,8 @@ def _same(a: str, b: str) -> bool:
 async def resolve(connector: FxiaokeClient,
                   payloads: Sequence[Mapping[str, Any]]) -> list[tuple[str, Page]]:
     """Current state of every notified account and deal (one /data/get each, §2)."""
-    streams = {"AccountObj": "accounts", connector.config.opportunity_object: "deals"}
+    streams: dict[str, DeletedEntity] = {"AccountObj": "accounts",
+                                        connector.config.opportunity_object: "deals"}
     wanted: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for payload in payloads:
         api_name = str(payload.get("apiName") or "")
@@ -118,5 +119,5 @@ async def resolve(connector: FxiaokeClient,
     if tombstones:
         out.append(("deletions", Page(deletions=tombstones)))
     if unresolved:
-        out.append((UNRESOLVED, Page(records=unresolved)))
+        out.append((UNRESOLVED, Page(unresolved=unresolved)))
     return out

@@ -8,9 +8,9 @@ access-refresh.html). The answer holds access_token, refresh_token, api_domain, 
 expires_in; failures are HTTP 200 with an `error` key, like the refresh grant
 (docs/vendors/zoho.md §1). A grant code lives a few minutes (3 by default) and works once.
 
-The command line (api/cli.py) registers `build_app(add_connection)`; `add_connection` is
+The command line (cli/main.py) registers `build_app(add_connection)`; `add_connection` is
 its `connections add`, called with provider, name, config and secret (key=value lists),
-so this package needs nothing from api/.
+so this package needs nothing from cli/.
 """
 
 import asyncio

@@ -31,6 +31,7 @@ from connectors.zoho.client import (
 from connectors.zoho.goals import push_goals as goals_push
 from connectors.zoho.sandbox import SANDBOX
 from core.errors import ConfigError, SourceError
+from core.records import DeletedEntity
 
 log = logging.getLogger("crmsync.zoho")
 
@@ -200,7 +201,9 @@ class ZohoConnector(ZohoClient):
     async def _read_deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         """§3: /{Module}/deleted?type=all, page/per_page (no page_token), If-Modified-Since."""
         state = dict(cursor)
-        for module, entity in (("Deals", "deals"), ("Accounts", "accounts")):
+        modules: tuple[tuple[str, DeletedEntity], ...] = (("Deals", "deals"),
+                                                          ("Accounts", "accounts"))
+        for module, entity in modules:
             since = state.get(entity)
             newest = since
             page = 1

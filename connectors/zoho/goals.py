@@ -20,6 +20,7 @@ from connectors.http import json_body, raise_for_transient
 from connectors.zoho.client import ZohoClient, parse_response
 from core.errors import ConfigError, SourceError
 from core.records import GoalDeletion, GoalOut, PushResult
+from core.types import PushStatus
 
 BATCH = 100  # §9: at most 100 records per upsert call; delete takes 100 ids (guess: same)
 METRIC_LABELS = {"bookings": "Bookings", "deals_won": "Deals Won"}  # the Metric picklist
@@ -156,19 +157,19 @@ def _error(element: dict[str, Any]) -> str:
 
 def _upserted(goal: GoalOut, element: dict[str, Any] | None) -> PushResult:
     if element is None:
-        return PushResult(goal.goal_id, "error", None, "Zoho returned no result for it")
+        return PushResult(goal.goal_id, PushStatus.ERROR, None, "Zoho returned no result for it")
     if element.get("status") != "success":
-        return PushResult(goal.goal_id, "error", None, _error(element))
+        return PushResult(goal.goal_id, PushStatus.ERROR, None, _error(element))
     details = element.get("details") or {}
-    status = "updated" if element.get("action") == "update" else "inserted"
+    status = PushStatus.UPDATED if element.get("action") == "update" else PushStatus.INSERTED
     return PushResult(goal.goal_id, status, str(details.get("id") or "") or None)
 
 
 def _deleted(deletion: GoalDeletion, element: dict[str, Any] | None) -> PushResult:
     if element is None:
-        return PushResult(deletion.goal_id, "error", deletion.remote_id,
+        return PushResult(deletion.goal_id, PushStatus.ERROR, deletion.remote_id,
                           "Zoho returned no result for it")
     # INVALID_DATA for an id: the record is gone already (deleted in Zoho by hand).
     if element.get("status") == "success" or element.get("code") == "INVALID_DATA":
-        return PushResult(deletion.goal_id, "deleted", deletion.remote_id)
-    return PushResult(deletion.goal_id, "error", deletion.remote_id, _error(element))
+        return PushResult(deletion.goal_id, PushStatus.DELETED, deletion.remote_id)
+    return PushResult(deletion.goal_id, PushStatus.ERROR, deletion.remote_id, _error(element))

@@ -11,10 +11,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
-from core.types import as_utc
+from core.records import (
+    AccountRecord,
+    DealRecord,
+    DeletedEntity,
+    Deletion,
+    StageRecord,
+    UserRecord,
+)
+from core.types import DealStatus, as_utc
 
-CATEGORY = {"Open": "open", "Closed Won": "won", "Closed Lost": "lost"}
+CATEGORY = {"Open": DealStatus.OPEN, "Closed Won": DealStatus.WON, "Closed Lost": DealStatus.LOST}
 
 
 def decimal(value: Any) -> Decimal | None:
@@ -70,7 +77,7 @@ def stage(
     return StageRecord(
         remote_id=f"{pipeline.get('id')}:{entry.get('id')}",
         name=name,
-        category=CATEGORY.get(str(forecast_type), "open"),
+        category=CATEGORY.get(str(forecast_type), DealStatus.OPEN),
         pipeline=pipeline.get("display_value"),
         sort_order=int(entry.get("sequence_number") or 0),
         probability=decimal(entry.get("probability", probabilities.get(name))),
@@ -134,7 +141,7 @@ def deal(
         amount_home=None if amount is None else amount / rate,
         stage=meta.name if meta else stage_name or None,
         stage_remote_id=meta.remote_id if meta else None,
-        status=meta.category if meta else "open",
+        status=meta.category if meta else DealStatus.OPEN,
         probability=probability,
         close_date=day(raw.get("Closing_Date")),
         remote_created_at=timestamp(raw.get("Created_Time")),
@@ -149,7 +156,7 @@ def deal(
     )
 
 
-def deletion(entity: str, raw: dict[str, Any]) -> Deletion:
+def deletion(entity: DeletedEntity, raw: dict[str, Any]) -> Deletion:
     deleted_at = timestamp(raw.get("deleted_time"))
     if deleted_at is None:
         raise ValueError("deleted record without deleted_time")

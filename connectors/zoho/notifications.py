@@ -29,11 +29,11 @@ from connectors.base import (
 from connectors.zoho import mapping
 from connectors.zoho.client import ACCOUNT_FIELDS, DEAL_FIELDS, ZohoClient
 from core.errors import SourceError
-from core.records import Deletion
+from core.records import DeletedEntity, Deletion
 from core.types import from_epoch_ms, utcnow
 
 EVENTS = ("Deals.all", "Accounts.all")
-MODULES = {"Deals": "deals", "Accounts": "accounts"}
+MODULES: dict[str, DeletedEntity] = {"Deals": "deals", "Accounts": "accounts"}
 MAX_TOKEN = 50  # §5: token holds at most 50 characters
 MAX_EXPIRY = timedelta(days=7)  # §5: channel_expiry at most one week ahead
 EXPIRY = MAX_EXPIRY - timedelta(hours=1)  # what we ask for: safely inside the week

@@ -24,9 +24,10 @@ from core.goals.targets import GOAL, PUSH, USER
 from core.metrics.currency import Converter, CurrencyError, converter
 from core.models import Connection, Goal, GoalPush
 from core.records import GoalDeletion, GoalOut, PushResult
-from core.types import utcnow
+from core.types import GoalMetric, PushStatus, utcnow
 
 CENT = Decimal("0.01")
+KEPT = (PushStatus.INSERTED, PushStatus.UPDATED, PushStatus.UNCHANGED)  # the CRM holds the goal
 
 
 def goal_key(goal_id: int) -> str:
@@ -81,12 +82,12 @@ def plan_push(session: Session, connection_id: int, settings: Settings) -> PushP
         previous = pushes.get(gid)
         email, who = owners.get(goal.person_id or 0, (None, f"person {goal.person_id}"))
         if goal.person_id is not None and goal.person_id not in users:
-            if previous is not None and previous.remote_id and previous.status in (
-                    "inserted", "updated", "unchanged"):  # reassigned: its old record goes
+            if previous is not None and previous.remote_id and previous.status in KEPT:
+                # reassigned: its old record goes
                 plan.deletions.append(GoalDeletion(gid, goal_key(gid), previous.remote_id))
             else:
                 plan.decided.append(PushResult(
-                    gid, "skipped", previous.remote_id if previous else None,
+                    gid, PushStatus.SKIPPED, previous.remote_id if previous else None,
                     f"{email or who or f'person {goal.person_id}'} is not a user of this "
                     "CRM"))
             continue
@@ -94,21 +95,21 @@ def plan_push(session: Session, connection_id: int, settings: Settings) -> PushP
         try:
             target, currency = in_home_currency(conv, goal, home)
         except CurrencyError as exc:
-            plan.decided.append(PushResult(gid, "error", previous.remote_id if previous
-                                           else None, str(exc)))
+            plan.decided.append(PushResult(gid, PushStatus.ERROR,
+                                           previous.remote_id if previous else None, str(exc)))
             continue
         out = GoalOut(gid, goal_key(gid), email, remote_id, name, goal.metric,
                       goal.period_start, goal.period_end, target, currency)
         digest = content_hash(out)
-        if previous is not None and previous.pushed_hash == digest and previous.status in (
-                "inserted", "updated", "unchanged") and _after(previous.pushed_at, edited):
-            plan.decided.append(PushResult(gid, "unchanged", previous.remote_id))
+        if previous is not None and previous.pushed_hash == digest and previous.status in KEPT \
+                and _after(previous.pushed_at, edited):
+            plan.decided.append(PushResult(gid, PushStatus.UNCHANGED, previous.remote_id))
             continue
         plan.goals.append(out)
         plan.hashes[gid] = digest
     gone = (select(GoalPush).join(Goal, GOAL.c.id == PUSH.c.goal_id)
             .where(PUSH.c.connection_id == connection_id, GOAL.c.deleted_at.is_not(None),
-                   PUSH.c.remote_id.is_not(None), PUSH.c.status != "deleted")
+                   PUSH.c.remote_id.is_not(None), PUSH.c.status != PushStatus.DELETED)
             .order_by(PUSH.c.goal_id))
     for push in session.execute(gone).scalars():
         plan.deletions.append(GoalDeletion(push.goal_id, goal_key(push.goal_id),
@@ -121,7 +122,7 @@ def in_home_currency(conv: Converter, goal: Goal,
     """A goal's target and currency as the connection's CRM holds it: a bookings target
     in the CRM's home currency (rounded half-up to cents), never a number in one currency
     labelled with another; a deals_won target as it is."""
-    if goal.metric != "bookings" or goal.currency is None:
+    if goal.metric != GoalMetric.BOOKINGS or goal.currency is None:
         return goal.target, goal.currency
     if home is None:
         raise CurrencyError("the CRM's home currency is not known yet: sync the connection "
@@ -139,7 +140,7 @@ def _after(pushed_at: Any, edited: Any) -> bool:
 def failed(plan: PushPlan, message: str) -> list[PushResult]:
     """Every call of the plan failed with `message` (module missing, auth, ...)."""
     ids = [g.goal_id for g in plan.goals] + [d.goal_id for d in plan.deletions]
-    return [PushResult(gid, "error", None, message) for gid in ids]
+    return [PushResult(gid, PushStatus.ERROR, None, message) for gid in ids]
 
 
 def record_push(session: Session, plan: PushPlan,
@@ -149,19 +150,19 @@ def record_push(session: Session, plan: PushPlan,
     by_goal = {r.goal_id: r for r in results}
     expected = [g.goal_id for g in plan.goals] + [d.goal_id for d in plan.deletions]
     outcome = list(plan.decided)
-    outcome += [by_goal.get(gid) or PushResult(gid, "error", None, "the CRM returned no "
-                                               "result for this goal") for gid in expected]
+    outcome += [by_goal.get(gid) or PushResult(gid, PushStatus.ERROR, None, "the CRM returned "
+                                               "no result for this goal") for gid in expected]
     out = []
     for result in outcome:
         push = session.get(GoalPush, (result.goal_id, plan.connection_id)) or GoalPush(
             goal_id=result.goal_id, connection_id=plan.connection_id, status=result.status)
         push.status, push.error = result.status, result.error
-        if result.status in ("inserted", "updated"):
+        if result.status in (PushStatus.INSERTED, PushStatus.UPDATED):
             push.remote_id = result.remote_id or push.remote_id
             push.pushed_hash, push.pushed_at = plan.hashes.get(result.goal_id), now
-        elif result.status == "deleted":
+        elif result.status == PushStatus.DELETED:
             push.pushed_hash, push.pushed_at = None, now
-        elif result.status != "unchanged":  # skipped, error: send again next time
+        elif result.status != PushStatus.UNCHANGED:  # skipped, error: send again next time
             push.pushed_hash = None
         session.add(push)
         out.append({"goal_id": result.goal_id, "connection_id": plan.connection_id,

@@ -33,10 +33,9 @@ from core.metrics.currency import Converter, converter, reporting_currency
 from core.models import Connection, Deal, Goal, GoalPush, User
 from core.queries import Listing
 from core.records import GOAL_METRICS
-from core.types import Money, utcnow
+from core.types import DealStatus, GoalMetric, Money, utcnow
 
 METRICS = GOAL_METRICS
-PUSH_STATUSES = ("inserted", "updated", "unchanged", "skipped", "error", "deleted")
 MAX_TARGET = Decimal("1e13")  # 15 significant digits with cents: exact through any JSON parser
 MAX_PERIOD_DAYS = 3653
 MAX_IMPORT_ROWS = 10_000
@@ -129,7 +128,7 @@ def _check(data: GoalInput, owner: Owner, reporting: str | None) -> tuple[
     if problem:
         errors.append({"field": "target", "message": problem})
     currency = (data.currency or "").strip().upper() or None
-    if data.metric == "deals_won":
+    if data.metric == GoalMetric.DEALS_WON:
         if currency is not None:
             errors.append({"field": "currency", "message": "deals_won goals count deals and "
                            "take no currency"})
@@ -152,7 +151,7 @@ def _target_problem(metric: str, target: Decimal) -> str | None:
         return "must be a positive number"
     if target >= MAX_TARGET:
         return f"must be below {MAX_TARGET:f}"
-    if metric == "deals_won" and target != target.to_integral_value():
+    if metric == GoalMetric.DEALS_WON and target != target.to_integral_value():
         return "deals_won targets are whole numbers"
     if target != target.quantize(_CENT, rounding=ROUND_HALF_UP):
         return "must have at most 2 decimal places"
@@ -197,7 +196,7 @@ def create_goal(session: Session, data: GoalInput, settings: Settings) -> Goal:
     existing = _live(session, _live_key(clean))
     if existing is not None:
         raise _duplicate(session, existing)
-    goal = Goal(person_id=clean.person_id, metric=clean.metric,
+    goal = Goal(person_id=clean.person_id, metric=GoalMetric(clean.metric),
                 period_start=clean.period_start, period_end=clean.period_end,
                 target=clean.target, currency=clean.currency, live_key=_live_key(clean))
     session.add(goal)
@@ -247,8 +246,8 @@ def delete_goal(session: Session, goal_id: int) -> None:
 
 
 def goals_listing(*, owner_email: str | None = None, person_id: int | None = None,
-                  company: bool = False, metric: str | None = None, start: date | None = None,
-                  end: date | None = None) -> Listing:
+                  company: bool = False, metric: GoalMetric | None = None,
+                  start: date | None = None, end: date | None = None) -> Listing:
     """Live goals, oldest first: of one person (by id, or by email: core.people) or
     company-wide ones, of a metric, and whose period lies inside [start, end]. Rows are Goal
     objects' columns (see goal_rows)."""
@@ -287,7 +286,7 @@ def goal_rows(session: Session, goals: Sequence[Goal | dict[str, Any]],
     pushes = _pushes(session, ids)
     rows = []
     for g in items:
-        exact = actuals.get(g["id"], Decimal(0) if g["metric"] == "bookings" else 0)
+        exact = actuals.get(g["id"], Decimal(0) if g["metric"] == GoalMetric.BOOKINGS else 0)
         actual = exact.quantize(_CENT, rounding=ROUND_HALF_UP) if isinstance(
             exact, Decimal) else exact  # rounded only at the end (docs/metrics.md)
         email, name = names.get(g["person_id"], (None, None))
@@ -303,7 +302,7 @@ def goal_rows(session: Session, goals: Sequence[Goal | dict[str, Any]],
 
 
 def _target(metric: str, target: Decimal) -> Decimal:
-    return target.quantize(Decimal(1) if metric == "deals_won" else _CENT)
+    return target.quantize(Decimal(1) if metric == GoalMetric.DEALS_WON else _CENT)
 
 
 def attainment(actual: Decimal, goal: Decimal | None) -> Decimal | None:
@@ -319,7 +318,7 @@ def _actuals(session: Session, ids: list[int], conv: Converter) -> dict[int, Any
     if not ids:
         return {}
     won_in_period = and_(
-        DEAL.c.deleted_at.is_(None), DEAL.c.status == "won",
+        DEAL.c.deleted_at.is_(None), DEAL.c.status == DealStatus.WON,
         DEAL.c.close_date >= GOAL.c.period_start, DEAL.c.close_date <= GOAL.c.period_end,
         or_(GOAL.c.person_id.is_(None), DEAL.c.owner_person_id == GOAL.c.person_id))
     stmt = (select(GOAL.c.id, GOAL.c.metric, CONNECTION.c.home_currency.label("currency"),
@@ -331,12 +330,12 @@ def _actuals(session: Session, ids: list[int], conv: Converter) -> dict[int, Any
             .group_by(GOAL.c.id, GOAL.c.metric, CONNECTION.c.home_currency))
     amounts: dict[int, list[tuple[str | None, Decimal | None]]] = defaultdict(list)
     counts: dict[int, int] = defaultdict(int)
-    metrics: dict[int, str] = {}
+    metrics: dict[int, GoalMetric] = {}
     for row in session.execute(stmt):
         amounts[row.id].append((row.currency, row.amount))
         counts[row.id] += int(row.n)
         metrics[row.id] = row.metric
-    return {gid: conv.total(amounts[gid]) if metric == "bookings" else counts[gid]
+    return {gid: conv.total(amounts[gid]) if metric == GoalMetric.BOOKINGS else counts[gid]
             for gid, metric in metrics.items()}
 
 
@@ -380,7 +379,7 @@ class GoalTargets:
 def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
     """Sum of target per person (None: company-wide) of live bookings goals in [start, end]."""
     stmt = (select(GOAL.c.person_id, type_coerce(func.sum(GOAL.c.target), Money))
-            .where(GOAL.c.deleted_at.is_(None), GOAL.c.metric == "bookings",
+            .where(GOAL.c.deleted_at.is_(None), GOAL.c.metric == GoalMetric.BOOKINGS,
                    GOAL.c.period_start >= start, GOAL.c.period_end <= end)
             .group_by(GOAL.c.person_id))
     by_owner: dict[int, Decimal] = {}

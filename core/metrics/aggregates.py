@@ -42,7 +42,7 @@ from core.models import (
     Stage,
     User,
 )
-from core.types import Money
+from core.types import DealStatus, Money
 
 Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
 
@@ -201,7 +201,7 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
                  names: dict[Any, str | None]) -> None:
     for source in scope.deal_sources(session):
         table, key = source.table, keys(source.table)
-        won, lost = table.c.status == "won", table.c.status == "lost"
+        won, lost = table.c.status == DealStatus.WON, table.c.status == DealStatus.LOST
         stmt = (
             select(*key, CONNECTION.c.home_currency.label("currency"),
                    type_coerce(func.sum(case((won, source.amount))), Money).label("bookings"),
@@ -211,7 +211,7 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
                    func.sum(case((won, source.cycle_deals), else_=0)).label("timed"),
                    func.max(table.c.owner_name).label("name"))
             .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
-            .where(*source.conditions, table.c.status.in_(("won", "lost")))
+            .where(*source.conditions, table.c.status.in_((DealStatus.WON, DealStatus.LOST)))
             .group_by(*key, CONNECTION.c.home_currency))
         for row in session.execute(stmt):
             acc = accs[row_key(row, key)]
@@ -233,7 +233,7 @@ def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc
                    type_coerce(func.sum(source.amount), Money).label("amount"),
                    func.max(table.c.owner_name).label("name"))
             .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
-            .where(*source.conditions, table.c.status == "open")
+            .where(*source.conditions, table.c.status == DealStatus.OPEN)
             .group_by(*key, CONNECTION.c.home_currency, table.c.probability))
         for row in session.execute(stmt):
             acc = accs[row_key(row, key)]

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -44,19 +45,61 @@ from core.metrics.aggregates import (
 from core.metrics.currency import converter
 from core.metrics.localdates import created_date, date_diff, read_zone
 from core.queries import Listing, RecordFilters, records_listing
-from core.types import Money
+from core.types import DealStatus, Money
 
-GROUP_BY = ("owner", "connection", "none")
-METRICS = ("bookings", "deals_won", "deals_lost", "win_rate", "avg_deal_size",
-           "sales_cycle_days", "open_pipeline", "weighted_pipeline", "forecast",
-           "new_accounts", "goal", "attainment")
+
+class GroupBy(StrEnum):
+    """The rows of a summary: one per owner (person), per connection, or none (the total)."""
+
+    OWNER = "owner"
+    CONNECTION = "connection"
+    NONE = "none"
+
+
+class Metric(StrEnum):
+    """The metrics of a summary row (docs/metrics.md), in column order."""
+
+    BOOKINGS = "bookings"
+    DEALS_WON = "deals_won"
+    DEALS_LOST = "deals_lost"
+    WIN_RATE = "win_rate"
+    AVG_DEAL_SIZE = "avg_deal_size"
+    SALES_CYCLE_DAYS = "sales_cycle_days"
+    OPEN_PIPELINE = "open_pipeline"
+    WEIGHTED_PIPELINE = "weighted_pipeline"
+    FORECAST = "forecast"
+    NEW_ACCOUNTS = "new_accounts"
+    GOAL = "goal"
+    ATTAINMENT = "attainment"
+
+
+class DrillMetric(StrEnum):
+    """The metrics read from deals, whose deals a drill-down lists (DRILL_STATUSES)."""
+
+    BOOKINGS = "bookings"
+    DEALS_WON = "deals_won"
+    AVG_DEAL_SIZE = "avg_deal_size"
+    SALES_CYCLE_DAYS = "sales_cycle_days"
+    DEALS_LOST = "deals_lost"
+    WIN_RATE = "win_rate"
+    OPEN_PIPELINE = "open_pipeline"
+    WEIGHTED_PIPELINE = "weighted_pipeline"
+    FORECAST = "forecast"
+
+
+GROUP_BY = tuple(GroupBy)
+METRICS = tuple(Metric)
 MAX_RANGE_DAYS = 3653  # ten years, leap days included
+WON, LOST, OPEN = DealStatus.WON, DealStatus.LOST, DealStatus.OPEN
 # The deals behind each deal metric (drill-down): the statuses that metric reads.
-DRILL_STATUSES: dict[str, tuple[str, ...]] = {
-    "bookings": ("won",), "deals_won": ("won",), "avg_deal_size": ("won",),
-    "sales_cycle_days": ("won",), "deals_lost": ("lost",), "win_rate": ("won", "lost"),
-    "open_pipeline": ("open",), "weighted_pipeline": ("open",), "forecast": ("won", "open"),
+DRILL_STATUSES: dict[DrillMetric, tuple[DealStatus, ...]] = {
+    DrillMetric.BOOKINGS: (WON,), DrillMetric.DEALS_WON: (WON,),
+    DrillMetric.AVG_DEAL_SIZE: (WON,), DrillMetric.SALES_CYCLE_DAYS: (WON,),
+    DrillMetric.DEALS_LOST: (LOST,), DrillMetric.WIN_RATE: (WON, LOST),
+    DrillMetric.OPEN_PIPELINE: (OPEN,), DrillMetric.WEIGHTED_PIPELINE: (OPEN,),
+    DrillMetric.FORECAST: (WON, OPEN),
 }
+
 
 def validate(start: date, end: date, group_by: str) -> None:
     if group_by not in GROUP_BY:
@@ -72,7 +115,7 @@ def validate_range(start: date, end: date) -> None:
 
 
 def summary(
-    session: Session, *, start: date, end: date, group_by: str,
+    session: Session, *, start: date, end: date, group_by: GroupBy,
     connection_id: int | None = None, settings: Settings,
 ) -> dict[str, Any]:
     """{"start","end","currency","group_by","data":[row...],"total":{...}}.
@@ -94,19 +137,19 @@ def summary(
     agg.open_deals(session, keys, scope, accs, names)
     agg.new_accounts(session, keys, scope, accs, names)
     targets = goal_targets(session, start=start, end=end)  # core.goals: bookings goals
-    if group_by == "owner":
+    if group_by == GroupBy.OWNER:
         for owner in targets.by_owner:
             accs.setdefault(owner, agg.Acc())  # an owner with a goal in the period has a row
         agg.reps(session, connection_id, accs)
-    elif group_by == "connection":
+    elif group_by == GroupBy.CONNECTION:
         agg.connection_rows(session, connection_id, accs, names)
     total = agg.Acc()
     for acc in accs.values():
         total.add(acc)
     total_row = agg.finish(total, conv, targets.total())
-    if group_by == "none":
+    if group_by == GroupBy.NONE:
         data = [dict(total_row)]
-    elif group_by == "owner":
+    elif group_by == GroupBy.OWNER:
         owners = agg.owner_columns(session, list(accs), names)
         data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
                 for key in agg.owner_order(owners)]
@@ -118,17 +161,20 @@ def summary(
             "data": data, "total": total_row}
 
 
-KEY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "owner": ("person_id", "owner_email", "owner_name"),
-    "connection": ("connection_id", "connection_name"), "none": ()}
+KEY_COLUMNS: dict[GroupBy, tuple[str, ...]] = {
+    GroupBy.OWNER: ("person_id", "owner_email", "owner_name"),
+    GroupBy.CONNECTION: ("connection_id", "connection_name"), GroupBy.NONE: ()}
+SORT_FIELDS = (*(c for g in GroupBy for c in KEY_COLUMNS[g]), *METRICS)
+"""Every field a summary can be sorted by (for some group_by)."""
 
 
-def sort_fields(group_by: str) -> tuple[str, ...]:
+def sort_fields(group_by: GroupBy) -> tuple[str, ...]:
     """The fields a summary of `group_by` can be sorted by: its key columns, then the metrics."""
     return (*KEY_COLUMNS[group_by], *METRICS)
 
 
-def sort_rows(rows: list[dict[str, Any]], sort: str, group_by: str) -> list[dict[str, Any]]:
+def sort_rows(rows: list[dict[str, Any]], sort: str,
+              group_by: GroupBy) -> list[dict[str, Any]]:
     """`rows` (in key order) sorted by `sort`: a field, `-field` for descending.
 
     Nulls come last in both directions; rows with equal values keep their key order.
@@ -159,7 +205,7 @@ def _deals_in_period(start: date, end: date, connection_id: int | None) -> Colum
     return and_(*conditions)
 
 
-def drill_down(metric: str, *, start: date, end: date, owner_email: str | None = None,
+def drill_down(metric: DrillMetric, *, start: date, end: date, owner_email: str | None = None,
                person_id: int | None = None, connection_id: int | None = None) -> Listing:
     """The deals behind `metric` for the period (and owner, connection): deal rows, paged.
 
@@ -179,7 +225,7 @@ def drill_down(metric: str, *, start: date, end: date, owner_email: str | None =
     if owner_email is not None:
         conditions.append(DEAL.c.owner_person_id == people.person_of_email_expr(
             people.normalize_email(owner_email) or ""))
-    if metric == "sales_cycle_days":
+    if metric == DrillMetric.SALES_CYCLE_DAYS:
         conditions.append(DEAL.c.created_date.is_not(None))
     listing = records_listing("deals", RecordFilters(include_deleted=True))
     return replace(listing, stmt=listing.stmt.where(*conditions))
@@ -204,7 +250,7 @@ def pipeline(session: Session, *, connection_id: int | None = None,
                       STAGE.c.remote_id == DEAL.c.stage_remote_id)
     line = func.coalesce(STAGE.c.pipeline, DEAL.c.pipeline)
     name = func.coalesce(STAGE.c.name, DEAL.c.stage)
-    conditions: list[ColumnElement[bool]] = [DEAL.c.deleted_at.is_(None), DEAL.c.status == "open"]
+    conditions: list[ColumnElement[bool]] = [DEAL.c.deleted_at.is_(None), DEAL.c.status == OPEN]
     if connection_id is not None:
         conditions.append(DEAL.c.connection_id == connection_id)
     stmt = (
@@ -222,7 +268,7 @@ def pipeline(session: Session, *, connection_id: int | None = None,
     groups: dict[_StageKey, tuple[list[int], Amounts, Amounts]] = {}
     stages = select(STAGE.c.connection_id, STAGE.c.pipeline, STAGE.c.sort_order,
                     STAGE.c.name).where(STAGE.c.deleted_at.is_(None),
-                                        STAGE.c.category == "open")
+                                        STAGE.c.category == OPEN)
     if connection_id is not None:
         stages = stages.where(STAGE.c.connection_id == connection_id)
     for cid, line_name, rank, stage_name in session.execute(stages):
@@ -248,19 +294,50 @@ def pipeline(session: Session, *, connection_id: int | None = None,
     return {"currency": conv.reporting, "data": data}
 
 
-INTERVALS = ("week", "month", "quarter")
+
+
+class Interval(StrEnum):
+    WEEK = "week"  # Monday to Sunday
+    MONTH = "month"
+    QUARTER = "quarter"  # fiscal (CRMSYNC_FISCAL_YEAR_START_MONTH)
+
+
+class SeriesMetric(StrEnum):
+    """The metrics with a time series: all but goal and attainment."""
+
+    BOOKINGS = "bookings"
+    DEALS_WON = "deals_won"
+    DEALS_LOST = "deals_lost"
+    WIN_RATE = "win_rate"
+    AVG_DEAL_SIZE = "avg_deal_size"
+    SALES_CYCLE_DAYS = "sales_cycle_days"
+    OPEN_PIPELINE = "open_pipeline"
+    WEIGHTED_PIPELINE = "weighted_pipeline"
+    FORECAST = "forecast"
+    NEW_ACCOUNTS = "new_accounts"
+
+
+class SeriesGroupBy(StrEnum):
+    NONE = "none"
+    OWNER = "owner"
+
+
+INTERVALS = tuple(Interval)
 _Part = Callable[[Session, KeysFn, agg.Scope, dict[Any, agg.Acc], dict[Any, str | None]], None]
 _CLOSED: tuple[_Part, ...] = (agg.closed_deals,)
 # The queries a series metric reads (summary reads them all).
-SERIES_PARTS: dict[str, tuple[_Part, ...]] = {
-    **dict.fromkeys(("bookings", "deals_won", "deals_lost", "win_rate", "avg_deal_size",
-                     "sales_cycle_days"), _CLOSED),
-    "open_pipeline": (agg.open_deals,), "weighted_pipeline": (agg.open_deals,),
-    "forecast": (agg.closed_deals, agg.open_deals), "new_accounts": (agg.new_accounts,)}
+SERIES_PARTS: dict[SeriesMetric, tuple[_Part, ...]] = {
+    **dict.fromkeys((SeriesMetric.BOOKINGS, SeriesMetric.DEALS_WON, SeriesMetric.DEALS_LOST,
+                     SeriesMetric.WIN_RATE, SeriesMetric.AVG_DEAL_SIZE,
+                     SeriesMetric.SALES_CYCLE_DAYS), _CLOSED),
+    SeriesMetric.OPEN_PIPELINE: (agg.open_deals,),
+    SeriesMetric.WEIGHTED_PIPELINE: (agg.open_deals,),
+    SeriesMetric.FORECAST: (agg.closed_deals, agg.open_deals),
+    SeriesMetric.NEW_ACCOUNTS: (agg.new_accounts,)}
 
 
-SERIES_METRICS = tuple(m for m in METRICS if m not in ("goal", "attainment"))
-SERIES_GROUP_BY = ("none", "owner")
+SERIES_METRICS = tuple(SeriesMetric)
+SERIES_GROUP_BY = tuple(SeriesGroupBy)
 EPOCH = date(1, 1, 1)  # a Monday: weeks are counted from it, so every week starts on Monday
 
 
@@ -275,8 +352,9 @@ def validate_series(metric: str, interval: str, start: date, end: date, group_by
 
 
 def timeseries(
-    session: Session, *, metric: str, interval: str, start: date, end: date,
-    group_by: str = "none", connection_id: int | None = None, settings: Settings,
+    session: Session, *, metric: SeriesMetric, interval: Interval, start: date, end: date,
+    group_by: SeriesGroupBy = SeriesGroupBy.NONE, connection_id: int | None = None,
+    settings: Settings,
 ) -> dict[str, Any]:
     """One row per period (and owner) of [start, end], empty periods included.
 
@@ -296,12 +374,12 @@ def timeseries(
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
     # Weeks do not fall into months: they read the daily rollups.
-    scope = agg.scope(session, start, end, connection_id, monthly=interval != "week")
+    scope = agg.scope(session, start, end, connection_id, monthly=interval != Interval.WEEK)
 
     def keys(table: Table) -> list[Label[Any]]:
         if table in (DEAL_MONTH, ACCOUNT_MONTH):
             month = table.c.month
-            period = month if interval == "month" else (month - shift) // 3
+            period = month if interval == Interval.MONTH else (month - shift) // 3
         else:
             column = (table.c.close_date if table is DEAL else created_date(session, table)
                       if table is ACCOUNT else table.c.day)
@@ -318,7 +396,7 @@ def timeseries(
         return nothing if acc is None else agg.finish_one(acc, conv, metric)
 
     data: list[dict[str, Any]] = []
-    if group_by == "none":
+    if group_by == SeriesGroupBy.NONE:
         data = [{"period_start": first, "period_end": last, "value": value(number)}
                 for number, first, last in periods]
     else:
@@ -335,7 +413,7 @@ def timeseries(
             "currency": conv.reporting, "group_by": group_by, "data": data}
 
 
-def _period_key(session: Session, column: ColumnElement[Any], interval: str,
+def _period_key(session: Session, column: ColumnElement[Any], interval: Interval,
                 shift: int) -> ColumnElement[Any]:
     """The period number of a date column, in integer arithmetic both databases share.
 
@@ -343,29 +421,30 @@ def _period_key(session: Session, column: ColumnElement[Any], interval: str,
     shift) / 3, shift = fiscal year start month - 1. All operands are non-negative, so
     integer division floors on SQLite and PostgreSQL alike.
     """
-    if interval == "week":
+    if interval == Interval.WEEK:
         return date_diff(session, column, literal(EPOCH, Date)) // 7
     month = cast(extract("year", column), Integer) * 12 + cast(extract("month", column),
                                                                 Integer) - 1
-    return month if interval == "month" else (month - shift) // 3
+    return month if interval == Interval.MONTH else (month - shift) // 3
 
 
-def _period_number(interval: str, shift: int, day: date) -> int:
+def _period_number(interval: Interval, shift: int, day: date) -> int:
     """_period_key in Python."""
-    if interval == "week":
+    if interval == Interval.WEEK:
         return (day.toordinal() - 1) // 7
     month = day.year * 12 + day.month - 1
-    return month if interval == "month" else (month - shift) // 3
+    return month if interval == Interval.MONTH else (month - shift) // 3
 
 
-def _period_start(interval: str, shift: int, number: int) -> date:
-    if interval == "week":
+def _period_start(interval: Interval, shift: int, number: int) -> date:
+    if interval == Interval.WEEK:
         return date.fromordinal(number * 7 + 1)
-    month = number if interval == "month" else number * 3 + shift
+    month = number if interval == Interval.MONTH else number * 3 + shift
     return date(month // 12, month % 12 + 1, 1)
 
 
-def _periods(interval: str, shift: int, start: date, end: date) -> list[tuple[int, date, date]]:
+def _periods(interval: Interval, shift: int, start: date,
+             end: date) -> list[tuple[int, date, date]]:
     """(number, first day, last day) of every period that overlaps [start, end]."""
     first, last = (_period_number(interval, shift, d) for d in (start, end))
     out = []

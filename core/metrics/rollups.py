@@ -64,7 +64,7 @@ from core.models import (
     RollupMonth,
     StoreMeta,
 )
-from core.types import Money, utcnow
+from core.types import DealStatus, Money, utcnow
 
 BUILT_KEY = "rollups_built"
 
@@ -254,7 +254,7 @@ def _month_ranges(months: list[int]) -> list[tuple[date, date]]:
 def _deal_rollup(session: Session, ranges: list[tuple[date, date]], *, monthly: bool) -> Any:
     timed = DEAL.c.created_date.is_not(None)
     days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
-    probability = case((DEAL.c.status == "open", DEAL.c.probability))
+    probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
     period = month_number(DEAL.c.close_date) if monthly else DEAL.c.close_date
     rows = (
         select(period.label("period"), DEAL.c.connection_id, DEAL.c.owner_person_id,

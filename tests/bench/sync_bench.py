@@ -38,7 +38,7 @@ def start_sandbox(deals: int, latency: float) -> tuple[subprocess.Popen[bytes], 
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "sandbox", "zoho", "--port", str(port),
+        [sys.executable, "-m", "cli", "sandbox", "zoho", "--port", str(port),
          "--deals", str(deals), "--seed", "1", "--latency", str(latency)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

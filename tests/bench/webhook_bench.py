@@ -155,7 +155,7 @@ def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
     env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": REDIS_URL,
            "CRMSYNC_SECRET_KEY": key, "CRMSYNC_LOG_LEVEL": "WARNING",
            "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1"}  # the local sandbox
-    procs = [subprocess.Popen([sys.executable, "-m", "api.cli", "sandbox", "zoho", "--port",
+    procs = [subprocess.Popen([sys.executable, "-m", "cli", "sandbox", "zoho", "--port",
                                str(sandbox_port), "--deals", str(deals), "--seed", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
@@ -165,7 +165,7 @@ def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
         procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
                                        "--serve-api", str(api_port)], env=env))
         log = open(os.environ.get("CRMSYNC_BENCH_WORKER_LOG", os.devnull), "wb")  # noqa: SIM115
-        procs.append(subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env,
                                       stdout=log, stderr=log))
         wait_for(f"http://127.0.0.1:{api_port}/health", procs[1])
         deal_ids = sorted(generate_company(seed=1, deals=deals).deals)

@@ -17,7 +17,7 @@ from connectors.sandbox.server import free_port
 def crmsync(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
     env["COLUMNS"] = "120"
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -75,7 +75,7 @@ def test_serve_without_a_secret_key_on_postgresql_says_what_to_do(tmp_path):
     env_url = "postgresql://postgres@127.0.0.1:5432/test"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
     env["CRMSYNC_DATABASE_URL"] = env_url
-    done = subprocess.run([sys.executable, "-m", "api.cli", "serve"], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "cli", "serve"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "CRMSYNC_SECRET_KEY must be set" in done.stderr
@@ -101,7 +101,7 @@ def test_a_sandbox_command_serves_its_sandbox(tmp_path):
     for provider in sandboxes():
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "sandbox", provider, "--port", str(port),
+            [sys.executable, "-m", "cli", "sandbox", provider, "--port", str(port),
              "--deals", "50"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
         try:
             stats = None

@@ -42,7 +42,7 @@ def crmsync(tmp_path, sandbox, *args: str, allow: bool = True,
     env["CRMSYNC_ZOHO_CLIENT_SECRET"] = secret  # not on the command line
     if allow:
         env["CRMSYNC_ALLOW_ENDPOINTS"] = f"127.0.0.1:{sandbox.port}"
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 

@@ -2,6 +2,7 @@
 connectors import only core's records, errors and types."""
 
 import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def imported_modules(package: str) -> set[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("forbidden", ["api", "workers", "connectors", "fastapi", "arq"])
+@pytest.mark.parametrize("forbidden", ["api", "cli", "workers", "connectors", "fastapi", "arq"])
 def test_core_imports_none_of_the_outer_layers(forbidden):
     offenders = [(f, m) for f, m in imported_modules("core")
                  if m == forbidden or m.startswith(forbidden + ".")]
@@ -34,13 +35,13 @@ def test_connectors_use_only_core_records_errors_and_types():
     offenders = [(f, m) for f, m in imported_modules("connectors")
                  if (m == "core" or m.startswith("core.")) and m not in allowed]
     offenders += [(f, m) for f, m in imported_modules("connectors")
-                  if m.split(".")[0] in ("api", "workers")]
+                  if m.split(".")[0] in ("api", "cli", "workers")]
     assert offenders == []
 
 
 def test_only_connectors_http_builds_async_clients():
     offenders = []
-    for package in ("api", "core", "connectors", "workers"):
+    for package in ("api", "cli", "core", "connectors", "workers"):
         for path in (ROOT / package).rglob("*.py"):
             if path.name == "http.py" and path.parent.name == "connectors":
                 continue
@@ -51,13 +52,23 @@ def test_only_connectors_http_builds_async_clients():
 
 # -- no module outside connectors/<provider>/ names a provider (docs/connectors.md) ---------
 
-NEUTRAL = ("api", "core", "workers", "connectors/sandbox")
+NEUTRAL = ("api", "cli", "core", "workers", "connectors/sandbox")
 """Packages that must work for any registered connector; plus connectors/*.py."""
 
 
 def neutral_modules() -> list[Path]:
     paths = [p for package in NEUTRAL for p in (ROOT / package).rglob("*.py")]
     return sorted(paths + list((ROOT / "connectors").glob("*.py")))
+
+
+def repository_providers() -> list[str]:
+    """Registered providers whose package is in this repository. A connector installed
+    from elsewhere is not ours to keep apart: its name may be any word (the kit's
+    synthetic company is "Acme Demo Inc.")."""
+    from connectors.registry import get_connector, providers
+
+    return [p for p in providers()
+            if Path(inspect.getfile(get_connector(p))).is_relative_to(ROOT)]
 
 
 def docstrings(tree: ast.AST) -> set[int]:
@@ -93,9 +104,7 @@ def provider_mentions(source: str, filename: str, names: list[str]) -> list[str]
 
 
 def test_no_module_outside_a_providers_package_names_a_provider():
-    from connectors.registry import providers
-
-    names = providers()
+    names = repository_providers()
     assert names  # the rule means something only with providers registered
     offenders = {}
     for path in neutral_modules():
@@ -108,10 +117,8 @@ def test_no_module_outside_a_providers_package_names_a_provider():
 def test_no_neutral_module_is_named_after_a_provider():
     """A provider's files live in its package (connectors/<provider>/, its sandbox in
     connectors/<provider>/sandbox/), never in the neutral ones."""
-    from connectors.registry import providers
-
     named = [str(p.relative_to(ROOT)) for p in neutral_modules()
-             if set(re.split(r"[_.]", p.name)) & set(providers())]
+             if set(re.split(r"[_.]", p.name)) & set(repository_providers())]
     assert named == []
 
 
@@ -204,3 +211,56 @@ def test_no_import_cycles():
 def test_the_cycle_finder_finds_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+IMPORTS_AT_MODULE_LEVEL = PACKAGES
+"""Packages whose modules import first-party modules only at module level, where a cycle
+shows at once (migrations are not in the import graph: they run once, by Alembic)."""
+HIDDEN_IMPORTS_ALLOWED: dict[str, str] = {}
+"""Module -> why it imports a first-party module inside a function or block."""
+
+
+def hidden_imports(source: str, filename: str) -> list[str]:
+    """First-party imports below the module level (in a function, class or block), except
+    in a module-level `if TYPE_CHECKING:` block."""
+    tree = ast.parse(source, filename=filename)
+    top = {id(node) for node in tree.body}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
+                                                                   "typing.TYPE_CHECKING"):
+            top |= {id(n) for n in ast.walk(node)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = ["." * node.level + (node.module or "")]
+        else:
+            continue
+        if id(node) not in top:
+            found += [f"line {node.lineno}: {m}" for m in modules
+                      if m.startswith(".") or m.split(".")[0] in PACKAGES]
+    return found
+
+
+def test_first_party_imports_are_at_module_level():
+    offenders = {}
+    for name, path in first_party_modules().items():
+        if name.split(".")[0] in IMPORTS_AT_MODULE_LEVEL and name not in HIDDEN_IMPORTS_ALLOWED:
+            found = hidden_imports(path.read_text(), str(path))
+            if found:
+                offenders[name] = found
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import json\nfrom core import db\nimport workers.jobs as jobs\n", []),
+    ("def f():\n    from core.db import upgrade\n    import json\n", ["line 2: core.db"]),
+    ("async def f():\n    import cli.output\n", ["line 2: cli.output"]),
+    ("class C:\n    from . import sibling\n", ["line 2: ."]),
+    ("try:\n    import api.app\nexcept ImportError:\n    pass\n", ["line 2: api.app"]),
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from core.db import Engine\n", []),
+    ("def f():\n    import uvicorn\n", []),
+])
+def test_the_hidden_import_rule_catches_imports_below_the_module_level(source, expected):
+    assert hidden_imports(source, "example.py") == expected

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDORS = ROOT / "docs" / "vendors"
-CODE_DIRS = ("api", "connectors", "core", "workers", "tests")
+CODE_DIRS = ("api", "cli", "connectors", "core", "workers", "tests")
 HEADING = re.compile(r"^#{2,4} §(\d+(?:\.\d+)*)\b", re.MULTILINE)
 PAGE = r"docs/vendors/([\w-]+)\.md"
 TOKEN = re.compile(PAGE + r"|§ ?(\d+(?:\.\d+)*)")

@@ -71,7 +71,7 @@ def test_app_services_share_one_image_built_from_the_dockerfile() -> None:
     assert env["CRMSYNC_REDIS_URL"].startswith("redis://redis:")
     assert ":?" in env["CRMSYNC_SECRET_KEY"], "an unset key must stop compose, not start"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("api", "core", "connectors", "workers"):
+    for package in ("api", "cli", "core", "connectors", "workers"):
         assert f"COPY {package} {package}" in dockerfile
     assert "EXPOSE 8000" in dockerfile
     assert services["api"]["command"][-1] == "8000"

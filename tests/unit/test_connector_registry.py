@@ -1,8 +1,9 @@
 """The registry checks what a connector declares when it loads (connectors/registry.py,
 docs/connectors.md): a broken plugin fails registration with a message naming the fault."""
 
+import sys
 from datetime import timedelta
-from importlib.metadata import EntryPoint
+from importlib.metadata import EntryPoint, distributions
 from typing import Any, ClassVar
 
 import pytest
@@ -16,6 +17,7 @@ from connectors.base import (
     WebhookReceiver,
 )
 from connectors.registry import GROUP, InvalidConnector, load_entry_points
+from tests.acme_kit import install
 
 
 class Settings(BaseModel):
@@ -100,6 +102,23 @@ def test_a_broken_connector_fails_registration_saying_why(name, cls, message):
         load_entry_points([entry("minimal", Minimal), entry(name, cls)])
     assert message in str(caught.value)
     assert f"{__name__}:{cls.__name__}" in str(caught.value)  # which plugin
+
+
+def test_a_connector_installed_outside_the_repository_loads_with_its_capabilities(
+        tmp_path, monkeypatch):
+    """tests/acme_kit's package as pip leaves it in a directory of the path: its own
+    dist-info names the entry point."""
+    install(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    [dist] = distributions(path=[str(tmp_path)])
+    try:
+        found = load_entry_points(dist.entry_points.select(group=GROUP))
+    finally:  # no later test sees the package
+        for module in [m for m in sys.modules if m.split(".")[0] == "acmecrm"]:
+            del sys.modules[module]
+    assert list(found) == ["acme"]
+    assert registry.check_connector("acme", found["acme"]) == {"streams", "sandbox"}
+    assert isinstance(found["acme"].sandbox, Sandbox)
 
 
 def test_the_registry_exposes_what_first_party_connectors_declare():

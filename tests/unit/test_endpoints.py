@@ -304,7 +304,7 @@ async def test_an_explicitly_allowed_sandbox_is_saved(api):
 def test_connections_add_refuses_a_host_in_one_line(tmp_path):
     env = {**os.environ, "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
            "CRMSYNC_SECRET_KEY": Fernet.generate_key().decode(), "CRMSYNC_ALLOW_ENDPOINTS": ""}
-    args = [sys.executable, "-m", "api.cli", "connections", "add", "zoho", "--name", "z",
+    args = [sys.executable, "-m", "cli", "connections", "add", "zoho", "--name", "z",
             "--no-check", "--config", "accounts_url=http://127.0.0.1:8400",
             *[a for k, v in ZOHO_SECRETS.items() for a in ("--secret", f"{k}={v}")]]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,

@@ -449,6 +449,21 @@ def test_timeseries_by_owner_has_every_owner_in_every_period(data):
         for first in (date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)) for owner in owners]
 
 
+def test_the_metric_sets_of_drill_down_and_timeseries_are_the_summary_metrics_they_name():
+    from core.metrics.definitions import (
+        DRILL_STATUSES,
+        SERIES_PARTS,
+        DrillMetric,
+        Metric,
+        SeriesMetric,
+    )
+
+    assert list(SeriesMetric) == [m for m in Metric if m not in (Metric.GOAL, Metric.ATTAINMENT)]
+    assert set(SERIES_PARTS) == set(SeriesMetric)
+    assert set(DrillMetric) == set(DRILL_STATUSES) < set(Metric)
+    assert set(Metric) - set(DrillMetric) == {"new_accounts", "goal", "attainment"}
+
+
 @pytest.mark.parametrize("interval", ["week", "month", "quarter"])
 def test_timeseries_values_equal_the_summary_of_each_period(data, interval):
     from core.metrics.definitions import SERIES_METRICS

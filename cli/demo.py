@@ -1,0 +1,233 @@
+"""`crmsync demo`: a simulated tenant of every CRM with a sandbox, synced, with goals
+pushed into each, a summary, and the API serving it all."""
+
+import asyncio
+import socket
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.table import Table
+from sqlalchemy import select
+from sqlmodel import col
+
+from api.app import create_app
+from api.connections import (
+    ConnectionInput,
+    ConnectionPatch,
+    create_connection,
+    update_connection,
+)
+from cli.admin import create_api_key
+from cli.context import checked_context
+from cli.output import console, fail
+from cli.run import run_sync_with_progress
+from cli.sandboxes import option_parameter, with_parameters
+from connectors.base import Sandbox, SandboxOption
+from connectors.registry import sandboxes
+from connectors.sandbox import generate_company
+from connectors.sandbox.server import BackgroundServer
+from core.config import Settings, get_settings
+from core.db import session_scope
+from core.goals import targets as goals
+from core.metrics import currency
+from core.metrics import definitions as metrics
+from core.models import Connection, User
+from core.queries import store_summary
+from workers.context import JobContext
+from workers.jobs import push_goals
+
+SHARED_REPS = slice(1, 4)  # reps who sell in both CRMs (same emails): one owner in metrics
+
+
+def demo(
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Exit after the sync.")] = False,
+    port: Annotated[int, typer.Option(
+        help="Port of the API on 127.0.0.1 (0: any free port).")] = 8000,
+    deals: Annotated[int, typer.Option(help="Deals in the simulated org.")] = 2500,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated company.")] = 42,
+    **sandbox_options: Any,
+) -> None:
+    """The whole product on this machine: a simulated tenant of every CRM with a sandbox
+    (some reps work in all of them), a sync of each, goals pushed into each, the API."""
+    listener = _listen("127.0.0.1", port)  # before anything: the curls must reach this port
+    port = listener.getsockname()[1]
+    settings = get_settings()
+    ctx = checked_context(settings)
+    console.rule("[bold]crmsync demo")
+    console.print(f"store: {settings.database_url}")
+    company = generate_company(seed=seed, deals=deals)
+    shared = company.reps[SHARED_REPS]
+    rates = dict(company.currencies)  # before a one-currency org converts the company
+    started: list[tuple[str, Sandbox, Any, BackgroundServer]] = []
+    try:
+        for i, (provider, sandbox) in enumerate(sandboxes().items()):
+            # the first CRM's company is the home one; the others share some of its reps
+            tenant = company if i == 0 else generate_company(
+                seed=seed + i, deals=deals // 2,
+                shared_reps=[(r.first_name, r.last_name) for r in shared])
+            kwargs: dict[str, Any] = {}
+            for option in sandbox.options:
+                if option.demo:
+                    kwargs.update(option.apply(sandbox_options[_demo_option(provider, option)]))
+            sandbox_app_ = sandbox.create_app(tenant, **kwargs)
+            server = BackgroundServer(sandbox_app_).start()
+            started.append((provider, sandbox, sandbox_app_, server))
+            settings.allow_endpoints = ",".join(  # the sandbox may receive the credentials
+                filter(None, (settings.allow_endpoints, f"{server.host}:{server.port}")))
+            console.print(f"{sandbox.demo_name} on {server.url} "
+                          f"({deals if i == 0 else deals // 2:,} deals, seed {seed + i})")
+        console.print(f"in every CRM: {', '.join(r.full_name for r in shared)}")
+        connections = [(provider, _demo_connection(ctx, provider, server.url), sandbox)
+                       for provider, sandbox, _, server in started]
+        for _, connection_id, sandbox in connections:
+            console.print(f"connection {connection_id}: {sandbox.demo_name}; full sync:")
+            if not asyncio.run(run_sync_with_progress(ctx, connection_id, full=True)):
+                raise typer.Exit(code=1)
+            _print_summary(ctx, connection_id)
+        _demo_fx_rates(ctx, settings, rates)
+        _demo_goals(ctx, settings)
+        key = create_api_key(ctx, "demo admin", ["admin"])
+        base = f"http://127.0.0.1:{port}"
+        console.print(f"\nadmin API key (shown once): [bold]{key}[/bold]\n")
+        q_start, q_end = _this_quarter()
+        for call in (f"{base}/api/v1/users", f"{base}/api/v1/deals?status=won&limit=5",
+                     f"{base}/api/v1/deals?format=csv",
+                     f"{base}/api/v1/metrics/summary?start={q_start}&end={q_end}"
+                     "&group_by=owner&sort=-attainment"):
+            print(f"curl -H 'Authorization: Bearer {key}' '{call}'")
+        console.print(f"\nAPI docs: {base}/docs")
+        if no_serve:
+            return
+        # Live changes: sandboxes that push callbacks without a subscription call the API.
+        for (provider, connection_id, _), (_, sandbox, running, _) in zip(
+                connections, started, strict=True):
+            if sandbox.set_callback_url is not None:
+                sandbox.set_callback_url(
+                    running, f"{base}/api/v1/webhooks/{provider}/{connection_id}")
+        console.print(f"serving the API on {base} (Ctrl+C stops)")
+        uvicorn.Server(uvicorn.Config(create_app(settings, ctx=ctx, schedule=True),
+                                      log_level="warning")).run(sockets=[listener])
+    finally:
+        listener.close()
+        for *_, server in reversed(started):
+            server.stop()
+
+
+def _demo_option(provider: str, option: SandboxOption) -> str:
+    """The demo's parameter for a sandbox option: `--<provider>-<name>`."""
+    return f"{provider}_{option.name}".replace("-", "_")
+
+
+command = with_parameters(demo, [
+    option_parameter(_demo_option(provider, option), option)
+    for provider, sandbox in sandboxes().items() for option in sandbox.options if option.demo])
+"""`demo` with `--<provider>-<name>` for each sandbox option offered on the demo."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (0: a free port), or one line saying the port is
+    taken."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        raise fail(f"port {port} on {host} is not free ({exc.strerror}): stop what uses it, "
+                   "or pass --port with another port (--port 0 picks a free one)") from None
+    return listener
+
+
+def _demo_fx_rates(ctx: JobContext, settings: Settings, rates: dict[str, Decimal]) -> None:
+    """The sandbox company's rates into the FX table (home-currency units per 1 of each), so
+    the Fxiaoke tenant's CNY reports in the Zoho org's currency. Rates set before are kept."""
+    with session_scope(ctx.engine) as session:
+        reporting = currency.reporting_currency(session, settings)
+        known = {r.code for r in currency.list_rates(session)}
+        if reporting not in rates:
+            return
+        for code, per_home in rates.items():
+            if code != reporting and code not in known:
+                currency.set_rate(session, code, (rates[reporting] / per_home).quantize(
+                    Decimal("1e-10")))
+
+
+def _demo_goals(ctx: JobContext, settings: Settings) -> None:
+    """This quarter's bookings goal for every active rep (last quarter's bookings + 10%,
+    rounded up to 1,000), pushed into the sandbox's Sales_Goals module; the leaderboard."""
+    start, end = _this_quarter()
+    last_end = start - timedelta(days=1)
+    with session_scope(ctx.engine) as session:
+        last = metrics.summary(session, start=date(last_end.year, last_end.month - 2, 1),
+                               end=last_end, group_by=metrics.GroupBy.OWNER, settings=settings)
+        active = {u.email for u in session.scalars(select(User).where(
+            col(User.active), col(User.deleted_at).is_(None))) if u.email}
+    lines = ["owner_email,metric,period_start,period_end,target"]
+    for row in last["data"]:
+        if row["owner_email"] in active:
+            target = max(Decimal(10_000), -(-row["bookings"] * Decimal("1.1") // 1000) * 1000)
+            lines.append(f"{row['owner_email']},bookings,{start},{end},{target:f}")
+    with session_scope(ctx.engine) as session:
+        done = goals.import_goals(session, "\n".join(lines), settings)
+    pushed = asyncio.run(push_goals(ctx))
+    counts = "; ".join(f"connection {item['connection_id']}: " + ", ".join(
+        f"{n} {s}" for s, n in sorted(item["counts"].items())) for item in pushed["connections"])
+    console.print(f"\ngoals for {start} to {end}: {done['created']} new, {done['updated']} "
+                  f"changed, {done['unchanged']} as before; pushed to the CRMs' goal objects: "
+                  f"{counts}")
+    with session_scope(ctx.engine) as session:
+        board = metrics.summary(session, start=start, end=end, group_by=metrics.GroupBy.OWNER,
+                                settings=settings)
+    table = Table(title=f"leaderboard {start} to {end} ({board['currency']})")
+    for column in ("rep", "bookings", "goal", "attainment"):
+        table.add_column(column, justify="left" if column == "rep" else "right")
+    for row in metrics.sort_rows(board["data"], "-attainment", metrics.GroupBy.OWNER):
+        if row["goal"] is not None:
+            share = f"{row['attainment'] * 100:.1f} %" if row["attainment"] is not None else ""
+            table.add_row(row["owner_name"] or row["owner_email"], f"{row['bookings']:,.2f}",
+                          f"{row['goal']:,.2f}", share)
+    console.print(table)
+
+
+def _this_quarter() -> tuple[date, date]:
+    today = date.today()
+    first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    after = date(first.year + (first.month == 10), (first.month + 2) % 12 + 1, 1)
+    return first, after - timedelta(days=1)
+
+
+def _demo_connection(ctx: JobContext, provider: str, sandbox_url: str) -> int:
+    """The demo's connection to a provider's sandbox, pointed at this run's sandbox port."""
+    sandbox = sandboxes()[provider]
+    name, config, secrets = sandbox.demo_name, sandbox.config(sandbox_url), dict(sandbox.secrets)
+    with session_scope(ctx.engine) as session:
+        existing = session.scalars(
+            select(Connection).where(col(Connection.name) == name)).first()
+        if existing is None:
+            public = create_connection(session, ctx.secrets, ConnectionInput(
+                provider=provider, name=name, config=config, secrets=secrets),
+                endpoints=ctx.endpoints)
+        else:
+            public = update_connection(session, ctx.secrets, existing,
+                                       ConnectionPatch(config=config, secrets=secrets),
+                                       endpoints=ctx.endpoints)
+        return int(public["id"])
+
+
+def _print_summary(ctx: JobContext, connection_id: int) -> None:
+    with session_scope(ctx.engine) as session:
+        numbers = store_summary(session, connection_id)
+        connection = session.get(Connection, connection_id)
+        home_currency = connection.home_currency if connection else ""
+    table = Table(title="synced into the store", show_header=False)
+    table.add_row("active reps", f"{numbers['reps']:,}")
+    table.add_row("accounts", f"{numbers['accounts']:,}")
+    table.add_row("deals", f"{numbers['deals']:,}")
+    table.add_row("won deals", f"{numbers['won_deals']:,}")
+    won = numbers["won_amount"] or Decimal(0)
+    table.add_row("won amount", f"{won:,.2f} {home_currency}")
+    console.print(table)

@@ -1,0 +1,96 @@
+"""Running crmsync: a sync now (with progress), the API server, the job worker."""
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+from arq import run_worker
+from arq.connections import RedisSettings
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
+
+from api.app import create_app
+from cli.context import checked_context
+from cli.output import console, err, fail
+from connectors.registry import secret_field_names
+from core import store
+from core.config import get_settings
+from core.db import session_scope
+from core.logs import configure_logging
+from core.models import Connection
+from core.records import STREAMS
+from core.sync import StreamCounts
+from core.types import Stream, SyncMode
+from workers.context import JobContext
+from workers.jobs import sync_connection
+from workers.settings import WorkerSettings
+
+
+def sync(
+    connection: Annotated[int | None, typer.Option(help="Connection id (default: all).")] = None,
+    full: Annotated[bool, typer.Option(help="Read everything and tombstone what is gone.")] = False,
+) -> None:
+    """Run a sync now, with a progress bar per stream."""
+    ctx = checked_context()
+    with session_scope(ctx.engine) as session:
+        ids = [c.id for c in session.scalars(select(Connection))
+               if connection is None or c.id == connection]
+    if not ids:
+        raise fail("no such connection; add one with `crmsync connections add`")
+    failed = False
+    for connection_id in ids:
+        failed |= not asyncio.run(run_sync_with_progress(ctx, int(connection_id or 0), full))
+    if failed:
+        raise typer.Exit(code=1)
+
+
+async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool) -> bool:
+    """Sync one connection showing rich progress; True when it succeeded."""
+    mode = SyncMode.FULL if full else SyncMode.INCREMENTAL
+    with session_scope(ctx.engine) as session:
+        if store.active_run(session, connection_id=connection_id):
+            err.print(f"connection {connection_id} is already syncing")
+            return False
+        run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
+    columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(),
+               TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks = {s: progress.add_task(s, total=None, counts="") for s in STREAMS}
+
+        def report(stream: Stream, counts: StreamCounts, done: bool) -> None:
+            text = f"{counts.fetched:>7,} read {counts.upserted:>7,} saved {counts.deleted:>5,} del"
+            if done:
+                progress.update(tasks[stream], counts=text, total=1, completed=1)
+            else:
+                progress.update(tasks[stream], counts=text)
+
+        try:
+            await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode,
+                                  progress=report)
+        except Exception as exc:  # the run row has the error too
+            err.print(f"[red]sync of connection {connection_id} failed:[/red] {exc}")
+            return False
+    return True
+
+
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the API (jobs run in-process when no Redis is configured)."""
+    settings = get_settings()
+    # key, database, schema, Redis: fail here, not inside
+    checked_context(settings).engine.dispose()
+    configure_logging(settings, secret_field_names())
+    uvicorn.run(create_app(settings, schedule=True), host=host, port=port, log_config=None)
+
+
+def worker() -> None:
+    """Run an arq worker for the jobs queued on CRMSYNC_REDIS_URL."""
+    settings = get_settings()
+    if not settings.redis_url:
+        raise fail("set CRMSYNC_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
+    checked_context(settings).engine.dispose()
+    configure_logging(settings, secret_field_names())
+    run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))  # type: ignore[arg-type]
