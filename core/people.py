@@ -384,6 +384,20 @@ def labels(session: Session, person_ids: Iterable[Any]) -> dict[int, tuple[str |
     return {int(pid): (email, name) for pid, email, name in session.execute(stmt)}
 
 
+def teams(session: Session, person_ids: Iterable[Any]) -> dict[int, str | None]:
+    """person id -> team (None: no team)."""
+    wanted = {int(p) for p in person_ids if p is not None}
+    if not wanted:
+        return {}
+    stmt = select(PERSON.c.id, PERSON.c.team).where(PERSON.c.id.in_(wanted))
+    return {int(pid): team for pid, team in session.execute(stmt)}
+
+
+def team_members(team: str) -> Select[Any]:
+    """SQL: the ids of the people of `team`."""
+    return select(PERSON.c.id).where(PERSON.c.team == team)
+
+
 # ---- changes by hand -----------------------------------------------------------------------
 
 EDITABLE = ("name", "email", "mobile", "team")

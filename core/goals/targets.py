@@ -18,7 +18,7 @@ Every function takes the caller's session and never commits.
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -369,6 +369,11 @@ class GoalTargets:
             return self.total()
         return None
 
+    def of(self, person_ids: Iterable[int]) -> Decimal | None:
+        """The sum of these people's goals; None when none of them has one."""
+        goals = [self.by_owner[p] for p in person_ids if p in self.by_owner]
+        return sum(goals, Decimal(0)) if goals else None
+
     def total(self) -> Decimal | None:
         """Company-wide goals when there are any, else the sum of the owners' goals."""
         if self.company is not None:
@@ -376,12 +381,18 @@ class GoalTargets:
         return sum(self.by_owner.values(), Decimal(0)) if self.by_owner else None
 
 
-def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
-    """Sum of target per person (None: company-wide) of live bookings goals in [start, end]."""
+def goal_targets(session: Session, *, start: date, end: date,
+                 people: Collection[int] | None = None) -> GoalTargets:
+    """Sum of target per person (None: company-wide) of live bookings goals in [start, end].
+
+    With `people` (not None) only those people's goals: company-wide goals count only
+    for a summary of everyone."""
+    conditions = [GOAL.c.deleted_at.is_(None), GOAL.c.metric == GoalMetric.BOOKINGS,
+                  GOAL.c.period_start >= start, GOAL.c.period_end <= end]
+    if people is not None:
+        conditions.append(GOAL.c.person_id.in_(sorted(people)))
     stmt = (select(GOAL.c.person_id, type_coerce(func.sum(GOAL.c.target), Money))
-            .where(GOAL.c.deleted_at.is_(None), GOAL.c.metric == GoalMetric.BOOKINGS,
-                   GOAL.c.period_start >= start, GOAL.c.period_end <= end)
-            .group_by(GOAL.c.person_id))
+            .where(*conditions).group_by(GOAL.c.person_id))
     by_owner: dict[int, Decimal] = {}
     company = None
     for owner, total in session.execute(stmt):
