@@ -26,7 +26,13 @@ V1 = "/api/v1"
 TOKEN = "k" * 43
 PERIOD = {"start": "2025-01-01", "end": "2025-03-31"}
 FILE_FORMATS = ("csv", "excel-csv", "xlsx")
-EXEMPT = {("MOUNT", "/static"): "the files of the /docs and /redoc pages, not the API"}
+PAGES = "a dashboard page (HTML for people, not the API): tests/unit/test_dashboard_pages.py"
+EXEMPT = {("MOUNT", "/static"): "the files of the /docs and /redoc pages, not the API",
+          ("MOUNT", "/assets"): "the dashboard's stylesheet, not the API",
+          **dict.fromkeys([("GET", "/"), ("GET", "/login"), ("POST", "/login"),
+                           ("POST", "/logout"), ("GET", "/welcome/{token}"),
+                           ("POST", "/welcome/{token}"), ("GET", "/language"),
+                           ("GET", "/leaderboard"), ("GET", "/leaderboard/deals")], PAGES)}
 OUTSIDE_SCHEMA = {"/openapi.json": "application/json", "/docs": "text/html",
                   "/redoc": "text/html"}  # routes the OpenAPI does not list: their media type
 
