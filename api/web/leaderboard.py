@@ -142,7 +142,7 @@ def _cells(row: dict[str, Any], fmt: Formats, currency: str | None,
         else:
             shown = fmt.number(value)
         href = None
-        if drill is not None and column in DRILLS:
+        if drill is not None and column in DRILLS and value is not None:
             href = "/leaderboard/deals?" + urlencode({"metric": DRILLS[column].value, **drill})
         cells.append(Cell(column, shown, href,
                           _bar(value) if column == "attainment" else None))
