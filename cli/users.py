@@ -18,10 +18,15 @@ app = typer.Typer(help="Dashboard users: add, invite, reset, list, disable.",
 LOCAL_URL = "http://127.0.0.1:8000"
 
 
-def welcome_url(settings: Settings, token: str) -> str:
-    """The page where a one-time link's holder sets their password."""
-    base = (settings.public_url or LOCAL_URL).rstrip("/")
-    return f"{base}/welcome/{token}"
+def site_url(settings: Settings) -> str:
+    """Where people open the dashboard: CRMSYNC_PUBLIC_URL, else the local default."""
+    return (settings.public_url or LOCAL_URL).rstrip("/")
+
+
+def welcome_url(site: str, token: str) -> str:
+    """The page of `site` where a one-time link's holder sets their password."""
+    return f"{site}/welcome/{token}"
+
 
 
 @app.command("add")
@@ -47,7 +52,7 @@ def users_add(
     except AccountError as exc:
         raise fail(str(exc)) from None
     console.print(f"added {user.email} ({user.role}); their one-time link to set a password:")
-    print(welcome_url(ctx.settings, token))
+    print(welcome_url(site_url(ctx.settings), token))
 
 
 def _new_link(email: str, purpose: LinkPurpose) -> None:
@@ -59,7 +64,7 @@ def _new_link(email: str, purpose: LinkPurpose) -> None:
     except AccountError as exc:
         raise fail(str(exc)) from None
     console.print(f"one-time link for {user.email} (earlier links stop working):")
-    print(welcome_url(ctx.settings, token))
+    print(welcome_url(site_url(ctx.settings), token))
 
 
 @app.command("invite")

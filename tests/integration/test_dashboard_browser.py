@@ -33,6 +33,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 PASSWORD = "a long enough password"
 LINK = re.compile(r"^http://127\.0\.0\.1:8000(/welcome/[A-Za-z0-9_-]+)$", re.MULTILINE)
+DEMO_LINK = re.compile(
+    r"^  (manager|rep) ?(.*?) \([^)]*\): http://127\.0\.0\.1:\d+(/welcome/\S+)$", re.MULTILINE)
 PHONE = {"width": 390, "height": 844}
 
 
@@ -46,6 +48,7 @@ class Dashboard:
     end: str
     rep_person: int  # a rep of the home CRM only, with bookings this quarter
     rep_email: str
+    demo_links: dict[str, tuple[str, str]]  # the demo's: manager, rep -> (who, link path)
 
     def summary(self, group_by: str) -> dict[str, Any]:
         answer = self.api.get("/api/v1/metrics/summary", params={
@@ -84,8 +87,12 @@ def _home_crm_rep(api: httpx.Client, start: str, end: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     directory = tmp_path_factory.mktemp("dashboard")
-    done = crmsync(directory, "demo", "--no-serve", "--deals", "400", timeout=300)
+    done = crmsync(directory, "demo", "--no-serve", "--deals", "400", "--port", "0",
+                   timeout=300)
     assert done.returncode == 0, done.stderr
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ ", done.stdout, re.MULTILINE)
+    demo_links = {role: (who, path) for role, who, path in DEMO_LINK.findall(done.stdout)}
+    assert set(demo_links) == {"manager", "rep"}, done.stdout
     url = f"sqlite:///{directory / 'crmsync.db'}"
     engine = make_engine(url)
     secret = Fernet.generate_key().decode()
@@ -97,7 +104,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             base_url=server.url, timeout=30,
             headers={"Authorization": f"Bearer {make_key(engine, 'read')}"}) as api:
         person, email = _home_crm_rep(api, start, end)
-        yield Dashboard(server.url, engine, directory, api, start, end, person, email)
+        yield Dashboard(server.url, engine, directory, api, start, end, person, email,
+                        demo_links)
     engine.dispose()
 
 
@@ -235,14 +243,16 @@ def test_a_manager_signs_in_reads_the_leaderboard_and_drills_down(dashboard, bro
     page.context.close()
 
 
-def test_a_rep_sees_only_their_own_row_and_not_others_deals(dashboard, browser):
-    link = dashboard.link("add", "--email", dashboard.rep_email, "--role", "rep")
+def test_the_demos_rep_sees_only_their_own_row_and_not_others_deals(dashboard, browser):
+    name, path = dashboard.demo_links["rep"]
     page = new_page(browser)
-    set_password(page, link)
+    set_password(page, dashboard.url + path)
     rows = shown_rows(page)
-    assert list(rows) == [f"person:{dashboard.rep_person}"]
+    [mine] = [r for r in dashboard.summary("owner")["data"] if r["owner_name"] == name]
+    assert list(rows) == [f"person:{mine['person_id']}"]
+    check_row(rows[f"person:{mine['person_id']}"], mine, name)
     other = next(r["person_id"] for r in dashboard.summary("owner")["data"]
-                 if r["person_id"] not in (None, dashboard.rep_person))
+                 if r["person_id"] not in (None, mine["person_id"]))
     response = page.goto(f"{dashboard.url}/leaderboard/deals?metric=bookings&person={other}"
                          f"&start={dashboard.start}&end={dashboard.end}")
     assert response is not None and response.status == 404
@@ -252,11 +262,19 @@ def test_a_rep_sees_only_their_own_row_and_not_others_deals(dashboard, browser):
     page.context.close()
 
 
+def test_a_rep_added_on_the_command_line_sees_their_own_deals(dashboard, browser):
+    link = dashboard.link("add", "--email", dashboard.rep_email, "--role", "rep")
+    page = new_page(browser)
+    set_password(page, link)
+    assert list(shown_rows(page)) == [f"person:{dashboard.rep_person}"]
+    page.click(f"tr.person[data-person='{dashboard.rep_person}'] td.bookings a")
+    page.wait_for_url(re.compile(r"/leaderboard/deals"))
+    assert page.locator("td.amount-home").count() > 0
+    page.context.close()
+
+
 def test_the_language_switch_turns_every_page_chinese(dashboard, browser):
-    with session_scope(dashboard.engine) as session:
-        user = accounts.add_user(session, email="lin@acme-demo.com", role="admin",
-                                 name="林经理")
-        link = f"{dashboard.url}/welcome/{accounts.create_link(session, user)}"
+    link = dashboard.url + dashboard.demo_links["manager"][1]
     page = new_page(browser)
     page.goto(f"{dashboard.url}/login")
     page.click("a.lang")  # English -> 中文, remembered in a cookie
