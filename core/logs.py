@@ -30,7 +30,8 @@ _FIXED_PATTERNS = (
     re.compile(r"(?i)((?:Bearer|[A-Za-z]+-oauthtoken)\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(csk_)[A-Za-z0-9_-]+"),  # crmsync API keys, wherever they appear
     re.compile(r"(://[^/\s:@]+:)[^@/\s]+(@)"),  # user:password@host
-    re.compile(r"(/welcome/)[A-Za-z0-9_-]+"),  # the dashboard's one-time links (access logs)
+    # the dashboard's one-time links, in paths and (URL-encoded) in query strings
+    re.compile(r"(?i)((?:/|%2F)welcome(?:/|%2F))[A-Za-z0-9_-]+"),
 )
 _names: set[str] = set(KNOWN_SECRET_NAMES)
 _by_name: re.Pattern[str] | None = None

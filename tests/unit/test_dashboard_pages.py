@@ -261,9 +261,15 @@ async def test_a_one_time_link_sets_the_password_once_and_signs_in(site):
     assert (await site.sign_in("new@example.com")).status_code == 303
 
 
-def test_one_time_links_are_masked_in_logs():
-    line = '127.0.0.1:5000 - "GET /welcome/AbC-12_xyz HTTP/1.1" 200'
-    assert redact(line) == '127.0.0.1:5000 - "GET /welcome/*** HTTP/1.1" 200'
+@pytest.mark.parametrize("line, masked", [
+    ('"GET /welcome/AbC-12_xyz HTTP/1.1" 200', '"GET /welcome/*** HTTP/1.1" 200'),
+    ('"GET /language?set=zh&next=%2Fwelcome%2FAbC-12_xyz HTTP/1.1" 303',
+     '"GET /language?set=zh&next=%2Fwelcome%2F*** HTTP/1.1" 303'),
+    ('"GET /language?next=%2fwelcome%2fAbC HTTP/1.1"',
+     '"GET /language?next=%2fwelcome%2f*** HTTP/1.1"'),
+])
+def test_one_time_links_are_masked_in_logs(line, masked):
+    assert redact(line) == masked
 
 
 # -- the leaderboard --------------------------------------------------------------------
