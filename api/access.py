@@ -58,9 +58,12 @@ def signed_in(request: Request, engine: Any) -> accounts.SignedIn | None:
         return accounts.read_session(session, token)
 
 
-def caller(scope: str) -> Any:
+def caller(scope: str, *, users: str | None = None) -> Any:
     """A dependency admitting an API key with `scope`, or a signed-in user whose role
-    allows `scope` (with the CSRF token on changes)."""
+    allows `users` (default: `scope`; with the CSRF token on changes). `users` is
+    stricter than `scope` where a key's scope says less than the role a person needs
+    (FX rates, operations: admins only)."""
+    needed = users or scope
 
     def check(
         request: Request,
@@ -78,11 +81,11 @@ def caller(scope: str) -> Any:
         if request.method not in SAFE_METHODS and \
                 request.headers.get(CSRF_HEADER) != session.csrf_token:
             raise ApiError(403, f"send the session's CSRF token in {CSRF_HEADER}")
-        if not has_scope(ROLE_SCOPE[session.viewer.role], scope):
+        if not has_scope(ROLE_SCOPE[session.viewer.role], needed):
             raise ApiError(403, f"a {session.viewer.role} may not do this")
         return Caller(session.viewer)
 
-    check.__name__ = f"caller_{scope}"
+    check.__name__ = f"caller_{scope}" + (f"_{users}" if users else "")
     return check
 
 

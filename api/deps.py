@@ -1,6 +1,7 @@
-"""Dependencies as Annotated aliases: a session, settings, the job queue, API-key scopes."""
+"""Dependencies as Annotated aliases: a session, settings, the job queue; the API-key check
+(callers, keys or signed-in users: api.access)."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
@@ -98,21 +99,3 @@ def check_key(engine: Engine, credentials: HTTPAuthorizationCredentials | None,
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
             key.last_used_at = now
         return key
-
-
-def require(scope: str) -> Callable[..., Any]:
-    """A dependency that admits an API key holding `scope` (admin > push > write > read)."""
-
-    def check(
-        engine: EngineDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> ApiKey:
-        return check_key(engine, credentials, scope)
-
-    check.__name__ = f"require_{scope}"
-    return check
-
-
-ReadKey = Annotated[ApiKey, Depends(require("read"))]
-WriteKey = Annotated[ApiKey, Depends(require("write"))]
-AdminKey = Annotated[ApiKey, Depends(require("admin"))]

@@ -13,11 +13,14 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from api.app import create_app
 from api.web.leaderboard import PAGE_SIZE
+from api.web.render import ASSETS_URL, PageRoute
 from core import accounts
 from core.accounts import MAX_FAILURES, SESSION_TTL
 from core.config import Settings
@@ -26,7 +29,7 @@ from core.logs import redact
 from core.metrics import definitions as metrics
 from core.models import Connection, LoginFailure, Person, WebSession
 from core.security import SecretBox
-from tests.api_support import add_connection, make_key, seed
+from tests.api_support import DASHBOARD_PAGES, add_connection, make_key, seed
 from workers.context import JobContext
 
 PASSWORD = "correct horse battery"
@@ -41,6 +44,7 @@ class Site:
     settings: Settings
     client: httpx.AsyncClient
     key: str
+    app: FastAPI
 
     async def form_token(self, path: str = "/login") -> str:
         page = await self.client.get(path)
@@ -78,7 +82,7 @@ async def site_on(engine: Engine, base_url: str = "http://test") -> AsyncIterato
     app = create_app(settings, ctx=ctx)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=base_url) as client:
-        yield Site(engine, settings, client, make_key(engine, "read"))
+        yield Site(engine, settings, client, make_key(engine, "read"), app)
 
 
 @pytest.fixture
@@ -125,6 +129,15 @@ def percent(shown: str) -> Decimal:
 
 
 # -- signing in -------------------------------------------------------------------------
+
+
+async def test_the_pages_are_the_ones_the_route_tests_leave_to_this_file(site):
+    pages = {(m, r.path) for r in iter_route_contexts(site.app.routes)
+             if isinstance(r.original_route, PageRoute) for m in r.methods or ()
+             if m != "HEAD"}
+    assert pages | {("MOUNT", ASSETS_URL)} == DASHBOARD_PAGES
+    assert not any(path.startswith("/api/") for _, path in pages)
+
 
 
 async def test_pages_need_signing_in_and_carry_the_security_headers(site):

@@ -88,10 +88,16 @@ class Data:
         return frozenset(self.ids[e] for e in emails)
 
 
+@pytest.fixture
+def metrics_engine(sqlite_engine: Any) -> Any:
+    """The database of these tests (tests/integration runs them on PostgreSQL too)."""
+    return sqlite_engine
+
+
 @pytest.fixture(params=["rows", "rollups"])
-def data(request: pytest.FixtureRequest, sqlite_engine: Any) -> Data:
+def data(request: pytest.FixtureRequest, metrics_engine: Any) -> Data:
     """The dataset, read from the deals themselves or (after a refresh) the rollups."""
-    engine = sqlite_engine
+    engine = metrics_engine
     with session_scope(engine) as session:
         us = Connection(provider="zoho", name="us", home_currency="USD")
         eu = Connection(provider="zoho", name="eu", home_currency="EUR")
