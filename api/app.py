@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from api import errors
+from api import errors, web
 from api.deps import JobQueue
 from api.errors import ERRORS
 from api.limits import BodyLimitMiddleware
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     for module in (connections, sync_runs, records, keys, fx, metrics, webhooks, goals,
                    people):
         app.include_router(module.router, prefix=API_PREFIX)
+    web.install(app)
     return app
 
 

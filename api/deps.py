@@ -1,6 +1,7 @@
-"""Dependencies as Annotated aliases: a session, settings, the job queue, API-key scopes."""
+"""Dependencies as Annotated aliases: a session, settings, the job queue; the API-key check
+(callers, keys or signed-in users: api.access)."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
@@ -17,7 +18,7 @@ from core.security import SecretBox, has_scope, hash_api_key
 from core.types import SyncMode, utcnow
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer csk_...`")
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer csk_...`")
 
 
 class JobQueue(Protocol):
@@ -81,32 +82,20 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require(scope: str) -> Callable[..., Any]:
-    """A dependency that admits an API key holding `scope` (admin > push > write > read)."""
-
-    def check(
-        engine: EngineDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> ApiKey:
-        if credentials is None:
-            raise _unauthorized("an API key is required: send Authorization: Bearer <key>")
-        with session_scope(engine) as session:  # its own short transaction
-            key = session.exec(
-                select(ApiKey).where(ApiKey.key_hash == hash_api_key(credentials.credentials))
-            ).first()
-            if key is None or key.revoked_at is not None:
-                raise _unauthorized("the API key is unknown or revoked")
-            if not has_scope(key.scopes, scope):
-                raise ApiError(403, f"this API key lacks the {scope!r} scope")
-            now = utcnow()
-            if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-                key.last_used_at = now
-            return key
-
-    check.__name__ = f"require_{scope}"
-    return check
-
-
-ReadKey = Annotated[ApiKey, Depends(require("read"))]
-WriteKey = Annotated[ApiKey, Depends(require("write"))]
-AdminKey = Annotated[ApiKey, Depends(require("admin"))]
+def check_key(engine: Engine, credentials: HTTPAuthorizationCredentials | None,
+              scope: str) -> ApiKey:
+    """The API key of `credentials` if it holds `scope`; 401 or 403 otherwise."""
+    if credentials is None:
+        raise _unauthorized("an API key is required: send Authorization: Bearer <key>")
+    with session_scope(engine) as session:  # its own short transaction
+        key = session.exec(
+            select(ApiKey).where(ApiKey.key_hash == hash_api_key(credentials.credentials))
+        ).first()
+        if key is None or key.revoked_at is not None:
+            raise _unauthorized("the API key is unknown or revoked")
+        if not has_scope(key.scopes, scope):
+            raise ApiError(403, f"this API key lacks the {scope!r} scope")
+        now = utcnow()
+        if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+            key.last_used_at = now
+        return key

@@ -1,5 +1,5 @@
 """`crmsync demo`: a simulated tenant of every CRM with a sandbox, synced, with goals
-pushed into each, a summary, and the API serving it all."""
+pushed into each, a summary, and the API and the dashboard serving it all."""
 
 import asyncio
 import socket
@@ -11,7 +11,7 @@ import typer
 import uvicorn
 from rich.table import Table
 from sqlalchemy import select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from api.app import create_app
 from api.connections import (
@@ -25,10 +25,13 @@ from cli.context import checked_context
 from cli.output import console, fail
 from cli.run import run_sync_with_progress
 from cli.sandboxes import option_parameter, with_parameters
+from cli.users import welcome_url
 from connectors.base import Sandbox, SandboxOption
 from connectors.registry import sandboxes
 from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
+from core import accounts
+from core.accounts import AccountError, LinkPurpose, Role
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.goals import targets as goals
@@ -51,7 +54,8 @@ def demo(
     **sandbox_options: Any,
 ) -> None:
     """The whole product on this machine: a simulated tenant of every CRM with a sandbox
-    (some reps work in all of them), a sync of each, goals pushed into each, the API."""
+    (some reps work in all of them), a sync of each, goals pushed into each, the API and
+    the dashboard (with sign-in links for a manager and a rep)."""
     listener = _listen("127.0.0.1", port)  # before anything: the curls must reach this port
     port = listener.getsockname()[1]
     settings = get_settings()
@@ -98,6 +102,7 @@ def demo(
                      f"{base}/api/v1/metrics/summary?start={q_start}&end={q_end}"
                      "&group_by=owner&sort=-attainment"):
             print(f"curl -H 'Authorization: Bearer {key}' '{call}'")
+        _demo_dashboard(ctx, settings, base)
         console.print(f"\nAPI docs: {base}/docs")
         if no_serve:
             return
@@ -191,6 +196,38 @@ def _demo_goals(ctx: JobContext, settings: Settings) -> None:
             table.add_row(row["owner_name"] or row["owner_email"], f"{row['bookings']:,.2f}",
                           f"{row['goal']:,.2f}", share)
     console.print(table)
+
+
+def _demo_dashboard(ctx: JobContext, settings: Settings, base: str) -> None:
+    """A manager who sees every team and the rep with the most bookings this quarter, as
+    dashboard users, with a one-time link each (a second run gives them fresh links)."""
+    start, end = _this_quarter()
+    with session_scope(ctx.engine) as session:
+        board = metrics.summary(session, start=start, end=end, group_by=metrics.GroupBy.OWNER,
+                                settings=settings)
+        reps = [r for r in metrics.sort_rows(board["data"], "-bookings", metrics.GroupBy.OWNER)
+                if r["owner_email"] and r["person_id"] is not None]
+        domain = reps[0]["owner_email"].split("@")[1] if reps else "example.com"
+        links = [("manager (every team)", _demo_user(session, f"manager@{domain}",
+                                                     Role.MANAGER, name="Demo Manager"))]
+        if reps:
+            rep = reps[0]
+            links.append((f"rep {rep['owner_name']} (only their own numbers)", _demo_user(
+                session, rep["owner_email"], Role.REP, person_id=rep["person_id"])))
+    console.print(f"\ndashboard: {base}/ (one-time sign-in links, valid for 3 days):")
+    for who, token in links:
+        print(f"  {who}: {welcome_url(base, token)}")
+
+
+def _demo_user(session: Session, email: str, role: Role, *, name: str = "",
+               person_id: int | None = None) -> str:
+    """A one-time link for the dashboard user `email`, added with `role` if new."""
+    try:
+        user = accounts.find_user(session, email)
+    except AccountError:
+        user = accounts.add_user(session, email=email, role=role, name=name,
+                                 person_id=person_id)
+    return accounts.create_link(session, user, LinkPurpose.INVITE)
 
 
 def _this_quarter() -> tuple[date, date]:

@@ -7,7 +7,8 @@ request URL cannot leak one: the value of every secret name (KNOWN_SECRET_NAMES
 plus the fields of each connector's secrets model, given to configure_logging)
 after `=` or `:` in URLs, query strings, JSON bodies and escaped JSON, in snake
 case, kebab case or camelCase; Authorization header values; crmsync API keys
-(`csk_...`); passwords in database URLs.
+(`csk_...`); passwords in database URLs; the tokens of the dashboard's one-time links
+(`/welcome/<token>`).
 """
 
 import json
@@ -29,6 +30,8 @@ _FIXED_PATTERNS = (
     re.compile(r"(?i)((?:Bearer|[A-Za-z]+-oauthtoken)\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(csk_)[A-Za-z0-9_-]+"),  # crmsync API keys, wherever they appear
     re.compile(r"(://[^/\s:@]+:)[^@/\s]+(@)"),  # user:password@host
+    # the dashboard's one-time links, in paths and (URL-encoded) in query strings
+    re.compile(r"(?i)((?:/|%2F)welcome(?:/|%2F))[A-Za-z0-9_-]+"),
 )
 _names: set[str] = set(KNOWN_SECRET_NAMES)
 _by_name: re.Pattern[str] | None = None

@@ -212,6 +212,61 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = _ts()
 
 
+class DashboardUser(SQLModel, table=True):
+    """A human who signs in to the dashboard (core.accounts; docs/dashboard.md), apart
+    from API keys. role: admin (everything), manager (the people of `teams`, or everyone
+    when teams is null), rep (only `person_id`'s own numbers, deals and goals)."""
+
+    __tablename__ = "dashboard_user"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    name: str = ""
+    role: str = Field(max_length=20)
+    person_id: int | None = Field(default=None, foreign_key="person.id", ondelete="SET NULL")
+    teams: list[str] | None = _json()
+    password_hash: str | None = None
+    disabled_at: datetime | None = _ts()
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    last_login_at: datetime | None = _ts()
+
+
+class LoginLink(SQLModel, table=True):
+    """A one-time link that lets its holder set a password (an invitation or a reset)."""
+
+    __tablename__ = "login_link"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="dashboard_user.id", ondelete="CASCADE", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    purpose: str = Field(max_length=20)
+    created_at: datetime = _now()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = _ts()
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the cookie holds the token, only its sha256 is stored."""
+
+    __tablename__ = "web_session"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="dashboard_user.id", ondelete="CASCADE", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = _now()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class LoginFailure(SQLModel, table=True):
+    """A failed sign-in, counted to slow down password guessing (core.accounts)."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_email_at", "email", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    address: str = Field(default="", max_length=64)
+    at: datetime = _now()
+
+
 class FxRate(SQLModel, table=True):
     __tablename__ = "fx_rate"
     code: str = Field(primary_key=True, max_length=3)

@@ -29,7 +29,7 @@ Every function takes the caller's session and never commits.
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,11 +293,15 @@ def after_users_page(session: Session, *, connection_id: int,
 
 # ---- reads -------------------------------------------------------------------------------
 
-def people_listing(*, person_id: int | None = None) -> Listing:
-    """People, oldest first (rows: PERSON_COLUMNS; add their users with with_users)."""
+def people_listing(*, person_id: int | None = None,
+                   people: Collection[int] | None = None) -> Listing:
+    """People, oldest first (rows: PERSON_COLUMNS; add their users with with_users); of
+    `people` only, unless None."""
     stmt: Select[Any] = select(*(PERSON.c[c] for c in PERSON_COLUMNS))
     if person_id is not None:
         stmt = stmt.where(PERSON.c.id == person_id)
+    if people is not None:
+        stmt = stmt.where(PERSON.c.id.in_(sorted(people)))
     return Listing(stmt, PERSON.c.id, lambda row: dict(row._mapping))
 
 
@@ -322,10 +326,10 @@ def get_person(session: Session, person_id: int) -> dict[str, Any]:
     return with_users(session, [dict(row._mapping)])[0]
 
 
-def unmatched_listing() -> Listing:
+def unmatched_listing(people: Collection[int] | None = None) -> Listing:
     """Live CRM users that no automatic rule matched to anyone and no admin mapped: alone
     in a person of their own, while some other person has no user on their connection
-    (and so may be them)."""
+    (and so may be them). Of `people` only (their own person), unless None."""
     other = USER.alias("other")
     candidate = USER.alias("candidate")
     alone = ~exists().where(other.c.person_id == USER.c.person_id, other.c.id != USER.c.id)
@@ -336,23 +340,26 @@ def unmatched_listing() -> Listing:
                         ).correlate(PERSON, USER))
     stmt: Select[Any] = select(*(USER.c[c] for c in UNMATCHED_COLUMNS)).where(
         USER.c.deleted_at.is_(None), USER.c.person_match == PersonMatch.NEW, alone, somebody)
+    if people is not None:
+        stmt = stmt.where(USER.c.person_id.in_(sorted(people)))
     return Listing(stmt, USER.c.id, lambda row: dict(row._mapping))
 
 
-def resolve(session: Session, *, person_id: int | None = None,
-            email: str | None = None) -> int | None:
+def resolve(session: Session, *, person_id: int | None = None, email: str | None = None,
+            people: Collection[int] | None = None) -> int | None:
     """The person named by id or by email (the person with that email, else the person of a
     live user with it). None when neither is given; PersonError when they name nobody or
-    two different people."""
+    two different people. With `people` (not None) anyone else is nobody."""
     found: int | None = None
     if person_id is not None:
-        if session.get(Person, person_id) is None:
+        if session.get(Person, person_id) is None or (people is not None
+                                                      and person_id not in people):
             raise PersonError("person_id", f"person {person_id} does not exist")
         found = person_id
     address = normalize_email(email)
     if address is not None:
         by_email = person_of_email(session, address)
-        if by_email is None:
+        if by_email is None or (people is not None and by_email not in people):
             raise PersonError("owner_email", f"{address} is not the email of any person or "
                               "synced user; sync first, or give person_id")
         if found is not None and by_email != found:
@@ -382,6 +389,20 @@ def labels(session: Session, person_ids: Iterable[Any]) -> dict[int, tuple[str |
         return {}
     stmt = select(PERSON.c.id, PERSON.c.email, PERSON.c.name).where(PERSON.c.id.in_(wanted))
     return {int(pid): (email, name) for pid, email, name in session.execute(stmt)}
+
+
+def teams(session: Session, person_ids: Iterable[Any]) -> dict[int, str | None]:
+    """person id -> team (None: no team)."""
+    wanted = {int(p) for p in person_ids if p is not None}
+    if not wanted:
+        return {}
+    stmt = select(PERSON.c.id, PERSON.c.team).where(PERSON.c.id.in_(wanted))
+    return {int(pid): team for pid, team in session.execute(stmt)}
+
+
+def team_members(team: str) -> Select[Any]:
+    """SQL: the ids of the people of `team`."""
+    return select(PERSON.c.id).where(PERSON.c.team == team)
 
 
 # ---- changes by hand -----------------------------------------------------------------------

@@ -45,7 +45,10 @@ RowFn = Callable[[Any], dict[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class RecordFilters:
-    """Filters of the record lists. A filter a stream does not have is an error."""
+    """Filters of the record lists. A filter a stream does not have is an error.
+
+    `people` (not None) keeps only the rows of those people: users who are one of them,
+    accounts and deals one of them owns (a dashboard user's scope)."""
 
     connection_id: int | None = None
     owner_email: str | None = None
@@ -55,6 +58,7 @@ class RecordFilters:
     close_from: date | None = None
     close_to: date | None = None
     include_deleted: bool = False
+    people: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,11 @@ def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnEleme
     if f.owner_person_id is not None:
         _require("owner_person_id" in c, "owner_person_id", stream)
         conditions.append(c.owner_person_id == f.owner_person_id)
+    if f.people is not None:
+        column = c.get("person_id" if stream == "users" else "owner_person_id")
+        _require(column is not None, "people", stream)
+        assert column is not None
+        conditions.append(column.in_(sorted(f.people)))
     deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
     for name, value in deal_only.items():
         _require(value is None or stream == "deals", name, stream)

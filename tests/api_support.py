@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import fastapi.routing
 import httpx
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
@@ -139,3 +140,24 @@ def seed(engine: Engine, connection_id: int, *, deals: int = 30) -> None:
             Deletion("deals", f"d{deals - 1:03}", T0 + timedelta(days=400)),
             Deletion("accounts", "a4", T0 + timedelta(days=400)),
         ])
+
+
+DASHBOARD_PAGES = frozenset({
+    ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
+    ("GET", "/welcome/{token}"), ("POST", "/welcome/{token}"), ("GET", "/language"),
+    ("GET", "/leaderboard"), ("GET", "/leaderboard/deals"), ("MOUNT", "/assets")})
+"""The dashboard's pages and stylesheet (api/web): HTML for people, not API routes. Their
+sign-in, CSRF and scope rules are tested in tests/unit/test_dashboard_pages.py."""
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path template) of every route of the app; ("MOUNT", path) for mounts.
+    Newer FastAPI keeps included routers as such in app.routes: their routes are read
+    through fastapi.routing.iter_route_contexts."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", iter)
+    out = set()
+    for route in contexts(app.routes):
+        if route.methods is None:
+            out.add(("MOUNT", route.path))
+        out |= {(method, route.path) for method in (route.methods or ()) if method != "HEAD"}
+    return out

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.access import caller
 from api.connections import (
     ConnectionInput,
     ConnectionPatch,
@@ -21,7 +22,7 @@ from api.connections import (
     public_connection,
     update_connection,
 )
-from api.deps import JobsDep, SecretBoxDep, SessionDep, SettingsDep, require
+from api.deps import JobsDep, SecretBoxDep, SessionDep, SettingsDep
 from api.errors import ApiError
 from api.listing import FILES, Id, ListParams, list_response
 from api.schemas import Answer
@@ -32,7 +33,7 @@ from core.security import SecretsUnreadable
 from core.types import SyncMode
 
 router = APIRouter(
-    prefix="/connections", tags=["connections"], dependencies=[Depends(require("admin"))]
+    prefix="/connections", tags=["connections"], dependencies=[Depends(caller("admin"))]
 )
 
 

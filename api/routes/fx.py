@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from api.deps import SessionDep, SettingsDep, require
+from api.access import caller
+from api.deps import SessionDep, SettingsDep
 from api.listing import ApiJSON
 from api.schemas import Answer, Number
 from core.metrics.currency import list_rates, reporting_currency, set_rate
@@ -47,7 +48,7 @@ def _public(row: FxRate) -> dict[str, object]:
 
 
 @router.put("/fx-rates/{code}", response_model=RateOut, summary="Set an FX rate",
-            dependencies=[Depends(require("write"))])
+            dependencies=[Depends(caller("write", users="admin"))])
 def put_rate(code: Code, body: RateIn, session: SessionDep) -> ApiJSON:
     row = set_rate(session, code, body.rate_to_reporting)
     out = _public(row)
@@ -56,7 +57,7 @@ def put_rate(code: Code, body: RateIn, session: SessionDep) -> ApiJSON:
 
 
 @router.get("/fx-rates", response_model=RateList, summary="FX rates",
-            dependencies=[Depends(require("read"))])
+            dependencies=[Depends(caller("read"))])
 def get_rates(session: SessionDep, settings: SettingsDep) -> ApiJSON:
     return ApiJSON(_list(session, reporting_currency(session, settings)))
 

@@ -1,17 +1,19 @@
-"""Sales goals: CRUD, CSV import and push to the CRMs (docs/goals.md). Thin over core.goals."""
+"""Sales goals: CRUD, CSV import and push to the CRMs (docs/goals.md), of the people the
+caller may see. Thin over core.goals."""
 
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import JobQueue, SessionDep, SettingsDep, require
+from api.access import Pusher, Reader, Writer
+from api.deps import JobQueue, SessionDep, SettingsDep
 from api.errors import ApiError, error_body, validation_response
 from api.listing import (
     FILES,
@@ -32,7 +34,6 @@ from core.queries import fetch_page, iter_rows
 from core.types import GoalMetric, PushStatus
 
 router = APIRouter(tags=["goals"])
-READ, WRITE = Depends(require("read")), Depends(require("write"))
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel",
              "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -183,20 +184,22 @@ def _write(session: Session, settings: Settings, action: Any, status: int = 200)
         raise _translate(exc) from None
 
 
-@router.post("/goals", status_code=201, response_model=GoalPublic, dependencies=[WRITE],
-             summary="Set a goal")
-def create_goal(body: GoalCreate, session: SessionDep, settings: SettingsDep) -> Response:
+@router.post("/goals", status_code=201, response_model=GoalPublic, summary="Set a goal")
+def create_goal(body: GoalCreate, session: SessionDep, settings: SettingsDep,
+                caller: Writer) -> Response:
     data = goals.GoalInput(**body.model_dump())
-    return _write(session, settings, lambda: goals.create_goal(session, data, settings), 201)
+    return _write(session, settings, lambda: goals.create_goal(
+        session, data, settings, people=caller.people), 201)
 
 
-@router.get("/goals", response_model=GoalPage, responses=FILES, dependencies=[READ],
+@router.get("/goals", response_model=GoalPage, responses=FILES,
             summary="Goals with actual, attainment and push status")
 def list_goals(request: Request, params: Annotated[GoalParams, Query()], session: SessionDep,
-               settings: SettingsDep) -> Response:
+               settings: SettingsDep, caller: Reader) -> Response:
     listing = goals.goals_listing(owner_email=params.owner_email, person_id=params.person_id,
                                   company=params.company,
-                                  metric=params.metric, start=params.start, end=params.end)
+                                  metric=params.metric, start=params.start, end=params.end,
+                                  people=caller.people)
     try:
         if wants_csv(request, params.format):
             rows = list(iter_rows(request.app.state.engine, listing))
@@ -210,46 +213,49 @@ def list_goals(request: Request, params: Annotated[GoalParams, Query()], session
     return ApiJSON({"data": data, "next_cursor": encode_cursor(after) if after else None})
 
 
-@router.get("/goals/{goal_id}", response_model=GoalPublic, dependencies=[READ])
-def get_goal(goal_id: Id, session: SessionDep, settings: SettingsDep) -> Response:
+@router.get("/goals/{goal_id}", response_model=GoalPublic)
+def get_goal(goal_id: Id, session: SessionDep, settings: SettingsDep,
+             caller: Reader) -> Response:
     try:
-        return _answer(session, settings, goals.get_goal(session, goal_id))
+        return _answer(session, settings,
+                       goals.get_goal(session, goal_id, people=caller.people))
     except (goals.GoalNotFound, CurrencyError) as exc:
         raise _translate(exc) from None
 
 
-@router.patch("/goals/{goal_id}", response_model=GoalPublic, dependencies=[WRITE])
+@router.patch("/goals/{goal_id}", response_model=GoalPublic)
 def patch_goal(goal_id: Id, body: GoalPatch, session: SessionDep,
-               settings: SettingsDep) -> Response:
+               settings: SettingsDep, caller: Writer) -> Response:
     changes = body.model_dump(exclude_unset=True)
     for name in ("metric", "period_start", "period_end", "target"):
         if name in changes and changes[name] is None:
             return validation_response([{"field": name, "message": "must not be null"}])
-    return _write(session, settings,
-                  lambda: goals.update_goal(session, goal_id, changes, settings))
+    return _write(session, settings, lambda: goals.update_goal(
+        session, goal_id, changes, settings, people=caller.people))
 
 
-@router.delete("/goals/{goal_id}", status_code=204, dependencies=[WRITE],
+@router.delete("/goals/{goal_id}", status_code=204,
                summary="Delete a goal (its CRM copies are deleted on the next push)")
-def delete_goal(goal_id: Id, session: SessionDep) -> Response:
+def delete_goal(goal_id: Id, session: SessionDep, caller: Writer) -> Response:
     try:
-        goals.delete_goal(session, goal_id)
+        goals.delete_goal(session, goal_id, people=caller.people)
     except goals.GoalNotFound as exc:
         raise _translate(exc) from None
     session.commit()
     return Response(status_code=204)
 
 
-@router.post("/goals/import", dependencies=[WRITE], response_model=ImportResult,
+@router.post("/goals/import", response_model=ImportResult,
              summary="Import goals from a CSV file", openapi_extra=IMPORT_BODY)
-async def import_csv(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def import_csv(request: Request, session: SessionDep, settings: SettingsDep,
+                     caller: Writer) -> Response:
     """Body: the CSV (Content-Type: text/csv), or the multipart field `file`. Columns
     owner_email or person_id (or both), metric, period_start, period_end, target (currency
     optional). All rows are
     checked first; a bad file imports nothing and lists every bad row by line number."""
     text = await _csv_text(request)
     try:
-        result = await run_in_threadpool(_import, session, text, settings)
+        result = await run_in_threadpool(_import, session, text, settings, caller.people)
     except goals.ImportInvalid as exc:
         return ApiJSON(error_body("validation_error", str(exc), rows=exc.rows),
                        status_code=422)
@@ -259,9 +265,10 @@ async def import_csv(request: Request, session: SessionDep, settings: SettingsDe
     return ApiJSON(result)
 
 
-def _import(session: Session, text: bytes, settings: Settings) -> dict[str, Any]:
+def _import(session: Session, text: bytes, settings: Settings,
+            people: frozenset[int] | None) -> dict[str, Any]:
     try:
-        result = goals.import_goals(session, text, settings)
+        result = goals.import_goals(session, text, settings, people=people)
         session.commit()
     except Exception:
         session.rollback()
@@ -287,9 +294,9 @@ async def _csv_text(request: Request) -> bytes:
     return raw  # CSV in UTF-8 or GB18030, or .xlsx: core.goals.import_goals decodes it
 
 
-@router.post("/goals/push", dependencies=[Depends(require("push"))], response_model=PushAnswer,
+@router.post("/goals/push", response_model=PushAnswer,
              summary="Push goals to every connection (or one): per-goal results")
-async def push(request: Request, session: SessionDep,
+async def push(request: Request, session: SessionDep, _caller: Pusher,
                body: PushRequest | None = None) -> Response:
     connection_id = body.connection_id if body else None
     if connection_id is not None:

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from api.deps import SessionDep, require
+from api.access import caller
+from api.deps import SessionDep
 from api.errors import ApiError
 from api.listing import FILES, Id, ListParams, list_response
 from api.schemas import Answer
@@ -15,7 +16,7 @@ from core.queries import api_keys_listing
 from core.security import hash_api_key, new_api_key, parse_scopes
 from core.types import utcnow
 
-router = APIRouter(prefix="/api-keys", tags=["api keys"], dependencies=[Depends(require("admin"))])
+router = APIRouter(prefix="/api-keys", tags=["api keys"], dependencies=[Depends(caller("admin"))])
 
 
 class ApiKeyCreate(BaseModel):

@@ -1,14 +1,15 @@
-"""Unified sales metrics (docs/metrics.md)."""
+"""Unified sales metrics (docs/metrics.md), of the people the caller may see."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from api.deps import SessionDep, SettingsDep, require
+from api.access import Reader
+from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError, invalid
 from api.listing import (
     EXPORT_FORMATS_HELP,
@@ -45,7 +46,7 @@ from core.metrics.definitions import (
 )
 from core.queries import ROW_COLUMNS
 
-router = APIRouter(tags=["metrics"], dependencies=[Depends(require("read"))])
+router = APIRouter(tags=["metrics"])
 
 DATE_HELP = "YYYY-MM-DD, or an ISO-8601 timestamp (its date is taken). Inclusive."
 SortKey = Annotated[str, WithJsonSchema({"type": "string", "enum": [
@@ -64,7 +65,7 @@ class SummaryParams(BaseModel):
     sort: SortKey | None = Field(
         None, max_length=64,
         description="A metric or a key column of the rows (person_id, owner_email, "
-        "owner_name, connection_id, connection_name), `-` first for descending, e.g. "
+        "owner_name, team, connection_id, connection_name), `-` first for descending, e.g. "
         "`-attainment`. Nulls last either way; ties keep key order. Default: key order.")
     format: ExportFormat | None = Field(
         None, description="`csv` answers CSV (the rows, then the total row); so does "
@@ -90,6 +91,7 @@ class SummaryRow(MetricValues):
     person_id: int | None = None
     owner_email: str | None = None
     owner_name: str | None = None
+    team: str | None = None
     connection_id: int | None = None
     connection_name: str | None = None
 
@@ -140,7 +142,7 @@ SUMMARY_ROW_TYPE = "row_type"  # first CSV column: "data" for a row, "total" for
             summary="Leaderboard and team total for a period")
 def get_summary(
     request: Request, params: Annotated[SummaryParams, Query()], session: SessionDep,
-    settings: SettingsDep,
+    settings: SettingsDep, caller: Reader,
 ) -> Response:
     start, end = _period(params)
     if params.sort is not None:
@@ -151,7 +153,7 @@ def get_summary(
         validate(start, end, params.group_by)
         result: dict[str, Any] = summary(
             session, start=start, end=end, group_by=params.group_by,
-            connection_id=params.connection_id, settings=settings)
+            connection_id=params.connection_id, settings=settings, people=caller.people)
     session.commit()  # created dates may have been recomputed for a new time zone
     if params.sort is not None:
         result["data"] = sort_rows(result["data"], params.sort, params.group_by)
@@ -171,18 +173,22 @@ class DrillParams(ListParams):
     person_id: Id | None = Field(None, description="The owner row's person_id.")
     owner_email: str | None = Field(None, max_length=320, description=(
         "Or an email of the person (case-insensitive)."))
+    team: str | None = Field(None, max_length=200, description=(
+        "The deals of a team's people (a row of group_by=team)."))
     connection_id: Id | None = None
 
 
 @router.get("/metrics/deals", response_model=DealPage, responses=FILES,
             summary="The deals behind a metric (drill-down), paged or CSV")
 def get_drill_down(
-    request: Request, params: Annotated[DrillParams, Query()], session: SessionDep
+    request: Request, params: Annotated[DrillParams, Query()], session: SessionDep,
+    caller: Reader,
 ) -> Response:
     start, end = _period(params)
     with _metric_errors():
         listing = drill_down(params.metric, start=start, end=end, person_id=params.person_id,
-                             owner_email=params.owner_email, connection_id=params.connection_id)
+                             owner_email=params.owner_email, team=params.team,
+                             connection_id=params.connection_id, people=caller.people)
     return list_response(request, session, params, listing, name=f"deals-{params.metric}",
                          columns=ROW_COLUMNS["deals"])
 
@@ -214,10 +220,11 @@ class Pipeline(Answer):
             summary="Open deals now, by stage in stage order")
 def get_pipeline(
     request: Request, params: Annotated[PipelineParams, Query()], session: SessionDep,
-    settings: SettingsDep,
+    settings: SettingsDep, caller: Reader,
 ) -> Response:
     with _metric_errors():
-        result = pipeline(session, connection_id=params.connection_id, settings=settings)
+        result = pipeline(session, connection_id=params.connection_id, settings=settings,
+                          people=caller.people)
     if wants_csv(request, params.format):
         return csv_response(result["data"], PIPELINE_COLUMNS, name="pipeline",
                             fmt=params.format)
@@ -261,14 +268,15 @@ class Series(Answer):
             summary="One metric per period (and owner), empty periods included")
 def get_timeseries(
     request: Request, params: Annotated[SeriesParams, Query()], session: SessionDep,
-    settings: SettingsDep,
+    settings: SettingsDep, caller: Reader,
 ) -> Response:
     start, end = _period(params)
     with _metric_errors():
         validate_series(params.metric, params.interval, start, end, params.group_by)
         result = timeseries(session, metric=params.metric, interval=params.interval,
                             start=start, end=end, group_by=params.group_by,
-                            connection_id=params.connection_id, settings=settings)
+                            connection_id=params.connection_id, settings=settings,
+                            people=caller.people)
     session.commit()  # created dates may have been recomputed for a new time zone
     if wants_csv(request, params.format):
         columns = ("period_start", "period_end",

@@ -1,4 +1,5 @@
-"""GET /ops/prometheus: crmsync's metrics in the Prometheus text format (read scope).
+"""GET /ops/prometheus: crmsync's metrics in the Prometheus text format (an API key with
+the read scope, or a signed-in admin).
 
 Figures come from the database at scrape time (core.prometheus), so scraping any
 one API replica covers the work of every worker.
@@ -7,10 +8,11 @@ one API replica covers the work of every worker.
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from api.deps import SessionDep, require
+from api.access import caller
+from api.deps import SessionDep
 from core.prometheus import CONTENT_TYPE, prometheus_text
 
-router = APIRouter(tags=["operations"], dependencies=[Depends(require("read"))])
+router = APIRouter(tags=["operations"], dependencies=[Depends(caller("read", users="admin"))])
 
 
 @router.get("/ops/prometheus", summary="Metrics for Prometheus (text format 0.0.4)",

@@ -1,4 +1,5 @@
-"""People (docs/people.md): who each CRM user is. Thin over core.people."""
+"""People (docs/people.md): who each CRM user is, of the people the caller may see; changes
+by admins. Thin over core.people."""
 
 from datetime import datetime
 from typing import Annotated, Any
@@ -8,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from api.deps import SessionDep, require
+from api.access import Reader, caller
+from api.deps import SessionDep
 from api.errors import ApiError, validation_response
 from api.listing import (
     FILES,
@@ -27,7 +29,7 @@ from core.queries import fetch_page, iter_rows
 from core.types import PersonMatch
 
 router = APIRouter(tags=["people"])
-READ, ADMIN = Depends(require("read")), Depends(require("admin"))
+ADMIN = Depends(caller("admin"))
 CSV_COLUMNS = (*people.PERSON_COLUMNS, "users")
 
 
@@ -128,11 +130,11 @@ def _change(session: Session, person_id: int, action: Any) -> Response:
     return ApiJSON(people.get_person(session, person_id))
 
 
-@router.get("/people", response_model=PersonPage, responses=FILES, dependencies=[READ],
+@router.get("/people", response_model=PersonPage, responses=FILES,
             summary="People, each with their CRM users")
 def list_people(request: Request, params: Annotated[ListParams, Query()],
-                session: SessionDep) -> Response:
-    listing = people.people_listing()
+                session: SessionDep, caller: Reader) -> Response:
+    listing = people.people_listing(people=caller.people)
     if wants_csv(request, params.format):  # users as a JSON array in one cell
         rows = people.with_users(session, list(iter_rows(request.app.state.engine, listing)))
         return csv_response(rows, CSV_COLUMNS, name="people", fmt=params.format)
@@ -143,16 +145,16 @@ def list_people(request: Request, params: Annotated[ListParams, Query()],
 
 
 @router.get("/people/unmatched", response_model=UnmatchedPage, responses=FILES,
-            dependencies=[READ],
             summary="CRM users no rule matched to anyone (to map by hand)")
 def list_unmatched(request: Request, params: Annotated[ListParams, Query()],
-                   session: SessionDep) -> Response:
-    return list_response(request, session, params, people.unmatched_listing(),
+                   session: SessionDep, caller: Reader) -> Response:
+    return list_response(request, session, params, people.unmatched_listing(caller.people),
                          name="unmatched-users", columns=people.UNMATCHED_COLUMNS)
 
 
-@router.get("/people/{person_id}", response_model=PersonPublic, dependencies=[READ])
-def get_person(person_id: Id, session: SessionDep) -> Response:
+@router.get("/people/{person_id}", response_model=PersonPublic)
+def get_person(person_id: Id, session: SessionDep, caller: Reader) -> Response:
+    caller.check_person(person_id)
     try:
         return ApiJSON(people.get_person(session, person_id))
     except people.PersonNotFound as exc:

@@ -1,20 +1,22 @@
-"""Synced records: users (reps), accounts, stages and deals, with filters."""
+"""Synced records: users (reps), accounts, stages and deals, with filters; users, accounts
+and deals of the people the caller may see."""
 
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import SessionDep, require
+from api.access import Reader
+from api.deps import SessionDep
 from api.errors import ApiError, invalid
 from api.listing import FILES, Id, ListParams, UtcDatetime, list_response
 from api.schemas import Answer, Number
 from core.queries import ROW_COLUMNS, RecordFilters, records_listing
 from core.types import DealStatus
 
-router = APIRouter(tags=["records"], dependencies=[Depends(require("read"))])
+router = APIRouter(tags=["records"])
 
 
 class RecordParams(ListParams):
@@ -124,8 +126,9 @@ ROW_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def _records(stream: str, request: Request, session: Session, params: RecordParams) -> Response:
-    filters = RecordFilters(**{
+def _records(stream: str, request: Request, session: Session, params: RecordParams,
+             people: frozenset[int] | None = None) -> Response:
+    filters = RecordFilters(people=people, **{
         name: getattr(params, name)
         for name in RecordFilters.__dataclass_fields__
         if name in type(params).model_fields
@@ -143,27 +146,31 @@ def _records(stream: str, request: Request, session: Session, params: RecordPara
 @router.get("/users", response_model=UserPage, responses=FILES,
             summary="Sales reps (owner_email matches email)")
 def list_users(
-    request: Request, params: Annotated[OwnedParams, Query()], session: SessionDep
+    request: Request, params: Annotated[OwnedParams, Query()], session: SessionDep,
+    caller: Reader,
 ) -> Response:
-    return _records("users", request, session, params)
+    return _records("users", request, session, params, caller.people)
 
 
 @router.get("/accounts", response_model=AccountPage, responses=FILES, summary="Accounts")
 def list_accounts(
-    request: Request, params: Annotated[PersonOwnedParams, Query()], session: SessionDep
+    request: Request, params: Annotated[PersonOwnedParams, Query()], session: SessionDep,
+    caller: Reader,
 ) -> Response:
-    return _records("accounts", request, session, params)
+    return _records("accounts", request, session, params, caller.people)
 
 
 @router.get("/stages", response_model=StagePage, responses=FILES, summary="Pipeline stages")
 def list_stages(
-    request: Request, params: Annotated[RecordParams, Query()], session: SessionDep
+    request: Request, params: Annotated[RecordParams, Query()], session: SessionDep,
+    _caller: Reader,
 ) -> Response:
     return _records("stages", request, session, params)
 
 
 @router.get("/deals", response_model=DealPage, responses=FILES, summary="Deals")
 def list_deals(
-    request: Request, params: Annotated[DealParams, Query()], session: SessionDep
+    request: Request, params: Annotated[DealParams, Query()], session: SessionDep,
+    caller: Reader,
 ) -> Response:
-    return _records("deals", request, session, params)
+    return _records("deals", request, session, params, caller.people)

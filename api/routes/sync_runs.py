@@ -5,7 +5,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from api.deps import SessionDep, require
+from api.access import caller
+from api.deps import SessionDep
 from api.errors import ApiError
 from api.listing import FILES, ApiJSON, Id, ListParams, list_response
 from api.routes.connections import get_or_404
@@ -14,7 +15,7 @@ from core.models import SyncRun
 from core.queries import SYNC_RUN_COLUMNS, sync_run_row, sync_runs_listing
 from core.types import RunStatus, SyncMode
 
-router = APIRouter(tags=["sync runs"], dependencies=[Depends(require("admin"))])
+router = APIRouter(tags=["sync runs"], dependencies=[Depends(caller("admin"))])
 
 
 class SyncRunPublic(Answer):

@@ -10,6 +10,10 @@ unique).
 Deleting a goal tombstones it (deleted_at): the next push deletes its copies in the
 CRMs, then its push rows say `deleted`. Reads never show deleted goals.
 
+Reads and writes may be limited to some people (`people`, a dashboard user's scope; None:
+everyone): the goals of anyone else and company-wide goals then do not exist, and a goal
+can be set only for one of those people.
+
 Pushing goals into the CRMs is core/goals/push.py.
 
 Every function takes the caller's session and never commits.
@@ -18,7 +22,7 @@ Every function takes the caller's session and never commits.
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -27,10 +31,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, type_coerce
 from sqlmodel import Session
 
-from core import people
 from core.config import Settings
 from core.metrics.currency import Converter, converter, reporting_currency
 from core.models import Connection, Deal, Goal, GoalPush, User
+from core.people import PersonError, labels, normalize_email, person_of_email_expr, resolve
 from core.queries import Listing
 from core.records import GOAL_METRICS
 from core.types import DealStatus, GoalMetric, Money, utcnow
@@ -99,14 +103,19 @@ class GoalInput:
 
 # ---- validation -------------------------------------------------------------------------
 
-Owner = int | None | people.PersonError  # a resolved person, the company, or why not
+Owner = int | None | PersonError  # a resolved person, the company, or why not
 
 
-def _owner(session: Session, data: GoalInput) -> Owner:
+def _owner(session: Session, data: GoalInput, scope: Collection[int] | None) -> Owner:
     try:
-        return people.resolve(session, person_id=data.person_id, email=data.owner_email)
-    except people.PersonError as exc:
+        owner = resolve(session, person_id=data.person_id, email=data.owner_email,
+                               people=scope)
+    except PersonError as exc:
         return exc
+    if owner is None and scope is not None:
+        return PersonError("person_id", "give person_id or owner_email: only a user "
+                                  "who sees every team sets company-wide goals")
+    return owner
 
 
 def _check(data: GoalInput, owner: Owner, reporting: str | None) -> tuple[
@@ -114,7 +123,7 @@ def _check(data: GoalInput, owner: Owner, reporting: str | None) -> tuple[
     """Field errors of `data` (owner, metric, period, target, currency), and it normalized
     (person_id resolved)."""
     errors: Details = []
-    if isinstance(owner, people.PersonError):
+    if isinstance(owner, PersonError):
         errors.append({"field": owner.field, "message": owner.message})
         owner = None
     if data.metric not in METRICS:
@@ -141,7 +150,7 @@ def _check(data: GoalInput, owner: Owner, reporting: str | None) -> tuple[
         currency = reporting
     if target.is_finite() and 0 < target < MAX_TARGET:
         target = target.quantize(_CENT)
-    clean = GoalInput(people.normalize_email(data.owner_email), data.metric,
+    clean = GoalInput(normalize_email(data.owner_email), data.metric,
                       data.period_start, data.period_end, target, currency, owner)
     return errors, clean
 
@@ -177,12 +186,14 @@ def _duplicate(session: Session, existing: Goal) -> GoalConflict:
 def _who(session: Session, person_id: int | None) -> str:
     if person_id is None:
         return "the company"
-    email, name = people.labels(session, [person_id]).get(person_id, (None, ""))
+    email, name = labels(session, [person_id]).get(person_id, (None, ""))
     return email or name or f"person {person_id}"
 
 
-def _validated(session: Session, data: GoalInput, settings: Settings) -> GoalInput:
-    errors, clean = _check(data, _owner(session, data), reporting_currency(session, settings))
+def _validated(session: Session, data: GoalInput, settings: Settings,
+               scope: Collection[int] | None) -> GoalInput:
+    errors, clean = _check(data, _owner(session, data, scope),
+                           reporting_currency(session, settings))
     if errors:
         raise GoalError(errors)
     return clean
@@ -190,9 +201,11 @@ def _validated(session: Session, data: GoalInput, settings: Settings) -> GoalInp
 
 # ---- CRUD -------------------------------------------------------------------------------
 
-def create_goal(session: Session, data: GoalInput, settings: Settings) -> Goal:
-    """Validate and add a goal. Raises GoalError (422) or GoalConflict (409)."""
-    clean = _validated(session, data, settings)
+def create_goal(session: Session, data: GoalInput, settings: Settings, *,
+                people: Collection[int] | None = None) -> Goal:
+    """Validate and add a goal (for one of `people`, unless None). Raises GoalError (422)
+    or GoalConflict (409)."""
+    clean = _validated(session, data, settings, people)
     existing = _live(session, _live_key(clean))
     if existing is not None:
         raise _duplicate(session, existing)
@@ -204,18 +217,22 @@ def create_goal(session: Session, data: GoalInput, settings: Settings) -> Goal:
     return goal
 
 
-def get_goal(session: Session, goal_id: int) -> Goal:
+def get_goal(session: Session, goal_id: int, *,
+             people: Collection[int] | None = None) -> Goal:
+    """A live goal (of one of `people`, unless None); GoalNotFound otherwise."""
     goal = session.get(Goal, goal_id)
-    if goal is None or goal.deleted_at is not None:
+    if goal is None or goal.deleted_at is not None or (
+            people is not None and goal.person_id not in people):
         raise GoalNotFound(f"goal {goal_id} does not exist")
     return goal
 
 
 def update_goal(session: Session, goal_id: int, changes: dict[str, Any],
-                settings: Settings) -> Goal:
+                settings: Settings, *, people: Collection[int] | None = None) -> Goal:
     """Apply `changes` (any of GoalInput's fields) and validate the result as a whole.
-    A new owner_email without person_id names the goal's person by email."""
-    goal = get_goal(session, goal_id)
+    A new owner_email without person_id names the goal's person by email. With `people`
+    (not None) the goal and its new person must be one of theirs."""
+    goal = get_goal(session, goal_id, people=people)
     merged: dict[str, Any] = {"person_id": goal.person_id, "owner_email": None,
               "metric": goal.metric,
               "period_start": goal.period_start, "period_end": goal.period_end,
@@ -223,7 +240,7 @@ def update_goal(session: Session, goal_id: int, changes: dict[str, Any],
     if "owner_email" in changes and "person_id" not in changes:
         merged["person_id"] = None
     merged.update(changes)
-    clean = _validated(session, GoalInput(**merged), settings)
+    clean = _validated(session, GoalInput(**merged), settings, people)
     existing = _live(session, _live_key(clean))
     if existing is not None and existing.id != goal.id:
         raise _duplicate(session, existing)
@@ -236,9 +253,11 @@ def update_goal(session: Session, goal_id: int, changes: dict[str, Any],
     return goal
 
 
-def delete_goal(session: Session, goal_id: int) -> None:
-    """Tombstone the goal; the next push deletes its copies in the CRMs."""
-    goal = get_goal(session, goal_id)
+def delete_goal(session: Session, goal_id: int, *,
+                people: Collection[int] | None = None) -> None:
+    """Tombstone the goal (of one of `people`, unless None); the next push deletes its
+    copies in the CRMs."""
+    goal = get_goal(session, goal_id, people=people)
     goal.deleted_at = goal.updated_at = utcnow()
     goal.live_key = None
     session.add(goal)
@@ -247,14 +266,18 @@ def delete_goal(session: Session, goal_id: int) -> None:
 
 def goals_listing(*, owner_email: str | None = None, person_id: int | None = None,
                   company: bool = False, metric: GoalMetric | None = None,
-                  start: date | None = None, end: date | None = None) -> Listing:
+                  start: date | None = None, end: date | None = None,
+                  people: Collection[int] | None = None) -> Listing:
     """Live goals, oldest first: of one person (by id, or by email: core.people) or
-    company-wide ones, of a metric, and whose period lies inside [start, end]. Rows are Goal
-    objects' columns (see goal_rows)."""
+    company-wide ones, of a metric, and whose period lies inside [start, end]; of `people`
+    only (no company-wide ones), unless None. Rows are Goal objects' columns (see
+    goal_rows)."""
     conditions: list[ColumnElement[bool]] = [GOAL.c.deleted_at.is_(None)]
+    if people is not None:
+        conditions.append(GOAL.c.person_id.in_(sorted(people)))
     if owner_email is not None:
-        conditions.append(GOAL.c.person_id == people.person_of_email_expr(
-            people.normalize_email(owner_email) or ""))
+        conditions.append(GOAL.c.person_id == person_of_email_expr(
+            normalize_email(owner_email) or ""))
     if person_id is not None:
         conditions.append(GOAL.c.person_id == person_id)
     if company:
@@ -282,7 +305,7 @@ def goal_rows(session: Session, goals: Sequence[Goal | dict[str, Any]],
     ids = [int(g["id"]) for g in items]
     conv = converter(session, settings)
     actuals = _actuals(session, ids, conv)
-    names = people.labels(session, [g["person_id"] for g in items])
+    names = labels(session, [g["person_id"] for g in items])
     pushes = _pushes(session, ids)
     rows = []
     for g in items:
@@ -369,6 +392,11 @@ class GoalTargets:
             return self.total()
         return None
 
+    def of(self, person_ids: Iterable[int]) -> Decimal | None:
+        """The sum of these people's goals; None when none of them has one."""
+        goals = [self.by_owner[p] for p in person_ids if p in self.by_owner]
+        return sum(goals, Decimal(0)) if goals else None
+
     def total(self) -> Decimal | None:
         """Company-wide goals when there are any, else the sum of the owners' goals."""
         if self.company is not None:
@@ -376,12 +404,18 @@ class GoalTargets:
         return sum(self.by_owner.values(), Decimal(0)) if self.by_owner else None
 
 
-def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
-    """Sum of target per person (None: company-wide) of live bookings goals in [start, end]."""
+def goal_targets(session: Session, *, start: date, end: date,
+                 people: Collection[int] | None = None) -> GoalTargets:
+    """Sum of target per person (None: company-wide) of live bookings goals in [start, end].
+
+    With `people` (not None) only those people's goals: company-wide goals count only
+    for a summary of everyone."""
+    conditions = [GOAL.c.deleted_at.is_(None), GOAL.c.metric == GoalMetric.BOOKINGS,
+                  GOAL.c.period_start >= start, GOAL.c.period_end <= end]
+    if people is not None:
+        conditions.append(GOAL.c.person_id.in_(sorted(people)))
     stmt = (select(GOAL.c.person_id, type_coerce(func.sum(GOAL.c.target), Money))
-            .where(GOAL.c.deleted_at.is_(None), GOAL.c.metric == GoalMetric.BOOKINGS,
-                   GOAL.c.period_start >= start, GOAL.c.period_end <= end)
-            .group_by(GOAL.c.person_id))
+            .where(*conditions).group_by(GOAL.c.person_id))
     by_owner: dict[int, Decimal] = {}
     company = None
     for owner, total in session.execute(stmt):
@@ -394,10 +428,12 @@ def goal_targets(session: Session, *, start: date, end: date) -> GoalTargets:
 
 # ---- CSV import -------------------------------------------------------------------------
 
-def import_goals(session: Session, text: str | bytes, settings: Settings) -> dict[str, Any]:
+def import_goals(session: Session, text: str | bytes, settings: Settings, *,
+                 people: Collection[int] | None = None) -> dict[str, Any]:
     """Create or update the goals of a CSV file (columns IMPORT_COLUMNS, owner_email or
     person_id or both, optional currency). Bytes may be CSV in UTF-8 or GB18030/GBK
-    (decode_text) or an .xlsx workbook (its first sheet); str is CSV text.
+    (decode_text) or an .xlsx workbook (its first sheet); str is CSV text. With `people`
+    (not None) every row must be for one of them.
 
     Every row is checked before anything is written; any bad row raises ImportInvalid
     listing every bad row by its line number (the header is line 1). A row whose person,
@@ -409,9 +445,9 @@ def import_goals(session: Session, text: str | bytes, settings: Settings) -> dic
     seen: dict[str, int] = {}
     clean_rows: list[GoalInput] = []
     for line, data in parsed:
-        who = (data.person_id, people.normalize_email(data.owner_email))
+        who = (data.person_id, normalize_email(data.owner_email))
         if who not in owners:
-            owners[who] = _owner(session, data)
+            owners[who] = _owner(session, data, people)
         problems, clean = _check(data, owners[who], reporting)
         errors += [{"line": line, **p} for p in problems]
         key = _live_key(clean)
@@ -428,14 +464,15 @@ def import_goals(session: Session, text: str | bytes, settings: Settings) -> dic
     for clean in clean_rows:
         existing = _live(session, _live_key(clean))
         if existing is None:
-            goal = create_goal(session, clean, settings)
+            goal = create_goal(session, clean, settings, people=people)
             counts["created"] += 1
         elif existing.target == clean.target and existing.currency == clean.currency:
             goal = existing
             counts["unchanged"] += 1
         else:
             goal = update_goal(session, int(existing.id or 0),
-                               {"target": clean.target, "currency": clean.currency}, settings)
+                               {"target": clean.target, "currency": clean.currency}, settings,
+                               people=people)
             counts["updated"] += 1
         ids.append(int(goal.id or 0))
     return {**counts, "goal_ids": ids}

@@ -10,6 +10,10 @@ core.people; connection id, a period, or nothing) and by the connection's home c
 - reps (crm_user) for the rows of active reps (their people); owner_columns() names a
   person's row by the person's email and name.
 
+A Scope may be limited to some people (a dashboard user's): then every part reads only
+the rows whose owner_person_id is one of them, raw rows and rollups alike (the rollups
+are keyed by owner_person_id too); rows of no owner are outside any such limit.
+
 Each part reads what a Scope says: the rows themselves for some date ranges, the monthly
 and daily rollups (core.metrics.rollups) for the rest. Sums are exact (ScaledDecimal integers);
 each per-currency sum is converted with the FX table in Python Decimal (core.metrics.currency)
@@ -17,7 +21,7 @@ and finish() rounds only at the end: amounts to 2 decimals, rates and ratios to 
 to 2 (half up).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -83,6 +87,7 @@ class Scope:
     months: list[int]
     days: list[tuple[date, date]]
     connection_id: int | None
+    people: frozenset[int] | None = None  # None: everyone; else these owner persons only
 
     def deal_sources(self, session: Session) -> list["Source"]:
         """Where the deals of this scope are: the rows in the ranges, the rollups."""
@@ -126,13 +131,27 @@ class Scope:
     def _of_connection(self, table: Table, conditions: list[Any]) -> list[Any]:
         if self.connection_id is not None:
             conditions.append(table.c.connection_id == self.connection_id)
+        if self.people is not None:
+            conditions.append(of_people(table, self.people))
         return conditions
 
 
+def of_people(table: Table, people: Collection[int]) -> ColumnElement[bool]:
+    """The rows of `table` (deals, accounts or their rollups) owned by one of `people`
+    (none when it is empty; never the rows of no owner)."""
+    return table.c.owner_person_id.in_(sorted(people))
+
+
+def limit(people: Collection[int] | None) -> frozenset[int] | None:
+    """A people limit as given to core.metrics (None: everyone), as a Scope holds it."""
+    return None if people is None else frozenset(people)
+
+
 def scope(session: Session, start: date, end: date, connection_id: int | None,
-           *, monthly: bool = True) -> Scope:
+          *, monthly: bool = True, people: Collection[int] | None = None) -> Scope:
     """Clean whole months from the monthly rollups (when `monthly`), other clean days
-    from the daily rollups, the rest from the rows themselves."""
+    from the daily rollups, the rest from the rows themselves; of `people` only, unless
+    None."""
     parts = segments(start, end)
     clean = clean_months(session, range(parts[0][0], parts[-1][0] + 1))
     months, days, ranges = [], [], []
@@ -143,7 +162,7 @@ def scope(session: Session, start: date, end: date, connection_id: int | None,
             months.append(number)
         else:
             days.append((first, last))
-    return Scope(merged(ranges), months, merged(days), connection_id)
+    return Scope(merged(ranges), months, merged(days), connection_id, limit(people))
 
 
 @dataclass
@@ -263,12 +282,16 @@ def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
             keep_name(names, row_key(row, key), row.name)
 
 
-def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc]) -> None:
-    """Every person with an active rep (a live, active crm_user) gets a row."""
+def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc],
+         people: Collection[int] | None = None) -> None:
+    """Every person with an active rep (a live, active crm_user) gets a row (of `people`
+    only, unless None)."""
     conditions: list[ColumnElement[bool]] = [USER.c.deleted_at.is_(None), USER.c.active,
                                              USER.c.person_id.is_not(None)]
     if connection_id is not None:
         conditions.append(USER.c.connection_id == connection_id)
+    if people is not None:
+        conditions.append(USER.c.person_id.in_(sorted(people)))
     for (key,) in session.execute(select(USER.c.person_id).where(*conditions).distinct()):
         accs[key].active = True
 

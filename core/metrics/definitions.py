@@ -6,7 +6,7 @@ at the end: amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
 """
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import date
 from enum import StrEnum
@@ -28,9 +28,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from core import people
 from core.config import Settings
-from core.goals.targets import goal_targets
+from core.goals.targets import GoalTargets, goal_targets
 from core.metrics import aggregates as agg
 from core.metrics.aggregates import (
     ACCOUNT,
@@ -42,18 +41,21 @@ from core.metrics.aggregates import (
     Amounts,
     KeysFn,
 )
-from core.metrics.currency import converter
+from core.metrics.currency import Converter, converter
 from core.metrics.localdates import created_date, date_diff, read_zone
+from core.people import normalize_email, person_of_email_expr, team_members, teams
 from core.queries import Listing, RecordFilters, records_listing
 from core.types import DealStatus, Money
 
 
 class GroupBy(StrEnum):
-    """The rows of a summary: one per owner (person), per connection, or none (the total)."""
+    """The rows of a summary: one per owner (person), per team (of the owners' people),
+    per connection, or none (the total)."""
 
     OWNER = "owner"
     CONNECTION = "connection"
     NONE = "none"
+    TEAM = "team"
 
 
 class Metric(StrEnum):
@@ -117,9 +119,15 @@ def validate_range(start: date, end: date) -> None:
 def summary(
     session: Session, *, start: date, end: date, group_by: GroupBy,
     connection_id: int | None = None, settings: Settings,
+    people: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """{"start","end","currency","group_by","data":[row...],"total":{...}}.
 
+    `people` limits everything to the deals, accounts and goals of those people (their
+    owner person; None: everyone, with the deals of no owner and company-wide goals).
+    group_by=team sums the exact per-person ingredients of each team's people (people
+    without a team, and the deals of no owner, in the row of team null), so its win rate,
+    averages and cycle are the team's own, not sums of its reps' rows.
     Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     Raises ValueError for bad parameters and currency.CurrencyError for a missing rate.
     """
@@ -128,19 +136,21 @@ def summary(
     conv = converter(session, settings)
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
-    scope = agg.scope(session, start, end, connection_id)
+    scope = agg.scope(session, start, end, connection_id, people=people)
+    by_person = group_by in (GroupBy.OWNER, GroupBy.TEAM)
 
     def keys(table: Table) -> list[Label[Any]]:
-        return agg.group_key(group_by, table)
+        return agg.group_key(GroupBy.OWNER if by_person else group_by, table)
 
     agg.closed_deals(session, keys, scope, accs, names)
     agg.open_deals(session, keys, scope, accs, names)
     agg.new_accounts(session, keys, scope, accs, names)
-    targets = goal_targets(session, start=start, end=end)  # core.goals: bookings goals
-    if group_by == GroupBy.OWNER:
+    targets = goal_targets(session, start=start, end=end,  # core.goals: bookings goals
+                           people=scope.people)
+    if by_person:
         for owner in targets.by_owner:
             accs.setdefault(owner, agg.Acc())  # an owner with a goal in the period has a row
-        agg.reps(session, connection_id, accs)
+        agg.reps(session, connection_id, accs, scope.people)
     elif group_by == GroupBy.CONNECTION:
         agg.connection_rows(session, connection_id, accs, names)
     total = agg.Acc()
@@ -153,6 +163,8 @@ def summary(
         owners = agg.owner_columns(session, list(accs), names)
         data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
                 for key in agg.owner_order(owners)]
+    elif group_by == GroupBy.TEAM:
+        data = _team_rows(session, accs, conv, targets)
     else:
         data = [{"connection_id": key, "connection_name": names.get(key)}
                 | agg.finish(accs[key], conv, targets.row(group_by, key))
@@ -161,8 +173,25 @@ def summary(
             "data": data, "total": total_row}
 
 
+def _team_rows(session: Session, accs: dict[Any, agg.Acc], conv: Converter,
+               targets: GoalTargets) -> list[dict[str, Any]]:
+    """One row per team of the people in `accs` (by team name; team null last): their
+    summed ingredients, and the sum of their goals."""
+    team_of = teams(session, accs)
+    team_accs: dict[str | None, agg.Acc] = defaultdict(agg.Acc)
+    members: dict[str | None, list[int]] = defaultdict(list)
+    for key, acc in accs.items():
+        team = team_of.get(key)
+        team_accs[team].add(acc)
+        if key is not None:
+            members[team].append(key)
+    order = sorted(team_accs, key=lambda t: (t is None, (t or "").casefold(), t or ""))
+    return [{"team": team} | agg.finish(team_accs[team], conv, targets.of(members[team]))
+            for team in order]
+
+
 KEY_COLUMNS: dict[GroupBy, tuple[str, ...]] = {
-    GroupBy.OWNER: ("person_id", "owner_email", "owner_name"),
+    GroupBy.OWNER: ("person_id", "owner_email", "owner_name"), GroupBy.TEAM: ("team",),
     GroupBy.CONNECTION: ("connection_id", "connection_name"), GroupBy.NONE: ()}
 SORT_FIELDS = (*(c for g in GroupBy for c in KEY_COLUMNS[g]), *METRICS)
 """Every field a summary can be sorted by (for some group_by)."""
@@ -206,13 +235,17 @@ def _deals_in_period(start: date, end: date, connection_id: int | None) -> Colum
 
 
 def drill_down(metric: DrillMetric, *, start: date, end: date, owner_email: str | None = None,
-               person_id: int | None = None, connection_id: int | None = None) -> Listing:
-    """The deals behind `metric` for the period (and owner, connection): deal rows, paged.
+               person_id: int | None = None, connection_id: int | None = None,
+               team: str | None = None, people: Collection[int] | None = None) -> Listing:
+    """The deals behind `metric` for the period (and owner, team, connection): deal rows,
+    paged.
 
     The same conditions as summary(): not deleted, close_date in [start, end], the
     statuses the metric reads; sales_cycle_days only the won deals with a created date.
     The owner is a person: `person_id`, or the person of `owner_email`
-    (core.people.person_of_email; no deals when it names nobody).
+    (core.people.person_of_email; no deals when it names nobody); `team` the deals of
+    that team's people (a summary's group_by=team row); `people` (not None) limits the
+    deals to those people's, as in summary().
     Raises ValueError for bad parameters.
     """
     if metric not in DRILL_STATUSES:
@@ -223,8 +256,12 @@ def drill_down(metric: DrillMetric, *, start: date, end: date, owner_email: str 
     if person_id is not None:
         conditions.append(DEAL.c.owner_person_id == person_id)  # the owner index serves this
     if owner_email is not None:
-        conditions.append(DEAL.c.owner_person_id == people.person_of_email_expr(
-            people.normalize_email(owner_email) or ""))
+        conditions.append(DEAL.c.owner_person_id == person_of_email_expr(
+            normalize_email(owner_email) or ""))
+    if team is not None:
+        conditions.append(DEAL.c.owner_person_id.in_(team_members(team)))
+    if people is not None:
+        conditions.append(agg.of_people(DEAL, people))
     if metric == DrillMetric.SALES_CYCLE_DAYS:
         conditions.append(DEAL.c.created_date.is_not(None))
     listing = records_listing("deals", RecordFilters(include_deleted=True))
@@ -237,13 +274,14 @@ PIPELINE_COLUMNS = ("connection_id", "pipeline", "stage", "sort_order", "count",
 
 
 def pipeline(session: Session, *, connection_id: int | None = None,
-             settings: Settings) -> dict[str, Any]:
+             settings: Settings, people: Collection[int] | None = None) -> dict[str, Any]:
     """Open deals now (any close date), by stage in stage order: {"currency","data":[row...]}.
 
     A deal's stage is its stage record (deal.stage_remote_id) when known, else the names on
     the deal (sorted after the known stages). Every open stage that is not deleted gets a
     row, zeros when it holds no deal. Amounts are in the reporting currency, weighted by
-    each deal's probability as in weighted_pipeline. Raises CurrencyError for a missing rate.
+    each deal's probability as in weighted_pipeline. `people` (not None) counts only those
+    people's deals, as in summary(). Raises CurrencyError for a missing rate.
     """
     conv = converter(session, settings)
     stage_join = and_(STAGE.c.connection_id == DEAL.c.connection_id,
@@ -253,6 +291,8 @@ def pipeline(session: Session, *, connection_id: int | None = None,
     conditions: list[ColumnElement[bool]] = [DEAL.c.deleted_at.is_(None), DEAL.c.status == OPEN]
     if connection_id is not None:
         conditions.append(DEAL.c.connection_id == connection_id)
+    if people is not None:
+        conditions.append(agg.of_people(DEAL, people))
     stmt = (
         select(DEAL.c.connection_id.label("connection_id"), line.label("pipeline"),
                STAGE.c.sort_order.label("sort_order"), name.label("stage"),
@@ -354,7 +394,7 @@ def validate_series(metric: str, interval: str, start: date, end: date, group_by
 def timeseries(
     session: Session, *, metric: SeriesMetric, interval: Interval, start: date, end: date,
     group_by: SeriesGroupBy = SeriesGroupBy.NONE, connection_id: int | None = None,
-    settings: Settings,
+    settings: Settings, people: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """One row per period (and owner) of [start, end], empty periods included.
 
@@ -365,6 +405,7 @@ def timeseries(
     as summary(), each also grouped by a period number computed in SQL from the date
     (close_date; created_date for new_accounts), so a row's value is exactly what
     summary() gives for that period. group_by=owner has the owners summary() lists.
+    `people` (not None) limits it to those people's deals and accounts, as in summary().
     Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     """
     validate_series(metric, interval, start, end, group_by)
@@ -374,7 +415,8 @@ def timeseries(
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
     # Weeks do not fall into months: they read the daily rollups.
-    scope = agg.scope(session, start, end, connection_id, monthly=interval != Interval.WEEK)
+    scope = agg.scope(session, start, end, connection_id, monthly=interval != Interval.WEEK,
+                      people=people)
 
     def keys(table: Table) -> list[Label[Any]]:
         if table in (DEAL_MONTH, ACCOUNT_MONTH):
@@ -404,7 +446,7 @@ def timeseries(
         owner_names: dict[Any, str | None] = {}
         reps: dict[Any, agg.Acc] = defaultdict(agg.Acc)
         agg.owners(session, scope, reps, owner_names)
-        agg.reps(session, connection_id, reps)
+        agg.reps(session, connection_id, reps, scope.people)
         columns = agg.owner_columns(session, list(reps), owner_names)
         data = [{"period_start": first, "period_end": last, **columns[owner],
                  "value": value((owner, number))}

@@ -11,22 +11,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import fastapi.routing
 import httpx
 import jsonschema_rs
 import pytest
-from fastapi import FastAPI
 
 from core import webhooks
 from core.db import session_scope
 from core.models import Connection
-from tests.api_support import ZOHO_SECRETS, Api, add_connection, running_api, seed
+from tests.api_support import (
+    DASHBOARD_PAGES,
+    ZOHO_SECRETS,
+    Api,
+    add_connection,
+    app_routes,
+    running_api,
+    seed,
+)
 
 V1 = "/api/v1"
 TOKEN = "k" * 43
 PERIOD = {"start": "2025-01-01", "end": "2025-03-31"}
 FILE_FORMATS = ("csv", "excel-csv", "xlsx")
-EXEMPT = {("MOUNT", "/static"): "the files of the /docs and /redoc pages, not the API"}
+EXEMPT = {("MOUNT", "/static"): "the files of the /docs and /redoc pages, not the API",
+          **dict.fromkeys(DASHBOARD_PAGES, "the dashboard (HTML for people, not the API): "
+                          "tests/unit/test_dashboard_pages.py")}
 OUTSIDE_SCHEMA = {"/openapi.json": "application/json", "/docs": "text/html",
                   "/redoc": "text/html"}  # routes the OpenAPI does not list: their media type
 
@@ -129,19 +137,6 @@ CASES = [
     Case("DELETE", f"{V1}/api-keys/{{key_id}}", 204),
     Case("DELETE", f"{V1}/connections/{{connection_id}}", 204, url=f"{V1}/connections/{{new}}"),
 ]
-
-
-def app_routes(app: FastAPI) -> set[tuple[str, str]]:
-    """(method, path template) of every route of the app; ("MOUNT", path) for mounts.
-    Newer FastAPI keeps included routers as such in app.routes: their routes are read
-    through fastapi.routing.iter_route_contexts."""
-    contexts = getattr(fastapi.routing, "iter_route_contexts", iter)
-    out = set()
-    for route in contexts(app.routes):
-        if route.methods is None:
-            out.add(("MOUNT", route.path))
-        out |= {(method, route.path) for method in (route.methods or ()) if method != "HEAD"}
-    return out
 
 
 def declared(spec: dict[str, Any], case: Case, status: int) -> dict[str, Any]:

@@ -1,0 +1,18 @@
+"""The dashboard (docs/dashboard.md): server-rendered pages for people who sign in, in
+English and Chinese, beside the API. Pages call the same core functions as the API."""
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api.web import leaderboard, signin
+from api.web.render import ASSETS_URL, STATIC_DIR
+
+
+def install(app: FastAPI) -> None:
+    """The pages at the site's root (/, /login, /leaderboard, ...) and their stylesheet."""
+    app.mount(ASSETS_URL, StaticFiles(directory=STATIC_DIR), name="assets")
+    app.include_router(signin.router)
+    app.include_router(leaderboard.router)
+
+
+__all__ = ["install"]
