@@ -115,20 +115,20 @@ class Scope:
         """Conditions on the live rows of `table` whose `column` is in the ranges."""
         conditions: list[ColumnElement[bool]] = [table.c.deleted_at.is_(None),
                                                  in_ranges(column, self.ranges)]
-        return self._of_connection(table, conditions)
+        return self._narrowed(table, conditions)
 
     def _rollups(self, monthly: Table, daily: Table) -> list[tuple[Table, list[Any]]]:
         """(rollup table, conditions on its rows) for the months and the days."""
         out = []
         if self.months:
-            out.append((monthly, self._of_connection(monthly, [
+            out.append((monthly, self._narrowed(monthly, [
                 monthly.c.month.in_(self.months)])))
         if self.days:
-            out.append((daily, self._of_connection(daily, [in_ranges(daily.c.day,
-                                                                     self.days)])))
+            out.append((daily, self._narrowed(daily, [in_ranges(daily.c.day, self.days)])))
         return out
 
-    def _of_connection(self, table: Table, conditions: list[Any]) -> list[Any]:
+    def _narrowed(self, table: Table, conditions: list[Any]) -> list[Any]:
+        """`conditions` and those of the scope's connection and people, if any."""
         if self.connection_id is not None:
             conditions.append(table.c.connection_id == self.connection_id)
         if self.people is not None:
