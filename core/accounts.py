@@ -28,10 +28,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
-from core.models import DashboardUser, LoginFailure, LoginLink, Person, WebSession
+from core.models import DashboardUser, LoginFailure, LoginLink, Person, WebSession, table_of
 from core.people import normalize_email
 from core.types import as_utc, utcnow
 
@@ -95,13 +95,8 @@ class Viewer:
         return self.role == Role.ADMIN
 
 
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
-
-
 USERS, LINKS, SESSIONS, FAILURES, PEOPLE = map(
-    _table, (DashboardUser, LoginLink, WebSession, LoginFailure, Person))
+    table_of, (DashboardUser, LoginLink, WebSession, LoginFailure, Person))
 
 
 def _digest(token: str) -> str:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy import JSON, Index, Table, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -31,6 +31,12 @@ from core.types import (
 )
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def table_of(model: type[Any]) -> Table:
+    """The SQLAlchemy Table of a SQLModel table class (for Core statements)."""
+    table: Table = model.__table__
+    return table
 
 
 def _json() -> Any:

@@ -50,7 +50,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core.metrics import rollups
-from core.models import Account, Deal, Goal, Person, User
+from core.models import Account, Deal, Goal, Person, User, table_of
 from core.queries import Listing
 from core.types import PersonMatch, utcnow
 
@@ -63,12 +63,8 @@ UNMATCHED_COLUMNS = ("id", "connection_id", "remote_id", "name", "email", "mobil
                      "team", "person_id")
 
 
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
-
-PERSON, USER, DEAL, ACCOUNT, GOAL = (_table(m) for m in (Person, User, Deal, Account, Goal))
+PERSON, USER, DEAL, ACCOUNT, GOAL = (table_of(m) for m in (Person, User, Deal, Account, Goal))
 OWNED = ((Deal, DEAL), (Account, ACCOUNT))
 
 

@@ -44,6 +44,7 @@ from core.models import (
     SyncRun,
     SyncState,
     User,
+    table_of,
 )
 from core.records import Deletion
 from core.types import RunStatus, SyncMode, utcnow
@@ -56,10 +57,6 @@ def _insert(session: Session, table: Table) -> Any:
     dialect = session.get_bind().dialect.name
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 def _row(record: Any, columns: Sequence[str]) -> dict[str, Any]:
@@ -96,7 +93,7 @@ def upsert_records(
     if not records:
         return 0
     model = SYNCED_TABLES[stream]
-    table = _table(model)
+    table = table_of(model)
     now = now or utcnow()
     unique: dict[str, Any] = {r.remote_id: r for r in records}  # last copy of an id wins
     fields = [f for f in unique[next(iter(unique))].__slots__ if f in table.c]
@@ -224,7 +221,7 @@ def _json_text(value: Any) -> str:
 def _stage_changes(session: Session, load: Table, *, source: str, now: datetime) -> Any:
     """The insert of a deal_stage_change for every loaded deal the store has in another
     stage (run before the page is merged)."""
-    deal = _table(Deal)
+    deal = table_of(Deal)
     moved = (
         sa_select(deal.c.connection_id, deal.c.remote_id, deal.c.stage, load.c.stage,
                   func.coalesce(load.c.remote_modified_at, now), literal(source))
@@ -235,7 +232,7 @@ def _stage_changes(session: Session, load: Table, *, source: str, now: datetime)
                    load.c.remote_modified_at >= deal.c.remote_modified_at))  # not an old copy
     )
     columns = ["connection_id", "deal_remote_id", "from_stage", "to_stage", "changed_at", "source"]
-    stmt = _insert(session, _table(DealStageChange)).from_select(columns, moved)
+    stmt = _insert(session, table_of(DealStageChange)).from_select(columns, moved)
     return stmt.on_conflict_do_nothing()
 
 
@@ -254,7 +251,7 @@ def apply_deletions(session: Session, *, connection_id: int, deletions: Sequence
     count = 0
     for deletion in deletions:
         model = SYNCED_TABLES[deletion.entity]
-        table = _table(model)
+        table = table_of(model)
         where = (
             table.c.connection_id == connection_id,
             table.c.remote_id == deletion.remote_id,
@@ -275,7 +272,7 @@ def tombstone_unseen(
 ) -> int:
     """After a complete full read: tombstone rows the read did not touch."""
     model = SYNCED_TABLES[stream]
-    table = _table(model)
+    table = table_of(model)
     unseen = and_(
         table.c.connection_id == connection_id,
         table.c.deleted_at.is_(None),
@@ -302,7 +299,7 @@ def refresh_statistics(session: Session, *, stream: str) -> None:
     """ANALYZE a table that grew a lot (PostgreSQL). Without fresh statistics, the
     lookups of a first sync into an empty table turn into sequential scans."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ANALYZE {_table(SYNCED_TABLES[stream]).name}"))
+        session.execute(text(f"ANALYZE {table_of(SYNCED_TABLES[stream]).name}"))
 
 
 def get_state(session: Session, *, connection_id: int, stream: str) -> dict[str, Any]:
@@ -311,7 +308,7 @@ def get_state(session: Session, *, connection_id: int, stream: str) -> dict[str,
 
 
 def set_state(session: Session, *, connection_id: int, stream: str, state: dict[str, Any]) -> None:
-    stmt = _insert(session, _table(SyncState)).values(
+    stmt = _insert(session, table_of(SyncState)).values(
         connection_id=connection_id, stream=stream, cursor=state, updated_at=utcnow()
     )
     stmt = stmt.on_conflict_do_update(
@@ -322,7 +319,7 @@ def set_state(session: Session, *, connection_id: int, stream: str, state: dict[
 
 
 def update_run(session: Session, run_id: int, **values: Any) -> None:
-    table = _table(SyncRun)
+    table = table_of(SyncRun)
     session.execute(update(table).where(table.c.id == run_id).values(**values))
 
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, or_, select, text, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core import store
-from core.models import NotificationChannel, SyncRun, WebhookEvent
+from core.models import NotificationChannel, SyncRun, WebhookEvent, table_of
 from core.records import UNRESOLVED, Page, Unresolved
 from core.security import SecretBox
 from core.types import RunStatus, SyncMode, WebhookStatus, utcnow
@@ -28,10 +28,6 @@ MAX_ATTEMPTS = 5  # then the event is marked failed and left for a person to loo
 BATCH = 500
 _LOCK_SPACE = 0x5EB0 << 32  # pg_advisory_xact_lock keys of webhook batches
 
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 def store_events(
@@ -46,7 +42,7 @@ def store_events(
              "payload": payload, "status": WebhookStatus.RECEIVED, "attempts": 0,
              "received_at": now}
             for key, payload in dict(events).items()]
-    table = _table(WebhookEvent)
+    table = table_of(WebhookEvent)
     dialect = session.get_bind().dialect.name
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
     stmt = insert.values(rows).on_conflict_do_nothing(
@@ -65,7 +61,7 @@ def store_delivery(
     """Store the events of one fingerprinted delivery (a vendor that retries with a fresh
     signature). False, storing nothing, when this delivery was stored before (a replay);
     a new delivery of a stored event only adds its fingerprint to that event."""
-    table = _table(WebhookEvent)
+    table = table_of(WebhookEvent)
     keys = [key for key, _ in events]
     stmt = (select(table.c.id, table.c.dedupe_key, table.c.payload)
             .where(table.c.connection_id == connection_id, table.c.dedupe_key.in_(keys))
@@ -97,7 +93,7 @@ def claim(session: Session, *, connection_id: int, limit: int = BATCH,
     PostgreSQL skips rows another transaction is claiming (FOR UPDATE SKIP LOCKED);
     SQLite serializes writers anyway."""
     now = now or utcnow()
-    table = _table(WebhookEvent)
+    table = table_of(WebhookEvent)
     pending = (
         select(table.c.id)
         .where(table.c.connection_id == connection_id, table.c.status == WebhookStatus.RECEIVED,
@@ -115,7 +111,7 @@ def claim(session: Session, *, connection_id: int, limit: int = BATCH,
 def pending_connections(session: Session, *, now: datetime | None = None) -> list[int]:
     """Connections with events waiting (not claimed, or their lease ran out)."""
     now = now or utcnow()
-    table = _table(WebhookEvent)
+    table = table_of(WebhookEvent)
     stmt = select(table.c.connection_id).distinct().where(
         table.c.status == WebhookStatus.RECEIVED,
         or_(table.c.claimed_at.is_(None), table.c.claimed_at < now - LEASE))
@@ -149,7 +145,7 @@ def apply_changes(session: Session, *, connection_id: int,
 def _keep_pending(session: Session, connection_id: int,
                   unresolved: Sequence[Unresolved]) -> int:
     """Release the claimed events whose payload the connector reported unresolved."""
-    table = _table(WebhookEvent)
+    table = table_of(WebhookEvent)
     claimed = session.execute(select(table.c.id, table.c.payload).where(
         table.c.connection_id == connection_id, table.c.status == WebhookStatus.RECEIVED,
         table.c.claimed_at.is_not(None))).all()
@@ -163,7 +159,7 @@ def _keep_pending(session: Session, connection_id: int,
 
 def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> None:
     """Events of a batch done (not those released in the meantime: see apply_changes)."""
-    table = _table(WebhookEvent)
+    table = table_of(WebhookEvent)
     session.execute(update(table).where(table.c.id.in_(ids),
                                         table.c.claimed_at.is_not(None)).values(
         status=WebhookStatus.PROCESSED, processed_at=now or utcnow(), error=None, claimed_at=None))
@@ -171,7 +167,7 @@ def mark_processed(session: Session, ids: Sequence[int], *, now: datetime | None
 
 def release(session: Session, ids: Sequence[int], error: str) -> None:
     """After a failed attempt: pending again, or failed for good after MAX_ATTEMPTS."""
-    table = _table(WebhookEvent)
+    table = table_of(WebhookEvent)
     base = update(table).where(table.c.id.in_(ids))
     session.execute(base.where(table.c.attempts >= MAX_ATTEMPTS).values(
         status=WebhookStatus.FAILED, error=error, claimed_at=None))
@@ -195,14 +191,14 @@ def record_run(session: Session, *, connection_id: int, started_at: datetime,
 
 def channel_tokens(session: Session, box: SecretBox, *, connection_id: int) -> dict[str, str]:
     """channel_id -> token of a connection's channels (decrypted), for verifying callbacks."""
-    table = _table(NotificationChannel)
+    table = table_of(NotificationChannel)
     rows = session.execute(select(table.c.channel_id, table.c.token_encrypted)
                            .where(table.c.connection_id == connection_id))
     return {row.channel_id: str(box.open(row.token_encrypted).get("token", "")) for row in rows}
 
 
 def channels_of(session: Session, *, connection_id: int) -> list[NotificationChannel]:
-    table = _table(NotificationChannel)
+    table = table_of(NotificationChannel)
     stmt = select(NotificationChannel).where(table.c.connection_id == connection_id)
     return list(session.scalars(stmt))
 
@@ -212,7 +208,7 @@ def save_channel(
     events: Sequence[str], notify_url: str, expires_at: datetime,
 ) -> NotificationChannel:
     """Add or update a channel; the token is sealed with the SecretBox."""
-    table = _table(NotificationChannel)
+    table = table_of(NotificationChannel)
     channel = session.scalars(select(NotificationChannel).where(
         table.c.connection_id == connection_id, table.c.channel_id == channel_id)).first()
     now = utcnow()
@@ -229,7 +225,7 @@ def save_channel(
 
 
 def delete_channel(session: Session, *, connection_id: int, channel_id: str) -> None:
-    table = _table(NotificationChannel)
+    table = table_of(NotificationChannel)
     session.execute(table.delete().where(table.c.connection_id == connection_id,
                                          table.c.channel_id == channel_id))
 

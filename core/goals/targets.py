@@ -28,12 +28,12 @@ from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, type_coerce
 from sqlmodel import Session
 
 from core.config import Settings
 from core.metrics.currency import Converter, converter, reporting_currency
-from core.models import Connection, Deal, Goal, GoalPush, User
+from core.models import Connection, Deal, Goal, GoalPush, User, table_of
 from core.people import PersonError, labels, normalize_email, person_of_email_expr, resolve
 from core.queries import Listing
 from core.records import GOAL_METRICS
@@ -53,12 +53,8 @@ _CENT = Decimal("0.01")
 _REQUIRED = ("owner_email|person_id", *IMPORT_COLUMNS)
 
 
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
-
-GOAL, PUSH, DEAL, USER, CONNECTION = (_table(m) for m in (Goal, GoalPush, Deal, User, Connection))
+GOAL, PUSH, DEAL, USER, CONNECTION = (table_of(m) for m in (Goal, GoalPush, Deal, User, Connection))
 Details = list[dict[str, str]]
 
 

@@ -45,21 +45,18 @@ from core.models import (
     DealMonth,
     Stage,
     User,
+    table_of,
 )
 from core.types import DealStatus, Money
 
 Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
 
 
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
-
 
 DEAL, ACCOUNT, CONNECTION, USER, STAGE = (
-    _table(m) for m in (Deal, Account, Connection, User, Stage))
+    table_of(m) for m in (Deal, Account, Connection, User, Stage))
 DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
-    _table(m) for m in (DealMonth, AccountMonth, DealDay, AccountDay))
+    table_of(m) for m in (DealMonth, AccountMonth, DealDay, AccountDay))
 KeysFn = Callable[[Table], list[Label[Any]]]  # a query's group keys, for a deal/rollup table
 
 

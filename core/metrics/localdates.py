@@ -34,15 +34,11 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from core.models import StoreMeta
+from core.models import StoreMeta, table_of
 from core.types import as_utc
 
 ZONE_KEY = "created_date_timezone"
 
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 def local_date(value: datetime | None, zone: ZoneInfo) -> date | None:
@@ -57,7 +53,7 @@ def stored_zone(session: Session, *, lock: str | None = None) -> str:
     PostgreSQL until the transaction ends, so a page written in the old zone and a
     recomputation never interleave. SQLite serializes writers by itself.
     """
-    meta = _table(StoreMeta)
+    meta = table_of(StoreMeta)
     stmt = select(meta.c.value).where(meta.c.key == ZONE_KEY)
     if lock and session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(read=lock == "share")

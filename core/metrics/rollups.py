@@ -63,21 +63,18 @@ from core.models import (
     RollupDirty,
     RollupMonth,
     StoreMeta,
+    table_of,
 )
 from core.types import DealStatus, Money, utcnow
 
 BUILT_KEY = "rollups_built"
 
 
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
-
 
 DEAL, ACCOUNT, DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
-    _table(m) for m in (Deal, Account, DealMonth, AccountMonth, DealDay, AccountDay))
+    table_of(m) for m in (Deal, Account, DealMonth, AccountMonth, DealDay, AccountDay))
 ROLLUP_TABLES = (DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY)
-ROLLUP_MONTH, ROLLUP_DIRTY, META = (_table(m) for m in (RollupMonth, RollupDirty, StoreMeta))
+ROLLUP_MONTH, ROLLUP_DIRTY, META = (table_of(m) for m in (RollupMonth, RollupDirty, StoreMeta))
 # The date each rollup is keyed by.
 DATE_COLUMN = {"deal": DEAL.c.close_date, "account": ACCOUNT.c.created_date}
 
@@ -159,7 +156,7 @@ def page_marks(model: type[Any], load: Table) -> Insert | None:
     kind = _kind(model)
     if kind is None:
         return None
-    table = _table(model)
+    table = table_of(model)
     column = DATE_COLUMN[kind].name
     old = (select(month_number(table.c[column]).label("m"))
            .join_from(load, table, and_(table.c.connection_id == load.c.connection_id,
@@ -172,7 +169,7 @@ def mark_rows(session: Session, model: type[Any], *where: ColumnElement[bool]) -
     """The months of the stored rows matching `where` (about to be tombstoned)."""
     kind = _kind(model)
     if kind is not None:
-        table = _table(model)
+        table = table_of(model)
         session.execute(dirty_marks(
             select(month_number(table.c[DATE_COLUMN[kind].name])).where(*where)))
 

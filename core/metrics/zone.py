@@ -2,7 +2,6 @@
 recomputed in the new zone and the rollups built in the old one are dropped
 (core.metrics.localdates explains the design)."""
 
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, select, update
@@ -10,14 +9,10 @@ from sqlmodel import Session
 
 from core.metrics import rollups
 from core.metrics.localdates import ZONE_KEY, local_date, stored_zone
-from core.models import Account, Deal, StoreMeta
+from core.models import Account, Deal, StoreMeta, table_of
 
 BATCH = 5000
 
-
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 def ensure_zone(session: Session, zone_name: str) -> bool:
@@ -31,7 +26,7 @@ def ensure_zone(session: Session, zone_name: str) -> bool:
         return False
     zone = ZoneInfo(zone_name)
     for model in (Deal, Account):
-        _recompute(session, _table(model), zone)
+        _recompute(session, table_of(model), zone)
     rollups.invalidate(session)  # their sales-cycle days and account months moved
     meta = session.get(StoreMeta, ZONE_KEY)
     if meta is None:
