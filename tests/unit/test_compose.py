@@ -1,11 +1,16 @@
 """docker-compose.yml keeps the production shape docs/quickstart.md promises (no Docker engine
 is needed: the file is parsed and its rules checked)."""
 
+import asyncio
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+import uvicorn
 import yaml
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,3 +108,42 @@ def test_the_openssl_key_is_a_valid_fernet_key() -> None:
                          check=True).stdout.strip()
     token = Fernet(key).encrypt(b"x")
     assert Fernet(key).decrypt(token) == b"x"
+
+
+
+def test_the_api_trusts_forwarded_headers_from_the_proxy_network_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind Caddy the API must see https (X-Forwarded-Proto) so the dashboard's session
+    cookie is Secure; uvicorn believes the header only from FORWARDED_ALLOW_IPS, which must
+    be the compose network the proxy sits on (not the default 127.0.0.1, not everyone)."""
+    compose = _compose()
+    api_env = compose["services"]["api"]["environment"]
+    trusted = re.fullmatch(r"\$\{CRMSYNC_INTERNAL_SUBNET:-([0-9./]+)\}",
+                           api_env["FORWARDED_ALLOW_IPS"])
+    assert trusted, api_env["FORWARDED_ALLOW_IPS"]
+    assert compose["networks"]["default"]["ipam"]["config"][0]["subnet"] == \
+        api_env["FORWARDED_ALLOW_IPS"]
+    network = ipaddress.ip_network(trusted.group(1))
+    assert network.is_private
+    assert "networks" not in compose["services"]["proxy"]  # on that default network too
+
+    # `crmsync serve` runs uvicorn with its defaults: proxy headers on, trusted addresses
+    # from FORWARDED_ALLOW_IPS
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", str(network))
+    config = uvicorn.Config(lambda: None)
+    assert config.proxy_headers and config.forwarded_allow_ips == str(network)
+
+    def scheme_seen(client: str) -> str:
+        seen: dict[str, str] = {}
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen["scheme"] = scope["scheme"]
+
+        scope = {"type": "http", "scheme": "http", "client": (client, 40000),
+                 "headers": [(b"x-forwarded-proto", b"https")]}
+        middleware = ProxyHeadersMiddleware(app, trusted_hosts=config.forwarded_allow_ips)
+        asyncio.run(middleware(scope, None, None))  # type: ignore[arg-type]
+        return seen["scheme"]
+
+    assert scheme_seen(str(next(network.hosts()))) == "https"  # Caddy
+    assert scheme_seen("203.0.113.9") == "http"  # anyone else
