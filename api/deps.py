@@ -1,7 +1,7 @@
 """Dependencies as Annotated aliases: a session, settings, the job queue; the API-key check
 (callers, keys or signed-in users: api.access)."""
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
@@ -36,8 +36,10 @@ class JobQueue(Protocol):
         """Subscribe the connection to its CRM's notifications (or renew) soon."""
         ...
 
-    async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]:
-        """Push goals (to one connection or all) as a job; returns the per-goal results."""
+    async def enqueue_push_goals(self, connection_id: int | None = None,
+                                 people: Collection[int] | None = None) -> dict[str, Any]:
+        """Push goals (to one connection or all; of `people` only unless None) as a job;
+        returns the per-goal results."""
         ...
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -307,8 +308,10 @@ async def _renew_channel(ctx: JobContext, connection_id: int, url: str) -> str:
 # -- goal push (M3; core/goals/push.py, docs/goals.md) -------------------------------------------
 
 
-async def push_goals(ctx: JobContext, *, connection_id: int | None = None) -> dict[str, Any]:
+async def push_goals(ctx: JobContext, *, connection_id: int | None = None,
+                     people: Collection[int] | None = None) -> dict[str, Any]:
     """Push goals to every connection (or one); {"connections": [...], "results": [...]}.
+    With `people` (not None: a manager's teams) only those people's goals.
 
     core.goals plans what each connection needs (new or changed goals, deletions); the
     connector's push_goals (connectors.base.GoalPusher) talks to the CRM; each goal's
@@ -324,15 +327,16 @@ async def push_goals(ctx: JobContext, *, connection_id: int | None = None) -> di
         raise ConfigError(f"connection {connection_id} does not exist")
     connections, results = [], []
     for cid in ids:
-        outcome = await _push_connection(ctx, cid)
+        outcome = await _push_connection(ctx, cid, people)
         results += outcome.pop("results")
         connections.append(outcome)
     return {"connections": connections, "results": results}
 
 
-async def _push_connection(ctx: JobContext, connection_id: int) -> dict[str, Any]:
+async def _push_connection(ctx: JobContext, connection_id: int,
+                           people: Collection[int] | None) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
-        plan = goal_push.plan_push(session, connection_id, ctx.settings)
+        plan = goal_push.plan_push(session, connection_id, ctx.settings, persons=people)
     error: str | None = None
     pushed: list[PushResult] = []
     try:

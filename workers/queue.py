@@ -4,7 +4,9 @@ A connection never syncs twice at the same time: the arq job id is
 `sync:{connection_id}`, and a queued or running run is returned instead of a new one.
 """
 
+import hashlib
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,15 +89,21 @@ class ArqRunner:
                                      _job_id=f"channels:{connection_id}")
 
     async def enqueue_push_goals(self, connection_id: int | None = None,
+                                 people: Collection[int] | None = None,
                                  timeout: float = PUSH_WAIT_SECONDS) -> dict[str, Any]:
-        """Queue the goal push (one per target at a time) and wait for a worker's result.
+        """Queue the goal push (one per target and set of people at a time) and wait for a
+        worker's result. `people` (not None): only their goals.
 
         Raises TimeoutError when no worker finished it in `timeout` seconds (it stays queued).
         """
         job_id = f"push_goals:{connection_id if connection_id is not None else 'all'}"
+        chosen = None if people is None else sorted(people)
+        if chosen is not None:
+            job_id += ":people-" + hashlib.sha256(repr(chosen).encode()).hexdigest()[:16]
         if await Job(job_id, self.redis).status() is JobStatus.complete:
             await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
-        job = await self.redis.enqueue_job("push_goals", connection_id, _job_id=job_id)
+        job = await self.redis.enqueue_job("push_goals", connection_id, chosen,
+                                           _job_id=job_id)
         result: dict[str, Any] = await (job or Job(job_id, self.redis)).result(
             timeout=timeout, poll_delay=0.2)  # joins a push that is already queued
         return result

@@ -6,6 +6,7 @@ is queued or running returns that run.
 
 import asyncio
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from core import store
@@ -106,10 +107,12 @@ class InProcessRunner:
             renew_channels(self.ctx, connection_id=connection_id),
             name=f"channels:{connection_id}")
 
-    async def enqueue_push_goals(self, connection_id: int | None = None) -> dict[str, Any]:
-        """Run the goal push (workers.jobs.push_goals) now and answer its result."""
+    async def enqueue_push_goals(self, connection_id: int | None = None,
+                                 people: Collection[int] | None = None) -> dict[str, Any]:
+        """Run the goal push (workers.jobs.push_goals) now and answer its result;
+        `people` (not None): only their goals."""
         async with self._goal_push:
-            return await push_goals(self.ctx, connection_id=connection_id)
+            return await push_goals(self.ctx, connection_id=connection_id, people=people)
 
     async def wait_idle(self) -> None:
         """Wait for every queued job (tests, CLI)."""

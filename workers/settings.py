@@ -84,9 +84,11 @@ async def refresh_rollups_job(ctx: dict[str, Any]) -> int:
     return await refresh_rollups(ctx["job"])
 
 
-async def push_goals_job(ctx: dict[str, Any], connection_id: int | None) -> dict[str, Any]:
-    """arq entry point of workers.jobs.push_goals (the API waits for its result)."""
-    return await push_goals(ctx["job"], connection_id=connection_id)
+async def push_goals_job(ctx: dict[str, Any], connection_id: int | None,
+                         people: list[int] | None = None) -> dict[str, Any]:
+    """arq entry point of workers.jobs.push_goals (the API waits for its result); `people`:
+    only their goals (a manager's push)."""
+    return await push_goals(ctx["job"], connection_id=connection_id, people=people)
 
 
 class WorkerSettings:

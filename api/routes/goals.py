@@ -296,14 +296,16 @@ async def _csv_text(request: Request) -> bytes:
 
 @router.post("/goals/push", response_model=PushAnswer,
              summary="Push goals to every connection (or one): per-goal results")
-async def push(request: Request, session: SessionDep, _caller: Pusher,
+async def push(request: Request, session: SessionDep, caller: Pusher,
                body: PushRequest | None = None) -> Response:
+    """A signed-in manager pushes only the goals of their teams' people (an API key and an
+    admin: every goal)."""
     connection_id = body.connection_id if body else None
     if connection_id is not None:
         await run_in_threadpool(get_or_404, session, connection_id)
     jobs: JobQueue = request.app.state.jobs
     try:
-        result = await jobs.enqueue_push_goals(connection_id)
+        result = await jobs.enqueue_push_goals(connection_id, caller.people)
     except TimeoutError:
         raise ApiError(503, "no worker finished the goal push in time; it stays queued: "
                        "check that `crmsync worker` runs, then GET /api/v1/goals") from None

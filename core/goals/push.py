@@ -10,7 +10,7 @@ Every function takes the caller's session and never commits.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -53,10 +53,13 @@ class PushPlan:
     hashes: dict[int, str] = field(default_factory=dict)
 
 
-def plan_push(session: Session, connection_id: int, settings: Settings) -> PushPlan:
+def plan_push(session: Session, connection_id: int, settings: Settings, *,
+              persons: Collection[int] | None = None) -> PushPlan:
     """Live goals that are new or changed since their last successful push to this
     connection (or pushed before the connection was edited); goals whose owner is no user
     there are skipped with that reason; copies of deleted goals are to be deleted.
+    With `persons` (not None: a manager's teams) only those people's goals, so no
+    company-wide ones.
 
     A bookings target goes out in the connection's home currency (the currency its CRM
     holds amounts in), converted with the FX table when the goal's currency differs."""
@@ -75,7 +78,8 @@ def plan_push(session: Session, connection_id: int, settings: Settings) -> PushP
     owners = people.labels(session, session.scalars(select(GOAL.c.person_id).distinct()))
     pushes = {p.goal_id: p for p in session.execute(
         select(GoalPush).where(PUSH.c.connection_id == connection_id)).scalars()}
-    live = session.execute(select(Goal).where(GOAL.c.deleted_at.is_(None))
+    mine = [] if persons is None else [GOAL.c.person_id.in_(sorted(persons))]
+    live = session.execute(select(Goal).where(GOAL.c.deleted_at.is_(None), *mine)
                            .order_by(GOAL.c.id)).scalars()
     for goal in live:
         gid = int(goal.id or 0)
@@ -109,7 +113,7 @@ def plan_push(session: Session, connection_id: int, settings: Settings) -> PushP
         plan.hashes[gid] = digest
     gone = (select(GoalPush).join(Goal, GOAL.c.id == PUSH.c.goal_id)
             .where(PUSH.c.connection_id == connection_id, GOAL.c.deleted_at.is_not(None),
-                   PUSH.c.remote_id.is_not(None), PUSH.c.status != PushStatus.DELETED)
+                   PUSH.c.remote_id.is_not(None), PUSH.c.status != PushStatus.DELETED, *mine)
             .order_by(PUSH.c.goal_id))
     for push in session.execute(gone).scalars():
         plan.deletions.append(GoalDeletion(push.goal_id, goal_key(push.goal_id),

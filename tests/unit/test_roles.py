@@ -453,3 +453,17 @@ async def test_ended_sessions_and_disabled_users_are_refused(world: World) -> No
                 "your session has ended: sign in again at /login"
             assert cookie not in response.text
     assert await status("not a session") == 401
+
+
+async def test_a_manager_pushes_only_their_teams_goals(world: World) -> None:
+    """The push job is limited to the manager's people: other teams' goals and company-wide
+    goals are neither sent nor marked (an admin's push covers every goal)."""
+    north = {world.ids["ann_goal"], world.ids["bob_goal"]}
+    pushed = await world.clients["manager"].post(f"{V1}/goals/push", json={})
+    assert pushed.status_code == 200, pushed.text
+    assert {r["goal_id"] for r in pushed.json()["results"]} == north
+    listed = {g["id"]: g["push"] for g in await rows(world.clients["admin"], "/goals")}
+    assert {gid for gid, push in listed.items() if push} == north
+    everything = await world.clients["admin"].post(f"{V1}/goals/push", json={})
+    assert {r["goal_id"] for r in everything.json()["results"]} == north | {
+        world.ids["cat_goal"], world.ids["company_goal"]}
