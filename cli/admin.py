@@ -9,11 +9,11 @@ from sqlmodel import col
 
 from cli.context import checked_context
 from cli.output import console, fail, when
+from core import apikeys
 from core.config import get_settings
 from core.db import make_engine, session_scope, upgrade
 from core.models import ApiKey
-from core.security import hash_api_key, new_api_key, parse_scopes, rotate_secrets
-from core.types import utcnow
+from core.security import parse_scopes, rotate_secrets
 from workers.context import JobContext
 
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
@@ -54,7 +54,10 @@ def apikey_create(
     except ValueError as exc:
         raise fail(str(exc)) from None
     ctx = checked_context()
-    print(create_api_key(ctx, name, scopes))
+    try:
+        print(create_api_key(ctx, name, scopes))
+    except ValueError as exc:  # a blank name
+        raise fail(str(exc)) from None
 
 
 @apikey_app.command("list")
@@ -77,17 +80,14 @@ def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (apik
     """Revoke an API key: it is refused from now on."""
     ctx = checked_context()
     with session_scope(ctx.engine) as session:
-        key = session.get(ApiKey, key_id)
-        if key is None:
-            raise fail(f"API key {key_id} does not exist; see `crmsync apikey list`")
-        if key.revoked_at is None:
-            key.revoked_at = utcnow()
+        try:
+            key = apikeys.revoke_key(session, key_id)
+        except apikeys.KeyNotFound:
+            raise fail(f"API key {key_id} does not exist; see `crmsync apikey list`") from None
     console.print(f"API key {key_id} ({key.name}) is revoked")
 
 
 def create_api_key(ctx: JobContext, name: str, scopes: list[str]) -> str:
-    key = new_api_key()
     with session_scope(ctx.engine) as session:
-        session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8],
-                           scopes=",".join(scopes)))
+        _, key = apikeys.create_key(session, name=name, scopes=scopes)
     return key

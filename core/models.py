@@ -381,6 +381,22 @@ class NotificationChannel(SQLModel, table=True):
     renewed_at: datetime = _now()
 
 
+class WebhookRejection(SQLModel, table=True):
+    """Callbacks of a connection refused in one UTC hour (not verified, replays), counted
+    for the Operations page's webhook health; migration 0008. Refused callbacks are not
+    stored one by one: a storm of forged ones costs one row an hour."""
+
+    __tablename__ = "webhook_rejection"
+    __table_args__ = (UniqueConstraint("connection_id", "hour"),)
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
+    hour: datetime = Field(sa_type=UTCDateTime)
+    count: int = 0
+    last_status: int = 0
+    last_reason: str | None = None
+    last_at: datetime = _now()
+
+
 # --- metric rollups (M2); migration 0005 ---
 
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core import store
-from core.models import NotificationChannel, SyncRun, WebhookEvent, table_of
+from core.models import NotificationChannel, SyncRun, WebhookEvent, WebhookRejection, table_of
 from core.records import UNRESOLVED, Page, Unresolved
 from core.security import SecretBox
 from core.types import RunStatus, SyncMode, WebhookStatus, utcnow
@@ -186,6 +186,82 @@ def record_run(session: Session, *, connection_id: int, started_at: datetime,
     return int(run.id or 0)
 
 
+# ---- refused callbacks and health ----------------------------------------------------------
+
+HEALTH_WINDOW = timedelta(hours=24)
+MAX_REASON = 500
+
+
+def record_rejection(session: Session, *, connection_id: int, status: int, reason: str,
+                     now: datetime | None = None) -> None:
+    """Count a refused callback of a connection (not verified, a replay) in its UTC hour."""
+    now = now or utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    table = table_of(WebhookRejection)
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    values = {"last_status": status, "last_reason": reason[:MAX_REASON], "last_at": now}
+    stmt = insert.values(connection_id=connection_id, hour=hour, count=1, **values)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["connection_id", "hour"],
+        set_={"count": table.c.count + 1, **values}))
+
+
+@dataclass(frozen=True)
+class WebhookHealth:
+    """A connection's callbacks: the newest stored, and in the last HEALTH_WINDOW the
+    accepted (stored), rejected (refused; counted by the hour) and failed (processing gave
+    up) ones; its notification channels' first expiry."""
+
+    connection_id: int
+    last_received_at: datetime | None = None
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    last_rejected_at: datetime | None = None
+    last_rejection: str | None = None
+    channels: int = 0
+    channel_expires_at: datetime | None = None
+
+
+def webhook_health(session: Session, connection_ids: Sequence[int], *,
+                   now: datetime | None = None) -> dict[int, WebhookHealth]:
+    """WebhookHealth of each connection, four grouped queries."""
+    now = now or utcnow()
+    since = now - HEALTH_WINDOW
+    found: dict[int, dict[str, Any]] = {cid: {} for cid in connection_ids}
+    events = table_of(WebhookEvent)
+    recent = events.c.received_at >= since
+    stmt = (select(events.c.connection_id, func.max(events.c.received_at),
+                   func.count().filter(recent),
+                   func.count().filter(recent, events.c.status == WebhookStatus.FAILED))
+            .where(events.c.connection_id.in_(list(connection_ids)))
+            .group_by(events.c.connection_id))
+    for cid, last, accepted, failed in session.execute(stmt):
+        found[cid].update(last_received_at=last, accepted=int(accepted), failed=int(failed))
+    refused = table_of(WebhookRejection)
+    stmt = (select(refused.c.connection_id, func.sum(refused.c.count))
+            .where(refused.c.connection_id.in_(list(connection_ids)),
+                   refused.c.hour >= since.replace(minute=0, second=0, microsecond=0))
+            .group_by(refused.c.connection_id))
+    for cid, count in session.execute(stmt):
+        found[cid]["rejected"] = int(count or 0)
+    newest = (select(refused.c.connection_id, refused.c.last_at, refused.c.last_status,
+                     refused.c.last_reason)
+              .where(refused.c.connection_id.in_(list(connection_ids)))
+              .order_by(refused.c.connection_id, refused.c.hour.desc()))
+    for cid, at, status, reason in session.execute(newest):
+        if "last_rejected_at" not in found[cid]:
+            found[cid].update(last_rejected_at=at, last_rejection=f"{status}: {reason}")
+    channels = table_of(NotificationChannel)
+    stmt = (select(channels.c.connection_id, func.count(), func.min(channels.c.expires_at))
+            .where(channels.c.connection_id.in_(list(connection_ids)))
+            .group_by(channels.c.connection_id))
+    for cid, count, expires in session.execute(stmt):
+        found[cid].update(channels=int(count), channel_expires_at=expires)
+    return {cid: WebhookHealth(cid, **values) for cid, values in found.items()}
+
+
 # ---- notification channels --------------------------------------------------------------------
 
 
@@ -236,6 +312,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "MAX_BODY",
     "Claimed",
+    "WebhookHealth",
     "apply_changes",
     "channel_tokens",
     "channels_of",
@@ -243,9 +320,11 @@ __all__ = [
     "delete_channel",
     "mark_processed",
     "pending_connections",
+    "record_rejection",
     "record_run",
     "release",
     "save_channel",
     "store_delivery",
     "store_events",
+    "webhook_health",
 ]

@@ -90,6 +90,16 @@ def due_mode(s: ConnectionSchedule, now: datetime,
     return SyncMode.INCREMENTAL
 
 
+def next_sync_at(s: ConnectionSchedule, now: datetime) -> datetime | None:
+    """When the schedule queues the connection's next sync (at the first tick from then
+    on): `now` when it is due, None while it waits for an admin (due_mode's rule)."""
+    if s.status in WAITING_FOR_ADMIN:
+        return None
+    if s.last_run_at is None:
+        return now
+    return max(now, s.last_run_at + s.interval)
+
+
 def due_syncs(
     schedules: Iterable[ConnectionSchedule], now: datetime, *, nightly_hour: int | None,
     zone: str,

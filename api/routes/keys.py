@@ -11,10 +11,9 @@ from api.deps import SessionDep
 from api.errors import ApiError
 from api.listing import FILES, Id, ListParams, list_response
 from api.schemas import Answer
-from core.models import ApiKey
+from core import apikeys
 from core.queries import api_keys_listing
-from core.security import hash_api_key, new_api_key, parse_scopes
-from core.types import utcnow
+from core.security import parse_scopes
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"], dependencies=[Depends(caller("admin"))])
 
@@ -60,10 +59,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)
 def create_key(body: ApiKeyCreate, session: SessionDep) -> ApiKeyCreated:
-    key = new_api_key()
-    row = ApiKey(name=body.name, key_hash=hash_api_key(key), prefix=key[:12],
-                 scopes=",".join(body.scopes))
-    session.add(row)
+    row, key = apikeys.create_key(session, name=body.name, scopes=body.scopes)
     session.commit()
     return ApiKeyCreated(**_public(row.model_dump()), key=key)
 
@@ -79,11 +75,9 @@ def list_keys(
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key")
 def revoke_key(key_id: Id, session: SessionDep) -> Response:
-    row = session.get(ApiKey, key_id)
-    if row is None:
-        raise ApiError(404, f"API key {key_id} does not exist")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.add(row)
-        session.commit()
+    try:
+        apikeys.revoke_key(session, key_id)
+    except apikeys.KeyNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    session.commit()
     return Response(status_code=204)

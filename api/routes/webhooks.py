@@ -54,11 +54,17 @@ async def receive_webhook(provider: str, connection_id: Id, request: Request) ->
     wire = WebhookRequest(body=body, headers=dict(request.headers),
                           query=dict(request.query_params))
     state = request.app.state
-    intake = await _verify(state, provider, connection_id, wire)
+    try:
+        intake = await _verify(state, provider, connection_id, wire)
+    except _Refused as exc:
+        await run_in_threadpool(_count_rejection, state, connection_id, exc.error)
+        raise exc.error from None
     if intake.delivery is None:
         await _writer(state).store(connection_id, provider, intake.events)
     elif not await run_in_threadpool(_store_delivery, state, connection_id, provider, intake):
-        raise ApiError(409, "this callback was received before (a replay); nothing was stored")
+        replay = ApiError(409, "this callback was received before (a replay); nothing was stored")
+        await run_in_threadpool(_count_rejection, state, connection_id, replay)
+        raise replay
     jobs: JobQueue = state.jobs
     await jobs.enqueue_webhooks(connection_id)
     return Response(intake.body, media_type=intake.content_type)
@@ -113,7 +119,26 @@ async def _verify(state: Any, provider: str, connection_id: int,
             return cls.parse_webhook(wire, known.secrets)
         except WebhookRejected as exc:
             rejected = exc
-    raise ApiError(rejected.status, str(rejected)) from None
+    raise _Refused(ApiError(rejected.status, str(rejected))) from None
+
+
+class _Refused(Exception):
+    """A callback of a known connection that its connector refused (counted)."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _count_rejection(state: Any, connection_id: int, error: ApiError) -> None:
+    """Count the refusal for the Operations page (core.webhooks.record_rejection); a
+    connection deleted meanwhile has nothing to count on."""
+    try:
+        with session_scope(state.engine) as session:
+            webhooks.record_rejection(session, connection_id=connection_id,
+                                      status=error.status_code, reason=str(error.detail))
+    except IntegrityError:
+        pass
 
 
 async def _known(state: Any, connection_id: int, newer_than: "_Known | None" = None) -> "_Known":

@@ -151,16 +151,31 @@ def _check(data: GoalInput, owner: Owner, reporting: str | None) -> tuple[
     return errors, clean
 
 
-def _target_problem(metric: str, target: Decimal) -> str | None:
+TARGET_PROBLEMS = {
+    "not_positive": "must be a positive number",
+    "too_large": f"must be below {MAX_TARGET:f}",
+    "not_whole": "deals_won targets are whole numbers",
+    "too_precise": "must have at most 2 decimal places",
+}
+"""What can be wrong with a target (target_problem's codes), as the API says it."""
+
+
+def target_problem(metric: str, target: Decimal) -> str | None:
+    """The code (TARGET_PROBLEMS) of what is wrong with `target` for `metric`, or None."""
     if not target.is_finite() or target <= 0:
-        return "must be a positive number"
+        return "not_positive"
     if target >= MAX_TARGET:
-        return f"must be below {MAX_TARGET:f}"
+        return "too_large"
     if metric == GoalMetric.DEALS_WON and target != target.to_integral_value():
-        return "deals_won targets are whole numbers"
+        return "not_whole"
     if target != target.quantize(_CENT, rounding=ROUND_HALF_UP):
-        return "must have at most 2 decimal places"
+        return "too_precise"
     return None
+
+
+def _target_problem(metric: str, target: Decimal) -> str | None:
+    code = target_problem(metric, target)
+    return None if code is None else TARGET_PROBLEMS[code]
 
 
 def _live_key(data: GoalInput) -> str:

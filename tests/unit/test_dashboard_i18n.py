@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 
 from api.web import i18n
+from api.web.goals import PUSH_STATES
 from api.web.i18n import LANGUAGES, MESSAGES, Formats, pick_language
 from api.web.leaderboard import COLUMNS, PERIOD_CHOICES
 from core.accounts import Role
+from core.goals.split import SplitRule
+from core.goals.targets import TARGET_PROBLEMS
 from core.metrics.definitions import DrillMetric
+from core.security import SCOPES
+from core.types import ConnectionStatus, GoalMetric, RunStatus, SyncMode
 
 WEB = Path(i18n.__file__).parent
 TEMPLATE_KEY = re.compile(r"""\bt\(\s*["']([\w.-]+)["']""")
@@ -47,6 +52,10 @@ def code_keys() -> set[str]:
 
 DYNAMIC = {"role.": tuple(Role), "period.": PERIOD_CHOICES, "metric.": tuple(DrillMetric),
            "col.": ("rep", *COLUMNS)}
+DYNAMIC |= {"goals.metric.": tuple(GoalMetric), "goals.rule.": tuple(SplitRule),
+            "goals.push.status.": PUSH_STATES, "goals.problem.": tuple(TARGET_PROBLEMS),
+            "ops.status.": tuple(ConnectionStatus), "ops.run.": tuple(RunStatus),
+            "ops.mode.": tuple(SyncMode), "ops.scope.": SCOPES}  # goals and operations pages
 """Keys built from a value (t("col." ~ column)): each family and the values it takes."""
 
 

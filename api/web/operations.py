@@ -1,0 +1,266 @@
+"""The Operations page (admins only; anyone else gets 403, also by URL): the connections
+with their last and next sync, errors and a "sync now" button, webhook health, and the
+API keys (create, with the key shown once; revoke). docs/dashboard.md.
+
+The same core and job functions as the API's routes: "sync now" enqueues the job POST
+/api/v1/connections/{id}/sync enqueues; keys are made and revoked by core.apikeys, as
+/api/v1/api-keys and `crmsync apikey` do. Connection secrets are never read here.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from fastapi import APIRouter, Form, Query, Request, Response
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import JobsDep, SessionDep, SettingsDep
+from api.web import guard
+from api.web.i18n import NOTHING, Formats, text
+from api.web.render import PageRoute, error_page, language, redirect, render
+from core import apikeys
+from core.accounts import SignedIn
+from core.config import Settings
+from core.models import ApiKey, Connection, SyncRun
+from core.security import SCOPES
+from core.types import SyncMode, utcnow
+from core.webhooks import WebhookHealth, webhook_health
+from workers.schedule import load_schedules, next_sync_at
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+FormText = Annotated[str, Form()]
+SCHEDULED = (SyncMode.FULL, SyncMode.INCREMENTAL)
+RECENT_RUNS = 10
+MAX_KEYS = 500
+
+
+@dataclass
+class ConnectionLine:
+    id: int
+    name: str
+    provider: str
+    status: str
+    last_sync: str  # when the newest scheduled-mode run finished (or started)
+    last_outcome: str  # its status: queued, running, succeeded, failed; "" for none
+    last_records: str  # records it fetched from the CRM
+    next_sync: str
+    error: str  # the connection's last error, else that of its newest run
+    health: WebhookHealth
+    last_received: str
+    channel_expiry: str
+    last_rejection: str
+
+
+@dataclass
+class RunLine:
+    id: int
+    connection: str
+    mode: str
+    status: str
+    started: str
+    finished: str
+    records: str
+    error: str
+
+
+@dataclass
+class KeyLine:
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created: str
+    last_used: str
+    revoked: str
+
+
+def records_of(counts: dict[str, Any] | None) -> int | None:
+    """Records a run fetched from the CRM, over its streams (counts[stream]["fetched"])."""
+    if not counts:
+        return None
+    return sum(int(c.get("fetched", 0)) for c in counts.values() if isinstance(c, dict))
+
+
+class When:
+    """Timestamps in CRMSYNC_TIMEZONE, as the language writes them."""
+
+    def __init__(self, fmt: Formats, settings: Settings) -> None:
+        self.fmt, self.zone = fmt, ZoneInfo(settings.timezone)
+
+    def __call__(self, value: datetime | None) -> str:
+        if value is None:
+            return NOTHING
+        return format_datetime(value, "medium", tzinfo=self.zone, locale=self.fmt.locale)
+
+
+def _connections(session: Session, when: When, lang: str) -> list[ConnectionLine]:
+    connections = list(session.scalars(select(Connection).order_by(col(Connection.id))))
+    ids = [int(c.id or 0) for c in connections]
+    newest = (select(func.max(col(SyncRun.id))).where(col(SyncRun.mode).in_(SCHEDULED))
+              .group_by(col(SyncRun.connection_id)))
+    runs = {r.connection_id: r for r in session.scalars(
+        select(SyncRun).where(col(SyncRun.id).in_(newest)))}
+    now = utcnow()
+    schedules = {s.connection_id: s for s in load_schedules(session)}
+    health = webhook_health(session, ids, now=now)
+    out = []
+    for c in connections:
+        cid = int(c.id or 0)
+        run = runs.get(cid)
+        schedule = schedules.get(cid)
+        upcoming = next_sync_at(schedule, now) if schedule else None
+        records = records_of(run.counts) if run else None
+        if upcoming is None:
+            next_text = text(lang, "ops.waiting_for_admin")
+        elif upcoming <= now:
+            next_text = text(lang, "ops.due_now")
+        else:
+            next_text = when(upcoming)
+        h = health[cid]
+        out.append(ConnectionLine(
+            cid, c.name, c.provider, str(c.status),
+            when(run.finished_at or run.started_at or run.created_at) if run else NOTHING,
+            str(run.status) if run else "",
+            when.fmt.number(records) if records is not None else NOTHING,
+            next_text, c.last_error or (run.error if run and run.error else "") or "",
+            h, when(h.last_received_at),
+            when(h.channel_expires_at) if h.channels else text(lang, "ops.no_channels"),
+            h.last_rejection or ""))
+    return out
+
+
+def _runs(session: Session, when: When) -> list[RunLine]:
+    names = {c.id: c.name for c in session.scalars(select(Connection))}
+    stmt = select(SyncRun).order_by(col(SyncRun.id).desc()).limit(RECENT_RUNS)
+    out = []
+    for run in session.scalars(stmt):
+        records = records_of(run.counts)
+        out.append(RunLine(int(run.id or 0), names.get(run.connection_id, ""), str(run.mode),
+                           str(run.status), when(run.started_at), when(run.finished_at),
+                           when.fmt.number(records) if records is not None else NOTHING,
+                           run.error or ""))
+    return out
+
+
+def _keys(session: Session, when: When) -> list[KeyLine]:
+    stmt = select(ApiKey).order_by(col(ApiKey.id).desc()).limit(MAX_KEYS)
+    return [KeyLine(int(k.id or 0), k.name, k.prefix, [s for s in k.scopes.split(",") if s],
+                    when(k.created_at), when(k.last_used_at), when(k.revoked_at)
+                    if k.revoked_at else "") for k in session.scalars(stmt)]
+
+
+def _page(request: Request, session: Session, settings: Settings, signed: SignedIn, *,
+          status: int = 200, notice: str = "", error: str = "", new_key: str = "",
+          key_name: str = "", key_scopes: tuple[str, ...] = ("read",)) -> Response:
+    lang = language(request)
+    when = When(Formats(lang), settings)
+    return render(request, "operations.html", status=status, signed=signed, nav="operations",
+                  connections=_connections(session, when, lang),
+                  runs=_runs(session, when), keys=_keys(session, when), scopes=SCOPES,
+                  notice=notice, error=error, new_key=new_key, key_name=key_name,
+                  key_scopes=key_scopes, zone=settings.timezone)
+
+
+def _admin(request: Request, csrf: str | None = None) -> SignedIn | Response:
+    """The signed-in admin (with a form's CSRF token when `csrf` is given), or the page
+    that says no: sign in, 403."""
+    signed = guard.current(request)
+    if signed is None:
+        return guard.to_login(request)
+    lang = language(request)
+    if not signed.viewer.is_admin:
+        return error_page(request, 403, "error.refused.title", text(lang, "ops.admins_only"),
+                          signed=signed)
+    if csrf is not None and not guard.session_token_ok(signed, csrf):
+        return error_page(request, 403, "error.refused.title", text(lang, "error.csrf"),
+                          signed=signed)
+    return signed
+
+
+@router.get("/operations")
+def operations(request: Request, session: SessionDep, settings: SettingsDep,
+               run: Annotated[str, Query()] = "", revoked: Annotated[str, Query()] = ""
+               ) -> Response:
+    signed = _admin(request)
+    if isinstance(signed, Response):
+        return signed
+    lang = language(request)
+    notice = ""
+    if run.isdigit():
+        notice = text(lang, "ops.sync_queued", run=int(run))
+    elif revoked.isdigit():
+        notice = text(lang, "ops.key_revoked", id=int(revoked))
+    return _page(request, session, settings, signed, notice=notice)
+
+
+@router.post("/operations/sync")
+async def sync_now(request: Request, session: SessionDep, jobs: JobsDep,
+                   csrf: FormText = "", connection_id: FormText = "",
+                   mode: FormText = SyncMode.INCREMENTAL) -> Response:
+    """Queue a sync of the connection: the job the API's sync route enqueues (a sync
+    already queued or running is answered instead of a second one)."""
+    signed = await run_in_threadpool(_admin, request, csrf)
+    if isinstance(signed, Response):
+        return signed
+    lang = language(request)
+    chosen = session.get(Connection, int(connection_id)) if connection_id.isdigit() and \
+        len(connection_id) < 10 else None
+    if chosen is None or mode not in SCHEDULED:
+        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
+                          signed=signed)
+    run_id = await jobs.enqueue_sync(int(chosen.id or 0), SyncMode(mode))
+    return redirect(f"/operations?run={run_id}")
+
+
+@router.post("/operations/keys")
+async def create_key(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """A new API key, shown on the answer only (never stored, never shown again)."""
+    form = await request.form()
+    scopes = tuple(str(s) for s in form.getlist("scopes"))
+    name = str(form.get("name", ""))
+    csrf = str(form.get(guard.CSRF_FIELD, ""))
+    return await run_in_threadpool(_create_key, request, session, settings, csrf, name, scopes)
+
+
+def _create_key(request: Request, session: Session, settings: Settings, csrf: str, name: str,
+                scopes: tuple[str, ...]) -> Response:
+    signed = _admin(request, csrf)
+    if isinstance(signed, Response):
+        return signed
+    lang = language(request)
+    if not name.strip() or len(name.strip()) > apikeys.MAX_NAME:
+        problem = text(lang, "ops.key_bad_name", n=apikeys.MAX_NAME)
+    elif not scopes or any(s not in SCOPES for s in scopes):
+        problem = text(lang, "ops.key_bad_scopes")
+    else:
+        row, key = apikeys.create_key(session, name=name, scopes=list(scopes))
+        session.commit()
+        return _page(request, session, settings, signed, status=201, new_key=key,
+                     notice=text(lang, "ops.key_created", name=row.name))
+    return _page(request, session, settings, signed, status=422, error=problem,
+                 key_name=name[:apikeys.MAX_NAME], key_scopes=scopes)
+
+
+@router.post("/operations/keys/{key_id}/revoke")
+def revoke_key(request: Request, session: SessionDep, key_id: str,
+               csrf: FormText = "") -> Response:
+    signed = _admin(request, csrf)
+    if isinstance(signed, Response):
+        return signed
+    try:
+        if not key_id.isdigit() or len(key_id) > 10:
+            raise apikeys.KeyNotFound(key_id)
+        apikeys.revoke_key(session, int(key_id))
+    except apikeys.KeyNotFound:
+        return error_page(request, 404, "error.not_found.title",
+                          text(language(request), "error.not_found"), signed=signed)
+    session.commit()
+    return redirect(f"/operations?revoked={int(key_id)}")
+
+
+__all__ = ["records_of", "router"]
+
