@@ -8,8 +8,9 @@ The rule, exact in Decimal:
   the total exactly. 100,000.00 over three months: 33,333.33, 33,333.33, 33,333.34.
 - **last year**: month i gets total x w_i / W rounded down to the unit, where w_i is the
   person's bookings in the same month one year earlier (core.metrics.definitions
-  .timeseries, the API's /metrics/timeseries) and W their sum; the last month gets the
-  rest. When W is not positive (no bookings last year) the split is even.
+  .timeseries, the API's /metrics/timeseries) and W their sum; the last month with
+  bookings gets the rest. When W is not positive (no bookings last year, or a negative
+  month) the split is even.
 
 A month whose share is zero gets no goal (None): a goal's target must be positive.
 """
@@ -39,16 +40,17 @@ def unit_of(metric: str) -> Decimal:
 
 
 def split(total: Decimal, weights: Sequence[Decimal], unit: Decimal) -> list[Decimal | None]:
-    """`total` over len(weights) months in proportion to `weights` (all equal, or a sum
-    that is not positive: evenly), each rounded down to `unit` but the last, which takes
-    the rest. Zero shares are None."""
+    """`total` over len(weights) months in proportion to `weights` (a sum that is not
+    positive, or a negative weight: evenly), each rounded down to `unit` but the last with
+    a positive weight, which takes the rest. Zero shares are None."""
     if not weights:
         raise ValueError("nothing to split into")
     whole = sum(weights, Decimal(0))
     if whole <= 0 or any(w < 0 for w in weights):
         weights, whole = [Decimal(1)] * len(weights), Decimal(len(weights))
-    shares = [(total * w / whole).quantize(unit, rounding=ROUND_DOWN) for w in weights[:-1]]
-    shares.append(total - sum(shares, Decimal(0)))
+    last = max(i for i, w in enumerate(weights) if w > 0)  # takes the rest
+    shares = [(total * w / whole).quantize(unit, rounding=ROUND_DOWN) for w in weights]
+    shares[last] = total - sum(shares[:last] + shares[last + 1:], Decimal(0))
     return [share if share > 0 else None for share in shares]
 
 
