@@ -243,7 +243,7 @@ def _push_lines(session: Session, stored: dict[tuple[int, date], dict[str, Any]]
     since), failed (why), skipped (why) or unsupported (the CRM takes no goals)."""
     connections = list(session.execute(select(Connection).order_by(col(Connection.id)))
                        .scalars())
-    takes = {c.id: "goals" in _capabilities(c.provider) for c in connections}
+    takes = {c.id: "goals" in capabilities_of(c.provider) for c in connections}
     labels = {r.person_id: r.label for r in rows}
     lines = []
     for (pid, month), goal in sorted(stored.items(), key=lambda kv: (labels.get(kv[0][0], ""),
@@ -270,7 +270,9 @@ def _push_lines(session: Session, stored: dict[tuple[int, date], dict[str, Any]]
     return connections, lines
 
 
-def _capabilities(provider: str) -> frozenset[str]:
+def capabilities_of(provider: str) -> frozenset[str]:
+    """What a connection's connector can do (connectors.registry); nothing when its
+    provider is not installed any more."""
     try:
         return capabilities(provider)
     except (KeyError, ValueError, LookupError):  # a provider no longer installed
@@ -597,4 +599,5 @@ async def push_goals(request: Request, session: SessionDep, settings: SettingsDe
     return redirect(_query(*chosen, pushed=str(len(result["results"]))))
 
 
-__all__ = ["PUSH_STATES", "Span", "parse_span", "parse_target", "router", "span_choices"]
+__all__ = ["PUSH_STATES", "Span", "capabilities_of", "parse_span", "parse_target", "router",
+           "span_choices"]

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, SessionDep, SettingsDep
 from api.web import guard
+from api.web.goals import capabilities_of
 from api.web.i18n import NOTHING, Formats, text
 from api.web.render import PageRoute, error_page, language, redirect, render
 from core import apikeys
@@ -128,9 +129,19 @@ def _connections(session: Session, when: When, lang: str) -> list[ConnectionLine
             when.fmt.number(records) if records is not None else NOTHING,
             next_text, c.last_error or (run.error if run and run.error else "") or "",
             h, when(h.last_received_at),
-            when(h.channel_expires_at) if h.channels else text(lang, "ops.no_channels"),
+            _channels(h, c.provider, when, lang),
             h.last_rejection or ""))
     return out
+
+
+def _channels(health: WebhookHealth, provider: str, when: When, lang: str) -> str:
+    """The first expiry of the connection's notification channels; "no channel yet" when
+    its connector subscribes to channels but has none; "–" when it has no such thing."""
+    if health.channels:
+        return when(health.channel_expires_at)
+    if "channels" in capabilities_of(provider):
+        return text(lang, "ops.no_channels")
+    return NOTHING
 
 
 def _runs(session: Session, when: When) -> list[RunLine]:
