@@ -144,6 +144,20 @@ class Cell:
 
 
 @dataclass
+class Other:
+    """A goal of the row's person inside the span that is not a month's (a quarter's)."""
+
+    goal_id: int
+    period: str
+    target: str
+    attainment: str
+
+    @property
+    def field(self) -> str:
+        return f"del-{self.goal_id}"
+
+
+@dataclass
 class Row:
     person_id: int
     label: str
@@ -152,6 +166,7 @@ class Row:
     total: str = ""
     split_value: str = ""
     split_error: str = ""
+    others: list[Other] = field(default_factory=list)
 
 
 @dataclass
@@ -183,18 +198,38 @@ def _people(session: Session, signed: SignedIn) -> list[dict[str, Any]]:
                                        (p["name"] or p["email"] or "").lower(), p["id"]))
 
 
+@dataclass
+class SpanGoals:
+    """The people's goals inside a span, in the goals API's shape: monthly ones by
+    (person, month), the others (a quarter's, a custom period's) by person."""
+
+    monthly: dict[tuple[int, date], dict[str, Any]]
+    others: dict[int, list[dict[str, Any]]]
+
+    def all(self) -> list[dict[str, Any]]:
+        return [*self.monthly.values(), *(g for gs in self.others.values() for g in gs)]
+
+
+def _monthly(row: dict[str, Any]) -> bool:
+    return bool(row["period_start"].day == 1
+                and row["period_end"] == _month_end(row["period_start"]))
+
+
 def _goals(session: Session, settings: Settings, signed: SignedIn, span: Span,
-           metric: str) -> dict[tuple[int, date], dict[str, Any]]:
-    """(person, month) -> the goal row (goals API's shape) of each monthly goal in the
-    span."""
+           metric: str) -> SpanGoals:
+    """The goals of people (not company-wide ones) whose period lies inside the span, as
+    the leaderboard of the span counts them."""
     listing = goals.goals_listing(metric=GoalMetric(metric), start=span.start, end=span.end,
                                   people=signed.viewer.people)
     found = [r for r in (listing.to_row(x) for x in session.execute(
-                 listing.stmt.order_by(listing.key)))
-             if r["person_id"] is not None and r["period_start"].day == 1
-             and r["period_end"] == _month_end(r["period_start"])]
-    return {(r["person_id"], r["period_start"]): r
-            for r in goals.goal_rows(session, found, settings)}
+                 listing.stmt.order_by(listing.key))) if r["person_id"] is not None]
+    out = SpanGoals({}, {})
+    for row in goals.goal_rows(session, found, settings):
+        if _monthly(row):
+            out.monthly[(row["person_id"], row["period_start"])] = row
+        else:
+            out.others.setdefault(row["person_id"], []).append(row)
+    return out
 
 
 def _target_text(value: Decimal, metric: str) -> str:
@@ -202,10 +237,10 @@ def _target_text(value: Decimal, metric: str) -> str:
 
 
 def _grid(session: Session, settings: Settings, signed: SignedIn, span: Span, metric: str,
-          fmt: Formats, typed: dict[str, str] | None = None) -> tuple[list[Row], dict[
-              tuple[int, date], dict[str, Any]]]:
+          fmt: Formats, typed: dict[str, str] | None = None) -> tuple[list[Row], SpanGoals]:
     """The grid's rows: stored targets, or what was typed (`typed`: field -> text)."""
-    stored = _goals(session, settings, signed, span, metric)
+    found = _goals(session, settings, signed, span, metric)
+    stored = found.monthly
     currency = reporting_currency(session, settings) if metric == GoalMetric.BOOKINGS else None
     rows = []
     for person in _people(session, signed):
@@ -221,13 +256,18 @@ def _grid(session: Session, settings: Settings, signed: SignedIn, span: Span, me
                 cell.actual = _amount(goal["actual"], metric, currency, fmt)
                 cell.attainment = fmt.percent(goal["attainment"])
             cells.append(cell)
-        targets = [goals_value for goals_value in (stored.get((pid, m)) for m in span.months)
-                   if goals_value]
+        targets = [g for g in (stored.get((pid, m)) for m in span.months) if g]
+        targets += found.others.get(pid, [])
         total = sum((g["target"] for g in targets), Decimal(0))
         label = person["name"] or person["email"] or f"#{pid}"
         rows.append(Row(pid, label, person["team"], cells,
-                        _amount(total, metric, currency, fmt) if targets else ""))
-    return rows, stored
+                        _amount(total, metric, currency, fmt) if targets else "",
+                        others=[Other(int(g["id"]), fmt.range(g["period_start"],
+                                                              g["period_end"]),
+                                      _amount(g["target"], metric, currency, fmt),
+                                      fmt.percent(g["attainment"]))
+                                for g in found.others.get(pid, [])]))
+    return rows, found
 
 
 def _amount(value: Any, metric: str, currency: str | None, fmt: Formats) -> str:
@@ -236,8 +276,8 @@ def _amount(value: Any, metric: str, currency: str | None, fmt: Formats) -> str:
     return fmt.number(value)
 
 
-def _push_lines(session: Session, stored: dict[tuple[int, date], dict[str, Any]],
-                rows: Sequence[Row], metric: str, fmt: Formats,
+def _push_lines(session: Session, found: SpanGoals, rows: Sequence[Row], metric: str,
+                fmt: Formats,
                 currency: str | None) -> tuple[list[Connection], list[PushLine]]:
     """Each goal of the grid by each connection: pushed, pending (never pushed, or changed
     since), failed (why), skipped (why) or unsupported (the CRM takes no goals)."""
@@ -246,10 +286,13 @@ def _push_lines(session: Session, stored: dict[tuple[int, date], dict[str, Any]]
     takes = {c.id: "goals" in capabilities_of(c.provider) for c in connections}
     labels = {r.person_id: r.label for r in rows}
     lines = []
-    for (pid, month), goal in sorted(stored.items(), key=lambda kv: (labels.get(kv[0][0], ""),
-                                                                     kv[0][1])):
+    for goal in sorted(found.all(), key=lambda g: (labels.get(g["person_id"], ""),
+                                                   g["period_start"], g["period_end"])):
+        pid, month = goal["person_id"], goal["period_start"]
+        period = month_label(month, fmt) if _monthly(goal) else fmt.range(
+            goal["period_start"], goal["period_end"])
         pushes = {p["connection_id"]: p for p in goal["push"]}
-        line = PushLine(labels.get(pid, f"#{pid}"), month, month_label(month, fmt),
+        line = PushLine(labels.get(pid, f"#{pid}"), month, period,
                         _amount(goal["target"], metric, currency, fmt))
         for connection in connections:
             push = pushes.get(connection.id)
@@ -432,15 +475,22 @@ def _save(request: Request, session: Session, settings: Settings,
     people = [int(p["id"]) for p in _people(session, signed)]
     cells = {cell_name(pid, m): (pid, m) for pid in people for m in span.months}
     typed = {name: fields[name].strip() for name in cells if name in fields}
-    strange = [k for k in fields if k.startswith(("g-", "split-")) and k not in cells
-               and k.removeprefix("split-") not in {str(p) for p in people}]
-    if strange:  # a person the user may not see, or a month outside the span
+    found = _goals(session, settings, signed, span, metric)
+    removable = {f"del-{g['id']}": int(g["id"]) for gs in found.others.values() for g in gs
+                 if g["person_id"] in people}
+    allowed = {*cells, *(f"split-{p}" for p in people), *removable}
+    strange = [k for k in fields if k.startswith(("g-", "split-", "del-")) and k not in allowed]
+    if strange:  # a person or goal the user may not see, or a month outside the span
         return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
                           signed=signed)
     if fields.get("action") == "split":
         return _split(request, session, settings, signed, span, metric, typed, fields, people)
     errors, changed = _apply(session, settings, signed, lang, metric, typed, cells,
-                             _goals(session, settings, signed, span, metric))
+                             found.monthly)
+    for name, goal_id in removable.items():  # the other goals ticked to be deleted
+        if fields.get(name) == "1":
+            goals.delete_goal(session, goal_id, people=signed.viewer.people)
+            changed += 1
     if errors:
         session.rollback()
         return _page(request, session, settings, signed, span, metric, status=422,

@@ -134,10 +134,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "goals.metric.deals_won": "Deals won",
         "goals.heading": "Goals for {metric}: {span}",
         "goals.help": "One goal per rep and month. Type a target, clear a cell to remove "
-                      "its goal, then save. Nothing is saved while any cell is wrong.",
+                      "its goal, then save. Nothing is saved while any cell is wrong. The "
+                      "leaderboard adds up every goal inside its period: a quarter's goal "
+                      "and monthly goals count together.",
         "goals.read_only_hint": "Your goals, read only. Your manager sets them.",
         "goals.caption": "Monthly goals per rep, with what is booked so far and attainment",
         "goals.total": "Total",
+        "goals.others": "Other goals in the period",
+        "goals.delete": "delete",
         "goals.split_total": "Total to split",
         "goals.cell_label": "Goal of {name} for {month}",
         "goals.split_label": "Total of {name} to split into months",
@@ -373,10 +377,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "goals.metric.deals_won": "赢单数",
         "goals.heading": "{metric}目标：{span}",
         "goals.help": "每位销售每月一个目标。输入目标值，清空单元格即删除该目标，然后保存。"
-                      "只要有一个单元格有误，就不会保存任何内容。",
+                      "只要有一个单元格有误，就不会保存任何内容。排行榜会累加期间内的所有目标："
+                      "季度目标与月度目标一并计算。",
         "goals.read_only_hint": "您的目标（只读），由您的经理设置。",
         "goals.caption": "各销售的月度目标，以及目前的成交额和达成率",
         "goals.total": "合计",
+        "goals.others": "期间内的其他目标",
+        "goals.delete": "删除",
         "goals.split_total": "待拆分总额",
         "goals.cell_label": "{name}在{month}的目标",
         "goals.split_label": "{name}待拆分到各月的总额",

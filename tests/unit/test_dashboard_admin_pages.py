@@ -343,3 +343,30 @@ async def test_the_pages_speak_chinese(site: Site) -> None:
     assert "成交额目标" in goals.text and "2025年1月" in goals.text
     ops = await site.page("/operations")
     assert "API 密钥" in ops.text and "立即同步" in ops.text
+
+
+async def test_a_quarter_goal_shows_beside_the_months_and_can_be_deleted(manager: Any) -> None:
+    """The leaderboard adds every goal inside its period: the grid shows a quarter's goal
+    too (in the total), and ticking it deletes it on save."""
+    site, csrf, ann = manager
+    made = await site.client.post("/api/v1/goals", headers={"X-CSRF-Token": csrf}, json={
+        "person_id": ann, "metric": "bookings", "period_start": "2025-01-01",
+        "period_end": "2025-03-31", "target": 9000})
+    assert made.status_code == 201, made.text
+    goal_id = made.json()["id"]
+    await save(site, csrf, {cell(ann, "2025-01"): "1000"})
+    page = await site.page("/goals", span=Q1)
+    other = re.search(rf'<span class="other" data-goal="{goal_id}">(.*?)</span>', page.text,
+                      re.S)
+    assert other is not None and "$9,000.00" in other.group(1)
+    total = re.search(rf'data-person="{ann}".*?<td class="num total">(.*?)</td>', page.text,
+                      re.S)
+    assert total is not None and total.group(1) == "$10,000.00"
+    board = board_rows((await site.page("/leaderboard", period="custom", start="2025-01-01",
+                                        end="2025-03-31")).text)
+    assert board["Ann Lee"]["goal"] == "$10,000.00"
+    answer = await save(site, csrf, {f"del-{goal_id}": "1"})
+    assert answer.headers["location"].endswith("saved=1")
+    assert goals_of(site.engine) == {(ann, "2025-01"): Decimal("1000.00")}
+    forged = await save(site, csrf, {"del-999999": "1"})
+    assert forged.status_code == 404
