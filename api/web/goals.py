@@ -426,6 +426,24 @@ def _may_change(request: Request, signed: SignedIn | None, csrf: str) -> Respons
     return None
 
 
+Editing = tuple[SignedIn, Span, str]
+
+
+def _editing(request: Request, settings: Settings, csrf: str, span: str,
+             metric: str) -> Editing | Response:
+    """The signed-in manager or admin of a goals form (with its CSRF token) and the span
+    and metric it is about, or the page that says no."""
+    signed = guard.current(request)
+    refused = _may_change(request, signed, csrf)
+    if refused is not None:
+        return refused
+    assert signed is not None
+    chosen = _chosen(request, signed, settings, span, metric)
+    if isinstance(chosen, Response):
+        return chosen
+    return signed, *chosen
+
+
 def parse_target(value: str) -> Decimal | None:
     """A typed target: digits with an optional decimal point; thousands separators (",",
     spaces) allowed. None when it is not a number."""
@@ -462,15 +480,11 @@ async def save_goals(request: Request, session: SessionDep, settings: SettingsDe
 
 def _save(request: Request, session: Session, settings: Settings,
           fields: dict[str, str]) -> Response:
-    signed = guard.current(request)
-    refused = _may_change(request, signed, fields.get(guard.CSRF_FIELD, ""))
-    if refused is not None:
-        return refused
-    assert signed is not None
-    chosen = _chosen(request, signed, settings, fields.get("span", ""), fields.get("metric", ""))
-    if isinstance(chosen, Response):
-        return chosen
-    span, metric = chosen
+    editing = _editing(request, settings, fields.get(guard.CSRF_FIELD, ""),
+                       fields.get("span", ""), fields.get("metric", ""))
+    if isinstance(editing, Response):
+        return editing
+    signed, span, metric = editing
     lang = language(request)
     people = [int(p["id"]) for p in _people(session, signed)]
     cells = {cell_name(pid, m): (pid, m) for pid in people for m in span.months}
@@ -587,20 +601,16 @@ async def import_sheet(request: Request, session: SessionDep, settings: Settings
                        metric: FormText = "") -> Response:
     """Import a CSV/xlsx sheet with core.goals.import_goals (as `crmsync goals import` and
     POST /api/v1/goals/import): all rows or none; every bad row shown by its line."""
-    signed = guard.current(request)
-    refused = _may_change(request, signed, csrf)
-    if refused is not None:
-        return refused
-    assert signed is not None
-    chosen = _chosen(request, signed, settings, span, metric)
-    if isinstance(chosen, Response):
-        return chosen
+    editing = await run_in_threadpool(_editing, request, settings, csrf, span, metric)
+    if isinstance(editing, Response):
+        return editing
     raw = await file.read(MAX_IMPORT_BYTES + 1) if file is not None else b""
-    return await run_in_threadpool(_import, request, session, settings, signed, chosen, raw)
+    return await run_in_threadpool(_import, request, session, settings, editing, raw)
 
 
-def _import(request: Request, session: Session, settings: Settings, signed: SignedIn,
-            chosen: tuple[Span, str], raw: bytes) -> Response:
+def _import(request: Request, session: Session, settings: Settings, editing: Editing,
+            raw: bytes) -> Response:
+    signed, chosen = editing[0], editing[1:]
     lang = language(request)
     problem = ""
     if not raw:
@@ -632,14 +642,10 @@ async def push_goals(request: Request, session: SessionDep, settings: SettingsDe
                      metric: FormText = "") -> Response:
     """Push to every CRM: the job POST /api/v1/goals/push enqueues, limited to the user's
     people (a manager: their teams' goals)."""
-    signed = guard.current(request)
-    refused = _may_change(request, signed, csrf)
-    if refused is not None:
-        return refused
-    assert signed is not None
-    chosen = _chosen(request, signed, settings, span, metric)
-    if isinstance(chosen, Response):
-        return chosen
+    editing = await run_in_threadpool(_editing, request, settings, csrf, span, metric)
+    if isinstance(editing, Response):
+        return editing
+    signed, chosen = editing[0], editing[1:]
     jobs: JobQueue = request.app.state.jobs
     try:
         result = await jobs.enqueue_push_goals(None, signed.viewer.people)
