@@ -193,18 +193,19 @@ MAX_REASON = 500
 
 
 def record_rejection(session: Session, *, connection_id: int, status: int, reason: str,
-                     now: datetime | None = None) -> None:
-    """Count a refused callback of a connection (not verified, a replay) in its UTC hour."""
+                     count: int = 1, now: datetime | None = None) -> None:
+    """Count `count` refused callbacks of a connection (not verified, replays) in the
+    current UTC hour, the last with `status` and `reason`."""
     now = now or utcnow()
     hour = now.replace(minute=0, second=0, microsecond=0)
     table = table_of(WebhookRejection)
     dialect = session.get_bind().dialect.name
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
     values = {"last_status": status, "last_reason": reason[:MAX_REASON], "last_at": now}
-    stmt = insert.values(connection_id=connection_id, hour=hour, count=1, **values)
+    stmt = insert.values(connection_id=connection_id, hour=hour, count=count, **values)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["connection_id", "hour"],
-        set_={"count": table.c.count + 1, **values}))
+        set_={"count": table.c.count + count, **values}))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ and processed by a job.
 """
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from math import ceil
@@ -35,6 +36,8 @@ KNOWN_TTL = 10.0  # seconds a connection's channels and secrets are cached for v
 RELOAD_EVERY = 1.0  # seconds: a connection's secrets are read and decrypted at most this often
 MAX_CACHED = 10_000  # connections (and unknown ids) cached per API process
 WRITE_BATCH = 500  # events of concurrent callbacks stored in one transaction
+REJECTIONS_EVERY = 1.0  # seconds between writes of the refused callbacks' counts
+log = logging.getLogger("crmsync.webhooks")
 
 
 @router.post(
@@ -57,13 +60,13 @@ async def receive_webhook(provider: str, connection_id: Id, request: Request) ->
     try:
         intake = await _verify(state, provider, connection_id, wire)
     except _Refused as exc:
-        await run_in_threadpool(_count_rejection, state, connection_id, exc.error)
+        _rejections(state).count(connection_id, exc.error)
         raise exc.error from None
     if intake.delivery is None:
         await _writer(state).store(connection_id, provider, intake.events)
     elif not await run_in_threadpool(_store_delivery, state, connection_id, provider, intake):
         replay = ApiError(409, "this callback was received before (a replay); nothing was stored")
-        await run_in_threadpool(_count_rejection, state, connection_id, replay)
+        _rejections(state).count(connection_id, replay)
         raise replay
     jobs: JobQueue = state.jobs
     await jobs.enqueue_webhooks(connection_id)
@@ -130,15 +133,46 @@ class _Refused(Exception):
         self.error = error
 
 
-def _count_rejection(state: Any, connection_id: int, error: ApiError) -> None:
-    """Count the refusal for the Operations page (core.webhooks.record_rejection); a
-    connection deleted meanwhile has nothing to count on."""
-    try:
-        with session_scope(state.engine) as session:
-            webhooks.record_rejection(session, connection_id=connection_id,
-                                      status=error.status_code, reason=str(error.detail))
-    except IntegrityError:
-        pass
+class _Rejections:
+    """Refused callbacks counted for the Operations page (core.webhooks.record_rejection):
+    in memory, written at once and then at most every REJECTIONS_EVERY seconds, so a storm
+    of forged callbacks costs a write a second, not one each."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.pending: dict[int, tuple[int, int, str]] = {}  # id -> count, status, reason
+        self.task: asyncio.Task[None] | None = None
+
+    def count(self, connection_id: int, error: ApiError) -> None:
+        count = self.pending.get(connection_id, (0, 0, ""))[0] + 1
+        self.pending[connection_id] = (count, error.status_code, str(error.detail))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, {}
+            await run_in_threadpool(self._write, batch)
+            await asyncio.sleep(REJECTIONS_EVERY)
+
+    def _write(self, batch: dict[int, tuple[int, int, str]]) -> None:
+        for connection_id, (count, status, reason) in batch.items():
+            try:
+                with session_scope(self.state.engine) as session:
+                    webhooks.record_rejection(session, connection_id=connection_id,
+                                              status=status, reason=reason, count=count)
+            except IntegrityError:  # the connection was deleted meanwhile
+                continue
+            except Exception:  # counting must not break the intake
+                log.exception("could not count refused callbacks of connection %s",
+                              connection_id)
+
+
+def _rejections(state: Any) -> _Rejections:
+    counter: _Rejections | None = getattr(state, "webhook_rejections", None)
+    if counter is None:
+        counter = state.webhook_rejections = _Rejections(state)
+    return counter
 
 
 async def _known(state: Any, connection_id: int, newer_than: "_Known | None" = None) -> "_Known":
