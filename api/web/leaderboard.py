@@ -15,6 +15,7 @@ from sqlmodel import Session
 from api.deps import SessionDep, SettingsDep
 from api.listing import MAX_ID, decode_cursor, encode_cursor
 from api.web import guard
+from api.web.focus import deal_links
 from api.web.i18n import Formats, text
 from api.web.render import PageRoute, error_page, language, render
 from core.accounts import Role, SignedIn
@@ -294,7 +295,8 @@ def deals(
         "period": CUSTOM, "start": query["start"], "end": query["end"]}
     return render(
         request, "deals.html", signed=signed, nav="leaderboard", rows=rows,
-        connections=connections, metric=metric, who=who, start=dates[0], end=dates[1],
+        connections=connections, links=deal_links(session, rows), metric=metric, who=who,
+        start=dates[0], end=dates[1],
         first_href=("/leaderboard/deals?" + urlencode(query)) if after is not None else None,
         next_href=("/leaderboard/deals?" + urlencode(
             {**query, "cursor": encode_cursor(next_after)})) if next_after else None,
