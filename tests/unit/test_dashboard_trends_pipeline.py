@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from core.config import Settings
 from core.db import session_scope
 from core.goals.targets import GoalInput, create_goal
 from tests.unit.test_dashboard_pages import (
@@ -24,14 +25,14 @@ from tests.unit.test_dashboard_pages import (
     person_id,
     site_on,
 )
-from tests.unit.test_dashboard_pages import store as store  # noqa: F401  (the fixture)
+from tests.unit.test_dashboard_pages import store as store  # the fixture
 
 YEAR = {"period": "custom", "start": "2025-01-01", "end": "2025-12-31"}
 NOTHING = "–"
 
 
 @pytest.fixture
-async def site(store: Engine) -> AsyncIterator[Site]:  # noqa: F811
+async def site(store: Engine) -> AsyncIterator[Site]:
     with session_scope(store) as session:
         settings = _settings(store)
         create_goal(session, GoalInput("ann@example.com", "bookings", date(2025, 1, 1),
@@ -44,9 +45,7 @@ async def site(store: Engine) -> AsyncIterator[Site]:  # noqa: F811
         yield running
 
 
-def _settings(engine: Engine) -> Any:
-    from core.config import Settings
-
+def _settings(engine: Engine) -> Settings:
     return Settings(database_url=engine.url.render_as_string(hide_password=False),
                     timezone="UTC")
 
