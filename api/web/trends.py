@@ -32,6 +32,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 INTERVALS = (Interval.MONTH, Interval.QUARTER)
 DEFAULT_PERIOD = Preset.THIS_YEAR
+DEFAULT_INTERVAL = Interval.QUARTER  # goals are mostly set per quarter: they show at once
 # the charts' drawing area (SVG user units; the SVG scales to the page's width)
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 220, 64, 8, 10, 26
 
@@ -180,7 +181,7 @@ def trends(
         return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
                           signed=signed)
     chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
-    step = interval or Interval.MONTH
+    step = interval or DEFAULT_INTERVAL
     form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end, "interval": step,
             "show": focus.choice.value, "cumulative": bool(cumulative)}
     page: dict[str, Any] = {"form": form, "choices": PERIOD_CHOICES, "period": chosen,

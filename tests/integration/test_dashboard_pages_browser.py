@@ -58,13 +58,13 @@ def trend_rows(page: Page) -> list[dict[str, str]]:
 
 
 def check_trends(dashboard: Dashboard, page: Page, *, group: tuple[str, Any] | None = None,
-                 ) -> list[dict[str, str]]:
-    """The Trends table (this year by month) against /metrics/timeseries (bookings, win
-    rate) and each period's goal against /metrics/summary."""
+                 interval: str = "quarter") -> list[dict[str, str]]:
+    """The Trends table (this year, by quarter unless said) against /metrics/timeseries
+    (bookings, win rate) and each period's goal against /metrics/summary."""
     start, end = this_year(dashboard)
     by = {} if group is None else {"group_by": "team" if group[0] == "team" else "owner"}
     rows = trend_rows(page)
-    series = {m: [r for r in api(dashboard, "timeseries", metric=m, interval="month",
+    series = {m: [r for r in api(dashboard, "timeseries", metric=m, interval=interval,
                                  start=start, end=end, **by)["data"]
                   if group is None or r[group[0]] == group[1]]
               for m in ("bookings", "win_rate")}
@@ -119,10 +119,15 @@ def test_a_manager_reads_trends_and_pipeline_against_the_api(dashboard, browser)
     page.click("nav a[href='/trends']")
     page.wait_for_url(re.compile(r"/trends$"))
     assert page.locator("h1").inner_text().startswith("Trends of Everyone: ")
-    rows = check_trends(dashboard, page)
-    assert len(rows) == 12 and page.locator("svg.bookings-chart rect.bookings").count() == 12
-    assert any(r["goal"] != NOTHING for r in rows)  # the demo's goals of this quarter
+    rows = check_trends(dashboard, page)  # by quarter: the demo's goals are this quarter's
+    assert len(rows) == 4 and page.locator("svg.bookings-chart rect.bookings").count() == 4
+    assert any(r["goal"] != NOTHING for r in rows)
+    assert page.locator("svg.bookings-chart line.goal").count() >= 1
     shoot(page, "trends-en")
+    page.select_option("#interval", "month")
+    page.click("form.period button[type=submit]")
+    page.wait_for_url(re.compile(r"interval=month"))
+    assert len(check_trends(dashboard, page, interval="month")) == 12
     # one team, chosen in the form
     team = next(r["team"] for r in api(dashboard, "summary", start=dashboard.start,
                                        end=dashboard.end, group_by="team")["data"]
@@ -131,7 +136,7 @@ def test_a_manager_reads_trends_and_pipeline_against_the_api(dashboard, browser)
     page.click("form.period button[type=submit]")
     page.wait_for_url(re.compile(r"show=team"))
     assert page.locator("h1").inner_text().startswith(f"Trends of Team {team}: ")
-    check_trends(dashboard, page, group=("team", team))
+    check_trends(dashboard, page, group=("team", team), interval="month")
     page.check("input[name=cumulative]")
     page.click("form.period button[type=submit]")
     page.wait_for_url(re.compile(r"cumulative=1"))
@@ -190,7 +195,8 @@ def test_both_pages_in_chinese(dashboard, browser):
                         page.locator("h1").inner_text())
     assert page.locator("table.trends thead th").all_inner_texts() == [
         "期间", "成交额", "目标", "达成率", "赢单率", "累计成交额", "累计目标", "累计达成率"]
-    assert re.fullmatch(r"\d{4}年1月", page.locator("table.trends tbody th").first.inner_text())
+    assert re.fullmatch(r"\d{4}年第1季度",
+                        page.locator("table.trends tbody th").first.inner_text())
     check_trends(dashboard, page)
     shoot(page, "trends-zh")
     page.click("nav a[href='/pipeline']")
