@@ -26,7 +26,7 @@ from core.metrics.definitions import (
     GroupBy,
     drill_down,
     sort_rows,
-    summary,
+    summaries,
     validate_range,
 )
 from core.metrics.periods import PRESETS, Preset, preset_range, today
@@ -170,8 +170,11 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
     viewer = signed.viewer
     span = {"start": period.start.isoformat(), "end": period.end.isoformat(),
             **({"period": period.choice} if period.choice != CUSTOM else {})}
-    owners = summary(session, start=period.start, end=period.end, group_by=GroupBy.OWNER,
-                     settings=settings, people=viewer.people)
+    # reps and teams from one pass over the numbers (core.metrics.definitions.summaries)
+    answers = summaries(session, start=period.start, end=period.end,
+                        group_bys=(GroupBy.OWNER, GroupBy.TEAM), settings=settings,
+                        people=viewer.people)
+    owners = answers[GroupBy.OWNER]
     currency = owners["currency"]
     lang = fmt.lang
 
@@ -185,8 +188,7 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
     team_of = teams(session, (r["person_id"] for r in people_rows))
     lines: list[Line] = []
     if viewer.role != Role.REP and any(team_of.values()):
-        by_team = summary(session, start=period.start, end=period.end, group_by=GroupBy.TEAM,
-                          settings=settings, people=viewer.people)
+        by_team = answers[GroupBy.TEAM]
         team_sort = sort.replace(NAME, "team")
         for row in sort_rows(by_team["data"], team_sort, GroupBy.TEAM):
             name = row["team"]

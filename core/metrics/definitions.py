@@ -6,7 +6,7 @@ at the end: amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import date
 from enum import StrEnum
@@ -131,46 +131,74 @@ def summary(
     Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     Raises ValueError for bad parameters and currency.CurrencyError for a missing rate.
     """
-    validate(start, end, group_by)
+    return summaries(session, start=start, end=end, group_bys=(group_by,),
+                     connection_id=connection_id, settings=settings, people=people)[group_by]
+
+
+def summaries(
+    session: Session, *, start: date, end: date, group_bys: Sequence[GroupBy],
+    connection_id: int | None = None, settings: Settings,
+    people: Collection[int] | None = None,
+) -> dict[GroupBy, dict[str, Any]]:
+    """summary() for each of `group_bys` at once (group_by -> its answer). Owner and team
+    rows are both sums per person: their queries run once for both (the leaderboard shows
+    reps and team subtotals)."""
+    for group_by in group_bys:
+        validate(start, end, group_by)
     read_zone(session, settings.timezone)
     conv = converter(session, settings)
+    scope = agg.scope(session, start, end, connection_id, people=people)
+    targets = goal_targets(session, start=start, end=end,  # core.goals: bookings goals
+                           people=scope.people)
+    parts: dict[GroupBy, tuple[dict[Any, agg.Acc], dict[Any, str | None]]] = {}
+    out = {}
+    for group_by in group_bys:
+        kind = GroupBy.OWNER if group_by in (GroupBy.OWNER, GroupBy.TEAM) else group_by
+        if kind not in parts:
+            parts[kind] = _ingredients(session, kind, scope, targets, connection_id)
+        accs, names = parts[kind]
+        total = agg.Acc()
+        for acc in accs.values():
+            total.add(acc)
+        total_row = agg.finish(total, conv, targets.total())
+        if group_by == GroupBy.NONE:
+            data = [dict(total_row)]
+        elif group_by == GroupBy.OWNER:
+            owners = agg.owner_columns(session, list(accs), names)
+            data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
+                    for key in agg.owner_order(owners)]
+        elif group_by == GroupBy.TEAM:
+            data = _team_rows(session, accs, conv, targets)
+        else:
+            data = [{"connection_id": key, "connection_name": names.get(key)}
+                    | agg.finish(accs[key], conv, targets.row(group_by, key))
+                    for key in sorted(accs, key=lambda k: (k is None, k))]
+        out[group_by] = {"start": start, "end": end, "currency": conv.reporting,
+                         "group_by": group_by, "data": data, "total": total_row}
+    return out
+
+
+def _ingredients(session: Session, kind: GroupBy, scope: agg.Scope, targets: GoalTargets,
+                 connection_id: int | None,
+                 ) -> tuple[dict[Any, agg.Acc], dict[Any, str | None]]:
+    """The exact ingredients of every row keyed by `kind` (owner: per person, with a row
+    for every owner with a goal and every active rep), and the names on the records."""
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
-    scope = agg.scope(session, start, end, connection_id, people=people)
-    by_person = group_by in (GroupBy.OWNER, GroupBy.TEAM)
 
     def keys(table: Table) -> list[Label[Any]]:
-        return agg.group_key(GroupBy.OWNER if by_person else group_by, table)
+        return agg.group_key(kind, table)
 
     agg.closed_deals(session, keys, scope, accs, names)
     agg.open_deals(session, keys, scope, accs, names)
     agg.new_accounts(session, keys, scope, accs, names)
-    targets = goal_targets(session, start=start, end=end,  # core.goals: bookings goals
-                           people=scope.people)
-    if by_person:
+    if kind == GroupBy.OWNER:
         for owner in targets.by_owner:
             accs.setdefault(owner, agg.Acc())  # an owner with a goal in the period has a row
         agg.reps(session, connection_id, accs, scope.people)
-    elif group_by == GroupBy.CONNECTION:
+    elif kind == GroupBy.CONNECTION:
         agg.connection_rows(session, connection_id, accs, names)
-    total = agg.Acc()
-    for acc in accs.values():
-        total.add(acc)
-    total_row = agg.finish(total, conv, targets.total())
-    if group_by == GroupBy.NONE:
-        data = [dict(total_row)]
-    elif group_by == GroupBy.OWNER:
-        owners = agg.owner_columns(session, list(accs), names)
-        data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
-                for key in agg.owner_order(owners)]
-    elif group_by == GroupBy.TEAM:
-        data = _team_rows(session, accs, conv, targets)
-    else:
-        data = [{"connection_id": key, "connection_name": names.get(key)}
-                | agg.finish(accs[key], conv, targets.row(group_by, key))
-                for key in sorted(accs, key=lambda k: (k is None, k))]
-    return {"start": start, "end": end, "currency": conv.reporting, "group_by": group_by,
-            "data": data, "total": total_row}
+    return accs, names
 
 
 def _team_rows(session: Session, accs: dict[Any, agg.Acc], conv: Converter,
