@@ -148,7 +148,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "trends.how": "The first and last periods count only the days inside the range. A "
                       "period's goal is the sum of the goals that lie inside it: a quarter's "
                       "goal shows in the quarter, not in its months. \"So far\" adds up the "
-                      "rows from the first one down.",
+                      "rows from the first one down; attainment so far is shown while every "
+                      "period so far has a goal.",
         "pipeline.title": "Pipeline",
         "pipeline.heading": "Pipeline of {who}",
         "pipeline.forecast_heading": "Forecast against the goal, {range}",
@@ -284,7 +285,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "trends.total_goal": "累计目标",
         "trends.total_attainment": "累计达成率",
         "trends.how": "第一期和最后一期只计算范围内的日期。每期的目标是完全落在该期内的目标之和："
-                      "季度目标显示在季度中，而不在其各月中。“累计”从第一行起逐行相加。",
+                      "季度目标显示在季度中，而不在其各月中。“累计”从第一行起逐行相加；"
+                      "只有当此前每一期都有目标时才显示累计达成率。",
         "pipeline.title": "商机管道",
         "pipeline.heading": "{who}的商机管道",
         "pipeline.forecast_heading": "预测与目标对比，{range}",

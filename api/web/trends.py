@@ -71,7 +71,7 @@ def series_rows(session: Session, settings: Settings, focus: Focus, period: Peri
     bookings = timeseries(session, metric=SeriesMetric.BOOKINGS, **common)
     win_rate = timeseries(session, metric=SeriesMetric.WIN_RATE, **common)
     rows: list[Row] = []
-    running, running_goal = Decimal(0), None
+    running, running_goal, every_goal = Decimal(0), None, True
     for money, rate in zip(bookings["data"], win_rate["data"], strict=True):
         first, last = money["period_start"], money["period_end"]
         goal = goal_targets(session, start=max(first, period.start),
@@ -80,10 +80,12 @@ def series_rows(session: Session, settings: Settings, focus: Focus, period: Peri
         running += money["value"]
         if goal is not None:
             running_goal = (running_goal or Decimal(0)) + goal
+        every_goal = every_goal and goal is not None  # else "so far" compares unlike things
         rows.append(Row(first, last,
                         period_label(first, interval, fmt, settings.fiscal_year_start_month),
                         money["value"], goal, attainment(money["value"], goal), rate["value"],
-                        running, running_goal, attainment(running, running_goal)))
+                        running, running_goal,
+                        attainment(running, running_goal) if every_goal else None))
     return rows, bookings["currency"]
 
 

@@ -128,6 +128,10 @@ async def test_a_manager_reads_everyones_trends_by_month_and_quarter(site):
     rows = table_rows(cumulative.text)
     assert [r["total_goal"] for r in rows] == ["$50,000.00", "$140,000.00", "$140,000.00",
                                                "$140,000.00"]
+    # attainment so far while every period so far has a goal (Q3 has none)
+    assert [r["total_attainment"] != NOTHING for r in rows] == [True, True, False, False]
+    assert rows[1]["total_attainment"] == percent_text(rows[1], "total_bookings",
+                                                       "total_goal")
     assert "Bookings and goal, cumulative since the first period" in cumulative.text
 
 
