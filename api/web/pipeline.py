@@ -72,14 +72,18 @@ def forecast(session: Session, settings: Settings, focus: Focus,
     summary's total for the chosen people), and the bar that draws them."""
     total = summary(session, start=period.start, end=period.end, group_by=GroupBy.NONE,
                     settings=settings, people=focus.people)["total"]
-    goal = total["goal"]
-    parts = [total["bookings"], total["weighted_pipeline"], goal or Decimal(0)]
-    scale = FORECAST_WIDTH / float(max(max(parts), Decimal(1)))
-    return {"total": total, "coverage": attainment(total["forecast"], goal),
-            "bar": {"width": FORECAST_WIDTH,
-                    "booked": round(float(total["bookings"]) * scale, 1),
-                    "weighted": round(float(total["weighted_pipeline"]) * scale, 1),
-                    "goal": None if goal is None else round(float(goal) * scale, 1)}}
+    return {"total": total, "coverage": attainment(total["forecast"], total["goal"]),
+            "bar": forecast_bar(total["bookings"], total["weighted_pipeline"], total["goal"])}
+
+
+def forecast_bar(booked: Decimal, weighted: Decimal, goal: Decimal | None) -> dict[str, Any]:
+    """The forecast bar's lengths in SVG units: bookings, then the weighted pipeline after
+    them, and the goal's mark; the longest of forecast and goal fills the box."""
+    longest = max(booked + weighted, goal or Decimal(0))
+    scale = FORECAST_WIDTH / float(max(longest, Decimal(1)))
+    return {"width": FORECAST_WIDTH, "booked": round(float(booked) * scale, 1),
+            "weighted": round(float(weighted) * scale, 1),
+            "goal": None if goal is None else round(float(goal) * scale, 1)}
 
 
 @router.get("/pipeline")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from api.web.pipeline import FORECAST_WIDTH, forecast_bar
 from core.config import Settings
 from core.db import session_scope
 from core.goals.targets import GoalInput, create_goal
@@ -258,3 +259,12 @@ async def test_both_pages_in_chinese_and_their_bad_parameters(site):
     gone = await site.page("/trends")
     assert (gone.status_code, gone.headers["location"]) == (303, "/login?next=%2Ftrends")
     assert PASSWORD  # the users of the store have it
+
+
+def test_the_forecast_bar_fits_its_box_and_marks_the_goal_in_proportion():
+    bar = forecast_bar(Decimal("836.69"), Decimal("569.80"), Decimal("930"))
+    assert bar["booked"] + bar["weighted"] == pytest.approx(FORECAST_WIDTH, abs=0.2)
+    assert bar["goal"] == pytest.approx(FORECAST_WIDTH * 930 / (836.69 + 569.80), abs=0.1)
+    short = forecast_bar(Decimal("100"), Decimal("50"), Decimal("600"))
+    assert (short["booked"], short["weighted"], short["goal"]) == (100.0, 50.0, 600.0)
+    assert forecast_bar(Decimal(0), Decimal(0), None)["goal"] is None
