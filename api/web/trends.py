@@ -51,6 +51,7 @@ class Row:
     total_bookings: Decimal  # cumulative: this period and the ones before it
     total_goal: Decimal | None
     total_attainment: Decimal | None
+    short: str = ""  # the chart's label: a month without its year (Jan, 1月), else `label`
 
 
 def period_label(first: date, interval: Interval, fmt: Formats, fiscal_start: int) -> str:
@@ -85,7 +86,9 @@ def series_rows(session: Session, settings: Settings, focus: Focus, period: Peri
                         period_label(first, interval, fmt, settings.fiscal_year_start_month),
                         money["value"], goal, attainment(money["value"], goal), rate["value"],
                         running, running_goal,
-                        attainment(running, running_goal) if every_goal else None))
+                        attainment(running, running_goal) if every_goal else None,
+                        format_skeleton("MMM", first, locale=fmt.locale)
+                        if interval == Interval.MONTH else ""))
     return rows, bookings["currency"]
 
 
@@ -134,7 +137,8 @@ def bookings_chart(rows: list[Row], cumulative: bool, fmt: Formats) -> dict[str,
         x = LEFT + i * slot
         y = _y(money, top)
         bars.append(Bar(round(x + slot * 0.2, 1), round(slot * 0.6, 1), y,
-                        round(HEIGHT - BOTTOM - y, 1), row.label, round(x + slot / 2, 1),
+                        round(HEIGHT - BOTTOM - y, 1), row.short or row.label,
+                        round(x + slot / 2, 1),
                         None if goal is None else _y(goal, top)))
     ticks = [Tick(_y(top * k / 4, top), format_compact_decimal(
         top * k / 4, locale=fmt.locale, fraction_digits=1)) for k in range(5)]
@@ -159,7 +163,8 @@ def win_rate_chart(rows: list[Row], fmt: Formats) -> dict[str, Any]:
         points.append(point)
     ticks = [Tick(_y(Decimal(k) / 4, Decimal(1)), fmt.percent(Decimal(k) / 4).replace(
         ".00", "")) for k in range(5)]
-    labels = [(round(LEFT + i * slot + slot / 2, 1), row.label) for i, row in enumerate(rows)]
+    labels = [(round(LEFT + i * slot + slot / 2, 1), row.short or row.label)
+              for i, row in enumerate(rows)]
     return {"lines": [" ".join(f"{x},{y}" for x, y in line) for line in lines if line],
             "points": points, "ticks": ticks, "labels": labels, "width": WIDTH,
             "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "bottom": HEIGHT - BOTTOM}
