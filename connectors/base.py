@@ -14,7 +14,9 @@ loads (connectors/registry.py):
 - goals: `GoalPusher`, writing sales goals into the CRM;
 - sandbox: a `Sandbox` object in the class attribute `sandbox`: a simulated CRM for the
   command line, the demo and the contract suite;
-- commands: `CommandLine`, extra `crmsync <provider> ...` commands (credential helpers).
+- commands: `CommandLine`, extra `crmsync <provider> ...` commands (credential helpers);
+- links: `RecordLinks`, the web address of a deal's record in the CRM (the dashboard's
+  links).
 """
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -169,6 +171,19 @@ class WebhookReceiver(Protocol):
         """The store changes stored events stand for, as (stream, page) pairs: re-read
         records from the CRM (current state) and deletions to tombstone."""
         ...
+
+
+@runtime_checkable
+class RecordLinks(Protocol):
+    """Optional connector capability: where a person opens a deal's record in the CRM's
+    own web app (the dashboard links every deal it lists there).
+
+    Pure, no I/O: built from the connection's validated config and the deal's remote id.
+    None when the CRM documents no such address or the config lacks what it needs (the
+    dashboard then shows no link)."""
+
+    @classmethod
+    def deal_url(cls, config: BaseModel, remote_id: str) -> str | None: ...
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ saying what is missing: we ship them, so a broken one is a bug.
 """
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
@@ -28,6 +28,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "goals": ("push_goals",),
     "sandbox": ("sandbox",),
     "commands": ("command_line",),
+    "links": ("deal_url",),
 }
 """Each capability and the class members that declare it (connectors/base.py): all of
 them, or none."""
@@ -89,7 +90,7 @@ def check_connector(name: str, cls: Any, origin: str = "") -> frozenset[str]:
             else:
                 found.add(capability)
     for method in ("check", "read", "resolve_webhook_events", "subscribe_channel",
-                   "renew_channel", "unsubscribe_channels", "push_goals"):
+                   "renew_channel", "unsubscribe_channels", "push_goals", "deal_url"):
         if hasattr(cls, method) and not callable(getattr(cls, method)):
             problems.append(f"{method} must be a method")
     renew = getattr(cls, "channel_renew_within", None)
@@ -162,6 +163,25 @@ def credential_keys(provider: str) -> frozenset[str]:
     return keys
 
 
+def deal_url(provider: str, config: Mapping[str, Any], remote_id: str) -> str | None:
+    """The web address of a deal's record in its CRM (the `links` capability), or None: a
+    provider that is not installed or declares no links, a config its model refuses, or
+    an answer that is not an http(s) address."""
+    try:
+        cls = get_connector(provider)
+    except UnknownProvider:
+        return None
+    build = getattr(cls, "deal_url", None)
+    if build is None:
+        return None
+    try:
+        model = cls.config_model.model_validate(config)
+    except ValidationError:
+        return None
+    url = build(model, remote_id)
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+
 def check_endpoints(config: BaseModel, policy: EndpointPolicy) -> None:
     """Raise EndpointRefused unless every URL the config sends secrets to is allowed
     (the config model's `credential_endpoints()`, if it has any)."""
@@ -180,6 +200,7 @@ __all__ = [
     "check_connector",
     "check_endpoints",
     "credential_keys",
+    "deal_url",
     "get_connector",
     "load_connectors",
     "load_entry_points",

@@ -251,6 +251,7 @@ class SeriesRow(Answer):
     person_id: int | None = None
     owner_email: str | None = None
     owner_name: str | None = None
+    team: str | None = None
     value: Number | None
 
 
@@ -265,7 +266,7 @@ class Series(Answer):
 
 
 @router.get("/metrics/timeseries", response_model=Series, responses=FILES,
-            summary="One metric per period (and owner), empty periods included")
+            summary="One metric per period (and owner or team), empty periods included")
 def get_timeseries(
     request: Request, params: Annotated[SeriesParams, Query()], session: SessionDep,
     settings: SettingsDep, caller: Reader,
@@ -279,9 +280,7 @@ def get_timeseries(
                             people=caller.people)
     session.commit()  # created dates may have been recomputed for a new time zone
     if wants_csv(request, params.format):
-        columns = ("period_start", "period_end",
-                   *(KEY_COLUMNS[GroupBy.OWNER] if params.group_by == SeriesGroupBy.OWNER
-                     else ()),
+        columns = ("period_start", "period_end", *KEY_COLUMNS[GroupBy(params.group_by)],
                    "value")
         return csv_response(result["data"], columns, name="timeseries",
                             fmt=params.format)

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from api.deps import SessionDep, SettingsDep
 from api.listing import MAX_ID, decode_cursor, encode_cursor
 from api.web import guard
+from api.web.focus import deal_links
 from api.web.i18n import Formats, text
 from api.web.render import PageRoute, error_page, language, render
 from core.accounts import Role, SignedIn
@@ -25,7 +26,7 @@ from core.metrics.definitions import (
     GroupBy,
     drill_down,
     sort_rows,
-    summary,
+    summaries,
     validate_range,
 )
 from core.metrics.periods import PRESETS, Preset, preset_range, today
@@ -169,8 +170,11 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
     viewer = signed.viewer
     span = {"start": period.start.isoformat(), "end": period.end.isoformat(),
             **({"period": period.choice} if period.choice != CUSTOM else {})}
-    owners = summary(session, start=period.start, end=period.end, group_by=GroupBy.OWNER,
-                     settings=settings, people=viewer.people)
+    # reps and teams from one pass over the numbers (core.metrics.definitions.summaries)
+    answers = summaries(session, start=period.start, end=period.end,
+                        group_bys=(GroupBy.OWNER, GroupBy.TEAM), settings=settings,
+                        people=viewer.people)
+    owners = answers[GroupBy.OWNER]
     currency = owners["currency"]
     lang = fmt.lang
 
@@ -184,8 +188,7 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
     team_of = teams(session, (r["person_id"] for r in people_rows))
     lines: list[Line] = []
     if viewer.role != Role.REP and any(team_of.values()):
-        by_team = summary(session, start=period.start, end=period.end, group_by=GroupBy.TEAM,
-                          settings=settings, people=viewer.people)
+        by_team = answers[GroupBy.TEAM]
         team_sort = sort.replace(NAME, "team")
         for row in sort_rows(by_team["data"], team_sort, GroupBy.TEAM):
             name = row["team"]
@@ -294,7 +297,8 @@ def deals(
         "period": CUSTOM, "start": query["start"], "end": query["end"]}
     return render(
         request, "deals.html", signed=signed, nav="leaderboard", rows=rows,
-        connections=connections, metric=metric, who=who, start=dates[0], end=dates[1],
+        connections=connections, links=deal_links(session, rows), metric=metric, who=who,
+        start=dates[0], end=dates[1],
         first_href=("/leaderboard/deals?" + urlencode(query)) if after is not None else None,
         next_href=("/leaderboard/deals?" + urlencode(
             {**query, "cursor": encode_cursor(next_after)})) if next_after else None,

@@ -5,6 +5,7 @@ Every behaviour cites docs/vendors/zoho.md (§n)."""
 
 import asyncio
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -14,6 +15,7 @@ from connectors.endpoints import Endpoint
 from connectors.http import json_body, raise_for_transient
 from connectors.zoho import mapping
 from connectors.zoho.auth import ACCOUNTS_HOSTS, ACCOUNTS_SERVERS, ZohoAuth
+from connectors.zoho.wire import DEALS_TAB, ORG_PATTERN, WEB_SERVERS, record_path
 from core.errors import AuthError, ConfigError, SourceError
 
 MAX_FIELDS = 50  # §2: at most 50 field API names per call
@@ -70,6 +72,11 @@ class ZohoConfig(BaseModel):
     )
     goals_module: str = Field(default="Sales_Goals", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,49}$")
     sync_interval_minutes: int = Field(default=15, ge=1, le=1440)
+    org: str | None = Field(
+        default=None, pattern=ORG_PATTERN,
+        description="The org's domain name (GET /org domain_name, e.g. org60012345), for "
+                    "links to records in Zoho CRM (§12); without it links open the user's "
+                    "default org.")
 
     @property
     def token_url(self) -> str:
@@ -80,6 +87,16 @@ class ZohoConfig(BaseModel):
     def credential_endpoints(self) -> list[Endpoint]:
         """The URLs the secrets are sent to (checked when the connection is saved)."""
         return [Endpoint(self.token_url, ACCOUNTS_HOSTS)]
+
+    def deal_url(self, remote_id: str) -> str:
+        """The deal's page in Zoho CRM's web app (§12); with `accounts_url` (a sandbox, a
+        proxy), on that server."""
+        if self.accounts_url:
+            url = httpx.URL(self.accounts_url)
+            base = f"{url.scheme}://{url.netloc.decode()}"
+        else:
+            base = WEB_SERVERS["com" if self.dc == "us" else self.dc]
+        return base + record_path(self.org, DEALS_TAB, quote(remote_id, safe=""))
 
 
 class ZohoSecrets(BaseModel):

@@ -52,6 +52,12 @@ class ZohoConnector(ZohoClient):
     channel_renew_within: ClassVar[timedelta] = notifications.RENEW_WITHIN  # §5
     sandbox: ClassVar[Sandbox] = SANDBOX
 
+    # -- links to records (connectors.base.RecordLinks) ------------------------
+
+    @classmethod
+    def deal_url(cls, config: BaseModel, remote_id: str) -> str | None:
+        return config.deal_url(remote_id) if isinstance(config, ZohoConfig) else None
+
     # -- webhooks (§5, connectors/zoho/notifications.py) -----------------------
 
     @classmethod

@@ -6,7 +6,7 @@ at the end: amounts to 2 decimals, rates and ratios to 4, days to 2 (half up).
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import date
 from enum import StrEnum
@@ -131,46 +131,74 @@ def summary(
     Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     Raises ValueError for bad parameters and currency.CurrencyError for a missing rate.
     """
-    validate(start, end, group_by)
+    return summaries(session, start=start, end=end, group_bys=(group_by,),
+                     connection_id=connection_id, settings=settings, people=people)[group_by]
+
+
+def summaries(
+    session: Session, *, start: date, end: date, group_bys: Sequence[GroupBy],
+    connection_id: int | None = None, settings: Settings,
+    people: Collection[int] | None = None,
+) -> dict[GroupBy, dict[str, Any]]:
+    """summary() for each of `group_bys` at once (group_by -> its answer). Owner and team
+    rows are both sums per person: their queries run once for both (the leaderboard shows
+    reps and team subtotals)."""
+    for group_by in group_bys:
+        validate(start, end, group_by)
     read_zone(session, settings.timezone)
     conv = converter(session, settings)
+    scope = agg.scope(session, start, end, connection_id, people=people)
+    targets = goal_targets(session, start=start, end=end,  # core.goals: bookings goals
+                           people=scope.people)
+    parts: dict[GroupBy, tuple[dict[Any, agg.Acc], dict[Any, str | None]]] = {}
+    out = {}
+    for group_by in group_bys:
+        kind = GroupBy.OWNER if group_by in (GroupBy.OWNER, GroupBy.TEAM) else group_by
+        if kind not in parts:
+            parts[kind] = _ingredients(session, kind, scope, targets, connection_id)
+        accs, names = parts[kind]
+        total = agg.Acc()
+        for acc in accs.values():
+            total.add(acc)
+        total_row = agg.finish(total, conv, targets.total())
+        if group_by == GroupBy.NONE:
+            data = [dict(total_row)]
+        elif group_by == GroupBy.OWNER:
+            owners = agg.owner_columns(session, list(accs), names)
+            data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
+                    for key in agg.owner_order(owners)]
+        elif group_by == GroupBy.TEAM:
+            data = _team_rows(session, accs, conv, targets)
+        else:
+            data = [{"connection_id": key, "connection_name": names.get(key)}
+                    | agg.finish(accs[key], conv, targets.row(group_by, key))
+                    for key in sorted(accs, key=lambda k: (k is None, k))]
+        out[group_by] = {"start": start, "end": end, "currency": conv.reporting,
+                         "group_by": group_by, "data": data, "total": total_row}
+    return out
+
+
+def _ingredients(session: Session, kind: GroupBy, scope: agg.Scope, targets: GoalTargets,
+                 connection_id: int | None,
+                 ) -> tuple[dict[Any, agg.Acc], dict[Any, str | None]]:
+    """The exact ingredients of every row keyed by `kind` (owner: per person, with a row
+    for every owner with a goal and every active rep), and the names on the records."""
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
-    scope = agg.scope(session, start, end, connection_id, people=people)
-    by_person = group_by in (GroupBy.OWNER, GroupBy.TEAM)
 
     def keys(table: Table) -> list[Label[Any]]:
-        return agg.group_key(GroupBy.OWNER if by_person else group_by, table)
+        return agg.group_key(kind, table)
 
     agg.closed_deals(session, keys, scope, accs, names)
     agg.open_deals(session, keys, scope, accs, names)
     agg.new_accounts(session, keys, scope, accs, names)
-    targets = goal_targets(session, start=start, end=end,  # core.goals: bookings goals
-                           people=scope.people)
-    if by_person:
+    if kind == GroupBy.OWNER:
         for owner in targets.by_owner:
             accs.setdefault(owner, agg.Acc())  # an owner with a goal in the period has a row
         agg.reps(session, connection_id, accs, scope.people)
-    elif group_by == GroupBy.CONNECTION:
+    elif kind == GroupBy.CONNECTION:
         agg.connection_rows(session, connection_id, accs, names)
-    total = agg.Acc()
-    for acc in accs.values():
-        total.add(acc)
-    total_row = agg.finish(total, conv, targets.total())
-    if group_by == GroupBy.NONE:
-        data = [dict(total_row)]
-    elif group_by == GroupBy.OWNER:
-        owners = agg.owner_columns(session, list(accs), names)
-        data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
-                for key in agg.owner_order(owners)]
-    elif group_by == GroupBy.TEAM:
-        data = _team_rows(session, accs, conv, targets)
-    else:
-        data = [{"connection_id": key, "connection_name": names.get(key)}
-                | agg.finish(accs[key], conv, targets.row(group_by, key))
-                for key in sorted(accs, key=lambda k: (k is None, k))]
-    return {"start": start, "end": end, "currency": conv.reporting, "group_by": group_by,
-            "data": data, "total": total_row}
+    return accs, names
 
 
 def _team_rows(session: Session, accs: dict[Any, agg.Acc], conv: Converter,
@@ -185,9 +213,13 @@ def _team_rows(session: Session, accs: dict[Any, agg.Acc], conv: Converter,
         team_accs[team].add(acc)
         if key is not None:
             members[team].append(key)
-    order = sorted(team_accs, key=lambda t: (t is None, (t or "").casefold(), t or ""))
     return [{"team": team} | agg.finish(team_accs[team], conv, targets.of(members[team]))
-            for team in order]
+            for team in team_order(team_accs)]
+
+
+def team_order(names: Iterable[str | None]) -> list[str | None]:
+    """Teams in row order: by name (case-insensitive), the row of no team last."""
+    return sorted(names, key=lambda t: (t is None, (t or "").casefold(), t or ""))
 
 
 KEY_COLUMNS: dict[GroupBy, tuple[str, ...]] = {
@@ -360,6 +392,7 @@ class SeriesMetric(StrEnum):
 class SeriesGroupBy(StrEnum):
     NONE = "none"
     OWNER = "owner"
+    TEAM = "team"  # the owners' teams, from their exact per-person ingredients
 
 
 INTERVALS = tuple(Interval)
@@ -399,12 +432,15 @@ def timeseries(
     """One row per period (and owner) of [start, end], empty periods included.
 
     {"metric","interval","start","end","currency","group_by","data":[{"period_start",
-    "period_end",["person_id","owner_email","owner_name",]"value"}...]}, ordered by period
-    then owner (in the summary's owner order).
+    "period_end",["person_id","owner_email","owner_name",|"team",]"value"}...]}, ordered by
+    period then owner (in the summary's owner order) or team (summary's team order).
     The first and last periods count only the days inside [start, end]. The same queries
     as summary(), each also grouped by a period number computed in SQL from the date
     (close_date; created_date for new_accounts), so a row's value is exactly what
-    summary() gives for that period. group_by=owner has the owners summary() lists.
+    summary() gives for that period. group_by=owner has the owners summary() lists;
+    group_by=team one row per team of those owners, each the sum of its people's exact
+    ingredients (as summary's group_by=team: people without a team and deals of no owner
+    in the row of team null).
     `people` (not None) limits it to those people's deals and accounts, as in summary().
     Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     """
@@ -426,15 +462,16 @@ def timeseries(
             column = (table.c.close_date if table is DEAL else created_date(session, table)
                       if table is ACCOUNT else table.c.day)
             period = _period_key(session, column, interval, shift)
-        return [*agg.group_key(group_by, table), period.label("period")]
+        by = SeriesGroupBy.OWNER if group_by == SeriesGroupBy.TEAM else group_by
+        return [*agg.group_key(by, table), period.label("period")]
 
     for part in SERIES_PARTS[metric]:
         part(session, keys, scope, accs, names)
     periods = _periods(interval, shift, start, end)
     nothing = agg.finish_one(agg.Acc(), conv, metric)
 
-    def value(key: Any) -> Any:
-        acc = accs.get(key)
+    def value(key: Any, source: dict[Any, agg.Acc] = accs) -> Any:
+        acc = source.get(key)
         return nothing if acc is None else agg.finish_one(acc, conv, metric)
 
     data: list[dict[str, Any]] = []
@@ -447,10 +484,20 @@ def timeseries(
         reps: dict[Any, agg.Acc] = defaultdict(agg.Acc)
         agg.owners(session, scope, reps, owner_names)
         agg.reps(session, connection_id, reps, scope.people)
-        columns = agg.owner_columns(session, list(reps), owner_names)
-        data = [{"period_start": first, "period_end": last, **columns[owner],
-                 "value": value((owner, number))}
-                for number, first, last in periods for owner in agg.owner_order(columns)]
+        if group_by == SeriesGroupBy.OWNER:
+            columns = agg.owner_columns(session, list(reps), owner_names)
+            data = [{"period_start": first, "period_end": last, **columns[owner],
+                     "value": value((owner, number))}
+                    for number, first, last in periods for owner in agg.owner_order(columns)]
+        else:
+            team_of = teams(session, reps)
+            by_team: dict[Any, agg.Acc] = defaultdict(agg.Acc)
+            for (owner, number), acc in accs.items():
+                by_team[(team_of.get(owner), number)].add(acc)
+            data = [{"period_start": first, "period_end": last, "team": team,
+                     "value": value((team, number), by_team)}
+                    for number, first, last in periods
+                    for team in team_order({team_of.get(owner) for owner in reps})]
     return {"metric": metric, "interval": interval, "start": start, "end": end,
             "currency": conv.reporting, "group_by": group_by, "data": data}
 

@@ -241,6 +241,22 @@ QUERIES: tuple[tuple[str, str, dict[str, str]], ...] = (
 )
 
 
+def time_requests(client: httpx.Client, label: str, path: str, params: dict[str, str],
+                  requests: int, warmup: int) -> tuple[str, float, float]:
+    """(label, p50, p95) in ms of `requests` sequential GETs after `warmup` untimed ones;
+    RuntimeError unless every answer is 200."""
+    times = []
+    for i in range(warmup + requests):
+        started = time.perf_counter()
+        response = client.get(path, params=params)
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise RuntimeError(f"{label}: {response.status_code} {response.text[:500]}")
+        if i >= warmup:
+            times.append(elapsed * 1000)
+    return label, statistics.median(times), percentile(times, 95)
+
+
 def measure(url: str, key: str, requests: int, warmup: int,
             queries: tuple[tuple[str, str, dict[str, str]], ...] = QUERIES,
             ) -> list[tuple[str, float, float]]:
@@ -254,16 +270,7 @@ def measure(url: str, key: str, requests: int, warmup: int,
             httpx.Client(base_url=server.url, timeout=120,
                          headers={"Authorization": f"Bearer {key}"}) as client:
         for label, path, params in queries:
-            times = []
-            for i in range(warmup + requests):
-                started = time.perf_counter()
-                response = client.get(path, params=params)
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200:
-                    raise RuntimeError(f"{label}: {response.status_code} {response.text[:500]}")
-                if i >= warmup:
-                    times.append(elapsed * 1000)
-            results.append((label, statistics.median(times), percentile(times, 95)))
+            results.append(time_requests(client, label, path, params, requests, warmup))
         check = client.get(queries[1][1], params=queries[1][2]).json()
         total = check["total"]
         print(f"  check: {queries[1][0]}: total deals_won {total['deals_won']:,}, deals_lost "

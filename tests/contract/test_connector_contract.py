@@ -45,7 +45,7 @@ from connectors.base import (
 from connectors.registry import CAPABILITIES, get_connector
 from connectors.sandbox.server import BackgroundServer
 from core.errors import SourceError
-from tests.contract.conftest import Case
+from tests.contract.conftest import SANDBOX, Case
 
 RECORD_TYPES = {"users": UserRecord, "stages": StageRecord, "accounts": AccountRecord,
                 "deals": DealRecord}
@@ -284,3 +284,19 @@ async def test_goals_are_inserted_updated_in_place_and_deleted(case, app):
     gone = await source.push_goals([], [GoalDeletion(2, "contract-goal-2",
                                                      str(made[2].remote_id))])
     assert [(r.goal_id, r.status) for r in gone] == [(2, "deleted")], gone
+
+
+@pytest.mark.parametrize("case", registry.providers_with("links"), indirect=True)
+async def test_a_deals_link_opens_its_page_in_the_sandbox(case, app):
+    """links (where declared): the address deal_url builds for a deal the connector read is
+    a page of the sandbox (the CRM's web app) that names the deal; an unknown id is not."""
+    source = case.connector(app)
+    await source.check()
+    deal = next(r for p in await pages(source, "deals", None) for r in p.records)
+    url = registry.deal_url(case.provider, case.sandbox.config(SANDBOX), deal.remote_id)
+    assert url is not None and url.startswith(SANDBOX + "/")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as browser:
+        page = await browser.get(url)
+        assert page.status_code == 200 and deal.name in page.text.replace("&amp;", "&")
+        unknown = registry.deal_url(case.provider, case.sandbox.config(SANDBOX), "1")
+        assert unknown is not None and (await browser.get(unknown)).status_code == 404

@@ -489,7 +489,7 @@ def test_timeseries_values_equal_the_summary_of_each_period(data, interval):
 @pytest.mark.parametrize("params,message", [
     ({"metric": "goal"}, "metric must be one of bookings"),
     ({"interval": "day"}, "interval must be one of week, month, quarter"),
-    ({"group_by": "connection"}, "group_by must be one of none, owner"),
+    ({"group_by": "connection"}, "group_by must be one of none, owner, team"),
     ({"start": date(2025, 4, 1)}, "start must not be after end"),
     ({"start": date(2015, 1, 1)}, "must not exceed 10 years"),
 ])

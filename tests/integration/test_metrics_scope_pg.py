@@ -12,6 +12,7 @@ from tests.unit.test_metrics_scope import (  # noqa: F401  (the tests, run here 
     test_team_rows_are_recomputed_from_the_teams_deals,
     test_team_rows_of_a_scope_and_their_sort,
     test_the_unscoped_total_counts_deals_of_no_owner_and_the_company_goal,
+    test_timeseries_by_team_equals_the_team_summary_of_each_period,
 )
 
 pytestmark = pytest.mark.integration

@@ -232,6 +232,16 @@ async def test_timeseries_json_and_csv(api):
     assert csv.text.splitlines() == [
         "period_start,period_end,person_id,owner_email,owner_name,value",
         "2025-01-01,2025-03-31,1,ann@x.com,Ann,115.10"]
+    teams = await api.get(SERIES_URL, params={**params, "group_by": "team",
+                                              "interval": "quarter"})
+    assert teams.status_code == 200, teams.text
+    assert teams.json()["data"] == [  # Ann has no team: the row of team null
+        {"period_start": "2025-01-01", "period_end": "2025-03-31", "team": None,
+         "value": 115.1}]
+    csv = await api.get(SERIES_URL, params={**params, "group_by": "team", "format": "csv"})
+    assert csv.text.splitlines() == [
+        "period_start,period_end,team,value", "2025-01-01,2025-01-31,,0.00",
+        "2025-02-01,2025-02-28,,100.10", "2025-03-01,2025-03-31,,15.00"]
     win_rate = await api.get(SERIES_URL, params={**params, "metric": "win_rate",
                                                   "interval": "week", "end": "2025-01-12"})
     assert [(r["period_start"], r["value"]) for r in win_rate.json()["data"]] == [
@@ -241,7 +251,7 @@ async def test_timeseries_json_and_csv(api):
 @pytest.mark.parametrize("params,field,message", [
     ({"metric": "goal"}, "metric", "must be one of bookings, deals_won"),
     ({"interval": "day"}, "interval", "must be one of week, month, quarter"),
-    ({"group_by": "connection"}, "group_by", "must be one of none, owner"),
+    ({"group_by": "connection"}, "group_by", "must be one of none, owner, team"),
     ({"start": "2025-04-01"}, None, "start must not be after end"),
     ({"start": "2010-01-01"}, None, "must not exceed 10 years"),
     ({"end": "31/03/2025"}, "end", "must be a date (YYYY-MM-DD)"),

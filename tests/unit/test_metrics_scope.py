@@ -270,3 +270,34 @@ def test_pipeline_and_timeseries_of_a_scope(data):
             assert [(r.get("person_id"), r["value"]) for r in scoped["data"]] == expected
             if group_by == "owner":
                 assert {r["person_id"] for r in scoped["data"]} == people
+
+
+
+@pytest.mark.parametrize("interval", ["month", "quarter"])
+def test_timeseries_by_team_equals_the_team_summary_of_each_period(data, interval):
+    """group_by=team: one row per period and team (summary's team order), each the
+    summary's team row of that period, for every series metric, scoped or not."""
+    from core.metrics.definitions import SERIES_METRICS
+
+    months = [(date(2025, m, 1), date(2025, m, [31, 28, 31][m - 1])) for m in (1, 2, 3)]
+    periods = months if interval == "month" else [(Q1["start"], Q1["end"])]
+    with session_scope(data.engine) as session:
+        for people, names in ((None, ["North", "South", None]),
+                              (data.of("bob@x.com", "dan@x.com"), ["North", None])):
+            for metric in SERIES_METRICS:
+                series = timeseries(session, metric=metric, interval=interval,
+                                    group_by="team", settings=SETTINGS, people=people, **Q1)
+                assert series["group_by"] == "team"
+                expected = []
+                for first, last in periods:
+                    one = summary(session, settings=SETTINGS, group_by="team", people=people,
+                                  start=first, end=last)
+                    teams = {r["team"]: r[metric] for r in one["data"]}
+                    assert list(teams) == names
+                    expected += [(first, last, team, teams[team]) for team in names]
+                assert [(r["period_start"], r["period_end"], r["team"], r["value"])
+                        for r in series["data"]] == expected, metric
+        quarter = timeseries(session, metric="win_rate", interval="quarter",
+                             group_by="team", settings=SETTINGS, **Q1)
+    north = recompute([r for r in DEALS if TEAM[r.owner] == "North"])["win_rate"]
+    assert [r["value"] for r in quarter["data"] if r["team"] == "North"] == [north]

@@ -16,11 +16,12 @@ nothing, the guess is marked "guess". Modules, each importing only those above i
 
 from connectors.base import Sandbox, SandboxOption
 from connectors.zoho.sandbox.app import create_app
+from connectors.zoho.sandbox.wire import ORG_DOMAIN
 
 SANDBOX = Sandbox(
     title="a simulated Zoho CRM org speaking Zoho's API v8 wire format",
     create_app=create_app,
-    config=lambda url: {"accounts_url": url},
+    config=lambda url: {"accounts_url": url, "org": ORG_DOMAIN},
     secrets={"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
              "refresh_token": "sandbox-refresh-token"},
     demo_name="Zoho CRM (sandbox)",

@@ -2,6 +2,7 @@
 (`/oauth/v2/token`) and the api_domain (`/crm/v8/...`), plus the neutral control API under
 `/_sandbox` (connectors.sandbox.control). Behaviour follows docs/vendors/zoho.md (§n)."""
 
+from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from connectors.zoho.sandbox.errors import ZohoError, json_response, not_found
 from connectors.zoho.sandbox.goals import GoalsModule, goal_routes
 from connectors.zoho.sandbox.records import (
     currencies,
+    deal_page,
     fields_meta,
     get_record,
     layouts,
@@ -31,8 +33,9 @@ from connectors.zoho.sandbox.records import (
     org_info,
     pipelines,
 )
-from connectors.zoho.sandbox.state import ZohoState
+from connectors.zoho.sandbox.state import ZohoState, state_of
 from connectors.zoho.sandbox.wire import API
+from connectors.zoho.wire import DEALS_TAB
 
 
 async def _not_found_handler(request: Request, exc: Exception) -> Response:
@@ -43,6 +46,16 @@ async def _not_found_handler(request: Request, exc: Exception) -> Response:
     if status == 405:
         return json_response({"error": "method not allowed"}, 405)
     return not_found().response()
+
+
+def page(endpoint: Callable[[Request, ZohoState], Awaitable[Response]],
+         ) -> Callable[[Request], Awaitable[Response]]:
+    """A page of the web app: no API token (a browser signed in to Zoho)."""
+
+    async def wrapped(request: Request) -> Response:
+        return await endpoint(request, state_of(request))
+
+    return wrapped
 
 
 def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2500,
@@ -76,6 +89,10 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         Route(f"{CONTROL_PREFIX}/grant-codes", new_grant_code, methods=["POST"]),
         Route(f"{API}/users", authenticated(list_users), methods=["GET"]),
         Route(f"{API}/org", authenticated(org_info), methods=["GET"]),
+        # §12: a deal's page in the web app (the dashboard links there)
+        Route(f"/crm/{{org}}/tab/{DEALS_TAB}/{{record_id}}", page(deal_page),
+              methods=["GET"]),
+        Route(f"/crm/tab/{DEALS_TAB}/{{record_id}}", page(deal_page), methods=["GET"]),
         Route(f"{API}/org/currencies", authenticated(currencies), methods=["GET"]),
         Route(f"{API}/settings/layouts", authenticated(layouts), methods=["GET"]),
         Route(f"{API}/settings/pipeline", authenticated(pipelines), methods=["GET"]),

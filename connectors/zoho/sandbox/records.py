@@ -7,16 +7,17 @@ guess is marked "guess".
 import math
 import time
 from datetime import datetime
+from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from connectors.sandbox.dataset import Deletion, SortField
 from connectors.sandbox.paging import TokenState
 from connectors.zoho.sandbox.errors import ZohoError, empty, invalid, json_response, missing
 from connectors.zoho.sandbox.state import ZohoState
-from connectors.zoho.sandbox.wire import MODULES, ModuleSpec, user_json
+from connectors.zoho.sandbox.wire import MODULES, ORG_DOMAIN, ModuleSpec, user_json
 
 MAX_PER_PAGE = 200  # §2 and §3: default and max 200
 MAX_FIELDS = 50  # §2: at most 50 API names in `fields`
@@ -193,6 +194,25 @@ async def get_record(request: Request, state: ZohoState) -> Response:
     if record is None:
         return empty(204)  # guess: an unknown or deleted id answers "no content"
     return json_response({"data": state.wire.records([record], fields)})
+
+
+async def deal_page(request: Request, state: ZohoState) -> Response:
+    """GET /crm/{org}/tab/Potentials/{id} (or without the org): the deal's page in the CRM's
+    web app (§12), so the dashboard's links lead somewhere. Real Zoho asks the browser to
+    sign in first; the sandbox shows a plain page with the deal's name, stage and amount."""
+    org = request.path_params.get("org", ORG_DOMAIN)
+    deal = state.company.deals.get(request.path_params["record_id"])
+    if org != ORG_DOMAIN or deal is None:
+        return HTMLResponse("<!doctype html><title>Zoho CRM</title><p>Record not found.",
+                            status_code=404)
+    stage = state.company.stage_by_id[deal.stage_id].name
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8><title>"
+        f"{escape(deal.name)} - Zoho CRM (sandbox)</title></head><body>"
+        f"<h1>{escape(deal.name)}</h1><dl><dt>Deal id</dt><dd>{escape(deal.id)}</dd>"
+        f"<dt>Stage</dt><dd>{escape(stage)}</dd><dt>Amount</dt>"
+        f"<dd>{deal.amount} {escape(deal.currency)}</dd><dt>Closing date</dt>"
+        f"<dd>{deal.close_date.isoformat()}</dd></dl></body></html>")
 
 
 async def list_deleted(request: Request, state: ZohoState) -> Response:

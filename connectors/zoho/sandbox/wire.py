@@ -16,6 +16,7 @@ from connectors.sandbox import vocab
 from connectors.sandbox.dataset import ORG_PREFIX, Company, Deal, Entity, Rep, StageDef
 
 API = "/crm/v8"  # the api_domain's path prefix: API v8
+ORG_DOMAIN = f"org{ORG_PREFIX // 10**12}"  # the org's domain_name (GET /org, §12)
 _CENT = Decimal("0.01")
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 FORECAST = {  # §4: won/lost come from forecast_type, never from names
@@ -353,7 +354,7 @@ class Wire:
         return {
             "id": str(ORG_PREFIX + 1), "company_name": company.name, "alias": None,
             "primary_email": manager.email, "primary_zuid": self.zuid(manager),
-            "domain_name": f"org{ORG_PREFIX // 10**12}", "time_zone": self.tz.key,
+            "domain_name": ORG_DOMAIN, "time_zone": self.tz.key,
             "iso_code": home, "currency_symbol": CURRENCY_SYMBOLS.get(home, home),
             "currency": f"{CURRENCY_NAMES.get(home, home)} - {home}",
             "currency_locale": "en_US", "mc_status": self.multi_currency,
