@@ -1,0 +1,343 @@
+"""Commission statements read from the store (DESIGN.md section 12; docs/incentives.md).
+
+A statement is one person's pay under one plan for one period: the person's won deals
+closing in the period (deleted deals never count; deals of every CRM the person is in,
+core.people), their amount_home converted from the connection's home currency into the
+plan currency with the FX table, the person's bookings goal for exactly that period as the
+quota (converted likewise) unless the plan fixes one, the draw balance carried from the
+period before, and the adjustments found in locked periods (core.incentives.periods).
+Periods that are locked answer their snapshot instead.
+
+Plans are kept in versions: saving a changed document adds a version; statements of open
+periods use the current version, a snapshot records the one it used.
+
+Every function takes the caller's session and never commits.
+"""
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlmodel import Session
+
+from core.config import Settings
+from core.incentives import engine
+from core.incentives.calendar import Period, following, period_of, preceding
+from core.incentives.engine import Adjustment, CreditedDeal, Result
+from core.incentives.plans import Plan, parse, parse_document
+from core.metrics.currency import Converter, converter
+from core.models import (
+    CommissionAdjustment,
+    Connection,
+    Deal,
+    Goal,
+    IncentivePlan,
+    LockedStatement,
+    Person,
+    PlanVersion,
+    table_of,
+)
+from core.people import person_of_email
+from core.types import DealStatus, GoalMetric, utcnow
+
+DEAL, CONNECTION, GOAL, PERSON = map(table_of, (Deal, Connection, Goal, Person))
+PLAN, VERSION, LOCKED, ADJUSTMENT = map(table_of, (IncentivePlan, PlanVersion, LockedStatement,
+                                                  CommissionAdjustment))
+TYPE_FIELD = "Type"  # the CRM record's deal type field a SPIFF's `type` reads (raw JSON)
+COLUMNS = ("person_id", "email", "name", "team", "period", "plan_key", "plan_version",
+           "currency", "kind", "deal_id", "deal_remote_id", "deal_name", "close_date",
+           "amount", "source_amount", "source_currency", "rate", "name_or_reason",
+           "commission")
+"""The columns of a statement exported as CSV or xlsx: one row per line, then a total row."""
+
+
+class PlanNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    key: str
+    version: int
+    plan: Plan
+    created_at: Any = None
+    updated_at: Any = None
+
+
+# -- plans ---------------------------------------------------------------------------------
+
+
+def save_plan(session: Session, text: str | bytes, *, key: str | None = None) -> tuple[
+        StoredPlan, bool]:
+    """Create or change a plan from its document (PlanInvalid on bad input, nothing
+    written). A document equal to the current version adds no version. Returns the plan
+    and whether a version was added."""
+    plan = parse(text, key=key)
+    source = text.decode("utf-8-sig") if isinstance(text, bytes) else text
+    row = session.execute(select(IncentivePlan).where(PLAN.c.key == plan.key)
+                          ).scalar_one_or_none()
+    now = utcnow()
+    if row is not None:
+        current = _version(session, row, row.version)
+        if current.document == plan.document():
+            return _stored(row, current), False
+        row.version += 1
+        row.name, row.updated_at = plan.name, now
+    else:
+        row = IncentivePlan(key=plan.key, name=plan.name, version=1, created_at=now,
+                            updated_at=now)
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    version = PlanVersion(plan_id=row.id, version=row.version, document=plan.document(),
+                          source=source, created_at=now)
+    session.add(version)
+    session.flush()
+    return _stored(row, version), True
+
+
+def _version(session: Session, row: IncentivePlan, number: int) -> PlanVersion:
+    version: PlanVersion | None = session.execute(select(PlanVersion).where(
+        VERSION.c.plan_id == row.id, VERSION.c.version == number)).scalar_one_or_none()
+    if version is None:
+        raise PlanNotFound(f"plan {row.key} has no version {number}")
+    return version
+
+
+def _stored(row: IncentivePlan, version: PlanVersion) -> StoredPlan:
+    return StoredPlan(row.key, version.version, parse_document(version.document),
+                      row.created_at, version.created_at)
+
+
+def get_plan(session: Session, key: str, version: int | None = None) -> StoredPlan:
+    row = session.execute(select(IncentivePlan).where(PLAN.c.key == key)
+                          ).scalar_one_or_none()
+    if row is None:
+        raise PlanNotFound(f"plan {key} does not exist")
+    return _stored(row, _version(session, row, version or row.version))
+
+
+def list_plans(session: Session) -> list[StoredPlan]:
+    rows = session.execute(select(IncentivePlan).order_by(PLAN.c.key)).scalars()
+    return [_stored(row, _version(session, row, row.version)) for row in rows]
+
+
+def plan_public(stored: StoredPlan) -> dict[str, Any]:
+    return {"key": stored.key, "name": stored.plan.name, "version": stored.version,
+            "created_at": stored.created_at, "updated_at": stored.updated_at,
+            "document": stored.plan.document()}
+
+
+def plans_for(session: Session, period: Period) -> list[StoredPlan]:
+    """The current versions of the plans with the period's kind in effect in it."""
+    return [p for p in list_plans(session)
+            if p.plan.period == period.kind and p.plan.covers(period.start, period.end)]
+
+
+def members(session: Session, plan: Plan) -> list[int]:
+    """The ids of the plan's people: the team's, or those of the listed emails."""
+    if plan.team is not None:
+        rows = session.execute(select(PERSON.c.id).where(PERSON.c.team == plan.team))
+        return sorted(int(pid) for pid, in rows)
+    found = {person_of_email(session, email) for email in plan.people}
+    return sorted(pid for pid in found if pid is not None)
+
+
+# -- reading the store ---------------------------------------------------------------------
+
+
+def credited_deals(session: Session, person_id: int, period: Period, plan: Plan,
+                   conv: Converter) -> list[CreditedDeal]:
+    """The person's live won deals closing in the period, amounts in plan currency."""
+    rows = session.execute(
+        select(DEAL.c.id, DEAL.c.remote_id, DEAL.c.name, DEAL.c.amount_home,
+               DEAL.c.close_date, DEAL.c.remote_created_at, DEAL.c.stage, DEAL.c.pipeline,
+               DEAL.c.raw, DEAL.c.connection_id, DEAL.c.account_remote_id,
+               CONNECTION.c.home_currency)
+        .join(CONNECTION, CONNECTION.c.id == DEAL.c.connection_id)
+        .where(DEAL.c.owner_person_id == person_id, DEAL.c.status == DealStatus.WON,
+               DEAL.c.deleted_at.is_(None), DEAL.c.close_date >= period.start,
+               DEAL.c.close_date <= period.end)).all()
+    out = []
+    for row in rows:
+        home = row.home_currency.upper() if row.home_currency else None
+        source = row.amount_home or Decimal(0)
+        if source and home is None:
+            conv.rate(None)  # raises CurrencyError: the connection's currency is unknown
+        amount = conv.exchange(source, home or plan.currency, plan.currency)
+        kind = (row.raw or {}).get(TYPE_FIELD) if isinstance(row.raw, dict) else None
+        out.append(CreditedDeal(
+            int(row.id), str(row.remote_id), amount, row.close_date, row.remote_created_at,
+            row.name or "", row.stage, row.pipeline, str(kind) if kind is not None else None,
+            _first_of_account(session, row), row.amount_home, home))
+    return out
+
+
+def _first_of_account(session: Session, row: Any) -> bool:
+    """The deal is its account's first won deal (earliest close date; ties by deal id)."""
+    if not row.account_remote_id:
+        return False
+    earlier = session.execute(select(func.count()).select_from(DEAL).where(
+        DEAL.c.connection_id == row.connection_id,
+        DEAL.c.account_remote_id == row.account_remote_id,
+        DEAL.c.status == DealStatus.WON, DEAL.c.deleted_at.is_(None),
+        or_(DEAL.c.close_date < row.close_date,
+            and_(DEAL.c.close_date == row.close_date, DEAL.c.id < row.id)))).scalar_one()
+    return not earlier
+
+
+def quota(session: Session, person_id: int, period: Period, plan: Plan,
+          conv: Converter) -> Decimal | None:
+    """The plan's fixed quota, else the person's bookings goal for exactly the period
+    (converted into plan currency); None when there is none."""
+    if plan.quota is not None:
+        return plan.quota
+    goal = session.execute(select(GOAL.c.target, GOAL.c.currency).where(
+        GOAL.c.person_id == person_id, GOAL.c.metric == GoalMetric.BOOKINGS,
+        GOAL.c.period_start == period.start, GOAL.c.period_end == period.end,
+        GOAL.c.deleted_at.is_(None))).first()
+    if goal is None:
+        return None
+    code = (goal.currency or conv.reporting or plan.currency).upper()
+    return Decimal(goal.target) if code == plan.currency else \
+        conv.exchange(Decimal(goal.target), code, plan.currency)
+
+
+# -- statements ----------------------------------------------------------------------------
+
+
+def compute(session: Session, conv: Converter, plan: Plan, person_id: int, period: Period, *,
+            quota_value: Decimal | bool | None = True, balance: Decimal = engine.ZERO,
+            adjustments: Sequence[Adjustment] = ()) -> Result:
+    """The arithmetic of one statement on the store's deals (quota_value True: read it)."""
+    deals = credited_deals(session, person_id, period, plan, conv)
+    the_quota = quota(session, person_id, period, plan, conv) if quota_value is True \
+        else quota_value
+    assert not isinstance(the_quota, bool)
+    return engine.compute(plan.terms, the_quota, deals, draw_balance=balance,
+                          adjustments=adjustments)
+
+
+def draw_balance_before(session: Session, conv: Converter, stored: StoredPlan,
+                        person_id: int, period: Period, fiscal_start: int) -> Decimal:
+    """The draw balance carried into `period`: from the latest locked statement before it,
+    then period by period since the plan took effect (0 before)."""
+    plan = stored.plan
+    if plan.terms.draw is None or not plan.terms.draw.recoverable:
+        return engine.ZERO
+    earlier: list[Period] = []
+    current = preceding(period, fiscal_start)
+    balance = engine.ZERO
+    while current.end >= plan.effective_from:
+        snapshot = _snapshot(session, current.label, stored.key, person_id)
+        if snapshot is not None:
+            balance = Decimal(str(snapshot.statement["draw_balance"]))
+            break
+        earlier.append(current)
+        current = preceding(current, fiscal_start)
+    for item in reversed(earlier):
+        balance = compute(session, conv, plan, person_id, item, balance=balance,
+                          adjustments=adjustments_for(session, stored.key, person_id,
+                                                      item.label)).draw_balance
+    return balance
+
+
+def _snapshot(session: Session, label: str, key: str, person_id: int) -> LockedStatement | None:
+    found: LockedStatement | None = session.execute(select(LockedStatement).where(
+        LOCKED.c.period == label, LOCKED.c.plan_key == key,
+        LOCKED.c.person_id == person_id)).scalar_one_or_none()
+    return found
+
+
+def adjustments_for(session: Session, key: str, person_id: int,
+                    label: str) -> list[Adjustment]:
+    rows = session.execute(select(CommissionAdjustment).where(
+        ADJUSTMENT.c.plan_key == key, ADJUSTMENT.c.person_id == person_id,
+        ADJUSTMENT.c.target_period == label).order_by(ADJUSTMENT.c.id)
+    ).scalars()
+    return [Adjustment(r.period, r.reason, r.amount, r.difference, r.deal_id,
+                       r.deal_remote_id) for r in rows]
+
+
+def statement(session: Session, settings: Settings, stored: StoredPlan, person_id: int,
+              period: Period, conv: Converter | None = None) -> dict[str, Any]:
+    """The live statement of an open period (JSON-ready)."""
+    conv = conv or converter(session, settings)
+    fiscal = settings.fiscal_year_start_month
+    balance = draw_balance_before(session, conv, stored, person_id, period, fiscal)
+    result = compute(session, conv, stored.plan, person_id, period, balance=balance,
+                     adjustments=adjustments_for(session, stored.key, person_id, period.label))
+    return public(session, stored, person_id, period, result, balance)
+
+
+def public(session: Session, stored: StoredPlan, person_id: int, period: Period,
+           result: Result, balance_before: Decimal) -> dict[str, Any]:
+    person = session.get(Person, person_id)
+    return {
+        "person_id": person_id, "email": person.email if person else None,
+        "name": person.name if person else "", "team": person.team if person else None,
+        "period": period.label, "period_start": period.start, "period_end": period.end,
+        "plan_key": stored.key, "plan_name": stored.plan.name,
+        "plan_version": stored.version, "currency": stored.plan.currency,
+        "measure": engine.cents(result.measure),
+        "quota": None if result.quota is None else engine.cents(result.quota),
+        "attainment": result.attainment,
+        "lines": [line.public() for line in result.lines],
+        "earned": result.earned, "payout": result.payout,
+        "draw_balance_before": balance_before, "draw_balance": result.draw_balance,
+        "locked": False, "locked_at": None, "note": result.note,
+    }
+
+
+def statements(session: Session, settings: Settings, period: Period, *,
+               people: Collection[int] | None = None,
+               person_id: int | None = None) -> list[dict[str, Any]]:
+    """Every statement of the period (each plan in effect, each member), or of one person;
+    of the people in `people` only (None: everyone). Locked periods answer their snapshots."""
+    conv = converter(session, settings)
+    out = []
+    locked = {(s.plan_key, s.person_id): s for s in session.execute(
+        select(LockedStatement).where(LOCKED.c.period == period.label)).scalars()}
+    for stored in plans_for(session, period):
+        for pid in members(session, stored.plan):
+            if (people is not None and pid not in people) or \
+                    (person_id is not None and pid != person_id):
+                continue
+            snapshot = locked.pop((stored.key, pid), None)
+            out.append(snapshot.statement if snapshot is not None
+                       else statement(session, settings, stored, pid, period, conv))
+    for snapshot in locked.values():  # a member then, not now
+        if (people is None or snapshot.person_id in people) and \
+                person_id in (None, snapshot.person_id):
+            out.append(snapshot.statement)
+    return sorted(out, key=lambda s: (s["plan_key"], s["name"] or "", s["person_id"]))
+
+
+def rows(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Statements as export rows (COLUMNS): one per line, then a `payout` total row."""
+    for item in items:
+        head = {k: item[k] for k in ("person_id", "email", "name", "team", "period",
+                                     "plan_key", "plan_version", "currency")}
+        for line in item["lines"]:
+            yield {**head, **line, "name": item["name"],
+                   "name_or_reason": line.get("reason") or line.get("name")}
+        yield {**head, "kind": "payout", "commission": item["payout"],
+               "name_or_reason": f"earned {item['earned']}"}
+
+
+def covering_periods(plan: Plan, until: date, fiscal_start: int) -> list[Period]:
+    """The plan's periods from the one holding its start up to the one holding `until`."""
+    out, current = [], period_of(plan.period, plan.effective_from, fiscal_start)
+    while current.start <= until:
+        out.append(current)
+        current = following(current, fiscal_start)
+    return out
+
+
+__all__ = ["COLUMNS", "PlanNotFound", "StoredPlan", "adjustments_for", "compute",
+           "covering_periods", "credited_deals", "draw_balance_before", "get_plan",
+           "list_plans", "members", "plan_public", "plans_for", "public", "quota", "rows",
+           "save_plan", "statement", "statements"]
