@@ -91,22 +91,9 @@ def lock(session: Session, settings: Settings, label: str, *, today: date) -> Lo
         session.add(LockedStatement(period=period.label, plan_key=item["plan_key"],
                                     plan_version=item["plan_version"],
                                     person_id=item["person_id"],
-                                    statement=_json_ready(item), locked_at=now))
+                                    statement=statements.to_json(item), locked_at=now))
     session.flush()
     return LockResult(period, now, len(done), found)
-
-
-def _json_ready(value: Any) -> Any:
-    """Decimals, dates and timestamps as text, the way the snapshot is stored (JSON)."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, date):  # datetimes too
-        return value.isoformat()
-    return value
 
 
 def record_adjustments(session: Session, settings: Settings, *, today: date) -> int:

@@ -16,16 +16,17 @@ Every function takes the caller's session and never commits.
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
 
+from core import people
 from core.config import Settings
 from core.incentives import engine
-from core.incentives.calendar import Period, following, period_of, preceding
+from core.incentives.calendar import Period, PeriodInvalid, preceding
 from core.incentives.engine import Adjustment, CreditedDeal, Result
 from core.incentives.plans import Plan, parse, parse_document
 from core.metrics.currency import Converter, converter
@@ -307,12 +308,12 @@ def statements(session: Session, settings: Settings, period: Period, *,
                     (person_id is not None and pid != person_id):
                 continue
             snapshot = locked.pop((stored.key, pid), None)
-            out.append(snapshot.statement if snapshot is not None
+            out.append(from_json(snapshot.statement) if snapshot is not None
                        else statement(session, settings, stored, pid, period, conv))
     for snapshot in locked.values():  # a member then, not now
         if (people is None or snapshot.person_id in people) and \
                 person_id in (None, snapshot.person_id):
-            out.append(snapshot.statement)
+            out.append(from_json(snapshot.statement))
     return sorted(out, key=lambda s: (s["plan_key"], s["name"] or "", s["person_id"]))
 
 
@@ -328,16 +329,92 @@ def rows(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
                "name_or_reason": f"earned {item['earned']}"}
 
 
-def covering_periods(plan: Plan, until: date, fiscal_start: int) -> list[Period]:
-    """The plan's periods from the one holding its start up to the one holding `until`."""
-    out, current = [], period_of(plan.period, plan.effective_from, fiscal_start)
-    while current.start <= until:
-        out.append(current)
-        current = following(current, fiscal_start)
-    return out
+NUMBERS = frozenset({"measure", "quota", "attainment", "earned", "payout", "draw_balance_before",
+                     "draw_balance", "amount", "source_amount", "rate", "commission",
+                     "difference", "from", "to"})
+DATES = frozenset({"period_start", "period_end", "close_date"})
 
 
-__all__ = ["COLUMNS", "PlanNotFound", "StoredPlan", "adjustments_for", "compute",
-           "covering_periods", "credited_deals", "draw_balance_before", "get_plan",
-           "list_plans", "members", "plan_public", "plans_for", "public", "quota", "rows",
-           "save_plan", "statement", "statements"]
+def to_json(value: Any) -> Any:
+    """A statement as stored in a snapshot (JSON): decimals, dates and times as text."""
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, date):  # datetimes too
+        return value.isoformat()
+    return value
+
+
+def from_json(value: Any, key: str = "") -> Any:
+    """A stored snapshot as the statement it was (to_json reversed)."""
+    if isinstance(value, dict):
+        return {k: from_json(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    if value is None or not isinstance(value, str):
+        return value
+    if key in NUMBERS:
+        return Decimal(value)
+    if key in DATES:
+        return date.fromisoformat(value)
+    if key == "locked_at":
+        return datetime.fromisoformat(value)
+    return value
+
+
+def preview(session: Session, settings: Settings, key: str, text: str | bytes,
+            period: Period) -> dict[str, Any]:
+    """Each member's payout for `period` under the current version of plan `key` (if any)
+    and under the document `text` (not saved), computed live (locks ignored)."""
+    new = StoredPlan(key, 0, parse(text, key=key))
+    if new.plan.period != period.kind:
+        raise PeriodInvalid(f"plan {key} pays per {new.plan.period}; {period.label} is a "
+                            f"{period.kind}")
+    try:
+        old: StoredPlan | None = get_plan(session, key)
+    except PlanNotFound:
+        old = None
+    conv = converter(session, settings)
+    payouts: dict[int, dict[str, Decimal | None]] = {}
+    for name, stored in (("old", old), ("new", new)):
+        if stored is None or stored.plan.period != period.kind:
+            continue
+        for pid in members(session, stored.plan):
+            item = statement(session, settings, stored, pid, period, conv)
+            payouts.setdefault(pid, {"old": None, "new": None})[name] = item["payout"]
+    labels = people.labels(session, payouts)
+    data = [{"person_id": pid, "email": labels.get(pid, (None, ""))[0],
+             "name": labels.get(pid, (None, ""))[1], "old_payout": pay["old"],
+             "new_payout": pay["new"],
+             "difference": (pay["new"] or engine.ZERO) - (pay["old"] or engine.ZERO)}
+            for pid, pay in sorted(payouts.items())]
+    return {"period": period.label, "plan_key": key, "currency": new.plan.currency,
+            "old_version": old.version if old else None, "data": data}
+
+
+__all__ = [
+    "COLUMNS",
+    "PlanNotFound",
+    "StoredPlan",
+    "adjustments_for",
+    "compute",
+    "credited_deals",
+    "draw_balance_before",
+    "from_json",
+    "get_plan",
+    "list_plans",
+    "members",
+    "plan_public",
+    "plans_for",
+    "preview",
+    "public",
+    "quota",
+    "rows",
+    "save_plan",
+    "statement",
+    "statements",
+    "to_json",
+]
