@@ -187,7 +187,15 @@ class _Checker:
     def null(value: Any) -> bool:
         return isinstance(value, _Scalar) and value.tag == "null" and not value.quoted
 
+    def required(self, value: Any, path: Path) -> bool:
+        """False (and the problem noted) when the key is missing."""
+        if value is None:
+            self.fail(path, "is required")
+        return value is not None
+
     def text(self, value: Any, path: Path, *, max_length: int = 200) -> str | None:
+        if not self.required(value, path):
+            return None
         if not isinstance(value, _Scalar) or self.null(value) or not value.strip():
             self.fail(path, "must be a non-empty text")
             return None
@@ -197,6 +205,8 @@ class _Checker:
         return str(value).strip()
 
     def number(self, value: Any, path: Path, *, integer: bool = False) -> Decimal | None:
+        if not self.required(value, path):
+            return None
         try:
             if not isinstance(value, _Scalar) or self.null(value) or value.tag == "bool":
                 raise InvalidOperation
@@ -222,6 +232,8 @@ class _Checker:
         return None
 
     def day(self, value: Any, path: Path) -> date | None:
+        if not self.required(value, path):
+            return None
         try:
             return date.fromisoformat(str(value).strip()) if isinstance(value, _Scalar) \
                 and not self.null(value) else None
@@ -231,12 +243,16 @@ class _Checker:
         return None
 
     def choice(self, value: Any, path: Path, options: tuple[str, ...]) -> str | None:
+        if not self.required(value, path):
+            return None
         if isinstance(value, _Scalar) and value in options:
             return str(value)
         self.fail(path, f"must be one of {', '.join(options)}")
         return None
 
     def mapping(self, value: Any, path: Path, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not self.required(value, path):
+            return {}
         if not isinstance(value, dict):
             self.fail(path, "must be a mapping (key: value)")
             return {}
@@ -307,7 +323,7 @@ class _Checker:
     def effective(self, value: Any) -> tuple[date | None, date | None]:
         path: Path = ("effective",)
         doc = self.mapping(value, path, ("from", "to"))
-        start = self.day(doc.get("from"), (*path, "from")) if doc else None
+        start = self.day(doc.get("from"), (*path, "from")) if isinstance(value, dict) else None
         end_value = doc.get("to")
         end = None if end_value is None or self.null(end_value) \
             else self.day(end_value, (*path, "to"))
@@ -316,6 +332,8 @@ class _Checker:
         return start, end
 
     def currency(self, value: Any) -> str | None:
+        if not self.required(value, ("currency",)):
+            return None
         if isinstance(value, _Scalar) and CURRENCY.fullmatch(value.upper()):
             return value.upper()
         self.fail(("currency",), "must be a 3-letter currency code (the payout currency)")
@@ -337,6 +355,8 @@ class _Checker:
         return Terms(tiers, cap, spiffs, draw, None if days is None else int(days))
 
     def tiers(self, value: Any) -> tuple[Tier, ...]:
+        if not self.required(value, ("tiers",)):
+            return ()
         if not isinstance(value, list) or not value:
             self.fail(("tiers",), "must be a list of tiers ({to, rate}; the last one {rate})")
             return ()

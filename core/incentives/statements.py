@@ -50,8 +50,8 @@ PLAN, VERSION, LOCKED, ADJUSTMENT = map(table_of, (IncentivePlan, PlanVersion, L
 TYPE_FIELD = "Type"  # the CRM record's deal type field a SPIFF's `type` reads (raw JSON)
 COLUMNS = ("person_id", "email", "name", "team", "period", "plan_key", "plan_version",
            "currency", "kind", "deal_id", "deal_remote_id", "deal_name", "close_date",
-           "amount", "source_amount", "source_currency", "rate", "name_or_reason",
-           "commission")
+           "amount", "source_amount", "source_currency", "rate", "adjusts_period",
+           "name_or_reason", "commission")
 """The columns of a statement exported as CSV or xlsx: one row per line, then a total row."""
 
 
@@ -323,7 +323,7 @@ def rows(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         head = {k: item[k] for k in ("person_id", "email", "name", "team", "period",
                                      "plan_key", "plan_version", "currency")}
         for line in item["lines"]:
-            yield {**head, **line, "name": item["name"],
+            yield {**line, **head, "adjusts_period": line.get("period"),
                    "name_or_reason": line.get("reason") or line.get("name")}
         yield {**head, "kind": "payout", "commission": item["payout"],
                "name_or_reason": f"earned {item['earned']}"}
