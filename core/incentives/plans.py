@@ -66,17 +66,17 @@ class Plan:
             "effective": {"from": self.effective_from.isoformat(),
                           "to": self.effective_to.isoformat() if self.effective_to else None},
             "period": self.period, "currency": self.currency, "measure": self.measure,
-            "quota": "goal" if self.quota is None else str(self.quota),
-            "tiers": [{"rate": str(t.rate)} if t.to is None else
-                      {"to": str(t.to), "rate": str(t.rate)} for t in terms.tiers],
+            "quota": "goal" if self.quota is None else _text(self.quota),
+            "tiers": [{"rate": _text(t.rate)} if t.to is None else
+                      {"to": _text(t.to), "rate": _text(t.rate)} for t in terms.tiers],
         }
         if terms.cap is not None:
-            doc["cap"] = str(terms.cap)
+            doc["cap"] = _text(terms.cap)
         if terms.spiffs:
             doc["spiffs"] = [{"name": s.name, "when": {k: _text(v) for k, v in s.when.items()},
-                              "amount": str(s.amount)} for s in terms.spiffs]
+                              "amount": _text(s.amount)} for s in terms.spiffs]
         if terms.draw is not None:
-            doc["draw"] = {"amount": str(terms.draw.amount),
+            doc["draw"] = {"amount": _text(terms.draw.amount),
                            "recoverable": terms.draw.recoverable}
         if terms.clawback_days is not None:
             doc["clawback_days"] = terms.clawback_days
@@ -89,7 +89,8 @@ class Plan:
 
 
 def _text(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal) else value
+    """A decimal in its shortest exact form (0.050 and 0.05 are one document)."""
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else value
 
 
 # -- reading a document ---------------------------------------------------------------------
