@@ -21,13 +21,12 @@ from api.schemas import Answer, Number
 from core import people
 from core.incentives import periods, statements
 from core.incentives.calendar import Period, PeriodInvalid, parse_period
-from core.incentives.plans import PlanInvalid
+from core.incentives.plans import MAX_PLAN_BYTES, PlanInvalid
 from core.metrics.currency import CurrencyError
 from core.metrics.periods import today
 from core.people import PersonError
 
 router = APIRouter(tags=["incentives"])
-MAX_PLAN_BYTES = 256 * 1024
 PLAN_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml",
               "text/x-yaml", "text/plain")
 PLAN_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {

@@ -25,6 +25,7 @@ TOP_KEYS = ("key", "name", "members", "effective", "period", "currency", "measur
 WHEN_TEXT = ("stage", "pipeline", "type")
 WHEN_AMOUNT = ("min_amount", "max_amount")
 MAX_NUMBER = Decimal("1e15")
+MAX_PLAN_BYTES = 256 * 1024  # a plan document (api.limits caps the request body with it)
 Path = tuple[str | int, ...]
 
 
@@ -415,4 +416,4 @@ class _Checker:
         return None if amount is None or flag is None else Draw(amount, flag)
 
 
-__all__ = ["PERIODS", "Plan", "PlanInvalid", "load", "parse", "parse_document"]
+__all__ = ["MAX_PLAN_BYTES", "PERIODS", "Plan", "PlanInvalid", "load", "parse", "parse_document"]
