@@ -5,6 +5,7 @@ Numbers are read from the document's text (never through float): `rate: 0.07` is
 Decimal("0.07"). Unknown keys are errors, so a misspelt key never silently does nothing.
 """
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -132,6 +133,10 @@ def load(text: str | bytes) -> tuple[Any, dict[Path, int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
+        try:  # JSON that is not YAML (tabs): read as JSON, without line numbers
+            return _scalars(json.loads(text, parse_float=Decimal)), {}
+        except ValueError:
+            pass
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "is not valid YAML or JSON"
         raise PlanInvalid([{"line": mark.line + 1 if mark else None, "field": "plan",
@@ -165,8 +170,7 @@ def _scalars(value: Any) -> Any:
         scalar.tag = "null"
         return scalar
     scalar = _Scalar(str(value).lower() if isinstance(value, bool) else str(value))
-    scalar.tag = "bool" if isinstance(value, bool) else "int" if isinstance(value, int) \
-        else "str"
+    scalar.tag = "bool" if isinstance(value, bool) else "str"
     scalar.quoted = isinstance(value, str)
     return scalar
 
