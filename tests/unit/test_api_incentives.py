@@ -81,7 +81,7 @@ async def test_statements_as_json_csv_and_xlsx(api) -> None:  # type: ignore[no-
                                                             "format": "xlsx"})
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
     assert sheet is not None
-    values = [row for row in sheet.iter_rows(values_only=True)]
+    values = list(sheet.iter_rows(values_only=True))
     assert values[0][0] == "person_id" and len(values) == 1 + 3 + 1  # Ann's 3 rows, Bob's 1
 
 
