@@ -145,7 +145,8 @@ def seed(engine: Engine, connection_id: int, *, deals: int = 30) -> None:
 DASHBOARD_PAGES = frozenset({
     ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
     ("GET", "/welcome/{token}"), ("POST", "/welcome/{token}"), ("GET", "/language"),
-    ("GET", "/leaderboard"), ("GET", "/leaderboard/deals"), ("MOUNT", "/assets")})
+    ("GET", "/leaderboard"), ("GET", "/leaderboard/deals"), ("MOUNT", "/assets"),
+    ("GET", "/statements")})
 """The dashboard's pages and stylesheet (api/web): HTML for people, not API routes. Their
 sign-in, CSRF and scope rules are tested in tests/unit/test_dashboard_pages.py."""
 

@@ -4,7 +4,7 @@ English and Chinese, beside the API. Pages call the same core functions as the A
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.web import leaderboard, signin
+from api.web import leaderboard, signin, statements
 from api.web.render import ASSETS_URL, STATIC_DIR
 
 
@@ -13,6 +13,7 @@ def install(app: FastAPI) -> None:
     app.mount(ASSETS_URL, StaticFiles(directory=STATIC_DIR), name="assets")
     app.include_router(signin.router)
     app.include_router(leaderboard.router)
+    app.include_router(statements.router)
 
 
 __all__ = ["install"]
