@@ -502,6 +502,9 @@ class LockedStatement(SQLModel, table=True):
     plan_version: int
     person_id: int
     statement: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    # plan-currency units per 1 unit of each home currency when locked: later FX changes
+    # never read as differences in the period's deals
+    fx: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     locked_at: datetime = _now()
 
 

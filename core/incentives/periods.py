@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from core.config import Settings
@@ -83,6 +84,7 @@ def lock(session: Session, settings: Settings, label: str, *, today: date) -> Lo
                            "order, and a period before a locked one stays open")
     found = record_adjustments(session, settings, today=today)
     done = statements.statements(session, settings, period)
+    conv = converter(session, settings)
     now = utcnow()
     session.add(PeriodLock(period=period.label, kind=period.kind, period_start=period.start,
                            period_end=period.end, locked_at=now))
@@ -91,8 +93,13 @@ def lock(session: Session, settings: Settings, label: str, *, today: date) -> Lo
         session.add(LockedStatement(period=period.label, plan_key=item["plan_key"],
                                     plan_version=item["plan_version"],
                                     person_id=item["person_id"],
-                                    statement=statements.to_json(item), locked_at=now))
-    session.flush()
+                                    statement=statements.to_json(item),
+                                    fx=statements.fx_rates(session, conv, item["currency"]),
+                                    locked_at=now))
+    try:
+        session.flush()
+    except IntegrityError:  # another request locked it meanwhile (the caller rolls back)
+        raise PeriodLocked(f"period {period.label} is locked already") from None
     return LockResult(period, now, len(done), found)
 
 
@@ -101,8 +108,9 @@ def record_adjustments(session: Session, settings: Settings, *, today: date) -> 
     many adjustments were added."""
     conv = converter(session, settings)
     added = 0
+    # FOR UPDATE (PostgreSQL): two readers at once do not record the same difference twice
     for snapshot in session.execute(select(LockedStatement).order_by(LOCKED.c.id)
-                                    ).scalars():
+                                    .with_for_update()).scalars():
         added += _adjust(session, settings, conv, snapshot, today)
     session.flush()
     return added
@@ -124,7 +132,8 @@ def _adjust(session: Session, settings: Settings, conv: Converter,
     period = parse_period(snapshot.period, fiscal)
     saved = snapshot.statement
     quota = None if saved.get("quota") is None else Decimal(str(saved["quota"]))
-    now = statements.compute(session, conv, stored.plan, snapshot.person_id, period,
+    fx = statements.pinned(conv, stored.plan.currency, snapshot.fx or {})
+    now = statements.compute(session, fx, stored.plan, snapshot.person_id, period,
                              quota_value=quota).deal_commissions()
     then: dict[int | None, Decimal] = {}
     lines = {}

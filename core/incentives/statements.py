@@ -14,13 +14,14 @@ periods use the current version, a snapshot records the one it used.
 Every function takes the caller's session and never commits.
 """
 
+import contextlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from core import people
@@ -29,7 +30,7 @@ from core.incentives import engine
 from core.incentives.calendar import Period, PeriodInvalid, preceding
 from core.incentives.engine import Adjustment, CreditedDeal, Result
 from core.incentives.plans import Plan, parse, parse_document
-from core.metrics.currency import Converter, converter
+from core.metrics.currency import Converter, CurrencyError, converter
 from core.models import (
     CommissionAdjustment,
     Connection,
@@ -162,6 +163,8 @@ def credited_deals(session: Session, person_id: int, period: Period, plan: Plan,
         .where(DEAL.c.owner_person_id == person_id, DEAL.c.status == DealStatus.WON,
                DEAL.c.deleted_at.is_(None), DEAL.c.close_date >= period.start,
                DEAL.c.close_date <= period.end)).all()
+    firsts = _first_deals(session, rows) if any(
+        "new_account" in s.when for s in plan.terms.spiffs) else set()
     out = []
     for row in rows:
         home = row.home_currency.upper() if row.home_currency else None
@@ -173,21 +176,50 @@ def credited_deals(session: Session, person_id: int, period: Period, plan: Plan,
         out.append(CreditedDeal(
             int(row.id), str(row.remote_id), amount, row.close_date, row.remote_created_at,
             row.name or "", row.stage, row.pipeline, str(kind) if kind is not None else None,
-            _first_of_account(session, row), row.amount_home, home))
+            int(row.id) in firsts, row.amount_home, home))
     return out
 
 
-def _first_of_account(session: Session, row: Any) -> bool:
-    """The deal is its account's first won deal (earliest close date; ties by deal id)."""
-    if not row.account_remote_id:
-        return False
-    earlier = session.execute(select(func.count()).select_from(DEAL).where(
-        DEAL.c.connection_id == row.connection_id,
-        DEAL.c.account_remote_id == row.account_remote_id,
-        DEAL.c.status == DealStatus.WON, DEAL.c.deleted_at.is_(None),
-        or_(DEAL.c.close_date < row.close_date,
-            and_(DEAL.c.close_date == row.close_date, DEAL.c.id < row.id)))).scalar_one()
-    return not earlier
+def _first_deals(session: Session, rows: Sequence[Any]) -> set[int]:
+    """The ids of the deals among `rows` that are their account's first won deal (earliest
+    close date; ties by deal id), in one query."""
+    accounts = {(r.connection_id, r.account_remote_id) for r in rows if r.account_remote_id}
+    if not accounts:
+        return set()
+    first: dict[tuple[int, str], int] = {}
+    for connection_id, account, deal_id in session.execute(
+            select(DEAL.c.connection_id, DEAL.c.account_remote_id, DEAL.c.id).where(
+                DEAL.c.account_remote_id.in_(sorted({a for _, a in accounts})),
+                DEAL.c.status == DealStatus.WON, DEAL.c.deleted_at.is_(None),
+                DEAL.c.close_date.is_not(None))
+            .order_by(DEAL.c.close_date, DEAL.c.id)):
+        first.setdefault((connection_id, account), int(deal_id))
+    return {deal_id for key, deal_id in first.items() if key in accounts}
+
+
+def fx_rates(session: Session, conv: Converter, currency: str) -> dict[str, str]:
+    """Units of `currency` per 1 unit of each connection's home currency (that has a rate
+    now), as text: what a snapshot pins."""
+    codes = {str(c).upper() for c, in session.execute(
+        select(CONNECTION.c.home_currency).where(CONNECTION.c.home_currency.is_not(None)))}
+    out = {}
+    for code in sorted(codes):
+        try:
+            out[code] = format(conv.exchange(Decimal(1), code, currency), "f")
+        except CurrencyError:
+            continue
+    return out
+
+
+def pinned(conv: Converter, currency: str, rates: dict[str, Any]) -> Converter:
+    """A converter into `currency` that uses `rates` (fx_rates) where they name the
+    currency, and the current FX table (through conv) for the others."""
+    known = {code: Decimal(str(rate)) for code, rate in rates.items()}
+    for code in (*conv.rates, conv.reporting):
+        if code and code not in known:
+            with contextlib.suppress(CurrencyError):
+                known[code] = conv.exchange(Decimal(1), code, currency)
+    return Converter(currency, known)
 
 
 def quota(session: Session, person_id: int, period: Period, plan: Plan,

@@ -157,3 +157,21 @@ async def test_the_api_locks_and_adjusts(engine) -> None:  # type: ignore[no-unt
             "period": "2027-02", "email": "ann@example.com"})).json()["data"][0]
         adjustment = [line for line in february["lines"] if line["kind"] == "adjustment"]
         assert [(a["deal_remote_id"], a["commission"]) for a in adjustment] == [("a1", 200)]
+
+
+def test_an_fx_change_after_the_lock_is_not_a_difference(engine) -> None:  # type: ignore[no-untyped-def]
+    from core.metrics.currency import set_rate
+
+    c = company(engine)
+    apply(engine, PLAN)
+    upsert(engine, c.crm_b, "deals", [deal("e1", "10000", date(2027, 1, 10))])  # EUR
+    january = ann(engine, "2027-01", today=date(2027, 2, 1))
+    assert january["lines"][0]["commission"] == D("1100.00")  # 11,000 USD x 10 %
+    lock(engine, "2027-01", today=date(2027, 2, 1))
+    with session_scope(engine) as session:
+        set_rate(session, "EUR", D("1.2"))
+    upsert(engine, c.crm_b, "deals", [deal("e1", "12000", date(2027, 1, 10))])
+    february = ann(engine, "2027-02", today=date(2027, 2, 5))
+    # only the edit is a difference, at January's rate: 2,000 EUR x 1.1 x 10 %
+    assert [(line["deal_remote_id"], line["commission"]) for line in february["lines"]
+            if line["kind"] == "adjustment"] == [("e1", D("220.00"))]

@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column('plan_version', sa.Integer(), nullable=False),
         sa.Column('person_id', sa.Integer(), nullable=False),
         sa.Column('statement', JSON, nullable=False),
+        sa.Column('fx', JSON, nullable=False),
         _when('locked_at'),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('period', 'plan_key', 'person_id'),
