@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.access import Admin, Reader
 from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError, error_body
-from api.listing import FILES, ApiJSON, ExportFormat, Id, csv_response, wants_csv
+from api.listing import FILES, MAX_ID, ApiJSON, ExportFormat, Id, csv_response, wants_csv
 from api.schemas import Answer, Number
 from core import people
 from core.incentives import periods, statements
@@ -229,12 +229,12 @@ async def preview_plan(key: Key, request: Request, session: SessionDep,
 def get_statements(request: Request, params: Annotated[StatementParams, Query()],
                    session: SessionDep, settings: SettingsDep, caller: Reader) -> Response:
     period = _period(params.period, settings)
-    person = params.person
+    person = params.person or ""
+    as_id = person.isdigit() and len(person) <= 10 and int(person) <= MAX_ID
     try:
         person_id = people.resolve(
-            session, person_id=params.person_id or (int(person) if person and
-                                                    person.isdigit() else None),
-            email=params.email or (person if person and not person.isdigit() else None),
+            session, person_id=params.person_id or (int(person) if as_id else None),
+            email=params.email or (person if person and not as_id else None),
             people=caller.people)
         if not periods.is_locked(session, period.label):
             periods.record_adjustments(session, settings, today=today(settings))

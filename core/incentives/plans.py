@@ -105,17 +105,21 @@ class _Scalar(str):
     tag: str = ""
 
 
-def _node_value(node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
+def _node_value(node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
+    if id(node) in seen:  # an alias (*name): refused, so no loop and no expansion bomb
+        raise PlanInvalid([{"line": node.start_mark.line + 1, "field": "plan",
+                            "message": "aliases (*name) are not supported: write the value"}])
+    seen.add(id(node))
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _node_value(value_node, (*path, key), lines)
+            out[key] = _node_value(value_node, (*path, key), lines, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_node_value(item, (*path, i), lines) for i, item in enumerate(node.value)]
+        return [_node_value(item, (*path, i), lines, seen) for i, item in enumerate(node.value)]
     scalar = _Scalar(node.value)
     scalar.quoted = bool(getattr(node, "style", None))
     scalar.tag = str(node.tag).rsplit(":", 1)[-1]
@@ -144,7 +148,7 @@ def load(text: str | bytes) -> tuple[Any, dict[Path, int]]:
     if node is None:
         raise PlanInvalid([{"line": None, "field": "plan", "message": "is empty"}])
     lines: dict[Path, int] = {}
-    return _node_value(node, (), lines), lines
+    return _node_value(node, (), lines, set()), lines
 
 
 def parse(text: str | bytes, *, key: str | None = None) -> Plan:

@@ -7,12 +7,14 @@ from datetime import date
 from decimal import Decimal as D
 
 import pytest
+from sqlalchemy import select
 
 from core.db import session_scope
 from core.incentives import periods
 from core.incentives.calendar import parse_period
 from core.incentives.statements import statements
-from core.models import CommissionAdjustment
+from core.metrics.currency import set_rate
+from core.models import CommissionAdjustment, Person
 from core.types import DealStatus
 from tests.api_support import running_api
 from tests.incentive_support import (
@@ -48,10 +50,6 @@ def ann(engine, label, *, today):  # type: ignore[no-untyped-def]
 
 
 def person(engine) -> int:  # type: ignore[no-untyped-def]
-    from sqlalchemy import select
-
-    from core.models import Person
-
     with session_scope(engine) as session:
         return int(session.execute(select(Person.id).where(
             Person.email == "ann@example.com")).scalar_one())  # type: ignore[arg-type]
@@ -160,8 +158,6 @@ async def test_the_api_locks_and_adjusts(engine) -> None:  # type: ignore[no-unt
 
 
 def test_an_fx_change_after_the_lock_is_not_a_difference(engine) -> None:  # type: ignore[no-untyped-def]
-    from core.metrics.currency import set_rate
-
     c = company(engine)
     apply(engine, PLAN)
     upsert(engine, c.crm_b, "deals", [deal("e1", "10000", date(2027, 1, 10))])  # EUR

@@ -3,6 +3,7 @@ two CRMs, a deal in a foreign currency, a deleted deal, the goal as quota, no qu
 as YAML and JSON, their errors by line, versions and the preview."""
 
 import json
+import re
 from datetime import date
 from decimal import Decimal as D
 
@@ -134,3 +135,16 @@ def test_a_preview_shows_old_and_new_payouts_and_saves_nothing(ann_q1) -> None: 
     assert shown["old_version"] == 1
     with session_scope(ann_q1.engine) as session:
         assert statements.get_plan(session, "ae-2027").version == 1
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a: &x [*x]\n", "aliases (*name) are not supported"),  # a loop
+    ("x: &a [1, 2]\ny: [*a, *a, *a]\n", "aliases (*name) are not supported"),  # an expansion
+    ("tiers: [\n", "cannot be read"),
+    ("", "is empty"),
+    (b"\xff\xfe", "is not UTF-8"),
+    ("- 1\n- 2\n", "must be a mapping"),
+])
+def test_unreadable_documents_are_plan_errors(text, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PlanInvalid, match=re.escape(message)):
+        parse(text)
