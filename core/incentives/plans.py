@@ -35,6 +35,8 @@ class PlanInvalid(ValueError):
     None where the document gave no position, e.g. a stored JSON)."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
+        errors = [{k: _printable(v) if isinstance(v, str) else v for k, v in e.items()}
+                  for e in errors]
         first = errors[0]
         where = f"line {first['line']}: " if first.get("line") else ""
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -97,6 +99,21 @@ def _text(value: Any) -> Any:
 
 # -- reading a document ---------------------------------------------------------------------
 
+BAD_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+"""What no text of a plan may hold: NUL (the databases refuse it) and lone surrogates (not
+UTF-8; a JSON or YAML escape such as \\ud800 makes them)."""
+
+
+def _printable(text: str) -> str:
+    return BAD_CHARACTERS.sub("\ufffd", text)
+
+
+def _checked(text: str, node: yaml.Node | None) -> str:
+    if BAD_CHARACTERS.search(text):
+        raise PlanInvalid([{"line": node.start_mark.line + 1 if node else None, "field": "plan",
+                            "message": "holds a NUL or a lone surrogate character"}])
+    return text
+
 
 class _Scalar(str):
     """A YAML scalar's text, and whether it was quoted (then it is always text)."""
@@ -114,13 +131,13 @@ def _node_value(node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[i
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = str(key_node.value)
+            key = _checked(str(key_node.value), key_node)
             lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _node_value(value_node, (*path, key), lines, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_node_value(item, (*path, i), lines, seen) for i, item in enumerate(node.value)]
-    scalar = _Scalar(node.value)
+    scalar = _Scalar(_checked(str(node.value), node))
     scalar.quoted = bool(getattr(node, "style", None))
     scalar.tag = str(node.tag).rsplit(":", 1)[-1]
     return scalar
@@ -166,14 +183,15 @@ def parse_document(doc: Mapping[str, Any]) -> Plan:
 
 def _scalars(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {str(k): _scalars(v) for k, v in value.items()}
+        return {_checked(str(k), None): _scalars(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scalars(v) for v in value]
     if value is None:
         scalar = _Scalar("")
         scalar.tag = "null"
         return scalar
-    scalar = _Scalar(str(value).lower() if isinstance(value, bool) else str(value))
+    scalar = _Scalar(_checked(str(value).lower() if isinstance(value, bool) else str(value),
+                              None))
     scalar.tag = "bool" if isinstance(value, bool) else "str"
     scalar.quoted = isinstance(value, str)
     return scalar

@@ -144,6 +144,8 @@ def test_a_preview_shows_old_and_new_payouts_and_saves_nothing(ann_q1) -> None: 
     ("", "is empty"),
     (b"\xff\xfe", "is not UTF-8"),
     ("- 1\n- 2\n", "must be a mapping"),
+    ('name: "\\ud800"\n', "holds a NUL or a lone surrogate"),  # an escape makes one
+    ('{"key": "a\\u0000"}', "holds a NUL or a lone surrogate"),
 ])
 def test_unreadable_documents_are_plan_errors(text, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PlanInvalid, match=re.escape(message)):
