@@ -175,6 +175,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                                       "back from later earnings above it",
         "stmt.plan_clawback": "Decreases after a period is closed are taken back only "
                               "within {days} days of the deal's close date",
+        "stmt.if_won": "If you win your open deals of this period",
+        "stmt.if_won_commission": "Commission added",
+        "stmt.if_won_payout": "Payout added",
+        "stmt.if_won_note": "Each deal on its own, won at its amount, with this period's "
+                            "tiers, cap and draw.",
     },
     "zh": {
         "app.title": "crmsync 销售看板",
@@ -320,6 +325,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stmt.plan_draw": "保底：每期至少 {amount}",
         "stmt.plan_draw_recoverable": "可扣回保底：每期至少 {amount}，之后从超出部分扣回",
         "stmt.plan_clawback": "结算后的减少仅在商机成交后 {days} 天内扣回",
+        "stmt.if_won": "如果赢下本期的在途商机",
+        "stmt.if_won_commission": "增加的提成",
+        "stmt.if_won_payout": "增加的实发",
+        "stmt.if_won_note": "每笔商机单独计算：按其金额赢单，适用本期的分档、封顶和保底。",
     },
 }
 

@@ -17,7 +17,7 @@ from api.web.i18n import text
 from api.web.render import PageRoute, language, render
 from core.accounts import Role, Viewer
 from core.config import Settings
-from core.incentives import periods, statements
+from core.incentives import periods, statements, whatif
 from core.incentives.calendar import Period, PeriodInvalid, parse_period, period_of
 from core.metrics.currency import CurrencyError
 from core.metrics.periods import today
@@ -49,6 +49,19 @@ def _plans(session: Session, data: list[dict[str, Any]]) -> list[statements.Stor
     return [statements.get_plan(session, key, version) for key, version in wanted]
 
 
+def _hints(session: Session, settings: Settings, period: Period,
+           shown: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Open deals closing in the period and what winning each adds, per shown statement
+    of an open period."""
+    out = {}
+    for item in shown:
+        if not item["locked"]:
+            stored = statements.get_plan(session, item["plan_key"], item["plan_version"])
+            out[(item["plan_key"], item["person_id"])] = whatif.open_deals(
+                session, settings, stored, item["person_id"], period)
+    return out
+
+
 def _read(session: Session, settings: Settings, period: Period,
           viewer: Viewer) -> list[dict[str, Any]]:
     if not periods.is_locked(session, period.label):
@@ -72,7 +85,7 @@ def statements_page(
     chosen = int(person) if person.isdigit() and 1 <= int(person) <= MAX_ID else None
     page: dict[str, Any] = {"label": label, "period": None, "data": [], "shown": [],
                             "totals": [], "plans": [], "error": "", "chosen": chosen,
-                            "exports": {}}
+                            "exports": {}, "hints": {}}
     status = 200
     try:
         the_period = parse_period(label, settings.fiscal_year_start_month)
@@ -86,6 +99,7 @@ def statements_page(
         shown = _shown(data, viewer, chosen)
         query = {"period": the_period.label}
         page.update(period=the_period, data=data, shown=shown, totals=_totals(data),
+                    hints=_hints(session, settings, the_period, shown),
                     plans=_plans(session, shown or data),
                     exports={fmt: "/api/v1/statements?" + urlencode({**query, "format": fmt})
                              for fmt in ("csv", "xlsx")},

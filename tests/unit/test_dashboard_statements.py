@@ -21,7 +21,8 @@ async def site(sqlite_engine: Engine) -> AsyncIterator[Site]:
         deal("d1", "40000", date(2027, 1, 10)), deal("d5", "18000", date(2027, 3, 20),
                                                      Type="New Business"),
         deal("b1", "5000", date(2027, 2, 2), owner="bob@example.com"),
-        deal("c1", "9000", date(2027, 2, 2), owner="cat@example.com")])
+        deal("c1", "9000", date(2027, 2, 2), owner="cat@example.com"),
+        deal("o1", "30000", date(2027, 3, 25), status="open")])
     upsert(sqlite_engine, c.crm_b, "deals", [deal("e1", "20000", date(2027, 2, 1))])
     goal(sqlite_engine, "ann@example.com", date(2027, 1, 1), date(2027, 3, 31), "100000")
     apply(sqlite_engine, AE_PLAN)
@@ -49,6 +50,8 @@ async def test_a_rep_sees_their_statement_line_by_line(site: Site) -> None:
     assert "SPIFF: new logo" in rows[3]
     assert "Bob" not in html and "Cat" not in html and "/api/v1/statements?" not in html
     assert "From 50.00% to 100.00% of quota: 5.00% of bookings" in html
+    # winning o1: 20,000 x 5 % up to quota, 10,000 x 8 % above
+    assert texts(html, r'<td class="num gain">(.*?)</td>') == ["+$1,800.00"]
     assert 'aria-current="page">Statements' in html
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal as D
 import pytest
 
 from core.db import session_scope
-from core.incentives import statements
+from core.incentives import statements, whatif
 from core.incentives.calendar import PeriodInvalid, parse_period, period_of
 from core.incentives.plans import PlanInvalid, parse
 from tests.incentive_support import (
@@ -150,3 +150,17 @@ def test_a_preview_shows_old_and_new_payouts_and_saves_nothing(ann_q1) -> None: 
 def test_unreadable_documents_are_plan_errors(text, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PlanInvalid, match=re.escape(message)):
         parse(text)
+
+
+def test_what_winning_an_open_deal_adds(ann_q1) -> None:  # type: ignore[no-untyped-def]
+    upsert(ann_q1.engine, ann_q1.crm_a, "deals", [
+        deal("o1", "30000", date(2027, 3, 25), status="open"),
+        deal("o2", "1000", date(2027, 4, 25), status="open")])  # next quarter: not listed
+    stored = apply(ann_q1.engine, AE_PLAN + "cap: 4000\n")
+    with session_scope(ann_q1.engine) as session:
+        hints = whatif.open_deals(session, SETTINGS, stored, ann_q1.people["ann"],
+                                  parse_period("2027-Q1"))
+    # 20,000 x 5 % up to quota and 10,000 x 8 % above: 1,800 more, but the cap of 4,000
+    # leaves 1,000 of it (earned 3,000 now)
+    assert [(h["deal_remote_id"], h["commission"], h["payout"]) for h in hints] == [
+        ("o1", D("1000.00"), D("1000.00"))]
