@@ -134,7 +134,7 @@ def _adjust(session: Session, settings: Settings, conv: Converter,
     quota = None if saved.get("quota") is None else Decimal(str(saved["quota"]))
     fx = statements.pinned(conv, stored.plan.currency, snapshot.fx or {})
     now = statements.compute(session, fx, stored.plan, snapshot.person_id, period,
-                             quota_value=quota).deal_commissions()
+                             quota).deal_commissions()
     then: dict[int | None, Decimal] = {}
     lines = {}
     for line in saved["lines"]:

@@ -165,19 +165,22 @@ def credited_deals(session: Session, person_id: int, period: Period, plan: Plan,
                DEAL.c.close_date <= period.end)).all()
     firsts = _first_deals(session, rows) if any(
         "new_account" in s.when for s in plan.terms.spiffs) else set()
-    out = []
-    for row in rows:
-        home = row.home_currency.upper() if row.home_currency else None
-        source = row.amount_home or Decimal(0)
-        if source and home is None:
-            conv.rate(None)  # raises CurrencyError: the connection's currency is unknown
-        amount = conv.exchange(source, home or plan.currency, plan.currency)
-        kind = (row.raw or {}).get(TYPE_FIELD) if isinstance(row.raw, dict) else None
-        out.append(CreditedDeal(
-            int(row.id), str(row.remote_id), amount, row.close_date, row.remote_created_at,
-            row.name or "", row.stage, row.pipeline, str(kind) if kind is not None else None,
-            int(row.id) in firsts, row.amount_home, home))
-    return out
+    return [as_credited(row, plan, conv, int(row.id) in firsts) for row in rows]
+
+
+def as_credited(row: Any, plan: Plan, conv: Converter, new_account: bool) -> CreditedDeal:
+    """A deal row (DEAL columns and the connection's home_currency) as credited, its
+    amount_home in plan currency."""
+    home = row.home_currency.upper() if row.home_currency else None
+    source = row.amount_home or Decimal(0)
+    if source and home is None:
+        conv.rate(None)  # raises CurrencyError: the connection's currency is unknown
+    amount = conv.exchange(source, home or plan.currency, plan.currency)
+    kind = row.raw.get(TYPE_FIELD) if isinstance(row.raw, dict) else None
+    return CreditedDeal(int(row.id), str(row.remote_id), amount, row.close_date,
+                        row.remote_created_at, row.name or "", row.stage, row.pipeline,
+                        str(kind) if kind is not None else None, new_account,
+                        row.amount_home, home)
 
 
 def _first_deals(session: Session, rows: Sequence[Any]) -> set[int]:
@@ -242,14 +245,11 @@ def quota(session: Session, person_id: int, period: Period, plan: Plan,
 # -- statements ----------------------------------------------------------------------------
 
 
-def compute(session: Session, conv: Converter, plan: Plan, person_id: int, period: Period, *,
-            quota_value: Decimal | bool | None = True, balance: Decimal = engine.ZERO,
+def compute(session: Session, conv: Converter, plan: Plan, person_id: int, period: Period,
+            the_quota: Decimal | None, *, balance: Decimal = engine.ZERO,
             adjustments: Sequence[Adjustment] = ()) -> Result:
-    """The arithmetic of one statement on the store's deals (quota_value True: read it)."""
+    """The arithmetic of one statement on the store's deals."""
     deals = credited_deals(session, person_id, period, plan, conv)
-    the_quota = quota(session, person_id, period, plan, conv) if quota_value is True \
-        else quota_value
-    assert not isinstance(the_quota, bool)
     return engine.compute(plan.terms, the_quota, deals, draw_balance=balance,
                           adjustments=adjustments)
 
@@ -272,7 +272,8 @@ def draw_balance_before(session: Session, conv: Converter, stored: StoredPlan,
         earlier.append(current)
         current = preceding(current, fiscal_start)
     for item in reversed(earlier):
-        balance = compute(session, conv, plan, person_id, item, balance=balance,
+        balance = compute(session, conv, plan, person_id, item,
+                          quota(session, person_id, item, plan, conv), balance=balance,
                           adjustments=adjustments_for(session, stored.key, person_id,
                                                       item.label)).draw_balance
     return balance
@@ -301,7 +302,8 @@ def statement(session: Session, settings: Settings, stored: StoredPlan, person_i
     conv = conv or converter(session, settings)
     fiscal = settings.fiscal_year_start_month
     balance = draw_balance_before(session, conv, stored, person_id, period, fiscal)
-    result = compute(session, conv, stored.plan, person_id, period, balance=balance,
+    result = compute(session, conv, stored.plan, person_id, period,
+                     quota(session, person_id, period, stored.plan, conv), balance=balance,
                      adjustments=adjustments_for(session, stored.key, person_id, period.label))
     return public(session, stored, person_id, period, result, balance)
 

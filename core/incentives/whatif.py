@@ -10,13 +10,12 @@ from sqlmodel import Session
 from core.config import Settings
 from core.incentives import engine
 from core.incentives.calendar import Period
-from core.incentives.engine import CreditedDeal
 from core.incentives.statements import (
     CONNECTION,
     DEAL,
-    TYPE_FIELD,
     StoredPlan,
     adjustments_for,
+    as_credited,
     credited_deals,
     draw_balance_before,
     quota,
@@ -41,18 +40,12 @@ def open_deals(session: Session, settings: Settings, stored: StoredPlan, person_
                          adjustments=adjustments)
     out = []
     for row in _open(session, person_id, period):
-        home = row.home_currency.upper() if row.home_currency else plan.currency
-        amount = conv.exchange(row.amount_home or engine.ZERO, home, plan.currency)
-        kind = (row.raw or {}).get(TYPE_FIELD) if isinstance(row.raw, dict) else None
-        deal = CreditedDeal(int(row.id), str(row.remote_id), amount, row.close_date,
-                            row.remote_created_at, row.name or "", row.stage, row.pipeline,
-                            str(kind) if kind is not None else None,
-                            _new_account(session, row))
+        deal = as_credited(row, plan, conv, _new_account(session, row))
         then = engine.compute(plan.terms, the_quota, [*won, deal], draw_balance=balance,
                               adjustments=adjustments)
         out.append({"deal_id": deal.deal_id, "deal_remote_id": deal.remote_id,
                     "deal_name": deal.name, "close_date": deal.close_date,
-                    "amount": engine.cents(amount), "probability": row.probability,
+                    "amount": engine.cents(deal.amount), "probability": row.probability,
                     "commission": then.earned - now.earned,
                     "payout": then.payout - now.payout})
     return out
