@@ -21,6 +21,7 @@ from api.routes import (
     fx,
     goals,
     health,
+    incentives,
     keys,
     metrics,
     ops,
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     app.include_router(health.router)
     app.include_router(ops.router)
     for module in (connections, sync_runs, records, keys, fx, metrics, webhooks, goals,
-                   people):
+                   people, incentives):
         app.include_router(module.router, prefix=API_PREFIX)
     web.install(app)
     return app

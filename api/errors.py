@@ -62,6 +62,8 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 class FieldError(Answer):
     field: str
     message: str
+    line: int | None = Field(None, description=(
+        "Where the sent document has a position for it (a commission plan's line)."))
 
 
 class RowError(FieldError):

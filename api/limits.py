@@ -7,7 +7,8 @@ a 413 as soon as it passes the cap: nothing larger than the cap is ever buffered
 
 The cap is CRMSYNC_MAX_BODY_BYTES (default 1 MB), except for the path prefixes in
 ROUTE_CAPS: goal imports take a 5 MB file (plus room for multipart framing), and
-webhooks keep their own 1 MB (core.webhooks.MAX_BODY), which the route checks too.
+webhooks keep their own 1 MB (core.webhooks.MAX_BODY), which the route checks too, and
+commission plans take 256 KB.
 """
 
 import json
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import ApiError, StartTracking, error_body
 from core import webhooks
 from core.config import Settings
+from core.incentives.plans import MAX_PLAN_BYTES
 
 API_PREFIX = "/api/v1"
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
@@ -24,6 +26,7 @@ MULTIPART_ALLOWANCE = 64 * 1024  # boundaries and part headers around an importe
 ROUTE_CAPS: tuple[tuple[str, int], ...] = (
     (f"{API_PREFIX}/goals/import", MAX_IMPORT_BYTES + MULTIPART_ALLOWANCE),
     (f"{API_PREFIX}/webhooks/", webhooks.MAX_BODY),
+    (f"{API_PREFIX}/plans/", MAX_PLAN_BYTES),  # a commission plan (docs/incentives.md)
 )
 DEFAULT_MAX_BODY = Settings.model_fields["max_body_bytes"].default
 

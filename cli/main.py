@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from api.app import SchemaNotCurrent
-from cli import admin, connections, demo, goals, people, run, sandboxes, users
+from cli import admin, connections, demo, goals, incentives, people, run, sandboxes, users
 from cli.output import err
 from connectors.base import CommandLine
 from connectors.registry import get_connector, providers_with
@@ -31,6 +31,9 @@ app.add_typer(sandboxes.app, name="sandbox")
 app.add_typer(goals.app, name="goals")
 app.add_typer(people.app, name="people")
 app.add_typer(users.app, name="users")
+app.add_typer(incentives.plans_app, name="plans")
+app.add_typer(incentives.statements_app, name="statements")
+app.add_typer(incentives.periods_app, name="periods")
 app.add_typer(admin.keys_app, name="keys")
 for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<provider>.md)
     _commands = cast(CommandLine, get_connector(_provider))

@@ -465,3 +465,84 @@ class RollupDirty(SQLModel, table=True):
     __tablename__ = "rollup_dirty"
     id: int | None = Field(default=None, primary_key=True)
     month: int = Field(index=True)
+
+
+# --- incentives (M8): plans, versions, locked periods, adjustments; migration 0008 ---
+
+
+class IncentivePlan(SQLModel, table=True):
+    """A commission plan (core.incentives; docs/incentives.md); its text lives in versions."""
+
+    __tablename__ = "incentive_plan"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)
+    name: str = ""
+    version: int = 1  # the current version
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+
+
+class PlanVersion(SQLModel, table=True):
+    """One version of a plan: the validated document (Plan.document) and the text as sent."""
+
+    __tablename__ = "incentive_plan_version"
+    __table_args__ = (UniqueConstraint("plan_id", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="incentive_plan.id", ondelete="CASCADE")
+    version: int
+    document: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    source: str = ""
+    created_at: datetime = _now()
+
+
+class PeriodLock(SQLModel, table=True):
+    """A closed commission period (core.incentives.periods): its statements are snapshots."""
+
+    __tablename__ = "period_lock"
+    period: str = Field(primary_key=True, max_length=10)  # 2027-Q1, 2027-01, 2027
+    kind: str = Field(max_length=10)  # month | quarter | year
+    period_start: date
+    period_end: date
+    locked_at: datetime = _now()
+
+
+class LockedStatement(SQLModel, table=True):
+    """A statement as it was when its period was locked; never changes afterwards.
+    person_id is the person then (no foreign key: the snapshot outlives a merge)."""
+
+    __tablename__ = "locked_statement"
+    __table_args__ = (UniqueConstraint("period", "plan_key", "person_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    period: str = Field(max_length=10, index=True)
+    plan_key: str = Field(max_length=64)
+    plan_version: int
+    person_id: int
+    statement: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    # plan-currency units per 1 unit of each home currency when locked: later FX changes
+    # never read as differences in the period's deals
+    fx: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    locked_at: datetime = _now()
+
+
+class CommissionAdjustment(SQLModel, table=True):
+    """A difference found in a locked statement (a deal edited, lost, deleted or synced
+    late), paid or clawed back in `target_period`, the first open period after it.
+    difference is the full change; amount what is paid (0 for a decrease outside the
+    plan's clawback window)."""
+
+    __tablename__ = "commission_adjustment"
+    __table_args__ = (Index("ix_commission_adjustment_target", "target_period", "plan_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    locked_statement_id: int = Field(foreign_key="locked_statement.id", ondelete="CASCADE",
+                                     index=True)
+    plan_key: str = Field(max_length=64)
+    person_id: int
+    period: str = Field(max_length=10)  # the locked period corrected
+    target_period: str = Field(max_length=10)
+    deal_id: int | None = None
+    deal_remote_id: str | None = Field(default=None, max_length=100)
+    reason: str
+    difference: Decimal = Field(sa_type=Money)
+    amount: Decimal = Field(sa_type=Money)
+    observed_on: date
+    created_at: datetime = _now()

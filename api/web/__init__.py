@@ -4,7 +4,7 @@ English and Chinese, beside the API. Pages call the same core functions as the A
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.web import goals, leaderboard, operations, pipeline, signin, trends
+from api.web import goals, leaderboard, operations, pipeline, signin, statements, trends
 from api.web.render import ASSETS_URL, STATIC_DIR
 
 
@@ -17,6 +17,7 @@ def install(app: FastAPI) -> None:
     app.include_router(operations.router)
     app.include_router(trends.router)
     app.include_router(pipeline.router)
+    app.include_router(statements.router)
 
 
 __all__ = ["install"]

@@ -65,6 +65,11 @@ IMPORT = b"owner_email,metric,period_start,period_end,target\n" \
 BAD_IMPORT = b"owner_email,metric,period_start,period_end,target\n" \
              b"bob@example.com,revenue,2025-01-01,2025-03-31,5\n"
 CSV = {"Content-Type": "text/csv"}
+YAML = {"Content-Type": "application/yaml"}
+PLAN = (b"name: East reps\nmembers: {team: East}\neffective: {from: 2025-01-01}\n"
+        b"period: month\ncurrency: EUR\nquota: 1000\ntiers:\n  - {to: 1, rate: 0.05}\n"
+        b"  - {rate: 0.1}\nspiffs:\n  - {name: any win, when: {}, amount: 20}\n"
+        b"draw: {amount: 100, recoverable: true}\n")
 NOTIFICATION = {"server_time": 1718117126473, "query_params": {}, "module": "Deals",
                 "resource_uri": "https://www.zohoapis.com/crm/v2/Deals", "ids": ["d001"],
                 "affected_fields": [], "operation": "update", "channel_id": "1000000068001",
@@ -121,6 +126,20 @@ CASES = [
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
       for group_by in ("none", "owner")),
+    # incentives
+    Case("PUT", f"{V1}/plans/{{key}}", 201, url=f"{V1}/plans/east", content=PLAN,
+         headers=YAML),
+    Case("PUT", f"{V1}/plans/{{key}}", 422, url=f"{V1}/plans/east",
+         content=PLAN.replace(b"0.05", b"five"), headers=YAML),
+    Case("GET", f"{V1}/plans"),
+    Case("GET", f"{V1}/plans/{{key}}", url=f"{V1}/plans/east"),
+    Case("POST", f"{V1}/plans/{{key}}/preview", url=f"{V1}/plans/east/preview",
+         params={"period": "2025-01"}, content=PLAN.replace(b"0.05", b"0.06"), headers=YAML),
+    Case("GET", f"{V1}/statements", params={"period": "2025-01"}),
+    Case("GET", f"{V1}/statements", 422, params={"period": "2025-13"}),
+    Case("POST", f"{V1}/periods/{{period}}/lock", url=f"{V1}/periods/2025-01/lock"),
+    Case("POST", f"{V1}/periods/{{period}}/lock", 409, url=f"{V1}/periods/2025-01/lock"),
+    Case("GET", f"{V1}/statements", params={"period": "2025-01"}),
     # people
     Case("GET", f"{V1}/people", keep={"person_id": "data.0.id"}),
     Case("GET", f"{V1}/people/unmatched"),

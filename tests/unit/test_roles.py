@@ -162,6 +162,7 @@ class Rule:
     params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     content: Callable[[str], bytes] | None = None
+    content_type: str = "text/csv"
 
 
 def _goal_for_bob(who: str) -> dict[str, Any]:
@@ -176,6 +177,11 @@ def _import_for_bob(who: str) -> bytes:
     return (f"person_id,metric,period_start,period_end,target\n{{bob}},bookings,"
             f"2025-{month:02}-01,2025-{month:02}-28,500\n").encode()
 
+
+PLAN = (b"members:\n  people: [ann@example.com, bob@example.com, cat@example.com]\n"
+        b"effective:\n  from: 2025-01-01\nperiod: month\ncurrency: USD\nquota: 1000\n"
+        b"tiers:\n  - rate: 0.1\n")  # no braces: rule contents go through str.format
+JAN = {"period": "2025-01"}
 
 RULES = [
     Rule("GET", "/health", ALL),
@@ -237,6 +243,17 @@ RULES = [
          json={"name": "Bob"}),
     Rule("POST", f"{V1}/people/{{person_id}}/users", admin_only(422),
          url=f"{V1}/people/{{bob}}/users", json={"user_id": 99999}),
+    # incentives: plans read by all, written, previewed and periods locked by admins;
+    # statements of the caller's people
+    Rule("PUT", f"{V1}/plans/{{key}}", admin_only(201), url=f"{V1}/plans/all",
+         content=lambda _who: PLAN, content_type="application/yaml"),
+    Rule("GET", f"{V1}/plans", READ),
+    Rule("GET", f"{V1}/plans/{{key}}", READ, url=f"{V1}/plans/all"),
+    Rule("POST", f"{V1}/plans/{{key}}/preview", admin_only(200), url=f"{V1}/plans/all/preview",
+         params=JAN, content=lambda _who: PLAN, content_type="application/yaml"),
+    Rule("GET", f"{V1}/statements", READ, params=JAN),
+    Rule("POST", f"{V1}/periods/{{period}}/lock", admin_only(200),
+         url=f"{V1}/periods/2025-01/lock"),
     # webhooks: the vendor's own verification, whoever calls
     Rule("POST", f"{V1}/webhooks/{{provider}}/{{connection_id}}", (404,) * 5,
          url=f"{V1}/webhooks/nosuch/{{connection}}", json={}),
@@ -255,7 +272,7 @@ async def test_every_route_gives_each_caller_what_its_rule_says(world: World) ->
             body: dict[str, Any] = {"params": rule.params}
             if rule.content is not None:
                 body["content"] = rule.content(who).decode().format(**world.ids).encode()
-                body["headers"] = {"Content-Type": "text/csv"}
+                body["headers"] = {"Content-Type": rule.content_type}
             elif rule.json is not None:
                 body["json"] = rule.json(who) if callable(rule.json) else rule.json
             response = await world.clients[who].request(rule.method, url, **body)
@@ -467,3 +484,32 @@ async def test_a_manager_pushes_only_their_teams_goals(world: World) -> None:
     everything = await world.clients["admin"].post(f"{V1}/goals/push", json={})
     assert {r["goal_id"] for r in everything.json()["results"]} == north | {
         world.ids["cat_goal"], world.ids["company_goal"]}
+async def test_statements_are_scoped_like_the_other_data(world: World) -> None:
+    admin, manager, rep = (world.clients[w] for w in ("admin", "manager", "rep"))
+    put = await admin.put(f"{V1}/plans/all", content=PLAN,
+                          headers={"Content-Type": "application/yaml"})
+    assert put.status_code == 201, put.text
+
+    async def people(client: httpx.AsyncClient, **params: Any) -> list[tuple[int, Any]]:
+        response = await client.get(f"{V1}/statements", params={**JAN, **params})
+        assert response.status_code == 200, response.text
+        return [(s["person_id"], s["payout"]) for s in response.json()["data"]]
+
+    ann, bob, cat = (world.person(n) for n in ("ann", "bob", "cat"))
+    # one won deal each in January: 100, 101 and 102 (10 %)
+    assert await people(admin) == [(ann, 10), (bob, 10.1), (cat, 10.2)]
+    assert await people(manager) == [(ann, 10), (bob, 10.1)]
+    assert await people(rep) == [(ann, 10)]
+    assert await people(rep, person=str(ann)) == [(ann, 10)]
+    assert await people(rep, person="ann@example.com") == [(ann, 10)]
+    for other in ({"person": str(bob)}, {"person_id": cat}, {"email": "bob@example.com"}):
+        response = await rep.get(f"{V1}/statements", params={**JAN, **other})
+        assert response.status_code == 404, other
+    assert (await manager.get(f"{V1}/statements", params={**JAN, "person_id": cat})
+            ).status_code == 404
+    exported = await rep.get(f"{V1}/statements", params={**JAN, "format": "csv"})
+    assert exported.status_code == 200 and "bob" not in exported.text.lower()
+    for client in (rep, manager):
+        assert (await client.put(f"{V1}/plans/all", content=PLAN, headers={
+            "Content-Type": "application/yaml"})).status_code == 403
+        assert (await client.post(f"{V1}/periods/2025-01/lock")).status_code == 403
