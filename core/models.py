@@ -184,6 +184,39 @@ class DealStageChange(SQLModel, table=True):
     source: str = Field(default="sync", max_length=10)
 
 
+class DealVersion(SQLModel, table=True):
+    """One version of a deal's tracked fields (core.store.TRACKED; docs/evaluation.md): what
+    the deal showed from valid_from until valid_to (None: still). A sync or webhook page
+    writes a version only for a deal that is new or whose tracked fields changed, in the
+    same statement as its merge, and closes the one before it; migration 0008 seeded one
+    per deal that existed then. A deal's first version is valid from its creation in the
+    CRM (remote_created_at), the others from the modified time of the copy that changed it.
+    """
+
+    __tablename__ = "deal_version"
+    __table_args__ = (
+        Index("ix_deal_version_deal", "connection_id", "deal_remote_id", "valid_from"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
+    deal_remote_id: str = Field(max_length=100)
+    valid_from: datetime = Field(sa_type=UTCDateTime)
+    valid_to: datetime | None = _ts()
+    amount: Decimal | None = Field(default=None, sa_type=Money)
+    currency: str | None = Field(default=None, max_length=3)
+    amount_home: Decimal | None = Field(default=None, sa_type=Money)
+    stage: str | None = None
+    stage_remote_id: str | None = None
+    status: DealStatus = Field(default=DealStatus.OPEN, sa_type=EnumText(DealStatus, 10))
+    probability: Decimal | None = Field(default=None, sa_type=Percent)
+    close_date: date | None = None
+    owner_remote_id: str | None = None
+    owner_email: str | None = Field(default=None, max_length=320)
+    owner_person_id: int | None = None  # the owner's person when the version was written
+    pipeline: str | None = None
+    source: str = Field(default="sync", max_length=10)  # sync | webhook | seed
+
+
 class SyncState(SQLModel, table=True):
     __tablename__ = "sync_state"
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE", primary_key=True)
