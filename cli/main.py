@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from api.app import SchemaNotCurrent
-from cli import admin, connections, demo, goals, people, run, sandboxes, users
+from cli import admin, connections, demo, goals, history, people, run, sandboxes, users
 from cli.output import err
 from connectors.base import CommandLine
 from connectors.registry import get_connector, providers_with
@@ -32,6 +32,7 @@ app.add_typer(goals.app, name="goals")
 app.add_typer(people.app, name="people")
 app.add_typer(users.app, name="users")
 app.add_typer(admin.keys_app, name="keys")
+app.add_typer(history.app, name="history")
 for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<provider>.md)
     _commands = cast(CommandLine, get_connector(_provider))
     app.add_typer(_commands.command_line(connections.connections_add), name=_provider)

@@ -94,7 +94,13 @@ CASES = [
     Case("GET", f"{V1}/users", keep={"user_id": "data.1.id"}),
     Case("GET", f"{V1}/accounts", params={"include_deleted": "true"}),
     Case("GET", f"{V1}/stages"),
-    Case("GET", f"{V1}/deals", params={"include_deleted": "true"}),
+    Case("GET", f"{V1}/deals", params={"include_deleted": "true"}, keep={"deal_id": "data.0.id"}),
+    # deal history
+    Case("GET", f"{V1}/deals/{{deal_id}}/stages"),
+    Case("GET", f"{V1}/deals/{{deal_id}}/stages", 404, url=f"{V1}/deals/99999/stages"),
+    Case("GET", f"{V1}/stage-changes", params={"since": "2024-01-01", "pipeline": "Standard"}),
+    Case("GET", f"{V1}/stage-changes", 422, params={"since": "2025-02-01",
+                                                    "until": "2025-01-01"}),
     Case("GET", f"{V1}/deals", 422, params={"status": "maybe"}),
     # API keys and FX rates
     Case("POST", f"{V1}/api-keys", 201, json={"name": "reports", "scopes": ["read"]},

@@ -22,7 +22,7 @@ from api.access import CSRF_HEADER, SESSION_COOKIE
 from core import accounts, store
 from core.db import session_scope
 from core.goals.targets import GoalInput, create_goal
-from core.models import Connection, DashboardUser, Goal, Person, WebSession
+from core.models import Connection, DashboardUser, Deal, Goal, Person, WebSession
 from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
 from core.types import utcnow
 from tests.api_support import (
@@ -120,6 +120,8 @@ async def world(sqlite_engine: Any) -> AsyncIterator[World]:
                     email, "bookings", date(2025, 1, 1), date(2025, 3, 31),
                     Decimal(1000)), api.app.state.settings)
                 ids[f"{name}_goal"] = goal.id
+            ids["bob_deal"] = session.execute(select(Deal.id).where(
+                Deal.remote_id == "d-bob-open")).scalar_one()
         sessions = {"admin": sign_in(sqlite_engine, "boss@example.com", "admin"),
                     "manager": sign_in(sqlite_engine, "north@example.com", "manager",
                                        teams=["North"]),
@@ -204,6 +206,9 @@ RULES = [
     Rule("GET", f"{V1}/accounts", READ),
     Rule("GET", f"{V1}/stages", READ),
     Rule("GET", f"{V1}/deals", READ),
+    Rule("GET", f"{V1}/deals/{{deal_id}}/stages", (401, 200, 404, 200, 200),
+         url=f"{V1}/deals/{{bob_deal}}/stages"),
+    Rule("GET", f"{V1}/stage-changes", READ),
     # API keys: admins; FX rates: read by all, set by write keys and admins
     Rule("POST", f"{V1}/api-keys", admin_only(201), json={"name": "bi", "scopes": ["read"]}),
     Rule("GET", f"{V1}/api-keys", admin_only(200)),
@@ -453,3 +458,21 @@ async def test_ended_sessions_and_disabled_users_are_refused(world: World) -> No
                 "your session has ended: sign in again at /login"
             assert cookie not in response.text
     assert await status("not a session") == 401
+
+
+async def test_stage_history_is_of_the_callers_people(world: World) -> None:
+    moved = [DealRecord(f"d-{n}-open", f"{n} open", amount=Decimal(100), amount_home=Decimal(100),
+                        stage="Negotiation", status="open", close_date=date(2025, 1, 10),
+                        owner_email=REPS[n][0], owner_name=n.title())
+             for n in REPS]
+    with session_scope(world.engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=world.ids["connection"],
+                             records=moved)
+    seen = {who: {r["deal_remote_id"] for r in await rows(world.clients[who], "/stage-changes")}
+            for who in ("rep", "manager", "admin")}
+    assert seen == {"rep": {"d-ann-open"}, "manager": {"d-ann-open", "d-bob-open"},
+                    "admin": {"d-ann-open", "d-bob-open", "d-cat-open"}}
+    exported = await csv_rows(world.clients["rep"], "/stage-changes")
+    assert [r["deal_remote_id"] for r in exported] == ["d-ann-open"]
+    stages = await world.clients["manager"].get(f"{V1}/deals/{world.ids['bob_deal']}/stages")
+    assert [c["to_stage"] for c in stages.json()["changes"]] == ["Negotiation"]
