@@ -233,13 +233,14 @@ def end_of_day(day: date, zone: str) -> datetime:
 
 def deals_as_of(moment: datetime) -> Subquery:
     """Every live deal as its version valid at `moment` showed it (none: created later):
-    deal-like columns (id, connection_id, remote_id, amount, currency, amount_home, stage,
-    stage_remote_id, status, probability, close_date, owner_person_id, owner_email,
-    pipeline, deleted_at). Deleted deals never count (docs/metrics.md), so deals deleted
-    since have no row."""
+    deal-like columns (id, connection_id, remote_id, name, amount, currency, amount_home,
+    stage, stage_remote_id, status, probability, close_date, owner_person_id, owner_email,
+    pipeline, deleted_at, owner_name; name and owner_name are the deal's now). Deleted deals
+    never count (docs/metrics.md), so deals deleted since have no row."""
     at = literal(as_utc(moment), UTCDateTime())
     v = VERSION
-    return (select(DEAL.c.id, v.c.connection_id, DEAL.c.remote_id, v.c.amount, v.c.currency,
+    return (select(DEAL.c.id, v.c.connection_id, DEAL.c.remote_id, DEAL.c.name, v.c.amount,
+                   v.c.currency,
                    v.c.amount_home, v.c.stage, v.c.stage_remote_id, v.c.status,
                    v.c.probability, v.c.close_date, v.c.owner_person_id, v.c.owner_email,
                    v.c.pipeline, DEAL.c.deleted_at, DEAL.c.owner_name)

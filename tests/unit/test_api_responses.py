@@ -124,6 +124,18 @@ CASES = [
     Case("GET", f"{V1}/metrics/summary", 422, params={**PERIOD, "group_by": "rep"}),
     Case("GET", f"{V1}/metrics/deals", params={**PERIOD, "metric": "forecast"}),
     Case("GET", f"{V1}/metrics/pipeline"),
+    Case("GET", f"{V1}/metrics/pipeline", params={"as_of": "2025-01-15"}),
+    Case("GET", f"{V1}/metrics/pipeline", 422, params={"as_of": "yesterday"}),
+    *(Case("GET", f"{V1}/metrics/funnel", params={
+        "start": "2024-12-01", "end": "2025-03-31", "group_by": group_by})
+      for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/funnel", 422, params={**PERIOD, "group_by": "connection"}),
+    *(Case("GET", f"{V1}/metrics/velocity", params={**PERIOD, "group_by": group_by})
+      for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/velocity", 422, params={"start": "2025-02-01",
+                                                       "end": "2025-01-01"}),
+    *(Case("GET", f"{V1}/metrics/forecast-accuracy", params={**PERIOD, "group_by": group_by})
+      for group_by in ("none", "owner", "team")),
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
       for group_by in ("none", "owner")),

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -231,6 +231,10 @@ RULES = [
     Rule("GET", f"{V1}/metrics/summary", READ, params={**Q1, "group_by": "owner"}),
     Rule("GET", f"{V1}/metrics/deals", READ, params={**Q1, "metric": "forecast"}),
     Rule("GET", f"{V1}/metrics/pipeline", READ),
+    Rule("GET", f"{V1}/metrics/funnel", READ, params={"start": "2024-01-01",
+                                                      "end": "2026-12-31"}),
+    Rule("GET", f"{V1}/metrics/velocity", READ, params={**Q1, "group_by": "owner"}),
+    Rule("GET", f"{V1}/metrics/forecast-accuracy", READ, params=Q1),
     Rule("GET", f"{V1}/metrics/timeseries", READ,
          params={**Q1, "metric": "bookings", "interval": "month"}),
     # people: read in scope, changed by admins
@@ -476,3 +480,30 @@ async def test_stage_history_is_of_the_callers_people(world: World) -> None:
     assert [r["deal_remote_id"] for r in exported] == ["d-ann-open"]
     stages = await world.clients["manager"].get(f"{V1}/deals/{world.ids['bob_deal']}/stages")
     assert [c["to_stage"] for c in stages.json()["changes"]] == ["Negotiation"]
+
+
+async def test_evaluation_metrics_are_of_the_callers_people(world: World) -> None:
+    rep, manager = world.clients["rep"], world.clients["manager"]
+    ann = world.person("ann")
+    velocity = (await rep.get(f"{V1}/metrics/velocity",
+                              params={**Q1, "group_by": "owner"})).json()
+    assert [(r["person_id"], r["open_deals"]) for r in velocity["data"]] == [(ann, 1)]
+    created = datetime(2024, 12, 1, tzinfo=UTC)
+    with session_scope(world.engine) as session:  # deals with a history before Q1
+        store.upsert_records(session, stream="deals", connection_id=world.ids["connection"],
+                             records=[DealRecord(
+                                 f"x-{n}", f"{n} x", amount=Decimal(200),
+                                 amount_home=Decimal(200), status="open",
+                                 probability=Decimal(50), close_date=date(2025, 2, 1),
+                                 remote_created_at=created, remote_modified_at=created,
+                                 owner_email=REPS[n][0]) for n in REPS])
+    accuracy = (await rep.get(f"{V1}/metrics/forecast-accuracy", params=Q1)).json()
+    assert [(r["person_id"], r["forecast_at_start"]) for r in accuracy["data"]] == [(ann, 100)]
+    funnel = (await manager.get(f"{V1}/metrics/funnel", params={
+        "start": "2024-12-01", "end": "2024-12-31", "group_by": "owner"})).json()
+    assert {r["owner_email"] for r in funnel["data"]} == {REPS["ann"][0], REPS["bob"][0]}
+    teams = (await manager.get(f"{V1}/metrics/velocity",
+                               params={**Q1, "group_by": "team"})).json()
+    assert [(r["team"], r["open_deals"]) for r in teams["data"]] == [("North", 4)]  # + x-ann, x-bob
+    pipeline = (await rep.get(f"{V1}/metrics/pipeline", params={"as_of": "2026-01-01"})).json()
+    assert sum(r["count"] for r in pipeline["data"]) == 1  # Ann's open deal
