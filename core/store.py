@@ -40,6 +40,7 @@ from core.models import (
     Account,
     Deal,
     DealStageChange,
+    DealState,
     DealVersion,
     SyncedRow,
     SyncRun,
@@ -52,8 +53,7 @@ from core.types import RunStatus, SyncMode, UTCDateTime, utcnow
 
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
 # The deal fields whose every change makes a new deal_version (docs/evaluation.md).
-TRACKED = ("amount", "currency", "amount_home", "stage", "stage_remote_id", "status",
-           "probability", "close_date", "owner_remote_id", "owner_email", "pipeline")
+TRACKED = tuple(DealState.model_fields)
 _EMAIL_COLUMNS = {"email", "owner_email"}
 
 

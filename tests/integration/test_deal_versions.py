@@ -10,8 +10,9 @@ from sqlalchemy import select, text
 
 from core import store
 from core.db import make_engine, session_scope, upgrade
-from core.models import Connection, DealVersion
+from core.models import DealVersion
 from core.records import DealRecord
+from tests.api_support import add_connection
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CREATED = datetime(2024, 12, 1, 9, tzinfo=UTC)
@@ -29,11 +30,7 @@ def deal(i: int, minutes: int = 0, **kw: Any) -> DealRecord:
 
 @pytest.fixture
 def connection_id(engine) -> int:
-    with session_scope(engine) as session:
-        c = Connection(provider="zoho", name="c1", config={})
-        session.add(c)
-        session.flush()
-        return int(c.id or 0)
+    return add_connection(engine)
 
 
 def versions(engine, remote_id: str = "1") -> list[tuple[Any, ...]]:

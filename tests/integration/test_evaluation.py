@@ -21,6 +21,7 @@ from core.metrics.definitions import pipeline
 from core.metrics.evaluation import EvalGroupBy, forecast_accuracy, funnel, velocity
 from core.models import Connection, Deal, Person
 from core.records import DealRecord, StageChangeRecord, StageRecord
+from tests.api_support import add_connection
 
 SETTINGS = Settings(timezone="UTC", reporting_currency="USD")
 ANN, BOB = "ann@example.com", "bob@example.com"
@@ -87,11 +88,9 @@ def play(engine: Any, connection_id: int) -> None:
 
 @pytest.fixture
 def cid(engine: Any) -> int:
+    cid = add_connection(engine)
     with session_scope(engine) as session:
-        connection = Connection(provider="zoho", name="c1", config={}, home_currency="USD")
-        session.add(connection)
-        session.flush()
-        cid = int(connection.id or 0)
+        session.get(Connection, cid).home_currency = "USD"  # type: ignore[union-attr]
         store.upsert_records(session, stream="stages", connection_id=cid, records=[
             StageRecord(f"s-{name}", name, category, pipeline="P", sort_order=order,
                         probability=Decimal(probability))
