@@ -1,4 +1,4 @@
-"""Zoho's stage history (§12): the Stage_History related list of a deal.
+"""Zoho's stage history (docs/vendors/zoho.md §12): the Stage_History related list of a deal.
 
 `GET /crm/v8/Deals/{id}/Stage_History?fields=...` is the generic related-records path
 (zoho/crm-oas v8.0 related_records.json): `fields` mandatory, page/per_page (200 at most),
