@@ -11,7 +11,7 @@ from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
 from core.db import session_scope
-from core.models import Connection, Deal, DealStageChange
+from core.models import Connection, Deal, DealStageChange, DealVersion
 from tests.api_support import running_api
 from tests.integration.zoho_helpers import add_connection, make_context, sync
 from workers.jobs import backfill_stage_history
@@ -70,6 +70,12 @@ async def test_backfill_reads_every_deal_once_and_keeps_each_move_once(engine, d
                 DealStageChange.deal_remote_id == deal.id,
                 DealStageChange.to_stage == target.name)).all()
             assert [m.source for m in moves] == ["sync"]
+            versions = session.scalars(select(DealVersion).where(
+                DealVersion.deal_remote_id == deal.id).order_by(DealVersion.valid_from)).all()
+            assert [(v.stage, v.valid_to is None) for v in versions] == [
+                (company.stage_by_id[deal.history[-2].stage_id].name, False),
+                (target.name, True)]  # as first synced, then as the sync saw it move
+            assert versions[0].valid_from == whole_seconds(deal.created_at)
             deal_id = session.execute(select(Deal.id).where(Deal.remote_id == deal.id)).scalar()
 
     async with running_api(engine) as api:
