@@ -21,6 +21,7 @@ from api.routes import (
     fx,
     goals,
     health,
+    history,
     incentives,
     keys,
     metrics,
@@ -88,8 +89,8 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     app.add_middleware(BodyLimitMiddleware)  # outermost: a 413 before anything is parsed
     app.include_router(health.router)
     app.include_router(ops.router)
-    for module in (connections, sync_runs, records, keys, fx, metrics, webhooks, goals,
-                   people, incentives):
+    for module in (connections, sync_runs, records, history, keys, fx, metrics, webhooks,
+                   goals, people, incentives):
         app.include_router(module.router, prefix=API_PREFIX)
     web.install(app)
     return app

@@ -12,7 +12,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from api.app import SchemaNotCurrent
-from cli import admin, connections, demo, goals, incentives, people, run, sandboxes, users
+from cli import (
+    admin,
+    connections,
+    demo,
+    goals,
+    history,
+    incentives,
+    people,
+    run,
+    sandboxes,
+    users,
+)
 from cli.output import err
 from connectors.base import CommandLine
 from connectors.registry import get_connector, providers_with
@@ -35,6 +46,7 @@ app.add_typer(incentives.plans_app, name="plans")
 app.add_typer(incentives.statements_app, name="statements")
 app.add_typer(incentives.periods_app, name="periods")
 app.add_typer(admin.keys_app, name="keys")
+app.add_typer(history.app, name="history")
 for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<provider>.md)
     _commands = cast(CommandLine, get_connector(_provider))
     app.add_typer(_commands.command_line(connections.connections_add), name=_provider)

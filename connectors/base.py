@@ -12,6 +12,8 @@ loads (connectors/registry.py):
 - channels: `NotificationChannels`, subscribing, renewing and removing the CRM-side
   subscriptions that call the webhook route;
 - goals: `GoalPusher`, writing sales goals into the CRM;
+- stage_history: `StageHistory`, reading the stage moves the CRM itself keeps per deal
+  (backfilled by the workers' `backfill_stage_history` job; docs/evaluation.md);
 - sandbox: a `Sandbox` object in the class attribute `sandbox`: a simulated CRM for the
   command line, the demo and the contract suite;
 - commands: `CommandLine`, extra `crmsync <provider> ...` commands (credential helpers);
@@ -39,6 +41,7 @@ from core.records import (
     Page,
     PushResult,
     SourceInfo,
+    StageChangeRecord,
     StageRecord,
     UserRecord,
 )
@@ -65,6 +68,8 @@ __all__ = [
     "SandboxOption",
     "SourceError",
     "SourceInfo",
+    "StageChangeRecord",
+    "StageHistory",
     "StageRecord",
     "TransientError",
     "UserRecord",
@@ -209,6 +214,24 @@ class GoalPusher(Protocol):
     async def push_goals(
         self, goals: Sequence[GoalOut], deletions: Sequence[GoalDeletion]
     ) -> list[PushResult]: ...
+
+
+@runtime_checkable
+class StageHistory(Protocol):
+    """Optional connector capability: the stage history a CRM keeps per deal (Zoho's
+    Stage_History related list), for deals crmsync never saw move. Provider-neutral
+    contract: for each of `deal_remote_ids` (at most `stage_history_batch` of them), every
+    stage the deal entered with when (StageChangeRecord; the first one from_stage None), in
+    any order; a deal the CRM has no history for, or no longer has, gives nothing. Reads as
+    few calls as the vendor allows; transient errors are retried by the ApiClient; raise
+    AuthError for credentials, SourceError when the CRM refuses."""
+
+    stage_history_batch: ClassVar[int]
+    """How many deals one call of read_stage_history takes (the job commits per batch)."""
+
+    async def read_stage_history(
+        self, deal_remote_ids: Sequence[str]
+    ) -> list[StageChangeRecord]: ...
 
 
 # -- notification channels (docs/webhooks.md, "Renewal") ---------------------------------------

@@ -26,6 +26,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "channels": ("channel_renew_within", "subscribe_channel", "renew_channel",
                  "unsubscribe_channels"),
     "goals": ("push_goals",),
+    "stage_history": ("stage_history_batch", "read_stage_history"),
     "sandbox": ("sandbox",),
     "commands": ("command_line",),
     "links": ("deal_url",),
@@ -90,19 +91,31 @@ def check_connector(name: str, cls: Any, origin: str = "") -> frozenset[str]:
             else:
                 found.add(capability)
     for method in ("check", "read", "resolve_webhook_events", "subscribe_channel",
-                   "renew_channel", "unsubscribe_channels", "push_goals", "deal_url"):
+                   "renew_channel", "unsubscribe_channels", "push_goals", "deal_url",
+                   "read_stage_history"):
         if hasattr(cls, method) and not callable(getattr(cls, method)):
             problems.append(f"{method} must be a method")
+    problems += _member_problems(cls)
+    if problems:
+        raise InvalidConnector(f"{where}: " + "; ".join(problems))
+    return frozenset(found)
+
+
+def _member_problems(cls: Any) -> list[str]:
+    """What is wrong with the optional capabilities' class attributes."""
+    problems = []
     renew = getattr(cls, "channel_renew_within", None)
     if renew is not None and not (isinstance(renew, timedelta) and renew > timedelta(hours=1)):
         problems.append("channel_renew_within must be a timedelta over an hour (the renewal "
                         "job runs hourly)")
+    batch = getattr(cls, "stage_history_batch", None)
+    if batch is not None and not (isinstance(batch, int) and not isinstance(batch, bool)
+                                  and batch >= 1):
+        problems.append("stage_history_batch must be an int of at least 1")
     sandbox = getattr(cls, "sandbox", None)
     if sandbox is not None and not isinstance(sandbox, Sandbox):
         problems.append("sandbox must be a connectors.base.Sandbox")
-    if problems:
-        raise InvalidConnector(f"{where}: " + "; ".join(problems))
-    return frozenset(found)
+    return problems
 
 
 def providers() -> list[str]:

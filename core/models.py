@@ -142,7 +142,23 @@ class Stage(SyncedRow, table=True):
     category: DealStatus = Field(default=DealStatus.OPEN, sa_type=EnumText(DealStatus, 10))
 
 
-class Deal(SyncedRow, table=True):
+class DealState(SQLModel):
+    """The fields of a deal that its versions keep (DealVersion; core.store.TRACKED)."""
+
+    amount: Decimal | None = Field(default=None, sa_type=Money)
+    currency: str | None = Field(default=None, max_length=3)
+    amount_home: Decimal | None = Field(default=None, sa_type=Money)
+    stage: str | None = None
+    stage_remote_id: str | None = None
+    status: DealStatus = Field(default=DealStatus.OPEN, sa_type=EnumText(DealStatus, 10))
+    probability: Decimal | None = Field(default=None, sa_type=Percent)
+    close_date: date | None = None
+    owner_remote_id: str | None = None
+    owner_email: str | None = Field(default=None, max_length=320)
+    pipeline: str | None = None
+
+
+class Deal(SyncedRow, DealState, table=True):
     __table_args__ = (
         UniqueConstraint("connection_id", "remote_id"),
         Index("ix_deal_close", "close_date", "status"),
@@ -150,24 +166,13 @@ class Deal(SyncedRow, table=True):
         Index("ix_deal_modified", "connection_id", "remote_modified_at"),
     )
     name: str = ""
-    amount: Decimal | None = Field(default=None, sa_type=Money)
-    currency: str | None = Field(default=None, max_length=3)
     exchange_rate: Decimal | None = Field(default=None, sa_type=DecimalText)
-    amount_home: Decimal | None = Field(default=None, sa_type=Money)
-    stage: str | None = None
-    stage_remote_id: str | None = None
-    status: DealStatus = Field(default=DealStatus.OPEN, sa_type=EnumText(DealStatus, 10))
-    probability: Decimal | None = Field(default=None, sa_type=Percent)
-    close_date: date | None = None
     remote_created_at: datetime | None = _ts()
     created_date: date | None = None  # remote_created_at's date in the store's zone (localdates)
-    owner_remote_id: str | None = None
-    owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
     owner_person_id: int | None = Field(default=None, foreign_key="person.id")  # core.people
     account_remote_id: str | None = None
     account_name: str | None = None
-    pipeline: str | None = None
 
 
 class DealStageChange(SQLModel, table=True):
@@ -182,6 +187,28 @@ class DealStageChange(SQLModel, table=True):
     to_stage: str | None = None
     changed_at: datetime = Field(sa_type=UTCDateTime)
     source: str = Field(default="sync", max_length=10)
+
+
+class DealVersion(DealState, table=True):
+    """One version of a deal's tracked fields (core.store.TRACKED; docs/evaluation.md): what
+    the deal showed from valid_from until valid_to (None: still). A sync or webhook page
+    writes a version only for a deal that is new or whose tracked fields changed, in the
+    same statement as its merge, and closes the one before it; migration 0010 seeded one
+    per deal that existed then. A deal's first version is valid from its creation in the
+    CRM (remote_created_at), the others from the modified time of the copy that changed it.
+    """
+
+    __tablename__ = "deal_version"
+    __table_args__ = (
+        Index("ix_deal_version_deal", "connection_id", "deal_remote_id", "valid_from"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
+    deal_remote_id: str = Field(max_length=100)
+    valid_from: datetime = Field(sa_type=UTCDateTime)
+    valid_to: datetime | None = _ts()
+    owner_person_id: int | None = None  # the owner's person when the version was written
+    source: str = Field(default="sync", max_length=10)  # sync | webhook | seed
 
 
 class SyncState(SQLModel, table=True):
@@ -467,7 +494,7 @@ class RollupDirty(SQLModel, table=True):
     month: int = Field(index=True)
 
 
-# --- incentives (M8): plans, versions, locked periods, adjustments; migration 0008 ---
+# --- incentives (M8): plans, versions, locked periods, adjustments; migration 0009 ---
 
 
 class IncentivePlan(SQLModel, table=True):

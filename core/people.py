@@ -50,7 +50,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core.metrics import rollups
-from core.models import Account, Deal, Goal, Person, User, table_of
+from core.models import Account, Deal, DealVersion, Goal, Person, User, table_of
 from core.queries import Listing
 from core.types import PersonMatch, utcnow
 
@@ -64,7 +64,8 @@ UNMATCHED_COLUMNS = ("id", "connection_id", "remote_id", "name", "email", "mobil
 
 
 
-PERSON, USER, DEAL, ACCOUNT, GOAL = (table_of(m) for m in (Person, User, Deal, Account, Goal))
+PERSON, USER, DEAL, ACCOUNT, GOAL, VERSION = (
+    table_of(m) for m in (Person, User, Deal, Account, Goal, DealVersion))
 OWNED = ((Deal, DEAL), (Account, ACCOUNT))
 
 
@@ -155,9 +156,9 @@ def ensure_owner_persons(session: Session, load: Table) -> None:
 
 def relink(session: Session, *, user_ids: Sequence[int] = (),
            person_ids: Sequence[int] = ()) -> None:
-    """Re-set owner_person_id (owner_person) on the deals and accounts owned by `user_ids`
-    (their connection and remote id) or linked to `person_ids`, where it changes; the
-    rollup months of those rows become dirty."""
+    """Re-set owner_person_id (owner_person) on the deals, deal versions and accounts owned
+    by `user_ids` (their connection and remote id) or linked to `person_ids`, where it
+    changes; the rollup months of those deals and accounts become dirty."""
     by_connection: dict[int, list[str]] = defaultdict(list)
     if user_ids:
         for cid, rid in session.execute(select(USER.c.connection_id, USER.c.remote_id)
@@ -174,6 +175,15 @@ def relink(session: Session, *, user_ids: Sequence[int] = (),
             where = (scope, table.c.owner_person_id.is_distinct_from(new))
             rollups.mark_rows(session, model, *where)
             session.execute(update(table).where(*where).values(owner_person_id=new))
+    # deal versions follow (core.history: a rep's past pipeline moves with their person)
+    by_owner = [and_(VERSION.c.connection_id == cid, VERSION.c.owner_remote_id.in_(rids))
+                for cid, rids in by_connection.items()]
+    if person_ids:
+        by_owner.append(VERSION.c.owner_person_id.in_(person_ids))
+    for scope in by_owner:
+        new = owner_person(VERSION)
+        session.execute(update(VERSION).where(
+            scope, VERSION.c.owner_person_id.is_distinct_from(new)).values(owner_person_id=new))
 
 
 # ---- matching ----------------------------------------------------------------------------
@@ -525,6 +535,8 @@ def _merge(session: Session, source: int, target: int) -> None:
         where = table.c.owner_person_id == source
         rollups.mark_rows(session, model, where)
         session.execute(update(table).where(where).values(owner_person_id=target))
+    session.execute(update(VERSION).where(VERSION.c.owner_person_id == source)
+                    .values(owner_person_id=target))
     gone = session.get(Person, source)
     kept = session.get(Person, target)
     assert gone is not None and kept is not None

@@ -82,6 +82,18 @@ class DealRecord:
     raw: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StageChangeRecord:
+    """A move of a deal into `to_stage` (stage names, as on deals) at `changed_at`, as the
+    CRM's own stage history keeps it (connectors.base.StageHistory); `from_stage` is None
+    for the stage the deal was created in."""
+
+    deal_remote_id: str
+    from_stage: str | None
+    to_stage: str | None
+    changed_at: datetime
+
+
 DeletedEntity = Literal["accounts", "deals"]
 
 

@@ -40,6 +40,8 @@ from core.models import (
     Account,
     Deal,
     DealStageChange,
+    DealState,
+    DealVersion,
     SyncedRow,
     SyncRun,
     SyncState,
@@ -47,9 +49,11 @@ from core.models import (
     table_of,
 )
 from core.records import Deletion
-from core.types import RunStatus, SyncMode, utcnow
+from core.types import RunStatus, SyncMode, UTCDateTime, utcnow
 
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
+# The deal fields whose every change makes a new deal_version (docs/evaluation.md).
+TRACKED = tuple(DealState.model_fields)
 _EMAIL_COLUMNS = {"email", "owner_email"}
 
 
@@ -83,7 +87,8 @@ def upsert_records(
     A record seen alive clears its tombstone; a record that arrives already
     voided (record.deleted_at set) keeps the first tombstone time.
     Deals whose stage changed are recorded in deal_stage_change (with `source`: sync or
-    webhook), as seen before the merge. The page is
+    webhook), as seen before the merge; new deals and deals whose TRACKED fields changed get
+    a new deal_version (the one before it closed), in the same statement. The page is
     loaded into a temporary table and merged with one INSERT ... SELECT, which also sets
     deals' and accounts' owner_person_id (core.people.owner_person). A users page is
     followed by core.people.after_users_page (new users get their person).
@@ -116,6 +121,7 @@ def upsert_records(
     before = [rollups.page_marks(model, load)]
     if model is Deal:
         before.append(_stage_changes(session, load, source=source, now=now))
+        before.extend(_deal_versions(session, load, source=source, now=now))
     selected: list[Any] = list(load.c)
     if model in (Deal, Account):  # set-based: index lookups in the merge statement itself
         owners = {(row["owner_remote_id"], row["owner_email"]) for row in rows}
@@ -234,6 +240,41 @@ def _stage_changes(session: Session, load: Table, *, source: str, now: datetime)
     columns = ["connection_id", "deal_remote_id", "from_stage", "to_stage", "changed_at", "source"]
     stmt = _insert(session, table_of(DealStageChange)).from_select(columns, moved)
     return stmt.on_conflict_do_nothing()
+
+
+def _deal_versions(session: Session, load: Table, *, source: str, now: datetime) -> list[Any]:
+    """The statements that keep deal_version (run before the page is merged): close the
+    current version of every loaded deal whose TRACKED fields changed, and insert a new
+    version for it and for every deal the store does not have yet. A copy older than the
+    stored deal changes nothing (as in the merge). A new deal's first version is valid from
+    its creation in the CRM; a change's from the copy's modified time (else `now`)."""
+    deal, version = table_of(Deal), table_of(DealVersion)
+    same_deal = and_(deal.c.connection_id == load.c.connection_id,
+                     deal.c.remote_id == load.c.remote_id)
+    tracked = [name for name in TRACKED if name in load.c]
+    changed = and_(
+        or_(*(deal.c[name].is_distinct_from(load.c[name]) for name in tracked)),
+        or_(deal.c.remote_modified_at.is_(None), load.c.remote_modified_at.is_(None),
+            load.c.remote_modified_at >= deal.c.remote_modified_at))
+    changed_at = func.coalesce(load.c.remote_modified_at, literal(now, UTCDateTime()))
+    close = (update(version)
+             .where(version.c.connection_id == load.c.connection_id,
+                    version.c.deal_remote_id == load.c.remote_id,
+                    version.c.valid_to.is_(None), same_deal, changed)
+             .values(valid_to=changed_at))
+    first_seen = "remote_created_at" in load.c
+    valid_from = case(
+        (deal.c.id.is_(None),
+         func.coalesce(load.c.remote_created_at, changed_at) if first_seen else changed_at),
+        else_=changed_at)
+    values = {"connection_id": load.c.connection_id, "deal_remote_id": load.c.remote_id,
+              "valid_from": valid_from, **{name: load.c[name] for name in tracked},
+              "owner_person_id": people.owner_person(load), "source": literal(source)}
+    rows = (sa_select(*values.values())
+            .outerjoin_from(load, deal, same_deal)
+            .where(or_(deal.c.id.is_(None), changed)))
+    insert = _insert(session, version).from_select(list(values), rows)
+    return [close, insert]
 
 
 def _keep_first_tombstone(table: Table, excluded: Any) -> Any:

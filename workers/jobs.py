@@ -13,10 +13,11 @@ from connectors.base import (
     GoalPusher,
     NotificationChannels,
     PushResult,
+    StageHistory,
     WebhookReceiver,
 )
 from connectors.registry import capabilities, providers_with
-from core import store, webhooks
+from core import history, store, webhooks
 from core.db import session_scope
 from core.errors import AuthError, ConfigError, SourceError, TransientError
 from core.goals import push as goal_push
@@ -364,3 +365,49 @@ async def _push_connection(ctx: JobContext, connection_id: int,
         counts[result["status"]] = counts.get(result["status"], 0) + 1
     return {"connection_id": connection_id, "error": error, "counts": counts,
             "results": results}
+
+
+# -- stage history backfill (M9; core/history.py, docs/evaluation.md) -------------------------
+
+
+async def backfill_stage_history(ctx: JobContext, *, connection_id: int,
+                                 restart: bool = False) -> dict[str, Any]:
+    """Read the stage history a CRM keeps (connectors.base.StageHistory) for every live deal
+    of a connection, in deal id order, a batch per transaction: the moves are stored
+    (deal_stage_change, source crm; moves already there are kept) with the last deal id
+    done, so an interrupted backfill resumes there and a finished one reads only deals
+    synced since. `restart` reads every deal again. A provider without the capability
+    backfills nothing: its history is what syncs and webhooks observe.
+    {"connection_id", "deals", "changes", "api_calls", "skipped"}."""
+    loaded = load_connection(ctx, connection_id)
+    outcome: dict[str, Any] = {"connection_id": connection_id, "deals": 0, "changes": 0,
+                               "api_calls": 0, "skipped": None}
+    if "stage_history" not in capabilities(loaded.provider):
+        outcome["skipped"] = (f"provider {loaded.provider!r} keeps no stage history crmsync "
+                              "can read; only the changes syncs and webhooks observe count")
+        return outcome
+    stream = history.BACKFILL_STREAM
+    with session_scope(ctx.engine) as session:
+        state = {} if restart else store.get_state(session, connection_id=connection_id,
+                                                   stream=stream)
+    after = int(state.get("after_id") or 0)
+    async with open_connector(ctx, loaded) as source:
+        assert isinstance(source, StageHistory)  # its class declares stage_history
+        while True:
+            with session_scope(ctx.engine) as session:
+                batch = history.backfill_batch(session, connection_id=connection_id,
+                                               after_id=after, limit=source.stage_history_batch)
+            if not batch:
+                break
+            changes = await source.read_stage_history([remote_id for _, remote_id in batch])
+            after = batch[-1][0]
+            with session_scope(ctx.engine) as session:
+                outcome["changes"] += history.store_stage_changes(
+                    session, connection_id=connection_id, changes=changes)
+                store.set_state(session, connection_id=connection_id, stream=stream,
+                                state={"after_id": after})
+            outcome["deals"] += len(batch)
+        outcome["api_calls"] = source.api_calls
+    log.info("stage history backfilled", extra={"connection_id": connection_id, **{
+        k: outcome[k] for k in ("deals", "changes", "api_calls")}})
+    return outcome

@@ -44,7 +44,9 @@ from core.metrics.definitions import (
     validate,
     validate_series,
 )
+from core.metrics.evaluation import EvalGroupBy, forecast_accuracy, funnel, velocity
 from core.queries import ROW_COLUMNS
+from core.types import DealStatus
 
 router = APIRouter(tags=["metrics"])
 
@@ -197,6 +199,9 @@ class PipelineParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     connection_id: Id | None = None
+    as_of: str | None = Field(None, description=(
+        "The pipeline as it was at the end of this day (CRMSYNC_TIMEZONE), from the deal "
+        "versions (docs/evaluation.md). " + DATE_HELP))
     format: ExportFormat | None = Field(
         None, description="`csv` answers CSV; so does `Accept: text/csv`. " + EXPORT_FORMATS_HELP)
 
@@ -217,14 +222,15 @@ class Pipeline(Answer):
 
 
 @router.get("/metrics/pipeline", response_model=Pipeline, responses=FILES,
-            summary="Open deals now, by stage in stage order")
+            summary="Open deals now (or as of a day), by stage in stage order")
 def get_pipeline(
     request: Request, params: Annotated[PipelineParams, Query()], session: SessionDep,
     settings: SettingsDep, caller: Reader,
 ) -> Response:
+    as_of = None if params.as_of is None else parse_day("as_of", params.as_of)
     with _metric_errors():
         result = pipeline(session, connection_id=params.connection_id, settings=settings,
-                          people=caller.people)
+                          people=caller.people, as_of=as_of)
     if wants_csv(request, params.format):
         return csv_response(result["data"], PIPELINE_COLUMNS, name="pipeline",
                             fmt=params.format)
@@ -284,4 +290,163 @@ def get_timeseries(
                    "value")
         return csv_response(result["data"], columns, name="timeseries",
                             fmt=params.format)
+    return ApiJSON(result)
+
+
+# ---- evaluation (docs/evaluation.md) ---------------------------------------------------------
+
+
+class EvalParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(description=DATE_HELP)
+    end: str = Field(description=DATE_HELP)
+    group_by: EvalGroupBy = EvalGroupBy.NONE
+    connection_id: Id | None = None
+
+
+class FunnelParams(EvalParams):
+    pipeline: str | None = Field(None, max_length=200, description="Only this pipeline.")
+
+
+class EvalKeys(Answer):
+    person_id: int | None = None
+    owner_email: str | None = None
+    owner_name: str | None = None
+    team: str | None = None
+
+
+class FunnelStage(Answer):
+    stage: str
+    sort_order: int
+    category: DealStatus
+    reached: int
+    conversion: Number | None = Field(description="reached of the next stage / reached.")
+    median_days: Number | None
+    mean_days: Number | None
+    stays_ended: int = Field(description="The stays in the stage that ended (the days' base).")
+
+
+class FunnelRow(EvalKeys):
+    connection_id: int
+    pipeline: str | None
+    created: int
+    stages: list[FunnelStage]
+
+
+class CohortRow(EvalKeys):
+    cohort: str = Field(description="The month the deals were created in, YYYY-MM.")
+    created: int
+    won: int
+    lost: int
+    open: int
+    win_rate: Number | None
+    sales_cycle_days: Number | None
+
+
+class Funnel(Answer):
+    start: date
+    end: date
+    group_by: EvalGroupBy
+    data: list[FunnelRow]
+    cohorts: list[CohortRow]
+
+
+@router.get("/metrics/funnel", response_model=Funnel,
+            summary="Funnel, days in stage and entry cohorts of the deals created in a period")
+def get_funnel(
+    params: Annotated[FunnelParams, Query()], session: SessionDep, settings: SettingsDep,
+    caller: Reader,
+) -> Response:
+    start, end = _period(params)
+    with _metric_errors():
+        result = funnel(session, start=start, end=end, group_by=params.group_by,
+                        connection_id=params.connection_id, pipeline=params.pipeline,
+                        settings=settings, people_=caller.people)
+    session.commit()  # created dates may have been recomputed for a new time zone
+    return ApiJSON(result)
+
+
+class VelocityValues(Answer):
+    open_deals: int
+    avg_deal_size: Number | None
+    win_rate: Number | None
+    sales_cycle_days: Number | None
+    velocity: Number | None = Field(description="open_deals x avg_deal_size x win_rate / "
+                                    "sales_cycle_days: money per day.")
+
+
+class VelocityRow(EvalKeys, VelocityValues):
+    pass
+
+
+class Velocity(Answer):
+    start: date
+    end: date
+    currency: str | None
+    group_by: EvalGroupBy
+    data: list[VelocityRow]
+    total: VelocityValues
+
+
+@router.get("/metrics/velocity", response_model=Velocity,
+            summary="Sales velocity of a period, per rep, team or none")
+def get_velocity(
+    params: Annotated[EvalParams, Query()], session: SessionDep, settings: SettingsDep,
+    caller: Reader,
+) -> Response:
+    start, end = _period(params)
+    with _metric_errors():
+        result = velocity(session, start=start, end=end, group_by=params.group_by,
+                          connection_id=params.connection_id, settings=settings,
+                          people_=caller.people)
+    session.commit()
+    return ApiJSON(result)
+
+
+class SlippedDeal(Answer):
+    deal_id: int
+    remote_id: str
+    name: str
+    close_date: date | None = Field(description="Its close date on the period's first day.")
+
+
+class AccuracyValues(Answer):
+    forecast_at_start: Number
+    bookings_at_end: Number
+    forecast_accuracy: Number | None
+    slipped_deals: int
+    slipped_amount: Number
+    slipped: list[SlippedDeal]
+
+
+class AccuracyRow(EvalKeys, AccuracyValues):
+    pass
+
+
+class Accuracy(Answer):
+    start: date
+    end: date
+    currency: str | None
+    group_by: EvalGroupBy
+    data: list[AccuracyRow]
+    total: AccuracyValues
+
+
+class AccuracyParams(EvalParams):
+    group_by: EvalGroupBy = EvalGroupBy.OWNER
+
+
+@router.get("/metrics/forecast-accuracy", response_model=Accuracy,
+            summary="Forecast at a period's start against bookings at its end, and slippage")
+def get_forecast_accuracy(
+    params: Annotated[AccuracyParams, Query()], session: SessionDep, settings: SettingsDep,
+    caller: Reader,
+) -> Response:
+    start, end = _period(params)
+    with _metric_errors():
+        result = forecast_accuracy(session, start=start, end=end, group_by=params.group_by,
+                                   connection_id=params.connection_id, settings=settings,
+                                   people_=caller.people)
+    session.commit()
     return ApiJSON(result)

@@ -14,11 +14,12 @@ from connectors.base import (
     Page,
     PushResult,
     Sandbox,
+    StageChangeRecord,
     WebhookIntake,
     WebhookRequest,
     WebhookSecrets,
 )
-from connectors.zoho import mapping, notifications
+from connectors.zoho import history, mapping, notifications
 from connectors.zoho.cli import build_app as build_command_line
 from connectors.zoho.client import (
     ACCOUNT_FIELDS,
@@ -51,6 +52,12 @@ class ZohoConnector(ZohoClient):
     max_in_flight: ClassVar[int] = 5  # §7: Free edition concurrency; higher editions allow more
     channel_renew_within: ClassVar[timedelta] = notifications.RENEW_WITHIN  # §5
     sandbox: ClassVar[Sandbox] = SANDBOX
+    stage_history_batch: ClassVar[int] = history.BATCH
+
+    # -- stage history (§13, connectors/zoho/history.py; connectors.base.StageHistory) --
+
+    async def read_stage_history(self, deal_remote_ids: Sequence[str]) -> list[StageChangeRecord]:
+        return await history.read(self, deal_remote_ids)
 
     # -- links to records (connectors.base.RecordLinks) ------------------------
 

@@ -27,7 +27,17 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import ColumnElement, Label, Table, case, func, literal, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Label,
+    Table,
+    case,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlmodel import Session
 
 from core import people
@@ -133,7 +143,7 @@ class Scope:
         return conditions
 
 
-def of_people(table: Table, people: Collection[int]) -> ColumnElement[bool]:
+def of_people(table: FromClause, people: Collection[int]) -> ColumnElement[bool]:
     """The rows of `table` (deals, accounts or their rollups) owned by one of `people`
     (none when it is empty; never the rows of no owner)."""
     return table.c.owner_person_id.in_(sorted(people))
@@ -173,6 +183,7 @@ class Acc:
     cycle_deals: int = 0
     open_pipeline: Amounts = field(default_factory=list)
     weighted: Amounts = field(default_factory=list)
+    open_deals: int = 0  # sales velocity (core.metrics.evaluation)
     new_accounts: int = 0
     active: bool = False
 
@@ -184,6 +195,7 @@ class Acc:
         self.cycle_deals += other.cycle_deals
         self.open_pipeline += other.open_pipeline
         self.weighted += other.weighted
+        self.open_deals += other.open_deals
         self.new_accounts += other.new_accounts
 
 
@@ -247,12 +259,14 @@ def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc
             select(*key, CONNECTION.c.home_currency.label("currency"),
                    table.c.probability.label("probability"),
                    type_coerce(func.sum(source.amount), Money).label("amount"),
+                   func.sum(source.count).label("n"),
                    func.max(table.c.owner_name).label("name"))
             .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
             .where(*source.conditions, table.c.status == DealStatus.OPEN)
             .group_by(*key, CONNECTION.c.home_currency, table.c.probability))
         for row in session.execute(stmt):
             acc = accs[row_key(row, key)]
+            acc.open_deals += int(row.n or 0)
             acc.open_pipeline.append((row.currency, row.amount))
             acc.weighted.append((row.currency, weighted(row.amount, row.probability)))
             keep_name(names, row_key(row, key), row.name)

@@ -30,6 +30,7 @@ from sqlmodel import Session
 
 from core.config import Settings
 from core.goals.targets import GoalTargets, goal_targets
+from core.history import deals_as_of, end_of_day
 from core.metrics import aggregates as agg
 from core.metrics.aggregates import (
     ACCOUNT,
@@ -306,9 +307,13 @@ PIPELINE_COLUMNS = ("connection_id", "pipeline", "stage", "sort_order", "count",
 
 
 def pipeline(session: Session, *, connection_id: int | None = None,
-             settings: Settings, people: Collection[int] | None = None) -> dict[str, Any]:
+             settings: Settings, people: Collection[int] | None = None,
+             as_of: date | None = None) -> dict[str, Any]:
     """Open deals now (any close date), by stage in stage order: {"currency","data":[row...]}.
 
+    With `as_of`, the open deals of that day instead: each live deal as its latest version
+    on or before the day (in CRMSYNC_TIMEZONE) showed it (core.history.deals_as_of), its
+    owner then; stages are today's stage records.
     A deal's stage is its stage record (deal.stage_remote_id) when known, else the names on
     the deal (sorted after the known stages). Every open stage that is not deleted gets a
     row, zeros when it holds no deal. Amounts are in the reporting currency, weighted by
@@ -316,26 +321,28 @@ def pipeline(session: Session, *, connection_id: int | None = None,
     people's deals, as in summary(). Raises CurrencyError for a missing rate.
     """
     conv = converter(session, settings)
-    stage_join = and_(STAGE.c.connection_id == DEAL.c.connection_id,
-                      STAGE.c.remote_id == DEAL.c.stage_remote_id)
-    line = func.coalesce(STAGE.c.pipeline, DEAL.c.pipeline)
-    name = func.coalesce(STAGE.c.name, DEAL.c.stage)
-    conditions: list[ColumnElement[bool]] = [DEAL.c.deleted_at.is_(None), DEAL.c.status == OPEN]
+    deals: Any = DEAL if as_of is None else deals_as_of(end_of_day(as_of, settings.timezone))
+    stage_join = and_(STAGE.c.connection_id == deals.c.connection_id,
+                      STAGE.c.remote_id == deals.c.stage_remote_id)
+    line = func.coalesce(STAGE.c.pipeline, deals.c.pipeline)
+    name = func.coalesce(STAGE.c.name, deals.c.stage)
+    conditions: list[ColumnElement[bool]] = [deals.c.deleted_at.is_(None),
+                                             deals.c.status == OPEN]
     if connection_id is not None:
-        conditions.append(DEAL.c.connection_id == connection_id)
+        conditions.append(deals.c.connection_id == connection_id)
     if people is not None:
-        conditions.append(agg.of_people(DEAL, people))
+        conditions.append(agg.of_people(deals, people))
     stmt = (
-        select(DEAL.c.connection_id.label("connection_id"), line.label("pipeline"),
+        select(deals.c.connection_id.label("connection_id"), line.label("pipeline"),
                STAGE.c.sort_order.label("sort_order"), name.label("stage"),
                CONNECTION.c.home_currency.label("currency"),
-               DEAL.c.probability.label("probability"), func.count().label("n"),
-               type_coerce(func.sum(DEAL.c.amount_home), Money).label("amount"))
-        .join_from(DEAL, CONNECTION, DEAL.c.connection_id == CONNECTION.c.id)
+               deals.c.probability.label("probability"), func.count().label("n"),
+               type_coerce(func.sum(deals.c.amount_home), Money).label("amount"))
+        .join_from(deals, CONNECTION, deals.c.connection_id == CONNECTION.c.id)
         .outerjoin(STAGE, stage_join)
         .where(*conditions)
-        .group_by(DEAL.c.connection_id, line, STAGE.c.sort_order, name,
-                  CONNECTION.c.home_currency, DEAL.c.probability)
+        .group_by(deals.c.connection_id, line, STAGE.c.sort_order, name,
+                  CONNECTION.c.home_currency, deals.c.probability)
     )
     groups: dict[_StageKey, tuple[list[int], Amounts, Amounts]] = {}
     stages = select(STAGE.c.connection_id, STAGE.c.pipeline, STAGE.c.sort_order,
@@ -461,7 +468,7 @@ def timeseries(
         else:
             column = (table.c.close_date if table is DEAL else created_date(session, table)
                       if table is ACCOUNT else table.c.day)
-            period = _period_key(session, column, interval, shift)
+            period = period_key(session, column, interval, shift)
         by = SeriesGroupBy.OWNER if group_by == SeriesGroupBy.TEAM else group_by
         return [*agg.group_key(by, table), period.label("period")]
 
@@ -502,7 +509,7 @@ def timeseries(
             "currency": conv.reporting, "group_by": group_by, "data": data}
 
 
-def _period_key(session: Session, column: ColumnElement[Any], interval: Interval,
+def period_key(session: Session, column: ColumnElement[Any], interval: Interval,
                 shift: int) -> ColumnElement[Any]:
     """The period number of a date column, in integer arithmetic both databases share.
 
@@ -518,7 +525,7 @@ def _period_key(session: Session, column: ColumnElement[Any], interval: Interval
 
 
 def _period_number(interval: Interval, shift: int, day: date) -> int:
-    """_period_key in Python."""
+    """period_key in Python."""
     if interval == Interval.WEEK:
         return (day.toordinal() - 1) // 7
     month = day.year * 12 + day.month - 1

@@ -15,7 +15,7 @@ from core.goals.push import plan_push
 from core.goals.targets import GoalError, GoalInput, create_goal, goal_rows
 from core.metrics import rollups
 from core.metrics.definitions import drill_down, summary
-from core.models import Connection, Person, RollupDirty
+from core.models import Connection, DealVersion, Person, RollupDirty
 from core.queries import fetch_page
 from core.records import DealRecord, UserRecord
 
@@ -146,6 +146,8 @@ def test_a_manual_mapping_survives_a_resync_and_merges_the_lone_person(crms):
     assert person(engine, fx, "f3") == (ann, "hand")
     with session_scope(engine) as session:
         assert session.get(Person, wu) is None  # left without users: merged into Ann
+        assert session.execute(select(DealVersion.owner_person_id).where(
+            DealVersion.deal_remote_id == "fd3")).scalars().all() == [ann]  # its history too
         assert goal_rows(session, [goal], SETTINGS)[0]["person_id"] == ann  # the goal moved
     expected = [(ann, "ann@x.com", "Ann Lee", Decimal("108.50"))]
     assert board(engine)[:1] == expected and len(board(engine)) == 2

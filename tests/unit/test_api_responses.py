@@ -99,7 +99,13 @@ CASES = [
     Case("GET", f"{V1}/users", keep={"user_id": "data.1.id"}),
     Case("GET", f"{V1}/accounts", params={"include_deleted": "true"}),
     Case("GET", f"{V1}/stages"),
-    Case("GET", f"{V1}/deals", params={"include_deleted": "true"}),
+    Case("GET", f"{V1}/deals", params={"include_deleted": "true"}, keep={"deal_id": "data.0.id"}),
+    # deal history
+    Case("GET", f"{V1}/deals/{{deal_id}}/stages"),
+    Case("GET", f"{V1}/deals/{{deal_id}}/stages", 404, url=f"{V1}/deals/99999/stages"),
+    Case("GET", f"{V1}/stage-changes", params={"since": "2024-01-01", "pipeline": "Standard"}),
+    Case("GET", f"{V1}/stage-changes", 422, params={"since": "2025-02-01",
+                                                    "until": "2025-01-01"}),
     Case("GET", f"{V1}/deals", 422, params={"status": "maybe"}),
     # API keys and FX rates
     Case("POST", f"{V1}/api-keys", 201, json={"name": "reports", "scopes": ["read"]},
@@ -123,6 +129,18 @@ CASES = [
     Case("GET", f"{V1}/metrics/summary", 422, params={**PERIOD, "group_by": "rep"}),
     Case("GET", f"{V1}/metrics/deals", params={**PERIOD, "metric": "forecast"}),
     Case("GET", f"{V1}/metrics/pipeline"),
+    Case("GET", f"{V1}/metrics/pipeline", params={"as_of": "2025-01-15"}),
+    Case("GET", f"{V1}/metrics/pipeline", 422, params={"as_of": "yesterday"}),
+    *(Case("GET", f"{V1}/metrics/funnel", params={
+        "start": "2024-12-01", "end": "2025-03-31", "group_by": group_by})
+      for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/funnel", 422, params={**PERIOD, "group_by": "connection"}),
+    *(Case("GET", f"{V1}/metrics/velocity", params={**PERIOD, "group_by": group_by})
+      for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/velocity", 422, params={"start": "2025-02-01",
+                                                       "end": "2025-01-01"}),
+    *(Case("GET", f"{V1}/metrics/forecast-accuracy", params={**PERIOD, "group_by": group_by})
+      for group_by in ("none", "owner", "team")),
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
       for group_by in ("none", "owner")),

@@ -76,6 +76,17 @@ class ShortRenewal(Minimal):
     async def unsubscribe_channels(self, channel_ids: Any) -> None: ...
 
 
+class HistoryWithoutBatch(Minimal):
+    name: ClassVar[str] = "historywithoutbatch"
+
+    async def read_stage_history(self, deal_remote_ids: Any) -> Any: ...
+
+
+class ZeroBatch(HistoryWithoutBatch):
+    name: ClassVar[str] = "zerobatch"
+    stage_history_batch: ClassVar[int] = 0
+
+
 class Misnamed(Minimal):
     name: ClassVar[str] = "other"
 
@@ -96,6 +107,9 @@ def test_a_connector_with_only_streams_registers():
     ("badsandbox", BadSandbox, "sandbox must be a connectors.base.Sandbox"),
     ("shortrenewal", ShortRenewal, "channel_renew_within must be a timedelta over an hour"),
     ("misnamed", Misnamed, "names itself 'other'"),
+    ("historywithoutbatch", HistoryWithoutBatch,
+     "declares stage_history without stage_history_batch"),
+    ("zerobatch", ZeroBatch, "stage_history_batch must be an int of at least 1"),
 ])
 def test_a_broken_connector_fails_registration_saying_why(name, cls, message):
     with pytest.raises(InvalidConnector) as caught:

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,7 @@ from api.access import CSRF_HEADER, SESSION_COOKIE
 from core import accounts, store
 from core.db import session_scope
 from core.goals.targets import GoalInput, create_goal
-from core.models import Connection, DashboardUser, Goal, Person, WebSession
+from core.models import Connection, DashboardUser, Deal, Goal, Person, WebSession
 from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
 from core.types import utcnow
 from tests.api_support import (
@@ -120,6 +120,8 @@ async def world(sqlite_engine: Any) -> AsyncIterator[World]:
                     email, "bookings", date(2025, 1, 1), date(2025, 3, 31),
                     Decimal(1000)), api.app.state.settings)
                 ids[f"{name}_goal"] = goal.id
+            ids["bob_deal"] = session.execute(select(Deal.id).where(
+                Deal.remote_id == "d-bob-open")).scalar_one()
         sessions = {"admin": sign_in(sqlite_engine, "boss@example.com", "admin"),
                     "manager": sign_in(sqlite_engine, "north@example.com", "manager",
                                        teams=["North"]),
@@ -210,6 +212,9 @@ RULES = [
     Rule("GET", f"{V1}/accounts", READ),
     Rule("GET", f"{V1}/stages", READ),
     Rule("GET", f"{V1}/deals", READ),
+    Rule("GET", f"{V1}/deals/{{deal_id}}/stages", (401, 200, 404, 200, 200),
+         url=f"{V1}/deals/{{bob_deal}}/stages"),
+    Rule("GET", f"{V1}/stage-changes", READ),
     # API keys: admins; FX rates: read by all, set by write keys and admins
     Rule("POST", f"{V1}/api-keys", admin_only(201), json={"name": "bi", "scopes": ["read"]}),
     Rule("GET", f"{V1}/api-keys", admin_only(200)),
@@ -232,6 +237,10 @@ RULES = [
     Rule("GET", f"{V1}/metrics/summary", READ, params={**Q1, "group_by": "owner"}),
     Rule("GET", f"{V1}/metrics/deals", READ, params={**Q1, "metric": "forecast"}),
     Rule("GET", f"{V1}/metrics/pipeline", READ),
+    Rule("GET", f"{V1}/metrics/funnel", READ, params={"start": "2024-01-01",
+                                                      "end": "2026-12-31"}),
+    Rule("GET", f"{V1}/metrics/velocity", READ, params={**Q1, "group_by": "owner"}),
+    Rule("GET", f"{V1}/metrics/forecast-accuracy", READ, params=Q1),
     Rule("GET", f"{V1}/metrics/timeseries", READ,
          params={**Q1, "metric": "bookings", "interval": "month"}),
     # people: read in scope, changed by admins
@@ -484,6 +493,8 @@ async def test_a_manager_pushes_only_their_teams_goals(world: World) -> None:
     everything = await world.clients["admin"].post(f"{V1}/goals/push", json={})
     assert {r["goal_id"] for r in everything.json()["results"]} == north | {
         world.ids["cat_goal"], world.ids["company_goal"]}
+
+
 async def test_statements_are_scoped_like_the_other_data(world: World) -> None:
     admin, manager, rep = (world.clients[w] for w in ("admin", "manager", "rep"))
     put = await admin.put(f"{V1}/plans/all", content=PLAN,
@@ -513,3 +524,48 @@ async def test_statements_are_scoped_like_the_other_data(world: World) -> None:
         assert (await client.put(f"{V1}/plans/all", content=PLAN, headers={
             "Content-Type": "application/yaml"})).status_code == 403
         assert (await client.post(f"{V1}/periods/2025-01/lock")).status_code == 403
+
+
+async def test_stage_history_is_of_the_callers_people(world: World) -> None:
+    moved = [DealRecord(f"d-{n}-open", f"{n} open", amount=Decimal(100), amount_home=Decimal(100),
+                        stage="Negotiation", status="open", close_date=date(2025, 1, 10),
+                        owner_email=REPS[n][0], owner_name=n.title())
+             for n in REPS]
+    with session_scope(world.engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=world.ids["connection"],
+                             records=moved)
+    seen = {who: {r["deal_remote_id"] for r in await rows(world.clients[who], "/stage-changes")}
+            for who in ("rep", "manager", "admin")}
+    assert seen == {"rep": {"d-ann-open"}, "manager": {"d-ann-open", "d-bob-open"},
+                    "admin": {"d-ann-open", "d-bob-open", "d-cat-open"}}
+    exported = await csv_rows(world.clients["rep"], "/stage-changes")
+    assert [r["deal_remote_id"] for r in exported] == ["d-ann-open"]
+    stages = await world.clients["manager"].get(f"{V1}/deals/{world.ids['bob_deal']}/stages")
+    assert [c["to_stage"] for c in stages.json()["changes"]] == ["Negotiation"]
+
+
+async def test_evaluation_metrics_are_of_the_callers_people(world: World) -> None:
+    rep, manager = world.clients["rep"], world.clients["manager"]
+    ann = world.person("ann")
+    velocity = (await rep.get(f"{V1}/metrics/velocity",
+                              params={**Q1, "group_by": "owner"})).json()
+    assert [(r["person_id"], r["open_deals"]) for r in velocity["data"]] == [(ann, 1)]
+    created = datetime(2024, 12, 1, tzinfo=UTC)
+    with session_scope(world.engine) as session:  # deals with a history before Q1
+        store.upsert_records(session, stream="deals", connection_id=world.ids["connection"],
+                             records=[DealRecord(
+                                 f"x-{n}", f"{n} x", amount=Decimal(200),
+                                 amount_home=Decimal(200), status="open",
+                                 probability=Decimal(50), close_date=date(2025, 2, 1),
+                                 remote_created_at=created, remote_modified_at=created,
+                                 owner_email=REPS[n][0]) for n in REPS])
+    accuracy = (await rep.get(f"{V1}/metrics/forecast-accuracy", params=Q1)).json()
+    assert [(r["person_id"], r["forecast_at_start"]) for r in accuracy["data"]] == [(ann, 100)]
+    funnel = (await manager.get(f"{V1}/metrics/funnel", params={
+        "start": "2024-12-01", "end": "2024-12-31", "group_by": "owner"})).json()
+    assert {r["owner_email"] for r in funnel["data"]} == {REPS["ann"][0], REPS["bob"][0]}
+    teams = (await manager.get(f"{V1}/metrics/velocity",
+                               params={**Q1, "group_by": "team"})).json()
+    assert [(r["team"], r["open_deals"]) for r in teams["data"]] == [("North", 4)]  # + x-ann, x-bob
+    pipeline = (await rep.get(f"{V1}/metrics/pipeline", params={"as_of": "2026-01-01"})).json()
+    assert sum(r["count"] for r in pipeline["data"]) == 1  # Ann's open deal

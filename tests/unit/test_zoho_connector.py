@@ -337,3 +337,30 @@ def test_every_data_centre_has_its_accounts_server():
     assert servers["uk"] == "https://accounts.zoho.uk/oauth/v2/token"
     assert servers["ca"] == "https://accounts.zohocloud.ca/oauth/v2/token"
     assert len(set(servers.values())) == 10
+
+
+@respx.mock(assert_all_mocked=True, assert_all_called=False)
+async def test_stage_history_is_ordered_mapped_and_without_repeats(respx_mock):
+    # §13: a related list, newest first (order not relied on), 204 for a deal without rows
+    mount_metadata(respx_mock)
+    rows = [{"id": "h3", "Stage": "Closed Won", "Last_Modified_Time": modified(300)},
+            {"id": "h2", "Stage": "Qualification", "Last_Modified_Time": modified(200)},
+            {"id": "h1", "Stage": "Qualification", "Last_Modified_Time": modified(0)}]
+    history = respx_mock.get(f"{API}/crm/v8/Deals/77/Stage_History").mock(
+        return_value=httpx.Response(200, json={"data": rows, "info": {
+            "per_page": 200, "count": 3, "page": 1, "more_records": False}}))
+    respx_mock.get(f"{API}/crm/v8/Deals/78/Stage_History").mock(
+        return_value=httpx.Response(204))
+    async with build_client() as client:
+        connector = ZohoConnector(
+            ZohoConfig(dc="eu"),
+            ZohoSecrets(client_id="cid", client_secret="csecret", refresh_token="rtok"),
+            ApiClient(client, retry=FAST))
+        changes = await connector.read_stage_history(["77", "78"])
+    assert [(c.deal_remote_id, c.from_stage, c.to_stage, c.changed_at.second)
+            for c in changes] == [("77", None, "Qualification", 0),
+                                  ("77", "Qualification", "Closed Won", 0)]
+    assert changes[1].changed_at - changes[0].changed_at == timedelta(seconds=300)
+    params = history.calls[0].request.url.params
+    assert (params["fields"], params["per_page"]) == (
+        "Stage,Probability,Last_Modified_Time,Modified_By", "200")

@@ -571,3 +571,24 @@ async def test_records_carry_a_renamed_stage_by_its_actual_value(make_api):
     assert ids
     rows = (await api.deals(ids=",".join(ids[:100]))).json()["data"]
     assert {r["Stage"] for r in rows} == {"Closed Lost to Competition"}
+
+
+async def test_stage_history_related_list(api: Api) -> None:
+    """§13: a deal's stage moves newest first, `fields` mandatory, paged, 204 when none."""
+    company = api.state.company
+    deal = max(company.deals.values(), key=lambda d: len(d.history))
+    path = f"/crm/v8/Deals/{deal.id}/Stage_History"
+    error(await api.get(path), 400, "REQUIRED_PARAM_MISSING")
+    response = await api.get(path, fields="Stage,Last_Modified_Time")
+    assert response.status_code == 200
+    body = response.json()
+    names = [company.stage_by_id[m.stage_id].name for m in deal.history]
+    assert [r["Stage"] for r in body["data"]] == names[::-1]
+    assert all(set(r) == {"id", "Stage", "Last_Modified_Time"} for r in body["data"])
+    assert all(DATETIME.match(r["Last_Modified_Time"]) for r in body["data"])
+    assert body["info"]["more_records"] is False
+    first = await api.get(path, fields="Stage", per_page=1)
+    assert first.json()["info"] == {"per_page": 1, "count": 1, "page": 1,
+                                    "more_records": len(names) > 1}
+    assert (await api.get("/crm/v8/Deals/1/Stage_History", fields="Stage")).status_code == 204
+    error(await api.get("/crm/v8/Deals/x1/Stage_History", fields="Stage"), 400, "INVALID_DATA")

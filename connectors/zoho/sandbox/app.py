@@ -32,6 +32,7 @@ from connectors.zoho.sandbox.records import (
     list_users,
     org_info,
     pipelines,
+    stage_history,
 )
 from connectors.zoho.sandbox.state import ZohoState, state_of
 from connectors.zoho.sandbox.wire import API
@@ -100,6 +101,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         *goal_routes(state, goals),  # §9: the goals custom module (goals.py)
         *notifications.watch_routes(),  # §5 notifications
         Route(f"{API}/{{module}}/deleted", authenticated(list_deleted), methods=["GET"]),
+        Route(f"{API}/Deals/{{record_id}}/Stage_History", authenticated(stage_history),
+              methods=["GET"]),  # §13
         Route(f"{API}/{{module}}/{{record_id}}", authenticated(get_record), methods=["GET"]),
         Route(f"{API}/{{module}}", authenticated(list_records), methods=["GET"]),
     ]
