@@ -26,6 +26,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "channels": ("channel_renew_within", "subscribe_channel", "renew_channel",
                  "unsubscribe_channels"),
     "goals": ("push_goals",),
+    "goal_results": ("goal_results",),
     "sandbox": ("sandbox",),
     "commands": ("command_line",),
 }
@@ -89,7 +90,8 @@ def check_connector(name: str, cls: Any, origin: str = "") -> frozenset[str]:
             else:
                 found.add(capability)
     for method in ("check", "read", "resolve_webhook_events", "subscribe_channel",
-                   "renew_channel", "unsubscribe_channels", "push_goals"):
+                   "renew_channel", "unsubscribe_channels", "push_goals",
+                   "goal_results"):
         if hasattr(cls, method) and not callable(getattr(cls, method)):
             problems.append(f"{method} must be a method")
     renew = getattr(cls, "channel_renew_within", None)

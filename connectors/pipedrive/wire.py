@@ -54,7 +54,7 @@ def basic_header(user: str, password: str) -> str:
 
 def read_basic(header: str | None) -> tuple[str, str] | None:
     """(user, password) from an `Authorization: Basic ...` header, or None."""
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         user, colon, password = base64.b64decode(header[6:].strip(),

@@ -75,10 +75,18 @@ async def list_stages(request: Request) -> Response:
     return _plain_v2(request, rows)
 
 
+def _always(_: Any) -> bool:
+    return True
+
+
+def _same(row: Any) -> Any:
+    return row
+
+
 def _plain_v2(request: Request, rows: list[dict[str, Any]]) -> Response:
     """A short v2 list sorted by id, paged by cursor like the others."""
     keys: list[Key] = [(0, f"{r['id']:020d}") for r in rows]
-    return _v2_page(request, keys, rows, lambda row: True, lambda row: row, "id")
+    return _v2_page(request, keys, rows, _always, _same, "id")
 
 
 async def list_deals(request: Request) -> Response:
@@ -88,7 +96,7 @@ async def list_deals(request: Request) -> Response:
     if not statuses <= set(DEAL_STATUSES):
         raise bad_request(f"status must be among {', '.join(DEAL_STATUSES)}")
     sort_by = _sort_by(request)
-    filters = _deal_filters(request, state)
+    filters = _deal_filters(request)
     live = [s for s in statuses if s != "deleted"]
     keys: list[Key]
     items: list[Any]
@@ -136,7 +144,7 @@ async def list_organizations(request: Request) -> Response:
     filters = _time_filters(request)
     owner = request.query_params.get("owner_id")
     if owner is not None:
-        filters.append(lambda wire: str(wire["owner_id"]) == owner)
+        filters.append(_equals("owner_id", owner))
 
     def match(account: Any) -> bool:
         wire = state.wire.organization(account)
@@ -186,20 +194,29 @@ def _time_filters(request: Request) -> list[Callable[[dict[str, Any]], bool]]:
         except ValueError:
             raise bad_request(f"{name} must be an RFC 3339 date-time") from None
         assert bound is not None
-        if later:  # §3: at or after (guess: inclusive)
-            checks.append(lambda wire, b=bound: parse_time(wire["update_time"]) >= b)
-        else:
-            checks.append(lambda wire, b=bound: parse_time(wire["update_time"]) < b)
+        checks.append(_since(bound) if later else _until(bound))
     return checks
 
 
-def _deal_filters(request: Request, state: PipedriveState
-                  ) -> list[Callable[[dict[str, Any]], bool]]:
+def _since(bound: datetime) -> Callable[[dict[str, Any]], bool]:
+    """§3: updated at or after `bound` (guess: inclusive)."""
+    return lambda wire: (parse_time(wire["update_time"]) or bound) >= bound
+
+
+def _until(bound: datetime) -> Callable[[dict[str, Any]], bool]:
+    return lambda wire: (parse_time(wire["update_time"]) or bound) < bound
+
+
+def _equals(name: str, value: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda wire: str(wire.get(name)) == value
+
+
+def _deal_filters(request: Request) -> list[Callable[[dict[str, Any]], bool]]:
     checks = _time_filters(request)
     for name in ("owner_id", "pipeline_id", "stage_id", "org_id"):
         value = request.query_params.get(name)
         if value is not None:
-            checks.append(lambda wire, n=name, v=value: str(wire.get(n)) == v)
+            checks.append(_equals(name, value))
     return checks
 
 
