@@ -22,7 +22,7 @@ async def token_endpoint(request: Request) -> Response:
     client = read_basic(request.headers.get("authorization"))
     if client is None or not (secrets.compare_digest(client[0], state.client_id)
                               and secrets.compare_digest(client[1], state.client_secret)):
-        # guess: the OAuth error form of RFC 6749 §5.2
+        # guess: the OAuth error form of RFC 6749 (section 5.2)
         return json_response({"success": False, "message": "Invalid client credentials",
                               "error": "invalid_client"}, 401)
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
