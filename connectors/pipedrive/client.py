@@ -192,6 +192,7 @@ class Meta:
     org_fields: dict[str, str]
     pipelines: dict[str, str]  # pipeline id -> name
     stages: dict[str, StageRecord]  # stage id -> record
+    owners: dict[str, tuple[str | None, str]]  # user id -> (email, name), for record owners
 
 
 class PipedriveClient:
@@ -321,7 +322,9 @@ class PipedriveClient:
                 if not raw.get("is_deleted"):
                     record = mapping.stage(raw, pipelines)
                     stages[record.remote_id] = record
-        return Meta(deal_fields, org_fields, pipelines, stages)
+        owners = {str(u["id"]): (u.get("email"), str(u.get("name") or u["id"]))
+                  for u in await self.v1_all("/users") if u.get("id") is not None}
+        return Meta(deal_fields, org_fields, pipelines, stages, owners)
 
     async def currency_ids(self) -> dict[str, int]:
         """§8: currency code -> id (goals refer to currencies by id, §7)."""
@@ -338,8 +341,7 @@ class PipedriveClient:
         if self.home_currency is None:
             await self.check()
         meta = await self.meta()
-        return mapping.deal(raw, meta.stages, meta.pipelines, self.home_currency,
-                            meta.deal_fields)
+        return mapping.deal(raw, meta, self.home_currency)
 
 
 def _custom_names(fields: list[dict[str, Any]]) -> dict[str, str]:

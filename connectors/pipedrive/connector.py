@@ -73,15 +73,14 @@ class PipedriveConnector(PipedriveClient):
     async def _read_accounts(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         meta = await self.meta()
         async for rows, state in self._walk(f"{V2}/organizations", {}, cursor):
-            yield Page(records=[mapping.account(r, meta.org_fields) for r in rows], cursor=state)
+            yield Page(records=[mapping.account(r, meta) for r in rows], cursor=state)
 
     async def _read_deals(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         if self.home_currency is None:
             await self.check()
         meta = await self.meta()
         async for rows, state in self._walk(f"{V2}/deals", {}, cursor):
-            records = [mapping.deal(r, meta.stages, meta.pipelines, self.home_currency,
-                                    meta.deal_fields) for r in rows]
+            records = [mapping.deal(r, meta, self.home_currency) for r in rows]
             yield Page(records=records, cursor=state)
 
     async def _read_deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:

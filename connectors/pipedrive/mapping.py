@@ -13,7 +13,7 @@
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.pipedrive.wire import CUSTOM_FIELD_KEY, parse_time
 from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
@@ -95,15 +95,38 @@ def outcome_stages(pipeline_id: str, name: str) -> list[StageRecord]:
             for i, (category, label, probability) in enumerate(OUTCOMES)]
 
 
-def account(raw: dict[str, Any], names: dict[str, str]) -> AccountRecord:
-    clean = named_fields(raw, names)
+class Lookups(Protocol):
+    """The company metadata mapping needs (connectors.pipedrive.client.Meta)."""
+
+    @property
+    def deal_fields(self) -> dict[str, str]: ...
+    @property
+    def org_fields(self) -> dict[str, str]: ...
+    @property
+    def pipelines(self) -> dict[str, str]: ...
+    @property
+    def stages(self) -> dict[str, StageRecord]: ...
+    @property
+    def owners(self) -> dict[str, tuple[str | None, str]]: ...
+
+
+def _owner(raw: dict[str, Any], meta: Lookups) -> dict[str, Any]:
+    """owner_remote_id, and the owner's email and name from the users list (§2: v2 records
+    carry only owner_id), so people match across CRMs by email."""
+    remote_id = _id(raw.get("owner_id") or raw.get("user_id"))
+    email, name = meta.owners.get(remote_id or "", (None, None))
+    return {"owner_remote_id": remote_id, "owner_email": _email(email), "owner_name": name}
+
+
+def account(raw: dict[str, Any], meta: Lookups) -> AccountRecord:
+    clean = named_fields(raw, meta.org_fields)
     industry = next((v for k, v in (clean.get("custom_fields") or {}).items()
                      if k.lower() == INDUSTRY), None)
     return AccountRecord(
         remote_id=str(raw["id"]),
         name=str(raw.get("name") or ""),
         industry=str(industry) if industry not in (None, "") else None,
-        owner_remote_id=_id(raw.get("owner_id")),
+        **_owner(raw, meta),
         remote_created_at=parse_time(raw.get("add_time")),
         remote_modified_at=parse_time(raw.get("update_time")),
         deleted_at=parse_time(raw.get("update_time")) if raw.get("is_deleted") else None,
@@ -111,18 +134,18 @@ def account(raw: dict[str, Any], names: dict[str, str]) -> AccountRecord:
     )
 
 
-def deal(raw: dict[str, Any], stages: dict[str, StageRecord], pipelines: dict[str, str],
-         home_currency: str | None, names: dict[str, str]) -> DealRecord:
+def deal(raw: dict[str, Any], meta: Lookups, home_currency: str | None) -> DealRecord:
     """§2, §4, §8: one v2 deal."""
+    stages, pipelines = meta.stages, meta.pipelines
     status_text = str(raw.get("status") or "open")
     status = STATUS.get(status_text, DealStatus.OPEN)
-    meta = stages.get(str(raw.get("stage_id")))
+    kept = stages.get(str(raw.get("stage_id")))
     amount = decimal(raw.get("value"))
     currency = str(raw.get("currency") or home_currency or "") or None
     at_home = currency is not None and currency == home_currency and amount is not None
     probability = decimal(raw.get("probability"))
-    if probability is None and meta is not None:
-        probability = meta.probability
+    if probability is None and kept is not None:
+        probability = kept.probability
     deleted = bool(raw.get("is_deleted")) or status_text == "deleted"
     return DealRecord(
         remote_id=str(raw["id"]),
@@ -131,18 +154,18 @@ def deal(raw: dict[str, Any], stages: dict[str, StageRecord], pipelines: dict[st
         currency=currency,
         exchange_rate=Decimal(1) if at_home else None,
         amount_home=amount if at_home else None,  # otherwise the FX table (core.store)
-        stage=meta.name if meta else None,
-        stage_remote_id=meta.remote_id if meta else _id(raw.get("stage_id")),
+        stage=kept.name if kept else None,
+        stage_remote_id=kept.remote_id if kept else _id(raw.get("stage_id")),
         status=status,
         probability=probability,
         close_date=close_date(raw, status),
         remote_created_at=parse_time(raw.get("add_time")),
         remote_modified_at=parse_time(raw.get("update_time")),
-        owner_remote_id=_id(raw.get("owner_id") or raw.get("user_id")),
+        **_owner(raw, meta),
         account_remote_id=_id(raw.get("org_id")),
         pipeline=pipelines.get(str(raw.get("pipeline_id"))),
         deleted_at=parse_time(raw.get("update_time")) if deleted else None,
-        raw=named_fields(raw, names),
+        raw=named_fields(raw, meta.deal_fields),
     )
 
 

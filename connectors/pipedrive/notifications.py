@@ -122,7 +122,7 @@ async def resolve(client: PipedriveClient,
                 records.append(await client.map_deal(raw))
             else:
                 assert meta is not None
-                records.append(mapping.account(raw, meta.org_fields))
+                records.append(mapping.account(raw, meta))
         if records:
             out.append((entity, Page(records=records)))
     if tombstones:

@@ -65,6 +65,9 @@ def metadata(router: respx.MockRouter) -> None:
         [{"key": INDUSTRY, "name": "Industry"}], pagination={"more_items_in_collection": False}))
     router.get(f"{API}/api/v2/pipelines").mock(return_value=ok(
         [{"id": 1, "name": "Standard"}], next_cursor=None))
+    router.get(f"{API}/api/v1/users").mock(return_value=ok(
+        [{"id": 11, "name": "Jane Roe", "email": "Jane@Acme.test"}],
+        pagination={"more_items_in_collection": False}))
     router.get(f"{API}/api/v2/stages").mock(return_value=ok(
         [{"id": 4, "name": "Proposal", "pipeline_id": 1, "order_nr": 3,
           "deal_probability": 60}], next_cursor=None))
@@ -129,6 +132,8 @@ async def test_won_and_lost_come_from_the_status_and_keep_the_stage():
     won, lost, still = page.records
     assert (won.status, won.stage, won.stage_remote_id) == (DealStatus.WON, "Proposal", "4")
     assert won.close_date == date(2026, 2, 10)  # won_time's date, not the expected one
+    assert (won.owner_remote_id, won.owner_email, won.owner_name) == (
+        "11", "jane@acme.test", "Jane Roe")  # from the users list: v2 gives owner_id only
     assert (won.amount_home, won.exchange_rate) == (Decimal("1200.5"), Decimal(1))  # home
     assert (lost.status, lost.stage, lost.close_date) == (DealStatus.LOST, "Proposal",
                                                           date(2026, 2, 11))
