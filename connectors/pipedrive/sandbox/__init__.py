@@ -28,7 +28,8 @@ SANDBOX = Sandbox(
     default_port=8430,
     demo_rank=20,
     options=(
-        SandboxOption("burst-limit", "API-token requests per 2 seconds (§6).", default=80,
+        SandboxOption("burst-limit", "API-token requests per 2 seconds (OAuth: 4 times as "
+                      "many; docs/vendors/pipedrive.md §6).", default=80,
                       kind=int, apply=lambda n: {"burst_limit": int(n)}),
         SandboxOption("daily-budget", "The company's daily token budget (§6); 0: unlimited.",
                       default=0, kind=int,

@@ -75,10 +75,6 @@ async def list_stages(request: Request) -> Response:
     return _plain_v2(request, rows)
 
 
-def _always(_: Any) -> bool:
-    return True
-
-
 def _same(row: Any) -> Any:
     return row
 
@@ -86,7 +82,7 @@ def _same(row: Any) -> Any:
 def _plain_v2(request: Request, rows: list[dict[str, Any]]) -> Response:
     """A short v2 list sorted by id, paged by cursor like the others."""
     keys: list[Key] = [(0, f"{r['id']:020d}") for r in rows]
-    return _v2_page(request, keys, rows, _always, _same, "id")
+    return _v2_page(request, keys, rows, _same, "id")
 
 
 async def list_deals(request: Request) -> Response:
@@ -109,21 +105,16 @@ async def list_deals(request: Request) -> Response:
     else:
         keys, items = index.keys, index.items
 
-    def match(record: Any) -> bool:
+    def render(record: Any) -> dict[str, Any] | None:
         if isinstance(record, Deletion):
             wire = state.wire.deleted_deal(record, state.live.get(record.id))
         else:
             wire = state.wire.deal(record)
             if wire["status"] not in live:
-                return False
-        return all(check(wire) for check in filters)
+                return None
+        return wire if all(check(wire) for check in filters) else None
 
-    def to_json(record: Any) -> dict[str, Any]:
-        if isinstance(record, Deletion):
-            return state.wire.deleted_deal(record, state.live.get(record.id))
-        return state.wire.deal(record)
-
-    return _v2_page(request, keys, items, match, to_json, sort_by)
+    return _v2_page(request, keys, items, render, sort_by)
 
 
 async def get_deal(request: Request) -> Response:
@@ -146,11 +137,11 @@ async def list_organizations(request: Request) -> Response:
     if owner is not None:
         filters.append(_equals("owner_id", owner))
 
-    def match(account: Any) -> bool:
+    def render(account: Any) -> dict[str, Any] | None:
         wire = state.wire.organization(account)
-        return all(check(wire) for check in filters)
+        return wire if all(check(wire) for check in filters) else None
 
-    return _v2_page(request, index.keys, index.items, match, state.wire.organization, sort_by)
+    return _v2_page(request, index.keys, index.items, render, sort_by)
 
 
 async def get_organization(request: Request) -> Response:
@@ -235,38 +226,43 @@ def _decode(cursor: str, sort_by: str) -> Key:
 
 
 def _v2_page(request: Request, keys: Sequence[Key], items: Sequence[Any],
-             match: Callable[[Any], bool], to_json: Callable[[Any], dict[str, Any]],
-             sort_by: str) -> Response:
-    """§2: `limit` (at most 500) records after `cursor`; next_cursor null on the last page."""
+             render: Callable[[Any], dict[str, Any] | None], sort_by: str) -> Response:
+    """§2: `limit` (at most 500) records after `cursor`; next_cursor null on the last page.
+    `render` gives a record's JSON, or None when the request's filters leave it out."""
     limit = _int(request, "limit", DEFAULT_LIMIT, low=1)
     if limit > MAX_LIMIT:
         raise bad_request(f"limit must not exceed {MAX_LIMIT}")
-    descending = request.query_params.get("sort_direction", "asc") == "desc"
-    if request.query_params.get("sort_direction", "asc") not in ("asc", "desc"):
+    direction = request.query_params.get("sort_direction", "asc")
+    if direction not in ("asc", "desc"):
         raise bad_request("sort_direction must be asc or desc")
     cursor = request.query_params.get("cursor")
-    position: int
-    if descending:
+    since = request.query_params.get("updated_since")
+    if direction == "desc":
         position = len(keys) - 1 if cursor is None else \
             bisect_left(keys, _decode(cursor, sort_by)) - 1
         step = -1
-    else:
-        position = 0 if cursor is None else bisect_right(keys, _decode(cursor, sort_by))
+    elif cursor is not None:
+        position, step = bisect_right(keys, _decode(cursor, sort_by)), 1
+    elif since and sort_by == "update_time":  # keys are (update epoch, id): skip the older
+        bound = parse_time(since)
+        position = bisect_left(keys, (epoch_seconds(bound), "")) if bound else 0
         step = 1
-    chosen: list[Any] = []
+    else:
+        position, step = 0, 1
+    chosen: list[dict[str, Any]] = []
     last_key: Key | None = None
     more = False
     while 0 <= position < len(keys):
-        record = items[position]
-        if match(record):
+        wire = render(items[position])
+        if wire is not None:
             if len(chosen) == limit:
                 more = True
                 break
-            chosen.append(record)
+            chosen.append(wire)
             last_key = keys[position]
         position += step
     next_cursor = _encode(last_key, sort_by) if more and last_key is not None else None
-    return ok([to_json(r) for r in chosen], {"next_cursor": next_cursor})
+    return ok(chosen, {"next_cursor": next_cursor})
 
 
 def _int(request: Request, name: str, default: int, *, low: int) -> int:
