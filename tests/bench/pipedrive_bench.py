@@ -90,7 +90,8 @@ async def bench(kind: str, deals: int) -> None:
         pages = math.ceil(deals / 500) + math.ceil(max(20, deals // 10) / 500)
         print(f"{kind}: full sync of {deals:,} deals: {full:.1f} s, {deals / full:,.0f} deals/s, "
               f"{calls} API calls (record pages {pages} + metadata {METADATA_CALLS})")
-        httpx.post(f"{url}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2}, timeout=60)
+        async with httpx.AsyncClient(timeout=60) as client:
+            await client.post(f"{url}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2})
         incremental, calls = await timed_sync(ctx, connection_id, "incremental")
         print(f"{kind}: incremental after 1% changed: {incremental:.2f} s, {calls} API calls")
         engine.dispose()
