@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from connectors.pipedrive.wire import CUSTOM_FIELD_KEY, parse_time
+from connectors.values import decimal
 from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
 from core.types import DealStatus
 
@@ -23,15 +24,6 @@ STATUS = {"open": DealStatus.OPEN, "won": DealStatus.WON, "lost": DealStatus.LOS
 OUTCOMES = ((DealStatus.WON, "Won", Decimal(100)), (DealStatus.LOST, "Lost", Decimal(0)))
 OUTCOME_ORDER = 1000  # outcome stages sort after every real stage of their pipeline
 INDUSTRY = "industry"  # §2: the organization custom field read as the industry
-
-
-def decimal(value: Any) -> Decimal | None:
-    """A JSON number as the decimal it was written as."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError("boolean where a number was expected")
-    return Decimal(str(value))
 
 
 def _id(value: Any) -> str | None:

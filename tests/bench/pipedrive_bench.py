@@ -12,22 +12,19 @@ prints its time and API calls.
 import argparse
 import asyncio
 import math
-import subprocess
-import sys
 import time
 from decimal import Decimal
 
 import httpx
 from cryptography.fernet import Fernet
 
-from connectors.sandbox.server import free_port
 from core import store
 from core.config import Settings
 from core.db import make_engine, session_scope
 from core.metrics.currency import set_rate
 from core.models import Connection, SyncRun
 from core.security import SecretBox
-from tests.bench.common import fresh_database
+from tests.bench.common import fresh_database, start_sandbox
 from workers.context import JobContext
 from workers.jobs import sync_connection
 
@@ -35,24 +32,6 @@ from workers.jobs import sync_connection
 # pipelines, stages, deleted deals
 METADATA_CALLS = 8
 RATES = {"EUR": "0.92", "GBP": "0.79", "CNY": "7.10", "JPY": "150.25"}
-
-
-def start_sandbox(deals: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "sandbox", "pipedrive", "--port", str(port),
-         "--deals", str(deals), "--seed", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_sandbox/stats", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the sandbox did not start")
 
 
 async def timed_sync(ctx: JobContext, connection_id: int, mode: str) -> tuple[float, int]:
@@ -68,7 +47,7 @@ async def timed_sync(ctx: JobContext, connection_id: int, mode: str) -> tuple[fl
 
 
 async def bench(kind: str, deals: int) -> None:
-    proc, url = start_sandbox(deals)
+    proc, url = start_sandbox("pipedrive", deals)
     try:
         db_url = fresh_database(kind, "pipedrive_bench")
         key = Fernet.generate_key().decode()

@@ -5,7 +5,6 @@ place, deleted; and Pipedrive's own results shown beside crmsync's actual."""
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 import httpx
 
@@ -14,16 +13,10 @@ from connectors.pipedrive.sandbox.state import PipedriveState
 from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from tests.api_support import running_api
+from tests.integration.test_fxiaoke_goals_e2e import edit_one_delete_one, push
 
 Q = ("2025-04-01", "2025-06-30")
 RATES = {"EUR": "0.92", "GBP": "0.79", "CNY": "7.10", "JPY": "150.25"}  # units per USD
-
-
-async def push(api: Any) -> dict[str, Any]:
-    response = await api.client.post("/api/v1/goals/push", json=None)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 async def test_goals_pushed_updated_deleted_and_pipedrive_results_beside_ours(engine):
@@ -99,13 +92,7 @@ async def test_goals_pushed_updated_deleted_and_pipedrive_results_beside_ours(en
             assert {r["status"] for r in second["results"]} == {"unchanged"}
             assert state.goals == snapshot
 
-            edited, removed = sorted(g for g in goals if goals[g]["owner_email"])[:2]
-            assert (await api.client.patch(f"/api/v1/goals/{edited}",
-                                           json={"target": "12345.67"})).status_code == 200
-            assert (await api.client.delete(f"/api/v1/goals/{removed}")).status_code == 204
-            third = await push(api)
-            assert {r["goal_id"]: r["status"] for r in third["results"]
-                    if r["status"] != "unchanged"} == {edited: "updated", removed: "deleted"}
+            edited, removed = await edit_one_delete_one(api, goals)
             edited_id = goals[edited]["push"][0]["remote_id"]
             assert state.goals[edited_id]["expected_outcome"]["target"] == 12345.67  # in place
             assert goals[removed]["push"][0]["remote_id"] not in state.goals

@@ -8,7 +8,6 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import Engine, select
 
@@ -21,6 +20,7 @@ from core.metrics.currency import set_rate
 from core.models import Account as StoredAccount
 from core.models import Connection, FxRate, Stage, SyncRun
 from core.models import Deal as StoredDeal
+from tests.integration.test_fxiaoke_sync_e2e import control, run_row, stored
 from tests.integration.zoho_helpers import make_context, sync
 
 DEAL_FIELDS = ("name", "amount", "currency", "amount_home", "stage", "stage_remote_id",
@@ -77,13 +77,6 @@ def expected(state: PipedriveState, rates: dict[str, Decimal]
     return deals, accounts
 
 
-def stored(engine: Engine, connection_id: int, model: Any,
-           fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    with session_scope(engine) as session:
-        rows = session.scalars(select(model).where(model.connection_id == connection_id))
-        return {r.remote_id: {f: getattr(r, f) for f in fields} for r in rows}
-
-
 def assert_store_equals_sandbox(engine: Engine, connection_id: int, state: PipedriveState,
                                 gone: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     with session_scope(engine) as session:
@@ -102,18 +95,11 @@ def assert_store_equals_sandbox(engine: Engine, connection_id: int, state: Piped
             assert tombstoned == set(gone), sorted(tombstoned ^ set(gone))[:5]
 
 
-def run_of(engine: Engine, run_id: int) -> SyncRun:
-    with session_scope(engine) as session:
-        run = session.get(SyncRun, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
-
-
-def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
-    assert response.status_code < 300, response.text
-    return response.json()
+async def synced(ctx: Any, engine: Engine, connection_id: int, mode: str) -> SyncRun:
+    """A sync run that succeeded."""
+    run = run_row(engine, await sync(ctx, connection_id, mode))
+    assert run.status == "succeeded", run.error
+    return run
 
 
 async def test_full_and_incremental_sync_equal_the_sandbox(engine, db_url):
@@ -123,8 +109,7 @@ async def test_full_and_incremental_sync_equal_the_sandbox(engine, db_url):
     with BackgroundServer(app) as server:
         ctx = make_context(engine, db_url)
         connection_id = add_connection(ctx, server.url, API_TOKEN)
-        run = run_of(engine, await sync(ctx, connection_id, "full"))
-        assert run.status == "succeeded", run.error
+        run = await synced(ctx, engine, connection_id, "full")
         deals = state.company.deals.values()
         statuses = {company.stage_by_id[d.stage_id].category for d in deals}
         assert len(company.deals) > 1_000 and statuses == {"open", "won", "lost"}
@@ -149,8 +134,7 @@ async def test_full_and_incremental_sync_equal_the_sandbox(engine, db_url):
                                                 "currency": "EUR", "close_date": "2026-03-31"})
         deleted = control(server, "DELETE", f"/deals/{ids[3]}")["id"]
         mutated = control(server, "POST", "/mutate", json={"fraction": 0.03, "seed": 4})
-        run = run_of(engine, await sync(ctx, connection_id, "incremental"))
-        assert run.status == "succeeded", run.error
+        run = await synced(ctx, engine, connection_id, "incremental")
         assert run.api_calls < 20, run.api_calls
         gone = {deleted, *mutated["deleted"]}
         assert_store_equals_sandbox(engine, connection_id, state, gone)
@@ -163,8 +147,7 @@ async def test_full_and_incremental_sync_equal_the_sandbox(engine, db_url):
         await sync(ctx, connection_id, "incremental")
         assert stored(engine, connection_id, StoredDeal, ("deleted_at",))[vanished] == {
             "deleted_at": None}
-        run = run_of(engine, await sync(ctx, connection_id, "full"))
-        assert run.status == "succeeded", run.error
+        run = await synced(ctx, engine, connection_id, "full")
         assert_store_equals_sandbox(engine, connection_id, state, gone | {vanished})
 
 
@@ -176,14 +159,12 @@ async def test_an_oauth_connection_syncs_through_the_token_api_domain(sqlite_eng
     with BackgroundServer(app) as server:
         ctx = make_context(sqlite_engine, sqlite_url)
         connection_id = add_connection(ctx, server.url, OAUTH)
-        run = run_of(sqlite_engine, await sync(ctx, connection_id, "full"))
-        assert run.status == "succeeded", run.error
+        await synced(ctx, sqlite_engine, connection_id, "full")
         assert state.token_grants == 1  # one token for every stream
         assert_store_equals_sandbox(sqlite_engine, connection_id, state)
         state.tokens.clear()  # every token expires: a 401, one refresh, the call again
         control(server, "PATCH", f"/deals/{sorted(company.deals)[0]}", json={"amount": "5.00"})
-        run = run_of(sqlite_engine, await sync(ctx, connection_id, "incremental"))
-        assert run.status == "succeeded", run.error
+        await synced(ctx, sqlite_engine, connection_id, "incremental")
         assert state.token_grants == 2
         assert_store_equals_sandbox(sqlite_engine, connection_id, state)
 
@@ -204,7 +185,7 @@ async def test_a_refused_token_marks_the_connection_needs_reauth(sqlite_engine, 
             assert connection.status == "needs_reauth", connection.status
             assert "api_token" in (connection.last_error or "")
             assert "revoked-token" not in (connection.last_error or "")
-        assert run_id == 0 or run_of(sqlite_engine, run_id).status == "failed"
+        assert run_id == 0 or run_row(sqlite_engine, run_id).status == "failed"
 
 
 def test_won_deals_close_on_their_won_date():

@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 
 # ASCII escapes and no cycle checks: the C encoder's fastest path.
@@ -43,3 +44,14 @@ def not_found(what: str = "Not found") -> PipedriveError:
 
 def bad_request(message: str) -> PipedriveError:
     return PipedriveError(400, message)
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (an empty body is {}); 400 otherwise."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise bad_request("Request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("Request body must be a JSON object")
+    return body

@@ -1,7 +1,6 @@
 """The Pipedrive sandbox's Goals (docs/vendors/pipedrive.md §7): add, find, update, delete,
 and results computed from the sandbox's own deals."""
 
-import json
 import secrets
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -10,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from connectors.pipedrive.sandbox.errors import bad_request, not_found, ok
+from connectors.pipedrive.sandbox.errors import bad_request, json_object, not_found, ok
 from connectors.pipedrive.sandbox.state import PipedriveState, state_of
 from connectors.pipedrive.wire import GOAL_INTERVALS, parse_time
 
@@ -19,16 +18,6 @@ TYPES = ("deals_won", "deals_progressed", "activities_completed", "activities_ad
 ASSIGNEES = ("person", "company", "team")
 METRICS = ("quantity", "sum")
 REQUIRED = ("assignee", "type", "expected_outcome", "duration", "interval")
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise bad_request("Request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise bad_request("Request body must be a JSON object")
-    return body
 
 
 def _validated(state: PipedriveState, goal: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +56,7 @@ def _validated(state: PipedriveState, goal: dict[str, Any]) -> dict[str, Any]:
 
 async def add_goal(request: Request) -> Response:
     state = state_of(request)
-    body = await _body(request)
+    body = await json_object(request)
     missing = [k for k in REQUIRED if k not in body]
     if missing:
         raise bad_request(f"Missing required fields: {', '.join(missing)}")
@@ -83,7 +72,7 @@ async def update_goal(request: Request) -> Response:
     goal = state.goals.get(request.path_params["goal_id"])
     if goal is None:
         raise not_found("Goal not found")
-    body = await _body(request)
+    body = await json_object(request)
     unknown = set(body) - {"title", *REQUIRED}
     if unknown:
         raise bad_request(f"Unknown fields: {', '.join(sorted(unknown))}")

@@ -3,9 +3,6 @@ deleted through the API, and fired on every change of a deal or an organization 
 payload with the webhook's HTTP Basic credentials, by a background thread that retries
 after 3, 30 and 150 seconds."""
 
-import json
-import queue
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,9 +12,10 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from connectors.pipedrive.sandbox.errors import bad_request, not_found, ok
+from connectors.pipedrive.sandbox.errors import bad_request, json_object, not_found, ok
 from connectors.pipedrive.sandbox.state import PipedriveState, Webhook, state_of
 from connectors.pipedrive.wire import WEBHOOK_ACTIONS, basic_header, v1_time
+from connectors.sandbox import outbox
 from connectors.sandbox.dataset import Entity, Operation
 
 OBJECTS = {"deals": "deal", "accounts": "organization"}
@@ -36,40 +34,15 @@ class Delivery:
     delays: tuple[float, ...]
 
 
-class Outbox:
-    """Deliveries waiting to be sent, by one daemon thread, in order; each one delivered or
-    given up is appended to `log`."""
+class Outbox(outbox.Outbox[Delivery]):
+    """Deliveries waiting to be sent, in order (connectors.sandbox.outbox); each one
+    delivered or given up is appended to `log`."""
 
     def __init__(self, log: list[dict[str, Any]]) -> None:
+        super().__init__(name="pipedrive-webhooks", timeout=TIMEOUT)
         self.log = log
-        self._queue: queue.Queue[Delivery] | None = None
 
-    def put(self, delivery: Delivery) -> None:
-        if self._queue is None:
-            self._queue = queue.Queue()
-            threading.Thread(target=self._deliver_forever, daemon=True,
-                             name="pipedrive-webhooks").start()
-        self._queue.put(delivery)
-
-    def wait(self, timeout: float) -> None:
-        """Block until every queued delivery was delivered or given up (for tests)."""
-        deadline = time.monotonic() + timeout
-        while self._queue is not None and self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                raise TimeoutError("webhook deliveries still pending")
-            time.sleep(0.01)
-
-    def _deliver_forever(self) -> None:
-        assert self._queue is not None
-        with httpx.Client(timeout=TIMEOUT) as client:
-            while True:
-                job = self._queue.get()
-                try:
-                    self._deliver(client, job)
-                finally:
-                    self._queue.task_done()
-
-    def _deliver(self, client: httpx.Client, job: Delivery) -> None:
+    def deliver(self, client: httpx.Client, job: Delivery) -> None:
         meta = job.payload["meta"]
         entry = {"id": meta["id"], "action": meta["action"], "entity": meta["entity"],
                  "entity_id": meta["entity_id"], "url": job.url, "attempts": 0,
@@ -149,12 +122,7 @@ def _payload(state: PipedriveState, hook: Webhook, action: str, kind: str, recor
 async def add_webhook(request: Request) -> Response:
     """§5: POST /v1/webhooks."""
     state = state_of(request)
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise bad_request("Request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise bad_request("Request body must be a JSON object")
+    body = await json_object(request)
     url = body.get("subscription_url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise bad_request("subscription_url must be a full URL")
