@@ -28,6 +28,7 @@ from workers.connect import LoadedConnection, load_connection, open_connector
 from workers.context import JobContext
 
 log = logging.getLogger("crmsync.jobs")
+REMOVE_CHANNELS_SECONDS = 20.0
 
 
 async def sync_connection(
@@ -328,7 +329,8 @@ async def _read_goal_results(ctx: JobContext, loaded: LoadedConnection,
 async def remove_channels(ctx: JobContext, connection_id: int) -> int:
     """Stop the CRM calling us for a connection about to be deleted: unsubscribe every
     notification channel stored for it (how many). Best effort: a CRM that refuses is
-    logged, and its later calls find no connection and are refused."""
+    logged, and its later calls find no connection and are refused. It gives up after
+    REMOVE_CHANNELS_SECONDS, so deleting a connection never waits long on its CRM."""
     with session_scope(ctx.engine) as session:
         stored = [c.channel_id for c in webhooks.channels_of(session,
                                                              connection_id=connection_id)]
@@ -338,10 +340,11 @@ async def remove_channels(ctx: JobContext, connection_id: int) -> int:
         loaded = load_connection(ctx, connection_id)
         if "channels" not in capabilities(loaded.provider):
             return 0
-        async with open_connector(ctx, loaded) as source:
+        async with asyncio.timeout(REMOVE_CHANNELS_SECONDS), \
+                open_connector(ctx, loaded) as source:
             assert isinstance(source, NotificationChannels)  # its class declares channels
             await source.unsubscribe_channels(stored)
-    except (SourceError, ConfigError, ValueError, LookupError) as exc:
+    except (SourceError, ConfigError, ValueError, LookupError, TimeoutError) as exc:
         log.warning("notification channels of connection %s not removed: %s", connection_id,
                     exc, extra={"connection_id": connection_id})
         return 0
