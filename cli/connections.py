@@ -31,7 +31,7 @@ from core.db import session_scope
 from core.errors import SourceError
 from core.models import Connection
 from workers.context import JobContext
-from workers.jobs import renew_channels
+from workers.jobs import remove_channels, renew_channels
 
 app = typer.Typer(help="Manage CRM connections.", no_args_is_help=True)
 
@@ -237,6 +237,7 @@ def connections_delete(
     if not yes and not typer.confirm(
             f"delete connection {connection_id} ({name}) and all its synced data?"):
         raise fail("nothing deleted")
+    asyncio.run(remove_channels(ctx, connection_id))  # the CRM stops calling us
     with session_scope(ctx.engine) as session:
         session.delete(_connection(session, connection_id))  # synced rows: ON DELETE CASCADE
     console.print(f"connection {connection_id} ({name}) deleted")

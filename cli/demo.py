@@ -91,7 +91,9 @@ def demo(
             if not asyncio.run(run_sync_with_progress(ctx, connection_id, full=True)):
                 raise typer.Exit(code=1)
             _print_summary(ctx, connection_id)
-        _demo_fx_rates(ctx, settings, rates)
+            # rates as soon as the home currency is known: a CRM whose deals carry no rate
+            # (converted with the FX table when stored, core.store) needs them for its sync
+            _demo_fx_rates(ctx, settings, rates)
         _demo_goals(ctx, settings)
         key = create_api_key(ctx, "demo admin", ["admin"])
         base = f"http://127.0.0.1:{port}"

@@ -38,6 +38,7 @@ from core.records import (
     Deletion,
     GoalDeletion,
     GoalOut,
+    GoalResult,
     Page,
     PushResult,
     SourceInfo,
@@ -60,6 +61,8 @@ __all__ = [
     "GoalDeletion",
     "GoalOut",
     "GoalPusher",
+    "GoalResult",
+    "GoalResults",
     "NotificationChannels",
     "Page",
     "PushResult",
@@ -232,6 +235,18 @@ class StageHistory(Protocol):
     async def read_stage_history(
         self, deal_remote_ids: Sequence[str]
     ) -> list[StageChangeRecord]: ...
+
+
+@runtime_checkable
+class GoalResults(Protocol):
+    """Optional connector capability, beside goal push: read the CRM's own figure for the
+    goals it holds (a CRM that tracks goal attainment itself), shown next to crmsync's
+    actual (GET /api/v1/goals/{id}: push[].crm_result) so a difference in definitions is
+    visible. `remote_ids[i]` is the CRM record of `goals[i]`; return one GoalResult per
+    goal (its `error` set when that goal's figure could not be read)."""
+
+    async def goal_results(self, goals: Sequence[GoalOut],
+                           remote_ids: Sequence[str]) -> list[GoalResult]: ...
 
 
 # -- notification channels (docs/webhooks.md, "Renewal") ---------------------------------------

@@ -27,6 +27,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
                  "unsubscribe_channels"),
     "goals": ("push_goals",),
     "stage_history": ("stage_history_batch", "read_stage_history"),
+    "goal_results": ("goal_results",),
     "sandbox": ("sandbox",),
     "commands": ("command_line",),
     "links": ("deal_url",),
@@ -92,7 +93,7 @@ def check_connector(name: str, cls: Any, origin: str = "") -> frozenset[str]:
                 found.add(capability)
     for method in ("check", "read", "resolve_webhook_events", "subscribe_channel",
                    "renew_channel", "unsubscribe_channels", "push_goals", "deal_url",
-                   "read_stage_history"):
+                   "read_stage_history", "goal_results"):
         if hasattr(cls, method) and not callable(getattr(cls, method)):
             problems.append(f"{method} must be a method")
     problems += _member_problems(cls)

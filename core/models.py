@@ -364,6 +364,12 @@ class GoalPush(SQLModel, table=True):
     pushed_at: datetime | None = _ts()
     status: PushStatus = Field(sa_type=EnumText(PushStatus, 10))
     error: str | None = None
+    # The CRM's own figure for the goal (connectors.base.GoalResults), read after a push:
+    # in crm_currency for bookings, a count for deals_won; crm_error when it could not be read.
+    crm_actual: Decimal | None = Field(default=None, sa_type=Money)
+    crm_currency: str | None = Field(default=None, max_length=3)
+    crm_read_at: datetime | None = _ts()
+    crm_error: str | None = None
 
 
 

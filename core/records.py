@@ -182,6 +182,17 @@ class GoalDeletion:
 
 
 @dataclass(slots=True)
+class GoalResult:
+    """A CRM's own figure for a goal it holds (connectors.base.GoalResults): `actual` in
+    the CRM's terms (the goal's currency for bookings, a count for deals_won), or None
+    with `error` when it could not be read."""
+
+    goal_id: int
+    actual: Decimal | None
+    error: str | None = None
+
+
+@dataclass(slots=True)
 class PushResult:
     """What happened to one goal in one CRM: a connector answers inserted, updated, deleted
     or error; core.goals.push also decides unchanged and skipped."""

@@ -4,6 +4,7 @@ Every function takes the caller's session and never commits: the caller owns
 the transaction, so a page of upserts and its cursor commit together.
 """
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache, partial
@@ -33,7 +34,9 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
 from core import people
+from core.config import get_settings
 from core.metrics import rollups
+from core.metrics.currency import CurrencyError, converter
 from core.metrics.localdates import local_date, stored_zone
 from core.models import (
     SYNCED_TABLES,
@@ -48,9 +51,11 @@ from core.models import (
     User,
     table_of,
 )
+from core.models import Connection as ConnectionRow
 from core.records import Deletion
 from core.types import RunStatus, SyncMode, UTCDateTime, utcnow
 
+log = logging.getLogger("crmsync.store")
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
 # The deal fields whose every change makes a new deal_version (docs/evaluation.md).
 TRACKED = tuple(DealState.model_fields)
@@ -116,6 +121,8 @@ def upsert_records(
             row["created_date"] = local_date(record.remote_created_at, zone)
         row.setdefault("deleted_at", None)
         rows.append(row)
+    if model is Deal:
+        _fill_home_amounts(session, connection_id, rows)
     columns = tuple(rows[0])
     load = _fill_load_table(session, table, columns, rows)
     before = [rollups.page_marks(model, load)]
@@ -137,6 +144,34 @@ def upsert_records(
     if model is User:
         people.after_users_page(session, connection_id=connection_id, remote_ids=list(unique))
     return len(rows)
+
+
+def _fill_home_amounts(session: Session, connection_id: int, rows: list[dict[str, Any]]) -> None:
+    """Deals that arrive with an amount in some currency but no home amount (a CRM that
+    keeps no exchange rate on a deal, e.g. docs/pipedrive.md) get amount_home and
+    exchange_rate from the FX table, through the reporting currency (core.metrics.currency).
+    A currency without a rate leaves amount_home empty (logged); the deal is converted when
+    it is stored again after the rate is set."""
+    needed = [r for r in rows if r.get("amount_home") is None and r.get("amount") is not None
+              and r.get("currency")]
+    if not needed:
+        return
+    home = session.get(ConnectionRow, connection_id)
+    home_currency = home.home_currency if home is not None else None
+    if not home_currency:
+        return
+    conv = converter(session, get_settings())
+    for row in needed:
+        try:
+            row["amount_home"] = conv.exchange(row["amount"], str(row["currency"]),
+                                               home_currency)
+        except CurrencyError as exc:
+            log.warning("deal %s keeps no home amount: %s", row.get("remote_id"), exc,
+                        extra={"connection_id": connection_id})
+            continue
+        if row["amount"]:
+            row["exchange_rate"] = row["amount"] / row["amount_home"] if row["amount_home"] \
+                else None
 
 
 def _execute_after(session: Session, stmt: Any, first: list[Any]) -> None:

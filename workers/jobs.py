@@ -11,6 +11,7 @@ from sqlmodel import col
 from connectors.base import (
     Channel,
     GoalPusher,
+    GoalResults,
     NotificationChannels,
     PushResult,
     StageHistory,
@@ -29,6 +30,7 @@ from workers.connect import LoadedConnection, load_connection, open_connector
 from workers.context import JobContext
 
 log = logging.getLogger("crmsync.jobs")
+REMOVE_CHANNELS_SECONDS = 20.0
 
 
 async def sync_connection(
@@ -306,6 +308,51 @@ async def _renew_channel(ctx: JobContext, connection_id: int, url: str) -> str:
     return outcome
 
 
+async def _read_goal_results(ctx: JobContext, loaded: LoadedConnection,
+                             plan: goal_push.PushPlan) -> None:
+    """The CRM's own figure for every goal it holds (connectors.base.GoalResults), stored
+    beside the push; a failure is logged and leaves the previous figures."""
+    with session_scope(ctx.engine) as session:
+        goals, remote_ids = goal_push.held(session, plan)
+    if not goals:
+        return
+    try:
+        async with open_connector(ctx, loaded) as source:
+            assert isinstance(source, GoalResults)  # its class declares goal_results
+            read = await source.goal_results(goals, remote_ids)
+    except SourceError as exc:
+        log.warning("goal results of connection %s not read: %s", plan.connection_id, exc,
+                    extra={"connection_id": plan.connection_id})
+        return
+    with session_scope(ctx.engine) as session:
+        goal_push.record_results(session, plan.connection_id, goals, read)
+
+
+async def remove_channels(ctx: JobContext, connection_id: int) -> int:
+    """Stop the CRM calling us for a connection about to be deleted: unsubscribe every
+    notification channel stored for it (how many). Best effort: a CRM that refuses is
+    logged, and its later calls find no connection and are refused. It gives up after
+    REMOVE_CHANNELS_SECONDS, so deleting a connection never waits long on its CRM."""
+    with session_scope(ctx.engine) as session:
+        stored = [c.channel_id for c in webhooks.channels_of(session,
+                                                             connection_id=connection_id)]
+    if not stored:
+        return 0
+    try:
+        loaded = load_connection(ctx, connection_id)
+        if "channels" not in capabilities(loaded.provider):
+            return 0
+        async with asyncio.timeout(REMOVE_CHANNELS_SECONDS), \
+                open_connector(ctx, loaded) as source:
+            assert isinstance(source, NotificationChannels)  # its class declares channels
+            await source.unsubscribe_channels(stored)
+    except (SourceError, ConfigError, ValueError, LookupError, TimeoutError) as exc:
+        log.warning("notification channels of connection %s not removed: %s", connection_id,
+                    exc, extra={"connection_id": connection_id})
+        return 0
+    return len(stored)
+
+
 # -- goal push (M3; core/goals/push.py, docs/goals.md) -------------------------------------------
 
 
@@ -357,6 +404,8 @@ async def _push_connection(ctx: JobContext, connection_id: int,
                     error, pushed = str(exc), goal_push.failed(plan, str(exc))
     with session_scope(ctx.engine) as session:
         results = goal_push.record_push(session, plan, pushed)
+    if error is None and "goal_results" in capabilities(loaded.provider):
+        await _read_goal_results(ctx, loaded, plan)
     if error:
         log.warning("goal push to connection %s failed: %s", connection_id, error,
                     extra={"connection_id": connection_id})

@@ -31,6 +31,7 @@ from core.models import Connection
 from core.queries import connections_listing
 from core.security import SecretsUnreadable
 from core.types import SyncMode
+from workers.jobs import remove_channels
 
 router = APIRouter(
     prefix="/connections", tags=["connections"], dependencies=[Depends(caller("admin"))]
@@ -111,9 +112,16 @@ async def _subscribe(jobs: JobsDep, settings: SettingsDep, connection_id: int) -
 
 
 @router.delete("/{connection_id}", status_code=204, summary="Delete a connection and its data")
-def delete_connection(connection_id: Id, session: SessionDep) -> Response:
-    session.delete(get_or_404(session, connection_id))  # synced rows go by ON DELETE CASCADE
-    session.commit()
+async def delete_connection(connection_id: Id, request: Request,
+                            session: SessionDep) -> Response:
+    await run_in_threadpool(get_or_404, session, connection_id)
+    await remove_channels(request.app.state.ctx, connection_id)  # the CRM stops calling
+
+    def delete() -> None:
+        session.delete(get_or_404(session, connection_id))  # synced rows: ON DELETE CASCADE
+        session.commit()
+
+    await run_in_threadpool(delete)
     return Response(status_code=204)
 
 

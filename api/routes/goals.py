@@ -67,6 +67,18 @@ class GoalPatch(BaseModel):
     currency: str | None = Field(None, max_length=3)
 
 
+class CrmResult(Answer):
+    """The CRM's own figure for the goal, read after the last push (connectors whose goal
+    push can read results, docs/goals.md): beside `actual`, it shows where the CRM's
+    definition differs from crmsync's."""
+
+    actual: Number | None = Field(description="Bookings in `currency`, or deals won; null "
+                                              "when it could not be read (see error).")
+    currency: str | None
+    read_at: datetime
+    error: str | None
+
+
 class PushState(Answer):
     """The goal's copy in one connection's CRM, as its last push left it."""
 
@@ -75,6 +87,7 @@ class PushState(Answer):
     remote_id: str | None
     pushed_at: datetime | None
     error: str | None
+    crm_result: CrmResult | None = None
 
 
 class GoalPublic(Answer):

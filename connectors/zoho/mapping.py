@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from connectors.values import decimal as decimal  # also mapping.decimal for client.py
 from core.records import (
     AccountRecord,
     DealRecord,
@@ -22,15 +23,6 @@ from core.records import (
 from core.types import DealStatus, as_utc
 
 CATEGORY = {"Open": DealStatus.OPEN, "Closed Won": DealStatus.WON, "Closed Lost": DealStatus.LOST}
-
-
-def decimal(value: Any) -> Decimal | None:
-    """A JSON number as the decimal it was written as (str() of a float is its shortest form)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError("boolean where a number was expected")
-    return Decimal(str(value))
 
 
 def timestamp(value: Any) -> datetime | None:

@@ -23,7 +23,7 @@ from core.config import Settings
 from core.goals.targets import GOAL, PUSH, USER
 from core.metrics.currency import Converter, CurrencyError, converter
 from core.models import Connection, Goal, GoalPush
-from core.records import GoalDeletion, GoalOut, PushResult
+from core.records import GoalDeletion, GoalOut, GoalResult, PushResult
 from core.types import GoalMetric, PushStatus, utcnow
 
 CENT = Decimal("0.01")
@@ -51,6 +51,7 @@ class PushPlan:
     deletions: list[GoalDeletion] = field(default_factory=list)
     decided: list[PushResult] = field(default_factory=list)
     hashes: dict[int, str] = field(default_factory=dict)
+    live: list[GoalOut] = field(default_factory=list)  # every goal this CRM should hold
 
 
 def plan_push(session: Session, connection_id: int, settings: Settings, *,
@@ -104,6 +105,7 @@ def plan_push(session: Session, connection_id: int, settings: Settings, *,
             continue
         out = GoalOut(gid, goal_key(gid), email, remote_id, name, goal.metric,
                       goal.period_start, goal.period_end, target, currency)
+        plan.live.append(out)
         digest = content_hash(out)
         if previous is not None and previous.pushed_hash == digest and previous.status in KEPT \
                 and _after(previous.pushed_at, edited):
@@ -174,3 +176,33 @@ def record_push(session: Session, plan: PushPlan,
                     "error": result.error})
     session.flush()
     return sorted(out, key=lambda r: r["goal_id"])
+
+
+def held(session: Session, plan: PushPlan) -> tuple[list[GoalOut], list[str]]:
+    """The plan's live goals the CRM now holds, and their CRM record ids (for
+    connectors.base.GoalResults)."""
+    pushes = {p.goal_id: p for p in session.execute(
+        select(GoalPush).where(PUSH.c.connection_id == plan.connection_id)).scalars()}
+    goals, remote_ids = [], []
+    for goal in plan.live:
+        push = pushes.get(goal.goal_id)
+        if push is not None and push.remote_id and push.status in KEPT:
+            goals.append(goal)
+            remote_ids.append(push.remote_id)
+    return goals, remote_ids
+
+
+def record_results(session: Session, connection_id: int, goals: Sequence[GoalOut],
+                   results: Sequence[GoalResult]) -> None:
+    """Store the CRM's own figure of each goal on its goal_push row."""
+    now = utcnow()
+    currencies = {g.goal_id: g.currency for g in goals}
+    for result in results:
+        push = session.get(GoalPush, (result.goal_id, connection_id))
+        if push is None:
+            continue
+        push.crm_actual, push.crm_error = result.actual, result.error
+        push.crm_currency = currencies.get(result.goal_id)
+        push.crm_read_at = now
+        session.add(push)
+    session.flush()

@@ -382,7 +382,10 @@ def _pushes(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]
     for push in session.execute(stmt).scalars():
         out[push.goal_id].append({
             "connection_id": push.connection_id, "status": push.status,
-            "remote_id": push.remote_id, "pushed_at": push.pushed_at, "error": push.error})
+            "remote_id": push.remote_id, "pushed_at": push.pushed_at, "error": push.error,
+            "crm_result": None if push.crm_read_at is None else {
+                "actual": push.crm_actual, "currency": push.crm_currency,
+                "read_at": push.crm_read_at, "error": push.crm_error}})
     return out
 
 

@@ -1,10 +1,16 @@
-"""What the benchmarks share: a fresh, migrated database of their own."""
+"""What the benchmarks share: a fresh, migrated database of their own, and a sandbox in a
+process of its own."""
 
 import os
+import subprocess
+import sys
 import tempfile
+import time
 
+import httpx
 from sqlalchemy import text
 
+from connectors.sandbox.server import free_port
 from core.db import make_engine, upgrade
 
 PG_URL = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -26,3 +32,22 @@ def fresh_database(kind: str, prefix: str) -> str:
     upgrade(engine)
     engine.dispose()
     return url
+
+
+def start_sandbox(provider: str, deals: int, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`crmsync sandbox <provider>` with `deals` deals (seed 1) on a free port: (process, URL)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "sandbox", provider, "--port", str(port),
+         "--deals", str(deals), "--seed", "1", *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_sandbox/stats", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the sandbox did not start")

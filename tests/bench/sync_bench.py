@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from tests.bench import common
 from tests.bench.common import fresh_database
 
 # token, org currencies, org, fields of Deals and Accounts, layouts, pipeline, users,
@@ -34,23 +35,7 @@ METADATA_CALLS = 10
 
 
 def start_sandbox(deals: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
-    from connectors.sandbox.server import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "sandbox", "zoho", "--port", str(port),
-         "--deals", str(deals), "--seed", "1", "--latency", str(latency)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_sandbox/stats", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the sandbox did not start")
+    return common.start_sandbox("zoho", deals, "--latency", str(latency))
 
 
 def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,

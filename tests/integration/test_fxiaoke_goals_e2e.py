@@ -43,6 +43,19 @@ async def push(api: Any) -> dict[str, Any]:
     return result
 
 
+async def edit_one_delete_one(api: Any, goals: dict[int, dict[str, Any]]) -> tuple[int, int]:
+    """Set the first rep goal's target to 12345.67, delete the second, push: the one is
+    updated and the other deleted, the rest unchanged. (edited, removed)"""
+    edited, removed = sorted(g for g in goals if goals[g]["owner_email"])[:2]
+    assert (await api.client.patch(f"/api/v1/goals/{edited}",
+                                   json={"target": "12345.67"})).status_code == 200
+    assert (await api.client.delete(f"/api/v1/goals/{removed}")).status_code == 204
+    third = await push(api)
+    assert {r["goal_id"]: r["status"] for r in third["results"]
+            if r["status"] != "unchanged"} == {edited: "updated", removed: "deleted"}
+    return edited, removed
+
+
 async def test_import_push_again_edit_delete_reach_the_goals_object(engine):
     company = generate_company(seed=11, deals=300, reps=5, today=date(2025, 6, 15))
     with serve(company) as server:
@@ -84,13 +97,7 @@ async def test_import_push_again_edit_delete_reach_the_goals_object(engine):
             assert {r["status"] for r in second["results"]} == {"unchanged"}
             assert {i: dict(r) for i, r in rows.items()} == snapshot
 
-            edited, removed = sorted(g for g in goals if goals[g]["owner_email"])[:2]
-            assert (await api.client.patch(f"/api/v1/goals/{edited}",
-                                           json={"target": "12345.67"})).status_code == 200
-            assert (await api.client.delete(f"/api/v1/goals/{removed}")).status_code == 204
-            third = await push(api)
-            assert {r["goal_id"]: r["status"] for r in third["results"]
-                    if r["status"] != "unchanged"} == {edited: "updated", removed: "deleted"}
+            edited, removed = await edit_one_delete_one(api, goals)
             assert len(rows) == len(snapshot)  # no new record
             edited_row = by_key[f"crmsync-goal-{edited}"]
             assert rows[edited_row["_id"]]["field_rU4l5__c"] == "12345.67"

@@ -2,15 +2,13 @@
 (connectors/fxiaoke/callbacks.py) POSTs of each data change to the tenant's callback_url,
 sent by a background thread and retried until acknowledged."""
 
-import queue
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from connectors.fxiaoke import callbacks
+from connectors.sandbox import outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,40 +22,16 @@ class Callback:
     attempts: int
 
 
-class Outbox:
-    """Callbacks waiting to be sent and the daemon thread sending them, in order; each one
+class Outbox(outbox.Outbox[Callback]):
+    """Callbacks waiting to be sent, in order (connectors.sandbox.outbox); each one
     delivered or given up is appended to `log`."""
 
     def __init__(self, log: list[dict[str, Any]]) -> None:
+        # §5 (legacy callback): answer within 3 s
+        super().__init__(name="fxiaoke-callbacks", timeout=3.0)
         self.log = log
-        self._queue: queue.Queue[Callback] | None = None
 
-    def put(self, callback: Callback) -> None:
-        if self._queue is None:
-            self._queue = queue.Queue()
-            threading.Thread(target=self._deliver_forever, daemon=True,
-                             name="fxiaoke-callbacks").start()
-        self._queue.put(callback)
-
-    def wait(self, timeout: float) -> None:
-        """Block until every queued callback was delivered or given up (for tests)."""
-        deadline = time.monotonic() + timeout
-        while self._queue is not None and self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                raise TimeoutError("callbacks still pending")
-            time.sleep(0.01)
-
-    def _deliver_forever(self) -> None:
-        assert self._queue is not None
-        with httpx.Client(timeout=3.0) as client:  # §5 (legacy callback): answer within 3 s
-            while True:
-                job = self._queue.get()
-                try:
-                    self._deliver(client, job)
-                finally:
-                    self._queue.task_done()
-
-    def _deliver(self, client: httpx.Client, job: Callback) -> None:
+    def deliver(self, client: httpx.Client, job: Callback) -> None:
         content = job.content
         entry = {"messageId": content["messageId"], "eventType": content["eventType"],
                  "apiName": content["apiName"], "dataId": content["dataId"],

@@ -1,0 +1,350 @@
+"""One Pipedrive company over HTTP: settings, the error envelope, the rate budget, and the
+metadata every capability reads (home currency, custom field names, pipelines and stages,
+currencies). The connector's streams (connector.py), webhooks (notifications.py) and goal
+push (goals.py) build on it. Every behaviour cites docs/vendors/pipedrive.md (§n).
+"""
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from connectors.base import ApiClient, SourceInfo, StageRecord
+from connectors.endpoints import Endpoint
+from connectors.http import json_body, raise_for_transient
+from connectors.pipedrive import mapping
+from connectors.pipedrive.auth import ApiTokenAuth, BearerAuth, OAuthTokens
+from connectors.pipedrive.wire import (
+    BURST_WINDOW,
+    CUSTOM_FIELD_KEY,
+    DAILY_LEFT,
+    DEFAULT_OAUTH_URL,
+    MAX_LIMIT,
+    TOKEN_PATH,
+    V1,
+    VENDOR_HOSTS,
+)
+from core.errors import AuthError, ConfigError, RateLimited, SourceError, TransientError
+
+log = logging.getLogger("crmsync.pipedrive")
+META_TTL = 300.0  # seconds field names, stages and currencies are reused between jobs
+
+
+class PipedriveConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    credential_keys: ClassVar[frozenset[str]] = frozenset({"company_domain", "api_url",
+                                                           "oauth_url"})
+    """Keys that decide where the secrets go: changing one drops the stored secrets."""
+
+    company_domain: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="The company's subdomain: `acme` for https://acme.pipedrive.com "
+                    "(API-token connections, §1)")
+    api_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="Overrides the company's API host (sandboxes, proxies)")
+    oauth_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="Overrides https://oauth.pipedrive.com (sandboxes)")
+    home_currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$",
+        description="The connection's home currency; default: the authorized user's "
+                    "default_currency (§8)")
+    burst_limit: int = Field(
+        default=20, ge=1, le=1000,
+        description="Requests per 2 seconds the plan allows this token (§6): 20 is the "
+                    "lowest API-token plan")
+    page_limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT,
+                            description="Records per page (§2: at most 500, the default)")
+    goal_pipeline_ids: list[int] | None = Field(
+        default=None, description="Pipelines a pushed goal tracks (§7); default: all")
+    sync_interval_minutes: int = Field(default=15, ge=1, le=1440)
+
+    @property
+    def token_url(self) -> str:
+        return f"{(self.oauth_url or DEFAULT_OAUTH_URL).rstrip('/')}{TOKEN_PATH}"
+
+    @property
+    def api_base(self) -> str | None:
+        """The API host for API-token calls (OAuth calls use the token's api_domain)."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        return f"https://{self.company_domain}.pipedrive.com" if self.company_domain else None
+
+    def credential_endpoints(self) -> list[Endpoint]:
+        """The URLs the secrets are sent to (checked when the connection is saved)."""
+        found = [Endpoint(self.token_url, VENDOR_HOSTS)]
+        if self.api_base:
+            found.append(Endpoint(self.api_base, VENDOR_HOSTS))
+        return found
+
+
+class PipedriveSecrets(BaseModel):
+    """Either `api_token`, or an OAuth app's client_id, client_secret and refresh_token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_token: SecretStr | None = None
+    client_id: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> "PipedriveSecrets":
+        oauth = [self.client_id, self.client_secret, self.refresh_token]
+        given = [s is not None and bool(s.get_secret_value().strip()) for s in oauth]
+        token = self.api_token is not None and bool(self.api_token.get_secret_value().strip())
+        if token and any(given):
+            raise ValueError("give api_token, or client_id, client_secret and refresh_token, "
+                             "not both")
+        if not token and not all(given):
+            raise ValueError("give api_token, or all of client_id, client_secret and "
+                             "refresh_token (OAuth)")
+        return self
+
+
+class PipedriveError(SourceError):
+    """An error answer (§9) a caller may branch on (`status`, e.g. 404 for a goal gone)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BudgetExhausted(SourceError):
+    """§6: the company's daily token budget is used up."""
+
+
+@dataclass
+class RateState:
+    """What the last answer's headers said about the 2-second window (§6)."""
+
+    pause_until: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def parse_response(response: httpx.Response, rate: RateState | None = None) -> Any:
+    """Classify an answer (§9, §6); messages never carry credentials."""
+    headers = response.headers
+    if rate is not None:
+        rate.headers = {k: v for k, v in headers.items() if k.startswith("x-")}
+        if headers.get("x-ratelimit-remaining") == "0":  # wait out the window (§6)
+            reset = _seconds(headers.get("x-ratelimit-reset")) or BURST_WINDOW
+            rate.pause_until = asyncio.get_running_loop().time() + min(reset, 60.0)
+    where = f"{response.request.method} {response.request.url.path}"
+    if response.status_code == 429:
+        if headers.get(DAILY_LEFT) == "0":
+            raise BudgetExhausted(
+                "Pipedrive's daily API token budget of the company is used up (HTTP 429 on "
+                f"{where}); what was synced is kept and the next sync resumes after the "
+                "budget resets at midnight, or after buying more (docs/pipedrive.md)")
+        if "Retry-After" not in headers:  # the window's reset is the wait (§6)
+            raise RateLimited(f"HTTP 429 from Pipedrive on {where}",
+                              _seconds(headers.get("x-ratelimit-reset")) or BURST_WINDOW)
+    raise_for_transient(response)
+    body = _body(response)
+    if 200 <= response.status_code < 300 and body.get("success", True) is not False:
+        return body
+    message = str(body.get("error") or body.get("message") or f"HTTP {response.status_code}")
+    text = f"Pipedrive {response.status_code} on {where}: {message}"
+    if response.status_code == 401:
+        raise AuthError(f"Pipedrive refused the credentials (HTTP 401: {message}); update the "
+                        "connection's api_token, or authorize the OAuth app again")
+    if response.status_code == 403:
+        if not body:  # §6: the HTML page served to integrations that ignore 429s
+            raise RateLimited(f"Pipedrive blocked the calls (HTTP 403 page on {where}) after "
+                              "repeated 429s; waiting", 60.0)
+        raise ConfigError(f"{text}. The token's user or the OAuth app lacks a permission or "
+                          "scope this needs (deals:read, users:read, goals:full, "
+                          "webhooks:full), or the plan lacks the feature")
+    if response.status_code == 410:
+        raise ConfigError(f"{text}. Pipedrive no longer serves this endpoint")
+    raise PipedriveError(response.status_code, text)
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code == 403 and "json" not in response.headers.get("content-type", ""):
+        return {}
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise TransientError(f"Pipedrive sent an unexpected body on {response.request.url.path}")
+    return body
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Meta:
+    """The company's metadata, read once per META_TTL (field names, pipelines, stages)."""
+
+    deal_fields: dict[str, str]  # custom field hash -> name
+    org_fields: dict[str, str]
+    pipelines: dict[str, str]  # pipeline id -> name
+    stages: dict[str, StageRecord]  # stage id -> record
+    owners: dict[str, tuple[str | None, str]]  # user id -> (email, name), for record owners
+
+
+class PipedriveClient:
+    """Calls to one company with the connection's credentials, rate budget and retries,
+    and its metadata."""
+
+    def __init__(self, config: PipedriveConfig, secrets: PipedriveSecrets,
+                 api: ApiClient) -> None:
+        self.config = config
+        self.api = api
+        self.rate = RateState()
+        self.home_currency: str | None = config.home_currency
+        self.organization: str | None = None
+        self.oauth: OAuthTokens | None = None
+        self._api_token: ApiTokenAuth | None = None
+        if secrets.api_token is not None:
+            token = secrets.api_token.get_secret_value()
+            if config.api_base is None:
+                raise ConfigError("an API-token connection needs company_domain (acme for "
+                                  "https://acme.pipedrive.com) or api_url")
+            self._api_token = ApiTokenAuth(token)
+            identity = f"{config.api_base}\0{token}"
+        else:
+            assert secrets.client_id and secrets.client_secret and secrets.refresh_token
+            self.oauth = OAuthTokens(config.token_url, secrets.client_id.get_secret_value(),
+                                     secrets.client_secret.get_secret_value(),
+                                     secrets.refresh_token.get_secret_value(), api.limits,
+                                     api.endpoints)
+            identity = self.oauth.key
+        self.key = "pipedrive:" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+        self._meta: asyncio.Task[Meta] | None = None
+
+    @property
+    def api_calls(self) -> int:
+        return self.api.api_calls
+
+    # -- HTTP -----------------------------------------------------------------
+
+    async def _target(self) -> tuple[str, httpx.Auth]:
+        if self._api_token is not None:
+            assert self.config.api_base is not None
+            await self.api.endpoints.acheck(self.config.api_base, VENDOR_HOSTS)
+            return self.config.api_base, self._api_token
+        assert self.oauth is not None
+        token = await self.oauth.get(self.api)
+        return token.api_domain, BearerAuth(self.oauth, self.api, token)
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One call to {host}{path} within the 2-second budget (§6), shared by every process
+        of the connection through the job context's limits."""
+        base, auth = await self._target()
+        await self.api.limits.take(f"{self.key}|burst", self.config.burst_limit, BURST_WINDOW)
+        wait = self.rate.pause_until - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        result: dict[str, Any] = await self.api.send(
+            method, f"{base}{path}", lambda r: parse_response(r, self.rate), auth=auth,
+            **kwargs)
+        return result
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.call("GET", path, params=params)
+
+    async def v2_pages(self, path: str, params: dict[str, Any]
+                       ) -> AsyncIterator[list[dict[str, Any]]]:
+        """§2: a v2 list, `limit` 500, following additional_data.next_cursor until null."""
+        cursor: str | None = None
+        while True:
+            page_params = {**params, "limit": self.config.page_limit}
+            if cursor:
+                page_params["cursor"] = cursor
+            body = await self.get(path, page_params)
+            rows = body.get("data") or []
+            if not isinstance(rows, list):
+                raise SourceError(f"Pipedrive {path} answered data that is not a list")
+            yield rows
+            cursor = (body.get("additional_data") or {}).get("next_cursor")
+            if not cursor:
+                return
+
+    async def v1_all(self, path: str) -> list[dict[str, Any]]:
+        """§2: a v1 list, start/limit 500, until more_items_in_collection is false."""
+        rows: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            body = await self.get(f"{V1}{path}", {"start": start,
+                                                  "limit": self.config.page_limit})
+            rows += [r for r in body.get("data") or [] if isinstance(r, dict)]
+            pagination = (body.get("additional_data") or {}).get("pagination") or {}
+            if not pagination.get("more_items_in_collection"):
+                return rows
+            start = int(pagination.get("next_start") or start + self.config.page_limit)
+
+    # -- metadata -------------------------------------------------------------
+
+    async def check(self) -> SourceInfo:
+        """Authenticate as the token's user; the home currency is the configured one or the
+        user's default_currency (§8)."""
+        me = (await self.get(f"{V1}/users/me")).get("data") or {}
+        self.home_currency = self.config.home_currency or me.get("default_currency")
+        self.organization = me.get("company_name")
+        return SourceInfo(home_currency=self.home_currency, organization=self.organization)
+
+    def meta(self) -> "asyncio.Task[Meta]":
+        if self._meta is None:
+            self._meta = asyncio.ensure_future(self._cached_meta())
+        return self._meta
+
+    async def _cached_meta(self) -> Meta:
+        memo_key = f"{self.key}|meta"
+        cached = self.api.limits.memo.get(memo_key)
+        if isinstance(cached, Meta):
+            return cached
+        meta = await self._read_meta()
+        self.api.limits.memo.put(memo_key, meta, META_TTL)
+        return meta
+
+    async def _read_meta(self) -> Meta:
+        deal_fields = _custom_names(await self.v1_all("/dealFields"))
+        org_fields = _custom_names(await self.v1_all("/organizationFields"))
+        pipelines = {str(p["id"]): str(p.get("name") or p["id"])
+                     async for page in self.v2_pages("/api/v2/pipelines", {})
+                     for p in page if not p.get("is_deleted")}
+        stages: dict[str, StageRecord] = {}
+        async for page in self.v2_pages("/api/v2/stages", {}):
+            for raw in page:
+                if not raw.get("is_deleted"):
+                    record = mapping.stage(raw, pipelines)
+                    stages[record.remote_id] = record
+        owners = {str(u["id"]): (u.get("email"), str(u.get("name") or u["id"]))
+                  for u in await self.v1_all("/users") if u.get("id") is not None}
+        return Meta(deal_fields, org_fields, pipelines, stages, owners)
+
+    async def currency_ids(self) -> dict[str, int]:
+        """§8: currency code -> id (goals refer to currencies by id, §7)."""
+        memo_key = f"{self.key}|currencies"
+        cached = self.api.limits.memo.get(memo_key)
+        if isinstance(cached, dict):
+            return cached
+        found = {str(c["code"]).upper(): int(c["id"]) for c in await self.v1_all("/currencies")
+                 if c.get("code") and c.get("id") is not None}
+        self.api.limits.memo.put(memo_key, found, META_TTL)
+        return found
+
+    async def map_deal(self, raw: dict[str, Any]) -> Any:
+        if self.home_currency is None:
+            await self.check()
+        meta = await self.meta()
+        return mapping.deal(raw, meta, self.home_currency)
+
+
+def _custom_names(fields: list[dict[str, Any]]) -> dict[str, str]:
+    """§2: the hash key -> name of every custom field."""
+    return {str(f["key"]): str(f.get("name") or f["key"]) for f in fields
+            if f.get("key") and CUSTOM_FIELD_KEY.match(str(f["key"]))}

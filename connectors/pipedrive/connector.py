@@ -1,0 +1,99 @@
+"""Pipedrive connector (API v2 for deals, organizations, pipelines and stages; v1 for users,
+currencies, custom field names, webhooks and goals). Every behaviour cites
+docs/vendors/pipedrive.md (§n).
+
+Deals and organizations are read oldest change first (`sort_by=update_time`), 500 a page
+with v2 cursors (§2); the stream cursor is the newest update_time read, and a later read
+asks for `updated_since` that time: Pipedrive includes records updated at that second, so
+records sharing it across a page boundary are re-read, never lost (§3). Deleted deals come
+from `status=deleted` (§3) as tombstones.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from connectors.base import STREAMS, Page, Sandbox
+from connectors.pipedrive import goals, mapping, notifications
+from connectors.pipedrive.client import PipedriveClient, PipedriveConfig, PipedriveSecrets
+from connectors.pipedrive.sandbox import SANDBOX
+from connectors.pipedrive.wire import V2, parse_time
+from core.errors import ConfigError
+
+
+class PipedriveConnector(PipedriveClient):
+    """Reads users, stages, accounts (organizations), deals and deleted deals from one
+    Pipedrive company; webhooks, goal push and goal results."""
+
+    name: ClassVar[str] = "pipedrive"
+    config_model: ClassVar[type[BaseModel]] = PipedriveConfig
+    secrets_model: ClassVar[type[BaseModel]] = PipedriveSecrets
+    max_in_flight: ClassVar[int] = 4
+    channel_renew_within: ClassVar[timedelta] = notifications.RENEW_WITHIN  # §5
+    sandbox: ClassVar[Sandbox] = SANDBOX
+
+    # -- streams --------------------------------------------------------------
+
+    def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        if stream not in STREAMS:
+            raise ConfigError(f"Pipedrive has no stream {stream!r}")
+        reader: Callable[[dict[str, Any]], AsyncIterator[Page]] = getattr(self, f"_{stream}")
+        return reader(cursor or {})
+
+    async def _users(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§2: /v1/users (no incremental filter: the list is small and read whole)."""
+        yield Page(records=[mapping.user(u) for u in await self.v1_all("/users")], cursor={})
+
+    async def _stages(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§4: the stages of every pipeline, and each pipeline's won and lost outcomes."""
+        meta = await self.meta()
+        outcomes = [s for pid, name in meta.pipelines.items()
+                    for s in mapping.outcome_stages(pid, name)]
+        yield Page(records=[*meta.stages.values(), *outcomes], cursor={})
+
+    async def _accounts(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        meta = await self.meta()
+        async for rows, state in self._walk(f"{V2}/organizations", {}, cursor):
+            yield Page(records=[mapping.account(r, meta) for r in rows], cursor=state)
+
+    async def _deals(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        if self.home_currency is None:
+            await self.check()
+        meta = await self.meta()
+        async for rows, state in self._walk(f"{V2}/deals", {}, cursor):
+            records = [mapping.deal(r, meta, self.home_currency) for r in rows]
+            yield Page(records=records, cursor=state)
+
+    async def _deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§3: deals deleted within 30 days; older ones go with a full sync."""
+        async for rows, state in self._walk(f"{V2}/deals", {"status": "deleted"}, cursor):
+            yield Page(deletions=[mapping.deletion(r) for r in rows], cursor=state)
+
+    async def _walk(self, path: str, params: dict[str, Any], cursor: dict[str, Any]
+                    ) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+        """Every record updated at or after the cursor, oldest change first (§2, §3)."""
+        since = cursor.get("updated_since")
+        query = {**params, "sort_by": "update_time", "sort_direction": "asc"}
+        if since:
+            query["updated_since"] = since
+        newest = since
+        async for rows in self.v2_pages(path, query):
+            newest_at = parse_time(newest)
+            for row in rows:
+                moment = parse_time(row.get("update_time"))
+                if moment is not None and (newest_at is None or moment > newest_at):
+                    newest_at = moment
+            newest = newest_at.strftime("%Y-%m-%dT%H:%M:%SZ") if newest_at else None
+            yield rows, {"updated_since": newest} if newest else {}
+
+    # -- webhooks and channels (§5), goals and their results (§7): the modules' functions
+    # of the client, as methods
+    parse_webhook = staticmethod(notifications.parse)
+    resolve_webhook_events = notifications.resolve
+    subscribe_channel = notifications.subscribe_channel
+    renew_channel = notifications.renew_channel
+    unsubscribe_channels = notifications.unsubscribe
+    push_goals = goals.push_goals
+    goal_results = goals.goal_results

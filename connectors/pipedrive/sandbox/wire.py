@@ -1,0 +1,156 @@
+"""The Pipedrive JSON of the synthetic company (docs/vendors/pipedrive.md §2, §4, §8).
+
+The provider-neutral company has won and lost *stages*; Pipedrive has none (§4): a deal in
+one is a deal whose `status` is won or lost, kept in the last open stage it reached, with
+`won_time` / `lost_time` on its close date. Lost stages other than the plain one become the
+deal's `lost_reason`. Custom fields (§2) are keyed by 40-character hashes derived from the
+company name, so they differ per company as Pipedrive's do.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+
+from connectors.pipedrive.wire import v1_time, v2_time
+from connectors.sandbox.dataset import Account, Company, Deal, Deletion, Rep, StageDef
+
+DEAL_FIELDS = ("Region", "Lead channel")  # custom deal fields (guess: any company has some)
+ORG_FIELDS = ("Industry",)  # §2: organizations have no standard industry field
+REGIONS = ("EMEA", "Americas", "APAC")
+CHANNELS = ("Inbound", "Outbound", "Partner", "Event")
+PLAIN_LOST = ("Closed Lost",)  # lost stages that mean no particular reason
+
+
+def field_key(company: Company, name: str) -> str:
+    """A custom field's 40-character hash key, stable for the company (§2)."""
+    return hashlib.sha1(f"{company.name}\0{name}".encode()).hexdigest()
+
+
+@dataclass
+class Wire:
+    """Builds Pipedrive JSON for one company; lookups are rebuilt when the company changes."""
+
+    company: Company
+    pipeline_ids: dict[str, int] = field(default_factory=dict)
+    currency_ids: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pipeline_ids = {name: i + 1 for i, name in enumerate(self.company.pipelines())}
+        self.currency_ids = {code: i + 1 for i, code in enumerate(sorted(self.company.currencies))}
+
+    # ---- users, currencies, fields ----------------------------------------------------------
+    def user(self, rep: Rep) -> dict[str, Any]:
+        """§2: a v1 user."""
+        return {"id": int(rep.id), "name": rep.full_name, "email": rep.email,
+                "active_flag": rep.active, "is_deleted": False,
+                "is_admin": 1 if rep is self.company.manager else 0,
+                "default_currency": self.company.home_currency, "timezone_name": "UTC",
+                "role_id": 1, "lang": 1, "locale": "en_US",
+                "created": v1_time(rep.created_at), "modified": v1_time(rep.modified_at),
+                "last_login": None, "has_created_company": rep is self.company.manager}
+
+    def currencies(self) -> list[dict[str, Any]]:
+        """§8: the company's currencies (ids stable by code order)."""
+        return [{"id": cid, "code": code, "name": code, "decimal_points": 0 if code == "JPY" else 2,
+                 "symbol": code, "active_flag": True, "is_custom_flag": False}
+                for code, cid in self.currency_ids.items()]
+
+    def fields(self, kind: str) -> list[dict[str, Any]]:
+        """§2: /v1/dealFields or /v1/organizationFields: a few standard fields, then custom."""
+        standard = ("title", "value", "currency") if kind == "deal" else ("name", "owner_id")
+        rows = [{"id": i + 1, "key": key, "name": key.replace("_", " ").title(),
+                 "field_type": "varchar", "edit_flag": False} for i, key in enumerate(standard)]
+        for name in DEAL_FIELDS if kind == "deal" else ORG_FIELDS:
+            rows.append({"id": len(rows) + 1, "key": field_key(self.company, name), "name": name,
+                         "field_type": "varchar", "edit_flag": True})
+        return rows
+
+    # ---- pipelines and stages ---------------------------------------------------------------
+    def open_stages(self, pipeline: str | None = None) -> list[StageDef]:
+        return [s for s in self.company.stages if s.category == "open"
+                and pipeline in (None, s.pipeline)]
+
+    def pipeline(self, name: str) -> dict[str, Any]:
+        stamp = v2_time(datetime(2020, 1, 1, tzinfo=UTC))
+        return {"id": self.pipeline_ids[name], "name": name, "order_nr": self.pipeline_ids[name],
+                "is_deleted": False, "is_deal_probability_enabled": True,
+                "add_time": stamp, "update_time": stamp}
+
+    def stage(self, stage: StageDef) -> dict[str, Any]:
+        stamp = v2_time(datetime(2020, 1, 1, tzinfo=UTC))
+        return {"id": int(stage.id), "order_nr": stage.order, "name": stage.name,
+                "is_deleted": False, "deal_probability": stage.probability,
+                "pipeline_id": self.pipeline_ids[stage.pipeline], "is_deal_rot_enabled": False,
+                "days_to_rotten": None, "add_time": stamp, "update_time": stamp}
+
+    def kept_stage(self, deal: Deal) -> StageDef:
+        """The stage a deal shows: its own when open, else the last open stage it was in."""
+        stages = self.company.stage_by_id
+        current = stages[deal.stage_id]
+        if current.category == "open":
+            return current
+        for move in reversed(deal.history):
+            earlier = stages.get(move.stage_id)
+            if earlier is not None and earlier.category == "open" \
+                    and earlier.pipeline == current.pipeline:
+                return earlier
+        return self.open_stages(current.pipeline)[-1]
+
+    # ---- organizations and deals ------------------------------------------------------------
+    def organization(self, account: Account) -> dict[str, Any]:
+        """§2: a v2 organization; its industry is a custom field."""
+        return {"id": int(account.id), "name": account.name, "owner_id": int(account.owner_id),
+                "add_time": v2_time(account.created_at),
+                "update_time": v2_time(account.modified_at), "is_deleted": False,
+                "visible_to": 3, "label_ids": [], "address": None,
+                "custom_fields": {field_key(self.company, "Industry"): account.industry}}
+
+    def deal(self, deal: Deal) -> dict[str, Any]:
+        """§2, §4: a v2 deal."""
+        company = self.company
+        stage = company.stage_by_id[deal.stage_id]
+        shown = self.kept_stage(deal)
+        status = stage.category
+        outcome_at = None
+        if status != "open":  # won_time / lost_time on the close date (§4)
+            moved = next((m.changed_at for m in reversed(deal.history)
+                          if m.stage_id == deal.stage_id), deal.modified_at)
+            outcome_at = v2_time(datetime.combine(deal.close_date, moved.time(), UTC)
+                                 if moved else datetime.combine(deal.close_date, time(12), UTC))
+        number = int(deal.id)
+        return {
+            "id": number, "title": deal.name, "owner_id": int(deal.owner_id),
+            "person_id": None, "org_id": int(deal.account_id) if deal.account_id else None,
+            "pipeline_id": self.pipeline_ids[stage.pipeline], "stage_id": int(shown.id),
+            "value": float(deal.amount), "currency": deal.currency, "status": status,
+            "probability": deal.probability,
+            "add_time": v2_time(deal.created_at), "update_time": v2_time(deal.modified_at),
+            "stage_change_time": v2_time(deal.history[-1].changed_at) if deal.history else None,
+            "won_time": outcome_at if status == "won" else None,
+            "lost_time": outcome_at if status == "lost" else None,
+            "close_time": outcome_at,
+            "lost_reason": stage.name if status == "lost" and stage.name not in PLAIN_LOST
+            else None,
+            "expected_close_date": deal.close_date.isoformat(),
+            "is_deleted": False, "is_archived": False, "visible_to": 3, "label_ids": [],
+            "origin": "ManuallyCreated",
+            "custom_fields": {field_key(company, "Region"): REGIONS[number % len(REGIONS)],
+                              field_key(company, "Lead channel"): CHANNELS[number % len(CHANNELS)]},
+        }
+
+    def deleted_deal(self, deletion: Deletion, last: Deal | None) -> dict[str, Any]:
+        """§3: a deal of `status=deleted`: its last state, `is_deleted`, the deletion as
+        update_time (guess)."""
+        if last is not None:
+            body = self.deal(last)
+        else:  # deleted before this sandbox started: only what the deletion kept
+            owner = deletion.created_by or self.company.manager.id
+            body = {"id": int(deletion.id), "title": deletion.display_name or "",
+                    "owner_id": int(owner), "person_id": None, "org_id": None,
+                    "pipeline_id": 1, "stage_id": int(self.open_stages()[0].id), "value": 0,
+                    "currency": self.company.home_currency, "probability": None,
+                    "add_time": v2_time(deletion.deleted_at), "won_time": None,
+                    "lost_time": None, "close_time": None, "custom_fields": {}}
+        body.update(status="deleted", is_deleted=True, update_time=v2_time(deletion.deleted_at))
+        return body
