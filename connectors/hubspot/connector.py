@@ -172,24 +172,37 @@ class HubSpotConnector(HubSpotClient):
     async def _search_windows(self, stream: str, start: int, upper: int
                               ) -> AsyncIterator[tuple[Rows, int]]:
         """§3: records modified in [start, upper], oldest first, never paging past the cap:
-        (rows, the newest modification read so far)."""
+        (rows, the newest modification read so far). A window holding more than the cap
+        whose first instant alone holds more is walked by id first."""
         object_type = OBJECT[stream][0]
         while True:
             last_ts, state = start, DONE
             filters = [_flt(MODIFIED, "GTE", start), _flt(MODIFIED, "LTE", upper)]
-            async for rows, status in self._search(object_type, filters, MODIFIED):
+            async for rows, status, total in self._search(object_type, filters, MODIFIED):
                 state = status
+                if total > SEARCH_CAP and rows and last_ts == start:  # the first page
+                    first = min(_modified_ms(r) for r in rows)
+                    if await self._count_at(object_type, first) > SEARCH_CAP:
+                        state, last_ts = CAPPED, first
+                        break
                 last_ts = max([last_ts, *(_modified_ms(r) for r in rows)])
                 yield rows, last_ts
             if state == DONE:
                 return
-            if last_ts > start:  # the window is full: the next starts at the last time read
+            if last_ts > start and await self._count_at(object_type, last_ts) <= SEARCH_CAP:
                 log.info("%s: search window full at %s; continuing from it", stream, last_ts)
-                start = last_ts
+                start = last_ts  # the window is full: the next starts at the last time read
                 continue
-            async for rows in self._walk_one_instant(object_type, start):
-                yield rows, start
-            start += 1
+            async for rows in self._walk_one_instant(object_type, last_ts):
+                yield rows, last_ts
+            start = last_ts + 1
+
+    async def _count_at(self, object_type: str, instant: int) -> int:
+        """How many records share one hs_lastmodifieddate (one search of one result)."""
+        answer = await self.call("POST", f"{OBJECTS}/{object_type}/search", search=True, json={
+            "filterGroups": [{"filters": [_flt(MODIFIED, "EQ", instant)]}],
+            "properties": [OBJECT_ID], "limit": 1}) or {}
+        return int(answer.get("total") or 0)
 
     async def _walk_one_instant(self, object_type: str, instant: int) -> AsyncIterator[Rows]:
         """More than 10,000 records share one hs_lastmodifieddate: walk them by
@@ -197,15 +210,15 @@ class HubSpotConnector(HubSpotClient):
         last_id, state = 0, CAPPED
         while state == CAPPED:
             filters = [_flt(MODIFIED, "EQ", instant), _flt(OBJECT_ID, "GT", last_id)]
-            async for rows, status in self._search(object_type, filters, OBJECT_ID):
+            async for rows, status, _ in self._search(object_type, filters, OBJECT_ID):
                 state = status
                 last_id = max([last_id, *(int(r["id"]) for r in rows)])
                 yield rows
 
     async def _search(self, object_type: str, filters: list[dict[str, Any]], sort: str
-                      ) -> AsyncIterator[tuple[Rows, str]]:
+                      ) -> AsyncIterator[tuple[Rows, str, int]]:
         """Pages of one query, 200 each, ascending by `sort`, stopping before the cap:
-        (rows, MORE | DONE | CAPPED), CAPPED when results remain past the cap."""
+        (rows, MORE | DONE | CAPPED, total), CAPPED when results remain past the cap."""
         after, served = "0", 0
         stream = "deals" if object_type == "deals" else "accounts"
         while True:
@@ -218,19 +231,20 @@ class HubSpotConnector(HubSpotClient):
                                          search=True) or {}
             except HubSpotError as exc:  # §3: 400 past the cap (should the cap be lower)
                 if exc.status == 400 and served:
-                    yield [], CAPPED
+                    yield [], CAPPED, served
                     return
                 raise
             rows: Rows = answer.get("results") or []
             served += len(rows)
+            total = int(answer.get("total") or served)
             token = _next(answer)
             if not token:
-                yield rows, DONE
+                yield rows, DONE, total
                 return
             if served + SEARCH_LIMIT > SEARCH_CAP:
-                yield rows, CAPPED
+                yield rows, CAPPED, total
                 return
-            yield rows, MORE
+            yield rows, MORE, total
             after = token
 
     async def _read_deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
