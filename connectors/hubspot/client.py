@@ -6,6 +6,7 @@ Every behaviour cites docs/vendors/hubspot.md (§n)."""
 import asyncio
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -13,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from connectors.base import ApiClient, SourceInfo, StageRecord
+from connectors.base import ApiClient, SourceInfo, StageRecord, UserRecord
 from connectors.endpoints import Endpoint
 from connectors.http import json_body, retry_after_seconds
 from connectors.hubspot import mapping
@@ -28,6 +29,8 @@ from connectors.hubspot.wire import (
     HOSTS,
     LEGACY_TOKEN_PATH,
     OBJECTS,
+    OWNERS_LIMIT,
+    OWNERS_PATH,
     PIPELINES_PATH,
     SEARCH_PER_SECOND,
     TOKEN_PATH,
@@ -142,6 +145,7 @@ class HubSpotClient:
         self._checked_host = False
         self._money: asyncio.Task[mapping.Money] | None = None
         self._stages: asyncio.Task[list[StageRecord]] | None = None
+        self._owners: asyncio.Task[dict[str, UserRecord]] | None = None
 
     @property
     def api_calls(self) -> int:
@@ -226,6 +230,32 @@ class HubSpotClient:
         body = await self.call("GET", PIPELINES_PATH) or {}
         return [mapping.stage(p, s) for p in body.get("results") or []
                 for s in p.get("stages") or [] if not s.get("archived")]
+
+    def owners(self) -> "asyncio.Task[dict[str, UserRecord]]":
+        """Every owner by owner id (§4), for the owner email and name of records."""
+        if self._owners is None:
+            self._owners = asyncio.ensure_future(self._read_owners())
+        return self._owners
+
+    async def _read_owners(self) -> dict[str, UserRecord]:
+        found: dict[str, UserRecord] = {}
+        async for page in self.owner_pages():
+            found.update((u.remote_id, u) for u in page)
+        return found
+
+    async def owner_pages(self) -> AsyncIterator[list[UserRecord]]:
+        """§4: active owners, then archived (deactivated) ones, 500 a page."""
+        for archived in ("false", "true"):
+            after: str | None = None
+            while True:
+                params: dict[str, Any] = {"limit": OWNERS_LIMIT, "archived": archived}
+                if after:
+                    params["after"] = after
+                body = await self.call("GET", OWNERS_PATH, params=params) or {}
+                after = ((body.get("paging") or {}).get("next") or {}).get("after")
+                yield [mapping.user(o) for o in body.get("results") or []]
+                if not after:
+                    break
 
     # -- records --------------------------------------------------------------
 

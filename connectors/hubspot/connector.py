@@ -36,8 +36,6 @@ from connectors.hubspot.wire import (
     MODIFIED,
     OBJECT_ID,
     OBJECTS,
-    OWNERS_LIMIT,
-    OWNERS_PATH,
     SEARCH_CAP,
     SEARCH_LIMIT,
     epoch_ms,
@@ -50,6 +48,7 @@ log = logging.getLogger("crmsync.hubspot")
 
 OVERLAP_MS = 1000  # docs/sync.md: each incremental read starts one second before its cursor
 SETTLE_MS = 30_000  # §3: changes take moments to reach search; the cursor stays this far back
+SKEW_MS = 300_000  # HubSpot's clock may run ahead of ours: the upper bound allows for it
 OBJECT: dict[str, tuple[str, tuple[str, ...], DeletedEntity]] = {
     "accounts": ("companies", COMPANY_PROPERTIES, "accounts"),
     "deals": ("deals", DEAL_PROPERTIES, "deals"),
@@ -67,6 +66,7 @@ class HubSpotConnector(HubSpotClient):
     secrets_model: ClassVar[type[BaseModel]] = HubSpotSecrets
     max_in_flight: ClassVar[int] = 8  # §7: no concurrency limit documented; the burst budget
     sandbox: ClassVar[Sandbox] = SANDBOX
+    search_cap: int = SEARCH_CAP  # §3; lowered for this client if HubSpot answers 400 sooner
 
     # -- webhooks (§8, connectors/hubspot/notifications.py) --------------------
 
@@ -98,19 +98,9 @@ class HubSpotConnector(HubSpotClient):
 
     async def _read_users(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         """§4: active owners, then archived (deactivated) ones; 500 a page."""
-        for archived in ("false", "true"):
-            after: str | None = None
-            while True:
-                params: dict[str, Any] = {"limit": OWNERS_LIMIT, "archived": archived}
-                if after:
-                    params["after"] = after
-                body = await self.call("GET", OWNERS_PATH, params=params) or {}
-                after = _next(body)
-                last = archived == "true" and not after
-                yield Page(records=[mapping.user(o) for o in body.get("results") or []],
-                           cursor={} if last else None)
-                if not after:
-                    break
+        pages = [page async for page in self.owner_pages()]
+        for index, users in enumerate(pages):
+            yield Page(records=users, cursor={} if index == len(pages) - 1 else None)
 
     async def _read_stage_stream(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         yield Page(records=await self.stages(), cursor={})
@@ -150,23 +140,26 @@ class HubSpotConnector(HubSpotClient):
                 return
 
     async def _incremental(self, stream: str, since: int) -> AsyncIterator[Page]:
-        upper = int(time.time() * 1000)
+        now = int(time.time() * 1000)
+        upper = now + SKEW_MS  # a fixed end, so the window does not grow while it is read
         async for rows, newest in self._search_windows(stream, since - OVERLAP_MS, upper):
-            cursor_ms = max(since, min(newest, upper - SETTLE_MS))
+            cursor_ms = max(since, min(newest, now - SETTLE_MS))
             yield await self._page(stream, rows, {"since": cursor_ms}, listed=False)
 
     async def _page(self, stream: str, rows: Rows, cursor: dict[str, Any], *,
                     listed: bool) -> Page:
         entity = OBJECT[stream][2]
         gone = [d for r in rows for d in mapping.merged_away(entity, r)]  # §10
+        owners = await self.owners()
         if stream == "accounts":
-            return Page(records=[mapping.account(r) for r in rows], deletions=gone,
+            return Page(records=[mapping.account(r, owners) for r in rows], deletions=gone,
                         cursor=cursor)
         stages = mapping.stage_lookup(await self.stages())
         money = await self.money()
         companies = ({str(r["id"]): mapping.company_of(r) for r in rows} if listed
                      else await self.companies_of([str(r["id"]) for r in rows]))
-        records = [mapping.deal(r, stages, money, companies.get(str(r["id"]))) for r in rows]
+        records = [mapping.deal(r, stages, money, companies.get(str(r["id"])), owners)
+                   for r in rows]
         return Page(records=records, deletions=gone, cursor=cursor)
 
     async def _search_windows(self, stream: str, start: int, upper: int
@@ -180,16 +173,16 @@ class HubSpotConnector(HubSpotClient):
             filters = [_flt(MODIFIED, "GTE", start), _flt(MODIFIED, "LTE", upper)]
             async for rows, status, total in self._search(object_type, filters, MODIFIED):
                 state = status
-                if total > SEARCH_CAP and rows and last_ts == start:  # the first page
+                if total > self.search_cap and rows and last_ts == start:  # the first page
                     first = min(_modified_ms(r) for r in rows)
-                    if await self._count_at(object_type, first) > SEARCH_CAP:
+                    if await self._count_at(object_type, first) > self.search_cap:
                         state, last_ts = CAPPED, first
                         break
                 last_ts = max([last_ts, *(_modified_ms(r) for r in rows)])
                 yield rows, last_ts
             if state == DONE:
                 return
-            if last_ts > start and await self._count_at(object_type, last_ts) <= SEARCH_CAP:
+            if last_ts > start and await self._count_at(object_type, last_ts) <= self.search_cap:
                 log.info("%s: search window full at %s; continuing from it", stream, last_ts)
                 start = last_ts  # the window is full: the next starts at the last time read
                 continue
@@ -230,7 +223,8 @@ class HubSpotConnector(HubSpotClient):
                 answer = await self.call("POST", f"{OBJECTS}/{object_type}/search", json=body,
                                          search=True) or {}
             except HubSpotError as exc:  # §3: 400 past the cap (should the cap be lower)
-                if exc.status == 400 and served:
+                if exc.status == 400 and served:  # learn the cap this account applies
+                    self.search_cap = min(self.search_cap, served)
                     yield [], CAPPED, served
                     return
                 raise
@@ -241,7 +235,7 @@ class HubSpotConnector(HubSpotClient):
             if not token:
                 yield rows, DONE, total
                 return
-            if served + SEARCH_LIMIT > SEARCH_CAP:
+            if served + SEARCH_LIMIT > self.search_cap:
                 yield rows, CAPPED, total
                 return
             yield rows, MORE, total

@@ -7,6 +7,7 @@ day. §4: the owner `id` is what deals reference. §5: won/lost from stage metad
 `amount` x the currency's conversionRate.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -109,13 +110,19 @@ def stage_lookup(stages: list[StageRecord]) -> dict[tuple[str | None, str], Stag
     return found
 
 
-def account(raw: dict[str, Any]) -> AccountRecord:
+Owners = Mapping[str, UserRecord]
+
+
+def account(raw: dict[str, Any], owners: Owners) -> AccountRecord:
     props = _props(raw)
+    owner = owners.get(str(props.get("hubspot_owner_id") or ""))
     return AccountRecord(
         remote_id=str(raw["id"]),
         name=str(props.get("name") or ""),
         industry=props.get("industry") or None,
         owner_remote_id=props.get("hubspot_owner_id") or None,
+        owner_email=owner.email if owner else None,
+        owner_name=owner.name if owner else None,
         remote_created_at=timestamp(props.get("createdate") or raw.get("createdAt")),
         remote_modified_at=timestamp(props.get("hs_lastmodifieddate") or raw.get("updatedAt")),
         raw=raw,
@@ -123,8 +130,9 @@ def account(raw: dict[str, Any]) -> AccountRecord:
 
 
 def deal(raw: dict[str, Any], stages: dict[tuple[str | None, str], StageRecord],
-         money: Money, company_id: str | None) -> DealRecord:
+         money: Money, company_id: str | None, owners: Owners) -> DealRecord:
     props = _props(raw)
+    owner = owners.get(str(props.get("hubspot_owner_id") or ""))
     amount = decimal(props.get("amount"))
     currency = props.get("deal_currency_code") or money.home
     home_amount = decimal(props.get("amount_in_home_currency"))
@@ -149,6 +157,8 @@ def deal(raw: dict[str, Any], stages: dict[tuple[str | None, str], StageRecord],
         remote_created_at=timestamp(props.get("createdate") or raw.get("createdAt")),
         remote_modified_at=timestamp(props.get("hs_lastmodifieddate") or raw.get("updatedAt")),
         owner_remote_id=props.get("hubspot_owner_id") or None,
+        owner_email=owner.email if owner else None,
+        owner_name=owner.name if owner else None,
         account_remote_id=company_id,
         pipeline=meta.pipeline if meta else props.get("pipeline"),
         raw=raw,

@@ -148,9 +148,10 @@ async def resolve(client: HubSpotClient,
 
 async def _records(client: HubSpotClient, entity: DeletedEntity,
                    raws: list[dict[str, Any]]) -> list[Record]:
+    owners = await client.owners()
     if entity == "accounts":
-        return [mapping.account(r) for r in raws]
+        return [mapping.account(r, owners) for r in raws]
     stages = mapping.stage_lookup(await client.stages())
     money = await client.money()
     companies = await client.companies_of([str(r["id"]) for r in raws]) if raws else {}
-    return [mapping.deal(r, stages, money, companies.get(str(r["id"]))) for r in raws]
+    return [mapping.deal(r, stages, money, companies.get(str(r["id"])), owners) for r in raws]

@@ -373,7 +373,7 @@ async def test_full_windows_continue_from_their_last_timestamp(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A cap of 1,000 (as if HubSpot lowered it): spread records, and a crowded instant in
     the middle of a window, all read, every query under the cap."""
-    monkeypatch.setattr(hubspot_connector, "SEARCH_CAP", 1000)
+    monkeypatch.setattr(HubSpotConnector, "search_cap", 1000)
     monkeypatch.setattr(sys.modules[__name__], "SEARCH_CAP", 1000)
     mount_metadata(respx)
     respx.post(f"{API}/crm/v4/associations/deals/companies/batch/read").mock(
