@@ -219,8 +219,10 @@ async def test_converted_amounts_oauth_and_a_burst_of_429s(engine, db_url, compa
         assert stats["token_grants"] == 1
 
 
-async def test_more_than_10000_deals_sharing_one_modified_time(engine, db_url):
-    """§3: an incremental read after a mass update of over 10,000 deals in one second."""
+async def test_more_than_10000_deals_sharing_one_modified_time(sqlite_engine, sqlite_url):
+    """§3: an incremental read after a mass update of over 10,000 deals in one second (on
+    the default store only: the windows are the connector's, the same on either store)."""
+    engine, db_url = sqlite_engine, sqlite_url
     company = generate_company(seed=23, deals=12_500, accounts=200)
     with serve(company) as server:
         state = state_of(server)
