@@ -35,13 +35,14 @@ class Outbox:
     _next_event: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def event(self, url: str, subscription: str, object_id: str, **extra: Any) -> None:
+    def event(self, url: str, subscription: str, object_id: str, occurred_at: int,
+              **extra: Any) -> None:
         """Queue one event (§8 fields) for `url`."""
         with self._lock:
             event_id, self._next_event = self._next_event, self._next_event + 1
         body = {"eventId": event_id, "subscriptionId": 4_000 + len(subscription),
                 "portalId": self.portal_id, "appId": self.app_id,
-                "occurredAt": int(time.time() * 1000), "subscriptionType": subscription,
+                "occurredAt": occurred_at, "subscriptionType": subscription,
                 "attemptNumber": 0, "objectId": int(object_id), "changeSource": "CRM",
                 **extra}
         if self._queue is None:
@@ -107,9 +108,11 @@ class Outbox:
 
 
 def listener(target: Callable[[], str | None], outbox: Callable[[], Outbox],
-             merging: Callable[[], tuple[str, list[str]] | None]
+             merging: Callable[[], tuple[str, list[str]] | None],
+             occurred: Callable[[str, str, str], int]
              ) -> Callable[[str, str, list[str]], None]:
-    """A Company listener turning mutations into §8 events for the current target URL."""
+    """A Company listener turning mutations into §8 events for the current target URL;
+    `occurred(entity, operation, id)` is when the change happened (epoch ms)."""
 
     def notify(entity: str, operation: str, ids: list[str]) -> None:
         url = target()
@@ -121,17 +124,19 @@ def listener(target: Callable[[], str | None], outbox: Callable[[], Outbox],
             if merge is not None:
                 primary, merged = merge
                 if object_id == primary and operation == "update":
-                    outbox().event(url, f"{kind}.merge", primary, primaryObjectId=int(primary),
+                    outbox().event(url, f"{kind}.merge", primary,
+                                   occurred(entity, operation, primary),
+                                   primaryObjectId=int(primary),
                                    mergedObjectIds=[int(m) for m in merged],
                                    newObjectId=int(primary))
                 continue  # the merged-away record's own deletion is not reported (§10)
+            at = occurred(entity, operation, object_id)
             if operation == "insert":
-                outbox().event(url, f"{kind}.creation", object_id)
+                outbox().event(url, f"{kind}.creation", object_id, at)
             elif operation == "update":
-                outbox().event(url, f"{kind}.propertyChange", object_id,
-                               propertyName="hs_lastmodifieddate",
-                               propertyValue=str(int(time.time() * 1000)))
+                outbox().event(url, f"{kind}.propertyChange", object_id, at,
+                               propertyName="hs_lastmodifieddate", propertyValue=str(at))
             else:
-                outbox().event(url, f"{kind}.deletion", object_id)
+                outbox().event(url, f"{kind}.deletion", object_id, at)
 
     return notify

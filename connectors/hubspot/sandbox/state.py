@@ -79,7 +79,17 @@ class HubSpotState:
     def _attach(self) -> None:
         self.wire = Wire(self.company, self.merged, self.home_amounts)
         self.company.listeners.append(listener(lambda: self.webhook_url, lambda: self.outbox,
-                                               lambda: self._merging))
+                                               lambda: self._merging, self._occurred))
+
+    def _occurred(self, entity: str, operation: str, object_id: str) -> int:
+        """When a change happened (epoch ms): the record's stamp in the dataset."""
+        if operation == "delete":
+            at = next((d.deleted_at for d in reversed(self.company.deletions)
+                       if d.id == object_id), None)
+        else:
+            record = self.pool("deals" if entity == "deals" else "accounts").get(object_id)
+            at = record.modified_at if record is not None else None
+        return int(at.timestamp() * 1000) if at is not None else int(time.time() * 1000)
 
     # ---- harness hooks (connectors.sandbox.faults.ErrorBodies) ----------------------------
     def too_many_requests(self) -> tuple[int, dict[str, Any]]:
