@@ -31,6 +31,9 @@ SANDBOX = Sandbox(
     options=(
         SandboxOption("webhook-url", "Where the app's webhooks go (signed with v3).",
                       default=None, kind=str, apply=lambda url: {"webhook_url": url}),
+        SandboxOption("burst-limit", "Requests per 10 s before 429 (§7: 100 Free/Starter, 190 "
+                      "Professional/Enterprise, 250 with the capacity pack).", default=190,
+                      kind=int, apply=lambda n: {"burst_limit": n}),
         SandboxOption("no-home-amounts", "Deals without amount_in_home_currency: crmsync "
                       "converts with the account's exchange rates.", default=False, kind=bool,
                       apply=lambda on: {"home_amounts": not on}, demo=True),
