@@ -6,7 +6,6 @@ Every behaviour cites docs/vendors/hubspot.md (§n)."""
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -238,13 +237,8 @@ class HubSpotClient:
         return self._owners
 
     async def _read_owners(self) -> dict[str, UserRecord]:
-        found: dict[str, UserRecord] = {}
-        async for page in self.owner_pages():
-            found.update((u.remote_id, u) for u in page)
-        return found
-
-    async def owner_pages(self) -> AsyncIterator[list[UserRecord]]:
         """§4: active owners, then archived (deactivated) ones, 500 a page."""
+        found: dict[str, UserRecord] = {}
         for archived in ("false", "true"):
             after: str | None = None
             while True:
@@ -253,9 +247,11 @@ class HubSpotClient:
                     params["after"] = after
                 body = await self.call("GET", OWNERS_PATH, params=params) or {}
                 after = ((body.get("paging") or {}).get("next") or {}).get("after")
-                yield [mapping.user(o) for o in body.get("results") or []]
+                found.update((u.remote_id, u) for u in map(mapping.user,
+                                                            body.get("results") or []))
                 if not after:
                     break
+        return found
 
     # -- records --------------------------------------------------------------
 

@@ -97,10 +97,9 @@ class HubSpotConnector(HubSpotClient):
         return readers[stream](cursor or {})
 
     async def _read_users(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
-        """§4: active owners, then archived (deactivated) ones; 500 a page."""
-        pages = [page async for page in self.owner_pages()]
-        for index, users in enumerate(pages):
-            yield Page(records=users, cursor={} if index == len(pages) - 1 else None)
+        """§4: active and archived (deactivated) owners, read once per client (the deal and
+        company pages take their owners' emails from the same read)."""
+        yield Page(records=list((await self.owners()).values()), cursor={})
 
     async def _read_stage_stream(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         yield Page(records=await self.stages(), cursor={})
