@@ -52,6 +52,11 @@ def connector(secrets: dict[str, str] | None = None, **config: Any) -> HubSpotCo
 
 
 def mount_metadata(router: respx.MockRouter) -> None:
+    router.get(f"{API}/crm/v3/owners/").mock(side_effect=lambda r: httpx.Response(200, json={
+        "results": [] if r.url.params["archived"] == "true" else [
+            {"id": "910901", "userId": 1296619, "email": "J.Smith@Example.com",
+             "firstName": "John", "lastName": "Smith", "archived": False,
+             "teams": [{"id": "178588", "name": "West Coast Sales", "primary": True}]}]}))
     router.get(f"{API}/settings/v3/currencies/company-currency").mock(
         return_value=httpx.Response(200, json={"currencyCode": "USD"}))
     router.get(f"{API}/settings/v3/currencies/exchange-rates/current").mock(
@@ -135,7 +140,8 @@ async def test_a_full_read_pages_with_after_and_maps_deals() -> None:
     assert (one.amount, one.currency, one.amount_home) == (Decimal("100.00"), "EUR",
                                                            Decimal("108.70"))
     assert one.close_date == date(2026, 3, 31)  # the calendar day picked, no zone shift
-    assert one.owner_remote_id == "910901"
+    assert (one.owner_remote_id, one.owner_email, one.owner_name) == (
+        "910901", "j.smith@example.com", "John Smith")  # the owner id, not the userId
     assert three.status == "lost"
     assert three.amount_home == Decimal("108.7000")  # amount x conversionRate (§6)
     assert three.exchange_rate == (Decimal(1) / Decimal("1.087")).quantize(Decimal("1e-10"))
