@@ -5,8 +5,9 @@ Run: python -m tests.bench.hubspot_bench [--deals 20000] [--db sqlite,postgresql
 For each database it starts the HubSpot sandbox in its own process (zero latency,
 `crmsync sandbox hubspot`), runs a full sync of N deals (the sandbox's default company:
 N/10 companies, some archived) at each burst limit (§7: 190 per 10 s for
-Professional; 1,000 to see crmsync's own speed) and prints deals/s and the API calls against the minimum
-(one list page per 100 deals and companies, docs/vendors/hubspot.md §2). Then 1% of the
+Professional; 1,000 to see crmsync's own speed) and prints deals/s and the API calls
+against the minimum (one list page per 100 deals and companies,
+docs/vendors/hubspot.md §2). Then 1% of the
 deals change (one mass update: edits, additions, deletions in one second) and an
 incremental sync (search, §3) prints its time and calls.
 """
@@ -15,44 +16,24 @@ import argparse
 import asyncio
 import math
 import os
-import subprocess
-import sys
 import time
 
 import httpx
 from cryptography.fernet import Fernet
 
-from connectors.sandbox.server import free_port
 from core import store
 from core.config import Settings
 from core.db import make_engine, session_scope
 from core.models import Connection, SyncRun
 from core.security import SecretBox
 from tests.bench.common import fresh_database
+from tests.bench.sync_bench import start_sandbox
 from workers.context import JobContext
 from workers.jobs import sync_connection
 
 # owners (active, archived), pipelines, company currency, exchange rates, archived deals
 # and companies (one page each at these sizes)
 METADATA_CALLS = 7
-
-
-def start_sandbox(deals: int, burst: int) -> tuple["subprocess.Popen[bytes]", str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "sandbox", "hubspot", "--port", str(port),
-         "--deals", str(deals), "--seed", "1", "--burst-limit", str(burst)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_sandbox/stats", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the sandbox did not start")
 
 
 async def run(ctx: JobContext, connection_id: int, mode: str) -> tuple[float, SyncRun]:
@@ -69,7 +50,7 @@ async def run(ctx: JobContext, connection_id: int, mode: str) -> tuple[float, Sy
 
 
 def bench(kind: str, deals: int, burst: int) -> None:
-    proc, sandbox = start_sandbox(deals, burst)
+    proc, sandbox = start_sandbox(deals, 0.0, "hubspot", "--burst-limit", str(burst))
     try:
         url = fresh_database(kind, "hubspot_bench")
         key = Fernet.generate_key().decode()
@@ -87,8 +68,9 @@ def bench(kind: str, deals: int, burst: int) -> None:
         stats = httpx.get(f"{sandbox}/_sandbox/stats").json()
         took, full = asyncio.run(run(ctx, connection_id, "full"))
         minimum = math.ceil(stats["deals"] / 100) + math.ceil(stats["accounts"] / 100)
-        print(f"{kind}, burst limit {burst} per 10 s: full sync of {stats['deals']:,} deals + {stats['accounts']:,} "
-              f"companies: {took:.1f} s, {stats['deals'] / took:,.0f} deals/s, api_calls "
+        print(f"{kind}, burst limit {burst} per 10 s: full sync of {stats['deals']:,} deals + "
+              f"{stats['accounts']:,} companies: {took:.1f} s, "
+              f"{stats['deals'] / took:,.0f} deals/s, api_calls "
               f"{full.api_calls} (minimum {minimum} list pages + {METADATA_CALLS} metadata = "
               f"{minimum + METADATA_CALLS})")
         httpx.post(f"{sandbox}/_sandbox/mutate", json={"fraction": 0.01, "seed": 1})

@@ -33,13 +33,15 @@ from tests.bench.common import fresh_database
 METADATA_CALLS = 10
 
 
-def start_sandbox(deals: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_sandbox(deals: int, latency: float, provider: str = "zoho",
+                  *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`crmsync sandbox <provider>` in its own process, once it answers."""
     from connectors.sandbox.server import free_port
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "sandbox", "zoho", "--port", str(port),
-         "--deals", str(deals), "--seed", "1", "--latency", str(latency)],
+        [sys.executable, "-m", "cli", "sandbox", provider, "--port", str(port),
+         "--deals", str(deals), "--seed", "1", "--latency", str(latency), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

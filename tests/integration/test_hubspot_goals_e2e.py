@@ -16,8 +16,8 @@ from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from core.records import GoalOut
 from tests.api_support import running_api
-
-Q = ("2025-04-01", "2025-06-30")
+from tests.integration.test_goals_e2e import Q, import_goals, push
+from tests.integration.test_goals_e2e import connect_and_sync as connect
 
 
 @pytest.fixture
@@ -26,21 +26,17 @@ def company():
 
 
 async def connect_and_sync(api, url: str, **config) -> int:
-    created = await api.client.post("/api/v1/connections", json={
-        "provider": "hubspot", "name": "hubspot sandbox", "config": {"base_url": url, **config},
-        "secrets": {"access_token": SANDBOX_TOKEN, "client_secret": SANDBOX_CLIENT_SECRET}})
-    assert created.status_code == 201, created.text
-    connection_id = int(created.json()["id"])
-    assert (await api.client.post(f"/api/v1/connections/{connection_id}/sync",
-                                  json={"mode": "full"})).status_code == 202
-    await api.app.state.jobs.wait_idle()
-    return connection_id
+    return await connect(api, url, provider="hubspot", config={"base_url": url, **config},
+                         secrets={"access_token": SANDBOX_TOKEN,
+                                  "client_secret": SANDBOX_CLIENT_SECRET})
 
 
-async def push(api, **body) -> dict:
-    response = await api.client.post("/api/v1/goals/push", json=body or None)
-    assert response.status_code == 200, response.text
-    return response.json()
+async def add_goal(api, email: str) -> int:
+    created = await api.client.post("/api/v1/goals", json={
+        "owner_email": email, "metric": "bookings", "period_start": Q[0], "period_end": Q[1],
+        "target": 1000})
+    assert created.status_code in (200, 201), created.text
+    return int(created.json()["id"])
 
 
 async def test_push_again_edit_delete_reach_goal_targets(engine, company):
@@ -50,14 +46,7 @@ async def test_push_again_edit_delete_reach_goal_targets(engine, company):
         async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
             await connect_and_sync(api, sandbox.url)
             reps = {r.email: r for r in company.reps if r.active}
-            lines = ["owner_email,metric,period_start,period_end,target"]
-            lines += [f"{email},bookings,{Q[0]},{Q[1]},{10_000 * (i + 1)}"
-                      for i, email in enumerate(sorted(reps))]
-            lines.append(f",deals_won,{Q[0]},{Q[1]},25")
-            imported = await api.client.post("/api/v1/goals/import",
-                                             content="\n".join(lines).encode(),
-                                             headers={"Content-Type": "text/csv"})
-            assert imported.status_code == 200, imported.text
+            await import_goals(api, sorted(reps))
 
             first = await push(api)
             assert {r["status"] for r in first["results"]} == {"inserted"}
@@ -96,11 +85,7 @@ async def test_no_goals_scope_or_a_required_template_is_refused_with_set_up_step
     with BackgroundServer(app) as sandbox:
         async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
             await connect_and_sync(api, sandbox.url)
-            rep = next(r for r in company.reps if r.active)
-            created = await api.client.post("/api/v1/goals", json={
-                "owner_email": rep.email, "metric": "bookings", "period_start": Q[0],
-                "period_end": Q[1], "target": 1000})
-            assert created.status_code in (200, 201), created.text
+            await add_goal(api, next(r for r in company.reps if r.active).email)
             result = await push(api)
             error = result["connections"][0]["error"] or ""
             assert "crm.objects.goals.write" in error and "goal_template_id" in error, error
@@ -118,11 +103,7 @@ async def test_a_template_goal_lends_its_fields_to_new_goals(engine, company):
     with BackgroundServer(app) as sandbox:
         async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
             await connect_and_sync(api, sandbox.url, goal_template_id="900")
-            rep = next(r for r in company.reps if r.active)
-            created = await api.client.post("/api/v1/goals", json={
-                "owner_email": rep.email, "metric": "bookings", "period_start": Q[0],
-                "period_end": Q[1], "target": 1000})
-            assert created.status_code in (200, 201), created.text
+            await add_goal(api, next(r for r in company.reps if r.active).email)
             result = await push(api)
             assert [r["status"] for r in result["results"]] == ["inserted"], result
             made = state.goal_targets[result["results"][0]["remote_id"]]

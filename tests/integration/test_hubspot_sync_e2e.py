@@ -5,7 +5,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, select
 
@@ -26,6 +25,7 @@ from core.db import session_scope
 from core.models import Account as StoredAccount
 from core.models import Connection, SyncRun, User
 from core.models import Deal as StoredDeal
+from tests.integration.test_fxiaoke_sync_e2e import control, run_row, stored
 from tests.integration.zoho_helpers import make_context, sync
 
 STATIC = {"access_token": SANDBOX_TOKEN, "client_secret": SANDBOX_CLIENT_SECRET}
@@ -96,13 +96,6 @@ def expected(state: HubSpotState, gone: dict[str, datetime] | None = None
                                   if i not in deals and i not in accounts}}
 
 
-def stored(engine: Engine, connection_id: int, model: Any,
-           fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    with session_scope(engine) as session:
-        rows = session.scalars(select(model).where(model.connection_id == connection_id))
-        return {r.remote_id: {f: getattr(r, f) for f in fields} for r in rows}
-
-
 def assert_store_equals_sandbox(engine: Engine, connection_id: int, state: HubSpotState,
                                 gone: dict[str, datetime] | None = None) -> None:
     want_deals, want_rest = expected(state, gone)
@@ -120,20 +113,6 @@ def assert_store_equals_sandbox(engine: Engine, connection_id: int, state: HubSp
             if i not in want_deals and i not in live_accounts}
     assert dead == {i: at for i, at in tombstones.items() if i in dead}, "wrong tombstone times"
     assert set(dead) <= set(tombstones), sorted(set(dead) - set(tombstones))[:5]
-
-
-def run_row(engine: Engine, run_id: int) -> SyncRun:
-    with session_scope(engine) as session:
-        run = session.get(SyncRun, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
-
-
-def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 @pytest.fixture

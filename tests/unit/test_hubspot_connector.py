@@ -19,7 +19,6 @@ from connectors.base import WebhookRejected, WebhookRequest, WebhookSecrets
 from connectors.http import ApiClient, LocalLimits, RetryPolicy, build_client
 from connectors.hubspot import HubSpotConfig, HubSpotConnector, HubSpotSecrets
 from connectors.hubspot import client as hubspot_client
-from connectors.hubspot import connector as hubspot_connector
 from connectors.hubspot.client import DailyLimitReached, HubSpotError
 from connectors.hubspot.wire import SEARCH_CAP, signature_v3
 from core.errors import AuthError, ConfigError, RateLimited

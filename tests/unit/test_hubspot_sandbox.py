@@ -2,6 +2,7 @@
 independently of the connector: page sizes, the search cap and rate, archived records
 invisible to search, merges, tokens, scopes, error envelopes and rate-limit headers."""
 
+import asyncio
 import time
 from typing import Any
 
@@ -60,7 +61,7 @@ async def test_search_caps_results_and_rate_and_hides_archived_records(app) -> N
         assert first["total"] == len(state.company.deals)
         archived = {d.id for d in state.archived("deals")}
         assert archived and not archived & {r["id"] for r in first["results"]}
-        time.sleep(1.0)
+        await asyncio.sleep(1.0)
         past = await c.post("/crm/v3/objects/deals/search", json=search_body(after="400"),
                             headers=AUTH)
         assert past.status_code == 400 and past.json()["category"] == "VALIDATION_ERROR"
