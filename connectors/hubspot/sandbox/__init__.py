@@ -34,6 +34,9 @@ SANDBOX = Sandbox(
         SandboxOption("burst-limit", "Requests per 10 s before 429 (§7: 100 Free/Starter, 190 "
                       "Professional/Enterprise, 250 with the capacity pack).", default=190,
                       kind=int, apply=lambda n: {"burst_limit": n}),
+        SandboxOption("search-lag", "Seconds before a change shows in search (§3: changes "
+                      "take a few moments to appear).", default=0.0, kind=float,
+                      apply=lambda seconds: {"search_lag": seconds}),
         SandboxOption("no-home-amounts", "Deals without amount_in_home_currency: crmsync "
                       "converts with the account's exchange rates.", default=False, kind=bool,
                       apply=lambda on: {"home_amounts": not on}, demo=True),
