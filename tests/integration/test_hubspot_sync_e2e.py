@@ -1,6 +1,8 @@
 """HubSpot end to end: the sandbox over real HTTP, synced into SQLite and PostgreSQL, and
 compared exactly with what the sandbox's account holds (docs/vendors/hubspot.md)."""
 
+import asyncio
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -253,3 +255,24 @@ async def test_a_revoked_refresh_token_marks_the_connection_needs_reauth(engine,
             assert connection is not None and connection.status == "needs_reauth"
             assert "revoked-token-7" not in (connection.last_error or "")
             assert "BAD_REFRESH_TOKEN" in (connection.last_error or "")
+
+
+async def test_a_change_not_yet_in_search_is_read_by_the_next_sync(sqlite_engine, sqlite_url,
+                                                                   company):
+    """§3: changes take moments to reach search; the cursor stays behind, so a change the
+    first incremental sync could not see is read by the next one."""
+    engine, db_url = sqlite_engine, sqlite_url
+    with serve(company, search_lag=2.0) as server:
+        state = state_of(server)
+        ctx = make_context(engine, db_url)
+        connection_id = add_connection(ctx, server.url)
+        await sync(ctx, connection_id, "full")
+        deal_id = sorted(company.deals)[0]
+        control(server, "PATCH", f"/deals/{deal_id}", json={"amount": "777.77"})
+        await sync(ctx, connection_id, "incremental")  # search does not show it yet
+        assert stored(engine, connection_id, StoredDeal, ("amount",))[deal_id]["amount"] != \
+            Decimal("777.77")
+        await asyncio.sleep(max(0.0, company.deals[deal_id].modified_at.timestamp() + 2.5 -
+                                time.time()))
+        await sync(ctx, connection_id, "incremental")
+        assert_store_equals_sandbox(engine, connection_id, state)
