@@ -115,11 +115,15 @@ class Connector(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
-    """A vendor callback as it arrived: raw body (size-checked already), headers, query."""
+    """A vendor callback as it arrived: raw body (size-checked already), headers, query,
+    and the method and full URL the vendor called (for signatures over the URL: the
+    public URL, CRMSYNC_PUBLIC_URL, when set, else the URL this server saw)."""
 
     body: bytes
     headers: Mapping[str, str]
     query: Mapping[str, str]
+    method: str = "POST"
+    url: str = ""
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object; WebhookRejected 400 (not JSON) or 422 (not an object)."""

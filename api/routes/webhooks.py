@@ -54,9 +54,10 @@ log = logging.getLogger("crmsync.webhooks")
 )
 async def receive_webhook(provider: str, connection_id: Id, request: Request) -> Response:
     body = await _read_body(request)
-    wire = WebhookRequest(body=body, headers=dict(request.headers),
-                          query=dict(request.query_params))
     state = request.app.state
+    wire = WebhookRequest(body=body, headers=dict(request.headers),
+                          query=dict(request.query_params), method=request.method,
+                          url=_called_url(state.settings.public_url, request))
     try:
         intake = await _verify(state, provider, connection_id, wire)
     except _Refused as exc:
@@ -71,6 +72,14 @@ async def receive_webhook(provider: str, connection_id: Id, request: Request) ->
     jobs: JobQueue = state.jobs
     await jobs.enqueue_webhooks(connection_id)
     return Response(intake.body, media_type=intake.content_type)
+
+
+def _called_url(public_url: str | None, request: Request) -> str:
+    """The URL the vendor called: behind a proxy the public URL's scheme and host."""
+    if not public_url:
+        return str(request.url)
+    query = request.url.query
+    return public_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")
 
 
 async def _read_body(request: Request) -> bytes:

@@ -34,8 +34,9 @@ from tests.bench.common import fresh_database
 METADATA_CALLS = 10
 
 
-def start_sandbox(deals: int, latency: float) -> tuple[subprocess.Popen[bytes], str]:
-    return common.start_sandbox("zoho", deals, "--latency", str(latency))
+def start_sandbox(deals: int, latency: float, provider: str = "zoho",
+                  *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    return common.start_sandbox(provider, deals, "--latency", str(latency), *options)
 
 
 def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,

@@ -188,7 +188,7 @@ class Receiver:
 
     async def hook(self, request: Request) -> Response:
         webhook = WebhookRequest(await request.body(), dict(request.headers),
-                                 dict(request.query_params))
+                                 dict(request.query_params), request.method, str(request.url))
         try:
             intake = self.case.cls.parse_webhook(webhook, WebhookSecrets(
                 dict(self.case.sandbox.secrets), dict(self.channels)))

@@ -28,16 +28,31 @@ def company():
     return generate_company(seed=11, deals=300, reps=5, today=date(2025, 6, 15))
 
 
-async def connect_and_sync(api, url: str) -> int:
+async def connect_and_sync(api, url: str, *, provider: str = "zoho",
+                           config: dict | None = None, secrets: dict | None = None) -> int:
+    """A connection to a sandbox at `url` through the API (Zoho unless told), fully synced."""
     created = await api.client.post("/api/v1/connections", json={
-        "provider": "zoho", "name": "zoho sandbox", "config": {"accounts_url": url},
-        "secrets": SANDBOX_SECRETS})
+        "provider": provider, "name": f"{provider} sandbox",
+        "config": config or {"accounts_url": url}, "secrets": secrets or SANDBOX_SECRETS})
     assert created.status_code == 201, created.text
     connection_id = int(created.json()["id"])
     assert (await api.client.post(f"/api/v1/connections/{connection_id}/sync",
                                   json={"mode": "full"})).status_code == 202
     await api.app.state.jobs.wait_idle()
     return connection_id
+
+
+async def import_goals(api, emails: list[str]) -> dict:
+    """This quarter's bookings goal for each of `emails` (10,000, 20,000, ...) and a
+    company-wide goal of 25 deals won, imported as CSV."""
+    lines = ["owner_email,metric,period_start,period_end,target"]
+    lines += [f"{email},bookings,{Q[0]},{Q[1]},{10_000 * (i + 1)}"
+              for i, email in enumerate(emails)]
+    lines.append(f",deals_won,{Q[0]},{Q[1]},25")
+    imported = await api.client.post("/api/v1/goals/import", content="\n".join(lines).encode(),
+                                     headers={"Content-Type": "text/csv"})
+    assert imported.status_code == 200, imported.text
+    return dict(imported.json())
 
 
 async def push(api, **body) -> dict:
@@ -52,15 +67,8 @@ async def test_import_push_edit_delete_reach_the_crm_module(engine, company):
         async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
             connection_id = await connect_and_sync(api, sandbox.url)
             reps = {r.email: r for r in company.reps if r.active}
-            lines = ["owner_email,metric,period_start,period_end,target"]
-            lines += [f"{email},bookings,{Q[0]},{Q[1]},{10_000 * (i + 1)}"
-                      for i, email in enumerate(sorted(reps))]
-            lines.append(f",deals_won,{Q[0]},{Q[1]},25")
-            imported = await api.client.post("/api/v1/goals/import",
-                                             content="\n".join(lines).encode(),
-                                             headers={"Content-Type": "text/csv"})
-            assert imported.status_code == 200, imported.text
-            assert imported.json()["created"] == len(reps) + 1
+            imported = await import_goals(api, sorted(reps))
+            assert imported["created"] == len(reps) + 1
 
             first = await push(api)
             assert {r["status"] for r in first["results"]} == {"inserted"}

@@ -1,0 +1,290 @@
+"""The HubSpot sandbox's read API (docs/vendors/hubspot.md): owners (§4), pipelines (§5),
+currencies (§6), object lists and archived lists (§2, §10), batch read (§2), search (§3),
+deal-to-company associations (§2) and merges (§10)."""
+
+import json
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from connectors.hubspot.sandbox.errors import json_response, not_found, validation
+from connectors.hubspot.sandbox.state import HubSpotState
+from connectors.hubspot.sandbox.wire import OPERATORS, matcher
+from connectors.hubspot.wire import (
+    BATCH_LIMIT,
+    LIST_LIMIT,
+    MAX_FILTER_GROUPS,
+    MAX_FILTERS,
+    MAX_FILTERS_PER_GROUP,
+    MAX_SEARCH_BODY,
+    OBJECT_ID,
+    OBJECT_TYPES,
+    OWNERS_LIMIT,
+    SEARCH_LIMIT,
+    iso_ms,
+)
+from connectors.sandbox.dataset import Deal, Entity
+
+ENTITY: dict[str, Entity] = {"deals": "deals", "companies": "accounts"}
+
+
+def entity_of(request: Request) -> Entity:
+    kind = OBJECT_TYPES.get(str(request.path_params["object_type"]).lower())
+    if kind is None:
+        raise validation(f"Unable to infer object type from: "
+                         f"{request.path_params['object_type']}")
+    return ENTITY[kind]
+
+
+def _limit(request: Request, default: int, most: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise validation(f"limit must be between 1 and {most}")  # §2
+    return int(raw)
+
+
+def _names(raw: str | None) -> list[str] | None:
+    names = [n.strip() for n in (raw or "").split(",") if n.strip()]
+    return names or None
+
+
+async def _body(request: Request) -> tuple[dict[str, Any], int]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise validation("Invalid input JSON on line 1") from None
+    if not isinstance(body, dict):
+        raise validation("the body must be a JSON object")
+    return body, len(raw.decode("utf-8", "replace"))
+
+
+# ---- owners, pipelines, currencies ---------------------------------------------------------
+
+async def list_owners(request: Request, state: HubSpotState) -> Response:
+    """§4: active owners, or with archived=true the deactivated ones; 500 a page."""
+    limit = _limit(request, 100, OWNERS_LIMIT)
+    archived = request.query_params.get("archived", "false").lower() == "true"
+    reps = sorted((r for r in state.company.reps if r.active != archived), key=lambda r: r.id)
+    start = int(request.query_params.get("after") or 0)
+    page = reps[start:start + limit]
+    body: dict[str, Any] = {"results": [state.wire.owner(r) for r in page]}
+    if start + limit < len(reps):
+        body["paging"] = {"next": {"after": str(start + limit)}}
+    return json_response(body)
+
+
+async def pipelines(_: Request, state: HubSpotState) -> Response:
+    return json_response({"results": state.wire.pipelines()})  # §5
+
+
+async def company_currency(_: Request, state: HubSpotState) -> Response:
+    return json_response({"currencyCode": state.company.home_currency,  # §6
+                          "createdAt": "2024-01-01T00:00:00Z",
+                          "updatedAt": "2024-01-01T00:00:00Z"})
+
+
+async def exchange_rates(_: Request, state: HubSpotState) -> Response:
+    return json_response({"results": state.wire.exchange_rates()})  # §6
+
+
+# ---- lists (§2, §10) -------------------------------------------------------------------------
+
+async def list_objects(request: Request, state: HubSpotState) -> Response:
+    entity = entity_of(request)
+    limit = _limit(request, 10, LIST_LIMIT)
+    after = request.query_params.get("after")
+    wanted = _names(request.query_params.get("properties"))
+    associations = "companies" in (_names(request.query_params.get("associations")) or [])
+    if request.query_params.get("archived", "false").lower() == "true":
+        return _archived(state, entity, limit, after)
+    window = state.company.index(entity, "id").window()
+    if after:
+        if not after.isdigit():
+            raise validation("after must be a paging cursor from an earlier answer")
+        page = window.after((0, after), limit, descending=False)
+    else:
+        page = window.page(0, limit, descending=False)
+    body: dict[str, Any] = {"results": [state.wire.record(r, wanted, associations)
+                                        for r in page.items]}
+    if page.more and page.last_key is not None:
+        body["paging"] = {"next": {"after": page.last_key[1],
+                                   "link": f"{request.url.path}?after={page.last_key[1]}"}}
+    return json_response(body)
+
+
+def _archived(state: HubSpotState, entity: Entity, limit: int, after: str | None) -> Response:
+    """§10: archived records with `archived: true` and `archivedAt`."""
+    rows = state.archived(entity)
+    start = int(after) if after and after.isdigit() else 0
+    name = "dealname" if entity == "deals" else "name"
+    results = [{"id": d.id, "properties": {OBJECT_ID: d.id, name: d.display_name},
+                "createdAt": iso_ms(d.deleted_at), "updatedAt": iso_ms(d.deleted_at),
+                "archived": True, "archivedAt": iso_ms(d.deleted_at)}
+               for d in rows[start:start + limit]]
+    body: dict[str, Any] = {"results": results}
+    if start + limit < len(rows):
+        body["paging"] = {"next": {"after": str(start + limit)}}
+    return json_response(body)
+
+
+async def get_object(request: Request, state: HubSpotState) -> Response:
+    """One record; a merged-away id answers the primary record (§10)."""
+    entity = entity_of(request)
+    record = state.find(entity, str(request.path_params["object_id"]))
+    if record is None:
+        raise not_found("Object")
+    return json_response(state.wire.record(
+        record, _names(request.query_params.get("properties")),
+        "companies" in (_names(request.query_params.get("associations")) or [])))
+
+
+async def batch_read(request: Request, state: HubSpotState) -> Response:
+    """§2: 200 with every record, 207 with `errors` naming ids not found."""
+    entity = entity_of(request)
+    body, _ = await _body(request)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs or len(inputs) > BATCH_LIMIT:
+        raise validation(f"inputs must hold 1 to {BATCH_LIMIT} objects")
+    wanted = body.get("properties") if isinstance(body.get("properties"), list) else None
+    results, missing = [], []
+    for item in inputs:
+        object_id = str(item.get("id")) if isinstance(item, dict) else ""
+        record = state.find(entity, object_id)
+        if record is None:
+            missing.append(object_id)
+        else:
+            results.append(state.wire.record(record, wanted))
+    now = iso_ms_now()
+    answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now,
+                              "completedAt": now}
+    if missing:
+        answer["numErrors"] = 1
+        answer["errors"] = [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                             "message": "Could not get some objects, they may be deleted or "
+                                        "not exist.", "context": {"ids": missing}}]
+        return json_response(answer, 207)
+    return json_response(answer)
+
+
+def iso_ms_now() -> str:
+    from_epoch = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(from_epoch)) + \
+        f".{int(from_epoch * 1000) % 1000:03d}Z"
+
+
+async def associations(request: Request, state: HubSpotState) -> Response:
+    """§2: POST /crm/v4/associations/deals/companies/batch/read."""
+    body, _ = await _body(request)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs or len(inputs) > 1000:
+        raise validation("inputs must hold 1 to 1000 objects")
+    results = []
+    for item in inputs:
+        deal = state.company.deals.get(str(item.get("id")) if isinstance(item, dict) else "")
+        if deal is not None and deal.account_id:
+            results.append({"from": {"id": deal.id}, "to": [
+                {"toObjectId": int(deal.account_id), "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": None}]}]})
+    return json_response({"status": "COMPLETE", "results": results})
+
+
+# ---- search (§3) ---------------------------------------------------------------------------
+
+async def search(request: Request, state: HubSpotState) -> Response:
+    entity = entity_of(request)
+    body, size = await _body(request)
+    if size > MAX_SEARCH_BODY:
+        raise validation(f"the request body is over {MAX_SEARCH_BODY} characters")
+    limit = body.get("limit", 10)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= SEARCH_LIMIT:
+        raise validation(f"limit must be between 1 and {SEARCH_LIMIT}")
+    after = str(body.get("after") or "0")
+    if not after.isdigit():
+        raise validation("after must be a number")
+    offset = int(after)
+    if offset + limit > state.search_cap:  # §3: no paging past 10,000 results
+        raise validation(f"Paging beyond {state.search_cap} results is not supported.",
+                         errors=[{"message": "the sum of after and limit is over the cap"}])
+    rows = _search_rows(state, entity, body)
+    page = rows[offset:offset + limit]
+    wanted = body.get("properties") if isinstance(body.get("properties"), list) else None
+    answer: dict[str, Any] = {"total": len(rows),
+                              "results": [state.wire.record(r, wanted) for r in page]}
+    if offset + limit < len(rows):
+        answer["paging"] = {"next": {"after": str(offset + limit)}}
+    return json_response(answer)
+
+
+def _predicates(groups: Any, sorts: Any) -> list[list[tuple[str, Any]]]:
+    """§3 filterGroups (OR of ANDs) as predicates, with the documented limits."""
+    if not isinstance(groups, list) or len(groups) > MAX_FILTER_GROUPS:
+        raise validation(f"at most {MAX_FILTER_GROUPS} filterGroups")
+    if not isinstance(sorts, list) or len(sorts) > 1:
+        raise validation("at most one sort")
+    total = 0
+    predicates = []
+    for group in groups:
+        filters = group.get("filters") if isinstance(group, dict) else None
+        if not isinstance(filters, list) or len(filters) > MAX_FILTERS_PER_GROUP:
+            raise validation(f"each filterGroup holds 1 to {MAX_FILTERS_PER_GROUP} filters")
+        total += len(filters)
+        tests = []
+        for flt in filters:
+            if not isinstance(flt, dict) or flt.get("operator") not in OPERATORS or \
+                    not isinstance(flt.get("propertyName"), str):
+                raise validation(f"a filter needs propertyName and an operator among {OPERATORS}")
+            try:
+                tests.append((flt["propertyName"], matcher(flt["operator"], flt["propertyName"],
+                                                           flt)))
+            except ValueError as exc:
+                raise validation(str(exc)) from None
+        predicates.append(tests)
+    if total > MAX_FILTERS:
+        raise validation(f"at most {MAX_FILTERS} filters in all")
+    return predicates
+
+
+def _search_rows(state: HubSpotState, entity: Entity, body: dict[str, Any]) -> list[Any]:
+    groups = body.get("filterGroups") or []
+    sorts = body.get("sorts") or []
+    predicates = _predicates(groups, sorts)
+    key = (entity, json.dumps([groups, sorts], sort_keys=True), state.company.version,
+           len(state.merged_into), int(time.time()) if state.search_lag else 0)
+    cached = state.search_cache.get(key)
+    if cached is not None:
+        return cached
+    visible_before = time.time() - state.search_lag
+    wire = state.wire
+    rows = []
+    for record in state.pool(entity).values():
+        if state.search_lag and record.modified_at.timestamp() > visible_before:
+            continue  # §3: changes take a few moments to appear in search
+        if not predicates or any(all(test(wire.value(record, name)) for name, test in tests)
+                                 for tests in predicates):
+            rows.append(record)
+    if sorts:
+        name = str(sorts[0].get("propertyName")) if isinstance(sorts[0], dict) else OBJECT_ID
+        descending = isinstance(sorts[0], dict) and sorts[0].get("direction") == "DESCENDING"
+        rows.sort(key=lambda r: (wire.value(r, name) is None, wire.value(r, name) or 0,
+                                 int(r.id)), reverse=descending)
+    else:
+        rows.sort(key=lambda r: int(r.id))
+    if len(state.search_cache) > 8:
+        state.search_cache.clear()
+    state.search_cache[key] = rows
+    return rows
+
+
+# ---- merges (§10) --------------------------------------------------------------------------
+
+async def merge(request: Request, state: HubSpotState) -> Response:
+    entity = entity_of(request)
+    body, _ = await _body(request)
+    primary, merged = body.get("primaryObjectId"), body.get("objectIdToMerge")
+    if not primary or not merged:
+        raise validation("primaryObjectId and objectIdToMerge are required")
+    record = state.merge(entity, str(primary), str(merged))
+    return json_response(state.wire.record(record, None, isinstance(record, Deal)))
