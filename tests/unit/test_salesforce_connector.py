@@ -356,8 +356,9 @@ async def test_multi_currency_amounts_convert_with_currency_type():
 
 async def test_advanced_currency_management_uses_the_rate_of_the_close_date():
     class Dated:
-        dated: ClassVar[list[dict[str, Any]]] = [{"IsoCode": "EUR", "ConversionRate": 0.5, "StartDate": "0001-01-01",
-                  "NextStartDate": "2026-01-01"},
+        dated: ClassVar[list[dict[str, Any]]] = [
+                {"IsoCode": "EUR", "ConversionRate": 0.5, "StartDate": "0001-01-01",
+                 "NextStartDate": "2026-01-01"},
                  {"IsoCode": "EUR", "ConversionRate": 0.9, "StartDate": "2026-01-01",
                   "NextStartDate": "9999-12-31"}]
 
