@@ -7,7 +7,7 @@ currency, rates, stages, users). The connector's streams (connector.py) and quot
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -68,6 +68,10 @@ class SalesforceConfig(BaseModel):
                                   pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
     quantity_forecasting_type: str = Field(default="OpportunityQuantity",
                                            pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+    forecast_period: Literal["month", "quarter"] = Field(
+        default="quarter",
+        description="§8: the org's forecast period (Setup > Forecasts Settings): a goal "
+                    "becomes a quota when it spans one fiscal period of this length")
     company_quota_owner_id: str | None = Field(
         default=None, pattern=r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$",
         description="The user whose quota holds a company-wide goal (default: the one "

@@ -9,11 +9,12 @@ OpportunityQuantity) with QuotaQuantity. ForecastingQuota has no external id (§
 goal's quota is found by (QuotaOwnerId, StartDate, ForecastingTypeId), one quota per owner,
 period and type: found, it is updated in place (QuotaAmount/QuotaQuantity and currency:
 owner and type are set on create only); missing, it is created. A goal must span one
-fiscal month or quarter (a Period), and Salesforce refuses a StartDate that does not begin
-the org's forecast period. A company-wide goal is the quota of `company_quota_owner_id`
-or of the one active user at the top of the hierarchy. The documented rules come back per
-goal: the integration user cannot set its own quota (checked before sending), and
-Salesforce's refusals (Manage Quotas missing, a bad period) are each goal's error.
+fiscal period (a Period) of the org's forecast period length (config `forecast_period`),
+and Salesforce refuses a StartDate that does not begin one of its forecast periods. A
+company-wide goal is the quota of `company_quota_owner_id` or of the one active user at
+the top of the hierarchy. The documented rules come back per goal: the integration user
+cannot set its own quota (checked before sending), and Salesforce's refusals (Manage
+Quotas missing, a bad period) are each goal's error.
 Collaborative Forecasts off (no ForecastingType object) is a ConfigError with the steps.
 """
 
@@ -185,9 +186,11 @@ def _target(client: SalesforceClient, goal: GoalOut, types: dict[str, dict[str, 
         return ("Salesforce does not let a user set their own quota, and this goal's owner "
                 "is the integration user; connect as another user (one with Manage Quotas) "
                 "or assign the goal to someone else")
-    if (goal.period_start, goal.period_end) not in periods:
-        return (f"a Salesforce quota covers one forecast period (a fiscal month or quarter); "
-                f"this goal runs {goal.period_start} to {goal.period_end}")
+    wanted = client.config.forecast_period
+    if periods.get((goal.period_start, goal.period_end)) != wanted.capitalize():
+        return (f"a Salesforce quota covers one forecast period, here a fiscal {wanted} "
+                f"(config forecast_period, as in Setup > Forecasts Settings); this goal runs "
+                f"{goal.period_start} to {goal.period_end}")
     values: dict[str, Any] = {"QuotaOwnerId": owner, "StartDate": goal.period_start.isoformat(),
                               "ForecastingTypeId": str(kind["Id"])}
     if amount:
