@@ -136,8 +136,8 @@ class SalesforceState:
     recycle: dict[str, tuple[Deal | Account, datetime]] = field(default_factory=dict)
     _known: dict[str, Deal | Account] = field(default_factory=dict, repr=False)
     _snapshot: Company | None = field(default=None, repr=False)
-    _tables: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]]]] = field(
-        default_factory=dict, repr=False)
+    _tables: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]], list[dict[str, Any]]]] = \
+        field(default_factory=dict, repr=False)
     _fixed: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -255,26 +255,29 @@ class SalesforceState:
             return list(self.quotas.values())
         if object_name == "Organization":
             return [self.org.organization(self.org_id)]
-        version = (self.company.version, len(self.recycle), tuple(self.stage_labels.items()),
-                   self.now() if object_name in ("Account", "Opportunity") else None)
+        version = (self.company.version, len(self.recycle), tuple(self.stage_labels.items()))
         cached = self._tables.get(object_name)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        rows: list[dict[str, Any]]
+        if cached is None or cached[0] != version:
+            cached = (version, *self._build(object_name))
+            self._tables[object_name] = cached
+        _, live, binned = cached
+        if not binned:
+            return live
+        return live + [r for r in binned if self.in_recycle_bin(r["SystemModstamp"])]
+
+    def _build(self, object_name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(live rows, recycle-bin rows) of a company object."""
         if object_name == "User":
-            rows = self.org.users()
-        elif object_name == "OpportunityStage":
-            rows = self.org.stages()
-        elif object_name == "Account":
-            rows = [self.org.account(a) for a in self.company.accounts.values()]
-            rows += [self.org.account(r, at) for r, at in self.recycle.values()
-                     if isinstance(r, Account) and self.in_recycle_bin(at)]
-        else:
-            rows = [self.org.opportunity(d) for d in self.company.deals.values()]
-            rows += [self.org.opportunity(r, at) for r, at in self.recycle.values()
-                     if isinstance(r, Deal) and self.in_recycle_bin(at)]
-        self._tables[object_name] = (version, rows)
-        return rows
+            return self.org.users(), []
+        if object_name == "OpportunityStage":
+            return self.org.stages(), []
+        if object_name == "Account":
+            return ([self.org.account(a) for a in self.company.accounts.values()],
+                    [self.org.account(r, at) for r, at in self.recycle.values()
+                     if isinstance(r, Account)])
+        return ([self.org.opportunity(d) for d in self.company.deals.values()],
+                [self.org.opportunity(r, at) for r, at in self.recycle.values()
+                 if isinstance(r, Deal)])
 
     def rate_for(self, currency: str, on: date) -> Decimal:
         """§5: the conversion rate Salesforce applies to an opportunity closing `on`."""

@@ -10,6 +10,7 @@ into the record JSON of a query answer (§2, §4: dateTimes as `...000+0000`, da
 """
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +40,7 @@ def sf_id(prefix: str, number: int) -> str:
     return short + suffix
 
 
+@lru_cache(maxsize=1 << 20)
 def record_id(kind: str, dataset_id: str) -> str:
     """The Salesforce id of a company's rep, account, deal or stage."""
     prefix = {"reps": "005", "accounts": "001", "deals": "006", "stages": "01J"}[kind]
