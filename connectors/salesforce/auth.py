@@ -12,7 +12,7 @@ A JWT assertion is built and signed (RS256, `cryptography`) for every token requ
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors.endpoints import EndpointPolicy
-from connectors.http import ApiClient, LocalLimits, SharedLimits, json_body
+from connectors.http import SharedLimits, json_body
 from connectors.salesforce.wire import INVALID_SESSION, JWT_LIFETIME, b64url
+from connectors.tokens import CachedTokenAuth, error_body
 from core.errors import AuthError, ConfigError, TransientError
 
 # §1: where credentials and sessions may go: the login hosts, My Domain and instance hosts.
@@ -92,92 +93,46 @@ def parse_token_response(response: httpx.Response) -> Session:
                    user_id=identity.rstrip("/").rsplit("/", 1)[-1] or None)
 
 
-class SalesforceAuth(httpx.Auth):
+class SalesforceAuth(CachedTokenAuth[Session]):
     """Adds `Authorization: Bearer`; on 401 INVALID_SESSION_ID gets a new session once and
-    retries. The session lives in `limits` under a hash of the token URL, client and
-    credential (never the secrets themselves); one token request runs at a time under
-    its lock. `form` builds each token request's body (a fresh assertion for JWT)."""
+    retries (connectors.tokens.CachedTokenAuth). The session lives in `limits` under a hash
+    of the token URL, client and credential (never the secrets themselves). `form` builds
+    each token request's body (a fresh assertion for JWT)."""
 
     def __init__(self, token_url: str, form: Callable[[], dict[str, str]], credential: str,
                  limits: SharedLimits | None = None,
                  endpoints: EndpointPolicy | None = None) -> None:
-        self.token_url = token_url
-        self.form = form
-        self.limits = limits or LocalLimits()
-        self.endpoints = endpoints or EndpointPolicy()
         digest = hashlib.sha256(f"{token_url}\0{credential}".encode())
-        self._key = f"salesforce:{digest.hexdigest()}"
+        super().__init__(token_url, f"salesforce:{digest.hexdigest()}", token_hosts=HOSTS,
+                         api_hosts=HOSTS, limits=limits, endpoints=endpoints)
+        self.form = form
 
-    @property
-    def key(self) -> str:
-        """The connection's key in the shared limits (a hash, never a secret)."""
-        return self._key
+    def token_form(self) -> dict[str, str]:
+        return self.form()
 
-    async def current(self) -> Session | None:
-        value = await self.limits.get_token(self._key)
-        try:
-            return Session(str(value["access_token"]), str(value["instance_url"]),
-                           value.get("user_id")) if value else None
-        except KeyError:
-            return None
+    def parse_token(self, response: httpx.Response) -> Session:
+        return parse_token_response(response)
 
-    async def save(self, session: Session) -> Session:
-        await self.limits.put_token(self._key, session.dump(), SESSION_CACHE_SECONDS)
-        return session
+    def load(self, value: dict[str, Any]) -> Session:
+        return Session(str(value["access_token"]), str(value["instance_url"]),
+                       value.get("user_id"))
 
-    async def get(self, api: ApiClient) -> Session:
-        """The cached session, or a new one (one token request at a time)."""
-        session = await self.current()
-        if session is None:
-            async with self.limits.lock(self._key):
-                session = await self.current()
-                if session is None:
-                    await self.endpoints.acheck(self.token_url, HOSTS)
-                    session = await self.save(await api.send(
-                        "POST", self.token_url, parse_token_response, capped=False,
-                        data=self.form()))
-        await self.endpoints.acheck(session.instance_url, HOSTS)  # before the token goes
-        return session
+    def dump(self, token: Session) -> dict[str, Any]:
+        return token.dump()
 
-    async def _token_request(self) -> httpx.Request:
-        # Form body, never the query string: secrets must not appear in URLs or logs.
-        await self.endpoints.acheck(self.token_url, HOSTS)
-        return httpx.Request("POST", self.token_url, data=self.form())
+    def lifetime(self, token: Session) -> float:
+        return SESSION_CACHE_SECONDS
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        session = await self.current()
-        if session is None:
-            async with self.limits.lock(self._key):
-                session = await self.current()
-                if session is None:
-                    response = await _read((yield await self._token_request()))
-                    session = await self.save(parse_token_response(response))
-        request.headers["Authorization"] = f"Bearer {session.access_token}"
-        response = await _read((yield request))
-        if response.status_code == 401 and _error_code(response) == INVALID_SESSION:
-            async with self.limits.lock(self._key):
-                current = await self.current()
-                if current is None or current.access_token == session.access_token:
-                    await self.limits.drop_token(self._key, session.dump())
-                    response = await _read((yield await self._token_request()))
-                    current = await self.save(parse_token_response(response))
-            request.headers["Authorization"] = f"Bearer {current.access_token}"
-            yield request
+    def api_url(self, token: Session) -> str:
+        return token.instance_url
 
+    def authorize(self, request: httpx.Request, token: Session) -> None:
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
 
-async def _read(response: httpx.Response) -> httpx.Response:
-    await response.aread()  # overriding async_auth_flow skips httpx's own read
-    return response
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    """§7: errors are an array of {message, errorCode}."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return None
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        return str(body[0].get("errorCode"))
-    return str(body.get("errorCode")) if isinstance(body, dict) else None
+    def expired(self, response: httpx.Response) -> bool:
+        """§7: errors are an array of {message, errorCode}."""
+        if response.status_code != 401:
+            return False
+        body = error_body(response)
+        first = body[0] if isinstance(body, list) and body else body
+        return isinstance(first, dict) and first.get("errorCode") == INVALID_SESSION

@@ -4,7 +4,6 @@ compared field by field with the org the sandbox shows (docs/vendors/salesforce.
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, select
 
@@ -18,7 +17,7 @@ from core.db import session_scope
 from core.models import Account as StoredAccount
 from core.models import Connection, Stage, SyncRun, User
 from core.models import Deal as StoredDeal
-from tests.integration.zoho_helpers import make_context, sync
+from tests.integration.zoho_helpers import control, make_context, run_row, stored, sync
 
 DEAL_FIELDS = ("name", "amount", "currency", "exchange_rate", "amount_home", "stage", "status",
                "probability", "close_date", "remote_created_at", "remote_modified_at",
@@ -84,13 +83,6 @@ def expected(state: SalesforceState) -> tuple[dict[str, dict[str, Any]],
     return deals, accounts
 
 
-def stored(engine: Engine, connection_id: int, model: Any,
-           fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    with session_scope(engine) as session:
-        rows = session.scalars(select(model).where(model.connection_id == connection_id))
-        return {r.remote_id: {f: getattr(r, f) for f in fields} for r in rows}
-
-
 def assert_store_equals_org(engine: Engine, connection_id: int, state: SalesforceState) -> None:
     want_deals, want_accounts = expected(state)
     for model, fields, want in ((StoredDeal, DEAL_FIELDS, want_deals),
@@ -100,20 +92,6 @@ def assert_store_equals_org(engine: Engine, connection_id: int, state: Salesforc
         diffs = [(i, k, got[i][k], v) for i, row in want.items() for k, v in row.items()
                  if got[i][k] != v and not (k == "remote_modified_at" and row["deleted_at"])]
         assert not diffs, (model.__name__, len(diffs), diffs[:5])
-
-
-def run_row(engine: Engine, run_id: int) -> SyncRun:
-    with session_scope(engine) as session:
-        run = session.get(SyncRun, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
-
-
-def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 @pytest.mark.parametrize("currencies", ["multi", "dated", "single"])

@@ -10,8 +10,8 @@ into the record JSON of a query answer (§2, §4: dateTimes as `...000+0000`, da
 """
 
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from connectors.salesforce.sandbox.soql import Schema
