@@ -405,6 +405,25 @@ def _like(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
 
 
+def bounds(condition: Condition | None, name: str) -> tuple[Any, Any]:
+    """(low, high) that every matching row's `name` lies in ([low, high], either None), from
+    comparisons ANDed at the top of `condition`: what an index on the field may skip to."""
+    parts: tuple[Condition, ...] = ()
+    if isinstance(condition, Comparison):
+        parts = (condition,)
+    elif isinstance(condition, Logical) and condition.op == "AND":
+        parts = condition.parts
+    low = high = None
+    for part in parts:
+        if isinstance(part, Comparison) and part.field.lower() == name.lower() and \
+                part.value is not None and not isinstance(part.value, tuple):
+            if part.op in (">", ">=", "=") and (low is None or part.value > low):
+                low = part.value
+            if part.op in ("<", "<=", "=") and (high is None or part.value < high):
+                high = part.value
+    return low, high
+
+
 def sort_rows(rows: list[dict[str, Any]], orders: Sequence[Order], schema: Schema,
               object_name: str) -> list[dict[str, Any]]:
     """Stable multi-key sort; nulls first ascending and last descending unless NULLS says."""

@@ -139,6 +139,8 @@ class SalesforceState:
     _tables: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]], list[dict[str, Any]]]] = \
         field(default_factory=dict, repr=False)
     _fixed: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _indexes: dict[str, tuple[list[dict[str, Any]], list[datetime], list[dict[str, Any]]]] = \
+        field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.public_key_pem:
@@ -278,6 +280,17 @@ class SalesforceState:
         return ([self.org.opportunity(d) for d in self.company.deals.values()],
                 [self.org.opportunity(r, at) for r, at in self.recycle.values()
                  if isinstance(r, Deal)])
+
+    def index(self, object_name: str, rows: list[dict[str, Any]]
+              ) -> tuple[list[datetime], list[dict[str, Any]]]:
+        """`rows` sorted by SystemModstamp, and their stamps (kept while `rows` is the same
+        list: rows() hands out a new list whenever the data changed)."""
+        cached = self._indexes.get(object_name)
+        if cached is None or cached[0] is not rows:
+            ordered = sorted(rows, key=lambda r: r["SystemModstamp"])
+            cached = (rows, [r["SystemModstamp"] for r in ordered], ordered)
+            self._indexes[object_name] = cached
+        return cached[1], cached[2]
 
     def rate_for(self, currency: str, on: date) -> Decimal:
         """§5: the conversion rate Salesforce applies to an opportunity closing `on`."""
