@@ -1,6 +1,7 @@
 """Salesforce end to end: the sandbox over real HTTP, synced into SQLite and PostgreSQL and
 compared field by field with the org the sandbox shows (docs/vendors/salesforce.md)."""
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -194,3 +195,23 @@ async def test_a_sync_stops_before_the_daily_allocation_with_a_clear_error(engin
         run = run_row(engine, await sync(ctx, connection_id, "full"))
         assert run.status == "succeeded", run.error
         assert_store_equals_org(engine, connection_id, state)
+
+
+async def test_a_deletion_older_than_the_recycle_bin_needs_a_full_sync(engine, db_url, small):
+    server, _ = serve(small)
+    with server:
+        ctx = make_context(engine, db_url)
+        connection_id = add_connection(ctx, server.url)
+        await sync(ctx, connection_id, "full")
+        doomed = sorted(small.deals)[5]
+        control(server, "DELETE", f"/deals/{doomed}")
+        real = small.clock
+        small.clock = lambda: real() + timedelta(days=16)  # the recycle bin forgets it (§4)
+        await sync(ctx, connection_id, "incremental")
+        got = stored(engine, connection_id, StoredDeal, ("deleted_at",))
+        assert got[record_id("deals", doomed)]["deleted_at"] is None  # nothing to see
+        await sync(ctx, connection_id, "full")
+        got = stored(engine, connection_id, StoredDeal, ("deleted_at",))
+        assert got[record_id("deals", doomed)]["deleted_at"] is not None
+        live = {i for i, row in got.items() if row["deleted_at"] is None}
+        assert live == {record_id("deals", d) for d in small.deals}
