@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from connectors.base import GoalDeletion, GoalOut, Page, PushResult, Sandbox
+from connectors.base import GoalDeletion, GoalOut, Page, PushResult, Sandbox, read_stream
 from connectors.salesforce import mapping
 from connectors.salesforce.client import (
     QueryTimedOut,
@@ -29,7 +29,7 @@ from connectors.salesforce.client import (
 from connectors.salesforce.goals import push_goals as goals_push
 from connectors.salesforce.sandbox import SANDBOX
 from connectors.salesforce.wire import parse_datetime, soql_datetime
-from core.errors import ConfigError, SourceError
+from core.errors import SourceError
 from core.records import DeletedEntity
 from core.types import utcnow
 
@@ -64,16 +64,7 @@ class SalesforceConnector(SalesforceClient):
     # -- streams --------------------------------------------------------------
 
     def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        readers = {
-            "users": self._read_users,
-            "stages": self._read_stages,
-            "accounts": self._read_accounts,
-            "deals": self._read_deals,
-            "deletions": self._read_deletions,
-        }
-        if stream not in readers:
-            raise ConfigError(f"Salesforce has no stream {stream!r}")
-        return readers[stream](cursor or {})
+        return read_stream(self, "Salesforce", stream, cursor)
 
     async def _read_users(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         """§3: the standard users, whole (a small object; inactive users included)."""
