@@ -68,8 +68,10 @@ async def bench(db: str, deals: int, window_days: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for mode in ("full", "incremental"):
             if mode == "incremental":
-                httpx.post(f"{sandbox}/_sandbox/mutate", json={"fraction": 0.01, "seed": 1},
-                           timeout=60).raise_for_status()
+                async with httpx.AsyncClient(timeout=60) as http:
+                    changed = await http.post(f"{sandbox}/_sandbox/mutate",
+                                              json={"fraction": 0.01, "seed": 1})
+                    changed.raise_for_status()
             started = time.perf_counter()
             run_id = await sync(ctx, connection_id, mode)
             elapsed = time.perf_counter() - started
