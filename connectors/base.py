@@ -81,7 +81,19 @@ __all__ = [
     "WebhookRejected",
     "WebhookRequest",
     "WebhookSecrets",
+    "read_stream",
 ]
+
+
+def read_stream(connector: object, vendor: str, stream: str,
+                cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+    """`Connector.read` by convention: the pages of `stream` from the connector's method
+    `_read_<stream>(cursor)` (the cursor {} when None); ConfigError for another stream."""
+    reader = getattr(connector, f"_read_{stream}", None) if stream in STREAMS else None
+    if reader is None:
+        raise ConfigError(f"{vendor} has no stream {stream!r}")
+    pages: AsyncIterator[Page] = reader(cursor or {})
+    return pages
 
 
 class Connector(Protocol):

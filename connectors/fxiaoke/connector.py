@@ -22,6 +22,7 @@ from connectors.base import (
     WebhookIntake,
     WebhookRequest,
     WebhookSecrets,
+    read_stream,
 )
 from connectors.fxiaoke import mapping, notifications
 from connectors.fxiaoke.client import FxiaokeClient, FxiaokeConfig, FxiaokeSecrets
@@ -30,7 +31,7 @@ from connectors.fxiaoke.sandbox import SANDBOX
 from connectors.fxiaoke.wire import (
     MAX_LIMIT,
 )
-from core.errors import ConfigError, SourceError
+from core.errors import SourceError
 
 log = logging.getLogger("crmsync.fxiaoke")
 
@@ -50,16 +51,7 @@ class FxiaokeConnector(FxiaokeClient):
     # -- streams --------------------------------------------------------------
 
     def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        readers = {
-            "users": self._read_users,
-            "stages": self._read_stages,
-            "accounts": self._read_accounts,
-            "deals": self._read_deals,
-            "deletions": self._read_deletions,
-        }
-        if stream not in readers:
-            raise ConfigError(f"Fxiaoke has no stream {stream!r}")
-        return readers[stream](cursor or {})
+        return read_stream(self, "Fxiaoke", stream, cursor)
 
     async def _read_users(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         # §3: there is no incremental user API; the directory is small and read whole.

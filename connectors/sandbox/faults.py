@@ -19,11 +19,12 @@ FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
 class ErrorBodies(Protocol):
-    """How the vendor words the errors the harness serves."""
+    """How the vendor words the errors the harness serves: status and JSON body (an object,
+    or e.g. an array for vendors whose errors are arrays)."""
 
-    def too_many_requests(self) -> tuple[int, dict[str, Any]]: ...
+    def too_many_requests(self) -> tuple[int, Any]: ...
 
-    def internal_error(self) -> tuple[int, dict[str, Any]]: ...
+    def internal_error(self) -> tuple[int, Any]: ...
 
     def expire_tokens(self) -> None: ...
 
@@ -183,7 +184,7 @@ def _truncating(send: Send) -> Callable[[Message], Any]:
     return wrapped
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: Any) -> None:
     payload = json.dumps(body, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json;charset=utf-8"),

@@ -10,14 +10,14 @@ Zoho-oauthtoken <token>`; an expired token answers 401 INVALID_TOKEN.
 """
 
 import hashlib
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from connectors.endpoints import EndpointPolicy
-from connectors.http import ApiClient, LocalLimits, SharedLimits, json_body
+from connectors.http import SharedLimits, json_body
+from connectors.tokens import CachedTokenAuth, error_body
 from core.errors import AuthError, RateLimited, TransientError
 
 ACCOUNTS_SERVERS = {  # docs/vendors/zoho.md §1, per-DC hosts
@@ -97,94 +97,53 @@ def parse_token_response(response: httpx.Response) -> Token:
     )
 
 
-class ZohoAuth(httpx.Auth):
-    """Adds the Zoho-oauthtoken header; on 401 INVALID_TOKEN refreshes once and retries.
+class ZohoAuth(CachedTokenAuth[Token]):
+    """Adds the Zoho-oauthtoken header; on 401 INVALID_TOKEN refreshes once and retries
+    (connectors.tokens.CachedTokenAuth).
 
     The token lives in `limits` under a hash of the token URL, client and refresh token
-    (never the secrets themselves); one refresh runs at a time under its lock, and the
-    others then read the new token (across processes with RedisLimits). `endpoints`
-    checks the token URL before every token request and the token's api_domain before
-    it is used (get), so credentials and tokens only reach allowed hosts.
+    (never the secrets themselves). `endpoints` checks the token URL before every token
+    request and the token's api_domain before it is used, so credentials and tokens only
+    reach allowed hosts.
     """
 
     def __init__(
         self, token_url: str, client_id: str, client_secret: str, refresh_token: str,
         limits: SharedLimits | None = None, endpoints: EndpointPolicy | None = None,
     ) -> None:
-        self.token_url = token_url
-        self.endpoints = endpoints or EndpointPolicy()
+        digest = hashlib.sha256(f"{token_url}\0{client_id}\0{refresh_token}".encode())
+        super().__init__(token_url, f"zoho:{digest.hexdigest()}", token_hosts=ACCOUNTS_HOSTS,
+                         api_hosts=API_HOSTS, limits=limits, endpoints=endpoints)
         self.form = {
             "grant_type": "refresh_token",
             "client_id": client_id,
             "client_secret": client_secret,
             "refresh_token": refresh_token,
         }
-        self.limits = limits or LocalLimits()
-        digest = hashlib.sha256(f"{token_url}\0{client_id}\0{refresh_token}".encode())
-        self._key = f"zoho:{digest.hexdigest()}"
 
-    async def current(self) -> Token | None:
-        """The cached token, if any is still fresh."""
-        value = await self.limits.get_token(self._key)
-        try:
-            return Token(str(value["access_token"]), str(value["api_domain"])) if value else None
-        except KeyError:
-            return None
+    def token_form(self) -> dict[str, str]:
+        return self.form
 
-    async def save(self, token: Token) -> Token:
-        await self.limits.put_token(self._key, token.dump(), token.lifetime)
-        return token
+    def parse_token(self, response: httpx.Response) -> Token:
+        return parse_token_response(response)
 
-    async def get(self, api: ApiClient) -> Token:
-        """The cached token, or a fresh one from the token endpoint (one refresh at a time)."""
-        token = await self.current()
-        if token is None:
-            async with self.limits.lock(self._key):
-                token = await self.current()
-                if token is None:
-                    await self.endpoints.acheck(self.token_url, ACCOUNTS_HOSTS)
-                    token = await self.save(await api.send(
-                        "POST", self.token_url, parse_token_response, capped=False,
-                        data=self.form))
-        await self.endpoints.acheck(token.api_domain, API_HOSTS)  # before the token goes there
-        return token
+    def load(self, value: dict[str, Any]) -> Token:
+        return Token(str(value["access_token"]), str(value["api_domain"]))
 
-    async def refresh_request(self) -> httpx.Request:
-        # Form body, not the query string: secrets must never appear in URLs or logs.
-        await self.endpoints.acheck(self.token_url, ACCOUNTS_HOSTS)
-        return httpx.Request("POST", self.token_url, data=self.form)
+    def dump(self, token: Token) -> dict[str, Any]:
+        return token.dump()
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self.current()
-        if token is None:
-            async with self.limits.lock(self._key):
-                token = await self.current()
-                if token is None:
-                    response = await _read((yield await self.refresh_request()))
-                    token = await self.save(parse_token_response(response))
+    def lifetime(self, token: Token) -> float:
+        return token.lifetime
+
+    def api_url(self, token: Token) -> str:
+        return token.api_domain
+
+    def authorize(self, request: httpx.Request, token: Token) -> None:
         request.headers["Authorization"] = f"Zoho-oauthtoken {token.access_token}"
-        response = await _read((yield request))
-        if response.status_code == 401 and _error_code(response) == "INVALID_TOKEN":
-            async with self.limits.lock(self._key):
-                current = await self.current()
-                if current is None or current.access_token == token.access_token:
-                    await self.limits.drop_token(self._key, token.dump())
-                    response = await _read((yield await self.refresh_request()))
-                    current = await self.save(parse_token_response(response))
-            request.headers["Authorization"] = f"Zoho-oauthtoken {current.access_token}"
-            yield request
 
-
-async def _read(response: httpx.Response) -> httpx.Response:
-    await response.aread()  # overriding async_auth_flow skips httpx's own read
-    return response
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return None
-    return body.get("code") if isinstance(body, dict) else None
+    def expired(self, response: httpx.Response) -> bool:
+        if response.status_code != 401:
+            return False
+        body = error_body(response)
+        return isinstance(body, dict) and body.get("code") == "INVALID_TOKEN"

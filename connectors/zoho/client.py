@@ -197,10 +197,10 @@ class ZohoClient:
 
     def stages(self) -> "asyncio.Task[list[StageRecord]]":
         if self._stages is None:
-            self._stages = asyncio.ensure_future(self._read_stages())
+            self._stages = asyncio.ensure_future(self._fetch_stages())
         return self._stages
 
-    async def _read_stages(self) -> list[StageRecord]:
+    async def _fetch_stages(self) -> list[StageRecord]:
         """Stages per pipeline (§4: layouts -> pipeline?layout_id), typed by forecast_type."""
         picklist: list[dict[str, Any]] = next(
             (

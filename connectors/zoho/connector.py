@@ -18,6 +18,7 @@ from connectors.base import (
     WebhookIntake,
     WebhookRequest,
     WebhookSecrets,
+    read_stream,
 )
 from connectors.zoho import history, mapping, notifications
 from connectors.zoho.cli import build_app as build_command_line
@@ -31,7 +32,7 @@ from connectors.zoho.client import (
 )
 from connectors.zoho.goals import push_goals as goals_push
 from connectors.zoho.sandbox import SANDBOX
-from core.errors import ConfigError, SourceError
+from core.errors import SourceError
 from core.records import DeletedEntity
 
 log = logging.getLogger("crmsync.zoho")
@@ -104,16 +105,7 @@ class ZohoConnector(ZohoClient):
     # -- streams --------------------------------------------------------------
 
     def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        readers = {
-            "users": self._read_users,
-            "stages": self._read_stage_stream,
-            "accounts": self._read_accounts,
-            "deals": self._read_deals,
-            "deletions": self._read_deletions,
-        }
-        if stream not in readers:
-            raise ConfigError(f"Zoho has no stream {stream!r}")
-        return readers[stream](cursor or {})
+        return read_stream(self, "Zoho", stream, cursor)
 
     async def _read_users(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         """§2: /users?type=AllUsers, key `users`, page/per_page, If-Modified-Since."""
@@ -136,7 +128,7 @@ class ZohoConnector(ZohoClient):
                 return
             page += 1
 
-    async def _read_stage_stream(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+    async def _read_stages(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         yield Page(records=await self.stages(), cursor={})
 
     async def _read_accounts(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:

@@ -84,6 +84,7 @@ def test_serve_without_a_secret_key_on_postgresql_says_what_to_do(tmp_path):
     assert "CRMSYNC_SECRET_KEY must be set" in done.stderr
 
 
+@pytest.mark.timeout(600)  # one CLI start per registered sandbox, each a few seconds
 def test_every_registered_sandbox_is_a_command_with_its_options(tmp_path):
     declared = sandboxes()
     listed = crmsync(tmp_path, "sandbox", "--help")

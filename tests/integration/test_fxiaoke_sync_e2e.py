@@ -28,7 +28,7 @@ from core.db import session_scope
 from core.models import Account as StoredAccount
 from core.models import Connection, SyncRun, User
 from core.models import Deal as StoredDeal
-from tests.integration.zoho_helpers import make_context, sync
+from tests.integration.zoho_helpers import control, make_context, run_row, stored, sync
 
 SECRETS = {"app_id": SANDBOX_APP_ID, "app_secret": SANDBOX_APP_SECRET,
            "permanent_code": SANDBOX_PERMANENT_CODE, "aes_key": SANDBOX_AES_KEY}
@@ -122,13 +122,6 @@ def _ms(value: int) -> Any:
     return from_ms(value)
 
 
-def stored(engine: Engine, connection_id: int, model: Any,
-           fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    with session_scope(engine) as session:
-        rows = session.scalars(select(model).where(model.connection_id == connection_id))
-        return {r.remote_id: {f: getattr(r, f) for f in fields} for r in rows}
-
-
 def assert_store_equals_sandbox(engine: Engine, connection_id: int, state: FxiaokeState,
                                 *, purged_known: set[str] | None = None) -> None:
     want_deals, want_accounts = expected(state)
@@ -144,20 +137,6 @@ def assert_store_equals_sandbox(engine: Engine, connection_id: int, state: Fxiao
         diffs = [(i, k, got[i][k], v) for i, row in want.items() for k, v in row.items()
                  if got[i][k] != v]
         assert not diffs, (model.__name__, len(diffs), diffs[:5])
-
-
-def run_row(engine: Engine, run_id: int) -> SyncRun:
-    with session_scope(engine) as session:
-        run = session.get(SyncRun, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
-
-
-def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 def wire(server: BackgroundServer, path: str, data: dict[str, Any]) -> dict[str, Any]:

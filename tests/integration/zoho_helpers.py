@@ -1,15 +1,17 @@
-"""Helpers for end-to-end tests against the Zoho sandbox over real HTTP."""
+"""Helpers for end-to-end tests against the sandboxes over real HTTP (Zoho's first)."""
 
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from sqlalchemy import Engine, select
 
 from connectors.http import RetryPolicy
 from connectors.sandbox.dataset import Company
+from connectors.sandbox.server import BackgroundServer
 from core.config import Settings
 from core.db import session_scope
-from core.models import Account, Connection, Deal
+from core.models import Account, Connection, Deal, SyncRun
 from core.security import SecretBox
 from workers.context import JobContext
 from workers.jobs import sync_connection
@@ -125,3 +127,24 @@ def assert_store_equals_sandbox(engine: Engine, connection_id: int, company: Com
     diffs = [(i, k, got_a[i][k], v) for i, row in want_a.items() for k, v in row.items()
              if got_a[i][k] != v]
     assert not diffs, diffs[:5]
+
+
+def stored(engine: Engine, connection_id: int, model: Any,
+           fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    with session_scope(engine) as session:
+        rows = session.scalars(select(model).where(model.connection_id == connection_id))
+        return {r.remote_id: {f: getattr(r, f) for f in fields} for r in rows}
+
+
+def run_row(engine: Engine, run_id: int) -> SyncRun:
+    with session_scope(engine) as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        session.expunge(run)
+        return run
+
+
+def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> Any:
+    response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
+    assert response.status_code < 300, response.text
+    return response.json()

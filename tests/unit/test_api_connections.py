@@ -50,7 +50,7 @@ async def test_create_returns_201_without_secrets(api):
 
 
 @pytest.mark.parametrize(("body", "field", "words"), [
-    ({**ZOHO, "provider": "salesforce"}, "provider", "unknown provider 'salesforce'"),
+    ({**ZOHO, "provider": "nosuchcrm"}, "provider", "unknown provider 'nosuchcrm'"),
     ({**ZOHO, "config": {"dc": "mars"}}, "config.dc", "must be one of com, us, eu,"),
     ({**ZOHO, "config": {"dc": "eu", "colour": "red"}}, "config.colour", "not a known field"),
     ({**ZOHO, "config": {"sync_interval_minutes": "often"}}, "config.sync_interval_minutes",

@@ -93,7 +93,7 @@ def test_vendor_pages_keep_the_section_numbers_code_cites() -> None:
     ("connectors/x.py", "A = 1  # §2: no page named in this file\n", "names no docs/vendors"),
     ("connectors/x.py", "# docs/vendors/zoho.md §1\n# docs/vendors/fxiaoke.md §6\nB = 1  # §2\n",
      "names no docs/vendors"),
-    ("connectors/x.py", "# docs/vendors/salesforce.md §1\n", "salesforce.md does not exist"),
+    ("connectors/x.py", "# docs/vendors/nosuchcrm.md §1\n", "nosuchcrm.md does not exist"),
     ("connectors/x.py", "# Follows fxiaoke.md §5\n", "cites the old notes"),
     ("connectors/x.py", "# see ../shared/research/zoho-crm.md\n", "outside the repository"),
     ("core/x.py", '"""Metrics (DESIGN.md section 5)."""\n', "outside the repository"),

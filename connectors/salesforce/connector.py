@@ -1,0 +1,156 @@
+"""Salesforce connector (REST API, SOQL). Every behaviour cites docs/vendors/salesforce.md
+(§n).
+
+Accounts and opportunities are read oldest change first on SystemModstamp (§4), in windows
+of `window_days` so no query scans a big org whole (a QUERY_TIMEOUT halves the window,
+§2), each window paged with nextRecordsUrl. The cursor is the newest SystemModstamp read;
+a later read starts OVERLAP before it, so records committed late are never skipped.
+Deletions come from queryAll with IsDeleted = true (§4: the recycle bin, 15 days); a
+full sync tombstones whatever it no longer sees (older deletions). There are no webhooks
+(§9): the scheduler polls at the connection's sync_interval_minutes, and an incremental
+read of an unchanged org costs one query per object.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from connectors.base import GoalDeletion, GoalOut, Page, PushResult, Sandbox, read_stream
+from connectors.salesforce import mapping
+from connectors.salesforce.client import (
+    QueryTimedOut,
+    SalesforceClient,
+    SalesforceConfig,
+    SalesforceSecrets,
+)
+from connectors.salesforce.goals import push_goals as goals_push
+from connectors.salesforce.sandbox import SANDBOX
+from connectors.salesforce.wire import parse_datetime, soql_datetime
+from core.errors import SourceError
+from core.records import DeletedEntity
+from core.types import utcnow
+
+log = logging.getLogger("crmsync.salesforce")
+
+OVERLAP = timedelta(seconds=60)  # re-read the last minute (late commits, §4)
+MIN_WINDOW = timedelta(hours=1)  # QUERY_TIMEOUT below this is an error, not a narrower window
+ACCOUNT_FIELDS = "Id, Name, Industry, OwnerId, CreatedDate, SystemModstamp"
+DEAL_FIELDS = ("Id, Name, Amount, StageName, IsClosed, IsWon, Probability, CloseDate, "
+               "OwnerId, AccountId, CreatedDate, SystemModstamp")
+OBJECTS: dict[DeletedEntity, str] = {"deals": "Opportunity", "accounts": "Account"}
+
+
+class SalesforceConnector(SalesforceClient):
+    """Reads users, stages, accounts, deals and deletions from one Salesforce org."""
+
+    name: ClassVar[str] = "salesforce"
+    config_model: ClassVar[type[BaseModel]] = SalesforceConfig
+    secrets_model: ClassVar[type[BaseModel]] = SalesforceSecrets
+    # §6: 25 concurrent long-running requests per org, 5 in Developer Edition and trials.
+    max_in_flight: ClassVar[int] = 5
+    sandbox: ClassVar[Sandbox] = SANDBOX
+
+    # -- goal push (§8, connectors/salesforce/goals.py) -------------------------
+
+    async def push_goals(
+        self, goals: Sequence[GoalOut], deletions: Sequence[GoalDeletion]
+    ) -> list[PushResult]:
+        """Goals as ForecastingQuota records, found by owner, period and forecast type."""
+        return await goals_push(self, goals, deletions)
+
+    # -- streams --------------------------------------------------------------
+
+    def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        return read_stream(self, "Salesforce", stream, cursor)
+
+    async def _read_users(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§3: the standard users, whole (a small object; inactive users included)."""
+        users = await self.users()
+        yield Page(records=list(users.values()), cursor={})
+
+    async def _read_stages(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        yield Page(records=await self.stages(), cursor={})
+
+    async def _read_accounts(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        users = await self.users()
+        async for rows, state in self.walk("Account", ACCOUNT_FIELDS, cursor):
+            yield Page(records=[mapping.account(r, users) for r in rows], cursor=state)
+
+    async def _read_deals(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        multi, rates = await self.meta()
+        users = await self.users()
+        stages = {str((s.raw or {}).get("ApiName") or s.name): s for s in await self.stages()}
+        fields = f"{DEAL_FIELDS}, CurrencyIsoCode" if multi else DEAL_FIELDS  # §5
+        async for rows, state in self.walk("Opportunity", fields, cursor):
+            yield Page(records=[mapping.deal(r, stages, users, rates) for r in rows],
+                       cursor=state)
+
+    async def _read_deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§4: queryAll rows with IsDeleted = true changed since each entity's cursor."""
+        state = dict(cursor)
+        for entity, object_name in OBJECTS.items():
+            since = state.get(entity)
+            soql = f"SELECT Id, SystemModstamp FROM {object_name} WHERE IsDeleted = true"
+            if since:
+                soql += f" AND SystemModstamp >= {soql_datetime(_moment(since) - OVERLAP)}"
+            soql += " ORDER BY SystemModstamp, Id"
+            async for rows in self.query(soql, deleted=True):
+                if rows:
+                    state[entity] = rows[-1]["SystemModstamp"]
+                yield Page(deletions=[mapping.deletion(entity, r) for r in rows],
+                           cursor=dict(state))
+
+    # -- paging ---------------------------------------------------------------
+
+    async def walk(self, object_name: str, fields: str, cursor: dict[str, Any]
+                   ) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+        """Records changed at or after the cursor (minus OVERLAP), oldest first, one
+        SystemModstamp window per query; the last window is open-ended, so a clock that
+        runs behind Salesforce's loses nothing."""
+        since = cursor.get("modstamp")
+        start = _moment(since) - OVERLAP if since else await self._oldest(object_name)
+        if start is None:
+            return  # an empty object: nothing to read, the cursor stays as it was
+        window = timedelta(days=self.config.window_days)
+        while True:
+            end = start + window
+            last = end > utcnow()
+            soql = (f"SELECT {fields} FROM {object_name} "
+                    f"WHERE SystemModstamp >= {soql_datetime(start)}"
+                    + ("" if last else f" AND SystemModstamp < {soql_datetime(end)}")
+                    + " ORDER BY SystemModstamp, Id")
+            try:
+                async for rows in self.query(soql):
+                    if rows:
+                        since = rows[-1]["SystemModstamp"]
+                    yield rows, {"modstamp": since}
+            except QueryTimedOut:
+                if window <= MIN_WINDOW:
+                    raise SourceError(f"Salesforce {object_name}: QUERY_TIMEOUT even for one "
+                                      f"hour of changes from {start.isoformat()}; ask "
+                                      "Salesforce support to index SystemModstamp, or sync "
+                                      "again when the org is quieter") from None
+                window = max(MIN_WINDOW, window / 2)  # §2: a narrower window
+                log.info("Salesforce %s QUERY_TIMEOUT; window now %s", object_name, window)
+                continue
+            if last:
+                return
+            start = end
+
+    async def _oldest(self, object_name: str) -> datetime | None:
+        rows = await self.query_rows(f"SELECT SystemModstamp FROM {object_name} "
+                                     "ORDER BY SystemModstamp LIMIT 1")
+        return _moment(rows[0]["SystemModstamp"]) if rows else None
+
+
+def _moment(value: Any) -> datetime:
+    try:
+        return parse_datetime(str(value))
+    except ValueError:
+        raise SourceError(f"Salesforce cursor {value!r} is not a dateTime") from None
+
+
+__all__ = ["SalesforceConnector"]
