@@ -1,4 +1,5 @@
-"""The command line as a user runs it: in a fresh directory, in its own process."""
+"""The command line as a user runs it: in a fresh directory, with a user's environment (in
+this process, tests/cli_support.py; the serve and sandbox commands in their own)."""
 
 import json
 import os
@@ -12,13 +13,12 @@ import pytest
 
 from connectors.registry import sandboxes
 from connectors.sandbox.server import free_port
+from tests.cli_support import in_process, user_env
 
 
-def crmsync(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    env["COLUMNS"] = "120"
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def crmsync(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`crmsync *args` in directory tmp_path (in this process, see tests/cli_support.py)."""
+    return in_process(args, cwd=tmp_path, env=user_env(COLUMNS="120"))
 
 
 def test_demo_on_a_fresh_directory_syncs_and_prints_a_key_and_calls(tmp_path):
