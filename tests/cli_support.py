@@ -9,6 +9,7 @@ only where the separate process is the point: the installed entry point, signals
 that keeps running, what importing costs.
 """
 
+import asyncio
 import io
 import logging
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from shutil import which
@@ -46,7 +48,6 @@ def in_process(args: Sequence[str], *, cwd: str | os.PathLike[str],
     errors = logging.StreamHandler(err)
     errors.setLevel(logging.ERROR)  # what main()'s logging.basicConfig shows
     errors.setFormatter(logging.Formatter(LOG_FORMAT))
-    code: int = 0
     with _ONE_AT_A_TIME:
         saved_env, saved_cwd, saved_stdin = dict(os.environ), os.getcwd(), sys.stdin
         root = logging.getLogger()
@@ -58,13 +59,7 @@ def in_process(args: Sequence[str], *, cwd: str | os.PathLike[str],
             sys.stdin = io.StringIO(input or "")
             root.addHandler(errors)
             with redirect_stdout(out), redirect_stderr(err):
-                main(list(args))
-        except SystemExit as exit_:
-            if isinstance(exit_.code, str):  # sys.exit("message"): printed, exit code 1
-                err.write(exit_.code + "\n")
-                code = 1
-            else:
-                code = exit_.code or 0
+                code = _exit_code(args, err)
         finally:
             root.removeHandler(errors)
             sys.stdin = saved_stdin
@@ -74,6 +69,28 @@ def in_process(args: Sequence[str], *, cwd: str | os.PathLike[str],
             get_settings.cache_clear()
     return subprocess.CompletedProcess(["crmsync", *args], code, out.getvalue(),
                                        err.getvalue())
+
+
+def _exit_code(args: Sequence[str], err: io.StringIO) -> int:
+    """Run main(args); its exit code. From an async test (a running event loop, where the
+    commands' asyncio.run cannot run) in a thread of its own, as a process would."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _main(args, err)
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(_main, args, err).result()
+
+
+def _main(args: Sequence[str], err: io.StringIO) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):  # sys.exit("message"): printed, exit code 1
+            err.write(exit_.code + "\n")
+            return 1
+        return exit_.code or 0
+    return 0
 
 
 def console_script(args: Sequence[str], *, cwd: str | os.PathLike[str],
