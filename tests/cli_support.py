@@ -23,6 +23,8 @@ from pathlib import Path
 from shutil import which
 
 from cli.main import LOG_FORMAT, main
+from cli.output import console
+from cli.output import err as errors_console
 from core.config import get_settings
 
 CRMSYNC = which("crmsync") or str(Path(sys.executable).with_name("crmsync"))
@@ -57,6 +59,8 @@ def in_process(args: Sequence[str], *, cwd: str | os.PathLike[str],
             get_settings.cache_clear()
             os.chdir(cwd)
             sys.stdin = io.StringIO(input or "")
+            for printer in (console, errors_console):  # fixed if COLUMNS was set on import
+                printer.width = _columns(env)           # (xdist workers set COLUMNS=80)
             root.addHandler(errors)
             with redirect_stdout(out), redirect_stderr(err):
                 code = _exit_code(args, err)
@@ -69,6 +73,12 @@ def in_process(args: Sequence[str], *, cwd: str | os.PathLike[str],
             get_settings.cache_clear()
     return subprocess.CompletedProcess(["crmsync", *args], code, out.getvalue(),
                                        err.getvalue())
+
+
+def _columns(env: Mapping[str, str]) -> int:
+    """The width a command's output has in a process with `env` and no terminal."""
+    columns = env.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else 80
 
 
 def _exit_code(args: Sequence[str], err: io.StringIO) -> int:
