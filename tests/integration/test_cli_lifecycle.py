@@ -25,11 +25,13 @@ REFRESH = "sandbox-refresh-token"
 
 
 def run(cwd, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-        process: bool = False) -> subprocess.CompletedProcess[str]:
+        timeout: float = 120, process: bool = False) -> subprocess.CompletedProcess[str]:
     """`crmsync *args` in `cwd` with a user's environment plus `env`: in this process, or
-    (`process`) the installed console script in its own."""
-    command = console_script if process else in_process
-    return command(args, cwd=cwd, env=user_env(**(env or {})), input=stdin)
+    (`process`) the installed console script in its own, stopped after `timeout` s."""
+    if process:
+        return console_script(args, cwd=cwd, env=user_env(**(env or {})), input=stdin,
+                              timeout=timeout)
+    return in_process(args, cwd=cwd, env=user_env(**(env or {})), input=stdin)
 
 
 def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
