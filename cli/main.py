@@ -3,6 +3,7 @@ subcommands by subject, and the boundary turning any failure into one line."""
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import cast
 
 import typer
@@ -52,12 +53,16 @@ for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<p
     app.add_typer(_commands.command_line(connections.connections_add), name=_provider)
 
 
-def main() -> None:
-    """The console script: every failure is one line on stderr and exit code 2 (commands
-    report their own failures; this boundary catches the rest, never a traceback)."""
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """The console script (`args`: the command line after `crmsync`, default sys.argv's):
+    every failure is one line on stderr and exit code 2 (commands report their own
+    failures; this boundary catches the rest, never a traceback)."""
+    logging.basicConfig(level=logging.ERROR, format=LOG_FORMAT)
     try:
-        app()
+        app(args=None if args is None else list(args), prog_name="crmsync")
     except Exception as exc:  # the boundary: one line, no traceback
         err.print(f"[red]error:[/red] {describe_failure(exc)}", markup=True, highlight=False)
         sys.exit(2)

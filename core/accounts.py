@@ -24,6 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -42,8 +43,17 @@ FAILURE_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # Argon2 hashes any length; a cap keeps a request cheap
 
-_hasher = PasswordHasher()  # Argon2id with argon2-cffi's (RFC 9106 low-memory) defaults
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+PASSWORDS = PasswordHasher()
+"""Argon2id with argon2-cffi's defaults (the RFC 9106 low-memory profile). Read at each
+call: the test suite swaps in argon2's CHEAPEST profile (tests/conftest.py); a hash made
+with other parameters is redone at the next sign-in."""
+
+
+@cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """The hash checked when nobody has the email (so timing does not tell who exists):
+    made on first use, not on import (an Argon2 hash costs a command's start 0.2 s)."""
+    return hasher.hash("not a password of anyone")
 
 
 class Role(StrEnum):
@@ -236,7 +246,7 @@ def use_link(session: Session, token: str, password: str) -> DashboardUser:
     user = session.get(DashboardUser, link.user_id)
     assert user is not None
     link.used_at = utcnow()
-    user.password_hash = _hasher.hash(password)
+    user.password_hash = PASSWORDS.hash(password)
     user.updated_at = utcnow()
     session.execute(delete(WebSession).where(SESSIONS.c.user_id == user.id))
     session.flush()
@@ -267,8 +277,8 @@ def authenticate(session: Session, email: str, password: str, *,
     user = _by_email(session, address_email)
     ok = False
     try:  # a hash is checked even without a user, so timing does not tell who exists
-        ok = _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH,
-                            password[:MAX_PASSWORD])
+        ok = PASSWORDS.verify(user.password_hash if user and user.password_hash
+                              else _dummy_hash(PASSWORDS), password[:MAX_PASSWORD])
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None or user.password_hash is None or user.disabled_at is not None:
@@ -279,8 +289,8 @@ def authenticate(session: Session, email: str, password: str, *,
         raise LoginRefused
     session.execute(delete(LoginFailure).where(
         FAILURES.c.email == address_email))
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if PASSWORDS.check_needs_rehash(user.password_hash):
+        user.password_hash = PASSWORDS.hash(password)
     user.last_login_at = now
     session.flush()
     return user

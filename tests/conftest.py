@@ -5,23 +5,34 @@ PostgreSQL and Redis.
 
 PostgreSQL is not optional: a test that needs it fails when it is down
 (start it with the command in README.md), it is never skipped.
+
+Speed (docs/testing.md): the suite writes bytecode caches even when PYTHONDONTWRITEBYTECODE
+is set (each test process, and each command a test starts, would otherwise compile every
+module again), and hashes passwords with argon2's CHEAPEST profile (tests/unit/test_accounts.py
+checks the real parameters).
 """
 
-import fcntl
-import hashlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+import sys
 
-import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+sys.dont_write_bytecode = False  # before the imports below: they are cached too
 
-from core.db import MIGRATIONS, make_engine, upgrade
-from core.models import SQLModel
+import fcntl  # noqa: E402
+import hashlib  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+from argon2 import PasswordHasher, profiles  # noqa: E402
+from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from core import accounts  # noqa: E402
+from core.db import MIGRATIONS, make_engine, upgrade  # noqa: E402
+from core.models import SQLModel  # noqa: E402
 
 # The sandboxes the tests run (real servers on 127.0.0.1, in-process apps under these
 # names) may receive credentials: the operator setting a deployment with sandboxes needs.
@@ -34,6 +45,21 @@ SLOTS = 15  # test processes at once on one machine (Redis databases 1..15; 0 is
 SERVERLESS = (Path(__file__).parent / "unit", Path(__file__).parent / "contract")
 # Every fixture on PostgreSQL or Redis depends on one of these.
 SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "redis_url"})
+
+
+PASSWORDS = accounts.PASSWORDS
+"""The password hasher crmsync runs with (the suite runs with CHEAPEST_PASSWORDS)."""
+CHEAPEST_PASSWORDS = PasswordHasher.from_parameters(profiles.CHEAPEST)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheapest_password_hashing() -> Iterator[None]:
+    """Argon2id at argon2-cffi's CHEAPEST profile, made for tests: the real parameters cost
+    0.1-1 s of CPU and 64 MiB per hash and verification, and the dashboard's tests sign in
+    hundreds of times. The same code runs; tests/unit/test_accounts.py checks PASSWORDS."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts, "PASSWORDS", CHEAPEST_PASSWORDS)
+        yield
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

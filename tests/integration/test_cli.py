@@ -1,7 +1,7 @@
-"""The command line as a user runs it: in a fresh directory, in its own process."""
+"""The command line as a user runs it: in a fresh directory, with a user's environment (in
+this process, tests/cli_support.py; the serve and sandbox commands in their own)."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,13 +12,13 @@ import pytest
 
 from connectors.registry import sandboxes
 from connectors.sandbox.server import free_port
+from tests.cli_support import console_script, in_process, user_env
 
 
 def crmsync(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    env["COLUMNS"] = "120"
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    """`crmsync *args` in directory tmp_path, in this process (tests/cli_support.py; the
+    timeout of the subprocess it was is kept for callers, and not needed)."""
+    return in_process(args, cwd=tmp_path, env=user_env(COLUMNS="120"))
 
 
 def test_demo_on_a_fresh_directory_syncs_and_prints_a_key_and_calls(tmp_path):
@@ -75,13 +75,24 @@ def test_connections_add_prints_the_connection_without_secrets(tmp_path):
 
 
 def test_serve_without_a_secret_key_on_postgresql_says_what_to_do(tmp_path):
-    env_url = "postgresql://postgres@127.0.0.1:5432/test"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    env["CRMSYNC_DATABASE_URL"] = env_url
-    done = subprocess.run([sys.executable, "-m", "cli", "serve"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = user_env(CRMSYNC_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test")
+    done = in_process(["serve"], cwd=tmp_path, env=env)
     assert done.returncode == 2
     assert "CRMSYNC_SECRET_KEY must be set" in done.stderr
+
+
+def test_the_console_script_lists_the_commands_and_touches_nothing(tmp_path):
+    """The installed entry point in its own process: help, exit code 0, and importing the
+    command line creates no store, key file or anything else in the directory."""
+    for args in (["--help"], ["sandbox", "--help"]):
+        done = console_script(args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "Usage: crmsync" in done.stdout and done.stderr == ""
+    assert "connections" in done.stdout or "Run a simulated CRM" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    unknown = console_script(["no-such-command"], cwd=tmp_path)
+    assert unknown.returncode == 2 and "No such command" in unknown.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.timeout(600)  # one CLI start per registered sandbox, each a few seconds

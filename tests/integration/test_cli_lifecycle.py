@@ -1,10 +1,10 @@
 """The command line over a connection's whole life, key rotation, the demo's port, and
-every failure as one line: the real `crmsync` console script in its own process."""
+every failure as one line: in this process (tests/cli_support.py), and the real `crmsync`
+console script in its own process where that is the point (exit code and one line from
+the installed entry point, the demo serving until interrupted)."""
 
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,19 +18,20 @@ from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer, free_port
 from connectors.zoho import sandbox
 from core.db import make_engine, upgrade
+from tests.cli_support import CRMSYNC, console_script, in_process, user_env
 
-CRMSYNC = shutil.which("crmsync")
 SECRETS = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}
 REFRESH = "sandbox-refresh-token"
 
 
 def run(cwd, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    base["COLUMNS"] = "200"
-    assert CRMSYNC, "the crmsync console script is not installed"
-    return subprocess.run([CRMSYNC, *args], cwd=cwd, env={**base, **(env or {})}, input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+        timeout: float = 120, process: bool = False) -> subprocess.CompletedProcess[str]:
+    """`crmsync *args` in `cwd` with a user's environment plus `env`: in this process, or
+    (`process`) the installed console script in its own, stopped after `timeout` s."""
+    if process:
+        return console_script(args, cwd=cwd, env=user_env(**(env or {})), input=stdin,
+                              timeout=timeout)
+    return in_process(args, cwd=cwd, env=user_env(**(env or {})), input=stdin)
 
 
 def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
@@ -206,9 +207,18 @@ CASES = {
 def test_every_failure_is_one_line(tmp_path, case):
     env, args, message = CASES[case]
     (tmp_path / "a-file").write_text("")
-    line = one_line_error(run(tmp_path, *args, env=env, timeout=60))
+    line = one_line_error(run(tmp_path, *args, env=env))
     assert message in line
     assert "hunter2pw" not in line
+
+
+@pytest.mark.parametrize("case", ["unreachable postgresql", "bad setting"])
+def test_the_console_script_fails_in_one_line_too(tmp_path, case):
+    """The installed entry point: exit code 2, one line on stderr, no traceback, from a
+    failure inside a command (the database) and one before any (a setting)."""
+    env, args, message = CASES[case]
+    line = one_line_error(run(tmp_path, *args, env=env, process=True))
+    assert message in line and "hunter2pw" not in line
 
 
 def test_serve_on_an_unmigrated_database_says_to_upgrade(tmp_path, empty_pg_url):
@@ -233,10 +243,8 @@ def test_demo_on_a_busy_port_stops_before_doing_anything(tmp_path):
 
 
 def test_demo_with_port_0_serves_where_its_curls_point(tmp_path):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    assert CRMSYNC
     demo = subprocess.Popen([CRMSYNC, "demo", "--port", "0", "--deals", "100"], cwd=tmp_path,
-                            env={**base, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+                            env=user_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         assert demo.stdout is not None

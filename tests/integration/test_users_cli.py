@@ -1,9 +1,6 @@
 """`crmsync users ...` as a user runs it: dashboard users, their roles and one-time links."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -13,6 +10,7 @@ from core import accounts
 from core.accounts import LoginRefused
 from core.db import make_engine
 from core.models import DashboardUser, LoginLink, Person
+from tests.cli_support import in_process, user_env
 from tests.integration.test_cli import crmsync
 
 LINK = re.compile(r"^http://127\.0\.0\.1:8000/welcome/([A-Za-z0-9_-]{20,})$", re.MULTILINE)
@@ -137,11 +135,8 @@ def test_disable_signs_out_and_refuses_new_links(tmp_path, store):
 
 
 def test_links_use_the_public_url(tmp_path, store):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    env["CRMSYNC_PUBLIC_URL"] = "https://crm.example.com/"
-    done = subprocess.run([sys.executable, "-m", "cli", "users", "add", "--email",
-                           "admin@example.com", "--role", "admin"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = in_process(["users", "add", "--email", "admin@example.com", "--role", "admin"],
+                      cwd=tmp_path, env=user_env(CRMSYNC_PUBLIC_URL="https://crm.example.com/"))
     assert done.returncode == 0, done.stderr
     assert re.search(r"^https://crm\.example\.com/welcome/[A-Za-z0-9_-]{20,}$", done.stdout,
                      re.MULTILINE), done.stdout

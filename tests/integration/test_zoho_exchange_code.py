@@ -1,12 +1,11 @@
-"""`crmsync zoho exchange-code` against the Zoho sandbox, in its own process as a user runs
-it: a Self Client grant code becomes a refresh token (printed, or saved as a connection that
-then syncs); expired, reused and mistyped codes, a wrong client and a refused accounts server
-are one-line errors that save nothing and never echo a secret."""
+"""`crmsync zoho exchange-code` against the Zoho sandbox, as a user runs it (a user's
+environment; in this process, tests/cli_support.py): a Self Client grant code becomes a
+refresh token (printed, or saved as a connection that then syncs); expired, reused and
+mistyped codes, a wrong client and a refused accounts server are one-line errors that save
+nothing and never echo a secret."""
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
+from tests.cli_support import in_process, user_env
 
 CLIENT_ID = "sandbox-client-id"
 CLIENT_SECRET = "sandbox-client-secret"
@@ -37,13 +37,10 @@ def grant_code(sandbox, **body) -> str:
 
 def crmsync(tmp_path, sandbox, *args: str, allow: bool = True,
             secret: str = CLIENT_SECRET) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    env["COLUMNS"] = "200"
-    env["CRMSYNC_ZOHO_CLIENT_SECRET"] = secret  # not on the command line
+    env = user_env(CRMSYNC_ZOHO_CLIENT_SECRET=secret)  # not on the command line
     if allow:
         env["CRMSYNC_ALLOW_ENDPOINTS"] = f"127.0.0.1:{sandbox.port}"
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return in_process(args, cwd=tmp_path, env=env)
 
 
 def exchange(tmp_path, sandbox, code: str, *extra: str, **kwargs):

@@ -4,11 +4,13 @@ sessions and what each role may see."""
 from datetime import timedelta
 
 import pytest
+from argon2 import extract_parameters, profiles
 from sqlmodel import Session
 
 from core import accounts
 from core.accounts import AccountError, LoginRefused, Role, TooManyAttempts
 from core.models import DashboardUser, LoginLink, Person, WebSession
+from tests.conftest import CHEAPEST_PASSWORDS, PASSWORDS
 
 PASSWORD = "correct horse battery"
 
@@ -151,3 +153,23 @@ def test_what_each_role_sees(db):
     assert accounts.viewer_of(db, north).people == {1, 2, 4}
     seen = accounts.viewer_of(db, rep)
     assert seen.people == {2} and seen.sees(2) and not seen.sees(1) and not seen.sees(None)
+
+
+def test_passwords_are_hashed_with_argon2id_at_rfc_9106_low_memory_and_upgraded(db, monkeypatch):
+    """The suite hashes with CHEAPEST (tests/conftest.py); crmsync with these parameters. A
+    hash made with others (here the suite's) is redone at the next sign-in."""
+    assert PASSWORDS is not CHEAPEST_PASSWORDS
+    assert extract_parameters(PASSWORDS.hash("x")) == profiles.RFC_9106_LOW_MEMORY
+    user = with_password(db, "ana@example.com", Role.REP)
+    cheap = user.password_hash
+    assert cheap and extract_parameters(cheap) == profiles.CHEAPEST
+    monkeypatch.setattr(accounts, "PASSWORDS", PASSWORDS)
+    with pytest.raises(LoginRefused):
+        accounts.authenticate(db, "ana@example.com", "a wrong password")
+    assert user.password_hash == cheap  # a failure changes nothing
+    with pytest.raises(LoginRefused):
+        accounts.authenticate(db, "nobody@example.com", PASSWORD)
+    assert accounts.authenticate(db, "ana@example.com", PASSWORD) is user
+    assert user.password_hash and user.password_hash != cheap
+    assert extract_parameters(user.password_hash) == profiles.RFC_9106_LOW_MEMORY
+    assert accounts.authenticate(db, "ana@example.com", PASSWORD) is user

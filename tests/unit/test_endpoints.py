@@ -2,10 +2,7 @@
 checks before a token request or a data call, and the connection rules (API and CLI)."""
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +24,7 @@ from connectors.zoho.auth import ACCOUNTS_HOSTS, API_HOSTS
 from core.errors import SourceError
 from core.models import Connection
 from tests.api_support import ZOHO_SECRETS, running_api
+from tests.cli_support import in_process, user_env
 
 FAST = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.01)
 URL = "/api/v1/connections"
@@ -302,20 +300,18 @@ async def test_an_explicitly_allowed_sandbox_is_saved(api):
 
 
 def test_connections_add_refuses_a_host_in_one_line(tmp_path):
-    env = {**os.environ, "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
-           "CRMSYNC_SECRET_KEY": Fernet.generate_key().decode(), "CRMSYNC_ALLOW_ENDPOINTS": ""}
-    args = [sys.executable, "-m", "cli", "connections", "add", "zoho", "--name", "z",
+    env = user_env(CRMSYNC_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}",
+                   CRMSYNC_SECRET_KEY=Fernet.generate_key().decode(), CRMSYNC_ALLOW_ENDPOINTS="")
+    args = ["connections", "add", "zoho", "--name", "z",
             "--no-check", "--config", "accounts_url=http://127.0.0.1:8400",
             *[a for k, v in ZOHO_SECRETS.items() for a in ("--secret", f"{k}={v}")]]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)
+    done = in_process(args, env=env, cwd=tmp_path)
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "CRMSYNC_ALLOW_ENDPOINTS=127.0.0.1" in lines[0], done.stderr
     assert ZOHO_SECRETS["client_secret"] not in done.stderr + done.stdout
     env["CRMSYNC_ALLOW_ENDPOINTS"] = "127.0.0.1:8400"
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)
+    done = in_process(args, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 

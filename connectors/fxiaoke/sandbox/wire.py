@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from connectors.fxiaoke.wire import OPERATORS, SALES_STATUS_OPTIONS, day_ms, to_ms
@@ -283,12 +284,19 @@ class Tenant:
 
 # ---- the query engine (§2) -------------------------------------------------------------------
 def _number(value: Any) -> Decimal | None:
+    if type(value) is str:  # the usual case first: ids, texts, numbers as text
+        return _text_number(value)
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float | Decimal):
-        return Decimal(str(value))
+    return _text_number(str(value))
+
+
+@lru_cache(maxsize=1 << 16)
+def _text_number(text: str) -> Decimal | None:
+    """A text as a number, if it is one. Cached: a keyset query compares every id of a
+    table (text, never a number) with its bound, and a failed Decimal() costs an exception."""
     try:
-        return Decimal(str(value))
+        return Decimal(text)
     except InvalidOperation:
         return None
 
@@ -334,6 +342,32 @@ def matches(row: dict[str, Any], name: str, operator: str, wanted: list[Any]) ->
     text, needle = ("" if value is None else str(value)), str(first or "")
     return {"LIKE": needle in text, "NLIKE": needle not in text, "CONTAINS": needle in text,
             "STARTWITH": text.startswith(needle), "ENDWITH": text.endswith(needle)}[operator]
+
+
+_ORDERS: dict[str, Callable[[int], bool]] = {
+    "GT": lambda order: order > 0, "GTE": lambda order: order >= 0,
+    "LT": lambda order: order < 0, "LTE": lambda order: order <= 0}
+
+
+def _predicate(name: str, operator: str, wanted: list[Any]) -> Callable[[dict[str, Any]], bool]:
+    """matches(row, name, operator, wanted) as a function of the row, the bound of GT, GTE,
+    LT and LTE read once (a keyset query compares every row of a table with it)."""
+    bound = wanted[0] if wanted else None
+    if operator not in _ORDERS or bound is None:
+        return lambda row: matches(row, name, operator, wanted)
+    number, text, test = _number(bound), str(bound), _ORDERS[operator]
+
+    def keep(row: dict[str, Any]) -> bool:  # _compare(value, bound), then the operator
+        value = row.get(name)
+        if value is None:
+            return False
+        own = _number(value)
+        if own is not None and number is not None:
+            return test((own > number) - (own < number))
+        other = str(value)
+        return test((other > text) - (other < text))
+
+    return keep
 
 
 def parse_filters(raw: Any) -> list[tuple[str, str, list[Any]]]:
@@ -399,7 +433,8 @@ class Table:
                 hi = min(hi, bisect_left(self.keys, first))
         chosen: Sequence[dict[str, Any]] = self.rows[lo:hi] if lo < hi else []
         for name, operator, values in rest:
-            chosen = [r for r in chosen if matches(r, name, operator, values)]
+            keep = _predicate(name, operator, values)
+            chosen = [r for r in chosen if keep(r)]
         if orders and orders[:2] not in ([(MODIFIED, True), ("_id", True)], [(MODIFIED, True)]):
             chosen = list(chosen)
             for name, ascending in reversed(orders):  # stable sorts, last key first
