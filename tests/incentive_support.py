@@ -129,3 +129,19 @@ def commissions(item: dict[str, Any]) -> list[tuple[str, str | None, Decimal]]:
     """(kind, deal remote id or line name, commission) of each line."""
     return [(line["kind"], line["deal_remote_id"] or line["name"], Decimal(str(
         line["commission"]))) for line in item["lines"]]
+
+
+def q1_company(engine: Engine) -> Company:
+    """company() with Q1 2027 under the East plan (AE_PLAN): Ann's d1 40,000 and d5 18,000
+    (New Business) in CRM A and e1 20,000 EUR in CRM B, her 100,000 goal; Bob's b1 5,000
+    (no goal); Cat's c1 9,000 (team West)."""
+    c = company(engine)
+    upsert(engine, c.crm_a, "deals", [
+        deal("d1", "40000", date(2027, 1, 10)),
+        deal("d5", "18000", date(2027, 3, 20), Type="New Business"),
+        deal("b1", "5000", date(2027, 2, 2), owner="bob@example.com"),
+        deal("c1", "9000", date(2027, 2, 2), owner="cat@example.com")])
+    upsert(engine, c.crm_b, "deals", [deal("e1", "20000", date(2027, 2, 1))])
+    goal(engine, "ann@example.com", date(2027, 1, 1), date(2027, 3, 31), "100000")
+    apply(engine, AE_PLAN)
+    return c

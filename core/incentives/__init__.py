@@ -1,4 +1,4 @@
-"""Commissions (DESIGN.md section 12; docs/incentives.md): plans as data (plans), the
+"""Commissions (docs/incentives.md): plans as data (plans), the
 arithmetic (engine), statements read from the store (statements), periods by label
 (calendar) and closing them with adjustments (periods)."""
 

@@ -1,4 +1,4 @@
-"""Commission periods by label (DESIGN.md section 12, step 5): `2027-01` (a month),
+"""Commission periods by label (docs/incentives.md): `2027-01` (a month),
 `2027-Q1` (a quarter), `2027` (a year). Quarters and years are fiscal when
 CRMSYNC_FISCAL_YEAR_START_MONTH is not 1, labelled by the year the fiscal year ends in
 (with 4, `2027` runs from 2026-04-01 to 2027-03-31 and `2027-Q1` is April to June 2026).

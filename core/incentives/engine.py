@@ -1,4 +1,4 @@
-"""The arithmetic of a commission statement (DESIGN.md section 12; docs/incentives.md): pure
+"""The arithmetic of a commission statement (docs/incentives.md): pure
 functions over Decimal, no store, no clock.
 
 For one person, one plan and one period, given the credited deals in plan currency (already
@@ -193,7 +193,7 @@ def spiff_matches(when: Mapping[str, Any], deal: CreditedDeal) -> bool:
 
 def compute(terms: Terms, quota: Decimal | None, deals: Iterable[CreditedDeal], *,
             draw_balance: Decimal = ZERO, adjustments: Sequence[Adjustment] = ()) -> Result:
-    """The statement's lines and totals (section 12, steps 1 to 4)."""
+    """The statement's lines and totals (docs/incentives.md, "The arithmetic", steps 1 to 5)."""
     ordered = sorted(deals, key=order_key)
     edges = bands(terms, quota)
     measure = sum((d.amount for d in ordered), ZERO)

@@ -1,4 +1,4 @@
-"""Closing commission periods (DESIGN.md section 12, step 6; docs/incentives.md).
+"""Closing commission periods (docs/incentives.md, "Closing a period").
 
 Locking a period snapshots every statement of it (each plan of its kind in effect, each
 member); a locked statement never changes. Later differences in its deals (an amount

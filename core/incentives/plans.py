@@ -1,4 +1,4 @@
-"""Commission plans as data (DESIGN.md section 12; docs/incentives.md): a YAML or JSON
+"""Commission plans as data (docs/incentives.md): a YAML or JSON
 document, validated with every problem named by its line and field, kept in versions.
 
 Numbers are read from the document's text (never through float): `rate: 0.07` is exactly

@@ -1,4 +1,4 @@
-"""Commission statements read from the store (DESIGN.md section 12; docs/incentives.md).
+"""Commission statements read from the store (docs/incentives.md).
 
 A statement is one person's pay under one plan for one period: the person's won deals
 closing in the period (deleted deals never count; deals of every CRM the person is in,

@@ -9,7 +9,6 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from core import accounts
 from core.config import Settings
 from core.db import make_engine, session_scope, upgrade
 from core.security import SecretBox
-from tests.incentive_support import AE_PLAN, apply, company, deal, goal, upsert
+from tests.incentive_support import q1_company
 from tests.integration.test_dashboard_browser import (
     PASSWORD,
     PHONE,
@@ -56,15 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     url = f"sqlite:///{tmp_path_factory.mktemp('statements') / 'crmsync.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    c = company(engine)
-    upsert(engine, c.crm_a, "deals", [
-        deal("d1", "40000", date(2027, 1, 10)),
-        deal("d5", "18000", date(2027, 3, 20), Type="New Business"),
-        deal("b1", "5000", date(2027, 2, 2), owner="bob@example.com"),
-        deal("c1", "9000", date(2027, 2, 2), owner="cat@example.com")])
-    upsert(engine, c.crm_b, "deals", [deal("e1", "20000", date(2027, 2, 1))])
-    goal(engine, "ann@example.com", date(2027, 1, 1), date(2027, 3, 31), "100000")
-    apply(engine, AE_PLAN)
+    q1_company(engine)
     _user(engine, "ann@example.com", "rep")
     _user(engine, "east@example.com", "manager", teams=["East"])
     secret = Fernet.generate_key().decode()

@@ -10,22 +10,15 @@ from html import unescape
 import pytest
 from sqlalchemy import Engine
 
-from tests.incentive_support import AE_PLAN, apply, company, deal, goal, upsert
+from tests.incentive_support import AE_PLAN, apply, deal, q1_company, upsert
 from tests.unit.test_dashboard_pages import Site, add_user, site_on
 
 
 @pytest.fixture
 async def site(sqlite_engine: Engine) -> AsyncIterator[Site]:
-    c = company(sqlite_engine)
-    upsert(sqlite_engine, c.crm_a, "deals", [
-        deal("d1", "40000", date(2027, 1, 10)), deal("d5", "18000", date(2027, 3, 20),
-                                                     Type="New Business"),
-        deal("b1", "5000", date(2027, 2, 2), owner="bob@example.com"),
-        deal("c1", "9000", date(2027, 2, 2), owner="cat@example.com"),
-        deal("o1", "30000", date(2027, 3, 25), status="open")])
-    upsert(sqlite_engine, c.crm_b, "deals", [deal("e1", "20000", date(2027, 2, 1))])
-    goal(sqlite_engine, "ann@example.com", date(2027, 1, 1), date(2027, 3, 31), "100000")
-    apply(sqlite_engine, AE_PLAN)
+    c = q1_company(sqlite_engine)
+    upsert(sqlite_engine, c.crm_a, "deals", [deal("o1", "30000", date(2027, 3, 25),
+                                                  status="open")])
     apply(sqlite_engine, AE_PLAN.replace("ae-2027", "west").replace("team: East",
                                                                    "team: West"))
     add_user(sqlite_engine, "ann@example.com", "rep")

@@ -1,4 +1,4 @@
-"""The arithmetic of DESIGN.md section 12 on hand-computed statements (core.incentives.engine).
+"""The arithmetic of docs/incentives.md on hand-computed statements (core.incentives.engine).
 
 The plan of most tests: quota 100,000; 2 % up to 50 % attainment, 5 % up to 100 %, 8 % above.
 """

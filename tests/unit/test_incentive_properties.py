@@ -1,4 +1,4 @@
-"""core.incentives.engine against a plain-Python reading of DESIGN.md section 12, written
+"""core.incentives.engine against a plain-Python reading of docs/incentives.md, written
 here independently: the commission of a deal is C(measure after it) - C(measure before it),
 where C(m) is what the tiers pay on a measure m from zero, rounded half-up per line."""
 
