@@ -191,11 +191,20 @@ def test_window_pages_by_offset_and_by_key() -> None:
     assert len(window.starting_at((3, ""))) == 3
 
 
-def test_generation_stays_linear_and_fast() -> None:
-    started = time.perf_counter()
-    big = generate_company(seed=3, deals=20_000, accounts=2_000, today=TODAY)
-    elapsed = time.perf_counter() - started
-    assert len(big.deals) + len(big.deletions) >= 20_000
-    # A guard against accidental quadratic work, with room for a busy CI machine: 20k takes
-    # about 0.5 s here, and 100k deals + 10k accounts about 3 s.
-    assert elapsed < 3.0, elapsed
+def test_generation_stays_linear() -> None:
+    """A guard against accidental quadratic work that a busy machine cannot trip: ten times
+    the deals may cost at most about twenty times the time (quadratic work costs 100x).
+    Each size is timed twice and the faster run counts, which filters out other load.
+    The absolute speed is a figure of the benchmarks (docs/benchmarks.md), not a test."""
+
+    def fastest(deals: int) -> float:
+        times = []
+        for _ in range(2):
+            started = time.perf_counter()
+            company = generate_company(seed=3, deals=deals, accounts=deals // 10, today=TODAY)
+            times.append(time.perf_counter() - started)
+            assert len(company.deals) + len(company.deletions) >= deals
+        return min(times)
+
+    small, big = fastest(2_000), fastest(20_000)
+    assert big < 20 * small + 0.5, (small, big)
