@@ -15,6 +15,7 @@ import pytest
 import respx
 
 from connectors.base import WebhookRejected, WebhookRequest, WebhookSecrets
+from connectors.endpoints import EndpointRefused
 from connectors.http import ApiClient, RetryPolicy, build_client
 from connectors.pipedrive import PipedriveConfig, PipedriveConnector, PipedriveSecrets
 from connectors.pipedrive.client import BudgetExhausted
@@ -253,6 +254,16 @@ def test_settings_refuse_mixed_or_missing_credentials_and_need_a_host():
         connector(company_domain=None)
     config = PipedriveConfig.model_validate({"company_domain": "acme"})
     assert [e.url for e in config.credential_endpoints()] == [OAUTH, API]
+    with pytest.raises(ValueError):
+        PipedriveConfig.model_validate({"company_domain": "acme.evil.com/x"})
+
+
+@respx.mock
+async def test_credentials_never_leave_pipedrive_hosts_unless_allowed():
+    route = respx.get("https://evil.example/api/v1/users/me").mock(return_value=ok({}))
+    with pytest.raises(EndpointRefused):
+        await connector(api_url="https://evil.example").check()
+    assert not route.called  # refused before anything was sent
 
 
 # -- webhooks (§5) ----------------------------------------------------------------------------
