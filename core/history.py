@@ -13,7 +13,7 @@ Every function takes the caller's session and never commits.
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -227,8 +227,13 @@ def deal_stages(session: Session, deal_id: int, *, now: datetime | None = None,
 def end_of_day(day: date, zone: str) -> datetime:
     """The first instant after `day` in `zone`, in UTC (a day's versions are those valid
     then)."""
+    if day == date.max:  # the last day there is: every version counts
+        return datetime.max.replace(tzinfo=UTC)
     after = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(zone))
-    return as_utc(after)
+    try:
+        return as_utc(after)
+    except OverflowError:  # past 9999-12-31 in UTC
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def deals_as_of(moment: datetime) -> Subquery:

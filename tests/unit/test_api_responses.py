@@ -131,6 +131,7 @@ CASES = [
     Case("GET", f"{V1}/metrics/pipeline"),
     Case("GET", f"{V1}/metrics/pipeline", params={"as_of": "2025-01-15"}),
     Case("GET", f"{V1}/metrics/pipeline", 422, params={"as_of": "yesterday"}),
+    Case("GET", f"{V1}/metrics/pipeline", params={"as_of": "9999-12-31"}),  # the last day
     *(Case("GET", f"{V1}/metrics/funnel", params={
         "start": "2024-12-01", "end": "2025-03-31", "group_by": group_by})
       for group_by in ("none", "owner", "team")),
@@ -141,6 +142,8 @@ CASES = [
                                                        "end": "2025-01-01"}),
     *(Case("GET", f"{V1}/metrics/forecast-accuracy", params={**PERIOD, "group_by": group_by})
       for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/forecast-accuracy", params={"start": "9999-01-01",
+                                                           "end": "9999-12-31"}),
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
       for group_by in ("none", "owner")),
