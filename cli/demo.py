@@ -37,7 +37,7 @@ from core.db import session_scope
 from core.goals import targets as goals
 from core.metrics import currency
 from core.metrics import definitions as metrics
-from core.models import Connection, User
+from core.models import Connection, Deal, User
 from core.queries import store_summary
 from workers.context import JobContext
 from workers.jobs import push_goals
@@ -164,15 +164,18 @@ def _demo_fx_rates(ctx: JobContext, settings: Settings, rates: dict[str, Decimal
 
 
 def _demo_goals(ctx: JobContext, settings: Settings) -> None:
-    """This quarter's bookings goal for every active rep (last quarter's bookings + 10%,
-    rounded up to 1,000), pushed into the sandbox's Sales_Goals module; the leaderboard."""
+    """This quarter's bookings goal for every active rep who owns deals (last quarter's
+    bookings + 10%, rounded up to 1,000; users who own none, such as an integration user,
+    get no goal), pushed into every CRM's goals; the leaderboard."""
     start, end = _this_quarter()
     last_end = start - timedelta(days=1)
     with session_scope(ctx.engine) as session:
         last = metrics.summary(session, start=date(last_end.year, last_end.month - 2, 1),
                                end=last_end, group_by=metrics.GroupBy.OWNER, settings=settings)
+        sellers = set(session.scalars(select(Deal.owner_email).where(
+            col(Deal.deleted_at).is_(None)).distinct()))
         active = {u.email for u in session.scalars(select(User).where(
-            col(User.active), col(User.deleted_at).is_(None))) if u.email}
+            col(User.active), col(User.deleted_at).is_(None))) if u.email and u.email in sellers}
     lines = ["owner_email,metric,period_start,period_end,target"]
     for row in last["data"]:
         if row["owner_email"] in active:

@@ -277,28 +277,36 @@ def test_a_push_reaches_both_crms_and_each_state_shows(world, browser):
     page.wait_for_url(re.compile(r"pushed=\d+"), timeout=120_000)
     headers = page.locator("table.push-status thead th").all_inner_texts()
     crms = headers[3:]
-    assert len(crms) == len(world.connections) == 2
+    assert len(crms) == len(world.connections) >= 2  # every CRM of the demo
     lines = page.locator("table.push-status tbody tr").evaluate_all(
         "rows => rows.map(r => [...r.querySelectorAll('td.push')].map(c => c.classList[1]))")
-    assert lines and all(line == ["pushed", "pushed"] for line in lines), lines
+    # Salesforce keeps quotas per forecast period (a quarter in the demo org): a monthly
+    # goal is refused there, with its reason (docs/salesforce.md); every other CRM takes it
+    expected = ["failed" if crm.startswith("Salesforce") else "pushed" for crm in crms]
+    assert lines and all(line == expected for line in lines), (crms, lines)
     goals = world.api.get("/api/v1/goals", params={"person_id": world.rep,
                                                      "metric": "bookings"}).json()["data"]
+    refused = {cid for name, cid in world.connections.items() if name == "salesforce"}
     for goal in goals:
-        assert {p["status"] for p in goal["push"]} <= {"inserted", "updated", "unchanged"}
+        assert {p["status"] for p in goal["push"] if p["connection_id"] not in refused} <= {
+            "inserted", "updated", "unchanged"}
+        assert all(p["status"] == "error" and p["error"] for p in goal["push"]
+                   if p["connection_id"] in refused)
         assert {p["connection_id"] for p in goal["push"]} == set(world.connections.values())
     shoot(page, "goals-en")
     page.click("a.lang")
     page.wait_for_load_state()
     assert page.locator("h1").inner_text().startswith("成交额目标：第")
     assert set(page.locator("table.push-status td.push span.badge").all_inner_texts()) == \
-        {"已推送"}
+        {"已推送"} | ({"失败"} if refused else set())
     shoot(page, "goals-zh")
     # changed since: pending again until the next push
     page.fill(cell(world, world.months[0]), "40000")
     page.click("button[value=save]")
     page.wait_for_url(re.compile(r"saved=1"))
     first_line = page.locator("table.push-status tbody tr").first.locator("td.push")
-    assert first_line.evaluate_all("cs => cs.map(c => c.classList[1])") == ["pending"] * 2
+    assert first_line.evaluate_all("cs => cs.map(c => c.classList[1])") == [  # a failure stays
+        "failed" if state == "failed" else "pending" for state in expected]   # until the next push
     page.context.close()
 
 
