@@ -172,7 +172,7 @@ def _demo_goals(ctx: JobContext, settings: Settings) -> None:
     with session_scope(ctx.engine) as session:
         last = metrics.summary(session, start=date(last_end.year, last_end.month - 2, 1),
                                end=last_end, group_by=metrics.GroupBy.OWNER, settings=settings)
-        sellers = set(session.scalars(select(Deal.owner_email).where(
+        sellers = set(session.scalars(select(col(Deal.owner_email)).where(
             col(Deal.deleted_at).is_(None)).distinct()))
         active = {u.email for u in session.scalars(select(User).where(
             col(User.active), col(User.deleted_at).is_(None))) if u.email and u.email in sellers}
