@@ -35,8 +35,11 @@ from core.accounts import AccountError, LinkPurpose, Role
 from core.config import Settings, get_settings
 from core.db import session_scope
 from core.goals import targets as goals
+from core.incentives import periods, statements
+from core.incentives.calendar import period_of
 from core.metrics import currency
 from core.metrics import definitions as metrics
+from core.metrics.periods import today
 from core.models import Connection, Deal, User
 from core.queries import store_summary
 from workers.context import JobContext
@@ -94,7 +97,7 @@ def demo(
             # rates as soon as the home currency is known: a CRM whose deals carry no rate
             # (converted with the FX table when stored, core.store) needs them for its sync
             _demo_fx_rates(ctx, settings, rates)
-        _demo_goals(ctx, settings)
+        _demo_plan(ctx, settings, *_demo_goals(ctx, settings))
         key = create_api_key(ctx, "demo admin", ["admin"])
         base = f"http://127.0.0.1:{port}"
         console.print(f"\nadmin API key (shown once): [bold]{key}[/bold]\n")
@@ -163,10 +166,11 @@ def _demo_fx_rates(ctx: JobContext, settings: Settings, rates: dict[str, Decimal
                     Decimal("1e-10")))
 
 
-def _demo_goals(ctx: JobContext, settings: Settings) -> None:
+def _demo_goals(ctx: JobContext, settings: Settings) -> tuple[list[str], str]:
     """This quarter's bookings goal for every active rep who owns deals (last quarter's
     bookings + 10%, rounded up to 1,000; users who own none, such as an integration user,
-    get no goal), pushed into every CRM's goals; the leaderboard."""
+    get no goal), pushed into every CRM's goals; the leaderboard. Returns the reps' emails and
+    the reporting currency."""
     start, end = _this_quarter()
     last_end = start - timedelta(days=1)
     with session_scope(ctx.engine) as session:
@@ -200,6 +204,36 @@ def _demo_goals(ctx: JobContext, settings: Settings) -> None:
             share = f"{row['attainment'] * 100:.1f} %" if row["attainment"] is not None else ""
             table.add_row(row["owner_name"] or row["owner_email"], f"{row['bookings']:,.2f}",
                           f"{row['goal']:,.2f}", share)
+    console.print(table)
+    return [line.split(",")[0] for line in lines[1:]], str(board["currency"])
+
+
+def _demo_plan(ctx: JobContext, settings: Settings, reps: list[str], currency: str) -> None:
+    """A commission plan for the reps with a goal (docs/incentives.md): quota from their
+    goal, marginal tiers with an accelerator above quota, a SPIFF on new business; this
+    quarter's statements."""
+    if not reps:
+        return
+    start, _ = _this_quarter()
+    period = period_of("quarter", start, settings.fiscal_year_start_month)
+    document = "\n".join([
+        "key: demo-sales", "name: Demo sales plan",
+        "members: {people: [" + ", ".join(reps) + "]}",
+        f"effective: {{from: {start.isoformat()}}}", "period: quarter",
+        f"currency: {currency}", "quota: goal",
+        "tiers:", "  - {to: 0.5, rate: 0.03}", "  - {to: 1.0, rate: 0.06}",
+        "  - {rate: 0.10}", "clawback_days: 90", ""])
+    with session_scope(ctx.engine) as session:
+        statements.save_plan(session, document)
+        periods.record_adjustments(session, settings, today=today(settings))
+        data = statements.statements(session, settings, period)
+    table = Table(title=f"commissions {period.label}, plan demo-sales ({len(data)} reps)")
+    for column in ("rep", "credited", "attainment", "payout"):
+        table.add_column(column, justify="left" if column == "rep" else "right")
+    for item in sorted(data, key=lambda s: -s["payout"])[:10]:
+        share = f"{item['attainment'] * 100:.1f} %" if item["attainment"] is not None else ""
+        table.add_row(str(item["name"] or item["email"]), f"{item['measure']:,.2f}", share,
+                      f"{item['payout']:,.2f} {item['currency']}")
     console.print(table)
 
 
@@ -236,8 +270,8 @@ def _demo_user(session: Session, email: str, role: Role, *, name: str = "",
 
 
 def _this_quarter() -> tuple[date, date]:
-    today = date.today()
-    first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    now = date.today()
+    first = date(now.year, 3 * ((now.month - 1) // 3) + 1, 1)
     after = date(first.year + (first.month == 10), (first.month + 2) % 12 + 1, 1)
     return first, after - timedelta(days=1)
 

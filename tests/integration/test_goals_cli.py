@@ -1,6 +1,8 @@
 """`crmsync goals ...` and the demo's goals, as a user runs them (own process, fresh directory)."""
 
+import json
 import re
+from decimal import Decimal
 
 from connectors.registry import sandboxes
 from tests.integration.test_cli import crmsync
@@ -19,6 +21,18 @@ def test_demo_sets_and_pushes_goals_then_the_goals_commands(tmp_path):
     assert "error" not in out.split("pushed to the CRMs")[1].split("leaderboard")[0], out
     assert all(int(i) + int(s or 0) == int(found.group(3)) != 0 for i, s in pushed)
     assert "leaderboard" in demo.stdout and "attainment" in demo.stdout
+
+    # the demo's commission plan: the top payout it prints is the statements' largest
+    shown = re.search(r"commissions (\S+), plan demo-sales \((\d+) reps\)", out)
+    assert shown is not None, demo.stdout
+    top = re.search(r"commissions .*? payout .*?│ [^│]+ │ [^│]+ │ [^│]+ │ ([\d,.]+) ", out)
+    assert top is not None, out
+    listed = crmsync(tmp_path, "statements", "show", "--period", shown.group(1),
+                     "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    payouts = [Decimal(str(s["payout"])) for s in json.loads(listed.stdout)["data"]]
+    assert len(payouts) == int(shown.group(2)) == int(found.group(3))
+    assert max(payouts) == Decimal(top.group(1).replace(",", "")) > 0
 
     again = crmsync(tmp_path, "goals", "push")  # nothing changed: no CRM call is needed
     assert again.returncode == 0, again.stderr
