@@ -34,12 +34,13 @@ def fresh_database(kind: str, prefix: str) -> str:
     return url
 
 
-def start_sandbox(provider: str, deals: int, *options: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`crmsync sandbox <provider>` with `deals` deals (seed 1) on a free port: (process, URL)."""
+def start_sandbox(provider: str, deals: int, *options: str,
+                  seed: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    """`crmsync sandbox <provider>` with `deals` deals of `seed` on a free port: (process, URL)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "sandbox", provider, "--port", str(port),
-         "--deals", str(deals), "--seed", "1", *options],
+         "--deals", str(deals), "--seed", str(seed), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -13,38 +13,13 @@ sync, printing wall time, deals/s and API calls of each.
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
 
+from tests.bench import common
 from tests.bench.common import fresh_database
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_sandbox(deals: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "sandbox", "salesforce", "--port",
-                             str(port), "--deals", str(deals), "--seed", "7"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_sandbox/stats", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("the sandbox did not start")
 
 
 async def bench(db: str, deals: int, window_days: int) -> dict[str, Any]:
@@ -53,7 +28,7 @@ async def bench(db: str, deals: int, window_days: int) -> dict[str, Any]:
     from core.models import Connection, SyncRun
     from tests.integration.zoho_helpers import make_context, sync
 
-    proc, sandbox = start_sandbox(deals)
+    proc, sandbox = common.start_sandbox("salesforce", deals, seed=7)
     try:
         url = fresh_database(db, "sfbench")
         engine = make_engine(url)
