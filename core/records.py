@@ -170,6 +170,11 @@ class GoalOut:
     period_end: date
     target: Decimal
     currency: str | None
+    previous_remote_id: str | None = None
+    """The CRM record this goal was last pushed to on this connection (None: never). A CRM
+    that finds a goal's record by a natural key (owner, period) rather than by `key` uses
+    it to remove the old record when the goal's owner or period moved; not part of the
+    goal's content (core.goals.push.content_hash)."""
 
 
 @dataclass(slots=True)

@@ -65,6 +65,13 @@ async def push_goals(client: SalesforceClient, goals: Sequence[GoalOut],
             else:
                 targets[goal.goal_id] = target
     existing = await _existing(client, list(targets.values()))
+    # A quota is found by its natural key (owner, start, forecasting type): a goal whose
+    # owner or period moved gets a quota at the new key, and its old quota goes.
+    live = {g.goal_id: g for g in goals}
+    moved = [GoalDeletion(g, live[g].key, str(live[g].previous_remote_id))
+             for g, t in targets.items()
+             if live[g].previous_remote_id
+             and existing.get((t.owner, t.start, t.type_id)) != live[g].previous_remote_id]
     creates = [(g, t) for g, t in targets.items()
                if (t.owner, t.start, t.type_id) not in existing]
     updates = [(g, t, existing[(t.owner, t.start, t.type_id)]) for g, t in targets.items()
@@ -83,18 +90,29 @@ async def push_goals(client: SalesforceClient, goals: Sequence[GoalOut],
         results += [_result(g, quota_id, a, PushStatus.UPDATED)
                     for (g, _, quota_id), a in zip(chunk3, _answers(answers, len(chunk3)),
                                                    strict=True)]
-    for gone in _chunks(list(deletions)):
+    for deletion, error in await _delete(client, list(deletions)):
+        results.append(PushResult(deletion.goal_id, PushStatus.ERROR if error
+                                  else PushStatus.DELETED, deletion.remote_id, error))
+    failed = {d.goal_id: error for d, error in await _delete(client, moved) if error}
+    return [PushResult(r.goal_id, PushStatus.ERROR, r.remote_id,
+                       f"the goal's quota moved to a new owner or period; its old quota "
+                       f"could not be deleted: {failed[r.goal_id]}")
+            if r.goal_id in failed and r.status != PushStatus.ERROR else r for r in results]
+
+
+async def _delete(client: SalesforceClient, deletions: list[GoalDeletion]
+                  ) -> list[tuple[GoalDeletion, str | None]]:
+    """Delete these quotas: each with None, or the error why it stays (one already gone
+    counts as deleted)."""
+    done: list[tuple[GoalDeletion, str | None]] = []
+    for gone in _chunks(deletions):
         answers = await client.data("DELETE", "/composite/sobjects", params={
             "ids": ",".join(d.remote_id for d in gone), "allOrNone": "false"})
         for deletion, answer in zip(gone, _answers(answers, len(gone)), strict=True):
             codes = {str(e.get("statusCode")) for e in answer.get("errors") or []}
-            if answer.get("success") or codes & {NOT_FOUND, ENTITY_IS_DELETED}:
-                results.append(PushResult(deletion.goal_id, PushStatus.DELETED,
-                                          deletion.remote_id))
-            else:
-                results.append(PushResult(deletion.goal_id, PushStatus.ERROR,
-                                          deletion.remote_id, _error_text(answer)))
-    return results
+            ok = answer.get("success") or codes & {NOT_FOUND, ENTITY_IS_DELETED}
+            done.append((deletion, None if ok else _error_text(answer)))
+    return done
 
 
 def _chunks(items: list[Any]) -> list[list[Any]]:

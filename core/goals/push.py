@@ -104,7 +104,8 @@ def plan_push(session: Session, connection_id: int, settings: Settings, *,
                                            previous.remote_id if previous else None, str(exc)))
             continue
         out = GoalOut(gid, goal_key(gid), email, remote_id, name, goal.metric,
-                      goal.period_start, goal.period_end, target, currency)
+                      goal.period_start, goal.period_end, target, currency,
+                      previous.remote_id if previous else None)
         plan.live.append(out)
         digest = content_hash(out)
         if previous is not None and previous.pushed_hash == digest and previous.status in KEPT \

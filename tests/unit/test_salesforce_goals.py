@@ -86,6 +86,36 @@ async def test_quotas_are_upserted_idempotently_updated_in_place_and_deleted(app
     assert str(made[2].remote_id) not in quotas and len(quotas) == 2
 
 
+async def test_a_goal_moved_to_another_owner_or_period_leaves_no_old_quota(app):
+    """Quotas are found by owner, start and forecasting type: a goal whose owner or period
+    changed gets a quota at its new key and its previous quota (GoalOut.previous_remote_id,
+    from the last push) is deleted, so Salesforce never keeps a stale one."""
+    state = state_of(app)
+    source = connector(app)
+    ann, bob = (record_id("reps", r.id) for r in state.company.reps[1:3])
+    [first] = await source.push_goals([goal(1, ann, "50000")], [])
+    assert first.status == "inserted" and len(state.quotas) == 1
+
+    moved = goal(1, bob, "50000")
+    moved.previous_remote_id = str(first.remote_id)
+    [second] = await source.push_goals([moved], [])
+    assert second.status == "inserted" and second.remote_id != first.remote_id
+    assert list(state.quotas) == [str(second.remote_id)]
+    assert state.quotas[str(second.remote_id)]["QuotaOwnerId"] == bob
+
+    later = goal(1, bob, "50000", period=(date(2026, 4, 1), date(2026, 6, 30)))
+    later.previous_remote_id = str(second.remote_id)
+    [third] = await source.push_goals([later], [])
+    assert third.status == "inserted" and list(state.quotas) == [str(third.remote_id)]
+    assert state.quotas[str(third.remote_id)]["StartDate"] == date(2026, 4, 1)
+
+    same = goal(1, bob, "60000", period=(date(2026, 4, 1), date(2026, 6, 30)))
+    same.previous_remote_id = str(third.remote_id)  # same key: updated in place, kept
+    [fourth] = await source.push_goals([same], [])
+    assert (fourth.status, fourth.remote_id) == ("updated", third.remote_id)
+    assert list(state.quotas) == [str(third.remote_id)]
+
+
 async def test_the_documented_rules_come_back_per_goal(app):
     state = state_of(app)
     source = connector(app)
