@@ -1,17 +1,26 @@
-"""What the benchmarks share: a fresh, migrated database of their own, and a sandbox in a
-process of its own."""
+"""What the benchmarks share: a fresh, migrated database of their own, a sandbox in a
+process of its own, a job context with a connection, and a timed sync."""
 
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from connectors.sandbox.server import free_port
-from core.db import make_engine, upgrade
+from core import store
+from core.config import Settings
+from core.db import make_engine, session_scope, upgrade
+from core.models import Connection, SyncRun
+from core.security import SecretBox
+from workers.context import JobContext
+from workers.jobs import sync_connection
 
 PG_URL = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -52,3 +61,36 @@ def start_sandbox(provider: str, deals: int, *options: str,
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("the sandbox did not start")
+
+
+def bench_context(url: str) -> JobContext:
+    """A job context on the store at `url` with a fresh key; sandboxes on 127.0.0.1 allowed."""
+    key = Fernet.generate_key().decode()
+    return JobContext(settings=Settings(database_url=url, secret_key=key,
+                                        allow_endpoints="127.0.0.1"),
+                      engine=make_engine(url), secrets=SecretBox(key))
+
+
+def add_connection(ctx: JobContext, provider: str, config: Mapping[str, Any],
+                   secrets: Mapping[str, Any]) -> int:
+    """A connection named "bench" with its secrets sealed: its id."""
+    with session_scope(ctx.engine) as session:
+        connection = Connection(provider=provider, name="bench", config=dict(config),
+                                secrets_encrypted=ctx.secrets.seal(dict(secrets)))
+        session.add(connection)
+        session.flush()
+        return int(connection.id or 0)
+
+
+async def timed_sync(ctx: JobContext, connection_id: int, mode: str) -> tuple[float, SyncRun]:
+    """One sync job of `mode`, timed: (seconds, its succeeded run)."""
+    with session_scope(ctx.engine) as session:
+        run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
+    started = time.perf_counter()
+    await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode)
+    took = time.perf_counter() - started
+    with session_scope(ctx.engine) as session:
+        run = session.get(SyncRun, run_id)
+        assert run is not None and run.status == "succeeded", run and run.error
+        session.expunge(run)
+    return took, run

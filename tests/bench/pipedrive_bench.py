@@ -12,21 +12,19 @@ prints its time and API calls.
 import argparse
 import asyncio
 import math
-import time
 from decimal import Decimal
 
 import httpx
-from cryptography.fernet import Fernet
 
-from core import store
-from core.config import Settings
-from core.db import make_engine, session_scope
+from core.db import session_scope
 from core.metrics.currency import set_rate
-from core.models import Connection, SyncRun
-from core.security import SecretBox
-from tests.bench.common import fresh_database, start_sandbox
-from workers.context import JobContext
-from workers.jobs import sync_connection
+from tests.bench.common import (
+    add_connection,
+    bench_context,
+    fresh_database,
+    start_sandbox,
+    timed_sync,
+)
 
 # users/me, users (twice: the users stream and the owners), dealFields, organizationFields,
 # pipelines, stages, deleted deals
@@ -34,46 +32,27 @@ METADATA_CALLS = 8
 RATES = {"EUR": "0.92", "GBP": "0.79", "CNY": "7.10", "JPY": "150.25"}
 
 
-async def timed_sync(ctx: JobContext, connection_id: int, mode: str) -> tuple[float, int]:
-    with session_scope(ctx.engine) as session:
-        run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
-    started = time.perf_counter()
-    await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode)
-    elapsed = time.perf_counter() - started
-    with session_scope(ctx.engine) as session:
-        run = session.get(SyncRun, run_id)
-        assert run is not None and run.status == "succeeded", run and run.error
-        return elapsed, int(run.api_calls or 0)
-
-
 async def bench(kind: str, deals: int) -> None:
     proc, url = start_sandbox("pipedrive", deals)
     try:
-        db_url = fresh_database(kind, "pipedrive_bench")
-        key = Fernet.generate_key().decode()
-        settings = Settings(database_url=db_url, secret_key=key,
-                            allow_endpoints=url.split("//")[1])
-        engine = make_engine(db_url)
-        ctx = JobContext(settings=settings, engine=engine, secrets=SecretBox(key))
-        with session_scope(engine) as session:
+        ctx = bench_context(fresh_database(kind, "pipedrive_bench"))
+        with session_scope(ctx.engine) as session:
             for code, per_usd in RATES.items():
                 set_rate(session, code, Decimal(1) / Decimal(per_usd))
-            connection = Connection(
-                provider="pipedrive", name="bench",
-                config={"api_url": url, "oauth_url": url, "burst_limit": 80},
-                secrets_encrypted=ctx.secrets.seal({"api_token": "sandbox-api-token"}))
-            session.add(connection)
-            session.flush()
-            connection_id = int(connection.id or 0)
-        full, calls = await timed_sync(ctx, connection_id, "full")
+        connection_id = add_connection(
+            ctx, "pipedrive", {"api_url": url, "oauth_url": url, "burst_limit": 80},
+            {"api_token": "sandbox-api-token"})
+        full, run = await timed_sync(ctx, connection_id, "full")
+        calls = run.api_calls
         pages = math.ceil(deals / 500) + math.ceil(max(20, deals // 10) / 500)
         print(f"{kind}: full sync of {deals:,} deals: {full:.1f} s, {deals / full:,.0f} deals/s, "
               f"{calls} API calls (record pages {pages} + metadata {METADATA_CALLS})")
         async with httpx.AsyncClient(timeout=60) as client:
             await client.post(f"{url}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2})
-        incremental, calls = await timed_sync(ctx, connection_id, "incremental")
+        incremental, run = await timed_sync(ctx, connection_id, "incremental")
+        calls = run.api_calls
         print(f"{kind}: incremental after 1% changed: {incremental:.2f} s, {calls} API calls")
-        engine.dispose()
+        ctx.engine.dispose()
     finally:
         proc.kill()
 

@@ -13,33 +13,22 @@ sync, printing wall time, deals/s and API calls of each.
 import argparse
 import asyncio
 import os
-import time
 from typing import Any
 
 import httpx
 
+from connectors.salesforce.sandbox import SANDBOX
 from tests.bench import common
 from tests.bench.common import fresh_database
 
 
 async def bench(db: str, deals: int, window_days: int) -> dict[str, Any]:
-    from connectors.salesforce.sandbox import SANDBOX
-    from core.db import make_engine, session_scope
-    from core.models import Connection, SyncRun
-    from tests.integration.zoho_helpers import make_context, sync
-
     proc, sandbox = common.start_sandbox("salesforce", deals, seed=7)
     try:
-        url = fresh_database(db, "sfbench")
-        engine = make_engine(url)
-        ctx = make_context(engine, url)
-        with session_scope(engine) as session:
-            connection = Connection(provider="salesforce", name="bench",
-                                    config={**SANDBOX.config(sandbox), "window_days": window_days},
-                                    secrets_encrypted=ctx.secrets.seal(dict(SANDBOX.secrets)))
-            session.add(connection)
-            session.flush()
-            connection_id = int(connection.id or 0)
+        ctx = common.bench_context(fresh_database(db, "sfbench"))
+        connection_id = common.add_connection(
+            ctx, "salesforce", {**SANDBOX.config(sandbox), "window_days": window_days},
+            SANDBOX.secrets)
         out: dict[str, Any] = {}
         for mode in ("full", "incremental"):
             if mode == "incremental":
@@ -47,14 +36,9 @@ async def bench(db: str, deals: int, window_days: int) -> dict[str, Any]:
                     changed = await http.post(f"{sandbox}/_sandbox/mutate",
                                               json={"fraction": 0.01, "seed": 1})
                     changed.raise_for_status()
-            started = time.perf_counter()
-            run_id = await sync(ctx, connection_id, mode)
-            elapsed = time.perf_counter() - started
-            with session_scope(engine) as session:
-                run = session.get(SyncRun, run_id)
-                assert run is not None and run.status == "succeeded", run and run.error
-                out[mode] = (elapsed, run.api_calls)
-        engine.dispose()
+            elapsed, run = await common.timed_sync(ctx, connection_id, mode)
+            out[mode] = (elapsed, run.api_calls)
+        ctx.engine.dispose()
         return out
     finally:
         proc.terminate()
