@@ -29,8 +29,8 @@ from starlette.routing import Route
 
 from connectors import registry
 from connectors.base import (
-    STREAMS,
     AccountRecord,
+    ActivityRecord,
     Channel,
     DealRecord,
     GoalDeletion,
@@ -48,7 +48,7 @@ from core.errors import SourceError
 from tests.contract.conftest import SANDBOX, Case
 
 RECORD_TYPES = {"users": UserRecord, "stages": StageRecord, "accounts": AccountRecord,
-                "deals": DealRecord}
+                "deals": DealRecord, "activities": ActivityRecord}
 
 
 async def pages(source: Any, stream: str, cursor: dict[str, Any] | None) -> list[Page]:
@@ -96,7 +96,7 @@ async def test_check_reports_the_home_currency_and_counts_its_calls(case, app):
 async def test_every_stream_reads_normalized_records_with_json_cursors(case, app):
     source = case.connector(app)
     await source.check()
-    for stream in STREAMS:  # (metadata read by check() may be reused: no call needed)
+    for stream in registry.streams_of(case.provider):  # (metadata read by check() may be reused)
         collected = await pages(source, stream, None)
         for page in collected:
             if page.cursor is not None:
@@ -108,7 +108,7 @@ async def test_every_stream_reads_normalized_records_with_json_cursors(case, app
                 assert modified is None or (isinstance(modified, datetime)
                                             and modified.utcoffset() is not None)
             for deletion in page.deletions:
-                assert deletion.entity in ("accounts", "deals")
+                assert deletion.entity in ("accounts", "deals", "activities")
                 assert deletion.deleted_at.utcoffset() is not None
         if stream in RECORD_TYPES:
             assert ids(collected), f"{case.provider}: no {stream}"
