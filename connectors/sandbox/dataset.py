@@ -244,8 +244,9 @@ class Company:
 
     def pool(self, entity: Entity) -> dict[str, Any]:
         """The live records of `entity` by id."""
-        return {"deals": self.deals, "accounts": self.accounts,
-                "activities": self.activities}[entity]
+        pools: dict[str, dict[str, Any]] = {
+            "deals": self.deals, "accounts": self.accounts, "activities": self.activities}
+        return pools[entity]
 
     def index(self, entity: Entity, order: SortField,
               kind: ActivityKind | None = None) -> SortedIndex[Any]:
