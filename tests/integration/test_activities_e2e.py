@@ -131,7 +131,8 @@ async def test_zoho_activities_full_then_incremental(engine, db_url, company):
         assert rows[added.id]["deal_remote_id"] == deal_id
         assert rows[tasks[0]]["done"] is True and rows[tasks[0]]["completed_at"] is not None
 
-        # a full sync tombstones what the CRM no longer lists (a purge past §3's window)
+        # a full sync tombstones what the CRM no longer lists (a purge past the window of
+        # the deleted list, docs/vendors/zoho.md §3)
         company.activities.pop(calls[2])
         company.refresh()
         assert run_row(engine, await sync(ctx, connection_id, "full")).status == "succeeded"
