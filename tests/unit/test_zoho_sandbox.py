@@ -592,3 +592,39 @@ async def test_stage_history_related_list(api: Api) -> None:
                                     "more_records": len(names) > 1}
     assert (await api.get("/crm/v8/Deals/1/Stage_History", fields="Stage")).status_code == 204
     error(await api.get("/crm/v8/Deals/x1/Stage_History", fields="Stage"), 400, "INVALID_DATA")
+
+
+@pytest.mark.asyncio
+async def test_calls_events_and_tasks_serve_their_own_activities(api: Api) -> None:
+    """docs/vendors/zoho.md §14: one module per kind, What_Id with $se_module; the deleted
+    list of each module holds its own kind only."""
+    company = api.state.company
+    for module, kind in (("Calls", "call"), ("Events", "meeting"), ("Tasks", "task")):
+        rows, token = [], None
+        while True:
+            params = {"fields": "Owner,What_Id,Modified_Time", "per_page": 200,
+                      **({"page_token": token} if token else {})}
+            body = (await api.get(f"/crm/v8/{module}", **params)).json()
+            rows += body["data"]
+            token = body["info"]["next_page_token"]
+            if not body["info"]["more_records"]:
+                break
+        want = {i for i, a in company.activities.items() if a.kind == kind}
+        assert {r["id"] for r in rows} == want, module
+        for row in rows:
+            activity = company.activities[row["id"]]
+            assert row["$se_module"] == ("Deals" if activity.deal_id else
+                                         "Accounts" if activity.account_id else None)
+            assert (row["What_Id"] or {}).get("id") == (activity.deal_id or activity.account_id)
+    call = next(i for i, a in company.activities.items() if a.kind == "call")
+    company.delete_activity(call)
+    deleted = (await api.get("/crm/v8/Calls/deleted", type="all")).json()["data"]
+    assert call in {d["id"] for d in deleted}
+    events = await api.get("/crm/v8/Events/deleted", type="all")
+    assert events.status_code == 204 or call not in {d["id"] for d in events.json()["data"]}
+    held = next(a for a in company.activities.values() if a.kind == "call" and a.done)
+    row = (await api.get("/crm/v8/Calls", ids=held.id, fields="Call_Start_Time,"
+                         "Call_Duration_in_seconds,Outgoing_Call_Status")).json()["data"][0]
+    assert parse(row["Call_Start_Time"]) == held.start
+    assert row["Call_Duration_in_seconds"] == held.duration_seconds
+    assert row["Outgoing_Call_Status"] in (None, "Completed")  # inbound calls have none
