@@ -25,7 +25,7 @@ from connectors.base import (
     WebhookRequest,
     WebhookSecrets,
 )
-from connectors.hubspot import mapping, notifications
+from connectors.hubspot import history, mapping, notifications
 from connectors.hubspot.client import HubSpotClient, HubSpotConfig, HubSpotError, HubSpotSecrets
 from connectors.hubspot.goals import push_goals as goals_push
 from connectors.hubspot.sandbox import SANDBOX
@@ -42,7 +42,7 @@ from connectors.hubspot.wire import (
     parse_time,
 )
 from core.errors import ConfigError
-from core.records import DeletedEntity, Deletion
+from core.records import DeletedEntity, Deletion, StageChangeRecord
 
 log = logging.getLogger("crmsync.hubspot")
 
@@ -78,6 +78,19 @@ class HubSpotConnector(HubSpotClient):
         self, payloads: Sequence[Mapping[str, Any]]
     ) -> list[tuple[str, Page]]:
         return await notifications.resolve(self, payloads)
+
+    # -- stage history (§11, connectors/hubspot/history.py) ---------------------
+
+    stage_history_batch: ClassVar[int] = history.BATCH
+
+    async def read_stage_history(self, deal_remote_ids: Sequence[str]) -> list[StageChangeRecord]:
+        return await history.read(self, deal_remote_ids)
+
+    # -- links (§12) -----------------------------------------------------------
+
+    @classmethod
+    def deal_url(cls, config: BaseModel, remote_id: str) -> str | None:
+        return config.deal_url(remote_id) if isinstance(config, HubSpotConfig) else None
 
     # -- goal push (§9, connectors/hubspot/goals.py) ---------------------------
 

@@ -24,6 +24,11 @@ SEARCH_LIMIT = 200  # §3
 SEARCH_CAP = 10_000  # §3: results one search query can page through; past it: 400
 SEARCH_PER_SECOND = 5  # §3: per account
 BATCH_LIMIT = 100  # §2, §9: inputs per batch call
+HISTORY_BATCH_LIMIT = 50  # §11: inputs per batch read asking for property histories
+HISTORY_LIMIT_MESSAGE = ("The maximum number of inputs supported in a batch request for "
+                         "property histories is 50")  # §11
+APP_URL = "https://app.hubspot.com"  # §12: the web app (EU accounts: app-eu1.hubspot.com)
+DEAL_TYPE_ID = "0-3"  # §12: the object type id of deals in record URLs
 MAX_FILTER_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18  # §3
 MAX_SEARCH_BODY = 3000  # §3: characters
 BURST_WINDOW = 10.0  # §7: seconds of the burst limit

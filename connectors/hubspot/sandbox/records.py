@@ -1,19 +1,23 @@
 """The HubSpot sandbox's read API (docs/vendors/hubspot.md): owners (§4), pipelines (§5),
-currencies (§6), object lists and archived lists (§2, §10), batch read (§2), search (§3),
-deal-to-company associations (§2) and merges (§10)."""
+currencies (§6), object lists and archived lists (§2, §10), batch read (§2) with property
+histories (§11), search (§3), deal-to-company associations (§2), merges (§10), and the web
+app's deal record pages (§12)."""
 
 import json
 import time
+from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from connectors.hubspot.sandbox.errors import json_response, not_found, validation
 from connectors.hubspot.sandbox.state import HubSpotState
-from connectors.hubspot.sandbox.wire import OPERATORS, matcher
+from connectors.hubspot.sandbox.wire import OPERATORS, matcher, stage_label
 from connectors.hubspot.wire import (
     BATCH_LIMIT,
+    HISTORY_BATCH_LIMIT,
+    HISTORY_LIMIT_MESSAGE,
     LIST_LIMIT,
     MAX_FILTER_GROUPS,
     MAX_FILTERS,
@@ -149,6 +153,11 @@ async def batch_read(request: Request, state: HubSpotState) -> Response:
     if not isinstance(inputs, list) or not inputs or len(inputs) > BATCH_LIMIT:
         raise validation(f"inputs must hold 1 to {BATCH_LIMIT} objects")
     wanted = body.get("properties") if isinstance(body.get("properties"), list) else None
+    history = body.get("propertiesWithHistory") or []
+    if not isinstance(history, list) or not all(isinstance(n, str) for n in history):
+        raise validation("propertiesWithHistory must be a list of property names")
+    if history and len(inputs) > HISTORY_BATCH_LIMIT:
+        raise validation(HISTORY_LIMIT_MESSAGE)  # §11
     results, missing = [], []
     for item in inputs:
         object_id = str(item.get("id")) if isinstance(item, dict) else ""
@@ -156,7 +165,7 @@ async def batch_read(request: Request, state: HubSpotState) -> Response:
         if record is None:
             missing.append(object_id)
         else:
-            results.append(state.wire.record(record, wanted))
+            results.append(state.wire.record(record, wanted, history=history))
     now = iso_ms_now()
     answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now,
                               "completedAt": now}
@@ -288,3 +297,23 @@ async def merge(request: Request, state: HubSpotState) -> Response:
         raise validation("primaryObjectId and objectIdToMerge are required")
     record = state.merge(entity, str(primary), str(merged))
     return json_response(state.wire.record(record, None, isinstance(record, Deal)))
+
+
+# ---- the web app's record pages (§12) ----------------------------------------------------
+
+async def deal_page(request: Request, state: HubSpotState) -> Response:
+    """GET /contacts/{portalId}/record/0-3/{dealId}: the deal's record page in HubSpot's web
+    app, so the dashboard's links lead somewhere. Real HubSpot asks the browser to sign in
+    first; the sandbox shows a plain page with the deal's name, stage and amount."""
+    deal = state.company.deals.get(str(request.path_params["object_id"]))
+    if str(request.path_params["portal_id"]) != str(state.portal_id) or deal is None:
+        return HTMLResponse("<!doctype html><title>HubSpot</title><p>Record not found.",
+                            status_code=404)
+    stage = state.company.stage_by_id[deal.stage_id]
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8><title>"
+        f"{escape(deal.name)} - HubSpot (sandbox)</title></head><body>"
+        f"<h1>{escape(deal.name)}</h1><dl><dt>Record ID</dt><dd>{escape(deal.id)}</dd>"
+        f"<dt>Deal stage</dt><dd>{escape(stage_label(stage))}</dd><dt>Amount</dt>"
+        f"<dd>{deal.amount} {escape(deal.currency)}</dd><dt>Close date</dt>"
+        f"<dd>{deal.close_date.isoformat()}</dd></dl></body></html>")

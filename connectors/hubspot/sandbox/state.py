@@ -23,6 +23,7 @@ SANDBOX_TOKEN = "pat-na1-sandbox-private-app-token"
 SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
 SANDBOX_REFRESH_TOKEN = "na1-sandbox-refresh-token"
+SANDBOX_PORTAL_ID = 62515  # the Hub ID of HubSpot's own examples (§8)
 ALL_SCOPES = frozenset({"crm.objects.deals.read", "crm.objects.companies.read",
                         "crm.objects.owners.read", "settings.currencies.read",
                         "crm.objects.goals.read", "crm.objects.goals.write", "oauth"})
@@ -42,7 +43,7 @@ class HubSpotState:
     client_secret: str = SANDBOX_CLIENT_SECRET
     refresh_token: str = SANDBOX_REFRESH_TOKEN
     token_ttl: int = TOKEN_TTL
-    portal_id: int = 62515
+    portal_id: int = SANDBOX_PORTAL_ID
     app_id: int = 54321
     scopes: frozenset[str] = ALL_SCOPES
     burst_limit: int = 190

@@ -124,8 +124,11 @@ class Wire:
                 else self.company_properties(record))
 
     def record(self, record: Deal | Account, wanted: list[str] | None,
-               associations: bool = False) -> dict[str, Any]:
-        """§2: only the asked properties (default: the object's default set)."""
+               associations: bool = False, history: list[str] | None = None
+               ) -> dict[str, Any]:
+        """§2: only the asked properties (default: the object's default set); §11 the
+        histories of `history` (a deal's dealstage: its stage path; others: the current
+        value as set at the last modification)."""
         every = self.properties(record)
         names = wanted or ["createdate", MODIFIED, OBJECT_ID,
                            *(["dealname", "amount", "dealstage", "pipeline", "closedate"]
@@ -134,11 +137,32 @@ class Wire:
             "id": record.id, "properties": {n: every.get(n) for n in names},
             "createdAt": iso_ms(record.created_at), "updatedAt": iso_ms(record.modified_at),
             "archived": False}
+        if history:
+            out["propertiesWithHistory"] = {n: self.history(record, n) for n in history}
         if associations and isinstance(record, Deal):
             out["associations"] = ({"companies": {"results": [
                 {"id": record.account_id, "type": "deal_to_company"}]}}
                 if record.account_id else {})
         return out
+
+    def history(self, record: Deal | Account, name: str) -> list[dict[str, Any]]:
+        """§11: the values a property held, newest first. A deal's dealstage history is its
+        stage path (the stage ids it entered and when, set by its owner in the CRM's UI:
+        guess, the company does not record who moved a deal); another property's is its
+        value now, as set at the record's last modification (guess: the company keeps no
+        older values); an unknown or empty property has none."""
+        if name == "dealstage" and isinstance(record, Deal):
+            owner = self.company.rep_by_id.get(record.owner_id)
+            by = user_id(owner) if owner else None
+            return [{"value": move.stage_id, "timestamp": iso_ms(move.changed_at),
+                     "sourceType": "CRM_UI", "sourceId": f"userId:{by}",
+                     "updatedByUserId": by}
+                    for move in sorted(record.history, key=lambda m: m.changed_at,
+                                       reverse=True)]
+        value = self.properties(record).get(name)
+        if value is None:
+            return []
+        return [{"value": value, "timestamp": iso_ms(record.modified_at), "sourceType": "API"}]
 
     # ---- search values (§3) -------------------------------------------------------------
     def value(self, record: Deal | Account, name: str) -> Any:
