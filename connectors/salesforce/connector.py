@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from connectors.base import GoalDeletion, GoalOut, Page, PushResult, Sandbox, read_stream
-from connectors.salesforce import mapping
+from connectors.salesforce import history, mapping
 from connectors.salesforce.client import (
     QueryTimedOut,
     SalesforceClient,
@@ -30,7 +30,7 @@ from connectors.salesforce.goals import push_goals as goals_push
 from connectors.salesforce.sandbox import SANDBOX
 from connectors.salesforce.wire import parse_datetime, soql_datetime
 from core.errors import SourceError
-from core.records import DeletedEntity
+from core.records import DeletedEntity, StageChangeRecord
 from core.types import utcnow
 
 log = logging.getLogger("crmsync.salesforce")
@@ -52,6 +52,19 @@ class SalesforceConnector(SalesforceClient):
     # §6: 25 concurrent long-running requests per org, 5 in Developer Edition and trials.
     max_in_flight: ClassVar[int] = 5
     sandbox: ClassVar[Sandbox] = SANDBOX
+
+    # -- stage history (§11, connectors/salesforce/history.py) ------------------
+
+    stage_history_batch: ClassVar[int] = history.BATCH
+
+    async def read_stage_history(self, deal_remote_ids: Sequence[str]) -> list[StageChangeRecord]:
+        return await history.read(self, deal_remote_ids)
+
+    # -- links (§10) -----------------------------------------------------------
+
+    @classmethod
+    def deal_url(cls, config: BaseModel, remote_id: str) -> str | None:
+        return config.deal_url(remote_id) if isinstance(config, SalesforceConfig) else None
 
     # -- goal push (§8, connectors/salesforce/goals.py) -------------------------
 

@@ -84,7 +84,7 @@ nG28Wd2/iK5mCR+NNPqFGwk=
 """
 OBJECTS = ("User", "Account", "Opportunity", "OpportunityStage", "Organization",
            "CurrencyType", "DatedConversionRate", "Period", "ForecastingType",
-           "ForecastingQuota")
+           "ForecastingQuota", "OpportunityHistory")
 MAX_CURSORS = 10  # §2: open query cursors per user; the oldest closes
 CURSOR_IDLE = 15 * 60.0  # §2: a cursor expires after 15 minutes without a fetch
 
@@ -277,6 +277,11 @@ class SalesforceState:
             return ([self.org.account(a) for a in self.company.accounts.values()],
                     [self.org.account(r, at) for r, at in self.recycle.values()
                      if isinstance(r, Account)])
+        if object_name == "OpportunityHistory":  # §11: deleted with its opportunity
+            return ([r for d in self.company.deals.values()
+                     for r in self.org.opportunity_history(d)],
+                    [r for d, at in self.recycle.values() if isinstance(d, Deal)
+                     for r in self.org.opportunity_history(d, at)])
         return ([self.org.opportunity(d) for d in self.company.deals.values()],
                 [self.org.opportunity(r, at) for r, at in self.recycle.values()
                  if isinstance(r, Deal)])

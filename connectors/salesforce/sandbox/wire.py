@@ -22,7 +22,8 @@ from connectors.sandbox.dataset import ID_BASE, ORG_PREFIX, Account, Company, De
 # Account, 006 Opportunity and 00D Organization are well known; the others are guesses.
 PREFIX = {"User": "005", "Account": "001", "Opportunity": "006", "OpportunityStage": "01J",
           "Organization": "00D", "CurrencyType": "02c", "DatedConversionRate": "04w",
-          "Period": "026", "ForecastingType": "0Db", "ForecastingQuota": "0J9"}
+          "Period": "026", "ForecastingType": "0Db", "ForecastingQuota": "0J9",
+          "OpportunityHistory": "008"}
 KIND_OF = {"005": "reps", "001": "accounts", "006": "deals", "01J": "stages"}
 _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 FAR_PAST, FAR_FUTURE = date(1, 1, 1), date(9999, 12, 31)  # §5 first and last dated ranges
@@ -69,6 +70,11 @@ OPPORTUNITY: Schema = {"Id": "id", "Name": "string", "AccountId": "id", "OwnerId
                        "IsWon": "boolean", "Probability": "number",
                        "ForecastCategoryName": "string", "CloseDate": "date",
                        "IsDeleted": "boolean", **STAMPS}
+OPPORTUNITY_HISTORY: Schema = {"Id": "id", "OpportunityId": "id", "StageName": "string",
+                               "Amount": "number", "CloseDate": "date",
+                               "Probability": "number", "ForecastCategory": "string",
+                               "CreatedById": "id", "CreatedDate": "datetime",
+                               "SystemModstamp": "datetime", "IsDeleted": "boolean"}  # §11
 STAGE: Schema = {"Id": "id", "ApiName": "string", "MasterLabel": "string",
                  "IsActive": "boolean", "IsClosed": "boolean", "IsWon": "boolean",
                  "DefaultProbability": "number", "ForecastCategoryName": "string",
@@ -89,7 +95,8 @@ QUOTA: Schema = {"Id": "id", "QuotaOwnerId": "id", "StartDate": "date", "PeriodI
                  "QuotaAmount": "number", "QuotaQuantity": "number", "IsAmount": "boolean",
                  "IsQuantity": "boolean", "ForecastingTypeId": "id", "ProductFamily": "string",
                  "CreatedById": "id", "LastModifiedById": "id", **STAMPS}
-CURRENCY_OBJECTS = ("Account", "Opportunity", "ForecastingQuota", "User")  # §5
+CURRENCY_OBJECTS = ("Account", "Opportunity", "ForecastingQuota", "User",
+                    "OpportunityHistory")  # §5, §11
 FORECAST_OBJECTS = ("ForecastingQuota", "ForecastingType")  # §8: Collaborative Forecasts
 
 
@@ -98,7 +105,7 @@ def schema_of(object_name: str, multi_currency: bool) -> Schema:
               "OpportunityStage": STAGE, "Organization": ORGANIZATION,
               "CurrencyType": CURRENCY_TYPE, "DatedConversionRate": DATED_RATE,
               "Period": PERIOD, "ForecastingType": FORECASTING_TYPE,
-              "ForecastingQuota": QUOTA}[object_name]
+              "ForecastingQuota": QUOTA, "OpportunityHistory": OPPORTUNITY_HISTORY}[object_name]
     if multi_currency and object_name in CURRENCY_OBJECTS:
         return {**schema, "CurrencyIsoCode": "string"}
     return schema
@@ -210,6 +217,29 @@ class Org:
         if self.multi_currency:
             row["CurrencyIsoCode"] = deal.currency
         return row
+
+    def opportunity_history(self, deal: Deal, deleted_at: datetime | None = None
+                            ) -> list[dict[str, Any]]:
+        """§11: a row per stage the opportunity entered, when it entered it, by its owner.
+        The company keeps only stage moves, so there are no rows for amount or close date
+        edits, and each row shows the amount and close date of now (guess)."""
+        number = int(deal.id) - ORG_PREFIX - ID_BASE["deals"]
+        rows = []
+        for index, move in enumerate(deal.history):
+            stage = self.company.stage_by_id[move.stage_id]
+            row: dict[str, Any] = {
+                "Id": sf_id(PREFIX["OpportunityHistory"], number * 100 + index),
+                "OpportunityId": record_id("deals", deal.id), "StageName": stage.name,
+                "Amount": deal.amount, "CloseDate": deal.close_date,
+                "Probability": Decimal(stage.probability),
+                "ForecastCategory": FORECAST_CATEGORY[stage.category],
+                "CreatedById": self.rep_id(deal.owner_id), "CreatedDate": move.changed_at,
+                "SystemModstamp": deleted_at or move.changed_at,
+                "IsDeleted": deleted_at is not None}
+            if self.multi_currency:
+                row["CurrencyIsoCode"] = deal.currency
+            rows.append(row)
+        return rows
 
     def organization(self, org_id: str) -> dict[str, Any]:
         return {"Id": org_id, "Name": self.company.name,
