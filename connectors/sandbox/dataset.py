@@ -505,7 +505,8 @@ class Company:
     def _delete(self, entity: Entity, record_id: str, display_name: str, created_by: str,
                 at: datetime, permanent: bool) -> Deletion:
         pool = self.pool(entity)
-        kind = pool.pop(record_id).kind if entity == "activities" else None
+        record = pool.pop(record_id)
+        kind = record.kind if entity == "activities" else None
         deletion = Deletion(entity, record_id, at, display_name, self.manager.id, created_by,
                             permanent, kind)
         self.deletions.append(deletion)
