@@ -21,7 +21,7 @@ from connectors.hubspot import mapping
 from connectors.hubspot.auth import OAuthTokens, Token
 from connectors.hubspot.wire import (
     APP_URL,
-    ASSOCIATIONS_PATH,
+    ASSOCIATIONS,
     BASE_URL,
     BATCH_LIMIT,
     BURST_WINDOW,
@@ -292,11 +292,16 @@ class HubSpotClient:
 
     async def companies_of(self, deal_ids: list[str]) -> dict[str, str]:
         """§2: each deal's first associated company (the v4 association batch read)."""
+        return await self.associated("deals", "companies", deal_ids)
+
+    async def associated(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, str]:
+        """§2: each record's first associated `to_type` record (the v4 association batch
+        read, 100 ids a call); records without one are missing."""
         out: dict[str, str] = {}
-        for start in range(0, len(deal_ids), BATCH_LIMIT):
-            chunk = deal_ids[start:start + BATCH_LIMIT]
-            body = await self.call("POST", ASSOCIATIONS_PATH,
-                                   json={"inputs": [{"id": i} for i in chunk]})
+        path = ASSOCIATIONS.format(from_type=from_type, to_type=to_type)
+        for start in range(0, len(ids), BATCH_LIMIT):
+            chunk = ids[start:start + BATCH_LIMIT]
+            body = await self.call("POST", path, json={"inputs": [{"id": i} for i in chunk]})
             for row in (body or {}).get("results") or []:
                 targets = row.get("to") or []
                 if targets:

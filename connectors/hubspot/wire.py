@@ -15,7 +15,8 @@ OWNERS_PATH = "/crm/v3/owners/"
 PIPELINES_PATH = "/crm/v3/pipelines/deals"
 COMPANY_CURRENCY_PATH = "/settings/v3/currencies/company-currency"
 EXCHANGE_RATES_PATH = "/settings/v3/currencies/exchange-rates/current"
-ASSOCIATIONS_PATH = "/crm/v4/associations/deals/companies/batch/read"
+ASSOCIATIONS = "/crm/v4/associations/{from_type}/{to_type}/batch/read"  # §2
+ASSOCIATIONS_PATH = ASSOCIATIONS.format(from_type="deals", to_type="companies")
 GOALS = "goal_targets"
 
 LIST_LIMIT = 100  # §2: page size of the list endpoints
@@ -43,8 +44,26 @@ DEAL_PROPERTIES = ("dealname", "amount", "deal_currency_code", "amount_in_home_c
                    MODIFIED, OBJECT_ID, MERGED_IDS)  # §2
 COMPANY_PROPERTIES = ("name", "industry", "hubspot_owner_id", "createdate", MODIFIED,
                       OBJECT_ID, MERGED_IDS)  # §2
+# §13: the activity objects synced, each with its properties; the activities stream reads
+# them in this order
+TIMESTAMP = "hs_timestamp"
+ACTIVITY_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "calls": (TIMESTAMP, "hs_call_title", "hs_call_duration", "hs_call_status",
+              "hs_call_direction", "hubspot_owner_id", "hs_createdate", MODIFIED, OBJECT_ID),
+    "meetings": (TIMESTAMP, "hs_meeting_title", "hs_meeting_start_time", "hs_meeting_end_time",
+                 "hs_meeting_outcome", "hubspot_owner_id", "hs_createdate", MODIFIED,
+                 OBJECT_ID),
+    "tasks": (TIMESTAMP, "hs_task_subject", "hs_task_status", "hs_task_type",
+              "hs_task_completion_date", "hubspot_owner_id", "hs_createdate", MODIFIED,
+              OBJECT_ID),
+    "notes": (TIMESTAMP, "hs_note_body", "hubspot_owner_id", "hs_createdate", MODIFIED,
+              OBJECT_ID),
+}
+ACTIVITY_SCOPE = "crm.objects.contacts.read"  # §13: what the activity endpoints ask for
 OBJECT_TYPES = {"deals": "deals", "0-3": "deals", "companies": "companies",
-                "0-2": "companies"}  # names and object type ids of the two objects synced
+                "0-2": "companies", "calls": "calls", "0-48": "calls", "meetings": "meetings",
+                "0-47": "meetings", "tasks": "tasks", "0-27": "tasks", "notes": "notes",
+                "0-46": "notes"}  # names and object type ids of the objects synced (§13)
 # §8: characters the validation page says to decode in the URI before signing
 URI_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
               "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}

@@ -24,7 +24,7 @@ from connectors.hubspot.sandbox.state import (
     state_of,
 )
 from connectors.hubspot.wire import (
-    ASSOCIATIONS_PATH,
+    ASSOCIATIONS,
     COMPANY_CURRENCY_PATH,
     DEAL_TYPE_ID,
     EXCHANGE_RATES_PATH,
@@ -136,7 +136,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         Route(EXCHANGE_RATES_PATH, authenticated(records.exchange_rates,
                                                  "settings.currencies.read"),
               methods=["GET"]),
-        Route(ASSOCIATIONS_PATH, authenticated(records.associations, DEALS), methods=["POST"]),
+        Route(ASSOCIATIONS.format(from_type="{object_type}", to_type="{to_type}"),
+              authenticated(records.associations, DEALS), methods=["POST"]),
         Route(f"{OBJECTS}/goal_targets", authenticated(goals.list_goals, goals.READ),
               methods=["GET"]),
         Route(f"{OBJECTS}/goal_targets/search", authenticated(goals.search_goals, goals.READ,
