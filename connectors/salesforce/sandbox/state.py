@@ -27,6 +27,7 @@ from connectors.salesforce.sandbox.wire import (
     FORECAST_OBJECTS,
     PREFIX,
     Org,
+    activity_object,
     dated_rates,
     forecasting_types,
     periods,
@@ -84,7 +85,7 @@ nG28Wd2/iK5mCR+NNPqFGwk=
 """
 OBJECTS = ("User", "Account", "Opportunity", "OpportunityStage", "Organization",
            "CurrencyType", "DatedConversionRate", "Period", "ForecastingType",
-           "ForecastingQuota", "OpportunityHistory")
+           "ForecastingQuota", "OpportunityHistory", "Task", "Event")
 MAX_CURSORS = 10  # §2: open query cursors per user; the oldest closes
 CURSOR_IDLE = 15 * 60.0  # §2: a cursor expires after 15 minutes without a fetch
 
@@ -135,6 +136,9 @@ class SalesforceState:
     org: Org = field(init=False, repr=False)
     recycle: dict[str, tuple[Deal | Account, datetime]] = field(default_factory=dict)
     _known: dict[str, Deal | Account] = field(default_factory=dict, repr=False)
+    # deletions the company was generated with: like generated deals and accounts, the
+    # activities among them are not in the recycle bin queries show
+    _deletions_at_start: int = field(default=0, repr=False)
     _snapshot: Company | None = field(default=None, repr=False)
     _tables: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]], list[dict[str, Any]]]] = \
         field(default_factory=dict, repr=False)
@@ -158,6 +162,7 @@ class SalesforceState:
                        integration_user=self._integration_user(created),
                        stage_labels=self.stage_labels)
         self._known = {**self.company.deals, **self.company.accounts}
+        self._deletions_at_start = len(self.company.deletions)
         self.recycle.clear()
         self._tables.clear()
         closes = [d.close_date for d in self.company.deals.values()] or [created.date()]
@@ -277,6 +282,14 @@ class SalesforceState:
             return ([self.org.account(a) for a in self.company.accounts.values()],
                     [self.org.account(r, at) for r, at in self.recycle.values()
                      if isinstance(r, Account)])
+        if object_name in ("Task", "Event"):  # §12; deleted ones since the org was set up
+            return ([self.org.activity(a) for a in self.company.activities.values()
+                     if a.kind != "note" and activity_object(a.kind) == object_name],
+                    [self.org.deleted_activity(d)
+                     for d in self.company.deletions[self._deletions_at_start:]
+                     if d.entity == "activities" and not d.permanent
+                     and d.kind not in (None, "note")
+                     and activity_object(d.kind) == object_name])
         if object_name == "OpportunityHistory":  # §11: deleted with its opportunity
             return ([r for d in self.company.deals.values()
                      for r in self.org.opportunity_history(d)],

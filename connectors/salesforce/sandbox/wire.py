@@ -16,14 +16,24 @@ from typing import Any
 
 from connectors.salesforce.sandbox.soql import Schema
 from connectors.salesforce.wire import format_datetime
-from connectors.sandbox.dataset import ID_BASE, ORG_PREFIX, Account, Company, Deal, Rep, StageDef
+from connectors.sandbox.dataset import (
+    ID_BASE,
+    ORG_PREFIX,
+    Account,
+    Activity,
+    Company,
+    Deal,
+    Deletion,
+    Rep,
+    StageDef,
+)
 
 # Key prefixes (the first three characters of an id name its object). 005 User, 001
 # Account, 006 Opportunity and 00D Organization are well known; the others are guesses.
 PREFIX = {"User": "005", "Account": "001", "Opportunity": "006", "OpportunityStage": "01J",
           "Organization": "00D", "CurrencyType": "02c", "DatedConversionRate": "04w",
           "Period": "026", "ForecastingType": "0Db", "ForecastingQuota": "0J9",
-          "OpportunityHistory": "008"}
+          "OpportunityHistory": "008", "Task": "00T", "Event": "00U"}
 KIND_OF = {"005": "reps", "001": "accounts", "006": "deals", "01J": "stages"}
 _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 FAR_PAST, FAR_FUTURE = date(1, 1, 1), date(9999, 12, 31)  # §5 first and last dated ranges
@@ -46,6 +56,18 @@ def record_id(kind: str, dataset_id: str) -> str:
     """The Salesforce id of a company's rep, account, deal or stage."""
     prefix = {"reps": "005", "accounts": "001", "deals": "006", "stages": "01J"}[kind]
     return sf_id(prefix, int(dataset_id) - ORG_PREFIX - ID_BASE[kind])
+
+
+def activity_object(kind: str) -> str:
+    """§12: meetings are Events; calls and tasks are Tasks (notes are neither)."""
+    return "Event" if kind == "meeting" else "Task"
+
+
+@lru_cache(maxsize=1 << 20)
+def activity_id(kind: str, dataset_id: str) -> str:
+    """The Salesforce id of a company's call, task (Task) or meeting (Event)."""
+    return sf_id(PREFIX[activity_object(kind)],
+                 int(dataset_id) - ORG_PREFIX - ID_BASE["activities"])
 
 
 def dataset_id(salesforce_id: str) -> tuple[str, str] | None:
@@ -75,6 +97,17 @@ OPPORTUNITY_HISTORY: Schema = {"Id": "id", "OpportunityId": "id", "StageName": "
                                "Probability": "number", "ForecastCategory": "string",
                                "CreatedById": "id", "CreatedDate": "datetime",
                                "SystemModstamp": "datetime", "IsDeleted": "boolean"}  # §11
+ACTIVITY_FIELDS: Schema = {"Id": "id", "Subject": "string", "OwnerId": "id", "WhatId": "id",
+                           "WhoId": "id", "AccountId": "id", "ActivityDate": "date",
+                           "IsDeleted": "boolean", "IsArchived": "boolean",
+                           "CreatedById": "id", **STAMPS}  # §12: on Task and Event
+TASK: Schema = {**ACTIVITY_FIELDS, "Status": "string", "IsClosed": "boolean",
+                "Priority": "string", "CompletedDateTime": "datetime",
+                "TaskSubtype": "string", "CallDurationInSeconds": "number",
+                "CallType": "string", "CallDisposition": "string"}
+EVENT: Schema = {**ACTIVITY_FIELDS, "StartDateTime": "datetime", "EndDateTime": "datetime",
+                 "ActivityDateTime": "datetime", "DurationInMinutes": "number",
+                 "IsAllDayEvent": "boolean", "EventSubtype": "string"}
 STAGE: Schema = {"Id": "id", "ApiName": "string", "MasterLabel": "string",
                  "IsActive": "boolean", "IsClosed": "boolean", "IsWon": "boolean",
                  "DefaultProbability": "number", "ForecastCategoryName": "string",
@@ -105,7 +138,8 @@ def schema_of(object_name: str, multi_currency: bool) -> Schema:
               "OpportunityStage": STAGE, "Organization": ORGANIZATION,
               "CurrencyType": CURRENCY_TYPE, "DatedConversionRate": DATED_RATE,
               "Period": PERIOD, "ForecastingType": FORECASTING_TYPE,
-              "ForecastingQuota": QUOTA, "OpportunityHistory": OPPORTUNITY_HISTORY}[object_name]
+              "ForecastingQuota": QUOTA, "OpportunityHistory": OPPORTUNITY_HISTORY,
+              "Task": TASK, "Event": EVENT}[object_name]
     if multi_currency and object_name in CURRENCY_OBJECTS:
         return {**schema, "CurrencyIsoCode": "string"}
     return schema
@@ -240,6 +274,48 @@ class Org:
                 row["CurrencyIsoCode"] = deal.currency
             rows.append(row)
         return rows
+
+    def activity(self, activity: Activity) -> dict[str, Any]:
+        """§12: a call (a Task of subtype Call, closed when held, its due date the call's
+        day, completed at its end), a task (subtype Task, due on its date) or a meeting (an
+        Event). WhatId is the deal, else the account; AccountId the account (Salesforce
+        derives it from WhatId)."""
+        what = (record_id("deals", activity.deal_id) if activity.deal_id else
+                record_id("accounts", activity.account_id) if activity.account_id else None)
+        row: dict[str, Any] = {
+            "Id": activity_id(activity.kind, activity.id), "Subject": activity.subject,
+            "OwnerId": self.rep_id(activity.owner_id), "WhatId": what, "WhoId": None,
+            "AccountId": record_id("accounts", activity.account_id)
+            if activity.account_id else None,
+            "ActivityDate": activity.start.date(), "IsDeleted": False, "IsArchived": False,
+            "CreatedById": self.rep_id(activity.owner_id),
+            "CreatedDate": activity.created_at, "LastModifiedDate": activity.modified_at,
+            "SystemModstamp": activity.modified_at}
+        seconds = activity.duration_seconds or 0
+        if activity.kind == "meeting":
+            end = activity.start + timedelta(seconds=seconds)
+            return {**row, "StartDateTime": activity.start, "EndDateTime": end,
+                    "ActivityDateTime": activity.start,
+                    "DurationInMinutes": Decimal(seconds // 60), "IsAllDayEvent": False,
+                    "EventSubtype": "Event"}
+        call = activity.kind == "call"
+        completed = activity.completed_at if not call else \
+            activity.start + timedelta(seconds=seconds) if activity.done else None
+        return {**row, "Status": "Completed" if activity.done else "Not Started",
+                "IsClosed": activity.done, "Priority": "Normal",
+                "CompletedDateTime": completed, "TaskSubtype": "Call" if call else "Task",
+                "CallDurationInSeconds": Decimal(seconds) if call else None,
+                "CallType": "Outbound" if call else None, "CallDisposition": None}
+
+    def deleted_activity(self, deletion: Deletion) -> dict[str, Any]:
+        """§4, §12: a deleted Task or Event in the recycle bin, as far as the deletion tells
+        (guess: the sandbox keeps no other field of a deleted activity)."""
+        kind = deletion.kind or "task"
+        owner = self.rep_id(deletion.created_by) if deletion.created_by else None
+        return {"Id": activity_id(kind, deletion.id), "Subject": deletion.display_name,
+                "OwnerId": owner, "IsDeleted": True, "IsArchived": False,
+                "CreatedById": owner, "LastModifiedDate": deletion.deleted_at,
+                "SystemModstamp": deletion.deleted_at}
 
     def organization(self, org_id: str) -> dict[str, Any]:
         return {"Id": org_id, "Name": self.company.name,
