@@ -1,5 +1,5 @@
-"""Activities end to end for HubSpot (calls, meetings, tasks, notes; docs/vendors/hubspot.md
-§13) and Salesforce (Task and Event; docs/vendors/salesforce.md §12): each sandbox over real
+"""Activities end to end for HubSpot (calls, meetings, tasks, notes: docs/vendors/hubspot.md §13)
+and Salesforce (Task and Event: docs/vendors/salesforce.md §12): each sandbox over real
 HTTP, synced into SQLite and PostgreSQL, and the activity table compared exactly with the
 synthetic company's activities as each CRM shows them; then edits, a new activity and a
 deletion reach it through an incremental sync."""
@@ -36,8 +36,8 @@ def no_search_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def hubspot(company: Company, a: Activity) -> tuple[str, dict[str, Any]] | None:
-    """§13: every kind; a call's direction and a task's type as `kind`; a note says nothing
-    of being done."""
+    """docs/vendors/hubspot.md §13: every kind; a call's direction and a task's type as
+    `kind`; a note says nothing of being done."""
     return a.id, {
         "type": a.kind, "subject": a.subject,
         "kind": {"call": "OUTBOUND", "task": "TODO"}.get(a.kind), "occurred_at": a.start,
@@ -50,8 +50,8 @@ def hubspot(company: Company, a: Activity) -> tuple[str, dict[str, Any]] | None:
 
 
 def salesforce(company: Company, a: Activity) -> tuple[str, dict[str, Any]] | None:
-    """§12: no notes; calls and tasks are Tasks due on a date (00:00 UTC), a held call
-    completed at its end; meetings are Events, not said to be held."""
+    """docs/vendors/salesforce.md §12: no notes; calls and tasks are Tasks due on a date
+    (00:00 UTC), a held call completed at its end; meetings are Events, not said to be held."""
     if a.kind == "note":
         return None
     meeting, call = a.kind == "meeting", a.kind == "call"

@@ -33,7 +33,7 @@ class Crm:
 
 
 CRMS = {
-    # a batch read per 50 deals (§11), the token-free pipelines read once
+    # a batch read per 50 deals (docs/vendors/hubspot.md §11), the pipelines read once
     "hubspot": Crm("hubspot", lambda d: d.id, stage_label, lambda n: -(-n // 50) + 1),
     # one query per 200 opportunities plus its nextRecordsUrl pages (2,000 rows each), the
     # stages and the session
