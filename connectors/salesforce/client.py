@@ -230,6 +230,7 @@ class SalesforceClient:
         self.auth = SalesforceAuth(config.token_url, form, credential, api.limits,
                                    api.endpoints)
         self.usage: tuple[int, int] | None = None  # §6 (used, max) from the last answer
+        self._in_flight = 0  # calls sent and not answered yet (the streams run in parallel)
         self.home_currency: str | None = None
         self.organization: str | None = None
         self._meta: asyncio.Task[tuple[bool, mapping.Rates]] | None = None
@@ -253,10 +254,12 @@ class SalesforceClient:
         return parse_response(response)
 
     def _check_budget(self) -> None:
-        """§6: stop before the reserve left for the org's other integrations."""
+        """§6: stop before the reserve left for the org's other integrations (counting the
+        calls in flight, which the last answer's usage does not include yet)."""
         if self.usage is None:
             return
         used, maximum = self.usage
+        used += self._in_flight
         reserve = maximum * self.config.api_reserve_percent // 100
         if maximum - used <= reserve:
             raise ApiBudgetExhausted(
@@ -269,9 +272,13 @@ class SalesforceClient:
         """A REST call to {instance_url}{path}: path is under /services/data/vXX.X, or a
         nextRecordsUrl (§2)."""
         self._check_budget()
-        session = await self.auth.get(self.api)
-        url = f"{session.instance_url}{path}"
-        return await self.api.send(method, url, self._parse, auth=self.auth, **kwargs)
+        self._in_flight += 1
+        try:
+            session = await self.auth.get(self.api)
+            url = f"{session.instance_url}{path}"
+            return await self.api.send(method, url, self._parse, auth=self.auth, **kwargs)
+        finally:
+            self._in_flight -= 1
 
     async def data(self, method: str, resource: str, **kwargs: Any) -> Any:
         return await self.call(method, f"{self.data_path}{resource}", **kwargs)
