@@ -136,9 +136,6 @@ class SalesforceState:
     org: Org = field(init=False, repr=False)
     recycle: dict[str, tuple[Deal | Account, datetime]] = field(default_factory=dict)
     _known: dict[str, Deal | Account] = field(default_factory=dict, repr=False)
-    # deletions the company was generated with: like generated deals and accounts, the
-    # activities among them are not in the recycle bin queries show
-    _deletions_at_start: int = field(default=0, repr=False)
     _snapshot: Company | None = field(default=None, repr=False)
     _tables: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]], list[dict[str, Any]]]] = \
         field(default_factory=dict, repr=False)
@@ -162,7 +159,6 @@ class SalesforceState:
                        integration_user=self._integration_user(created),
                        stage_labels=self.stage_labels)
         self._known = {**self.company.deals, **self.company.accounts}
-        self._deletions_at_start = len(self.company.deletions)
         self.recycle.clear()
         self._tables.clear()
         closes = [d.close_date for d in self.company.deals.values()] or [created.date()]
@@ -282,12 +278,13 @@ class SalesforceState:
             return ([self.org.account(a) for a in self.company.accounts.values()],
                     [self.org.account(r, at) for r, at in self.recycle.values()
                      if isinstance(r, Account)])
-        if object_name in ("Task", "Event"):  # §12; deleted ones since the org was set up
+        if object_name in ("Task", "Event"):  # §12; the company's own deletions are binned
             return ([self.org.activity(a) for a in self.company.activities.values()
                      if a.kind != "note" and activity_object(a.kind) == object_name],
-                    [self.org.deleted_activity(d)
-                     for d in self.company.deletions[self._deletions_at_start:]
+                    [self.org.activity(self.company.deleted_activities[d.id], d.deleted_at)
+                     for d in self.company.deletions
                      if d.entity == "activities" and not d.permanent
+                     and d.id in self.company.deleted_activities
                      and d.kind not in (None, "note")
                      and activity_object(d.kind) == object_name])
         if object_name == "OpportunityHistory":  # §11: deleted with its opportunity

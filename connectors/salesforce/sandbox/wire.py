@@ -23,7 +23,6 @@ from connectors.sandbox.dataset import (
     Activity,
     Company,
     Deal,
-    Deletion,
     Rep,
     StageDef,
 )
@@ -275,11 +274,12 @@ class Org:
             rows.append(row)
         return rows
 
-    def activity(self, activity: Activity) -> dict[str, Any]:
+    def activity(self, activity: Activity, deleted_at: datetime | None = None
+                 ) -> dict[str, Any]:
         """§12: a call (a Task of subtype Call, closed when held, its due date the call's
         day, completed at its end), a task (subtype Task, due on its date) or a meeting (an
         Event). WhatId is the deal, else the account; AccountId the account (Salesforce
-        derives it from WhatId)."""
+        derives it from WhatId). A deleted one (§4: in the recycle bin) keeps its fields."""
         what = (record_id("deals", activity.deal_id) if activity.deal_id else
                 record_id("accounts", activity.account_id) if activity.account_id else None)
         row: dict[str, Any] = {
@@ -287,10 +287,11 @@ class Org:
             "OwnerId": self.rep_id(activity.owner_id), "WhatId": what, "WhoId": None,
             "AccountId": record_id("accounts", activity.account_id)
             if activity.account_id else None,
-            "ActivityDate": activity.start.date(), "IsDeleted": False, "IsArchived": False,
-            "CreatedById": self.rep_id(activity.owner_id),
-            "CreatedDate": activity.created_at, "LastModifiedDate": activity.modified_at,
-            "SystemModstamp": activity.modified_at}
+            "ActivityDate": activity.start.date(), "IsDeleted": deleted_at is not None,
+            "IsArchived": False, "CreatedById": self.rep_id(activity.owner_id),
+            "CreatedDate": activity.created_at,
+            "LastModifiedDate": deleted_at or activity.modified_at,
+            "SystemModstamp": deleted_at or activity.modified_at}
         seconds = activity.duration_seconds or 0
         if activity.kind == "meeting":
             end = activity.start + timedelta(seconds=seconds)
@@ -306,16 +307,6 @@ class Org:
                 "CompletedDateTime": completed, "TaskSubtype": "Call" if call else "Task",
                 "CallDurationInSeconds": Decimal(seconds) if call else None,
                 "CallType": "Outbound" if call else None, "CallDisposition": None}
-
-    def deleted_activity(self, deletion: Deletion) -> dict[str, Any]:
-        """§4, §12: a deleted Task or Event in the recycle bin, as far as the deletion tells
-        (guess: the sandbox keeps no other field of a deleted activity)."""
-        kind = deletion.kind or "task"
-        owner = self.rep_id(deletion.created_by) if deletion.created_by else None
-        return {"Id": activity_id(kind, deletion.id), "Subject": deletion.display_name,
-                "OwnerId": owner, "IsDeleted": True, "IsArchived": False,
-                "CreatedById": owner, "LastModifiedDate": deletion.deleted_at,
-                "SystemModstamp": deletion.deleted_at}
 
     def organization(self, org_id: str) -> dict[str, Any]:
         return {"Id": org_id, "Name": self.company.name,
