@@ -290,10 +290,6 @@ class HubSpotClient:
             found += [r for r in (body or {}).get("results") or [] if isinstance(r, dict)]
         return found
 
-    async def companies_of(self, deal_ids: list[str]) -> dict[str, str]:
-        """§2: each deal's first associated company (the v4 association batch read)."""
-        return await self.associated("deals", "companies", deal_ids)
-
     async def associated(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, str]:
         """§2: each record's first associated `to_type` record (the v4 association batch
         read, 100 ids a call); records without one are missing."""

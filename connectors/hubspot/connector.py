@@ -184,8 +184,7 @@ class HubSpotConnector(HubSpotClient):
                         cursor=cursor)
         stages = mapping.stage_lookup(await self.stages())
         money = await self.money()
-        companies = ({str(r["id"]): mapping.company_of(r) for r in rows} if listed
-                     else await self.companies_of([str(r["id"]) for r in rows]))
+        companies = await self._links(object_type, "companies", rows, listed)
         records = [mapping.deal(r, stages, money, companies.get(str(r["id"])), owners)
                    for r in rows]
         return Page(records=records, deletions=gone, cursor=cursor)

@@ -205,11 +205,6 @@ def first_associated(raw: dict[str, Any], to_type: str) -> str | None:
     return str(links[0]["id"]) if links and isinstance(links[0], dict) else None
 
 
-def company_of(raw: dict[str, Any]) -> str | None:
-    """§2: the first deal-to-company association of a list answer."""
-    return first_associated(raw, "companies")
-
-
 def _note_subject(body: Any) -> str | None:
     """A note has no title (§13): its body's text (HTML tags dropped), cut short."""
     text = " ".join(html.unescape(_TAGS.sub(" ", str(body or ""))).split())

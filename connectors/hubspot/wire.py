@@ -16,7 +16,6 @@ PIPELINES_PATH = "/crm/v3/pipelines/deals"
 COMPANY_CURRENCY_PATH = "/settings/v3/currencies/company-currency"
 EXCHANGE_RATES_PATH = "/settings/v3/currencies/exchange-rates/current"
 ASSOCIATIONS = "/crm/v4/associations/{from_type}/{to_type}/batch/read"  # §2
-ASSOCIATIONS_PATH = ASSOCIATIONS.format(from_type="deals", to_type="companies")
 GOALS = "goal_targets"
 
 LIST_LIMIT = 100  # §2: page size of the list endpoints
