@@ -20,7 +20,8 @@ from connectors.sandbox.server import BackgroundServer
 from core.activities import activity_counts
 from core.db import session_scope
 from core.models import Activity as StoredActivity
-from core.models import Connection, Person
+from core.models import Person
+from tests.integration.test_stage_history_hubspot_salesforce_e2e import add_connection
 from tests.integration.zoho_helpers import make_context, sync
 
 FIELDS = ("type", "subject", "kind", "occurred_at", "done", "completed_at", "duration_seconds",
@@ -84,18 +85,6 @@ def stored(engine: Any, connection_id: int) -> Expected:
         rows = session.scalars(select(StoredActivity).where(
             StoredActivity.connection_id == connection_id)).all()
         return {r.remote_id: {f: getattr(r, f) for f in FIELDS} for r in rows}
-
-
-def add_connection(ctx: Any, provider: str, url: str) -> int:
-    sandbox = registry.sandbox_of(provider)
-    assert sandbox is not None
-    with session_scope(ctx.engine) as session:
-        connection = Connection(provider=provider, name=f"{provider} sandbox",
-                                config=dict(sandbox.config(url)),
-                                secrets_encrypted=ctx.secrets.seal(dict(sandbox.secrets)))
-        session.add(connection)
-        session.flush()
-        return int(connection.id or 0)
 
 
 @pytest.mark.parametrize("provider", sorted(CRMS))

@@ -20,7 +20,7 @@ from connectors.sandbox.dataset import StageDef
 from connectors.sandbox.server import BackgroundServer
 from core.db import session_scope
 from core.models import Connection, DealStageChange
-from tests.integration.zoho_helpers import make_context, sync
+from tests.integration.zoho_helpers import make_context, move_to_a_new_stage, sync
 from workers.jobs import backfill_stage_history
 
 
@@ -88,13 +88,7 @@ async def test_backfill_stores_every_deals_stage_path_once(engine, db_url, provi
 
         # a deal moved after the backfill: a restart stores its new move once (the sync saw
         # it first), and nothing else
-        deal = next(d for d in company.deals.values()
-                    if company.stage_by_id[d.stage_id].category == "open")
-        pipeline = company.stage_by_id[deal.stage_id].pipeline
-        visited = {m.stage_id for m in deal.history}
-        target = next(s for s in company.stages if s.pipeline == pipeline
-                      and s.id not in visited and s.category == "open")
-        company.edit_deal(deal.id, stage_id=target.id)
+        deal, target = move_to_a_new_stage(company)
         await sync(ctx, cid, "incremental")
         again = await backfill_stage_history(ctx, connection_id=cid, restart=True)
         assert (again["deals"], again["changes"]) == (len(company.deals), 0)
