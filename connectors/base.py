@@ -25,7 +25,7 @@ loads (connectors/registry.py):
   streams a sync reads.
 """
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -88,6 +88,7 @@ __all__ = [
     "WebhookRequest",
     "WebhookSecrets",
     "read_stream",
+    "stage_changes",
 ]
 
 
@@ -258,6 +259,20 @@ class StageHistory(Protocol):
     async def read_stage_history(
         self, deal_remote_ids: Sequence[str]
     ) -> list[StageChangeRecord]: ...
+
+
+def stage_changes(deal_remote_id: str,
+                  entries: Iterable[tuple[datetime, str]]) -> list[StageChangeRecord]:
+    """A deal's history rows (when, the stage name then) as its moves, oldest first: a row
+    that repeats the stage it follows is no move (CRMs write a history row for an amount or
+    date edit too), the first move's from_stage is None. The rows may come in any order."""
+    out: list[StageChangeRecord] = []
+    previous: str | None = None
+    for at, stage in sorted(entries):
+        if stage != previous:
+            out.append(StageChangeRecord(deal_remote_id, previous, stage, at))
+        previous = stage
+    return out
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -19,12 +20,15 @@ from connectors.http import json_body, retry_after_seconds
 from connectors.hubspot import mapping
 from connectors.hubspot.auth import OAuthTokens, Token
 from connectors.hubspot.wire import (
-    ASSOCIATIONS_PATH,
+    APP_URL,
+    ASSOCIATIONS,
     BASE_URL,
     BATCH_LIMIT,
     BURST_WINDOW,
     COMPANY_CURRENCY_PATH,
+    DEAL_TYPE_ID,
     EXCHANGE_RATES_PATH,
+    HISTORY_BATCH_LIMIT,
     HOSTS,
     LEGACY_TOKEN_PATH,
     OBJECTS,
@@ -70,11 +74,27 @@ class HubSpotConfig(BaseModel):
     goal_template_id: str | None = Field(
         default=None, pattern=r"^[0-9]{1,20}$",
         description="a goal_targets id whose template fields new goals copy (§9)")
+    portal_id: int | None = Field(
+        default=None, ge=1, le=10**12,
+        description="the account's Hub ID (portal id), for links to deals in HubSpot (§12); "
+                    "without it the dashboard shows no links")
+    app_url: str = Field(default=APP_URL, pattern=r"^https://[^\s/]+/?$",
+                         description="the web app's address (§12): https://app.hubspot.com, "
+                                     "https://app-eu1.hubspot.com for EU accounts")
     sync_interval_minutes: int = Field(default=15, ge=1, le=1440)
 
     @property
     def api_base(self) -> str:
         return self.base_url.rstrip("/")
+
+    def deal_url(self, remote_id: str) -> str | None:
+        """The deal's record page in HubSpot's web app (§12), None without the portal id;
+        with another `base_url` (a sandbox, a proxy) on that server."""
+        if self.portal_id is None:
+            return None
+        base = self.app_url.rstrip("/") if self.api_base == BASE_URL else self.api_base
+        record = quote(remote_id, safe="")
+        return f"{base}/contacts/{self.portal_id}/record/{DEAL_TYPE_ID}/{record}"
 
     def credential_endpoints(self) -> list[Endpoint]:
         """The URLs the secrets are sent to (checked when the connection is saved)."""
@@ -255,25 +275,29 @@ class HubSpotClient:
 
     # -- records --------------------------------------------------------------
 
-    async def batch_read(self, object_type: str, ids: list[str], properties: tuple[str, ...]
-                         ) -> list[dict[str, Any]]:
-        """§2: records by id, 100 a call; ids not found are simply missing."""
+    async def batch_read(self, object_type: str, ids: list[str], properties: tuple[str, ...],
+                         history: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """§2: records by id, 100 a call (50 when asking for the `history` of properties,
+        §11); ids not found are simply missing."""
+        size = HISTORY_BATCH_LIMIT if history else BATCH_LIMIT
         found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), BATCH_LIMIT):
-            chunk = ids[start:start + BATCH_LIMIT]
-            body = await self.call("POST", f"{OBJECTS}/{object_type}/batch/read",
-                                   json={"inputs": [{"id": i} for i in chunk],
-                                         "properties": list(properties)})
+        for start in range(0, len(ids), size):
+            request: dict[str, Any] = {"inputs": [{"id": i} for i in ids[start:start + size]],
+                                       "properties": list(properties)}
+            if history:
+                request["propertiesWithHistory"] = list(history)
+            body = await self.call("POST", f"{OBJECTS}/{object_type}/batch/read", json=request)
             found += [r for r in (body or {}).get("results") or [] if isinstance(r, dict)]
         return found
 
-    async def companies_of(self, deal_ids: list[str]) -> dict[str, str]:
-        """§2: each deal's first associated company (the v4 association batch read)."""
+    async def associated(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, str]:
+        """§2: each record's first associated `to_type` record (the v4 association batch
+        read, 100 ids a call); records without one are missing."""
         out: dict[str, str] = {}
-        for start in range(0, len(deal_ids), BATCH_LIMIT):
-            chunk = deal_ids[start:start + BATCH_LIMIT]
-            body = await self.call("POST", ASSOCIATIONS_PATH,
-                                   json={"inputs": [{"id": i} for i in chunk]})
+        path = ASSOCIATIONS.format(from_type=from_type, to_type=to_type)
+        for start in range(0, len(ids), BATCH_LIMIT):
+            chunk = ids[start:start + BATCH_LIMIT]
+            body = await self.call("POST", path, json={"inputs": [{"id": i} for i in chunk]})
             for row in (body or {}).get("results") or []:
                 targets = row.get("to") or []
                 if targets:

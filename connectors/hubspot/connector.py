@@ -25,11 +25,12 @@ from connectors.base import (
     WebhookRequest,
     WebhookSecrets,
 )
-from connectors.hubspot import mapping, notifications
+from connectors.hubspot import history, mapping, notifications
 from connectors.hubspot.client import HubSpotClient, HubSpotConfig, HubSpotError, HubSpotSecrets
 from connectors.hubspot.goals import push_goals as goals_push
 from connectors.hubspot.sandbox import SANDBOX
 from connectors.hubspot.wire import (
+    ACTIVITY_PROPERTIES,
     COMPANY_PROPERTIES,
     DEAL_PROPERTIES,
     LIST_LIMIT,
@@ -42,17 +43,24 @@ from connectors.hubspot.wire import (
     parse_time,
 )
 from core.errors import ConfigError
-from core.records import DeletedEntity, Deletion
+from core.records import DeletedEntity, Deletion, StageChangeRecord
 
 log = logging.getLogger("crmsync.hubspot")
 
 OVERLAP_MS = 1000  # docs/sync.md: each incremental read starts one second before its cursor
 SETTLE_MS = 30_000  # §3: changes take moments to reach search; the cursor stays this far back
 SKEW_MS = 300_000  # HubSpot's clock may run ahead of ours: the upper bound allows for it
-OBJECT: dict[str, tuple[str, tuple[str, ...], DeletedEntity]] = {
-    "accounts": ("companies", COMPANY_PROPERTIES, "accounts"),
-    "deals": ("deals", DEAL_PROPERTIES, "deals"),
+# What each list, search and archived list reads: (object type, properties, the entity of
+# its deletions, the associations a list asks for). "accounts" and "deals" are streams; the
+# activity objects (§13) make the activities stream together.
+OBJECT: dict[str, tuple[str, tuple[str, ...], DeletedEntity, tuple[str, ...]]] = {
+    "accounts": ("companies", COMPANY_PROPERTIES, "accounts", ()),
+    "deals": ("deals", DEAL_PROPERTIES, "deals", ("companies",)),
+    **{name: (name, props, "activities", ("deals", "companies"))
+       for name, props in ACTIVITY_PROPERTIES.items()},
 }
+ACTIVITY_OBJECTS = tuple(ACTIVITY_PROPERTIES)
+KIND_OF = {spec[0]: kind for kind, spec in OBJECT.items()}  # object type -> OBJECT key
 Rows = list[dict[str, Any]]
 Reader = Callable[[dict[str, Any]], AsyncIterator[Page]]
 MORE, DONE, CAPPED = "more", "done", "capped"  # where one search query stands (_search)
@@ -79,6 +87,19 @@ class HubSpotConnector(HubSpotClient):
     ) -> list[tuple[str, Page]]:
         return await notifications.resolve(self, payloads)
 
+    # -- stage history (§11, connectors/hubspot/history.py) ---------------------
+
+    stage_history_batch: ClassVar[int] = history.BATCH
+
+    async def read_stage_history(self, deal_remote_ids: Sequence[str]) -> list[StageChangeRecord]:
+        return await history.read(self, deal_remote_ids)
+
+    # -- links (§12) -----------------------------------------------------------
+
+    @classmethod
+    def deal_url(cls, config: BaseModel, remote_id: str) -> str | None:
+        return config.deal_url(remote_id) if isinstance(config, HubSpotConfig) else None
+
     # -- goal push (§9, connectors/hubspot/goals.py) ---------------------------
 
     async def push_goals(
@@ -91,7 +112,8 @@ class HubSpotConnector(HubSpotClient):
     def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         readers: dict[str, Reader] = {"users": self._read_users, "stages": self._read_stage_stream,
                    "accounts": self._read_objects("accounts"),
-                   "deals": self._read_objects("deals"), "deletions": self._read_deletions}
+                   "deals": self._read_objects("deals"),
+                   "activities": self._read_activities, "deletions": self._read_deletions}
         if stream not in readers:
             raise ConfigError(f"HubSpot has no stream {stream!r}")
         return readers[stream](cursor or {})
@@ -117,15 +139,15 @@ class HubSpotConnector(HubSpotClient):
     async def _full(self, stream: str, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         """Every live record by id (§2). Page cursors hold the list position and the newest
         change seen; the last one `since`: that change, or the read's start if earlier."""
-        object_type, properties, _ = OBJECT[stream]
+        object_type, properties, _, associations = OBJECT[stream]
         started = int(cursor.get("started") or time.time() * 1000)
         newest = int(cursor.get("newest") or 0)
         after: str | None = cursor.get("after")
         while True:
             params: dict[str, Any] = {"limit": LIST_LIMIT, "properties": ",".join(properties),
                                       "archived": "false"}
-            if stream == "deals":
-                params["associations"] = "companies"
+            if associations:
+                params["associations"] = ",".join(associations)
             if after:
                 params["after"] = after
             body = await self.call("GET", f"{OBJECTS}/{object_type}", params=params) or {}
@@ -147,19 +169,34 @@ class HubSpotConnector(HubSpotClient):
 
     async def _page(self, stream: str, rows: Rows, cursor: dict[str, Any], *,
                     listed: bool) -> Page:
-        entity = OBJECT[stream][2]
+        object_type, _, entity, _ = OBJECT[stream]
         gone = [d for r in rows for d in mapping.merged_away(entity, r)]  # §10
         owners = await self.owners()
+        if entity == "activities":
+            links = [await self._links(object_type, to, rows, listed)
+                     for to in ("deals", "companies")]
+            return Page(records=[mapping.activity(object_type, r, owners,
+                                                  links[0].get(str(r["id"])),
+                                                  links[1].get(str(r["id"]))) for r in rows],
+                        deletions=gone, cursor=cursor)
         if stream == "accounts":
             return Page(records=[mapping.account(r, owners) for r in rows], deletions=gone,
                         cursor=cursor)
         stages = mapping.stage_lookup(await self.stages())
         money = await self.money()
-        companies = ({str(r["id"]): mapping.company_of(r) for r in rows} if listed
-                     else await self.companies_of([str(r["id"]) for r in rows]))
+        companies = await self._links(object_type, "companies", rows, listed)
         records = [mapping.deal(r, stages, money, companies.get(str(r["id"])), owners)
                    for r in rows]
         return Page(records=records, deletions=gone, cursor=cursor)
+
+    async def _links(self, object_type: str, to_type: str, rows: Rows, listed: bool
+                     ) -> dict[str, str | None]:
+        """§2: each row's first `to_type` record: inline in a list answer, read with the
+        association batch read for a search answer (search returns none)."""
+        if listed:
+            return {str(r["id"]): mapping.first_associated(r, to_type) for r in rows}
+        found = await self.associated(object_type, to_type, [str(r["id"]) for r in rows])
+        return dict(found.items())
 
     async def _search_windows(self, stream: str, start: int, upper: int
                               ) -> AsyncIterator[tuple[Rows, int]]:
@@ -212,7 +249,7 @@ class HubSpotConnector(HubSpotClient):
         """Pages of one query, 200 each, ascending by `sort`, stopping before the cap:
         (rows, MORE | DONE | CAPPED, total), CAPPED when results remain past the cap."""
         after, served = "0", 0
-        stream = "deals" if object_type == "deals" else "accounts"
+        stream = KIND_OF[object_type]
         while True:
             body = {"filterGroups": [{"filters": filters}],
                     "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
@@ -240,13 +277,36 @@ class HubSpotConnector(HubSpotClient):
             yield rows, MORE, total
             after = token
 
+    async def _read_activities(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§13: calls, meetings, tasks and notes, each object read as deals are (a full list,
+        then searches on hs_lastmodifieddate from its own cursor), then their archived lists
+        (§10) as deletions. The cursor holds each object's cursor and the archived lists'."""
+        state: dict[str, Any] = {k: v for k, v in cursor.items() if isinstance(v, dict)}
+        for kind in ACTIVITY_OBJECTS:
+            async for page in self._read_objects(kind)(dict(state.get(kind) or {})):
+                state[kind] = page.cursor or state.get(kind) or {}
+                page.cursor = dict(state)
+                yield page
+        async for page in self._archived(ACTIVITY_OBJECTS, dict(state.get("archived") or {})):
+            if page.cursor is not None:
+                state["archived"] = page.cursor
+            yield Page(deletions=page.deletions,
+                       cursor=None if page.cursor is None else dict(state))
+
     async def _read_deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
-        """§10: the archived lists of deals and companies; each list is read whole and the
-        records archived since the cursor (minus the overlap) become tombstones."""
+        """§10: the archived lists of deals and companies (cursor: the newest archive time
+        of each)."""
+        async for page in self._archived(("deals", "accounts"), cursor):
+            yield page
+
+    async def _archived(self, kinds: Sequence[str], cursor: dict[str, Any]
+                        ) -> AsyncIterator[Page]:
+        """§10: the archived lists of `kinds` (OBJECT keys); each list is read whole and the
+        records archived since its cursor (minus the overlap) become tombstones."""
         state = dict(cursor)
-        for stream in ("deals", "accounts"):
-            object_type, _, entity = OBJECT[stream]
-            since = int(state.get(entity) or 0)
+        for stream in kinds:
+            object_type, _, entity, _ = OBJECT[stream]
+            since = int(state.get(stream) or 0)
             newest = since
             after: str | None = None
             while True:
@@ -260,7 +320,7 @@ class HubSpotConnector(HubSpotClient):
                 newest = max([newest, *(epoch_ms(d.deleted_at) for d in found)])
                 after = _next(body)
                 if not after:
-                    state[entity] = newest
+                    state[stream] = newest
                 yield Page(deletions=fresh, cursor=None if after else dict(state))
                 if not after:
                     break

@@ -7,15 +7,25 @@ day. §4: the owner `id` is what deals reference. §5: won/lost from stage metad
 `amount` x the currency's conversionRate.
 """
 
+import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from connectors.hubspot.wire import MERGED_IDS, parse_time
-from core.records import AccountRecord, DealRecord, DeletedEntity, Deletion, StageRecord, UserRecord
-from core.types import DealStatus
+from connectors.hubspot.wire import MERGED_IDS, TIMESTAMP, parse_time
+from core.records import (
+    AccountRecord,
+    ActivityRecord,
+    DealRecord,
+    DeletedEntity,
+    Deletion,
+    StageRecord,
+    UserRecord,
+)
+from core.types import ActivityType, DealStatus
 
 RATE_PLACES = Decimal("1e-10")
 
@@ -165,12 +175,6 @@ def deal(raw: dict[str, Any], stages: dict[tuple[str | None, str], StageRecord],
     )
 
 
-def company_of(raw: dict[str, Any]) -> str | None:
-    """§2: the first deal-to-company association of a list answer."""
-    links = ((raw.get("associations") or {}).get("companies") or {}).get("results") or []
-    return str(links[0]["id"]) if links and isinstance(links[0], dict) else None
-
-
 def archived(entity: DeletedEntity, raw: dict[str, Any]) -> Deletion:
     """§10: an archived record; archivedAt is when it was deleted."""
     at = timestamp(raw.get("archivedAt") or raw.get("updatedAt"))
@@ -187,3 +191,79 @@ def merged_away(entity: DeletedEntity, raw: dict[str, Any]) -> list[Deletion]:
     if not ids or at is None:
         return []
     return [Deletion(entity=entity, remote_id=i, deleted_at=at) for i in ids if i != raw["id"]]
+
+
+ACTIVITY_TYPES = {"calls": ActivityType.CALL, "meetings": ActivityType.MEETING,
+                  "tasks": ActivityType.TASK, "notes": ActivityType.NOTE}  # §13
+SUBJECT_MAX = 255  # a note's subject: the start of its body
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def first_associated(raw: dict[str, Any], to_type: str) -> str | None:
+    """§2: the first association to `to_type` of a list answer."""
+    links = ((raw.get("associations") or {}).get(to_type) or {}).get("results") or []
+    return str(links[0]["id"]) if links and isinstance(links[0], dict) else None
+
+
+def _note_subject(body: Any) -> str | None:
+    """A note has no title (§13): its body's text (HTML tags dropped), cut short."""
+    text = " ".join(html.unescape(_TAGS.sub(" ", str(body or ""))).split())
+    return text[:SUBJECT_MAX] or None
+
+
+def _done(value: Any, done: str) -> bool | None:
+    return None if value in (None, "") else str(value).upper() == done
+
+
+def activity(object_type: str, raw: dict[str, Any], owners: Owners, deal_id: str | None,
+             company_id: str | None) -> ActivityRecord:
+    """§13: a call, meeting, task or note. When: hs_timestamp (a meeting's start, a task's
+    due time). Held or completed: a call's hs_call_status COMPLETED, a meeting's
+    hs_meeting_outcome COMPLETED, a task's hs_task_status COMPLETED (None when the property
+    is empty; a note says nothing). A call's hs_call_duration is milliseconds, a meeting
+    lasts from its start to its end time. `kind`: a call's direction, a task's type."""
+    props = _props(raw)
+    owner = owners.get(str(props.get("hubspot_owner_id") or ""))
+    occurred = timestamp(props.get(TIMESTAMP))
+    subject: Any = None
+    kind: Any = None
+    done: bool | None = None
+    completed_at = None
+    duration: int | None = None
+    if object_type == "calls":
+        subject, kind = props.get("hs_call_title"), props.get("hs_call_direction")
+        done = _done(props.get("hs_call_status"), "COMPLETED")
+        millis = decimal(props.get("hs_call_duration"))
+        duration = None if millis is None else int(millis) // 1000
+    elif object_type == "meetings":
+        subject = props.get("hs_meeting_title")
+        done = _done(props.get("hs_meeting_outcome"), "COMPLETED")
+        start = timestamp(props.get("hs_meeting_start_time")) or occurred
+        end = timestamp(props.get("hs_meeting_end_time"))
+        occurred = occurred or start
+        if start is not None and end is not None and end >= start:
+            duration = int((end - start).total_seconds())
+    elif object_type == "tasks":
+        subject, kind = props.get("hs_task_subject"), props.get("hs_task_type")
+        done = _done(props.get("hs_task_status"), "COMPLETED")
+        completed_at = timestamp(props.get("hs_task_completion_date")) if done else None
+    else:
+        subject = _note_subject(props.get("hs_note_body"))
+    return ActivityRecord(
+        remote_id=str(raw["id"]),
+        type=ACTIVITY_TYPES.get(object_type, ActivityType.OTHER),
+        occurred_at=occurred,
+        subject=str(subject) if subject else None,
+        kind=str(kind) if kind else None,
+        done=done,
+        completed_at=completed_at,
+        duration_seconds=duration,
+        owner_remote_id=props.get("hubspot_owner_id") or None,
+        owner_email=owner.email if owner else None,
+        owner_name=owner.name if owner else None,
+        deal_remote_id=deal_id,
+        account_remote_id=company_id,
+        remote_created_at=timestamp(props.get("hs_createdate") or raw.get("createdAt")),
+        remote_modified_at=timestamp(props.get("hs_lastmodifieddate") or raw.get("updatedAt")),
+        raw=raw,
+    )

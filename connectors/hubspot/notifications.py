@@ -153,5 +153,6 @@ async def _records(client: HubSpotClient, entity: DeletedEntity,
         return [mapping.account(r, owners) for r in raws]
     stages = mapping.stage_lookup(await client.stages())
     money = await client.money()
-    companies = await client.companies_of([str(r["id"]) for r in raws]) if raws else {}
+    companies = await client.associated("deals", "companies",
+                                        [str(r["id"]) for r in raws]) if raws else {}
     return [mapping.deal(r, stages, money, companies.get(str(r["id"])), owners) for r in raws]

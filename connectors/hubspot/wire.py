@@ -15,7 +15,7 @@ OWNERS_PATH = "/crm/v3/owners/"
 PIPELINES_PATH = "/crm/v3/pipelines/deals"
 COMPANY_CURRENCY_PATH = "/settings/v3/currencies/company-currency"
 EXCHANGE_RATES_PATH = "/settings/v3/currencies/exchange-rates/current"
-ASSOCIATIONS_PATH = "/crm/v4/associations/deals/companies/batch/read"
+ASSOCIATIONS = "/crm/v4/associations/{from_type}/{to_type}/batch/read"  # §2
 GOALS = "goal_targets"
 
 LIST_LIMIT = 100  # §2: page size of the list endpoints
@@ -24,6 +24,11 @@ SEARCH_LIMIT = 200  # §3
 SEARCH_CAP = 10_000  # §3: results one search query can page through; past it: 400
 SEARCH_PER_SECOND = 5  # §3: per account
 BATCH_LIMIT = 100  # §2, §9: inputs per batch call
+HISTORY_BATCH_LIMIT = 50  # §11: inputs per batch read asking for property histories
+HISTORY_LIMIT_MESSAGE = ("The maximum number of inputs supported in a batch request for "
+                         "property histories is 50")  # §11
+APP_URL = "https://app.hubspot.com"  # §12: the web app (EU accounts: app-eu1.hubspot.com)
+DEAL_TYPE_ID = "0-3"  # §12: the object type id of deals in record URLs
 MAX_FILTER_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18  # §3
 MAX_SEARCH_BODY = 3000  # §3: characters
 BURST_WINDOW = 10.0  # §7: seconds of the burst limit
@@ -38,8 +43,26 @@ DEAL_PROPERTIES = ("dealname", "amount", "deal_currency_code", "amount_in_home_c
                    MODIFIED, OBJECT_ID, MERGED_IDS)  # §2
 COMPANY_PROPERTIES = ("name", "industry", "hubspot_owner_id", "createdate", MODIFIED,
                       OBJECT_ID, MERGED_IDS)  # §2
+# §13: the activity objects synced, each with its properties; the activities stream reads
+# them in this order
+TIMESTAMP = "hs_timestamp"
+ACTIVITY_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "calls": (TIMESTAMP, "hs_call_title", "hs_call_duration", "hs_call_status",
+              "hs_call_direction", "hubspot_owner_id", "hs_createdate", MODIFIED, OBJECT_ID),
+    "meetings": (TIMESTAMP, "hs_meeting_title", "hs_meeting_start_time", "hs_meeting_end_time",
+                 "hs_meeting_outcome", "hubspot_owner_id", "hs_createdate", MODIFIED,
+                 OBJECT_ID),
+    "tasks": (TIMESTAMP, "hs_task_subject", "hs_task_status", "hs_task_type",
+              "hs_task_completion_date", "hubspot_owner_id", "hs_createdate", MODIFIED,
+              OBJECT_ID),
+    "notes": (TIMESTAMP, "hs_note_body", "hubspot_owner_id", "hs_createdate", MODIFIED,
+              OBJECT_ID),
+}
+ACTIVITY_SCOPE = "crm.objects.contacts.read"  # §13: what the activity endpoints ask for
 OBJECT_TYPES = {"deals": "deals", "0-3": "deals", "companies": "companies",
-                "0-2": "companies"}  # names and object type ids of the two objects synced
+                "0-2": "companies", "calls": "calls", "0-48": "calls", "meetings": "meetings",
+                "0-47": "meetings", "tasks": "tasks", "0-27": "tasks", "notes": "notes",
+                "0-46": "notes"}  # names and object type ids of the objects synced (§13)
 # §8: characters the validation page says to decode in the URI before signing
 URI_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
               "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -27,7 +28,9 @@ from connectors.salesforce.wire import (
     LOGIN_URL,
     QUERY_OPTIONS_HEADER,
     QUERY_TIMEOUT,
+    RECORD_PAGE,
     REQUEST_LIMIT,
+    SHARED_LOGINS,
     TOKEN_PATH,
     api_usage,
 )
@@ -76,11 +79,27 @@ class SalesforceConfig(BaseModel):
         default=None, pattern=r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$",
         description="The user whose quota holds a company-wide goal (default: the one "
                     "active user at the top of the hierarchy other than the integration user)")
+    instance_url: str | None = Field(
+        default=None, pattern=r"^https://[^\s/?#]+/?$",
+        description="§10: the org's address in a browser (its My Domain, "
+                    "https://acme.my.salesforce.com), for links to opportunities; a My "
+                    "Domain login_url serves as well")
     sync_interval_minutes: int = Field(default=15, ge=1, le=1440)
 
     @property
     def token_url(self) -> str:
         return f"{self.login_url.rstrip('/')}{TOKEN_PATH}"
+
+    def deal_url(self, remote_id: str) -> str | None:
+        """§10: the opportunity's Lightning record page, on `instance_url` or a login_url
+        that is the org's own (My Domain, a sandbox); None behind the shared login hosts,
+        which do not say which org."""
+        base = self.instance_url or (None if self.login_url.rstrip("/") in SHARED_LOGINS
+                                     else self.login_url)
+        if base is None:
+            return None
+        record = quote(remote_id, safe="")
+        return base.rstrip("/") + RECORD_PAGE.format(object="Opportunity", id=record)
 
     def credential_endpoints(self) -> list[Endpoint]:
         """The URLs the secrets are sent to (checked when the connection is saved)."""
@@ -211,6 +230,7 @@ class SalesforceClient:
         self.auth = SalesforceAuth(config.token_url, form, credential, api.limits,
                                    api.endpoints)
         self.usage: tuple[int, int] | None = None  # §6 (used, max) from the last answer
+        self._in_flight = 0  # calls sent and not answered yet (the streams run in parallel)
         self.home_currency: str | None = None
         self.organization: str | None = None
         self._meta: asyncio.Task[tuple[bool, mapping.Rates]] | None = None
@@ -234,10 +254,12 @@ class SalesforceClient:
         return parse_response(response)
 
     def _check_budget(self) -> None:
-        """§6: stop before the reserve left for the org's other integrations."""
+        """§6: stop before the reserve left for the org's other integrations (counting the
+        calls in flight, which the last answer's usage does not include yet)."""
         if self.usage is None:
             return
         used, maximum = self.usage
+        used += self._in_flight
         reserve = maximum * self.config.api_reserve_percent // 100
         if maximum - used <= reserve:
             raise ApiBudgetExhausted(
@@ -250,9 +272,13 @@ class SalesforceClient:
         """A REST call to {instance_url}{path}: path is under /services/data/vXX.X, or a
         nextRecordsUrl (§2)."""
         self._check_budget()
-        session = await self.auth.get(self.api)
-        url = f"{session.instance_url}{path}"
-        return await self.api.send(method, url, self._parse, auth=self.auth, **kwargs)
+        self._in_flight += 1
+        try:
+            session = await self.auth.get(self.api)
+            url = f"{session.instance_url}{path}"
+            return await self.api.send(method, url, self._parse, auth=self.auth, **kwargs)
+        finally:
+            self._in_flight -= 1
 
     async def data(self, method: str, resource: str, **kwargs: Any) -> Any:
         return await self.call(method, f"{self.data_path}{resource}", **kwargs)

@@ -11,7 +11,7 @@ uses for opportunities).
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,13 +19,14 @@ from connectors.salesforce.wire import parse_date, parse_datetime
 from core.errors import SourceError
 from core.records import (
     AccountRecord,
+    ActivityRecord,
     DealRecord,
     DeletedEntity,
     Deletion,
     StageRecord,
     UserRecord,
 )
-from core.types import DealStatus
+from core.types import ActivityType, DealStatus
 
 
 def decimal(value: Any, what: str = "number", record_id: Any = None) -> Decimal | None:
@@ -188,3 +189,57 @@ def deletion(entity: DeletedEntity, raw: dict[str, Any]) -> Deletion:
     if deleted_at is None:
         raise SourceError(f"Salesforce deleted record {raw.get('Id')} has no SystemModstamp")
     return Deletion(entity=entity, remote_id=str(raw["Id"]), deleted_at=deleted_at)
+
+
+# §12: the key prefixes of what an activity's WhatId names
+OPPORTUNITY_PREFIX, ACCOUNT_PREFIX = "006", "001"
+TASK_TYPES = {"Call": ActivityType.CALL, "Email": ActivityType.EMAIL,
+              "ListEmail": ActivityType.EMAIL}  # §12 TaskSubtype; other subtypes are tasks
+
+
+def activity(object_name: str, raw: dict[str, Any], users: dict[str, UserRecord]
+             ) -> ActivityRecord:
+    """§12: a Task (a call when its TaskSubtype is Call, an email when Email or ListEmail,
+    else a task; due on its ActivityDate, a date: 00:00 UTC; done when IsClosed) or an Event
+    (a meeting from StartDateTime for DurationInMinutes; Salesforce does not say whether it
+    was held). WhatId names the deal (006...) or the account (001...); AccountId the
+    account Salesforce derived."""
+    record_id = raw["Id"]
+    owner = users.get(str(raw.get("OwnerId") or ""))
+    what = str(raw.get("WhatId") or "")
+    due = day(raw.get("ActivityDate"))
+    event = object_name == "Event"
+    if event:
+        minutes = decimal(raw.get("DurationInMinutes"), "DurationInMinutes", record_id)
+        kind_value, kind = raw.get("EventSubtype"), ActivityType.MEETING
+        occurred = timestamp(raw.get("StartDateTime") or raw.get("ActivityDateTime"))
+        duration = None if minutes is None else int(minutes) * 60
+        done: bool | None = None
+        completed = None
+    else:
+        seconds = decimal(raw.get("CallDurationInSeconds"), "CallDurationInSeconds", record_id)
+        kind_value = raw.get("TaskSubtype")
+        kind = TASK_TYPES.get(str(kind_value or ""), ActivityType.TASK)
+        occurred = datetime.combine(due, time(), UTC) if due else None
+        duration = None if seconds is None else int(seconds)
+        done = bool(raw.get("IsClosed"))
+        completed = timestamp(raw.get("CompletedDateTime")) if done else None
+    return ActivityRecord(
+        remote_id=str(record_id),
+        type=kind,
+        occurred_at=occurred,
+        subject=raw.get("Subject") or None,
+        kind=str(kind_value) if kind_value else None,
+        done=done,
+        completed_at=completed,
+        duration_seconds=duration,
+        owner_remote_id=raw.get("OwnerId") or None,
+        owner_email=owner.email if owner else None,
+        owner_name=owner.name if owner else None,
+        deal_remote_id=what if what.startswith(OPPORTUNITY_PREFIX) else None,
+        account_remote_id=what if what.startswith(ACCOUNT_PREFIX)
+        else raw.get("AccountId") or None,
+        remote_created_at=timestamp(raw.get("CreatedDate")),
+        remote_modified_at=timestamp(raw.get("SystemModstamp")),
+        raw=raw,
+    )

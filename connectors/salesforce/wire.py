@@ -10,6 +10,8 @@ DATA_PATH = f"/services/data/v{API_VERSION}"
 TOKEN_PATH = "/services/oauth2/token"  # §1
 LOGIN_URL = "https://login.salesforce.com"  # §1: production and Developer Edition orgs
 TEST_LOGIN_URL = "https://test.salesforce.com"  # §1: sandboxes
+SHARED_LOGINS = (LOGIN_URL, TEST_LOGIN_URL)  # §1: login hosts of every org
+RECORD_PAGE = "/lightning/r/{object}/{id}/view"  # §10: a record in Lightning Experience
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # §1
 JWT_LIFETIME = 180  # §1: exp within 3 minutes
 

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from connectors.base import stage_changes
 from connectors.zoho import mapping
 from core.records import StageChangeRecord, StageRecord
 
@@ -50,10 +51,4 @@ async def _deal(client: "ZohoClient", deal_id: str,
             continue
         meta = stages.get((None, value))
         moves.append((at, meta.name if meta else value))
-    moves.sort()
-    out, previous = [], None
-    for at, stage in moves:
-        if stage != previous:  # a row that repeats the stage (an amount edit) is no move
-            out.append(StageChangeRecord(deal_id, previous, stage, at))
-        previous = stage
-    return out
+    return stage_changes(deal_id, moves)

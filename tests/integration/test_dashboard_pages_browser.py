@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page
+from sqlalchemy import select
 
+from connectors import registry
 from core.config import Settings
+from core.db import session_scope
 from core.metrics.periods import Preset, preset_range, today
+from core.models import Connection
 from tests.integration import test_dashboard_browser as shared
 from tests.integration.test_dashboard_browser import (
     PHONE,
@@ -108,7 +112,20 @@ def check_pipeline(dashboard: Dashboard, page: Page, people: set[int] | None = N
     for deal in zoho:  # its sandbox's record page: /crm/<org>/tab/Potentials/<remote id>
         assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/crm/org\d+/tab/Potentials/"
                             rf"{deal['remote_id']}", links[deal["id"]] or "")
-    assert all(links[d["id"]] is None for d in closing if d["connection_id"] != 1)
+    # every other CRM's deals link where its connector builds one (the links capability),
+    # on its sandbox's host; the others have none
+    with session_scope(dashboard.engine) as session:
+        connections = {int(c.id or 0): c for c in session.scalars(select(Connection))}
+    linked = set()
+    for deal in closing:
+        connection = connections[deal["connection_id"]]
+        want = registry.deal_url(connection.provider, dict(connection.config or {}),
+                                 deal["remote_id"])
+        assert links[deal["id"]] == want, (connection.provider, deal)
+        if want:
+            assert want.startswith("http://127.0.0.1:")
+            linked.add(connection.provider)
+    assert "zoho" in linked, linked
 
 
 def test_a_manager_reads_trends_and_pipeline_against_the_api(dashboard, browser):

@@ -13,7 +13,12 @@ from connectors.zoho.sandbox import create_app
 from core.db import session_scope
 from core.models import Connection, Deal, DealStageChange, DealVersion
 from tests.api_support import running_api
-from tests.integration.zoho_helpers import add_connection, make_context, sync
+from tests.integration.zoho_helpers import (
+    add_connection,
+    make_context,
+    move_to_a_new_stage,
+    sync,
+)
 from workers.jobs import backfill_stage_history
 
 V1 = "/api/v1"
@@ -55,13 +60,8 @@ async def test_backfill_reads_every_deal_once_and_keeps_each_move_once(engine, d
         again = await backfill_stage_history(ctx, connection_id=cid)
         assert (again["deals"], again["changes"]) == (0, 0)
         # a move observed by a sync and then backfilled is one stored move
-        deal = next(d for d in company.deals.values()
-                    if company.stage_by_id[d.stage_id].category == "open")
-        pipeline = company.stage_by_id[deal.stage_id].pipeline
-        visited = {m.stage_id for m in deal.history}
-        target = next(s for s in company.stages if s.pipeline == pipeline
-                      and s.id not in visited and s.category == "open")
-        company.edit_deal(deal.id, stage_id=target.id)
+        deal, target = move_to_a_new_stage(company)
+        pipeline = target.pipeline
         await sync(ctx, cid, "incremental")
         restart = await backfill_stage_history(ctx, connection_id=cid, restart=True)
         assert (restart["deals"], restart["changes"]) == (len(live), 0)

@@ -7,7 +7,8 @@ import httpx
 from sqlalchemy import Engine, select
 
 from connectors.http import RetryPolicy
-from connectors.sandbox.dataset import Company
+from connectors.sandbox.dataset import Company, StageDef
+from connectors.sandbox.dataset import Deal as CompanyDeal
 from connectors.sandbox.server import BackgroundServer
 from core.config import Settings
 from core.db import session_scope
@@ -148,3 +149,16 @@ def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> 
     response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
     assert response.status_code < 300, response.text
     return response.json()
+
+
+def move_to_a_new_stage(company: Company) -> tuple[CompanyDeal, StageDef]:
+    """Move an open deal to an open stage of its pipeline it never was in (a stage history
+    move no backfill has seen yet): the deal and the stage."""
+    deal = next(d for d in company.deals.values()
+                if company.stage_by_id[d.stage_id].category == "open")
+    pipeline = company.stage_by_id[deal.stage_id].pipeline
+    visited = {m.stage_id for m in deal.history}
+    target = next(s for s in company.stages if s.pipeline == pipeline
+                  and s.id not in visited and s.category == "open")
+    company.edit_deal(deal.id, stage_id=target.id)
+    return deal, target

@@ -113,3 +113,55 @@ async def test_goals_need_their_scopes() -> None:
         refused = await c.post("/crm/v3/objects/goal_targets/batch/create", headers=AUTH,
                                json={"inputs": [{"properties": {}}]})
         assert refused.status_code == 403 and refused.json()["category"] == "MISSING_SCOPES"
+
+
+async def test_property_histories_come_50_records_a_batch_read_newest_first(app) -> None:
+    """§11: the dealstage history is the deal's stage path; over 50 inputs is a 400."""
+    company = app.state.hubspot.company
+    ids = sorted(company.deals)[:51]
+    async with client(app) as c:
+        refused = await c.post("/crm/v3/objects/deals/batch/read", headers=AUTH, json={
+            "inputs": [{"id": i} for i in ids], "properties": ["dealstage"],
+            "propertiesWithHistory": ["dealstage"]})
+        assert refused.status_code == 400
+        assert "maximum number of inputs" in refused.json()["message"]
+        answer = await c.post("/crm/v3/objects/deals/batch/read", headers=AUTH, json={
+            "inputs": [{"id": i} for i in ids[:50]], "properties": ["dealstage"],
+            "propertiesWithHistory": ["dealstage"]})
+    assert answer.status_code == 200
+    for row in answer.json()["results"]:
+        deal = company.deals[row["id"]]
+        entries = row["propertiesWithHistory"]["dealstage"]
+        assert [e["value"] for e in entries] == [m.stage_id for m in reversed(deal.history)]
+        assert entries[0]["value"] == row["properties"]["dealstage"]
+        assert entries == sorted(entries, key=lambda e: e["timestamp"], reverse=True)
+
+
+async def test_activity_objects_need_their_scope_and_link_deals_and_companies(app) -> None:
+    """§13: calls are listed with their associations; without the scope, 403."""
+    state = app.state.hubspot
+    calls = {a.id: a for a in state.company.activities.values() if a.kind == "call"}
+    async with client(app) as c:
+        page = (await c.get("/crm/v3/objects/calls", headers=AUTH, params={
+            "limit": 100, "associations": "deals,companies"})).json()
+        assert {r["id"] for r in page["results"]} <= set(calls)
+        for row in page["results"]:
+            links = row.get("associations", {})
+            deal = calls[row["id"]].deal_id
+            assert links.get("deals", {}).get("results", [{}])[0].get("id") == deal
+        found = await c.post("/crm/v4/associations/calls/deals/batch/read", headers=AUTH,
+                             json={"inputs": [{"id": i} for i in list(calls)[:20]]})
+        assert {r["from"]["id"]: str(r["to"][0]["toObjectId"]) for r in found.json()[
+            "results"]} == {i: calls[i].deal_id for i in list(calls)[:20] if calls[i].deal_id}
+        state.scopes = frozenset(s for s in state.scopes if s != "crm.objects.contacts.read")
+        denied = await c.get("/crm/v3/objects/meetings", headers=AUTH)
+        assert (denied.status_code, denied.json()["category"]) == (403, "MISSING_SCOPES")
+
+
+async def test_a_deals_record_page_is_served_for_its_portal_only(app) -> None:
+    """§12: /contacts/{portalId}/record/0-3/{dealId}."""
+    deal = next(iter(app.state.hubspot.company.deals.values()))
+    async with client(app) as c:
+        page = await c.get(f"/contacts/62515/record/0-3/{deal.id}")
+        assert page.status_code == 200 and deal.name in page.text.replace("&amp;", "&")
+        assert (await c.get(f"/contacts/1/record/0-3/{deal.id}")).status_code == 404

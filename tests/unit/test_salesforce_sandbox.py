@@ -211,3 +211,31 @@ async def test_get_deleted_lists_the_recycle_bin_within_fifteen_days(company):
         live = (await http.get(f"{DATA}/query", headers=auth, params={
             "q": "SELECT Id FROM Opportunity WHERE IsDeleted = true"})).json()
         assert live["records"] == []  # query never shows the recycle bin
+
+
+async def test_opportunity_history_and_activities_are_queryable():
+    """§11: a row per stage an opportunity entered; §12: Tasks (calls, tasks) and Events
+    (meetings), and a deleted Task in queryAll only."""
+    company = generate_company(seed=9, deals=200, accounts=30)
+    app = create_app(company)
+    state: SalesforceState = app.state.salesforce
+    deal = next(d for d in company.deals.values() if len(d.history) > 2)
+    async with client(app) as http:
+        headers = await session(http)
+        rows = (await http.get(f"{DATA}/query", headers=headers, params={"q": (
+            "SELECT OpportunityId, StageName, CreatedDate FROM OpportunityHistory WHERE "
+            f"OpportunityId IN ('{record_id('deals', deal.id)}') ORDER BY CreatedDate")})).json()
+        assert [(r["StageName"], r["CreatedDate"]) for r in rows["records"]] == [
+            (company.stage_by_id[m.stage_id].name, format_datetime(m.changed_at))
+            for m in deal.history]
+        count = (await http.get(f"{DATA}/query", headers=headers, params={
+            "q": "SELECT COUNT() FROM Event"})).json()["totalSize"]
+        assert count == sum(a.kind == "meeting" for a in company.activities.values())
+        victim = next(a for a in company.activities.values() if a.kind == "task")
+        company.delete_activity(victim.id)
+        live = (await http.get(f"{DATA}/query", headers=headers, params={
+            "q": "SELECT Id FROM Task WHERE IsDeleted = true"})).json()
+        binned = (await http.get(f"{DATA}/queryAll", headers=headers, params={
+            "q": "SELECT Id, IsDeleted FROM Task WHERE IsDeleted = true"})).json()
+    assert state.company is company and live["records"] == []
+    assert [r["Id"][:3] for r in binned["records"]] == ["00T"]

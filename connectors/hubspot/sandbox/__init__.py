@@ -11,19 +11,24 @@ Modules, each importing only those above it:
 - notifications.py: the app's webhooks, batched and signed with v3 (§8);
 - state.py: the account (data, tokens, limits, merges, goal targets, webhook target);
 - auth.py: the token endpoints and the token, scope and limit check of every call (§1, §7);
-- records.py: lists, archived lists, batch read, search, associations, merges (§2-§6, §10);
+- records.py: lists, archived lists, batch read (property histories too), search,
+  associations, merges, deal record pages (§2-§6, §10-§12);
 - goals.py: goal targets (§9);
 - app.py: create_app(), the routes of all of the above and /_sandbox/hubspot/...
 """
 
 from connectors.base import Sandbox, SandboxOption
 from connectors.hubspot.sandbox.app import create_app
-from connectors.hubspot.sandbox.state import SANDBOX_CLIENT_SECRET, SANDBOX_TOKEN
+from connectors.hubspot.sandbox.state import (
+    SANDBOX_CLIENT_SECRET,
+    SANDBOX_PORTAL_ID,
+    SANDBOX_TOKEN,
+)
 
 SANDBOX = Sandbox(
     title="a simulated HubSpot account speaking HubSpot's CRM v3 wire format",
     create_app=create_app,
-    config=lambda url: {"base_url": url},
+    config=lambda url: {"base_url": url, "portal_id": SANDBOX_PORTAL_ID},
     secrets={"access_token": SANDBOX_TOKEN, "client_secret": SANDBOX_CLIENT_SECRET},
     demo_name="HubSpot (sandbox)",
     default_port=8430,

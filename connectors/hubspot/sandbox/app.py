@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors.hubspot.sandbox import goals, records
-from connectors.hubspot.sandbox.auth import authenticated, token_endpoint
+from connectors.hubspot.sandbox.auth import authenticated, page, token_endpoint
 from connectors.hubspot.sandbox.errors import HubSpotError, json_response
 from connectors.hubspot.sandbox.state import (
     SANDBOX_CLIENT_ID,
@@ -24,8 +24,9 @@ from connectors.hubspot.sandbox.state import (
     state_of,
 )
 from connectors.hubspot.wire import (
-    ASSOCIATIONS_PATH,
+    ASSOCIATIONS,
     COMPANY_CURRENCY_PATH,
+    DEAL_TYPE_ID,
     EXCHANGE_RATES_PATH,
     LEGACY_TOKEN_PATH,
     OBJECTS,
@@ -119,6 +120,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         *control_routes(state),
         Route(f"{CONTROL_PREFIX}/hubspot/merge", control_merge, methods=["POST"]),
         Route(f"{CONTROL_PREFIX}/hubspot/webhooks", control_webhooks, methods=["POST"]),
+        Route(f"/contacts/{{portal_id}}/record/{DEAL_TYPE_ID}/{{object_id}}",
+              page(records.deal_page), methods=["GET"]),
         Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
         Route(LEGACY_TOKEN_PATH, token_endpoint, methods=["POST"]),
         Route(OWNERS_PATH, authenticated(records.list_owners, "crm.objects.owners.read"),
@@ -133,7 +136,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         Route(EXCHANGE_RATES_PATH, authenticated(records.exchange_rates,
                                                  "settings.currencies.read"),
               methods=["GET"]),
-        Route(ASSOCIATIONS_PATH, authenticated(records.associations, DEALS), methods=["POST"]),
+        Route(ASSOCIATIONS.format(from_type="{object_type}", to_type="{to_type}"),
+              authenticated(records.associations, DEALS), methods=["POST"]),
         Route(f"{OBJECTS}/goal_targets", authenticated(goals.list_goals, goals.READ),
               methods=["GET"]),
         Route(f"{OBJECTS}/goal_targets/search", authenticated(goals.search_goals, goals.READ,

@@ -80,3 +80,12 @@ def authenticated(endpoint: Endpoint, scope: str | None = None, search: bool = F
         return response
 
     return wrapped
+
+
+def page(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    """A page of the web app (§12): no API token (a browser signed in to HubSpot)."""
+
+    async def wrapped(request: Request) -> Response:
+        return await endpoint(request, state_of(request))
+
+    return wrapped

@@ -1,19 +1,29 @@
 """The HubSpot sandbox's read API (docs/vendors/hubspot.md): owners (§4), pipelines (§5),
-currencies (§6), object lists and archived lists (§2, §10), batch read (§2), search (§3),
-deal-to-company associations (§2) and merges (§10)."""
+currencies (§6), object lists and archived lists (§2, §10), batch read (§2) with property
+histories (§11), search (§3), deal-to-company associations (§2), merges (§10), and the web
+app's deal record pages (§12)."""
 
 import json
 import time
+from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
-from connectors.hubspot.sandbox.errors import json_response, not_found, validation
+from connectors.hubspot.sandbox.errors import HubSpotError, json_response, not_found, validation
 from connectors.hubspot.sandbox.state import HubSpotState
-from connectors.hubspot.sandbox.wire import OPERATORS, matcher
+from connectors.hubspot.sandbox.wire import (
+    OPERATORS,
+    association_type,
+    matcher,
+    stage_label,
+)
 from connectors.hubspot.wire import (
+    ACTIVITY_SCOPE,
     BATCH_LIMIT,
+    HISTORY_BATCH_LIMIT,
+    HISTORY_LIMIT_MESSAGE,
     LIST_LIMIT,
     MAX_FILTER_GROUPS,
     MAX_FILTERS,
@@ -25,17 +35,39 @@ from connectors.hubspot.wire import (
     SEARCH_LIMIT,
     iso_ms,
 )
-from connectors.sandbox.dataset import Deal, Entity
+from connectors.sandbox.dataset import ActivityKind, Deal, Entity
 
 ENTITY: dict[str, Entity] = {"deals": "deals", "companies": "accounts"}
+# §13: the activity objects and the company's activity kind each one holds
+ACTIVITY_KIND: dict[str, ActivityKind] = {"calls": "call", "meetings": "meeting",
+                                          "tasks": "task", "notes": "note"}
+Target = tuple[Entity, ActivityKind | None]
+
+
+def target_of(request: Request, state: HubSpotState) -> Target:
+    """The object type of the path: (entity, activity kind or None). §13: the activity
+    objects need their scope (403 MISSING_SCOPES without it)."""
+    name = OBJECT_TYPES.get(str(request.path_params["object_type"]).lower())
+    if name is None:
+        raise validation(f"Unable to infer object type from: "
+                         f"{request.path_params['object_type']}")
+    if name not in ACTIVITY_KIND:
+        return ENTITY[name], None
+    if ACTIVITY_SCOPE not in state.scopes:
+        raise HubSpotError(403, "MISSING_SCOPES", "This app hasn't been granted all required "
+                           "scopes to make this call.", errors=[{
+                               "message": "One or more of the following scopes are required.",
+                               "context": {"requiredScopes": [ACTIVITY_SCOPE]}}])
+    return "activities", ACTIVITY_KIND[name]
 
 
 def entity_of(request: Request) -> Entity:
-    kind = OBJECT_TYPES.get(str(request.path_params["object_type"]).lower())
-    if kind is None:
+    """The entity of a deal or company path (merges: §10)."""
+    name = OBJECT_TYPES.get(str(request.path_params["object_type"]).lower())
+    if name not in ENTITY:
         raise validation(f"Unable to infer object type from: "
                          f"{request.path_params['object_type']}")
-    return ENTITY[kind]
+    return ENTITY[name]
 
 
 def _limit(request: Request, default: int, most: int) -> int:
@@ -93,14 +125,14 @@ async def exchange_rates(_: Request, state: HubSpotState) -> Response:
 # ---- lists (§2, §10) -------------------------------------------------------------------------
 
 async def list_objects(request: Request, state: HubSpotState) -> Response:
-    entity = entity_of(request)
+    entity, kind = target_of(request, state)
     limit = _limit(request, 10, LIST_LIMIT)
     after = request.query_params.get("after")
     wanted = _names(request.query_params.get("properties"))
-    associations = "companies" in (_names(request.query_params.get("associations")) or [])
+    associations = _names(request.query_params.get("associations")) or []
     if request.query_params.get("archived", "false").lower() == "true":
-        return _archived(state, entity, limit, after)
-    window = state.company.index(entity, "id").window()
+        return _archived(state, (entity, kind), limit, after)
+    window = state.company.index(entity, "id", kind).window()
     if after:
         if not after.isdigit():
             raise validation("after must be a paging cursor from an earlier answer")
@@ -115,12 +147,12 @@ async def list_objects(request: Request, state: HubSpotState) -> Response:
     return json_response(body)
 
 
-def _archived(state: HubSpotState, entity: Entity, limit: int, after: str | None) -> Response:
+def _archived(state: HubSpotState, target: Target, limit: int, after: str | None) -> Response:
     """§10: archived records with `archived: true` and `archivedAt`."""
-    rows = state.archived(entity)
+    rows = state.archived(*target)
     start = int(after) if after and after.isdigit() else 0
-    name = "dealname" if entity == "deals" else "name"
-    results = [{"id": d.id, "properties": {OBJECT_ID: d.id, name: d.display_name},
+    name = {"deals": "dealname", "accounts": "name"}.get(target[0], OBJECT_ID)
+    results = [{"id": d.id, "properties": {name: d.display_name, OBJECT_ID: d.id},
                 "createdAt": iso_ms(d.deleted_at), "updatedAt": iso_ms(d.deleted_at),
                 "archived": True, "archivedAt": iso_ms(d.deleted_at)}
                for d in rows[start:start + limit]]
@@ -132,31 +164,35 @@ def _archived(state: HubSpotState, entity: Entity, limit: int, after: str | None
 
 async def get_object(request: Request, state: HubSpotState) -> Response:
     """One record; a merged-away id answers the primary record (§10)."""
-    entity = entity_of(request)
-    record = state.find(entity, str(request.path_params["object_id"]))
+    record = state.find(*target_of(request, state), str(request.path_params["object_id"]))
     if record is None:
         raise not_found("Object")
     return json_response(state.wire.record(
         record, _names(request.query_params.get("properties")),
-        "companies" in (_names(request.query_params.get("associations")) or [])))
+        _names(request.query_params.get("associations")) or []))
 
 
 async def batch_read(request: Request, state: HubSpotState) -> Response:
     """§2: 200 with every record, 207 with `errors` naming ids not found."""
-    entity = entity_of(request)
+    target = target_of(request, state)
     body, _ = await _body(request)
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs or len(inputs) > BATCH_LIMIT:
         raise validation(f"inputs must hold 1 to {BATCH_LIMIT} objects")
     wanted = body.get("properties") if isinstance(body.get("properties"), list) else None
+    history = body.get("propertiesWithHistory") or []
+    if not isinstance(history, list) or not all(isinstance(n, str) for n in history):
+        raise validation("propertiesWithHistory must be a list of property names")
+    if history and len(inputs) > HISTORY_BATCH_LIMIT:
+        raise validation(HISTORY_LIMIT_MESSAGE)  # §11
     results, missing = [], []
     for item in inputs:
         object_id = str(item.get("id")) if isinstance(item, dict) else ""
-        record = state.find(entity, object_id)
+        record = state.find(*target, object_id)
         if record is None:
             missing.append(object_id)
         else:
-            results.append(state.wire.record(record, wanted))
+            results.append(state.wire.record(record, wanted, history=history))
     now = iso_ms_now()
     answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now,
                               "completedAt": now}
@@ -176,25 +212,34 @@ def iso_ms_now() -> str:
 
 
 async def associations(request: Request, state: HubSpotState) -> Response:
-    """§2: POST /crm/v4/associations/deals/companies/batch/read."""
+    """§2: POST /crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read: a deal's
+    company, an activity's deal or company (§13)."""
+    source = target_of(request, state)
+    to = OBJECT_TYPES.get(str(request.path_params["to_type"]).lower())
+    if to not in ("deals", "companies") or source[0] == "accounts" or \
+            (source[0] == "deals" and to == "deals"):
+        raise validation(f"no associations from {request.path_params['object_type']} to "
+                         f"{request.path_params['to_type']}")
     body, _ = await _body(request)
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs or len(inputs) > 1000:
         raise validation("inputs must hold 1 to 1000 objects")
     results = []
     for item in inputs:
-        deal = state.company.deals.get(str(item.get("id")) if isinstance(item, dict) else "")
-        if deal is not None and deal.account_id:
-            results.append({"from": {"id": deal.id}, "to": [
-                {"toObjectId": int(deal.account_id), "associationTypes": [
-                    {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": None}]}]})
+        record = state.find(*source, str(item.get("id")) if isinstance(item, dict) else "")
+        linked = state.wire.associated(record, to) if record is not None else None
+        type_id = association_type(source, str(to))
+        if record is not None and linked:
+            results.append({"from": {"id": record.id}, "to": [
+                {"toObjectId": int(linked), "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}]})
     return json_response({"status": "COMPLETE", "results": results})
 
 
 # ---- search (§3) ---------------------------------------------------------------------------
 
 async def search(request: Request, state: HubSpotState) -> Response:
-    entity = entity_of(request)
+    target = target_of(request, state)
     body, size = await _body(request)
     if size > MAX_SEARCH_BODY:
         raise validation(f"the request body is over {MAX_SEARCH_BODY} characters")
@@ -208,7 +253,7 @@ async def search(request: Request, state: HubSpotState) -> Response:
     if offset + limit > state.search_cap:  # §3: no paging past 10,000 results
         raise validation(f"Paging beyond {state.search_cap} results is not supported.",
                          errors=[{"message": "the sum of after and limit is over the cap"}])
-    rows = _search_rows(state, entity, body)
+    rows = _search_rows(state, target, body)
     page = rows[offset:offset + limit]
     wanted = body.get("properties") if isinstance(body.get("properties"), list) else None
     answer: dict[str, Any] = {"total": len(rows),
@@ -247,11 +292,12 @@ def _predicates(groups: Any, sorts: Any) -> list[list[tuple[str, Any]]]:
     return predicates
 
 
-def _search_rows(state: HubSpotState, entity: Entity, body: dict[str, Any]) -> list[Any]:
+def _search_rows(state: HubSpotState, target: Target, body: dict[str, Any]) -> list[Any]:
     groups = body.get("filterGroups") or []
     sorts = body.get("sorts") or []
     predicates = _predicates(groups, sorts)
-    key = (entity, json.dumps([groups, sorts], sort_keys=True), state.company.version,
+    entity, kind = target
+    key = (target, json.dumps([groups, sorts], sort_keys=True), state.company.version,
            len(state.merged_into), int(time.time()) if state.search_lag else 0)
     cached = state.search_cache.get(key)
     if cached is not None:
@@ -260,6 +306,8 @@ def _search_rows(state: HubSpotState, entity: Entity, body: dict[str, Any]) -> l
     wire = state.wire
     rows = []
     for record in state.pool(entity).values():
+        if kind is not None and record.kind != kind:
+            continue
         if state.search_lag and record.modified_at.timestamp() > visible_before:
             continue  # §3: changes take a few moments to appear in search
         if not predicates or any(all(test(wire.value(record, name)) for name, test in tests)
@@ -287,4 +335,25 @@ async def merge(request: Request, state: HubSpotState) -> Response:
     if not primary or not merged:
         raise validation("primaryObjectId and objectIdToMerge are required")
     record = state.merge(entity, str(primary), str(merged))
-    return json_response(state.wire.record(record, None, isinstance(record, Deal)))
+    return json_response(state.wire.record(record, None,
+                                           ["companies"] if isinstance(record, Deal) else []))
+
+
+# ---- the web app's record pages (§12) ----------------------------------------------------
+
+async def deal_page(request: Request, state: HubSpotState) -> Response:
+    """GET /contacts/{portalId}/record/0-3/{dealId}: the deal's record page in HubSpot's web
+    app, so the dashboard's links lead somewhere. Real HubSpot asks the browser to sign in
+    first; the sandbox shows a plain page with the deal's name, stage and amount."""
+    deal = state.company.deals.get(str(request.path_params["object_id"]))
+    if str(request.path_params["portal_id"]) != str(state.portal_id) or deal is None:
+        return HTMLResponse("<!doctype html><title>HubSpot</title><p>Record not found.",
+                            status_code=404)
+    stage = state.company.stage_by_id[deal.stage_id]
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8><title>"
+        f"{escape(deal.name)} - HubSpot (sandbox)</title></head><body>"
+        f"<h1>{escape(deal.name)}</h1><dl><dt>Record ID</dt><dd>{escape(deal.id)}</dd>"
+        f"<dt>Deal stage</dt><dd>{escape(stage_label(stage))}</dd><dt>Amount</dt>"
+        f"<dd>{deal.amount} {escape(deal.currency)}</dd><dt>Close date</dt>"
+        f"<dd>{deal.close_date.isoformat()}</dd></dl></body></html>")

@@ -15,7 +15,15 @@ from connectors.hubspot.sandbox.errors import HubSpotError, rate_limited
 from connectors.hubspot.sandbox.notifications import Outbox, listener
 from connectors.hubspot.sandbox.wire import Wire
 from connectors.hubspot.wire import BURST_WINDOW, SEARCH_CAP, SEARCH_PER_SECOND, TOKEN_TTL
-from connectors.sandbox.dataset import Account, Company, Deal, Deletion, Entity
+from connectors.sandbox.dataset import (
+    Account,
+    Activity,
+    ActivityKind,
+    Company,
+    Deal,
+    Deletion,
+    Entity,
+)
 from connectors.sandbox.faults import Harness
 from connectors.sandbox.generator import generate_company
 
@@ -23,7 +31,9 @@ SANDBOX_TOKEN = "pat-na1-sandbox-private-app-token"
 SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
 SANDBOX_REFRESH_TOKEN = "na1-sandbox-refresh-token"
+SANDBOX_PORTAL_ID = 62515  # the Hub ID of HubSpot's own examples (§8)
 ALL_SCOPES = frozenset({"crm.objects.deals.read", "crm.objects.companies.read",
+                        "crm.objects.contacts.read",
                         "crm.objects.owners.read", "settings.currencies.read",
                         "crm.objects.goals.read", "crm.objects.goals.write", "oauth"})
 
@@ -42,7 +52,7 @@ class HubSpotState:
     client_secret: str = SANDBOX_CLIENT_SECRET
     refresh_token: str = SANDBOX_REFRESH_TOKEN
     token_ttl: int = TOKEN_TTL
-    portal_id: int = 62515
+    portal_id: int = SANDBOX_PORTAL_ID
     app_id: int = 54321
     scopes: frozenset[str] = ALL_SCOPES
     burst_limit: int = 190
@@ -190,17 +200,22 @@ class HubSpotState:
 
     # ---- records ---------------------------------------------------------------------------
     def pool(self, entity: Entity) -> dict[str, Any]:
-        return self.company.deals if entity == "deals" else self.company.accounts
+        return self.company.pool(entity)
 
-    def find(self, entity: Entity, object_id: str) -> Deal | Account | None:
-        """A live record by id; a merged-away id answers its primary (§10)."""
+    def find(self, entity: Entity, kind: ActivityKind | None, object_id: str
+             ) -> Deal | Account | Activity | None:
+        """A live record by id (an activity of `kind`); a merged-away id answers its primary
+        (§10)."""
         pool = self.pool(entity)
+        if kind is not None:
+            found = pool.get(object_id)
+            return found if found is not None and found.kind == kind else None
         seen: set[str] = set()
         while object_id in self.merged_into and object_id not in pool and object_id not in seen:
             seen.add(object_id)
             object_id = self.merged_into[object_id]
-        found: Deal | Account | None = pool.get(object_id)
-        return found
+        record: Deal | Account | None = pool.get(object_id)
+        return record
 
     def merge(self, entity: Entity, primary_id: str, merged_id: str) -> Deal | Account:
         """§10: the merged record disappears (neither listed nor archived), the primary
@@ -231,12 +246,13 @@ class HubSpotState:
             self.merged_into[old] = primary_id
         return primary
 
-    def archived(self, entity: Entity) -> list[Deletion]:
-        """§10: records in the recycle bin (deleted, not purged, not merged), oldest first."""
+    def archived(self, entity: Entity, kind: ActivityKind | None = None) -> list[Deletion]:
+        """§10: records in the recycle bin (deleted, not purged, not merged), oldest first;
+        activities of `kind`."""
         live = self.pool(entity)
         latest: dict[str, Deletion] = {}
         for deletion in self.company.deletions:
-            if deletion.entity == entity and not deletion.permanent \
+            if deletion.entity == entity and deletion.kind == kind and not deletion.permanent \
                     and deletion.id not in live and deletion.id not in self.merged_into:
                 latest[deletion.id] = deletion
         return sorted(latest.values(), key=lambda d: int(d.id))

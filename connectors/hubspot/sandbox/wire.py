@@ -6,21 +6,23 @@ The kit's company (connectors.sandbox.dataset) maps onto HubSpot as: reps are ow
 with one company association, stages are deal stages of two pipelines (§5). Every
 property value is a string (§2)."""
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from html import escape
 from typing import Any
 
 from connectors.hubspot.wire import (
     MERGED_IDS,
     MODIFIED,
     OBJECT_ID,
+    TIMESTAMP,
     day_iso,
     epoch_ms,
     iso_ms,
     parse_time,
 )
-from connectors.sandbox.dataset import Account, Company, Deal, Rep, StageDef
+from connectors.sandbox.dataset import Account, Activity, Company, Deal, Rep, StageDef
 
 RATE_PLACES = Decimal("0.000001")  # §6: conversion rates carry up to 6 decimals
 CENT = Decimal("0.01")
@@ -28,7 +30,21 @@ CENT = Decimal("0.01")
 RENAMED = {"Closed Won": "Contract signed", "Closed Lost": "No decision"}
 OPERATORS = ("EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
              "NOT_HAS_PROPERTY")  # §3
-TIME_PROPERTIES = frozenset({MODIFIED, "createdate", "closedate"})
+TIME_PROPERTIES = frozenset({MODIFIED, "createdate", "closedate", TIMESTAMP, "hs_createdate"})
+# §13: HubSpot-defined association type ids (the associations guide's table; guess where the
+# sandbox needs one HubSpot does not list)
+ASSOCIATION_TYPES = {("deal", "companies"): 5, ("call", "companies"): 182,
+                     ("call", "deals"): 206, ("meeting", "companies"): 188,
+                     ("meeting", "deals"): 212, ("note", "companies"): 190,
+                     ("note", "deals"): 214, ("task", "companies"): 192, ("task", "deals"): 216}
+
+
+SINGULAR = {"companies": "company", "deals": "deal"}
+
+
+def association_type(source: tuple[str, str | None], to_type: str) -> int:
+    """The typeId of an association from a deal or an activity kind to `to_type`."""
+    return ASSOCIATION_TYPES.get((source[1] or "deal", to_type), 0)
 
 
 def stage_label(stage: StageDef) -> str:
@@ -119,29 +135,95 @@ class Wire:
                 MODIFIED: iso_ms(account.modified_at), OBJECT_ID: account.id,
                 MERGED_IDS: ";".join(self.merged.get(account.id, [])) or None}
 
-    def properties(self, record: Deal | Account) -> dict[str, str | None]:
+    def activity_properties(self, activity: Activity) -> dict[str, str | None]:
+        """§13: a call, meeting, task or note. A call not held has status NO_ANSWER (guess:
+        any status but COMPLETED would do), a meeting not held is SCHEDULED while ahead and
+        NO_SHOW after; tasks are TODO tasks; a note's body is its subject as HTML."""
+        common = {TIMESTAMP: iso_ms(activity.start), "hubspot_owner_id": activity.owner_id,
+                  "hs_createdate": iso_ms(activity.created_at),
+                  MODIFIED: iso_ms(activity.modified_at), OBJECT_ID: activity.id}
+        seconds = activity.duration_seconds
+        if activity.kind == "call":
+            return {**common, "hs_call_title": activity.subject,
+                    "hs_call_duration": None if seconds is None else str(seconds * 1000),
+                    "hs_call_status": "COMPLETED" if activity.done else "NO_ANSWER",
+                    "hs_call_direction": "OUTBOUND"}
+        if activity.kind == "meeting":
+            ahead = activity.start > datetime.now(UTC)
+            end = activity.start + timedelta(seconds=seconds or 0)
+            return {**common, "hs_meeting_title": activity.subject,
+                    "hs_meeting_start_time": iso_ms(activity.start),
+                    "hs_meeting_end_time": iso_ms(end),
+                    "hs_meeting_outcome": "COMPLETED" if activity.done
+                    else "SCHEDULED" if ahead else "NO_SHOW"}
+        if activity.kind == "task":
+            done = activity.completed_at
+            return {**common, "hs_task_subject": activity.subject,
+                    "hs_task_status": "COMPLETED" if activity.done else "NOT_STARTED",
+                    "hs_task_type": "TODO", "hs_task_priority": "NONE",
+                    "hs_task_completion_date": iso_ms(done) if done else None}
+        return {**common, "hs_note_body": f"<p>{escape(activity.subject)}</p>"}
+
+    def properties(self, record: Deal | Account | Activity) -> dict[str, str | None]:
+        if isinstance(record, Activity):
+            return self.activity_properties(record)
         return (self.deal_properties(record) if isinstance(record, Deal)
                 else self.company_properties(record))
 
-    def record(self, record: Deal | Account, wanted: list[str] | None,
-               associations: bool = False) -> dict[str, Any]:
-        """§2: only the asked properties (default: the object's default set)."""
+    def associated(self, record: Deal | Account | Activity, to_type: str) -> str | None:
+        """§2, §13: a deal's company; an activity's deal or company."""
+        if to_type == "companies" and not isinstance(record, Account):
+            return record.account_id
+        if to_type == "deals" and isinstance(record, Activity):
+            return record.deal_id
+        return None
+
+    def record(self, record: Deal | Account | Activity, wanted: list[str] | None,
+               associations: Sequence[str] = (), history: list[str] | None = None
+               ) -> dict[str, Any]:
+        """§2: only the asked properties (default: the object's default set); §11 the
+        histories of `history` (a deal's dealstage: its stage path; others: the current
+        value as set at the last modification)."""
         every = self.properties(record)
-        names = wanted or ["createdate", MODIFIED, OBJECT_ID,
-                           *(["dealname", "amount", "dealstage", "pipeline", "closedate"]
-                             if isinstance(record, Deal) else ["name", "domain"])]
+        names = wanted or (
+            ["hs_createdate", MODIFIED, OBJECT_ID, TIMESTAMP] if isinstance(record, Activity)
+            else ["createdate", MODIFIED, OBJECT_ID,
+                  *(["dealname", "amount", "dealstage", "pipeline", "closedate"]
+                    if isinstance(record, Deal) else ["name", "domain"])])
         out: dict[str, Any] = {
             "id": record.id, "properties": {n: every.get(n) for n in names},
             "createdAt": iso_ms(record.created_at), "updatedAt": iso_ms(record.modified_at),
             "archived": False}
-        if associations and isinstance(record, Deal):
-            out["associations"] = ({"companies": {"results": [
-                {"id": record.account_id, "type": "deal_to_company"}]}}
-                if record.account_id else {})
+        if history:
+            out["propertiesWithHistory"] = {n: self.history(record, n) for n in history}
+        if associations:  # §2: only the associations the record has
+            label = "deal" if isinstance(record, Deal) else getattr(record, "kind", "company")
+            out["associations"] = {
+                name: {"results": [{"id": linked, "type": f"{label}_to_{SINGULAR[name]}"}]}
+                for name in associations if (linked := self.associated(record, name))}
         return out
 
+    def history(self, record: Deal | Account | Activity, name: str) -> list[dict[str, Any]]:
+        """§11: the values a property held, newest first. A deal's dealstage history is its
+        stage path (the stage ids it entered and when, set by its owner in the CRM's UI:
+        guess, the company does not record who moved a deal); another property's is its
+        value now, as set at the record's last modification (guess: the company keeps no
+        older values); an unknown or empty property has none."""
+        if name == "dealstage" and isinstance(record, Deal):
+            owner = self.company.rep_by_id.get(record.owner_id)
+            by = user_id(owner) if owner else None
+            return [{"value": move.stage_id, "timestamp": iso_ms(move.changed_at),
+                     "sourceType": "CRM_UI", "sourceId": f"userId:{by}",
+                     "updatedByUserId": by}
+                    for move in sorted(record.history, key=lambda m: m.changed_at,
+                                       reverse=True)]
+        value = self.properties(record).get(name)
+        if value is None:
+            return []
+        return [{"value": value, "timestamp": iso_ms(record.modified_at), "sourceType": "API"}]
+
     # ---- search values (§3) -------------------------------------------------------------
-    def value(self, record: Deal | Account, name: str) -> Any:
+    def value(self, record: Deal | Account | Activity, name: str) -> Any:
         """A property as search compares it: times and ids as numbers, amounts as decimals."""
         if name == MODIFIED:  # the hot paths of incremental reads
             return epoch_ms(record.modified_at)

@@ -17,7 +17,7 @@ from connectors.salesforce.sandbox.auth import api, token_endpoint
 from connectors.salesforce.sandbox.errors import SfError, failure
 from connectors.salesforce.sandbox.state import SalesforceState, state_of
 from connectors.salesforce.sandbox.wire import json_value
-from connectors.salesforce.wire import NOT_FOUND, TOKEN_PATH
+from connectors.salesforce.wire import NOT_FOUND, RECORD_PAGE, TOKEN_PATH
 from connectors.sandbox.control import PREFIX as CONTROL_PREFIX
 from connectors.sandbox.control import control_routes
 from connectors.sandbox.dataset import Company
@@ -122,6 +122,8 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
     routes = [
         *control_routes(state),
         Route(f"{CONTROL_PREFIX}/salesforce", settings_endpoint, methods=["GET", "PATCH"]),
+        Route(RECORD_PAGE.format(object="Opportunity", id="{id}"), records.record_page,
+              methods=["GET"]),
         Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
         *(Route(data + path, api(handler, status), methods=[method])
           for path, method, handler, status in rest),

@@ -1,13 +1,15 @@
 """The Salesforce sandbox's read API: SOQL query and queryAll with query cursors (§2),
 limits (§6), describe (§3), getDeleted (§4) and retrieving one record
-(docs/vendors/salesforce.md, cited as §n)."""
+(docs/vendors/salesforce.md, cited as §n); and Lightning's record pages (§10)."""
 
 import re
 from bisect import bisect_left, bisect_right
 from datetime import datetime, timedelta
+from html import escape
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 
 from connectors.salesforce.sandbox.errors import SfError
 from connectors.salesforce.sandbox.soql import (
@@ -189,3 +191,23 @@ def _object(state: SalesforceState, request: Request) -> str:
         return state.object_name(request.path_params["object"])
     except SoqlError:
         raise SfError(404, NOT_FOUND, "The requested resource does not exist") from None
+
+
+async def record_page(request: Request) -> Response:
+    """GET /lightning/r/Opportunity/{id}/view (§10): the opportunity's page in Lightning
+    Experience, so the dashboard's links lead somewhere. Real Salesforce asks the browser to
+    sign in first; the sandbox shows a plain page with the record's name, stage and amount."""
+    state: SalesforceState = request.app.state.salesforce
+    wanted = str(request.path_params["id"])
+    row = next((r for r in state.rows("Opportunity") if not r.get("IsDeleted")
+                and wanted in (r["Id"], r["Id"][:15])), None)
+    if row is None:
+        return HTMLResponse("<!doctype html><title>Salesforce</title><p>Record not found.",
+                            status_code=404)
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8><title>"
+        f"{escape(row['Name'])} | Opportunity | Salesforce (sandbox)</title></head><body>"
+        f"<h1>{escape(row['Name'])}</h1><dl><dt>Opportunity ID</dt><dd>{row['Id']}</dd>"
+        f"<dt>Stage</dt><dd>{escape(row['StageName'])}</dd><dt>Amount</dt>"
+        f"<dd>{row['Amount']} {escape(str(row.get('CurrencyIsoCode') or ''))}</dd>"
+        f"<dt>Close Date</dt><dd>{row['CloseDate'].isoformat()}</dd></dl></body></html>")

@@ -27,6 +27,7 @@ from connectors.salesforce.sandbox.wire import (
     FORECAST_OBJECTS,
     PREFIX,
     Org,
+    activity_object,
     dated_rates,
     forecasting_types,
     periods,
@@ -84,7 +85,7 @@ nG28Wd2/iK5mCR+NNPqFGwk=
 """
 OBJECTS = ("User", "Account", "Opportunity", "OpportunityStage", "Organization",
            "CurrencyType", "DatedConversionRate", "Period", "ForecastingType",
-           "ForecastingQuota")
+           "ForecastingQuota", "OpportunityHistory", "Task", "Event")
 MAX_CURSORS = 10  # §2: open query cursors per user; the oldest closes
 CURSOR_IDLE = 15 * 60.0  # §2: a cursor expires after 15 minutes without a fetch
 
@@ -277,6 +278,20 @@ class SalesforceState:
             return ([self.org.account(a) for a in self.company.accounts.values()],
                     [self.org.account(r, at) for r, at in self.recycle.values()
                      if isinstance(r, Account)])
+        if object_name in ("Task", "Event"):  # §12; the company's own deletions are binned
+            return ([self.org.activity(a) for a in self.company.activities.values()
+                     if a.kind != "note" and activity_object(a.kind) == object_name],
+                    [self.org.activity(self.company.deleted_activities[d.id], d.deleted_at)
+                     for d in self.company.deletions
+                     if d.entity == "activities" and not d.permanent
+                     and d.id in self.company.deleted_activities
+                     and d.kind not in (None, "note")
+                     and activity_object(d.kind) == object_name])
+        if object_name == "OpportunityHistory":  # §11: deleted with its opportunity
+            return ([r for d in self.company.deals.values()
+                     for r in self.org.opportunity_history(d)],
+                    [r for d, at in self.recycle.values() if isinstance(d, Deal)
+                     for r in self.org.opportunity_history(d, at)])
         return ([self.org.opportunity(d) for d in self.company.deals.values()],
                 [self.org.opportunity(r, at) for r, at in self.recycle.values()
                  if isinstance(r, Deal)])

@@ -16,13 +16,23 @@ from typing import Any
 
 from connectors.salesforce.sandbox.soql import Schema
 from connectors.salesforce.wire import format_datetime
-from connectors.sandbox.dataset import ID_BASE, ORG_PREFIX, Account, Company, Deal, Rep, StageDef
+from connectors.sandbox.dataset import (
+    ID_BASE,
+    ORG_PREFIX,
+    Account,
+    Activity,
+    Company,
+    Deal,
+    Rep,
+    StageDef,
+)
 
 # Key prefixes (the first three characters of an id name its object). 005 User, 001
 # Account, 006 Opportunity and 00D Organization are well known; the others are guesses.
 PREFIX = {"User": "005", "Account": "001", "Opportunity": "006", "OpportunityStage": "01J",
           "Organization": "00D", "CurrencyType": "02c", "DatedConversionRate": "04w",
-          "Period": "026", "ForecastingType": "0Db", "ForecastingQuota": "0J9"}
+          "Period": "026", "ForecastingType": "0Db", "ForecastingQuota": "0J9",
+          "OpportunityHistory": "008", "Task": "00T", "Event": "00U"}
 KIND_OF = {"005": "reps", "001": "accounts", "006": "deals", "01J": "stages"}
 _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 FAR_PAST, FAR_FUTURE = date(1, 1, 1), date(9999, 12, 31)  # §5 first and last dated ranges
@@ -47,6 +57,18 @@ def record_id(kind: str, dataset_id: str) -> str:
     return sf_id(prefix, int(dataset_id) - ORG_PREFIX - ID_BASE[kind])
 
 
+def activity_object(kind: str) -> str:
+    """§12: meetings are Events; calls and tasks are Tasks (notes are neither)."""
+    return "Event" if kind == "meeting" else "Task"
+
+
+@lru_cache(maxsize=1 << 20)
+def activity_id(kind: str, dataset_id: str) -> str:
+    """The Salesforce id of a company's call, task (Task) or meeting (Event)."""
+    return sf_id(PREFIX[activity_object(kind)],
+                 int(dataset_id) - ORG_PREFIX - ID_BASE["activities"])
+
+
 def dataset_id(salesforce_id: str) -> tuple[str, str] | None:
     """(kind, company id) of a Salesforce id of a rep, account, deal or stage."""
     kind = KIND_OF.get(salesforce_id[:3])
@@ -69,6 +91,22 @@ OPPORTUNITY: Schema = {"Id": "id", "Name": "string", "AccountId": "id", "OwnerId
                        "IsWon": "boolean", "Probability": "number",
                        "ForecastCategoryName": "string", "CloseDate": "date",
                        "IsDeleted": "boolean", **STAMPS}
+OPPORTUNITY_HISTORY: Schema = {"Id": "id", "OpportunityId": "id", "StageName": "string",
+                               "Amount": "number", "CloseDate": "date",
+                               "Probability": "number", "ForecastCategory": "string",
+                               "CreatedById": "id", "CreatedDate": "datetime",
+                               "SystemModstamp": "datetime", "IsDeleted": "boolean"}  # §11
+ACTIVITY_FIELDS: Schema = {"Id": "id", "Subject": "string", "OwnerId": "id", "WhatId": "id",
+                           "WhoId": "id", "AccountId": "id", "ActivityDate": "date",
+                           "IsDeleted": "boolean", "IsArchived": "boolean",
+                           "CreatedById": "id", **STAMPS}  # §12: on Task and Event
+TASK: Schema = {**ACTIVITY_FIELDS, "Status": "string", "IsClosed": "boolean",
+                "Priority": "string", "CompletedDateTime": "datetime",
+                "TaskSubtype": "string", "CallDurationInSeconds": "number",
+                "CallType": "string", "CallDisposition": "string"}
+EVENT: Schema = {**ACTIVITY_FIELDS, "StartDateTime": "datetime", "EndDateTime": "datetime",
+                 "ActivityDateTime": "datetime", "DurationInMinutes": "number",
+                 "IsAllDayEvent": "boolean", "EventSubtype": "string"}
 STAGE: Schema = {"Id": "id", "ApiName": "string", "MasterLabel": "string",
                  "IsActive": "boolean", "IsClosed": "boolean", "IsWon": "boolean",
                  "DefaultProbability": "number", "ForecastCategoryName": "string",
@@ -89,7 +127,8 @@ QUOTA: Schema = {"Id": "id", "QuotaOwnerId": "id", "StartDate": "date", "PeriodI
                  "QuotaAmount": "number", "QuotaQuantity": "number", "IsAmount": "boolean",
                  "IsQuantity": "boolean", "ForecastingTypeId": "id", "ProductFamily": "string",
                  "CreatedById": "id", "LastModifiedById": "id", **STAMPS}
-CURRENCY_OBJECTS = ("Account", "Opportunity", "ForecastingQuota", "User")  # §5
+CURRENCY_OBJECTS = ("Account", "Opportunity", "ForecastingQuota", "User",
+                    "OpportunityHistory")  # §5, §11
 FORECAST_OBJECTS = ("ForecastingQuota", "ForecastingType")  # §8: Collaborative Forecasts
 
 
@@ -98,7 +137,8 @@ def schema_of(object_name: str, multi_currency: bool) -> Schema:
               "OpportunityStage": STAGE, "Organization": ORGANIZATION,
               "CurrencyType": CURRENCY_TYPE, "DatedConversionRate": DATED_RATE,
               "Period": PERIOD, "ForecastingType": FORECASTING_TYPE,
-              "ForecastingQuota": QUOTA}[object_name]
+              "ForecastingQuota": QUOTA, "OpportunityHistory": OPPORTUNITY_HISTORY,
+              "Task": TASK, "Event": EVENT}[object_name]
     if multi_currency and object_name in CURRENCY_OBJECTS:
         return {**schema, "CurrencyIsoCode": "string"}
     return schema
@@ -210,6 +250,63 @@ class Org:
         if self.multi_currency:
             row["CurrencyIsoCode"] = deal.currency
         return row
+
+    def opportunity_history(self, deal: Deal, deleted_at: datetime | None = None
+                            ) -> list[dict[str, Any]]:
+        """§11: a row per stage the opportunity entered, when it entered it, by its owner.
+        The company keeps only stage moves, so there are no rows for amount or close date
+        edits, and each row shows the amount and close date of now (guess)."""
+        number = int(deal.id) - ORG_PREFIX - ID_BASE["deals"]
+        rows = []
+        for index, move in enumerate(deal.history):
+            stage = self.company.stage_by_id[move.stage_id]
+            row: dict[str, Any] = {
+                "Id": sf_id(PREFIX["OpportunityHistory"], number * 100 + index),
+                "OpportunityId": record_id("deals", deal.id), "StageName": stage.name,
+                "Amount": deal.amount, "CloseDate": deal.close_date,
+                "Probability": Decimal(stage.probability),
+                "ForecastCategory": FORECAST_CATEGORY[stage.category],
+                "CreatedById": self.rep_id(deal.owner_id), "CreatedDate": move.changed_at,
+                "SystemModstamp": deleted_at or move.changed_at,
+                "IsDeleted": deleted_at is not None}
+            if self.multi_currency:
+                row["CurrencyIsoCode"] = deal.currency
+            rows.append(row)
+        return rows
+
+    def activity(self, activity: Activity, deleted_at: datetime | None = None
+                 ) -> dict[str, Any]:
+        """§12: a call (a Task of subtype Call, closed when held, its due date the call's
+        day, completed at its end), a task (subtype Task, due on its date) or a meeting (an
+        Event). WhatId is the deal, else the account; AccountId the account (Salesforce
+        derives it from WhatId). A deleted one (§4: in the recycle bin) keeps its fields."""
+        what = (record_id("deals", activity.deal_id) if activity.deal_id else
+                record_id("accounts", activity.account_id) if activity.account_id else None)
+        row: dict[str, Any] = {
+            "Id": activity_id(activity.kind, activity.id), "Subject": activity.subject,
+            "OwnerId": self.rep_id(activity.owner_id), "WhatId": what, "WhoId": None,
+            "AccountId": record_id("accounts", activity.account_id)
+            if activity.account_id else None,
+            "ActivityDate": activity.start.date(), "IsDeleted": deleted_at is not None,
+            "IsArchived": False, "CreatedById": self.rep_id(activity.owner_id),
+            "CreatedDate": activity.created_at,
+            "LastModifiedDate": deleted_at or activity.modified_at,
+            "SystemModstamp": deleted_at or activity.modified_at}
+        seconds = activity.duration_seconds or 0
+        if activity.kind == "meeting":
+            end = activity.start + timedelta(seconds=seconds)
+            return {**row, "StartDateTime": activity.start, "EndDateTime": end,
+                    "ActivityDateTime": activity.start,
+                    "DurationInMinutes": Decimal(seconds // 60), "IsAllDayEvent": False,
+                    "EventSubtype": "Event"}
+        call = activity.kind == "call"
+        completed = activity.completed_at if not call else \
+            activity.start + timedelta(seconds=seconds) if activity.done else None
+        return {**row, "Status": "Completed" if activity.done else "Not Started",
+                "IsClosed": activity.done, "Priority": "Normal",
+                "CompletedDateTime": completed, "TaskSubtype": "Call" if call else "Task",
+                "CallDurationInSeconds": Decimal(seconds) if call else None,
+                "CallType": "Outbound" if call else None, "CallDisposition": None}
 
     def organization(self, org_id: str) -> dict[str, Any]:
         return {"Id": org_id, "Name": self.company.name,
