@@ -31,6 +31,8 @@ SANDBOX = Sandbox(
         SandboxOption("burst-limit", "API-token requests per 2 seconds (OAuth: 4 times as "
                       "many; docs/vendors/pipedrive.md §6).", default=80,
                       kind=int, apply=lambda n: {"burst_limit": int(n)}),
+        SandboxOption("no-teams", "A plan without Teams: /v1/legacyTeams answers 403 (§10).",
+                      default=False, kind=bool, apply=lambda off: {"teams": not off}),
         SandboxOption("daily-budget", "The company's daily token budget (§6); 0: unlimited.",
                       default=0, kind=int,
                       apply=lambda n: {"daily_budget": int(n) or None}),

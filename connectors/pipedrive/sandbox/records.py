@@ -7,12 +7,13 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
-from connectors.pipedrive.sandbox.errors import bad_request, not_found, ok
+from connectors.pipedrive.sandbox.errors import PipedriveError, bad_request, not_found, ok
 from connectors.pipedrive.sandbox.state import DELETED_KEPT_DAYS, PipedriveState, state_of
 from connectors.pipedrive.wire import DEAL_STATUSES, MAX_LIMIT, parse_time
 from connectors.sandbox.dataset import SORT_KEYS, Deal, Deletion, SortField, epoch_seconds
@@ -23,7 +24,8 @@ DEFAULT_LIMIT = 100  # §2
 
 
 # ---- v1: start / limit ------------------------------------------------------------------------
-def v1_page(request: Request, rows: Sequence[dict[str, Any]]) -> Response:
+def v1_page(request: Request, rows: Sequence[dict[str, Any]],
+            related: dict[str, Any] | None = None) -> Response:
     """§2: `start` and `limit` (at most 500), additional_data.pagination."""
     start = _int(request, "start", 0, low=0)
     limit = min(_int(request, "limit", DEFAULT_LIMIT, low=1), MAX_LIMIT)
@@ -33,7 +35,7 @@ def v1_page(request: Request, rows: Sequence[dict[str, Any]]) -> Response:
                                   "more_items_in_collection": more}
     if more:
         pagination["next_start"] = start + limit
-    return ok(chunk, {"pagination": pagination})
+    return ok(chunk, {"pagination": pagination}, related=related)
 
 
 async def list_users(request: Request) -> Response:
@@ -46,6 +48,58 @@ async def current_user(request: Request) -> Response:
     return ok({**state.wire.user(state.company.manager), "company_id": 1,
                "company_name": state.company.name,
                "company_domain": state.company.domain.split(".")[0]})
+
+
+async def list_teams(request: Request) -> Response:
+    """§10: GET /v1/legacyTeams, not paged; 403 on a plan without Teams (guess: the
+    status and wording of Pipedrive's answer to a feature the plan lacks)."""
+    state = state_of(request)
+    if not state.teams:
+        raise PipedriveError(403, "Teams feature is not available in your plan")
+    rows = state.wire.teams()
+    if request.query_params.get("skip_users") == "1":
+        rows = [{k: v for k, v in r.items() if k != "users"} for r in rows]
+    return ok(rows)
+
+
+async def deal_flow(request: Request) -> Response:
+    """§11: GET /v1/deals/{id}/flow, `items` a comma-separated filter of objects (only
+    dealChange exists here), paged by start/limit (§2), the deal in related_objects; a
+    deal deleted within 30 days keeps its flow (guess), any other unknown id is 404."""
+    state = state_of(request)
+    deal_id = request.path_params["deal_id"]
+    deal = state.company.deals.get(deal_id)
+    if deal is None and any(d.id == deal_id for d in _recent_deletions(state)):
+        deal = state.live.get(deal_id)
+    if deal is None:
+        raise not_found("Deal not found")
+    items = request.query_params.get("items")
+    rows = state.wire.flow(deal)
+    if items is not None:
+        rows = [r for r in rows if r["object"] in items.split(",")]
+    wire = state.wire.deal(deal)
+    related = {"deal": {deal_id: {k: wire[k] for k in ("id", "title", "status", "value",
+                                                        "currency", "stage_id",
+                                                        "pipeline_id")}}}
+    return v1_page(request, rows, related)
+
+
+async def deal_page(request: Request) -> Response:
+    """§13: https://{company}.pipedrive.com/deal/{id}, the deal in the web app. Real
+    Pipedrive asks the browser to sign in first; the sandbox shows a plain page with the
+    deal's title, stage and value."""
+    state = state_of(request)
+    deal = state.company.deals.get(request.path_params["deal_id"])
+    if deal is None:
+        return HTMLResponse("<!doctype html><title>Pipedrive</title><p>Deal not found.",
+                            status_code=404)
+    stage = state.wire.kept_stage(deal).name
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8><title>"
+        f"{escape(deal.name)} - Pipedrive (sandbox)</title></head><body>"
+        f"<h1>{escape(deal.name)}</h1><dl><dt>Deal id</dt><dd>{escape(deal.id)}</dd>"
+        f"<dt>Stage</dt><dd>{escape(stage)}</dd><dt>Value</dt>"
+        f"<dd>{deal.amount} {escape(deal.currency)}</dd></dl></body></html>")
 
 
 async def list_currencies(request: Request) -> Response:

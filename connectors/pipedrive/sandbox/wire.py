@@ -8,12 +8,15 @@ company name, so they differ per company as Pipedrive's do.
 """
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any
 
 from connectors.pipedrive.wire import v1_time, v2_time
 from connectors.sandbox.dataset import Account, Company, Deal, Deletion, Rep, StageDef
+
+TEAMS_SINCE = datetime(2020, 1, 1, tzinfo=UTC)  # when the sandbox's teams were made (guess)
 
 DEAL_FIELDS = ("Region", "Lead channel")  # custom deal fields (guess: any company has some)
 ORG_FIELDS = ("Industry",)  # §2: organizations have no standard industry field
@@ -49,6 +52,17 @@ class Wire:
                 "role_id": 1, "lang": 1, "locale": "en_US",
                 "created": v1_time(rep.created_at), "modified": v1_time(rep.modified_at),
                 "last_login": None, "has_created_company": rep is self.company.manager}
+
+    def teams(self) -> list[dict[str, Any]]:
+        """§10: /v1/legacyTeams, one team per distinct team of the company's reps (ids by
+        name order), its members' ids in `users`, managed by the company's manager."""
+        names = sorted({r.team for r in self.company.reps if r.team})
+        manager = int(self.company.manager.id)
+        return [{"id": i + 1, "name": name, "description": f"{name} sales team",
+                 "manager_id": manager, "active_flag": 1, "deleted_flag": 0,
+                 "add_time": v1_time(TEAMS_SINCE), "created_by_user_id": manager,
+                 "users": [int(r.id) for r in self.company.reps if r.team == name]}
+                for i, name in enumerate(names)]
 
     def currencies(self) -> list[dict[str, Any]]:
         """§8: the company's currencies (ids stable by code order)."""
@@ -96,6 +110,47 @@ class Wire:
                     and earlier.pipeline == current.pipeline:
                 return earlier
         return self.open_stages(current.pipeline)[-1]
+
+    def shown_stages(self, deal: Deal) -> list[tuple[StageDef, datetime]]:
+        """The open stages a deal showed, in order, with when it entered each (§4: won and
+        lost are statuses, so a move into one keeps the stage before it)."""
+        stages, shown = self.company.stage_by_id, []
+        for move in deal.history:
+            stage = stages[move.stage_id]
+            if stage.category == "open" and (not shown or shown[-1][0].id != stage.id):
+                shown.append((stage, move.changed_at))
+        if not shown:  # created won or lost: the stage it is shown in, from its creation
+            shown.append((self.kept_stage(deal), deal.created_at))
+        return shown
+
+    def flow(self, deal: Deal) -> list[dict[str, Any]]:
+        """§11: the deal's updates of object `dealChange`, newest first (guess: the order
+        the web app shows): its creation (an `add_time` change, guess), each move between
+        the stages it showed (`stage_id`) and each outcome (`status`), from the neutral
+        company's stage history (Deal.history)."""
+        number, stages = int(deal.id), self.company.stage_by_id
+        changes: list[tuple[datetime, str, Any, Any]] = [
+            (deal.created_at, "add_time", None, v1_time(deal.created_at))]
+        shown = self.shown_stages(deal)
+        for (before, _), (after, at) in itertools.pairwise(shown):
+            changes.append((at, "stage_id", int(before.id), int(after.id)))
+        status = "open"
+        for move in deal.history:
+            category = stages[move.stage_id].category
+            if category != status:
+                changes.append((move.changed_at, "status", status, category))
+                status = category
+        changes.sort(key=lambda c: c[0])
+        rows = []
+        for i, (at, key, old, new) in enumerate(changes):
+            stamp = v1_time(at)
+            rows.append({"object": "dealChange", "timestamp": stamp, "data": {
+                "id": number % 10_000_000 * 100 + i, "item_id": number,
+                "user_id": int(deal.owner_id), "field_key": key,
+                "old_value": None if old is None else str(old),
+                "new_value": None if new is None else str(new), "log_time": stamp,
+                "change_source": "app", "is_bulk_update_flag": False}})
+        return rows[::-1]
 
     # ---- organizations and deals ------------------------------------------------------------
     def organization(self, account: Account) -> dict[str, Any]:
