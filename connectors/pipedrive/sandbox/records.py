@@ -206,10 +206,72 @@ async def get_organization(request: Request) -> Response:
     return ok(state.wire.organization(account))
 
 
+# ---- activities (§12) ---------------------------------------------------------------------------
+PIPEDRIVE_KINDS = ("call", "meeting", "task")  # notes are not Pipedrive activities
+
+
+async def activity_types(request: Request) -> Response:
+    """§12: GET /v1/activityTypes (not paged)."""
+    return ok(state_of(request).wire.activity_types())
+
+
+async def list_activities(request: Request) -> Response:
+    """§12: GET /api/v2/activities: owner_id, deal_id, org_id, done, updated_since/until,
+    sort_by (due_date is refused here: the sandbox sorts by id, update_time and add_time),
+    cursor paging; activities deleted within 30 days are listed with is_deleted (guess)."""
+    state = state_of(request)
+    if request.query_params.get("sort_by") == "due_date":
+        raise bad_request("sort_by=due_date is not supported by this sandbox")
+    sort_by = _sort_by(request)
+    company = state.company
+    state.live_activities.update(company.activities)
+    index = company.index("activities", SORTS[sort_by])
+    pairs: list[tuple[Key, Any]] = [(k, a) for k, a in zip(index.keys, index.items, strict=True)
+                                    if a.kind in PIPEDRIVE_KINDS]
+    for gone in _recent_deletions(state, "activities"):
+        if gone.kind in PIPEDRIVE_KINDS and not gone.permanent:
+            last = state.live_activities.get(gone.id)
+            key = SORT_KEYS[SORTS[sort_by]](last) if last is not None else \
+                (0, gone.id) if sort_by == "id" else (epoch_seconds(gone.deleted_at), gone.id)
+            pairs.append((key, gone))
+    pairs.sort(key=lambda pair: pair[0])
+    filters = _time_filters(request)
+    for name in ("owner_id", "deal_id", "org_id"):
+        value = request.query_params.get(name)
+        if value is not None:
+            filters.append(_equals(name, value))
+    done = request.query_params.get("done")
+    if done is not None:
+        if done not in ("true", "false", "1", "0"):
+            raise bad_request("done must be true or false")
+        wanted = done in ("true", "1")
+        filters.append(lambda wire: bool(wire["done"]) == wanted)
+
+    def render(record: Any) -> dict[str, Any] | None:
+        wire = state.wire.deleted_activity(record, state.live_activities.get(record.id)) \
+            if isinstance(record, Deletion) else state.wire.activity(record)
+        return wire if all(check(wire) for check in filters) else None
+
+    return _v2_page(request, [k for k, _ in pairs], [r for _, r in pairs], render, sort_by)
+
+
+async def get_activity(request: Request) -> Response:
+    state = state_of(request)
+    activity_id = request.path_params["activity_id"]
+    found = state.company.activities.get(activity_id)
+    if found is not None and found.kind in PIPEDRIVE_KINDS:
+        return ok(state.wire.activity(found))
+    gone = next((d for d in _recent_deletions(state, "activities") if d.id == activity_id
+                 and not d.permanent and d.kind in PIPEDRIVE_KINDS), None)
+    if gone is None:
+        raise not_found("Activity not found")
+    return ok(state.wire.deleted_activity(gone, state.live_activities.get(gone.id)))
+
+
 # ---- helpers -----------------------------------------------------------------------------------
-def _recent_deletions(state: PipedriveState) -> list[Deletion]:
+def _recent_deletions(state: PipedriveState, entity: str = "deals") -> list[Deletion]:
     since = datetime.now(UTC) - timedelta(days=DELETED_KEPT_DAYS)
-    return [d for d in state.company.deletions if d.entity == "deals" and d.deleted_at >= since]
+    return [d for d in state.company.deletions if d.entity == entity and d.deleted_at >= since]
 
 
 def _deleted_key(deletion: Deletion, state: PipedriveState, sort_by: str) -> Key:

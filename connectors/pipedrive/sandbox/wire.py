@@ -14,9 +14,23 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from connectors.pipedrive.wire import v1_time, v2_time
-from connectors.sandbox.dataset import Account, Company, Deal, Deletion, Rep, StageDef
+from connectors.sandbox.dataset import (
+    Account,
+    Activity,
+    Company,
+    Deal,
+    Deletion,
+    Rep,
+    StageDef,
+)
 
 TEAMS_SINCE = datetime(2020, 1, 1, tzinfo=UTC)  # when the sandbox's teams were made (guess)
+# §12: the activity types a company starts with, then one custom type (no synthetic
+# activity has it: the neutral company's kinds are the built-in call, meeting and task)
+ACTIVITY_TYPES = (("Call", "call", "call"), ("Meeting", "meeting", "meeting"),
+                  ("Task", "task", "task"), ("Deadline", "deadline", "deadline"),
+                  ("Email", "email", "email"), ("Lunch", "lunch", "lunch"))
+CUSTOM_TYPE = ("Product demo", "product_demo", "camera")
 
 DEAL_FIELDS = ("Region", "Lead channel")  # custom deal fields (guess: any company has some)
 ORG_FIELDS = ("Industry",)  # §2: organizations have no standard industry field
@@ -114,7 +128,8 @@ class Wire:
     def shown_stages(self, deal: Deal) -> list[tuple[StageDef, datetime]]:
         """The open stages a deal showed, in order, with when it entered each (§4: won and
         lost are statuses, so a move into one keeps the stage before it)."""
-        stages, shown = self.company.stage_by_id, []
+        stages = self.company.stage_by_id
+        shown: list[tuple[StageDef, datetime]] = []
         for move in deal.history:
             stage = stages[move.stage_id]
             if stage.category == "open" and (not shown or shown[-1][0].id != stage.id):
@@ -209,3 +224,56 @@ class Wire:
                     "lost_time": None, "close_time": None, "custom_fields": {}}
         body.update(status="deleted", is_deleted=True, update_time=v2_time(deletion.deleted_at))
         return body
+
+    # ---- activities (§12) -------------------------------------------------------------------
+    def activity_types(self) -> list[dict[str, Any]]:
+        stamp = v1_time(TEAMS_SINCE)
+        return [{"id": i + 1, "order_nr": i + 1, "name": name, "key_string": key,
+                 "icon_key": icon, "color": None, "active_flag": True,
+                 "is_custom_flag": (name, key, icon) == CUSTOM_TYPE, "add_time": stamp,
+                 "update_time": stamp}
+                for i, (name, key, icon) in enumerate((*ACTIVITY_TYPES, CUSTOM_TYPE))]
+
+    def activity(self, activity: Activity) -> dict[str, Any]:
+        """§12: a v2 activity. The neutral company's notes are not activities in Pipedrive
+        (they are /v1/notes) and are never rendered. A task is due on a date (no
+        due_time); calls and meetings start at due_date + due_time, HH:MM in UTC, and last
+        `duration` HH:MM: Pipedrive keeps minutes, not seconds. A held call or meeting was
+        marked done when it was last changed (guess: the neutral company keeps no such
+        time for them)."""
+        start, kind = activity.start, activity.kind
+        done_at = activity.completed_at or (activity.modified_at if activity.done else None)
+        seconds = activity.duration_seconds
+        return {
+            "id": int(activity.id), "subject": activity.subject, "type": kind,
+            "owner_id": int(activity.owner_id), "creator_user_id": int(activity.owner_id),
+            "is_deleted": False, "add_time": v2_time(activity.created_at),
+            "update_time": v2_time(activity.modified_at),
+            "deal_id": int(activity.deal_id) if activity.deal_id else None, "lead_id": None,
+            "person_id": None,
+            "org_id": int(activity.account_id) if activity.account_id else None,
+            "project_id": None, "due_date": start.date().isoformat(),
+            "due_time": None if kind == "task" else start.strftime("%H:%M"),
+            "duration": None if seconds is None else
+            f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}",
+            "busy": kind == "meeting", "done": activity.done,
+            "marked_as_done_time": v2_time(done_at) if activity.done and done_at else None,
+            "location": None, "participants": [], "conference_meeting_client": None,
+            "conference_meeting_url": None, "conference_meeting_id": None,
+            "public_description": None, "priority": None, "note": None}
+
+    def deleted_activity(self, deletion: Deletion, last: Activity | None) -> dict[str, Any]:
+        """§12: an activity marked deleted: its last state with is_deleted, and its
+        update_time unchanged (deleting does not bump it, singer-io/tap-pipedrive#60); one
+        deleted before this sandbox started keeps only what the deletion recorded, and its
+        deletion time as update_time (guess)."""
+        if last is not None:
+            return {**self.activity(last), "is_deleted": True}
+        owner = int(deletion.created_by or self.company.manager.id)
+        stamp = v2_time(deletion.deleted_at)
+        return {"id": int(deletion.id), "subject": deletion.display_name,
+                "type": deletion.kind or "task", "owner_id": owner, "creator_user_id": owner,
+                "is_deleted": True, "add_time": stamp, "update_time": stamp, "deal_id": None,
+                "org_id": None, "person_id": None, "due_date": deletion.deleted_at.date()
+                .isoformat(), "due_time": None, "duration": None, "done": False,
+                "marked_as_done_time": None}
