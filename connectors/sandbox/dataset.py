@@ -172,6 +172,8 @@ class Company:
     deals: dict[str, Deal] = field(default_factory=dict)
     activities: dict[str, Activity] = field(default_factory=dict)
     deletions: list[Deletion] = field(default_factory=list)
+    # deleted activities as they were (a CRM that voids records still shows them)
+    deleted_activities: dict[str, Activity] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
     # Called as listener(entity, operation, ids) after each mutation of deals and accounts:
     # the hook for vendor notifications (Zoho actions/watch, Fxiaoke callbacks). Activity
@@ -504,8 +506,10 @@ class Company:
 
     def _delete(self, entity: Entity, record_id: str, display_name: str, created_by: str,
                 at: datetime, permanent: bool) -> Deletion:
-        pool = self.pool(entity)
-        kind = pool.pop(record_id).kind if entity == "activities" else None
+        record = self.pool(entity).pop(record_id)
+        kind = None
+        if entity == "activities":
+            kind, self.deleted_activities[record_id] = record.kind, record
         deletion = Deletion(entity, record_id, at, display_name, self.manager.id, created_by,
                             permanent, kind)
         self.deletions.append(deletion)

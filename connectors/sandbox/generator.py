@@ -357,6 +357,7 @@ class _Activities:
         company.activities = {a.id: a for a in created}
         for n, activity in enumerate(rng.sample(created, min(len(created), count // 100))):
             del company.activities[activity.id]
+            company.deleted_activities[activity.id] = activity
             floor = epoch_seconds(activity.modified_at) + 1
             company.deletions.append(Deletion(
                 "activities", activity.id,
