@@ -224,13 +224,12 @@ async def list_activities(request: Request) -> Response:
         raise bad_request("sort_by=due_date is not supported by this sandbox")
     sort_by = _sort_by(request)
     company = state.company
-    state.live_activities.update(company.activities)
     index = company.index("activities", SORTS[sort_by])
     pairs: list[tuple[Key, Any]] = [(k, a) for k, a in zip(index.keys, index.items, strict=True)
                                     if a.kind in PIPEDRIVE_KINDS]
     for gone in _recent_deletions(state, "activities"):
         if gone.kind in PIPEDRIVE_KINDS and not gone.permanent:
-            last = state.live_activities.get(gone.id)
+            last = state.company.deleted_activities.get(gone.id)
             key = SORT_KEYS[SORTS[sort_by]](last) if last is not None else \
                 (0, gone.id) if sort_by == "id" else (epoch_seconds(gone.deleted_at), gone.id)
             pairs.append((key, gone))
@@ -248,7 +247,7 @@ async def list_activities(request: Request) -> Response:
         filters.append(lambda wire: bool(wire["done"]) == wanted)
 
     def render(record: Any) -> dict[str, Any] | None:
-        wire = state.wire.deleted_activity(record, state.live_activities.get(record.id)) \
+        wire = state.wire.deleted_activity(record, state.company.deleted_activities.get(record.id)) \
             if isinstance(record, Deletion) else state.wire.activity(record)
         return wire if all(check(wire) for check in filters) else None
 
@@ -265,7 +264,7 @@ async def get_activity(request: Request) -> Response:
                  and not d.permanent and d.kind in PIPEDRIVE_KINDS), None)
     if gone is None:
         raise not_found("Activity not found")
-    return ok(state.wire.deleted_activity(gone, state.live_activities.get(gone.id)))
+    return ok(state.wire.deleted_activity(gone, state.company.deleted_activities.get(gone.id)))
 
 
 # ---- helpers -----------------------------------------------------------------------------------

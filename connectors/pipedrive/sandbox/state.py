@@ -14,7 +14,7 @@ from starlette.requests import Request
 from connectors.pipedrive.sandbox.errors import PipedriveError
 from connectors.pipedrive.sandbox.wire import Wire
 from connectors.pipedrive.wire import BURST_WINDOW, FAIR_USE_WRITES
-from connectors.sandbox.dataset import Activity, Company, Deal, Entity, Operation
+from connectors.sandbox.dataset import Company, Deal, Entity, Operation
 from connectors.sandbox.faults import Harness
 from connectors.sandbox.generator import generate_company
 
@@ -74,8 +74,6 @@ class PipedriveState:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     wire: Wire = field(init=False, repr=False)
     live: dict[str, Deal] = field(default_factory=dict, repr=False)  # every deal seen alive
-    # every activity seen alive (activity changes call no listeners: kept when listed)
-    live_activities: dict[str, Activity] = field(default_factory=dict, repr=False)
     _snapshot: Company | None = field(default=None, repr=False)
     _next_webhook: int = 1
 
@@ -87,7 +85,6 @@ class PipedriveState:
     def _bind(self) -> None:
         self.wire = Wire(self.company)
         self.live = dict(self.company.deals)
-        self.live_activities = dict(self.company.activities)
         self.company.listeners.insert(0, self._remember)
 
     def _remember(self, entity: Entity, operation: Operation, ids: list[str]) -> None:

@@ -265,8 +265,8 @@ class Wire:
     def deleted_activity(self, deletion: Deletion, last: Activity | None) -> dict[str, Any]:
         """§12: an activity marked deleted: its last state with is_deleted, and its
         update_time unchanged (deleting does not bump it, singer-io/tap-pipedrive#60); one
-        deleted before this sandbox started keeps only what the deletion recorded, and its
-        deletion time as update_time (guess)."""
+        whose last state the company did not keep has only what the deletion recorded, and
+        its deletion time as update_time (guess)."""
         if last is not None:
             return {**self.activity(last), "is_deleted": True}
         owner = int(deletion.created_by or self.company.manager.id)
