@@ -170,10 +170,11 @@ class PipedriveState:
         if self.daily_budget is not None:
             left = max(0, self.daily_budget - self.spent)
             headers["x-daily-ratelimit-token-remaining"] = str(left)
-            if left < cost:
+            if left < cost:  # guess: what the call cannot pay counts as used up (0 left)
                 self.harness.served["429"] += 1
                 raise PipedriveError(429, "Daily rate limit exceeded",  # guess: wording
                                      {**headers, "x-ratelimit-remaining": "0",
+                                      "x-daily-ratelimit-token-remaining": "0",
                                       "Retry-After": str(_seconds_to_midnight())})
         if len(window) >= limit:
             self.harness.served["429"] += 1
