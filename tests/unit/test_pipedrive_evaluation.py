@@ -14,7 +14,7 @@ from connectors.pipedrive.client import BudgetExhausted
 from connectors.pipedrive.mapping import due_at, duration_seconds
 from core.records import StageChangeRecord
 from core.types import ActivityType
-from tests.unit.test_pipedrive_connector import API, FAST, metadata, ok, read
+from tests.unit.test_pipedrive_connector import API, FAST, KNOWN, hook, metadata, ok, read
 
 
 def connector(limits: LocalLimits | None = None, secrets: dict[str, str] | None = None,
@@ -196,3 +196,21 @@ async def test_no_post_or_put_once_the_fair_use_allowance_is_used_up():
         await connector(limits).call("POST", "/api/v1/webhooks", json={})
     assert created.call_count == 0
     await connector(limits).get("/api/v1/webhooks")  # reads go on
+
+
+@respx.mock
+async def test_activity_webhooks_re_read_the_activity_or_tombstone_a_deleted_one():
+    metadata(respx)
+    respx.get(f"{API}/api/v1/activityTypes").mock(return_value=ok([]))
+    respx.get(f"{API}/api/v2/activities/901").mock(return_value=ok(activity(1, "call")))
+    source = connector()
+    intake = PipedriveConnector.parse_webhook(
+        hook(entity="activity", entity_id="901", id="ev-7"), KNOWN)
+    assert [key for key, _ in intake.events] == ["pipedrive:ev-7"]
+    gone = {"action": "delete", "entity": "activities", "entity_id": "902",
+            "timestamp": "1747332000"}  # the "10 character timestamp" of §5's table
+    changes = dict(await source.resolve_webhook_events([intake.events[0][1], gone]))
+    assert [r.remote_id for r in changes["activities"].records] == ["901"]
+    [tombstone] = changes["deletions"].deletions
+    assert (tombstone.entity, tombstone.remote_id) == ("activities", "902")
+    assert tombstone.deleted_at == datetime(2025, 5, 15, 18, 0, tzinfo=UTC)
