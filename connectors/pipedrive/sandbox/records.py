@@ -305,7 +305,7 @@ def _time_filters(request: Request) -> list[Callable[[dict[str, Any]], bool]]:
 
 
 def _since(bound: datetime) -> Callable[[dict[str, Any]], bool]:
-    """§3: updated at or after `bound` (guess: inclusive)."""
+    """§3: updated at or after `bound` (documented: "later than or equal to")."""
     return lambda wire: (parse_time(wire["update_time"]) or bound) >= bound
 
 
