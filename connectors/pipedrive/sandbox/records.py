@@ -247,8 +247,11 @@ async def list_activities(request: Request) -> Response:
         filters.append(lambda wire: bool(wire["done"]) == wanted)
 
     def render(record: Any) -> dict[str, Any] | None:
-        wire = state.wire.deleted_activity(record, state.company.deleted_activities.get(record.id)) \
-            if isinstance(record, Deletion) else state.wire.activity(record)
+        if isinstance(record, Deletion):
+            last = company.deleted_activities.get(record.id)
+            wire = state.wire.deleted_activity(record, last)
+        else:
+            wire = state.wire.activity(record)
         return wire if all(check(wire) for check in filters) else None
 
     return _v2_page(request, [k for k, _ in pairs], [r for _, r in pairs], render, sort_by)
