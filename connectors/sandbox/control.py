@@ -59,6 +59,7 @@ def control_routes(state: SandboxState) -> list[Route]:
         ("/accounts/{id}", "GET", api.get_account, 200),
         ("/accounts/{id}", "PATCH", api.edit_account, 200),
         ("/accounts/{id}", "DELETE", api.delete_account, 200),
+        ("/activities/{id}", "DELETE", api.delete_activity, 200),
         ("/mutate", "POST", api.mutate, 200),
         ("/reset", "POST", api.reset, 200),
     ]
@@ -142,6 +143,9 @@ class _ControlAPI:
 
     async def delete_account(self, request: Request) -> dict[str, Any]:
         return deletion_json(self.state.company.delete_account(request.path_params["id"]))
+
+    async def delete_activity(self, request: Request) -> dict[str, Any]:
+        return deletion_json(self.state.company.delete_activity(request.path_params["id"]))
 
     async def mutate(self, request: Request) -> dict[str, Any]:
         body = await _object(request, frozenset({"fraction", "seed"}))

@@ -195,14 +195,9 @@ ACCOUNTS = ModuleSpec(
         *_common(),
     ))
 
-# ---- activities (docs/vendors/zoho.md §14) ---------------------------------------------------
-# Fields as the official SDK declares them (shared/research/history-and-activities.md §1.B:
-# zoho/zohocrm-php-sdk-7.0 record/{Calls,Events,Tasks}.php); picklist values of Calls from a
-# real org's field metadata (3p: Mgabr90/zoho-mcp-server docs/analysis/FIELDS_SUMMARY.md):
-# Outgoing_Call_Status Scheduled | Completed | Overdue | Cancelled, Call_Duration "mm:ss".
-# Call_Type Outbound | Inbound | Missed: unverified. What_Id is the multi-module lookup,
-# `$se_module` names its module (3p: MrGreat-0/Deluge-Helper delugeHelper.md). A lookup to
-# a deal deleted later keeps its id (guess).
+# ---- activities (§14: fields as the official SDK declares them; Calls' picklist values
+# from a real org's field metadata; What_Id with `$se_module`; Call_Type values, and a
+# lookup to a deal deleted later keeping its id, are assumed) ---------------------------------
 CALL_STATUSES = ("Scheduled", "Completed", "Overdue", "Cancelled")
 TASK_STATUSES = ("Not Started", "Deferred", "In Progress", "Completed", "Waiting for input")
 CALL_PURPOSES = ("Prospecting", "Administrative", "Negotiation", "Demo", "Project", "Desk")
