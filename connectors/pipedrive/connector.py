@@ -35,6 +35,9 @@ class PipedriveConnector(PipedriveClient):
     channel_renew_within: ClassVar[timedelta] = notifications.RENEW_WITHIN  # §5
     sandbox: ClassVar[Sandbox] = SANDBOX
     stage_history_batch: ClassVar[int] = history.BATCH
+    # §12: deleting an activity does not bump its update_time: only a full read (or a
+    # delete webhook) sees it (connectors.base, the activities stream)
+    activity_deletions: ClassVar[str] = "full"
 
     # -- streams --------------------------------------------------------------
 
