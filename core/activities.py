@@ -45,23 +45,40 @@ def activity_counts(session: Session, *, start: date, end: date,
     activity_date in [start, end]. `people` limits it to those persons (and leaves out the
     activities of no person); `connection_id` to one connection. Persons without any such
     activity are absent (empty_counts() is their row)."""
+    return _counts(session, ACTIVITY.c.owner_person_id, start=start, end=end, people=people,
+                   connection_id=connection_id)
+
+
+def counts_by_connection(session: Session, *, start: date, end: date,
+                         people: Collection[int] | None = None,
+                         connection_id: int | None = None) -> dict[int, dict[str, int]]:
+    """activity_counts() keyed by connection instead of person."""
+    found = _counts(session, ACTIVITY.c.connection_id, start=start, end=end, people=people,
+                    connection_id=connection_id)
+    return {int(k): v for k, v in found.items() if k is not None}
+
+
+def _counts(session: Session, key: ColumnElement[Any], *, start: date, end: date,
+            people: Collection[int] | None,
+            connection_id: int | None) -> dict[int | None, dict[str, int]]:
     if end < start:
         raise ValueError("end must not be before start")
     day = activity_day(session, ACTIVITY)
     conditions: list[Any] = [counted(), day >= start, day <= end]
     if people is not None:
-        conditions.append(ACTIVITY.c.owner_person_id.in_(list(people)))
+        conditions.append(ACTIVITY.c.owner_person_id.in_(sorted(people)))
     if connection_id is not None:
         conditions.append(ACTIVITY.c.connection_id == connection_id)
     rows = session.execute(
-        select(ACTIVITY.c.owner_person_id, ACTIVITY.c.type, func.count())
-        .where(*conditions).group_by(ACTIVITY.c.owner_person_id, ACTIVITY.c.type))
+        select(key, ACTIVITY.c.type, func.count()).where(*conditions)
+        .group_by(key, ACTIVITY.c.type))
     out: dict[int | None, dict[str, int]] = {}
-    for person_id, kind, count in rows:
-        counts = out.setdefault(None if person_id is None else int(person_id), empty_counts())
+    for group, kind, count in rows:
+        counts = out.setdefault(None if group is None else int(group), empty_counts())
         counts[str(kind)] += int(count)
         counts[TOTAL] += int(count)
     return out
 
 
-__all__ = ["COUNT_KEYS", "TOTAL", "activity_counts", "counted", "empty_counts"]
+__all__ = ["COUNT_KEYS", "TOTAL", "activity_counts", "counted", "counts_by_connection",
+           "empty_counts"]

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Engine, Select, Table, func, literal, sele
 from sqlmodel import Session, col
 
 from core.models import SYNCED_TABLES, ApiKey, Connection, SyncRun
-from core.types import DealStatus, RunStatus, as_utc
+from core.types import ActivityType, DealStatus, RunStatus, as_utc
 
 ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("id", "connection_id", "remote_id", "name", "email", "active", "team", "deleted"),
@@ -32,12 +32,19 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
         "remote_modified_at", "owner_email", "owner_name", "owner_person_id", "account_remote_id",
         "account_name", "pipeline", "deleted",
     ),
+    "activities": (
+        "id", "connection_id", "remote_id", "type", "kind", "subject", "occurred_at",
+        "activity_date", "done", "completed_at", "duration_seconds", "owner_email",
+        "owner_name", "owner_person_id", "deal_remote_id", "account_remote_id",
+        "remote_created_at", "remote_modified_at", "deleted",
+    ),
 }
 SYNC_RUN_COLUMNS = (
     "id", "connection_id", "mode", "status", "started_at", "finished_at", "counts",
     "api_calls", "error",
 )
 DEAL_STATUSES = tuple(DealStatus)
+ACTIVITY_TYPES = tuple(ActivityType)
 RUN_STATUSES = tuple(RunStatus)
 
 RowFn = Callable[[Any], dict[str, Any]]
@@ -48,7 +55,7 @@ class RecordFilters:
     """Filters of the record lists. A filter a stream does not have is an error.
 
     `people` (not None) keeps only the rows of those people: users who are one of them,
-    accounts and deals one of them owns (a dashboard user's scope)."""
+    accounts, deals and activities one of them owns (a dashboard user's scope)."""
 
     connection_id: int | None = None
     owner_email: str | None = None
@@ -57,6 +64,10 @@ class RecordFilters:
     modified_since: datetime | None = None
     close_from: date | None = None
     close_to: date | None = None
+    type: ActivityType | None = None
+    date_from: date | None = None  # activity_date
+    date_to: date | None = None
+    deal_remote_id: str | None = None
     include_deleted: bool = False
     people: frozenset[int] | None = None
 
@@ -75,7 +86,7 @@ class Listing:
 
 
 def records_listing(stream: str, filters: RecordFilters) -> Listing:
-    """Rows of users, accounts, stages or deals matching `filters`."""
+    """Rows of users, accounts, stages, deals or activities matching `filters`."""
     table = _table(stream)
     columns = [c for c in ROW_COLUMNS[stream] if c != "deleted"]
     stmt = select(*(table.c[c] for c in columns), table.c.deleted_at)
@@ -111,6 +122,11 @@ def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnEleme
         _require(column is not None, "people", stream)
         assert column is not None
         conditions.append(column.in_(sorted(f.people)))
+    return conditions + _deal_conditions(stream, c, f) + _activity_conditions(stream, c, f)
+
+
+def _deal_conditions(stream: str, c: Any, f: RecordFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
     for name, value in deal_only.items():
         _require(value is None or stream == "deals", name, stream)
@@ -122,6 +138,25 @@ def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnEleme
         conditions.append(c.close_date >= f.close_from)
     if f.close_to is not None:
         conditions.append(c.close_date <= f.close_to)
+    return conditions
+
+
+def _activity_conditions(stream: str, c: Any, f: RecordFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    activity_only = {"type": f.type, "date_from": f.date_from, "date_to": f.date_to,
+                     "deal_remote_id": f.deal_remote_id}
+    for name, value in activity_only.items():
+        _require(value is None or stream == "activities", name, stream)
+    if f.type is not None:
+        if f.type not in ACTIVITY_TYPES:
+            raise ValueError(f"type must be one of {', '.join(ACTIVITY_TYPES)}")
+        conditions.append(c.type == f.type)
+    if f.date_from is not None:
+        conditions.append(c.activity_date >= f.date_from)
+    if f.date_to is not None:
+        conditions.append(c.activity_date <= f.date_to)
+    if f.deal_remote_id is not None:
+        conditions.append(c.deal_remote_id == f.deal_remote_id)
     return conditions
 
 

@@ -64,6 +64,9 @@ class SummaryParams(BaseModel):
     end: str = Field(description=DATE_HELP)
     group_by: GroupBy = GroupBy.NONE
     connection_id: Id | None = None
+    activities: bool = Field(
+        False, description="Add `activities` to every row and the total: the activities "
+        "that count in the period (docs/metrics.md, Activities).")
     sort: SortKey | None = Field(
         None, max_length=64,
         description="A metric or a key column of the rows (person_id, owner_email, "
@@ -87,6 +90,8 @@ class MetricValues(Answer):
     new_accounts: int
     goal: Number | None
     attainment: Number | None
+    activities: int | None = Field(
+        None, description="With activities=true: the activities that count in the period.")
 
 
 class SummaryRow(MetricValues):
@@ -155,12 +160,14 @@ def get_summary(
         validate(start, end, params.group_by)
         result: dict[str, Any] = summary(
             session, start=start, end=end, group_by=params.group_by,
-            connection_id=params.connection_id, settings=settings, people=caller.people)
+            connection_id=params.connection_id, settings=settings, people=caller.people,
+            activities=params.activities)
     session.commit()  # created dates may have been recomputed for a new time zone
     if params.sort is not None:
         result["data"] = sort_rows(result["data"], params.sort, params.group_by)
     if wants_csv(request, params.format):
-        columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS)
+        columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS,
+                   *(("activities",) if params.activities else ()))
         rows = [*({SUMMARY_ROW_TYPE: "data", **row} for row in result["data"]),
                 {SUMMARY_ROW_TYPE: "total", **result["total"]}]
         return csv_response(rows, columns, name="summary",
