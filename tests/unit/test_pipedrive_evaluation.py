@@ -1,6 +1,7 @@
 """Pipedrive's teams, stage history, activities, deal links and the day's budgets against
 respx-faked Pipedrive answers (docs/vendors/pipedrive.md §6, §10-§13 shapes)."""
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -8,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from connectors.http import ApiClient, LocalLimits, build_client
+from connectors.http import ApiClient, LocalLimits, RetryPolicy, build_client
 from connectors.pipedrive import PipedriveConfig, PipedriveConnector, PipedriveSecrets
 from connectors.pipedrive.client import BudgetExhausted
 from connectors.pipedrive.mapping import due_at, duration_seconds
@@ -214,3 +215,20 @@ async def test_activity_webhooks_re_read_the_activity_or_tombstone_a_deleted_one
     [tombstone] = changes["deletions"].deletions
     assert (tombstone.entity, tombstone.remote_id) == ("activities", "902")
     assert tombstone.deleted_at == datetime(2025, 5, 15, 18, 0, tzinfo=UTC)
+
+
+@respx.mock
+async def test_a_burst_429_waits_its_retry_after_then_the_call_succeeds():
+    answers = iter([httpx.Response(429, json={"success": False, "error": "Request over limit"},
+                                   headers={"Retry-After": "1", "x-ratelimit-remaining": "0",
+                                            "x-ratelimit-reset": "1"}),
+                    ok({"id": 1, "default_currency": "EUR"})])
+    route = respx.get(f"{API}/api/v1/users/me").mock(side_effect=lambda _: next(answers))
+    api = ApiClient(build_client(), max_in_flight=4, limits=LocalLimits(),
+                    retry=RetryPolicy(attempts=3, initial_wait=0.001, max_wait=5.0))
+    source = PipedriveConnector(PipedriveConfig(company_domain="acme"),
+                                PipedriveSecrets.model_validate({"api_token": "t"}), api)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert (await source.check()).home_currency == "EUR"
+    assert route.call_count == 2 and 0.9 <= loop.time() - started < 3.0
