@@ -114,16 +114,7 @@ class Wire:
 
     def kept_stage(self, deal: Deal) -> StageDef:
         """The stage a deal shows: its own when open, else the last open stage it was in."""
-        stages = self.company.stage_by_id
-        current = stages[deal.stage_id]
-        if current.category == "open":
-            return current
-        for move in reversed(deal.history):
-            earlier = stages.get(move.stage_id)
-            if earlier is not None and earlier.category == "open" \
-                    and earlier.pipeline == current.pipeline:
-                return earlier
-        return self.open_stages(current.pipeline)[-1]
+        return self.shown_stages(deal)[-1][0]
 
     def shown_stages(self, deal: Deal) -> list[tuple[StageDef, datetime]]:
         """The open stages a deal showed, in order, with when it entered each (§4: won and
@@ -134,8 +125,9 @@ class Wire:
             stage = stages[move.stage_id]
             if stage.category == "open" and (not shown or shown[-1][0].id != stage.id):
                 shown.append((stage, move.changed_at))
-        if not shown:  # created won or lost: the stage it is shown in, from its creation
-            shown.append((self.kept_stage(deal), deal.created_at))
+        if not shown:  # created won or lost: its pipeline's last open stage, from creation
+            last = self.open_stages(stages[deal.stage_id].pipeline)[-1]
+            shown.append((last, deal.created_at))
         return shown
 
     def flow(self, deal: Deal) -> list[dict[str, Any]]:
