@@ -1,12 +1,12 @@
-"""Pipedrive connector (API v2 for deals, organizations, pipelines and stages; v1 for users,
-currencies, custom field names, webhooks and goals). Every behaviour cites
-docs/vendors/pipedrive.md (§n).
+"""Pipedrive connector (API v2 for deals, organizations, pipelines, stages and activities;
+v1 for users, teams, currencies, custom field names, activity types, deal updates (stage
+history), webhooks and goals). Every behaviour cites docs/vendors/pipedrive.md (§n).
 
-Deals and organizations are read oldest change first (`sort_by=update_time`), 500 a page
-with v2 cursors (§2); the stream cursor is the newest update_time read, and a later read
-asks for `updated_since` that time: Pipedrive includes records updated at that second, so
-records sharing it across a page boundary are re-read, never lost (§3). Deleted deals come
-from `status=deleted` (§3) as tombstones.
+Deals, organizations and activities are read oldest change first
+(`sort_by=update_time`), 500 a page with v2 cursors (§2); the stream cursor is the newest
+update_time read, and a later read asks for `updated_since` that time: Pipedrive includes
+records updated at that second, so records sharing it across a page boundary are re-read,
+never lost (§3). Deleted deals come from `status=deleted` (§3) as tombstones.
 """
 
 import asyncio
