@@ -5,6 +5,7 @@ column order of ROW_COLUMNS; the caller chooses how to render them (JSON, CSV).
 Pagination is keyset on the primary key, so pages never lose or repeat a row.
 """
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -122,41 +123,35 @@ def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnEleme
         _require(column is not None, "people", stream)
         assert column is not None
         conditions.append(column.in_(sorted(f.people)))
-    return conditions + _deal_conditions(stream, c, f) + _activity_conditions(stream, c, f)
+    return conditions + _stream_conditions(stream, c, f)
 
 
-def _deal_conditions(stream: str, c: Any, f: RecordFilters) -> list[ColumnElement[bool]]:
+ONLY: dict[str, str] = {"status": "deals", "close_from": "deals", "close_to": "deals",
+                       "type": "activities", "date_from": "activities",
+                       "date_to": "activities", "deal_remote_id": "activities"}
+"""The filters only one stream has, and that stream."""
+CHOICES: dict[str, tuple[str, ...]] = {"status": DEAL_STATUSES, "type": ACTIVITY_TYPES}
+BOUNDS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "close_from": ("close_date", operator.ge), "close_to": ("close_date", operator.le),
+    "date_from": ("activity_date", operator.ge), "date_to": ("activity_date", operator.le)}
+"""Inclusive date filters: the column and how it compares."""
+
+
+def _stream_conditions(stream: str, c: Any, f: RecordFilters) -> list[ColumnElement[bool]]:
+    """The conditions of the filters only one stream has (ONLY)."""
     conditions: list[ColumnElement[bool]] = []
-    deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
-    for name, value in deal_only.items():
-        _require(value is None or stream == "deals", name, stream)
-    if f.status is not None:
-        if f.status not in DEAL_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(DEAL_STATUSES)}")
-        conditions.append(c.status == f.status)
-    if f.close_from is not None:
-        conditions.append(c.close_date >= f.close_from)
-    if f.close_to is not None:
-        conditions.append(c.close_date <= f.close_to)
-    return conditions
-
-
-def _activity_conditions(stream: str, c: Any, f: RecordFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    activity_only = {"type": f.type, "date_from": f.date_from, "date_to": f.date_to,
-                     "deal_remote_id": f.deal_remote_id}
-    for name, value in activity_only.items():
-        _require(value is None or stream == "activities", name, stream)
-    if f.type is not None:
-        if f.type not in ACTIVITY_TYPES:
-            raise ValueError(f"type must be one of {', '.join(ACTIVITY_TYPES)}")
-        conditions.append(c.type == f.type)
-    if f.date_from is not None:
-        conditions.append(c.activity_date >= f.date_from)
-    if f.date_to is not None:
-        conditions.append(c.activity_date <= f.date_to)
-    if f.deal_remote_id is not None:
-        conditions.append(c.deal_remote_id == f.deal_remote_id)
+    for name, owner in ONLY.items():
+        value = getattr(f, name)
+        if value is None:
+            continue
+        _require(stream == owner, name, stream)
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
+        if name in BOUNDS:
+            column, compare = BOUNDS[name]
+            conditions.append(compare(c[column], value))
+        else:
+            conditions.append(c[name] == value)
     return conditions
 
 

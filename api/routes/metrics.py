@@ -26,6 +26,7 @@ from api.routes.records import DealPage
 from api.schemas import Answer, Number
 from core.metrics.currency import CurrencyError
 from core.metrics.definitions import (
+    ACTIVITIES,
     KEY_COLUMNS,
     METRICS,
     PIPELINE_COLUMNS,
@@ -167,7 +168,7 @@ def get_summary(
         result["data"] = sort_rows(result["data"], params.sort, params.group_by)
     if wants_csv(request, params.format):
         columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS,
-                   *(("activities",) if params.activities else ()))
+                   *((ACTIVITIES,) if params.activities else ()))
         rows = [*({SUMMARY_ROW_TYPE: "data", **row} for row in result["data"]),
                 {SUMMARY_ROW_TYPE: "total", **result["total"]}]
         return csv_response(rows, columns, name="summary",

@@ -114,7 +114,7 @@ class ActivityRow(Answer):
     connection_id: int
     remote_id: str
     type: ActivityType
-    kind: str | None = Field(description="The CRM's own type (a Zoho Call_Type...).")
+    kind: str | None = Field(description="The CRM's own type, as it names it.")
     subject: str | None
     occurred_at: datetime | None = Field(
         description="When it happened or is due (a task's due date at 00:00 UTC).")

@@ -382,18 +382,9 @@ class Company:
     def _apply_activity(self, activity: Activity, changes: dict[str, Any],
                         at: datetime) -> None:
         """Validate every change first, then apply them all: bad input changes nothing."""
-        unknown = set(changes) - _ACTIVITY_FIELDS
-        if unknown:
-            raise ValueError(f"unknown activity fields: {', '.join(sorted(unknown))}")
-        values = dict(changes)
+        values = self._checked("activity", changes, _ACTIVITY_FIELDS)
         if "subject" in values:
             values["subject"] = _text(values["subject"], "subject")
-        if "owner_id" in values and values["owner_id"] not in self.rep_by_id:
-            raise ValueError(f"unknown owner {values['owner_id']!r}")
-        if values.get("deal_id") is not None and values["deal_id"] not in self.deals:
-            raise ValueError(f"unknown deal {values['deal_id']!r}")
-        if values.get("account_id") is not None and values["account_id"] not in self.accounts:
-            raise ValueError(f"unknown account {values['account_id']!r}")
         if "start" in values:
             start = values["start"]
             if not isinstance(start, datetime) or start.tzinfo is None:
@@ -445,18 +436,26 @@ class Company:
     def _default_owner(self) -> Rep:
         return next(r for r in self.reps if r.active and r.role != vocab.MANAGER_ROLE)
 
-    def _apply_deal(self, deal: Deal, changes: dict[str, Any], at: datetime) -> None:
-        """Validate every change first, then apply them all: bad input changes nothing."""
-        unknown = set(changes) - _DEAL_FIELDS
+    def _checked(self, what: str, changes: dict[str, Any],
+                 allowed: frozenset[str]) -> dict[str, Any]:
+        """A copy of `changes` once its fields are known and the owner, deal and account
+        it names exist (ValueError naming the first that does not)."""
+        unknown = set(changes) - allowed
         if unknown:
-            raise ValueError(f"unknown deal fields: {', '.join(sorted(unknown))}")
-        values = self._money_values(dict(changes))
-        if "name" in values:
-            values["name"] = _text(values["name"], "name")
+            raise ValueError(f"unknown {what} fields: {', '.join(sorted(unknown))}")
+        values = dict(changes)
         if "owner_id" in values and values["owner_id"] not in self.rep_by_id:
             raise ValueError(f"unknown owner {values['owner_id']!r}")
-        if values.get("account_id") is not None and values["account_id"] not in self.accounts:
-            raise ValueError(f"unknown account {values['account_id']!r}")
+        for key, pool in (("deal_id", self.deals), ("account_id", self.accounts)):
+            if values.get(key) is not None and values[key] not in pool:
+                raise ValueError(f"unknown {key.removesuffix('_id')} {values[key]!r}")
+        return values
+
+    def _apply_deal(self, deal: Deal, changes: dict[str, Any], at: datetime) -> None:
+        """Validate every change first, then apply them all: bad input changes nothing."""
+        values = self._money_values(self._checked("deal", changes, _DEAL_FIELDS))
+        if "name" in values:
+            values["name"] = _text(values["name"], "name")
         if "close_date" in values and not isinstance(values["close_date"], date):
             raise ValueError("close_date must be a date")
         moved = "stage_id" in values and values["stage_id"] != deal.stage_id
@@ -490,16 +489,11 @@ class Company:
 
     def _apply_account(self, account: Account, changes: dict[str, Any], at: datetime) -> None:
         """Validate every change first, then apply them all: bad input changes nothing."""
-        unknown = set(changes) - _ACCOUNT_FIELDS
-        if unknown:
-            raise ValueError(f"unknown account fields: {', '.join(sorted(unknown))}")
-        values = dict(changes)
+        values = self._checked("account", changes, _ACCOUNT_FIELDS)
         if "name" in values:
             values["name"] = _text(values["name"], "name")
         if "industry" in values:
             values["industry"] = values["industry"] or None
-        if "owner_id" in values and values["owner_id"] not in self.rep_by_id:
-            raise ValueError(f"unknown owner {values['owner_id']!r}")
         for key, value in values.items():
             setattr(account, key, value)
         account.modified_at = at

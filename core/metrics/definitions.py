@@ -206,7 +206,7 @@ def _activity_totals(session: Session, kind: GroupBy, scope: agg.Scope, start: d
 
 def _count(totals: dict[Any, int] | None, keys: Iterable[Any]) -> dict[str, int]:
     """{"activities": the sum of `totals` over `keys`}, or nothing without totals."""
-    return {} if totals is None else {"activities": sum(totals.get(k, 0) for k in keys)}
+    return {} if totals is None else {ACTIVITIES: sum(totals.get(k, 0) for k in keys)}
 
 
 def _ingredients(session: Session, kind: GroupBy, scope: agg.Scope, targets: GoalTargets,
@@ -259,13 +259,14 @@ def team_order(names: Iterable[str | None]) -> list[str | None]:
 KEY_COLUMNS: dict[GroupBy, tuple[str, ...]] = {
     GroupBy.OWNER: ("person_id", "owner_email", "owner_name"), GroupBy.TEAM: ("team",),
     GroupBy.CONNECTION: ("connection_id", "connection_name"), GroupBy.NONE: ()}
-SORT_FIELDS = (*(c for g in GroupBy for c in KEY_COLUMNS[g]), *METRICS)
+ACTIVITIES = "activities"  # the opt-in count of summaries(activities=True)
+SORT_FIELDS = (*(c for g in GroupBy for c in KEY_COLUMNS[g]), *METRICS, ACTIVITIES)
 """Every field a summary can be sorted by (for some group_by)."""
 
 
 def sort_fields(group_by: GroupBy) -> tuple[str, ...]:
     """The fields a summary of `group_by` can be sorted by: its key columns, then the metrics."""
-    return (*KEY_COLUMNS[group_by], *METRICS)
+    return (*KEY_COLUMNS[group_by], *METRICS, ACTIVITIES)
 
 
 def sort_rows(rows: list[dict[str, Any]], sort: str,
