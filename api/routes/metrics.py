@@ -71,8 +71,9 @@ class SummaryParams(BaseModel):
     sort: SortKey | None = Field(
         None, max_length=64,
         description="A metric or a key column of the rows (person_id, owner_email, "
-        "owner_name, team, connection_id, connection_name), `-` first for descending, e.g. "
-        "`-attainment`. Nulls last either way; ties keep key order. Default: key order.")
+        "owner_name, team, connection_id, connection_name; `activities` with "
+        "activities=true), `-` first for descending, e.g. `-attainment`. Nulls last either "
+        "way; ties keep key order. Default: key order.")
     format: ExportFormat | None = Field(
         None, description="`csv` answers CSV (the rows, then the total row); so does "
         "`Accept: text/csv`. " + EXPORT_FORMATS_HELP)

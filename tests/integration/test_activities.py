@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlmodel import select
 
-from core import store
+from core import people, store
 from core.activities import activity_counts, empty_counts
 from core.db import session_scope
 from core.metrics.localdates import read_zone
@@ -149,3 +149,15 @@ def test_an_older_copy_does_not_replace_an_activity_and_full_syncs_tombstone(dat
     assert gone == len(ACTIVITIES) - 2  # all but c1 and the deleted d1
     assert rows["c1"].done is True and rows["c1"].deleted_at is None
     assert rows["c2"].done is False and rows["c2"].deleted_at == since
+
+
+def test_activities_follow_their_owner_when_a_user_is_mapped_to_another_person(data):
+    engine, cid = data
+    ids = persons(engine)
+    with session_scope(engine) as session:
+        people.map_user(session, ids["ann@x.com"], connection_id=cid, remote_id="u2")
+    with session_scope(engine) as session:
+        owners = {a.remote_id: a.owner_person_id for a in session.exec(select(Activity))}
+        counts = activity_counts(session, start=date(2025, 3, 1), end=date(2025, 3, 31))
+    assert owners["n1"] == owners["o1"] == owners["c1"] == ids["ann@x.com"]  # Bob's moved
+    assert counts[ids["ann@x.com"]]["total"] == 8 and ids["bob@x.com"] not in counts
