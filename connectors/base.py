@@ -21,6 +21,9 @@ loads (connectors/registry.py):
   links);
 - activities: the optional `activities` stream (calls, meetings, tasks, notes as
   ActivityRecord, deletions with entity "activities"), read by a `_read_activities(cursor)`
+  (`activity_deletions = "full"` on a connector whose CRM lets only a full read see a
+  deleted activity, e.g. one that does not bump its modification time; default
+  "incremental")
   method like the required streams (`read_stream`); connectors.registry.streams_of lists the
   streams a sync reads.
 """

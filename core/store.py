@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
 from core import people
-from core.config import get_settings
+from core.config import Settings
 from core.metrics import rollups
 from core.metrics.currency import CurrencyError, converter
 from core.metrics.localdates import activity_date, local_date, stored_zone
@@ -83,8 +83,13 @@ def upsert_records(
     now: datetime | None = None,
     source: str = "sync",
     owners_known: set[tuple[Any, Any]] | None = None,
+    settings: Settings | None = None,
 ) -> int:
     """INSERT ... ON CONFLICT (connection_id, remote_id) DO UPDATE for a whole page.
+
+    `settings`: the caller's (its reporting currency converts deals that come without a
+    home amount, see _fill_home_amounts); None: no CRMSYNC_REPORTING_CURRENCY, the first
+    connection's home currency is the reporting one.
 
     `owners_known` (a sync run keeps one across its pages): the (owner remote id, owner
     email) pairs whose person an earlier page of the run made sure of; a page of deals,
@@ -126,7 +131,7 @@ def upsert_records(
         row.setdefault("deleted_at", None)
         rows.append(row)
     if model is Deal:
-        _fill_home_amounts(session, connection_id, rows)
+        _fill_home_amounts(session, connection_id, rows, settings)
     columns = tuple(rows[0])
     load = _fill_load_table(session, table, columns, rows)
     before = [rollups.page_marks(model, load)]
@@ -150,7 +155,8 @@ def upsert_records(
     return len(rows)
 
 
-def _fill_home_amounts(session: Session, connection_id: int, rows: list[dict[str, Any]]) -> None:
+def _fill_home_amounts(session: Session, connection_id: int, rows: list[dict[str, Any]],
+                       settings: Settings | None) -> None:
     """Deals that arrive with an amount in some currency but no home amount (a CRM that
     keeps no exchange rate on a deal, e.g. docs/pipedrive.md) get amount_home and
     exchange_rate from the FX table, through the reporting currency (core.metrics.currency).
@@ -164,7 +170,7 @@ def _fill_home_amounts(session: Session, connection_id: int, rows: list[dict[str
     home_currency = home.home_currency if home is not None else None
     if not home_currency:
         return
-    conv = converter(session, get_settings())
+    conv = converter(session, settings)
     for row in needed:
         try:
             row["amount_home"] = conv.exchange(row["amount"], str(row["currency"]),

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from core import store
+from core.config import Settings
 from core.db import session_scope
 from core.errors import AuthError, SourceError
 from core.metrics import rollups
@@ -65,6 +66,7 @@ class SyncEngine:
         mode: SyncMode,
         streams: tuple[Stream, ...] = STREAMS,
         progress: ProgressFn | None = None,
+        settings: Settings | None = None,
     ) -> None:
         if mode not in (SyncMode.FULL, SyncMode.INCREMENTAL):
             raise ValueError(f"mode must be full or incremental, not {mode!r}")
@@ -75,6 +77,7 @@ class SyncEngine:
         self.mode = mode
         self.streams = streams
         self.progress = progress
+        self.settings = settings  # the caller's: core.store converts deals with its currency
         self.counts = {s: StreamCounts() for s in streams}
         self.started_at = utcnow()
         self._write_lock = asyncio.Lock()
@@ -199,7 +202,7 @@ class SyncEngine:
         with self._session() as session:
             upserted = store.upsert_records(
                 session, stream=stream, connection_id=self.connection_id, records=page.records,
-                owners_known=self._owners_known,
+                owners_known=self._owners_known, settings=self.settings,
             )
             deleted = store.apply_deletions(
                 session, connection_id=self.connection_id, deletions=page.deletions

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core import store
+from core.config import Settings
 from core.models import NotificationChannel, SyncRun, WebhookEvent, WebhookRejection, table_of
 from core.records import UNRESOLVED, Page, Unresolved
 from core.security import SecretBox
@@ -118,8 +119,8 @@ def pending_connections(session: Session, *, now: datetime | None = None) -> lis
     return sorted(int(c) for c in session.scalars(stmt))
 
 
-def apply_changes(session: Session, *, connection_id: int,
-                  changes: Sequence[tuple[str, Page]]) -> dict[str, dict[str, int]]:
+def apply_changes(session: Session, *, connection_id: int, changes: Sequence[tuple[str, Page]],
+                  settings: Settings | None = None) -> dict[str, dict[str, int]]:
     """Write re-read records and tombstones. A late, stale copy never rolls a record back:
     core.store only replaces a row with a version at least as new as its own.
     Events the connector could not resolve (UNRESOLVED) are released with their error, so
@@ -136,7 +137,7 @@ def apply_changes(session: Session, *, connection_id: int,
         entry["fetched"] += len(page.records) + len(page.deletions)
         entry["upserted"] += store.upsert_records(
             session, stream=stream, connection_id=connection_id, records=page.records,
-            source="webhook")
+            source="webhook", settings=settings)
         entry["deleted"] += store.apply_deletions(
             session, connection_id=connection_id, deletions=page.deletions)
     return counts

@@ -61,6 +61,7 @@ async def sync_connection(
             mode=mode,
             streams=streams_of(loaded.provider),
             progress=progress,
+            settings=ctx.settings,
         )
         log.info("sync started", extra={"connection_id": connection_id, "run_id": run_id})
         summary = await engine.run()
@@ -196,7 +197,7 @@ async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection) ->
                 raise
             with session_scope(ctx.engine) as session:
                 counts = webhooks.apply_changes(session, connection_id=connection_id,
-                                                changes=changes)
+                                                changes=changes, settings=ctx.settings)
                 webhooks.mark_processed(session, ids)
                 webhooks.record_run(session, connection_id=connection_id, started_at=started,
                                     counts={"events": len(ids), **counts},

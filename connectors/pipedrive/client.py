@@ -7,6 +7,7 @@ push (goals.py) build on it. Every behaviour cites docs/vendors/pipedrive.md (§
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -20,14 +21,18 @@ from connectors.http import json_body, raise_for_transient
 from connectors.pipedrive import mapping
 from connectors.pipedrive.auth import ApiTokenAuth, BearerAuth, OAuthTokens
 from connectors.pipedrive.wire import (
+    ACTIVITY_TYPES_PATH,
     BURST_WINDOW,
     CUSTOM_FIELD_KEY,
     DAILY_LEFT,
     DEFAULT_OAUTH_URL,
     MAX_LIMIT,
+    TEAMS_PATH,
     TOKEN_PATH,
     V1,
     VENDOR_HOSTS,
+    WRITES_LEFT,
+    deal_page,
 )
 from core.errors import AuthError, ConfigError, RateLimited, SourceError, TransientError
 
@@ -62,6 +67,11 @@ class PipedriveConfig(BaseModel):
                     "lowest API-token plan")
     page_limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT,
                             description="Records per page (§2: at most 500, the default)")
+    daily_reserve: int = Field(
+        default=0, ge=0,
+        description="Tokens of the company's daily API budget (§6) left for its other "
+                    "integrations: every crmsync process of the connection stops calling "
+                    "once Pipedrive reports no more than this many left")
     goal_pipeline_ids: list[int] | None = Field(
         default=None, description="Pipelines a pushed goal tracks (§7); default: all")
     sync_interval_minutes: int = Field(default=15, ge=1, le=1440)
@@ -76,6 +86,12 @@ class PipedriveConfig(BaseModel):
         if self.api_url:
             return self.api_url.rstrip("/")
         return f"https://{self.company_domain}.pipedrive.com" if self.company_domain else None
+
+    def deal_url(self, remote_id: str) -> str | None:
+        """§13: the deal's page on the company domain (API-token connections, or OAuth ones
+        given company_domain); None when the domain is unknown."""
+        base = self.api_base
+        return deal_page(base, remote_id) if base and remote_id.isdigit() else None
 
     def credential_endpoints(self) -> list[Endpoint]:
         """The URLs the secrets are sent to (checked when the connection is saved)."""
@@ -118,15 +134,28 @@ class PipedriveError(SourceError):
 
 
 class BudgetExhausted(SourceError):
-    """§6: the company's daily token budget is used up."""
+    """§6: the company's daily token budget is used up (or down to the reserve), or the
+    user's POST/PUT fair-use allowance of the day."""
+
+
+DAILY_STOP = ("Pipedrive's daily API token budget of the company is used up{detail}; what "
+              "was synced is kept and the next sync resumes after the budget resets at "
+              "midnight, or after buying more (docs/pipedrive.md)")
+WRITES_STOP = ("Pipedrive's fair-use allowance of POST/PUT requests of this API token's user "
+               "is used up for today (x-daily-requests-left: 0, §6); goals and webhooks are "
+               "written again tomorrow (docs/pipedrive.md)")
 
 
 @dataclass
 class RateState:
-    """What the last answer's headers said about the 2-second window (§6)."""
+    """What the last answer's headers said (§6): the 2-second window, the daily token
+    budget left and the POST/PUT fair-use requests left (None: not sent)."""
 
     pause_until: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    daily_left: int | None = None
+    writes_left: int | None = None
+    retry_after: float | None = None  # of a 429 that ended the day's budget
 
 
 def parse_response(response: httpx.Response, rate: RateState | None = None) -> Any:
@@ -137,13 +166,14 @@ def parse_response(response: httpx.Response, rate: RateState | None = None) -> A
         if headers.get("x-ratelimit-remaining") == "0":  # wait out the window (§6)
             reset = _seconds(headers.get("x-ratelimit-reset")) or BURST_WINDOW
             rate.pause_until = asyncio.get_running_loop().time() + min(reset, 60.0)
+        rate.daily_left = _count(headers.get(DAILY_LEFT))
+        rate.writes_left = _count(headers.get(WRITES_LEFT))
     where = f"{response.request.method} {response.request.url.path}"
     if response.status_code == 429:
         if headers.get(DAILY_LEFT) == "0":
-            raise BudgetExhausted(
-                "Pipedrive's daily API token budget of the company is used up (HTTP 429 on "
-                f"{where}); what was synced is kept and the next sync resumes after the "
-                "budget resets at midnight, or after buying more (docs/pipedrive.md)")
+            if rate is not None:
+                rate.retry_after = _seconds(headers.get("Retry-After"))
+            raise BudgetExhausted(DAILY_STOP.format(detail=f" (HTTP 429 on {where})"))
         if "Retry-After" not in headers:  # the window's reset is the wait (§6)
             raise RateLimited(f"HTTP 429 from Pipedrive on {where}",
                               _seconds(headers.get("x-ratelimit-reset")) or BURST_WINDOW)
@@ -182,6 +212,16 @@ def _seconds(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _count(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def until_midnight_utc() -> float:
+    """Seconds to the next UTC midnight: when a day's budget resets (guess: Pipedrive says
+    "midnight" in its server's time zone, §6)."""
+    return float(86_400 - int(time.time()) % 86_400) or 1.0
 
 
 @dataclass(frozen=True)
@@ -241,17 +281,58 @@ class PipedriveClient:
         return token.api_domain, BearerAuth(self.oauth, self.api, token)
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """One call to {host}{path} within the 2-second budget (§6), shared by every process
-        of the connection through the job context's limits."""
+        """One call to {host}{path} within the budgets of §6, shared by every process of the
+        connection through the job context's limits: the 2-second window, the company's
+        daily token budget (down to `daily_reserve`) and, for POST/PUT with an API token,
+        the user's fair-use allowance of the day."""
+        await self._check_budget(method)
         base, auth = await self._target()
         await self.api.limits.take(f"{self.key}|burst", self.config.burst_limit, BURST_WINDOW)
         wait = self.rate.pause_until - asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)
-        result: dict[str, Any] = await self.api.send(
-            method, f"{base}{path}", lambda r: parse_response(r, self.rate), auth=auth,
-            **kwargs)
+        try:
+            result: dict[str, Any] = await self.api.send(
+                method, f"{base}{path}", lambda r: parse_response(r, self.rate), auth=auth,
+                **kwargs)
+        except BudgetExhausted:
+            await self._share_budget(0, self.rate.retry_after)
+            raise
+        await self._share_budget(self.rate.daily_left, None)
         return result
+
+    # -- the day's budgets, shared by every process (§6) ----------------------------------
+    # Kept with the SharedLimits' expiring values (in this process, or in Redis for every
+    # process, encrypted like tokens): {"daily": stopped, "writes": stopped}, until the
+    # budget resets. Pipedrive's own counters (the headers) are the truth; crmsync only
+    # remembers that one of its processes saw them run out, so the others stop at once
+    # instead of spending calls on 429s.
+
+    @property
+    def _budget_key(self) -> str:
+        return f"{self.key}|day"
+
+    async def _check_budget(self, method: str) -> None:
+        stopped = await self.api.limits.get_token(self._budget_key) or {}
+        if stopped.get("daily"):
+            reserve = self.config.daily_reserve
+            raise BudgetExhausted(DAILY_STOP.format(
+                detail=f" (down to the reserve of {reserve} tokens)" if reserve else ""))
+        if stopped.get("writes") and method in ("POST", "PUT") and self._api_token is not None:
+            raise BudgetExhausted(WRITES_STOP)
+
+    async def _share_budget(self, daily_left: int | None, retry_after: float | None) -> None:
+        """Remember for every process that the day's budget or write allowance ran out."""
+        writes_out = self._api_token is not None and self.rate.writes_left == 0
+        daily_out = daily_left is not None and daily_left <= self.config.daily_reserve
+        if not (daily_out or writes_out):
+            return
+        stopped = await self.api.limits.get_token(self._budget_key) or {}
+        stopped = {**stopped, **({"daily": True} if daily_out else {}),
+                   **({"writes": True} if writes_out else {})}
+        await self.api.limits.put_token(self._budget_key, stopped,
+                                        retry_after or until_midnight_utc())
+        log.warning("Pipedrive budget of the day used up: %s", ", ".join(sorted(stopped)))
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.call("GET", path, params=params)
@@ -325,6 +406,30 @@ class PipedriveClient:
         owners = {str(u["id"]): (u.get("email"), str(u.get("name") or u["id"]))
                   for u in await self.v1_all("/users") if u.get("id") is not None}
         return Meta(deal_fields, org_fields, pipelines, stages, owners)
+
+    async def teams(self) -> dict[str, str]:
+        """§10: user id -> team name from /v1/legacyTeams; {} when the plan has no teams
+        (Pipedrive answers 403 then, which must not fail a sync)."""
+        try:
+            body = await self.get(f"{V1}{TEAMS_PATH}")
+        except ConfigError as exc:
+            log.info("Pipedrive teams unavailable, users synced without a team: %s", exc)
+            return {}
+        rows = body.get("data") or []
+        return mapping.team_of_users([r for r in rows if isinstance(r, dict)])
+
+    async def custom_activity_types(self) -> frozenset[str]:
+        """§12: the key_strings of the company's custom activity types (/v1/activityTypes)."""
+        memo_key = f"{self.key}|activity-types"
+        cached = self.api.limits.memo.get(memo_key)
+        if isinstance(cached, frozenset):
+            return cached
+        rows = (await self.get(f"{V1}{ACTIVITY_TYPES_PATH}")).get("data") or []
+        found = frozenset(str(t["key_string"]) for t in rows
+                          if isinstance(t, dict) and t.get("key_string")
+                          and t.get("is_custom_flag"))
+        self.api.limits.memo.put(memo_key, found, META_TTL)
+        return found
 
     async def currency_ids(self) -> dict[str, int]:
         """§8: currency code -> id (goals refer to currencies by id, §7)."""

@@ -11,19 +11,31 @@
   when it is stored (core.store), as docs/pipedrive.md explains.
 """
 
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Protocol
 
 from connectors.pipedrive.wire import CUSTOM_FIELD_KEY, parse_time
 from connectors.values import decimal
-from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
-from core.types import DealStatus
+from core.records import (
+    AccountRecord,
+    ActivityRecord,
+    DealRecord,
+    Deletion,
+    StageChangeRecord,
+    StageRecord,
+    UserRecord,
+)
+from core.types import ActivityType, DealStatus
 
 STATUS = {"open": DealStatus.OPEN, "won": DealStatus.WON, "lost": DealStatus.LOST}
 OUTCOMES = ((DealStatus.WON, "Won", Decimal(100)), (DealStatus.LOST, "Lost", Decimal(0)))
 OUTCOME_ORDER = 1000  # outcome stages sort after every real stage of their pipeline
 INDUSTRY = "industry"  # §2: the organization custom field read as the industry
+# §12: the activity types every company starts with (key_string); custom ones are "other"
+ACTIVITY_TYPES = {"call": ActivityType.CALL, "meeting": ActivityType.MEETING,
+                  "lunch": ActivityType.MEETING, "task": ActivityType.TASK,
+                  "deadline": ActivityType.TASK, "email": ActivityType.EMAIL}
 
 
 def _id(value: Any) -> str | None:
@@ -48,6 +60,18 @@ def named_fields(raw: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     if "custom_fields" in raw or custom:
         clean["custom_fields"] = custom
     return clean
+
+
+def team_of_users(teams: list[dict[str, Any]]) -> dict[str, str]:
+    """§10: user id -> the name of their team: active teams only, the lowest team id
+    first when a user is in several (crmsync keeps one team per user)."""
+    found: dict[str, str] = {}
+    for team in sorted(teams, key=lambda t: int(t.get("id") or 0)):
+        if not team.get("active_flag", 1) or team.get("deleted_flag") or not team.get("name"):
+            continue
+        for user_id in team.get("users") or []:
+            found.setdefault(str(user_id), str(team["name"]))
+    return found
 
 
 def user(raw: dict[str, Any], teams: dict[str, str] | None = None) -> UserRecord:
@@ -177,3 +201,93 @@ def deletion(raw: dict[str, Any], fallback: Any = None) -> Deletion:
     if deleted_at is None:
         raise ValueError("deleted deal without update_time")
     return Deletion(entity="deals", remote_id=str(raw["id"]), deleted_at=deleted_at)
+
+
+def stage_changes(deal_id: str, rows: list[dict[str, Any]], stages: dict[str, StageRecord],
+                  current_stage: Any = None) -> list[StageChangeRecord]:
+    """§11: a deal's stage path from its flow, oldest first, with the stage names deals
+    carry (a stage since deleted keeps its id as the name): its creation (the `add_time`
+    change) in the stage it started in (the first move's old stage, else `current_stage`,
+    the flow's related deal), then each `stage_id` change."""
+    def name(value: Any) -> str | None:
+        if value in (None, ""):
+            return None
+        known = stages.get(str(value))
+        return known.name if known else str(value)
+
+    created = None
+    moves = []
+    for row in rows:
+        data = row.get("data")
+        change: dict[str, Any] = data if isinstance(data, dict) else row
+        if row.get("object", "dealChange") != "dealChange":
+            continue
+        at = parse_time(change.get("log_time") or row.get("timestamp"))
+        if at is None:
+            continue
+        if change.get("field_key") == "add_time":
+            created = at if created is None else min(created, at)
+        elif change.get("field_key") == "stage_id":
+            moves.append((at, int(change.get("id") or 0), name(change.get("old_value")),
+                          name(change.get("new_value"))))
+    moves.sort(key=lambda m: (m[0], m[1]))
+    out = []
+    first = moves[0][2] if moves else name(current_stage)
+    if created is not None and first is not None:
+        out.append(StageChangeRecord(deal_id, None, first, created))
+    out += [StageChangeRecord(deal_id, old, new, at) for at, _, old, new in moves
+            if new is not None and old != new]
+    return out
+
+
+def activity(raw: dict[str, Any], meta: Lookups, custom: frozenset[str]) -> ActivityRecord:
+    """§12: one v2 activity; `custom` the key_strings of the company's custom types."""
+    kind = str(raw.get("type") or "") or None
+    return ActivityRecord(
+        remote_id=str(raw["id"]),
+        type=ActivityType.OTHER if kind is None or kind in custom
+        else ACTIVITY_TYPES.get(kind, ActivityType.OTHER),
+        occurred_at=due_at(raw.get("due_date"), raw.get("due_time")),
+        subject=str(raw.get("subject") or "") or None,
+        kind=kind,
+        done=bool(raw.get("done")),
+        completed_at=parse_time(raw.get("marked_as_done_time")),
+        duration_seconds=duration_seconds(raw.get("duration")),
+        **_owner(raw, meta),
+        deal_remote_id=_id(raw.get("deal_id")),
+        account_remote_id=_id(raw.get("org_id")),
+        remote_created_at=parse_time(raw.get("add_time")),
+        remote_modified_at=parse_time(raw.get("update_time")),
+        raw={k: v for k, v in raw.items() if k not in ("note", "public_description",
+                                                       "attendees", "participants")},
+    )
+
+
+def activity_deletion(raw: dict[str, Any]) -> Deletion:
+    """§12: an activity flagged is_deleted. Deleting does not bump update_time (§12), so
+    the time is its last change, the closest the API tells."""
+    at = parse_time(raw.get("update_time")) or parse_time(raw.get("add_time"))
+    if at is None:
+        raise ValueError("deleted activity without update_time or add_time")
+    return Deletion(entity="activities", remote_id=str(raw["id"]), deleted_at=at)
+
+
+def due_at(day: Any, clock: Any) -> datetime | None:
+    """§12: due_date (YYYY-MM-DD) and due_time (HH:MM, UTC); no time: midnight UTC."""
+    if not day:
+        return None
+    moment = datetime.combine(date.fromisoformat(str(day)[:10]), time(0), UTC)
+    if clock:
+        parts = [int(p) for p in str(clock).split(":")[:3]]
+        moment = moment.replace(hour=parts[0], minute=parts[1] if len(parts) > 1 else 0,
+                                second=parts[2] if len(parts) > 2 else 0)
+    return moment
+
+
+def duration_seconds(value: Any) -> int | None:
+    """§12: a duration "HH:MM" (or "HH:MM:SS"); empty: None."""
+    if not value:
+        return None
+    parts = [int(p) for p in str(value).split(":")[:3]]
+    parts += [0] * (3 - len(parts))
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]

@@ -7,10 +7,11 @@
   successful delivery, so a channel is "renewed" daily: its webhook is looked up and a
   new one subscribed when it is gone.
 - A callback is accepted only with the Basic credentials of one of the connection's
-  channels, compared in constant time; events of deals and organizations are kept
-  (dedupe key: the event id), others acknowledged and dropped.
-- Resolving re-reads each deal or organization (its current state), or tombstones it
-  when the event was a delete or the record is gone.
+  channels, compared in constant time; events of deals, organizations and activities
+  are kept (dedupe key: the event id), others acknowledged and dropped.
+- Resolving re-reads each deal, organization or activity (its current state), or
+  tombstones it when the event was a delete or the record is gone (a deleted activity's
+  delete event is how an incremental sync learns of it, §12).
 """
 
 import hmac
@@ -37,8 +38,10 @@ from core.types import utcnow
 
 CHANNEL_LIFETIME = timedelta(days=1)  # looked up daily (§5: gone after 3 failing days)
 RENEW_WITHIN = timedelta(hours=2)  # more than the hourly renewal job
-ENTITIES: dict[str, DeletedEntity] = {"deal": "deals", "organization": "accounts"}
-PATHS = {"deals": f"{V2}/deals", "accounts": f"{V2}/organizations"}
+ENTITIES: dict[str, DeletedEntity] = {"deal": "deals", "organization": "accounts",
+                                      "activity": "activities"}
+PATHS = {"deals": f"{V2}/deals", "accounts": f"{V2}/organizations",
+         "activities": f"{V2}/activities"}
 
 
 async def subscribe_channel(client: PipedriveClient, notify_url: str) -> Channel:
@@ -89,7 +92,7 @@ def parse(request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
     if not isinstance(meta, dict) or not meta.get("action") or meta.get("entity_id") is None:
         raise WebhookRejected(422, "a Pipedrive v2 webhook has meta.action and meta.entity_id")
     entity = ENTITIES.get(str(meta.get("entity")))
-    if entity is None:  # persons, activities, ...: acknowledged, not synced
+    if entity is None:  # persons, notes, ...: acknowledged, not synced
         return WebhookIntake(events=[])
     event_id = str(meta.get("id") or
                    f"{meta.get('entity')}:{meta['entity_id']}:{meta['action']}:"
@@ -102,7 +105,7 @@ def parse(request: WebhookRequest, known: WebhookSecrets) -> WebhookIntake:
 async def resolve(client: PipedriveClient,
                   payloads: Sequence[Mapping[str, Any]]) -> list[tuple[str, Page]]:
     """Current state of every record named; deletes (and records gone) become tombstones."""
-    wanted: dict[str, dict[str, Any]] = {"deals": {}, "accounts": {}}
+    wanted: dict[str, dict[str, Any]] = {entity: {} for entity in PATHS}
     for payload in payloads:
         entity = str(payload.get("entity"))
         if entity in wanted:
@@ -120,6 +123,9 @@ async def resolve(client: PipedriveClient,
                 tombstones.append(Deletion(entity, record_id, at))  # type: ignore[arg-type]
             elif entity == "deals":
                 records.append(await client.map_deal(raw))
+            elif entity == "activities":
+                assert meta is not None
+                records.append(mapping.activity(raw, meta, await client.custom_activity_types()))
             else:
                 assert meta is not None
                 records.append(mapping.account(raw, meta))

@@ -18,11 +18,21 @@ VENDOR_HOSTS = ("*.pipedrive.com", OAUTH_HOST)
 MAX_LIMIT = 500  # §2: v2 and v1 lists serve at most 500 per page
 BURST_WINDOW = 2.0  # §6: the rolling rate-limit window, seconds
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
-DAILY_LEFT = "x-daily-ratelimit-token-remaining"  # §6: live, undocumented (guess)
+DAILY_LEFT = "x-daily-ratelimit-token-remaining"  # §6: observed, undocumented, optional
+WRITES_LEFT = "x-daily-requests-left"  # §6: POST/PUT fair use, API-token calls only
+FAIR_USE_WRITES = 10_000  # §6: POST/PUT requests per user per day
+TEAMS_PATH = "/legacyTeams"  # §10: /v1/teams moved here on 2022-07-11
+FLOW_ITEMS = "dealChange"  # §11: the deal updates that are field changes
+ACTIVITY_TYPES_PATH = "/activityTypes"  # §12 (v1: no v2 list of activity types)
 CUSTOM_FIELD_KEY = re.compile(r"^[0-9a-f]{40}$")  # §2: custom fields are 40-char hashes
 DEAL_STATUSES = ("open", "won", "lost", "deleted")  # §2, §4
 WEBHOOK_ACTIONS = ("create", "change", "delete")  # §5 (v2)
 GOAL_INTERVALS = ("weekly", "monthly", "quarterly", "yearly")  # §7
+
+
+def deal_page(base: str, deal_id: str) -> str:
+    """§13: a deal's page in the web app, `{company domain}/deal/{id}`."""
+    return f"{base.rstrip('/')}/deal/{deal_id}"
 
 
 def v1_time(moment: datetime) -> str:

@@ -24,9 +24,10 @@ class CurrencyError(ValueError):
     """A conversion needs a rate (or a currency) that is not known."""
 
 
-def reporting_currency(session: Session, settings: Settings) -> str | None:
-    """CRMSYNC_REPORTING_CURRENCY, else the home currency of the first connection by id."""
-    if settings.reporting_currency:
+def reporting_currency(session: Session, settings: Settings | None) -> str | None:
+    """CRMSYNC_REPORTING_CURRENCY, else the home currency of the first connection by id
+    (`settings` None: no configured one)."""
+    if settings is not None and settings.reporting_currency:
         return settings.reporting_currency
     first = session.exec(select(Connection.home_currency).order_by(Connection.id)).first()  # type: ignore[arg-type]
     return first.upper() if first else None
@@ -79,7 +80,7 @@ class Converter:
             return sum((self.convert(code, amount) for code, amount in amounts), Decimal(0))
 
 
-def converter(session: Session, settings: Settings) -> Converter:
+def converter(session: Session, settings: Settings | None) -> Converter:
     rates = {r.code.upper(): r.rate_to_reporting for r in session.exec(select(FxRate))}
     return Converter(reporting_currency(session, settings), rates)
 

@@ -3,8 +3,9 @@
 Run: python -m tests.bench.pipedrive_bench [--deals 20000] [--db sqlite,postgresql]
 
 For each database it starts `crmsync sandbox pipedrive` in its own process (zero latency,
-burst limit 80 requests per 2 s), runs a full sync of N deals and N/10 organizations with
-the connection's burst_limit at 80, and prints deals/s and API calls against the minimum
+burst limit 80 requests per 2 s), runs a full sync of N deals, N/10 organizations and the
+synthetic company's activities (N/2 generated, its notes not served) with the
+connection's burst_limit at 80, and prints deals/s and API calls against the minimum
 (record pages of 500 + metadata); then 1% of the deals change and an incremental sync
 prints its time and API calls.
 """
@@ -26,9 +27,9 @@ from tests.bench.common import (
     timed_sync,
 )
 
-# users/me, users (twice: the users stream and the owners), dealFields, organizationFields,
-# pipelines, stages, deleted deals
-METADATA_CALLS = 8
+# users/me, users (twice: the users stream and the owners), legacyTeams, dealFields,
+# organizationFields, pipelines, stages, deleted deals, activityTypes
+METADATA_CALLS = 10
 RATES = {"EUR": "0.92", "GBP": "0.79", "CNY": "7.10", "JPY": "150.25"}
 
 
@@ -44,9 +45,12 @@ async def bench(kind: str, deals: int) -> None:
             {"api_token": "sandbox-api-token"})
         full, run = await timed_sync(ctx, connection_id, "full")
         calls = run.api_calls
-        pages = math.ceil(deals / 500) + math.ceil(max(20, deals // 10) / 500)
-        print(f"{kind}: full sync of {deals:,} deals: {full:.1f} s, {deals / full:,.0f} deals/s, "
-              f"{calls} API calls (record pages {pages} + metadata {METADATA_CALLS})")
+        activities = int(((run.counts or {}).get("activities") or {}).get("fetched") or 0)
+        pages = math.ceil(deals / 500) + math.ceil(max(20, deals // 10) / 500) + \
+            max(1, math.ceil(activities / 500))
+        print(f"{kind}: full sync of {deals:,} deals and {activities:,} activities: "
+              f"{full:.1f} s, {deals / full:,.0f} deals/s, {calls} API calls (record pages "
+              f"{pages} + metadata {METADATA_CALLS})")
         async with httpx.AsyncClient(timeout=60) as client:
             await client.post(f"{url}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2})
         incremental, run = await timed_sync(ctx, connection_id, "incremental")

@@ -205,8 +205,14 @@ async def test_activities_are_typed_and_an_activity_deleted_reaches_a_later_read
                                  base_url="http://sandbox.test") as control:
         response = await control.delete(f"/_sandbox/activities/{victim}")
     assert response.status_code == 200, response.text
-    later = [*await pages(source, "activities", last_cursor(activities)),
-             *await pages(source, "deletions", last_cursor(gone))]
+    if getattr(case.cls, "activity_deletions", "incremental") == "full":
+        # a CRM that does not bump a deleted activity's modification time: a full read
+        # (which a full sync is, or a webhook) must bring the tombstone
+        later = [*await pages(source, "activities", None), *await pages(source, "deletions",
+                                                                          None)]
+    else:
+        later = [*await pages(source, "activities", last_cursor(activities)),
+                 *await pages(source, "deletions", last_cursor(gone))]
     tombstones = deleted(later, "activities") - known
     assert len(tombstones) == 1, tombstones  # the deleted call, and nothing else
     assert tombstones <= ids(activities)

@@ -56,6 +56,9 @@ async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path):
         by_email.setdefault(str(user.email), set()).add(user.connection_id)
     in_both = sorted(e for e, ids in by_email.items() if len(ids) == len(connections))
     assert len(in_both) == 3
+    # the Pipedrive sandbox's reps carry their team (its /v1/legacyTeams)
+    teams = {u.team for u in users if u.connection_id == connections["pipedrive"]}
+    assert teams >= {"East", "West"}, teams
 
     # goals pushed into every CRM: a record id from each vendor (Zoho: digits, Fxiaoke: hex)
     inserted = {(p.connection_id, p.goal_id): p.remote_id for p in pushes
@@ -87,4 +90,9 @@ async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path):
             total = sum(Decimal(str(part["bookings"])) for part in parts)
             assert abs(Decimal(str(row["bookings"])) - total) <= Decimal("0.01") * len(parts)
             assert row["deals_won"] == sum(part["deals_won"] for part in parts)
+        # and the leaderboard's team rows show the Pipedrive teams
+        by_team = await api.get("/api/v1/metrics/summary", params={
+            **params, "group_by": "team", "connection_id": connections["pipedrive"]})
+        assert by_team.status_code == 200, by_team.text
+        assert {"East", "West"} <= {r["team"] for r in by_team.json()["data"]}
     engine.dispose()

@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core import store
+from core.config import Settings
 from core.db import session_scope
 from core.errors import AuthError
+from core.metrics.currency import set_rate
 from core.models import Connection, Deal, DealStageChange, SyncRun, SyncState
 from core.records import DealRecord, Deletion, Page, SourceInfo
 from core.sync import SyncEngine
@@ -210,3 +212,25 @@ async def test_auth_failure_marks_needs_reauth(engine, connection_id):
         connection = session.get(Connection, connection_id)
         assert connection is not None and connection.status == "needs_reauth"
         assert "Re-enter" in (connection.last_error or "")
+
+
+def test_deals_without_a_crm_rate_convert_with_the_callers_reporting_currency(
+        engine, connection_id, monkeypatch):
+    """A deal that comes with no home amount (a CRM that keeps no rate on deals) is
+    converted through the reporting currency of the settings its caller holds, not of the
+    process environment."""
+    monkeypatch.delenv("CRMSYNC_REPORTING_CURRENCY", raising=False)
+    with session_scope(engine) as session:
+        session.get(Connection, connection_id).home_currency = "USD"  # type: ignore[union-attr]
+        set_rate(session, "USD", Decimal("0.8"))  # EUR per 1 USD
+        set_rate(session, "GBP", Decimal("1.2"))  # EUR per 1 GBP
+    bare = DealRecord(remote_id="fx1", name="GBP deal", amount=Decimal("100.00"),
+                      currency="GBP", stage="Proposal", remote_modified_at=T0, raw={})
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[bare], settings=Settings(reporting_currency="EUR"))
+        row = session.scalars(select(Deal).where(Deal.remote_id == "fx1")).one()
+        # 100 GBP = 120 EUR = 150 USD; the environment's default (the first connection's
+        # USD as reporting currency, USD taken as 1) would give 120
+        assert row.amount_home == Decimal("150")
+        assert row.exchange_rate is not None and round(row.exchange_rate, 4) == Decimal("0.6667")

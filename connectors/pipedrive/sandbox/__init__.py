@@ -21,8 +21,9 @@ from connectors.pipedrive.sandbox.app import create_app
 SANDBOX = Sandbox(
     title="a simulated Pipedrive company speaking Pipedrive's API v1/v2 wire formats",
     create_app=create_app,
-    # 200 a page (not 500): the contract suite's 450-deal company then spans several pages.
-    config=lambda url: {"api_url": url, "oauth_url": url, "page_limit": 200},
+    # 100 a page (not 500): the contract suite's 450-deal company then spans several pages,
+    # and so do its activities.
+    config=lambda url: {"api_url": url, "oauth_url": url, "page_limit": 100},
     secrets={"api_token": "sandbox-api-token"},
     demo_name="Pipedrive (sandbox)",
     default_port=8430,
@@ -31,6 +32,8 @@ SANDBOX = Sandbox(
         SandboxOption("burst-limit", "API-token requests per 2 seconds (OAuth: 4 times as "
                       "many; docs/vendors/pipedrive.md §6).", default=80,
                       kind=int, apply=lambda n: {"burst_limit": int(n)}),
+        SandboxOption("no-teams", "A plan without Teams: /v1/legacyTeams answers 403 (§10).",
+                      default=False, kind=bool, apply=lambda off: {"teams": not off}),
         SandboxOption("daily-budget", "The company's daily token budget (§6); 0: unlimited.",
                       default=0, kind=int,
                       apply=lambda n: {"daily_budget": int(n) or None}),

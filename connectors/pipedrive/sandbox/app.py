@@ -13,14 +13,15 @@ from connectors.pipedrive.sandbox import goals, notifications, records
 from connectors.pipedrive.sandbox.auth import api, token_endpoint
 from connectors.pipedrive.sandbox.errors import PipedriveError, json_response
 from connectors.pipedrive.sandbox.state import PipedriveState
-from connectors.pipedrive.wire import TOKEN_PATH, V1, V2
+from connectors.pipedrive.wire import FAIR_USE_WRITES, TEAMS_PATH, TOKEN_PATH, V1, V2
 from connectors.sandbox.control import PREFIX as CONTROL_PREFIX
 from connectors.sandbox.control import control_routes
 from connectors.sandbox.dataset import Company
 from connectors.sandbox.faults import Harness, HarnessMiddleware
 from connectors.sandbox.generator import generate_company
 
-# §6 (guess for the numbers: the changelog says v2 costs about half of v1): tokens per call.
+# §6: tokens per call: the reference's v1 costs (a list 20, one record 2, a write 10, a
+# delete 6); v2 costs "about half" (guess: exactly half for every v2 call).
 V2_LIST, V2_GET, V1_LIST, V1_GET, WRITE, DELETE = 10, 1, 20, 2, 10, 6
 
 
@@ -40,19 +41,22 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
                refresh_token: str = "sandbox-refresh-token", token_ttl: int = 3600,
                latency: float = 0.0, concurrency_limit: int | None = 20,
                hang_seconds: float = 30.0, burst_limit: int = 80,
-               daily_budget: int | None = None,
+               daily_budget: int | None = None, teams: bool = True,
+               daily_writes: int = FAIR_USE_WRITES,
                webhook_retry_delays: tuple[float, ...] = (3.0, 30.0, 150.0)) -> Starlette:
     """A Pipedrive sandbox app; its state is `app.state.pipedrive` (a PipedriveState).
 
     `burst_limit`: API-token requests per 2 s (OAuth tokens get four times as many, §6);
-    `daily_budget`: the company's daily token budget (None: unlimited)."""
+    `daily_budget`: the company's daily token budget (None: unlimited); `teams`: the plan
+    has Teams (§10); `daily_writes`: the API token user's POST/PUT fair use (§6)."""
     harness = Harness(latency=latency, concurrency_limit=concurrency_limit,
                       hang_seconds=hang_seconds, uncapped_prefixes=(TOKEN_PATH,))
     state = PipedriveState(
         company=company if company is not None else generate_company(seed=seed, deals=deals),
         api_token=api_token, client_id=client_id, client_secret=client_secret,
         refresh_token=refresh_token, token_ttl=token_ttl, harness=harness,
-        burst_limit=burst_limit, daily_budget=daily_budget,
+        burst_limit=burst_limit, daily_budget=daily_budget, teams=teams,
+        daily_writes=daily_writes,
         webhook_retry_delays=tuple(webhook_retry_delays))
     routes = [
         *control_routes(state),
@@ -60,6 +64,10 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         Route(f"{V1}/users", api(records.list_users, V1_LIST), methods=["GET"]),
         Route(f"{V1}/users/me", api(records.current_user, V1_GET), methods=["GET"]),
         Route(f"{V1}/currencies", api(records.list_currencies, V1_LIST), methods=["GET"]),
+        Route(f"{V1}{TEAMS_PATH}", api(records.list_teams, V1_LIST), methods=["GET"]),
+        Route(f"{V1}/deals/{{deal_id}}/flow", api(records.deal_flow, V1_LIST),
+              methods=["GET"]),
+        Route("/deal/{deal_id}", records.deal_page, methods=["GET"]),
         Route(f"{V1}/dealFields", api(records.deal_fields, V1_LIST), methods=["GET"]),
         Route(f"{V1}/organizationFields", api(records.organization_fields, V1_LIST),
               methods=["GET"]),
@@ -77,6 +85,10 @@ def create_app(company: Company | None = None, *, seed: int = 42, deals: int = 2
         Route(f"{V2}/stages", api(records.list_stages, V2_LIST), methods=["GET"]),
         Route(f"{V2}/deals", api(records.list_deals, V2_LIST), methods=["GET"]),
         Route(f"{V2}/deals/{{deal_id}}", api(records.get_deal, V2_GET), methods=["GET"]),
+        Route(f"{V1}/activityTypes", api(records.activity_types, V1_LIST), methods=["GET"]),
+        Route(f"{V2}/activities", api(records.list_activities, V2_LIST), methods=["GET"]),
+        Route(f"{V2}/activities/{{activity_id}}", api(records.get_activity, V2_GET),
+              methods=["GET"]),
         Route(f"{V2}/organizations", api(records.list_organizations, V2_LIST),
               methods=["GET"]),
         Route(f"{V2}/organizations/{{org_id}}", api(records.get_organization, V2_GET),

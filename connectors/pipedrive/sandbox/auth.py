@@ -49,7 +49,8 @@ def api(handler: Handler, cost: int) -> Handler:
         headers: dict[str, str] = {}
         try:
             token, api_token = state.caller(request)
-            headers = state.charge(token, api_token, cost)
+            headers = state.charge(token, api_token, cost,
+                                   write=request.method in ("POST", "PUT"))
             response = await handler(request)
         except PipedriveError as exc:
             response = exc.response()

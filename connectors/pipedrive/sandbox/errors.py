@@ -31,10 +31,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                     media_type="application/json")
 
 
-def ok(data: Any, additional: dict[str, Any] | None = None, status: int = 200) -> Response:
+def ok(data: Any, additional: dict[str, Any] | None = None, status: int = 200,
+       related: dict[str, Any] | None = None) -> Response:
     body: dict[str, Any] = {"success": True, "data": data}
     if additional is not None:
         body["additional_data"] = additional
+    if related is not None:  # v1: the objects the data refers to
+        body["related_objects"] = related
     return json_response(body, status)
 
 

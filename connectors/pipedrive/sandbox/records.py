@@ -7,12 +7,13 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
-from connectors.pipedrive.sandbox.errors import bad_request, not_found, ok
+from connectors.pipedrive.sandbox.errors import PipedriveError, bad_request, not_found, ok
 from connectors.pipedrive.sandbox.state import DELETED_KEPT_DAYS, PipedriveState, state_of
 from connectors.pipedrive.wire import DEAL_STATUSES, MAX_LIMIT, parse_time
 from connectors.sandbox.dataset import SORT_KEYS, Deal, Deletion, SortField, epoch_seconds
@@ -23,7 +24,8 @@ DEFAULT_LIMIT = 100  # §2
 
 
 # ---- v1: start / limit ------------------------------------------------------------------------
-def v1_page(request: Request, rows: Sequence[dict[str, Any]]) -> Response:
+def v1_page(request: Request, rows: Sequence[dict[str, Any]],
+            related: dict[str, Any] | None = None) -> Response:
     """§2: `start` and `limit` (at most 500), additional_data.pagination."""
     start = _int(request, "start", 0, low=0)
     limit = min(_int(request, "limit", DEFAULT_LIMIT, low=1), MAX_LIMIT)
@@ -33,7 +35,7 @@ def v1_page(request: Request, rows: Sequence[dict[str, Any]]) -> Response:
                                   "more_items_in_collection": more}
     if more:
         pagination["next_start"] = start + limit
-    return ok(chunk, {"pagination": pagination})
+    return ok(chunk, {"pagination": pagination}, related=related)
 
 
 async def list_users(request: Request) -> Response:
@@ -46,6 +48,58 @@ async def current_user(request: Request) -> Response:
     return ok({**state.wire.user(state.company.manager), "company_id": 1,
                "company_name": state.company.name,
                "company_domain": state.company.domain.split(".")[0]})
+
+
+async def list_teams(request: Request) -> Response:
+    """§10: GET /v1/legacyTeams, not paged; 403 on a plan without Teams (guess: the
+    status and wording of Pipedrive's answer to a feature the plan lacks)."""
+    state = state_of(request)
+    if not state.teams:
+        raise PipedriveError(403, "Teams feature is not available in your plan")
+    rows = state.wire.teams()
+    if request.query_params.get("skip_users") == "1":
+        rows = [{k: v for k, v in r.items() if k != "users"} for r in rows]
+    return ok(rows)
+
+
+async def deal_flow(request: Request) -> Response:
+    """§11: GET /v1/deals/{id}/flow, `items` a comma-separated filter of objects (only
+    dealChange exists here), paged by start/limit (§2), the deal in related_objects; a
+    deal deleted within 30 days keeps its flow (guess), any other unknown id is 404."""
+    state = state_of(request)
+    deal_id = request.path_params["deal_id"]
+    deal = state.company.deals.get(deal_id)
+    if deal is None and any(d.id == deal_id for d in _recent_deletions(state)):
+        deal = state.live.get(deal_id)
+    if deal is None:
+        raise not_found("Deal not found")
+    items = request.query_params.get("items")
+    rows = state.wire.flow(deal)
+    if items is not None:
+        rows = [r for r in rows if r["object"] in items.split(",")]
+    wire = state.wire.deal(deal)
+    related = {"deal": {deal_id: {k: wire[k] for k in ("id", "title", "status", "value",
+                                                        "currency", "stage_id",
+                                                        "pipeline_id")}}}
+    return v1_page(request, rows, related)
+
+
+async def deal_page(request: Request) -> Response:
+    """§13: https://{company}.pipedrive.com/deal/{id}, the deal in the web app. Real
+    Pipedrive asks the browser to sign in first; the sandbox shows a plain page with the
+    deal's title, stage and value."""
+    state = state_of(request)
+    deal = state.company.deals.get(request.path_params["deal_id"])
+    if deal is None:
+        return HTMLResponse("<!doctype html><title>Pipedrive</title><p>Deal not found.",
+                            status_code=404)
+    stage = state.wire.kept_stage(deal).name
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset=utf-8><title>"
+        f"{escape(deal.name)} - Pipedrive (sandbox)</title></head><body>"
+        f"<h1>{escape(deal.name)}</h1><dl><dt>Deal id</dt><dd>{escape(deal.id)}</dd>"
+        f"<dt>Stage</dt><dd>{escape(stage)}</dd><dt>Value</dt>"
+        f"<dd>{deal.amount} {escape(deal.currency)}</dd></dl></body></html>")
 
 
 async def list_currencies(request: Request) -> Response:
@@ -152,10 +206,74 @@ async def get_organization(request: Request) -> Response:
     return ok(state.wire.organization(account))
 
 
+# ---- activities (§12) ---------------------------------------------------------------------------
+PIPEDRIVE_KINDS = ("call", "meeting", "task")  # notes are not Pipedrive activities
+
+
+async def activity_types(request: Request) -> Response:
+    """§12: GET /v1/activityTypes (not paged)."""
+    return ok(state_of(request).wire.activity_types())
+
+
+async def list_activities(request: Request) -> Response:
+    """§12: GET /api/v2/activities: owner_id, deal_id, org_id, done, updated_since/until,
+    sort_by (due_date is refused here: the sandbox sorts by id, update_time and add_time),
+    cursor paging; activities deleted within 30 days are listed with is_deleted (guess)."""
+    state = state_of(request)
+    if request.query_params.get("sort_by") == "due_date":
+        raise bad_request("sort_by=due_date is not supported by this sandbox")
+    sort_by = _sort_by(request)
+    company = state.company
+    index = company.index("activities", SORTS[sort_by])
+    pairs: list[tuple[Key, Any]] = [(k, a) for k, a in zip(index.keys, index.items, strict=True)
+                                    if a.kind in PIPEDRIVE_KINDS]
+    for gone in _recent_deletions(state, "activities"):
+        if gone.kind in PIPEDRIVE_KINDS and not gone.permanent:
+            last = state.company.deleted_activities.get(gone.id)
+            key = SORT_KEYS[SORTS[sort_by]](last) if last is not None else \
+                (0, gone.id) if sort_by == "id" else (epoch_seconds(gone.deleted_at), gone.id)
+            pairs.append((key, gone))
+    pairs.sort(key=lambda pair: pair[0])
+    filters = _time_filters(request)
+    for name in ("owner_id", "deal_id", "org_id"):
+        value = request.query_params.get(name)
+        if value is not None:
+            filters.append(_equals(name, value))
+    done = request.query_params.get("done")
+    if done is not None:
+        if done not in ("true", "false", "1", "0"):
+            raise bad_request("done must be true or false")
+        wanted = done in ("true", "1")
+        filters.append(lambda wire: bool(wire["done"]) == wanted)
+
+    def render(record: Any) -> dict[str, Any] | None:
+        if isinstance(record, Deletion):
+            last = company.deleted_activities.get(record.id)
+            wire = state.wire.deleted_activity(record, last)
+        else:
+            wire = state.wire.activity(record)
+        return wire if all(check(wire) for check in filters) else None
+
+    return _v2_page(request, [k for k, _ in pairs], [r for _, r in pairs], render, sort_by)
+
+
+async def get_activity(request: Request) -> Response:
+    state = state_of(request)
+    activity_id = request.path_params["activity_id"]
+    found = state.company.activities.get(activity_id)
+    if found is not None and found.kind in PIPEDRIVE_KINDS:
+        return ok(state.wire.activity(found))
+    gone = next((d for d in _recent_deletions(state, "activities") if d.id == activity_id
+                 and not d.permanent and d.kind in PIPEDRIVE_KINDS), None)
+    if gone is None:
+        raise not_found("Activity not found")
+    return ok(state.wire.deleted_activity(gone, state.company.deleted_activities.get(gone.id)))
+
+
 # ---- helpers -----------------------------------------------------------------------------------
-def _recent_deletions(state: PipedriveState) -> list[Deletion]:
+def _recent_deletions(state: PipedriveState, entity: str = "deals") -> list[Deletion]:
     since = datetime.now(UTC) - timedelta(days=DELETED_KEPT_DAYS)
-    return [d for d in state.company.deletions if d.entity == "deals" and d.deleted_at >= since]
+    return [d for d in state.company.deletions if d.entity == entity and d.deleted_at >= since]
 
 
 def _deleted_key(deletion: Deletion, state: PipedriveState, sort_by: str) -> Key:
@@ -190,7 +308,7 @@ def _time_filters(request: Request) -> list[Callable[[dict[str, Any]], bool]]:
 
 
 def _since(bound: datetime) -> Callable[[dict[str, Any]], bool]:
-    """§3: updated at or after `bound` (guess: inclusive)."""
+    """§3: updated at or after `bound` (documented: "later than or equal to")."""
     return lambda wire: (parse_time(wire["update_time"]) or bound) >= bound
 
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from connectors.pipedrive.sandbox.errors import PipedriveError
 from connectors.pipedrive.sandbox.wire import Wire
-from connectors.pipedrive.wire import BURST_WINDOW
+from connectors.pipedrive.wire import BURST_WINDOW, FAIR_USE_WRITES
 from connectors.sandbox.dataset import Company, Deal, Entity, Operation
 from connectors.sandbox.faults import Harness
 from connectors.sandbox.generator import generate_company
@@ -61,11 +61,14 @@ class PipedriveState:
     harness: Harness
     burst_limit: int = 80  # §6: requests per 2 s per token (Professional, API token)
     daily_budget: int | None = None  # §6: tokens per day; None: unlimited
+    teams: bool = True  # §10: the plan has Teams (Professional and up)
+    daily_writes: int = FAIR_USE_WRITES  # §6: POST/PUT fair use of the API token's user
     webhook_retry_delays: tuple[float, ...] = (3.0, 30.0, 150.0)  # §5
     tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry (epoch)
     token_grants: int = 0
     windows: dict[str, deque[float]] = field(default_factory=dict)  # token -> call times
     spent: int = 0  # daily budget tokens spent
+    writes: int = 0  # POST/PUT requests of the API token today (§6)
     webhooks: dict[int, Webhook] = field(default_factory=dict)
     goals: dict[str, dict[str, Any]] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
@@ -115,7 +118,7 @@ class PipedriveState:
         self.harness.faults.clear()
         self.harness.reset_counters()
         self.windows.clear()
-        self.spent = 0
+        self.spent = self.writes = 0
         self.goals.clear()
 
     def stats(self) -> dict[str, Any]:
@@ -150,9 +153,13 @@ class PipedriveState:
             return given, True
         raise PipedriveError(401, "You need to be authorized to make this request.")
 
-    def charge(self, token: str, api_token: bool, cost: int) -> dict[str, str]:
+    def charge(self, token: str, api_token: bool, cost: int, write: bool = False
+               ) -> dict[str, str]:
         """§6: one call against the token's 2-second window and the daily budget; the
-        rate-limit headers of the answer. Raises 429 (with the headers) when over."""
+        rate-limit headers of the answer. Raises 429 (with the headers) when over. A POST
+        or PUT with the API token counts against the fair-use allowance, which Pipedrive
+        reports (x-daily-requests-left) but does not enforce call by call ("we may start
+        blocking" after repeated excess), so neither does the sandbox."""
         now = time.monotonic()
         window = self.windows.setdefault(token, deque())
         while window and window[0] <= now - BURST_WINDOW:
@@ -163,10 +170,11 @@ class PipedriveState:
         if self.daily_budget is not None:
             left = max(0, self.daily_budget - self.spent)
             headers["x-daily-ratelimit-token-remaining"] = str(left)
-            if left < cost:
+            if left < cost:  # guess: what the call cannot pay counts as used up (0 left)
                 self.harness.served["429"] += 1
                 raise PipedriveError(429, "Daily rate limit exceeded",  # guess: wording
                                      {**headers, "x-ratelimit-remaining": "0",
+                                      "x-daily-ratelimit-token-remaining": "0",
                                       "Retry-After": str(_seconds_to_midnight())})
         if len(window) >= limit:
             self.harness.served["429"] += 1
@@ -179,7 +187,8 @@ class PipedriveState:
         if self.daily_budget is not None:
             headers["x-daily-ratelimit-token-remaining"] = str(self.daily_budget - self.spent)
         if api_token:
-            headers["x-daily-requests-left"] = "10000"  # §6: POST/PUT fair use (not modelled)
+            self.writes += 1 if write else 0
+            headers["x-daily-requests-left"] = str(max(0, self.daily_writes - self.writes))
         return headers
 
     # ---- webhooks ------------------------------------------------------------------------

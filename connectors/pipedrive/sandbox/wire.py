@@ -8,12 +8,29 @@ company name, so they differ per company as Pipedrive's do.
 """
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any
 
 from connectors.pipedrive.wire import v1_time, v2_time
-from connectors.sandbox.dataset import Account, Company, Deal, Deletion, Rep, StageDef
+from connectors.sandbox.dataset import (
+    Account,
+    Activity,
+    Company,
+    Deal,
+    Deletion,
+    Rep,
+    StageDef,
+)
+
+TEAMS_SINCE = datetime(2020, 1, 1, tzinfo=UTC)  # when the sandbox's teams were made (guess)
+# §12: the activity types a company starts with, then one custom type (no synthetic
+# activity has it: the neutral company's kinds are the built-in call, meeting and task)
+ACTIVITY_TYPES = (("Call", "call", "call"), ("Meeting", "meeting", "meeting"),
+                  ("Task", "task", "task"), ("Deadline", "deadline", "deadline"),
+                  ("Email", "email", "email"), ("Lunch", "lunch", "lunch"))
+CUSTOM_TYPE = ("Product demo", "product_demo", "camera")
 
 DEAL_FIELDS = ("Region", "Lead channel")  # custom deal fields (guess: any company has some)
 ORG_FIELDS = ("Industry",)  # §2: organizations have no standard industry field
@@ -49,6 +66,17 @@ class Wire:
                 "role_id": 1, "lang": 1, "locale": "en_US",
                 "created": v1_time(rep.created_at), "modified": v1_time(rep.modified_at),
                 "last_login": None, "has_created_company": rep is self.company.manager}
+
+    def teams(self) -> list[dict[str, Any]]:
+        """§10: /v1/legacyTeams, one team per distinct team of the company's reps (ids by
+        name order), its members' ids in `users`, managed by the company's manager."""
+        names = sorted({r.team for r in self.company.reps if r.team})
+        manager = int(self.company.manager.id)
+        return [{"id": i + 1, "name": name, "description": f"{name} sales team",
+                 "manager_id": manager, "active_flag": 1, "deleted_flag": 0,
+                 "add_time": v1_time(TEAMS_SINCE), "created_by_user_id": manager,
+                 "users": [int(r.id) for r in self.company.reps if r.team == name]}
+                for i, name in enumerate(names)]
 
     def currencies(self) -> list[dict[str, Any]]:
         """§8: the company's currencies (ids stable by code order)."""
@@ -86,16 +114,50 @@ class Wire:
 
     def kept_stage(self, deal: Deal) -> StageDef:
         """The stage a deal shows: its own when open, else the last open stage it was in."""
+        return self.shown_stages(deal)[-1][0]
+
+    def shown_stages(self, deal: Deal) -> list[tuple[StageDef, datetime]]:
+        """The open stages a deal showed, in order, with when it entered each (§4: won and
+        lost are statuses, so a move into one keeps the stage before it)."""
         stages = self.company.stage_by_id
-        current = stages[deal.stage_id]
-        if current.category == "open":
-            return current
-        for move in reversed(deal.history):
-            earlier = stages.get(move.stage_id)
-            if earlier is not None and earlier.category == "open" \
-                    and earlier.pipeline == current.pipeline:
-                return earlier
-        return self.open_stages(current.pipeline)[-1]
+        shown: list[tuple[StageDef, datetime]] = []
+        for move in deal.history:
+            stage = stages[move.stage_id]
+            if stage.category == "open" and (not shown or shown[-1][0].id != stage.id):
+                shown.append((stage, move.changed_at))
+        if not shown:  # created won or lost: its pipeline's last open stage, from creation
+            last = self.open_stages(stages[deal.stage_id].pipeline)[-1]
+            shown.append((last, deal.created_at))
+        return shown
+
+    def flow(self, deal: Deal) -> list[dict[str, Any]]:
+        """§11: the deal's updates of object `dealChange`, newest first (guess: the order
+        the web app shows): its creation (an `add_time` change, guess), each move between
+        the stages it showed (`stage_id`) and each outcome (`status`), from the neutral
+        company's stage history (Deal.history)."""
+        number, stages = int(deal.id), self.company.stage_by_id
+        changes: list[tuple[datetime, str, Any, Any]] = [
+            (deal.created_at, "add_time", None, v1_time(deal.created_at))]
+        shown = self.shown_stages(deal)
+        for (before, _), (after, at) in itertools.pairwise(shown):
+            changes.append((at, "stage_id", int(before.id), int(after.id)))
+        status = "open"
+        for move in deal.history:
+            category = stages[move.stage_id].category
+            if category != status:
+                changes.append((move.changed_at, "status", status, category))
+                status = category
+        changes.sort(key=lambda c: c[0])
+        rows = []
+        for i, (at, key, old, new) in enumerate(changes):
+            stamp = v1_time(at)
+            rows.append({"object": "dealChange", "timestamp": stamp, "data": {
+                "id": number % 10_000_000 * 100 + i, "item_id": number,
+                "user_id": int(deal.owner_id), "field_key": key,
+                "old_value": None if old is None else str(old),
+                "new_value": None if new is None else str(new), "log_time": stamp,
+                "change_source": "app", "is_bulk_update_flag": False}})
+        return rows[::-1]
 
     # ---- organizations and deals ------------------------------------------------------------
     def organization(self, account: Account) -> dict[str, Any]:
@@ -154,3 +216,56 @@ class Wire:
                     "lost_time": None, "close_time": None, "custom_fields": {}}
         body.update(status="deleted", is_deleted=True, update_time=v2_time(deletion.deleted_at))
         return body
+
+    # ---- activities (§12) -------------------------------------------------------------------
+    def activity_types(self) -> list[dict[str, Any]]:
+        stamp = v1_time(TEAMS_SINCE)
+        return [{"id": i + 1, "order_nr": i + 1, "name": name, "key_string": key,
+                 "icon_key": icon, "color": None, "active_flag": True,
+                 "is_custom_flag": (name, key, icon) == CUSTOM_TYPE, "add_time": stamp,
+                 "update_time": stamp}
+                for i, (name, key, icon) in enumerate((*ACTIVITY_TYPES, CUSTOM_TYPE))]
+
+    def activity(self, activity: Activity) -> dict[str, Any]:
+        """§12: a v2 activity. The neutral company's notes are not activities in Pipedrive
+        (they are /v1/notes) and are never rendered. A task is due on a date (no
+        due_time); calls and meetings start at due_date + due_time, HH:MM in UTC, and last
+        `duration` HH:MM: Pipedrive keeps minutes, not seconds. A held call or meeting was
+        marked done when it was last changed (guess: the neutral company keeps no such
+        time for them)."""
+        start, kind = activity.start, activity.kind
+        done_at = activity.completed_at or (activity.modified_at if activity.done else None)
+        seconds = activity.duration_seconds
+        return {
+            "id": int(activity.id), "subject": activity.subject, "type": kind,
+            "owner_id": int(activity.owner_id), "creator_user_id": int(activity.owner_id),
+            "is_deleted": False, "add_time": v2_time(activity.created_at),
+            "update_time": v2_time(activity.modified_at),
+            "deal_id": int(activity.deal_id) if activity.deal_id else None, "lead_id": None,
+            "person_id": None,
+            "org_id": int(activity.account_id) if activity.account_id else None,
+            "project_id": None, "due_date": start.date().isoformat(),
+            "due_time": None if kind == "task" else start.strftime("%H:%M"),
+            "duration": None if seconds is None else
+            f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}",
+            "busy": kind == "meeting", "done": activity.done,
+            "marked_as_done_time": v2_time(done_at) if activity.done and done_at else None,
+            "location": None, "participants": [], "conference_meeting_client": None,
+            "conference_meeting_url": None, "conference_meeting_id": None,
+            "public_description": None, "priority": None, "note": None}
+
+    def deleted_activity(self, deletion: Deletion, last: Activity | None) -> dict[str, Any]:
+        """§12: an activity marked deleted: its last state with is_deleted, and its
+        update_time unchanged (deleting does not bump it, singer-io/tap-pipedrive#60); one
+        whose last state the company did not keep has only what the deletion recorded, and
+        its deletion time as update_time (guess)."""
+        if last is not None:
+            return {**self.activity(last), "is_deleted": True}
+        owner = int(deletion.created_by or self.company.manager.id)
+        stamp = v2_time(deletion.deleted_at)
+        return {"id": int(deletion.id), "subject": deletion.display_name,
+                "type": deletion.kind or "task", "owner_id": owner, "creator_user_id": owner,
+                "is_deleted": True, "add_time": stamp, "update_time": stamp, "deal_id": None,
+                "org_id": None, "person_id": None, "due_date": deletion.deleted_at.date()
+                .isoformat(), "due_time": None, "duration": None, "done": False,
+                "marked_as_done_time": None}
