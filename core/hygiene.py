@@ -23,9 +23,10 @@ from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, 
 from sqlmodel import Session
 
 from core.config import Settings
+from core.metrics.definitions import team_order
 from core.metrics.periods import today as local_today
 from core.models import Deal, HygieneRule, Stage, User, table_of
-from core.people import team_members
+from core.people import labels, team_members, teams
 from core.queries import Listing
 from core.types import DealStatus, Percent, utcnow
 
@@ -133,9 +134,10 @@ def set_rule(session: Session, key: str, changes: Mapping[str, Any]) -> RuleStat
     elif "threshold" in changes:  # None: back to the default
         threshold = spec.default
     stored = None if threshold == spec.default else threshold
-    values = {"enabled": enabled, "threshold": stored, "updated_at": utcnow()}
-    if session.execute(RULE.update().where(RULE.c.key == key).values(values)).rowcount == 0:
-        session.execute(RULE.insert().values(key=key, **values))
+    row = session.get(HygieneRule, key) or HygieneRule(key=key)
+    row.enabled, row.threshold, row.updated_at = enabled, stored, utcnow()
+    session.add(row)
+    session.flush()
     return RuleState(spec, enabled, threshold)
 
 
@@ -246,6 +248,40 @@ def add_up(counts: Collection[Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
+def hygiene_summary(session: Session, *, settings: Settings,
+                    people: Collection[int] | None = None, connection_id: int | None = None,
+                    team: str | None = None, today: date | None = None) -> dict[str, Any]:
+    """hygiene_counts with names: {"today", "rules" (the enabled keys), "data": a row per
+    owner with issues (person_id, owner_email, owner_name, team, counts, total; most issues
+    first), "teams": their teams' subtotals (team null last), "total"}; `team` limits it
+    to that team's people."""
+    day = today or local_today(settings)
+    if team is not None:
+        members = set(session.execute(team_members(team)).scalars())
+        people = members if people is None else members & set(people)
+    by_owner = hygiene_counts(session, settings=settings, people=people,
+                              connection_id=connection_id, today=day)
+    names, team_of = labels(session, by_owner), teams(session, by_owner)
+    data: list[dict[str, Any]] = []
+    for owner, found in by_owner.items():
+        email, name = (None, "") if owner is None else names.get(owner, (None, ""))
+        data.append({"person_id": owner, "owner_email": email, "owner_name": name or email,
+                     "team": None if owner is None else team_of.get(owner),
+                     "total": found[TOTAL],
+                     "counts": {k: v for k, v in found.items() if k != TOTAL}})
+    data.sort(key=lambda r: (-r["total"], r["person_id"] is None,
+                             (r["owner_name"] or "").casefold(), r["person_id"] or 0))
+
+    def row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        counts = add_up([r["counts"] for r in rows])
+        return {"counts": counts, "total": sum(r["total"] for r in rows)}
+
+    return {"today": day, "rules": [r.key for r in rules(session) if r.enabled], "data": data,
+            "teams": [{"team": t, **row([r for r in data if r["team"] == t])}
+                      for t in team_order({r["team"] for r in data})],
+            "total": row(data)}
+
+
 def hygiene_items(session: Session, *, settings: Settings,
                   people: Collection[int] | None = None, connection_id: int | None = None,
                   owner_person_id: int | None = None, team: str | None = None,
@@ -277,5 +313,5 @@ def hygiene_items(session: Session, *, settings: Settings,
 
 
 __all__ = ["ITEM_COLUMNS", "RULES", "TOTAL", "HygieneError", "RuleSpec", "RuleState",
-           "add_up", "conditions", "hygiene_counts", "hygiene_items", "rules", "set_rule",
-           "spec_of"]
+           "add_up", "conditions", "hygiene_counts", "hygiene_items", "hygiene_summary",
+           "rules", "set_rule", "spec_of"]
