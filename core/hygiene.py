@@ -286,22 +286,21 @@ def hygiene_items(session: Session, *, settings: Settings,
                   people: Collection[int] | None = None, connection_id: int | None = None,
                   owner_person_id: int | None = None, team: str | None = None,
                   rule: str | None = None, today: date | None = None) -> Listing:
-    """The live open deals breaking an enabled rule (`rule` only, when given), of `people`
+    """The live open deals breaking an enabled rule (`rule`, when given), of `people`
     (unless None), one owner (person), one team's people or one connection, as a Listing
     (core.queries.fetch_page, iter_rows) in deal id order: ITEM_COLUMNS, "rules" the keys of
-    the rules each deal breaks. A rule that does not exist raises HygieneError; one that is
+    every enabled rule each deal breaks. A rule that does not exist raises HygieneError; one that is
     switched off lists nothing."""
     if rule is not None:
         spec_of(rule)
     built = conditions(rules(session), settings=settings, today=today or local_today(settings))
-    if rule is not None:
-        built = {k: c for k, c in built.items() if k == rule}
     keys = list(built)
+    wanted = [c for k, c in built.items() if rule is None or k == rule]
     columns = [DEAL.c[name] for name in ITEM_COLUMNS[:8]] + [
         STAGE.c.probability.label("stage_probability"),
         *(DEAL.c[name] for name in ITEM_COLUMNS[9:15])]
     stmt = _joined(select(*columns, *(_flag(c) for c in built.values())))
-    stmt = stmt.where(or_(*built.values()) if built else false(),
+    stmt = stmt.where(or_(*wanted) if wanted else false(),
                       *_scope(people, connection_id, owner_person_id, team))
 
     def to_row(row: Any) -> dict[str, Any]:

@@ -3,6 +3,8 @@ rule on hand-built deals, with the counts worked out by hand below; thresholds a
 switched off by the settings; bad settings change nothing; people, connection and team
 limits."""
 
+import csv
+import io
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,7 +20,7 @@ from core.hygiene import HygieneError, add_up, hygiene_counts, hygiene_items, ru
 from core.models import HygieneRule, User
 from core.queries import fetch_page
 from core.records import DealRecord, Deletion, StageRecord, UserRecord
-from tests.api_support import add_connection
+from tests.api_support import add_connection, running_api
 
 SETTINGS = Settings(timezone="Asia/Shanghai")  # UTC+8: the stale cut-off is 16:00 UTC
 TODAY = date(2026, 6, 15)
@@ -113,8 +115,9 @@ def test_each_rule_counts_the_deals_that_break_it(engine: Engine) -> None:
 
 def test_items_of_a_rule_an_owner_and_a_team(engine: Engine) -> None:
     _, people = load(engine)
-    assert items(engine, rule="no_amount") == [
-        ("d06", ["no_amount"]), ("d07", ["no_amount"]), ("d14", ["no_amount"])]
+    assert items(engine, rule="no_amount") == [  # with every rule each deal breaks
+        ("d06", ["no_amount"]), ("d07", ["no_amount"]),
+        ("d14", ["stale", "past_close", "no_amount", "inactive_owner"])]
     assert items(engine, owner_person_id=people["u2"]) == [
         ("d11", ["inactive_owner"]),
         ("d14", ["stale", "past_close", "no_amount", "inactive_owner"])]
@@ -191,3 +194,33 @@ def test_bad_settings_change_nothing(sqlite_engine: Engine, key: str, changes: d
         stored = [(r.key, r.enabled, r.threshold)
                   for r in session.execute(select(HygieneRule)).scalars()]
     assert stored == [("stale", True, 45)]
+
+
+async def test_api_lists_items_with_crm_links_pages_and_csv(engine: Engine) -> None:
+    _, people = load(engine)
+    link = "https://crm.zoho.com/crm/tab/Potentials/{}"  # the connection's dc com, no org
+    async with running_api(engine) as api:
+        first = (await api.get("/api/v1/hygiene", params={"rule": "no_amount", "limit": 2})
+                 ).json()
+        assert [(r["remote_id"], r["url"]) for r in first["data"]] == [
+            ("d06", link.format("d06")), ("d07", link.format("d07"))]
+        rest = (await api.get("/api/v1/hygiene", params={
+            "rule": "no_amount", "limit": 2, "cursor": first["next_cursor"]})).json()
+        assert [r["remote_id"] for r in rest["data"]] == ["d14"] and rest["next_cursor"] is None
+        assert rest["data"][0]["rules"][-2:] == ["no_amount", "inactive_owner"]
+        exported = await api.get("/api/v1/hygiene", params={"rule": "no_amount",
+                                                            "format": "csv"})
+        lines = list(csv.DictReader(io.StringIO(exported.text)))
+        assert [(r["remote_id"], r["amount"], r["url"]) for r in lines] == [
+            ("d06", "", link.format("d06")), ("d07", "0", link.format("d07")),
+            ("d14", "", link.format("d14"))]
+        summary = (await api.get("/api/v1/hygiene/summary", params={"team": "West"})).json()
+        assert [(r["owner_name"], r["counts"]["inactive_owner"]) for r in summary["data"]] \
+            == [("Bob Roy", 2)]
+        changed = await api.client.put("/api/v1/hygiene/rules/stale", json={"threshold": 0})
+        assert changed.status_code == 422
+        assert changed.json()["error"]["message"] == (
+            "the threshold of stale must be a whole number of days from 1 to 3650, not 0")
+        unknown = await api.get("/api/v1/hygiene", params={"rule": "tidy"})
+        assert unknown.status_code == 422 and "the rules are stale" in unknown.text
+    assert people["u2"] in {r["person_id"] for r in summary["data"]}
