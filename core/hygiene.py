@@ -52,7 +52,7 @@ RULES: dict[str, RuleSpec] = {spec.key: spec for spec in (
     RuleSpec("no_amount", "No amount, or an amount of 0"),
     RuleSpec("no_close_date", "No close date"),
     RuleSpec("no_account", "No account"),
-    RuleSpec("no_owner", "No owner"),
+    RuleSpec("no_owner", "No owner (neither an owner id nor an owner email)"),
     RuleSpec("inactive_owner", "The owner is an inactive (or removed) CRM user"),
     RuleSpec("probability_mismatch", "Probability more than N percentage points away from "
              "its stage's", 10, "points", 0, 100),
@@ -167,7 +167,7 @@ def conditions(states: Collection[RuleState], *, settings: Settings,
         elif key == "no_account":
             built[key] = and_(_blank(DEAL.c.account_remote_id), _blank(DEAL.c.account_name))
         elif key == "no_owner":
-            built[key] = _blank(DEAL.c.owner_remote_id)
+            built[key] = and_(_blank(DEAL.c.owner_remote_id), _blank(DEAL.c.owner_email))
         elif key == "inactive_owner":
             built[key] = and_(USER.c.id.is_not(None),
                               or_(USER.c.active.is_(False), USER.c.deleted_at.is_not(None)))
