@@ -5,12 +5,14 @@ limits."""
 
 import csv
 import io
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select
 
 from core import store
@@ -21,6 +23,7 @@ from core.models import HygieneRule, User
 from core.queries import fetch_page
 from core.records import DealRecord, Deletion, StageRecord, UserRecord
 from tests.api_support import add_connection, running_api
+from tests.cli_support import in_process, user_env
 
 SETTINGS = Settings(timezone="Asia/Shanghai")  # UTC+8: the stale cut-off is 16:00 UTC
 TODAY = date(2026, 6, 15)
@@ -224,3 +227,34 @@ async def test_api_lists_items_with_crm_links_pages_and_csv(engine: Engine) -> N
         unknown = await api.get("/api/v1/hygiene", params={"rule": "tidy"})
         assert unknown.status_code == 422 and "the rules are stale" in unknown.text
     assert people["u2"] in {r["person_id"] for r in summary["data"]}
+
+
+def test_the_command_line_lists_counts_and_sets_rules(engine: Engine, tmp_path: Any) -> None:
+    _, people = load(engine)
+    env = user_env(CRMSYNC_DATABASE_URL=engine.url.render_as_string(hide_password=False),
+                   CRMSYNC_SECRET_KEY=Fernet.generate_key().decode())
+
+    def run(*args: str) -> Any:
+        return in_process(("hygiene", *args), cwd=tmp_path, env=env)
+
+    listed = run("list", "--rule", "no_amount")
+    assert listed.returncode == 0, listed.stderr
+    assert re.findall(r"Deal (d\d+)", listed.stdout) == ["d06", "d07", "d14"]
+    assert "https://crm.zoho.com/crm/tab/Potentials/d06" in listed.stdout
+    summary = run("summary", "--team", "West")
+    assert summary.returncode == 0, summary.stderr
+    assert "Bob Roy" in summary.stdout and "Ann Lee" not in summary.stdout
+    changed = run("set", "stale", "--threshold", "90", "--off")
+    assert (changed.returncode, changed.stdout.strip()) == (0, "stale: off, threshold 90 days")
+    shown = run("rules")
+    assert re.search(r"stale\s+│\s+no\s+│\s+90 days\s+│\s+30 days", shown.stdout), shown.stdout
+    for args, message in ((("set", "tidy", "--on"), "no hygiene rule 'tidy'"),
+                          (("set", "stale", "--threshold", "0"), "from 1 to 3650, not 0"),
+                          (("list", "--rule", "tidy"), "no hygiene rule 'tidy'"),
+                          (("set", "stale"), "give --on, --off, --threshold or --default")):
+        bad = run(*args)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+    with session_scope(engine) as session:
+        stale = rules(session)[0]
+    assert (stale.key, stale.enabled, stale.threshold) == ("stale", False, 90)
+    assert counts(engine)[people["u2"]]["total"] == 2  # Bob's deals break other rules too
