@@ -92,7 +92,9 @@ def test_a_manager_goes_from_the_leaderboard_to_a_reps_hygiene_list(dashboard, b
     counts = rule_counts(page)
     assert counts == {"all": everyone["total"]["total"], **everyone["total"]["counts"]}
     check_links(listed(page), items(dashboard))
-    shoot(page, "hygiene-en")
+    shoot(page, "hygiene-en", full_page=False)
+    page.locator("#deals tr[data-deal]").nth(12).scroll_into_view_if_needed()
+    shoot(page, "hygiene-deals-en", full_page=False)
     # a rep's list, from their name in the per-rep table
     page.click(f"table.hygiene-reps tr[data-person='{worst['person_id']}'] th a")
     page.wait_for_url(re.compile(rf"show=person%3A{worst['person_id']}"))
@@ -146,5 +148,5 @@ def test_the_page_in_both_languages_fits_a_phone(dashboard, browser, lang):
     shoot(page, f"hygiene-phone-{lang}", full_page=False)
     if lang == "zh":
         page.set_viewport_size({"width": 1280, "height": 900})
-        shoot(page, "hygiene-zh")
+        shoot(page, "hygiene-zh", full_page=False)
     page.context.close()
