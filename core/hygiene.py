@@ -12,7 +12,7 @@ CRMSYNC_TIMEZONE (core.metrics.periods.today).
 Every function takes the caller's session and never commits.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -34,12 +34,48 @@ DEAL, STAGE, USER, RULE = (table_of(m) for m in (Deal, Stage, User, HygieneRule)
 
 
 @dataclass(frozen=True)
+class Check:
+    """What a rule's condition depends on: its threshold, today and the store's zone."""
+
+    threshold: int | None
+    today: date
+    zone: str
+
+
+Condition = Callable[[Check], ColumnElement[bool]]
+"""A rule's SQL condition over DEAL, STAGE and USER (as _joined joins them)."""
+
+
+def _blank(column: Any) -> ColumnElement[bool]:
+    return or_(column.is_(None), func.trim(column) == "")
+
+
+def _stale(check: Check) -> ColumnElement[bool]:
+    """Modified before the start (in the store's zone) of the day N days before today."""
+    day = check.today - timedelta(days=check.threshold or 0)
+    return DEAL.c.remote_modified_at < datetime.combine(day, time(0), ZoneInfo(check.zone))
+
+
+def _inactive_owner(_check: Check) -> ColumnElement[bool]:
+    return and_(USER.c.id.is_not(None),
+                or_(USER.c.active.is_(False), USER.c.deleted_at.is_not(None)))
+
+
+def _probability_mismatch(check: Check) -> ColumnElement[bool]:
+    tolerance = Decimal(check.threshold or 0)
+    gap = DEAL.c.probability - STAGE.c.probability
+    return and_(DEAL.c.probability.is_not(None), STAGE.c.probability.is_not(None),
+                or_(gap > literal(tolerance, Percent), gap < literal(-tolerance, Percent)))
+
+
+@dataclass(frozen=True)
 class RuleSpec:
-    """A rule as crmsync defines it: `default` threshold (None: the rule takes none) in
-    `unit`, from `minimum` to `maximum`."""
+    """A rule as crmsync defines it: its `condition`, and the `default` threshold (None:
+    the rule takes none) in `unit`, from `minimum` to `maximum`."""
 
     key: str
     description: str
+    condition: Condition
     default: int | None = None
     unit: str | None = None
     minimum: int = 0
@@ -47,15 +83,20 @@ class RuleSpec:
 
 
 RULES: dict[str, RuleSpec] = {spec.key: spec for spec in (
-    RuleSpec("stale", "No update in the CRM for more than N days", 30, "days", 1, 3650),
-    RuleSpec("past_close", "Close date in the past while the deal is open"),
-    RuleSpec("no_amount", "No amount, or an amount of 0"),
-    RuleSpec("no_close_date", "No close date"),
-    RuleSpec("no_account", "No account"),
-    RuleSpec("no_owner", "No owner (neither an owner id nor an owner email)"),
-    RuleSpec("inactive_owner", "The owner is an inactive (or removed) CRM user"),
+    RuleSpec("stale", "No update in the CRM for more than N days", _stale, 30, "days", 1, 3650),
+    RuleSpec("past_close", "Close date in the past while the deal is open",
+             lambda c: DEAL.c.close_date < c.today),
+    RuleSpec("no_amount", "No amount, or an amount of 0",
+             lambda _: or_(DEAL.c.amount.is_(None), DEAL.c.amount == 0)),
+    RuleSpec("no_close_date", "No close date", lambda _: DEAL.c.close_date.is_(None)),
+    RuleSpec("no_account", "No account (neither an account id nor a name)",
+             lambda _: and_(_blank(DEAL.c.account_remote_id), _blank(DEAL.c.account_name))),
+    RuleSpec("no_owner", "No owner (neither an owner id nor an owner email)",
+             lambda _: and_(_blank(DEAL.c.owner_remote_id), _blank(DEAL.c.owner_email))),
+    RuleSpec("inactive_owner", "The owner is an inactive (or removed) CRM user",
+             _inactive_owner),
     RuleSpec("probability_mismatch", "Probability more than N percentage points away from "
-             "its stage's", 10, "points", 0, 100),
+             "its stage's", _probability_mismatch, 10, "points", 0, 100),
 )}
 TOTAL = "total"
 ITEM_COLUMNS = (
@@ -143,46 +184,12 @@ def set_rule(session: Session, key: str, changes: Mapping[str, Any]) -> RuleStat
 
 # ---- the rules as SQL ----------------------------------------------------------------------
 
-def _start_of(day: date, zone: str) -> datetime:
-    """The instant `day` starts in `zone` (an aware datetime)."""
-    return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone))
-
-
 def conditions(states: Collection[RuleState], *, settings: Settings,
                today: date) -> dict[str, ColumnElement[bool]]:
     """rule key -> its SQL condition over DEAL, STAGE and USER (as joined by _joined), for
     the enabled rules of `states`."""
-    points = {s.key: s.threshold for s in states}
-    built: dict[str, ColumnElement[bool]] = {}
-    for key in (s.key for s in states if s.enabled):
-        if key == "stale":
-            cutoff = _start_of(today - timedelta(days=points[key] or 0), settings.timezone)
-            built[key] = DEAL.c.remote_modified_at < cutoff
-        elif key == "past_close":
-            built[key] = DEAL.c.close_date < today
-        elif key == "no_amount":
-            built[key] = or_(DEAL.c.amount.is_(None), DEAL.c.amount == 0)
-        elif key == "no_close_date":
-            built[key] = DEAL.c.close_date.is_(None)
-        elif key == "no_account":
-            built[key] = and_(_blank(DEAL.c.account_remote_id), _blank(DEAL.c.account_name))
-        elif key == "no_owner":
-            built[key] = and_(_blank(DEAL.c.owner_remote_id), _blank(DEAL.c.owner_email))
-        elif key == "inactive_owner":
-            built[key] = and_(USER.c.id.is_not(None),
-                              or_(USER.c.active.is_(False), USER.c.deleted_at.is_not(None)))
-        elif key == "probability_mismatch":
-            tolerance = Decimal(points[key] or 0)
-            gap = DEAL.c.probability - STAGE.c.probability
-            built[key] = and_(DEAL.c.probability.is_not(None),
-                              STAGE.c.probability.is_not(None),
-                              or_(gap > literal(tolerance, Percent),
-                                  gap < literal(-tolerance, Percent)))
-    return built
-
-
-def _blank(column: Any) -> ColumnElement[bool]:
-    return or_(column.is_(None), func.trim(column) == "")
+    return {s.key: s.spec.condition(Check(s.threshold, today, settings.timezone))
+            for s in states if s.enabled}
 
 
 def _joined(stmt: Select[Any]) -> Select[Any]:
@@ -311,6 +318,6 @@ def hygiene_items(session: Session, *, settings: Settings,
     return Listing(stmt, DEAL.c.id, to_row)
 
 
-__all__ = ["ITEM_COLUMNS", "RULES", "TOTAL", "HygieneError", "RuleSpec", "RuleState",
+__all__ = ["ITEM_COLUMNS", "RULES", "TOTAL", "Check", "HygieneError", "RuleSpec", "RuleState",
            "add_up", "conditions", "hygiene_counts", "hygiene_items", "hygiene_summary",
            "rules", "set_rule", "spec_of"]

@@ -374,7 +374,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         # hygiene page and the leaderboard's hygiene column
         "nav.hygiene": "Hygiene",
         "list.separator": ", ",
-        "col.hygiene": "Hygiene issues",
+        "col.hygiene": "Hygiene",
         "board.hygiene_hint": "Open deals that break a hygiene rule now, whatever the period",
         "board.hygiene_of": "The hygiene issues of {name}",
         "error.bad_rule": "There is no such hygiene rule.",
