@@ -8,12 +8,15 @@ as if it did not exist (the page answers 404)."""
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request, Response
 from sqlmodel import Session
 
 from api.connections import crm_links
 from api.listing import MAX_ID
+from api.web import guard
 from api.web.i18n import text
-from core.accounts import Role, Viewer
+from api.web.render import error_page, language
+from core.accounts import Role, SignedIn, Viewer
 from core.metrics.definitions import team_order
 from core.people import people_listing, team_members
 
@@ -92,6 +95,20 @@ def choose(session: Session, viewer: Viewer, show: str) -> Focus | None:
     return None
 
 
+def signed_focus(request: Request, session: Session,
+                 show: str) -> tuple[SignedIn, Focus] | Response:
+    """The signed-in user and the slice `show` names among what they see; or the answer to
+    give instead: off to sign in, or 404 for a slice they may not see."""
+    signed = guard.current(request)
+    if signed is None:
+        return guard.to_login(request)
+    focus = choose(session, signed.viewer, show)
+    if focus is None:
+        return error_page(request, 404, "error.not_found.title",
+                          text(language(request), "error.not_found"), signed=signed)
+    return signed, focus
+
+
 def deal_links(session: Session, rows: list[dict[str, Any]]) -> dict[int, str]:
     """deal id -> the deal's page in its CRM, for the deals whose connector builds one
     (api.connections.crm_links)."""
@@ -99,4 +116,4 @@ def deal_links(session: Session, rows: list[dict[str, Any]]) -> dict[int, str]:
     return {int(row["id"]): url for row in rows if (url := link(row)) is not None}
 
 
-__all__ = ["Choice", "Focus", "choices", "choose", "deal_links", "label"]
+__all__ = ["Choice", "Focus", "choices", "choose", "deal_links", "label", "signed_focus"]

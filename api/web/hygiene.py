@@ -9,14 +9,12 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 
 from api.deps import SessionDep, SettingsDep
-from api.listing import decode_cursor, encode_cursor
-from api.web import guard
-from api.web.focus import choices, choose, deal_links, label
+from api.listing import encode_cursor
+from api.web.focus import choices, deal_links, label, signed_focus
 from api.web.i18n import text
-from api.web.render import PageRoute, error_page, language, render
+from api.web.render import PageRoute, error_page, language, page_after, render
 from core.hygiene import RULES, hygiene_items, hygiene_summary, rules
 from core.queries import fetch_page
 
@@ -31,23 +29,18 @@ def hygiene_page(
     show: Annotated[str, Query()] = "", rule: Annotated[str, Query()] = "",
     cursor: Annotated[str, Query()] = "",
 ) -> Response:
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
+    found = signed_focus(request, session, show)
+    if isinstance(found, Response):
+        return found
+    signed, focus = found
     lang = language(request)
-    focus = choose(session, signed.viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
     rule = rule.strip()
     if rule and rule not in RULES:
         return error_page(request, 400, "error.bad_request.title",
                           text(lang, "error.bad_rule"), signed=signed)
-    try:
-        after = decode_cursor(cursor)
-    except RequestValidationError:
-        return error_page(request, 400, "error.bad_request.title",
-                          text(lang, "error.bad_page"), signed=signed)
+    after = page_after(request, cursor, signed)
+    if isinstance(after, Response):
+        return after
     states = rules(session)
     summary = hygiene_summary(session, settings=settings, people=focus.people)
     listing = hygiene_items(session, settings=settings, people=focus.people, rule=rule or None)

@@ -9,15 +9,14 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.listing import MAX_ID, decode_cursor, encode_cursor
+from api.listing import MAX_ID, encode_cursor
 from api.web import guard
 from api.web.focus import deal_links
 from api.web.i18n import Formats, text
-from api.web.render import PageRoute, error_page, language, render
+from api.web.render import PageRoute, error_page, language, page_after, render
 from core.accounts import Role, SignedIn
 from core.config import Settings
 from core.hygiene import hygiene_summary
@@ -292,11 +291,9 @@ def deals(
     if person_id is not None and (not viewer.sees(person_id) or person_id not in names):
         return error_page(request, 404, "error.not_found.title",
                           text(lang, "error.not_found"), signed=signed)
-    try:
-        after = decode_cursor(cursor)
-    except RequestValidationError:
-        return error_page(request, 400, "error.bad_request.title",
-                          text(lang, "error.bad_page"), signed=signed)
+    after = page_after(request, cursor, signed)
+    if isinstance(after, Response):
+        return after
     team = team.strip()[:MAX_TEAM]
     listing = drill_down(DrillMetric(metric), start=dates[0], end=dates[1],
                          person_id=person_id, team=team or None, people=viewer.people)
