@@ -12,16 +12,14 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.listing import decode_cursor, encode_cursor
-from api.web import guard
-from api.web.focus import Focus, choices, choose, deal_links, label
+from api.listing import encode_cursor
+from api.web.focus import Focus, choices, deal_links, label, signed_focus
 from api.web.i18n import text
 from api.web.leaderboard import CUSTOM, PERIOD_CHOICES, Period, choose_period
-from api.web.render import PageRoute, error_page, language, render
+from api.web.render import PageRoute, language, page_after, render
 from core.config import Settings
 from core.goals.targets import attainment
 from core.metrics.currency import CurrencyError
@@ -93,19 +91,14 @@ def pipeline_page(
     end: Annotated[str, Query()] = "", show: Annotated[str, Query()] = "",
     cursor: Annotated[str, Query()] = "",
 ) -> Response:
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
+    found = signed_focus(request, session, show)
+    if isinstance(found, Response):
+        return found
+    signed, focus = found
     lang = language(request)
-    focus = choose(session, signed.viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
-    try:
-        after = decode_cursor(cursor)
-    except RequestValidationError:
-        return error_page(request, 400, "error.bad_request.title",
-                          text(lang, "error.bad_page"), signed=signed)
+    after = page_after(request, cursor, signed)
+    if isinstance(after, Response):
+        return after
     chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
     form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end,
             "show": focus.choice.value}

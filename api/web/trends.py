@@ -17,11 +17,10 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.web import guard
-from api.web.focus import Focus, choices, choose, label
+from api.web.focus import Focus, choices, label, signed_focus
 from api.web.i18n import Formats, text
 from api.web.leaderboard import PERIOD_CHOICES, Period, choose_period
-from api.web.render import PageRoute, error_page, language, render
+from api.web.render import PageRoute, language, render
 from core.config import Settings
 from core.goals.targets import attainment, goal_targets
 from core.metrics.currency import CurrencyError
@@ -177,16 +176,13 @@ def trends(
     end: Annotated[str, Query()] = "", interval: Annotated[str, Query()] = "",
     show: Annotated[str, Query()] = "", cumulative: Annotated[str, Query()] = "",
 ) -> Response:
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
+    found = signed_focus(request, session, show)
+    if isinstance(found, Response):
+        return found
+    signed, focus = found
     lang = language(request)
     fmt = Formats(lang)
     viewer = signed.viewer
-    focus = choose(session, viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
     chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
     step = interval or DEFAULT_INTERVAL
     form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end, "interval": step,

@@ -153,6 +153,17 @@ CASES = [
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
       for group_by in ("none", "owner")),
+    # sales hygiene
+    Case("GET", f"{V1}/hygiene", params={"rule": "past_close"}),
+    Case("GET", f"{V1}/hygiene", 422, params={"rule": "tidy"}),
+    Case("GET", f"{V1}/hygiene/summary"),
+    Case("GET", f"{V1}/hygiene/rules"),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 60}),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", 422, url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 0}),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", 404, url=f"{V1}/hygiene/rules/tidy",
+         json={"enabled": False}),
     # incentives
     Case("PUT", f"{V1}/plans/{{key}}", 201, url=f"{V1}/plans/east", content=PLAN,
          headers=YAML),
