@@ -24,10 +24,10 @@ from sqlmodel import Session
 from core import store
 from core.config import Settings
 from core.db import session_scope
-from core.errors import AuthError, SourceError
+from core.errors import AuthError, ConfigError, SourceError
 from core.metrics import rollups
 from core.models import Connection
-from core.records import STREAMS, Page, Source
+from core.records import OPTIONAL_STREAMS, STREAMS, Page, Source
 from core.types import ConnectionStatus, RunStatus, Stream, SyncMode, utcnow
 
 log = logging.getLogger("crmsync.sync")
@@ -98,7 +98,7 @@ class SyncEngine:
         await self._db(self._mark_started)
         try:
             info = await self.source.check()
-            self._warnings = info.warnings
+            self._warnings = list(info.warnings)
             await self._db(self._set_home_currency, info.home_currency)
             async with asyncio.TaskGroup() as group:
                 for stream in self.streams:
@@ -158,6 +158,9 @@ class SyncEngine:
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
+                    if stream in OPTIONAL_STREAMS and isinstance(item, AuthError | ConfigError):
+                        self._skip_optional(stream, item)
+                        return
                     raise item
                 await self._db(self._write_page, stream, item, full_since)
                 self._report(stream, done=False)
@@ -165,6 +168,17 @@ class SyncEngine:
                 await self._db(self._finish_full, stream, datetime.fromisoformat(full_since))
         finally:
             producer.cancel()
+        self._report(stream, done=True)
+
+    def _skip_optional(self, stream: Stream, error: SourceError) -> None:
+        """An optional stream the CRM refuses (credentials granted before crmsync read it, an
+        edition without it): the other streams go on, the pages it committed stay, nothing of
+        it is tombstoned, and the refusal is a warning on the connection (docs/sync.md)."""
+        log.warning("stream %s skipped: %s", stream, error,
+                    extra={"connection_id": self.connection_id, "run_id": self.run_id})
+        self._warnings.append(
+            f"{stream} not synced, the CRM refused them ({error}); give crmsync the access "
+            f"the CRM's page in docs/ lists for {stream} to sync them too")
         self._report(stream, done=True)
 
     def _report(self, stream: Stream, *, done: bool) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from core import store
 from core.config import Settings
 from core.db import session_scope
-from core.errors import AuthError
+from core.errors import AuthError, ConfigError
 from core.metrics.currency import set_rate
 from core.models import Connection, Deal, DealStageChange, SyncRun, SyncState
 from core.records import DealRecord, Deletion, Page, SourceInfo
@@ -234,3 +234,52 @@ def test_deals_without_a_crm_rate_convert_with_the_callers_reporting_currency(
         # USD as reporting currency, USD taken as 1) would give 120
         assert row.amount_home == Decimal("150")
         assert row.exchange_rate is not None and round(row.exchange_rate, 4) == Decimal("0.6667")
+
+
+class RefusingSource(ListSource):
+    """Serves its pages but refuses the optional activities stream, as a CRM does when the
+    credentials were granted before crmsync read activities (Zoho OAUTH_SCOPE_MISMATCH,
+    HubSpot 403 MISSING_SCOPES)."""
+
+    def __init__(self, pages: dict[str, list[Page]], error: Exception) -> None:
+        super().__init__(pages)
+        self.error = error
+
+    async def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        if stream == "activities":
+            raise self.error
+        async for page in super().read(stream, cursor):
+            yield page
+
+
+@pytest.mark.parametrize("error", [AuthError("OAUTH_SCOPE_MISMATCH: invalid oauth scope"),
+                                   ConfigError("403 MISSING_SCOPES")])
+async def test_a_refused_optional_stream_is_a_warning_and_the_rest_syncs(engine, connection_id,
+                                                                         error):
+    source = RefusingSource({"deals": [Page(records=[deal(1), deal(2)], cursor={"c": 1})]},
+                            error)
+    run_id = new_run(engine, connection_id, "full")
+    summary = await SyncEngine(engine, source, connection_id=connection_id, run_id=run_id,
+                               mode="full", streams=("deals", "activities")).run()
+    assert summary["deals"]["upserted"] == 2 and summary["activities"]["fetched"] == 0
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Deal)) == 2
+        run = session.get(SyncRun, run_id)
+        connection = session.get(Connection, connection_id)
+        assert run is not None and run.status == "succeeded"
+        assert connection is not None and connection.status == "active"
+        assert connection.last_error is not None
+        assert connection.last_error.startswith("warning: activities not synced")
+        assert str(error) in connection.last_error
+
+
+async def test_a_refused_required_stream_still_fails_the_run(engine, connection_id):
+    class Refusing(ListSource):
+        async def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+            raise ConfigError("403 MISSING_SCOPES")
+            yield Page()
+
+    run_id = new_run(engine, connection_id, "full")
+    with pytest.raises(ConfigError):
+        await SyncEngine(engine, Refusing({}), connection_id=connection_id, run_id=run_id,
+                         mode="full", streams=("deals",)).run()
