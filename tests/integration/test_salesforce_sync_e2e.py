@@ -189,8 +189,12 @@ async def test_a_sync_stops_before_the_daily_allocation_with_a_clear_error(engin
             connection = session.get(Connection, connection_id)
             assert connection is not None and connection.status == "error"
             assert "daily API requests" in str(connection.last_error)
-            assert session.scalars(select(StoredDeal).where(
-                StoredDeal.connection_id == connection_id)).first() is not None  # kept
+            # the pages committed before the stop are kept (which streams got theirs in
+            # first depends on timing: the streams, activities among them, run at once)
+            kept = [session.scalars(select(model).where(
+                model.connection_id == connection_id)).first()
+                for model in (User, StoredAccount, StoredDeal)]
+            assert any(row is not None for row in kept)
         control(server, "PATCH", "/salesforce", json={"api_used": 0})
         run = run_row(engine, await sync(ctx, connection_id, "full"))
         assert run.status == "succeeded", run.error
