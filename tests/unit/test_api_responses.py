@@ -125,7 +125,7 @@ CASES = [
     Case("POST", f"{V1}/goals/push", json={}),
     # metrics
     *(Case("GET", f"{V1}/metrics/summary", params={**PERIOD, "group_by": group_by})
-      for group_by in ("none", "owner", "connection")),
+      for group_by in ("none", "owner", "connection", "team")),
     Case("GET", f"{V1}/metrics/summary", 422, params={**PERIOD, "group_by": "rep"}),
     Case("GET", f"{V1}/metrics/deals", params={**PERIOD, "metric": "forecast"}),
     Case("GET", f"{V1}/metrics/pipeline"),
@@ -146,7 +146,11 @@ CASES = [
                                                            "end": "9999-12-31"}),
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
-      for group_by in ("none", "owner")),
+      for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/scorecards", params=PERIOD),
+    Case("GET", f"{V1}/metrics/scorecards", params={"period": "last-quarter", "team": "East"}),
+    Case("GET", f"{V1}/metrics/scorecards", 422, params={**PERIOD, "period": "this-month"}),
+    Case("GET", f"{V1}/metrics/scorecards", 404, params={**PERIOD, "team": "Nowhere"}),
     # incentives
     Case("PUT", f"{V1}/plans/{{key}}", 201, url=f"{V1}/plans/east", content=PLAN,
          headers=YAML),
