@@ -147,24 +147,25 @@ def bookings_chart(rows: list[Row], cumulative: bool, fmt: Formats) -> dict[str,
             "goal_half": round(slot * 0.4, 1)}
 
 
-def win_rate_chart(rows: list[Row], fmt: Formats) -> dict[str, Any]:
-    """The win rate of each period as points joined by lines (a period without closed
-    deals has no point and breaks the line), 0 to 100 %."""
-    slot = (WIDTH - LEFT - RIGHT) / max(len(rows), 1)
+def win_rate_chart(rates: list[tuple[str, Decimal | None]], fmt: Formats) -> dict[str, Any]:
+    """Rates (label, rate from 0 to 1) as points joined by lines, 0 to 100 %: the win rate
+    of each period here, of each entry cohort on the Funnel page. A missing rate (no
+    closed deals) has no point and breaks the line."""
+    slot = (WIDTH - LEFT - RIGHT) / max(len(rates), 1)
     lines: list[list[tuple[float, float]]] = [[]]
     points = []
-    for i, row in enumerate(rows):
-        if row.win_rate is None:
+    for i, (_, rate) in enumerate(rates):
+        if rate is None:
             if lines[-1]:
                 lines.append([])
             continue
-        point = (round(LEFT + i * slot + slot / 2, 1), _y(row.win_rate, Decimal(1)))
+        point = (round(LEFT + i * slot + slot / 2, 1), _y(rate, Decimal(1)))
         lines[-1].append(point)
         points.append(point)
     ticks = [Tick(_y(Decimal(k) / 4, Decimal(1)), fmt.percent(Decimal(k) / 4).replace(
         ".00", "")) for k in range(5)]
-    labels = [(round(LEFT + i * slot + slot / 2, 1), row.short or row.label)
-              for i, row in enumerate(rows)]
+    labels = [(round(LEFT + i * slot + slot / 2, 1), name)
+              for i, (name, _) in enumerate(rates)]
     return {"lines": [" ".join(f"{x},{y}" for x, y in line) for line in lines if line],
             "points": points, "ticks": ticks, "labels": labels, "width": WIDTH,
             "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "bottom": HEIGHT - BOTTOM}
@@ -209,7 +210,8 @@ def trends(
         else:
             page.update(rows=rows, currency=currency,
                         bookings_chart=bookings_chart(rows, bool(cumulative), fmt),
-                        win_chart=win_rate_chart(rows, fmt))
+                        win_chart=win_rate_chart(
+                            [(r.short or r.label, r.win_rate) for r in rows], fmt))
         session.commit()  # created dates may have been recomputed for a new time zone
     return render(request, "trends.html", status=status, signed=signed, nav="trends", **page)
 

@@ -1,0 +1,144 @@
+"""The Scorecards page: a team's reps (or everyone the user sees, by team) for a period,
+each figure with its change against the previous period and the rep's rank in the team;
+a click on a rep opens their own card. A rep sees only their own card.
+
+Every figure comes from core.metrics.scorecard.scorecards, the function the API's
+/metrics/scorecards calls, for the people the user chose among those they see."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.deps import SessionDep, SettingsDep
+from api.web import guard
+from api.web.focus import choices, choose, label
+from api.web.i18n import NOTHING, Formats, text
+from api.web.leaderboard import PERIOD_CHOICES, choose_period
+from api.web.render import PageRoute, error_page, language, render
+from core.metrics.currency import CurrencyError
+from core.metrics.periods import Preset
+from core.metrics.scorecard import FIGURES, scorecards
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+DEFAULT_PERIOD = Preset.THIS_QUARTER
+COLUMNS = ("bookings", "attainment", "win_rate", "sales_cycle_days", "avg_deal_size",
+           "pipeline_coverage", "activities", "hygiene")
+"""The team table's figures, in order (headings: messages card.<name>); a card shows all."""
+MONEY = frozenset({"bookings", "goal", "avg_deal_size", "next_open_pipeline", "next_goal"})
+RATIOS = frozenset({"attainment", "win_rate"})
+LOWER_IS_BETTER = frozenset({"sales_cycle_days", "hygiene"})
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A figure as the page writes it: its value, the previous period's, the change and
+    which way it went (up, down, flat; "" when there is no change to show) and whether
+    that is good news."""
+
+    name: str
+    value: str
+    previous: str
+    change: str
+    direction: str
+    good: bool | None
+
+
+def _text(name: str, value: Decimal | int | None, fmt: Formats, currency: str | None,
+          signed: bool = False) -> str:
+    if value is None:
+        return NOTHING
+    plus = "+" if signed and value > 0 else ""
+    if name in MONEY:
+        return plus + fmt.money(Decimal(value), currency)
+    if name in RATIOS:
+        return plus + fmt.percent(Decimal(value))
+    if name == "pipeline_coverage":
+        return text(fmt.lang, "card.times", value=plus + fmt.number(value))
+    return plus + fmt.number(value)
+
+
+def shown(name: str, figure: dict[str, Any], fmt: Formats, currency: str | None) -> Shown:
+    change = figure["change"]
+    direction = "" if change is None else "up" if change > 0 else "down" if change < 0 \
+        else "flat"
+    good = None if direction in ("", "flat") else (direction == "up") != (
+        name in LOWER_IS_BETTER)
+    return Shown(name, _text(name, figure["value"], fmt, currency),
+                 _text(name, figure["previous"], fmt, currency),
+                 _text(name, change, fmt, currency, signed=True), direction, good)
+
+
+def _line(row: dict[str, Any], names: tuple[str, ...], fmt: Formats,
+          currency: str | None) -> dict[str, Shown]:
+    return {name: shown(name, row[name], fmt, currency) for name in names}
+
+
+@router.get("/scorecards")
+def scorecards_page(
+    request: Request, session: SessionDep, settings: SettingsDep,
+    period: Annotated[str, Query()] = "", start: Annotated[str, Query()] = "",
+    end: Annotated[str, Query()] = "", show: Annotated[str, Query()] = "",
+) -> Response:
+    signed = guard.current(request)
+    if signed is None:
+        return guard.to_login(request)
+    lang = language(request)
+    fmt = Formats(lang)
+    focus = choose(session, signed.viewer, show)
+    if focus is None:
+        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
+                          signed=signed)
+    chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
+    form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end,
+            "show": focus.choice.value}
+    page: dict[str, Any] = {"form": form, "choices": PERIOD_CHOICES, "period": chosen,
+                            "focus": focus, "who": label(lang, focus),
+                            "options": choices(session, signed.viewer), "result": None,
+                            "card": None, "teams": [], "total": None, "columns": COLUMNS,
+                            "figures": FIGURES, "error": ""}
+    status = 200
+    if chosen is None:
+        page["error"], status = text(lang, "error.bad_dates"), 400
+    else:
+        form.update(start=chosen.start.isoformat(), end=chosen.end.isoformat())
+        try:
+            result = scorecards(session, start=chosen.start, end=chosen.end,
+                                settings=settings, people=focus.people)
+        except (CurrencyError, ValueError) as exc:
+            key = "error.missing_rate" if isinstance(exc, CurrencyError) else "card.bad_period"
+            page["error"], status = text(lang, key, detail=str(exc)), 422
+        else:
+            page.update(_page(result, focus.choice.kind, chosen.query(), fmt))
+        session.commit()  # created dates may have been recomputed for a new time zone
+    return render(request, "scorecards.html", status=status, signed=signed, nav="scorecards",
+                  **page)
+
+
+def _page(result: dict[str, Any], kind: str, period: dict[str, str],
+          fmt: Formats) -> dict[str, Any]:
+    """The card of one rep, or the teams with their reps' lines and the total."""
+    currency = result["currency"]
+    out: dict[str, Any] = {"result": result}
+    if kind == "person":
+        row = result["data"][0] if result["data"] else None
+        out["card"] = None if row is None else {
+            "row": row, "figures": _line(row, FIGURES, fmt, currency)}
+        return out
+    teams = []
+    for team in result["teams"]:
+        reps = [{"row": r, "cells": _line(r, COLUMNS, fmt, currency),
+                 "href": "/scorecards?" + urlencode({**period,
+                                                     "show": f"person:{r['person_id']}"})}
+                for r in result["data"] if r["team"] == team["team"]]
+        teams.append({"row": team, "cells": _line(team, COLUMNS, fmt, currency), "reps": reps})
+    out["teams"] = teams
+    if kind == "everyone":
+        out["total"] = _line(result["total"], COLUMNS, fmt, currency)
+    return out
+
+
+__all__ = ["router", "shown"]
