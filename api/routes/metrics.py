@@ -46,8 +46,7 @@ from core.metrics.definitions import (
 )
 from core.metrics.evaluation import EvalGroupBy, forecast_accuracy, funnel, velocity
 from core.metrics.periods import Preset, preset_range, today
-from core.metrics.scorecard import scorecards
-from core.people import team_members
+from core.metrics.scorecard import NoOneToShow, scorecards
 from core.queries import ROW_COLUMNS
 from core.types import DealStatus
 
@@ -468,7 +467,8 @@ class ScorecardParams(BaseModel):
     end: str | None = Field(None, description=DATE_HELP)
     team: str | None = Field(None, max_length=200, description=(
         "Only this team's people (the people mapping's team)."))
-    person_id: Id | None = Field(None, description="Only this rep's card.")
+    person_id: Id | None = Field(None, description=(
+        "Only this rep's card, ranked in their team; teams and total are of that team."))
     connection_id: Id | None = None
 
 
@@ -537,17 +537,12 @@ def get_scorecards(
         raise invalid("start", "give start and end, or period")
     else:
         start, end = _period(params)
-    people = caller.people
-    if params.person_id is not None:
-        caller.check_person(params.person_id)
-        people = frozenset({params.person_id})
-    if params.team is not None:
-        members = set(session.execute(team_members(params.team)).scalars())
-        people = frozenset(members if people is None else members & people)
-        if not people:
-            raise ApiError(404, f"team {params.team} does not exist")
     with _metric_errors():
-        result = scorecards(session, start=start, end=end, settings=settings, people=people,
-                            connection_id=params.connection_id)
+        try:
+            result = scorecards(session, start=start, end=end, settings=settings,
+                                people=caller.people, connection_id=params.connection_id,
+                                person_id=params.person_id, team=params.team)
+        except NoOneToShow as exc:
+            raise ApiError(404, str(exc)) from None
     session.commit()  # created dates may have been recomputed for a new time zone
     return ApiJSON(result)

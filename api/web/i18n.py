@@ -331,8 +331,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "card.previous_was": "Previous period: {value}",
         "card.rank": "Rank",
         "card.previous_rank": "Rank in the previous period",
-        "card.rank_in": "Rank {rank} in team {team} by bookings (previous period: {previous}).",
-        "card.rank_no_team": "Rank {rank} among the reps without a team by bookings "
+        "card.rank_in": "Rank {rank} of {n} in team {team} by bookings (previous period: "
+                        "{previous}).",
+        "card.rank_no_team": "Rank {rank} of the {n} reps without a team by bookings "
                              "(previous period: {previous}).",
         "card.times": "{value}×",
         "card.bookings": "Bookings",
@@ -741,8 +742,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "card.previous_was": "上期：{value}",
         "card.rank": "排名",
         "card.previous_rank": "上期排名",
-        "card.rank_in": "按成交额在 {team} 团队排名第 {rank}（上期：第 {previous}）。",
-        "card.rank_no_team": "按成交额在未分组的销售中排名第 {rank}（上期：第 {previous}）。",
+        "card.rank_in": "按成交额在 {team} 团队 {n} 人中排名第 {rank}（上期：第 {previous}）。",
+        "card.rank_no_team": "按成交额在 {n} 位未分组的销售中排名第 {rank}"
+                             "（上期：第 {previous}）。",
         "card.times": "{value} 倍",
         "card.bookings": "成交额",
         "card.goal": "目标",

@@ -106,8 +106,11 @@ def scorecards_page(
     else:
         form.update(start=chosen.start.isoformat(), end=chosen.end.isoformat())
         try:
+            kind, _, value = focus.choice.value.partition(":")
             result = scorecards(session, start=chosen.start, end=chosen.end,
-                                settings=settings, people=focus.people)
+                                settings=settings, people=signed.viewer.people,
+                                person_id=int(value) if kind == "person" else None,
+                                team=value if kind == "team" else None)
         except (CurrencyError, ValueError) as exc:
             key = "error.missing_rate" if isinstance(exc, CurrencyError) else "card.bad_period"
             page["error"], status = text(lang, key, detail=str(exc)), 422
@@ -125,8 +128,10 @@ def _page(result: dict[str, Any], kind: str, period: dict[str, str],
     out: dict[str, Any] = {"result": result}
     if kind == "person":
         row = result["data"][0] if result["data"] else None
+        ranked = next((t["reps"] for t in result["teams"] if row and t["team"] == row["team"]),
+                      0)
         out["card"] = None if row is None else {
-            "row": row, "figures": _line(row, FIGURES, fmt, currency)}
+            "row": row, "figures": _line(row, FIGURES, fmt, currency), "ranked": ranked}
         return out
     teams = []
     for team in result["teams"]:

@@ -16,6 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from core import history
@@ -26,7 +27,7 @@ from core.metrics.currency import Converter, converter
 from core.metrics.definitions import GroupBy, summaries, team_order, validate_range
 from core.metrics.evaluation import OPEN, EvalGroupBy, as_of_sums
 from core.metrics.periods import adjacent
-from core.people import teams
+from core.people import PERSON, team_members, teams
 
 SUMMARY_FIGURES = ("bookings", "goal", "attainment", "win_rate", "sales_cycle_days",
                    "avg_deal_size")
@@ -92,8 +93,37 @@ def _ranks(bookings: dict[Any, Decimal]) -> dict[Any, int]:
             for key, value in bookings.items()}
 
 
+class NoOneToShow(LookupError):
+    """The team or rep asked for has nobody the caller may see."""
+
+
+def _shown_people(session: Session, people: Collection[int] | None, person_id: int | None,
+                  team: str | None) -> frozenset[int] | None:
+    """The people whose numbers are computed: those of `team` or of `person_id`'s team
+    (ranks are within the team), within `people` (None: everyone)."""
+    if person_id is not None:
+        if people is not None and person_id not in people:
+            raise NoOneToShow(f"person {person_id} does not exist")
+        found = session.execute(select(PERSON.c.team).where(PERSON.c.id == person_id)).first()
+        if found is None:
+            raise NoOneToShow(f"person {person_id} does not exist")
+        if team is not None and found.team != team:
+            raise NoOneToShow(f"person {person_id} is not in team {team}")
+        team = found.team
+        members = set(session.execute(team_members(team)).scalars())
+    elif team is not None:
+        members = set(session.execute(team_members(team)).scalars())
+    else:
+        return None if people is None else frozenset(people)
+    shown = frozenset(members if people is None else members & set(people))
+    if not shown:
+        raise NoOneToShow(f"team {team} does not exist")
+    return shown
+
+
 def scorecards(session: Session, *, start: date, end: date, settings: Settings,
                people: Collection[int] | None = None, connection_id: int | None = None,
+               person_id: int | None = None, team: str | None = None,
                activities: tuple[Counts, Counts] | None = None,
                hygiene: Counts | None = None) -> dict[str, Any]:
     """Scorecards of the reps (and their teams) for [start, end] against the period before
@@ -110,9 +140,13 @@ def scorecards(session: Session, *, start: date, end: date, settings: Settings,
     and the total). `activities` are the counts (this period's, the previous one's) and
     `hygiene` today's (previous null), as core.activities and core.hygiene give them; None:
     those figures are null. `people` (not None) limits everything to those people, as in
-    summary(). Raises ValueError for bad parameters, CurrencyError for a missing rate.
+    summary(). `team` keeps that team's people; `person_id` that rep's card alone, ranked
+    in their team (teams and total: of that team), both within `people`.
+    Raises ValueError for bad parameters, CurrencyError for a missing rate, NoOneToShow
+    when the team or person has nobody within `people`.
     """
     validate_range(start, end)
+    people = _shown_people(session, people, person_id, team)
     previous, following = adjacent(start, end, -1), adjacent(start, end, 1)
     conv = converter(session, settings)
     answers = [summaries(session, start=first, end=last, group_bys=(GroupBy.OWNER, GroupBy.TEAM),
@@ -183,10 +217,12 @@ def scorecards(session: Session, *, start: date, end: date, settings: Settings,
                         coverage[0].goals.total())
     before, _ = values(1, answers[1][GroupBy.OWNER]["total"], everyone,
                        coverage[1].goals.total())
+    if person_id is not None:
+        data = [row for row in data if row["person_id"] == person_id]
     return {"start": start, "end": end, "previous_start": previous[0],
             "previous_end": previous[1], "next_start": following[0],
             "next_end": following[1], "currency": conv.reporting, "data": data,
             "teams": team_list, "total": {**_figures(now, before), **extra}}
 
 
-__all__ = ["FIGURES", "Counts", "scorecards"]
+__all__ = ["FIGURES", "Counts", "NoOneToShow", "scorecards"]

@@ -120,11 +120,14 @@ def test_a_manager_reviews_the_team_scorecards_and_the_funnel(dashboard, browser
     assert set(table(page)) == {f"person:{r['person_id']}" for r in result["data"]
                                 if r["team"] == team} | {f"team:{team}"}
     # a click on a rep opens their card
-    rep = next(r for r in result["data"] if r["team"] == team)
+    reps = [r for r in result["data"] if r["team"] == team]
+    rep = reps[-1]
     page.click(f"tr.person[data-person='{rep['person_id']}'] th a")
     page.wait_for_url(re.compile(rf"show=person%3A{rep['person_id']}"))
     assert page.locator("#card-title").inner_text() == (rep["owner_name"] or rep["owner_email"])
     check_card(dashboard, page, rep["person_id"])
+    assert page.locator("p.rank").inner_text().startswith(
+        f"Rank {rep['rank']} of {len(reps)} in team {team} by bookings")
     shoot(page, "scorecard-rep-en")
 
     page.click("nav a[href='/funnel']")

@@ -18,7 +18,7 @@ from core import store
 from core.config import Settings
 from core.db import session_scope
 from core.goals.targets import GoalInput, create_goal
-from core.metrics.scorecard import FIGURES, scorecards
+from core.metrics.scorecard import FIGURES, NoOneToShow, scorecards
 from core.models import Connection, Person
 from core.records import DealRecord, UserRecord
 from tests.api_support import add_connection
@@ -212,6 +212,29 @@ def test_scorecards_of_some_people_and_of_a_custom_period(engine, cid):
         "bookings": (D("1000.00"), D("0.00"), D("1000.00")),  # B1 won Mar 1
         # as of Mar 1, B2 (500) closes Mar 5; as of Feb 19 nothing open closed Feb 20-Mar 1
         "next_open_pipeline": (D("500.00"), D("0.00"), D("500.00"))}
+
+
+def test_one_reps_card_is_ranked_in_their_team(engine, cid):
+    ann, cat, dan = (person(engine, e) for e in (ANN, CAT, DAN))
+    with session_scope(engine) as session:
+        everyone = scorecards(session, **Q1, settings=SETTINGS)
+        one = scorecards(session, **Q1, settings=SETTINGS, person_id=cat)
+        # a scope of Ann and Cat: ranked among them (Cat is second now, and in Q4)
+        scoped = scorecards(session, **Q1, settings=SETTINGS, people={ann, cat},
+                            person_id=cat)
+        south = scorecards(session, **Q1, settings=SETTINGS, team="South")
+        with pytest.raises(NoOneToShow):
+            scorecards(session, **Q1, settings=SETTINGS, people={ann}, person_id=cat)
+        with pytest.raises(NoOneToShow):
+            scorecards(session, **Q1, settings=SETTINGS, people={ann}, team="South")
+        with pytest.raises(NoOneToShow):
+            scorecards(session, **Q1, settings=SETTINGS, person_id=dan, team="North")
+    assert one["data"] == [everyone["data"][2]]  # rank 3 of North's three
+    assert one["teams"] == [everyone["teams"][0]]  # North
+    assert [(r["rank"], r["previous_rank"]) for r in scoped["data"]] == [(2, 2)]
+    assert scoped["teams"][0]["reps"] == 2
+    assert [r["person_id"] for r in south["data"]] == [dan]
+    assert south["total"]["bookings"]["value"] == D("600.00")
 
 
 def test_bad_periods_change_nothing(engine, cid):
