@@ -14,11 +14,11 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.web import guard
-from api.web.focus import Focus, choices, choose, label
+from api.web import sliced
+from api.web.focus import Focus
 from api.web.i18n import Formats, text
-from api.web.leaderboard import PERIOD_CHOICES, Period, choose_period
-from api.web.render import PageRoute, error_page, language, render
+from api.web.leaderboard import Period
+from api.web.render import PageRoute, render
 from api.web.trends import period_label, win_rate_chart
 from core.config import Settings
 from core.metrics.currency import CurrencyError
@@ -62,40 +62,31 @@ def funnel_page(
     period: Annotated[str, Query()] = "", start: Annotated[str, Query()] = "",
     end: Annotated[str, Query()] = "", show: Annotated[str, Query()] = "",
 ) -> Response:
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
-    lang = language(request)
-    fmt = Formats(lang)
-    focus = choose(session, signed.viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
-    chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
-    form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end,
-            "show": focus.choice.value}
+    begun = sliced.start(request, session, settings, period=period, start=start, end=end,
+                         show=show, default=DEFAULT_PERIOD)
+    if isinstance(begun, Response):
+        return begun
+    chosen, page = begun.period, begun.page
     last = preset_range(Preset.LAST_QUARTER, today(settings), settings.fiscal_year_start_month)
-    page: dict[str, Any] = {"form": form, "choices": PERIOD_CHOICES, "period": chosen,
-                            "focus": focus, "who": label(lang, focus),
-                            "options": choices(session, signed.viewer), "funnels": [],
-                            "cohorts": [], "cohort_chart": None, "velocity": None,
-                            "accuracy": None, "last_quarter": last, "error": ""}
+    page.update(funnels=[], cohorts=[], cohort_chart=None, velocity=None, accuracy=None,
+                last_quarter=last)
     status = 200
     if chosen is None:
-        page["error"], status = text(lang, "error.bad_dates"), 400
+        status = 400
     else:
-        form.update(start=chosen.start.isoformat(), end=chosen.end.isoformat())
-        common: dict[str, Any] = {"settings": settings, "people_": focus.people}
+        common: dict[str, Any] = {"settings": settings, "people_": begun.focus.people}
         try:
-            page.update(funnels(session, settings, focus, chosen, fmt))
+            page.update(funnels(session, settings, begun.focus, chosen, begun.fmt))
             page["velocity"] = velocity(session, start=chosen.start, end=chosen.end,
                                         **common)
             page["accuracy"] = forecast_accuracy(session, start=last[0], end=last[1],
                                                  group_by=EvalGroupBy.NONE, **common)
         except CurrencyError as exc:
-            page["error"], status = text(lang, "error.missing_rate", detail=str(exc)), 422
+            page["error"] = text(begun.lang, "error.missing_rate", detail=str(exc))
+            status = 422
         session.commit()  # created dates may have been recomputed for a new time zone
-    return render(request, "funnel.html", status=status, signed=signed, nav="funnel", **page)
+    return render(request, "funnel.html", status=status, signed=begun.signed, nav="funnel",
+                  **page)
 
 
 __all__ = ["router"]

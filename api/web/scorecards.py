@@ -13,11 +13,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import SessionDep, SettingsDep
-from api.web import guard
-from api.web.focus import choices, choose, label
+from api.web import sliced
 from api.web.i18n import NOTHING, Formats, text
-from api.web.leaderboard import PERIOD_CHOICES, choose_period
-from api.web.render import PageRoute, error_page, language, render
+from api.web.render import PageRoute, render
 from core.metrics.currency import CurrencyError
 from core.metrics.periods import Preset
 from core.metrics.scorecard import FIGURES, scorecards
@@ -83,42 +81,31 @@ def scorecards_page(
     period: Annotated[str, Query()] = "", start: Annotated[str, Query()] = "",
     end: Annotated[str, Query()] = "", show: Annotated[str, Query()] = "",
 ) -> Response:
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
-    lang = language(request)
-    fmt = Formats(lang)
-    focus = choose(session, signed.viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
-    chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
-    form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end,
-            "show": focus.choice.value}
-    page: dict[str, Any] = {"form": form, "choices": PERIOD_CHOICES, "period": chosen,
-                            "focus": focus, "who": label(lang, focus),
-                            "options": choices(session, signed.viewer), "result": None,
-                            "card": None, "teams": [], "total": None, "columns": COLUMNS,
-                            "figures": FIGURES, "error": ""}
+    begun = sliced.start(request, session, settings, period=period, start=start, end=end,
+                         show=show, default=DEFAULT_PERIOD)
+    if isinstance(begun, Response):
+        return begun
+    chosen, page = begun.period, begun.page
+    page.update(result=None, card=None, teams=[], total=None, columns=COLUMNS,
+                figures=FIGURES)
     status = 200
     if chosen is None:
-        page["error"], status = text(lang, "error.bad_dates"), 400
+        status = 400
     else:
-        form.update(start=chosen.start.isoformat(), end=chosen.end.isoformat())
         try:
-            kind, _, value = focus.choice.value.partition(":")
+            kind, _, value = begun.focus.choice.value.partition(":")
             result = scorecards(session, start=chosen.start, end=chosen.end,
-                                settings=settings, people=signed.viewer.people,
+                                settings=settings, people=begun.signed.viewer.people,
                                 person_id=int(value) if kind == "person" else None,
                                 team=value if kind == "team" else None)
         except (CurrencyError, ValueError) as exc:
             key = "error.missing_rate" if isinstance(exc, CurrencyError) else "card.bad_period"
-            page["error"], status = text(lang, key, detail=str(exc)), 422
+            page["error"], status = text(begun.lang, key, detail=str(exc)), 422
         else:
-            page.update(_page(result, focus.choice.kind, chosen.query(), fmt))
+            page.update(_page(result, begun.focus.choice.kind, chosen.query(), begun.fmt))
         session.commit()  # created dates may have been recomputed for a new time zone
-    return render(request, "scorecards.html", status=status, signed=signed, nav="scorecards",
-                  **page)
+    return render(request, "scorecards.html", status=status, signed=begun.signed,
+                  nav="scorecards", **page)
 
 
 def _page(result: dict[str, Any], kind: str, period: dict[str, str],
