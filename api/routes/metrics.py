@@ -26,6 +26,7 @@ from api.routes.records import DealPage
 from api.schemas import Answer, Number
 from core.metrics.currency import CurrencyError
 from core.metrics.definitions import (
+    ACTIVITIES,
     KEY_COLUMNS,
     METRICS,
     PIPELINE_COLUMNS,
@@ -66,11 +67,15 @@ class SummaryParams(BaseModel):
     end: str = Field(description=DATE_HELP)
     group_by: GroupBy = GroupBy.NONE
     connection_id: Id | None = None
+    activities: bool = Field(
+        False, description="Add `activities` to every row and the total: the activities "
+        "that count in the period (docs/metrics.md, Activities).")
     sort: SortKey | None = Field(
         None, max_length=64,
         description="A metric or a key column of the rows (person_id, owner_email, "
-        "owner_name, team, connection_id, connection_name), `-` first for descending, e.g. "
-        "`-attainment`. Nulls last either way; ties keep key order. Default: key order.")
+        "owner_name, team, connection_id, connection_name; `activities` with "
+        "activities=true), `-` first for descending, e.g. `-attainment`. Nulls last either "
+        "way; ties keep key order. Default: key order.")
     format: ExportFormat | None = Field(
         None, description="`csv` answers CSV (the rows, then the total row); so does "
         "`Accept: text/csv`. " + EXPORT_FORMATS_HELP)
@@ -89,6 +94,8 @@ class MetricValues(Answer):
     new_accounts: int
     goal: Number | None
     attainment: Number | None
+    activities: int | None = Field(
+        None, description="With activities=true: the activities that count in the period.")
 
 
 class SummaryRow(MetricValues):
@@ -157,12 +164,14 @@ def get_summary(
         validate(start, end, params.group_by)
         result: dict[str, Any] = summary(
             session, start=start, end=end, group_by=params.group_by,
-            connection_id=params.connection_id, settings=settings, people=caller.people)
+            connection_id=params.connection_id, settings=settings, people=caller.people,
+            activities=params.activities)
     session.commit()  # created dates may have been recomputed for a new time zone
     if params.sort is not None:
         result["data"] = sort_rows(result["data"], params.sort, params.group_by)
     if wants_csv(request, params.format):
-        columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS)
+        columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS,
+                   *((ACTIVITIES,) if params.activities else ()))
         rows = [*({SUMMARY_ROW_TYPE: "data", **row} for row in result["data"]),
                 {SUMMARY_ROW_TYPE: "total", **result["total"]}]
         return csv_response(rows, columns, name="summary",

@@ -36,8 +36,10 @@ from core.queries import fetch_page
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-COLUMNS = ("bookings", "goal", "attainment", "win_rate", "open_pipeline", "sales_cycle_days")
-"""The leaderboard's number columns, in order (their headings: messages col.<name>)."""
+COLUMNS = ("bookings", "goal", "attainment", "win_rate", "open_pipeline", "sales_cycle_days",
+           "activities")
+"""The leaderboard's number columns, in order (their headings: messages col.<name>);
+activities: those that count in the period (core.activities, docs/metrics.md)."""
 NAME = "owner_name"
 SORTS = (NAME, *COLUMNS)
 DEFAULT_SORT = "-bookings"
@@ -173,7 +175,7 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
     # reps and teams from one pass over the numbers (core.metrics.definitions.summaries)
     answers = summaries(session, start=period.start, end=period.end,
                         group_bys=(GroupBy.OWNER, GroupBy.TEAM), settings=settings,
-                        people=viewer.people)
+                        people=viewer.people, activities=True)
     owners = answers[GroupBy.OWNER]
     currency = owners["currency"]
     lang = fmt.lang

@@ -26,6 +26,7 @@ from tests.api_support import (
     app_routes,
     running_api,
     seed,
+    seed_activities,
 )
 
 V1 = "/api/v1"
@@ -100,6 +101,8 @@ CASES = [
     Case("GET", f"{V1}/accounts", params={"include_deleted": "true"}),
     Case("GET", f"{V1}/stages"),
     Case("GET", f"{V1}/deals", params={"include_deleted": "true"}, keep={"deal_id": "data.0.id"}),
+    Case("GET", f"{V1}/activities", params={"include_deleted": "true", "type": "call"}),
+    Case("GET", f"{V1}/activities", 422, params={"type": "dance"}),
     # deal history
     Case("GET", f"{V1}/deals/{{deal_id}}/stages"),
     Case("GET", f"{V1}/deals/{{deal_id}}/stages", 404, url=f"{V1}/deals/99999/stages"),
@@ -126,6 +129,9 @@ CASES = [
     # metrics
     *(Case("GET", f"{V1}/metrics/summary", params={**PERIOD, "group_by": group_by})
       for group_by in ("none", "owner", "connection", "team")),
+    *(Case("GET", f"{V1}/metrics/summary", params={**PERIOD, "group_by": group_by,
+                                                   "activities": "true"})
+      for group_by in ("none", "owner", "team", "connection")),
     Case("GET", f"{V1}/metrics/summary", 422, params={**PERIOD, "group_by": "rep"}),
     Case("GET", f"{V1}/metrics/deals", params={**PERIOD, "metric": "forecast"}),
     Case("GET", f"{V1}/metrics/pipeline"),
@@ -245,6 +251,7 @@ async def api(sqlite_engine):  # type: ignore[no-untyped-def]
     async with running_api(sqlite_engine) as api:
         connection_id = add_connection(sqlite_engine)
         seed(sqlite_engine, connection_id, deals=9)
+        seed_activities(sqlite_engine, connection_id)
         with session_scope(sqlite_engine) as session:
             connection = session.get(Connection, connection_id)
             assert connection is not None

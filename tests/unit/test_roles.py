@@ -212,6 +212,7 @@ RULES = [
     Rule("GET", f"{V1}/accounts", READ),
     Rule("GET", f"{V1}/stages", READ),
     Rule("GET", f"{V1}/deals", READ),
+    Rule("GET", f"{V1}/activities", READ),
     Rule("GET", f"{V1}/deals/{{deal_id}}/stages", (401, 200, 404, 200, 200),
          url=f"{V1}/deals/{{bob_deal}}/stages"),
     Rule("GET", f"{V1}/stage-changes", READ),
