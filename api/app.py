@@ -22,6 +22,7 @@ from api.routes import (
     goals,
     health,
     history,
+    hygiene,
     incentives,
     keys,
     metrics,
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     app.include_router(health.router)
     app.include_router(ops.router)
     for module in (connections, sync_runs, records, history, keys, fx, metrics, webhooks,
-                   goals, people, incentives):
+                   goals, people, incentives, hygiene):
         app.include_router(module.router, prefix=API_PREFIX)
     web.install(app)
     return app

@@ -19,6 +19,7 @@ from cli import (
     demo,
     goals,
     history,
+    hygiene,
     incentives,
     people,
     run,
@@ -48,6 +49,7 @@ app.add_typer(incentives.statements_app, name="statements")
 app.add_typer(incentives.periods_app, name="periods")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(history.app, name="history")
+app.add_typer(hygiene.app, name="hygiene")
 for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<provider>.md)
     _commands = cast(CommandLine, get_connector(_provider))
     app.add_typer(_commands.command_line(connections.connections_add), name=_provider)

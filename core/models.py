@@ -612,3 +612,17 @@ class CommissionAdjustment(SQLModel, table=True):
     amount: Decimal = Field(sa_type=Money)
     observed_on: date
     created_at: datetime = _now()
+
+
+# --- sales hygiene (M9); migration 0012 ---
+
+
+class HygieneRule(SQLModel, table=True):
+    """An admin's setting of one hygiene rule (core.hygiene; docs/evaluation.md): switched
+    off, or another threshold than the default. A rule without a row has its defaults."""
+
+    __tablename__ = "hygiene_rule"
+    key: str = Field(primary_key=True, max_length=40)
+    enabled: bool = True
+    threshold: int | None = None  # None: the rule's default
+    updated_at: datetime = _now()

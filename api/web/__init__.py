@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 from api.web import (
     funnel,
     goals,
+    hygiene,
     leaderboard,
     operations,
     pipeline,
@@ -28,6 +29,7 @@ def install(app: FastAPI) -> None:
     app.include_router(trends.router)
     app.include_router(pipeline.router)
     app.include_router(statements.router)
+    app.include_router(hygiene.router)
     app.include_router(funnel.router)
     app.include_router(scorecards.router)
 

@@ -12,16 +12,15 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.listing import decode_cursor, encode_cursor
+from api.listing import encode_cursor
 from api.web import sliced
 from api.web.focus import Focus, deal_links
 from api.web.i18n import text
 from api.web.leaderboard import CUSTOM, Period
-from api.web.render import PageRoute, error_page, render
+from api.web.render import PageRoute, page_after, render
 from core.config import Settings
 from core.goals.targets import attainment
 from core.metrics.currency import CurrencyError
@@ -98,11 +97,9 @@ def pipeline_page(
     if isinstance(begun, Response):
         return begun
     lang, focus, chosen, page = begun.lang, begun.focus, begun.period, begun.page
-    try:
-        after = decode_cursor(cursor)
-    except RequestValidationError:
-        return error_page(request, 400, "error.bad_request.title",
-                          text(lang, "error.bad_page"), signed=begun.signed)
+    after = page_after(request, cursor, begun.signed)
+    if isinstance(after, Response):
+        return after
     form = page["form"]
     page.update(funnels=[], currency=None, forecast=None, deals=[], links={}, connections={},
                 next_href=None, first_href=None)

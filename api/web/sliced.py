@@ -1,6 +1,7 @@
 """The common start of the pages that show a slice of people for a period (Trends,
-Pipeline, Funnel, Scorecards): the signed-in user, the language, the `show` choice
-(api.web.focus: a slice outside the user's scope is not found) and the period
+Pipeline, Funnel, Scorecards): the signed-in user and the `show` choice
+(api.web.focus.signed_focus: a slice outside the user's scope is not found), the
+language and the period
 (api.web.leaderboard.choose_period), and the context their forms need."""
 
 from dataclasses import dataclass
@@ -9,11 +10,10 @@ from typing import Any
 from fastapi import Request, Response
 from sqlmodel import Session
 
-from api.web import guard
-from api.web.focus import Focus, choices, choose, label
+from api.web.focus import Focus, choices, label, signed_focus
 from api.web.i18n import Formats, text
 from api.web.leaderboard import PERIOD_CHOICES, Period, choose_period
-from api.web.render import error_page, language
+from api.web.render import language
 from core.accounts import SignedIn
 from core.config import Settings
 
@@ -36,14 +36,11 @@ def start(request: Request, session: Session, settings: Settings, *, period: str
           start: str, end: str, show: str, default: str) -> Sliced | Response:
     """The page's start, or the answer instead of the page: the sign-in page for a
     visitor, 404 for a slice the user may not see."""
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
+    found = signed_focus(request, session, show)
+    if isinstance(found, Response):
+        return found
+    signed, focus = found
     lang = language(request)
-    focus = choose(session, signed.viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
     chosen = choose_period(period or default, start, end, settings)
     form = {"period": period or default, "start": start, "end": end,
             "show": focus.choice.value}

@@ -292,7 +292,8 @@ def test_the_language_switch_turns_every_page_chinese(dashboard, browser):
     assert re.fullmatch(r"排行榜：\d{4}年\d{1,2}月\d{1,2}日至\d{4}年\d{1,2}月\d{1,2}日", heading)
     headings = page.locator("table.board thead th").all_inner_texts()
     assert [h.strip(" ▲▼") for h in headings] == [
-        "销售", "成交额", "目标", "达成率", "赢单率", "在途商机", "销售周期（天）", "销售活动"]
+        "销售", "成交额", "目标", "达成率", "赢单率", "在途商机", "销售周期（天）", "销售活动",
+        "规范问题"]
     assert page.locator("tfoot th").inner_text() == "合计"
     assert "US$" in page.locator("tfoot td.bookings").inner_text()
     shoot(page, "leaderboard-zh")

@@ -157,6 +157,17 @@ CASES = [
     Case("GET", f"{V1}/metrics/scorecards", params={"period": "last-quarter", "team": "East"}),
     Case("GET", f"{V1}/metrics/scorecards", 422, params={**PERIOD, "period": "this-month"}),
     Case("GET", f"{V1}/metrics/scorecards", 404, params={**PERIOD, "team": "Nowhere"}),
+    # sales hygiene
+    Case("GET", f"{V1}/hygiene", params={"rule": "past_close"}),
+    Case("GET", f"{V1}/hygiene", 422, params={"rule": "tidy"}),
+    Case("GET", f"{V1}/hygiene/summary"),
+    Case("GET", f"{V1}/hygiene/rules"),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 60}),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", 422, url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 0}),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", 404, url=f"{V1}/hygiene/rules/tidy",
+         json={"enabled": False}),
     # incentives
     Case("PUT", f"{V1}/plans/{{key}}", 201, url=f"{V1}/plans/east", content=PLAN,
          headers=YAML),

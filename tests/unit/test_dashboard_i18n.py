@@ -18,6 +18,7 @@ from api.web.leaderboard import COLUMNS, PERIOD_CHOICES
 from core.accounts import Role
 from core.goals.split import SplitRule
 from core.goals.targets import TARGET_PROBLEMS
+from core.hygiene import RULES
 from core.metrics.definitions import DrillMetric
 from core.metrics.scorecard import FIGURES
 from core.security import SCOPES
@@ -57,6 +58,7 @@ DYNAMIC |= {"goals.metric.": tuple(GoalMetric), "goals.rule.": tuple(SplitRule),
             "goals.push.status.": PUSH_STATES, "goals.problem.": tuple(TARGET_PROBLEMS),
             "ops.status.": tuple(ConnectionStatus), "ops.run.": tuple(RunStatus),
             "ops.mode.": tuple(SyncMode), "ops.scope.": SCOPES}  # goals and operations pages
+DYNAMIC |= {"hygiene.rule.": tuple(RULES), "hygiene.short.": tuple(RULES)}  # hygiene page
 DYNAMIC["card."] = FIGURES  # the scorecards page: every figure (the team table: some)
 """Keys built from a value (t("col." ~ column)): each family and the values it takes."""
 

@@ -265,6 +265,12 @@ RULES = [
     Rule("GET", f"{V1}/statements", READ, params=JAN),
     Rule("POST", f"{V1}/periods/{{period}}/lock", admin_only(200),
          url=f"{V1}/periods/2025-01/lock"),
+    # sales hygiene: read in scope; rules changed by admins
+    Rule("GET", f"{V1}/hygiene", READ),
+    Rule("GET", f"{V1}/hygiene/summary", READ),
+    Rule("GET", f"{V1}/hygiene/rules", READ),
+    Rule("PUT", f"{V1}/hygiene/rules/{{key}}", admin_only(200), url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 45}),
     # webhooks: the vendor's own verification, whoever calls
     Rule("POST", f"{V1}/webhooks/{{provider}}/{{connection_id}}", (404,) * 5,
          url=f"{V1}/webhooks/nosuch/{{connection}}", json={}),
@@ -596,3 +602,29 @@ async def test_evaluation_metrics_are_of_the_callers_people(world: World) -> Non
     assert [(r["team"], r["open_deals"]) for r in teams["data"]] == [("North", 4)]  # + x-ann, x-bob
     pipeline = (await rep.get(f"{V1}/metrics/pipeline", params={"as_of": "2026-01-01"})).json()
     assert sum(r["count"] for r in pipeline["data"]) == 1  # Ann's open deal
+
+
+async def test_hygiene_of_the_people_each_one_sees(world: World) -> None:
+    """The open deals (closing in January 2025, long past) break past_close: a rep sees
+    their own, a manager of North Ann's and Bob's, an admin everyone's."""
+    seen = {}
+    for who in ("rep", "manager", "admin"):
+        items = await rows(world.clients[who], "/hygiene", rule="past_close")
+        summary = (await world.clients[who].get(f"{V1}/hygiene/summary")).json()
+        seen[who] = ({r["remote_id"] for r in items},
+                     {r["person_id"]: r["counts"]["past_close"] for r in summary["data"]},
+                     [t["team"] for t in summary["teams"]], summary["total"]["total"])
+    ann, bob, cat = (world.person(n) for n in ("ann", "bob", "cat"))
+    assert seen["rep"] == ({"d-ann-open"}, {ann: 1}, ["North"], 1)
+    assert seen["manager"] == ({"d-ann-open", "d-bob-open"}, {ann: 1, bob: 1}, ["North"], 2)
+    assert seen["admin"] == ({"d-ann-open", "d-bob-open", "d-cat-open"},
+                             {ann: 1, bob: 1, cat: 1}, ["North", "South"], 3)
+    other = await world.clients["rep"].get(f"{V1}/hygiene", params={"owner_person_id": bob})
+    assert other.json()["data"] == []
+    south = await world.clients["manager"].get(f"{V1}/hygiene/summary", params={"team": "South"})
+    assert south.json()["data"] == []
+    refused = await world.clients["manager"].put(f"{V1}/hygiene/rules/stale",
+                                                 json={"enabled": False})
+    assert refused.status_code == 403
+    rules = (await world.clients["rep"].get(f"{V1}/hygiene/rules")).json()["data"]
+    assert [r["enabled"] for r in rules if r["key"] == "stale"] == [True]
