@@ -499,9 +499,12 @@ class ScorecardFigures(Answer):
     next_goal: Figure = Field(description="The next period's bookings goal.")
     pipeline_coverage: Figure = Field(description="next_open_pipeline / next_goal.")
     activities: Figure
-    hygiene: Figure = Field(description="Open hygiene findings now (no previous value).")
-    activity_types: dict[str, int] = Field(description="This period's activities by type.")
-    hygiene_rules: dict[str, int] = Field(description="Today's findings by rule.")
+    hygiene: Figure = Field(description=(
+        "Open deals breaking a hygiene rule today (no previous value)."))
+    activity_types: dict[str, int] = Field(description=(
+        "This period's activities that count, by type (types with none left out)."))
+    hygiene_rules: dict[str, int] = Field(description=(
+        "Today's open deals breaking each hygiene rule (rules with none left out)."))
 
 
 class ScorecardRow(ScorecardFigures):

@@ -20,8 +20,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from core import history
+from core.activities import activity_counts
 from core.config import Settings
 from core.goals.targets import GoalTargets, attainment, goal_targets
+from core.hygiene import hygiene_counts
 from core.metrics.aggregates import Amounts, round_half_up
 from core.metrics.currency import Converter, converter
 from core.metrics.definitions import GroupBy, summaries, team_order, validate_range
@@ -64,17 +66,14 @@ class Coverage:
                 "pipeline_coverage": attainment(amount, goal)}
 
 
-def _counts(counts: Counts | None, keys: Iterable[Any]) -> tuple[int | None, dict[str, int]]:
-    """The summed counts of `keys` (None when there are no counts at all): the total and
-    each kind's."""
-    if counts is None:
-        return None, {}
+def _counts(counts: Counts, keys: Iterable[Any]) -> tuple[int, dict[str, int]]:
+    """The summed counts of `keys`: the total, and each kind's that is not 0."""
     kinds: dict[str, int] = defaultdict(int)
     for key in keys:
         for kind, n in counts.get(key, {}).items():
             kinds[kind] += n
     total = kinds.pop("total", 0)
-    return total, dict(sorted(kinds.items()))
+    return total, {kind: n for kind, n in sorted(kinds.items()) if n}
 
 
 def _change(value: Any, previous: Any) -> Any:
@@ -124,8 +123,7 @@ def _shown_people(session: Session, people: Collection[int] | None, person_id: i
 def scorecards(session: Session, *, start: date, end: date, settings: Settings,
                people: Collection[int] | None = None, connection_id: int | None = None,
                person_id: int | None = None, team: str | None = None,
-               activities: tuple[Counts, Counts] | None = None,
-               hygiene: Counts | None = None) -> dict[str, Any]:
+               today: date | None = None) -> dict[str, Any]:
     """Scorecards of the reps (and their teams) for [start, end] against the period before
     it (core.metrics.periods.adjacent: same number of months, or of days for other ranges):
 
@@ -137,9 +135,10 @@ def scorecards(session: Session, *, start: date, end: date, settings: Settings,
 
     A rep's row exists when the summary of either period has the person (deals, accounts,
     a goal or an active CRM user); deals of no owner are no rep's (they count in team null
-    and the total). `activities` are the counts (this period's, the previous one's) and
-    `hygiene` today's (previous null), as core.activities and core.hygiene give them; None:
-    those figures are null. `people` (not None) limits everything to those people, as in
+    and the total). Activities are those that count in each period
+    (core.activities.activity_counts); hygiene is today's open deals breaking a rule
+    (core.hygiene.hygiene_counts; `today` for another day), so it has no previous value.
+    `people` (not None) limits everything to those people, as in
     summary(). `team` keeps that team's people; `person_id` that rep's card alone, ranked
     in their team (teams and total: of that team), both within `people`.
     Raises ValueError for bad parameters, CurrencyError for a missing rate, NoOneToShow
@@ -155,7 +154,11 @@ def scorecards(session: Session, *, start: date, end: date, settings: Settings,
     coverage = [Coverage(session, settings, as_of=as_of, period=period,
                          connection_id=connection_id, people=people)
                 for as_of, period in ((end, following), (previous[1], (start, end)))]
-    counted = [*(activities or (None, None))]
+    counted = [activity_counts(session, start=first, end=last, people=people,
+                               connection_id=connection_id)
+               for first, last in ((start, end), previous)]
+    hygiene = hygiene_counts(session, settings=settings, people=people,
+                             connection_id=connection_id, today=today)
 
     owner_rows: list[dict[int, dict[str, Any]]] = [
         {row["person_id"]: row for row in answer[GroupBy.OWNER]["data"]
@@ -163,7 +166,7 @@ def scorecards(session: Session, *, start: date, end: date, settings: Settings,
     order = [*owner_rows[0], *(p for p in owner_rows[1] if p not in owner_rows[0])]
     # everyone with a number: the reps, and people with only a next goal, pipeline or counts
     everyone = {None, *order, *(k for c in coverage for k in (*c.pipeline, *c.goals.by_owner)),
-                *(k for c in (*counted, hygiene) if c is not None for k in c)}
+                *(k for c in (*counted, hygiene) for k in c)}
     team_of = teams(session, everyone)
 
     def values(period: int, summary_row: dict[str, Any] | None, keys: Collection[Any],

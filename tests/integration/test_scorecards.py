@@ -20,7 +20,8 @@ from core.db import session_scope
 from core.goals.targets import GoalInput, create_goal
 from core.metrics.scorecard import FIGURES, NoOneToShow, scorecards
 from core.models import Connection, Person
-from core.records import DealRecord, UserRecord
+from core.records import ActivityRecord, DealRecord, UserRecord
+from core.types import ActivityType
 from tests.api_support import add_connection
 
 SETTINGS = Settings(timezone="UTC", reporting_currency="USD")
@@ -58,6 +59,21 @@ DEALS: dict[str, tuple[str, str, str, str, str, list[tuple[str, dict[str, Any]]]
     "D2": (DAN, "2025-03-01", "1200", "open", "2025-06-01", []),
     "B3": (BOB, "2025-04-02", "800", "open", "2025-04-15", []),
 }
+# activities (owner, day, type, done): Q1 Ann 2 calls and a meeting (a call not held does
+# not count), Bob a completed task (an open one does not count), Dan a note; Q4 Ann a
+# call, Bob 2 calls
+ACTIVITIES = [
+    (ANN, "2025-01-10", "call", True), (ANN, "2025-02-03", "call", None),
+    (ANN, "2025-03-01", "meeting", None), (ANN, "2025-02-10", "call", False),
+    (BOB, "2025-02-05", "task", True), (BOB, "2025-03-02", "task", False),
+    (DAN, "2025-03-10", "note", None),
+    (ANN, "2024-11-01", "call", True), (BOB, "2024-10-05", "call", True),
+    (BOB, "2024-12-20", "call", True),
+]
+# hygiene on April 20, 2025, of the deals open then (none has an account): Ann's E and A2
+# (stale: untouched since January), Bob's B3 (past its close date, April 15), Dan's D2
+# (stale since March 1)
+TODAY = date(2025, 4, 20)
 GOALS = [  # (owner, quarter start, quarter end, target)
     (ANN, "2025-01-01", "2025-03-31", "2000"), (BOB, "2025-01-01", "2025-03-31", "1000"),
     (CAT, "2025-01-01", "2025-03-31", "1000"), (DAN, "2025-01-01", "2025-03-31", "500"),
@@ -99,6 +115,10 @@ def cid(engine: Any) -> int:
             store.upsert_records(session, stream="deals", connection_id=cid,
                                  records=[record(rid, states[rid], moment)])
     with session_scope(engine) as session:
+        store.upsert_records(session, stream="activities", connection_id=cid, records=[
+            ActivityRecord(f"act-{i}", ActivityType(kind), occurred_at=at(day), done=done,
+                           owner_email=owner)
+            for i, (owner, day, kind, done) in enumerate(ACTIVITIES)])
         for owner, first, last, target in GOALS:
             create_goal(session, GoalInput(owner, "bookings", date.fromisoformat(first),
                                            date.fromisoformat(last), D(target)), SETTINGS)
@@ -117,7 +137,7 @@ def figures(row: dict[str, Any], *names: str) -> dict[str, tuple[Any, Any, Any]]
 
 def test_scorecards_of_q1_against_q4_with_coverage_of_q2(engine, cid):
     with session_scope(engine) as session:
-        result = scorecards(session, **Q1, settings=SETTINGS)
+        result = scorecards(session, **Q1, settings=SETTINGS, today=TODAY)
     assert (result["previous_start"], result["previous_end"]) == (date(2024, 10, 1),
                                                                   date(2024, 12, 31))
     assert (result["next_start"], result["next_end"]) == (date(2025, 4, 1), date(2025, 6, 30))
@@ -141,7 +161,15 @@ def test_scorecards_of_q1_against_q4_with_coverage_of_q2(engine, cid):
         "next_open_pipeline": (D("4000.00"), D("3000.00"), D("1000.00")),
         "next_goal": (D("2000.00"), D("2000.00"), D("0.00")),
         "pipeline_coverage": (D("2.0000"), D("1.5000"), D("0.5000")),
-        "activities": (None, None, None), "hygiene": (None, None, None)}
+        "activities": (3, 1, 2), "hygiene": (2, None, None)}
+    assert (ann["activity_types"], ann["hygiene_rules"]) == (
+        {"call": 2, "meeting": 1}, {"no_account": 2, "stale": 2})
+    assert [(r["activities"]["value"], r["activities"]["previous"], r["activities"]["change"],
+             r["activity_types"], r["hygiene"]["value"], r["hygiene_rules"])
+            for r in (bob, cat, dan)] == [
+        (1, 2, -1, {"task": 1}, 1, {"no_account": 1, "past_close": 1}),
+        (0, 0, 0, {}, 0, {}),
+        (1, 0, 1, {"note": 1}, 1, {"no_account": 1, "stale": 1})]
     assert figures(bob, *FIGURES[:9]) == {
         "bookings": (D("1000.00"), D("2000.00"), D("-1000.00")),
         "goal": (D("1000.00"), D("1500.00"), D("-500.00")),
@@ -183,6 +211,12 @@ def test_scorecards_of_q1_against_q4_with_coverage_of_q2(engine, cid):
         "next_open_pipeline": (D("4000.00"), D("3500.00"), D("500.00")),
         "next_goal": (D("3000.00"), D("4000.00"), D("-1000.00")),
         "pipeline_coverage": (D("1.3333"), D("0.8750"), D("0.4583"))}
+    assert figures(north, "activities", "hygiene") == {"activities": (4, 3, 1),
+                                                       "hygiene": (3, None, None)}
+    assert north["hygiene_rules"] == {"no_account": 3, "past_close": 1, "stale": 2}
+    assert figures(result["total"], "activities", "hygiene") == {
+        "activities": (5, 3, 2), "hygiene": (4, None, None)}
+    assert result["total"]["activity_types"] == {"call": 2, "meeting": 1, "note": 1, "task": 1}
     assert figures(result["total"], "bookings", "goal", "attainment", "next_open_pipeline",
                    "next_goal", "pipeline_coverage") == {
         "bookings": (D("3000.00"), D("2500.00"), D("500.00")),
