@@ -121,7 +121,7 @@ def test_a_manager_reviews_the_team_scorecards_and_the_funnel(dashboard, browser
                                 if r["team"] == team} | {f"team:{team}"}
     # a click on a rep opens their card
     reps = [r for r in result["data"] if r["team"] == team]
-    rep = reps[-1]
+    rep = reps[0]
     page.click(f"tr.person[data-person='{rep['person_id']}'] th a")
     page.wait_for_url(re.compile(rf"show=person%3A{rep['person_id']}"))
     assert page.locator("#card-title").inner_text() == (rep["owner_name"] or rep["owner_email"])
