@@ -407,9 +407,10 @@ def teams(session: Session, person_ids: Iterable[Any]) -> dict[int, str | None]:
     return {int(pid): team for pid, team in session.execute(stmt)}
 
 
-def team_members(team: str) -> Select[Any]:
-    """SQL: the ids of the people of `team`."""
-    return select(PERSON.c.id).where(PERSON.c.team == team)
+def team_members(team: str | None) -> Select[Any]:
+    """SQL: the ids of the people of `team` (None: the people without a team)."""
+    return select(PERSON.c.id).where(
+        PERSON.c.team.is_(None) if team is None else PERSON.c.team == team)
 
 
 # ---- changes by hand -----------------------------------------------------------------------

@@ -174,7 +174,8 @@ DASHBOARD_PAGES = frozenset({
     ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
     ("GET", "/welcome/{token}"), ("POST", "/welcome/{token}"), ("GET", "/language"),
     ("GET", "/leaderboard"), ("GET", "/leaderboard/deals"), ("MOUNT", "/assets"),
-    ("GET", "/trends"), ("GET", "/pipeline"), ("GET", "/statements"), ("GET", "/hygiene")})
+    ("GET", "/trends"), ("GET", "/pipeline"), ("GET", "/statements"), ("GET", "/hygiene"),
+    ("GET", "/funnel"), ("GET", "/scorecards")})
 """The dashboard's pages and stylesheet (api/web): HTML for people, not API routes. Their
 sign-in, CSRF and scope rules are tested in tests/unit/test_dashboard_pages.py."""
 DASHBOARD_PAGES |= frozenset({  # goals and operations pages: test_dashboard_admin_pages.py

@@ -46,6 +46,8 @@ from core.metrics.definitions import (
     validate_series,
 )
 from core.metrics.evaluation import EvalGroupBy, forecast_accuracy, funnel, velocity
+from core.metrics.periods import Preset, preset_range, today
+from core.metrics.scorecard import NoOneToShow, scorecards
 from core.queries import ROW_COLUMNS
 from core.types import DealStatus
 
@@ -458,4 +460,101 @@ def get_forecast_accuracy(
                                    connection_id=params.connection_id, settings=settings,
                                    people_=caller.people)
     session.commit()
+    return ApiJSON(result)
+
+
+# ---- scorecards (docs/evaluation.md) ---------------------------------------------------------
+
+
+class ScorecardParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: Preset | None = Field(None, description=(
+        "A named period (fiscal quarters and years, CRMSYNC_FISCAL_YEAR_START_MONTH), "
+        "instead of start and end."))
+    start: str | None = Field(None, description=DATE_HELP)
+    end: str | None = Field(None, description=DATE_HELP)
+    team: str | None = Field(None, max_length=200, description=(
+        "Only this team's people (the people mapping's team)."))
+    person_id: Id | None = Field(None, description=(
+        "Only this rep's card, ranked in their team; teams and total are of that team."))
+    connection_id: Id | None = None
+
+
+class Figure(Answer):
+    value: Number | None
+    previous: Number | None = Field(description="The previous period's value.")
+    change: Number | None = Field(description="value - previous (null when either is).")
+
+
+class ScorecardFigures(Answer):
+    bookings: Figure
+    goal: Figure
+    attainment: Figure
+    win_rate: Figure
+    sales_cycle_days: Figure
+    avg_deal_size: Figure
+    next_open_pipeline: Figure = Field(description=(
+        "Open pipeline, as of the period's last day, of the deals closing in the next period."))
+    next_goal: Figure = Field(description="The next period's bookings goal.")
+    pipeline_coverage: Figure = Field(description="next_open_pipeline / next_goal.")
+    activities: Figure
+    hygiene: Figure = Field(description=(
+        "Open deals breaking a hygiene rule today (no previous value)."))
+    activity_types: dict[str, int] = Field(description=(
+        "This period's activities that count, by type (types with none left out)."))
+    hygiene_rules: dict[str, int] = Field(description=(
+        "Today's open deals breaking each hygiene rule (rules with none left out)."))
+
+
+class ScorecardRow(ScorecardFigures):
+    person_id: int
+    owner_email: str | None
+    owner_name: str | None
+    team: str | None
+    rank: int = Field(description="Rank in the team by bookings (ties share it: 1, 2, 2, 4).")
+    previous_rank: int
+
+
+class TeamScorecard(ScorecardFigures):
+    team: str | None
+    reps: int
+
+
+class Scorecards(Answer):
+    start: date
+    end: date
+    previous_start: date
+    previous_end: date
+    next_start: date
+    next_end: date
+    currency: str | None
+    data: list[ScorecardRow]
+    teams: list[TeamScorecard]
+    total: ScorecardFigures
+
+
+@router.get("/metrics/scorecards", response_model=Scorecards,
+            summary="Each rep's scorecard for a period against the previous one, with teams")
+def get_scorecards(
+    params: Annotated[ScorecardParams, Query()], session: SessionDep, settings: SettingsDep,
+    caller: Reader,
+) -> Response:
+    if params.period is not None:
+        if params.start is not None or params.end is not None:
+            raise invalid("period", "give either period or start and end, not both")
+        start, end = preset_range(params.period, today(settings),
+                                  settings.fiscal_year_start_month)
+    elif params.start is None or params.end is None:
+        raise invalid("start", "give start and end, or period")
+    else:
+        start, end = _period(params)
+    with _metric_errors():
+        try:
+            result = scorecards(session, start=start, end=end, settings=settings,
+                                people=caller.people, connection_id=params.connection_id,
+                                person_id=params.person_id, team=params.team)
+        except NoOneToShow as exc:
+            raise ApiError(404, str(exc)) from None
+    session.commit()  # created dates may have been recomputed for a new time zone
     return ApiJSON(result)

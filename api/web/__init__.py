@@ -5,11 +5,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.web import (
+    funnel,
     goals,
     hygiene,
     leaderboard,
     operations,
     pipeline,
+    scorecards,
     signin,
     statements,
     trends,
@@ -28,6 +30,8 @@ def install(app: FastAPI) -> None:
     app.include_router(pipeline.router)
     app.include_router(statements.router)
     app.include_router(hygiene.router)
+    app.include_router(funnel.router)
+    app.include_router(scorecards.router)
 
 
 __all__ = ["install"]

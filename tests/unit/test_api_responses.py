@@ -128,7 +128,7 @@ CASES = [
     Case("POST", f"{V1}/goals/push", json={}),
     # metrics
     *(Case("GET", f"{V1}/metrics/summary", params={**PERIOD, "group_by": group_by})
-      for group_by in ("none", "owner", "connection")),
+      for group_by in ("none", "owner", "connection", "team")),
     *(Case("GET", f"{V1}/metrics/summary", params={**PERIOD, "group_by": group_by,
                                                    "activities": "true"})
       for group_by in ("none", "owner", "team", "connection")),
@@ -152,7 +152,11 @@ CASES = [
                                                            "end": "9999-12-31"}),
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
-      for group_by in ("none", "owner")),
+      for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/scorecards", params=PERIOD),
+    Case("GET", f"{V1}/metrics/scorecards", params={"period": "last-quarter", "team": "East"}),
+    Case("GET", f"{V1}/metrics/scorecards", 422, params={**PERIOD, "period": "this-month"}),
+    Case("GET", f"{V1}/metrics/scorecards", 404, params={**PERIOD, "team": "Nowhere"}),
     # sales hygiene
     Case("GET", f"{V1}/hygiene", params={"rule": "past_close"}),
     Case("GET", f"{V1}/hygiene", 422, params={"rule": "tidy"}),

@@ -20,8 +20,9 @@ from core.goals.split import SplitRule
 from core.goals.targets import TARGET_PROBLEMS
 from core.hygiene import RULES
 from core.metrics.definitions import DrillMetric
+from core.metrics.scorecard import FIGURES
 from core.security import SCOPES
-from core.types import ConnectionStatus, GoalMetric, RunStatus, SyncMode
+from core.types import ActivityType, ConnectionStatus, GoalMetric, RunStatus, SyncMode
 
 WEB = Path(i18n.__file__).parent
 TEMPLATE_KEY = re.compile(r"""\bt\(\s*["']([\w.-]+)["']""")
@@ -58,6 +59,8 @@ DYNAMIC |= {"goals.metric.": tuple(GoalMetric), "goals.rule.": tuple(SplitRule),
             "ops.status.": tuple(ConnectionStatus), "ops.run.": tuple(RunStatus),
             "ops.mode.": tuple(SyncMode), "ops.scope.": SCOPES}  # goals and operations pages
 DYNAMIC |= {"hygiene.rule.": tuple(RULES), "hygiene.short.": tuple(RULES)}  # hygiene page
+DYNAMIC["card."] = FIGURES  # the scorecards page: every figure (the team table: some)
+DYNAMIC["activity."] = tuple(ActivityType)  # a scorecard's activities by type
 """Keys built from a value (t("col." ~ column)): each family and the values it takes."""
 
 

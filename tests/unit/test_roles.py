@@ -244,6 +244,7 @@ RULES = [
     Rule("GET", f"{V1}/metrics/forecast-accuracy", READ, params=Q1),
     Rule("GET", f"{V1}/metrics/timeseries", READ,
          params={**Q1, "metric": "bookings", "interval": "month"}),
+    Rule("GET", f"{V1}/metrics/scorecards", READ, params=Q1),
     # people: read in scope, changed by admins
     Rule("GET", f"{V1}/people", READ),
     Rule("GET", f"{V1}/people/unmatched", READ),
@@ -406,6 +407,31 @@ async def test_a_manager_sees_their_teams_people(world: World) -> None:
     assert await rows(manager, "/metrics/deals", metric="forecast", team="South", **Q1) == []
     assert {g["person_id"] for g in await rows(manager, "/goals")} == north
     assert (await manager.get(f"{V1}/people/{world.person('cat')}")).status_code == 404
+
+
+async def test_scorecards_are_of_the_callers_people(world: World) -> None:
+    rep, manager, admin = (world.clients[w] for w in ("rep", "manager", "admin"))
+    ann, bob, cat = (world.person(n) for n in ("ann", "bob", "cat"))
+    mine = (await rep.get(f"{V1}/metrics/scorecards", params=Q1)).json()
+    assert [r["person_id"] for r in mine["data"]] == [ann]
+    assert [t["team"] for t in mine["teams"]] == ["North"]
+    assert mine["total"]["bookings"]["value"] == 100  # Ann's won deal; not the no-owner one
+    assert mine["total"]["goal"]["value"] == 1000  # her goal, not the company's
+    for other in ({"person_id": bob}, {"team": "South"}):
+        response = await rep.get(f"{V1}/metrics/scorecards", params={**Q1, **other})
+        assert response.status_code == 404, other
+        assert response.json()["error"]["code"] == "not_found"
+    north = (await manager.get(f"{V1}/metrics/scorecards", params=Q1)).json()
+    assert [(r["person_id"], r["rank"]) for r in north["data"]] == [(bob, 1), (ann, 2)]
+    everyone = (await admin.get(f"{V1}/metrics/scorecards", params=Q1)).json()
+    assert [r["person_id"] for r in everyone["data"]] == [bob, ann, cat]
+    assert north["data"] == everyone["data"][:2]  # the same cards
+    assert [t["team"] for t in everyone["teams"]] == ["North", "South", None]
+    assert everyone["teams"][0] == north["teams"][0]
+    assert (await manager.get(f"{V1}/metrics/scorecards",
+                              params={**Q1, "team": "South"})).status_code == 404
+    one = (await admin.get(f"{V1}/metrics/scorecards", params={**Q1, "person_id": cat})).json()
+    assert one["data"] == everyone["data"][2:]  # Cat alone in South: the same card
 
 
 async def test_a_manager_sets_goals_only_for_their_teams(world: World) -> None:
