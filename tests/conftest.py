@@ -44,7 +44,7 @@ SLOTS = 15  # test processes at once on one machine (Redis databases 1..15; 0 is
 
 SERVERLESS = (Path(__file__).parent / "unit", Path(__file__).parent / "contract")
 # Every fixture on PostgreSQL or Redis depends on one of these.
-SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "redis_url"})
+SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "module_db_url", "redis_url"})
 
 
 PASSWORDS = accounts.PASSWORDS
@@ -126,11 +126,10 @@ def _migrations_digest() -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def pg_url(slot: int) -> str:
-    """This process's migrated PostgreSQL database, crmsync_test_<slot>; rebuilt when the
-    migrations changed since it was built (the database's comment records their digest)."""
-    name, digest = f"crmsync_test_{slot}", _migrations_digest()
+def _migrated_pg_database(name: str) -> str:
+    """The URL of database `name`, migrated; rebuilt when the migrations changed since it was
+    built (the database's comment records their digest)."""
+    digest = _migrations_digest()
     comment = (f"SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                f"WHERE datname = '{name}'")
     if _admin(comment) != digest:
@@ -140,6 +139,12 @@ def pg_url(slot: int) -> str:
         engine.dispose()
         _admin(f"COMMENT ON DATABASE {name} IS '{digest}'")
     return _pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_url(slot: int) -> str:
+    """This process's migrated PostgreSQL database, crmsync_test_<slot>."""
+    return _migrated_pg_database(f"crmsync_test_{slot}")
 
 
 @pytest.fixture
@@ -205,6 +210,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
         _empty_all(engine)
         engine.dispose()
         yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Like db_url, once per test module: for a module fixture that seeds a store which the
+    module's read-only tests share (tests.api_support.read_only checks that each left it
+    as it was). On PostgreSQL it is a database of its own, crmsync_test_<slot>_module, so
+    the module's other tests (db_url, engine, pg_engine) do not empty it meanwhile."""
+    if request.param == "sqlite":
+        return migrated_sqlite(request.getfixturevalue("sqlite_template"),
+                               tmp_path_factory.mktemp("module"))
+    url = _migrated_pg_database(f"crmsync_test_{request.getfixturevalue('slot')}_module")
+    engine = make_engine(url)
+    _empty_all(engine)
+    engine.dispose()
+    return url
 
 
 @pytest.fixture

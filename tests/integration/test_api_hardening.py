@@ -6,9 +6,11 @@ import base64
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from api.listing import MAX_ID, decode_cursor, encode_cursor
-from tests.api_support import add_connection, running_api, seed
+from core.db import make_engine
+from tests.api_support import add_connection, read_only, running_api, seed
 
 BIG = str(2**63)  # one past PostgreSQL's BIGINT
 JUST_OVER = str(MAX_ID + 1)  # one past the id columns' INTEGER
@@ -16,12 +18,39 @@ HUGE = "9" * 40
 PERIOD = "start=2025-01-01&end=2025-02-01"
 
 
-@pytest.fixture
-async def api(engine):
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # the shared app's event loop
+
+
+async def seeded(engine):
     async with running_api(engine) as api:
         api.cid = add_connection(engine, "main")
         seed(engine, api.cid, deals=5)
         await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": 1})
+        yield api
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(module_db_url):
+    """The seeded store and its app, built once per database for the tests that only read
+    (most of this module's ~300 cases)."""
+    engine = make_engine(module_db_url)
+    async for api in seeded(engine):
+        yield api
+    engine.dispose()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def api(shared):
+    """The shared seeded app; the test fails if it changed the store."""
+    with read_only(shared.engine):
+        yield shared
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_api(engine):
+    """A seeded store and app of the test's own, for a test that writes or changes the
+    client."""
+    async for api in seeded(engine):
         yield api
 
 
@@ -99,11 +128,11 @@ async def test_ids_in_bodies_are_bounded(api, value):
 
 
 @pytest.mark.parametrize("value", [JUST_OVER, BIG, HUGE, "0"])
-async def test_the_unauthenticated_webhook_route_bounds_its_id(api, value):
-    api.client.headers.pop("Authorization")
-    response = await api.client.post(f"/api/v1/webhooks/zoho/{value}", json={})
+async def test_the_unauthenticated_webhook_route_bounds_its_id(own_api, value):
+    own_api.client.headers.pop("Authorization")
+    response = await own_api.client.post(f"/api/v1/webhooks/zoho/{value}", json={})
     assert_422(response, "connection_id")
-    response = await api.client.post(f"/api/v1/webhooks/zoho/{MAX_ID}", json={})
+    response = await own_api.client.post(f"/api/v1/webhooks/zoho/{MAX_ID}", json={})
     assert response.status_code == 404
 
 
@@ -208,10 +237,10 @@ async def test_a_query_that_fails_is_a_500_envelope_not_a_broken_csv(api, monkey
     ("POST", "/api/v1/api-keys", {"name": "a\u0000b"}),
     ("GET", f"/api/v1/people/{BIG}", None),  # a route without the bounded id type
 ])
-async def test_values_the_database_cannot_store_are_422(api, method, url, body):
+async def test_values_the_database_cannot_store_are_422(own_api, method, url, body):
     """The backstop for any route: PostgreSQL's "out of range" and NUL-in-text errors are the
     request's data, so a 422 envelope (SQLite stores them: there the answer is a 2xx/4xx)."""
-    response = await api.client.request(method, url, json=body)
+    response = await own_api.client.request(method, url, json=body)
     assert response.status_code < 500, response.text
     if "people" in url:
         assert response.status_code == 422
