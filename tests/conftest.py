@@ -229,6 +229,15 @@ def module_db_url(request: pytest.FixtureRequest,
     return url
 
 
+@pytest.fixture(scope="module")
+def module_sqlite_engine(sqlite_template: Path,
+                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """Like sqlite_engine, once per test module: the unit tier's module_db_url."""
+    engine = make_engine(migrated_sqlite(sqlite_template, tmp_path_factory.mktemp("module")))
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     """An engine on each database in turn (see db_url)."""
