@@ -1,7 +1,7 @@
 """Helpers for the API tests: a running app over ASGI, API keys, seeded records."""
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -11,14 +11,14 @@ import fastapi.routing
 import httpx
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from api.app import create_app
 from connectors.http import RetryPolicy
 from core import store
 from core.config import Settings
 from core.db import session_scope
-from core.models import ApiKey, Connection, SQLModel
+from core.models import ApiKey, Connection
 from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
 from core.security import SecretBox, hash_api_key, new_api_key
 from core.types import utcnow
@@ -140,28 +140,6 @@ def seed(engine: Engine, connection_id: int, *, deals: int = 30) -> None:
             Deletion("deals", f"d{deals - 1:03}", T0 + timedelta(days=400)),
             Deletion("accounts", "a4", T0 + timedelta(days=400)),
         ])
-
-
-def store_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table in primary-key order, but when an API key was last used:
-    the one write of a request that only reads (api/deps.py, at most once a minute)."""
-    rows = {}
-    with engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            columns = [c for c in table.c if c is not ApiKey.__table__.c.last_used_at]
-            query = select(*columns).order_by(*table.primary_key.columns)
-            rows[table.name] = [tuple(row) for row in conn.execute(query)]
-    return rows
-
-
-@contextmanager
-def read_only(engine: Engine) -> Iterator[None]:
-    """Fails unless the store is as it was: the guard of a test sharing a module's seeded
-    store (module_db_url in tests/conftest.py), which must not write to it."""
-    before = store_rows(engine)
-    yield
-    assert store_rows(engine) == before, \
-        "this test wrote to the module's shared store: give it a store of its own (engine)"
 
 
 DASHBOARD_PAGES = frozenset({

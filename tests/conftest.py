@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from core import accounts  # noqa: E402
 from core.db import MIGRATIONS, make_engine, upgrade  # noqa: E402
 from core.models import SQLModel  # noqa: E402
+from tests.shared_store import read_only  # noqa: E402
 
 # The sandboxes the tests run (real servers on 127.0.0.1, in-process apps under these
 # names) may receive credentials: the operator setting a deployment with sandboxes needs.
@@ -236,6 +237,22 @@ def module_sqlite_engine(sqlite_template: Path,
     engine = make_engine(migrated_sqlite(sqlite_template, tmp_path_factory.mktemp("module")))
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_engine(module_db_url: str) -> Iterator[Engine]:
+    """An engine on module_db_url."""
+    engine = make_engine(module_db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def shared_api(seeded_module: Any) -> Iterator[Any]:
+    """The module's seeded store and app (its `seeded_module` fixture, on module_engine or
+    module_sqlite_engine), for a test that only reads: it fails if it changed the store."""
+    with read_only(seeded_module.engine):
+        yield seeded_module
 
 
 @pytest.fixture

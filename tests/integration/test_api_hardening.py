@@ -9,8 +9,7 @@ import pytest
 import pytest_asyncio
 
 from api.listing import MAX_ID, decode_cursor, encode_cursor
-from core.db import make_engine
-from tests.api_support import add_connection, read_only, running_api, seed
+from tests.api_support import add_connection, running_api, seed
 
 BIG = str(2**63)  # one past PostgreSQL's BIGINT
 JUST_OVER = str(MAX_ID + 1)  # one past the id columns' INTEGER
@@ -30,19 +29,11 @@ async def seeded(engine):
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def seeded_module(module_db_url):
-    engine = make_engine(module_db_url)
-    async for api in seeded(engine):
+async def seeded_module(module_engine):
+    """Seeded once per database for shared_api: the tests that only read (most of this
+    module's ~300 cases)."""
+    async for api in seeded(module_engine):
         yield api
-    engine.dispose()
-
-
-@pytest.fixture
-def shared_api(seeded_module):
-    """The module's seeded store and app, shared by the tests that only read (most of this
-    module's ~300 cases); the test fails if it changed the store."""
-    with read_only(seeded_module.engine):
-        yield seeded_module
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -8,11 +8,11 @@ import pytest
 import pytest_asyncio
 
 from core import store
-from core.db import make_engine, session_scope
+from core.db import session_scope
 from core.models import Connection, Goal
 from core.records import DealRecord, Deletion, UserRecord
 from core.types import utcnow
-from tests.api_support import make_key, read_only, running_api
+from tests.api_support import make_key, running_api
 
 URL = "/api/v1/goals"
 Q1 = {"period_start": "2025-01-01", "period_end": "2025-03-31"}
@@ -67,20 +67,11 @@ SHARED_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def seeded_module(module_db_url):
-    engine = make_engine(module_db_url)
-    async for api in seeded(engine):
+async def seeded_module(module_engine):
+    """Seeded once per database for shared_api: the tests that only read (the refused goals
+    and imports; they run in its event loop: SHARED_LOOP)."""
+    async for api in seeded(module_engine):
         yield api
-    engine.dispose()
-
-
-@pytest.fixture
-def shared_api(seeded_module):
-    """The module's seeded store and app, shared by the tests that only read (the refused
-    goals and imports; they run in its event loop: SHARED_LOOP); the test fails if it
-    changed the store."""
-    with read_only(seeded_module.engine):
-        yield seeded_module
 
 
 async def create(api, **body):

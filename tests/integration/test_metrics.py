@@ -14,13 +14,13 @@ from sqlmodel import SQLModel
 
 from core import store
 from core.config import Settings
-from core.db import make_engine, session_scope
+from core.db import session_scope
 from core.metrics.currency import CurrencyError, set_rate
 from core.metrics.definitions import drill_down, summary
 from core.models import Connection, FxRate
 from core.queries import ROW_COLUMNS, fetch_page
 from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
-from tests.api_support import read_only
+from tests.shared_store import read_only
 
 NY = Settings(timezone="America/New_York", reporting_currency="USD")
 UTC_SETTINGS = Settings(timezone="UTC", reporting_currency="USD")
@@ -106,10 +106,8 @@ def data(engine):
 
 
 @pytest.fixture(scope="module")
-def seeded_module(module_db_url):
-    engine = make_engine(module_db_url)
-    yield seed(engine)
-    engine.dispose()
+def seeded_module(module_engine):
+    return seed(module_engine)
 
 
 @pytest.fixture

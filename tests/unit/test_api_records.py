@@ -12,7 +12,7 @@ from core import store
 from core.db import session_scope
 from core.queries import ROW_COLUMNS
 from core.records import DealRecord
-from tests.api_support import add_connection, read_only, running_api, seed
+from tests.api_support import add_connection, running_api, seed
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # shared_api's event loop
 
@@ -33,16 +33,9 @@ async def api(sqlite_engine):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def seeded_module(module_sqlite_engine):
+    """Seeded once for shared_api: the tests that only read."""
     async for api in seeded(module_sqlite_engine):
         yield api
-
-
-@pytest.fixture
-def shared_api(seeded_module):
-    """The module's seeded store and app, shared by the tests that only read; the test
-    fails if it changed the store."""
-    with read_only(seeded_module.engine):
-        yield seeded_module
 
 
 async def rows(api, path, **params):
