@@ -217,7 +217,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
 def module_db_url(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> str:
     """Like db_url, once per test module: for a module fixture that seeds a store which the
-    module's read-only tests share (tests.api_support.read_only checks that each left it
+    module's read-only tests share (tests.shared_store.read_only checks that each left it
     as it was). On PostgreSQL it is a database of its own, crmsync_test_<slot>_module, so
     the module's other tests (db_url, engine, pg_engine) do not empty it meanwhile."""
     if request.param == "sqlite":
