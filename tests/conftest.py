@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
 from argon2 import PasswordHasher, profiles  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -247,10 +248,20 @@ def module_engine(module_db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded_module(request: pytest.FixtureRequest, module_engine: Engine) -> Any:
+    """The test module's `seeded(engine)` (an async generator yielding its seeded Api) run
+    once per database on module_engine; tests/unit/conftest.py runs it on
+    module_sqlite_engine."""
+    async for api in request.module.seeded(module_engine):
+        yield api
+
+
 @pytest.fixture
 def shared_api(seeded_module: Any) -> Iterator[Any]:
-    """The module's seeded store and app (its `seeded_module` fixture, on module_engine or
-    module_sqlite_engine), for a test that only reads: it fails if it changed the store."""
+    """The module's seeded store and app (seeded_module), for a test that only reads (it
+    runs in that fixture's event loop: tests.shared_store.SHARED_LOOP); the test fails if
+    it changed the store."""
     with read_only(seeded_module.engine):
         yield seeded_module
 

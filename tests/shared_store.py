@@ -6,9 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 
 from core.models import ApiKey, SQLModel
+
+SHARED_LOOP = pytest.mark.asyncio(loop_scope="module")
+"""The mark of an async test taking shared_api: it runs in the event loop of the module's
+seeded_module (`@pytest_asyncio.fixture(scope="module", loop_scope="module")`)."""
 
 
 def store_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

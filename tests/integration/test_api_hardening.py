@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from api.listing import MAX_ID, decode_cursor, encode_cursor
 from tests.api_support import add_connection, running_api, seed
+from tests.shared_store import SHARED_LOOP
 
 BIG = str(2**63)  # one past PostgreSQL's BIGINT
 JUST_OVER = str(MAX_ID + 1)  # one past the id columns' INTEGER
@@ -17,22 +18,16 @@ HUGE = "9" * 40
 PERIOD = "start=2025-01-01&end=2025-02-01"
 
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")  # shared_api's event loop
+pytestmark = SHARED_LOOP  # every test here runs in the event loop of seeded_module
 
 
 async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
     async with running_api(engine) as api:
         api.cid = add_connection(engine, "main")
         seed(engine, api.cid, deals=5)
         await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": 1})
-        yield api
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def seeded_module(module_engine):
-    """Seeded once per database for shared_api: the tests that only read (most of this
-    module's ~300 cases)."""
-    async for api in seeded(module_engine):
         yield api
 
 

@@ -5,7 +5,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-import pytest_asyncio
 
 from core import store
 from core.db import session_scope
@@ -13,6 +12,7 @@ from core.models import Connection, Goal
 from core.records import DealRecord, Deletion, UserRecord
 from core.types import utcnow
 from tests.api_support import make_key, running_api
+from tests.shared_store import SHARED_LOOP
 
 URL = "/api/v1/goals"
 Q1 = {"period_start": "2025-01-01", "period_end": "2025-03-31"}
@@ -49,6 +49,8 @@ def seed(engine) -> None:
 
 
 async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
     seed(engine)
     async with running_api(engine) as api:
         put = await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": "1.5"})
@@ -60,17 +62,6 @@ async def seeded(engine):
 async def api(engine):
     """A seeded store and its app, the test's own."""
     async for api in seeded(engine):
-        yield api
-
-
-SHARED_LOOP = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def seeded_module(module_engine):
-    """Seeded once per database for shared_api: the tests that only read (the refused goals
-    and imports; they run in its event loop: SHARED_LOOP)."""
-    async for api in seeded(module_engine):
         yield api
 
 

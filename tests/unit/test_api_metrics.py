@@ -4,19 +4,21 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-import pytest_asyncio
 
 from core import store
 from core.db import session_scope
 from core.models import Connection
 from core.records import DealRecord, StageRecord, UserRecord
 from tests.api_support import make_key, running_api
+from tests.shared_store import SHARED_LOOP
 
 URL = "/api/v1/metrics/summary"
 PERIOD = {"start": "2025-01-01", "end": "2025-03-31"}
 
 
 async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
     async with running_api(engine) as api:
         with session_scope(engine) as session:
             us = Connection(provider="zoho", name="us", home_currency="USD")
@@ -39,16 +41,6 @@ async def seeded(engine):
 async def api(sqlite_engine):
     """A seeded store and its app, the test's own."""
     async for api in seeded(sqlite_engine):
-        yield api
-
-
-SHARED_LOOP = pytest.mark.asyncio(loop_scope="module")  # the event loop of seeded_module
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def seeded_module(module_sqlite_engine):
-    """Seeded once for shared_api: the refused parameters and rates (SHARED_LOOP)."""
-    async for api in seeded(module_sqlite_engine):
         yield api
 
 

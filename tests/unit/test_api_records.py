@@ -13,11 +13,14 @@ from core.db import session_scope
 from core.queries import ROW_COLUMNS
 from core.records import DealRecord
 from tests.api_support import add_connection, running_api, seed
+from tests.shared_store import SHARED_LOOP
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")  # shared_api's event loop
+pytestmark = SHARED_LOOP  # every test here runs in the event loop of seeded_module
 
 
 async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
     async with running_api(engine) as api:
         api.cid = add_connection(engine, "main")
         seed(engine, api.cid, deals=30)  # d029 and account a4 are tombstoned
@@ -28,13 +31,6 @@ async def seeded(engine):
 async def api(sqlite_engine):
     """A seeded store and its app, the test's own: for a test that writes."""
     async for api in seeded(sqlite_engine):
-        yield api
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def seeded_module(module_sqlite_engine):
-    """Seeded once for shared_api: the tests that only read."""
-    async for api in seeded(module_sqlite_engine):
         yield api
 
 
