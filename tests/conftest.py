@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
 from argon2 import PasswordHasher, profiles  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -33,6 +34,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from core import accounts  # noqa: E402
 from core.db import MIGRATIONS, make_engine, upgrade  # noqa: E402
 from core.models import SQLModel  # noqa: E402
+from tests.shared_store import read_only  # noqa: E402
 
 # The sandboxes the tests run (real servers on 127.0.0.1, in-process apps under these
 # names) may receive credentials: the operator setting a deployment with sandboxes needs.
@@ -44,7 +46,7 @@ SLOTS = 15  # test processes at once on one machine (Redis databases 1..15; 0 is
 
 SERVERLESS = (Path(__file__).parent / "unit", Path(__file__).parent / "contract")
 # Every fixture on PostgreSQL or Redis depends on one of these.
-SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "redis_url"})
+SERVER_FIXTURES = frozenset({"pg_url", "empty_pg_url", "db_url", "module_db_url", "redis_url"})
 
 
 PASSWORDS = accounts.PASSWORDS
@@ -126,11 +128,10 @@ def _migrations_digest() -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def pg_url(slot: int) -> str:
-    """This process's migrated PostgreSQL database, crmsync_test_<slot>; rebuilt when the
-    migrations changed since it was built (the database's comment records their digest)."""
-    name, digest = f"crmsync_test_{slot}", _migrations_digest()
+def _migrated_pg_database(name: str) -> str:
+    """The URL of database `name`, migrated; rebuilt when the migrations changed since it was
+    built (the database's comment records their digest)."""
+    digest = _migrations_digest()
     comment = (f"SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                f"WHERE datname = '{name}'")
     if _admin(comment) != digest:
@@ -140,6 +141,12 @@ def pg_url(slot: int) -> str:
         engine.dispose()
         _admin(f"COMMENT ON DATABASE {name} IS '{digest}'")
     return _pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_url(slot: int) -> str:
+    """This process's migrated PostgreSQL database, crmsync_test_<slot>."""
+    return _migrated_pg_database(f"crmsync_test_{slot}")
 
 
 @pytest.fixture
@@ -205,6 +212,58 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
         _empty_all(engine)
         engine.dispose()
         yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Like db_url, once per test module: for a module fixture that seeds a store which the
+    module's read-only tests share (tests.shared_store.read_only checks that each left it
+    as it was). On PostgreSQL it is a database of its own, crmsync_test_<slot>_module, so
+    the module's other tests (db_url, engine, pg_engine) do not empty it meanwhile."""
+    if request.param == "sqlite":
+        return migrated_sqlite(request.getfixturevalue("sqlite_template"),
+                               tmp_path_factory.mktemp("module"))
+    url = _migrated_pg_database(f"crmsync_test_{request.getfixturevalue('slot')}_module")
+    engine = make_engine(url)
+    _empty_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def module_sqlite_engine(sqlite_template: Path,
+                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """Like sqlite_engine, once per test module: the unit tier's module_db_url."""
+    engine = make_engine(migrated_sqlite(sqlite_template, tmp_path_factory.mktemp("module")))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_engine(module_db_url: str) -> Iterator[Engine]:
+    """An engine on module_db_url."""
+    engine = make_engine(module_db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded_module(request: pytest.FixtureRequest, module_engine: Engine) -> Any:
+    """The test module's `seeded(engine)` (an async generator yielding its seeded Api) run
+    once per database on module_engine; tests/unit/conftest.py runs it on
+    module_sqlite_engine."""
+    async for api in request.module.seeded(module_engine):
+        yield api
+
+
+@pytest.fixture
+def shared_api(seeded_module: Any) -> Iterator[Any]:
+    """The module's seeded store and app (seeded_module), for a test that only reads (it
+    runs in that fixture's event loop: tests.shared_store.SHARED_LOOP); the test fails if
+    it changed the store."""
+    with read_only(seeded_module.engine):
+        yield seeded_module
 
 
 @pytest.fixture

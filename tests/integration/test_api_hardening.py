@@ -6,9 +6,11 @@ import base64
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from api.listing import MAX_ID, decode_cursor, encode_cursor
 from tests.api_support import add_connection, running_api, seed
+from tests.shared_store import SHARED_LOOP
 
 BIG = str(2**63)  # one past PostgreSQL's BIGINT
 JUST_OVER = str(MAX_ID + 1)  # one past the id columns' INTEGER
@@ -16,12 +18,24 @@ HUGE = "9" * 40
 PERIOD = "start=2025-01-01&end=2025-02-01"
 
 
-@pytest.fixture
-async def api(engine):
+pytestmark = SHARED_LOOP  # every test here runs in the event loop of seeded_module
+
+
+async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
     async with running_api(engine) as api:
         api.cid = add_connection(engine, "main")
         seed(engine, api.cid, deals=5)
         await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": 1})
+        yield api
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def api(engine):
+    """A seeded store and its app, the test's own: for a test that writes or changes the
+    client."""
+    async for api in seeded(engine):
         yield api
 
 
@@ -63,37 +77,37 @@ ID_ROUTES = [
 
 @pytest.mark.parametrize("value", [JUST_OVER, BIG, "0"])
 @pytest.mark.parametrize(("method", "url", "field", "body"), ID_ROUTES)
-async def test_ids_out_of_range_are_422(api, method, url, field, body, value):
-    response = await api.client.request(method, url.format(value), json=body)
+async def test_ids_out_of_range_are_422(shared_api, method, url, field, body, value):
+    response = await shared_api.client.request(method, url.format(value), json=body)
     assert_422(response, field)
 
 
 @pytest.mark.parametrize("value", [HUGE, "-1", f"-{BIG}", "1e3", "1.5"])
 @pytest.mark.parametrize(("method", "url", "field", "body"), ID_ROUTES[:1] + ID_ROUTES[12:13])
-async def test_other_bad_ids_are_422(api, method, url, field, body, value):
-    response = await api.client.request(method, url.format(value), json=body)
+async def test_other_bad_ids_are_422(shared_api, method, url, field, body, value):
+    response = await shared_api.client.request(method, url.format(value), json=body)
     assert_422(response, field)
 
 
-async def test_the_largest_id_is_a_plain_404(api):
-    response = await api.get(f"/api/v1/connections/{MAX_ID}")
+async def test_the_largest_id_is_a_plain_404(shared_api):
+    response = await shared_api.get(f"/api/v1/connections/{MAX_ID}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
-    response = await api.get(f"/api/v1/deals?connection_id={MAX_ID}")
+    response = await shared_api.get(f"/api/v1/deals?connection_id={MAX_ID}")
     assert response.status_code == 200 and response.json()["data"] == []
 
 
 @pytest.mark.parametrize("value", [JUST_OVER, BIG, HUGE, "0"])
-async def test_ids_in_bodies_are_bounded(api, value):
-    response = await api.client.post("/api/v1/goals/push",
+async def test_ids_in_bodies_are_bounded(shared_api, value):
+    response = await shared_api.client.post("/api/v1/goals/push",
                                      content=f'{{"connection_id": {value}}}',
                                      headers={"Content-Type": "application/json"})
     assert_422(response, "connection_id")
-    response = await api.client.post("/api/v1/goals", content=(
+    response = await shared_api.client.post("/api/v1/goals", content=(
         f'{{"person_id": {value}, "metric": "bookings", "period_start": "2025-01-01", '
         '"period_end": "2025-01-31", "target": 1}'), headers={"Content-Type": "application/json"})
     assert_422(response, "person_id")
-    response = await api.client.patch("/api/v1/goals/1", content=f'{{"person_id": {value}}}',
+    response = await shared_api.client.patch("/api/v1/goals/1", content=f'{{"person_id": {value}}}',
                                       headers={"Content-Type": "application/json"})
     assert_422(response, "person_id")
 
@@ -118,16 +132,16 @@ def crafted(payload: bytes) -> str:
     crafted(b"k1:-5"),
 ])
 @pytest.mark.parametrize("path", ["deals", "sync-runs", "goals"])
-async def test_crafted_cursors_are_422(api, path, cursor):
-    response = await api.get(f"/api/v1/{path}", params={"cursor": cursor})
+async def test_crafted_cursors_are_422(shared_api, path, cursor):
+    response = await shared_api.get(f"/api/v1/{path}", params={"cursor": cursor})
     assert_422(response, "cursor")
 
 
-async def test_real_cursors_still_page(api):
+async def test_real_cursors_still_page(shared_api):
     assert decode_cursor(encode_cursor(MAX_ID)) == MAX_ID
-    rows = await api.all_pages("/api/v1/deals", limit=2)
+    rows = await shared_api.all_pages("/api/v1/deals", limit=2)
     assert len(rows) == 4  # 5 seeded, one tombstoned
-    response = await api.get("/api/v1/deals", params={"cursor": encode_cursor(MAX_ID)})
+    response = await shared_api.get("/api/v1/deals", params={"cursor": encode_cursor(MAX_ID)})
     assert response.status_code == 200 and response.json()["data"] == []
 
 
@@ -137,8 +151,8 @@ async def test_real_cursors_still_page(api):
 ])
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 @pytest.mark.parametrize("path", ["deals", "accounts"])
-async def test_datetimes_outside_the_calendar_in_utc_are_422(api, path, fmt, value):
-    response = await api.get(f"/api/v1/{path}", params={"modified_since": value,
+async def test_datetimes_outside_the_calendar_in_utc_are_422(shared_api, path, fmt, value):
+    response = await shared_api.get(f"/api/v1/{path}", params={"modified_since": value,
                                                       "format": fmt})
     assert_422(response, "modified_since")
     assert "years 1 to 9999" in response.json()["error"]["message"]
@@ -149,8 +163,8 @@ async def test_datetimes_outside_the_calendar_in_utc_are_422(api, path, fmt, val
     ("9999-12-31T23:59:59+05:00", 0), ("9999-12-31T23:59:59.999999", 0),
     ("2025-01-01T02:30:00+01:00", 2),  # 01:30 UTC: deals modified at 02:00 and 03:00 UTC
 ])
-async def test_datetimes_at_the_edge_that_fit_are_answered(api, value, rows):
-    response = await api.get("/api/v1/deals", params={"modified_since": value})
+async def test_datetimes_at_the_edge_that_fit_are_answered(shared_api, value, rows):
+    response = await shared_api.get("/api/v1/deals", params={"modified_since": value})
     assert response.status_code == 200, response.text
     assert len(response.json()["data"]) == rows
 
@@ -166,25 +180,25 @@ async def test_datetimes_at_the_edge_that_fit_are_answered(api, value, rows):
     "/api/v1/deals?close_from=0001-01-01&close_to=9999-12-31",
 ])
 @pytest.mark.parametrize("fmt", ["json", "csv"])
-async def test_calendar_edges_in_metrics_and_lists_are_never_5xx(api, url, fmt):
-    response = await api.get(f"{url}&format={fmt}")
+async def test_calendar_edges_in_metrics_and_lists_are_never_5xx(shared_api, url, fmt):
+    response = await shared_api.get(f"{url}&format={fmt}")
     assert response.status_code < 500, response.text
     assert response.status_code in (200, 422), response.text
 
 
-async def test_csv_errors_are_a_normal_answer_before_the_stream(api):
+async def test_csv_errors_are_a_normal_answer_before_the_stream(shared_api):
     """The first rows are read before the answer starts: a failing query is an ordinary
     error response (a JSON envelope with its status), not a CSV cut after its header."""
-    bad = await api.get("/api/v1/deals", params={"format": "csv", "connection_id": BIG})
+    bad = await shared_api.get("/api/v1/deals", params={"format": "csv", "connection_id": BIG})
     assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/json")
-    good = await api.get("/api/v1/deals", params={"format": "csv"})
+    good = await shared_api.get("/api/v1/deals", params={"format": "csv"})
     assert good.status_code == 200
     assert good.headers["content-type"].startswith("text/csv")
     assert len(good.text.strip().splitlines()) == 5
 
 
-async def test_a_query_that_fails_is_a_500_envelope_not_a_broken_csv(api, monkeypatch):
+async def test_a_query_that_fails_is_a_500_envelope_not_a_broken_csv(shared_api, monkeypatch):
     """A failure of the CSV query (an exception where the rows are read) still answers a
     complete JSON 500 instead of a 200 whose CSV stops after the header."""
     from core import queries
@@ -195,7 +209,7 @@ async def test_a_query_that_fails_is_a_500_envelope_not_a_broken_csv(api, monkey
 
     monkeypatch.setattr("api.listing.iter_rows", failing_iter_rows)
     assert queries.iter_rows is not failing_iter_rows
-    response = await api.get("/api/v1/deals", params={"format": "csv"})
+    response = await shared_api.get("/api/v1/deals", params={"format": "csv"})
     assert response.status_code == 500
     assert response.json() == {"error": {"code": "internal_error",
                                          "message": "internal server error"}}

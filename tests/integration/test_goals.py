@@ -12,6 +12,7 @@ from core.models import Connection, Goal
 from core.records import DealRecord, Deletion, UserRecord
 from core.types import utcnow
 from tests.api_support import make_key, running_api
+from tests.shared_store import SHARED_LOOP
 
 URL = "/api/v1/goals"
 Q1 = {"period_start": "2025-01-01", "period_end": "2025-03-31"}
@@ -47,12 +48,20 @@ def seed(engine) -> None:
             won("e1", "ANN@x.com", "100", date(2025, 1, 15))])
 
 
-@pytest.fixture
-async def api(engine):
+async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
     seed(engine)
     async with running_api(engine) as api:
         put = await api.client.put("/api/v1/fx-rates/EUR", json={"rate_to_reporting": "1.5"})
         assert put.status_code == 200, put.text
+        yield api
+
+
+@pytest.fixture
+async def api(engine):
+    """A seeded store and its app, the test's own."""
+    async for api in seeded(engine):
         yield api
 
 
@@ -107,6 +116,7 @@ async def test_create_get_list_with_actual_and_attainment(api):
     assert len(lines) == 5 and ",1650.50,0.8253," in lines[1]
 
 
+@SHARED_LOOP
 @pytest.mark.parametrize("body,field,text", [
     ({"owner_email": "nobody@x.com"}, "owner_email", "is not the email of any person"),
     ({"person_id": 999}, "person_id", "person 999 does not exist"),
@@ -126,10 +136,11 @@ async def test_create_get_list_with_actual_and_attainment(api):
     ({"target": None}, "target", ""),
     ({"colour": "red"}, "colour", "is not a known field"),
 ])
-async def test_bad_goals_are_422s_naming_the_field_and_change_nothing(api, body, field, text):
-    response = await create(api, **{"owner_email": "ann@x.com", "target": 100, **body})
+async def test_bad_goals_are_422s_naming_the_field_and_change_nothing(shared_api, body, field,
+                                                                     text):
+    response = await create(shared_api, **{"owner_email": "ann@x.com", "target": 100, **body})
     field_error(response, field, text)
-    assert (await api.get(URL)).json()["data"] == []
+    assert (await shared_api.get(URL)).json()["data"] == []
 
 
 async def test_a_duplicate_live_goal_is_a_409_and_deleting_frees_the_period(api):
@@ -210,7 +221,8 @@ async def test_import_csv_creates_then_updates_and_accepts_multipart(api):
     assert len((await api.get(URL)).json()["data"]) == 4
 
 
-async def test_import_reports_every_bad_line_and_writes_nothing(api):
+@SHARED_LOOP
+async def test_import_reports_every_bad_line_and_writes_nothing(shared_api):
     text = (
         "owner_email,metric,period_start,period_end,target\n"          # 1
         "ann@x.com,bookings,2025-01-01,2025-03-31,2000\n"              # 2 good
@@ -224,8 +236,8 @@ async def test_import_reports_every_bad_line_and_writes_nothing(api):
         "\n"                                                           # 10 blank
         "bob@x.com,bookings,2025-01-01\n"                              # 11 short
     )
-    response = await api.client.post(f"{URL}/import", content=text,
-                                      headers={"Content-Type": "text/csv; charset=utf-8"})
+    response = await shared_api.client.post(f"{URL}/import", content=text,
+                                             headers={"Content-Type": "text/csv; charset=utf-8"})
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "validation_error" and "nothing was imported" in error["message"]
@@ -234,9 +246,10 @@ async def test_import_reports_every_bad_line_and_writes_nothing(api):
                      (7, "period_start"), (8, "period_start"), (8, "target"), (9, "target"),
                      (11, "row")}
     assert "line 2" in next(r["message"] for r in error["rows"] if r["line"] == 7)
-    assert (await api.get(URL)).json()["data"] == []
+    assert (await shared_api.get(URL)).json()["data"] == []
 
 
+@SHARED_LOOP
 @pytest.mark.parametrize("content,headers,status,text", [
     ("owner,metric\nx,y\n", {"Content-Type": "text/csv"}, 422, "missing owner_email"),
     ("", {"Content-Type": "text/csv"}, 422, "the file is empty"),
@@ -245,17 +258,19 @@ async def test_import_reports_every_bad_line_and_writes_nothing(api):
     ("a,b", {"Content-Type": "application/json"}, 415, "Content-Type: text/csv"),
     (b"\xff\xfeo\x00", {"Content-Type": "text/csv"}, 422, "not UTF-8"),
 ])
-async def test_import_bad_files(api, content, headers, status, text):
+async def test_import_bad_files(shared_api, content, headers, status, text):
     body = content if isinstance(content, bytes) else content.encode()
-    response = await api.client.post(f"{URL}/import", content=body, headers=headers)
+    response = await shared_api.client.post(f"{URL}/import", content=body, headers=headers)
     assert response.status_code == status, response.text
     assert text in response.text
     if status == 422 and "rows" in response.json()["error"]:
         assert response.json()["error"]["rows"][0]["line"] == 1
 
 
-async def test_import_multipart_without_the_file_field(api):
-    response = await api.client.post(f"{URL}/import", files={"other": ("x.csv", b"a", "text/csv")})
+@SHARED_LOOP
+async def test_import_multipart_without_the_file_field(shared_api):
+    response = await shared_api.client.post(f"{URL}/import",
+                                            files={"other": ("x.csv", b"a", "text/csv")})
     assert response.status_code == 422 and "`file`" in response.text
 
 
@@ -333,7 +348,8 @@ async def test_a_goal_of_a_rep_the_crm_no_longer_lists_can_still_be_edited(api, 
     assert another.json()["person_id"] == goal["person_id"]
 
 
-async def test_the_import_body_is_described_in_openapi(api):
-    spec = (await api.get("/openapi.json")).json()
+@SHARED_LOOP
+async def test_the_import_body_is_described_in_openapi(shared_api):
+    spec = (await shared_api.get("/openapi.json")).json()
     body = spec["paths"]["/api/v1/goals/import"]["post"]["requestBody"]["content"]
     assert set(body) == {"text/csv", "multipart/form-data"}

@@ -20,6 +20,7 @@ from core.metrics.definitions import drill_down, summary
 from core.models import Connection, FxRate
 from core.queries import ROW_COLUMNS, fetch_page
 from core.records import AccountRecord, DealRecord, Deletion, StageRecord, UserRecord
+from tests.shared_store import read_only
 
 NY = Settings(timezone="America/New_York", reporting_currency="USD")
 UTC_SETTINGS = Settings(timezone="UTC", reporting_currency="USD")
@@ -44,8 +45,7 @@ def account(rid: str, owner: str, created: str) -> AccountRecord:
     return AccountRecord(rid, rid, owner_email=owner, remote_created_at=ts(created))
 
 
-@pytest.fixture
-def data(engine):
+def seed(engine):
     with session_scope(engine) as session:
         us = Connection(provider="zoho", name="us", home_currency="USD")
         eu = Connection(provider="zoho", name="eu", home_currency="EUR")
@@ -99,6 +99,25 @@ def data(engine):
     return engine, c1, c2
 
 
+@pytest.fixture
+def data(engine):
+    """The dataset in a store of the test's own."""
+    return seed(engine)
+
+
+@pytest.fixture(scope="module")
+def seeded_module(module_engine):
+    return seed(module_engine)
+
+
+@pytest.fixture
+def shared_data(seeded_module):
+    """The module's dataset, shared by the tests that only read; the test fails if it
+    changed the store."""
+    with read_only(seeded_module[0]):
+        yield seeded_module
+
+
 def run(engine, settings=NY, **params):
     with session_scope(engine) as session:
         return summary(session, settings=settings, **{**Q1, "group_by": "owner", **params})
@@ -127,8 +146,8 @@ def person_of(engine, connection_id: int, remote_id: str) -> int:
             {"c": connection_id, "r": remote_id}).scalar_one())
 
 
-def test_by_owner(data):
-    engine, c1, c2 = data
+def test_by_owner(shared_data):
+    engine, c1, c2 = shared_data
     result = run(engine)
     assert (result["start"], result["end"], result["currency"], result["group_by"]) == (
         date(2025, 1, 1), date(2025, 3, 31), "USD", "owner")
@@ -152,8 +171,8 @@ def test_by_owner(data):
     assert result["total"] == TOTAL
 
 
-def test_by_connection_and_none(data):
-    engine, c1, c2 = data
+def test_by_connection_and_none(shared_data):
+    engine, c1, c2 = shared_data
     result = run(engine, group_by="connection")
     assert result["data"] == [
         {"connection_id": c1, "connection_name": "us",
@@ -167,8 +186,8 @@ def test_by_connection_and_none(data):
     assert none["data"] == [TOTAL] and none["total"] == TOTAL
 
 
-def test_connection_filter(data):
-    engine, _, c2 = data
+def test_connection_filter(shared_data):
+    engine, _, c2 = shared_data
     result = run(engine, connection_id=c2)
     assert [(r["owner_email"], r["bookings"], r["new_accounts"]) for r in result["data"]] == [
         ("ann@x.com", D("220.00"), 0), ("bob@x.com", D("0.00"), 0),
@@ -177,8 +196,8 @@ def test_connection_filter(data):
                                       "36.30", "256.30", 1)
 
 
-def test_empty_period_gives_zeros_and_nulls(data):
-    engine, _, _ = data
+def test_empty_period_gives_zeros_and_nulls(shared_data):
+    engine, _, _ = shared_data
     result = run(engine, group_by="none", start=date(2030, 1, 1), end=date(2030, 1, 31))
     assert result["data"] == [ZERO] and result["total"] == ZERO
 
@@ -208,8 +227,8 @@ def test_time_zone_change_recomputes_created_dates(data):
     ({"start": date(2025, 4, 1)}, "start must not be after end"),
     ({"start": date(2015, 1, 1)}, "must not exceed 10 years"),
 ])
-def test_bad_parameters(data, params, message):
-    engine, _, _ = data
+def test_bad_parameters(shared_data, params, message):
+    engine, _, _ = shared_data
     with pytest.raises(ValueError, match=message):
         run(engine, **params)
 
@@ -303,8 +322,8 @@ DRILLED = ["bookings", "deals_won", "deals_lost", "win_rate", "avg_deal_size",
 
 
 @pytest.mark.parametrize("metric", DRILLED)
-def test_drill_down_adds_up_to_the_summary(data, metric):
-    engine, _, c2 = data
+def test_drill_down_adds_up_to_the_summary(shared_data, metric):
+    engine, _, c2 = shared_data
     result = run(engine)
     assert recompute(drill(engine, metric), metric, c2) == result["total"][metric]
     for row in result["data"]:
@@ -326,8 +345,8 @@ def test_drill_down_adds_up_to_the_summary(data, metric):
     ("forecast", {"owner_email": "Bob@X.com"}, ["D3", "D4", "E2"]),
     ("forecast", {"end": date(2025, 1, 31)}, ["D1"]),
 ])
-def test_drill_down_rows(data, metric, params, expected):
-    engine, _, _ = data
+def test_drill_down_rows(shared_data, metric, params, expected):
+    engine, _, _ = shared_data
     rows = drill(engine, metric, **params)
     assert [r["remote_id"] for r in rows] == expected  # in id order (keyset)
     assert tuple(rows[0]) == ROW_COLUMNS["deals"]
@@ -339,8 +358,8 @@ def test_drill_down_rows(data, metric, params, expected):
     ("bookings", {"start": date(2025, 4, 1)}, "start must not be after end"),
     ("bookings", {"start": date(2015, 1, 1)}, "must not exceed 10 years"),
 ])
-def test_drill_down_bad_parameters(data, metric, params, message):
-    engine, _, _ = data
+def test_drill_down_bad_parameters(shared_data, metric, params, message):
+    engine, _, _ = shared_data
     with pytest.raises(ValueError, match=message):
         drill(engine, metric, **params)
 
@@ -398,8 +417,8 @@ def series(engine, settings=NY, **params):
                                                     else []), r["value"]) for r in result["data"]]
 
 
-def test_timeseries_months_include_empty_periods(data):
-    engine, _, _ = data
+def test_timeseries_months_include_empty_periods(shared_data):
+    engine, _, _ = shared_data
     assert series(engine, metric="bookings", interval="month", start=date(2024, 12, 15),
                   end=date(2025, 4, 10)) == [
         (date(2024, 12, 1), date(2024, 12, 31), D("0.00")),  # nothing happened
@@ -411,8 +430,8 @@ def test_timeseries_months_include_empty_periods(data):
         D("10.00"), D("14.00"), D("29.00")]  # D1 created 23:50 Jan 10 in New York
 
 
-def test_timeseries_weeks_start_on_monday(data):
-    engine, _, _ = data
+def test_timeseries_weeks_start_on_monday(shared_data):
+    engine, _, _ = shared_data
     weeks = {"interval": "week", "start": date(2025, 1, 15), "end": date(2025, 2, 16)}
     assert series(engine, metric="deals_won", **weeks) == [
         (date(2025, 1, 13), date(2025, 1, 19), 0),
@@ -424,8 +443,8 @@ def test_timeseries_weeks_start_on_monday(data):
         None, D("1.0000"), D("0.0000"), None, D("1.0000")]  # D2 lost on Feb 1
 
 
-def test_timeseries_quarters_honour_the_fiscal_year(data):
-    engine, _, _ = data
+def test_timeseries_quarters_honour_the_fiscal_year(shared_data):
+    engine, _, _ = shared_data
     assert series(engine, metric="bookings", interval="quarter", end=date(2025, 6, 30)) == [
         (date(2025, 1, 1), date(2025, 3, 31), D("1553.33")),
         (date(2025, 4, 1), date(2025, 6, 30), D("700.00"))]
@@ -437,8 +456,8 @@ def test_timeseries_quarters_honour_the_fiscal_year(data):
         (date(2025, 2, 1), date(2025, 4, 30), D("1253.33"))]  # D3 + E1 + D6
 
 
-def test_timeseries_by_owner_has_every_owner_in_every_period(data):
-    engine, _, _ = data
+def test_timeseries_by_owner_has_every_owner_in_every_period(shared_data):
+    engine, _, _ = shared_data
     rows = series(engine, metric="new_accounts", interval="month", group_by="owner")
     owners = ["ann@x.com", "bob@x.com", "cat@x.com", "eve@x.com", "gus@x.com"]
     counts = {(date(2025, 2, 1), "bob@x.com"): 1,  # A2 (A5 is deleted)
@@ -465,10 +484,10 @@ def test_the_metric_sets_of_drill_down_and_timeseries_are_the_summary_metrics_th
 
 
 @pytest.mark.parametrize("interval", ["week", "month", "quarter"])
-def test_timeseries_values_equal_the_summary_of_each_period(data, interval):
+def test_timeseries_values_equal_the_summary_of_each_period(shared_data, interval):
     from core.metrics.definitions import SERIES_METRICS
 
-    engine, _, _ = data
+    engine, _, _ = shared_data
     span = {"start": date(2024, 12, 20), "end": date(2025, 4, 5), "interval": interval}
     periods: dict = {}
     for metric in SERIES_METRICS:
@@ -493,7 +512,7 @@ def test_timeseries_values_equal_the_summary_of_each_period(data, interval):
     ({"start": date(2025, 4, 1)}, "start must not be after end"),
     ({"start": date(2015, 1, 1)}, "must not exceed 10 years"),
 ])
-def test_timeseries_bad_parameters(data, params, message):
-    engine, _, _ = data
+def test_timeseries_bad_parameters(shared_data, params, message):
+    engine, _, _ = shared_data
     with pytest.raises(ValueError, match=message):
         series(engine, **{"metric": "bookings", "interval": "month", **params})

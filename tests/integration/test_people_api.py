@@ -11,12 +11,14 @@ from core.db import session_scope
 from core.models import Connection
 from core.records import DealRecord, UserRecord
 from tests.api_support import make_key, running_api
+from tests.shared_store import SHARED_LOOP
 
 URL = "/api/v1/people"
 
 
-@pytest.fixture
-async def api(engine):
+async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
     with session_scope(engine) as session:
         for name, users in (("zoho", [UserRecord("z1", "Ann Lee", "ann@x.com", team="East"),
                                       UserRecord("z2", "Bob Roy", "bob@x.com")]),
@@ -30,6 +32,13 @@ async def api(engine):
             DealRecord("d1", "D1", amount_home=Decimal("5"), status="won",
                        close_date=date(2025, 2, 1), owner_remote_id="f1")])
     async with running_api(engine) as api:
+        yield api
+
+
+@pytest.fixture
+async def api(engine):
+    """The people and their app, the test's own."""
+    async for api in seeded(engine):
         yield api
 
 
@@ -90,6 +99,7 @@ async def test_patch_a_person(api):
     assert goal.json()["owner_name"] == "Wu W." and goal.json()["actual"] == 1
 
 
+@SHARED_LOOP
 @pytest.mark.parametrize("method,path,body,status,field", [
     ("patch", "/3", {"name": "  "}, 422, "name"),
     ("patch", "/3", {"email": "not-an-email"}, 422, "email"),
@@ -104,15 +114,15 @@ async def test_patch_a_person(api):
     ("post", "/99/users", {"user_id": 3}, 404, None),
     ("post", "/1/users", [1], 422, "body"),
 ])
-async def test_bad_input_is_a_json_4xx_and_changes_nothing(api, method, path, body, status,
-                                                           field):
-    before = (await api.get(URL)).json()
-    response = await getattr(api.client, method)(f"{URL}{path}", json=body)
+async def test_bad_input_is_a_json_4xx_and_changes_nothing(shared_api, method, path, body,
+                                                           status, field):
+    before = (await shared_api.get(URL)).json()
+    response = await getattr(shared_api.client, method)(f"{URL}{path}", json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     if field is not None:
         assert any(d["field"] == field for d in error["details"]), error
-    assert (await api.get(URL)).json() == before
+    assert (await shared_api.get(URL)).json() == before
 
 
 async def test_reads_need_read_changes_need_admin(api):

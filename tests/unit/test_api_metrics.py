@@ -10,15 +10,17 @@ from core.db import session_scope
 from core.models import Connection
 from core.records import DealRecord, StageRecord, UserRecord
 from tests.api_support import make_key, running_api
+from tests.shared_store import SHARED_LOOP
 
 URL = "/api/v1/metrics/summary"
 PERIOD = {"start": "2025-01-01", "end": "2025-03-31"}
 
 
-@pytest.fixture
-async def api(sqlite_engine):
-    async with running_api(sqlite_engine) as api:
-        with session_scope(sqlite_engine) as session:
+async def seeded(engine):
+    """The seeded store and its app: the test's own (api), or the module's (seeded_module
+    in tests/conftest.py, for shared_api)."""
+    async with running_api(engine) as api:
+        with session_scope(engine) as session:
             us = Connection(provider="zoho", name="us", home_currency="USD")
             eu = Connection(provider="zoho", name="eu", home_currency="EUR")
             session.add_all([us, eu])
@@ -32,6 +34,13 @@ async def api(sqlite_engine):
             store.upsert_records(session, stream="deals", connection_id=eu.id, records=[
                 DealRecord("e1", "E1", amount_home=Decimal("10"), status="won",
                            close_date=date(2025, 3, 1), owner_email="ANN@x.com")])
+        yield api
+
+
+@pytest.fixture
+async def api(sqlite_engine):
+    """A seeded store and its app, the test's own."""
+    async for api in seeded(sqlite_engine):
         yield api
 
 
@@ -71,6 +80,7 @@ async def test_timestamps_are_taken_as_their_date(api):
         ("us", 100.1), ("eu", 20)]
 
 
+@SHARED_LOOP
 @pytest.mark.parametrize("params,field,message", [
     ({"start": "2025-03-01", "end": "2025-01-01"}, None, "start must not be after end"),
     ({"start": "2010-01-01", "end": "2025-01-01"}, None, "must not exceed 10 years"),
@@ -80,8 +90,8 @@ async def test_timestamps_are_taken_as_their_date(api):
     ({"end": "2025-12-31"}, "start", "is required"),
     ({**PERIOD, "colour": "red"}, "colour", "is not a known parameter"),
 ])
-async def test_bad_parameters_are_422s_saying_what_is_allowed(api, params, field, message):
-    response = await api.get(URL, params=params)
+async def test_bad_parameters_are_422s_saying_what_is_allowed(shared_api, params, field, message):
+    response = await shared_api.get(URL, params=params)
     assert response.status_code == 422
     error = response.json()["error"]
     assert message in error["message"]
@@ -89,8 +99,10 @@ async def test_bad_parameters_are_422s_saying_what_is_allowed(api, params, field
         assert error["details"][0]["field"] == field
 
 
-async def test_metrics_need_a_key_with_read_scope(api):
-    response = await api.client.get(URL, params=PERIOD, headers={"Authorization": "Bearer x"})
+@SHARED_LOOP
+async def test_metrics_need_a_key_with_read_scope(shared_api):
+    response = await shared_api.client.get(URL, params=PERIOD,
+                                           headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
 
 
@@ -116,6 +128,7 @@ async def test_fx_rates_put_and_get(api):
         ("CNY", 0.14), ("EUR", 1.09)]
 
 
+@SHARED_LOOP
 @pytest.mark.parametrize("code,body,field", [
     ("EUR", {"rate_to_reporting": 0}, "rate_to_reporting"),
     ("EUR", {"rate_to_reporting": -1.5}, "rate_to_reporting"),
@@ -126,11 +139,11 @@ async def test_fx_rates_put_and_get(api):
     ("EURO", {"rate_to_reporting": 1}, "code"),
     ("E1R", {"rate_to_reporting": 1}, "code"),
 ])
-async def test_bad_fx_rates_are_422s_and_change_nothing(api, code, body, field):
-    response = await api.client.put(f"/api/v1/fx-rates/{code}", json=body)
+async def test_bad_fx_rates_are_422s_and_change_nothing(shared_api, code, body, field):
+    response = await shared_api.client.put(f"/api/v1/fx-rates/{code}", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["field"] == field
-    assert (await api.get("/api/v1/fx-rates")).json()["data"] == []
+    assert (await shared_api.get("/api/v1/fx-rates")).json()["data"] == []
 
 
 DEALS_URL = "/api/v1/metrics/deals"
@@ -157,6 +170,7 @@ async def test_drill_down_pages_and_csv(api):
     assert ",100.1,,won,,2025-02-01," in lines[1]  # exact amount_home; no stage
 
 
+@SHARED_LOOP
 @pytest.mark.parametrize("params,field,message", [
     ({**PERIOD}, "metric", "is required"),
     ({**PERIOD, "metric": "new_accounts"}, "metric", "must be one of bookings, deals_won"),
@@ -171,8 +185,8 @@ async def test_drill_down_pages_and_csv(api):
     ({**PERIOD, "metric": "bookings", "group_by": "owner"}, "group_by",
      "is not a known parameter"),
 ])
-async def test_drill_down_bad_parameters(api, params, field, message):
-    response = await api.get(DEALS_URL, params=params)
+async def test_drill_down_bad_parameters(shared_api, params, field, message):
+    response = await shared_api.get(DEALS_URL, params=params)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert message in error["message"]
@@ -248,6 +262,7 @@ async def test_timeseries_json_and_csv(api):
         ("2024-12-30", None), ("2025-01-06", None)]  # Mondays; no deal closed: null
 
 
+@SHARED_LOOP
 @pytest.mark.parametrize("params,field,message", [
     ({"metric": "goal"}, "metric", "must be one of bookings, deals_won"),
     ({"interval": "day"}, "interval", "must be one of week, month, quarter"),
@@ -258,9 +273,9 @@ async def test_timeseries_json_and_csv(api):
     ({"format": "pdf"}, "format", ""),
     ({"owner_email": "ann@x.com"}, "owner_email", "is not a known parameter"),
 ])
-async def test_timeseries_bad_parameters(api, params, field, message):
+async def test_timeseries_bad_parameters(shared_api, params, field, message):
     base = {"metric": "bookings", "interval": "month", **PERIOD}
-    response = await api.get(SERIES_URL, params={**base, **params})
+    response = await shared_api.get(SERIES_URL, params={**base, **params})
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert message in error["message"]

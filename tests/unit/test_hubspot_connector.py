@@ -79,11 +79,25 @@ class FakeSearch:
         self.rows = rows
         self.bodies: list[dict[str, Any]] = []
         self.modified = {r["id"]: r["modified_ms"] for r in rows}
+        self.found: dict[bytes, list[dict[str, Any]]] = {}
 
     def value(self, row: dict[str, Any], name: str) -> int:
         if name == "hs_object_id":
             return int(row["id"])
         return self.modified[row["id"]]
+
+    def matches(self, filters: list[dict[str, str]], sort: dict[str, str]) -> list[Any]:
+        """The rows a search's filters match, in its order; the pages of one search filter
+        and sort once (the rows do not change during a test)."""
+        key = orjson.dumps([filters, sort])
+        if key not in self.found:
+            ops = {"GTE": int.__ge__, "LTE": int.__le__, "GT": int.__gt__, "EQ": int.__eq__}
+            found = [r for r in self.rows if all(
+                ops[f["operator"]](self.value(r, f["propertyName"]), int(f["value"]))
+                for f in filters)]
+            found.sort(key=lambda r: (self.value(r, sort["propertyName"]), int(r["id"])))
+            self.found[key] = found
+        return self.found[key]
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = orjson.loads(request.content)
@@ -93,12 +107,8 @@ class FakeSearch:
         if after + limit > SEARCH_CAP:
             return httpx.Response(400, json={"status": "error", "category": "VALIDATION_ERROR",
                                              "message": "paging past 10000", "correlationId": "x"})
-        ops = {"GTE": int.__ge__, "LTE": int.__le__, "GT": int.__gt__, "EQ": int.__eq__}
-        found = [r for r in self.rows if all(
-            ops[f["operator"]](self.value(r, f["propertyName"]), int(f["value"]))
-            for f in body["filterGroups"][0]["filters"])]
-        sort = (body.get("sorts") or [{"propertyName": "hs_object_id"}])[0]["propertyName"]
-        found.sort(key=lambda r: (self.value(r, sort), int(r["id"])))
+        found = self.matches(body["filterGroups"][0]["filters"],
+                             (body.get("sorts") or [{"propertyName": "hs_object_id"}])[0])
         page = found[after:after + limit]
         answer: dict[str, Any] = {"total": len(found), "results": page}
         if after + limit < len(found):
