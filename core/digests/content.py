@@ -1,0 +1,105 @@
+"""What a digest holds, built from the store: the period's leaderboard (reps by bookings,
+team subtotals and the total, from core.metrics.definitions.summaries, the leaderboard
+page's numbers), in the channel's language. Platforms render it (core.digests.platforms).
+"""
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import Session
+
+from core.config import Settings
+from core.metrics.definitions import GroupBy, sort_rows, summaries
+from core.people import team_members
+
+SECTIONS = ("leaderboard",)
+"""The sections a channel may choose, in message order."""
+LANGUAGES = ("en", "zh")
+BRAND = "crmsync"
+"""In every message's title: the keyword to configure on DingTalk and Feishu robots that
+require one (docs/digests.md)."""
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "crmsync sales digest", "weekly": "Week", "monthly": "Month",
+        "leaderboard": "Leaderboard", "rep": "Rep", "bookings": "Won",
+        "deals_won": "Deals", "attainment": "Goal %", "team": "Team", "total": "Total",
+        "no_team": "(no team)", "no_owner": "(no owner)", "more": "and {n} more",
+        "empty": "No deals in this period.", "everyone": "everyone", "test": "test message",
+    },
+    "zh": {
+        "title": "crmsync 销售简报", "weekly": "周", "monthly": "月",
+        "leaderboard": "排行榜", "rep": "销售", "bookings": "赢单金额",
+        "deals_won": "赢单数", "attainment": "目标达成", "team": "团队", "total": "合计",
+        "no_team": "(无团队)", "no_owner": "(无负责人)", "more": "另有 {n} 项",
+        "empty": "本期没有成交。", "everyone": "全员", "test": "测试消息",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the leaderboard: a rep, a team or the total, figures as text."""
+
+    label: str
+    bookings: str
+    deals_won: str
+    attainment: str
+
+
+@dataclass
+class Digest:
+    language: str
+    title: str
+    subtitle: str  # the period and the scope
+    currency: str | None
+    reps: list[Row] = field(default_factory=list)
+    teams: list[Row] = field(default_factory=list)
+    total: Row | None = None
+    sections: tuple[str, ...] = SECTIONS
+
+    def label(self, key: str, **values: Any) -> str:
+        return LABELS[self.language][key].format(**values)
+
+    @property
+    def columns(self) -> tuple[str, str, str, str]:
+        """The leaderboard's headings."""
+        return (self.label("rep"), f"{self.label('bookings')} {self.currency or ''}".strip(),
+                self.label("deals_won"), self.label("attainment"))
+
+
+def build_digest(session: Session, settings: Settings, *, language: str, cadence: str,
+                 start: date, end: date, team: str | None = None,
+                 sections: tuple[str, ...] = SECTIONS, test: bool = False) -> Digest:
+    """The digest of `start`..`end` (inclusive) for everyone, or the people of `team`."""
+    people = None if team is None else [int(p) for p in session.scalars(team_members(team))]
+    found = summaries(session, start=start, end=end, group_bys=[GroupBy.OWNER, GroupBy.TEAM],
+                      settings=settings, people=people)
+    words = LABELS[language]
+    scope = team if team is not None else words["everyone"]
+    subtitle = f"{words[cadence]} {start.isoformat()} – {end.isoformat()} · {scope}"
+    title = words["title"] + (f" ({words['test']})" if test else "")
+    owners = found[GroupBy.OWNER]
+    reps = [_row(r.get("owner_name") or words["no_owner"], r)
+            for r in sort_rows(owners["data"], "-bookings", GroupBy.OWNER)
+            if r["bookings"] or r["deals_won"] or r["goal"] is not None]
+    teams = [_row(r["team"] or words["no_team"], r) for r in found[GroupBy.TEAM]["data"]
+             if r["bookings"] or r["deals_won"] or r["goal"] is not None]
+    return Digest(language=language, title=title, subtitle=subtitle,
+                  currency=owners["currency"], reps=reps, teams=teams if team is None else [],
+                  total=_row(words["total"], owners["total"]), sections=sections)
+
+
+def _row(label: str, row: dict[str, Any]) -> Row:
+    return Row(label=label, bookings=money(row["bookings"]), deals_won=str(row["deals_won"]),
+               attainment=percent(row["attainment"]))
+
+
+def money(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def percent(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"

@@ -1,0 +1,112 @@
+"""DingTalk (钉钉) custom robots (docs/vendors/chat-robots.md, DingTalk).
+
+POST https://oapi.dingtalk.com/robot/send?access_token=<T> (international: oapi.dingtalk.io)
+[D2 https://help.dingtalk.io/open/development/custom-robots-send-group-messages]. With
+加签 on, `&timestamp=<ms>&sign=<urlencoded base64(HmacSHA256(key=secret,
+msg="<ms>\\n<secret>"))>` is added; the timestamp must be within an hour of DingTalk's clock
+[D1 https://help.dingtalk.io/open/dingstart/customize-robot-security-settings]. The digest is
+a `markdown` message (title and text; no tables in DingTalk's markdown, so ranked lines)
+[D3][D10]; bodies stay under 20,000 bytes (observed limit, unverified officially) [D7].
+`msgUuid` makes a retry after a timeout idempotent [D2]. Errors: HTTP 200 with `errcode`;
+310000 is keyword, signature, timestamp or IP [D5]; 130101 (and 410100, unverified) rate
+limited: 20 a minute, then blocked for 10 minutes [D2][D6][D13].
+"""
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+from urllib.parse import quote
+
+from core.digests.content import Digest
+from core.digests.render import (
+    OK,
+    Body,
+    Outcome,
+    check_webhook,
+    encoded,
+    fit,
+    json_answer,
+    line,
+    more,
+    ranked,
+    status_error,
+)
+
+NAME = "dingtalk"
+TITLE = "DingTalk"
+HOSTS = ("oapi.dingtalk.com", "oapi.dingtalk.io")
+RATE = (20, 60.0)
+SIGNED = True
+MAX_BODY_BYTES = 20000
+MARGIN = 200  # room for msgUuid, added when sending
+RATE_LIMITED = frozenset({130101, 410100})
+BLOCKED_SECONDS = 600.0  # the 10-minute block after the per-minute limit [D2]
+
+
+def check_url(url: str) -> None:
+    check_webhook(url, path="/robot/send", query="access_token")
+
+
+def signature(secret: str, timestamp_ms: int) -> str:
+    """base64(HmacSHA256(key=secret, msg=f"{timestamp}\\n{secret}")) [D1], before URL
+    encoding; chat-robots.md's worked value: S=SEC0123456789abcdef, T=1700000000002 ->
+    VGvd0brDJp/nMZtR+XnA3yBIlhowT+TwkRPua0q1/jg=."""
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(),
+                      hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def message(digest: Digest) -> Body:
+    def build(shown: int) -> Body:
+        return {"msgtype": "markdown",
+                "markdown": {"title": digest.title, "text": _text(digest, shown)}}
+    return fit(build, len(digest.reps), lambda b: len(encoded(b)), MAX_BODY_BYTES - MARGIN)
+
+
+def _text(digest: Digest, shown: int) -> str:
+    parts = [f"#### {digest.title}", digest.subtitle]
+    if "leaderboard" in digest.sections:
+        parts.append(f"**{digest.label('leaderboard')}** "
+                     f"({' · '.join(digest.columns[1:])})")
+        if not digest.reps:
+            parts.append(digest.label("empty"))
+        else:
+            parts.append("\n".join(line(rank, r) for rank, r in ranked(digest.reps[:shown])))
+            parts += filter(None, [more(digest, shown, len(digest.reps))])
+        if digest.teams:
+            parts.append("\n".join(f"- {r.label}  {r.bookings} · {r.deals_won} · "
+                                   f"{r.attainment}" for r in digest.teams))
+    if digest.total is not None:
+        t = digest.total
+        parts.append(f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}")
+    return "\n\n".join(parts)
+
+
+def request(url: str, secret: str | None, body: Body, now: datetime,
+            idempotency: str) -> tuple[str, Body]:
+    """The signed URL (with a secret) and the body with its msgUuid [D1][D2]."""
+    body = {**body, "msgUuid": idempotency}
+    if not secret:
+        return url, body
+    timestamp = int(now.timestamp() * 1000)
+    sign = quote(signature(secret, timestamp), safe="")
+    return f"{url}&timestamp={timestamp}&sign={sign}", body
+
+
+def outcome(status: int, headers: Mapping[str, str], text: str) -> Outcome:
+    answer = json_answer(text)
+    if status != 200 or answer is None:
+        return status_error(TITLE, status, text)
+    code = answer.get("errcode")
+    if code == 0:
+        return OK
+    error = f"{TITLE} errcode {code}: {str(answer.get('errmsg', ''))[:200]}"
+    if code in RATE_LIMITED:
+        return Outcome(ok=False, retry=True, wait=BLOCKED_SECONDS, error=error)
+    if code == -1:  # system busy
+        return Outcome(ok=False, retry=True, error=error)
+    if code == 310000 and "timestamp" in str(answer.get("errmsg", "")):
+        error += " (check this server's clock: DingTalk allows an hour of difference)"
+    return Outcome(ok=False, error=error)

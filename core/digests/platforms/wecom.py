@@ -1,0 +1,93 @@
+"""WeCom (企业微信) group robots (docs/vendors/chat-robots.md, WeCom).
+
+POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<KEY>; the key is the only
+secret, there is no signature [W1 https://developer.work.weixin.qq.com/document/path/91770].
+The digest is a `markdown_v2` message (tables; clients older than 4.1.36 show it as plain
+text) whose content is at most 4096 UTF-8 bytes [W1]. Errors come as HTTP 200 with
+`errcode`: -1 busy (retry), 45009 rate limited (wait the minute; its use for robots is
+unverified), 93000 bad key or robot removed, 40058 bad parameter or too long
+[W3 xen0n/go-workwx errcodes/mod.go, W4]. 20 messages a minute per robot [W2].
+"""
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from core.digests.content import Digest, Row
+from core.digests.render import (
+    OK,
+    Body,
+    Outcome,
+    check_webhook,
+    fit,
+    json_answer,
+    more,
+    ranked,
+    status_error,
+)
+
+NAME = "wecom"
+TITLE = "WeCom"
+HOSTS = ("qyapi.weixin.qq.com",)
+RATE = (20, 60.0)
+SIGNED = False
+MAX_CONTENT_BYTES = 4096
+RETRY = {-1: 5.0, 45009: 60.0}  # system busy [W3]; over the limit: the window [W2][W3]
+
+
+def check_url(url: str) -> None:
+    check_webhook(url, path="/cgi-bin/webhook/send", query="key")
+
+
+def message(digest: Digest) -> Body:
+    def build(shown: int) -> Body:
+        return {"msgtype": "markdown_v2", "markdown_v2": {"content": _content(digest, shown)}}
+    return fit(build, len(digest.reps), lambda b: len(b["markdown_v2"]["content"].encode()),
+               MAX_CONTENT_BYTES)
+
+
+def _content(digest: Digest, shown: int) -> str:
+    parts = [f"## {digest.title}", digest.subtitle]
+    if "leaderboard" in digest.sections:
+        if not digest.reps:
+            parts.append(digest.label("empty"))
+        else:
+            parts += [f"### {digest.label('leaderboard')}",
+                      _table(("#", *digest.columns), ranked(digest.reps[:shown]))]
+            parts += filter(None, [more(digest, shown, len(digest.reps))])
+        if digest.teams:
+            parts.append(_table((digest.label("team"), *digest.columns[1:]),
+                                [("", r) for r in digest.teams], ranks=False))
+    if digest.total is not None:
+        t = digest.total
+        parts.append(f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}")
+    return "\n\n".join(parts)
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, Row]], ranks: bool = True) -> str:
+    """A markdown_v2 table [W1]; `|` in a name would split a cell, so it is replaced."""
+    aligns = ([":-:"] if ranks else []) + [":--"] + ["--:"] * 3
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(aligns) + " |"]
+    for rank, r in rows:
+        values = ([rank] if ranks else []) + [r.label.replace("|", "/"), r.bookings,
+                                              r.deals_won, r.attainment]
+        lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def request(url: str, secret: str | None, body: Body, now: datetime,
+            idempotency: str) -> tuple[str, Body]:
+    """Unsigned: the key in the URL is the credential [W1]."""
+    return url, body
+
+
+def outcome(status: int, headers: Mapping[str, str], text: str) -> Outcome:
+    answer = json_answer(text)
+    if status != 200 or answer is None:
+        return status_error(TITLE, status, text)
+    code = answer.get("errcode")
+    if code == 0:
+        return OK
+    error = f"{TITLE} errcode {code}: {str(answer.get('errmsg', ''))[:200]}"
+    if code in RETRY:
+        return Outcome(ok=False, retry=True, wait=RETRY[int(code)], error=error)
+    return Outcome(ok=False, error=error)
