@@ -12,19 +12,21 @@ caller reports each attempt with `finish`. Callers own the transaction.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
-from core.digests.content import LANGUAGES, SECTIONS
+from core.config import Settings
+from core.digests.content import LANGUAGES, SECTIONS, build_digest
 from core.digests.platforms import platform
-from core.digests.render import Outcome
-from core.digests.schedule import Schedule, due_moment
+from core.digests.render import Body, Outcome
+from core.digests.schedule import Moment, Schedule, due_moment, latest_moment
 from core.models import DigestChannel, DigestDelivery, table_of
 from core.security import SecretBox
 from core.types import utcnow
@@ -233,3 +235,21 @@ def deliveries(session: Session, channel_id: int) -> Sequence[DigestDelivery]:
     return list(session.scalars(select(DigestDelivery)
                                 .where(col(DigestDelivery.channel_id) == channel_id)
                                 .order_by(col(DigestDelivery.id))))
+
+
+# -- what a channel's digest says ---------------------------------------------------------
+
+
+def moment_of(channel: DigestChannel, period: str, zone: str) -> Moment:
+    """The scheduled moment a delivery's period names (its days covered)."""
+    at = datetime.combine(date.fromisoformat(period), time(channel.hour), tzinfo=ZoneInfo(zone))
+    return latest_moment(schedule_of(channel), at, zone)
+
+
+def message(session: Session, settings: Settings, channel: DigestChannel, moment: Moment,
+            *, test: bool = False) -> Body:
+    """The platform's message body (unsigned) of the channel's digest for `moment`."""
+    digest = build_digest(session, settings, language=channel.language,
+                          cadence=channel.cadence, start=moment.start, end=moment.end,
+                          team=channel.team, sections=tuple(channel.sections), test=test)
+    return platform(channel.platform).message(digest)
