@@ -69,10 +69,10 @@ async def send_due_digests(ctx: JobContext, now: datetime | None = None) -> dict
     for delivery_id in await asyncio.to_thread(claim):
         outcome = await _attempt(ctx, delivery_id)
         with session_scope(ctx.engine) as session:
-            channels.finish(session, delivery_id, outcome, utcnow())
+            channels.finish(session, delivery_id, outcome, now)  # the tick's time
             status = channels.delivery(session, delivery_id).status
         counts[{"sent": "sent", "failed": "failed"}.get(status, "retrying")] += 1
-        log.info("digest delivery %s: %s", delivery_id, status,
+        log.info("digest delivery %s: %s (%s)", delivery_id, status, outcome.error,
                  extra={"delivery_id": delivery_id, "error": outcome.error})
     return counts
 
@@ -89,7 +89,9 @@ async def _attempt(ctx: JobContext, delivery_id: int) -> Outcome:
     try:
         channel, body, key = await asyncio.to_thread(compose)
         return await post(ctx, channel, body, key)
-    except Exception as exc:  # the store busy, a currency without a rate: try again later
+    except ValueError as exc:  # no rate for a currency, secrets no key opens: the admin's
+        return Outcome(ok=False, error=f"cannot build the digest: {exc}"[:300])
+    except Exception as exc:  # the store busy...: try again later
         return Outcome(ok=False, retry=True, error=f"{type(exc).__name__}: {exc}"[:300])
 
 
