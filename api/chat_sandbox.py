@@ -1,6 +1,6 @@
 """Simulated chat robots: one ASGI app answering like WeCom, DingTalk, Feishu/Lark and
-Slack webhooks (docs/vendors/chat-robots.md, section 6 "What a faithful test receiver must
-check"). `crmsync digest sandbox` serves it; tests send real HTTP to it.
+Slack webhooks (docs/vendors/chat.md §8). `crmsync digest sandbox` serves it; tests send
+real HTTP to it.
 
 Each platform's route checks the robot's credential (WeCom key, DingTalk access_token,
 Feishu hook id, Slack path), verifies signatures with the documented algorithms and
@@ -24,14 +24,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 WECOM_TYPES = ("text", "markdown", "markdown_v2", "image", "news", "file", "voice",
-               "template_card")  # [W1]
-WECOM_BYTES = {"text": 2048, "markdown": 4096, "markdown_v2": 4096}  # [W1]
-DINGTALK_TYPES = ("text", "link", "markdown", "actionCard", "feedCard")  # [D3]
-DINGTALK_MAX_BODY = 20000  # observed, not documented [D7]
-FEISHU_TYPES = ("text", "post", "image", "share_chat", "interactive")  # [F1]
-FEISHU_MAX_BODY = 20 * 1024  # [F1]
-WINDOW = 3600  # DingTalk (ms) and Feishu (s) accept a timestamp within an hour [D1][F1]
-SLACK_MAX_BLOCKS, SLACK_MAX_SECTION = 50, 3000  # [S5]
+               "template_card")  # §3.1
+WECOM_BYTES = {"text": 2048, "markdown": 4096, "markdown_v2": 4096}  # §4
+DINGTALK_TYPES = ("text", "link", "markdown", "actionCard", "feedCard")  # §3.2
+DINGTALK_MAX_BODY = 20000  # observed, not documented (§4)
+FEISHU_TYPES = ("text", "post", "image", "share_chat", "interactive")  # §3.3
+FEISHU_MAX_BODY = 20 * 1024  # §4
+WINDOW = 3600  # DingTalk (ms) and Feishu (s) accept a timestamp within an hour (§2)
+SLACK_MAX_BLOCKS, SLACK_MAX_SECTION = 50, 3000  # §4
 
 
 @dataclass
@@ -119,7 +119,7 @@ def _has_keyword(robot: Robot, texts: list[str]) -> bool:
     return not robot.keywords or any(k in t for k in robot.keywords for t in texts)
 
 
-# -- WeCom [W1][W3][W4]: HTTP 200 with errcode --------------------------------------------
+# -- WeCom (§1, §3.1, §6): HTTP 200 with errcode -------------------------------------------
 
 
 def _wecom_error(code: int, message: str) -> JSONResponse:
@@ -142,13 +142,13 @@ def _wecom(sandbox: ChatSandbox, key: str, raw: bytes) -> Response:
         if len(content.encode()) > WECOM_BYTES[kind]:
             return _wecom_error(40058, f"{kind}.content exceed max length "
                                 f"{WECOM_BYTES[kind]}")
-    if not sandbox.within(f"wecom:{key}", 20, 60.0):  # 20/min [W2]; code unverified [W3]
+    if not sandbox.within(f"wecom:{key}", 20, 60.0):  # 20/min; the code is unverified (§5)
         return _wecom_error(45009, "api freq out of limit")
     sandbox.record("wecom", key, body)
     return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
 
-# -- DingTalk [D1][D2][D5]: HTTP 200 with errcode -----------------------------------------
+# -- DingTalk (§1, §2.1, §6): HTTP 200 with errcode ----------------------------------------
 
 
 def _ding(code: int, message: str) -> JSONResponse:
@@ -158,7 +158,7 @@ def _ding(code: int, message: str) -> JSONResponse:
 def _dingtalk(sandbox: ChatSandbox, token: str, timestamp: str | None, sign: str | None,
               raw: bytes) -> Response:
     robot = sandbox.dingtalk.get(token)
-    if robot is None:  # observed answer (chat-robots.md cites no official code)
+    if robot is None:  # an observed answer; no official code (§6)
         return _ding(300001, "token is not exist")
     if sandbox.blocked.get(token, 0.0) > sandbox.clock():
         return _ding(130101, "send too fast, exceed 20 times per minute")
@@ -167,30 +167,31 @@ def _dingtalk(sandbox: ChatSandbox, token: str, timestamp: str | None, sign: str
         if timestamp is None or not timestamp.isdigit() \
                 or abs(now_ms - int(timestamp)) > WINDOW * 1000:
             return _ding(310000, "invalid timestamp")
-        # the query parser URL-decoded `sign` once [D1]
+        # the query parser URL-decoded `sign` once (§2.1)
         expected = base64.b64encode(hmac.new(
             robot.secret.encode(), f"{timestamp}\n{robot.secret}".encode(),
             hashlib.sha256).digest()).decode()
         if sign is None or not hmac.compare_digest(sign, expected):
             return _ding(310000, "sign not match")
     if len(raw) > DINGTALK_MAX_BODY:
+        # the observed message (§4); the errcode is a guess
         return _ding(460101, "message too long, body 大小不合法, 请保持大小在 20000bytes 以内")
     body = _json(raw)
     kind = body.get("msgtype") if body else None
     if body is None or kind not in DINGTALK_TYPES or not isinstance(body.get(kind), dict):
-        return _ding(40035, "缺少参数 json")
+        return _ding(40035, "缺少参数 json")  # guess: DingTalk's missing-parameter code
     if kind == "markdown" and not (body[kind].get("title") and body[kind].get("text")):
-        return _ding(40035, "缺少参数 markdown.title or markdown.text")  # [D4][D14]
+        return _ding(40035, "缺少参数 markdown.title or markdown.text")  # §3.2
     if not _has_keyword(robot, _texts(body[kind])):
         return _ding(310000, "keywords not in content")
-    if not sandbox.within(f"dingtalk:{token}", 20, 60.0):  # then a 10-minute block [D2]
+    if not sandbox.within(f"dingtalk:{token}", 20, 60.0):  # then a 10-minute block (§5)
         sandbox.blocked[token] = sandbox.clock() + 600
         return _ding(130101, "send too fast, exceed 20 times per minute")
     sandbox.record("dingtalk", token, body)
     return _ding(0, "ok")
 
 
-# -- Feishu / Lark [F1][F2][F3]: code in the body ------------------------------------------
+# -- Feishu / Lark (§1, §2.2, §6): code in the body ----------------------------------------
 
 
 def _fei(code: int, message: str, status: int = 200) -> JSONResponse:
@@ -199,7 +200,7 @@ def _fei(code: int, message: str, status: int = 200) -> JSONResponse:
 
 def _feishu(sandbox: ChatSandbox, hook: str, raw: bytes) -> Response:
     robot = sandbox.feishu.get(hook)
-    if robot is None:  # observed message; the code is unverified
+    if robot is None:  # the observed message; the code is unverified (§6)
         return _fei(19001, "param invalid: incoming webhook access token invalid")
     body = _json(raw) if len(raw) <= FEISHU_MAX_BODY else None
     if body is None:
@@ -207,7 +208,7 @@ def _feishu(sandbox: ChatSandbox, hook: str, raw: bytes) -> Response:
     if robot.secret is not None:
         stamp, sign = str(body.get("timestamp", "")), body.get("sign")
         fresh = stamp.isdigit() and abs(sandbox.clock() - int(stamp)) <= WINDOW
-        # key = "timestamp\nsecret", message empty [F1]
+        # key = "timestamp\nsecret", message empty (§2.2)
         expected = base64.b64encode(hmac.new(f"{stamp}\n{robot.secret}".encode(), b"",
                                              hashlib.sha256).digest()).decode()
         if not fresh or not isinstance(sign, str) or not hmac.compare_digest(sign, expected):
@@ -221,7 +222,7 @@ def _feishu(sandbox: ChatSandbox, hook: str, raw: bytes) -> Response:
                                       skip=frozenset({"href", "url"}))):
         return _fei(19024, "Key Words Not Found")
     if not (sandbox.within(f"feishu-s:{hook}", 5, 1.0)
-            and sandbox.within(f"feishu-m:{hook}", 100, 60.0)):  # [F2]
+            and sandbox.within(f"feishu-m:{hook}", 100, 60.0)):  # §5
         return _fei(11232, "frequency limited psm[lark.oapi.app_platform_runtime]")
     sandbox.record("feishu", hook, body)
     return JSONResponse({"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {},
@@ -232,14 +233,14 @@ def _feishu_shape(body: dict[str, Any]) -> str | None:
     kind = body.get("msg_type")
     if kind not in FEISHU_TYPES:
         return "msg_type"
-    if kind == "interactive":  # the card is top-level `card`, not `content` [F1]
+    if kind == "interactive":  # the card is top-level `card`, not `content` (§3.3)
         card = body.get("card")
         if not isinstance(card, dict):
             return "card"
         elements = (card.get("body") or {}).get("elements") or card.get("elements") or []
         tables = [e for e in elements if isinstance(e, dict) and e.get("tag") == "table"]
         if len(tables) > 5:
-            return "at most 5 tables per card"  # [F3]
+            return "at most 5 tables per card"  # §3.3
         for table in tables:
             names = [c.get("name") for c in table.get("columns", [])]
             if not 1 <= int(table.get("page_size", 5)) <= 10 or not 1 <= len(names) <= 50:
@@ -250,12 +251,12 @@ def _feishu_shape(body: dict[str, Any]) -> str | None:
     return None if isinstance(body.get("content"), dict) else "content"
 
 
-# -- Slack [S1][S2][S3][S5]: HTTP status and plain text -----------------------------------
+# -- Slack (§1, §4, §6): HTTP status and plain text ----------------------------------------
 
 
 def _slack(sandbox: ChatSandbox, path: str, raw: bytes) -> Response:
     if path not in sandbox.slack:
-        return PlainTextResponse("invalid_token", status_code=403)  # observed [S6c]
+        return PlainTextResponse("invalid_token", status_code=403)  # observed (§6)
     body = _json(raw)
     if body is None:
         return PlainTextResponse("invalid_payload", status_code=400)
@@ -264,12 +265,12 @@ def _slack(sandbox: ChatSandbox, path: str, raw: bytes) -> Response:
         return PlainTextResponse("no_text", status_code=400)
     if blocks is not None:
         if not isinstance(blocks, list) or len(blocks) > SLACK_MAX_BLOCKS:
-            return PlainTextResponse("invalid_blocks", status_code=400)  # string unverified
+            return PlainTextResponse("invalid_blocks", status_code=400)  # observed (§6)
         for block in blocks:
             text = (block.get("text") or {}).get("text", "") if isinstance(block, dict) else ""
             if block.get("type") == "section" and len(text) > SLACK_MAX_SECTION:
                 return PlainTextResponse("invalid_blocks", status_code=400)
-    if not sandbox.within(f"slack:{path}", 1, 1.0):  # about 1/s [S3]
+    if not sandbox.within(f"slack:{path}", 1, 1.0):  # about 1/s (§5)
         return PlainTextResponse("rate_limited", status_code=429, headers={"Retry-After": "1"})
     sandbox.record("slack", path, body)
     return PlainTextResponse("ok")

@@ -68,7 +68,7 @@ def line(rank: str, row: Row) -> str:
 
 
 def monospace(digest: Digest, rows: list[tuple[str, Row]]) -> str:
-    """A fixed-width table (Slack's safe fallback for tables, chat-robots.md section 2)."""
+    """A fixed-width table (Slack's safe fallback for tables, docs/vendors/chat.md §3.4)."""
     head = ("#", *digest.columns)
     body = [(rank, *cells(row)) for rank, row in rows]
     widths = [max(_width(r[i]) for r in [head, *body]) for i in range(len(head))]

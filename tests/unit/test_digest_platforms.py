@@ -1,5 +1,5 @@
 """The four chat platforms (core/digests/platforms): signatures against the worked values of
-docs/vendors/chat-robots.md, verified by the sandbox receivers (api/chat_sandbox.py);
+docs/vendors/chat.md §2, verified by the sandbox receivers (api/chat_sandbox.py);
 messages per platform and language, cut to the size limits; what answers mean."""
 
 import base64
@@ -51,7 +51,7 @@ MARKDOWN = {"msgtype": "markdown", "markdown": {"title": "crmsync", "text": "crm
 
 async def test_the_dingtalk_receiver_verifies_the_worked_value_and_its_window():
     sandbox = robots(clock=lambda: 1700000000.002)
-    wire = "VGvd0brDJp%2FnMZtR%2BXnA3yBIlhowT%2BTwkRPua0q1%2Fjg%3D"  # chat-robots.md
+    wire = "VGvd0brDJp%2FnMZtR%2BXnA3yBIlhowT%2BTwkRPua0q1%2Fjg%3D"  # §2.1
     ok = await post(sandbox, f"{DINGTALK_URL}&timestamp=1700000000002&sign={wire}", MARKDOWN)
     assert ok.status_code == 200 and ok.json() == {"errcode": 0, "errmsg": "ok"}
     unencoded = "VGvd0brDJp/nMZtR+XnA3yBIlhowT+TwkRPua0q1/jg="  # "+" decodes to a space

@@ -1,5 +1,5 @@
 """The chat platforms a digest can go to, one module each: its message format, how a
-request is signed, what its answers mean and its limits (docs/vendors/chat-robots.md).
+request is signed, what its answers mean and its limits (docs/vendors/chat.md).
 These are chat robots, not CRMs: they live here, outside connectors/."""
 
 from collections.abc import Mapping

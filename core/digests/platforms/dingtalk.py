@@ -1,15 +1,15 @@
-"""DingTalk (钉钉) custom robots (docs/vendors/chat-robots.md, DingTalk).
+"""DingTalk (钉钉) custom robots (docs/vendors/chat.md).
 
 POST https://oapi.dingtalk.com/robot/send?access_token=<T> (international: oapi.dingtalk.io)
-[D2 https://help.dingtalk.io/open/development/custom-robots-send-group-messages]. With
+(§1; https://help.dingtalk.io/open/development/custom-robots-send-group-messages). With
 加签 on, `&timestamp=<ms>&sign=<urlencoded base64(HmacSHA256(key=secret,
 msg="<ms>\\n<secret>"))>` is added; the timestamp must be within an hour of DingTalk's clock
-[D1 https://help.dingtalk.io/open/dingstart/customize-robot-security-settings]. The digest is
-a `markdown` message (title and text; no tables in DingTalk's markdown, so ranked lines)
-[D3][D10]; bodies stay under 20,000 bytes (observed limit, unverified officially) [D7].
-`msgUuid` makes a retry after a timeout idempotent [D2]. Errors: HTTP 200 with `errcode`;
-310000 is keyword, signature, timestamp or IP [D5]; 130101 (and 410100, unverified) rate
-limited: 20 a minute, then blocked for 10 minutes [D2][D6][D13].
+(§2.1; https://help.dingtalk.io/open/dingstart/customize-robot-security-settings). The
+digest is a `markdown` message (title and text; no tables in DingTalk's markdown, so ranked
+lines, §3.2); bodies stay under 20,000 bytes (an observed limit, unverified officially, §4).
+`msgUuid` makes a retry after a timeout idempotent (§3.2). Errors: HTTP 200 with `errcode`;
+310000 is keyword, signature, timestamp or IP (§6); 130101 (and 410100, unverified) rate
+limited: 20 a minute, then blocked for 10 minutes (§5).
 """
 
 import base64
@@ -42,7 +42,7 @@ SIGNED = True
 MAX_BODY_BYTES = 20000
 MARGIN = 200  # room for msgUuid, added when sending
 RATE_LIMITED = frozenset({130101, 410100})
-BLOCKED_SECONDS = 600.0  # the 10-minute block after the per-minute limit [D2]
+BLOCKED_SECONDS = 600.0  # the 10-minute block after the per-minute limit (§5)
 
 
 def check_url(url: str) -> None:
@@ -50,8 +50,8 @@ def check_url(url: str) -> None:
 
 
 def signature(secret: str, timestamp_ms: int) -> str:
-    """base64(HmacSHA256(key=secret, msg=f"{timestamp}\\n{secret}")) [D1], before URL
-    encoding; chat-robots.md's worked value: S=SEC0123456789abcdef, T=1700000000002 ->
+    """base64(HmacSHA256(key=secret, msg=f"{timestamp}\\n{secret}")) (§2.1), before URL
+    encoding; the worked value of §2.1: S=SEC0123456789abcdef, T=1700000000002 ->
     VGvd0brDJp/nMZtR+XnA3yBIlhowT+TwkRPua0q1/jg=."""
     digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(),
                       hashlib.sha256).digest()
@@ -86,7 +86,7 @@ def _text(digest: Digest, shown: int) -> str:
 
 def request(url: str, secret: str | None, body: Body, now: datetime,
             idempotency: str) -> tuple[str, Body]:
-    """The signed URL (with a secret) and the body with its msgUuid [D1][D2]."""
+    """The signed URL (with a secret) and the body with its msgUuid (§2.1, §3.2)."""
     body = {**body, "msgUuid": idempotency}
     if not secret:
         return url, body

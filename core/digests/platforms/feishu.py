@@ -1,14 +1,14 @@
-"""Feishu / Lark custom bots (docs/vendors/chat-robots.md, Feishu).
+"""Feishu / Lark custom bots (docs/vendors/chat.md).
 
 POST https://open.feishu.cn/open-apis/bot/v2/hook/<id> (Lark: open.larksuite.com); with
 signing on, `timestamp` (seconds, a string) and `sign` go in the JSON body, where sign is
 base64(HmacSHA256(key=f"{timestamp}\\n{secret}", msg=b"")): the key is the string and the
-message is empty, unlike DingTalk [F1 https://open.feishu.cn/document/client-docs/bot-v3/
-add-custom-bot]. The digest is an `interactive` card (top-level `card`, JSON 2.0) with
-`table` components (at most 5 per card, page_size 1-10) [F1][F3]; the body is at most
-20 KB [F1]. Errors are a JSON `code` (sometimes with HTTP 400): 19021 signature or
+message is empty, unlike DingTalk (§2.2; https://open.feishu.cn/document/client-docs/
+bot-v3/add-custom-bot). The digest is an `interactive` card (top-level `card`, JSON 2.0)
+with `table` components (at most 5 per card, page_size 1-10) (§3.3); the body is at most
+20 KB (§4). Errors are a JSON `code` (sometimes with HTTP 400): 19021 signature or
 timestamp, 19022 IP, 19024 keyword, 9499 bad request or "too many request", 11232 rate
-limited (100 a minute, 5 a second) [F1][F2][F4].
+limited (100 a minute, 5 a second) (§5, §6).
 """
 
 import base64
@@ -35,7 +35,7 @@ from core.digests.render import (
 NAME = "feishu"
 TITLE = "Feishu"
 HOSTS = ("open.feishu.cn", "open.larksuite.com")
-RATE = (5, 1.0)  # and 100 a minute [F2]; 5/s is the tighter for a digest fan-out
+RATE = (5, 1.0)  # and 100 a minute (§5); 5/s is the tighter for a digest fan-out
 SIGNED = True
 MAX_BODY_BYTES = 20 * 1024
 MARGIN = 100  # room for timestamp and sign
@@ -47,8 +47,8 @@ def check_url(url: str) -> None:
 
 
 def signature(secret: str, timestamp: int) -> str:
-    """base64(HmacSHA256(key=f"{timestamp}\\n{secret}", msg=b"")) [F1]; chat-robots.md's
-    worked value: S=demo, T=1599360473 -> l1N0gAcBjdwBvGm1xMjOF0XSyaLRpR7tuO5dHfhAYc8=."""
+    """base64(HmacSHA256(key=f"{timestamp}\\n{secret}", msg=b"")) (§2.2); the worked value
+    of §2.2: S=demo, T=1599360473 -> l1N0gAcBjdwBvGm1xMjOF0XSyaLRpR7tuO5dHfhAYc8=."""
     key = f"{timestamp}\n{secret}".encode()
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
 
@@ -84,7 +84,7 @@ def _card(digest: Digest, shown: int) -> dict[str, Any]:
 
 
 def _table(head: tuple[str, ...], rows: list[tuple[str, Row]]) -> dict[str, Any]:
-    """A card `table` [F3]: text columns, so the figures keep their exact formatting."""
+    """A card `table` (§3.3): text columns, so the figures keep their exact formatting."""
     names = ["rank", "name", "won", "deals", "goal"][-len(head):]
     data = [dict(zip(names, [rank, r.label, r.bookings, r.deals_won, r.attainment][-len(head):],
                      strict=True)) for rank, r in rows]
@@ -96,7 +96,7 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, Row]]) -> dict[str, Any]
 
 def request(url: str, secret: str | None, body: Body, now: datetime,
             idempotency: str) -> tuple[str, Body]:
-    """With a secret, `timestamp` and `sign` at the body's top level [F1]."""
+    """With a secret, `timestamp` and `sign` at the body's top level (§2.2)."""
     if not secret:
         return url, body
     timestamp = int(now.timestamp())

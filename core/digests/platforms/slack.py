@@ -1,12 +1,12 @@
-"""Slack incoming webhooks (docs/vendors/chat-robots.md, Slack).
+"""Slack incoming webhooks (docs/vendors/chat.md).
 
 POST https://hooks.slack.com/services/T.../B.../<secret>: the URL is the credential, no
-signature [S1 https://api.slack.com/messaging/webhooks]. The digest is `blocks` with
-`text` as the notification fallback [S4]; a table is a monospace block in a section (the
-`table` block over webhooks is unverified), section text at most 3000 characters, at most
-50 blocks [S5]; mrkdwn escapes &, < and > [S7]. Success is HTTP 200 `ok`; errors are an
-HTTP status with a plain-text body (invalid_payload, no_text, channel_not_found...) [S2];
-429 with Retry-After past about one message a second [S3].
+signature (§1; https://api.slack.com/messaging/webhooks). The digest is `blocks` with
+`text` as the notification fallback; a table is a monospace block in a section (the
+`table` block over webhooks is unverified) (§3.4); section text at most 3000 characters,
+at most 50 blocks (§4); mrkdwn escapes &, < and > (§3.4). Success is HTTP 200 `ok`; errors
+are an HTTP status with a plain-text body (invalid_payload, no_text, channel_not_found...)
+(§6); 429 with Retry-After past about one message a second (§5).
 """
 
 from collections.abc import Mapping
@@ -30,7 +30,7 @@ def check_url(url: str) -> None:
 
 
 def escape(text: str) -> str:
-    """mrkdwn's three escapes [S7]."""
+    """mrkdwn's three escapes (§3.4)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -72,7 +72,7 @@ def _section(text: str) -> dict[str, Any]:
 
 def request(url: str, secret: str | None, body: Body, now: datetime,
             idempotency: str) -> tuple[str, Body]:
-    """Unsigned: the URL is the credential [S1]."""
+    """Unsigned: the URL is the credential (§1)."""
     return url, body
 
 

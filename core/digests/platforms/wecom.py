@@ -1,12 +1,12 @@
-"""WeCom (企业微信) group robots (docs/vendors/chat-robots.md, WeCom).
+"""WeCom (企业微信) group robots (docs/vendors/chat.md).
 
 POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<KEY>; the key is the only
-secret, there is no signature [W1 https://developer.work.weixin.qq.com/document/path/91770].
+secret, there is no signature (§1; https://developer.work.weixin.qq.com/document/path/91770).
 The digest is a `markdown_v2` message (tables; clients older than 4.1.36 show it as plain
-text) whose content is at most 4096 UTF-8 bytes [W1]. Errors come as HTTP 200 with
-`errcode`: -1 busy (retry), 45009 rate limited (wait the minute; its use for robots is
-unverified), 93000 bad key or robot removed, 40058 bad parameter or too long
-[W3 xen0n/go-workwx errcodes/mod.go, W4]. 20 messages a minute per robot [W2].
+text, §3.1) whose content is at most 4096 UTF-8 bytes (§4). Errors come as HTTP 200 with
+`errcode` (§6): -1 busy (retry), 45009 rate limited (wait the minute; its use for robots is
+unverified, §5), 93000 bad key or robot removed, 40058 bad parameter or too long.
+20 messages a minute per robot (§5).
 """
 
 from collections.abc import Mapping
@@ -31,7 +31,7 @@ HOSTS = ("qyapi.weixin.qq.com",)
 RATE = (20, 60.0)
 SIGNED = False
 MAX_CONTENT_BYTES = 4096
-RETRY = {-1: 5.0, 45009: 60.0}  # system busy [W3]; over the limit: the window [W2][W3]
+RETRY = {-1: 5.0, 45009: 60.0}  # system busy; over the limit: the window (§6, §7)
 
 
 def check_url(url: str) -> None:
@@ -64,7 +64,7 @@ def _content(digest: Digest, shown: int) -> str:
 
 
 def _table(head: tuple[str, ...], rows: list[tuple[str, Row]], ranks: bool = True) -> str:
-    """A markdown_v2 table [W1]; `|` in a name would split a cell, so it is replaced."""
+    """A markdown_v2 table (§3.1); `|` in a name would split a cell, so it is replaced."""
     aligns = ([":-:"] if ranks else []) + [":--"] + ["--:"] * 3
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(aligns) + " |"]
     for rank, r in rows:
@@ -76,7 +76,7 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, Row]], ranks: bool = Tru
 
 def request(url: str, secret: str | None, body: Body, now: datetime,
             idempotency: str) -> tuple[str, Body]:
-    """Unsigned: the key in the URL is the credential [W1]."""
+    """Unsigned: the key in the URL is the credential (§1)."""
     return url, body
 
 
