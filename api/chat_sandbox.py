@@ -13,7 +13,6 @@ shapes and sizes, enforces the rate limits, and answers in the platform's own en
 import base64
 import hashlib
 import hmac
-import json
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from core.digests.render import json_answer
 
 WECOM_TYPES = ("text", "markdown", "markdown_v2", "image", "news", "file", "voice",
                "template_card")  # §3.1
@@ -96,14 +97,6 @@ def create_app(sandbox: ChatSandbox) -> FastAPI:
     return app
 
 
-def _json(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _texts(value: Any, skip: frozenset[str] = frozenset()) -> list[str]:
     """Every string in a message (not under the keys in `skip`), for keyword checks."""
     if isinstance(value, str):
@@ -131,7 +124,7 @@ def _wecom_error(code: int, message: str) -> JSONResponse:
 def _wecom(sandbox: ChatSandbox, key: str, raw: bytes) -> Response:
     if key not in sandbox.wecom:
         return _wecom_error(93000, "invalid webhook url")
-    body = _json(raw)
+    body = json_answer(raw)
     kind = body.get("msgtype") if body else None
     if body is None or kind not in WECOM_TYPES or not isinstance(body.get(kind), dict):
         return _wecom_error(40058, "invalid parameter: msgtype and its object")
@@ -176,7 +169,7 @@ def _dingtalk(sandbox: ChatSandbox, token: str, timestamp: str | None, sign: str
     if len(raw) > DINGTALK_MAX_BODY:
         # the observed message (§4); the errcode is a guess
         return _ding(460101, "message too long, body 大小不合法, 请保持大小在 20000bytes 以内")
-    body = _json(raw)
+    body = json_answer(raw)
     kind = body.get("msgtype") if body else None
     if body is None or kind not in DINGTALK_TYPES or not isinstance(body.get(kind), dict):
         return _ding(40035, "缺少参数 json")  # guess: DingTalk's missing-parameter code
@@ -202,7 +195,7 @@ def _feishu(sandbox: ChatSandbox, hook: str, raw: bytes) -> Response:
     robot = sandbox.feishu.get(hook)
     if robot is None:  # the observed message; the code is unverified (§6)
         return _fei(19001, "param invalid: incoming webhook access token invalid")
-    body = _json(raw) if len(raw) <= FEISHU_MAX_BODY else None
+    body = json_answer(raw) if len(raw) <= FEISHU_MAX_BODY else None
     if body is None:
         return _fei(9499, "Bad Request", 400)
     if robot.secret is not None:
@@ -257,7 +250,7 @@ def _feishu_shape(body: dict[str, Any]) -> str | None:
 def _slack(sandbox: ChatSandbox, path: str, raw: bytes) -> Response:
     if path not in sandbox.slack:
         return PlainTextResponse("invalid_token", status_code=403)  # observed (§6)
-    body = _json(raw)
+    body = json_answer(raw)
     if body is None:
         return PlainTextResponse("invalid_payload", status_code=400)
     blocks = body.get("blocks")

@@ -3,7 +3,7 @@ cut to the platform's size limit with a closing "and N more" line (never refused
 size), and the outcome of a send."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -86,7 +86,7 @@ def _pad(text: str, width: int, *, right: bool) -> str:
     return space + text if right else text + space
 
 
-def json_answer(text: str) -> dict[str, Any] | None:
+def json_answer(text: str | bytes) -> dict[str, Any] | None:
     """A JSON object answer, or None (an HTML error page, a truncated body)."""
     try:
         value = json.loads(text)
@@ -113,6 +113,23 @@ def check_webhook(url: str, *, path: str, query: str | None = None,
     if not ok:
         shape = path + "/<id>" * segments + (f"?{query}=<...>" if query else "")
         raise ValueError(f"the webhook URL must look like https://<host>{shape}")
+
+
+def errcode_outcome(platform: str, status: int, text: str,
+                    retry: Mapping[int, float | None]) -> tuple[Outcome, str]:
+    """The answer of a platform that says HTTP 200 with {"errcode", "errmsg"} (WeCom,
+    DingTalk): delivered, a retry after retry[errcode] seconds (None: back-off), or a
+    permanent error; and the errmsg."""
+    answer = json_answer(text)
+    if status != 200 or answer is None:
+        return status_error(platform, status, text), ""
+    code, message = answer.get("errcode"), str(answer.get("errmsg", ""))
+    if code == 0:
+        return OK, message
+    error = f"{platform} errcode {code}: {message[:200]}"
+    if isinstance(code, int) and code in retry:
+        return Outcome(ok=False, retry=True, wait=retry[code], error=error), message
+    return Outcome(ok=False, error=error), message
 
 
 def status_error(platform: str, status: int, detail: str) -> Outcome:

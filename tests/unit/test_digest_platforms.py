@@ -197,6 +197,7 @@ async def test_a_long_leaderboard_is_cut_with_and_n_more_and_still_accepted(name
     ("wecom", 200, '{"errcode":93000,"errmsg":"invalid webhook url"}', False, False, None),
     ("dingtalk", 200, '{"errcode":130101,"errmsg":"send too fast"}', False, True, 600.0),
     ("dingtalk", 200, '{"errcode":310000,"errmsg":"sign not match"}', False, False, None),
+    ("dingtalk", 200, '{"errcode":-1,"errmsg":"系统繁忙"}', False, True, None),
     ("feishu", 400, '{"code":9499,"msg":"too many request"}', False, True, None),
     ("feishu", 200, '{"code":11232,"msg":"frequency limited"}', False, True, None),
     ("feishu", 200, '{"code":19024,"msg":"Key Words Not Found"}', False, False, None),
@@ -210,6 +211,13 @@ def test_what_each_platforms_answers_mean(name, status, text, ok, retry, wait):
     outcome = PLATFORMS[name].outcome(status, headers, text)
     assert (outcome.ok, outcome.retry, outcome.wait) == (ok, retry, wait)
     assert outcome.ok or outcome.error
+
+
+def test_a_dingtalk_clock_refusal_says_to_check_the_clock():
+    outcome = dingtalk.outcome(200, {}, '{"errcode":310000,"errmsg":"invalid timestamp"}')
+    assert not outcome.retry and outcome.error == (
+        "DingTalk errcode 310000: invalid timestamp (check this server's clock: DingTalk "
+        "allows an hour of difference)")
 
 
 def test_slack_429_waits_retry_after():

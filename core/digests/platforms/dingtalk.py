@@ -16,22 +16,21 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import quote
 
 from core.digests.content import Digest
 from core.digests.render import (
-    OK,
     Body,
     Outcome,
     check_webhook,
     encoded,
+    errcode_outcome,
     fit,
-    json_answer,
     line,
     more,
     ranked,
-    status_error,
 )
 
 NAME = "dingtalk"
@@ -41,8 +40,9 @@ RATE = (20, 60.0)
 SIGNED = True
 MAX_BODY_BYTES = 20000
 MARGIN = 200  # room for msgUuid, added when sending
-RATE_LIMITED = frozenset({130101, 410100})
 BLOCKED_SECONDS = 600.0  # the 10-minute block after the per-minute limit (§5)
+RETRY: dict[int, float | None] = {130101: BLOCKED_SECONDS, 410100: BLOCKED_SECONDS,
+                                  -1: None}  # rate limited (§5); system busy (§7)
 
 
 def check_url(url: str) -> None:
@@ -96,17 +96,8 @@ def request(url: str, secret: str | None, body: Body, now: datetime,
 
 
 def outcome(status: int, headers: Mapping[str, str], text: str) -> Outcome:
-    answer = json_answer(text)
-    if status != 200 or answer is None:
-        return status_error(TITLE, status, text)
-    code = answer.get("errcode")
-    if code == 0:
-        return OK
-    error = f"{TITLE} errcode {code}: {str(answer.get('errmsg', ''))[:200]}"
-    if code in RATE_LIMITED:
-        return Outcome(ok=False, retry=True, wait=BLOCKED_SECONDS, error=error)
-    if code == -1:  # system busy
-        return Outcome(ok=False, retry=True, error=error)
-    if code == 310000 and "timestamp" in str(answer.get("errmsg", "")):
-        error += " (check this server's clock: DingTalk allows an hour of difference)"
-    return Outcome(ok=False, error=error)
+    result, message = errcode_outcome(TITLE, status, text, RETRY)
+    if not result.retry and result.error and "invalid timestamp" in message:
+        return replace(result, error=result.error + " (check this server's clock: DingTalk "
+                       "allows an hour of difference)")
+    return result

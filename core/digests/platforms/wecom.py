@@ -14,15 +14,13 @@ from datetime import datetime
 
 from core.digests.content import Digest, Row
 from core.digests.render import (
-    OK,
     Body,
     Outcome,
     check_webhook,
+    errcode_outcome,
     fit,
-    json_answer,
     more,
     ranked,
-    status_error,
 )
 
 NAME = "wecom"
@@ -31,7 +29,8 @@ HOSTS = ("qyapi.weixin.qq.com",)
 RATE = (20, 60.0)
 SIGNED = False
 MAX_CONTENT_BYTES = 4096
-RETRY = {-1: 5.0, 45009: 60.0}  # system busy; over the limit: the window (§6, §7)
+RETRY: dict[int, float | None] = {-1: 5.0, 45009: 60.0}
+"""Seconds to wait after errcodes worth retrying: system busy; over the limit (§6, §7)."""
 
 
 def check_url(url: str) -> None:
@@ -81,13 +80,4 @@ def request(url: str, secret: str | None, body: Body, now: datetime,
 
 
 def outcome(status: int, headers: Mapping[str, str], text: str) -> Outcome:
-    answer = json_answer(text)
-    if status != 200 or answer is None:
-        return status_error(TITLE, status, text)
-    code = answer.get("errcode")
-    if code == 0:
-        return OK
-    error = f"{TITLE} errcode {code}: {str(answer.get('errmsg', ''))[:200]}"
-    if code in RETRY:
-        return Outcome(ok=False, retry=True, wait=RETRY[int(code)], error=error)
-    return Outcome(ok=False, error=error)
+    return errcode_outcome(TITLE, status, text, RETRY)[0]
