@@ -68,9 +68,12 @@ async def send_due_digests(ctx: JobContext, now: datetime | None = None) -> dict
     counts = {"sent": 0, "retrying": 0, "failed": 0}
     for delivery_id in await asyncio.to_thread(claim):
         outcome = await _attempt(ctx, delivery_id)
-        with session_scope(ctx.engine) as session:
-            channels.finish(session, delivery_id, outcome, now)  # the tick's time
-            status = channels.delivery(session, delivery_id).status
+        try:
+            with session_scope(ctx.engine) as session:
+                channels.finish(session, delivery_id, outcome, now)  # the tick's time
+                status = channels.delivery(session, delivery_id).status
+        except LookupError:  # the channel was deleted meanwhile (its deliveries with it)
+            continue
         counts[{"sent": "sent", "failed": "failed"}.get(status, "retrying")] += 1
         log.info("digest delivery %s: %s (%s)", delivery_id, status, outcome.error,
                  extra={"delivery_id": delivery_id, "error": outcome.error})
