@@ -5,6 +5,7 @@ Redis; retries of transient failures; permanent ones on the channel; no secret i
 
 import asyncio
 import logging
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -207,3 +208,23 @@ async def test_two_arq_workers_send_a_due_digest_once(pg_engine, redis_url):
     [(_period, status, attempts)] = deliveries(pg_engine, channel_id)
     assert (status, attempts) == ("sent", 1)
     assert DINGTALK_URL.split("=")[1] == sandbox.received[0]["robot"]
+
+
+async def test_two_channels_of_one_robot_keep_its_rate(sqlite_engine):
+    """Slack allows about one message a second: the second channel's send waits for it
+    (the process's shared limits, keyed by the robot) instead of getting a 429."""
+    sandbox = robots()
+    ctx = context(sqlite_engine, transport(sandbox))
+    first = add_channel(ctx, "slack")
+    with session_scope(sqlite_engine) as session:
+        second = channels.create_channel(session, ctx.secrets, name="slack again",
+                                         platform="slack", url=URLS["slack"],
+                                         cadence="monthly", day=1, hour=9)
+        second.created_at = datetime(2025, 1, 15, tzinfo=UTC)
+        second_id = int(second.id or 0)
+    started = time.monotonic()
+    assert await send_due_digests(ctx, FEBRUARY) == {"sent": 2, "retrying": 0, "failed": 0}
+    assert time.monotonic() - started >= 0.9
+    assert len(sandbox.received) == 2
+    assert deliveries(sqlite_engine, first)[0][1] == deliveries(sqlite_engine, second_id)[0][1] \
+        == "sent"

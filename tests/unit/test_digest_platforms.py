@@ -274,3 +274,44 @@ def test_dingtalk_signs_the_query_and_keeps_msg_uuid():
     assert url.endswith("&timestamp=1700000000002&sign="
                         + quote("VGvd0brDJp/nMZtR+XnA3yBIlhowT+TwkRPua0q1/jg=", safe=""))
     assert body["msgUuid"] == "u-1"
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_receivers_enforce_the_platforms_rates():
+    now = datetime(2026, 12, 5, 9, tzinfo=UTC)
+    clock = Clock(now.timestamp())
+    sandbox = robots(clock=clock)
+    digest = sample_digest()
+
+    async def send(name: str) -> httpx.Response:
+        chosen = PLATFORMS[name]
+        moment = datetime.fromtimestamp(clock.now, UTC)
+        url, body = chosen.request(URLS[name], SECRETS.get(name), chosen.message(digest),
+                                   moment, "k")
+        return await post(sandbox, url, body)
+
+    for _ in range(20):  # WeCom and DingTalk: 20 a minute
+        assert (await send("wecom")).json()["errcode"] == 0
+        assert (await send("dingtalk")).json()["errcode"] == 0
+    assert (await send("wecom")).json()["errcode"] == 45009
+    assert (await send("dingtalk")).json()["errcode"] == 130101
+    clock.now += 61  # WeCom's minute is over; DingTalk blocks for 10 minutes
+    assert (await send("wecom")).json()["errcode"] == 0
+    assert (await send("dingtalk")).json()["errcode"] == 130101
+    clock.now += 540
+    assert (await send("dingtalk")).json()["errcode"] == 0
+    for _ in range(5):  # Feishu: 5 a second
+        assert (await send("feishu")).json()["code"] == 0
+    assert (await send("feishu")).json()["code"] == 11232
+    assert (await send("slack")).text == "ok"  # Slack: about one a second
+    limited = await send("slack")
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
+    clock.now += 1
+    assert (await send("slack")).text == "ok"
