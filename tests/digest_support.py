@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 
 from api.chat_sandbox import ChatSandbox, Robot, create_app
-from core.digests.content import Digest, Row
+from core.digests.content import Digest, Lines, Row
 
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wk-693axxx6-7aoc"
 DINGTALK_URL = "https://oapi.dingtalk.com/robot/send?access_token=dt-token-1"
@@ -33,10 +33,13 @@ def transport(sandbox: ChatSandbox) -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=create_app(sandbox))
 
 
-def sample_digest(language: str = "en", reps: int = 3) -> Digest:
+def sample_digest(language: str = "en", reps: int = 3, items: int = 0) -> Digest:
+    """A digest of `reps` made-up reps and, with `items`, a list of that many lines."""
     rows = [Row(f"Rep {i:03} 李娜", f"{(reps - i) * 1000:,.2f}", str(reps - i), "85.0%")
             for i in range(reps)]
+    lists = [Lines("Hygiene", [f"Deal {i:03} <b> · Ann Lee · stale" for i in range(items)],
+                   "No issues.")] if items else []
     return Digest(language=language, title="crmsync sales digest",
                   subtitle="Week 2026-11-30 – 2026-12-06 · everyone", currency="CNY",
                   reps=rows, teams=[Row("East", "3,000.00", "3", "-")],
-                  total=Row("Total", "6,000.00", "6", "-"))
+                  total=Row("Total", "6,000.00", "6", "-"), lists=lists)

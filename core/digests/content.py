@@ -49,6 +49,16 @@ class Row:
     attainment: str
 
 
+@dataclass(frozen=True)
+class Lines:
+    """A section of plain lines after the leaderboard (a line per rep's scorecard, per
+    hygiene item): its title, its lines, and what it says when it has none."""
+
+    title: str
+    lines: list[str]
+    empty: str
+
+
 @dataclass
 class Digest:
     language: str
@@ -59,6 +69,13 @@ class Digest:
     teams: list[Row] = field(default_factory=list)
     total: Row | None = None
     sections: tuple[str, ...] = SECTIONS
+    lists: list[Lines] = field(default_factory=list)
+
+    @property
+    def longest(self) -> int:
+        """The most lines of a list (the leaderboard's reps included): what a size limit
+        cuts (core.digests.render.fit)."""
+        return max([len(self.reps), *(len(x.lines) for x in self.lists)])
 
     def label(self, key: str, **values: Any) -> str:
         return LABELS[self.language][key].format(**values)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from core.digests.content import Digest, Row
+from core.digests.content import Digest, Lines, Row
 
 Body = dict[str, Any]
 
@@ -51,6 +51,15 @@ def fit(build: Callable[[int], Body], rows: int, size: Callable[[Body], int],
 def more(digest: Digest, shown: int, total: int) -> str | None:
     """The "and N more" line when rows were cut, else None."""
     return digest.label("more", n=total - shown) if shown < total else None
+
+
+def shown_lines(digest: Digest, lines: Lines, shown: int) -> list[str]:
+    """The first `shown` lines of a list, then "and N more" if some were cut; or the
+    list's empty text."""
+    if not lines.lines:
+        return [lines.empty]
+    cut = more(digest, min(shown, len(lines.lines)), len(lines.lines))
+    return lines.lines[:shown] + ([cut] if cut else [])
 
 
 def ranked(rows: list[Row]) -> list[tuple[str, Row]]:

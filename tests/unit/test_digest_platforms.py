@@ -315,3 +315,27 @@ async def test_the_receivers_enforce_the_platforms_rates():
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
     clock.now += 1
     assert (await send("slack")).text == "ok"
+
+
+@pytest.mark.parametrize("name", sorted(PLATFORMS))
+async def test_a_long_list_section_is_cut_too_and_accepted(name):
+    now = datetime(2026, 12, 5, 9, tzinfo=UTC)
+    sandbox = robots(clock=now.timestamp)
+    chosen = PLATFORMS[name]
+    body = chosen.message(sample_digest("en", reps=2, items=900))
+    text = json.dumps(body, ensure_ascii=False)
+    assert "Rep 000" in text and "Rep 001" in text  # the short leaderboard stays whole
+    shown = sum(f"Deal {i:03} " in text for i in range(900))
+    assert 0 < shown < 900 and f"and {900 - shown} more" in text
+    assert "Hygiene" in text
+    url, signed = chosen.request(URLS[name], SECRETS.get(name), body, now, "k")
+    answer = await post(sandbox, url, signed)
+    assert chosen.outcome(answer.status_code, answer.headers, answer.text).ok, answer.text
+
+
+def test_an_empty_list_says_so():
+    digest = sample_digest("en", reps=1, items=1)
+    digest.lists[0] = digest.lists[0].__class__("Hygiene", [], "No issues.")
+    for chosen in PLATFORMS.values():
+        assert "No issues." in json.dumps(chosen.message(digest), ensure_ascii=False)
+    assert "Deal 000 &lt;b&gt;" in json.dumps(slack.message(sample_digest(items=1)))

@@ -31,6 +31,7 @@ from core.digests.render import (
     line,
     more,
     ranked,
+    shown_lines,
 )
 
 NAME = "dingtalk"
@@ -62,7 +63,7 @@ def message(digest: Digest) -> Body:
     def build(shown: int) -> Body:
         return {"msgtype": "markdown",
                 "markdown": {"title": digest.title, "text": _text(digest, shown)}}
-    return fit(build, len(digest.reps), lambda b: len(encoded(b)), MAX_BODY_BYTES - MARGIN)
+    return fit(build, digest.longest, lambda b: len(encoded(b)), MAX_BODY_BYTES - MARGIN)
 
 
 def _text(digest: Digest, shown: int) -> str:
@@ -81,6 +82,9 @@ def _text(digest: Digest, shown: int) -> str:
     if digest.total is not None:
         t = digest.total
         parts.append(f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}")
+    for lines in digest.lists:
+        parts += [f"**{lines.title}**",
+                  "\n".join(f"- {x}" for x in shown_lines(digest, lines, shown))]
     return "\n\n".join(parts)
 
 

@@ -29,6 +29,7 @@ from core.digests.render import (
     json_answer,
     more,
     ranked,
+    shown_lines,
     status_error,
 )
 
@@ -56,7 +57,7 @@ def signature(secret: str, timestamp: int) -> str:
 def message(digest: Digest) -> Body:
     def build(shown: int) -> Body:
         return {"msg_type": "interactive", "card": _card(digest, shown)}
-    return fit(build, len(digest.reps), lambda b: len(encoded(b)), MAX_BODY_BYTES - MARGIN)
+    return fit(build, digest.longest, lambda b: len(encoded(b)), MAX_BODY_BYTES - MARGIN)
 
 
 def _card(digest: Digest, shown: int) -> dict[str, Any]:
@@ -77,6 +78,9 @@ def _card(digest: Digest, shown: int) -> dict[str, Any]:
         t = digest.total
         elements.append({"tag": "markdown", "content":
                          f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}"})
+    for lines in digest.lists:
+        elements.append({"tag": "markdown", "content": f"**{lines.title}**\n" + "\n".join(
+            f"- {x}" for x in shown_lines(digest, lines, shown))})
     return {"schema": "2.0",
             "header": {"title": {"tag": "plain_text", "content": digest.title},
                        "template": "blue"},

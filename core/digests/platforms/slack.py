@@ -14,7 +14,17 @@ from datetime import datetime
 from typing import Any
 
 from core.digests.content import Digest
-from core.digests.render import OK, Body, Outcome, check_webhook, fit, monospace, more, ranked
+from core.digests.render import (
+    OK,
+    Body,
+    Outcome,
+    check_webhook,
+    fit,
+    monospace,
+    more,
+    ranked,
+    shown_lines,
+)
 
 NAME = "slack"
 TITLE = "Slack"
@@ -40,7 +50,7 @@ def message(digest: Digest) -> Body:
 
     def size(body: Body) -> int:
         return max(len(b["text"]["text"]) for b in body["blocks"] if b["type"] == "section")
-    return fit(build, len(digest.reps), size, MAX_SECTION_CHARS)
+    return fit(build, digest.longest, size, MAX_SECTION_CHARS)
 
 
 def _message(digest: Digest, shown: int) -> Body:
@@ -63,6 +73,9 @@ def _message(digest: Digest, shown: int) -> Body:
         t = digest.total
         blocks.append(_section(escape(f"*{t.label}*: {t.bookings} · {t.deals_won} · "
                                       f"{t.attainment}")))
+    for lines in digest.lists:
+        blocks.append(_section(f"*{escape(lines.title)}*\n" + "\n".join(
+            f"• {escape(x)}" for x in shown_lines(digest, lines, shown))))
     return {"text": f"{digest.title}: {digest.subtitle}", "blocks": blocks}
 
 

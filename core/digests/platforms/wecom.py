@@ -21,6 +21,7 @@ from core.digests.render import (
     fit,
     more,
     ranked,
+    shown_lines,
 )
 
 NAME = "wecom"
@@ -40,7 +41,7 @@ def check_url(url: str) -> None:
 def message(digest: Digest) -> Body:
     def build(shown: int) -> Body:
         return {"msgtype": "markdown_v2", "markdown_v2": {"content": _content(digest, shown)}}
-    return fit(build, len(digest.reps), lambda b: len(b["markdown_v2"]["content"].encode()),
+    return fit(build, digest.longest, lambda b: len(b["markdown_v2"]["content"].encode()),
                MAX_CONTENT_BYTES)
 
 
@@ -59,6 +60,9 @@ def _content(digest: Digest, shown: int) -> str:
     if digest.total is not None:
         t = digest.total
         parts.append(f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}")
+    for lines in digest.lists:
+        parts += [f"### {lines.title}",
+                  "\n".join(f"- {x}" for x in shown_lines(digest, lines, shown))]
     return "\n\n".join(parts)
 
 
