@@ -23,6 +23,7 @@ from api.routes import (
     goals,
     health,
     history,
+    hygiene,
     incentives,
     keys,
     metrics,
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     app.include_router(health.router)
     app.include_router(ops.router)
     for module in (connections, sync_runs, records, history, keys, fx, metrics, webhooks,
-                   goals, people, incentives, digests):
+                   goals, people, incentives, hygiene, digests):
         app.include_router(module.router, prefix=API_PREFIX)
     web.install(app)
     return app

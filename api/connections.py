@@ -5,6 +5,7 @@ secrets are sealed with the SecretBox and never returned, only their names
 (`secrets_set`). Functions flush and never commit: the caller owns the transaction.
 """
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from connectors.registry import (
     UnknownProvider,
     check_endpoints,
     credential_keys,
+    deal_url,
     get_connector,
     providers,
     validate_settings,
@@ -216,3 +218,19 @@ def _flush(session: Session, name: str) -> None:
     except IntegrityError:  # a concurrent request took the name
         session.rollback()
         raise NameTaken(name) from None
+
+
+def crm_links(session: Session) -> Callable[[Mapping[str, Any]], str | None]:
+    """A function giving a deal row's (connection_id, remote_id) page in its CRM, or None
+    where its connector builds none (the `links` capability, connectors.registry.deal_url);
+    the connections are read once, here."""
+    settings = {c.id: (c.provider, dict(c.config or {}))
+                for c in session.exec(select(Connection))}
+
+    def link(row: Mapping[str, Any]) -> str | None:
+        found = settings.get(row["connection_id"])
+        if found is None or not row.get("remote_id"):
+            return None
+        return deal_url(found[0], found[1], str(row["remote_id"]))
+
+    return link

@@ -20,6 +20,7 @@ from cli import (
     digests,
     goals,
     history,
+    hygiene,
     incentives,
     people,
     run,
@@ -49,6 +50,7 @@ app.add_typer(incentives.statements_app, name="statements")
 app.add_typer(incentives.periods_app, name="periods")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(history.app, name="history")
+app.add_typer(hygiene.app, name="hygiene")
 app.add_typer(digests.app, name="digest")
 for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<provider>.md)
     _commands = cast(CommandLine, get_connector(_provider))

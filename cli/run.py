@@ -13,13 +13,13 @@ from sqlalchemy import select
 from api.app import create_app
 from cli.context import checked_context
 from cli.output import console, err, fail
-from connectors.registry import secret_field_names
+from connectors.registry import secret_field_names, streams_of
 from core import store
 from core.config import get_settings
 from core.db import session_scope
 from core.logs import configure_logging
 from core.models import Connection
-from core.records import STREAMS
+from core.records import REQUIRED_STREAMS
 from core.sync import StreamCounts
 from core.types import Stream, SyncMode
 from workers.context import JobContext
@@ -52,11 +52,13 @@ async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool
         if store.active_run(session, connection_id=connection_id):
             err.print(f"connection {connection_id} is already syncing")
             return False
+        connection = session.get(Connection, connection_id)
+        streams = streams_of(connection.provider) if connection else REQUIRED_STREAMS
         run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
     columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(),
                TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        tasks = {s: progress.add_task(s, total=None, counts="") for s in STREAMS}
+        tasks = {s: progress.add_task(s, total=None, counts="") for s in streams}
 
         def report(stream: Stream, counts: StreamCounts, done: bool) -> None:
             text = f"{counts.fetched:>7,} read {counts.upserted:>7,} saved {counts.deleted:>5,} del"

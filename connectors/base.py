@@ -18,7 +18,11 @@ loads (connectors/registry.py):
   command line, the demo and the contract suite;
 - commands: `CommandLine`, extra `crmsync <provider> ...` commands (credential helpers);
 - links: `RecordLinks`, the web address of a deal's record in the CRM (the dashboard's
-  links).
+  links);
+- activities: the optional `activities` stream (calls, meetings, tasks, notes as
+  ActivityRecord, deletions with entity "activities"), read by a `_read_activities(cursor)`
+  method like the required streams (`read_stream`); connectors.registry.streams_of lists the
+  streams a sync reads.
 """
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -34,6 +38,7 @@ from core.errors import AuthError, ConfigError, RateLimited, SourceError, Transi
 from core.records import (
     STREAMS,
     AccountRecord,
+    ActivityRecord,
     DealRecord,
     Deletion,
     GoalDeletion,
@@ -50,6 +55,7 @@ from core.records import (
 __all__ = [
     "STREAMS",
     "AccountRecord",
+    "ActivityRecord",
     "ApiClient",
     "AuthError",
     "Channel",
@@ -118,7 +124,8 @@ class Connector(Protocol):
         ...
 
     def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        """Pages of a stream (users, stages, accounts, deals, deletions) from a cursor."""
+        """Pages of a stream (users, stages, accounts, deals, deletions; activities with that
+        capability) from a cursor."""
         ...
 
 

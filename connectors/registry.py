@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.base import Connector, Sandbox
 from connectors.endpoints import Endpoint, EndpointPolicy
+from core.records import REQUIRED_STREAMS, STREAMS
+from core.types import Stream
 
 GROUP = "crmsync.connectors"
 
@@ -31,6 +33,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "sandbox": ("sandbox",),
     "commands": ("command_line",),
     "links": ("deal_url",),
+    "activities": ("_read_activities",),
 }
 """Each capability and the class members that declare it (connectors/base.py): all of
 them, or none."""
@@ -127,6 +130,13 @@ def providers() -> list[str]:
 def capabilities(provider: str) -> frozenset[str]:
     """The capabilities `provider` declares (keys of CAPABILITIES)."""
     return check_connector(provider, get_connector(provider))
+
+
+def streams_of(provider: str) -> tuple[Stream, ...]:
+    """The streams a sync of `provider` reads, in order: the required ones and each optional
+    one whose capability it declares (the `activities` stream: the activities capability)."""
+    declared = capabilities(provider)
+    return tuple(s for s in STREAMS if s in REQUIRED_STREAMS or s.value in declared)
 
 
 def providers_with(capability: str) -> list[str]:

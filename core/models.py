@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from core.types import (
+    ActivityType,
     ConnectionStatus,
     DealStatus,
     DecimalText,
@@ -175,6 +176,37 @@ class Deal(SyncedRow, DealState, table=True):
     account_name: str | None = None
 
 
+class Activity(SyncedRow, table=True):
+    """A call, meeting, task, email or note of a rep (the optional activities stream;
+    docs/evaluation.md, Activities). activity_date is occurred_at's date in the store's zone
+    (core.metrics.localdates; a task due on a date only, occurred_at at 00:00 UTC, keeps
+    that date in every zone). The deal and account are kept by remote id: the deal may
+    arrive after its activities, so readers join deal on (connection_id, deal_remote_id)."""
+
+    __table_args__ = (
+        UniqueConstraint("connection_id", "remote_id"),
+        Index("ix_activity_person_date", "owner_person_id", "activity_date"),
+        Index("ix_activity_date", "activity_date", "connection_id"),
+        Index("ix_activity_modified", "connection_id", "remote_modified_at"),
+        Index("ix_activity_deal", "connection_id", "deal_remote_id"),
+    )
+    type: ActivityType = Field(default=ActivityType.OTHER, sa_type=EnumText(ActivityType, 10))
+    kind: str | None = None  # the vendor's own type (ActivityRecord.kind)
+    subject: str | None = None
+    occurred_at: datetime | None = _ts()
+    activity_date: date | None = None
+    done: bool | None = None  # None: the CRM does not say
+    completed_at: datetime | None = _ts()
+    duration_seconds: int | None = None
+    owner_remote_id: str | None = None
+    owner_email: str | None = Field(default=None, max_length=320)
+    owner_name: str | None = None
+    owner_person_id: int | None = Field(default=None, foreign_key="person.id")  # core.people
+    deal_remote_id: str | None = Field(default=None, max_length=100)
+    account_remote_id: str | None = Field(default=None, max_length=100)
+    remote_created_at: datetime | None = _ts()
+
+
 class DealStageChange(SQLModel, table=True):
     __tablename__ = "deal_stage_change"
     __table_args__ = (
@@ -320,6 +352,7 @@ SYNCED_TABLES: dict[str, type[SyncedRow]] = {
     "stages": Stage,
     "accounts": Account,
     "deals": Deal,
+    "activities": Activity,
 }
 
 
@@ -581,12 +614,26 @@ class CommissionAdjustment(SQLModel, table=True):
     created_at: datetime = _now()
 
 
+# --- sales hygiene (M9); migration 0012 ---
+
+
+class HygieneRule(SQLModel, table=True):
+    """An admin's setting of one hygiene rule (core.hygiene; docs/evaluation.md): switched
+    off, or another threshold than the default. A rule without a row has its defaults."""
+
+    __tablename__ = "hygiene_rule"
+    key: str = Field(primary_key=True, max_length=40)
+    enabled: bool = True
+    threshold: int | None = None  # None: the rule's default
+    updated_at: datetime = _now()
+
+
 class DigestChannel(SQLModel, table=True):
     """Where a scheduled digest goes (core/digests/, docs/digests.md): a chat robot's
     webhook on one platform, its URL and signing secret sealed with SecretBox
     ({"url": ..., "secret": ...}, never returned by the API); weekly on `day` 0-6
     (Monday 0) or monthly on `day` 1-28, at `hour` in CRMSYNC_TIMEZONE; everyone or one
-    team; migration 0012."""
+    team; migration 0014."""
 
     __tablename__ = "digest_channel"
     id: int | None = Field(default=None, primary_key=True)

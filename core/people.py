@@ -15,7 +15,7 @@ A match is made once: syncs never move a user to another person. An admin maps a
 another person by hand (map_user; crm_user.person_match = "hand"); a person left without
 users is merged into the new one (its deals, accounts and goals move) and deleted.
 
-Deals and accounts carry owner_person_id (owner_person): the person of the owner's
+Deals, accounts and activities carry owner_person_id (owner_person): the person of the owner's
 crm_user (connection and owner_remote_id), else the person with the owner's email, else
 the person of a user with that email. core.store sets it set-based in each page's merge
 statement, creating a person for an owner email nobody has yet (ensure_owner_persons);
@@ -50,7 +50,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core.metrics import rollups
-from core.models import Account, Deal, DealVersion, Goal, Person, User, table_of
+from core.models import Account, Activity, Deal, DealVersion, Goal, Person, User, table_of
 from core.queries import Listing
 from core.types import PersonMatch, utcnow
 
@@ -64,9 +64,9 @@ UNMATCHED_COLUMNS = ("id", "connection_id", "remote_id", "name", "email", "mobil
 
 
 
-PERSON, USER, DEAL, ACCOUNT, GOAL, VERSION = (
-    table_of(m) for m in (Person, User, Deal, Account, Goal, DealVersion))
-OWNED = ((Deal, DEAL), (Account, ACCOUNT))
+PERSON, USER, DEAL, ACCOUNT, ACTIVITY, GOAL, VERSION = (
+    table_of(m) for m in (Person, User, Deal, Account, Activity, Goal, DealVersion))
+OWNED = ((Deal, DEAL), (Account, ACCOUNT), (Activity, ACTIVITY))
 
 
 class PersonNotFound(LookupError):
@@ -129,7 +129,7 @@ def owner_person(source: Any) -> ColumnElement[Any]:
 
 
 def ensure_owner_persons(session: Session, load: Table) -> None:
-    """Before a page of deals or accounts is merged from `load`: a person for each owner
+    """Before a page of deals, accounts or activities is merged from `load`: a person for each owner
     email that no person, user or user's person has (named by the page's owner name, if
     any)."""
     # the page's few distinct owners first, so the lookups run per owner, not per row
@@ -156,9 +156,10 @@ def ensure_owner_persons(session: Session, load: Table) -> None:
 
 def relink(session: Session, *, user_ids: Sequence[int] = (),
            person_ids: Sequence[int] = ()) -> None:
-    """Re-set owner_person_id (owner_person) on the deals, deal versions and accounts owned
-    by `user_ids` (their connection and remote id) or linked to `person_ids`, where it
-    changes; the rollup months of those deals and accounts become dirty."""
+    """Re-set owner_person_id (owner_person) on the deals, deal versions, accounts and
+    activities owned by `user_ids` (their connection and remote id) or linked to
+    `person_ids`, where it changes; the rollup months of those deals and accounts become
+    dirty."""
     by_connection: dict[int, list[str]] = defaultdict(list)
     if user_ids:
         for cid, rid in session.execute(select(USER.c.connection_id, USER.c.remote_id)
@@ -406,9 +407,10 @@ def teams(session: Session, person_ids: Iterable[Any]) -> dict[int, str | None]:
     return {int(pid): team for pid, team in session.execute(stmt)}
 
 
-def team_members(team: str) -> Select[Any]:
-    """SQL: the ids of the people of `team`."""
-    return select(PERSON.c.id).where(PERSON.c.team == team)
+def team_members(team: str | None) -> Select[Any]:
+    """SQL: the ids of the people of `team` (None: the people without a team)."""
+    return select(PERSON.c.id).where(
+        PERSON.c.team.is_(None) if team is None else PERSON.c.team == team)
 
 
 # ---- changes by hand -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ column order of ROW_COLUMNS; the caller chooses how to render them (JSON, CSV).
 Pagination is keyset on the primary key, so pages never lose or repeat a row.
 """
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,7 +15,7 @@ from sqlalchemy import ColumnElement, Engine, Select, Table, func, literal, sele
 from sqlmodel import Session, col
 
 from core.models import SYNCED_TABLES, ApiKey, Connection, SyncRun
-from core.types import DealStatus, RunStatus, as_utc
+from core.types import ActivityType, DealStatus, RunStatus, as_utc
 
 ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("id", "connection_id", "remote_id", "name", "email", "active", "team", "deleted"),
@@ -32,12 +33,19 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
         "remote_modified_at", "owner_email", "owner_name", "owner_person_id", "account_remote_id",
         "account_name", "pipeline", "deleted",
     ),
+    "activities": (
+        "id", "connection_id", "remote_id", "type", "kind", "subject", "occurred_at",
+        "activity_date", "done", "completed_at", "duration_seconds", "owner_email",
+        "owner_name", "owner_person_id", "deal_remote_id", "account_remote_id",
+        "remote_created_at", "remote_modified_at", "deleted",
+    ),
 }
 SYNC_RUN_COLUMNS = (
     "id", "connection_id", "mode", "status", "started_at", "finished_at", "counts",
     "api_calls", "error",
 )
 DEAL_STATUSES = tuple(DealStatus)
+ACTIVITY_TYPES = tuple(ActivityType)
 RUN_STATUSES = tuple(RunStatus)
 
 RowFn = Callable[[Any], dict[str, Any]]
@@ -48,7 +56,7 @@ class RecordFilters:
     """Filters of the record lists. A filter a stream does not have is an error.
 
     `people` (not None) keeps only the rows of those people: users who are one of them,
-    accounts and deals one of them owns (a dashboard user's scope)."""
+    accounts, deals and activities one of them owns (a dashboard user's scope)."""
 
     connection_id: int | None = None
     owner_email: str | None = None
@@ -57,6 +65,10 @@ class RecordFilters:
     modified_since: datetime | None = None
     close_from: date | None = None
     close_to: date | None = None
+    type: ActivityType | None = None
+    date_from: date | None = None  # activity_date
+    date_to: date | None = None
+    deal_remote_id: str | None = None
     include_deleted: bool = False
     people: frozenset[int] | None = None
 
@@ -75,7 +87,7 @@ class Listing:
 
 
 def records_listing(stream: str, filters: RecordFilters) -> Listing:
-    """Rows of users, accounts, stages or deals matching `filters`."""
+    """Rows of users, accounts, stages, deals or activities matching `filters`."""
     table = _table(stream)
     columns = [c for c in ROW_COLUMNS[stream] if c != "deleted"]
     stmt = select(*(table.c[c] for c in columns), table.c.deleted_at)
@@ -111,17 +123,35 @@ def _conditions(stream: str, table: Table, f: RecordFilters) -> list[ColumnEleme
         _require(column is not None, "people", stream)
         assert column is not None
         conditions.append(column.in_(sorted(f.people)))
-    deal_only = {"status": f.status, "close_from": f.close_from, "close_to": f.close_to}
-    for name, value in deal_only.items():
-        _require(value is None or stream == "deals", name, stream)
-    if f.status is not None:
-        if f.status not in DEAL_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(DEAL_STATUSES)}")
-        conditions.append(c.status == f.status)
-    if f.close_from is not None:
-        conditions.append(c.close_date >= f.close_from)
-    if f.close_to is not None:
-        conditions.append(c.close_date <= f.close_to)
+    return conditions + _stream_conditions(stream, c, f)
+
+
+ONLY: dict[str, str] = {"status": "deals", "close_from": "deals", "close_to": "deals",
+                       "type": "activities", "date_from": "activities",
+                       "date_to": "activities", "deal_remote_id": "activities"}
+"""The filters only one stream has, and that stream."""
+CHOICES: dict[str, tuple[str, ...]] = {"status": DEAL_STATUSES, "type": ACTIVITY_TYPES}
+BOUNDS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "close_from": ("close_date", operator.ge), "close_to": ("close_date", operator.le),
+    "date_from": ("activity_date", operator.ge), "date_to": ("activity_date", operator.le)}
+"""Inclusive date filters: the column and how it compares."""
+
+
+def _stream_conditions(stream: str, c: Any, f: RecordFilters) -> list[ColumnElement[bool]]:
+    """The conditions of the filters only one stream has (ONLY)."""
+    conditions: list[ColumnElement[bool]] = []
+    for name, owner in ONLY.items():
+        value = getattr(f, name)
+        if value is None:
+            continue
+        _require(stream == owner, name, stream)
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
+        if name in BOUNDS:
+            column, compare = BOUNDS[name]
+            conditions.append(compare(c[column], value))
+        else:
+            conditions.append(c[name] == value)
     return conditions
 
 

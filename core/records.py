@@ -9,9 +9,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from core.types import DealStatus, GoalMetric, PushStatus, Stream
+from core.types import ActivityType, DealStatus, GoalMetric, PushStatus, Stream
 
 STREAMS = tuple(Stream)
+OPTIONAL_STREAMS = (Stream.ACTIVITIES,)
+"""Streams a connector reads only when it declares their capability (connectors.registry)."""
+REQUIRED_STREAMS = tuple(s for s in Stream if s not in OPTIONAL_STREAMS)
 # Webhooks: a connector's resolve_webhook_events answers ("unresolved", Page(unresolved=[(event
 # payload, error), ...])) for events whose record it could not read; core.webhooks leaves
 # those events pending with the error instead of marking them processed.
@@ -94,7 +97,36 @@ class StageChangeRecord:
     changed_at: datetime
 
 
-DeletedEntity = Literal["accounts", "deals"]
+@dataclass(slots=True)
+class ActivityRecord:
+    """A call, meeting, task, email or note of a rep (the optional `activities` stream).
+
+    `occurred_at` is when it happened or is due (a call's start, a meeting's start, a task's
+    due time; a date-only due date at midnight UTC); `done` whether it was held / completed
+    (None when the CRM does not say); `kind` the vendor's own type (a Zoho Call_Type, a
+    Pipedrive activity type key_string...). The deal and account it relates to by their remote
+    ids (None when it relates to neither)."""
+
+    remote_id: str
+    type: ActivityType
+    occurred_at: datetime | None = None
+    subject: str | None = None
+    kind: str | None = None
+    done: bool | None = None
+    completed_at: datetime | None = None
+    duration_seconds: int | None = None
+    owner_remote_id: str | None = None
+    owner_email: str | None = None
+    owner_name: str | None = None
+    deal_remote_id: str | None = None
+    account_remote_id: str | None = None
+    remote_created_at: datetime | None = None
+    remote_modified_at: datetime | None = None
+    deleted_at: datetime | None = None
+    raw: dict[str, Any] | None = None
+
+
+DeletedEntity = Literal["accounts", "deals", "activities"]
 
 
 @dataclass(slots=True)
@@ -106,7 +138,7 @@ class Deletion:
     deleted_at: datetime
 
 
-Record = UserRecord | StageRecord | AccountRecord | DealRecord
+Record = UserRecord | StageRecord | AccountRecord | DealRecord | ActivityRecord
 Unresolved = tuple[Mapping[str, Any], str]
 """A webhook event whose record could not be read, and why (see UNRESOLVED)."""
 

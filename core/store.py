@@ -37,10 +37,11 @@ from core import people
 from core.config import get_settings
 from core.metrics import rollups
 from core.metrics.currency import CurrencyError, converter
-from core.metrics.localdates import local_date, stored_zone
+from core.metrics.localdates import activity_date, local_date, stored_zone
 from core.models import (
     SYNCED_TABLES,
     Account,
+    Activity,
     Deal,
     DealStageChange,
     DealState,
@@ -60,6 +61,7 @@ _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
 # The deal fields whose every change makes a new deal_version (docs/evaluation.md).
 TRACKED = tuple(DealState.model_fields)
 _EMAIL_COLUMNS = {"email", "owner_email"}
+OWNED = (Deal, Account, Activity)  # rows with an owner: owner_person_id (core.people)
 
 
 def _insert(session: Session, table: Table) -> Any:
@@ -85,8 +87,8 @@ def upsert_records(
     """INSERT ... ON CONFLICT (connection_id, remote_id) DO UPDATE for a whole page.
 
     `owners_known` (a sync run keeps one across its pages): the (owner remote id, owner
-    email) pairs whose person an earlier page of the run made sure of; a page of deals or
-    accounts whose owners are all in it skips core.people.ensure_owner_persons (one
+    email) pairs whose person an earlier page of the run made sure of; a page of deals,
+    accounts or activities whose owners are all in it skips core.people.ensure_owner_persons (one
     statement a page saved on the hot path).
 
     A record seen alive clears its tombstone; a record that arrives already
@@ -107,7 +109,7 @@ def upsert_records(
     now = now or utcnow()
     unique: dict[str, Any] = {r.remote_id: r for r in records}  # last copy of an id wins
     fields = [f for f in unique[next(iter(unique))].__slots__ if f in table.c]
-    zone = ZoneInfo(stored_zone(session, lock="share")) if model in (Deal, Account) else None
+    zone = ZoneInfo(stored_zone(session, lock="share")) if model in OWNED else None
     rows = []
     emails = [f for f in fields if f in _EMAIL_COLUMNS]
     for record in unique.values():
@@ -117,7 +119,9 @@ def upsert_records(
         if "mobile" in row:  # and then by mobile number
             row["mobile"] = people.normalize_mobile(row["mobile"])
         row.update(connection_id=connection_id, first_seen_at=now, last_synced_at=now)
-        if zone is not None:  # the local calendar date, see core.metrics.localdates
+        if zone is not None and model is Activity:  # local dates: core.metrics.localdates
+            row["activity_date"] = activity_date(record.type, record.occurred_at, zone)
+        elif zone is not None:
             row["created_date"] = local_date(record.remote_created_at, zone)
         row.setdefault("deleted_at", None)
         rows.append(row)
@@ -130,7 +134,7 @@ def upsert_records(
         before.append(_stage_changes(session, load, source=source, now=now))
         before.extend(_deal_versions(session, load, source=source, now=now))
     selected: list[Any] = list(load.c)
-    if model in (Deal, Account):  # set-based: index lookups in the merge statement itself
+    if model in OWNED:  # set-based: index lookups in the merge statement itself
         owners = {(row["owner_remote_id"], row["owner_email"]) for row in rows}
         if owners_known is None or not owners <= owners_known:
             people.ensure_owner_persons(session, load)

@@ -31,7 +31,8 @@ from core.types import ConnectionStatus, RunStatus, Stream, SyncMode, utcnow
 
 log = logging.getLogger("crmsync.sync")
 
-TOMBSTONE_ON_FULL = (Stream.USERS, Stream.STAGES, Stream.ACCOUNTS, Stream.DEALS)
+TOMBSTONE_ON_FULL = (Stream.USERS, Stream.STAGES, Stream.ACCOUNTS, Stream.DEALS,
+                     Stream.ACTIVITIES)
 ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown tenfold since
 COUNTS_EVERY = 1.0  # seconds between writes of the run's running counts
 

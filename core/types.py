@@ -23,7 +23,20 @@ class Stream(StrEnum):
     STAGES = "stages"
     ACCOUNTS = "accounts"
     DEALS = "deals"
+    ACTIVITIES = "activities"  # optional: only connectors with the activities capability
     DELETIONS = "deletions"
+
+
+class ActivityType(StrEnum):
+    """What kind of sales activity an ActivityRecord is (docs/evaluation.md, Activities):
+    the vendor's own type is kept beside it (ActivityRecord.kind)."""
+
+    CALL = "call"
+    MEETING = "meeting"  # meetings, events, visits in person
+    TASK = "task"
+    EMAIL = "email"
+    NOTE = "note"  # follow-up records and notes
+    OTHER = "other"
 
 
 class DealStatus(StrEnum):

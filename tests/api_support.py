@@ -19,9 +19,16 @@ from core import store
 from core.config import Settings
 from core.db import session_scope
 from core.models import ApiKey, Connection
-from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
+from core.records import (
+    AccountRecord,
+    ActivityRecord,
+    DealRecord,
+    Deletion,
+    StageRecord,
+    UserRecord,
+)
 from core.security import SecretBox, hash_api_key, new_api_key
-from core.types import utcnow
+from core.types import ActivityType, utcnow
 from workers.context import JobContext
 
 SECRET = "zz-client-secret-never-echoed-42"
@@ -134,19 +141,41 @@ def seed(engine: Engine, connection_id: int, *, deals: int = 30) -> None:
             store.upsert_records(session, stream=stream, connection_id=connection_id,
                                  records=records)
     with session_scope(engine) as session:
-        from core.records import Deletion
-
         store.apply_deletions(session, connection_id=connection_id, deletions=[
             Deletion("deals", f"d{deals - 1:03}", T0 + timedelta(days=400)),
             Deletion("accounts", "a4", T0 + timedelta(days=400)),
         ])
 
 
+ACTIVITY_KINDS = ("call", "meeting", "task")
+
+
+def seed_activities(engine: Engine, connection_id: int, *, count: int = 12) -> None:
+    """After seed(): `count` activities; activity i: type cycles call/meeting/task, owner
+    alternates between the two reps (u1 Ann, u2 Bob), on day i + 1 of January 2025 at 10:00
+    UTC (tasks: due that day), done unless i % 4 == 3, linked to deal d00i; the last one is
+    deleted."""
+    reps = (("u1", "ann@example.com", "Ann Lee"), ("u2", "bob@example.com", "Bob Roy"))
+    rows = [ActivityRecord(f"act{i:02}", ActivityType(ACTIVITY_KINDS[i % 3]),
+                           occurred_at=T0 + timedelta(days=i, hours=0 if i % 3 == 2 else 10),
+                           subject=f"Activity {i}", done=i % 4 != 3,
+                           owner_remote_id=reps[i % 2][0], owner_email=reps[i % 2][1],
+                           owner_name=reps[i % 2][2], deal_remote_id=f"d{i:03}",
+                           remote_modified_at=T0 + timedelta(days=i, hours=12))
+            for i in range(count)]
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="activities", connection_id=connection_id,
+                             records=rows)
+        store.apply_deletions(session, connection_id=connection_id, deletions=[
+            Deletion("activities", f"act{count - 1:02}", T0 + timedelta(days=400))])
+
+
 DASHBOARD_PAGES = frozenset({
     ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
     ("GET", "/welcome/{token}"), ("POST", "/welcome/{token}"), ("GET", "/language"),
     ("GET", "/leaderboard"), ("GET", "/leaderboard/deals"), ("MOUNT", "/assets"),
-    ("GET", "/trends"), ("GET", "/pipeline"), ("GET", "/statements")})
+    ("GET", "/trends"), ("GET", "/pipeline"), ("GET", "/statements"), ("GET", "/hygiene"),
+    ("GET", "/funnel"), ("GET", "/scorecards")})
 """The dashboard's pages and stylesheet (api/web): HTML for people, not API routes. Their
 sign-in, CSRF and scope rules are tested in tests/unit/test_dashboard_pages.py."""
 DASHBOARD_PAGES |= frozenset({  # goals and operations pages: test_dashboard_admin_pages.py

@@ -17,7 +17,7 @@ from connectors.base import (
     StageHistory,
     WebhookReceiver,
 )
-from connectors.registry import capabilities, providers_with
+from connectors.registry import capabilities, providers_with, streams_of
 from core import history, store, webhooks
 from core.db import session_scope
 from core.errors import AuthError, ConfigError, SourceError, TransientError
@@ -59,6 +59,7 @@ async def sync_connection(
             connection_id=connection_id,
             run_id=run_id,
             mode=mode,
+            streams=streams_of(loaded.provider),
             progress=progress,
         )
         log.info("sync started", extra={"connection_id": connection_id, "run_id": run_id})

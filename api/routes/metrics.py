@@ -26,6 +26,7 @@ from api.routes.records import DealPage
 from api.schemas import Answer, Number
 from core.metrics.currency import CurrencyError
 from core.metrics.definitions import (
+    ACTIVITIES,
     KEY_COLUMNS,
     METRICS,
     PIPELINE_COLUMNS,
@@ -45,6 +46,8 @@ from core.metrics.definitions import (
     validate_series,
 )
 from core.metrics.evaluation import EvalGroupBy, forecast_accuracy, funnel, velocity
+from core.metrics.periods import Preset, preset_range, today
+from core.metrics.scorecard import NoOneToShow, scorecards
 from core.queries import ROW_COLUMNS
 from core.types import DealStatus
 
@@ -64,11 +67,15 @@ class SummaryParams(BaseModel):
     end: str = Field(description=DATE_HELP)
     group_by: GroupBy = GroupBy.NONE
     connection_id: Id | None = None
+    activities: bool = Field(
+        False, description="Add `activities` to every row and the total: the activities "
+        "that count in the period (docs/metrics.md, Activities).")
     sort: SortKey | None = Field(
         None, max_length=64,
         description="A metric or a key column of the rows (person_id, owner_email, "
-        "owner_name, team, connection_id, connection_name), `-` first for descending, e.g. "
-        "`-attainment`. Nulls last either way; ties keep key order. Default: key order.")
+        "owner_name, team, connection_id, connection_name; `activities` with "
+        "activities=true), `-` first for descending, e.g. `-attainment`. Nulls last either "
+        "way; ties keep key order. Default: key order.")
     format: ExportFormat | None = Field(
         None, description="`csv` answers CSV (the rows, then the total row); so does "
         "`Accept: text/csv`. " + EXPORT_FORMATS_HELP)
@@ -87,6 +94,8 @@ class MetricValues(Answer):
     new_accounts: int
     goal: Number | None
     attainment: Number | None
+    activities: int | None = Field(
+        None, description="With activities=true: the activities that count in the period.")
 
 
 class SummaryRow(MetricValues):
@@ -155,12 +164,14 @@ def get_summary(
         validate(start, end, params.group_by)
         result: dict[str, Any] = summary(
             session, start=start, end=end, group_by=params.group_by,
-            connection_id=params.connection_id, settings=settings, people=caller.people)
+            connection_id=params.connection_id, settings=settings, people=caller.people,
+            activities=params.activities)
     session.commit()  # created dates may have been recomputed for a new time zone
     if params.sort is not None:
         result["data"] = sort_rows(result["data"], params.sort, params.group_by)
     if wants_csv(request, params.format):
-        columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS)
+        columns = (SUMMARY_ROW_TYPE, *KEY_COLUMNS[params.group_by], *METRICS,
+                   *((ACTIVITIES,) if params.activities else ()))
         rows = [*({SUMMARY_ROW_TYPE: "data", **row} for row in result["data"]),
                 {SUMMARY_ROW_TYPE: "total", **result["total"]}]
         return csv_response(rows, columns, name="summary",
@@ -449,4 +460,101 @@ def get_forecast_accuracy(
                                    connection_id=params.connection_id, settings=settings,
                                    people_=caller.people)
     session.commit()
+    return ApiJSON(result)
+
+
+# ---- scorecards (docs/evaluation.md) ---------------------------------------------------------
+
+
+class ScorecardParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: Preset | None = Field(None, description=(
+        "A named period (fiscal quarters and years, CRMSYNC_FISCAL_YEAR_START_MONTH), "
+        "instead of start and end."))
+    start: str | None = Field(None, description=DATE_HELP)
+    end: str | None = Field(None, description=DATE_HELP)
+    team: str | None = Field(None, max_length=200, description=(
+        "Only this team's people (the people mapping's team)."))
+    person_id: Id | None = Field(None, description=(
+        "Only this rep's card, ranked in their team; teams and total are of that team."))
+    connection_id: Id | None = None
+
+
+class Figure(Answer):
+    value: Number | None
+    previous: Number | None = Field(description="The previous period's value.")
+    change: Number | None = Field(description="value - previous (null when either is).")
+
+
+class ScorecardFigures(Answer):
+    bookings: Figure
+    goal: Figure
+    attainment: Figure
+    win_rate: Figure
+    sales_cycle_days: Figure
+    avg_deal_size: Figure
+    next_open_pipeline: Figure = Field(description=(
+        "Open pipeline, as of the period's last day, of the deals closing in the next period."))
+    next_goal: Figure = Field(description="The next period's bookings goal.")
+    pipeline_coverage: Figure = Field(description="next_open_pipeline / next_goal.")
+    activities: Figure
+    hygiene: Figure = Field(description=(
+        "Open deals breaking a hygiene rule today (no previous value)."))
+    activity_types: dict[str, int] = Field(description=(
+        "This period's activities that count, by type (types with none left out)."))
+    hygiene_rules: dict[str, int] = Field(description=(
+        "Today's open deals breaking each hygiene rule (rules with none left out)."))
+
+
+class ScorecardRow(ScorecardFigures):
+    person_id: int
+    owner_email: str | None
+    owner_name: str | None
+    team: str | None
+    rank: int = Field(description="Rank in the team by bookings (ties share it: 1, 2, 2, 4).")
+    previous_rank: int
+
+
+class TeamScorecard(ScorecardFigures):
+    team: str | None
+    reps: int
+
+
+class Scorecards(Answer):
+    start: date
+    end: date
+    previous_start: date
+    previous_end: date
+    next_start: date
+    next_end: date
+    currency: str | None
+    data: list[ScorecardRow]
+    teams: list[TeamScorecard]
+    total: ScorecardFigures
+
+
+@router.get("/metrics/scorecards", response_model=Scorecards,
+            summary="Each rep's scorecard for a period against the previous one, with teams")
+def get_scorecards(
+    params: Annotated[ScorecardParams, Query()], session: SessionDep, settings: SettingsDep,
+    caller: Reader,
+) -> Response:
+    if params.period is not None:
+        if params.start is not None or params.end is not None:
+            raise invalid("period", "give either period or start and end, not both")
+        start, end = preset_range(params.period, today(settings),
+                                  settings.fiscal_year_start_month)
+    elif params.start is None or params.end is None:
+        raise invalid("start", "give start and end, or period")
+    else:
+        start, end = _period(params)
+    with _metric_errors():
+        try:
+            result = scorecards(session, start=start, end=end, settings=settings,
+                                people=caller.people, connection_id=params.connection_id,
+                                person_id=params.person_id, team=params.team)
+        except NoOneToShow as exc:
+            raise ApiError(404, str(exc)) from None
+    session.commit()  # created dates may have been recomputed for a new time zone
     return ApiJSON(result)

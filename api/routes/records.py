@@ -1,5 +1,5 @@
-"""Synced records: users (reps), accounts, stages and deals, with filters; users, accounts
-and deals of the people the caller may see."""
+"""Synced records: users (reps), accounts, stages, deals and activities, with filters;
+users, accounts, deals and activities of the people the caller may see."""
 
 from datetime import date, datetime
 from typing import Annotated
@@ -14,7 +14,7 @@ from api.errors import ApiError, invalid
 from api.listing import FILES, Id, ListParams, UtcDatetime, list_response
 from api.schemas import Answer, Number
 from core.queries import ROW_COLUMNS, RecordFilters, records_listing
-from core.types import DealStatus
+from core.types import ActivityType, DealStatus
 
 router = APIRouter(tags=["records"])
 
@@ -39,6 +39,14 @@ class DealParams(PersonOwnedParams):
     status: DealStatus | None = None
     close_from: date | None = Field(None, description="close_date >= this (inclusive).")
     close_to: date | None = Field(None, description="close_date <= this (inclusive).")
+
+
+class ActivityParams(PersonOwnedParams):
+    type: ActivityType | None = None
+    date_from: date | None = Field(None, description="activity_date >= this (inclusive).")
+    date_to: date | None = Field(None, description="activity_date <= this (inclusive).")
+    deal_remote_id: str | None = Field(
+        None, max_length=100, description="Activities of this deal (with connection_id).")
 
 
 class UserRow(Answer):
@@ -101,6 +109,30 @@ class DealRow(Answer):
     deleted: bool
 
 
+class ActivityRow(Answer):
+    id: int
+    connection_id: int
+    remote_id: str
+    type: ActivityType
+    kind: str | None = Field(description="The CRM's own type, as it names it.")
+    subject: str | None
+    occurred_at: datetime | None = Field(
+        description="When it happened or is due (a task's due date at 00:00 UTC).")
+    activity_date: date | None = Field(description="occurred_at's date in the store's zone.")
+    done: bool | None = Field(description="Held / completed; null when the CRM does not say.")
+    completed_at: datetime | None
+    duration_seconds: int | None
+    owner_email: str | None
+    owner_name: str | None
+    owner_person_id: int | None
+    deal_remote_id: str | None = Field(
+        description="Joins deals on (connection_id, deal_remote_id = remote_id).")
+    account_remote_id: str | None
+    remote_created_at: datetime | None
+    remote_modified_at: datetime | None
+    deleted: bool
+
+
 class UserPage(Answer):
     data: list[UserRow]
     next_cursor: str | None
@@ -121,8 +153,14 @@ class DealPage(Answer):
     next_cursor: str | None
 
 
+class ActivityPage(Answer):
+    data: list[ActivityRow]
+    next_cursor: str | None
+
+
 ROW_MODELS: dict[str, type[BaseModel]] = {
     "users": UserRow, "accounts": AccountRow, "stages": StageRow, "deals": DealRow,
+    "activities": ActivityRow,
 }
 
 
@@ -135,6 +173,8 @@ def _records(stream: str, request: Request, session: Session, params: RecordPara
     })
     if filters.close_from and filters.close_to and filters.close_from > filters.close_to:
         raise invalid("close_from", "must not be after close_to")
+    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+        raise invalid("date_from", "must not be after date_to")
     try:
         listing = records_listing(stream, filters)
     except ValueError as exc:
@@ -174,3 +214,12 @@ def list_deals(
     caller: Reader,
 ) -> Response:
     return _records("deals", request, session, params, caller.people)
+
+
+@router.get("/activities", response_model=ActivityPage, responses=FILES,
+            summary="Activities: calls, meetings, tasks, emails, notes")
+def list_activities(
+    request: Request, params: Annotated[ActivityParams, Query()], session: SessionDep,
+    caller: Reader,
+) -> Response:
+    return _records("activities", request, session, params, caller.people)

@@ -4,7 +4,18 @@ English and Chinese, beside the API. Pages call the same core functions as the A
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.web import goals, leaderboard, operations, pipeline, signin, statements, trends
+from api.web import (
+    funnel,
+    goals,
+    hygiene,
+    leaderboard,
+    operations,
+    pipeline,
+    scorecards,
+    signin,
+    statements,
+    trends,
+)
 from api.web.render import ASSETS_URL, STATIC_DIR
 
 
@@ -18,6 +29,9 @@ def install(app: FastAPI) -> None:
     app.include_router(trends.router)
     app.include_router(pipeline.router)
     app.include_router(statements.router)
+    app.include_router(hygiene.router)
+    app.include_router(funnel.router)
+    app.include_router(scorecards.router)
 
 
 __all__ = ["install"]

@@ -8,14 +8,16 @@ as if it did not exist (the page answers 404)."""
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request, Response
 from sqlmodel import Session
 
+from api.connections import crm_links
 from api.listing import MAX_ID
+from api.web import guard
 from api.web.i18n import text
-from connectors import registry
-from core.accounts import Role, Viewer
+from api.web.render import error_page, language
+from core.accounts import Role, SignedIn, Viewer
 from core.metrics.definitions import team_order
-from core.models import Connection
 from core.people import people_listing, team_members
 
 MAX_TEAM = 200
@@ -93,20 +95,25 @@ def choose(session: Session, viewer: Viewer, show: str) -> Focus | None:
     return None
 
 
+def signed_focus(request: Request, session: Session,
+                 show: str) -> tuple[SignedIn, Focus] | Response:
+    """The signed-in user and the slice `show` names among what they see; or the answer to
+    give instead: off to sign in, or 404 for a slice they may not see."""
+    signed = guard.current(request)
+    if signed is None:
+        return guard.to_login(request)
+    focus = choose(session, signed.viewer, show)
+    if focus is None:
+        return error_page(request, 404, "error.not_found.title",
+                          text(language(request), "error.not_found"), signed=signed)
+    return signed, focus
+
+
 def deal_links(session: Session, rows: list[dict[str, Any]]) -> dict[int, str]:
     """deal id -> the deal's page in its CRM, for the deals whose connector builds one
-    (the `links` capability, connectors.registry.deal_url)."""
-    connections = {cid: session.get(Connection, cid) for cid in {r["connection_id"] for r in rows}}
-    links = {}
-    for row in rows:
-        connection = connections.get(row["connection_id"])
-        if connection is None or not row.get("remote_id"):
-            continue
-        url = registry.deal_url(connection.provider, dict(connection.config or {}),
-                                str(row["remote_id"]))
-        if url is not None:
-            links[int(row["id"])] = url
-    return links
+    (api.connections.crm_links)."""
+    link = crm_links(session)
+    return {int(row["id"]): url for row in rows if (url := link(row)) is not None}
 
 
-__all__ = ["Choice", "Focus", "choices", "choose", "deal_links", "label"]
+__all__ = ["Choice", "Focus", "choices", "choose", "deal_links", "label", "signed_focus"]

@@ -9,17 +9,17 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.listing import MAX_ID, decode_cursor, encode_cursor
+from api.listing import MAX_ID, encode_cursor
 from api.web import guard
 from api.web.focus import deal_links
 from api.web.i18n import Formats, text
-from api.web.render import PageRoute, error_page, language, render
+from api.web.render import PageRoute, error_page, language, page_after, render
 from core.accounts import Role, SignedIn
 from core.config import Settings
+from core.hygiene import hygiene_summary
 from core.metrics.currency import CurrencyError
 from core.metrics.definitions import (
     DrillMetric,
@@ -36,8 +36,10 @@ from core.queries import fetch_page
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-COLUMNS = ("bookings", "goal", "attainment", "win_rate", "open_pipeline", "sales_cycle_days")
-"""The leaderboard's number columns, in order (their headings: messages col.<name>)."""
+COLUMNS = ("bookings", "goal", "attainment", "win_rate", "open_pipeline", "sales_cycle_days",
+           "activities")
+"""The leaderboard's number columns, in order (their headings: messages col.<name>);
+activities: those that count in the period (core.activities, docs/metrics.md)."""
 NAME = "owner_name"
 SORTS = (NAME, *COLUMNS)
 DEFAULT_SORT = "-bookings"
@@ -117,6 +119,13 @@ class Line:
     members: list["Line"] = field(default_factory=list)
 
 
+def _issues(count: int, fmt: Formats, show: str | None) -> Cell:
+    """The hygiene column's cell: open deals breaking a rule now (core.hygiene), linked to
+    their list on the Hygiene page."""
+    href = None if show is None else "/hygiene" + (f"?{urlencode({'show': show})}" if show else "")
+    return Cell("hygiene", fmt.number(count), href)
+
+
 @dataclass
 class Heading:
     column: str
@@ -173,7 +182,7 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
     # reps and teams from one pass over the numbers (core.metrics.definitions.summaries)
     answers = summaries(session, start=period.start, end=period.end,
                         group_bys=(GroupBy.OWNER, GroupBy.TEAM), settings=settings,
-                        people=viewer.people)
+                        people=viewer.people, activities=True)
     owners = answers[GroupBy.OWNER]
     currency = owners["currency"]
     lang = fmt.lang
@@ -182,7 +191,14 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
         pid = row["person_id"]
         label = row["owner_name"] or row["owner_email"] or text(lang, "board.no_owner")
         drill = None if pid is None else {"person": str(pid), **span}
-        return Line("person", label, _cells(row, fmt, currency, drill), pid)
+        issues = _issues(by_person.get(pid, 0), fmt, None if pid is None else f"person:{pid}")
+        return Line("person", label, [*_cells(row, fmt, currency, drill), issues], pid)
+
+    # hygiene issues now, whatever the period: per rep, per team (every issue of its
+    # people) and in all (core.hygiene)
+    hygiene = hygiene_summary(session, settings=settings, people=viewer.people)
+    by_person = {r["person_id"]: r["total"] for r in hygiene["data"]}
+    team_issues = {r["team"]: r["total"] for r in hygiene["teams"]}
 
     people_rows = sort_rows(owners["data"], sort, GroupBy.OWNER)
     team_of = teams(session, (r["person_id"] for r in people_rows))
@@ -195,7 +211,9 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
             label = text(lang, "board.team", team=name) if name is not None else \
                 text(lang, "board.no_team")
             drill = None if name is None else {"team": name, **span}
-            line = Line("team", label, _cells(row, fmt, currency, drill))
+            issues = _issues(team_issues.get(name, 0), fmt,
+                             None if name is None else f"team:{name}")
+            line = Line("team", label, [*_cells(row, fmt, currency, drill), issues])
             line.members = [person(r) for r in people_rows
                             if team_of.get(r["person_id"]) == name]
             lines.append(line)
@@ -204,7 +222,8 @@ def _board(session: Session, settings: Settings, signed: SignedIn, period: Perio
     total = None
     if viewer.role != Role.REP:
         total = Line("total", text(lang, "board.total"),
-                     _cells(owners["total"], fmt, currency, span))
+                     [*_cells(owners["total"], fmt, currency, span),
+                      _issues(hygiene["total"]["total"], fmt, "")])
     return {"lines": lines, "total": total, "currency": currency}
 
 
@@ -274,11 +293,9 @@ def deals(
     if person_id is not None and (not viewer.sees(person_id) or person_id not in names):
         return error_page(request, 404, "error.not_found.title",
                           text(lang, "error.not_found"), signed=signed)
-    try:
-        after = decode_cursor(cursor)
-    except RequestValidationError:
-        return error_page(request, 400, "error.bad_request.title",
-                          text(lang, "error.bad_page"), signed=signed)
+    after = page_after(request, cursor, signed)
+    if isinstance(after, Response):
+        return after
     team = team.strip()[:MAX_TEAM]
     listing = drill_down(DrillMetric(metric), start=dates[0], end=dates[1],
                          person_id=person_id, team=team or None, people=viewer.people)

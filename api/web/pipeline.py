@@ -12,16 +12,15 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.listing import decode_cursor, encode_cursor
-from api.web import guard
-from api.web.focus import Focus, choices, choose, deal_links, label
+from api.listing import encode_cursor
+from api.web import sliced
+from api.web.focus import Focus, deal_links
 from api.web.i18n import text
-from api.web.leaderboard import CUSTOM, PERIOD_CHOICES, Period, choose_period
-from api.web.render import PageRoute, error_page, language, render
+from api.web.leaderboard import CUSTOM, Period
+from api.web.render import PageRoute, page_after, render
 from core.config import Settings
 from core.goals.targets import attainment
 from core.metrics.currency import CurrencyError
@@ -93,33 +92,21 @@ def pipeline_page(
     end: Annotated[str, Query()] = "", show: Annotated[str, Query()] = "",
     cursor: Annotated[str, Query()] = "",
 ) -> Response:
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
-    lang = language(request)
-    focus = choose(session, signed.viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
-    try:
-        after = decode_cursor(cursor)
-    except RequestValidationError:
-        return error_page(request, 400, "error.bad_request.title",
-                          text(lang, "error.bad_page"), signed=signed)
-    chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
-    form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end,
-            "show": focus.choice.value}
-    page: dict[str, Any] = {"form": form, "choices": PERIOD_CHOICES, "period": chosen,
-                            "focus": focus, "who": label(lang, focus),
-                            "options": choices(session, signed.viewer),
-                            "funnels": [], "currency": None, "forecast": None, "deals": [],
-                            "links": {}, "connections": {}, "next_href": None,
-                            "first_href": None, "error": ""}
+    begun = sliced.start(request, session, settings, period=period, start=start, end=end,
+                         show=show, default=DEFAULT_PERIOD)
+    if isinstance(begun, Response):
+        return begun
+    lang, focus, chosen, page = begun.lang, begun.focus, begun.period, begun.page
+    after = page_after(request, cursor, begun.signed)
+    if isinstance(after, Response):
+        return after
+    form = page["form"]
+    page.update(funnels=[], currency=None, forecast=None, deals=[], links={}, connections={},
+                next_href=None, first_href=None)
     status = 200
     if chosen is None:
-        page["error"], status = text(lang, "error.bad_dates"), 400
+        status = 400
     else:
-        form.update(start=chosen.start.isoformat(), end=chosen.end.isoformat())
         try:
             page["funnels"], page["currency"] = funnels(session, settings, focus)
             page["forecast"] = forecast(session, settings, focus, chosen)
@@ -140,8 +127,8 @@ def pipeline_page(
                        + "#closing") if next_after else None,
             first_href=("/pipeline?" + urlencode(query) + "#closing")
             if after is not None else None)
-    return render(request, "pipeline.html", status=status, signed=signed, nav="pipeline",
-                  **page)
+    return render(request, "pipeline.html", status=status, signed=begun.signed,
+                  nav="pipeline", **page)
 
 
 __all__ = ["router"]

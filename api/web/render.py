@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from api.listing import decode_cursor
 from api.web.i18n import HTML_LANG, LANG_COOKIE, LANGUAGES, Formats, pick_language, text
 from core.accounts import SignedIn
 
@@ -77,6 +79,16 @@ def error_page(request: Request, status: int, title: str, message: str, *,
                   message=message)
 
 
+def page_after(request: Request, cursor: str, signed: SignedIn) -> Response | int | None:
+    """The position after which a paged list's page starts (None: the first page), from
+    its `cursor`; or a 400 page for a cursor no list gave."""
+    try:
+        return decode_cursor(cursor)
+    except RequestValidationError:
+        return error_page(request, 400, "error.bad_request.title",
+                          text(language(request), "error.bad_page"), signed=signed)
+
+
 def _here(request: Request) -> str:
     """This page's path and query (where the language switch comes back to)."""
     query = request.url.query
@@ -97,4 +109,4 @@ def redirect(url: str) -> RedirectResponse:
 
 
 __all__ = ["ASSETS_URL", "STATIC_DIR", "PageRoute", "error_page", "language", "local_path",
-           "redirect", "render"]
+           "page_after", "redirect", "render"]

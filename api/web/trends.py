@@ -17,11 +17,11 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
-from api.web import guard
-from api.web.focus import Focus, choices, choose, label
+from api.web import sliced
+from api.web.focus import Focus
 from api.web.i18n import Formats, text
-from api.web.leaderboard import PERIOD_CHOICES, Period, choose_period
-from api.web.render import PageRoute, error_page, language, render
+from api.web.leaderboard import Period
+from api.web.render import PageRoute, render
 from core.config import Settings
 from core.goals.targets import attainment, goal_targets
 from core.metrics.currency import CurrencyError
@@ -147,24 +147,25 @@ def bookings_chart(rows: list[Row], cumulative: bool, fmt: Formats) -> dict[str,
             "goal_half": round(slot * 0.4, 1)}
 
 
-def win_rate_chart(rows: list[Row], fmt: Formats) -> dict[str, Any]:
-    """The win rate of each period as points joined by lines (a period without closed
-    deals has no point and breaks the line), 0 to 100 %."""
-    slot = (WIDTH - LEFT - RIGHT) / max(len(rows), 1)
+def win_rate_chart(rates: list[tuple[str, Decimal | None]], fmt: Formats) -> dict[str, Any]:
+    """Rates (label, rate from 0 to 1) as points joined by lines, 0 to 100 %: the win rate
+    of each period here, of each entry cohort on the Funnel page. A missing rate (no
+    closed deals) has no point and breaks the line."""
+    slot = (WIDTH - LEFT - RIGHT) / max(len(rates), 1)
     lines: list[list[tuple[float, float]]] = [[]]
     points = []
-    for i, row in enumerate(rows):
-        if row.win_rate is None:
+    for i, (_, rate) in enumerate(rates):
+        if rate is None:
             if lines[-1]:
                 lines.append([])
             continue
-        point = (round(LEFT + i * slot + slot / 2, 1), _y(row.win_rate, Decimal(1)))
+        point = (round(LEFT + i * slot + slot / 2, 1), _y(rate, Decimal(1)))
         lines[-1].append(point)
         points.append(point)
     ticks = [Tick(_y(Decimal(k) / 4, Decimal(1)), fmt.percent(Decimal(k) / 4).replace(
         ".00", "")) for k in range(5)]
-    labels = [(round(LEFT + i * slot + slot / 2, 1), row.short or row.label)
-              for i, row in enumerate(rows)]
+    labels = [(round(LEFT + i * slot + slot / 2, 1), name)
+              for i, (name, _) in enumerate(rates)]
     return {"lines": [" ".join(f"{x},{y}" for x, y in line) for line in lines if line],
             "points": points, "ticks": ticks, "labels": labels, "width": WIDTH,
             "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "bottom": HEIGHT - BOTTOM}
@@ -177,31 +178,20 @@ def trends(
     end: Annotated[str, Query()] = "", interval: Annotated[str, Query()] = "",
     show: Annotated[str, Query()] = "", cumulative: Annotated[str, Query()] = "",
 ) -> Response:
-    signed = guard.current(request)
-    if signed is None:
-        return guard.to_login(request)
-    lang = language(request)
-    fmt = Formats(lang)
-    viewer = signed.viewer
-    focus = choose(session, viewer, show)
-    if focus is None:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
-    chosen = choose_period(period or DEFAULT_PERIOD, start, end, settings)
+    begun = sliced.start(request, session, settings, period=period, start=start, end=end,
+                         show=show, default=DEFAULT_PERIOD)
+    if isinstance(begun, Response):
+        return begun
+    lang, fmt, focus, chosen, page = begun.lang, begun.fmt, begun.focus, begun.period, begun.page
     step = interval or DEFAULT_INTERVAL
-    form = {"period": period or DEFAULT_PERIOD, "start": start, "end": end, "interval": step,
-            "show": focus.choice.value, "cumulative": bool(cumulative)}
-    page: dict[str, Any] = {"form": form, "choices": PERIOD_CHOICES, "period": chosen,
-                            "focus": focus, "who": label(lang, focus),
-                            "options": choices(session, viewer),
-                            "rows": [], "currency": None, "error": ""}
+    page["form"].update(interval=step, cumulative=bool(cumulative))
+    page.update(rows=[], currency=None)
     status = 200
     if chosen is None:
-        page["error"], status = text(lang, "error.bad_dates"), 400
+        status = 400
     elif step not in INTERVALS:
         page["error"], status = text(lang, "trends.bad_interval"), 400
     else:
-        form.update(start=chosen.start.isoformat(), end=chosen.end.isoformat())
         try:
             rows, currency = series_rows(session, settings, focus, chosen, Interval(step), fmt)
         except CurrencyError as exc:
@@ -209,9 +199,11 @@ def trends(
         else:
             page.update(rows=rows, currency=currency,
                         bookings_chart=bookings_chart(rows, bool(cumulative), fmt),
-                        win_chart=win_rate_chart(rows, fmt))
+                        win_chart=win_rate_chart(
+                            [(r.short or r.label, r.win_rate) for r in rows], fmt))
         session.commit()  # created dates may have been recomputed for a new time zone
-    return render(request, "trends.html", status=status, signed=signed, nav="trends", **page)
+    return render(request, "trends.html", status=status, signed=begun.signed, nav="trends",
+                  **page)
 
 
 __all__ = ["router"]

@@ -29,6 +29,7 @@ from connectors.fxiaoke.client import FxiaokeClient, FxiaokeConfig, FxiaokeSecre
 from connectors.fxiaoke.goals import push_goals as goals_push
 from connectors.fxiaoke.sandbox import SANDBOX
 from connectors.fxiaoke.wire import (
+    ACTIVITY_OBJECT,
     MAX_LIMIT,
 )
 from core.errors import SourceError
@@ -40,7 +41,7 @@ MODIFIED = "last_modified_time"
 
 
 class FxiaokeConnector(FxiaokeClient):
-    """Reads users, stages, accounts and deals from one Fxiaoke tenant."""
+    """Reads users, stages, accounts, deals and activities from one Fxiaoke tenant."""
 
     name: ClassVar[str] = "fxiaoke"
     config_model: ClassVar[type[BaseModel]] = FxiaokeConfig
@@ -72,6 +73,14 @@ class FxiaokeConnector(FxiaokeClient):
         currency = self.config.home_currency
         async for rows, state in self.walk(self.config.opportunity_object, cursor):
             yield Page(records=[mapping.deal(r, meta, directory, currency) for r in rows],
+                       cursor=state)
+
+    async def _read_activities(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§10: follow-up records (ActiveRecordObj), walked like the deals; voided ones
+        arrive as tombstones."""
+        directory, deal_object = await self.directory(), self.config.opportunity_object
+        async for rows, state in self.walk(ACTIVITY_OBJECT, cursor):
+            yield Page(records=[mapping.activity(r, directory, deal_object) for r in rows],
                        cursor=state)
 
     async def _read_deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:

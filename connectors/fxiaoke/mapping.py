@@ -18,8 +18,8 @@ from typing import Any
 
 from connectors.fxiaoke.wire import LOST_LABELS, NOT_LIVE_STATUSES, WON_LABELS, from_ms, ms_day
 from core.errors import SourceError
-from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
-from core.types import DealStatus
+from core.records import AccountRecord, ActivityRecord, DealRecord, StageRecord, UserRecord
+from core.types import ActivityType, DealStatus
 
 
 @dataclass
@@ -298,3 +298,60 @@ def _in_home(raw: dict[str, Any], amount: Decimal | None,
         raise SourceError(f"Fxiaoke record {raw.get('_id')} is in {currency} without a "
                           "usable mc_exchange_rate")
     return currency, rate, None if amount is None else amount * rate
+
+
+# ---- follow-up records (§10) -------------------------------------------------------------------
+# §10: how the rep reached the customer, from the labels of interactive_types (unverified
+# field; its codes are the tenant's own, so the labels decide). No match: a note.
+INTERACTION_WORDS: tuple[tuple[ActivityType, tuple[str, ...]], ...] = (
+    (ActivityType.CALL, ("电话", "電話", "通话", "通話", "phone", "call")),
+    (ActivityType.MEETING, ("拜访", "拜訪", "面谈", "面談", "会议", "會議", "见面", "visit",
+                            "meeting")),
+    (ActivityType.EMAIL, ("邮件", "郵件", "email", "e-mail", "mail")),
+)
+
+
+def _labels(value: Any) -> list[str]:
+    """A `__r` of a multi-select: a string, a list of strings, or of {name} objects."""
+    items = value if isinstance(value, list) else [value]
+    return [label for label in (_display(v) for v in items) if label]
+
+
+def interaction(raw: dict[str, Any]) -> tuple[ActivityType, str | None]:
+    """The activity type and the vendor's own label of a follow-up record (§10)."""
+    labels = _labels(raw.get("interactive_types__r"))
+    for kind, words in INTERACTION_WORDS:
+        for label in labels:
+            if any(word in label.casefold() for word in words):
+                return kind, label
+    return ActivityType.NOTE, labels[0] if labels else None
+
+
+def _related(raw: dict[str, Any], api_name: str) -> str | None:
+    for item in raw.get("related_object_data") or []:
+        if isinstance(item, dict) and item.get("describe_api_name") == api_name \
+                and item.get("id"):
+            return str(item["id"])
+    return None
+
+
+def activity(raw: dict[str, Any], directory: Directory, deal_object: str) -> ActivityRecord:
+    """§10: a follow-up record (ActiveRecordObj) as an activity that happened when it was
+    written (create_time; done). Its deal and account: the lookups new_opportunity_id
+    (opportunity_id for the older OpportunityObj) and account_id, else
+    related_object_data. Voided or deleted: a tombstone."""
+    owner_id = first_id(raw.get("owner"))
+    owner = directory.users.get(owner_id or "")
+    kind, label = interaction(raw)
+    created = moment(raw.get("create_time"))
+    deal_field = "new_opportunity_id" if deal_object == "NewOpportunityObj" else "opportunity_id"
+    return ActivityRecord(
+        remote_id=str(raw["_id"]), type=kind, kind=label,
+        subject=raw.get("active_record_content") or raw.get("name"),
+        occurred_at=created, done=True,
+        owner_remote_id=owner_id, owner_email=owner.email if owner else None,
+        owner_name=_display(raw.get("owner__r")) or (owner.name if owner else None),
+        deal_remote_id=first_id(raw.get(deal_field)) or _related(raw, deal_object),
+        account_remote_id=first_id(raw.get("account_id")) or _related(raw, "AccountObj"),
+        remote_created_at=created, remote_modified_at=moment(raw.get("last_modified_time")),
+        deleted_at=_deleted_at(raw), raw=raw)

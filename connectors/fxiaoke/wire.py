@@ -24,6 +24,8 @@ DESCRIBE_PATH = "/cgi/crm/v2/object/describe"  # §2
 QUERY_PATH = "/cgi/crm/v2/data/query"  # §2: standard (…Obj) objects
 CUSTOM_QUERY_PATH = "/cgi/crm/custom/v2/data/query"  # §2: custom (…__c) objects
 
+ACTIVITY_OBJECT = "ActiveRecordObj"  # §10: 销售记录, the follow-up records
+
 MAX_LIMIT = 100  # §2 recommendation: limit <= 100
 MAX_OFFSET = 10_000  # §2: larger offsets fail with 10013 "offset out of range 10000"
 OPERATORS = frozenset({  # §2 (k8scat/fxiaoke object.go plus the transcription's two)

@@ -7,20 +7,22 @@ and reports counters, so tests, demos and benchmarks can drive a sandbox over HT
 import json
 import random
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.sandbox.dataset import Account, Company, Deal, Deletion
+from connectors.sandbox.dataset import Account, Activity, Company, Deal, Deletion
 from connectors.sandbox.faults import Fault, Harness
 
 PREFIX = "/_sandbox"
 DEAL_KEYS = frozenset({"name", "amount", "currency", "exchange_rate", "stage", "pipeline",
                        "close_date", "probability", "owner_email", "account_id"})
 ACCOUNT_KEYS = frozenset({"name", "industry", "owner_email"})
+ACTIVITY_KEYS = frozenset({"subject", "owner_email", "start", "duration_seconds", "done",
+                           "deal_id", "account_id"})
 
 
 class SandboxState(Protocol):
@@ -59,6 +61,10 @@ def control_routes(state: SandboxState) -> list[Route]:
         ("/accounts/{id}", "GET", api.get_account, 200),
         ("/accounts/{id}", "PATCH", api.edit_account, 200),
         ("/accounts/{id}", "DELETE", api.delete_account, 200),
+        ("/activities", "POST", api.add_activity, 201),
+        ("/activities/{id}", "GET", api.get_activity, 200),
+        ("/activities/{id}", "PATCH", api.edit_activity, 200),
+        ("/activities/{id}", "DELETE", api.delete_activity, 200),
         ("/mutate", "POST", api.mutate, 200),
         ("/reset", "POST", api.reset, 200),
     ]
@@ -143,6 +149,28 @@ class _ControlAPI:
     async def delete_account(self, request: Request) -> dict[str, Any]:
         return deletion_json(self.state.company.delete_account(request.path_params["id"]))
 
+    async def add_activity(self, request: Request) -> dict[str, Any]:
+        company = self.state.company
+        body = await _object(request, ACTIVITY_KEYS | {"kind"})
+        changes = _activity_changes(company, {k: v for k, v in body.items() if k != "kind"})
+        if "subject" not in changes or "kind" not in body:
+            raise BadInput(400, "kind and subject are required")
+        return activity_json(company, company.add_activity(kind=body["kind"], **changes))
+
+    async def get_activity(self, request: Request) -> dict[str, Any]:
+        company = self.state.company
+        return activity_json(company, company.get_activity(request.path_params["id"]))
+
+    async def edit_activity(self, request: Request) -> dict[str, Any]:
+        company, activity_id = self.state.company, request.path_params["id"]
+        company.get_activity(activity_id)
+        changes = _activity_changes(company,
+                                    await _object(request, ACTIVITY_KEYS, need_one=True))
+        return activity_json(company, company.edit_activity(activity_id, **changes))
+
+    async def delete_activity(self, request: Request) -> dict[str, Any]:
+        return deletion_json(self.state.company.delete_activity(request.path_params["id"]))
+
     async def mutate(self, request: Request) -> dict[str, Any]:
         body = await _object(request, frozenset({"fraction", "seed"}))
         fraction, seed = body.get("fraction", 0.01), body.get("seed", 0)
@@ -217,6 +245,34 @@ def _account_changes(company: Company, body: dict[str, Any]) -> dict[str, Any]:
     if "owner_email" in body:
         changes["owner_id"] = _owner_id(company, body["owner_email"])
     return changes
+
+
+def _activity_changes(company: Company, body: dict[str, Any]) -> dict[str, Any]:
+    """The control API's activity keys as Company.add/edit_activity arguments (which check
+    the rest: a bad change changes nothing)."""
+    changes: dict[str, Any] = {k: body[k] for k in ("subject", "duration_seconds", "done",
+                                                    "deal_id", "account_id") if k in body}
+    if "owner_email" in body:
+        changes["owner_id"] = _owner_id(company, body["owner_email"])
+    if "start" in body:
+        try:
+            changes["start"] = datetime.fromisoformat(str(body["start"]))
+        except ValueError:
+            raise BadInput(400, "start must be an ISO-8601 time with an offset") from None
+    return changes
+
+
+def activity_json(company: Company, activity: Activity) -> dict[str, Any]:
+    return {
+        "id": activity.id, "kind": activity.kind, "subject": activity.subject,
+        "owner_email": company.rep_by_id[activity.owner_id].email,
+        "start": activity.start.isoformat(), "duration_seconds": activity.duration_seconds,
+        "done": activity.done,
+        "completed_at": activity.completed_at.isoformat() if activity.completed_at else None,
+        "deal_id": activity.deal_id, "account_id": activity.account_id,
+        "created_at": activity.created_at.isoformat(),
+        "modified_at": activity.modified_at.isoformat(),
+    }
 
 
 def deal_json(company: Company, deal: Deal) -> dict[str, Any]:

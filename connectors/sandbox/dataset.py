@@ -1,4 +1,5 @@
-"""A provider-neutral synthetic company: reps, accounts, stages, deals and deletions.
+"""A provider-neutral synthetic company: reps, accounts, stages, deals, activities and
+deletions.
 
 `Company` holds the records plus the mutations the sandboxes' control APIs and the tests
 use; connectors.sandbox.generator.generate_company() makes one.
@@ -17,13 +18,16 @@ from typing import Any, Literal, NamedTuple
 from connectors.sandbox import vocab
 from connectors.sandbox.paging import Key, SortedIndex
 
-Entity = Literal["deals", "accounts"]
+Entity = Literal["deals", "accounts", "activities"]
 SortField = Literal["id", "created_at", "modified_at"]
 Category = Literal["open", "won", "lost"]
 Operation = Literal["insert", "update", "delete"]
+ActivityKind = Literal["call", "meeting", "task", "note"]
+ACTIVITY_KINDS: tuple[ActivityKind, ...] = ("call", "meeting", "task", "note")
 
 ORG_PREFIX = 4_970_762 * 10**12  # ids are 19-digit numbers as strings, so text order = number order
-ID_BASE = {"reps": 326_001, "stages": 6_801, "accounts": 1_000_000_000, "deals": 2_000_000_000}
+ID_BASE = {"reps": 326_001, "stages": 6_801, "accounts": 1_000_000_000, "deals": 2_000_000_000,
+           "activities": 3_000_000_000}
 _ONE = Decimal("1")
 _CENT = Decimal("0.01")
 
@@ -101,6 +105,29 @@ class Deal:
 
 
 @dataclass(slots=True)
+class Activity:
+    """A call, meeting, task or note of a rep, the neutral shape every sandbox renders in its
+    own wire format (the CRMs that have no such kind leave it out, e.g. Fxiaoke has no
+    task object). `start` is when a call or meeting began or is planned, a task's due
+    moment (its due date at 00:00 UTC: tasks have dates, not times) or when a note was
+    written; `done` a held call or meeting, a completed task (notes are always done);
+    `completed_at` when a task was completed."""
+
+    id: str
+    kind: ActivityKind
+    subject: str
+    owner_id: str
+    start: datetime
+    duration_seconds: int | None  # calls and meetings
+    done: bool
+    completed_at: datetime | None
+    deal_id: str | None
+    account_id: str | None
+    created_at: datetime
+    modified_at: datetime
+
+
+@dataclass(slots=True)
 class Deletion:
     entity: Entity
     id: str
@@ -109,6 +136,7 @@ class Deletion:
     deleted_by: str | None = None  # rep id
     created_by: str | None = None  # rep id
     permanent: bool = False  # False: in the recycle bin
+    kind: ActivityKind | None = None  # an activity's kind (sandboxes list them per module)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +149,9 @@ class MutationResult:
 _DEAL_FIELDS = frozenset({"name", "amount", "currency", "exchange_rate", "stage_id",
                           "probability", "close_date", "owner_id", "account_id"})
 _ACCOUNT_FIELDS = frozenset({"name", "industry", "owner_id"})
-SORT_KEYS: dict[SortField, Callable[[Deal | Account], Key]] = {
+_ACTIVITY_FIELDS = frozenset({"subject", "owner_id", "start", "duration_seconds", "done",
+                              "deal_id", "account_id"})
+SORT_KEYS: dict[SortField, Callable[[Deal | Account | Activity], Key]] = {
     "id": lambda r: (0, r.id),
     "created_at": lambda r: (epoch_seconds(r.created_at), r.id),
     "modified_at": lambda r: (epoch_seconds(r.modified_at), r.id),
@@ -140,10 +170,14 @@ class Company:
     stages: list[StageDef] = field(default_factory=list)
     accounts: dict[str, Account] = field(default_factory=dict)
     deals: dict[str, Deal] = field(default_factory=dict)
+    activities: dict[str, Activity] = field(default_factory=dict)
     deletions: list[Deletion] = field(default_factory=list)
+    # deleted activities as they were (a CRM that voids records still shows them)
+    deleted_activities: dict[str, Activity] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
-    # Called as listener(entity, operation, ids) after each mutation: the hook for
-    # vendor notifications (Zoho actions/watch, Fxiaoke callbacks).
+    # Called as listener(entity, operation, ids) after each mutation of deals and accounts:
+    # the hook for vendor notifications (Zoho actions/watch, Fxiaoke callbacks). Activity
+    # mutations call none (no sandbox sends notifications about activities).
     listeners: list[Callable[[Entity, Operation, list[str]], None]] = field(
         default_factory=list, repr=False)
     generated_with: dict[str, Any] | None = None  # generate_company() kwargs, for resets
@@ -154,7 +188,7 @@ class Company:
     _last: datetime = field(default=datetime.min.replace(tzinfo=UTC), init=False, repr=False)
     _next: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _versions: dict[Entity, int] = field(default_factory=dict, init=False, repr=False)
-    _indexes: dict[tuple[Entity, SortField], tuple[int, SortedIndex[Any]]] = field(
+    _indexes: dict[tuple[Entity, SortField, str | None], tuple[int, SortedIndex[Any]]] = field(
         default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -169,13 +203,15 @@ class Company:
         times = [r.modified_at for r in self.reps]
         times += [d.modified_at for d in self.deals.values()]
         times += [a.modified_at for a in self.accounts.values()]
+        times += [a.modified_at for a in self.activities.values()]
         times += [d.deleted_at for d in self.deletions]
         self._last = max(times, default=datetime.min.replace(tzinfo=UTC))
         taken = [*self.rep_by_id, *self.stage_by_id, *self.accounts, *self.deals,
-                 *(d.id for d in self.deletions)]
+                 *self.activities, *(d.id for d in self.deletions)]
         self._next = _next_free(taken)
         self._changed("deals")
         self._changed("accounts")
+        self._changed("activities")
 
     def get_deal(self, deal_id: str) -> Deal:
         """The live deal, or KeyError with a readable message."""
@@ -188,6 +224,12 @@ class Company:
         if account_id not in self.accounts:
             raise KeyError(f"no account with id {account_id!r}")
         return self.accounts[account_id]
+
+    def get_activity(self, activity_id: str) -> Activity:
+        """The live activity, or KeyError with a readable message."""
+        if activity_id not in self.activities:
+            raise KeyError(f"no activity with id {activity_id!r}")
+        return self.activities[activity_id]
 
     def stage_named(self, name: str, pipeline: str | None = None) -> StageDef:
         for stage in self.stages:
@@ -202,16 +244,24 @@ class Company:
     def manager(self) -> Rep:
         return next((r for r in self.reps if r.role == vocab.MANAGER_ROLE), self.reps[0])
 
-    def index(self, entity: Entity, order: SortField) -> SortedIndex[Any]:
-        """Records of `entity` sorted by (order, id); rebuilt lazily after mutations."""
+    def pool(self, entity: Entity) -> dict[str, Any]:
+        """The live records of `entity` by id."""
+        pools: dict[str, dict[str, Any]] = {
+            "deals": self.deals, "accounts": self.accounts, "activities": self.activities}
+        return pools[entity]
+
+    def index(self, entity: Entity, order: SortField,
+              kind: ActivityKind | None = None) -> SortedIndex[Any]:
+        """Records of `entity` (activities: of `kind`, when given) sorted by (order, id);
+        rebuilt lazily after mutations."""
         version = self._versions[entity]
-        cached = self._indexes.get((entity, order))
+        cached = self._indexes.get((entity, order, kind))
         if cached is not None and cached[0] == version:
             return cached[1]
-        records: Sequence[Deal | Account] = list(
-            self.deals.values() if entity == "deals" else self.accounts.values())
+        records: Sequence[Deal | Account | Activity] = [
+            r for r in self.pool(entity).values() if kind is None or r.kind == kind]
         built: SortedIndex[Any] = SortedIndex(records, SORT_KEYS[order])
-        self._indexes[(entity, order)] = (version, built)
+        self._indexes[(entity, order, kind)] = (version, built)
         return built
 
     def _changed(self, entity: Entity, operation: Operation | None = None,
@@ -300,6 +350,62 @@ class Company:
         return self._delete("accounts", account.id, account.name, account.owner_id, at,
                             permanent)
 
+    # ---- activities ----------------------------------------------------------------------
+    def add_activity(self, *, kind: ActivityKind, subject: str, owner_id: str | None = None,
+                     start: datetime | None = None, duration_seconds: int | None = None,
+                     done: bool = False, deal_id: str | None = None,
+                     account_id: str | None = None) -> Activity:
+        if kind not in ACTIVITY_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(ACTIVITY_KINDS)}")
+        at = self.now()
+        activity = Activity(self._next_id("activities"), kind, "", owner_id or
+                            self._default_owner().id, at, None, False, None, None, None, at, at)
+        self._apply_activity(activity, {
+            "subject": subject, "owner_id": activity.owner_id, "start": start or at,
+            "duration_seconds": duration_seconds, "done": done, "deal_id": deal_id,
+            "account_id": account_id}, at)
+        self.activities[activity.id] = activity
+        self._changed("activities")
+        return activity
+
+    def edit_activity(self, activity_id: str, **changes: Any) -> Activity:
+        activity = self.get_activity(activity_id)
+        self._apply_activity(activity, changes, self.now())
+        self._changed("activities")
+        return activity
+
+    def delete_activity(self, activity_id: str, *, permanent: bool = False) -> Deletion:
+        activity = self.get_activity(activity_id)
+        return self._delete("activities", activity.id, activity.subject, activity.owner_id,
+                            self.now(), permanent)
+
+    def _apply_activity(self, activity: Activity, changes: dict[str, Any],
+                        at: datetime) -> None:
+        """Validate every change first, then apply them all: bad input changes nothing."""
+        values = self._checked("activity", changes, _ACTIVITY_FIELDS)
+        if "subject" in values:
+            values["subject"] = _text(values["subject"], "subject")
+        if "start" in values:
+            start = values["start"]
+            if not isinstance(start, datetime) or start.tzinfo is None:
+                raise ValueError("start must be an aware datetime")
+            start = start.astimezone(UTC).replace(microsecond=0)
+            if activity.kind == "task":  # tasks are due on a date (no time)
+                start = start.replace(hour=0, minute=0, second=0)
+            values["start"] = start
+        if "done" in values:
+            values["done"] = bool(values["done"]) or activity.kind == "note"
+            if activity.kind == "task":  # completed now, or still (or no longer)
+                values["completed_at"] = (activity.completed_at or at) if values["done"] \
+                    else None
+        if values.get("duration_seconds") is not None:
+            seconds = values["duration_seconds"]
+            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+                raise ValueError("duration_seconds must be a non-negative integer")
+        for key, value in values.items():
+            setattr(activity, key, value)
+        activity.modified_at = at
+
     # ---- bulk ----------------------------------------------------------------------------
     def mutate(self, fraction: float, rng: random.Random) -> MutationResult:
         """Edit, add and delete about `fraction` of the deals, all stamped with one instant."""
@@ -330,18 +436,26 @@ class Company:
     def _default_owner(self) -> Rep:
         return next(r for r in self.reps if r.active and r.role != vocab.MANAGER_ROLE)
 
-    def _apply_deal(self, deal: Deal, changes: dict[str, Any], at: datetime) -> None:
-        """Validate every change first, then apply them all: bad input changes nothing."""
-        unknown = set(changes) - _DEAL_FIELDS
+    def _checked(self, what: str, changes: dict[str, Any],
+                 allowed: frozenset[str]) -> dict[str, Any]:
+        """A copy of `changes` once its fields are known and the owner, deal and account
+        it names exist (ValueError naming the first that does not)."""
+        unknown = set(changes) - allowed
         if unknown:
-            raise ValueError(f"unknown deal fields: {', '.join(sorted(unknown))}")
-        values = self._money_values(dict(changes))
-        if "name" in values:
-            values["name"] = _text(values["name"], "name")
+            raise ValueError(f"unknown {what} fields: {', '.join(sorted(unknown))}")
+        values = dict(changes)
         if "owner_id" in values and values["owner_id"] not in self.rep_by_id:
             raise ValueError(f"unknown owner {values['owner_id']!r}")
-        if values.get("account_id") is not None and values["account_id"] not in self.accounts:
-            raise ValueError(f"unknown account {values['account_id']!r}")
+        for key, pool in (("deal_id", self.deals), ("account_id", self.accounts)):
+            if values.get(key) is not None and values[key] not in pool:
+                raise ValueError(f"unknown {key.removesuffix('_id')} {values[key]!r}")
+        return values
+
+    def _apply_deal(self, deal: Deal, changes: dict[str, Any], at: datetime) -> None:
+        """Validate every change first, then apply them all: bad input changes nothing."""
+        values = self._money_values(self._checked("deal", changes, _DEAL_FIELDS))
+        if "name" in values:
+            values["name"] = _text(values["name"], "name")
         if "close_date" in values and not isinstance(values["close_date"], date):
             raise ValueError("close_date must be a date")
         moved = "stage_id" in values and values["stage_id"] != deal.stage_id
@@ -375,28 +489,25 @@ class Company:
 
     def _apply_account(self, account: Account, changes: dict[str, Any], at: datetime) -> None:
         """Validate every change first, then apply them all: bad input changes nothing."""
-        unknown = set(changes) - _ACCOUNT_FIELDS
-        if unknown:
-            raise ValueError(f"unknown account fields: {', '.join(sorted(unknown))}")
-        values = dict(changes)
+        values = self._checked("account", changes, _ACCOUNT_FIELDS)
         if "name" in values:
             values["name"] = _text(values["name"], "name")
         if "industry" in values:
             values["industry"] = values["industry"] or None
-        if "owner_id" in values and values["owner_id"] not in self.rep_by_id:
-            raise ValueError(f"unknown owner {values['owner_id']!r}")
         for key, value in values.items():
             setattr(account, key, value)
         account.modified_at = at
 
     def _delete(self, entity: Entity, record_id: str, display_name: str, created_by: str,
                 at: datetime, permanent: bool) -> Deletion:
-        pool: dict[str, Any] = self.deals if entity == "deals" else self.accounts
-        del pool[record_id]
+        record = self.pool(entity).pop(record_id)
+        kind = None
+        if entity == "activities":
+            kind, self.deleted_activities[record_id] = record.kind, record
         deletion = Deletion(entity, record_id, at, display_name, self.manager.id, created_by,
-                            permanent)
+                            permanent, kind)
         self.deletions.append(deletion)
-        self._changed(entity, "delete", [record_id])
+        self._changed(entity, None if entity == "activities" else "delete", [record_id])
         return deletion
 
     def _random_edit(self, deal: Deal, rng: random.Random) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""generate_company(): the synthetic company, built in one seeded random stream.
+"""generate_company(): the synthetic company, built in one seeded random stream (its
+activities in a second one, so adding them changed nothing else).
 
 Runs of 280-500 deals share one modified second (a mass update), most accounts
 arrive in import batches sharing one created second, some deals and accounts are
@@ -16,9 +17,11 @@ from typing import Any
 
 from connectors.sandbox import vocab
 from connectors.sandbox.dataset import (
+    ACTIVITY_KINDS,
     ID_BASE,
     ORG_PREFIX,
     Account,
+    Activity,
     Company,
     Deal,
     Deletion,
@@ -38,7 +41,8 @@ _ONE = Decimal("1")
 def generate_company(seed: int = 42, deals: int = 2500, accounts: int | None = None,
                      reps: int = 12, months: int = 18, today: date | None = None,
                      pipelines: Sequence[str] = ("Standard", "Renewals"),
-                     shared_reps: Sequence[tuple[str, str]] = ()) -> Company:
+                     shared_reps: Sequence[tuple[str, str]] = (),
+                     activities: int | None = None) -> Company:
     """A deterministic company for `seed` and `today` (default: the real date).
 
     :param deals: deals generated (a few of them end up deleted)
@@ -49,16 +53,22 @@ def generate_company(seed: int = 42, deals: int = 2500, accounts: int | None = N
     :param shared_reps: (first, last) names of people who also work in another company's
         CRM (e.g. `[(r.first_name, r.last_name) for r in other.reps[1:4]]`): they are reps
         1..n here, active sellers with the same emails. Empty: the company as before.
+    :param activities: calls, meetings, tasks and notes generated (a few of them end up
+        deleted); default deals // 2
     """
     return _build(seed=seed, deals=deals, accounts=accounts, reps=reps, months=months,
                   today=today or date.today(), pipelines=tuple(pipelines),
-                  shared=tuple((str(f), str(n)) for f, n in shared_reps))
+                  shared=tuple((str(f), str(n)) for f, n in shared_reps),
+                  activities=activities)
 
 
 def _build(*, seed: int, deals: int, accounts: int | None, reps: int, months: int, today: date,
-           pipelines: tuple[str, ...], shared: tuple[tuple[str, str], ...] = ()) -> Company:
+           pipelines: tuple[str, ...], shared: tuple[tuple[str, str], ...] = (),
+           activities: int | None = None) -> Company:
     if deals < 0 or reps < 3 or months < 1 or (accounts is not None and accounts < 1):
         raise ValueError("need deals >= 0, reps >= 3, months >= 1 and accounts >= 1")
+    if activities is not None and activities < 0:
+        raise ValueError("need activities >= 0")
     unknown = [p for p in pipelines if p not in vocab.PIPELINE_STAGES]
     if unknown or not pipelines:
         raise ValueError(f"pipelines must be among {sorted(vocab.PIPELINE_STAGES)}")
@@ -69,6 +79,8 @@ def _build(*, seed: int, deals: int, accounts: int | None, reps: int, months: in
                               "months": months, "today": today, "pipelines": pipelines}
     if shared:
         kwargs["shared_reps"] = shared
+    if activities is not None:
+        kwargs["activities"] = activities
     rng = random.Random(seed)
     end = epoch_seconds(datetime.combine(today, time(), UTC))  # every stamp falls before this
     start = end - round(months * 30.44) * 86_400
@@ -83,6 +95,8 @@ def _build(*, seed: int, deals: int, accounts: int | None, reps: int, months: in
     company.accounts = {a.id: a for a in account_list}
     company.deals = {d.id: d for d in deal_list}
     gen.deletions(company, doomed)
+    _Activities(random.Random(f"{seed}:activities"), start, end).add(
+        company, deals // 2 if activities is None else activities)
     company.refresh()
     return company
 
@@ -291,4 +305,63 @@ class _Generator:
                 company.deletions.append(Deletion(
                     entity, record.id, at, record.name, company.manager.id, record.owner_id,
                     permanent))
+        company.deletions.sort(key=lambda d: (d.deleted_at, d.id))
+
+
+class _Activities:
+    """Calls, meetings, tasks and notes around the live deals (and a few accounts without a
+    deal), in their own random stream: most by the deal's owner, dated between the deal's
+    creation and its close; past calls and meetings mostly held, past tasks mostly completed,
+    future ones planned; a few deleted."""
+
+    WEIGHTS = (40, 20, 25, 15)  # call, meeting, task, note
+    def __init__(self, rng: random.Random, start: int, end: int) -> None:
+        self.rng, self.start, self.end = rng, start, end
+
+    def add(self, company: Company, count: int) -> None:
+        rng, rand = self.rng, self.rng.random
+        deals = sorted(company.deals.values(), key=lambda d: d.id)
+        accounts = sorted(company.accounts.values(), key=lambda a: a.id)
+        cumulative = list(accumulate(self.WEIGHTS))
+        created: list[Activity] = []
+        for i in range(count):
+            kind = ACTIVITY_KINDS[bisect_right(cumulative, rand() * cumulative[-1])]
+            deal = deals[int(rand() * len(deals))] if deals and rand() < 0.85 else None
+            account = (company.accounts.get(deal.account_id or "") if deal
+                       else accounts[int(rand() * len(accounts))] if accounts else None)
+            owner = deal.owner_id if deal else account.owner_id if account else \
+                company.reps[1].id
+            if rand() < 0.1:  # a colleague helped
+                owner = company.reps[1 + int(rand() * (len(company.reps) - 1))].id
+            first = epoch_seconds(deal.created_at) if deal else self.start
+            last = min(deal.close_date.toordinal() - _EPOCH.toordinal(), self.end // 86_400 + 30) \
+                * 86_400 if deal else self.end + 14 * 86_400
+            at = first + int(rand() * max(1, last - first))
+            if kind == "task":
+                at = at // 86_400 * 86_400
+            past = at < self.end
+            done = kind == "note" or (past and rand() < (0.9 if kind == "call" else 0.8))
+            made = max(self.start, min(at, self.end - 1) - int(rand() * 7 * 86_400))
+            touched = made
+            if done or rand() < 0.2:  # logged or edited after it happened
+                touched = min(max(made, at) + int(rand() * 86_400), self.end - 1)
+            duration = (60 + int(rand() * 1_740) if kind == "call" else
+                        1_800 * (1 + int(rand() * 4)) if kind == "meeting" else None)
+            created.append(Activity(
+                str(ORG_PREFIX + ID_BASE["activities"] + i), kind,
+                vocab.ACTIVITY_SUBJECTS[kind][int(rand() * 4)], owner, from_epoch(at),
+                duration, done,
+                from_epoch(touched) if kind == "task" and done else None,
+                deal.id if deal else None, account.id if account else None,
+                from_epoch(made), from_epoch(touched)))
+        company.activities = {a.id: a for a in created}
+        for n, activity in enumerate(rng.sample(created, min(len(created), count // 100))):
+            del company.activities[activity.id]
+            company.deleted_activities[activity.id] = activity
+            floor = epoch_seconds(activity.modified_at) + 1
+            company.deletions.append(Deletion(
+                "activities", activity.id,
+                from_epoch(rng.randrange(floor, max(floor, self.end - 1) + 1)),
+                activity.subject, company.manager.id, activity.owner_id, n % 3 == 1,
+                activity.kind))
         company.deletions.sort(key=lambda d: (d.deleted_at, d.id))

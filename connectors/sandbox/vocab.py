@@ -221,3 +221,10 @@ PIPELINE_STAGES: dict[str, tuple[tuple[str, int, str], ...]] = {
         ("Churned", 0, "lost"),  # typed lost, no "lost" in its name
     ),
 }
+
+ACTIVITY_SUBJECTS: dict[str, tuple[str, ...]] = {  # four each
+    "call": ("Discovery call", "Follow-up call", "Pricing call", "Check-in call"),
+    "meeting": ("Demo", "On-site visit", "Negotiation meeting", "Kick-off"),
+    "task": ("Send proposal", "Prepare quote", "Update forecast", "Send contract"),
+    "note": ("Call notes", "Visit report", "Customer feedback", "Next steps"),
+}

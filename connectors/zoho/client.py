@@ -47,6 +47,14 @@ ACCOUNT_FIELDS = (
     "Employees",
     "Website",
 )
+_ACTIVITY_COMMON = ("Owner", "What_Id", "Created_Time", "Modified_Time")
+# §14: the fields read from each activity module (research: the SDK's record classes).
+ACTIVITY_FIELDS: dict[str, tuple[str, ...]] = {
+    "Calls": ("Subject", "Call_Type", "Call_Start_Time", "Call_Duration_in_seconds",
+              "Outgoing_Call_Status", "Call_Result", *_ACTIVITY_COMMON),
+    "Events": ("Event_Title", "Start_DateTime", "End_DateTime", "All_day", *_ACTIVITY_COMMON),
+    "Tasks": ("Subject", "Status", "Due_Date", "Closed_Time", *_ACTIVITY_COMMON),
+}
 AUTH_CODES = {"INVALID_TOKEN", "AUTHENTICATION_FAILURE", "OAUTH_SCOPE_MISMATCH"}
 CONFIG_CODES = {"INVALID_MODULE", "NO_PERMISSION", "FEATURE_NOT_SUPPORTED", "FEATURE_NOT_ENABLED"}
 # Orgs without multi-currency (below Enterprise) answer GET /org/currencies with HTTP 403

@@ -24,6 +24,7 @@ from connectors.zoho import history, mapping, notifications
 from connectors.zoho.cli import build_app as build_command_line
 from connectors.zoho.client import (
     ACCOUNT_FIELDS,
+    ACTIVITY_FIELDS,
     DEAL_FIELDS,
     ZohoClient,
     ZohoConfig,
@@ -45,7 +46,7 @@ class _Restart(Exception):
 
 
 class ZohoConnector(ZohoClient):
-    """Reads users, stages, accounts, deals and deletions from one Zoho CRM org."""
+    """Reads users, stages, accounts, deals, activities and deletions from one Zoho CRM org."""
 
     name: ClassVar[str] = "zoho"
     config_model: ClassVar[type[BaseModel]] = ZohoConfig
@@ -146,6 +147,18 @@ class ZohoConnector(ZohoClient):
                 records=[mapping.deal(r, stage_map, self.home_currency) for r in raws], cursor=state
             )
 
+    async def _read_activities(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
+        """§14: Calls, Events and Tasks, one module after the other, each walked like the
+        deals (_walk); the cursor keeps each module's newest Modified_Time."""
+        state = dict(cursor)
+        for module, wanted in ACTIVITY_FIELDS.items():
+            fields = await self.field_names(module, wanted)
+            async for raws, position in self._walk(module, fields,
+                                                   {"modified_since": state.get(module)}):
+                state[module] = position["modified_since"]
+                yield Page(records=[mapping.activity(module, r) for r in raws],
+                           cursor=dict(state))
+
     async def _walk(
         self, module: str, fields: str, cursor: dict[str, Any]
     ) -> AsyncIterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
@@ -204,12 +217,15 @@ class ZohoConnector(ZohoClient):
                 raise _Restart  # continue from the newest Modified_Time seen
 
     async def _read_deletions(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
-        """§3: /{Module}/deleted?type=all, page/per_page (no page_token), If-Modified-Since."""
+        """§3: /{Module}/deleted?type=all, page/per_page (no page_token), If-Modified-Since;
+        §14: the activity modules too. The cursor keeps the newest deleted_time of each
+        (under "deals", "accounts" and the activity modules' names)."""
         state = dict(cursor)
-        modules: tuple[tuple[str, DeletedEntity], ...] = (("Deals", "deals"),
-                                                          ("Accounts", "accounts"))
-        for module, entity in modules:
-            since = state.get(entity)
+        modules: tuple[tuple[str, DeletedEntity, str], ...] = (
+            ("Deals", "deals", "deals"), ("Accounts", "accounts", "accounts"),
+            *((module, "activities", module) for module in ACTIVITY_FIELDS))
+        for module, entity, key in modules:
+            since = state.get(key)
             newest = since
             page = 1
             while True:
@@ -222,7 +238,7 @@ class ZohoConnector(ZohoClient):
                 newest = _newest(newest, (r.get("deleted_time") for r in rows))
                 more = bool((body or {}).get("info", {}).get("more_records"))
                 if not more:
-                    state[entity] = newest
+                    state[key] = newest
                 yield Page(
                     deletions=[mapping.deletion(entity, r) for r in rows],
                     cursor=None if more else dict(state),

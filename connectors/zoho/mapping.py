@@ -7,20 +7,21 @@ currency and amount_home = Amount / Exchange_Rate; single-currency orgs have no
 Currency or Exchange_Rate (rate 1). §4: won/lost come from forecast_type.
 """
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from connectors.values import decimal as decimal  # also mapping.decimal for client.py
 from core.records import (
     AccountRecord,
+    ActivityRecord,
     DealRecord,
     DeletedEntity,
     Deletion,
     StageRecord,
     UserRecord,
 )
-from core.types import DealStatus, as_utc
+from core.types import ActivityType, DealStatus, as_utc
 
 CATEGORY = {"Open": DealStatus.OPEN, "Closed Won": DealStatus.WON, "Closed Lost": DealStatus.LOST}
 
@@ -146,6 +147,51 @@ def deal(
         pipeline=pipeline,
         raw=raw,
     )
+
+
+ACTIVITY_TYPES = {"Calls": ActivityType.CALL, "Events": ActivityType.MEETING,
+                  "Tasks": ActivityType.TASK}
+CALL_NOT_HELD = {"Scheduled", "Overdue", "Cancelled"}  # §14 Outgoing_Call_Status
+
+
+def activity(module: str, raw: dict[str, Any]) -> ActivityRecord:
+    """§14: a record of Calls, Events or Tasks. What_Id links a deal or an account, as
+    `$se_module` says. A call was held unless its Outgoing_Call_Status is Scheduled, Overdue
+    or Cancelled or it was Missed; Zoho does not say whether a meeting was held (done None);
+    a task is done when Completed, dated by its Due_Date (at 00:00 UTC), else by when it
+    was closed, else created."""
+    owner, related = _lookup(raw.get("Owner")), _lookup(raw.get("What_Id"))
+    module_of = raw.get("$se_module")
+    created = timestamp(raw.get("Created_Time"))
+    record = ActivityRecord(
+        remote_id=str(raw["id"]), type=ACTIVITY_TYPES[module],
+        owner_remote_id=owner.get("id"), owner_email=_email(owner.get("email")),
+        owner_name=owner.get("name"),
+        deal_remote_id=related.get("id") if module_of == "Deals" else None,
+        account_remote_id=related.get("id") if module_of == "Accounts" else None,
+        remote_created_at=created, remote_modified_at=timestamp(raw.get("Modified_Time")),
+        raw=raw)
+    if module == "Calls":
+        record.subject, record.kind = raw.get("Subject"), raw.get("Call_Type")
+        record.occurred_at = timestamp(raw.get("Call_Start_Time"))
+        record.done = not (record.kind == "Missed"
+                           or raw.get("Outgoing_Call_Status") in CALL_NOT_HELD)
+        seconds = raw.get("Call_Duration_in_seconds")
+        record.duration_seconds = None if seconds is None else int(seconds)
+    elif module == "Events":
+        record.subject = raw.get("Event_Title")
+        record.occurred_at = timestamp(raw.get("Start_DateTime"))
+        end = timestamp(raw.get("End_DateTime"))
+        if record.occurred_at and end:
+            record.duration_seconds = max(0, int((end - record.occurred_at).total_seconds()))
+    else:
+        record.subject = raw.get("Subject")
+        record.done = raw.get("Status") == "Completed"
+        record.completed_at = timestamp(raw.get("Closed_Time"))
+        due = day(raw.get("Due_Date"))
+        record.occurred_at = (datetime(due.year, due.month, due.day, tzinfo=UTC) if due
+                              else record.completed_at or created)
+    return record
 
 
 def deletion(entity: DeletedEntity, raw: dict[str, Any]) -> Deletion:

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
+from core.activities import TOTAL, activity_counts, counts_by_connection
 from core.config import Settings
 from core.goals.targets import GoalTargets, goal_targets
 from core.history import deals_as_of, end_of_day
@@ -120,7 +121,7 @@ def validate_range(start: date, end: date) -> None:
 def summary(
     session: Session, *, start: date, end: date, group_by: GroupBy,
     connection_id: int | None = None, settings: Settings,
-    people: Collection[int] | None = None,
+    people: Collection[int] | None = None, activities: bool = False,
 ) -> dict[str, Any]:
     """{"start","end","currency","group_by","data":[row...],"total":{...}}.
 
@@ -129,17 +130,21 @@ def summary(
     group_by=team sums the exact per-person ingredients of each team's people (people
     without a team, and the deals of no owner, in the row of team null), so its win rate,
     averages and cycle are the team's own, not sums of its reps' rows.
+    `activities` adds to every row and the total `activities`, the number of activities
+    that count in the period (core.activities; a team's is the sum over its people), and a
+    row for every person (connection) with some.
     Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     Raises ValueError for bad parameters and currency.CurrencyError for a missing rate.
     """
     return summaries(session, start=start, end=end, group_bys=(group_by,),
-                     connection_id=connection_id, settings=settings, people=people)[group_by]
+                     connection_id=connection_id, settings=settings, people=people,
+                     activities=activities)[group_by]
 
 
 def summaries(
     session: Session, *, start: date, end: date, group_bys: Sequence[GroupBy],
     connection_id: int | None = None, settings: Settings,
-    people: Collection[int] | None = None,
+    people: Collection[int] | None = None, activities: bool = False,
 ) -> dict[GroupBy, dict[str, Any]]:
     """summary() for each of `group_bys` at once (group_by -> its answer). Owner and team
     rows are both sums per person: their queries run once for both (the leaderboard shows
@@ -152,31 +157,56 @@ def summaries(
     targets = goal_targets(session, start=start, end=end,  # core.goals: bookings goals
                            people=scope.people)
     parts: dict[GroupBy, tuple[dict[Any, agg.Acc], dict[Any, str | None]]] = {}
+    counted: dict[GroupBy, dict[Any, int] | None] = {}
     out = {}
     for group_by in group_bys:
         kind = GroupBy.OWNER if group_by in (GroupBy.OWNER, GroupBy.TEAM) else group_by
         if kind not in parts:
             parts[kind] = _ingredients(session, kind, scope, targets, connection_id)
-        accs, names = parts[kind]
+            counted[kind] = _activity_totals(session, kind, scope, start, end, connection_id,
+                                             parts[kind][0]) if activities else None
+        (accs, names), totals = parts[kind], counted[kind]
         total = agg.Acc()
         for acc in accs.values():
             total.add(acc)
-        total_row = agg.finish(total, conv, targets.total())
+        total_row = agg.finish(total, conv, targets.total()) | _count(totals, totals or {})
         if group_by == GroupBy.NONE:
             data = [dict(total_row)]
         elif group_by == GroupBy.OWNER:
             owners = agg.owner_columns(session, list(accs), names)
             data = [owners[key] | agg.finish(accs[key], conv, targets.row(group_by, key))
-                    for key in agg.owner_order(owners)]
+                    | _count(totals, [key]) for key in agg.owner_order(owners)]
         elif group_by == GroupBy.TEAM:
-            data = _team_rows(session, accs, conv, targets)
+            data = _team_rows(session, accs, conv, targets, totals)
         else:
             data = [{"connection_id": key, "connection_name": names.get(key)}
                     | agg.finish(accs[key], conv, targets.row(group_by, key))
+                    | _count(totals, [key])
                     for key in sorted(accs, key=lambda k: (k is None, k))]
         out[group_by] = {"start": start, "end": end, "currency": conv.reporting,
                          "group_by": group_by, "data": data, "total": total_row}
     return out
+
+
+def _activity_totals(session: Session, kind: GroupBy, scope: agg.Scope, start: date,
+                     end: date, connection_id: int | None,
+                     accs: dict[Any, agg.Acc]) -> dict[Any, int]:
+    """The activities that count (core.activities) per row key of `kind` (a person, a
+    connection; None: every one together); a key with some gets its row in `accs`."""
+    count = counts_by_connection if kind == GroupBy.CONNECTION else activity_counts
+    found = count(session, start=start, end=end, people=scope.people,
+                  connection_id=connection_id)
+    totals: dict[Any, int] = {key: row[TOTAL] for key, row in found.items()}
+    if kind == GroupBy.NONE:
+        return {None: sum(totals.values())}
+    for key in totals:
+        accs.setdefault(key, agg.Acc())
+    return totals
+
+
+def _count(totals: dict[Any, int] | None, keys: Iterable[Any]) -> dict[str, int]:
+    """{"activities": the sum of `totals` over `keys`}, or nothing without totals."""
+    return {} if totals is None else {ACTIVITIES: sum(totals.get(k, 0) for k in keys)}
 
 
 def _ingredients(session: Session, kind: GroupBy, scope: agg.Scope, targets: GoalTargets,
@@ -203,19 +233,22 @@ def _ingredients(session: Session, kind: GroupBy, scope: agg.Scope, targets: Goa
 
 
 def _team_rows(session: Session, accs: dict[Any, agg.Acc], conv: Converter,
-               targets: GoalTargets) -> list[dict[str, Any]]:
+               targets: GoalTargets,
+               totals: dict[Any, int] | None = None) -> list[dict[str, Any]]:
     """One row per team of the people in `accs` (by team name; team null last): their
-    summed ingredients, and the sum of their goals."""
+    summed ingredients, the sum of their goals (and of their activities' `totals`)."""
     team_of = teams(session, accs)
     team_accs: dict[str | None, agg.Acc] = defaultdict(agg.Acc)
     members: dict[str | None, list[int]] = defaultdict(list)
+    keys: dict[str | None, list[Any]] = defaultdict(list)
     for key, acc in accs.items():
         team = team_of.get(key)
         team_accs[team].add(acc)
+        keys[team].append(key)
         if key is not None:
             members[team].append(key)
     return [{"team": team} | agg.finish(team_accs[team], conv, targets.of(members[team]))
-            for team in team_order(team_accs)]
+            | _count(totals, keys[team]) for team in team_order(team_accs)]
 
 
 def team_order(names: Iterable[str | None]) -> list[str | None]:
@@ -226,13 +259,14 @@ def team_order(names: Iterable[str | None]) -> list[str | None]:
 KEY_COLUMNS: dict[GroupBy, tuple[str, ...]] = {
     GroupBy.OWNER: ("person_id", "owner_email", "owner_name"), GroupBy.TEAM: ("team",),
     GroupBy.CONNECTION: ("connection_id", "connection_name"), GroupBy.NONE: ()}
-SORT_FIELDS = (*(c for g in GroupBy for c in KEY_COLUMNS[g]), *METRICS)
+ACTIVITIES = "activities"  # the opt-in count of summaries(activities=True)
+SORT_FIELDS = (*(c for g in GroupBy for c in KEY_COLUMNS[g]), *METRICS, ACTIVITIES)
 """Every field a summary can be sorted by (for some group_by)."""
 
 
 def sort_fields(group_by: GroupBy) -> tuple[str, ...]:
     """The fields a summary of `group_by` can be sorted by: its key columns, then the metrics."""
-    return (*KEY_COLUMNS[group_by], *METRICS)
+    return (*KEY_COLUMNS[group_by], *METRICS, ACTIVITIES)
 
 
 def sort_rows(rows: list[dict[str, Any]], sort: str,

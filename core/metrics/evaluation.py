@@ -335,7 +335,7 @@ def velocity(session: Session, *, start: date, end: date,
 
 # ---- forecast accuracy and slippage --------------------------------------------------------
 
-def _as_of_sums(session: Session, deals: Subquery, *, start: date, end: date,
+def as_of_sums(session: Session, deals: Subquery, *, start: date, end: date,
                 group_by: EvalGroupBy, connection_id: int | None,
                 people_: Collection[int] | None, statuses: tuple[DealStatus, ...]
                 ) -> list[Any]:
@@ -390,12 +390,12 @@ def forecast_accuracy(session: Session, *, start: date, end: date,
     names: dict[Any, str | None] = {}
     common: dict[str, Any] = {"start": start, "end": end, "group_by": group_by,
               "connection_id": connection_id, "people_": people_}
-    for sums in _as_of_sums(session, first, statuses=(WON, OPEN), **common):
+    for sums in as_of_sums(session, first, statuses=(WON, OPEN), **common):
         amount = (sums.amount if sums.status == WON
                   else agg.weighted(sums.amount, sums.probability))
         forecast[sums.key].append((sums.currency, amount))
         agg.keep_name(names, sums.key, sums.name)
-    for sums in _as_of_sums(session, last, statuses=(WON,), **common):
+    for sums in as_of_sums(session, last, statuses=(WON,), **common):
         bookings[sums.key].append((sums.currency, sums.amount))
         agg.keep_name(names, sums.key, sums.name)
     slipped = _slipped(session, first, at_start=at_start, at_end=at_end, **common)

@@ -1,5 +1,9 @@
 """Calendar dates of creation times in CRMSYNC_TIMEZONE, identical on SQLite and PostgreSQL.
 
+The same holds for activity.activity_date, the local date of an activity's occurred_at
+(activity_date()): a task due on a date only arrives at 00:00:00 UTC of that date
+(core.records.ActivityRecord) and keeps that date in every zone.
+
 Design: SQLite has no time zones, so "the date of remote_created_at in the configured
 zone" is not computed by the database at query time. Instead deal.created_date and
 account.created_date are stored, computed in Python (zoneinfo) when rows are written
@@ -19,7 +23,7 @@ read_zone() makes the read compute each date from remote_created_at in the new z
 the rollups, which were built in the old zone: exact, only slower, meanwhile.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +32,9 @@ from sqlalchemy import (
     Date,
     Integer,
     Table,
+    Time,
+    and_,
+    case,
     cast,
     func,
     select,
@@ -35,7 +42,7 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from core.models import StoreMeta, table_of
-from core.types import as_utc
+from core.types import ActivityType, as_utc
 
 ZONE_KEY = "created_date_timezone"
 
@@ -44,6 +51,15 @@ ZONE_KEY = "created_date_timezone"
 def local_date(value: datetime | None, zone: ZoneInfo) -> date | None:
     """The calendar date of an instant in `zone` (naive means UTC)."""
     return None if value is None else as_utc(value).astimezone(zone).date()
+
+
+def activity_date(kind: str, occurred_at: datetime | None, zone: ZoneInfo) -> date | None:
+    """An activity's activity_date: the date of occurred_at in `zone`, except a task due on
+    a date only (occurred_at at 00:00:00 UTC), which keeps that date."""
+    if occurred_at is not None and kind == ActivityType.TASK \
+            and as_utc(occurred_at).time() == time(0):
+        return as_utc(occurred_at).date()
+    return local_date(occurred_at, zone)
 
 
 def stored_zone(session: Session, *, lock: str | None = None) -> str:
@@ -82,9 +98,28 @@ def created_date(session: Session, table: Table) -> ColumnElement[Any]:
     zone = session.info.get(PENDING)
     if zone is None:
         return table.c.created_date
+    return _in_zone(session, table.c.remote_created_at, zone)
+
+
+def activity_day(session: Session, table: Table) -> ColumnElement[Any]:
+    """activity.activity_date as created_date() gives created_date: the stored column, or
+    while a new zone is pending, computed by SQL (activity_date()'s rule)."""
+    zone = session.info.get(PENDING)
+    if zone is None:
+        return table.c.activity_date
+    at = table.c.occurred_at
     if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone(zone, table.c.remote_created_at), Date)
-    return func.crmsync_local_date(table.c.remote_created_at, zone, type_=Date)
+        midnight = cast(func.timezone("UTC", at), Time) == time(0)
+    else:
+        midnight = func.time(at) == "00:00:00"
+    return case((and_(table.c.type == ActivityType.TASK.value, midnight),
+                 _in_zone(session, at, "UTC")), else_=_in_zone(session, at, zone))
+
+
+def _in_zone(session: Session, column: Any, zone: str) -> ColumnElement[Any]:
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone(zone, column), Date)
+    return func.crmsync_local_date(column, zone, type_=Date)
 
 
 def sqlite_local_date(value: str | None, zone_name: str) -> str | None:

@@ -44,8 +44,27 @@ def preset_range(preset: Preset, day: date, fiscal_start_month: int = 1) -> tupl
     return start, end
 
 
+def adjacent(start: date, end: date, offset: int) -> tuple[date, date]:
+    """The period `offset` periods after [start, end] (-1: the one before it), of the same
+    kind: whole months (start on a 1st, end on a month's last day) move by their number of
+    months, so a month's neighbour is a month and a quarter's a quarter (fiscal ones too:
+    they are whole months); any other range moves by its number of days.
+    Raises ValueError when the period would fall outside the calendar."""
+    first = start.year * 12 + start.month - 1
+    try:
+        after = end + timedelta(days=1)
+        if start.day == 1 and after.day == 1:
+            months = after.year * 12 + after.month - 1 - first
+            shift = first + offset * months
+            return _month_start(shift), _month_start(shift + months) - timedelta(days=1)
+        days = timedelta(days=((end - start).days + 1) * offset)
+        return start + days, end + days
+    except (ValueError, OverflowError):
+        raise ValueError("the period next to this one falls outside the calendar") from None
+
+
 def _month_start(month: int) -> date:
     return date(month // 12, month % 12 + 1, 1)
 
 
-__all__ = ["PRESETS", "Preset", "preset_range", "today"]
+__all__ = ["PRESETS", "Preset", "adjacent", "preset_range", "today"]

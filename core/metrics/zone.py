@@ -1,22 +1,24 @@
-"""Changing the store's time zone (CRMSYNC_TIMEZONE): every stored created_date is
-recomputed in the new zone and the rollups built in the old one are dropped
-(core.metrics.localdates explains the design)."""
+"""Changing the store's time zone (CRMSYNC_TIMEZONE): every stored created_date and
+activity_date is recomputed in the new zone and the rollups built in the old one are
+dropped (core.metrics.localdates explains the design)."""
 
+from collections.abc import Callable
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlmodel import Session
 
 from core.metrics import rollups
-from core.metrics.localdates import ZONE_KEY, local_date, stored_zone
-from core.models import Account, Deal, StoreMeta, table_of
+from core.metrics.localdates import ZONE_KEY, activity_date, local_date, stored_zone
+from core.models import Account, Activity, Deal, StoreMeta, table_of
 
 BATCH = 5000
 
 
 
 def ensure_zone(session: Session, zone_name: str) -> bool:
-    """Recompute every created_date when the store's zone is not `zone_name`.
+    """Recompute every created_date and activity_date when the store's zone is not `zone_name`.
 
     Returns True when it recomputed. The caller owns (and commits) the transaction.
     """
@@ -26,7 +28,10 @@ def ensure_zone(session: Session, zone_name: str) -> bool:
         return False
     zone = ZoneInfo(zone_name)
     for model in (Deal, Account):
-        _recompute(session, table_of(model), zone)
+        _recompute(session, table_of(model), "created_date", ("remote_created_at",),
+                   lambda created: local_date(created, zone))
+    _recompute(session, table_of(Activity), "activity_date", ("type", "occurred_at"),
+               lambda kind, at: activity_date(kind, at, zone))
     rollups.invalidate(session)  # their sales-cycle days and account months moved
     meta = session.get(StoreMeta, ZONE_KEY)
     if meta is None:
@@ -37,17 +42,17 @@ def ensure_zone(session: Session, zone_name: str) -> bool:
     return True
 
 
-def _recompute(session: Session, table: Table, zone: ZoneInfo) -> None:
-    rows = session.execute(
-        select(table.c.id, table.c.remote_created_at)
-        .where(table.c.remote_created_at.is_not(None))
-    ).all()
+def _recompute(session: Session, table: Table, target: str, sources: tuple[str, ...],
+               compute: Callable[..., date | None]) -> None:
+    """Set `target` to compute(*sources) on every row whose last source is set."""
+    rows = session.execute(select(table.c.id, *(table.c[c] for c in sources))
+                           .where(table.c[sources[-1]].is_not(None))).all()
     stmt = (update(table).where(table.c.id == bindparam("row_id"))
-            .values(created_date=bindparam("new_date")))
+            .values({target: bindparam("new_date")}))
     for i in range(0, len(rows), BATCH):
         session.connection().execute(stmt, [
-            {"row_id": row_id, "new_date": local_date(created, zone)}
-            for row_id, created in rows[i:i + BATCH]
+            {"row_id": row_id, "new_date": compute(*values)}
+            for row_id, *values in rows[i:i + BATCH]
         ])
 
 

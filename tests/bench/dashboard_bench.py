@@ -102,6 +102,10 @@ def pages(rep: int) -> list[tuple[str, str, dict[str, str]]]:
           "show": f"person:{rep}"}),
         ("pipeline, 1 quarter", "/pipeline", quarter),
         ("pipeline, team North, 1 quarter", "/pipeline", {**quarter, "show": "team:North"}),
+        ("hygiene, everyone", "/hygiene", {}),
+        ("hygiene, team North", "/hygiene", {"show": "team:North"}),
+        ("hygiene, one rep, rule past_close", "/hygiene",
+         {"show": f"person:{rep}", "rule": "past_close"}),
     ]
 
 

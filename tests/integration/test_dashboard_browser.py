@@ -52,7 +52,8 @@ class Dashboard:
 
     def summary(self, group_by: str) -> dict[str, Any]:
         answer = self.api.get("/api/v1/metrics/summary", params={
-            "start": self.start, "end": self.end, "group_by": group_by})
+            "start": self.start, "end": self.end, "group_by": group_by,
+            "activities": "true"})  # the leaderboard's activities column
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
@@ -172,7 +173,7 @@ def shown_rows(page: Page) -> dict[str, dict[str, str]]:
 
 def check_row(shown: dict[str, str], expected: dict[str, Any], where: str) -> None:
     for column in ("bookings", "goal", "attainment", "win_rate", "open_pipeline",
-                   "sales_cycle_days"):
+                   "sales_cycle_days", "activities"):
         want = expected[column]
         if want is None:
             assert shown[column] == "–", (where, column)
@@ -215,6 +216,7 @@ def test_a_manager_signs_in_reads_the_leaderboard_and_drills_down(dashboard, bro
         check_row(rows[f"team:{label}"], row, label)
     check_row(rows["total"], owners["total"], "total")
     assert any(r["goal"] is not None for r in people)  # the demo's goals are on the board
+    assert owners["total"]["activities"] > 0  # the demo's CRMs have calls and meetings
     bar = page.locator("tr.person td.attainment svg.bar").first
     assert bar.get_attribute("aria-hidden") == "true"  # the percentage is the text beside it
     shoot(page, "leaderboard-en")
@@ -290,7 +292,8 @@ def test_the_language_switch_turns_every_page_chinese(dashboard, browser):
     assert re.fullmatch(r"排行榜：\d{4}年\d{1,2}月\d{1,2}日至\d{4}年\d{1,2}月\d{1,2}日", heading)
     headings = page.locator("table.board thead th").all_inner_texts()
     assert [h.strip(" ▲▼") for h in headings] == [
-        "销售", "成交额", "目标", "达成率", "赢单率", "在途商机", "销售周期（天）"]
+        "销售", "成交额", "目标", "达成率", "赢单率", "在途商机", "销售周期（天）", "销售活动",
+        "规范问题"]
     assert page.locator("tfoot th").inner_text() == "合计"
     assert "US$" in page.locator("tfoot td.bookings").inner_text()
     shoot(page, "leaderboard-zh")

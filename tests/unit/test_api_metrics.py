@@ -331,7 +331,8 @@ async def test_summary_sort(team):
     ("owner", "connection_name", "must be one of person_id, owner_email, owner_name,"),
     ("connection", "owner_email", "must be one of connection_id, connection_name, bookings,"),
     ("none", "owner_email", "must be one of bookings, deals_won, deals_lost, win_rate,"),
-    ("owner", "", "goal, attainment (for this group_by), with a leading - for descending"),
+    ("owner", "", "goal, attainment, activities (for this group_by), with a leading - for "
+               "descending"),
 ])
 async def test_summary_unknown_sort_is_a_422_listing_the_fields(team, group_by, sort, allowed):
     response = await team.get(URL, params={**PERIOD, "group_by": group_by, "sort": sort})

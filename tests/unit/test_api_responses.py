@@ -26,6 +26,7 @@ from tests.api_support import (
     app_routes,
     running_api,
     seed,
+    seed_activities,
 )
 
 V1 = "/api/v1"
@@ -102,6 +103,8 @@ CASES = [
     Case("GET", f"{V1}/accounts", params={"include_deleted": "true"}),
     Case("GET", f"{V1}/stages"),
     Case("GET", f"{V1}/deals", params={"include_deleted": "true"}, keep={"deal_id": "data.0.id"}),
+    Case("GET", f"{V1}/activities", params={"include_deleted": "true", "type": "call"}),
+    Case("GET", f"{V1}/activities", 422, params={"type": "dance"}),
     # deal history
     Case("GET", f"{V1}/deals/{{deal_id}}/stages"),
     Case("GET", f"{V1}/deals/{{deal_id}}/stages", 404, url=f"{V1}/deals/99999/stages"),
@@ -127,7 +130,10 @@ CASES = [
     Case("POST", f"{V1}/goals/push", json={}),
     # metrics
     *(Case("GET", f"{V1}/metrics/summary", params={**PERIOD, "group_by": group_by})
-      for group_by in ("none", "owner", "connection")),
+      for group_by in ("none", "owner", "connection", "team")),
+    *(Case("GET", f"{V1}/metrics/summary", params={**PERIOD, "group_by": group_by,
+                                                   "activities": "true"})
+      for group_by in ("none", "owner", "team", "connection")),
     Case("GET", f"{V1}/metrics/summary", 422, params={**PERIOD, "group_by": "rep"}),
     Case("GET", f"{V1}/metrics/deals", params={**PERIOD, "metric": "forecast"}),
     Case("GET", f"{V1}/metrics/pipeline"),
@@ -148,7 +154,22 @@ CASES = [
                                                            "end": "9999-12-31"}),
     *(Case("GET", f"{V1}/metrics/timeseries", params={
         **PERIOD, "metric": "bookings", "interval": "month", "group_by": group_by})
-      for group_by in ("none", "owner")),
+      for group_by in ("none", "owner", "team")),
+    Case("GET", f"{V1}/metrics/scorecards", params=PERIOD),
+    Case("GET", f"{V1}/metrics/scorecards", params={"period": "last-quarter", "team": "East"}),
+    Case("GET", f"{V1}/metrics/scorecards", 422, params={**PERIOD, "period": "this-month"}),
+    Case("GET", f"{V1}/metrics/scorecards", 404, params={**PERIOD, "team": "Nowhere"}),
+    # sales hygiene
+    Case("GET", f"{V1}/hygiene", params={"rule": "past_close"}),
+    Case("GET", f"{V1}/hygiene", 422, params={"rule": "tidy"}),
+    Case("GET", f"{V1}/hygiene/summary"),
+    Case("GET", f"{V1}/hygiene/rules"),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 60}),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", 422, url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 0}),
+    Case("PUT", f"{V1}/hygiene/rules/{{key}}", 404, url=f"{V1}/hygiene/rules/tidy",
+         json={"enabled": False}),
     # incentives
     Case("PUT", f"{V1}/plans/{{key}}", 201, url=f"{V1}/plans/east", content=PLAN,
          headers=YAML),
@@ -255,6 +276,7 @@ async def api(sqlite_engine):  # type: ignore[no-untyped-def]
     async with running_api(sqlite_engine) as api:
         connection_id = add_connection(sqlite_engine)
         seed(sqlite_engine, connection_id, deals=9)
+        seed_activities(sqlite_engine, connection_id)
         with session_scope(sqlite_engine) as session:
             connection = session.get(Connection, connection_id)
             assert connection is not None

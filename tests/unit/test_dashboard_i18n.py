@@ -20,9 +20,11 @@ from core.digests.content import LANGUAGES as DIGEST_LANGUAGES
 from core.digests.platforms import PLATFORMS
 from core.goals.split import SplitRule
 from core.goals.targets import TARGET_PROBLEMS
+from core.hygiene import RULES
 from core.metrics.definitions import DrillMetric
+from core.metrics.scorecard import FIGURES
 from core.security import SCOPES
-from core.types import ConnectionStatus, GoalMetric, RunStatus, SyncMode
+from core.types import ActivityType, ConnectionStatus, GoalMetric, RunStatus, SyncMode
 
 WEB = Path(i18n.__file__).parent
 TEMPLATE_KEY = re.compile(r"""\bt\(\s*["']([\w.-]+)["']""")
@@ -61,6 +63,9 @@ DYNAMIC |= {"goals.metric.": tuple(GoalMetric), "goals.rule.": tuple(SplitRule),
             "ops.platform.": tuple(PLATFORMS), "ops.language.": DIGEST_LANGUAGES,
             "ops.weekday.": tuple(str(d) for d in range(7)),
             "ops.digest_": ("weekly", "monthly")}  # the digest channels on operations
+DYNAMIC |= {"hygiene.rule.": tuple(RULES), "hygiene.short.": tuple(RULES)}  # hygiene page
+DYNAMIC["card."] = FIGURES  # the scorecards page: every figure (the team table: some)
+DYNAMIC["activity."] = tuple(ActivityType)  # a scorecard's activities by type
 """Keys built from a value (t("col." ~ column)): each family and the values it takes."""
 
 

@@ -29,7 +29,7 @@ from core.logs import redact
 from core.metrics import definitions as metrics
 from core.models import Connection, LoginFailure, Person, WebSession
 from core.security import SecretBox
-from tests.api_support import DASHBOARD_PAGES, add_connection, make_key, seed
+from tests.api_support import DASHBOARD_PAGES, add_connection, make_key, seed, seed_activities
 from workers.context import JobContext
 
 PASSWORD = "correct horse battery"
@@ -317,6 +317,23 @@ async def test_the_leaderboard_shows_the_apis_numbers_with_team_subtotals(site):
     order = list(rows)
     assert order == ["Team East", "Ann Lee", "Team West", "Bob Roy", "Total"] or \
         order == ["Team West", "Bob Roy", "Team East", "Ann Lee", "Total"]
+
+
+async def test_the_leaderboard_counts_each_reps_activities_in_both_languages(site):
+    with session_scope(site.engine) as session:
+        connection_id = int(session.scalar(select(func.min(Connection.id))) or 0)
+    seed_activities(site.engine, connection_id)  # January: Ann 6 that count, Bob 3
+    await site.sign_in("admin@example.com")
+    page = await site.page("/leaderboard", **Q1, sort="-activities")
+    rows = board_rows(page.text)
+    shown = {label: row["activities"] for label, row in rows.items()}
+    assert shown == {"Team East": "6", "Ann Lee": "6", "Team West": "3", "Bob Roy": "3",
+                     "Total": "9"}
+    assert list(rows)[:2] == ["Team East", "Ann Lee"]  # most activities first
+    assert ">Activities" in page.text
+    chinese = await site.client.get("/leaderboard", params=Q1,
+                                    headers={"Accept-Language": "zh-CN"})
+    assert ">销售活动" in chinese.text
 
 
 async def test_sorting_is_by_links_and_bad_parameters_get_a_page_saying_so(site):

@@ -222,6 +222,7 @@ RULES = [
     Rule("GET", f"{V1}/accounts", READ),
     Rule("GET", f"{V1}/stages", READ),
     Rule("GET", f"{V1}/deals", READ),
+    Rule("GET", f"{V1}/activities", READ),
     Rule("GET", f"{V1}/deals/{{deal_id}}/stages", (401, 200, 404, 200, 200),
          url=f"{V1}/deals/{{bob_deal}}/stages"),
     Rule("GET", f"{V1}/stage-changes", READ),
@@ -253,6 +254,7 @@ RULES = [
     Rule("GET", f"{V1}/metrics/forecast-accuracy", READ, params=Q1),
     Rule("GET", f"{V1}/metrics/timeseries", READ,
          params={**Q1, "metric": "bookings", "interval": "month"}),
+    Rule("GET", f"{V1}/metrics/scorecards", READ, params=Q1),
     # people: read in scope, changed by admins
     Rule("GET", f"{V1}/people", READ),
     Rule("GET", f"{V1}/people/unmatched", READ),
@@ -273,6 +275,12 @@ RULES = [
     Rule("GET", f"{V1}/statements", READ, params=JAN),
     Rule("POST", f"{V1}/periods/{{period}}/lock", admin_only(200),
          url=f"{V1}/periods/2025-01/lock"),
+    # sales hygiene: read in scope; rules changed by admins
+    Rule("GET", f"{V1}/hygiene", READ),
+    Rule("GET", f"{V1}/hygiene/summary", READ),
+    Rule("GET", f"{V1}/hygiene/rules", READ),
+    Rule("PUT", f"{V1}/hygiene/rules/{{key}}", admin_only(200), url=f"{V1}/hygiene/rules/stale",
+         json={"threshold": 45}),
     # webhooks: the vendor's own verification, whoever calls
     Rule("POST", f"{V1}/webhooks/{{provider}}/{{connection_id}}", (404,) * 5,
          url=f"{V1}/webhooks/nosuch/{{connection}}", json={}),
@@ -409,6 +417,31 @@ async def test_a_manager_sees_their_teams_people(world: World) -> None:
     assert await rows(manager, "/metrics/deals", metric="forecast", team="South", **Q1) == []
     assert {g["person_id"] for g in await rows(manager, "/goals")} == north
     assert (await manager.get(f"{V1}/people/{world.person('cat')}")).status_code == 404
+
+
+async def test_scorecards_are_of_the_callers_people(world: World) -> None:
+    rep, manager, admin = (world.clients[w] for w in ("rep", "manager", "admin"))
+    ann, bob, cat = (world.person(n) for n in ("ann", "bob", "cat"))
+    mine = (await rep.get(f"{V1}/metrics/scorecards", params=Q1)).json()
+    assert [r["person_id"] for r in mine["data"]] == [ann]
+    assert [t["team"] for t in mine["teams"]] == ["North"]
+    assert mine["total"]["bookings"]["value"] == 100  # Ann's won deal; not the no-owner one
+    assert mine["total"]["goal"]["value"] == 1000  # her goal, not the company's
+    for other in ({"person_id": bob}, {"team": "South"}):
+        response = await rep.get(f"{V1}/metrics/scorecards", params={**Q1, **other})
+        assert response.status_code == 404, other
+        assert response.json()["error"]["code"] == "not_found"
+    north = (await manager.get(f"{V1}/metrics/scorecards", params=Q1)).json()
+    assert [(r["person_id"], r["rank"]) for r in north["data"]] == [(bob, 1), (ann, 2)]
+    everyone = (await admin.get(f"{V1}/metrics/scorecards", params=Q1)).json()
+    assert [r["person_id"] for r in everyone["data"]] == [bob, ann, cat]
+    assert north["data"] == everyone["data"][:2]  # the same cards
+    assert [t["team"] for t in everyone["teams"]] == ["North", "South", None]
+    assert everyone["teams"][0] == north["teams"][0]
+    assert (await manager.get(f"{V1}/metrics/scorecards",
+                              params={**Q1, "team": "South"})).status_code == 404
+    one = (await admin.get(f"{V1}/metrics/scorecards", params={**Q1, "person_id": cat})).json()
+    assert one["data"] == everyone["data"][2:]  # Cat alone in South: the same card
 
 
 async def test_a_manager_sets_goals_only_for_their_teams(world: World) -> None:
@@ -579,3 +612,29 @@ async def test_evaluation_metrics_are_of_the_callers_people(world: World) -> Non
     assert [(r["team"], r["open_deals"]) for r in teams["data"]] == [("North", 4)]  # + x-ann, x-bob
     pipeline = (await rep.get(f"{V1}/metrics/pipeline", params={"as_of": "2026-01-01"})).json()
     assert sum(r["count"] for r in pipeline["data"]) == 1  # Ann's open deal
+
+
+async def test_hygiene_of_the_people_each_one_sees(world: World) -> None:
+    """The open deals (closing in January 2025, long past) break past_close: a rep sees
+    their own, a manager of North Ann's and Bob's, an admin everyone's."""
+    seen = {}
+    for who in ("rep", "manager", "admin"):
+        items = await rows(world.clients[who], "/hygiene", rule="past_close")
+        summary = (await world.clients[who].get(f"{V1}/hygiene/summary")).json()
+        seen[who] = ({r["remote_id"] for r in items},
+                     {r["person_id"]: r["counts"]["past_close"] for r in summary["data"]},
+                     [t["team"] for t in summary["teams"]], summary["total"]["total"])
+    ann, bob, cat = (world.person(n) for n in ("ann", "bob", "cat"))
+    assert seen["rep"] == ({"d-ann-open"}, {ann: 1}, ["North"], 1)
+    assert seen["manager"] == ({"d-ann-open", "d-bob-open"}, {ann: 1, bob: 1}, ["North"], 2)
+    assert seen["admin"] == ({"d-ann-open", "d-bob-open", "d-cat-open"},
+                             {ann: 1, bob: 1, cat: 1}, ["North", "South"], 3)
+    other = await world.clients["rep"].get(f"{V1}/hygiene", params={"owner_person_id": bob})
+    assert other.json()["data"] == []
+    south = await world.clients["manager"].get(f"{V1}/hygiene/summary", params={"team": "South"})
+    assert south.json()["data"] == []
+    refused = await world.clients["manager"].put(f"{V1}/hygiene/rules/stale",
+                                                 json={"enabled": False})
+    assert refused.status_code == 403
+    rules = (await world.clients["rep"].get(f"{V1}/hygiene/rules")).json()["data"]
+    assert [r["enabled"] for r in rules if r["key"] == "stale"] == [True]

@@ -208,3 +208,33 @@ def test_generation_stays_linear() -> None:
 
     small, big = fastest(2_000), fastest(20_000)
     assert big < 20 * small + 0.5, (small, big)
+
+
+def test_activities_are_generated_apart_and_changed_through_checked_methods() -> None:
+    company = generate_company(seed=3, deals=300, accounts=40, activities=400)
+    plain = generate_company(seed=3, deals=300, accounts=40, activities=0)
+    assert sorted(company.deals) == sorted(plain.deals)  # their own random stream
+    assert company.deals[next(iter(company.deals))] == plain.deals[next(iter(plain.deals))]
+    gone = [d for d in company.deletions if d.entity == "activities"]
+    assert len(company.activities) + len(gone) == 400 and gone
+    assert all(d.kind == company.deleted_activities[d.id].kind for d in gone)
+    kinds = Counter(a.kind for a in company.activities.values())
+    assert set(kinds) == {"call", "meeting", "task", "note"}
+    for activity in company.activities.values():
+        assert activity.deal_id is None or activity.deal_id in company.deals
+        assert activity.modified_at >= activity.created_at
+        assert activity.kind != "task" or activity.start.time() == datetime.min.time()
+        assert activity.done == (activity.completed_at is not None) \
+            or activity.kind != "task"
+    task = next(a for a in company.activities.values() if a.kind == "task" and not a.done)
+    before = (task.subject, task.modified_at)
+    with pytest.raises(ValueError, match="unknown deal"):
+        company.edit_activity(task.id, subject="New", deal_id="nope")
+    assert (task.subject, task.modified_at) == before  # bad input changes nothing
+    company.edit_activity(task.id, done=True)
+    assert task.done and task.completed_at == task.modified_at
+    note = company.add_activity(kind="note", subject="Visit report", done=False)
+    assert note.done  # a note is always done
+    deletion = company.delete_activity(note.id)
+    assert (deletion.entity, deletion.kind) == ("activities", "note")
+    assert note.id not in company.activities and note.id in company.deleted_activities

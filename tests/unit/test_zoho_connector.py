@@ -191,11 +191,20 @@ async def test_deletions_become_tombstones_with_cursor(respx_mock):
                   "display_name": "Deal 1", "deleted_by": None, "created_by": None}],
         "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}}))
     respx_mock.get(f"{API}/crm/v8/Accounts/deleted").mock(return_value=httpx.Response(204))
+    respx_mock.get(f"{API}/crm/v8/Calls/deleted").mock(return_value=httpx.Response(200, json={
+        "data": [{"id": "3001", "type": "permanent", "deleted_time": "2025-06-20T08:00:00+00:00",
+                  "display_name": None, "deleted_by": None, "created_by": None}],
+        "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}}))
+    for module in ("Events", "Tasks"):
+        respx_mock.get(f"{API}/crm/v8/{module}/deleted").mock(return_value=httpx.Response(204))
     pages, _ = await collect("deletions")
     deletions = [d for p in pages for d in p.deletions]
-    assert [(d.entity, d.remote_id) for d in deletions] == [("deals", "1001")]
+    assert [(d.entity, d.remote_id) for d in deletions] == [("deals", "1001"),
+                                                            ("activities", "3001")]
     assert deletions[0].deleted_at == datetime(2025, 6, 19, 5, 49, 38, tzinfo=UTC)
-    assert pages[-1].cursor == {"deals": "2025-06-19T11:19:38+05:30", "accounts": None}
+    assert pages[-1].cursor == {"deals": "2025-06-19T11:19:38+05:30", "accounts": None,
+                                "Calls": "2025-06-20T08:00:00+00:00", "Events": None,
+                                "Tasks": None}  # docs/vendors/zoho.md §14: per module
 
 
 @respx.mock(assert_all_mocked=True, assert_all_called=False)

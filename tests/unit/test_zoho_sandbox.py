@@ -592,3 +592,78 @@ async def test_stage_history_related_list(api: Api) -> None:
                                     "more_records": len(names) > 1}
     assert (await api.get("/crm/v8/Deals/1/Stage_History", fields="Stage")).status_code == 204
     error(await api.get("/crm/v8/Deals/x1/Stage_History", fields="Stage"), 400, "INVALID_DATA")
+
+
+@pytest.mark.asyncio
+async def test_calls_events_and_tasks_serve_their_own_activities(api: Api) -> None:
+    """docs/vendors/zoho.md §14: one module per kind, What_Id with $se_module; the deleted
+    list of each module holds its own kind only."""
+    company = api.state.company
+    for module, kind in (("Calls", "call"), ("Events", "meeting"), ("Tasks", "task")):
+        rows, token = [], None
+        while True:
+            params = {"fields": "Owner,What_Id,Modified_Time", "per_page": 200,
+                      **({"page_token": token} if token else {})}
+            body = (await api.get(f"/crm/v8/{module}", **params)).json()
+            rows += body["data"]
+            token = body["info"]["next_page_token"]
+            if not body["info"]["more_records"]:
+                break
+        want = {i for i, a in company.activities.items() if a.kind == kind}
+        assert {r["id"] for r in rows} == want, module
+        for row in rows:
+            activity = company.activities[row["id"]]
+            assert row["$se_module"] == ("Deals" if activity.deal_id else
+                                         "Accounts" if activity.account_id else None)
+            assert (row["What_Id"] or {}).get("id") == (activity.deal_id or activity.account_id)
+    call = next(i for i, a in company.activities.items() if a.kind == "call")
+    company.delete_activity(call)
+    deleted = (await api.get("/crm/v8/Calls/deleted", type="all")).json()["data"]
+    assert call in {d["id"] for d in deleted}
+    events = await api.get("/crm/v8/Events/deleted", type="all")
+    assert events.status_code == 204 or call not in {d["id"] for d in events.json()["data"]}
+    held = next(a for a in company.activities.values() if a.kind == "call" and a.done)
+    row = (await api.get("/crm/v8/Calls", ids=held.id, fields="Call_Start_Time,"
+                         "Call_Duration_in_seconds,Outgoing_Call_Status")).json()["data"][0]
+    assert parse(row["Call_Start_Time"]) == held.start
+    assert row["Call_Duration_in_seconds"] == held.duration_seconds
+    assert row["Outgoing_Call_Status"] in (None, "Completed")  # inbound calls have none
+
+
+@pytest.mark.asyncio
+async def test_control_activities_add_edit_delete_and_refuse_bad_input(api: Api) -> None:
+    company = api.state.company
+    cursor = company.latest.isoformat()
+    deal_id = sorted(company.deals)[0]
+    added = await api.client.post("/_sandbox/activities", json={
+        "kind": "call", "subject": "Intro", "start": "2026-03-02T09:30:00+08:00",
+        "duration_seconds": 600, "done": True, "deal_id": deal_id,
+        "owner_email": company.reps[2].email})
+    assert added.status_code == 201, added.text
+    call = added.json()
+    assert (call["start"], call["deal_id"]) == ("2026-03-02T01:30:00+00:00", deal_id)
+    task = (await api.client.post("/_sandbox/activities", json={
+        "kind": "task", "subject": "Send quote", "start": "2026-03-05T15:00:00+00:00"})).json()
+    assert task["start"] == "2026-03-05T00:00:00+00:00" and task["done"] is False  # a due date
+    done = await api.client.patch(f"/_sandbox/activities/{task['id']}", json={"done": True})
+    assert done.json()["completed_at"] == done.json()["modified_at"]
+    changed = (await api.get("/crm/v8/Calls", fields="Subject,What_Id",
+                             headers={"If-Modified-Since": cursor})).json()["data"]
+    assert (call["id"], deal_id, "Deals") in [
+        (r["id"], (r["What_Id"] or {}).get("id"), r["$se_module"]) for r in changed]
+    assert {r["id"] for r in changed} == {  # inclusive: the calls stamped at the cursor too
+        i for i, a in company.activities.items()
+        if a.kind == "call" and a.modified_at >= parse(cursor)}
+    version = company.version
+    for body in ({"kind": "dance", "subject": "x"}, {"subject": "no kind"},
+                 {"kind": "call", "subject": "x", "start": "tomorrow"},
+                 {"kind": "call", "subject": "x", "deal_id": "999"},
+                 {"kind": "call", "subject": "x", "colour": "red"}):
+        response = await api.client.post("/_sandbox/activities", json=body)
+        assert response.status_code == 400 and response.json()["error"], body
+    assert (await api.client.patch(f"/_sandbox/activities/{call['id']}", json={})
+            ).status_code == 400
+    assert (await api.client.get("/_sandbox/activities/999")).status_code == 404
+    assert company.version == version
+    gone = await api.client.delete(f"/_sandbox/activities/{call['id']}")
+    assert gone.status_code == 200 and gone.json()["entity"] == "activities"

@@ -10,6 +10,7 @@ from connectors.fxiaoke.sandbox.errors import FxError, json_response, success
 from connectors.fxiaoke.sandbox.state import FxiaokeState
 from connectors.fxiaoke.sandbox.wire import (
     GOALS_OBJECT,
+    READ_ONLY,
     STANDARD,
     dataset_id,
     hex_id,
@@ -79,7 +80,7 @@ def _int_param(info: dict[str, Any], name: str, default: int) -> int:
 async def _query(body: dict[str, Any], state: FxiaokeState, *, custom: bool) -> Response:
     data = data_of(body)
     api_name = object_name(data.get("dataObjectApiName"), custom=custom)
-    if not custom and api_name not in STANDARD:
+    if not custom and api_name not in STANDARD and api_name not in READ_ONLY:
         raise FxError(BAD_PARAMETER, f"对象{api_name}不存在")
     if custom and api_name != GOALS_OBJECT:
         raise FxError(BAD_PARAMETER, f"对象{api_name}不存在")
@@ -117,7 +118,7 @@ async def query_custom(body: dict[str, Any], state: FxiaokeState) -> Response:
 
 async def describe(body: dict[str, Any], state: FxiaokeState) -> Response:
     api_name = str(body.get("apiName") or "")
-    if api_name in STANDARD:
+    if api_name in STANDARD or api_name in READ_ONLY:
         return success(data={"describe": state.tenant.describe(api_name)})
     if api_name == GOALS_OBJECT:
         fields = {name: {"api_name": name, "type": kind, "label": label,
@@ -131,7 +132,7 @@ async def describe(body: dict[str, Any], state: FxiaokeState) -> Response:
 async def get_record(body: dict[str, Any], state: FxiaokeState) -> Response:
     data = data_of(body)
     name = str(data.get("dataObjectApiName") or "")
-    if name not in STANDARD and name != GOALS_OBJECT:
+    if name not in STANDARD and name not in READ_ONLY and name != GOALS_OBJECT:
         raise FxError(BAD_PARAMETER, f"对象{name or '(空)'}不存在")
     wanted = str(data.get("objectDataId") or "")
     rows = [r for r in state.table(name).rows if r["_id"] == wanted]

@@ -22,7 +22,15 @@ from starlette.requests import Request
 
 from connectors.fxiaoke.sandbox.errors import FxError
 from connectors.fxiaoke.sandbox.notifications import Callback, Outbox
-from connectors.fxiaoke.sandbox.wire import GOAL_FIELDS, STANDARD, Table, Tenant, hex_id
+from connectors.fxiaoke.sandbox.wire import (
+    GOAL_FIELDS,
+    INTERACTIVE_TYPES,
+    READ_ONLY,
+    STANDARD,
+    Table,
+    Tenant,
+    hex_id,
+)
 from connectors.fxiaoke.wire import (
     BAD_PARAMETER,
     CALL_LIMIT,
@@ -155,7 +163,9 @@ class FxiaokeState:
         cached = self._tables.get(api_name)
         if cached is not None and cached[0] == version:
             return cached[1]
-        if entity is None:
+        if api_name in READ_ONLY:
+            rows = self._activity_rows()
+        elif entity is None:
             rows = [dict(r) for r in self.custom.get(api_name, {}).values()]
         else:
             names = {a.id: a.name for a in self.company.accounts.values()}
@@ -172,6 +182,20 @@ class FxiaokeState:
         table = Table(rows)
         self._tables[api_name] = (version, table)
         return table
+
+    def _activity_rows(self) -> list[dict[str, Any]]:
+        """§10: the calls and meetings held and the notes, as follow-up records; deleted ones
+        voided (in the recycle bin) or gone (deleted for good)."""
+        company, tenant = self.company, self.tenant
+        rows = [tenant.activity_row(a, None) for a in company.activities.values()
+                if a.done and (a.kind in INTERACTIVE_TYPES or a.kind == "note")]
+        voided = [d for d in company.deletions if d.entity == "activities" and not d.permanent
+                  and d.kind != "task"]
+        for deletion in voided:
+            activity = company.deleted_activities.get(deletion.id)
+            if activity is not None and activity.done:
+                rows.append(tenant.activity_row(activity, to_ms(deletion.deleted_at)))
+        return rows
 
     def _row(self, record: Deal | Account, voided_at: int | None,
              names: dict[str, str]) -> dict[str, Any]:

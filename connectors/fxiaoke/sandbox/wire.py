@@ -14,14 +14,27 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from connectors.fxiaoke.wire import OPERATORS, SALES_STATUS_OPTIONS, day_ms, to_ms
+from connectors.fxiaoke.wire import (
+    ACTIVITY_OBJECT,
+    OPERATORS,
+    SALES_STATUS_OPTIONS,
+    day_ms,
+    to_ms,
+)
 from connectors.sandbox import vocab
-from connectors.sandbox.dataset import Account, Company, Deal, Rep, StageDef
+from connectors.sandbox.dataset import Account, Activity, Company, Deal, Rep, StageDef
 
 ROOT_DEPARTMENT = 999999  # §3: real data shows 999999 as the parent of top departments
 MODIFIED = "last_modified_time"
 STANDARD = {"AccountObj": "accounts", "NewOpportunityObj": "deals"}  # API name -> entity
 GOALS_OBJECT = "object_SalesGoal__c"
+READ_ONLY = {ACTIVITY_OBJECT: "activities"}  # served for reading only
+# §10 (guess): ActiveRecordObj's interactive_types, a multi-select of how the rep reached the
+# customer (codes, labels as `__r`); a plain note has none. Calls and meetings the rep held
+# become follow-up records (planned ones would be schedules, ScheduleObj, not served);
+# tasks have no object (research §2.B).
+INTERACTIVE_TYPES = {"call": ("1", "电话"), "meeting": ("2", "拜访")}
+ACTIVE_RECORD_TYPES = (("1", "跟进记录"),)  # guess: active_record_type's one option
 # §4 fallback goals object as an admin really gets it: fields created in the object
 # designer receive generated API names (field_xxxxx__c, §3: custom fields look like
 # field_rU4l5__c in a real record) and select options generated codes; only the labels
@@ -224,6 +237,35 @@ class Tenant:
                                 "NewOpportunityObj"))
         return row
 
+    def activity_row(self, activity: Activity, voided_at: int | None) -> dict[str, Any]:
+        """§10 (field names unverified): content, type, interactive types, the deal and
+        account as lookups and in related_object_data; create_time is when it happened."""
+        row: dict[str, Any] = {
+            "_id": hex_id(activity.id), "name": f"AR{int(activity.id) % 10**8:08d}",
+            "active_record_content": activity.subject,
+            "active_record_type": ACTIVE_RECORD_TYPES[0][0],
+            "active_record_type__r": ACTIVE_RECORD_TYPES[0][1],
+            **self.owner(activity.owner_id)}
+        if activity.kind in INTERACTIVE_TYPES:
+            code, label = INTERACTIVE_TYPES[activity.kind]
+            row["interactive_types"], row["interactive_types__r"] = [code], label
+        related = []
+        deal = self.company.deals.get(activity.deal_id or "")
+        if activity.deal_id is not None:
+            row["new_opportunity_id"] = hex_id(activity.deal_id)
+            related.append({"describe_api_name": "NewOpportunityObj",
+                            "id": hex_id(activity.deal_id), "name": deal.name if deal else None})
+        if activity.account_id is not None:
+            account = self.company.accounts.get(activity.account_id)
+            row["account_id"] = hex_id(activity.account_id)
+            related.append({"describe_api_name": "AccountObj", "id": hex_id(activity.account_id),
+                            "name": account.name if account else None})
+        if related:
+            row["related_object_data"] = related
+        row.update(self._system(activity.owner_id, activity.start, activity.modified_at,
+                                voided_at, ACTIVITY_OBJECT))
+        return row
+
     def _system(self, owner_id: str, created: Any, modified: Any, voided_at: int | None,
                 api_name: str) -> dict[str, Any]:
         manager = self.fsuid[self.company.manager.id]
@@ -246,8 +288,21 @@ class Tenant:
                 {"value": "normal", "label": "正常"}, {"value": "invalid", "label": "作废"}]},
             "is_deleted": {"type": "true_or_false", "label": "is_deleted"},
         }
-        if api_name == "AccountObj":
-            fields: dict[str, dict[str, Any]] = {**system, "industry_level1": {
+        if api_name == ACTIVITY_OBJECT:
+            fields: dict[str, dict[str, Any]] = {
+                **system,
+                "active_record_content": {"type": "long_text", "label": "跟进内容"},
+                "active_record_type": {"type": "select_one", "label": "跟进类型", "options": [
+                    {"value": c, "label": lbl} for c, lbl in ACTIVE_RECORD_TYPES]},
+                "interactive_types": {"type": "select_many", "label": "跟进方式", "options": [
+                    {"value": c, "label": lbl} for c, lbl in INTERACTIVE_TYPES.values()]},
+                "account_id": {"type": "object_reference", "label": "客户名称",
+                               "target_api_name": "AccountObj"},
+                "new_opportunity_id": {"type": "object_reference", "label": "商机",
+                                       "target_api_name": "NewOpportunityObj"},
+                "related_object_data": {"type": "related_object", "label": "关联对象"}}
+        elif api_name == "AccountObj":
+            fields = {**system, "industry_level1": {
                 "type": "select_one", "label": "行业", "options": [
                     {"value": code, "label": name} for name, code in INDUSTRY_CODES.items()]}}
         else:

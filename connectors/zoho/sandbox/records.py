@@ -152,7 +152,7 @@ async def list_records(request: Request, state: ZohoState) -> Response:
     binding = _binding(request)
     if token is not None:
         resume = _resume(state, token, binding)
-        window = state.window(spec.entity, SORTABLE[sort_by], since, ids)
+        window = state.window(spec, SORTABLE[sort_by], since, ids)
         page = window.after(resume.last_key, min(per_page, state.pagination_cap - resume.served),
                             descending=descending)
         page_no, served, previous = resume.page, resume.served, resume.previous
@@ -162,7 +162,7 @@ async def list_records(request: Request, state: ZohoState) -> Response:
             raise ZohoError(400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
                             "You can only get the first 2000 records without using page_token "
                             "param", {"limit": DISCRETE_LIMIT})
-        window = state.window(spec.entity, SORTABLE[sort_by], since, ids)
+        window = state.window(spec, SORTABLE[sort_by], since, ids)
         page = window.page((page_no - 1) * per_page, per_page, descending=descending)
         served, previous = (page_no - 1) * per_page, None
     if not page.items:  # §2: 304 when nothing changed since If-Modified-Since, else 204
@@ -188,9 +188,7 @@ async def get_record(request: Request, state: ZohoState) -> Response:
     if not record_id.isdigit():
         raise invalid("id", "the id given seems to be invalid")
     fields = _fields(request, state, spec, required=False)
-    pool: dict[str, Any] = (state.company.deals if spec.entity == "deals"
-                            else state.company.accounts)
-    record = pool.get(record_id)
+    record = state.pool(spec).get(record_id)
     if record is None:
         return empty(204)  # guess: an unknown or deleted id answers "no content"
     return json_response({"data": state.wire.records([record], fields)})
@@ -262,7 +260,7 @@ async def list_deleted(request: Request, state: ZohoState) -> Response:
     # §3: recycle-bin rows listed for 60 days, permanent ones for 120 (from the data's "now").
     now = state.company.latest.timestamp()
     rows = [d for d in state.company.deletions if d.entity == spec.entity
-            and kind in ("all", "permanent" if d.permanent else "recycle")
+            and d.kind == spec.kind and kind in ("all", "permanent" if d.permanent else "recycle")
             and d.deleted_at.timestamp() >= now - 86_400 * (
                 PERMANENT_DAYS if d.permanent else RECYCLE_DAYS)
             and (since is None or d.deleted_at.timestamp() >= since)]

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 
-from connectors.sandbox.dataset import SORT_KEYS, Company, Entity, SortField
+from connectors.sandbox.dataset import SORT_KEYS, Company, SortField
 from connectors.sandbox.faults import Harness
 from connectors.sandbox.generator import generate_company
 from connectors.sandbox.paging import PageTokenStore, Window
@@ -96,7 +96,8 @@ class ZohoState:
         return {**self.harness.stats(), "token_grants": self.token_grants,
                 "served_429": self.harness.served["429"], "live_tokens": len(self.tokens),
                 "credits_used_24h": len(self.credits),
-                "deals": len(self.company.deals), "accounts": len(self.company.accounts)}
+                "deals": len(self.company.deals), "accounts": len(self.company.accounts),
+                "activities": len(self.company.activities)}
 
     # ---- OAuth -----------------------------------------------------------------------------
     def mint_token(self) -> str:
@@ -142,23 +143,30 @@ class ZohoState:
                             {"resource_path_index": 0})
         return spec
 
-    def window(self, entity: Entity, order: SortField, since: int | None,
+    def pool(self, spec: ModuleSpec) -> dict[str, Any]:
+        """The module's live records by id (an activity module: its kind's)."""
+        pool = self.company.pool(spec.entity)
+        if spec.kind is None:
+            return pool
+        return {i: r for i, r in pool.items() if r.kind == spec.kind}
+
+    def window(self, spec: ModuleSpec, order: SortField, since: int | None,
                ids: list[str] | None) -> Window[Any]:
         """The records to page through, ascending by (order, id), in O(log N) when cached."""
-        company = self.company
+        company, entity = self.company, spec.entity
         if ids is not None:
-            pool: dict[str, Any] = company.deals if entity == "deals" else company.accounts
+            pool = self.pool(spec)
             chosen = [pool[i] for i in dict.fromkeys(ids) if i in pool]
             if since is not None:
                 chosen = [r for r in chosen if r.modified_at.timestamp() >= since]
             pairs = sorted((SORT_KEYS[order](r), r) for r in chosen)
             return Window([k for k, _ in pairs], [r for _, r in pairs])
-        index = company.index(entity, order)
+        index = company.index(entity, order, spec.kind)
         if since is None:
             return index.window()
         if order == "modified_at":  # the usual incremental read: a suffix of the index
             return index.window().starting_at((since, ""))
-        key = (entity, order, since, company.version)
+        key = (entity, spec.kind, order, since, company.version)
         if key not in self._filtered:
             if len(self._filtered) > 16:
                 self._filtered.clear()

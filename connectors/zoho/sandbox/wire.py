@@ -13,7 +13,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.sandbox import vocab
-from connectors.sandbox.dataset import ORG_PREFIX, Company, Deal, Entity, Rep, StageDef
+from connectors.sandbox.dataset import (
+    ORG_PREFIX,
+    Activity,
+    ActivityKind,
+    Company,
+    Deal,
+    Entity,
+    Rep,
+    StageDef,
+)
 
 API = "/crm/v8"  # the api_domain's path prefix: API v8
 ORG_DOMAIN = f"org{ORG_PREFIX // 10**12}"  # the org's domain_name (GET /org, §12)
@@ -26,7 +35,8 @@ FORECAST = {  # §4: won/lost come from forecast_type, never from names
 }
 JSON_TYPES = {"integer": "integer", "double": "double", "currency": "double",
               "boolean": "boolean", "lookup": "jsonobject", "ownerlookup": "jsonobject",
-              "multiselectpicklist": "jsonarray", "tag": "jsonarray"}  # else "string" (§4)
+              "multiselectpicklist": "jsonarray", "multiselectlookup": "jsonarray",
+              "tag": "jsonarray"}  # else "string" (§4)
 LEAD_SOURCES = ("Advertisement", "Cold Call", "Employee Referral", "Partner", "Trade Show",
                 "Web Download", "Seminar Partner")
 ACCOUNT_TYPES = ("Analyst", "Competitor", "Customer", "Distributor", "Integrator", "Investor",
@@ -86,6 +96,7 @@ class ModuleSpec:
     layout_id: str
     field_base: int  # field ids are ORG_PREFIX + field_base + position
     fields: tuple[FieldSpec, ...] = field(default=())
+    kind: ActivityKind | None = None  # an activity module: the activities of this kind
 
 
 def _values(values: tuple[str, ...] | list[str], base: int) -> list[dict[str, Any]]:
@@ -183,7 +194,95 @@ ACCOUNTS = ModuleSpec(
         FieldSpec("Parent_Account", "lookup", lambda _w, _a: None, lookup="Accounts"),
         *_common(),
     ))
-MODULES: dict[str, ModuleSpec] = {"deals": DEALS, "accounts": ACCOUNTS}  # by lower-case name
+
+# ---- activities (§14: fields as the official SDK declares them; Calls' picklist values
+# from a real org's field metadata; What_Id with `$se_module`; Call_Type values, and a
+# lookup to a deal deleted later keeping its id, are assumed) ---------------------------------
+CALL_STATUSES = ("Scheduled", "Completed", "Overdue", "Cancelled")
+TASK_STATUSES = ("Not Started", "Deferred", "In Progress", "Completed", "Waiting for input")
+CALL_PURPOSES = ("Prospecting", "Administrative", "Negotiation", "Demo", "Project", "Desk")
+
+
+def _call_type(a: Activity) -> str:
+    return "Inbound" if a.done and int(a.id) % 4 == 0 else "Outbound"
+
+
+def _call_status(w: "Wire", a: Activity) -> str | None:
+    if _call_type(a) == "Inbound":
+        return None  # an inbound call has no outgoing status
+    if a.done:
+        return "Completed"
+    return "Scheduled" if a.start > w.company.latest else "Overdue"
+
+
+def _related(w: "Wire", a: Activity) -> dict[str, Any] | None:
+    if a.deal_id:
+        deal = w.company.deals.get(a.deal_id)
+        return {"name": deal.name if deal else None, "id": a.deal_id}
+    return w.account_ref(a.account_id)
+
+
+def se_module(a: Activity) -> str | None:
+    return "Deals" if a.deal_id else "Accounts" if a.account_id else None
+
+
+def _end(a: Activity) -> datetime:
+    return a.start + timedelta(seconds=a.duration_seconds or 0)
+
+
+def _activity_common() -> tuple[FieldSpec, ...]:
+    return (
+        FieldSpec("What_Id", "lookup", _related, lookup="Deals"),
+        FieldSpec("Who_Id", "lookup", lambda _w, _a: None, lookup="Contacts"),
+        *_common(),
+    )
+
+
+CALLS = ModuleSpec("Calls", "Call", "activities", str(ORG_PREFIX + 137),
+                   str(ORG_PREFIX + 91_031), 502_000, (
+    FieldSpec("Subject", "text", lambda _w, a: a.subject, mandatory=True),
+    FieldSpec("Call_Type", "picklist", lambda _w, a: _call_type(a), mandatory=True,
+              picklist=lambda _w: _values(["Outbound", "Inbound", "Missed"], 91_800)),
+    FieldSpec("Call_Start_Time", "datetime", lambda w, a: w.dt(a.start), mandatory=True),
+    FieldSpec("Call_Duration", "text", lambda _w, a: "{:02d}:{:02d}".format(
+        *divmod(a.duration_seconds or 0, 60)), mandatory=True),
+    FieldSpec("Call_Duration_in_seconds", "integer", lambda _w, a: a.duration_seconds),
+    FieldSpec("Outgoing_Call_Status", "picklist", _call_status,
+              picklist=lambda _w: _values(CALL_STATUSES, 91_810)),
+    FieldSpec("Call_Result", "picklist", lambda _w, _a: None),
+    FieldSpec("Call_Purpose", "picklist",
+              lambda _w, a: CALL_PURPOSES[int(a.id) % len(CALL_PURPOSES)],
+              picklist=lambda _w: _values(CALL_PURPOSES, 91_820)),
+    FieldSpec("Scheduled_In_CRM", "picklist",
+              lambda w, a: str(_call_status(w, a) != "Completed" or int(a.id) % 2 == 0)),
+    *_activity_common(),
+), kind="call")
+EVENTS = ModuleSpec("Events", "Event", "activities", str(ORG_PREFIX + 139),
+                    str(ORG_PREFIX + 91_033), 503_000, (
+    FieldSpec("Event_Title", "text", lambda _w, a: a.subject, mandatory=True),
+    FieldSpec("Start_DateTime", "datetime", lambda w, a: w.dt(a.start), mandatory=True),
+    FieldSpec("End_DateTime", "datetime", lambda w, a: w.dt(_end(a)), mandatory=True),
+    FieldSpec("All_day", "boolean", lambda _w, _a: False),
+    FieldSpec("Participants", "multiselectlookup", lambda _w, _a: []),
+    FieldSpec("Check_In_Time", "datetime", lambda _w, _a: None, read_only=True),
+    FieldSpec("Check_In_Status", "text", lambda _w, _a: None, read_only=True),
+    *_activity_common(),
+), kind="meeting")
+TASKS = ModuleSpec("Tasks", "Task", "activities", str(ORG_PREFIX + 141),
+                   str(ORG_PREFIX + 91_035), 504_000, (
+    FieldSpec("Subject", "text", lambda _w, a: a.subject, mandatory=True),
+    FieldSpec("Status", "picklist", lambda _w, a: "Completed" if a.done else "Not Started",
+              picklist=lambda _w: _values(TASK_STATUSES, 91_830)),
+    FieldSpec("Due_Date", "date", lambda _w, a: a.start.date().isoformat()),
+    FieldSpec("Closed_Time", "datetime",
+              lambda w, a: w.dt(a.completed_at) if a.completed_at else None, read_only=True),
+    FieldSpec("Priority", "picklist", lambda _w, a: "High" if int(a.id) % 5 == 0 else "Normal",
+              picklist=lambda _w: _values(["Highest", "High", "Normal", "Low", "Lowest"],
+                                          91_840)),
+    *_activity_common(),
+), kind="task")
+MODULES: dict[str, ModuleSpec] = {  # by lower-case name
+    "deals": DEALS, "accounts": ACCOUNTS, "calls": CALLS, "events": EVENTS, "tasks": TASKS}
 
 
 def _at(seconds: int) -> datetime:
@@ -281,6 +380,8 @@ class Wire:
                 row[name] = render(self, record)
             code = getattr(record, "currency", home)
             row["$currency_symbol"] = symbols.get(code, code)
+            if "What_Id" in row:  # an activity's lookup names its module
+                row["$se_module"] = se_module(record)
             row["$approval_state"] = "approved"
             row["$editable"] = True
             row["$state"] = "save"

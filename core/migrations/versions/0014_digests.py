@@ -1,8 +1,8 @@
 """digests (docs/digests.md): digest_channel (chat robots, sealed webhook), digest_delivery
 (one row per channel and scheduled period)
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-05 09:40:00
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0012'
-down_revision: str | None = '0011'
+revision: str = '0014'
+down_revision: str | None = '0013'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
