@@ -58,8 +58,9 @@ def shown_lines(digest: Digest, lines: Lines, shown: int) -> list[str]:
     list's empty text."""
     if not lines.lines:
         return [lines.empty]
-    cut = more(digest, min(shown, len(lines.lines)), len(lines.lines))
-    return lines.lines[:shown] + ([cut] if cut else [])
+    kept = lines.lines[:shown]
+    cut = more(digest, len(kept), len(lines.lines) if lines.total is None else lines.total)
+    return kept + ([cut] if cut else [])
 
 
 def ranked(rows: list[Row]) -> list[tuple[str, Row]]:

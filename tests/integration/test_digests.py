@@ -19,8 +19,10 @@ from core.config import Settings
 from core.db import session_scope
 from core.digests import channels
 from core.digests.content import money
+from core.hygiene import hygiene_counts
 from core.logs import redact
 from core.metrics.definitions import GroupBy, summaries
+from core.metrics.scorecard import scorecards
 from core.models import Connection, DigestChannel
 from core.security import SecretBox
 from tests.api_support import add_connection, seed
@@ -88,6 +90,18 @@ async def test_a_due_digest_is_sent_once_with_the_leaderboards_numbers(engine):
         if row["bookings"]:
             assert f"{row['owner_name']}  {money(row['bookings'])} · {row['deals_won']}" in text
     assert "月 2025-01-01 – 2025-01-31 · 全员" in text
+    with session_scope(engine) as session:  # the scorecards' and hygiene's own numbers
+        cards = scorecards(session, start=date(2025, 1, 1), end=date(2025, 1, 31),
+                           settings=ctx.settings)
+        issues = sum(c["total"] for c in hygiene_counts(session, settings=ctx.settings)
+                     .values())
+    assert "**个人记分卡（与上期相比）**" in text
+    for card in cards["data"]:
+        won = card["bookings"]
+        assert (f"{card['owner_name']}（{card['team']} 第 {card['rank']} 名）：赢单 "
+                f"{money(won['value'])}（{won['change']:+,.2f}）") in text
+    assert issues > 0 and f"**商机整理：{issues} 个进行中的商机需要处理**" in text
+    assert "长期未更新、已过成交日期" in text  # the seeded open deals closed in January 2025
     assert got["body"]["msgUuid"] == f"crmsync-digest-{channel_id}-2025-02-01"
 
 

@@ -16,6 +16,7 @@ from core.digests.content import LABELS, Digest
 from core.digests.platforms import PLATFORMS, dingtalk, feishu, slack, wecom
 from core.digests.render import encoded
 from core.digests.schedule import Schedule, latest_moment
+from core.hygiene import RULES
 from tests.digest_support import (
     DINGTALK_URL,
     FEISHU_URL,
@@ -265,6 +266,7 @@ def test_bad_schedules_are_refused(cadence, day, hour):
 
 def test_the_digest_labels_exist_in_both_languages():
     assert set(LABELS["en"]) == set(LABELS["zh"])
+    assert {f"rule.{key}" for key in RULES} <= set(LABELS["en"])  # every hygiene rule
     assert Digest("zh", "t", "s", None).label("more", n=3) == "另有 3 项"
 
 
