@@ -74,7 +74,17 @@ def cells(row: Row) -> tuple[str, str, str, str]:
 
 def line(rank: str, row: Row) -> str:
     """A leaderboard line for platforms without tables: `1. Li Na 128,000.00 · 3 · 85.0%`."""
-    return f"{rank}. {row.label}  {row.bookings} · {row.deals_won} · {row.attainment}"
+    return f"{rank}. {row.label}  {figures(row)}"
+
+
+def figures(row: Row) -> str:
+    """A row's figures on one line: `128,000.00 · 3 · 85.0%`."""
+    return f"{row.bookings} · {row.deals_won} · {row.attainment}"
+
+
+def bullets(digest: Digest, lines: Lines, shown: int, mark: str = "-") -> str:
+    """A list's shown lines (shown_lines) as a markdown list."""
+    return "\n".join(f"{mark} {x}" for x in shown_lines(digest, lines, shown))
 
 
 def monospace(digest: Digest, rows: list[tuple[str, Row]]) -> str:

@@ -24,14 +24,15 @@ from core.digests.content import Digest
 from core.digests.render import (
     Body,
     Outcome,
+    bullets,
     check_webhook,
     encoded,
     errcode_outcome,
+    figures,
     fit,
     line,
     more,
     ranked,
-    shown_lines,
 )
 
 NAME = "dingtalk"
@@ -77,14 +78,13 @@ def _text(digest: Digest, shown: int) -> str:
             parts.append("\n".join(line(rank, r) for rank, r in ranked(digest.reps[:shown])))
             parts += filter(None, [more(digest, shown, len(digest.reps))])
         if digest.teams:
-            parts.append("\n".join(f"- {r.label}  {r.bookings} · {r.deals_won} · "
-                                   f"{r.attainment}" for r in digest.teams))
+            parts.append("\n".join(f"- {r.label}  {figures(r)}" for r in digest.teams))
     if digest.total is not None:
         t = digest.total
-        parts.append(f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}")
+        parts.append(f"**{t.label}**: {figures(t)}")
     for lines in digest.lists:
         parts += [f"**{lines.title}**",
-                  "\n".join(f"- {x}" for x in shown_lines(digest, lines, shown))]
+                  bullets(digest, lines, shown)]
     return "\n\n".join(parts)
 
 

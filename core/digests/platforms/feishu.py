@@ -23,13 +23,14 @@ from core.digests.render import (
     OK,
     Body,
     Outcome,
+    bullets,
     check_webhook,
     encoded,
+    figures,
     fit,
     json_answer,
     more,
     ranked,
-    shown_lines,
     status_error,
 )
 
@@ -77,10 +78,10 @@ def _card(digest: Digest, shown: int) -> dict[str, Any]:
     if digest.total is not None:
         t = digest.total
         elements.append({"tag": "markdown", "content":
-                         f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}"})
+                         f"**{t.label}**: {figures(t)}"})
     for lines in digest.lists:
-        elements.append({"tag": "markdown", "content": f"**{lines.title}**\n" + "\n".join(
-            f"- {x}" for x in shown_lines(digest, lines, shown))})
+        elements.append({"tag": "markdown",
+                         "content": f"**{lines.title}**\n{bullets(digest, lines, shown)}"})
     return {"schema": "2.0",
             "header": {"title": {"tag": "plain_text", "content": digest.title},
                        "template": "blue"},

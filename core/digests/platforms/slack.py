@@ -19,6 +19,7 @@ from core.digests.render import (
     Body,
     Outcome,
     check_webhook,
+    figures,
     fit,
     monospace,
     more,
@@ -71,8 +72,7 @@ def _message(digest: Digest, shown: int) -> Body:
             blocks.append(_section("```\n" + escape(teams) + "\n```"))
     if digest.total is not None:
         t = digest.total
-        blocks.append(_section(escape(f"*{t.label}*: {t.bookings} · {t.deals_won} · "
-                                      f"{t.attainment}")))
+        blocks.append(_section(f"*{escape(t.label)}*: {escape(figures(t))}"))
     for lines in digest.lists:
         blocks.append(_section(f"*{escape(lines.title)}*\n" + "\n".join(
             f"• {escape(x)}" for x in shown_lines(digest, lines, shown))))

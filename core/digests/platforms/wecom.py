@@ -16,12 +16,13 @@ from core.digests.content import Digest, Row
 from core.digests.render import (
     Body,
     Outcome,
+    bullets,
     check_webhook,
     errcode_outcome,
+    figures,
     fit,
     more,
     ranked,
-    shown_lines,
 )
 
 NAME = "wecom"
@@ -59,10 +60,10 @@ def _content(digest: Digest, shown: int) -> str:
                                 [("", r) for r in digest.teams], ranks=False))
     if digest.total is not None:
         t = digest.total
-        parts.append(f"**{t.label}**: {t.bookings} · {t.deals_won} · {t.attainment}")
+        parts.append(f"**{t.label}**: {figures(t)}")
     for lines in digest.lists:
         parts += [f"### {lines.title}",
-                  "\n".join(f"- {x}" for x in shown_lines(digest, lines, shown))]
+                  bullets(digest, lines, shown)]
     return "\n\n".join(parts)
 
 
