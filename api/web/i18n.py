@@ -271,8 +271,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ops.key_bad_scopes": "Choose at least one scope.",
         "ops.no_keys": "No API keys yet.",
         "ops.digests": "Digests",
-        "ops.digests_help": "Scheduled leaderboard messages to team chats. Channels are added "
-                            "with crmsync digest channels add or the API (docs/digests.md).",
+        "ops.digests_help": "Scheduled messages to team chats: leaderboard, scorecards, "
+                            "hygiene. Channels are added with crmsync digest channels add "
+                            "or the API (docs/digests.md).",
         "ops.digest_name": "Channel",
         "ops.digest_platform": "Platform",
         "ops.digest_schedule": "Schedule",
@@ -763,8 +764,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ops.key_bad_scopes": "请至少选择一个权限范围。",
         "ops.no_keys": "还没有 API 密钥。",
         "ops.digests": "简报",
-        "ops.digests_help": "定时发到团队群的排行榜消息。用 crmsync digest channels add 或 API "
-                            "添加渠道（docs/digests.md）。",
+        "ops.digests_help": "定时发到团队群的消息：排行榜、记分卡、商机整理。"
+                            "用 crmsync digest channels add 或 API 添加渠道（docs/digests.md）。",
         "ops.digest_name": "渠道",
         "ops.digest_platform": "平台",
         "ops.digest_schedule": "发送时间",
