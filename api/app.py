@@ -18,6 +18,7 @@ from api.errors import ERRORS
 from api.limits import BodyLimitMiddleware
 from api.routes import (
     connections,
+    digests,
     fx,
     goals,
     health,
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
     app.include_router(health.router)
     app.include_router(ops.router)
     for module in (connections, sync_runs, records, history, keys, fx, metrics, webhooks,
-                   goals, people, incentives, hygiene):
+                   goals, people, incentives, hygiene, digests):
         app.include_router(module.router, prefix=API_PREFIX)
     web.install(app)
     return app

@@ -17,6 +17,7 @@ from cli import (
     admin,
     connections,
     demo,
+    digests,
     goals,
     history,
     hygiene,
@@ -50,6 +51,7 @@ app.add_typer(incentives.periods_app, name="periods")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(history.app, name="history")
 app.add_typer(hygiene.app, name="hygiene")
+app.add_typer(digests.app, name="digest")
 for _provider in providers_with("commands"):  # e.g. credential helpers (docs/<provider>.md)
     _commands = cast(CommandLine, get_connector(_provider))
     app.add_typer(_commands.command_line(connections.connections_add), name=_provider)

@@ -32,6 +32,10 @@ _FIXED_PATTERNS = (
     re.compile(r"(://[^/\s:@]+:)[^@/\s]+(@)"),  # user:password@host
     # the dashboard's one-time links, in paths and (URL-encoded) in query strings
     re.compile(r"(?i)((?:/|%2F)welcome(?:/|%2F))[A-Za-z0-9_-]+"),
+    # chat robot webhooks (core/digests/): the URL is the credential
+    re.compile(r"(/cgi-bin/webhook/send\?(?:[^\s\"']*&)?key=)[^&\s\"']+"),  # WeCom
+    re.compile(r"(/open-apis/bot/v2/hook/)[^/?\s\"']+"),  # Feishu / Lark
+    re.compile(r"(/services/[^/\s\"']+/[^/\s\"']+/)[^/?\s\"']+"),  # Slack
 )
 _names: set[str] = set(KNOWN_SECRET_NAMES)
 _by_name: re.Pattern[str] | None = None

@@ -626,3 +626,48 @@ class HygieneRule(SQLModel, table=True):
     enabled: bool = True
     threshold: int | None = None  # None: the rule's default
     updated_at: datetime = _now()
+
+
+class DigestChannel(SQLModel, table=True):
+    """Where a scheduled digest goes (core/digests/, docs/digests.md): a chat robot's
+    webhook on one platform, its URL and signing secret sealed with SecretBox
+    ({"url": ..., "secret": ...}, never returned by the API); weekly on `day` 0-6
+    (Monday 0) or monthly on `day` 1-28, at `hour` in CRMSYNC_TIMEZONE; everyone or one
+    team; migration 0014."""
+
+    __tablename__ = "digest_channel"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    platform: str = Field(max_length=20)
+    language: str = Field(default="en", max_length=5)
+    cadence: str = Field(default="weekly", max_length=10)  # weekly | monthly
+    day: int = 0
+    hour: int = 9
+    team: str | None = Field(default=None, max_length=200)  # None: everyone
+    sections: list[str] = Field(default_factory=list, sa_type=JSONType)
+    webhook_encrypted: str = ""
+    enabled: bool = True
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    last_sent_at: datetime | None = _ts()
+    last_error: str | None = None
+
+
+class DigestDelivery(SQLModel, table=True):
+    """One scheduled digest of a channel: one row per channel and period (the local date
+    of the scheduled moment), so two workers or a restart never send a period twice.
+    status: pending (claimed_at is a worker's lease; next_attempt_at after a transient
+    failure), sent or failed."""
+
+    __tablename__ = "digest_delivery"
+    __table_args__ = (UniqueConstraint("channel_id", "period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="digest_channel.id", ondelete="CASCADE", index=True)
+    period: str = Field(max_length=20)
+    status: str = Field(default="pending", max_length=10)
+    attempts: int = 0
+    next_attempt_at: datetime = _now()
+    claimed_at: datetime | None = _ts()
+    sent_at: datetime | None = _ts()
+    error: str | None = None
+    created_at: datetime = _now()

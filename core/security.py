@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlmodel import Session, select
 
 from core.config import Settings
-from core.models import Connection, NotificationChannel
+from core.models import Connection, DigestChannel, NotificationChannel
 
 SCOPES = ("read", "write", "push", "admin")
 """A ladder: each scope covers the ones before it (push writes goals into the CRMs)."""
@@ -98,7 +98,7 @@ def rotate_secrets(session: Session, box: SecretBox) -> dict[str, int]:
     """Re-encrypt every stored secret with the first key of CRMSYNC_SECRET_KEY, in the
     caller's transaction. Raises SecretsUnreadable naming the first row no key opens
     (then nothing is changed once the caller rolls back). Returns counts per kind."""
-    counts = {"connections": 0, "notification channels": 0}
+    counts = {"connections": 0, "notification channels": 0, "digest channels": 0}
     for connection in session.exec(select(Connection).order_by(Connection.id)):  # type: ignore[arg-type]
         if connection.secrets_encrypted:
             owner = f"connection {connection.id} ({connection.name})"
@@ -112,6 +112,12 @@ def rotate_secrets(session: Session, box: SecretBox) -> dict[str, int]:
             channel.token_encrypted = _rotated(box, channel.token_encrypted, owner)
             session.add(channel)
             counts["notification channels"] += 1
+    for digest in session.exec(select(DigestChannel)):
+        if digest.webhook_encrypted:
+            owner = f"digest channel {digest.id} ({digest.name})"
+            digest.webhook_encrypted = _rotated(box, digest.webhook_encrypted, owner)
+            session.add(digest)
+            counts["digest channels"] += 1
     session.flush()
     return counts
 

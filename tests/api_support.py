@@ -181,7 +181,8 @@ sign-in, CSRF and scope rules are tested in tests/unit/test_dashboard_pages.py."
 DASHBOARD_PAGES |= frozenset({  # goals and operations pages: test_dashboard_admin_pages.py
     ("GET", "/goals"), ("POST", "/goals"), ("POST", "/goals/import"), ("POST", "/goals/push"),
     ("GET", "/operations"), ("POST", "/operations/sync"), ("POST", "/operations/keys"),
-    ("POST", "/operations/keys/{key_id}/revoke")})
+    ("POST", "/operations/keys/{key_id}/revoke"),
+    ("POST", "/operations/digests/{channel_id}/test")})
 
 
 def app_routes(app: FastAPI) -> set[tuple[str, str]]:

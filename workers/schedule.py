@@ -29,6 +29,7 @@ from core.db import session_scope
 from core.models import Connection, SyncRun
 from core.types import ConnectionStatus, RunStatus, SyncMode, as_utc, utcnow
 from workers.context import JobContext
+from workers.digests import send_due_digests
 from workers.jobs import process_pending_webhooks, refresh_rollups, renew_channels
 
 log = logging.getLogger("crmsync.schedule")
@@ -163,14 +164,16 @@ async def enqueue_due_syncs(
 
 async def run_scheduler(ctx: JobContext, jobs: SyncQueue, every: float = TICK_SECONDS) -> None:
     """The in-process scheduler of the embedded default: a tick every `every` seconds that
-    queues due syncs, takes webhook events left pending and rebuilds dirty metric rollups,
-    and CRM notification channels renewed every RENEW_CHANNELS_EVERY (as the arq crons do)."""
+    queues due syncs, takes webhook events left pending, rebuilds dirty metric rollups and
+    sends the digests due (workers.digests), and CRM notification channels renewed every
+    RENEW_CHANNELS_EVERY (as the arq crons do)."""
     renewed_at: datetime | None = None
     while True:
         try:
             await enqueue_due_syncs(ctx, jobs)
             await process_pending_webhooks(ctx)
             await refresh_rollups(ctx)
+            await send_due_digests(ctx)
             if renewed_at is None or utcnow() - renewed_at >= RENEW_CHANNELS_EVERY:
                 renewed_at = utcnow()
                 await renew_channels(ctx)

@@ -14,6 +14,7 @@ from core.config import get_settings
 from core.types import SyncMode
 from workers import heartbeat
 from workers.context import JobContext, build_context
+from workers.digests import send_due_digests
 from workers.jobs import (
     SYNC_MAX_TRIES,
     RetryLater,
@@ -91,6 +92,12 @@ async def push_goals_job(ctx: dict[str, Any], connection_id: int | None,
     return await push_goals(ctx["job"], connection_id=connection_id, people=people)
 
 
+async def digests_job(ctx: dict[str, Any]) -> dict[str, int]:
+    """arq entry point of workers.digests.send_due_digests (a cron, every minute; each
+    channel's period is claimed once in the database, whichever worker runs it)."""
+    return await send_due_digests(ctx["job"])
+
+
 class WorkerSettings:
     functions = [  # noqa: RUF012 - arq reads plain class attributes
         func(sync_job, name="sync_connection", max_tries=SYNC_MAX_TRIES, timeout=6 * 3600),
@@ -113,6 +120,9 @@ class WorkerSettings:
         # every minute: metric rollups of months left dirty (core.metrics.rollups)
         cron(refresh_rollups_job, name="refresh_rollups_minutely", second=45, unique=True,
              timeout=600, max_tries=1),
+        # every minute: scheduled digests due and their retries (workers.digests)
+        cron(digests_job, name="send_digests_minutely", second=15, unique=True, timeout=600,
+             max_tries=1),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -1,10 +1,13 @@
 """The Operations page (admins only; anyone else gets 403, also by URL): the connections
 with their last and next sync, errors and a "sync now" button, webhook health, and the
-API keys (create, with the key shown once; revoke). docs/dashboard.md.
+API keys (create, with the key shown once; revoke), and the digest channels with their last
+send and a "send test" button (docs/digests.md). docs/dashboard.md.
 
 The same core and job functions as the API's routes: "sync now" enqueues the job POST
 /api/v1/connections/{id}/sync enqueues; keys are made and revoked by core.apikeys, as
-/api/v1/api-keys and `crmsync apikey` do. Connection secrets are never read here.
+/api/v1/api-keys and `crmsync apikey` do; a test digest is sent by workers.digests.send_now,
+as POST /api/v1/digests/{id}/test does. Connection secrets are never read here; of a digest
+channel's sealed webhook only the host is shown.
 """
 
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, SessionDep, SettingsDep
+from api.deps import JobsDep, SessionDep, SettingsDep, get_secret_box
 from api.web import guard
 from api.web.goals import capabilities_of
 from api.web.i18n import NOTHING, Formats, text
@@ -26,10 +29,13 @@ from api.web.render import PageRoute, error_page, language, redirect, render
 from core import apikeys
 from core.accounts import SignedIn
 from core.config import Settings
-from core.models import ApiKey, Connection, SyncRun
-from core.security import SCOPES
+from core.digests import channels as digest_channels
+from core.digests.render import Outcome
+from core.models import ApiKey, Connection, DigestChannel, SyncRun
+from core.security import SCOPES, SecretBox, SecretsUnreadable
 from core.types import SyncMode, utcnow
 from core.webhooks import WebhookHealth, webhook_health
+from workers.digests import send_now
 from workers.schedule import load_schedules, next_sync_at
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -77,6 +83,19 @@ class KeyLine:
     created: str
     last_used: str
     revoked: str
+
+
+@dataclass
+class DigestLine:
+    id: int
+    name: str
+    platform: str
+    host: str
+    language: str
+    schedule: str
+    team: str
+    last_sent: str
+    error: str
 
 
 def records_of(counts: dict[str, Any] | None) -> int | None:
@@ -164,6 +183,24 @@ def _keys(session: Session, when: When) -> list[KeyLine]:
                     if k.revoked_at else "") for k in session.scalars(stmt)]
 
 
+def _digests(session: Session, box: SecretBox, when: When, lang: str) -> list[DigestLine]:
+    out = []
+    for channel in digest_channels.channels(session):
+        error = channel.last_error or ""
+        try:
+            host = digest_channels.public(box, channel)["host"] or NOTHING
+        except SecretsUnreadable as exc:
+            host, error = NOTHING, str(exc)
+        schedule = text(lang, f"ops.digest_{channel.cadence}", hour=f"{channel.hour:02}:00",
+                        day=text(lang, f"ops.weekday.{channel.day}")
+                        if channel.cadence == "weekly" else channel.day)
+        out.append(DigestLine(int(channel.id or 0), channel.name, channel.platform, host,
+                              channel.language, schedule,
+                              channel.team or text(lang, "ops.digest_everyone"),
+                              when(channel.last_sent_at), error))
+    return out
+
+
 def _page(request: Request, session: Session, settings: Settings, signed: SignedIn, *,
           status: int = 200, notice: str = "", error: str = "", new_key: str = "",
           key_name: str = "", key_scopes: tuple[str, ...] = ("read",)) -> Response:
@@ -172,6 +209,7 @@ def _page(request: Request, session: Session, settings: Settings, signed: Signed
     return render(request, "operations.html", status=status, signed=signed, nav="operations",
                   connections=_connections(session, when, lang),
                   runs=_runs(session, when), keys=_keys(session, when), scopes=SCOPES,
+                  digests=_digests(session, get_secret_box(request), when, lang),
                   notice=notice, error=error, new_key=new_key, key_name=key_name,
                   key_scopes=key_scopes, zone=settings.timezone)
 
@@ -271,6 +309,34 @@ def revoke_key(request: Request, session: SessionDep, key_id: str,
                           text(language(request), "error.not_found"), signed=signed)
     session.commit()
     return redirect(f"/operations?revoked={int(key_id)}")
+
+
+@router.post("/operations/digests/{channel_id}/test")
+async def test_digest(request: Request, session: SessionDep, settings: SettingsDep,
+                      channel_id: str, csrf: FormText = "") -> Response:
+    """Send the channel's digest now, titled as a test; the page says how it went (the
+    platform's refusal, e.g. a signature mismatch, word for word)."""
+    signed = await run_in_threadpool(_admin, request, csrf)
+    if isinstance(signed, Response):
+        return signed
+    lang = language(request)
+    channel = session.get(DigestChannel, int(channel_id)) \
+        if channel_id.isdigit() and len(channel_id) < 10 else None
+    if channel is None:
+        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
+                          signed=signed)
+    try:
+        outcome = await send_now(request.app.state.ctx, channel_id, test=True)
+    except ValueError as exc:  # no rate for a currency, unreadable secrets
+        outcome = Outcome(ok=False, error=str(exc))
+    session.expire_all()  # the send recorded last_sent_at / last_error in its own session
+    if outcome.ok:
+        notice, problem = text(lang, "ops.digest_sent", name=channel.name), ""
+    else:
+        notice, problem = "", text(lang, "ops.digest_failed", name=channel.name,
+                                   error=outcome.error or "")
+    return await run_in_threadpool(_page, request, session, settings, signed, notice=notice,
+                                   error=problem)
 
 
 __all__ = ["records_of", "router"]

@@ -7,7 +7,8 @@ from sqlmodel import select
 from api.connections import ConnectionInput, ConnectionPatch, create_connection, update_connection
 from core.config import Settings
 from core.db import make_engine, session_scope
-from core.models import Connection, NotificationChannel
+from core.digests import channels as digests
+from core.models import Connection, DigestChannel, NotificationChannel
 from core.security import (
     SecretBox,
     SecretsUnreadable,
@@ -75,6 +76,8 @@ def _seed(engine, box: SecretBox) -> int:
         session.add(NotificationChannel(
             connection_id=public["id"], channel_id="1000", token_encrypted=box.seal(
                 {"token": "tok"}), notify_url="https://x.example/h", expires_at=utcnow()))
+        digests.create_channel(session, box, name="sales", platform="slack",
+                               url="https://hooks.slack.com/services/T1/B1/s1")
         return int(public["id"])
 
 
@@ -82,7 +85,7 @@ def test_rotate_reencrypts_every_secret_with_the_first_key(engine):
     connection_id = _seed(engine, SecretBox(OLD))
     with session_scope(engine) as session:
         counts = rotate_secrets(session, SecretBox(f"{NEW},{OLD}"))
-    assert counts == {"connections": 1, "notification channels": 1}
+    assert counts == {"connections": 1, "notification channels": 1, "digest channels": 1}
     only_new = SecretBox(NEW)
     with session_scope(engine) as session:
         connection = session.get(Connection, connection_id)
@@ -90,6 +93,9 @@ def test_rotate_reencrypts_every_secret_with_the_first_key(engine):
         assert only_new.open(connection.secrets_encrypted) == ZOHO_SECRETS
         channel = session.exec(select(NotificationChannel)).one()
         assert only_new.open(channel.token_encrypted) == {"token": "tok"}
+        digest = session.exec(select(DigestChannel)).one()
+        assert only_new.open(digest.webhook_encrypted) == {
+            "url": "https://hooks.slack.com/services/T1/B1/s1", "secret": None}
 
 
 def test_rotate_with_an_unreadable_secret_names_it_and_changes_nothing(engine):

@@ -75,6 +75,8 @@ NOTIFICATION = {"server_time": 1718117126473, "query_params": {}, "module": "Dea
                 "resource_uri": "https://www.zohoapis.com/crm/v2/Deals", "ids": ["d001"],
                 "affected_fields": [], "operation": "update", "channel_id": "1000000068001",
                 "token": TOKEN}
+DIGEST = {"name": "sales group", "platform": "wecom", "cadence": "weekly", "day": 0,
+          "hour": 9, "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-1"}
 
 CASES = [
     Case("GET", "/health"),
@@ -196,6 +198,18 @@ CASES = [
     # deletions last
     Case("DELETE", f"{V1}/goals/{{goal_id}}", 204),
     Case("DELETE", f"{V1}/api-keys/{{key_id}}", 204),
+    # digest channels (docs/digests.md)
+    Case("POST", f"{V1}/digests", 201, json=DIGEST, keep={"digest_id": "id"}),
+    Case("POST", f"{V1}/digests", 422, json={**DIGEST, "name": "other", "day": 9}),
+    Case("GET", f"{V1}/digests"),
+    Case("PATCH", f"{V1}/digests/{{channel_id}}", url=f"{V1}/digests/{{digest_id}}",
+         json={"language": "zh", "team": None}),
+    Case("PATCH", f"{V1}/digests/{{channel_id}}", 404, url=f"{V1}/digests/99999",
+         json={"hour": 8}),
+    Case("GET", f"{V1}/digests/{{channel_id}}/preview", url=f"{V1}/digests/{{digest_id}}/preview"),
+    Case("POST", f"{V1}/digests/{{channel_id}}/test", url=f"{V1}/digests/{{digest_id}}/test"),
+    Case("DELETE", f"{V1}/digests/{{channel_id}}", 204, url=f"{V1}/digests/{{digest_id}}"),
+    Case("DELETE", f"{V1}/digests/{{channel_id}}", 404, url=f"{V1}/digests/99999"),
     Case("DELETE", f"{V1}/connections/{{connection_id}}", 204, url=f"{V1}/connections/{{new}}"),
 ]
 

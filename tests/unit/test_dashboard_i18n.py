@@ -16,6 +16,8 @@ from api.web.goals import PUSH_STATES
 from api.web.i18n import LANGUAGES, MESSAGES, Formats, pick_language
 from api.web.leaderboard import COLUMNS, PERIOD_CHOICES
 from core.accounts import Role
+from core.digests.content import LANGUAGES as DIGEST_LANGUAGES
+from core.digests.platforms import PLATFORMS
 from core.goals.split import SplitRule
 from core.goals.targets import TARGET_PROBLEMS
 from core.hygiene import RULES
@@ -57,7 +59,10 @@ DYNAMIC = {"role.": tuple(Role), "period.": PERIOD_CHOICES, "metric.": tuple(Dri
 DYNAMIC |= {"goals.metric.": tuple(GoalMetric), "goals.rule.": tuple(SplitRule),
             "goals.push.status.": PUSH_STATES, "goals.problem.": tuple(TARGET_PROBLEMS),
             "ops.status.": tuple(ConnectionStatus), "ops.run.": tuple(RunStatus),
-            "ops.mode.": tuple(SyncMode), "ops.scope.": SCOPES}  # goals and operations pages
+            "ops.mode.": tuple(SyncMode), "ops.scope.": SCOPES,  # goals and operations pages
+            "ops.platform.": tuple(PLATFORMS), "ops.language.": DIGEST_LANGUAGES,
+            "ops.weekday.": tuple(str(d) for d in range(7)),
+            "ops.digest_": ("weekly", "monthly")}  # the digest channels on operations
 DYNAMIC |= {"hygiene.rule.": tuple(RULES), "hygiene.short.": tuple(RULES)}  # hygiene page
 DYNAMIC["card."] = FIGURES  # the scorecards page: every figure (the team table: some)
 DYNAMIC["activity."] = tuple(ActivityType)  # a scorecard's activities by type

@@ -106,3 +106,13 @@ def test_configure_logging_masks_the_registered_connectors_secrets(capsys):
     err = capsys.readouterr().err
     assert "token request" in err
     assert SECRETS["appSecret"] not in err and SECRETS["permanentCode"] not in err
+
+
+def test_chat_robot_webhook_urls_are_masked():
+    line = redact("POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wk-1 "
+                  "https://open.feishu.cn/open-apis/bot/v2/hook/fs-2?x=1 "
+                  "https://hooks.slack.com/services/T000/B000/sl-3 "
+                  "https://oapi.dingtalk.com/robot/send?access_token=dt-4&timestamp=5")
+    for secret in ("wk-1", "fs-2", "sl-3", "dt-4"):
+        assert secret not in line
+    assert "hooks.slack.com/services/T000/B000/***" in line and "timestamp=5" in line
