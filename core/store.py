@@ -372,10 +372,14 @@ def fast_commits(connection: Connection, on: bool) -> None:
 
 
 def refresh_statistics(session: Session, *, stream: str) -> None:
-    """ANALYZE a table that grew a lot (PostgreSQL). Without fresh statistics, the
-    lookups of a first sync into an empty table turn into sequential scans."""
+    """ANALYZE a table that grew a lot, and deal_version with deal (PostgreSQL). Without
+    fresh statistics, the lookups of a first sync into an empty table turn into sequential
+    scans (closing the current versions of a page scanned every version: 5.7 ms a page at
+    12,000 deals, growing with the table)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ANALYZE {table_of(SYNCED_TABLES[stream]).name}"))
+        model = SYNCED_TABLES[stream]
+        names = [table_of(m).name for m in (model, *((DealVersion,) if model is Deal else ()))]
+        session.execute(text(f"ANALYZE {', '.join(names)}"))
 
 
 def get_state(session: Session, *, connection_id: int, stream: str) -> dict[str, Any]:
