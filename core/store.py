@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -62,8 +63,9 @@ TRACKED = tuple(DealState.model_fields)
 _EMAIL_COLUMNS = {"email", "owner_email"}
 
 
-def _insert(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
+def _insert(session: Session | str, table: Table) -> Any:
+    """The dialect's INSERT of `table` (for ON CONFLICT): a session's, or a dialect name's."""
+    dialect = session if isinstance(session, str) else session.get_bind().dialect.name
     return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
@@ -125,22 +127,15 @@ def upsert_records(
         _fill_home_amounts(session, connection_id, rows)
     columns = tuple(rows[0])
     load = _fill_load_table(session, table, columns, rows)
-    before = [rollups.page_marks(model, load)]
-    if model is Deal:
-        before.append(_stage_changes(session, load, source=source, now=now))
-        before.extend(_deal_versions(session, load, source=source, now=now))
-    selected: list[Any] = list(load.c)
     if model in (Deal, Account):  # set-based: index lookups in the merge statement itself
         owners = {(row["owner_remote_id"], row["owner_email"]) for row in rows}
         if owners_known is None or not owners <= owners_known:
             people.ensure_owner_persons(session, load)
             if owners_known is not None:
                 owners_known |= owners
-        selected.append(people.owner_person(load).label("owner_person_id"))
-        columns += ("owner_person_id",)
-    stmt = _insert(session, table).from_select(columns, sa_select(*selected).where(true()))
-    _execute_after(session, _on_conflict_update(stmt, table, columns),
-                   [s for s in before if s is not None])
+    for statement, timed in _merge_statements(model, columns, source,
+                                              session.get_bind().dialect.name):
+        session.execute(statement, {"now": now} if timed else None)
     if model is User:
         people.after_users_page(session, connection_id=connection_id, remote_ids=list(unique))
     return len(rows)
@@ -174,16 +169,36 @@ def _fill_home_amounts(session: Session, connection_id: int, rows: list[dict[str
                 else None
 
 
-def _execute_after(session: Session, stmt: Any, first: list[Any]) -> None:
-    """Run the statements `first`, then `stmt`; all of them see the rows as they were
-    before `stmt`. On PostgreSQL in one statement, one round trip: data-modifying CTEs
-    share the main statement's snapshot."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(stmt.add_cte(*(s.cte(f"before_{i}") for i, s in enumerate(first))))
-        return
-    for statement in first:
-        session.execute(statement)
-    session.execute(stmt)
+@lru_cache(maxsize=64)
+def _merge_statements(model: type[Any], columns: tuple[str, ...], source: str,
+                      dialect: str) -> tuple[tuple[Any, bool], ...]:
+    """The statements that merge a page from its load table of `columns`, in order, each
+    with whether it takes the bind parameter "now" (the time of the write).
+
+    Built once per shape and reused by every page: SQLAlchemy keeps a statement's cache
+    key with it, so a page costs no statement building and no cache-key walk (they took
+    about a third of the writer thread's CPU). The rollup marks, stage changes and deal
+    versions run before the merge and all see the rows as they were before it: on
+    PostgreSQL in the merge statement itself, one round trip (data-modifying CTEs share
+    the main statement's snapshot); on SQLite one after the other."""
+    table = table_of(model)
+    load = _load_table(table, columns)
+    now = bindparam("now", type_=UTCDateTime())
+    before = [(rollups.page_marks(model, load), False)]
+    if model is Deal:
+        before.append((_stage_changes(dialect, load, source=source, now=now), True))
+        before.extend((s, True) for s in _deal_versions(dialect, load, source=source, now=now))
+    selected: list[Any] = list(load.c)
+    if model in (Deal, Account):  # set-based: index lookups in the merge statement itself
+        selected.append(people.owner_person(load).label("owner_person_id"))
+        columns += ("owner_person_id",)
+    stmt = _insert(dialect, table).from_select(columns, sa_select(*selected).where(true()))
+    merge = _on_conflict_update(stmt, table, columns)
+    first = [(s, timed) for s, timed in before if s is not None]
+    if dialect == "postgresql":
+        ctes = (s.cte(f"before_{i}") for i, (s, _) in enumerate(first))
+        return ((merge.add_cte(*ctes), any(timed for _, timed in first)),)
+    return (*first, (merge, False))
 
 
 def _on_conflict_update(stmt: Any, table: Table, columns: tuple[str, ...]) -> Any:
@@ -259,7 +274,7 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _stage_changes(session: Session, load: Table, *, source: str, now: datetime) -> Any:
+def _stage_changes(dialect: str, load: Table, *, source: str, now: Any) -> Any:
     """The insert of a deal_stage_change for every loaded deal the store has in another
     stage (run before the page is merged)."""
     deal = table_of(Deal)
@@ -273,16 +288,17 @@ def _stage_changes(session: Session, load: Table, *, source: str, now: datetime)
                    load.c.remote_modified_at >= deal.c.remote_modified_at))  # not an old copy
     )
     columns = ["connection_id", "deal_remote_id", "from_stage", "to_stage", "changed_at", "source"]
-    stmt = _insert(session, table_of(DealStageChange)).from_select(columns, moved)
+    stmt = _insert(dialect, table_of(DealStageChange)).from_select(columns, moved)
     return stmt.on_conflict_do_nothing()
 
 
-def _deal_versions(session: Session, load: Table, *, source: str, now: datetime) -> list[Any]:
+def _deal_versions(dialect: str, load: Table, *, source: str, now: Any) -> list[Any]:
     """The statements that keep deal_version (run before the page is merged): close the
     current version of every loaded deal whose TRACKED fields changed, and insert a new
     version for it and for every deal the store does not have yet. A copy older than the
     stored deal changes nothing (as in the merge). A new deal's first version is valid from
-    its creation in the CRM; a change's from the copy's modified time (else `now`)."""
+    its creation in the CRM; a change's from the copy's modified time (else `now`, the
+    write's time as a bind parameter)."""
     deal, version = table_of(Deal), table_of(DealVersion)
     same_deal = and_(deal.c.connection_id == load.c.connection_id,
                      deal.c.remote_id == load.c.remote_id)
@@ -291,7 +307,7 @@ def _deal_versions(session: Session, load: Table, *, source: str, now: datetime)
         or_(*(deal.c[name].is_distinct_from(load.c[name]) for name in tracked)),
         or_(deal.c.remote_modified_at.is_(None), load.c.remote_modified_at.is_(None),
             load.c.remote_modified_at >= deal.c.remote_modified_at))
-    changed_at = func.coalesce(load.c.remote_modified_at, literal(now, UTCDateTime()))
+    changed_at = func.coalesce(load.c.remote_modified_at, now)
     close = (update(version)
              .where(version.c.connection_id == load.c.connection_id,
                     version.c.deal_remote_id == load.c.remote_id,
@@ -308,7 +324,7 @@ def _deal_versions(session: Session, load: Table, *, source: str, now: datetime)
     rows = (sa_select(*values.values())
             .outerjoin_from(load, deal, same_deal)
             .where(or_(deal.c.id.is_(None), changed)))
-    insert = _insert(session, version).from_select(list(values), rows)
+    insert = _insert(dialect, version).from_select(list(values), rows)
     return [close, insert]
 
 
