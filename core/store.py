@@ -404,14 +404,19 @@ def get_state(session: Session, *, connection_id: int, stream: str) -> dict[str,
 
 
 def set_state(session: Session, *, connection_id: int, stream: str, state: dict[str, Any]) -> None:
-    stmt = _insert(session, table_of(SyncState)).values(
-        connection_id=connection_id, stream=stream, cursor=state, updated_at=utcnow()
-    )
-    stmt = stmt.on_conflict_do_update(
+    values = {"connection_id": connection_id, "stream": stream, "cursor": state,
+              "updated_at": utcnow()}
+    session.execute(_state_upsert(session.get_bind().dialect.name), values)
+
+
+@lru_cache(maxsize=4)
+def _state_upsert(dialect: str) -> Any:
+    """set_state's statement, built once per dialect (the values are bound per call)."""
+    stmt = _insert(dialect, table_of(SyncState))
+    return stmt.on_conflict_do_update(
         index_elements=["connection_id", "stream"],
         set_={"cursor": stmt.excluded.cursor, "updated_at": stmt.excluded.updated_at},
     )
-    session.execute(stmt)
 
 
 def update_run(session: Session, run_id: int, **values: Any) -> None:
