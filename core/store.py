@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+from psycopg.types.json import set_json_dumps
 from sqlalchemy import (
     JSON,
     Column,
@@ -248,30 +249,46 @@ def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
                          f"DELETE FROM {load.name}"))
     dialect = session.get_bind().dialect
     converters = [_copy_converter(table.c[c].type, dialect) for c in columns]
-    dbapi = session.connection().connection.driver_connection
+    connection = session.connection()
+    types = _column_types(connection, load.name)
+    dbapi = connection.connection.driver_connection
     assert dbapi is not None
-    with dbapi.cursor() as cursor, cursor.copy(f"COPY {load.name} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([
-                value if convert is None or value is None else convert(value)
-                for convert, value in zip(converters, row.values(), strict=True)
-            ])
+    # Binary COPY: psycopg's C dumpers write ints, dates and timestamps as they are, with
+    # no text to format here or to parse in the server; JSON goes through orjson.
+    with dbapi.cursor() as cursor:
+        set_json_dumps(orjson.dumps, cursor)
+        with cursor.copy(f"COPY {load.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([types[c] for c in columns])
+            for row in rows:
+                copy.write_row([
+                    value if convert is None or value is None else convert(value)
+                    for convert, value in zip(converters, row.values(), strict=True)
+                ])
     return load
 
 
+def _column_types(connection: Connection, name: str) -> dict[str, int]:
+    """The type oids of a temporary load table's columns (binary COPY needs them), read
+    once per database connection (the table lives as long as the connection)."""
+    known: dict[str, dict[str, int]] = connection.info.setdefault("crmsync_load_types", {})
+    if name not in known:
+        rows = connection.exec_driver_sql(
+            "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = %(name)s::regclass "
+            "AND attnum > 0 AND NOT attisdropped", {"name": name})
+        known[name] = {str(column): int(oid) for column, oid in rows}
+    return known[name]
+
+
 def _copy_converter(column_type: Any, dialect: Any) -> Callable[[Any], Any] | None:
-    """How a value is written by COPY: what the column type would bind, minus overhead."""
+    """How a value is written by COPY: what the column type would bind, minus overhead
+    (JSON as it is: the COPY dumps it)."""
     if isinstance(column_type, JSON):
-        return _json_text
+        return None
     if isinstance(column_type, TypeDecorator) and (
         type(column_type).process_bind_param is not TypeDecorator.process_bind_param
     ):
         return partial(column_type.process_bind_param, dialect=dialect)
     return column_type.bind_processor(dialect)  # type: ignore[no-any-return]
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _stage_changes(dialect: str, load: Table, *, source: str, now: Any) -> Any:
