@@ -42,6 +42,7 @@ def start_sandbox(deals: int, latency: float, provider: str = "zoho",
 def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
                out: "mp.Queue[dict[str, Any]]") -> None:
     """One sync in a fresh process, so its peak memory is its own."""
+    from connectors.registry import load_connectors
     from core import store
     from core.config import Settings
     from core.db import make_engine, session_scope
@@ -68,15 +69,17 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
             session.flush()
             connection_id = int(connection.id or 0)
         run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
-    started = time.perf_counter()
+    load_connectors()  # as a worker does once at its start, not for each sync
+    database = common.DatabaseCpu(url)
+    cpu, started = time.process_time(), time.perf_counter()
     summary = asyncio.run(sync_connection(ctx, connection_id=connection_id, run_id=run_id,
                                           mode=mode))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     with session_scope(engine) as session:
         run = session.get(SyncRun, run_id)
         api_calls = run.api_calls if run else -1
     out.put({"connection_id": connection_id, "seconds": elapsed, "summary": summary,
-             "api_calls": api_calls,
+             "api_calls": api_calls, "cpu": cpu, "database_cpu": database.stop(),
              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
@@ -98,7 +101,9 @@ def full_and_incremental(kind: str, deals: int) -> None:
     proc, sandbox = start_sandbox(deals, 0.0)
     try:
         url = fresh_database(kind, "crmsync_bench")
+        sandbox_cpu, load = common.process_cpu(proc.pid), os.getloadavg()[0]
         full = run_child(url, sandbox, "full", None)
+        sandbox_cpu = common.process_cpu(proc.pid) - sandbox_cpu
         minimum = math.ceil(deals / 200) + math.ceil(accounts / 200)
         print(f"{kind:<10} full  {deals:>7,} deals + {accounts:>6,} accounts: "
               f"{full['seconds']:7.1f} s  {deals / full['seconds']:8,.0f} deals/s  "
@@ -106,6 +111,11 @@ def full_and_incremental(kind: str, deals: int) -> None:
               f"+ {METADATA_CALLS} metadata = {minimum + METADATA_CALLS}; "
               f"{100 * (full['api_calls'] / minimum - 1):+.1f}% over the record pages)  "
               f"peak RSS {full['peak_rss_mb']:.0f} MB")
+        cpu = full["cpu"] + full["database_cpu"] + sandbox_cpu
+        print(f"{'':<10} CPU seconds: sync process {full['cpu']:.2f}, database "
+              f"{full['database_cpu']:.2f}, sandbox {sandbox_cpu:.2f}: "
+              f"{1e6 * cpu / deals:.0f} us per deal (2 cores: at most {2 * deals / cpu:,.0f} "
+              f"deals/s); load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
         httpx.post(f"{sandbox}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2},
                    timeout=60).raise_for_status()
         inc = run_child(url, sandbox, "incremental", full["connection_id"])
