@@ -10,6 +10,12 @@ prints deals/s, API calls against the minimum and the child's peak memory
 deals change and an incremental sync prints its API calls. Last, with 200 ms
 of latency per call, it compares the full sync's wall time with the time the
 deals stream alone needs (ceil(N/200) calls x 200 ms).
+
+With --airbyte PYTHON (the python of a virtual environment where airbyte-source-zoho-crm
+is installed, never the project's), Airbyte's Zoho source reads the deals of the same
+sandbox right after the full sync (tests/bench/airbyte_zoho.py): records/s and CPU per
+record side by side. It lists pages by number, so Zoho stops it after 2,000 records
+(docs/vendors/zoho.md §11); its rate is over what it read.
 """
 
 import argparse
@@ -25,6 +31,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 
 from tests.bench import common
 from tests.bench.common import fresh_database
@@ -96,7 +103,27 @@ def run_child(url: str, sandbox: str, mode: str, connection_id: int | None) -> d
                 raise RuntimeError(f"the sync child failed (exit code {proc.exitcode})") from None
 
 
-def full_and_incremental(kind: str, deals: int) -> None:
+def airbyte_side_by_side(python: str, sandbox: str, ours: float, proc: int) -> None:
+    """Airbyte's Zoho source reads the sandbox's deals: its rate against `ours` (deals/s)."""
+    sandbox_cpu = common.process_cpu(proc)
+    done = subprocess.run([python, os.path.join(os.path.dirname(__file__), "airbyte_zoho.py"),
+                           sandbox, "Deals"], capture_output=True, text=True, timeout=3600)
+    sandbox_cpu = common.process_cpu(proc) - sandbox_cpu
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        print(f"{'':<10} airbyte failed to run: {done.stderr[-500:]}")
+        return
+    airbyte = orjson.loads(lines[-1])
+    records = max(1, airbyte["records"])
+    rate = records / airbyte["seconds"]
+    print(f"{'':<10} airbyte-source-zoho-crm, same sandbox: {airbyte['records']:,} deals in "
+          f"{airbyte['seconds']:.1f} s, {rate:,.0f} deals/s (source only, to /dev/null), "
+          f"{airbyte['requests']} requests, CPU {1e6 * airbyte['cpu'] / records:.0f} us per "
+          f"deal + sandbox {1e6 * sandbox_cpu / records:.0f} us; "
+          f"crmsync end to end {ours / rate:.1f}x its rate; stopped by: {airbyte['error']}")
+
+
+def full_and_incremental(kind: str, deals: int, airbyte: str | None = None) -> None:
     accounts = max(20, deals // 10)
     proc, sandbox = start_sandbox(deals, 0.0)
     try:
@@ -116,6 +143,8 @@ def full_and_incremental(kind: str, deals: int) -> None:
               f"{full['database_cpu']:.2f}, sandbox {sandbox_cpu:.2f}: "
               f"{1e6 * cpu / deals:.0f} us per deal (2 cores: at most {2 * deals / cpu:,.0f} "
               f"deals/s); load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
+        if airbyte:
+            airbyte_side_by_side(airbyte, sandbox, deals / full["seconds"], proc.pid)
         httpx.post(f"{sandbox}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2},
                    timeout=60).raise_for_status()
         inc = run_child(url, sandbox, "incremental", full["connection_id"])
@@ -147,6 +176,8 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--latency-deals", type=int, default=20_000)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--airbyte", metavar="PYTHON",
+                        help="python of a venv with airbyte-source-zoho-crm: side by side")
     args = parser.parse_args()
     from cryptography.fernet import Fernet
 
@@ -154,7 +185,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     for kind in args.db.split(","):
         for n in sorted({max(1000, args.deals // 5), args.deals}):
-            full_and_incremental(kind, n)
+            full_and_incremental(kind, n, args.airbyte if n == args.deals else None)
         if args.latency_deals:
             latency_case(kind, args.latency_deals, args.latency)
 
