@@ -398,9 +398,16 @@ def fast_commits(connection: Connection, on: bool) -> None:
 
     Safe for sync pages: a page and its cursor commit together, so if the database
     loses the last few commits in a crash, it loses their cursors too, and the next
-    sync reads those pages again."""
+    sync reads those pages again.
+
+    The same connection plans index lookups as cheap as they are on the cached tables a
+    sync writes (random_page_cost 1.1, the usual value for SSDs): with the default 4, a
+    merge of a few pages closed the current deal versions by reading every version
+    (EXPLAIN ANALYZE, 800 deals merged at 46,000 versions: 14 ms of the statement's 45)
+    rather than by 800 index lookups."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SET synchronous_commit = {'off' if on else 'DEFAULT'}")
+        connection.exec_driver_sql(f"SET random_page_cost = {'1.1' if on else 'DEFAULT'}")
         connection.commit()
 
 
