@@ -11,7 +11,7 @@ accepted and persisted per second, latency percentiles, and how long the worker 
 to process them all. With --api-processes N, N API processes on N ports share the
 connections (as behind a load balancer). The per-process rate limit
 (CRMSYNC_WEBHOOK_RATE_PER_SECOND) is raised out of the way: this measures capacity.
-Target (issue 19): at least 2,000 events/s with p99 under 50 ms, with one API process
+Target: at least 2,000 events/s with p99 under 50 ms, with one API process
 and with two.
 """
 
