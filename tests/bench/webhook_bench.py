@@ -30,7 +30,7 @@ import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select, text
 
-from tests.bench.common import fresh_database
+from tests.bench.common import fresh_database, process_cpu
 
 TOKEN = "bench-token-" + "x" * 30
 CHANNEL = "1000000099001"
@@ -139,13 +139,6 @@ async def fire(urls: list[str], payloads: list[bytes],
     return time.perf_counter() - started, latencies
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 10) - 1] * 1000
 
@@ -184,9 +177,9 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1) -> di
         urls = [f"http://127.0.0.1:{port}/api/v1/webhooks/zoho/{connection_id}"
                 for port in api_ports]
         load = os.getloadavg()[0]
-        api_cpu, own_cpu = sum(cpu_seconds(a.pid) for a in apis), time.process_time()
+        api_cpu, own_cpu = sum(process_cpu(a.pid) for a in apis), time.process_time()
         wall, latencies = asyncio.run(fire(urls, payloads, concurrency))
-        api_cpu = sum(cpu_seconds(a.pid) for a in apis) - api_cpu
+        api_cpu = sum(process_cpu(a.pid) for a in apis) - api_cpu
         own_cpu = time.process_time() - own_cpu
         engine = make_engine(db_url)
         with engine.connect() as conn:
@@ -200,7 +193,7 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1) -> di
                 break
             time.sleep(0.2)
         drain = time.perf_counter() - drain_started
-        worker_cpu = cpu_seconds(worker.pid)
+        worker_cpu = process_cpu(worker.pid)
         with engine.connect() as conn:
             processed = conn.scalar(text("SELECT count(*) FROM webhook_event "
                                          "WHERE status = 'processed'"))
