@@ -3,7 +3,9 @@
 - Each page's upserts, tombstones, cursor and run counters commit in one
   transaction, so a crash resumes from the last committed page.
 - Streams run concurrently (the source's ApiClient caps requests in flight);
-  a bounded queue per stream lets the next page download while one is written.
+  a bounded queue per stream lets the next pages download while one is written, and
+  pages that are already waiting when the writer gets to them are written together,
+  in one transaction with the newest of their cursors.
 - A full sync reads everything and then tombstones rows it did not see; an
   interrupted full sync resumes from its cursor and still tombstones correctly.
 """
@@ -36,6 +38,8 @@ TOMBSTONE_ON_FULL = (Stream.USERS, Stream.STAGES, Stream.ACCOUNTS, Stream.DEALS,
                      Stream.ACTIVITIES)
 ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown tenfold since
 COUNTS_EVERY = 1.0  # seconds between writes of the run's running counts
+READ_AHEAD = 4  # pages a stream reads ahead of its writer (memory: a few pages per stream)
+MERGE_PAGES = 5  # pages already read that are written in one transaction, at most
 
 
 @dataclass
@@ -144,7 +148,7 @@ class SyncEngine:
             full_since, cursor = self.started_at.isoformat(), None
         else:
             cursor = state.get("cursor")
-        queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=2)
+        queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
 
         async def produce() -> None:
             try:
@@ -155,14 +159,22 @@ class SyncEngine:
                 await queue.put(exc)
 
         producer = asyncio.create_task(produce())
+        taken: list[Page | BaseException | None] = []  # out of the queue, not written yet
         try:
-            while (item := await queue.get()) is not None:
+            while (item := taken.pop() if taken else await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     if stream in OPTIONAL_STREAMS and isinstance(item, AuthError | ConfigError):
                         self._skip_optional(stream, item)
                         return
                     raise item
-                await self._db(self._write_page, stream, item, full_since)
+                pages = [item]  # and the pages already waiting that can join it
+                while len(pages) < MERGE_PAGES and not queue.empty():
+                    waiting = queue.get_nowait()
+                    if not (isinstance(waiting, Page) and _joins(pages, waiting)):
+                        taken.append(waiting)
+                        break
+                    pages.append(waiting)
+                await self._db(self._write_pages, stream, pages, full_since)
                 self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
                 await self._db(self._finish_full, stream, datetime.fromisoformat(full_since))
@@ -211,25 +223,32 @@ class SyncEngine:
         with self._session() as session:
             return store.get_state(session, connection_id=self.connection_id, stream=stream)
 
-    def _write_page(self, stream: Stream, page: Page, full_since: str | None) -> None:
+    def _write_pages(self, stream: Stream, pages: list[Page], full_since: str | None) -> None:
+        """Pages in one transaction (see _joins): their records merged as one page, their
+        deletions, and the newest of their cursors, so a crash resumes after the last
+        page committed. Fewer, larger transactions cost the writer (Python and the
+        database) less per record: one merge, one cursor write and one commit."""
         counts = self.counts[stream]
+        records = [record for page in pages for record in page.records]
+        deletions = [deletion for page in pages for deletion in page.deletions]
+        cursor = next((page.cursor for page in reversed(pages) if page.cursor is not None), None)
         with self._session() as session:
             upserted = store.upsert_records(
-                session, stream=stream, connection_id=self.connection_id, records=page.records,
+                session, stream=stream, connection_id=self.connection_id, records=records,
                 owners_known=self._owners_known, settings=self.settings,
             )
             deleted = store.apply_deletions(
-                session, connection_id=self.connection_id, deletions=page.deletions
+                session, connection_id=self.connection_id, deletions=deletions
             )
-            if page.cursor is not None:
-                state = {"cursor": page.cursor, "full_started_at": full_since}
+            if cursor is not None:
+                state = {"cursor": cursor, "full_started_at": full_since}
                 store.set_state(
                     session, connection_id=self.connection_id, stream=stream, state=state
                 )
-            counts.pages += 1
-            if counts.pages in ANALYZE_AFTER_PAGES and page.records:
+            before, counts.pages = counts.pages, counts.pages + len(pages)
+            if records and not ANALYZE_AFTER_PAGES.isdisjoint(range(before + 1, counts.pages + 1)):
                 store.refresh_statistics(session, stream=stream)
-            counts.fetched += len(page.records) + len(page.deletions)
+            counts.fetched += len(records) + len(deletions)
             counts.upserted += upserted
             counts.deleted += deleted
             if time.monotonic() - self._counts_written >= COUNTS_EVERY:  # progress for the API
@@ -307,6 +326,16 @@ class SyncEngine:
         log.warning("sync of connection %s failed (run %s): %s", self.connection_id,
                     self.run_id, message,
                     extra={"connection_id": self.connection_id, "run_id": self.run_id})
+
+
+def _joins(pages: list[Page], page: Page) -> bool:
+    """Whether `page` can be written in one transaction with `pages`, with the outcome of
+    writing it after them: records only (no deletions to order), and none of a record
+    already among them (a deal read twice keeps both of its versions and stage changes)."""
+    if page.deletions or any(p.deletions for p in pages):
+        return False
+    ids = {record.remote_id for p in pages for record in p.records}
+    return ids.isdisjoint(record.remote_id for record in page.records)
 
 
 def _unwrap(exc: BaseException) -> BaseException:

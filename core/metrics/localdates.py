@@ -24,6 +24,7 @@ the rollups, which were built in the old zone: exact, only slower, meanwhile.
 """
 
 from datetime import UTC, date, datetime, time
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Integer,
+    Select,
     Table,
     Time,
     and_,
@@ -69,12 +71,17 @@ def stored_zone(session: Session, *, lock: str | None = None) -> str:
     PostgreSQL until the transaction ends, so a page written in the old zone and a
     recomputation never interleave. SQLite serializes writers by itself.
     """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    value = session.execute(_zone_query(lock if postgres else None)).scalar_one_or_none()
+    return str(value) if value else "UTC"
+
+
+@lru_cache(maxsize=4)
+def _zone_query(lock: str | None) -> Select[Any]:
+    """stored_zone's query, built once (a sync reads it for every page)."""
     meta = table_of(StoreMeta)
     stmt = select(meta.c.value).where(meta.c.key == ZONE_KEY)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(read=lock == "share")
-    value = session.execute(stmt).scalar_one_or_none()
-    return str(value) if value else "UTC"
+    return stmt.with_for_update(read=lock == "share") if lock else stmt
 
 
 PENDING = "crmsync_zone_pending"  # Session.info key: the zone a read must compute dates in

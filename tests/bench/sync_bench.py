@@ -10,6 +10,12 @@ prints deals/s, API calls against the minimum and the child's peak memory
 deals change and an incremental sync prints its API calls. Last, with 200 ms
 of latency per call, it compares the full sync's wall time with the time the
 deals stream alone needs (ceil(N/200) calls x 200 ms).
+
+With --airbyte PYTHON (the python of a virtual environment where airbyte-source-zoho-crm
+is installed, never the project's), Airbyte's Zoho source reads the deals of the same
+sandbox right after the full sync (tests/bench/airbyte_zoho.py): records/s and CPU per
+record side by side. It lists pages by number, so Zoho stops it after 2,000 records
+(docs/vendors/zoho.md §11); its rate is over what it read.
 """
 
 import argparse
@@ -25,6 +31,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 
 from tests.bench import common
 from tests.bench.common import fresh_database
@@ -42,6 +49,7 @@ def start_sandbox(deals: int, latency: float, provider: str = "zoho",
 def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
                out: "mp.Queue[dict[str, Any]]") -> None:
     """One sync in a fresh process, so its peak memory is its own."""
+    from connectors.registry import load_connectors
     from core import store
     from core.config import Settings
     from core.db import make_engine, session_scope
@@ -68,15 +76,17 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
             session.flush()
             connection_id = int(connection.id or 0)
         run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
-    started = time.perf_counter()
+    load_connectors()  # as a worker does once at its start, not for each sync
+    database = common.DatabaseCpu(url)
+    cpu, started = time.process_time(), time.perf_counter()
     summary = asyncio.run(sync_connection(ctx, connection_id=connection_id, run_id=run_id,
                                           mode=mode))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     with session_scope(engine) as session:
         run = session.get(SyncRun, run_id)
         api_calls = run.api_calls if run else -1
     out.put({"connection_id": connection_id, "seconds": elapsed, "summary": summary,
-             "api_calls": api_calls,
+             "api_calls": api_calls, "cpu": cpu, "database_cpu": database.stop(),
              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
@@ -93,12 +103,34 @@ def run_child(url: str, sandbox: str, mode: str, connection_id: int | None) -> d
                 raise RuntimeError(f"the sync child failed (exit code {proc.exitcode})") from None
 
 
-def full_and_incremental(kind: str, deals: int) -> None:
+def airbyte_side_by_side(python: str, sandbox: str, ours: float, proc: int) -> None:
+    """Airbyte's Zoho source reads the sandbox's deals: its rate against `ours` (deals/s)."""
+    sandbox_cpu = common.process_cpu(proc)
+    done = subprocess.run([python, os.path.join(os.path.dirname(__file__), "airbyte_zoho.py"),
+                           sandbox, "Deals"], capture_output=True, text=True, timeout=3600)
+    sandbox_cpu = common.process_cpu(proc) - sandbox_cpu
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        print(f"{'':<10} airbyte failed to run: {done.stderr[-500:]}")
+        return
+    airbyte = orjson.loads(lines[-1])
+    records = max(1, airbyte["records"])
+    rate = records / airbyte["seconds"]
+    print(f"{'':<10} airbyte-source-zoho-crm, same sandbox: {airbyte['records']:,} deals in "
+          f"{airbyte['seconds']:.1f} s, {rate:,.0f} deals/s (source only, to /dev/null), "
+          f"{airbyte['requests']} requests, CPU {1e6 * airbyte['cpu'] / records:.0f} us per "
+          f"deal + sandbox {1e6 * sandbox_cpu / records:.0f} us; "
+          f"crmsync end to end {ours / rate:.1f}x its rate; stopped by: {airbyte['error']}")
+
+
+def full_and_incremental(kind: str, deals: int, airbyte: str | None = None) -> None:
     accounts = max(20, deals // 10)
     proc, sandbox = start_sandbox(deals, 0.0)
     try:
         url = fresh_database(kind, "crmsync_bench")
+        sandbox_cpu, load = common.process_cpu(proc.pid), os.getloadavg()[0]
         full = run_child(url, sandbox, "full", None)
+        sandbox_cpu = common.process_cpu(proc.pid) - sandbox_cpu
         minimum = math.ceil(deals / 200) + math.ceil(accounts / 200)
         print(f"{kind:<10} full  {deals:>7,} deals + {accounts:>6,} accounts: "
               f"{full['seconds']:7.1f} s  {deals / full['seconds']:8,.0f} deals/s  "
@@ -106,6 +138,13 @@ def full_and_incremental(kind: str, deals: int) -> None:
               f"+ {METADATA_CALLS} metadata = {minimum + METADATA_CALLS}; "
               f"{100 * (full['api_calls'] / minimum - 1):+.1f}% over the record pages)  "
               f"peak RSS {full['peak_rss_mb']:.0f} MB")
+        cpu = full["cpu"] + full["database_cpu"] + sandbox_cpu
+        print(f"{'':<10} CPU seconds: sync process {full['cpu']:.2f}, database "
+              f"{full['database_cpu']:.2f}, sandbox {sandbox_cpu:.2f}: "
+              f"{1e6 * cpu / deals:.0f} us per deal (2 cores: at most {2 * deals / cpu:,.0f} "
+              f"deals/s); load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
+        if airbyte:
+            airbyte_side_by_side(airbyte, sandbox, deals / full["seconds"], proc.pid)
         httpx.post(f"{sandbox}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2},
                    timeout=60).raise_for_status()
         inc = run_child(url, sandbox, "incremental", full["connection_id"])
@@ -137,6 +176,8 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--latency-deals", type=int, default=20_000)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--airbyte", metavar="PYTHON",
+                        help="python of a venv with airbyte-source-zoho-crm: side by side")
     args = parser.parse_args()
     from cryptography.fernet import Fernet
 
@@ -144,7 +185,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     for kind in args.db.split(","):
         for n in sorted({max(1000, args.deals // 5), args.deals}):
-            full_and_incremental(kind, n)
+            full_and_incremental(kind, n, args.airbyte if n == args.deals else None)
         if args.latency_deals:
             latency_case(kind, args.latency_deals, args.latency)
 

@@ -1,13 +1,18 @@
 """Webhook intake benchmark (issue M5): Zoho notifications into the API under uvicorn.
 
 Run: python -m tests.bench.webhook_bench [--events 10000] [--concurrency 32]
+                                         [--api-processes 2]
 
 Starts, each in its own process: the Zoho sandbox, the API under uvicorn (PostgreSQL,
 jobs queued on Redis) and an arq worker (`crmsync worker`) that processes the events
 while they arrive. This process then POSTs `--events` documented notification bodies
 (5% of them redelivered twice) from `--concurrency` connections and prints events
 accepted and persisted per second, latency percentiles, and how long the worker needed
-to process them all. Target: at least 1,000 events/s with p99 under 100 ms.
+to process them all. With --api-processes N, N API processes on N ports share the
+connections (as behind a load balancer). The per-process rate limit
+(CRMSYNC_WEBHOOK_RATE_PER_SECOND) is raised out of the way: this measures capacity.
+Target: at least 2,000 events/s with p99 under 50 ms, with one API process
+and with two.
 """
 
 import argparse
@@ -25,7 +30,7 @@ import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select, text
 
-from tests.bench.common import fresh_database
+from tests.bench.common import fresh_database, process_cpu
 
 TOKEN = "bench-token-" + "x" * 30
 CHANNEL = "1000000099001"
@@ -98,16 +103,18 @@ def bodies(n: int, deal_ids: list[str]) -> list[bytes]:
     return out + dupes
 
 
-async def fire(url: str, payloads: list[bytes], concurrency: int) -> tuple[float, list[float]]:
-    """POST every payload over `concurrency` keep-alive connections; (wall s, latencies).
+async def fire(urls: list[str], payloads: list[bytes],
+               concurrency: int) -> tuple[float, list[float]]:
+    """POST every payload over `concurrency` keep-alive connections, spread over `urls` in
+    turn; (wall s, latencies).
 
     A minimal HTTP/1.1 client on asyncio streams: httpx costs the load generator more CPU
     per request than the API spends, on the same two cores."""
-    target = httpx.URL(url)
     latencies: list[float] = []
     todo = list(reversed(payloads))
 
-    async def connection() -> None:
+    async def connection(url: str) -> None:
+        target = httpx.URL(url)
         reader, writer = await asyncio.open_connection(target.host, target.port)
         head = (f"POST {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}\r\n"
                 "Content-Type: application/json\r\nContent-Length: ")
@@ -128,22 +135,15 @@ async def fire(url: str, payloads: list[bytes], concurrency: int) -> tuple[float
         writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    await asyncio.gather(*(connection(urls[i % len(urls)]) for i in range(concurrency)))
     return time.perf_counter() - started, latencies
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 10) - 1] * 1000
 
 
-def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
+def run(events: int, concurrency: int, deals: int, api_processes: int = 1) -> dict[str, Any]:
     from connectors.sandbox import generate_company
     from connectors.sandbox.server import free_port
     from core.db import make_engine
@@ -151,9 +151,10 @@ def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
 
     db_url = fresh_database("postgresql", "crmsync_webhook_bench")
     key = Fernet.generate_key().decode()
-    sandbox_port, api_port = free_port(), free_port()
+    sandbox_port, api_ports = free_port(), [free_port() for _ in range(api_processes)]
     env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": REDIS_URL,
            "CRMSYNC_SECRET_KEY": key, "CRMSYNC_LOG_LEVEL": "WARNING",
+           "CRMSYNC_WEBHOOK_RATE_PER_SECOND": "1000000",
            "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1"}  # the local sandbox
     procs = [subprocess.Popen([sys.executable, "-m", "cli", "sandbox", "zoho", "--port",
                                str(sandbox_port), "--deals", str(deals), "--seed", "1"],
@@ -162,18 +163,24 @@ def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         wait_for(f"{sandbox_url}/_sandbox/stats", procs[0])
         connection_id = prepare(db_url, sandbox_url, key)
-        procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
-                                       "--serve-api", str(api_port)], env=env))
+        apis = [subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
+                                  "--serve-api", str(port)], env=env) for port in api_ports]
+        procs.extend(apis)
         log = open(os.environ.get("CRMSYNC_BENCH_WORKER_LOG", os.devnull), "wb")  # noqa: SIM115
-        procs.append(subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env,
-                                      stdout=log, stderr=log))
-        wait_for(f"http://127.0.0.1:{api_port}/health", procs[1])
+        worker = subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env,
+                                  stdout=log, stderr=log)
+        procs.append(worker)
+        for port, api in zip(api_ports, apis, strict=True):
+            wait_for(f"http://127.0.0.1:{port}/health", api)
         deal_ids = sorted(generate_company(seed=1, deals=deals).deals)
         payloads = bodies(events, deal_ids)
-        url = f"http://127.0.0.1:{api_port}/api/v1/webhooks/zoho/{connection_id}"
-        api_cpu, own_cpu = cpu_seconds(procs[1].pid), time.process_time()
-        wall, latencies = asyncio.run(fire(url, payloads, concurrency))
-        api_cpu, own_cpu = cpu_seconds(procs[1].pid) - api_cpu, time.process_time() - own_cpu
+        urls = [f"http://127.0.0.1:{port}/api/v1/webhooks/zoho/{connection_id}"
+                for port in api_ports]
+        load = os.getloadavg()[0]
+        api_cpu, own_cpu = sum(process_cpu(a.pid) for a in apis), time.process_time()
+        wall, latencies = asyncio.run(fire(urls, payloads, concurrency))
+        api_cpu = sum(process_cpu(a.pid) for a in apis) - api_cpu
+        own_cpu = time.process_time() - own_cpu
         engine = make_engine(db_url)
         with engine.connect() as conn:
             stored = conn.scalar(select(func.count()).select_from(WebhookEvent))
@@ -186,14 +193,15 @@ def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
                 break
             time.sleep(0.2)
         drain = time.perf_counter() - drain_started
-        worker_cpu = cpu_seconds(procs[2].pid)
+        worker_cpu = process_cpu(worker.pid)
         with engine.connect() as conn:
             processed = conn.scalar(text("SELECT count(*) FROM webhook_event "
                                          "WHERE status = 'processed'"))
             runs, calls = conn.execute(text("SELECT count(*), coalesce(sum(api_calls), 0) "
                                             "FROM sync_run WHERE mode = 'webhook'")).one()
         engine.dispose()
-        return {"requests": len(payloads), "unique": events, "stored": stored,
+        return {"api_processes": api_processes, "requests": len(payloads), "unique": events,
+                "stored": stored,
                 "processed": processed, "wall_s": wall, "accepted_per_s": len(payloads) / wall,
                 "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99),
                 "max_ms": max(latencies) * 1000, "drain_after_intake_s": drain,
@@ -201,7 +209,7 @@ def run(events: int, concurrency: int, deals: int) -> dict[str, Any]:
                 "api_cpu_ms_per_request": api_cpu * 1000 / len(payloads),
                 "worker_cpu_ms_per_event": worker_cpu * 1000 / events,
                 "load_generator_cpu_ms_per_request": own_cpu * 1000 / len(payloads),
-                "load_average_1m": os.getloadavg()[0]}
+                "load_average_1m_before": load, "load_average_1m_after": os.getloadavg()[0]}
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -214,12 +222,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--deals", type=int, default=5_000)
+    parser.add_argument("--api-processes", type=int, default=1)
     parser.add_argument("--serve-api", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_api:
         serve_api(args.serve_api)
         return
-    result = run(args.events, args.concurrency, args.deals)
+    result = run(args.events, args.concurrency, args.deals, args.api_processes)
     print(f"webhook intake, PostgreSQL + Redis (arq worker running), {os.cpu_count()} cores")
     for name, value in result.items():
         print(f"  {name:34} {value:,.1f}" if isinstance(value, float) else

@@ -13,7 +13,7 @@ from core.config import Settings
 from core.db import session_scope
 from core.errors import AuthError, ConfigError
 from core.metrics.currency import set_rate
-from core.models import Connection, Deal, DealStageChange, SyncRun, SyncState
+from core.models import Connection, Deal, DealStageChange, DealVersion, SyncRun, SyncState
 from core.records import DealRecord, Deletion, Page, SourceInfo
 from core.sync import SyncEngine
 
@@ -283,3 +283,40 @@ async def test_a_refused_required_stream_still_fails_the_run(engine, connection_
     with pytest.raises(ConfigError):
         await SyncEngine(engine, Refusing({}), connection_id=connection_id, run_id=run_id,
                          mode="full", streams=("deals",)).run()
+
+
+async def test_pages_waiting_for_the_writer_are_written_together_as_if_one_by_one(
+        engine, connection_id):
+    # The pages are all ready at once, so they wait in the stream's queue while the first
+    # one is written: they are merged together (fewer progress reports than pages) with
+    # the newest cursor; deal 1, read again (changed) in the fourth page, is not merged
+    # with its first copy, so it keeps both versions and its stage change; the page with
+    # a deletion is written on its own, after the records before it.
+    pages = [Page(records=[deal(1), deal(2)], cursor={"n": 1}),
+             Page(records=[deal(3), deal(4)], cursor=None),
+             Page(records=[deal(5)], cursor={"n": 3}),
+             Page(records=[deal(1, stage="Won", minutes=5), deal(6)], cursor={"n": 4}),
+             Page(deletions=[Deletion("deals", "6", T0 + timedelta(minutes=30))],
+                  cursor={"n": 5}),
+             Page(records=[deal(7)], cursor={"n": 6})]
+    reports: list[int] = []
+    run_id = new_run(engine, connection_id, "incremental")
+    summary = await SyncEngine(
+        engine, ListSource({"deals": pages}), connection_id=connection_id, run_id=run_id,
+        mode="incremental", streams=("deals",),
+        progress=lambda stream, counts, done: reports.append(counts.pages)).run()
+    assert summary["deals"] == {"fetched": 9, "upserted": 8, "deleted": 1}
+    assert reports[-1] == 6 and len(reports) < 7  # 6 pages, fewer writes (+ the last report)
+    with session_scope(engine) as session:
+        rows = {r.remote_id: (r.stage, r.deleted_at) for r in session.scalars(select(Deal))}
+        assert rows == {"1": ("Won", None), "2": ("Proposal", None), "3": ("Proposal", None),
+                        "4": ("Proposal", None), "5": ("Proposal", None),
+                        "6": ("Proposal", T0 + timedelta(minutes=30)), "7": ("Proposal", None)}
+        versions = session.execute(select(DealVersion.stage).where(
+            DealVersion.deal_remote_id == "1").order_by(DealVersion.valid_from)).scalars().all()
+        assert versions == ["Proposal", "Won"]
+        moves = session.execute(select(DealStageChange.from_stage, DealStageChange.to_stage)
+                                .where(DealStageChange.deal_remote_id == "1")).all()
+        assert [tuple(m) for m in moves] == [("Proposal", "Won")]
+        state = session.get(SyncState, (connection_id, "deals"))
+        assert state is not None and state.cursor == {"cursor": {"n": 6}, "full_started_at": None}
