@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column('day', sa.Integer(), nullable=False),
         sa.Column('hour', sa.Integer(), nullable=False),
         sa.Column('team', sa.String(length=200), nullable=True),
-        sa.Column('sections', JSON, nullable=True),
+        sa.Column('sections', JSON, nullable=False),
         sa.Column('webhook_encrypted', sa.String(), nullable=False),
         sa.Column('enabled', sa.Boolean(), nullable=False),
         _when('created_at'),
