@@ -250,6 +250,10 @@ class SalesforceClient:
     def _parse(self, response: httpx.Response) -> Any:
         usage = api_usage(response.headers.get("Sforce-Limit-Info"))
         if usage is not None:
+            # answers to parallel calls can arrive out of order: an older count must not
+            # lower the newer one (that let one call more through the reserve)
+            if self.usage is not None and self.usage[1] == usage[1]:
+                usage = (max(usage[0], self.usage[0]), usage[1])
             self.usage = usage
         return parse_response(response)
 

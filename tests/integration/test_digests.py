@@ -136,6 +136,9 @@ async def test_a_transient_failure_is_retried_with_back_off(sqlite_engine):
 async def test_a_permanent_failure_is_not_retried_and_no_secret_is_logged(
         sqlite_engine, caplog):
     caplog.set_level(logging.DEBUG)
+    # httpx's own logger: core.logs.configure_logging (run by earlier tests of this process)
+    # quiets it to WARNING
+    caplog.set_level(logging.DEBUG, logger="httpx")
     sandbox = robots()
     ctx = context(sqlite_engine, transport(sandbox))
     channel_id = add_channel(ctx, secret="SECwrong-secret-value")
