@@ -178,7 +178,8 @@ async def test_a_sync_stops_before_the_daily_allocation_with_a_clear_error(engin
     with server:
         ctx = make_context(engine, db_url)
         connection_id = add_connection(ctx, server.url, window_days=30)
-        control(server, "PATCH", "/salesforce", json={"api_max": 1000, "api_used": 880})
+        control(server, "PATCH", "/salesforce", json={"api_max": 1000, "api_used": 840})
+            # 60 calls before the reserve: a full sync of `small` takes about 90
         with pytest.raises(ApiBudgetExhausted, match="daily API requests"):
             await sync(ctx, connection_id, "full")
         assert 890 <= state.api_used <= 1000 - 100  # stopped at the 10% reserve, mid-sync
