@@ -69,6 +69,25 @@ class ChatSandbox:
         self.received.append({"platform": platform, "robot": robot, "body": body})
 
 
+SANDBOX_ROBOTS: dict[str, tuple[str, str | None]] = {
+    "wecom": ("/cgi-bin/webhook/send?key=sandbox-key", None),
+    "dingtalk": ("/robot/send?access_token=sandbox-token", "SECsandbox"),
+    "feishu": ("/open-apis/bot/v2/hook/sandbox-hook", "sandbox-secret"),
+    "slack": ("/services/T0SANDBOX/B0SANDBOX/sandbox", None),
+}
+"""The robot of each platform `crmsync digest sandbox` and the demo serve: its webhook's
+path and query (after the sandbox's base URL), and its signing secret (None: unsigned).
+DingTalk and Feishu require the keyword crmsync (in every digest's title)."""
+
+
+def sandbox_robots() -> ChatSandbox:
+    """A sandbox with the SANDBOX_ROBOTS, one per platform."""
+    return ChatSandbox(wecom={"sandbox-key": Robot()},
+                       dingtalk={"sandbox-token": Robot("SECsandbox", ("crmsync",))},
+                       feishu={"sandbox-hook": Robot("sandbox-secret", ("crmsync",))},
+                       slack={"T0SANDBOX/B0SANDBOX/sandbox": Robot()})
+
+
 def create_app(sandbox: ChatSandbox) -> FastAPI:
     app = FastAPI(title="crmsync chat robot sandbox", docs_url=None, redoc_url=None)
 

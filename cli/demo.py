@@ -6,6 +6,7 @@ import socket
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 import uvicorn
@@ -14,6 +15,8 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from api.app import create_app
+from api.chat_sandbox import SANDBOX_ROBOTS, ChatSandbox, sandbox_robots
+from api.chat_sandbox import create_app as create_chat_app
 from api.connections import (
     ConnectionInput,
     ConnectionPatch,
@@ -34,6 +37,9 @@ from core import accounts
 from core.accounts import AccountError, LinkPurpose, Role
 from core.config import Settings, get_settings
 from core.db import session_scope
+from core.digests import channels
+from core.digests.content import build_digest
+from core.digests.schedule import latest_moment
 from core.goals import targets as goals
 from core.incentives import periods, statements
 from core.incentives.calendar import period_of
@@ -42,7 +48,9 @@ from core.metrics import definitions as metrics
 from core.metrics.periods import today
 from core.models import Connection, Deal, User
 from core.queries import store_summary
+from core.types import utcnow
 from workers.context import JobContext
+from workers.digests import send_now
 from workers.jobs import push_goals
 
 SHARED_REPS = slice(1, 4)  # reps who sell in both CRMs (same emails): one owner in metrics
@@ -54,6 +62,8 @@ def demo(
         help="Port of the API on 127.0.0.1 (0: any free port).")] = 8000,
     deals: Annotated[int, typer.Option(help="Deals in the simulated org.")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed of the simulated company.")] = 42,
+    chat_port: Annotated[int, typer.Option(
+        help="Port of the chat robot sandbox on 127.0.0.1 (0: any free port).")] = 0,
     **sandbox_options: Any,
 ) -> None:
     """The whole product on this machine: a simulated tenant of every CRM with a sandbox
@@ -69,6 +79,7 @@ def demo(
     shared = company.reps[SHARED_REPS]
     rates = dict(company.currencies)  # before a one-currency org converts the company
     started: list[tuple[str, Sandbox, Any, BackgroundServer]] = []
+    chat: BackgroundServer | None = None
     try:
         for i, (provider, sandbox) in enumerate(sandboxes().items()):
             # the first CRM's company is the home one; the others share some of its reps
@@ -98,6 +109,11 @@ def demo(
             # (converted with the FX table when stored, core.store) needs them for its sync
             _demo_fx_rates(ctx, settings, rates)
         _demo_plan(ctx, settings, *_demo_goals(ctx, settings))
+        robots = sandbox_robots()
+        chat = BackgroundServer(create_chat_app(robots), port=chat_port).start()
+        settings.allow_endpoints = ",".join(  # the digests' robots are on this machine
+            filter(None, (settings.allow_endpoints, f"{chat.host}:{chat.port}")))
+        _demo_digests(ctx, settings, chat.url, robots)
         key = create_api_key(ctx, "demo admin", ["admin"])
         base = f"http://127.0.0.1:{port}"
         console.print(f"\nadmin API key (shown once): [bold]{key}[/bold]\n")
@@ -122,6 +138,8 @@ def demo(
                                       log_level="warning")).run(sockets=[listener])
     finally:
         listener.close()
+        if chat is not None:
+            chat.stop()
         for *_, server in reversed(started):
             server.stop()
 
@@ -235,6 +253,52 @@ def _demo_plan(ctx: JobContext, settings: Settings, reps: list[str], currency: s
         table.add_row(str(item["name"] or item["email"]), f"{item['measure']:,.2f}", share,
                       f"{item['payout']:,.2f} {item['currency']}")
     console.print(table)
+
+
+DEMO_CHANNELS = (  # name, platform, language, team ("East": a team of the Pipedrive sandbox)
+    ("demo East (WeCom)", "wecom", "zh", "East"),
+    ("demo everyone (Slack)", "slack", "en", None),
+    ("demo everyone (DingTalk, signed)", "dingtalk", "zh", None),
+)
+
+
+def _demo_digests(ctx: JobContext, settings: Settings, chat_url: str,
+                  robots: ChatSandbox) -> None:
+    """Digest channels to the chat robot sandbox's robots (weekly, Monday 09:00), each sent
+    its latest week's digest once; what each robot received, with the leaderboard's top
+    line."""
+    with session_scope(ctx.engine) as session:
+        teams = {t for t in session.scalars(select(col(User.team)).distinct()) if t}
+        for name, chosen, language, team in DEMO_CHANNELS:
+            path, secret = SANDBOX_ROBOTS[chosen]
+            fields = {"language": language, "cadence": "weekly", "day": 0, "hour": 9,
+                      "team": team if team in teams else None}
+            try:  # a second run: this run's robot URL (another port)
+                channels.update_channel(
+                    session, ctx.secrets, int(channels.find_channel(session, name).id or 0),
+                    url=chat_url + path, secret=secret, **fields)
+            except channels.ChannelNotFound:
+                channels.create_channel(session, ctx.secrets, url=chat_url + path,
+                                        secret=secret, name=name, platform=chosen, **fields)
+    console.print(f"\ndigests: chat robot sandbox (WeCom, DingTalk, Feishu, Slack) on {chat_url}")
+    for name, chosen, _, _ in DEMO_CHANNELS:
+        outcome = asyncio.run(send_now(ctx, name))
+        if not outcome.ok:
+            raise fail(f"digest to {name}: {outcome.error}")
+        with session_scope(ctx.engine) as session:
+            channel = channels.find_channel(session, name)
+            moment = latest_moment(channels.schedule_of(channel), utcnow(), settings.timezone)
+            digest = build_digest(session, settings, language=channel.language,
+                                  cadence=channel.cadence, start=moment.start,
+                                  end=moment.end, team=channel.team, sections=("leaderboard",))
+        got = sum(1 for r in robots.received if r["platform"] == chosen)
+        top = (f"top: {digest.reps[0].label} {digest.reps[0].bookings} {digest.currency} "
+               f"({digest.reps[0].deals_won} won)") if digest.reps else "no deals won"
+        print(f"  {chosen} robot got {got} message ({name}: {digest.subtitle}); {top}")
+    first = DEMO_CHANNELS[0][0]
+    print(f"  the message again: crmsync digest preview '{first}'; send again while the demo "
+          f"serves: CRMSYNC_ALLOW_ENDPOINTS={urlsplit(chat_url).netloc} crmsync digest send "
+          f"'{first}'; received: {chat_url}/_sandbox/received")
 
 
 def _demo_dashboard(ctx: JobContext, settings: Settings, base: str) -> None:

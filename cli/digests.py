@@ -9,7 +9,7 @@ import typer
 import uvicorn
 from rich.table import Table
 
-from api.chat_sandbox import ChatSandbox, Robot, create_app
+from api.chat_sandbox import SANDBOX_ROBOTS, create_app, sandbox_robots
 from cli.context import checked_context
 from cli.output import console, fail, when
 from core.db import session_scope
@@ -123,21 +123,13 @@ def digest_sandbox(
 ) -> None:
     """Simulated WeCom, DingTalk, Feishu and Slack robots that verify signatures and
     formats like the real ones (one robot each, credentials printed)."""
-    sandbox = ChatSandbox(wecom={"sandbox-key": Robot()},
-                          dingtalk={"sandbox-token": Robot("SECsandbox", ("crmsync",))},
-                          feishu={"sandbox-hook": Robot("sandbox-secret", ("crmsync",))},
-                          slack={"T0SANDBOX/B0SANDBOX/sandbox": Robot()})
     base = f"http://{host}:{port}"
+    adds = "".join(f"  {name:<8} --url '{base}{path}'" + (f" --secret {secret}" if secret else "")
+                   + "\n" for name, (path, secret) in SANDBOX_ROBOTS.items())
     console.print(f"chat robot sandbox on {base}; set CRMSYNC_ALLOW_ENDPOINTS={host}:{port} "
-                  "for crmsync, then add channels with:\n"
-                  f"  wecom    --url '{base}/cgi-bin/webhook/send?key=sandbox-key'\n"
-                  f"  dingtalk --url '{base}/robot/send?access_token=sandbox-token' "
-                  "--secret SECsandbox\n"
-                  f"  feishu   --url '{base}/open-apis/bot/v2/hook/sandbox-hook' "
-                  "--secret sandbox-secret\n"
-                  f"  slack    --url '{base}/services/T0SANDBOX/B0SANDBOX/sandbox'\n"
+                  f"for crmsync, then add channels with:\n{adds}"
                   f"What they received: {base}/_sandbox/received", highlight=False)
-    uvicorn.run(create_app(sandbox), host=host, port=port, log_level="info",
+    uvicorn.run(create_app(sandbox_robots()), host=host, port=port, log_level="info",
                 access_log=False)
 
 

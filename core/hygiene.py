@@ -98,6 +98,17 @@ RULES: dict[str, RuleSpec] = {spec.key: spec for spec in (
     RuleSpec("probability_mismatch", "Probability more than N percentage points away from "
              "its stage's", _probability_mismatch, 10, "points", 0, 100),
 )}
+SHORT_LABELS: dict[str, dict[str, str]] = {
+    "en": {"stale": "Stale", "past_close": "Past close", "no_amount": "No amount",
+           "no_close_date": "No close date", "no_account": "No account",
+           "no_owner": "No owner", "inactive_owner": "Inactive owner",
+           "probability_mismatch": "Probability"},
+    "zh": {"stale": "长期未更新", "past_close": "已过成交日期", "no_amount": "缺金额",
+           "no_close_date": "缺成交日期", "no_account": "缺客户", "no_owner": "无负责人",
+           "inactive_owner": "负责人已停用", "probability_mismatch": "赢率不符"},
+}
+"""Each rule's short name in English and Chinese: the dashboard (api/web/i18n.py,
+hygiene.short.<rule>) and the digests (core.digests.content) both show these."""
 TOTAL = "total"
 ITEM_COLUMNS = (
     "id", "connection_id", "remote_id", "name", "amount", "currency", "stage", "probability",

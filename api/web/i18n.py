@@ -16,6 +16,8 @@ from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal, format_percent
 
+from core.hygiene import SHORT_LABELS
+
 LANGUAGES = ("en", "zh")
 DEFAULT_LANGUAGE = "en"
 LANG_COOKIE = "lang"
@@ -519,14 +521,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "hygiene.rule.no_owner": "No owner",
         "hygiene.rule.inactive_owner": "Owner inactive",
         "hygiene.rule.probability_mismatch": "Probability over {n} points off the stage's",
-        "hygiene.short.stale": "Stale",
-        "hygiene.short.past_close": "Past close",
-        "hygiene.short.no_amount": "No amount",
-        "hygiene.short.no_close_date": "No close date",
-        "hygiene.short.no_account": "No account",
-        "hygiene.short.no_owner": "No owner",
-        "hygiene.short.inactive_owner": "Inactive owner",
-        "hygiene.short.probability_mismatch": "Probability",
+        **{f"hygiene.short.{rule}": label
+           for rule, label in SHORT_LABELS["en"].items()},
     },
     "zh": {
         "app.title": "crmsync 销售看板",
@@ -995,14 +991,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "hygiene.rule.no_owner": "无负责人",
         "hygiene.rule.inactive_owner": "负责人已停用",
         "hygiene.rule.probability_mismatch": "赢率与阶段赢率相差超过 {n} 个百分点",
-        "hygiene.short.stale": "长期未更新",
-        "hygiene.short.past_close": "已过成交日期",
-        "hygiene.short.no_amount": "缺金额",
-        "hygiene.short.no_close_date": "缺成交日期",
-        "hygiene.short.no_account": "缺客户",
-        "hygiene.short.no_owner": "无负责人",
-        "hygiene.short.inactive_owner": "负责人停用",
-        "hygiene.short.probability_mismatch": "赢率不符",
+        **{f"hygiene.short.{rule}": label
+           for rule, label in SHORT_LABELS["zh"].items()},
     },
 }
 

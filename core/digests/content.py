@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session
 
 from core.config import Settings
-from core.hygiene import TOTAL, hygiene_counts, hygiene_items
+from core.hygiene import SHORT_LABELS, TOTAL, hygiene_counts, hygiene_items
 from core.metrics.definitions import GroupBy, sort_rows, summaries
 from core.metrics.scorecard import scorecards
 from core.people import team_members
@@ -39,10 +39,6 @@ LABELS: dict[str, dict[str, str]] = {
                 "{activities} · hygiene {hygiene}",
         "hygiene": "Hygiene: {n} open deals need attention", "no_issues": "No issues.",
         "item": "{deal} · {owner} · {rules}", "and": ", ",
-        "rule.stale": "stale", "rule.past_close": "close date passed",
-        "rule.no_amount": "no amount", "rule.no_close_date": "no close date",
-        "rule.no_account": "no account", "rule.no_owner": "no owner",
-        "rule.inactive_owner": "owner inactive", "rule.probability_mismatch": "probability",
     },
     "zh": {
         "title": "crmsync 销售简报", "weekly": "周", "monthly": "月",
@@ -56,10 +52,6 @@ LABELS: dict[str, dict[str, str]] = {
                 " · 待整理 {hygiene}",
         "hygiene": "商机整理：{n} 个进行中的商机需要处理", "no_issues": "没有问题。",
         "item": "{deal} · {owner} · {rules}", "and": "、",
-        "rule.stale": "长期未更新", "rule.past_close": "已过成交日期",
-        "rule.no_amount": "缺金额", "rule.no_close_date": "缺成交日期",
-        "rule.no_account": "缺客户", "rule.no_owner": "无负责人",
-        "rule.inactive_owner": "负责人已停用", "rule.probability_mismatch": "赢率不符",
     },
 }
 
@@ -175,10 +167,10 @@ def _hygiene(session: Session, settings: Settings, digest: Digest,
                                                  people=people).values())
     rows, _ = fetch_page(session, hygiene_items(session, settings=settings, people=people),
                          after=None, limit=MAX_ITEMS)
+    names = SHORT_LABELS[digest.language]
     lines = [digest.label("item", deal=r["name"] or r["remote_id"],
                           owner=r["owner_name"] or r["owner_email"] or digest.label("no_owner"),
-                          rules=digest.label("and").join(digest.label(f"rule.{k}")
-                                                         for k in r["rules"]))
+                          rules=digest.label("and").join(names[k] for k in r["rules"]))
              for r in rows]
     return Lines(digest.label("hygiene", n=count), lines, digest.label("no_issues"),
                  total=count)

@@ -95,4 +95,28 @@ async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path):
             **params, "group_by": "team", "connection_id": connections["pipedrive"]})
         assert by_team.status_code == 200, by_team.text
         assert {"East", "West"} <= {r["team"] for r in by_team.json()["data"]}
+
+        # each robot of the chat sandbox received this week's digest once; its top line is
+        # the API's leaderboard of that week (the channel's team, or everyone)
+        sent = re.findall(
+            r"(\w+) robot got (\d+) message \((.+?): \S+ (\S+) – (\S+) · (.+?)\); "
+            r"top: (.+?) ([\d,]+\.\d\d) (\w+) \((\d+) won\)", done.stdout)
+        assert {s[0] for s in sent} == {"wecom", "slack", "dingtalk"}, done.stdout
+        people = await api.get("/api/v1/people", params={"limit": 500})
+        assert people.status_code == 200 and people.json()["next_cursor"] is None
+        east = {p["id"] for p in people.json()["data"] if p["team"] == "East"}
+        assert east
+        for platform, got, _, start, end, scope, rep, bookings, money, won in sent:
+            assert got == "1", (platform, got)
+            team = scope if platform == "wecom" else None
+            assert scope in ({"East"} if team else {"everyone", "全员"}), scope
+            week = await api.get("/api/v1/metrics/summary", params={
+                "start": start, "end": end, "group_by": "owner"})
+            assert week.status_code == 200, week.text
+            body = week.json()
+            rows = [r for r in body["data"] if team is None or r["person_id"] in east]
+            top = max(rows, key=lambda r: Decimal(str(r["bookings"])))
+            assert (top["owner_name"], f"{Decimal(str(top['bookings'])):,.2f}",
+                    top["deals_won"], body["currency"]) == (rep, bookings, int(won), money)
+        assert "crmsync digest preview 'demo East (WeCom)'" in done.stdout
     engine.dispose()
