@@ -441,24 +441,57 @@ async def backfill_stage_history(ctx: JobContext, *, connection_id: int,
     with session_scope(ctx.engine) as session:
         state = {} if restart else store.get_state(session, connection_id=connection_id,
                                                    stream=stream)
+        state.update(started_at=utcnow().isoformat(), finished_at=None, last_error=None,
+                     finished=False)
+        store.set_state(session, connection_id=connection_id, stream=stream, state=state)
     after = int(state.get("after_id") or 0)
-    async with open_connector(ctx, loaded) as source:
-        assert isinstance(source, StageHistory)  # its class declares stage_history
-        while True:
-            with session_scope(ctx.engine) as session:
-                batch = history.backfill_batch(session, connection_id=connection_id,
-                                               after_id=after, limit=source.stage_history_batch)
-            if not batch:
-                break
-            changes = await source.read_stage_history([remote_id for _, remote_id in batch])
-            after = batch[-1][0]
-            with session_scope(ctx.engine) as session:
-                outcome["changes"] += history.store_stage_changes(
-                    session, connection_id=connection_id, changes=changes)
-                store.set_state(session, connection_id=connection_id, stream=stream,
-                                state={"after_id": after})
-            outcome["deals"] += len(batch)
-        outcome["api_calls"] = source.api_calls
+    try:
+        async with open_connector(ctx, loaded) as source:
+            assert isinstance(source, StageHistory)  # its class declares stage_history
+            while True:
+                with session_scope(ctx.engine) as session:
+                    batch = history.backfill_batch(session, connection_id=connection_id,
+                                                   after_id=after,
+                                                   limit=source.stage_history_batch)
+                if not batch:
+                    break
+                changes = await source.read_stage_history([rid for _, rid in batch])
+                after = batch[-1][0]
+                state["after_id"] = after
+                with session_scope(ctx.engine) as session:
+                    outcome["changes"] += history.store_stage_changes(
+                        session, connection_id=connection_id, changes=changes)
+                    store.set_state(session, connection_id=connection_id, stream=stream,
+                                    state=state)
+                outcome["deals"] += len(batch)
+            outcome["api_calls"] = source.api_calls
+    except BaseException as exc:  # cancelled too: the next run resumes at after_id
+        state.update(finished_at=utcnow().isoformat(), last_error=str(exc) or type(exc).__name__)
+        with session_scope(ctx.engine) as session:
+            store.set_state(session, connection_id=connection_id, stream=stream, state=state)
+        raise
+    state.update(finished_at=utcnow().isoformat(), finished=True)
+    with session_scope(ctx.engine) as session:
+        store.set_state(session, connection_id=connection_id, stream=stream, state=state)
     log.info("stage history backfilled", extra={"connection_id": connection_id, **{
         k: outcome[k] for k in ("deals", "changes", "api_calls")}})
     return outcome
+
+
+def backfill_wanted(ctx: JobContext, connection_id: int) -> bool:
+    """Whether a full sync of the connection that just succeeded should queue the stage
+    history backfill: its provider keeps stage history and no backfill of it ever finished
+    (the first full sync, a provider that gained the capability, a backfill that stopped:
+    it resumes where it stopped)."""
+    with session_scope(ctx.engine) as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            return False
+        try:
+            if "stage_history" not in capabilities(connection.provider):
+                return False
+        except (ConfigError, LookupError, ValueError):  # provider no longer installed
+            return False
+        state = store.get_state(session, connection_id=connection_id,
+                                stream=history.BACKFILL_STREAM)
+    return not state.get("finished")
