@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from core import store
 from core.models import Deal, DealStageChange, DealVersion, Stage, table_of
 from core.queries import Listing
 from core.records import StageChangeRecord
@@ -78,10 +79,11 @@ def backfill_batch(session: Session, *, connection_id: int, after_id: int,
     return [(int(i), str(r)) for i, r in session.execute(stmt)]
 
 
-def backfill_progress(session: Session, *, connection_id: int,
-                      state: dict[str, Any]) -> dict[str, Any]:
-    """What a backfill state (BACKFILL_STREAM's cursor) means now: live deals done (id up to
-    after_id) of all live deals, whether it finished, its last run and last error."""
+def backfill_progress(session: Session, *, connection_id: int) -> dict[str, Any]:
+    """Where the connection's stage history backfill stands (BACKFILL_STREAM's state): live
+    deals done (id up to after_id) of all live deals, whether its last run finished, when
+    that run started and ended, and its error."""
+    state = store.get_state(session, connection_id=connection_id, stream=BACKFILL_STREAM)
     after = int(state.get("after_id") or 0)
     live = DEAL.c.connection_id == connection_id, DEAL.c.deleted_at.is_(None)
     total, done = session.execute(
