@@ -5,6 +5,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -428,13 +429,20 @@ async def backfill_stage_history(ctx: JobContext, *, connection_id: int,
     (deal_stage_change, source crm; moves already there are kept) with the last deal id
     done, so an interrupted backfill resumes there and a finished one reads only deals
     synced since. `restart` reads every deal again. A provider without the capability
-    backfills nothing: its history is what syncs and webhooks observe.
+    backfills nothing: its history is what syncs and webhooks observe. Its state (history.
+    BACKFILL_STREAM: when it started and ended, whether it finished, its error) is what the
+    API and the operations page show. It runs after a connection's first full sync
+    (backfill_wanted), from the API and the dashboard, and from `crmsync history backfill`.
     {"connection_id", "deals", "changes", "api_calls", "skipped"}."""
-    loaded = load_connection(ctx, connection_id)
+    with session_scope(ctx.engine) as session:
+        connection = session.get(Connection, connection_id)
+        provider = None if connection is None else connection.provider
+    if provider is None:
+        raise ConfigError(f"connection {connection_id} does not exist")
     outcome: dict[str, Any] = {"connection_id": connection_id, "deals": 0, "changes": 0,
                                "api_calls": 0, "skipped": None}
-    if "stage_history" not in capabilities(loaded.provider):
-        outcome["skipped"] = (f"provider {loaded.provider!r} keeps no stage history crmsync "
+    if "stage_history" not in capabilities(provider):
+        outcome["skipped"] = (f"provider {provider!r} keeps no stage history crmsync "
                               "can read; only the changes syncs and webhooks observe count")
         return outcome
     stream = history.BACKFILL_STREAM
@@ -446,6 +454,7 @@ async def backfill_stage_history(ctx: JobContext, *, connection_id: int,
         store.set_state(session, connection_id=connection_id, stream=stream, state=state)
     after = int(state.get("after_id") or 0)
     try:
+        loaded = load_connection(ctx, connection_id)
         async with open_connector(ctx, loaded) as source:
             assert isinstance(source, StageHistory)  # its class declares stage_history
             while True:
@@ -466,7 +475,7 @@ async def backfill_stage_history(ctx: JobContext, *, connection_id: int,
                 outcome["deals"] += len(batch)
             outcome["api_calls"] = source.api_calls
     except BaseException as exc:  # cancelled too: the next run resumes at after_id
-        state.update(finished_at=utcnow().isoformat(), last_error=str(exc) or type(exc).__name__)
+        state.update(finished_at=utcnow().isoformat(), last_error=_error_text(exc))
         with session_scope(ctx.engine) as session:
             store.set_state(session, connection_id=connection_id, stream=stream, state=state)
         raise
@@ -476,6 +485,16 @@ async def backfill_stage_history(ctx: JobContext, *, connection_id: int,
     log.info("stage history backfilled", extra={"connection_id": connection_id, **{
         k: outcome[k] for k in ("deals", "changes", "api_calls")}})
     return outcome
+
+
+def _error_text(error: BaseException) -> str:
+    """An error as a job's state records it; a settings model's errors without the values
+    they were given (they may be secrets)."""
+    if isinstance(error, ValidationError):
+        return "invalid connection settings: " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False))
+    return str(error) or type(error).__name__
 
 
 def backfill_wanted(ctx: JobContext, connection_id: int) -> bool:
