@@ -285,21 +285,34 @@ def operations(request: Request, session: SessionDep, settings: SettingsDep,
     return _page(request, session, settings, signed, notice=notice)
 
 
+async def _admin_and_connection(request: Request, session: Session, csrf: str,
+                                connection_id: str, valid: bool = True
+                                ) -> tuple[SignedIn, Connection] | Response:
+    """The signed-in admin (CSRF-checked) and the connection a form names, or the page that
+    says no (403, or 404 for no such connection or when the rest of the form is not
+    `valid`)."""
+    signed = await run_in_threadpool(_admin, request, csrf)
+    if isinstance(signed, Response):
+        return signed
+    chosen = session.get(Connection, int(connection_id)) if connection_id.isdigit() and \
+        len(connection_id) < 10 else None
+    if chosen is None or not valid:
+        return error_page(request, 404, "error.not_found.title",
+                          text(language(request), "error.not_found"), signed=signed)
+    return signed, chosen
+
+
 @router.post("/operations/sync")
 async def sync_now(request: Request, session: SessionDep, jobs: JobsDep,
                    csrf: FormText = "", connection_id: FormText = "",
                    mode: FormText = SyncMode.INCREMENTAL) -> Response:
     """Queue a sync of the connection: the job the API's sync route enqueues (a sync
     already queued or running is answered instead of a second one)."""
-    signed = await run_in_threadpool(_admin, request, csrf)
-    if isinstance(signed, Response):
-        return signed
-    lang = language(request)
-    chosen = session.get(Connection, int(connection_id)) if connection_id.isdigit() and \
-        len(connection_id) < 10 else None
-    if chosen is None or mode not in SCHEDULED:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
+    found = await _admin_and_connection(request, session, csrf, connection_id,
+                                        mode in SCHEDULED)
+    if isinstance(found, Response):
+        return found
+    _, chosen = found
     run_id = await jobs.enqueue_sync(int(chosen.id or 0), SyncMode(mode))
     return redirect(f"/operations?run={run_id}")
 
@@ -311,13 +324,12 @@ async def backfill_now(request: Request, session: SessionDep, settings: Settings
     """Queue the connection's stage history backfill: the job POST
     /api/v1/connections/{id}/stage-history/backfill enqueues (it resumes where the last one
     stopped); one already queued or running is said so (409)."""
-    signed = await run_in_threadpool(_admin, request, csrf)
-    if isinstance(signed, Response):
-        return signed
+    found = await _admin_and_connection(request, session, csrf, connection_id)
+    if isinstance(found, Response):
+        return found
+    signed, chosen = found
     lang = language(request)
-    chosen = session.get(Connection, int(connection_id)) if connection_id.isdigit() and \
-        len(connection_id) < 10 else None
-    if chosen is None or "stage_history" not in capabilities_of(chosen.provider):
+    if "stage_history" not in capabilities_of(chosen.provider):
         return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
                           signed=signed)
     if await jobs.enqueue_backfill(int(chosen.id or 0)):
