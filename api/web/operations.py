@@ -66,6 +66,9 @@ class ConnectionLine:
     last_rejection: str
 
 
+BACKFILL_STATES = ("never", "running", "finished", "stopped")  # ops.backfill.<state>
+
+
 @dataclass
 class BackfillLine:
     """A connection whose CRM keeps stage history, and where its backfill stands."""
@@ -74,7 +77,7 @@ class BackfillLine:
     name: str
     provider: str
     progress: str  # deals read of live deals
-    state: str  # never, running, finished, stopped
+    state: str  # one of BACKFILL_STATES
     last_run: str
     error: str
 
@@ -412,5 +415,5 @@ async def test_digest(request: Request, session: SessionDep, settings: SettingsD
                                    error=problem)
 
 
-__all__ = ["records_of", "router"]
+__all__ = ["BACKFILL_STATES", "records_of", "router"]
 
