@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -495,6 +495,20 @@ def _error_text(error: BaseException) -> str:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
             for e in error.errors(include_input=False, include_url=False))
     return str(error) or type(error).__name__
+
+
+async def after_full_sync(ctx: JobContext, connection_id: int,
+                          enqueue: Callable[[int], Awaitable[bool]]) -> None:
+    """What both runners do when a full sync of a connection succeeded: queue its stage
+    history backfill through `enqueue` when backfill_wanted. A failure here is logged and
+    leaves the sync succeeded (the next full sync asks again)."""
+    try:
+        if await asyncio.to_thread(backfill_wanted, ctx, connection_id):
+            await enqueue(connection_id)
+            log.info("stage history backfill queued", extra={"connection_id": connection_id})
+    except Exception:
+        log.exception("stage history backfill not queued",
+                      extra={"connection_id": connection_id})
 
 
 def backfill_wanted(ctx: JobContext, connection_id: int) -> bool:

@@ -15,8 +15,8 @@ from core.types import RunStatus, SyncMode
 from workers.context import JobContext
 from workers.jobs import (
     RetryLater,
+    after_full_sync,
     backfill_stage_history,
-    backfill_wanted,
     process_webhook_event,
     push_goals,
     renew_channels,
@@ -68,9 +68,8 @@ class InProcessRunner:
             try:
                 await sync_job_attempt(self.ctx, connection_id=connection_id, run_id=run_id,
                                        mode=mode, attempt=attempt)
-                if mode is SyncMode.FULL and await asyncio.to_thread(
-                        backfill_wanted, self.ctx, connection_id):
-                    await self.enqueue_backfill(connection_id)
+                if mode is SyncMode.FULL:
+                    await after_full_sync(self.ctx, connection_id, self.enqueue_backfill)
                 return
             except RetryLater as retry:
                 await asyncio.sleep(retry.delay)

@@ -20,8 +20,8 @@ from workers.digests import send_due_digests
 from workers.jobs import (
     SYNC_MAX_TRIES,
     RetryLater,
+    after_full_sync,
     backfill_stage_history,
-    backfill_wanted,
     process_pending_webhooks,
     process_webhook_event,
     push_goals,
@@ -55,9 +55,8 @@ async def sync_job(ctx: dict[str, Any], connection_id: int, run_id: int, mode: s
                                              mode=SyncMode(mode), attempt=ctx.get("job_try", 1))
         except RetryLater as retry:
             raise Retry(defer=retry.delay) from None
-        if mode == SyncMode.FULL and await asyncio.to_thread(backfill_wanted, job,
-                                                             connection_id):
-            await ArqRunner(job, ctx["redis"]).enqueue_backfill(connection_id)
+        if mode == SyncMode.FULL:
+            await after_full_sync(job, connection_id, ArqRunner(job, ctx["redis"]).enqueue_backfill)
         return summary
 
 
