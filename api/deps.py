@@ -36,6 +36,15 @@ class JobQueue(Protocol):
         """Subscribe the connection to its CRM's notifications (or renew) soon."""
         ...
 
+    async def enqueue_backfill(self, connection_id: int, restart: bool = False) -> bool:
+        """Queue the connection's stage history backfill; False when one is queued or
+        running already."""
+        ...
+
+    async def backfill_running(self, connection_id: int) -> bool:
+        """Whether the connection's stage history backfill is queued or running."""
+        ...
+
     async def enqueue_push_goals(self, connection_id: int | None = None,
                                  people: Collection[int] | None = None) -> dict[str, Any]:
         """Push goals (to one connection or all; of `people` only unless None) as a job;

@@ -34,13 +34,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from core import store
 from core.models import Deal, DealStageChange, DealVersion, Stage, table_of
 from core.queries import Listing
 from core.records import StageChangeRecord
 from core.types import DealStatus, UTCDateTime, as_utc, utcnow
 
 DEAL, CHANGE, VERSION, STAGE = (table_of(m) for m in (Deal, DealStageChange, DealVersion, Stage))
-BACKFILL_STREAM = "stage_history"  # its sync_state row: {"after_id": last deal id done}
+# The backfill's sync_state row: {"after_id": last deal id done, "finished": the last run
+# reached the end, "started_at"/"finished_at" of the last run (ISO), "last_error"}.
+BACKFILL_STREAM = "stage_history"
 STAGE_CHANGE_COLUMNS = (
     "id", "connection_id", "deal_id", "deal_remote_id", "deal_name", "pipeline",
     "owner_person_id", "owner_email", "owner_name", "from_stage", "to_stage", "changed_at",
@@ -74,6 +77,20 @@ def backfill_batch(session: Session, *, connection_id: int, after_id: int,
                    DEAL.c.id > after_id)
             .order_by(DEAL.c.id).limit(limit))
     return [(int(i), str(r)) for i, r in session.execute(stmt)]
+
+
+def backfill_progress(session: Session, *, connection_id: int) -> dict[str, Any]:
+    """Where the connection's stage history backfill stands (BACKFILL_STREAM's state): live
+    deals done (id up to after_id) of all live deals, whether its last run finished, when
+    that run started and ended, and its error."""
+    state = store.get_state(session, connection_id=connection_id, stream=BACKFILL_STREAM)
+    after = int(state.get("after_id") or 0)
+    live = DEAL.c.connection_id == connection_id, DEAL.c.deleted_at.is_(None)
+    total, done = session.execute(
+        select(func.count(), func.count().filter(DEAL.c.id <= after)).where(*live)).one()
+    return {"deals_done": int(done or 0), "deals_total": int(total or 0),
+            "finished": bool(state.get("finished")), "started_at": state.get("started_at"),
+            "finished_at": state.get("finished_at"), "last_error": state.get("last_error")}
 
 
 # ---- stage changes, flat (BI) --------------------------------------------------------------
@@ -261,6 +278,7 @@ __all__ = [
     "STAGE_CHANGE_COLUMNS",
     "ChangeFilters",
     "backfill_batch",
+    "backfill_progress",
     "deal_stages",
     "deals_as_of",
     "end_of_day",

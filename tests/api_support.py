@@ -180,7 +180,8 @@ DASHBOARD_PAGES = frozenset({
 sign-in, CSRF and scope rules are tested in tests/unit/test_dashboard_pages.py."""
 DASHBOARD_PAGES |= frozenset({  # goals and operations pages: test_dashboard_admin_pages.py
     ("GET", "/goals"), ("POST", "/goals"), ("POST", "/goals/import"), ("POST", "/goals/push"),
-    ("GET", "/operations"), ("POST", "/operations/sync"), ("POST", "/operations/keys"),
+    ("GET", "/operations"), ("POST", "/operations/sync"), ("POST", "/operations/backfill"),
+    ("POST", "/operations/keys"),
     ("POST", "/operations/keys/{key_id}/revoke"),
     ("POST", "/operations/digests/{channel_id}/test")})
 

@@ -2,9 +2,10 @@
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -428,37 +429,102 @@ async def backfill_stage_history(ctx: JobContext, *, connection_id: int,
     (deal_stage_change, source crm; moves already there are kept) with the last deal id
     done, so an interrupted backfill resumes there and a finished one reads only deals
     synced since. `restart` reads every deal again. A provider without the capability
-    backfills nothing: its history is what syncs and webhooks observe.
+    backfills nothing: its history is what syncs and webhooks observe. Its state (history.
+    BACKFILL_STREAM: when it started and ended, whether it finished, its error) is what the
+    API and the operations page show. It runs after a connection's first full sync
+    (backfill_wanted), from the API and the dashboard, and from `crmsync history backfill`.
     {"connection_id", "deals", "changes", "api_calls", "skipped"}."""
-    loaded = load_connection(ctx, connection_id)
+    with session_scope(ctx.engine) as session:
+        connection = session.get(Connection, connection_id)
+        provider = None if connection is None else connection.provider
+    if provider is None:
+        raise ConfigError(f"connection {connection_id} does not exist")
     outcome: dict[str, Any] = {"connection_id": connection_id, "deals": 0, "changes": 0,
                                "api_calls": 0, "skipped": None}
-    if "stage_history" not in capabilities(loaded.provider):
-        outcome["skipped"] = (f"provider {loaded.provider!r} keeps no stage history crmsync "
+    if "stage_history" not in capabilities(provider):
+        outcome["skipped"] = (f"provider {provider!r} keeps no stage history crmsync "
                               "can read; only the changes syncs and webhooks observe count")
         return outcome
     stream = history.BACKFILL_STREAM
     with session_scope(ctx.engine) as session:
         state = {} if restart else store.get_state(session, connection_id=connection_id,
                                                    stream=stream)
+        state.update(started_at=utcnow().isoformat(), finished_at=None, last_error=None,
+                     finished=False)
+        store.set_state(session, connection_id=connection_id, stream=stream, state=state)
     after = int(state.get("after_id") or 0)
-    async with open_connector(ctx, loaded) as source:
-        assert isinstance(source, StageHistory)  # its class declares stage_history
-        while True:
-            with session_scope(ctx.engine) as session:
-                batch = history.backfill_batch(session, connection_id=connection_id,
-                                               after_id=after, limit=source.stage_history_batch)
-            if not batch:
-                break
-            changes = await source.read_stage_history([remote_id for _, remote_id in batch])
-            after = batch[-1][0]
-            with session_scope(ctx.engine) as session:
-                outcome["changes"] += history.store_stage_changes(
-                    session, connection_id=connection_id, changes=changes)
-                store.set_state(session, connection_id=connection_id, stream=stream,
-                                state={"after_id": after})
-            outcome["deals"] += len(batch)
-        outcome["api_calls"] = source.api_calls
+    try:
+        loaded = load_connection(ctx, connection_id)
+        async with open_connector(ctx, loaded) as source:
+            assert isinstance(source, StageHistory)  # its class declares stage_history
+            while True:
+                with session_scope(ctx.engine) as session:
+                    batch = history.backfill_batch(session, connection_id=connection_id,
+                                                   after_id=after,
+                                                   limit=source.stage_history_batch)
+                if not batch:
+                    break
+                changes = await source.read_stage_history([rid for _, rid in batch])
+                after = batch[-1][0]
+                state["after_id"] = after
+                with session_scope(ctx.engine) as session:
+                    outcome["changes"] += history.store_stage_changes(
+                        session, connection_id=connection_id, changes=changes)
+                    store.set_state(session, connection_id=connection_id, stream=stream,
+                                    state=state)
+                outcome["deals"] += len(batch)
+            outcome["api_calls"] = source.api_calls
+    except BaseException as exc:  # cancelled too: the next run resumes at after_id
+        state.update(finished_at=utcnow().isoformat(), last_error=_error_text(exc))
+        with session_scope(ctx.engine) as session:
+            store.set_state(session, connection_id=connection_id, stream=stream, state=state)
+        raise
+    state.update(finished_at=utcnow().isoformat(), finished=True)
+    with session_scope(ctx.engine) as session:
+        store.set_state(session, connection_id=connection_id, stream=stream, state=state)
     log.info("stage history backfilled", extra={"connection_id": connection_id, **{
         k: outcome[k] for k in ("deals", "changes", "api_calls")}})
     return outcome
+
+
+def _error_text(error: BaseException) -> str:
+    """An error as a job's state records it; a settings model's errors without the values
+    they were given (they may be secrets)."""
+    if isinstance(error, ValidationError):
+        return "invalid connection settings: " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False))
+    return str(error) or type(error).__name__
+
+
+async def after_full_sync(ctx: JobContext, connection_id: int,
+                          enqueue: Callable[[int], Awaitable[bool]]) -> None:
+    """What both runners do when a full sync of a connection succeeded: queue its stage
+    history backfill through `enqueue` when backfill_wanted. A failure here is logged and
+    leaves the sync succeeded (the next full sync asks again)."""
+    try:
+        if await asyncio.to_thread(backfill_wanted, ctx, connection_id):
+            await enqueue(connection_id)
+            log.info("stage history backfill queued", extra={"connection_id": connection_id})
+    except Exception:
+        log.exception("stage history backfill not queued",
+                      extra={"connection_id": connection_id})
+
+
+def backfill_wanted(ctx: JobContext, connection_id: int) -> bool:
+    """Whether a full sync of the connection that just succeeded should queue the stage
+    history backfill: its provider keeps stage history and no backfill of it ever finished
+    (the first full sync, a provider that gained the capability, a backfill that stopped:
+    it resumes where it stopped)."""
+    with session_scope(ctx.engine) as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            return False
+        try:
+            if "stage_history" not in capabilities(connection.provider):
+                return False
+        except (ConfigError, LookupError, ValueError):  # provider no longer installed
+            return False
+        state = store.get_state(session, connection_id=connection_id,
+                                stream=history.BACKFILL_STREAM)
+    return not state.get("finished")

@@ -20,6 +20,7 @@ from core.types import RunStatus, SyncMode
 from workers.context import JobContext
 
 PUSH_WAIT_SECONDS = 120.0  # how long the API waits for a worker's goal push
+BUSY = (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)  # a job not done yet
 WEBHOOK_WINDOW = 1.0  # seconds of webhook intake that one processing job covers
 
 
@@ -43,7 +44,7 @@ class ArqRunner:
     async def _enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         job_id = f"sync:{connection_id}"
         status = await Job(job_id, self.redis).status()
-        busy = status in (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)
+        busy = status in BUSY
         if busy and (info := await Job(job_id, self.redis).info()) is not None:
             return int(info.args[1])  # that job's run: queued, running, retrying or finishing
         with session_scope(self.ctx.engine) as session:
@@ -87,6 +88,23 @@ class ArqRunner:
         per connection: a request while one is queued joins it)."""
         await self.redis.enqueue_job("renew_channels", connection_id,
                                      _job_id=f"channels:{connection_id}")
+
+    async def enqueue_backfill(self, connection_id: int, restart: bool = False) -> bool:
+        """Have a worker run the connection's stage history backfill (job id
+        `backfill:{connection_id}`: one at a time); False when one is queued or running."""
+        job_id = f"backfill:{connection_id}"
+        if await self._busy(job_id):
+            return False
+        await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
+        job = await self.redis.enqueue_job("backfill_stage_history", connection_id, restart,
+                                           _job_id=job_id)
+        return job is not None
+
+    async def backfill_running(self, connection_id: int) -> bool:
+        return await self._busy(f"backfill:{connection_id}")
+
+    async def _busy(self, job_id: str) -> bool:
+        return await Job(job_id, self.redis).status() in BUSY
 
     async def enqueue_push_goals(self, connection_id: int | None = None,
                                  people: Collection[int] | None = None,

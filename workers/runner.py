@@ -15,6 +15,8 @@ from core.types import RunStatus, SyncMode
 from workers.context import JobContext
 from workers.jobs import (
     RetryLater,
+    after_full_sync,
+    backfill_stage_history,
     process_webhook_event,
     push_goals,
     renew_channels,
@@ -35,6 +37,7 @@ class InProcessRunner:
         self._webhooks_due: set[int] = set()
         self._goal_push = asyncio.Lock()  # one goal push at a time
         self._channels: dict[int, asyncio.Task[Any]] = {}  # connection id -> subscribe task
+        self._backfills: dict[int, asyncio.Task[Any]] = {}  # connection id -> backfill task
 
     async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         """Queue a sync of the connection; returns the run id (an existing one if busy)."""
@@ -65,6 +68,8 @@ class InProcessRunner:
             try:
                 await sync_job_attempt(self.ctx, connection_id=connection_id, run_id=run_id,
                                        mode=mode, attempt=attempt)
+                if mode is SyncMode.FULL:
+                    await after_full_sync(self.ctx, connection_id, self.enqueue_backfill)
                 return
             except RetryLater as retry:
                 await asyncio.sleep(retry.delay)
@@ -107,6 +112,26 @@ class InProcessRunner:
             renew_channels(self.ctx, connection_id=connection_id),
             name=f"channels:{connection_id}")
 
+    async def enqueue_backfill(self, connection_id: int, restart: bool = False) -> bool:
+        """Start the stage history backfill of the connection (workers.jobs.
+        backfill_stage_history); False when one is already running (one at a time)."""
+        if await self.backfill_running(connection_id):
+            return False
+        self._backfills[connection_id] = asyncio.create_task(
+            self._backfill(connection_id, restart), name=f"backfill:{connection_id}")
+        return True
+
+    async def backfill_running(self, connection_id: int) -> bool:
+        task = self._backfills.get(connection_id)
+        return task is not None and not task.done()
+
+    async def _backfill(self, connection_id: int, restart: bool) -> None:
+        try:
+            await backfill_stage_history(self.ctx, connection_id=connection_id, restart=restart)
+        except Exception as exc:  # its state records the error; the next full sync resumes
+            log.warning("stage history backfill of connection %s failed: %s", connection_id,
+                        exc, extra={"connection_id": connection_id})
+
     async def enqueue_push_goals(self, connection_id: int | None = None,
                                  people: Collection[int] | None = None) -> dict[str, Any]:
         """Run the goal push (workers.jobs.push_goals) now and answer its result;
@@ -120,7 +145,8 @@ class InProcessRunner:
             await asyncio.gather(*self._jobs(), return_exceptions=True)
 
     def _jobs(self) -> list["asyncio.Task[Any]"]:
-        return [*self._tasks.values(), *self._webhooks.values(), *self._channels.values()]
+        return [*self._tasks.values(), *self._webhooks.values(), *self._channels.values(),
+                *self._backfills.values()]
 
     async def close(self) -> None:
         if self._scheduler is not None:

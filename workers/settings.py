@@ -5,6 +5,8 @@ arq reads this class's own attributes (never inherited ones), so it stays flat.
 """
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from arq.cron import cron
@@ -18,6 +20,8 @@ from workers.digests import send_due_digests
 from workers.jobs import (
     SYNC_MAX_TRIES,
     RetryLater,
+    after_full_sync,
+    backfill_stage_history,
     process_pending_webhooks,
     process_webhook_event,
     push_goals,
@@ -45,15 +49,15 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 async def sync_job(ctx: dict[str, Any], connection_id: int, run_id: int, mode: str) -> Any:
     """arq entry point of the sync job: transient failures come back with back-off (Retry)."""
     job: JobContext = ctx["job"]
-    lease = asyncio.create_task(heartbeat.keep_lease(ctx["redis"], ctx["job_id"],
-                                                     job.settings.job_lease_seconds))
-    try:
-        return await sync_job_attempt(job, connection_id=connection_id, run_id=run_id,
-                                      mode=SyncMode(mode), attempt=ctx.get("job_try", 1))
-    except RetryLater as retry:
-        raise Retry(defer=retry.delay) from None
-    finally:
-        lease.cancel()
+    async with _lease(ctx):
+        try:
+            summary = await sync_job_attempt(job, connection_id=connection_id, run_id=run_id,
+                                             mode=SyncMode(mode), attempt=ctx.get("job_try", 1))
+        except RetryLater as retry:
+            raise Retry(defer=retry.delay) from None
+        if mode == SyncMode.FULL:
+            await after_full_sync(job, connection_id, ArqRunner(job, ctx["redis"]).enqueue_backfill)
+        return summary
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> None:
@@ -73,6 +77,26 @@ async def renew_channels_job(ctx: dict[str, Any],
     """arq entry point of workers.jobs.renew_channels (hourly for every connection; queued
     by the API for one connection when it is created or its settings change)."""
     return await renew_channels(ctx["job"], connection_id=connection_id)
+
+
+async def backfill_job(ctx: dict[str, Any], connection_id: int,
+                       restart: bool = False) -> dict[str, Any]:
+    """arq entry point of workers.jobs.backfill_stage_history (queued after a connection's
+    first full sync, or by the API); it resumes where a stopped one left off."""
+    job: JobContext = ctx["job"]
+    async with _lease(ctx):
+        return await backfill_stage_history(job, connection_id=connection_id, restart=restart)
+
+
+@contextlib.asynccontextmanager
+async def _lease(ctx: dict[str, Any]) -> AsyncIterator[None]:
+    """Hold the running job's lease (workers.heartbeat.keep_lease) while the block runs."""
+    lease = asyncio.create_task(heartbeat.keep_lease(ctx["redis"], ctx["job_id"],
+                                                     ctx["job"].settings.job_lease_seconds))
+    try:
+        yield
+    finally:
+        lease.cancel()
 
 
 async def pending_webhooks_job(ctx: dict[str, Any]) -> int:
@@ -107,6 +131,7 @@ class WorkerSettings:
              keep_result=0),
         func(pending_webhooks_job, name="process_pending_webhooks", max_tries=1, timeout=600),
         func(push_goals_job, name="push_goals", max_tries=1, timeout=600),
+        func(backfill_job, name="backfill_stage_history", max_tries=1, timeout=6 * 3600),
     ]
     cron_jobs = [  # noqa: RUF012
         cron(schedule_tick, name="schedule_syncs", second=0, unique=True, timeout=300,

@@ -2,11 +2,12 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +28,8 @@ from api.errors import ApiError
 from api.listing import FILES, Id, ListParams, list_response
 from api.schemas import Answer
 from connectors.endpoints import EndpointPolicy
+from connectors.registry import capabilities
+from core.history import backfill_progress
 from core.models import Connection
 from core.queries import connections_listing
 from core.security import SecretsUnreadable
@@ -46,6 +49,32 @@ class SyncRequest(BaseModel):
 
 class SyncAccepted(Answer):
     run_id: int
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    restart: bool = Field(False, description="Read every deal again, not only the deals "
+                          "after where the last backfill stopped.")
+
+
+class BackfillState(Answer):
+    """Where a connection's stage history backfill stands (docs/evaluation.md)."""
+
+    connection_id: int
+    running: bool = Field(description="A backfill is queued or running now.")
+    deals_done: int = Field(description="Live deals whose stage history has been read.")
+    deals_total: int = Field(description="Live deals of the connection.")
+    finished: bool = Field(description="The last backfill read every deal.")
+    started_at: datetime | None = Field(description="When the last backfill started.")
+    finished_at: datetime | None = Field(description="When it ended (null while running).")
+    last_error: str | None = Field(description="Why the last backfill stopped, if it failed.")
+
+
+class BackfillAccepted(Answer):
+    connection_id: int
+    restart: bool
+    backfill: BackfillState
 
 
 class ConnectionPage(Answer):
@@ -132,6 +161,45 @@ async def start_sync(
     await run_in_threadpool(get_or_404, session, connection_id)
     run_id = await jobs.enqueue_sync(connection_id, (body or SyncRequest()).mode)
     return SyncAccepted(run_id=run_id)
+
+
+@router.post("/{connection_id}/stage-history/backfill", status_code=202,
+             response_model=BackfillAccepted,
+             summary="Queue the backfill of deals' stage history from the CRM")
+async def start_backfill(connection_id: Id, session: SessionDep, jobs: JobsDep,
+                         body: BackfillRequest | None = None) -> BackfillAccepted:
+    """Read each deal's stage history from a CRM that keeps it (docs/evaluation.md); it
+    resumes where the last one stopped unless `restart`. 409 while one is queued or
+    running; 422 for a provider without stage history."""
+    connection = await run_in_threadpool(_with_stage_history, session, connection_id)
+    restart = (body or BackfillRequest()).restart
+    if not await jobs.enqueue_backfill(connection_id, restart):
+        raise ApiError(409, f"a stage history backfill of connection {connection_id} is "
+                       "already queued or running; GET .../stage-history shows its progress")
+    state = await run_in_threadpool(_backfill_state, session, connection, True)
+    return BackfillAccepted(connection_id=connection_id, restart=restart, backfill=state)
+
+
+@router.get("/{connection_id}/stage-history", response_model=BackfillState,
+            summary="Where the connection's stage history backfill stands")
+async def get_backfill(connection_id: Id, session: SessionDep, jobs: JobsDep) -> BackfillState:
+    connection = await run_in_threadpool(_with_stage_history, session, connection_id)
+    running = await jobs.backfill_running(connection_id)
+    return await run_in_threadpool(_backfill_state, session, connection, running)
+
+
+def _with_stage_history(session: Session, connection_id: int) -> Connection:
+    connection = get_or_404(session, connection_id)
+    if "stage_history" not in capabilities(connection.provider):
+        raise ApiError(422, f"provider {connection.provider!r} keeps no stage history crmsync "
+                       "can read: its deals' history is the stage changes syncs and webhooks "
+                       "observe (docs/evaluation.md)")
+    return connection
+
+
+def _backfill_state(session: Session, connection: Connection, running: bool) -> BackfillState:
+    progress = backfill_progress(session, connection_id=int(connection.id or 0))
+    return BackfillState(connection_id=int(connection.id or 0), running=running, **progress)
 
 
 def get_or_404(session: Session, connection_id: int) -> Connection:

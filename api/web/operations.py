@@ -1,10 +1,13 @@
 """The Operations page (admins only; anyone else gets 403, also by URL): the connections
-with their last and next sync, errors and a "sync now" button, webhook health, and the
+with their last and next sync, errors and a "sync now" button, webhook health, the stage
+history backfill of each connection whose CRM keeps it (deals read, last run, error, and a
+"backfill stage history" button), and the
 API keys (create, with the key shown once; revoke), and the digest channels with their last
 send and a "send test" button (docs/digests.md). docs/dashboard.md.
 
 The same core and job functions as the API's routes: "sync now" enqueues the job POST
-/api/v1/connections/{id}/sync enqueues; keys are made and revoked by core.apikeys, as
+/api/v1/connections/{id}/sync enqueues, the backfill button the job of POST
+/api/v1/connections/{id}/stage-history/backfill; keys are made and revoked by core.apikeys, as
 /api/v1/api-keys and `crmsync apikey` do; a test digest is sent by workers.digests.send_now,
 as POST /api/v1/digests/{id}/test does. Connection secrets are never read here; of a digest
 channel's sealed webhook only the host is shown.
@@ -31,6 +34,7 @@ from core.accounts import SignedIn
 from core.config import Settings
 from core.digests import channels as digest_channels
 from core.digests.render import Outcome
+from core.history import backfill_progress
 from core.models import ApiKey, Connection, DigestChannel, SyncRun
 from core.security import SCOPES, SecretBox, SecretsUnreadable
 from core.types import SyncMode, utcnow
@@ -60,6 +64,22 @@ class ConnectionLine:
     last_received: str
     channel_expiry: str
     last_rejection: str
+
+
+BACKFILL_STATES = ("never", "running", "finished", "stopped")  # ops.backfill.<state>
+
+
+@dataclass
+class BackfillLine:
+    """A connection whose CRM keeps stage history, and where its backfill stands."""
+
+    id: int
+    name: str
+    provider: str
+    progress: str  # deals read of live deals
+    state: str  # one of BACKFILL_STATES
+    last_run: str
+    error: str
 
 
 @dataclass
@@ -163,6 +183,24 @@ def _channels(health: WebhookHealth, provider: str, when: When, lang: str) -> st
     return NOTHING
 
 
+def _backfills(session: Session, when: When) -> list[BackfillLine]:
+    """Connections whose provider keeps stage history (core.history.backfill_progress); a
+    backfill that started and has not ended shows as running."""
+    out = []
+    for c in session.scalars(select(Connection).order_by(col(Connection.id))):
+        if "stage_history" not in capabilities_of(c.provider):
+            continue
+        p = backfill_progress(session, connection_id=int(c.id or 0))
+        state = ("never" if p["started_at"] is None else "running" if p["finished_at"] is None
+                 else "finished" if p["finished"] else "stopped")
+        started = datetime.fromisoformat(p["started_at"]) if p["started_at"] else None
+        out.append(BackfillLine(
+            int(c.id or 0), c.name, c.provider,
+            f"{when.fmt.number(p['deals_done'])} / {when.fmt.number(p['deals_total'])}",
+            state, when(started), p["last_error"] or ""))
+    return out
+
+
 def _runs(session: Session, when: When) -> list[RunLine]:
     names = {c.id: c.name for c in session.scalars(select(Connection))}
     stmt = select(SyncRun).order_by(col(SyncRun.id).desc()).limit(RECENT_RUNS)
@@ -208,6 +246,7 @@ def _page(request: Request, session: Session, settings: Settings, signed: Signed
     when = When(Formats(lang), settings)
     return render(request, "operations.html", status=status, signed=signed, nav="operations",
                   connections=_connections(session, when, lang),
+                  backfills=_backfills(session, when),
                   runs=_runs(session, when), keys=_keys(session, when), scopes=SCOPES,
                   digests=_digests(session, get_secret_box(request), when, lang),
                   notice=notice, error=error, new_key=new_key, key_name=key_name,
@@ -232,8 +271,8 @@ def _admin(request: Request, csrf: str | None = None) -> SignedIn | Response:
 
 @router.get("/operations")
 def operations(request: Request, session: SessionDep, settings: SettingsDep,
-               run: Annotated[str, Query()] = "", revoked: Annotated[str, Query()] = ""
-               ) -> Response:
+               run: Annotated[str, Query()] = "", revoked: Annotated[str, Query()] = "",
+               backfill: Annotated[str, Query()] = "") -> Response:
     signed = _admin(request)
     if isinstance(signed, Response):
         return signed
@@ -243,7 +282,27 @@ def operations(request: Request, session: SessionDep, settings: SettingsDep,
         notice = text(lang, "ops.sync_queued", run=int(run))
     elif revoked.isdigit():
         notice = text(lang, "ops.key_revoked", id=int(revoked))
+    elif backfill.isdigit() and len(backfill) < 10:
+        chosen = session.get(Connection, int(backfill))
+        notice = text(lang, "ops.backfill_queued", name=chosen.name) if chosen else ""
     return _page(request, session, settings, signed, notice=notice)
+
+
+async def _admin_and_connection(request: Request, session: Session, csrf: str,
+                                connection_id: str, valid: bool = True
+                                ) -> tuple[SignedIn, Connection] | Response:
+    """The signed-in admin (CSRF-checked) and the connection a form names, or the page that
+    says no (403, or 404 for no such connection or when the rest of the form is not
+    `valid`)."""
+    signed = await run_in_threadpool(_admin, request, csrf)
+    if isinstance(signed, Response):
+        return signed
+    chosen = session.get(Connection, int(connection_id)) if connection_id.isdigit() and \
+        len(connection_id) < 10 else None
+    if chosen is None or not valid:
+        return error_page(request, 404, "error.not_found.title",
+                          text(language(request), "error.not_found"), signed=signed)
+    return signed, chosen
 
 
 @router.post("/operations/sync")
@@ -252,17 +311,34 @@ async def sync_now(request: Request, session: SessionDep, jobs: JobsDep,
                    mode: FormText = SyncMode.INCREMENTAL) -> Response:
     """Queue a sync of the connection: the job the API's sync route enqueues (a sync
     already queued or running is answered instead of a second one)."""
-    signed = await run_in_threadpool(_admin, request, csrf)
-    if isinstance(signed, Response):
-        return signed
-    lang = language(request)
-    chosen = session.get(Connection, int(connection_id)) if connection_id.isdigit() and \
-        len(connection_id) < 10 else None
-    if chosen is None or mode not in SCHEDULED:
-        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
-                          signed=signed)
+    found = await _admin_and_connection(request, session, csrf, connection_id,
+                                        mode in SCHEDULED)
+    if isinstance(found, Response):
+        return found
+    _, chosen = found
     run_id = await jobs.enqueue_sync(int(chosen.id or 0), SyncMode(mode))
     return redirect(f"/operations?run={run_id}")
+
+
+@router.post("/operations/backfill")
+async def backfill_now(request: Request, session: SessionDep, settings: SettingsDep,
+                       jobs: JobsDep, csrf: FormText = "", connection_id: FormText = ""
+                       ) -> Response:
+    """Queue the connection's stage history backfill: the job POST
+    /api/v1/connections/{id}/stage-history/backfill enqueues (it resumes where the last one
+    stopped); one already queued or running is said so (409)."""
+    found = await _admin_and_connection(request, session, csrf, connection_id)
+    if isinstance(found, Response):
+        return found
+    signed, chosen = found
+    lang = language(request)
+    if "stage_history" not in capabilities_of(chosen.provider):
+        return error_page(request, 404, "error.not_found.title", text(lang, "error.not_found"),
+                          signed=signed)
+    if await jobs.enqueue_backfill(int(chosen.id or 0)):
+        return redirect(f"/operations?backfill={int(chosen.id or 0)}")
+    return await run_in_threadpool(_page, request, session, settings, signed, status=409,
+                                   error=text(lang, "ops.backfill_busy", name=chosen.name))
 
 
 @router.post("/operations/keys")
@@ -339,5 +415,5 @@ async def test_digest(request: Request, session: SessionDep, settings: SettingsD
                                    error=problem)
 
 
-__all__ = ["records_of", "router"]
+__all__ = ["BACKFILL_STATES", "records_of", "router"]
 

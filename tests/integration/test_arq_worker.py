@@ -31,7 +31,8 @@ async def test_a_worker_runs_the_queued_sync_into_postgresql(pg_engine, pg_url, 
                         poll_delay=0, handle_signals=False)
         await worker.main()
         await worker.close()
-        assert worker.jobs_complete == 1 and worker.jobs_failed == 0
+        # the sync, then the stage history backfill its first full sync queued
+        assert worker.jobs_complete == 2 and worker.jobs_failed == 0
 
         with session_scope(pg_engine) as session:
             run = session.get(SyncRun, run_id)

@@ -267,6 +267,8 @@ async def test_operations_is_for_admins_only(site: Site) -> None:
     assert 'href="/operations"' not in (await site.page("/goals")).text  # not in the menu
     answer = await site.client.post("/operations/sync", data={"connection_id": "1"})
     assert answer.status_code == 403
+    answer = await site.client.post("/operations/backfill", data={"connection_id": "1"})
+    assert answer.status_code == 403
 
 
 async def test_sync_now_queues_the_run_that_the_page_shows(site: Site) -> None:
@@ -291,6 +293,31 @@ async def test_sync_now_queues_the_run_that_the_page_shows(site: Site) -> None:
         "csrf": csrf, "connection_id": "999"})).status_code == 404
     assert (await site.client.post("/operations/sync", data={
         "csrf": "forged", "connection_id": "1"})).status_code == 403
+
+
+async def test_backfill_button_queues_the_stage_history_backfill(site: Site) -> None:
+    csrf = await admin_csrf(site)
+    page = await site.page("/operations")
+    row = re.search(r'<tr data-backfill="1">.*?</tr>', page.text, re.S)
+    assert row is not None  # zoho keeps stage history
+    assert "not run yet" in row.group(0) and "Backfill stage history" in row.group(0)
+    answer = await site.client.post("/operations/backfill", data={"csrf": csrf,
+                                                                 "connection_id": "1"})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/operations?backfill=1"
+    await site.app.state.jobs.wait_idle()  # the stand-in CRM refuses: the backfill stops
+    page = await site.client.get(answer.headers["location"])
+    assert "backfill of" in page.text and "is queued" in page.text
+    row = re.search(r'<tr data-backfill="1">.*?</tr>', page.text, re.S)
+    assert row is not None and "badge stopped" in row.group(0)
+    assert "invalid connection settings: client_id: Field required" in row.group(0)
+    assert "input_value" not in row.group(0)  # never the settings given (secrets)
+    assert (await site.client.post("/operations/backfill", data={
+        "csrf": csrf, "connection_id": "999"})).status_code == 404
+    assert (await site.client.post("/operations/backfill", data={
+        "csrf": "forged", "connection_id": "1"})).status_code == 403
+    site.client.cookies.set("lang", "zh")
+    assert "回填阶段历史" in (await site.page("/operations")).text
 
 
 async def test_refused_webhooks_are_counted(site: Site) -> None:

@@ -15,6 +15,7 @@ from api.web import i18n
 from api.web.goals import PUSH_STATES
 from api.web.i18n import LANGUAGES, MESSAGES, Formats, pick_language
 from api.web.leaderboard import COLUMNS, PERIOD_CHOICES
+from api.web.operations import BACKFILL_STATES
 from core.accounts import Role
 from core.digests.content import LANGUAGES as DIGEST_LANGUAGES
 from core.digests.platforms import PLATFORMS
@@ -62,7 +63,8 @@ DYNAMIC |= {"goals.metric.": tuple(GoalMetric), "goals.rule.": tuple(SplitRule),
             "ops.mode.": tuple(SyncMode), "ops.scope.": SCOPES,  # goals and operations pages
             "ops.platform.": tuple(PLATFORMS), "ops.language.": DIGEST_LANGUAGES,
             "ops.weekday.": tuple(str(d) for d in range(7)),
-            "ops.digest_": ("weekly", "monthly")}  # the digest channels on operations
+            "ops.digest_": ("weekly", "monthly"),  # the digest channels on operations
+            "ops.backfill.": BACKFILL_STATES}  # the stage history backfills on operations
 DYNAMIC |= {"hygiene.rule.": tuple(RULES), "hygiene.short.": tuple(RULES)}  # hygiene page
 DYNAMIC["card."] = FIGURES  # the scorecards page: every figure (the team table: some)
 DYNAMIC["activity."] = tuple(ActivityType)  # a scorecard's activities by type
