@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from connectors.base import Connector
 from connectors.http import ApiClient, build_client
@@ -32,8 +32,9 @@ class LoadedConnection:
 
 def load_connection(ctx: JobContext, connection_id: int) -> LoadedConnection:
     """Read, decrypt and validate a connection. Raises ConfigError (no such connection,
-    secrets that do not decrypt), UnknownProvider (a LookupError) or ValidationError (a
-    ValueError): a connection that cannot be opened, whatever the CRM says."""
+    secrets that do not decrypt, settings its provider's models refuse: said without the
+    values, which may be secrets) or UnknownProvider (a LookupError): a connection that
+    cannot be opened, whatever the CRM says."""
     with session_scope(ctx.engine) as session:
         connection = session.get(Connection, connection_id)
         if connection is None:
@@ -42,9 +43,19 @@ def load_connection(ctx: JobContext, connection_id: int) -> LoadedConnection:
         secrets = ctx.secrets.open(connection.secrets_encrypted,
                                    f"connection {connection.id} ({connection.name})")
     cls = get_connector(provider)
-    return LoadedConnection(connection_id, provider, name, cls,
-                            cls.config_model.model_validate(config),
-                            cls.secrets_model.model_validate(secrets))
+    try:
+        return LoadedConnection(connection_id, provider, name, cls,
+                                cls.config_model.model_validate(config),
+                                cls.secrets_model.model_validate(secrets))
+    except ValidationError as exc:
+        raise ConfigError(settings_errors(exc)) from None
+
+
+def settings_errors(error: ValidationError) -> str:
+    """A settings model's errors without the values given (they may be secrets)."""
+    return "invalid connection settings: " + "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in error.errors(include_input=False, include_url=False))
 
 
 @asynccontextmanager
@@ -62,4 +73,4 @@ async def open_connector(ctx: JobContext,
         yield loaded.cls(loaded.config, loaded.secrets, api)
 
 
-__all__ = ["LoadedConnection", "load_connection", "open_connector"]
+__all__ = ["LoadedConnection", "load_connection", "open_connector", "settings_errors"]

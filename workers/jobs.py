@@ -27,7 +27,7 @@ from core.metrics import rollups, zone
 from core.models import Connection
 from core.sync import ProgressFn, SyncEngine
 from core.types import ConnectionStatus, PushStatus, RunStatus, SyncMode, utcnow
-from workers.connect import LoadedConnection, load_connection, open_connector
+from workers.connect import LoadedConnection, load_connection, open_connector, settings_errors
 from workers.context import JobContext
 
 log = logging.getLogger("crmsync.jobs")
@@ -491,9 +491,7 @@ def _error_text(error: BaseException) -> str:
     """An error as a job's state records it; a settings model's errors without the values
     they were given (they may be secrets)."""
     if isinstance(error, ValidationError):
-        return "invalid connection settings: " + "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in error.errors(include_input=False, include_url=False))
+        return settings_errors(error)
     return str(error) or type(error).__name__
 
 

@@ -137,6 +137,29 @@ async def test_rejected_credentials_fail_at_once_without_retries(engine, db_url,
     assert "revoked-token-123" not in (connection.last_error or "")
 
 
+async def test_settings_the_connector_refuses_fail_the_run_without_their_values(engine, db_url):
+    """Stored settings that no longer validate (say, after an upgrade changed a model): the
+    run fails with what is wrong, never with the values, which may be secrets."""
+    ctx = fast_context(engine, db_url)
+    with session_scope(engine) as session:
+        row = Connection(provider="zoho", name="stale", config={"dc": "dc-sekrit-4711"},
+                         secrets_encrypted=ctx.secrets.seal({
+                             "client_id": "sandbox-client-id",
+                             "refresh_token": ["not", "a", "string", "sekrit-4712"]}))
+        session.add(row)
+        session.flush()
+        connection_id = int(row.id or 0)
+    runner = InProcessRunner(ctx)
+    await runner.enqueue_sync(connection_id, "full")
+    await runner.wait_idle()
+    [run] = runs_of(engine, connection_id)
+    connection = connection_row(engine, connection_id)
+    assert run.status == "failed" and connection.status == "error"
+    for text in (run.error or "", connection.last_error or ""):
+        assert "invalid connection settings" in text and "dc" in text, text
+        assert "sekrit" not in text, text
+
+
 async def test_arq_job_retries_with_backoff_then_marks_the_run_failed(
         pg_engine, pg_url, redis_url, company):
     with BackgroundServer(create_app(company)) as server:
