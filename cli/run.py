@@ -23,7 +23,7 @@ from core.records import REQUIRED_STREAMS
 from core.sync import StreamCounts
 from core.types import Stream, SyncMode
 from workers.context import JobContext
-from workers.jobs import sync_connection
+from workers.jobs import after_full_sync, backfill_stage_history, sync_connection
 from workers.settings import WorkerSettings
 
 
@@ -73,6 +73,22 @@ async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool
         except Exception as exc:  # the run row has the error too
             err.print(f"[red]sync of connection {connection_id} failed:[/red] {exc}")
             return False
+    if full:  # as both runners do after a full sync (docs/evaluation.md), here in line
+        await after_full_sync(ctx, connection_id, lambda cid: backfill_now(ctx, cid))
+    return True
+
+
+async def backfill_now(ctx: JobContext, connection_id: int) -> bool:
+    """Read the stage history the connection's CRM keeps, now, saying how it went."""
+    console.print(f"connection {connection_id}: reading the stage history the CRM keeps")
+    try:
+        outcome = await backfill_stage_history(ctx, connection_id=connection_id)
+    except Exception as exc:  # the backfill's state has the error too; the sync stands
+        err.print(f"[yellow]stage history of connection {connection_id} not read:[/yellow] "
+                  f"{exc}; `crmsync history backfill` tries again")
+        return False
+    console.print(f"  {outcome['deals']:,} deals read, {outcome['changes']:,} stage moves "
+                  f"stored, {outcome['api_calls']:,} API calls")
     return True
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from connectors import registry
 from connectors.sandbox import generate_company
 from core.db import make_engine, session_scope
-from core.models import Connection, GoalPush, SyncRun, User
+from core.models import Connection, DealStageChange, GoalPush, SyncRun, User
 from tests.api_support import running_api
 from tests.integration.test_cli import crmsync
 
@@ -49,7 +49,14 @@ async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path):
         runs = {(r.connection_id, r.status) for r in session.scalars(select(SyncRun))}
         users = list(session.scalars(select(User).where(User.deleted_at.is_(None))))  # type: ignore[union-attr]
         pushes = list(session.scalars(select(GoalPush)))
+        backfilled = set(session.scalars(select(DealStageChange.connection_id).where(
+            DealStageChange.source == "crm")))
     assert set(connections) == set(registry.providers()) >= {"zoho", "fxiaoke"}
+    # each full sync read the stage history its CRM keeps (Fxiaoke keeps none)
+    assert backfilled == {cid for provider, cid in connections.items()
+                          if "stage_history" in registry.capabilities(provider)}
+    assert connections["fxiaoke"] not in backfilled
+    assert done.stdout.count("reading the stage history the CRM keeps") == len(backfilled)
     assert runs == {(cid, "succeeded") for cid in connections.values()}
     by_email: dict[str, set[int]] = {}
     for user in users:
