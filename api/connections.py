@@ -12,7 +12,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
+from api.deps import JobQueue
 from api.schemas import Answer
 from connectors.endpoints import EndpointPolicy, EndpointRefused
 from connectors.registry import (
@@ -24,6 +26,7 @@ from connectors.registry import (
     providers,
     validate_settings,
 )
+from core.history import backfill_progress
 from core.models import Connection
 from core.security import SecretBox, SecretsUnreadable
 from core.types import ConnectionStatus, utcnow
@@ -234,3 +237,28 @@ def crm_links(session: Session) -> Callable[[Mapping[str, Any]], str | None]:
         return deal_url(found[0], found[1], str(row["remote_id"]))
 
     return link
+
+
+class BackfillState(Answer):
+    """Where a connection's stage history backfill stands (docs/evaluation.md)."""
+
+    connection_id: int
+    running: bool = Field(description="A backfill is queued or running now.")
+    deals_done: int = Field(description="Live deals whose stage history has been read.")
+    deals_total: int = Field(description="Live deals of the connection.")
+    finished: bool = Field(description="The last backfill read every deal.")
+    started_at: datetime | None = Field(description="When the last backfill started.")
+    finished_at: datetime | None = Field(description="When it ended (null while running, and "
+                                          "after its worker was killed).")
+    last_error: str | None = Field(description="Why the last backfill stopped, if it failed.")
+
+
+async def backfill_state(session: Session, jobs: JobQueue, connection_id: int) -> BackfillState:
+    """Where the connection's stage history backfill stands, for the API and the operations
+    page: what its state records (core.history.backfill_progress), and `running` as the job
+    runner says (queued or running now). A backfill whose worker was killed (SIGKILL) left
+    a start without an end in its state: the runner runs it no more, so it is not running.
+    The runner is asked first: a backfill ending in between reads as running and finished."""
+    running = await jobs.backfill_running(connection_id)
+    progress = await run_in_threadpool(backfill_progress, session, connection_id=connection_id)
+    return BackfillState(connection_id=connection_id, running=running, **progress)

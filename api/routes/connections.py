@@ -2,7 +2,6 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -14,11 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import caller
 from api.connections import (
+    BackfillState,
     ConnectionInput,
     ConnectionPatch,
     ConnectionPublic,
     InvalidSettings,
     NameTaken,
+    backfill_state,
     create_connection,
     public_connection,
     update_connection,
@@ -29,7 +30,6 @@ from api.listing import FILES, Id, ListParams, list_response
 from api.schemas import Answer
 from connectors.endpoints import EndpointPolicy
 from connectors.registry import capabilities
-from core.history import backfill_progress
 from core.models import Connection
 from core.queries import connections_listing
 from core.security import SecretsUnreadable
@@ -56,19 +56,6 @@ class BackfillRequest(BaseModel):
 
     restart: bool = Field(False, description="Read every deal again, not only the deals "
                           "after where the last backfill stopped.")
-
-
-class BackfillState(Answer):
-    """Where a connection's stage history backfill stands (docs/evaluation.md)."""
-
-    connection_id: int
-    running: bool = Field(description="A backfill is queued or running now.")
-    deals_done: int = Field(description="Live deals whose stage history has been read.")
-    deals_total: int = Field(description="Live deals of the connection.")
-    finished: bool = Field(description="The last backfill read every deal.")
-    started_at: datetime | None = Field(description="When the last backfill started.")
-    finished_at: datetime | None = Field(description="When it ended (null while running).")
-    last_error: str | None = Field(description="Why the last backfill stopped, if it failed.")
 
 
 class BackfillAccepted(Answer):
@@ -171,21 +158,20 @@ async def start_backfill(connection_id: Id, session: SessionDep, jobs: JobsDep,
     """Read each deal's stage history from a CRM that keeps it (docs/evaluation.md); it
     resumes where the last one stopped unless `restart`. 409 while one is queued or
     running; 422 for a provider without stage history."""
-    connection = await run_in_threadpool(_with_stage_history, session, connection_id)
+    await run_in_threadpool(_with_stage_history, session, connection_id)
     restart = (body or BackfillRequest()).restart
     if not await jobs.enqueue_backfill(connection_id, restart):
         raise ApiError(409, f"a stage history backfill of connection {connection_id} is "
                        "already queued or running; GET .../stage-history shows its progress")
-    state = await run_in_threadpool(_backfill_state, session, connection, True)
+    state = await backfill_state(session, jobs, connection_id)
     return BackfillAccepted(connection_id=connection_id, restart=restart, backfill=state)
 
 
 @router.get("/{connection_id}/stage-history", response_model=BackfillState,
             summary="Where the connection's stage history backfill stands")
 async def get_backfill(connection_id: Id, session: SessionDep, jobs: JobsDep) -> BackfillState:
-    connection = await run_in_threadpool(_with_stage_history, session, connection_id)
-    running = await jobs.backfill_running(connection_id)
-    return await run_in_threadpool(_backfill_state, session, connection, running)
+    await run_in_threadpool(_with_stage_history, session, connection_id)
+    return await backfill_state(session, jobs, connection_id)
 
 
 def _with_stage_history(session: Session, connection_id: int) -> Connection:
@@ -195,11 +181,6 @@ def _with_stage_history(session: Session, connection_id: int) -> Connection:
                        "can read: its deals' history is the stage changes syncs and webhooks "
                        "observe (docs/evaluation.md)")
     return connection
-
-
-def _backfill_state(session: Session, connection: Connection, running: bool) -> BackfillState:
-    progress = backfill_progress(session, connection_id=int(connection.id or 0))
-    return BackfillState(connection_id=int(connection.id or 0), running=running, **progress)
 
 
 def get_or_404(session: Session, connection_id: int) -> Connection:

@@ -18,13 +18,15 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+from anyio import from_thread
 from babel.dates import format_datetime
 from fastapi import APIRouter, Form, Query, Request, Response
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep, SessionDep, SettingsDep, get_secret_box
+from api.connections import backfill_state
+from api.deps import JobQueue, JobsDep, SessionDep, SettingsDep, get_jobs, get_secret_box
 from api.web import guard
 from api.web.goals import capabilities_of
 from api.web.i18n import NOTHING, Formats, text
@@ -34,7 +36,6 @@ from core.accounts import SignedIn
 from core.config import Settings
 from core.digests import channels as digest_channels
 from core.digests.render import Outcome
-from core.history import backfill_progress
 from core.models import ApiKey, Connection, DigestChannel, SyncRun
 from core.security import SCOPES, SecretBox, SecretsUnreadable
 from core.types import SyncMode, utcnow
@@ -183,21 +184,21 @@ def _channels(health: WebhookHealth, provider: str, when: When, lang: str) -> st
     return NOTHING
 
 
-def _backfills(session: Session, when: When) -> list[BackfillLine]:
-    """Connections whose provider keeps stage history (core.history.backfill_progress); a
-    backfill that started and has not ended shows as running."""
+def _backfills(session: Session, jobs: JobQueue, when: When) -> list[BackfillLine]:
+    """Connections whose provider keeps stage history, and where their backfill stands: what
+    GET /api/v1/connections/{id}/stage-history answers (api.connections.backfill_state: the
+    job runner says whether one is running), as a state of BACKFILL_STATES."""
     out = []
     for c in session.scalars(select(Connection).order_by(col(Connection.id))):
         if "stage_history" not in capabilities_of(c.provider):
             continue
-        p = backfill_progress(session, connection_id=int(c.id or 0))
-        state = ("never" if p["started_at"] is None else "running" if p["finished_at"] is None
-                 else "finished" if p["finished"] else "stopped")
-        started = datetime.fromisoformat(p["started_at"]) if p["started_at"] else None
+        s = from_thread.run(backfill_state, session, jobs, int(c.id or 0))
+        state = ("running" if s.running else "never" if s.started_at is None
+                 else "finished" if s.finished else "stopped")
         out.append(BackfillLine(
             int(c.id or 0), c.name, c.provider,
-            f"{when.fmt.number(p['deals_done'])} / {when.fmt.number(p['deals_total'])}",
-            state, when(started), p["last_error"] or ""))
+            f"{when.fmt.number(s.deals_done)} / {when.fmt.number(s.deals_total)}",
+            state, when(s.started_at), s.last_error or ""))
     return out
 
 
@@ -242,11 +243,13 @@ def _digests(session: Session, box: SecretBox, when: When, lang: str) -> list[Di
 def _page(request: Request, session: Session, settings: Settings, signed: SignedIn, *,
           status: int = 200, notice: str = "", error: str = "", new_key: str = "",
           key_name: str = "", key_scopes: tuple[str, ...] = ("read",)) -> Response:
+    """The page; in a worker thread (a sync route, or run_in_threadpool), as it asks the job
+    runner on the event loop (_backfills)."""
     lang = language(request)
     when = When(Formats(lang), settings)
     return render(request, "operations.html", status=status, signed=signed, nav="operations",
                   connections=_connections(session, when, lang),
-                  backfills=_backfills(session, when),
+                  backfills=_backfills(session, get_jobs(request), when),
                   runs=_runs(session, when), keys=_keys(session, when), scopes=SCOPES,
                   digests=_digests(session, get_secret_box(request), when, lang),
                   notice=notice, error=error, new_key=new_key, key_name=key_name,

@@ -18,9 +18,13 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from api.web.goals import parse_span
+from core import history
 from core.config import Settings
+from core.db import session_scope
 from core.goals.split import split
 from core.models import ApiKey, Goal, SyncRun
+from core.store import set_state
+from tests.api_support import make_key
 from tests.unit.test_dashboard_pages import (  # noqa: F401 - fixtures site, store
     Site,
     board_rows,
@@ -318,6 +322,25 @@ async def test_backfill_button_queues_the_stage_history_backfill(site: Site) -> 
         "csrf": "forged", "connection_id": "1"})).status_code == 403
     site.client.cookies.set("lang", "zh")
     assert "回填阶段历史" in (await site.page("/operations")).text
+
+
+async def test_a_backfill_whose_worker_was_killed_shows_what_the_api_shows(site: Site) -> None:
+    """A worker killed (SIGKILL) mid-backfill leaves a start without an end in its state;
+    the runner runs nothing: the API says not running, and so does the page (stopped)."""
+    await site.sign_in("admin@example.com")
+    with session_scope(site.engine) as session:  # what the killed worker left
+        set_state(session, connection_id=1, stream=history.BACKFILL_STREAM, state={
+            "started_at": "2026-12-01T09:00:00+00:00", "finished_at": None,
+            "last_error": None, "finished": False, "after_id": 0})
+    api = await site.client.get("/api/v1/connections/1/stage-history",
+                                headers={"Authorization": f"Bearer {make_key(site.engine)}"})
+    assert api.status_code == 200, api.text
+    assert api.json()["running"] is False and api.json()["finished_at"] is None
+    page = await site.page("/operations")
+    row = re.search(r'<tr data-backfill="1">.*?</tr>', page.text, re.S)
+    assert row is not None
+    assert "badge stopped" in row.group(0) and "badge running" not in row.group(0)
+    assert "Dec 1, 2026" in row.group(0)  # when it started
 
 
 async def test_refused_webhooks_are_counted(site: Site) -> None:
