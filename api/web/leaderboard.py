@@ -16,7 +16,7 @@ from api.listing import MAX_ID, encode_cursor
 from api.web import guard
 from api.web.focus import deal_links
 from api.web.i18n import Formats, text
-from api.web.render import PageRoute, error_page, language, page_after, render
+from api.web.render import Column, PageRoute, error_page, language, page_after, render
 from core.accounts import Role, SignedIn
 from core.config import Settings
 from core.hygiene import hygiene_summary
@@ -126,14 +126,6 @@ def _issues(count: int, fmt: Formats, show: str | None) -> Cell:
     return Cell("hygiene", fmt.number(count), href)
 
 
-@dataclass
-class Heading:
-    column: str
-    label: str
-    href: str
-    sort: str | None  # aria-sort: ascending, descending or None
-
-
 def _bar(attainment: Decimal | None) -> str | None:
     if attainment is None:
         return None
@@ -159,7 +151,9 @@ def _cells(row: dict[str, Any], fmt: Formats, currency: str | None,
     return cells
 
 
-def _headings(period: Period, sort: str, lang: str) -> list[Heading]:
+def _headings(period: Period, sort: str, lang: str) -> list[Column]:
+    """The table's headings: each sortable column a link to the board sorted by it (the
+    other way when it is the current order), then the hygiene column, a link to /hygiene."""
     headings = []
     for column in SORTS:
         current = sort.removeprefix("-") == column
@@ -167,9 +161,13 @@ def _headings(period: Period, sort: str, lang: str) -> list[Heading]:
         first = column if column == NAME else f"-{column}"  # names A-Z first, numbers top
         wanted = (column if descending else f"-{column}") if current else first
         label = text(lang, "col.rep" if column == NAME else f"col.{column}")
-        headings.append(Heading(
-            column, label, "/leaderboard?" + urlencode({**period.query(), "sort": wanted}),
-            ("descending" if descending else "ascending") if current else None))
+        headings.append(Column(
+            label, column if column == NAME else f"num {column}",
+            href="/leaderboard?" + urlencode({**period.query(), "sort": wanted}),
+            link_title=text(lang, "board.sort", column=label),
+            sort=("descending" if descending else "ascending") if current else None))
+    headings.append(Column(text(lang, "col.hygiene"), "num hygiene", href="/hygiene",
+                           link_title=text(lang, "board.hygiene_hint")))
     return headings
 
 

@@ -3,6 +3,7 @@ the headers every page carries (no framing, no other origin's scripts or styles,
 caching of private numbers, no referrer to other sites)."""
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,26 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+
+
+@dataclass(frozen=True)
+class Column:
+    """A heading of a table (the data_table macro of macros.html): its text, its classes,
+    and optionally a tooltip, a text for screen readers only (a column of buttons), or a
+    link with its tooltip and the column's sort order (aria-sort)."""
+
+    label: str
+    css: str = ""
+    title: str = ""
+    hidden: bool = False
+    href: str = ""
+    link_title: str = ""
+    sort: str | None = None  # ascending, descending
+
+
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True,
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_env.globals["column"] = Column
 
 
 class PageRoute(APIRoute):
@@ -108,5 +127,5 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-__all__ = ["ASSETS_URL", "STATIC_DIR", "PageRoute", "error_page", "language", "local_path",
-           "page_after", "redirect", "render"]
+__all__ = ["ASSETS_URL", "STATIC_DIR", "Column", "PageRoute", "error_page", "language",
+           "local_path", "page_after", "redirect", "render"]

@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from api.app import create_app
 from api.web.leaderboard import PAGE_SIZE
-from api.web.render import ASSETS_URL, PageRoute
+from api.web.render import ASSETS_URL, TEMPLATES, PageRoute
 from core import accounts
 from core.accounts import MAX_FAILURES, SESSION_TTL
 from core.config import Settings
@@ -478,3 +478,17 @@ async def test_the_language_follows_the_browser_then_the_switch(site):
     assert away.headers["location"] == "/leaderboard"
     ignored = await site.page("/language", set="fr")
     assert "set-cookie" not in ignored.headers
+
+
+def test_every_table_is_the_shared_macro() -> None:
+    """A table's markup (its scrolling region, its heading row) is written once, in the
+    data_table macro (macros.html); the pages call it."""
+    pages = [p for p in TEMPLATES.glob("*.html") if p.name != "macros.html"]
+    assert len(pages) > 10
+    written = {p.name for p in pages
+               if re.search(r'<thead|<table|class="table-scroll"', p.read_text())}
+    assert written == set()
+    assert {p.name for p in pages if "data_table(" in p.read_text()} >= {
+        "deals.html", "funnel.html", "goals.html", "hygiene.html", "leaderboard.html",
+        "operations.html", "pipeline.html", "scorecards.html", "statements.html",
+        "trends.html"}
