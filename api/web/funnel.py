@@ -11,11 +11,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from api.deps import SessionDep, SettingsDep
 from api.web import sliced
-from api.web.focus import Focus
+from api.web.focus import Focus, deal_links
 from api.web.i18n import Formats, text
 from api.web.leaderboard import Period
 from api.web.render import PageRoute, render
@@ -25,7 +26,7 @@ from core.metrics.currency import CurrencyError
 from core.metrics.definitions import Interval
 from core.metrics.evaluation import EvalGroupBy, forecast_accuracy, funnel, velocity
 from core.metrics.periods import Preset, preset_range, today
-from core.models import Connection
+from core.models import Connection, Deal
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -56,6 +57,17 @@ def funnels(session: Session, settings: Settings, focus: Focus, period: Period,
             if cohorts else None}
 
 
+def slipped_links(session: Session, slipped: list[dict[str, Any]]) -> dict[int, str]:
+    """deal id -> the slipped deal's page in its CRM, where its connector builds one
+    (focus.deal_links, as on the other pages)."""
+    connection_of: dict[int, int] = {int(i): int(c) for i, c in session.execute(
+        select(col(Deal.id), col(Deal.connection_id)).where(
+            col(Deal.id).in_([d["deal_id"] for d in slipped])))}
+    return deal_links(session, [{"id": d["deal_id"], "remote_id": d["remote_id"],
+                                 "connection_id": connection_of.get(d["deal_id"])}
+                                for d in slipped])
+
+
 @router.get("/funnel")
 def funnel_page(
     request: Request, session: SessionDep, settings: SettingsDep,
@@ -69,7 +81,7 @@ def funnel_page(
     chosen, page = begun.period, begun.page
     last = preset_range(Preset.LAST_QUARTER, today(settings), settings.fiscal_year_start_month)
     page.update(funnels=[], cohorts=[], cohort_chart=None, velocity=None, accuracy=None,
-                last_quarter=last)
+                links={}, last_quarter=last)
     status = 200
     if chosen is None:
         status = 400
@@ -81,6 +93,7 @@ def funnel_page(
                                         **common)
             page["accuracy"] = forecast_accuracy(session, start=last[0], end=last[1],
                                                  group_by=EvalGroupBy.NONE, **common)
+            page["links"] = slipped_links(session, page["accuracy"]["total"]["slipped"])
         except CurrencyError as exc:
             page["error"] = text(begun.lang, "error.missing_rate", detail=str(exc))
             status = 422

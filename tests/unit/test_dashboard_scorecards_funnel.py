@@ -5,6 +5,7 @@ the everyone / team / rep choice and a rep's scope, the change arrows, and Chine
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,11 @@ from sqlalchemy import Engine
 
 from api.web.i18n import Formats
 from api.web.scorecards import COLUMNS, shown
+from core.db import session_scope
 from core.metrics.periods import Preset, preset_range, today
+from core.records import DealRecord
+from core.store import upsert_records
+from tests.unit.test_dashboard_hygiene import LINK
 from tests.unit.test_dashboard_pages import (
     Site,
     add_user,
@@ -161,6 +166,32 @@ async def test_the_funnel_page_against_the_api(site):
     assert "<h1>全部人员的漏斗：" in zh.text and "上季度的预测准确度" in zh.text
     cards = await site.client.get("/scorecards", params=Q1, cookies={"lang": "zh"})
     assert "<h1>全部人员的业绩卡：" in cards.text and "商机覆盖率" in cards.text
+
+
+async def test_slipped_deals_link_to_their_crm_record(site):
+    """Last quarter's slipped deals, each linked to its record in its CRM (the seeded
+    connection: Zoho, which builds the address), as the other pages link deals."""
+    first, last = preset_range(Preset.LAST_QUARTER, today(site.settings))
+    created = datetime.combine(first - timedelta(days=10), time(), UTC)
+    moved = datetime.combine(first + timedelta(days=5), time(), UTC)
+    for rid in ("slip-1", "slip-2"):  # open on the first day closing in the quarter, then moved out
+        for modified, close in ((created, last - timedelta(days=3)),
+                                (moved, last + timedelta(days=20))):
+            with session_scope(site.engine) as session:
+                upsert_records(session, stream="deals", connection_id=1, records=[DealRecord(
+                    remote_id=rid, name=f"Slipping {rid}", amount=Decimal(900),
+                    amount_home=Decimal(900), currency="USD", stage="Lead", close_date=close,
+                    remote_created_at=created, remote_modified_at=modified,
+                    owner_email="ann@example.com")])
+    accuracy = (await api(site, "forecast-accuracy", start=first.isoformat(),
+                          end=last.isoformat(), group_by="none"))["total"]
+    assert sorted(d["remote_id"] for d in accuracy["slipped"]) == ["slip-1", "slip-2"]
+    await site.sign_in("admin@example.com")
+    page = await site.page("/funnel", **Q1)
+    linked = re.findall(r'<tr data-deal="(\d+)"><th scope="row" class="name"><a class="crm" '
+                        r'href="([^"]+)" target="_blank" rel="noopener noreferrer"', page.text)
+    assert sorted(linked) == sorted((str(d["deal_id"]), LINK + d["remote_id"])
+                                    for d in accuracy["slipped"])
 
 
 async def test_bad_periods_are_a_clear_error(site):
