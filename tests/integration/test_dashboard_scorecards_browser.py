@@ -190,6 +190,10 @@ def test_both_pages_fit_a_phone_screen(dashboard, browser, lang):
         widths = page.evaluate("[document.documentElement.scrollWidth, "
                                "document.body.scrollWidth, window.innerWidth]")
         assert max(widths[:2]) <= widths[2] == PHONE["width"], (path, widths)
+        if "person" in path:  # the rep's card fits: its figures do not scroll sideways either
+            card = page.locator("section.scorecard div.table-scroll").evaluate(
+                "e => [e.scrollWidth, e.clientWidth]")
+            assert card[0] <= card[1], (path, card)
         name = "scorecard-rep" if "person" in path else path.strip("/")
         shoot(page, f"{name}-phone-{lang}", full_page=False)
     page.context.close()
