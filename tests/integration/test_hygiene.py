@@ -27,6 +27,7 @@ from core.metrics.definitions import pipeline
 from core.models import HygieneRule, User
 from core.queries import fetch_page
 from core.records import DealRecord, Deletion, StageRecord, UserRecord
+from core.types import utcnow
 from tests.api_support import add_connection, running_api
 from tests.cli_support import in_process, user_env
 
@@ -156,6 +157,32 @@ def test_people_and_connection_limits(engine: Engine) -> None:
         ann: {**ZERO, "no_close_date": 1, "total": 1}}
     assert counts(engine, people=set()) == {}
     assert sum(c["total"] for c in counts(engine, connection_id=first).values()) == 11
+
+
+def test_an_inactive_owner_is_a_user_of_the_deals_connection(engine: Engine) -> None:
+    first, people = load(engine)
+    other = add_connection(engine, "other")
+    dan = UserRecord("u4", "Dan Fox", "dan@example.com")
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="users", connection_id=other, records=[dan])
+        seen = utcnow()  # a full read that sees Cat (inactive here) and not Dan: removed
+        store.upsert_records(session, stream="users", connection_id=other, records=[
+            replace(USERS[2], active=False)])
+        store.tombstone_unseen(session, stream="users", connection_id=other, since=seen,
+                               now=utcnow())
+        store.upsert_records(session, stream="deals", connection_id=other, records=[
+            replace(CLEAN, remote_id="o1", owner_remote_id="u4", owner_email=dan.email),
+            replace(CLEAN, remote_id="o2", **CAT)])
+        removed = session.execute(select(User.person_id, User.deleted_at).where(
+            User.connection_id == other, User.remote_id == "u4")).one()
+    assert removed.deleted_at is not None
+    cat = people["u3"]
+    assert counts(engine, connection_id=other) == {
+        removed.person_id: {**ZERO, "inactive_owner": 1, "total": 1},
+        cat: {**ZERO, "inactive_owner": 1, "total": 1}}
+    # Cat is active in the first connection: her deal there breaks only its own rule
+    assert counts(engine, connection_id=first)[cat] == {
+        **ZERO, "probability_mismatch": 1, "total": 1}
 
 
 def test_settings_change_thresholds_and_switch_rules_off(engine: Engine) -> None:
