@@ -1,6 +1,7 @@
 """Dashboard benchmark: full HTML page renders at a million deals, signed in as a manager.
 
-Run: python -m tests.bench.dashboard_bench [--deals 1000000] [--requests 20] [--keep URL]
+Run: python -m tests.bench.dashboard_bench [--deals 1000000] [--requests 20] [--keep]
+     [--url URL: the pages again on a database a --keep run kept]
 
 On a fresh PostgreSQL database (tests/bench/common.fresh_database) it loads the metrics
 benchmark's dataset (tests.bench.metrics_bench.load: 3 connections in USD, EUR and GBP,
@@ -30,7 +31,7 @@ from api.app import create_app
 from connectors.sandbox.server import BackgroundServer
 from core import accounts
 from core.config import Settings
-from core.db import make_engine, session_scope
+from core.db import make_engine, session_scope, upgrade
 from core.goals.targets import GoalInput, create_goal
 from core.metrics import rollups
 from core.people import match_users, relink
@@ -48,6 +49,7 @@ from tests.bench.metrics_bench import (
 TEAMS = ("North", "South", "East", "West")
 YEAR = ("2025-01-01", "2025-12-31")
 TARGET_MS = 1000.0
+MANAGERS = ("boss@example.com", "north@example.com")  # of everyone, of team North
 
 
 def people_and_goals(url: str, settings: Settings) -> tuple[float, str, str, int]:
@@ -72,14 +74,23 @@ def people_and_goals(url: str, settings: Settings) -> tuple[float, str, str, int
         for i in range(OWNERS):
             create_goal(session, GoalInput(owner(i)[2], "bookings", first, last,
                                            Decimal(1_500_000 + 10_000 * i)), settings)
-        everyone = accounts.add_user(session, email="boss@example.com", role="manager")
-        north = accounts.add_user(session, email="north@example.com", role="manager",
-                                  teams=["North"])
-        tokens = [accounts.open_session(session, user)[0] for user in (everyone, north)]
+        accounts.add_user(session, email=MANAGERS[0], role="manager")
+        accounts.add_user(session, email=MANAGERS[1], role="manager", teams=["North"])
+    engine.dispose()
+    return elapsed, *sign_in(url)
+
+
+def sign_in(url: str) -> tuple[str, str, int]:
+    """Session tokens of the manager of everyone and the one of team North, and a rep's
+    person id, on a database people_and_goals prepared."""
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        everyone, north = (accounts.open_session(session, accounts.find_user(session, e))[0]
+                           for e in MANAGERS)
         rep = int(session.execute(text("SELECT id FROM person WHERE email = :e"),
                                   {"e": owner(0)[2]}).scalar_one())
     engine.dispose()
-    return elapsed, tokens[0], tokens[1], rep
+    return everyone, north, rep
 
 
 def pages(rep: int) -> list[tuple[str, str, dict[str, str]]]:
@@ -116,18 +127,27 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="timed requests per page")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--url", help="time the pages on a database a --keep run kept "
+                        "(upgraded to this crmsync's schema), without loading one")
     args = parser.parse_args()
     os.environ.setdefault("BENCH_KEY", Fernet.generate_key().decode())
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
           f"sequential requests: {args.warmup} warm-up + {args.requests} timed per page")
-    url = fresh_database("postgresql", "crmsync_dashboard_bench")
+    url = args.url or fresh_database("postgresql", "crmsync_dashboard_bench")
     settings = Settings(database_url=url, secret_key=os.environ["BENCH_KEY"], timezone=ZONE)
     try:
-        started = time.perf_counter()
-        load(url, "postgresql", args.deals)
-        print(f"postgresql: loaded {args.deals:,} deals in {time.perf_counter() - started:.1f} s")
-        seconds, everyone, north, rep = people_and_goals(url, settings)
-        print(f"  people, teams, links to people and rollups in {seconds:.1f} s")
+        if args.url:
+            upgrade_engine = make_engine(url)
+            upgrade(upgrade_engine)
+            upgrade_engine.dispose()
+            everyone, north, rep = sign_in(url)
+        else:
+            started = time.perf_counter()
+            load(url, "postgresql", args.deals)
+            print(f"postgresql: loaded {args.deals:,} deals in "
+                  f"{time.perf_counter() - started:.1f} s")
+            seconds, everyone, north, rep = people_and_goals(url, settings)
+            print(f"  people, teams, links to people and rollups in {seconds:.1f} s")
         app = create_app(settings)
         with BackgroundServer(app) as server:
             for who, token in (("manager of everyone", everyone), ("manager of North", north)):
@@ -145,7 +165,7 @@ def main() -> None:
                             if "target" in label else ""
                         print(f"  {label:<46} {p50:8.1f} {p95:8.1f} {size:6.0f}  {verdict}")
     finally:
-        if args.keep:
+        if args.keep or args.url:
             print(f"  kept: {url}")
         else:
             drop_database(url)

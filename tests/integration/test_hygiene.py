@@ -1,11 +1,14 @@
 """Sales hygiene (core.hygiene, docs/evaluation.md#hygiene) on SQLite and PostgreSQL: each
 rule on hand-built deals, with the counts worked out by hand below; thresholds and rules
 switched off by the settings; bad settings change nothing; people, connection and team
-limits."""
+limits; the counts (and the open pipeline by stage) read the live open deals from the
+partial index ix_deal_open alone."""
 
 import csv
 import io
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -13,15 +16,18 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select, text
+from sqlmodel import Session
 
 from core import store
 from core.config import Settings
 from core.db import session_scope
 from core.hygiene import HygieneError, add_up, hygiene_counts, hygiene_items, rules, set_rule
+from core.metrics.definitions import pipeline
 from core.models import HygieneRule, User
 from core.queries import fetch_page
 from core.records import DealRecord, Deletion, StageRecord, UserRecord
+from core.types import utcnow
 from tests.api_support import add_connection, running_api
 from tests.cli_support import in_process, user_env
 
@@ -153,6 +159,32 @@ def test_people_and_connection_limits(engine: Engine) -> None:
     assert sum(c["total"] for c in counts(engine, connection_id=first).values()) == 11
 
 
+def test_an_inactive_owner_is_a_user_of_the_deals_connection(engine: Engine) -> None:
+    first, people = load(engine)
+    other = add_connection(engine, "other")
+    dan = UserRecord("u4", "Dan Fox", "dan@example.com")
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="users", connection_id=other, records=[dan])
+        seen = utcnow()  # a full read that sees Cat (inactive here) and not Dan: removed
+        store.upsert_records(session, stream="users", connection_id=other, records=[
+            replace(USERS[2], active=False)])
+        store.tombstone_unseen(session, stream="users", connection_id=other, since=seen,
+                               now=utcnow())
+        store.upsert_records(session, stream="deals", connection_id=other, records=[
+            replace(CLEAN, remote_id="o1", owner_remote_id="u4", owner_email=dan.email),
+            replace(CLEAN, remote_id="o2", **CAT)])
+        removed = session.execute(select(User.person_id, User.deleted_at).where(
+            User.connection_id == other, User.remote_id == "u4")).one()
+    assert removed.deleted_at is not None
+    cat = people["u3"]
+    assert counts(engine, connection_id=other) == {
+        removed.person_id: {**ZERO, "inactive_owner": 1, "total": 1},
+        cat: {**ZERO, "inactive_owner": 1, "total": 1}}
+    # Cat is active in the first connection: her deal there breaks only its own rule
+    assert counts(engine, connection_id=first)[cat] == {
+        **ZERO, "probability_mismatch": 1, "total": 1}
+
+
 def test_settings_change_thresholds_and_switch_rules_off(engine: Engine) -> None:
     _, people = load(engine)
     ann, bob, cat = people["u1"], people["u2"], people["u3"]
@@ -258,3 +290,51 @@ def test_the_command_line_lists_counts_and_sets_rules(engine: Engine, tmp_path: 
         stale = rules(session)[0]
     assert (stale.key, stale.enabled, stale.threshold) == ("stale", False, 90)
     assert counts(engine)[people["u2"]]["total"] == 2  # Bob's deals break other rules too
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (SQL and parameters as sent to the driver) run on `engine` inside."""
+    seen: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+
+
+def deal_plans(engine: Engine, run: Callable[[Session], object]) -> list[str]:
+    """The plans of the statements over the deal table that `run` executes. On PostgreSQL
+    with sequential and bitmap scans off: the handful of rows here would make a scan of the
+    table cheapest, while the question is whether the index can serve the query at all."""
+    with session_scope(engine) as session, statements(engine) as seen:
+        run(session)
+    postgres = engine.dialect.name == "postgresql"
+    out = []
+    with engine.begin() as connection:
+        if postgres:
+            connection.execute(text("SET LOCAL enable_seqscan = off"))
+            connection.execute(text("SET LOCAL enable_bitmapscan = off"))
+        for sql, parameters in seen:
+            if "FROM deal" in sql:
+                explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+                rows = connection.exec_driver_sql(explain + sql, parameters).all()
+                out.append("\n".join(str(row[-1]) for row in rows))
+    return out
+
+
+def test_counts_and_the_open_pipeline_read_only_the_open_deals_index(engine: Engine) -> None:
+    _, people = load(engine)
+    used = ("Index Only Scan using ix_deal_open on deal" if engine.dialect.name == "postgresql"
+            else "deal USING COVERING INDEX ix_deal_open")
+    east = {people["u1"], people["u3"]}
+    for run in (lambda s: hygiene_counts(s, settings=SETTINGS, today=TODAY),
+                lambda s: hygiene_counts(s, settings=SETTINGS, today=TODAY, people=east),
+                lambda s: pipeline(s, settings=SETTINGS),
+                lambda s: pipeline(s, settings=SETTINGS, people=east)):
+        plans = deal_plans(engine, run)
+        assert len(plans) == 1 and used in plans[0], plans
