@@ -75,9 +75,15 @@ class Converter:
             return self.convert(code, amount) / self.rate(into)
 
     def total(self, amounts: Iterable[tuple[str | None, Decimal | None]]) -> Decimal:
+        """The sum of convert() over `amounts` (one context for all: a series by owner
+        totals thousands of rows)."""
         with localcontext() as ctx:
             ctx.prec = PRECISION
-            return sum((self.convert(code, amount) for code, amount in amounts), Decimal(0))
+            out = Decimal(0)
+            for code, amount in amounts:
+                if amount:
+                    out += amount * self.rate(code)
+            return out
 
 
 def converter(session: Session, settings: Settings | None) -> Converter:

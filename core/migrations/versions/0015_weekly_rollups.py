@@ -1,0 +1,58 @@
+"""weekly metric rollups (issue 19 item 3): deal_week and account_week (core.metrics.rollups)
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-05 12:30:00
+
+Every built month is marked dirty, so the next refresh (after the next sync, or the
+scheduled rollup job) builds the weeks; until then metrics read as before.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision: str = '0015'
+down_revision: str | None = '0014'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def _common() -> list[sa.Column]:
+    return [sa.Column('id', sa.Integer(), nullable=False),
+            sa.Column('connection_id', sa.Integer(), nullable=False),
+            sa.Column('owner_person_id', sa.Integer(), nullable=True),
+            sa.Column('owner_name', sqlmodel.sql.sqltypes.AutoString(), nullable=True)]
+
+
+def _keys() -> list[sa.Constraint]:
+    return [sa.ForeignKeyConstraint(['connection_id'], ['connection.id'], ondelete='CASCADE'),
+            sa.PrimaryKeyConstraint('id')]
+
+
+def upgrade() -> None:
+    op.create_table(
+        'deal_week', *_common(),
+        sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column('probability', sa.BigInteger(), nullable=True),
+        sa.Column('deals', sa.Integer(), nullable=False),
+        sa.Column('amount', sa.BigInteger(), nullable=True),
+        sa.Column('cycle_days', sa.Integer(), nullable=False),
+        sa.Column('cycle_deals', sa.Integer(), nullable=False),
+        sa.Column('week', sa.Integer(), nullable=False),
+        *_keys())
+    op.create_index('ix_deal_week', 'deal_week', ['week', 'connection_id'])
+    op.create_table(
+        'account_week', *_common(),
+        sa.Column('accounts', sa.Integer(), nullable=False),
+        sa.Column('week', sa.Integer(), nullable=False),
+        *_keys())
+    op.create_index('ix_account_week', 'account_week', ['week', 'connection_id'])
+    op.execute('INSERT INTO rollup_dirty (month) SELECT month FROM rollup_month')
+
+
+def downgrade() -> None:
+    op.drop_table('account_week')
+    op.drop_table('deal_week')
