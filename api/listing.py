@@ -128,9 +128,11 @@ def _text(value: Any) -> str:
     if scalar is not None:
         return scalar(value)
     if isinstance(value, dict):
-        return "{" + ",".join(_key(key) + _text(item) for key, item in value.items()) + "}"
+        return "{" + ",".join([_key(key) + (_SCALARS[type(item)](item)
+                                            if type(item) in _SCALARS else _text(item))
+                               for key, item in value.items()]) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(map(_text, value)) + "]"
+        return "[" + ",".join([_text(item) for item in value]) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

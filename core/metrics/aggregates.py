@@ -417,8 +417,12 @@ DEFINITIONS: dict[str, Callable[[Acc, Converter], Any]] = {
 }
 
 
+QUANTA = {places: Decimal(1).scaleb(-places) for places in range(5)}
+
+
 def round_half_up(value: Decimal, places: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return value.quantize(QUANTA.get(places) or Decimal(1).scaleb(-places),
+                          rounding=ROUND_HALF_UP)
 
 
 def ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
