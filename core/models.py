@@ -162,7 +162,9 @@ class DealState(SQLModel):
 class Deal(SyncedRow, DealState, table=True):
     __table_args__ = (
         UniqueConstraint("connection_id", "remote_id"),
-        Index("ix_deal_close", "close_date", "status"),
+        # deleted_at, connection_id too: SQLite filters a drill-down's page in the
+        # index, then reads only the rows it returns (migration 0015)
+        Index("ix_deal_close", "close_date", "status", "deleted_at", "connection_id"),
         Index("ix_deal_person_close", "owner_person_id", "close_date"),
         Index("ix_deal_modified", "connection_id", "remote_modified_at"),
     )

@@ -1,4 +1,6 @@
-"""weekly metric rollups (issue 19 item 3): deal_week and account_week (core.metrics.rollups)
+"""weekly metric rollups (issue 19 item 3): deal_week and account_week (core.metrics.rollups);
+ix_deal_close also holds deleted_at and connection_id (a SQLite drill-down filters its page in
+the index, then reads only the rows of the page)
 
 Revision ID: 0015
 Revises: 0014
@@ -51,8 +53,13 @@ def upgrade() -> None:
         *_keys())
     op.create_index('ix_account_week', 'account_week', ['week', 'connection_id'])
     op.execute('INSERT INTO rollup_dirty (month) SELECT month FROM rollup_month')
+    op.drop_index('ix_deal_close', table_name='deal')
+    op.create_index('ix_deal_close', 'deal', ['close_date', 'status', 'deleted_at',
+                                              'connection_id'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_deal_close', table_name='deal')
+    op.create_index('ix_deal_close', 'deal', ['close_date', 'status'])
     op.drop_table('account_week')
     op.drop_table('deal_week')
