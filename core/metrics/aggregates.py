@@ -21,7 +21,7 @@ Decimal (core.metrics.currency) and finish() rounds only at the end: amounts to 
 decimals, rates and ratios to 4, days to 2 (half up).
 """
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -31,12 +31,14 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     Label,
+    Select,
     Table,
     case,
     func,
     literal,
     select,
     type_coerce,
+    union_all,
 )
 from sqlmodel import Session
 
@@ -262,6 +264,7 @@ def keep_name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
 
 def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
                  names: dict[Any, str | None]) -> None:
+    stmts, key = [], []
     for source in scope.deal_sources(session):
         table, key = source.table, keys(source.table)
         won, lost = table.c.status == DealStatus.WON, table.c.status == DealStatus.LOST
@@ -276,20 +279,30 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
             .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
             .where(*source.conditions, table.c.status.in_((DealStatus.WON, DealStatus.LOST)))
             .group_by(*key, CONNECTION.c.home_currency))
-        for row in session.execute(stmt).all():
-            k = row_key(row, key)
-            currency, bookings, won, lost, days, timed, name = row[len(key):]
-            acc = accs[k]
-            acc.bookings.append((currency, bookings))
-            acc.deals_won += int(won or 0)
-            acc.deals_lost += int(lost or 0)
-            acc.cycle_days += int(days or 0)
-            acc.cycle_deals += int(timed or 0)
-            keep_name(names, k, name)
+        stmts.append(stmt)
+    for row in rows(session, stmts):
+        k = row_key(row, key)
+        currency, bookings, won, lost, days, timed, name = row[len(key):]
+        acc = accs[k]
+        acc.bookings.append((currency, bookings))
+        acc.deals_won += int(won or 0)
+        acc.deals_lost += int(lost or 0)
+        acc.cycle_days += int(days or 0)
+        acc.cycle_deals += int(timed or 0)
+        keep_name(names, k, name)
+
+
+def rows(session: Session, stmts: list[Select[Any]]) -> Sequence[Any]:
+    """The rows of every statement (each source of a part) in one round trip."""
+    if not stmts:
+        return []
+    stmt = stmts[0] if len(stmts) == 1 else union_all(*stmts)
+    return session.execute(stmt).all()
 
 
 def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
                names: dict[Any, str | None]) -> None:
+    stmts, key = [], []
     for source in scope.deal_sources(session):
         table, key = source.table, keys(source.table)
         stmt = (
@@ -301,14 +314,15 @@ def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc
             .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
             .where(*source.conditions, table.c.status == DealStatus.OPEN)
             .group_by(*key, CONNECTION.c.home_currency, table.c.probability))
-        for row in session.execute(stmt).all():
-            k = row_key(row, key)
-            currency, probability, amount, n, name = row[len(key):]
-            acc = accs[k]
-            acc.open_deals += int(n or 0)
-            acc.open_pipeline.append((currency, amount))
-            acc.weighted.append((currency, weighted(amount, probability)))
-            keep_name(names, k, name)
+        stmts.append(stmt)
+    for row in rows(session, stmts):
+        k = row_key(row, key)
+        currency, probability, amount, n, name = row[len(key):]
+        acc = accs[k]
+        acc.open_deals += int(n or 0)
+        acc.open_pipeline.append((currency, amount))
+        acc.weighted.append((currency, weighted(amount, probability)))
+        keep_name(names, k, name)
 
 
 def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
@@ -322,15 +336,16 @@ def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
 
 def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
                  names: dict[Any, str | None]) -> None:
+    stmts, key = [], []
     for source in scope.account_sources(session):
         table, key = source.table, keys(source.table)
-        stmt = (select(*key, func.sum(source.count).label("n"),
-                       func.max(table.c.owner_name).label("name"))
-                .where(*source.conditions).group_by(*key))
-        for row in session.execute(stmt).all():
-            k = row_key(row, key)
-            accs[k].new_accounts += int(row[-2] or 0)
-            keep_name(names, k, row[-1])
+        stmts.append(select(*key, func.sum(source.count).label("n"),
+                            func.max(table.c.owner_name).label("name"))
+                     .where(*source.conditions).group_by(*key))
+    for row in rows(session, stmts):
+        k = row_key(row, key)
+        accs[k].new_accounts += int(row[-2] or 0)
+        keep_name(names, k, row[-1])
 
 
 def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc],
@@ -433,10 +448,9 @@ def ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
 def owners(session: Session, scope: Scope, accs: dict[Any, Acc],
            names: dict[Any, str | None]) -> None:
     """A row for every owner of a deal (any status) or a new account in the scope."""
-    for source in (*scope.deal_sources(session), *scope.account_sources(session)):
-        table = source.table
-        stmt = (select(table.c.owner_person_id, func.max(table.c.owner_name))
-                .where(*source.conditions).group_by(table.c.owner_person_id))
-        for owner, name in session.execute(stmt).all():
-            accs.setdefault(owner, Acc())
-            keep_name(names, owner, name)
+    stmts = [select(source.table.c.owner_person_id, func.max(source.table.c.owner_name))
+             .where(*source.conditions).group_by(source.table.c.owner_person_id)
+             for source in (*scope.deal_sources(session), *scope.account_sources(session))]
+    for owner, name in rows(session, stmts):
+        accs.setdefault(owner, Acc())
+        keep_name(names, owner, name)

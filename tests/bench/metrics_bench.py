@@ -1,20 +1,23 @@
-"""Metrics benchmark (issue M2): API latency of the metrics at a million deals.
+"""Metrics benchmark (issues M2, 19): API latency of the metrics at a million deals.
 
 Run: python -m tests.bench.metrics_bench [--deals 1000000] [--sqlite-deals N]
-                                         [--db postgresql,sqlite] [--requests 30]
+                                         [--db postgresql,sqlite] [--requests 30] [--keep]
+     python -m tests.bench.metrics_bench --url URL   (a database kept by --keep, again)
      python -m tests.bench.metrics_bench --after-sync 300000 [--db postgresql]
 
 For each database it creates a fresh store (PostgreSQL: a database of its own named
 with the pid; SQLite: a temporary file), runs the migrations and loads, directly
 (PostgreSQL COPY; SQLite executemany in one transaction), not through a CRM:
 3 connections with home currencies USD, EUR and GBP (USD reports; fx_rate holds EUR
-and GBP so every metric converts), 100 reps spread over them, 5 stages each, N/10
-accounts and N deals whose close dates spread over the 3 years 2023-2025 (won 45%,
-lost 35%, open 20%), with created dates in the store's zone (Europe/Berlin), as
-core.store would write them. Then ANALYZE, the monthly rollups built as a sync
-builds them after it wrote (core.metrics.rollups.refresh, timed), the API under uvicorn
-in a thread, a read
-API key, and sequential HTTP requests (warm-up first) whose p50/p95 are printed.
+and GBP so every metric converts), 100 reps spread over them, each one person (in four
+teams) as core.people matches them, 5 stages each, N/10 accounts and N deals whose close
+dates spread over the 3 years 2023-2025 (won 45%, lost 35%, open 20%), with created dates
+in the store's zone (Europe/Berlin) and owner persons, as core.store would write them.
+Then ANALYZE, the rollups built as a sync builds them after it wrote
+(core.metrics.rollups.refresh, timed), the API under uvicorn in a thread, a read API key,
+and sequential HTTP requests (warm-up first) of every summary and series shape the
+dashboard and the API use, and the drill-down: p50/p95 and the CPU time per request (this
+process and the database's backends) are printed, with the load average.
 
 --after-sync N instead syncs N deals from the Zoho sandbox (in a child process, with
 CRMSYNC_TIMEZONE set, as a first sync of a new deployment) and measures the dashboard's
