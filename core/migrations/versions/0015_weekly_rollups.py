@@ -1,4 +1,4 @@
-"""weekly metric rollups (issue 19 item 3): deal_week and account_week (core.metrics.rollups);
+"""weekly metric rollups: deal_week and account_week (core.metrics.rollups);
 ix_deal_close also holds deleted_at and connection_id (a SQLite drill-down filters its page in
 the index, then reads only the rows of the page)
 
