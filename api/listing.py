@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
@@ -92,43 +93,61 @@ class ApiJSON(Response):
 
 
 def dumps(value: Any) -> str:
-    out: list[str] = []
-    _encode(value, out)
-    return "".join(out)
+    return _text(value)
 
 
-def _encode(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif isinstance(value, bool):
-        out.append("true" if value else "false")
-    elif isinstance(value, str):
-        out.append(_encode_str(value))
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, Decimal):
-        out.append(format(value, "f") if value.is_finite() else "null")
-    elif isinstance(value, float):
-        out.append(repr(value) if math.isfinite(value) else "null")
-    elif isinstance(value, date):
-        out.append(f'"{scalar_text(value)}"')
-    elif isinstance(value, dict):
-        out.append("{")
-        for i, (key, item) in enumerate(value.items()):
-            out.append(("," if i else "") + _encode_str(str(key)) + ":")
-            _encode(item, out)
-        out.append("}")
-    elif isinstance(value, list | tuple):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    elif isinstance(value, BaseModel):
-        _encode(value.model_dump(), out)
-    else:
-        raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+def _decimal(value: Decimal) -> str:
+    return format(value, "f") if value.is_finite() else "null"
+
+
+def _float(value: float) -> str:
+    return repr(value) if math.isfinite(value) else "null"
+
+
+@lru_cache(maxsize=1024, typed=True)  # typed: True and 1 are different keys
+def _key(key: Any) -> str:
+    """An object key as JSON, with its colon (answers repeat the same few keys)."""
+    return _encode_str(str(key)) + ":"
+
+
+@lru_cache(maxsize=1024)
+def _date(value: date) -> str:
+    return f'"{value.isoformat()}"'
+
+
+# The scalars by exact type: one dict look-up per value (a series by owner answers tens of
+# thousands); subclasses (enums, ...) take the isinstance chain of _text.
+_SCALARS: dict[type, Callable[[Any], str]] = {
+    type(None): lambda _v: "null", bool: lambda v: "true" if v else "false",
+    str: _encode_str, int: int.__repr__, Decimal: _decimal, float: _float,
+    date: _date, datetime: lambda v: f'"{scalar_text(v)}"'}
+
+
+def _text(value: Any) -> str:
+    scalar = _SCALARS.get(type(value))
+    if scalar is not None:
+        return scalar(value)
+    if isinstance(value, dict):
+        return "{" + ",".join([_key(key) + (_SCALARS[type(item)](item)
+                                            if type(item) in _SCALARS else _text(item))
+                               for key, item in value.items()]) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join([_text(item) for item in value]) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _encode_str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, date):
+        return f'"{scalar_text(value)}"'
+    if isinstance(value, BaseModel):
+        return _text(value.model_dump())
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def scalar_text(value: Any) -> str:

@@ -175,7 +175,9 @@ covers a query only when the predicate's columns are in the index too)."""
 class Deal(SyncedRow, DealState, table=True):
     __table_args__ = (
         UniqueConstraint("connection_id", "remote_id"),
-        Index("ix_deal_close", "close_date", "status"),
+        # deleted_at, connection_id too: SQLite filters a drill-down's page in the
+        # index, then reads only the rows it returns (migration 0016)
+        Index("ix_deal_close", "close_date", "status", "deleted_at", "connection_id"),
         Index("ix_deal_person_close", "owner_person_id", "close_date"),
         Index("ix_deal_modified", "connection_id", "remote_modified_at"),
         Index("ix_deal_open", *OPEN_COLUMNS, postgresql_where=text(LIVE_OPEN),
@@ -478,12 +480,13 @@ class WebhookRejection(SQLModel, table=True):
     last_at: datetime = _now()
 
 
-# --- metric rollups (M2); migration 0005 ---
+# --- metric rollups (M2); migration 0005 (weekly ones: 0016) ---
 
 
 class DealRollup(SQLModel):
     """Live deals of one connection, owner (person), status and (open deals) probability,
-    summed (core.metrics.rollups): per month of close_date (deal_month) and per day (deal_day)."""
+    summed (core.metrics.rollups): per month of close_date (deal_month), per week (deal_week,
+    Monday to Sunday) and per day (deal_day)."""
 
     id: int | None = Field(default=None, primary_key=True)
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
@@ -503,6 +506,12 @@ class DealMonth(DealRollup, table=True):
     month: int  # year x 12 + month - 1
 
 
+class DealWeek(DealRollup, table=True):
+    __tablename__ = "deal_week"
+    __table_args__ = (Index("ix_deal_week", "week", "connection_id"),)
+    week: int  # whole weeks since 0001-01-01, a Monday (core.metrics.rollups.week_of)
+
+
 class DealDay(DealRollup, table=True):
     __tablename__ = "deal_day"
     __table_args__ = (Index("ix_deal_day", "day", "connection_id"),)
@@ -511,7 +520,7 @@ class DealDay(DealRollup, table=True):
 
 class AccountRollup(SQLModel):
     """Live accounts of one connection and owner (person), counted (core.metrics.rollups): per
-    month of created_date (account_month) and per day (account_day)."""
+    month of created_date (account_month), per week (account_week) and per day (account_day)."""
 
     id: int | None = Field(default=None, primary_key=True)
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
@@ -524,6 +533,12 @@ class AccountMonth(AccountRollup, table=True):
     __tablename__ = "account_month"
     __table_args__ = (Index("ix_account_month", "month", "connection_id"),)
     month: int
+
+
+class AccountWeek(AccountRollup, table=True):
+    __tablename__ = "account_week"
+    __table_args__ = (Index("ix_account_week", "week", "connection_id"),)
+    week: int
 
 
 class AccountDay(AccountRollup, table=True):

@@ -14,14 +14,14 @@ A Scope may be limited to some people (a dashboard user's): then every part read
 the rows whose owner_person_id is one of them, raw rows and rollups alike (the rollups
 are keyed by owner_person_id too); rows of no owner are outside any such limit.
 
-Each part reads what a Scope says: the rows themselves for some date ranges, the monthly
-and daily rollups (core.metrics.rollups) for the rest. Sums are exact (ScaledDecimal integers);
-each per-currency sum is converted with the FX table in Python Decimal (core.metrics.currency)
-and finish() rounds only at the end: amounts to 2 decimals, rates and ratios to 4, days
-to 2 (half up).
+Each part reads what a Scope says: the rows themselves for some date ranges, the monthly,
+weekly and daily rollups (core.metrics.rollups) for the rest. Sums are exact
+(ScaledDecimal integers); each per-currency sum is converted with the FX table in Python
+Decimal (core.metrics.currency) and finish() rounds only at the end: amounts to 2
+decimals, rates and ratios to 4, days to 2 (half up).
 """
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -31,12 +31,14 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     Label,
+    Select,
     Table,
     case,
     func,
     literal,
     select,
     type_coerce,
+    union_all,
 )
 from sqlmodel import Session
 
@@ -44,15 +46,25 @@ from core import people
 from core.goals.targets import attainment
 from core.metrics.currency import PRECISION, Converter
 from core.metrics.localdates import created_date, date_diff
-from core.metrics.rollups import clean_months, in_ranges, merged, month_first, month_last, segments
+from core.metrics.rollups import (
+    clean_months,
+    in_ranges,
+    merged,
+    month_first,
+    month_last,
+    segments,
+    whole_weeks,
+)
 from core.models import (
     Account,
     AccountDay,
     AccountMonth,
+    AccountWeek,
     Connection,
     Deal,
     DealDay,
     DealMonth,
+    DealWeek,
     Stage,
     User,
     table_of,
@@ -65,8 +77,8 @@ Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
 
 DEAL, ACCOUNT, CONNECTION, USER, STAGE = (
     table_of(m) for m in (Deal, Account, Connection, User, Stage))
-DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
-    table_of(m) for m in (DealMonth, AccountMonth, DealDay, AccountDay))
+DEAL_MONTH, ACCOUNT_MONTH, DEAL_WEEK, ACCOUNT_WEEK, DEAL_DAY, ACCOUNT_DAY = (
+    table_of(m) for m in (DealMonth, AccountMonth, DealWeek, AccountWeek, DealDay, AccountDay))
 KeysFn = Callable[[Table], list[Label[Any]]]  # a query's group keys, for a deal/rollup table
 
 
@@ -87,14 +99,15 @@ class Source:
 class Scope:
     """What a metric query reads, together exactly [start, end]: the deals (accounts) in
     `ranges` of dates (months with writes since their rollups were built), the monthly
-    rollups (core.metrics.rollups) of the clean whole `months`, and the daily rollups of the
-    clean `days` (parts of months)."""
+    rollups (core.metrics.rollups) of the clean whole `months`, the weekly rollups of the
+    clean whole `weeks` (Monday to Sunday) and the daily rollups of the clean `days`."""
 
     ranges: list[tuple[date, date]]
     months: list[int]
     days: list[tuple[date, date]]
     connection_id: int | None
     people: frozenset[int] | None = None  # None: everyone; else these owner persons only
+    weeks: list[int] = field(default_factory=list)
 
     def deal_sources(self, session: Session) -> list["Source"]:
         """Where the deals of this scope are: the rows in the ranges, the rollups."""
@@ -107,7 +120,7 @@ class Scope:
                               cycle_deals=case((timed, 1), else_=0)))
         return out + [Source(table, conditions, count=table.c.deals, amount=table.c.amount,
                              cycle_days=table.c.cycle_days, cycle_deals=table.c.cycle_deals)
-                      for table, conditions in self._rollups(DEAL_MONTH, DEAL_DAY)]
+                      for table, conditions in self._rollups(DEAL_MONTH, DEAL_WEEK, DEAL_DAY)]
 
     def account_sources(self, session: Session) -> list["Source"]:
         """Where the new accounts of this scope are (count: accounts per row)."""
@@ -116,7 +129,8 @@ class Scope:
             out.append(Source(ACCOUNT, self._raw(ACCOUNT, created_date(session, ACCOUNT)),
                               count=literal(1)))
         return out + [Source(table, conditions, count=table.c.accounts)
-                      for table, conditions in self._rollups(ACCOUNT_MONTH, ACCOUNT_DAY)]
+                      for table, conditions in self._rollups(ACCOUNT_MONTH, ACCOUNT_WEEK,
+                                                             ACCOUNT_DAY)]
 
     def _raw(self, table: Table, column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
         """Conditions on the live rows of `table` whose `column` is in the ranges."""
@@ -124,12 +138,16 @@ class Scope:
                                                  in_ranges(column, self.ranges)]
         return self._narrowed(table, conditions)
 
-    def _rollups(self, monthly: Table, daily: Table) -> list[tuple[Table, list[Any]]]:
-        """(rollup table, conditions on its rows) for the months and the days."""
+    def _rollups(self, monthly: Table, weekly: Table,
+                 daily: Table) -> list[tuple[Table, list[Any]]]:
+        """(rollup table, conditions on its rows) for the months, the weeks and the days."""
         out = []
         if self.months:
             out.append((monthly, self._narrowed(monthly, [
                 monthly.c.month.in_(self.months)])))
+        if self.weeks:
+            out.append((weekly, self._narrowed(weekly, [in_ranges(
+                weekly.c.week, [(w[0], w[-1]) for w in runs(self.weeks)])])))
         if self.days:
             out.append((daily, self._narrowed(daily, [in_ranges(daily.c.day, self.days)])))
         return out
@@ -155,21 +173,40 @@ def limit(people: Collection[int] | None) -> frozenset[int] | None:
 
 
 def scope(session: Session, start: date, end: date, connection_id: int | None,
-          *, monthly: bool = True, people: Collection[int] | None = None) -> Scope:
-    """Clean whole months from the monthly rollups (when `monthly`), other clean days
-    from the daily rollups, the rest from the rows themselves; of `people` only, unless
-    None."""
+          *, monthly: bool = True, weekly: bool = True,
+          people: Collection[int] | None = None) -> Scope:
+    """Clean whole months from the monthly rollups (when `monthly`), the whole weeks of the
+    other clean days from the weekly rollups (when `weekly`), the remaining clean days from
+    the daily rollups, the rest from the rows themselves; of `people` only, unless None.
+    (A month or quarter series reads no weeks: a week row does not say its month.)"""
     parts = segments(start, end)
     clean = clean_months(session, range(parts[0][0], parts[-1][0] + 1))
-    months, days, ranges = [], [], []
+    months, rest, ranges = [], [], []
     for number, first, last in parts:
         if number not in clean:
             ranges.append((first, last))
         elif monthly and (first, last) == (month_first(number), month_last(number)):
             months.append(number)
         else:
-            days.append((first, last))
-    return Scope(merged(ranges), months, merged(days), connection_id, limit(people))
+            rest.append((first, last))
+    weeks: list[int] = []
+    days: list[tuple[date, date]] = []
+    for first, last in merged(rest):
+        whole, others = whole_weeks(first, last) if weekly else ([], [(first, last)])
+        weeks += whole
+        days += others
+    return Scope(merged(ranges), months, merged(days), connection_id, limit(people), weeks)
+
+
+def runs(numbers: list[int]) -> list[list[int]]:
+    """Sorted numbers cut into runs of consecutive ones."""
+    out: list[list[int]] = []
+    for number in numbers:
+        if out and out[-1][-1] + 1 == number:
+            out[-1].append(number)
+        else:
+            out.append([number])
+    return out
 
 
 @dataclass
@@ -227,6 +264,7 @@ def keep_name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
 
 def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
                  names: dict[Any, str | None]) -> None:
+    stmts, key = [], []
     for source in scope.deal_sources(session):
         table, key = source.table, keys(source.table)
         won, lost = table.c.status == DealStatus.WON, table.c.status == DealStatus.LOST
@@ -241,18 +279,30 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
             .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
             .where(*source.conditions, table.c.status.in_((DealStatus.WON, DealStatus.LOST)))
             .group_by(*key, CONNECTION.c.home_currency))
-        for row in session.execute(stmt):
-            acc = accs[row_key(row, key)]
-            acc.bookings.append((row.currency, row.bookings))
-            acc.deals_won += int(row.won or 0)
-            acc.deals_lost += int(row.lost or 0)
-            acc.cycle_days += int(row.days or 0)
-            acc.cycle_deals += int(row.timed or 0)
-            keep_name(names, row_key(row, key), row.name)
+        stmts.append(stmt)
+    for row in rows(session, stmts):
+        k = row_key(row, key)
+        currency, bookings, won, lost, days, timed, name = row[len(key):]
+        acc = accs[k]
+        acc.bookings.append((currency, bookings))
+        acc.deals_won += int(won or 0)
+        acc.deals_lost += int(lost or 0)
+        acc.cycle_days += int(days or 0)
+        acc.cycle_deals += int(timed or 0)
+        keep_name(names, k, name)
+
+
+def rows(session: Session, stmts: list[Select[Any]]) -> Sequence[Any]:
+    """The rows of every statement (each source of a part) in one round trip."""
+    if not stmts:
+        return []
+    stmt = stmts[0] if len(stmts) == 1 else union_all(*stmts)
+    return session.execute(stmt).all()
 
 
 def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
                names: dict[Any, str | None]) -> None:
+    stmts, key = [], []
     for source in scope.deal_sources(session):
         table, key = source.table, keys(source.table)
         stmt = (
@@ -264,12 +314,15 @@ def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc
             .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
             .where(*source.conditions, table.c.status == DealStatus.OPEN)
             .group_by(*key, CONNECTION.c.home_currency, table.c.probability))
-        for row in session.execute(stmt):
-            acc = accs[row_key(row, key)]
-            acc.open_deals += int(row.n or 0)
-            acc.open_pipeline.append((row.currency, row.amount))
-            acc.weighted.append((row.currency, weighted(row.amount, row.probability)))
-            keep_name(names, row_key(row, key), row.name)
+        stmts.append(stmt)
+    for row in rows(session, stmts):
+        k = row_key(row, key)
+        currency, probability, amount, n, name = row[len(key):]
+        acc = accs[k]
+        acc.open_deals += int(n or 0)
+        acc.open_pipeline.append((currency, amount))
+        acc.weighted.append((currency, weighted(amount, probability)))
+        keep_name(names, k, name)
 
 
 def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
@@ -283,14 +336,16 @@ def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
 
 def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
                  names: dict[Any, str | None]) -> None:
+    stmts, key = [], []
     for source in scope.account_sources(session):
         table, key = source.table, keys(source.table)
-        stmt = (select(*key, func.sum(source.count).label("n"),
-                       func.max(table.c.owner_name).label("name"))
-                .where(*source.conditions).group_by(*key))
-        for row in session.execute(stmt):
-            accs[row_key(row, key)].new_accounts += int(row.n or 0)
-            keep_name(names, row_key(row, key), row.name)
+        stmts.append(select(*key, func.sum(source.count).label("n"),
+                            func.max(table.c.owner_name).label("name"))
+                     .where(*source.conditions).group_by(*key))
+    for row in rows(session, stmts):
+        k = row_key(row, key)
+        accs[k].new_accounts += int(row[-2] or 0)
+        keep_name(names, k, row[-1])
 
 
 def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc],
@@ -377,8 +432,12 @@ DEFINITIONS: dict[str, Callable[[Acc, Converter], Any]] = {
 }
 
 
+QUANTA = {places: Decimal(1).scaleb(-places) for places in range(5)}
+
+
 def round_half_up(value: Decimal, places: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return value.quantize(QUANTA.get(places) or Decimal(1).scaleb(-places),
+                          rounding=ROUND_HALF_UP)
 
 
 def ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
@@ -389,10 +448,9 @@ def ratio(numerator: Decimal, denominator: int, places: int) -> Decimal | None:
 def owners(session: Session, scope: Scope, accs: dict[Any, Acc],
            names: dict[Any, str | None]) -> None:
     """A row for every owner of a deal (any status) or a new account in the scope."""
-    for source in (*scope.deal_sources(session), *scope.account_sources(session)):
-        table = source.table
-        stmt = (select(table.c.owner_person_id, func.max(table.c.owner_name))
-                .where(*source.conditions).group_by(table.c.owner_person_id))
-        for owner, name in session.execute(stmt):
-            accs.setdefault(owner, Acc())
-            keep_name(names, owner, name)
+    stmts = [select(source.table.c.owner_person_id, func.max(source.table.c.owner_name))
+             .where(*source.conditions).group_by(source.table.c.owner_person_id)
+             for source in (*scope.deal_sources(session), *scope.account_sources(session))]
+    for owner, name in rows(session, stmts):
+        accs.setdefault(owner, Acc())
+        keep_name(names, owner, name)

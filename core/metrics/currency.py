@@ -8,7 +8,7 @@ currency itself is always 1.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Decimal, getcontext, localcontext
 
 from sqlmodel import Session, select
 
@@ -75,9 +75,20 @@ class Converter:
             return self.convert(code, amount) / self.rate(into)
 
     def total(self, amounts: Iterable[tuple[str | None, Decimal | None]]) -> Decimal:
+        """The sum of convert() over `amounts` (one context for all, none when the caller's
+        is already as precise: a series by owner totals thousands of rows)."""
+        if getcontext().prec >= PRECISION:
+            return self._sum(amounts)
         with localcontext() as ctx:
             ctx.prec = PRECISION
-            return sum((self.convert(code, amount) for code, amount in amounts), Decimal(0))
+            return self._sum(amounts)
+
+    def _sum(self, amounts: Iterable[tuple[str | None, Decimal | None]]) -> Decimal:
+        out = Decimal(0)
+        for code, amount in amounts:
+            if amount:
+                out += amount * self.rate(code)
+        return out
 
 
 def converter(session: Session, settings: Settings | None) -> Converter:

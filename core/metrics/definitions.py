@@ -14,15 +14,10 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Date,
-    Integer,
     Label,
     Table,
     and_,
-    cast,
-    extract,
     func,
-    literal,
     select,
     type_coerce,
 )
@@ -36,15 +31,18 @@ from core.metrics import aggregates as agg
 from core.metrics.aggregates import (
     ACCOUNT,
     ACCOUNT_MONTH,
+    ACCOUNT_WEEK,
     CONNECTION,
     DEAL,
     DEAL_MONTH,
+    DEAL_WEEK,
     STAGE,
     Amounts,
     KeysFn,
 )
 from core.metrics.currency import Converter, converter
-from core.metrics.localdates import created_date, date_diff, read_zone
+from core.metrics.localdates import created_date, read_zone
+from core.metrics.rollups import month_number, month_of, week_first, week_number, week_of
 from core.people import normalize_email, person_of_email_expr, team_members, teams
 from core.queries import Listing, RecordFilters, records_listing
 from core.types import DealStatus, Money
@@ -452,7 +450,6 @@ SERIES_PARTS: dict[SeriesMetric, tuple[_Part, ...]] = {
 
 SERIES_METRICS = tuple(SeriesMetric)
 SERIES_GROUP_BY = tuple(SeriesGroupBy)
-EPOCH = date(1, 1, 1)  # a Monday: weeks are counted from it, so every week starts on Monday
 
 
 def validate_series(metric: str, interval: str, start: date, end: date, group_by: str) -> None:
@@ -491,12 +488,17 @@ def timeseries(
     shift = settings.fiscal_year_start_month - 1
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
     names: dict[Any, str | None] = {}
-    # Weeks do not fall into months: they read the daily rollups.
-    scope = agg.scope(session, start, end, connection_id, monthly=interval != Interval.WEEK,
+    # Weeks do not fall into months: they read the weekly (and daily) rollups; months and
+    # quarters the monthly (and daily) ones.
+    weeks = interval == Interval.WEEK
+    scope = agg.scope(session, start, end, connection_id, monthly=not weeks, weekly=weeks,
                       people=people)
 
     def keys(table: Table) -> list[Label[Any]]:
-        if table in (DEAL_MONTH, ACCOUNT_MONTH):
+        period: ColumnElement[Any]
+        if table in (DEAL_WEEK, ACCOUNT_WEEK):
+            period = table.c.week
+        elif table in (DEAL_MONTH, ACCOUNT_MONTH):
             month = table.c.month
             period = month if interval == Interval.MONTH else (month - shift) // 3
         else:
@@ -547,28 +549,27 @@ def period_key(session: Session, column: ColumnElement[Any], interval: Interval,
                 shift: int) -> ColumnElement[Any]:
     """The period number of a date column, in integer arithmetic both databases share.
 
-    week: whole weeks since EPOCH; month: year x 12 + month - 1; quarter: (month number -
-    shift) / 3, shift = fiscal year start month - 1. All operands are non-negative, so
-    integer division floors on SQLite and PostgreSQL alike.
+    week: core.metrics.rollups.week_number; month: year x 12 + month - 1 (month_number);
+    quarter: (month number - shift) / 3, shift = fiscal year start month - 1. All operands
+    are non-negative, so integer division floors on SQLite and PostgreSQL alike.
     """
     if interval == Interval.WEEK:
-        return date_diff(session, column, literal(EPOCH, Date)) // 7
-    month = cast(extract("year", column), Integer) * 12 + cast(extract("month", column),
-                                                                Integer) - 1
+        return week_number(session, column)
+    month = month_number(column)
     return month if interval == Interval.MONTH else (month - shift) // 3
 
 
 def _period_number(interval: Interval, shift: int, day: date) -> int:
     """period_key in Python."""
     if interval == Interval.WEEK:
-        return (day.toordinal() - 1) // 7
-    month = day.year * 12 + day.month - 1
+        return week_of(day)
+    month = month_of(day)
     return month if interval == Interval.MONTH else (month - shift) // 3
 
 
 def _period_start(interval: Interval, shift: int, number: int) -> date:
     if interval == Interval.WEEK:
-        return date.fromordinal(number * 7 + 1)
+        return week_first(number)
     month = number if interval == Interval.MONTH else number * 3 + shift
     return date(month // 12, month % 12 + 1, 1)
 

@@ -5,11 +5,14 @@ What is stored (core.models): deal_month holds, per calendar month of close_date
 connection, owner (owner_person_id, core.people), status and (for open deals)
 probability, the count, the exact sum of amount_home, the summed sales-cycle days and
 max(owner_name) of the live deals; account_month the live accounts per month of
-created_date, connection and owner; deal_day and account_day the same per day, for the
-parts of a range that do not cover a whole month (and for weeks).
+created_date, connection and owner; deal_week and account_week the same per week (Monday
+to Sunday, numbered by week_of()), for weekly series and the whole weeks of partial
+months; deal_day and account_day the same per day, for the rest of a range.
 
 Exactness: a month's rollup is used only while it is *clean*: rollup_month has the month
-(it was built) and rollup_dirty has no entry for it. Every write of core.store appends
+(it was built) and rollup_dirty has no entry for it; a week's only while each month it
+touches is clean (a refresh of a month rebuilds every week that touches it, from the
+deals of the whole week). Every write of core.store appends
 the months it touches to rollup_dirty in the writer's own transaction (old and new
 months; core.people marks the months of the rows whose owner person it re-sets; append-
 only, so writers never wait on each other or on a refresh). Metrics read clean months
@@ -32,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Date,
     Engine,
     Insert,
     Integer,
@@ -44,6 +48,7 @@ from sqlalchemy import (
     extract,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -57,9 +62,11 @@ from core.models import (
     Account,
     AccountDay,
     AccountMonth,
+    AccountWeek,
     Deal,
     DealDay,
     DealMonth,
+    DealWeek,
     RollupDirty,
     RollupMonth,
     StoreMeta,
@@ -68,12 +75,14 @@ from core.models import (
 from core.types import DealStatus, Money, utcnow
 
 BUILT_KEY = "rollups_built"
+ANALYZE_MONTHS = 12  # a refresh rebuilding this many months refreshes the planner's statistics
 
 
 
-DEAL, ACCOUNT, DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY = (
-    table_of(m) for m in (Deal, Account, DealMonth, AccountMonth, DealDay, AccountDay))
-ROLLUP_TABLES = (DEAL_MONTH, ACCOUNT_MONTH, DEAL_DAY, ACCOUNT_DAY)
+DEAL, ACCOUNT, DEAL_MONTH, ACCOUNT_MONTH, DEAL_WEEK, ACCOUNT_WEEK, DEAL_DAY, ACCOUNT_DAY = (
+    table_of(m) for m in (Deal, Account, DealMonth, AccountMonth, DealWeek, AccountWeek,
+                          DealDay, AccountDay))
+ROLLUP_TABLES = (DEAL_MONTH, ACCOUNT_MONTH, DEAL_WEEK, ACCOUNT_WEEK, DEAL_DAY, ACCOUNT_DAY)
 ROLLUP_MONTH, ROLLUP_DIRTY, META = (table_of(m) for m in (RollupMonth, RollupDirty, StoreMeta))
 # The date each rollup is keyed by.
 DATE_COLUMN = {"deal": DEAL.c.close_date, "account": ACCOUNT.c.created_date}
@@ -101,6 +110,45 @@ def month_last(number: int) -> date:
     return month_first(number + 1) - timedelta(days=1)
 
 
+# -- weeks (Monday to Sunday) ------------------------------------------------------------
+
+EPOCH = date(1, 1, 1)  # a Monday: weeks are counted from it, so every week starts on Monday
+
+
+def week_of(day: date) -> int:
+    """Whole weeks from EPOCH to the week of `day`."""
+    return (day.toordinal() - 1) // 7
+
+
+def week_first(number: int) -> date:
+    return date.fromordinal(number * 7 + 1)
+
+
+def week_last(number: int) -> date:
+    """The Sunday of week `number` (date.max for the week that ends the calendar)."""
+    return date.fromordinal(min(number * 7 + 7, date.max.toordinal()))
+
+
+def week_number(session: Session, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """week_of() of a date column, in SQL both databases share (non-negative operands:
+    integer division floors on SQLite and PostgreSQL alike)."""
+    return date_diff(session, column, literal(EPOCH, Date)) // 7
+
+
+def whole_weeks(first: date, last: date) -> tuple[list[int], list[tuple[date, date]]]:
+    """The weeks lying wholly in [first, last], and the days of it outside them."""
+    low = week_of(first) + (week_first(week_of(first)) != first)
+    high = week_of(last) - (week_last(week_of(last)) != last)
+    if low > high:
+        return [], [(first, last)]
+    rest = []
+    if first < week_first(low):
+        rest.append((first, week_first(low) - timedelta(days=1)))
+    if week_last(high) < last:
+        rest.append((week_last(high) + timedelta(days=1), last))
+    return list(range(low, high + 1)), rest
+
+
 def segments(start: date, end: date) -> list[tuple[int, date, date]]:
     """(month, first day, last day) of [start, end] cut at month boundaries."""
     out = []
@@ -121,7 +169,8 @@ def merged(ranges: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:
 
 
 def in_ranges(column: ColumnElement[Any],
-              ranges: Sequence[tuple[date, date]]) -> ColumnElement[bool]:
+              ranges: Sequence[tuple[Any, Any]]) -> ColumnElement[bool]:
+    """`column` in one of the inclusive ranges (of dates, or of week numbers)."""
     return or_(*(column.between(a, b) for a, b in ranges))
 
 
@@ -205,6 +254,10 @@ def refresh(engine: Engine) -> int:
         _rebuild(session, months)
         if not built:
             session.add(StoreMeta(key=BUILT_KEY, value=utcnow().isoformat()))
+        if postgres and (not built or len(months) >= ANALYZE_MONTHS):
+            # fresh statistics at once (autovacuum comes later): the planner reads a
+            # period's rows through the index instead of a scan of the whole table
+            session.execute(text("ANALYZE " + ", ".join(t.name for t in ROLLUP_TABLES)))
         session.commit()
         return len(months)
 
@@ -225,15 +278,20 @@ def _data_span(session: Session) -> list[int]:
 def _rebuild(session: Session, months: list[int]) -> None:
     for chunk in _chunks(months, 240):
         ranges = _month_ranges(chunk)
+        # every week touching these months, whole (its other days from their deals too)
+        weeks = merged((week_first(week_of(a)), week_last(week_of(b))) for a, b in ranges)
+        week_numbers = [(week_of(a), week_of(b)) for a, b in weeks]
         for table in (DEAL_MONTH, ACCOUNT_MONTH):
             session.execute(delete(table).where(table.c.month.in_(chunk)))
+        for table in (DEAL_WEEK, ACCOUNT_WEEK):
+            session.execute(delete(table).where(in_ranges(table.c.week, week_numbers)))
         for table in (DEAL_DAY, ACCOUNT_DAY):
             session.execute(delete(table).where(in_ranges(table.c.day, ranges)))
         session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
         session.execute(delete(ROLLUP_DIRTY).where(ROLLUP_DIRTY.c.month.in_(chunk)))
-        for monthly in (True, False):
-            session.execute(_deal_rollup(session, ranges, monthly=monthly))
-            session.execute(_account_rollup(ranges, monthly=monthly))
+        for period, spans in (("month", ranges), ("week", weeks), ("day", ranges)):
+            session.execute(_deal_rollup(session, spans, period))
+            session.execute(_account_rollup(session, spans, period))
         now = utcnow()
         session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now} for m in chunk])
 
@@ -248,11 +306,22 @@ def _month_ranges(months: list[int]) -> list[tuple[date, date]]:
     return merged((month_first(number), month_last(number)) for number in months)
 
 
-def _deal_rollup(session: Session, ranges: list[tuple[date, date]], *, monthly: bool) -> Any:
+def _period(session: Session, column: ColumnElement[Any], period: str) -> ColumnElement[Any]:
+    """The key of a rollup of `period` (month, week or day) for a date column."""
+    if period == "month":
+        return month_number(column)
+    return week_number(session, column) if period == "week" else column
+
+
+ROLLUP_OF = {"deal": {"month": DEAL_MONTH, "week": DEAL_WEEK, "day": DEAL_DAY},
+             "account": {"month": ACCOUNT_MONTH, "week": ACCOUNT_WEEK, "day": ACCOUNT_DAY}}
+
+
+def _deal_rollup(session: Session, ranges: list[tuple[date, date]], period_name: str) -> Any:
     timed = DEAL.c.created_date.is_not(None)
     days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
-    period = month_number(DEAL.c.close_date) if monthly else DEAL.c.close_date
+    period = _period(session, DEAL.c.close_date, period_name)
     rows = (
         select(period.label("period"), DEAL.c.connection_id, DEAL.c.owner_person_id,
                DEAL.c.status, probability.label("probability"),
@@ -263,21 +332,24 @@ def _deal_rollup(session: Session, ranges: list[tuple[date, date]], *, monthly: 
         .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges))
         .group_by(period, DEAL.c.connection_id, DEAL.c.owner_person_id, DEAL.c.status,
                   probability)
+        .order_by(period)  # a period's rows together on disk: a read touches few pages
     )
-    return insert(DEAL_MONTH if monthly else DEAL_DAY).from_select(
-        ["month" if monthly else "day", "connection_id", "owner_person_id", "status",
+    return insert(ROLLUP_OF["deal"][period_name]).from_select(
+        [period_name, "connection_id", "owner_person_id", "status",
          "probability", "owner_name", "deals", "amount", "cycle_days", "cycle_deals"], rows)
 
 
-def _account_rollup(ranges: list[tuple[date, date]], *, monthly: bool) -> Any:
-    period = month_number(ACCOUNT.c.created_date) if monthly else ACCOUNT.c.created_date
+def _account_rollup(session: Session, ranges: list[tuple[date, date]],
+                    period_name: str) -> Any:
+    period = _period(session, ACCOUNT.c.created_date, period_name)
     rows = (
         select(period.label("period"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
         .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges))
         .group_by(period, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
+        .order_by(period)
     )
-    return insert(ACCOUNT_MONTH if monthly else ACCOUNT_DAY).from_select(
-        ["month" if monthly else "day", "connection_id", "owner_person_id", "owner_name",
+    return insert(ROLLUP_OF["account"][period_name]).from_select(
+        [period_name, "connection_id", "owner_person_id", "owner_name",
          "accounts"], rows)
 

@@ -5,9 +5,8 @@ Run: python -m tests.bench.dashboard_bench [--deals 1000000] [--requests 20] [--
 
 On a fresh PostgreSQL database (tests/bench/common.fresh_database) it loads the metrics
 benchmark's dataset (tests.bench.metrics_bench.load: 3 connections in USD, EUR and GBP,
-100 reps, N deals over 2023-2025), then does what a first sync does after that: the reps
-become people (core.people.match_users, in four teams from their CRM users), the deals
-and accounts are linked to them (core.people.relink), the rollups are built
+100 reps who are people in four teams, N deals over 2023-2025, linked to their people as
+core.people would link them), then builds the rollups as a first sync does
 (core.metrics.rollups.refresh). Each rep gets a bookings goal for the quarter. Then the
 app runs under uvicorn in a thread and sequential GETs of whole pages (HTML, every
 query, template and byte) are timed with a manager's session cookie: p50 / p95 in ms.
@@ -34,7 +33,6 @@ from core.config import Settings
 from core.db import make_engine, session_scope, upgrade
 from core.goals.targets import GoalInput, create_goal
 from core.metrics import rollups
-from core.people import match_users, relink
 from tests.bench.common import fresh_database
 from tests.bench.metrics_bench import (
     OWNERS,
@@ -46,27 +44,16 @@ from tests.bench.metrics_bench import (
     time_requests,
 )
 
-TEAMS = ("North", "South", "East", "West")
 YEAR = ("2025-01-01", "2025-12-31")
 TARGET_MS = 1000.0
 MANAGERS = ("boss@example.com", "north@example.com")  # of everyone, of team North
 
 
 def people_and_goals(url: str, settings: Settings) -> tuple[float, str, str, int]:
-    """Reps -> people in teams, deals linked, rollups, a goal per rep for the quarter;
-    a manager of everyone and one of team North. Returns (seconds, the two managers'
-    session tokens, a rep's person id)."""
+    """Rollups, a goal per rep for the quarter; a manager of everyone and one of team North.
+    Returns (seconds of the rollups, the two managers' session tokens, a rep's person id)."""
     engine = make_engine(url)
     started = time.perf_counter()
-    with session_scope(engine) as session:
-        for i in range(OWNERS):  # the CRM users' departments become the people's teams
-            cid, rid, _, _ = owner(i)
-            session.execute(text("UPDATE crm_user SET team = :t WHERE connection_id = :c "
-                                 "AND remote_id = :r"), {"t": TEAMS[i % len(TEAMS)],
-                                                         "c": cid, "r": rid})
-        relink(session, user_ids=match_users(session))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
     rollups.refresh(engine)
     elapsed = time.perf_counter() - started
     first, last = (date.fromisoformat(d) for d in QUARTER)
@@ -147,7 +134,7 @@ def main() -> None:
             print(f"postgresql: loaded {args.deals:,} deals in "
                   f"{time.perf_counter() - started:.1f} s")
             seconds, everyone, north, rep = people_and_goals(url, settings)
-            print(f"  people, teams, links to people and rollups in {seconds:.1f} s")
+            print(f"  rollups in {seconds:.1f} s")
         app = create_app(settings)
         with BackgroundServer(app) as server:
             for who, token in (("manager of everyone", everyone), ("manager of North", north)):

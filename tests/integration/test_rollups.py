@@ -3,6 +3,7 @@ exactly what the deals give, after every kind of write, on SQLite and PostgreSQL
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -10,10 +11,11 @@ from sqlmodel import Session
 from core import store
 from core.config import Settings
 from core.db import session_scope
+from core.metrics import aggregates as agg
 from core.metrics import rollups
 from core.metrics.definitions import summary, timeseries
 from core.metrics.zone import ensure_zone
-from core.models import Connection, DealMonth, RollupDirty
+from core.models import Account, AccountWeek, Connection, Deal, DealMonth, DealWeek, RollupDirty
 from core.records import AccountRecord, DealRecord, Deletion
 
 SETTINGS = Settings(timezone="Europe/Berlin", reporting_currency="EUR")
@@ -216,3 +218,109 @@ def test_a_write_committed_during_a_refresh_keeps_its_month_dirty(pg_engine):
     assert rollups.refresh(pg_engine) == 1
     assert _clean(pg_engine) == [JAN, FEB, MAR]
     assert _numbers(pg_engine)[1]["total"]["bookings"] == bookings  # type: ignore[index]
+
+
+# -- weekly rollups (Monday to Sunday) -------------------------------------------------
+
+
+def _week_rows(engine) -> dict[str, set[tuple[object, ...]]]:
+    """The stored weekly rollups, as comparable rows."""
+    with session_scope(engine) as session:
+        deals = {tuple(row) for row in session.execute(select(
+            DealWeek.week, DealWeek.connection_id, DealWeek.owner_person_id,
+            DealWeek.status, DealWeek.probability, DealWeek.owner_name, DealWeek.deals,
+            DealWeek.amount, DealWeek.cycle_days, DealWeek.cycle_deals))}
+        accounts = {tuple(row) for row in session.execute(select(
+            AccountWeek.week, AccountWeek.connection_id,
+            AccountWeek.owner_person_id, AccountWeek.owner_name, AccountWeek.accounts))}
+    return {"deals": deals, "accounts": accounts}
+
+
+def _weeks_recomputed(engine) -> dict[str, set[tuple[object, ...]]]:
+    """The same rows computed here, in Python, from the live deals and accounts."""
+    deals: dict[tuple[object, ...], list[Any]] = {}
+    accounts: dict[tuple[object, ...], list[Any]] = {}
+    with session_scope(engine) as session:
+        for d in session.scalars(select(Deal).where(Deal.deleted_at.is_(None))):
+            key = (rollups.week_of(d.close_date), d.connection_id, d.owner_person_id, d.status,
+                   d.probability if d.status == "open" else None)
+            row = deals.setdefault(key, [None, 0, None, 0, 0])
+            row[0] = max(filter(None, (row[0], d.owner_name)), default=None)
+            row[1] += 1
+            if d.amount_home is not None:
+                row[2] = (row[2] or 0) + d.amount_home
+            if d.created_date is not None:
+                row[3] += (d.close_date - d.created_date).days
+                row[4] += 1
+        for a in session.scalars(select(Account).where(Account.deleted_at.is_(None))):
+            key = (rollups.week_of(a.created_date), a.connection_id, a.owner_person_id)
+            row = accounts.setdefault(key, [None, 0])
+            row[0] = max(filter(None, (row[0], a.owner_name)), default=None)
+            row[1] += 1
+    return {"deals": {(*k, *v) for k, v in deals.items()},
+            "accounts": {(*k, *v) for k, v in accounts.items()}}
+
+
+def test_weekly_rollups_equal_a_recompute_after_every_kind_of_change(engine):
+    cid = _load(engine)
+    with session_scope(engine) as session:  # Sunday 23:30 UTC: Monday in Berlin
+        store.upsert_records(session, stream="accounts", connection_id=cid, records=[
+            AccountRecord("a2", "Beta", owner_email="bob@x.com",
+                          remote_created_at=datetime(2025, 2, 2, 23, 30, tzinfo=UTC))])
+    rollups.refresh(engine)
+    assert _week_rows(engine) == _weeks_recomputed(engine)
+    assert rollups.week_of(date(2025, 1, 31)) in {row[0] for row in _week_rows(engine)["deals"]}
+
+    # Jan 27 - Feb 2 lies in two months: an edit in February alone rebuilds it whole
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("d3", date(2025, 2, 2), "won", "300", owner="BOB@x.com")])
+    assert _clean(engine) == [JAN, MAR]
+    assert rollups.refresh(engine) == 1
+    assert _week_rows(engine) == _weeks_recomputed(engine)
+
+    with session_scope(engine) as session:  # a move across months, then a deletion
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("d1", date(2025, 2, 1), "won", "1000.10")])
+        store.apply_deletions(session, connection_id=cid, deletions=[
+            Deletion("deals", "d2", datetime(2025, 6, 1, tzinfo=UTC))])
+    rollups.refresh(engine)
+    assert _week_rows(engine) == _weeks_recomputed(engine)
+
+    with session_scope(engine) as session:  # a time zone change moves a2 to Sunday
+        ensure_zone(session, "UTC")
+    assert rollups.refresh(engine) == 3
+    rows = _week_rows(engine)
+    assert rows == _weeks_recomputed(engine)
+    assert rollups.week_of(date(2025, 2, 2)) in {row[0] for row in rows["accounts"]}
+
+
+def test_partial_months_and_weekly_series_read_whole_weeks_with_the_same_numbers(engine):
+    _load(engine)
+    start, end = date(2025, 1, 6), date(2025, 2, 16)  # Monday to Sunday, six weeks
+    rollups.refresh(engine)
+    with session_scope(engine) as session:
+        read = agg.scope(session, start, end, None)
+        assert (read.months, read.days, read.ranges) == ([], [], [])
+        assert read.weeks == list(range(rollups.week_of(start), rollups.week_of(end) + 1))
+        # a month series reads no weeks (a week row does not say its month)
+        monthly = agg.scope(session, start, end, None, weekly=False)
+        assert (monthly.weeks, monthly.days) == ([], [(start, end)])
+    for first, last in ((start, end), (date(2025, 1, 1), date(2025, 3, 20))):
+        from_rollups = _numbers(engine, first, last)
+        assert from_rollups == _numbers_raw(engine, first, last)
+        rollups.refresh(engine)
+
+
+def test_whole_weeks_cuts_a_range_at_mondays():
+    monday, sunday = date(2025, 1, 6), date(2025, 1, 12)
+    assert rollups.whole_weeks(monday, sunday) == ([rollups.week_of(monday)], [])
+    assert rollups.whole_weeks(date(2025, 1, 7), date(2025, 1, 20)) == (
+        [rollups.week_of(date(2025, 1, 13))],
+        [(date(2025, 1, 7), sunday), (date(2025, 1, 20), date(2025, 1, 20))])
+    assert rollups.whole_weeks(date(2025, 1, 7), date(2025, 1, 11)) == (
+        [], [(date(2025, 1, 7), date(2025, 1, 11))])
+    assert rollups.week_first(rollups.week_of(date(2025, 1, 1))) == date(2024, 12, 30)
+    assert rollups.week_last(rollups.week_of(date.max)) == date.max
+    assert rollups.whole_weeks(date(9999, 12, 27), date.max) == (
+        [rollups.week_of(date.max)], [])

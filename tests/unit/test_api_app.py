@@ -94,6 +94,13 @@ def test_json_numbers_are_exact_and_times_are_utc():
     assert json.loads(text, parse_float=Decimal)["d"] == Decimal("98765432109876.5432")
     with pytest.raises(TypeError):
         dumps({"x": object()})
+    # subclasses (enums) as their values; keys as text, True and 1 apart
+    from core.types import DealStatus
+
+    assert dumps({DealStatus.WON: [DealStatus.LOST, (1, None)], True: 1}) == (
+        '{"won":["lost",[1,null]],"True":1}')
+    assert dumps({1: True}) == '{"1":true}'
+
     assert scalar_text(datetime(2025, 1, 1, tzinfo=UTC)) == "2025-01-01T00:00:00Z"
     assert scalar_text({"deals": {"fetched": 1}}) == '{"deals":{"fetched":1}}'
 
