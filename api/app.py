@@ -11,6 +11,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.types import ASGIApp
 
 from api import errors, web
 from api.deps import JobQueue
@@ -33,6 +34,7 @@ from api.routes import (
     sync_runs,
     webhooks,
 )
+from api.webhook_path import WebhookPath
 from core.config import Settings, get_settings
 from core.db import MIGRATIONS, upgrade
 from workers.context import JobContext, build_context
@@ -46,6 +48,14 @@ STATIC_URL = "/static"
 
 class SchemaNotCurrent(RuntimeError):
     pass
+
+
+class Api(FastAPI):
+    """FastAPI with the webhook intake's thin path in front of its middleware stack: vendors'
+    callbacks skip the framework's routing and request handling (api.webhook_path)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return WebhookPath(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None, *, ctx: JobContext | None = None,
@@ -77,7 +87,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
             if ctx is None:
                 job_ctx.engine.dispose()
 
-    app = FastAPI(
+    app = Api(
         title="crmsync",
         version="0.1.0",
         summary="CRM data (users, accounts, stages, deals) synced into one store.",

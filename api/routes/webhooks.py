@@ -2,7 +2,8 @@
 
 Authenticated by the vendor's own scheme (the connector verifies), not by API keys.
 Bad callbacks get a 4xx and store nothing; good ones are stored before the answer
-and processed by a job.
+and processed by a job. The route is declared here for the OpenAPI document; the calls
+are served by api.webhook_path, in front of FastAPI's routing, through `intake`.
 """
 
 import asyncio
@@ -53,6 +54,14 @@ log = logging.getLogger("crmsync.webhooks")
             (429, "over the connection's callbacks per second (Retry-After)"))}},
 )
 async def receive_webhook(provider: str, connection_id: Id, request: Request) -> Response:
+    """Declared for the OpenAPI document: api.webhook_path serves these calls in front of
+    FastAPI's routing, through the same `intake`."""
+    return await intake(request, provider, connection_id)
+
+
+async def intake(request: Request, provider: str, connection_id: int) -> Response:
+    """A callback's answer: verified, stored, processing queued. Raises ApiError (the
+    API's JSON errors) for a callback that is refused."""
     body = await _read_body(request)
     state = request.app.state
     wire = WebhookRequest(body=body, headers=dict(request.headers),
