@@ -116,10 +116,10 @@ async def _verify(state: Any, provider: str, connection_id: int,
     storm of forged callbacks costs one reload a second."""
     not_found = ApiError(404, f"there is no {provider} connection {connection_id}")
     try:
-        cls = get_connector(provider)
+        cls = _receiver(get_connector(provider))
     except UnknownProvider:
         raise not_found from None
-    if not isinstance(cls, WebhookReceiver):
+    if cls is None:
         raise ApiError(404, f"provider {provider!r} does not take webhooks")
     started = time.monotonic()
     known = await _known(state, connection_id)
@@ -141,6 +141,18 @@ async def _verify(state: Any, provider: str, connection_id: int,
         except WebhookRejected as exc:
             rejected = exc
     raise _Refused(ApiError(rejected.status, str(rejected))) from None
+
+
+_RECEIVERS: dict[type, bool] = {}
+
+
+def _receiver(cls: Any) -> WebhookReceiver | None:
+    """The connector class if it takes webhooks, else None. (isinstance on a runtime
+    Protocol inspects its members each time: its verdict is kept per class.)"""
+    takes = _RECEIVERS.get(cls)
+    if takes is None:
+        takes = _RECEIVERS[cls] = isinstance(cls, WebhookReceiver)
+    return cls if takes else None
 
 
 class _Refused(Exception):
