@@ -40,11 +40,16 @@ class WebhookPath:
         self.intake = BodyLimitMiddleware(CatchAllMiddleware(serve))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["method"] == "POST"
-                and PATH.match(get_route_path(scope))):
+        if takes(scope):
             await self.intake(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def takes(scope: Scope) -> bool:
+    """Whether a request is a callback: POST to a webhook URL."""
+    return (scope["type"] == "http" and scope["method"] == "POST"
+            and PATH.match(get_route_path(scope)) is not None)
 
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:

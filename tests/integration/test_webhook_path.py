@@ -211,6 +211,7 @@ async def test_the_app_serves_callbacks_through_the_thin_path(paths):
     api = paths.api
     await api.client.get("/health")  # the middleware stack is built on the first call
     assert isinstance(api.app.middleware_stack, WebhookPath)
+    assert api.app.untraced  # no OpenTelemetry: callbacks are taken before FastAPI.__call__
     fastapi_stack = api.app.middleware_stack.app
 
     async def unreachable(scope: Scope, receive: Receive, send: Send) -> None:
