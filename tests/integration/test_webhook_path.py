@@ -6,7 +6,6 @@ to FastAPI's stack."""
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,7 +21,8 @@ from api.webhook_path import WebhookPath
 from core import webhooks
 from core.db import session_scope
 from core.models import WebhookEvent, WebhookRejection
-from tests.api_support import Api, add_connection, running_api
+from tests.api_support import Api
+from tests.integration import test_webhook_intake as intake
 from tests.integration.test_api_hardening import BIG, HUGE, JUST_OVER
 from tests.integration.test_webhook_intake import TOKEN, notification
 from tests.integration.test_webhook_limits import add_fxiaoke, message
@@ -62,18 +62,14 @@ def client(app: FastAPI, asgi: Any) -> httpx.AsyncClient:
                              base_url="http://test")
 
 
+api = intake.api  # the running app with a Zoho connection and its channel (a fixture)
+
+
 @pytest.fixture
-async def paths(engine) -> AsyncIterator[Paths]:
-    async with running_api(engine) as api:
-        connection_id = add_connection(engine)
-        with session_scope(engine) as session:
-            webhooks.save_channel(session, api.app.state.secrets, connection_id=connection_id,
-                                  channel_id="1000000068001", token=TOKEN, events=["Deals.all"],
-                                  notify_url="http://x", expires_at=datetime.now(UTC)
-                                  + timedelta(days=7))
-        paths = Paths(api, connection_id)
-        async with paths.thin, paths.route:
-            yield paths
+async def paths(api: tuple[Api, int]) -> AsyncIterator[Paths]:
+    paths = Paths(*api)
+    async with paths.thin, paths.route:
+        yield paths
 
 
 def same_answer(thin: httpx.Response, route: httpx.Response) -> None:
