@@ -7,7 +7,7 @@ COPY cli cli
 COPY core core
 COPY connectors connectors
 COPY workers workers
-RUN pip install --no-cache-dir . && useradd --system --no-create-home crmsync
+RUN pip install --no-cache-dir '.[fast]' && useradd --system --no-create-home crmsync
 USER crmsync
 EXPOSE 8000
 # docker-compose.yml runs this image as `migrate` (crmsync db upgrade), `api` (this command)

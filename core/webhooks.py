@@ -46,9 +46,11 @@ def store_events(
     table = table_of(WebhookEvent)
     dialect = session.get_bind().dialect.name
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    stmt = insert.values(rows).on_conflict_do_nothing(
+    stmt = insert.on_conflict_do_nothing(
         index_elements=["connection_id", "dedupe_key"]).returning(table.c.id)
-    return len(session.execute(stmt).all())
+    # rows as parameters, not in the statement: compiled once and cached, sent as one
+    # multi-row INSERT (SQLAlchemy's insertmanyvalues)
+    return len(session.execute(stmt, rows).all())
 
 
 DELIVERIES = "_deliveries"  # payload key: fingerprints of the deliveries of an event

@@ -2,7 +2,8 @@
 
 Authenticated by the vendor's own scheme (the connector verifies), not by API keys.
 Bad callbacks get a 4xx and store nothing; good ones are stored before the answer
-and processed by a job.
+and processed by a job. The route is declared here for the OpenAPI document; the calls
+are served by api.webhook_path, in front of FastAPI's routing, through `intake`.
 """
 
 import asyncio
@@ -53,6 +54,14 @@ log = logging.getLogger("crmsync.webhooks")
             (429, "over the connection's callbacks per second (Retry-After)"))}},
 )
 async def receive_webhook(provider: str, connection_id: Id, request: Request) -> Response:
+    """Declared for the OpenAPI document: api.webhook_path serves these calls in front of
+    FastAPI's routing, through the same `intake`."""
+    return await intake(request, provider, connection_id)
+
+
+async def intake(request: Request, provider: str, connection_id: int) -> Response:
+    """A callback's answer: verified, stored, processing queued. Raises ApiError (the
+    API's JSON errors) for a callback that is refused."""
     body = await _read_body(request)
     state = request.app.state
     wire = WebhookRequest(body=body, headers=dict(request.headers),
@@ -83,15 +92,14 @@ def _called_url(public_url: str | None, request: Request) -> str:
 
 
 async def _read_body(request: Request) -> bytes:
-    too_large = ApiError(413, f"the body is over {webhooks.MAX_BODY} bytes")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > webhooks.MAX_BODY:
-        raise too_large
+        raise _too_large()
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > webhooks.MAX_BODY:
-            raise too_large
+            raise _too_large()
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -105,19 +113,18 @@ async def _verify(state: Any, provider: str, connection_id: int,
     connection is reloaded (read and decrypted) at most once per RELOAD_EVERY seconds:
     refused callbacks wait for the next reload (a second at most) and share it, so a
     storm of forged callbacks costs one reload a second."""
-    not_found = ApiError(404, f"there is no {provider} connection {connection_id}")
     try:
-        cls = get_connector(provider)
+        cls = _receiver(get_connector(provider))
     except UnknownProvider:
-        raise not_found from None
-    if not isinstance(cls, WebhookReceiver):
+        raise _not_found(provider, connection_id) from None
+    if cls is None:
         raise ApiError(404, f"provider {provider!r} does not take webhooks")
     started = time.monotonic()
     known = await _known(state, connection_id)
     if known.provider != provider and known.loaded_at < started:
         known = await _known(state, connection_id, newer_than=known)
     if known.provider != provider:
-        raise not_found
+        raise _not_found(provider, connection_id)
     await _admit(state, connection_id)
     try:
         return cls.parse_webhook(wire, known.secrets)
@@ -126,12 +133,32 @@ async def _verify(state: Any, provider: str, connection_id: int,
     if known.loaded_at < started:  # checked against an older load: once more
         known = await _known(state, connection_id, newer_than=known)
         if known.provider != provider:
-            raise not_found
+            raise _not_found(provider, connection_id)
         try:
             return cls.parse_webhook(wire, known.secrets)
         except WebhookRejected as exc:
             rejected = exc
     raise _Refused(ApiError(rejected.status, str(rejected))) from None
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, f"the body is over {webhooks.MAX_BODY} bytes")
+
+
+def _not_found(provider: str, connection_id: int) -> ApiError:
+    return ApiError(404, f"there is no {provider} connection {connection_id}")
+
+
+_RECEIVERS: dict[type, bool] = {}
+
+
+def _receiver(cls: Any) -> WebhookReceiver | None:
+    """The connector class if it takes webhooks, else None. (isinstance on a runtime
+    Protocol inspects its members each time: its verdict is kept per class.)"""
+    takes = _RECEIVERS.get(cls)
+    if takes is None:
+        takes = _RECEIVERS[cls] = isinstance(cls, WebhookReceiver)
+    return cls if takes else None
 
 
 class _Refused(Exception):
@@ -287,7 +314,7 @@ def _store_delivery(state: Any, connection_id: int, provider: str,
                                            delivery=intake.delivery)
     except IntegrityError:  # the connection was deleted since it was cached
         _cache(state).pop(connection_id, None)
-        raise ApiError(404, f"there is no {provider} connection {connection_id}") from None
+        raise _not_found(provider, connection_id) from None
 
 
 Item = tuple[int, str, list[tuple[str, dict[str, Any]]], "asyncio.Future[None]"]
@@ -342,7 +369,7 @@ class _Writer:
             self._write([item])
         except IntegrityError:  # the connection was deleted since it was cached
             _cache(self.state).pop(item[0], None)
-            return ApiError(404, f"there is no {item[1]} connection {item[0]}")
+            return _not_found(item[1], item[0])
         except Exception as exc:
             return exc
         return None

@@ -1,7 +1,7 @@
 """Webhook intake benchmark (issue M5): Zoho notifications into the API under uvicorn.
 
 Run: python -m tests.bench.webhook_bench [--events 10000] [--concurrency 32]
-                                         [--api-processes 2]
+                                         [--api-processes 2] [--http h11] [--loop asyncio]
 
 Starts, each in its own process: the Zoho sandbox, the API under uvicorn (PostgreSQL,
 jobs queued on Redis) and an arq worker (`crmsync worker`) that processes the events
@@ -9,7 +9,8 @@ while they arrive. This process then POSTs `--events` documented notification bo
 (5% of them redelivered twice) from `--concurrency` connections and prints events
 accepted and persisted per second, latency percentiles, and how long the worker needed
 to process them all. With --api-processes N, N API processes on N ports share the
-connections (as behind a load balancer). The per-process rate limit
+connections (as behind a load balancer). --http and --loop are uvicorn's (default auto:
+httptools and uvloop when installed, as `crmsync serve` picks them). The per-process rate limit
 (CRMSYNC_WEBHOOK_RATE_PER_SECOND) is raised out of the way: this measures capacity.
 Target: at least 2,000 events/s with p99 under 50 ms, with one API process
 and with two.
@@ -17,6 +18,7 @@ and with two.
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import random
 import statistics
@@ -51,7 +53,7 @@ def wait_for(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
-def serve_api(port: int) -> None:
+def serve_api(port: int, http: str, loop: str) -> None:
     """Child process: the API under uvicorn, settings from the environment."""
     import uvicorn
 
@@ -59,7 +61,16 @@ def serve_api(port: int) -> None:
     from core.config import get_settings
 
     uvicorn.run(create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning",
-                access_log=False)
+                access_log=False, http=http, loop=loop)  # type: ignore[arg-type]
+
+
+def resolved(http: str, loop: str) -> str:
+    """uvicorn's choice for "auto": httptools and uvloop when they are installed."""
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"http={http} loop={loop}"
 
 
 def prepare(db_url: str, sandbox_url: str, key: str) -> int:
@@ -143,7 +154,8 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 10) - 1] * 1000
 
 
-def run(events: int, concurrency: int, deals: int, api_processes: int = 1) -> dict[str, Any]:
+def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
+        http: str = "auto", loop: str = "auto") -> dict[str, Any]:
     from connectors.sandbox import generate_company
     from connectors.sandbox.server import free_port
     from core.db import make_engine
@@ -164,7 +176,8 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1) -> di
         wait_for(f"{sandbox_url}/_sandbox/stats", procs[0])
         connection_id = prepare(db_url, sandbox_url, key)
         apis = [subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
-                                  "--serve-api", str(port)], env=env) for port in api_ports]
+                                  "--serve-api", str(port), "--http", http, "--loop", loop],
+                                 env=env) for port in api_ports]
         procs.extend(apis)
         log = open(os.environ.get("CRMSYNC_BENCH_WORKER_LOG", os.devnull), "wb")  # noqa: SIM115
         worker = subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env,
@@ -200,7 +213,8 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1) -> di
             runs, calls = conn.execute(text("SELECT count(*), coalesce(sum(api_calls), 0) "
                                             "FROM sync_run WHERE mode = 'webhook'")).one()
         engine.dispose()
-        return {"api_processes": api_processes, "requests": len(payloads), "unique": events,
+        return {"api_processes": api_processes, "server": resolved(http, loop),
+                "requests": len(payloads), "unique": events,
                 "stored": stored,
                 "processed": processed, "wall_s": wall, "accepted_per_s": len(payloads) / wall,
                 "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99),
@@ -223,16 +237,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--deals", type=int, default=5_000)
     parser.add_argument("--api-processes", type=int, default=1)
+    parser.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"))
+    parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
     parser.add_argument("--serve-api", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_api:
-        serve_api(args.serve_api)
+        serve_api(args.serve_api, args.http, args.loop)
         return
-    result = run(args.events, args.concurrency, args.deals, args.api_processes)
+    result = run(args.events, args.concurrency, args.deals, args.api_processes, args.http,
+                 args.loop)
     print(f"webhook intake, PostgreSQL + Redis (arq worker running), {os.cpu_count()} cores")
     for name, value in result.items():
-        print(f"  {name:34} {value:,.1f}" if isinstance(value, float) else
-              f"  {name:34} {value:,}")
+        print(f"  {name:34} {value:,.2f}" if "cpu" in name else
+              f"  {name:34} {value:,.1f}" if isinstance(value, float) else
+              f"  {name:34} {value:,}" if isinstance(value, int) else f"  {name:34} {value}")
 
 
 if __name__ == "__main__":
