@@ -17,7 +17,6 @@ import re
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -46,15 +45,22 @@ class WebhookPath:
             await self.app(scope, receive, send)
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path below the app's root path (what Starlette's router matches)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 def takes(scope: Scope) -> bool:
     """Whether a request is a callback: POST to a webhook URL."""
     return (scope["type"] == "http" and scope["method"] == "POST"
-            and PATH.match(get_route_path(scope)) is not None)
+            and PATH.match(route_path(scope)) is not None)
 
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     """One callback, answered by webhooks.intake or the app's handler of its error."""
-    match = PATH.match(get_route_path(scope))
+    match = PATH.match(route_path(scope))
     assert match is not None
     provider, connection_id = match.groups()
     request = Request(scope, receive)
