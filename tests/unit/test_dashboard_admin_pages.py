@@ -21,10 +21,11 @@ from api.web.goals import parse_span
 from core.config import Settings
 from core.goals.split import split
 from core.models import ApiKey, Goal, SyncRun
-from tests.unit.test_dashboard_pages import (  # noqa: F401 - fixtures site, store
+from tests.unit.test_dashboard_pages import (  # noqa: F401 - fixtures seeded_file, site, store
     Site,
     board_rows,
     person_id,
+    seeded_file,
     site,
     store,
 )
