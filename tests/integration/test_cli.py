@@ -21,18 +21,18 @@ def crmsync(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedP
     return in_process(args, cwd=tmp_path, env=user_env(COLUMNS="120"))
 
 
-def test_demo_on_a_fresh_directory_syncs_and_prints_a_key_and_calls(tmp_path):
-    # --port 0: the demo holds its port while it runs; 8000 may be taken (a parallel test,
-    # a developer's demo)
-    done = crmsync(tmp_path, "demo", "--no-serve", "--port", "0", "--deals", "400")
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+def test_demo_on_a_fresh_directory_syncs_and_prints_a_key_and_calls(tmp_path, demo_store):
+    # the demo on a fresh directory (once per test process: tests/integration/conftest.py),
+    # then again on a copy of the store it left. --port 0: the demo holds its port while it
+    # runs; 8000 may be taken (a parallel test, a developer's demo)
+    demo_store.copy_to(tmp_path)
+    out = demo_store.stdout
     assert "full sync" in out and "synced into the store" in out
     key = re.search(r"csk_[A-Za-z0-9_-]+", out)
     assert key is not None
     assert out.count(f"Bearer {key.group(0)}") == 4  # four copy-paste calls
-    assert (tmp_path / "crmsync.db").exists()
-    assert oct((tmp_path / "crmsync.db.key").stat().st_mode & 0o777) == "0o600"
+    assert (demo_store.directory / "crmsync.db").exists()
+    assert oct((demo_store.directory / "crmsync.db.key").stat().st_mode & 0o777) == "0o600"
 
     again = crmsync(tmp_path, "demo", "--no-serve", "--port", "0",
                     "--deals", "400")  # reuses the store
@@ -113,21 +113,28 @@ def test_every_registered_sandbox_is_a_command_with_its_options(tmp_path):
 
 
 def test_a_sandbox_command_serves_its_sandbox(tmp_path):
-    for provider in sandboxes():
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "sandbox", provider, "--port", str(port),
-             "--deals", "50"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-        try:
+    """Each sandbox command as its own process (a server that keeps running), all started
+    at once: each spends seconds importing, which they do side by side."""
+    ports = {provider: free_port() for provider in sandboxes()}
+    processes = {provider: subprocess.Popen(
+        [sys.executable, "-m", "cli", "sandbox", provider, "--port", str(port),
+         "--deals", "50"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+        for provider, port in ports.items()}
+    try:
+        deadline = time.monotonic() + 90
+        for provider, port in ports.items():
             stats = None
-            for _ in range(300):
+            while stats is None and time.monotonic() < deadline:
                 try:
                     stats = httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=1)
-                    break
                 except httpx.TransportError:
                     time.sleep(0.05)
             assert stats is not None and stats.status_code == 200, provider
-        finally:
+    finally:
+        for process in processes.values():
             process.terminate()
-            out, _ = process.communicate(timeout=10)
+        outputs = {provider: process.communicate(timeout=10)[0]
+                   for provider, process in processes.items()}
+    for provider, port in ports.items():
+        out = outputs[provider]
         assert f"127.0.0.1:{port}" in out and "CRMSYNC_ALLOW_ENDPOINTS" in out, out

@@ -26,6 +26,7 @@ from core.db import make_engine, session_scope
 from core.metrics.periods import Preset, preset_range, today
 from core.security import SecretBox
 from tests.api_support import make_key
+from tests.integration.conftest import DemoStore
 from tests.integration.test_cli import crmsync
 from workers.context import JobContext
 
@@ -86,14 +87,15 @@ def _home_crm_rep(api: httpx.Client, start: str, end: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    directory = tmp_path_factory.mktemp("dashboard")
-    done = crmsync(directory, "demo", "--no-serve", "--deals", "400", "--port", "0",
-                   timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ ", done.stdout, re.MULTILINE)
-    demo_links = {role: (who, path) for role, who, path in DEMO_LINK.findall(done.stdout)}
-    assert set(demo_links) == {"manager", "rep"}, done.stdout
+def dashboard(tmp_path_factory: pytest.TempPathFactory,
+              demo_store: DemoStore) -> Iterator[Dashboard]:
+    """The store `crmsync demo --no-serve` filled (a copy of demo_store, this module's own)
+    behind the app on a real port."""
+    directory = demo_store.copy_to(tmp_path_factory.mktemp("dashboard"))
+    out = demo_store.stdout
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ ", out, re.MULTILINE)
+    demo_links = {role: (who, path) for role, who, path in DEMO_LINK.findall(out)}
+    assert set(demo_links) == {"manager", "rep"}, out
     url = f"sqlite:///{directory / 'crmsync.db'}"
     engine = make_engine(url)
     secret = Fernet.generate_key().decode()

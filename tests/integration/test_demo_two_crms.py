@@ -13,7 +13,6 @@ from connectors.sandbox import generate_company
 from core.db import make_engine, session_scope
 from core.models import Connection, DealStageChange, GoalPush, SyncRun, User
 from tests.api_support import running_api
-from tests.integration.test_cli import crmsync
 
 
 def test_shared_reps_keep_other_seeds_unchanged():
@@ -33,11 +32,9 @@ def test_shared_reps_keep_other_seeds_unchanged():
     assert generate_company(**both.generated_with).reps[1].email == both.reps[1].email
 
 
-async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path):
-    # --port 0: 8000 may be taken (a parallel test, a developer's demo)
-    done = crmsync(tmp_path, "demo", "--no-serve", "--port", "0", "--deals", "400",
-                   timeout=300)
-    assert done.returncode == 0, done.stderr
+async def test_the_demo_syncs_both_crms_and_counts_a_shared_rep_once(tmp_path, demo_store):
+    done = demo_store  # `crmsync demo --no-serve` (tests/integration/conftest.py), a copy
+    demo_store.copy_to(tmp_path)
     for sandbox in registry.sandboxes().values():
         assert sandbox.demo_name in done.stdout
     assert re.search(r"connection 1:\s+\d+\s+inserted.*connection 2:\s+\d+\s+inserted",

@@ -8,10 +8,10 @@ from connectors.registry import sandboxes
 from tests.integration.test_cli import crmsync
 
 
-def test_demo_sets_and_pushes_goals_then_the_goals_commands(tmp_path):
-    # --port 0: 8000 may be taken (a parallel test, a developer's demo)
-    demo = crmsync(tmp_path, "demo", "--no-serve", "--port", "0", "--deals", "300")
-    assert demo.returncode == 0, demo.stderr
+def test_demo_sets_and_pushes_goals_then_the_goals_commands(tmp_path, demo_store):
+    # the store `crmsync demo --no-serve` left (tests/integration/conftest.py), a copy
+    demo = demo_store
+    demo_store.copy_to(tmp_path)
     out = re.sub(r"\s+", " ", demo.stdout)
     found = re.search(r"goals for (\S+) to (\S+): (\d+) new", out)
     assert found is not None, demo.stdout

@@ -25,10 +25,11 @@ from core.goals.split import split
 from core.models import ApiKey, Goal, SyncRun
 from core.store import set_state
 from tests.api_support import make_key
-from tests.unit.test_dashboard_pages import (  # noqa: F401 - fixtures site, store
+from tests.unit.test_dashboard_pages import (  # noqa: F401 - fixtures seeded_file, site, store
     Site,
     board_rows,
     person_id,
+    seeded_file,
     site,
     store,
 )

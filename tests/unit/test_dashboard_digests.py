@@ -17,7 +17,12 @@ from tests.digest_support import (
     transport,
 )
 from tests.unit.test_dashboard_admin_pages import admin_csrf
-from tests.unit.test_dashboard_pages import Site, site, store  # noqa: F401 - fixtures
+from tests.unit.test_dashboard_pages import (  # noqa: F401 - fixtures
+    Site,
+    seeded_file,
+    site,
+    store,
+)
 
 
 def add_channels(site: Site) -> tuple[int, int]:

@@ -11,7 +11,8 @@ from html import unescape
 
 from api.web.hygiene import PAGE_SIZE
 from tests.unit.test_dashboard_pages import Q1, Site, board_rows, cell_text, person_id
-from tests.unit.test_dashboard_pages import site as site  # the fixtures
+from tests.unit.test_dashboard_pages import seeded_file as seeded_file  # the fixtures
+from tests.unit.test_dashboard_pages import site as site
 from tests.unit.test_dashboard_pages import store as store
 
 LINK = "https://crm.zoho.com/crm/tab/Potentials/"  # the seeded connection: Zoho, dc com

@@ -26,7 +26,8 @@ from tests.unit.test_dashboard_pages import (
     person_id,
     site_on,
 )
-from tests.unit.test_dashboard_pages import store as store  # the fixture
+from tests.unit.test_dashboard_pages import seeded_file as seeded_file  # the fixtures
+from tests.unit.test_dashboard_pages import store as store
 
 Q1 = {"period": "custom", "start": "2025-01-01", "end": "2025-03-31"}
 FEB = {"period": "custom", "start": "2025-02-01", "end": "2025-02-28"}

@@ -26,7 +26,8 @@ from tests.unit.test_dashboard_pages import (
     person_id,
     site_on,
 )
-from tests.unit.test_dashboard_pages import store as store  # the fixture
+from tests.unit.test_dashboard_pages import seeded_file as seeded_file  # the fixtures
+from tests.unit.test_dashboard_pages import store as store
 
 YEAR = {"period": "custom", "start": "2025-01-01", "end": "2025-12-31", "interval": "month"}
 NOTHING = "–"
