@@ -1,20 +1,30 @@
 """The store's upserts and the sync engine, on SQLite and PostgreSQL (no CRM involved)."""
 
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core import store
 from core.config import Settings
 from core.db import session_scope
 from core.errors import AuthError, ConfigError
 from core.metrics.currency import set_rate
-from core.models import Connection, Deal, DealStageChange, DealVersion, SyncRun, SyncState
-from core.records import DealRecord, Deletion, Page, SourceInfo
+from core.models import (
+    Account,
+    Connection,
+    Deal,
+    DealStageChange,
+    DealVersion,
+    Person,
+    SyncRun,
+    SyncState,
+)
+from core.records import AccountRecord, DealRecord, Deletion, Page, SourceInfo
 from core.sync import SyncEngine
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -320,3 +330,84 @@ async def test_pages_waiting_for_the_writer_are_written_together_as_if_one_by_on
         assert [tuple(m) for m in moves] == [("Proposal", "Won")]
         state = session.get(SyncState, (connection_id, "deals"))
         assert state is not None and state.cursor == {"cursor": {"n": 6}, "full_started_at": None}
+
+
+def account(i: int, owner: str) -> AccountRecord:
+    return AccountRecord(remote_id=f"A{i}", name=f"A{i}", owner_remote_id=owner,
+                         owner_email=f"{owner}@example.com", owner_name=owner,
+                         remote_modified_at=T0, raw={"id": f"A{i}"})
+
+
+def pg_connection(engine) -> int:
+    with session_scope(engine) as session:
+        c = Connection(provider="zoho", name="c1", config={})
+        session.add(c)
+        session.flush()
+        return int(c.id or 0)
+
+
+async def test_on_postgresql_deals_and_accounts_pages_are_written_at_the_same_time(pg_engine):
+    # The first deals merge waits (in the database driver, its transaction open) until an
+    # accounts page was merged on the run's other connection: with one connection for
+    # everything it would wait in vain. Both pages add the same new people (in one order).
+    connection_id = pg_connection(pg_engine)
+    accounts_merged, waited = threading.Event(), []
+
+    def before(conn, cursor, statement, *args: Any) -> None:
+        if "INSERT INTO account (" in statement:
+            accounts_merged.set()
+        elif "INSERT INTO deal (" in statement and not waited:
+            waited.append(accounts_merged.wait(timeout=20))
+
+    pages = {"deals": [Page(records=[deal(i, owner_remote_id=f"u{i % 3}",
+                                          owner_email=f"u{i % 3}@example.com")
+                                     for i in range(n, n + 3)], cursor={"n": n})
+                       for n in (0, 3)],
+             "accounts": [Page(records=[account(i, f"u{i % 3}") for i in range(3)],
+                               cursor={"n": 0})]}
+    event.listen(pg_engine, "before_cursor_execute", before)
+    try:
+        summary = await SyncEngine(
+            pg_engine, ListSource(pages), connection_id=connection_id,
+            run_id=new_run(pg_engine, connection_id, "full"), mode="full",
+            streams=("deals", "accounts")).run()
+    finally:
+        event.remove(pg_engine, "before_cursor_execute", before)
+    assert waited == [True]
+    assert summary["deals"]["upserted"] == 6 and summary["accounts"]["upserted"] == 3
+    with session_scope(pg_engine) as session:
+        people = session.execute(select(Person.email).order_by(Person.email)).scalars().all()
+        assert people == ["u0@example.com", "u1@example.com", "u2@example.com"]
+        owners = session.execute(select(func.count()).select_from(Deal).where(
+            Deal.owner_person_id.is_(None))).scalar_one()
+        assert owners == 0
+
+
+async def test_a_stream_failing_on_one_connection_leaves_each_streams_last_committed_page(
+        pg_engine):
+    # accounts fail at their second page while deals are written on the other connection:
+    # each stream's cursor is its last committed page, and the next run resumes from there
+    connection_id = pg_connection(pg_engine)
+    pages = {"deals": [Page(records=[deal(i)], cursor={"n": i}) for i in range(40)],
+             "accounts": [Page(records=[account(i, "u1")], cursor={"n": i}) for i in range(3)]}
+    with pytest.raises(RuntimeError, match="boom"):
+        await SyncEngine(pg_engine, ListSource(pages, fail_on="accounts"),
+                         connection_id=connection_id,
+                         run_id=new_run(pg_engine, connection_id, "incremental"),
+                         mode="incremental", streams=("deals", "accounts")).run()
+    with session_scope(pg_engine) as session:
+        stored = {s.stream: s.cursor for s in session.scalars(select(SyncState))}
+        assert stored["accounts"] == {"cursor": {"n": 0}, "full_started_at": None}
+        deals = session.execute(select(Deal.remote_id)).scalars().all()
+        committed = stored.get("deals")
+        assert len(deals) == (committed["cursor"]["n"] + 1 if committed else 0)
+        assert session.execute(select(Account.remote_id)).scalars().all() == ["A0"]
+    source = ListSource({"deals": pages["deals"][len(deals):],
+                         "accounts": pages["accounts"][1:]})
+    await SyncEngine(pg_engine, source, connection_id=connection_id,
+                     run_id=new_run(pg_engine, connection_id, "incremental"),
+                     mode="incremental", streams=("deals", "accounts")).run()
+    assert source.cursors["accounts"] == {"n": 0}
+    with session_scope(pg_engine) as session:
+        assert session.scalar(select(func.count()).select_from(Deal)) == 40
+        assert session.scalar(select(func.count()).select_from(Account)) == 3
