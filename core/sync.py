@@ -101,7 +101,9 @@ class SyncEngine:
         self._connections: dict[int, DbConnection] = {}
         self._counts_written = 0.0
         self._warnings: list[str] = []
-        self._owners_known: set[tuple[Any, Any]] = set()  # core.store.upsert_records
+        # core.store.upsert_records: the owners whose person a committed page of the lane
+        # made sure of (one set per lane: another lane's person shows after its commit)
+        self._owners_known: dict[int, set[tuple[Any, Any]]] = {lane: set() for lane in BOTH}
 
     async def run(self) -> dict[str, Any]:
         """Run every stream; record the outcome on the run and the connection."""
@@ -144,11 +146,10 @@ class SyncEngine:
 
     async def _db(self, fn: Callable[..., Any], *args: Any, lanes: tuple[int, ...] = BOTH) -> Any:
         """Run `fn` in a thread, one at a time on each of `lanes` (taken in order: never a
-        cycle); a function that writes on the run's connections gets the first lane's as
-        its first argument (see _stream_db). A cancelled caller (a sibling stream failed)
-        still waits for the thread: a write cannot be stopped half way, and the connection
-        must not be used again, or closed and returned to the pool, while that transaction
-        is still open."""
+        cycle); a function that writes on the run's connections is given its lane (see
+        _stream_db). A cancelled caller (a sibling stream failed) still waits for the
+        thread: a write cannot be stopped half way, and the connection must not be used
+        again, or closed and returned to the pool, while that transaction is still open."""
         async with contextlib.AsyncExitStack() as held:
             for lane in lanes:
                 await held.enter_async_context(self._locks[lane])
@@ -160,10 +161,10 @@ class SyncEngine:
                 raise
 
     async def _stream_db(self, stream: Stream, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(connection, *args)` on the connection of `stream`'s lane (LANES), holding
-        every lane for the streams that have none."""
+        """`fn(lane, *args)` on `stream`'s lane (LANES; its connection: self._connections),
+        holding every lane for the streams that have none."""
         lanes = LANES.get(stream, BOTH) if len(self._connections) > 1 else (DEALS_LANE,)
-        return await self._db(fn, self._connections[lanes[0]], *args, lanes=lanes)
+        return await self._db(fn, lanes[0], *args, lanes=lanes)
 
     async def _sync_stream(self, stream: Stream) -> None:
         state = await self._stream_db(stream, self._load_state, stream)
@@ -201,7 +202,7 @@ class SyncEngine:
                 await self._stream_db(stream, self._write_pages, stream, pages, full_since)
                 self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
-                await self._db(self._finish_full, self._connections[DEALS_LANE], stream,
+                await self._db(self._finish_full, DEALS_LANE, stream,
                                datetime.fromisoformat(full_since))
         finally:
             producer.cancel()
@@ -239,11 +240,11 @@ class SyncEngine:
             finally:
                 connection.close()
 
-    def _load_state(self, connection: DbConnection, stream: str) -> dict[str, Any]:
-        with session_scope(connection) as session:
+    def _load_state(self, lane: int, stream: str) -> dict[str, Any]:
+        with session_scope(self._connections[lane]) as session:
             return store.get_state(session, connection_id=self.connection_id, stream=stream)
 
-    def _write_pages(self, connection: DbConnection, stream: Stream, pages: list[Page],
+    def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
                      full_since: str | None) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
         deletions, and the newest of their cursors, so a crash resumes after the last
@@ -253,10 +254,10 @@ class SyncEngine:
         records = [record for page in pages for record in page.records]
         deletions = [deletion for page in pages for deletion in page.deletions]
         cursor = next((page.cursor for page in reversed(pages) if page.cursor is not None), None)
-        with session_scope(connection) as session:
+        with session_scope(self._connections[lane]) as session:
             upserted = store.upsert_records(
                 session, stream=stream, connection_id=self.connection_id, records=records,
-                owners_known=self._owners_known, settings=self.settings,
+                owners_known=self._owners_known[lane], settings=self.settings,
             )
             deleted = store.apply_deletions(
                 session, connection_id=self.connection_id, deletions=deletions
@@ -278,8 +279,8 @@ class SyncEngine:
                 )
                 self._counts_written = time.monotonic()
 
-    def _finish_full(self, connection: DbConnection, stream: Stream, since: datetime) -> None:
-        with session_scope(connection) as session:
+    def _finish_full(self, lane: int, stream: Stream, since: datetime) -> None:
+        with session_scope(self._connections[lane]) as session:
             state = store.get_state(session, connection_id=self.connection_id, stream=stream)
             state["full_started_at"] = None
             store.set_state(session, connection_id=self.connection_id, stream=stream, state=state)

@@ -1,5 +1,6 @@
 """The store's upserts and the sync engine, on SQLite and PostgreSQL (no CRM involved)."""
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -346,11 +347,43 @@ def pg_connection(engine) -> int:
         return int(c.id or 0)
 
 
+def owned_deals(first: int, owner: str) -> list[DealRecord]:
+    return [deal(i, owner_remote_id=owner, owner_email=f"{owner}@example.com")
+            for i in range(first, first + 3)]
+
+
+class HoldingSource(ListSource):
+    """Its deals pages come only once `ready` is set (a thread's event)."""
+
+    def __init__(self, pages: dict[str, list[Page]], ready: threading.Event) -> None:
+        super().__init__(pages)
+        self.ready = ready
+
+    async def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        if stream == "deals":
+            assert await asyncio.to_thread(self.ready.wait, 20)
+        async for page in super().read(stream, cursor):
+            yield page
+
+
+async def run_with_hooks(engine, source: ListSource, hooks: dict[str, Any]) -> dict[str, Any]:
+    connection_id = pg_connection(engine)
+    for name, hook in hooks.items():
+        event.listen(engine, name, hook)
+    try:
+        return await SyncEngine(
+            engine, source, connection_id=connection_id,
+            run_id=new_run(engine, connection_id, "full"), mode="full",
+            streams=("deals", "accounts")).run()
+    finally:
+        for name, hook in hooks.items():
+            event.remove(engine, name, hook)
+
+
 async def test_on_postgresql_deals_and_accounts_pages_are_written_at_the_same_time(pg_engine):
     # The first deals merge waits (in the database driver, its transaction open) until an
     # accounts page was merged on the run's other connection: with one connection for
-    # everything it would wait in vain. Both pages add the same new people (in one order).
-    connection_id = pg_connection(pg_engine)
+    # everything it would wait in vain.
     accounts_merged, waited = threading.Event(), []
 
     def before(conn, cursor, statement, *args: Any) -> None:
@@ -359,28 +392,46 @@ async def test_on_postgresql_deals_and_accounts_pages_are_written_at_the_same_ti
         elif "INSERT INTO deal (" in statement and not waited:
             waited.append(accounts_merged.wait(timeout=20))
 
-    pages = {"deals": [Page(records=[deal(i, owner_remote_id=f"u{i % 3}",
-                                          owner_email=f"u{i % 3}@example.com")
-                                     for i in range(n, n + 3)], cursor={"n": n})
-                       for n in (0, 3)],
-             "accounts": [Page(records=[account(i, f"u{i % 3}") for i in range(3)],
-                               cursor={"n": 0})]}
-    event.listen(pg_engine, "before_cursor_execute", before)
-    try:
-        summary = await SyncEngine(
-            pg_engine, ListSource(pages), connection_id=connection_id,
-            run_id=new_run(pg_engine, connection_id, "full"), mode="full",
-            streams=("deals", "accounts")).run()
-    finally:
-        event.remove(pg_engine, "before_cursor_execute", before)
+    pages = {"deals": [Page(records=owned_deals(n, "u1"), cursor={"n": n}) for n in (0, 3)],
+             "accounts": [Page(records=[account(i, "a1") for i in range(3)], cursor={"n": 0})]}
+    summary = await run_with_hooks(pg_engine, ListSource(pages),
+                                   {"before_cursor_execute": before})
     assert waited == [True]
     assert summary["deals"]["upserted"] == 6 and summary["accounts"]["upserted"] == 3
+
+
+async def test_a_person_the_other_connection_adds_is_the_deals_owner_once_committed(pg_engine):
+    # The accounts page adds the owner's person and holds its commit back; the deals page of
+    # the same owner, written meanwhile on the other connection, must not take the person
+    # as there already: it adds it too (waiting for the other commit) and links it.
+    accounts_merged, deals_merged = threading.Event(), threading.Event()
+    merging_accounts = threading.local()
+
+    def before(conn, cursor, statement, *args: Any) -> None:
+        if "INSERT INTO account (" in statement:
+            merging_accounts.now = True
+            accounts_merged.set()
+
+    def after(conn, cursor, statement, *args: Any) -> None:
+        if "INSERT INTO deal (" in statement:
+            deals_merged.set()
+
+    def commit(conn) -> None:
+        if getattr(merging_accounts, "now", False):
+            merging_accounts.now = False
+            deals_merged.wait(timeout=2)
+
+    pages = {"deals": [Page(records=owned_deals(0, "u1"), cursor={"n": 0})],
+             "accounts": [Page(records=[account(i, "u1") for i in range(3)], cursor={"n": 0})]}
+    await run_with_hooks(pg_engine, HoldingSource(pages, accounts_merged),
+                         {"before_cursor_execute": before, "after_cursor_execute": after,
+                          "commit": commit})
     with session_scope(pg_engine) as session:
-        people = session.execute(select(Person.email).order_by(Person.email)).scalars().all()
-        assert people == ["u0@example.com", "u1@example.com", "u2@example.com"]
-        owners = session.execute(select(func.count()).select_from(Deal).where(
-            Deal.owner_person_id.is_(None))).scalar_one()
-        assert owners == 0
+        people = session.execute(select(Person.id, Person.email)).all()
+        assert [email for _, email in people] == ["u1@example.com"]
+        for model in (Deal, Account):
+            owners = session.execute(select(model.owner_person_id)).scalars().all()
+            assert owners == [people[0][0]] * 3
 
 
 async def test_a_stream_failing_on_one_connection_leaves_each_streams_last_committed_page(
