@@ -39,13 +39,17 @@ def deal(i: int, stage: str = "Proposal", minutes: int = 0, **kw: Any) -> DealRe
                       raw={"id": str(i)}, **kw)
 
 
-@pytest.fixture
-def connection_id(engine) -> int:
+def add_connection(engine) -> int:
     with session_scope(engine) as session:
         c = Connection(provider="zoho", name="c1", config={})
         session.add(c)
         session.flush()
         return int(c.id or 0)
+
+
+@pytest.fixture
+def connection_id(engine) -> int:
+    return add_connection(engine)
 
 
 def test_upsert_is_idempotent_exact_and_records_stage_changes(engine, connection_id):
@@ -339,14 +343,6 @@ def account(i: int, owner: str) -> AccountRecord:
                          remote_modified_at=T0, raw={"id": f"A{i}"})
 
 
-def pg_connection(engine) -> int:
-    with session_scope(engine) as session:
-        c = Connection(provider="zoho", name="c1", config={})
-        session.add(c)
-        session.flush()
-        return int(c.id or 0)
-
-
 def owned_deals(first: int, owner: str) -> list[DealRecord]:
     return [deal(i, owner_remote_id=owner, owner_email=f"{owner}@example.com")
             for i in range(first, first + 3)]
@@ -367,7 +363,7 @@ class HoldingSource(ListSource):
 
 
 async def run_with_hooks(engine, source: ListSource, hooks: dict[str, Any]) -> dict[str, Any]:
-    connection_id = pg_connection(engine)
+    connection_id = add_connection(engine)
     for name, hook in hooks.items():
         event.listen(engine, name, hook)
     try:
@@ -438,7 +434,7 @@ async def test_a_stream_failing_on_one_connection_leaves_each_streams_last_commi
         pg_engine):
     # accounts fail at their second page while deals are written on the other connection:
     # each stream's cursor is its last committed page, and the next run resumes from there
-    connection_id = pg_connection(pg_engine)
+    connection_id = add_connection(pg_engine)
     pages = {"deals": [Page(records=[deal(i)], cursor={"n": i}) for i in range(40)],
              "accounts": [Page(records=[account(i, "u1")], cursor={"n": i}) for i in range(3)]}
     with pytest.raises(RuntimeError, match="boom"):
