@@ -52,7 +52,9 @@ activity; both may add people (core.people.ensure_owner_persons, in email order:
 for the other, never both) and rollup marks (plain inserts), and write their own sync_state
 row and the run's row last. The other streams (users relink deals, accounts and
 activities; deletions and tombstones touch all three) take every lane."""
-BOTH = (DEALS_LANE, OTHER_LANE)
+BOTH = (OTHER_LANE, DEALS_LANE)
+"""Every lane, in the order they are taken: a stream that needs both never holds the deals'
+lane while it waits for the other (deals pages would wait for accounts and activities)."""
 
 
 @dataclass
