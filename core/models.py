@@ -129,7 +129,7 @@ class Account(SyncedRow, table=True):
     owner_remote_id: str | None = None
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
-    owner_person_id: int | None = Field(default=None, foreign_key="person.id")  # core.people
+    owner_person_id: int | None = None  # core.people sets it (no foreign key: migration 0015)
     remote_created_at: datetime | None = _ts()
     created_date: date | None = None  # remote_created_at's date in the store's zone (localdates)
 
@@ -188,7 +188,7 @@ class Deal(SyncedRow, DealState, table=True):
     remote_created_at: datetime | None = _ts()
     created_date: date | None = None  # remote_created_at's date in the store's zone (localdates)
     owner_name: str | None = None
-    owner_person_id: int | None = Field(default=None, foreign_key="person.id")  # core.people
+    owner_person_id: int | None = None  # core.people sets it (no foreign key: migration 0015)
     account_remote_id: str | None = None
     account_name: str | None = None
 
@@ -218,7 +218,7 @@ class Activity(SyncedRow, table=True):
     owner_remote_id: str | None = None
     owner_email: str | None = Field(default=None, max_length=320)
     owner_name: str | None = None
-    owner_person_id: int | None = Field(default=None, foreign_key="person.id")  # core.people
+    owner_person_id: int | None = None  # core.people sets it (no foreign key: migration 0015)
     deal_remote_id: str | None = Field(default=None, max_length=100)
     account_remote_id: str | None = Field(default=None, max_length=100)
     remote_created_at: datetime | None = _ts()

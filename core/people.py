@@ -148,7 +148,8 @@ def ensure_owner_persons(session: Session, load: Table) -> None:
     now = utcnow()
     rows = (select(func.coalesce(func.max(owners.c.owner_name), ""), email,
                    literal(now, PERSON.c.created_at.type), literal(now, PERSON.c.updated_at.type))
-            .where(unknown).group_by(email))
+            .where(unknown).group_by(email)
+            .order_by(email))  # two sync lanes insert in one order (core.sync.LANES)
     stmt = _insert(session, PERSON).from_select(
         ["name", "email", "created_at", "updated_at"], rows)
     session.execute(stmt.on_conflict_do_nothing(index_elements=["email"]))

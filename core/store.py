@@ -56,7 +56,7 @@ from core.models import (
 )
 from core.models import Connection as ConnectionRow
 from core.records import Deletion
-from core.types import RunStatus, SyncMode, UTCDateTime, utcnow
+from core.types import RunStatus, SyncMode, UTCDateTime, as_utc, utcnow
 
 log = logging.getLogger("crmsync.store")
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
@@ -94,8 +94,9 @@ def upsert_records(
     home amount, see _fill_home_amounts); None: no CRMSYNC_REPORTING_CURRENCY, the first
     connection's home currency is the reporting one.
 
-    `owners_known` (a sync run keeps one across its pages): the (owner remote id, owner
-    email) pairs whose person an earlier page of the run made sure of; a page of deals,
+    `owners_known` (a sync run keeps one across the pages of each of its connections): the
+    (owner remote id, owner email) pairs whose person an earlier page on the same connection
+    made sure of (a person another connection adds is seen once that one commits); a page of deals,
     accounts or activities whose owners are all in it skips core.people.ensure_owner_persons (one
     statement a page saved on the hot path).
 
@@ -294,6 +295,8 @@ def _copy_converter(column_type: Any, dialect: Any) -> Callable[[Any], Any] | No
     (JSON as it is: the COPY dumps it)."""
     if isinstance(column_type, JSON):
         return None
+    if isinstance(column_type, UTCDateTime):  # PostgreSQL: the COPY dumps any aware time
+        return as_utc
     if isinstance(column_type, TypeDecorator) and (
         type(column_type).process_bind_param is not TypeDecorator.process_bind_param
     ):

@@ -8,20 +8,22 @@
   in one transaction with the newest of their cursors.
 - A full sync reads everything and then tombstones rows it did not see; an
   interrupted full sync resumes from its cursor and still tombstones correctly.
+- On PostgreSQL the run writes on two connections (lanes, see LANES): the deals' pages on
+  one while the accounts' and activities' pages are written on the other, so the
+  database works on both at once; everything else takes both lanes and runs alone.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection as DbConnection
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from core import store
 from core.config import Settings
@@ -40,6 +42,19 @@ ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown te
 COUNTS_EVERY = 1.0  # seconds between writes of the run's running counts
 READ_AHEAD = 4  # pages a stream reads ahead of its writer (memory: a few pages per stream)
 MERGE_PAGES = 5  # pages already read that are written in one transaction, at most
+DEALS_LANE, OTHER_LANE = 0, 1
+LANES = {Stream.DEALS: (DEALS_LANE,), Stream.ACCOUNTS: (OTHER_LANE,),
+         Stream.ACTIVITIES: (OTHER_LANE,)}
+"""The connections a stream's pages are written on (PostgreSQL). Two pages on different lanes
+are two transactions at once, so they must not wait for each other's rows: a deals page
+writes deal, deal_stage_change and deal_version, an accounts or activities page account or
+activity; both may add people (core.people.ensure_owner_persons, in email order: one waits
+for the other, never both) and rollup marks (plain inserts), and write their own sync_state
+row and the run's row last. The other streams (users relink deals, accounts and
+activities; deletions and tombstones touch all three) take every lane."""
+BOTH = (OTHER_LANE, DEALS_LANE)
+"""Every lane, in the order they are taken: a stream that needs both never holds the deals'
+lane while it waits for the other (deals pages would wait for accounts and activities)."""
 
 
 @dataclass
@@ -84,16 +99,19 @@ class SyncEngine:
         self.settings = settings  # the caller's: core.store converts deals with its currency
         self.counts = {s: StreamCounts() for s in streams}
         self.started_at = utcnow()
-        self._write_lock = asyncio.Lock()
-        self._connection: DbConnection | None = None
+        self._locks = {lane: asyncio.Lock() for lane in BOTH}
+        self._connections: dict[int, DbConnection] = {}
         self._counts_written = 0.0
         self._warnings: list[str] = []
-        self._owners_known: set[tuple[Any, Any]] = set()  # core.store.upsert_records
+        # core.store.upsert_records: the owners whose person a committed page of the lane
+        # made sure of (one set per lane: another lane's person shows after its commit)
+        self._owners_known: dict[int, set[tuple[Any, Any]]] = {lane: set() for lane in BOTH}
 
     async def run(self) -> dict[str, Any]:
         """Run every stream; record the outcome on the run and the connection."""
-        self._connection = await asyncio.to_thread(self._open)
         try:
+            for lane in BOTH if self.engine.dialect.name == "postgresql" else (DEALS_LANE,):
+                self._connections[lane] = await asyncio.to_thread(self._open)
             return await self._run()
         finally:
             await asyncio.to_thread(self._close)
@@ -128,12 +146,15 @@ class SyncEngine:
     def summary(self) -> dict[str, Any]:
         return {s: c.public() for s, c in self.counts.items()}
 
-    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn` in a thread, one at a time, on the run's connection. A cancelled caller
-        (a sibling stream failed) still waits for the thread: a write cannot be stopped
-        half way, and the connection must not be used again, or closed and returned to
-        the pool, while that transaction is still open."""
-        async with self._write_lock:
+    async def _db(self, fn: Callable[..., Any], *args: Any, lanes: tuple[int, ...] = BOTH) -> Any:
+        """Run `fn` in a thread, one at a time on each of `lanes` (taken in order: never a
+        cycle); a function that writes on the run's connections is given its lane (see
+        _stream_db). A cancelled caller (a sibling stream failed) still waits for the
+        thread: a write cannot be stopped half way, and the connection must not be used
+        again, or closed and returned to the pool, while that transaction is still open."""
+        async with contextlib.AsyncExitStack() as held:
+            for lane in lanes:
+                await held.enter_async_context(self._locks[lane])
             work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
             try:
                 return await asyncio.shield(work)
@@ -141,8 +162,14 @@ class SyncEngine:
                 await asyncio.wait([work])
                 raise
 
+    async def _stream_db(self, stream: Stream, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(lane, *args)` on `stream`'s lane (LANES; its connection: self._connections),
+        holding every lane for the streams that have none."""
+        lanes = LANES.get(stream, BOTH) if len(self._connections) > 1 else (DEALS_LANE,)
+        return await self._db(fn, lanes[0], *args, lanes=lanes)
+
     async def _sync_stream(self, stream: Stream) -> None:
-        state = await self._db(self._load_state, stream)
+        state = await self._stream_db(stream, self._load_state, stream)
         full_since: str | None = state.get("full_started_at")
         if self.mode == SyncMode.FULL and not full_since:
             full_since, cursor = self.started_at.isoformat(), None
@@ -174,10 +201,11 @@ class SyncEngine:
                         taken.append(waiting)
                         break
                     pages.append(waiting)
-                await self._db(self._write_pages, stream, pages, full_since)
+                await self._stream_db(stream, self._write_pages, stream, pages, full_since)
                 self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
-                await self._db(self._finish_full, stream, datetime.fromisoformat(full_since))
+                await self._db(self._finish_full, DEALS_LANE, stream,
+                               datetime.fromisoformat(full_since))
         finally:
             producer.cancel()
         self._report(stream, done=True)
@@ -207,23 +235,19 @@ class SyncEngine:
         return connection
 
     def _close(self) -> None:
-        if self._connection is not None:
+        while self._connections:
+            _, connection = self._connections.popitem()
             try:
-                store.fast_commits(self._connection, False)
+                store.fast_commits(connection, False)
             finally:
-                self._connection.close()
-                self._connection = None
+                connection.close()
 
-    def _session(self) -> AbstractContextManager[Session]:
-        """A transaction on the run's connection."""
-        assert self._connection is not None
-        return session_scope(self._connection)
-
-    def _load_state(self, stream: str) -> dict[str, Any]:
-        with self._session() as session:
+    def _load_state(self, lane: int, stream: str) -> dict[str, Any]:
+        with session_scope(self._connections[lane]) as session:
             return store.get_state(session, connection_id=self.connection_id, stream=stream)
 
-    def _write_pages(self, stream: Stream, pages: list[Page], full_since: str | None) -> None:
+    def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
+                     full_since: str | None) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
         deletions, and the newest of their cursors, so a crash resumes after the last
         page committed. Fewer, larger transactions cost the writer (Python and the
@@ -232,10 +256,10 @@ class SyncEngine:
         records = [record for page in pages for record in page.records]
         deletions = [deletion for page in pages for deletion in page.deletions]
         cursor = next((page.cursor for page in reversed(pages) if page.cursor is not None), None)
-        with self._session() as session:
+        with session_scope(self._connections[lane]) as session:
             upserted = store.upsert_records(
                 session, stream=stream, connection_id=self.connection_id, records=records,
-                owners_known=self._owners_known, settings=self.settings,
+                owners_known=self._owners_known[lane], settings=self.settings,
             )
             deleted = store.apply_deletions(
                 session, connection_id=self.connection_id, deletions=deletions
@@ -257,8 +281,8 @@ class SyncEngine:
                 )
                 self._counts_written = time.monotonic()
 
-    def _finish_full(self, stream: Stream, since: datetime) -> None:
-        with self._session() as session:
+    def _finish_full(self, lane: int, stream: Stream, since: datetime) -> None:
+        with session_scope(self._connections[lane]) as session:
             state = store.get_state(session, connection_id=self.connection_id, stream=stream)
             state["full_started_at"] = None
             store.set_state(session, connection_id=self.connection_id, stream=stream, state=state)

@@ -1,20 +1,31 @@
 """The store's upserts and the sync engine, on SQLite and PostgreSQL (no CRM involved)."""
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core import store
 from core.config import Settings
 from core.db import session_scope
 from core.errors import AuthError, ConfigError
 from core.metrics.currency import set_rate
-from core.models import Connection, Deal, DealStageChange, DealVersion, SyncRun, SyncState
-from core.records import DealRecord, Deletion, Page, SourceInfo
+from core.models import (
+    Account,
+    Connection,
+    Deal,
+    DealStageChange,
+    DealVersion,
+    Person,
+    SyncRun,
+    SyncState,
+)
+from core.records import AccountRecord, DealRecord, Deletion, Page, SourceInfo
 from core.sync import SyncEngine
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -28,13 +39,17 @@ def deal(i: int, stage: str = "Proposal", minutes: int = 0, **kw: Any) -> DealRe
                       raw={"id": str(i)}, **kw)
 
 
-@pytest.fixture
-def connection_id(engine) -> int:
+def add_connection(engine) -> int:
     with session_scope(engine) as session:
         c = Connection(provider="zoho", name="c1", config={})
         session.add(c)
         session.flush()
         return int(c.id or 0)
+
+
+@pytest.fixture
+def connection_id(engine) -> int:
+    return add_connection(engine)
 
 
 def test_upsert_is_idempotent_exact_and_records_stage_changes(engine, connection_id):
@@ -320,3 +335,126 @@ async def test_pages_waiting_for_the_writer_are_written_together_as_if_one_by_on
         assert [tuple(m) for m in moves] == [("Proposal", "Won")]
         state = session.get(SyncState, (connection_id, "deals"))
         assert state is not None and state.cursor == {"cursor": {"n": 6}, "full_started_at": None}
+
+
+def account(i: int, owner: str) -> AccountRecord:
+    return AccountRecord(remote_id=f"A{i}", name=f"A{i}", owner_remote_id=owner,
+                         owner_email=f"{owner}@example.com", owner_name=owner,
+                         remote_modified_at=T0, raw={"id": f"A{i}"})
+
+
+def owned_deals(first: int, owner: str) -> list[DealRecord]:
+    return [deal(i, owner_remote_id=owner, owner_email=f"{owner}@example.com")
+            for i in range(first, first + 3)]
+
+
+class HoldingSource(ListSource):
+    """Its deals pages come only once `ready` is set (a thread's event)."""
+
+    def __init__(self, pages: dict[str, list[Page]], ready: threading.Event) -> None:
+        super().__init__(pages)
+        self.ready = ready
+
+    async def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        if stream == "deals":
+            assert await asyncio.to_thread(self.ready.wait, 20)
+        async for page in super().read(stream, cursor):
+            yield page
+
+
+async def run_with_hooks(engine, source: ListSource, hooks: dict[str, Any]) -> dict[str, Any]:
+    connection_id = add_connection(engine)
+    for name, hook in hooks.items():
+        event.listen(engine, name, hook)
+    try:
+        return await SyncEngine(
+            engine, source, connection_id=connection_id,
+            run_id=new_run(engine, connection_id, "full"), mode="full",
+            streams=("deals", "accounts")).run()
+    finally:
+        for name, hook in hooks.items():
+            event.remove(engine, name, hook)
+
+
+async def test_on_postgresql_deals_and_accounts_pages_are_written_at_the_same_time(pg_engine):
+    # The first deals merge waits (in the database driver, its transaction open) until an
+    # accounts page was merged on the run's other connection: with one connection for
+    # everything it would wait in vain.
+    accounts_merged, waited = threading.Event(), []
+
+    def before(conn, cursor, statement, *args: Any) -> None:
+        if "INSERT INTO account (" in statement:
+            accounts_merged.set()
+        elif "INSERT INTO deal (" in statement and not waited:
+            waited.append(accounts_merged.wait(timeout=20))
+
+    pages = {"deals": [Page(records=owned_deals(n, "u1"), cursor={"n": n}) for n in (0, 3)],
+             "accounts": [Page(records=[account(i, "a1") for i in range(3)], cursor={"n": 0})]}
+    summary = await run_with_hooks(pg_engine, ListSource(pages),
+                                   {"before_cursor_execute": before})
+    assert waited == [True]
+    assert summary["deals"]["upserted"] == 6 and summary["accounts"]["upserted"] == 3
+
+
+async def test_a_person_the_other_connection_adds_is_the_deals_owner_once_committed(pg_engine):
+    # The accounts page adds the owner's person and holds its commit back; the deals page of
+    # the same owner, written meanwhile on the other connection, must not take the person
+    # as there already: it adds it too (waiting for the other commit) and links it.
+    accounts_merged, deals_merged = threading.Event(), threading.Event()
+    merging_accounts = threading.local()
+
+    def before(conn, cursor, statement, *args: Any) -> None:
+        if "INSERT INTO account (" in statement:
+            merging_accounts.now = True
+            accounts_merged.set()
+
+    def after(conn, cursor, statement, *args: Any) -> None:
+        if "INSERT INTO deal (" in statement:
+            deals_merged.set()
+
+    def commit(conn) -> None:
+        if getattr(merging_accounts, "now", False):
+            merging_accounts.now = False
+            deals_merged.wait(timeout=2)
+
+    pages = {"deals": [Page(records=owned_deals(0, "u1"), cursor={"n": 0})],
+             "accounts": [Page(records=[account(i, "u1") for i in range(3)], cursor={"n": 0})]}
+    await run_with_hooks(pg_engine, HoldingSource(pages, accounts_merged),
+                         {"before_cursor_execute": before, "after_cursor_execute": after,
+                          "commit": commit})
+    with session_scope(pg_engine) as session:
+        people = session.execute(select(Person.id, Person.email)).all()
+        assert [email for _, email in people] == ["u1@example.com"]
+        for model in (Deal, Account):
+            owners = session.execute(select(model.owner_person_id)).scalars().all()
+            assert owners == [people[0][0]] * 3
+
+
+async def test_a_stream_failing_on_one_connection_leaves_each_streams_last_committed_page(
+        pg_engine):
+    # accounts fail at their second page while deals are written on the other connection:
+    # each stream's cursor is its last committed page, and the next run resumes from there
+    connection_id = add_connection(pg_engine)
+    pages = {"deals": [Page(records=[deal(i)], cursor={"n": i}) for i in range(40)],
+             "accounts": [Page(records=[account(i, "u1")], cursor={"n": i}) for i in range(3)]}
+    with pytest.raises(RuntimeError, match="boom"):
+        await SyncEngine(pg_engine, ListSource(pages, fail_on="accounts"),
+                         connection_id=connection_id,
+                         run_id=new_run(pg_engine, connection_id, "incremental"),
+                         mode="incremental", streams=("deals", "accounts")).run()
+    with session_scope(pg_engine) as session:
+        stored = {s.stream: s.cursor for s in session.scalars(select(SyncState))}
+        assert stored["accounts"] == {"cursor": {"n": 0}, "full_started_at": None}
+        deals = session.execute(select(Deal.remote_id)).scalars().all()
+        committed = stored.get("deals")
+        assert len(deals) == (committed["cursor"]["n"] + 1 if committed else 0)
+        assert session.execute(select(Account.remote_id)).scalars().all() == ["A0"]
+    source = ListSource({"deals": pages["deals"][len(deals):],
+                         "accounts": pages["accounts"][1:]})
+    await SyncEngine(pg_engine, source, connection_id=connection_id,
+                     run_id=new_run(pg_engine, connection_id, "incremental"),
+                     mode="incremental", streams=("deals", "accounts")).run()
+    assert source.cursors["accounts"] == {"n": 0}
+    with session_scope(pg_engine) as session:
+        assert session.scalar(select(func.count()).select_from(Deal)) == 40
+        assert session.scalar(select(func.count()).select_from(Account)) == 3
