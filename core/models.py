@@ -176,7 +176,7 @@ class Deal(SyncedRow, DealState, table=True):
     __table_args__ = (
         UniqueConstraint("connection_id", "remote_id"),
         # deleted_at, connection_id too: SQLite filters a drill-down's page in the
-        # index, then reads only the rows it returns (migration 0016)
+        # index, then reads only the rows it returns (migration 0017)
         Index("ix_deal_close", "close_date", "status", "deleted_at", "connection_id"),
         Index("ix_deal_person_close", "owner_person_id", "close_date"),
         Index("ix_deal_modified", "connection_id", "remote_modified_at"),
@@ -480,7 +480,7 @@ class WebhookRejection(SQLModel, table=True):
     last_at: datetime = _now()
 
 
-# --- metric rollups (M2); migration 0005 (weekly ones: 0016) ---
+# --- metric rollups (M2); migration 0005 (weekly ones: 0017) ---
 
 
 class DealRollup(SQLModel):

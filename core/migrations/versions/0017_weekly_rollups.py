@@ -2,8 +2,8 @@
 ix_deal_close also holds deleted_at and connection_id (a SQLite drill-down filters its page in
 the index, then reads only the rows of the page)
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-05 12:30:00
 
 Every built month is marked dirty, so the next refresh (after the next sync, or the
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = '0016'
-down_revision: str | None = '0015'
+revision: str = '0017'
+down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

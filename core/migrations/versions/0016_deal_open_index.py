@@ -2,8 +2,8 @@
 pipeline by stage and the hygiene counts read (core.models.OPEN_COLUMNS), so both read it
 alone (index-only) instead of the whole deal table (docs/benchmarks.md, Dashboard pages)
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-05 12:15:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0015'
-down_revision: str | None = '0014'
+revision: str = '0016'
+down_revision: str | None = '0015'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
