@@ -2,6 +2,8 @@
 
 A connection never syncs twice at the same time: the arq job id is
 `sync:{connection_id}`, and a queued or running run is returned instead of a new one.
+Webhook processing jobs go to a queue of their own (WEBHOOK_QUEUE, the workers' webhook
+lane: workers.settings.worker_lanes), so they never wait behind queued syncs.
 """
 
 import hashlib
@@ -22,6 +24,7 @@ from workers.context import JobContext
 PUSH_WAIT_SECONDS = 120.0  # how long the API waits for a worker's goal push
 BUSY = (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)  # a job not done yet
 WEBHOOK_WINDOW = 1.0  # seconds of webhook intake that one processing job covers
+WEBHOOK_QUEUE = "arq:queue:webhooks"  # webhook jobs and the minute crons; syncs: arq's default
 
 
 class ArqRunner:
@@ -77,7 +80,7 @@ class ArqRunner:
         try:
             await self.redis.enqueue_job(
                 "process_webhook_event", connection_id,
-                _job_id=f"webhook:{connection_id}:{window}",
+                _job_id=f"webhook:{connection_id}:{window}", _queue_name=WEBHOOK_QUEUE,
                 _defer_until=datetime.fromtimestamp(window * WEBHOOK_WINDOW + 0.01, UTC))
         except BaseException:
             self._webhook_windows.pop(connection_id, None)  # the next request asks again
