@@ -14,6 +14,7 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import default_queue_name
 from arq.jobs import Job, JobStatus
 
 from core import store
@@ -24,7 +25,10 @@ from workers.context import JobContext
 PUSH_WAIT_SECONDS = 120.0  # how long the API waits for a worker's goal push
 BUSY = (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)  # a job not done yet
 WEBHOOK_WINDOW = 1.0  # seconds of webhook intake that one processing job covers
-WEBHOOK_QUEUE = "arq:queue:webhooks"  # webhook jobs and the minute crons; syncs: arq's default
+# The workers' two queues (workers.settings.worker_lanes). Each job names its queue: the
+# webhook lane's Redis pool defaults to its own queue, and its crons queue syncs.
+SYNC_QUEUE = default_queue_name  # syncs, backfills, goal pushes, channel subscriptions
+WEBHOOK_QUEUE = "arq:queue:webhooks"  # webhook jobs and the minute crons
 
 
 class ArqRunner:
@@ -61,7 +65,7 @@ class ArqRunner:
         if status is JobStatus.complete:
             await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
         job = await self.redis.enqueue_job("sync_connection", connection_id, run_id, mode,
-                                           _job_id=job_id)
+                                           _job_id=job_id, _queue_name=SYNC_QUEUE)
         if job is None:  # lost a race with another API replica: that run stands
             with session_scope(self.ctx.engine) as session:
                 store.update_run(session, run_id, status=RunStatus.FAILED,
@@ -90,7 +94,7 @@ class ArqRunner:
         """Have a worker subscribe the connection to notifications now (one job at a time
         per connection: a request while one is queued joins it)."""
         await self.redis.enqueue_job("renew_channels", connection_id,
-                                     _job_id=f"channels:{connection_id}")
+                                     _job_id=f"channels:{connection_id}", _queue_name=SYNC_QUEUE)
 
     async def enqueue_backfill(self, connection_id: int, restart: bool = False) -> bool:
         """Have a worker run the connection's stage history backfill (job id
@@ -100,7 +104,7 @@ class ArqRunner:
             return False
         await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
         job = await self.redis.enqueue_job("backfill_stage_history", connection_id, restart,
-                                           _job_id=job_id)
+                                           _job_id=job_id, _queue_name=SYNC_QUEUE)
         return job is not None
 
     async def backfill_running(self, connection_id: int) -> bool:
@@ -124,7 +128,7 @@ class ArqRunner:
         if await Job(job_id, self.redis).status() is JobStatus.complete:
             await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
         job = await self.redis.enqueue_job("push_goals", connection_id, chosen,
-                                           _job_id=job_id)
+                                           _job_id=job_id, _queue_name=SYNC_QUEUE)
         result: dict[str, Any] = await (job or Job(job_id, self.redis)).result(
             timeout=timeout, poll_delay=0.2)  # joins a push that is already queued
         return result

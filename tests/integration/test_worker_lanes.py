@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from arq import create_pool
 from arq.connections import RedisSettings
 from sqlalchemy import select
 
@@ -25,9 +26,9 @@ from core.models import SyncRun, WebhookEvent
 from core.types import SyncMode
 from tests.integration.zoho_helpers import add_connection, make_context
 from workers.context import JobContext
-from workers.queue import ArqRunner
+from workers.queue import SYNC_QUEUE, WEBHOOK_QUEUE, ArqRunner
 from workers.runner import InProcessRunner
-from workers.settings import worker_lanes
+from workers.settings import schedule_tick, worker_lanes
 
 BUSY = 3  # connections whose syncs are queued first
 LATENCY = 0.4  # seconds per CRM call: a full sync here takes several seconds
@@ -105,3 +106,20 @@ async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot
                 assert statuses(ctx, runs).count("running") <= 1
                 await asyncio.sleep(0.1)
             assert statuses(ctx, runs) == ["succeeded"] * BUSY
+
+
+async def test_the_schedule_on_the_webhook_lane_queues_syncs_for_the_sync_lane(
+        pg_engine, pg_url, redis_url):
+    """The minute crons run on the webhook lane, whose Redis pool defaults to its own queue:
+    the syncs the schedule queues must still reach the sync lane."""
+    ctx = make_context(pg_engine, pg_url)
+    cid = add_connection(ctx, "http://127.0.0.1:9", "due")  # never synced: due now
+    webhook_lane = worker_lanes(ctx, RedisSettings.from_dsn(redis_url))[1]
+    pool = await create_pool(RedisSettings.from_dsn(redis_url),
+                             default_queue_name=webhook_lane.queue_name)
+    try:
+        await schedule_tick({"job": ctx, "redis": pool})
+        assert await pool.zscore(SYNC_QUEUE, f"sync:{cid}") is not None
+        assert await pool.zcard(WEBHOOK_QUEUE) == 0
+    finally:
+        await pool.aclose()
