@@ -13,7 +13,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +71,7 @@ class SyncEngine:
         streams: tuple[Stream, ...] = STREAMS,
         progress: ProgressFn | None = None,
         settings: Settings | None = None,
+        refresh_rollups: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         if mode not in (SyncMode.FULL, SyncMode.INCREMENTAL):
             raise ValueError(f"mode must be full or incremental, not {mode!r}")
@@ -82,6 +83,7 @@ class SyncEngine:
         self.streams = streams
         self.progress = progress
         self.settings = settings  # the caller's: core.store converts deals with its currency
+        self.refresh = refresh_rollups  # the caller's shared refresh; else one of its own
         self.counts = {s: StreamCounts() for s in streams}
         self.started_at = utcnow()
         self._write_lock = asyncio.Lock()
@@ -120,7 +122,10 @@ class SyncEngine:
         """Rebuild the months this sync touched (core.metrics.rollups); metrics stay exact without
         it, only slower, so a failure is logged and the sync's outcome stands."""
         try:
-            await self._db(rollups.refresh, self.engine)
+            if self.refresh is not None:
+                await self.refresh()
+            else:
+                await self._db(rollups.refresh, self.engine)
         except Exception:
             log.exception("refreshing the metric rollups failed",
                           extra={"connection_id": self.connection_id, "run_id": self.run_id})
@@ -247,7 +252,8 @@ class SyncEngine:
                 )
             before, counts.pages = counts.pages, counts.pages + len(pages)
             if records and not ANALYZE_AFTER_PAGES.isdisjoint(range(before + 1, counts.pages + 1)):
-                store.refresh_statistics(session, stream=stream)
+                store.refresh_statistics(session, stream=stream,
+                                         written=counts.upserted + len(records))
             counts.fetched += len(records) + len(deletions)
             counts.upserted += upserted
             counts.deleted += deleted
