@@ -42,9 +42,8 @@ class Settings(BaseSettings):
     `crmsync worker` runs at a time (its sync lane); embedded, the syncs and backfills
     `crmsync serve` runs at a time. More wait, in the order they were queued."""
     worker_webhook_jobs: int = 10
-    """Webhook processing jobs and minute crons (schedule, pending webhooks, rollups, digests)
-    one `crmsync worker` runs at a time, on a queue of their own (its webhook lane): they
-    never wait behind syncs."""
+    """Webhook processing jobs one `crmsync worker` runs at a time, on a queue of their own
+    (its webhook lane): they never wait behind syncs (workers.settings.worker_lanes)."""
 
     webhook_rate_per_second: int = 2000
     """Callbacks one connection may send per second (a token bucket of as many, per API

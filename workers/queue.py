@@ -3,7 +3,8 @@
 A connection never syncs twice at the same time: the arq job id is
 `sync:{connection_id}`, and a queued or running run is returned instead of a new one.
 Webhook processing jobs go to a queue of their own (WEBHOOK_QUEUE, the workers' webhook
-lane: workers.settings.worker_lanes), so they never wait behind queued syncs.
+lane: workers.settings.worker_lanes), so they never wait behind queued syncs; the crons
+run from a third (CRON_QUEUE).
 """
 
 import hashlib
@@ -25,10 +26,11 @@ from workers.context import JobContext
 PUSH_WAIT_SECONDS = 120.0  # how long the API waits for a worker's goal push
 BUSY = (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)  # a job not done yet
 WEBHOOK_WINDOW = 1.0  # seconds of webhook intake that one processing job covers
-# The workers' two queues (workers.settings.worker_lanes). Each job names its queue: the
-# webhook lane's Redis pool defaults to its own queue, and its crons queue syncs.
+# The workers' queues (workers.settings.worker_lanes). Each job names its queue: a lane's
+# Redis pool defaults to its own queue, and the cron lane's schedule queues syncs.
 SYNC_QUEUE = default_queue_name  # syncs, backfills, goal pushes, channel subscriptions
-WEBHOOK_QUEUE = "arq:queue:webhooks"  # webhook jobs and the minute crons
+WEBHOOK_QUEUE = "arq:queue:webhooks"  # webhook processing
+CRON_QUEUE = "arq:queue:crons"  # the schedule's tick and the other minute crons
 
 
 class ArqRunner:

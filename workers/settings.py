@@ -1,10 +1,11 @@
 """The arq worker (`crmsync worker`): the same job functions as the in-process runner.
 
-One `crmsync worker` process runs two arq workers on one job context (worker_lanes): the
-sync lane takes arq's default queue (syncs, backfills, goal pushes, channel
-subscriptions; CRMSYNC_WORKER_JOBS at a time) and the webhook lane takes WEBHOOK_QUEUE
-(webhook processing and the minute crons; CRMSYNC_WORKER_WEBHOOK_JOBS at a time), so a
-webhook or the schedule's tick never waits behind queued or long syncs.
+One `crmsync worker` process runs three arq workers (lanes) on one job context
+(worker_lanes): the sync lane takes arq's default queue (syncs, backfills, goal pushes,
+channel subscriptions; CRMSYNC_WORKER_JOBS at a time), the webhook lane WEBHOOK_QUEUE
+(webhook processing; CRMSYNC_WORKER_WEBHOOK_JOBS at a time) and the cron lane CRON_QUEUE
+(the schedule's tick and the other minute crons, all at once). So a webhook never waits
+behind syncs, and the schedule never waits behind syncs or a flood of webhooks.
 WorkerSettings is arq's settings class of the sync lane; arq reads its own attributes
 (never inherited ones), so it stays flat.
 """
@@ -36,7 +37,7 @@ from workers.jobs import (
     renew_channels,
     sync_job_attempt,
 )
-from workers.queue import WEBHOOK_QUEUE, ArqRunner
+from workers.queue import CRON_QUEUE, WEBHOOK_QUEUE, ArqRunner
 from workers.schedule import enqueue_due_syncs
 
 
@@ -154,6 +155,14 @@ class WebhookLaneSettings:
              keep_result=0),
         func(pending_webhooks_job, name="process_pending_webhooks", max_tries=1, timeout=600),
     ]
+    max_jobs = 10
+    keep_result = 3600
+
+
+class CronLaneSettings:
+    """The cron lane (CRON_QUEUE): each cron once per period across workers, all at once."""
+
+    queue_name = CRON_QUEUE
     cron_jobs = [  # noqa: RUF012
         cron(schedule_tick, name="schedule_syncs", second=0, unique=True, timeout=300,
              max_tries=1),
@@ -170,15 +179,13 @@ class WebhookLaneSettings:
         cron(digests_job, name="send_digests_minutely", second=15, unique=True, timeout=600,
              max_tries=1),
     ]
-    max_jobs = 10
-    keep_result = 3600
 
 
 def worker_lanes(job: JobContext, redis_settings: RedisSettings, **options: Any) -> list[Worker]:
-    """The two arq workers of one `crmsync worker` process, sharing `job`: the sync lane
-    (CRMSYNC_WORKER_JOBS at a time) and the webhook lane (CRMSYNC_WORKER_WEBHOOK_JOBS at a
-    time). `options` go to both (tests: poll_delay, burst). The sync lane beats the
-    heartbeat (workers.heartbeat) while it runs."""
+    """The three arq workers of one `crmsync worker` process, sharing `job`: the sync lane
+    (CRMSYNC_WORKER_JOBS at a time), the webhook lane (CRMSYNC_WORKER_WEBHOOK_JOBS at a
+    time) and the cron lane. `options` go to all (tests: poll_delay, burst). The sync
+    lane beats the heartbeat (workers.heartbeat) while it runs."""
 
     async def start(ctx: dict[str, Any]) -> None:
         ctx["job"] = job
@@ -195,8 +202,9 @@ def worker_lanes(job: JobContext, redis_settings: RedisSettings, **options: Any)
         Worker(functions=WorkerSettings.functions, on_startup=start_beating,
                on_shutdown=stop_beating, max_jobs=job.settings.worker_jobs, **common),
         Worker(functions=WebhookLaneSettings.functions, queue_name=WEBHOOK_QUEUE,
-               cron_jobs=WebhookLaneSettings.cron_jobs, on_startup=start,
-               max_jobs=job.settings.worker_webhook_jobs, **common),
+               on_startup=start, max_jobs=job.settings.worker_webhook_jobs, **common),
+        Worker(queue_name=CRON_QUEUE, cron_jobs=CronLaneSettings.cron_jobs, on_startup=start,
+               max_jobs=len(CronLaneSettings.cron_jobs), **common),
     ]
 
 

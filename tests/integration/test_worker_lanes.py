@@ -26,7 +26,7 @@ from core.models import SyncRun, WebhookEvent
 from core.types import SyncMode
 from tests.integration.zoho_helpers import add_connection, make_context
 from workers.context import JobContext
-from workers.queue import SYNC_QUEUE, WEBHOOK_QUEUE, ArqRunner
+from workers.queue import CRON_QUEUE, SYNC_QUEUE, WEBHOOK_QUEUE, ArqRunner
 from workers.runner import InProcessRunner
 from workers.settings import schedule_tick, worker_lanes
 
@@ -108,18 +108,18 @@ async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot
             assert statuses(ctx, runs) == ["succeeded"] * BUSY
 
 
-async def test_the_schedule_on_the_webhook_lane_queues_syncs_for_the_sync_lane(
+async def test_the_schedule_on_the_cron_lane_queues_syncs_for_the_sync_lane(
         pg_engine, pg_url, redis_url):
-    """The minute crons run on the webhook lane, whose Redis pool defaults to its own queue:
-    the syncs the schedule queues must still reach the sync lane."""
+    """The minute crons run on a lane whose Redis pool defaults to its own queue: the syncs
+    the schedule queues must still reach the sync lane."""
     ctx = make_context(pg_engine, pg_url)
     cid = add_connection(ctx, "http://127.0.0.1:9", "due")  # never synced: due now
-    webhook_lane = worker_lanes(ctx, RedisSettings.from_dsn(redis_url))[1]
-    pool = await create_pool(RedisSettings.from_dsn(redis_url),
-                             default_queue_name=webhook_lane.queue_name)
+    cron_lane = worker_lanes(ctx, RedisSettings.from_dsn(redis_url))[2]
+    assert cron_lane.queue_name == CRON_QUEUE
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=CRON_QUEUE)
     try:
         await schedule_tick({"job": ctx, "redis": pool})
         assert await pool.zscore(SYNC_QUEUE, f"sync:{cid}") is not None
-        assert await pool.zcard(WEBHOOK_QUEUE) == 0
+        assert await pool.zcard(CRON_QUEUE) == await pool.zcard(WEBHOOK_QUEUE) == 0
     finally:
         await pool.aclose()
