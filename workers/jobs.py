@@ -168,9 +168,12 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     await asyncio.to_thread(apply_zone, ctx)
     try:
         return await _process_webhook_batches(ctx, loaded)
-    finally:  # the months the events touched (core.metrics.rollups); exact without it,
-        # slower. Not waited for: the webhook lane's slots are for the next events.
-        ctx.refresh_rollups.soon(ctx.engine)
+    finally:  # the months the events touched (core.metrics.rollups); exact without it, slower
+        try:
+            await ctx.refresh_rollups(ctx.engine)  # shared with the process's other jobs
+        except Exception:
+            log.exception("refreshing the metric rollups failed",
+                          extra={"connection_id": connection_id})
 
 
 async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection) -> int:

@@ -10,14 +10,11 @@ every job still returns with the months it wrote rebuilt.
 """
 
 import asyncio
-import logging
 import weakref
 
 from sqlalchemy import Engine
 
 from core.metrics import rollups
-
-log = logging.getLogger("crmsync.refresh")
 
 
 class _Turn:
@@ -36,19 +33,6 @@ class RollupRefresh:
     def __init__(self) -> None:
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = (
             weakref.WeakKeyDictionary())
-        self._background: set[asyncio.Task[int]] = set()
-
-    def soon(self, engine: Engine) -> None:
-        """The same refresh without waiting for it (a job whose slot others need now; its
-        writes are exact in the metrics meanwhile, read from the deals). A failure is logged."""
-        task = asyncio.ensure_future(self(engine))
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: "asyncio.Task[int]") -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("refreshing the metric rollups failed", exc_info=task.exception())
 
     async def __call__(self, engine: Engine) -> int:
         loop = asyncio.get_running_loop()

@@ -41,18 +41,3 @@ async def test_a_write_made_during_a_refresh_gets_a_refresh_of_its_own(pg_engine
     await first
     assert _clean(pg_engine) == [JAN, FEB, MAR]
 
-
-async def test_soon_refreshes_in_the_background(pg_engine):
-    cid = _load(pg_engine)
-    refresh = RollupRefresh()
-    await refresh(pg_engine)
-    with session_scope(pg_engine) as session:
-        store.upsert_records(session, stream="deals", connection_id=cid,
-                             records=[_deal("d1", date(2025, 3, 20), "won", "1200")])
-    refresh.soon(pg_engine)
-    assert _clean(pg_engine) == [FEB]  # not waited for
-    for _ in range(400):
-        if _clean(pg_engine) == [JAN, FEB, MAR]:
-            break
-        await asyncio.sleep(0.05)
-    assert _clean(pg_engine) == [JAN, FEB, MAR]

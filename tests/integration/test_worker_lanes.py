@@ -24,6 +24,7 @@ from core import webhooks
 from core.db import session_scope
 from core.models import SyncRun, WebhookEvent
 from core.types import SyncMode
+from tests.integration.test_webhook_e2e import arq_worker
 from tests.integration.zoho_helpers import add_connection, make_context
 from workers.context import JobContext
 from workers.queue import CRON_QUEUE, SYNC_QUEUE, WEBHOOK_QUEUE, ArqRunner
@@ -45,16 +46,10 @@ async def runner_of(kind: str, ctx: JobContext, redis_url: str) -> AsyncIterator
             await runner.close()
         return
     runner = await ArqRunner.connect(ctx, redis_url)
-    lanes = worker_lanes(ctx, RedisSettings.from_dsn(redis_url), poll_delay=0.05)
-    tasks = [asyncio.create_task(lane.main()) for lane in lanes]
     try:
-        yield runner
+        async with arq_worker(ctx, redis_url):  # the lanes, as `crmsync worker` runs them
+            yield runner
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for lane in lanes:
-            await lane.close()
         await runner.close()
 
 
