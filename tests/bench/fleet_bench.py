@@ -4,7 +4,7 @@ in the middle, on two `crmsync worker` processes.
 
 Run: python -m tests.bench.fleet_bench [--connections 300] [--deals 2000] [--big 100000]
                                        [--duration 180] [--interval 1] [--webhook-rate 50]
-     python -m tests.bench.fleet_bench --quick      (30 x 500 deals, big 20,000: ~3 min)
+     python -m tests.bench.fleet_bench --quick      (30 x 500 deals, big 20,000, 150 s)
 
 Starts, each in its own process: a Redis server of its own (an isolated queue), sandboxes
 of Zoho, HubSpot and Pipedrive (`--orgs` processes per CRM; a sandbox process is one CRM
