@@ -273,6 +273,8 @@ async def steady(ctx: Any, redis_url: str, api_url: str, orgs: list[Org], big: O
             if big is not None:
                 await asyncio.sleep(duration / 4)
                 out["big_queued"] = time.monotonic() - started
+                # created now: the schedule would queue a new connection's first sync itself
+                await asyncio.to_thread(add_connections, ctx, [big], 1, 1440)
                 [out["big_run"]] = await enqueue(ctx, redis_url, big.connections, "full")
             while True:
                 await asyncio.sleep(1)
@@ -395,8 +397,6 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
             procs.append(big_org.proc)
         add_connections(ctx, orgs, connections, interval)
         ids = [cid for org in orgs for cid in org.connections]
-        if big_org is not None:
-            add_connections(ctx, [big_org], 1, 1440)
         env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": redis_url,
                "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
                "CRMSYNC_LOG_LEVEL": "INFO" if "CRMSYNC_BENCH_WORKER_LOG" in os.environ
