@@ -5,8 +5,6 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from arq import run_worker
-from arq.connections import RedisSettings
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
@@ -24,7 +22,7 @@ from core.sync import StreamCounts
 from core.types import Stream, SyncMode
 from workers.context import JobContext
 from workers.jobs import after_full_sync, backfill_stage_history, sync_connection
-from workers.settings import WorkerSettings
+from workers.settings import run as run_worker_lanes
 
 
 def sync(
@@ -111,4 +109,4 @@ def worker() -> None:
         raise fail("set CRMSYNC_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
     checked_context(settings).engine.dispose()
     configure_logging(settings, secret_field_names())
-    run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(settings.redis_url))  # type: ignore[arg-type]
+    run_worker_lanes(settings)

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     private clouds): comma-separated `host`, `host:port`, `[ipv6]:port`, `*.domain` or
     `*`. Loopback, private and link-local addresses need the host listed explicitly."""
 
+    worker_jobs: int = 10
+    """Syncs, stage history backfills, goal pushes and channel subscriptions one
+    `crmsync worker` runs at a time (its sync lane); embedded, the syncs and backfills
+    `crmsync serve` runs at a time. More wait, in the order they were queued."""
+    worker_webhook_jobs: int = 10
+    """Webhook processing jobs one `crmsync worker` runs at a time, on a queue of their own
+    (its webhook lane): they never wait behind syncs (workers.settings.worker_lanes)."""
+
     webhook_rate_per_second: int = 2000
     """Callbacks one connection may send per second (a token bucket of as many, per API
     process; shared by every API process through Redis when CRMSYNC_REDIS_URL is set).
@@ -52,7 +60,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("job_retry_seconds", "job_lease_seconds", "max_body_bytes",
-                     "webhook_rate_per_second")
+                     "webhook_rate_per_second", "worker_jobs", "worker_webhook_jobs")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:

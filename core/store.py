@@ -424,15 +424,25 @@ def fast_commits(connection: Connection, on: bool) -> None:
         connection.commit()
 
 
-def refresh_statistics(session: Session, *, stream: str) -> None:
-    """ANALYZE a table that grew a lot, and deal_version with deal (PostgreSQL). Without
-    fresh statistics, the lookups of a first sync into an empty table turn into sequential
-    scans (closing the current versions of a page scanned every version: 5.7 ms a page at
-    12,000 deals, growing with the table)."""
-    if session.get_bind().dialect.name == "postgresql":
-        model = SYNCED_TABLES[stream]
-        names = [table_of(m).name for m in (model, *((DealVersion,) if model is Deal else ()))]
-        session.execute(text(f"ANALYZE {', '.join(names)}"))
+def refresh_statistics(session: Session, *, stream: str, written: int) -> None:
+    """ANALYZE a table that grew a lot, and deal_version with deal (PostgreSQL): when the
+    `written` rows of this sync are at least as many as the table held at its last
+    statistics (it at least doubled). Without fresh statistics, the lookups of a first sync
+    into an empty table turn into sequential scans (closing the current versions of a page
+    scanned every version: 5.7 ms a page at 12,000 deals, growing with the table). A table
+    shared by many connections is left alone: another connection's sync barely changes it,
+    and each ANALYZE of it takes seconds and waits for every other one (300 connections
+    syncing together spent most of their time there: docs/benchmarks.md, many connections)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    model = SYNCED_TABLES[stream]
+    name = table_of(model).name
+    known = session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+                           {"t": name})
+    if known is not None and known > 0 and written < known:
+        return
+    names = [name, *((table_of(DealVersion).name,) if model is Deal else ())]
+    session.execute(text(f"ANALYZE {', '.join(names)}"))
 
 
 def get_state(session: Session, *, connection_id: int, stream: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,7 @@ class SyncEngine:
         streams: tuple[Stream, ...] = STREAMS,
         progress: ProgressFn | None = None,
         settings: Settings | None = None,
+        refresh_rollups: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         if mode not in (SyncMode.FULL, SyncMode.INCREMENTAL):
             raise ValueError(f"mode must be full or incremental, not {mode!r}")
@@ -97,6 +98,7 @@ class SyncEngine:
         self.streams = streams
         self.progress = progress
         self.settings = settings  # the caller's: core.store converts deals with its currency
+        self.refresh = refresh_rollups  # the caller's shared refresh; else one of its own
         self.counts = {s: StreamCounts() for s in streams}
         self.started_at = utcnow()
         self._locks = {lane: asyncio.Lock() for lane in BOTH}
@@ -138,7 +140,10 @@ class SyncEngine:
         """Rebuild the months this sync touched (core.metrics.rollups); metrics stay exact without
         it, only slower, so a failure is logged and the sync's outcome stands."""
         try:
-            await self._db(rollups.refresh, self.engine)
+            if self.refresh is not None:
+                await self.refresh()
+            else:
+                await self._db(rollups.refresh, self.engine)
         except Exception:
             log.exception("refreshing the metric rollups failed",
                           extra={"connection_id": self.connection_id, "run_id": self.run_id})
@@ -271,7 +276,8 @@ class SyncEngine:
                 )
             before, counts.pages = counts.pages, counts.pages + len(pages)
             if records and not ANALYZE_AFTER_PAGES.isdisjoint(range(before + 1, counts.pages + 1)):
-                store.refresh_statistics(session, stream=stream)
+                store.refresh_statistics(session, stream=stream,
+                                         written=counts.upserted + len(records))
             counts.fetched += len(records) + len(deletions)
             counts.upserted += upserted
             counts.deleted += deleted

@@ -11,6 +11,7 @@ from core.config import Settings
 from core.db import make_engine, upgrade
 from core.security import SecretBox, secret_box
 from workers.limits import RedisLimits
+from workers.refresh import RollupRefresh
 
 
 @dataclass
@@ -27,6 +28,8 @@ class JobContext:
     shared by every process through Redis (workers.limits.RedisLimits) when
     CRMSYNC_REDIS_URL is set, and metadata caches (`limits.memo`). One per context, so
     one per process; nothing of it is a module global."""
+    refresh_rollups: RollupRefresh = field(default_factory=RollupRefresh)
+    """The process's rollup refreshes, shared by its jobs (workers.refresh)."""
 
     @property
     def endpoints(self) -> EndpointPolicy:

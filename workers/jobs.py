@@ -23,7 +23,7 @@ from core import history, store, webhooks
 from core.db import session_scope
 from core.errors import AuthError, ConfigError, SourceError, TransientError
 from core.goals import push as goal_push
-from core.metrics import rollups, zone
+from core.metrics import zone
 from core.models import Connection
 from core.sync import ProgressFn, SyncEngine
 from core.types import ConnectionStatus, PushStatus, RunStatus, SyncMode, utcnow
@@ -63,6 +63,7 @@ async def sync_connection(
             streams=streams_of(loaded.provider),
             progress=progress,
             settings=ctx.settings,
+            refresh_rollups=lambda: ctx.refresh_rollups(ctx.engine),
         )
         log.info("sync started", extra={"connection_id": connection_id, "run_id": run_id})
         summary = await engine.run()
@@ -169,7 +170,7 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
         return await _process_webhook_batches(ctx, loaded)
     finally:  # the months the events touched (core.metrics.rollups); exact without it, slower
         try:
-            await asyncio.to_thread(rollups.refresh, ctx.engine)
+            await ctx.refresh_rollups(ctx.engine)  # shared with the process's other jobs
         except Exception:
             log.exception("refreshing the metric rollups failed",
                           extra={"connection_id": connection_id})
@@ -214,7 +215,7 @@ async def refresh_rollups(ctx: JobContext) -> int:
     refresh, a changed time zone) are fast again within a minute. Returns months rebuilt.
     A changed CRMSYNC_TIMEZONE is applied here first, in the background (apply_zone)."""
     await asyncio.to_thread(apply_zone, ctx)
-    return await asyncio.to_thread(rollups.refresh, ctx.engine)
+    return await ctx.refresh_rollups(ctx.engine)
 
 
 def apply_zone(ctx: JobContext) -> None:

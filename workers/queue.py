@@ -2,6 +2,9 @@
 
 A connection never syncs twice at the same time: the arq job id is
 `sync:{connection_id}`, and a queued or running run is returned instead of a new one.
+Webhook processing jobs go to a queue of their own (WEBHOOK_QUEUE, the workers' webhook
+lane: workers.settings.worker_lanes), so they never wait behind queued syncs; the crons
+run from a third (CRON_QUEUE).
 """
 
 import hashlib
@@ -12,6 +15,7 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import default_queue_name
 from arq.jobs import Job, JobStatus
 
 from core import store
@@ -22,6 +26,11 @@ from workers.context import JobContext
 PUSH_WAIT_SECONDS = 120.0  # how long the API waits for a worker's goal push
 BUSY = (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)  # a job not done yet
 WEBHOOK_WINDOW = 1.0  # seconds of webhook intake that one processing job covers
+# The workers' queues (workers.settings.worker_lanes). Each job names its queue: a lane's
+# Redis pool defaults to its own queue, and the cron lane's schedule queues syncs.
+SYNC_QUEUE = default_queue_name  # syncs, backfills, goal pushes, channel subscriptions
+WEBHOOK_QUEUE = "arq:queue:webhooks"  # webhook processing
+CRON_QUEUE = "arq:queue:crons"  # the schedule's tick and the other minute crons
 
 
 class ArqRunner:
@@ -58,7 +67,7 @@ class ArqRunner:
         if status is JobStatus.complete:
             await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
         job = await self.redis.enqueue_job("sync_connection", connection_id, run_id, mode,
-                                           _job_id=job_id)
+                                           _job_id=job_id, _queue_name=SYNC_QUEUE)
         if job is None:  # lost a race with another API replica: that run stands
             with session_scope(self.ctx.engine) as session:
                 store.update_run(session, run_id, status=RunStatus.FAILED,
@@ -77,7 +86,7 @@ class ArqRunner:
         try:
             await self.redis.enqueue_job(
                 "process_webhook_event", connection_id,
-                _job_id=f"webhook:{connection_id}:{window}",
+                _job_id=f"webhook:{connection_id}:{window}", _queue_name=WEBHOOK_QUEUE,
                 _defer_until=datetime.fromtimestamp(window * WEBHOOK_WINDOW + 0.01, UTC))
         except BaseException:
             self._webhook_windows.pop(connection_id, None)  # the next request asks again
@@ -87,7 +96,7 @@ class ArqRunner:
         """Have a worker subscribe the connection to notifications now (one job at a time
         per connection: a request while one is queued joins it)."""
         await self.redis.enqueue_job("renew_channels", connection_id,
-                                     _job_id=f"channels:{connection_id}")
+                                     _job_id=f"channels:{connection_id}", _queue_name=SYNC_QUEUE)
 
     async def enqueue_backfill(self, connection_id: int, restart: bool = False) -> bool:
         """Have a worker run the connection's stage history backfill (job id
@@ -97,7 +106,7 @@ class ArqRunner:
             return False
         await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
         job = await self.redis.enqueue_job("backfill_stage_history", connection_id, restart,
-                                           _job_id=job_id)
+                                           _job_id=job_id, _queue_name=SYNC_QUEUE)
         return job is not None
 
     async def backfill_running(self, connection_id: int) -> bool:
@@ -121,7 +130,7 @@ class ArqRunner:
         if await Job(job_id, self.redis).status() is JobStatus.complete:
             await self.redis.delete(f"arq:result:{job_id}")  # let the id be used again
         job = await self.redis.enqueue_job("push_goals", connection_id, chosen,
-                                           _job_id=job_id)
+                                           _job_id=job_id, _queue_name=SYNC_QUEUE)
         result: dict[str, Any] = await (job or Job(job_id, self.redis)).result(
             timeout=timeout, poll_delay=0.2)  # joins a push that is already queued
         return result

@@ -1,7 +1,8 @@
 """The in-process job runner of the embedded default (no Redis): asyncio tasks.
 
 One connection never syncs twice at the same time: asking again while a run
-is queued or running returns that run.
+is queued or running returns that run. At most CRMSYNC_WORKER_JOBS syncs and backfills
+run at a time (the others wait, queued, in order); webhook processing never waits for them.
 """
 
 import asyncio
@@ -38,6 +39,7 @@ class InProcessRunner:
         self._goal_push = asyncio.Lock()  # one goal push at a time
         self._channels: dict[int, asyncio.Task[Any]] = {}  # connection id -> subscribe task
         self._backfills: dict[int, asyncio.Task[Any]] = {}  # connection id -> backfill task
+        self._slots = asyncio.Semaphore(ctx.settings.worker_jobs)  # syncs and backfills
 
     async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         """Queue a sync of the connection; returns the run id (an existing one if busy)."""
@@ -66,8 +68,9 @@ class InProcessRunner:
         attempt = 1
         while True:
             try:
-                await sync_job_attempt(self.ctx, connection_id=connection_id, run_id=run_id,
-                                       mode=mode, attempt=attempt)
+                async with self._slots:
+                    await sync_job_attempt(self.ctx, connection_id=connection_id,
+                                           run_id=run_id, mode=mode, attempt=attempt)
                 if mode is SyncMode.FULL:
                     await after_full_sync(self.ctx, connection_id, self.enqueue_backfill)
                 return
@@ -127,7 +130,9 @@ class InProcessRunner:
 
     async def _backfill(self, connection_id: int, restart: bool) -> None:
         try:
-            await backfill_stage_history(self.ctx, connection_id=connection_id, restart=restart)
+            async with self._slots:
+                await backfill_stage_history(self.ctx, connection_id=connection_id,
+                                             restart=restart)
         except Exception as exc:  # its state records the error; the next full sync resumes
             log.warning("stage history backfill of connection %s failed: %s", connection_id,
                         exc, extra={"connection_id": connection_id})

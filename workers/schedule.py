@@ -38,6 +38,7 @@ DEFAULT_INTERVAL_MINUTES = 15
 TICK_SECONDS = 60.0
 RENEW_CHANNELS_EVERY = timedelta(hours=1)  # under every channel_renew_within (registry checks)
 WAITING_FOR_ADMIN = frozenset({ConnectionStatus.NEEDS_REAUTH})
+_LONGEST = timedelta(days=3650)  # how overdue a connection never synced counts as
 
 
 class SyncQueue(Protocol):
@@ -105,14 +106,17 @@ def due_syncs(
     schedules: Iterable[ConnectionSchedule], now: datetime, *, nightly_hour: int | None,
     zone: str,
 ) -> list[tuple[int, SyncMode]]:
-    """(connection_id, mode) of every connection due at `now`."""
+    """(connection_id, mode) of every connection due at `now`, the longest overdue first
+    (never synced, then by when it fell due): queues run in that order, so a connection
+    that waited once is not the last again."""
     nightly = nightly_boundary(now, nightly_hour, zone) if nightly_hour is not None else None
-    out = []
+    due = []
     for s in schedules:
         mode = due_mode(s, now, nightly)
         if mode is not None:
-            out.append((s.connection_id, mode))
-    return out
+            fell_due = now - _LONGEST if s.last_run_at is None else s.last_run_at + s.interval
+            due.append((fell_due, s.connection_id, mode))
+    return [(connection_id, mode) for _, connection_id, mode in sorted(due)]
 
 
 def load_schedules(session: Session) -> list[ConnectionSchedule]:

@@ -1,18 +1,26 @@
 """The arq worker (`crmsync worker`): the same job functions as the in-process runner.
 
-arq reads this class's own attributes (never inherited ones), so it stays flat.
-`crmsync worker` passes redis_settings from CRMSYNC_REDIS_URL.
+One `crmsync worker` process runs three arq workers (lanes) on one job context
+(worker_lanes): the sync lane takes arq's default queue (syncs, backfills, goal pushes,
+channel subscriptions; CRMSYNC_WORKER_JOBS at a time), the webhook lane WEBHOOK_QUEUE
+(webhook processing; CRMSYNC_WORKER_WEBHOOK_JOBS at a time) and the cron lane CRON_QUEUE
+(the schedule's tick and the other minute crons, all at once). So a webhook never waits
+behind syncs, and the schedule never waits behind syncs or a flood of webhooks.
+WorkerSettings is arq's settings class of the sync lane; arq reads its own attributes
+(never inherited ones), so it stays flat.
 """
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+from arq.connections import RedisSettings
 from arq.cron import cron
-from arq.worker import Retry, func
+from arq.worker import Retry, Worker, func
 
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.types import SyncMode
 from workers import heartbeat
 from workers.context import JobContext, build_context
@@ -29,7 +37,7 @@ from workers.jobs import (
     renew_channels,
     sync_job_attempt,
 )
-from workers.queue import ArqRunner
+from workers.queue import CRON_QUEUE, WEBHOOK_QUEUE, ArqRunner
 from workers.schedule import enqueue_due_syncs
 
 
@@ -123,16 +131,38 @@ async def digests_job(ctx: dict[str, Any]) -> dict[str, int]:
 
 
 class WorkerSettings:
+    """The sync lane (arq's default queue)."""
+
     functions = [  # noqa: RUF012 - arq reads plain class attributes
         func(sync_job, name="sync_connection", max_tries=SYNC_MAX_TRIES, timeout=6 * 3600),
-        func(webhook_job, name="process_webhook_event", max_tries=1, timeout=600,
-             keep_result=0),
         func(renew_channels_job, name="renew_channels", max_tries=1, timeout=600,
              keep_result=0),
-        func(pending_webhooks_job, name="process_pending_webhooks", max_tries=1, timeout=600),
         func(push_goals_job, name="push_goals", max_tries=1, timeout=600),
         func(backfill_job, name="backfill_stage_history", max_tries=1, timeout=6 * 3600),
     ]
+    on_startup = startup
+    on_shutdown = shutdown
+    max_jobs = 10
+    keep_result = 3600
+
+
+class WebhookLaneSettings:
+    """The webhook lane (WEBHOOK_QUEUE): short jobs that must not wait behind syncs."""
+
+    queue_name = WEBHOOK_QUEUE
+    functions = [  # noqa: RUF012
+        func(webhook_job, name="process_webhook_event", max_tries=1, timeout=600,
+             keep_result=0),
+        func(pending_webhooks_job, name="process_pending_webhooks", max_tries=1, timeout=600),
+    ]
+    max_jobs = 10
+    keep_result = 3600
+
+
+class CronLaneSettings:
+    """The cron lane (CRON_QUEUE): each cron once per period across workers, all at once."""
+
+    queue_name = CRON_QUEUE
     cron_jobs = [  # noqa: RUF012
         cron(schedule_tick, name="schedule_syncs", second=0, unique=True, timeout=300,
              max_tries=1),
@@ -149,7 +179,60 @@ class WorkerSettings:
         cron(digests_job, name="send_digests_minutely", second=15, unique=True, timeout=600,
              max_tries=1),
     ]
-    on_startup = startup
-    on_shutdown = shutdown
-    max_jobs = 10
-    keep_result = 3600
+
+
+def worker_lanes(job: JobContext, redis_settings: RedisSettings, **options: Any) -> list[Worker]:
+    """The three arq workers of one `crmsync worker` process, sharing `job`: the sync lane
+    (CRMSYNC_WORKER_JOBS at a time), the webhook lane (CRMSYNC_WORKER_WEBHOOK_JOBS at a
+    time) and the cron lane. `options` go to all (tests: poll_delay, burst). The sync
+    lane beats the heartbeat (workers.heartbeat) while it runs."""
+
+    async def start(ctx: dict[str, Any]) -> None:
+        ctx["job"] = job
+
+    async def start_beating(ctx: dict[str, Any]) -> None:
+        ctx["job"], ctx["heartbeat"] = job, heartbeat.start(ctx["redis"])
+
+    async def stop_beating(ctx: dict[str, Any]) -> None:
+        ctx["heartbeat"].cancel()
+
+    common: dict[str, Any] = {"redis_settings": redis_settings, "handle_signals": False,
+                              "keep_result": WorkerSettings.keep_result, **options}
+    return [
+        Worker(functions=WorkerSettings.functions, on_startup=start_beating,
+               on_shutdown=stop_beating, max_jobs=job.settings.worker_jobs, **common),
+        Worker(functions=WebhookLaneSettings.functions, queue_name=WEBHOOK_QUEUE,
+               on_startup=start, max_jobs=job.settings.worker_webhook_jobs, **common),
+        Worker(queue_name=CRON_QUEUE, cron_jobs=CronLaneSettings.cron_jobs, on_startup=start,
+               max_jobs=len(CronLaneSettings.cron_jobs), **common),
+    ]
+
+
+def run(settings: Settings) -> None:
+    """`crmsync worker`: both lanes until SIGINT or SIGTERM (running jobs are cancelled
+    and retried by the next worker, as arq does)."""
+    asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> None:
+    assert settings.redis_url
+    job = build_context(settings, migrate_sqlite=False)
+    lanes = worker_lanes(job, RedisSettings.from_dsn(settings.redis_url))
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    mains = [asyncio.create_task(lane.main(), name=lane.queue_name) for lane in lanes]
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*mains, stopping], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopping}:
+            task.result()  # a lane that stopped on its own: its error ends the process
+    finally:
+        stopping.cancel()
+        for task in mains:
+            task.cancel()
+        await asyncio.gather(*mains, return_exceptions=True)
+        for lane in lanes:
+            await lane.close()
+        await job.limits.aclose()
+        job.engine.dispose()

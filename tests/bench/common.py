@@ -116,10 +116,10 @@ def bench_context(url: str) -> JobContext:
 
 
 def add_connection(ctx: JobContext, provider: str, config: Mapping[str, Any],
-                   secrets: Mapping[str, Any]) -> int:
-    """A connection named "bench" with its secrets sealed: its id."""
+                   secrets: Mapping[str, Any], name: str = "bench") -> int:
+    """A connection named `name` with its secrets sealed: its id."""
     with session_scope(ctx.engine) as session:
-        connection = Connection(provider=provider, name="bench", config=dict(config),
+        connection = Connection(provider=provider, name=name, config=dict(config),
                                 secrets_encrypted=ctx.secrets.seal(dict(secrets)))
         session.add(connection)
         session.flush()

@@ -72,6 +72,18 @@ def test_due_syncs_over_several_connections():
         (1, "full"), (3, "incremental"), (4, "full")]
 
 
+def test_due_syncs_come_longest_overdue_first():
+    """Queues run in this order: a connection that waited long (a busy queue, a long
+    interval) goes before one that fell due a minute ago, whatever their ids."""
+    hourly = timedelta(minutes=60)
+    schedules = [conn(NOW - timedelta(minutes=16), NOW, cid=1),  # due 1 minute ago
+                 conn(NOW - timedelta(minutes=70), NOW, interval=hourly, cid=2),  # 10
+                 conn(NOW - timedelta(minutes=40), NOW, cid=3),  # 25 minutes ago
+                 conn(cid=4)]  # never synced
+    assert due_syncs(schedules, NOW, nightly_hour=None, zone="UTC") == [
+        (4, "full"), (3, "incremental"), (2, "incremental"), (1, "incremental")]
+
+
 @pytest.mark.parametrize(("config", "minutes"), [
     ({}, 15), (None, 15), ({"sync_interval_minutes": 60}, 60), ({"sync_interval_minutes": "5"}, 5),
     ({"sync_interval_minutes": 0}, 15), ({"sync_interval_minutes": "soon"}, 15),

@@ -34,7 +34,7 @@ from tests.integration.zoho_helpers import (
 )
 from workers.context import JobContext
 from workers.jobs import renew_channels
-from workers.settings import WorkerSettings
+from workers.settings import worker_lanes
 
 
 @pytest.fixture(params=["embedded", "arq"])
@@ -53,23 +53,27 @@ async def arq_worker(ctx: JobContext, redis_url: str | None) -> AsyncIterator[No
         yield
         return
 
-    async def startup(worker_ctx: dict[str, Any]) -> None:
-        worker_ctx["job"] = ctx
-
-    worker = Worker(functions=WorkerSettings.functions, on_startup=startup,
-                    redis_settings=RedisSettings.from_dsn(redis_url), poll_delay=0.05,
-                    handle_signals=False, max_jobs=10)
-    task = asyncio.create_task(worker.main())
+    lanes = worker_lanes(ctx, RedisSettings.from_dsn(redis_url), poll_delay=0.05)
+    tasks = [asyncio.create_task(lane.main()) for lane in lanes]
     try:
         yield
     finally:  # let queued (deferred) jobs finish, then stop
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and worker.pool is not None and (  # noqa: ASYNC110
-                worker.tasks or await worker.pool.zcard(worker.queue_name)):
+        while time.monotonic() < deadline and await busy(lanes):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for lane in lanes:
+            await lane.close()
+
+
+async def busy(lanes: list[Worker]) -> bool:
+    """Whether a lane runs a job or has one queued."""
+    for lane in lanes:
+        if lane.pool is not None and (lane.tasks or await lane.pool.zcard(lane.queue_name)):
+            return True
+    return False
 
 
 def counts(engine: Engine) -> dict[str, int]:

@@ -1,0 +1,514 @@
+"""Many connections on one deployment (issue 19, item 4): scheduled incremental syncs of
+hundreds of connections of several CRMs, webhooks flowing, and one big full sync started
+in the middle, on two `crmsync worker` processes.
+
+Run: python -m tests.bench.fleet_bench [--connections 300] [--deals 2000] [--big 100000]
+                                       [--duration 180] [--interval 1] [--webhook-rate 50]
+     python -m tests.bench.fleet_bench --quick      (30 x 500 deals, big 20,000, 150 s)
+
+Starts, each in its own process: a Redis server of its own (an isolated queue), sandboxes
+of Zoho, HubSpot and Pipedrive (`--orgs` processes per CRM; a sandbox process is one CRM
+org, so the connections of a CRM are spread over its orgs and those sharing an org share
+its API budget, as connections of one real account would: the budgets are raised to the
+vendors' highest plans so the bench measures crmsync), the API under uvicorn taking the
+webhooks and two `crmsync worker` processes, all on one fresh PostgreSQL database.
+
+1. Initial load: a full sync of every connection is queued at once (`--connections` x
+   `--deals` deals): time and deals/s.
+2. Steady state, `--duration` seconds: every connection has `sync_interval_minutes =
+   --interval` and the workers' schedule (the minute cron) queues its incremental syncs;
+   every 5 s about 0.5% of each org's deals change; Zoho notifications for the Zoho
+   connections arrive at `--webhook-rate` events/s (POSTed to the API as Zoho would);
+   after a quarter of it a new Zoho connection of `--big` deals gets its first full sync.
+   It runs until the duration is over and the big sync finished.
+
+The stage history backfill a first full sync queues (a one-off per connection, reading each
+deal's history) is marked done beforehand: against orgs shared by many connections it
+would spend one org's API budget many times over, which no real fleet does.
+
+Prints: per connection the time between a sync falling due and its start (the minute tick
+and the queue; max and p95), whether every connection synced within its interval (start to
+start at most interval + one tick), webhook received -> processed latency of the other
+connections while the big full sync ran and overall (p50/p95/max), throughput (deals/s,
+syncs/s, events/s), each worker's RSS (peak, and every 30 s), PostgreSQL (backends, size,
+deadlocks, rollbacks) and Redis (memory, queue lengths) health, CPU seconds per process
+and the load average. Never run by the test suite.
+"""
+
+import argparse
+import asyncio
+import itertools
+import math
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from connectors.sandbox.server import free_port
+from tests.bench import common, webhook_bench
+
+PROVIDERS = ("zoho", "hubspot", "pipedrive")
+# the highest plans' budgets (the sandboxes' and the connectors' own limits): hubspot
+# burst per 10 s, pipedrive burst per 2 s
+PROVIDER_OPTIONS = {"hubspot": ("--burst-limit", "1000"), "pipedrive": ("--burst-limit", "1000")}
+PROVIDER_CONFIG: dict[str, dict[str, Any]] = {"hubspot": {"burst_limit": 1000},
+                                              "pipedrive": {"burst_limit": 1000}}
+TICK = 60.0  # the schedule's tick (workers.schedule.TICK_SECONDS)
+MUTATE_EVERY = 5.0
+
+
+@dataclass
+class Org:
+    provider: str
+    seed: int
+    url: str
+    proc: subprocess.Popen[bytes]
+    deal_ids: list[str]
+    connections: list[int] = field(default_factory=list)
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A Redis server of this run's own (nothing else's workers take its jobs)."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("redis-server did not start")
+
+
+def start_orgs(providers: tuple[str, ...], orgs: int, deals: int) -> list[Org]:
+    """`orgs` sandbox processes per provider, started side by side."""
+    from connectors.sandbox import generate_company
+
+    def start(provider: str, seed: int) -> Org:
+        proc, url = common.start_sandbox(provider, deals, *PROVIDER_OPTIONS.get(provider, ()),
+                                         seed=seed)
+        return Org(provider, seed, url, proc, sorted(generate_company(seed=seed,
+                                                                      deals=deals).deals))
+
+    seeds = [(provider, 100 * i + j + 1) for i, provider in enumerate(providers)
+             for j in range(orgs)]
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        return list(pool.map(lambda ps: start(*ps), seeds))
+
+
+def add_connections(ctx: Any, orgs: list[Org], count: int, interval: int) -> None:
+    """`count` connections spread over the orgs in turn; Zoho ones get a notification
+    channel with webhook_bench's token (the bench POSTs Zoho's notifications)."""
+    from connectors.registry import sandboxes
+    from core import history, store, webhooks
+    from core.db import session_scope
+    from core.types import utcnow
+
+    for n in range(count):
+        org = orgs[n % len(orgs)]
+        sandbox = sandboxes()[org.provider]
+        config = {**sandbox.config(org.url), **PROVIDER_CONFIG.get(org.provider, {}),
+                  "sync_interval_minutes": interval}
+        cid = common.add_connection(ctx, org.provider, config, sandbox.secrets,
+                                    name=f"{org.provider} {org.url} #{n}")
+        org.connections.append(cid)
+        with session_scope(ctx.engine) as session:  # no stage history backfill (see above)
+            store.set_state(session, connection_id=cid, stream=history.BACKFILL_STREAM,
+                            state={"finished": True})
+        if org.provider == "zoho":
+            with session_scope(ctx.engine) as session:
+                webhooks.save_channel(session, ctx.secrets, connection_id=cid,
+                                      channel_id=webhook_bench.CHANNEL, token=webhook_bench.TOKEN,
+                                      events=["Deals.all"], notify_url="http://bench",
+                                      expires_at=utcnow() + timedelta(days=7))
+
+
+class Sampler:
+    """Every second: each worker's RSS, the queues' lengths, the database's backends."""
+
+    def __init__(self, workers: list[subprocess.Popen[bytes]], redis_url: str,
+                 db_url: str) -> None:
+        import redis
+
+        from core.db import make_engine
+
+        self.workers, self.redis = workers, redis.Redis.from_url(redis_url)
+        self.engine, self.db = make_engine(common.PG_URL), db_url.rsplit("/", 1)[1]
+        self.rows: list[dict[str, Any]] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from workers.queue import WEBHOOK_QUEUE
+
+        started = time.monotonic()
+        with self.engine.connect() as conn:
+            while not self.done.wait(1.0):
+                backends, waiting = conn.execute(text(
+                    "SELECT count(*), count(*) FILTER (WHERE wait_event_type = 'Lock') "
+                    "FROM pg_stat_activity WHERE datname = :d"), {"d": self.db}).one()
+                conn.rollback()
+                self.rows.append({
+                    "t": time.monotonic() - started,
+                    "rss": [rss_mb(w.pid) for w in self.workers],
+                    "sync_queue": self.redis.zcard("arq:queue"),
+                    "webhook_queue": self.redis.zcard(WEBHOOK_QUEUE),
+                    "backends": backends, "lock_waits": waiting,
+                    "load": os.getloadavg()[0]})
+        self.engine.dispose()
+
+    def stop(self) -> list[dict[str, Any]]:
+        self.done.set()
+        self.thread.join()
+        return self.rows
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def rows(db_url: str, sql: str, **params: Any) -> list[Any]:
+    from core.db import make_engine
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        found = list(conn.execute(text(sql), params))
+    engine.dispose()
+    return found
+
+
+async def enqueue(ctx: Any, redis_url: str, ids: list[int], mode: str) -> list[int]:
+    from workers.queue import ArqRunner
+
+    runner = await ArqRunner.connect(ctx, redis_url)
+    try:
+        return [await runner.enqueue_sync(cid, mode) for cid in ids]
+    finally:
+        await runner.close()
+
+
+def wait_runs(db_url: str, ids: list[int], mode: str, timeout: float) -> None:
+    """Until every connection in `ids` has a finished run of `mode`; raise on failures."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = rows(db_url, "SELECT status, count(*) FROM sync_run WHERE mode = :m "
+                    "AND connection_id = ANY(:ids) AND status IN ('succeeded', 'failed') "
+                    "GROUP BY status", m=mode, ids=ids)
+        counts = dict(done)
+        if counts.get("failed"):
+            errors = rows(db_url, "SELECT connection_id, error FROM sync_run WHERE "
+                          "status = 'failed' LIMIT 3")
+            raise RuntimeError(f"{counts['failed']} {mode} syncs failed: {errors}")
+        if counts.get("succeeded", 0) >= len(ids):
+            return
+        time.sleep(1)
+    raise RuntimeError(f"{mode} syncs not finished after {timeout:.0f} s")
+
+
+async def steady(ctx: Any, redis_url: str, api_url: str, orgs: list[Org], big: Org | None,
+                 duration: float, rate: float, db_url: str) -> dict[str, Any]:
+    """Mutations and webhooks for `duration` s; the big full sync queued after a quarter.
+    Goes on (webhooks too) until the big sync finished."""
+    zoho = [org for org in orgs if org.provider == "zoho" and org.connections]
+    payloads = {org.url: webhook_bench.bodies(max(100, int(rate * duration * 2)), org.deal_ids)
+                for org in zoho}
+    out: dict[str, Any] = {"sent": 0, "refused": 0, "big_run": None}
+    started = time.monotonic()
+    rng = random.Random(3)
+
+    async def mutate(client: httpx.AsyncClient) -> None:
+        n = 0
+        while True:
+            n += 1
+            for org in orgs:
+                await client.post(f"{org.url}/_sandbox/mutate",
+                                  json={"fraction": 0.005, "seed": 1000 + n})
+            await asyncio.sleep(MUTATE_EVERY)
+
+    async def fire(client: httpx.AsyncClient) -> None:
+        if not zoho or rate <= 0:
+            return
+        sent = 0
+        while True:
+            due = started + sent / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            org = zoho[sent % len(zoho)]
+            cid = rng.choice(org.connections)
+            body = payloads[org.url][sent % len(payloads[org.url])]
+            answer = await client.post(f"{api_url}/api/v1/webhooks/zoho/{cid}", content=body,
+                                       headers={"content-type": "application/json"})
+            out["sent" if answer.status_code == 200 else "refused"] += 1
+            sent += 1
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
+        tasks = [asyncio.create_task(mutate(client)), asyncio.create_task(fire(client))]
+        try:
+            if big is not None:
+                await asyncio.sleep(duration / 4)
+                out["big_queued"] = time.monotonic() - started
+                # created now: the schedule would queue a new connection's first sync itself
+                await asyncio.to_thread(add_connections, ctx, [big], 1, 1440)
+                [out["big_run"]] = await enqueue(ctx, redis_url, big.connections, "full")
+            while True:
+                await asyncio.sleep(1)
+                over = time.monotonic() - started >= duration
+                if out["big_run"] is None and over:
+                    break
+                if out["big_run"] is not None:
+                    [(status,)] = rows(db_url, "SELECT status FROM sync_run WHERE id = :r",
+                                       r=out["big_run"])
+                    if status == "failed":
+                        raise RuntimeError("the big full sync failed")
+                    if over and status == "succeeded":
+                        break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    out["seconds"] = time.monotonic() - started
+    return out
+
+
+def schedule_report(db_url: str, ids: list[int], interval: float, since: datetime,
+                    until: datetime) -> dict[str, Any]:
+    """Due -> started of the scheduled syncs queued in [since, until], and whether every
+    connection started a sync at least every interval + one tick."""
+    runs = rows(db_url, "SELECT connection_id, created_at, started_at FROM sync_run WHERE "
+                "connection_id = ANY(:ids) AND mode IN ('full', 'incremental') "
+                "ORDER BY connection_id, created_at", ids=ids)
+    by: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+    for cid, created, started in runs:
+        by[cid].append((created, started))
+    lag, tick_wait, queue_wait, worst_gap, late = [], [], [], [], 0
+    per_connection_max = []
+    for cid in ids:
+        mine, worst, gaps = by[cid], 0.0, [0.0]
+        for (prev_created, prev_started), (created, started) in itertools.pairwise(mine):
+            if created < since or created > until:
+                continue
+            fell_due = prev_created.timestamp() + interval
+            begun = started.timestamp() if started else until.timestamp()
+            lag.append(begun - fell_due)
+            tick_wait.append(created.timestamp() - fell_due)
+            queue_wait.append(begun - created.timestamp())
+            worst = max(worst, begun - fell_due)
+            if prev_started is not None:
+                gaps.append(begun - prev_started.timestamp())
+        last = max((s.timestamp() for _, s in mine if s is not None), default=0.0)
+        gaps.append(until.timestamp() - last)  # since its last start, at the end
+        per_connection_max.append(worst)
+        worst_gap.append(max(gaps))
+        late += max(gaps) > interval + TICK
+    return {"scheduled_syncs": len(lag),
+            "due_to_start_s": {"p50": pct(lag, 50), "p95": pct(lag, 95), "max": max(lag)}
+            if lag else None,
+            "of_which_tick_s_max": max(tick_wait, default=0.0),
+            "of_which_queue_s": {"p95": pct(queue_wait, 95), "max": max(queue_wait)}
+            if queue_wait else None,
+            "per_connection_max_due_to_start_s": {"p95": pct(per_connection_max, 95),
+                                                  "max": max(per_connection_max)},
+            "start_to_start_max_s": max(worst_gap),
+            "connections_within_interval": f"{len(ids) - late} of {len(ids)} "
+                                           f"(start to start <= {interval + TICK:.0f} s)"}
+
+
+def webhook_report(db_url: str, exclude: list[int], window: tuple[Any, Any] | None,
+                   since: datetime) -> dict[str, Any]:
+    out = {}
+    spans = {"all": (since, None)}
+    if window is not None:
+        spans["during_big_full_sync"] = window
+    for name, (start, end) in spans.items():
+        found = rows(db_url, "SELECT extract(epoch FROM processed_at - received_at) FROM "
+                     "webhook_event WHERE NOT connection_id = ANY(:ex) AND received_at >= :s "
+                     "AND (CAST(:e AS timestamptz) IS NULL OR received_at <= :e) "
+                     "AND status = 'processed'", ex=exclude or [0], s=start, e=end)
+        left = rows(db_url, "SELECT count(*) FROM webhook_event WHERE status <> 'processed' "
+                    "AND received_at >= :s", s=start)[0][0]
+        values = [float(v) for (v,) in found]
+        out[name] = ({"events": len(values), "p50_s": pct(values, 50), "p95_s": pct(values, 95),
+                      "max_s": max(values), "not_processed": left} if values else
+                     {"events": 0, "not_processed": left})
+    return out
+
+
+def health(db_url: str, redis_url: str) -> dict[str, Any]:
+    import redis
+
+    name = db_url.rsplit("/", 1)[1]
+    [(backends, deadlocks, rollbacks, commits, size)] = rows(
+        common.PG_URL, "SELECT numbackends, deadlocks, xact_rollback, xact_commit, "
+        "pg_size_pretty(pg_database_size(datname)) FROM pg_stat_database WHERE datname = :d",
+        d=name)
+    info = redis.Redis.from_url(redis_url).info()
+    return {"postgresql": {"backends_now": backends, "deadlocks": deadlocks,
+                           "rollbacks": rollbacks, "commits": commits, "size": size},
+            "redis": {"used_memory_peak": info["used_memory_peak_human"],
+                      "connected_clients": info["connected_clients"],
+                      "rejected_connections": info["rejected_connections"]}}
+
+
+def run(connections: int, deals: int, big_deals: int, duration: float, interval: int,
+        rate: float, orgs_per_crm: int) -> None:
+    from core.types import utcnow
+
+    load0 = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores; load average {load0[0]:.1f} {load0[1]:.1f} "
+          f"{load0[2]:.1f} at the start (a shared machine: other work runs beside the bench)")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        redis_proc, redis_url = start_redis()
+        procs.append(redis_proc)
+        db_url = common.fresh_database("postgresql", "crmsync_fleet_bench")
+        ctx = common.bench_context(db_url)
+        with ThreadPoolExecutor(1) as pool:  # the big org beside the others
+            big = pool.submit(start_orgs, ("zoho",), 1, big_deals) if big_deals else None
+            orgs = start_orgs(PROVIDERS, orgs_per_crm, deals)
+            procs.extend(org.proc for org in orgs)
+            big_org = big.result()[0] if big is not None else None
+        if big_org is not None:
+            procs.append(big_org.proc)
+        add_connections(ctx, orgs, connections, interval)
+        ids = [cid for org in orgs for cid in org.connections]
+        env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": redis_url,
+               "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
+               "CRMSYNC_LOG_LEVEL": "INFO" if "CRMSYNC_BENCH_WORKER_LOG" in os.environ
+               else "WARNING", "CRMSYNC_WEBHOOK_RATE_PER_SECOND": "1000000",
+               "CRMSYNC_NIGHTLY_SYNC_HOUR": "", "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1"}
+        api_port = free_port()
+        api = subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
+                                "--serve-api", str(api_port)], env=env)
+        log = open(os.environ.get("CRMSYNC_BENCH_WORKER_LOG", os.devnull), "ab")  # noqa: SIM115
+        workers = [subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env,
+                                    stdout=log, stderr=log) for _ in range(2)]
+        procs.extend([api, *workers])
+        api_url = f"http://127.0.0.1:{api_port}"
+        webhook_bench.wait_for(f"{api_url}/health", api)
+        sampler = Sampler(workers, redis_url, db_url)
+        database = common.DatabaseCpu(db_url)
+        cpu0 = {p.pid: common.process_cpu(p.pid) for p in procs}
+
+        # 1. initial load
+        started, load = time.perf_counter(), os.getloadavg()[0]
+        asyncio.run(enqueue(ctx, redis_url, ids, "full"))
+        wait_runs(db_url, ids, "full", timeout=1800)
+        took = time.perf_counter() - started
+        total = connections * deals
+        print(f"initial load: {connections} full syncs of {deals:,} deals queued at once: "
+              f"{took:.1f} s, {total / took:,.0f} deals/s (load {load:.1f} -> "
+              f"{os.getloadavg()[0]:.1f})")
+
+        # 2. steady state
+        since, load = utcnow(), os.getloadavg()[0]
+        out = asyncio.run(steady(ctx, redis_url, api_url, orgs, big_org, duration, rate,
+                                 db_url))
+        until = utcnow()
+        samples = sampler.stop()
+        db_cpu = database.stop()
+        cpu = {p.pid: common.process_cpu(p.pid) - cpu0[p.pid] for p in procs
+               if p.poll() is None}
+        time.sleep(3)  # the last webhook jobs
+        window = None
+        big_runs = rows(db_url, "SELECT started_at, finished_at, counts FROM sync_run "
+                        "WHERE id = :r", r=out["big_run"] or 0)
+        print(f"steady state: {out['seconds']:.0f} s, interval {interval} min, {rate:g} "
+              f"webhook events/s sent ({out['sent']:,} accepted, {out['refused']} refused); "
+              f"load {load:.1f} -> {os.getloadavg()[0]:.1f}")
+        if big_runs:
+            begun, ended, counts = big_runs[0]
+            window = (begun, ended)
+            secs = (ended - begun).total_seconds()
+            print(f"  big full sync: {big_deals:,} deals in {secs:.1f} s "
+                  f"({big_deals / secs:,.0f} deals/s) while the rest went on; queued at "
+                  f"{out['big_queued']:.0f} s, counts {counts.get('deals') if counts else ''}")
+        sched = schedule_report(db_url, ids, interval * 60.0, since, until)
+        for name, value in sched.items():
+            print(f"  schedule {name:34} {value}")
+        exclude = big_org.connections if big_org else []
+        for name, value in webhook_report(db_url, exclude, window, since).items():
+            print(f"  webhooks {name:34} {value}")
+        [(incs, fetched)] = rows(db_url, "SELECT count(*), coalesce(sum(CAST(counts->'deals'"
+                                 "->>'fetched' AS integer)), 0) FROM sync_run WHERE mode = "
+                                 "'incremental' AND created_at >= :s AND status = 'succeeded'",
+                                 s=since)
+        [(events,)] = rows(db_url, "SELECT count(*) FROM webhook_event WHERE "
+                           "received_at >= :s AND status = 'processed'", s=since)
+        print(f"  throughput: {incs / out['seconds']:.2f} incremental syncs/s "
+              f"({incs} syncs, {fetched:,} changed deals read), {events / out['seconds']:.1f} "
+              f"webhook events/s processed")
+        peaks = [max(s["rss"][i] for s in samples) for i in range(len(workers))]
+        print(f"  worker RSS peak: {', '.join(f'{p:.0f} MB' for p in peaks)}; every 30 s: "
+              + " | ".join("/".join(f"{r:.0f}" for r in s["rss"]) for s in samples[::30]))
+        print(f"  queues: sync lane longest {max(s['sync_queue'] for s in samples)}, "
+              f"webhook lane longest {max(s['webhook_queue'] for s in samples)}; "
+              f"database backends at most {max(s['backends'] for s in samples)}, waiting "
+              f"for a lock at most {max(s['lock_waits'] for s in samples)} (mean "
+              f"{statistics.mean(s['lock_waits'] for s in samples):.1f})")
+        for name, value in health(db_url, redis_url).items():
+            print(f"  {name:10} {value}")
+        roles = {workers[0].pid: "worker 1", workers[1].pid: "worker 2", api.pid: "api",
+                 redis_proc.pid: "redis"}
+        sandbox_cpu = sum(v for pid, v in cpu.items() if pid not in roles)
+        print("  CPU seconds (user+sys, whole run): " + ", ".join(
+            f"{roles[pid]} {v:.0f}" for pid, v in cpu.items() if pid in roles)
+            + f", sandboxes {sandbox_cpu:.0f}, PostgreSQL backends {db_cpu:.0f}")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=300)
+    parser.add_argument("--deals", type=int, default=2_000)
+    parser.add_argument("--big", type=int, default=100_000, help="0: no big full sync")
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds")
+    parser.add_argument("--interval", type=int, default=1, help="sync_interval_minutes")
+    parser.add_argument("--webhook-rate", type=float, default=50.0, help="events/s")
+    parser.add_argument("--orgs", type=int, default=2, help="sandbox orgs per CRM")
+    parser.add_argument("--quick", action="store_true",
+                        help="30 connections of 500 deals, big 20,000, 150 s")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop every process it started
+    if args.quick:
+        args.connections, args.deals, args.big, args.duration = 30, 500, 20_000, 150.0
+        args.orgs = 1
+    run(args.connections, args.deals, args.big, args.duration, args.interval,
+        args.webhook_rate, max(1, min(args.orgs, math.ceil(args.connections / 3))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""workers.refresh.RollupRefresh: jobs finishing together share rollup refreshes, and each
+still returns with the months it wrote rebuilt (PostgreSQL, where refreshes take a lock)."""
+
+import asyncio
+from datetime import date
+
+from core import store
+from core.db import session_scope
+from core.metrics import rollups
+from tests.integration.test_rollups import _clean, _deal, _load
+from workers.refresh import RollupRefresh
+
+JAN, FEB, MAR = (rollups.month_of(date(2025, m, 1)) for m in (1, 2, 3))
+
+
+async def test_jobs_finishing_together_share_two_refreshes_at_most(pg_engine):
+    cid = _load(pg_engine)
+    refresh = RollupRefresh()
+    assert await refresh(pg_engine) > 0  # the first build
+    with session_scope(pg_engine) as session:  # January and March dirty
+        store.upsert_records(session, stream="deals", connection_id=cid,
+                             records=[_deal("d1", date(2025, 3, 20), "won", "1200")])
+    assert _clean(pg_engine) == [FEB]
+    done = await asyncio.gather(*(refresh(pg_engine) for _ in range(20)))
+    # the first caller's refresh, then one more for the 19 that asked while it ran (it
+    # finds nothing left to rebuild); the others joined those
+    assert sum(1 for months in done if months) == 1, done
+    assert _clean(pg_engine) == [JAN, FEB, MAR]
+
+
+async def test_a_write_made_during_a_refresh_gets_a_refresh_of_its_own(pg_engine):
+    cid = _load(pg_engine)
+    refresh = RollupRefresh()
+    await refresh(pg_engine)
+    first = asyncio.create_task(refresh(pg_engine))  # running (nothing dirty yet)
+    await asyncio.sleep(0)
+    with session_scope(pg_engine) as session:  # committed while it may already run
+        store.upsert_records(session, stream="deals", connection_id=cid,
+                             records=[_deal("d3", date(2025, 1, 5), "won", "250.25")])
+    await refresh(pg_engine)  # asked after the write: not served by the running one
+    await first
+    assert _clean(pg_engine) == [JAN, FEB, MAR]
+

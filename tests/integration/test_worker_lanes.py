@@ -1,0 +1,120 @@
+"""Fairness between jobs under both runners: webhook processing never waits behind syncs
+(the arq worker's webhook lane, workers.settings.worker_lanes; the in-process runner's own
+tasks), and syncs run CRMSYNC_WORKER_JOBS at a time.
+
+PostgreSQL and Redis are the real ones; CRM calls go to the Zoho sandbox over HTTP, slowed
+down so that the syncs queued ahead hold the sync slots for many seconds.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from arq import create_pool
+from arq.connections import RedisSettings
+from sqlalchemy import select
+
+from connectors.sandbox import generate_company
+from connectors.sandbox.server import BackgroundServer
+from connectors.zoho.sandbox import create_app
+from core import webhooks
+from core.db import session_scope
+from core.models import SyncRun, WebhookEvent
+from core.types import SyncMode
+from tests.integration.test_webhook_e2e import arq_worker
+from tests.integration.zoho_helpers import add_connection, make_context
+from workers.context import JobContext
+from workers.queue import CRON_QUEUE, SYNC_QUEUE, WEBHOOK_QUEUE, ArqRunner
+from workers.runner import InProcessRunner
+from workers.settings import schedule_tick, worker_lanes
+
+BUSY = 3  # connections whose syncs are queued first
+LATENCY = 0.4  # seconds per CRM call: a full sync here takes several seconds
+
+
+@asynccontextmanager
+async def runner_of(kind: str, ctx: JobContext, redis_url: str) -> AsyncIterator[Any]:
+    """The runner the API would use, with its workers running."""
+    if kind == "in-process":
+        runner = InProcessRunner(ctx)
+        try:
+            yield runner
+        finally:
+            await runner.close()
+        return
+    runner = await ArqRunner.connect(ctx, redis_url)
+    try:
+        async with arq_worker(ctx, redis_url):  # the lanes, as `crmsync worker` runs them
+            yield runner
+    finally:
+        await runner.close()
+
+
+def statuses(ctx: JobContext, run_ids: list[int]) -> list[str]:
+    with session_scope(ctx.engine) as session:
+        return [str(session.get(SyncRun, run_id).status) for run_id in run_ids]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("kind", ["arq", "in-process"])
+async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot(
+        kind, pg_engine, pg_url, redis_url):
+    company = generate_company(seed=5, deals=400, accounts=40)
+    with BackgroundServer(create_app(company, latency=LATENCY)) as server:
+        ctx = make_context(pg_engine, pg_url)
+        ctx.settings = ctx.settings.model_copy(update={"worker_jobs": 1})
+        busy = [add_connection(ctx, server.url, f"busy {i}") for i in range(BUSY)]
+        quiet = add_connection(ctx, server.url, "quiet")
+        async with runner_of(kind, ctx, redis_url) as runner:
+            runs = [await runner.enqueue_sync(cid, SyncMode.FULL) for cid in busy]
+            for _ in range(600):  # the first sync holds the only sync slot
+                if statuses(ctx, runs)[0] == "running":
+                    break
+                await asyncio.sleep(0.05)
+            deal_id = sorted(company.deals)[0]
+            with session_scope(ctx.engine) as session:
+                webhooks.store_events(session, connection_id=quiet, provider="zoho", events=[(
+                    "edit-1", {"channel_id": "1", "module": "Deals", "operation": "update",
+                               "ids": [deal_id], "server_time": None})])
+            asked = time.monotonic()
+            await runner.enqueue_webhooks(quiet)
+            while time.monotonic() - asked < 60:
+                with session_scope(ctx.engine) as session:
+                    status = session.scalar(select(WebhookEvent.status).where(
+                        WebhookEvent.connection_id == quiet))
+                if status == "processed":
+                    break
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - asked
+            during = statuses(ctx, runs)
+            assert status == "processed"
+            # the syncs queued ahead were not done: the event did not wait for them
+            assert during[-1] in ("queued", "running"), (during, took)
+            assert took < 10, f"processed after {took:.1f}s behind the syncs {during}"
+            # one sync at a time (CRMSYNC_WORKER_JOBS=1): never two running together
+            assert during.count("running") <= 1, during
+            for _ in range(1200):
+                if all(s == "succeeded" for s in statuses(ctx, runs)):
+                    break
+                assert statuses(ctx, runs).count("running") <= 1
+                await asyncio.sleep(0.1)
+            assert statuses(ctx, runs) == ["succeeded"] * BUSY
+
+
+async def test_the_schedule_on_the_cron_lane_queues_syncs_for_the_sync_lane(
+        pg_engine, pg_url, redis_url):
+    """The minute crons run on a lane whose Redis pool defaults to its own queue: the syncs
+    the schedule queues must still reach the sync lane."""
+    ctx = make_context(pg_engine, pg_url)
+    cid = add_connection(ctx, "http://127.0.0.1:9", "due")  # never synced: due now
+    cron_lane = worker_lanes(ctx, RedisSettings.from_dsn(redis_url))[2]
+    assert cron_lane.queue_name == CRON_QUEUE
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=CRON_QUEUE)
+    try:
+        await schedule_tick({"job": ctx, "redis": pool})
+        assert await pool.zscore(SYNC_QUEUE, f"sync:{cid}") is not None
+        assert await pool.zcard(CRON_QUEUE) == await pool.zcard(WEBHOOK_QUEUE) == 0
+    finally:
+        await pool.aclose()

@@ -1,0 +1,50 @@
+"""The metric rollup refreshes of one process, shared by its jobs (core.metrics.rollups).
+
+Every sync and webhook job refreshes the rollups when it is done, so metrics are fast
+right after it; each refresh rebuilds every dirty month of the whole store, one at a time
+(a table lock). With many connections, jobs finishing together would each queue a
+refresh behind that lock, holding their job slots meanwhile. Here a job joins the
+refresh that covers its writes instead: one that starts after it asked. So however many
+jobs of a process finish together, they wait for at most two refreshes back to back, and
+every job still returns with the months it wrote rebuilt.
+"""
+
+import asyncio
+import weakref
+
+from sqlalchemy import Engine
+
+from core.metrics import rollups
+
+
+class _Turn:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.asked = 0  # refreshes asked for so far
+        self.covered = 0  # every ask up to this one is covered by a finished refresh
+
+
+class RollupRefresh:
+    """`await refresh(engine)`: the rollups rebuilt with every write committed before the
+    call (core.metrics.rollups.refresh), shared with the other callers of this process
+    (one state per event loop). Returns the months rebuilt by the refresh it ran, or 0
+    when it joined another's."""
+
+    def __init__(self) -> None:
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn] = (
+            weakref.WeakKeyDictionary())
+
+    async def __call__(self, engine: Engine) -> int:
+        loop = asyncio.get_running_loop()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = _Turn()
+        turn.asked += 1
+        mine = turn.asked
+        async with turn.lock:
+            if turn.covered >= mine:  # a refresh that started after this ask has finished
+                return 0
+            covers = turn.asked  # every ask made before this refresh starts
+            months = await asyncio.to_thread(rollups.refresh, engine)
+            turn.covered = covers
+            return months
