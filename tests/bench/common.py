@@ -1,6 +1,7 @@
 """What the benchmarks share: a fresh, migrated database of their own, a sandbox in a
 process of its own, a job context with a connection, and a timed sync."""
 
+import atexit
 import os
 import subprocess
 import sys
@@ -26,8 +27,9 @@ from workers.jobs import sync_connection
 PG_URL = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def fresh_database(kind: str, prefix: str) -> str:
-    """A migrated SQLite file, or a PostgreSQL database named `{prefix}_{pid}`."""
+def fresh_database(kind: str, prefix: str, *, keep: bool = False) -> str:
+    """A migrated SQLite file, or a PostgreSQL database named `{prefix}_{pid}`, dropped when
+    the benchmark's process ends unless `keep` (a benchmark's --keep)."""
     if kind == "sqlite":
         url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     else:
@@ -38,10 +40,22 @@ def fresh_database(kind: str, prefix: str) -> str:
             conn.execute(text(f"CREATE DATABASE {name}"))
         admin.dispose()
         url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+        if not keep:
+            atexit.register(drop_database, url)
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
     return url
+
+
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database of fresh_database (nothing for SQLite)."""
+    if url.startswith("sqlite"):
+        return
+    admin = make_engine(PG_URL)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)"))
+    admin.dispose()
 
 
 def process_cpu(pid: int) -> float:

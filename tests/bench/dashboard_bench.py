@@ -33,12 +33,11 @@ from core.config import Settings
 from core.db import make_engine, session_scope, upgrade
 from core.goals.targets import GoalInput, create_goal
 from core.metrics import rollups
-from tests.bench.common import fresh_database
+from tests.bench.common import drop_database, fresh_database
 from tests.bench.metrics_bench import (
     OWNERS,
     QUARTER,
     ZONE,
-    drop_database,
     load,
     owner,
     time_requests,
@@ -120,7 +119,7 @@ def main() -> None:
     os.environ.setdefault("BENCH_KEY", Fernet.generate_key().decode())
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
           f"sequential requests: {args.warmup} warm-up + {args.requests} timed per page")
-    url = args.url or fresh_database("postgresql", "crmsync_dashboard_bench")
+    url = args.url or fresh_database("postgresql", "crmsync_dashboard_bench", keep=args.keep)
     settings = Settings(database_url=url, secret_key=os.environ["BENCH_KEY"], timezone=ZONE)
     try:
         if args.url:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.bench.common import PG_URL, fresh_database, process_cpu
+from tests.bench.common import PG_URL, drop_database, fresh_database, process_cpu
 
 ZONE = "Europe/Berlin"
 FIRST_DAY, LAST_DAY = date(2023, 1, 1), date(2025, 12, 31)
@@ -144,18 +144,6 @@ def small_rows(kind: str) -> dict[str, list[tuple[Any, ...]]]:
               for rid, name, order, prob, category in STAGES]
     return {"person": people, "crm_user": users, "stage": stages}
 
-
-def drop_database(url: str) -> None:
-    from sqlalchemy import text
-
-    from core.db import make_engine
-
-    if url.startswith("sqlite"):
-        return
-    admin = make_engine(PG_URL)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)"))
-    admin.dispose()
 
 
 def load(url: str, kind: str, deals: int) -> str:
@@ -389,7 +377,7 @@ def report(results: list[Result]) -> None:
 
 
 def bench(kind: str, deals: int, requests: int, warmup: int, keep: bool) -> None:
-    url = fresh_database(kind, "crmsync_metrics_bench")
+    url = fresh_database(kind, "crmsync_metrics_bench", keep=keep)
     try:
         started = time.perf_counter()
         key = load(url, kind, deals)
