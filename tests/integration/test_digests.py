@@ -30,7 +30,7 @@ from tests.digest_support import DINGTALK_SECRET, DINGTALK_URL, URLS, robots, tr
 from workers.context import JobContext
 from workers.digests import send_due_digests
 from workers.runner import InProcessRunner
-from workers.settings import WorkerSettings, digests_job
+from workers.settings import CronLaneSettings, digests_job
 
 FEBRUARY = datetime(2025, 2, 1, 10, tzinfo=UTC)  # after the monthly moment Feb 1, 09:00
 
@@ -192,7 +192,7 @@ async def test_the_in_process_scheduler_sends_a_due_digest_once(sqlite_engine):
 
 
 async def test_two_arq_workers_send_a_due_digest_once(pg_engine, redis_url):
-    assert "send_digests_minutely" in {c.name for c in WorkerSettings.cron_jobs}
+    assert "send_digests_minutely" in {c.name for c in CronLaneSettings.cron_jobs}
     sandbox = robots()
     key = Fernet.generate_key().decode()
     contexts = [context(pg_engine, transport(sandbox), key) for _ in range(2)]
