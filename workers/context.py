@@ -38,6 +38,15 @@ class JobContext:
         return EndpointPolicy.parse(self.settings.allow_endpoints)
 
 
+def pool_size(settings: Settings) -> dict[str, int]:
+    """Database connections a process may hold: one per job of each lane (a PostgreSQL
+    sync writes on two: core.sync), and a few for the crons, the API's requests and the
+    job runner's own bookkeeping (docs/operations.md, Sizing). A pool smaller than that
+    made concurrent syncs wait 30 s for a connection and fail."""
+    return {"pool_size": settings.worker_jobs + settings.worker_webhook_jobs + 5,
+            "max_overflow": settings.worker_jobs}
+
+
 def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobContext:
     """Engine, secret box and job context for these settings.
 
@@ -45,7 +54,7 @@ def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobCont
     Redis, vendor budgets and tokens are shared by every process (workers.limits).
     """
     secrets = secret_box(settings)  # first: it fails fast when the key is missing
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, **pool_size(settings))
     if migrate_sqlite and settings.is_sqlite:
         upgrade(engine)
     context = JobContext(settings=settings, engine=engine, secrets=secrets)
