@@ -25,10 +25,10 @@ from sqlmodel import Session
 from core.config import Settings
 from core.metrics.definitions import team_order
 from core.metrics.periods import today as local_today
-from core.models import Deal, HygieneRule, Stage, User, table_of
+from core.models import Deal, HygieneRule, Stage, User, live_open, table_of
 from core.people import labels, team_members, teams
 from core.queries import Listing
-from core.types import DealStatus, Percent, utcnow
+from core.types import Percent, utcnow
 
 DEAL, STAGE, USER, RULE = (table_of(m) for m in (Deal, Stage, User, HygieneRule))
 
@@ -214,7 +214,7 @@ def _joined(stmt: Select[Any]) -> Select[Any]:
             .outerjoin(STAGE, and_(STAGE.c.connection_id == DEAL.c.connection_id,
                                    STAGE.c.remote_id == DEAL.c.stage_remote_id,
                                    STAGE.c.deleted_at.is_(None)))
-            .where(DEAL.c.deleted_at.is_(None), DEAL.c.status == DealStatus.OPEN))
+            .where(live_open(DEAL)))
 
 
 def _scope(people: Collection[int] | None, connection_id: int | None,

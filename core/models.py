@@ -9,7 +9,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Index, Table, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Index,
+    Table,
+    UniqueConstraint,
+    and_,
+    literal_column,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -161,6 +170,15 @@ class DealState(SQLModel):
 
 LIVE_OPEN = "deleted_at IS NULL AND status = 'open'"
 """The live open deals: the predicate of ix_deal_open."""
+
+
+def live_open(deals: Any) -> ColumnElement[bool]:
+    """LIVE_OPEN over `deals` (the deal table or a select of its columns), with 'open'
+    written into the SQL: PostgreSQL uses a partial index only where it can prove the
+    index's predicate from the query's, and a bound parameter proves nothing in a prepared
+    statement's generic plan (psycopg prepares a statement a connection ran five times)."""
+    return and_(deals.c.deleted_at.is_(None), deals.c.status == literal_column("'open'"))
+
 OPEN_COLUMNS = (
     "owner_person_id", "connection_id", "stage_remote_id", "probability", "amount_home",
     "amount", "close_date", "remote_modified_at", "owner_remote_id", "owner_email",

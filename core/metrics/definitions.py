@@ -43,6 +43,7 @@ from core.metrics.aggregates import (
 from core.metrics.currency import Converter, converter
 from core.metrics.localdates import created_date, read_zone
 from core.metrics.rollups import month_number, month_of, week_first, week_number, week_of
+from core.models import live_open
 from core.people import normalize_email, person_of_email_expr, team_members, teams
 from core.queries import Listing, RecordFilters, records_listing
 from core.types import DealStatus, Money
@@ -358,8 +359,7 @@ def pipeline(session: Session, *, connection_id: int | None = None,
                       STAGE.c.remote_id == deals.c.stage_remote_id)
     line = func.coalesce(STAGE.c.pipeline, deals.c.pipeline)
     name = func.coalesce(STAGE.c.name, deals.c.stage)
-    conditions: list[ColumnElement[bool]] = [deals.c.deleted_at.is_(None),
-                                             deals.c.status == OPEN]
+    conditions: list[ColumnElement[bool]] = [live_open(deals)]
     if connection_id is not None:
         conditions.append(deals.c.connection_id == connection_id)
     if people is not None:
