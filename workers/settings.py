@@ -209,7 +209,7 @@ def worker_lanes(job: JobContext, redis_settings: RedisSettings, **options: Any)
 
 
 def run(settings: Settings) -> None:
-    """`crmsync worker`: both lanes until SIGINT or SIGTERM (running jobs are cancelled
+    """`crmsync worker`: its three lanes until SIGINT or SIGTERM (running jobs are cancelled
     and retried by the next worker, as arq does)."""
     asyncio.run(_run(settings))
 
