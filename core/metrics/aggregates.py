@@ -209,7 +209,7 @@ def runs(numbers: list[int]) -> list[list[int]]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Acc:
     """The exact, unconverted ingredients of one row's metrics."""
 
@@ -406,11 +406,14 @@ def finish(acc: Acc, conv: Converter, goal: Decimal | None = None) -> dict[str, 
         return row
 
 
-def finish_one(acc: Acc, conv: Converter, metric: str) -> Any:
-    """One metric of finish() (a series needs one per row), computed the same way."""
+def finish_each(accs: dict[Any, Acc], conv: Converter,
+                metric: str) -> tuple[dict[Any, Any], Any]:
+    """One metric of finish() for every row of `accs` (a series), computed the same way in
+    one context, and its value for a row of nothing."""
+    define = DEFINITIONS[metric]
     with localcontext() as ctx:
         ctx.prec = PRECISION
-        return DEFINITIONS[metric](acc, conv)
+        return {key: define(acc, conv) for key, acc in accs.items()}, define(Acc(), conv)
 
 
 def _forecast(acc: Acc, conv: Converter) -> Decimal:

@@ -7,7 +7,7 @@ currency itself is always 1.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, getcontext, localcontext
 
 from sqlmodel import Session, select
@@ -39,6 +39,8 @@ class Converter:
 
     reporting: str | None
     rates: dict[str, Decimal]
+    # rate() of each code met so far, as written (a series by owner totals thousands of rows)
+    known: dict[str | None, Decimal] = field(default_factory=dict, compare=False, repr=False)
 
     def rate(self, code: str | None) -> Decimal:
         if code is None:
@@ -85,9 +87,13 @@ class Converter:
 
     def _sum(self, amounts: Iterable[tuple[str | None, Decimal | None]]) -> Decimal:
         out = Decimal(0)
+        known = self.known
         for code, amount in amounts:
             if amount:
-                out += amount * self.rate(code)
+                rate = known.get(code)
+                if rate is None:
+                    rate = known[code] = self.rate(code)
+                out += amount * rate
         return out
 
 

@@ -511,16 +511,11 @@ def timeseries(
     for part in SERIES_PARTS[metric]:
         part(session, keys, scope, accs, names)
     periods = _periods(interval, shift, start, end)
-    nothing = agg.finish_one(agg.Acc(), conv, metric)
-
-    def value(key: Any, source: dict[Any, agg.Acc] = accs) -> Any:
-        acc = source.get(key)
-        return nothing if acc is None else agg.finish_one(acc, conv, metric)
-
     data: list[dict[str, Any]] = []
     if group_by == SeriesGroupBy.NONE:
-        data = [{"period_start": first, "period_end": last, "value": value(number)}
-                for number, first, last in periods]
+        values, nothing = agg.finish_each(accs, conv, metric)
+        data = [{"period_start": first, "period_end": last,
+                 "value": values.get(number, nothing)} for number, first, last in periods]
     else:
         # the owners summary() lists: any deal or new account in the range, active reps
         owner_names: dict[Any, str | None] = {}
@@ -529,18 +524,21 @@ def timeseries(
         agg.reps(session, connection_id, reps, scope.people)
         if group_by == SeriesGroupBy.OWNER:
             columns = agg.owner_columns(session, list(reps), owner_names)
-            data = [{"period_start": first, "period_end": last, **columns[owner],
-                     "value": value((owner, number))}
-                    for number, first, last in periods for owner in agg.owner_order(columns)]
+            owners = [(owner, columns[owner]) for owner in agg.owner_order(columns)]
+            values, nothing = agg.finish_each(accs, conv, metric)
+            data = [{"period_start": first, "period_end": last, **keys,
+                     "value": values.get((owner, number), nothing)}
+                    for number, first, last in periods for owner, keys in owners]
         else:
             team_of = teams(session, reps)
             by_team: dict[Any, agg.Acc] = defaultdict(agg.Acc)
             for (owner, number), acc in accs.items():
                 by_team[(team_of.get(owner), number)].add(acc)
+            values, nothing = agg.finish_each(by_team, conv, metric)
+            names = team_order({team_of.get(owner) for owner in reps})
             data = [{"period_start": first, "period_end": last, "team": team,
-                     "value": value((team, number), by_team)}
-                    for number, first, last in periods
-                    for team in team_order({team_of.get(owner) for owner in reps})]
+                     "value": values.get((team, number), nothing)}
+                    for number, first, last in periods for team in names]
     return {"metric": metric, "interval": interval, "start": start, "end": end,
             "currency": conv.reporting, "group_by": group_by, "data": data}
 
