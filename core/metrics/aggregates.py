@@ -37,6 +37,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     type_coerce,
     union_all,
 )
@@ -195,7 +196,19 @@ def scope(session: Session, start: date, end: date, connection_id: int | None,
         whole, others = whole_weeks(first, last) if weekly else ([], [(first, last)])
         weeks += whole
         days += others
+    if not ranges:
+        serial(session)
     return Scope(merged(ranges), months, merged(days), connection_id, limit(people), weeks)
+
+
+def serial(session: Session) -> None:
+    """On PostgreSQL, no parallel workers for the rest of the transaction. A scope read
+    from the rollups alone sums a few thousand rows per part; the planner still starts two
+    workers for the UNION of its sources, and starting them costs more than they save (the
+    summary 2023-11-15..2025-02-14 by owner: 24-215 ms a part with them, 9-10 ms without,
+    at load 9). A scope reading deals themselves keeps them."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
 def runs(numbers: list[int]) -> list[list[int]]:
@@ -244,6 +257,24 @@ def group_key(group_by: str, table: Table) -> list[Label[Any]]:
     return []
 
 
+def team_key(table: Table) -> Label[Any]:
+    """The team of a row's owner person, as core.people.teams() has it (None: no owner, an
+    owner without a team); joined() adds the person for it."""
+    del table  # the person of every table here is its owner_person_id
+    return people.PERSON.c.team.label("key")
+
+
+def joined(table: Table, keys: list[Label[Any]], *others: Table) -> FromClause:
+    """`table` joined to `others` (the connection) by connection_id, and to its owner's
+    person when a key is the team (team_key)."""
+    out: FromClause = table
+    for other in others:
+        out = out.join(other, table.c.connection_id == other.c.id)
+    if any(key.element is people.PERSON.c.team for key in keys):
+        out = out.outerjoin(people.PERSON, people.PERSON.c.id == table.c.owner_person_id)
+    return out
+
+
 def row_key(row: Any, keys: list[Label[Any]]) -> Any:
     """None without keys, the value of a single key, else the tuple of the keys' values
     (the keys are the first columns of every select here)."""
@@ -276,7 +307,7 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
                    func.sum(case((won, source.cycle_days))).label("days"),
                    func.sum(case((won, source.cycle_deals), else_=0)).label("timed"),
                    func.max(table.c.owner_name).label("name"))
-            .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
+            .select_from(joined(table, key, CONNECTION))
             .where(*source.conditions, table.c.status.in_((DealStatus.WON, DealStatus.LOST)))
             .group_by(*key, CONNECTION.c.home_currency))
         stmts.append(stmt)
@@ -311,7 +342,7 @@ def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc
                    type_coerce(func.sum(source.amount), Money).label("amount"),
                    func.sum(source.count).label("n"),
                    func.max(table.c.owner_name).label("name"))
-            .join_from(table, CONNECTION, table.c.connection_id == CONNECTION.c.id)
+            .select_from(joined(table, key, CONNECTION))
             .where(*source.conditions, table.c.status == DealStatus.OPEN)
             .group_by(*key, CONNECTION.c.home_currency, table.c.probability))
         stmts.append(stmt)
@@ -341,6 +372,7 @@ def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
         table, key = source.table, keys(source.table)
         stmts.append(select(*key, func.sum(source.count).label("n"),
                             func.max(table.c.owner_name).label("name"))
+                     .select_from(joined(table, key))
                      .where(*source.conditions).group_by(*key))
     for row in rows(session, stmts):
         k = row_key(row, key)

@@ -477,8 +477,8 @@ def timeseries(
     (close_date; created_date for new_accounts), so a row's value is exactly what
     summary() gives for that period. group_by=owner has the owners summary() lists;
     group_by=team one row per team of those owners, each the sum of its people's exact
-    ingredients (as summary's group_by=team: people without a team and deals of no owner
-    in the row of team null).
+    ingredients, grouped by the team in SQL (as summary's group_by=team: people without a
+    team and deals of no owner in the row of team null).
     `people` (not None) limits it to those people's deals and accounts, as in summary().
     Reads local dates in CRMSYNC_TIMEZONE even before a zone change is applied (localdates).
     """
@@ -505,15 +505,16 @@ def timeseries(
             column = (table.c.close_date if table is DEAL else created_date(session, table)
                       if table is ACCOUNT else table.c.day)
             period = period_key(session, column, interval, shift)
-        by = SeriesGroupBy.OWNER if group_by == SeriesGroupBy.TEAM else group_by
-        return [*agg.group_key(by, table), period.label("period")]
+        by = [agg.team_key(table)] if group_by == SeriesGroupBy.TEAM else \
+            agg.group_key(group_by, table)
+        return [*by, period.label("period")]
 
     for part in SERIES_PARTS[metric]:
         part(session, keys, scope, accs, names)
     periods = _periods(interval, shift, start, end)
+    values, nothing = agg.finish_each(accs, conv, metric)
     data: list[dict[str, Any]] = []
     if group_by == SeriesGroupBy.NONE:
-        values, nothing = agg.finish_each(accs, conv, metric)
         data = [{"period_start": first, "period_end": last,
                  "value": values.get(number, nothing)} for number, first, last in periods]
     else:
@@ -525,20 +526,15 @@ def timeseries(
         if group_by == SeriesGroupBy.OWNER:
             columns = agg.owner_columns(session, list(reps), owner_names)
             owners = [(owner, columns[owner]) for owner in agg.owner_order(columns)]
-            values, nothing = agg.finish_each(accs, conv, metric)
-            data = [{"period_start": first, "period_end": last, **keys,
+            data = [{"period_start": first, "period_end": last, **owner_keys,
                      "value": values.get((owner, number), nothing)}
-                    for number, first, last in periods for owner, keys in owners]
-        else:
+                    for number, first, last in periods for owner, owner_keys in owners]
+        else:  # accs are by (team, period), summed in SQL (aggregates.team_key)
             team_of = teams(session, reps)
-            by_team: dict[Any, agg.Acc] = defaultdict(agg.Acc)
-            for (owner, number), acc in accs.items():
-                by_team[(team_of.get(owner), number)].add(acc)
-            values, nothing = agg.finish_each(by_team, conv, metric)
-            names = team_order({team_of.get(owner) for owner in reps})
+            in_order = team_order({team_of.get(owner) for owner in reps})
             data = [{"period_start": first, "period_end": last, "team": team,
                      "value": values.get((team, number), nothing)}
-                    for number, first, last in periods for team in names]
+                    for number, first, last in periods for team in in_order]
     return {"metric": metric, "interval": interval, "start": start, "end": end,
             "currency": conv.reporting, "group_by": group_by, "data": data}
 
