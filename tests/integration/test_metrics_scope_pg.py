@@ -7,6 +7,7 @@ import pytest
 from tests.unit.test_metrics_scope import (  # noqa: F401  (the tests, run here again)
     data,
     test_a_scoped_summary_has_the_unscoped_rows_of_those_people,
+    test_a_team_series_follows_a_team_set_after_the_rollups_were_built,
     test_drill_down_by_team_lists_exactly_the_teams_deals,
     test_pipeline_and_timeseries_of_a_scope,
     test_team_rows_are_recomputed_from_the_teams_deals,

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from core import store
@@ -324,3 +324,25 @@ def test_whole_weeks_cuts_a_range_at_mondays():
     assert rollups.week_last(rollups.week_of(date.max)) == date.max
     assert rollups.whole_weeks(date(9999, 12, 27), date.max) == (
         [rollups.week_of(date.max)], [])
+
+
+def test_a_scope_of_rollups_alone_reads_without_parallel_workers(pg_engine):
+    """On PostgreSQL, a scope read from the rollups alone turns parallel workers off for
+    the rest of its transaction (aggregates.serial); one reading deals keeps them."""
+    _load(pg_engine)
+
+    def workers(start: date, end: date) -> str:
+        with Session(pg_engine) as session:
+            agg.scope(session, start, end, None)
+            return str(session.execute(text("SHOW max_parallel_workers_per_gather")).scalar())
+
+    default = workers(*Q1)  # never built: the deals themselves
+    assert default != "0"
+    rollups.refresh(pg_engine)
+    assert workers(*Q1) == "0"
+    assert workers(date(2025, 1, 15), date(2025, 3, 2)) == "0"  # weeks and days: rollups
+    with session_scope(pg_engine) as session:
+        session.add(RollupDirty(month=FEB))
+    assert workers(*Q1) == default
+    with Session(pg_engine) as session:  # the setting ended with its transaction
+        assert session.execute(text("SHOW max_parallel_workers_per_gather")).scalar() == default

@@ -1,5 +1,6 @@
 """The app itself: lifespan, error envelope, /health, JSON and CSV rendering, cursors."""
 
+import gc
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -7,7 +8,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from api.app import create_app
+from api.app import YOUNG_COLLECTION_THRESHOLD, create_app
 from api.listing import decode_cursor, dumps, encode_cursor, scalar_text
 from core.config import Settings
 from core.db import make_engine
@@ -31,6 +32,14 @@ async def test_unhandled_errors_are_500_json_without_details(api):
     assert response.json() == {"error": {"code": "internal_error",
                                          "message": "internal server error"}}
     assert SECRET not in response.text and "Traceback" not in response.text
+
+
+async def test_the_started_api_has_frozen_its_heap_and_collects_young_objects_less_often(api):
+    """api.app.tune_collector, once per process at the first start-up (this one or an
+    earlier test's): the objects alive then are out of the collector's scans."""
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+    assert (await api.get("/health")).status_code == 200
 
 
 async def test_unknown_routes_and_methods_are_json(api):

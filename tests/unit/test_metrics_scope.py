@@ -22,6 +22,7 @@ from core.metrics import rollups
 from core.metrics.currency import set_rate
 from core.metrics.definitions import drill_down, pipeline, summary, timeseries
 from core.models import Connection
+from core.people import update_person
 from core.queries import fetch_page
 from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
 
@@ -271,6 +272,21 @@ def test_pipeline_and_timeseries_of_a_scope(data):
             if group_by == "owner":
                 assert {r["person_id"] for r in scoped["data"]} == people
 
+
+
+def test_a_team_series_follows_a_team_set_after_the_rollups_were_built(data: Data) -> None:
+    """A series by team is grouped by the team in SQL, joining each row's owner person as
+    it is now: a team set by hand after a refresh moves the person's deals, rollups or not."""
+    with session_scope(data.engine) as session:
+        update_person(session, data.ids["bob@x.com"], {"team": "South"})
+    with session_scope(data.engine) as session:
+        series = timeseries(session, metric="bookings", interval="quarter", group_by="team",
+                            settings=SETTINGS, **Q1)
+        teams = summary(session, settings=SETTINGS, group_by="team", **Q1)
+    values = {r["team"]: r["value"] for r in series["data"]}
+    assert values == {r["team"]: r["bookings"] for r in teams["data"]}
+    assert values["South"] == D("877.76")  # cat's S1 777.77 + bob's N4 99.99
+    assert values["North"] == D("1300.60")  # ann's N1 1000.00 + N3 250.50 EUR x 1.2
 
 
 @pytest.mark.parametrize("interval", ["month", "quarter"])
