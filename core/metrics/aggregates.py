@@ -257,10 +257,9 @@ def group_key(group_by: str, table: Table) -> list[Label[Any]]:
     return []
 
 
-def team_key(table: Table) -> Label[Any]:
-    """The team of a row's owner person, as core.people.teams() has it (None: no owner, an
-    owner without a team); joined() adds the person for it."""
-    del table  # the person of every table here is its owner_person_id
+def team_key() -> Label[Any]:
+    """The team of a row's owner person (owner_person_id), as core.people.teams() has it
+    (None: no owner, an owner without a team); joined() adds the person for it."""
     return people.PERSON.c.team.label("key")
 
 

@@ -505,7 +505,7 @@ def timeseries(
             column = (table.c.close_date if table is DEAL else created_date(session, table)
                       if table is ACCOUNT else table.c.day)
             period = period_key(session, column, interval, shift)
-        by = [agg.team_key(table)] if group_by == SeriesGroupBy.TEAM else \
+        by = [agg.team_key()] if group_by == SeriesGroupBy.TEAM else \
             agg.group_key(group_by, table)
         return [*by, period.label("period")]
 
