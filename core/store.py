@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache, partial
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,8 +74,9 @@ def _insert(session: Session | str, table: Table) -> Any:
 
 
 
-def _row(record: Any, columns: Sequence[str]) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in columns}
+def _row(record: Any, columns: Sequence[str], values: Callable[[Any], Any]) -> dict[str, Any]:
+    """`record`'s `columns` as a dict; `values` is attrgetter(*columns) (one C call a row)."""
+    return dict(zip(columns, values(record), strict=True))
 
 
 def upsert_records(
@@ -121,8 +123,9 @@ def upsert_records(
     zone = ZoneInfo(stored_zone(session, lock="share")) if model in OWNED else None
     rows = []
     emails = [f for f in fields if f in _EMAIL_COLUMNS]
+    values = attrgetter(*fields)  # every record has several (remote_id, raw, ...)
     for record in unique.values():
-        row = _row(record, fields)
+        row = _row(record, fields, values)
         for name in emails:  # people are matched across connections by lower-cased email
             row[name] = row[name].strip().lower() if row[name] else None
         if "mobile" in row:  # and then by mobile number
