@@ -82,7 +82,9 @@ class SyncedRow(SQLModel):
     id: int | None = Field(default=None, primary_key=True)
     connection_id: int = Field(foreign_key="connection.id", ondelete="CASCADE")
     remote_id: str = Field(max_length=100)
-    raw: dict[str, Any] | None = _json()
+    # json, not jsonb: kept as the text it was written as, never parsed into a tree on
+    # the way in (about 8 us a row of a sync's PostgreSQL CPU; migration 0018)
+    raw: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     remote_modified_at: datetime | None = _ts()
     first_seen_at: datetime = _now()
     last_synced_at: datetime = _now()
