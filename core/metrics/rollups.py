@@ -23,13 +23,15 @@ runs afterwards.
 
 refresh() rebuilds the dirty months (every month the first time, or after the store's
 time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
-after each sync. On PostgreSQL it runs in one REPEATABLE READ transaction that first
-locks rollup_month against other refreshes: what it reads and the dirty entries it
-deletes belong to one snapshot, so a write committed meanwhile keeps its dirty entry and
-its month stays dirty until the next refresh. SQLite has one writer at a time.
+after each sync and webhook job, for the job's connection: a dirty entry names the
+connection whose rows the write touched, and a month is rebuilt from that connection's
+rows only (a fleet of hundreds of connections rebuilt every dirty month of all of them
+after each job: docs/benchmarks.md, many connections). How refreshes lock each other
+out, and why a write committed meanwhile keeps its dirty entry: _locked().
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -75,6 +77,7 @@ from core.models import (
 from core.types import DealStatus, Money, utcnow
 
 BUILT_KEY = "rollups_built"
+ADVISORY_KEY = 0x726F6C6C  # pg_advisory_xact_lock(ADVISORY_KEY, connection id): its refresh
 
 
 
@@ -239,42 +242,111 @@ def invalidate(session: Session) -> None:
 # -- refresh ---------------------------------------------------------------------------
 
 def refresh(engine: Engine, connection_id: int | None = None) -> int:
-    """Rebuild dirty (or never built) months; returns how many months it rebuilt. A month a
-    connection's writes made dirty is rebuilt from that connection's rows only (the other
-    connections' rows of it are unchanged); a mark without a connection rebuilds the month
-    for all. With `connection_id`, only that connection's marks (a job's own writes: the
-    schedule's refresh takes the rest); the first build is always the whole store."""
+    """Rebuild dirty (or never built) months; returns how many months it rebuilt.
+
+    A month a connection's writes made dirty is rebuilt from that connection's rows only
+    (the other connections' rows of it are unchanged), in a transaction of its own that
+    waits for no other connection's. The store-wide part (the first build, a month never
+    built before, a mark without a connection) rebuilds the month for every connection,
+    one such refresh at a time and none of a connection meanwhile. With `connection_id`,
+    that connection's marks only (a job's own writes: the schedule's refresh takes the
+    rest), and the store-wide part when they need it."""
+    months: set[int] = set()
+    if connection_id is not None and _built(engine):
+        months, unbuilt = _refresh_connection(engine, connection_id)
+        if not unbuilt:
+            return len(months)
+    months |= _refresh_store(engine)
+    if connection_id is None:
+        with Session(engine) as session:
+            ids = session.scalars(select(ROLLUP_DIRTY.c.connection_id).where(
+                ROLLUP_DIRTY.c.connection_id.is_not(None)).distinct()).all()
+        for cid in sorted(ids):
+            months |= _refresh_connection(engine, cid)[0]
+    return len(months)
+
+
+@contextmanager
+def _locked(engine: Engine, connection_id: int | None) -> Iterator[Session]:
+    """A session holding the refresh's locks (PostgreSQL; SQLite has one writer at a time).
+
+    The store-wide refresh runs alone (SHARE ROW EXCLUSIVE on rollup_month), in one
+    REPEATABLE READ snapshot taken once the lock is held: what it reads and the dirty
+    entries it deletes belong to that snapshot, so a write committed meanwhile keeps its
+    dirty entry and its month stays dirty until the next refresh. A connection's waits for
+    it and for its connection's other refresh (ROW EXCLUSIVE, which refreshes of other
+    connections share, and an advisory lock), in READ COMMITTED: it deletes its dirty
+    entries before it reads the rows, so a write committed before the delete is read and
+    one committed after keeps its entry."""
     postgres = engine.dialect.name == "postgresql"
-    if postgres:
+    if postgres and connection_id is None:
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
     with Session(engine) as session:
-        if postgres:  # before the snapshot is taken (first query): one refresh at a time
+        if postgres and connection_id is None:  # before the snapshot (the first query)
             session.execute(text("LOCK TABLE rollup_month IN SHARE ROW EXCLUSIVE MODE"))
+        elif postgres:
+            session.execute(text("LOCK TABLE rollup_month IN ROW EXCLUSIVE MODE"))
+            session.execute(text("SELECT pg_advisory_xact_lock(:k, :c)"),
+                            {"k": ADVISORY_KEY, "c": connection_id})
+        yield session
+
+
+def _built(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return session.get(StoreMeta, BUILT_KEY) is not None
+
+
+def _refresh_store(engine: Engine) -> set[int]:
+    """The store-wide part of refresh(): every month the first time, else the dirty months
+    never built or marked without a connection, for every connection."""
+    with _locked(engine, None) as session:
         built = session.get(StoreMeta, BUILT_KEY) is not None
         if built:
-            dirty = select(ROLLUP_DIRTY.c.connection_id, ROLLUP_DIRTY.c.month).distinct()
-            if connection_id is not None:
-                dirty = dirty.where(ROLLUP_DIRTY.c.connection_id == connection_id)
-            by_connection: dict[int | None, set[int]] = {}
-            for cid, month in session.execute(dirty):
-                by_connection.setdefault(cid, set()).add(month)
-            if not by_connection:
-                return 0
+            marks = session.execute(select(ROLLUP_DIRTY.c.connection_id,
+                                           ROLLUP_DIRTY.c.month).distinct()).all()
+            known = _built_months(session, {month for _, month in marks})
+            months = {month for cid, month in marks if cid is None or month not in known}
+            if not months:
+                return months
         else:
-            by_connection = {None: set(_data_span(session))}
-        everyone = by_connection.pop(None, set())
-        rows = _rebuild(session, sorted(everyone))
-        for cid, months in sorted(by_connection.items()):
-            rows += _rebuild(session, sorted(months - everyone), cid)
-        if not built:
+            months = set(_data_span(session))
             session.add(StoreMeta(key=BUILT_KEY, value=utcnow().isoformat()))
-        if postgres and (not built or 0 < rows >= _rows_known(session)):
-            # fresh statistics once the rollups at least doubled (autovacuum comes later):
-            # the planner reads a period's rows through the index instead of a scan of
-            # the whole table; a table hundreds of connections share is left alone
-            session.execute(text("ANALYZE " + ", ".join(t.name for t in ROLLUP_TABLES)))
+        rows = _rebuild(session, sorted(months))
+        _analyze(session, rows, first=not built)
         session.commit()
-        return len(everyone.union(*by_connection.values()))
+        return months
+
+
+def _refresh_connection(engine: Engine, connection_id: int) -> tuple[set[int], bool]:
+    """A connection's dirty months that were built before, from its rows; and whether it
+    marked months never built (the store-wide part rebuilds those)."""
+    with _locked(engine, connection_id) as session:
+        marked = set(session.scalars(select(ROLLUP_DIRTY.c.month).where(
+            ROLLUP_DIRTY.c.connection_id == connection_id).distinct()))
+        months = _built_months(session, marked)
+        if months:
+            rows = _rebuild(session, sorted(months), connection_id)
+            _analyze(session, rows)
+            session.commit()
+        return months, months != marked
+
+
+def _built_months(session: Session, months: set[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in _chunks(sorted(months), 240):
+        found.update(session.scalars(select(ROLLUP_MONTH.c.month).where(
+            ROLLUP_MONTH.c.month.in_(chunk))))
+    return found
+
+
+def _analyze(session: Session, rows: int, *, first: bool = False) -> None:
+    """Fresh statistics (PostgreSQL) after the first build and once the rollups at least
+    doubled (autovacuum comes later): the planner reads a period's rows through the index
+    instead of a scan of the whole table; a table hundreds of connections share is left
+    alone."""
+    if session.get_bind().dialect.name == "postgresql" and (
+            first or 0 < rows >= _rows_known(session)):
+        session.execute(text("ANALYZE " + ", ".join(t.name for t in ROLLUP_TABLES)))
 
 
 def _rows_known(session: Session) -> float:
@@ -319,16 +391,11 @@ def _rebuild(session: Session, months: list[int], connection_id: int | None = No
             if period == "day":
                 written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
             session.execute(_account_rollup(session, spans, period, connection_id))
-        if connection_id is None:
+        if connection_id is None:  # a connection's refresh rebuilds built months only
             session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
-            new = chunk
-        else:  # the months built before stay (the other connections' rows of them did)
-            built = set(session.scalars(select(ROLLUP_MONTH.c.month).where(
-                ROLLUP_MONTH.c.month.in_(chunk))))
-            new = [m for m in chunk if m not in built]
-        if new:
             now = utcnow()
-            session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now} for m in new])
+            session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now}
+                                                   for m in chunk])
     return written
 
 

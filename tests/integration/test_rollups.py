@@ -356,7 +356,8 @@ def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
     with session_scope(engine) as session:  # the second's webhook, not refreshed yet
         store.upsert_records(session, stream="deals", connection_id=second, records=[
             _deal("d3", date(2025, 2, 3), "won", "300")])
-    assert rollups.refresh(engine, first) == 3  # January, March, April: its own marks
+    # January and March: its own marks; April, never built, by the store-wide part
+    assert rollups.refresh(engine, first) == 3
     after = _month_rows(engine)
     assert after[second] == before[second]  # the other connection's rows untouched
     kept = after[first] & before[first]  # every row of its dirty months rebuilt
