@@ -11,6 +11,8 @@ the budgets and tokens between every process. Nothing of it is a module global.
 """
 
 import asyncio
+import functools
+import ssl
 import time
 import weakref
 from collections import deque
@@ -38,6 +40,14 @@ T = TypeVar("T")
 USER_AGENT = "crmsync/0.1 (+https://github.com/crmsync/crmsync)"
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The certificate store every client verifies with, loaded once per process: loading
+    it took 70 ms of CPU, for every sync and webhook job (docs/benchmarks.md, many
+    connections). An SSLContext is safe to share between clients."""
+    return httpx.create_ssl_context()
+
+
 def build_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -53,6 +63,7 @@ def build_client(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
+        verify=_tls(),
     )
 
 

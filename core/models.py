@@ -576,11 +576,13 @@ class RollupMonth(SQLModel, table=True):
 
 
 class RollupDirty(SQLModel, table=True):
-    """A month a write touched since its rollups were built (append-only; core.metrics.rollups)."""
+    """A month a write touched since its rollups were built, and the connection whose rows
+    it touched (null: every connection's); append-only; core.metrics.rollups."""
 
     __tablename__ = "rollup_dirty"
     id: int | None = Field(default=None, primary_key=True)
     month: int = Field(index=True)
+    connection_id: int | None = None
 
 
 # --- incentives (M8): plans, versions, locked periods, adjustments; migration 0009 ---

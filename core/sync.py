@@ -143,7 +143,7 @@ class SyncEngine:
             if self.refresh is not None:
                 await self.refresh()
             else:
-                await self._db(rollups.refresh, self.engine)
+                await self._db(rollups.refresh, self.engine, self.connection_id)
         except Exception:
             log.exception("refreshing the metric rollups failed",
                           extra={"connection_id": self.connection_id, "run_id": self.run_id})

@@ -63,7 +63,7 @@ async def sync_connection(
             streams=streams_of(loaded.provider),
             progress=progress,
             settings=ctx.settings,
-            refresh_rollups=lambda: ctx.refresh_rollups(ctx.engine),
+            refresh_rollups=lambda: ctx.refresh_rollups(ctx.engine, connection_id),
         )
         log.info("sync started", extra={"connection_id": connection_id, "run_id": run_id})
         summary = await engine.run()
@@ -170,7 +170,7 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
         return await _process_webhook_batches(ctx, loaded)
     finally:  # the months the events touched (core.metrics.rollups); exact without it, slower
         try:
-            await ctx.refresh_rollups(ctx.engine)  # shared with the process's other jobs
+            await ctx.refresh_rollups(ctx.engine, connection_id)  # shared with its other jobs
         except Exception:
             log.exception("refreshing the metric rollups failed",
                           extra={"connection_id": connection_id})

@@ -23,13 +23,15 @@ runs afterwards.
 
 refresh() rebuilds the dirty months (every month the first time, or after the store's
 time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
-after each sync. On PostgreSQL it runs in one REPEATABLE READ transaction that first
-locks rollup_month against other refreshes: what it reads and the dirty entries it
-deletes belong to one snapshot, so a write committed meanwhile keeps its dirty entry and
-its month stays dirty until the next refresh. SQLite has one writer at a time.
+after each sync and webhook job, for the job's connection: a dirty entry names the
+connection whose rows the write touched, and a month is rebuilt from that connection's
+rows only (a fleet of hundreds of connections rebuilt every dirty month of all of them
+after each job: docs/benchmarks.md, many connections). How refreshes lock each other
+out, and why a write committed meanwhile keeps its dirty entry: _locked().
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -75,7 +77,7 @@ from core.models import (
 from core.types import DealStatus, Money, utcnow
 
 BUILT_KEY = "rollups_built"
-ANALYZE_MONTHS = 12  # a refresh rebuilding this many months refreshes the planner's statistics
+ADVISORY_KEY = 0x726F6C6C  # pg_advisory_xact_lock(ADVISORY_KEY, connection id): its refresh
 
 
 
@@ -190,12 +192,14 @@ def clean_months(session: Session, months: range) -> set[int]:
 
 # -- writers mark what they touch (core.store calls these in its transaction) ---------
 
-def dirty_marks(months: Select[Any]) -> Insert:
-    """INSERT INTO rollup_dirty the months a one-column select yields (nulls ignored)."""
-    sub = months.subquery()
-    column = sub.c[0]
+def dirty_marks(marks: Select[Any]) -> Insert:
+    """INSERT INTO rollup_dirty the (connection, month) pairs a two-column select yields
+    (null months ignored)."""
+    sub = marks.subquery()
+    connection, month = sub.c[0], sub.c[1]
     return insert(ROLLUP_DIRTY).from_select(
-        ["month"], select(column).where(column.is_not(None)).distinct())
+        ["connection_id", "month"],
+        select(connection, month).where(month.is_not(None)).distinct())
 
 
 def page_marks(model: type[Any], load: Table) -> Insert | None:
@@ -207,10 +211,10 @@ def page_marks(model: type[Any], load: Table) -> Insert | None:
         return None
     table = table_of(model)
     column = DATE_COLUMN[kind].name
-    old = (select(month_number(table.c[column]).label("m"))
+    old = (select(table.c.connection_id, month_number(table.c[column]).label("m"))
            .join_from(load, table, and_(table.c.connection_id == load.c.connection_id,
                                         table.c.remote_id == load.c.remote_id)))
-    new = select(month_number(load.c[column]).label("m"))
+    new = select(load.c.connection_id, month_number(load.c[column]).label("m"))
     return dirty_marks(union(old, new))  # type: ignore[arg-type]
 
 
@@ -220,7 +224,8 @@ def mark_rows(session: Session, model: type[Any], *where: ColumnElement[bool]) -
     if kind is not None:
         table = table_of(model)
         session.execute(dirty_marks(
-            select(month_number(table.c[DATE_COLUMN[kind].name])).where(*where)))
+            select(table.c.connection_id, month_number(table.c[DATE_COLUMN[kind].name]))
+            .where(*where)))
 
 
 def _kind(model: type[Any]) -> str | None:
@@ -236,30 +241,119 @@ def invalidate(session: Session) -> None:
 
 # -- refresh ---------------------------------------------------------------------------
 
-def refresh(engine: Engine) -> int:
-    """Rebuild dirty (or never built) months; returns how many months it rebuilt."""
+def refresh(engine: Engine, connection_id: int | None = None) -> int:
+    """Rebuild dirty (or never built) months; returns how many months it rebuilt.
+
+    A month a connection's writes made dirty is rebuilt from that connection's rows only
+    (the other connections' rows of it are unchanged), in a transaction of its own that
+    waits for no other connection's. The store-wide part (the first build, a month never
+    built before, a mark without a connection) rebuilds the month for every connection,
+    one such refresh at a time and none of a connection meanwhile. With `connection_id`,
+    that connection's marks only (a job's own writes: the schedule's refresh takes the
+    rest), and the store-wide part when they need it."""
+    months: set[int] = set()
+    if connection_id is not None and _built(engine):
+        months, unbuilt = _refresh_connection(engine, connection_id)
+        if not unbuilt:
+            return len(months)
+    months |= _refresh_store(engine)
+    if connection_id is None:
+        with Session(engine) as session:
+            ids = session.scalars(select(ROLLUP_DIRTY.c.connection_id).where(
+                ROLLUP_DIRTY.c.connection_id.is_not(None)).distinct()).all()
+        for cid in sorted(ids):
+            months |= _refresh_connection(engine, cid)[0]
+    return len(months)
+
+
+@contextmanager
+def _locked(engine: Engine, connection_id: int | None) -> Iterator[Session]:
+    """A session holding the refresh's locks (PostgreSQL; SQLite has one writer at a time).
+
+    The store-wide refresh runs alone (SHARE ROW EXCLUSIVE on rollup_month), in one
+    REPEATABLE READ snapshot taken once the lock is held: what it reads and the dirty
+    entries it deletes belong to that snapshot, so a write committed meanwhile keeps its
+    dirty entry and its month stays dirty until the next refresh. A connection's waits for
+    it and for its connection's other refresh (ROW EXCLUSIVE, which refreshes of other
+    connections share, and an advisory lock), in READ COMMITTED: it deletes its dirty
+    entries before it reads the rows, so a write committed before the delete is read and
+    one committed after keeps its entry."""
     postgres = engine.dialect.name == "postgresql"
-    if postgres:
+    if postgres and connection_id is None:
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
     with Session(engine) as session:
-        if postgres:  # before the snapshot is taken (first query): one refresh at a time
+        if postgres and connection_id is None:  # before the snapshot (the first query)
             session.execute(text("LOCK TABLE rollup_month IN SHARE ROW EXCLUSIVE MODE"))
+        elif postgres:
+            session.execute(text("LOCK TABLE rollup_month IN ROW EXCLUSIVE MODE"))
+            session.execute(text("SELECT pg_advisory_xact_lock(:k, :c)"),
+                            {"k": ADVISORY_KEY, "c": connection_id})
+        yield session
+
+
+def _built(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return session.get(StoreMeta, BUILT_KEY) is not None
+
+
+def _refresh_store(engine: Engine) -> set[int]:
+    """The store-wide part of refresh(): every month the first time, else the dirty months
+    never built or marked without a connection, for every connection."""
+    with _locked(engine, None) as session:
         built = session.get(StoreMeta, BUILT_KEY) is not None
         if built:
-            months = sorted(set(session.scalars(select(ROLLUP_DIRTY.c.month).distinct())))
+            marks = session.execute(select(ROLLUP_DIRTY.c.connection_id,
+                                           ROLLUP_DIRTY.c.month).distinct()).all()
+            known = _built_months(session, {month for _, month in marks})
+            months = {month for cid, month in marks if cid is None or month not in known}
             if not months:
-                return 0
+                return months
         else:
-            months = _data_span(session)
-        _rebuild(session, months)
-        if not built:
+            months = set(_data_span(session))
             session.add(StoreMeta(key=BUILT_KEY, value=utcnow().isoformat()))
-        if postgres and (not built or len(months) >= ANALYZE_MONTHS):
-            # fresh statistics at once (autovacuum comes later): the planner reads a
-            # period's rows through the index instead of a scan of the whole table
-            session.execute(text("ANALYZE " + ", ".join(t.name for t in ROLLUP_TABLES)))
+        rows = _rebuild(session, sorted(months))
+        _analyze(session, rows, first=not built)
         session.commit()
-        return len(months)
+        return months
+
+
+def _refresh_connection(engine: Engine, connection_id: int) -> tuple[set[int], bool]:
+    """A connection's dirty months that were built before, from its rows; and whether it
+    marked months never built (the store-wide part rebuilds those)."""
+    with _locked(engine, connection_id) as session:
+        marked = set(session.scalars(select(ROLLUP_DIRTY.c.month).where(
+            ROLLUP_DIRTY.c.connection_id == connection_id).distinct()))
+        months = _built_months(session, marked)
+        if months:
+            rows = _rebuild(session, sorted(months), connection_id)
+            _analyze(session, rows)
+            session.commit()
+        return months, months != marked
+
+
+def _built_months(session: Session, months: set[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in _chunks(sorted(months), 240):
+        found.update(session.scalars(select(ROLLUP_MONTH.c.month).where(
+            ROLLUP_MONTH.c.month.in_(chunk))))
+    return found
+
+
+def _analyze(session: Session, rows: int, *, first: bool = False) -> None:
+    """Fresh statistics (PostgreSQL) after the first build and once the rollups at least
+    doubled (autovacuum comes later): the planner reads a period's rows through the index
+    instead of a scan of the whole table; a table hundreds of connections share is left
+    alone."""
+    if session.get_bind().dialect.name == "postgresql" and (
+            first or 0 < rows >= _rows_known(session)):
+        session.execute(text("ANALYZE " + ", ".join(t.name for t in ROLLUP_TABLES)))
+
+
+def _rows_known(session: Session) -> float:
+    """The rows of deal_day at its last statistics (PostgreSQL)."""
+    known = session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = "
+                                "CAST(:t AS regclass)"), {"t": DEAL_DAY.name})
+    return float(known) if known is not None and known > 0 else 0.0
 
 
 def _data_span(session: Session) -> list[int]:
@@ -275,25 +369,34 @@ def _data_span(session: Session) -> list[int]:
     return list(range(month_of(min(lows)), month_of(max(highs)) + 1))
 
 
-def _rebuild(session: Session, months: list[int]) -> None:
+def _rebuild(session: Session, months: list[int], connection_id: int | None = None) -> int:
+    """Rebuild `months` from the deals and accounts (of one connection, or all); returns
+    the day rows of deals written (what the rollups grew by, roughly)."""
+    written = 0
     for chunk in _chunks(months, 240):
         ranges = _month_ranges(chunk)
         # every week touching these months, whole (its other days from their deals too)
         weeks = merged((week_first(week_of(a)), week_last(week_of(b))) for a, b in ranges)
         week_numbers = [(week_of(a), week_of(b)) for a, b in weeks]
-        for table in (DEAL_MONTH, ACCOUNT_MONTH):
-            session.execute(delete(table).where(table.c.month.in_(chunk)))
-        for table in (DEAL_WEEK, ACCOUNT_WEEK):
-            session.execute(delete(table).where(in_ranges(table.c.week, week_numbers)))
-        for table in (DEAL_DAY, ACCOUNT_DAY):
-            session.execute(delete(table).where(in_ranges(table.c.day, ranges)))
-        session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
-        session.execute(delete(ROLLUP_DIRTY).where(ROLLUP_DIRTY.c.month.in_(chunk)))
+        for table, where in ((DEAL_MONTH, DEAL_MONTH.c.month.in_(chunk)),
+                             (ACCOUNT_MONTH, ACCOUNT_MONTH.c.month.in_(chunk)),
+                             (DEAL_WEEK, in_ranges(DEAL_WEEK.c.week, week_numbers)),
+                             (ACCOUNT_WEEK, in_ranges(ACCOUNT_WEEK.c.week, week_numbers)),
+                             (DEAL_DAY, in_ranges(DEAL_DAY.c.day, ranges)),
+                             (ACCOUNT_DAY, in_ranges(ACCOUNT_DAY.c.day, ranges)),
+                             (ROLLUP_DIRTY, ROLLUP_DIRTY.c.month.in_(chunk))):
+            session.execute(delete(table).where(where, *_of_connection(table, connection_id)))
         for period, spans in (("month", ranges), ("week", weeks), ("day", ranges)):
-            session.execute(_deal_rollup(session, spans, period))
-            session.execute(_account_rollup(session, spans, period))
-        now = utcnow()
-        session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now} for m in chunk])
+            result = session.execute(_deal_rollup(session, spans, period, connection_id))
+            if period == "day":
+                written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+            session.execute(_account_rollup(session, spans, period, connection_id))
+        if connection_id is None:  # a connection's refresh rebuilds built months only
+            session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
+            now = utcnow()
+            session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now}
+                                                   for m in chunk])
+    return written
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
@@ -313,11 +416,16 @@ def _period(session: Session, column: ColumnElement[Any], period: str) -> Column
     return week_number(session, column) if period == "week" else column
 
 
+def _of_connection(table: Table, connection_id: int | None) -> list[ColumnElement[bool]]:
+    return [] if connection_id is None else [table.c.connection_id == connection_id]
+
+
 ROLLUP_OF = {"deal": {"month": DEAL_MONTH, "week": DEAL_WEEK, "day": DEAL_DAY},
              "account": {"month": ACCOUNT_MONTH, "week": ACCOUNT_WEEK, "day": ACCOUNT_DAY}}
 
 
-def _deal_rollup(session: Session, ranges: list[tuple[date, date]], period_name: str) -> Any:
+def _deal_rollup(session: Session, ranges: list[tuple[date, date]], period_name: str,
+                 connection_id: int | None) -> Any:
     timed = DEAL.c.created_date.is_not(None)
     days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
@@ -329,7 +437,8 @@ def _deal_rollup(session: Session, ranges: list[tuple[date, date]], period_name:
                type_coerce(func.sum(DEAL.c.amount_home), Money),
                func.coalesce(func.sum(case((timed, days))), 0),
                func.sum(case((timed, 1), else_=0)))
-        .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges))
+        .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges),
+               *_of_connection(DEAL, connection_id))
         .group_by(period, DEAL.c.connection_id, DEAL.c.owner_person_id, DEAL.c.status,
                   probability)
         .order_by(period)  # a period's rows together on disk: a read touches few pages
@@ -340,12 +449,13 @@ def _deal_rollup(session: Session, ranges: list[tuple[date, date]], period_name:
 
 
 def _account_rollup(session: Session, ranges: list[tuple[date, date]],
-                    period_name: str) -> Any:
+                    period_name: str, connection_id: int | None) -> Any:
     period = _period(session, ACCOUNT.c.created_date, period_name)
     rows = (
         select(period.label("period"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
-        .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges))
+        .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges),
+               *_of_connection(ACCOUNT, connection_id))
         .group_by(period, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
         .order_by(period)
     )

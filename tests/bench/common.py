@@ -94,11 +94,15 @@ class DatabaseCpu:
                         continue
         engine.dispose()
 
+    def so_far(self) -> float:
+        """CPU seconds of the backends seen until now."""
+        return sum(self.seen.values())
+
     def stop(self) -> float:
         self.done.set()
         if self.thread is not None:
             self.thread.join()
-        return sum(self.seen.values())
+        return self.so_far()
 
 
 def start_sandbox(provider: str, deals: int, *options: str,

@@ -15,8 +15,9 @@ webhooks and two `crmsync worker` processes, all on one fresh PostgreSQL databas
 
 1. Initial load: a full sync of every connection is queued at once (`--connections` x
    `--deals` deals): time and deals/s.
-2. Steady state, `--duration` seconds: every connection has `sync_interval_minutes =
-   --interval` and the workers' schedule (the minute cron) queues its incremental syncs;
+2. Steady state, `--duration` seconds, from the end of the initial load (the schedule
+   waits for it: a day's interval until then): every connection has `sync_interval_minutes
+   = --interval` and the workers' schedule (the minute cron) queues its incremental syncs;
    every 5 s about 0.5% of each org's deals change; Zoho notifications for the Zoho
    connections arrive at `--webhook-rate` events/s (POSTed to the API as Zoho would);
    after a quarter of it a new Zoho connection of `--big` deals gets its first full sync.
@@ -32,7 +33,8 @@ start at most interval + one tick), webhook received -> processed latency of the
 connections while the big full sync ran and overall (p50/p95/max), throughput (deals/s,
 syncs/s, events/s), each worker's RSS (peak, and every 30 s), PostgreSQL (backends, size,
 deadlocks, rollbacks) and Redis (memory, queue lengths) health, CPU seconds per process
-and the load average. Never run by the test suite.
+and the load average; the CPU seconds of the initial load and of the steady state apart.
+Never run by the test suite.
 """
 
 import argparse
@@ -110,6 +112,18 @@ def start_orgs(providers: tuple[str, ...], orgs: int, deals: int) -> list[Org]:
              for j in range(orgs)]
     with ThreadPoolExecutor(len(seeds)) as pool:
         return list(pool.map(lambda ps: start(*ps), seeds))
+
+
+def set_interval(ctx: Any, ids: list[int], interval: int) -> None:
+    """`sync_interval_minutes` of these connections (the schedule reads it every tick)."""
+    from core.db import session_scope
+    from core.models import Connection
+
+    with session_scope(ctx.engine) as session:
+        for cid in ids:
+            connection = session.get(Connection, cid)
+            assert connection is not None
+            connection.config = {**connection.config, "sync_interval_minutes": interval}
 
 
 def add_connections(ctx: Any, orgs: list[Org], count: int, interval: int) -> None:
@@ -313,16 +327,17 @@ def schedule_report(db_url: str, ids: list[int], interval: float, since: datetim
         for (prev_created, prev_started), (created, started) in itertools.pairwise(mine):
             if created < since or created > until:
                 continue
-            fell_due = prev_created.timestamp() + interval
+            # the interval is switched on at `since` (the end of the initial load)
+            fell_due = max(prev_created.timestamp() + interval, since.timestamp())
             begun = started.timestamp() if started else until.timestamp()
             lag.append(begun - fell_due)
             tick_wait.append(created.timestamp() - fell_due)
             queue_wait.append(begun - created.timestamp())
             worst = max(worst, begun - fell_due)
             if prev_started is not None:
-                gaps.append(begun - prev_started.timestamp())
+                gaps.append(begun - max(prev_started.timestamp(), since.timestamp()))
         last = max((s.timestamp() for _, s in mine if s is not None), default=0.0)
-        gaps.append(until.timestamp() - last)  # since its last start, at the end
+        gaps.append(until.timestamp() - max(last, since.timestamp()))  # at the end
         per_connection_max.append(worst)
         worst_gap.append(max(gaps))
         late += max(gaps) > interval + TICK
@@ -395,7 +410,9 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
             big_org = big.result()[0] if big is not None else None
         if big_org is not None:
             procs.append(big_org.proc)
-        add_connections(ctx, orgs, connections, interval)
+        # the schedule waits for the initial load (a day's interval): the steady state is
+        # measured on its own, from the first tick after the load
+        add_connections(ctx, orgs, connections, 1440)
         ids = [cid for org in orgs for cid in org.connections]
         env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": redis_url,
                "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
@@ -424,23 +441,32 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         print(f"initial load: {connections} full syncs of {deals:,} deals queued at once: "
               f"{took:.1f} s, {total / took:,.0f} deals/s (load {load:.1f} -> "
               f"{os.getloadavg()[0]:.1f})")
+        cpu1 = {p.pid: common.process_cpu(p.pid) for p in procs}
+        db_cpu1 = database.so_far()
+        roles = {workers[0].pid: "worker 1", workers[1].pid: "worker 2", api.pid: "api",
+                 redis_proc.pid: "redis"}
+        print_cpu("initial load", roles, {pid: cpu1[pid] - cpu0[pid] for pid in cpu1},
+                  db_cpu1)
 
         # 2. steady state
-        since, load = utcnow(), os.getloadavg()[0]
+        set_interval(ctx, ids, interval)
+        since, load, steady_from = utcnow(), os.getloadavg()[0], len(sampler.rows)
         out = asyncio.run(steady(ctx, redis_url, api_url, orgs, big_org, duration, rate,
                                  db_url))
         until = utcnow()
         samples = sampler.stop()
         db_cpu = database.stop()
-        cpu = {p.pid: common.process_cpu(p.pid) - cpu0[p.pid] for p in procs
+        cpu = {p.pid: common.process_cpu(p.pid) - cpu1[p.pid] for p in procs
                if p.poll() is None}
         time.sleep(3)  # the last webhook jobs
         window = None
         big_runs = rows(db_url, "SELECT started_at, finished_at, counts FROM sync_run "
                         "WHERE id = :r", r=out["big_run"] or 0)
+        loads = [s["load"] for s in samples[steady_from:]] or [load]
         print(f"steady state: {out['seconds']:.0f} s, interval {interval} min, {rate:g} "
               f"webhook events/s sent ({out['sent']:,} accepted, {out['refused']} refused); "
-              f"load {load:.1f} -> {os.getloadavg()[0]:.1f}")
+              f"load {load:.1f} -> {os.getloadavg()[0]:.1f} (mean {statistics.mean(loads):.1f}, "
+              f"max {max(loads):.1f})")
         if big_runs:
             begun, ended, counts = big_runs[0]
             window = (begun, ended)
@@ -473,12 +499,10 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
               f"{statistics.mean(s['lock_waits'] for s in samples):.1f})")
         for name, value in health(db_url, redis_url).items():
             print(f"  {name:10} {value}")
-        roles = {workers[0].pid: "worker 1", workers[1].pid: "worker 2", api.pid: "api",
-                 redis_proc.pid: "redis"}
-        sandbox_cpu = sum(v for pid, v in cpu.items() if pid not in roles)
-        print("  CPU seconds (user+sys, whole run): " + ", ".join(
-            f"{roles[pid]} {v:.0f}" for pid, v in cpu.items() if pid in roles)
-            + f", sandboxes {sandbox_cpu:.0f}, PostgreSQL backends {db_cpu:.0f}")
+        print_cpu("steady state", roles, cpu, db_cpu - db_cpu1)
+        print(f"  scheduled syncs per worker CPU second: "
+              f"{incs / max(0.1, cpu[workers[0].pid] + cpu[workers[1].pid]):.2f}; per "
+              f"PostgreSQL CPU second: {incs / max(0.1, db_cpu - db_cpu1):.2f}")
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -487,6 +511,15 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def print_cpu(phase: str, roles: dict[int, str], cpu: dict[int, float], db: float) -> None:
+    """CPU seconds (user + system) of each party in a phase: the roles', the sandboxes' (the
+    other processes) and the database's backends."""
+    sandboxes = sum(v for pid, v in cpu.items() if pid not in roles)
+    print(f"  CPU seconds, {phase}: " + ", ".join(
+        f"{roles[pid]} {v:.0f}" for pid, v in cpu.items() if pid in roles)
+        + f", sandboxes {sandboxes:.0f}, PostgreSQL backends {db:.0f}")
 
 
 def main() -> None:

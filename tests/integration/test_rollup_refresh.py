@@ -41,3 +41,38 @@ async def test_a_write_made_during_a_refresh_gets_a_refresh_of_its_own(pg_engine
     await first
     assert _clean(pg_engine) == [JAN, FEB, MAR]
 
+
+
+async def test_a_connections_refresh_does_not_wait_for_another_connections(pg_engine):
+    first = _load(pg_engine)
+    rollups.refresh(pg_engine)
+    with session_scope(pg_engine) as session:
+        second = _connection(session)
+        store.upsert_records(session, stream="deals", connection_id=second,
+                             records=[_deal("e1", date(2025, 2, 3), "won", "10")])
+        store.upsert_records(session, stream="deals", connection_id=first,
+                             records=[_deal("d1", date(2025, 3, 20), "won", "1200")])
+    rollups.refresh(pg_engine)  # February, new for the second: the store-wide part
+    with session_scope(pg_engine) as session:  # both dirty again
+        store.upsert_records(session, stream="deals", connection_id=second,
+                             records=[_deal("e1", date(2025, 2, 3), "won", "20")])
+        store.upsert_records(session, stream="deals", connection_id=first,
+                             records=[_deal("d1", date(2025, 3, 21), "won", "1300")])
+    with rollups._locked(pg_engine, first):  # the first's refresh, holding its locks
+        assert await asyncio.wait_for(asyncio.to_thread(
+            rollups.refresh, pg_engine, second), 10) == 1
+        assert _clean(pg_engine) == [JAN, FEB]  # the first's March still dirty
+        waiting = asyncio.create_task(asyncio.to_thread(rollups.refresh, pg_engine, first))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # the same connection's refresh waits for it
+    assert await asyncio.wait_for(waiting, 10) == 1
+    assert _clean(pg_engine) == [JAN, FEB, MAR]
+
+
+def _connection(session) -> int:
+    from core.models import Connection
+
+    connection = Connection(provider="hubspot", name="second", home_currency="EUR")
+    session.add(connection)
+    session.flush()
+    return int(connection.id or 0)

@@ -346,3 +346,55 @@ def test_a_scope_of_rollups_alone_reads_without_parallel_workers(pg_engine):
     assert workers(*Q1) == default
     with Session(pg_engine) as session:  # the setting ended with its transaction
         assert session.execute(text("SHOW max_parallel_workers_per_gather")).scalar() == default
+
+
+def _month_rows(engine) -> dict[int, set[tuple[object, ...]]]:
+    """deal_month's rows (with their ids: a rebuilt row gets a new one) per connection."""
+    with Session(engine) as session:
+        found = session.exec(select(DealMonth.connection_id, DealMonth.id,  # type: ignore[call-overload]
+                                    DealMonth.month, DealMonth.deals, DealMonth.amount)).all()
+    out: dict[int, set[tuple[object, ...]]] = {}
+    for cid, *row in found:
+        out.setdefault(cid, set()).add(tuple(row))
+    return out
+
+
+def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
+    first = _load(engine)
+    with session_scope(engine) as session:
+        other = Connection(provider="hubspot", name="other", home_currency="EUR")
+        session.add(other)
+        session.flush()
+        second = int(other.id or 0)
+        store.upsert_records(session, stream="deals", connection_id=second, records=DEALS)
+    assert rollups.refresh(engine) == 3
+    before = _month_rows(engine)
+
+    with session_scope(engine) as session:  # the first's sync: a move into April, a deletion
+        store.upsert_records(session, stream="deals", connection_id=first, records=[
+            _deal("d1", date(2025, 4, 2), "won", "1200")])
+        store.apply_deletions(session, connection_id=first, deletions=[
+            Deletion("deals", "d5", datetime(2025, 6, 1, tzinfo=UTC))])
+    with session_scope(engine) as session:  # the second's webhook, not refreshed yet
+        store.upsert_records(session, stream="deals", connection_id=second, records=[
+            _deal("d3", date(2025, 2, 3), "won", "300")])
+    # January and March: its own marks; April, never built, by the store-wide part
+    assert rollups.refresh(engine, first) == 3
+    after = _month_rows(engine)
+    assert after[second] == before[second]  # the other connection's rows untouched
+    kept = after[first] & before[first]  # every row of its dirty months rebuilt
+    assert {month for _, month, *_ in kept} == {FEB}
+    assert _clean(engine) == [JAN, MAR]  # February waits for the second's refresh
+    with session_scope(engine) as session:
+        assert rollups.clean_months(session, range(rollups.month_of(date(2025, 4, 1)),
+                                                   rollups.month_of(date(2025, 5, 1))))
+
+    assert rollups.refresh(engine) == 1  # the schedule's: the second's February
+    assert _clean(engine) == [JAN, FEB, MAR]
+    per_connection = _numbers(engine, Q1[0], date(2025, 4, 30))
+    assert per_connection[1]["total"]["deals_won"] == 6  # type: ignore[index]
+    with session_scope(engine) as session:
+        rollups.invalidate(session)
+    rollups.refresh(engine)  # the whole store rebuilt from the deals
+    assert _numbers(engine, Q1[0], date(2025, 4, 30)) == per_connection
+    assert _week_rows(engine) == _weeks_recomputed(engine)
