@@ -36,7 +36,7 @@ from api.routes import (
 from api.webhook_path import WebhookPath
 from api.webhook_path import takes as takes_webhook
 from core.config import Settings, get_settings
-from core.db import shipped_heads, upgrade
+from core.db import SchemaNotCurrent, shipped_heads, upgrade
 from workers.context import JobContext, build_context
 from workers.queue import ArqRunner
 from workers.runner import InProcessRunner
@@ -44,10 +44,6 @@ from workers.runner import InProcessRunner
 API_PREFIX = "/api/v1"
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_URL = "/static"
-
-
-class SchemaNotCurrent(RuntimeError):
-    pass
 
 
 class Api(FastAPI):

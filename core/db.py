@@ -75,6 +75,10 @@ def session_scope(bind: Engine | Connection) -> Iterator[Session]:
             raise
 
 
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the revision this code ships (`crmsync db upgrade`)."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Run the Alembic migrations up to `revision` on this engine; returns the revision
     before and after (None: no schema). A database already at the head is left as it is
