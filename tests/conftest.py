@@ -8,8 +8,8 @@ PostgreSQL is not optional: a test that needs it fails when it is down
 
 Speed (docs/testing.md): the suite writes bytecode caches even when PYTHONDONTWRITEBYTECODE
 is set (each test process, and each command a test starts, would otherwise compile every
-module again), and hashes passwords with argon2's CHEAPEST profile (tests/unit/test_accounts.py
-checks the real parameters).
+module again), hashes passwords with argon2's CHEAPEST profile (tests/unit/test_accounts.py
+checks the real parameters) and shares FastAPI's field adapters within a process.
 """
 
 import sys
