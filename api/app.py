@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -38,7 +37,7 @@ from api.routes import (
 from api.webhook_path import WebhookPath
 from api.webhook_path import takes as takes_webhook
 from core.config import Settings, get_settings
-from core.db import MIGRATIONS, upgrade
+from core.db import SchemaNotCurrent, shipped_heads, upgrade
 from workers.context import JobContext, build_context
 from workers.queue import ArqRunner
 from workers.runner import InProcessRunner
@@ -46,10 +45,6 @@ from workers.runner import InProcessRunner
 API_PREFIX = "/api/v1"
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_URL = "/static"
-
-
-class SchemaNotCurrent(RuntimeError):
-    pass
 
 
 class Api(FastAPI):
@@ -198,7 +193,6 @@ def prepare_database(engine: Engine) -> None:
 
 def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
     """(the database's current Alembic heads, the heads this code ships)."""
-    script = ScriptDirectory(str(MIGRATIONS))
     with engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
-    return current, set(script.get_heads())
+    return current, set(shipped_heads())

@@ -8,8 +8,8 @@ PostgreSQL is not optional: a test that needs it fails when it is down
 
 Speed (docs/testing.md): the suite writes bytecode caches even when PYTHONDONTWRITEBYTECODE
 is set (each test process, and each command a test starts, would otherwise compile every
-module again), and hashes passwords with argon2's CHEAPEST profile (tests/unit/test_accounts.py
-checks the real parameters).
+module again), hashes passwords with argon2's CHEAPEST profile (tests/unit/test_accounts.py
+checks the real parameters) and shares FastAPI's field adapters within a process.
 """
 
 import sys
@@ -18,9 +18,11 @@ sys.dont_write_bytecode = False  # before the imports below: they are cached too
 
 import fcntl  # noqa: E402
 import hashlib  # noqa: E402
+import inspect  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import weakref  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -28,6 +30,9 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 import pytest_asyncio  # noqa: E402
 from argon2 import PasswordHasher, profiles  # noqa: E402
+from fastapi._compat import v2 as fastapi_fields  # noqa: E402
+from fastapi.dependencies import utils as fastapi_dependencies  # noqa: E402
+from pydantic import TypeAdapter  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -61,6 +66,55 @@ def cheapest_password_hashing() -> Iterator[None]:
     hundreds of times. The same code runs; tests/unit/test_accounts.py checks PASSWORDS."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(accounts, "PASSWORDS", CHEAPEST_PASSWORDS)
+        yield
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+_build_adapter = fastapi_fields.ModelField.__post_init__
+_SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature] = weakref.WeakKeyDictionary()
+_typed_signature = fastapi_dependencies.get_typed_signature
+
+
+def _shared_signature(call: Any) -> inspect.Signature:
+    try:
+        return _SIGNATURES[call]
+    except KeyError:
+        signature = _SIGNATURES[call] = _typed_signature(call)
+        return signature
+    except TypeError:  # not weakly referable
+        return _typed_signature(call)
+
+
+def _field_key(field: fastapi_fields.ModelField) -> Any:
+    """What a field's pydantic adapter is made of (its annotation, metadata, attributes
+    and config), each value with its type (1 and True are equal, not the same field)."""
+    info = fastapi_fields.asdict(field.field_info)
+    return (info["annotation"], tuple((type(m), m) for m in info["metadata"]),
+            tuple((k, type(v), v) for k, v in sorted(info["attributes"].items())),
+            tuple(sorted((field.config or {}).items())))
+
+
+def _shared_adapter(field: fastapi_fields.ModelField) -> None:
+    try:
+        key = _field_key(field)
+        field._type_adapter = _ADAPTERS[key]
+    except TypeError:  # an unhashable default or metadata: built as FastAPI does
+        _build_adapter(field)
+    except KeyError:
+        _build_adapter(field)
+        _ADAPTERS[key] = field._type_adapter
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_field_adapters() -> Iterator[None]:
+    """One pydantic TypeAdapter per distinct parameter or response field in a test process.
+    FastAPI prepares an app's routes on its first request, building an adapter for every
+    parameter and response model of every route before the one matched (15-100 ms of CPU
+    an app), and about 700 tests build an app. An adapter holds no state of its app: apps
+    still build their own routes and dependants; equal fields share the validator."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastapi_fields.ModelField, "__post_init__", _shared_adapter)
+        patch.setattr(fastapi_dependencies, "get_typed_signature", _shared_signature)
         yield
 
 

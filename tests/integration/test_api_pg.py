@@ -11,10 +11,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from api.app import SchemaNotCurrent, create_app
+from api.app import create_app
 from core import store
 from core.config import Settings
-from core.db import session_scope
+from core.db import SchemaNotCurrent, session_scope
 from core.models import Deal
 from core.queries import ROW_COLUMNS
 from core.records import DealRecord
