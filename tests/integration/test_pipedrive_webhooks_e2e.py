@@ -70,7 +70,7 @@ async def test_webhook_lifecycle_auth_and_edits_within_seconds(setup):  # noqa: 
         assert response.status_code == 202, response.text
         run_id = response.json()["run_id"]
 
-        await eventually(lambda: run_finished(engine, run_id), 30, "the first sync")
+        await eventually(lambda: run_finished(engine, run_id), 90, "the first sync")
         ids = sorted(company.deals)
         async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as crm:
             edit = await crm.patch(f"/_sandbox/deals/{ids[0]}",
