@@ -156,6 +156,9 @@ def run_row(engine: Engine, run_id: int) -> SyncRun:
 
 
 def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> Any:
+    """A call to the sandbox's control API. 60 s: the harness's patience, not a claim
+    (httpx's default 5 s timed out a mutation of 12,500 deals at load 19)."""
+    kwargs.setdefault("timeout", 60.0)
     response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
     assert response.status_code < 300, response.text
     return response.json()
