@@ -11,7 +11,6 @@ the budgets and tokens between every process. Nothing of it is a module global.
 """
 
 import asyncio
-import functools
 import ssl
 import time
 import weakref
@@ -20,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import cache
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -40,14 +40,6 @@ T = TypeVar("T")
 USER_AGENT = "crmsync/0.1 (+https://github.com/crmsync/crmsync)"
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """The certificate store every client verifies with, loaded once per process: loading
-    it took 70 ms of CPU, for every sync and webhook job (docs/benchmarks.md, many
-    connections). An SSLContext is safe to share between clients."""
-    return httpx.create_ssl_context()
-
-
 def build_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -59,12 +51,21 @@ def build_client(
     return httpx.AsyncClient(
         transport=transport,
         auth=auth,
+        verify=tls_context(),
         timeout=httpx.Timeout(timeout, connect=10.0),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
-        verify=_tls(),
     )
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default certificate verification (certifi's CAs, or SSL_CERT_FILE or
+    SSL_CERT_DIR), built once a process and shared by every client (an SSLContext is safe
+    to share): building it loads the CA bundle, 20-70 ms of CPU, and each sync, backfill
+    and webhook batch builds a client (docs/benchmarks.md, many connections)."""
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)

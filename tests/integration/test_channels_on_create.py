@@ -91,7 +91,7 @@ async def test_new_connection_is_subscribed_and_edits_flow_within_seconds(setup)
         assert response.status_code == 202, response.text
         run_id = response.json()["run_id"]
 
-        await eventually(lambda: run_finished(engine, run_id), 30, "the first sync")
+        await eventually(lambda: run_finished(engine, run_id), 90, "the first sync")
         deal_id = sorted(company.deals)[0]
         async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as crm:
             edit = await crm.patch(f"/_sandbox/deals/{deal_id}", json={"amount": 4242.5})

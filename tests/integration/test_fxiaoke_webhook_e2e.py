@@ -56,8 +56,9 @@ def events(engine: Engine) -> int:
         return int(session.scalar(select(func.count()).select_from(WebhookEvent)) or 0)
 
 
-async def wait_for(check: Any, timeout: float = 10.0) -> float:
-    """Seconds until check() holds (AssertionError after `timeout`)."""
+async def wait_for(check: Any, timeout: float = 60.0) -> float:
+    """Seconds until check() holds (AssertionError after `timeout`: the harness's
+    patience; a test asserts its claim, "within seconds", on what this returns)."""
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout:

@@ -16,6 +16,7 @@ from connectors.sandbox import Company, generate_company
 from connectors.sandbox.server import BackgroundServer
 from core.db import session_scope
 from core.models import Activity, DealStageChange, Person, User
+from tests.integration.test_pipedrive_goals_e2e import BURST, PLAN_BURST
 from tests.integration.test_pipedrive_sync_e2e import API_TOKEN, add_connection, synced
 from tests.integration.zoho_helpers import make_context, stored
 from workers.jobs import backfill_stage_history
@@ -88,11 +89,11 @@ async def test_activities_sync_exactly_and_a_full_sync_finds_what_was_deleted(en
 
 async def test_stage_history_backfills_each_deals_flow(engine, db_url):
     company = generate_company(seed=11, deals=150, accounts=30)
-    app = create_app(company, concurrency_limit=6)
+    app = create_app(company, concurrency_limit=6, burst_limit=PLAN_BURST)
     state: PipedriveState = app.state.pipedrive
     with BackgroundServer(app) as server:
         ctx = make_context(engine, db_url)
-        connection_id = add_connection(ctx, server.url, API_TOKEN)
+        connection_id = add_connection(ctx, server.url, API_TOKEN, burst_limit=BURST)
         await synced(ctx, engine, connection_id, "full")
         done = await backfill_stage_history(ctx, connection_id=connection_id)
         live = list(company.deals.values())

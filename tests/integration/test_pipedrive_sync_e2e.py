@@ -35,13 +35,13 @@ OAUTH = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secr
 QUANTUM = Decimal("0.0001")  # core.types.Money
 
 
-def add_connection(ctx: Any, url: str, secrets: dict[str, str]) -> int:
+def add_connection(ctx: Any, url: str, secrets: dict[str, str], **config: Any) -> int:
     with session_scope(ctx.engine) as session:
         for code, per_home in (("EUR", "0.92"), ("GBP", "0.79"), ("CNY", "7.10"),
                                ("JPY", "150.25")):  # USD per unit: the sandbox's own rates
             set_rate(session, code, Decimal(1) / Decimal(per_home))
         connection = Connection(provider="pipedrive", name="pipedrive sandbox",
-                                config={"api_url": url, "oauth_url": url},
+                                config={"api_url": url, "oauth_url": url, **config},
                                 secrets_encrypted=ctx.secrets.seal(secrets))
         session.add(connection)
         session.flush()

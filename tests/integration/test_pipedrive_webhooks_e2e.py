@@ -22,6 +22,7 @@ from tests.integration.test_channels_on_create import (
     live_api,
     run_finished,
 )
+from tests.integration.test_pipedrive_goals_e2e import BURST, PLAN_BURST
 from tests.integration.test_webhook_e2e import setup  # noqa: F401 (fixture)
 
 SECRETS = {"api_token": "sandbox-api-token"}
@@ -43,12 +44,14 @@ def deal_row(engine: Engine, remote_id: str) -> Deal | None:
 async def test_webhook_lifecycle_auth_and_edits_within_seconds(setup):  # noqa: F811
     _, engine, db_url, redis_url = setup
     company = generate_company(seed=8, deals=80, accounts=20)
-    sandbox_app = create_sandbox(company, webhook_retry_delays=(0.2, 0.5))
+    sandbox_app = create_sandbox(company, webhook_retry_delays=(0.2, 0.5),
+                                 burst_limit=PLAN_BURST)
     state: PipedriveState = sandbox_app.state.pipedrive
     async with live_api(engine, db_url, redis_url, sandbox_app) as (sandbox, client, api_port):
         response = await client.post("/api/v1/connections", json={
             "provider": "pipedrive", "name": "pipedrive",
-            "config": {"api_url": sandbox.url, "oauth_url": sandbox.url},
+            "config": {"api_url": sandbox.url, "oauth_url": sandbox.url,
+                       "burst_limit": BURST},
             "secrets": SECRETS})
         assert response.status_code == 201, response.text
         connection_id = response.json()["id"]
@@ -67,7 +70,7 @@ async def test_webhook_lifecycle_auth_and_edits_within_seconds(setup):  # noqa: 
         assert response.status_code == 202, response.text
         run_id = response.json()["run_id"]
 
-        await eventually(lambda: run_finished(engine, run_id), 30, "the first sync")
+        await eventually(lambda: run_finished(engine, run_id), 90, "the first sync")
         ids = sorted(company.deals)
         async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as crm:
             edit = await crm.patch(f"/_sandbox/deals/{ids[0]}",

@@ -10,6 +10,7 @@ from connectors.http import RetryPolicy
 from connectors.sandbox.dataset import Company, StageDef
 from connectors.sandbox.dataset import Deal as CompanyDeal
 from connectors.sandbox.server import BackgroundServer
+from core import history, store
 from core.config import Settings
 from core.db import session_scope
 from core.models import Account, Connection, Deal, SyncRun
@@ -41,6 +42,15 @@ def add_connection(ctx: JobContext, sandbox_url: str, name: str = "zoho sandbox"
         session.add(connection)
         session.flush()
         return int(connection.id or 0)
+
+
+def history_backfilled(ctx: JobContext, *connection_ids: int) -> None:
+    """Mark the connections' stage history as backfilled: their first full sync queues no
+    backfill (a read of every deal's history) where it is not the point of the test."""
+    with session_scope(ctx.engine) as session:
+        for connection_id in connection_ids:
+            store.set_state(session, connection_id=connection_id,
+                            stream=history.BACKFILL_STREAM, state={"finished": True})
 
 
 async def sync(ctx: JobContext, connection_id: int, mode: str) -> int:
@@ -146,6 +156,9 @@ def run_row(engine: Engine, run_id: int) -> SyncRun:
 
 
 def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> Any:
+    """A call to the sandbox's control API. 60 s: the harness's patience, not a claim
+    (httpx's default 5 s timed out a mutation of 12,500 deals at load 19)."""
+    kwargs.setdefault("timeout", 60.0)
     response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
     assert response.status_code < 300, response.text
     return response.json()

@@ -3,6 +3,7 @@ checks before a token request or a data call, and the connection rules (API and 
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from sqlmodel import Session
 from connectors.endpoints import EndpointPolicy, EndpointRefused
 from connectors.fxiaoke import FxiaokeConfig, FxiaokeConnector, FxiaokeSecrets
 from connectors.fxiaoke.sandbox.state import SANDBOX_AES_KEY
-from connectors.http import ApiClient, RetryPolicy, build_client
+from connectors.http import ApiClient, RetryPolicy, build_client, tls_context
 from connectors.zoho import ZohoConfig, ZohoConnector, ZohoSecrets
 from connectors.zoho import auth as zoho_auth
 from connectors.zoho.auth import ACCOUNTS_HOSTS, API_HOSTS
@@ -171,6 +172,15 @@ async def test_a_listener_on_loopback_never_receives_credentials_unless_listed(m
                        client).check()
         secret = (ZOHO_SECRETS["client_secret"] if make is zoho else FX_SECRETS["app_secret"])
         assert secret.encode() in b"".join(received)
+
+
+async def test_every_client_verifies_certificates_with_one_context_built_once():
+    context = tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 100  # the CA bundle (certifi's)
+    async with build_client() as one, build_client() as two:
+        for client in (one, two):  # httpx's pool holds the context its connections use
+            assert client._transport._pool._ssl_context is context  # type: ignore[attr-defined]
 
 
 async def test_an_api_domain_outside_zoho_never_gets_the_token():

@@ -166,7 +166,7 @@ async def test_incremental_search_windows_never_page_past_the_cap() -> None:
     rows += [deal(200_000 + i, T0 + 20_000 + i) for i in range(450)]
     fake = FakeSearch(rows)
     respx.post(f"{API}/crm/v3/objects/deals/search").mock(side_effect=fake)
-    source = connector()
+    source = connector(burst_limit=190)  # §7: Professional's 190 calls per 10 s (not 100)
     pages = [p async for p in source.read("deals", {"since": T0})]
     seen = [r.remote_id for p in pages for r in p.records]
     assert set(seen) == {r["id"] for r in rows}  # everything, despite the cap

@@ -28,7 +28,9 @@ from connectors.hubspot.sandbox.state import (
 SANDBOX = Sandbox(
     title="a simulated HubSpot account speaking HubSpot's CRM v3 wire format",
     create_app=create_app,
-    config=lambda url: {"base_url": url, "portal_id": SANDBOX_PORTAL_ID},
+    # burst_limit: the sandbox's plan (Professional, 190 per 10 s, §7; the connector's
+    # default is Free's 100 and keeps 10% of either for other integrations)
+    config=lambda url: {"base_url": url, "portal_id": SANDBOX_PORTAL_ID, "burst_limit": 190},
     secrets={"access_token": SANDBOX_TOKEN, "client_secret": SANDBOX_CLIENT_SECRET},
     demo_name="HubSpot (sandbox)",
     default_port=8430,

@@ -22,8 +22,11 @@ SANDBOX = Sandbox(
     title="a simulated Pipedrive company speaking Pipedrive's API v1/v2 wire formats",
     create_app=create_app,
     # 100 a page (not 500): the contract suite's 450-deal company then spans several pages,
-    # and so do its activities.
-    config=lambda url: {"api_url": url, "oauth_url": url, "page_limit": 100},
+    # and so do its activities. 60 requests per 2 s: the sandbox's plan (Professional, 80;
+    # the connector's default is the lowest plan's 20) less a margin for requests that
+    # arrive late within the window (the demo's stage history: 200 flow reads).
+    config=lambda url: {"api_url": url, "oauth_url": url, "page_limit": 100,
+                        "burst_limit": 60},
     secrets={"api_token": "sandbox-api-token"},
     demo_name="Pipedrive (sandbox)",
     default_port=8430,
