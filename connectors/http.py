@@ -15,7 +15,7 @@ import ssl
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -271,6 +271,7 @@ class ApiClient:
         parse: Callable[[httpx.Response], T],
         *,
         capped: bool = True,
+        before: Callable[[], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> T:
         """Send a request and parse its response, retrying transient failures.
@@ -278,6 +279,9 @@ class ApiClient:
         `parse` raises TransientError to retry, another SourceError to stop.
         `capped=False` (token endpoints, outside the vendor's API concurrency) skips
         the in-flight cap, so a token refresh never waits for requests that wait for it.
+        `before` is awaited before every attempt: a connector's rate window takes its
+        slot there, since the vendor counts a retried request like any other (a retry of
+        a 429 outside the window drew more 429s).
         """
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
@@ -288,6 +292,8 @@ class ApiClient:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if before is not None:
+                        await before()
                     if capped:
                         async with self._slot():
                             response = await self.client.request(method, url, **kwargs)

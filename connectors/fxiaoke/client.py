@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -246,9 +247,10 @@ class FxiaokeClient:
             if crm:
                 body["currentOpenUserId"] = await self.open_user_id()
             body.update(payload)
-            await _take_slot(self.api, f"{self.tokens.key}|{path}")
-            try:
-                return await self.api.send("POST", self.config.api_base + path, parse, json=body)
+            try:  # a slot before every attempt: a retried call counts too (§6)
+                return await self.api.send("POST", self.config.api_base + path, parse,
+                                           json=body, before=partial(
+                                               _take_slot, self.api, f"{self.tokens.key}|{path}"))
             except _TokenExpired as exc:  # 20016 / 11014: refresh once
                 await self.tokens.forget(self.api, token)
                 if refreshed:

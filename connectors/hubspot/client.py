@@ -8,6 +8,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -172,6 +173,14 @@ class HubSpotClient:
 
     # -- HTTP -----------------------------------------------------------------
 
+    async def _slots(self, search: bool) -> None:
+        """Before every attempt of a call, its retries too (HubSpot counts each request):
+        a slot of the burst window, and of the search window for a search (§7)."""
+        await self.api.limits.take(f"{self.key}:burst", self.burst_budget(), BURST_WINDOW)
+        if search:
+            await self.api.limits.take(f"{self.key}:search", SEARCH_RATE.calls,
+                                       SEARCH_RATE.window)
+
     async def call(self, method: str, path: str, *, search: bool = False, **kwargs: Any) -> Any:
         """One API call within the burst (and search) budget; a refused OAuth token is
         dropped and the call retried once with a fresh one (§1)."""
@@ -183,14 +192,10 @@ class HubSpotClient:
                 token = (await self.oauth.get(self.api)).access_token
             else:
                 token = self.static or ""
-            await self.api.limits.take(f"{self.key}:burst", self.burst_budget(), BURST_WINDOW)
-            if search:
-                await self.api.limits.take(f"{self.key}:search", SEARCH_RATE.calls,
-                                           SEARCH_RATE.window)
             try:
                 return await self.api.send(method, self.config.api_base + path, self.parse,
                                            headers={"Authorization": f"Bearer {token}"},
-                                           **kwargs)
+                                           before=partial(self._slots, search), **kwargs)
             except _Unauthorized as exc:
                 if self.oauth is None or attempt == 2:
                     raise AuthError(f"HubSpot refused the {'OAuth' if self.oauth else 'static'}"

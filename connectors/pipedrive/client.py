@@ -287,19 +287,24 @@ class PipedriveClient:
         the user's fair-use allowance of the day."""
         await self._check_budget(method)
         base, auth = await self._target()
-        await self.api.limits.take(f"{self.key}|burst", self.config.burst_limit, BURST_WINDOW)
-        wait = self.rate.pause_until - asyncio.get_running_loop().time()
-        if wait > 0:
-            await asyncio.sleep(wait)
         try:
             result: dict[str, Any] = await self.api.send(
                 method, f"{base}{path}", lambda r: parse_response(r, self.rate), auth=auth,
-                **kwargs)
+                before=self._burst_slot, **kwargs)
         except BudgetExhausted:
             await self._share_budget(0, self.rate.retry_after)
             raise
         await self._share_budget(self.rate.daily_left, None)
         return result
+
+    async def _burst_slot(self) -> None:
+        """Before every attempt of a call, its retries too (Pipedrive counts each request
+        against the 2-second window, §6): a slot of the window, then any pause a 429's
+        Retry-After asked for."""
+        await self.api.limits.take(f"{self.key}|burst", self.config.burst_limit, BURST_WINDOW)
+        wait = self.rate.pause_until - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     # -- the day's budgets, shared by every process (§6) ----------------------------------
     # Kept with the SharedLimits' expiring values (in this process, or in Redis for every

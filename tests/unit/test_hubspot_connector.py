@@ -404,3 +404,27 @@ async def test_full_windows_continue_from_their_last_timestamp(
     assert all(int(b.get("after") or 0) + b["limit"] <= 1000 for b in fake.bodies)
     cursors = [p.cursor["since"] for p in pages if p.cursor]
     assert cursors == sorted(cursors)  # committed cursors never go back
+
+
+@respx.mock
+async def test_a_retried_429_takes_its_own_slot_of_the_burst_window(monkeypatch):
+    """§7: HubSpot counts every request against the burst window, retries too: nine calls,
+    the first retried after a 429, with room for nine a window (90% of the lowest limit,
+    10), make ten requests and the tenth waits for the window (shortened to 1 s here)."""
+    monkeypatch.setattr("connectors.hubspot.client.BURST_WINDOW", 1.0)
+    sent: list[float] = []
+    refused = iter([httpx.Response(429, json={"status": "error", "message": "slow down",
+                                              "errorType": "RATE_LIMIT",
+                                              "policyName": "TEN_SECONDLY_ROLLING"},
+                                   headers={"Retry-After": "0"})])
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        sent.append(asyncio.get_running_loop().time())
+        return next(refused, None) or httpx.Response(200, json={"results": []})
+
+    respx.get(f"{API}/crm/v3/owners").mock(side_effect=answer)
+    source = connector(burst_limit=10)
+    assert source.burst_budget() == 9
+    await asyncio.gather(*(source.call("GET", "/crm/v3/owners") for _ in range(9)))
+    assert len(sent) == 10
+    assert sent[9] - sent[0] >= 0.9

@@ -296,3 +296,25 @@ def test_webhooks_without_the_right_credentials_are_refused(request_):
     assert refused.value.status == 401
     with pytest.raises(WebhookRejected):
         PipedriveConnector.parse_webhook(hook(), WebhookSecrets({"api_token": "t"}, {}))
+
+
+@respx.mock
+async def test_a_retried_429_takes_its_own_slot_of_the_2_second_window():
+    """§6: Pipedrive counts every request against the window, retries too: with a burst
+    of 2, a call retried after a 429 and a second call make three requests, and the third
+    waits until the first has left the window (before, the retry went out at once and drew
+    more 429s)."""
+    sent: list[float] = []
+    answers = iter([httpx.Response(429, json={"success": False, "error": "Request over limit"},
+                                   headers={"x-ratelimit-remaining": "1",
+                                            "x-ratelimit-reset": "0"})])
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        sent.append(asyncio.get_running_loop().time())
+        return next(answers, None) or ok({"id": 1, "default_currency": "USD"})
+
+    respx.get(f"{API}/api/v1/users/me").mock(side_effect=answer)
+    source = connector(burst_limit=2)
+    await asyncio.gather(source.check(), source.check())
+    assert len(sent) == 3
+    assert sent[2] - sent[0] >= 1.9  # BURST_WINDOW (2 s), less the clock's jitter
