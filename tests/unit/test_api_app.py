@@ -110,6 +110,15 @@ def test_json_numbers_are_exact_and_times_are_utc():
         '{"won":["lost",[1,null]],"True":1}')
     assert dumps({1: True}) == '{"1":true}'
 
+    # orjson's path (string keys) and the encoder's (the fallback) write the same text
+    from api import listing
+    from core.types import DealStatus as Status
+
+    rows = {"data": [{**value, "s": Status.WON, "t": (Decimal("0E-7"), 2**63 - 1, -0.0),
+                      "u": "\u2028\x1f"}] * 3}
+    assert listing.encode(rows) == listing._text(rows).encode()
+    assert dumps({"big": 2**70}) == '{"big":1180591620717411303424}'  # the fallback
+
     assert scalar_text(datetime(2025, 1, 1, tzinfo=UTC)) == "2025-01-01T00:00:00Z"
     assert scalar_text({"deals": {"fetched": 1}}) == '{"deals":{"fetched":1}}'
 
