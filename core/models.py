@@ -500,7 +500,7 @@ class WebhookRejection(SQLModel, table=True):
     last_at: datetime = _now()
 
 
-# --- metric rollups (M2); migration 0005 (weekly ones: 0017) ---
+# --- metric rollups (M2); migration 0005 (weekly ones: 0017; by connection first: 0020) ---
 
 
 class DealRollup(SQLModel):
@@ -522,19 +522,22 @@ class DealRollup(SQLModel):
 
 class DealMonth(DealRollup, table=True):
     __tablename__ = "deal_month"
-    __table_args__ = (Index("ix_deal_month", "month", "connection_id"),)
+    __table_args__ = (Index("ix_deal_month", "month", "connection_id"),
+                      Index("ix_deal_month_connection", "connection_id", "month"))
     month: int  # year x 12 + month - 1
 
 
 class DealWeek(DealRollup, table=True):
     __tablename__ = "deal_week"
-    __table_args__ = (Index("ix_deal_week", "week", "connection_id"),)
+    __table_args__ = (Index("ix_deal_week", "week", "connection_id"),
+                      Index("ix_deal_week_connection", "connection_id", "week"))
     week: int  # whole weeks since 0001-01-01, a Monday (core.metrics.rollups.week_of)
 
 
 class DealDay(DealRollup, table=True):
     __tablename__ = "deal_day"
-    __table_args__ = (Index("ix_deal_day", "day", "connection_id"),)
+    __table_args__ = (Index("ix_deal_day", "day", "connection_id"),
+                      Index("ix_deal_day_connection", "connection_id", "day"))
     day: date
 
 
@@ -551,19 +554,22 @@ class AccountRollup(SQLModel):
 
 class AccountMonth(AccountRollup, table=True):
     __tablename__ = "account_month"
-    __table_args__ = (Index("ix_account_month", "month", "connection_id"),)
+    __table_args__ = (Index("ix_account_month", "month", "connection_id"),
+                      Index("ix_account_month_connection", "connection_id", "month"))
     month: int
 
 
 class AccountWeek(AccountRollup, table=True):
     __tablename__ = "account_week"
-    __table_args__ = (Index("ix_account_week", "week", "connection_id"),)
+    __table_args__ = (Index("ix_account_week", "week", "connection_id"),
+                      Index("ix_account_week_connection", "connection_id", "week"))
     week: int
 
 
 class AccountDay(AccountRollup, table=True):
     __tablename__ = "account_day"
-    __table_args__ = (Index("ix_account_day", "day", "connection_id"),)
+    __table_args__ = (Index("ix_account_day", "day", "connection_id"),
+                      Index("ix_account_day_connection", "connection_id", "day"))
     day: date
 
 
