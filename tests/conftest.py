@@ -30,7 +30,6 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 import pytest_asyncio  # noqa: E402
 from argon2 import PasswordHasher, profiles  # noqa: E402
-from fastapi._compat import v2 as fastapi_fields  # noqa: E402
 from fastapi.dependencies import utils as fastapi_dependencies  # noqa: E402
 from pydantic import TypeAdapter  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
@@ -69,8 +68,13 @@ def cheapest_password_hashing() -> Iterator[None]:
         yield
 
 
+try:  # FastAPI's private module (0.12x); without it the suite prepares routes as FastAPI does
+    from fastapi._compat import v2 as fastapi_fields
+except ImportError:  # pragma: no cover
+    fastapi_fields = None  # type: ignore[assignment]
+
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
-_build_adapter = fastapi_fields.ModelField.__post_init__
+_build_adapter = getattr(getattr(fastapi_fields, "ModelField", None), "__post_init__", None)
 _SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature] = weakref.WeakKeyDictionary()
 _typed_signature = fastapi_dependencies.get_typed_signature
 
@@ -111,10 +115,13 @@ def shared_field_adapters() -> Iterator[None]:
     FastAPI prepares an app's routes on its first request, building an adapter for every
     parameter and response model of every route before the one matched (15-100 ms of CPU
     an app), and about 700 tests build an app. An adapter holds no state of its app: apps
-    still build their own routes and dependants; equal fields share the validator."""
+    still build their own routes and dependants; equal fields share the validator. Both
+    patched functions are FastAPI's private ones: a FastAPI without them runs unpatched."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fastapi_fields.ModelField, "__post_init__", _shared_adapter)
-        patch.setattr(fastapi_dependencies, "get_typed_signature", _shared_signature)
+        if _build_adapter is not None and hasattr(fastapi_fields, "asdict"):
+            patch.setattr(fastapi_fields.ModelField, "__post_init__", _shared_adapter)
+        if hasattr(fastapi_dependencies, "get_typed_signature"):
+            patch.setattr(fastapi_dependencies, "get_typed_signature", _shared_signature)
         yield
 
 
