@@ -2,10 +2,11 @@
 
 Every sync and webhook job refreshes the rollups of its connection when it is done, so
 metrics are fast right after it; a refresh rebuilds that connection's dirty months, one
-refresh at a time (a table lock). Jobs of one connection finishing together (a sync and
-its webhook jobs) would each queue a refresh behind that lock, holding their job slots
-meanwhile. Here a job joins the refresh that covers its writes instead: one of the same
-connection (or of all) that starts after it asked. So however many jobs of a connection
+refresh of a connection at a time (refreshes of different connections run side by side:
+core.metrics.rollups). Jobs of one connection finishing together (a sync and its webhook
+jobs) would each queue a refresh behind the other's, holding their job slots meanwhile.
+Here a job joins the refresh that covers its writes instead: one of the same connection
+that starts after it asked. So however many jobs of a connection
 finish together, they wait for at most two refreshes back to back, and every job still
 returns with the months it wrote rebuilt.
 """
