@@ -15,8 +15,8 @@ import ssl
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import cache
@@ -144,8 +144,17 @@ class SharedLimits(Protocol):
         """Hold one of `limit` concurrent slots of `key` (waits for a free one)."""
         ...
 
-    async def take(self, key: str, limit: int, window: float) -> None:
-        """Wait until one more call fits `limit` calls per sliding `window` seconds."""
+    async def take(self, key: str, limit: int, window: float) -> str:
+        """Wait until one more call fits `limit` calls per sliding `window` seconds; the
+        call's place in the window (for `restamp`)."""
+        ...
+
+    async def restamp(self, key: str, window: float, places: Sequence[str]) -> None:
+        """Date `places` of `key`'s `window` now, when their calls have ended. A vendor counts
+        the calls it receives, each a network delay after we took its place: dated at the
+        end instead, a place keeps the next calls a whole window behind the vendor's
+        receipt, whatever the delays (a window equal to the vendor's drew 429s whenever an
+        earlier call arrived later than the one a window after it)."""
         ...
 
     def lock(self, key: str) -> AbstractAsyncContextManager[None]:
@@ -186,7 +195,7 @@ class LocalLimits:
         async with semaphore:
             yield
 
-    async def take(self, key: str, limit: int, window: float) -> None:
+    async def take(self, key: str, limit: int, window: float) -> str:
         recent = self.recent.setdefault(key, deque())
         while True:
             now = time.monotonic()
@@ -194,8 +203,15 @@ class LocalLimits:
                 recent.popleft()
             if len(recent) < limit:
                 recent.append(now)
-                return
+                return repr(now)  # equal times are interchangeable places
             await asyncio.sleep(max(0.01, recent[0] + window - now))
+
+    async def restamp(self, key: str, window: float, places: Sequence[str]) -> None:
+        recent = self.recent.setdefault(key, deque())
+        for place in places:
+            with suppress(ValueError):  # already out of the window
+                recent.remove(float(place))
+            recent.append(time.monotonic())  # the latest time: the deque stays in order
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

@@ -10,9 +10,10 @@ secrets; token values are encrypted with the app's SecretBox (CRMSYNC_SECRET_KEY
 """
 
 import asyncio
+import math
 import secrets
 import weakref
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -50,6 +51,15 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+
+# KEYS[1] calls (as in _TAKE); ARGV the places to date now (re-added if out of the window).
+_RESTAMP = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
 """
 
 # Delete KEYS[1] only if it still holds ARGV[1] (a lock's owner, a token's ciphertext).
@@ -102,13 +112,18 @@ class RedisLimits:
         finally:
             await self.redis.zrem(name, member)
 
-    async def take(self, key: str, limit: int, window: float) -> None:
+    async def take(self, key: str, limit: int, window: float) -> str:
         name, member = PREFIX + "rate:" + key, secrets.token_hex(8)
         while True:
             wait = int(await self._eval(_TAKE, name, limit, int(window * 1e6), member))
             if not wait:
-                return
+                return member
             await asyncio.sleep(max(self.poll, wait / 1e6))
+
+    async def restamp(self, key: str, window: float, places: Sequence[str]) -> None:
+        if places:
+            await self._eval(_RESTAMP, PREFIX + "rate:" + key, math.ceil(window * 1000),
+                             *places)
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

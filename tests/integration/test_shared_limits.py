@@ -90,6 +90,25 @@ async def test_the_call_budget_holds_across_processes(redis_url):
     await b.aclose()
 
 
+async def test_places_dated_when_their_calls_ended_hold_across_processes(redis_url):
+    a, b = RedisLimits(redis_url, box()), RedisLimits(redis_url, box())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    places = [await a.take("hubspot:abc:search", 2, 0.3) for _ in range(2)]
+    await asyncio.sleep(0.2)  # the calls take 0.2 s
+    await a.restamp("hubspot:abc:search", 0.3, places)
+    await b.take("hubspot:abc:search", 2, 0.3)  # another process waits for the new dates
+    assert loop.time() - start >= 0.45
+    late = await a.take("hubspot:abc:late", 1, 0.1)
+    await asyncio.sleep(0.2)  # longer than the window: the place had left it
+    await a.restamp("hubspot:abc:late", 0.1, [late])
+    before = loop.time()
+    await b.take("hubspot:abc:late", 1, 0.1)
+    assert loop.time() - before >= 0.08
+    await a.aclose()
+    await b.aclose()
+
+
 async def test_one_lock_holder_at_a_time_and_a_dead_holder_expires(redis_url):
     a, b = RedisLimits(redis_url, box()), RedisLimits(redis_url, box(), lock_ttl=0.4)
     inside, most = [0], [0]

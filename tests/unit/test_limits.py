@@ -89,6 +89,22 @@ async def test_take_keeps_to_the_calls_per_window():
     assert loop.time() - start < 0.3
 
 
+async def test_a_place_dated_when_its_call_ended_keeps_the_next_a_window_behind():
+    limits, loop = LocalLimits(), asyncio.get_running_loop()
+    start = loop.time()
+    places = [await limits.take("search", 2, 0.2) for _ in range(2)]
+    await asyncio.sleep(0.1)  # the calls take 0.1 s: the vendor may have got them just now
+    await limits.restamp("search", 0.2, places)
+    await limits.take("search", 2, 0.2)
+    assert loop.time() - start >= 0.29  # a window after the calls ended, not after 0.2
+    late = await limits.take("late", 1, 0.05)
+    await asyncio.sleep(0.1)  # a call longer than the window: its place had left it
+    await limits.restamp("late", 0.05, [late])
+    before = loop.time()
+    await limits.take("late", 1, 0.05)
+    assert loop.time() - before >= 0.04  # dated again at its end, it counts again
+
+
 async def test_tokens_expire_and_are_dropped_only_when_unchanged():
     limits = LocalLimits()
     await limits.put_token("k", {"value": "a"}, 0.05)

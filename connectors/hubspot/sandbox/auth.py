@@ -65,6 +65,7 @@ def authenticated(endpoint: Endpoint, scope: str | None = None, search: bool = F
             if search:
                 state.charge_search()
         except RateLimitedCall as exc:
+            state.harness.served["429"] += 1  # counted with the injected ones, as Zoho's
             return json_response(exc.body, 429, exc.headers)
         if scope is not None and scope not in state.scopes:
             return HubSpotError(403, "MISSING_SCOPES", "This app hasn't been granted all "
