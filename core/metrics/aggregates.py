@@ -222,20 +222,27 @@ def runs(numbers: list[int]) -> list[list[int]]:
     return out
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Acc:
-    """The exact, unconverted ingredients of one row's metrics."""
+    """The exact, unconverted ingredients of one row's metrics (all empty when made: a
+    series by owner makes 3,600, so the constructor takes no arguments and checks none)."""
 
-    bookings: Amounts = field(default_factory=list)
-    deals_won: int = 0
-    deals_lost: int = 0
-    cycle_days: int = 0
-    cycle_deals: int = 0
-    open_pipeline: Amounts = field(default_factory=list)
-    weighted: Amounts = field(default_factory=list)
-    open_deals: int = 0  # sales velocity (core.metrics.evaluation)
-    new_accounts: int = 0
-    active: bool = False
+    bookings: Amounts
+    deals_won: int
+    deals_lost: int
+    cycle_days: int
+    cycle_deals: int
+    open_pipeline: Amounts
+    weighted: Amounts
+    open_deals: int  # sales velocity (core.metrics.evaluation)
+    new_accounts: int
+    active: bool
+
+    def __init__(self) -> None:
+        self.bookings, self.open_pipeline, self.weighted = [], [], []
+        self.deals_won = self.deals_lost = self.cycle_days = self.cycle_deals = 0
+        self.open_deals = self.new_accounts = 0
+        self.active = False
 
     def add(self, other: "Acc") -> None:
         self.bookings += other.bookings
@@ -319,16 +326,15 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
             .group_by(*key, CONNECTION.c.home_currency))
         stmts.append(stmt)
     width = len(key)
-    counts = [f for f in chosen if f != "bookings"]
+    amounts = chosen[0] == "bookings"
+    counts = chosen[amounts:]
+    first = width + 1 + amounts  # the first count's column
     for row in rows(session, stmts):
-        k = row[0] if width == 1 else tuple(row[:width]) or None
+        k = row[0] if width == 1 else row[:width] or None
         acc = accs[k]
-        values = iter(row[width + 1:width + 1 + len(chosen)])
-        if chosen[0] == "bookings":
-            bookings = next(values)
-            if bookings is not None:
-                acc.bookings.append((row[width], money(bookings)))
-        for name, value in zip(counts, values, strict=True):
+        if amounts and row[width + 1] is not None:
+            acc.bookings.append((row[width], money(row[width + 1])))
+        for name, value in zip(counts, row[first:first + len(counts)], strict=True):
             if value:
                 setattr(acc, name, getattr(acc, name) + int(value))
         if names is not None:
