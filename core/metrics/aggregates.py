@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -38,9 +38,9 @@ from sqlalchemy import (
     literal,
     select,
     text,
-    type_coerce,
     union_all,
 )
+from sqlalchemy.engine import CursorResult
 from sqlmodel import Session
 
 from core import people
@@ -70,7 +70,7 @@ from core.models import (
     User,
     table_of,
 )
-from core.types import DealStatus, Money
+from core.types import DealStatus, Money, Percent
 
 Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
 
@@ -222,20 +222,27 @@ def runs(numbers: list[int]) -> list[list[int]]:
     return out
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Acc:
-    """The exact, unconverted ingredients of one row's metrics."""
+    """The exact, unconverted ingredients of one row's metrics (all empty when made: a
+    series by owner makes 3,600, so the constructor takes no arguments and checks none)."""
 
-    bookings: Amounts = field(default_factory=list)
-    deals_won: int = 0
-    deals_lost: int = 0
-    cycle_days: int = 0
-    cycle_deals: int = 0
-    open_pipeline: Amounts = field(default_factory=list)
-    weighted: Amounts = field(default_factory=list)
-    open_deals: int = 0  # sales velocity (core.metrics.evaluation)
-    new_accounts: int = 0
-    active: bool = False
+    bookings: Amounts
+    deals_won: int
+    deals_lost: int
+    cycle_days: int
+    cycle_deals: int
+    open_pipeline: Amounts
+    weighted: Amounts
+    open_deals: int  # sales velocity (core.metrics.evaluation)
+    new_accounts: int
+    active: bool
+
+    def __init__(self) -> None:
+        self.bookings, self.open_pipeline, self.weighted = [], [], []
+        self.deals_won = self.deals_lost = self.cycle_days = self.cycle_deals = 0
+        self.open_deals = self.new_accounts = 0
+        self.active = False
 
     def add(self, other: "Acc") -> None:
         self.bookings += other.bookings
@@ -292,67 +299,106 @@ def keep_name(names: dict[Any, str | None], key: Any, name: str | None) -> None:
         names[key] = name
 
 
+CLOSED_FIELDS = ("bookings", "deals_won", "deals_lost", "cycle_days", "cycle_deals")
+
+
 def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
-                 names: dict[Any, str | None]) -> None:
+                 names: dict[Any, str | None] | None,
+                 fields: Collection[str] = CLOSED_FIELDS) -> None:
+    """The won and lost deals' ingredients (`fields` of Acc only: a series reads what its
+    metric needs; without deals_lost only the won deals are read)."""
+    chosen = [f for f in CLOSED_FIELDS if f in fields]
+    statuses = (DealStatus.WON, DealStatus.LOST) if "deals_lost" in chosen else (DealStatus.WON,)
     stmts, key = [], []
     for source in scope.deal_sources(session):
         table, key = source.table, keys(source.table)
         won, lost = table.c.status == DealStatus.WON, table.c.status == DealStatus.LOST
+        sums = {"bookings": func.sum(case((won, source.amount))),
+                "deals_won": func.sum(case((won, source.count), else_=0)),
+                "deals_lost": func.sum(case((lost, source.count), else_=0)),
+                "cycle_days": func.sum(case((won, source.cycle_days))),
+                "cycle_deals": func.sum(case((won, source.cycle_deals), else_=0))}
         stmt = (
             select(*key, CONNECTION.c.home_currency.label("currency"),
-                   type_coerce(func.sum(case((won, source.amount))), Money).label("bookings"),
-                   func.sum(case((won, source.count), else_=0)).label("won"),
-                   func.sum(case((lost, source.count), else_=0)).label("lost"),
-                   func.sum(case((won, source.cycle_days))).label("days"),
-                   func.sum(case((won, source.cycle_deals), else_=0)).label("timed"),
-                   func.max(table.c.owner_name).label("name"))
+                   *(sums[f].label(f) for f in chosen), *owner_name(table, names))
             .select_from(joined(table, key, CONNECTION))
-            .where(*source.conditions, table.c.status.in_((DealStatus.WON, DealStatus.LOST)))
+            .where(*source.conditions, table.c.status.in_(statuses))
             .group_by(*key, CONNECTION.c.home_currency))
         stmts.append(stmt)
+    width = len(key)
+    amounts = chosen[0] == "bookings"
+    counts = chosen[amounts:]
+    first = width + 1 + amounts  # the first count's column
     for row in rows(session, stmts):
-        k = row_key(row, key)
-        currency, bookings, won, lost, days, timed, name = row[len(key):]
+        k = row[0] if width == 1 else row[:width] or None
         acc = accs[k]
-        acc.bookings.append((currency, bookings))
-        acc.deals_won += int(won or 0)
-        acc.deals_lost += int(lost or 0)
-        acc.cycle_days += int(days or 0)
-        acc.cycle_deals += int(timed or 0)
-        keep_name(names, k, name)
+        if amounts and row[width + 1] is not None:
+            acc.bookings.append((row[width], money(row[width + 1])))
+        for name, value in zip(counts, row[first:first + len(counts)], strict=True):
+            if value:
+                setattr(acc, name, getattr(acc, name) + int(value))
+        if names is not None:
+            keep_name(names, k, row[-1])
+
+
+def owner_name(table: Table, names: dict[Any, str | None] | None) -> list[Any]:
+    """The column of the owners' names a part reads for `names` (none when None: a series
+    names its rows from core.people and the owners' query)."""
+    return [] if names is None else [func.max(table.c.owner_name).label("name")]
 
 
 def rows(session: Session, stmts: list[Select[Any]]) -> Sequence[Any]:
-    """The rows of every statement (each source of a part) in one round trip."""
+    """The rows of every statement (each source of a part) in one round trip, as the
+    driver gives them: plain tuples without SQLAlchemy's result processing (a series by
+    owner reads 3,600 of them; SQLAlchemy's rows took twice as long). So a sum of money
+    comes as its scaled integer: money() and percent() read it."""
     if not stmts:
         return []
     stmt = stmts[0] if len(stmts) == 1 else union_all(*stmts)
-    return session.execute(stmt).all()
+    result = cast(CursorResult[Any], session.execute(stmt))
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def money(value: Any) -> Decimal:
+    """A sum of Money (integer ten-thousandths, core.types.ScaledDecimal) as rows() read it
+    (an integer on SQLite, a numeric on PostgreSQL), exactly."""
+    return Decimal(value).scaleb(-Money.scale)
+
+
+def percent(value: Any) -> Decimal | None:
+    """A Percent column (integer hundredths) as rows() read it."""
+    return None if value is None else Decimal(value).scaleb(-Percent.scale)
 
 
 def open_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
-               names: dict[Any, str | None]) -> None:
+               names: dict[Any, str | None] | None) -> None:
     stmts, key = [], []
     for source in scope.deal_sources(session):
         table, key = source.table, keys(source.table)
         stmt = (
             select(*key, CONNECTION.c.home_currency.label("currency"),
                    table.c.probability.label("probability"),
-                   type_coerce(func.sum(source.amount), Money).label("amount"),
+                   func.sum(source.amount).label("amount"),
                    func.sum(source.count).label("n"),
-                   func.max(table.c.owner_name).label("name"))
+                   *owner_name(table, names))
             .select_from(joined(table, key, CONNECTION))
             .where(*source.conditions, table.c.status == DealStatus.OPEN)
             .group_by(*key, CONNECTION.c.home_currency, table.c.probability))
         stmts.append(stmt)
+    width = len(key)
     for row in rows(session, stmts):
         k = row_key(row, key)
-        currency, probability, amount, n, name = row[len(key):]
+        currency, probability, amount, n = row[width:width + 4]
+        amount = None if amount is None else money(amount)
         acc = accs[k]
         acc.open_deals += int(n or 0)
         acc.open_pipeline.append((currency, amount))
-        acc.weighted.append((currency, weighted(amount, probability)))
-        keep_name(names, k, name)
+        acc.weighted.append((currency, weighted(amount, percent(probability))))
+        if names is not None:
+            keep_name(names, k, row[-1])
 
 
 def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
@@ -365,18 +411,19 @@ def weighted(amount: Decimal | None, probability: Decimal | None) -> Decimal:
 
 
 def new_accounts(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, Acc],
-                 names: dict[Any, str | None]) -> None:
+                 names: dict[Any, str | None] | None) -> None:
     stmts, key = [], []
     for source in scope.account_sources(session):
         table, key = source.table, keys(source.table)
-        stmts.append(select(*key, func.sum(source.count).label("n"),
-                            func.max(table.c.owner_name).label("name"))
+        stmts.append(select(*key, func.sum(source.count).label("n"), *owner_name(table, names))
                      .select_from(joined(table, key))
                      .where(*source.conditions).group_by(*key))
+    width = len(key)
     for row in rows(session, stmts):
         k = row_key(row, key)
-        accs[k].new_accounts += int(row[-2] or 0)
-        keep_name(names, k, row[-1])
+        accs[k].new_accounts += int(row[width] or 0)
+        if names is not None:
+            keep_name(names, k, row[-1])
 
 
 def reps(session: Session, connection_id: int | None, accs: dict[Any, Acc],

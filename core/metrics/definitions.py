@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import date
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -435,16 +436,26 @@ class SeriesGroupBy(StrEnum):
 
 
 INTERVALS = tuple(Interval)
-_Part = Callable[[Session, KeysFn, agg.Scope, dict[Any, agg.Acc], dict[Any, str | None]], None]
-_CLOSED: tuple[_Part, ...] = (agg.closed_deals,)
-# The queries a series metric reads (summary reads them all).
+_Part = Callable[[Session, KeysFn, agg.Scope, dict[Any, agg.Acc], dict[Any, str | None] | None],
+                 None]
+
+
+def _closed(*fields: str) -> _Part:
+    return partial(agg.closed_deals, fields=fields)
+
+
+# The queries a series metric reads, and of the closed deals only the sums it needs
+# (summary reads them all).
 SERIES_PARTS: dict[SeriesMetric, tuple[_Part, ...]] = {
-    **dict.fromkeys((SeriesMetric.BOOKINGS, SeriesMetric.DEALS_WON, SeriesMetric.DEALS_LOST,
-                     SeriesMetric.WIN_RATE, SeriesMetric.AVG_DEAL_SIZE,
-                     SeriesMetric.SALES_CYCLE_DAYS), _CLOSED),
+    SeriesMetric.BOOKINGS: (_closed("bookings"),),
+    SeriesMetric.DEALS_WON: (_closed("deals_won"),),
+    SeriesMetric.DEALS_LOST: (_closed("deals_lost"),),
+    SeriesMetric.WIN_RATE: (_closed("deals_won", "deals_lost"),),
+    SeriesMetric.AVG_DEAL_SIZE: (_closed("bookings", "deals_won"),),
+    SeriesMetric.SALES_CYCLE_DAYS: (_closed("cycle_days", "cycle_deals"),),
     SeriesMetric.OPEN_PIPELINE: (agg.open_deals,),
     SeriesMetric.WEIGHTED_PIPELINE: (agg.open_deals,),
-    SeriesMetric.FORECAST: (agg.closed_deals, agg.open_deals),
+    SeriesMetric.FORECAST: (_closed("bookings"), agg.open_deals),
     SeriesMetric.NEW_ACCOUNTS: (agg.new_accounts,)}
 
 
@@ -487,7 +498,6 @@ def timeseries(
     conv = converter(session, settings)
     shift = settings.fiscal_year_start_month - 1
     accs: dict[Any, agg.Acc] = defaultdict(agg.Acc)
-    names: dict[Any, str | None] = {}
     # Weeks do not fall into months: they read the weekly (and daily) rollups; months and
     # quarters the monthly (and daily) ones.
     weeks = interval == Interval.WEEK
@@ -510,7 +520,7 @@ def timeseries(
         return [*by, period.label("period")]
 
     for part in SERIES_PARTS[metric]:
-        part(session, keys, scope, accs, names)
+        part(session, keys, scope, accs, None)  # owners are named by agg.owners below
     periods = _periods(interval, shift, start, end)
     values, nothing = agg.finish_each(accs, conv, metric)
     data: list[dict[str, Any]] = []
