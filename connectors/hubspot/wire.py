@@ -70,8 +70,7 @@ URI_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24":
 
 def iso_ms(moment: datetime) -> str:
     """HubSpot's datetime form (§2): UTC with milliseconds and a Z."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # no +00:00
 
 
 def day_iso(day: date) -> str:

@@ -9,6 +9,7 @@ SESSION_CACHE_SECONDS and replaced sooner when Salesforce answers INVALID_SESSIO
 A JWT assertion is built and signed (RS256, `cryptography`) for every token request.
 """
 
+import functools
 import hashlib
 import json
 import time
@@ -43,8 +44,11 @@ class Session:
                 "user_id": self.user_id}
 
 
+@functools.lru_cache(maxsize=16)
 def load_private_key(pem: str) -> rsa.RSAPrivateKey:
-    """The connected app's RSA private key (PEM); ConfigError when it is not one."""
+    """The connected app's RSA private key (PEM); ConfigError when it is not one. Kept per
+    PEM for the process: loading checks the key (about 30 ms of CPU for 2048 bits), which
+    the secrets' validation and the client did on every sync."""
     try:
         key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
     except (ValueError, TypeError):

@@ -278,7 +278,7 @@ class FxiaokeState:
         manager here) sees the whole company; anyone else sees the records they own and
         those of their subordinates (leaderId), the CRM's default data scope."""
         user = str(body.get("currentOpenUserId"))
-        if user == self.tenant.fsuid[self.company.manager.id]:
+        if user == self.tenant.fsuid[self.tenant.manager.id]:
             return rows
         team = {user} | {self.tenant.fsuid[r.id] for r in self.company.reps
                          if self.tenant.user(r).get("leaderId") == user}

@@ -113,9 +113,11 @@ class Tenant:
     processes: dict[str, str] = field(default_factory=dict)  # pipeline -> process _id
     stages: list[FxStage] = field(default_factory=list)
     stage_of: dict[str, FxStage] = field(default_factory=dict)  # dataset stage id -> FxStage
+    manager: Rep = field(init=False)  # the directory is fixed: looked up once, not per row
 
     def __post_init__(self) -> None:
         company = self.company
+        self.manager = company.manager
         for i, rep in enumerate(company.reps):
             self.employee[rep.id] = str(1000 + i)
             self.fsuid[rep.id] = open_user_id(rep)
@@ -175,7 +177,7 @@ class Tenant:
     def user(self, rep: Rep) -> dict[str, Any]:
         index = int(self.employee[rep.id]) - 1000
         dept = self.department[rep.team]
-        manager = self.company.manager
+        manager = self.manager
         # Many Fxiaoke reps have a mobile and no email: the last two reps have none.
         email = None if index >= len(self.company.reps) - 2 and rep is not manager \
             else rep.email
@@ -268,7 +270,7 @@ class Tenant:
 
     def _system(self, owner_id: str, created: Any, modified: Any, voided_at: int | None,
                 api_name: str) -> dict[str, Any]:
-        manager = self.fsuid[self.company.manager.id]
+        manager = self.fsuid[self.manager.id]
         return {"created_by": [self.fsuid[owner_id]], "create_time": to_ms(created),
                 "last_modified_by": [manager],
                 MODIFIED: to_ms(modified) if voided_at is None else voided_at,

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from starlette.requests import Request
 
+from connectors.salesforce.auth import load_private_key
 from connectors.salesforce.sandbox.errors import SfError
 from connectors.salesforce.sandbox.soql import Schema, SoqlError, object_named
 from connectors.salesforce.sandbox.wire import (
@@ -145,7 +146,7 @@ class SalesforceState:
 
     def __post_init__(self) -> None:
         if not self.public_key_pem:
-            key = serialization.load_pem_private_key(SANDBOX_PRIVATE_KEY.encode(), None)
+            key = load_private_key(SANDBOX_PRIVATE_KEY)
             self.public_key_pem = key.public_key().public_bytes(
                 serialization.Encoding.PEM,
                 serialization.PublicFormat.SubjectPublicKeyInfo).decode()
