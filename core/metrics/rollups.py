@@ -26,7 +26,8 @@ runs afterwards.
 
 refresh() rebuilds the dirty months (every month the first time, or after the store's
 time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
-after each sync and webhook job, for the job's connection: a dirty entry names the
+after each sync and webhook job, for the job's connection (a webhook job's on PostgreSQL
+a little later, shared by the connection's jobs: workers.refresh): a dirty entry names the
 connection whose rows the write touched, and a month is rebuilt from that connection's
 rows only (a fleet of hundreds of connections rebuilt every dirty month of all of them
 after each job: docs/benchmarks.md, many connections). How refreshes lock each other
