@@ -372,14 +372,20 @@ def _month_rows(engine) -> dict[int, set[tuple[object, ...]]]:
     return out
 
 
-def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
-    first = _load(engine)
+def _second(engine, deals: list[DealRecord]) -> int:
+    """A second connection, of these deals."""
     with session_scope(engine) as session:
         other = Connection(provider="hubspot", name="other", home_currency="EUR")
         session.add(other)
         session.flush()
         second = int(other.id or 0)
-        store.upsert_records(session, stream="deals", connection_id=second, records=DEALS)
+        store.upsert_records(session, stream="deals", connection_id=second, records=deals)
+    return second
+
+
+def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
+    first = _load(engine)
+    second = _second(engine, DEALS)
     assert rollups.refresh(engine) == 3
     before = _month_rows(engine)
 
@@ -419,19 +425,14 @@ def test_months_weeks_and_days_equal_a_recompute_after_each_connections_refresh(
     another currency, missing amounts and creation dates, and refreshes of one connection at
     a time, every period equals what the deals give, and a rebuild of the whole store."""
     first = _load(engine)
-    with session_scope(engine) as session:
-        other = Connection(provider="hubspot", name="usd", home_currency="EUR")
-        session.add(other)
-        session.flush()
-        second = int(other.id or 0)
-        store.upsert_records(session, stream="deals", connection_id=second, records=[
-            DealRecord("u1", "usd", amount=Decimal("100"), amount_home=Decimal("91.7431"),
-                       currency="USD", status="won", close_date=date(2025, 1, 31),
-                       owner_email="ann@x.com", owner_name="Ann"),
-            DealRecord("u2", "no rate", amount=Decimal("7"), amount_home=None, currency="JPY",
-                       status="open", probability=Decimal("10"), close_date=date(2025, 2, 2),
-                       remote_created_at=datetime(2025, 1, 20, tzinfo=UTC),
-                       owner_email="cy@x.com", owner_name="Cy")])
+    second = _second(engine, [
+        DealRecord("u1", "usd", amount=Decimal("100"), amount_home=Decimal("91.7431"),
+                   currency="USD", status="won", close_date=date(2025, 1, 31),
+                   owner_email="ann@x.com", owner_name="Ann"),
+        DealRecord("u2", "no rate", amount=Decimal("7"), amount_home=None, currency="JPY",
+                   status="open", probability=Decimal("10"), close_date=date(2025, 2, 2),
+                   remote_created_at=datetime(2025, 1, 20, tzinfo=UTC),
+                   owner_email="cy@x.com", owner_name="Cy")])
     rollups.refresh(engine)
 
     def assert_exact() -> None:
