@@ -32,6 +32,9 @@ from workers.context import JobContext
 
 log = logging.getLogger("crmsync.jobs")
 REMOVE_CHANNELS_SECONDS = 20.0
+WEBHOOK_REFRESH_SECONDS = 30.0
+"""A webhook job's rollup refresh (PostgreSQL) starts this long after it, shared with the
+connection's other jobs finishing meanwhile (workers.refresh)."""
 
 
 async def sync_connection(
@@ -169,11 +172,14 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     try:
         return await _process_webhook_batches(ctx, loaded)
     finally:  # the months the events touched (core.metrics.rollups); exact without it, slower
-        try:
-            await ctx.refresh_rollups(ctx.engine, connection_id)  # shared with its other jobs
-        except Exception:
-            log.exception("refreshing the metric rollups failed",
-                          extra={"connection_id": connection_id})
+        if ctx.engine.dialect.name == "postgresql":  # coalesced, in the background
+            ctx.refresh_rollups.soon(ctx.engine, connection_id, WEBHOOK_REFRESH_SECONDS)
+        else:  # SQLite, one writer: a background refresh would hold up the next job's writes
+            try:
+                await ctx.refresh_rollups(ctx.engine, connection_id)  # shared with other jobs
+            except Exception:
+                log.exception("refreshing the metric rollups failed",
+                              extra={"connection_id": connection_id})
 
 
 async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection) -> int:

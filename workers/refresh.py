@@ -9,15 +9,24 @@ Here a job joins the refresh that covers its writes instead: one of the same con
 that starts after it asked. So however many jobs of a connection
 finish together, they wait for at most two refreshes back to back, and every job still
 returns with the months it wrote rebuilt.
+
+Webhook jobs on PostgreSQL do not wait: `soon()` leaves their refresh to one that starts a
+few seconds later in the background, shared by every job of the connection finishing
+meanwhile (a fleet's webhook jobs each carry a few events, and each refresh rebuilt the
+connection's months: docs/benchmarks.md, many connections). Metrics stay exact meanwhile
+(a dirty month is read from the deals), and a refresh lost with its process is done by
+the minute's scheduled one.
 """
 
 import asyncio
+import logging
 import weakref
 
 from sqlalchemy import Engine
 
 from core.metrics import rollups
 
+log = logging.getLogger("crmsync.jobs")
 
 class _Turn:
     def __init__(self) -> None:
@@ -36,6 +45,30 @@ class RollupRefresh:
     def __init__(self) -> None:
         self._turns: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[int | None, _Turn]] = weakref.WeakKeyDictionary()
+        self._soon: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[int, asyncio.Task[None]]] = (
+                weakref.WeakKeyDictionary())
+
+    def soon(self, engine: Engine, connection_id: int, delay: float) -> None:
+        """The connection's refresh, `delay` seconds from now in the background, covering
+        every write committed before the call: joins one already waiting (it starts
+        after this call), else starts one."""
+        waiting = self._soon.setdefault(asyncio.get_running_loop(), {})
+        if connection_id in waiting:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(delay)
+            finally:  # an ask from now on is after this refresh started: a later one
+                waiting.pop(connection_id, None)
+            try:
+                await self(engine, connection_id)
+            except Exception:
+                log.exception("refreshing the metric rollups failed",
+                              extra={"connection_id": connection_id})
+
+        waiting[connection_id] = asyncio.get_running_loop().create_task(later())
 
     async def __call__(self, engine: Engine, connection_id: int | None = None) -> int:
         turn = self._turns.setdefault(asyncio.get_running_loop(), {}).setdefault(

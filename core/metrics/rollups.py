@@ -11,8 +11,11 @@ months; deal_day and account_day the same per day, for the rest of a range.
 
 Exactness: a month's rollup is used only while it is *clean*: rollup_month has the month
 (it was built) and rollup_dirty has no entry for it; a week's only while each month it
-touches is clean (a refresh of a month rebuilds every week that touches it, from the
-deals of the whole week). Every write of core.store appends
+touches is clean (a refresh of a month rebuilds every week that touches it, whole). A
+refresh builds the days from the deals and accounts, then the months and weeks from the
+days (every column a key, a count, a sum or a max: the same rows, reading the deals once;
+a week's days in a neighbouring month come from that month's day rollups, which are exact
+whenever the week is clean). Every write of core.store appends
 the months it touches to rollup_dirty in the writer's own transaction (old and new
 months; core.people marks the months of the rows whose owner person it re-sets; append-
 only, so writers never wait on each other or on a refresh). Metrics read clean months
@@ -23,7 +26,8 @@ runs afterwards.
 
 refresh() rebuilds the dirty months (every month the first time, or after the store's
 time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
-after each sync and webhook job, for the job's connection: a dirty entry names the
+after each sync and webhook job, for the job's connection (a webhook job's on PostgreSQL
+a little later, shared by the connection's jobs: workers.refresh): a dirty entry names the
 connection whose rows the write touched, and a month is rebuilt from that connection's
 rows only (a fleet of hundreds of connections rebuilt every dirty month of all of them
 after each job: docs/benchmarks.md, many connections). How refreshes lock each other
@@ -386,11 +390,14 @@ def _rebuild(session: Session, months: list[int], connection_id: int | None = No
                              (ACCOUNT_DAY, in_ranges(ACCOUNT_DAY.c.day, ranges)),
                              (ROLLUP_DIRTY, ROLLUP_DIRTY.c.month.in_(chunk))):
             session.execute(delete(table).where(where, *_of_connection(table, connection_id)))
-        for period, spans in (("month", ranges), ("week", weeks), ("day", ranges)):
-            result = session.execute(_deal_rollup(session, spans, period, connection_id))
-            if period == "day":
-                written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
-            session.execute(_account_rollup(session, spans, period, connection_id))
+        # the days from the rows, then months and weeks from the days (the week's days
+        # outside these months from their own day rollups: see _from_days)
+        result = session.execute(_deal_rollup(session, ranges, connection_id))
+        written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        session.execute(_account_rollup(ranges, connection_id))
+        for kind in ("deal", "account"):
+            for period, spans in (("month", ranges), ("week", weeks)):
+                session.execute(_from_days(session, kind, period, spans, connection_id))
         if connection_id is None:  # a connection's refresh rebuilds built months only
             session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
             now = utcnow()
@@ -424,14 +431,14 @@ ROLLUP_OF = {"deal": {"month": DEAL_MONTH, "week": DEAL_WEEK, "day": DEAL_DAY},
              "account": {"month": ACCOUNT_MONTH, "week": ACCOUNT_WEEK, "day": ACCOUNT_DAY}}
 
 
-def _deal_rollup(session: Session, ranges: list[tuple[date, date]], period_name: str,
+def _deal_rollup(session: Session, ranges: list[tuple[date, date]],
                  connection_id: int | None) -> Any:
+    """INSERT INTO deal_day the live deals of the days in `ranges`, summed."""
     timed = DEAL.c.created_date.is_not(None)
     days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
-    period = _period(session, DEAL.c.close_date, period_name)
     rows = (
-        select(period.label("period"), DEAL.c.connection_id, DEAL.c.owner_person_id,
+        select(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
                DEAL.c.status, probability.label("probability"),
                func.max(DEAL.c.owner_name), func.count(),
                type_coerce(func.sum(DEAL.c.amount_home), Money),
@@ -439,27 +446,50 @@ def _deal_rollup(session: Session, ranges: list[tuple[date, date]], period_name:
                func.sum(case((timed, 1), else_=0)))
         .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges),
                *_of_connection(DEAL, connection_id))
-        .group_by(period, DEAL.c.connection_id, DEAL.c.owner_person_id, DEAL.c.status,
-                  probability)
-        .order_by(period)  # a period's rows together on disk: a read touches few pages
+        .group_by(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
+                  DEAL.c.status, probability)
+        .order_by(DEAL.c.close_date)  # a day's rows together on disk: a read touches few pages
     )
-    return insert(ROLLUP_OF["deal"][period_name]).from_select(
-        [period_name, "connection_id", "owner_person_id", "status",
-         "probability", "owner_name", "deals", "amount", "cycle_days", "cycle_deals"], rows)
+    return insert(DEAL_DAY).from_select(["day", *DEAL_SUMS], rows)
 
 
-def _account_rollup(session: Session, ranges: list[tuple[date, date]],
-                    period_name: str, connection_id: int | None) -> Any:
-    period = _period(session, ACCOUNT.c.created_date, period_name)
+def _account_rollup(ranges: list[tuple[date, date]],
+                    connection_id: int | None) -> Any:
+    """INSERT INTO account_day the live accounts of the days in `ranges`, counted."""
     rows = (
-        select(period.label("period"), ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
+        select(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
         .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges),
                *_of_connection(ACCOUNT, connection_id))
-        .group_by(period, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
-        .order_by(period)
+        .group_by(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
+        .order_by(ACCOUNT.c.created_date)
     )
-    return insert(ROLLUP_OF["account"][period_name]).from_select(
-        [period_name, "connection_id", "owner_person_id", "owner_name",
-         "accounts"], rows)
+    return insert(ACCOUNT_DAY).from_select(["day", *ACCOUNT_SUMS], rows)
 
+
+# the columns after the period of deal_* and account_*: keys, then what is summed
+DEAL_SUMS = ["connection_id", "owner_person_id", "status", "probability", "owner_name",
+             "deals", "amount", "cycle_days", "cycle_deals"]
+ACCOUNT_SUMS = ["connection_id", "owner_person_id", "owner_name", "accounts"]
+
+
+def _from_days(session: Session, kind: str, period_name: str, ranges: list[tuple[date, date]],
+               connection_id: int | None) -> Any:
+    """INSERT INTO the month or week rollup of `kind` the day rollups of `ranges`, summed:
+    the same rows as from the deals (or accounts) themselves, since every column is a key,
+    a count, a sum or a max. A week's days outside the months being rebuilt come from
+    their own day rollups: if those are stale (their month dirty for the connection, or
+    never built), the week is not clean either (clean_months; a week is read only while
+    every month it touches is clean), and the refresh of that month rebuilds it."""
+    day = ROLLUP_OF[kind]["day"]
+    period = _period(session, day.c.day, period_name)
+    names = DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS
+    keys = [day.c[n] for n in names[:names.index("owner_name")]]
+    sums = [func.max(day.c.owner_name)] + [
+        type_coerce(func.sum(day.c[n]), Money) if n == "amount" else func.sum(day.c[n])
+        for n in names[names.index("owner_name") + 1:]]
+    rows = (select(period.label("period"), *keys, *sums)
+            .where(in_ranges(day.c.day, ranges), *_of_connection(day, connection_id))
+            .group_by(period, *keys)
+            .order_by(period))
+    return insert(ROLLUP_OF[kind][period_name]).from_select([period_name, *names], rows)

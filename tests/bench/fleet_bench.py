@@ -391,7 +391,7 @@ def health(db_url: str, redis_url: str) -> dict[str, Any]:
 
 
 def run(connections: int, deals: int, big_deals: int, duration: float, interval: int,
-        rate: float, orgs_per_crm: int) -> None:
+        rate: float, orgs_per_crm: int, statements: int = 0) -> None:
     from core.types import utcnow
 
     load0 = os.getloadavg()
@@ -450,6 +450,7 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
 
         # 2. steady state
         set_interval(ctx, ids, interval)
+        statements_reset(db_url, statements)
         since, load, steady_from = utcnow(), os.getloadavg()[0], len(sampler.rows)
         out = asyncio.run(steady(ctx, redis_url, api_url, orgs, big_org, duration, rate,
                                  db_url))
@@ -503,6 +504,11 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         print(f"  scheduled syncs per worker CPU second: "
               f"{incs / max(0.1, cpu[workers[0].pid] + cpu[workers[1].pid]):.2f}; per "
               f"PostgreSQL CPU second: {incs / max(0.1, db_cpu - db_cpu1):.2f}")
+        both = cpu[workers[0].pid] + cpu[workers[1].pid] + db_cpu - db_cpu1
+        print(f"  workers + PostgreSQL CPU of the steady state: {both:.0f} s, "
+              f"{1000 * both / max(1, incs + events / 10):.0f} ms per (incremental sync + "
+              f"10 webhook events) (syncs and webhook jobs share the processes)")
+        print_statements(db_url, statements)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -511,6 +517,30 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def statements_reset(db_url: str, top: int) -> None:
+    """Forget the statements of the initial load (pg_stat_statements, when `top`)."""
+    if top:
+        rows(common.PG_URL, "SELECT 1 FROM (SELECT pg_stat_statements_reset()) r")
+
+
+def print_statements(db_url: str, top: int) -> None:
+    """The `top` statements of the steady state by total time (pg_stat_statements: the
+    server must preload it and CRMSYNC_BENCH_PG_URL's database have the extension)."""
+    if not top:
+        return
+    mine = ("FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+            "WHERE datname = :d)")
+    name = db_url.rsplit("/", 1)[1]
+    found = rows(common.PG_URL, "SELECT calls, total_exec_time, rows, query " + mine
+                 + " ORDER BY total_exec_time DESC LIMIT :n", n=top, d=name)
+    [(calls, total)] = rows(common.PG_URL, "SELECT sum(calls), sum(total_exec_time) " + mine,
+                            d=name)
+    print(f"  statements of the steady state: {calls:,} calls, {total / 1000:.1f} s")
+    for calls, ms, count, query in found:
+        print(f"    {ms / 1000:7.1f} s {calls:7,} calls {ms / max(1, calls):7.2f} ms "
+              f"{count:9,} rows  {' '.join(query.split())[:110]}")
 
 
 def print_cpu(phase: str, roles: dict[int, str], cpu: dict[int, float], db: float) -> None:
@@ -532,6 +562,9 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=1, help="sync_interval_minutes")
     parser.add_argument("--webhook-rate", type=float, default=50.0, help="events/s")
     parser.add_argument("--orgs", type=int, default=2, help="sandbox orgs per CRM")
+    parser.add_argument("--statements", type=int, default=0,
+                        help="print the N statements of the steady state that took longest "
+                        "(needs pg_stat_statements on CRMSYNC_BENCH_PG_URL's server)")
     parser.add_argument("--quick", action="store_true",
                         help="30 connections of 500 deals, big 20,000, 150 s")
     args = parser.parse_args()
@@ -540,7 +573,8 @@ def main() -> None:
         args.connections, args.deals, args.big, args.duration = 30, 500, 20_000, 150.0
         args.orgs = 1
     run(args.connections, args.deals, args.big, args.duration, args.interval,
-        args.webhook_rate, max(1, min(args.orgs, math.ceil(args.connections / 3))))
+        args.webhook_rate, max(1, min(args.orgs, math.ceil(args.connections / 3))),
+        args.statements)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,36 @@ def _connection(session) -> int:
     session.add(connection)
     session.flush()
     return int(connection.id or 0)
+
+
+async def test_refreshes_asked_soon_are_shared_and_cover_every_write_before_them(pg_engine):
+    """Webhook jobs (PostgreSQL) leave their refresh to one started `delay` later in the
+    background: the asks meanwhile share it, and an ask after it started gets another."""
+    cid = _load(pg_engine)
+    refresh = RollupRefresh()
+    await refresh(pg_engine)
+    with session_scope(pg_engine) as session:  # January and March dirty
+        store.upsert_records(session, stream="deals", connection_id=cid,
+                             records=[_deal("d1", date(2025, 3, 20), "won", "1200")])
+    for _ in range(20):
+        refresh.soon(pg_engine, cid, 0.5)
+    await asyncio.sleep(0.2)
+    assert _clean(pg_engine) == [FEB]  # nothing waited for it
+    await asyncio.sleep(0.1)
+    with session_scope(pg_engine) as session:  # before the refresh starts: covered by it
+        store.upsert_records(session, stream="deals", connection_id=cid,
+                             records=[_deal("d3", date(2025, 2, 20), "won", "300")])
+    refresh.soon(pg_engine, cid, 0.5)
+    assert len(refresh._soon[asyncio.get_running_loop()]) == 1  # one refresh waiting
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if _clean(pg_engine) == [JAN, FEB, MAR]:
+            break
+    assert _clean(pg_engine) == [JAN, FEB, MAR]
+    assert not refresh._soon[asyncio.get_running_loop()]
+    with session_scope(pg_engine) as session:  # after it ran: a refresh of its own
+        store.upsert_records(session, stream="deals", connection_id=cid,
+                             records=[_deal("d1", date(2025, 1, 20), "won", "1300")])
+    refresh.soon(pg_engine, cid, 0.1)
+    await asyncio.sleep(1.5)
+    assert _clean(pg_engine) == [JAN, FEB, MAR]

@@ -15,7 +15,7 @@ from core.metrics import aggregates as agg
 from core.metrics import rollups
 from core.metrics.definitions import summary, timeseries
 from core.metrics.zone import ensure_zone
-from core.models import Account, AccountWeek, Connection, Deal, DealMonth, DealWeek, RollupDirty
+from core.models import Account, Connection, Deal, DealMonth, RollupDirty
 from core.records import AccountRecord, DealRecord, Deletion
 
 SETTINGS = Settings(timezone="Europe/Berlin", reporting_currency="EUR")
@@ -223,26 +223,39 @@ def test_a_write_committed_during_a_refresh_keeps_its_month_dirty(pg_engine):
 # -- weekly rollups (Monday to Sunday) -------------------------------------------------
 
 
+PERIOD_OF = {"month": rollups.month_of, "week": rollups.week_of, "day": lambda day: day}
+
+
 def _week_rows(engine) -> dict[str, set[tuple[object, ...]]]:
-    """The stored weekly rollups, as comparable rows."""
-    with session_scope(engine) as session:
-        deals = {tuple(row) for row in session.execute(select(
-            DealWeek.week, DealWeek.connection_id, DealWeek.owner_person_id,
-            DealWeek.status, DealWeek.probability, DealWeek.owner_name, DealWeek.deals,
-            DealWeek.amount, DealWeek.cycle_days, DealWeek.cycle_deals))}
-        accounts = {tuple(row) for row in session.execute(select(
-            AccountWeek.week, AccountWeek.connection_id,
-            AccountWeek.owner_person_id, AccountWeek.owner_name, AccountWeek.accounts))}
-    return {"deals": deals, "accounts": accounts}
+    return _rollup_rows(engine, "week")
 
 
 def _weeks_recomputed(engine) -> dict[str, set[tuple[object, ...]]]:
+    return _recomputed(engine, "week")
+
+
+def _rollup_rows(engine, period: str) -> dict[str, set[tuple[object, ...]]]:
+    """The stored rollups of `period` (month, week or day), as comparable rows."""
+    deal, account = rollups.ROLLUP_OF["deal"][period], rollups.ROLLUP_OF["account"][period]
+    with session_scope(engine) as session:
+        deals = {tuple(row) for row in session.execute(select(
+            deal.c[period], deal.c.connection_id, deal.c.owner_person_id, deal.c.status,
+            deal.c.probability, deal.c.owner_name, deal.c.deals, deal.c.amount,
+            deal.c.cycle_days, deal.c.cycle_deals))}
+        accounts = {tuple(row) for row in session.execute(select(
+            account.c[period], account.c.connection_id, account.c.owner_person_id,
+            account.c.owner_name, account.c.accounts))}
+    return {"deals": deals, "accounts": accounts}
+
+
+def _recomputed(engine, period: str) -> dict[str, set[tuple[object, ...]]]:
     """The same rows computed here, in Python, from the live deals and accounts."""
+    key_of = PERIOD_OF[period]
     deals: dict[tuple[object, ...], list[Any]] = {}
     accounts: dict[tuple[object, ...], list[Any]] = {}
     with session_scope(engine) as session:
         for d in session.scalars(select(Deal).where(Deal.deleted_at.is_(None))):
-            key = (rollups.week_of(d.close_date), d.connection_id, d.owner_person_id, d.status,
+            key = (key_of(d.close_date), d.connection_id, d.owner_person_id, d.status,
                    d.probability if d.status == "open" else None)
             row = deals.setdefault(key, [None, 0, None, 0, 0])
             row[0] = max(filter(None, (row[0], d.owner_name)), default=None)
@@ -253,7 +266,7 @@ def _weeks_recomputed(engine) -> dict[str, set[tuple[object, ...]]]:
                 row[3] += (d.close_date - d.created_date).days
                 row[4] += 1
         for a in session.scalars(select(Account).where(Account.deleted_at.is_(None))):
-            key = (rollups.week_of(a.created_date), a.connection_id, a.owner_person_id)
+            key = (key_of(a.created_date), a.connection_id, a.owner_person_id)
             row = accounts.setdefault(key, [None, 0])
             row[0] = max(filter(None, (row[0], a.owner_name)), default=None)
             row[1] += 1
@@ -359,14 +372,20 @@ def _month_rows(engine) -> dict[int, set[tuple[object, ...]]]:
     return out
 
 
-def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
-    first = _load(engine)
+def _second(engine, deals: list[DealRecord]) -> int:
+    """A second connection, of these deals."""
     with session_scope(engine) as session:
         other = Connection(provider="hubspot", name="other", home_currency="EUR")
         session.add(other)
         session.flush()
         second = int(other.id or 0)
-        store.upsert_records(session, stream="deals", connection_id=second, records=DEALS)
+        store.upsert_records(session, stream="deals", connection_id=second, records=deals)
+    return second
+
+
+def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
+    first = _load(engine)
+    second = _second(engine, DEALS)
     assert rollups.refresh(engine) == 3
     before = _month_rows(engine)
 
@@ -398,3 +417,52 @@ def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
     rollups.refresh(engine)  # the whole store rebuilt from the deals
     assert _numbers(engine, Q1[0], date(2025, 4, 30)) == per_connection
     assert _week_rows(engine) == _weeks_recomputed(engine)
+
+
+def test_months_weeks_and_days_equal_a_recompute_after_each_connections_refresh(engine):
+    """Months and weeks are summed from the day rollups (core.metrics.rollups._from_days):
+    after moves across months and across a week lying in two months, deletions, amounts in
+    another currency, missing amounts and creation dates, and refreshes of one connection at
+    a time, every period equals what the deals give, and a rebuild of the whole store."""
+    first = _load(engine)
+    second = _second(engine, [
+        DealRecord("u1", "usd", amount=Decimal("100"), amount_home=Decimal("91.7431"),
+                   currency="USD", status="won", close_date=date(2025, 1, 31),
+                   owner_email="ann@x.com", owner_name="Ann"),
+        DealRecord("u2", "no rate", amount=Decimal("7"), amount_home=None, currency="JPY",
+                   status="open", probability=Decimal("10"), close_date=date(2025, 2, 2),
+                   remote_created_at=datetime(2025, 1, 20, tzinfo=UTC),
+                   owner_email="cy@x.com", owner_name="Cy")])
+    rollups.refresh(engine)
+
+    def assert_exact() -> None:
+        for period in ("month", "week", "day"):
+            assert _rollup_rows(engine, period) == _recomputed(engine, period), period
+
+    assert_exact()
+    week = rollups.week_of(date(2025, 1, 31))  # Jan 27 - Feb 2, in two months
+    assert week == rollups.week_of(date(2025, 2, 2))
+    changes = [  # (connection, records, deletions)
+        (first, [_deal("d2", date(2025, 2, 2), "lost", "500")], []),  # across months, one week
+        (second, [DealRecord("u1", "usd", amount=Decimal("100"), amount_home=Decimal("93.5"),
+                             currency="USD", status="won", close_date=date(2025, 3, 3),
+                             owner_email="ann@x.com", owner_name="Ann")], []),
+        (first, [_deal("d4", date(2025, 1, 30), "open", "999.99", probability="50")],
+         [Deletion("deals", "d6", datetime(2025, 6, 1, tzinfo=UTC))]),
+        (second, [], [Deletion("deals", "u2", datetime(2025, 6, 1, tzinfo=UTC))]),
+    ]
+    for cid, records, deletions in changes:
+        with session_scope(engine) as session:
+            store.upsert_records(session, stream="deals", connection_id=cid, records=records)
+            store.apply_deletions(session, connection_id=cid, deletions=deletions)
+        assert rollups.refresh(engine, cid) >= 1
+        assert_exact()
+    assert _clean(engine) == [JAN, FEB, MAR]
+    weekly = {row[:2] for row in _rollup_rows(engine, "week")["deals"]}
+    assert (week, first) in weekly
+    assert (week, second) not in weekly  # u1 moved out, u2 deleted
+    rows = {period: _rollup_rows(engine, period) for period in ("month", "week", "day")}
+    with session_scope(engine) as session:
+        rollups.invalidate(session)
+    rollups.refresh(engine)
+    assert {period: _rollup_rows(engine, period) for period in rows} == rows
