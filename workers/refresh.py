@@ -27,6 +27,10 @@ from sqlalchemy import Engine
 from core.metrics import rollups
 
 log = logging.getLogger("crmsync.jobs")
+BACKGROUND = 2
+"""Background refreshes of a process running at once: each holds a thread of the default
+pool (6 on 2 cores), which the jobs and the schedule's minute tick need too."""
+
 
 class _Turn:
     def __init__(self) -> None:
@@ -48,27 +52,33 @@ class RollupRefresh:
         self._soon: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[int, asyncio.Task[None]]] = (
                 weakref.WeakKeyDictionary())
+        self._background: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
     def soon(self, engine: Engine, connection_id: int, delay: float) -> None:
-        """The connection's refresh, `delay` seconds from now in the background, covering
-        every write committed before the call: joins one already waiting (it starts
-        after this call), else starts one."""
-        waiting = self._soon.setdefault(asyncio.get_running_loop(), {})
+        """The connection's refresh, `delay` seconds from now in the background (at most
+        BACKGROUND of them running at once), covering every write committed before the
+        call: joins one still waiting (it starts after this call), else starts one."""
+        loop = asyncio.get_running_loop()
+        waiting = self._soon.setdefault(loop, {})
         if connection_id in waiting:
             return
+        slots = self._background.setdefault(loop, asyncio.Semaphore(BACKGROUND))
 
         async def later() -> None:
             try:
                 await asyncio.sleep(delay)
-            finally:  # an ask from now on is after this refresh started: a later one
-                waiting.pop(connection_id, None)
-            try:
-                await self(engine, connection_id)
+                async with slots:
+                    del waiting[connection_id]  # an ask from now on needs a later refresh
+                    await self(engine, connection_id)
             except Exception:
                 log.exception("refreshing the metric rollups failed",
                               extra={"connection_id": connection_id})
+            finally:  # cancelled while waiting (the process stopping): not waiting any more
+                if waiting.get(connection_id) is task:
+                    del waiting[connection_id]
 
-        waiting[connection_id] = asyncio.get_running_loop().create_task(later())
+        task = waiting[connection_id] = loop.create_task(later())
 
     async def __call__(self, engine: Engine, connection_id: int | None = None) -> int:
         turn = self._turns.setdefault(asyncio.get_running_loop(), {}).setdefault(

@@ -3,12 +3,13 @@ still returns with the months it wrote rebuilt (PostgreSQL, where refreshes take
 
 import asyncio
 from datetime import date
+from typing import Any
 
 from core import store
 from core.db import session_scope
 from core.metrics import rollups
 from tests.integration.test_rollups import _clean, _deal, _load
-from workers.refresh import RollupRefresh
+from workers.refresh import BACKGROUND, RollupRefresh
 
 JAN, FEB, MAR = (rollups.month_of(date(2025, m, 1)) for m in (1, 2, 3))
 
@@ -109,3 +110,28 @@ async def test_refreshes_asked_soon_are_shared_and_cover_every_write_before_them
     refresh.soon(pg_engine, cid, 0.1)
     await asyncio.sleep(1.5)
     assert _clean(pg_engine) == [JAN, FEB, MAR]
+
+
+async def test_background_refreshes_run_a_few_at_a_time(pg_engine):
+    """However many connections' webhook jobs ask, at most BACKGROUND refreshes run at once:
+    each holds a thread the jobs and the schedule's tick need too."""
+    running, most, done = [0], [0], []
+
+    class Slow(RollupRefresh):
+        async def __call__(self, engine: Any, connection_id: int | None = None) -> int:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await asyncio.sleep(0.05)
+            running[0] -= 1
+            done.append(connection_id)
+            return 0
+
+    refresh = Slow()
+    for cid in range(1, 9):
+        refresh.soon(pg_engine, cid, 0.01)
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if len(done) == 8:
+            break
+    assert sorted(done) == list(range(1, 9)) and most[0] == BACKGROUND
+    assert not refresh._soon[asyncio.get_running_loop()]
