@@ -55,7 +55,7 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
     from core.db import make_engine, session_scope
     from core.models import Connection, SyncRun
     from core.security import SecretBox
-    from workers.context import JobContext
+    from workers.context import JobContext, steady_gc
     from workers.jobs import sync_connection
 
     key = os.environ["BENCH_KEY"]  # set by main(), inherited by every child
@@ -77,6 +77,7 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
             connection_id = int(connection.id or 0)
         run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
     load_connectors()  # as a worker does once at its start, not for each sync
+    steady_gc()  # and this, once its context is built (workers.settings)
     database = common.DatabaseCpu(url)
     cpu, started = time.process_time(), time.perf_counter()
     summary = asyncio.run(sync_connection(ctx, connection_id=connection_id, run_id=run_id,

@@ -114,6 +114,36 @@ def test_deletions_tombstone_but_never_a_restored_record(engine, connection_id):
         assert alive == {"1": T0 + timedelta(minutes=30), "2": None}
 
 
+def test_deletions_of_records_never_stored_cost_one_query_per_entity(engine, connection_id):
+    # A full sync reads every deleted record the CRM still lists, most never stored: they
+    # once cost two statements each while the page held both of the run's connections.
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(1), deal(2)])
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with session_scope(engine) as session:
+            n = store.apply_deletions(session, connection_id=connection_id, deletions=[
+                *(Deletion("deals", str(1000 + i), T0) for i in range(300)),
+                *(Deletion("accounts", str(i), T0) for i in range(50)),
+                Deletion("deals", "2", T0 + timedelta(minutes=30)),
+            ])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert n == 1
+    # deals and accounts looked up once each; then deal 2's rollup mark and tombstone
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 2
+    assert len(statements) == 4, statements
+    with session_scope(engine) as session:
+        alive = {r.remote_id: r.deleted_at for r in session.scalars(select(Deal))}
+        assert alive == {"1": None, "2": T0 + timedelta(minutes=30)}
+
+
 def test_pages_of_one_stream_in_one_transaction_never_merge_twice(engine, connection_id):
     # PostgreSQL's load table is emptied only by a commit: a second page in the same
     # transaction once merged the first page again, undoing the tombstone set in between
