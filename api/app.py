@@ -1,6 +1,5 @@
 """The FastAPI application: create_app() and its lifespan."""
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ from api.routes import (
 )
 from api.webhook_path import WebhookPath
 from api.webhook_path import takes as takes_webhook
+from core import collector
 from core.config import Settings, get_settings
 from core.db import SchemaNotCurrent, shipped_heads, upgrade
 from workers.context import JobContext, build_context
@@ -76,27 +76,6 @@ class Api(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-YOUNG_COLLECTION_THRESHOLD = 50_000  # gen-0 allocations between collections (Python: 700)
-_collector_tuned = False
-
-
-def tune_collector() -> None:
-    """Once per process, at the API's first start-up: collect, then move every object alive
-    now (the code's modules, models, routes, the engine: some 230,000) to the collector's
-    permanent generation (gc.freeze), and collect the young generation after
-    YOUNG_COLLECTION_THRESHOLD allocations instead of 700. A full collection then scans
-    only what was allocated since start-up, and a request building thousands of rows (a
-    series by owner) triggers a few collections instead of fifty: its CPU time went from
-    a mean of 78 ms (gen-2 collections of 100-400 ms now and then) to 34 ms
-    (docs/benchmarks.md)."""
-    global _collector_tuned
-    if not _collector_tuned:
-        _collector_tuned = True
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)
-
-
 def create_app(settings: Settings | None = None, *, ctx: JobContext | None = None,
                schedule: bool = False) -> FastAPI:
     """The API. `ctx` (tests, demo) supplies the engine, secrets and CRM transport to use.
@@ -118,7 +97,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
             app.state.secrets = job_ctx.secrets
             app.state.ctx = job_ctx
             app.state.jobs = runner
-            tune_collector()
+            collector.tune(collector.API_YOUNG)  # once it has loaded
             try:
                 yield
             finally:

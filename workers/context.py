@@ -1,6 +1,5 @@
 """What a job needs, built once per process (API lifespan, worker startup, CLI)."""
 
-import gc
 from dataclasses import dataclass, field
 
 import httpx
@@ -37,24 +36,6 @@ class JobContext:
         """Where connectors may send credentials: the vendors' hosts and
         CRMSYNC_ALLOW_ENDPOINTS (connectors/endpoints.py)."""
         return EndpointPolicy.parse(self.settings.allow_endpoints)
-
-
-GC_THRESHOLD = 5_000
-"""Net allocations of container objects between two young collections (Python's default:
-700). Higher still collects even less (10,000: 0.11 s of a 100,000-deal sync), but some of
-a sync's garbage is in reference cycles that hold HTTP answers: the syncing process's peak
-memory then grew with N (50,000: 147 MB at 20,000 deals, 213 MB at 100,000)."""
-
-
-def steady_gc() -> None:
-    """The garbage collector of a worker process, set once at its start (after its imports):
-    what is loaded by then is never scanned again (gc.freeze), and the young generation is
-    collected every GC_THRESHOLD net allocations instead of 700. A sync's pages of records
-    (a few at a time) outlived the young collections and were scanned by the older ones
-    again and again: 1.37 s of CPU in a 100,000-deal full sync, 0.25 s after, with the same
-    peak memory (132 MB at 20,000 deals, 136 MB at 100,000: docs/benchmarks.md, Sync)."""
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def pool_size(settings: Settings) -> dict[str, int]:

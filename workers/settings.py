@@ -20,10 +20,11 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Retry, Worker, func
 
+from core import collector
 from core.config import Settings, get_settings
 from core.types import SyncMode
 from workers import heartbeat
-from workers.context import JobContext, build_context, steady_gc
+from workers.context import JobContext, build_context
 from workers.digests import send_due_digests
 from workers.jobs import (
     SYNC_MAX_TRIES,
@@ -43,7 +44,7 @@ from workers.schedule import enqueue_due_syncs
 
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["job"] = build_context(get_settings(), migrate_sqlite=False)
-    steady_gc()
+    collector.tune(collector.WORKER_YOUNG)  # once it has loaded
     ctx["heartbeat"] = heartbeat.start(ctx["redis"])
 
 
@@ -218,7 +219,7 @@ def run(settings: Settings) -> None:
 async def _run(settings: Settings) -> None:
     assert settings.redis_url
     job = build_context(settings, migrate_sqlite=False)
-    steady_gc()
+    collector.tune(collector.WORKER_YOUNG)  # once it has loaded
     lanes = worker_lanes(job, RedisSettings.from_dsn(settings.redis_url))
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -50,12 +50,12 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
                out: "mp.Queue[dict[str, Any]]") -> None:
     """One sync in a fresh process, so its peak memory is its own."""
     from connectors.registry import load_connectors
-    from core import store
+    from core import collector, store
     from core.config import Settings
     from core.db import make_engine, session_scope
     from core.models import Connection, SyncRun
     from core.security import SecretBox
-    from workers.context import JobContext, steady_gc
+    from workers.context import JobContext
     from workers.jobs import sync_connection
 
     key = os.environ["BENCH_KEY"]  # set by main(), inherited by every child
@@ -77,7 +77,7 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
             connection_id = int(connection.id or 0)
         run_id = int(store.create_run(session, connection_id=connection_id, mode=mode).id or 0)
     load_connectors()  # as a worker does once at its start, not for each sync
-    steady_gc()  # and this, once its context is built (workers.settings)
+    collector.tune(collector.WORKER_YOUNG)  # and this, once its context is built (workers.settings)
     database = common.DatabaseCpu(url)
     cpu, started = time.process_time(), time.perf_counter()
     summary = asyncio.run(sync_connection(ctx, connection_id=connection_id, run_id=run_id,
