@@ -1,5 +1,3 @@
-"""The HTTP API (FastAPI)."""
-
-from api.app import create_app
-
-__all__ = ["create_app"]
+"""The HTTP API (FastAPI): create_app() in api.app. Nothing is imported here, so that a
+command using one module of the API (`crmsync connections`: api.connections) does not
+import the whole API and the dashboard."""

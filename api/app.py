@@ -4,12 +4,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors, web
@@ -37,7 +35,7 @@ from api.webhook_path import WebhookPath
 from api.webhook_path import takes as takes_webhook
 from core import collector
 from core.config import Settings, get_settings
-from core.db import SchemaNotCurrent, shipped_heads, upgrade
+from core.db import prepare_database
 from workers.context import JobContext, build_context
 from workers.queue import ArqRunner
 from workers.runner import InProcessRunner
@@ -157,21 +155,3 @@ async def build_jobs(ctx: JobContext, settings: Settings) -> JobQueue:
     return InProcessRunner(ctx)
 
 
-def prepare_database(engine: Engine) -> None:
-    """Embedded SQLite is migrated automatically; another database must already be current."""
-    if engine.dialect.name == "sqlite":
-        upgrade(engine)
-        return
-    current, head = schema_revisions(engine)
-    if current != head:
-        raise SchemaNotCurrent(
-            f"the database schema is at revision {', '.join(sorted(current)) or 'none'} but "
-            f"this crmsync needs {', '.join(sorted(head))}: run `crmsync db upgrade` first"
-        )
-
-
-def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
-    """(the database's current Alembic heads, the heads this code ships)."""
-    with engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    return current, set(shipped_heads())

@@ -4,9 +4,9 @@ import sqlite3
 
 from redis import Redis
 
-from api.app import prepare_database
 from cli.output import fail
 from core.config import Settings, get_settings
+from core.db import prepare_database
 from workers.context import JobContext, build_context
 
 

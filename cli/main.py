@@ -22,7 +22,7 @@ from core.db import SchemaNotCurrent
 
 COMMANDS = {
     "sync": "cli.run:sync",
-    "serve": "cli.run:serve",
+    "serve": "cli.serve:serve",
     "worker": "cli.run:worker",
     "demo": "cli.demo:command",
     "db": "cli.admin:db_app",

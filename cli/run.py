@@ -1,14 +1,13 @@
-"""Running crmsync: a sync now (with progress), the API server, the job worker."""
+"""Running crmsync: a sync now (with progress), the job worker (the API server: cli/serve.py,
+which alone imports the API)."""
 
 import asyncio
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
-from api.app import create_app
 from cli.context import checked_context
 from cli.output import console, err, fail
 from connectors.registry import secret_field_names, streams_of
@@ -88,18 +87,6 @@ async def backfill_now(ctx: JobContext, connection_id: int) -> bool:
     console.print(f"  {outcome['deals']:,} deals read, {outcome['changes']:,} stage moves "
                   f"stored, {outcome['api_calls']:,} API calls")
     return True
-
-
-def serve(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
-) -> None:
-    """Serve the API (jobs run in-process when no Redis is configured)."""
-    settings = get_settings()
-    # key, database, schema, Redis: fail here, not inside
-    checked_context(settings).engine.dispose()
-    configure_logging(settings, secret_field_names())
-    uvicorn.run(create_app(settings, schedule=True), host=host, port=port, log_config=None)
 
 
 def worker() -> None:

@@ -106,3 +106,25 @@ def shipped_heads() -> frozenset[str]:
     from alembic.script import ScriptDirectory
 
     return frozenset(ScriptDirectory(str(MIGRATIONS)).get_heads())
+
+
+def prepare_database(engine: Engine) -> None:
+    """Embedded SQLite is migrated automatically; another database must already be current."""
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    current, head = schema_revisions(engine)
+    if current != head:
+        raise SchemaNotCurrent(
+            f"the database schema is at revision {', '.join(sorted(current)) or 'none'} but "
+            f"this crmsync needs {', '.join(sorted(head))}: run `crmsync db upgrade` first"
+        )
+
+
+def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
+    """(the database's current Alembic heads, the heads this code ships)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, set(shipped_heads())

@@ -134,6 +134,31 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 2 * (cores or 1)
 
 
+def pytest_xdist_setupnodes(config: pytest.Config) -> None:
+    """Before the workers start (in the controller, once): the test modules' bytecode with
+    pytest's rewritten asserts, for the modules that have none or an older one. Each worker
+    imports every test module; without that cache (a clean clone's first run, as in CI)
+    the workers each rewrote all of them at once, 5-6 s of CPU a worker (docs/testing.md).
+    pytest's own rewriting (private functions), so skipped when pytest changes them."""
+    try:
+        from _pytest.assertion import rewrite
+
+        state = config.stash[rewrite.assertstate_key]
+        tail, rewrite_test, write_pyc = rewrite.PYC_TAIL, rewrite._rewrite_test, rewrite._write_pyc
+        cache_dir = rewrite.get_cache_dir
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover
+        return
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        if not (path.name.startswith("test_") or path.name == "conftest.py"):
+            continue
+        pyc = cache_dir(path) / (path.name[:-3] + tail)
+        if pyc.exists() and pyc.stat().st_mtime >= path.stat().st_mtime:
+            continue
+        cache_dir(path).mkdir(exist_ok=True)
+        source, code = rewrite_test(path, config)
+        write_pyc(state, code, source, pyc)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """tests/unit and tests/contract run without database servers: a test there that asks
     for one fails."""
