@@ -344,20 +344,33 @@ def _built_months(session: Session, months: set[int]) -> set[int]:
 
 
 def _analyze(session: Session, rows: int, *, first: bool = False) -> None:
-    """Fresh statistics (PostgreSQL) after the first build and once the rollups at least
-    doubled (autovacuum comes later): the planner reads a period's rows through the index
-    instead of a scan of the whole table; a table hundreds of connections share is left
-    alone."""
-    if session.get_bind().dialect.name == "postgresql" and (
-            first or 0 < rows >= _rows_known(session)):
+    """Fresh statistics after the first build and once the rollups at least doubled
+    (PostgreSQL's autovacuum comes later; SQLite has none unless asked): the planner reads
+    a period's rows through the index instead of a scan of the whole table. Without them
+    SQLite read a few days' rows of deal_day through the (connection, day) index by
+    connection alone, every day of the connection: the summary of two partial months at a
+    million deals took 223 ms instead of 28 (docs/benchmarks.md). A table hundreds of
+    connections share is left alone until it doubled."""
+    if not (first or 0 < rows >= _rows_known(session)):
+        return
+    if session.get_bind().dialect.name == "postgresql":
         session.execute(text("ANALYZE " + ", ".join(t.name for t in ROLLUP_TABLES)))
+    else:  # SQLite analyzes one table a statement
+        for table in ROLLUP_TABLES:
+            session.execute(text("ANALYZE " + table.name))
 
 
 def _rows_known(session: Session) -> float:
-    """The rows of deal_day at its last statistics (PostgreSQL)."""
-    known = session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = "
-                                "CAST(:t AS regclass)"), {"t": DEAL_DAY.name})
-    return float(known) if known is not None and known > 0 else 0.0
+    """The rows of deal_day at its last statistics (0 without any)."""
+    if session.get_bind().dialect.name == "postgresql":
+        known = session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = "
+                                    "CAST(:t AS regclass)"), {"t": DEAL_DAY.name})
+        return float(known) if known is not None and known > 0 else 0.0
+    if not session.scalar(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")):
+        return 0.0
+    stat = session.scalar(text("SELECT stat FROM sqlite_stat1 WHERE tbl = :t LIMIT 1"),
+                          {"t": DEAL_DAY.name})  # "rows [per index column ...]"
+    return float(stat.split()[0]) if stat else 0.0
 
 
 def _data_span(session: Session) -> list[int]:

@@ -466,3 +466,20 @@ def test_months_weeks_and_days_equal_a_recompute_after_each_connections_refresh(
         rollups.invalidate(session)
     rollups.refresh(engine)
     assert {period: _rollup_rows(engine, period) for period in rows} == rows
+
+
+def test_the_first_build_leaves_statistics_for_the_planner(engine):
+    """Both databases: after the first build the rollup tables have statistics (SQLite
+    keeps none unless asked; without them it read a few days of deal_day through the
+    (connection, day) index by connection alone, every day of the connection: a summary of
+    two partial months at a million deals took 223 ms instead of 28)."""
+    _load(engine)
+    rollups.refresh(engine)
+    with session_scope(engine) as session:
+        if engine.dialect.name == "sqlite":
+            analyzed = set(session.scalars(text("SELECT DISTINCT tbl FROM sqlite_stat1")))
+        else:
+            analyzed = set(session.scalars(text(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+                "OR last_autoanalyze IS NOT NULL")))
+    assert {"deal_day", "deal_week", "deal_month", "account_day"} <= analyzed
