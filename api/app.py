@@ -95,7 +95,9 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
             app.state.secrets = job_ctx.secrets
             app.state.ctx = job_ctx
             app.state.jobs = runner
-            collector.tune(collector.API_YOUNG)  # once it has loaded
+            # once it has loaded; jobs running in this process (no Redis) are a worker's
+            collector.tune(collector.WORKER_YOUNG if isinstance(runner, InProcessRunner)
+                           else collector.API_YOUNG)
             try:
                 yield
             finally:

@@ -15,7 +15,8 @@ net allocations of container objects instead of Python's 700:
   50,000 a syncing process's peak memory grew with N (147 MB at 20,000 deals, 213 MB at
   100,000; 132 and 136 MB at 5,000).
 
-A process that does both (`crmsync serve` running the schedule itself) keeps the lower.
+A process that does both (`crmsync serve` without Redis runs the jobs itself) asks the
+worker's figure, and a process asked both keeps the lower.
 """
 
 import gc
