@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, Table, func, literal, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, func, literal, select, tuple_
 from sqlmodel import Session, col
 
 from core.models import SYNCED_TABLES, ApiKey, Connection, SyncRun
@@ -77,13 +77,16 @@ class RecordFilters:
 class Listing:
     """A query ready to page: `stmt` without ORDER BY, `key` the keyset column.
 
-    `to_row` turns a result row into a dict that holds the key as "id".
+    `to_row` turns a result row into a dict that holds the key as "id". With `order` (a
+    column of the key's table) the rows come by `order`, then `key`, and a page's position
+    is still the key of its last row: the next page starts after that row's (order, key).
     """
 
     stmt: Select[Any]
     key: Any
     to_row: RowFn
     descending: bool = False
+    order: Any = None
 
 
 def records_listing(stream: str, filters: RecordFilters) -> Listing:
@@ -191,10 +194,16 @@ def api_keys_listing() -> Listing:
 
 
 def _ordered(listing: Listing, after: int | None) -> Select[Any]:
-    stmt, key = listing.stmt, listing.key
-    if after is not None:
-        stmt = stmt.where(key < after if listing.descending else key > after)
-    return stmt.order_by(key.desc() if listing.descending else key.asc())
+    stmt, key, order = listing.stmt, listing.key, listing.order
+    if order is None:
+        if after is not None:
+            stmt = stmt.where(key < after if listing.descending else key > after)
+        return stmt.order_by(key.desc() if listing.descending else key.asc())
+    if after is not None:  # after the row `after`: its order value read from the table
+        row = key.table.alias()
+        position = select(row.c[order.name]).where(row.c[key.name] == after).scalar_subquery()
+        stmt = stmt.where(tuple_(order, key) > tuple_(position, after))
+    return stmt.order_by(order.asc(), key.asc())
 
 
 def fetch_page(

@@ -338,7 +338,7 @@ def test_drill_down_adds_up_to_the_summary(shared_data, metric):
 
 @pytest.mark.parametrize("metric,params,expected", [
     ("bookings", {}, ["D1", "D3", "E1"]),  # not D5 (deleted) nor D6 (after the period)
-    ("deals_lost", {}, ["D2", "D7"]),
+    ("deals_lost", {}, ["D7", "D2"]),  # Jan 5, then Feb 1
     ("win_rate", {"owner_email": "ann@x.com"}, ["D1", "D2", "E1"]),
     ("sales_cycle_days", {}, ["D1", "D3", "E1"]),
     ("open_pipeline", {}, ["D4", "E2"]),
@@ -348,7 +348,7 @@ def test_drill_down_adds_up_to_the_summary(shared_data, metric):
 def test_drill_down_rows(shared_data, metric, params, expected):
     engine, _, _ = shared_data
     rows = drill(engine, metric, **params)
-    assert [r["remote_id"] for r in rows] == expected  # in id order (keyset)
+    assert [r["remote_id"] for r in rows] == expected  # by close date, then id
     assert tuple(rows[0]) == ROW_COLUMNS["deals"]
     assert not any(r["deleted"] for r in rows)
 
@@ -516,3 +516,27 @@ def test_timeseries_bad_parameters(shared_data, params, message):
     engine, _, _ = shared_data
     with pytest.raises(ValueError, match=message):
         series(engine, **{"metric": "bookings", "interval": "month", **params})
+
+
+def test_drill_down_pages_by_close_date_then_id_through_ties(engine):
+    """Pages of one row each give every deal once, by close date and then id, deals sharing
+    a close date included (the position is the last row's id; its close date is read back)."""
+    with session_scope(engine) as session:
+        connection = Connection(provider="zoho", name="c", home_currency="USD")
+        session.add(connection)
+        session.flush()
+        days = [date(2025, 2, 3), date(2025, 1, 9), date(2025, 2, 3), date(2025, 1, 9),
+                date(2025, 3, 1), date(2025, 2, 3)]
+        store.upsert_records(session, stream="deals", connection_id=int(connection.id or 0),
+                             records=[deal(f"T{i}", "ann@x.com", "won", "10", day)
+                                      for i, day in enumerate(days)])
+    listing = drill_down("bookings", **Q1)
+    seen, after = [], None
+    with session_scope(engine) as session:
+        while True:
+            rows, after = fetch_page(session, listing, after=after, limit=1)
+            seen += rows
+            if after is None:
+                break
+    assert [(r["close_date"], r["remote_id"]) for r in seen] == sorted(
+        (day, f"T{i}") for i, day in enumerate(days))
