@@ -330,7 +330,7 @@ def closed_deals(session: Session, keys: KeysFn, scope: Scope, accs: dict[Any, A
     counts = chosen[amounts:]
     first = width + 1 + amounts  # the first count's column
     for row in rows(session, stmts):
-        k = row[0] if width == 1 else row[:width] or None
+        k = row_key(row, key)
         acc = accs[k]
         if amounts and row[width + 1] is not None:
             acc.bookings.append((row[width], money(row[width + 1])))
