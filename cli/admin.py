@@ -16,9 +16,9 @@ from core.models import ApiKey
 from core.security import parse_scopes, rotate_secrets
 from workers.context import JobContext
 
-db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
-keys_app = typer.Typer(help="The secret keys (CRMSYNC_SECRET_KEY).", no_args_is_help=True)
-apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
+keys_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
+apikey_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 
 
 @db_app.command("upgrade")

@@ -33,7 +33,7 @@ from core.models import Connection
 from workers.context import JobContext
 from workers.jobs import remove_channels, renew_channels
 
-app = typer.Typer(help="Manage CRM connections.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:

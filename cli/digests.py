@@ -18,8 +18,7 @@ from core.digests.content import LANGUAGES, SECTIONS
 from core.digests.platforms import PLATFORMS
 from workers.digests import preview, send_now
 
-app = typer.Typer(help="Scheduled digests to WeCom, DingTalk, Feishu/Lark and Slack robots.",
-                  no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 channels_app = typer.Typer(help="The chat robots digests go to.", no_args_is_help=True)
 app.add_typer(channels_app, name="channels")
 

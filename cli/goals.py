@@ -15,7 +15,7 @@ from core.errors import ConfigError
 from core.goals import targets as goals
 from workers.jobs import push_goals
 
-app = typer.Typer(help="Sales goals: import from CSV, push to the CRMs.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 
 
 @app.command("import")

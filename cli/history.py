@@ -13,7 +13,7 @@ from core.errors import ConfigError, SourceError
 from core.models import Connection
 from workers.jobs import backfill_stage_history
 
-app = typer.Typer(help="Deal history (docs/evaluation.md).", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 
 
 @app.command("backfill")

@@ -13,7 +13,7 @@ from core.db import session_scope
 from core.hygiene import HygieneError, hygiene_items, hygiene_summary, rules, set_rule
 from core.queries import fetch_page
 
-app = typer.Typer(help="Sales hygiene (docs/evaluation.md#hygiene).", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 
 Connection = Annotated[int | None, typer.Option(help="Connection id (default: all).")]
 Team = Annotated[str | None, typer.Option(help="Only this team's people.")]

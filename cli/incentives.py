@@ -20,9 +20,9 @@ from core.metrics.currency import CurrencyError
 from core.metrics.periods import today
 from core.people import PersonError
 
-plans_app = typer.Typer(help="Commission plans (docs/incentives.md).", no_args_is_help=True)
-statements_app = typer.Typer(help="Commission statements.", no_args_is_help=True)
-periods_app = typer.Typer(help="Closing commission periods.", no_args_is_help=True)
+plans_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
+statements_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
+periods_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 FORMATS = ("table", "json", "csv", "xlsx")
 
 

@@ -5,43 +5,56 @@ import importlib
 import logging
 import sys
 from collections.abc import Iterator, MutableMapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import typer
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from cli.output import err
 from connectors.base import CommandLine
 from connectors.registry import get_connector, providers_with
 from core.config import Settings, get_settings
-from core.db import SchemaNotCurrent
+from core.errors import SchemaNotCurrent
+
+
+class Command(NamedTuple):
+    target: str
+    """The module and attribute (a function or a typer app) that implement the command."""
+    help: str
+    """Its line in `crmsync --help` (a typer app's help; a function's help page is its
+    docstring)."""
+
 
 COMMANDS = {
-    "sync": "cli.run:sync",
-    "serve": "cli.serve:serve",
-    "worker": "cli.run:worker",
-    "demo": "cli.demo:command",
-    "db": "cli.admin:db_app",
-    "connections": "cli.connections:app",
-    "apikey": "cli.admin:apikey_app",
-    "sandbox": "cli.sandboxes:app",
-    "goals": "cli.goals:app",
-    "people": "cli.people:app",
-    "users": "cli.users:app",
-    "plans": "cli.incentives:plans_app",
-    "statements": "cli.incentives:statements_app",
-    "periods": "cli.incentives:periods_app",
-    "keys": "cli.admin:keys_app",
-    "history": "cli.history:app",
-    "hygiene": "cli.hygiene:app",
-    "digest": "cli.digests:app",
+    "sync": Command("cli.run:sync", "Run a sync now, with a progress bar per stream."),
+    "serve": Command("cli.serve:serve",
+                     "Serve the API (jobs run in-process when no Redis is configured)."),
+    "worker": Command("cli.run:worker",
+                      "Run an arq worker for the jobs queued on CRMSYNC_REDIS_URL."),
+    "demo": Command("cli.demo:command", "The whole product on this machine: a sandbox of "
+                    "every CRM, synced, with goals, the API and the dashboard."),
+    "db": Command("cli.admin:db_app", "Database commands."),
+    "connections": Command("cli.connections:app", "Manage CRM connections."),
+    "apikey": Command("cli.admin:apikey_app", "Manage API keys."),
+    "sandbox": Command("cli.sandboxes:app", "Run a simulated CRM."),
+    "goals": Command("cli.goals:app", "Sales goals: import from CSV, push to the CRMs."),
+    "people": Command("cli.people:app", "People: who each CRM user is (docs/people.md)."),
+    "users": Command("cli.users:app", "Dashboard users: add, invite, reset, list, disable."),
+    "plans": Command("cli.incentives:plans_app", "Commission plans (docs/incentives.md)."),
+    "statements": Command("cli.incentives:statements_app", "Commission statements."),
+    "periods": Command("cli.incentives:periods_app", "Closing commission periods."),
+    "keys": Command("cli.admin:keys_app", "The secret keys (CRMSYNC_SECRET_KEY)."),
+    "history": Command("cli.history:app", "Deal history (docs/evaluation.md)."),
+    "hygiene": Command("cli.hygiene:app", "Sales hygiene (docs/evaluation.md#hygiene)."),
+    "digest": Command("cli.digests:app",
+                      "Scheduled digests to WeCom, DingTalk, Feishu/Lark and Slack robots."),
 }
-"""command -> the module and attribute (a function or a typer app) that implement it; each
-provider with a command line (e.g. credential helpers, docs/<provider>.md) adds its own."""
+"""command -> what implements it and its help line; each provider with a command line
+(e.g. credential helpers, docs/<provider>.md) adds its own."""
 
 
 def _imported(target: str) -> Any:
@@ -49,14 +62,22 @@ def _imported(target: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+def add_connection(**fields: Any) -> None:
+    """`crmsync connections add`, given to the providers' command lines: imported when one
+    of their commands saves a connection, not when the command line starts."""
+    _imported("cli.connections:connections_add")(**fields)
+
+
 class Commands(MutableMapping[str, Any]):
-    """The root command's subcommands by name, each imported when first looked up (when it
-    runs or help lists it): `crmsync sandbox zoho` starts without importing the API, the
-    dashboard and the workers (about 1.5 s of CPU less). Names alone (an unknown command's
-    suggestions) import nothing."""
+    """The root command's subcommands by name, each imported when first looked up to run
+    (`crmsync sandbox zoho` starts without importing the API, the dashboard and the
+    workers: about 1.5 s of CPU less). Names alone (an unknown command's suggestions)
+    import nothing; while `listing` (`crmsync --help`) a command not imported yet is its
+    name and help line (COMMANDS), as it would be listed imported."""
 
     def __init__(self) -> None:
         self.loaded: dict[str, Any] = {}
+        self.listing = False
 
     @staticmethod
     def names() -> list[str]:
@@ -69,20 +90,23 @@ class Commands(MutableMapping[str, Any]):
         return len(self.names())
 
     def __getitem__(self, name: str) -> Any:
-        if name not in self.loaded:
-            if name in COMMANDS:
-                target = _imported(COMMANDS[name])
-            elif name in providers_with("commands"):
-                target = cast(CommandLine, get_connector(name)).command_line(
-                    _imported("cli.connections:connections_add"))
-            else:
-                raise KeyError(name)
-            wrapper = typer.Typer()  # built as app.add_typer / app.command would
+        if name in self.loaded:
+            return self.loaded[name]
+        if name in COMMANDS and self.listing:
+            return TyperCommand(name, short_help=COMMANDS[name].help)
+        wrapper = typer.Typer()  # built as app.add_typer / app.command would
+        if name in COMMANDS:
+            target = _imported(COMMANDS[name].target)
             if isinstance(target, typer.Typer):
-                wrapper.add_typer(target, name=name)
+                wrapper.add_typer(target, name=name, help=COMMANDS[name].help)
             else:
-                wrapper.command(name)(target)
-            self.loaded[name] = typer.main.get_group(wrapper).commands[name]
+                wrapper.command(name, short_help=COMMANDS[name].help)(target)
+        elif name in providers_with("commands"):
+            wrapper.add_typer(cast(CommandLine, get_connector(name)).command_line(
+                add_connection), name=name)
+        else:
+            raise KeyError(name)
+        self.loaded[name] = typer.main.get_group(wrapper).commands[name]
         return self.loaded[name]
 
     def __setitem__(self, name: str, command: Any) -> None:
@@ -96,6 +120,14 @@ class Root(TyperGroup):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.commands = Commands()
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        commands = cast(Commands, self.commands)
+        commands.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            commands.listing = False
 
 
 app = typer.Typer(cls=Root, no_args_is_help=True, add_completion=False)

@@ -12,7 +12,7 @@ from core import people
 from core.db import session_scope
 from core.queries import iter_rows
 
-app = typer.Typer(help="People: who each CRM user is (docs/people.md).", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 
 
 @app.command("list")

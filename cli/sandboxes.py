@@ -12,7 +12,7 @@ from cli.output import console
 from connectors.base import Sandbox, SandboxOption
 from connectors.registry import sandboxes
 
-app = typer.Typer(help="Run a simulated CRM.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 
 
 def option_parameter(name: str, option: SandboxOption) -> inspect.Parameter:

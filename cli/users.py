@@ -13,8 +13,7 @@ from core.accounts import AccountError, LinkPurpose
 from core.config import Settings
 from core.db import session_scope
 
-app = typer.Typer(help="Dashboard users: add, invite, reset, list, disable.",
-                  no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in cli/main.py
 LOCAL_URL = "http://127.0.0.1:8000"
 
 

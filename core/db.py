@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from core.errors import SchemaNotCurrent
 from core.metrics.localdates import SQLITE_LOCAL_DATE, sqlite_local_date
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -73,10 +74,6 @@ def session_scope(bind: Engine | Connection) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
-
-
-class SchemaNotCurrent(RuntimeError):
-    """The database's schema is not the revision this code ships (`crmsync db upgrade`)."""
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:

@@ -1,4 +1,5 @@
-"""Errors that cross from connectors into the domain. Messages never carry secrets."""
+"""Errors that cross from connectors into the domain, and the store's own that a command
+line reports without importing the store. Messages never carry secrets."""
 
 
 class SourceError(Exception):
@@ -23,3 +24,7 @@ class TransientError(SourceError):
 
 class RateLimited(TransientError):
     """The vendor throttled us (HTTP 429 or a vendor rate-limit code)."""
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the revision this code ships (`crmsync db upgrade`)."""

@@ -14,7 +14,8 @@ from sqlmodel import Session
 from api.app import create_app
 from core import store
 from core.config import Settings
-from core.db import SchemaNotCurrent, session_scope
+from core.db import session_scope
+from core.errors import SchemaNotCurrent
 from core.models import Deal
 from core.queries import ROW_COLUMNS
 from core.records import DealRecord
