@@ -4,6 +4,8 @@ connectors import only core's records, errors and types."""
 import ast
 import inspect
 import re
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -11,16 +13,41 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def imported_modules(package: str) -> set[tuple[str, str]]:
+@cache
+def text_of(path: Path) -> str:
+    return path.read_text()
+
+
+@cache
+def syntax(text: str, filename: str) -> tuple[ast.Module, tuple[ast.AST, ...]]:
+    """The tree of a module's source and all its nodes (ast.walk's order), parsed and walked
+    once per test process: the rules below read the same few hundred files."""
+    tree = ast.parse(text, filename=filename)
+    return tree, tuple(ast.walk(tree))
+
+
+def nodes(path: Path) -> tuple[ast.AST, ...]:
+    return syntax(text_of(path), str(path))[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def parsed_once() -> Iterator[None]:
+    """The parsed files are kept while this module's tests run (about 100 MB), not after."""
+    yield
+    for cached in (text_of, syntax, imported_modules):
+        cached.cache_clear()
+
+
+@cache
+def imported_modules(package: str) -> frozenset[tuple[str, str]]:
     found = set()
     for path in (ROOT / package).rglob("*.py"):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
+        for node in nodes(path):
             if isinstance(node, ast.Import):
                 found |= {(str(path.relative_to(ROOT)), a.name) for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 found.add((str(path.relative_to(ROOT)), node.module))
-    return found
+    return frozenset(found)
 
 
 @pytest.mark.parametrize("forbidden", ["api", "cli", "workers", "connectors", "fastapi", "arq"])
@@ -45,7 +72,7 @@ def test_only_connectors_http_builds_async_clients():
         for path in (ROOT / package).rglob("*.py"):
             if path.name == "http.py" and path.parent.name == "connectors":
                 continue
-            if "AsyncClient(" in path.read_text():
+            if "AsyncClient(" in text_of(path):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
@@ -71,11 +98,11 @@ def repository_providers() -> list[str]:
             if Path(inspect.getfile(get_connector(p))).is_relative_to(ROOT)]
 
 
-def docstrings(tree: ast.AST) -> set[int]:
+def docstrings(walked: tuple[ast.AST, ...]) -> set[int]:
     """ids of the strings that are statements of their own: docstrings of modules, classes
     and functions, and attribute docstrings (a string under an assignment). They document;
     no code can read them."""
-    return {id(node.value) for node in ast.walk(tree)
+    return {id(node.value) for node in walked
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
             and isinstance(node.value.value, str)}
 
@@ -83,12 +110,12 @@ def docstrings(tree: ast.AST) -> set[int]:
 def provider_mentions(source: str, filename: str, names: list[str]) -> list[str]:
     """Imports of a provider's package and string literals naming a provider (a whole word,
     any case; f-string parts included). Docstrings and comments may cite a vendor."""
-    tree = ast.parse(source, filename=filename)
-    skip = docstrings(tree)
+    _, walked = syntax(source, filename)
+    skip = docstrings(walked)
     words = re.compile(r"(?i)(?<![A-Za-z0-9])(" + "|".join(map(re.escape, names)) +
                        r")(?![A-Za-z0-9])")
     found = []
-    for node in ast.walk(tree):
+    for node in walked:
         modules: list[str] = []
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
@@ -108,7 +135,7 @@ def test_no_module_outside_a_providers_package_names_a_provider():
     assert names  # the rule means something only with providers registered
     offenders = {}
     for path in neutral_modules():
-        mentions = provider_mentions(path.read_text(), str(path), names)
+        mentions = provider_mentions(text_of(path), str(path), names)
         if mentions:
             offenders[str(path.relative_to(ROOT))] = mentions
     assert offenders == {}
@@ -159,8 +186,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges = set()
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
+        for node in nodes(path):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -223,14 +249,14 @@ HIDDEN_IMPORTS_ALLOWED: dict[str, str] = {}
 def hidden_imports(source: str, filename: str) -> list[str]:
     """First-party imports below the module level (in a function, class or block), except
     in a module-level `if TYPE_CHECKING:` block."""
-    tree = ast.parse(source, filename=filename)
+    tree, walked = syntax(source, filename)
     top = {id(node) for node in tree.body}
     for node in tree.body:
         if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
                                                                    "typing.TYPE_CHECKING"):
             top |= {id(n) for n in ast.walk(node)}
     found = []
-    for node in ast.walk(tree):
+    for node in walked:
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -247,7 +273,7 @@ def test_first_party_imports_are_at_module_level():
     offenders = {}
     for name, path in first_party_modules().items():
         if name.split(".")[0] in IMPORTS_AT_MODULE_LEVEL and name not in HIDDEN_IMPORTS_ALLOWED:
-            found = hidden_imports(path.read_text(), str(path))
+            found = hidden_imports(text_of(path), str(path))
             if found:
                 offenders[name] = found
     assert offenders == {}
