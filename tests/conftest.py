@@ -23,7 +23,7 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import weakref  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -324,6 +324,37 @@ def module_db_url(request: pytest.FixtureRequest,
     _empty_all(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="module")
+def module_sqlite_stores(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+                         ) -> Iterator[Callable[[], Engine]]:
+    """Once per module, a factory of fresh migrated SQLite stores: for a module that seeds
+    its shared store more than one way (a module-scoped fixture's params), one at a time."""
+    engines: list[Engine] = []
+
+    def fresh() -> Engine:
+        engines.append(make_engine(migrated_sqlite(sqlite_template,
+                                                   tmp_path_factory.mktemp("module"))))
+        return engines[-1]
+
+    yield fresh
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_pg_stores(slot: int) -> Iterator[Callable[[], Engine]]:
+    """module_sqlite_stores on PostgreSQL: crmsync_test_<slot>_module (module_db_url's),
+    emptied at each call."""
+    engine = make_engine(_migrated_pg_database(f"crmsync_test_{slot}_module"))
+
+    def fresh() -> Engine:
+        _empty_all(engine)
+        return engine
+
+    yield fresh
+    engine.dispose()
 
 
 @pytest.fixture(scope="module")

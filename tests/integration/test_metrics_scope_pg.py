@@ -6,6 +6,8 @@ import pytest
 
 from tests.unit.test_metrics_scope import (  # noqa: F401  (the tests, run here again)
     data,
+    own_data,
+    shared_data,
     test_a_scoped_summary_has_the_unscoped_rows_of_those_people,
     test_a_team_series_follows_a_team_set_after_the_rollups_were_built,
     test_drill_down_by_team_lists_exactly_the_teams_deals,
@@ -22,3 +24,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def metrics_engine(pg_engine: Any) -> Any:
     return pg_engine
+
+
+@pytest.fixture(scope="module")
+def metrics_stores(module_pg_stores: Any) -> Any:
+    return module_pg_stores

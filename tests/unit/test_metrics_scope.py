@@ -5,6 +5,7 @@ South, Dan in no team; a deal and an account without an owner. Every scoped numb
 equal the unscoped number of the same people, from the rows and from the rollups alike.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP
@@ -25,6 +26,7 @@ from core.models import Connection
 from core.people import update_person
 from core.queries import fetch_page
 from core.records import AccountRecord, DealRecord, StageRecord, UserRecord
+from tests.shared_store import read_only
 
 SETTINGS = Settings(timezone="UTC", reporting_currency="USD")
 Q1 = {"start": date(2025, 1, 1), "end": date(2025, 3, 31)}
@@ -91,14 +93,19 @@ class Data:
 
 @pytest.fixture
 def metrics_engine(sqlite_engine: Any) -> Any:
-    """The database of these tests (tests/integration runs them on PostgreSQL too)."""
+    """A store of a test's own (tests/integration runs these tests on PostgreSQL too)."""
     return sqlite_engine
 
 
-@pytest.fixture(params=["rows", "rollups"])
-def data(request: pytest.FixtureRequest, metrics_engine: Any) -> Data:
+@pytest.fixture(scope="module")
+def metrics_stores(module_sqlite_stores: Any) -> Any:
+    """Fresh stores for the dataset the module's reading tests share (PostgreSQL's in
+    tests/integration)."""
+    return module_sqlite_stores
+
+
+def seeded(engine: Any, read_from: str) -> Data:
     """The dataset, read from the deals themselves or (after a refresh) the rollups."""
-    engine = metrics_engine
     with session_scope(engine) as session:
         us = Connection(provider="zoho", name="us", home_currency="USD")
         eu = Connection(provider="zoho", name="eu", home_currency="EUR")
@@ -125,9 +132,28 @@ def data(request: pytest.FixtureRequest, metrics_engine: Any) -> Data:
                               ("cat@x.com", "1000"), (None, "9000")):
             create_goal(session, GoalInput(email, "bookings", date(2025, 1, 1),
                                            date(2025, 3, 31), D(target)), SETTINGS)
-    if request.param == "rollups":
+    if read_from == "rollups":
         assert rollups.refresh(engine) > 0
     return Data(engine, ids)
+
+
+@pytest.fixture(scope="module", params=["rows", "rollups"])
+def shared_data(request: pytest.FixtureRequest, metrics_stores: Any) -> Data:
+    """The dataset seeded once per module and way of reading it, on a fresh store."""
+    return seeded(metrics_stores(), request.param)
+
+
+@pytest.fixture
+def data(shared_data: Data) -> Iterator[Data]:
+    """The shared dataset, for a test that only reads: it fails if it wrote to it."""
+    with read_only(shared_data.engine):
+        yield shared_data
+
+
+@pytest.fixture(params=["rows", "rollups"])
+def own_data(request: pytest.FixtureRequest, metrics_engine: Any) -> Data:
+    """The dataset on a store of the test's own, for a test that writes."""
+    return seeded(metrics_engine, request.param)
 
 
 def run(data: Data, **params: Any) -> dict[str, Any]:
@@ -274,9 +300,10 @@ def test_pipeline_and_timeseries_of_a_scope(data):
 
 
 
-def test_a_team_series_follows_a_team_set_after_the_rollups_were_built(data: Data) -> None:
+def test_a_team_series_follows_a_team_set_after_the_rollups_were_built(own_data: Data) -> None:
     """A series by team is grouped by the team in SQL, joining each row's owner person as
     it is now: a team set by hand after a refresh moves the person's deals, rollups or not."""
+    data = own_data
     with session_scope(data.engine) as session:
         update_person(session, data.ids["bob@x.com"], {"team": "South"})
     with session_scope(data.engine) as session:
