@@ -1,9 +1,13 @@
 """Every test here is marked `integration`: `pytest -m "not integration"` leaves them out.
 
-The demo's store (`crmsync demo --no-serve`) is built once per test process (demo_store);
-each module of the dashboard's browser tests works on a copy of it."""
+The demo's store (`crmsync demo --no-serve`) is built once per run (demo_store); each
+module of the dashboard's browser tests works on a copy of it."""
 
+import fcntl
+import os
 import shutil
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +36,31 @@ class DemoStore:
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
-    """`crmsync demo --no-serve --deals 400` in a directory of its own, once per test
-    process: the demo costs seconds of CPU (five sandboxes synced, goals pushed), and the
-    modules of the dashboard's browser tests each start from the store it leaves."""
-    directory = tmp_path_factory.mktemp("demo")
+    """`crmsync demo --no-serve --deals 400` in a directory of its own, once per run: the
+    demo costs seconds of CPU (five sandboxes synced, goals pushed), and the modules of the
+    dashboard's browser tests each start from the store it leaves. Under pytest-xdist the
+    first worker that needs it runs it and leaves a copy in the run's temporary directory;
+    the others wait for that (a lock file) and read it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _demo(tmp_path_factory.mktemp("demo"))
+    shared = tmp_path_factory.getbasetemp().parent / "demo-store"
+    printed = shared.with_suffix(".stdout")  # written last: the copy is whole
+    with shared.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not printed.exists():
+            demo = _demo(tmp_path_factory.mktemp("demo"))
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            for name in ("crmsync.db", "crmsync.db.key"):  # not the -wal and -shm files
+                shutil.copy2(demo.directory / name, shared / name)
+            printed.write_text(demo.stdout)
+    return DemoStore(shared, printed.read_text())
+
+
+def _demo(directory: Path) -> DemoStore:
     done = in_process(["demo", "--no-serve", "--deals", "400", "--port", "0"], cwd=directory,
                       env=user_env(COLUMNS="120"))
     assert done.returncode == 0, done.stderr
+    with closing(sqlite3.connect(directory / "crmsync.db")) as conn:  # all in the main file
+        assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
     return DemoStore(directory, done.stdout)
