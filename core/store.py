@@ -486,8 +486,15 @@ def refresh_statistics(session: Session, *, stream: str, written: int) -> None:
 
 
 def get_state(session: Session, *, connection_id: int, stream: str) -> dict[str, Any]:
-    row = session.get(SyncState, (connection_id, stream))
-    return dict(row.cursor or {}) if row else {}
+    cursor = session.execute(_STATE_SELECT, {"connection_id": connection_id,
+                                             "stream": stream}).scalar()
+    return dict(cursor or {})
+
+
+_STATE = table_of(SyncState)
+_STATE_SELECT = sa_select(_STATE.c.cursor).where(
+    _STATE.c.connection_id == bindparam("connection_id"), _STATE.c.stream == bindparam("stream"))
+"""get_state's statement, built once (an ORM get of the row cost each stream a millisecond)."""
 
 
 def set_state(session: Session, *, connection_id: int, stream: str, state: dict[str, Any]) -> None:

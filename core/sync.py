@@ -15,6 +15,7 @@
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,12 @@ log = logging.getLogger("crmsync.sync")
 
 TOMBSTONE_ON_FULL = (Stream.USERS, Stream.STAGES, Stream.ACCOUNTS, Stream.DEALS,
                      Stream.ACTIVITIES)
+WHOLE_READ = frozenset({Stream.STAGES})
+"""Streams every sync reads whole (no cursor): an incremental sync writes a page of them only
+when its records differ from the last page of the stream written (a digest of them kept in
+the stream's sync_state by every sync, full or not; SyncEngine._unchanged). A renamed,
+added or removed stage is written by the next sync; an unchanged one is not rewritten (its
+last_synced_at moves with full syncs and changes only)."""
 ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown tenfold since
 COUNTS_EVERY = 1.0  # seconds between writes of the run's running counts
 READ_AHEAD = 4  # pages a stream reads ahead of its writer (memory: a few pages per stream)
@@ -180,6 +187,7 @@ class SyncEngine:
             full_since, cursor = self.started_at.isoformat(), None
         else:
             cursor = state.get("cursor")
+        written: str | None = state.get("digest")  # WHOLE_READ: the last page written
         queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
 
         async def produce() -> None:
@@ -206,7 +214,14 @@ class SyncEngine:
                         taken.append(waiting)
                         break
                     pages.append(waiting)
-                await self._stream_db(stream, self._write_pages, stream, pages, full_since)
+                digest = _digest(pages) if stream in WHOLE_READ else None
+                if digest is not None and digest == written and not full_since \
+                        and self.mode == SyncMode.INCREMENTAL:
+                    self._unchanged(stream, pages)
+                else:
+                    await self._stream_db(stream, self._write_pages, stream, pages, full_since,
+                                          digest)
+                    written = digest
                 self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
                 await self._db(self._finish_full, DEALS_LANE, stream,
@@ -251,8 +266,17 @@ class SyncEngine:
         with session_scope(self._connections[lane]) as session:
             return store.get_state(session, connection_id=self.connection_id, stream=stream)
 
+    def _unchanged(self, stream: Stream, pages: list[Page]) -> None:
+        """Pages of a WHOLE_READ stream equal to the last ones written (no deletions): the
+        store has every row as they are; counted as written (seen), nothing is written."""
+        counts = self.counts[stream]
+        records = [record for page in pages for record in page.records]
+        counts.pages += len(pages)
+        counts.fetched += len(records)
+        counts.upserted += len({record.remote_id for record in records})
+
     def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
-                     full_since: str | None) -> None:
+                     full_since: str | None, digest: str | None = None) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
         deletions, and the newest of their cursors, so a crash resumes after the last
         page committed. Fewer, larger transactions cost the writer (Python and the
@@ -271,6 +295,8 @@ class SyncEngine:
             )
             if cursor is not None:
                 state = {"cursor": cursor, "full_started_at": full_since}
+                if digest is not None:
+                    state["digest"] = digest
                 store.set_state(
                     session, connection_id=self.connection_id, stream=stream, state=state
                 )
@@ -366,6 +392,15 @@ def _joins(pages: list[Page], page: Page) -> bool:
         return False
     ids = {record.remote_id for p in pages for record in p.records}
     return ids.isdisjoint(record.remote_id for record in page.records)
+
+
+def _digest(pages: list[Page]) -> str | None:
+    """A digest of the pages' records (their dataclass repr: every field, raw included), or
+    None when they carry deletions (written as they are)."""
+    if any(page.deletions for page in pages):
+        return None
+    records = repr([record for page in pages for record in page.records])
+    return hashlib.sha256(records.encode()).hexdigest()
 
 
 def _unwrap(exc: BaseException) -> BaseException:

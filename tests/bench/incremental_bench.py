@@ -3,7 +3,8 @@ it (docs/benchmarks.md, many connections): the CPU of this process (the worker's
 of the database's backends, and the statements, per job.
 
 Run: python -m tests.bench.incremental_bench [--deals 2000] [--changed 5] [--rounds 20]
-                                             [--events 10] [--profile FILE]
+                                             [--events 10] [--statements N]
+                                             [--profile FILE [--profile-jobs sync|webhook]]
 
 Starts a Redis server of its own (the budgets and tokens shared as in a worker with
 CRMSYNC_REDIS_URL) and a Zoho, a HubSpot and a Pipedrive sandbox of `--deals` deals, each in
@@ -15,7 +16,8 @@ connection gets `--events` notifications processed by one webhook job
 this process and of the PostgreSQL backends, and, when the server preloads
 pg_stat_statements (and the database can create the extension), the statements per job and
 their time. The first round is left out of the medians (the process's caches are cold).
---profile writes a cProfile of the rounds (this process) to FILE. Never run by the tests.
+--profile writes a cProfile of the rounds to FILE: CPU time (time.thread_time) of the event
+loop's thread and the threads the jobs hand their database work to. Never run by the tests.
 """
 
 import argparse
@@ -50,7 +52,7 @@ class Profiles:
     (asyncio.to_thread: the database work), merged; on while `on`."""
 
     def __init__(self) -> None:
-        self.main = cProfile.Profile()
+        self.main = cProfile.Profile(time.thread_time)
         self.threads: list[cProfile.Profile] = []
         self.local = threading.local()
         self.on = False
@@ -67,7 +69,7 @@ class Profiles:
                 return fn(*args, **kwargs)
             profile = getattr(self.local, "profile", None)
             if profile is None:
-                profile = self.local.profile = cProfile.Profile()
+                profile = self.local.profile = cProfile.Profile(time.thread_time)
                 self.threads.append(profile)
             profile.enable()
             try:
@@ -96,11 +98,38 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def schedstat_ms(pid: int) -> float:
+    """CPU milliseconds a process of this machine used so far, to the nanosecond
+    (/proc/<pid>/schedstat; process_cpu counts clock ticks, 10 ms each)."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        return int(stat.read().split()[0]) / 1e6
+
+
+class BackendCpu(common.DatabaseCpu):
+    """common.DatabaseCpu to the nanosecond: a job's statements take a few ms."""
+
+    def _poll(self, url: str) -> None:
+        engine = make_engine(common.PG_URL)
+        name = url.rsplit("/", 1)[1]
+        with engine.connect() as connection:
+            while not self.done.wait(0.05):
+                pids = connection.execute(text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = :name "
+                    "AND pid <> pg_backend_pid()"), {"name": name}).scalars().all()
+                connection.rollback()
+                for pid in pids:
+                    try:
+                        self.seen[pid] = schedstat_ms(pid) / 1000
+                    except OSError:  # it ended meanwhile
+                        continue
+        engine.dispose()
+
+
 class Statements:
     """pg_stat_statements of the bench's database: calls and time since the last `take`."""
 
     def __init__(self, db_url: str) -> None:
-        self.engine = make_engine(db_url)
+        self.engine = make_engine(common.PG_URL)  # not a backend of the measured database
         self.name = db_url.rsplit("/", 1)[1]
         try:
             with self.engine.begin() as conn:
@@ -140,7 +169,7 @@ async def measure(kind: str, job: Any, database: common.DatabaseCpu, statements:
 
 async def rounds(ctx: Any, orgs: dict[str, tuple[str, int]], deal_ids: list[str], count: int,
                  changed: int, deals: int, events: int, database: common.DatabaseCpu,
-                 statements: Statements, profile: Profiles | None
+                 statements: Statements, profile: Profiles | None, profiled: str
                  ) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     bodies = webhook_bench.bodies(count * events + 10, deal_ids)
@@ -153,7 +182,7 @@ async def rounds(ctx: Any, orgs: dict[str, tuple[str, int]], deal_ids: list[str]
                 with session_scope(ctx.engine) as session:
                     run_id = int(store.create_run(session, connection_id=cid,
                                                   mode=SyncMode.INCREMENTAL).id or 0)
-                if profile:
+                if profile and profiled != "webhook":
                     profile.enable()
                 await measure(f"incremental sync, {provider}", sync_connection(
                     ctx, connection_id=cid, run_id=run_id, mode=SyncMode.INCREMENTAL),
@@ -164,7 +193,7 @@ async def rounds(ctx: Any, orgs: dict[str, tuple[str, int]], deal_ids: list[str]
                 webhooks.store_events(session, connection_id=zoho, provider="zoho", events=[
                     (f"bench-{n}-{i}", orjson.loads(body))
                     for i, body in enumerate(bodies[n * events:(n + 1) * events])])
-            if profile:
+            if profile and profiled != "sync":
                 profile.enable()
             await measure(f"webhook job of {events} events, zoho",
                           process_webhook_event(ctx, connection_id=zoho), database,
@@ -193,7 +222,7 @@ def report(out: dict[str, list[dict[str, Any]]], top: int) -> None:
 
 
 def run(deals: int, changed: int, count: int, events: int, top: int,
-        profile_to: str | None) -> None:
+        profile_to: str | None, profiled: str = "all") -> None:
     redis_proc, redis_url = fleet_bench.start_redis()
     procs = [redis_proc]
     try:
@@ -216,11 +245,11 @@ def run(deals: int, changed: int, count: int, events: int, top: int,
         for provider, (_, cid) in orgs.items():
             took, _ = asyncio.run(common.timed_sync(ctx, cid, "full"))
             print(f"full sync, {provider}: {deals:,} deals in {took:.1f} s")
-        database = common.DatabaseCpu(db_url)
+        database = BackendCpu(db_url)
         statements = Statements(db_url)
         profile = Profiles() if profile_to else None
         out = asyncio.run(rounds(ctx, orgs, deal_ids, count, changed, deals, events,
-                                 database, statements, profile))
+                                 database, statements, profile, profiled))
         database.stop()
         report(out, top)
         if profile is not None and profile_to:
@@ -241,8 +270,11 @@ def main() -> None:
     parser.add_argument("--statements", type=int, default=0,
                         help="print each kind of job's N statements that took longest")
     parser.add_argument("--profile", help="write a cProfile of the rounds to this file")
+    parser.add_argument("--profile-jobs", choices=("all", "sync", "webhook"), default="all",
+                        help="the jobs --profile covers")
     args = parser.parse_args()
-    run(args.deals, args.changed, args.rounds, args.events, args.statements, args.profile)
+    run(args.deals, args.changed, args.rounds, args.events, args.statements, args.profile,
+        args.profile_jobs)
 
 
 if __name__ == "__main__":
