@@ -112,6 +112,7 @@ class SyncEngine:
         self._connections: dict[int, DbConnection] = {}
         self._counts_written = 0.0
         self._warnings: list[str] = []
+        self._states: dict[str, dict[str, Any]] = {}  # stream -> its state when the run began
         # core.store.upsert_records: the owners whose person a committed page of the lane
         # made sure of (one set per lane: another lane's person shows after its commit)
         self._owners_known: dict[int, set[tuple[Any, Any]]] = {lane: set() for lane in BOTH}
@@ -126,7 +127,7 @@ class SyncEngine:
             await asyncio.to_thread(self._close)
 
     async def _run(self) -> dict[str, Any]:
-        await self._db(self._mark_started)
+        self._states = await self._db(self._mark_started)
         try:
             info = await self.source.check()
             self._warnings = list(info.warnings)
@@ -181,7 +182,7 @@ class SyncEngine:
         return await self._db(fn, lanes[0], *args, lanes=lanes)
 
     async def _sync_stream(self, stream: Stream) -> None:
-        state = await self._stream_db(stream, self._load_state, stream)
+        state = dict(self._states.get(stream) or {})
         full_since: str | None = state.get("full_started_at")
         if self.mode == SyncMode.FULL and not full_since:
             full_since, cursor = self.started_at.isoformat(), None
@@ -262,10 +263,6 @@ class SyncEngine:
             finally:
                 connection.close()
 
-    def _load_state(self, lane: int, stream: str) -> dict[str, Any]:
-        with session_scope(self._connections[lane]) as session:
-            return store.get_state(session, connection_id=self.connection_id, stream=stream)
-
     def _unchanged(self, stream: Stream, pages: list[Page]) -> None:
         """Pages of a WHOLE_READ stream equal to the last ones written (no deletions): the
         store has every row as they are; counted as written (seen), nothing is written."""
@@ -328,7 +325,9 @@ class SyncEngine:
                 )
             store.update_run(session, self.run_id, counts=self.summary())
 
-    def _mark_started(self) -> None:
+    def _mark_started(self) -> dict[str, dict[str, Any]]:
+        """The run marked running, and every stream's state read for it (one statement,
+        where each stream read its own in a transaction of its own)."""
         with session_scope(self.engine) as session:
             store.update_run(
                 session,
@@ -338,6 +337,7 @@ class SyncEngine:
                 counts=self.summary(),
                 error=None,
             )
+            return store.get_states(session, connection_id=self.connection_id)
 
     def _set_home_currency(self, currency: str | None) -> None:
         with session_scope(self.engine) as session:

@@ -39,6 +39,7 @@ from connectors.registry import sandboxes
 from connectors.sandbox import generate_company
 from core import store, webhooks
 from core.db import make_engine, session_scope
+from core.models import SyncRun
 from core.types import SyncMode
 from tests.bench import common, fleet_bench, webhook_bench
 from workers.jobs import process_webhook_event, sync_connection
@@ -189,6 +190,9 @@ async def rounds(ctx: Any, orgs: dict[str, tuple[str, int]], deal_ids: list[str]
                     database, statements, out)
                 if profile:
                     profile.disable()
+                with session_scope(ctx.engine) as session:
+                    run = session.get(SyncRun, run_id)
+                    out[f"incremental sync, {provider}"][-1]["api_calls"] = run and run.api_calls
             with session_scope(ctx.engine) as session:
                 webhooks.store_events(session, connection_id=zoho, provider="zoho", events=[
                     (f"bench-{n}-{i}", orjson.loads(body))
@@ -210,7 +214,9 @@ def report(out: dict[str, list[dict[str, Any]]], top: int) -> None:
                for k in ("cpu_ms", "db_ms", "wall_ms", "statements", "statement_ms")}
         print(f"{kind} ({len(warm)} warm): this process {med['cpu_ms']:.1f} ms CPU, "
               f"PostgreSQL backends {med['db_ms']:.1f} ms CPU, wall {med['wall_ms']:.0f} ms; "
-              f"{med['statements']:.0f} statements, {med['statement_ms']:.1f} ms")
+              f"{med['statements']:.0f} statements, {med['statement_ms']:.1f} ms"
+              + (f"; {statistics.median(m['api_calls'] for m in warm):.0f} CRM calls"
+                 if "api_calls" in warm[0] else ""))
         if top and warm[0]["queries"]:
             totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
             for m in warm:
