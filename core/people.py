@@ -208,11 +208,10 @@ def match_users(session: Session, *, connection_id: int | None = None) -> list[i
     """Give every user without a person one (the module's rules); returns their ids.
     Users are matched in id order, so two users of one batch with the same email or mobile
     become one person."""
-    stmt = (select(USER.c.id, USER.c.name, USER.c.email, USER.c.mobile, USER.c.team)
-            .where(USER.c.person_id.is_(None)).order_by(USER.c.id))
-    if connection_id is not None:
-        stmt = stmt.where(USER.c.connection_id == connection_id)
-    users = session.execute(stmt).all()
+    if connection_id is None:
+        users = session.execute(_UNMATCHED.order_by(USER.c.id)).all()
+    else:
+        users = session.execute(_UNMATCHED_OF, {"connection_id": connection_id}).all()
     if not users:
         return []
     by_email = _persons_by(session, "email", {u.email for u in users if u.email})
@@ -225,6 +224,12 @@ def match_users(session: Session, *, connection_id: int | None = None) -> list[i
                     .values(person_id=bindparam("pid"), person_match=bindparam("how")),
                     assigned)
     return [int(u.id) for u in users]
+
+
+_UNMATCHED = select(USER.c.id, USER.c.name, USER.c.email, USER.c.mobile,
+                    USER.c.team).where(USER.c.person_id.is_(None))
+_UNMATCHED_OF = _UNMATCHED.where(
+    USER.c.connection_id == bindparam("connection_id")).order_by(USER.c.id)
 
 
 def _persons_by(session: Session, column: str, values: set[str]) -> dict[str, set[int]]:
@@ -285,15 +290,26 @@ def _new_person(session: Session, user: Any) -> tuple[int, PersonMatch]:
 def refresh_teams(session: Session, person_ids: Select[Any] | Sequence[int]) -> None:
     """A person's team (unless set by hand): the team of its live user with a team that
     was synced last."""
+    session.execute(_teams_update(PERSON.c.id.in_(person_ids)), {"now": utcnow()})
+
+
+def _teams_update(which: ColumnElement[bool]) -> Any:
+    """refresh_teams' statement for the persons `which` selects."""
     team = (select(USER.c.team)
             .where(USER.c.person_id == PERSON.c.id, USER.c.deleted_at.is_(None),
                    USER.c.team.is_not(None))
             .order_by(USER.c.last_synced_at.desc(), USER.c.id.desc())
             .limit(1).scalar_subquery())
-    session.execute(update(PERSON)
-                    .where(PERSON.c.id.in_(person_ids), PERSON.c.team_set_by_hand.is_(False),
-                           PERSON.c.team.is_distinct_from(team))
-                    .values(team=team, updated_at=utcnow()))
+    return (update(PERSON)
+            .where(which, PERSON.c.team_set_by_hand.is_(False),
+                   PERSON.c.team.is_distinct_from(team))
+            .values(team=team, updated_at=bindparam("now", type_=PERSON.c.updated_at.type)))
+
+
+_PAGE_TEAMS = _teams_update(PERSON.c.id.in_(select(USER.c.person_id).where(
+    USER.c.connection_id == bindparam("connection_id"),
+    USER.c.remote_id.in_(bindparam("remote_ids", expanding=True)))))
+"""after_users_page's refresh_teams, built once (every sync's users page runs it)."""
 
 
 def after_users_page(session: Session, *, connection_id: int,
@@ -303,8 +319,8 @@ def after_users_page(session: Session, *, connection_id: int,
     matched = match_users(session, connection_id=connection_id)
     if matched:
         relink(session, user_ids=matched)
-    refresh_teams(session, select(USER.c.person_id).where(
-        USER.c.connection_id == connection_id, USER.c.remote_id.in_(list(remote_ids))))
+    session.execute(_PAGE_TEAMS, {"connection_id": connection_id,
+                                  "remote_ids": list(remote_ids), "now": utcnow()})
 
 
 # ---- reads -------------------------------------------------------------------------------
