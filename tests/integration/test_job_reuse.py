@@ -77,7 +77,8 @@ async def test_a_connection_s_jobs_reuse_client_settings_and_token(pg_engine, pg
         assert state.token_grants == 2  # b read the token a got
 
         # b refreshes after the next refusal; a's copy is then refused too, and a takes b's
-        # token from Redis instead of asking the CRM for one more (10 per 10 minutes, §1)
+        # token from Redis instead of asking the CRM for one more (10 per 10 minutes,
+        # docs/vendors/zoho.md §1)
         state.expire_tokens()
         await webhook_job(b, cid, deal_ids)
         assert state.token_grants == 3
