@@ -99,31 +99,12 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def schedstat_ms(pid: int) -> float:
-    """CPU milliseconds a process of this machine used so far, to the nanosecond
-    (/proc/<pid>/schedstat; process_cpu counts clock ticks, 10 ms each)."""
+def schedstat_cpu(pid: int) -> float:
+    """CPU seconds a process of this machine used so far, to the nanosecond
+    (/proc/<pid>/schedstat; common.process_cpu counts clock ticks, 10 ms each: a job's
+    statements take a few ms)."""
     with open(f"/proc/{pid}/schedstat") as stat:
-        return int(stat.read().split()[0]) / 1e6
-
-
-class BackendCpu(common.DatabaseCpu):
-    """common.DatabaseCpu to the nanosecond: a job's statements take a few ms."""
-
-    def _poll(self, url: str) -> None:
-        engine = make_engine(common.PG_URL)
-        name = url.rsplit("/", 1)[1]
-        with engine.connect() as connection:
-            while not self.done.wait(0.05):
-                pids = connection.execute(text(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = :name "
-                    "AND pid <> pg_backend_pid()"), {"name": name}).scalars().all()
-                connection.rollback()
-                for pid in pids:
-                    try:
-                        self.seen[pid] = schedstat_ms(pid) / 1000
-                    except OSError:  # it ended meanwhile
-                        continue
-        engine.dispose()
+        return int(stat.read().split()[0]) / 1e9
 
 
 class Statements:
@@ -251,7 +232,7 @@ def run(deals: int, changed: int, count: int, events: int, top: int,
         for provider, (_, cid) in orgs.items():
             took, _ = asyncio.run(common.timed_sync(ctx, cid, "full"))
             print(f"full sync, {provider}: {deals:,} deals in {took:.1f} s")
-        database = BackendCpu(db_url)
+        database = common.DatabaseCpu(db_url, schedstat_cpu)
         statements = Statements(db_url)
         profile = Profiles() if profile_to else None
         out = asyncio.run(rounds(ctx, orgs, deal_ids, count, changed, deals, events,
