@@ -58,7 +58,7 @@ def load_connection(ctx: JobContext, connection_id: int) -> LoadedConnection:
         row.secrets_encrypted
     version = _version(provider, name, config, sealed)
     known = ctx.loaded.get(connection_id)
-    if known is not None and known.version == version:
+    if isinstance(known, LoadedConnection) and known.version == version:
         return known
     secrets = ctx.secrets.open(sealed, f"connection {connection_id} ({name})")
     cls = get_connector(provider)

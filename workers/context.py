@@ -1,7 +1,7 @@
 """What a job needs, built once per process (API lifespan, worker startup, CLI)."""
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -13,9 +13,6 @@ from core.db import make_engine, upgrade
 from core.security import SecretBox, secret_box
 from workers.limits import RedisLimits
 from workers.refresh import RollupRefresh
-
-if TYPE_CHECKING:
-    from workers.connect import LoadedConnection
 
 
 @dataclass
@@ -37,9 +34,9 @@ class JobContext:
     clients: ClientPool = field(default_factory=ClientPool)
     """The process's idle HTTP clients per connection, reused by its next job
     (workers.connect.open_connector)."""
-    loaded: "dict[int, LoadedConnection]" = field(default_factory=dict)
-    """Connections' decrypted, validated settings by id, each with the version of the stored
-    row it came from (workers.connect.load_connection)."""
+    loaded: dict[int, Any] = field(default_factory=dict)
+    """Connections' decrypted, validated settings by id (workers.connect.LoadedConnection),
+    each with the version of the stored row it came from (workers.connect.load_connection)."""
 
     async def aclose(self) -> None:
         """Release this event loop's connections to Redis and the CRMs (process shutdown)."""
