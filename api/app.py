@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, ctx: JobContext | None = Non
                 yield
             finally:
                 await runner.close()
+                await job_ctx.clients.aclose()  # the jobs run here kept HTTP clients
         finally:
             if ctx is None:
                 job_ctx.engine.dispose()

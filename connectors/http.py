@@ -14,8 +14,8 @@ import asyncio
 import ssl
 import time
 import weakref
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -46,17 +46,97 @@ def build_client(
     auth: httpx.Auth | None = None,
     timeout: float = 30.0,
     max_connections: int = 20,
+    keepalive: float = 5.0,
 ) -> httpx.AsyncClient:
-    """Build an AsyncClient with explicit timeouts, pool limits and our user agent."""
+    """Build an AsyncClient with explicit timeouts, pool limits and our user agent;
+    `keepalive`: seconds an idle connection is kept (ClientPool's clients: KEEPALIVE_SECONDS)."""
     return httpx.AsyncClient(
         transport=transport,
         auth=auth,
         verify=tls_context(),
         timeout=httpx.Timeout(timeout, connect=10.0),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10,
+                            keepalive_expiry=keepalive),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
     )
+
+
+KEEPALIVE_SECONDS = 30.0
+"""How long a pooled client keeps an idle connection to the CRM (httpx's default is 5 s):
+the next job of the connection within it sends on the same TCP and TLS session."""
+
+
+class ClientPool:
+    """This process's idle HTTP clients, per key (a connection and the version of its
+    settings), for the next job of that key: it reuses the client's open connections to the
+    CRM (no new TCP and TLS handshake per webhook job) instead of building a client each time.
+
+    A client serves one job at a time (`lease`): two jobs of a connection at once get two
+    clients, so nothing of one job (its request hooks, `ApiClient.api_calls`) reaches the
+    other, and clients of different keys share nothing. A client comes back emptied: no
+    cookies, no event hooks (credentials travel with each request's auth, never in a
+    client). At most `max_idle` clients wait, `per_key` per key, the least recently used
+    closed first; a client whose job failed is closed, not kept. `aclose` (the process's
+    shutdown) closes the idle clients of the running event loop; `max_idle=0` keeps none."""
+
+    def __init__(self, max_idle: int = 256, per_key: int = 2) -> None:
+        self.max_idle, self.per_key = max_idle, per_key
+        self._idle: dict[asyncio.AbstractEventLoop,
+                         OrderedDict[Hashable, list[httpx.AsyncClient]]] = {}
+
+    def _loop_idle(self) -> "OrderedDict[Hashable, list[httpx.AsyncClient]]":
+        for loop in [loop for loop in self._idle if loop.is_closed()]:
+            del self._idle[loop]  # an ended event loop's clients are unusable: dropped
+        return self._idle.setdefault(asyncio.get_running_loop(), OrderedDict())
+
+    def idle(self, key: Hashable) -> int:
+        """Clients of `key` waiting for a job in this event loop."""
+        return len(self._loop_idle().get(key, ()))
+
+    @asynccontextmanager
+    async def lease(self, key: Hashable,
+                    build: Callable[[], httpx.AsyncClient]) -> AsyncIterator[httpx.AsyncClient]:
+        """An idle client of `key`, else a new one from `build`; kept for the next job of
+        `key` when the block ends without an error."""
+        idle = self._loop_idle()
+        waiting = idle.get(key)
+        client = waiting.pop() if waiting else build()
+        if waiting is not None and not waiting:
+            del idle[key]
+        keep = False
+        try:
+            yield client
+            keep = self.max_idle > 0 and not client.is_closed
+        finally:
+            client.cookies.clear()
+            client.event_hooks = {"request": [], "response": []}
+            if keep:
+                await self._keep(idle, key, client)
+            else:
+                await client.aclose()
+
+    async def _keep(self, idle: "OrderedDict[Hashable, list[httpx.AsyncClient]]",
+                    key: Hashable, client: httpx.AsyncClient) -> None:
+        mine = idle.setdefault(key, [])
+        idle.move_to_end(key)
+        mine.append(client)
+        closing = mine[:-self.per_key] if len(mine) > self.per_key else []
+        del mine[:len(closing)]
+        while sum(len(c) for c in idle.values()) > self.max_idle:
+            oldest = next(iter(idle))
+            closing.append(idle[oldest].pop(0))
+            if not idle[oldest]:
+                del idle[oldest]
+        for extra in closing:
+            await extra.aclose()
+
+    async def aclose(self) -> None:
+        """Close this event loop's idle clients (the process's shutdown)."""
+        idle = self._idle.pop(asyncio.get_running_loop(), OrderedDict())
+        for clients in idle.values():
+            for client in clients:
+                await client.aclose()
 
 
 @cache
@@ -161,7 +241,11 @@ class SharedLimits(Protocol):
         """A short exclusive lock, e.g. so only one process refreshes a token."""
         ...
 
-    async def get_token(self, key: str) -> dict[str, Any] | None: ...
+    async def get_token(self, key: str, *, fresh: bool = False) -> dict[str, Any] | None:
+        """The cached token of `key`, or None. A process may keep its own copy of a shared
+        token for a while (RedisLimits); `fresh` reads the shared one (after the vendor
+        refused a token: another process may have replaced it already)."""
+        ...
 
     async def put_token(self, key: str, value: dict[str, Any], ttl: float) -> None:
         """Cache `value` for `ttl` seconds (nothing is cached when ttl <= 0)."""
@@ -218,7 +302,7 @@ class LocalLimits:
         async with self._per_loop().setdefault(("lock", key), asyncio.Lock()):
             yield
 
-    async def get_token(self, key: str) -> dict[str, Any] | None:
+    async def get_token(self, key: str, *, fresh: bool = False) -> dict[str, Any] | None:
         expiry, value = self.tokens.get(key, (0.0, None))
         return value if value is not None and time.monotonic() < expiry else None
 

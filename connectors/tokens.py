@@ -66,9 +66,10 @@ class CachedTokenAuth(httpx.Auth, ABC, Generic[T]):
         """Whether an answer says the token expired (a new one is worth one retry)."""
 
     # -- shared ---------------------------------------------------------------------------------
-    async def current(self) -> T | None:
-        """The cached token, if any is still fresh."""
-        value = await self.limits.get_token(self.key)
+    async def current(self, *, fresh: bool = False) -> T | None:
+        """The cached token, if any is still fresh (`fresh`: the shared one, not this
+        process's copy; SharedLimits.get_token)."""
+        value = await self.limits.get_token(self.key, fresh=fresh)
         try:
             return self.load(value) if value else None
         except KeyError:
@@ -110,7 +111,7 @@ class CachedTokenAuth(httpx.Auth, ABC, Generic[T]):
         response = await _read((yield request))
         if self.expired(response):
             async with self.limits.lock(self.key):
-                current = await self.current()
+                current = await self.current(fresh=True)
                 if current is None or self.dump(current) == self.dump(token):
                     await self.limits.drop_token(self.key, self.dump(token))
                     response = await _read((yield await self.token_request()))

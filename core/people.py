@@ -31,6 +31,7 @@ import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -41,7 +42,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    literal,
     select,
     update,
 )
@@ -133,6 +133,14 @@ def ensure_owner_persons(session: Session, load: Table) -> None:
     email that no person, user or user's person has (named by the page's owner name, if
     any)."""
     # the page's few distinct owners first, so the lookups run per owner, not per row
+    session.execute(_owner_persons_insert(load, session.get_bind().dialect.name),
+                    {"now": utcnow()})
+
+
+@lru_cache(maxsize=32)
+def _owner_persons_insert(load: Table, dialect: str) -> Any:
+    """ensure_owner_persons' statement for a load table (core.store caches one per page
+    shape), built once: building it took about a millisecond of CPU per page."""
     owners = (select(load.c.connection_id, load.c.owner_remote_id, load.c.owner_email,
                      func.max(load.c.owner_name).label("owner_name"))
               .where(load.c.owner_email.is_not(None))
@@ -145,14 +153,14 @@ def ensure_owner_persons(session: Session, load: Table) -> None:
                         USER.c.remote_id == owners.c.owner_remote_id,
                         USER.c.person_id.is_not(None)),
         ~exists().where(USER.c.email == email, USER.c.deleted_at.is_(None)))
-    now = utcnow()
     rows = (select(func.coalesce(func.max(owners.c.owner_name), ""), email,
-                   literal(now, PERSON.c.created_at.type), literal(now, PERSON.c.updated_at.type))
+                   bindparam("now", type_=PERSON.c.created_at.type).label("created_at"),
+                   bindparam("now", type_=PERSON.c.updated_at.type).label("updated_at"))
             .where(unknown).group_by(email)
             .order_by(email))  # two sync lanes insert in one order (core.sync.LANES)
-    stmt = _insert(session, PERSON).from_select(
+    stmt = (pg_insert(PERSON) if dialect == "postgresql" else sqlite_insert(PERSON)).from_select(
         ["name", "email", "created_at", "updated_at"], rows)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["email"]))
+    return stmt.on_conflict_do_nothing(index_elements=["email"])
 
 
 def relink(session: Session, *, user_ids: Sequence[int] = (),
@@ -200,11 +208,10 @@ def match_users(session: Session, *, connection_id: int | None = None) -> list[i
     """Give every user without a person one (the module's rules); returns their ids.
     Users are matched in id order, so two users of one batch with the same email or mobile
     become one person."""
-    stmt = (select(USER.c.id, USER.c.name, USER.c.email, USER.c.mobile, USER.c.team)
-            .where(USER.c.person_id.is_(None)).order_by(USER.c.id))
-    if connection_id is not None:
-        stmt = stmt.where(USER.c.connection_id == connection_id)
-    users = session.execute(stmt).all()
+    if connection_id is None:
+        users = session.execute(_UNMATCHED.order_by(USER.c.id)).all()
+    else:
+        users = session.execute(_UNMATCHED_OF, {"connection_id": connection_id}).all()
     if not users:
         return []
     by_email = _persons_by(session, "email", {u.email for u in users if u.email})
@@ -217,6 +224,12 @@ def match_users(session: Session, *, connection_id: int | None = None) -> list[i
                     .values(person_id=bindparam("pid"), person_match=bindparam("how")),
                     assigned)
     return [int(u.id) for u in users]
+
+
+_UNMATCHED = select(USER.c.id, USER.c.name, USER.c.email, USER.c.mobile,
+                    USER.c.team).where(USER.c.person_id.is_(None))
+_UNMATCHED_OF = _UNMATCHED.where(
+    USER.c.connection_id == bindparam("connection_id")).order_by(USER.c.id)
 
 
 def _persons_by(session: Session, column: str, values: set[str]) -> dict[str, set[int]]:
@@ -277,15 +290,26 @@ def _new_person(session: Session, user: Any) -> tuple[int, PersonMatch]:
 def refresh_teams(session: Session, person_ids: Select[Any] | Sequence[int]) -> None:
     """A person's team (unless set by hand): the team of its live user with a team that
     was synced last."""
+    session.execute(_teams_update(PERSON.c.id.in_(person_ids)), {"now": utcnow()})
+
+
+def _teams_update(which: ColumnElement[bool]) -> Any:
+    """refresh_teams' statement for the persons `which` selects."""
     team = (select(USER.c.team)
             .where(USER.c.person_id == PERSON.c.id, USER.c.deleted_at.is_(None),
                    USER.c.team.is_not(None))
             .order_by(USER.c.last_synced_at.desc(), USER.c.id.desc())
             .limit(1).scalar_subquery())
-    session.execute(update(PERSON)
-                    .where(PERSON.c.id.in_(person_ids), PERSON.c.team_set_by_hand.is_(False),
-                           PERSON.c.team.is_distinct_from(team))
-                    .values(team=team, updated_at=utcnow()))
+    return (update(PERSON)
+            .where(which, PERSON.c.team_set_by_hand.is_(False),
+                   PERSON.c.team.is_distinct_from(team))
+            .values(team=team, updated_at=bindparam("now", type_=PERSON.c.updated_at.type)))
+
+
+_PAGE_TEAMS = _teams_update(PERSON.c.id.in_(select(USER.c.person_id).where(
+    USER.c.connection_id == bindparam("connection_id"),
+    USER.c.remote_id.in_(bindparam("remote_ids", expanding=True)))))
+"""after_users_page's refresh_teams, built once (every sync's users page runs it)."""
 
 
 def after_users_page(session: Session, *, connection_id: int,
@@ -295,8 +319,8 @@ def after_users_page(session: Session, *, connection_id: int,
     matched = match_users(session, connection_id=connection_id)
     if matched:
         relink(session, user_ids=matched)
-    refresh_teams(session, select(USER.c.person_id).where(
-        USER.c.connection_id == connection_id, USER.c.remote_id.in_(list(remote_ids))))
+    session.execute(_PAGE_TEAMS, {"connection_id": connection_id,
+                                  "remote_ids": list(remote_ids), "now": utcnow()})
 
 
 # ---- reads -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,12 @@ log = logging.getLogger("crmsync.sync")
 
 TOMBSTONE_ON_FULL = (Stream.USERS, Stream.STAGES, Stream.ACCOUNTS, Stream.DEALS,
                      Stream.ACTIVITIES)
+WHOLE_READ = frozenset({Stream.STAGES})
+"""Streams every sync reads whole (no cursor): an incremental sync writes a page of them only
+when its records differ from the last page of the stream written (a digest of them kept in
+the stream's sync_state by every sync, full or not; SyncEngine._unchanged). A renamed,
+added or removed stage is written by the next sync; an unchanged one is not rewritten (its
+last_synced_at moves with full syncs and changes only)."""
 ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown tenfold since
 COUNTS_EVERY = 1.0  # seconds between writes of the run's running counts
 READ_AHEAD = 4  # pages a stream reads ahead of its writer (memory: a few pages per stream)
@@ -105,6 +112,7 @@ class SyncEngine:
         self._connections: dict[int, DbConnection] = {}
         self._counts_written = 0.0
         self._warnings: list[str] = []
+        self._states: dict[str, dict[str, Any]] = {}  # stream -> its state when the run began
         # core.store.upsert_records: the owners whose person a committed page of the lane
         # made sure of (one set per lane: another lane's person shows after its commit)
         self._owners_known: dict[int, set[tuple[Any, Any]]] = {lane: set() for lane in BOTH}
@@ -119,7 +127,7 @@ class SyncEngine:
             await asyncio.to_thread(self._close)
 
     async def _run(self) -> dict[str, Any]:
-        await self._db(self._mark_started)
+        self._states = await self._db(self._mark_started)
         try:
             info = await self.source.check()
             self._warnings = list(info.warnings)
@@ -174,12 +182,13 @@ class SyncEngine:
         return await self._db(fn, lanes[0], *args, lanes=lanes)
 
     async def _sync_stream(self, stream: Stream) -> None:
-        state = await self._stream_db(stream, self._load_state, stream)
+        state = dict(self._states.get(stream) or {})
         full_since: str | None = state.get("full_started_at")
         if self.mode == SyncMode.FULL and not full_since:
             full_since, cursor = self.started_at.isoformat(), None
         else:
             cursor = state.get("cursor")
+        written: str | None = state.get("digest")  # WHOLE_READ: the last page written
         queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
 
         async def produce() -> None:
@@ -206,7 +215,14 @@ class SyncEngine:
                         taken.append(waiting)
                         break
                     pages.append(waiting)
-                await self._stream_db(stream, self._write_pages, stream, pages, full_since)
+                digest = _digest(pages) if stream in WHOLE_READ else None
+                if digest is not None and digest == written and not full_since \
+                        and self.mode == SyncMode.INCREMENTAL:
+                    self._unchanged(stream, pages)
+                else:
+                    await self._stream_db(stream, self._write_pages, stream, pages, full_since,
+                                          digest)
+                    written = digest
                 self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
                 await self._db(self._finish_full, DEALS_LANE, stream,
@@ -247,12 +263,17 @@ class SyncEngine:
             finally:
                 connection.close()
 
-    def _load_state(self, lane: int, stream: str) -> dict[str, Any]:
-        with session_scope(self._connections[lane]) as session:
-            return store.get_state(session, connection_id=self.connection_id, stream=stream)
+    def _unchanged(self, stream: Stream, pages: list[Page]) -> None:
+        """Pages of a WHOLE_READ stream equal to the last ones written (no deletions): the
+        store has every row as they are; counted as written (seen), nothing is written."""
+        counts = self.counts[stream]
+        records = [record for page in pages for record in page.records]
+        counts.pages += len(pages)
+        counts.fetched += len(records)
+        counts.upserted += len({record.remote_id for record in records})
 
     def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
-                     full_since: str | None) -> None:
+                     full_since: str | None, digest: str | None = None) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
         deletions, and the newest of their cursors, so a crash resumes after the last
         page committed. Fewer, larger transactions cost the writer (Python and the
@@ -271,6 +292,8 @@ class SyncEngine:
             )
             if cursor is not None:
                 state = {"cursor": cursor, "full_started_at": full_since}
+                if digest is not None:
+                    state["digest"] = digest
                 store.set_state(
                     session, connection_id=self.connection_id, stream=stream, state=state
                 )
@@ -302,7 +325,9 @@ class SyncEngine:
                 )
             store.update_run(session, self.run_id, counts=self.summary())
 
-    def _mark_started(self) -> None:
+    def _mark_started(self) -> dict[str, dict[str, Any]]:
+        """The run marked running, and every stream's state read for it (one statement,
+        where each stream read its own in a transaction of its own)."""
         with session_scope(self.engine) as session:
             store.update_run(
                 session,
@@ -312,6 +337,7 @@ class SyncEngine:
                 counts=self.summary(),
                 error=None,
             )
+            return store.get_states(session, connection_id=self.connection_id)
 
     def _set_home_currency(self, currency: str | None) -> None:
         with session_scope(self.engine) as session:
@@ -366,6 +392,15 @@ def _joins(pages: list[Page], page: Page) -> bool:
         return False
     ids = {record.remote_id for p in pages for record in p.records}
     return ids.isdisjoint(record.remote_id for record in page.records)
+
+
+def _digest(pages: list[Page]) -> str | None:
+    """A digest of the pages' records (their dataclass repr: every field, raw included), or
+    None when they carry deletions (written as they are)."""
+    if any(page.deletions for page in pages):
+        return None
+    records = repr([record for page in pages for record in page.records])
+    return hashlib.sha256(records.encode()).hexdigest()
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -181,12 +181,17 @@ def release(session: Session, ids: Sequence[int], error: str) -> None:
 def record_run(session: Session, *, connection_id: int, started_at: datetime,
                counts: dict[str, Any], api_calls: int, error: str | None = None) -> int:
     """A finished sync_run of mode webhook for one processed batch."""
-    run = SyncRun(connection_id=connection_id, mode=SyncMode.WEBHOOK,
-                  status=RunStatus.FAILED if error else RunStatus.SUCCEEDED, started_at=started_at,
-                  finished_at=utcnow(), counts=counts, api_calls=api_calls, error=error)
-    session.add(run)
-    session.flush()
-    return int(run.id or 0)
+    now = utcnow()
+    return int(session.execute(_RUN_INSERT, {
+        "connection_id": connection_id, "mode": SyncMode.WEBHOOK,
+        "status": RunStatus.FAILED if error else RunStatus.SUCCEEDED, "created_at": now,
+        "started_at": started_at, "finished_at": now, "counts": counts,
+        "api_calls": api_calls, "error": error}).scalar_one())
+
+
+_RUN_INSERT = insert(table_of(SyncRun)).returning(table_of(SyncRun).c.id)
+"""record_run's statement, built once (an ORM insert and flush cost every webhook job
+about a millisecond of CPU)."""
 
 
 # ---- refused callbacks and health ----------------------------------------------------------

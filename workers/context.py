@@ -1,12 +1,13 @@
 """What a job needs, built once per process (API lifespan, worker startup, CLI)."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
 
 from connectors.endpoints import EndpointPolicy
-from connectors.http import LocalLimits, RetryPolicy, SharedLimits
+from connectors.http import ClientPool, LocalLimits, RetryPolicy, SharedLimits
 from core.config import Settings
 from core.db import make_engine, upgrade
 from core.security import SecretBox, secret_box
@@ -30,6 +31,17 @@ class JobContext:
     one per process; nothing of it is a module global."""
     refresh_rollups: RollupRefresh = field(default_factory=RollupRefresh)
     """The process's rollup refreshes, shared by its jobs (workers.refresh)."""
+    clients: ClientPool = field(default_factory=ClientPool)
+    """The process's idle HTTP clients per connection, reused by its next job
+    (workers.connect.open_connector)."""
+    loaded: dict[int, Any] = field(default_factory=dict)
+    """Connections' decrypted, validated settings by id (workers.connect.LoadedConnection),
+    each with the version of the stored row it came from (workers.connect.load_connection)."""
+
+    async def aclose(self) -> None:
+        """Release this event loop's connections to Redis and the CRMs (process shutdown)."""
+        await self.clients.aclose()
+        await self.limits.aclose()
 
     @property
     def endpoints(self) -> EndpointPolicy:

@@ -12,6 +12,7 @@ secrets; token values are encrypted with the app's SecretBox (CRMSYNC_SECRET_KEY
 import asyncio
 import math
 import secrets
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -23,6 +24,10 @@ from connectors.http import Memo
 from core.security import SecretBox
 
 PREFIX = "crmsync:limits:"
+TOKEN_COPY_SECONDS = 60.0
+"""How long a process uses its decrypted copy of a shared access token before it reads
+Redis again (get_token): a job's every request used to read and decrypt it."""
+COPIES_MAX = 4096  # tokens a process keeps copies of
 
 # KEYS[1] slots (zset member -> lease end, ms); ARGV limit, lease ms, member. 1 if taken.
 _SLOT = """
@@ -76,6 +81,7 @@ class RedisLimits:
                  lock_ttl: float = 60.0, poll: float = 0.02) -> None:
         self.url, self.box = url, box
         self.memo = Memo()  # metadata stays per process: it holds live objects
+        self._copies: dict[str, tuple[float, dict[str, Any]]] = {}  # key -> (expiry, token)
         self.lease, self.lock_ttl, self.poll = lease, lock_ttl, poll
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
             weakref.WeakKeyDictionary())
@@ -137,21 +143,50 @@ class RedisLimits:
         finally:
             await self._eval(_DELETE_IF, name, owner)
 
-    async def get_token(self, key: str) -> dict[str, Any] | None:
-        sealed = await self.redis.get(PREFIX + "token:" + key)
+    async def get_token(self, key: str, *, fresh: bool = False) -> dict[str, Any] | None:
+        """The shared token, or this process's copy of it: read from Redis (and decrypted)
+        at most once per TOKEN_COPY_SECONDS per key, never past the shared one's expiry.
+        A token another process replaced meanwhile is still the vendor's until it expires;
+        one the vendor refuses is read `fresh` (CachedTokenAuth), then replaced."""
+        now = time.monotonic()
+        expiry, copy = self._copies.get(key, (0.0, None))
+        if not fresh and copy is not None and now < expiry:
+            return copy
+        self._copies.pop(key, None)
+        name = PREFIX + "token:" + key
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(name)
+            pipe.pttl(name)
+            sealed, left_ms = await pipe.execute()
         if sealed is None:
             return None
         try:
-            return self.box.open(sealed.decode())
+            value = self.box.open(sealed.decode())
         except ValueError:  # sealed with another CRMSYNC_SECRET_KEY: fetch a new token
             return None
+        self._copy(key, value, left_ms / 1000 if left_ms and left_ms > 0 else 0.0)
+        return value
+
+    def _copy(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        now = time.monotonic()
+        if len(self._copies) >= COPIES_MAX:  # expired ones first, then the oldest
+            for old in [k for k, (expiry, _) in self._copies.items() if expiry <= now]:
+                del self._copies[old]
+            while len(self._copies) >= COPIES_MAX:
+                del self._copies[next(iter(self._copies))]
+        if ttl > 0:
+            self._copies[key] = (now + min(ttl, TOKEN_COPY_SECONDS), value)
 
     async def put_token(self, key: str, value: dict[str, Any], ttl: float) -> None:
         if ttl > 0:
             await self.redis.set(PREFIX + "token:" + key, self.box.seal(value),
                                  px=max(1, int(ttl * 1000)))
+            self._copies.pop(key, None)
+            self._copy(key, value, ttl)
 
     async def drop_token(self, key: str, value: dict[str, Any]) -> None:
+        if self._copies.get(key, (0.0, None))[1] == value:
+            del self._copies[key]
         name = PREFIX + "token:" + key
         sealed = await self.redis.get(name)
         if sealed is not None and self._opens_to(sealed, value):

@@ -52,7 +52,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     job: JobContext = ctx["job"]
     if "heartbeat" in ctx:
         ctx["heartbeat"].cancel()
-    await job.limits.aclose()
+    await job.aclose()
     job.engine.dispose()
 
 
@@ -237,5 +237,5 @@ async def _run(settings: Settings) -> None:
         await asyncio.gather(*mains, return_exceptions=True)
         for lane in lanes:
             await lane.close()
-        await job.limits.aclose()
+        await job.aclose()
         job.engine.dispose()

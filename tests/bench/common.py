@@ -8,7 +8,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -70,7 +70,8 @@ class DatabaseCpu:
     polled every 50 ms from a thread: under a loaded machine, CPU time says more than wall
     time. A backend that ends between two polls loses its last 50 ms."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cpu: Callable[[int], float] = process_cpu) -> None:
+        self.cpu = cpu  # a backend's CPU seconds by pid (process_cpu: clock ticks, 10 ms)
         self.seen: dict[int, float] = {}
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
@@ -89,7 +90,7 @@ class DatabaseCpu:
                 connection.rollback()
                 for pid in pids:
                     try:
-                        self.seen[pid] = process_cpu(pid)
+                        self.seen[pid] = self.cpu(pid)
                     except OSError:  # it ended meanwhile
                         continue
         engine.dispose()

@@ -130,9 +130,8 @@ def add_connections(ctx: Any, orgs: list[Org], count: int, interval: int) -> Non
     """`count` connections spread over the orgs in turn; Zoho ones get a notification
     channel with webhook_bench's token (the bench POSTs Zoho's notifications)."""
     from connectors.registry import sandboxes
-    from core import history, store, webhooks
+    from core import history, store
     from core.db import session_scope
-    from core.types import utcnow
 
     for n in range(count):
         org = orgs[n % len(orgs)]
@@ -146,11 +145,21 @@ def add_connections(ctx: Any, orgs: list[Org], count: int, interval: int) -> Non
             store.set_state(session, connection_id=cid, stream=history.BACKFILL_STREAM,
                             state={"finished": True})
         if org.provider == "zoho":
-            with session_scope(ctx.engine) as session:
-                webhooks.save_channel(session, ctx.secrets, connection_id=cid,
-                                      channel_id=webhook_bench.CHANNEL, token=webhook_bench.TOKEN,
-                                      events=["Deals.all"], notify_url="http://bench",
-                                      expires_at=utcnow() + timedelta(days=7))
+            add_channel(ctx, cid)
+
+
+def add_channel(ctx: Any, cid: int) -> None:
+    """A Zoho notification channel with webhook_bench's token (the bench POSTs Zoho's
+    notifications)."""
+    from core import webhooks
+    from core.db import session_scope
+    from core.types import utcnow
+
+    with session_scope(ctx.engine) as session:
+        webhooks.save_channel(session, ctx.secrets, connection_id=cid,
+                              channel_id=webhook_bench.CHANNEL, token=webhook_bench.TOKEN,
+                              events=["Deals.all"], notify_url="http://bench",
+                              expires_at=utcnow() + timedelta(days=7))
 
 
 class Sampler:

@@ -144,9 +144,10 @@ async def test_tokens_are_encrypted_expire_and_are_shared(redis_url):
     other = RedisLimits(redis_url, box())  # another CRMSYNC_SECRET_KEY cannot read it
     assert await other.get_token("zoho:abc") is None
     await b.drop_token("zoho:abc", {"access_token": "an older one", "api_domain": "https://x"})
-    assert await a.get_token("zoho:abc") == value  # replaced meanwhile: kept
+    assert await a.get_token("zoho:abc", fresh=True) == value  # replaced meanwhile: kept
     await b.drop_token("zoho:abc", value)
-    assert await a.get_token("zoho:abc") is None
+    assert await a.get_token("zoho:abc", fresh=True) is None
+    assert await b.get_token("zoho:abc") is None  # its own copy went with it
     await a.put_token("zoho:abc", value, 0.05)
     await asyncio.sleep(0.1)
     assert await b.get_token("zoho:abc") is None
