@@ -174,12 +174,13 @@ class SyncEngine:
         return await self._db(fn, lanes[0], *args, lanes=lanes)
 
     async def _sync_stream(self, stream: Stream) -> None:
-        state = await self._stream_db(stream, self._load_state, stream)
+        state, stored = await self._stream_db(stream, self._load_state, stream)
         full_since: str | None = state.get("full_started_at")
         if self.mode == SyncMode.FULL and not full_since:
             full_since, cursor = self.started_at.isoformat(), None
         else:
             cursor = state.get("cursor")
+        new = self.mode == SyncMode.FULL and not stored  # a first sync: core.store's `new`
         queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
 
         async def produce() -> None:
@@ -206,7 +207,7 @@ class SyncEngine:
                         taken.append(waiting)
                         break
                     pages.append(waiting)
-                await self._stream_db(stream, self._write_pages, stream, pages, full_since)
+                await self._stream_db(stream, self._write_pages, stream, pages, full_since, new)
                 self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
                 await self._db(self._finish_full, DEALS_LANE, stream,
@@ -247,16 +248,20 @@ class SyncEngine:
             finally:
                 connection.close()
 
-    def _load_state(self, lane: int, stream: str) -> dict[str, Any]:
+    def _load_state(self, lane: int, stream: str) -> tuple[dict[str, Any], bool]:
+        """The stream's cursor state, and whether the store holds any of its rows of this
+        connection."""
         with session_scope(self._connections[lane]) as session:
-            return store.get_state(session, connection_id=self.connection_id, stream=stream)
+            return (store.get_state(session, connection_id=self.connection_id, stream=stream),
+                    store.stores_any(session, stream=stream, connection_id=self.connection_id))
 
     def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
-                     full_since: str | None) -> None:
+                     full_since: str | None, new: bool) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
         deletions, and the newest of their cursors, so a crash resumes after the last
         page committed. Fewer, larger transactions cost the writer (Python and the
-        database) less per record: one merge, one cursor write and one commit."""
+        database) less per record: one merge, one cursor write and one commit. `new`: a
+        full sync of a stream the store had no row of (core.store.upsert_records)."""
         counts = self.counts[stream]
         records = [record for page in pages for record in page.records]
         deletions = [deletion for page in pages for deletion in page.deletions]
@@ -264,7 +269,7 @@ class SyncEngine:
         with session_scope(self._connections[lane]) as session:
             upserted = store.upsert_records(
                 session, stream=stream, connection_id=self.connection_id, records=records,
-                owners_known=self._owners_known[lane], settings=self.settings,
+                owners_known=self._owners_known[lane], settings=self.settings, new=new,
             )
             deleted = store.apply_deletions(
                 session, connection_id=self.connection_id, deletions=deletions
