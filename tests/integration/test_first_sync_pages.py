@@ -12,15 +12,7 @@ from sqlalchemy import event, select, text
 
 from core import store
 from core.db import session_scope
-from core.models import (
-    Account,
-    Connection,
-    Deal,
-    DealStageChange,
-    DealVersion,
-    Person,
-    RollupDirty,
-)
+from core.models import Account, Connection, Deal, DealStageChange, DealVersion, Person, RollupDirty
 from core.records import Page
 from core.sync import SyncEngine
 from tests.integration.test_store_and_engine import (
