@@ -251,8 +251,8 @@ def _new_rows_statement(model: type[Any], columns: tuple[str, ...],
 
     In a first sync this leaves out every lookup of a stored row that finds nothing: the
     merge looks each loaded deal up four times before it inserts it (marks, stage changes,
-    versions closed and added), and its owner's person twice; returns whether it takes
-    "now"."""
+    versions closed and added), and its owner's person twice (docs/benchmarks.md, p2-sync4).
+    Returns the statement and whether it takes the bind parameter "now"."""
     table = table_of(model)
     load = _load_table(table, columns)
     selected: list[Any] = list(load.c)
