@@ -23,6 +23,8 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
+    exists,
     func,
     literal,
     or_,
@@ -63,6 +65,8 @@ log = logging.getLogger("crmsync.store")
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
 # The deal fields whose every change makes a new deal_version (docs/evaluation.md).
 TRACKED = tuple(DealState.model_fields)
+# what a new deal's first version is made of besides TRACKED (_new_rows_statement)
+_FIRST_VERSION = {*TRACKED, "remote_created_at", "remote_modified_at", "owner_person_id"}
 _EMAIL_COLUMNS = {"email", "owner_email"}
 OWNED = (Deal, Account, Activity)  # rows with an owner: owner_person_id (core.people)
 
@@ -89,8 +93,13 @@ def upsert_records(
     source: str = "sync",
     owners_known: set[tuple[Any, Any]] | None = None,
     settings: Settings | None = None,
+    new: bool = False,
 ) -> int:
     """INSERT ... ON CONFLICT (connection_id, remote_id) DO UPDATE for a whole page.
+
+    `new`: the records are probably not stored yet (a first full sync): on PostgreSQL the
+    page first inserts the ones the store does not have (_new_rows_statement), and merges
+    only the rest as below, if any. The outcome is the same either way, only its cost differs.
 
     `settings`: the caller's (its reporting currency converts deals that come without a
     home amount, see _fill_home_amounts); None: no CRMSYNC_REPORTING_CURRENCY, the first
@@ -147,12 +156,25 @@ def upsert_records(
             people.ensure_owner_persons(session, load)
             if owners_known is not None:
                 owners_known |= owners
-    for statement, timed in _merge_statements(model, columns, source,
-                                              session.get_bind().dialect.name):
-        session.execute(statement, {"now": now} if timed else None)
+    _merge(session, model, columns, source=source, now=now, new=new)
     if model is User:
         people.after_users_page(session, connection_id=connection_id, remote_ids=list(unique))
     return len(rows)
+
+
+def _merge(session: Session, model: type[SyncedRow], columns: tuple[str, ...], *,
+           source: str, now: datetime, new: bool) -> None:
+    """Merge the page in the load table of `columns` (see upsert_records)."""
+    dialect = session.get_bind().dialect.name
+    if new and dialect == "postgresql":
+        statement, timed = _new_rows_statement(model, columns, source)
+        left = session.scalars(statement, {"now": now} if timed else None).all()
+        if not left:
+            return
+        load = _load_table(table_of(model), columns)  # the rows inserted are done
+        session.execute(delete(load).where(load.c.remote_id.not_in(left)))
+    for statement, timed in _merge_statements(model, columns, source, dialect):
+        session.execute(statement, {"now": now} if timed else None)
 
 
 def _fill_home_amounts(session: Session, connection_id: int, rows: list[dict[str, Any]],
@@ -214,6 +236,48 @@ def _merge_statements(model: type[Any], columns: tuple[str, ...], source: str,
         ctes = (s.cte(f"before_{i}") for i, (s, _) in enumerate(first))
         return ((merge.add_cte(*ctes), any(timed for _, timed in first)),)
     return (*first, (merge, False))
+
+
+@lru_cache(maxsize=16)
+def _new_rows_statement(model: type[Any], columns: tuple[str, ...],
+                        source: str) -> tuple[Any, bool]:
+    """PostgreSQL, a page of records the store probably does not have yet (a first full
+    sync): one statement inserts the loaded rows that have no stored row (ON CONFLICT DO
+    NOTHING: a row another transaction is inserting is waited for), with their rollup
+    marks and first deal versions computed from the rows it inserted, and returns the
+    remote ids of the loaded rows it did not insert (a record an earlier page or a webhook
+    stored; usually none). _merge merges those as usual after it, with the stored rows as
+    they are then.
+
+    In a first sync this leaves out every lookup of a stored row that finds nothing: the
+    merge looks each loaded deal up four times before it inserts it (marks, stage changes,
+    versions closed and added), and its owner's person twice (docs/benchmarks.md, p2-sync4).
+    Returns the statement and whether it takes the bind parameter "now"."""
+    table = table_of(model)
+    load = _load_table(table, columns)
+    selected: list[Any] = list(load.c)
+    if model in OWNED:
+        selected.append(people.owner_person(load).label("owner_person_id"))
+        columns += ("owner_person_id",)
+    key = ("connection_id", "remote_id")
+    kept = [c for c in columns if c in key or c == rollups.marked_column(model)
+            or (model is Deal and c in _FIRST_VERSION)]
+    inserted = (pg_insert(table).from_select(columns, sa_select(*selected).where(true()))
+                .on_conflict_do_nothing(index_elements=list(key))
+                .returning(*(table.c[c] for c in kept)).cte("inserted"))
+    ctes = [rollups.new_row_marks(model, inserted)]
+    timed = model is Deal
+    if model is Deal:
+        now = bindparam("now", type_=UTCDateTime())
+        values = _version_values(inserted, _first_valid_from(inserted, now),
+                                 inserted.c.owner_person_id, source)
+        ctes.append(pg_insert(table_of(DealVersion)).from_select(
+            list(values), sa_select(*values.values())))
+    left = (sa_select(load.c.remote_id)
+            .where(~exists().where(inserted.c.connection_id == load.c.connection_id,
+                                   inserted.c.remote_id == load.c.remote_id))
+            .add_cte(*(s.cte(f"inserted_{i}") for i, s in enumerate(ctes) if s is not None)))
+    return left, timed
 
 
 def _on_conflict_update(stmt: Any, table: Table, columns: tuple[str, ...]) -> Any:
@@ -346,19 +410,31 @@ def _deal_versions(dialect: str, load: Table, *, source: str, now: Any) -> list[
                     version.c.deal_remote_id == load.c.remote_id,
                     version.c.valid_to.is_(None), same_deal, changed)
              .values(valid_to=changed_at))
-    first_seen = "remote_created_at" in load.c
-    valid_from = case(
-        (deal.c.id.is_(None),
-         func.coalesce(load.c.remote_created_at, changed_at) if first_seen else changed_at),
-        else_=changed_at)
-    values = {"connection_id": load.c.connection_id, "deal_remote_id": load.c.remote_id,
-              "valid_from": valid_from, **{name: load.c[name] for name in tracked},
-              "owner_person_id": people.owner_person(load), "source": literal(source)}
+    valid_from = case((deal.c.id.is_(None), _first_valid_from(load, now)), else_=changed_at)
+    values = _version_values(load, valid_from, people.owner_person(load), source)
     rows = (sa_select(*values.values())
             .outerjoin_from(load, deal, same_deal)
             .where(or_(deal.c.id.is_(None), changed)))
     insert = _insert(dialect, version).from_select(list(values), rows)
     return [close, insert]
+
+
+def _first_valid_from(rows: Any, now: Any) -> Any:
+    """When a new deal's first version starts: its creation in the CRM, else the copy's
+    modified time, else `now`."""
+    changed_at = func.coalesce(rows.c.remote_modified_at, now)
+    return func.coalesce(rows.c.remote_created_at, changed_at) \
+        if "remote_created_at" in rows.c else changed_at
+
+
+def _version_values(rows: Any, valid_from: Any, owner_person_id: Any,
+                    source: str) -> dict[str, Any]:
+    """The columns of the deal_version of each row of `rows` (deals: a load table, or the
+    rows a statement inserted), by deal_version's column names."""
+    return {"connection_id": rows.c.connection_id, "deal_remote_id": rows.c.remote_id,
+            "valid_from": valid_from, **{name: rows.c[name] for name in TRACKED
+                                         if name in rows.c},
+            "owner_person_id": owner_person_id, "source": literal(source)}
 
 
 def _keep_first_tombstone(table: Table, excluded: Any) -> Any:
@@ -414,6 +490,17 @@ def _may_tombstone(session: Session, connection_id: int,
                 .where(table.c.connection_id == connection_id, table.c.deleted_at.is_(None),
                        table.c.remote_id.in_(ids[start:start + 1000]))))
     return [d for d in deletions if (d.entity, d.remote_id) in stored]
+
+
+def stores_any(session: Session, *, stream: str, connection_id: int) -> bool:
+    """Whether the store holds a row of `stream` (live or tombstoned) of the connection;
+    False for a stream without a table."""
+    model = SYNCED_TABLES.get(stream)
+    if model is None:
+        return False
+    table = table_of(model)
+    return session.scalar(sa_select(exists().where(table.c.connection_id == connection_id))) \
+        is True
 
 
 def tombstone_unseen(
@@ -536,6 +623,7 @@ __all__ = [
     "get_states",
     "refresh_statistics",
     "set_state",
+    "stores_any",
     "tombstone_unseen",
     "update_run",
     "upsert_records",

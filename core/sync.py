@@ -189,6 +189,9 @@ class SyncEngine:
         else:
             cursor = state.get("cursor")
         written: str | None = state.get("digest")  # WHOLE_READ: the last page written
+        # a first sync: core.store's `new`
+        new = self.mode == SyncMode.FULL and not await self._stream_db(
+            stream, self._stores_any, stream)
         queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
 
         async def produce() -> None:
@@ -221,7 +224,7 @@ class SyncEngine:
                     self._unchanged(stream, pages)
                 else:
                     await self._stream_db(stream, self._write_pages, stream, pages, full_since,
-                                          digest)
+                                          new, digest)
                     written = digest
                 self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
@@ -272,12 +275,18 @@ class SyncEngine:
         counts.fetched += len(records)
         counts.upserted += len({record.remote_id for record in records})
 
+    def _stores_any(self, lane: int, stream: str) -> bool:
+        """Whether the store holds any row of the stream of this connection."""
+        with session_scope(self._connections[lane]) as session:
+            return store.stores_any(session, stream=stream, connection_id=self.connection_id)
+
     def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
-                     full_since: str | None, digest: str | None = None) -> None:
+                     full_since: str | None, new: bool, digest: str | None = None) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
         deletions, and the newest of their cursors, so a crash resumes after the last
         page committed. Fewer, larger transactions cost the writer (Python and the
-        database) less per record: one merge, one cursor write and one commit."""
+        database) less per record: one merge, one cursor write and one commit. `new`: a
+        full sync of a stream the store had no row of (core.store.upsert_records)."""
         counts = self.counts[stream]
         records = [record for page in pages for record in page.records]
         deletions = [deletion for page in pages for deletion in page.deletions]
@@ -285,7 +294,7 @@ class SyncEngine:
         with session_scope(self._connections[lane]) as session:
             upserted = store.upsert_records(
                 session, stream=stream, connection_id=self.connection_id, records=records,
-                owners_known=self._owners_known[lane], settings=self.settings,
+                owners_known=self._owners_known[lane], settings=self.settings, new=new,
             )
             deleted = store.apply_deletions(
                 session, connection_id=self.connection_id, deletions=deletions

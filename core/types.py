@@ -111,9 +111,15 @@ class EnumText(TypeDecorator[E]):
         super().__init__(length)
         self.enum = enum
         self.length = length
+        # a member or its value -> the value: one lookup a row (a sync writes one a record)
+        self._values = {member.value: member.value for member in enum}
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else self.enum(value).value
+        if value is None:
+            return None
+        if isinstance(value, str) and (known := self._values.get(value)) is not None:
+            return known
+        return self.enum(value).value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
         return None if value is None else self.enum(value)
@@ -146,7 +152,9 @@ class ScaledDecimal(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
         if value is None:
             return None
-        return int(self.quantize(Decimal(value)) * self._factor)
+        if type(value) is not Decimal:  # a Decimal is taken as it is (a sync binds millions)
+            value = Decimal(value)
+        return int(value.quantize(self._quantum, rounding=ROUND_HALF_EVEN) * self._factor)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:

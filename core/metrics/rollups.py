@@ -214,12 +214,28 @@ def page_marks(model: type[Any], load: Table) -> Insert | None:
     if kind is None:
         return None
     table = table_of(model)
-    column = DATE_COLUMN[kind].name
-    old = (select(table.c.connection_id, month_number(table.c[column]).label("m"))
+    old = (_months(kind, table)
            .join_from(load, table, and_(table.c.connection_id == load.c.connection_id,
                                         table.c.remote_id == load.c.remote_id)))
-    new = select(load.c.connection_id, month_number(load.c[column]).label("m"))
-    return dirty_marks(union(old, new))  # type: ignore[arg-type]
+    return dirty_marks(union(old, _months(kind, load)))  # type: ignore[arg-type]
+
+
+def new_row_marks(model: type[Any], rows: Any) -> Insert | None:
+    """The dirty marks of `rows` just inserted (a selectable of them with their connection
+    and marked_column; None for tables without rollups): their own months only."""
+    kind = _kind(model)
+    return None if kind is None else dirty_marks(_months(kind, rows))
+
+
+def marked_column(model: type[Any]) -> str | None:
+    """The column whose month a row of `model` marks dirty (None: a table without rollups)."""
+    kind = _kind(model)
+    return None if kind is None else DATE_COLUMN[kind].name
+
+
+def _months(kind: str, rows: Any) -> Select[Any]:
+    column = DATE_COLUMN[kind].name
+    return select(rows.c.connection_id, month_number(rows.c[column]).label("m"))
 
 
 def mark_rows(session: Session, model: type[Any], *where: ColumnElement[bool]) -> None:
