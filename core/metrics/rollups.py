@@ -197,39 +197,39 @@ def clean_months(session: Session, months: range) -> set[int]:
 # -- writers mark what they touch (core.store calls these in its transaction) ---------
 
 def dirty_marks(marks: Select[Any]) -> Insert:
-    """INSERT INTO rollup_dirty the (connection, month) pairs a two-column select yields
-    (null months ignored)."""
+    """INSERT INTO rollup_dirty the (connection, day) pairs a two-column select yields, with
+    their months (null days ignored)."""
     sub = marks.subquery()
-    connection, month = sub.c[0], sub.c[1]
+    connection, day = sub.c[0], sub.c[1]
     return insert(ROLLUP_DIRTY).from_select(
-        ["connection_id", "month"],
-        select(connection, month).where(month.is_not(None)).distinct())
+        ["connection_id", "month", "day"],
+        select(connection, month_number(day), day).where(day.is_not(None)).distinct())
 
 
 def page_marks(model: type[Any], load: Table) -> Insert | None:
     """The dirty marks of a page about to be merged from `load` (None for tables without
-    rollups): the months of the stored rows it replaces, and its own. core.store runs it
+    rollups): the days of the stored rows it replaces, and its own. core.store runs it
     before the merge, or with it in one statement (so it sees the rows as they were)."""
     kind = _kind(model)
     if kind is None:
         return None
     table = table_of(model)
     column = DATE_COLUMN[kind].name
-    old = (select(table.c.connection_id, month_number(table.c[column]).label("m"))
+    old = (select(table.c.connection_id, table.c[column].label("d"))
            .join_from(load, table, and_(table.c.connection_id == load.c.connection_id,
                                         table.c.remote_id == load.c.remote_id)))
-    new = select(load.c.connection_id, month_number(load.c[column]).label("m"))
+    new = select(load.c.connection_id, load.c[column].label("d"))
     return dirty_marks(union(old, new))  # type: ignore[arg-type]
 
 
 def mark_rows(session: Session, model: type[Any], *where: ColumnElement[bool]) -> None:
-    """The months of the stored rows matching `where` (about to be tombstoned)."""
+    """The days of the stored rows matching `where` (about to be tombstoned, or given
+    another owner)."""
     kind = _kind(model)
     if kind is not None:
         table = table_of(model)
         session.execute(dirty_marks(
-            select(table.c.connection_id, month_number(table.c[DATE_COLUMN[kind].name]))
-            .where(*where)))
+            select(table.c.connection_id, table.c[DATE_COLUMN[kind].name]).where(*where)))
 
 
 def _kind(model: type[Any]) -> str | None:
@@ -315,24 +315,53 @@ def _refresh_store(engine: Engine) -> set[int]:
         else:
             months = set(_data_span(session))
             session.add(StoreMeta(key=BUILT_KEY, value=utcnow().isoformat()))
-        rows = _rebuild(session, sorted(months))
+        rows = 0
+        for chunk in _chunks(sorted(months), 240):
+            rows += _rebuild(session, _month_ranges(chunk))
+            session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
+            now = utcnow()
+            session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now}
+                                                   for m in chunk])
         _analyze(session, rows, first=not built)
         session.commit()
         return months
 
 
 def _refresh_connection(engine: Engine, connection_id: int) -> tuple[set[int], bool]:
-    """A connection's dirty months that were built before, from its rows; and whether it
-    marked months never built (the store-wide part rebuilds those)."""
+    """A connection's dirty days of months built before, from its rows (returns their
+    months); and whether it marked months never built (the store-wide part rebuilds those)."""
     with _locked(engine, connection_id) as session:
-        marked = set(session.scalars(select(ROLLUP_DIRTY.c.month).where(
-            ROLLUP_DIRTY.c.connection_id == connection_id).distinct()))
+        marks = session.execute(select(ROLLUP_DIRTY.c.month, ROLLUP_DIRTY.c.day).where(
+            ROLLUP_DIRTY.c.connection_id == connection_id).distinct()).all()
+        marked = {month for month, _ in marks}
         months = _built_months(session, marked)
         if months:
-            rows = _rebuild(session, sorted(months), connection_id)
+            days = _dirty_days([(m, d) for m, d in marks if m in months])
+            rows = sum(_rebuild(session, days[i:i + 100], connection_id)
+                       for i in range(0, len(days), 100))
             _analyze(session, rows)
             session.commit()
         return months, months != marked
+
+
+DAY_MARKS = 8
+"""A month with more dirty days than this (of one connection) is rebuilt whole: a range
+per day would only make the statements longer (a full sync marks every day it holds)."""
+
+
+def _dirty_days(marks: list[tuple[int, date | None]]) -> list[tuple[date, date]]:
+    """The days to rebuild for (month, day) marks (a null day: the whole month), as the
+    fewest sorted ranges."""
+    days: dict[int, set[date | None]] = {}
+    for month, day in marks:
+        days.setdefault(month, set()).add(day)
+    ranges: list[tuple[date, date]] = []
+    for month, found in sorted(days.items()):
+        if None in found or len(found) > DAY_MARKS:
+            ranges.append((month_first(month), month_last(month)))
+        else:
+            ranges.extend((day, day) for day in sorted(d for d in found if d is not None))
+    return merged(ranges)
 
 
 def _built_months(session: Session, months: set[int]) -> set[int]:
@@ -386,37 +415,68 @@ def _data_span(session: Session) -> list[int]:
     return list(range(month_of(min(lows)), month_of(max(highs)) + 1))
 
 
-def _rebuild(session: Session, months: list[int], connection_id: int | None = None) -> int:
-    """Rebuild `months` from the deals and accounts (of one connection, or all); returns
-    the day rows of deals written (what the rollups grew by, roughly)."""
-    written = 0
-    for chunk in _chunks(months, 240):
-        ranges = _month_ranges(chunk)
-        # every week touching these months, whole (its other days from their deals too)
-        weeks = merged((week_first(week_of(a)), week_last(week_of(b))) for a, b in ranges)
-        week_numbers = [(week_of(a), week_of(b)) for a, b in weeks]
-        for table, where in ((DEAL_MONTH, DEAL_MONTH.c.month.in_(chunk)),
-                             (ACCOUNT_MONTH, ACCOUNT_MONTH.c.month.in_(chunk)),
-                             (DEAL_WEEK, in_ranges(DEAL_WEEK.c.week, week_numbers)),
-                             (ACCOUNT_WEEK, in_ranges(ACCOUNT_WEEK.c.week, week_numbers)),
-                             (DEAL_DAY, in_ranges(DEAL_DAY.c.day, ranges)),
-                             (ACCOUNT_DAY, in_ranges(ACCOUNT_DAY.c.day, ranges)),
-                             (ROLLUP_DIRTY, ROLLUP_DIRTY.c.month.in_(chunk))):
-            session.execute(delete(table).where(where, *_of_connection(table, connection_id)))
-        # the days from the rows, then months and weeks from the days (the week's days
-        # outside these months from their own day rollups: see _from_days)
-        result = session.execute(_deal_rollup(session, ranges, connection_id))
-        written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
-        session.execute(_account_rollup(ranges, connection_id))
-        for kind in ("deal", "account"):
-            for period, spans in (("month", ranges), ("week", weeks)):
-                session.execute(_from_days(session, kind, period, spans, connection_id))
-        if connection_id is None:  # a connection's refresh rebuilds built months only
-            session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
-            now = utcnow()
-            session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now}
-                                                   for m in chunk])
+def _rebuild(session: Session, ranges: list[tuple[date, date]],
+             connection_id: int | None = None) -> int:
+    """Rebuild the days in `ranges` from the deals and accounts (of one connection, or all)
+    and re-sum every month and week holding one of them from the day rollups; deletes the
+    dirty marks of those days. Returns the day rows of deals written (what the rollups
+    grew by, roughly).
+
+    A connection's refresh writes only the rows that changed (_write): after a few deals
+    changed most rows of the weeks and months it re-sums are the same."""
+    months = sorted({m for a, b in ranges for m in range(month_of(a), month_of(b) + 1)})
+    whole = [m for m in months if any(a <= month_first(m) and month_last(m) <= b
+                                      for a, b in ranges)]
+    # every week touching these days, whole (its other days from their own day rollups)
+    weeks = merged((week_first(week_of(a)), week_last(week_of(b))) for a, b in ranges)
+    marks = or_(in_ranges(ROLLUP_DIRTY.c.day, ranges),
+                and_(ROLLUP_DIRTY.c.day.is_(None), ROLLUP_DIRTY.c.month.in_(whole)))
+    session.execute(delete(ROLLUP_DIRTY).where(marks, *_of_connection(ROLLUP_DIRTY,
+                                                                      connection_id)))
+    diff = connection_id is not None
+    written = _write(session, "deal", "day", ranges,
+                     _deal_rollup(session, ranges, connection_id), connection_id, diff)
+    _write(session, "account", "day", ranges, _account_rollup(ranges, connection_id),
+           connection_id, diff)
+    # then months and weeks from the days (see _from_days)
+    for kind in ("deal", "account"):
+        for period, spans in (("month", _month_ranges(months)), ("week", weeks)):
+            _write(session, kind, period, spans,
+                   _from_days(session, kind, period, spans, connection_id), connection_id,
+                   diff)
     return written
+
+
+def _write(session: Session, kind: str, period_name: str, ranges: list[tuple[date, date]],
+           rows: Select[Any], connection_id: int | None, diff: bool) -> int:
+    """Make the rows of `kind`'s rollup of `period_name` for the periods holding the date
+    `ranges` (and the connection, if any) the `rows` (a select of the table's columns but
+    its id, the period first); returns the rows inserted. With `diff`, the rows equal to
+    one of `rows` stay as they are (no dead row, no index entry written), the others are
+    deleted and the missing ones inserted, reading `rows` once (PostgreSQL: one statement,
+    whose parts share a snapshot; SQLite's writer has the database to itself); without,
+    every row is replaced."""
+    table = ROLLUP_OF[kind][period_name]
+    names = [period_name, *(DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS)]
+    number = {"month": month_of, "week": week_of}.get(period_name)
+    spans = [(number(a), number(b)) for a, b in ranges] if number else ranges
+    mine = [in_ranges(table.c[period_name], spans), *_of_connection(table, connection_id)]
+    if not diff:
+        session.execute(delete(table).where(*mine))
+        source = rows
+    else:
+        new = rows.cte(f"new_{table.name}")
+        same = and_(*(table.c[n].is_not_distinct_from(new.c[i]) if table.c[n].nullable
+                      else table.c[n] == new.c[i] for i, n in enumerate(names)))
+        stale = delete(table).where(*mine, ~select(new.c[0]).where(same).exists())
+        source = select(*new.c).where(~select(table.c.id).where(*mine, same).exists())
+        if session.get_bind().dialect.name == "postgresql":
+            source = source.add_cte(stale.cte(f"stale_{table.name}"))
+        else:
+            session.execute(stale)
+    result = session.execute(insert(table).from_select(
+        names, source.order_by(source.selected_columns[0])))  # a period's rows together
+    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
@@ -445,8 +505,8 @@ ROLLUP_OF = {"deal": {"month": DEAL_MONTH, "week": DEAL_WEEK, "day": DEAL_DAY},
 
 
 def _deal_rollup(session: Session, ranges: list[tuple[date, date]],
-                 connection_id: int | None) -> Any:
-    """INSERT INTO deal_day the live deals of the days in `ranges`, summed."""
+                 connection_id: int | None) -> Select[Any]:
+    """The deal_day rows of the live deals of the days in `ranges`, summed."""
     timed = DEAL.c.created_date.is_not(None)
     days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
@@ -461,23 +521,21 @@ def _deal_rollup(session: Session, ranges: list[tuple[date, date]],
                *_of_connection(DEAL, connection_id))
         .group_by(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
                   DEAL.c.status, probability)
-        .order_by(DEAL.c.close_date)  # a day's rows together on disk: a read touches few pages
     )
-    return insert(DEAL_DAY).from_select(["day", *DEAL_SUMS], rows)
+    return rows
 
 
 def _account_rollup(ranges: list[tuple[date, date]],
-                    connection_id: int | None) -> Any:
-    """INSERT INTO account_day the live accounts of the days in `ranges`, counted."""
+                    connection_id: int | None) -> Select[Any]:
+    """The account_day rows of the live accounts of the days in `ranges`, counted."""
     rows = (
         select(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
         .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges),
                *_of_connection(ACCOUNT, connection_id))
         .group_by(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
-        .order_by(ACCOUNT.c.created_date)
     )
-    return insert(ACCOUNT_DAY).from_select(["day", *ACCOUNT_SUMS], rows)
+    return rows
 
 
 # the columns after the period of deal_* and account_*: keys, then what is summed
@@ -487,8 +545,8 @@ ACCOUNT_SUMS = ["connection_id", "owner_person_id", "owner_name", "accounts"]
 
 
 def _from_days(session: Session, kind: str, period_name: str, ranges: list[tuple[date, date]],
-               connection_id: int | None) -> Any:
-    """INSERT INTO the month or week rollup of `kind` the day rollups of `ranges`, summed:
+               connection_id: int | None) -> Select[Any]:
+    """The month or week rollup rows of `kind` from the day rollups of `ranges`, summed:
     the same rows as from the deals (or accounts) themselves, since every column is a key,
     a count, a sum or a max. A week's days outside the months being rebuilt come from
     their own day rollups: if those are stale (their month dirty for the connection, or
@@ -503,6 +561,5 @@ def _from_days(session: Session, kind: str, period_name: str, ranges: list[tuple
         for n in names[names.index("owner_name") + 1:]]
     rows = (select(period.label("period"), *keys, *sums)
             .where(in_ranges(day.c.day, ranges), *_of_connection(day, connection_id))
-            .group_by(period, *keys)
-            .order_by(period))
-    return insert(ROLLUP_OF[kind][period_name]).from_select([period_name, *names], rows)
+            .group_by(period, *keys))
+    return rows

@@ -401,8 +401,14 @@ def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
     assert rollups.refresh(engine, first) == 3
     after = _month_rows(engine)
     assert after[second] == before[second]  # the other connection's rows untouched
-    kept = after[first] & before[first]  # every row of its dirty months rebuilt
-    assert {month for _, month, *_ in kept} == {FEB}
+    # of its dirty months only the rows that changed were written: d1's January row and
+    # d5's March row went, April (built by the store-wide part) has d1; the rest kept
+    # their ids
+    APR = rollups.month_of(date(2025, 4, 1))
+    assert {tuple(row[1:]) for row in before[first] - after[first]} == {
+        (JAN, 1, Decimal("1000.10")), (MAR, 1, Decimal("100"))}
+    assert {tuple(row[1:]) for row in after[first] - before[first]} == {
+        (APR, 1, Decimal("1200"))}
     assert _clean(engine) == [JAN, MAR]  # February waits for the second's refresh
     with session_scope(engine) as session:
         assert rollups.clean_months(session, range(rollups.month_of(date(2025, 4, 1)),
@@ -483,3 +489,97 @@ def test_the_first_build_leaves_statistics_for_the_planner(engine):
                 "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
                 "OR last_autoanalyze IS NOT NULL")))
     assert {"deal_day", "deal_week", "deal_month", "account_day"} <= analyzed
+
+
+def _rows_with_ids(engine) -> dict[str, dict[tuple[object, ...], int]]:
+    """Every rollup row of every period, its values (the period, the connection, ...) -> its
+    id (a rewritten row gets a new one)."""
+    out: dict[str, dict[tuple[object, ...], int]] = {}
+    with Session(engine) as session:
+        for kind in ("deal", "account"):
+            for period, table in rollups.ROLLUP_OF[kind].items():
+                columns = [table.c[period], *(c for c in table.c
+                                              if c.name not in ("id", period))]
+                out[f"{kind}_{period}"] = {tuple(row[1:]): row[0] for row in session.execute(
+                    select(table.c.id, *columns))}
+    return out
+
+
+def _marked_days(engine, cid: int) -> set[date | None]:
+    with Session(engine) as session:
+        return set(session.scalars(select(RollupDirty.day).where(
+            RollupDirty.connection_id == cid)))
+
+
+def test_a_connections_refresh_rebuilds_its_dirty_days_and_writes_only_changed_rows(engine):
+    """Writes mark days; a connection's refresh rebuilds those days, re-sums the weeks and
+    months holding them and leaves every row whose values did not change as it was. After
+    moves to a day of another month and across years (a week lying in two years), a
+    deletion, an owner change and a month with more dirty days than DAY_MARKS, every
+    period equals a recompute from the deals, and a rebuild of the whole store."""
+    first = _load(engine)
+    second = _second(engine, DEALS)
+    with session_scope(engine) as session:  # Monday Dec 30 2024 - Sunday Jan 5 2025
+        store.upsert_records(session, stream="deals", connection_id=first, records=[
+            _deal("y1", date(2024, 12, 30), "won", "70"),
+            _deal("y2", date(2024, 12, 2), "lost", "80", owner="bob@x.com")])
+    rollups.refresh(engine)
+
+    def assert_exact() -> None:
+        for period in ("month", "week", "day"):
+            assert _rollup_rows(engine, period) == _recomputed(engine, period), period
+
+    assert_exact()
+    many = [_deal(f"m{i}", date(2025, 2, 3 + i), "open", "5", probability="20")
+            for i in range(rollups.DAY_MARKS + 1)]
+    changes = [  # (records, deletions, the days marked)
+        ([_deal("d1", date(2025, 3, 5), "won", "1000.10")], [],
+         {date(2025, 1, 10), date(2025, 3, 5)}),  # another day, another month
+        ([], [Deletion("deals", "d3", datetime(2025, 6, 1, tzinfo=UTC))], {date(2025, 2, 1)}),
+        ([_deal("d4", date(2025, 2, 14), "open", "999.99", owner="bob@x.com",
+                probability="33.33")], [], {date(2025, 2, 14)}),  # another owner
+        ([_deal("y1", date(2025, 1, 2), "won", "70"),  # across years, the same week
+          _deal("y2", date(2025, 1, 31), "lost", "80", owner="bob@x.com")], [],
+         {date(2024, 12, 30), date(2025, 1, 2), date(2024, 12, 2), date(2025, 1, 31)}),
+        (many, [], {d.close_date for d in many}),  # more days than DAY_MARKS: the month whole
+    ]
+    for records, deletions, days in changes:
+        before = _rows_with_ids(engine)
+        with session_scope(engine) as session:
+            store.upsert_records(session, stream="deals", connection_id=first, records=records)
+            store.apply_deletions(session, connection_id=first, deletions=deletions)
+        assert _marked_days(engine, first) == days
+        months = {rollups.month_of(d) for d in days}
+        assert rollups.refresh(engine, first) == len(months)
+        assert _marked_days(engine, first) == set()
+        assert_exact()
+        after = _rows_with_ids(engine)
+        for name, rows in after.items():  # a row of the same values is the same row
+            assert all(before[name].get(values, i) == i for values, i in rows.items()), name
+            assert set(before[name]) - set(rows) <= {  # only the first's dirty periods
+                values for values in before[name] if values[1] == first}
+        assert after != before
+        assert {values for values in after["deal_day"]
+                if values[0] not in days} <= set(before["deal_day"])
+    assert _clean(engine) == [JAN, FEB, MAR]
+    assert {row[1] for row in _rollup_rows(engine, "day")["deals"]} == {first, second}
+    rows = {period: _rollup_rows(engine, period) for period in ("month", "week", "day")}
+    with session_scope(engine) as session:
+        rollups.invalidate(session)
+    rollups.refresh(engine)
+    assert {period: _rollup_rows(engine, period) for period in rows} == rows
+
+
+def test_marks_without_a_day_rebuild_the_connections_whole_month(engine):
+    """A mark written before rollup_dirty had days (migration 0021) stands for its whole
+    month: the connection's refresh rebuilds every day of it."""
+    cid = _load(engine)
+    rollups.refresh(engine)
+    with session_scope(engine) as session:  # a row changed around core.store, then marked
+        session.execute(text("UPDATE deal SET amount_home = amount_home * 2 "
+                             "WHERE remote_id = 'd2'"))
+        session.add(RollupDirty(month=JAN, connection_id=cid))
+    assert rollups.refresh(engine, cid) == 1
+    assert _rollup_rows(engine, "day") == _recomputed(engine, "day")
+    assert _rollup_rows(engine, "month") == _recomputed(engine, "month")
+    assert _numbers(engine)[1]["total"]["deals_lost"] == 1  # type: ignore[index]
