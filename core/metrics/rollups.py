@@ -48,6 +48,8 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    any_,
+    bindparam,
     case,
     cast,
     delete,
@@ -61,6 +63,7 @@ from sqlalchemy import (
     type_coerce,
     union,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from core.metrics.localdates import date_diff, zone_pending
@@ -316,8 +319,8 @@ def _refresh_store(engine: Engine) -> set[int]:
             months = set(_data_span(session))
             session.add(StoreMeta(key=BUILT_KEY, value=utcnow().isoformat()))
         rows = 0
-        for chunk in _chunks(sorted(months), 240):
-            rows += _rebuild(session, _month_ranges(chunk))
+        for chunk in _chunks(sorted(months), 120):
+            rows += _rebuild(session, _days_of(_month_ranges(chunk)))
             session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
             now = utcnow()
             session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now}
@@ -336,32 +339,26 @@ def _refresh_connection(engine: Engine, connection_id: int) -> tuple[set[int], b
         marked = {month for month, _ in marks}
         months = _built_months(session, marked)
         if months:
-            days = _dirty_days([(m, d) for m, d in marks if m in months])
-            rows = sum(_rebuild(session, days[i:i + 100], connection_id)
-                       for i in range(0, len(days), 100))
+            rows = _rebuild(session, _dirty_days([(m, d) for m, d in marks if m in months]),
+                            connection_id)
             _analyze(session, rows)
             session.commit()
         return months, months != marked
 
 
-DAY_MARKS = 8
-"""A month with more dirty days than this (of one connection) is rebuilt whole: a range
-per day would only make the statements longer (a full sync marks every day it holds)."""
-
-
-def _dirty_days(marks: list[tuple[int, date | None]]) -> list[tuple[date, date]]:
-    """The days to rebuild for (month, day) marks (a null day: the whole month), as the
-    fewest sorted ranges."""
-    days: dict[int, set[date | None]] = {}
+def _dirty_days(marks: list[tuple[int, date | None]]) -> list[date]:
+    """The days to rebuild for (month, day) marks (a null day: the whole month), sorted."""
+    days: set[date] = set()
     for month, day in marks:
-        days.setdefault(month, set()).add(day)
-    ranges: list[tuple[date, date]] = []
-    for month, found in sorted(days.items()):
-        if None in found or len(found) > DAY_MARKS:
-            ranges.append((month_first(month), month_last(month)))
-        else:
-            ranges.extend((day, day) for day in sorted(d for d in found if d is not None))
-    return merged(ranges)
+        days.update(_days_of([(month_first(month), month_last(month))]) if day is None
+                    else [day])
+    return sorted(days)
+
+
+def _days_of(ranges: Iterable[tuple[date, date]]) -> list[date]:
+    """Every day of the date ranges, in order."""
+    return [date.fromordinal(n) for a, b in ranges
+            for n in range(a.toordinal(), b.toordinal() + 1)]
 
 
 def _built_months(session: Session, months: set[int]) -> set[int]:
@@ -415,52 +412,54 @@ def _data_span(session: Session) -> list[int]:
     return list(range(month_of(min(lows)), month_of(max(highs)) + 1))
 
 
-def _rebuild(session: Session, ranges: list[tuple[date, date]],
-             connection_id: int | None = None) -> int:
-    """Rebuild the days in `ranges` from the deals and accounts (of one connection, or all)
-    and re-sum every month and week holding one of them from the day rollups; deletes the
+def _rebuild(session: Session, days: list[date], connection_id: int | None = None) -> int:
+    """Rebuild `days` (sorted) from the deals and accounts (of one connection, or all) and
+    re-sum every month and week holding one of them from the day rollups; deletes the
     dirty marks of those days. Returns the day rows of deals written (what the rollups
     grew by, roughly).
 
     A connection's refresh writes only the rows that changed (_write): after a few deals
-    changed most rows of the weeks and months it re-sums are the same."""
-    months = sorted({m for a, b in ranges for m in range(month_of(a), month_of(b) + 1)})
-    whole = [m for m in months if any(a <= month_first(m) and month_last(m) <= b
-                                      for a, b in ranges)]
-    # every week touching these days, whole (its other days from their own day rollups)
-    weeks = merged((week_first(week_of(a)), week_last(week_of(b))) for a, b in ranges)
-    marks = or_(in_ranges(ROLLUP_DIRTY.c.day, ranges),
-                and_(ROLLUP_DIRTY.c.day.is_(None), ROLLUP_DIRTY.c.month.in_(whole)))
+    changed, most rows of the weeks and months it re-sums are the same. Every period is
+    named in one list (_among), whatever the number: the statements keep their shape, and
+    SQLAlchemy compiles each once."""
+    months = sorted({month_of(day) for day in days})
+    given = set(days)
+    whole = [m for m in months if given.issuperset(_days_of([(month_first(m),
+                                                              month_last(m))]))]
+    weeks = sorted({week_of(day) for day in days})  # every week holding one, whole
+    marks = or_(_among(session, ROLLUP_DIRTY.c.day, days),
+                and_(ROLLUP_DIRTY.c.day.is_(None), _among(session, ROLLUP_DIRTY.c.month, whole)))
     session.execute(delete(ROLLUP_DIRTY).where(marks, *_of_connection(ROLLUP_DIRTY,
                                                                       connection_id)))
     diff = connection_id is not None
-    written = _write(session, "deal", "day", ranges,
-                     _deal_rollup(session, ranges, connection_id), connection_id, diff)
-    _write(session, "account", "day", ranges, _account_rollup(ranges, connection_id),
+    written = _write(session, "deal", "day", days,
+                     _deal_rollup(session, days, connection_id), connection_id, diff)
+    _write(session, "account", "day", days, _account_rollup(session, days, connection_id),
            connection_id, diff)
     # then months and weeks from the days (see _from_days)
+    spans = {"month": _days_of((month_first(m), month_last(m)) for m in months),
+             "week": _days_of((week_first(w), week_last(w)) for w in weeks)}
     for kind in ("deal", "account"):
-        for period, spans in (("month", _month_ranges(months)), ("week", weeks)):
-            _write(session, kind, period, spans,
-                   _from_days(session, kind, period, spans, connection_id), connection_id,
-                   diff)
+        for period, numbers in (("month", months), ("week", weeks)):
+            _write(session, kind, period, numbers,
+                   _from_days(session, kind, period, spans[period], connection_id),
+                   connection_id, diff)
     return written
 
 
-def _write(session: Session, kind: str, period_name: str, ranges: list[tuple[date, date]],
+def _write(session: Session, kind: str, period_name: str, periods: Sequence[Any],
            rows: Select[Any], connection_id: int | None, diff: bool) -> int:
-    """Make the rows of `kind`'s rollup of `period_name` for the periods holding the date
-    `ranges` (and the connection, if any) the `rows` (a select of the table's columns but
-    its id, the period first); returns the rows inserted. With `diff`, the rows equal to
-    one of `rows` stay as they are (no dead row, no index entry written), the others are
-    deleted and the missing ones inserted, reading `rows` once (PostgreSQL: one statement,
-    whose parts share a snapshot; SQLite's writer has the database to itself); without,
-    every row is replaced."""
+    """Make the rows of `kind`'s rollup of `period_name` for `periods` (days, or week or
+    month numbers; and the connection, if any) the `rows` (a select of the table's columns
+    but its id, the period first); returns the rows inserted. With `diff`, the rows equal
+    to one of `rows` stay as they are (no dead row, no index entry written), the others
+    are deleted and the missing ones inserted, reading `rows` once (PostgreSQL: one
+    statement, whose parts share a snapshot; SQLite's writer has the database to itself);
+    without, every row is replaced."""
     table = ROLLUP_OF[kind][period_name]
     names = [period_name, *(DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS)]
-    number = {"month": month_of, "week": week_of}.get(period_name)
-    spans = [(number(a), number(b)) for a, b in ranges] if number else ranges
-    mine = [in_ranges(table.c[period_name], spans), *_of_connection(table, connection_id)]
+    mine = [_among(session, table.c[period_name], periods),
+            *_of_connection(table, connection_id)]
     if not diff:
         session.execute(delete(table).where(*mine))
         source = rows
@@ -496,6 +495,16 @@ def _period(session: Session, column: ColumnElement[Any], period: str) -> Column
     return week_number(session, column) if period == "week" else column
 
 
+def _among(session: Session, column: ColumnElement[Any],
+           values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column` is one of `values`: on PostgreSQL one array parameter however many there
+    are (an IN list of hundreds of days cost more Python to render and send than the
+    rest of a small refresh), on SQLite an IN list."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def _of_connection(table: Table, connection_id: int | None) -> list[ColumnElement[bool]]:
     return [] if connection_id is None else [table.c.connection_id == connection_id]
 
@@ -504,20 +513,20 @@ ROLLUP_OF = {"deal": {"month": DEAL_MONTH, "week": DEAL_WEEK, "day": DEAL_DAY},
              "account": {"month": ACCOUNT_MONTH, "week": ACCOUNT_WEEK, "day": ACCOUNT_DAY}}
 
 
-def _deal_rollup(session: Session, ranges: list[tuple[date, date]],
+def _deal_rollup(session: Session, days: list[date],
                  connection_id: int | None) -> Select[Any]:
-    """The deal_day rows of the live deals of the days in `ranges`, summed."""
+    """The deal_day rows of the live deals of `days`, summed."""
     timed = DEAL.c.created_date.is_not(None)
-    days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
+    cycle = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
     rows = (
         select(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
                DEAL.c.status, probability.label("probability"),
                func.max(DEAL.c.owner_name), func.count(),
                type_coerce(func.sum(DEAL.c.amount_home), Money),
-               func.coalesce(func.sum(case((timed, days))), 0),
+               func.coalesce(func.sum(case((timed, cycle))), 0),
                func.sum(case((timed, 1), else_=0)))
-        .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges),
+        .where(DEAL.c.deleted_at.is_(None), _among(session, DEAL.c.close_date, days),
                *_of_connection(DEAL, connection_id))
         .group_by(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
                   DEAL.c.status, probability)
@@ -525,13 +534,13 @@ def _deal_rollup(session: Session, ranges: list[tuple[date, date]],
     return rows
 
 
-def _account_rollup(ranges: list[tuple[date, date]],
+def _account_rollup(session: Session, days: list[date],
                     connection_id: int | None) -> Select[Any]:
-    """The account_day rows of the live accounts of the days in `ranges`, counted."""
+    """The account_day rows of the live accounts of `days`, counted."""
     rows = (
         select(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
-        .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges),
+        .where(ACCOUNT.c.deleted_at.is_(None), _among(session, ACCOUNT.c.created_date, days),
                *_of_connection(ACCOUNT, connection_id))
         .group_by(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
     )
@@ -544,22 +553,22 @@ DEAL_SUMS = ["connection_id", "owner_person_id", "status", "probability", "owner
 ACCOUNT_SUMS = ["connection_id", "owner_person_id", "owner_name", "accounts"]
 
 
-def _from_days(session: Session, kind: str, period_name: str, ranges: list[tuple[date, date]],
+def _from_days(session: Session, kind: str, period_name: str, days: list[date],
                connection_id: int | None) -> Select[Any]:
-    """The month or week rollup rows of `kind` from the day rollups of `ranges`, summed:
-    the same rows as from the deals (or accounts) themselves, since every column is a key,
-    a count, a sum or a max. A week's days outside the months being rebuilt come from
-    their own day rollups: if those are stale (their month dirty for the connection, or
-    never built), the week is not clean either (clean_months; a week is read only while
-    every month it touches is clean), and the refresh of that month rebuilds it."""
-    day = ROLLUP_OF[kind]["day"]
-    period = _period(session, day.c.day, period_name)
+    """The month or week rollup rows of `kind` from the day rollups of `days` (whole months
+    or weeks), summed: the same rows as from the deals (or accounts) themselves, since every
+    column is a key, a count, a sum or a max. A period's days not being rebuilt come from
+    their own day rollups: exact unless the connection marked them dirty (then the
+    refresh of that mark re-sums the period) or their month was never built (then the
+    period is not clean either: clean_months; a week is read only while every month it
+    touches is clean, and the first build of that month rebuilds the week)."""
+    daily = ROLLUP_OF[kind]["day"]
+    period = _period(session, daily.c.day, period_name)
     names = DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS
-    keys = [day.c[n] for n in names[:names.index("owner_name")]]
-    sums = [func.max(day.c.owner_name)] + [
-        type_coerce(func.sum(day.c[n]), Money) if n == "amount" else func.sum(day.c[n])
+    keys = [daily.c[n] for n in names[:names.index("owner_name")]]
+    sums = [func.max(daily.c.owner_name)] + [
+        type_coerce(func.sum(daily.c[n]), Money) if n == "amount" else func.sum(daily.c[n])
         for n in names[names.index("owner_name") + 1:]]
-    rows = (select(period.label("period"), *keys, *sums)
-            .where(in_ranges(day.c.day, ranges), *_of_connection(day, connection_id))
+    return (select(period.label("period"), *keys, *sums)
+            .where(_among(session, daily.c.day, days), *_of_connection(daily, connection_id))
             .group_by(period, *keys))
-    return rows
