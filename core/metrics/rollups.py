@@ -11,21 +11,24 @@ months; deal_day and account_day the same per day, for the rest of a range.
 
 Exactness: a month's rollup is used only while it is *clean*: rollup_month has the month
 (it was built) and rollup_dirty has no entry for it; a week's only while each month it
-touches is clean (a refresh of a month rebuilds every week that touches it, whole). A
+touches is clean (a refresh of a day re-sums every week and month holding it, whole). A
 refresh builds the days from the deals and accounts, then the months and weeks from the
 days (every column a key, a count, a sum or a max: the same rows, reading the deals once;
-a week's days in a neighbouring month come from that month's day rollups, which are exact
-whenever the week is clean). Every write of core.store appends
-the months it touches to rollup_dirty in the writer's own transaction (old and new
-months; core.people marks the months of the rows whose owner person it re-sets; append-
-only, so writers never wait on each other or on a refresh). Metrics read clean months
+a period's other days come from their own day rollups, which are exact whenever the
+period is clean). Every write of core.store appends the days it touches, with their
+months, to rollup_dirty in the writer's own transaction (old and new days; core.people
+marks the days of the rows whose owner person it re-sets; append-only, so writers never
+wait on each other or on a refresh). Metrics read clean months
 from the rollups and everything else (edge days of a range, dirty months) from the deals
 themselves, so a number is always the definition's, rollups or not. Rows written around
 core.store (tests loading data directly) are never in a built month unless refresh()
 runs afterwards.
 
-refresh() rebuilds the dirty months (every month the first time, or after the store's
-time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
+refresh() rebuilds the dirty days (every month the first time, or after the store's
+time zone changed) from the deals, and deletes the dirty entries it has seen; a
+connection's refresh writes only the rows whose values changed, so its cost follows the
+change (a few deals of a 2,000-deal connection: a few dozen rows, not the 3,800 of its
+months: docs/benchmarks.md, many connections). It runs
 after each sync and webhook job, for the job's connection (a webhook job's on PostgreSQL
 a little later, shared by the connection's jobs: workers.refresh): a dirty entry names the
 connection whose rows the write touched, and a month is rebuilt from that connection's
@@ -62,6 +65,7 @@ from sqlalchemy import (
     text,
     type_coerce,
     union,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
@@ -249,9 +253,10 @@ def invalidate(session: Session) -> None:
 # -- refresh ---------------------------------------------------------------------------
 
 def refresh(engine: Engine, connection_id: int | None = None) -> int:
-    """Rebuild dirty (or never built) months; returns how many months it rebuilt.
+    """Rebuild dirty days (and never built months); returns how many months it rebuilt
+    (or re-summed).
 
-    A month a connection's writes made dirty is rebuilt from that connection's rows only
+    A day a connection's writes made dirty is rebuilt from that connection's rows only
     (the other connections' rows of it are unchanged), in a transaction of its own that
     waits for no other connection's. The store-wide part (the first build, a month never
     built before, a mark without a connection) rebuilds the month for every connection,
@@ -416,12 +421,23 @@ def _rebuild(session: Session, days: list[date], connection_id: int | None = Non
     """Rebuild `days` (sorted) from the deals and accounts (of one connection, or all) and
     re-sum every month and week holding one of them from the day rollups; deletes the
     dirty marks of those days. Returns the day rows of deals written (what the rollups
-    grew by, roughly).
+    grew by, roughly). 120 months at a time: a month or week re-summed names each of its
+    days, and SQLite's bound parameters must stay below 32,766.
 
     A connection's refresh writes only the rows that changed (_write): after a few deals
     changed, most rows of the weeks and months it re-sums are the same. Every period is
     named in one list (_among), whatever the number: the statements keep their shape, and
     SQLAlchemy compiles each once."""
+    written = 0
+    while days:
+        cut = next((i for i, day in enumerate(days)
+                    if month_of(day) - month_of(days[0]) >= 120), len(days))
+        written += _rebuild_part(session, days[:cut], connection_id)
+        days = days[cut:]
+    return written
+
+
+def _rebuild_part(session: Session, days: list[date], connection_id: int | None) -> int:
     months = sorted({month_of(day) for day in days})
     given = set(days)
     whole = [m for m in months if given.issuperset(_days_of([(month_first(m),
@@ -451,11 +467,15 @@ def _write(session: Session, kind: str, period_name: str, periods: Sequence[Any]
            rows: Select[Any], connection_id: int | None, diff: bool) -> int:
     """Make the rows of `kind`'s rollup of `period_name` for `periods` (days, or week or
     month numbers; and the connection, if any) the `rows` (a select of the table's columns
-    but its id, the period first); returns the rows inserted. With `diff`, the rows equal
-    to one of `rows` stay as they are (no dead row, no index entry written), the others
-    are deleted and the missing ones inserted, reading `rows` once (PostgreSQL: one
-    statement, whose parts share a snapshot; SQLite's writer has the database to itself);
-    without, every row is replaced."""
+    but its id, the period first); returns the rows inserted.
+
+    With `diff`, a row equal to one of `rows` stays as it is (no dead row, no index entry
+    written); the others are deleted and the missing ones inserted. Stored and new rows
+    are told apart by grouping both on every column (nulls group together, and a group
+    costs the same whatever the planner guesses: an anti-join on null-safe comparisons
+    became a nested loop on stale statistics, 159 s for a 20,000-deal connection), reading
+    `rows` once (PostgreSQL: one statement, whose parts share a snapshot; SQLite's writer
+    has the database to itself). Without, every row is replaced."""
     table = ROLLUP_OF[kind][period_name]
     names = [period_name, *(DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS)]
     mine = [_among(session, table.c[period_name], periods),
@@ -464,11 +484,19 @@ def _write(session: Session, kind: str, period_name: str, periods: Sequence[Any]
         session.execute(delete(table).where(*mine))
         source = rows
     else:
-        new = rows.cte(f"new_{table.name}")
-        same = and_(*(table.c[n].is_not_distinct_from(new.c[i]) if table.c[n].nullable
-                      else table.c[n] == new.c[i] for i, n in enumerate(names)))
-        stale = delete(table).where(*mine, ~select(new.c[0]).where(same).exists())
-        source = select(*new.c).where(~select(table.c.id).where(*mine, same).exists())
+        new = rows.subquery()
+        both = union_all(
+            select(*(new.c[i].label(n) for i, n in enumerate(names)),
+                   literal(None, Integer).label("id"), literal(1).label("new")),
+            select(*(table.c[n] for n in names), table.c.id, literal(0)).where(*mine),
+        ).subquery()
+        columns = [both.c[n] for n in names]
+        groups = (select(*columns, func.max(both.c.id).label("stored"),
+                         func.sum(both.c.new).label("new"), func.count().label("rows"))
+                  .group_by(*columns).cte(f"diff_{table.name}"))
+        stale = delete(table).where(table.c.id.in_(
+            select(groups.c.stored).where(groups.c.new == 0)))
+        source = select(*(groups.c[n] for n in names)).where(groups.c.new == groups.c.rows)
         if session.get_bind().dialect.name == "postgresql":
             source = source.add_cte(stale.cte(f"stale_{table.name}"))
         else:

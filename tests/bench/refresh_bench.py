@@ -2,13 +2,13 @@
 connection's rollups after 1, 5 or 10 of its deals changed, in a store shared by others.
 
 Run: python -m tests.bench.refresh_bench [--connections 20] [--deals 2000] [--trials 20]
-     [--db postgresql|sqlite]
+     [--db postgresql|sqlite] [--sizes 1,5,10]
 
 Loads `--connections` connections of `--deals` deals (close dates over 23 months, 8 owners,
 won, lost and open deals of several probabilities, 10% of the amounts in no home currency)
 and 200 accounts each through core.store, builds the rollups, then `--trials` times per size:
 changes that many deals of the first connection (a new close date anywhere in the span,
-amount, owner and status), and times its refresh. Prints per size the mean CPU of the
+amount, owner and status), and times its refresh (`--sizes`: the numbers of deals changed). Prints per size the mean CPU of the
 process (getrusage) and of the PostgreSQL backends (/proc), the statement time and the rows
 the statements touched (pg_stat_statements, when the server preloads it), and the rows of
 deal_day, deal_week and deal_month rewritten (new row ids). Never run by the test suite.
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=2000)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--db", default="postgresql", choices=("postgresql", "sqlite"))
+    parser.add_argument("--sizes", default="1,5,10", help="deals changed per refresh")
     args = parser.parse_args()
     url = common.fresh_database(args.db, "refresh_bench")
     engine = make_engine(url)
@@ -122,7 +123,7 @@ def main() -> None:
     cid = cids[0]
     print(f"{args.connections} connections x {args.deals} deals, {args.db}, "
           f"{args.trials} refreshes of one connection per size")
-    for size in (1, 5, 10):
+    for size in (int(n) for n in args.sizes.split(",")):
         cpu = backend = stmt_ms = 0.0
         stmt_rows = 0
         rewritten = {"day": 0, "week": 0, "month": 0}

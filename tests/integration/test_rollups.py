@@ -583,3 +583,25 @@ def test_marks_without_a_day_rebuild_the_connections_whole_month(engine):
     assert _rollup_rows(engine, "day") == _recomputed(engine, "day")
     assert _rollup_rows(engine, "month") == _recomputed(engine, "month")
     assert _numbers(engine)[1]["total"]["deals_lost"] == 1  # type: ignore[index]
+
+
+def test_a_refresh_of_days_decades_apart_rebuilds_them_in_parts(engine):
+    """A connection's refresh rebuilds 120 months at a time (a month re-summed names each
+    of its days, and SQLite's bound parameters are limited): days decades apart, and a week
+    lying in two parts, equal a recompute."""
+    cid = _load(engine)
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("o1", date(1999, 12, 31), "won", "1"), _deal("o2", date(2000, 1, 1), "won", "2"),
+            _deal("o3", date(2010, 1, 1), "lost", "3")])
+    rollups.refresh(engine)
+    with session_scope(engine) as session:  # Nov 30 - Dec 6 2009 lies in two parts
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("o1", date(1999, 12, 30), "won", "10"),
+            _deal("o2", date(2000, 1, 2), "won", "2"),
+            _deal("o3", date(2009, 11, 30), "lost", "3"),
+            _deal("o4", date(2009, 12, 1), "won", "4"),
+            _deal("d1", date(2025, 1, 11), "won", "5")])
+    assert rollups.refresh(engine, cid) == 6
+    for period in ("month", "week", "day"):
+        assert _rollup_rows(engine, period) == _recomputed(engine, period), period
