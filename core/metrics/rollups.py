@@ -440,70 +440,90 @@ def _rebuild(session: Session, days: list[date], connection_id: int | None = Non
 def _rebuild_part(session: Session, days: list[date], connection_id: int | None) -> int:
     months = sorted({month_of(day) for day in days})
     given = set(days)
-    whole = [m for m in months if given.issuperset(_days_of([(month_first(m),
-                                                              month_last(m))]))]
     weeks = sorted({week_of(day) for day in days})  # every week holding one, whole
-    marks = or_(_among(session, ROLLUP_DIRTY.c.day, days),
-                and_(ROLLUP_DIRTY.c.day.is_(None), _among(session, ROLLUP_DIRTY.c.month, whole)))
-    session.execute(delete(ROLLUP_DIRTY).where(marks, *_of_connection(ROLLUP_DIRTY,
-                                                                      connection_id)))
-    diff = connection_id is not None
-    written = _write(session, "deal", "day", days,
-                     _deal_rollup(session, days, connection_id), connection_id, diff)
-    _write(session, "account", "day", days, _account_rollup(session, days, connection_id),
-           connection_id, diff)
-    # then months and weeks from the days (see _from_days)
-    spans = {"month": _days_of((month_first(m), month_last(m)) for m in months),
-             "week": _days_of((week_first(w), week_last(w)) for w in weeks)}
-    for kind in ("deal", "account"):
-        for period, numbers in (("month", months), ("week", weeks)):
-            _write(session, kind, period, numbers,
-                   _from_days(session, kind, period, spans[period], connection_id),
-                   connection_id, diff)
+    params = {
+        "days": days, "month": months, "week": weeks, "connection_id": connection_id,
+        "whole": [m for m in months
+                  if given.issuperset(_days_of([(month_first(m), month_last(m))]))],
+        "month_days": _days_of((month_first(m), month_last(m)) for m in months),
+        "week_days": _days_of((week_first(w), week_last(w)) for w in weeks)}
+    written = 0
+    for statement, counted in _statements(session, connection_id is not None):
+        result = session.execute(statement, params)
+        if counted:
+            written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
     return written
 
 
-def _write(session: Session, kind: str, period_name: str, periods: Sequence[Any],
-           rows: Select[Any], connection_id: int | None, diff: bool) -> int:
-    """Make the rows of `kind`'s rollup of `period_name` for `periods` (days, or week or
-    month numbers; and the connection, if any) the `rows` (a select of the table's columns
-    but its id, the period first); returns the rows inserted.
+_STATEMENTS: dict[tuple[str, bool], list[tuple[Any, bool]]] = {}
 
-    With `diff`, a row equal to one of `rows` stays as it is (no dead row, no index entry
-    written); the others are deleted and the missing ones inserted. Stored and new rows
-    are told apart by grouping both on every column (nulls group together, and a group
-    costs the same whatever the planner guesses: an anti-join on null-safe comparisons
-    became a nested loop on stale statistics, 159 s for a 20,000-deal connection), reading
-    `rows` once (PostgreSQL: one statement, whose parts share a snapshot; SQLite's writer
-    has the database to itself). Without, every row is replaced."""
+
+def _statements(session: Session, connection: bool) -> list[tuple[Any, bool]]:
+    """The statements of _rebuild_part, in order, each with whether its rows count as
+    written (the deal_day insert); built once per database kind (their parameters are
+    the days, the periods and the connection), so a refresh spends no Python on building
+    and compiling them."""
+    key = (session.get_bind().dialect.name, connection)
+    if key not in _STATEMENTS:
+        marks = or_(_among(session, ROLLUP_DIRTY.c.day, "days"),
+                    and_(ROLLUP_DIRTY.c.day.is_(None),
+                         _among(session, ROLLUP_DIRTY.c.month, "whole")))
+        out: list[tuple[Any, bool]] = [
+            (delete(ROLLUP_DIRTY).where(marks, *_of_connection(ROLLUP_DIRTY, connection)),
+             False)]
+        out += [(s, True) for s in _write(session, "deal", "day",
+                                          _deal_rollup(session, connection), connection)]
+        out += [(s, False) for s in _write(session, "account", "day",
+                                           _account_rollup(session, connection), connection)]
+        # then months and weeks from the days (see _from_days)
+        for kind in ("deal", "account"):
+            for period in ("month", "week"):
+                out += [(s, False) for s in _write(
+                    session, kind, period, _from_days(session, kind, period, connection),
+                    connection)]
+        _STATEMENTS[key] = out
+    return _STATEMENTS[key]
+
+
+def _write(session: Session, kind: str, period_name: str, rows: Select[Any],
+           connection: bool) -> list[Any]:
+    """The statements that make the rows of `kind`'s rollup of `period_name` for the
+    periods of the parameter of that name (and the connection's, with `connection`) the
+    `rows` (a select of the table's columns but its id, the period first).
+
+    A connection's refresh writes only the rows that changed: a row equal to one of `rows`
+    stays as it is (no dead row, no index entry written); the others are deleted and the
+    missing ones inserted. Stored and new rows are told apart by grouping both on every
+    column (nulls group together, and a group costs the same whatever the planner
+    guesses: an anti-join on null-safe comparisons became a nested loop on stale
+    statistics, 159 s for a 20,000-deal connection), reading `rows` once (PostgreSQL: one
+    statement, whose parts share a snapshot; SQLite's writer has the database to
+    itself). The store-wide refresh replaces every row."""
     table = ROLLUP_OF[kind][period_name]
     names = [period_name, *(DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS)]
-    mine = [_among(session, table.c[period_name], periods),
-            *_of_connection(table, connection_id)]
-    if not diff:
-        session.execute(delete(table).where(*mine))
-        source = rows
-    else:
-        new = rows.subquery()
-        both = union_all(
-            select(*(new.c[i].label(n) for i, n in enumerate(names)),
-                   literal(None, Integer).label("id"), literal(1).label("new")),
-            select(*(table.c[n] for n in names), table.c.id, literal(0)).where(*mine),
-        ).subquery()
-        columns = [both.c[n] for n in names]
-        groups = (select(*columns, func.max(both.c.id).label("stored"),
-                         func.sum(both.c.new).label("new"), func.count().label("rows"))
-                  .group_by(*columns).cte(f"diff_{table.name}"))
-        stale = delete(table).where(table.c.id.in_(
-            select(groups.c.stored).where(groups.c.new == 0)))
-        source = select(*(groups.c[n] for n in names)).where(groups.c.new == groups.c.rows)
-        if session.get_bind().dialect.name == "postgresql":
-            source = source.add_cte(stale.cte(f"stale_{table.name}"))
-        else:
-            session.execute(stale)
-    result = session.execute(insert(table).from_select(
-        names, source.order_by(source.selected_columns[0])))  # a period's rows together
-    return max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    mine = [_among(session, table.c[period_name], "days" if period_name == "day"
+                   else period_name), *_of_connection(table, connection)]
+    if not connection:
+        return [delete(table).where(*mine),
+                insert(table).from_select(names, rows.order_by(rows.selected_columns[0]))]
+    new = rows.subquery()
+    both = union_all(
+        select(*(new.c[i].label(n) for i, n in enumerate(names)),
+               literal(None, Integer).label("id"), literal(1).label("new")),
+        select(*(table.c[n] for n in names), table.c.id, literal(0)).where(*mine),
+    ).subquery()
+    columns = [both.c[n] for n in names]
+    groups = (select(*columns, func.max(both.c.id).label("stored"),
+                     func.sum(both.c.new).label("new"), func.count().label("rows"))
+              .group_by(*columns).cte(f"diff_{table.name}"))
+    stale = delete(table).where(table.c.id.in_(
+        select(groups.c.stored).where(groups.c.new == 0)))
+    source = (select(*(groups.c[n] for n in names)).where(groups.c.new == groups.c.rows)
+              .order_by(groups.c[period_name]))  # a period's rows together on disk
+    if session.get_bind().dialect.name == "postgresql":
+        return [insert(table).from_select(names, source.add_cte(stale.cte(
+            f"stale_{table.name}")))]
+    return [stale, insert(table).from_select(names, source)]
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
@@ -523,27 +543,26 @@ def _period(session: Session, column: ColumnElement[Any], period: str) -> Column
     return week_number(session, column) if period == "week" else column
 
 
-def _among(session: Session, column: ColumnElement[Any],
-           values: Sequence[Any]) -> ColumnElement[bool]:
-    """`column` is one of `values`: on PostgreSQL one array parameter however many there
-    are (an IN list of hundreds of days cost more Python to render and send than the
-    rest of a small refresh), on SQLite an IN list."""
+def _among(session: Session, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column` is one of the values of the parameter `name` (a list): on PostgreSQL one
+    array parameter however many there are (an IN list of hundreds of days cost more
+    Python to render and send than the rest of a small refresh), on SQLite an IN list."""
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(values)
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
-def _of_connection(table: Table, connection_id: int | None) -> list[ColumnElement[bool]]:
-    return [] if connection_id is None else [table.c.connection_id == connection_id]
+def _of_connection(table: Table, connection: bool) -> list[ColumnElement[bool]]:
+    """The rows of the connection of the parameter `connection_id`, if `connection`."""
+    return [table.c.connection_id == bindparam("connection_id")] if connection else []
 
 
 ROLLUP_OF = {"deal": {"month": DEAL_MONTH, "week": DEAL_WEEK, "day": DEAL_DAY},
              "account": {"month": ACCOUNT_MONTH, "week": ACCOUNT_WEEK, "day": ACCOUNT_DAY}}
 
 
-def _deal_rollup(session: Session, days: list[date],
-                 connection_id: int | None) -> Select[Any]:
-    """The deal_day rows of the live deals of `days`, summed."""
+def _deal_rollup(session: Session, connection: bool) -> Select[Any]:
+    """The deal_day rows of the live deals of the days of the parameter `days`, summed."""
     timed = DEAL.c.created_date.is_not(None)
     cycle = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
@@ -554,22 +573,22 @@ def _deal_rollup(session: Session, days: list[date],
                type_coerce(func.sum(DEAL.c.amount_home), Money),
                func.coalesce(func.sum(case((timed, cycle))), 0),
                func.sum(case((timed, 1), else_=0)))
-        .where(DEAL.c.deleted_at.is_(None), _among(session, DEAL.c.close_date, days),
-               *_of_connection(DEAL, connection_id))
+        .where(DEAL.c.deleted_at.is_(None), _among(session, DEAL.c.close_date, "days"),
+               *_of_connection(DEAL, connection))
         .group_by(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
                   DEAL.c.status, probability)
     )
     return rows
 
 
-def _account_rollup(session: Session, days: list[date],
-                    connection_id: int | None) -> Select[Any]:
-    """The account_day rows of the live accounts of `days`, counted."""
+def _account_rollup(session: Session, connection: bool) -> Select[Any]:
+    """The account_day rows of the live accounts of the days of the parameter `days`,
+    counted."""
     rows = (
         select(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
-        .where(ACCOUNT.c.deleted_at.is_(None), _among(session, ACCOUNT.c.created_date, days),
-               *_of_connection(ACCOUNT, connection_id))
+        .where(ACCOUNT.c.deleted_at.is_(None), _among(session, ACCOUNT.c.created_date, "days"),
+               *_of_connection(ACCOUNT, connection))
         .group_by(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
     )
     return rows
@@ -581,15 +600,16 @@ DEAL_SUMS = ["connection_id", "owner_person_id", "status", "probability", "owner
 ACCOUNT_SUMS = ["connection_id", "owner_person_id", "owner_name", "accounts"]
 
 
-def _from_days(session: Session, kind: str, period_name: str, days: list[date],
-               connection_id: int | None) -> Select[Any]:
-    """The month or week rollup rows of `kind` from the day rollups of `days` (whole months
-    or weeks), summed: the same rows as from the deals (or accounts) themselves, since every
-    column is a key, a count, a sum or a max. A period's days not being rebuilt come from
-    their own day rollups: exact unless the connection marked them dirty (then the
-    refresh of that mark re-sums the period) or their month was never built (then the
-    period is not clean either: clean_months; a week is read only while every month it
-    touches is clean, and the first build of that month rebuilds the week)."""
+def _from_days(session: Session, kind: str, period_name: str,
+               connection: bool) -> Select[Any]:
+    """The month or week rollup rows of `kind` from its day rollups of the parameter
+    `{period_name}_days` (whole months or weeks), summed: the same rows as from the deals
+    (or accounts) themselves, since every column is a key, a count, a sum or a max. A
+    period's days not being rebuilt come from their own day rollups: exact unless the
+    connection marked them dirty (then the refresh of that mark re-sums the period) or
+    their month was never built (then the period is not clean either: clean_months; a
+    week is read only while every month it touches is clean, and the first build of that
+    month rebuilds the week)."""
     daily = ROLLUP_OF[kind]["day"]
     period = _period(session, daily.c.day, period_name)
     names = DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS
@@ -598,5 +618,6 @@ def _from_days(session: Session, kind: str, period_name: str, days: list[date],
         type_coerce(func.sum(daily.c[n]), Money) if n == "amount" else func.sum(daily.c[n])
         for n in names[names.index("owner_name") + 1:]]
     return (select(period.label("period"), *keys, *sums)
-            .where(_among(session, daily.c.day, days), *_of_connection(daily, connection_id))
+            .where(_among(session, daily.c.day, f"{period_name}_days"),
+                   *_of_connection(daily, connection))
             .group_by(period, *keys))
