@@ -60,6 +60,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
@@ -203,14 +204,23 @@ def clean_months(session: Session, months: range) -> set[int]:
 
 # -- writers mark what they touch (core.store calls these in its transaction) ---------
 
+DAY_MARKS = 8
+"""A write touching more days of a month than this (of one connection) marks the month
+whole (a null day): a full sync's page of 2,000 deals over two years would otherwise
+append some 700 marks instead of 24, and the refresh rebuilds the month anyway."""
+
+
 def dirty_marks(marks: Select[Any]) -> Insert:
     """INSERT INTO rollup_dirty the (connection, day) pairs a two-column select yields, with
-    their months (null days ignored)."""
+    their months (null days ignored; the month alone for more than DAY_MARKS days)."""
     sub = marks.subquery()
     connection, day = sub.c[0], sub.c[1]
-    return insert(ROLLUP_DIRTY).from_select(
-        ["connection_id", "month", "day"],
-        select(connection, month_number(day), day).where(day.is_not(None)).distinct())
+    days = (select(connection.label("c"), month_number(day).label("m"), day.label("d"))
+            .where(day.is_not(None)).distinct().subquery())
+    many = func.count().over(partition_by=[days.c.c, days.c.m]) > DAY_MARKS
+    each = select(days.c.c, days.c.m, case((many, null()), else_=days.c.d).label("d")).subquery()
+    return insert(ROLLUP_DIRTY).from_select(["connection_id", "month", "day"],
+                                            select(each.c.c, each.c.m, each.c.d).distinct())
 
 
 def page_marks(model: type[Any], load: Table) -> Insert | None:
