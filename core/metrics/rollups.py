@@ -434,10 +434,10 @@ def _rebuild(session: Session, days: list[date], connection_id: int | None = Non
     grew by, roughly). 120 months at a time: a month or week re-summed names each of its
     days, and SQLite's bound parameters must stay below 32,766.
 
-    A connection's refresh writes only the rows that changed (_write): after a few deals
-    changed, most rows of the weeks and months it re-sums are the same. Every period is
-    named in one list (_among), whatever the number: the statements keep their shape, and
-    SQLAlchemy compiles each once."""
+    A connection's refresh on PostgreSQL writes only the rows that changed (_write): after
+    a few deals changed, most rows of the weeks and months it re-sums are the same. Every
+    period is named in one list (_among), whatever the number: the statements keep their
+    shape, built once (_statements)."""
     written = 0
     while days:
         cut = next((i for i, day in enumerate(days)
@@ -501,19 +501,21 @@ def _write(session: Session, kind: str, period_name: str, rows: Select[Any],
     periods of the parameter of that name (and the connection's, with `connection`) the
     `rows` (a select of the table's columns but its id, the period first).
 
-    A connection's refresh writes only the rows that changed: a row equal to one of `rows`
-    stays as it is (no dead row, no index entry written); the others are deleted and the
-    missing ones inserted. Stored and new rows are told apart by grouping both on every
-    column (nulls group together, and a group costs the same whatever the planner
-    guesses: an anti-join on null-safe comparisons became a nested loop on stale
-    statistics, 159 s for a 20,000-deal connection), reading `rows` once (PostgreSQL: one
-    statement, whose parts share a snapshot; SQLite's writer has the database to
-    itself). The store-wide refresh replaces every row."""
+    A connection's refresh on PostgreSQL writes only the rows that changed: a row equal to
+    one of `rows` stays as it is (no dead row, no index entries, no WAL); the others are
+    deleted and the missing ones inserted, in one statement (its parts share a snapshot,
+    `rows` read once). Stored and new rows are told apart by grouping both on every column
+    (nulls group together, and a group costs the same whatever the planner guesses: an
+    anti-join on null-safe comparisons became a nested loop on stale statistics, 159 s
+    for a 20,000-deal connection). SQLite, which keeps no dead rows, and the store-wide
+    refresh replace every row (on SQLite the comparison cost more than it saved: 44
+    against 22 ms for 40 changed deals, tests/bench/refresh_bench.py)."""
     table = ROLLUP_OF[kind][period_name]
     names = [period_name, *(DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS)]
     mine = [_among(session, table.c[period_name], "days" if period_name == "day"
                    else period_name), *_of_connection(table, connection)]
-    if not connection:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not (connection and postgres):
         return [delete(table).where(*mine),
                 insert(table).from_select(names, rows.order_by(rows.selected_columns[0]))]
     new = rows.subquery()
@@ -530,10 +532,8 @@ def _write(session: Session, kind: str, period_name: str, rows: Select[Any],
         select(groups.c.stored).where(groups.c.new == 0)))
     source = (select(*(groups.c[n] for n in names)).where(groups.c.new == groups.c.rows)
               .order_by(groups.c[period_name]))  # a period's rows together on disk
-    if session.get_bind().dialect.name == "postgresql":
-        return [insert(table).from_select(names, source.add_cte(stale.cte(
-            f"stale_{table.name}")))]
-    return [stale, insert(table).from_select(names, source)]
+    return [insert(table).from_select(names, source.add_cte(stale.cte(
+        f"stale_{table.name}")))]
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:

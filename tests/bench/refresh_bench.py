@@ -1,17 +1,19 @@
 """The rollup refresh after a small change (core.metrics.rollups): CPU per refresh of one
-connection's rollups after 1, 5 or 10 of its deals changed, in a store shared by others.
+connection's rollups after some of its deals changed, in a store shared by others.
 
 Run: python -m tests.bench.refresh_bench [--connections 20] [--deals 2000] [--trials 20]
      [--db postgresql|sqlite] [--sizes 1,5,10]
 
 Loads `--connections` connections of `--deals` deals (close dates over 23 months, 8 owners,
 won, lost and open deals of several probabilities, 10% of the amounts in no home currency)
-and 200 accounts each through core.store, builds the rollups, then `--trials` times per size:
-changes that many deals of the first connection (a new close date anywhere in the span,
-amount, owner and status), and times its refresh (`--sizes`: the numbers of deals changed). Prints per size the mean CPU of the
-process (getrusage) and of the PostgreSQL backends (/proc), the statement time and the rows
-the statements touched (pg_stat_statements, when the server preloads it), and the rows of
-deal_day, deal_week and deal_month rewritten (new row ids). Never run by the test suite.
+and 200 accounts each through core.store, builds the rollups, then `--trials` times per size
+(`--sizes`: deals changed): changes that many deals of the first connection (a new close
+date anywhere in the span, amount, owner and status) and times its refresh. Prints per size
+the mean CPU of the process (getrusage) and of the PostgreSQL backends (/proc), the
+statement time and the rows the statements touched (pg_stat_statements, when the server
+preloads it), and the rows of deal_day, deal_week and deal_month written (new row ids;
+SQLite reuses the ids of deleted rows, so there it undercounts). Never run by the test
+suite.
 """
 
 import argparse
