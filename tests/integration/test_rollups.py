@@ -442,11 +442,7 @@ def test_months_weeks_and_days_equal_a_recompute_after_each_connections_refresh(
                    owner_email="cy@x.com", owner_name="Cy")])
     rollups.refresh(engine)
 
-    def assert_exact() -> None:
-        for period in ("month", "week", "day"):
-            assert _rollup_rows(engine, period) == _recomputed(engine, period), period
-
-    assert_exact()
+    _assert_exact(engine)
     week = rollups.week_of(date(2025, 1, 31))  # Jan 27 - Feb 2, in two months
     assert week == rollups.week_of(date(2025, 2, 2))
     changes = [  # (connection, records, deletions)
@@ -463,11 +459,22 @@ def test_months_weeks_and_days_equal_a_recompute_after_each_connections_refresh(
             store.upsert_records(session, stream="deals", connection_id=cid, records=records)
             store.apply_deletions(session, connection_id=cid, deletions=deletions)
         assert rollups.refresh(engine, cid) >= 1
-        assert_exact()
+        _assert_exact(engine)
     assert _clean(engine) == [JAN, FEB, MAR]
     weekly = {row[:2] for row in _rollup_rows(engine, "week")["deals"]}
     assert (week, first) in weekly
     assert (week, second) not in weekly  # u1 moved out, u2 deleted
+    _assert_a_rebuild_changes_nothing(engine)
+
+
+def _assert_exact(engine) -> None:
+    """Every period's rollups equal a recompute from the live deals and accounts."""
+    for period in ("month", "week", "day"):
+        assert _rollup_rows(engine, period) == _recomputed(engine, period), period
+
+
+def _assert_a_rebuild_changes_nothing(engine) -> None:
+    """The rollups equal a rebuild of the whole store from the deals."""
     rows = {period: _rollup_rows(engine, period) for period in ("month", "week", "day")}
     with session_scope(engine) as session:
         rollups.invalidate(session)
@@ -528,11 +535,7 @@ def test_a_connections_refresh_rebuilds_its_dirty_days_and_writes_only_changed_r
             _deal("y2", date(2024, 12, 2), "lost", "80", owner="bob@x.com")])
     rollups.refresh(engine)
 
-    def assert_exact() -> None:
-        for period in ("month", "week", "day"):
-            assert _rollup_rows(engine, period) == _recomputed(engine, period), period
-
-    assert_exact()
+    _assert_exact(engine)
     many = [_deal(f"m{i}", date(2025, 2, 3 + 2 * i), "open", "5", probability="20")
             for i in range(rollups.DAY_MARKS + 1)]
     changes = [  # (records, deletions, the days marked)
@@ -555,7 +558,7 @@ def test_a_connections_refresh_rebuilds_its_dirty_days_and_writes_only_changed_r
         months = {rollups.month_of(d) if d else FEB for d in days}
         assert rollups.refresh(engine, first) == len(months)
         assert _marked_days(engine, first) == set()
-        assert_exact()
+        _assert_exact(engine)
         after = _rows_with_ids(engine)
         for name, rows in after.items():  # PostgreSQL: a row of the same values stays
             assert engine.dialect.name == "sqlite" or all(
@@ -568,11 +571,7 @@ def test_a_connections_refresh_rebuilds_its_dirty_days_and_writes_only_changed_r
                 } <= set(before["deal_day"])
     assert _clean(engine) == [JAN, FEB, MAR]
     assert {row[1] for row in _rollup_rows(engine, "day")["deals"]} == {first, second}
-    rows = {period: _rollup_rows(engine, period) for period in ("month", "week", "day")}
-    with session_scope(engine) as session:
-        rollups.invalidate(session)
-    rollups.refresh(engine)
-    assert {period: _rollup_rows(engine, period) for period in rows} == rows
+    _assert_a_rebuild_changes_nothing(engine)
 
 
 def test_marks_without_a_day_rebuild_the_connections_whole_month(engine):
@@ -608,5 +607,4 @@ def test_a_refresh_of_days_decades_apart_rebuilds_them_in_parts(engine):
             _deal("o4", date(2009, 12, 1), "won", "4"),
             _deal("d1", date(2025, 1, 11), "won", "5")])
     assert rollups.refresh(engine, cid) == 6
-    for period in ("month", "week", "day"):
-        assert _rollup_rows(engine, period) == _recomputed(engine, period), period
+    _assert_exact(engine)
