@@ -555,10 +555,14 @@ def _period(session: Session, column: ColumnElement[Any], period: str) -> Column
 
 def _among(session: Session, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     """`column` is one of the values of the parameter `name` (a list): on PostgreSQL one
-    array parameter however many there are (an IN list of hundreds of days cost more
-    Python to render and send than the rest of a small refresh), on SQLite an IN list."""
+    array however many there are (an IN list of hundreds of days cost more Python to
+    render and send than the rest of a small refresh), written into the statement when it
+    runs: a constant array is searched through a hash, where a parameter of a prepared
+    statement's generic plan is searched value by value for every row; on SQLite an IN
+    list."""
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+        array = ARRAY(column.type)
+        return column == any_(cast(bindparam(name, type_=array, literal_execute=True), array))
     return column.in_(bindparam(name, expanding=True))
 
 
