@@ -582,13 +582,15 @@ class RollupMonth(SQLModel, table=True):
 
 
 class RollupDirty(SQLModel, table=True):
-    """A month a write touched since its rollups were built, and the connection whose rows
-    it touched (null: every connection's); append-only; core.metrics.rollups."""
+    """A month a write touched since its rollups were built, the day in it (null: the whole
+    month; migration 0021) and the connection whose rows it touched (null: every
+    connection's); append-only; core.metrics.rollups."""
 
     __tablename__ = "rollup_dirty"
     id: int | None = Field(default=None, primary_key=True)
     month: int = Field(index=True)
     connection_id: int | None = None
+    day: date | None = None
 
 
 # --- incentives (M8): plans, versions, locked periods, adjustments; migration 0009 ---

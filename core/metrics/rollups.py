@@ -11,21 +11,24 @@ months; deal_day and account_day the same per day, for the rest of a range.
 
 Exactness: a month's rollup is used only while it is *clean*: rollup_month has the month
 (it was built) and rollup_dirty has no entry for it; a week's only while each month it
-touches is clean (a refresh of a month rebuilds every week that touches it, whole). A
+touches is clean (a refresh of a day re-sums every week and month holding it, whole). A
 refresh builds the days from the deals and accounts, then the months and weeks from the
 days (every column a key, a count, a sum or a max: the same rows, reading the deals once;
-a week's days in a neighbouring month come from that month's day rollups, which are exact
-whenever the week is clean). Every write of core.store appends
-the months it touches to rollup_dirty in the writer's own transaction (old and new
-months; core.people marks the months of the rows whose owner person it re-sets; append-
-only, so writers never wait on each other or on a refresh). Metrics read clean months
+a period's other days come from their own day rollups, which are exact whenever the
+period is clean). Every write of core.store appends the days it touches, with their
+months, to rollup_dirty in the writer's own transaction (old and new days; core.people
+marks the days of the rows whose owner person it re-sets; append-only, so writers never
+wait on each other or on a refresh). Metrics read clean months
 from the rollups and everything else (edge days of a range, dirty months) from the deals
 themselves, so a number is always the definition's, rollups or not. Rows written around
 core.store (tests loading data directly) are never in a built month unless refresh()
 runs afterwards.
 
-refresh() rebuilds the dirty months (every month the first time, or after the store's
-time zone changed) from the deals, and deletes the dirty entries it has seen. It runs
+refresh() rebuilds the dirty days (every month the first time, or after the store's
+time zone changed) from the deals, and deletes the dirty entries it has seen; a
+connection's refresh writes only the rows whose values changed, so its cost follows the
+change (a few deals of a 2,000-deal connection: a few dozen rows, not the 3,800 of its
+months: docs/benchmarks.md, many connections). It runs
 after each sync and webhook job, for the job's connection (a webhook job's on PostgreSQL
 a little later, shared by the connection's jobs: workers.refresh): a dirty entry names the
 connection whose rows the write touched, and a month is rebuilt from that connection's
@@ -48,6 +51,8 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    any_,
+    bindparam,
     case,
     cast,
     delete,
@@ -55,12 +60,15 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
     type_coerce,
     union,
+    union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from core.metrics.localdates import date_diff, zone_pending
@@ -196,56 +204,64 @@ def clean_months(session: Session, months: range) -> set[int]:
 
 # -- writers mark what they touch (core.store calls these in its transaction) ---------
 
+DAY_MARKS = 8
+"""A write touching more days of a month than this (of one connection) marks the month
+whole (a null day): a full sync's page of 2,000 deals over two years would otherwise
+append some 700 marks instead of 24, and the refresh rebuilds the month anyway."""
+
+
 def dirty_marks(marks: Select[Any]) -> Insert:
-    """INSERT INTO rollup_dirty the (connection, month) pairs a two-column select yields
-    (null months ignored)."""
+    """INSERT INTO rollup_dirty the (connection, day) pairs a two-column select yields, with
+    their months (null days ignored; the month alone for more than DAY_MARKS days)."""
     sub = marks.subquery()
-    connection, month = sub.c[0], sub.c[1]
-    return insert(ROLLUP_DIRTY).from_select(
-        ["connection_id", "month"],
-        select(connection, month).where(month.is_not(None)).distinct())
+    connection, day = sub.c[0], sub.c[1]
+    days = (select(connection.label("c"), month_number(day).label("m"), day.label("d"))
+            .where(day.is_not(None)).distinct().subquery())
+    many = func.count().over(partition_by=[days.c.c, days.c.m]) > DAY_MARKS
+    each = select(days.c.c, days.c.m, case((many, null()), else_=days.c.d).label("d")).subquery()
+    return insert(ROLLUP_DIRTY).from_select(["connection_id", "month", "day"],
+                                            select(each.c.c, each.c.m, each.c.d).distinct())
 
 
 def page_marks(model: type[Any], load: Table) -> Insert | None:
     """The dirty marks of a page about to be merged from `load` (None for tables without
-    rollups): the months of the stored rows it replaces, and its own. core.store runs it
+    rollups): the days of the stored rows it replaces, and its own. core.store runs it
     before the merge, or with it in one statement (so it sees the rows as they were)."""
     kind = _kind(model)
     if kind is None:
         return None
     table = table_of(model)
-    old = (_months(kind, table)
+    old = (_days(kind, table)
            .join_from(load, table, and_(table.c.connection_id == load.c.connection_id,
                                         table.c.remote_id == load.c.remote_id)))
-    return dirty_marks(union(old, _months(kind, load)))  # type: ignore[arg-type]
+    return dirty_marks(union(old, _days(kind, load)))  # type: ignore[arg-type]
 
 
 def new_row_marks(model: type[Any], rows: Any) -> Insert | None:
     """The dirty marks of `rows` just inserted (a selectable of them with their connection
-    and marked_column; None for tables without rollups): their own months only."""
+    and marked_column; None for tables without rollups): their own days only."""
     kind = _kind(model)
-    return None if kind is None else dirty_marks(_months(kind, rows))
+    return None if kind is None else dirty_marks(_days(kind, rows))
 
 
 def marked_column(model: type[Any]) -> str | None:
-    """The column whose month a row of `model` marks dirty (None: a table without rollups)."""
+    """The column whose day a row of `model` marks dirty (None: a table without rollups)."""
     kind = _kind(model)
     return None if kind is None else DATE_COLUMN[kind].name
 
 
-def _months(kind: str, rows: Any) -> Select[Any]:
-    column = DATE_COLUMN[kind].name
-    return select(rows.c.connection_id, month_number(rows.c[column]).label("m"))
+def _days(kind: str, rows: Any) -> Select[Any]:
+    return select(rows.c.connection_id, rows.c[DATE_COLUMN[kind].name].label("d"))
 
 
 def mark_rows(session: Session, model: type[Any], *where: ColumnElement[bool]) -> None:
-    """The months of the stored rows matching `where` (about to be tombstoned)."""
+    """The days of the stored rows matching `where` (about to be tombstoned, or given
+    another owner)."""
     kind = _kind(model)
     if kind is not None:
         table = table_of(model)
         session.execute(dirty_marks(
-            select(table.c.connection_id, month_number(table.c[DATE_COLUMN[kind].name]))
-            .where(*where)))
+            select(table.c.connection_id, table.c[DATE_COLUMN[kind].name]).where(*where)))
 
 
 def _kind(model: type[Any]) -> str | None:
@@ -262,9 +278,10 @@ def invalidate(session: Session) -> None:
 # -- refresh ---------------------------------------------------------------------------
 
 def refresh(engine: Engine, connection_id: int | None = None) -> int:
-    """Rebuild dirty (or never built) months; returns how many months it rebuilt.
+    """Rebuild dirty days (and never built months); returns how many months it rebuilt
+    (or re-summed).
 
-    A month a connection's writes made dirty is rebuilt from that connection's rows only
+    A day a connection's writes made dirty is rebuilt from that connection's rows only
     (the other connections' rows of it are unchanged), in a transaction of its own that
     waits for no other connection's. The store-wide part (the first build, a month never
     built before, a mark without a connection) rebuilds the month for every connection,
@@ -331,24 +348,47 @@ def _refresh_store(engine: Engine) -> set[int]:
         else:
             months = set(_data_span(session))
             session.add(StoreMeta(key=BUILT_KEY, value=utcnow().isoformat()))
-        rows = _rebuild(session, sorted(months))
+        rows = 0
+        for chunk in _chunks(sorted(months), 120):
+            rows += _rebuild(session, _days_of(_month_ranges(chunk)))
+            session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
+            now = utcnow()
+            session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now}
+                                                   for m in chunk])
         _analyze(session, rows, first=not built)
         session.commit()
         return months
 
 
 def _refresh_connection(engine: Engine, connection_id: int) -> tuple[set[int], bool]:
-    """A connection's dirty months that were built before, from its rows; and whether it
-    marked months never built (the store-wide part rebuilds those)."""
+    """A connection's dirty days of months built before, from its rows (returns their
+    months); and whether it marked months never built (the store-wide part rebuilds those)."""
     with _locked(engine, connection_id) as session:
-        marked = set(session.scalars(select(ROLLUP_DIRTY.c.month).where(
-            ROLLUP_DIRTY.c.connection_id == connection_id).distinct()))
+        marks = session.execute(select(ROLLUP_DIRTY.c.month, ROLLUP_DIRTY.c.day).where(
+            ROLLUP_DIRTY.c.connection_id == connection_id).distinct()).all()
+        marked = {month for month, _ in marks}
         months = _built_months(session, marked)
         if months:
-            rows = _rebuild(session, sorted(months), connection_id)
+            rows = _rebuild(session, _dirty_days([(m, d) for m, d in marks if m in months]),
+                            connection_id)
             _analyze(session, rows)
             session.commit()
         return months, months != marked
+
+
+def _dirty_days(marks: list[tuple[int, date | None]]) -> list[date]:
+    """The days to rebuild for (month, day) marks (a null day: the whole month), sorted."""
+    days: set[date] = set()
+    for month, day in marks:
+        days.update(_days_of([(month_first(month), month_last(month))]) if day is None
+                    else [day])
+    return sorted(days)
+
+
+def _days_of(ranges: Iterable[tuple[date, date]]) -> list[date]:
+    """Every day of the date ranges, in order."""
+    return [date.fromordinal(n) for a, b in ranges
+            for n in range(a.toordinal(), b.toordinal() + 1)]
 
 
 def _built_months(session: Session, months: set[int]) -> set[int]:
@@ -402,37 +442,113 @@ def _data_span(session: Session) -> list[int]:
     return list(range(month_of(min(lows)), month_of(max(highs)) + 1))
 
 
-def _rebuild(session: Session, months: list[int], connection_id: int | None = None) -> int:
-    """Rebuild `months` from the deals and accounts (of one connection, or all); returns
-    the day rows of deals written (what the rollups grew by, roughly)."""
+def _rebuild(session: Session, days: list[date], connection_id: int | None = None) -> int:
+    """Rebuild `days` (sorted) from the deals and accounts (of one connection, or all) and
+    re-sum every month and week holding one of them from the day rollups; deletes the
+    dirty marks of those days. Returns the day rows of deals written (what the rollups
+    grew by, roughly). 120 months at a time: a month or week re-summed names each of its
+    days, and SQLite's bound parameters must stay below 32,766.
+
+    A connection's refresh on PostgreSQL writes only the rows that changed (_write): after
+    a few deals changed, most rows of the weeks and months it re-sums are the same. Every
+    period is named in one list (_among), whatever the number: the statements keep their
+    shape, built once (_statements)."""
     written = 0
-    for chunk in _chunks(months, 240):
-        ranges = _month_ranges(chunk)
-        # every week touching these months, whole (its other days from their deals too)
-        weeks = merged((week_first(week_of(a)), week_last(week_of(b))) for a, b in ranges)
-        week_numbers = [(week_of(a), week_of(b)) for a, b in weeks]
-        for table, where in ((DEAL_MONTH, DEAL_MONTH.c.month.in_(chunk)),
-                             (ACCOUNT_MONTH, ACCOUNT_MONTH.c.month.in_(chunk)),
-                             (DEAL_WEEK, in_ranges(DEAL_WEEK.c.week, week_numbers)),
-                             (ACCOUNT_WEEK, in_ranges(ACCOUNT_WEEK.c.week, week_numbers)),
-                             (DEAL_DAY, in_ranges(DEAL_DAY.c.day, ranges)),
-                             (ACCOUNT_DAY, in_ranges(ACCOUNT_DAY.c.day, ranges)),
-                             (ROLLUP_DIRTY, ROLLUP_DIRTY.c.month.in_(chunk))):
-            session.execute(delete(table).where(where, *_of_connection(table, connection_id)))
-        # the days from the rows, then months and weeks from the days (the week's days
-        # outside these months from their own day rollups: see _from_days)
-        result = session.execute(_deal_rollup(session, ranges, connection_id))
-        written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
-        session.execute(_account_rollup(ranges, connection_id))
-        for kind in ("deal", "account"):
-            for period, spans in (("month", ranges), ("week", weeks)):
-                session.execute(_from_days(session, kind, period, spans, connection_id))
-        if connection_id is None:  # a connection's refresh rebuilds built months only
-            session.execute(delete(ROLLUP_MONTH).where(ROLLUP_MONTH.c.month.in_(chunk)))
-            now = utcnow()
-            session.execute(insert(ROLLUP_MONTH), [{"month": m, "built_at": now}
-                                                   for m in chunk])
+    while days:
+        cut = next((i for i, day in enumerate(days)
+                    if month_of(day) - month_of(days[0]) >= 120), len(days))
+        written += _rebuild_part(session, days[:cut], connection_id)
+        days = days[cut:]
     return written
+
+
+def _rebuild_part(session: Session, days: list[date], connection_id: int | None) -> int:
+    months = sorted({month_of(day) for day in days})
+    given = set(days)
+    weeks = sorted({week_of(day) for day in days})  # every week holding one, whole
+    params = {
+        "days": days, "month": months, "week": weeks, "connection_id": connection_id,
+        "whole": [m for m in months
+                  if given.issuperset(_days_of([(month_first(m), month_last(m))]))],
+        "month_days": _days_of((month_first(m), month_last(m)) for m in months),
+        "week_days": _days_of((week_first(w), week_last(w)) for w in weeks)}
+    written = 0
+    for statement, counted in _statements(session, connection_id is not None):
+        result = session.execute(statement, params)
+        if counted:
+            written += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    return written
+
+
+_STATEMENTS: dict[tuple[str, bool], list[tuple[Any, bool]]] = {}
+
+
+def _statements(session: Session, connection: bool) -> list[tuple[Any, bool]]:
+    """The statements of _rebuild_part, in order, each with whether its rows count as
+    written (the deal_day insert); built once per database kind (their parameters are
+    the days, the periods and the connection), so a refresh spends no Python on building
+    and compiling them."""
+    key = (session.get_bind().dialect.name, connection)
+    if key not in _STATEMENTS:
+        marks = or_(_among(session, ROLLUP_DIRTY.c.day, "days"),
+                    and_(ROLLUP_DIRTY.c.day.is_(None),
+                         _among(session, ROLLUP_DIRTY.c.month, "whole")))
+        out: list[tuple[Any, bool]] = [
+            (delete(ROLLUP_DIRTY).where(marks, *_of_connection(ROLLUP_DIRTY, connection)),
+             False)]
+        out += [(s, True) for s in _write(session, "deal", "day",
+                                          _deal_rollup(session, connection), connection)]
+        out += [(s, False) for s in _write(session, "account", "day",
+                                           _account_rollup(session, connection), connection)]
+        # then months and weeks from the days (see _from_days)
+        for kind in ("deal", "account"):
+            for period in ("month", "week"):
+                out += [(s, False) for s in _write(
+                    session, kind, period, _from_days(session, kind, period, connection),
+                    connection)]
+        _STATEMENTS[key] = out
+    return _STATEMENTS[key]
+
+
+def _write(session: Session, kind: str, period_name: str, rows: Select[Any],
+           connection: bool) -> list[Any]:
+    """The statements that make the rows of `kind`'s rollup of `period_name` for the
+    periods of the parameter of that name (and the connection's, with `connection`) the
+    `rows` (a select of the table's columns but its id, the period first).
+
+    A connection's refresh on PostgreSQL writes only the rows that changed: a row equal to
+    one of `rows` stays as it is (no dead row, no index entries, no WAL); the others are
+    deleted and the missing ones inserted, in one statement (its parts share a snapshot,
+    `rows` read once). Stored and new rows are told apart by grouping both on every column
+    (nulls group together, and a group costs the same whatever the planner guesses: an
+    anti-join on null-safe comparisons became a nested loop on stale statistics, 159 s
+    for a 20,000-deal connection). SQLite, which keeps no dead rows, and the store-wide
+    refresh replace every row (on SQLite the comparison cost more than it saved: 44
+    against 22 ms for 40 changed deals, tests/bench/refresh_bench.py)."""
+    table = ROLLUP_OF[kind][period_name]
+    names = [period_name, *(DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS)]
+    mine = [_among(session, table.c[period_name], "days" if period_name == "day"
+                   else period_name), *_of_connection(table, connection)]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not (connection and postgres):
+        return [delete(table).where(*mine),
+                insert(table).from_select(names, rows.order_by(rows.selected_columns[0]))]
+    new = rows.subquery()
+    both = union_all(
+        select(*(new.c[i].label(n) for i, n in enumerate(names)),
+               literal(None, Integer).label("id"), literal(1).label("new")),
+        select(*(table.c[n] for n in names), table.c.id, literal(0)).where(*mine),
+    ).subquery()
+    columns = [both.c[n] for n in names]
+    groups = (select(*columns, func.max(both.c.id).label("stored"),
+                     func.sum(both.c.new).label("new"), func.count().label("rows"))
+              .group_by(*columns).cte(f"diff_{table.name}"))
+    stale = delete(table).where(table.c.id.in_(
+        select(groups.c.stored).where(groups.c.new == 0)))
+    source = (select(*(groups.c[n] for n in names)).where(groups.c.new == groups.c.rows)
+              .order_by(groups.c[period_name]))  # a period's rows together on disk
+    return [insert(table).from_select(names, source.add_cte(stale.cte(
+        f"stale_{table.name}")))]
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
@@ -452,48 +568,59 @@ def _period(session: Session, column: ColumnElement[Any], period: str) -> Column
     return week_number(session, column) if period == "week" else column
 
 
-def _of_connection(table: Table, connection_id: int | None) -> list[ColumnElement[bool]]:
-    return [] if connection_id is None else [table.c.connection_id == connection_id]
+def _among(session: Session, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column` is one of the values of the parameter `name` (a list): on PostgreSQL one
+    array however many there are (an IN list of hundreds of days cost more Python to
+    render and send than the rest of a small refresh), written into the statement when it
+    runs: a constant array is searched through a hash, where a parameter of a prepared
+    statement's generic plan is searched value by value for every row; on SQLite an IN
+    list."""
+    if session.get_bind().dialect.name == "postgresql":
+        array = ARRAY(column.type)
+        return column == any_(cast(bindparam(name, type_=array, literal_execute=True), array))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _of_connection(table: Table, connection: bool) -> list[ColumnElement[bool]]:
+    """The rows of the connection of the parameter `connection_id`, if `connection`."""
+    return [table.c.connection_id == bindparam("connection_id")] if connection else []
 
 
 ROLLUP_OF = {"deal": {"month": DEAL_MONTH, "week": DEAL_WEEK, "day": DEAL_DAY},
              "account": {"month": ACCOUNT_MONTH, "week": ACCOUNT_WEEK, "day": ACCOUNT_DAY}}
 
 
-def _deal_rollup(session: Session, ranges: list[tuple[date, date]],
-                 connection_id: int | None) -> Any:
-    """INSERT INTO deal_day the live deals of the days in `ranges`, summed."""
+def _deal_rollup(session: Session, connection: bool) -> Select[Any]:
+    """The deal_day rows of the live deals of the days of the parameter `days`, summed."""
     timed = DEAL.c.created_date.is_not(None)
-    days = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
+    cycle = date_diff(session, DEAL.c.close_date, DEAL.c.created_date)
     probability = case((DEAL.c.status == DealStatus.OPEN, DEAL.c.probability))
     rows = (
         select(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
                DEAL.c.status, probability.label("probability"),
                func.max(DEAL.c.owner_name), func.count(),
                type_coerce(func.sum(DEAL.c.amount_home), Money),
-               func.coalesce(func.sum(case((timed, days))), 0),
+               func.coalesce(func.sum(case((timed, cycle))), 0),
                func.sum(case((timed, 1), else_=0)))
-        .where(DEAL.c.deleted_at.is_(None), in_ranges(DEAL.c.close_date, ranges),
-               *_of_connection(DEAL, connection_id))
+        .where(DEAL.c.deleted_at.is_(None), _among(session, DEAL.c.close_date, "days"),
+               *_of_connection(DEAL, connection))
         .group_by(DEAL.c.close_date, DEAL.c.connection_id, DEAL.c.owner_person_id,
                   DEAL.c.status, probability)
-        .order_by(DEAL.c.close_date)  # a day's rows together on disk: a read touches few pages
     )
-    return insert(DEAL_DAY).from_select(["day", *DEAL_SUMS], rows)
+    return rows
 
 
-def _account_rollup(ranges: list[tuple[date, date]],
-                    connection_id: int | None) -> Any:
-    """INSERT INTO account_day the live accounts of the days in `ranges`, counted."""
+def _account_rollup(session: Session, connection: bool) -> Select[Any]:
+    """The account_day rows of the live accounts of the days of the parameter `days`,
+    counted."""
     rows = (
         select(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id,
                func.max(ACCOUNT.c.owner_name), func.count())
-        .where(ACCOUNT.c.deleted_at.is_(None), in_ranges(ACCOUNT.c.created_date, ranges),
-               *_of_connection(ACCOUNT, connection_id))
+        .where(ACCOUNT.c.deleted_at.is_(None), _among(session, ACCOUNT.c.created_date, "days"),
+               *_of_connection(ACCOUNT, connection))
         .group_by(ACCOUNT.c.created_date, ACCOUNT.c.connection_id, ACCOUNT.c.owner_person_id)
-        .order_by(ACCOUNT.c.created_date)
     )
-    return insert(ACCOUNT_DAY).from_select(["day", *ACCOUNT_SUMS], rows)
+    return rows
 
 
 # the columns after the period of deal_* and account_*: keys, then what is summed
@@ -502,23 +629,24 @@ DEAL_SUMS = ["connection_id", "owner_person_id", "status", "probability", "owner
 ACCOUNT_SUMS = ["connection_id", "owner_person_id", "owner_name", "accounts"]
 
 
-def _from_days(session: Session, kind: str, period_name: str, ranges: list[tuple[date, date]],
-               connection_id: int | None) -> Any:
-    """INSERT INTO the month or week rollup of `kind` the day rollups of `ranges`, summed:
-    the same rows as from the deals (or accounts) themselves, since every column is a key,
-    a count, a sum or a max. A week's days outside the months being rebuilt come from
-    their own day rollups: if those are stale (their month dirty for the connection, or
-    never built), the week is not clean either (clean_months; a week is read only while
-    every month it touches is clean), and the refresh of that month rebuilds it."""
-    day = ROLLUP_OF[kind]["day"]
-    period = _period(session, day.c.day, period_name)
+def _from_days(session: Session, kind: str, period_name: str,
+               connection: bool) -> Select[Any]:
+    """The month or week rollup rows of `kind` from its day rollups of the parameter
+    `{period_name}_days` (whole months or weeks), summed: the same rows as from the deals
+    (or accounts) themselves, since every column is a key, a count, a sum or a max. A
+    period's days not being rebuilt come from their own day rollups: exact unless the
+    connection marked them dirty (then the refresh of that mark re-sums the period) or
+    their month was never built (then the period is not clean either: clean_months; a
+    week is read only while every month it touches is clean, and the first build of that
+    month rebuilds the week)."""
+    daily = ROLLUP_OF[kind]["day"]
+    period = _period(session, daily.c.day, period_name)
     names = DEAL_SUMS if kind == "deal" else ACCOUNT_SUMS
-    keys = [day.c[n] for n in names[:names.index("owner_name")]]
-    sums = [func.max(day.c.owner_name)] + [
-        type_coerce(func.sum(day.c[n]), Money) if n == "amount" else func.sum(day.c[n])
+    keys = [daily.c[n] for n in names[:names.index("owner_name")]]
+    sums = [func.max(daily.c.owner_name)] + [
+        type_coerce(func.sum(daily.c[n]), Money) if n == "amount" else func.sum(daily.c[n])
         for n in names[names.index("owner_name") + 1:]]
-    rows = (select(period.label("period"), *keys, *sums)
-            .where(in_ranges(day.c.day, ranges), *_of_connection(day, connection_id))
-            .group_by(period, *keys)
-            .order_by(period))
-    return insert(ROLLUP_OF[kind][period_name]).from_select([period_name, *names], rows)
+    return (select(period.label("period"), *keys, *sums)
+            .where(_among(session, daily.c.day, f"{period_name}_days"),
+                   *_of_connection(daily, connection))
+            .group_by(period, *keys))

@@ -401,8 +401,15 @@ def test_a_refresh_after_one_connections_sync_rebuilds_only_its_months(engine):
     assert rollups.refresh(engine, first) == 3
     after = _month_rows(engine)
     assert after[second] == before[second]  # the other connection's rows untouched
-    kept = after[first] & before[first]  # every row of its dirty months rebuilt
-    assert {month for _, month, *_ in kept} == {FEB}
+    gone = {tuple(row[1:]) for row in before[first] - after[first]}
+    if engine.dialect.name == "postgresql":  # only the rows that changed were written:
+        # d1's January row and d5's March row went, April (built by the store-wide part)
+        # has d1; the rest kept their ids
+        assert gone == {(JAN, 1, Decimal("1000.10")), (MAR, 1, Decimal("100"))}
+        assert {tuple(row[1:]) for row in after[first] - before[first]} == {
+            (rollups.month_of(date(2025, 4, 1)), 1, Decimal("1200"))}
+    else:  # the rows of its dirty months rewritten
+        assert {row[0] for row in gone} == {JAN, MAR}
     assert _clean(engine) == [JAN, MAR]  # February waits for the second's refresh
     with session_scope(engine) as session:
         assert rollups.clean_months(session, range(rollups.month_of(date(2025, 4, 1)),
@@ -435,11 +442,7 @@ def test_months_weeks_and_days_equal_a_recompute_after_each_connections_refresh(
                    owner_email="cy@x.com", owner_name="Cy")])
     rollups.refresh(engine)
 
-    def assert_exact() -> None:
-        for period in ("month", "week", "day"):
-            assert _rollup_rows(engine, period) == _recomputed(engine, period), period
-
-    assert_exact()
+    _assert_exact(engine)
     week = rollups.week_of(date(2025, 1, 31))  # Jan 27 - Feb 2, in two months
     assert week == rollups.week_of(date(2025, 2, 2))
     changes = [  # (connection, records, deletions)
@@ -456,11 +459,22 @@ def test_months_weeks_and_days_equal_a_recompute_after_each_connections_refresh(
             store.upsert_records(session, stream="deals", connection_id=cid, records=records)
             store.apply_deletions(session, connection_id=cid, deletions=deletions)
         assert rollups.refresh(engine, cid) >= 1
-        assert_exact()
+        _assert_exact(engine)
     assert _clean(engine) == [JAN, FEB, MAR]
     weekly = {row[:2] for row in _rollup_rows(engine, "week")["deals"]}
     assert (week, first) in weekly
     assert (week, second) not in weekly  # u1 moved out, u2 deleted
+    _assert_a_rebuild_changes_nothing(engine)
+
+
+def _assert_exact(engine) -> None:
+    """Every period's rollups equal a recompute from the live deals and accounts."""
+    for period in ("month", "week", "day"):
+        assert _rollup_rows(engine, period) == _recomputed(engine, period), period
+
+
+def _assert_a_rebuild_changes_nothing(engine) -> None:
+    """The rollups equal a rebuild of the whole store from the deals."""
     rows = {period: _rollup_rows(engine, period) for period in ("month", "week", "day")}
     with session_scope(engine) as session:
         rollups.invalidate(session)
@@ -483,3 +497,114 @@ def test_the_first_build_leaves_statistics_for_the_planner(engine):
                 "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
                 "OR last_autoanalyze IS NOT NULL")))
     assert {"deal_day", "deal_week", "deal_month", "account_day"} <= analyzed
+
+
+def _rows_with_ids(engine) -> dict[str, dict[tuple[object, ...], int]]:
+    """Every rollup row of every period, its values (the period, the connection, ...) -> its
+    id (a rewritten row gets a new one)."""
+    out: dict[str, dict[tuple[object, ...], int]] = {}
+    with Session(engine) as session:
+        for kind in ("deal", "account"):
+            for period, table in rollups.ROLLUP_OF[kind].items():
+                columns = [table.c[period], *(c for c in table.c
+                                              if c.name not in ("id", period))]
+                out[f"{kind}_{period}"] = {tuple(row[1:]): row[0] for row in session.execute(
+                    select(table.c.id, *columns))}
+    return out
+
+
+def _marked_days(engine, cid: int) -> set[date | None]:
+    with Session(engine) as session:
+        return set(session.scalars(select(RollupDirty.day).where(
+            RollupDirty.connection_id == cid)))
+
+
+def test_a_connections_refresh_rebuilds_its_dirty_days_and_writes_only_changed_rows(engine):
+    """Writes mark days; a connection's refresh rebuilds those days, re-sums the weeks and
+    months holding them and (PostgreSQL) leaves every row whose values did not change as
+    it was. After
+    moves to a day of another month and across years (a week lying in two years), a
+    deletion, an owner change and new deals on more days of a month than DAY_MARKS (the
+    month marked whole), every period equals a recompute from the deals, and a rebuild
+    of the whole store."""
+    first = _load(engine)
+    second = _second(engine, DEALS)
+    with session_scope(engine) as session:  # Monday Dec 30 2024 - Sunday Jan 5 2025
+        store.upsert_records(session, stream="deals", connection_id=first, records=[
+            _deal("y1", date(2024, 12, 30), "won", "70"),
+            _deal("y2", date(2024, 12, 2), "lost", "80", owner="bob@x.com")])
+    rollups.refresh(engine)
+
+    _assert_exact(engine)
+    many = [_deal(f"m{i}", date(2025, 2, 3 + 2 * i), "open", "5", probability="20")
+            for i in range(rollups.DAY_MARKS + 1)]
+    changes = [  # (records, deletions, the days marked)
+        ([_deal("d1", date(2025, 3, 5), "won", "1000.10")], [],
+         {date(2025, 1, 10), date(2025, 3, 5)}),  # another day, another month
+        ([], [Deletion("deals", "d3", datetime(2025, 6, 1, tzinfo=UTC))], {date(2025, 2, 1)}),
+        ([_deal("d4", date(2025, 2, 14), "open", "999.99", owner="bob@x.com",
+                probability="33.33")], [], {date(2025, 2, 14)}),  # another owner
+        ([_deal("y1", date(2025, 1, 2), "won", "70"),  # across years, the same week
+          _deal("y2", date(2025, 1, 31), "lost", "80", owner="bob@x.com")], [],
+         {date(2024, 12, 30), date(2025, 1, 2), date(2024, 12, 2), date(2025, 1, 31)}),
+        (many, [], {None}),  # more days of a month than DAY_MARKS: the month
+    ]
+    for records, deletions, days in changes:
+        before = _rows_with_ids(engine)
+        with session_scope(engine) as session:
+            store.upsert_records(session, stream="deals", connection_id=first, records=records)
+            store.apply_deletions(session, connection_id=first, deletions=deletions)
+        assert _marked_days(engine, first) == days
+        months = {rollups.month_of(d) if d else FEB for d in days}
+        assert rollups.refresh(engine, first) == len(months)
+        assert _marked_days(engine, first) == set()
+        _assert_exact(engine)
+        after = _rows_with_ids(engine)
+        for name, rows in after.items():  # PostgreSQL: a row of the same values stays
+            assert engine.dialect.name == "sqlite" or all(
+                before[name].get(values, i) == i for values, i in rows.items()), name
+            assert set(before[name]) - set(rows) <= {  # only the first's dirty periods
+                values for values in before[name] if values[1] == first}
+        assert after != before
+        assert {values for values in after["deal_day"]  # other days as they were
+                if values[0] not in days and (None not in days or values[0].month != 2)
+                } <= set(before["deal_day"])
+    assert _clean(engine) == [JAN, FEB, MAR]
+    assert {row[1] for row in _rollup_rows(engine, "day")["deals"]} == {first, second}
+    _assert_a_rebuild_changes_nothing(engine)
+
+
+def test_marks_without_a_day_rebuild_the_connections_whole_month(engine):
+    """A mark written before rollup_dirty had days (migration 0021) stands for its whole
+    month: the connection's refresh rebuilds every day of it."""
+    cid = _load(engine)
+    rollups.refresh(engine)
+    with session_scope(engine) as session:  # a row changed around core.store, then marked
+        session.execute(text("UPDATE deal SET amount_home = amount_home * 2 "
+                             "WHERE remote_id = 'd2'"))
+        session.add(RollupDirty(month=JAN, connection_id=cid))
+    assert rollups.refresh(engine, cid) == 1
+    assert _rollup_rows(engine, "day") == _recomputed(engine, "day")
+    assert _rollup_rows(engine, "month") == _recomputed(engine, "month")
+    assert _numbers(engine)[1]["total"]["deals_lost"] == 1  # type: ignore[index]
+
+
+def test_a_refresh_of_days_decades_apart_rebuilds_them_in_parts(engine):
+    """A connection's refresh rebuilds 120 months at a time (a month re-summed names each
+    of its days, and SQLite's bound parameters are limited): days decades apart, and a week
+    lying in two parts, equal a recompute."""
+    cid = _load(engine)
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("o1", date(1999, 12, 31), "won", "1"), _deal("o2", date(2000, 1, 1), "won", "2"),
+            _deal("o3", date(2010, 1, 1), "lost", "3")])
+    rollups.refresh(engine)
+    with session_scope(engine) as session:  # Nov 30 - Dec 6 2009 lies in two parts
+        store.upsert_records(session, stream="deals", connection_id=cid, records=[
+            _deal("o1", date(1999, 12, 30), "won", "10"),
+            _deal("o2", date(2000, 1, 2), "won", "2"),
+            _deal("o3", date(2009, 11, 30), "lost", "3"),
+            _deal("o4", date(2009, 12, 1), "won", "4"),
+            _deal("d1", date(2025, 1, 11), "won", "5")])
+    assert rollups.refresh(engine, cid) == 6
+    _assert_exact(engine)
