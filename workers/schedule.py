@@ -2,8 +2,8 @@
 
 Every tick (a minute) each connection whose last scheduled-mode run (full or
 incremental, whatever its outcome) is `sync_interval_minutes` old or older
-(connection config, default 15) gets a sync. It is a full reconciliation when
-no full sync has succeeded since the last nightly boundary
+(connection config, default 15; less half a tick, TICK_SLACK) gets a sync. It is a
+full reconciliation when no full sync has succeeded since the last nightly boundary
 (CRMSYNC_NIGHTLY_SYNC_HOUR:00 in CRMSYNC_TIMEZONE), else incremental.
 Connections that need re-authorization wait for the admin.
 
@@ -36,6 +36,13 @@ log = logging.getLogger("crmsync.schedule")
 
 DEFAULT_INTERVAL_MINUTES = 15
 TICK_SECONDS = 60.0
+TICK_SLACK = timedelta(seconds=TICK_SECONDS / 2)
+"""How much before its interval is over a connection counts as due. A run is dated when
+it is queued, a little after the tick that decided it (hundreds of connections take
+seconds to queue); measured against the next tick exactly, such a connection fell due
+just after that tick and waited for the one after: a 1-minute interval became 2 minutes
+for most of a fleet of 300 (docs/benchmarks.md, many connections). With half a tick of
+slack each tick queues what falls due before the next one is halfway."""
 RENEW_CHANNELS_EVERY = timedelta(hours=1)  # under every channel_renew_within (registry checks)
 WAITING_FOR_ADMIN = frozenset({ConnectionStatus.NEEDS_REAUTH})
 _LONGEST = timedelta(days=3650)  # how overdue a connection never synced counts as
@@ -85,7 +92,7 @@ def due_mode(s: ConnectionSchedule, now: datetime,
         return None
     if s.last_run_at is None:
         return SyncMode.FULL
-    if now - s.last_run_at < s.interval:
+    if now - s.last_run_at < s.interval - TICK_SLACK:
         return None
     if nightly is not None and (s.last_full_at is None or s.last_full_at < nightly):
         return SyncMode.FULL
@@ -99,7 +106,7 @@ def next_sync_at(s: ConnectionSchedule, now: datetime) -> datetime | None:
         return None
     if s.last_run_at is None:
         return now
-    return max(now, s.last_run_at + s.interval)
+    return max(now, s.last_run_at + s.interval - TICK_SLACK)
 
 
 def due_syncs(

@@ -399,6 +399,16 @@ def health(db_url: str, redis_url: str) -> dict[str, Any]:
                       "rejected_connections": info["rejected_connections"]}}
 
 
+def vendor_limits(orgs: list[Org]) -> dict[str, int]:
+    """The 429s each provider's orgs answered so far (their control API's /stats): a fleet
+    whose connections share an org also share its limits (start_orgs)."""
+    out: dict[str, int] = {}
+    for org in orgs:
+        stats = httpx.get(f"{org.url}/_sandbox/stats", timeout=30.0).json()
+        out[org.provider] = out.get(org.provider, 0) + int(stats.get("served", {}).get("429", 0))
+    return out
+
+
 def run(connections: int, deals: int, big_deals: int, duration: float, interval: int,
         rate: float, orgs_per_crm: int, statements: int = 0) -> None:
     from core.types import utcnow
@@ -496,6 +506,18 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
                                  s=since)
         [(events,)] = rows(db_url, "SELECT count(*) FROM webhook_event WHERE "
                            "received_at >= :s AND status = 'processed'", s=since)
+        took: dict[str, list[float]] = {}
+        for provider, secs in rows(
+                db_url, "SELECT c.provider, EXTRACT(EPOCH FROM r.finished_at - r.started_at) "
+                "FROM sync_run r JOIN connection c ON c.id = r.connection_id WHERE r.mode = "
+                "'incremental' AND r.created_at >= :s AND r.status = 'succeeded'", s=since):
+            took.setdefault(provider, []).append(float(secs))
+        for provider, secs in sorted(took.items()):
+            secs.sort()
+            print(f"  incremental sync start to finish, {provider}: p50 "
+                  f"{secs[len(secs) // 2]:.1f} s, p95 {secs[int(len(secs) * 0.95)]:.1f} s, "
+                  f"max {secs[-1]:.1f} s ({len(secs)} syncs)")
+        print(f"  the sandboxes' limit answers (429, by provider): {vendor_limits(orgs)}")
         print(f"  throughput: {incs / out['seconds']:.2f} incremental syncs/s "
               f"({incs} syncs, {fetched:,} changed deals read), {events / out['seconds']:.1f} "
               f"webhook events/s processed")

@@ -8,12 +8,14 @@ from core import store
 from core.db import session_scope
 from core.models import Connection
 from workers.schedule import (
+    TICK_SLACK,
     ConnectionSchedule,
     due_mode,
     due_syncs,
     enqueue_due_syncs,
     interval_of,
     load_schedules,
+    next_sync_at,
     nightly_boundary,
 )
 
@@ -47,6 +49,23 @@ def test_not_due_before_its_interval_has_passed():
     hourly = timedelta(minutes=60)
     assert due_mode(conn(NOW - timedelta(minutes=59), NOW - timedelta(hours=5),
                          interval=hourly), NOW, nightly) is None
+
+
+def test_a_run_queued_seconds_after_its_tick_is_due_at_the_tick_an_interval_later():
+    """Runs are dated when queued, after the tick that decided them (a fleet takes seconds
+    to queue): the next tick, an interval after that one, must queue them again, not the
+    tick after it (a 1-minute interval made 2). Half a tick early at most (TICK_SLACK)."""
+    minute = timedelta(minutes=1)
+    queued_late = NOW - minute + timedelta(seconds=8)  # the last tick was NOW - 1 minute
+    assert due_mode(conn(queued_late, NOW - timedelta(hours=1), interval=minute), NOW,
+                    None) == "incremental"
+    assert due_mode(conn(NOW - MIN15 + timedelta(seconds=29), NOW - timedelta(hours=1)),
+                    NOW, None) == "incremental"
+    assert due_mode(conn(NOW - MIN15 + timedelta(seconds=31), NOW - timedelta(hours=1)),
+                    NOW, None) is None  # more than half a tick early: the next tick
+    assert due_mode(conn(NOW - timedelta(seconds=29), NOW, interval=minute), NOW, None) is None
+    assert next_sync_at(conn(NOW - timedelta(minutes=5), NOW), NOW) == \
+        NOW + timedelta(minutes=10) - TICK_SLACK
 
 
 def test_nightly_full_when_no_full_sync_succeeded_since_the_boundary():
