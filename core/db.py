@@ -1,14 +1,17 @@
 """Engine and session factories, and migrations (Alembic, in core/migrations)."""
 
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from core.errors import SchemaNotCurrent
@@ -74,6 +77,32 @@ def session_scope(bind: Engine | Connection) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+T = TypeVar("T")
+DEADLOCK_ATTEMPTS = 3
+_DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
+
+
+def retrying_deadlocks(transaction: Callable[[], T], *, attempts: int = DEADLOCK_ATTEMPTS,
+                       on_retry: Callable[[], None] | None = None) -> T:
+    """`transaction()` (one whole transaction) run again, after a short random pause, when
+    PostgreSQL chose it as the victim of a deadlock, at most `attempts` times in all.
+    PostgreSQL rolled it back whole, so running it again is safe; `on_retry` undoes what
+    the caller kept in memory of the failed attempt. Writers of different connections
+    share rows (the persons of the reps they share, keyed by email) and may take them in
+    different orders: a users page matches its users in the CRM's order while a deals page
+    adds its owners in email order."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return transaction()
+        except DBAPIError as exc:
+            if attempt == attempts or getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
+                raise
+            if on_retry is not None:
+                on_retry()
+            time.sleep(random.uniform(0.02, 0.1) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:

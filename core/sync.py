@@ -19,7 +19,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from core import store
 from core.config import Settings
-from core.db import session_scope
+from core.db import retrying_deadlocks, session_scope
 from core.errors import AuthError, ConfigError, SourceError
 from core.metrics import rollups
 from core.models import Connection
@@ -282,6 +282,21 @@ class SyncEngine:
 
     def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
                      full_since: str | None, new: bool, digest: str | None = None) -> None:
+        """_write_pages_once, again if PostgreSQL made it a deadlock's victim (another
+        connection's writer sharing persons: core.db.retrying_deadlocks), with the counts
+        and owners known as they were before it."""
+        counts, known = replace(self.counts[stream]), set(self._owners_known[lane])
+
+        def undo() -> None:
+            vars(self.counts[stream]).update(vars(counts))
+            self._owners_known[lane].clear()
+            self._owners_known[lane].update(known)
+
+        retrying_deadlocks(lambda: self._write_pages_once(lane, stream, pages, full_since,
+                                                          new, digest), on_retry=undo)
+
+    def _write_pages_once(self, lane: int, stream: Stream, pages: list[Page],
+                          full_since: str | None, new: bool, digest: str | None) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
         deletions, and the newest of their cursors, so a crash resumes after the last
         page committed. Fewer, larger transactions cost the writer (Python and the
