@@ -326,7 +326,8 @@ def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
                          f"AS SELECT {names} FROM {table.name} WITH NO DATA; "
                          f"DELETE FROM {load.name}"))
     dialect = session.get_bind().dialect
-    converters = [_copy_converter(table.c[c].type, dialect) for c in columns]
+    converters = [(i, convert) for i, c in enumerate(columns)  # the columns that need one
+                  if (convert := _copy_converter(table.c[c].type, dialect)) is not None]
     connection = session.connection()
     types = _column_types(connection, load.name)
     dbapi = connection.connection.driver_connection
@@ -338,10 +339,11 @@ def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
         with cursor.copy(f"COPY {load.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types([types[c] for c in columns])
             for row in rows:
-                copy.write_row([
-                    value if convert is None or value is None else convert(value)
-                    for convert, value in zip(converters, row.values(), strict=True)
-                ])
+                values = list(row.values())
+                for i, convert in converters:
+                    if (value := values[i]) is not None:
+                        values[i] = convert(value)
+                copy.write_row(values)
     return load
 
 

@@ -259,9 +259,9 @@ def _overlap(since: str | None) -> str | None:
 
 def _newest(current: str | None, values: Any) -> str | None:
     best = current
-    best_at = mapping.timestamp(current) if current else None
+    best_at = mapping.instant(current)  # aware instants compare across offsets
     for value in values:
-        at = mapping.timestamp(value)
+        at = mapping.instant(value)
         if at is not None and (best_at is None or at > best_at):
             best, best_at = value, at
     return best

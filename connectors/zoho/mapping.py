@@ -21,15 +21,23 @@ from core.records import (
     StageRecord,
     UserRecord,
 )
-from core.types import ActivityType, DealStatus, as_utc
+from core.types import ActivityType, DealStatus
 
 CATEGORY = {"Open": DealStatus.OPEN, "Closed Won": DealStatus.WON, "Closed Lost": DealStatus.LOST}
 
 
-def timestamp(value: Any) -> datetime | None:
+def instant(value: Any) -> datetime | None:
+    """An ISO-8601 datetime as it is sent, aware (naive means UTC), in its own offset:
+    instants compare without converting them (the connector's newest Modified_Time)."""
     if not value:
         return None
-    return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    at = datetime.fromisoformat(value if type(value) is str else str(value))  # "Z" too
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def timestamp(value: Any) -> datetime | None:
+    at = instant(value)
+    return at if at is None or at.tzinfo is UTC else at.astimezone(UTC)
 
 
 def day(value: Any) -> date | None:

@@ -373,3 +373,21 @@ async def test_stage_history_is_ordered_mapped_and_without_repeats(respx_mock):
     params = history.calls[0].request.url.params
     assert (params["fields"], params["per_page"]) == (
         "Stage,Probability,Last_Modified_Time,Modified_By", "200")
+
+
+def test_timestamps_are_utc_and_the_newest_is_compared_as_an_instant() -> None:
+    """mapping.timestamp: any offset, a trailing Z and a naive time (UTC) give the same
+    aware UTC instant; _newest keeps the value as sent, and the first of equal instants."""
+    from connectors.zoho import mapping
+    from connectors.zoho.connector import _newest
+
+    at = datetime(2024, 3, 1, 4, 30, tzinfo=UTC)
+    for sent in ("2024-03-01T10:00:00+05:30", "2024-03-01T04:30:00Z",
+                 "2024-03-01T04:30:00", "2024-02-29T21:30:00-07:00"):
+        parsed = mapping.timestamp(sent)
+        assert parsed == at and parsed is not None and parsed.tzinfo is UTC, sent
+    assert mapping.timestamp(None) is None and mapping.timestamp("") is None
+    assert _newest("2024-03-01T10:00:00+05:30",
+                   ["2024-03-01T04:30:00Z", "2024-03-01T04:29:59Z"]) == "2024-03-01T10:00:00+05:30"
+    assert _newest(None, ["2024-03-01T10:00:00+05:30", "2024-03-01T04:30:01",
+                          None]) == "2024-03-01T04:30:01"
