@@ -4,10 +4,10 @@ tests/conftest.py."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import cache
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from core.models import ApiKey, SQLModel
 
@@ -16,16 +16,31 @@ SHARED_LOOP = pytest.mark.asyncio(loop_scope="module")
 seeded_module (`@pytest_asyncio.fixture(scope="module", loop_scope="module")`)."""
 
 
-def store_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table in primary-key order, but when an API key was last used:
-    the one write of a request that only reads (api/deps.py, at most once a minute)."""
-    rows = {}
+def store_rows(engine: Engine) -> dict[str, str | None]:
+    """Every row of every table as text, in primary-key order (one string per table; None:
+    no rows), but when an API key was last used: the one write of a request that only
+    reads (api/deps.py, at most once a minute). One statement: the database renders the
+    rows (PostgreSQL a row's text, SQLite each value quoted), so a snapshot costs one round
+    trip instead of a query per table."""
     with engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            columns = [c for c in table.c if c is not ApiKey.__table__.c.last_used_at]
-            query = select(*columns).order_by(*table.primary_key.columns)
-            rows[table.name] = [tuple(row) for row in conn.execute(query)]
-    return rows
+        return dict(conn.exec_driver_sql(_snapshot(engine.dialect.name)).all())
+
+
+@cache
+def _snapshot(dialect: str) -> str:
+    tables = []
+    for table in SQLModel.metadata.sorted_tables:
+        columns = [f'"{c.name}"' for c in table.c if c is not ApiKey.__table__.c.last_used_at]
+        order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+        if dialect == "postgresql":
+            rows = (f"SELECT string_agg(ROW({', '.join(columns)})::text, E'\\n' "
+                    f'ORDER BY {order}) FROM "{table.name}"')
+        else:  # SQLite: quote() renders every value exactly (a REAL to all its digits)
+            row = " || ',' || ".join(f"quote({c})" for c in columns)
+            rows = (f"SELECT group_concat(r, char(10)) FROM (SELECT {row} AS r "
+                    f'FROM "{table.name}" ORDER BY {order})')
+        tables.append(f"SELECT '{table.name}', ({rows})")
+    return "\nUNION ALL ".join(tables)
 
 
 @contextmanager
@@ -34,5 +49,7 @@ def read_only(engine: Engine) -> Iterator[None]:
     store, which must not write to it."""
     before = store_rows(engine)
     yield
-    assert store_rows(engine) == before, \
-        "this test wrote to the module's shared store: give it a store of its own (engine)"
+    after = store_rows(engine)
+    changed = sorted(name for name, rows in after.items() if rows != before.get(name))
+    assert not changed, ("this test wrote to the module's shared store (tables "
+                         f"{', '.join(changed)}): give it a store of its own (engine)")
