@@ -1,7 +1,10 @@
 """schemathesis over the whole OpenAPI of the API, against the real PostgreSQL: no answer is
 a 5xx, and documented answers match their schemas. The app runs in this process (uvicorn in
 a thread, lifespan on) with seeded data and an admin key; examples per operation are bounded
-(CRMSYNC_FUZZ_EXAMPLES, default 10) so the test takes seconds, not minutes."""
+(CRMSYNC_FUZZ_EXAMPLES, default 8) so the test takes seconds, not minutes.
+
+schemathesis and Hypothesis are imported by the test, not the module: every test process
+imports every test module, and only the one running this test needs them."""
 
 import os
 import socket
@@ -12,11 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-import schemathesis
 import uvicorn
 from cryptography.fernet import Fernet
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy import text
 
 from api.app import create_app
@@ -66,6 +66,10 @@ def served(pg_engine: Any) -> Iterator[tuple[str, str, Any, Any]]:
 
 
 def test_no_operation_answers_5xx(served: tuple[str, str, Any, Any]) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
     base_url, key, app, pg_engine = served
     probe = httpx.get(f"{base_url}/api/v1/deals", headers={"Authorization": f"Bearer {key}"})
     assert probe.status_code == 200, probe.text

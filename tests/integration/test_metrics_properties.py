@@ -14,6 +14,9 @@ the generated values only: exact fractions, the local creation dates as generate
 as docs/people.md defines them: one per lower-cased email (whichever CRM, rep or record
 it comes from), one for each rep without email, and the owner of a deal owned through a
 rep's id is that rep's person.
+
+Hypothesis is imported by the test and `datasets`, not the module: every test process
+imports every test module, and only the one running this test needs it (docs/testing.md).
 """
 
 from collections import defaultdict
@@ -24,8 +27,6 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import SQLModel
 
@@ -46,12 +47,6 @@ DAY0 = date(2025, 3, 1)  # the window spans New York's and Auckland's DST change
 WINDOW = 40  # days
 EMAILS = ("ann@x.com", "ANN@x.com", "Ann@X.Com", "bob@x.com", "BOB@X.COM", "cat@x.com", None)
 NAMES = ("Ann", "ann lee", "Bob", "Cat", None)
-
-days = st.integers(0, WINDOW - 1).map(lambda n: DAY0 + timedelta(days=n))
-# minutes from local midnight: mostly within half an hour either side of it
-near_midnight = st.one_of(st.integers(-30, 30), st.integers(-720, 719))
-money = st.one_of(st.none(), st.integers(0, 10**8).map(lambda c: Decimal(c) / 100))
-probability = st.one_of(st.none(), st.integers(0, 10000).map(lambda p: Decimal(p) / 100))
 
 
 @dataclass
@@ -100,43 +95,50 @@ class Dataset:
     rolled: bool  # build the rollups after the upserts, before the deletions
 
 
-def _created() -> st.SearchStrategy[tuple[date, int] | None]:
-    return st.one_of(st.none(), st.tuples(days, near_midnight))
+def datasets() -> Any:
+    """Hypothesis' strategy of a Dataset."""
+    from hypothesis import strategies as st
 
+    days = st.integers(0, WINDOW - 1).map(lambda n: DAY0 + timedelta(days=n))
+    # minutes from local midnight: mostly within half an hour either side of it
+    near_midnight = st.one_of(st.integers(-30, 30), st.integers(-720, 719))
+    money = st.one_of(st.none(), st.integers(0, 10**8).map(lambda c: Decimal(c) / 100))
+    probability = st.one_of(st.none(), st.integers(0, 10000).map(lambda p: Decimal(p) / 100))
+    created = st.one_of(st.none(), st.tuples(days, near_midnight))
+    deals_strategy = st.builds(
+        GenDeal, connection=st.integers(0, 1), amount=money,
+        status=st.sampled_from(("open", "won", "lost")), probability=probability,
+        close=st.one_of(st.none(), days), created=created,
+        owner=st.sampled_from(EMAILS), owner_name=st.sampled_from(NAMES),
+        deleted=st.sampled_from((False, False, False, True)),
+        owner_user=st.one_of(st.none(), st.integers(0, 4)))
+    accounts_strategy = st.builds(
+        GenAccount, connection=st.integers(0, 1), created=created,
+        owner=st.sampled_from(EMAILS), owner_name=st.sampled_from(NAMES),
+        deleted=st.sampled_from((False, False, False, True)))
+    users_strategy = st.builds(
+        GenUser, connection=st.integers(0, 1),
+        email=st.sampled_from((*EMAILS, "dan@x.com", "Eve@x.com")),
+        name=st.sampled_from(("Ann", "Ann Lee", "Bob", "Cat", "Dan", "Eve")),
+        active=st.booleans(), deleted=st.sampled_from((False, False, False, True)))
 
-deals_strategy = st.builds(
-    GenDeal, connection=st.integers(0, 1), amount=money,
-    status=st.sampled_from(("open", "won", "lost")), probability=probability,
-    close=st.one_of(st.none(), days), created=_created(),
-    owner=st.sampled_from(EMAILS), owner_name=st.sampled_from(NAMES),
-    deleted=st.sampled_from((False, False, False, True)),
-    owner_user=st.one_of(st.none(), st.integers(0, 4)))
-accounts_strategy = st.builds(
-    GenAccount, connection=st.integers(0, 1), created=_created(),
-    owner=st.sampled_from(EMAILS), owner_name=st.sampled_from(NAMES),
-    deleted=st.sampled_from((False, False, False, True)))
-users_strategy = st.builds(
-    GenUser, connection=st.integers(0, 1),
-    email=st.sampled_from((*EMAILS, "dan@x.com", "Eve@x.com")),
-    name=st.sampled_from(("Ann", "Ann Lee", "Bob", "Cat", "Dan", "Eve")),
-    active=st.booleans(), deleted=st.sampled_from((False, False, False, True)))
+    @st.composite
+    def dataset(draw: Any) -> Dataset:
+        start, end = sorted((draw(days), draw(days)))
+        rolled = draw(st.booleans())
+        if rolled and draw(st.booleans()):  # whole months, which the rollups can serve
+            start, end = start.replace(day=1), date(2025, end.month + 1, 1) - timedelta(days=1)
+        rates = {code: Decimal(draw(st.integers(1, 10**6))) / 10**4 for code in ("EUR", "CNY")}
+        return Dataset(
+            zone=draw(st.sampled_from(ZONES)),
+            homes=(draw(st.sampled_from(CURRENCIES)), draw(st.sampled_from(CURRENCIES))),
+            rates=rates, deals=draw(st.lists(deals_strategy, max_size=14)),
+            accounts=draw(st.lists(accounts_strategy, max_size=5)),
+            users=draw(st.lists(users_strategy, max_size=5)),
+            start=start, end=end, only_connection=draw(st.sampled_from((None, None, 0, 1))),
+            rolled=rolled)
 
-
-@st.composite
-def datasets(draw: Any) -> Dataset:
-    start, end = sorted((draw(days), draw(days)))
-    rolled = draw(st.booleans())
-    if rolled and draw(st.booleans()):  # whole months, which the rollups can serve
-        start, end = start.replace(day=1), date(2025, end.month + 1, 1) - timedelta(days=1)
-    rates = {code: Decimal(draw(st.integers(1, 10**6))) / 10**4 for code in ("EUR", "CNY")}
-    return Dataset(
-        zone=draw(st.sampled_from(ZONES)),
-        homes=(draw(st.sampled_from(CURRENCIES)), draw(st.sampled_from(CURRENCIES))),
-        rates=rates, deals=draw(st.lists(deals_strategy, max_size=14)),
-        accounts=draw(st.lists(accounts_strategy, max_size=5)),
-        users=draw(st.lists(users_strategy, max_size=5)),
-        start=start, end=end, only_connection=draw(st.sampled_from((None, None, 0, 1))),
-        rolled=rolled)
+    return dataset()
 
 
 def _utc(created: tuple[date, int] | None, zone: str) -> datetime | None:
@@ -152,7 +154,6 @@ def _local_date(created: tuple[date, int], zone: str) -> date:
     """The local calendar date of a generated time, by wall-clock arithmetic."""
     day, minutes = created
     return day + timedelta(days=minutes // (24 * 60))
-
 
 # ---------------------------------------------------------------------------- reference
 
@@ -328,10 +329,19 @@ def _load(engine: Any, data: Dataset) -> list[int]:
     return ids
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=datasets())
-def test_summary_equals_the_reference(engine, data):
+def test_summary_equals_the_reference(engine: Any) -> None:
+    """Each example clears the test's store and loads its dataset."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=40, deadline=None)
+    @given(data=datasets())
+    def summary_equals_the_reference(data: Dataset) -> None:
+        compare_with_reference(engine, data)
+
+    summary_equals_the_reference()
+
+
+def compare_with_reference(engine: Any, data: Dataset) -> None:
     _clear(engine)
     ids = _load(engine, data)
     config = Settings(timezone=data.zone, reporting_currency=REPORTING)

@@ -1,17 +1,14 @@
 """core.incentives.engine against a plain-Python reading of docs/incentives.md, written
 here independently: the commission of a deal is C(measure after it) - C(measure before it),
-where C(m) is what the tiers pay on a measure m from zero, rounded half-up per line."""
+where C(m) is what the tiers pay on a measure m from zero, rounded half-up per line.
+
+Hypothesis is imported by the test, not the module: every test process imports every test
+module, and only the one running this test needs it (docs/testing.md)."""
 
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from core.incentives.engine import CreditedDeal, Draw, Spiff, Terms, Tier, compute
-
-cents = st.decimals(min_value=0, max_value=500000, places=2)
-rates = st.decimals(min_value=0, max_value=Decimal("0.2"), places=4)
 
 
 def half_up(value: Decimal) -> Decimal:
@@ -59,25 +56,37 @@ def reference(tiers, quota, deals, spiff, cap, draw, balance):  # type: ignore[n
     return lines, earned, payout, balance
 
 
-@st.composite
-def plans(draw):  # type: ignore[no-untyped-def]
-    bounds = sorted(set(draw(st.lists(st.decimals(min_value=Decimal("0.05"), max_value=3,
-                                                  places=2), max_size=3))))
-    tier_rates = draw(st.lists(rates, min_size=len(bounds) + 1, max_size=len(bounds) + 1))
-    return [*zip(bounds, tier_rates, strict=False), (None, tier_rates[-1])]
+def test_the_engine_matches_the_reference() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    cents = st.decimals(min_value=0, max_value=500000, places=2)
+    rates = st.decimals(min_value=0, max_value=Decimal("0.2"), places=4)
+
+    @st.composite
+    def plans(draw):  # type: ignore[no-untyped-def]
+        bounds = sorted(set(draw(st.lists(st.decimals(min_value=Decimal("0.05"), max_value=3,
+                                                      places=2), max_size=3))))
+        tier_rates = draw(st.lists(rates, min_size=len(bounds) + 1, max_size=len(bounds) + 1))
+        return [*zip(bounds, tier_rates, strict=False), (None, tier_rates[-1])]
+
+    deal_rows = st.lists(st.tuples(st.integers(0, 89), st.one_of(st.none(), st.integers(0, 5)),
+                                   cents), max_size=12)
+
+    @settings(max_examples=300, deadline=None)
+    @given(tiers=plans(), quota=st.one_of(st.none(), st.just(Decimal(0)), cents),
+           rows=deal_rows, spiff=st.one_of(st.none(), st.tuples(cents, cents)),
+           cap=st.one_of(st.none(), cents),
+           draw=st.one_of(st.none(), st.tuples(cents, st.booleans())),
+           balance=cents)
+    def engine_matches_the_reference(tiers, quota, rows, spiff, cap, draw, balance):  # type: ignore[no-untyped-def]
+        compare_with_reference(tiers, quota, rows, spiff, cap, draw, balance)
+
+    engine_matches_the_reference()
 
 
-deal_rows = st.lists(st.tuples(st.integers(0, 89), st.one_of(st.none(), st.integers(0, 5)),
-                               cents), max_size=12)
-
-
-@settings(max_examples=300, deadline=None)
-@given(tiers=plans(), quota=st.one_of(st.none(), st.just(Decimal(0)), cents),
-       rows=deal_rows, spiff=st.one_of(st.none(), st.tuples(cents, cents)),
-       cap=st.one_of(st.none(), cents),
-       draw=st.one_of(st.none(), st.tuples(cents, st.booleans())),
-       balance=cents)
-def test_the_engine_matches_the_reference(tiers, quota, rows, spiff, cap, draw, balance):  # type: ignore[no-untyped-def]
+def compare_with_reference(tiers, quota, rows, spiff, cap, draw, balance):  # type: ignore[no-untyped-def]
+    """The engine's commissions, earnings, payout and draw balance equal the reference's."""
     deals = [(i + 1, close, created, amount) for i, (close, created, amount) in enumerate(rows)]
     terms = Terms(tuple(Tier(rate, to) for to, rate in tiers), cap=cap,
                   spiffs=() if spiff is None else (Spiff("s", spiff[1],
