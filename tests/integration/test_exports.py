@@ -1,6 +1,7 @@
 """Excel and China: CSV with a BOM for Excel, .xlsx exports of lists and metrics, goal imports
 from GB18030/GBK CSV and from .xlsx, and the API docs pages served without a CDN. On SQLite
-and PostgreSQL (fixture `engine`)."""
+and PostgreSQL (fixture `engine`); the cases that only read share the module's seeded store
+(`shared_api`, tests/conftest.py)."""
 
 import csv
 import io
@@ -18,6 +19,7 @@ from core.db import session_scope
 from core.models import Connection
 from core.records import DealRecord, UserRecord
 from tests.api_support import running_api
+from tests.shared_store import SHARED_LOOP
 
 ROOT = Path(__file__).resolve().parents[2]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -26,8 +28,9 @@ Q1 = {"start": "2025-01-01", "end": "2025-03-31"}
 DEAL_NAMES = ["华为云 续约", "=HYPERLINK(\"http://evil.example\")", "bell\x07 deal"]
 
 
-@pytest.fixture
-async def api(engine):
+async def seeded(engine):
+    """Two users and three won deals of a CNY connection, and the app: the test's own (api)
+    or the module's (seeded_module in tests/conftest.py, for shared_api)."""
     with session_scope(engine) as session:
         conn = Connection(provider="zoho", name="中国区", home_currency="CNY")
         session.add(conn)
@@ -44,6 +47,12 @@ async def api(engine):
         yield api
 
 
+@pytest.fixture
+async def api(engine):
+    async for api in seeded(engine):
+        yield api
+
+
 def parse_csv(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline="")))
 
@@ -53,9 +62,10 @@ def sheet_rows(content: bytes) -> list[list[object]]:
     return [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
 
 
-async def test_excel_csv_is_the_csv_after_a_utf8_bom(api):
-    plain = await api.get("/api/v1/deals", params={"format": "csv"})
-    excel = await api.get("/api/v1/deals", params={"format": "excel-csv"})
+@SHARED_LOOP
+async def test_excel_csv_is_the_csv_after_a_utf8_bom(shared_api):
+    plain = await shared_api.get("/api/v1/deals", params={"format": "csv"})
+    excel = await shared_api.get("/api/v1/deals", params={"format": "excel-csv"})
     assert excel.status_code == 200, excel.text
     assert excel.headers["content-type"].startswith("text/csv")
     assert 'filename="deals.csv"' in excel.headers["content-disposition"]
@@ -66,21 +76,22 @@ async def test_excel_csv_is_the_csv_after_a_utf8_bom(api):
     names = {r[rows[0].index("name")] for r in rows[1:]}
     assert "华为云 续约" in names
     assert "'=HYPERLINK(\"http://evil.example\")" in names  # neutralized, as in CSV
-    summary = await api.get("/api/v1/metrics/summary",
-                            params={**Q1, "group_by": "owner", "format": "excel-csv"})
+    summary = await shared_api.get("/api/v1/metrics/summary",
+                                   params={**Q1, "group_by": "owner", "format": "excel-csv"})
     assert summary.status_code == 200, summary.text
     assert summary.content.startswith(b"\xef\xbb\xbf")
     owners = parse_csv(summary.content.decode("utf-8-sig"))
     assert "张伟" in [r[owners[0].index("owner_name")] for r in owners[1:]]
 
 
-async def test_xlsx_list_has_the_csv_columns_typed_and_neutralized(api):
-    answer = await api.get("/api/v1/deals", params={"format": "xlsx"})
+@SHARED_LOOP
+async def test_xlsx_list_has_the_csv_columns_typed_and_neutralized(shared_api):
+    answer = await shared_api.get("/api/v1/deals", params={"format": "xlsx"})
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == XLSX
     assert 'filename="deals.xlsx"' in answer.headers["content-disposition"]
     rows = sheet_rows(answer.content)
-    header = parse_csv((await api.get("/api/v1/deals", params={"format": "csv"})).text)[0]
+    header = parse_csv((await shared_api.get("/api/v1/deals", params={"format": "csv"})).text)[0]
     assert rows[0] == header
     data = [dict(zip(header, r, strict=True)) for r in rows[1:]]
     assert len(data) == len(DEAL_NAMES)
@@ -95,9 +106,10 @@ async def test_xlsx_list_has_the_csv_columns_typed_and_neutralized(api):
     assert all(c.data_type != "f" for row in book.worksheets[0].iter_rows() for c in row)
 
 
-async def test_xlsx_metrics(api):
-    summary = await api.get("/api/v1/metrics/summary",
-                            params={**Q1, "group_by": "owner", "format": "xlsx"})
+@SHARED_LOOP
+async def test_xlsx_metrics(shared_api):
+    summary = await shared_api.get("/api/v1/metrics/summary",
+                                   params={**Q1, "group_by": "owner", "format": "xlsx"})
     assert summary.status_code == 200, summary.text
     assert summary.headers["content-type"] == XLSX
     rows = sheet_rows(summary.content)
@@ -106,18 +118,19 @@ async def test_xlsx_metrics(api):
     assert by_name["张伟"][header.index("bookings")] == -4501.5
     assert by_name["张伟"][header.index("deals_won")] == 3
     assert rows[-1][header.index("row_type")] == "total"
-    series = await api.get("/api/v1/metrics/timeseries", params={
+    series = await shared_api.get("/api/v1/metrics/timeseries", params={
         **Q1, "metric": "bookings", "interval": "month", "format": "xlsx"})
     assert series.status_code == 200, series.text
     values = sheet_rows(series.content)
     assert values[0][:2] == ["period_start", "period_end"]
     assert [r[-1] for r in values[1:]] == [0, -4501.5, 0]
-    pipeline = await api.get("/api/v1/metrics/pipeline", params={"format": "xlsx"})
+    pipeline = await shared_api.get("/api/v1/metrics/pipeline", params={"format": "xlsx"})
     assert pipeline.status_code == 200 and sheet_rows(pipeline.content)[0]
 
 
-async def test_an_unknown_format_is_a_422(api):
-    answer = await api.get("/api/v1/deals", params={"format": "xls"})
+@SHARED_LOOP
+async def test_an_unknown_format_is_a_422(shared_api):
+    answer = await shared_api.get("/api/v1/deals", params={"format": "xls"})
     assert answer.status_code == 422
     assert answer.content.startswith(b"{")
 
@@ -138,14 +151,15 @@ async def test_goal_import_from_chinese_csv(api, encoding):
         ("张伟", ZHANG, 120000)]
 
 
-async def test_gbk_import_reports_bad_lines_and_writes_nothing(api):
+@SHARED_LOOP
+async def test_gbk_import_reports_bad_lines_and_writes_nothing(shared_api):
     text = GOALS_CSV + "wang.fang@x.cn,业绩,2025-01-01,2025-03-31,5,CNY\n"
-    answer = await api.client.post("/api/v1/goals/import", content=text.encode("gbk"),
-                                   headers={"Content-Type": "text/csv"})
+    answer = await shared_api.client.post("/api/v1/goals/import", content=text.encode("gbk"),
+                                          headers={"Content-Type": "text/csv"})
     assert answer.status_code == 422, answer.text
     assert [(r["line"], r["field"]) for r in answer.json()["error"]["rows"]] == [
         (3, "metric")]
-    assert (await api.get("/api/v1/goals")).json()["data"] == []
+    assert (await shared_api.get("/api/v1/goals")).json()["data"] == []
 
 
 def workbook(*rows: list[object]) -> bytes:
@@ -178,32 +192,35 @@ async def test_goal_import_from_xlsx(api):
     assert again.status_code == 200 and again.json()["unchanged"] == 2, again.text
 
 
-async def test_xlsx_import_reports_bad_rows_by_line(api):
+@SHARED_LOOP
+async def test_xlsx_import_reports_bad_rows_by_line(shared_api):
     bad = workbook(HEADER,
                    [ZHANG, "bookings", date(2025, 1, 1), date(2025, 3, 31), 100, "CNY"],
                    ["wang.fang@x.cn", "bookings", "2025-01-01", "2025-03-31", "很多", "CNY"],
                    [],
                    ["wang.fang@x.cn", "bookings", "2025-13-01", "2025-03-31", 5, "CNY"])
-    answer = await api.client.post("/api/v1/goals/import",
-                                   files={"file": ("goals.xlsx", bad, XLSX)})
+    answer = await shared_api.client.post("/api/v1/goals/import",
+                                          files={"file": ("goals.xlsx", bad, XLSX)})
     assert answer.status_code == 422, answer.text
     assert [(r["line"], r["field"]) for r in answer.json()["error"]["rows"]] == [
         (3, "target"), (5, "period_start")]
-    assert (await api.get("/api/v1/goals")).json()["data"] == []
+    assert (await shared_api.get("/api/v1/goals")).json()["data"] == []
 
 
-async def test_a_broken_workbook_or_unknown_encoding_is_a_422(api):
+@SHARED_LOOP
+async def test_a_broken_workbook_or_unknown_encoding_is_a_422(shared_api):
     for body in (b"PK\x03\x04 not really a zip", "名字".encode("utf-16")):
-        answer = await api.client.post("/api/v1/goals/import", content=body,
-                                       headers={"Content-Type": "text/csv"})
+        answer = await shared_api.client.post("/api/v1/goals/import", content=body,
+                                              headers={"Content-Type": "text/csv"})
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"]["rows"][0]["line"] == 1
         assert "Traceback" not in answer.text
 
 
-async def test_docs_pages_use_only_local_assets(api):
+@SHARED_LOOP
+async def test_docs_pages_use_only_local_assets(shared_api):
     for page in ("/docs", "/redoc"):
-        html = (await api.client.get(page, headers={"Authorization": ""})).text
+        html = (await shared_api.client.get(page, headers={"Authorization": ""})).text
         assert "<html" in html.lower()
         assert "http://" not in html and "https://" not in html, page  # no CDN, no fonts
         assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
@@ -211,13 +228,13 @@ async def test_docs_pages_use_only_local_assets(api):
         assert assets, page
         for url in assets:
             assert url.startswith("/"), url
-            answer = await api.client.get(url, headers={"Authorization": ""})
+            answer = await shared_api.client.get(url, headers={"Authorization": ""})
             assert answer.status_code == 200, url
             assert len(answer.content) > 100, url
-    js = await api.client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    js = await shared_api.client.get("/static/swagger-ui/swagger-ui-bundle.js")
     assert "javascript" in js.headers["content-type"]
-    assert (await api.client.get("/static/redoc/redoc.standalone.js")).status_code == 200
-    assert (await api.client.get("/static/../pyproject.toml")).status_code == 404
+    assert (await shared_api.client.get("/static/redoc/redoc.standalone.js")).status_code == 200
+    assert (await shared_api.client.get("/static/../pyproject.toml")).status_code == 404
 
 
 def test_the_docs_assets_and_their_licences_ship_in_the_package():
