@@ -44,10 +44,10 @@ def add_connection(ctx: JobContext, sandbox_url: str, name: str = "zoho sandbox"
         return int(connection.id or 0)
 
 
-def history_backfilled(ctx: JobContext, *connection_ids: int) -> None:
+def history_backfilled(engine: Engine, *connection_ids: int) -> None:
     """Mark the connections' stage history as backfilled: their first full sync queues no
     backfill (a read of every deal's history) where it is not the point of the test."""
-    with session_scope(ctx.engine) as session:
+    with session_scope(engine) as session:
         for connection_id in connection_ids:
             store.set_state(session, connection_id=connection_id,
                             stream=history.BACKFILL_STREAM, state={"finished": True})
