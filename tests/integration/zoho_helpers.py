@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, select
 
-from connectors.http import RetryPolicy
+from connectors.http import RetryPolicy, tls_context
 from connectors.sandbox.dataset import Company, StageDef
 from connectors.sandbox.dataset import Deal as CompanyDeal
 from connectors.sandbox.server import BackgroundServer
@@ -164,7 +164,8 @@ def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> 
     """A call to the sandbox's control API. 60 s: the harness's patience, not a claim
     (httpx's default 5 s timed out a mutation of 12,500 deals at load 19)."""
     kwargs.setdefault("timeout", 60.0)
-    response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
+    response = httpx.request(method, f"{server.url}/_sandbox{path}", verify=tls_context(),
+                             **kwargs)
     assert response.status_code < 300, response.text
     return response.json()
 
