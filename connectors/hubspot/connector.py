@@ -202,7 +202,9 @@ class HubSpotConnector(HubSpotClient):
                               ) -> AsyncIterator[tuple[Rows, int]]:
         """§3: records modified in [start, upper], oldest first, never paging past the cap:
         (rows, the newest modification read so far). A window holding more than the cap
-        whose first instant alone holds more is walked by id first."""
+        whose first page reaches an instant that alone holds more (its first or its last) is
+        read up to that instant, then the instant is walked by id: its records are not read
+        a first time by the window up to the cap."""
         object_type = OBJECT[stream][0]
         while True:
             last_ts, state = start, DONE
@@ -210,9 +212,12 @@ class HubSpotConnector(HubSpotClient):
             async for rows, status, total in self._search(object_type, filters, MODIFIED):
                 state = status
                 if total > self.search_cap and rows and last_ts == start:  # the first page
-                    first = min(_modified_ms(r) for r in rows)
-                    if await self._count_at(object_type, first) > self.search_cap:
-                        state, last_ts = CAPPED, first
+                    crowded = await self._crowded(object_type, rows)
+                    if crowded is not None:
+                        before = [r for r in rows if _modified_ms(r) < crowded]
+                        if before:
+                            yield before, max(_modified_ms(r) for r in before)
+                        state, last_ts = CAPPED, crowded
                         break
                 last_ts = max([last_ts, *(_modified_ms(r) for r in rows)])
                 yield rows, last_ts
@@ -225,6 +230,15 @@ class HubSpotConnector(HubSpotClient):
             async for rows in self._walk_one_instant(object_type, last_ts):
                 yield rows, last_ts
             start = last_ts + 1
+
+    async def _crowded(self, object_type: str, rows: Rows) -> int | None:
+        """The first of a page's first and last instants that alone holds more records
+        than the cap, if any."""
+        stamps = [_modified_ms(r) for r in rows]
+        for instant in dict.fromkeys((min(stamps), max(stamps))):
+            if await self._count_at(object_type, instant) > self.search_cap:
+                return instant
+        return None
 
     async def _count_at(self, object_type: str, instant: int) -> int:
         """How many records share one hs_lastmodifieddate (one search of one result)."""

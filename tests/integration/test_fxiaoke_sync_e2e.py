@@ -22,6 +22,7 @@ from connectors.fxiaoke.sandbox.state import (
     FxiaokeState,
 )
 from connectors.fxiaoke.sandbox.wire import hex_id
+from connectors.http import tls_context
 from connectors.sandbox import Account, Company, Deal, generate_company
 from connectors.sandbox.server import BackgroundServer
 from core.db import session_scope
@@ -143,11 +144,12 @@ def wire(server: BackgroundServer, path: str, data: dict[str, Any]) -> dict[str,
     """A business call made the way any Fxiaoke client makes it (§1.1 body style)."""
     token = httpx.post(f"{server.url}/cgi/corpAccessToken/get/V2", json={
         "appId": SANDBOX_APP_ID, "appSecret": SANDBOX_APP_SECRET,
-        "permanentCode": SANDBOX_PERMANENT_CODE}).json()
+        "permanentCode": SANDBOX_PERMANENT_CODE}, verify=tls_context()).json()
     state = state_of(server)
     body = {"corpAccessToken": token["corpAccessToken"], "corpId": token["corpId"],
             "currentOpenUserId": state.tenant.fsuid[state.company.manager.id], "data": data}
-    result: dict[str, Any] = httpx.post(f"{server.url}{path}", json=body).json()
+    result: dict[str, Any] = httpx.post(f"{server.url}{path}", json=body,
+                                        verify=tls_context()).json()
     return result
 
 

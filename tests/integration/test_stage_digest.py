@@ -35,7 +35,7 @@ async def test_unchanged_stages_are_not_rewritten_a_renamed_one_is(engine, db_ur
     ctx = make_context(engine, db_url)
     with BackgroundServer(create_sandbox(company)) as sandbox:
         cid = add_connection(ctx, sandbox.url)
-        history_backfilled(ctx, cid)
+        history_backfilled(ctx.engine, cid)
         await sync(ctx, cid, "full")
         first = stages(engine, cid)
         assert len(first) == len(company.stages)

@@ -192,7 +192,7 @@ async def test_faults_through_the_arq_worker_converge_to_an_exact_copy(
         ctx.retry = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.1)
         ctx.http_timeout = 1.0
         connection_id = add_connection(ctx, server.url)
-        history_backfilled(ctx, connection_id)  # 2,300 deals' history: not the point
+        history_backfilled(ctx.engine, connection_id)  # 2,300 deals' history: not the point
         inject(server, [
             {"kind": "429", "count": 6, "path": "/crm/v8/Deals", "after": 2},
             {"kind": "500", "count": 2, "path": "/crm/v8/Accounts"},

@@ -67,7 +67,7 @@ async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot
         ctx.settings = ctx.settings.model_copy(update={"worker_jobs": 1})
         busy = [add_connection(ctx, server.url, f"busy {i}") for i in range(BUSY)]
         quiet = add_connection(ctx, server.url, "quiet")
-        history_backfilled(ctx, *busy)  # 400 deals' history at LATENCY is not the point
+        history_backfilled(ctx.engine, *busy)  # 400 deals' history at LATENCY is not the point
         async with runner_of(kind, ctx, redis_url) as runner:
             runs = [await runner.enqueue_sync(cid, SyncMode.FULL) for cid in busy]
             for _ in range(600):  # the first sync holds the only sync slot

@@ -7,7 +7,6 @@ and above) and without it (one currency, /org/currencies answers CURRENCIES_NOT_
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -19,6 +18,7 @@ from core.models import Connection, Deal, DealStageChange, SyncRun
 from tests.integration.zoho_helpers import (
     add_connection,
     assert_store_equals_sandbox,
+    control,
     make_context,
     sync,
 )
@@ -117,11 +117,11 @@ async def test_faults_mid_sync_converge_to_an_exact_copy(engine, db_url, company
             {"kind": "expire_token", "count": 1, "after": 6},
             {"kind": "timeout", "count": 1, "path": "/crm/v8/Deals", "after": 8},
         ):
-            httpx.post(f"{server.url}/_sandbox/faults", json=fault).raise_for_status()  # noqa: ASYNC210
+            control(server, "POST", "/faults", json=fault)
         run_id = await sync(ctx, connection_id, "full")
         assert run_row(engine, run_id).status == "succeeded"
         assert_store_equals_sandbox(engine, connection_id, company)
-        stats = httpx.get(f"{server.url}/_sandbox/stats").json()  # noqa: ASYNC210
+        stats = control(server, "GET", "/stats")
         assert stats["served"], stats  # the sandbox served the faults it was asked to
 
 

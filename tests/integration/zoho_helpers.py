@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, select
 
-from connectors.http import RetryPolicy
+from connectors.http import RetryPolicy, tls_context
 from connectors.sandbox.dataset import Company, StageDef
 from connectors.sandbox.dataset import Deal as CompanyDeal
 from connectors.sandbox.server import BackgroundServer
@@ -44,10 +44,10 @@ def add_connection(ctx: JobContext, sandbox_url: str, name: str = "zoho sandbox"
         return int(connection.id or 0)
 
 
-def history_backfilled(ctx: JobContext, *connection_ids: int) -> None:
+def history_backfilled(engine: Engine, *connection_ids: int) -> None:
     """Mark the connections' stage history as backfilled: their first full sync queues no
     backfill (a read of every deal's history) where it is not the point of the test."""
-    with session_scope(ctx.engine) as session:
+    with session_scope(engine) as session:
         for connection_id in connection_ids:
             store.set_state(session, connection_id=connection_id,
                             stream=history.BACKFILL_STREAM, state={"finished": True})
@@ -164,7 +164,8 @@ def control(server: BackgroundServer, method: str, path: str, **kwargs: Any) -> 
     """A call to the sandbox's control API. 60 s: the harness's patience, not a claim
     (httpx's default 5 s timed out a mutation of 12,500 deals at load 19)."""
     kwargs.setdefault("timeout", 60.0)
-    response = httpx.request(method, f"{server.url}/_sandbox{path}", **kwargs)
+    response = httpx.request(method, f"{server.url}/_sandbox{path}", verify=tls_context(),
+                             **kwargs)
     assert response.status_code < 300, response.text
     return response.json()
 

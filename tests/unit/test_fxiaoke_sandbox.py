@@ -262,6 +262,40 @@ async def test_directory_apis(make):
 
 
 # ---- voids and deletes (§2, §4) -------------------------------------------------------------
+async def test_records_show_every_change_after_they_were_read(make):
+    """Rows are rendered once and kept: an edit, a renamed account (shown on its deals and
+    follow-up records) and a change made without the company's notice all show."""
+    api = await make()
+    company = api.state.company
+    with_deals = {d.account_id: d for d in company.deals.values()}
+    activity = next(a for a in company.activities.values() if a.done and a.kind in (
+        "call", "meeting", "note") and a.account_id in with_deals)
+    deal = with_deals[activity.account_id]
+
+    async def read(api_name: str, field: str, value: str) -> list[dict[str, Any]]:
+        found = await api.query(api_name, filters=[
+            {"field_name": field, "operator": "EQ", "field_values": [value]}])
+        rows: list[dict[str, Any]] = found["data"]["dataList"]
+        return rows
+
+    account = hex_id(deal.account_id)
+    assert await read("NewOpportunityObj", "account_id", account)  # rendered, kept
+    assert await read("ActiveRecordObj", "_id", hex_id(activity.id))
+    company.edit_account(deal.account_id, name="Renamed Ltd")
+    shown = await read("NewOpportunityObj", "account_id", account)
+    assert {r["account_id__r"] for r in shown} == {"Renamed Ltd"}
+    assert len(shown) == sum(d.account_id == deal.account_id for d in company.deals.values())
+    [note] = await read("ActiveRecordObj", "_id", hex_id(activity.id))
+    assert [r["name"] for r in note["related_object_data"]
+            if r["describe_api_name"] == "AccountObj"] == ["Renamed Ltd"]
+    company.edit_deal(deal.id, name="Renamed deal")
+    [row] = await read("NewOpportunityObj", "_id", hex_id(deal.id))
+    assert row["name"] == "Renamed deal"
+    company.edit_activity(activity.id, subject="Said again")  # announced without its id
+    [note] = await read("ActiveRecordObj", "_id", hex_id(activity.id))
+    assert note["active_record_content"] == "Said again"
+
+
 async def test_void_then_delete(make):
     api = await make()
     deal_id = sorted(api.state.company.deals)[0]

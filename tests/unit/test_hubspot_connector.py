@@ -182,6 +182,28 @@ async def test_incremental_search_windows_never_page_past_the_cap() -> None:
 
 
 @respx.mock
+async def test_a_crowded_instant_after_earlier_records_is_read_once() -> None:
+    """A mass update after the cursor's last records: the window's first page holds a few
+    earlier records, then the instant of over 10,000; those are read, then the instant is
+    walked by id, not first read up to the cap by the window."""
+    mount_metadata(respx)
+    respx.post(f"{API}/crm/v4/associations/deals/companies/batch/read").mock(
+        side_effect=no_associations)
+    rows = [deal(90_000 + i, T0 - 500 + i) for i in range(40)]  # inside the overlap
+    rows += [deal(100_000 + i, T0 + 10_000) for i in range(10_300)]
+    fake = FakeSearch(rows)
+    respx.post(f"{API}/crm/v3/objects/deals/search").mock(side_effect=fake)
+    pages = [p async for p in connector(burst_limit=190).read("deals", {"since": T0})]
+    seen = [r.remote_id for p in pages for r in p.records]
+    assert set(seen) == {r["id"] for r in rows}
+    assert len(seen) == len(rows)  # nothing read twice
+    assert all(int(b.get("after") or 0) + b["limit"] <= SEARCH_CAP for b in fake.bodies)
+    # a page, two counts, the walk's 52 pages and the empty window after it (reading the
+    # instant up to the cap first would take 50 more)
+    assert len(fake.bodies) <= 57, len(fake.bodies)
+
+
+@respx.mock
 async def test_archived_records_become_tombstones_once() -> None:
     archived = [{"id": "7", "properties": {"hs_object_id": "7"}, "archived": True,
                  "archivedAt": iso(T0)},

@@ -13,7 +13,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from connectors.fxiaoke.sandbox.wire import (
     hex_id,
 )
 from connectors.fxiaoke.wire import (
+    ACTIVITY_OBJECT,
     BAD_PARAMETER,
     CALL_LIMIT,
     CORP_NOT_FOUND,
@@ -42,7 +43,7 @@ from connectors.fxiaoke.wire import (
     TOKEN_INVALID,
     to_ms,
 )
-from connectors.sandbox.dataset import Account, Company, Deal, Entity, Operation
+from connectors.sandbox.dataset import Account, Activity, Company, Deal, Entity, Operation
 from connectors.sandbox.faults import Harness
 from connectors.sandbox.generator import generate_company
 
@@ -89,6 +90,11 @@ class FxiaokeState:
     _known: dict[str, Deal | Account] = field(default_factory=dict, repr=False)
     _snapshot: Company | None = field(default=None, repr=False)
     _tables: dict[str, tuple[tuple[int, ...], Table]] = field(default_factory=dict, repr=False)
+    # rows rendered, by (object, record id): (what else the row shows, the row); kept while
+    # every change of the company came with its ids (_rows_at: the version followed)
+    _rows: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = field(
+        default_factory=dict, repr=False)
+    _rows_at: int = 0
     _custom_version: int = 0
     _outbox: Outbox = field(init=False, repr=False)
 
@@ -104,6 +110,8 @@ class FxiaokeState:
         self.voided.clear()
         self.purged.clear()
         self._tables.clear()
+        self._rows.clear()
+        self._rows_at = self.company.version
         self.company.listeners.append(self._on_change)
 
     # ---- harness hooks (connectors.sandbox.faults.ErrorBodies) ----------------------------
@@ -141,7 +149,10 @@ class FxiaokeState:
         pool: dict[str, Any] = self.company.deals if entity == "deals" else \
             self.company.accounts
         api_name = "NewOpportunityObj" if entity == "deals" else "AccountObj"
+        if self._rows_at == self.company.version - 1:  # no change went by unannounced
+            self._rows_at = self.company.version
         for record_id in ids:
+            self._rows.pop((api_name, record_id), None)
             if operation == "delete":  # §2: a delete through the UI voids (作废) the record
                 record = self._known.get(record_id)
                 if record is not None:
@@ -163,6 +174,9 @@ class FxiaokeState:
         cached = self._tables.get(api_name)
         if cached is not None and cached[0] == version:
             return cached[1]
+        if self._rows_at != self.company.version:  # a change without its ids: render all
+            self._rows.clear()
+            self._rows_at = self.company.version
         if api_name in READ_ONLY:
             rows = self._activity_rows()
         elif entity is None:
@@ -186,22 +200,43 @@ class FxiaokeState:
     def _activity_rows(self) -> list[dict[str, Any]]:
         """§10: the calls and meetings held and the notes, as follow-up records; deleted ones
         voided (in the recycle bin) or gone (deleted for good)."""
-        company, tenant = self.company, self.tenant
-        rows = [tenant.activity_row(a, None) for a in company.activities.values()
+        company = self.company
+        rows = [self._activity_row(a, None) for a in company.activities.values()
                 if a.done and (a.kind in INTERACTIVE_TYPES or a.kind == "note")]
         voided = [d for d in company.deletions if d.entity == "activities" and not d.permanent
                   and d.kind != "task"]
         for deletion in voided:
             activity = company.deleted_activities.get(deletion.id)
             if activity is not None and activity.done:
-                rows.append(tenant.activity_row(activity, to_ms(deletion.deleted_at)))
+                rows.append(self._activity_row(activity, to_ms(deletion.deleted_at)))
         return rows
+
+    def _activity_row(self, activity: Activity, voided_at: int | None) -> dict[str, Any]:
+        deal = self.company.deals.get(activity.deal_id or "")
+        account = self.company.accounts.get(activity.account_id or "")
+        shown = (voided_at, deal.name if deal else None, account.name if account else None)
+        return self._cached(ACTIVITY_OBJECT, activity.id, shown,
+                            lambda: self.tenant.activity_row(activity, voided_at))
 
     def _row(self, record: Deal | Account, voided_at: int | None,
              names: dict[str, str]) -> dict[str, Any]:
         if isinstance(record, Deal):
-            return self.tenant.deal_row(record, voided_at, names)
-        return self.tenant.account_row(record, voided_at, {})
+            return self._cached("NewOpportunityObj", record.id,
+                                (voided_at, names.get(record.account_id or "")),
+                                lambda: self.tenant.deal_row(record, voided_at, names))
+        return self._cached("AccountObj", record.id, (voided_at,),
+                            lambda: self.tenant.account_row(record, voided_at, {}))
+
+    def _cached(self, api_name: str, record_id: str, shown: tuple[Any, ...],
+                render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A record's row, rendered again only when the record changed (the listener drops
+        it) or what else it shows did (`shown`: its void time, the names it shows)."""
+        cached = self._rows.get((api_name, record_id))
+        if cached is not None and cached[0] == shown:
+            return cached[1]
+        row = render()
+        self._rows[(api_name, record_id)] = (shown, row)
+        return row
 
     # ---- callbacks (§5) ----------------------------------------------------------------------
     def notify(self, event_type: str, api_name: str, data_id: str) -> None:

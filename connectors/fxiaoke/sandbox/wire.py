@@ -465,6 +465,11 @@ class Table:
 
     rows: list[dict[str, Any]]
     keys: list[tuple[int, str]] = field(init=False)
+    # the rows in another order, sorted once per table (a keyset query by _id asks for
+    # the same order each page): filtering the sorted rows keeps what sorting the filtered
+    # ones gives, the sorts being stable
+    ordered: dict[tuple[tuple[str, bool], ...], list[dict[str, Any]]] = field(
+        init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows.sort(key=lambda r: (r.get(MODIFIED, 0), r["_id"]))
@@ -489,14 +494,28 @@ class Table:
             if operator == "LT":
                 hi = min(hi, bisect_left(self.keys, first))
         chosen: Sequence[dict[str, Any]] = self.rows[lo:hi] if lo < hi else []
+        resort = bool(orders) and orders[:2] not in ([(MODIFIED, True), ("_id", True)],
+                                                     [(MODIFIED, True)])
+        if resort and (lo, hi) == (0, len(self.rows)):  # the whole table: sorted once
+            chosen, resort = self.sorted(orders), False
         for name, operator, values in rest:
             keep = _predicate(name, operator, values)
             chosen = [r for r in chosen if keep(r)]
-        if orders and orders[:2] not in ([(MODIFIED, True), ("_id", True)], [(MODIFIED, True)]):
-            chosen = list(chosen)
-            for name, ascending in reversed(orders):  # stable sorts, last key first
-                chosen.sort(key=_sort_key(name), reverse=not ascending)
-        return chosen
+        return _sort(chosen, orders) if resort else chosen
+
+    def sorted(self, orders: list[tuple[str, bool]]) -> list[dict[str, Any]]:
+        key = tuple(orders)
+        if key not in self.ordered:
+            self.ordered[key] = _sort(self.rows, orders)
+        return self.ordered[key]
+
+
+def _sort(rows: Sequence[dict[str, Any]], orders: list[tuple[str, bool]]
+          ) -> list[dict[str, Any]]:
+    ordered = list(rows)
+    for name, ascending in reversed(orders):  # stable sorts, last key first
+        ordered.sort(key=_sort_key(name), reverse=not ascending)
+    return ordered
 
 
 def _sort_key(name: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -289,6 +290,25 @@ def _at(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+@lru_cache(maxsize=1 << 17)
+def _local_text(tz: ZoneInfo, seconds: int) -> str:
+    """An instant (epoch seconds) as §2 writes it in `tz`; kept for every sandbox of the
+    process (the tests' companies share their stamps)."""
+    offset, text = _offset(tz, seconds // 900)
+    return (_NAIVE_EPOCH + timedelta(seconds=seconds + offset)).isoformat() + text
+
+
+@lru_cache(maxsize=1 << 16)
+def _offset(tz: ZoneInfo, quarter: int) -> tuple[int, str]:
+    """The UTC offset of `tz` during a quarter hour (offsets only change on quarter hours:
+    looked up per 15 minutes, then the shifted naive time is formatted, twice as fast as
+    astimezone + isoformat), in seconds and as text."""
+    delta = _at(quarter * 900).astimezone(tz).utcoffset()
+    seconds = int(delta.total_seconds()) if delta else 0
+    sign, size = "-" if seconds < 0 else "+", abs(seconds)
+    return seconds, f"{sign}{size // 3600:02d}:{size % 3600 // 60:02d}"
+
+
 class Wire:
     """Renders one company for one org time zone; caches what never changes."""
 
@@ -297,8 +317,6 @@ class Wire:
 
     def __init__(self, company: Company, tz: ZoneInfo, multi_currency: bool = True) -> None:
         self.company, self.tz, self.multi_currency = company, tz, multi_currency
-        self._dt: dict[int, str] = {}
-        self._offsets: dict[int, tuple[int, str]] = {}
         self._reps: dict[str, Rep] | None = None  # the rep_by_id the caches below were built on
         self._owners: dict[str, dict[str, str]] = {}
         self._role_ids: dict[str, str] = {}
@@ -324,23 +342,7 @@ class Wire:
     # ---- values ----------------------------------------------------------------------------
     def dt(self, moment: datetime) -> str:
         """§2: `2025-05-20T09:02:11-04:00`, the org's offset, no milliseconds, no Z."""
-        key = int(moment.timestamp())
-        text = self._dt.get(key)
-        if text is None:
-            if len(self._dt) > 500_000:
-                self._dt.clear()
-            # Offsets only change on quarter hours: look them up per 15 minutes, then format
-            # the shifted naive time (twice as fast as astimezone + isoformat).
-            offset = self._offsets.get(key // 900)
-            if offset is None:
-                delta = _at(key // 900 * 900).astimezone(self.tz).utcoffset()
-                seconds = int(delta.total_seconds()) if delta else 0
-                sign, size = "-" if seconds < 0 else "+", abs(seconds)
-                offset = self._offsets[key // 900] = (
-                    seconds, f"{sign}{size // 3600:02d}:{size % 3600 // 60:02d}")
-            local = _NAIVE_EPOCH + timedelta(seconds=key + offset[0])
-            text = self._dt[key] = local.isoformat() + offset[1]
-        return text
+        return _local_text(self.tz, int(moment.timestamp()))
 
     def dt_epoch(self, seconds: float) -> str:
         return self.dt(_at(int(seconds)))
