@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the browser fixture is imported, and taken by name
 """The Goals and Operations pages in a real browser (Playwright driving Debian's Chromium)
 against the app on a real port and every declared CRM sandbox (Zoho and Fxiaoke) on real
 ports, synced as `crmsync demo` does: a manager edits goals in the grid and sees attainment
@@ -39,11 +38,10 @@ from core.models import Person, User
 from core.people import update_person
 from core.security import SecretBox
 from tests.api_support import make_key
-from tests.integration.test_dashboard_browser import (  # noqa: F401 - fixture browser
+from tests.integration.test_dashboard_browser import (
     PASSWORD,
     PHONE,
     amount,
-    browser,
     new_page,
     shoot,
     shown_rows,

@@ -26,14 +26,12 @@ from tests.integration.test_dashboard_browser import (
     PASSWORD,
     PHONE,
     amount,
-    browser,
     new_page,
     shoot,
     sign_in,
 )
 from workers.context import JobContext
 
-__all__ = ["browser"]  # the Chromium fixture, shared with the other browser tests
 Q1 = "/statements?period=2027-Q1"
 
 
