@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, sync_playwright
 from tests.cli_support import in_process, user_env
 
 HERE = Path(__file__).parent
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path("/usr/bin/chromium-headless-shell")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,8 +75,11 @@ def _demo(directory: Path) -> DemoStore:
 def chromium() -> Iterator[Browser]:
     """Debian's Chromium under Playwright, launched once per test process: a launch costs
     about 0.8 s of CPU (Chromium and Playwright's driver), paid once instead of once per
-    module. Take `browser`, which lends it to a module."""
-    assert CHROMIUM.exists(), "install Chromium: apt-get install -y chromium"
+    module. Its headless shell (Chromium's old headless mode, what Playwright itself runs
+    headless), not the whole browser in headless mode: the same pages and screenshots for
+    about a third of the CPU a page (docs/testing.md). Take `browser`, which lends it to a
+    module."""
+    assert CHROMIUM.exists(), "install it: apt-get install -y chromium-headless-shell"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM),
                                               args=["--no-sandbox"])

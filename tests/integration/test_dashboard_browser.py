@@ -1,4 +1,4 @@
-"""The dashboard in a real browser (Playwright driving Debian's Chromium, /usr/bin/chromium)
+"""The dashboard in a real browser (Playwright driving Debian's Chromium: its headless shell)
 against the app on a real port, on the store `crmsync demo --no-serve` fills (two CRMs,
 goals for this quarter): signing in through a one-time link and the form, the leaderboard
 against the API, the drill-down, a rep's scope, the language switch and a phone screen.
