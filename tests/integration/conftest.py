@@ -1,21 +1,26 @@
 """Every test here is marked `integration`: `pytest -m "not integration"` leaves them out.
 
 The demo's store (`crmsync demo --no-serve`) is built once per run (demo_store); each
-module of the dashboard's browser tests works on a copy of it."""
+module of the dashboard's browser tests works on a copy of it. Those modules share one
+Chromium per test process (browser); each test opens a context of its own in it."""
 
+import asyncio
 import fcntl
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.cli_support import in_process, user_env
 
 HERE = Path(__file__).parent
+CHROMIUM = Path("/usr/bin/chromium-headless-shell")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,3 +69,37 @@ def _demo(directory: Path) -> DemoStore:
     with closing(sqlite3.connect(directory / "crmsync.db")) as conn:  # all in the main file
         assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy
     return DemoStore(directory, done.stdout)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, launched once per test process: a launch costs
+    about 0.8 s of CPU (Chromium and Playwright's driver), paid once instead of once per
+    module. Its headless shell (Chromium's old headless mode, what Playwright itself runs
+    headless), not the whole browser in headless mode: the same pages and screenshots for
+    about a third of the CPU a page (docs/testing.md). Take `browser`, which lends it to a
+    module."""
+    assert CHROMIUM.exists(), "install it: apt-get install -y chromium-headless-shell"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=["--no-sandbox"])
+        asyncio.events._set_running_loop(None)  # until a module borrows it (browser)
+        yield launched
+        asyncio.events._set_running_loop(launched._loop)
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Browser) -> Iterator[Browser]:
+    """The process's Chromium for one module's tests; each test opens its own context
+    (`new_page`), and any context a test left open is closed after the module.
+
+    Playwright's sync API leaves its event loop marked as running in this thread between
+    calls, so no other event loop can run there (pytest-asyncio's, `asyncio.run`): the
+    mark is set while a browser module runs, as when each module launched its own
+    Chromium, and cleared after it, as when that Chromium was closed."""
+    asyncio.events._set_running_loop(chromium._loop)
+    yield chromium
+    for context in chromium.contexts:
+        context.close()
+    asyncio.events._set_running_loop(None)

@@ -1,9 +1,10 @@
-"""The dashboard in a real browser (Playwright driving Debian's Chromium, /usr/bin/chromium)
+"""The dashboard in a real browser (Playwright driving Debian's Chromium: its headless shell)
 against the app on a real port, on the store `crmsync demo --no-serve` fills (two CRMs,
 goals for this quarter): signing in through a one-time link and the form, the leaderboard
 against the API, the drill-down, a rep's scope, the language switch and a phone screen.
 
-Screenshots of every page in both languages go to test-output/screenshots/."""
+Screenshots of every page in both languages go to test-output/screenshots/. The browser
+is the test process's Chromium (`browser`, tests/integration/conftest.py)."""
 
 import re
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from sqlalchemy import Engine
 
 from api.app import create_app
@@ -30,7 +31,6 @@ from tests.integration.conftest import DemoStore
 from tests.integration.test_cli import crmsync
 from workers.context import JobContext
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 PASSWORD = "a long enough password"
 LINK = re.compile(r"^http://127\.0\.0\.1:8000(/welcome/[A-Za-z0-9_-]+)$", re.MULTILINE)
@@ -110,16 +110,6 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory,
         yield Dashboard(server.url, engine, directory, api, start, end, person, email,
                         demo_links)
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "install Chromium: apt-get install -y chromium"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def new_page(browser: Browser, lang: str = "en", **options: Any) -> Page:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the browser fixture is imported, and taken by name
 """The digest channels' "send test" button in a real browser (Playwright driving Debian's
 Chromium) against the app on a real port and the chat robot sandbox on another: an admin
 sends a test digest to a DingTalk robot (signed; it arrives with the leaderboard's numbers)
@@ -31,8 +30,7 @@ from core.types import utcnow
 from tests.api_support import add_connection
 from tests.digest_support import DINGTALK_SECRET, robots
 from tests.integration.test_dashboard_admin_browser import add_user
-from tests.integration.test_dashboard_browser import (  # noqa: F401 - fixture browser
-    browser,
+from tests.integration.test_dashboard_browser import (
     new_page,
     shoot,
     sign_in,

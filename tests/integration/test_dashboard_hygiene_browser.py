@@ -4,8 +4,9 @@ from a rep's count on the leaderboard to their list, the counts against the API,
 filter, the links to the CRM's records, a rep's scope also by URL, Chinese and a phone
 screen. Screenshots go to test-output/screenshots/ (hygiene-*.png).
 
-The fixtures (the demo's store behind the app on a real port, the browser) are those of
-tests/integration/test_dashboard_browser.py."""
+The demo's store behind the app on a real port is the fixture of
+tests/integration/test_dashboard_browser.py; the browser, the test process's Chromium
+(tests/integration/conftest.py)."""
 
 import re
 from typing import Any
@@ -23,8 +24,7 @@ from tests.integration.test_dashboard_browser import (
     shown_rows,
 )
 
-dashboard = shared.dashboard  # the fixtures: the demo's store behind the app, the browser
-browser = shared.browser
+dashboard = shared.dashboard  # the fixture: the demo's store behind the app
 
 
 def summary(dashboard: Dashboard, **params: Any) -> dict[str, Any]:

@@ -3,8 +3,9 @@ on the store `crmsync demo --no-serve` fills: a manager's and a rep's numbers ag
 API, a rep's scope also by URL, the links to the CRM's records, both languages and a phone
 screen. Screenshots of both pages in English and Chinese go to test-output/screenshots/.
 
-The fixtures (the demo's store behind the app on a real port, the browser) are those of
-tests/integration/test_dashboard_browser.py."""
+The demo's store behind the app on a real port is the fixture of
+tests/integration/test_dashboard_browser.py; the browser, the test process's Chromium
+(tests/integration/conftest.py)."""
 
 import re
 from decimal import Decimal
@@ -30,8 +31,7 @@ from tests.integration.test_dashboard_browser import (
 )
 
 NOTHING = "–"
-dashboard = shared.dashboard  # the fixtures: the demo's store behind the app, the browser
-browser = shared.browser
+dashboard = shared.dashboard  # the fixture: the demo's store behind the app
 
 
 def number(text: str) -> Decimal | None:

@@ -3,8 +3,9 @@ on the store `crmsync demo --no-serve` fills: a manager's numbers against the AP
 click from the team table to a rep's own card, a rep's scope also by URL, both
 languages and a phone screen. Screenshots go to test-output/screenshots/.
 
-The fixtures (the demo's store behind the app on a real port, the browser) are those of
-tests/integration/test_dashboard_browser.py."""
+The demo's store behind the app on a real port is the fixture of
+tests/integration/test_dashboard_browser.py; the browser, the test process's Chromium
+(tests/integration/conftest.py)."""
 
 import re
 from decimal import Decimal
@@ -25,8 +26,7 @@ from tests.integration.test_dashboard_browser import (
     shoot,
 )
 
-dashboard = shared.dashboard  # the fixtures: the demo's store behind the app, the browser
-browser = shared.browser
+dashboard = shared.dashboard  # the fixture: the demo's store behind the app
 
 
 def api(dashboard: Dashboard, path: str, **params: Any) -> Any:

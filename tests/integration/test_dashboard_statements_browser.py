@@ -1,4 +1,4 @@
-"""The statements page in a real browser (Playwright driving /usr/bin/chromium) against the
+"""The statements page in a real browser (Playwright driving Debian's Chromium) against the
 app on a real port: a rep reads their own statement line by line and in Chinese; a manager
 reads the team's totals, opens a rep's statement and downloads the CSV export.
 
@@ -26,14 +26,12 @@ from tests.integration.test_dashboard_browser import (
     PASSWORD,
     PHONE,
     amount,
-    browser,
     new_page,
     shoot,
     sign_in,
 )
 from workers.context import JobContext
 
-__all__ = ["browser"]  # the Chromium fixture, shared with the other browser tests
 Q1 = "/statements?period=2027-Q1"
 
 
