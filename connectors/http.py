@@ -237,13 +237,16 @@ class SharedLimits(Protocol):
         earlier call arrived later than the one a window after it)."""
         ...
 
-    async def admit(self, key: str, limit: int, member: str, ticket: int,
-                    lease: float) -> int:
+    async def admit(self, key: str, limit: int, member: str, ticket: int, lease: float,
+                    pace: float) -> tuple[int, float]:
         """A turn of `key` for `member`, at most `limit` held at a time and the lowest
-        `ticket`s first, without waiting: 0 when `member` has one (taken now, or renewed),
-        else `member` takes its place in the line and the answer is its place (1: next).
-        A turn ends with `leave`, or `lease` seconds after its last admit (a killed
-        process); a place in the line `lease` seconds after it was last asked for."""
+        `ticket`s first, without waiting: (0, 0.0) when `member` has one (taken now, or
+        renewed); else `member` takes its place in the line, and the answer is its place
+        (1: next) and the seconds after which to ask again, `pace` for each round of
+        `limit` turns ahead of it, at most `lease` / 2. A turn ends with `leave`, or
+        `lease` seconds after its last admit (a killed process); a place in the line
+        `pace` seconds after it was due back (one that comes back late may find later
+        tickets taking the turns it was kept, then is first again)."""
         ...
 
     async def leave(self, key: str, member: str) -> None:
@@ -312,8 +315,8 @@ class LocalLimits:
                 recent.remove(float(place))
             recent.append(time.monotonic())  # the latest time: the deque stays in order
 
-    async def admit(self, key: str, limit: int, member: str, ticket: int,
-                    lease: float) -> int:
+    async def admit(self, key: str, limit: int, member: str, ticket: int, lease: float,
+                    pace: float) -> tuple[int, float]:
         now = time.monotonic()
         turns = self.turns.setdefault(key, {})
         line = self.lines.setdefault(key, {})
@@ -325,9 +328,10 @@ class LocalLimits:
         if member in turns or limit - len(turns) > ahead:
             turns[member] = now + lease
             line.pop(member, None)
-            return 0
-        line[member] = (ticket, now + lease)
-        return ahead + 1
+            return 0, 0.0
+        wait = min(lease / 2, pace * -(-(ahead + 1) // limit))
+        line[member] = (ticket, now + wait + pace)
+        return ahead + 1, wait
 
     async def leave(self, key: str, member: str) -> None:
         self.turns.get(key, {}).pop(member, None)

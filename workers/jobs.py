@@ -88,8 +88,8 @@ ACCOUNT_LEASE_SECONDS = 60.0
 a sync whose worker was killed ends at most this long after (no leaked turn)."""
 ACCOUNT_RETRY_SECONDS = 1.0
 """A sync that finds its account's turns taken comes back after this many seconds for each
-round of turns ahead of it in the account's line (at most ACCOUNT_RETRY_MAX_SECONDS)."""
-ACCOUNT_RETRY_MAX_SECONDS = 30.0
+round of turns ahead of it in the account's line (at most half the lease); its place is
+kept that long and this much more."""
 
 
 class AccountBusy(Exception):
@@ -116,17 +116,17 @@ async def account_turn(ctx: JobContext, source: object, *, run_id: int,
         return
     assert isinstance(source, SharedAccount)
     key, member = f"account:{source.account_key}", str(run_id)
-    place = await ctx.limits.admit(key, turns, member, run_id, ACCOUNT_LEASE_SECONDS)
+    place, wait = await ctx.limits.admit(key, turns, member, run_id, ACCOUNT_LEASE_SECONDS,
+                                         ACCOUNT_RETRY_SECONDS)
     if place:
-        rounds = -(-place // turns)
-        raise AccountBusy(min(ACCOUNT_RETRY_MAX_SECONDS, ACCOUNT_RETRY_SECONDS * rounds),
-                          place, turns)
+        raise AccountBusy(wait, place, turns)
 
     async def renew() -> None:
         while True:
             await asyncio.sleep(ACCOUNT_LEASE_SECONDS / 4)
             with suppress(Exception):  # Redis away a moment: the next renewal may do it
-                await ctx.limits.admit(key, turns, member, run_id, ACCOUNT_LEASE_SECONDS)
+                await ctx.limits.admit(key, turns, member, run_id, ACCOUNT_LEASE_SECONDS,
+                                       ACCOUNT_RETRY_SECONDS)
 
     renewing = asyncio.create_task(renew(), name=f"turn:{run_id}")
     try:

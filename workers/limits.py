@@ -70,31 +70,32 @@ return 0
 """
 
 # KEYS[1] turns (member -> lease end, ms), KEYS[2] the line (member -> ticket), KEYS[3] the
-# line's places (member -> end, ms); ARGV limit, lease ms, member, ticket.
-# 0 if the member has a turn (taken or renewed), else its place in the line (1: next).
+# line's places (member -> end, ms); ARGV limit, lease ms, member, ticket, pace ms.
+# {0, 0} if the member has a turn (taken or renewed), else {its place in the line (1: next),
+# ms after which to ask again}: SharedLimits.admit.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local lease = tonumber(ARGV[2])
+local limit, lease, pace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
   redis.call('ZREM', KEYS[2], gone)
   redis.call('ZREM', KEYS[3], gone)
 end
 local ahead = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. ARGV[4])
-if redis.call('ZSCORE', KEYS[1], ARGV[3])
-    or tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]) > ahead then
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) or limit - redis.call('ZCARD', KEYS[1]) > ahead then
   redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], lease)
   redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[3])
-  return 0
+  return {0, 0}
 end
+local wait = math.min(math.floor(lease / 2), pace * math.ceil((ahead + 1) / limit))
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('ZADD', KEYS[3], now + lease, ARGV[3])
-redis.call('PEXPIRE', KEYS[2], lease)
-redis.call('PEXPIRE', KEYS[3], lease)
-return ahead + 1
+redis.call('ZADD', KEYS[3], now + wait + pace, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], lease + pace)
+redis.call('PEXPIRE', KEYS[3], lease + pace)
+return {ahead + 1, wait}
 """
 
 # Delete KEYS[1] only if it still holds ARGV[1] (a lock's owner, a token's ciphertext).
@@ -163,10 +164,12 @@ class RedisLimits:
             await self._eval(_RESTAMP, PREFIX + "rate:" + key, math.ceil(window * 1000),
                              *places)
 
-    async def admit(self, key: str, limit: int, member: str, ticket: int,
-                    lease: float) -> int:
-        return int(await self._eval(_ADMIT, self._turn_keys(key), limit,
-                                    max(1, int(lease * 1000)), member, ticket))
+    async def admit(self, key: str, limit: int, member: str, ticket: int, lease: float,
+                    pace: float) -> tuple[int, float]:
+        place, wait_ms = await self._eval(_ADMIT, self._turn_keys(key), limit,
+                                          max(1, int(lease * 1000)), member, ticket,
+                                          max(1, int(pace * 1000)))
+        return int(place), int(wait_ms) / 1000
 
     async def leave(self, key: str, member: str) -> None:
         turns, line, places = self._turn_keys(key)

@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 from arq.connections import RedisSettings
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
+from cli.run import run_sync_with_progress
+from connectors.base import SharedAccount
 from connectors.http import LocalLimits, SharedLimits
 from connectors.hubspot.client import SEARCHING_SYNCS
 from connectors.hubspot.sandbox import create_app as hubspot_app
@@ -35,6 +38,7 @@ from tests.integration.test_webhook_e2e import busy
 from tests.integration.zoho_helpers import add_connection as add_zoho
 from tests.integration.zoho_helpers import make_context, sync
 from workers import jobs
+from workers.connect import open_connector
 from workers.context import JobContext
 from workers.jobs import SYNC_MAX_TRIES
 from workers.limits import RedisLimits
@@ -66,33 +70,43 @@ async def limits_of(kind: str, redis_url: str) -> AsyncIterator[tuple[SharedLimi
 # -- the primitive -------------------------------------------------------------------------
 
 
+async def place(limits: SharedLimits, member: int, *, limit: int = 2, lease: float = 60,
+                pace: float = 1.0) -> int:
+    """The member's place in account x's line (0: it has a turn); its run id is its ticket."""
+    at, wait = await limits.admit("account:x", limit, str(member), member, lease, pace)
+    assert wait == (min(lease / 2, pace * -(-at // limit)) if at else 0)
+    return at
+
+
 @pytest.mark.parametrize("kind", ["redis", "local"])
 async def test_turns_go_to_the_earliest_tickets_and_never_exceed_the_limit(kind, redis_url):
     async with limits_of(kind, redis_url) as (a, b):
-        assert await a.admit("account:x", 2, "10", 10, 60) == 0
-        assert await b.admit("account:x", 2, "11", 11, 60) == 0
-        assert await a.admit("account:x", 2, "13", 13, 60) == 1  # next
-        assert await b.admit("account:x", 2, "12", 12, 60) == 1  # queued earlier: before 13
-        assert await a.admit("account:x", 2, "13", 13, 60) == 2
-        assert await a.admit("account:x", 2, "10", 10, 60) == 0  # a holder renews its turn
+        assert await place(a, 10) == await place(b, 11) == 0
+        assert await place(a, 13) == 1  # next
+        assert await place(b, 12) == 1  # queued earlier: before 13
+        assert await place(a, 13) == 2
+        assert await place(a, 10) == 0  # a holder renews its turn
         await b.leave("account:x", "10")
-        assert await a.admit("account:x", 2, "13", 13, 60) == 2  # 12 waits before it
-        assert await b.admit("account:x", 2, "12", 12, 60) == 0
-        assert await a.admit("account:x", 2, "13", 13, 60) == 1
-        assert await a.admit("account:y", 2, "13", 13, 60) == 0  # another account: free
+        assert await place(a, 13) == 2  # 12 waits before it
+        assert await place(b, 12) == 0
+        assert await place(a, 13) == 1
+        assert await a.admit("account:y", 2, "13", 13, 60, 1.0) == (0, 0.0)  # another account
         await a.leave("account:x", "11")
-        assert await b.admit("account:x", 2, "13", 13, 60) == 0
+        assert await place(b, 13) == 0
+        for member in range(20, 30):  # far back: asked to come back later, at most lease / 2
+            await place(a, member, lease=8)
+        assert await a.admit("account:x", 2, "30", 30, 8, 1.0) == (11, 4.0)
 
 
 @pytest.mark.parametrize("kind", ["redis", "local"])
-async def test_a_killed_holders_turn_and_a_gone_waiters_place_end_with_their_lease(
-        kind, redis_url):
+async def test_a_killed_holders_turn_and_a_late_waiters_place_end(kind, redis_url):
     async with limits_of(kind, redis_url) as (dead, alive):
-        assert await dead.admit("account:x", 1, "1", 1, 0.4) == 0  # never left: killed
-        assert await dead.admit("account:x", 1, "2", 2, 0.4) == 1  # never asks again
-        assert await alive.admit("account:x", 1, "3", 3, 60) == 2
-        await asyncio.sleep(0.6)
-        assert await alive.admit("account:x", 1, "3", 3, 60) == 0
+        assert await place(dead, 1, limit=1, lease=0.4) == 0  # never leaves: killed
+        assert await place(dead, 2, limit=1, pace=0.1) == 1  # never comes back
+        assert await place(alive, 3, limit=1) == 2
+        await asyncio.sleep(0.6)  # the turn's lease and the place's wait + pace are over
+        assert await place(alive, 3, limit=1) == 0
+        assert await place(dead, 2, limit=1) == 1  # back late: first in line again
 
 
 # -- the workers ---------------------------------------------------------------------------
@@ -201,3 +215,26 @@ async def test_syncs_sharing_an_account_take_turns_and_others_do_not_wait_for_th
         assert started == sorted(started)  # type: ignore[type-var]
         deferrals = [r for r in caplog.records if r.getMessage().startswith("sync deferred")]
         assert len(deferrals) > SYNC_MAX_TRIES  # and none of them was counted as a try
+
+
+async def test_crmsync_sync_waits_for_its_accounts_turn(pg_engine, pg_url, redis_url):
+    with BackgroundServer(hubspot_app(generate_company(seed=9, deals=30, accounts=5))) as hub:
+        ctx = make_context(pg_engine, pg_url)
+        ctx.limits = RedisLimits(redis_url, ctx.secrets)
+        cid = add_hubspot(ctx, hub.url, "hubspot")
+        await sync(ctx, cid, "full")
+        async with open_connector(ctx, cid) as source:
+            assert isinstance(source, SharedAccount)
+            key = f"account:{source.account_key}"
+        for earlier in (1, 2):  # a worker's syncs of the account, queued before, hold its turns
+            assert await ctx.limits.admit(key, SEARCHING_SYNCS, str(earlier), earlier, 1.5,
+                                          1.0) == (0, 0.0)
+        started = time.monotonic()
+        assert await run_sync_with_progress(ctx, cid, full=False)
+        assert time.monotonic() - started >= 1.0  # until their turns ended
+        with session_scope(ctx.engine) as session:
+            run = session.scalars(select(SyncRun).where(SyncRun.connection_id == cid)
+                                  .order_by(SyncRun.id.desc())).first()  # type: ignore[union-attr]
+            assert run is not None
+            assert (run.mode, run.status, run.error) == ("incremental", "succeeded", None)
+        await ctx.limits.aclose()
