@@ -36,13 +36,13 @@ from core.security import SecretBox
 from core.types import RunStatus, SyncMode
 from tests.integration.test_hubspot_sync_e2e import STATIC
 from tests.integration.test_webhook_e2e import busy
+from tests.integration.test_worker_lanes import runner_of as one_process
 from tests.integration.zoho_helpers import add_connection as add_zoho
 from tests.integration.zoho_helpers import make_context, sync
 from workers.connect import open_connector
 from workers.context import JobContext
 from workers.limits import RedisLimits
 from workers.queue import ArqRunner
-from workers.runner import InProcessRunner
 from workers.settings import worker_lanes
 
 SHARING = 5  # HubSpot connections of one account
@@ -122,11 +122,8 @@ def second_worker(ctx: JobContext, redis_url: str) -> JobContext:
 async def runner_of(kind: str, ctx: JobContext, redis_url: str) -> AsyncIterator[Any]:
     """The runner the API would use; for arq, two workers (their lanes) running."""
     if kind == "in-process":
-        runner = InProcessRunner(ctx)
-        try:
+        async with one_process(kind, ctx, redis_url) as runner:
             yield runner
-        finally:
-            await runner.close()
         return
     ctx.limits = RedisLimits(redis_url, ctx.secrets)
     other = second_worker(ctx, redis_url)
