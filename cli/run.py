@@ -20,7 +20,7 @@ from core.records import REQUIRED_STREAMS
 from core.sync import StreamCounts
 from core.types import Stream, SyncMode
 from workers.context import JobContext
-from workers.jobs import after_full_sync, backfill_stage_history, sync_connection
+from workers.jobs import AccountBusy, after_full_sync, backfill_stage_history, sync_connection
 from workers.settings import run as run_worker_lanes
 
 
@@ -65,8 +65,14 @@ async def run_sync_with_progress(ctx: JobContext, connection_id: int, full: bool
                 progress.update(tasks[stream], counts=text)
 
         try:
-            await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode,
-                                  progress=report)
+            while True:
+                try:
+                    await sync_connection(ctx, connection_id=connection_id, run_id=run_id,
+                                          mode=mode, progress=report)
+                    break
+                except AccountBusy as busy:  # workers sync others of its account: wait
+                    console.print(f"connection {connection_id}: {busy}")
+                    await asyncio.sleep(busy.delay)
         except Exception as exc:  # the run row has the error too
             err.print(f"[red]sync of connection {connection_id} failed:[/red] {exc}")
             return False

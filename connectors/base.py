@@ -78,6 +78,7 @@ __all__ = [
     "RateLimited",
     "Sandbox",
     "SandboxOption",
+    "SharedAccount",
     "SourceError",
     "SourceInfo",
     "StageChangeRecord",
@@ -205,6 +206,25 @@ class WebhookReceiver(Protocol):
     ) -> list[tuple[str, Page]]:
         """The store changes stored events stand for, as (stream, page) pairs: re-read
         records from the CRM (current state) and deletions to tombstone."""
+        ...
+
+
+@runtime_checkable
+class SharedAccount(Protocol):
+    """Optional: the connection's calls spend budgets of a vendor account that other
+    connections may share (the same company connected more than once), and a sync of it
+    mostly waits for them. The workers then run at most `account_turns` such syncs of one
+    account at a time; another one goes back to the queue for its turn instead of holding
+    a worker's slot while it waits (workers.jobs.account_turn, docs/operations.md)."""
+
+    @property
+    def account_key(self) -> str:
+        """The account, the same for every connection of it (a hash, never a secret)."""
+        ...
+
+    def account_turns(self, incremental: bool) -> int:
+        """How many syncs of the account (incremental ones, or full ones) to run at once;
+        0: as many as come."""
         ...
 
 

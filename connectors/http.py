@@ -237,6 +237,22 @@ class SharedLimits(Protocol):
         earlier call arrived later than the one a window after it)."""
         ...
 
+    async def admit(self, key: str, limit: int, member: str, ticket: int, lease: float,
+                    pace: float) -> tuple[int, float]:
+        """A turn of `key` for `member`, at most `limit` held at a time and the lowest
+        `ticket`s first, without waiting: (0, 0.0) when `member` has one (taken now, or
+        renewed); else `member` takes its place in the line, and the answer is its place
+        (1: next) and the seconds after which to ask again, `pace` for each round of
+        `limit` turns ahead of it, at most `lease` / 2. A turn ends with `leave`, or
+        `lease` seconds after its last admit (a killed process); a place in the line
+        `pace` seconds after it was due back (one that comes back late may find later
+        tickets taking the turns it was kept, then is first again)."""
+        ...
+
+    async def leave(self, key: str, member: str) -> None:
+        """Give back `member`'s turn of `key` (or its place in the line)."""
+        ...
+
     def lock(self, key: str) -> AbstractAsyncContextManager[None]:
         """A short exclusive lock, e.g. so only one process refreshes a token."""
         ...
@@ -267,6 +283,8 @@ class LocalLimits:
         self.memo = Memo()
         self.tokens: dict[str, tuple[float, dict[str, Any]]] = {}  # key -> (expiry, value)
         self.recent: dict[str, deque[float]] = {}  # key -> monotonic times of recent calls
+        self.turns: dict[str, dict[str, float]] = {}  # key -> member -> lease end
+        self.lines: dict[str, dict[str, tuple[int, float]]] = {}  # member -> (ticket, end)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Any]] = (
             weakref.WeakKeyDictionary())
 
@@ -296,6 +314,28 @@ class LocalLimits:
             with suppress(ValueError):  # already out of the window
                 recent.remove(float(place))
             recent.append(time.monotonic())  # the latest time: the deque stays in order
+
+    async def admit(self, key: str, limit: int, member: str, ticket: int, lease: float,
+                    pace: float) -> tuple[int, float]:
+        now = time.monotonic()
+        turns = self.turns.setdefault(key, {})
+        line = self.lines.setdefault(key, {})
+        for gone in [m for m, end in turns.items() if end <= now]:
+            del turns[gone]
+        for gone in [m for m, (_, end) in line.items() if end <= now]:
+            del line[gone]
+        ahead = sum(1 for waiting, _ in line.values() if waiting < ticket)
+        if member in turns or limit - len(turns) > ahead:
+            turns[member] = now + lease
+            line.pop(member, None)
+            return 0, 0.0
+        wait = min(lease / 2, pace * -(-(ahead + 1) // limit))
+        line[member] = (ticket, now + wait + pace)
+        return ahead + 1, wait
+
+    async def leave(self, key: str, member: str) -> None:
+        self.turns.get(key, {}).pop(member, None)
+        self.lines.get(key, {}).pop(member, None)
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

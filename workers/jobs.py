@@ -2,7 +2,8 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from connectors.base import (
     GoalResults,
     NotificationChannels,
     PushResult,
+    SharedAccount,
     StageHistory,
     WebhookReceiver,
 )
@@ -55,8 +57,9 @@ async def sync_connection(
                 error=f"cannot start: {exc}"
             )
         raise
-    await asyncio.to_thread(apply_zone, ctx)
-    async with open_connector(ctx, loaded) as source:
+    async with open_connector(ctx, loaded) as source, \
+            account_turn(ctx, source, run_id=run_id, incremental=mode == SyncMode.INCREMENTAL):
+        await asyncio.to_thread(apply_zone, ctx)
         engine = SyncEngine(
             ctx.engine,
             source,
@@ -76,6 +79,64 @@ async def sync_connection(
                    "api_calls": source.api_calls},
         )
         return summary
+
+
+# -- turns of syncs sharing a vendor account (both runners) --------------------------------
+
+ACCOUNT_LEASE_SECONDS = 60.0
+"""A sync's turn of its account is renewed every quarter of this while it runs; the turn of
+a sync whose worker was killed ends at most this long after (no leaked turn)."""
+ACCOUNT_RETRY_SECONDS = 1.0
+"""A sync that finds its account's turns taken comes back after this many seconds for each
+round of turns ahead of it in the account's line (at most half the lease); its place is
+kept that long and this much more."""
+
+
+class AccountBusy(Exception):
+    """Every turn of the sync's vendor account is taken (connectors.base.SharedAccount): the
+    job goes back to the queue for `delay` seconds instead of waiting in its slot. Not a
+    failed try."""
+
+    def __init__(self, delay: float, place: int, turns: int) -> None:
+        super().__init__(f"{turns} syncs of its account run at a time and {place - 1} wait "
+                         f"before it; trying again in {delay:.0f}s")
+        self.delay, self.place, self.turns = delay, place, turns
+
+
+@asynccontextmanager
+async def account_turn(ctx: JobContext, source: object, *, run_id: int,
+                       incremental: bool) -> AsyncIterator[None]:
+    """Hold one of the turns of the source's vendor account for the block, or raise
+    AccountBusy without waiting: at most `account_turns` syncs of connections sharing an
+    account run at once, across processes with Redis (ctx.limits), the runs queued first
+    first (the run id is the ticket). A source that shares no account runs at once."""
+    turns = source.account_turns(incremental) if isinstance(source, SharedAccount) else 0
+    if not turns:
+        yield
+        return
+    assert isinstance(source, SharedAccount)
+    key, member = f"account:{source.account_key}", str(run_id)
+    place, wait = await ctx.limits.admit(key, turns, member, run_id, ACCOUNT_LEASE_SECONDS,
+                                         ACCOUNT_RETRY_SECONDS)
+    if place:
+        raise AccountBusy(wait, place, turns)
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(ACCOUNT_LEASE_SECONDS / 4)
+            with suppress(Exception):  # Redis away a moment: the next renewal may do it
+                await ctx.limits.admit(key, turns, member, run_id, ACCOUNT_LEASE_SECONDS,
+                                       ACCOUNT_RETRY_SECONDS)
+
+    renewing = asyncio.create_task(renew(), name=f"turn:{run_id}")
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        try:
+            await ctx.limits.leave(key, member)
+        except Exception as exc:  # its lease ends it
+            log.warning("turn of run %s not given back: %s", run_id, exc)
 
 
 # -- retries of the sync job (both runners) ------------------------------------------------
@@ -109,12 +170,20 @@ async def sync_job_attempt(
 ) -> dict[str, Any]:
     """One try of the sync job, under either runner.
 
-    A transient failure with tries left puts the run back to queued and raises
+    A sync whose vendor account has no turn free raises AccountBusy (account_turn), the
+    run queued still; a transient failure with tries left puts the run back to queued and raises
     RetryLater; any other failure, or the last try, leaves the run failed with the
     error and the connection's status and last_error saying what the admin must do.
     """
     try:
         return await sync_connection(ctx, connection_id=connection_id, run_id=run_id, mode=mode)
+    except AccountBusy as busy:  # the run stays queued, saying why
+        note = f"waiting for its account: {busy}"
+        with session_scope(ctx.engine) as session:
+            store.update_run(session, run_id, error=note)
+        log.info("sync deferred: %s", note, extra={
+            "connection_id": connection_id, "run_id": run_id, "place": busy.place})
+        raise
     except Exception as exc:
         delay = retry_delay(ctx, exc, attempt)
         note = _record_failure(ctx, connection_id, run_id, exc, attempt, delay)

@@ -3,9 +3,11 @@
 With CRMSYNC_REDIS_URL set, API replicas, workers and `crmsync sync` share one in-flight
 cap per connection, one call budget per vendor interface and one access token per
 credentials, so together they stay within what the vendor allows (docs/vendors/zoho.md §1, §7;
-docs/vendors/fxiaoke.md §1.2, §6). Each check is one Lua script (atomic) timed by the Redis
+docs/vendors/fxiaoke.md §1.2, §6), and the turns of syncs of one vendor account
+(workers.jobs.account_turn). Each check is one Lua script (atomic) timed by the Redis
 server's clock. Every key expires: a process killed mid-call leaks its in-flight slot for at most
-`lease` seconds and a refresh lock for at most `lock_ttl`. Keys carry hashes, never
+`lease` seconds, a refresh lock for at most `lock_ttl` and a sync's turn for at most the
+lease its job gave. Keys carry hashes, never
 secrets; token values are encrypted with the app's SecretBox (CRMSYNC_SECRET_KEY).
 """
 
@@ -67,6 +69,35 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0
 """
 
+# KEYS[1] turns (member -> lease end, ms), KEYS[2] the line (member -> ticket), KEYS[3] the
+# line's places (member -> end, ms); ARGV limit, lease ms, member, ticket, pace ms.
+# {0, 0} if the member has a turn (taken or renewed), else {its place in the line (1: next),
+# ms after which to ask again}: SharedLimits.admit.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local limit, lease, pace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+  redis.call('ZREM', KEYS[2], gone)
+  redis.call('ZREM', KEYS[3], gone)
+end
+local ahead = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. ARGV[4])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) or limit - redis.call('ZCARD', KEYS[1]) > ahead then
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], lease)
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  return {0, 0}
+end
+local wait = math.min(math.floor(lease / 2), pace * math.ceil((ahead + 1) / limit))
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[3], now + wait + pace, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], lease + pace)
+redis.call('PEXPIRE', KEYS[3], lease + pace)
+return {ahead + 1, wait}
+"""
+
 # Delete KEYS[1] only if it still holds ARGV[1] (a lock's owner, a token's ciphertext).
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -95,9 +126,11 @@ class RedisLimits:
             client = self._clients[loop] = Redis.from_url(self.url)
         return client
 
-    async def _eval(self, script: str, key: str, *args: str | int | bytes) -> Any:
+    async def _eval(self, script: str, key: str | Sequence[str], *args: str | int | bytes
+                    ) -> Any:
+        keys = [key] if isinstance(key, str) else list(key)
         values = [a.decode() if isinstance(a, bytes) else str(a) for a in args]
-        pending = self.redis.eval(script, 1, key, *values)
+        pending = self.redis.eval(script, len(keys), *keys, *values)
         return await cast(Awaitable[Any], pending)
 
     async def aclose(self) -> None:
@@ -130,6 +163,26 @@ class RedisLimits:
         if places:
             await self._eval(_RESTAMP, PREFIX + "rate:" + key, math.ceil(window * 1000),
                              *places)
+
+    async def admit(self, key: str, limit: int, member: str, ticket: int, lease: float,
+                    pace: float) -> tuple[int, float]:
+        place, wait_ms = await self._eval(_ADMIT, self._turn_keys(key), limit,
+                                          max(1, int(lease * 1000)), member, ticket,
+                                          max(1, int(pace * 1000)))
+        return int(place), int(wait_ms) / 1000
+
+    async def leave(self, key: str, member: str) -> None:
+        turns, line, places = self._turn_keys(key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(turns, member)
+            pipe.zrem(line, member)
+            pipe.zrem(places, member)
+            await pipe.execute()
+
+    @staticmethod
+    def _turn_keys(key: str) -> tuple[str, str, str]:
+        name = PREFIX + "turns:" + key
+        return name, name + ":line", name + ":places"
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

@@ -2,7 +2,8 @@
 
 One connection never syncs twice at the same time: asking again while a run
 is queued or running returns that run. At most CRMSYNC_WORKER_JOBS syncs and backfills
-run at a time (the others wait, queued, in order); webhook processing never waits for them.
+run at a time (the others wait, queued, in order; one waiting for its vendor account's turn
+waits without a slot); webhook processing never waits for them.
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from core.db import session_scope
 from core.types import RunStatus, SyncMode
 from workers.context import JobContext
 from workers.jobs import (
+    AccountBusy,
     RetryLater,
     after_full_sync,
     backfill_stage_history,
@@ -64,7 +66,8 @@ class InProcessRunner:
             return run_id
 
     async def _run(self, connection_id: int, run_id: int, mode: SyncMode) -> None:
-        """The sync job with the same tries and back-off as under arq."""
+        """The sync job with the same tries and back-off as under arq; a sync waiting for
+        its account's turn (workers.jobs.account_turn) waits without a slot."""
         attempt = 1
         while True:
             try:
@@ -74,6 +77,8 @@ class InProcessRunner:
                 if mode is SyncMode.FULL:
                     await after_full_sync(self.ctx, connection_id, self.enqueue_backfill)
                 return
+            except AccountBusy as busy:  # its account's turns are taken: wait without a slot
+                await asyncio.sleep(busy.delay)
             except RetryLater as retry:
                 await asyncio.sleep(retry.delay)
                 attempt += 1

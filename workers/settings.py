@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from arq.connections import RedisSettings
+from arq.constants import retry_key_prefix
 from arq.cron import cron
 from arq.worker import Retry, Worker, func
 
@@ -28,6 +29,7 @@ from workers.context import JobContext, build_context
 from workers.digests import send_due_digests
 from workers.jobs import (
     SYNC_MAX_TRIES,
+    AccountBusy,
     RetryLater,
     after_full_sync,
     backfill_stage_history,
@@ -57,12 +59,16 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 async def sync_job(ctx: dict[str, Any], connection_id: int, run_id: int, mode: str) -> Any:
-    """arq entry point of the sync job: transient failures come back with back-off (Retry)."""
+    """arq entry point of the sync job: transient failures come back with back-off (Retry),
+    and so does a sync whose vendor account has no turn free (workers.jobs.account_turn)."""
     job: JobContext = ctx["job"]
     async with _lease(ctx):
         try:
             summary = await sync_job_attempt(job, connection_id=connection_id, run_id=run_id,
                                              mode=SyncMode(mode), attempt=ctx.get("job_try", 1))
+        except AccountBusy as busy:  # back to the queue, not a try: arq counts one per start
+            await ctx["redis"].decr(retry_key_prefix + ctx["job_id"])
+            raise Retry(defer=busy.delay) from None
         except RetryLater as retry:
             raise Retry(defer=retry.delay) from None
         if mode == SyncMode.FULL:

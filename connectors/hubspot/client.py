@@ -57,6 +57,11 @@ class RateBudget:
 
 
 SEARCH_RATE = RateBudget(SEARCH_PER_SECOND, 1.0)  # §3: 5 searches a second per account
+SEARCHING_SYNCS = 2
+"""Incremental syncs of one account run at a time (connectors.base.SharedAccount): each
+spends about 6 of the account's 5 searches a second (§3), so two keep the budget busy
+(one's other calls overlap the other's searches) and the rest wait in the queue, not in a
+worker's slot. Full syncs list records (no search) and are not limited."""
 HEADROOM = 0.9  # §7: use 90% of the burst limit, leaving room for other integrations
 
 
@@ -170,6 +175,14 @@ class HubSpotClient:
     @property
     def api_calls(self) -> int:
         return self.api.api_calls
+
+    @property
+    def account_key(self) -> str:
+        """The account whose budgets this client's calls spend (connectors.base.SharedAccount)."""
+        return self.key
+
+    def account_turns(self, incremental: bool) -> int:
+        return SEARCHING_SYNCS if incremental else 0
 
     # -- HTTP -----------------------------------------------------------------
 

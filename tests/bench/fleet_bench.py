@@ -363,19 +363,31 @@ def schedule_report(db_url: str, ids: list[int], interval: float, since: datetim
                                            f"(start to start <= {interval + TICK:.0f} s)"}
 
 
+def drain_webhooks(db_url: str, since: datetime, until: datetime, timeout: float) -> None:
+    """Wait (at most `timeout` s) for the webhook events received in the steady state to be
+    processed: the last second's are still queued when it ends, and are not lost."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and rows(
+            db_url, "SELECT count(*) FROM webhook_event WHERE status <> 'processed' AND "
+            "received_at BETWEEN :s AND :u", s=since, u=until)[0][0]:
+        time.sleep(1)
+
+
 def webhook_report(db_url: str, exclude: list[int], window: tuple[Any, Any] | None,
-                   since: datetime) -> dict[str, Any]:
+                   since: datetime, until: datetime) -> dict[str, Any]:
+    """Received -> processed of the events received in the steady state (and in `window`);
+    not processed: those of them still waiting after drain_webhooks."""
     out = {}
-    spans = {"all": (since, None)}
+    spans = {"all": (since, until)}
     if window is not None:
         spans["during_big_full_sync"] = window
     for name, (start, end) in spans.items():
         found = rows(db_url, "SELECT extract(epoch FROM processed_at - received_at) FROM "
-                     "webhook_event WHERE NOT connection_id = ANY(:ex) AND received_at >= :s "
-                     "AND (CAST(:e AS timestamptz) IS NULL OR received_at <= :e) "
-                     "AND status = 'processed'", ex=exclude or [0], s=start, e=end)
+                     "webhook_event WHERE NOT connection_id = ANY(:ex) AND received_at "
+                     "BETWEEN :s AND :e AND status = 'processed'", ex=exclude or [0], s=start,
+                     e=end)
         left = rows(db_url, "SELECT count(*) FROM webhook_event WHERE status <> 'processed' "
-                    "AND received_at >= :s", s=start)[0][0]
+                    "AND received_at BETWEEN :s AND :e", s=start, e=end)[0][0]
         values = [float(v) for (v,) in found]
         out[name] = ({"events": len(values), "p50_s": pct(values, 50), "p95_s": pct(values, 95),
                       "max_s": max(values), "not_processed": left} if values else
@@ -478,7 +490,7 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         db_cpu = database.stop()
         cpu = {p.pid: common.process_cpu(p.pid) - cpu1[p.pid] for p in procs
                if p.poll() is None}
-        time.sleep(3)  # the last webhook jobs
+        drain_webhooks(db_url, since, until, timeout=30.0)
         window = None
         big_runs = rows(db_url, "SELECT started_at, finished_at, counts FROM sync_run "
                         "WHERE id = :r", r=out["big_run"] or 0)
@@ -497,8 +509,14 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         sched = schedule_report(db_url, ids, interval * 60.0, since, until)
         for name, value in sched.items():
             print(f"  schedule {name:34} {value}")
+        for provider in PROVIDERS:
+            mine = [cid for org in orgs if org.provider == provider for cid in org.connections]
+            if mine:
+                of = schedule_report(db_url, mine, interval * 60.0, since, until)
+                print(f"  schedule {provider:34} {of['connections_within_interval']}; due -> "
+                      f"started {of['due_to_start_s']}")
         exclude = big_org.connections if big_org else []
-        for name, value in webhook_report(db_url, exclude, window, since).items():
+        for name, value in webhook_report(db_url, exclude, window, since, until).items():
             print(f"  webhooks {name:34} {value}")
         [(incs, fetched)] = rows(db_url, "SELECT count(*), coalesce(sum(CAST(counts->'deals'"
                                  "->>'fetched' AS integer)), 0) FROM sync_run WHERE mode = "
