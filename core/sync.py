@@ -211,14 +211,17 @@ class SyncEngine:
         new = self.mode == SyncMode.FULL and not await self._stream_db(
             stream, self._stores_any, stream)
         queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
+        grew = asyncio.Event()  # set by each put
 
         async def produce() -> None:
             try:
                 async for page in self.source.read(stream, cursor):
                     await queue.put(page)
+                    grew.set()
                 await queue.put(None)
             except BaseException as exc:  # handed to the consumer, which re-raises
                 await queue.put(exc)
+            grew.set()
 
         producer = asyncio.create_task(produce())
         taken: list[Page | BaseException | None] = []  # out of the queue, not written yet
@@ -231,6 +234,8 @@ class SyncEngine:
         try:
             while True:
                 await _landed(flying, fewer_than=len(slots))  # a slot is free
+                # beside a write, one of at least two pages (fewer, larger transactions)
+                await _grown(flying, grew, lambda: queue.qsize() + len(taken) >= 2)
                 if (pages := _next_pages(await queue.get() if not taken else taken.pop(),
                                          queue, taken)) is None:
                     break
@@ -516,6 +521,19 @@ async def _landed(flying: dict[asyncio.Task[None], tuple[Any, set[str]]], *,
         for task in done:
             del flying[task]
             task.result()
+
+
+async def _grown(flying: dict[asyncio.Task[None], Any], grew: asyncio.Event,
+                 enough: Callable[[], bool]) -> None:
+    """Wait, while a write is in `flying`, until `enough()` (`grew` is set as a page is
+    read) or a write ends."""
+    while flying and not enough():
+        grew.clear()
+        more = asyncio.ensure_future(grew.wait())
+        done, _ = await asyncio.wait({more, *flying}, return_when=asyncio.FIRST_COMPLETED)
+        more.cancel()
+        if done != {more}:
+            return
 
 
 def _next_pages(item: Page | BaseException | None, queue: "asyncio.Queue[Any]",
