@@ -14,16 +14,7 @@ from sqlalchemy import event, select, text
 
 from core import store
 from core.db import session_scope
-from core.models import (
-    Account,
-    Connection,
-    Deal,
-    DealStageChange,
-    DealVersion,
-    Person,
-    RollupDirty,
-    SyncState,
-)
+from core.models import Account, Connection, Deal, DealStageChange, DealVersion, Person, RollupDirty
 from core.records import Page
 from core.sync import SyncEngine
 from tests.integration.test_store_and_engine import (
@@ -262,25 +253,23 @@ async def test_a_first_sync_writes_deals_pages_on_two_connections_cursors_in_ord
     def before(conn, cursor, statement, *args: Any) -> None:
         if statement.startswith("WITH inserted AS") and not go.is_set():
             go.set()
-            with pg_engine.connect() as watch:
-                for _ in range(400):
+            for _ in range(400):
+                with session_scope(pg_engine) as watch:
                     stored = watch.scalars(select(Deal.remote_id)).all()
-                    state = watch.scalar(select(SyncState.cursor).where(
-                        SyncState.stream == "deals"))
-                    watch.rollback()
-                    if stored:
-                        break
-                    threading.Event().wait(0.05)
+                    state = store.get_state(watch, connection_id=connection_id, stream="deals")
+                if stored:
+                    break
+                threading.Event().wait(0.05)
             seen.append((sorted(stored), state))
 
     pages = {"deals": [Page(records=[owned(1), owned(2)], cursor={"n": 0}),
                        Page(records=[owned(3), owned(4)], cursor={"n": 1})]}
     summary = await first_sync(pg_engine, connection_id, PacedSource(pages, go), before)
-    assert seen == [(["3", "4"], None)]
+    assert seen == [(["3", "4"], {})]
     assert summary["deals"]["upserted"] == 4
     with session_scope(pg_engine) as session:
-        assert session.scalar(select(SyncState.cursor).where(
-            SyncState.stream == "deals"))["cursor"] == {"n": 1}
+        assert store.get_state(session, connection_id=connection_id,
+                               stream="deals")["cursor"] == {"n": 1}
         assert len(session.scalars(select(DealVersion)).all()) == 4
 
 
