@@ -10,18 +10,16 @@
   interrupted full sync resumes from its cursor and still tombstones correctly.
 - On PostgreSQL the run writes on two connections (lanes, see LANES): the deals' pages on
   one while the accounts' and activities' pages are written on the other, so the
-  database works on both at once; everything else takes every lane and runs alone. A
-  first sync writes the deals' pages on two lanes at once (SECOND_LANES).
+  database works on both at once; everything else takes both lanes and runs alone.
 """
 
 import asyncio
 import contextlib
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +49,7 @@ ANALYZE_AFTER_PAGES = frozenset({3, 30, 300, 3000})  # a table may have grown te
 COUNTS_EVERY = 1.0  # seconds between writes of the run's running counts
 READ_AHEAD = 4  # pages a stream reads ahead of its writer (memory: a few pages per stream)
 MERGE_PAGES = 5  # pages already read that are written in one transaction, at most
-DEALS_LANE, OTHER_LANE, SECOND_DEALS_LANE = 0, 1, 2
+DEALS_LANE, OTHER_LANE = 0, 1
 LANES = {Stream.DEALS: (DEALS_LANE,), Stream.ACCOUNTS: (OTHER_LANE,),
          Stream.ACTIVITIES: (OTHER_LANE,)}
 """The connections a stream's pages are written on (PostgreSQL). Two pages on different lanes
@@ -61,17 +59,9 @@ activity; both may add people (core.people.ensure_owner_persons, in email order:
 for the other, never both) and rollup marks (plain inserts), and write their own sync_state
 row and the run's row last. The other streams (users relink deals, accounts and
 activities; deletions and tombstones touch all three) take every lane."""
-EVERY_LANE = (OTHER_LANE, DEALS_LANE, SECOND_DEALS_LANE)
-"""Every lane, in the order they are taken: a stream that needs them all never holds a deals
+BOTH = (OTHER_LANE, DEALS_LANE)
+"""Every lane, in the order they are taken: a stream that needs both never holds the deals'
 lane while it waits for the other (deals pages would wait for accounts and activities)."""
-SECOND_LANES = {Stream.DEALS: SECOND_DEALS_LANE}
-"""A first sync (core.store's `new`) on PostgreSQL writes these streams' pages on a second
-connection too, two transactions at once: each page inserts the rows the store does not have,
-so pages with no record in common end the same whichever commits first (the deals chain,
-Python, COPY, insert and commit one after the other on one connection, set the pace of a
-first sync: docs/benchmarks.md, p2-sync6). A page with a record of a page being written waits
-for it (the copies of a record are written in the order they were read), and a page's cursor
-is written only once every earlier page committed (_Turns)."""
 
 
 @dataclass
@@ -118,19 +108,19 @@ class SyncEngine:
         self.refresh = refresh_rollups  # the caller's shared refresh; else one of its own
         self.counts = {s: StreamCounts() for s in streams}
         self.started_at = utcnow()
-        self._locks = {lane: asyncio.Lock() for lane in EVERY_LANE}
+        self._locks = {lane: asyncio.Lock() for lane in BOTH}
         self._connections: dict[int, DbConnection] = {}
         self._counts_written = 0.0
         self._warnings: list[str] = []
         self._states: dict[str, dict[str, Any]] = {}  # stream -> its state when the run began
         # core.store.upsert_records: the owners whose person a committed page of the lane
         # made sure of (one set per lane: another lane's person shows after its commit)
-        self._owners_known: dict[int, set[tuple[Any, Any]]] = {lane: set() for lane in EVERY_LANE}
+        self._owners_known: dict[int, set[tuple[Any, Any]]] = {lane: set() for lane in BOTH}
 
     async def run(self) -> dict[str, Any]:
         """Run every stream; record the outcome on the run and the connection."""
         try:
-            for lane in (OTHER_LANE, DEALS_LANE) if self._postgresql else (DEALS_LANE,):
+            for lane in BOTH if self.engine.dialect.name == "postgresql" else (DEALS_LANE,):
                 self._connections[lane] = await asyncio.to_thread(self._open)
             return await self._run()
         finally:
@@ -169,8 +159,7 @@ class SyncEngine:
     def summary(self) -> dict[str, Any]:
         return {s: c.public() for s, c in self.counts.items()}
 
-    async def _db(self, fn: Callable[..., Any], *args: Any,
-                  lanes: tuple[int, ...] = EVERY_LANE) -> Any:
+    async def _db(self, fn: Callable[..., Any], *args: Any, lanes: tuple[int, ...] = BOTH) -> Any:
         """Run `fn` in a thread, one at a time on each of `lanes` (taken in order: never a
         cycle); a function that writes on the run's connections is given its lane (see
         _stream_db). A cancelled caller (a sibling stream failed) still waits for the
@@ -189,15 +178,8 @@ class SyncEngine:
     async def _stream_db(self, stream: Stream, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(lane, *args)` on `stream`'s lane (LANES; its connection: self._connections),
         holding every lane for the streams that have none."""
-        lanes = self._lanes(stream)
+        lanes = LANES.get(stream, BOTH) if len(self._connections) > 1 else (DEALS_LANE,)
         return await self._db(fn, lanes[0], *args, lanes=lanes)
-
-    def _lanes(self, stream: Stream) -> tuple[int, ...]:
-        return LANES.get(stream, EVERY_LANE) if self._postgresql else (DEALS_LANE,)
-
-    @property
-    def _postgresql(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
 
     async def _sync_stream(self, stream: Stream) -> None:
         state = dict(self._states.get(stream) or {})
@@ -211,76 +193,46 @@ class SyncEngine:
         new = self.mode == SyncMode.FULL and not await self._stream_db(
             stream, self._stores_any, stream)
         queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=READ_AHEAD)
-        grew = asyncio.Event()  # set by each put
 
         async def produce() -> None:
             try:
                 async for page in self.source.read(stream, cursor):
                     await queue.put(page)
-                    grew.set()
                 await queue.put(None)
             except BaseException as exc:  # handed to the consumer, which re-raises
                 await queue.put(exc)
-            grew.set()
 
         producer = asyncio.create_task(produce())
         taken: list[Page | BaseException | None] = []  # out of the queue, not written yet
-        slots = [self._lanes(stream)]  # the lanes each write holds: one write at a time
-        if new and self._postgresql and stream in SECOND_LANES:
-            slots.append((SECOND_LANES[stream],))
-            self._connections[slots[1][0]] = await asyncio.to_thread(self._open)
-        turns = _Turns()
-        flying: dict[asyncio.Task[None], tuple[tuple[int, ...], set[str]]] = {}  # slot, ids
         try:
-            while True:
-                await _landed(flying, fewer_than=len(slots))  # a slot is free
-                # beside a write, one of at least two pages (fewer, larger transactions)
-                await _grown(flying, grew, lambda: queue.qsize() + len(taken) >= 2)
-                if (pages := _next_pages(await queue.get() if not taken else taken.pop(),
-                                         queue, taken)) is None:
-                    break
-                if isinstance(pages, BaseException):
-                    if stream in OPTIONAL_STREAMS and isinstance(pages, AuthError | ConfigError):
-                        await _landed(flying)
-                        self._skip_optional(stream, pages)
+            while (item := taken.pop() if taken else await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    if stream in OPTIONAL_STREAMS and isinstance(item, AuthError | ConfigError):
+                        self._skip_optional(stream, item)
                         return
-                    raise pages
+                    raise item
+                pages = [item]  # and the pages already waiting that can join it
+                while len(pages) < MERGE_PAGES and not queue.empty():
+                    waiting = queue.get_nowait()
+                    if not (isinstance(waiting, Page) and _joins(pages, waiting)):
+                        taken.append(waiting)
+                        break
+                    pages.append(waiting)
                 digest = _digest(pages) if stream in WHOLE_READ else None
                 if digest is not None and digest == written and not full_since \
                         and self.mode == SyncMode.INCREMENTAL:
                     self._unchanged(stream, pages)
-                    self._report(stream, done=False)
-                    continue
-                ids = {record.remote_id for page in pages for record in page.records}
-                await _landed(flying, fewer_than=len(slots), sharing=ids)
-                slot = next(s for s in slots if s not in {s for s, _ in flying.values()})
-                first, self.counts[stream].pages = (self.counts[stream].pages,
-                                                    self.counts[stream].pages + len(pages))
-                flying[asyncio.create_task(self._write(
-                    slot, stream, pages, full_since, new, digest, first, turns.add(pages),
-                    turns))] = (slot, ids)
-                written = digest
-            await _landed(flying)
+                else:
+                    await self._stream_db(stream, self._write_pages, stream, pages, full_since,
+                                          new, digest)
+                    written = digest
+                self._report(stream, done=False)
             if self.mode == SyncMode.FULL and full_since:
                 await self._db(self._finish_full, DEALS_LANE, stream,
-                               datetime.fromisoformat(full_since), turns.unwritten())
+                               datetime.fromisoformat(full_since))
         finally:
             producer.cancel()
-            for task in flying:
-                task.cancel()  # _db waits for a write under way
-            await asyncio.gather(*flying, return_exceptions=True)
         self._report(stream, done=True)
-
-    async def _write(self, slot: tuple[int, ...], stream: Stream, *args: Any) -> None:
-        """_write_pages(lane, stream, *args) on the first of `slot`'s lanes, holding all of
-        them; the stream's counts then include the pages."""
-        fetched, upserted, deleted = await self._db(self._write_pages, slot[0], stream, *args,
-                                                    lanes=slot)
-        counts = self.counts[stream]
-        counts.fetched += fetched
-        counts.upserted += upserted
-        counts.deleted += deleted
-        self._report(stream, done=False)
 
     def _skip_optional(self, stream: Stream, error: SourceError) -> None:
         """An optional stream the CRM refuses (credentials granted before crmsync read it, an
@@ -329,32 +281,31 @@ class SyncEngine:
             return store.stores_any(session, stream=stream, connection_id=self.connection_id)
 
     def _write_pages(self, lane: int, stream: Stream, pages: list[Page],
-                     full_since: str | None, new: bool, digest: str | None, first: int,
-                     turn: int, turns: "_Turns") -> tuple[int, int, int]:
+                     full_since: str | None, new: bool, digest: str | None = None) -> None:
         """_write_pages_once, again if PostgreSQL made it a deadlock's victim (another
-        connection's writer sharing persons: core.db.retrying_deadlocks), with the owners
-        known as they were before it. Returns the records fetched, upserted and deleted."""
-        known = set(self._owners_known[lane])
+        connection's writer sharing persons: core.db.retrying_deadlocks), with the counts
+        and owners known as they were before it."""
+        counts, known = replace(self.counts[stream]), set(self._owners_known[lane])
 
         def undo() -> None:
+            vars(self.counts[stream]).update(vars(counts))
             self._owners_known[lane].clear()
             self._owners_known[lane].update(known)
 
-        return retrying_deadlocks(lambda: self._write_pages_once(
-            lane, stream, pages, full_since, new, digest, first, turn, turns), on_retry=undo)
+        retrying_deadlocks(lambda: self._write_pages_once(lane, stream, pages, full_since,
+                                                          new, digest), on_retry=undo)
 
     def _write_pages_once(self, lane: int, stream: Stream, pages: list[Page],
-                          full_since: str | None, new: bool, digest: str | None, first: int,
-                          turn: int, turns: "_Turns") -> tuple[int, int, int]:
+                          full_since: str | None, new: bool, digest: str | None) -> None:
         """Pages in one transaction (see _joins): their records merged as one page, their
-        deletions, and the newest cursor every earlier page committed with (turns), so a
-        crash resumes after the last page committed. Fewer, larger transactions cost the
-        writer (Python and the database) less per record: one merge, one cursor write and
-        one commit. `new`: a full sync of a stream the store had no row of
-        (core.store.upsert_records)."""
+        deletions, and the newest of their cursors, so a crash resumes after the last
+        page committed. Fewer, larger transactions cost the writer (Python and the
+        database) less per record: one merge, one cursor write and one commit. `new`: a
+        full sync of a stream the store had no row of (core.store.upsert_records)."""
         counts = self.counts[stream]
         records = [record for page in pages for record in page.records]
         deletions = [deletion for page in pages for deletion in page.deletions]
+        cursor = next((page.cursor for page in reversed(pages) if page.cursor is not None), None)
         with session_scope(self._connections[lane]) as session:
             upserted = store.upsert_records(
                 session, stream=stream, connection_id=self.connection_id, records=records,
@@ -363,34 +314,30 @@ class SyncEngine:
             deleted = store.apply_deletions(
                 session, connection_id=self.connection_id, deletions=deletions
             )
-            if (cursor := turns.cursor(turn)) is not None:
+            if cursor is not None:
                 state = {"cursor": cursor, "full_started_at": full_since}
                 if digest is not None:
                     state["digest"] = digest
                 store.set_state(
                     session, connection_id=self.connection_id, stream=stream, state=state
                 )
-            if records and not ANALYZE_AFTER_PAGES.isdisjoint(range(first + 1,
-                                                                    first + len(pages) + 1)):
+            before, counts.pages = counts.pages, counts.pages + len(pages)
+            if records and not ANALYZE_AFTER_PAGES.isdisjoint(range(before + 1, counts.pages + 1)):
                 store.refresh_statistics(session, stream=stream,
                                          written=counts.upserted + len(records))
+            counts.fetched += len(records) + len(deletions)
+            counts.upserted += upserted
+            counts.deleted += deleted
             if time.monotonic() - self._counts_written >= COUNTS_EVERY:  # progress for the API
                 store.update_run(
                     session, self.run_id, counts=self.summary(), api_calls=self.source.api_calls
                 )
                 self._counts_written = time.monotonic()
-        turns.committed(turn, cursor is not None)
-        return len(records) + len(deletions), upserted, deleted
 
-    def _finish_full(self, lane: int, stream: Stream, since: datetime,
-                     cursor: dict[str, Any] | None = None) -> None:
-        """The full read of `stream` complete: tombstones, and its state with `cursor` (the
-        newest of its pages, if no page's transaction could write it: _Turns)."""
+    def _finish_full(self, lane: int, stream: Stream, since: datetime) -> None:
         with session_scope(self._connections[lane]) as session:
             state = store.get_state(session, connection_id=self.connection_id, stream=stream)
             state["full_started_at"] = None
-            if cursor is not None:
-                state["cursor"] = cursor
             store.set_state(session, connection_id=self.connection_id, stream=stream, state=state)
             if stream in TOMBSTONE_ON_FULL:
                 self.counts[stream].deleted += store.tombstone_unseen(
@@ -459,98 +406,6 @@ class SyncEngine:
         log.warning("sync of connection %s failed (run %s): %s", self.connection_id,
                     self.run_id, message,
                     extra={"connection_id": self.connection_id, "run_id": self.run_id})
-
-
-class _Turns:
-    """A stream's writes in the order their pages were read, committed in any order (two
-    lanes, SECOND_LANES): a write's transaction writes the newest cursor of the writes that
-    committed after every earlier one, its own included, or none while an earlier write has
-    not committed (a crash then resumes before the pages it had not committed). The lanes
-    run in threads: a lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cursors: list[dict[str, Any] | None] = []  # each write's newest page cursor
-        self._covers: dict[int, int] = {}  # a write -> the last write its cursor is of
-        self._done: set[int] = set()
-        self._upto = 0  # every write before this one committed
-        self._written = -1  # the last write whose cursor a commit wrote
-
-    def add(self, pages: list[Page]) -> int:
-        """A write of `pages` (the next ones read): its turn."""
-        with self._lock:
-            self._cursors.append(next((page.cursor for page in reversed(pages)
-                                       if page.cursor is not None), None))
-            return len(self._cursors) - 1
-
-    def cursor(self, turn: int) -> dict[str, Any] | None:
-        """The cursor the write of `turn` commits with (None: none to write yet)."""
-        with self._lock:
-            if self._upto < turn:
-                return None
-            newest, last = self._cursors[turn], turn
-            while last + 1 in self._done:
-                last += 1
-                newest = self._cursors[last] or newest
-            self._covers[turn] = last
-            return newest
-
-    def committed(self, turn: int, wrote: bool) -> None:
-        with self._lock:
-            self._done.add(turn)
-            while self._upto in self._done:
-                self._upto += 1
-            if wrote:
-                self._written = max(self._written, self._covers[turn])
-
-    def unwritten(self) -> dict[str, Any] | None:
-        """After every write committed: the newest cursor, if no commit wrote it."""
-        with self._lock:
-            last = max((i for i, c in enumerate(self._cursors) if c is not None), default=-1)
-            return self._cursors[last] if last > self._written else None
-
-
-async def _landed(flying: dict[asyncio.Task[None], tuple[Any, set[str]]], *,
-                  fewer_than: int = 1, sharing: frozenset[str] | set[str] = frozenset()) -> None:
-    """Wait for writes in `flying` (each: its slot and its records' ids) to end, each taken
-    out as it ends (a failed one's error raised), until fewer than `fewer_than` are left
-    and none writes a record of `sharing`."""
-    while flying and (len(flying) >= fewer_than
-                      or any(not sharing.isdisjoint(ids) for _, ids in flying.values())):
-        done, _ = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            del flying[task]
-            task.result()
-
-
-async def _grown(flying: dict[asyncio.Task[None], Any], grew: asyncio.Event,
-                 enough: Callable[[], bool]) -> None:
-    """Wait, while a write is in `flying`, until `enough()` (`grew` is set as a page is
-    read) or a write ends."""
-    while flying and not enough():
-        grew.clear()
-        more = asyncio.ensure_future(grew.wait())
-        done, _ = await asyncio.wait({more, *flying}, return_when=asyncio.FIRST_COMPLETED)
-        more.cancel()
-        if done != {more}:
-            return
-
-
-def _next_pages(item: Page | BaseException | None, queue: "asyncio.Queue[Any]",
-                taken: list[Page | BaseException | None]) -> list[Page] | BaseException | None:
-    """`item` taken from a stream's queue and the pages already waiting there that can be
-    written with it (_joins, MERGE_PAGES); the first that cannot is put in `taken`. None:
-    the stream ended; an error: the read failed."""
-    if item is None or isinstance(item, BaseException):
-        return item
-    pages = [item]
-    while len(pages) < MERGE_PAGES and not queue.empty():
-        waiting = queue.get_nowait()
-        if not (isinstance(waiting, Page) and _joins(pages, waiting)):
-            taken.append(waiting)
-            break
-        pages.append(waiting)
-    return pages
 
 
 def _joins(pages: list[Page], page: Page) -> bool:

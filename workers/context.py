@@ -52,11 +52,11 @@ class JobContext:
 
 def pool_size(settings: Settings) -> dict[str, int]:
     """Database connections a process may hold: one per job of each lane (a PostgreSQL
-    sync writes on two, a first sync on three: core.sync), and a few for the crons, the
-    API's requests and the job runner's own bookkeeping (docs/operations.md, Sizing). A
-    pool smaller than that made concurrent syncs wait 30 s for a connection and fail."""
+    sync writes on two: core.sync), and a few for the crons, the API's requests and the
+    job runner's own bookkeeping (docs/operations.md, Sizing). A pool smaller than that
+    made concurrent syncs wait 30 s for a connection and fail."""
     return {"pool_size": settings.worker_jobs + settings.worker_webhook_jobs + 5,
-            "max_overflow": 2 * settings.worker_jobs}
+            "max_overflow": settings.worker_jobs}
 
 
 def build_context(settings: Settings, *, migrate_sqlite: bool = True) -> JobContext:

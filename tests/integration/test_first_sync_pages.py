@@ -3,10 +3,8 @@ the store does not have are inserted without the merge's lookups, the rest merge
 exactly as the merge leaves them: a record on two pages, a later page with a newer or an
 older copy, a record a webhook stored meanwhile. On SQLite and PostgreSQL."""
 
-import asyncio
 import dataclasses
 import threading
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -212,89 +210,3 @@ async def test_only_a_first_full_sync_takes_the_insert_first_path(engine):
         assert session.execute(select(DealVersion.deal_remote_id, DealVersion.stage)
                                .order_by(DealVersion.deal_remote_id)).all() == [
             ("1", "Proposal"), ("2", "Proposal"), ("3", "Won")]
-
-
-class PacedSource(ListSource):
-    """Its deals pages after the first come once `go` is set (a thread's event): each is then
-    written in a transaction of its own, while the first one's is still open."""
-
-    def __init__(self, pages: dict[str, list[Page]], go: threading.Event) -> None:
-        super().__init__(pages)
-        self.go = go
-
-    async def read(self, stream: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        async for page in super().read(stream, cursor):
-            yield page
-            if stream == "deals":
-                assert await asyncio.to_thread(self.go.wait, 20)
-
-
-async def first_sync(engine: Any, connection_id: int, source: ListSource,
-                     before: Any) -> dict[str, Any]:
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        return await SyncEngine(engine, source, connection_id=connection_id,
-                                run_id=new_run(engine, connection_id, "full"), mode="full",
-                                streams=("deals",)).run()
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-
-
-async def test_a_first_sync_writes_deals_pages_on_two_connections_cursors_in_order(pg_engine):
-    # The first page's insert holds its transaction open until the second page committed on
-    # the run's second deals connection (with one connection it would wait in vain); the
-    # second page's cursor is not written while the first page has not committed (a crash
-    # would resume before the first page), and the run ends with the last page's cursor.
-    connection_id = add_connection(pg_engine)
-    with session_scope(pg_engine) as session:  # the owner's person: no wait there
-        session.add(Person(name="u1", email="u1@example.com"))
-    go, seen = threading.Event(), []
-
-    def before(conn, cursor, statement, *args: Any) -> None:
-        if statement.startswith("WITH inserted AS") and not go.is_set():
-            go.set()
-            for _ in range(400):
-                with session_scope(pg_engine) as watch:
-                    stored = watch.scalars(select(Deal.remote_id)).all()
-                    state = store.get_state(watch, connection_id=connection_id, stream="deals")
-                if stored:
-                    break
-                threading.Event().wait(0.05)
-            seen.append((sorted(stored), state))
-
-    pages = {"deals": [Page(records=[owned(1), owned(2)], cursor={"n": 0}),
-                       Page(records=[owned(3), owned(4)], cursor={"n": 1})]}
-    summary = await first_sync(pg_engine, connection_id, PacedSource(pages, go), before)
-    assert seen == [(["3", "4"], {})]
-    assert summary["deals"]["upserted"] == 4
-    with session_scope(pg_engine) as session:
-        assert store.get_state(session, connection_id=connection_id,
-                               stream="deals")["cursor"] == {"n": 1}
-        assert len(session.scalars(select(DealVersion)).all()) == 4
-
-
-async def test_a_first_sync_page_with_a_record_of_a_page_being_written_waits_for_it(pg_engine):
-    # The second page has a newer copy of deal 1: written at the same time as the first page
-    # it could insert deal 1 before the first page's older copy (one version, no stage
-    # change). It waits for the first page's commit, so the store ends as the merge of the
-    # pages in their order leaves it: two versions of deal 1 and its stage change.
-    connection_id, merged = add_connection(pg_engine), add_connection_named(pg_engine, "c2")
-    records = [[owned(1), owned(2)], [owned(1, stage="Won", minutes=5), owned(3)]]
-    write(pg_engine, merged, [("deals", r) for r in records], new=False)  # adds the person
-    go, second = threading.Event(), threading.Event()
-
-    def before(conn, cursor, statement, *args: Any) -> None:
-        if statement.startswith("WITH inserted AS"):
-            if go.is_set():
-                second.set()
-            else:  # the first page: until the second page inserts (it must not meanwhile)
-                go.set()
-                second.wait(timeout=2)
-
-    pages = {"deals": [Page(records=r, cursor={"n": i}) for i, r in enumerate(records)]}
-    await first_sync(pg_engine, connection_id, PacedSource(pages, go), before)
-    assert stored(pg_engine, connection_id) == stored(pg_engine, merged)
-    with session_scope(pg_engine) as session:
-        assert session.execute(select(DealStageChange.deal_remote_id, DealStageChange.to_stage)
-                               .where(DealStageChange.connection_id == connection_id)
-                               ).all() == [("1", "Won")]
