@@ -39,6 +39,7 @@ from tests.bench.common import fresh_database
 # token, org currencies, org, fields of Deals and Accounts, layouts, pipeline, users,
 # deleted Deals and deleted Accounts
 METADATA_CALLS = 10
+ACTIVITY_METADATA_CALLS = 6  # the fields and the deleted records of Calls, Events and Tasks
 
 
 def start_sandbox(deals: int, latency: float, provider: str = "zoho",
@@ -132,11 +133,14 @@ def full_and_incremental(kind: str, deals: int, airbyte: str | None = None) -> N
         sandbox_cpu, load = common.process_cpu(proc.pid), os.getloadavg()[0]
         full = run_child(url, sandbox, "full", None)
         sandbox_cpu = common.process_cpu(proc.pid) - sandbox_cpu
-        minimum = math.ceil(deals / 200) + math.ceil(accounts / 200)
+        activities = full["summary"].get("activities", {}).get("fetched", 0)
+        minimum = sum(math.ceil(n / 200) for n in (deals, accounts, activities))  # 200 a page
+        metadata = METADATA_CALLS + (ACTIVITY_METADATA_CALLS if activities else 0)
         print(f"{kind:<10} full  {deals:>7,} deals + {accounts:>6,} accounts: "
               f"{full['seconds']:7.1f} s  {deals / full['seconds']:8,.0f} deals/s  "
-              f"api_calls {full['api_calls']} (minimum: {minimum} record pages "
-              f"+ {METADATA_CALLS} metadata = {minimum + METADATA_CALLS}; "
+              f"api_calls {full['api_calls']} (minimum: {minimum} record pages of deals, "
+              f"accounts and {activities:,} activities + {metadata} metadata = "
+              f"{minimum + metadata}; "
               f"{100 * (full['api_calls'] / minimum - 1):+.1f}% over the record pages)  "
               f"peak RSS {full['peak_rss_mb']:.0f} MB")
         cpu = full["cpu"] + full["database_cpu"] + sandbox_cpu
