@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    column,
     delete,
     exists,
     func,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     text,
     true,
     update,
+    values,
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -449,49 +451,65 @@ def _keep_first_tombstone(table: Table, excluded: Any) -> Any:
 def apply_deletions(session: Session, *, connection_id: int, deletions: Sequence[Deletion]) -> int:
     """Tombstone deleted records that the store knows and that were not changed since.
 
-    A record modified after its deletion time was restored, so it stays alive.
+    A record modified after its deletion time was restored, so it stays alive. Deletions
+    are taken in their order: a record listed twice is tombstoned by the first of its
+    deletions that is not older than its modified time.
 
-    One query per entity first finds the deletions that can tombstone a stored row (alive,
-    not modified after the deletion); only those get their statements. A full sync reads
-    every deleted record the CRM still lists, most of them never stored: one statement
-    per entity instead of two per deletion (a deletions page holds both of a run's
-    connections, so the deals' pages waited for those: docs/benchmarks.md).
+    One query per entity first finds the stored rows the deletions can tombstone (alive,
+    not modified after the deletion): a full sync reads every deleted record the CRM still
+    lists, most of them never stored. Those rows then get their rollup marks and their
+    tombstones set-based, two statements per entity and thousand rows, each row with its
+    deletion's time (they once cost two statements per deleted record: docs/testing.md).
     """
     count = 0
-    for deletion in _may_tombstone(session, connection_id, deletions):
-        model = SYNCED_TABLES[deletion.entity]
+    for entity, gone in _tombstones(session, connection_id, deletions).items():
+        model = SYNCED_TABLES[entity]
         table = table_of(model)
-        where = (
-            table.c.connection_id == connection_id,
-            table.c.remote_id == deletion.remote_id,
-            table.c.deleted_at.is_(None),
-            or_(
-                table.c.remote_modified_at.is_(None),
-                table.c.remote_modified_at <= deletion.deleted_at,
-            ),
-        )
-        rollups.mark_rows(session, model, *where)
-        result = session.execute(update(table).where(*where).values(deleted_at=deletion.deleted_at))
-        count += max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        for start in range(0, len(gone), 1000):  # SQLite's bound parameters stay few
+            rows = values(column("remote_id", table.c.remote_id.type),
+                          column("deleted_at", UTCDateTime()), name="gone",
+                          ).data(gone[start:start + 1000]).cte()
+            where = (
+                table.c.connection_id == connection_id,
+                table.c.remote_id == rows.c.remote_id,
+                table.c.deleted_at.is_(None),
+                or_(
+                    table.c.remote_modified_at.is_(None),
+                    table.c.remote_modified_at <= rows.c.deleted_at,
+                ),
+            )
+            rollups.mark_rows(session, model, *where)
+            count += len(session.execute(update(table).where(*where)
+                                         .values(deleted_at=rows.c.deleted_at)
+                                         .returning(table.c.id)).all())
     return count
 
 
-def _may_tombstone(session: Session, connection_id: int,
-                   deletions: Sequence[Deletion]) -> list[Deletion]:
-    """The deletions, in their order, whose record is stored alive (apply_deletions'
-    statements check that again, and the modified time)."""
-    if not deletions:
-        return []
-    stored: set[tuple[str, str]] = set()
+def _tombstones(session: Session, connection_id: int,
+                deletions: Sequence[Deletion]) -> dict[str, list[tuple[str, datetime]]]:
+    """Per entity, the stored alive rows the deletions tombstone, as (remote id, deletion
+    time): for each, its first deletion (in their order) not older than its modified time.
+    apply_deletions' statements check that again."""
+    stored: dict[tuple[str, str], datetime | None] = {}
     for entity in dict.fromkeys(d.entity for d in deletions):
         table = table_of(SYNCED_TABLES[entity])
         ids = list({d.remote_id for d in deletions if d.entity == entity})
         for start in range(0, len(ids), 1000):  # SQLite's bound parameters stay few
-            stored.update((entity, remote_id) for remote_id in session.scalars(
-                sa_select(table.c.remote_id)
+            rows = session.execute(
+                sa_select(table.c.remote_id, table.c.remote_modified_at)
                 .where(table.c.connection_id == connection_id, table.c.deleted_at.is_(None),
-                       table.c.remote_id.in_(ids[start:start + 1000]))))
-    return [d for d in deletions if (d.entity, d.remote_id) in stored]
+                       table.c.remote_id.in_(ids[start:start + 1000])))
+            stored.update(((entity, remote_id), modified) for remote_id, modified in rows)
+    taken: dict[tuple[str, str], datetime] = {}
+    for d in deletions:
+        key = (d.entity, d.remote_id)
+        if key in stored and key not in taken and (
+                (modified := stored[key]) is None or modified <= as_utc(d.deleted_at)):
+            taken[key] = d.deleted_at
+    gone: dict[str, list[tuple[str, datetime]]] = {}
+    for (name, remote_id), deleted_at in taken.items():
+        gone.setdefault(name, []).append((remote_id, deleted_at))
+    return gone
 
 
 def stores_any(session: Session, *, stream: str, connection_id: int) -> bool:

@@ -115,6 +115,32 @@ def test_deletions_tombstone_but_never_a_restored_record(engine, connection_id):
         assert alive == {"1": T0 + timedelta(minutes=30), "2": None}
 
 
+def test_deletions_set_each_records_own_time_in_their_order(engine, connection_id):
+    # Set-based, a thousand rows a statement: each row still gets its own deletion's time,
+    # and a record listed twice the first of its deletions not older than its change.
+    with session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=[deal(i, minutes=i % 7) for i in range(1, 1006)])
+        store.upsert_records(session, stream="accounts", connection_id=connection_id, records=[
+            AccountRecord(remote_id="a1", name="A1", remote_modified_at=T0, raw={})])
+        n = store.apply_deletions(session, connection_id=connection_id, deletions=[
+            Deletion("deals", "6", T0 + timedelta(minutes=5)),  # changed at 6: restored
+            *(Deletion("deals", str(i), T0 + timedelta(minutes=10 + i))
+              for i in range(1, 1004)),
+            Deletion("deals", "1", T0 + timedelta(minutes=3)),  # already tombstoned
+            Deletion("deals", "1004", T0 + timedelta(minutes=1)),  # changed at 3: restored
+            Deletion("deals", "1004", T0 + timedelta(minutes=4)),
+            Deletion("accounts", "a1", T0 + timedelta(minutes=2)),
+        ])
+        assert n == 1004 + 1
+    with session_scope(engine) as session:
+        gone = dict(session.execute(select(Deal.remote_id, Deal.deleted_at)).tuples().all())
+        account = session.scalars(select(Account.deleted_at)).one()
+    assert gone == {**{str(i): T0 + timedelta(minutes=10 + i) for i in range(1, 1004)},
+                    "1004": T0 + timedelta(minutes=4), "1005": None}
+    assert account == T0 + timedelta(minutes=2)
+
+
 def test_deletions_of_records_never_stored_cost_one_query_per_entity(engine, connection_id):
     # A full sync reads every deleted record the CRM still lists, most never stored: they
     # once cost two statements each while the page held both of the run's connections.
