@@ -5,7 +5,7 @@ so syncs of other accounts never wait behind them. A killed worker's turn ends w
 lease.
 
 Real Redis and PostgreSQL; the CRM calls go to the HubSpot and Zoho sandboxes over HTTP,
-slowed down so that a HubSpot incremental sync (about 6 of the account's 5 searches a
+slowed down after the first full syncs so that a HubSpot incremental sync (about 6 of the account's 5 searches a
 second, and 20 other calls) takes seconds.
 """
 
@@ -180,10 +180,9 @@ async def first_try(runner: ArqRunner, connection_id: int) -> int:
 async def test_syncs_sharing_an_account_take_turns_and_others_do_not_wait_for_them(
         kind, pg_engine, pg_url, redis_url, caplog):
     caplog.set_level(logging.INFO, logger="crmsync.jobs")
-    hub = BackgroundServer(hubspot_app(generate_company(seed=7, deals=60, accounts=10),
-                                       latency=LATENCY))
-    zoho = BackgroundServer(zoho_app(generate_company(seed=8, deals=60, accounts=10),
-                                     latency=LATENCY))
+    apps = (hubspot_app(generate_company(seed=7, deals=60, accounts=10)),
+            zoho_app(generate_company(seed=8, deals=60, accounts=10)))
+    hub, zoho = (BackgroundServer(app) for app in apps)
     with hub, zoho:
         ctx = make_context(pg_engine, pg_url)
         # a slot more than the account's turns
@@ -191,6 +190,8 @@ async def test_syncs_sharing_an_account_take_turns_and_others_do_not_wait_for_th
         shared = [add_hubspot(ctx, hub.url, f"hubspot {i}") for i in range(SHARING)]
         other = add_zoho(ctx, zoho.url, "another account")
         await asyncio.gather(*(sync(ctx, cid, "full") for cid in [*shared, other]))
+        for harness in (apps[0].state.hubspot.harness, apps[1].state.zoho.harness):
+            harness.latency = LATENCY  # the syncs under test take seconds, not their setup
         async with runner_of(kind, ctx, redis_url) as runner:
             queued = time.monotonic()
             hub_runs = [await runner.enqueue_sync(cid, SyncMode.INCREMENTAL) for cid in shared]
