@@ -5,8 +5,8 @@ so syncs of other accounts never wait behind them. A killed worker's turn ends w
 lease.
 
 Real Redis and PostgreSQL; the CRM calls go to the HubSpot and Zoho sandboxes over HTTP,
-slowed down after the first full syncs so that a HubSpot incremental sync (about 6 of the account's 5 searches a
-second, and 20 other calls) takes seconds.
+slowed down after the first full syncs so that a HubSpot incremental sync (about 6 of the
+account's 5 searches a second, and 20 other calls) takes seconds.
 """
 
 import asyncio
