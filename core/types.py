@@ -115,11 +115,14 @@ class EnumText(TypeDecorator[E]):
         self._values = {member.value: member.value for member in enum}
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        if value is None:
-            return None
+        return None if value is None else self.bind_value(value)
+
+    def bind_value(self, value: Any) -> str:
+        """The stored value of a member or value that is not None, for any dialect (a
+        sync's COPY calls it for every row: core.store._copy_converter)."""
         if isinstance(value, str) and (known := self._values.get(value)) is not None:
             return known
-        return self.enum(value).value
+        return str(self.enum(value).value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
         return None if value is None else self.enum(value)
@@ -150,11 +153,16 @@ class ScaledDecimal(TypeDecorator[Decimal]):
         return value.quantize(self._quantum, rounding=ROUND_HALF_EVEN)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
-        if value is None:
-            return None
+        return None if value is None else self.bind_value(value)
+
+    def bind_value(self, value: Any) -> int:
+        """The stored integer of a value that is not None, for any dialect (a sync's COPY
+        calls it for every row: core.store._copy_converter). Rounded half to even to the
+        scale, then the exponent moved by the scale: exact (no rounding: the coefficient
+        stays as quantize left it)."""
         if type(value) is not Decimal:  # a Decimal is taken as it is (a sync binds millions)
             value = Decimal(value)
-        return int(value.quantize(self._quantum, rounding=ROUND_HALF_EVEN) * self._factor)
+        return int(value.quantize(self._quantum, ROUND_HALF_EVEN).scaleb(self.scale))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
@@ -177,7 +185,12 @@ class DecimalText(TypeDecorator[Decimal]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else str(Decimal(value))
+        return None if value is None else self.bind_value(value)
+
+    @staticmethod
+    def bind_value(value: Any) -> str:
+        """The stored text of a value that is not None, for any dialect (core.store's COPY)."""
+        return str(value if type(value) is Decimal else Decimal(value))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
