@@ -16,6 +16,7 @@ import sys
 
 sys.dont_write_bytecode = False  # before the imports below: they are cached too
 
+import dataclasses  # noqa: E402
 import fcntl  # noqa: E402
 import hashlib  # noqa: E402
 import inspect  # noqa: E402
@@ -25,6 +26,7 @@ import tempfile  # noqa: E402
 import weakref  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import MappingProxyType, SimpleNamespace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -122,6 +124,52 @@ def shared_field_adapters() -> Iterator[None]:
             patch.setattr(fastapi_fields.ModelField, "__post_init__", _shared_adapter)
         if hasattr(fastapi_dependencies, "get_typed_signature"):
             patch.setattr(fastapi_dependencies, "get_typed_signature", _shared_signature)
+        yield
+
+
+try:  # FastAPI's private classes (0.165); without them each app prepares its own routes
+    from fastapi.routing import _EffectiveRouteContext as _RouteContext
+    _context_from_route = _RouteContext.__dict__["from_api_route"].__func__
+except (ImportError, AttributeError, KeyError):  # pragma: no cover
+    _RouteContext = _context_from_route = None
+
+_NO_OVERRIDES = SimpleNamespace(dependency_overrides=MappingProxyType({}))
+_ROUTE_CONTEXTS: dict[int, list[tuple[Any, Any, Any]]] = {}
+
+
+def _shared_route_context(cls: Any, *, original_route: Any, include_context: Any) -> Any:
+    """The prepared route (dependant, fields, request handler) of `original_route` included
+    as `include_context` says, built once per test process for every app that includes it
+    alike. The app enters an included route's context only as the provider of dependency
+    overrides; crmsync sets none: an app whose overrides are empty gets them frozen (setting
+    one then fails), one that has some prepares its own routes."""
+    app = include_context.dependency_overrides_provider
+    overrides = getattr(app, "dependency_overrides", None)
+    if not (isinstance(overrides, dict | MappingProxyType) and not overrides):
+        return _context_from_route(cls, original_route=original_route,
+                                   include_context=include_context)
+    app.dependency_overrides = _NO_OVERRIDES.dependency_overrides
+    alike = dataclasses.replace(include_context, dependency_overrides_provider=_NO_OVERRIDES)
+    built = _ROUTE_CONTEXTS.setdefault(id(original_route), [])  # a route is not hashable
+    for route, known, context in built:
+        if route is original_route and known == alike:
+            return context
+    context = _context_from_route(cls, original_route=original_route, include_context=alike)
+    built.append((original_route, alike, context))  # the route kept: its id stays its own
+    return context
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_route_contexts() -> Iterator[None]:
+    """Each included route prepared once per test process, not once per app: FastAPI
+    prepares an app's included routes on its first requests (every route before the one
+    matched: its dependant, fields and request handler; 20-100 ms of CPU an app), and
+    about 700 tests build an app (create_app includes the same module-level routers alike
+    each time). The patched method is FastAPI's private one: a FastAPI without it runs
+    unpatched."""
+    with pytest.MonkeyPatch.context() as patch:
+        if _context_from_route is not None:
+            patch.setattr(_RouteContext, "from_api_route", classmethod(_shared_route_context))
         yield
 
 
