@@ -36,6 +36,7 @@ from fastapi.dependencies import utils as fastapi_dependencies  # noqa: E402
 from pydantic import TypeAdapter  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.util import LRUCache  # noqa: E402
 
 from core import accounts  # noqa: E402
 from core.db import MIGRATIONS, make_engine, upgrade  # noqa: E402
@@ -170,6 +171,50 @@ def shared_route_contexts() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         if _context_from_route is not None:
             patch.setattr(_RouteContext, "from_api_route", classmethod(_shared_route_context))
+        yield
+
+
+class _SharedCompiledSql:
+    """SQLAlchemy's cache of compiled statements, one for every engine of a test process:
+    its keys hold the engine's dialect, here the first of the process alike (same class,
+    server version and parameter style). An engine compiles each statement again (SQL
+    rendered from the ORM's expression tree: about a tenth of the unit tier's CPU), and
+    most tests make an engine of their own."""
+
+    def __init__(self) -> None:
+        self._compiled = LRUCache[Any, Any](20000)
+        self._dialects: dict[Any, Any] = {}
+
+    def _key(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        dialect = key[0]
+        alike = (type(dialect), dialect.server_version_info, dialect.paramstyle)
+        return (self._dialects.setdefault(alike, dialect), *key[1:])
+
+    def get(self, key: tuple[Any, ...], default: Any = None) -> Any:
+        return self._compiled.get(self._key(key), default)
+
+    def __setitem__(self, key: tuple[Any, ...], compiled: Any) -> None:
+        self._compiled[self._key(key)] = compiled
+
+    def clear(self) -> None:
+        self._compiled.clear()
+
+
+_engine_init = Engine.__init__
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_compiled_sql() -> Iterator[None]:
+    """Every engine of the test process compiles into one _SharedCompiledSql."""
+    compiled = _SharedCompiledSql()
+
+    def init(self: Engine, *args: Any, **kwargs: Any) -> None:
+        _engine_init(self, *args, **kwargs)
+        if self._compiled_cache is not None:
+            self._compiled_cache = compiled  # type: ignore[assignment]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Engine, "__init__", init)
         yield
 
 
