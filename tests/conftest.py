@@ -36,7 +36,8 @@ from fastapi.dependencies import utils as fastapi_dependencies  # noqa: E402
 from pydantic import TypeAdapter  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.util import LRUCache  # noqa: E402
+from sqlalchemy.orm import Mapper  # noqa: E402
+from sqlalchemy.util import HasMemoized, LRUCache  # noqa: E402
 
 from core import accounts  # noqa: E402
 from core.db import MIGRATIONS, make_engine, upgrade  # noqa: E402
@@ -175,11 +176,10 @@ def shared_route_contexts() -> Iterator[None]:
 
 
 class _SharedCompiledSql:
-    """SQLAlchemy's cache of compiled statements, one for every engine of a test process:
-    its keys hold the engine's dialect, here the first of the process alike (same class,
-    server version and parameter style). An engine compiles each statement again (SQL
-    rendered from the ORM's expression tree: about a tenth of the unit tier's CPU), and
-    most tests make an engine of their own."""
+    """SQLAlchemy's cache of compiled statements, one for a whole test process: its keys
+    hold the dialect of the engine that compiled, here the process's first dialect alike
+    (same class, server version and parameter style), so that every engine finds what
+    another compiled."""
 
     def __init__(self) -> None:
         self._compiled = LRUCache[Any, Any](20000)
@@ -205,7 +205,12 @@ _engine_init = Engine.__init__
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_compiled_sql() -> Iterator[None]:
-    """Every engine of the test process compiles into one _SharedCompiledSql."""
+    """Each statement compiled once per test process, not once per engine: SQLAlchemy
+    caches compiled SQL per engine (and, for the ORM's flushes, per mapper and dialect),
+    and most tests make an engine of their own, so every test compiled its statements
+    again (about a tenth of the unit tier's CPU). Engines made alike (core.db.make_engine)
+    compile alike: the statements' SQL is the same. The patched attributes are
+    SQLAlchemy's own (Engine._compiled_cache, Mapper._compiled_cache)."""
     compiled = _SharedCompiledSql()
 
     def init(self: Engine, *args: Any, **kwargs: Any) -> None:
@@ -213,8 +218,12 @@ def shared_compiled_sql() -> Iterator[None]:
         if self._compiled_cache is not None:
             self._compiled_cache = compiled  # type: ignore[assignment]
 
+    def _compiled_cache(self: Mapper[Any]) -> _SharedCompiledSql:
+        return compiled
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Engine, "__init__", init)
+        patch.setattr(Mapper, "_compiled_cache", HasMemoized.memoized_attribute(_compiled_cache))
         yield
 
 
