@@ -9,7 +9,8 @@ PostgreSQL is not optional: a test that needs it fails when it is down
 Speed (docs/testing.md): the suite writes bytecode caches even when PYTHONDONTWRITEBYTECODE
 is set (each test process, and each command a test starts, would otherwise compile every
 module again), hashes passwords with argon2's CHEAPEST profile (tests/unit/test_accounts.py
-checks the real parameters) and shares FastAPI's field adapters within a process.
+checks the real parameters), and within a process shares FastAPI's prepared routes and
+field adapters and SQLAlchemy's compiled statements.
 """
 
 import sys
@@ -118,8 +119,9 @@ def shared_field_adapters() -> Iterator[None]:
     """One pydantic TypeAdapter per distinct parameter or response field in a test process.
     FastAPI prepares an app's routes on its first request, building an adapter for every
     parameter and response model of every route before the one matched (15-100 ms of CPU
-    an app), and about 700 tests build an app. An adapter holds no state of its app: apps
-    still build their own routes and dependants; equal fields share the validator. Both
+    an app), and about 700 tests build an app. An adapter holds no state of its app:
+    equal fields share the validator (the routes an app or a test declares itself; the
+    included ones are shared whole, shared_route_contexts). Both
     patched functions are FastAPI's private ones: a FastAPI without them runs unpatched."""
     with pytest.MonkeyPatch.context() as patch:
         if _build_adapter is not None and hasattr(fastapi_fields, "asdict"):
