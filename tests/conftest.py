@@ -9,13 +9,15 @@ PostgreSQL is not optional: a test that needs it fails when it is down
 Speed (docs/testing.md): the suite writes bytecode caches even when PYTHONDONTWRITEBYTECODE
 is set (each test process, and each command a test starts, would otherwise compile every
 module again), hashes passwords with argon2's CHEAPEST profile (tests/unit/test_accounts.py
-checks the real parameters) and shares FastAPI's field adapters within a process.
+checks the real parameters), and within a process shares FastAPI's prepared routes and
+field adapters and SQLAlchemy's compiled statements.
 """
 
 import sys
 
 sys.dont_write_bytecode = False  # before the imports below: they are cached too
 
+import dataclasses  # noqa: E402
 import fcntl  # noqa: E402
 import hashlib  # noqa: E402
 import inspect  # noqa: E402
@@ -25,6 +27,7 @@ import tempfile  # noqa: E402
 import weakref  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import MappingProxyType, SimpleNamespace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -34,6 +37,8 @@ from fastapi.dependencies import utils as fastapi_dependencies  # noqa: E402
 from pydantic import TypeAdapter  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.orm import Mapper  # noqa: E402
+from sqlalchemy.util import HasMemoized, LRUCache  # noqa: E402
 
 from core import accounts  # noqa: E402
 from core.db import MIGRATIONS, make_engine, upgrade  # noqa: E402
@@ -114,14 +119,113 @@ def shared_field_adapters() -> Iterator[None]:
     """One pydantic TypeAdapter per distinct parameter or response field in a test process.
     FastAPI prepares an app's routes on its first request, building an adapter for every
     parameter and response model of every route before the one matched (15-100 ms of CPU
-    an app), and about 700 tests build an app. An adapter holds no state of its app: apps
-    still build their own routes and dependants; equal fields share the validator. Both
+    an app), and about 700 tests build an app. An adapter holds no state of its app:
+    equal fields share the validator (the routes an app or a test declares itself; the
+    included ones are shared whole, shared_route_contexts). Both
     patched functions are FastAPI's private ones: a FastAPI without them runs unpatched."""
     with pytest.MonkeyPatch.context() as patch:
         if _build_adapter is not None and hasattr(fastapi_fields, "asdict"):
             patch.setattr(fastapi_fields.ModelField, "__post_init__", _shared_adapter)
         if hasattr(fastapi_dependencies, "get_typed_signature"):
             patch.setattr(fastapi_dependencies, "get_typed_signature", _shared_signature)
+        yield
+
+
+try:  # FastAPI's private classes (0.165); without them each app prepares its own routes
+    from fastapi.routing import _EffectiveRouteContext as _RouteContext
+    _context_from_route = _RouteContext.__dict__["from_api_route"].__func__
+except (ImportError, AttributeError, KeyError):  # pragma: no cover
+    _RouteContext = _context_from_route = None
+
+_NO_OVERRIDES = SimpleNamespace(dependency_overrides=MappingProxyType({}))
+_ROUTE_CONTEXTS: dict[int, list[tuple[Any, Any, Any]]] = {}
+
+
+def _shared_route_context(cls: Any, *, original_route: Any, include_context: Any) -> Any:
+    """The prepared route (dependant, fields, request handler) of `original_route` included
+    as `include_context` says, built once per test process for every app that includes it
+    alike. The app enters an included route's context only as the provider of dependency
+    overrides; crmsync sets none: an app whose overrides are empty gets them frozen (setting
+    one then fails), one that has some prepares its own routes."""
+    app = include_context.dependency_overrides_provider
+    overrides = getattr(app, "dependency_overrides", None)
+    if not (isinstance(overrides, dict | MappingProxyType) and not overrides):
+        return _context_from_route(cls, original_route=original_route,
+                                   include_context=include_context)
+    app.dependency_overrides = _NO_OVERRIDES.dependency_overrides
+    alike = dataclasses.replace(include_context, dependency_overrides_provider=_NO_OVERRIDES)
+    built = _ROUTE_CONTEXTS.setdefault(id(original_route), [])  # a route is not hashable
+    for route, known, context in built:
+        if route is original_route and known == alike:
+            return context
+    context = _context_from_route(cls, original_route=original_route, include_context=alike)
+    built.append((original_route, alike, context))  # the route kept: its id stays its own
+    return context
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_route_contexts() -> Iterator[None]:
+    """Each included route prepared once per test process, not once per app: FastAPI
+    prepares an app's included routes on its first requests (every route before the one
+    matched: its dependant, fields and request handler; 20-100 ms of CPU an app), and
+    about 700 tests build an app (create_app includes the same module-level routers alike
+    each time). The patched method is FastAPI's private one: a FastAPI without it runs
+    unpatched."""
+    with pytest.MonkeyPatch.context() as patch:
+        if _context_from_route is not None:
+            patch.setattr(_RouteContext, "from_api_route", classmethod(_shared_route_context))
+        yield
+
+
+class _SharedCompiledSql:
+    """SQLAlchemy's cache of compiled statements, one for a whole test process: its keys
+    hold the dialect of the engine that compiled, here the process's first dialect alike
+    (same class, server version and parameter style), so that every engine finds what
+    another compiled."""
+
+    def __init__(self) -> None:
+        self._compiled = LRUCache[Any, Any](20000)
+        self._dialects: dict[Any, Any] = {}
+
+    def _key(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        dialect = key[0]
+        alike = (type(dialect), dialect.server_version_info, dialect.paramstyle)
+        return (self._dialects.setdefault(alike, dialect), *key[1:])
+
+    def get(self, key: tuple[Any, ...], default: Any = None) -> Any:
+        return self._compiled.get(self._key(key), default)
+
+    def __setitem__(self, key: tuple[Any, ...], compiled: Any) -> None:
+        self._compiled[self._key(key)] = compiled
+
+    def clear(self) -> None:
+        self._compiled.clear()
+
+
+_engine_init = Engine.__init__
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_compiled_sql() -> Iterator[None]:
+    """Each statement compiled once per test process, not once per engine: SQLAlchemy
+    caches compiled SQL per engine (and, for the ORM's flushes, per mapper and dialect),
+    and most tests make an engine of their own, so every test compiled its statements
+    again (about a tenth of the unit tier's CPU). Engines made alike (core.db.make_engine)
+    compile alike: the statements' SQL is the same. The patched attributes are
+    SQLAlchemy's own (Engine._compiled_cache, Mapper._compiled_cache)."""
+    compiled = _SharedCompiledSql()
+
+    def init(self: Engine, *args: Any, **kwargs: Any) -> None:
+        _engine_init(self, *args, **kwargs)
+        if self._compiled_cache is not None:
+            self._compiled_cache = compiled  # type: ignore[assignment]
+
+    def _compiled_cache(self: Mapper[Any]) -> _SharedCompiledSql:
+        return compiled
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Engine, "__init__", init)
+        patch.setattr(Mapper, "_compiled_cache", HasMemoized.memoized_attribute(_compiled_cache))
         yield
 
 

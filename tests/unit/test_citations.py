@@ -7,6 +7,7 @@ resolve against, or when code or docs name material outside the repository.
 """
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ PLANNING = re.compile(
 BARE_NOTES = re.compile(r"(?<![\w/.-])fxiaoke\.md")
 
 
+@cache  # the pages of a running test process do not change
 def sections(page: str) -> set[str] | None:
     path = VENDORS / f"{page}.md"
     return set(HEADING.findall(path.read_text(encoding="utf-8"))) if path.is_file() else None
@@ -42,12 +44,12 @@ def problems(rel: str, text: str) -> list[str]:
     """What does not resolve in one file (`rel`, relative to the repository)."""
     outside = OUTSIDE if rel.endswith(".py") else re.compile(
         f"{OUTSIDE.pattern}|{PLANNING.pattern}", re.IGNORECASE)
-    found = [f"{rel}:{n}: names {m.group(0)!r}, outside the repository"
-             for n, line in enumerate(text.splitlines(), 1) for m in outside.finditer(line)]
+    # Whole files searched at once (no pattern spans a line), each match's line counted
+    found = [f"{rel}:{_line(text, m)}: names {m.group(0)!r}, outside the repository"
+             for m in outside.finditer(text)]
     if rel.endswith(".py"):
-        found += [f"{rel}:{n}: cites the old notes {m.group(0)!r}; name docs/vendors/<page>.md"
-                  for n, line in enumerate(text.splitlines(), 1)
-                  for m in BARE_NOTES.finditer(line)]
+        found += [f"{rel}:{_line(text, m)}: cites the old notes {m.group(0)!r}; name "
+                  "docs/vendors/<page>.md" for m in BARE_NOTES.finditer(text)]
     own = Path(rel).stem if rel.startswith("docs/vendors/") and rel != "docs/vendors/README.md" \
         else None
     named = set(re.findall(PAGE, text))
@@ -66,6 +68,10 @@ def problems(rel: str, text: str) -> list[str]:
                 found.append(f"{rel}:{n}: §{m.group(2)} is not a section of "
                              f"docs/vendors/{page}.md")
     return found
+
+
+def _line(text: str, match: re.Match[str]) -> int:
+    return text.count("\n", 0, match.start()) + 1
 
 
 def repository_files() -> list[Path]:
