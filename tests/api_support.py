@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.app import create_app
-from connectors.http import RetryPolicy
+from connectors.http import RetryPolicy, tls_context
 from core import store
 from core.config import Settings
 from core.db import session_scope
@@ -73,6 +73,13 @@ def make_key(engine: Engine, scopes: str = "admin", *, revoked: bool = False) ->
         session.add(ApiKey(name=f"test {scopes}", key_hash=hash_api_key(key), prefix=key[:12],
                            scopes=scopes, revoked_at=utcnow() if revoked else None))
     return key
+
+
+def real_http() -> httpx.AsyncHTTPTransport:
+    """Real HTTP for the app's calls to a sandbox (`running_api(engine, real_http())`), with
+    the process's one certificate verification context: httpx builds one per transport,
+    about 40 ms of CPU."""
+    return httpx.AsyncHTTPTransport(verify=tls_context())
 
 
 @asynccontextmanager

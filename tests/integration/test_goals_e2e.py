@@ -5,7 +5,6 @@ import asyncio
 from datetime import date
 from decimal import Decimal
 
-import httpx
 import pytest
 from arq.connections import RedisSettings
 from arq.jobs import Job, JobStatus
@@ -15,7 +14,7 @@ from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from connectors.zoho.sandbox import create_app
 from connectors.zoho.sandbox.goals import goal_records
-from tests.api_support import running_api
+from tests.api_support import real_http, running_api
 from tests.integration.zoho_helpers import SANDBOX_SECRETS, add_connection, make_context
 from workers.queue import ArqRunner
 from workers.settings import WorkerSettings
@@ -64,7 +63,7 @@ async def push(api, **body) -> dict:
 async def test_import_push_edit_delete_reach_the_crm_module(engine, company):
     app = create_app(company)
     with BackgroundServer(app) as sandbox:
-        async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
+        async with running_api(engine, real_http()) as api:
             connection_id = await connect_and_sync(api, sandbox.url)
             reps = {r.email: r for r in company.reps if r.active}
             imported = await import_goals(api, sorted(reps))
@@ -116,7 +115,7 @@ async def test_import_push_edit_delete_reach_the_crm_module(engine, company):
 
 async def test_a_missing_module_tells_the_admin_how_to_create_it(engine, company):
     with BackgroundServer(create_app(company, goals_module=None)) as sandbox:
-        async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
+        async with running_api(engine, real_http()) as api:
             await connect_and_sync(api, sandbox.url)
             rep = next(r for r in company.reps if r.active)
             created = await api.client.post("/api/v1/goals", json={

@@ -6,7 +6,6 @@ template is refused with set-up steps."""
 
 from datetime import date
 
-import httpx
 import pytest
 
 from connectors.hubspot.goals import family
@@ -15,7 +14,7 @@ from connectors.hubspot.sandbox.state import SANDBOX_CLIENT_SECRET, SANDBOX_TOKE
 from connectors.sandbox import generate_company
 from connectors.sandbox.server import BackgroundServer
 from core.records import GoalOut
-from tests.api_support import running_api
+from tests.api_support import real_http, running_api
 from tests.integration.test_goals_e2e import Q, import_goals, push
 from tests.integration.test_goals_e2e import connect_and_sync as connect
 
@@ -43,7 +42,7 @@ async def test_push_again_edit_delete_reach_goal_targets(engine, company):
     app = create_app(company)
     targets = app.state.hubspot.goal_targets
     with BackgroundServer(app) as sandbox:
-        async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
+        async with running_api(engine, real_http()) as api:
             await connect_and_sync(api, sandbox.url)
             reps = {r.email: r for r in company.reps if r.active}
             await import_goals(api, sorted(reps))
@@ -83,7 +82,7 @@ async def test_no_goals_scope_or_a_required_template_is_refused_with_set_up_step
         engine, company, options):
     app = create_app(company, **options)
     with BackgroundServer(app) as sandbox:
-        async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
+        async with running_api(engine, real_http()) as api:
             await connect_and_sync(api, sandbox.url)
             await add_goal(api, next(r for r in company.reps if r.active).email)
             result = await push(api)
@@ -101,7 +100,7 @@ async def test_a_template_goal_lends_its_fields_to_new_goals(engine, company):
                                  "hs_target_amount": "1", "hs_start_datetime": "x",
                                  "hs_end_datetime": "x"}
     with BackgroundServer(app) as sandbox:
-        async with running_api(engine, transport=httpx.AsyncHTTPTransport()) as api:
+        async with running_api(engine, real_http()) as api:
             await connect_and_sync(api, sandbox.url, goal_template_id="900")
             await add_goal(api, next(r for r in company.reps if r.active).email)
             result = await push(api)

@@ -19,7 +19,7 @@ from core import history, store
 from core.db import session_scope
 from core.models import Connection, DealStageChange
 from core.types import SyncMode
-from tests.api_support import make_key, running_api
+from tests.api_support import make_key, real_http, running_api
 from tests.integration.zoho_helpers import add_connection, make_context
 from workers.queue import ArqRunner
 from workers.runner import InProcessRunner
@@ -136,7 +136,7 @@ class Gated(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self.gate = asyncio.Event()
         self.gate.set()
-        self.inner = httpx.AsyncHTTPTransport()
+        self.inner = real_http()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self.gate.wait()
