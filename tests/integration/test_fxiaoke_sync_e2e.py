@@ -153,10 +153,7 @@ def wire(server: BackgroundServer, path: str, data: dict[str, Any]) -> dict[str,
     return result
 
 
-async def test_full_and_incremental_sync_over_10000_deals(sqlite_engine, sqlite_url):
-    """§2: paging past offset 10,000 (on the default store only: the paging is the
-    connector's, the same on either store; the other tests of this module sync into both)."""
-    engine, db_url = sqlite_engine, sqlite_url
+async def test_full_and_incremental_sync_over_10000_deals(engine, db_url):
     company = generate_company(seed=11, deals=10_500, accounts=300)
     with serve(company) as server:
         state = state_of(server)
