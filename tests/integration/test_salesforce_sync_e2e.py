@@ -95,14 +95,8 @@ def assert_store_equals_org(engine: Engine, connection_id: int, state: Salesforc
         assert not diffs, (model.__name__, len(diffs), diffs[:5])
 
 
-@pytest.mark.parametrize(("db_url", "currencies"), [
-    ("sqlite", "multi"), ("sqlite", "dated"), ("sqlite", "single"), ("postgresql", "dated")],
-    indirect=["db_url"])
+@pytest.mark.parametrize("currencies", ["multi", "dated", "single"])
 async def test_full_and_incremental_sync_reproduce_the_org(engine, db_url, currencies):
-    """The three currency modes are the connector's mapping, the same on either store: all
-    three on the default store, the dated rates (a rate per close date) on PostgreSQL too;
-    the module's other tests compare an org of the default mode (several currencies, the
-    org's rates) with both stores."""
     company = generate_company(seed=23, deals=2600, accounts=150)
     server, state = serve(company, multi_currency=currencies != "single",
                           advanced_currency=currencies == "dated")
