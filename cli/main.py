@@ -9,9 +9,6 @@ from typing import Any, NamedTuple, cast
 
 import typer
 from pydantic import ValidationError
-from redis.exceptions import RedisError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 from typer.core import TyperCommand, TyperGroup
 
 from cli.output import err
@@ -155,6 +152,11 @@ def main(args: Sequence[str] | None = None) -> None:
 
 def describe_failure(exc: BaseException) -> str:
     """One line saying what went wrong and what to do, without secrets."""
+    # imported here: a command that uses neither (`crmsync sandbox zoho`, help) starts
+    # without SQLAlchemy and redis-py, and raised none of their errors
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
+
     settings = _safe_settings()
     if isinstance(exc, ValidationError):
         return "; ".join(f"invalid setting CRMSYNC_{str(e['loc'][0]).upper()}: "
@@ -199,6 +201,8 @@ def _first_line(text: str) -> str:
 
 
 def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:

@@ -35,10 +35,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from core import store
+from core.columns import UTCDateTime
 from core.models import Deal, DealStageChange, DealVersion, Stage, table_of
 from core.queries import Listing
 from core.records import StageChangeRecord
-from core.types import DealStatus, UTCDateTime, as_utc, utcnow
+from core.types import DealStatus, as_utc, utcnow
 
 DEAL, CHANGE, VERSION, STAGE = (table_of(m) for m in (Deal, DealStageChange, DealVersion, Stage))
 # The backfill's sync_state row: {"after_id": last deal id done, "finished": the last run

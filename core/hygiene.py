@@ -22,13 +22,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, or_, select, tuple_
 from sqlmodel import Session
 
+from core.columns import Percent
 from core.config import Settings
 from core.metrics.definitions import team_order
 from core.metrics.periods import today as local_today
 from core.models import Deal, HygieneRule, Stage, User, live_open, table_of
 from core.people import labels, team_members, teams
 from core.queries import Listing
-from core.types import Percent, utcnow
+from core.types import utcnow
 
 DEAL, STAGE, USER, RULE = (table_of(m) for m in (Deal, Stage, User, HygieneRule))
 

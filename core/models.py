@@ -22,20 +22,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from core.columns import DecimalText, EnumText, Money, Percent, UTCDateTime
 from core.types import (
     ActivityType,
     ConnectionStatus,
     DealStatus,
-    DecimalText,
-    EnumText,
     GoalMetric,
-    Money,
-    Percent,
     PersonMatch,
     PushStatus,
     RunStatus,
     SyncMode,
-    UTCDateTime,
     WebhookStatus,
     utcnow,
 )

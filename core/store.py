@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from psycopg.types.json import set_json_dumps
 from sqlalchemy import (
     JSON,
     Column,
@@ -41,6 +40,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, select
 
 from core import people
+from core.columns import UTCDateTime
 from core.config import Settings
 from core.metrics import rollups
 from core.metrics.currency import CurrencyError, converter
@@ -61,7 +61,7 @@ from core.models import (
 )
 from core.models import Connection as ConnectionRow
 from core.records import Deletion
-from core.types import RunStatus, SyncMode, UTCDateTime, as_utc, utcnow
+from core.types import RunStatus, SyncMode, as_utc, utcnow
 
 log = logging.getLogger("crmsync.store")
 _NEVER_UPDATED = {"id", "connection_id", "remote_id", "first_seen_at"}
@@ -344,7 +344,10 @@ def _fill_load_table(session: Session, table: Table, columns: tuple[str, ...],
     dbapi = connection.connection.driver_connection
     assert dbapi is not None
     # Binary COPY: psycopg's C dumpers write ints, dates and timestamps as they are, with
-    # no text to format here or to parse in the server; JSON goes through orjson.
+    # no text to format here or to parse in the server; JSON goes through orjson. (psycopg
+    # imported here: a process on SQLite never loads it.)
+    from psycopg.types.json import set_json_dumps
+
     with dbapi.cursor() as cursor:
         set_json_dumps(orjson.dumps, cursor)
         with cursor.copy(f"COPY {load.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy:

@@ -31,13 +31,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, type_coerce
 from sqlmodel import Session
 
+from core.columns import Money
 from core.config import Settings
 from core.metrics.currency import Converter, converter, reporting_currency
 from core.models import Connection, Deal, Goal, GoalPush, User, table_of
 from core.people import PersonError, labels, normalize_email, person_of_email_expr, resolve
 from core.queries import Listing
 from core.records import GOAL_METRICS
-from core.types import DealStatus, GoalMetric, Money, utcnow
+from core.types import DealStatus, GoalMetric, utcnow
 
 METRICS = GOAL_METRICS
 MAX_TARGET = Decimal("1e13")  # 15 significant digits with cents: exact through any JSON parser

@@ -44,6 +44,7 @@ from sqlalchemy.engine import CursorResult
 from sqlmodel import Session
 
 from core import people
+from core.columns import Money, Percent
 from core.goals.targets import attainment
 from core.metrics.currency import PRECISION, Converter
 from core.metrics.localdates import created_date, date_diff
@@ -70,7 +71,7 @@ from core.models import (
     User,
     table_of,
 )
-from core.types import DealStatus, Money, Percent
+from core.types import DealStatus
 
 Amounts = list[tuple[str | None, Decimal | None]]  # (home currency, exact sum)
 
@@ -363,7 +364,7 @@ def rows(session: Session, stmts: list[Select[Any]]) -> Sequence[Any]:
 
 
 def money(value: Any) -> Decimal:
-    """A sum of Money (integer ten-thousandths, core.types.ScaledDecimal) as rows() read it
+    """A sum of Money (integer ten-thousandths, core.columns.ScaledDecimal) as rows() read it
     (an integer on SQLite, a numeric on PostgreSQL), exactly."""
     return Decimal(value).scaleb(-Money.scale)
 

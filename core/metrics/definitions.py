@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from core.activities import TOTAL, activity_counts, counts_by_connection
+from core.columns import Money
 from core.config import Settings
 from core.goals.targets import GoalTargets, goal_targets
 from core.history import deals_as_of, end_of_day
@@ -47,7 +48,7 @@ from core.metrics.rollups import month_number, month_of, week_first, week_number
 from core.models import live_open
 from core.people import normalize_email, person_of_email_expr, team_members, teams
 from core.queries import Listing, RecordFilters, records_listing
-from core.types import DealStatus, Money
+from core.types import DealStatus
 
 
 class GroupBy(StrEnum):

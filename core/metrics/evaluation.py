@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from core import history, people
+from core.columns import Money
 from core.config import Settings
 from core.metrics import aggregates as agg
 from core.metrics.aggregates import CONNECTION, DEAL, STAGE, Acc, Amounts, ratio, round_half_up
@@ -45,7 +46,7 @@ from core.metrics.currency import PRECISION, Converter, converter
 from core.metrics.definitions import Interval, period_key, validate_range
 from core.metrics.localdates import created_date, date_diff, read_zone
 from core.models import Person, table_of
-from core.types import DealStatus, Money
+from core.types import DealStatus
 
 PERSON = table_of(Person)
 WON, LOST, OPEN = DealStatus.WON, DealStatus.LOST, DealStatus.OPEN

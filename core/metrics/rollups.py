@@ -71,6 +71,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
+from core.columns import Money
 from core.metrics.localdates import date_diff, zone_pending
 from core.models import (
     Account,
@@ -86,7 +87,7 @@ from core.models import (
     StoreMeta,
     table_of,
 )
-from core.types import DealStatus, Money, utcnow
+from core.types import DealStatus, utcnow
 
 BUILT_KEY = "rollups_built"
 ADVISORY_KEY = 0x726F6C6C  # pg_advisory_xact_lock(ADVISORY_KEY, connection id): its refresh

@@ -52,7 +52,7 @@ FX = {"EUR": "1.0850", "GBP": "1.2700"}
 STAGES = (("s1", "Qualification", 1, 1000, "open"), ("s2", "Proposal", 2, 4000, "open"),
           ("s3", "Negotiation", 3, 7000, "open"), ("s4", "Closed Won", 4, 10000, "won"),
           ("s5", "Closed Lost", 5, 0, "lost"))
-SCALE = 10_000  # Money: integer ten-thousandths (core.types.ScaledDecimal(4))
+SCALE = 10_000  # Money: integer ten-thousandths (core.columns.ScaledDecimal(4))
 QUARTER = ("2025-10-01", "2025-12-31")
 ALL = (FIRST_DAY.isoformat(), LAST_DAY.isoformat())
 

@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from tests.cli_support import in_process, user_env
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 HERE = Path(__file__).parent
 CHROMIUM = Path("/usr/bin/chromium-headless-shell")
@@ -72,13 +75,16 @@ def _demo(directory: Path) -> DemoStore:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Browser]:
+def chromium() -> Iterator["Browser"]:
     """Debian's Chromium under Playwright, launched once per test process: a launch costs
     about 0.8 s of CPU (Chromium and Playwright's driver), paid once instead of once per
     module. Its headless shell (Chromium's old headless mode, what Playwright itself runs
     headless), not the whole browser in headless mode: the same pages and screenshots for
     about a third of the CPU a page (docs/testing.md). Take `browser`, which lends it to a
-    module."""
+    module. Playwright is imported here, by the processes that run a browser test, not by
+    every process that collects the suite (0.2-0.3 s of CPU)."""
+    from playwright.sync_api import sync_playwright
+
     assert CHROMIUM.exists(), "install it: apt-get install -y chromium-headless-shell"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM),
@@ -90,7 +96,7 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: Browser) -> Iterator[Browser]:
+def browser(chromium: "Browser") -> Iterator["Browser"]:
     """The process's Chromium for one module's tests; each test opens its own context
     (`new_page`), and any context a test left open is closed after the module.
 

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Browser, Page
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
@@ -49,6 +48,9 @@ from tests.integration.test_dashboard_browser import (
 )
 from tests.integration.zoho_helpers import sync
 from workers.context import JobContext
+
+if TYPE_CHECKING:  # imported by the `chromium` fixture (tests/integration/conftest.py)
+    from playwright.sync_api import Browser, Page
 
 TEAM = "North"
 
@@ -164,7 +166,7 @@ def reset_goals(world: World, **monthly: str) -> None:
         assert made.status_code == 201, made.text
 
 
-def manager_page(world: World, browser: Browser, lang: str = "en", **options: Any) -> Page:
+def manager_page(world: World, browser: "Browser", lang: str = "en", **options: Any) -> "Page":
     page = new_page(browser, lang, **options)
     sign_in(page, world.url, "north@example.com")
     return page
@@ -174,7 +176,7 @@ def cell(world: World, month: str) -> str:
     return f"#g-{world.rep}-{month}"
 
 
-def fits(page: Page) -> None:
+def fits(page: "Page") -> None:
     widths = page.evaluate("[document.documentElement.scrollWidth, "
                            "document.body.scrollWidth, window.innerWidth]")
     assert max(widths[:2]) <= widths[2], (page.url, widths)

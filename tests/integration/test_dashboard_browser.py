@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Browser, Page
 from sqlalchemy import Engine
 
 from api.app import create_app
@@ -30,6 +29,9 @@ from tests.api_support import make_key
 from tests.integration.conftest import DemoStore
 from tests.integration.test_cli import crmsync
 from workers.context import JobContext
+
+if TYPE_CHECKING:  # imported by the `chromium` fixture (tests/integration/conftest.py)
+    from playwright.sync_api import Browser, Page
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 PASSWORD = "a long enough password"
@@ -112,19 +114,19 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory,
     engine.dispose()
 
 
-def new_page(browser: Browser, lang: str = "en", **options: Any) -> Page:
+def new_page(browser: "Browser", lang: str = "en", **options: Any) -> "Page":
     context = browser.new_context(locale="zh-CN" if lang == "zh" else "en-US", **options)
     page = context.new_page()
     page.set_default_timeout(15_000)
     return page
 
 
-def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
+def shoot(page: "Page", name: str, *, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
-def set_password(page: Page, link: str, password: str = PASSWORD) -> None:
+def set_password(page: "Page", link: str, password: str = PASSWORD) -> None:
     page.goto(link)
     page.fill("#password", password)
     page.fill("#confirm", password)
@@ -132,7 +134,7 @@ def set_password(page: Page, link: str, password: str = PASSWORD) -> None:
     page.wait_for_url(re.compile(r"/leaderboard"))
 
 
-def sign_in(page: Page, url: str, email: str, password: str = PASSWORD) -> None:
+def sign_in(page: "Page", url: str, email: str, password: str = PASSWORD) -> None:
     page.goto(f"{url}/login")
     page.fill("#email", email)
     page.fill("#password", password)
@@ -147,7 +149,7 @@ def amount(text: str) -> Decimal:
     return value / 100 if text.strip().endswith("%") else value
 
 
-def shown_rows(page: Page) -> dict[str, dict[str, str]]:
+def shown_rows(page: "Page") -> dict[str, dict[str, str]]:
     """The leaderboard's rows: "person:<id>", "team:<label>" or "total" -> column -> text."""
     rows = page.eval_on_selector_all("table.board tr.person, table.board tr.team, "
                                      "table.board tr.total", """rows => rows.map(r => ({

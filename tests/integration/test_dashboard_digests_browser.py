@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Browser
 from sqlalchemy import Engine
 
 from api.app import create_app
@@ -36,6 +36,9 @@ from tests.integration.test_dashboard_browser import (
     sign_in,
 )
 from workers.context import JobContext
+
+if TYPE_CHECKING:  # imported by the `chromium` fixture (tests/integration/conftest.py)
+    from playwright.sync_api import Browser
 
 
 @dataclass
@@ -101,7 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     engine.dispose()
 
 
-def test_an_admin_sends_test_digests_and_sees_how_they_went(world: World, browser: Browser):
+def test_an_admin_sends_test_digests_and_sees_how_they_went(world: World, browser: "Browser"):
     page = new_page(browser)
     sign_in(page, world.url, "boss@example.com")
     page.goto(f"{world.url}/operations")
@@ -131,7 +134,7 @@ def test_an_admin_sends_test_digests_and_sees_how_they_went(world: World, browse
     page.context.close()
 
 
-def test_the_digest_channels_in_chinese(world: World, browser: Browser):
+def test_the_digest_channels_in_chinese(world: World, browser: "Browser"):
     page = new_page(browser, "zh")
     sign_in(page, world.url, "boss@example.com")
     page.goto(f"{world.url}/operations")

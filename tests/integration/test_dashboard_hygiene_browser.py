@@ -9,10 +9,9 @@ tests/integration/test_dashboard_browser.py; the browser, the test process's Chr
 (tests/integration/conftest.py)."""
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Page
 
 from tests.integration import test_dashboard_browser as shared
 from tests.integration.test_dashboard_browser import (
@@ -23,6 +22,9 @@ from tests.integration.test_dashboard_browser import (
     shoot,
     shown_rows,
 )
+
+if TYPE_CHECKING:  # imported by the `chromium` fixture (tests/integration/conftest.py)
+    from playwright.sync_api import Page
 
 dashboard = shared.dashboard  # the fixture: the demo's store behind the app
 
@@ -41,14 +43,14 @@ def items(dashboard: Dashboard, **params: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def rule_counts(page: Page) -> dict[str, int]:
+def rule_counts(page: "Page") -> dict[str, int]:
     """The counts at the top: "all" and each rule's key -> the number shown."""
     pairs = page.eval_on_selector_all("ul.rule-counts li", """items => items.map(li => [
         li.dataset.rule || 'all', li.querySelector('.count').innerText.trim()])""")
     return {key: int(text.replace(",", "")) for key, text in pairs}
 
 
-def listed(page: Page) -> list[tuple[int, list[str], str | None]]:
+def listed(page: "Page") -> list[tuple[int, list[str], str | None]]:
     """The deals listed: (id, rules shown, CRM link)."""
     rows: list[tuple[int, list[str], str | None]] = page.eval_on_selector_all(
         "table.hygiene-deals tr[data-deal]", """rows => rows.map(r => [

@@ -9,10 +9,9 @@ tests/integration/test_dashboard_browser.py; the browser, the test process's Chr
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Page
 from sqlalchemy import select
 
 from connectors import registry
@@ -29,6 +28,9 @@ from tests.integration.test_dashboard_browser import (
     set_password,
     shoot,
 )
+
+if TYPE_CHECKING:  # imported by the `chromium` fixture (tests/integration/conftest.py)
+    from playwright.sync_api import Page
 
 NOTHING = "–"
 dashboard = shared.dashboard  # the fixture: the demo's store behind the app
@@ -52,7 +54,7 @@ def this_year(dashboard: Dashboard) -> tuple[str, str]:
     return first.isoformat(), last.isoformat()
 
 
-def trend_rows(page: Page) -> list[dict[str, str]]:
+def trend_rows(page: "Page") -> list[dict[str, str]]:
     rows: list[dict[str, str]] = page.eval_on_selector_all(
         "table.trends tbody tr", """rows => rows.map(r => Object.assign(
             {start: r.dataset.start, end: r.dataset.end},
@@ -61,7 +63,7 @@ def trend_rows(page: Page) -> list[dict[str, str]]:
     return rows
 
 
-def check_trends(dashboard: Dashboard, page: Page, *, group: tuple[str, Any] | None = None,
+def check_trends(dashboard: Dashboard, page: "Page", *, group: tuple[str, Any] | None = None,
                  interval: str = "quarter") -> list[dict[str, str]]:
     """The Trends table (this year, by quarter unless said) against /metrics/timeseries
     (bookings, win rate) and each period's goal against /metrics/summary."""
@@ -85,7 +87,7 @@ def check_trends(dashboard: Dashboard, page: Page, *, group: tuple[str, Any] | N
     return rows
 
 
-def check_pipeline(dashboard: Dashboard, page: Page, people: set[int] | None = None) -> None:
+def check_pipeline(dashboard: Dashboard, page: "Page", people: set[int] | None = None) -> None:
     """The funnel against /metrics/pipeline (the manager sees everyone), the forecast
     against the quarter's summary, and the deals closing this quarter with their links."""
     funnel = page.eval_on_selector_all("table.funnel tr.stage", """rows => rows.map(r => [

@@ -9,10 +9,9 @@ tests/integration/test_dashboard_browser.py; the browser, the test process's Chr
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Page
 
 from api.web.i18n import Formats
 from api.web.scorecards import COLUMNS, shown
@@ -25,6 +24,9 @@ from tests.integration.test_dashboard_browser import (
     set_password,
     shoot,
 )
+
+if TYPE_CHECKING:  # imported by the `chromium` fixture (tests/integration/conftest.py)
+    from playwright.sync_api import Page
 
 dashboard = shared.dashboard  # the fixture: the demo's store behind the app
 
@@ -41,7 +43,7 @@ def expected(figure: dict[str, Any], name: str, currency: str, lang: str = "en")
     return shown(name, exact, Formats(lang), currency).value
 
 
-def table(page: Page) -> dict[str, dict[str, str]]:
+def table(page: "Page") -> dict[str, dict[str, str]]:
     """"person:<id>" / "team:<name>" -> column -> the value shown (and the rank)."""
     rows = page.eval_on_selector_all("table.scorecards tr.person, table.scorecards tr.team",
                                      """rows => rows.map(r => [
@@ -51,7 +53,7 @@ def table(page: Page) -> dict[str, dict[str, str]]:
     return dict(rows)
 
 
-def check_table(dashboard: Dashboard, page: Page, lang: str = "en") -> dict[str, Any]:
+def check_table(dashboard: Dashboard, page: "Page", lang: str = "en") -> dict[str, Any]:
     """Every rep's and team's line of this quarter against /metrics/scorecards."""
     result = api(dashboard, "scorecards", start=dashboard.start, end=dashboard.end)
     lines = table(page)
@@ -70,7 +72,7 @@ def check_table(dashboard: Dashboard, page: Page, lang: str = "en") -> dict[str,
     return result
 
 
-def check_card(dashboard: Dashboard, page: Page, person: int) -> None:
+def check_card(dashboard: Dashboard, page: "Page", person: int) -> None:
     """A rep's own card: every figure's value and previous value against the API."""
     result = api(dashboard, "scorecards", start=dashboard.start, end=dashboard.end,
                  person_id=person)
@@ -86,7 +88,7 @@ def check_card(dashboard: Dashboard, page: Page, person: int) -> None:
                                     expected(previous, name, result["currency"])], name
 
 
-def check_funnel(dashboard: Dashboard, page: Page) -> None:
+def check_funnel(dashboard: Dashboard, page: "Page") -> None:
     """Reached per stage against /metrics/funnel of this quarter, and velocity."""
     result = api(dashboard, "funnel", start=dashboard.start, end=dashboard.end)
     reached = page.eval_on_selector_all("table.stages tr.stage", """rows => rows.map(r => [

@@ -10,10 +10,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Browser
 
 from api.app import create_app
 from connectors.sandbox.server import BackgroundServer
@@ -31,6 +31,9 @@ from tests.integration.test_dashboard_browser import (
     sign_in,
 )
 from workers.context import JobContext
+
+if TYPE_CHECKING:  # imported by the `chromium` fixture (tests/integration/conftest.py)
+    from playwright.sync_api import Browser
 
 Q1 = "/statements?period=2027-Q1"
 
@@ -65,7 +68,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     engine.dispose()
 
 
-def test_a_rep_reads_their_statement_in_both_languages(site: Site, browser: Browser) -> None:
+def test_a_rep_reads_their_statement_in_both_languages(site: Site, browser: "Browser") -> None:
     page = new_page(browser)
     sign_in(page, site.url, "ann@example.com")
     page.click("nav a:has-text('Statements')")
@@ -91,7 +94,7 @@ def test_a_rep_reads_their_statement_in_both_languages(site: Site, browser: Brow
 
 
 def test_a_manager_reads_the_team_and_downloads_the_export(site: Site,
-                                                           browser: Browser) -> None:
+                                                           browser: "Browser") -> None:
     page = new_page(browser, accept_downloads=True)
     sign_in(page, site.url, "east@example.com")
     page.goto(site.url + Q1)
@@ -111,7 +114,7 @@ def test_a_manager_reads_the_team_and_downloads_the_export(site: Site,
     page.context.close()
 
 
-def test_the_statement_fits_a_phone(site: Site, browser: Browser) -> None:
+def test_the_statement_fits_a_phone(site: Site, browser: "Browser") -> None:
     page = new_page(browser, viewport=PHONE)
     sign_in(page, site.url, "ann@example.com")
     page.goto(site.url + Q1)

@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from openpyxl import Workbook, load_workbook
 
 from core import store
 from core.db import session_scope
@@ -58,6 +57,8 @@ def parse_csv(text: str) -> list[list[str]]:
 
 
 def sheet_rows(content: bytes) -> list[list[object]]:
+    from openpyxl import load_workbook  # (as api.listing does: not at collection)
+
     book = load_workbook(io.BytesIO(content))
     return [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
 
@@ -102,6 +103,8 @@ async def test_xlsx_list_has_the_csv_columns_typed_and_neutralized(shared_api):
     assert all(d["remote_created_at"] == "2025-01-22T12:00:00Z" for d in data)
     assert {d["owner_email"] for d in data} == {ZHANG}
     # no cell is a formula
+    from openpyxl import load_workbook
+
     book = load_workbook(io.BytesIO(answer.content))
     assert all(c.data_type != "f" for row in book.worksheets[0].iter_rows() for c in row)
 
@@ -163,6 +166,8 @@ async def test_gbk_import_reports_bad_lines_and_writes_nothing(shared_api):
 
 
 def workbook(*rows: list[object]) -> bytes:
+    from openpyxl import Workbook
+
     book = Workbook()
     sheet = book.active
     for row in rows:

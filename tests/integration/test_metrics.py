@@ -8,8 +8,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from core import store
@@ -234,6 +232,10 @@ def test_bad_parameters(shared_data, params, message):
 
 
 def test_migrations_match_the_models(engine):
+    # Alembic's autogenerate imported here, not by every process collecting the suite
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == []

@@ -32,7 +32,7 @@ ACCOUNT_FIELDS = ("name", "industry", "owner_remote_id", "owner_email", "remote_
 API_TOKEN = {"api_token": "sandbox-api-token"}
 OAUTH = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
          "refresh_token": "sandbox-refresh-token"}
-QUANTUM = Decimal("0.0001")  # core.types.Money
+QUANTUM = Decimal("0.0001")  # core.columns.Money
 
 
 def add_connection(ctx: Any, url: str, secrets: dict[str, str], **config: Any) -> int:

@@ -9,6 +9,7 @@ vendor's budget together, and counts token calls.
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -110,7 +111,9 @@ async def test_places_dated_when_their_calls_ended_hold_across_processes(redis_u
 
 
 async def test_one_lock_holder_at_a_time_and_a_dead_holder_expires(redis_url):
-    a, b = RedisLimits(redis_url, box()), RedisLimits(redis_url, box(), lock_ttl=0.4)
+    # the holders take turns with the default lock_ttl: with 0.4 s, a pause of the process
+    # that long (a full garbage collection on a loaded machine) let a second one in
+    a, b = RedisLimits(redis_url, box()), RedisLimits(redis_url, box())
     inside, most = [0], [0]
 
     async def work(limits: RedisLimits) -> None:
@@ -122,14 +125,15 @@ async def test_one_lock_holder_at_a_time_and_a_dead_holder_expires(redis_url):
 
     await asyncio.gather(*(work(a if i % 2 else b) for i in range(6)))
     assert most[0] == 1
-    held = b.lock("zoho:dead")  # the holder dies (kept referenced: never released)
+    dying = RedisLimits(redis_url, box(), lock_ttl=0.4)
+    held = dying.lock("zoho:dead")  # the holder dies (kept referenced: never released)
     await held.__aenter__()
     loop = asyncio.get_running_loop()
     start = loop.time()
     async with a.lock("zoho:dead"):
         assert 0.3 <= loop.time() - start < 2.0
-    await a.aclose()
-    await b.aclose()
+    for limits in (a, b, dying):
+        await limits.aclose()
 
 
 async def test_tokens_are_encrypted_expire_and_are_shared(redis_url):
@@ -158,7 +162,7 @@ async def test_tokens_are_encrypted_expire_and_are_shared(redis_url):
 # -- two worker processes on one connection -----------------------------------------------------
 
 
-async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
+async def _child(provider: str, url: str, redis_url: str, database_url: str, key: str,
                  budget: str) -> dict[str, Any]:
     """One worker process: build_context as `crmsync worker` does, then sync connection 1."""
     from connectors.fxiaoke import client as fx_client
@@ -172,7 +176,7 @@ async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
 
     calls, window = budget.split("/")
     fx_client.RATE = fx_client.RateBudget(int(calls), float(window))
-    ctx = build_context(Settings(database_url=f"sqlite:///{db}", redis_url=redis_url,
+    ctx = build_context(Settings(database_url=database_url, redis_url=redis_url,
                                  secret_key=key))
     ctx.retry = RetryPolicy(attempts=8, initial_wait=0.05, max_wait=0.5)
     if provider == "zoho":
@@ -206,15 +210,19 @@ async def _child(provider: str, url: str, redis_url: str, db: str, key: str,
                 "api_calls": run.api_calls}
 
 
-def _run_two_workers(tmp_path: Path, provider: str, url: str, redis_url: str,
+def _run_two_workers(tmp_path: Path, template: Path, provider: str, url: str, redis_url: str,
                      budget: str = "100/20") -> list[dict[str, Any]]:
     key = Fernet.generate_key().decode()
     env = {**os.environ, "CRMSYNC_LOG_LEVEL": "WARNING"}
+    stores = []  # each worker's own store, migrated: a copy of the session's (sqlite_template)
+    for i in range(2):  # (not tests.conftest's helper: the workers would import the conftest)
+        shutil.copyfile(template, tmp_path / f"worker{i}.db")
+        stores.append(f"sqlite:///{tmp_path / f'worker{i}.db'}")
     children = [subprocess.Popen(
         [sys.executable, "-m", "tests.integration.test_shared_limits", provider, url, redis_url,
-         str(tmp_path / f"worker{i}.db"), key, budget],
+         store, key, budget],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
+        for store in stores]
     results = []
     for child in children:
         out, err = child.communicate(timeout=240)
@@ -232,7 +240,8 @@ async def _keys_all_expire(redis_url: str) -> None:
     await redis.aclose()
 
 
-async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(redis_url, tmp_path):
+async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(
+        redis_url, tmp_path, sqlite_template):
     cap = 5  # ZohoConnector.max_in_flight; 429 above it (docs/vendors/zoho.md §7)
     # latency: the two workers' requests overlap up to the cap even on a busy machine
     # (with 0.03 s they fell short there)
@@ -240,8 +249,8 @@ async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(redis_
                                   latency=0.1, concurrency_limit=cap)
     state = app.state.zoho
     with BackgroundServer(app) as server:
-        results = await asyncio.to_thread(_run_two_workers, tmp_path, "zoho", server.url,
-                                          redis_url)
+        results = await asyncio.to_thread(_run_two_workers, tmp_path, sqlite_template, "zoho",
+                                          server.url, redis_url)
     assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
     assert state.harness.served["429"] == 0
     assert state.harness.max_in_flight == cap  # both used the cap, never more together
@@ -250,7 +259,7 @@ async def test_two_workers_on_one_zoho_connection_share_its_cap_and_token(redis_
 
 
 async def test_two_workers_on_one_fxiaoke_connection_share_its_budget_and_token(
-        redis_url, tmp_path):
+        redis_url, tmp_path, sqlite_template):
     # docs/vendors/fxiaoke.md §6: 100 calls per 20 s per interface, scaled down to 6 per second
     # (the workers keep 6 per 1.5 s: under a loaded CI machine a request can reach the
     # sandbox a few hundred milliseconds after its slot was taken).
@@ -259,8 +268,8 @@ async def test_two_workers_on_one_fxiaoke_connection_share_its_budget_and_token(
     state = app.state.fxiaoke
     start = time.monotonic()
     with BackgroundServer(app) as server:
-        results = await asyncio.to_thread(_run_two_workers, tmp_path, "fxiaoke", server.url,
-                                          redis_url, "6/1.5")
+        results = await asyncio.to_thread(_run_two_workers, tmp_path, sqlite_template,
+                                          "fxiaoke", server.url, redis_url, "6/1.5")
     assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
     queries = state.harness.calls[QUERY_PATH]
     assert queries > 6  # more than one window's worth together

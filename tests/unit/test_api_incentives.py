@@ -6,7 +6,6 @@ import io
 import json
 from datetime import date
 
-import openpyxl
 import pytest
 import yaml
 
@@ -79,6 +78,8 @@ async def test_statements_as_json_csv_and_xlsx(api) -> None:  # type: ignore[no-
         ("deal", "d1", "800.00"), ("deal", "d2", "2700.00"), ("payout", "", "3500.00")]
     xlsx = await api.client.get(f"{V1}/statements", params={"period": "2027-Q1",
                                                             "format": "xlsx"})
+    import openpyxl  # not at collection (api.listing imports it when writing a workbook)
+
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
     assert sheet is not None
     values = list(sheet.iter_rows(values_only=True))
