@@ -16,6 +16,7 @@ from connectors.hubspot.sandbox.state import HubSpotState
 from connectors.hubspot.sandbox.wire import (
     OPERATORS,
     association_type,
+    iso_ms,
     matcher,
     stage_label,
 )
@@ -33,7 +34,6 @@ from connectors.hubspot.wire import (
     OBJECT_TYPES,
     OWNERS_LIMIT,
     SEARCH_LIMIT,
-    iso_ms,
 )
 from connectors.sandbox.dataset import ActivityKind, Deal, Entity
 

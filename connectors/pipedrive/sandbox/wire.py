@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any
 
-from connectors.pipedrive.wire import v1_time, v2_time
 from connectors.sandbox.dataset import (
     Account,
     Activity,
@@ -23,6 +22,7 @@ from connectors.sandbox.dataset import (
     Rep,
     StageDef,
 )
+from connectors.sandbox.stamps import utc_text
 
 TEAMS_SINCE = datetime(2020, 1, 1, tzinfo=UTC)  # when the sandbox's teams were made (guess)
 # §12: the activity types a company starts with, then one custom type (no synthetic
@@ -37,6 +37,17 @@ ORG_FIELDS = ("Industry",)  # §2: organizations have no standard industry field
 REGIONS = ("EMEA", "Americas", "APAC")
 CHANNELS = ("Inbound", "Outbound", "Partner", "Event")
 PLAIN_LOST = ("Closed Lost",)  # lost stages that mean no particular reason
+
+
+def v1_time(moment: datetime) -> str:
+    """§2: v1 timestamps, "YYYY-MM-DD HH:MM:SS" in UTC (connectors.pipedrive.wire's, built
+    cheaply: every record read writes several)."""
+    return utc_text(moment, " ")
+
+
+def v2_time(moment: datetime) -> str:
+    """§2: v2 timestamps, RFC 3339 in UTC (as connectors.pipedrive.wire writes them)."""
+    return utc_text(moment) + "Z"
 
 
 def field_key(company: Company, name: str) -> str:

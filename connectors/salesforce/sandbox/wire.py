@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Any
 
 from connectors.salesforce.sandbox.soql import Schema
-from connectors.salesforce.wire import format_datetime
 from connectors.sandbox.dataset import (
     ID_BASE,
     ORG_PREFIX,
@@ -26,6 +25,7 @@ from connectors.sandbox.dataset import (
     Rep,
     StageDef,
 )
+from connectors.sandbox.stamps import utc_text
 
 # Key prefixes (the first three characters of an id name its object). 005 User, 001
 # Account, 006 Opportunity and 00D Organization are well known; the others are guesses.
@@ -153,6 +153,12 @@ def to_json(object_name: str, row: dict[str, Any], fields: list[str], version: s
     for name in fields:
         out[name] = json_value(row.get(name))
     return out
+
+
+def format_datetime(moment: datetime) -> str:
+    """§4: a dateTime as Salesforce answers it, `2026-03-31T09:00:01.000+0000` (UTC; as
+    connectors.salesforce.wire writes it, built cheaply: every row read writes several)."""
+    return f"{utc_text(moment)}.{moment.microsecond // 1000:03d}+0000"
 
 
 def json_value(value: Any) -> Any:
