@@ -5,13 +5,16 @@ in the middle, on two `crmsync worker` processes.
 Run: python -m tests.bench.fleet_bench [--connections 300] [--deals 2000] [--big 100000]
                                        [--duration 180] [--interval 1] [--webhook-rate 50]
      python -m tests.bench.fleet_bench --quick      (30 x 500 deals, big 20,000, 150 s)
+     --split-lanes: each worker as two processes, `crmsync worker --lanes sync,cron` and
+     `crmsync worker --lanes webhook`
 
 Starts, each in its own process: a Redis server of its own (an isolated queue), sandboxes
 of Zoho, HubSpot and Pipedrive (`--orgs` processes per CRM; a sandbox process is one CRM
 org, so the connections of a CRM are spread over its orgs and those sharing an org share
 its API budget, as connections of one real account would: the budgets are raised to the
 vendors' highest plans so the bench measures crmsync), the API under uvicorn taking the
-webhooks and two `crmsync worker` processes, all on one fresh PostgreSQL database.
+webhooks and two `crmsync worker` processes (four with --split-lanes), all on one fresh
+PostgreSQL database.
 
 1. Initial load: a full sync of every connection is queued at once (`--connections` x
    `--deals` deals): time and deals/s.
@@ -19,7 +22,8 @@ webhooks and two `crmsync worker` processes, all on one fresh PostgreSQL databas
    waits for it: a day's interval until then): every connection has `sync_interval_minutes
    = --interval` and the workers' schedule (the minute cron) queues its incremental syncs;
    every 5 s about 0.5% of each org's deals change; Zoho notifications for the Zoho
-   connections arrive at `--webhook-rate` events/s (POSTed to the API as Zoho would);
+   connections arrive at `--webhook-rate` events/s (POSTed to the API as Zoho would, open
+   loop: each at its time however long the API takes to answer, see Sender);
    after a quarter of it a new Zoho connection of `--big` deals gets its first full sync.
    It runs until the duration is over and the big sync finished.
 
@@ -603,7 +607,7 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         both = workers_cpu + db_cpu - db_cpu1
         print(f"  workers + PostgreSQL CPU of the steady state: {both:.0f} s, "
               f"{1000 * both / max(1, incs + events / 10):.0f} ms per (incremental sync + "
-              f"10 webhook events) (syncs and webhook jobs share the processes)")
+              f"10 webhook events) (every worker process)")
         print_statements(db_url, statements)
     finally:
         for proc in reversed(procs):

@@ -8,6 +8,10 @@ was processed).
 """
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +34,7 @@ from tests.integration.zoho_helpers import add_connection, history_backfilled, m
 from workers.context import JobContext
 from workers.queue import CRON_QUEUE, SYNC_QUEUE, WEBHOOK_QUEUE, ArqRunner
 from workers.runner import InProcessRunner
-from workers.settings import schedule_tick, worker_lanes
+from workers.settings import LANES, parse_lanes, schedule_tick, worker_lanes
 
 BUSY = 3  # connections whose syncs are queued first
 LATENCY = 0.4  # seconds per CRM call: a full sync here takes several seconds
@@ -71,40 +75,104 @@ async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot
         quiet = add_connection(ctx, server.url, "quiet")
         history_backfilled(ctx.engine, *busy)  # 400 deals' history at LATENCY is not the point
         async with runner_of(kind, ctx, redis_url) as runner:
-            runs = [await runner.enqueue_sync(cid, SyncMode.FULL) for cid in busy]
-            for _ in range(600):  # the first sync holds the only sync slot
-                if statuses(ctx, runs)[0] == "running":
-                    break
-                await asyncio.sleep(0.05)
-            deal_id = sorted(company.deals)[0]
-            with session_scope(ctx.engine) as session:
-                webhooks.store_events(session, connection_id=quiet, provider="zoho", events=[(
-                    "edit-1", {"channel_id": "1", "module": "Deals", "operation": "update",
-                               "ids": [deal_id], "server_time": None})])
-            asked = time.monotonic()
-            await runner.enqueue_webhooks(quiet)
-            while time.monotonic() - asked < 60:
-                with session_scope(ctx.engine) as session:
-                    status = session.scalar(select(WebhookEvent.status).where(
-                        WebhookEvent.connection_id == quiet))
-                if status == "processed":
-                    break
-                await asyncio.sleep(0.05)
-            took = time.monotonic() - asked
-            during = statuses(ctx, runs)
-            assert status == "processed"
-            # the syncs queued ahead were not done: the event did not wait for them
-            assert during[-1] in ("queued", "running"), (during, took)
-            assert took < 10, f"processed after {took:.1f}s behind the syncs {during}"
-            # one sync at a time (CRMSYNC_WORKER_JOBS=1): never two running together
-            assert during.count("running") <= 1, during
-            app.state.zoho.harness.latency = 0  # the slots were held: the rest need not wait
-            for _ in range(1200):
-                if all(s == "succeeded" for s in statuses(ctx, runs)):
-                    break
-                assert statuses(ctx, runs).count("running") <= 1
-                await asyncio.sleep(0.1)
-            assert statuses(ctx, runs) == ["succeeded"] * BUSY
+            await webhook_beside_busy_syncs(app, company, ctx, runner, busy, quiet, within=10)
+
+
+async def webhook_beside_busy_syncs(app: Any, company: Any, ctx: JobContext, runner: Any,
+                                    busy: list[int], quiet: int, within: float) -> None:
+    """Full syncs of `busy` queued, the first holding the only sync slot: an event of
+    `quiet` is processed within `within` s, before the syncs queued ahead are done; then
+    the syncs finish, one at a time."""
+    runs = [await runner.enqueue_sync(cid, SyncMode.FULL) for cid in busy]
+    for _ in range(600):  # the first sync holds the only sync slot
+        if statuses(ctx, runs)[0] == "running":
+            break
+        await asyncio.sleep(0.05)
+    deal_id = sorted(company.deals)[0]
+    with session_scope(ctx.engine) as session:
+        webhooks.store_events(session, connection_id=quiet, provider="zoho", events=[(
+            "edit-1", {"channel_id": "1", "module": "Deals", "operation": "update",
+                       "ids": [deal_id], "server_time": None})])
+    asked = time.monotonic()
+    await runner.enqueue_webhooks(quiet)
+    while time.monotonic() - asked < 60:
+        with session_scope(ctx.engine) as session:
+            status = session.scalar(select(WebhookEvent.status).where(
+                WebhookEvent.connection_id == quiet))
+        if status == "processed":
+            break
+        await asyncio.sleep(0.05)
+    took = time.monotonic() - asked
+    during = statuses(ctx, runs)
+    assert status == "processed"
+    # the syncs queued ahead were not done: the event did not wait for them
+    assert during[-1] in ("queued", "running"), (during, took)
+    assert took < within, f"processed after {took:.1f}s behind the syncs {during}"
+    # one sync at a time (CRMSYNC_WORKER_JOBS=1): never two running together
+    assert during.count("running") <= 1, during
+    app.state.zoho.harness.latency = 0  # the slots were held: the rest need not wait
+    for _ in range(1200):
+        if all(s == "succeeded" for s in statuses(ctx, runs)):
+            break
+        assert statuses(ctx, runs).count("running") <= 1
+        await asyncio.sleep(0.1)
+    assert statuses(ctx, runs) == ["succeeded"] * BUSY
+
+
+async def test_a_webhook_only_worker_process_beside_a_sync_only_worker(
+        pg_engine, pg_url, redis_url):
+    """`crmsync worker --lanes webhook` in a process of its own takes the webhook jobs (the
+    sync lane here does not) while the sync lane's only slot is held; SIGTERM stops it
+    cleanly."""
+    company = generate_company(seed=5, deals=400, accounts=40)
+    app = create_app(company, latency=LATENCY)
+    with BackgroundServer(app) as server:
+        ctx = make_context(pg_engine, pg_url)
+        ctx.settings = ctx.settings.model_copy(update={"worker_jobs": 1})
+        busy = [add_connection(ctx, server.url, f"busy {i}") for i in range(BUSY)]
+        quiet = add_connection(ctx, server.url, "quiet")
+        history_backfilled(ctx.engine, *busy)
+        env = {**os.environ, "CRMSYNC_DATABASE_URL": pg_url, "CRMSYNC_REDIS_URL": redis_url,
+               "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
+               "CRMSYNC_ALLOW_ENDPOINTS": server.host, "CRMSYNC_LOG_LEVEL": "INFO"}
+        webhook_worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", "worker", "--lanes", "webhook", env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            # no cron lane either: its minute cron would process the event, late
+            lanes = worker_lanes(ctx, RedisSettings.from_dsn(redis_url), ("sync",),
+                                 poll_delay=0.05)
+            assert [lane.queue_name for lane in lanes] == [SYNC_QUEUE]
+            tasks = [asyncio.create_task(lane.main()) for lane in lanes]
+            runner = await ArqRunner.connect(ctx, redis_url)
+            try:  # the webhook process starts meanwhile (imports: a few seconds)
+                await webhook_beside_busy_syncs(app, company, ctx, runner, busy, quiet,
+                                                within=30)
+            finally:
+                await runner.close()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for lane in lanes:
+                    await lane.close()
+            webhook_worker.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(webhook_worker.communicate(), 20)
+            assert webhook_worker.returncode == 0, output
+            assert b"Traceback" not in output, output
+        finally:
+            if webhook_worker.returncode is None:  # failed: its log says why (shown then)
+                webhook_worker.kill()
+                print((await webhook_worker.communicate())[0].decode()[-4000:])
+
+
+def test_lanes_parse_from_a_comma_separated_list():
+    assert parse_lanes("sync,webhook,cron") == LANES == ("sync", "webhook", "cron")
+    assert parse_lanes(" cron , sync") == ("sync", "cron")  # LANES' order, spaces ignored
+    assert parse_lanes("webhook,webhook") == ("webhook",)
+    with pytest.raises(ValueError, match="unknown lane syncs, x: the lanes are sync, webhook"):
+        parse_lanes("syncs,webhook,x")
+    with pytest.raises(ValueError, match="no lane given"):
+        parse_lanes(" , ")
 
 
 async def test_the_schedule_on_the_cron_lane_queues_syncs_for_the_sync_lane(
