@@ -15,6 +15,7 @@ WorkerSettings is arq's settings class of the sync lane; arq reads its own attri
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -242,12 +243,19 @@ def worker_lanes(job: JobContext, redis_settings: RedisSettings,
 
 def run(settings: Settings, lanes: Sequence[str] = LANES) -> None:
     """`crmsync worker`: its lanes until SIGINT or SIGTERM (running jobs are cancelled and
-    retried by the next worker, as arq does)."""
+    retried by the next worker, as arq does). With CRMSYNC_WORKER_WEBHOOK_PROCESS, the
+    webhook lane of a process given others too runs in a child process (`crmsync worker
+    --lanes webhook`, on an event loop that sync work never holds up), stopped with it."""
     asyncio.run(_run(settings, lanes))
 
 
 async def _run(settings: Settings, names: Sequence[str]) -> None:
     assert settings.redis_url
+    child = None
+    if settings.worker_webhook_process and "webhook" in names and len(names) > 1:
+        names = [name for name in names if name != "webhook"]
+        child = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", "worker",
+                                                     "--lanes", "webhook")
     job = build_context(settings, migrate_sqlite=False)
     collector.tune(collector.WORKER_YOUNG)  # once it has loaded
     lanes = worker_lanes(job, RedisSettings.from_dsn(settings.redis_url), names)
@@ -255,17 +263,28 @@ async def _run(settings: Settings, names: Sequence[str]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     mains = [asyncio.create_task(lane.main(), name=lane.queue_name) for lane in lanes]
+    if child is not None:
+        mains.append(asyncio.create_task(_ended(child), name="webhook lane process"))
     stopping = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([*mains, stopping], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopping}:
             task.result()  # a lane that stopped on its own: its error ends the process
     finally:
+        if child is not None and child.returncode is None:
+            child.terminate()  # SIGTERM: it stops as this process does
         stopping.cancel()
         for task in mains:
             task.cancel()
         await asyncio.gather(*mains, return_exceptions=True)
         for lane in lanes:
             await lane.close()
+        if child is not None:
+            await child.wait()
         await job.aclose()
         job.engine.dispose()
+
+
+async def _ended(child: asyncio.subprocess.Process) -> None:
+    """Raises when the webhook lane's child process ended (this process ends too)."""
+    raise RuntimeError(f"the webhook lane's process ended (exit code {await child.wait()})")

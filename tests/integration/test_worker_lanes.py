@@ -165,6 +165,77 @@ async def test_a_webhook_only_worker_process_beside_a_sync_only_worker(
                 print((await webhook_worker.communicate())[0].decode()[-4000:])
 
 
+async def test_a_worker_runs_its_webhook_lane_in_a_child_process_when_asked(
+        pg_engine, pg_url, redis_url):
+    """CRMSYNC_WORKER_WEBHOOK_PROCESS: `crmsync worker` starts `crmsync worker --lanes
+    webhook` as its child, which processes webhooks; SIGTERM stops both cleanly, and a
+    worker whose child died ends too."""
+    company = generate_company(seed=5, deals=50, accounts=5)
+    with BackgroundServer(create_app(company)) as server:
+        ctx = make_context(pg_engine, pg_url)
+        quiet = add_connection(ctx, server.url, "quiet")
+        env = {**os.environ, "CRMSYNC_DATABASE_URL": pg_url, "CRMSYNC_REDIS_URL": redis_url,
+               "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
+               "CRMSYNC_ALLOW_ENDPOINTS": server.host, "CRMSYNC_WORKER_WEBHOOK_PROCESS": "1"}
+        workers = [await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", "worker", env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT) for _ in range(2)]
+        runner = await ArqRunner.connect(ctx, redis_url)
+        try:
+            children = [await child_of(worker.pid) for worker in workers]
+            for child in children:
+                cmdline = proc(f"{child}/cmdline") or b""
+                assert cmdline.split(b"\0")[-4:-1] == [b"worker", b"--lanes", b"webhook"]
+            with session_scope(ctx.engine) as session:
+                webhooks.store_events(session, connection_id=quiet, provider="zoho", events=[(
+                    "edit-1", {"channel_id": "1", "module": "Deals", "operation": "update",
+                               "ids": [sorted(company.deals)[0]], "server_time": None})])
+            await runner.enqueue_webhooks(quiet)
+            for _ in range(600):
+                with session_scope(ctx.engine) as session:
+                    status = session.scalar(select(WebhookEvent.status).where(
+                        WebhookEvent.connection_id == quiet))
+                if status == "processed":
+                    break
+                await asyncio.sleep(0.05)
+            assert status == "processed"
+
+            workers[0].send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(workers[0].communicate(), 30)
+            assert workers[0].returncode == 0, output
+            assert b"Traceback" not in output, output
+            assert proc(f"{children[0]}/cmdline") is None  # stopped, and waited for
+
+            os.kill(children[1], signal.SIGKILL)  # the other's child dies: it ends too
+            output, _ = await asyncio.wait_for(workers[1].communicate(), 30)
+            assert workers[1].returncode != 0
+            assert b"the webhook lane's process ended" in output, output
+        finally:
+            await runner.close()
+            for worker in workers:
+                if worker.returncode is None:
+                    worker.kill()
+                    print((await worker.communicate())[0].decode()[-4000:])
+
+
+async def child_of(pid: int) -> int:
+    """The child process of `pid`, once it has one (Linux /proc)."""
+    for _ in range(600):
+        if found := (proc(f"{pid}/task/{pid}/children") or b"").split():
+            return int(found[0])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"process {pid} started no child")
+
+
+def proc(path: str) -> bytes | None:
+    """A file of Linux /proc (None: that process is gone)."""
+    try:
+        with open(f"/proc/{path}", "rb") as found:
+            return found.read()
+    except FileNotFoundError:
+        return None
+
+
 def test_lanes_parse_from_a_comma_separated_list():
     assert parse_lanes("sync,webhook,cron") == LANES == ("sync", "webhook", "cron")
     assert parse_lanes(" cron , sync") == ("sync", "cron")  # LANES' order, spaces ignored
