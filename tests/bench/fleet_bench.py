@@ -495,7 +495,8 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
                "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
                "CRMSYNC_LOG_LEVEL": "INFO" if "CRMSYNC_BENCH_WORKER_LOG" in os.environ
                else "WARNING", "CRMSYNC_WEBHOOK_RATE_PER_SECOND": "1000000",
-               "CRMSYNC_NIGHTLY_SYNC_HOUR": "", "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1"}
+               "CRMSYNC_NIGHTLY_SYNC_HOUR": "", "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1",
+               "CRMSYNC_WORKER_WEBHOOK_PROCESS": "0"}  # --split-lanes or one process each
         api_port = free_port()
         api = subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
                                 "--serve-api", str(api_port)], env=env)
