@@ -63,9 +63,10 @@ def statuses(ctx: JobContext, run_ids: list[int]) -> list[str]:
         return [str(session.get(SyncRun, run_id).status) for run_id in run_ids]  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("kind", ["arq", "in-process"])
-async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot(
-        kind, pg_engine, pg_url, redis_url):
+@asynccontextmanager
+async def busy_world(pg_engine: Any, pg_url: str) -> AsyncIterator[Any]:
+    """A Zoho sandbox slowed down (LATENCY), one sync slot (CRMSYNC_WORKER_JOBS=1), BUSY
+    connections to sync and a quiet one to notify: (app, company, ctx, busy, quiet)."""
     company = generate_company(seed=5, deals=400, accounts=40)
     app = create_app(company, latency=LATENCY)
     with BackgroundServer(app) as server:
@@ -74,8 +75,15 @@ async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot
         busy = [add_connection(ctx, server.url, f"busy {i}") for i in range(BUSY)]
         quiet = add_connection(ctx, server.url, "quiet")
         history_backfilled(ctx.engine, *busy)  # 400 deals' history at LATENCY is not the point
-        async with runner_of(kind, ctx, redis_url) as runner:
-            await webhook_beside_busy_syncs(app, company, ctx, runner, busy, quiet, within=10)
+        yield app, company, ctx, server, busy, quiet
+
+
+@pytest.mark.parametrize("kind", ["arq", "in-process"])
+async def test_a_webhook_is_processed_within_seconds_while_syncs_hold_every_slot(
+        kind, pg_engine, pg_url, redis_url):
+    async with (busy_world(pg_engine, pg_url) as (app, company, ctx, _, busy, quiet),
+                runner_of(kind, ctx, redis_url) as runner):
+        await webhook_beside_busy_syncs(app, company, ctx, runner, busy, quiet, within=10)
 
 
 async def webhook_beside_busy_syncs(app: Any, company: Any, ctx: JobContext, runner: Any,
@@ -88,20 +96,8 @@ async def webhook_beside_busy_syncs(app: Any, company: Any, ctx: JobContext, run
         if statuses(ctx, runs)[0] == "running":
             break
         await asyncio.sleep(0.05)
-    deal_id = sorted(company.deals)[0]
-    with session_scope(ctx.engine) as session:
-        webhooks.store_events(session, connection_id=quiet, provider="zoho", events=[(
-            "edit-1", {"channel_id": "1", "module": "Deals", "operation": "update",
-                       "ids": [deal_id], "server_time": None})])
     asked = time.monotonic()
-    await runner.enqueue_webhooks(quiet)
-    while time.monotonic() - asked < 60:
-        with session_scope(ctx.engine) as session:
-            status = session.scalar(select(WebhookEvent.status).where(
-                WebhookEvent.connection_id == quiet))
-        if status == "processed":
-            break
-        await asyncio.sleep(0.05)
+    status = await notified(ctx, runner, sorted(company.deals)[0], quiet)
     took = time.monotonic() - asked
     during = statuses(ctx, runs)
     assert status == "processed"
@@ -119,47 +115,46 @@ async def webhook_beside_busy_syncs(app: Any, company: Any, ctx: JobContext, run
     assert statuses(ctx, runs) == ["succeeded"] * BUSY
 
 
+async def notified(ctx: JobContext, runner: Any, deal_id: str, connection_id: int) -> str:
+    """An event of `connection_id` about `deal_id` stored and its job queued: its status once
+    processed, or after 60 s."""
+    with session_scope(ctx.engine) as session:
+        webhooks.store_events(session, connection_id=connection_id, provider="zoho", events=[(
+            "edit-1", {"channel_id": "1", "module": "Deals", "operation": "update",
+                       "ids": [deal_id], "server_time": None})])
+    asked = time.monotonic()
+    await runner.enqueue_webhooks(connection_id)
+    while True:
+        with session_scope(ctx.engine) as session:
+            status = str(session.scalar(select(WebhookEvent.status).where(
+                WebhookEvent.connection_id == connection_id)))
+        if status == "processed" or time.monotonic() - asked > 60:
+            return status
+        await asyncio.sleep(0.05)
+
+
 async def test_a_webhook_only_worker_process_beside_a_sync_only_worker(
         pg_engine, pg_url, redis_url):
     """`crmsync worker --lanes webhook` in a process of its own takes the webhook jobs (the
     sync lane here does not) while the sync lane's only slot is held; SIGTERM stops it
     cleanly."""
-    company = generate_company(seed=5, deals=400, accounts=40)
-    app = create_app(company, latency=LATENCY)
-    with BackgroundServer(app) as server:
-        ctx = make_context(pg_engine, pg_url)
-        ctx.settings = ctx.settings.model_copy(update={"worker_jobs": 1})
-        busy = [add_connection(ctx, server.url, f"busy {i}") for i in range(BUSY)]
-        quiet = add_connection(ctx, server.url, "quiet")
-        history_backfilled(ctx.engine, *busy)
-        env = {**os.environ, "CRMSYNC_DATABASE_URL": pg_url, "CRMSYNC_REDIS_URL": redis_url,
-               "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
-               "CRMSYNC_ALLOW_ENDPOINTS": server.host, "CRMSYNC_LOG_LEVEL": "INFO"}
+    async with busy_world(pg_engine, pg_url) as (app, company, ctx, server, busy, quiet):
+        env = worker_env(ctx, redis_url, server, CRMSYNC_LOG_LEVEL="INFO")
         webhook_worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cli", "worker", "--lanes", "webhook", env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            # no cron lane either: its minute cron would process the event, late
-            lanes = worker_lanes(ctx, RedisSettings.from_dsn(redis_url), ("sync",),
-                                 poll_delay=0.05)
-            assert [lane.queue_name for lane in lanes] == [SYNC_QUEUE]
-            tasks = [asyncio.create_task(lane.main()) for lane in lanes]
-            runner = await ArqRunner.connect(ctx, redis_url)
-            try:  # the webhook process starts meanwhile (imports: a few seconds)
+        runner = await ArqRunner.connect(ctx, redis_url)
+        try:  # the webhook process starts meanwhile (imports: a few seconds); no cron lane
+            # here either: its minute cron would process the event, late
+            async with arq_worker(ctx, redis_url, ("sync",)):
                 await webhook_beside_busy_syncs(app, company, ctx, runner, busy, quiet,
                                                 within=30)
-            finally:
-                await runner.close()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                for lane in lanes:
-                    await lane.close()
             webhook_worker.send_signal(signal.SIGTERM)
             output, _ = await asyncio.wait_for(webhook_worker.communicate(), 20)
             assert webhook_worker.returncode == 0, output
             assert b"Traceback" not in output, output
         finally:
+            await runner.close()
             if webhook_worker.returncode is None:  # failed: its log says why (shown then)
                 webhook_worker.kill()
                 print((await webhook_worker.communicate())[0].decode()[-4000:])
@@ -174,9 +169,7 @@ async def test_a_worker_runs_its_webhook_lane_in_a_child_process_when_asked(
     with BackgroundServer(create_app(company)) as server:
         ctx = make_context(pg_engine, pg_url)
         quiet = add_connection(ctx, server.url, "quiet")
-        env = {**os.environ, "CRMSYNC_DATABASE_URL": pg_url, "CRMSYNC_REDIS_URL": redis_url,
-               "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
-               "CRMSYNC_ALLOW_ENDPOINTS": server.host, "CRMSYNC_WORKER_WEBHOOK_PROCESS": "1"}
+        env = worker_env(ctx, redis_url, server, CRMSYNC_WORKER_WEBHOOK_PROCESS="1")
         workers = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cli", "worker", env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT) for _ in range(2)]
@@ -186,19 +179,7 @@ async def test_a_worker_runs_its_webhook_lane_in_a_child_process_when_asked(
             for child in children:
                 cmdline = proc(f"{child}/cmdline") or b""
                 assert cmdline.split(b"\0")[-4:-1] == [b"worker", b"--lanes", b"webhook"]
-            with session_scope(ctx.engine) as session:
-                webhooks.store_events(session, connection_id=quiet, provider="zoho", events=[(
-                    "edit-1", {"channel_id": "1", "module": "Deals", "operation": "update",
-                               "ids": [sorted(company.deals)[0]], "server_time": None})])
-            await runner.enqueue_webhooks(quiet)
-            for _ in range(600):
-                with session_scope(ctx.engine) as session:
-                    status = session.scalar(select(WebhookEvent.status).where(
-                        WebhookEvent.connection_id == quiet))
-                if status == "processed":
-                    break
-                await asyncio.sleep(0.05)
-            assert status == "processed"
+            assert await notified(ctx, runner, sorted(company.deals)[0], quiet) == "processed"
 
             workers[0].send_signal(signal.SIGTERM)
             output, _ = await asyncio.wait_for(workers[0].communicate(), 30)
@@ -216,6 +197,15 @@ async def test_a_worker_runs_its_webhook_lane_in_a_child_process_when_asked(
                 if worker.returncode is None:
                     worker.kill()
                     print((await worker.communicate())[0].decode()[-4000:])
+
+
+def worker_env(ctx: JobContext, redis_url: str, server: BackgroundServer,
+               **settings: str) -> dict[str, str]:
+    """The environment of a `crmsync worker` process on ctx's database and key, and
+    `settings`."""
+    return {**os.environ, "CRMSYNC_DATABASE_URL": ctx.settings.database_url,
+            "CRMSYNC_REDIS_URL": redis_url, "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
+            "CRMSYNC_ALLOW_ENDPOINTS": server.host, **settings}
 
 
 async def child_of(pid: int) -> int:
@@ -254,6 +244,8 @@ async def test_the_schedule_on_the_cron_lane_queues_syncs_for_the_sync_lane(
     cid = add_connection(ctx, "http://127.0.0.1:9", "due")  # never synced: due now
     cron_lane = worker_lanes(ctx, RedisSettings.from_dsn(redis_url))[2]
     assert cron_lane.queue_name == CRON_QUEUE
+    asked = worker_lanes(ctx, RedisSettings.from_dsn(redis_url), ("webhook", "sync"))
+    assert [lane.queue_name for lane in asked] == [SYNC_QUEUE, WEBHOOK_QUEUE]
     pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=CRON_QUEUE)
     try:
         await schedule_tick({"job": ctx, "redis": pool})
