@@ -21,6 +21,7 @@ from core.sync import StreamCounts
 from core.types import Stream, SyncMode
 from workers.context import JobContext
 from workers.jobs import AccountBusy, after_full_sync, backfill_stage_history, sync_connection
+from workers.settings import LANES, parse_lanes
 from workers.settings import run as run_worker_lanes
 
 
@@ -95,11 +96,21 @@ async def backfill_now(ctx: JobContext, connection_id: int) -> bool:
     return True
 
 
-def worker() -> None:
+def worker(
+    lanes: Annotated[str, typer.Option(metavar="LANE,...", help=(
+        "The lanes (queues) this process takes jobs from, comma-separated: sync (syncs, "
+        "backfills, goal pushes, channel subscriptions), webhook, cron (the schedule and "
+        "the other crons). Run the webhook lane in processes of its own "
+        "with --lanes webhook beside --lanes sync,cron workers."))] = ",".join(LANES),
+) -> None:
     """Run an arq worker for the jobs queued on CRMSYNC_REDIS_URL."""
+    try:
+        chosen = parse_lanes(lanes)
+    except ValueError as exc:
+        raise fail(f"--lanes: {exc}") from None
     settings = get_settings()
     if not settings.redis_url:
         raise fail("set CRMSYNC_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
     checked_context(settings).engine.dispose()
     configure_logging(settings, secret_field_names())
-    run_worker_lanes(settings)
+    run_worker_lanes(settings, chosen)

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     worker_webhook_jobs: int = 10
     """Webhook processing jobs one `crmsync worker` runs at a time, on a queue of their own
     (its webhook lane): they never wait behind syncs (workers.settings.worker_lanes)."""
+    worker_webhook_process: bool = False
+    """Whether `crmsync worker` (all its lanes) runs its webhook lane in a child process of
+    its own (`crmsync worker --lanes webhook`), whose event loop sync work never holds up
+    (workers.settings.run)."""
 
     webhook_rate_per_second: int = 2000
     """Callbacks one connection may send per second (a token bucket of as many, per API

@@ -6,6 +6,8 @@ channel subscriptions; CRMSYNC_WORKER_JOBS at a time), the webhook lane WEBHOOK_
 (webhook processing; CRMSYNC_WORKER_WEBHOOK_JOBS at a time) and the cron lane CRON_QUEUE
 (the schedule's tick and the other minute crons, all at once). So a webhook never waits
 behind syncs, and the schedule never waits behind syncs or a flood of webhooks.
+`crmsync worker --lanes` runs only some of them (parse_lanes), e.g. the webhook lane in
+processes of its own, whose event loop sync work never holds up.
 WorkerSettings is arq's settings class of the sync lane; arq reads its own attributes
 (never inherited ones), so it stays flat.
 """
@@ -13,7 +15,8 @@ WorkerSettings is arq's settings class of the sync lane; arq reads its own attri
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -189,11 +192,29 @@ class CronLaneSettings:
     ]
 
 
-def worker_lanes(job: JobContext, redis_settings: RedisSettings, **options: Any) -> list[Worker]:
-    """The three arq workers of one `crmsync worker` process, sharing `job`: the sync lane
-    (CRMSYNC_WORKER_JOBS at a time), the webhook lane (CRMSYNC_WORKER_WEBHOOK_JOBS at a
-    time) and the cron lane. `options` go to all (tests: poll_delay, burst). The sync
-    lane beats the heartbeat (workers.heartbeat) while it runs."""
+LANES = ("sync", "webhook", "cron")
+"""The lanes of `crmsync worker`, in the order worker_lanes builds them."""
+
+
+def parse_lanes(text: str) -> tuple[str, ...]:
+    """`crmsync worker --lanes`: a comma-separated list of LANES -> those lanes (in LANES'
+    order); ValueError naming what is not a lane."""
+    names = {name.strip() for name in text.split(",")} - {""}
+    if unknown := sorted(names - set(LANES)):
+        raise ValueError(f"unknown lane {', '.join(unknown)}: the lanes are "
+                         f"{', '.join(LANES)} (comma-separated)")
+    if not names:
+        raise ValueError(f"no lane given: the lanes are {', '.join(LANES)} (comma-separated)")
+    return tuple(lane for lane in LANES if lane in names)
+
+
+def worker_lanes(job: JobContext, redis_settings: RedisSettings,
+                 lanes: Sequence[str] = LANES, **options: Any) -> list[Worker]:
+    """The arq workers of one `crmsync worker` process (`lanes`, in LANES' order), sharing
+    `job`: the sync lane (CRMSYNC_WORKER_JOBS at a time), the webhook lane
+    (CRMSYNC_WORKER_WEBHOOK_JOBS at a time) and the cron lane. `options` go to all (tests:
+    poll_delay, burst). The sync lane beats the heartbeat (workers.heartbeat) while it
+    runs."""
 
     async def start(ctx: dict[str, Any]) -> None:
         ctx["job"] = job
@@ -206,42 +227,64 @@ def worker_lanes(job: JobContext, redis_settings: RedisSettings, **options: Any)
 
     common: dict[str, Any] = {"redis_settings": redis_settings, "handle_signals": False,
                               "keep_result": WorkerSettings.keep_result, **options}
-    return [
-        Worker(functions=WorkerSettings.functions, on_startup=start_beating,
-               on_shutdown=stop_beating, max_jobs=job.settings.worker_jobs, **common),
-        Worker(functions=WebhookLaneSettings.functions, queue_name=WEBHOOK_QUEUE,
-               on_startup=start, max_jobs=job.settings.worker_webhook_jobs, **common),
-        Worker(queue_name=CRON_QUEUE, cron_jobs=CronLaneSettings.cron_jobs, on_startup=start,
-               max_jobs=len(CronLaneSettings.cron_jobs), **common),
-    ]
+    built = {
+        "sync": lambda: Worker(functions=WorkerSettings.functions, on_startup=start_beating,
+                               on_shutdown=stop_beating, max_jobs=job.settings.worker_jobs,
+                               **common),
+        "webhook": lambda: Worker(functions=WebhookLaneSettings.functions,
+                                  queue_name=WEBHOOK_QUEUE, on_startup=start,
+                                  max_jobs=job.settings.worker_webhook_jobs, **common),
+        "cron": lambda: Worker(queue_name=CRON_QUEUE, cron_jobs=CronLaneSettings.cron_jobs,
+                               on_startup=start, max_jobs=len(CronLaneSettings.cron_jobs),
+                               **common),
+    }
+    return [built[lane]() for lane in LANES if lane in lanes]
 
 
-def run(settings: Settings) -> None:
-    """`crmsync worker`: its three lanes until SIGINT or SIGTERM (running jobs are cancelled
-    and retried by the next worker, as arq does)."""
-    asyncio.run(_run(settings))
+def run(settings: Settings, lanes: Sequence[str] = LANES) -> None:
+    """`crmsync worker`: its lanes until SIGINT or SIGTERM (running jobs are cancelled and
+    retried by the next worker, as arq does). With CRMSYNC_WORKER_WEBHOOK_PROCESS, the
+    webhook lane of a process given others too runs in a child process (`crmsync worker
+    --lanes webhook`, on an event loop that sync work never holds up), stopped with it."""
+    asyncio.run(_run(settings, lanes))
 
 
-async def _run(settings: Settings) -> None:
+async def _run(settings: Settings, names: Sequence[str]) -> None:
     assert settings.redis_url
+    child = None
+    if settings.worker_webhook_process and "webhook" in names and len(names) > 1:
+        names = [name for name in names if name != "webhook"]
+        child = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli", "worker",
+                                                     "--lanes", "webhook")
     job = build_context(settings, migrate_sqlite=False)
     collector.tune(collector.WORKER_YOUNG)  # once it has loaded
-    lanes = worker_lanes(job, RedisSettings.from_dsn(settings.redis_url))
+    lanes = worker_lanes(job, RedisSettings.from_dsn(settings.redis_url), names)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     mains = [asyncio.create_task(lane.main(), name=lane.queue_name) for lane in lanes]
+    if child is not None:
+        mains.append(asyncio.create_task(_ended(child), name="webhook lane process"))
     stopping = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([*mains, stopping], return_when=asyncio.FIRST_COMPLETED)
         for task in done - {stopping}:
             task.result()  # a lane that stopped on its own: its error ends the process
     finally:
+        if child is not None and child.returncode is None:
+            child.terminate()  # SIGTERM: it stops as this process does
         stopping.cancel()
         for task in mains:
             task.cancel()
         await asyncio.gather(*mains, return_exceptions=True)
         for lane in lanes:
             await lane.close()
+        if child is not None:
+            await child.wait()
         await job.aclose()
         job.engine.dispose()
+
+
+async def _ended(child: asyncio.subprocess.Process) -> None:
+    """Raises when the webhook lane's child process ended (this process ends too)."""
+    raise RuntimeError(f"the webhook lane's process ended (exit code {await child.wait()})")

@@ -5,13 +5,16 @@ in the middle, on two `crmsync worker` processes.
 Run: python -m tests.bench.fleet_bench [--connections 300] [--deals 2000] [--big 100000]
                                        [--duration 180] [--interval 1] [--webhook-rate 50]
      python -m tests.bench.fleet_bench --quick      (30 x 500 deals, big 20,000, 150 s)
+     --split-lanes: each worker as two processes, `crmsync worker --lanes sync,cron` and
+     `crmsync worker --lanes webhook`
 
 Starts, each in its own process: a Redis server of its own (an isolated queue), sandboxes
 of Zoho, HubSpot and Pipedrive (`--orgs` processes per CRM; a sandbox process is one CRM
 org, so the connections of a CRM are spread over its orgs and those sharing an org share
 its API budget, as connections of one real account would: the budgets are raised to the
 vendors' highest plans so the bench measures crmsync), the API under uvicorn taking the
-webhooks and two `crmsync worker` processes, all on one fresh PostgreSQL database.
+webhooks and two `crmsync worker` processes (four with --split-lanes), all on one fresh
+PostgreSQL database.
 
 1. Initial load: a full sync of every connection is queued at once (`--connections` x
    `--deals` deals): time and deals/s.
@@ -19,7 +22,8 @@ webhooks and two `crmsync worker` processes, all on one fresh PostgreSQL databas
    waits for it: a day's interval until then): every connection has `sync_interval_minutes
    = --interval` and the workers' schedule (the minute cron) queues its incremental syncs;
    every 5 s about 0.5% of each org's deals change; Zoho notifications for the Zoho
-   connections arrive at `--webhook-rate` events/s (POSTed to the API as Zoho would);
+   connections arrive at `--webhook-rate` events/s (POSTed to the API as Zoho would, open
+   loop: each at its time however long the API takes to answer, see Sender);
    after a quarter of it a new Zoho connection of `--big` deals gets its first full sync.
    It runs until the duration is over and the big sync finished.
 
@@ -69,6 +73,7 @@ PROVIDER_CONFIG: dict[str, dict[str, Any]] = {"hubspot": {"burst_limit": 1000},
                                               "pipedrive": {"burst_limit": 1000}}
 TICK = 60.0  # the schedule's tick (workers.schedule.TICK_SECONDS)
 MUTATE_EVERY = 5.0
+SENDER_CAP = 500  # webhook requests in flight at most (the sender is open-loop: steady)
 
 
 @dataclass
@@ -255,6 +260,59 @@ def wait_runs(db_url: str, ids: list[int], mode: str, timeout: float) -> None:
     raise RuntimeError(f"{mode} syncs not finished after {timeout:.0f} s")
 
 
+class Sender:
+    """Zoho notifications POSTed to the API as Zoho would, open loop: event n is sent at
+    `started + n / rate` however long the API takes to answer the ones before (at most
+    SENDER_CAP in flight; an event due while all are taken is not sent, and counted)."""
+
+    def __init__(self, api_url: str, zoho: list[Org], payloads: dict[str, list[bytes]],
+                 rate: float, started: float) -> None:
+        self.api_url, self.zoho, self.payloads = api_url, zoho, payloads
+        self.rate, self.started, self.rng = rate, started, random.Random(3)
+        self.slots, self.pending = asyncio.Semaphore(SENDER_CAP), set[asyncio.Task[None]]()
+        self.counts = {"due": 0, "accepted": 0, "refused": 0, "failed": 0, "over_cap": 0}
+        self.answer_s: list[float] = []  # from the event's due time to the API's answer
+
+    async def fire(self, client: httpx.AsyncClient) -> None:
+        if not self.zoho or self.rate <= 0:
+            return
+        while True:
+            n = self.counts["due"]
+            due = self.started + n / self.rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            org = self.zoho[n % len(self.zoho)]
+            cid = self.rng.choice(org.connections)
+            body = self.payloads[org.url][n % len(self.payloads[org.url])]
+            self.counts["due"] += 1
+            if self.slots.locked():
+                self.counts["over_cap"] += 1
+                continue
+            await self.slots.acquire()
+            self.pending.add(task := asyncio.create_task(self.post(
+                client, due, f"{self.api_url}/api/v1/webhooks/zoho/{cid}", body)))
+            task.add_done_callback(self.pending.discard)
+
+    async def post(self, client: httpx.AsyncClient, due: float, url: str, body: bytes) -> None:
+        try:
+            answer = await client.post(url, content=body,
+                                       headers={"content-type": "application/json"})
+            self.counts["accepted" if answer.status_code == 200 else "refused"] += 1
+        except httpx.HTTPError:
+            self.counts["failed"] += 1
+        finally:
+            self.answer_s.append(time.monotonic() - due)
+            self.slots.release()
+
+    def report(self, seconds: float) -> str:
+        c, answers = self.counts, self.answer_s
+        return (f"webhook sender (open loop, {self.rate:g} events/s): {c['due']:,} due, "
+                f"{c['accepted']:,} accepted ({c['accepted'] / seconds:.1f}/s), "
+                f"{c['refused']} refused, {c['failed']} failed, {c['over_cap']} not sent "
+                f"({SENDER_CAP} in flight at most); the API's answer from the event's due "
+                f"time: p50 {pct(answers, 50) * 1000:.0f} ms, p95 {pct(answers, 95) * 1000:.0f}"
+                f" ms, max {max(answers, default=0) * 1000:.0f} ms")
+
+
 async def steady(ctx: Any, redis_url: str, api_url: str, orgs: list[Org], big: Org | None,
                  duration: float, rate: float, db_url: str) -> dict[str, Any]:
     """Mutations and webhooks for `duration` s; the big full sync queued after a quarter.
@@ -262,9 +320,9 @@ async def steady(ctx: Any, redis_url: str, api_url: str, orgs: list[Org], big: O
     zoho = [org for org in orgs if org.provider == "zoho" and org.connections]
     payloads = {org.url: webhook_bench.bodies(max(100, int(rate * duration * 2)), org.deal_ids)
                 for org in zoho}
-    out: dict[str, Any] = {"sent": 0, "refused": 0, "big_run": None}
+    out: dict[str, Any] = {"big_run": None}
     started = time.monotonic()
-    rng = random.Random(3)
+    sender = Sender(api_url, zoho, payloads, rate, started)
 
     async def mutate(client: httpx.AsyncClient) -> None:
         n = 0
@@ -275,23 +333,9 @@ async def steady(ctx: Any, redis_url: str, api_url: str, orgs: list[Org], big: O
                                   json={"fraction": 0.005, "seed": 1000 + n})
             await asyncio.sleep(MUTATE_EVERY)
 
-    async def fire(client: httpx.AsyncClient) -> None:
-        if not zoho or rate <= 0:
-            return
-        sent = 0
-        while True:
-            due = started + sent / rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            org = zoho[sent % len(zoho)]
-            cid = rng.choice(org.connections)
-            body = payloads[org.url][sent % len(payloads[org.url])]
-            answer = await client.post(f"{api_url}/api/v1/webhooks/zoho/{cid}", content=body,
-                                       headers={"content-type": "application/json"})
-            out["sent" if answer.status_code == 200 else "refused"] += 1
-            sent += 1
-
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
-        tasks = [asyncio.create_task(mutate(client)), asyncio.create_task(fire(client))]
+    limits = httpx.Limits(max_connections=SENDER_CAP + len(orgs))
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        tasks = [asyncio.create_task(mutate(client)), asyncio.create_task(sender.fire(client))]
         try:
             if big is not None:
                 await asyncio.sleep(duration / 4)
@@ -305,8 +349,9 @@ async def steady(ctx: Any, redis_url: str, api_url: str, orgs: list[Org], big: O
                 if out["big_run"] is None and over:
                     break
                 if out["big_run"] is not None:
-                    [(status,)] = rows(db_url, "SELECT status FROM sync_run WHERE id = :r",
-                                       r=out["big_run"])
+                    [(status,)] = await asyncio.to_thread(  # the sender's loop goes on
+                        rows, db_url, "SELECT status FROM sync_run WHERE id = :r",
+                        r=out["big_run"])
                     if status == "failed":
                         raise RuntimeError("the big full sync failed")
                     if over and status == "succeeded":
@@ -315,7 +360,8 @@ async def steady(ctx: Any, redis_url: str, api_url: str, orgs: list[Org], big: O
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    out["seconds"] = time.monotonic() - started
+            await asyncio.gather(*sender.pending, return_exceptions=True)  # the last answers
+    out["seconds"], out["sender"] = time.monotonic() - started, sender
     return out
 
 
@@ -422,7 +468,7 @@ def vendor_limits(orgs: list[Org]) -> dict[str, int]:
 
 
 def run(connections: int, deals: int, big_deals: int, duration: float, interval: int,
-        rate: float, orgs_per_crm: int, statements: int = 0) -> None:
+        rate: float, orgs_per_crm: int, statements: int = 0, split_lanes: bool = False) -> None:
     from core.types import utcnow
 
     load0 = os.getloadavg()
@@ -449,13 +495,20 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
                "CRMSYNC_SECRET_KEY": str(ctx.settings.secret_key),
                "CRMSYNC_LOG_LEVEL": "INFO" if "CRMSYNC_BENCH_WORKER_LOG" in os.environ
                else "WARNING", "CRMSYNC_WEBHOOK_RATE_PER_SECOND": "1000000",
-               "CRMSYNC_NIGHTLY_SYNC_HOUR": "", "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1"}
+               "CRMSYNC_NIGHTLY_SYNC_HOUR": "", "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1",
+               "CRMSYNC_WORKER_WEBHOOK_PROCESS": "0"}  # --split-lanes or one process each
         api_port = free_port()
         api = subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
                                 "--serve-api", str(api_port)], env=env)
         log = open(os.environ.get("CRMSYNC_BENCH_WORKER_LOG", os.devnull), "ab")  # noqa: SIM115
-        workers = [subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env,
-                                    stdout=log, stderr=log) for _ in range(2)]
+        kinds = [["sync,cron"], ["webhook"]] if split_lanes else [[]]
+        roles_of = {}
+        workers = []
+        for n, kind in itertools.product((1, 2), kinds):
+            lanes = ["--lanes", *kind] if kind else []
+            workers.append(subprocess.Popen([sys.executable, "-m", "cli", "worker", *lanes],
+                                            env=env, stdout=log, stderr=log))
+            roles_of[workers[-1].pid] = f"worker {n}" + (f" {kind[0]}" if kind else "")
         procs.extend([api, *workers])
         api_url = f"http://127.0.0.1:{api_port}"
         webhook_bench.wait_for(f"{api_url}/health", api)
@@ -474,8 +527,7 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
               f"{os.getloadavg()[0]:.1f})")
         cpu1 = {p.pid: common.process_cpu(p.pid) for p in procs}
         db_cpu1 = database.so_far()
-        roles = {workers[0].pid: "worker 1", workers[1].pid: "worker 2", api.pid: "api",
-                 redis_proc.pid: "redis"}
+        roles = {**roles_of, api.pid: "api", redis_proc.pid: "redis"}
         print_cpu("initial load", roles, {pid: cpu1[pid] - cpu0[pid] for pid in cpu1},
                   db_cpu1)
 
@@ -495,10 +547,10 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         big_runs = rows(db_url, "SELECT started_at, finished_at, counts FROM sync_run "
                         "WHERE id = :r", r=out["big_run"] or 0)
         loads = [s["load"] for s in samples[steady_from:]] or [load]
-        print(f"steady state: {out['seconds']:.0f} s, interval {interval} min, {rate:g} "
-              f"webhook events/s sent ({out['sent']:,} accepted, {out['refused']} refused); "
-              f"load {load:.1f} -> {os.getloadavg()[0]:.1f} (mean {statistics.mean(loads):.1f}, "
-              f"max {max(loads):.1f})")
+        print(f"steady state: {out['seconds']:.0f} s, interval {interval} min; load {load:.1f} "
+              f"-> {os.getloadavg()[0]:.1f} (mean {statistics.mean(loads):.1f}, max "
+              f"{max(loads):.1f})")
+        print(f"  {out['sender'].report(out['seconds'])}")
         if big_runs:
             begun, ended, counts = big_runs[0]
             window = (begun, ended)
@@ -550,13 +602,13 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         for name, value in health(db_url, redis_url).items():
             print(f"  {name:10} {value}")
         print_cpu("steady state", roles, cpu, db_cpu - db_cpu1)
-        print(f"  scheduled syncs per worker CPU second: "
-              f"{incs / max(0.1, cpu[workers[0].pid] + cpu[workers[1].pid]):.2f}; per "
-              f"PostgreSQL CPU second: {incs / max(0.1, db_cpu - db_cpu1):.2f}")
-        both = cpu[workers[0].pid] + cpu[workers[1].pid] + db_cpu - db_cpu1
+        workers_cpu = sum(cpu[w.pid] for w in workers)
+        print(f"  scheduled syncs per worker CPU second: {incs / max(0.1, workers_cpu):.2f}; "
+              f"per PostgreSQL CPU second: {incs / max(0.1, db_cpu - db_cpu1):.2f}")
+        both = workers_cpu + db_cpu - db_cpu1
         print(f"  workers + PostgreSQL CPU of the steady state: {both:.0f} s, "
               f"{1000 * both / max(1, incs + events / 10):.0f} ms per (incremental sync + "
-              f"10 webhook events) (syncs and webhook jobs share the processes)")
+              f"10 webhook events) (every worker process)")
         print_statements(db_url, statements)
     finally:
         for proc in reversed(procs):
@@ -614,6 +666,9 @@ def main() -> None:
     parser.add_argument("--statements", type=int, default=0,
                         help="print the N statements of the steady state that took longest "
                         "(needs pg_stat_statements on CRMSYNC_BENCH_PG_URL's server)")
+    parser.add_argument("--split-lanes", action="store_true",
+                        help="each worker as two processes: `crmsync worker --lanes "
+                        "sync,cron` and `crmsync worker --lanes webhook`")
     parser.add_argument("--quick", action="store_true",
                         help="30 connections of 500 deals, big 20,000, 150 s")
     args = parser.parse_args()
@@ -623,7 +678,7 @@ def main() -> None:
         args.orgs = 1
     run(args.connections, args.deals, args.big, args.duration, args.interval,
         args.webhook_rate, max(1, min(args.orgs, math.ceil(args.connections / 3))),
-        args.statements)
+        args.statements, args.split_lanes)
 
 
 if __name__ == "__main__":

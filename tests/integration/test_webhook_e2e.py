@@ -7,7 +7,7 @@ Twice: PostgreSQL + Redis with an arq worker, and the embedded default (SQLite, 
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +34,7 @@ from tests.integration.zoho_helpers import (
 )
 from workers.context import JobContext
 from workers.jobs import renew_channels
-from workers.settings import worker_lanes
+from workers.settings import LANES, worker_lanes
 
 
 @pytest.fixture(params=["embedded", "arq"])
@@ -47,24 +47,25 @@ def setup(request: pytest.FixtureRequest) -> tuple[str, Engine, str, str | None]
 
 
 @asynccontextmanager
-async def arq_worker(ctx: JobContext, redis_url: str | None) -> AsyncIterator[None]:
-    """A worker processing concurrently (arq mode), as `crmsync worker` would."""
+async def arq_worker(ctx: JobContext, redis_url: str | None,
+                     lanes: Sequence[str] = LANES) -> AsyncIterator[None]:
+    """A worker processing concurrently (arq mode), as `crmsync worker [--lanes]` would."""
     if redis_url is None:
         yield
         return
 
-    lanes = worker_lanes(ctx, RedisSettings.from_dsn(redis_url), poll_delay=0.05)
-    tasks = [asyncio.create_task(lane.main()) for lane in lanes]
+    workers = worker_lanes(ctx, RedisSettings.from_dsn(redis_url), lanes, poll_delay=0.05)
+    tasks = [asyncio.create_task(lane.main()) for lane in workers]
     try:
         yield
     finally:  # let queued (deferred) jobs finish, then stop
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and await busy(lanes):  # noqa: ASYNC110
+        while time.monotonic() < deadline and await busy(workers):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for lane in lanes:
+        for lane in workers:
             await lane.close()
 
 
