@@ -109,14 +109,19 @@ class DatabaseCpu:
         return self.so_far()
 
 
-def start_sandbox(provider: str, deals: int, *options: str,
-                  seed: int = 1) -> tuple[subprocess.Popen[bytes], str]:
-    """`crmsync sandbox <provider>` with `deals` deals of `seed` on a free port: (process, URL)."""
+def start_sandbox(provider: str, deals: int, *options: str, seed: int = 1,
+                  started: list[subprocess.Popen[bytes]] | None = None,
+                  ) -> tuple[subprocess.Popen[bytes], str]:
+    """`crmsync sandbox <provider>` with `deals` deals of `seed` on a free port: (process, URL).
+    The process joins `started` before its company is generated (up to a minute for 100,000
+    deals), so a caller stopped meanwhile stops it too."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "sandbox", provider, "--port", str(port),
          "--deals", str(deals), "--seed", str(seed), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if started is not None:
+        started.append(proc)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

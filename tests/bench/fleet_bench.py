@@ -6,7 +6,8 @@ Run: python -m tests.bench.fleet_bench [--connections 300] [--deals 2000] [--big
                                        [--duration 180] [--interval 1] [--webhook-rate 50]
      python -m tests.bench.fleet_bench --quick      (30 x 500 deals, big 20,000, 150 s)
      --split-lanes: each worker as two processes, `crmsync worker --lanes sync,cron` and
-     `crmsync worker --lanes webhook`
+     `crmsync worker --lanes webhook`; --sync-nice N runs the sync,cron ones at a lower CPU
+     priority (`nice -n N`), so the API and the webhook lanes come first on busy cores
 
 Starts, each in its own process: a Redis server of its own (an isolated queue), sandboxes
 of Zoho, HubSpot and Pipedrive (`--orgs` processes per CRM; a sandbox process is one CRM
@@ -103,13 +104,15 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("redis-server did not start")
 
 
-def start_orgs(providers: tuple[str, ...], orgs: int, deals: int) -> list[Org]:
-    """`orgs` sandbox processes per provider, started side by side."""
+def start_orgs(providers: tuple[str, ...], orgs: int, deals: int,
+               started: list[subprocess.Popen[bytes]]) -> list[Org]:
+    """`orgs` sandbox processes per provider, started side by side; each process joins
+    `started` as soon as it runs, so a bench stopped meanwhile stops it too."""
     from connectors.sandbox import generate_company
 
     def start(provider: str, seed: int) -> Org:
         proc, url = common.start_sandbox(provider, deals, *PROVIDER_OPTIONS.get(provider, ()),
-                                         seed=seed)
+                                         seed=seed, started=started)
         return Org(provider, seed, url, proc, sorted(generate_company(seed=seed,
                                                                       deals=deals).deals))
 
@@ -421,11 +424,13 @@ def drain_webhooks(db_url: str, since: datetime, until: datetime, timeout: float
 
 def webhook_report(db_url: str, exclude: list[int], window: tuple[Any, Any] | None,
                    since: datetime, until: datetime) -> dict[str, Any]:
-    """Received -> processed of the events received in the steady state (and in `window`);
-    not processed: those of them still waiting after drain_webhooks."""
+    """Received -> processed of the events received in the steady state, before the big
+    full sync started (the same fleet without it) and during it (`window`): the difference
+    is the delay the big sync adds. Not processed: those still waiting after drain_webhooks."""
     out = {}
     spans = {"all": (since, until)}
     if window is not None:
+        spans["before_big_full_sync"] = (since, window[0])
         spans["during_big_full_sync"] = window
     for name, (start, end) in spans.items():
         found = rows(db_url, "SELECT extract(epoch FROM processed_at - received_at) FROM "
@@ -468,7 +473,8 @@ def vendor_limits(orgs: list[Org]) -> dict[str, int]:
 
 
 def run(connections: int, deals: int, big_deals: int, duration: float, interval: int,
-        rate: float, orgs_per_crm: int, statements: int = 0, split_lanes: bool = False) -> None:
+        rate: float, orgs_per_crm: int, statements: int = 0, split_lanes: bool = False,
+        sync_nice: int = 0) -> None:
     from core.types import utcnow
 
     load0 = os.getloadavg()
@@ -481,12 +487,9 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         db_url = common.fresh_database("postgresql", "crmsync_fleet_bench")
         ctx = common.bench_context(db_url)
         with ThreadPoolExecutor(1) as pool:  # the big org beside the others
-            big = pool.submit(start_orgs, ("zoho",), 1, big_deals) if big_deals else None
-            orgs = start_orgs(PROVIDERS, orgs_per_crm, deals)
-            procs.extend(org.proc for org in orgs)
+            big = pool.submit(start_orgs, ("zoho",), 1, big_deals, procs) if big_deals else None
+            orgs = start_orgs(PROVIDERS, orgs_per_crm, deals, procs)
             big_org = big.result()[0] if big is not None else None
-        if big_org is not None:
-            procs.append(big_org.proc)
         # the schedule waits for the initial load (a day's interval): the steady state is
         # measured on its own, from the first tick after the load
         add_connections(ctx, orgs, connections, 1440)
@@ -506,8 +509,10 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         workers = []
         for n, kind in itertools.product((1, 2), kinds):
             lanes = ["--lanes", *kind] if kind else []
-            workers.append(subprocess.Popen([sys.executable, "-m", "cli", "worker", *lanes],
-                                            env=env, stdout=log, stderr=log))
+            nice = sync_nice if kind and kind[0] != "webhook" else 0
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "cli", "worker", *lanes], env=env, stdout=log,
+                stderr=log, preexec_fn=(lambda n=nice: os.nice(n)) if nice else None))
             roles_of[workers[-1].pid] = f"worker {n}" + (f" {kind[0]}" if kind else "")
         procs.extend([api, *workers])
         api_url = f"http://127.0.0.1:{api_port}"
@@ -535,9 +540,11 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         set_interval(ctx, ids, interval)
         statements_reset(db_url, statements)
         since, load, steady_from = utcnow(), os.getloadavg()[0], len(sampler.rows)
+        own0 = time.process_time()  # this process: the webhook sender, changes, sampling
         out = asyncio.run(steady(ctx, redis_url, api_url, orgs, big_org, duration, rate,
                                  db_url))
         until = utcnow()
+        own = time.process_time() - own0
         samples = sampler.stop()
         db_cpu = database.stop()
         cpu = {p.pid: common.process_cpu(p.pid) - cpu1[p.pid] for p in procs
@@ -602,6 +609,8 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
         for name, value in health(db_url, redis_url).items():
             print(f"  {name:10} {value}")
         print_cpu("steady state", roles, cpu, db_cpu - db_cpu1)
+        print(f"  CPU seconds, steady state, the bench's own process (webhook sender, CRM "
+              f"changes, sampling): {own:.0f}")
         workers_cpu = sum(cpu[w.pid] for w in workers)
         print(f"  scheduled syncs per worker CPU second: {incs / max(0.1, workers_cpu):.2f}; "
               f"per PostgreSQL CPU second: {incs / max(0.1, db_cpu - db_cpu1):.2f}")
@@ -669,6 +678,8 @@ def main() -> None:
     parser.add_argument("--split-lanes", action="store_true",
                         help="each worker as two processes: `crmsync worker --lanes "
                         "sync,cron` and `crmsync worker --lanes webhook`")
+    parser.add_argument("--sync-nice", type=int, default=0, metavar="N",
+                        help="with --split-lanes: the sync,cron processes at `nice -n N`")
     parser.add_argument("--quick", action="store_true",
                         help="30 connections of 500 deals, big 20,000, 150 s")
     args = parser.parse_args()
@@ -678,7 +689,7 @@ def main() -> None:
         args.orgs = 1
     run(args.connections, args.deals, args.big, args.duration, args.interval,
         args.webhook_rate, max(1, min(args.orgs, math.ceil(args.connections / 3))),
-        args.statements, args.split_lanes)
+        args.statements, args.split_lanes, args.sync_nice)
 
 
 if __name__ == "__main__":
