@@ -36,13 +36,25 @@ def store_events(
     events: Sequence[tuple[str, dict[str, Any]]], now: datetime | None = None,
 ) -> int:
     """Insert events, skipping dedupe keys the connection already has; returns how many are new."""
-    if not events:
-        return 0
+    return store_batch(session, [(connection_id, provider, events)], now=now)
+
+
+EventBatch = Sequence[tuple[int, str, Sequence[tuple[str, dict[str, Any]]]]]
+"""(connection id, provider, its events as (dedupe key, payload)), for store_batch."""
+
+
+def store_batch(session: Session, batch: EventBatch, now: datetime | None = None) -> int:
+    """store_events of several connections in one statement (the API's intake writes the
+    callbacks of many connections at once: one round trip, not one per connection); a key
+    given twice for a connection keeps its last payload. Returns how many are new."""
     now = now or utcnow()
     rows = [{"connection_id": connection_id, "provider": provider, "dedupe_key": key,
              "payload": payload, "status": WebhookStatus.RECEIVED, "attempts": 0,
              "received_at": now}
-            for key, payload in dict(events).items()]
+            for connection_id, provider, events in _by_connection(batch)
+            for key, payload in events.items()]
+    if not rows:
+        return 0
     table = table_of(WebhookEvent)
     dialect = session.get_bind().dialect.name
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
@@ -51,6 +63,15 @@ def store_events(
     # rows as parameters, not in the statement: compiled once and cached, sent as one
     # multi-row INSERT (SQLAlchemy's insertmanyvalues)
     return len(session.execute(stmt, rows).all())
+
+
+def _by_connection(batch: EventBatch) -> list[tuple[int, str, dict[str, dict[str, Any]]]]:
+    """Each connection's events of a batch once, in order, the last payload of a key kept."""
+    merged: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+    for connection_id, provider, events in batch:
+        merged.setdefault((connection_id, provider), {}).update(events)
+    return [(connection_id, provider, events)
+            for (connection_id, provider), events in merged.items()]
 
 
 DELIVERIES = "_deliveries"  # payload key: fingerprints of the deliveries of an event
@@ -321,6 +342,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "MAX_BODY",
     "Claimed",
+    "EventBatch",
     "WebhookHealth",
     "apply_changes",
     "channel_tokens",
@@ -333,6 +355,7 @@ __all__ = [
     "record_run",
     "release",
     "save_channel",
+    "store_batch",
     "store_delivery",
     "store_events",
     "webhook_health",

@@ -356,13 +356,9 @@ class _Writer:
                     future.set_exception(outcome)
 
     def _write(self, batch: list[Item]) -> None:
-        groups: dict[tuple[int, str], list[tuple[str, dict[str, Any]]]] = {}
-        for connection_id, provider, events, _ in batch:
-            groups.setdefault((connection_id, provider), []).extend(events)
         with session_scope(self.state.engine) as session:
-            for (connection_id, provider), events in groups.items():
-                webhooks.store_events(session, connection_id=connection_id, provider=provider,
-                                      events=events)
+            webhooks.store_batch(session, [(connection_id, provider, events)
+                                           for connection_id, provider, events, _ in batch])
 
     def _write_alone(self, item: Item) -> BaseException | None:
         try:

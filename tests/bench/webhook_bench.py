@@ -2,6 +2,7 @@
 
 Run: python -m tests.bench.webhook_bench [--events 10000] [--concurrency 32]
                                          [--api-processes 2] [--http h11] [--loop asyncio]
+                                         [--connections 100]
 
 Starts, each in its own process: the Zoho sandbox, the API under uvicorn (PostgreSQL,
 jobs queued on Redis) and an arq worker (`crmsync worker`) that processes the events
@@ -9,7 +10,9 @@ while they arrive. This process then POSTs `--events` documented notification bo
 (5% of them redelivered twice) from `--concurrency` connections and prints events
 accepted and persisted per second, latency percentiles, and how long the worker needed
 to process them all. With --api-processes N, N API processes on N ports share the
-connections (as behind a load balancer). --http and --loop are uvicorn's (default auto:
+connections (as behind a load balancer). With --connections N the events are spread over
+N crmsync connections of the org (each with its notification channel), as a deployment
+serving many companies receives them. --http and --loop are uvicorn's (default auto:
 httptools and uvloop when installed, as `crmsync serve` picks them). The per-process rate limit
 (CRMSYNC_WEBHOOK_RATE_PER_SECOND) is raised out of the way: this measures capacity.
 Target: at least 2,000 events/s with p99 under 50 ms, with one API process
@@ -73,7 +76,8 @@ def resolved(http: str, loop: str) -> str:
     return f"http={http} loop={loop}"
 
 
-def prepare(db_url: str, sandbox_url: str, key: str) -> int:
+def prepare(db_url: str, sandbox_url: str, key: str, count: int = 1) -> list[int]:
+    """`count` Zoho connections of the sandbox's org, the n-th with channel CHANNEL + n."""
     from core import webhooks
     from core.db import make_engine, session_scope
     from core.models import Connection
@@ -81,22 +85,33 @@ def prepare(db_url: str, sandbox_url: str, key: str) -> int:
     from tests.integration.zoho_helpers import SANDBOX_SECRETS
 
     box, engine = SecretBox(key), make_engine(db_url)
+    ids = []
     with session_scope(engine) as session:
-        connection = Connection(  # synced just now: no scheduled sync during the bench
-            provider="zoho", name="bench", last_synced_at=datetime.now(UTC),
-            config={"accounts_url": sandbox_url, "sync_interval_minutes": 1440},
-            secrets_encrypted=box.seal(SANDBOX_SECRETS))
-        session.add(connection)
-        session.flush()
-        connection_id = int(connection.id or 0)
-        webhooks.save_channel(session, box, connection_id=connection_id, channel_id=CHANNEL,
-                              token=TOKEN, events=["Deals.all"], notify_url="http://bench",
-                              expires_at=datetime.now(UTC) + timedelta(days=7))
+        for n in range(count):
+            connection = Connection(  # synced just now: no scheduled sync during the bench
+                provider="zoho", name=f"bench {n}", last_synced_at=datetime.now(UTC),
+                config={"accounts_url": sandbox_url, "sync_interval_minutes": 1440},
+                secrets_encrypted=box.seal(SANDBOX_SECRETS))
+            session.add(connection)
+            session.flush()
+            ids.append(int(connection.id or 0))
+            webhooks.save_channel(session, box, connection_id=ids[-1],
+                                  channel_id=str(int(CHANNEL) + n), token=TOKEN,
+                                  events=["Deals.all"], notify_url="http://bench",
+                                  expires_at=datetime.now(UTC) + timedelta(days=7))
     engine.dispose()
-    return connection_id
+    return ids
 
 
 def bodies(n: int, deal_ids: list[str]) -> list[bytes]:
+    """`n` notification bodies of channel CHANNEL (and 5% of them again: redeliveries)."""
+    return [body for _, body in notifications(n, deal_ids)]
+
+
+def notifications(n: int, deal_ids: list[str], connections: int = 1
+                  ) -> list[tuple[int, bytes]]:
+    """(the connection's index, body) of `n` notifications spread over `connections` (the
+    n-th with channel CHANNEL + n, as prepare makes them), 5% of them redelivered."""
     import orjson
 
     rng = random.Random(1)
@@ -105,19 +120,20 @@ def bodies(n: int, deal_ids: list[str]) -> list[bytes]:
     for i in range(n):
         ids = rng.sample(deal_ids, rng.choice((1, 1, 1, 2, 5)))
         operation = "delete" if i % 50 == 0 else "update"
-        out.append(orjson.dumps({
+        which = rng.randrange(connections) if connections > 1 else 0
+        out.append((which, orjson.dumps({
             "server_time": base + i, "query_params": {}, "module": "Deals",
             "resource_uri": "https://www.zohoapis.com/crm/v2/Deals", "ids": ids,
-            "affected_fields": [], "operation": operation, "channel_id": CHANNEL,
-            "token": TOKEN}))
+            "affected_fields": [], "operation": operation,
+            "channel_id": str(int(CHANNEL) + which), "token": TOKEN})))
     dupes = [out[i] for i in rng.sample(range(n), n // 20)]  # redeliveries
     return out + dupes
 
 
-async def fire(urls: list[str], payloads: list[bytes],
-               concurrency: int) -> tuple[float, list[float]]:
-    """POST every payload over `concurrency` keep-alive connections, spread over `urls` in
-    turn; (wall s, latencies).
+async def fire(urls: list[str], payloads: list[tuple[int, bytes]], concurrency: int,
+               connection_ids: list[int]) -> tuple[float, list[float]]:
+    """POST every payload (to its connection's webhook URL) over `concurrency` keep-alive
+    connections, spread over the API processes at `urls` in turn; (wall s, latencies).
 
     A minimal HTTP/1.1 client on asyncio streams: httpx costs the load generator more CPU
     per request than the API spends, on the same two cores."""
@@ -127,12 +143,13 @@ async def fire(urls: list[str], payloads: list[bytes],
     async def connection(url: str) -> None:
         target = httpx.URL(url)
         reader, writer = await asyncio.open_connection(target.host, target.port)
-        head = (f"POST {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}\r\n"
-                "Content-Type: application/json\r\nContent-Length: ")
+        heads = [(f"POST /api/v1/webhooks/zoho/{cid} HTTP/1.1\r\n"
+                  f"Host: {target.host}\r\nContent-Type: application/json\r\n"
+                  "Content-Length: ") for cid in connection_ids]
         while todo:
-            body = todo.pop()
+            which, body = todo.pop()
             started = time.perf_counter()
-            writer.write(f"{head}{len(body)}\r\n\r\n".encode() + body)
+            writer.write(f"{heads[which]}{len(body)}\r\n\r\n".encode() + body)
             status = (await reader.readline()).split(b" ", 2)[1]
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -155,7 +172,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
-        http: str = "auto", loop: str = "auto") -> dict[str, Any]:
+        http: str = "auto", loop: str = "auto", connections: int = 1) -> dict[str, Any]:
     from connectors.sandbox import generate_company
     from connectors.sandbox.server import free_port
     from core.db import make_engine
@@ -174,7 +191,7 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
     try:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         wait_for(f"{sandbox_url}/_sandbox/stats", procs[0])
-        connection_id = prepare(db_url, sandbox_url, key)
+        connection_ids = prepare(db_url, sandbox_url, key, connections)
         apis = [subprocess.Popen([sys.executable, "-m", "tests.bench.webhook_bench",
                                   "--serve-api", str(port), "--http", http, "--loop", loop],
                                  env=env) for port in api_ports]
@@ -186,12 +203,11 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
         for port, api in zip(api_ports, apis, strict=True):
             wait_for(f"http://127.0.0.1:{port}/health", api)
         deal_ids = sorted(generate_company(seed=1, deals=deals).deals)
-        payloads = bodies(events, deal_ids)
-        urls = [f"http://127.0.0.1:{port}/api/v1/webhooks/zoho/{connection_id}"
-                for port in api_ports]
+        payloads = notifications(events, deal_ids, connections)
+        urls = [f"http://127.0.0.1:{port}" for port in api_ports]
         load = os.getloadavg()[0]
         api_cpu, own_cpu = sum(process_cpu(a.pid) for a in apis), time.process_time()
-        wall, latencies = asyncio.run(fire(urls, payloads, concurrency))
+        wall, latencies = asyncio.run(fire(urls, payloads, concurrency, connection_ids))
         api_cpu = sum(process_cpu(a.pid) for a in apis) - api_cpu
         own_cpu = time.process_time() - own_cpu
         engine = make_engine(db_url)
@@ -213,7 +229,8 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
             runs, calls = conn.execute(text("SELECT count(*), coalesce(sum(api_calls), 0) "
                                             "FROM sync_run WHERE mode = 'webhook'")).one()
         engine.dispose()
-        return {"api_processes": api_processes, "server": resolved(http, loop),
+        return {"api_processes": api_processes, "connections": connections,
+                "server": resolved(http, loop),
                 "requests": len(payloads), "unique": events,
                 "stored": stored,
                 "processed": processed, "wall_s": wall, "accepted_per_s": len(payloads) / wall,
@@ -239,13 +256,15 @@ def main() -> None:
     parser.add_argument("--api-processes", type=int, default=1)
     parser.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"))
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
+    parser.add_argument("--connections", type=int, default=1,
+                        help="crmsync connections the events are spread over")
     parser.add_argument("--serve-api", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_api:
         serve_api(args.serve_api, args.http, args.loop)
         return
     result = run(args.events, args.concurrency, args.deals, args.api_processes, args.http,
-                 args.loop)
+                 args.loop, args.connections)
     print(f"webhook intake, PostgreSQL + Redis (arq worker running), {os.cpu_count()} cores")
     for name, value in result.items():
         print(f"  {name:34} {value:,.2f}" if "cpu" in name else

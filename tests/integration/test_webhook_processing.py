@@ -71,6 +71,31 @@ def stored_deal(engine, remote_id: str) -> Deal:
 # ---- core ------------------------------------------------------------------------------------
 
 
+def test_a_batch_of_several_connections_is_stored_per_connection(engine, ctx, connection_id):
+    """The API's intake writes many connections' callbacks in one statement (store_batch):
+    keys are per connection, a key given twice keeps its last payload, known keys are
+    skipped."""
+    with session_scope(engine) as session:
+        other = Connection(provider="zoho", name="y", config={"dc": "eu"},
+                           secrets_encrypted=ctx.secrets.seal({"refresh_token": "r"}))
+        session.add(other)
+        session.flush()
+        second = int(other.id or 0)
+    with session_scope(engine) as session:
+        assert webhooks.store_batch(session, [
+            (connection_id, "zoho", [("a", {"n": 1})]),
+            (second, "zoho", [("a", {"n": 2}), ("b", {})]),
+            (connection_id, "zoho", [("a", {"n": 3}), ("c", {})]),
+        ]) == 4
+    with session_scope(engine) as session:
+        assert webhooks.store_batch(session, [(connection_id, "zoho", [("a", {"n": 4})]),
+                                              (second, "zoho", [("z", {})])]) == 1
+        assert webhooks.store_batch(session, []) == 0
+    stored = {(e.connection_id, e.dedupe_key): e.payload for e in events(engine)}
+    assert stored == {(connection_id, "a"): {"n": 3}, (connection_id, "c"): {},
+                      (second, "a"): {"n": 2}, (second, "b"): {}, (second, "z"): {}}
+
+
 def test_duplicates_are_stored_once_and_claims_do_not_overlap(engine, connection_id):
     with session_scope(engine) as session:
         assert webhooks.store_events(session, connection_id=connection_id, provider="zoho",
