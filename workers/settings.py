@@ -251,6 +251,9 @@ def run(settings: Settings, lanes: Sequence[str] = LANES) -> None:
 
 async def _run(settings: Settings, names: Sequence[str]) -> None:
     assert settings.redis_url
+    stop = asyncio.Event()  # first: a SIGTERM while starting stops it (and its child) cleanly
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     child = None
     if settings.worker_webhook_process and "webhook" in names and len(names) > 1:
         names = [name for name in names if name != "webhook"]
@@ -259,9 +262,6 @@ async def _run(settings: Settings, names: Sequence[str]) -> None:
     job = build_context(settings, migrate_sqlite=False)
     collector.tune(collector.WORKER_YOUNG)  # once it has loaded
     lanes = worker_lanes(job, RedisSettings.from_dsn(settings.redis_url), names)
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     mains = [asyncio.create_task(lane.main(), name=lane.queue_name) for lane in lanes]
     if child is not None:
         mains.append(asyncio.create_task(_ended(child), name="webhook lane process"))

@@ -174,11 +174,16 @@ async def test_a_worker_runs_its_webhook_lane_in_a_child_process_when_asked(
             sys.executable, "-m", "cli", "worker", env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT) for _ in range(2)]
         runner = await ArqRunner.connect(ctx, redis_url)
+        children: list[int] = []
         try:
-            children = [await child_of(worker.pid) for worker in workers]
-            for child in children:
-                cmdline = proc(f"{child}/cmdline") or b""
-                assert cmdline.split(b"\0")[-4:-1] == [b"worker", b"--lanes", b"webhook"]
+            children += [await child_of(worker.pid) for worker in workers]
+            for child in children:  # until it has exec'd (a forked child shows its parent's)
+                for _ in range(600):
+                    cmdline = (proc(f"{child}/cmdline") or b"").split(b"\0")[-4:-1]
+                    if cmdline == [b"worker", b"--lanes", b"webhook"]:
+                        break
+                    await asyncio.sleep(0.05)
+                assert cmdline == [b"worker", b"--lanes", b"webhook"]
             assert await notified(ctx, runner, sorted(company.deals)[0], quiet) == "processed"
 
             workers[0].send_signal(signal.SIGTERM)
@@ -193,10 +198,14 @@ async def test_a_worker_runs_its_webhook_lane_in_a_child_process_when_asked(
             assert b"the webhook lane's process ended" in output, output
         finally:
             await runner.close()
+            for child in children:  # a child left holds its parent's output open
+                if proc(f"{child}/cmdline") is not None:
+                    os.kill(child, signal.SIGKILL)
             for worker in workers:
                 if worker.returncode is None:
                     worker.kill()
-                    print((await worker.communicate())[0].decode()[-4000:])
+                    output = await asyncio.wait_for(worker.communicate(), 10)
+                    print(output[0].decode()[-4000:])
 
 
 def worker_env(ctx: JobContext, redis_url: str, server: BackgroundServer,
