@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, select
+from sqlmodel import Session
 
 from connectors.base import Connector
 from connectors.http import KEEPALIVE_SECONDS, ApiClient, build_client
@@ -45,12 +46,17 @@ LOADED_MAX = 1024
 """Connections whose decrypted settings a process keeps (JobContext.loaded)."""
 
 
-def load_connection(ctx: JobContext, connection_id: int) -> LoadedConnection:
-    """Read, decrypt and validate a connection. Raises ConfigError (no such connection,
-    secrets that do not decrypt, settings its provider's models refuse: said without the
-    values, which may be secrets) or UnknownProvider (a LookupError): a connection that
-    cannot be opened, whatever the CRM says."""
-    with session_scope(ctx.engine) as session:
+def load_connection(ctx: JobContext, connection_id: int,
+                    session: Session | None = None) -> LoadedConnection:
+    """Read, decrypt and validate a connection (in `session` when given: a job that reads
+    more in the same transaction). Raises ConfigError (no such connection, secrets that do
+    not decrypt, settings its provider's models refuse: said without the values, which may
+    be secrets) or UnknownProvider (a LookupError): a connection that cannot be opened,
+    whatever the CRM says."""
+    if session is None:
+        with session_scope(ctx.engine) as own:
+            row = own.execute(_CONNECTION_SELECT, {"id": connection_id}).first()
+    else:
         row = session.execute(_CONNECTION_SELECT, {"id": connection_id}).first()
     if row is None:
         raise ConfigError(f"connection {connection_id} does not exist")

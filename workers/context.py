@@ -34,6 +34,9 @@ class JobContext:
     clients: ClientPool = field(default_factory=ClientPool)
     """The process's idle HTTP clients per connection, reused by its next job
     (workers.connect.open_connector)."""
+    zone_ensured: str | None = None
+    """The CRMSYNC_TIMEZONE this process last put the store in (workers.jobs.apply_zone):
+    webhook jobs, many a second, check it once per process instead of once per job."""
     loaded: dict[int, Any] = field(default_factory=dict)
     """Connections' decrypted, validated settings by id (workers.connect.LoadedConnection),
     each with the version of the stored row it came from (workers.connect.load_connection)."""

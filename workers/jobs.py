@@ -3,8 +3,8 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import asynccontextmanager, suppress
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -236,10 +236,17 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
     the events' processed mark and a sync_run (mode webhook) commit together, so a
     crash re-processes a batch (idempotent) and never loses one. Returns events processed.
     """
-    loaded = load_connection(ctx, connection_id)
-    await asyncio.to_thread(apply_zone, ctx)
+    if ctx.zone_ensured != ctx.settings.timezone:  # once per process (see apply_zone)
+        await asyncio.to_thread(apply_zone, ctx)
+    with session_scope(ctx.engine) as session:  # one transaction: a job's fixed cost
+        loaded = load_connection(ctx, connection_id, session)
+        if not isinstance(loaded.cls, WebhookReceiver):  # checked on the class
+            raise ConfigError(f"provider {loaded.provider!r} does not take webhooks")
+        batch = webhooks.claim(session, connection_id=connection_id)
+    if not batch:  # another job took them: no connector to open, no months to refresh
+        return 0
     try:
-        return await _process_webhook_batches(ctx, loaded)
+        return await _process_webhook_batches(ctx, loaded, batch)
     finally:  # the months the events touched (core.metrics.rollups); exact without it, slower
         if ctx.engine.dialect.name == "postgresql":  # coalesced, in the background
             ctx.refresh_rollups.soon(ctx.engine, connection_id, WEBHOOK_REFRESH_SECONDS)
@@ -251,26 +258,26 @@ async def process_webhook_event(ctx: JobContext, *, connection_id: int) -> int:
                               extra={"connection_id": connection_id})
 
 
-async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection) -> int:
-    done, connection_id = 0, loaded.connection_id
-    async with open_connector(ctx, loaded) as source:
-        if not isinstance(source, WebhookReceiver):
-            raise ConfigError(f"provider {loaded.provider!r} does not take webhooks")
+async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection,
+                                   batch: list[webhooks.Claimed]) -> int:
+    """The claimed `batch`, then the connection's next ones while batches come full."""
+    done, connection_id, source = 0, loaded.connection_id, None
+    async with AsyncExitStack() as stack:
         while True:
-            with session_scope(ctx.engine) as session:
-                batch = webhooks.claim(session, connection_id=connection_id)
-            if not batch:
-                return done
-            started, calls = utcnow(), source.api_calls
+            started, calls = utcnow(), source.api_calls if source else 0
             ids = [e.id for e in batch]
             try:
-                changes = await source.resolve_webhook_events([e.payload for e in batch])
+                if source is None:  # opened once the first batch is claimed
+                    source = await stack.enter_async_context(open_connector(ctx, loaded))
+                receiver = cast(WebhookReceiver, source)  # its class is one (checked)
+                changes = await receiver.resolve_webhook_events([e.payload for e in batch])
             except BaseException as exc:  # cancelled too: the events go back to pending
                 error = str(exc) or type(exc).__name__
                 with session_scope(ctx.engine) as session:
                     webhooks.release(session, ids, error)
-                    webhooks.record_run(session, connection_id=connection_id, started_at=started,
-                                        counts={}, api_calls=source.api_calls - calls, error=error)
+                    webhooks.record_run(
+                        session, connection_id=connection_id, started_at=started, counts={},
+                        api_calls=(source.api_calls if source else 0) - calls, error=error)
                 raise
             with session_scope(ctx.engine) as session:
                 counts = webhooks.apply_changes(session, connection_id=connection_id,
@@ -281,6 +288,10 @@ async def _process_webhook_batches(ctx: JobContext, loaded: LoadedConnection) ->
                                     api_calls=source.api_calls - calls)
             done += len(ids)
             if len(ids) < webhooks.BATCH:  # later events come with a job of their own
+                return done
+            with session_scope(ctx.engine) as session:
+                batch = webhooks.claim(session, connection_id=connection_id)
+            if not batch:
                 return done
 
 
@@ -300,6 +311,7 @@ def apply_zone(ctx: JobContext) -> None:
     finds nothing to redo; after a zone change it recomputes once, off the request path."""
     with session_scope(ctx.engine) as session:
         zone.ensure_zone(session, ctx.settings.timezone)
+    ctx.zone_ensured = ctx.settings.timezone
 
 
 async def process_pending_webhooks(ctx: JobContext) -> int:

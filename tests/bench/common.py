@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import redis
 from cryptography.fernet import Fernet
 from sqlalchemy import make_url, text
 
@@ -107,6 +108,22 @@ class DatabaseCpu:
         if self.thread is not None:
             self.thread.join()
         return self.so_far()
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A Redis server of this run's own (no other worker takes its jobs, no job
+    left from an earlier run takes this one's), stopped with the returned process."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("redis-server did not start")
 
 
 def start_sandbox(provider: str, deals: int, *options: str, seed: int = 1,

@@ -87,23 +87,6 @@ class Org:
     connections: list[int] = field(default_factory=list)
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    """A Redis server of this run's own (nothing else's workers take its jobs)."""
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc, f"redis://127.0.0.1:{port}/0"
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("redis-server did not start")
-
-
 def start_orgs(providers: tuple[str, ...], orgs: int, deals: int,
                started: list[subprocess.Popen[bytes]]) -> list[Org]:
     """`orgs` sandbox processes per provider, started side by side; each process joins
@@ -482,7 +465,7 @@ def run(connections: int, deals: int, big_deals: int, duration: float, interval:
           f"{load0[2]:.1f} at the start (a shared machine: other work runs beside the bench)")
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        redis_proc, redis_url = start_redis()
+        redis_proc, redis_url = common.start_redis()
         procs.append(redis_proc)
         db_url = common.fresh_database("postgresql", "crmsync_fleet_bench")
         ctx = common.bench_context(db_url)

@@ -210,7 +210,7 @@ def report(out: dict[str, list[dict[str, Any]]], top: int) -> None:
 
 def run(deals: int, changed: int, count: int, events: int, top: int,
         profile_to: str | None, profiled: str = "all") -> None:
-    redis_proc, redis_url = fleet_bench.start_redis()
+    redis_proc, redis_url = common.start_redis()
     procs = [redis_proc]
     try:
         db_url = common.fresh_database("postgresql", "crmsync_incremental_bench")

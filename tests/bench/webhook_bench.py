@@ -2,7 +2,7 @@
 
 Run: python -m tests.bench.webhook_bench [--events 10000] [--concurrency 32]
                                          [--api-processes 2] [--http h11] [--loop asyncio]
-                                         [--connections 100]
+                                         [--connections 100] [--rate 50]
 
 Starts, each in its own process: the Zoho sandbox, the API under uvicorn (PostgreSQL,
 jobs queued on Redis) and an arq worker (`crmsync worker`) that processes the events
@@ -12,7 +12,11 @@ accepted and persisted per second, latency percentiles, and how long the worker 
 to process them all. With --api-processes N, N API processes on N ports share the
 connections (as behind a load balancer). With --connections N the events are spread over
 N crmsync connections of the org (each with its notification channel), as a deployment
-serving many companies receives them. --http and --loop are uvicorn's (default auto:
+serving many companies receives them. With --rate R the events are sent at R a second in
+all (not as fast as the API answers): events trickle in as they do for a deployment of many
+small companies, each job finding one or two events, and the figures to read are the
+worker's and PostgreSQL's CPU per event and how long an event waited to be processed.
+--http and --loop are uvicorn's (default auto:
 httptools and uvloop when installed, as `crmsync serve` picks them). The per-process rate limit
 (CRMSYNC_WEBHOOK_RATE_PER_SECOND) is raised out of the way: this measures capacity.
 Target: at least 2,000 events/s with p99 under 50 ms, with one API process
@@ -35,12 +39,10 @@ import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select, text
 
-from tests.bench.common import fresh_database, process_cpu
+from tests.bench.common import DatabaseCpu, fresh_database, process_cpu, start_redis
 
 TOKEN = "bench-token-" + "x" * 30
 CHANNEL = "1000000099001"
-# Database 0: the tests' Redis fixture flushes databases 1-15 (that would drop queued jobs).
-REDIS_URL = os.environ.get("CRMSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def wait_for(url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -80,21 +82,29 @@ def prepare(db_url: str, sandbox_url: str, key: str, count: int = 1) -> list[int
     """`count` Zoho connections of the sandbox's org, the n-th with channel CHANNEL + n."""
     from core import webhooks
     from core.db import make_engine, session_scope
-    from core.models import Connection
+    from core.models import Connection, SyncRun
     from core.security import SecretBox
+    from core.types import RunStatus, SyncMode
     from tests.integration.zoho_helpers import SANDBOX_SECRETS
 
     box, engine = SecretBox(key), make_engine(db_url)
     ids = []
     with session_scope(engine) as session:
         for n in range(count):
-            connection = Connection(  # synced just now: no scheduled sync during the bench
-                provider="zoho", name=f"bench {n}", last_synced_at=datetime.now(UTC),
+            now = datetime.now(UTC)
+            connection = Connection(
+                provider="zoho", name=f"bench {n}", last_synced_at=now,
                 config={"accounts_url": sandbox_url, "sync_interval_minutes": 1440},
                 secrets_encrypted=box.seal(SANDBOX_SECRETS))
             session.add(connection)
             session.flush()
             ids.append(int(connection.id or 0))
+            # a full sync done just now (the schedule reads the runs): none during the bench,
+            # whose worker runs the minute crons (before 2026-12-06 08:00 the schedule synced
+            # every connection in full from the first tick on, beside the webhook jobs)
+            session.add(SyncRun(connection_id=ids[-1], mode=SyncMode.FULL,
+                                status=RunStatus.SUCCEEDED, created_at=now, started_at=now,
+                                finished_at=now, counts={}))
             webhooks.save_channel(session, box, connection_id=ids[-1],
                                   channel_id=str(int(CHANNEL) + n), token=TOKEN,
                                   events=["Deals.all"], notify_url="http://bench",
@@ -131,14 +141,16 @@ def notifications(n: int, deal_ids: list[str], connections: int = 1
 
 
 async def fire(urls: list[str], payloads: list[tuple[int, bytes]], concurrency: int,
-               connection_ids: list[int]) -> tuple[float, list[float]]:
+               connection_ids: list[int], rate: float | None = None
+               ) -> tuple[float, list[float]]:
     """POST every payload (to its connection's webhook URL) over `concurrency` keep-alive
-    connections, spread over the API processes at `urls` in turn; (wall s, latencies).
+    connections, spread over the API processes at `urls` in turn, `rate` a second in all
+    when given (else as fast as answered); (wall s, latencies).
 
     A minimal HTTP/1.1 client on asyncio streams: httpx costs the load generator more CPU
     per request than the API spends, on the same two cores."""
     latencies: list[float] = []
-    todo = list(reversed(payloads))
+    todo = list(reversed(list(enumerate(payloads))))
 
     async def connection(url: str) -> None:
         target = httpx.URL(url)
@@ -147,7 +159,9 @@ async def fire(urls: list[str], payloads: list[tuple[int, bytes]], concurrency: 
                   f"Host: {target.host}\r\nContent-Type: application/json\r\n"
                   "Content-Length: ") for cid in connection_ids]
         while todo:
-            which, body = todo.pop()
+            i, (which, body) = todo.pop()
+            if rate and (wait := begun + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
             started = time.perf_counter()
             writer.write(f"{heads[which]}{len(body)}\r\n\r\n".encode() + body)
             status = (await reader.readline()).split(b" ", 2)[1]
@@ -162,9 +176,20 @@ async def fire(urls: list[str], payloads: list[tuple[int, bytes]], concurrency: 
                 raise RuntimeError(f"HTTP {status.decode()}: {answer.decode()}")
         writer.close()
 
-    started = time.perf_counter()
+    started = begun = time.perf_counter()
     await asyncio.gather(*(connection(urls[i % len(urls)]) for i in range(concurrency)))
     return time.perf_counter() - started, latencies
+
+
+def settled(pid: int) -> float:
+    """The CPU seconds of process `pid` once it idles (its start-up done), within 60 s."""
+    before = process_cpu(pid)
+    for _ in range(120):
+        time.sleep(0.5)
+        if (now := process_cpu(pid)) - before < 0.02:
+            return now
+        before = now
+    return before
 
 
 def pct(values: list[float], q: float) -> float:
@@ -172,7 +197,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
-        http: str = "auto", loop: str = "auto", connections: int = 1) -> dict[str, Any]:
+        http: str = "auto", loop: str = "auto", connections: int = 1,
+        rate: float | None = None) -> dict[str, Any]:
     from connectors.sandbox import generate_company
     from connectors.sandbox.server import free_port
     from core.db import make_engine
@@ -181,13 +207,14 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
     db_url = fresh_database("postgresql", "crmsync_webhook_bench")
     key = Fernet.generate_key().decode()
     sandbox_port, api_ports = free_port(), [free_port() for _ in range(api_processes)]
-    env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": REDIS_URL,
+    redis_proc, redis_url = start_redis()  # its own: no job left from an earlier run
+    env = {**os.environ, "CRMSYNC_DATABASE_URL": db_url, "CRMSYNC_REDIS_URL": redis_url,
            "CRMSYNC_SECRET_KEY": key, "CRMSYNC_LOG_LEVEL": "WARNING",
            "CRMSYNC_WEBHOOK_RATE_PER_SECOND": "1000000",
            "CRMSYNC_ALLOW_ENDPOINTS": "127.0.0.1"}  # the local sandbox
     procs = [subprocess.Popen([sys.executable, "-m", "cli", "sandbox", "zoho", "--port",
                                str(sandbox_port), "--deals", str(deals), "--seed", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), redis_proc]
     try:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         wait_for(f"{sandbox_url}/_sandbox/stats", procs[0])
@@ -205,9 +232,12 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
         deal_ids = sorted(generate_company(seed=1, deals=deals).deals)
         payloads = notifications(events, deal_ids, connections)
         urls = [f"http://127.0.0.1:{port}" for port in api_ports]
+        worker_cpu = settled(worker.pid)  # started: its start-up CPU not counted
         load = os.getloadavg()[0]
+        database = DatabaseCpu(db_url)
         api_cpu, own_cpu = sum(process_cpu(a.pid) for a in apis), time.process_time()
-        wall, latencies = asyncio.run(fire(urls, payloads, concurrency, connection_ids))
+        sandbox_cpu = process_cpu(procs[0].pid)
+        wall, latencies = asyncio.run(fire(urls, payloads, concurrency, connection_ids, rate))
         api_cpu = sum(process_cpu(a.pid) for a in apis) - api_cpu
         own_cpu = time.process_time() - own_cpu
         engine = make_engine(db_url)
@@ -222,23 +252,34 @@ def run(events: int, concurrency: int, deals: int, api_processes: int = 1,
                 break
             time.sleep(0.2)
         drain = time.perf_counter() - drain_started
-        worker_cpu = process_cpu(worker.pid)
+        worker_cpu = process_cpu(worker.pid) - worker_cpu
+        database_cpu = database.stop()
+        sandbox_cpu = process_cpu(procs[0].pid) - sandbox_cpu
         with engine.connect() as conn:
             processed = conn.scalar(text("SELECT count(*) FROM webhook_event "
                                          "WHERE status = 'processed'"))
+            waited = [float(s) for s in conn.scalars(text(
+                "SELECT extract(epoch FROM processed_at - received_at) FROM webhook_event "
+                "WHERE status = 'processed'"))]
             runs, calls = conn.execute(text("SELECT count(*), coalesce(sum(api_calls), 0) "
                                             "FROM sync_run WHERE mode = 'webhook'")).one()
         engine.dispose()
         return {"api_processes": api_processes, "connections": connections,
+                "rate_per_s": rate or "as fast as answered",
                 "server": resolved(http, loop),
                 "requests": len(payloads), "unique": events,
                 "stored": stored,
                 "processed": processed, "wall_s": wall, "accepted_per_s": len(payloads) / wall,
                 "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99),
                 "max_ms": max(latencies) * 1000, "drain_after_intake_s": drain,
-                "webhook_runs": runs, "api_calls": calls,
+                "webhook_runs": runs, "events_per_run": events / max(1, runs),
+                "api_calls": calls,
+                "processed_after_p50_s": statistics.median(waited),
+                "processed_after_p95_s": statistics.quantiles(waited, n=20)[-1],
                 "api_cpu_ms_per_request": api_cpu * 1000 / len(payloads),
                 "worker_cpu_ms_per_event": worker_cpu * 1000 / events,
+                "postgresql_cpu_ms_per_event": database_cpu * 1000 / events,
+                "sandbox_cpu_ms_per_event": sandbox_cpu * 1000 / events,
                 "load_generator_cpu_ms_per_request": own_cpu * 1000 / len(payloads),
                 "load_average_1m_before": load, "load_average_1m_after": os.getloadavg()[0]}
     finally:
@@ -258,13 +299,15 @@ def main() -> None:
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
     parser.add_argument("--connections", type=int, default=1,
                         help="crmsync connections the events are spread over")
+    parser.add_argument("--rate", type=float,
+                        help="events a second in all (default: as fast as the API answers)")
     parser.add_argument("--serve-api", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_api:
         serve_api(args.serve_api, args.http, args.loop)
         return
     result = run(args.events, args.concurrency, args.deals, args.api_processes, args.http,
-                 args.loop, args.connections)
+                 args.loop, args.connections, args.rate)
     print(f"webhook intake, PostgreSQL + Redis (arq worker running), {os.cpu_count()} cores")
     for name, value in result.items():
         print(f"  {name:34} {value:,.2f}" if "cpu" in name else

@@ -12,10 +12,13 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from connectors.http import RetryPolicy
+from connectors.registry import capabilities, providers, sandbox_of
 from core import webhooks
 from core.config import Settings
 from core.db import session_scope
-from core.models import Connection, Deal, DealStageChange, SyncRun, WebhookEvent
+from core.errors import ConfigError
+from core.metrics.localdates import ZONE_KEY, stored_zone
+from core.models import Connection, Deal, DealStageChange, StoreMeta, SyncRun, WebhookEvent
 from core.records import DealRecord, Deletion, Page
 from core.security import SecretBox
 from workers.context import JobContext
@@ -211,6 +214,68 @@ async def test_the_job_processes_pending_events_once_and_records_a_webhook_run(c
     assert run.counts["deletions"]["deleted"] == 1
     assert (change.deal_remote_id, change.from_stage, change.to_stage) == (
         "1", "Qualification", "Closed Won")
+
+
+async def test_the_job_takes_batch_after_batch_while_they_come_full(ctx, connection_id,
+                                                                  monkeypatch):
+    monkeypatch.setattr(webhooks, "BATCH", 2)
+    add_events(ctx.engine, connection_id, *(
+        {"module": "Deals", "operation": "update", "ids": [str(i)], "server_time": i}
+        for i in range(1, 6)))
+    with respx.mock() as mock:
+        reads = fake_zoho(mock, [zoho_deal(str(i), "2025-05-02T00:00:00+00:00", "Open")
+                                 for i in range(1, 6)])
+        assert await process_webhook_event(ctx, connection_id=connection_id) == 5
+    assert reads.call_count == 3  # 2 + 2 + 1, one connector for the three
+    assert {(e.status, e.attempts) for e in events(ctx.engine)} == {("processed", 1)}
+    with session_scope(ctx.engine) as session:
+        runs = session.scalars(select(SyncRun).order_by(SyncRun.id)).all()  # type: ignore[arg-type]
+    assert [r.counts["events"] for r in runs if r.counts] == [2, 2, 1]
+
+
+async def test_a_job_with_nothing_pending_calls_no_crm_and_records_no_run(ctx, connection_id):
+    with respx.mock() as mock:  # any CRM call would fail: nothing is routed
+        assert await process_webhook_event(ctx, connection_id=connection_id) == 0
+        assert not mock.calls
+    with session_scope(ctx.engine) as session:
+        assert session.scalars(select(SyncRun)).all() == []
+
+
+async def test_a_job_of_a_provider_without_webhooks_claims_nothing(ctx):
+    [provider, *_] = [p for p in providers() if "webhooks" not in capabilities(p)]
+    sandbox = sandbox_of(provider)
+    assert sandbox is not None
+    with session_scope(ctx.engine) as session:
+        row = Connection(provider=provider, name="no webhooks",
+                         config=sandbox.config("http://127.0.0.1:9"),
+                         secrets_encrypted=ctx.secrets.seal(dict(sandbox.secrets)))
+        session.add(row)
+        session.flush()
+        other = int(row.id or 0)
+    add_events(ctx.engine, other, {"anything": 1})
+    with pytest.raises(ConfigError, match="does not take webhooks"):
+        await process_webhook_event(ctx, connection_id=other)
+    [event] = events(ctx.engine)
+    assert (event.status, event.attempts, event.claimed_at) == ("received", 0, None)
+
+
+async def test_jobs_put_the_store_in_the_zone_once_per_process(ctx, connection_id):
+    """A process checks the store's time zone at its first webhook job (workers.jobs.
+    apply_zone), not at every job; a changed CRMSYNC_TIMEZONE is applied at the next."""
+    assert ctx.zone_ensured is None
+    await process_webhook_event(ctx, connection_id=connection_id)
+    assert ctx.zone_ensured == ctx.settings.timezone
+    with session_scope(ctx.engine) as session:
+        assert stored_zone(session) == ctx.settings.timezone
+        session.merge(StoreMeta(key=ZONE_KEY, value="Pacific/Fiji"))  # behind its back
+    await process_webhook_event(ctx, connection_id=connection_id)
+    with session_scope(ctx.engine) as session:
+        assert stored_zone(session) == "Pacific/Fiji"
+    ctx.settings = ctx.settings.model_copy(update={"timezone": "Asia/Tokyo"})
+    await process_webhook_event(ctx, connection_id=connection_id)
+    with session_scope(ctx.engine) as session:
+        assert stored_zone(session) == "Asia/Tokyo"
+    assert ctx.zone_ensured == "Asia/Tokyo"
 
 
 async def test_a_crm_failure_leaves_events_pending_with_the_error(ctx, connection_id):
