@@ -18,7 +18,14 @@ from sqlmodel import Session
 
 from core import store
 from core.config import Settings
-from core.models import NotificationChannel, SyncRun, WebhookEvent, WebhookRejection, table_of
+from core.models import (
+    Connection,
+    NotificationChannel,
+    SyncRun,
+    WebhookEvent,
+    WebhookRejection,
+    table_of,
+)
 from core.records import UNRESOLVED, Page, Unresolved
 from core.security import SecretBox
 from core.types import RunStatus, SyncMode, WebhookStatus, utcnow
@@ -316,6 +323,31 @@ def webhook_health(session: Session, connection_ids: Sequence[int], *,
 # ---- notification channels --------------------------------------------------------------------
 
 
+def verification_secrets(session: Session, box: SecretBox, *, connection_id: int
+                         ) -> tuple[str, dict[str, Any], dict[str, str]] | None:
+    """What a connection's callbacks are verified against, in one round trip: (provider,
+    its secrets, channel_id -> token of its channels), decrypted; None: no such connection."""
+    rows = session.execute(_VERIFICATION, {"of": connection_id}).all()
+    if not rows:
+        return None
+    return (str(rows[0].provider), box.open(rows[0].secrets_encrypted),
+            {row.channel_id: str(box.open(row.token_encrypted).get("token", ""))
+             for row in rows if row.channel_id is not None})
+
+
+def _verification_statement() -> Any:
+    connection, channel = table_of(Connection), table_of(NotificationChannel)
+    return select(connection.c.provider, connection.c.secrets_encrypted, channel.c.channel_id,
+                  channel.c.token_encrypted).select_from(connection.outerjoin(
+                      channel, channel.c.connection_id == connection.c.id)).where(
+                          connection.c.id == bindparam("of"))
+
+
+_VERIFICATION = _verification_statement()
+"""verification_secrets' statement, built once (the intake reloads a connection's secrets
+every few seconds)."""
+
+
 def channel_tokens(session: Session, box: SecretBox, *, connection_id: int) -> dict[str, str]:
     """channel_id -> token of a connection's channels (decrypted), for verifying callbacks."""
     table = table_of(NotificationChannel)
@@ -379,5 +411,6 @@ __all__ = [
     "store_batch",
     "store_delivery",
     "store_events",
+    "verification_secrets",
     "webhook_health",
 ]

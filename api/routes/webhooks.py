@@ -30,7 +30,6 @@ from connectors.base import (
 from connectors.registry import UnknownProvider, get_connector
 from core import webhooks
 from core.db import session_scope
-from core.models import Connection
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 KNOWN_TTL = 10.0  # seconds a connection's channels and secrets are cached for verifying
@@ -293,14 +292,16 @@ class _Known:
 
 
 def _load(state: Any, connection_id: int) -> _Known:
+    """One read of the connection and its channels (dated before it: what was committed
+    before that moment is in it)."""
+    at = time.monotonic()
     with session_scope(state.engine) as session:
-        connection = session.get(Connection, connection_id)
-        if connection is None:
-            return _Known(None, WebhookSecrets({}, {}), time.monotonic())
-        known = WebhookSecrets(
-            secrets=state.secrets.open(connection.secrets_encrypted),
-            channels=webhooks.channel_tokens(session, state.secrets, connection_id=connection_id))
-        return _Known(connection.provider, known, time.monotonic())
+        found = webhooks.verification_secrets(session, state.secrets,
+                                              connection_id=connection_id)
+    if found is None:
+        return _Known(None, WebhookSecrets({}, {}), at)
+    provider, secrets, channels = found
+    return _Known(provider, WebhookSecrets(secrets=secrets, channels=channels), at)
 
 
 def _store_delivery(state: Any, connection_id: int, provider: str,
