@@ -6,7 +6,7 @@ event), applies what they stand for and marks them processed in one transaction.
 Functions take the caller's session and never commit.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -331,8 +331,7 @@ def verification_secrets(session: Session, box: SecretBox, *, connection_id: int
     if not rows:
         return None
     return (str(rows[0].provider), box.open(rows[0].secrets_encrypted),
-            {row.channel_id: str(box.open(row.token_encrypted).get("token", ""))
-             for row in rows if row.channel_id is not None})
+            _tokens(box, [row for row in rows if row.channel_id is not None]))
 
 
 def _verification_statement() -> Any:
@@ -351,8 +350,12 @@ every few seconds)."""
 def channel_tokens(session: Session, box: SecretBox, *, connection_id: int) -> dict[str, str]:
     """channel_id -> token of a connection's channels (decrypted), for verifying callbacks."""
     table = table_of(NotificationChannel)
-    rows = session.execute(select(table.c.channel_id, table.c.token_encrypted)
-                           .where(table.c.connection_id == connection_id))
+    return _tokens(box, session.execute(select(table.c.channel_id, table.c.token_encrypted)
+                                        .where(table.c.connection_id == connection_id)))
+
+
+def _tokens(box: SecretBox, rows: Iterable[Any]) -> dict[str, str]:
+    """channel_id -> decrypted token of rows of (channel_id, token_encrypted)."""
     return {row.channel_id: str(box.open(row.token_encrypted).get("token", "")) for row in rows}
 
 

@@ -55,9 +55,8 @@ def load_connection(ctx: JobContext, connection_id: int,
     whatever the CRM says."""
     if session is None:
         with session_scope(ctx.engine) as own:
-            row = own.execute(_CONNECTION_SELECT, {"id": connection_id}).first()
-    else:
-        row = session.execute(_CONNECTION_SELECT, {"id": connection_id}).first()
+            return load_connection(ctx, connection_id, own)
+    row = session.execute(_CONNECTION_SELECT, {"id": connection_id}).first()
     if row is None:
         raise ConfigError(f"connection {connection_id} does not exist")
     provider, name, config, sealed = row.provider, row.name, dict(row.config or {}), \
