@@ -77,22 +77,31 @@ class ClientPool:
     other, and clients of different keys share nothing. A client comes back emptied: no
     cookies, no event hooks (credentials travel with each request's auth, never in a
     client). At most `max_idle` clients wait, `per_key` per key, the least recently used
-    closed first; a client whose job failed is closed, not kept. `aclose` (the process's
-    shutdown) closes the idle clients of the running event loop; `max_idle=0` keeps none."""
+    closed first; a client idle for `idle_for` seconds (its connections' keep-alive,
+    KEEPALIVE_SECONDS: they are closed by then) is closed when the next one comes back, so
+    its sockets do not stay open; a client whose job failed is closed, not kept. `aclose`
+    (the process's shutdown) closes the idle clients of the running event loop;
+    `max_idle=0` keeps none.
 
-    def __init__(self, max_idle: int = 256, per_key: int = 2) -> None:
-        self.max_idle, self.per_key = max_idle, per_key
-        self._idle: dict[asyncio.AbstractEventLoop,
-                         OrderedDict[Hashable, list[httpx.AsyncClient]]] = {}
+    The bound is above the connections a worker serves within a keep-alive (one client
+    each, mostly): with fewer (256 until 2026-12-06) a deployment of 300 connections
+    evicted clients its next jobs wanted, and each such job opened new connections."""
 
-    def _loop_idle(self) -> "OrderedDict[Hashable, list[httpx.AsyncClient]]":
+    def __init__(self, max_idle: int = 512, per_key: int = 2,
+                 idle_for: float = KEEPALIVE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_idle, self.per_key, self.idle_for, self.clock = (
+            max_idle, per_key, idle_for, clock)
+        self._idle: dict[asyncio.AbstractEventLoop, _Idle] = {}
+
+    def _loop_idle(self) -> "_Idle":
         for loop in [loop for loop in self._idle if loop.is_closed()]:
             del self._idle[loop]  # an ended event loop's clients are unusable: dropped
-        return self._idle.setdefault(asyncio.get_running_loop(), OrderedDict())
+        return self._idle.setdefault(asyncio.get_running_loop(), _Idle())
 
     def idle(self, key: Hashable) -> int:
         """Clients of `key` waiting for a job in this event loop."""
-        return len(self._loop_idle().get(key, ()))
+        return len(self._loop_idle().by_key.get(key, ()))
 
     @asynccontextmanager
     async def lease(self, key: Hashable,
@@ -100,10 +109,7 @@ class ClientPool:
         """An idle client of `key`, else a new one from `build`; kept for the next job of
         `key` when the block ends without an error."""
         idle = self._loop_idle()
-        waiting = idle.get(key)
-        client = waiting.pop() if waiting else build()
-        if waiting is not None and not waiting:
-            del idle[key]
+        client = idle.take(key) or build()
         keep = False
         try:
             yield client
@@ -111,32 +117,72 @@ class ClientPool:
         finally:
             client.cookies.clear()
             client.event_hooks = {"request": [], "response": []}
-            if keep:
-                await self._keep(idle, key, client)
-            else:
-                await client.aclose()
+            closing = self._keep(idle, key, client) if keep else [client]
+            for extra in closing:
+                await extra.aclose()
 
-    async def _keep(self, idle: "OrderedDict[Hashable, list[httpx.AsyncClient]]",
-                    key: Hashable, client: httpx.AsyncClient) -> None:
-        mine = idle.setdefault(key, [])
-        idle.move_to_end(key)
-        mine.append(client)
-        closing = mine[:-self.per_key] if len(mine) > self.per_key else []
-        del mine[:len(closing)]
-        while sum(len(c) for c in idle.values()) > self.max_idle:
-            oldest = next(iter(idle))
-            closing.append(idle[oldest].pop(0))
-            if not idle[oldest]:
-                del idle[oldest]
-        for extra in closing:
-            await extra.aclose()
+    def _keep(self, idle: "_Idle", key: Hashable,
+              client: httpx.AsyncClient) -> list[httpx.AsyncClient]:
+        """Keep `client`; the clients to close: over `per_key`, idle too long, over
+        `max_idle` (the least recently used keys first)."""
+        now = self.clock()
+        closing = idle.put(key, client, now, self.per_key)
+        by_key = idle.by_key
+        while by_key:
+            oldest = next(iter(by_key))
+            waiting = by_key[oldest]
+            if idle.count > self.max_idle:
+                closing.append(idle.drop(oldest, 1)[0])
+            elif waiting[-1][1] < now - self.idle_for:  # its newest too: all of it expired
+                closing.extend(idle.drop(oldest, len(waiting)))
+            else:
+                break
+        return closing
 
     async def aclose(self) -> None:
         """Close this event loop's idle clients (the process's shutdown)."""
-        idle = self._idle.pop(asyncio.get_running_loop(), OrderedDict())
-        for clients in idle.values():
-            for client in clients:
+        idle = self._idle.pop(asyncio.get_running_loop(), _Idle())
+        for waiting in idle.by_key.values():
+            for client, _ in waiting:
                 await client.aclose()
+
+
+class _Idle:
+    """One event loop's idle clients: per key, oldest first, with when each came back; keys
+    in the order they last had one back (least recently used first)."""
+
+    def __init__(self) -> None:
+        self.by_key: OrderedDict[Hashable, list[tuple[httpx.AsyncClient, float]]] = OrderedDict()
+        self.count = 0
+
+    def take(self, key: Hashable) -> httpx.AsyncClient | None:
+        waiting = self.by_key.get(key)
+        if not waiting:
+            return None
+        client, _ = waiting.pop()
+        self.count -= 1
+        if not waiting:
+            del self.by_key[key]
+        return client
+
+    def put(self, key: Hashable, client: httpx.AsyncClient, now: float,
+            per_key: int) -> list[httpx.AsyncClient]:
+        """Keep `client` under `key`; returns the key's oldest beyond `per_key`."""
+        waiting = self.by_key.setdefault(key, [])
+        self.by_key.move_to_end(key)
+        waiting.append((client, now))
+        self.count += 1
+        return self.drop(key, len(waiting) - per_key) if len(waiting) > per_key else []
+
+    def drop(self, key: Hashable, n: int) -> list[httpx.AsyncClient]:
+        """The `n` oldest clients of `key`, out of the pool."""
+        waiting = self.by_key[key]
+        dropped = [client for client, _ in waiting[:n]]
+        del waiting[:n]
+        self.count -= len(dropped)
+        if not waiting:
+            del self.by_key[key]
+        return dropped
 
 
 @cache

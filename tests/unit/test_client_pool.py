@@ -65,6 +65,45 @@ async def test_the_pool_is_bounded_and_closes_what_it_drops():
     assert all(c.is_closed for c in clients)
 
 
+async def test_clients_idle_past_the_keepalive_are_closed_when_the_next_comes_back():
+    now = [0.0]
+    pool = ClientPool(idle_for=30.0, clock=lambda: now[0])
+    async with pool.lease("a", build_client) as a, pool.lease("b", build_client) as b:
+        pass
+    now[0] = 20.0
+    async with pool.lease("b", build_client) as again:  # b's, used again: fresh from now
+        assert again is b
+    now[0] = 31.0  # a idle 31 s (its connections' keep-alive is over), b 11 s
+    async with pool.lease("c", build_client) as c:
+        pass
+    assert a.is_closed and pool.idle("a") == 0
+    assert not b.is_closed and not c.is_closed and pool.idle("b") == pool.idle("c") == 1
+    now[0] = 100.0
+    async with pool.lease("b", build_client) as b_again:  # taken before any sweep: reused
+        assert b_again is b
+    assert c.is_closed and pool.idle("c") == 0 and pool.idle("b") == 1
+    await pool.aclose()
+    assert b.is_closed
+
+
+async def test_more_connections_than_the_old_bound_keep_their_clients():
+    """300 connections a worker serves within a keep-alive each find their client again (the
+    bound was 256: a job of every sixth connection built a new one and opened new
+    connections to its CRM)."""
+    pool, built = ClientPool(), []
+
+    def build() -> httpx.AsyncClient:
+        built.append(build_client())
+        return built[-1]
+
+    for _ in range(2):
+        for connection in range(300):
+            async with pool.lease(connection, build):
+                pass
+    assert len(built) == 300 and not any(c.is_closed for c in built)
+    await pool.aclose()
+
+
 async def test_a_failed_job_s_client_is_closed_and_none_kept_without_room():
     pool = ClientPool()
     with pytest.raises(RuntimeError):
