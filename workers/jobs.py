@@ -28,7 +28,7 @@ from core.goals import push as goal_push
 from core.metrics import zone
 from core.models import Connection
 from core.sync import ProgressFn, SyncEngine
-from core.types import ConnectionStatus, PushStatus, RunStatus, SyncMode, utcnow
+from core.types import ConnectionStatus, PushStatus, RunStatus, Stream, SyncMode, utcnow
 from workers.connect import LoadedConnection, load_connection, open_connector, settings_errors
 from workers.context import JobContext
 
@@ -46,10 +46,15 @@ async def sync_connection(
     run_id: int,
     mode: SyncMode,
     progress: ProgressFn | None = None,
+    streams: tuple[Stream, ...] | None = None,
 ) -> dict[str, Any]:
-    """Sync one connection into the store; the run row records the outcome."""
+    """Sync one connection into the store; the run row records the outcome. `streams`:
+    some of the streams the provider's connector reads (connectors.registry.streams_of, in
+    that order), e.g. the deals alone that tests/bench/sync_bench.py compares with another
+    tool reading the deals; None: all of them."""
     try:
         loaded = load_connection(ctx, connection_id)
+        streams = _chosen_streams(loaded.provider, streams)
     except (ConfigError, ValueError, LookupError) as exc:
         with session_scope(ctx.engine) as session:
             store.update_run(
@@ -66,7 +71,7 @@ async def sync_connection(
             connection_id=connection_id,
             run_id=run_id,
             mode=mode,
-            streams=streams_of(loaded.provider),
+            streams=streams,
             progress=progress,
             settings=ctx.settings,
             refresh_rollups=lambda: ctx.refresh_rollups(ctx.engine, connection_id),
@@ -79,6 +84,18 @@ async def sync_connection(
                    "api_calls": source.api_calls},
         )
         return summary
+
+
+def _chosen_streams(provider: str, chosen: tuple[Stream, ...] | None) -> tuple[Stream, ...]:
+    """The streams of a sync of `provider`: `chosen` (None: all it reads) in reading order."""
+    read = streams_of(provider)
+    if chosen is None:
+        return read
+    unknown = sorted(str(s) for s in set(chosen) - set(read))
+    if unknown or not chosen:
+        raise ConfigError(f"a sync of {provider} reads some of {', '.join(read)}, not "
+                          f"{', '.join(unknown) or 'none of them'}")
+    return tuple(s for s in read if s in chosen)
 
 
 # -- turns of syncs sharing a vendor account (both runners) --------------------------------

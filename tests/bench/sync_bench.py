@@ -15,7 +15,11 @@ With --airbyte PYTHON (the python of a virtual environment where airbyte-source-
 is installed, never the project's), Airbyte's Zoho source reads the deals of the same
 sandbox right after the full sync (tests/bench/airbyte_zoho.py): records/s and CPU per
 record side by side. It lists pages by number, so Zoho stops it after 2,000 records
-(docs/vendors/zoho.md §11); its rate is over what it read.
+(docs/vendors/zoho.md §11); its rate is over what it read. Airbyte's run reads the Deals
+module alone, so crmsync also syncs the deals stream alone into a fresh database of its
+own first (the same job, `streams=(deals,)`), and both ratios are printed: the same stream
+on both sides, and crmsync's whole sync (deals, accounts, activities) against Airbyte's
+deals.
 """
 
 import argparse
@@ -48,14 +52,15 @@ def start_sandbox(deals: int, latency: float, provider: str = "zoho",
 
 
 def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
-               out: "mp.Queue[dict[str, Any]]") -> None:
-    """One sync in a fresh process, so its peak memory is its own."""
+               out: "mp.Queue[dict[str, Any]]", streams: tuple[str, ...] | None = None) -> None:
+    """One sync in a fresh process, so its peak memory is its own (`streams`: some of them)."""
     from connectors.registry import load_connectors
     from core import collector, store
     from core.config import Settings
     from core.db import make_engine, session_scope
     from core.models import Connection, SyncRun
     from core.security import SecretBox
+    from core.types import Stream
     from workers.context import JobContext
     from workers.jobs import sync_connection
 
@@ -81,8 +86,9 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
     collector.tune(collector.WORKER_YOUNG)  # and this, once its context is built (workers.settings)
     database = common.DatabaseCpu(url)
     cpu, started = time.process_time(), time.perf_counter()
+    chosen = None if streams is None else tuple(Stream(s) for s in streams)
     summary = asyncio.run(sync_connection(ctx, connection_id=connection_id, run_id=run_id,
-                                          mode=mode))
+                                          mode=mode, streams=chosen))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     with session_scope(engine) as session:
         run = session.get(SyncRun, run_id)
@@ -92,10 +98,11 @@ def child_sync(url: str, sandbox: str, mode: str, connection_id: int | None,
              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def run_child(url: str, sandbox: str, mode: str, connection_id: int | None) -> dict[str, Any]:
+def run_child(url: str, sandbox: str, mode: str, connection_id: int | None,
+              streams: tuple[str, ...] | None = None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     out: mp.Queue[dict[str, Any]] = ctx.Queue()
-    proc = ctx.Process(target=child_sync, args=(url, sandbox, mode, connection_id, out))
+    proc = ctx.Process(target=child_sync, args=(url, sandbox, mode, connection_id, out, streams))
     proc.start()
     while True:
         try:
@@ -105,8 +112,9 @@ def run_child(url: str, sandbox: str, mode: str, connection_id: int | None) -> d
                 raise RuntimeError(f"the sync child failed (exit code {proc.exitcode})") from None
 
 
-def airbyte_side_by_side(python: str, sandbox: str, ours: float, proc: int) -> None:
-    """Airbyte's Zoho source reads the sandbox's deals: its rate against `ours` (deals/s)."""
+def airbyte_side_by_side(python: str, sandbox: str, proc: int) -> float | None:
+    """Airbyte's Zoho source reads the sandbox's deals: prints its run, returns its deals/s
+    (None: it failed to run)."""
     sandbox_cpu = common.process_cpu(proc)
     done = subprocess.run([python, os.path.join(os.path.dirname(__file__), "airbyte_zoho.py"),
                            sandbox, "Deals"], capture_output=True, text=True, timeout=3600)
@@ -114,15 +122,31 @@ def airbyte_side_by_side(python: str, sandbox: str, ours: float, proc: int) -> N
     lines = done.stdout.strip().splitlines()
     if done.returncode or not lines:
         print(f"{'':<10} airbyte failed to run: {done.stderr[-500:]}")
-        return
+        return None
     airbyte = orjson.loads(lines[-1])
     records = max(1, airbyte["records"])
-    rate = records / airbyte["seconds"]
+    rate: float = records / airbyte["seconds"]
     print(f"{'':<10} airbyte-source-zoho-crm, same sandbox: {airbyte['records']:,} deals in "
           f"{airbyte['seconds']:.1f} s, {rate:,.0f} deals/s (source only, to /dev/null), "
           f"{airbyte['requests']} requests, CPU {1e6 * airbyte['cpu'] / records:.0f} us per "
-          f"deal + sandbox {1e6 * sandbox_cpu / records:.0f} us; "
-          f"crmsync end to end {ours / rate:.1f}x its rate; stopped by: {airbyte['error']}")
+          f"deal + sandbox {1e6 * sandbox_cpu / records:.0f} us; stopped by: "
+          f"{airbyte['error']}")
+    return rate
+
+
+def deals_alone(kind: str, deals: int, sandbox: str, proc: int) -> float:
+    """crmsync's full sync of the deals stream alone (what Airbyte's run reads), into a fresh
+    database of its own from the same sandbox: prints it, returns its deals/s."""
+    url = fresh_database(kind, "crmsync_bench_deals")
+    sandbox_cpu = common.process_cpu(proc)
+    run = run_child(url, sandbox, "full", None, ("deals",))
+    sandbox_cpu = common.process_cpu(proc) - sandbox_cpu
+    cpu = run["cpu"] + run["database_cpu"] + sandbox_cpu
+    print(f"{kind:<10} full  {deals:>7,} deals, the deals stream alone: {run['seconds']:7.1f} s "
+          f"{deals / run['seconds']:8,.0f} deals/s  api_calls {run['api_calls']}  CPU seconds: "
+          f"sync process {run['cpu']:.2f}, database {run['database_cpu']:.2f}, sandbox "
+          f"{sandbox_cpu:.2f}: {1e6 * cpu / deals:.0f} us per deal")
+    return deals / run["seconds"]
 
 
 def full_and_incremental(kind: str, deals: int, airbyte: str | None = None) -> None:
@@ -149,7 +173,12 @@ def full_and_incremental(kind: str, deals: int, airbyte: str | None = None) -> N
               f"{1e6 * cpu / deals:.0f} us per deal (2 cores: at most {2 * deals / cpu:,.0f} "
               f"deals/s); load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
         if airbyte:
-            airbyte_side_by_side(airbyte, sandbox, deals / full["seconds"], proc.pid)
+            alone = deals_alone(kind, deals, sandbox, proc.pid)
+            rate = airbyte_side_by_side(airbyte, sandbox, proc.pid)
+            if rate:
+                print(f"{'':<10} crmsync against Airbyte's rate: the deals stream alone on both "
+                      f"sides {alone / rate:.1f}x; crmsync's whole sync (deals, accounts, "
+                      f"activities) against Airbyte's deals {deals / full['seconds'] / rate:.1f}x")
         httpx.post(f"{sandbox}/_sandbox/mutate", json={"fraction": 0.01, "seed": 2},
                    timeout=60).raise_for_status()
         inc = run_child(url, sandbox, "incremental", full["connection_id"])

@@ -7,6 +7,7 @@ and above) and without it (one currency, /org/currencies answers CURRENCIES_NOT_
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -102,6 +103,50 @@ async def test_full_then_incremental_reproduces_the_sandbox(engine, db_url, comp
         assert deleted.deleted_at is not None  # a tombstone, never a hard delete
         connection = session.get(Connection, connection_id)
         assert connection is not None and connection.home_currency == company.home_currency
+
+
+async def _calls(url: str) -> int:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(f"{url}/_sandbox/stats")).json()["total_calls"])
+
+
+@HUNDREDS
+@pytest.mark.parametrize("multi", [True], ids=["multi-currency"])
+async def test_a_sync_of_the_deals_alone_writes_them_and_no_other_stream(engine, db_url, company,
+                                                                         sandbox, multi):
+    """sync_connection(streams=...): what tests/bench/sync_bench.py compares with Airbyte's
+    run of the deals; a choice the connector cannot read fails the run before any call."""
+    from core import store
+    from core.errors import ConfigError
+    from core.models import Account
+    from core.types import Stream
+    from workers.jobs import sync_connection
+
+    ctx = make_context(engine, db_url)
+    connection_id = add_connection(ctx, sandbox.url)
+    with session_scope(engine) as session:
+        run_id = int(store.create_run(session, connection_id=connection_id, mode="full").id or 0)
+    summary = await sync_connection(ctx, connection_id=connection_id, run_id=run_id,
+                                    mode="full", streams=(Stream.DEALS,))
+    assert set(summary) == {"deals"}
+    assert summary["deals"]["upserted"] == len(company.deals)
+    assert run_row(engine, run_id).status == "succeeded"
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Deal)) == len(company.deals)
+        assert session.scalar(select(func.count()).select_from(Account)) == 0
+
+    for chosen in ((), ("pipelines",)):
+        with session_scope(engine) as session:
+            run_id = int(store.create_run(session, connection_id=connection_id,
+                                          mode="full").id or 0)
+        calls = await _calls(sandbox.url)
+        with pytest.raises(ConfigError, match="reads some of users, stages"):
+            await sync_connection(ctx, connection_id=connection_id, run_id=run_id,
+                                  mode="full", streams=chosen)  # type: ignore[arg-type]
+        run = run_row(engine, run_id)
+        assert run.status == "failed" and run.error is not None
+        assert run.error.startswith("cannot start: a sync of zoho reads some of")
+        assert await _calls(sandbox.url) == calls
 
 
 async def test_faults_mid_sync_converge_to_an_exact_copy(engine, db_url, company, multi):
