@@ -394,6 +394,30 @@ async def test_pages_waiting_for_the_writer_are_written_together_as_if_one_by_on
         assert state is not None and state.cursor == {"cursor": {"n": 6}, "full_started_at": None}
 
 
+async def test_pages_written_together_hold_at_most_merge_records(engine, connection_id,
+                                                                  monkeypatch):
+    # Ten pages of two deals, ready at once: with MERGE_RECORDS 5 each write takes two of
+    # them (a third would make six), never more, and every deal is stored once.
+    monkeypatch.setattr("core.sync.MERGE_RECORDS", 5)
+    pages = [Page(records=[deal(2 * n), deal(2 * n + 1)], cursor={"n": n}) for n in range(10)]
+    written: list[int] = []
+
+    def report(stream: str, counts: Any, done: bool) -> None:
+        if not done:
+            written.append(counts.fetched - sum(written))
+
+    run_id = new_run(engine, connection_id, "full")
+    summary = await SyncEngine(
+        engine, ListSource({"deals": pages}), connection_id=connection_id, run_id=run_id,
+        mode="full", streams=("deals",), progress=report).run()
+    assert summary["deals"]["upserted"] == 20
+    assert sum(written) == 20 and max(written) <= 5 and 4 in written
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Deal)) == 20
+        state = session.get(SyncState, (connection_id, "deals"))
+        assert state is not None and state.cursor["cursor"] == {"n": 9}
+
+
 def account(i: int, owner: str) -> AccountRecord:
     return AccountRecord(remote_id=f"A{i}", name=f"A{i}", owner_remote_id=owner,
                          owner_email=f"{owner}@example.com", owner_name=owner,

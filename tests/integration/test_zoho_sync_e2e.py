@@ -171,10 +171,12 @@ async def test_faults_mid_sync_converge_to_an_exact_copy(engine, db_url, company
 
 
 async def test_a_crash_mid_sync_resumes_without_loss_or_duplicates(engine, db_url, company,
-                                                                   sandbox):
+                                                                   sandbox, monkeypatch):
     from core import store
     from workers.jobs import sync_connection
 
+    # one page a transaction (their 2,300 deals would fit in the first few transactions)
+    monkeypatch.setattr("core.sync.MERGE_RECORDS", 200)
     ctx = make_context(engine, db_url)
     connection_id = add_connection(ctx, sandbox.url)
     pages = {"deals": 0}
