@@ -189,8 +189,10 @@ def _fill_home_amounts(session: Session, connection_id: int, columns: tuple[str,
     """Deals that arrive with an amount in some currency but no home amount (a CRM that
     keeps no exchange rate on a deal, e.g. docs/pipedrive.md) get amount_home and
     exchange_rate from the FX table, through the reporting currency (core.metrics.currency).
-    A currency without a rate leaves amount_home empty (logged); the deal is converted when
-    it is stored again after the rate is set. `rows` are lists in the order of `columns`."""
+    A currency without a rate leaves amount_home empty (logged once a write for each missing
+    rate, with how many deals and a few of their ids, not once a deal: a first sync of an org
+    with thousands of deals in such a currency); the deal is converted when it is stored
+    again after the rate is set. `rows` are lists in the order of `columns`."""
     at = {name: columns.index(name) for name in
           ("remote_id", "amount", "currency", "amount_home", "exchange_rate")}
     amount, currency, home_amount = at["amount"], at["currency"], at["amount_home"]
@@ -203,16 +205,21 @@ def _fill_home_amounts(session: Session, connection_id: int, columns: tuple[str,
     if not home_currency:
         return
     conv = converter(session, settings)
+    unconverted: dict[str, list[str]] = {}  # why -> the deals
     for row in needed:
         try:
             row[home_amount] = conv.exchange(row[amount], str(row[currency]), home_currency)
         except CurrencyError as exc:
-            log.warning("deal %s keeps no home amount: %s", row[at["remote_id"]], exc,
-                        extra={"connection_id": connection_id})
+            unconverted.setdefault(str(exc), []).append(str(row[at["remote_id"]]))
             continue
         if row[amount]:
             row[at["exchange_rate"]] = row[amount] / row[home_amount] if row[home_amount] \
                 else None
+    for why, deals in unconverted.items():
+        log.warning("%d %s no home amount (%s%s): %s", len(deals),
+                    "deals keep" if len(deals) > 1 else "deal keeps", ", ".join(deals[:3]),
+                    ", ..." if len(deals) > 3 else "", why,
+                    extra={"connection_id": connection_id})
 
 
 @lru_cache(maxsize=64)

@@ -308,6 +308,33 @@ def test_deals_without_a_crm_rate_convert_with_the_callers_reporting_currency(
         assert row.exchange_rate is not None and round(row.exchange_rate, 4) == Decimal("0.6667")
 
 
+def test_deals_in_a_currency_without_a_rate_are_stored_and_logged_once_a_write(
+        engine, connection_id, monkeypatch, caplog):
+    """Deals of a currency the FX table has no rate for keep no home amount: one warning a
+    write for each missing rate, with how many deals and a few ids, not one a deal."""
+    monkeypatch.delenv("CRMSYNC_REPORTING_CURRENCY", raising=False)
+    with session_scope(engine) as session:
+        session.get(Connection, connection_id).home_currency = "USD"  # type: ignore[union-attr]
+    bare = [DealRecord(remote_id=f"jp{i}", name="JPY deal", amount=Decimal("1000"),
+                       currency="JPY", stage="Proposal", remote_modified_at=T0, raw={})
+            for i in range(5)]
+    bare.append(DealRecord(remote_id="eu1", name="EUR deal", amount=Decimal("10"),
+                           currency="EUR", stage="Proposal", remote_modified_at=T0, raw={}))
+    with caplog.at_level("WARNING", logger="crmsync.store"), session_scope(engine) as session:
+        store.upsert_records(session, stream="deals", connection_id=connection_id,
+                             records=bare, settings=Settings(reporting_currency="USD"))
+    warnings = sorted(r.getMessage() for r in caplog.records if "home amount" in r.getMessage())
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("1 deal keeps no home amount (eu1): ")
+    assert "EUR" in warnings[0]
+    assert warnings[1].startswith("5 deals keep no home amount (jp0, jp1, jp2, ...): ")
+    assert "JPY" in warnings[1]
+    with session_scope(engine) as session:
+        homes = session.scalars(select(Deal.amount_home).where(
+            Deal.connection_id == connection_id)).all()
+        assert len(homes) == 6 and set(homes) == {None}
+
+
 class RefusingSource(ListSource):
     """Serves its pages but refuses the optional activities stream, as a CRM does when the
     credentials were granted before crmsync read activities (Zoho OAUTH_SCOPE_MISMATCH,
