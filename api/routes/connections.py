@@ -134,7 +134,7 @@ async def delete_connection(connection_id: Id, request: Request,
     await remove_channels(request.app.state.ctx, connection_id)  # the CRM stops calling
 
     def delete() -> None:
-        session.delete(get_or_404(session, connection_id))  # synced rows: ON DELETE CASCADE
+        session.delete(get_or_404(session, connection_id))  # its rows: docs/architecture.md
         session.commit()
 
     await run_in_threadpool(delete)
