@@ -9,7 +9,8 @@ CPU in a 100,000-deal sync (docs/benchmarks.md). Each of these tables' key becom
 - an AFTER INSERT trigger for each statement (its name the constraint's) that locks the
   connections of the rows it inserted FOR KEY SHARE, as the key's check did, and fails
   with foreign_key_violation (23503) when one is missing: one query a statement, over the
-  statement's new rows (a transition table);
+  statement's new rows (a transition table; 15-25 us more than a key for a statement of
+  one row, 17 us for a statement that inserts none, nothing measurable for 4,000);
 - a BEFORE UPDATE trigger that refuses a row moved to another connection (no code does;
   its WHEN clause costs nothing to the updates that leave connection_id alone);
 - the ON DELETE CASCADE: one AFTER DELETE trigger on connection deletes their rows.
@@ -39,13 +40,11 @@ TABLES = ('crm_user', 'account', 'stage', 'deal', 'activity', 'deal_version',
 
 CHECK = """
 CREATE FUNCTION crmsync_connection_key() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    wanted integer[];
 BEGIN
-    SELECT array_agg(DISTINCT connection_id) INTO wanted FROM new_rows;
-    IF wanted IS NOT NULL AND (
-        SELECT count(*) FROM (SELECT 1 FROM connection WHERE id = ANY (wanted)
-                              FOR KEY SHARE) AS locked) < cardinality(wanted) THEN
+    IF EXISTS (SELECT FROM (SELECT DISTINCT connection_id FROM new_rows) AS wanted
+               LEFT JOIN LATERAL (SELECT id FROM connection WHERE id = wanted.connection_id
+                                  FOR KEY SHARE) AS locked ON true
+               WHERE locked.id IS NULL) THEN
         RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%"',
             TG_TABLE_NAME, TG_NAME
             USING ERRCODE = 'foreign_key_violation',
