@@ -18,7 +18,8 @@ CPU in a 100,000-deal sync (docs/benchmarks.md). Each of these tables' key becom
 Same outcome as the keys, concurrent deletes included: an insert waits for a connection
 being deleted and then fails, a delete waits for the inserts into the connection's tables
 and then deletes their rows too. SQLite keeps its keys (checked in process, cheaply). The
-models still declare the keys (core.db.keys_by_trigger tells the comparison with them).
+models still declare the keys (core.db.compared_with_models leaves them out of the
+comparison with the models).
 
 Revision ID: 0022
 Revises: 0021
