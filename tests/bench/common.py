@@ -1,6 +1,7 @@
 """What the benchmarks share: a fresh, migrated database of their own, a sandbox in a
 process of its own, a job context with a connection, and a timed sync."""
 
+import asyncio
 import atexit
 import os
 import subprocess
@@ -69,15 +70,20 @@ def process_cpu(pid: int) -> float:
 
 class DatabaseCpu:
     """CPU seconds of the PostgreSQL backends of the database at `url` (zero for SQLite),
-    polled every 50 ms from a thread: under a loaded machine, CPU time says more than wall
-    time. A backend that ends between two polls loses its last 50 ms.
+    polled every `every` seconds (50 ms) from a thread: under a loaded machine, CPU time says
+    more than wall time. A backend that ends between two polls loses its last `every`; a
+    benchmark of many long-lived backends polls less often (each poll reads every backend's
+    /proc entry: 70 backends every 50 ms cost fleet_bench's process more CPU than its
+    webhook sender).
 
     The thread runs in the measured process, so its CPU counts as the process's: it polls
     on a plain psycopg connection (autocommit, a prepared statement), about 7 ms of CPU a
     second where the same polls through SQLAlchemy took 16 (docs/benchmarks.md, p2-sync7)."""
 
-    def __init__(self, url: str, cpu: Callable[[int], float] = process_cpu) -> None:
+    def __init__(self, url: str, cpu: Callable[[int], float] = process_cpu,
+                 every: float = 0.05) -> None:
         self.cpu = cpu  # a backend's CPU seconds by pid (process_cpu: clock ticks, 10 ms)
+        self.every = every  # seconds between polls
         self.seen: dict[int, float] = {}
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
@@ -89,7 +95,7 @@ class DatabaseCpu:
         name = url.rsplit("/", 1)[1]
         libpq = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
         with psycopg.connect(libpq, autocommit=True) as connection:
-            while not self.done.wait(0.05):
+            while not self.done.wait(self.every):
                 pids = connection.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = %s "
                     "AND pid <> pg_backend_pid()", (name,), prepare=True).fetchall()
@@ -182,3 +188,36 @@ async def timed_sync(ctx: JobContext, connection_id: int, mode: str) -> tuple[fl
         assert run is not None and run.status == "succeeded", run and run.error
         session.expunge(run)
     return took, run
+
+
+class KeepAlive:
+    """One HTTP/1.1 keep-alive connection on asyncio streams, for the benchmarks' load
+    generators: httpx costs the load generator more CPU per request than the API under test
+    spends on it, on the same two cores. Requests one at a time; answers with a
+    Content-Length (uvicorn's)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, url: str) -> "KeepAlive":
+        target = httpx.URL(url)
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        return cls(reader, writer, target.host)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """POST a JSON `body` to `path`: (status, answer's body)."""
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body)}"
+                          "\r\n\r\n".encode() + body)
+        status = int((await self.reader.readline()).split(b" ", 2)[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()

@@ -39,7 +39,7 @@ import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select, text
 
-from tests.bench.common import DatabaseCpu, fresh_database, process_cpu, start_redis
+from tests.bench.common import DatabaseCpu, KeepAlive, fresh_database, process_cpu, start_redis
 
 TOKEN = "bench-token-" + "x" * 30
 CHANNEL = "1000000099001"
@@ -147,34 +147,24 @@ async def fire(urls: list[str], payloads: list[tuple[int, bytes]], concurrency: 
     connections, spread over the API processes at `urls` in turn, `rate` a second in all
     when given (else as fast as answered); (wall s, latencies).
 
-    A minimal HTTP/1.1 client on asyncio streams: httpx costs the load generator more CPU
+    A minimal HTTP/1.1 client (common.KeepAlive): httpx costs the load generator more CPU
     per request than the API spends, on the same two cores."""
     latencies: list[float] = []
     todo = list(reversed(list(enumerate(payloads))))
 
     async def connection(url: str) -> None:
-        target = httpx.URL(url)
-        reader, writer = await asyncio.open_connection(target.host, target.port)
-        heads = [(f"POST /api/v1/webhooks/zoho/{cid} HTTP/1.1\r\n"
-                  f"Host: {target.host}\r\nContent-Type: application/json\r\n"
-                  "Content-Length: ") for cid in connection_ids]
+        client = await KeepAlive.open(url)
+        paths = [f"/api/v1/webhooks/zoho/{cid}" for cid in connection_ids]
         while todo:
             i, (which, body) = todo.pop()
             if rate and (wait := begun + i / rate - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
             started = time.perf_counter()
-            writer.write(f"{heads[which]}{len(body)}\r\n\r\n".encode() + body)
-            status = (await reader.readline()).split(b" ", 2)[1]
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.lower() == b"content-length":
-                    length = int(value)
-            answer = await reader.readexactly(length)
+            status, answer = await client.post(paths[which], body)
             latencies.append(time.perf_counter() - started)
-            if status != b"200":
-                raise RuntimeError(f"HTTP {status.decode()}: {answer.decode()}")
-        writer.close()
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {answer.decode()}")
+        client.close()
 
     started = begun = time.perf_counter()
     await asyncio.gather(*(connection(urls[i % len(urls)]) for i in range(concurrency)))
