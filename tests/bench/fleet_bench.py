@@ -74,6 +74,7 @@ PROVIDER_CONFIG: dict[str, dict[str, Any]] = {"hubspot": {"burst_limit": 1000},
                                               "pipedrive": {"burst_limit": 1000}}
 TICK = 60.0  # the schedule's tick (workers.schedule.TICK_SECONDS)
 MUTATE_EVERY = 5.0
+CUT = (OSError, EOFError, ValueError, IndexError)  # a request refused, reset or cut short
 DB_POLL = 0.5  # seconds between polls of the backends' CPU (long-lived: pools of 70 or so)
 SENDER_CAP = 500  # webhook requests in flight at most (the sender is open-loop: steady)
 
@@ -284,19 +285,36 @@ class Sender:
         """POST on an idle keep-alive connection, or a new one (at most SENDER_CAP: one a
         request in flight): common.KeepAlive, as httpx cost this process about 1.5 ms of
         CPU a request, the cores the API and the workers are measured on."""
-        client = None
         try:
-            client = self.idle.pop() if self.idle else await common.KeepAlive.open(self.api_url)
-            status, _ = await client.post(path, body)
+            status = await self._send(path, body)
             self.counts["accepted" if status == 200 else "refused"] += 1
-            self.idle.append(client)
-        except (OSError, EOFError, ValueError, IndexError):  # refused, reset, cut short
+        except CUT:
             self.counts["failed"] += 1
-            if client is not None:
-                client.close()
         finally:
             self.answer_s.append(time.monotonic() - due)
             self.slots.release()
+
+    async def _send(self, path: str, body: bytes) -> int:
+        """The answer's status, on the most recently used idle connection (one the API
+        closed meanwhile, after its keep-alive timeout, is dropped for the next), else on
+        a new one."""
+        while self.idle:
+            client = self.idle.pop()
+            try:
+                status, _ = await client.post(path, body)
+            except CUT:
+                client.close()
+                continue
+            self.idle.append(client)
+            return status
+        client = await common.KeepAlive.open(self.api_url)
+        try:
+            status, _ = await client.post(path, body)
+        except CUT:
+            client.close()
+            raise
+        self.idle.append(client)
+        return status
 
     def close(self) -> None:
         while self.idle:
