@@ -298,23 +298,18 @@ class Sender:
         """The answer's status, on the most recently used idle connection (one the API
         closed meanwhile, after its keep-alive timeout, is dropped for the next), else on
         a new one."""
-        while self.idle:
-            client = self.idle.pop()
+        while True:
+            fresh = not self.idle
+            client = self.idle.pop() if self.idle else await common.KeepAlive.open(self.api_url)
             try:
                 status, _ = await client.post(path, body)
             except CUT:
                 client.close()
+                if fresh:
+                    raise
                 continue
             self.idle.append(client)
             return status
-        client = await common.KeepAlive.open(self.api_url)
-        try:
-            status, _ = await client.post(path, body)
-        except CUT:
-            client.close()
-            raise
-        self.idle.append(client)
-        return status
 
     def close(self) -> None:
         while self.idle:
