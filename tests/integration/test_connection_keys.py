@@ -17,20 +17,13 @@ from core.metrics import rollups
 from core.models import Connection, Deal, SQLModel
 from core.records import AccountRecord, ActivityRecord, DealRecord, StageRecord, UserRecord
 from core.types import ActivityType, DealStatus
+from tests.integration.test_first_sync_pages import add_connection_named
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 # every table with a connection_id that refers to connection, by the models
 OWNED_BY_CONNECTION = sorted(
     table.name for table in SQLModel.metadata.sorted_tables
     if any(key.column.table.name == "connection" for key in table.foreign_keys))
-
-
-def add_connection(engine: Engine, name: str) -> int:
-    with session_scope(engine) as session:
-        connection = Connection(provider="zoho", name=name, config={})
-        session.add(connection)
-        session.flush()
-        return int(connection.id or 0)
 
 
 def deals(stage: str) -> list[DealRecord]:
@@ -70,7 +63,7 @@ def rows_of(engine: Engine, connection_id: int) -> dict[str, int]:
 
 
 def test_deleting_a_connection_deletes_its_rows_in_every_table_and_no_other(engine):
-    kept, deleted = add_connection(engine, "kept"), add_connection(engine, "deleted")
+    kept, deleted = add_connection_named(engine, "kept"), add_connection_named(engine, "deleted")
     for connection_id in (kept, deleted):
         sync_some(engine, connection_id)
     before = rows_of(engine, kept)
@@ -114,7 +107,8 @@ def test_every_key_to_a_connection_is_a_constraint_or_its_triggers(pg_engine):
 
 
 def test_a_row_never_moves_to_another_connection(pg_engine):
-    first, second = add_connection(pg_engine, "first"), add_connection(pg_engine, "second")
+    first = add_connection_named(pg_engine, "first")
+    second = add_connection_named(pg_engine, "second")
     sync_some(pg_engine, first)
     with pytest.raises(IntegrityError, match="never moves"), pg_engine.begin() as connection:
         connection.execute(text("UPDATE deal SET connection_id = :s"), {"s": second})
@@ -126,7 +120,7 @@ def test_a_row_never_moves_to_another_connection(pg_engine):
 def test_a_delete_waits_for_rows_being_written_and_deletes_them_too(pg_engine):
     """As with a foreign key: the writer locks its connection (FOR KEY SHARE), the delete
     waits for it to commit, then deletes what it wrote."""
-    connection_id = add_connection(pg_engine, "c")
+    connection_id = add_connection_named(pg_engine, "c")
     writer = pg_engine.connect()
     writer.begin()
     with session_scope(writer) as session:  # the writer's transaction stays open
@@ -152,7 +146,7 @@ def test_a_delete_waits_for_rows_being_written_and_deletes_them_too(pg_engine):
 def test_rows_written_while_their_connection_is_deleted_are_refused(pg_engine):
     """The writer waits for the delete; once it commits, the write fails and leaves
     nothing behind."""
-    connection_id = add_connection(pg_engine, "c")
+    connection_id = add_connection_named(pg_engine, "c")
     deleter = pg_engine.connect()
     deleter.begin()
     deleter.execute(text("DELETE FROM connection WHERE id = :c"), {"c": connection_id})
