@@ -22,6 +22,7 @@ from connectors.hubspot import mapping
 from connectors.hubspot.auth import OAuthTokens, Token
 from connectors.hubspot.wire import (
     APP_URL,
+    ASSOCIATION_BATCH_LIMIT,
     ASSOCIATIONS,
     BASE_URL,
     BATCH_LIMIT,
@@ -318,11 +319,12 @@ class HubSpotClient:
 
     async def associated(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, str]:
         """§2: each record's first associated `to_type` record (the v4 association batch
-        read, 100 ids a call); records without one are missing."""
+        read, up to 1,000 ids a call: a search page's 200 in one); records without one are
+        missing."""
         out: dict[str, str] = {}
         path = ASSOCIATIONS.format(from_type=from_type, to_type=to_type)
-        for start in range(0, len(ids), BATCH_LIMIT):
-            chunk = ids[start:start + BATCH_LIMIT]
+        for start in range(0, len(ids), ASSOCIATION_BATCH_LIMIT):
+            chunk = ids[start:start + ASSOCIATION_BATCH_LIMIT]
             body = await self.call("POST", path, json={"inputs": [{"id": i} for i in chunk]})
             for row in (body or {}).get("results") or []:
                 targets = row.get("to") or []

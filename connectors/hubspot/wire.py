@@ -24,6 +24,7 @@ SEARCH_LIMIT = 200  # §3
 SEARCH_CAP = 10_000  # §3: results one search query can page through; past it: 400
 SEARCH_PER_SECOND = 5  # §3: per account
 BATCH_LIMIT = 100  # §2, §9: inputs per batch call
+ASSOCIATION_BATCH_LIMIT = 1000  # §2: ids per association batch read (since 2025-02-10)
 HISTORY_BATCH_LIMIT = 50  # §11: inputs per batch read asking for property histories
 HISTORY_LIMIT_MESSAGE = ("The maximum number of inputs supported in a batch request for "
                          "property histories is 50")  # §11

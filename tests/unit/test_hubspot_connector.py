@@ -182,6 +182,22 @@ async def test_incremental_search_windows_never_page_past_the_cap() -> None:
 
 
 @respx.mock
+async def test_a_search_page_s_associations_are_read_in_one_call() -> None:
+    """§2: the association batch read takes up to 1,000 ids (since 2025-02-10): a search page
+    of 150 changed deals asks for their companies once, not in batches of 100."""
+    mount_metadata(respx)
+    links = respx.post(f"{API}/crm/v4/associations/deals/companies/batch/read").mock(
+        side_effect=no_associations)
+    rows = [deal(300_000 + i, T0 + 1_000 + i) for i in range(150)]
+    respx.post(f"{API}/crm/v3/objects/deals/search").mock(side_effect=FakeSearch(rows))
+    pages = [p async for p in connector().read("deals", {"since": T0})]
+    records = [r for p in pages for r in p.records]
+    assert len(records) == 150 and {r.account_remote_id for r in records} == {"201"}
+    assert links.call_count == 1
+    assert len(orjson.loads(links.calls[0].request.content)["inputs"]) == 150
+
+
+@respx.mock
 async def test_a_crowded_instant_after_earlier_records_is_read_once() -> None:
     """A mass update after the cursor's last records: the window's first page holds a few
     earlier records, then the instant of over 10,000; those are read, then the instant is

@@ -158,6 +158,17 @@ async def test_activity_objects_need_their_scope_and_link_deals_and_companies(ap
         assert (denied.status_code, denied.json()["category"]) == (403, "MISSING_SCOPES")
 
 
+async def test_an_association_batch_read_takes_at_most_1000_ids(app) -> None:
+    """§2: 1,000 ids a request since 2025-02-10; more are refused and nothing is read."""
+    deals = list(app.state.hubspot.company.deals)
+    path = "/crm/v4/associations/deals/companies/batch/read"
+    async with client(app) as c:
+        ids = [{"id": deals[i % len(deals)]} for i in range(1000)]
+        assert (await c.post(path, headers=AUTH, json={"inputs": ids})).status_code == 200
+        refused = await c.post(path, headers=AUTH, json={"inputs": ids + ids[:1]})
+        assert (refused.status_code, refused.json()["category"]) == (400, "VALIDATION_ERROR")
+
+
 async def test_a_deals_record_page_is_served_for_its_portal_only(app) -> None:
     """§12: /contacts/{portalId}/record/0-3/{dealId}."""
     deal = next(iter(app.state.hubspot.company.deals.values()))

@@ -22,6 +22,7 @@ from connectors.hubspot.sandbox.wire import (
 )
 from connectors.hubspot.wire import (
     ACTIVITY_SCOPE,
+    ASSOCIATION_BATCH_LIMIT,
     BATCH_LIMIT,
     HISTORY_BATCH_LIMIT,
     HISTORY_LIMIT_MESSAGE,
@@ -222,8 +223,9 @@ async def associations(request: Request, state: HubSpotState) -> Response:
                          f"{request.path_params['to_type']}")
     body, _ = await _body(request)
     inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs or len(inputs) > 1000:
-        raise validation("inputs must hold 1 to 1000 objects")
+    if not isinstance(inputs, list) or not inputs or len(inputs) > ASSOCIATION_BATCH_LIMIT:
+        # §2: the changelog of 2025-02-10 gives the limit, not the error's body (a guess)
+        raise validation(f"inputs must hold 1 to {ASSOCIATION_BATCH_LIMIT} objects")
     results = []
     for item in inputs:
         record = state.find(*source, str(item.get("id")) if isinstance(item, dict) else "")
