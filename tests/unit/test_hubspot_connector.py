@@ -198,6 +198,32 @@ async def test_a_search_page_s_associations_are_read_in_one_call() -> None:
 
 
 @respx.mock
+async def test_a_207_naming_records_without_a_company_leaves_them_without_one() -> None:
+    """§2: inputs without an association are named in `errors` with a 207 (a success): the
+    others keep their company, those get none, and the read goes on."""
+    mount_metadata(respx)
+
+    def half(request: httpx.Request) -> httpx.Response:
+        ids = [i["id"] for i in orjson.loads(request.content)["inputs"]]
+        linked, alone = ids[::2], ids[1::2]
+        return httpx.Response(207, json={
+            "status": "COMPLETE", "numErrors": len(alone),
+            "results": [{"from": {"id": i}, "to": [{"toObjectId": 201, "associationTypes": []}]}
+                        for i in linked],
+            "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                        "message": f"No company is associated with deal {i}.",
+                        "context": {"fromObjectId": [i]}} for i in alone]})
+
+    respx.post(f"{API}/crm/v4/associations/deals/companies/batch/read").mock(side_effect=half)
+    rows = [deal(400_000 + i, T0 + 1_000 + i) for i in range(4)]
+    respx.post(f"{API}/crm/v3/objects/deals/search").mock(side_effect=FakeSearch(rows))
+    pages = [p async for p in connector().read("deals", {"since": T0})]
+    found = {r.remote_id: r.account_remote_id for p in pages for r in p.records}
+    assert found == {"400000": "201", "400001": None, "400002": "201", "400003": None}
+
+
+@respx.mock
 async def test_a_crowded_instant_after_earlier_records_is_read_once() -> None:
     """A mass update after the cursor's last records: the window's first page holds a few
     earlier records, then the instant of over 10,000; those are read, then the instant is

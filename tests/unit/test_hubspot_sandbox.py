@@ -169,6 +169,28 @@ async def test_an_association_batch_read_takes_at_most_1000_ids(app) -> None:
         assert (refused.status_code, refused.json()["category"]) == (400, "VALIDATION_ERROR")
 
 
+async def test_an_association_read_names_records_without_one_in_a_207(app) -> None:
+    """§2: a call without a deal is not in `results` but in `errors`
+    (NO_ASSOCIATIONS_FOUND) and the answer is a 207; all linked: a 200."""
+    calls = [a for a in app.state.hubspot.company.activities.values() if a.kind == "call"]
+    linked = [a for a in calls if a.deal_id]
+    alone = [a for a in calls if not a.deal_id]
+    assert linked and alone
+    path = "/crm/v4/associations/calls/deals/batch/read"
+    async with client(app) as c:
+        both = await c.post(path, headers=AUTH, json={"inputs": [
+            {"id": linked[0].id}, {"id": alone[0].id}]})
+        assert both.status_code == 207
+        body = both.json()
+        assert [r["from"]["id"] for r in body["results"]] == [linked[0].id]
+        assert body["numErrors"] == 1 and body["errors"][0]["subCategory"] == \
+            "crm.associations.NO_ASSOCIATIONS_FOUND"
+        assert body["errors"][0]["message"] == \
+            f"No deal is associated with call {alone[0].id}."
+        only = await c.post(path, headers=AUTH, json={"inputs": [{"id": linked[0].id}]})
+        assert only.status_code == 200 and "errors" not in only.json()
+
+
 async def test_a_deals_record_page_is_served_for_its_portal_only(app) -> None:
     """§12: /contacts/{portalId}/record/0-3/{dealId}."""
     deal = next(iter(app.state.hubspot.company.deals.values()))

@@ -43,6 +43,8 @@ ENTITY: dict[str, Entity] = {"deals": "deals", "companies": "accounts"}
 ACTIVITY_KIND: dict[str, ActivityKind] = {"calls": "call", "meetings": "meeting",
                                           "tasks": "task", "notes": "note"}
 Target = tuple[Entity, ActivityKind | None]
+SINGULAR = {"deals": "deal", "companies": "company", "calls": "call", "meetings": "meeting",
+            "tasks": "task", "notes": "note"}  # §2: how association errors name an object
 
 
 def target_of(request: Request, state: HubSpotState) -> Target:
@@ -214,8 +216,10 @@ def iso_ms_now() -> str:
 
 async def associations(request: Request, state: HubSpotState) -> Response:
     """§2: POST /crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read: a deal's
-    company, an activity's deal or company (§13)."""
+    company, an activity's deal or company (§13). An input without one (or unknown) is not
+    in `results` but in `errors` (NO_ASSOCIATIONS_FOUND), and the answer is then a 207."""
     source = target_of(request, state)
+    from_name = OBJECT_TYPES[str(request.path_params["object_type"]).lower()]
     to = OBJECT_TYPES.get(str(request.path_params["to_type"]).lower())
     if to not in ("deals", "companies") or source[0] == "accounts" or \
             (source[0] == "deals" and to == "deals"):
@@ -226,16 +230,31 @@ async def associations(request: Request, state: HubSpotState) -> Response:
     if not isinstance(inputs, list) or not inputs or len(inputs) > ASSOCIATION_BATCH_LIMIT:
         # §2: the changelog of 2025-02-10 gives the limit, not the error's body (a guess)
         raise validation(f"inputs must hold 1 to {ASSOCIATION_BATCH_LIMIT} objects")
-    results = []
+    results, errors = [], []
     for item in inputs:
-        record = state.find(*source, str(item.get("id")) if isinstance(item, dict) else "")
+        object_id = str(item.get("id")) if isinstance(item, dict) else ""
+        record = state.find(*source, object_id)
         linked = state.wire.associated(record, to) if record is not None else None
         type_id = association_type(source, str(to))
         if record is not None and linked:
             results.append({"from": {"id": record.id}, "to": [
                 {"toObjectId": int(linked), "associationTypes": [
                     {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}]})
-    return json_response({"status": "COMPLETE", "results": results})
+        else:  # §2: one error an input (3p: the body real accounts answer, see the notes)
+            errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
+                           "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                           "message": f"No {SINGULAR[str(to)]} is associated with "
+                                      f"{SINGULAR[from_name]} {object_id}.",
+                           "context": {"fromObjectId": [object_id],
+                                       "fromObjectType": [SINGULAR[from_name]],
+                                       "toObjectType": [SINGULAR[str(to)]]}})
+    now = iso_ms_now()
+    answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now,
+                              "completedAt": now}
+    if errors:
+        answer["numErrors"], answer["errors"] = len(errors), errors
+        return json_response(answer, 207)
+    return json_response(answer)
 
 
 # ---- search (§3) ---------------------------------------------------------------------------
