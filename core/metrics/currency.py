@@ -85,6 +85,13 @@ class Converter:
             ctx.prec = PRECISION
             return self._sum(amounts)
 
+    def totals(self, lists: Iterable[Iterable[tuple[str | None, Decimal | None]]],
+               ) -> list[Decimal]:
+        """total() of each of `lists`, in one context (a series by owner totals 3,600)."""
+        with localcontext() as ctx:
+            ctx.prec = PRECISION
+            return [self._sum(amounts) for amounts in lists]
+
     def _sum(self, amounts: Iterable[tuple[str | None, Decimal | None]]) -> Decimal:
         out = Decimal(0)
         known = self.known
