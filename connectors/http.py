@@ -295,8 +295,9 @@ class SharedLimits(Protocol):
         tickets taking the turns it was kept, then is first again)."""
         ...
 
-    async def leave(self, key: str, member: str) -> None:
-        """Give back `member`'s turn of `key` (or its place in the line)."""
+    async def leave(self, key: str, member: str) -> str | None:
+        """Give back `member`'s turn of `key` (or its place in the line), and answer the
+        member first in the line now (the one a freed turn is kept for), if any."""
         ...
 
     def lock(self, key: str) -> AbstractAsyncContextManager[None]:
@@ -379,9 +380,13 @@ class LocalLimits:
         line[member] = (ticket, now + wait + pace)
         return ahead + 1, wait
 
-    async def leave(self, key: str, member: str) -> None:
+    async def leave(self, key: str, member: str) -> str | None:
         self.turns.get(key, {}).pop(member, None)
-        self.lines.get(key, {}).pop(member, None)
+        line = self.lines.get(key, {})
+        line.pop(member, None)
+        now = time.monotonic()
+        waiting = [(ticket, m) for m, (ticket, end) in line.items() if end > now]
+        return min(waiting)[1] if waiting else None
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

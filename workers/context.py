@@ -1,5 +1,6 @@
 """What a job needs, built once per process (API lifespan, worker startup, CLI)."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,10 @@ class JobContext:
     zone_ensured: str | None = None
     """The CRMSYNC_TIMEZONE this process last put the store in (workers.jobs.apply_zone):
     webhook jobs, many a second, check it once per process instead of once per job."""
+    call_in: Callable[[int], Awaitable[None]] | None = None
+    """How a sync waiting for its vendor account's turn (workers.jobs.account_turn) is called
+    in when a turn ends, by its run id: an arq worker's moves its job to the head of the sync
+    queue (workers.queue.ArqRunner.call_in); None: it comes back after its delay."""
     loaded: dict[int, Any] = field(default_factory=dict)
     """Connections' decrypted, validated settings by id (workers.connect.LoadedConnection),
     each with the version of the stored row it came from (workers.connect.load_connection)."""

@@ -150,10 +150,19 @@ async def account_turn(ctx: JobContext, source: object, *, run_id: int,
         yield
     finally:
         renewing.cancel()
-        try:
-            await ctx.limits.leave(key, member)
-        except Exception as exc:  # its lease ends it
-            log.warning("turn of run %s not given back: %s", run_id, exc)
+        await _leave_turn(ctx, key, member)
+
+
+async def _leave_turn(ctx: JobContext, key: str, member: str) -> None:
+    """Give back a turn and call in the sync first in the account's line (ctx.call_in): a
+    sync sent back to the queue would otherwise wait behind every job queued meanwhile."""
+    try:
+        first = await ctx.limits.leave(key, member)
+        if first is not None and ctx.call_in is not None:
+            await ctx.call_in(int(first))
+    except Exception as exc:  # its lease ends the turn; the waiting sync comes back anyway
+        log.warning("turn of run %s not given back, or the next not called in: %s", member,
+                    exc)
 
 
 # -- retries of the sync job (both runners) ------------------------------------------------

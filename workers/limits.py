@@ -98,6 +98,21 @@ redis.call('PEXPIRE', KEYS[3], lease + pace)
 return {ahead + 1, wait}
 """
 
+# KEYS as in _ADMIT; ARGV the member. Its turn and place given back; the member first in
+# the line (lowest ticket) whose place has not ended, or false: SharedLimits.leave.
+_LEAVE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local ends = redis.call('ZSCORE', KEYS[3], member)
+  if ends and tonumber(ends) > now then return member end
+end
+return false
+"""
+
 # Delete KEYS[1] only if it still holds ARGV[1] (a lock's owner, a token's ciphertext).
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -171,13 +186,9 @@ class RedisLimits:
                                           max(1, int(pace * 1000)))
         return int(place), int(wait_ms) / 1000
 
-    async def leave(self, key: str, member: str) -> None:
-        turns, line, places = self._turn_keys(key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(turns, member)
-            pipe.zrem(line, member)
-            pipe.zrem(places, member)
-            await pipe.execute()
+    async def leave(self, key: str, member: str) -> str | None:
+        first = await self._eval(_LEAVE, self._turn_keys(key), member)
+        return first.decode() if isinstance(first, bytes) else first
 
     @staticmethod
     def _turn_keys(key: str) -> tuple[str, str, str]:

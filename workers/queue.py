@@ -20,6 +20,7 @@ from arq.jobs import Job, JobStatus
 
 from core import store
 from core.db import session_scope
+from core.models import SyncRun
 from core.types import RunStatus, SyncMode
 from workers.context import JobContext
 
@@ -42,6 +43,21 @@ class ArqRunner:
     @classmethod
     async def connect(cls, ctx: JobContext, redis_url: str) -> "ArqRunner":
         return cls(ctx, await create_pool(RedisSettings.from_dsn(redis_url)))
+
+    async def call_in(self, run_id: int) -> None:
+        """Run the queued sync of run `run_id` next: a turn of its vendor account has just
+        ended (workers.jobs.account_turn) and it is first in the account's line. Sent back
+        with arq's Retry, its job's score (the time arq runs it at, in ms) is now + its
+        delay, behind every job queued before that; the run id, far in the past, puts it
+        before them, the waiting syncs among themselves in the line's order (run ids are
+        its tickets). Nothing when the job is not in the queue (running, or not back yet:
+        then it comes at its delay)."""
+        with session_scope(self.ctx.engine) as session:
+            run = session.get(SyncRun, run_id)
+            connection_id = None if run is None else run.connection_id
+        if connection_id is not None:
+            await self.redis.zadd(SYNC_QUEUE, {f"sync:{connection_id}": run_id}, xx=True,
+                                  lt=True)
 
     async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         # One decision at a time per connection across API replicas and schedulers, so

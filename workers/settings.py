@@ -51,6 +51,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["job"] = build_context(get_settings(), migrate_sqlite=False)
     collector.tune(collector.WORKER_YOUNG)  # once it has loaded
     ctx["heartbeat"] = heartbeat.start(ctx["redis"])
+    ctx["job"].call_in = ArqRunner(ctx["job"], ctx["redis"]).call_in
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -221,6 +222,7 @@ def worker_lanes(job: JobContext, redis_settings: RedisSettings,
 
     async def start_beating(ctx: dict[str, Any]) -> None:
         ctx["job"], ctx["heartbeat"] = job, heartbeat.start(ctx["redis"])
+        job.call_in = ArqRunner(job, ctx["redis"]).call_in  # the syncs run here
 
     async def stop_beating(ctx: dict[str, Any]) -> None:
         ctx["heartbeat"].cancel()

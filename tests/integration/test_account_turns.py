@@ -42,7 +42,8 @@ from tests.integration.zoho_helpers import make_context, sync
 from workers.connect import open_connector
 from workers.context import JobContext
 from workers.limits import RedisLimits
-from workers.queue import ArqRunner
+from workers.jobs import AccountBusy, account_turn
+from workers.queue import SYNC_QUEUE, ArqRunner
 from workers.settings import worker_lanes
 
 SHARING = 5  # HubSpot connections of one account
@@ -85,16 +86,18 @@ async def test_turns_go_to_the_earliest_tickets_and_never_exceed_the_limit(kind,
         assert await place(b, 12) == 1  # queued earlier: before 13
         assert await place(a, 13) == 2
         assert await place(a, 10) == 0  # a holder renews its turn
-        await b.leave("account:x", "10")
+        assert await b.leave("account:x", "10") == "12"  # the first in line: call it in
         assert await place(a, 13) == 2  # 12 waits before it
         assert await place(b, 12) == 0
         assert await place(a, 13) == 1
         assert await a.admit("account:y", 2, "13", 13, 60, 1.0) == (0, 0.0)  # another account
-        await a.leave("account:x", "11")
+        assert await a.leave("account:x", "11") == "13"
         assert await place(b, 13) == 0
+        assert await b.leave("account:y", "13") is None  # nobody waits
         for member in range(20, 30):  # far back: asked to come back later, at most lease / 2
             await place(a, member, lease=8)
         assert await a.admit("account:x", 2, "30", 30, 8, 1.0) == (11, 4.0)
+        assert await b.leave("account:x", "12") == "20"
 
 
 @pytest.mark.parametrize("kind", ["redis", "local"])
@@ -106,6 +109,11 @@ async def test_a_killed_holders_turn_and_a_late_waiters_place_end(kind, redis_ur
         await asyncio.sleep(0.6)  # the turn's lease and the place's wait + pace are over
         assert await place(alive, 3, limit=1) == 0
         assert await place(dead, 2, limit=1) == 1  # back late: first in line again
+        assert await place(dead, 4, limit=1, pace=0.1) == 2
+        await asyncio.sleep(0.3)  # 4's place ended (2's is kept a second longer)
+        assert await alive.leave("account:x", "3") == "2"
+        await asyncio.sleep(1.1)  # and now 2's
+        assert await alive.leave("account:x", "2") is None  # no place left to call in
 
 
 # -- the workers ---------------------------------------------------------------------------
@@ -258,4 +266,50 @@ async def test_crmsync_sync_waits_for_its_accounts_turn(pg_engine, pg_url, redis
                                   .order_by(SyncRun.id.desc())).first()  # type: ignore[union-attr]
             assert run is not None
             assert (run.mode, run.status, run.error) == ("incremental", "succeeded", None)
+        await ctx.limits.aclose()
+
+
+class Account:
+    """A connector's shared vendor account (connectors.base.SharedAccount) and nothing else:
+    account_turn reads only these two."""
+
+    account_key = "shared"
+
+    def account_turns(self, incremental: bool) -> int:
+        return 1
+
+
+async def test_a_turn_given_back_calls_the_first_waiting_sync_to_the_head_of_the_queue(
+        pg_engine, pg_url, redis_url):
+    """A sync sent back to the queue (arq's Retry: its score now + its delay) would wait
+    behind every job queued before its delay ended; when the turn it waits for ends, the
+    worker moves its job to the head of the sync queue (ArqRunner.call_in)."""
+    ctx = make_context(pg_engine, pg_url)
+    ctx.limits = RedisLimits(redis_url, ctx.secrets)
+    runner = await ArqRunner.connect(ctx, redis_url)
+    ctx.call_in = runner.call_in
+    try:
+        cids = [add_zoho(ctx, "http://127.0.0.1:9", f"zoho {i}") for i in range(3)]
+        holder, waiter, other = [await runner.enqueue_sync(cid, SyncMode.INCREMENTAL)
+                                 for cid in cids]
+        queue = runner.redis
+        assert await queue.zrem(SYNC_QUEUE, f"sync:{cids[0]}") == 1  # the holder's job runs
+        later = int(time.time() * 1000) + 60_000  # sent back: now + its delay
+        await queue.zadd(SYNC_QUEUE, {f"sync:{cids[1]}": later})
+        before = await queue.zscore(SYNC_QUEUE, f"sync:{cids[2]}")
+        async with account_turn(ctx, Account(), run_id=holder, incremental=True):
+            with pytest.raises(AccountBusy):
+                async with account_turn(ctx, Account(), run_id=waiter, incremental=True):
+                    pass
+            assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[1]}") == later
+        # the turn ended: the waiting sync is first in the queue, before the one queued
+        assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[1]}") == waiter
+        assert await queue.zrange(SYNC_QUEUE, 0, 0) == [f"sync:{cids[1]}".encode()]
+        assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[2]}") == before  # unmoved
+        # a sync not in the queue (running, or not back yet) is not put there
+        await runner.call_in(holder)
+        assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[0]}") is None
+        assert other > waiter
+    finally:
+        await runner.close()
         await ctx.limits.aclose()
