@@ -256,6 +256,11 @@ class Memo:
         self._values[key] = (time.monotonic() + ttl, value)
 
 
+WAITING_ANSWERED = 10
+"""At most this many members waiting for a turn does SharedLimits.leave answer (a caller
+calls in the first it finds still waiting)."""
+
+
 class SharedLimits(Protocol):
     """The vendor state shared by every ApiClient of a connection: budgets and tokens in
     this process (LocalLimits) or, with Redis, across processes (workers.limits.RedisLimits),
@@ -295,9 +300,11 @@ class SharedLimits(Protocol):
         tickets taking the turns it was kept, then is first again)."""
         ...
 
-    async def leave(self, key: str, member: str) -> str | None:
+    async def leave(self, key: str, member: str) -> list[str]:
         """Give back `member`'s turn of `key` (or its place in the line), and answer the
-        member first in the line now (the one a freed turn is kept for), if any."""
+        members that were told to come back later and have not had a turn since (even
+        those whose place ended: they came back late), lowest tickets first, at most
+        WAITING_ANSWERED: the ones to call in now a turn is free."""
         ...
 
     def lock(self, key: str) -> AbstractAsyncContextManager[None]:
@@ -332,6 +339,7 @@ class LocalLimits:
         self.recent: dict[str, deque[float]] = {}  # key -> monotonic times of recent calls
         self.turns: dict[str, dict[str, float]] = {}  # key -> member -> lease end
         self.lines: dict[str, dict[str, tuple[int, float]]] = {}  # member -> (ticket, end)
+        self.waiting: dict[str, dict[str, int]] = {}  # key -> member sent back -> ticket
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Any]] = (
             weakref.WeakKeyDictionary())
 
@@ -372,21 +380,23 @@ class LocalLimits:
         for gone in [m for m, (_, end) in line.items() if end <= now]:
             del line[gone]
         ahead = sum(1 for waiting, _ in line.values() if waiting < ticket)
+        waiting = self.waiting.setdefault(key, {})
         if member in turns or limit - len(turns) > ahead:
             turns[member] = now + lease
             line.pop(member, None)
+            waiting.pop(member, None)
             return 0, 0.0
         wait = min(lease / 2, pace * -(-(ahead + 1) // limit))
         line[member] = (ticket, now + wait + pace)
+        waiting[member] = ticket
         return ahead + 1, wait
 
-    async def leave(self, key: str, member: str) -> str | None:
+    async def leave(self, key: str, member: str) -> list[str]:
         self.turns.get(key, {}).pop(member, None)
-        line = self.lines.get(key, {})
-        line.pop(member, None)
-        now = time.monotonic()
-        waiting = [(ticket, m) for m, (ticket, end) in line.items() if end > now]
-        return min(waiting)[1] if waiting else None
+        self.lines.get(key, {}).pop(member, None)
+        waiting = self.waiting.get(key, {})
+        waiting.pop(member, None)
+        return sorted(waiting, key=waiting.__getitem__)[:WAITING_ANSWERED]
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

@@ -38,10 +38,11 @@ class JobContext:
     zone_ensured: str | None = None
     """The CRMSYNC_TIMEZONE this process last put the store in (workers.jobs.apply_zone):
     webhook jobs, many a second, check it once per process instead of once per job."""
-    call_in: Callable[[int], Awaitable[None]] | None = None
+    call_in: Callable[[list[int]], Awaitable[None]] | None = None
     """How a sync waiting for its vendor account's turn (workers.jobs.account_turn) is called
-    in when a turn ends, by its run id: an arq worker's moves its job to the head of the sync
-    queue (workers.queue.ArqRunner.call_in); None: it comes back after its delay."""
+    in when a turn ends, given the waiting runs' ids in line order: an arq worker's moves
+    the first of their jobs still in the queue to its head (workers.queue.ArqRunner.call_in);
+    None: they come back after their delays."""
     loaded: dict[int, Any] = field(default_factory=dict)
     """Connections' decrypted, validated settings by id (workers.connect.LoadedConnection),
     each with the version of the stored row it came from (workers.connect.load_connection)."""

@@ -154,15 +154,14 @@ async def account_turn(ctx: JobContext, source: object, *, run_id: int,
 
 
 async def _leave_turn(ctx: JobContext, key: str, member: str) -> None:
-    """Give back a turn and call in the sync first in the account's line (ctx.call_in): a
-    sync sent back to the queue would otherwise wait behind every job queued meanwhile."""
+    """Give back a turn and call in a sync waiting for one (ctx.call_in): sent back to the
+    queue, it would otherwise wait behind every job queued meanwhile."""
     try:
-        first = await ctx.limits.leave(key, member)
-        if first is not None and ctx.call_in is not None:
-            await ctx.call_in(int(first))
-    except Exception as exc:  # its lease ends the turn; the waiting sync comes back anyway
-        log.warning("turn of run %s not given back, or the next not called in: %s", member,
-                    exc)
+        waiting = await ctx.limits.leave(key, member)
+        if waiting and ctx.call_in is not None:
+            await ctx.call_in([int(m) for m in waiting])
+    except Exception as exc:  # its lease ends the turn; the waiting syncs come back anyway
+        log.warning("turn of run %s not given back, or no sync called in: %s", member, exc)
 
 
 # -- retries of the sync job (both runners) ------------------------------------------------

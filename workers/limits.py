@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from connectors.http import Memo
+from connectors.http import WAITING_ANSWERED, Memo
 from core.security import SecretBox
 
 PREFIX = "crmsync:limits:"
@@ -70,7 +70,9 @@ return 0
 """
 
 # KEYS[1] turns (member -> lease end, ms), KEYS[2] the line (member -> ticket), KEYS[3] the
-# line's places (member -> end, ms); ARGV limit, lease ms, member, ticket, pace ms.
+# line's places (member -> end, ms), KEYS[4] the members sent back to wait (member ->
+# ticket; unlike a place, kept until the member has a turn or leaves, or the account is
+# idle for the lease); ARGV limit, lease ms, member, ticket, pace ms.
 # {0, 0} if the member has a turn (taken or renewed), else {its place in the line (1: next),
 # ms after which to ask again}: SharedLimits.admit.
 _ADMIT = """
@@ -88,29 +90,24 @@ if redis.call('ZSCORE', KEYS[1], ARGV[3]) or limit - redis.call('ZCARD', KEYS[1]
   redis.call('PEXPIRE', KEYS[1], lease)
   redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('ZREM', KEYS[4], ARGV[3])
   return {0, 0}
 end
 local wait = math.min(math.floor(lease / 2), pace * math.ceil((ahead + 1) / limit))
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('ZADD', KEYS[3], now + wait + pace, ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], lease + pace)
 redis.call('PEXPIRE', KEYS[3], lease + pace)
+redis.call('PEXPIRE', KEYS[4], lease + pace)
 return {ahead + 1, wait}
 """
 
-# KEYS as in _ADMIT; ARGV the member. Its turn and place given back; the member first in
-# the line (lowest ticket) whose place has not ended, or false: SharedLimits.leave.
+# KEYS as in _ADMIT; ARGV the member, how many to answer. Its turn and place given back;
+# the members sent back to wait, lowest tickets first: SharedLimits.leave.
 _LEAVE = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  local ends = redis.call('ZSCORE', KEYS[3], member)
-  if ends and tonumber(ends) > now then return member end
-end
-return false
+for i = 1, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return redis.call('ZRANGE', KEYS[4], 0, tonumber(ARGV[2]) - 1)
 """
 
 # Delete KEYS[1] only if it still holds ARGV[1] (a lock's owner, a token's ciphertext).
@@ -186,14 +183,14 @@ class RedisLimits:
                                           max(1, int(pace * 1000)))
         return int(place), int(wait_ms) / 1000
 
-    async def leave(self, key: str, member: str) -> str | None:
-        first = await self._eval(_LEAVE, self._turn_keys(key), member)
-        return first.decode() if isinstance(first, bytes) else first
+    async def leave(self, key: str, member: str) -> list[str]:
+        waiting = await self._eval(_LEAVE, self._turn_keys(key), member, WAITING_ANSWERED)
+        return [m.decode() if isinstance(m, bytes) else m for m in waiting]
 
     @staticmethod
-    def _turn_keys(key: str) -> tuple[str, str, str]:
+    def _turn_keys(key: str) -> tuple[str, str, str, str]:
         name = PREFIX + "turns:" + key
-        return name, name + ":line", name + ":places"
+        return name, name + ":line", name + ":places", name + ":waiting"
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

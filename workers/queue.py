@@ -17,6 +17,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import default_queue_name
 from arq.jobs import Job, JobStatus
+from sqlalchemy import select
 
 from core import store
 from core.db import session_scope
@@ -44,20 +45,23 @@ class ArqRunner:
     async def connect(cls, ctx: JobContext, redis_url: str) -> "ArqRunner":
         return cls(ctx, await create_pool(RedisSettings.from_dsn(redis_url)))
 
-    async def call_in(self, run_id: int) -> None:
-        """Run the queued sync of run `run_id` next: a turn of its vendor account has just
-        ended (workers.jobs.account_turn) and it is first in the account's line. Sent back
-        with arq's Retry, its job's score (the time arq runs it at, in ms) is now + its
-        delay, behind every job queued before that; the run id, far in the past, puts it
-        before them, the waiting syncs among themselves in the line's order (run ids are
-        its tickets). Nothing when the job is not in the queue (running, or not back yet:
-        then it comes at its delay)."""
+    async def call_in(self, run_ids: list[int]) -> None:
+        """Run next the first of these syncs (their runs' ids, in their account's line
+        order) whose job is in the queue: a turn of their vendor account has just ended
+        (workers.jobs.account_turn). Sent back with arq's Retry, a job's score (the time
+        arq runs it at, in ms) is now + its delay, behind every job queued before that; its
+        run id, far in the past, puts it before them, and the syncs called in among
+        themselves in the line's order (run ids are its tickets). A job not in the queue
+        (running, or not back yet: then it comes at its delay) is passed over."""
         with session_scope(self.ctx.engine) as session:
-            run = session.get(SyncRun, run_id)
-            connection_id = None if run is None else run.connection_id
-        if connection_id is not None:
-            await self.redis.zadd(SYNC_QUEUE, {f"sync:{connection_id}": run_id}, xx=True,
-                                  lt=True)
+            connections: dict[int, int] = dict(session.execute(
+                select(SyncRun.id, SyncRun.connection_id)  # type: ignore[call-overload]
+                .where(SyncRun.id.in_(run_ids))).all())  # type: ignore[union-attr]
+        for run_id in run_ids:
+            if run_id in connections and await self.redis.zadd(
+                    SYNC_QUEUE, {f"sync:{connections[run_id]}": run_id}, xx=True, lt=True,
+                    ch=True):
+                return
 
     async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:
         # One decision at a time per connection across API replicas and schedulers, so

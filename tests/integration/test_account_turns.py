@@ -41,8 +41,8 @@ from tests.integration.zoho_helpers import add_connection as add_zoho
 from tests.integration.zoho_helpers import make_context, sync
 from workers.connect import open_connector
 from workers.context import JobContext
-from workers.limits import RedisLimits
 from workers.jobs import AccountBusy, account_turn
+from workers.limits import RedisLimits
 from workers.queue import SYNC_QUEUE, ArqRunner
 from workers.settings import worker_lanes
 
@@ -86,18 +86,18 @@ async def test_turns_go_to_the_earliest_tickets_and_never_exceed_the_limit(kind,
         assert await place(b, 12) == 1  # queued earlier: before 13
         assert await place(a, 13) == 2
         assert await place(a, 10) == 0  # a holder renews its turn
-        assert await b.leave("account:x", "10") == "12"  # the first in line: call it in
+        assert await b.leave("account:x", "10") == ["12", "13"]  # sent back: to call in
         assert await place(a, 13) == 2  # 12 waits before it
         assert await place(b, 12) == 0
         assert await place(a, 13) == 1
         assert await a.admit("account:y", 2, "13", 13, 60, 1.0) == (0, 0.0)  # another account
-        assert await a.leave("account:x", "11") == "13"
+        assert await a.leave("account:x", "11") == ["13"]
         assert await place(b, 13) == 0
-        assert await b.leave("account:y", "13") is None  # nobody waits
+        assert await b.leave("account:y", "13") == []  # nobody waits
         for member in range(20, 30):  # far back: asked to come back later, at most lease / 2
             await place(a, member, lease=8)
         assert await a.admit("account:x", 2, "30", 30, 8, 1.0) == (11, 4.0)
-        assert await b.leave("account:x", "12") == "20"
+        assert await b.leave("account:x", "12") == [str(m) for m in range(20, 30)]  # the first 10
 
 
 @pytest.mark.parametrize("kind", ["redis", "local"])
@@ -109,11 +109,11 @@ async def test_a_killed_holders_turn_and_a_late_waiters_place_end(kind, redis_ur
         await asyncio.sleep(0.6)  # the turn's lease and the place's wait + pace are over
         assert await place(alive, 3, limit=1) == 0
         assert await place(dead, 2, limit=1) == 1  # back late: first in line again
-        assert await place(dead, 4, limit=1, pace=0.1) == 2
-        await asyncio.sleep(0.3)  # 4's place ended (2's is kept a second longer)
-        assert await alive.leave("account:x", "3") == "2"
-        await asyncio.sleep(1.1)  # and now 2's
-        assert await alive.leave("account:x", "2") is None  # no place left to call in
+        assert await place(alive, 4, limit=1, pace=0.1) == 2
+        await asyncio.sleep(0.5)  # 4's place ends: it came back late, it still waits
+        assert await alive.leave("account:x", "3") == ["2", "4"]
+        assert await place(dead, 2, limit=1) == 0  # 2 is called in first
+        assert await dead.leave("account:x", "2") == ["4"]
 
 
 # -- the workers ---------------------------------------------------------------------------
@@ -289,26 +289,30 @@ async def test_a_turn_given_back_calls_the_first_waiting_sync_to_the_head_of_the
     runner = await ArqRunner.connect(ctx, redis_url)
     ctx.call_in = runner.call_in
     try:
-        cids = [add_zoho(ctx, "http://127.0.0.1:9", f"zoho {i}") for i in range(3)]
-        holder, waiter, other = [await runner.enqueue_sync(cid, SyncMode.INCREMENTAL)
-                                 for cid in cids]
+        cids = [add_zoho(ctx, "http://127.0.0.1:9", f"zoho {i}") for i in range(4)]
+        holder, gone, waiter, other = [await runner.enqueue_sync(cid, SyncMode.INCREMENTAL)
+                                       for cid in cids]
+        jobs = [f"sync:{cid}" for cid in cids]
         queue = runner.redis
-        assert await queue.zrem(SYNC_QUEUE, f"sync:{cids[0]}") == 1  # the holder's job runs
+        for job in jobs[:2]:  # the holder's job runs; gone's runs too (or is not back yet)
+            assert await queue.zrem(SYNC_QUEUE, job) == 1
         later = int(time.time() * 1000) + 60_000  # sent back: now + its delay
-        await queue.zadd(SYNC_QUEUE, {f"sync:{cids[1]}": later})
-        before = await queue.zscore(SYNC_QUEUE, f"sync:{cids[2]}")
+        await queue.zadd(SYNC_QUEUE, {jobs[2]: later})
+        before = await queue.zscore(SYNC_QUEUE, jobs[3])
         async with account_turn(ctx, Account(), run_id=holder, incremental=True):
-            with pytest.raises(AccountBusy):
-                async with account_turn(ctx, Account(), run_id=waiter, incremental=True):
-                    pass
-            assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[1]}") == later
-        # the turn ended: the waiting sync is first in the queue, before the one queued
-        assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[1]}") == waiter
-        assert await queue.zrange(SYNC_QUEUE, 0, 0) == [f"sync:{cids[1]}".encode()]
-        assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[2]}") == before  # unmoved
-        # a sync not in the queue (running, or not back yet) is not put there
-        await runner.call_in(holder)
-        assert await queue.zscore(SYNC_QUEUE, f"sync:{cids[0]}") is None
+            for run_id in (gone, waiter):
+                with pytest.raises(AccountBusy):
+                    async with account_turn(ctx, Account(), run_id=run_id, incremental=True):
+                        pass
+            assert await queue.zscore(SYNC_QUEUE, jobs[2]) == later
+        # the turn ended: of the syncs waiting for it, the first in the queue is at its
+        # head, before the one queued normally; one not in the queue is not put there
+        assert await queue.zscore(SYNC_QUEUE, jobs[2]) == waiter
+        assert await queue.zrange(SYNC_QUEUE, 0, -1) == [jobs[2].encode(), jobs[3].encode()]
+        assert await queue.zscore(SYNC_QUEUE, jobs[3]) == before  # unmoved
+        await runner.call_in([gone, waiter])  # called in already: another turn calls in none
+        assert await queue.zrange(SYNC_QUEUE, 0, -1, withscores=True) == [
+            (jobs[2].encode(), waiter), (jobs[3].encode(), before)]
         assert other > waiter
     finally:
         await runner.close()
