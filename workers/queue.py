@@ -15,7 +15,7 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import default_queue_name
+from arq.constants import default_queue_name, in_progress_key_prefix
 from arq.jobs import Job, JobStatus
 from sqlalchemy import select
 
@@ -47,20 +47,24 @@ class ArqRunner:
 
     async def call_in(self, run_ids: list[int]) -> None:
         """Run next the first of these syncs (their runs' ids, in their account's line
-        order) whose job is in the queue: a turn of their vendor account has just ended
+        order) whose job waits in the queue: a turn of their vendor account has just ended
         (workers.jobs.account_turn). Sent back with arq's Retry, a job's score (the time
         arq runs it at, in ms) is now + its delay, behind every job queued before that; its
-        run id, far in the past, puts it before them, and the syncs called in among
-        themselves in the line's order (run ids are its tickets). A job not in the queue
-        (running, or not back yet: then it comes at its delay) is passed over."""
+        run id, far in the past (and never 0, which arq reads as no score), puts it before
+        them, and the syncs called in among themselves in the line's order (run ids are its
+        tickets). A job not in the queue (not back yet: it comes at its delay) or running
+        (arq keeps a running job in the queue, its in-progress key set) is passed over."""
         with session_scope(self.ctx.engine) as session:
             connections: dict[int, int] = dict(session.execute(
                 select(SyncRun.id, SyncRun.connection_id)  # type: ignore[call-overload]
                 .where(SyncRun.id.in_(run_ids))).all())  # type: ignore[union-attr]
         for run_id in run_ids:
-            if run_id in connections and await self.redis.zadd(
-                    SYNC_QUEUE, {f"sync:{connections[run_id]}": run_id}, xx=True, lt=True,
-                    ch=True):
+            if run_id not in connections:
+                continue
+            job_id = f"sync:{connections[run_id]}"
+            if await self.redis.exists(in_progress_key_prefix + job_id):
+                continue
+            if await self.redis.zadd(SYNC_QUEUE, {job_id: run_id}, xx=True, lt=True, ch=True):
                 return
 
     async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.jobs import Job
 from cryptography.fernet import Fernet
 from sqlalchemy import select
@@ -294,8 +295,10 @@ async def test_a_turn_given_back_calls_the_first_waiting_sync_to_the_head_of_the
                                        for cid in cids]
         jobs = [f"sync:{cid}" for cid in cids]
         queue = runner.redis
-        for job in jobs[:2]:  # the holder's job runs; gone's runs too (or is not back yet)
-            assert await queue.zrem(SYNC_QUEUE, job) == 1
+        # the holder's job runs: arq keeps it in the queue with its in-progress key
+        await queue.set(in_progress_key_prefix + jobs[0], b"1")
+        assert await queue.zrem(SYNC_QUEUE, jobs[1]) == 1  # gone's is not back yet
+        running = await queue.zscore(SYNC_QUEUE, jobs[0])
         later = int(time.time() * 1000) + 60_000  # sent back: now + its delay
         await queue.zadd(SYNC_QUEUE, {jobs[2]: later})
         before = await queue.zscore(SYNC_QUEUE, jobs[3])
@@ -308,11 +311,12 @@ async def test_a_turn_given_back_calls_the_first_waiting_sync_to_the_head_of_the
         # the turn ended: of the syncs waiting for it, the first in the queue is at its
         # head, before the one queued normally; one not in the queue is not put there
         assert await queue.zscore(SYNC_QUEUE, jobs[2]) == waiter
-        assert await queue.zrange(SYNC_QUEUE, 0, -1) == [jobs[2].encode(), jobs[3].encode()]
+        assert await queue.zrange(SYNC_QUEUE, 0, 0) == [jobs[2].encode()]
         assert await queue.zscore(SYNC_QUEUE, jobs[3]) == before  # unmoved
-        await runner.call_in([gone, waiter])  # called in already: another turn calls in none
+        # called in already, and the running one not moved: another turn calls in none
+        await runner.call_in([holder, gone, waiter])
         assert await queue.zrange(SYNC_QUEUE, 0, -1, withscores=True) == [
-            (jobs[2].encode(), waiter), (jobs[3].encode(), before)]
+            (jobs[2].encode(), waiter), (jobs[0].encode(), running), (jobs[3].encode(), before)]
         assert other > waiter
     finally:
         await runner.close()
