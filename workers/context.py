@@ -40,9 +40,9 @@ class JobContext:
     webhook jobs, many a second, check it once per process instead of once per job."""
     call_in: Callable[[list[int]], Awaitable[None]] | None = None
     """How a sync waiting for its vendor account's turn (workers.jobs.account_turn) is called
-    in when a turn ends, given the waiting runs' ids in line order: an arq worker's moves
-    the first of their jobs still in the queue to its head (workers.queue.ArqRunner.call_in);
-    None: they come back after their delays."""
+    in when a turn ends, given the waiting runs' ids in line order: an arq worker's puts
+    the first of their jobs waiting in the queue back at its place, the time it was queued
+    (workers.queue.ArqRunner.call_in); None: they come back after their delays."""
     loaded: dict[int, Any] = field(default_factory=dict)
     """Connections' decrypted, validated settings by id (workers.connect.LoadedConnection),
     each with the version of the stored row it came from (workers.connect.load_connection)."""

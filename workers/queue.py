@@ -15,8 +15,8 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import default_queue_name, in_progress_key_prefix
-from arq.jobs import Job, JobStatus
+from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix
+from arq.jobs import Job, JobStatus, deserialize_job
 from sqlalchemy import select
 
 from core import store
@@ -46,14 +46,14 @@ class ArqRunner:
         return cls(ctx, await create_pool(RedisSettings.from_dsn(redis_url)))
 
     async def call_in(self, run_ids: list[int]) -> None:
-        """Run next the first of these syncs (their runs' ids, in their account's line
-        order) whose job waits in the queue: a turn of their vendor account has just ended
-        (workers.jobs.account_turn). Sent back with arq's Retry, a job's score (the time
-        arq runs it at, in ms) is now + its delay, behind every job queued before that; its
-        run id, far in the past (and never 0, which arq reads as no score), puts it before
-        them, and the syncs called in among themselves in the line's order (run ids are its
-        tickets). A job not in the queue (not back yet: it comes at its delay) or running
-        (arq keeps a running job in the queue, its in-progress key set) is passed over."""
+        """Put back at its place in the queue the first of these syncs (their runs' ids, in
+        their account's line order) whose job waits there: a turn of their vendor account
+        has just ended (workers.jobs.account_turn). Sent back with arq's Retry, a job's
+        score (the time arq runs it at, in ms) is now + its delay, behind every job queued
+        before that; its score again the time it was queued, it runs before the jobs queued
+        after it, as when it was first taken. A job not in the queue (not back yet: it
+        comes at its delay), running (arq keeps a running job in the queue, its in-progress
+        key set) or already at its place is passed over."""
         with session_scope(self.ctx.engine) as session:
             connections: dict[int, int] = dict(session.execute(
                 select(SyncRun.id, SyncRun.connection_id)  # type: ignore[call-overload]
@@ -64,7 +64,11 @@ class ArqRunner:
             job_id = f"sync:{connections[run_id]}"
             if await self.redis.exists(in_progress_key_prefix + job_id):
                 continue
-            if await self.redis.zadd(SYNC_QUEUE, {job_id: run_id}, xx=True, lt=True, ch=True):
+            raw = await self.redis.get(job_key_prefix + job_id)
+            if raw is None:
+                continue
+            queued = int(deserialize_job(raw).enqueue_time.timestamp() * 1000)
+            if await self.redis.zadd(SYNC_QUEUE, {job_id: queued}, xx=True, lt=True, ch=True):
                 return
 
     async def enqueue_sync(self, connection_id: int, mode: SyncMode) -> int:

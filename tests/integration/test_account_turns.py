@@ -280,11 +280,11 @@ class Account:
         return 1
 
 
-async def test_a_turn_given_back_calls_the_first_waiting_sync_to_the_head_of_the_queue(
+async def test_a_turn_given_back_puts_the_first_waiting_sync_back_at_its_place_in_the_queue(
         pg_engine, pg_url, redis_url):
     """A sync sent back to the queue (arq's Retry: its score now + its delay) would wait
     behind every job queued before its delay ended; when the turn it waits for ends, the
-    worker moves its job to the head of the sync queue (ArqRunner.call_in)."""
+    worker puts its job back at its place, the time it was queued (ArqRunner.call_in)."""
     ctx = make_context(pg_engine, pg_url)
     ctx.limits = RedisLimits(redis_url, ctx.secrets)
     runner = await ArqRunner.connect(ctx, redis_url)
@@ -299,6 +299,7 @@ async def test_a_turn_given_back_calls_the_first_waiting_sync_to_the_head_of_the
         await queue.set(in_progress_key_prefix + jobs[0], b"1")
         assert await queue.zrem(SYNC_QUEUE, jobs[1]) == 1  # gone's is not back yet
         running = await queue.zscore(SYNC_QUEUE, jobs[0])
+        queued = await queue.zscore(SYNC_QUEUE, jobs[2])
         later = int(time.time() * 1000) + 60_000  # sent back: now + its delay
         await queue.zadd(SYNC_QUEUE, {jobs[2]: later})
         before = await queue.zscore(SYNC_QUEUE, jobs[3])
@@ -308,15 +309,13 @@ async def test_a_turn_given_back_calls_the_first_waiting_sync_to_the_head_of_the
                     async with account_turn(ctx, Account(), run_id=run_id, incremental=True):
                         pass
             assert await queue.zscore(SYNC_QUEUE, jobs[2]) == later
-        # the turn ended: of the syncs waiting for it, the first in the queue is at its
-        # head, before the one queued normally; one not in the queue is not put there
-        assert await queue.zscore(SYNC_QUEUE, jobs[2]) == waiter
-        assert await queue.zrange(SYNC_QUEUE, 0, 0) == [jobs[2].encode()]
-        assert await queue.zscore(SYNC_QUEUE, jobs[3]) == before  # unmoved
+        # the turn ended: of the syncs waiting for it, the first in the queue is back at
+        # its place, before the one queued after it; one not in the queue is not put there
+        assert await queue.zscore(SYNC_QUEUE, jobs[2]) == queued < before
         # called in already, and the running one not moved: another turn calls in none
         await runner.call_in([holder, gone, waiter])
         assert await queue.zrange(SYNC_QUEUE, 0, -1, withscores=True) == [
-            (jobs[2].encode(), waiter), (jobs[0].encode(), running), (jobs[3].encode(), before)]
+            (jobs[0].encode(), running), (jobs[2].encode(), queued), (jobs[3].encode(), before)]
         assert other > waiter
     finally:
         await runner.close()
