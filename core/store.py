@@ -593,10 +593,11 @@ DRILL_COLUMNS = ", close_date, status, deleted_at"  # ix_deal_close's, for the d
 
 def refresh_statistics(session: Session, *, stream: str, written: int) -> None:
     """ANALYZE a table that grew a lot, and deal_version with deal (PostgreSQL): when the
-    `written` rows of this sync are at least as many as the table held at its last
-    statistics (it at least doubled). Without fresh statistics, the lookups of a first sync
-    into an empty table turn into sequential scans (closing the current versions of a page
-    scanned every version: 5.7 ms a page at 12,000 deals, growing with the table). A table
+    `written` rows of this sync (or webhook batch: core.webhooks.apply_changes) are at
+    least as many as the table held at its last statistics (it at least doubled). Without
+    fresh statistics, the lookups of a first sync into an empty table turn into sequential
+    scans (closing the current versions of a page scanned every version: 5.7 ms a page at
+    12,000 deals, growing with the table; a webhook batch's merge took 1.4 s). A table
     shared by many connections is left alone: another connection's sync barely changes it,
     and each ANALYZE of it takes seconds and waits for every other one (300 connections
     syncing together spent most of their time there: docs/benchmarks.md, many connections).

@@ -177,9 +177,12 @@ def apply_changes(session: Session, *, connection_id: int, changes: Sequence[tup
             continue
         entry = counts.setdefault(stream, {"fetched": 0, "upserted": 0, "deleted": 0})
         entry["fetched"] += len(page.records) + len(page.deletions)
-        entry["upserted"] += store.upsert_records(
+        upserted = store.upsert_records(
             session, stream=stream, connection_id=connection_id, records=page.records,
             source="webhook", settings=settings)
+        if upserted:  # a store filled by webhooks alone gets statistics as a sync's does
+            store.refresh_statistics(session, stream=stream, written=upserted)
+        entry["upserted"] += upserted
         entry["deleted"] += store.apply_deletions(
             session, connection_id=connection_id, deletions=page.deletions)
     return counts

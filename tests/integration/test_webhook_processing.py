@@ -9,13 +9,13 @@ import httpx
 import pytest
 import respx
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from connectors.http import RetryPolicy
 from connectors.registry import capabilities, providers, sandbox_of
 from core import webhooks
 from core.config import Settings
-from core.db import session_scope
+from core.db import make_engine, session_scope, upgrade
 from core.errors import ConfigError
 from core.metrics.localdates import ZONE_KEY, stored_zone
 from core.models import Connection, Deal, DealStageChange, StoreMeta, SyncRun, WebhookEvent
@@ -158,6 +158,41 @@ def test_an_older_read_never_rolls_a_record_back(engine, connection_id):
         webhooks.apply_changes(session, connection_id=connection_id, changes=[
             ("deletions", Page(deletions=[Deletion("deals", "1", T0 + timedelta(days=1))]))])
     assert stored_deal(engine, "1").deleted_at == T0 + timedelta(days=1)
+
+
+def test_webhooks_that_fill_an_empty_store_give_it_statistics(empty_pg_url):
+    """PostgreSQL: deals that arrive by webhook into tables never analyzed get statistics
+    as a sync's pages do (core.store.refresh_statistics), and a batch much smaller than the
+    table changes nothing. Without them the planner took deal_version for a one-row table
+    and closed each batch's versions by scanning every version once per deal: a merge
+    took 1.4 s after 15,000 events (docs/benchmarks.md). On a database of its own: nothing
+    else writes there, and no earlier statistics."""
+    engine = make_engine(empty_pg_url)
+
+    def reltuples() -> dict[str, float]:
+        with session_scope(engine) as session:
+            return {name: float(n) for name, n in session.execute(text(
+                "SELECT relname, reltuples FROM pg_class "
+                "WHERE relname IN ('deal', 'deal_version')"))}
+
+    try:
+        upgrade(engine)
+        with session_scope(engine) as session:
+            row = Connection(provider="zoho", name="z", config={})
+            session.add(row)
+            session.flush()
+            cid = int(row.id or 0)
+        assert reltuples() == {"deal": -1, "deal_version": -1}  # never analyzed
+        first = [deal(str(i), T0, "Qualification") for i in range(40)]
+        with session_scope(engine) as session:
+            webhooks.apply_changes(session, connection_id=cid, changes=[("deals", Page(first))])
+        assert reltuples() == {"deal": 40, "deal_version": 40}
+        later = [deal(str(i), T0 + timedelta(hours=1), "Negotiation") for i in range(5)]
+        with session_scope(engine) as session:
+            webhooks.apply_changes(session, connection_id=cid, changes=[("deals", Page(later))])
+        assert reltuples() == {"deal": 40, "deal_version": 40}  # 5 of 40: left to autovacuum
+    finally:
+        engine.dispose()
 
 
 # ---- the job (respx) -------------------------------------------------------------------------
