@@ -101,6 +101,20 @@ def stage_lookup(stages: list[StageRecord]) -> dict[tuple[str | None, str], Stag
     return found
 
 
+def stage_key(raw: dict[str, Any]) -> tuple[str | None, str]:
+    """A deal's (pipeline name, stage value), as stage_lookup keys stages."""
+    pipeline = raw.get("Pipeline")
+    if isinstance(pipeline, dict):
+        pipeline = pipeline.get("name")
+    return pipeline, str(raw.get("Stage") or "")
+
+
+def known_stage(stages: dict[tuple[str | None, str], StageRecord],
+                key: tuple[str | None, str]) -> bool:
+    """Whether deal() finds the stage of `key` in `stages`."""
+    return key in stages or (None, key[1]) in stages
+
+
 def account(raw: dict[str, Any]) -> AccountRecord:
     owner = _lookup(raw.get("Owner"))
     return AccountRecord(
@@ -125,10 +139,7 @@ def deal(
     account_ref = _lookup(raw.get("Account_Name"))
     amount = decimal(raw.get("Amount"))
     rate = decimal(raw.get("Exchange_Rate")) or Decimal(1)
-    stage_name = str(raw.get("Stage") or "")
-    pipeline = raw.get("Pipeline")
-    if isinstance(pipeline, dict):
-        pipeline = pipeline.get("name")
+    pipeline, stage_name = stage_key(raw)
     meta = stages.get((pipeline, stage_name)) or stages.get((None, stage_name))
     probability = decimal(raw.get("Probability"))
     if probability is None and meta is not None:

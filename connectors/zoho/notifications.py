@@ -13,7 +13,7 @@ resolve callbacks.
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -187,6 +187,10 @@ async def resolve(connector: ZohoClient,
         if not wanted[module] or meta is None:
             continue
         raws = await _read_ids(connector, module, list(wanted[module]), meta)
+        if module == "Deals" and meta.reused and (new := _new_stages(raws, meta)):
+            # a stage added in the CRM since the stages were read: read them again rather
+            # than store its deals as open with no stage id until they change again
+            meta = await _metadata(connector, fresh=True, unknown=new)
         out.append((stream, Page(records=_map(module, raws, meta))))
         seen = {str(r["id"]) for r in raws}
         tombstones += [Deletion(stream, i, at) for i, at in deleted[module].items()
@@ -197,32 +201,49 @@ async def resolve(connector: ZohoClient,
 
 
 
+StageKey = tuple[str | None, str]  # (pipeline, stage) as a deal carries them
+
+
 @dataclass(frozen=True, slots=True)
 class _Meta:
     fields: dict[str, str]  # module -> the `fields` parameter for it
-    stages: dict[tuple[str | None, str], StageRecord]
+    stages: dict[StageKey, StageRecord]
     home_currency: str | None
+    unknown: frozenset[StageKey] = frozenset()  # deals' stages still unknown when read
+    reused: bool = False  # read by an earlier batch
 
 
-async def _metadata(connector: ZohoClient) -> _Meta:
+async def _metadata(connector: ZohoClient, *, fresh: bool = False,
+                    unknown: frozenset[StageKey] = frozenset()) -> _Meta:
     """Field lists, stages and home currency, reused for META_TTL by the webhook batches of
     one org in this process (a batch a second would otherwise spend most of its API calls,
-    and the org's daily credits (§7), on metadata)."""
+    and the org's daily credits (§7), on metadata). `fresh`: read again, because deals
+    carry the `unknown` stages; those still unknown then (a stage the pipelines do not
+    list) do not make the next batches read them again."""
     form = connector.auth.form
     digest = hashlib.sha256("\0".join((connector.auth.token_url, form["client_id"],
                                         form["refresh_token"])).encode()).hexdigest()
     key = f"zoho-meta:{digest}"
-    cached: _Meta | None = connector.api.limits.memo.get(key)
+    cached: _Meta | None = None if fresh else connector.api.limits.memo.get(key)
     if cached is not None:
-        return cached
+        return replace(cached, reused=True)
     fields = {"Deals": await connector.field_names("Deals", DEAL_FIELDS),
               "Accounts": await connector.field_names("Accounts", ACCOUNT_FIELDS)}
     stages = mapping.stage_lookup(await connector.stages())
     if connector.home_currency is None:
         await connector.check()
-    meta = _Meta(fields, stages, connector.home_currency)
+    meta = _Meta(fields, stages, connector.home_currency,
+                 frozenset(k for k in unknown if not mapping.known_stage(stages, k)))
     connector.api.limits.memo.put(key, meta, META_TTL)
     return meta
+
+
+def _new_stages(raws: list[dict[str, Any]], meta: _Meta) -> frozenset[StageKey]:
+    """The (pipeline, stage) of deals in `raws` that `meta` neither knows nor knew to be
+    unknown."""
+    keys = (mapping.stage_key(raw) for raw in raws)
+    return frozenset(k for k in keys if k[1] and not mapping.known_stage(meta.stages, k)
+                     and k not in meta.unknown)
 
 
 async def _read_ids(connector: ZohoClient, module: str, ids: list[str],

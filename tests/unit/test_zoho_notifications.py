@@ -304,3 +304,55 @@ async def test_batches_of_one_org_reuse_its_metadata():
                 await notifications.resolve(connector(client, limits), [payload])
     assert deals.call_count == 3
     assert fields.call_count == 2  # Deals and Accounts, once
+
+
+async def test_a_deal_in_a_stage_added_since_the_stages_were_read_reads_them_again():
+    """A batch that reuses an org's metadata (META_TTL) reads the stages again when a deal
+    carries one it does not know (added in Zoho since), instead of storing the deal as
+    open without its stage's id; a stage still unknown then (the pipelines do not list it)
+    makes no later batch read them again."""
+    payload = {"module": "Deals", "operation": "update", "ids": ["1"], "server_time": 1}
+    maps = [{"display_value": "Qualification", "sequence_number": 1, "id": "S1",
+             "forecast_type": "Open"}]
+    stage = {"now": "Qualification"}
+
+    def pipelines(request: httpx.Request) -> httpx.Response:  # docs/vendors/zoho.md §4
+        return httpx.Response(200, json={"pipeline": [
+            {"display_value": "Standard (Standard)", "id": "P1", "maps": list(maps)}]})
+
+    def deals(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [{
+            "id": "1", "Deal_Name": "D", "Stage": stage["now"], "Amount": 10,
+            "Modified_Time": "2025-05-20T09:00:00+00:00"}]})
+
+    with respx.mock() as mock:
+        mock.post(f"{ACCOUNTS}/oauth/v2/token").mock(side_effect=token_ok)
+        mock.get(f"{API}/crm/v8/settings/fields").respond(200, json={"fields": [
+            {"api_name": n} for n in ("Deal_Name", "Stage", "Amount", "Modified_Time")]})
+        mock.get(f"{API}/crm/v8/settings/layouts").respond(
+            200, json={"layouts": [{"id": "9", "name": "Standard"}]})
+        mock.get(f"{API}/crm/v8/org/currencies").respond(200, json={"currencies": []})
+        mock.get(f"{API}/crm/v8/org").respond(200, json={"org": [{"currency": "USD"}]})
+        read_stages = mock.get(f"{API}/crm/v8/settings/pipeline").mock(side_effect=pipelines)
+        mock.get(f"{API}/crm/v8/Deals").mock(side_effect=deals)
+        limits = LocalLimits()
+
+        async def batch() -> Any:
+            async with build_client() as client:
+                changes = await notifications.resolve(connector(client, limits), [payload])
+            return changes[0][1].records[0]
+
+        first = await batch()
+        assert (first.stage, first.status, read_stages.call_count) == ("Qualification", "open", 1)
+        maps.append({"display_value": "Signed", "sequence_number": 2, "id": "S2",
+                     "forecast_type": "Closed Won"})
+        stage["now"] = "Signed"
+        signed = await batch()
+        assert (signed.status, signed.stage_remote_id) == ("won", "P1:S2")  # pipeline:stage
+        assert read_stages.call_count == 2
+        assert (await batch()).status == "won" and read_stages.call_count == 2  # reused
+        stage["now"] = "Not in any pipeline"
+        for reads in (3, 3):  # read again once, then known to be unknown
+            odd = await batch()
+            assert (odd.status, odd.stage_remote_id) == ("open", None)
+            assert read_stages.call_count == reads
