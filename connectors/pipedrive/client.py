@@ -9,7 +9,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import httpx
@@ -233,6 +233,21 @@ class Meta:
     pipelines: dict[str, str]  # pipeline id -> name
     stages: dict[str, StageRecord]  # stage id -> record
     owners: dict[str, tuple[str | None, str]]  # user id -> (email, name), for record owners
+    unknown: frozenset[str] = frozenset()  # unknown() keys still unknown when this was read
+    reused: bool = False  # read by an earlier job (META_TTL)
+
+    def unknown_in(self, rows: list[dict[str, Any]]) -> frozenset[str]:
+        """The stages and owners `rows` refer to ("stage:<id>", "user:<id>") that this
+        metadata does not know (added in Pipedrive since it was read), but for those it did
+        not know when it was read."""
+        keys = {f"stage:{raw['stage_id']}" for raw in rows if raw.get("stage_id") is not None}
+        keys |= {f"user:{owner}" for raw in rows
+                 if (owner := raw.get("owner_id") or raw.get("user_id")) is not None}
+        return frozenset(k for k in keys if not self.knows(k)) - self.unknown
+
+    def knows(self, key: str) -> bool:
+        kind, _, remote_id = key.partition(":")
+        return remote_id in (self.stages if kind == "stage" else self.owners)
 
 
 class PipedriveClient:
@@ -387,12 +402,27 @@ class PipedriveClient:
             self._meta = asyncio.ensure_future(self._cached_meta())
         return self._meta
 
-    async def _cached_meta(self) -> Meta:
+    async def meta_for(self, rows: list[dict[str, Any]]) -> Meta:
+        """meta(), read again first when it came from an earlier job and `rows` refer to a
+        stage or user it does not know: a stage or user added since would otherwise leave
+        the records without their stage's name or their owner's email (so without their
+        person) until they change again. Ids still unknown then (a user gone from the users
+        list) are remembered with it and make no later job read it again."""
+        meta = await self.meta()
+        if meta.reused and (unknown := meta.unknown_in(rows)):
+            self._meta = asyncio.ensure_future(self._cached_meta(unknown))
+            meta = await self._meta
+        return meta
+
+    async def _cached_meta(self, unknown: frozenset[str] | None = None) -> Meta:
+        """The memo's metadata (unless `unknown`: read it again because of those ids)."""
         memo_key = f"{self.key}|meta"
-        cached = self.api.limits.memo.get(memo_key)
+        cached = None if unknown else self.api.limits.memo.get(memo_key)
         if isinstance(cached, Meta):
-            return cached
+            return replace(cached, reused=True)
         meta = await self._read_meta()
+        if unknown:
+            meta = replace(meta, unknown=frozenset(k for k in unknown if not meta.knows(k)))
         self.api.limits.memo.put(memo_key, meta, META_TTL)
         return meta
 
@@ -450,7 +480,7 @@ class PipedriveClient:
     async def map_deal(self, raw: dict[str, Any]) -> Any:
         if self.home_currency is None:
             await self.check()
-        meta = await self.meta()
+        meta = await self.meta_for([raw])
         return mapping.deal(raw, meta, self.home_currency)
 
 

@@ -58,15 +58,15 @@ class PipedriveConnector(PipedriveClient):
         yield Page(records=[*meta.stages.values(), *outcomes], cursor={})
 
     async def _read_accounts(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
-        meta = await self.meta()
         async for rows, state in self._walk(f"{V2}/organizations", {}, cursor):
+            meta = await self.meta_for(rows)
             yield Page(records=[mapping.account(r, meta) for r in rows], cursor=state)
 
     async def _read_deals(self, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         if self.home_currency is None:
             await self.check()
-        meta = await self.meta()
         async for rows, state in self._walk(f"{V2}/deals", {}, cursor):
+            meta = await self.meta_for(rows)
             records = [mapping.deal(r, meta, self.home_currency) for r in rows]
             yield Page(records=records, cursor=state)
 
@@ -80,9 +80,9 @@ class PipedriveConnector(PipedriveClient):
         tombstone. Deleting does not bump update_time (§12), so an incremental read misses
         deletions: a full sync (tombstoning what it no longer sees) and delete webhooks
         (§5) catch them."""
-        meta = await self.meta()
         custom = await self.custom_activity_types()
         async for rows, state in self._walk(f"{V2}/activities", {}, cursor):
+            meta = await self.meta_for(rows)
             yield Page(records=[mapping.activity(r, meta, custom) for r in rows
                                 if not r.get("is_deleted")],
                        deletions=[mapping.activity_deletion(r) for r in rows

@@ -113,7 +113,6 @@ async def resolve(client: PipedriveClient,
             wanted[entity][str(payload.get("entity_id"))] = (payload.get("action"), when)
     out: list[tuple[str, Page]] = []
     tombstones: list[Deletion] = []
-    meta = await client.meta() if any(wanted.values()) else None
     for entity, events in wanted.items():
         records = []
         for record_id, (action, when) in events.items():
@@ -124,11 +123,10 @@ async def resolve(client: PipedriveClient,
             elif entity == "deals":
                 records.append(await client.map_deal(raw))
             elif entity == "activities":
-                assert meta is not None
-                records.append(mapping.activity(raw, meta, await client.custom_activity_types()))
+                records.append(mapping.activity(raw, await client.meta_for([raw]),
+                                                await client.custom_activity_types()))
             else:
-                assert meta is not None
-                records.append(mapping.account(raw, meta))
+                records.append(mapping.account(raw, await client.meta_for([raw])))
         if records:
             out.append((entity, Page(records=records)))
     if tombstones:

@@ -16,7 +16,7 @@ import respx
 
 from connectors.base import WebhookRejected, WebhookRequest, WebhookSecrets
 from connectors.endpoints import EndpointRefused
-from connectors.http import ApiClient, RetryPolicy, build_client
+from connectors.http import ApiClient, LocalLimits, RetryPolicy, build_client
 from connectors.pipedrive import PipedriveConfig, PipedriveConnector, PipedriveSecrets
 from connectors.pipedrive.client import BudgetExhausted
 from connectors.pipedrive.mapping import named_fields
@@ -318,3 +318,48 @@ async def test_a_retried_429_takes_its_own_slot_of_the_2_second_window():
     await asyncio.gather(source.check(), source.check())
     assert len(sent) == 3
     assert sent[2] - sent[0] >= 1.9  # BURST_WINDOW (2 s), less the clock's jitter
+
+
+@respx.mock
+async def test_a_stage_or_user_added_since_the_metadata_was_read_makes_a_job_read_it_again():
+    """Jobs reuse a company's metadata for META_TTL; a page naming a stage or an owner it
+    does not know (added in Pipedrive since) reads it again first, so the deals keep their
+    stage's name and their owner's email (their person). Ids still unknown then are not
+    read for again by later jobs."""
+    metadata(respx.mock)
+    stages = [{"id": 4, "name": "Proposal", "pipeline_id": 1, "order_nr": 3,
+               "deal_probability": 60}]
+    users = [{"id": 11, "name": "Jane Roe", "email": "Jane@Acme.test"}]
+    read_stages = respx.get(f"{API}/api/v2/stages").mock(
+        side_effect=lambda _: ok(list(stages), next_cursor=None))
+    respx.get(f"{API}/api/v1/users").mock(side_effect=lambda _: ok(
+        list(users), pagination={"more_items_in_collection": False}))
+    current = {"deal": deal(1, "2026-02-01T00:00:00Z")}
+    respx.get(f"{API}/api/v2/deals").mock(
+        side_effect=lambda _: ok([current["deal"]], next_cursor=None))
+    limits = LocalLimits()  # the worker process's, held by its job context
+
+    async def sync() -> Any:  # a job: a connector of its own on the process's limits
+        api = ApiClient(build_client(), max_in_flight=4, retry=FAST, limits=limits)
+        source = PipedriveConnector(PipedriveConfig(company_domain="acme"),
+                                    PipedriveSecrets(api_token="tok-123"), api)
+        [page] = await read(source, "deals")
+        return page.records[0]
+
+    first = await sync()
+    assert (first.stage, first.owner_email, read_stages.call_count) == (
+        "Proposal", "jane@acme.test", 1)
+    assert (await sync()).stage == "Proposal" and read_stages.call_count == 1  # reused
+    stages.append({"id": 5, "name": "Negotiation", "pipeline_id": 1, "order_nr": 4,
+                   "deal_probability": 80})
+    users.append({"id": 12, "name": "Max Mustermann", "email": "max@acme.test"})
+    current["deal"] = deal(1, "2026-02-02T00:00:00Z", stage_id=5, owner_id=12)
+    moved = await sync()
+    assert (moved.stage, moved.stage_remote_id, moved.owner_email) == (
+        "Negotiation", "5", "max@acme.test")
+    assert read_stages.call_count == 2
+    current["deal"] = deal(1, "2026-02-03T00:00:00Z", stage_id=99, owner_id=77)
+    for reads in (3, 3):  # read again once; then known to be unknown
+        odd = await sync()
+        assert (odd.stage, odd.stage_remote_id, odd.owner_email) == (None, "99", None)
+        assert read_stages.call_count == reads
