@@ -408,10 +408,12 @@ class PipedriveClient:
         the records without their stage's name or their owner's email (so without their
         person) until they change again. Ids still unknown then (a user gone from the users
         list) are remembered with it and make no later job read it again."""
-        meta = await self.meta()
+        task = self.meta()
+        meta = await task
         if meta.reused and (unknown := meta.unknown_in(rows)):
-            self._meta = asyncio.ensure_future(self._cached_meta(unknown))
-            meta = await self._meta
+            if self._meta is task:  # not read again by another stream meanwhile
+                self._meta = asyncio.ensure_future(self._cached_meta(unknown))
+            meta = await self.meta()
         return meta
 
     async def _cached_meta(self, unknown: frozenset[str] | None = None) -> Meta:
