@@ -368,6 +368,21 @@ def channels_of(session: Session, *, connection_id: int) -> list[NotificationCha
     return list(session.scalars(stmt))
 
 
+def channel_saved_since(session: Session, *, connection_id: int,
+                        known: Sequence[NotificationChannel],
+                        url: str) -> NotificationChannel | None:
+    """A live channel to `url` of the connection that is not among the `known` ones (read
+    before): another job subscribed it meanwhile. Locks the connection's row until the
+    transaction ends (PostgreSQL; SQLite serializes writers), so of two jobs that subscribed
+    at once, the second to get here finds the first's channel."""
+    table = table_of(Connection)
+    session.execute(select(table.c.id).where(table.c.id == connection_id).with_for_update())
+    seen, now = {c.channel_id for c in known}, utcnow()
+    return next((c for c in channels_of(session, connection_id=connection_id)
+                 if c.channel_id not in seen and c.notify_url == url
+                 and c.expires_at > now), None)
+
+
 def save_channel(
     session: Session, box: SecretBox, *, connection_id: int, channel_id: str, token: str,
     events: Sequence[str], notify_url: str, expires_at: datetime,

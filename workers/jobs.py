@@ -412,16 +412,26 @@ async def _renew_channel(ctx: JobContext, connection_id: int, url: str) -> str:
                 await source.unsubscribe_channels(stale_ids)
             except SourceError as exc:
                 log.info("old notification channels not removed: %s", exc)
-    with session_scope(ctx.engine) as session:
-        for stale in stored:
-            if stale.channel_id != channel.channel_id:
-                webhooks.delete_channel(session, connection_id=connection_id,
-                                        channel_id=stale.channel_id)
-        webhooks.save_channel(session, ctx.secrets, connection_id=connection_id,
-                              channel_id=channel.channel_id, token=channel.token,
-                              events=channel.events, notify_url=url,
-                              expires_at=channel.expires_at)
-    return outcome
+        with session_scope(ctx.engine) as session:
+            rival = webhooks.channel_saved_since(session, connection_id=connection_id,
+                                                 known=stored, url=url)
+            if rival is None or outcome != "subscribed":
+                for stale in stored:
+                    if stale.channel_id != channel.channel_id:
+                        webhooks.delete_channel(session, connection_id=connection_id,
+                                                channel_id=stale.channel_id)
+                webhooks.save_channel(session, ctx.secrets, connection_id=connection_id,
+                                      channel_id=channel.channel_id, token=channel.token,
+                                      events=channel.events, notify_url=url,
+                                      expires_at=channel.expires_at)
+                return outcome
+        # another job (the hourly renewal, the one a new connection queues) subscribed this
+        # connection since we read its channels: keep that one, take ours back
+        try:
+            await source.unsubscribe_channels([channel.channel_id])
+        except SourceError as exc:
+            log.info("a second notification channel not removed: %s", exc)
+    return "unchanged"
 
 
 async def _read_goal_results(ctx: JobContext, loaded: LoadedConnection,

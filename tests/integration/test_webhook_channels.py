@@ -2,6 +2,7 @@
 PostgreSQL: subscribe, expiry at most a week, renewal before expiry, re-subscribe when the
 CRM forgot the channel."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -75,3 +76,23 @@ async def test_subscribe_and_renew_against_the_sandbox(engine, db_url):
         [moved] = watch.live()
         assert moved.notify_url == f"https://moved.example/api/v1/webhooks/zoho/{connection_id}"
         assert channel_row(ctx).channel_id == moved.channel_id != fresh.channel_id
+
+
+async def test_two_renewals_at_once_leave_one_channel(engine, db_url):
+    """The hourly renewal and the one a new connection queues can run at once (two workers,
+    or the in-process schedule's first tick): both find no channel and subscribe. The
+    second to save finds the first's channel, keeps it and takes its own back from the CRM,
+    so the CRM does not call twice for every change."""
+    app = create_app(generate_company(seed=2, deals=20, accounts=5))
+    watch = app.state.zoho_watch
+    key = Fernet.generate_key().decode()
+    ctx = JobContext(settings=Settings(database_url=db_url, secret_key=key, public_url=PUBLIC),
+                     engine=engine, secrets=SecretBox(key), retry=FAST_RETRY)
+    with BackgroundServer(app) as sandbox:
+        connection_id = add_connection(ctx, sandbox.url)
+        results = await asyncio.gather(renew_channels(ctx), renew_channels(ctx, connection_id))
+        assert sorted(r["subscribed"] for r in results) == [0, 1]
+        assert sorted(r["unchanged"] for r in results) == [0, 1]
+        [remote] = watch.live()  # the CRM calls once
+        assert channel_row(ctx).channel_id == remote.channel_id
+        assert (await renew_channels(ctx))["unchanged"] == 1
