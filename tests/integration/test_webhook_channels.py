@@ -23,6 +23,12 @@ from workers.jobs import renew_channels
 PUBLIC = "https://crmsync.example.com"
 
 
+def job_context(engine, db_url: str) -> JobContext:
+    key = Fernet.generate_key().decode()
+    return JobContext(settings=Settings(database_url=db_url, secret_key=key, public_url=PUBLIC),
+                      engine=engine, secrets=SecretBox(key), retry=FAST_RETRY)
+
+
 def channel_row(ctx: JobContext) -> NotificationChannel:
     with session_scope(ctx.engine) as session:
         [row] = session.scalars(select(NotificationChannel)).all()
@@ -38,9 +44,7 @@ def expire_soon(ctx: JobContext, hours: float) -> None:
 async def test_subscribe_and_renew_against_the_sandbox(engine, db_url):
     app = create_app(generate_company(seed=2, deals=50, accounts=10))
     watch = app.state.zoho_watch
-    key = Fernet.generate_key().decode()
-    ctx = JobContext(settings=Settings(database_url=db_url, secret_key=key, public_url=PUBLIC),
-                     engine=engine, secrets=SecretBox(key), retry=FAST_RETRY)
+    ctx = job_context(engine, db_url)
     with BackgroundServer(app) as sandbox:
         connection_id = add_connection(ctx, sandbox.url)
         assert (await renew_channels(ctx))["subscribed"] == 1
@@ -85,9 +89,7 @@ async def test_two_renewals_at_once_leave_one_channel(engine, db_url):
     so the CRM does not call twice for every change."""
     app = create_app(generate_company(seed=2, deals=20, accounts=5))
     watch = app.state.zoho_watch
-    key = Fernet.generate_key().decode()
-    ctx = JobContext(settings=Settings(database_url=db_url, secret_key=key, public_url=PUBLIC),
-                     engine=engine, secrets=SecretBox(key), retry=FAST_RETRY)
+    ctx = job_context(engine, db_url)
     with BackgroundServer(app) as sandbox:
         connection_id = add_connection(ctx, sandbox.url)
         results = await asyncio.gather(renew_channels(ctx), renew_channels(ctx, connection_id))
