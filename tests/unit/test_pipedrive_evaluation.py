@@ -86,6 +86,29 @@ async def test_stage_history_follows_the_flow_pages_and_names_the_stages():
     assert route.calls[0].request.url.params["items"] == "dealChange"
 
 
+@respx.mock
+async def test_stage_history_names_a_stage_added_since_the_metadata_was_kept():
+    """A backfill job that reuses the company's metadata (META_TTL) reads it again when a
+    flow moves to a stage it does not know, so the move carries the stage's name, not its
+    id; the next job reuses that."""
+    metadata(respx)
+    stages = [{"id": 3, "name": "Qualified", "pipeline_id": 1, "order_nr": 1}]
+    read_stages = respx.get(f"{API}/api/v2/stages").mock(
+        side_effect=lambda _: ok(list(stages), next_cursor=None))
+    respx.get(f"{API}/api/v1/deals/746/flow").mock(return_value=ok(
+        [flow_row(8, "stage_id", "3", "5", "2026-03-20 09:00:00")],
+        pagination={"more_items_in_collection": False}))
+    limits = LocalLimits()  # the worker process's: the metadata is kept between jobs
+    await connector(limits).read_stage_history([])  # an earlier job read the metadata
+    assert read_stages.call_count == 1
+    stages.append({"id": 5, "name": "Negotiation", "pipeline_id": 1, "order_nr": 2})
+    [move] = await connector(limits).read_stage_history(["746"])
+    assert (move.from_stage, move.to_stage) == ("Qualified", "Negotiation")
+    assert read_stages.call_count == 2
+    [again] = await connector(limits).read_stage_history(["746"])
+    assert again.to_stage == "Negotiation" and read_stages.call_count == 2
+
+
 def activity(i: int, kind: str, **extra: Any) -> dict[str, Any]:
     return {"id": 900 + i, "subject": f"A{i}", "type": kind, "owner_id": 11, "deal_id": 746,
             "org_id": 42, "due_date": "2026-03-02", "due_time": "14:30",
