@@ -90,9 +90,9 @@ def retrying_deadlocks(transaction: Callable[[], T], *, attempts: int = DEADLOCK
     PostgreSQL chose it as the victim of a deadlock, at most `attempts` times in all.
     PostgreSQL rolled it back whole, so running it again is safe; `on_retry` undoes what
     the caller kept in memory of the failed attempt. Writers of different connections
-    share rows (the persons of the reps they share, keyed by email) and may take them in
-    different orders: a users page matches its users in the CRM's order while a deals page
-    adds its owners in email order."""
+    share rows (the persons of the reps they share, keyed by email); each adds the persons
+    it makes in email order (core.people.match_users), so they do not deadlock over those,
+    but a deadlock over other rows would still abort one."""
     for attempt in range(1, attempts + 1):
         try:
             return transaction()

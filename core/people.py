@@ -206,10 +206,15 @@ class _Candidate:
 
 def match_users(session: Session, *, connection_id: int | None = None) -> list[int]:
     """Give every user without a person one (the module's rules); returns their ids.
-    Users are matched in id order, so two users of one batch with the same email or mobile
-    become one person."""
+    Users are matched in email order (the database's), users without email last, then in
+    id order, so two users of one batch with the same email or mobile become one person.
+    Email order is the order ensure_owner_persons adds persons in: a transaction adds the
+    persons it makes in ascending email order, so two writers of different connections
+    sharing reps may wait for each other's new persons, but never both at once (in id
+    order a users page deadlocked with another connection's deals page, time and again
+    when many connections of one company synced for the first time together)."""
     if connection_id is None:
-        users = session.execute(_UNMATCHED.order_by(USER.c.id)).all()
+        users = session.execute(_UNMATCHED.order_by(*_MATCH_ORDER)).all()
     else:
         users = session.execute(_UNMATCHED_OF, {"connection_id": connection_id}).all()
     if not users:
@@ -228,8 +233,9 @@ def match_users(session: Session, *, connection_id: int | None = None) -> list[i
 
 _UNMATCHED = select(USER.c.id, USER.c.name, USER.c.email, USER.c.mobile,
                     USER.c.team).where(USER.c.person_id.is_(None))
+_MATCH_ORDER = (USER.c.email.is_(None), USER.c.email, USER.c.id)
 _UNMATCHED_OF = _UNMATCHED.where(
-    USER.c.connection_id == bindparam("connection_id")).order_by(USER.c.id)
+    USER.c.connection_id == bindparam("connection_id")).order_by(*_MATCH_ORDER)
 
 
 def _persons_by(session: Session, column: str, values: set[str]) -> dict[str, set[int]]:

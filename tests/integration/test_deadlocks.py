@@ -4,14 +4,22 @@ page of another sharing reps do (core.people). PostgreSQL aborts one; it runs ag
 land."""
 
 import threading
+import time
 from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import IntegrityError
 
+from core import store
 from core.db import retrying_deadlocks, session_scope
+from core.models import Connection, Deal, Person, User
+from core.records import DealRecord, UserRecord
 
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 ADD = text("INSERT INTO person (name, email, created_at, updated_at, team_set_by_hand) "
            "VALUES (:e, :e, now(), now(), false) ON CONFLICT (email) DO NOTHING")
 
@@ -63,3 +71,76 @@ def test_other_errors_are_not_run_again(pg_engine: Engine) -> None:
     with pytest.raises(IntegrityError):
         retrying_deadlocks(transaction)
     assert len(calls) == 2
+
+
+def test_a_users_page_and_another_connections_deals_page_add_shared_persons_in_one_order(
+        pg_engine: Engine) -> None:
+    # A company's two connections share reps. The users page of one lists them in the
+    # CRM's order (here z..a, so their ids run that way); the deals page of the other adds
+    # its owners' persons in email order. The users page pauses after its first person
+    # (the deals page starts meanwhile and waits for it): matched in id order it would add
+    # z first, the deals page a..y, then each wait for the other (a deadlock). Matched in
+    # email order both take them in one order: one waits, then both land, no retry.
+    emails = [f"{c}@shared.example" for c in "abcdefghij"]
+    users_conn, deals_conn = (add_connection(pg_engine, name) for name in ("users", "deals"))
+    first_person = threading.Event()
+    users_thread: list[int] = []
+    errors: list[BaseException] = []
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if threading.get_ident() in users_thread and statement.startswith("INSERT INTO person") \
+                and not first_person.is_set():
+            first_person.set()
+            time.sleep(0.5)  # the deals page starts and waits for this person
+
+    def users() -> None:
+        users_thread.append(threading.get_ident())
+        records = [UserRecord(remote_id=email, name=email, email=email)
+                   for email in reversed(emails)]
+        try:
+            with session_scope(pg_engine) as session:
+                store.upsert_records(session, stream="users", connection_id=users_conn,
+                                     records=records)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def deals() -> None:
+        assert first_person.wait(10)
+        records = [DealRecord(remote_id=str(i), name=f"D{i}", amount=Decimal(1), stage="Won",
+                              remote_modified_at=T0, owner_remote_id=email, owner_email=email,
+                              raw={})
+                   for i, email in enumerate(emails)]
+        try:
+            with session_scope(pg_engine) as session:
+                store.upsert_records(session, stream="deals", connection_id=deals_conn,
+                                     records=records)
+        except BaseException as exc:
+            errors.append(exc)
+
+    event.listen(pg_engine, "after_cursor_execute", after)
+    try:
+        threads = [threading.Thread(target=target) for target in (users, deals)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        event.remove(pg_engine, "after_cursor_execute", after)
+    assert not errors, errors
+    with session_scope(pg_engine) as session:
+        persons: dict[str, int] = dict(
+            session.execute(select(Person.email, Person.id)).all())  # type: ignore[arg-type]
+        assert sorted(persons) == emails
+        linked = [tuple(row) for row in session.execute(select(User.email, User.person_id))]
+        assert sorted(linked) == sorted(persons.items())
+        owners = [tuple(row) for row in session.execute(
+            select(Deal.owner_email, Deal.owner_person_id))]
+        assert sorted(owners) == sorted(persons.items())
+
+
+def add_connection(engine: Engine, name: str) -> int:
+    with session_scope(engine) as session:
+        connection = Connection(provider="zoho", name=name, config={})
+        session.add(connection)
+        session.flush()
+        return int(connection.id or 0)
