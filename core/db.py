@@ -1,15 +1,16 @@
 """Engine and session factories, and migrations (Alembic, in core/migrations)."""
 
+import asyncio
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
@@ -103,6 +104,26 @@ def retrying_deadlocks(transaction: Callable[[], T], *, attempts: int = DEADLOCK
                 on_retry()
             time.sleep(random.uniform(0.02, 0.1) * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@asynccontextmanager
+async def turn(engine: Engine, space: int, key: int, *,
+               poll: float = 0.1) -> AsyncIterator[None]:
+    """The block runs while no other process runs a block of the same (space, key): on
+    PostgreSQL, a transaction on a connection of its own holds pg_advisory_xact_lock(space,
+    key), asked every `poll` seconds so the event loop never blocks, until the block ends
+    (a process that dies releases it with its connection). Other databases are served by
+    one process (docs/operations.md), whose callers take turns themselves: nothing."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        ask = text("SELECT pg_try_advisory_xact_lock(:space, :key)")
+        while True:  # another process's lock: nothing here to wait on but the database
+            if connection.execute(ask, {"space": space, "key": key}).scalar():
+                break
+            await asyncio.sleep(poll)
+        yield  # the transaction, and the lock, end when the connection is given back
 
 
 def compared_with_models(connection: Connection) -> Callable[..., bool]:

@@ -22,7 +22,7 @@ from connectors.base import (
 )
 from connectors.registry import capabilities, providers_with, streams_of
 from core import history, store, webhooks
-from core.db import session_scope
+from core.db import session_scope, turn
 from core.errors import AuthError, ConfigError, SourceError, TransientError
 from core.goals import push as goal_push
 from core.metrics import zone
@@ -507,8 +507,20 @@ async def push_goals(ctx: JobContext, *, connection_id: int | None = None,
     return {"connections": connections, "results": results}
 
 
+GOAL_PUSH_LOCK = 0x676F616C  # core.db.turn(GOAL_PUSH_LOCK, connection id): its goal push
+
+
 async def _push_connection(ctx: JobContext, connection_id: int,
                            people: Collection[int] | None) -> dict[str, Any]:
+    """One connection's push, one at a time whatever the process: two pushes that planned
+    at once would both create a goal the CRM does not have yet (most CRMs find a goal by
+    its key, then create it), so each plans only after the other recorded what it pushed."""
+    async with turn(ctx.engine, GOAL_PUSH_LOCK, connection_id):
+        return await _push_connection_now(ctx, connection_id, people)
+
+
+async def _push_connection_now(ctx: JobContext, connection_id: int,
+                               people: Collection[int] | None) -> dict[str, Any]:
     with session_scope(ctx.engine) as session:
         plan = goal_push.plan_push(session, connection_id, ctx.settings, persons=people)
     error: str | None = None
