@@ -71,6 +71,10 @@ async def _push(client: HubSpotClient, goals: Sequence[GoalOut],
     if goals:
         template = await _template(client)
         existing = await _existing(client, [family(g) for g in goals])
+        for goal in goals:  # §3: a target made moments ago is not in search yet
+            if family(goal) not in existing and goal.previous_remote_id \
+                    and await _alive(client, goal.previous_remote_id):
+                existing[family(goal)] = goal.previous_remote_id
         new = [g for g in goals if family(g) not in existing]
         old = [g for g in goals if family(g) in existing]
         for start in range(0, len(new), BATCH_LIMIT):
@@ -118,6 +122,21 @@ async def _existing(client: HubSpotClient, families: list[str]) -> dict[str, str
                     found.setdefault(str(key), str(row["id"]))
             after = (((body or {}).get("paging") or {}).get("next") or {}).get("after")
     return found
+
+
+async def _alive(client: HubSpotClient, target_id: str) -> bool:
+    """Whether the target a goal was last pushed to is still there, for a goal search did
+    not find: a read answers live records only (`archived` defaults to false), 404 for an
+    archived or unknown id (doc: https://developers.hubspot.com/docs/api-reference/2026-03/
+    crm/objects/objects/get-object; the sandbox's get_goal)."""
+    try:
+        await client.call("GET", f"{OBJECTS}/{GOALS}/{target_id}",
+                          params={"properties": "hs_group_correlation_uuid"})
+    except HubSpotError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 def _errors_by(body: dict[str, Any], key: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ template is refused with set-up steps."""
 
 from datetime import date
 
+import httpx
 import pytest
 
 from connectors.hubspot.goals import family
@@ -114,3 +115,34 @@ def test_a_goal_family_is_stable_for_the_goal_key():
     goal = GoalOut(1, "crmsync-goal-1", None, None, None, "bookings", date(2025, 1, 1),
                    date(2025, 3, 31), 0, None)  # type: ignore[arg-type]
     assert family(goal) == family(goal) and len(family(goal)) == 36
+
+
+async def test_a_goal_edited_moments_after_its_push_updates_its_target(engine, company):
+    # §3: a new target is not in search for a few moments (the sandbox: search_lag). A goal
+    # edited and pushed again meanwhile updates the target it was pushed to, found by its
+    # id, rather than making a second one; one archived by hand in HubSpot is made again.
+    app = create_app(company, search_lag=30)
+    targets = app.state.hubspot.goal_targets
+    with BackgroundServer(app) as sandbox:
+        async with running_api(engine, real_http()) as api:
+            await connect_and_sync(api, sandbox.url)
+            first, second = [r.email for r in company.reps if r.active][:2]
+            edited, archived = await add_goal(api, first), await add_goal(api, second)
+            pushed = {r["goal_id"]: r for r in (await push(api))["results"]}
+            assert {r["status"] for r in pushed.values()} == {"inserted"}
+            assert len(targets) == 2
+            async with httpx.AsyncClient(base_url=sandbox.url, headers={
+                    "Authorization": f"Bearer {SANDBOX_TOKEN}"}) as crm:
+                search = await crm.post("/crm/v3/objects/goal_targets/search", json={})
+            assert search.json()["total"] == 0  # not in search yet
+            app.state.hubspot.archived_goals[pushed[archived]["remote_id"]] = targets.pop(
+                pushed[archived]["remote_id"])  # archived by hand in HubSpot
+            for goal in (edited, archived):
+                assert (await api.client.patch(f"/api/v1/goals/{goal}",
+                                               json={"target": "2000"})).status_code == 200
+            again = {r["goal_id"]: r for r in (await push(api))["results"]}
+            assert again[edited]["status"] == "updated"
+            assert again[edited]["remote_id"] == pushed[edited]["remote_id"]
+            assert again[archived]["status"] == "inserted"  # made again
+            assert len(targets) == 2
+            assert targets[pushed[edited]["remote_id"]]["hs_target_amount"] == "2000"

@@ -4,6 +4,7 @@ scopes. A batch answers 200/201 when every input worked, else 207 with `errors`,
 naming its inputs in `context.ids` (update) or `context.inputIndexes` (create; guess)."""
 
 import json
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -145,6 +146,14 @@ async def get_goal(request: Request, state: HubSpotState) -> Response:
     return json_response(_record(goal_id, state.goal_targets[goal_id]))
 
 
+def _indexed(state: HubSpotState, properties: dict[str, Any]) -> bool:
+    """§3: new records take a few moments to appear in search (`search_lag` seconds here): a
+    target created since is not found yet (one changed since is, by what did not change)."""
+    created = parse_time(properties.get("hs_createdate"))
+    return not state.search_lag or created is None or \
+        created.timestamp() <= time.time() - state.search_lag
+
+
 async def search_goals(request: Request, state: HubSpotState) -> Response:
     """§9: search by any stored property (EQ, IN, ...), 200 a page."""
     try:
@@ -155,8 +164,9 @@ async def search_goals(request: Request, state: HubSpotState) -> Response:
     except (ValueError, KeyError, TypeError, AttributeError):
         raise validation("filterGroups: [{filters: [{propertyName, operator, value}]}]") from None
     found = [(i, p) for i, p in sorted(state.goal_targets.items(), key=lambda kv: int(kv[0]))
-             if not predicates or any(all(test(p.get(name)) for name, test in tests)
-                                      for tests in predicates)]
+             if _indexed(state, p)
+             and (not predicates or any(all(test(p.get(name)) for name, test in tests)
+                                        for tests in predicates))]
     offset = int(str(body.get("after") or 0))
     limit = int(body.get("limit") or 10)
     page = found[offset:offset + limit]
