@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 
 from core import store
 from core.db import retrying_deadlocks, session_scope
-from core.models import Connection, Deal, Person, User
+from core.models import Deal, Person, User
 from core.records import DealRecord, UserRecord
+from tests.integration.test_first_sync_pages import add_connection_named
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 ADD = text("INSERT INTO person (name, email, created_at, updated_at, team_set_by_hand) "
@@ -82,7 +83,8 @@ def test_a_users_page_and_another_connections_deals_page_add_shared_persons_in_o
     # z first, the deals page a..y, then each wait for the other (a deadlock). Matched in
     # email order both take them in one order: one waits, then both land, no retry.
     emails = [f"{c}@shared.example" for c in "abcdefghij"]
-    users_conn, deals_conn = (add_connection(pg_engine, name) for name in ("users", "deals"))
+    users_conn, deals_conn = (add_connection_named(pg_engine, name)
+                               for name in ("users", "deals"))
     first_person = threading.Event()
     users_thread: list[int] = []
     errors: list[BaseException] = []
@@ -93,29 +95,25 @@ def test_a_users_page_and_another_connections_deals_page_add_shared_persons_in_o
             first_person.set()
             time.sleep(0.5)  # the deals page starts and waits for this person
 
-    def users() -> None:
-        users_thread.append(threading.get_ident())
-        records = [UserRecord(remote_id=email, name=email, email=email)
-                   for email in reversed(emails)]
+    def write(stream: str, connection_id: int, records: list[Any]) -> None:
         try:
             with session_scope(pg_engine) as session:
-                store.upsert_records(session, stream="users", connection_id=users_conn,
+                store.upsert_records(session, stream=stream, connection_id=connection_id,
                                      records=records)
         except BaseException as exc:
             errors.append(exc)
 
+    def users() -> None:
+        users_thread.append(threading.get_ident())
+        write("users", users_conn, [UserRecord(remote_id=email, name=email, email=email)
+                                    for email in reversed(emails)])
+
     def deals() -> None:
         assert first_person.wait(10)
-        records = [DealRecord(remote_id=str(i), name=f"D{i}", amount=Decimal(1), stage="Won",
-                              remote_modified_at=T0, owner_remote_id=email, owner_email=email,
-                              raw={})
-                   for i, email in enumerate(emails)]
-        try:
-            with session_scope(pg_engine) as session:
-                store.upsert_records(session, stream="deals", connection_id=deals_conn,
-                                     records=records)
-        except BaseException as exc:
-            errors.append(exc)
+        write("deals", deals_conn, [
+            DealRecord(remote_id=str(i), name=f"D{i}", amount=Decimal(1), stage="Won",
+                       remote_modified_at=T0, owner_remote_id=email, owner_email=email, raw={})
+            for i, email in enumerate(emails)])
 
     event.listen(pg_engine, "after_cursor_execute", after)
     try:
@@ -137,10 +135,3 @@ def test_a_users_page_and_another_connections_deals_page_add_shared_persons_in_o
             select(Deal.owner_email, Deal.owner_person_id))]
         assert sorted(owners) == sorted(persons.items())
 
-
-def add_connection(engine: Engine, name: str) -> int:
-    with session_scope(engine) as session:
-        connection = Connection(provider="zoho", name=name, config={})
-        session.add(connection)
-        session.flush()
-        return int(connection.id or 0)
