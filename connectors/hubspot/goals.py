@@ -126,9 +126,11 @@ async def _existing(client: HubSpotClient, families: list[str]) -> dict[str, str
 
 async def _alive(client: HubSpotClient, target_id: str) -> bool:
     """Whether the target a goal was last pushed to is still there, for a goal search did
-    not find: a read answers live records only (`archived` defaults to false), 404 for an
-    archived or unknown id (doc: https://developers.hubspot.com/docs/api-reference/2026-03/
-    crm/objects/objects/get-object; the sandbox's get_goal)."""
+    not find. `GET /crm/v3/objects/goal_targets/{goalTargetId}` reads one (doc: the goals
+    guide, https://developers.hubspot.com/docs/api/crm/goals); a read answers live records
+    only (`archived` defaults to false), 404 for an archived or unknown id (doc:
+    https://developers.hubspot.com/docs/api-reference/2026-03/crm/objects/objects/get-object;
+    the sandbox's get_goal)."""
     try:
         await client.call("GET", f"{OBJECTS}/{GOALS}/{target_id}",
                           params={"properties": "hs_group_correlation_uuid"})
